@@ -1,0 +1,1 @@
+//! This host's loopback health: netlink and /proc inspection, ICMP echo, the doctor checks.

@@ -1,0 +1,146 @@
+//! Endpoint strings: `scheme:rest?key=value&key=value`.
+//!
+//! Written by hand rather than with the `url` crate because most of our endpoints are not URLs
+//! (`loop:`, `exec:ssh host cat`, `serial:/dev/ttyUSB0?baud=115200`) and WHATWG parsing would
+//! percent-encode and normalise the command lines and device paths we must keep verbatim.
+
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Lower-case scheme without the colon: `loop`, `tcp`, `serial`.
+    pub scheme: String,
+    /// What follows `scheme:` (and `//` when present), up to the query.
+    pub target: String,
+    /// `key=value` options after `?`, in the order given.
+    pub options: Vec<(String, String)>,
+    /// The string as the user wrote it.
+    pub original: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error(
+        "malformed endpoint '{0}': expected SCHEME:TARGET[?key=value&...] such as loop:, sim:?ber=1e-6, exec:cat, tcp://127.0.0.1:7007"
+    )]
+    Malformed(String),
+    #[error("endpoint '{endpoint}': unknown option '{key}' (known: {known})")]
+    UnknownOption { endpoint: String, key: String, known: String },
+    #[error("endpoint '{endpoint}': option {key}={value}: {why}")]
+    BadValue { endpoint: String, key: String, value: String, why: String },
+    #[error("endpoint '{endpoint}': {why}")]
+    Invalid { endpoint: String, why: String },
+}
+
+impl Endpoint {
+    pub fn parse(text: &str) -> Result<Self, EndpointError> {
+        let original = text.to_string();
+        let (scheme, rest) = text.split_once(':').ok_or_else(|| EndpointError::Malformed(original.clone()))?;
+        if scheme.is_empty()
+            || !scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+        {
+            return Err(EndpointError::Malformed(original));
+        }
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let scheme = scheme.to_ascii_lowercase();
+        // exec: takes a command line, which may itself contain '?': no options there.
+        let (target, query) = if scheme == "exec" {
+            (rest, None)
+        } else {
+            match rest.rsplit_once('?') {
+                Some((target, query)) => (target, Some(query)),
+                None => (rest, None),
+            }
+        };
+        let mut options = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key.is_empty() {
+                return Err(EndpointError::Malformed(original));
+            }
+            options.push((key.to_ascii_lowercase(), value.to_string()));
+        }
+        Ok(Endpoint { scheme, target: target.to_string(), options, original })
+    }
+
+    /// The last value given for `key`.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Parses option `key` when present.
+    pub fn parsed_option<T: FromStr>(&self, key: &str) -> Result<Option<T>, EndpointError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.option(key) {
+            None => Ok(None),
+            Some(value) => value.parse().map(Some).map_err(|e: T::Err| self.bad_value(key, value, e.to_string())),
+        }
+    }
+
+    /// Fails on any option not in `known`, so typos do not pass silently.
+    pub fn reject_unknown_options(&self, known: &[&str]) -> Result<(), EndpointError> {
+        match self.options.iter().find(|(key, _)| !known.contains(&key.as_str())) {
+            None => Ok(()),
+            Some((key, _)) => Err(EndpointError::UnknownOption {
+                endpoint: self.original.clone(),
+                key: key.clone(),
+                known: if known.is_empty() { "none".into() } else { known.join(", ") },
+            }),
+        }
+    }
+
+    pub fn bad_value(&self, key: &str, value: &str, why: impl Into<String>) -> EndpointError {
+        EndpointError::BadValue {
+            endpoint: self.original.clone(),
+            key: key.to_string(),
+            value: value.to_string(),
+            why: why.into(),
+        }
+    }
+
+    pub fn invalid(&self, why: impl Into<String>) -> EndpointError {
+        EndpointError::Invalid { endpoint: self.original.clone(), why: why.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_scheme_target_and_options() {
+        let e = Endpoint::parse("serial:/dev/ttyUSB0?baud=115200&parity=even").unwrap();
+        assert_eq!(e.scheme, "serial");
+        assert_eq!(e.target, "/dev/ttyUSB0");
+        assert_eq!(e.option("baud"), Some("115200"));
+        assert_eq!(e.option("parity"), Some("even"));
+        let e = Endpoint::parse("tcp://[::1]:7?bind=::1").unwrap();
+        assert_eq!((e.scheme.as_str(), e.target.as_str()), ("tcp", "[::1]:7"));
+        assert_eq!(e.option("bind"), Some("::1"));
+        let e = Endpoint::parse("sim:?ber=1e-6&seed=3").unwrap();
+        assert_eq!(e.target, "");
+        assert_eq!(e.parsed_option::<f64>("ber").unwrap(), Some(1e-6));
+    }
+
+    #[test]
+    fn exec_keeps_its_command_line_verbatim() {
+        let e = Endpoint::parse("exec:ssh host 'cat ?x'").unwrap();
+        assert_eq!(e.target, "ssh host 'cat ?x'");
+        assert!(e.options.is_empty());
+    }
+
+    #[test]
+    fn rejects_malformed_and_unknown() {
+        assert!(Endpoint::parse("nocolon").is_err());
+        assert!(Endpoint::parse(":x").is_err());
+        assert!(Endpoint::parse("1abc:x").is_err());
+        let e = Endpoint::parse("loop:?bogus=1").unwrap();
+        let err = e.reject_unknown_options(&[]).unwrap_err().to_string();
+        assert!(err.contains("unknown option 'bogus'"), "{err}");
+        let e = Endpoint::parse("sim:?ber=abc").unwrap();
+        assert!(e.parsed_option::<f64>("ber").is_err());
+    }
+}

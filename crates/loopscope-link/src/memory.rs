@@ -1,0 +1,171 @@
+//! `loop:` — an in-process memory loop: what is sent is received, unchanged.
+//!
+//! Buffers travel through a bounded channel and come back through a second one for reuse, so
+//! a run allocates a fixed amount of memory however long it lasts.
+
+use std::io;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::time::Duration;
+
+use crate::endpoint::{Endpoint, EndpointError};
+use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+
+/// Chunks in flight; with 256 KiB chunks the loop holds at most 2 MiB.
+const DEPTH: usize = 8;
+const CHUNK: usize = 256 * 1024;
+
+pub struct MemoryLoop {
+    depth: usize,
+}
+
+impl MemoryLoop {
+    pub fn new() -> Self {
+        MemoryLoop { depth: DEPTH }
+    }
+
+    pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
+        endpoint.reject_unknown_options(&["depth"])?;
+        let depth = endpoint.parsed_option::<usize>("depth")?.unwrap_or(DEPTH);
+        if depth == 0 {
+            return Err(endpoint.bad_value("depth", "0", "must be at least 1"));
+        }
+        if !endpoint.target.is_empty() {
+            return Err(endpoint.invalid("loop: takes no target (write just 'loop:')"));
+        }
+        Ok(MemoryLoop { depth })
+    }
+
+    /// The two halves without boxing, for in-process users.
+    pub fn pair(depth: usize) -> (MemorySender, MemoryReceiver) {
+        let (full_tx, full_rx) = mpsc::sync_channel(depth);
+        let (empty_tx, empty_rx) = mpsc::sync_channel(depth + 2);
+        (
+            MemorySender { full: Some(full_tx), empty: empty_rx },
+            MemoryReceiver { full: full_rx, empty: empty_tx, current: Vec::new(), offset: 0, timeout: None },
+        )
+    }
+}
+
+impl Default for MemoryLoop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Link for MemoryLoop {
+    fn describe(&self) -> String {
+        "loop:".into()
+    }
+
+    fn split(self: Box<Self>) -> Result<(Box<dyn LinkSender>, Box<dyn LinkReceiver>), LinkError> {
+        let (tx, rx) = MemoryLoop::pair(self.depth);
+        Ok((Box::new(tx), Box::new(rx)))
+    }
+}
+
+pub struct MemorySender {
+    full: Option<SyncSender<Vec<u8>>>,
+    empty: Receiver<Vec<u8>>,
+}
+
+impl LinkSender for MemorySender {
+    fn send(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let full = self.full.as_ref().ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        while !data.is_empty() {
+            let take = data.len().min(CHUNK);
+            let mut chunk = match self.empty.try_recv() {
+                Ok(chunk) => chunk,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
+            };
+            chunk.clear();
+            chunk.extend_from_slice(&data[..take]);
+            full.send(chunk).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.full = None;
+        Ok(())
+    }
+}
+
+pub struct MemoryReceiver {
+    full: Receiver<Vec<u8>>,
+    empty: SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    offset: usize,
+    timeout: Option<Duration>,
+}
+
+impl LinkReceiver for MemoryReceiver {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.offset >= self.current.len() {
+            let next = match self.timeout {
+                None => self.full.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(timeout) => self.full.recv_timeout(timeout),
+            };
+            match next {
+                Ok(chunk) => {
+                    let spent = std::mem::replace(&mut self.current, chunk);
+                    // The sender may have gone; then the buffer is simply dropped.
+                    let _ = self.empty.try_send(spent);
+                    self.offset = 0;
+                }
+                Err(RecvTimeoutError::Timeout) => return Err(io::ErrorKind::TimedOut.into()),
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+        let available = &self.current[self.offset..];
+        let take = available.len().min(buf.len());
+        buf[..take].copy_from_slice(&available[..take]);
+        self.offset += take;
+        Ok(take)
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeout = timeout;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gives_back_exactly_what_was_sent_then_end_of_stream() {
+        let (mut tx, mut rx) = MemoryLoop::pair(2);
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let expected = data.clone();
+        let writer = std::thread::spawn(move || {
+            for piece in data.chunks(70_001) {
+                tx.send(piece).unwrap();
+            }
+            tx.finish().unwrap();
+        });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let n = rx.recv(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        writer.join().unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn times_out_when_nothing_arrives() {
+        let (_tx, mut rx) = MemoryLoop::pair(1);
+        rx.set_timeout(Some(Duration::from_millis(20))).unwrap();
+        let err = rx.recv(&mut [0u8; 8]).unwrap_err();
+        assert!(crate::link::is_timeout(&err));
+    }
+}

@@ -1,0 +1,1 @@
+//! Listening sockets and their exposure (sock_diag, /proc), port owners.

@@ -1,0 +1,249 @@
+//! The one output model every loopscope command uses.
+//!
+//! A command produces *records*: events while it runs and one summary at the end. Each record
+//! knows how to render itself for humans; the [`Printer`] decides whether the human form or one
+//! line of JSON goes to stdout. JSON lines carry a `"type"` field first (`"summary"` for the final
+//! object), so `jq 'select(.type=="summary")'` always finds the result.
+
+use std::io::{self, IsTerminal, Write};
+
+use serde::Serialize;
+
+pub mod table;
+pub use table::Table;
+
+/// How records are rendered on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    /// Newline-delimited JSON, one object per record.
+    Json,
+}
+
+/// Something a command reports: an event while running or its final summary.
+pub trait Record: Serialize {
+    /// The value of the `"type"` field in JSON output (`"summary"` for the final record).
+    fn kind(&self) -> &'static str;
+    /// The human form; written as-is (include the trailing newline).
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// How a command that ran ended: the process exit code follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0: the test passed, nothing failed.
+    Passed,
+    /// Exit 1: the test ran and failed (errors over threshold, loss, a FAIL check, exposure).
+    Failed,
+}
+
+impl Outcome {
+    pub fn from_passed(passed: bool) -> Self {
+        if passed { Outcome::Passed } else { Outcome::Failed }
+    }
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::Failed => 1,
+        }
+    }
+    /// Failed if either failed.
+    pub fn and(self, other: Outcome) -> Outcome {
+        if self == Outcome::Passed && other == Outcome::Passed {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+/// Exit code for usage and environment errors (bad endpoint, device cannot open).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Writes records to a sink (stdout in the binary, a buffer in tests) in the chosen format.
+pub struct Printer<W: Write = io::Stdout> {
+    format: Format,
+    out: W,
+}
+
+impl Printer<io::Stdout> {
+    pub fn stdout(format: Format) -> Self {
+        Printer { format, out: io::stdout() }
+    }
+}
+
+impl<W: Write> Printer<W> {
+    pub fn new(format: Format, out: W) -> Self {
+        Printer { format, out }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// Emits one record. Stdout errors (a closed pipe) are returned so the caller can stop.
+    pub fn emit<R: Record + ?Sized>(&mut self, record: &R) -> io::Result<()> {
+        match self.format {
+            Format::Human => record.write_human(&mut self.out)?,
+            Format::Json => {
+                let line = to_json_line(record.kind(), record)?;
+                self.out.write_all(line.as_bytes())?;
+            }
+        }
+        self.out.flush()
+    }
+
+    /// Emits a record only in JSON form (live events that the human view shows as progress).
+    pub fn emit_json_only<R: Record + ?Sized>(&mut self, record: &R) -> io::Result<()> {
+        if self.format == Format::Json {
+            self.emit(record)?;
+        }
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Serialises `value` as one JSON line with `"type": kind` as its first field.
+pub fn to_json_line<T: Serialize + ?Sized>(kind: &str, value: &T) -> io::Result<String> {
+    let value = serde_json::to_value(value).map_err(io::Error::other)?;
+    let mut object = serde_json::Map::new();
+    object.insert("type".into(), serde_json::Value::String(kind.into()));
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                if key != "type" {
+                    object.insert(key, field);
+                }
+            }
+        }
+        other => {
+            object.insert("value".into(), other);
+        }
+    }
+    let mut line = serde_json::to_string(&object).map_err(io::Error::other)?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// Live progress on stderr, shown only for human output on a terminal (never in `--json`).
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// `total` is the expected number of units (bytes, packets) when known.
+    pub fn new(format: Format, total: Option<u64>, template: &str) -> Self {
+        let visible = format == Format::Human && io::stderr().is_terminal();
+        let bar = visible.then(|| {
+            let bar = match total {
+                Some(total) => indicatif::ProgressBar::new(total),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Progress { bar }
+    }
+
+    pub fn hidden() -> Self {
+        Progress { bar: None }
+    }
+
+    pub fn set_position(&self, position: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+        }
+    }
+
+    pub fn set_message(&self, message: impl Into<String>) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.into());
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Formats a rate in bit/s with an SI prefix, e.g. `12.3 Gbit/s`.
+pub fn format_bit_rate(bits_per_second: f64) -> String {
+    format_si(bits_per_second, "bit/s")
+}
+
+/// Formats a value with an SI prefix (k, M, G, T) and a unit.
+pub fn format_si(value: f64, unit: &str) -> String {
+    const PREFIXES: [(f64, &str); 4] = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")];
+    for (scale, prefix) in PREFIXES {
+        if value.abs() >= scale {
+            return format!("{:.2} {prefix}{unit}", value / scale);
+        }
+    }
+    format!("{value:.0} {unit}")
+}
+
+/// Formats a probability such as a BER in scientific notation (`0` stays `0`).
+pub fn format_ratio(value: f64) -> String {
+    if value == 0.0 { "0".to_string() } else { format!("{value:.3e}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Example {
+        bits: u64,
+        r#type: &'static str,
+    }
+
+    impl Record for Example {
+        fn kind(&self) -> &'static str {
+            "summary"
+        }
+        fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+            writeln!(out, "bits: {}", self.bits)
+        }
+    }
+
+    #[test]
+    fn json_lines_lead_with_type_and_do_not_duplicate_it() {
+        let mut printer = Printer::new(Format::Json, Vec::new());
+        printer.emit(&Example { bits: 42, r#type: "ignored" }).unwrap();
+        let text = String::from_utf8(printer.into_inner()).unwrap();
+        assert_eq!(text, "{\"type\":\"summary\",\"bits\":42}\n");
+    }
+
+    #[test]
+    fn human_output_uses_the_record_renderer() {
+        let mut printer = Printer::new(Format::Human, Vec::new());
+        printer.emit(&Example { bits: 7, r#type: "x" }).unwrap();
+        assert_eq!(String::from_utf8(printer.into_inner()).unwrap(), "bits: 7\n");
+    }
+
+    #[test]
+    fn si_prefixes() {
+        assert_eq!(format_bit_rate(12.345e9), "12.35 Gbit/s");
+        assert_eq!(format_bit_rate(999.0), "999 bit/s");
+        assert_eq!(format_ratio(0.0), "0");
+        assert_eq!(format_ratio(1.5e-7), "1.500e-7");
+    }
+}

@@ -1,0 +1,1 @@
+//! Race-free loopback addresses and bound sockets for test suites.

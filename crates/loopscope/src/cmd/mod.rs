@@ -1,0 +1,13 @@
+//! One module per command: flags, the library call, the report.
+
+pub mod acl;
+pub mod addr;
+pub mod bert;
+pub mod doctor;
+pub mod listeners;
+pub mod martians;
+pub mod meta;
+pub mod pattern;
+pub mod ping;
+pub mod port;
+pub mod reflect;
