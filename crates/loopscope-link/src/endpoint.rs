@@ -25,9 +25,18 @@ pub enum EndpointError {
     )]
     Malformed(String),
     #[error("endpoint '{endpoint}': unknown option '{key}' (known: {known})")]
-    UnknownOption { endpoint: String, key: String, known: String },
+    UnknownOption {
+        endpoint: String,
+        key: String,
+        known: String,
+    },
     #[error("endpoint '{endpoint}': option {key}={value}: {why}")]
-    BadValue { endpoint: String, key: String, value: String, why: String },
+    BadValue {
+        endpoint: String,
+        key: String,
+        value: String,
+        why: String,
+    },
     #[error("endpoint '{endpoint}': {why}")]
     Invalid { endpoint: String, why: String },
 }
@@ -35,10 +44,17 @@ pub enum EndpointError {
 impl Endpoint {
     pub fn parse(text: &str) -> Result<Self, EndpointError> {
         let original = text.to_string();
-        let (scheme, rest) = text.split_once(':').ok_or_else(|| EndpointError::Malformed(original.clone()))?;
+        let (scheme, rest) = text
+            .split_once(':')
+            .ok_or_else(|| EndpointError::Malformed(original.clone()))?;
         if scheme.is_empty()
-            || !scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+            || !scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
         {
             return Err(EndpointError::Malformed(original));
         }
@@ -61,12 +77,21 @@ impl Endpoint {
             }
             options.push((key.to_ascii_lowercase(), value.to_string()));
         }
-        Ok(Endpoint { scheme, target: target.to_string(), options, original })
+        Ok(Endpoint {
+            scheme,
+            target: target.to_string(),
+            options,
+            original,
+        })
     }
 
     /// The last value given for `key`.
     pub fn option(&self, key: &str) -> Option<&str> {
-        self.options.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.options
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Parses option `key` when present.
@@ -76,18 +101,29 @@ impl Endpoint {
     {
         match self.option(key) {
             None => Ok(None),
-            Some(value) => value.parse().map(Some).map_err(|e: T::Err| self.bad_value(key, value, e.to_string())),
+            Some(value) => value
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| self.bad_value(key, value, e.to_string())),
         }
     }
 
     /// Fails on any option not in `known`, so typos do not pass silently.
     pub fn reject_unknown_options(&self, known: &[&str]) -> Result<(), EndpointError> {
-        match self.options.iter().find(|(key, _)| !known.contains(&key.as_str())) {
+        match self
+            .options
+            .iter()
+            .find(|(key, _)| !known.contains(&key.as_str()))
+        {
             None => Ok(()),
             Some((key, _)) => Err(EndpointError::UnknownOption {
                 endpoint: self.original.clone(),
                 key: key.clone(),
-                known: if known.is_empty() { "none".into() } else { known.join(", ") },
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
             }),
         }
     }
@@ -102,7 +138,10 @@ impl Endpoint {
     }
 
     pub fn invalid(&self, why: impl Into<String>) -> EndpointError {
-        EndpointError::Invalid { endpoint: self.original.clone(), why: why.into() }
+        EndpointError::Invalid {
+            endpoint: self.original.clone(),
+            why: why.into(),
+        }
     }
 }
 

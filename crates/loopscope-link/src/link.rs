@@ -61,11 +61,17 @@ pub enum LinkError {
 
 impl LinkError {
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        LinkError::Io { what: what.into(), source }
+        LinkError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }
 
 /// True for the error kinds a receive timeout produces.
 pub fn is_timeout(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+    matches!(
+        error.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }

@@ -40,8 +40,17 @@ impl MemoryLoop {
         let (full_tx, full_rx) = mpsc::sync_channel(depth);
         let (empty_tx, empty_rx) = mpsc::sync_channel(depth + 2);
         (
-            MemorySender { full: Some(full_tx), empty: empty_rx },
-            MemoryReceiver { full: full_rx, empty: empty_tx, current: Vec::new(), offset: 0, timeout: None },
+            MemorySender {
+                full: Some(full_tx),
+                empty: empty_rx,
+            },
+            MemoryReceiver {
+                full: full_rx,
+                empty: empty_tx,
+                current: Vec::new(),
+                offset: 0,
+                timeout: None,
+            },
         )
     }
 }
@@ -70,7 +79,10 @@ pub struct MemorySender {
 
 impl LinkSender for MemorySender {
     fn send(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let full = self.full.as_ref().ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        let full = self
+            .full
+            .as_ref()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
         while !data.is_empty() {
             let take = data.len().min(CHUNK);
             let mut chunk = match self.empty.try_recv() {
@@ -79,7 +91,8 @@ impl LinkSender for MemorySender {
             };
             chunk.clear();
             chunk.extend_from_slice(&data[..take]);
-            full.send(chunk).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+            full.send(chunk)
+                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
             data = &data[take..];
         }
         Ok(())

@@ -41,7 +41,10 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(config: CheckerConfig) -> Self {
-        Checker { config, counters: CheckCounters::default() }
+        Checker {
+            config,
+            counters: CheckCounters::default(),
+        }
     }
 
     pub fn feed(&mut self, data: &[u8]) {

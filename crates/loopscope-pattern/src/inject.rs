@@ -10,7 +10,11 @@ pub struct ErrorInjector {
 impl ErrorInjector {
     /// `rate`: probability that each bit is flipped (0 disables random injection).
     pub fn new(rate: f64, seed: u64) -> Self {
-        ErrorInjector { rate, seed, injected: 0 }
+        ErrorInjector {
+            rate,
+            seed,
+            injected: 0,
+        }
     }
 
     /// Flip one bit in the next call to `apply`.

@@ -6,12 +6,12 @@
 //! Facts transcribed from ITU-T O.150 (pattern polynomials and polarity), ITU-T G.821
 //! (error-performance events) via `shared/reference/prbs-patterns.md`.
 
-pub mod spec;
-pub mod generator;
 pub mod checker;
-pub mod inject;
-pub mod g821;
 pub mod confidence;
+pub mod g821;
+pub mod generator;
+pub mod inject;
+pub mod spec;
 
 pub use checker::{CheckCounters, Checker, CheckerConfig};
 pub use generator::Generator;

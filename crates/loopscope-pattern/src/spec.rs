@@ -180,7 +180,12 @@ impl FromStr for PatternKind {
             .iter()
             .find(|kind| kind.name() == lower)
             .cloned()
-            .or_else(|| aliases.iter().find(|(alias, _)| *alias == lower).map(|(_, k)| k.clone()))
+            .or_else(|| {
+                aliases
+                    .iter()
+                    .find(|(alias, _)| *alias == lower)
+                    .map(|(_, k)| k.clone())
+            })
             .ok_or_else(|| SpecError::UnknownPattern(text.to_string()))
     }
 }
@@ -192,7 +197,10 @@ fn parse_hex(original: &str, hex: &str) -> Result<Vec<u8>, SpecError> {
         return Err(SpecError::BadHex(original.into(), "no hex digits"));
     }
     if digits.len() % 2 != 0 {
-        return Err(SpecError::BadHex(original.into(), "odd number of hex digits"));
+        return Err(SpecError::BadHex(
+            original.into(),
+            "odd number of hex digits",
+        ));
     }
     if digits.len() > 128 {
         return Err(SpecError::BadHex(original.into(), "longer than 64 bytes"));
@@ -209,7 +217,12 @@ fn parse_hex(original: &str, hex: &str) -> Result<Vec<u8>, SpecError> {
 impl PatternSpec {
     /// The pattern in the standard's polarity, forward, LSB first.
     pub fn standard(kind: PatternKind) -> Self {
-        PatternSpec { kind, invert: None, reverse: false, bit_order: BitOrder::LsbFirst }
+        PatternSpec {
+            kind,
+            invert: None,
+            reverse: false,
+            bit_order: BitOrder::LsbFirst,
+        }
     }
 
     /// Whether the emitted stream is the complement of the plain LFSR output (or of the fixed

@@ -9,6 +9,7 @@ use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
 
+pub mod rtt;
 pub mod table;
 pub use table::Table;
 
@@ -39,7 +40,11 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn from_passed(passed: bool) -> Self {
-        if passed { Outcome::Passed } else { Outcome::Failed }
+        if passed {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        }
     }
     pub fn exit_code(self) -> u8 {
         match self {
@@ -68,7 +73,10 @@ pub struct Printer<W: Write = io::Stdout> {
 
 impl Printer<io::Stdout> {
     pub fn stdout(format: Format) -> Self {
-        Printer { format, out: io::stdout() }
+        Printer {
+            format,
+            out: io::stdout(),
+        }
     }
 }
 
@@ -202,7 +210,11 @@ pub fn format_si(value: f64, unit: &str) -> String {
 
 /// Formats a probability such as a BER in scientific notation (`0` stays `0`).
 pub fn format_ratio(value: f64) -> String {
-    if value == 0.0 { "0".to_string() } else { format!("{value:.3e}") }
+    if value == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{value:.3e}")
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +239,12 @@ mod tests {
     #[test]
     fn json_lines_lead_with_type_and_do_not_duplicate_it() {
         let mut printer = Printer::new(Format::Json, Vec::new());
-        printer.emit(&Example { bits: 42, r#type: "ignored" }).unwrap();
+        printer
+            .emit(&Example {
+                bits: 42,
+                r#type: "ignored",
+            })
+            .unwrap();
         let text = String::from_utf8(printer.into_inner()).unwrap();
         assert_eq!(text, "{\"type\":\"summary\",\"bits\":42}\n");
     }
@@ -235,8 +252,16 @@ mod tests {
     #[test]
     fn human_output_uses_the_record_renderer() {
         let mut printer = Printer::new(Format::Human, Vec::new());
-        printer.emit(&Example { bits: 7, r#type: "x" }).unwrap();
-        assert_eq!(String::from_utf8(printer.into_inner()).unwrap(), "bits: 7\n");
+        printer
+            .emit(&Example {
+                bits: 7,
+                r#type: "x",
+            })
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(printer.into_inner()).unwrap(),
+            "bits: 7\n"
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@ pub struct Table {
 
 impl Table {
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
-        Table { header: header.into_iter().map(Into::into).collect(), rows: Vec::new() }
+        Table {
+            header: header.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) -> &mut Self {
@@ -24,7 +27,13 @@ impl Table {
 
     /// Writes the table; the last column is not padded so long findings do not force wrapping.
     pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
-        let columns = self.rows.iter().map(Vec::len).chain([self.header.len()]).max().unwrap_or(0);
+        let columns = self
+            .rows
+            .iter()
+            .map(Vec::len)
+            .chain([self.header.len()])
+            .max()
+            .unwrap_or(0);
         let mut widths = vec![0usize; columns];
         for row in std::iter::once(&self.header).chain(&self.rows) {
             for (index, cell) in row.iter().enumerate() {
@@ -55,7 +64,9 @@ mod tests {
     #[test]
     fn columns_align_to_the_widest_cell() {
         let mut table = Table::new(["CHECK", "STATUS", "FINDING"]);
-        table.row(["lo_up", "PASS", "lo is UP"]).row(["ipv6_loopback", "FAIL", "::1 missing"]);
+        table
+            .row(["lo_up", "PASS", "lo is UP"])
+            .row(["ipv6_loopback", "FAIL", "::1 missing"]);
         let mut out = Vec::new();
         table.write(&mut out).unwrap();
         assert_eq!(

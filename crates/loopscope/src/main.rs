@@ -67,7 +67,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     install_stop_handler(&stop);
-    let context = Context { format: if cli.json { Format::Json } else { Format::Human }, stop };
+    let context = Context {
+        format: if cli.json {
+            Format::Json
+        } else {
+            Format::Human
+        },
+        stop,
+    };
 
     let result = match cli.command {
         Command::Bert(args) => cmd::bert::run(args, &context),
