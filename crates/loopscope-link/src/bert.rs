@@ -195,7 +195,7 @@ impl BertSummary {
     /// Why the run failed, in a few words (empty when it passed).
     pub fn failure_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        if self.bits == 0 || (!self.in_sync && self.sync_losses == 0 && self.bits == 0) {
+        if self.bits == 0 {
             reasons.push("never synchronised to the pattern".into());
         }
         match self.max_ber {
