@@ -225,7 +225,7 @@ fn generated_files_follow_the_o150_recurrence_and_check_clean() {
     // 2^9-1 is sent non-inverted: b[t] = b[t-5] ^ b[t-9], whatever the start phase.
     let bits = bits_lsb_first(&bytes);
     assert!((9..bits.len()).all(|t| bits[t] == bits[t - 5] ^ bits[t - 9]));
-    assert!(bits.iter().any(|&b| b == 1));
+    assert!(bits.contains(&1));
 
     let (code, lines, _) = run_json(&[
         "pattern",
