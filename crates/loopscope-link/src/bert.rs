@@ -621,7 +621,9 @@ pub fn run(
 
     loop {
         let now = Instant::now();
-        while now >= next_second {
+        // Seconds are measured while the transmitter runs; waiting for stragglers afterwards is
+        // not line time (the final partial second is closed below if it carried data).
+        while now >= next_second && !shared.done.load(Ordering::Acquire) {
             let t_s = (next_second - start).as_secs_f64();
             clock.tick(checker.counters(), got_data_this_second, t_s, emit);
             got_data_this_second = false;
