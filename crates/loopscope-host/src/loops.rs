@@ -20,14 +20,20 @@ pub struct RoundTrip {
     pub rtt: Duration,
 }
 
-/// Echoes every connection accepted within `accept_for` until the peer closes.
-fn spawn_tcp_reflector(listener: TcpListener, accept_for: Duration) -> io::Result<()> {
+/// Accepts one connection within `accept_for` and echoes it until the peer closes. The
+/// listener closes as soon as the connection is accepted, so later checks that look at
+/// listening sockets do not see ours.
+fn spawn_tcp_reflector(
+    listener: TcpListener,
+    accept_for: Duration,
+) -> io::Result<thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
-    thread::spawn(move || {
+    Ok(thread::spawn(move || {
         let deadline = Instant::now() + accept_for;
         while Instant::now() < deadline {
             match listener.accept() {
                 Ok((stream, _)) => {
+                    drop(listener);
                     let _ = stream.set_nonblocking(false);
                     let _ = stream.set_nodelay(true);
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -40,8 +46,7 @@ fn spawn_tcp_reflector(listener: TcpListener, accept_for: Duration) -> io::Resul
                 Err(_) => return,
             }
         }
-    });
-    Ok(())
+    }))
 }
 
 fn echo_until_closed(mut stream: TcpStream) -> io::Result<()> {
@@ -55,26 +60,40 @@ fn echo_until_closed(mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
-fn connect(address: IpAddr, timeout: Duration) -> io::Result<TcpStream> {
+/// A client connection to a fresh reflector; `finish` closes it and waits for the reflector.
+struct Loop {
+    stream: TcpStream,
+    reflector: thread::JoinHandle<()>,
+}
+
+impl Loop {
+    fn finish(self) {
+        drop(self.stream);
+        let _ = self.reflector.join();
+    }
+}
+
+fn connect(address: IpAddr, timeout: Duration) -> io::Result<Loop> {
     let listener = TcpListener::bind((address, 0))?;
     let local = listener.local_addr()?;
-    spawn_tcp_reflector(listener, timeout + Duration::from_secs(1))?;
+    let reflector = spawn_tcp_reflector(listener, timeout + Duration::from_secs(1))?;
     let stream = TcpStream::connect_timeout(&local, timeout)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    Ok(stream)
+    Ok(Loop { stream, reflector })
 }
 
 /// Connects to a reflector on `address`, sends 1 KiB, checks it comes back unchanged.
 pub fn tcp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTrip> {
-    let mut stream = connect(address, timeout)?;
+    let mut connection = connect(address, timeout)?;
     let message: Vec<u8> = (0..1024u32).map(|index| (index * 7 + 3) as u8).collect();
     let start = Instant::now();
-    stream.write_all(&message)?;
+    connection.stream.write_all(&message)?;
     let mut back = vec![0u8; message.len()];
-    stream.read_exact(&mut back)?;
+    connection.stream.read_exact(&mut back)?;
     let rtt = start.elapsed();
+    connection.finish();
     if back != message {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -154,9 +173,9 @@ pub struct LoopBert {
 
 /// Sends `bytes` of PRBS31 through a TCP reflector on `address` and checks what comes back.
 pub fn tcp_bert(address: IpAddr, bytes: u64, timeout: Duration) -> io::Result<LoopBert> {
-    let stream = connect(address, timeout)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = stream;
+    let connection = connect(address, timeout)?;
+    let mut writer = connection.stream.try_clone()?;
+    let mut reader = connection.stream.try_clone()?;
     let spec = PatternSpec::standard(PatternKind::Prbs31);
     let mut generator = Generator::new(&spec);
     let start = Instant::now();
@@ -185,6 +204,8 @@ pub fn tcp_bert(address: IpAddr, bytes: u64, timeout: Duration) -> io::Result<Lo
         received += size as u64;
     }
     let elapsed = start.elapsed();
+    drop(reader);
+    connection.finish();
     sender
         .join()
         .map_err(|_| io::Error::other("the BERT sender thread failed"))??;
@@ -203,17 +224,18 @@ pub fn tcp_latency(
     size: usize,
     timeout: Duration,
 ) -> io::Result<RttRecorder> {
-    let mut stream = connect(address, timeout)?;
+    let mut connection = connect(address, timeout)?;
     let message = vec![0x5au8; size.max(1)];
     let mut back = vec![0u8; message.len()];
     let mut recorder = RttRecorder::new();
     for _ in 0..count {
         recorder.sent();
         let start = Instant::now();
-        stream.write_all(&message)?;
-        stream.read_exact(&mut back)?;
+        connection.stream.write_all(&message)?;
+        connection.stream.read_exact(&mut back)?;
         recorder.reply(start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
     }
+    connection.finish();
     Ok(recorder)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::probe::{Probe, V4, V6};
+use super::probe::{IcmpFailure, Probe, V4, V6};
 use super::{Check, Finding};
 use crate::firewall::{self, Reach};
 use crate::netlink::{RouteKind, TABLE_LOCAL};
@@ -510,8 +510,13 @@ fn icmp_check(probe: &mut Probe, target: IpAddr) -> Finding {
     if target.is_ipv6() && !sysctl::kernel_has_ipv6() {
         return Finding::skip(NO_IPV6);
     }
+    let lo_fix = probe.lo_down_fix();
     match probe.icmp(target) {
-        Err(error) => Finding::skip(error),
+        Err(IcmpFailure::NoSocket(error)) => Finding::skip(error),
+        Err(IcmpFailure::Unreachable(error)) => Finding::fail(
+            format!("echo to {target} cannot be sent: {error}"),
+            lo_fix.unwrap_or_else(|| "see the lo_* and route_local_* checks".into()),
+        ),
         Ok(outcome) => {
             let kind = outcome.kind.name();
             let figures = |finding: Finding| {
@@ -542,7 +547,7 @@ fn icmp_check(probe: &mut Probe, target: IpAddr) -> Finding {
                         "{}/{} echo replies from {target} through a {kind} socket{why}",
                         outcome.received, outcome.sent
                     ),
-                    "see the lo_* and firewall checks (`loopscope doctor --check firewall`)",
+                    lo_fix.unwrap_or_else(|| FIREWALL_HINT.into()),
                 ))
             }
         }
@@ -561,10 +566,13 @@ fn round(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
+const FIREWALL_HINT: &str = "see the firewall check (`loopscope doctor --check firewall`)";
+
 fn round_trip_finding(
     protocol: &str,
     target: IpAddr,
     result: Result<loops::RoundTrip, String>,
+    lo_fix: Option<String>,
 ) -> Finding {
     match result {
         Ok(trip) => Finding::pass(format!(
@@ -576,13 +584,15 @@ fn round_trip_finding(
         .with("rtt_us", round(trip.rtt.as_secs_f64() * 1e6))
         .with("bytes", trip.bytes),
         Err(error) => {
-            let fix = if error.contains("assign requested address") {
+            let fix = if let Some(fix) = lo_fix {
+                fix
+            } else if error.contains("assign requested address") {
                 match target {
                     IpAddr::V4(_) => "ip addr add 127.0.0.1/8 dev lo".to_string(),
                     IpAddr::V6(_) => "ip -6 addr add ::1/128 dev lo".to_string(),
                 }
             } else {
-                "see the lo_* and firewall checks (`loopscope doctor --check firewall`)".to_string()
+                FIREWALL_HINT.to_string()
             };
             Finding::fail(
                 format!("{protocol} round trip on {target} failed: {error}"),
@@ -593,29 +603,33 @@ fn round_trip_finding(
 }
 
 fn tcp_v4(probe: &mut Probe) -> Finding {
+    let lo_fix = probe.lo_down_fix();
     let result = probe.tcp(V4);
-    round_trip_finding("TCP", V4, result)
+    round_trip_finding("TCP", V4, result, lo_fix)
 }
 
 fn tcp_v6(probe: &mut Probe) -> Finding {
     if !sysctl::kernel_has_ipv6() {
         return Finding::skip(NO_IPV6);
     }
+    let lo_fix = probe.lo_down_fix();
     let result = probe.tcp(V6);
-    round_trip_finding("TCP", V6, result)
+    round_trip_finding("TCP", V6, result, lo_fix)
 }
 
 fn udp_v4(probe: &mut Probe) -> Finding {
+    let lo_fix = probe.lo_down_fix();
     let result = probe.udp(V4);
-    round_trip_finding("UDP", V4, result)
+    round_trip_finding("UDP", V4, result, lo_fix)
 }
 
 fn udp_v6(probe: &mut Probe) -> Finding {
     if !sysctl::kernel_has_ipv6() {
         return Finding::skip(NO_IPV6);
     }
+    let lo_fix = probe.lo_down_fix();
     let result = probe.udp(V6);
-    round_trip_finding("UDP", V6, result)
+    round_trip_finding("UDP", V6, result, lo_fix)
 }
 
 fn alias_127(probe: &mut Probe) -> Finding {
@@ -626,17 +640,25 @@ fn alias_127(probe: &mut Probe) -> Finding {
         rand::random(),
         rand::random_range(1..=254),
     );
+    let lo_fix = probe.lo_down_fix();
     match loops::tcp_round_trip(alias.into(), probe.options.timeout) {
         Ok(_) => Finding::pass(format!(
             "{alias} (a random address in 127.0.0.0/8) answers: the whole /8 is local"
         )),
-        Err(error) => Finding::fail(
-            format!(
-                "{alias} does not answer ({}): only some of 127.0.0.0/8 is local (macOS-style)",
-                super::probe::describe_io(&error)
-            ),
-            "ip route add local 127.0.0.0/8 dev lo table local",
-        ),
+        Err(error) => {
+            let why = super::probe::describe_io(&error);
+            if probe.tcp(V4).is_ok() {
+                Finding::fail(
+                    format!("{alias} does not answer ({why}) though 127.0.0.1 does: only part of 127.0.0.0/8 is local (macOS-style)"),
+                    "ip route add local 127.0.0.0/8 dev lo table local",
+                )
+            } else {
+                Finding::fail(
+                    format!("{alias} does not answer ({why}), nor does 127.0.0.1"),
+                    lo_fix.unwrap_or_else(|| "see the lo_ipv4 and route_local_v4 checks".into()),
+                )
+            }
+        }
     }
     .with("alias", alias.to_string())
 }
@@ -742,15 +764,18 @@ fn localhost_order(probe: &mut Probe) -> Finding {
     if first.is_loopback() {
         let loop_target = if first.is_ipv6() { V6 } else { V4 };
         if let Err(error) = probe.tcp(loop_target) {
+            let fix = probe.lo_down_fix().unwrap_or_else(|| {
+                if first.is_ipv6() {
+                    "fix ::1 (see lo_ipv6), or remove ::1 from localhost in /etc/hosts".into()
+                } else {
+                    "fix 127.0.0.1 (see lo_ipv4)".into()
+                }
+            });
             return figures(Finding::fail(
                 format!(
                     "localhost resolves to {first} first but {family} loopback does not work ({error}): clients that try only the first answer (Node.js 17+) fail with ECONNREFUSED {first}"
                 ),
-                if first.is_ipv6() {
-                    "fix ::1 (see lo_ipv6) or put `127.0.0.1 localhost` before ::1 in /etc/hosts"
-                } else {
-                    "fix 127.0.0.1 (see lo_ipv4)"
-                },
+                fix,
             ));
         }
     }
@@ -949,7 +974,22 @@ fn firewall_rules(probe: &mut Probe) -> Finding {
     )))
 }
 
+/// The BERT and latency checks need the plain TCP loop; when it is broken, say so at once
+/// instead of waiting for another timeout.
+fn tcp_loop_broken(probe: &mut Probe) -> Option<Finding> {
+    let error = probe.tcp(V4).err()?;
+    Some(Finding::fail(
+        format!("no TCP loop on 127.0.0.1 to measure through ({error})"),
+        probe
+            .lo_down_fix()
+            .unwrap_or_else(|| "see the tcp_v4 check".into()),
+    ))
+}
+
 fn bert(probe: &mut Probe) -> Finding {
+    if let Some(broken) = tcp_loop_broken(probe) {
+        return broken;
+    }
     let bytes = probe.options.bert_bytes;
     match loops::tcp_bert(V4, bytes, Duration::from_secs(5)) {
         Err(error) => Finding::fail(
@@ -957,7 +997,9 @@ fn bert(probe: &mut Probe) -> Finding {
                 "BERT through a TCP loop on 127.0.0.1 could not run: {}",
                 super::probe::describe_io(&error)
             ),
-            "see the tcp_v4 check",
+            probe
+                .lo_down_fix()
+                .unwrap_or_else(|| "see the tcp_v4 check".into()),
         ),
         Ok(run) => {
             let counters = &run.counters;
@@ -1005,6 +1047,9 @@ fn bert(probe: &mut Probe) -> Finding {
 }
 
 fn latency(probe: &mut Probe) -> Finding {
+    if let Some(broken) = tcp_loop_broken(probe) {
+        return broken;
+    }
     let count = probe.options.latency_round_trips;
     match loops::tcp_latency(V4, count, 64, Duration::from_secs(2)) {
         Err(error) => Finding::fail(
@@ -1012,7 +1057,9 @@ fn latency(probe: &mut Probe) -> Finding {
                 "TCP ping-pong on 127.0.0.1 failed: {}",
                 super::probe::describe_io(&error)
             ),
-            "see the tcp_v4 check",
+            probe
+                .lo_down_fix()
+                .unwrap_or_else(|| "see the tcp_v4 check".into()),
         ),
         Ok(recorder) => {
             let summary = recorder.summary("127.0.0.1", 0.0);

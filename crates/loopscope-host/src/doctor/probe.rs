@@ -64,11 +64,20 @@ pub struct IcmpOutcome {
     pub send_error: Option<String>,
 }
 
+/// Why echo could not run.
+#[derive(Debug, Clone)]
+pub enum IcmpFailure {
+    /// No socket kind is allowed here (privilege, no IPv6): the check cannot say anything.
+    NoSocket(String),
+    /// The socket opened but the address has no route: loopback is broken.
+    Unreachable(String),
+}
+
 /// The shared, lazily measured facts.
 pub struct Probe {
     pub options: Options,
     netlink: Option<Result<Snapshot, String>>,
-    icmp: [Option<Result<IcmpOutcome, String>>; 2],
+    icmp: [Option<Result<IcmpOutcome, IcmpFailure>>; 2],
     tcp: [Option<Result<RoundTrip, String>>; 2],
     udp: [Option<Result<RoundTrip, String>>; 2],
 }
@@ -113,13 +122,18 @@ impl Probe {
     }
 
     /// Echo to 127.0.0.1 or ::1: three requests, each answered before the next.
-    pub fn icmp(&mut self, target: IpAddr) -> Result<IcmpOutcome, String> {
+    pub fn icmp(&mut self, target: IpAddr) -> Result<IcmpOutcome, IcmpFailure> {
         let choice = self.options.icmp_socket;
         let timeout = self.options.timeout;
         self.icmp[slot(target)]
             .get_or_insert_with(|| {
-                let mut socket =
-                    EchoSocket::open(target, choice).map_err(|error| error.to_string())?;
+                let mut socket = EchoSocket::open(target, choice).map_err(|error| {
+                    if let Some(reason) = error.unreachable() {
+                        IcmpFailure::Unreachable(describe_io(reason))
+                    } else {
+                        IcmpFailure::NoSocket(error.to_string())
+                    }
+                })?;
                 let config = PingConfig {
                     target,
                     count: Some(3),
@@ -130,7 +144,7 @@ impl Probe {
                 };
                 let never = AtomicBool::new(false);
                 let run = icmp::ping(&mut socket, &config, &never, |_| {})
-                    .map_err(|error| error.to_string())?;
+                    .map_err(|error| IcmpFailure::NoSocket(error.to_string()))?;
                 let summary = run.recorder.summary(&target.to_string(), 0.0);
                 Ok(IcmpOutcome {
                     kind: run.kind,
@@ -141,6 +155,13 @@ impl Probe {
                 })
             })
             .clone()
+    }
+
+    /// `Some("ip link set lo up")` when lo is down: the first thing to fix whatever failed.
+    pub fn lo_down_fix(&mut self) -> Option<String> {
+        let snapshot = self.netlink().ok()?;
+        let lo = snapshot.lo()?;
+        (!lo.up).then(|| format!("ip link set {} up", lo.name))
     }
 
     pub fn tcp(&mut self, target: IpAddr) -> Result<RoundTrip, String> {
@@ -168,6 +189,13 @@ pub fn describe_io(error: &std::io::Error) -> String {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
             "timed out (packets dropped?)".into()
         }
-        _ => error.to_string(),
+        _ => {
+            let text = error.to_string();
+            // "Network is unreachable (os error 101)": the number adds nothing for a reader.
+            match text.rfind(" (os error ") {
+                Some(at) if text.ends_with(')') => text[..at].to_string(),
+                _ => text,
+            }
+        }
     }
 }

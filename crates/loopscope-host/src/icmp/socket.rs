@@ -267,6 +267,31 @@ impl EchoSocket {
     }
 }
 
+/// The socket opened but the target has no route: a network fault, not a missing privilege.
+#[derive(Debug, thiserror::Error)]
+#[error("no route to the target: {0}")]
+pub struct Unreachable(io::Error);
+
+impl IcmpError {
+    /// When a socket could be opened but the target itself is unreachable (no route, address
+    /// missing), as opposed to a missing privilege or an unsupported family: why.
+    pub fn unreachable(&self) -> Option<&io::Error> {
+        fn unreachable(error: &io::Error) -> Option<&io::Error> {
+            error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<Unreachable>())
+                .map(|Unreachable(inner)| inner)
+        }
+        match self {
+            IcmpError::Open { error, .. } => unreachable(error),
+            IcmpError::NoSocket { datagram, raw } => {
+                unreachable(datagram).or_else(|| unreachable(raw))
+            }
+            _ => None,
+        }
+    }
+}
+
 fn is_icmp_error(code: i32) -> bool {
     matches!(
         code,
@@ -285,7 +310,9 @@ fn open_kind(target: IpAddr, kind: SocketKind) -> io::Result<(Socket, SocketKind
     };
     let socket = Socket::new(domain, socket_type, Some(protocol))?;
     let address = SockAddr::from(SocketAddr::new(target, 0));
-    socket.connect(&address)?;
+    socket
+        .connect(&address)
+        .map_err(|error| io::Error::new(error.kind(), Unreachable(error)))?;
     if kind == SocketKind::Raw && matches!(target, IpAddr::V6(_)) {
         // Let only echo replies through on raw ICMPv6 (our own requests to ::1 would otherwise
         // arrive too); failure just means we filter in user space, which we do anyway.

@@ -114,21 +114,25 @@ fn write_table(results: &[CheckResult]) -> io::Result<()> {
     }
     let mut out = io::stdout().lock();
     table.write(&mut out)?;
-    let fixes: Vec<&CheckResult> = results
-        .iter()
-        .filter(|result| {
-            matches!(result.status, Status::Fail | Status::Warn) && result.fix.is_some()
-        })
-        .collect();
+    // One line per distinct fix, with the checks it answers: a downed lo fails a dozen checks
+    // and one command repairs them all.
+    let mut fixes: Vec<(&str, Vec<&str>)> = Vec::new();
+    for result in results {
+        let Some(fix) = result.fix.as_deref() else {
+            continue;
+        };
+        if !matches!(result.status, Status::Fail | Status::Warn) {
+            continue;
+        }
+        match fixes.iter_mut().find(|(known, _)| *known == fix) {
+            Some((_, names)) => names.push(result.name),
+            None => fixes.push((fix, vec![result.name])),
+        }
+    }
     if !fixes.is_empty() {
         writeln!(out, "\nTo fix:")?;
-        for result in fixes {
-            writeln!(
-                out,
-                "  {:<20} {}",
-                result.name,
-                result.fix.as_deref().unwrap_or_default()
-            )?;
+        for (fix, names) in fixes {
+            writeln!(out, "  {fix}\n      ({})", names.join(", "))?;
         }
     }
     Ok(())
