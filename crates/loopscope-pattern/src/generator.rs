@@ -77,10 +77,8 @@ impl Tap {
 
 /// The plain m-sequence of `b[t] = b[t-a] ^ b[t-n]`, generated a block of words at a time.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // parts serve the checker
 pub(crate) struct Lfsr {
     n: u32,
-    a: u32,
     near: Tap,
     far: Tap,
     /// Words of history the squared recurrence reads behind the word being generated.
@@ -93,7 +91,6 @@ pub(crate) struct Lfsr {
     base: i64,
 }
 
-#[allow(dead_code)] // parts serve the checker
 impl Lfsr {
     /// Recurrence `b[t] = b[t-a] ^ b[t-n]` (0 < a < n <= 63).
     fn empty(n: u32, a: u32) -> Self {
@@ -109,7 +106,6 @@ impl Lfsr {
         let cap = CHUNK_WORDS + 8 + history + RETAIN_WORDS;
         Lfsr {
             n,
-            a,
             near: Tap::new(near),
             far: Tap::new(far),
             history,
@@ -163,22 +159,13 @@ impl Lfsr {
         self.n
     }
 
-    pub(crate) fn near_tap(&self) -> u32 {
-        self.a
-    }
-
     /// Global index one past the last generated word.
     fn end(&self) -> i64 {
         self.base + self.buf.len() as i64
     }
 
-    /// Oldest word still held.
-    pub(crate) fn oldest(&self) -> i64 {
-        self.base
-    }
-
     /// Makes words `from..to` available; `to - from <= CHUNK_WORDS + 2` and
-    /// `oldest() <= from <= end()`.
+    /// `base <= from <= end()`.
     fn ensure(&mut self, from: i64, to: i64) {
         while self.end() < to {
             if self.buf.len() >= self.cap {
@@ -227,10 +214,6 @@ impl Lfsr {
         let stop = (at + count).min(self.buf.len());
         &self.buf[at.min(stop)..stop]
     }
-
-    pub(crate) fn word(&mut self, w: i64) -> u64 {
-        self.words(w, 1).first().copied().unwrap_or(0)
-    }
 }
 
 /// One period of a fixed pattern, as 64-bit words starting at every phase.
@@ -243,7 +226,6 @@ pub(crate) struct Periodic {
     phase0: usize,
 }
 
-#[allow(dead_code)] // parts serve the checker
 impl Periodic {
     pub(crate) fn new(bits: &[bool], phase0: usize) -> Self {
         let period = bits.len().max(1);
