@@ -127,9 +127,6 @@ fn hosts_file(text: &str) -> (tempfile::NamedTempFile, PathBuf) {
 
 const GOOD_HOSTS: &str = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n";
 
-/// Skips the BERT until the pattern engine lands on main; see the report.
-const PATTERN_GATE: [&str; 2] = ["--skip", "bert"];
-
 fn has_ipv6() -> bool {
     std::path::Path::new("/proc/sys/net/ipv6").exists()
 }
@@ -141,12 +138,7 @@ fn healthy_namespace_passes_every_check() {
     };
     netns.lo_up();
     let (_file, path) = hosts_file(GOOD_HOSTS);
-    let (code, records) = netns.doctor(&[
-        "--hosts-file",
-        path.to_str().unwrap(),
-        PATTERN_GATE[0],
-        PATTERN_GATE[1],
-    ]);
+    let (code, records) = netns.doctor(&["--hosts-file", path.to_str().unwrap()]);
     for record in records.iter().filter(|record| record["type"] == "check") {
         let expected = if !has_ipv6() && record["status"] == "SKIP" {
             "SKIP"
@@ -167,6 +159,15 @@ fn healthy_namespace_passes_every_check() {
     assert_eq!(check(&records, "lo_mtu")["mtu"], 65536);
     assert_eq!(check(&records, "icmp_v4")["received"], 3);
     assert!(check(&records, "latency")["rtt_p50_us"].as_f64().unwrap() > 0.0);
+    // The BERT sent 16 MiB and compared all of it but the few bits needed to synchronise.
+    let bert = check(&records, "bert");
+    assert_eq!(bert["bytes"], 16u64 << 20);
+    assert_eq!(bert["bit_errors"], 0);
+    let bits = bert["bits"].as_u64().unwrap();
+    assert!(
+        bits <= 8 * (16u64 << 20) && bits > 8 * (16u64 << 20) - 1024,
+        "{bert}"
+    );
 }
 
 #[test]
