@@ -475,3 +475,63 @@ fn node_17_trap_names_the_stranded_port() {
         45678
     );
 }
+
+#[test]
+fn unprivileged_user_gets_skips_with_reasons_not_failures() {
+    let Some(netns) = Netns::create("nobody") else {
+        return;
+    };
+    netns.lo_up();
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists());
+    let Some(setpriv) = setpriv else {
+        eprintln!("skipping: setpriv (util-linux) is needed to drop privileges");
+        return;
+    };
+    let binary = assert_cmd::cargo::cargo_bin("loopscope");
+    let output = Command::new("ip")
+        .args(["netns", "exec", &netns.name, setpriv])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args([
+            "--json",
+            "doctor",
+            "--check",
+            "ping_group_range",
+            "--check",
+            "icmp_v4",
+            "--check",
+            "firewall",
+            "--check",
+            "lo_up",
+            "--check",
+            "tcp_v4",
+        ])
+        .output()
+        .expect("run doctor as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("Permission denied") && output.stdout.is_empty() {
+        eprintln!("skipping: user nobody cannot execute {}", binary.display());
+        return;
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let records: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    // A new namespace's ping_group_range is "1 0" and nobody lacks CAP_NET_RAW.
+    assert_eq!(status(&records, "ping_group_range"), "WARN");
+    assert_eq!(status(&records, "icmp_v4"), "SKIP");
+    assert!(finding(&records, "icmp_v4").contains("no ICMP socket for this user"));
+    assert_eq!(status(&records, "firewall"), "SKIP");
+    assert!(
+        finding(&records, "firewall").contains("need root"),
+        "{}",
+        finding(&records, "firewall")
+    );
+    // What needs no privilege still runs.
+    assert_eq!(status(&records, "lo_up"), "PASS");
+    assert_eq!(status(&records, "tcp_v4"), "PASS");
+    assert_eq!(output.status.code(), Some(0));
+}

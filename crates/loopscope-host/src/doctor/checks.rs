@@ -895,7 +895,20 @@ fn firewall_rules(probe: &mut Probe) -> Finding {
             .with("broken", broken.clone())
     };
     if rulesets.read.is_empty() {
-        let why = rulesets.unreadable.join("; ");
+        let tools: Vec<&str> = rulesets
+            .unreadable
+            .iter()
+            .map(|reason| reason.split(':').next().unwrap_or(reason))
+            .collect();
+        let why = if rulesets
+            .unreadable
+            .iter()
+            .all(|reason| reason.contains("root") || reason.contains("not permitted"))
+        {
+            format!("{} need root", tools.join(", "))
+        } else {
+            rulesets.unreadable.join("; ")
+        };
         return figures(if broken.is_empty() || !lo_healthy {
             Finding::skip(format!("no ruleset readable ({why})"))
         } else {

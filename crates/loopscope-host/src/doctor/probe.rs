@@ -130,6 +130,10 @@ impl Probe {
                 let mut socket = EchoSocket::open(target, choice).map_err(|error| {
                     if let Some(reason) = error.unreachable() {
                         IcmpFailure::Unreachable(describe_io(reason))
+                    } else if let icmp::IcmpError::NoSocket { .. } = error {
+                        IcmpFailure::NoSocket(
+                            "no ICMP socket for this user: ping_group_range excludes its groups and raw sockets need CAP_NET_RAW (see ping_group_range)".into(),
+                        )
                     } else {
                         IcmpFailure::NoSocket(error.to_string())
                     }
