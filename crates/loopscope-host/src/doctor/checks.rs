@@ -428,7 +428,7 @@ fn rp_filter(_: &mut Probe) -> Finding {
     };
     let effective = all.max(lo);
     Finding::pass(format!(
-        "all={all} lo={lo}: {} on lo (the higher wins); loopback packets pass it, their source is a local route",
+        "all={all} lo={lo}: {} on lo (the higher wins); loopback packets keep the route they were sent with and skip the check",
         mode(effective)
     ))
     .with("rp_filter_all", all)
