@@ -416,6 +416,32 @@ impl Checker {
         self.counters.in_sync = matches!(self.state, State::Synced { .. });
     }
 
+    /// Settles bits whose fate is still open at the end of a run, so that afterwards
+    /// `bits + unsynced_bits` equals every bit fed. Bits of an unfinished confirmation are
+    /// unsynced. Bits held after a suspect segment are counted as compared (with their errors
+    /// against the old phase) if under 25% of them were wrong (an error burst at the end), else
+    /// they are unsynced and the episode counts as a sync loss. Feeding more afterwards is
+    /// allowed (the checker then hunts afresh).
+    pub fn finish(&mut self) {
+        match std::mem::replace(&mut self.state, State::Hunting) {
+            State::Confirming { bits, .. } => self.counters.unsynced_bits += bits,
+            State::Recovering { bits, held, .. } => {
+                let errors: u64 = held.iter().map(|h| u64::from(h.errors.count_ones())).sum();
+                if errors * 4 < bits {
+                    self.commit(&held);
+                } else {
+                    self.counters.sync_losses += 1;
+                    self.counters.unsynced_bits += bits;
+                }
+            }
+            other => self.state = other,
+        }
+        for candidate in &mut self.candidates {
+            candidate.reset();
+        }
+        self.counters.in_sync = matches!(self.state, State::Synced { .. });
+    }
+
     /// Synced fast path over whole words; returns the bytes consumed. Stops before a suspect
     /// word so the general path handles it.
     fn bulk(&mut self, data: &[u8]) -> usize {
