@@ -284,7 +284,7 @@ pub fn martian_destination(ip: IpAddr) -> Option<MartianReason> {
 #[inline]
 fn is_documentation_v4(bits: u32) -> bool {
     let net24 = bits >> 8;
-    net24 == 0xc0_00_02 || net24 == 0xc6_33_64 || net24 == 0xcb_00_71
+    net24 == 0xc00002 || net24 == 0xc63364 || net24 == 0xcb0071
 }
 
 /// 192.0.0.0/24 outside its rows whose Source/Destination are True: .0-.7 (/29), .8 (dummy,
@@ -292,7 +292,7 @@ fn is_documentation_v4(bits: u32) -> bool {
 /// False like the rest.
 #[inline]
 fn is_protocol_assignment_v4(bits: u32) -> bool {
-    (bits >> 8) == 0xc0_00_00 && (bits & 0xff) > 10
+    (bits >> 8) == 0xc00000 && (bits & 0xff) > 10
 }
 
 #[inline]
@@ -321,7 +321,7 @@ fn martian_destination_v4(ip: Ipv4Addr) -> Option<MartianReason> {
         255 if bits == u32::MAX => None,
         240..=255 => Some(MartianReason::ClassEDestination),
         _ if is_documentation_v4(bits) => Some(MartianReason::DocumentationDestination),
-        _ if bits == 0xc0_00_00_08 => Some(MartianReason::DummyDestination),
+        _ if bits == 0xc000_0008 => Some(MartianReason::DummyDestination),
         _ if is_protocol_assignment_v4(bits) => Some(MartianReason::ProtocolAssignmentDestination),
         _ => None,
     }
