@@ -160,29 +160,31 @@ pub fn analyze(
     let decisions: Vec<_> = verdicts.iter().map(|v| policy.check(v)).collect();
     let first = verdicts.first();
 
-    let (ssrf, reason) = if let Some(message) = unresolved {
-        (Decision::Deny, message)
-    } else if !disagreement.is_empty() {
-        (
-            Decision::Deny,
-            format!("parsers disagree on the host: {}", disagreement.join("; ")),
-        )
-    } else if let Some((index, (_, why))) = decisions
+    let denied = decisions
         .iter()
         .enumerate()
         .find(|(_, (d, _))| *d == Decision::Deny)
-    {
-        let prefix = if answers.len() > 1 {
-            format!("answer {} ", answers[index])
-        } else {
-            String::new()
-        };
-        (Decision::Deny, format!("{prefix}{why}"))
-    } else {
-        let why = decisions
-            .first()
-            .map_or(String::new(), |(_, why)| why.to_string());
-        (Decision::Allow, why)
+        .map(|(index, (_, why))| {
+            if answers.len() > 1 {
+                format!("answer {} {why}", answers[index])
+            } else {
+                why.to_string()
+            }
+        });
+    let disagree = (!disagreement.is_empty())
+        .then(|| format!("parsers disagree on the host: {}", disagreement.join("; ")));
+    // The primary reading's own reason comes first; a disagreement alone is enough to deny.
+    let (ssrf, reason) = match (unresolved, denied, disagree) {
+        (Some(message), _, _) => (Decision::Deny, message),
+        (None, Some(why), Some(disagree)) => (Decision::Deny, format!("{why}; also {disagree}")),
+        (None, Some(why), None) => (Decision::Deny, why),
+        (None, None, Some(disagree)) => (Decision::Deny, disagree),
+        (None, None, None) => {
+            let why = decisions
+                .first()
+                .map_or(String::new(), |(_, why)| why.to_string());
+            (Decision::Allow, why)
+        }
     };
 
     let answer_reports = if matches!(parsed.host, Host::Name(_)) {

@@ -415,7 +415,7 @@ fn parse_bracketed(text: &str) -> Option<Parsed> {
 /// userinfo, fragments or backslashes are crafted.
 fn parse_url(text: &str) -> Result<Parsed, NotationError> {
     let rfc3986 = rfc3986_host(text);
-    let rfc3986_reading = rfc3986.as_deref().and_then(|host| {
+    let rfc3986_reading = rfc3986.as_ref().and_then(|(host, _)| {
         if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
             let address = inner.split('%').next().unwrap_or(inner);
             return address
@@ -423,9 +423,13 @@ fn parse_url(text: &str) -> Result<Parsed, NotationError> {
                 .ok()
                 .map(|v6| Host::Ip(v6.into()));
         }
+        // The split host goes to getaddrinfo (inet_aton forms) or, as a name, through IDNA.
         Some(match parse_inet_aton(host) {
             Some(v4) => Host::Ip(v4.into()),
-            None => Host::Name(host.to_ascii_lowercase()),
+            None => match url::Host::parse(host) {
+                Ok(url::Host::Domain(name)) => Host::Name(name),
+                _ => Host::Name(host.to_ascii_lowercase()),
+            },
         })
     });
     let scheme = text
@@ -459,11 +463,12 @@ fn parse_url(text: &str) -> Result<Parsed, NotationError> {
         }
         Err(error) => {
             // WHATWG rejects zone ids; RFC 6874 allows `[fe80::1%25eth0]`. Read those ourselves.
-            if let Some(host) = rfc3986.as_deref()
+            if let Some((host, port)) = &rfc3986
                 && let Some(mut parsed) = parse_bracketed(host)
                 && parsed.zone.is_some()
             {
                 parsed.notation = Notation::Url;
+                parsed.port = *port;
                 parsed.scheme = scheme;
                 parsed
                     .readings
@@ -478,22 +483,26 @@ fn parse_url(text: &str) -> Result<Parsed, NotationError> {
     }
 }
 
-/// The host an RFC 3986 parser finds: after `scheme://`, up to `/`, `?` or `#`, after the last
-/// `@`, without the port. Backslashes are ordinary characters here (unlike WHATWG).
-fn rfc3986_host(text: &str) -> Option<String> {
+/// The host (and port) an RFC 3986 parser finds: after `scheme://`, up to `/`, `?` or `#`, after
+/// the last `@`. Backslashes are ordinary characters here (unlike WHATWG).
+fn rfc3986_host(text: &str) -> Option<(String, Option<u16>)> {
     let (_, rest) = text.split_once(':')?;
     let rest = rest.strip_prefix("//")?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host_port.starts_with('[') {
+    let (host, port) = if host_port.starts_with('[') {
         match host_port.find(']') {
-            Some(end) => &host_port[..=end],
-            None => host_port,
+            Some(end) => (&host_port[..=end], host_port[end + 1..].strip_prefix(':')),
+            None => (host_port, None),
         }
     } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
     };
-    (!host.is_empty()).then(|| host.to_string())
+    let port = port.and_then(|p| p.parse().ok());
+    (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
 /// `localhost`, `localhost.` and `*.localhost` (RFC 6761 §6.3): loopback by name, never sent to
