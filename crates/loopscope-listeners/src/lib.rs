@@ -1,1 +1,311 @@
 //! Listening sockets and their exposure (sock_diag, /proc), port owners.
+//!
+//! [`snapshot`] lists every listening TCP socket and every bound, unconnected UDP socket of a
+//! network namespace, with the processes that hold each one and an exposure verdict
+//! ([`Exposure`]). The kernel's sock_diag netlink interface is the main source because it alone
+//! reports IPV6_V6ONLY and SO_BINDTODEVICE; `/proc/net/{tcp,tcp6,udp,udp6}` is the fallback.
+//! [`port::inspect`] answers "who holds this port, and what could go wrong".
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub mod diag;
+pub mod exposure;
+pub mod model;
+pub mod owners;
+pub mod port;
+pub mod procnet;
+pub mod report;
+
+pub use exposure::{Interfaces, Verdict, judge};
+pub use model::{Exposure, Family, Listener, Process, Protocol, RawSocket};
+
+/// Environment variable (also `--source`) choosing the socket source: `auto`, `netlink`, `proc`.
+pub const SOURCE_ENV: &str = "LOOPSCOPE_LISTENERS_SOURCE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "network namespace {name}: {source} (names come from `ip netns list`; a path such as /proc/PID/ns/net works too)"
+    )]
+    NetnsOpen {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot enter network namespace {name}: {source} (needs root / CAP_SYS_ADMIN)")]
+    NetnsEnter {
+        name: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("invalid network namespace name {0:?}")]
+    NetnsName(String),
+    #[error("sock_diag unavailable: {0}")]
+    Netlink(#[from] diag::DiagError),
+    #[error("neither sock_diag nor /proc/net could be read: {0}")]
+    NoSource(String),
+    #[error("the namespace thread panicked")]
+    Thread,
+}
+
+/// Where sockets are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// sock_diag, and /proc/net for any table sock_diag cannot dump.
+    #[default]
+    Auto,
+    /// sock_diag only; failing if it is unavailable.
+    Netlink,
+    /// /proc/net only (no V6ONLY, no bound interface).
+    Proc,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub source: Source,
+    /// A name under /run/netns, or a path to a network namespace file.
+    pub netns: Option<String>,
+}
+
+/// Everything `listeners` reports.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub listeners: Vec<Listener>,
+    /// "sock_diag", "proc", or "sock_diag+proc" when some tables came from /proc/net.
+    pub source: &'static str,
+    pub netns: Option<String>,
+    /// Processes whose fd table could not be read.
+    pub processes_unreadable: usize,
+    /// Sockets for which no holding process was found.
+    pub sockets_without_owner: usize,
+    /// Things the reader should know (fallbacks, unreadable processes).
+    pub notes: Vec<String>,
+}
+
+const TABLES: [(Protocol, Family, &str); 4] = [
+    (Protocol::Tcp, Family::Ipv4, "tcp"),
+    (Protocol::Tcp, Family::Ipv6, "tcp6"),
+    (Protocol::Udp, Family::Ipv4, "udp"),
+    (Protocol::Udp, Family::Ipv6, "udp6"),
+];
+
+/// What is read inside the audited namespace.
+struct NamespaceView {
+    sockets: Vec<RawSocket>,
+    interfaces: Interfaces,
+    default_v6only: bool,
+    used_netlink: bool,
+    used_proc: bool,
+    notes: Vec<String>,
+}
+
+/// Lists and judges the sockets of the current (or the given) network namespace.
+pub fn snapshot(options: &Options) -> Result<Snapshot, Error> {
+    let source = options.source;
+    let view = in_netns(options.netns.as_deref(), move || read_namespace(source))??;
+    let NamespaceView {
+        sockets,
+        interfaces,
+        default_v6only,
+        used_netlink,
+        used_proc,
+        mut notes,
+    } = view;
+
+    let wanted: HashSet<u64> = sockets
+        .iter()
+        .map(|s| s.inode)
+        .filter(|&i| i != 0)
+        .collect();
+    let mut found = owners::scan(Path::new("/proc"), &wanted);
+    let mut users = owners::UserNames::default();
+    for process in found.processes.values_mut() {
+        process.user = process.uid.and_then(|uid| users.name(uid));
+    }
+
+    let mut sockets_without_owner = 0;
+    let mut listeners: Vec<Listener> = sockets
+        .into_iter()
+        .map(|raw| {
+            let verdict = judge(&raw, &interfaces, default_v6only);
+            let processes: Vec<Process> = found
+                .by_inode
+                .get(&raw.inode)
+                .map(|pids| {
+                    pids.iter()
+                        .filter_map(|pid| found.processes.get(pid).cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if processes.is_empty() {
+                sockets_without_owner += 1;
+            }
+            Listener {
+                protocol: raw.protocol,
+                family: raw.family,
+                local_address: raw.address,
+                local_port: raw.port,
+                exposure: verdict.exposure,
+                exposed: verdict.exposed,
+                reachable_families: verdict.reachable_families,
+                v6only: raw.v6only,
+                bound_interface: verdict.bound_interface,
+                address_interface: verdict.address_interface,
+                uid: raw.uid,
+                user: users.name(raw.uid),
+                inode: raw.inode,
+                processes,
+            }
+        })
+        .collect();
+    listeners.sort_by(|a, b| {
+        (a.protocol, a.local_port, a.family, a.local_address, a.inode).cmp(&(
+            b.protocol,
+            b.local_port,
+            b.family,
+            b.local_address,
+            b.inode,
+        ))
+    });
+
+    if !found.proc_listed {
+        notes.push("/proc could not be listed: owning processes are unknown".into());
+    }
+    if found.unreadable > 0 {
+        notes.push(format!(
+            "{} processes could not be read (permission denied; run as root to see every owner): sockets they hold show no process",
+            found.unreadable
+        ));
+    }
+    if sockets_without_owner > 0 && found.unreadable == 0 && found.proc_listed {
+        notes.push(format!(
+            "{sockets_without_owner} sockets have no visible holder: held by a process in another PID namespace, or by the kernel"
+        ));
+    }
+    if used_proc {
+        notes.push(format!(
+            "read from /proc/net: IPV6_V6ONLY and SO_BINDTODEVICE are unknown there; [::] sockets are assumed to follow net.ipv6.bindv6only={}",
+            u8::from(default_v6only)
+        ));
+    }
+    Ok(Snapshot {
+        listeners,
+        source: match (used_netlink, used_proc) {
+            (true, true) => "sock_diag+proc",
+            (false, _) => "proc",
+            (true, false) => "sock_diag",
+        },
+        netns: options.netns.clone(),
+        processes_unreadable: found.unreadable,
+        sockets_without_owner,
+        notes,
+    })
+}
+
+fn read_namespace(source: Source) -> Result<NamespaceView, Error> {
+    let mut view = NamespaceView {
+        sockets: Vec::new(),
+        interfaces: Interfaces::default(),
+        default_v6only: std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+            .map(|text| text.trim() == "1")
+            .unwrap_or(false),
+        used_netlink: false,
+        used_proc: false,
+        notes: Vec::new(),
+    };
+    match Interfaces::current() {
+        Ok(interfaces) => view.interfaces = interfaces,
+        Err(error) => view.notes.push(format!(
+            "interfaces could not be listed ({error}): interface names are missing"
+        )),
+    }
+
+    let mut diag = match source {
+        Source::Proc => None,
+        Source::Netlink => Some(diag::Diag::open()?),
+        Source::Auto => match diag::Diag::open() {
+            Ok(diag) => Some(diag),
+            Err(error) => {
+                view.notes
+                    .push(format!("{error}; falling back to /proc/net"));
+                None
+            }
+        },
+    };
+    for (protocol, family, table) in TABLES {
+        if let Some(diag) = diag.as_mut() {
+            match diag.dump(protocol, family, &mut view.sockets) {
+                Ok(()) => {
+                    view.used_netlink = true;
+                    continue;
+                }
+                Err(error) if source == Source::Netlink => return Err(error.into()),
+                Err(error) => view
+                    .notes
+                    .push(format!("{error}; {table} read from /proc/net instead")),
+            }
+        }
+        // /proc/thread-self/net shows the namespace of this thread, which matters after setns.
+        let path = format!("/proc/thread-self/net/{table}");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                view.used_proc = true;
+                let malformed = procnet::parse_table(&text, protocol, family, &mut view.sockets);
+                if malformed > 0 {
+                    view.notes
+                        .push(format!("{path}: {malformed} lines could not be parsed"));
+                }
+            }
+            // IPv6 disabled: no tcp6/udp6 table, nothing listens there.
+            Err(error)
+                if error.kind() == std::io::ErrorKind::NotFound && family == Family::Ipv6 => {}
+            Err(error) => {
+                return Err(Error::NoSource(format!("{path}: {error}")));
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// Resolves `--netns NAME`: a bare name lives in /run/netns (as `ip netns` keeps them).
+pub fn netns_path(name: &str) -> Result<PathBuf, Error> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(Error::NetnsName(name.to_string()));
+    }
+    Ok(Path::new("/run/netns").join(name))
+}
+
+/// Runs `work` in the given network namespace, on a thread of its own (setns changes only the
+/// calling thread, and that thread is thrown away afterwards so nothing else runs there).
+pub fn in_netns<T: Send>(netns: Option<&str>, work: impl FnOnce() -> T + Send) -> Result<T, Error> {
+    let Some(name) = netns else {
+        return Ok(work());
+    };
+    let path = netns_path(name)?;
+    let file = File::open(&path).map_err(|source| Error::NetnsOpen {
+        name: name.to_string(),
+        source,
+    })?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
+                    |source| Error::NetnsEnter {
+                        name: name.to_string(),
+                        source,
+                    },
+                )?;
+                Ok(work())
+            })
+            .join()
+            .map_err(|_| Error::Thread)?
+    })
+}
