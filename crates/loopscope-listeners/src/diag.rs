@@ -22,14 +22,15 @@ use crate::model::{Family, Protocol, RawSocket};
 /// netlink family is not there, or the reply could not be parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum DiagError {
+    // The io::Error is part of the message (not `source()`): these errors also end up as
+    // one-line notes in the report.
     #[error("sock_diag netlink socket: {0}")]
-    Socket(#[source] io::Error),
-    #[error("sock_diag dump of {protocol} {family}: {source}")]
+    Socket(io::Error),
+    #[error("sock_diag dump of {protocol} {family}: {cause}")]
     Dump {
         protocol: &'static str,
         family: &'static str,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("sock_diag reply for {protocol} {family} could not be parsed: {detail}")]
     Parse {
@@ -78,10 +79,10 @@ impl Diag {
             Family::Ipv4 => (AF_INET, SocketId::new_v4()),
             Family::Ipv6 => (AF_INET6, SocketId::new_v6()),
         };
-        let dump_error = |source: io::Error| DiagError::Dump {
+        let dump_error = |cause: io::Error| DiagError::Dump {
             protocol: protocol.name(),
             family: family.name(),
-            source,
+            cause,
         };
         let parse_error = |detail: String| DiagError::Parse {
             protocol: protocol.name(),

@@ -29,14 +29,14 @@ pub const SOURCE_ENV: &str = "LOOPSCOPE_LISTENERS_SOURCE";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "network namespace {name}: {source} (names come from `ip netns list`; a path such as /proc/PID/ns/net works too)"
+        "cannot open network namespace {name} (names come from `ip netns list`; a path such as /proc/PID/ns/net works too)"
     )]
     NetnsOpen {
         name: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot enter network namespace {name}: {source} (needs root / CAP_SYS_ADMIN)")]
+    #[error("cannot enter network namespace {name} (needs root / CAP_SYS_ADMIN)")]
     NetnsEnter {
         name: String,
         #[source]
@@ -44,7 +44,7 @@ pub enum Error {
     },
     #[error("invalid network namespace name {0:?}")]
     NetnsName(String),
-    #[error("sock_diag unavailable: {0}")]
+    #[error("sock_diag unavailable (try --source proc)")]
     Netlink(#[from] diag::DiagError),
     #[error("neither sock_diag nor /proc/net could be read: {0}")]
     NoSource(String),
@@ -178,13 +178,14 @@ pub fn snapshot(options: &Options) -> Result<Snapshot, Error> {
     }
     if found.unreadable > 0 {
         notes.push(format!(
-            "{} processes could not be read (permission denied; run as root to see every owner): sockets they hold show no process",
-            found.unreadable
+            "{} could not be read (permission denied; run as root to see every owner): sockets they hold show no process",
+            plural(found.unreadable, "process")
         ));
     }
     if sockets_without_owner > 0 && found.unreadable == 0 && found.proc_listed {
         notes.push(format!(
-            "{sockets_without_owner} sockets have no visible holder: held by a process in another PID namespace, or by the kernel"
+            "{} without a visible holder: held by a process in another PID namespace, or by the kernel",
+            plural(sockets_without_owner, "socket")
         ));
     }
     if used_proc {
@@ -205,6 +206,15 @@ pub fn snapshot(options: &Options) -> Result<Snapshot, Error> {
         sockets_without_owner,
         notes,
     })
+}
+
+/// "1 socket", "2 sockets", "1 process", "3 processes".
+pub fn plural(count: usize, noun: &str) -> String {
+    match (count, noun.ends_with('s')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{count} {noun}es"),
+        (_, false) => format!("{count} {noun}s"),
+    }
 }
 
 fn read_namespace(source: Source) -> Result<NamespaceView, Error> {
