@@ -107,7 +107,9 @@ struct NamespaceView {
 /// Lists and judges the sockets of the current (or the given) network namespace.
 pub fn snapshot(options: &Options) -> Result<Snapshot, Error> {
     let source = options.source;
-    let view = in_netns(options.netns.as_deref(), move || read_namespace(source))??;
+    let view = in_netns(options.netns.as_deref(), move || {
+        read_namespace(source, diag::Diag::open)
+    })??;
     let NamespaceView {
         sockets,
         interfaces,
@@ -217,7 +219,50 @@ pub fn plural(count: usize, noun: &str) -> String {
     }
 }
 
-fn read_namespace(source: Source) -> Result<NamespaceView, Error> {
+/// A sock_diag dumper ([`diag::Diag`]); a trait so tests can stand in a kernel without
+/// sock_diag, or without `udp_diag`.
+trait Dumper {
+    fn dump(
+        &mut self,
+        protocol: Protocol,
+        family: Family,
+        out: &mut Vec<RawSocket>,
+    ) -> Result<(), diag::DiagError>;
+}
+
+impl Dumper for diag::Diag {
+    fn dump(
+        &mut self,
+        protocol: Protocol,
+        family: Family,
+        out: &mut Vec<RawSocket>,
+    ) -> Result<(), diag::DiagError> {
+        diag::Diag::dump(self, protocol, family, out)
+    }
+}
+
+/// Interfaces with net.ipv4.conf.IFACE.route_localnet=1: there, packets to 127/8 from outside
+/// are routed rather than dropped as martians, so "loopback-only" IPv4 sockets can be reached.
+fn route_localnet_interfaces() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc/sys/net/ipv4/conf") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("route_localnet"))
+                .is_ok_and(|value| value.trim() == "1")
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn read_namespace<D: Dumper>(
+    source: Source,
+    open_diag: impl FnOnce() -> Result<D, diag::DiagError>,
+) -> Result<NamespaceView, Error> {
     let mut view = NamespaceView {
         sockets: Vec::new(),
         interfaces: Interfaces::default(),
@@ -235,10 +280,18 @@ fn read_namespace(source: Source) -> Result<NamespaceView, Error> {
         )),
     }
 
+    let localnet = route_localnet_interfaces();
+    if !localnet.is_empty() {
+        view.notes.push(format!(
+            "route_localnet is on for {}: packets to 127/8 from outside are routed there, so loopback-only IPv4 sockets may be reachable",
+            localnet.join(", ")
+        ));
+    }
+
     let mut diag = match source {
         Source::Proc => None,
-        Source::Netlink => Some(diag::Diag::open()?),
-        Source::Auto => match diag::Diag::open() {
+        Source::Netlink => Some(open_diag()?),
+        Source::Auto => match open_diag() {
             Ok(diag) => Some(diag),
             Err(error) => {
                 view.notes
@@ -318,4 +371,93 @@ pub fn in_netns<T: Send>(netns: Option<&str>, work: impl FnOnce() -> T + Send) -
             .join()
             .map_err(|_| Error::Thread)?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    /// A kernel whose sock_diag has TCP but not UDP (no `udp_diag` module): the dump answers
+    /// ENOENT, as the real kernel does.
+    struct TcpOnly(diag::Diag);
+
+    impl Dumper for TcpOnly {
+        fn dump(
+            &mut self,
+            protocol: Protocol,
+            family: Family,
+            out: &mut Vec<RawSocket>,
+        ) -> Result<(), diag::DiagError> {
+            match protocol {
+                Protocol::Tcp => self.0.dump(protocol, family, out),
+                Protocol::Udp => Err(diag::DiagError::Dump {
+                    protocol: protocol.name(),
+                    family: family.name(),
+                    cause: io::Error::from_raw_os_error(libc::ENOENT),
+                }),
+            }
+        }
+    }
+
+    fn no_sock_diag() -> Result<diag::Diag, diag::DiagError> {
+        Err(diag::DiagError::Socket(io::Error::from_raw_os_error(
+            libc::EPROTONOSUPPORT,
+        )))
+    }
+
+    fn inode_of(socket: &impl std::os::fd::AsFd) -> u64 {
+        rustix::fs::fstat(socket).expect("fstat").st_ino
+    }
+
+    #[test]
+    fn without_sock_diag_auto_falls_back_to_proc_with_a_note() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let view = read_namespace(Source::Auto, no_sock_diag).expect("fallback works");
+        assert!(!view.used_netlink);
+        assert!(view.used_proc);
+        assert!(
+            view.notes
+                .iter()
+                .any(|n| n.contains("sock_diag netlink socket") && n.contains("falling back")),
+            "{:?}",
+            view.notes
+        );
+        assert!(view.sockets.iter().any(|s| s.inode == inode_of(&held)));
+        // Asked for netlink only, the same kernel is an error, not a silent fallback.
+        assert!(matches!(
+            read_namespace(Source::Netlink, no_sock_diag),
+            Err(Error::Netlink(_))
+        ));
+    }
+
+    #[test]
+    fn a_missing_udp_diag_falls_back_for_udp_only() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let view = read_namespace(Source::Auto, || diag::Diag::open().map(TcpOnly))
+            .expect("partial fallback");
+        assert!(view.used_netlink && view.used_proc);
+        let udp_notes = view
+            .notes
+            .iter()
+            .filter(|n| n.contains("read from /proc/net instead"))
+            .count();
+        assert_eq!(udp_notes, 2, "{:?}", view.notes);
+        let tcp_entry = view
+            .sockets
+            .iter()
+            .find(|s| s.inode == inode_of(&tcp))
+            .expect("tcp listed");
+        // From sock_diag: the bound interface is known (0 = none).
+        assert_eq!(tcp_entry.bound_ifindex, Some(0));
+        let udp_entry = view
+            .sockets
+            .iter()
+            .find(|s| s.inode == inode_of(&udp))
+            .expect("udp listed");
+        // From /proc/net: unknown.
+        assert_eq!(udp_entry.bound_ifindex, None);
+    }
 }
