@@ -184,12 +184,6 @@ pub fn snapshot(options: &Options) -> Result<Snapshot, Error> {
             plural(found.unreadable, "process")
         ));
     }
-    if sockets_without_owner > 0 && found.unreadable == 0 && found.proc_listed {
-        notes.push(format!(
-            "{} without a visible holder: held by a process in another PID namespace, or by the kernel",
-            plural(sockets_without_owner, "socket")
-        ));
-    }
     if used_proc {
         notes.push(format!(
             "read from /proc/net: IPV6_V6ONLY and SO_BINDTODEVICE are unknown there; [::] sockets are assumed to follow net.ipv6.bindv6only={}",
@@ -207,6 +201,17 @@ pub fn snapshot(options: &Options) -> Result<Snapshot, Error> {
         processes_unreadable: found.unreadable,
         sockets_without_owner,
         notes,
+    })
+}
+
+/// The note for sockets no process was found holding, when that is not explained by
+/// unreadable processes (those have their own note).
+pub fn ownerless_note(sockets_without_owner: usize, processes_unreadable: usize) -> Option<String> {
+    (sockets_without_owner > 0 && processes_unreadable == 0).then(|| {
+        format!(
+            "{} without a visible holder: held by a process in another PID namespace, or by the kernel",
+            plural(sockets_without_owner, "socket")
+        )
     })
 }
 

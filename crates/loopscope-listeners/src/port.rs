@@ -22,6 +22,17 @@ pub enum TrapKind {
     Ephemeral,
 }
 
+impl TrapKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrapKind::LocalhostOrder => "localhost_order",
+            TrapKind::LocalhostUnreachable => "localhost_unreachable",
+            TrapKind::OtherUser => "other_user",
+            TrapKind::Ephemeral => "ephemeral",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trap {
     pub trap: TrapKind,
@@ -101,6 +112,7 @@ pub struct PortReport {
     pub traps: Vec<Trap>,
     pub facts: HostFacts,
     pub snapshot_source: &'static str,
+    pub processes_unreadable: usize,
     pub notes: Vec<String>,
 }
 
@@ -217,6 +229,7 @@ pub fn judge_port(port: u16, snapshot: Snapshot, facts: HostFacts) -> PortReport
         traps,
         facts,
         snapshot_source: snapshot.source,
+        processes_unreadable: snapshot.processes_unreadable,
         notes: snapshot.notes,
     }
 }

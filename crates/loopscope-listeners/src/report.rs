@@ -189,7 +189,15 @@ impl ListenersSummary {
             expect_loopback_only: expect_loopback_only.map(<[u16]>::to_vec),
             passed: violations.is_empty(),
             violations,
-            notes: snapshot.notes.clone(),
+            notes: snapshot
+                .notes
+                .iter()
+                .cloned()
+                .chain(crate::ownerless_note(
+                    snapshot.sockets_without_owner,
+                    snapshot.processes_unreadable,
+                ))
+                .collect(),
         }
     }
 }
@@ -266,7 +274,7 @@ impl Record for TrapRecord<'_> {
         "trap"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "TRAP {:?}: {}", self.0.trap, self.0.detail)
+        writeln!(out, "trap {}: {}", self.0.trap.name(), self.0.detail)
     }
 }
 
@@ -327,7 +335,19 @@ impl PortSummary {
             traps: report.traps.iter().map(|t| t.trap).collect(),
             passed: report.traps.is_empty(),
             source: report.snapshot_source,
-            notes: report.notes.clone(),
+            notes: report
+                .notes
+                .iter()
+                .cloned()
+                .chain(crate::ownerless_note(
+                    report
+                        .holders
+                        .iter()
+                        .filter(|h| h.processes.is_empty())
+                        .count(),
+                    report.processes_unreadable,
+                ))
+                .collect(),
         }
     }
 }
