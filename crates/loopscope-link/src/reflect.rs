@@ -39,8 +39,7 @@ const THREAD_STACK: usize = 128 * 1024;
 /// Sources remembered by the UDP rate limiter at most.
 const MAX_SOURCES: usize = 65_536;
 
-/// A hook that wraps each reflected stream in an impairment adapter (`--impair`).
-pub type Impairment = Arc<dyn Fn(Box<dyn Link>) -> Result<Box<dyn Link>, LinkError> + Send + Sync>;
+use crate::sim::{Impairer, ImpairmentConfig, ImpairmentStats, SimLink};
 
 #[derive(Clone)]
 pub struct ReflectConfig {
@@ -52,8 +51,9 @@ pub struct ReflectConfig {
     pub rate_burst: u32,
     /// Move stream bytes with splice(2) (zero copy).
     pub zero_copy: bool,
-    /// Impairment applied to what is reflected.
-    pub impair: Option<Impairment>,
+    /// Impairment applied to what is reflected: each stream through the sim: adapter, each
+    /// datagram as one message (so `loss=` and `reorder=` act on whole datagrams).
+    pub impair: Option<ImpairmentConfig>,
 }
 
 impl Default for ReflectConfig {
@@ -107,6 +107,7 @@ struct Counters {
     refused_rate: AtomicU64,
     refused_unaddressed: AtomicU64,
     errors: AtomicU64,
+    impairment: Mutex<ImpairmentStats>,
 }
 
 /// The figures printed when the reflector stops.
@@ -124,6 +125,9 @@ pub struct ReflectSummary {
     pub errors: u64,
     pub elapsed_s: f64,
     pub zero_copy: bool,
+    /// What the impairment did to reflected datagrams (`--impair` on datagram services).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impairment: Option<ImpairmentStats>,
 }
 
 enum Service {
@@ -315,6 +319,11 @@ impl Reflector {
             errors: load(&c.errors),
             elapsed_s: started.elapsed().as_secs_f64(),
             zero_copy: self.config.zero_copy && self.config.impair.is_none(),
+            impairment: self
+                .config
+                .impair
+                .as_ref()
+                .and_then(|_| c.impairment.lock().ok().map(|s| s.clone())),
         }
     }
 }
@@ -517,7 +526,7 @@ fn reflect_connection(
     moved: &mut u64,
 ) -> io::Result<()> {
     if let Some(impair) = &config.impair {
-        let link = impair(conn.into_link()?).map_err(io::Error::other)?;
+        let link = Box::new(SimLink::wrap(conn.into_link()?, impair.clone()));
         return reflect_link_halves(link, stop, counters, moved);
     }
     let fd = conn.fd();
@@ -646,8 +655,8 @@ fn serve_link(
     counters: &Counters,
     config: &ReflectConfig,
 ) -> io::Result<()> {
-    let link = match &config.impair {
-        Some(impair) => impair(link).map_err(io::Error::other)?,
+    let link: Box<dyn Link> = match &config.impair {
+        Some(impair) => Box::new(SimLink::wrap(link, impair.clone())),
         None => link,
     };
     let mut moved = 0;
@@ -761,14 +770,27 @@ fn serve_udp(
         logged: 0,
         last: None,
     };
-    let impair = match &config.impair {
-        Some(impair) => Some(DatagramImpairment::new(impair)?),
-        None => None,
-    };
+    let mut impairer = config.impair.clone().map(Impairer::new);
     let mut buffer = vec![0u8; 65_536];
     let fd = socket.as_raw_fd();
+    // A datagram held back for reordering goes out after this much quiet, so the last one of a
+    // run is not lost.
+    let quiet = Duration::from_millis(5);
+    let mut last_source: Option<SocketAddr> = None;
     while !stop.load(Ordering::Relaxed) {
-        if !sockio::wait_readable(fd, POLL)? {
+        let wait = if impairer.is_some() && last_source.is_some() {
+            quiet
+        } else {
+            POLL
+        };
+        if !sockio::wait_readable(fd, wait)? {
+            if let (Some(impairer), Some(source)) = (impairer.as_mut(), last_source.take()) {
+                impairer.flush(&mut |d| {
+                    send_datagram(socket, d, source, counters);
+                    Ok(())
+                })?;
+                publish_impairment(impairer, counters);
+            }
             continue;
         }
         let (n, source) = match socket.recv_from(&mut buffer) {
@@ -805,67 +827,39 @@ fn serve_udp(
             }
             continue;
         }
-        let send = |datagram: &[u8]| {
-            match socket.send_to(datagram, source) {
-                Ok(_) => {
-                    counters.datagrams.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .bytes
-                        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-                }
-                // A full send buffer or a vanished peer: the datagram is lost, as UDP may.
-                Err(_) => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                }
+        match impairer.as_mut() {
+            None => send_datagram(socket, &buffer[..n], source, counters),
+            Some(impairer) => {
+                impairer.process(&buffer[..n], &mut |d| {
+                    send_datagram(socket, d, source, counters);
+                    Ok(())
+                })?;
+                publish_impairment(impairer, counters);
+                last_source = Some(source);
             }
-        };
-        match &impair {
-            None => send(&buffer[..n]),
-            Some(impair) => impair.pass(&buffer[..n], &mut |d| send(d))?,
         }
     }
     Ok(())
 }
 
-/// Applies the impairment adapter datagram by datagram: each datagram is sent into an
-/// impairment link as one message and what comes out (dropped, duplicated, delayed, reordered)
-/// is sent on.
-struct DatagramImpairment {
-    sender: Mutex<Box<dyn crate::link::LinkSender>>,
-    receiver: Mutex<Box<dyn crate::link::LinkReceiver>>,
+fn send_datagram(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, counters: &Counters) {
+    match socket.send_to(datagram, to) {
+        Ok(_) => {
+            counters.datagrams.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        }
+        // A full send buffer or a vanished peer: the datagram is lost, as UDP may.
+        Err(_) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
-impl DatagramImpairment {
-    fn new(impair: &Impairment) -> io::Result<Self> {
-        let inner: Box<dyn Link> = Box::new(crate::memory::MemoryLoop::new());
-        let link = impair(inner).map_err(io::Error::other)?;
-        let (sender, mut receiver) = link.split().map_err(io::Error::other)?;
-        receiver.set_timeout(Some(Duration::from_micros(1)))?;
-        Ok(DatagramImpairment {
-            sender: Mutex::new(sender),
-            receiver: Mutex::new(receiver),
-        })
-    }
-
-    fn pass(&self, datagram: &[u8], out: &mut dyn FnMut(&[u8])) -> io::Result<()> {
-        let mut sender = self
-            .sender
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?;
-        let mut receiver = self
-            .receiver
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?;
-        sender.send(datagram)?;
-        let mut buffer = vec![0u8; 65_536];
-        loop {
-            match receiver.recv(&mut buffer) {
-                Ok(0) => return Ok(()),
-                Ok(n) => out(&buffer[..n]),
-                Err(e) if is_timeout(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
+fn publish_impairment(impairer: &Impairer, counters: &Counters) {
+    if let Ok(mut shared) = counters.impairment.lock() {
+        shared.clone_from(impairer.stats());
     }
 }
 

@@ -110,7 +110,10 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let endpoint = Endpoint::parse(&text)?;
     let impair = match &args.impair {
         None => None,
-        Some(params) => Some(impair_adapter(params)?),
+        Some(params) => Some(
+            loopscope_link::sim::ImpairmentConfig::parse(params)
+                .with_context(|| format!("--impair {params}"))?,
+        ),
     };
     let config = ReflectConfig {
         max_connections: args.max_connections.max(1),
@@ -146,9 +149,4 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Passed
     })
-}
-
-/// `--impair PARAMS`: the sim: adapter around what is reflected.
-fn impair_adapter(params: &str) -> anyhow::Result<loopscope_link::reflect::Impairment> {
-    anyhow::bail!("--impair {params}: the sim: impairment adapter is not in this build yet")
 }
