@@ -68,66 +68,78 @@ pub enum Parsed {
 #[derive(Default)]
 pub struct FrameParser {
     buffer: Vec<u8>,
+    /// The payload length every frame of this run has; a frame that claims another is corrupt
+    /// at once, rather than stalling the parser until a bogus length's worth of bytes arrives.
+    expected_payload: Option<usize>,
 }
 
 impl FrameParser {
+    pub fn expecting(payload: usize) -> Self {
+        FrameParser {
+            buffer: Vec::new(),
+            expected_payload: Some(payload),
+        }
+    }
+
     pub fn push(&mut self, data: &[u8]) {
         self.buffer.extend_from_slice(data);
     }
 
     /// The next complete frame, a corrupt one, or `None` until more bytes arrive.
-    pub fn next(&mut self) -> Option<Parsed> {
-        loop {
-            let start = find_magic(&self.buffer);
-            match start {
-                Some(start) => {
-                    self.buffer.drain(..start);
-                }
-                None => {
-                    // Keep a possible partial magic at the end.
-                    let keep = self.buffer.len().min(MAGIC.len() - 1);
-                    let cut = self.buffer.len() - keep;
-                    self.buffer.drain(..cut);
-                    return None;
-                }
+    pub fn next_frame(&mut self) -> Option<Parsed> {
+        let start = find_magic(&self.buffer);
+        match start {
+            Some(start) => {
+                self.buffer.drain(..start);
             }
-            if self.buffer.len() < HEADER {
+            None => {
+                // Keep a possible partial magic at the end.
+                let keep = self.buffer.len().min(MAGIC.len() - 1);
+                let cut = self.buffer.len() - keep;
+                self.buffer.drain(..cut);
                 return None;
             }
-            let payload = u16::from_be_bytes([self.buffer[4], self.buffer[5]]) as usize;
-            let total = HEADER + payload + TRAILER;
-            if self.buffer.len() < total {
-                return None;
-            }
-            let frame = &self.buffer[..total];
-            let crc = u32::from_be_bytes([
-                frame[total - 4],
-                frame[total - 3],
-                frame[total - 2],
-                frame[total - 1],
-            ]);
-            if crc32fast::hash(&frame[4..total - 4]) != crc {
-                // Skip this magic and look for the next one.
-                self.buffer.drain(..1);
-                return Some(Parsed::Corrupt);
-            }
-            let seq = u64::from_be_bytes(frame[6..14].try_into().unwrap_or_default());
-            let sent_ns = u64::from_be_bytes(frame[14..22].try_into().unwrap_or_default());
-            let intact = frame[HEADER..HEADER + payload]
-                .iter()
-                .enumerate()
-                .all(|(i, &b)| b == payload_byte(seq, i));
-            self.buffer.drain(..total);
-            return Some(if intact {
-                Parsed::Frame {
-                    seq,
-                    sent_ns,
-                    len: total,
-                }
-            } else {
-                Parsed::Corrupt
-            });
         }
+        if self.buffer.len() < HEADER {
+            return None;
+        }
+        let payload = u16::from_be_bytes([self.buffer[4], self.buffer[5]]) as usize;
+        if self.expected_payload.is_some_and(|p| p != payload) {
+            self.buffer.drain(..1);
+            return Some(Parsed::Corrupt);
+        }
+        let total = HEADER + payload + TRAILER;
+        if self.buffer.len() < total {
+            return None;
+        }
+        let frame = &self.buffer[..total];
+        let crc = u32::from_be_bytes([
+            frame[total - 4],
+            frame[total - 3],
+            frame[total - 2],
+            frame[total - 1],
+        ]);
+        if crc32fast::hash(&frame[4..total - 4]) != crc {
+            // Skip this magic and look for the next one.
+            self.buffer.drain(..1);
+            return Some(Parsed::Corrupt);
+        }
+        let seq = u64::from_be_bytes(frame[6..14].try_into().unwrap_or_default());
+        let sent_ns = u64::from_be_bytes(frame[14..22].try_into().unwrap_or_default());
+        let intact = frame[HEADER..HEADER + payload]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == payload_byte(seq, i));
+        self.buffer.drain(..total);
+        Some(if intact {
+            Parsed::Frame {
+                seq,
+                sent_ns,
+                len: total,
+            }
+        } else {
+            Parsed::Corrupt
+        })
     }
 }
 
@@ -166,7 +178,7 @@ pub fn run(
     let target = link.describe();
     let (mut tx, mut rx) = link.split()?;
     let mut recorder = RttRecorder::new();
-    let mut parser = FrameParser::default();
+    let mut parser = FrameParser::expecting(config.payload.min(MAX_PAYLOAD));
     let mut frame = Vec::with_capacity(HEADER + config.payload + TRAILER);
     let mut buffer = vec![0u8; 65_536];
     // Outstanding requests, oldest first (sequence numbers only grow).
@@ -265,7 +277,7 @@ pub fn run(
         };
         let arrived = now_ns();
         parser.push(&buffer[..n]);
-        while let Some(parsed) = parser.next() {
+        while let Some(parsed) = parser.next_frame() {
             match parsed {
                 Parsed::Corrupt => {
                     corrupt += 1;
@@ -392,7 +404,7 @@ mod tests {
         let mut seen = Vec::new();
         for piece in stream.chunks(3) {
             parser.push(piece);
-            while let Some(p) = parser.next() {
+            while let Some(p) = parser.next_frame() {
                 seen.push(p);
             }
         }
@@ -435,7 +447,7 @@ mod tests {
             let mut magic_stream = MAGIC.to_vec();
             magic_stream.extend_from_slice(&bytes);
             parser.push(&magic_stream);
-            while parser.next().is_some() {}
+            while parser.next_frame().is_some() {}
         }
     }
 }

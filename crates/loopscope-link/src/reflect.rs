@@ -808,9 +808,8 @@ fn serve_udp(
             Err(e) => return Err(e),
         };
         let now = Instant::now();
-        let refusal = udp_refusal(&source, own_port).map(|reason| {
+        let refusal = udp_refusal(&source, own_port).inspect(|_| {
             counters.refused_port.fetch_add(1, Ordering::Relaxed);
-            reason
         });
         let refusal = refusal.or_else(|| {
             (!limiter.allow(source.ip(), now)).then(|| {
