@@ -648,7 +648,12 @@ pub fn run(
         }
         match receiver.recv(&mut buf) {
             Ok(0) => {
-                // End of stream: normal only once everything sent has come back.
+                // End of stream: normal only once everything sent has come back. The sender's
+                // own finish() is what closes a loop, so give it a moment to say it is done.
+                let give_up = Instant::now() + options.drain_timeout;
+                while !shared.done.load(Ordering::Acquire) && Instant::now() < give_up {
+                    thread::sleep(Duration::from_millis(1));
+                }
                 let sent = shared.sent.load(Ordering::Acquire);
                 if !(shared.done.load(Ordering::Acquire) && received >= sent) {
                     end_reason = EndReason::LinkClosed;
