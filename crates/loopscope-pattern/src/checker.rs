@@ -472,11 +472,25 @@ impl Checker {
             let mut checked = 0usize;
             // Groups of 8 words: one OR-reduction says whether any bit is wrong (the usual
             // case is not), so the common path is branch-free and vectorisable.
-            for (wants, raws) in expected.chunks(8).zip(bytes.chunks(8)) {
-                let clean = if msb_first {
-                    group_errors::<true>(wants, raws, mask) == 0
+            let (want_groups, want_rest) = expected.as_chunks::<8>();
+            let (raw_groups, raw_rest) = bytes.as_chunks::<8>();
+            let groups = want_groups
+                .iter()
+                .map(|g| g.as_slice())
+                .zip(raw_groups.iter().map(|g| g.as_slice()))
+                .chain(std::iter::once((want_rest, raw_rest)));
+            for (wants, raws) in groups {
+                let clean = if let (Ok(wants8), Ok(raws8)) = (
+                    <&[u64; 8]>::try_from(wants),
+                    <&[[u8; 8]; 8]>::try_from(raws),
+                ) {
+                    if msb_first {
+                        group_errors::<true>(wants8, raws8, mask) == 0
+                    } else {
+                        group_errors::<false>(wants8, raws8, mask) == 0
+                    }
                 } else {
-                    group_errors::<false>(wants, raws, mask) == 0
+                    false
                 };
                 if clean {
                     checked += wants.len();
@@ -1021,10 +1035,12 @@ impl Checker {
 
 /// OR of the error words of a group (0: no bit wrong).
 #[inline(always)]
-fn group_errors<const MSB_FIRST: bool>(wants: &[u64], raws: &[[u8; 8]], mask: u64) -> u64 {
-    wants.iter().zip(raws).fold(0u64, |any, (&want, &raw)| {
-        any | (unorder(u64::from_le_bytes(raw), MSB_FIRST) ^ want ^ mask)
-    })
+fn group_errors<const MSB_FIRST: bool>(wants: &[u64; 8], raws: &[[u8; 8]; 8], mask: u64) -> u64 {
+    let mut any = 0u64;
+    for i in 0..8 {
+        any |= unorder(u64::from_le_bytes(raws[i]), MSB_FIRST) ^ wants[i] ^ mask;
+    }
+    any
 }
 
 /// Counts the errors of one word and tracks bursts. `at` is the global position of bit 0.

@@ -183,6 +183,20 @@ impl Lfsr {
         self.filled = end;
     }
 
+    /// Restarts from known words: `words` are the plain words `first..first + words.len()`
+    /// (at least `history + 1` of them, at most the buffer size; only the last `history + 1`
+    /// are kept).
+    fn restart_from(&mut self, first: i64, words: impl ExactSizeIterator<Item = u64>) {
+        let total = words.len();
+        let keep = (self.history + 1).min(total);
+        let skip = total - keep;
+        for (slot, word) in self.buf.iter_mut().zip(words.skip(skip)) {
+            *slot = word;
+        }
+        self.filled = keep;
+        self.base = first + skip as i64;
+    }
+
     /// Words `from..from + count` (`count <= CHUNK_WORDS`).
     pub(crate) fn words(&mut self, from: i64, count: usize) -> &[u64] {
         let to = from + count as i64;
@@ -403,6 +417,35 @@ impl Wire {
     }
 }
 
+/// Continues a PRBS in the output buffer itself. The wire words `Q = R(P ^ m)` (complement
+/// mask `m`, bit order `R`, both linear and `R(m) = m`) obey `Q[i] = Q[i-near] ^ Q[i-far] ^ m`
+/// whenever the plain words obey `P[i] = P[i-near] ^ P[i-far]`, so after `far` primed words the
+/// rest needs no transform. Afterwards the LFSR restarts from the last words written.
+fn fill_in_place(all: &mut [[u8; 8]], primed: usize, first: i64, lfsr: &mut Lfsr, wire: Wire) {
+    let (near, far) = (lfsr.near, lfsr.far);
+    let mask = wire.invert_mask;
+    let total = all.len();
+    let mut start = primed;
+    while start < total {
+        let step = (total - start).min(near);
+        let (done, fresh) = all.split_at_mut(start);
+        let near_src = &done[start - near..start - near + step];
+        let far_src = &done[start - far..start - far + step];
+        for ((slot, x), y) in fresh[..step].iter_mut().zip(near_src).zip(far_src) {
+            *slot = (u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y) ^ mask).to_le_bytes();
+        }
+        start += step;
+    }
+    // The transform is its own inverse: recover the plain words for the LFSR's history.
+    let keep = (lfsr.history + 1).min(total);
+    let tail = &all[total - keep..];
+    lfsr.restart_from(
+        first + (total - keep) as i64,
+        tail.iter()
+            .map(|bytes| wire.apply(u64::from_le_bytes(*bytes))),
+    );
+}
+
 /// Emits a pattern as bytes, continuing where the last call stopped.
 pub struct Generator {
     spec: PatternSpec,
@@ -456,8 +499,23 @@ impl Generator {
         let (body, tail) = out.split_at_mut(whole * 8);
         let wire = self.wire;
         let (body_words, _) = body.as_chunks_mut::<8>();
-        let mut body_chunks = body_words.iter_mut();
-        let mut left = whole;
+        // Large PRBS fills run the recurrence in the output itself (see `fill_in_place`): the
+        // words are primed from the LFSR, the rest is one XOR per word.
+        let in_place = match &self.source {
+            Source::Prbs(lfsr) => whole >= 4 * lfsr.far,
+            _ => false,
+        };
+        let prime = if in_place {
+            match &self.source {
+                Source::Prbs(lfsr) => lfsr.far,
+                _ => whole,
+            }
+        } else {
+            whole
+        };
+        let first = self.next_word;
+        let mut body_chunks = body_words[..prime].iter_mut();
+        let mut left = prime;
         while left > 0 {
             let count = left.min(CHUNK_WORDS);
             let words = self
@@ -476,6 +534,10 @@ impl Generator {
             }
             self.next_word += count as i64;
             left -= count;
+        }
+        if in_place && let Source::Prbs(lfsr) = &mut self.source {
+            fill_in_place(body_words, prime, first, lfsr, wire);
+            self.next_word += (whole - prime) as i64;
         }
         if !tail.is_empty() {
             let word = self.source.word(self.next_word);
