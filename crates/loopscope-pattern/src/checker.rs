@@ -464,6 +464,31 @@ impl Checker {
         let total_words = data.len() / 8;
         let mut done = 0usize;
         let mut suspect = false;
+        if let Source::Prbs(lfsr) = &mut reference.source {
+            // Fused generate-and-compare over the whole run of words.
+            let counters = &mut self.counters;
+            let burst_start = &mut self.burst_start;
+            let last_error = &mut self.last_error;
+            let first = self.word_index;
+            let (received, _) = data[..total_words * 8].as_chunks::<8>();
+            let on_error = |offset: usize, errors: u64| {
+                if errors.count_ones() >= 16 {
+                    return false;
+                }
+                let at = ((first + offset as i64) as u64) * 64;
+                account_errors(counters, burst_start, last_error, at, errors);
+                true
+            };
+            done = if msb_first {
+                lfsr.compare::<true>(first, received, mask, on_error)
+            } else {
+                lfsr.compare::<false>(first, received, mask, on_error)
+            };
+            counters.bits += done as u64 * 64;
+            // The fused pass went as far as it could (up to a suspect word): skip the
+            // general loop below.
+            suspect = true;
+        }
         while done < total_words && !suspect {
             let count = (total_words - done).min(self.scratch.len());
             let first = self.word_index + done as i64;

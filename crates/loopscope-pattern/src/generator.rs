@@ -145,23 +145,104 @@ impl Lfsr {
     fn ensure(&mut self, from: i64, to: i64) {
         while self.end() < to {
             if self.filled >= self.buf.len() {
-                let end = self.end();
-                let keep_from = (from - RETAIN_WORDS as i64)
-                    .min(end - self.history as i64 - 1)
-                    .max(self.base);
-                let mut drop = (keep_from - self.base) as usize;
-                if drop == 0 {
-                    // Caller asked for more than fits: keep only what generation needs.
-                    drop = self.filled - self.history - 1;
-                }
-                self.buf.copy_within(drop..self.filled, 0);
-                self.filled -= drop;
-                self.base += drop as i64;
+                self.make_room(from);
             }
             let room = self.buf.len() - self.filled;
             let want = (to - self.end()) as usize;
             self.generate(room.min(want));
         }
+    }
+
+    /// Drops old words, keeping those from `from - RETAIN_WORDS` on and the history.
+    fn make_room(&mut self, from: i64) {
+        let end = self.end();
+        let keep_from = (from - RETAIN_WORDS as i64)
+            .min(end - self.history as i64 - 1)
+            .max(self.base);
+        let mut drop = (keep_from - self.base) as usize;
+        if drop == 0 {
+            // Caller asked for more than fits: keep only what generation needs.
+            drop = self.filled - self.history - 1;
+        }
+        self.buf.copy_within(drop..self.filled, 0);
+        self.filled -= drop;
+        self.base += drop as i64;
+    }
+
+    /// Compares received words (little-endian bytes in wire order) with the sequence from word
+    /// `first` on, generating the reference in the same pass. `mask` is the complement mask.
+    /// Calls `on_error(offset, error_word)` for every word with a wrong bit; stops when it
+    /// returns false. Returns how many words were compared (the one refused is not counted).
+    pub(crate) fn compare<const MSB_FIRST: bool>(
+        &mut self,
+        first: i64,
+        received: &[[u8; 8]],
+        mask: u64,
+        mut on_error: impl FnMut(usize, u64) -> bool,
+    ) -> usize {
+        let wire = |bytes: [u8; 8]| {
+            let word = u64::from_le_bytes(bytes);
+            if MSB_FIRST {
+                word.reverse_bits().swap_bytes()
+            } else {
+                word
+            }
+        };
+        let (near, far) = (self.near, self.far);
+        let mut done = 0usize;
+        while done < received.len() {
+            let from = first + done as i64;
+            if from < self.base {
+                // Not held any more (never the case in sequential use): nothing to compare.
+                return done;
+            }
+            if from < self.end() {
+                // Already generated (by single-word look-ups): compare from the buffer.
+                let at = (from - self.base) as usize;
+                let count = (self.filled - at).min(received.len() - done);
+                for k in 0..count {
+                    let errors = wire(received[done + k]) ^ self.buf[at + k] ^ mask;
+                    if errors != 0 && !on_error(done + k, errors) {
+                        return done + k;
+                    }
+                }
+                done += count;
+                continue;
+            }
+            while self.end() < from {
+                let to = from.min(self.end() + CHUNK_WORDS as i64);
+                self.ensure(self.end(), to);
+            }
+            if self.buf.len() - self.filled < near {
+                self.make_room(from);
+            }
+            // One block: generate and compare in the same pass.
+            let start = self.filled;
+            let step = near.min(received.len() - done).min(self.buf.len() - start);
+            let (history, fresh) = self.buf.split_at_mut(start);
+            let near_src = &history[start - near..start - near + step];
+            let far_src = &history[start - far..start - far + step];
+            let got = &received[done..done + step];
+            let mut any = 0u64;
+            for (((slot, x), y), bytes) in
+                fresh[..step].iter_mut().zip(near_src).zip(far_src).zip(got)
+            {
+                let want = x ^ y;
+                *slot = want;
+                any |= wire(*bytes) ^ want ^ mask;
+            }
+            self.filled += step;
+            if any != 0 {
+                for k in 0..step {
+                    let errors = wire(got[k]) ^ fresh[k] ^ mask;
+                    if errors != 0 && !on_error(done + k, errors) {
+                        return done + k;
+                    }
+                }
+            }
+            done += step;
+        }
+        done
     }
 
     /// Appends `count` words (there is room).
