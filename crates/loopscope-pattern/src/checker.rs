@@ -31,6 +31,10 @@
 //!   the provisional bits are unsynced. For short periods the shift is only known modulo the
 //!   period (the smallest is taken); on `ones`/`zeros` a slip is invisible.
 //!
+//! While in sync a 64-bit word is judged only when complete, so how the stream is cut into
+//! [`Checker::feed`] calls never changes the counts; up to 63 bits of a partial last word (and
+//! bits of an unfinished confirmation or recovery) wait until [`Checker::finish`].
+//!
 //! A **burst** is a run of bit errors in which consecutive errors are at most
 //! [`BURST_GAP_BITS`] bits apart; its length runs from its first to its last errored bit.
 //!

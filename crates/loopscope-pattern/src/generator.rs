@@ -19,7 +19,7 @@
 //! `b[t] = b[t-a] ^ b[t-n]` with `0 < a < n`. Squaring the characteristic polynomial over GF(2)
 //! gives `b[t] = b[t-2a] ^ b[t-2n]`; after six squarings both taps are whole words
 //! (`W[i] = W[i-a] ^ W[i-n]` on 64-bit words), and after a few more the near tap lies at least
-//! [`MIN_NEAR_WORDS`] words back, so a block of words is one XOR of two earlier stretches of
+//! `MIN_NEAR_WORDS` (32) words back, so a block of words is one XOR of two earlier stretches of
 //! words (which the compiler vectorises), with no bit-serial loop.
 //!
 //! **Start phase.** O.150 fixes the start only for 2^9-1. We start every LFSR sequence (forward
