@@ -154,7 +154,24 @@ impl Candidate {
 /// Finds where a run of good bits reaches `need` in bits `from..to` of `bad` (1 = bad bit).
 /// Returns the position just after the bit that completes the run.
 fn scan_run(bad: u64, from: u32, to: u32, run: &mut u32, need: u32) -> Option<u32> {
-    let mut pos = from;
+    let segment = range_mask(from, to);
+    let bad = bad & segment;
+    let first_bad = if bad == 0 { to } else { bad.trailing_zeros() };
+    if *run + (first_bad - from) >= need {
+        return Some(from + (need - *run));
+    }
+    if bad == 0 {
+        *run += to - from;
+        return None;
+    }
+    // Random data (the usual case while hunting) has no long good stretch inside the word: then
+    // the run restarts after the last bad bit, with no bit-by-bit walk.
+    if !has_run(!bad & segment, need) {
+        *run = to - 1 - (63 - bad.leading_zeros());
+        return None;
+    }
+    let mut pos = first_bad + 1;
+    *run = 0;
     while pos < to {
         let len = to - pos;
         let rest = bad >> pos;
@@ -174,6 +191,21 @@ fn scan_run(bad: u64, from: u32, to: u32, run: &mut u32, need: u32) -> Option<u3
         pos += clean + 1;
     }
     None
+}
+
+/// Whether `bits` holds `len` consecutive ones (never, if `len` > 64).
+fn has_run(bits: u64, len: u32) -> bool {
+    if len > 64 {
+        return false;
+    }
+    let mut runs = bits;
+    let mut covered = 1;
+    while covered < len && runs != 0 {
+        let shift = covered.min(len - covered);
+        runs &= runs >> shift;
+        covered += shift;
+    }
+    runs != 0
 }
 
 /// The expected stream, in the received word domain (polarity applied).
@@ -1143,4 +1175,54 @@ fn kind_of_recurrence(n: u32, a: u32) -> Option<(PatternKind, bool)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bit-by-bit reference for `scan_run`.
+    fn scan_slowly(bad: u64, from: u32, to: u32, run: &mut u32, need: u32) -> Option<u32> {
+        for pos in from..to {
+            if bad >> pos & 1 == 1 {
+                *run = 0;
+            } else {
+                *run += 1;
+                if *run == need {
+                    return Some(pos + 1);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn scan_run_matches_a_bit_by_bit_walk() {
+        let mut state = 0x1234_5678_9ABC_DEF1u64;
+        for case in 0..20_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Sparse and dense bad bits, various segments, needs and carried runs.
+            let bad = match case % 3 {
+                0 => state,
+                1 => state & (state >> 7) & (state >> 19),
+                _ => state & (state >> 3) & (state >> 11) & (state >> 29) & (state >> 41),
+            };
+            let from = (state >> 50) as u32 % 64;
+            let to = from + 1 + ((state >> 56) as u32 % (64 - from));
+            let need = 1 + (case % 100);
+            let carried = (state >> 40) as u32 % need;
+            let (mut fast, mut slow) = (carried, carried);
+            let got = scan_run(bad, from, to, &mut fast, need);
+            let want = scan_slowly(bad, from, to, &mut slow, need);
+            assert_eq!(
+                got, want,
+                "bad {bad:016x} {from}..{to} need {need} run {carried}"
+            );
+            if want.is_none() {
+                assert_eq!(fast, slow, "run after {bad:016x} {from}..{to}");
+            }
+        }
+    }
 }
