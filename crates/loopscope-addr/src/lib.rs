@@ -26,6 +26,13 @@ pub use verdict::{Decision, Policy, SsrfReason, Verdict, classify};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Classifies a strict literal address (dotted-quad IPv4 or IPv6 text, as `std` parses it):
+/// the allocation-free bulk path. Other notations go through [`analysis::analyze`].
+#[inline]
+pub fn classify_literal(text: &str) -> Option<Verdict> {
+    text.parse::<IpAddr>().ok().map(classify)
+}
+
 /// Is `ip` a loopback address: `127.0.0.0/8`, `::1`, or an IPv4-mapped loopback
 /// `::ffff:127.0.0.0/104`?
 ///
