@@ -94,51 +94,54 @@ fn bench_cpu(c: &mut Criterion<ThreadCpuTime>) {
 }
 
 fn bench<M: Measurement>(c: &mut Criterion<M>, name: &str) {
-    let addresses = inputs(10_000);
+    let mixed = inputs(10_000);
+    let ipv4: Vec<String> = mixed.iter().filter(|t| !t.contains(':')).cloned().collect();
+    let ipv6: Vec<String> = mixed.iter().filter(|t| t.contains(':')).cloned().collect();
     let policy = Policy::default();
-    let mut group = c.benchmark_group(name);
-    group.throughput(Throughput::Elements(addresses.len() as u64));
-
-    group.bench_function("floor_std_parse_is_loopback", |b| {
-        b.iter(|| {
-            let mut loopback = 0usize;
-            for text in &addresses {
-                if let Ok(ip) = black_box(text.as_str()).parse::<IpAddr>()
-                    && ip.is_loopback()
-                {
-                    loopback += 1;
+    for (label, addresses) in [("mixed", &mixed), ("ipv4", &ipv4), ("ipv6", &ipv6)] {
+        let mut group = c.benchmark_group(format!("{name}/{label}"));
+        group.throughput(Throughput::Elements(addresses.len() as u64));
+        group.bench_function("floor_std_parse_is_loopback", |b| {
+            b.iter(|| {
+                let mut loopback = 0usize;
+                for text in addresses {
+                    if let Ok(ip) = black_box(text.as_str()).parse::<IpAddr>()
+                        && ip.is_loopback()
+                    {
+                        loopback += 1;
+                    }
                 }
-            }
-            black_box(loopback)
-        })
-    });
-
-    group.bench_function("classify_full_verdict", |b| {
-        b.iter(|| {
-            let mut loopback = 0usize;
-            let mut denied = 0usize;
-            for text in &addresses {
-                if let Some(verdict) = classify_literal(black_box(text.as_str())) {
-                    loopback += usize::from(verdict.loopback);
-                    denied += usize::from(policy.check(&verdict).0 == Decision::Deny);
+                black_box(loopback)
+            })
+        });
+        group.bench_function("classify_full_verdict", |b| {
+            b.iter(|| {
+                let mut loopback = 0usize;
+                let mut denied = 0usize;
+                for text in addresses {
+                    if let Some(verdict) = classify_literal(black_box(text.as_str())) {
+                        loopback += usize::from(verdict.loopback);
+                        denied += usize::from(policy.check(&verdict).0 == Decision::Deny);
+                    }
                 }
-            }
-            black_box((loopback, denied))
-        })
-    });
-
-    let parsed: Vec<IpAddr> = addresses.iter().filter_map(|t| t.parse().ok()).collect();
-    group.bench_function("classify_parsed_only", |b| {
-        b.iter(|| {
-            let mut denied = 0usize;
-            for ip in &parsed {
-                let verdict = loopscope_addr::classify(black_box(*ip));
-                denied += usize::from(policy.check(&verdict).0 == Decision::Deny);
-            }
-            black_box(denied)
-        })
-    });
-    group.finish();
+                black_box((loopback, denied))
+            })
+        });
+        if label == "mixed" {
+            let parsed: Vec<IpAddr> = addresses.iter().filter_map(|t| t.parse().ok()).collect();
+            group.bench_function("classify_parsed_only", |b| {
+                b.iter(|| {
+                    let mut denied = 0usize;
+                    for ip in &parsed {
+                        let verdict = loopscope_addr::classify(black_box(*ip));
+                        denied += usize::from(policy.check(&verdict).0 == Decision::Deny);
+                    }
+                    black_box(denied)
+                })
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group! {
@@ -146,7 +149,7 @@ criterion_group! {
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(std::time::Duration::from_secs(1))
-        .measurement_time(std::time::Duration::from_secs(3));
+        .measurement_time(std::time::Duration::from_secs(2));
     targets = bench_wall
 }
 criterion_group! {
@@ -155,7 +158,7 @@ criterion_group! {
         .with_measurement(ThreadCpuTime)
         .sample_size(20)
         .warm_up_time(std::time::Duration::from_secs(1))
-        .measurement_time(std::time::Duration::from_secs(3));
+        .measurement_time(std::time::Duration::from_secs(2));
     targets = bench_cpu
 }
 criterion_main!(wall, cpu);
