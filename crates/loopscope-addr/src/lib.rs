@@ -26,6 +26,49 @@ pub use verdict::{Decision, Policy, SsrfReason, Verdict, classify};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Classifies a strict literal address (dotted-quad IPv4 or IPv6 text, as `std` parses it):
+/// the allocation-free bulk path. Other notations go through [`analysis::analyze`].
+#[inline]
+pub fn classify_literal(text: &str) -> Option<Verdict> {
+    if let Some(v4) = parse_dotted_quad(text.as_bytes()) {
+        return Some(classify(IpAddr::V4(v4)));
+    }
+    text.parse::<IpAddr>().ok().map(classify)
+}
+
+/// Strict dotted-quad IPv4, exactly what `std` accepts (four decimal parts 0-255, no leading
+/// zeros, nothing else), in one pass over the bytes. Written by hand because `std`'s general
+/// parser costs more than the whole classification; `tests/properties.rs` checks it against
+/// `std` on arbitrary input.
+#[inline]
+pub fn parse_dotted_quad(text: &[u8]) -> Option<Ipv4Addr> {
+    if text.len() < 7 || text.len() > 15 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut at = 0;
+    for (index, octet) in octets.iter_mut().enumerate() {
+        let start = at;
+        let mut value: u32 = 0;
+        while at < text.len() && at - start < 3 && text[at].is_ascii_digit() {
+            value = value * 10 + u32::from(text[at] - b'0');
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 || value > 255 || (digits > 1 && text[start] == b'0') {
+            return None;
+        }
+        *octet = value as u8;
+        if index < 3 {
+            if text.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+    }
+    (at == text.len()).then_some(Ipv4Addr::from(octets))
+}
+
 /// Is `ip` a loopback address: `127.0.0.0/8`, `::1`, or an IPv4-mapped loopback
 /// `::ffff:127.0.0.0/104`?
 ///

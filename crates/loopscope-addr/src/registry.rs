@@ -257,36 +257,64 @@ pub fn lookup(ip: IpAddr) -> Option<&'static Entry> {
     }
 }
 
+/// Index of the rows that can hold an address, by its first octet (IPv4) or first 16 bits
+/// (IPv6): ranges into the tables above, in their registry order. Every other address has no row,
+/// and is answered without scanning. `every_row_first_last_and_outside` in tests/ pins this.
 #[inline]
 fn lookup_v4(bits: u32) -> Option<&'static Entry> {
-    // Fast path: only these first octets hold any row.
-    match bits >> 24 {
-        0 | 10 | 100 | 127 | 169 | 172 | 192 | 198 | 203 | 224..=255 => {}
+    let (special, other) = match bits >> 24 {
+        0 => (0..2, 0..0),
+        10 => (2..3, 0..0),
+        100 => (3..4, 0..0),
+        127 => (4..5, 0..0),
+        169 => (5..6, 0..0),
+        172 => (6..7, 0..0),
+        192 => (7..21, 0..0),
+        198 => (21..23, 0..0),
+        203 => (23..24, 0..0),
+        224..=239 => (0..0, 0..1),
+        240..=255 => (24..26, 0..0),
         _ => return None,
-    }
-    best(IPV4_SPECIAL.iter().chain(&OTHER_BLOCKS[..1]), |p| {
+    };
+    best(&IPV4_SPECIAL[special], &OTHER_BLOCKS[other], |p| {
         p.contains_v4(bits)
     })
 }
 
 #[inline]
 fn lookup_v6(bits: u128) -> Option<&'static Entry> {
-    best(IPV6_SPECIAL.iter().chain(&OTHER_BLOCKS[1..]), |p| {
+    let (special, other) = match (bits >> 112) as u16 {
+        0x0000 => (0..3, 2..3),
+        0x0064 => (3..5, 0..0),
+        0x0100 => (5..7, 0..0),
+        0x2001 => (7..19, 0..0),
+        0x2002 => (19..20, 0..0),
+        0x2620 => (20..21, 0..0),
+        0x3fff => (21..22, 0..0),
+        0x5f00 => (22..23, 0..0),
+        0xfc00..=0xfdff => (23..24, 0..0),
+        0xfe80..=0xfebf => (24..25, 0..0),
+        0xfec0..=0xfeff => (0..0, 3..4),
+        0xff00..=0xffff => (0..0, 1..2),
+        _ => return None,
+    };
+    best(&IPV6_SPECIAL[special], &OTHER_BLOCKS[other], |p| {
         p.contains_v6(bits)
     })
 }
 
 #[inline]
-fn best<'a>(
-    rows: impl Iterator<Item = &'a Entry>,
+fn best(
+    special: &'static [Entry],
+    other: &'static [Entry],
     contains: impl Fn(&Prefix) -> bool,
-) -> Option<&'a Entry> {
-    let mut found: Option<&'a Entry> = None;
-    for entry in rows {
-        if entry.deprecated() && entry.globally_reachable == Flag::Unset {
-            continue;
-        }
-        if contains(&entry.block) && found.is_none_or(|f| entry.block.len() > f.block.len()) {
+) -> Option<&'static Entry> {
+    let mut found: Option<&'static Entry> = None;
+    for entry in special.iter().chain(other) {
+        if contains(&entry.block)
+            && entry.globally_reachable != Flag::Unset
+            && found.is_none_or(|f| entry.block.len() > f.block.len())
+        {
             found = Some(entry);
         }
     }
@@ -404,5 +432,53 @@ mod tests {
             .map(|e| e.block.to_string())
             .collect();
         assert_eq!(chain, ["192.0.0.0/24", "192.0.0.9/32"]);
+    }
+
+    /// The indexed lookup against a plain scan of every row, at every row's edges and at
+    /// pseudo-random addresses.
+    #[test]
+    fn indexed_lookup_equals_a_full_scan() {
+        let scan = |ip: IpAddr| {
+            IPV4_SPECIAL
+                .iter()
+                .chain(&IPV6_SPECIAL)
+                .chain(&OTHER_BLOCKS)
+                .filter(|e| e.block.contains(ip) && e.globally_reachable != Flag::Unset)
+                .max_by_key(|e| e.block.len())
+        };
+        let mut addresses = Vec::new();
+        for entry in IPV4_SPECIAL
+            .iter()
+            .chain(&IPV6_SPECIAL)
+            .chain(&OTHER_BLOCKS)
+        {
+            for edge in [entry.block.first(), entry.block.last()] {
+                addresses.push(edge);
+                match edge {
+                    IpAddr::V4(v4) => {
+                        addresses.push(v4.to_bits().wrapping_add(1).to_be_bytes().into());
+                        addresses.push(v4.to_bits().wrapping_sub(1).to_be_bytes().into());
+                    }
+                    IpAddr::V6(v6) => {
+                        addresses.push(v6.to_bits().wrapping_add(1).to_be_bytes().into());
+                        addresses.push(v6.to_bits().wrapping_sub(1).to_be_bytes().into());
+                    }
+                }
+            }
+        }
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            addresses.push(IpAddr::V4((state as u32).into()));
+            let top = [0u16, 0x64, 0x100, 0x2001, 0x2002, 0xfe80, 0xff02][(state % 7) as usize];
+            let bits =
+                (u128::from(top) << 112) | (u128::from(state) << 40) | u128::from(state >> 50);
+            addresses.push(IpAddr::V6(bits.into()));
+        }
+        for ip in addresses {
+            assert_eq!(lookup(ip), scan(ip), "{ip}");
+        }
     }
 }

@@ -298,9 +298,13 @@ impl Policy {
             IpAddr::V6(v6) => crate::ipv4_mapped(v6),
             IpAddr::V4(_) => None,
         };
-        let effective = match mapped {
-            Some(v4) => classify(IpAddr::V4(v4)),
-            None => *verdict,
+        let mapped_verdict;
+        let effective: &Verdict = match mapped {
+            Some(v4) => {
+                mapped_verdict = classify(IpAddr::V4(v4));
+                &mapped_verdict
+            }
+            None => verdict,
         };
         let in_list = |list: &[Prefix]| {
             list.iter()

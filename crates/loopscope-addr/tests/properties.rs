@@ -35,6 +35,23 @@ proptest! {
     }
 
     #[test]
+    fn dotted_quad_fast_path_agrees_with_std(text in "[0-9.]{0,17}|[0-9]{0,4}\\.[0-9]{0,4}\\.[0-9]{0,4}\\.[0-9]{0,4}|[0-9a-f:.x ]{0,17}") {
+        prop_assert_eq!(
+            loopscope_addr::parse_dotted_quad(text.as_bytes()),
+            text.parse::<Ipv4Addr>().ok(),
+            "{:?}", text
+        );
+    }
+
+    #[test]
+    fn dotted_quad_fast_path_reads_every_address(bits in any::<u32>()) {
+        let ip = Ipv4Addr::from_bits(bits);
+        prop_assert_eq!(loopscope_addr::parse_dotted_quad(ip.to_string().as_bytes()), Some(ip));
+        let verdict = loopscope_addr::classify_literal(&ip.to_string()).unwrap();
+        prop_assert_eq!(verdict, classify(IpAddr::V4(ip)));
+    }
+
+    #[test]
     fn every_address_classifies(bits in any::<u128>(), v4 in any::<u32>()) {
         for ip in [IpAddr::V6(Ipv6Addr::from_bits(bits)), IpAddr::V4(Ipv4Addr::from_bits(v4))] {
             let verdict = classify(ip);

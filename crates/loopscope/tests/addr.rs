@@ -1,0 +1,229 @@
+//! `loopscope addr` through the real binary: JSON fields, bulk mode, exit codes. Names are
+//! resolved from a hosts file written by the test or not at all, never from the internet.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn loopscope() -> Command {
+    Command::cargo_bin("loopscope").unwrap()
+}
+
+fn json_lines(output: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn json_fields_for_octal_loopback() {
+    let output = loopscope()
+        .args(["--json", "addr", "0177.0.0.1"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let records = json_lines(&output);
+    assert_eq!(records.len(), 2);
+    let a = &records[0];
+    assert_eq!(a["type"], "address");
+    assert_eq!(a["input"], "0177.0.0.1");
+    assert_eq!(a["address"], "127.0.0.1");
+    assert_eq!(a["notation"], "ipv4_inet_aton");
+    assert_eq!(a["registry"]["name"], "Loopback");
+    assert_eq!(a["registry"]["rfc"], "[RFC1122], Section 3.2.1.3");
+    assert_eq!(a["registry"]["block"], "127.0.0.0/8");
+    assert_eq!(a["registry"]["snapshot"], "2026-07-18");
+    assert_eq!(a["registry"]["reserved_by_protocol"], true);
+    assert_eq!(a["loopback"], true);
+    assert_eq!(a["globally_reachable"], false);
+    assert_eq!(a["martian_source"], "loopback_source");
+    assert_eq!(a["martian_destination"], "loopback_destination");
+    assert_eq!(a["ssrf"], "deny");
+    assert!(a["reason"].as_str().unwrap().contains("loopback"));
+    let decimal = a["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["parser"] == "decimal")
+        .unwrap();
+    assert_eq!(decimal["host"], "177.0.0.1");
+    assert_eq!(decimal["agrees"], false);
+    assert_eq!(records[1]["type"], "summary");
+    assert_eq!(records[1]["denied"], 1);
+}
+
+#[test]
+fn json_for_public_mapped_and_embedded() {
+    let output = loopscope()
+        .args([
+            "--json",
+            "addr",
+            "8.8.8.8",
+            "::ffff:127.0.0.1",
+            "2002:7f00:1::1",
+            "3fff::1",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_lines(&output);
+    assert_eq!(r[0]["ssrf"], "allow");
+    assert_eq!(r[0]["registry"], Value::Null);
+    assert_eq!(r[0]["globally_reachable"], true);
+    assert_eq!(r[0]["martian_source"], Value::Null);
+    assert_eq!(r[1]["loopback"], true);
+    assert_eq!(r[1]["registry"]["name"], "IPv4-mapped Address");
+    assert_eq!(r[1]["embedded"][0]["kind"], "ipv4_mapped");
+    assert_eq!(r[1]["embedded"][0]["ipv4"], "127.0.0.1");
+    assert_eq!(r[2]["registry"]["name"], "6to4");
+    assert_eq!(r[2]["registry"]["globally_reachable"], Value::Null);
+    assert_eq!(r[2]["embedded"][0]["kind"], "6to4");
+    assert_eq!(r[2]["embedded"][0]["loopback"], true);
+    assert_eq!(r[2]["ssrf"], "deny");
+    assert_eq!(r[3]["registry"]["rfc"], "[RFC9637]");
+    assert_eq!(r[3]["martian_source"], "documentation_source");
+}
+
+#[test]
+fn exit_codes() {
+    // Denied but no --fail-on-deny: 0.
+    loopscope().args(["addr", "127.1"]).assert().code(0);
+    loopscope()
+        .args(["addr", "--fail-on-deny", "127.1"])
+        .assert()
+        .code(1);
+    loopscope()
+        .args(["addr", "--fail-on-deny", "8.8.8.8"])
+        .assert()
+        .code(0);
+    loopscope()
+        .args([
+            "addr",
+            "--fail-on-deny",
+            "--allow",
+            "127.0.0.0/8",
+            "http://127.0.0.1:8080/",
+        ])
+        .assert()
+        .code(0);
+    // Unparsable argument: 2 with one line on stderr.
+    let assert = loopscope().args(["addr", "http://[::1/"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.starts_with("loopscope: error:"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+    loopscope()
+        .args(["addr", "--allow", "10.0.0.0/99", "1.2.3.4"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn bulk_stdin_streams_ndjson() {
+    let input =
+        "127.1\n\n# comment\n0x7f000001\nnot an address\nhttp://[::ffff:10.0.0.1]/\n8.8.8.8\n";
+    let output = loopscope()
+        .args(["--json", "addr", "-", "--no-resolve"])
+        .write_stdin(input)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_lines(&output);
+    let kinds: Vec<_> = r.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "address", "address", "error", "address", "address", "summary"
+        ]
+    );
+    assert_eq!(r[0]["address"], "127.0.0.1");
+    assert_eq!(r[1]["address"], "127.0.0.1");
+    assert_eq!(r[2]["input"], "not an address");
+    assert_eq!(r[3]["address"], "::ffff:10.0.0.1");
+    assert_eq!(r[3]["ssrf"], "deny");
+    assert_eq!(r[4]["ssrf"], "allow");
+    assert_eq!(r[5]["inputs"], 5);
+    assert_eq!(r[5]["unparsable"], 1);
+    assert_eq!(r[5]["allowed"], 1);
+    // Without arguments, stdin that is not a terminal is read the same way.
+    loopscope()
+        .args(["addr", "--fail-on-deny"])
+        .write_stdin("8.8.8.8\n127.0.0.1\n")
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn bulk_file_and_hosts_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "intranet.test\nhttps://public.test/\nlocalhost\n").unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "10.1.2.3 intranet.test\n93.184.215.14 public.test\n",
+    )
+    .unwrap();
+    let output = loopscope()
+        .arg("--json")
+        .arg("addr")
+        .arg("--file")
+        .arg(&list)
+        .arg("--hosts-file")
+        .arg(&hosts)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_lines(&output);
+    assert_eq!(r[0]["address"], "10.1.2.3");
+    assert_eq!(r[0]["registry"]["name"], "Private-Use");
+    assert_eq!(r[0]["ssrf"], "deny");
+    assert_eq!(r[0]["answers"][0]["address"], "10.1.2.3");
+    assert_eq!(r[1]["address"], "93.184.215.14");
+    assert_eq!(r[1]["ssrf"], "allow");
+    assert_eq!(r[1]["port"], 443);
+    assert_eq!(r[2]["loopback_by_name"], true);
+    assert_eq!(r[2]["ssrf"], "deny");
+    // --allow-private opens the RFC 1918 answer.
+    let output = loopscope()
+        .arg("--json")
+        .arg("addr")
+        .arg("--allow-private")
+        .arg("--hosts-file")
+        .arg(&hosts)
+        .arg("intranet.test")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json_lines(&output)[0]["ssrf"], "allow");
+}
+
+#[test]
+fn human_table() {
+    let assert = loopscope()
+        .args(["addr", "http://127.0.0.1\\@evil.test/", "--no-resolve"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(text.starts_with("http://127.0.0.1\\@evil.test/"), "{text}");
+    for needle in [
+        "Loopback 127.0.0.0/8",
+        "2026-07-18",
+        "reading rfc3986",
+        "evil.test",
+        "martian source",
+        "ssrf",
+        "deny",
+    ] {
+        assert!(text.contains(needle), "missing {needle}: {text}");
+    }
+}
