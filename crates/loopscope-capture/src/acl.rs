@@ -55,8 +55,16 @@ impl Prefix {
     pub fn is_v4(&self) -> bool {
         self.address.is_ipv4()
     }
+    /// `127.0.0.0/8`, `::ffff:0:0/96`: IPv4-mapped prefixes in hex, since router dialects do
+    /// not all take the dotted `::ffff:0.0.0.0` form Rust prints.
     pub fn cidr(&self) -> String {
-        format!("{}/{}", self.address, self.len)
+        match self.address {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+                let segments = v6.segments();
+                format!("::ffff:{:x}:{:x}/{}", segments[6], segments[7], self.len)
+            }
+            address => format!("{address}/{}", self.len),
+        }
     }
     /// Cisco IPv4 wildcard form: `127.0.0.0 0.255.255.255`, `host 1.2.3.4`.
     fn cisco_v4(&self) -> String {

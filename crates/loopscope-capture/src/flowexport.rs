@@ -264,7 +264,12 @@ impl<W: Write> FlowScanner<W> {
             return;
         };
         // A flow exporter sits on a real (non-loopback) interface: loopback is martian here.
-        let verdicts: Verdicts = rules::classify(source, destination, false);
+        let context = rules::PacketContext {
+            protocol: fields.protocol.unwrap_or(0),
+            source_port: fields.source_port.unwrap_or(0),
+            destination_port: fields.destination_port.unwrap_or(0),
+        };
+        let verdicts: Verdicts = rules::classify_packet(source, destination, context, false);
         if !verdicts.is_martian() {
             return;
         }

@@ -461,7 +461,13 @@ impl<W: Write> Scanner<W> {
                     .iter()
                     .any(|loopback| loopback == name)
             });
-        let verdicts = rules::classify(decoded.source, decoded.destination, on_loopback);
+        let context = rules::PacketContext {
+            protocol: decoded.protocol,
+            source_port: decoded.source_port,
+            destination_port: decoded.destination_port,
+        };
+        let verdicts =
+            rules::classify_packet(decoded.source, decoded.destination, context, on_loopback);
         let urpf: Option<UrpfVerdict> = self.config.routes.as_ref().map(|routes| {
             let arrival = observation
                 .interface_name

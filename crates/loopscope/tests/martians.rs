@@ -220,6 +220,20 @@ fn pcapng_interfaces_reasons_flows_and_totals() {
         (1, on_eth0(&ipv4_udp([10, 0, 0, 1], [127, 0, 0, 9], 1, 2))),
         (1, on_eth0(&ipv6_with_extensions("::1", "fd00::2"))),
         (1, on_eth0(&ipv4_udp(CLEAN.0, CLEAN.1, 1, 2))),
+        // On-link uses of the unspecified source: DHCP discover, DAD neighbour solicitation.
+        (
+            1,
+            on_eth0(&ipv4_udp([0, 0, 0, 0], [255, 255, 255, 255], 68, 67)),
+        ),
+        (
+            1,
+            on_eth0(&ipv6(
+                "::".parse().unwrap(),
+                "ff02::1:ff00:2".parse().unwrap(),
+                58,
+                &[135, 0, 0, 0, 0, 0, 0, 0],
+            )),
+        ),
     ];
     for (index, (if_id, frame)) in packets.iter().enumerate() {
         bytes.extend(pcapng_packet(
@@ -279,7 +293,7 @@ fn pcapng_interfaces_reasons_flows_and_totals() {
     assert_eq!(repeated["last_seen_unix_ns"], base + 2_000_000);
 
     let summary = summary(&lines);
-    assert_eq!(summary["packets"], 12);
+    assert_eq!(summary["packets"], 14);
     assert_eq!(summary["martian_packets"], 10);
     assert_eq!(summary["martian_flows"], 9);
     assert_eq!(summary["reasons"]["loopback_source"], 4);
