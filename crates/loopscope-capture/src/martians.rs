@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::Path;
 
-use loopscope_report::{Outcome, Printer, Record, Table};
+use loopscope_report::{Format, Outcome, Printer, Record, Table};
 use serde::Serialize;
 
 use crate::CaptureError;
@@ -73,6 +73,10 @@ pub struct Observation<'a> {
 /// One martian packet.
 #[derive(Debug, Serialize)]
 pub struct Finding {
+    /// Always "finding"; serialised first so a finding can be written as its JSON line
+    /// directly, byte-identical to what the Printer makes of it (see `Scanner::emit_finding`).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
     pub time: String,
     pub time_unix_ns: u64,
     pub input: String,
@@ -98,8 +102,10 @@ pub struct Finding {
 pub struct ReasonEntry {
     pub side: &'static str,
     pub code: &'static str,
-    pub rfc: String,
-    pub text: String,
+    pub rfc: &'static str,
+    /// The human wording (MartianReason's Display); not in JSON, where `code` says it.
+    #[serde(skip)]
+    pub reason: loopscope_addr::martian::MartianReason,
 }
 
 impl ReasonEntry {
@@ -107,8 +113,8 @@ impl ReasonEntry {
         ReasonEntry {
             side: verdict.side.as_str(),
             code: verdict.reason.code(),
-            rfc: verdict.reason.rfc().to_string(),
-            text: verdict.reason.to_string(),
+            rfc: verdict.reason.rfc(),
+            reason: verdict.reason,
         }
     }
 }
@@ -122,7 +128,7 @@ impl Record for Finding {
         let reasons: Vec<String> = self
             .reasons
             .iter()
-            .map(|reason| format!("{} ({})", reason.text, reason.rfc))
+            .map(|reason| format!("{} ({})", reason.reason, reason.rfc))
             .collect();
         write!(
             out,
@@ -338,7 +344,8 @@ impl Record for Summary {
 
 /// Findings, flows and totals over any number of inputs.
 pub struct Scanner<W: Write> {
-    printer: Printer<W>,
+    format: Format,
+    out: W,
     config: ScanConfig,
     summary: Summary,
     flows: HashMap<FlowKey, FlowStats>,
@@ -355,8 +362,10 @@ pub struct Scanner<W: Write> {
 
 impl<W: Write> Scanner<W> {
     pub fn new(printer: Printer<W>, config: ScanConfig) -> Self {
+        let format = printer.format();
         Scanner {
-            printer,
+            format,
+            out: printer.into_inner(),
             config,
             summary: Summary::default(),
             flows: HashMap::new(),
@@ -377,15 +386,30 @@ impl<W: Write> Scanner<W> {
         Ok(())
     }
 
-    pub fn printer(&mut self) -> &mut Printer<W> {
-        &mut self.printer
-    }
-
     /// Emits a record unless output already failed.
     pub fn emit<R: Record>(&mut self, record: &R) {
         if self.output_error.is_none()
-            && let Err(error) = self.printer.emit(record)
+            && let Err(error) = Printer::new(self.format, &mut self.out).emit(record)
         {
+            self.output_error = Some(error);
+        }
+    }
+
+    /// Findings can be many: in JSON they are serialised straight to the output (the record
+    /// leads with its own "type", so the line is the one the Printer would write) instead of
+    /// through an intermediate JSON value.
+    fn emit_finding(&mut self, finding: &Finding) {
+        if self.format != Format::Json {
+            return self.emit(finding);
+        }
+        if self.output_error.is_some() {
+            return;
+        }
+        let result = serde_json::to_writer(&mut self.out, finding)
+            .map_err(io::Error::other)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .and_then(|()| self.out.flush());
+        if let Err(error) = result {
             self.output_error = Some(error);
         }
     }
@@ -544,6 +568,7 @@ impl<W: Write> Scanner<W> {
             Some(decoded.link_source)
         };
         let finding = Finding {
+            kind: "finding",
             time: format_time(observation.time_ns),
             time_unix_ns: observation.time_ns,
             input: observation.input.to_string(),
@@ -564,7 +589,7 @@ impl<W: Write> Scanner<W> {
             urpf_drop: urpf.map(|verdict| verdict.dropping_modes()),
         };
         self.summary.findings_logged += 1;
-        self.emit(&finding);
+        self.emit_finding(&finding);
         true
     }
 
@@ -760,5 +785,46 @@ mod tests {
             format_time(951_782_400_000_000_000),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+}
+
+#[cfg(test)]
+mod emit_tests {
+    use super::*;
+
+    /// The direct JSON path writes the same line the Printer would.
+    #[test]
+    fn direct_finding_lines_match_the_printer() {
+        let finding = Finding {
+            kind: "finding",
+            time: format_time(1),
+            time_unix_ns: 1,
+            input: "x.pcap".into(),
+            packet: 3,
+            interface: "eth0".into(),
+            if_index: None,
+            link_source: Some("02:00:00:00:00:01".into()),
+            source: "127.0.0.1".parse().unwrap(),
+            destination: "10.0.0.1".parse().unwrap(),
+            protocol: 17,
+            source_port: 1,
+            destination_port: 2,
+            bytes: 60,
+            fragment: false,
+            reasons: vec![ReasonEntry::from_verdict(Verdict {
+                side: crate::rules::Side::Source,
+                reason: loopscope_addr::martian::MartianReason::LoopbackSource,
+            })],
+            urpf_drop: Some(vec!["strict"]),
+        };
+        let mut printer = Printer::new(Format::Json, Vec::new());
+        printer.emit(&finding).unwrap();
+        let expected = String::from_utf8(printer.into_inner()).unwrap();
+        let mut scanner = Scanner::new(
+            Printer::new(Format::Json, Vec::new()),
+            ScanConfig::default(),
+        );
+        scanner.emit_finding(&finding);
+        assert_eq!(String::from_utf8(scanner.out).unwrap(), expected);
     }
 }
