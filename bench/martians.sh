@@ -67,15 +67,24 @@ FILTER='(ip and (src net 127.0.0.0/8 or src net 0.0.0.0/8 or src net 224.0.0.0/4
  or (ip6 and (src net ::/96 or src net ::ffff:0:0/96 or src net ff00::/8 or src net 2001:db8::/32
  or dst host ::1 or dst host :: or dst net ::ffff:0:0/96 or dst net 2001:db8::/32))'
 
-# Warm the page cache, then best of 3 for each.
+# Warm the page cache, then 5 interleaved runs each. The machine is shared (load from other
+# builds), so both wall time and CPU time (user + sys) are reported; the best of each is kept.
 cat "$PCAP" >/dev/null
-best() { sort -n | head -1; }
-time_of() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; end=$(date +%s.%N); echo "$end - $start" | bc -l; }
-ours=$(for _ in 1 2 3; do time_of "$BIN" --json martians "$PCAP"; done | best)
-theirs=$(for _ in 1 2 3; do time_of tcpdump -n -r "$PCAP" -w /dev/null "$FILTER"; done | best)
+measure() { /usr/bin/time -f "%e %U %S" -o "$WORK/t" "$@" >/dev/null 2>&1 || true; cat "$WORK/t"; }
+: >"$WORK/ours"; : >"$WORK/theirs"
+for _ in 1 2 3 4 5; do
+  measure "$BIN" --json martians "$PCAP" >>"$WORK/ours"
+  measure tcpdump -n -r "$PCAP" -w /dev/null "$FILTER" >>"$WORK/theirs"
+done
+best_wall() { awk '{print $1}' "$1" | sort -n | head -1; }
+best_cpu() { awk '{printf "%.2f\n", $2 + $3}' "$1" | sort -n | head -1; }
 found=$("$BIN" --json martians --quiet "$PCAP" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["martian_packets"])')
 matched=$(tcpdump -n -r "$PCAP" "$FILTER" 2>/dev/null | wc -l)
+ours_wall=$(best_wall "$WORK/ours"); theirs_wall=$(best_wall "$WORK/theirs")
+ours_cpu=$(best_cpu "$WORK/ours"); theirs_cpu=$(best_cpu "$WORK/theirs")
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 printf 'packets: %s   martian (loopscope): %s   matched (tcpdump): %s\n' "$PACKETS" "$found" "$matched"
-printf 'loopscope martians --json: %.3f s (%.0f packets/s)\n' "$ours" "$(echo "$PACKETS / $ours" | bc -l)"
-printf 'tcpdump -r -w /dev/null FILTER: %.3f s (%.0f packets/s)\n' "$theirs" "$(echo "$PACKETS / $theirs" | bc -l)"
-printf 'ratio (tcpdump time / loopscope time): %.2f\n' "$(echo "$theirs / $ours" | bc -l)"
+printf 'loopscope martians --json FILE      wall %5.2f s  cpu %5.2f s\n' "$ours_wall" "$ours_cpu"
+printf 'tcpdump -r FILE -w /dev/null FILTER  wall %5.2f s  cpu %5.2f s\n' "$theirs_wall" "$theirs_cpu"
+printf 'ratio (tcpdump / loopscope, >= 1.0 means loopscope is as fast or faster): wall %.2f  cpu %.2f\n' \
+  "$(echo "$theirs_wall / $ours_wall" | bc -l)" "$(echo "$theirs_cpu / $ours_cpu" | bc -l)"

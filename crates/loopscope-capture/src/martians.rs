@@ -461,30 +461,62 @@ impl<W: Write> Scanner<W> {
     pub fn observe(&mut self, observation: &Observation<'_>) -> bool {
         self.summary.packets += 1;
         self.summary.bytes += u64::from(observation.original_len);
-        let decoded = match decode::decode(observation.linktype, observation.frame) {
-            Ok(decoded) => decoded,
-            Err(Undecodable::NotIp) => {
-                self.summary.non_ip_packets += 1;
-                return false;
-            }
-            Err(Undecodable::Malformed) => {
-                self.summary.malformed_packets += 1;
-                return false;
-            }
-            Err(Undecodable::UnsupportedLinktype) => {
-                self.summary.unsupported_linktype_packets += 1;
-                return false;
-            }
-        };
+        // The common case (plain Ethernet or raw IP) costs a few loads: addresses first, the
+        // full decode only for packets that need it.
+        let mut full = None;
+        let (source, destination, link_is_loopback) =
+            match decode::fast_addresses(observation.linktype, observation.frame) {
+                Some(addresses) => addresses,
+                None => match decode::decode(observation.linktype, observation.frame) {
+                    Ok(decoded) => {
+                        full = Some(decoded);
+                        (
+                            decoded.source,
+                            decoded.destination,
+                            decoded.link_is_loopback,
+                        )
+                    }
+                    Err(Undecodable::NotIp) => {
+                        self.summary.non_ip_packets += 1;
+                        return false;
+                    }
+                    Err(Undecodable::Malformed) => {
+                        self.summary.malformed_packets += 1;
+                        return false;
+                    }
+                    Err(Undecodable::UnsupportedLinktype) => {
+                        self.summary.unsupported_linktype_packets += 1;
+                        return false;
+                    }
+                },
+            };
         self.summary.ip_packets += 1;
         let on_loopback = observation.interface_is_loopback
-            || decoded.link_is_loopback
+            || link_is_loopback
             || observation.interface_name.is_some_and(|name| {
                 self.config
                     .loopback_interfaces
                     .iter()
                     .any(|loopback| loopback == name)
             });
+        if self.config.routes.is_none()
+            && !rules::classify(source, destination, on_loopback).is_martian()
+        {
+            return false;
+        }
+        let decoded = match full {
+            Some(decoded) => decoded,
+            // fast_addresses accepted it, so the full decode does too (property-tested);
+            // should the two ever disagree, the packet counts as malformed rather than panic.
+            None => match decode::decode(observation.linktype, observation.frame) {
+                Ok(decoded) => decoded,
+                Err(_) => {
+                    self.summary.ip_packets -= 1;
+                    self.summary.malformed_packets += 1;
+                    return false;
+                }
+            },
+        };
         let context = rules::PacketContext {
             protocol: decoded.protocol,
             source_port: decoded.source_port,

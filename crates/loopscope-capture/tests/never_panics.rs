@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 
-use loopscope_capture::decode::{decode, linktype, udp_payload};
+use loopscope_capture::decode::{decode, fast_addresses, linktype, udp_payload};
 use loopscope_capture::flowexport::FlowScanner;
 use loopscope_capture::martians::{ScanConfig, Scanner};
 use loopscope_capture::pcapfile::{Interface, PacketVisitor, RecordMeta, read_capture};
@@ -87,6 +87,39 @@ proptest! {
     fn frames_decode_or_fail_cleanly(kind in 0usize..LINKTYPES.len(), bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = decode(LINKTYPES[kind], &bytes);
         let _ = udp_payload(LINKTYPES[kind], &bytes);
+    }
+
+    /// The hand-written fast path and the full decode agree on every frame the fast path
+    /// accepts (addresses and loopback-ness), and the fast path accepts the common cases.
+    #[test]
+    fn fast_path_agrees_with_the_full_decode(
+        kind in 0usize..LINKTYPES.len(),
+        zero_macs in any::<bool>(),
+        ether_type in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), any::<u16>()],
+        first in prop_oneof![Just(0x45u8), Just(0x46), Just(0x60), Just(0x44), any::<u8>()],
+        bytes in proptest::collection::vec(any::<u8>(), 0..100),
+    ) {
+        let linktype = LINKTYPES[kind];
+        let mut frame = Vec::new();
+        if linktype == linktype::ETHERNET {
+            frame.extend_from_slice(&if zero_macs { [0u8; 12] } else { [2u8; 12] });
+            frame.extend_from_slice(&ether_type.to_be_bytes());
+        }
+        frame.push(first);
+        frame.extend_from_slice(&bytes);
+        if let Some((source, destination, loopback)) = fast_addresses(linktype, &frame) {
+            let full = decode(linktype, &frame);
+            prop_assert!(full.is_ok(), "fast path accepted what decode rejects: {frame:?}");
+            let full = full.unwrap();
+            prop_assert_eq!((full.source, full.destination, full.link_is_loopback), (source, destination, loopback));
+        } else if let Ok(full) = decode(linktype, &frame) {
+            // Declining is allowed (VLANs, cooked headers), but not for plain IPv4/IPv6.
+            let version = first >> 4;
+            let plain = matches!(linktype, linktype::RAW | linktype::IPV4 | linktype::IPV6)
+                || (linktype == linktype::ETHERNET
+                    && matches!((ether_type, version), (0x0800, 4) | (0x86dd, 6)));
+            prop_assert!(!plain, "fast path declined a plain packet decode accepts: {full:?}");
+        }
     }
 
     #[test]
