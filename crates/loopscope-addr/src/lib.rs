@@ -2,10 +2,27 @@
 //! safe to contact.
 //!
 //! - [`is_loopback`] and [`martian`]: fast, allocation-free per-packet predicates.
+//! - [`registry`]: the IANA IPv4 and IPv6 Special-Purpose Address Registries, every row, as of
+//!   [`registry::REGISTRY_SNAPSHOT`] (2026-07-18).
+//! - [`notation`]: every way an address is written (inet_aton forms, WHATWG URL hosts, bracketed
+//!   IPv6 with zones, whole URLs) and each parser's reading where they disagree.
+//! - [`verdict`]: loopback, reaches-this-host, martian, globally reachable, embedded IPv4, and
+//!   the SSRF decision under a [`Policy`].
+//! - [`guard`]: resolves names (through a [`guard::Resolver`]), checks every answer and returns
+//!   the vetted socket addresses to connect to.
+//! - [`analysis`]: all of the above for one input, as one serialisable record.
 //!
-//! This crate is pure: no I/O except through the resolver trait of the SSRF guard.
-
+//! This crate is pure: no I/O except through the resolver trait of the guard.
+pub mod analysis;
+pub mod guard;
 pub mod martian;
+pub mod notation;
+pub mod prefix;
+pub mod registry;
+pub mod verdict;
+
+pub use prefix::Prefix;
+pub use verdict::{Decision, Policy, SsrfReason, Verdict, classify};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

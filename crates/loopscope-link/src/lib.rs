@@ -5,12 +5,28 @@
 //! `tcp://127.0.0.1:7007`). [`open`] turns the string into a [`Link`]; a test splits it into a
 //! sending and a receiving half and drives each from its own thread.
 
+pub mod bert;
 pub mod endpoint;
+pub mod exec;
 pub mod link;
 pub mod memory;
+pub mod sim;
+
+// Real transports, the reflector and ping (issue 7).
+pub mod datagram;
+pub mod ip;
+pub mod ping;
+pub mod pty;
+pub mod reflect;
+pub mod serial;
+pub mod sockio;
+pub mod stream;
+pub mod tcp;
+pub mod udp;
+pub mod unix;
 
 pub use endpoint::{Endpoint, EndpointError};
-pub use link::{Link, LinkError, LinkReceiver, LinkSender};
+pub use link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
 
 /// Opens the link an endpoint string names.
 pub fn open(endpoint: &str) -> Result<Box<dyn Link>, LinkError> {
@@ -23,6 +39,14 @@ pub fn open(endpoint: &str) -> Result<Box<dyn Link>, LinkError> {
 pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn Link>, LinkError> {
     match endpoint.scheme.as_str() {
         "loop" => Ok(Box::new(memory::MemoryLoop::from_endpoint(endpoint)?)),
+        "sim" => Ok(Box::new(sim::SimLink::from_endpoint(endpoint)?)),
+        "exec" => Ok(Box::new(exec::ExecLink::from_endpoint(endpoint)?)),
+        "tcp" => Ok(Box::new(tcp::TcpLink::from_endpoint(endpoint)?)),
+        "udp" => Ok(Box::new(udp::UdpLink::from_endpoint(endpoint)?)),
+        "unix" => Ok(Box::new(unix::UnixLink::from_endpoint(endpoint)?)),
+        "serial" => Ok(Box::new(serial::SerialLink::from_endpoint(endpoint)?)),
+        "pty" => Ok(Box::new(pty::PtyLink::from_endpoint(endpoint)?)),
+        "unixgram" => Ok(Box::new(unix::UnixgramLink::from_endpoint(endpoint)?)),
         other => Err(LinkError::UnknownScheme(other.to_string())),
     }
 }

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::endpoint::EndpointError;
 
+/// A link's two halves, each driven from its own thread.
+pub type LinkHalves = (Box<dyn LinkSender>, Box<dyn LinkReceiver>);
+
 /// Something that gives back what is sent into it.
 pub trait Link: Send {
     /// The endpoint as a user would write it, for reports.
@@ -12,7 +15,7 @@ pub trait Link: Send {
 
     /// Splits the link into halves driven from separate threads. Opening the device or
     /// connecting happens before this returns, so environment errors surface here.
-    fn split(self: Box<Self>) -> Result<(Box<dyn LinkSender>, Box<dyn LinkReceiver>), LinkError>;
+    fn split(self: Box<Self>) -> Result<LinkHalves, LinkError>;
 }
 
 /// The transmit half.

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::time::Duration;
 
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
 
 /// Chunks in flight; with 256 KiB chunks the loop holds at most 2 MiB.
 const DEPTH: usize = 8;
@@ -66,7 +66,7 @@ impl Link for MemoryLoop {
         "loop:".into()
     }
 
-    fn split(self: Box<Self>) -> Result<(Box<dyn LinkSender>, Box<dyn LinkReceiver>), LinkError> {
+    fn split(self: Box<Self>) -> Result<LinkHalves, LinkError> {
         let (tx, rx) = MemoryLoop::pair(self.depth);
         Ok((Box::new(tx), Box::new(rx)))
     }

@@ -1,6 +1,27 @@
 //! ITU-T G.821 error-performance events from per-second tallies.
+//!
+//! Definitions (G.821, bit based; see `shared/reference/prbs-patterns.md`):
+//! - an **errored second** (ES) has at least one bit error or a loss of sync;
+//! - a **severely errored second** (SES) has a BER of at least 1e-3 or a loss of sync;
+//! - an **error-free second** (EFS) has neither (counted in available time);
+//! - **unavailable time** begins at the first of 10 consecutive SES (those 10 seconds are
+//!   unavailable) and ends at the first of 10 consecutive non-SES seconds (those 10 seconds are
+//!   available). ES, SES and EFS are counted in available time only.
+//!
+//! Whether a run of SES (or, while unavailable, of non-SES seconds) changes the state is known
+//! only once it reaches 10 seconds, so up to 9 seconds stay undecided. [`G821::summary`] settles
+//! such a tail as the current state: while available, fewer than 10 trailing SES are available
+//! SES (unavailability has not been established); while unavailable, fewer than 10 trailing
+//! non-SES seconds stay unavailable. This is how a test that ends there must count them too, and
+//! later seconds can still turn them the other way, so a mid-run summary may differ from the
+//! final one in at most the last 9 seconds.
 
 use serde::Serialize;
+
+/// BER at or above which a second is severely errored.
+pub const SES_BER_THRESHOLD: f64 = 1e-3;
+/// Consecutive seconds that enter or leave unavailable time.
+pub const UNAVAILABILITY_SECONDS: usize = 10;
 
 /// What happened in one second of a test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -9,6 +30,17 @@ pub struct SecondTally {
     pub bit_errors: u64,
     /// Sync was lost or absent during the second (counts as severely errored).
     pub sync_loss: bool,
+}
+
+impl SecondTally {
+    pub fn is_errored(&self) -> bool {
+        self.sync_loss || self.bit_errors > 0
+    }
+
+    pub fn is_severely_errored(&self) -> bool {
+        self.sync_loss
+            || (self.bits > 0 && self.bit_errors as f64 >= SES_BER_THRESHOLD * self.bits as f64)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -22,29 +54,105 @@ pub struct G821Summary {
 }
 
 impl G821Summary {
-    /// %ES over available time.
+    /// %ES over available time (0 when nothing is available).
     pub fn es_percent(&self) -> f64 {
-        todo!()
+        percent(self.errored_seconds, self.available_seconds)
     }
+
+    /// %SES over available time (0 when nothing is available).
     pub fn ses_percent(&self) -> f64 {
-        todo!()
+        percent(self.severely_errored_seconds, self.available_seconds)
+    }
+
+    fn add_available(&mut self, second: &SecondTally) {
+        self.seconds += 1;
+        self.available_seconds += 1;
+        if second.is_errored() {
+            self.errored_seconds += 1;
+        } else {
+            self.error_free_seconds += 1;
+        }
+        if second.is_severely_errored() {
+            self.severely_errored_seconds += 1;
+        }
+    }
+
+    fn add_unavailable(&mut self) {
+        self.seconds += 1;
+        self.unavailable_seconds += 1;
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
     }
 }
 
 /// Accumulates seconds; the 10-second unavailability rule needs look-ahead, so a summary
-/// taken mid-run settles the undecided tail as the standard says at the end of a test.
+/// taken mid-run settles the undecided tail as described in the module documentation.
 #[derive(Debug, Default, Clone)]
-pub struct G821 {}
+pub struct G821 {
+    /// Seconds already decided.
+    settled: G821Summary,
+    unavailable: bool,
+    /// Undecided trailing seconds: SES while available, non-SES while unavailable (< 10).
+    pending: Vec<SecondTally>,
+}
 
 impl G821 {
     pub fn new() -> Self {
-        G821 {}
+        G821::default()
     }
+
+    /// Whether the test is in unavailable time (as far as decided).
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+
     pub fn push(&mut self, second: SecondTally) {
-        let _ = second;
-        todo!()
+        let severe = second.is_severely_errored();
+        // A second that continues the run that could flip the state.
+        let continues_run = severe != self.unavailable;
+        if continues_run {
+            self.pending.push(second);
+            if self.pending.len() >= UNAVAILABILITY_SECONDS {
+                // The run flips the state, and its seconds belong to the new state.
+                self.unavailable = !self.unavailable;
+                self.settle_pending();
+            }
+        } else {
+            // The run broke: its seconds belong to the current state, as does this one.
+            self.settle_pending();
+            self.add(&second);
+        }
     }
+
+    fn settle_pending(&mut self) {
+        for second in std::mem::take(&mut self.pending) {
+            self.add(&second);
+        }
+    }
+
+    fn add(&mut self, second: &SecondTally) {
+        if self.unavailable {
+            self.settled.add_unavailable();
+        } else {
+            self.settled.add_available(second);
+        }
+    }
+
     pub fn summary(&self) -> G821Summary {
-        todo!()
+        let mut summary = self.settled.clone();
+        for second in &self.pending {
+            if self.unavailable {
+                summary.add_unavailable();
+            } else {
+                summary.add_available(second);
+            }
+        }
+        summary
     }
 }

@@ -1,15 +1,441 @@
 //! Word-parallel pattern generation.
+//!
+//! Facts (polynomials, polarity, QRSS zero suppression) from ITU-T O.150 via
+//! `shared/reference/prbs-patterns.md`.
+//!
+//! # Bit streams and words
+//!
+//! Internally every pattern is a *plain* bit stream `b[t]` (before inversion and before the
+//! bit order of bytes is applied), packed 64 bits to a word with `b[64w + i]` in bit `i` of word
+//! `w`. Word indices are global (`i64`, they may be negative for the history behind the start).
+//! The emitted byte stream is the plain stream complemented when the spec is inverted, with each
+//! byte carrying its 8 bits least-significant bit first (bit 0 = earlier bit) or, with
+//! [`BitOrder::MsbFirst`], most-significant bit first.
+//!
+//! # Pseudo-random patterns
+//!
+//! A two-tap LFSR `x^n + x^k + 1` produces `b[t] = b[t-k] ^ b[t-n]`; the time-reversed sequence
+//! satisfies `b[t] = b[t-(n-k)] ^ b[t-n]`. Either way we write the recurrence as
+//! `b[t] = b[t-a] ^ b[t-n]` with `0 < a < n`. Squaring the characteristic polynomial over GF(2)
+//! gives `b[t] = b[t-2a] ^ b[t-2n]`; after six squarings both taps are whole words
+//! (`W[i] = W[i-a] ^ W[i-n]` on 64-bit words), and after a few more the near tap lies at least
+//! [`MIN_NEAR_WORDS`] words back, so a block of words is one XOR of two earlier stretches of
+//! words (which the compiler vectorises), with no bit-serial loop.
+//!
+//! **Start phase.** O.150 fixes the start only for 2^9-1. We start every LFSR sequence (forward
+//! or reversed) with its run of `n` ones, i.e. an all-ones register shifted out first — the
+//! usual choice of test sets. A checker never depends on the phase.
+//!
+//! **QRSS** (O.150 5.5): the plain LFSR stream `s` of `x^20 + x^17 + 1`, with the output bit
+//! forced to one whenever the *next* 14 bits of `s` are all zero, so the output never has more
+//! than 14 zeros in a row. `reverse` emits the exact time reversal of that output: the reversed
+//! LFSR (`x^20 + x^3 + 1` recurrence) with the suppression looking *back* 14 bits. `invert`
+//! complements the output after suppression (so inverted QRSS never has more than 14 ones in a
+//! row). Standard polarity is not inverted (as O.150 and Xilinx; SpanDSP inverts).
+//!
+//! # Fixed patterns
+//!
+//! A fixed pattern is one period written in time order (`1in8` = `01000000`, `2in8` =
+//! `01000010`, `3in24` = `010001000000000000000100`, `alt` = `10`), repeated. `reverse` reverses
+//! the period (for every named fixed pattern that is only a rotation of the original). A `hex:`
+//! word is its bytes in order, each byte's bits taken in the configured bit order, so the
+//! emitted buffer holds the user's bytes verbatim (complemented when inverted).
 
-use crate::spec::PatternSpec;
+use crate::spec::{BitOrder, PatternKind, PatternSpec};
+
+/// The polynomial is squared until the near tap lies at least this many *words* back (and at
+/// least 6 times, so both taps are whole words): a block of that many words then depends only
+/// on words already written, and each word is one XOR of two earlier words.
+const MIN_NEAR_WORDS: u64 = 32;
+/// Words generated per refill of the LFSR buffer (8 KiB: stays in L1 together with history).
+const CHUNK_WORDS: usize = 1024;
+/// Words kept behind the requested range, so a checker can look back after a slip.
+pub(crate) const RETAIN_WORDS: usize = 64;
+
+/// The plain m-sequence of `b[t] = b[t-a] ^ b[t-n]`, generated a block of words at a time.
+#[derive(Debug, Clone)]
+pub(crate) struct Lfsr {
+    n: u32,
+    /// Word distances of the squared recurrence `W[i] = W[i - near] ^ W[i - far]`.
+    near: usize,
+    far: usize,
+    /// Words of history the squared recurrence reads behind the word being generated.
+    history: usize,
+    /// `buf` is allocated (and zeroed) once at its full size; `filled` words of it are valid.
+    buf: Vec<u64>,
+    filled: usize,
+    /// Global index of `buf[0]`.
+    base: i64,
+}
+
+impl Lfsr {
+    /// Recurrence `b[t] = b[t-a] ^ b[t-n]` (0 < a < n <= 63).
+    fn empty(n: u32, a: u32) -> Self {
+        // After 6 squarings b[t] = b[t - 64a] ^ b[t - 64n]: whole words, W[i] = W[i-a] ^ W[i-n]
+        // (p(x)^64 = p(x^64) over GF(2)). Square further until the near tap is far enough.
+        let mut near = u64::from(a);
+        let mut far = u64::from(n);
+        while near < MIN_NEAR_WORDS {
+            near *= 2;
+            far *= 2;
+        }
+        let history = far as usize;
+        // Room for a request of CHUNK_WORDS + 2 words (QRSS reads one word either side) plus
+        // the retained words behind it, or plus the history generation reads.
+        let cap = CHUNK_WORDS + 8 + history + RETAIN_WORDS;
+        Lfsr {
+            n,
+            near: near as usize,
+            far: history,
+            history,
+            buf: vec![0; cap],
+            filled: 0,
+            base: 0,
+        }
+    }
+
+    /// The sequence whose bits at global positions `end - known.len() .. end` are `known`
+    /// (oldest first). At least `n` bits are needed; only the last `n` are used (the recurrence
+    /// determines the rest, backwards and forwards).
+    pub(crate) fn from_known(n: u32, a: u32, end: i64, known: &[bool]) -> Self {
+        let mut lfsr = Lfsr::empty(n, a);
+        let n_us = n as usize;
+        let a_us = a as usize;
+        let seed = &known[known.len().saturating_sub(n_us)..];
+        // Words: history behind the word holding `end`, through that word.
+        let current = end.div_euclid(64);
+        let first_word = current - lfsr.history as i64 - 1;
+        let start_bit = first_word * 64;
+        let total = ((current + 1 - first_word) * 64) as usize;
+        let mut bits = vec![false; total];
+        let seed_at = (end - start_bit) as usize - seed.len();
+        bits[seed_at..seed_at + seed.len()].copy_from_slice(seed);
+        if seed.len() == n_us {
+            // Backwards: b[j] = b[j+n] ^ b[j+n-a].
+            for j in (0..seed_at).rev() {
+                bits[j] = bits[j + n_us] ^ bits[j + n_us - a_us];
+            }
+            // Forwards: b[j] = b[j-a] ^ b[j-n].
+            for j in seed_at + n_us..total {
+                bits[j] = bits[j - a_us] ^ bits[j - n_us];
+            }
+        }
+        lfsr.base = first_word;
+        for (slot, chunk) in lfsr.buf.iter_mut().zip(bits.chunks(64)) {
+            *slot = chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (i, &bit)| w | (u64::from(bit) << i));
+        }
+        lfsr.filled = total / 64;
+        lfsr
+    }
+
+    pub(crate) fn order(&self) -> u32 {
+        self.n
+    }
+
+    /// Global index one past the last generated word.
+    fn end(&self) -> i64 {
+        self.base + self.filled as i64
+    }
+
+    /// Makes words `from..to` available; `to - from <= CHUNK_WORDS + 2` and
+    /// `base <= from <= end()`.
+    fn ensure(&mut self, from: i64, to: i64) {
+        while self.end() < to {
+            if self.filled >= self.buf.len() {
+                let end = self.end();
+                let keep_from = (from - RETAIN_WORDS as i64)
+                    .min(end - self.history as i64 - 1)
+                    .max(self.base);
+                let mut drop = (keep_from - self.base) as usize;
+                if drop == 0 {
+                    // Caller asked for more than fits: keep only what generation needs.
+                    drop = self.filled - self.history - 1;
+                }
+                self.buf.copy_within(drop..self.filled, 0);
+                self.filled -= drop;
+                self.base += drop as i64;
+            }
+            let room = self.buf.len() - self.filled;
+            let want = (to - self.end()) as usize;
+            self.generate(room.min(want));
+        }
+    }
+
+    /// Appends `count` words (there is room).
+    fn generate(&mut self, count: usize) {
+        let (near, far) = (self.near, self.far);
+        let mut start = self.filled;
+        let end = start + count;
+        while start < end {
+            // A block no longer than the near tap reads only words before it.
+            let step = (end - start).min(near);
+            let (done, rest) = self.buf.split_at_mut(start);
+            let near_src = &done[start - near..start - near + step];
+            let far_src = &done[start - far..start - far + step];
+            for ((slot, x), y) in rest[..step].iter_mut().zip(near_src).zip(far_src) {
+                *slot = x ^ y;
+            }
+            start += step;
+        }
+        self.filled = end;
+    }
+
+    /// Words `from..from + count` (`count <= CHUNK_WORDS`).
+    pub(crate) fn words(&mut self, from: i64, count: usize) -> &[u64] {
+        let to = from + count as i64;
+        self.ensure(from, to);
+        let at = (from - self.base).max(0) as usize;
+        let stop = (at + count).min(self.filled);
+        &self.buf[at.min(stop)..stop]
+    }
+}
+
+/// One period of a fixed pattern, as 64-bit words starting at every phase.
+#[derive(Debug, Clone)]
+pub(crate) struct Periodic {
+    period: usize,
+    /// `at_phase[q]` = the 64 bits starting at phase `q`.
+    at_phase: Vec<u64>,
+    /// Phase of bit 0 of word 0.
+    phase0: usize,
+}
+
+impl Periodic {
+    pub(crate) fn new(bits: &[bool], phase0: usize) -> Self {
+        let period = bits.len().max(1);
+        let at_phase = (0..period)
+            .map(|q| {
+                (0..64).fold(0u64, |w, i| {
+                    w | (u64::from(bits.get((q + i) % period).copied().unwrap_or(false)) << i)
+                })
+            })
+            .collect();
+        Periodic {
+            period,
+            at_phase,
+            phase0: phase0 % period,
+        }
+    }
+
+    pub(crate) fn period(&self) -> usize {
+        self.period
+    }
+
+    /// The 64 bits starting at phase `q`.
+    pub(crate) fn at_phase(&self, q: usize) -> u64 {
+        self.at_phase[q % self.period]
+    }
+
+    pub(crate) fn phase_of_word(&self, w: i64) -> usize {
+        let p = self.period as i64;
+        ((w.rem_euclid(p) * 64 + self.phase0 as i64).rem_euclid(p)) as usize
+    }
+
+    fn fill(&self, from: i64, out: &mut [u64]) {
+        let mut q = self.phase_of_word(from);
+        let step = 64 % self.period;
+        for slot in out {
+            *slot = self.at_phase[q];
+            q += step;
+            if q >= self.period {
+                q -= self.period;
+            }
+        }
+    }
+}
+
+/// The time-order bits of one period of a fixed pattern (plain, before inversion), or `None`
+/// for pseudo-random kinds.
+pub(crate) fn fixed_period(kind: &PatternKind, order: BitOrder) -> Option<Vec<bool>> {
+    let from_text = |text: &str| -> Vec<bool> {
+        text.bytes()
+            .filter(|c| *c == b'0' || *c == b'1')
+            .map(|c| c == b'1')
+            .collect()
+    };
+    Some(match kind {
+        PatternKind::Ones => vec![true],
+        PatternKind::Zeros => vec![false],
+        PatternKind::Alt => from_text("10"),
+        PatternKind::OneIn8 => from_text("01000000"),
+        PatternKind::TwoIn8 => from_text("01000010"),
+        PatternKind::ThreeIn24 => from_text("0100 0100 0000 0000 0000 0100"),
+        PatternKind::Hex(bytes) => {
+            let mut bits = Vec::with_capacity(bytes.len() * 8);
+            for byte in bytes {
+                for i in 0..8 {
+                    let bit = match order {
+                        BitOrder::LsbFirst => i,
+                        BitOrder::MsbFirst => 7 - i,
+                    };
+                    bits.push(byte >> bit & 1 == 1);
+                }
+            }
+            if bits.is_empty() {
+                bits.push(false);
+            }
+            bits
+        }
+        _ => return None,
+    })
+}
+
+/// `(n, a)` of the plain recurrence `b[t] = b[t-a] ^ b[t-n]` a spec's LFSR follows.
+pub(crate) fn recurrence(kind: &PatternKind, reverse: bool) -> Option<(u32, u32)> {
+    let (n, k) = kind.polynomial()?;
+    Some(if reverse { (n, n - k) } else { (n, k) })
+}
+
+/// QRSS zero suppression: force a one where the next (forward) or previous (reversed) 14 bits
+/// of the LFSR stream are all zero. Words `prev`, `cur`, `next` are consecutive LFSR words.
+#[inline]
+pub(crate) fn qrss_word(prev: u64, cur: u64, next: u64, reverse: bool) -> u64 {
+    if reverse {
+        let x = !((u128::from(cur) << 64) | u128::from(prev));
+        let b1 = x << 1;
+        let b2 = b1 & (b1 << 1);
+        let b4 = b2 & (b2 << 2);
+        let b8 = b4 & (b4 << 4);
+        let zeros_behind = b8 & (b4 << 8) & (b2 << 12);
+        cur | (zeros_behind >> 64) as u64
+    } else {
+        let x = !((u128::from(next) << 64) | u128::from(cur));
+        let a1 = x >> 1;
+        let a2 = a1 & (a1 >> 1);
+        let a4 = a2 & (a2 >> 2);
+        let a8 = a4 & (a4 >> 4);
+        let zeros_ahead = a8 & (a4 >> 8) & (a2 >> 12);
+        cur | zeros_ahead as u64
+    }
+}
+
+/// Produces the plain words of any pattern at a chosen alignment: the generator's source and
+/// the checker's reference.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Prbs(Lfsr),
+    Qrss { lfsr: Lfsr, reverse: bool },
+    Periodic(Periodic),
+}
+
+impl Source {
+    /// The source of `spec` in its documented start phase (stream bit 0 = global bit 0).
+    pub(crate) fn start(spec: &PatternSpec) -> Self {
+        if let Some((n, a)) = recurrence(&spec.kind, spec.reverse) {
+            let ones = vec![true; n as usize];
+            let lfsr = Lfsr::from_known(n, a, n as i64, &ones);
+            if spec.kind == PatternKind::Qrss {
+                Source::Qrss {
+                    lfsr,
+                    reverse: spec.reverse,
+                }
+            } else {
+                Source::Prbs(lfsr)
+            }
+        } else {
+            let mut bits = fixed_period(&spec.kind, spec.bit_order).unwrap_or_else(|| vec![false]);
+            if spec.reverse {
+                bits.reverse();
+            }
+            Source::Periodic(Periodic::new(&bits, 0))
+        }
+    }
+
+    /// Plain words `from..from + out.len()` (at most `CHUNK_WORDS`), returned either from the
+    /// LFSR's own buffer or written into `scratch`.
+    pub(crate) fn words<'a>(&'a mut self, from: i64, scratch: &'a mut [u64]) -> &'a [u64] {
+        let count = scratch.len().min(CHUNK_WORDS);
+        match self {
+            Source::Prbs(lfsr) => lfsr.words(from, count),
+            Source::Qrss { lfsr, reverse } => {
+                let s = lfsr.words(from - 1, count + 2);
+                for (i, slot) in scratch[..count].iter_mut().enumerate() {
+                    let (prev, cur, next) = (
+                        s.get(i).copied().unwrap_or(0),
+                        s.get(i + 1).copied().unwrap_or(0),
+                        s.get(i + 2).copied().unwrap_or(0),
+                    );
+                    *slot = qrss_word(prev, cur, next, *reverse);
+                }
+                &scratch[..count]
+            }
+            Source::Periodic(periodic) => {
+                periodic.fill(from, &mut scratch[..count]);
+                &scratch[..count]
+            }
+        }
+    }
+
+    pub(crate) fn word(&mut self, w: i64) -> u64 {
+        let mut one = [0u64; 1];
+        self.words(w, &mut one).first().copied().unwrap_or(0)
+    }
+}
+
+/// Per-word output transform: complement, then bit order within each byte.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wire {
+    pub(crate) invert_mask: u64,
+    pub(crate) msb_first: bool,
+}
+
+impl Wire {
+    pub(crate) fn new(inverted: bool, order: BitOrder) -> Self {
+        Wire {
+            invert_mask: if inverted { u64::MAX } else { 0 },
+            msb_first: order == BitOrder::MsbFirst,
+        }
+    }
+
+    /// Plain word to the little-endian word of wire bytes, and back (the transform is its own
+    /// inverse).
+    #[inline(always)]
+    pub(crate) fn apply(self, word: u64) -> u64 {
+        let word = word ^ self.invert_mask;
+        if self.msb_first {
+            word.reverse_bits().swap_bytes()
+        } else {
+            word
+        }
+    }
+}
 
 /// Emits a pattern as bytes, continuing where the last call stopped.
 pub struct Generator {
     spec: PatternSpec,
+    source: Source,
+    wire: Wire,
+    /// Global index of the next word to produce.
+    next_word: i64,
+    /// Bytes of the last produced word not yet handed out (`pending[8 - pending_len..]`).
+    pending: [u8; 8],
+    pending_len: usize,
+    scratch: Vec<u64>,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("spec", &self.spec)
+            .field("next_word", &self.next_word)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Generator {
     pub fn new(spec: &PatternSpec) -> Self {
-        Generator { spec: spec.clone() }
+        Generator {
+            spec: spec.clone(),
+            source: Source::start(spec),
+            wire: Wire::new(spec.inverted(), spec.bit_order),
+            next_word: 0,
+            pending: [0; 8],
+            pending_len: 0,
+            scratch: vec![0; CHUNK_WORDS],
+        }
     }
 
     pub fn spec(&self) -> &PatternSpec {
@@ -18,7 +444,45 @@ impl Generator {
 
     /// Fills `buf` with the next `buf.len()` bytes of the pattern.
     pub fn fill(&mut self, buf: &mut [u8]) {
-        let _ = buf;
-        todo!("word-parallel generator")
+        let mut out = buf;
+        if self.pending_len > 0 {
+            let take = self.pending_len.min(out.len());
+            let from = 8 - self.pending_len;
+            out[..take].copy_from_slice(&self.pending[from..from + take]);
+            self.pending_len -= take;
+            out = &mut out[take..];
+        }
+        let whole = out.len() / 8;
+        let (body, tail) = out.split_at_mut(whole * 8);
+        let wire = self.wire;
+        let (body_words, _) = body.as_chunks_mut::<8>();
+        let mut body_chunks = body_words.iter_mut();
+        let mut left = whole;
+        while left > 0 {
+            let count = left.min(CHUNK_WORDS);
+            let words = self
+                .source
+                .words(self.next_word, &mut self.scratch[..count]);
+            // `words` first: zip must not pull (and lose) a chunk once `words` is exhausted.
+            let mask = wire.invert_mask;
+            if wire.msb_first {
+                for (&word, bytes) in words.iter().zip(&mut body_chunks) {
+                    *bytes = (word ^ mask).reverse_bits().swap_bytes().to_le_bytes();
+                }
+            } else {
+                for (&word, bytes) in words.iter().zip(&mut body_chunks) {
+                    *bytes = (word ^ mask).to_le_bytes();
+                }
+            }
+            self.next_word += count as i64;
+            left -= count;
+        }
+        if !tail.is_empty() {
+            let word = self.source.word(self.next_word);
+            self.next_word += 1;
+            self.pending = wire.apply(word).to_le_bytes();
+            tail.copy_from_slice(&self.pending[..tail.len()]);
+            self.pending_len = 8 - tail.len();
+        }
     }
 }

@@ -13,7 +13,7 @@ pub mod generator;
 pub mod inject;
 pub mod spec;
 
-pub use checker::{CheckCounters, Checker, CheckerConfig};
+pub use checker::{CheckCounters, Checker, CheckerConfig, Expect};
 pub use generator::Generator;
 pub use inject::ErrorInjector;
 pub use spec::{BitOrder, PatternKind, PatternSpec, SpecError};

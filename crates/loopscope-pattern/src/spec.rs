@@ -196,7 +196,7 @@ fn parse_hex(original: &str, hex: &str) -> Result<Vec<u8>, SpecError> {
     if digits.is_empty() {
         return Err(SpecError::BadHex(original.into(), "no hex digits"));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(SpecError::BadHex(
             original.into(),
             "odd number of hex digits",

@@ -1,10 +1,152 @@
-use loopscope_report::Outcome;
+//! `loopscope reflect LINK`: be the far end, echo everything back.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use loopscope_link::Endpoint;
+use loopscope_link::reflect::{ReflectConfig, ReflectEvent, ReflectSummary, Reflector};
+use loopscope_report::{Outcome, Printer, Record};
+use serde::Serialize;
 
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Where to reflect: tcp://[HOST]:PORT, udp://[HOST]:PORT, unix:PATH, unixgram:PATH,
+    /// serial:/dev/ttyX?baud=..., pty: (prints the device to open). An empty HOST means
+    /// 127.0.0.1; port 0 picks a free port (printed).
+    pub endpoint: String,
+    /// Plain RFC 862 echo: serve TCP and UDP on the endpoint's port.
+    #[arg(long)]
+    pub echo: bool,
+    /// Impair what is reflected, with the sim: adapter's parameters (e.g. "drop=0.01&seed=1").
+    #[arg(long, value_name = "PARAMS")]
+    pub impair: Option<String>,
+    /// Concurrent stream connections at most (more are closed at once and counted).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: u64,
+    /// UDP datagrams per second answered per source address (0: no limit).
+    #[arg(long, default_value_t = 200_000, value_name = "PPS")]
+    pub rate_limit: u32,
+    /// Copy stream bytes through user space instead of splice(2).
+    #[arg(long)]
+    pub no_splice: bool,
+    /// Print only where it listens and the final summary (no per-connection lines).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
-pub fn run(_args: Args, _context: &Context) -> anyhow::Result<Outcome> {
-    anyhow::bail!("'loopscope reflect' is not available in this build yet")
+#[derive(Serialize)]
+struct EventRecord(ReflectEvent);
+
+impl Record for EventRecord {
+    fn kind(&self) -> &'static str {
+        match self.0 {
+            ReflectEvent::Listening { .. } => "listening",
+            ReflectEvent::Connected { .. } => "connected",
+            ReflectEvent::Closed { .. } => "closed",
+            ReflectEvent::Refused { .. } => "refused",
+            ReflectEvent::Error { .. } => "error",
+        }
+    }
+
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        match &self.0 {
+            ReflectEvent::Listening { endpoint } => writeln!(out, "reflecting on {endpoint}"),
+            ReflectEvent::Connected { peer } => writeln!(out, "connected: {peer}"),
+            ReflectEvent::Closed { peer, bytes, error } => match error {
+                None => writeln!(out, "closed: {peer} ({bytes} bytes reflected)"),
+                Some(e) => writeln!(out, "closed: {peer} ({bytes} bytes reflected): {e}"),
+            },
+            ReflectEvent::Refused { peer, reason } => writeln!(out, "refused: {peer}: {reason}"),
+            ReflectEvent::Error { what } => writeln!(out, "error: {what}"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SummaryRecord(ReflectSummary);
+
+impl Record for SummaryRecord {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let s = &self.0;
+        writeln!(out, "\n--- reflect {} ---", s.endpoints.join(", "))?;
+        writeln!(
+            out,
+            "{} connections (at most {} at once, {} refused), {} bytes and {} datagrams reflected in {:.1} s",
+            s.connections,
+            s.max_concurrent_connections,
+            s.connections_refused,
+            s.bytes_reflected,
+            s.datagrams_reflected,
+            s.elapsed_s
+        )?;
+        if s.refused_source_port + s.refused_rate_limit + s.refused_unaddressed > 0 {
+            writeln!(
+                out,
+                "refused datagrams: {} by source port, {} by rate limit, {} unaddressed",
+                s.refused_source_port, s.refused_rate_limit, s.refused_unaddressed
+            )?;
+        }
+        if s.errors > 0 {
+            writeln!(out, "errors: {}", s.errors)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    let text = if args.echo && !args.endpoint.contains(':') {
+        // `--echo 7007`: a bare port.
+        format!("tcp://:{}", args.endpoint)
+    } else {
+        args.endpoint.clone()
+    };
+    let endpoint = Endpoint::parse(&text)?;
+    let impair = match &args.impair {
+        None => None,
+        Some(params) => Some(
+            loopscope_link::sim::ImpairmentConfig::parse(params)
+                .with_context(|| format!("--impair {params}"))?,
+        ),
+    };
+    let config = ReflectConfig {
+        max_connections: args.max_connections.max(1),
+        rate_limit_pps: args.rate_limit,
+        rate_burst: (args.rate_limit / 50).max(64),
+        zero_copy: !args.no_splice,
+        impair,
+    };
+    let reflector = Reflector::bind(&endpoint, args.echo, config)
+        .with_context(|| format!("cannot reflect on '{}'", args.endpoint))?;
+    let printer = Arc::new(Mutex::new(Printer::stdout(context.format)));
+    let quiet = args.quiet;
+    let sink_printer = Arc::clone(&printer);
+    let events = Arc::new(move |event: ReflectEvent| {
+        let chatty = matches!(
+            event,
+            ReflectEvent::Connected { .. } | ReflectEvent::Closed { .. }
+        );
+        if quiet && chatty {
+            return;
+        }
+        if let Ok(mut printer) = sink_printer.lock() {
+            let _ = printer.emit(&EventRecord(event));
+        }
+    });
+    let summary = reflector.run(Arc::clone(&context.stop), events);
+    let failed = summary.errors > 0 && summary.connections == 0 && summary.datagrams_reflected == 0;
+    if let Ok(mut printer) = printer.lock() {
+        printer.emit(&SummaryRecord(summary))?;
+    }
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Passed
+    })
 }

@@ -1,0 +1,454 @@
+//! Datagram links (`udp:`, `unixgram:`) carry a byte stream in numbered datagrams.
+//!
+//! Each datagram is `[b'L', b'S', b'D', 1]`, a 64-bit big-endian sequence number, then payload.
+//! The receiver delivers payloads in arrival order, except that duplicates and datagrams that
+//! arrive after a later one (reordered) are counted and dropped: the pattern checker has already
+//! resynchronised past them, so a lost or late datagram reaches it as missing bytes (one slip).
+//! Loss, duplication and reordering (RFC 4737's definition: a datagram whose number is below one
+//! already received) are reported in `stats()` next to the checker's bit errors.
+//!
+//! Both halves live in one process, so the sender sees how far the receiver has got and keeps at
+//! most `window` datagrams in flight: a BERT must not overrun the peer's socket buffer and then
+//! report the overrun as line loss.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use crate::endpoint::{Endpoint, EndpointError};
+use crate::link::{LinkReceiver, LinkSender};
+use crate::sockio;
+
+pub const MAGIC: [u8; 4] = [b'L', b'S', b'D', 1];
+pub const HEADER: usize = 12;
+/// Payload per datagram by default: 1412-byte UDP payloads fit a 1500-byte MTU over IPv4 and IPv6.
+pub const DEFAULT_PAYLOAD: usize = 1400;
+pub const DEFAULT_WINDOW: u64 = 128;
+/// How long the sender waits for an answer to a full window before assuming it was lost.
+const STALL: Duration = Duration::from_millis(50);
+/// How far back duplicates are recognised.
+const HISTORY: u64 = 4096;
+
+/// Options every datagram link takes.
+pub const DATAGRAM_OPTIONS: &[&str] = &["size", "window"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatagramSettings {
+    /// Payload bytes per datagram (after the header).
+    pub payload: usize,
+    /// Datagrams in flight at most (0: unlimited).
+    pub window: u64,
+}
+
+impl DatagramSettings {
+    pub fn from_endpoint(endpoint: &Endpoint, max_payload: usize) -> Result<Self, EndpointError> {
+        let payload = endpoint
+            .parsed_option::<usize>("size")?
+            .unwrap_or(DEFAULT_PAYLOAD);
+        if payload == 0 || payload > max_payload {
+            return Err(endpoint.bad_value(
+                "size",
+                &payload.to_string(),
+                format!("payload bytes per datagram must be 1..={max_payload}"),
+            ));
+        }
+        let window = endpoint
+            .parsed_option::<u64>("window")?
+            .unwrap_or(DEFAULT_WINDOW);
+        Ok(DatagramSettings { payload, window })
+    }
+}
+
+/// Writes the header for `seq` into the first [`HEADER`] bytes of `out`.
+pub fn write_header(out: &mut [u8], seq: u64) {
+    out[..4].copy_from_slice(&MAGIC);
+    out[4..HEADER].copy_from_slice(&seq.to_be_bytes());
+}
+
+/// The sequence number of a datagram, or `None` when it is not one of ours.
+pub fn parse_header(datagram: &[u8]) -> Option<u64> {
+    if datagram.len() < HEADER || datagram[..4] != MAGIC {
+        return None;
+    }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&datagram[4..HEADER]);
+    Some(u64::from_be_bytes(seq))
+}
+
+/// A connected datagram socket shared by both halves.
+pub trait DatagramSocket: AsRawFd + Send + Sync + 'static {
+    fn send_datagram(&self, data: &[u8]) -> io::Result<usize>;
+}
+
+impl DatagramSocket for std::net::UdpSocket {
+    fn send_datagram(&self, data: &[u8]) -> io::Result<usize> {
+        self.send(data)
+    }
+}
+
+impl DatagramSocket for std::os::unix::net::UnixDatagram {
+    fn send_datagram(&self, data: &[u8]) -> io::Result<usize> {
+        self.send(data)
+    }
+}
+
+/// What sender and receiver share: how many were sent, how many are accounted for.
+#[derive(Default)]
+struct Window {
+    sent: AtomicU64,
+    /// Highest sequence received + 1: everything below is received or known missing.
+    accounted: AtomicU64,
+    sender_waiting: AtomicBool,
+    lock: Mutex<()>,
+    progressed: Condvar,
+}
+
+pub fn halves<S: DatagramSocket>(
+    socket: S,
+    settings: DatagramSettings,
+    mut stats: Map<String, Value>,
+) -> (DatagramSender<S>, DatagramReceiver<S>) {
+    let socket = Arc::new(socket);
+    let window = Arc::new(Window::default());
+    stats.insert("datagram_payload_bytes".into(), json!(settings.payload));
+    (
+        DatagramSender {
+            socket: Arc::clone(&socket),
+            window: Arc::clone(&window),
+            limit: settings.window,
+            forgiven: 0,
+            buffer: vec![0u8; HEADER + settings.payload],
+            payload: settings.payload,
+        },
+        DatagramReceiver {
+            socket,
+            window,
+            timeout: None,
+            buffer: vec![0u8; 65_536],
+            pending: 0..0,
+            counters: DatagramCounters::default(),
+            seen: vec![0u64; (HISTORY / 64) as usize],
+            fixed_stats: stats,
+        },
+    )
+}
+
+pub struct DatagramSender<S: DatagramSocket> {
+    socket: Arc<S>,
+    window: Arc<Window>,
+    limit: u64,
+    /// Sequence below which the sender stopped waiting for answers (they were lost).
+    forgiven: u64,
+    buffer: Vec<u8>,
+    payload: usize,
+}
+
+impl<S: DatagramSocket> DatagramSender<S> {
+    fn wait_for_room(&mut self, seq: u64) {
+        if self.limit == 0 {
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            let accounted = self
+                .window
+                .accounted
+                .load(Ordering::Acquire)
+                .max(self.forgiven);
+            if seq.saturating_sub(accounted) < self.limit {
+                return;
+            }
+            if started.elapsed() >= STALL {
+                // A whole window vanished: stop waiting for it.
+                self.forgiven = seq;
+                return;
+            }
+            let guard = match self.window.lock.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            self.window.sender_waiting.store(true, Ordering::SeqCst);
+            // Re-check under the lock so a wake-up between the check and the wait is not missed.
+            let accounted = self
+                .window
+                .accounted
+                .load(Ordering::Acquire)
+                .max(self.forgiven);
+            if seq.saturating_sub(accounted) >= self.limit {
+                let _ = self
+                    .window
+                    .progressed
+                    .wait_timeout(guard, Duration::from_millis(2));
+            }
+            self.window.sender_waiting.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl<S: DatagramSocket> LinkSender for DatagramSender<S> {
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        for piece in data.chunks(self.payload) {
+            let seq = self.window.sent.load(Ordering::Relaxed);
+            self.wait_for_room(seq);
+            write_header(&mut self.buffer, seq);
+            self.buffer[HEADER..HEADER + piece.len()].copy_from_slice(piece);
+            let datagram = &self.buffer[..HEADER + piece.len()];
+            loop {
+                match self.socket.send_datagram(datagram) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // A full Unix datagram queue or socket buffer: wait a moment and retry.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        std::thread::sleep(Duration::from_micros(50))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(50))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            self.window.sent.store(seq + 1, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+/// What the receiver counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatagramCounters {
+    /// Distinct datagrams received (each sequence number once).
+    pub received: u64,
+    pub duplicates: u64,
+    /// Arrived after a datagram with a higher number (and were not duplicates).
+    pub reordered: u64,
+    /// Not ours (wrong magic, too short).
+    pub foreign: u64,
+    /// Next expected sequence number (highest received + 1).
+    pub next: u64,
+}
+
+pub struct DatagramReceiver<S: DatagramSocket> {
+    socket: Arc<S>,
+    window: Arc<Window>,
+    timeout: Option<Duration>,
+    buffer: Vec<u8>,
+    pending: std::ops::Range<usize>,
+    counters: DatagramCounters,
+    /// Bitmap of the last HISTORY sequence numbers received.
+    seen: Vec<u64>,
+    fixed_stats: Map<String, Value>,
+}
+
+impl<S: DatagramSocket> DatagramReceiver<S> {
+    fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    fn seen_bit(&mut self, seq: u64) -> (usize, u64) {
+        let slot = seq % HISTORY;
+        ((slot / 64) as usize, 1u64 << (slot % 64))
+    }
+
+    /// Classifies a datagram; true when its payload goes on to the reader.
+    fn accept(&mut self, seq: u64) -> bool {
+        let c = &mut self.counters;
+        if seq >= c.next {
+            // Clear the history slots the window slides over.
+            let advance = (seq + 1 - c.next).min(HISTORY);
+            for s in (seq + 1 - advance)..=seq {
+                let (word, bit) = {
+                    let slot = s % HISTORY;
+                    ((slot / 64) as usize, 1u64 << (slot % 64))
+                };
+                self.seen[word] &= !bit;
+            }
+            let c = &mut self.counters;
+            c.next = seq + 1;
+            c.received += 1;
+            let (word, bit) = self.seen_bit(seq);
+            self.seen[word] |= bit;
+            true
+        } else if c.next - seq > HISTORY {
+            // Too old to tell a duplicate from a late arrival: count it as reordered.
+            c.reordered += 1;
+            false
+        } else {
+            let (word, bit) = self.seen_bit(seq);
+            if self.seen[word] & bit != 0 {
+                self.counters.duplicates += 1;
+            } else {
+                self.seen[word] |= bit;
+                self.counters.received += 1;
+                self.counters.reordered += 1;
+            }
+            false
+        }
+    }
+
+    pub fn counters(&self) -> DatagramCounters {
+        self.counters
+    }
+
+    fn publish_progress(&self) {
+        self.window
+            .accounted
+            .store(self.counters.next, Ordering::Release);
+        if self.window.sender_waiting.load(Ordering::SeqCst) {
+            let _guard = self.window.lock.lock();
+            self.window.progressed.notify_one();
+        }
+    }
+}
+
+impl<S: DatagramSocket> LinkReceiver for DatagramReceiver<S> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        while self.pending.is_empty() {
+            let wait = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    Some(left)
+                }
+            };
+            let fd = self.fd();
+            let n = sockio::recv_timeout(fd, &mut self.buffer, wait)?;
+            match parse_header(&self.buffer[..n]) {
+                None => self.counters.foreign += 1,
+                Some(seq) => {
+                    if self.accept(seq) {
+                        self.pending = HEADER..n;
+                    }
+                    self.publish_progress();
+                }
+            }
+        }
+        let take = self.pending.len().min(buf.len());
+        let start = self.pending.start;
+        buf[..take].copy_from_slice(&self.buffer[start..start + take]);
+        self.pending.start += take;
+        Ok(take)
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        let mut stats = self.fixed_stats.clone();
+        let c = self.counters;
+        let sent = self.window.sent.load(Ordering::Acquire);
+        stats.insert("datagrams_sent".into(), json!(sent));
+        stats.insert("datagrams_received".into(), json!(c.received));
+        stats.insert(
+            "datagrams_lost".into(),
+            json!(sent.saturating_sub(c.received)),
+        );
+        stats.insert("datagrams_duplicated".into(), json!(c.duplicates));
+        stats.insert("datagrams_reordered".into(), json!(c.reordered));
+        if c.foreign > 0 {
+            stats.insert("datagrams_foreign".into(), json!(c.foreign));
+        }
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    fn datagram(seq: u64, payload: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; HEADER];
+        write_header(&mut d, seq);
+        d.extend_from_slice(payload);
+        d
+    }
+
+    #[test]
+    fn header_layout_is_magic_then_big_endian_sequence() {
+        let d = datagram(0x0102_0304_0506_0708, b"x");
+        assert_eq!(d, b"LSD\x01\x01\x02\x03\x04\x05\x06\x07\x08x");
+        assert_eq!(parse_header(&d), Some(0x0102_0304_0506_0708));
+        assert_eq!(parse_header(b"LSD\x02\0\0\0\0\0\0\0\0"), None);
+        assert_eq!(parse_header(b"LSD\x01"), None);
+    }
+
+    /// Hand-built datagrams in the order 0 1 3 2 3 5 4 (2 and 4 late, 3 duplicated, the sender
+    /// having sent 0..=6): the receiver delivers 0 1 3 5, counts 2 reordered, 1 duplicate, and
+    /// 6 lost.
+    #[test]
+    fn counts_loss_duplication_and_reordering_of_hand_built_datagrams() {
+        let (near, far) = UnixDatagram::pair().unwrap();
+        let settings = DatagramSettings {
+            payload: 16,
+            window: 0,
+        };
+        let (_tx, mut rx) = halves(near, settings, Map::new());
+        for seq in [0u64, 1, 3, 2, 3, 5, 4] {
+            far.send(&datagram(seq, &[seq as u8; 3])).unwrap();
+        }
+        far.send(b"not ours").unwrap();
+        rx.window.sent.store(7, Ordering::SeqCst);
+        rx.set_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2];
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if crate::link::is_timeout(&e) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, [0, 0, 0, 1, 1, 1, 3, 3, 3, 5, 5, 5]);
+        let s = rx.stats();
+        assert_eq!(s["datagrams_received"], 6);
+        assert_eq!(s["datagrams_reordered"], 2);
+        assert_eq!(s["datagrams_duplicated"], 1);
+        assert_eq!(s["datagrams_lost"], 1);
+        assert_eq!(s["datagrams_foreign"], 1);
+    }
+
+    #[test]
+    fn sender_splits_into_numbered_datagrams() {
+        let (near, far) = UnixDatagram::pair().unwrap();
+        let settings = DatagramSettings {
+            payload: 4,
+            window: 0,
+        };
+        let (mut tx, _rx) = halves(near, settings, Map::new());
+        tx.send(b"abcdefghij").unwrap();
+        let mut buf = [0u8; 64];
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let n = far.recv(&mut buf).unwrap();
+            seen.push((parse_header(&buf[..n]).unwrap(), buf[HEADER..n].to_vec()));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (0, b"abcd".to_vec()),
+                (1, b"efgh".to_vec()),
+                (2, b"ij".to_vec())
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_header_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let _ = parse_header(&bytes);
+        }
+    }
+}

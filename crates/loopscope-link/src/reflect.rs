@@ -1,0 +1,943 @@
+//! The far end: a software loopback plug that echoes everything back.
+//!
+//! - TCP and Unix stream: one thread per connection (a small stack); bytes move socket → pipe →
+//!   socket with splice(2), so they never enter user space and a connection holds only a pipe of
+//!   kernel memory (bounded). Where splice is refused the thread copies through a 64 KiB buffer.
+//! - UDP and Unix datagram: each datagram goes back to its sender unchanged. UDP reflection is
+//!   no amplifier: it never answers the source ports of echo, daytime, chargen and time (7, 13,
+//!   19, 37) nor its own port (an echo loop between two reflectors), and it rate-limits each
+//!   source address; refusals are counted and logged (at most a few lines a second).
+//! - Any other link (serial ports, pseudo-terminals, `exec:`): what arrives is sent back.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use socket2::Type;
+
+use crate::endpoint::Endpoint;
+use crate::ip::{self, IpOptions};
+use crate::link::{Link, LinkError, is_timeout};
+use crate::sockio;
+
+/// Source ports a UDP reflector never answers: the classic amplification and echo-loop ports.
+pub const REFUSED_SOURCE_PORTS: [u16; 4] = [7, 13, 19, 37];
+/// How often blocking loops look at the stop flag.
+const POLL: Duration = Duration::from_millis(200);
+const COPY_BUFFER: usize = 64 * 1024;
+/// Kernel memory per spliced connection (the pipe between the two splices).
+const PIPE_SIZE: libc::c_int = 256 * 1024;
+const THREAD_STACK: usize = 128 * 1024;
+/// Sources remembered by the UDP rate limiter at most.
+const MAX_SOURCES: usize = 65_536;
+
+use crate::sim::{Impairer, ImpairmentConfig, ImpairmentStats, SimLink};
+
+#[derive(Clone)]
+pub struct ReflectConfig {
+    /// Concurrent stream connections at most; more are accepted and closed at once.
+    pub max_connections: u64,
+    /// Datagrams per second per source address (0: no limit).
+    pub rate_limit_pps: u32,
+    /// Burst allowance of the per-source limit.
+    pub rate_burst: u32,
+    /// Move stream bytes with splice(2) (zero copy).
+    pub zero_copy: bool,
+    /// Impairment applied to what is reflected: each stream through the sim: adapter, each
+    /// datagram as one message (so `loss=` and `reorder=` act on whole datagrams).
+    pub impair: Option<ImpairmentConfig>,
+}
+
+impl Default for ReflectConfig {
+    fn default() -> Self {
+        ReflectConfig {
+            max_connections: 1024,
+            rate_limit_pps: 200_000,
+            rate_burst: 4096,
+            zero_copy: true,
+            impair: None,
+        }
+    }
+}
+
+/// Something worth telling while the reflector runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ReflectEvent {
+    Listening {
+        endpoint: String,
+    },
+    Connected {
+        peer: String,
+    },
+    Closed {
+        peer: String,
+        bytes: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    Refused {
+        peer: String,
+        reason: String,
+    },
+    Error {
+        what: String,
+    },
+}
+
+pub type EventSink = Arc<dyn Fn(ReflectEvent) + Send + Sync>;
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    active: AtomicU64,
+    max_active: AtomicU64,
+    connections_refused: AtomicU64,
+    bytes: AtomicU64,
+    datagrams: AtomicU64,
+    refused_port: AtomicU64,
+    refused_rate: AtomicU64,
+    refused_unaddressed: AtomicU64,
+    errors: AtomicU64,
+    impairment: Mutex<ImpairmentStats>,
+}
+
+/// The figures printed when the reflector stops.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReflectSummary {
+    pub endpoints: Vec<String>,
+    pub connections: u64,
+    pub max_concurrent_connections: u64,
+    pub connections_refused: u64,
+    pub bytes_reflected: u64,
+    pub datagrams_reflected: u64,
+    pub refused_source_port: u64,
+    pub refused_rate_limit: u64,
+    pub refused_unaddressed: u64,
+    pub errors: u64,
+    pub elapsed_s: f64,
+    pub zero_copy: bool,
+    /// What the impairment did to reflected datagrams (`--impair` on datagram services).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impairment: Option<ImpairmentStats>,
+}
+
+enum Service {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+    UnixStream(UnixListener),
+    UnixDatagram(UnixDatagram),
+    Link(Box<dyn Link>),
+    /// A descriptor echoed onto itself (the master side of a pseudo-terminal).
+    /// The slave is held open so the pair outlives the clients that come and go.
+    Fd(std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+}
+
+pub struct Reflector {
+    services: Vec<(String, Service)>,
+    /// Socket files to remove when the reflector ends.
+    cleanup: Vec<PathBuf>,
+    config: ReflectConfig,
+    counters: Arc<Counters>,
+}
+
+impl Reflector {
+    /// Binds what `endpoint` names. With `echo`, an IP endpoint gets RFC 862 echo on both TCP
+    /// and UDP at its port. An empty host means loopback (127.0.0.1).
+    pub fn bind(endpoint: &Endpoint, echo: bool, config: ReflectConfig) -> Result<Self, LinkError> {
+        let mut reflector = Reflector {
+            services: Vec::new(),
+            cleanup: Vec::new(),
+            config,
+            counters: Arc::new(Counters::default()),
+        };
+        let scheme = endpoint.scheme.as_str();
+        match scheme {
+            "tcp" | "udp" => {
+                endpoint.reject_unknown_options(&["iface"])?;
+                let options = IpOptions::from_endpoint(endpoint)?;
+                let addrs = ip::resolve(endpoint, Some(ip::DEFAULT_LISTEN))?;
+                let addr = addrs[0];
+                let want_tcp = scheme == "tcp" || echo;
+                let want_udp = scheme == "udp" || echo;
+                let mut port = addr.port();
+                if want_tcp {
+                    let listener = bind_tcp(SocketAddr::new(addr.ip(), port), &options)
+                        .map_err(|e| LinkError::io(format!("cannot listen on tcp {addr}"), e))?;
+                    let local = listener.local_addr().map_err(|e| LinkError::io("tcp", e))?;
+                    port = local.port();
+                    reflector
+                        .services
+                        .push((format!("tcp://{local}"), Service::Tcp(listener)));
+                }
+                if want_udp {
+                    let udp_addr = SocketAddr::new(addr.ip(), port);
+                    let socket = bind_udp(udp_addr, &options)
+                        .map_err(|e| LinkError::io(format!("cannot bind udp {udp_addr}"), e))?;
+                    let local = socket.local_addr().map_err(|e| LinkError::io("udp", e))?;
+                    reflector
+                        .services
+                        .push((format!("udp://{local}"), Service::Udp(socket)));
+                }
+            }
+            "unix" | "unixgram" => {
+                endpoint.reject_unknown_options(&[])?;
+                let address = crate::unix::unix_address(endpoint)?;
+                if let Some(path) = address.as_pathname() {
+                    remove_stale_socket(path, scheme == "unix")?;
+                }
+                let name = format!("{scheme}:{}", endpoint.target);
+                if scheme == "unix" {
+                    let listener = UnixListener::bind_addr(&address)
+                        .map_err(|e| LinkError::io(format!("cannot listen on {name}"), e))?;
+                    reflector
+                        .services
+                        .push((name, Service::UnixStream(listener)));
+                } else {
+                    let socket = UnixDatagram::bind_addr(&address)
+                        .map_err(|e| LinkError::io(format!("cannot bind {name}"), e))?;
+                    reflector
+                        .services
+                        .push((name, Service::UnixDatagram(socket)));
+                }
+                if let Some(path) = address.as_pathname() {
+                    reflector.cleanup.push(path.to_path_buf());
+                }
+            }
+            "pty" => {
+                let (path, master, slave) = crate::pty::open_far_end(endpoint)?;
+                reflector
+                    .services
+                    .push((format!("serial:{path}"), Service::Fd(master, slave)));
+            }
+            _ => {
+                if echo {
+                    return Err(LinkError::Unsupported(format!(
+                        "--echo serves TCP and UDP: give tcp://HOST:PORT, not {}",
+                        endpoint.original
+                    )));
+                }
+                let link = crate::open_endpoint(endpoint)?;
+                reflector
+                    .services
+                    .push((endpoint.original.clone(), Service::Link(link)));
+            }
+        }
+        Ok(reflector)
+    }
+
+    /// Where clients reach this reflector (ports resolved when 0 was asked for).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.services.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Serves until `stop` is set (or a single-port link closes), then sums up.
+    pub fn run(self, stop: Arc<AtomicBool>, events: EventSink) -> ReflectSummary {
+        let started = Instant::now();
+        let endpoints = self.endpoints();
+        for endpoint in &endpoints {
+            events(ReflectEvent::Listening {
+                endpoint: endpoint.clone(),
+            });
+        }
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        for (name, service) in self.services {
+            let stop = Arc::clone(&stop);
+            let thread_events = Arc::clone(&events);
+            let counters = Arc::clone(&self.counters);
+            let config = self.config.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("reflect {name}"))
+                .spawn(move || {
+                    let events = thread_events;
+                    let result = match service {
+                        Service::Tcp(listener) => {
+                            serve_listener(&listener, &stop, &events, &counters, &config, |l| {
+                                l.accept().map(|(s, peer)| {
+                                    let _ = s.set_nodelay(true);
+                                    (Conn::Tcp(s), peer.to_string())
+                                })
+                            })
+                        }
+                        Service::UnixStream(listener) => {
+                            serve_listener(&listener, &stop, &events, &counters, &config, |l| {
+                                l.accept()
+                                    .map(|(s, _)| (Conn::Unix(s), "unix client".into()))
+                            })
+                        }
+                        Service::Udp(socket) => {
+                            serve_udp(&socket, &stop, &events, &counters, &config)
+                        }
+                        Service::UnixDatagram(socket) => {
+                            serve_unix_datagram(&socket, &stop, &counters)
+                        }
+                        Service::Link(link) => serve_link(link, &stop, &counters, &config),
+                        Service::Fd(fd, _slave) => serve_fd(fd.as_raw_fd(), &stop, &counters),
+                    };
+                    if let Err(e) = result {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                        events(ReflectEvent::Error {
+                            what: format!("{name}: {e}"),
+                        });
+                    }
+                    // A single-port service ending (the serial port vanished) ends the run.
+                    stop.store(true, Ordering::SeqCst);
+                });
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => events(ReflectEvent::Error {
+                    what: format!("cannot start a thread: {e}"),
+                }),
+            }
+        }
+        for worker in workers {
+            let _ = worker.join();
+        }
+        for path in &self.cleanup {
+            let _ = std::fs::remove_file(path);
+        }
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ReflectSummary {
+            endpoints,
+            connections: load(&c.connections),
+            max_concurrent_connections: load(&c.max_active),
+            connections_refused: load(&c.connections_refused),
+            bytes_reflected: load(&c.bytes),
+            datagrams_reflected: load(&c.datagrams),
+            refused_source_port: load(&c.refused_port),
+            refused_rate_limit: load(&c.refused_rate),
+            refused_unaddressed: load(&c.refused_unaddressed),
+            errors: load(&c.errors),
+            elapsed_s: started.elapsed().as_secs_f64(),
+            zero_copy: self.config.zero_copy && self.config.impair.is_none(),
+            impairment: self
+                .config
+                .impair
+                .as_ref()
+                .and_then(|_| c.impairment.lock().ok().map(|s| s.clone())),
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, options: &IpOptions) -> io::Result<TcpListener> {
+    let socket = ip::new_socket(&addr, Type::STREAM)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if let Some(iface) = &options.iface {
+        socket.bind_device(Some(iface.as_bytes()))?;
+    }
+    socket.bind(&addr.into())?;
+    // Many clients connect at once in tests and benchmarks: a deep accept queue.
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+fn bind_udp(addr: SocketAddr, options: &IpOptions) -> io::Result<UdpSocket> {
+    let socket = ip::new_socket(&addr, Type::DGRAM)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(crate::udp::SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(crate::udp::SOCKET_BUFFER);
+    if let Some(iface) = &options.iface {
+        socket.bind_device(Some(iface.as_bytes()))?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Removes a socket file left by a reflector that died, but never a live one or a non-socket.
+fn remove_stale_socket(path: &std::path::Path, stream: bool) -> Result<(), LinkError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(LinkError::Unsupported(format!(
+            "{} exists and is not a socket; not replacing it",
+            path.display()
+        )));
+    }
+    let live = if stream {
+        UnixStream::connect(path).is_ok()
+    } else {
+        UnixDatagram::unbound()
+            .and_then(|s| s.connect(path))
+            .is_ok()
+    };
+    if live {
+        return Err(LinkError::Unsupported(format!(
+            "{} is in use by another process",
+            path.display()
+        )));
+    }
+    std::fs::remove_file(path)
+        .map_err(|e| LinkError::io(format!("cannot remove stale {}", path.display()), e))
+}
+
+enum Conn {
+    Tcp(std::net::TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    fn fd(&self) -> RawFd {
+        match self {
+            Conn::Tcp(s) => s.as_raw_fd(),
+            Conn::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+
+    /// The connection as a link, for the impairment adapter.
+    fn into_link(self) -> io::Result<Box<dyn Link>> {
+        Ok(match self {
+            Conn::Tcp(s) => Box::new(ConnLink {
+                sender: Box::new(crate::stream::StreamSender::new(s.try_clone()?)),
+                receiver: Box::new(crate::stream::StreamReceiver::new(s, Default::default())),
+            }),
+            Conn::Unix(s) => Box::new(ConnLink {
+                sender: Box::new(crate::stream::StreamSender::new(s.try_clone()?)),
+                receiver: Box::new(crate::stream::StreamReceiver::new(s, Default::default())),
+            }),
+        })
+    }
+}
+
+/// An accepted connection seen as a link (its halves already made).
+struct ConnLink {
+    sender: Box<dyn crate::link::LinkSender>,
+    receiver: Box<dyn crate::link::LinkReceiver>,
+}
+
+impl Link for ConnLink {
+    fn describe(&self) -> String {
+        "connection".into()
+    }
+
+    fn split(
+        self: Box<Self>,
+    ) -> Result<
+        (
+            Box<dyn crate::link::LinkSender>,
+            Box<dyn crate::link::LinkReceiver>,
+        ),
+        LinkError,
+    > {
+        Ok((self.sender, self.receiver))
+    }
+}
+
+fn serve_listener<L: AsRawFd>(
+    listener: &L,
+    stop: &Arc<AtomicBool>,
+    events: &EventSink,
+    counters: &Arc<Counters>,
+    config: &ReflectConfig,
+    accept: impl Fn(&L) -> io::Result<(Conn, String)>,
+) -> io::Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        if !sockio::wait_readable(listener.as_raw_fd(), POLL)? {
+            continue;
+        }
+        let (conn, peer) = match accept(listener) {
+            Ok(accepted) => accepted,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue;
+            }
+            Err(e)
+                if e.raw_os_error() == Some(libc::EMFILE)
+                    || e.raw_os_error() == Some(libc::ENFILE) =>
+            {
+                // Out of descriptors: wait for connections to end rather than spin.
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let active = counters.active.load(Ordering::Relaxed);
+        if active >= config.max_connections {
+            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+            events(ReflectEvent::Refused {
+                peer,
+                reason: format!("more than {} connections", config.max_connections),
+            });
+            continue; // dropping `conn` closes it
+        }
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        let now = counters.active.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.max_active.fetch_max(now, Ordering::Relaxed);
+        events(ReflectEvent::Connected { peer: peer.clone() });
+        let counters2 = Arc::clone(counters);
+        let events2 = Arc::clone(events);
+        let config2 = config.clone();
+        let stop2 = Arc::clone(stop);
+        let spawned = std::thread::Builder::new()
+            .stack_size(THREAD_STACK)
+            .spawn(move || {
+                let mut moved = 0u64;
+                let result = reflect_connection(conn, &config2, &counters2, &stop2, &mut moved);
+                counters2.active.fetch_sub(1, Ordering::Relaxed);
+                events2(ReflectEvent::Closed {
+                    peer,
+                    bytes: moved,
+                    error: result.err().map(|e| e.to_string()),
+                });
+            });
+        if let Err(e) = spawned {
+            counters.active.fetch_sub(1, Ordering::Relaxed);
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            events(ReflectEvent::Error {
+                what: format!("cannot start a connection thread: {e}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn reflect_connection(
+    conn: Conn,
+    config: &ReflectConfig,
+    counters: &Counters,
+    stop: &AtomicBool,
+    moved: &mut u64,
+) -> io::Result<()> {
+    if let Some(impair) = &config.impair {
+        let link = Box::new(SimLink::wrap(conn.into_link()?, impair.clone()));
+        return reflect_link_halves(link, stop, counters, moved);
+    }
+    let fd = conn.fd();
+    let result = if config.zero_copy {
+        match splice_echo(fd, counters, moved) {
+            // splice refused before anything moved: copy instead.
+            Err(e) if *moved == 0 && e.raw_os_error() == Some(libc::EINVAL) => {
+                copy_echo(fd, counters, moved)
+            }
+            other => other,
+        }
+    } else {
+        copy_echo(fd, counters, moved)
+    };
+    if result.is_ok() {
+        conn.shutdown_write();
+    }
+    result
+}
+
+/// Echoes a stream socket onto itself through a pipe: socket → pipe → socket, no user copies.
+fn splice_echo(fd: RawFd, counters: &Counters, moved: &mut u64) -> io::Result<()> {
+    let mut pipe = [0 as RawFd; 2];
+    // SAFETY: pipe points at two ints.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptors were just created and are owned here.
+    let (read_end, write_end) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::os::fd::OwnedFd::from_raw_fd(pipe[0]),
+            std::os::fd::OwnedFd::from_raw_fd(pipe[1]),
+        )
+    };
+    // Larger pipe, fewer round trips; best effort (unprivileged users have a quota).
+    // SAFETY: fcntl on an owned descriptor.
+    let capacity = unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+    let chunk = if capacity > 0 {
+        capacity as usize
+    } else {
+        65_536
+    };
+    loop {
+        let n = splice(fd, write_end.as_raw_fd(), chunk, libc::SPLICE_F_MOVE)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut left = n;
+        while left > 0 {
+            let m = splice(read_end.as_raw_fd(), fd, left, libc::SPLICE_F_MOVE)?;
+            if m == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            left -= m;
+        }
+        *moved += n as u64;
+        counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize, flags: libc::c_uint) -> io::Result<usize> {
+    loop {
+        // SAFETY: plain descriptors, null offsets (both are pipes or sockets).
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                flags,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+fn copy_echo(fd: RawFd, counters: &Counters, moved: &mut u64) -> io::Result<()> {
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = sockio::recv_timeout(fd, &mut buffer, None)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sockio::write_all_fd(fd, &buffer[..n])?;
+        *moved += n as u64;
+        counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+fn reflect_link_halves(
+    link: Box<dyn Link>,
+    stop: &AtomicBool,
+    counters: &Counters,
+    moved: &mut u64,
+) -> io::Result<()> {
+    let (mut tx, mut rx) = link.split().map_err(io::Error::other)?;
+    rx.set_timeout(Some(POLL))?;
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    while !stop.load(Ordering::Relaxed) {
+        match rx.recv(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                tx.send(&buffer[..n])?;
+                *moved += n as u64;
+                counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let _ = tx.finish();
+    Ok(())
+}
+
+fn serve_link(
+    link: Box<dyn Link>,
+    stop: &AtomicBool,
+    counters: &Counters,
+    config: &ReflectConfig,
+) -> io::Result<()> {
+    let link: Box<dyn Link> = match &config.impair {
+        Some(impair) => Box::new(SimLink::wrap(link, impair.clone())),
+        None => link,
+    };
+    let mut moved = 0;
+    reflect_link_halves(link, stop, counters, &mut moved)
+}
+
+/// Echoes a descriptor onto itself (the pty master: the plug at the far end of the cable).
+fn serve_fd(fd: RawFd, stop: &AtomicBool, counters: &Counters) -> io::Result<()> {
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    while !stop.load(Ordering::Relaxed) {
+        match sockio::read_timeout(fd, &mut buffer, Some(POLL)) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                sockio::write_all_fd(fd, &buffer[..n])?;
+                counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if is_timeout(&e) => {}
+            // The other side closed the terminal: keep serving; a new client may open it.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => std::thread::sleep(POLL),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A token bucket per source address.
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, burst: u32) -> Self {
+        RateLimiter {
+            rate: rate as f64,
+            burst: burst.max(1) as f64,
+            buckets: HashMap::new(),
+        }
+    }
+
+    fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&source) {
+            // Bounded memory: forget sources idle for a second (their buckets are full anyway).
+            self.buckets
+                .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(1));
+            if self.buckets.len() >= MAX_SOURCES {
+                self.buckets.clear();
+            }
+        }
+        let (tokens, last) = self.buckets.entry(source).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Logs refusals without letting a flood of them flood the log: the first few, then at most
+/// one a second (the counters always count every one).
+struct RefusalLog {
+    logged: u64,
+    last: Option<Instant>,
+}
+
+impl RefusalLog {
+    fn should_log(&mut self, now: Instant) -> bool {
+        let due = self.logged < 10
+            || self
+                .last
+                .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1));
+        if due {
+            self.logged += 1;
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
+/// Why a UDP datagram from `source` gets no answer, if it gets none.
+pub fn udp_refusal(source: &SocketAddr, own_port: u16) -> Option<&'static str> {
+    let port = source.port();
+    if REFUSED_SOURCE_PORTS.contains(&port) {
+        Some("source port is echo/daytime/chargen/time (amplification)")
+    } else if port == own_port {
+        Some("source port is the reflector's own (echo loop)")
+    } else if port == 0 {
+        Some("source port 0")
+    } else {
+        None
+    }
+}
+
+fn serve_udp(
+    socket: &UdpSocket,
+    stop: &AtomicBool,
+    events: &EventSink,
+    counters: &Counters,
+    config: &ReflectConfig,
+) -> io::Result<()> {
+    let own_port = socket.local_addr()?.port();
+    let mut limiter = RateLimiter::new(config.rate_limit_pps, config.rate_burst);
+    let mut log = RefusalLog {
+        logged: 0,
+        last: None,
+    };
+    let mut impairer = config.impair.clone().map(Impairer::new);
+    let mut buffer = vec![0u8; 65_536];
+    let fd = socket.as_raw_fd();
+    // A datagram held back for reordering goes out after this much quiet, so the last one of a
+    // run is not lost.
+    let quiet = Duration::from_millis(5);
+    let mut last_source: Option<SocketAddr> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let wait = if impairer.is_some() && last_source.is_some() {
+            quiet
+        } else {
+            POLL
+        };
+        if !sockio::wait_readable(fd, wait)? {
+            if let (Some(impairer), Some(source)) = (impairer.as_mut(), last_source.take()) {
+                impairer.flush(&mut |d| {
+                    send_datagram(socket, d, source, counters);
+                    Ok(())
+                })?;
+                publish_impairment(impairer, counters);
+            }
+            continue;
+        }
+        let (n, source) = match socket.recv_from(&mut buffer) {
+            Ok(received) => received,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue;
+            }
+            // ICMP errors reported for earlier answers: not this datagram's problem.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+            Err(e) => return Err(e),
+        };
+        let now = Instant::now();
+        let refusal = udp_refusal(&source, own_port).inspect(|_| {
+            counters.refused_port.fetch_add(1, Ordering::Relaxed);
+        });
+        let refusal = refusal.or_else(|| {
+            (!limiter.allow(source.ip(), now)).then(|| {
+                counters.refused_rate.fetch_add(1, Ordering::Relaxed);
+                "rate limit"
+            })
+        });
+        if let Some(reason) = refusal {
+            if log.should_log(now) {
+                events(ReflectEvent::Refused {
+                    peer: source.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+            continue;
+        }
+        match impairer.as_mut() {
+            None => send_datagram(socket, &buffer[..n], source, counters),
+            Some(impairer) => {
+                impairer.process(&buffer[..n], &mut |d| {
+                    send_datagram(socket, d, source, counters);
+                    Ok(())
+                })?;
+                publish_impairment(impairer, counters);
+                last_source = Some(source);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn send_datagram(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, counters: &Counters) {
+    match socket.send_to(datagram, to) {
+        Ok(_) => {
+            counters.datagrams.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        }
+        // A full send buffer or a vanished peer: the datagram is lost, as UDP may.
+        Err(_) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn publish_impairment(impairer: &Impairer, counters: &Counters) {
+    if let Ok(mut shared) = counters.impairment.lock() {
+        shared.clone_from(impairer.stats());
+    }
+}
+
+fn serve_unix_datagram(
+    socket: &UnixDatagram,
+    stop: &AtomicBool,
+    counters: &Counters,
+) -> io::Result<()> {
+    let mut buffer = vec![0u8; 65_536];
+    let fd = socket.as_raw_fd();
+    while !stop.load(Ordering::Relaxed) {
+        if !sockio::wait_readable(fd, POLL)? {
+            continue;
+        }
+        let (n, source) = match socket.recv_from(&mut buffer) {
+            Ok(received) => received,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if source.is_unnamed() {
+            counters.refused_unaddressed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        loop {
+            match socket.send_to_addr(&buffer[..n], &source) {
+                Ok(_) => {
+                    counters.datagrams.fetch_add(1, Ordering::Relaxed);
+                    counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    break;
+                }
+                // The client's queue is full: Unix datagrams block rather than drop; wait.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(_) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_amplifier_ports_and_its_own() {
+        let at = |port| SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+        for port in [7, 13, 19, 37, 5000, 0] {
+            assert!(udp_refusal(&at(port), 5000).is_some(), "{port}");
+        }
+        assert!(udp_refusal(&at(40000), 5000).is_none());
+    }
+
+    #[test]
+    fn rate_limiter_allows_the_burst_then_the_rate() {
+        let mut limiter = RateLimiter::new(1000, 10);
+        let t0 = Instant::now();
+        let source = IpAddr::from([127, 0, 0, 9]);
+        let allowed = (0..20).filter(|_| limiter.allow(source, t0)).count();
+        assert_eq!(allowed, 10);
+        // 5 ms later at 1000/s: 5 more tokens.
+        let t1 = t0 + Duration::from_millis(5);
+        let allowed = (0..20).filter(|_| limiter.allow(source, t1)).count();
+        assert_eq!(allowed, 5);
+        // Another source has its own bucket.
+        assert!(limiter.allow(IpAddr::from([127, 0, 0, 10]), t1));
+    }
+}

@@ -1,0 +1,651 @@
+//! `serial:/dev/ttyX?baud=…&data=5..8&parity=none|odd|even|mark|space&stop=1|2&flow=none|rtscts|xonxoff`
+//!
+//! The serialport crate opens the port (exclusive: TIOCEXCL and flock), sets raw mode, data bits,
+//! parity, stop bits, flow control and any baud rate (termios2 with BOTHER on Linux). What it
+//! lacks is done here with ioctls: mark/space parity (CMSPAR), the UART's internal loopback
+//! (TIOCM_LOOP, `internal=1`), RS-485 (TIOCSRS485), the kernel's line counters (TIOCGICOUNT), and
+//! the control-line loop test (`lines=1`: RTS→CTS, DTR→DSR and DTR→DCD as a full loopback plug
+//! wires them).
+//!
+//! The receiver measures the effective baud rate from the data and warns when it is more than
+//! 1% off the configured rate (a wrong crystal, a USB adapter that rounds the divisor).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use serialport::{DataBits, FlowControl, SerialPort, StopBits, TTYPort};
+
+use crate::endpoint::{Endpoint, EndpointError};
+use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+use crate::sockio;
+
+/// Options a serial port takes.
+pub const SERIAL_OPTIONS: &[&str] = &[
+    "baud",
+    "data",
+    "parity",
+    "stop",
+    "flow",
+    "internal",
+    "rs485",
+    "rs485_rts_on_send",
+    "rs485_rts_after_send",
+    "rs485_delay_before_ms",
+    "rs485_delay_after_ms",
+    "rs485_rx_during_tx",
+    "exclusive",
+    "lines",
+];
+
+/// Options that only make sense on real hardware (not on `pty:`).
+pub const HARDWARE_OPTIONS: &[&str] = &[
+    "internal",
+    "rs485",
+    "rs485_rts_on_send",
+    "rs485_rts_after_send",
+    "rs485_delay_before_ms",
+    "rs485_delay_after_ms",
+    "rs485_rx_during_tx",
+    "lines",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Odd,
+    Even,
+    /// Parity bit always 1 (CMSPAR with PARODD).
+    Mark,
+    /// Parity bit always 0 (CMSPAR without PARODD).
+    Space,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rs485 {
+    pub rts_on_send: bool,
+    pub rts_after_send: bool,
+    pub delay_before_ms: u32,
+    pub delay_after_ms: u32,
+    pub rx_during_tx: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialSettings {
+    pub baud: u32,
+    pub data_bits: u8,
+    pub parity: Parity,
+    pub stop_bits: u8,
+    pub flow: FlowControl,
+    pub internal_loopback: bool,
+    pub rs485: Option<Rs485>,
+    pub exclusive: bool,
+    pub line_test: bool,
+}
+
+impl SerialSettings {
+    pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
+        let flag = |key: &str| -> Result<Option<bool>, EndpointError> {
+            match endpoint.option(key) {
+                None => Ok(None),
+                Some("1" | "yes" | "true" | "on" | "") => Ok(Some(true)),
+                Some("0" | "no" | "false" | "off") => Ok(Some(false)),
+                Some(other) => Err(endpoint.bad_value(key, other, "expected 0 or 1")),
+            }
+        };
+        let baud = endpoint.parsed_option::<u32>("baud")?.unwrap_or(115_200);
+        if baud == 0 {
+            return Err(endpoint.bad_value("baud", "0", "must be a positive rate in bit/s"));
+        }
+        let data_bits = endpoint.parsed_option::<u8>("data")?.unwrap_or(8);
+        if !(5..=8).contains(&data_bits) {
+            return Err(endpoint.bad_value(
+                "data",
+                &data_bits.to_string(),
+                "expected 5, 6, 7 or 8",
+            ));
+        }
+        let parity = match endpoint.option("parity").unwrap_or("none") {
+            "none" | "n" => Parity::None,
+            "odd" | "o" => Parity::Odd,
+            "even" | "e" => Parity::Even,
+            "mark" | "m" => Parity::Mark,
+            "space" | "s" => Parity::Space,
+            other => {
+                return Err(endpoint.bad_value(
+                    "parity",
+                    other,
+                    "expected none, odd, even, mark or space",
+                ));
+            }
+        };
+        let stop_bits = endpoint.parsed_option::<u8>("stop")?.unwrap_or(1);
+        if !(1..=2).contains(&stop_bits) {
+            return Err(endpoint.bad_value("stop", &stop_bits.to_string(), "expected 1 or 2"));
+        }
+        let flow = match endpoint.option("flow").unwrap_or("none") {
+            "none" => FlowControl::None,
+            "rtscts" | "hardware" => FlowControl::Hardware,
+            "xonxoff" | "software" => FlowControl::Software,
+            other => {
+                return Err(endpoint.bad_value("flow", other, "expected none, rtscts or xonxoff"));
+            }
+        };
+        let rs485 = if flag("rs485")?.unwrap_or(false) {
+            Some(Rs485 {
+                rts_on_send: flag("rs485_rts_on_send")?.unwrap_or(true),
+                rts_after_send: flag("rs485_rts_after_send")?.unwrap_or(false),
+                delay_before_ms: endpoint
+                    .parsed_option("rs485_delay_before_ms")?
+                    .unwrap_or(0),
+                delay_after_ms: endpoint.parsed_option("rs485_delay_after_ms")?.unwrap_or(0),
+                rx_during_tx: flag("rs485_rx_during_tx")?.unwrap_or(false),
+            })
+        } else {
+            None
+        };
+        Ok(SerialSettings {
+            baud,
+            data_bits,
+            parity,
+            stop_bits,
+            flow,
+            internal_loopback: flag("internal")?.unwrap_or(false),
+            rs485,
+            exclusive: flag("exclusive")?.unwrap_or(true),
+            line_test: flag("lines")?.unwrap_or(false),
+        })
+    }
+
+    /// Bits on the wire per character: start + data + parity + stop.
+    pub fn bits_per_char(&self) -> u32 {
+        1 + self.data_bits as u32 + u32::from(self.parity != Parity::None) + self.stop_bits as u32
+    }
+
+    /// What the user asked for, in the usual shorthand (`115200 8N1`).
+    pub fn describe(&self) -> String {
+        let parity = match self.parity {
+            Parity::None => 'N',
+            Parity::Odd => 'O',
+            Parity::Even => 'E',
+            Parity::Mark => 'M',
+            Parity::Space => 'S',
+        };
+        format!(
+            "{} {}{}{}",
+            self.baud, self.data_bits, parity, self.stop_bits
+        )
+    }
+}
+
+fn serial_error(what: String, e: serialport::Error) -> LinkError {
+    let kind = match e.kind() {
+        serialport::ErrorKind::Io(kind) => kind,
+        serialport::ErrorKind::NoDevice => io::ErrorKind::NotFound,
+        _ => io::ErrorKind::Other,
+    };
+    LinkError::io(what, io::Error::new(kind, e.description))
+}
+
+/// termios2 read straight from the device (TCGETS2), as the kernel holds it.
+pub fn get_termios2(fd: RawFd) -> io::Result<libc::termios2> {
+    // SAFETY: termios2 is plain data; TCGETS2 fills it.
+    let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is a descriptor, t a valid termios2.
+    if unsafe { libc::ioctl(fd, libc::TCGETS2, &mut t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(t)
+}
+
+fn set_termios2(fd: RawFd, t: &libc::termios2) -> io::Result<()> {
+    // SAFETY: t is a valid termios2.
+    if unsafe { libc::ioctl(fd, libc::TCSETS2, t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Applies the settings to an open port and checks the device took them.
+pub fn configure(
+    port: &mut TTYPort,
+    settings: &SerialSettings,
+    name: &str,
+) -> Result<(), LinkError> {
+    let fail = |what: &str, e: serialport::Error| serial_error(format!("{name}: {what}"), e);
+    let data_bits = match settings.data_bits {
+        5 => DataBits::Five,
+        6 => DataBits::Six,
+        7 => DataBits::Seven,
+        _ => DataBits::Eight,
+    };
+    port.set_data_bits(data_bits)
+        .map_err(|e| fail("cannot set data bits", e))?;
+    port.set_stop_bits(if settings.stop_bits == 2 {
+        StopBits::Two
+    } else {
+        StopBits::One
+    })
+    .map_err(|e| fail("cannot set stop bits", e))?;
+    port.set_flow_control(settings.flow)
+        .map_err(|e| fail("cannot set flow control", e))?;
+    port.set_parity(match settings.parity {
+        Parity::Odd => serialport::Parity::Odd,
+        Parity::Even => serialport::Parity::Even,
+        _ => serialport::Parity::None,
+    })
+    .map_err(|e| fail("cannot set parity", e))?;
+    port.set_baud_rate(settings.baud)
+        .map_err(|e| fail(&format!("the driver refused {} baud", settings.baud), e))?;
+    let fd = port.as_raw_fd();
+    let io_fail = |what: String, e: io::Error| LinkError::io(format!("{name}: {what}"), e);
+    if matches!(settings.parity, Parity::Mark | Parity::Space) {
+        let mut t = get_termios2(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
+        t.c_cflag |= libc::PARENB | libc::CMSPAR;
+        if settings.parity == Parity::Mark {
+            t.c_cflag |= libc::PARODD;
+        } else {
+            t.c_cflag &= !libc::PARODD;
+        }
+        set_termios2(fd, &t).map_err(|e| io_fail("cannot set mark/space parity".into(), e))?;
+        let back = get_termios2(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
+        if back.c_cflag & libc::CMSPAR == 0 {
+            return Err(LinkError::Unsupported(
+                format!(
+                    "{name}: the driver does not support {:?} parity (CMSPAR was not kept)",
+                    settings.parity
+                )
+                .to_lowercase(),
+            ));
+        }
+    }
+    let back = get_termios2(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
+    if back.c_ospeed != settings.baud {
+        return Err(LinkError::Unsupported(format!(
+            "{name}: asked for {} baud, the driver set {} (try a standard rate)",
+            settings.baud, back.c_ospeed
+        )));
+    }
+    if settings.internal_loopback {
+        set_internal_loopback(fd).map_err(|e| {
+            LinkError::Unsupported(format!(
+                "{name}: the driver refused internal loopback (TIOCM_LOOP): {e}; use a loopback plug instead"
+            ))
+        })?;
+    }
+    if let Some(rs485) = settings.rs485 {
+        set_rs485(fd, &rs485).map_err(|e| {
+            LinkError::Unsupported(format!(
+                "{name}: the driver refused RS-485 mode (TIOCSRS485): {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+const TIOCM_LOOP: libc::c_int = 0x8000;
+
+fn set_internal_loopback(fd: RawFd) -> io::Result<()> {
+    let bits: libc::c_int = TIOCM_LOOP;
+    // SAFETY: TIOCMBIS reads one int.
+    if unsafe { libc::ioctl(fd, libc::TIOCMBIS, &bits) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut now: libc::c_int = 0;
+    // SAFETY: TIOCMGET writes one int.
+    if unsafe { libc::ioctl(fd, libc::TIOCMGET, &mut now) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if now & TIOCM_LOOP == 0 {
+        return Err(io::Error::other("the loop bit did not stay set"));
+    }
+    Ok(())
+}
+
+/// `struct serial_rs485` from linux/serial.h.
+#[repr(C)]
+#[derive(Default)]
+struct SerialRs485 {
+    flags: u32,
+    delay_rts_before_send: u32,
+    delay_rts_after_send: u32,
+    padding: [u32; 5],
+}
+
+const SER_RS485_ENABLED: u32 = 1;
+const SER_RS485_RTS_ON_SEND: u32 = 1 << 1;
+const SER_RS485_RTS_AFTER_SEND: u32 = 1 << 2;
+const SER_RS485_RX_DURING_TX: u32 = 1 << 4;
+
+fn set_rs485(fd: RawFd, rs485: &Rs485) -> io::Result<()> {
+    let mut config = SerialRs485 {
+        flags: SER_RS485_ENABLED,
+        delay_rts_before_send: rs485.delay_before_ms,
+        delay_rts_after_send: rs485.delay_after_ms,
+        ..Default::default()
+    };
+    if rs485.rts_on_send {
+        config.flags |= SER_RS485_RTS_ON_SEND;
+    }
+    if rs485.rts_after_send {
+        config.flags |= SER_RS485_RTS_AFTER_SEND;
+    }
+    if rs485.rx_during_tx {
+        config.flags |= SER_RS485_RX_DURING_TX;
+    }
+    // SAFETY: config is a valid serial_rs485.
+    if unsafe { libc::ioctl(fd, libc::TIOCSRS485, &config) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `struct serial_icounter_struct` from linux/serial.h.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LineCounters {
+    pub cts: i32,
+    pub dsr: i32,
+    pub rng: i32,
+    pub dcd: i32,
+    pub rx: i32,
+    pub tx: i32,
+    pub frame: i32,
+    pub overrun: i32,
+    pub parity: i32,
+    pub brk: i32,
+    pub buf_overrun: i32,
+    pub reserved: [i32; 9],
+}
+
+/// The kernel's line counters (TIOCGICOUNT); `None` when the driver has none (ptys, many USB).
+pub fn line_counters(fd: RawFd) -> Option<LineCounters> {
+    let mut counters = LineCounters::default();
+    // SAFETY: counters is a valid serial_icounter_struct.
+    (unsafe { libc::ioctl(fd, libc::TIOCGICOUNT, &mut counters) } == 0).then_some(counters)
+}
+
+/// The control-line loop test: each output toggled, the inputs a full loopback plug wires to
+/// it must follow. Values: "ok", "stuck high", "stuck low", or why it could not run.
+pub fn control_line_test(port: &mut TTYPort) -> Map<String, Value> {
+    let mut result = Map::new();
+    let settle = || std::thread::sleep(Duration::from_millis(20));
+    type Read = fn(&mut TTYPort) -> serialport::Result<bool>;
+    let pairs: [(&str, bool, Read); 3] = [
+        ("rts_cts", true, |p| p.read_clear_to_send()),
+        ("dtr_dsr", false, |p| p.read_data_set_ready()),
+        ("dtr_dcd", false, |p| p.read_carrier_detect()),
+    ];
+    for (name, rts, read) in pairs {
+        let drive = |port: &mut TTYPort, level: bool| {
+            if rts {
+                port.write_request_to_send(level)
+            } else {
+                port.write_data_terminal_ready(level)
+            }
+        };
+        let outcome = (|| {
+            drive(port, false)?;
+            settle();
+            let low = read(port)?;
+            drive(port, true)?;
+            settle();
+            let high = read(port)?;
+            Ok::<_, serialport::Error>(match (low, high) {
+                (false, true) => "ok".to_string(),
+                (true, true) => "stuck high".to_string(),
+                (false, false) => "stuck low (not wired?)".to_string(),
+                (true, false) => "inverted".to_string(),
+            })
+        })();
+        let value = outcome.unwrap_or_else(|e| format!("unsupported: {}", e.description));
+        result.insert(name.into(), Value::String(value));
+    }
+    result
+}
+
+/// Sender and receiver over one tty descriptor (the receiver holds a clone).
+pub struct TtySender {
+    port: TTYPort,
+}
+
+impl LinkSender for TtySender {
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        sockio::write_all_fd(self.port.as_raw_fd(), data)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        // Wait until the UART has sent everything (tcdrain).
+        // SAFETY: plain descriptor.
+        unsafe { libc::tcdrain(self.port.as_raw_fd()) };
+        Ok(())
+    }
+}
+
+pub struct TtyReceiver {
+    port: TTYPort,
+    timeout: Option<Duration>,
+    settings: SerialSettings,
+    /// Measure the baud rate from the data (not on ptys, which do not pace).
+    paced: bool,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// Bytes received after the first read (the first read's bytes had no measured duration).
+    timed_bytes: u64,
+    bytes: u64,
+    counters_at_open: Option<LineCounters>,
+    fixed: Map<String, Value>,
+}
+
+impl TtyReceiver {
+    fn measured_baud(&self) -> Option<f64> {
+        let (first, last) = (self.first?, self.last?);
+        let span = last.duration_since(first).as_secs_f64();
+        // Under a tenth of a second the read granularity dominates.
+        (span >= 0.1 && self.timed_bytes > 0)
+            .then(|| self.timed_bytes as f64 * self.settings.bits_per_char() as f64 / span)
+    }
+}
+
+impl LinkReceiver for TtyReceiver {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match sockio::read_timeout(self.port.as_raw_fd(), buf, self.timeout) {
+            // The other end of a pseudo-terminal closed, or a USB adapter was unplugged.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the serial device went away (EIO)",
+                ));
+            }
+            other => other?,
+        };
+        let now = Instant::now();
+        if self.first.is_none() {
+            self.first = Some(now);
+        } else {
+            self.timed_bytes += n as u64;
+        }
+        self.last = Some(now);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        let mut stats = self.fixed.clone();
+        stats.insert("baud_configured".into(), json!(self.settings.baud));
+        if self.paced
+            && let Some(measured) = self.measured_baud()
+        {
+            stats.insert("baud_measured".into(), json!(measured.round()));
+            let off = measured / self.settings.baud as f64 - 1.0;
+            if off.abs() > 0.01 {
+                stats.insert(
+                    "baud_warning".into(),
+                    json!(format!(
+                        "measured {:.0} baud is {:+.1}% off the configured {}",
+                        measured,
+                        off * 100.0,
+                        self.settings.baud
+                    )),
+                );
+            }
+        }
+        if let (Some(start), Some(now)) =
+            (self.counters_at_open, line_counters(self.port.as_raw_fd()))
+        {
+            let delta = |a: i32, b: i32| json!(i64::from(a) - i64::from(b));
+            stats.insert("line_rx".into(), delta(now.rx, start.rx));
+            stats.insert("line_tx".into(), delta(now.tx, start.tx));
+            stats.insert("line_frame_errors".into(), delta(now.frame, start.frame));
+            stats.insert("line_overruns".into(), delta(now.overrun, start.overrun));
+            stats.insert("line_parity_errors".into(), delta(now.parity, start.parity));
+            stats.insert("line_breaks".into(), delta(now.brk, start.brk));
+            stats.insert(
+                "line_buffer_overruns".into(),
+                delta(now.buf_overrun, start.buf_overrun),
+            );
+        }
+        stats
+    }
+}
+
+/// Splits a configured tty into link halves. `paced`: a real UART (measure the baud rate).
+pub fn tty_halves(
+    port: TTYPort,
+    settings: SerialSettings,
+    paced: bool,
+    mut fixed: Map<String, Value>,
+    name: &str,
+) -> Result<(TtySender, TtyReceiver), LinkError> {
+    let reader = port
+        .try_clone_native()
+        .map_err(|e| serial_error(format!("{name}: cannot clone descriptor"), e))?;
+    let counters_at_open = line_counters(port.as_raw_fd());
+    fixed.insert("line_settings".into(), json!(settings.describe()));
+    if counters_at_open.is_none() {
+        fixed.insert("line_counters".into(), json!("not supported by the driver"));
+    }
+    Ok((
+        TtySender { port },
+        TtyReceiver {
+            port: reader,
+            timeout: None,
+            settings,
+            paced,
+            first: None,
+            last: None,
+            timed_bytes: 0,
+            bytes: 0,
+            counters_at_open,
+            fixed,
+        },
+    ))
+}
+
+pub struct SerialLink {
+    original: String,
+    path: String,
+    settings: SerialSettings,
+}
+
+impl SerialLink {
+    pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
+        endpoint.reject_unknown_options(SERIAL_OPTIONS)?;
+        if endpoint.target.is_empty() {
+            return Err(endpoint.invalid("expected serial:/dev/ttyX (a device path)"));
+        }
+        Ok(SerialLink {
+            original: endpoint.original.clone(),
+            path: endpoint.target.clone(),
+            settings: SerialSettings::from_endpoint(endpoint)?,
+        })
+    }
+
+    /// Opens and configures the port.
+    pub fn open(&self) -> Result<TTYPort, LinkError> {
+        let mut port = serialport::new(self.path.as_str(), self.settings.baud)
+            .exclusive(self.settings.exclusive)
+            .timeout(Duration::from_secs(1))
+            .open_native()
+            .map_err(|e| {
+                serial_error(
+                    format!(
+                        "{}: cannot open {} (does it exist, is it in use, may you open it?)",
+                        self.original, self.path
+                    ),
+                    e,
+                )
+            })?;
+        configure(&mut port, &self.settings, &self.original)?;
+        Ok(port)
+    }
+}
+
+impl Link for SerialLink {
+    fn describe(&self) -> String {
+        self.original.clone()
+    }
+
+    fn split(self: Box<Self>) -> Result<(Box<dyn LinkSender>, Box<dyn LinkReceiver>), LinkError> {
+        let mut port = self.open()?;
+        let mut fixed = Map::new();
+        fixed.insert("transport".into(), json!("serial"));
+        fixed.insert("device".into(), json!(self.path));
+        if self.settings.line_test {
+            fixed.insert(
+                "control_lines".into(),
+                Value::Object(control_line_test(&mut port)),
+            );
+        }
+        // A pseudo-terminal named as a serial port does not pace its data.
+        let paced = !self.path.starts_with("/dev/pts/");
+        let (tx, rx) = tty_halves(port, self.settings, paced, fixed, &self.original)?;
+        Ok((Box::new(tx), Box::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_usual_settings() {
+        let e =
+            Endpoint::parse("serial:/dev/ttyS0?baud=250000&data=7&parity=mark&stop=2&flow=rtscts")
+                .unwrap();
+        let s = SerialSettings::from_endpoint(&e).unwrap();
+        assert_eq!(s.baud, 250_000);
+        assert_eq!(s.data_bits, 7);
+        assert_eq!(s.parity, Parity::Mark);
+        assert_eq!(s.stop_bits, 2);
+        assert_eq!(s.flow, FlowControl::Hardware);
+        assert_eq!(s.bits_per_char(), 11);
+        assert_eq!(s.describe(), "250000 7M2");
+        for bad in [
+            "data=9",
+            "parity=weird",
+            "stop=3",
+            "flow=maybe",
+            "baud=0",
+            "internal=2",
+        ] {
+            let e = Endpoint::parse(&format!("serial:/dev/ttyS0?{bad}")).unwrap();
+            assert!(SerialSettings::from_endpoint(&e).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kernel_structs_have_the_kernel_sizes() {
+        assert_eq!(std::mem::size_of::<SerialRs485>(), 32);
+        assert_eq!(std::mem::size_of::<LineCounters>(), 80);
+    }
+}
