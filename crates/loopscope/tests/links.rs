@@ -485,3 +485,43 @@ fn bad_endpoints_fail_with_one_line_and_exit_2() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn bert_and_ping_over_the_built_in_pty_plug() {
+    let (code, s) = bert("pty:?baud=115200", &["--bytes", "1M"]);
+    assert_eq!(code, Some(0), "{s}");
+    assert_eq!(s["bit_errors"], 0);
+    assert_eq!(s["link_stats"]["transport"], "pty");
+    assert_eq!(s["link_stats"]["line_settings"], "115200 8N1");
+    let output = loopscope()
+        .args(["--json", "ping", "-c", "5", "-i", "0", "pty:"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(summary_of(&output)["received"], 5);
+}
+
+#[test]
+fn a_serial_port_served_by_reflect_pty_and_killed_mid_run() {
+    let reflector = Reflector::start(&["pty:"]);
+    let port = reflector.endpoint().to_string();
+    assert!(port.starts_with("serial:/dev/pts/"), "{port}");
+    let (code, s) = bert(&format!("{port}?baud=230400"), &["--bytes", "1M"]);
+    assert_eq!(code, Some(0), "{s}");
+    assert_eq!(s["bit_errors"], 0);
+    // The reflector vanishes while a run is going: partial summary, exit 1, no panic.
+    let client = loopscope()
+        .args(["--json", "bert", &port, "--duration", "20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    drop(reflector);
+    let output = client.wait_with_output().unwrap();
+    let s = summary_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{s}");
+    assert!(s["bits"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["elapsed_s"].as_f64().unwrap() < 15.0, "{s}");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}
