@@ -24,6 +24,11 @@ endpoint=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readl
 ours=$($bin --json bert "$endpoint" --duration "${seconds}s" |
   python3 -c 'import json,sys; s=[json.loads(l) for l in sys.stdin][-1]; assert s["bit_errors"]==0, s; print(s["throughput_bps"])')
 
+# Context: the same BERT over the in-memory loop (no kernel at all) is the ceiling the pattern
+# engine sets in this run.
+ceiling=$($bin --json bert loop: --duration "${seconds}s" |
+  python3 -c 'import json,sys; s=[json.loads(l) for l in sys.stdin][-1]; print(s["throughput_bps"])')
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 iperf3 -s -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 pids+=($!)
@@ -34,13 +39,14 @@ sleep 0.5
 oneway=$(iperf3 -c 127.0.0.1 -p "$port" -t "$seconds" -J |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')
 
-python3 - "$ours" "$bidir" "$oneway" <<'PY'
+python3 - "$ours" "$bidir" "$oneway" "$ceiling" <<'PY'
 import sys
-ours, bidir, oneway = map(float, sys.argv[1:])
+ours, bidir, oneway, ceiling = map(float, sys.argv[1:])
 g = lambda v: f"{v/1e9:.2f} Gbit/s"
 print(f"loopscope bert tcp: via reflect   {g(ours)} per direction (0 bit errors)")
 print(f"iperf3 --bidir mean per direction {g(bidir)}")
 print(f"iperf3 one-way single stream      {g(oneway)}")
 print(f"ratio bert / iperf3 --bidir:      {ours/bidir:.2f}  (goal >= 1.0)")
 print(f"ratio bert / iperf3 one-way:      {ours/oneway:.2f}")
+print(f"context: bert loop: (no kernel)   {g(ceiling)}; tcp via reflect reaches {ours/ceiling:.2f} of it")
 PY
