@@ -525,3 +525,34 @@ fn a_serial_port_served_by_reflect_pty_and_killed_mid_run() {
     assert!(s["elapsed_s"].as_f64().unwrap() < 15.0, "{s}");
     assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
 }
+
+#[test]
+fn ping_counts_frames_corrupted_on_the_way_back() {
+    let reflector = Reflector::start(&["tcp://127.0.0.1:0", "--impair", "ber=2e-4&seed=9"]);
+    let output = loopscope()
+        .args([
+            "--json",
+            "ping",
+            "-q",
+            "-c",
+            "300",
+            "-i",
+            "0",
+            "-W",
+            "50ms",
+            reflector.endpoint(),
+        ])
+        .output()
+        .unwrap();
+    let s = summary_of(&output);
+    let (tx, rx) = (
+        s["transmitted"].as_u64().unwrap(),
+        s["received"].as_u64().unwrap(),
+    );
+    let corrupt = s["corrupt"].as_u64().unwrap();
+    // 82-byte frames at 2e-4 per bit: about 12% hit; the checksum catches them.
+    assert!(corrupt > 5, "{s}");
+    assert_eq!(s["errors"].as_u64(), Some(corrupt));
+    assert!(rx > 150 && rx + corrupt <= tx, "{s}");
+    assert_eq!(output.status.code(), Some(1));
+}
