@@ -317,6 +317,8 @@ pub struct Checker {
     word: u64,
     filled: u32,
     processed: u32,
+    /// Set while `finish` processes a partial word.
+    finishing: bool,
     burst_start: u64,
     last_error: Option<u64>,
     scratch: Vec<u64>,
@@ -360,6 +362,7 @@ impl Checker {
             word: 0,
             filled: 0,
             processed: 0,
+            finishing: false,
             burst_start: 0,
             last_error: None,
             scratch: vec![0; 1024],
@@ -404,14 +407,45 @@ impl Checker {
             self.filled += 8 * take as u32;
             self.history[self.word_index.rem_euclid(HISTORY_WORDS as i64) as usize] = self.word;
             let (lo, hi) = (self.processed, self.filled);
-            self.segment(self.word_index, self.word, lo, hi);
-            self.processed = hi;
+            self.processed = self.segment(self.word_index, self.word, lo, hi);
             if self.filled == 64 {
                 self.word_index += 1;
                 self.word = 0;
                 self.filled = 0;
                 self.processed = 0;
             }
+        }
+        self.counters.in_sync = matches!(self.state, State::Synced { .. });
+    }
+
+    /// Settles bits whose fate is still open at the end of a run, so that afterwards
+    /// `bits + unsynced_bits` equals every bit fed. Bits of an unfinished confirmation are
+    /// unsynced. Bits held after a suspect segment are counted as compared (with their errors
+    /// against the old phase) if under 25% of them were wrong (an error burst at the end), else
+    /// they are unsynced and the episode counts as a sync loss. Feeding more afterwards is
+    /// allowed (the checker then hunts afresh).
+    pub fn finish(&mut self) {
+        if self.filled > self.processed {
+            self.finishing = true;
+            let (lo, hi) = (self.processed, self.filled);
+            self.processed = self.segment(self.word_index, self.word, lo, hi);
+            self.finishing = false;
+        }
+        match std::mem::replace(&mut self.state, State::Hunting) {
+            State::Confirming { bits, .. } => self.counters.unsynced_bits += bits,
+            State::Recovering { bits, held, .. } => {
+                let errors: u64 = held.iter().map(|h| u64::from(h.errors.count_ones())).sum();
+                if errors * 4 < bits {
+                    self.commit(&held);
+                } else {
+                    self.counters.sync_losses += 1;
+                    self.counters.unsynced_bits += bits;
+                }
+            }
+            other => self.state = other,
+        }
+        for candidate in &mut self.candidates {
+            candidate.reset();
         }
         self.counters.in_sync = matches!(self.state, State::Synced { .. });
     }
@@ -434,28 +468,42 @@ impl Checker {
             let count = (total_words - done).min(self.scratch.len());
             let first = self.word_index + done as i64;
             let expected = reference.source.words(first, &mut self.scratch[..count]);
-            let bytes = &data[done * 8..(done + count) * 8];
+            let (bytes, _) = data[done * 8..(done + count) * 8].as_chunks::<8>();
             let mut checked = 0usize;
-            for (&want, chunk) in expected.iter().zip(bytes.chunks_exact(8)) {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(chunk);
-                let got = unorder(u64::from_le_bytes(raw), msb_first);
-                let errors = got ^ want ^ mask;
-                if errors != 0 {
-                    if errors.count_ones() >= 16 {
-                        suspect = true;
-                        break;
-                    }
-                    let at = ((first + checked as i64) as u64) * 64;
-                    account_errors(
-                        &mut self.counters,
-                        &mut self.burst_start,
-                        &mut self.last_error,
-                        at,
-                        errors,
-                    );
+            // Groups of 8 words: one OR-reduction says whether any bit is wrong (the usual
+            // case is not), so the common path is branch-free and vectorisable.
+            for (wants, raws) in expected.chunks(8).zip(bytes.chunks(8)) {
+                let clean = if msb_first {
+                    group_errors::<true>(wants, raws, mask) == 0
+                } else {
+                    group_errors::<false>(wants, raws, mask) == 0
+                };
+                if clean {
+                    checked += wants.len();
+                    continue;
                 }
-                checked += 1;
+                for (&want, &raw) in wants.iter().zip(raws) {
+                    let got = unorder(u64::from_le_bytes(raw), msb_first);
+                    let errors = got ^ want ^ mask;
+                    if errors != 0 {
+                        if errors.count_ones() >= 16 {
+                            suspect = true;
+                            break;
+                        }
+                        let at = ((first + checked as i64) as u64) * 64;
+                        account_errors(
+                            &mut self.counters,
+                            &mut self.burst_start,
+                            &mut self.last_error,
+                            at,
+                            errors,
+                        );
+                    }
+                    checked += 1;
+                }
+                if suspect {
+                    break;
+                }
             }
             self.counters.bits += checked as u64 * 64;
             done += checked;
@@ -476,12 +524,17 @@ impl Checker {
         done * 8
     }
 
-    /// Processes bits `lo..hi` of received word `w` (bits at and above `hi` are zero).
-    fn segment(&mut self, w: i64, word: u64, lo: u32, hi: u32) {
+    /// Processes bits `lo..hi` of received word `w` (bits at and above `hi` are zero); returns
+    /// how far it got. In sync, a word is judged only once complete (or at `finish`), so that
+    /// how the stream is cut into `feed` calls never changes the counts.
+    fn segment(&mut self, w: i64, word: u64, lo: u32, hi: u32) -> u32 {
         let mut at = lo;
         // Each step consumes at least one bit or changes state; bound the loop anyway.
         let mut guard = 0;
         while at < hi && guard < 256 {
+            if hi < 64 && !self.finishing && matches!(self.state, State::Synced { .. }) {
+                return at;
+            }
             guard += 1;
             at = match std::mem::replace(&mut self.state, State::Hunting) {
                 State::Hunting => self.hunt(w, word, at, hi),
@@ -502,6 +555,7 @@ impl Checker {
         if at < hi {
             self.counters.unsynced_bits += u64::from(hi - at);
         }
+        hi
     }
 
     /// Bad-bit words of a candidate for word `w`: (for plain, for inverted).
@@ -857,6 +911,9 @@ impl Checker {
         mut bits: u64,
         mut held: Vec<Provisional>,
     ) -> u32 {
+        // Stop exactly at the recovery limit, wherever the feed boundaries fall.
+        let budget = (RECOVERY_LIMIT_BITS.saturating_sub(bits)).clamp(1, u64::from(hi - lo)) as u32;
+        let hi = lo + budget;
         let lock = self.run_candidates(true, w, word, lo, hi);
         let stop = lock.as_ref().map_or(hi, |(p, _)| *p);
         let wrong = (word ^ reference.expected(w)) & range_mask(lo, stop);
@@ -920,7 +977,7 @@ impl Checker {
                         held,
                     };
                 }
-                stop.max(lo + 1).min(hi)
+                stop
             }
         }
     }
@@ -960,6 +1017,14 @@ impl Checker {
         (MAX_INSERTED_BITS + 1..=MAX_DELETED_BITS)
             .find(|&distance| old.bits_at(start + distance, len) == seen)
     }
+}
+
+/// OR of the error words of a group (0: no bit wrong).
+#[inline(always)]
+fn group_errors<const MSB_FIRST: bool>(wants: &[u64], raws: &[[u8; 8]], mask: u64) -> u64 {
+    wants.iter().zip(raws).fold(0u64, |any, (&want, &raw)| {
+        any | (unorder(u64::from_le_bytes(raw), MSB_FIRST) ^ want ^ mask)
+    })
 }
 
 /// Counts the errors of one word and tracks bursts. `at` is the global position of bit 0.

@@ -17,9 +17,10 @@
 //! A two-tap LFSR `x^n + x^k + 1` produces `b[t] = b[t-k] ^ b[t-n]`; the time-reversed sequence
 //! satisfies `b[t] = b[t-(n-k)] ^ b[t-n]`. Either way we write the recurrence as
 //! `b[t] = b[t-a] ^ b[t-n]` with `0 < a < n`. Squaring the characteristic polynomial over GF(2)
-//! gives `b[t] = b[t-2a] ^ b[t-2n]`; after `j` squarings the near tap `2^j a` lies at least
-//! [`MIN_NEAR_TAP`] bits back, so 64 new bits (in fact a whole block of words) come from two
-//! shifted word loads and one XOR, with no bit-serial loop.
+//! gives `b[t] = b[t-2a] ^ b[t-2n]`; after six squarings both taps are whole words
+//! (`W[i] = W[i-a] ^ W[i-n]` on 64-bit words), and after a few more the near tap lies at least
+//! [`MIN_NEAR_WORDS`] words back, so a block of words is one XOR of two earlier stretches of
+//! words (which the compiler vectorises), with no bit-serial loop.
 //!
 //! **Start phase.** O.150 fixes the start only for 2^9-1. We start every LFSR sequence (forward
 //! or reversed) with its run of `n` ones, i.e. an all-ones register shifted out first — the
@@ -42,51 +43,27 @@
 
 use crate::spec::{BitOrder, PatternKind, PatternSpec};
 
-/// The near tap is squared until it lies at least this many bits back: a block of
-/// `MIN_NEAR_TAP / 64` words then depends only on words already written.
-const MIN_NEAR_TAP: u32 = 512;
+/// The polynomial is squared until the near tap lies at least this many *words* back (and at
+/// least 6 times, so both taps are whole words): a block of that many words then depends only
+/// on words already written, and each word is one XOR of two earlier words.
+const MIN_NEAR_WORDS: u64 = 32;
 /// Words generated per refill of the LFSR buffer (8 KiB: stays in L1 together with history).
 const CHUNK_WORDS: usize = 1024;
 /// Words kept behind the requested range, so a checker can look back after a slip.
 pub(crate) const RETAIN_WORDS: usize = 64;
 
-/// A tap `distance` bits back, split for word access.
-#[derive(Debug, Clone, Copy)]
-struct Tap {
-    words: usize,
-    shift: u32,
-}
-
-impl Tap {
-    fn new(distance: u64) -> Self {
-        Tap {
-            words: (distance / 64) as usize,
-            shift: (distance % 64) as u32,
-        }
-    }
-
-    /// The 64 bits starting `distance` bits before word `i` of `buf`.
-    /// Requires `i >= self.words + 1`.
-    #[inline(always)]
-    fn window(self, buf: &[u64], i: usize) -> u64 {
-        let hi = buf[i - self.words];
-        let lo = buf[i - self.words - 1];
-        (((u128::from(hi) << 64) | u128::from(lo)) >> (64 - self.shift)) as u64
-    }
-}
-
 /// The plain m-sequence of `b[t] = b[t-a] ^ b[t-n]`, generated a block of words at a time.
 #[derive(Debug, Clone)]
 pub(crate) struct Lfsr {
     n: u32,
-    near: Tap,
-    far: Tap,
+    /// Word distances of the squared recurrence `W[i] = W[i - near] ^ W[i - far]`.
+    near: usize,
+    far: usize,
     /// Words of history the squared recurrence reads behind the word being generated.
     history: usize,
-    /// Words generated per inner block without reading one another.
-    block: usize,
-    cap: usize,
+    /// `buf` is allocated (and zeroed) once at its full size; `filled` words of it are valid.
     buf: Vec<u64>,
+    filled: usize,
     /// Global index of `buf[0]`.
     base: i64,
 }
@@ -94,24 +71,25 @@ pub(crate) struct Lfsr {
 impl Lfsr {
     /// Recurrence `b[t] = b[t-a] ^ b[t-n]` (0 < a < n <= 63).
     fn empty(n: u32, a: u32) -> Self {
+        // After 6 squarings b[t] = b[t - 64a] ^ b[t - 64n]: whole words, W[i] = W[i-a] ^ W[i-n]
+        // (p(x)^64 = p(x^64) over GF(2)). Square further until the near tap is far enough.
         let mut near = u64::from(a);
         let mut far = u64::from(n);
-        while near < u64::from(MIN_NEAR_TAP) {
+        while near < MIN_NEAR_WORDS {
             near *= 2;
             far *= 2;
         }
-        let history = (far / 64) as usize + 1;
+        let history = far as usize;
         // Room for a request of CHUNK_WORDS + 2 words (QRSS reads one word either side) plus
         // the retained words behind it, or plus the history generation reads.
         let cap = CHUNK_WORDS + 8 + history + RETAIN_WORDS;
         Lfsr {
             n,
-            near: Tap::new(near),
-            far: Tap::new(far),
+            near: near as usize,
+            far: history,
             history,
-            block: (near / 64) as usize,
-            cap,
-            buf: Vec::with_capacity(cap),
+            buf: vec![0; cap],
+            filled: 0,
             base: 0,
         }
     }
@@ -143,15 +121,13 @@ impl Lfsr {
             }
         }
         lfsr.base = first_word;
-        lfsr.buf = bits
-            .chunks(64)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .enumerate()
-                    .fold(0u64, |w, (i, &bit)| w | (u64::from(bit) << i))
-            })
-            .collect();
+        for (slot, chunk) in lfsr.buf.iter_mut().zip(bits.chunks(64)) {
+            *slot = chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (i, &bit)| w | (u64::from(bit) << i));
+        }
+        lfsr.filled = total / 64;
         lfsr
     }
 
@@ -161,14 +137,14 @@ impl Lfsr {
 
     /// Global index one past the last generated word.
     fn end(&self) -> i64 {
-        self.base + self.buf.len() as i64
+        self.base + self.filled as i64
     }
 
     /// Makes words `from..to` available; `to - from <= CHUNK_WORDS + 2` and
     /// `base <= from <= end()`.
     fn ensure(&mut self, from: i64, to: i64) {
         while self.end() < to {
-            if self.buf.len() >= self.cap {
+            if self.filled >= self.buf.len() {
                 let end = self.end();
                 let keep_from = (from - RETAIN_WORDS as i64)
                     .min(end - self.history as i64 - 1)
@@ -176,34 +152,35 @@ impl Lfsr {
                 let mut drop = (keep_from - self.base) as usize;
                 if drop == 0 {
                     // Caller asked for more than fits: keep only what generation needs.
-                    drop = self.buf.len() - self.history - 1;
+                    drop = self.filled - self.history - 1;
                 }
-                self.buf.drain(..drop);
+                self.buf.copy_within(drop..self.filled, 0);
+                self.filled -= drop;
                 self.base += drop as i64;
             }
-            let room = self.cap - self.buf.len();
+            let room = self.buf.len() - self.filled;
             let want = (to - self.end()) as usize;
             self.generate(room.min(want));
         }
     }
 
-    /// Appends `count` words.
+    /// Appends `count` words (there is room).
     fn generate(&mut self, count: usize) {
-        let near = self.near;
-        let far = self.far;
-        let mut remaining = count;
-        while remaining > 0 {
-            let len = self.buf.len();
-            let step = remaining.min(self.block);
-            // Words in one block read only words before the block (near tap >= block).
-            self.buf.resize(len + step, 0);
-            let (done, fresh) = self.buf.split_at_mut(len);
-            for (offset, slot) in fresh.iter_mut().enumerate() {
-                let i = len + offset;
-                *slot = near.window(done, i) ^ far.window(done, i);
+        let (near, far) = (self.near, self.far);
+        let mut start = self.filled;
+        let end = start + count;
+        while start < end {
+            // A block no longer than the near tap reads only words before it.
+            let step = (end - start).min(near);
+            let (done, rest) = self.buf.split_at_mut(start);
+            let near_src = &done[start - near..start - near + step];
+            let far_src = &done[start - far..start - far + step];
+            for ((slot, x), y) in rest[..step].iter_mut().zip(near_src).zip(far_src) {
+                *slot = x ^ y;
             }
-            remaining -= step;
+            start += step;
         }
+        self.filled = end;
     }
 
     /// Words `from..from + count` (`count <= CHUNK_WORDS`).
@@ -211,7 +188,7 @@ impl Lfsr {
         let to = from + count as i64;
         self.ensure(from, to);
         let at = (from - self.base).max(0) as usize;
-        let stop = (at + count).min(self.buf.len());
+        let stop = (at + count).min(self.filled);
         &self.buf[at.min(stop)..stop]
     }
 }
@@ -478,7 +455,8 @@ impl Generator {
         let whole = out.len() / 8;
         let (body, tail) = out.split_at_mut(whole * 8);
         let wire = self.wire;
-        let mut body_chunks = body.chunks_exact_mut(8);
+        let (body_words, _) = body.as_chunks_mut::<8>();
+        let mut body_chunks = body_words.iter_mut();
         let mut left = whole;
         while left > 0 {
             let count = left.min(CHUNK_WORDS);
@@ -486,8 +464,15 @@ impl Generator {
                 .source
                 .words(self.next_word, &mut self.scratch[..count]);
             // `words` first: zip must not pull (and lose) a chunk once `words` is exhausted.
-            for (&word, bytes) in words.iter().zip(&mut body_chunks) {
-                bytes.copy_from_slice(&wire.apply(word).to_le_bytes());
+            let mask = wire.invert_mask;
+            if wire.msb_first {
+                for (&word, bytes) in words.iter().zip(&mut body_chunks) {
+                    *bytes = (word ^ mask).reverse_bits().swap_bytes().to_le_bytes();
+                }
+            } else {
+                for (&word, bytes) in words.iter().zip(&mut body_chunks) {
+                    *bytes = (word ^ mask).to_le_bytes();
+                }
             }
             self.next_word += count as i64;
             left -= count;

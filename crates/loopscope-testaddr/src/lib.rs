@@ -93,14 +93,14 @@ pub enum Error {
     )]
     InvalidPool { first: Ipv4Addr, last: Ipv4Addr },
     /// The claim socket could not be created for a reason other than "already taken".
-    #[error("cannot claim loopback address {ip}: {source}")]
+    #[error("cannot claim loopback address {ip}")]
     Claim {
         ip: Ipv4Addr,
         #[source]
         source: io::Error,
     },
     /// The loopback address cannot be bound at all (loopback down, IPv6 disabled, ...).
-    #[error("loopback address {ip} is not usable on this host: {source}")]
+    #[error("loopback address {ip} is not usable on this host")]
     Unavailable {
         ip: IpAddr,
         #[source]

@@ -1,10 +1,245 @@
-use loopscope_report::Outcome;
+//! `loopscope doctor`: is this host's loopback healthy? Flags in, a table or NDJSON out.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::bail;
+use loopscope_host::doctor::{self, Check, CheckResult, Options, Probe, Status};
+use loopscope_host::icmp::SocketChoice;
+use loopscope_report::{Outcome, Printer, Progress, Record, Table};
+use serde::Serialize;
 
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(
+    after_help = "Exit status: 0 when no check FAILs (WARN and SKIP do not fail), 1 otherwise, 2 on bad flags.\n\
+LOOPSCOPE_ICMP_SOCKET=raw|dgram forces the ICMP socket kind."
+)]
+pub struct Args {
+    /// Run only this check (repeatable). `--list` shows the names.
+    #[arg(long = "check", value_name = "NAME")]
+    pub checks: Vec<String>,
+    /// Do not run this check (repeatable).
+    #[arg(long = "skip", value_name = "NAME")]
+    pub skips: Vec<String>,
+    /// List the checks and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Resolve `localhost` from this hosts(5) file instead of the system resolver.
+    #[arg(long, value_name = "PATH")]
+    pub hosts_file: Option<PathBuf>,
+}
 
-pub fn run(_args: Args, _context: &Context) -> anyhow::Result<Outcome> {
-    anyhow::bail!("'loopscope doctor' is not available in this build yet")
+pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    let mut printer = Printer::stdout(context.format);
+    if args.list {
+        return list(&mut printer);
+    }
+    for name in args.checks.iter().chain(&args.skips) {
+        if doctor::find(name).is_none() {
+            bail!("no check named '{name}' (see `loopscope doctor --list`)");
+        }
+    }
+    if let Some(path) = &args.hosts_file
+        && let Err(error) = std::fs::read_to_string(path)
+    {
+        bail!("cannot read hosts file {}: {error}", path.display());
+    }
+    let selected: Vec<&'static Check> = doctor::CHECKS
+        .iter()
+        .filter(|check| args.checks.is_empty() || args.checks.iter().any(|name| name == check.name))
+        .filter(|check| !args.skips.iter().any(|name| name == check.name))
+        .collect();
+    let options = Options {
+        hosts_file: args.hosts_file.clone(),
+        icmp_socket: SocketChoice::from_env()?,
+        ..Options::default()
+    };
+    let mut probe = Probe::new(options);
+    let progress = Progress::new(
+        context.format,
+        Some(selected.len() as u64),
+        "{bar:30} {pos}/{len} {msg}",
+    );
+    let start = Instant::now();
+    let mut done = 0u64;
+    let mut write_error = None;
+    let results = doctor::run(&selected, &mut probe, |result| {
+        done += 1;
+        progress.set_position(done);
+        progress.set_message(result.name);
+        if write_error.is_none()
+            && let Err(error) = printer.emit_json_only(&CheckEvent(result))
+        {
+            write_error = Some(error);
+        }
+    });
+    progress.finish();
+    if let Some(error) = write_error {
+        // stdout went away (a closed pipe): nothing more can be reported.
+        return Err(error.into());
+    }
+    let summary = Summary::of(&results, start.elapsed().as_secs_f64());
+    if !printer.is_json() {
+        write_table(&results)?;
+    }
+    printer.emit(&summary)?;
+    Ok(Outcome::from_passed(summary.passed))
+}
+
+fn list(printer: &mut Printer) -> anyhow::Result<Outcome> {
+    if printer.is_json() {
+        for check in doctor::CHECKS {
+            printer.emit(&ListedCheck {
+                name: check.name,
+                about: check.about,
+            })?;
+        }
+    } else {
+        let mut table = Table::new(["CHECK", "WHAT IT CHECKS"]);
+        for check in doctor::CHECKS {
+            table.row([check.name, check.about]);
+        }
+        table.write(&mut io::stdout())?;
+    }
+    Ok(Outcome::Passed)
+}
+
+fn write_table(results: &[CheckResult]) -> io::Result<()> {
+    let mut table = Table::new(["CHECK", "STATUS", "FINDING"]);
+    for result in results {
+        table.row([result.name, result.status.label(), result.finding.as_str()]);
+    }
+    let mut out = io::stdout().lock();
+    table.write(&mut out)?;
+    // One line per distinct fix, with the checks it answers: a downed lo fails a dozen checks
+    // and one command repairs them all.
+    let mut fixes: Vec<(&str, Vec<&str>)> = Vec::new();
+    for result in results {
+        let Some(fix) = result.fix.as_deref() else {
+            continue;
+        };
+        if !matches!(result.status, Status::Fail | Status::Warn) {
+            continue;
+        }
+        match fixes.iter_mut().find(|(known, _)| *known == fix) {
+            Some((_, names)) => names.push(result.name),
+            None => fixes.push((fix, vec![result.name])),
+        }
+    }
+    if !fixes.is_empty() {
+        writeln!(out, "\nTo fix:")?;
+        for (fix, names) in fixes {
+            writeln!(out, "  {fix}\n      ({})", names.join(", "))?;
+        }
+    }
+    Ok(())
+}
+
+/// One check as a JSON event: `{"type":"check","name":...,"status":"PASS",...}`.
+struct CheckEvent<'a>(&'a CheckResult);
+
+impl Serialize for CheckEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl Record for CheckEvent<'_> {
+    fn kind(&self) -> &'static str {
+        "check"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "{} {} {}",
+            self.0.name,
+            self.0.status.label(),
+            self.0.finding
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct ListedCheck {
+    name: &'static str,
+    about: &'static str,
+}
+
+impl Record for ListedCheck {
+    fn kind(&self) -> &'static str {
+        "check_info"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}  {}", self.name, self.about)
+    }
+}
+
+#[derive(Serialize)]
+struct Summary {
+    checks: usize,
+    pass: usize,
+    warn: usize,
+    fail: usize,
+    skip: usize,
+    failed_checks: Vec<&'static str>,
+    warned_checks: Vec<&'static str>,
+    elapsed_s: f64,
+    passed: bool,
+}
+
+impl Summary {
+    fn of(results: &[CheckResult], elapsed_s: f64) -> Self {
+        let count = |status: Status| {
+            results
+                .iter()
+                .filter(|result| result.status == status)
+                .count()
+        };
+        let names = |status: Status| {
+            results
+                .iter()
+                .filter(|result| result.status == status)
+                .map(|result| result.name)
+                .collect::<Vec<_>>()
+        };
+        Summary {
+            checks: results.len(),
+            pass: count(Status::Pass),
+            warn: count(Status::Warn),
+            fail: count(Status::Fail),
+            skip: count(Status::Skip),
+            failed_checks: names(Status::Fail),
+            warned_checks: names(Status::Warn),
+            elapsed_s,
+            passed: count(Status::Fail) == 0,
+        }
+    }
+}
+
+impl Record for Summary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "\n{} checks in {:.1} s: {} pass, {} warn, {} fail, {} skip: {}",
+            self.checks,
+            self.elapsed_s,
+            self.pass,
+            self.warn,
+            self.fail,
+            self.skip,
+            if self.fail > 0 {
+                "loopback is BROKEN"
+            } else if self.warn > 0 {
+                "loopback works, with warnings"
+            } else {
+                "loopback is healthy"
+            }
+        )
+    }
 }

@@ -1,0 +1,1101 @@
+//! The checks, in the order they run. Adding one: write `fn(&mut Probe) -> Finding` and list
+//! it in [`CHECKS`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::probe::{IcmpFailure, Probe, V4, V6};
+use super::{Check, Finding};
+use crate::firewall::{self, Reach};
+use crate::netlink::{RouteKind, TABLE_LOCAL};
+use crate::resolver::{self, Lookup, Source};
+use crate::{environment, loops, proc_net, sysctl};
+
+pub static CHECKS: &[Check] = &[
+    Check {
+        name: "namespace",
+        about: "which network namespace and container this runs in",
+        run: namespace,
+    },
+    Check {
+        name: "lo_exists",
+        about: "the loopback interface exists (netlink)",
+        run: lo_exists,
+    },
+    Check {
+        name: "lo_up",
+        about: "lo is administratively UP",
+        run: lo_up,
+    },
+    Check {
+        name: "lo_ipv4",
+        about: "lo carries 127.0.0.1/8",
+        run: lo_ipv4,
+    },
+    Check {
+        name: "lo_ipv6",
+        about: "lo carries ::1/128",
+        run: lo_ipv6,
+    },
+    Check {
+        name: "lo_mtu",
+        about: "lo's MTU",
+        run: lo_mtu,
+    },
+    Check {
+        name: "route_local_v4",
+        about: "local route for 127.0.0.0/8 in the local table",
+        run: route_local_v4,
+    },
+    Check {
+        name: "route_local_v6",
+        about: "local route for ::1 in the local table",
+        run: route_local_v6,
+    },
+    Check {
+        name: "route_localnet",
+        about: "net.ipv4.conf.*.route_localnet (127/8 routable from outside?)",
+        run: route_localnet,
+    },
+    Check {
+        name: "rp_filter",
+        about: "net.ipv4.conf.{all,lo}.rp_filter, explained",
+        run: rp_filter,
+    },
+    Check {
+        name: "disable_ipv6",
+        about: "net.ipv6.conf.lo.disable_ipv6",
+        run: disable_ipv6,
+    },
+    Check {
+        name: "ping_group_range",
+        about: "net.ipv4.ping_group_range: who may ping without privilege",
+        run: ping_group_range,
+    },
+    Check {
+        name: "icmp_v4",
+        about: "ICMP echo to 127.0.0.1 answered",
+        run: icmp_v4,
+    },
+    Check {
+        name: "icmp_v6",
+        about: "ICMPv6 echo to ::1 answered",
+        run: icmp_v6,
+    },
+    Check {
+        name: "tcp_v4",
+        about: "TCP round trip on 127.0.0.1 through an in-process reflector",
+        run: tcp_v4,
+    },
+    Check {
+        name: "tcp_v6",
+        about: "TCP round trip on ::1 through an in-process reflector",
+        run: tcp_v6,
+    },
+    Check {
+        name: "udp_v4",
+        about: "UDP round trip on 127.0.0.1 through an in-process reflector",
+        run: udp_v4,
+    },
+    Check {
+        name: "udp_v6",
+        about: "UDP round trip on ::1 through an in-process reflector",
+        run: udp_v6,
+    },
+    Check {
+        name: "alias_127",
+        about: "a random address in 127.0.0.0/8 answers (not only 127.0.0.1)",
+        run: alias_127,
+    },
+    Check {
+        name: "localhost",
+        about: "`localhost` resolves to loopback only, both families",
+        run: localhost,
+    },
+    Check {
+        name: "localhost_order",
+        about: "the first answer for `localhost` is a family that answers (Node 17 ECONNREFUSED ::1)",
+        run: localhost_order,
+    },
+    Check {
+        name: "localhost_subdomain",
+        about: "`*.localhost` (RFC 6761) never leaves the host",
+        run: localhost_subdomain,
+    },
+    Check {
+        name: "firewall",
+        about: "nftables/iptables rules that drop or reject loopback traffic",
+        run: firewall_rules,
+    },
+    Check {
+        name: "bert",
+        about: "a short PRBS31 bit-error test through a TCP loop on 127.0.0.1",
+        run: bert,
+    },
+    Check {
+        name: "latency",
+        about: "TCP round-trip latency on 127.0.0.1 (p50, p99)",
+        run: latency,
+    },
+];
+
+const NO_IPV6: &str = "this kernel has no IPv6 (booted with ipv6.disable=1 or built without it)";
+
+fn namespace(_: &mut Probe) -> Finding {
+    let found = environment::inspect();
+    let netns = match (found.separate_netns, &found.netns_name) {
+        (_, Some(name)) => format!("network namespace '{name}'"),
+        (Some(true), None) => "a network namespace other than PID 1's".to_string(),
+        (Some(false), None) => "the host's network namespace (PID 1's)".to_string(),
+        (None, None) => "network namespace unknown (cannot read /proc/1/ns/net)".to_string(),
+    };
+    let container = if found.container_evidence.is_empty() {
+        "no signs of a container".to_string()
+    } else {
+        format!("in a container ({})", found.container_evidence.join(", "))
+    };
+    Finding::pass(format!("{netns}; {container}"))
+        .with("netns", found.netns_id.unwrap_or_default())
+        .with(
+            "netns_name",
+            found
+                .netns_name
+                .map(serde_json::Value::from)
+                .unwrap_or_default(),
+        )
+        .with(
+            "separate_netns",
+            found
+                .separate_netns
+                .map(serde_json::Value::from)
+                .unwrap_or_default(),
+        )
+        .with("container", found.container_evidence)
+}
+
+/// Runs `body` on lo, or says why it cannot.
+fn with_lo(
+    probe: &mut Probe,
+    body: impl FnOnce(&super::probe::Snapshot, &crate::netlink::Link) -> Finding,
+) -> Finding {
+    match probe.netlink() {
+        Err(error) => Finding::skip(format!("cannot ask the kernel over netlink: {error}")),
+        Ok(snapshot) => match snapshot.lo() {
+            None => Finding::fail(
+                "no loopback interface at all",
+                "the kernel creates lo in every namespace; check for a broken network setup (`ip link`)",
+            ),
+            Some(lo) => body(snapshot, lo),
+        },
+    }
+}
+
+fn lo_exists(probe: &mut Probe) -> Finding {
+    with_lo(probe, |_, lo| {
+        let finding = Finding::pass(format!(
+            "{} is the loopback interface (index {})",
+            lo.name, lo.index
+        ));
+        finding
+            .with("ifindex", lo.index)
+            .with("ifname", lo.name.clone())
+    })
+}
+
+fn lo_up(probe: &mut Probe) -> Finding {
+    with_lo(probe, |_, lo| {
+        if lo.up {
+            Finding::pass(format!(
+                "{} is UP{}",
+                lo.name,
+                if lo.lower_up { ", LOWER_UP" } else { "" }
+            ))
+        } else {
+            Finding::fail(
+                format!("{} is DOWN: nothing reaches 127.0.0.1 or ::1 (new namespaces and containers start this way)", lo.name),
+                format!("ip link set {} up", lo.name),
+            )
+        }
+        .with("up", lo.up)
+    })
+}
+
+fn lo_addresses(snapshot: &super::probe::Snapshot, index: u32, v6: bool) -> Vec<String> {
+    snapshot
+        .addresses
+        .iter()
+        .filter(|address| address.index == index && address.address.is_ipv6() == v6)
+        .map(|address| format!("{}/{}", address.address, address.prefix_len))
+        .collect()
+}
+
+fn lo_ipv4(probe: &mut Probe) -> Finding {
+    with_lo(probe, |snapshot, lo| {
+        let present = lo_addresses(snapshot, lo.index, false);
+        if present.iter().any(|address| address == "127.0.0.1/8") {
+            Finding::pass(format!("{} carries 127.0.0.1/8", lo.name))
+        } else if !lo.up && present.is_empty() {
+            Finding::fail(
+                format!(
+                    "no IPv4 address on {}: it is down (bringing it up adds 127.0.0.1/8)",
+                    lo.name
+                ),
+                format!("ip link set {} up", lo.name),
+            )
+        } else if let Some(other) = present
+            .iter()
+            .find(|address| address.starts_with("127.0.0.1/"))
+        {
+            Finding::warn(
+                format!(
+                    "{} carries {other}, not 127.0.0.1/8: the rest of 127/8 may not be local",
+                    lo.name
+                ),
+                format!(
+                    "ip addr del {other} dev {} && ip addr add 127.0.0.1/8 dev {}",
+                    lo.name, lo.name
+                ),
+            )
+        } else {
+            Finding::fail(
+                format!(
+                    "127.0.0.1 is not on {} (IPv4 addresses: {})",
+                    lo.name,
+                    if present.is_empty() {
+                        "none".to_string()
+                    } else {
+                        present.join(", ")
+                    }
+                ),
+                format!("ip addr add 127.0.0.1/8 dev {}", lo.name),
+            )
+        }
+        .with("addresses", present)
+    })
+}
+
+fn lo_ipv6(probe: &mut Probe) -> Finding {
+    if !sysctl::kernel_has_ipv6() {
+        return Finding::skip(NO_IPV6);
+    }
+    let disabled = sysctl::read_int("net.ipv6.conf.lo.disable_ipv6").ok() == Some(1);
+    with_lo(probe, |snapshot, lo| {
+        let present = lo_addresses(snapshot, lo.index, true);
+        if present.iter().any(|address| address == "::1/128") {
+            Finding::pass(format!("{} carries ::1/128", lo.name))
+        } else if disabled {
+            Finding::fail(
+                format!(
+                    "::1 is not on {}: IPv6 is disabled on it (net.ipv6.conf.{}.disable_ipv6=1)",
+                    lo.name, lo.name
+                ),
+                format!("sysctl -w net.ipv6.conf.{}.disable_ipv6=0", lo.name),
+            )
+        } else if !lo.up && present.is_empty() {
+            Finding::fail(
+                format!(
+                    "no ::1 on {}: it is down (bringing it up adds ::1/128)",
+                    lo.name
+                ),
+                format!("ip link set {} up", lo.name),
+            )
+        } else {
+            Finding::fail(
+                format!(
+                    "::1 is not on {} (IPv6 addresses: {})",
+                    lo.name,
+                    if present.is_empty() {
+                        "none".to_string()
+                    } else {
+                        present.join(", ")
+                    }
+                ),
+                format!("ip -6 addr add ::1/128 dev {}", lo.name),
+            )
+        }
+        .with("addresses", present)
+    })
+}
+
+fn lo_mtu(probe: &mut Probe) -> Finding {
+    with_lo(probe, |_, lo| match lo.mtu {
+        None => Finding::skip("the kernel did not report lo's MTU"),
+        Some(mtu) if mtu < 1280 => Finding::warn(
+            format!("MTU {mtu} is below IPv6's minimum of 1280: ::1 cannot work"),
+            format!("ip link set {} mtu 65536", lo.name),
+        )
+        .with("mtu", mtu),
+        Some(mtu) => Finding::pass(format!(
+            "MTU {mtu}{}",
+            if mtu == 65536 {
+                " (the kernel default)"
+            } else {
+                ""
+            }
+        ))
+        .with("mtu", mtu),
+    })
+}
+
+fn local_route(probe: &mut Probe, destination: IpAddr, prefix_len: u8) -> Finding {
+    let text = format!("{destination}/{prefix_len}");
+    with_lo(probe, |snapshot, lo| {
+        let found = snapshot.routes.iter().any(|route| {
+            route.table == TABLE_LOCAL
+                && route.kind == RouteKind::Local
+                && route.destination == Some(destination)
+                && route.prefix_len == prefix_len
+        });
+        if found {
+            Finding::pass(format!("local {text} dev {} in table local", lo.name))
+        } else if !lo.up {
+            Finding::fail(
+                format!("no local route for {text}: {} is down", lo.name),
+                format!("ip link set {} up", lo.name),
+            )
+        } else {
+            Finding::fail(
+                format!(
+                    "no local route for {text} in table local: the kernel will not deliver it to this host"
+                ),
+                format!(
+                    "ip {}route add local {text} dev {} table local",
+                    if destination.is_ipv6() { "-6 " } else { "" },
+                    lo.name
+                ),
+            )
+        }
+    })
+}
+
+fn route_local_v4(probe: &mut Probe) -> Finding {
+    local_route(probe, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8)
+}
+
+fn route_local_v6(probe: &mut Probe) -> Finding {
+    if !sysctl::kernel_has_ipv6() {
+        return Finding::skip(NO_IPV6);
+    }
+    local_route(probe, V6, 128)
+}
+
+fn route_localnet(_: &mut Probe) -> Finding {
+    let Ok(entries) = std::fs::read_dir("/proc/sys/net/ipv4/conf") else {
+        return Finding::skip("cannot read /proc/sys/net/ipv4/conf");
+    };
+    let mut enabled: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let value = sysctl::read_int(&format!("net.ipv4.conf.{name}.route_localnet")).ok()?;
+            (value == 1).then_some(name)
+        })
+        .collect();
+    enabled.sort();
+    if enabled.is_empty() {
+        Finding::pass("route_localnet=0 everywhere: 127/8 packets from other interfaces are dropped as martians")
+            .with("route_localnet_on", Vec::<String>::new())
+    } else {
+        let fixes: Vec<String> = enabled
+            .iter()
+            .map(|name| format!("sysctl -w net.ipv4.conf.{name}.route_localnet=0"))
+            .collect();
+        Finding::warn(
+            format!(
+                "route_localnet=1 on {}: packets to 127/8 arriving from other interfaces are routed, exposing loopback-only services (CVE-2020-8558)",
+                enabled.join(", ")
+            ),
+            fixes.join(" && "),
+        )
+        .with("route_localnet_on", enabled)
+    }
+}
+
+fn rp_filter(_: &mut Probe) -> Finding {
+    let (Ok(all), Ok(lo)) = (
+        sysctl::read_int("net.ipv4.conf.all.rp_filter"),
+        sysctl::read_int("net.ipv4.conf.lo.rp_filter"),
+    ) else {
+        return Finding::skip("cannot read net.ipv4.conf.{all,lo}.rp_filter");
+    };
+    let mode = |value: i64| match value {
+        0 => "off",
+        1 => "strict",
+        2 => "loose",
+        _ => "unknown",
+    };
+    let effective = all.max(lo);
+    Finding::pass(format!(
+        "all={all} lo={lo}: {} on lo (the higher wins); loopback packets pass it, their source is a local route",
+        mode(effective)
+    ))
+    .with("rp_filter_all", all)
+    .with("rp_filter_lo", lo)
+}
+
+fn disable_ipv6(_: &mut Probe) -> Finding {
+    if !sysctl::kernel_has_ipv6() {
+        return Finding::skip(NO_IPV6);
+    }
+    let lo = sysctl::read_int("net.ipv6.conf.lo.disable_ipv6");
+    let all = sysctl::read_int("net.ipv6.conf.all.disable_ipv6");
+    match lo {
+        Err(error) => Finding::skip(format!(
+            "cannot read net.ipv6.conf.lo.disable_ipv6: {error}"
+        )),
+        Ok(1) => Finding::fail(
+            "disable_ipv6=1 on lo: ::1 is gone, and so is every IPv6 loopback service",
+            "sysctl -w net.ipv6.conf.lo.disable_ipv6=0",
+        )
+        .with("disable_ipv6_lo", 1),
+        Ok(value) => Finding::pass(format!(
+            "disable_ipv6=0 on lo{}",
+            if all.as_ref().is_ok_and(|all| *all == 1) {
+                " (all=1 affects other interfaces only)"
+            } else {
+                ""
+            }
+        ))
+        .with("disable_ipv6_lo", value),
+    }
+}
+
+fn raw_sockets_allowed() -> bool {
+    socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV4),
+    )
+    .is_ok()
+}
+
+fn ping_group_range(_: &mut Probe) -> Finding {
+    let range = match sysctl::PingGroupRange::read() {
+        Ok(range) => range,
+        Err(error) => {
+            return Finding::skip(format!("cannot read net.ipv4.ping_group_range: {error}"));
+        }
+    };
+    let groups = sysctl::own_groups();
+    let allowed_group = groups.iter().copied().find(|gid| range.contains(*gid));
+    let raw = raw_sockets_allowed();
+    let text = format!("{} {}", range.low, range.high);
+    let finding = match (allowed_group, raw) {
+        (Some(gid), _) => Finding::pass(format!(
+            "'{text}' includes gid {gid}: unprivileged ICMP datagram sockets work{}",
+            if raw { " (raw sockets too)" } else { "" }
+        )),
+        (None, true) if range.is_empty() => Finding::pass(format!(
+            "'{text}': no group may open ICMP datagram sockets; this process has CAP_NET_RAW, so echo uses raw sockets"
+        )),
+        (None, true) => Finding::pass(format!(
+            "'{text}' excludes this process's groups; it has CAP_NET_RAW, so echo uses raw sockets"
+        )),
+        (None, false) => Finding::warn(
+            format!(
+                "'{text}' excludes this process's groups and raw sockets need CAP_NET_RAW: ICMP echo cannot run"
+            ),
+            "sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
+        ),
+    };
+    finding
+        .with("ping_group_range", text)
+        .with("datagram_allowed", allowed_group.is_some())
+        .with("raw_allowed", raw)
+}
+
+fn icmp_check(probe: &mut Probe, target: IpAddr) -> Finding {
+    if target.is_ipv6() && !sysctl::kernel_has_ipv6() {
+        return Finding::skip(NO_IPV6);
+    }
+    let lo_fix = probe.lo_down_fix();
+    match probe.icmp(target) {
+        Err(IcmpFailure::NoSocket(error)) => Finding::skip(error),
+        Err(IcmpFailure::Unreachable(error)) => Finding::fail(
+            format!("echo to {target} cannot be sent: {error}"),
+            lo_fix.unwrap_or_else(|| "see the lo_* and route_local_* checks".into()),
+        ),
+        Ok(outcome) => {
+            let kind = outcome.kind.name();
+            let figures = |finding: Finding| {
+                finding
+                    .with("socket_kind", kind)
+                    .with("sent", outcome.sent)
+                    .with("received", outcome.received)
+                    .with("rtt_avg_us", round(outcome.rtt_us))
+            };
+            if outcome.received == outcome.sent && outcome.sent > 0 {
+                figures(Finding::pass(format!(
+                    "{}/{} echo replies from {target} through a {kind} socket, avg {:.0} µs",
+                    outcome.received, outcome.sent, outcome.rtt_us
+                )))
+            } else {
+                let why = outcome
+                    .send_error
+                    .as_deref()
+                    .map(|error| format!(" (send failed: {error})"))
+                    .unwrap_or_default();
+                let status = if outcome.received == 0 {
+                    Finding::fail
+                } else {
+                    Finding::warn
+                };
+                figures(status(
+                    format!(
+                        "{}/{} echo replies from {target} through a {kind} socket{why}",
+                        outcome.received, outcome.sent
+                    ),
+                    lo_fix.unwrap_or_else(|| FIREWALL_HINT.into()),
+                ))
+            }
+        }
+    }
+}
+
+fn icmp_v4(probe: &mut Probe) -> Finding {
+    icmp_check(probe, V4)
+}
+
+fn icmp_v6(probe: &mut Probe) -> Finding {
+    icmp_check(probe, V6)
+}
+
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+const FIREWALL_HINT: &str = "see the firewall check (`loopscope doctor --check firewall`)";
+
+fn round_trip_finding(
+    protocol: &str,
+    target: IpAddr,
+    result: Result<loops::RoundTrip, String>,
+    lo_fix: Option<String>,
+) -> Finding {
+    match result {
+        Ok(trip) => Finding::pass(format!(
+            "{} bytes echoed over {protocol} on {} in {:.0} µs",
+            trip.bytes,
+            target,
+            trip.rtt.as_secs_f64() * 1e6
+        ))
+        .with("rtt_us", round(trip.rtt.as_secs_f64() * 1e6))
+        .with("bytes", trip.bytes),
+        Err(error) => {
+            let fix = if let Some(fix) = lo_fix {
+                fix
+            } else if error.contains("assign requested address") {
+                match target {
+                    IpAddr::V4(_) => "ip addr add 127.0.0.1/8 dev lo".to_string(),
+                    IpAddr::V6(_) => "ip -6 addr add ::1/128 dev lo".to_string(),
+                }
+            } else {
+                FIREWALL_HINT.to_string()
+            };
+            Finding::fail(
+                format!("{protocol} round trip on {target} failed: {error}"),
+                fix,
+            )
+        }
+    }
+}
+
+fn tcp_v4(probe: &mut Probe) -> Finding {
+    let lo_fix = probe.lo_down_fix();
+    let result = probe.tcp(V4);
+    round_trip_finding("TCP", V4, result, lo_fix)
+}
+
+fn tcp_v6(probe: &mut Probe) -> Finding {
+    if !sysctl::kernel_has_ipv6() {
+        return Finding::skip(NO_IPV6);
+    }
+    let lo_fix = probe.lo_down_fix();
+    let result = probe.tcp(V6);
+    round_trip_finding("TCP", V6, result, lo_fix)
+}
+
+fn udp_v4(probe: &mut Probe) -> Finding {
+    let lo_fix = probe.lo_down_fix();
+    let result = probe.udp(V4);
+    round_trip_finding("UDP", V4, result, lo_fix)
+}
+
+fn udp_v6(probe: &mut Probe) -> Finding {
+    if !sysctl::kernel_has_ipv6() {
+        return Finding::skip(NO_IPV6);
+    }
+    let lo_fix = probe.lo_down_fix();
+    let result = probe.udp(V6);
+    round_trip_finding("UDP", V6, result, lo_fix)
+}
+
+fn alias_127(probe: &mut Probe) -> Finding {
+    // Avoid 127.0.0.0/16 (127.0.0.1 and friends) and the /8's network and broadcast addresses.
+    let alias = Ipv4Addr::new(
+        127,
+        rand::random_range(1..=254),
+        rand::random(),
+        rand::random_range(1..=254),
+    );
+    let lo_fix = probe.lo_down_fix();
+    match loops::tcp_round_trip(alias.into(), probe.options.timeout) {
+        Ok(_) => Finding::pass(format!(
+            "{alias} (a random address in 127.0.0.0/8) answers: the whole /8 is local"
+        )),
+        Err(error) => {
+            let why = super::probe::describe_io(&error);
+            if probe.tcp(V4).is_ok() {
+                Finding::fail(
+                    format!("{alias} does not answer ({why}) though 127.0.0.1 does: only part of 127.0.0.0/8 is local (macOS-style)"),
+                    "ip route add local 127.0.0.0/8 dev lo table local",
+                )
+            } else {
+                Finding::fail(
+                    format!("{alias} does not answer ({why}), nor does 127.0.0.1"),
+                    lo_fix.unwrap_or_else(|| "see the lo_ipv4 and route_local_v4 checks".into()),
+                )
+            }
+        }
+    }
+    .with("alias", alias.to_string())
+}
+
+/// The lookup of `localhost`, shared by the two checks that read it.
+fn lookup_localhost(probe: &Probe) -> (Source, Lookup) {
+    let source = probe.resolver_source();
+    let lookup = resolver::lookup(&source, "localhost", Duration::from_secs(2));
+    (source, lookup)
+}
+
+fn join(addresses: &[IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const HOSTS_FIX: &str =
+    "add `127.0.0.1 localhost` and `::1 localhost ip6-localhost ip6-loopback` to /etc/hosts";
+
+fn localhost(probe: &mut Probe) -> Finding {
+    let (source, lookup) = lookup_localhost(probe);
+    let from = source.describe();
+    let answers = match lookup {
+        Lookup::Answers(answers) => answers,
+        Lookup::NotFound(why) => {
+            return Finding::fail(
+                format!("localhost does not resolve ({from}: {why})"),
+                HOSTS_FIX,
+            )
+            .with("source", from);
+        }
+        Lookup::TimedOut => {
+            return Finding::fail(
+                format!("resolving localhost timed out ({from}): it went to DNS"),
+                HOSTS_FIX,
+            )
+            .with("source", from);
+        }
+    };
+    let figures = |finding: Finding| {
+        finding.with("source", from.clone()).with(
+            "addresses",
+            answers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )
+    };
+    let foreign: Vec<IpAddr> = answers
+        .iter()
+        .copied()
+        .filter(|ip| !ip.is_loopback())
+        .collect();
+    if !foreign.is_empty() {
+        return figures(Finding::fail(
+            format!(
+                "localhost resolves to non-loopback {} ({from}): traffic meant for this host leaves it",
+                join(&foreign)
+            ),
+            "remove those entries for localhost from /etc/hosts (or the DNS answering for it)",
+        ));
+    }
+    let has_v4 = answers.iter().any(IpAddr::is_ipv4);
+    let has_v6 = answers.iter().any(IpAddr::is_ipv6);
+    if !has_v6 && sysctl::kernel_has_ipv6() && probe.tcp(V6).is_ok() {
+        return figures(Finding::warn(
+            format!(
+                "localhost -> {} only ({from}): ::1 works but is not returned, so IPv6-only servers on ::1 are unreachable by name",
+                join(&answers)
+            ),
+            "echo '::1 localhost ip6-localhost ip6-loopback' >> /etc/hosts",
+        ));
+    }
+    if !has_v4 {
+        return figures(Finding::warn(
+            format!(
+                "localhost -> {} only ({from}): IPv4 clients and servers bound to 127.0.0.1 miss it",
+                join(&answers)
+            ),
+            "echo '127.0.0.1 localhost' >> /etc/hosts",
+        ));
+    }
+    figures(Finding::pass(format!(
+        "localhost -> {} ({from})",
+        join(&answers)
+    )))
+}
+
+fn localhost_order(probe: &mut Probe) -> Finding {
+    let (source, lookup) = lookup_localhost(probe);
+    let Lookup::Answers(answers) = lookup else {
+        return Finding::skip("localhost does not resolve (see the localhost check)");
+    };
+    let Some(first) = answers.first().copied() else {
+        return Finding::skip("localhost has no answers");
+    };
+    let family = if first.is_ipv6() { "IPv6" } else { "IPv4" };
+    let figures = |finding: Finding| {
+        finding
+            .with("first", first.to_string())
+            .with("source", source.describe())
+    };
+    if first.is_loopback() {
+        let loop_target = if first.is_ipv6() { V6 } else { V4 };
+        if let Err(error) = probe.tcp(loop_target) {
+            let fix = probe.lo_down_fix().unwrap_or_else(|| {
+                if first.is_ipv6() {
+                    "fix ::1 (see lo_ipv6), or remove ::1 from localhost in /etc/hosts".into()
+                } else {
+                    "fix 127.0.0.1 (see lo_ipv4)".into()
+                }
+            });
+            return figures(Finding::fail(
+                format!(
+                    "localhost resolves to {first} first but {family} loopback does not work ({error}): clients that try only the first answer (Node.js 17+) fail with ECONNREFUSED {first}"
+                ),
+                fix,
+            ));
+        }
+    }
+    let listeners = proc_net::loopback_listeners();
+    let (first_family, other_family) = if first.is_ipv6() {
+        (&listeners.ipv6, &listeners.ipv4)
+    } else {
+        (&listeners.ipv4, &listeners.ipv6)
+    };
+    let stranded: Vec<u16> = other_family.difference(first_family).copied().collect();
+    if !stranded.is_empty() {
+        let shown: Vec<String> = stranded.iter().take(6).map(ToString::to_string).collect();
+        let other = if first.is_ipv6() { "127.0.0.1" } else { "::1" };
+        return figures(Finding::warn(
+            format!(
+                "localhost resolves to {first} first, but port{} {} listen{} only on {other}: clients that try only the first answer (Node.js 17+) get ECONNREFUSED {first}",
+                if stranded.len() == 1 { "" } else { "s" },
+                shown.join(", "),
+                if stranded.len() == 1 { "s" } else { "" },
+            ),
+            format!("bind those servers to both families (or to {first}), or connect to {other} explicitly"),
+        ))
+        .with("ports_other_family_only", stranded);
+    }
+    figures(Finding::pass(format!(
+        "first answer {first} ({family}); {} loopback listener port{} reachable on it",
+        first_family.len(),
+        if first_family.len() == 1 { "" } else { "s" }
+    )))
+}
+
+fn localhost_subdomain(probe: &mut Probe) -> Finding {
+    let source = probe.resolver_source();
+    let name = "loopscope-doctor.localhost";
+    match resolver::lookup(&source, name, Duration::from_millis(1500)) {
+        Lookup::Answers(answers) if answers.iter().all(IpAddr::is_loopback) => {
+            Finding::pass(format!("{name} -> {} (RFC 6761 loopback)", join(&answers)))
+        }
+        Lookup::Answers(answers) => Finding::fail(
+            format!(
+                "{name} -> {}: a .localhost name resolves off-host (RFC 6761 forbids it)",
+                join(&answers)
+            ),
+            "find who answers for .localhost (DNS search domain? wildcard record?) and stop it",
+        ),
+        Lookup::NotFound(_) => Finding::pass(format!(
+            "{name} does not resolve: safe (nothing off-host answers); glibc leaves *.localhost to nss-myhostname or systemd-resolved"
+        )),
+        Lookup::TimedOut => Finding::warn(
+            format!("looking up {name} timed out: .localhost names are sent to DNS"),
+            "install nss-myhostname (libnss-myhostname) or use systemd-resolved so *.localhost stays local",
+        ),
+    }
+}
+
+fn firewall_rules(probe: &mut Probe) -> Finding {
+    let rulesets = firewall::read_rulesets();
+    // Behaviour decides: a rule that matches loopback but breaks nothing we probe is a warning.
+    let mut broken: Vec<&str> = Vec::new();
+    let v6 = sysctl::kernel_has_ipv6();
+    let lo_healthy = probe
+        .netlink()
+        .ok()
+        .and_then(|snapshot| snapshot.lo().map(|lo| lo.up))
+        .unwrap_or(true);
+    if probe
+        .icmp(V4)
+        .is_ok_and(|outcome| outcome.received < outcome.sent)
+    {
+        broken.push("ICMP to 127.0.0.1");
+    }
+    if v6
+        && probe
+            .icmp(V6)
+            .is_ok_and(|outcome| outcome.received < outcome.sent)
+    {
+        broken.push("ICMPv6 to ::1");
+    }
+    if probe.tcp(V4).is_err() {
+        broken.push("TCP on 127.0.0.1");
+    }
+    if v6 && probe.tcp(V6).is_err() {
+        broken.push("TCP on ::1");
+    }
+    if probe.udp(V4).is_err() {
+        broken.push("UDP on 127.0.0.1");
+    }
+    if v6 && probe.udp(V6).is_err() {
+        broken.push("UDP on ::1");
+    }
+    let suspects: Vec<&firewall::BlockingRule> = rulesets
+        .blocking
+        .iter()
+        .filter(|rule| rule.reach != Reach::Elsewhere)
+        .collect();
+    let explicit: Vec<&firewall::BlockingRule> = suspects
+        .iter()
+        .copied()
+        .filter(|rule| rule.reach == Reach::Loopback)
+        .collect();
+    let read = if rulesets.read.is_empty() {
+        "none".to_string()
+    } else {
+        rulesets.read.join(", ")
+    };
+    let figures = |finding: Finding| {
+        finding
+            .with("rulesets_read", rulesets.read.clone())
+            .with("unreadable", rulesets.unreadable.clone())
+            .with(
+                "rules",
+                suspects
+                    .iter()
+                    .map(|rule| json!({"tool": rule.tool, "rule": rule.text, "loopback_explicit": rule.reach == Reach::Loopback}))
+                    .collect::<Vec<_>>(),
+            )
+            .with("broken", broken.clone())
+    };
+    if rulesets.read.is_empty() {
+        let tools: Vec<&str> = rulesets
+            .unreadable
+            .iter()
+            .map(|reason| reason.split(':').next().unwrap_or(reason))
+            .collect();
+        let why = if rulesets
+            .unreadable
+            .iter()
+            .all(|reason| reason.contains("root") || reason.contains("not permitted"))
+        {
+            format!("{} need root", tools.join(", "))
+        } else {
+            rulesets.unreadable.join("; ")
+        };
+        return figures(if broken.is_empty() || !lo_healthy {
+            Finding::skip(format!("no ruleset readable ({why})"))
+        } else {
+            Finding::warn(
+                format!(
+                    "{} failed and no ruleset is readable to say why ({why})",
+                    broken.join(", ")
+                ),
+                "run as root, or install nftables to read the rules",
+            )
+        });
+    }
+    let name_rules = |rules: &[&firewall::BlockingRule]| {
+        rules
+            .iter()
+            .take(3)
+            .map(|rule| format!("[{}] {}", rule.tool, rule.text))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let fix_rules = |rules: &[&firewall::BlockingRule]| {
+        rules
+            .iter()
+            .filter_map(|rule| rule.fix.clone())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" && ")
+    };
+    if !broken.is_empty() && lo_healthy {
+        let culprits = if explicit.is_empty() {
+            &suspects
+        } else {
+            &explicit
+        };
+        return figures(if culprits.is_empty() {
+            Finding::warn(
+                format!(
+                    "{} failed but no drop/reject rule in {read} explains it",
+                    broken.join(", ")
+                ),
+                "look for eBPF/cgroup filters or LSM policies (`bpftool cgroup tree`)",
+            )
+        } else {
+            Finding::fail(
+                format!(
+                    "{} blocked; rule{}: {}",
+                    broken.join(", "),
+                    if culprits.len() == 1 { "" } else { "s" },
+                    name_rules(culprits)
+                ),
+                fix_rules(culprits),
+            )
+        });
+    }
+    if !explicit.is_empty() {
+        return figures(Finding::warn(
+            format!(
+                "rule{} matching loopback ({}) but our probes got through: {}",
+                if explicit.len() == 1 { "" } else { "s" },
+                read,
+                name_rules(&explicit)
+            ),
+            fix_rules(&explicit),
+        ));
+    }
+    figures(Finding::pass(format!(
+        "no rule in {read} blocks loopback{}",
+        if suspects.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} interface-agnostic drop rule(s) did not hit our probes)",
+                suspects.len()
+            )
+        }
+    )))
+}
+
+/// The BERT and latency checks need the plain TCP loop; when it is broken, say so at once
+/// instead of waiting for another timeout.
+fn tcp_loop_broken(probe: &mut Probe) -> Option<Finding> {
+    let error = probe.tcp(V4).err()?;
+    Some(Finding::fail(
+        format!("no TCP loop on 127.0.0.1 to measure through ({error})"),
+        probe
+            .lo_down_fix()
+            .unwrap_or_else(|| "see the tcp_v4 check".into()),
+    ))
+}
+
+fn bert(probe: &mut Probe) -> Finding {
+    if let Some(broken) = tcp_loop_broken(probe) {
+        return broken;
+    }
+    let bytes = probe.options.bert_bytes;
+    match loops::tcp_bert(V4, bytes, Duration::from_secs(5)) {
+        Err(error) => Finding::fail(
+            format!(
+                "BERT through a TCP loop on 127.0.0.1 could not run: {}",
+                super::probe::describe_io(&error)
+            ),
+            probe
+                .lo_down_fix()
+                .unwrap_or_else(|| "see the tcp_v4 check".into()),
+        ),
+        Ok(run) => {
+            let counters = &run.counters;
+            let seconds = run.elapsed.as_secs_f64().max(1e-9);
+            let rate = run.bytes as f64 * 8.0 / seconds;
+            let ber = if counters.bits == 0 {
+                0.0
+            } else {
+                counters.bit_errors as f64 / counters.bits as f64
+            };
+            let finding = if run.bytes < bytes {
+                Finding::fail(
+                    format!(
+                        "only {} of {} bytes came back through the TCP loop",
+                        run.bytes, bytes
+                    ),
+                    "see the tcp_v4 and firewall checks",
+                )
+            } else if counters.bit_errors > 0 || counters.bits == 0 {
+                Finding::fail(
+                    format!(
+                        "{} bit errors in {} bits ({} through TCP on 127.0.0.1): memory or CPU corruption?",
+                        counters.bit_errors, counters.bits, run.pattern
+                    ),
+                    "run a memory test (memtester) and check dmesg for machine-check errors",
+                )
+            } else {
+                Finding::pass(format!(
+                    "{} MiB of {} through TCP on 127.0.0.1: 0 errors in {} bits, {}",
+                    run.bytes >> 20,
+                    run.pattern,
+                    counters.bits,
+                    loopscope_report::format_bit_rate(rate)
+                ))
+            };
+            finding
+                .with("pattern", run.pattern.clone())
+                .with("bytes", run.bytes)
+                .with("bits", counters.bits)
+                .with("bit_errors", counters.bit_errors)
+                .with("ber", ber)
+                .with("bits_per_second", rate.round())
+        }
+    }
+}
+
+fn latency(probe: &mut Probe) -> Finding {
+    if let Some(broken) = tcp_loop_broken(probe) {
+        return broken;
+    }
+    let count = probe.options.latency_round_trips;
+    match loops::tcp_latency(V4, count, 64, Duration::from_secs(2)) {
+        Err(error) => Finding::fail(
+            format!(
+                "TCP ping-pong on 127.0.0.1 failed: {}",
+                super::probe::describe_io(&error)
+            ),
+            probe
+                .lo_down_fix()
+                .unwrap_or_else(|| "see the tcp_v4 check".into()),
+        ),
+        Ok(recorder) => {
+            let summary = recorder.summary("127.0.0.1", 0.0);
+            let text = format!(
+                "TCP round trip on 127.0.0.1 ({count} x 64 B): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+                summary.rtt_p50_us, summary.rtt_p99_us, summary.rtt_max_us
+            );
+            // Loopback TCP answers in tens of microseconds; milliseconds mean a starved CPU.
+            let finding = if summary.rtt_p50_us > 5000.0 {
+                Finding::warn(
+                    format!("{text}: slow"),
+                    "look for CPU contention (top) or a throttled cgroup",
+                )
+            } else {
+                Finding::pass(text)
+            };
+            finding
+                .with("round_trips", count)
+                .with("rtt_min_us", round(summary.rtt_min_us))
+                .with("rtt_p50_us", round(summary.rtt_p50_us))
+                .with("rtt_p90_us", round(summary.rtt_p90_us))
+                .with("rtt_p99_us", round(summary.rtt_p99_us))
+                .with("rtt_max_us", round(summary.rtt_max_us))
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Facts several checks share, each measured at most once per run.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::icmp::{self, EchoSocket, PingConfig, SocketChoice, SocketKind};
+use crate::loops::{self, RoundTrip};
+use crate::netlink::{Address, Link, Route, Rtnetlink};
+use crate::resolver::Source;
+
+/// What the user chose.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Resolve from this hosts(5) file instead of the system resolver.
+    pub hosts_file: Option<PathBuf>,
+    /// Bytes the BERT check sends through the TCP loop.
+    pub bert_bytes: u64,
+    /// Round trips the latency check makes.
+    pub latency_round_trips: u32,
+    /// How long any one probe waits for an answer.
+    pub timeout: Duration,
+    /// Which ICMP socket kind to use.
+    pub icmp_socket: SocketChoice,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            hosts_file: None,
+            bert_bytes: 16 << 20,
+            latency_round_trips: 2000,
+            timeout: Duration::from_millis(700),
+            icmp_socket: SocketChoice::Auto,
+        }
+    }
+}
+
+/// What netlink said, once.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+}
+
+impl Snapshot {
+    pub fn lo(&self) -> Option<&Link> {
+        self.links
+            .iter()
+            .find(|link| link.name == "lo")
+            .or_else(|| self.links.iter().find(|link| link.loopback))
+    }
+}
+
+/// Result of echoing to one loopback address.
+#[derive(Debug, Clone)]
+pub struct IcmpOutcome {
+    pub kind: SocketKind,
+    pub sent: u64,
+    pub received: u64,
+    pub rtt_us: f64,
+    pub send_error: Option<String>,
+}
+
+/// Why echo could not run.
+#[derive(Debug, Clone)]
+pub enum IcmpFailure {
+    /// No socket kind is allowed here (privilege, no IPv6): the check cannot say anything.
+    NoSocket(String),
+    /// The socket opened but the address has no route: loopback is broken.
+    Unreachable(String),
+}
+
+/// The shared, lazily measured facts.
+pub struct Probe {
+    pub options: Options,
+    netlink: Option<Result<Snapshot, String>>,
+    icmp: [Option<Result<IcmpOutcome, IcmpFailure>>; 2],
+    tcp: [Option<Result<RoundTrip, String>>; 2],
+    udp: [Option<Result<RoundTrip, String>>; 2],
+}
+
+/// Index of a family in the per-family caches.
+fn slot(address: IpAddr) -> usize {
+    usize::from(address.is_ipv6())
+}
+
+pub const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+impl Probe {
+    pub fn new(options: Options) -> Self {
+        Probe {
+            options,
+            netlink: None,
+            icmp: [None, None],
+            tcp: [None, None],
+            udp: [None, None],
+        }
+    }
+
+    pub fn resolver_source(&self) -> Source {
+        match &self.options.hosts_file {
+            Some(path) => Source::HostsFile(path.clone()),
+            None => Source::System,
+        }
+    }
+
+    /// Links, addresses and routes; `Err` says why netlink could not be read.
+    pub fn netlink(&mut self) -> Result<&Snapshot, String> {
+        let snapshot = self.netlink.get_or_insert_with(|| {
+            let mut netlink = Rtnetlink::open().map_err(|error| error.to_string())?;
+            Ok(Snapshot {
+                links: netlink.links().map_err(|error| error.to_string())?,
+                addresses: netlink.addresses().map_err(|error| error.to_string())?,
+                routes: netlink.routes().map_err(|error| error.to_string())?,
+            })
+        });
+        snapshot.as_ref().map_err(Clone::clone)
+    }
+
+    /// Echo to 127.0.0.1 or ::1: three requests, each answered before the next.
+    pub fn icmp(&mut self, target: IpAddr) -> Result<IcmpOutcome, IcmpFailure> {
+        let choice = self.options.icmp_socket;
+        let timeout = self.options.timeout;
+        self.icmp[slot(target)]
+            .get_or_insert_with(|| {
+                let mut socket = EchoSocket::open(target, choice).map_err(|error| {
+                    if let Some(reason) = error.unreachable() {
+                        IcmpFailure::Unreachable(describe_io(reason))
+                    } else if let icmp::IcmpError::NoSocket { .. } = error {
+                        IcmpFailure::NoSocket(
+                            "no ICMP socket for this user: ping_group_range excludes its groups and raw sockets need CAP_NET_RAW (see ping_group_range)".into(),
+                        )
+                    } else {
+                        IcmpFailure::NoSocket(error.to_string())
+                    }
+                })?;
+                let config = PingConfig {
+                    target,
+                    count: Some(3),
+                    interval: Duration::ZERO,
+                    payload_len: 56,
+                    timeout,
+                    deadline: None,
+                };
+                let never = AtomicBool::new(false);
+                let run = icmp::ping(&mut socket, &config, &never, |_| {})
+                    .map_err(|error| IcmpFailure::NoSocket(error.to_string()))?;
+                let summary = run.recorder.summary(&target.to_string(), 0.0);
+                Ok(IcmpOutcome {
+                    kind: run.kind,
+                    sent: summary.transmitted,
+                    received: summary.received,
+                    rtt_us: summary.rtt_avg_us,
+                    send_error: run.send_error,
+                })
+            })
+            .clone()
+    }
+
+    /// `Some("ip link set lo up")` when lo is down: the first thing to fix whatever failed.
+    pub fn lo_down_fix(&mut self) -> Option<String> {
+        let snapshot = self.netlink().ok()?;
+        let lo = snapshot.lo()?;
+        (!lo.up).then(|| format!("ip link set {} up", lo.name))
+    }
+
+    pub fn tcp(&mut self, target: IpAddr) -> Result<RoundTrip, String> {
+        let timeout = self.options.timeout;
+        self.tcp[slot(target)]
+            .get_or_insert_with(|| {
+                loops::tcp_round_trip(target, timeout).map_err(|error| describe_io(&error))
+            })
+            .clone()
+    }
+
+    pub fn udp(&mut self, target: IpAddr) -> Result<RoundTrip, String> {
+        let timeout = self.options.timeout;
+        self.udp[slot(target)]
+            .get_or_insert_with(|| {
+                loops::udp_round_trip(target, timeout).map_err(|error| describe_io(&error))
+            })
+            .clone()
+    }
+}
+
+/// `connection timed out` reads better than the raw `os error 110` text in a finding.
+pub fn describe_io(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            "timed out (packets dropped?)".into()
+        }
+        _ => {
+            let text = error.to_string();
+            // "Network is unreachable (os error 101)": the number adds nothing for a reader.
+            match text.rfind(" (os error ") {
+                Some(at) if text.ends_with(')') => text[..at].to_string(),
+                _ => text,
+            }
+        }
+    }
+}

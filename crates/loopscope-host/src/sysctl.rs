@@ -1,0 +1,94 @@
+//! Kernel settings read from /proc/sys (per network namespace for net.*).
+
+use std::io;
+use std::path::Path;
+
+/// Reads `net.ipv4.conf.lo.rp_filter` style names from /proc/sys; the value is trimmed.
+pub fn read(name: &str) -> io::Result<String> {
+    let path = Path::new("/proc/sys").join(name.replace('.', "/"));
+    Ok(std::fs::read_to_string(path)?.trim().to_string())
+}
+
+/// Reads an integer setting.
+pub fn read_int(name: &str) -> io::Result<i64> {
+    read(name)?.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{name} is not a number"),
+        )
+    })
+}
+
+/// Whether this kernel has IPv6 at all (not built, or booted with ipv6.disable=1).
+pub fn kernel_has_ipv6() -> bool {
+    Path::new("/proc/sys/net/ipv6").exists() || Path::new("/proc/net/if_inet6").exists()
+}
+
+/// `net.ipv4.ping_group_range`: the groups allowed to open ICMP datagram sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingGroupRange {
+    pub low: u32,
+    pub high: u32,
+}
+
+impl PingGroupRange {
+    pub fn read() -> io::Result<Self> {
+        Self::parse(&read("net.ipv4.ping_group_range")?).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "unreadable ping_group_range")
+        })
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.split_whitespace().map(str::parse::<u32>);
+        let low = fields.next()?.ok()?;
+        let high = fields.next()?.ok()?;
+        Some(PingGroupRange { low, high })
+    }
+
+    pub fn contains(&self, gid: u32) -> bool {
+        self.low <= gid && gid <= self.high
+    }
+
+    /// The kernel default "1 0" (low above high): nobody may open ping sockets.
+    pub fn is_empty(&self) -> bool {
+        self.low > self.high
+    }
+}
+
+/// The calling process's groups (effective and supplementary).
+pub fn own_groups() -> Vec<u32> {
+    // SAFETY: getegid cannot fail; getgroups is called first with size 0 to learn the count.
+    let mut groups = vec![unsafe { libc::getegid() }];
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if count > 0 {
+        let mut buffer = vec![0 as libc::gid_t; count as usize];
+        let filled = unsafe { libc::getgroups(count, buffer.as_mut_ptr()) };
+        if filled > 0 {
+            buffer.truncate(filled as usize);
+            groups.extend(buffer);
+        }
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_group_range_forms() {
+        let closed = PingGroupRange::parse("1\t0\n").unwrap();
+        assert!(closed.is_empty() && !closed.contains(0) && !closed.contains(1));
+        let open = PingGroupRange::parse("0 2147483647").unwrap();
+        assert!(open.contains(0) && open.contains(1000) && !open.is_empty());
+        assert_eq!(PingGroupRange::parse("x y"), None);
+        assert_eq!(PingGroupRange::parse("5"), None);
+    }
+
+    #[test]
+    fn reads_a_sysctl_every_kernel_has() {
+        assert!(read_int("net.ipv4.ip_forward").is_ok_and(|v| v == 0 || v == 1));
+    }
+}

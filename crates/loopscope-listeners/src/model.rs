@@ -1,0 +1,135 @@
+//! What the kernel tells about a socket, and what we conclude from it.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// One socket as the kernel reports it (sock_diag or /proc/net), before any judgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSocket {
+    pub protocol: Protocol,
+    /// The socket's own family: an AF_INET6 socket bound to `::ffff:127.0.0.1` is `Ipv6`.
+    pub family: Family,
+    pub address: IpAddr,
+    pub port: u16,
+    /// IPV6_V6ONLY of an AF_INET6 socket; `None` for AF_INET, or when the source cannot tell
+    /// (/proc/net).
+    pub v6only: Option<bool>,
+    /// SO_BINDTODEVICE interface index: `Some(0)` not bound, `None` unknown (/proc/net).
+    pub bound_ifindex: Option<u32>,
+    pub uid: u32,
+    pub inode: u64,
+}
+
+/// The exposure verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exposure {
+    /// Bound to a loopback address (127/8, ::1, ::ffff:127.x): unreachable from outside.
+    LoopbackOnly,
+    /// Tied to one interface with SO_BINDTODEVICE (exposed unless that interface is a loopback).
+    Interface,
+    /// Bound to one specific non-loopback address: reachable wherever that address is routed.
+    Address,
+    /// 0.0.0.0 or `[::]`: every address of the host.
+    Wildcard,
+}
+
+impl Exposure {
+    pub fn name(self) -> &'static str {
+        match self {
+            Exposure::LoopbackOnly => "loopback_only",
+            Exposure::Interface => "interface",
+            Exposure::Address => "address",
+            Exposure::Wildcard => "wildcard",
+        }
+    }
+}
+
+/// A process that holds a socket (has a file descriptor for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    /// `/proc/PID/comm`: the command name, as `ss -p` shows it.
+    pub command: String,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+}
+
+/// One listening or bound socket, judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    pub protocol: Protocol,
+    pub family: Family,
+    pub local_address: IpAddr,
+    pub local_port: u16,
+    pub exposure: Exposure,
+    /// Reachable from outside this host (or namespace).
+    pub exposed: bool,
+    /// Which IP versions can reach it: `[::]` without V6ONLY takes IPv4 too.
+    pub reachable_families: Vec<Family>,
+    pub v6only: Option<bool>,
+    /// SO_BINDTODEVICE interface name.
+    pub bound_interface: Option<String>,
+    /// For a specific address: the interface that carries it (None if no interface does, e.g.
+    /// a nonlocal/freebind bind, or if it could not be looked up).
+    pub address_interface: Option<String>,
+    /// The socket's owner uid as the kernel records it.
+    pub uid: u32,
+    pub user: Option<String>,
+    pub inode: u64,
+    pub processes: Vec<Process>,
+}
+
+/// The v4 address inside an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), else the address.
+pub fn unmap(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => address,
+        },
+        v4 => v4,
+    }
+}
+
+/// Loopback in the wide sense: all of 127/8, ::1, and IPv4-mapped 127/8.
+pub fn is_loopback(address: IpAddr) -> bool {
+    unmap(address).is_loopback()
+}
+
+/// 0.0.0.0, `::`, and the mapped `::ffff:0.0.0.0`.
+pub fn is_wildcard(address: IpAddr) -> bool {
+    address.is_unspecified() || unmap(address) == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}

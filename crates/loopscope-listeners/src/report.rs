@@ -1,0 +1,394 @@
+//! Records for `listeners` and `port`: one `socket` object per socket in JSON, a table for
+//! humans, then a summary.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+
+use loopscope_report::{Record, Table};
+use serde::Serialize;
+
+use crate::model::{Exposure, Family, Listener};
+use crate::port::{PortReport, Trap};
+use crate::{Snapshot, Source};
+
+/// One socket (JSON `"type":"socket"`).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct SocketRecord<'a>(pub &'a Listener);
+
+impl Record for SocketRecord<'_> {
+    fn kind(&self) -> &'static str {
+        "socket"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        SocketTable(std::slice::from_ref(self.0)).write_human(out)
+    }
+}
+
+/// The human table of sockets (not emitted in JSON, where each socket is its own record).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct SocketTable<'a>(pub &'a [Listener]);
+
+impl Record for SocketTable<'_> {
+    fn kind(&self) -> &'static str {
+        "sockets"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut table = Table::new(["PROTO", "LOCAL", "EXPOSURE", "REACH", "USER", "PROCESS"]);
+        for listener in self.0 {
+            table.row([
+                proto_label(listener),
+                local_label(listener),
+                exposure_label(listener),
+                families_label(&listener.reachable_families),
+                listener
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| listener.uid.to_string()),
+                process_label(listener),
+            ]);
+        }
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        table.write(out)
+    }
+}
+
+/// `tcp`, `tcp6`, `udp`, `udp6` as in `ss` and `netstat`.
+pub fn proto_label(listener: &Listener) -> String {
+    match listener.family {
+        Family::Ipv4 => listener.protocol.name().to_string(),
+        Family::Ipv6 => format!("{}6", listener.protocol.name()),
+    }
+}
+
+/// `127.0.0.1:8080`, `[::]:80`, `0.0.0.0%eth0:53`.
+pub fn local_label(listener: &Listener) -> String {
+    let address = match listener.local_address {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
+    match &listener.bound_interface {
+        Some(device) => format!("{address}%{device}:{}", listener.local_port),
+        None => format!("{address}:{}", listener.local_port),
+    }
+}
+
+pub fn exposure_label(listener: &Listener) -> String {
+    let prefix = if listener.exposed { "EXPOSED " } else { "" };
+    let what = match listener.exposure {
+        Exposure::LoopbackOnly => "loopback-only".to_string(),
+        Exposure::Wildcard => "wildcard".to_string(),
+        Exposure::Address => match &listener.address_interface {
+            Some(interface) => format!("address on {interface}"),
+            None => "address (on no interface)".to_string(),
+        },
+        Exposure::Interface => format!(
+            "bound to {}",
+            listener.bound_interface.as_deref().unwrap_or("?")
+        ),
+    };
+    format!("{prefix}{what}")
+}
+
+fn families_label(families: &[Family]) -> String {
+    families
+        .iter()
+        .map(|f| f.name())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+fn process_label(listener: &Listener) -> String {
+    if listener.processes.is_empty() {
+        return "?".to_string();
+    }
+    listener
+        .processes
+        .iter()
+        .map(|p| format!("{}[{}]", p.command, p.pid))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A socket that `--expect-loopback-only` found exposed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub protocol: &'static str,
+    pub local_address: IpAddr,
+    pub local_port: u16,
+    pub exposure: Exposure,
+}
+
+/// The `listeners` summary.
+#[derive(Serialize)]
+pub struct ListenersSummary {
+    pub sockets: usize,
+    /// How many are listed (fewer than `sockets` with `--exposed`).
+    pub shown: usize,
+    pub exposed: usize,
+    pub loopback_only: usize,
+    pub wildcard: usize,
+    pub address: usize,
+    pub interface: usize,
+    pub source: &'static str,
+    pub requested_source: Source,
+    pub netns: Option<String>,
+    pub processes_unreadable: usize,
+    pub sockets_without_owner: usize,
+    /// Set with `--expect-loopback-only`: the ports checked (empty: all).
+    pub expect_loopback_only: Option<Vec<u16>>,
+    pub violations: Vec<Violation>,
+    pub passed: bool,
+    pub notes: Vec<String>,
+}
+
+impl ListenersSummary {
+    pub fn new(
+        snapshot: &Snapshot,
+        requested_source: Source,
+        shown: usize,
+        expect_loopback_only: Option<&[u16]>,
+    ) -> ListenersSummary {
+        let count = |exposure: Exposure| {
+            snapshot
+                .listeners
+                .iter()
+                .filter(|l| l.exposure == exposure)
+                .count()
+        };
+        let violations: Vec<Violation> = match expect_loopback_only {
+            None => Vec::new(),
+            Some(ports) => snapshot
+                .listeners
+                .iter()
+                .filter(|l| l.exposed && (ports.is_empty() || ports.contains(&l.local_port)))
+                .map(|l| Violation {
+                    protocol: l.protocol.name(),
+                    local_address: l.local_address,
+                    local_port: l.local_port,
+                    exposure: l.exposure,
+                })
+                .collect(),
+        };
+        ListenersSummary {
+            sockets: snapshot.listeners.len(),
+            shown,
+            exposed: snapshot.listeners.iter().filter(|l| l.exposed).count(),
+            loopback_only: count(Exposure::LoopbackOnly),
+            wildcard: count(Exposure::Wildcard),
+            address: count(Exposure::Address),
+            interface: count(Exposure::Interface),
+            source: snapshot.source,
+            requested_source,
+            netns: snapshot.netns.clone(),
+            processes_unreadable: snapshot.processes_unreadable,
+            sockets_without_owner: snapshot.sockets_without_owner,
+            expect_loopback_only: expect_loopback_only.map(<[u16]>::to_vec),
+            passed: violations.is_empty(),
+            violations,
+            notes: snapshot
+                .notes
+                .iter()
+                .cloned()
+                .chain(crate::ownerless_note(
+                    snapshot.sockets_without_owner,
+                    snapshot.processes_unreadable,
+                ))
+                .collect(),
+        }
+    }
+}
+
+impl Record for ListenersSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.shown > 0 {
+            writeln!(out)?;
+        }
+        let place = match &self.netns {
+            Some(netns) => format!(" in network namespace {netns}"),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "{} sockets{place}: {} exposed ({} wildcard, {} specific address, {} interface-bound), {} loopback-only; source {}",
+            self.sockets,
+            self.exposed,
+            self.wildcard,
+            self.address,
+            self.interface,
+            self.loopback_only,
+            self.source
+        )?;
+        if let Some(ports) = &self.expect_loopback_only {
+            let scope = if ports.is_empty() {
+                "every port".to_string()
+            } else {
+                format!(
+                    "port{} {}",
+                    if ports.len() == 1 { "" } else { "s" },
+                    ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            if self.violations.is_empty() {
+                writeln!(out, "PASS: {scope} loopback-only")?;
+            } else {
+                for violation in &self.violations {
+                    writeln!(
+                        out,
+                        "FAIL: {} {}:{} is exposed ({})",
+                        violation.protocol,
+                        match violation.local_address {
+                            IpAddr::V6(v6) => format!("[{v6}]"),
+                            v4 => v4.to_string(),
+                        },
+                        violation.local_port,
+                        violation.exposure.name()
+                    )?;
+                }
+            }
+        }
+        for note in &self.notes {
+            writeln!(out, "note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One trap found by `port` (JSON `"type":"trap"`).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct TrapRecord<'a>(pub &'a Trap);
+
+impl Record for TrapRecord<'_> {
+    fn kind(&self) -> &'static str {
+        "trap"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "trap {}: {}", self.0.trap.name(), self.0.detail)
+    }
+}
+
+/// The `port` summary.
+#[derive(Serialize)]
+pub struct PortSummary {
+    pub port: u16,
+    pub held: bool,
+    pub protocols: Vec<&'static str>,
+    pub addresses: Vec<IpAddr>,
+    pub families: Vec<Family>,
+    pub exposed: bool,
+    pub pids: Vec<u32>,
+    pub localhost_addresses: Vec<IpAddr>,
+    pub ephemeral_range: Option<[u16; 2]>,
+    pub traps: Vec<crate::port::TrapKind>,
+    pub passed: bool,
+    pub source: &'static str,
+    pub notes: Vec<String>,
+}
+
+impl PortSummary {
+    pub fn new(report: &PortReport) -> PortSummary {
+        let mut protocols = Vec::new();
+        let mut addresses = Vec::new();
+        let mut families = Vec::new();
+        let mut pids = Vec::new();
+        for holder in &report.holders {
+            if !protocols.contains(&holder.protocol.name()) {
+                protocols.push(holder.protocol.name());
+            }
+            if !addresses.contains(&holder.local_address) {
+                addresses.push(holder.local_address);
+            }
+            for family in &holder.reachable_families {
+                if !families.contains(family) {
+                    families.push(*family);
+                }
+            }
+            for process in &holder.processes {
+                if !pids.contains(&process.pid) {
+                    pids.push(process.pid);
+                }
+            }
+        }
+        families.sort();
+        pids.sort_unstable();
+        PortSummary {
+            port: report.port,
+            held: !report.holders.is_empty(),
+            protocols,
+            addresses,
+            families,
+            exposed: report.holders.iter().any(|h| h.exposed),
+            pids,
+            localhost_addresses: report.facts.localhost.clone(),
+            ephemeral_range: report.facts.ephemeral_range.map(|(a, b)| [a, b]),
+            traps: report.traps.iter().map(|t| t.trap).collect(),
+            passed: report.traps.is_empty(),
+            source: report.snapshot_source,
+            notes: report
+                .notes
+                .iter()
+                .cloned()
+                .chain(crate::ownerless_note(
+                    report
+                        .holders
+                        .iter()
+                        .filter(|h| h.processes.is_empty())
+                        .count(),
+                    report.processes_unreadable,
+                ))
+                .collect(),
+        }
+    }
+}
+
+impl Record for PortSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.held {
+            writeln!(
+                out,
+                "port {}: held over {} on {} (reachable over {}){}",
+                self.port,
+                self.protocols.join("+"),
+                self.addresses
+                    .iter()
+                    .map(|a| match a {
+                        IpAddr::V6(v6) => format!("[{v6}]"),
+                        v4 => v4.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                families_label(&self.families),
+                if self.exposed {
+                    "; EXPOSED beyond loopback"
+                } else {
+                    "; loopback-only"
+                }
+            )?;
+        } else {
+            writeln!(out, "port {}: nobody holds it (tcp or udp)", self.port)?;
+        }
+        if self.traps.is_empty() {
+            writeln!(out, "no traps")?;
+        } else {
+            writeln!(out, "{} trap(s)", self.traps.len())?;
+        }
+        for note in &self.notes {
+            writeln!(out, "note: {note}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Generation and checking of prbs31 and prbs9, each beside a memcpy of the same 1 MiB buffer
+//! in the same run. Prints Gbit/s and the ratio to memcpy first, then runs criterion.
+//!
+//! Checking prbs9 streams continuously (the buffer holds a whole number of periods); checking
+//! prbs31 uses a fresh checker per buffer, so its figure includes locking (hunt + confirm).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use loopscope_pattern::{Checker, CheckerConfig, Expect, Generator, PatternKind, PatternSpec};
+
+/// 1 MiB for prbs31; for prbs9 the nearest whole number of 511-bit periods (511 * 2048 bytes).
+const PRBS31_BYTES: usize = 1 << 20;
+const PRBS9_BYTES: usize = 511 * 2048;
+
+fn buffer(kind: PatternKind, bytes: usize) -> (PatternSpec, Vec<u8>) {
+    let spec = PatternSpec::standard(kind);
+    let mut data = vec![0u8; bytes];
+    Generator::new(&spec).fill(&mut data);
+    (spec, data)
+}
+
+/// Best-of-rounds throughput in Gbit/s of `run` over `bytes`.
+fn gbits(bytes: usize, mut run: impl FnMut()) -> f64 {
+    let mut best = Duration::MAX;
+    for _ in 0..7 {
+        let start = Instant::now();
+        let mut rounds = 0u32;
+        while rounds < 8 || start.elapsed() < Duration::from_millis(150) {
+            run();
+            rounds += 1;
+        }
+        best = best.min(start.elapsed() / rounds);
+    }
+    bytes as f64 * 8.0 / best.as_secs_f64() / 1e9
+}
+
+fn summary() {
+    println!("pattern throughput (best of 7 rounds, one core), Gbit/s:");
+    for (name, kind, bytes) in [
+        ("prbs31", PatternKind::Prbs31, PRBS31_BYTES),
+        ("prbs9", PatternKind::Prbs9, PRBS9_BYTES),
+    ] {
+        let (spec, data) = buffer(kind, bytes);
+        let mut copy = vec![0u8; bytes];
+        let memcpy = gbits(bytes, || {
+            copy.copy_from_slice(black_box(&data));
+            black_box(&copy);
+        });
+        let mut generator = Generator::new(&spec);
+        let mut out = vec![0u8; bytes];
+        let generate = gbits(bytes, || {
+            generator.fill(&mut out);
+            black_box(&out);
+        });
+        let continuous = name == "prbs9";
+        let mut checker = Checker::new(CheckerConfig {
+            expect: Expect::Pattern(spec.clone()),
+        });
+        let check = gbits(bytes, || {
+            if !continuous {
+                checker = Checker::new(CheckerConfig {
+                    expect: Expect::Pattern(spec.clone()),
+                });
+            }
+            checker.feed(black_box(&data));
+        });
+        assert_eq!(checker.counters().bit_errors, 0);
+        println!(
+            "  {name:7} memcpy {memcpy:6.1}  generate {generate:6.1} ({:.2}x memcpy)  check {check:6.1} ({:.2}x memcpy)",
+            generate / memcpy,
+            check / memcpy
+        );
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    for (name, kind, bytes) in [
+        ("prbs31", PatternKind::Prbs31, PRBS31_BYTES),
+        ("prbs9", PatternKind::Prbs9, PRBS9_BYTES),
+    ] {
+        let (spec, data) = buffer(kind, bytes);
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Bytes(bytes as u64));
+        let mut copy = vec![0u8; bytes];
+        group.bench_function("memcpy", |b| {
+            b.iter(|| {
+                copy.copy_from_slice(black_box(&data));
+                black_box(&copy);
+            })
+        });
+        let mut generator = Generator::new(&spec);
+        let mut out = vec![0u8; bytes];
+        group.bench_function("generate", |b| {
+            b.iter(|| {
+                generator.fill(&mut out);
+                black_box(&out);
+            })
+        });
+        let continuous = name == "prbs9";
+        let mut checker = Checker::new(CheckerConfig {
+            expect: Expect::Pattern(spec.clone()),
+        });
+        group.bench_function("check", |b| {
+            b.iter(|| {
+                if !continuous {
+                    checker = Checker::new(CheckerConfig {
+                        expect: Expect::Pattern(spec.clone()),
+                    });
+                }
+                checker.feed(black_box(&data));
+            })
+        });
+        group.finish();
+    }
+}
+
+fn main() {
+    summary();
+    let mut criterion = Criterion::default()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
+}

@@ -1,0 +1,537 @@
+//! `loopscope doctor` against broken hosts built in network namespaces this test creates:
+//! each breakage must fail the right check for the right reason, and a healthy namespace must
+//! pass every check. Needs root (`ip netns add`); skips with a printed reason otherwise.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .and_then(|line| line.split_whitespace().nth(2).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A network namespace that is deleted when the test ends, however it ends.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// `None` (with the reason printed) when namespaces cannot be made here.
+    fn create(tag: &str) -> Option<Netns> {
+        if !is_root() {
+            eprintln!("skipping: creating network namespaces needs root");
+            return None;
+        }
+        let name = format!("lsdoc-{tag}-{}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status();
+        if !status.is_ok_and(|status| status.success()) {
+            eprintln!("skipping: `ip netns add` failed (no iproute2 or no namespace support)");
+            return None;
+        }
+        Some(Netns { name })
+    }
+
+    /// Runs a command inside the namespace and insists it worked.
+    fn exec(&self, program: &str, args: &[&str]) {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .output()
+            .expect("run ip netns exec");
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn lo_up(&self) {
+        self.exec("ip", &["link", "set", "lo", "up"]);
+    }
+
+    /// `loopscope --json doctor ARGS` inside the namespace: exit code and the JSON records.
+    fn doctor(&self, args: &[&str]) -> (i32, Vec<Value>) {
+        self.doctor_with_env(args, &[])
+    }
+
+    fn doctor_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<Value>) {
+        let binary = assert_cmd::cargo::cargo_bin("loopscope");
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .arg(&binary)
+            .args(["--json", "doctor"])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run loopscope doctor");
+        let records = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
+            .collect();
+        (output.status.code().unwrap_or(-1), records)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn check<'a>(records: &'a [Value], name: &str) -> &'a Value {
+    records
+        .iter()
+        .find(|record| record["type"] == "check" && record["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {records:#?}"))
+}
+
+fn status(records: &[Value], name: &str) -> String {
+    check(records, name)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn finding(records: &[Value], name: &str) -> String {
+    check(records, name)["finding"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn summary(records: &[Value]) -> &Value {
+    records
+        .iter()
+        .find(|record| record["type"] == "summary")
+        .expect("a summary record")
+}
+
+fn hosts_file(text: &str) -> (tempfile::NamedTempFile, PathBuf) {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write hosts file");
+    let path = file.path().to_path_buf();
+    (file, path)
+}
+
+const GOOD_HOSTS: &str = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n";
+
+fn has_ipv6() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
+#[test]
+fn healthy_namespace_passes_every_check() {
+    let Some(netns) = Netns::create("ok") else {
+        return;
+    };
+    netns.lo_up();
+    let (_file, path) = hosts_file(GOOD_HOSTS);
+    let (code, records) = netns.doctor(&["--hosts-file", path.to_str().unwrap()]);
+    for record in records.iter().filter(|record| record["type"] == "check") {
+        let expected = if !has_ipv6() && record["status"] == "SKIP" {
+            "SKIP"
+        } else {
+            "PASS"
+        };
+        assert_eq!(record["status"], expected, "{record}");
+    }
+    let summary = summary(&records);
+    assert_eq!(summary["passed"], true);
+    assert_eq!(summary["fail"], 0);
+    assert_eq!(summary["warn"], 0);
+    assert!(summary["checks"].as_u64().unwrap() >= 24);
+    assert_eq!(code, 0);
+    // The namespace check found the namespace by its `ip netns` name.
+    assert!(finding(&records, "namespace").contains(&netns.name));
+    // Figures: lo's MTU is the kernel default in a fresh namespace.
+    assert_eq!(check(&records, "lo_mtu")["mtu"], 65536);
+    assert_eq!(check(&records, "icmp_v4")["received"], 3);
+    assert!(check(&records, "latency")["rtt_p50_us"].as_f64().unwrap() > 0.0);
+    // The BERT sent 16 MiB and compared all of it but the few bits needed to synchronise.
+    let bert = check(&records, "bert");
+    assert_eq!(bert["bytes"], 16u64 << 20);
+    assert_eq!(bert["bit_errors"], 0);
+    let bits = bert["bits"].as_u64().unwrap();
+    assert!(
+        bits <= 8 * (16u64 << 20) && bits > 8 * (16u64 << 20) - 1024,
+        "{bert}"
+    );
+}
+
+#[test]
+fn lo_down_fails_with_the_fix() {
+    let Some(netns) = Netns::create("down") else {
+        return;
+    };
+    let (code, records) = netns.doctor(&[
+        "--check", "lo_up", "--check", "lo_ipv4", "--check", "tcp_v4", "--check", "icmp_v4",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "lo_up"), "FAIL");
+    assert!(finding(&records, "lo_up").contains("DOWN"));
+    assert_eq!(check(&records, "lo_up")["fix"], "ip link set lo up");
+    for name in ["lo_ipv4", "tcp_v4", "icmp_v4"] {
+        assert_eq!(status(&records, name), "FAIL", "{name}");
+        assert_eq!(check(&records, name)["fix"], "ip link set lo up", "{name}");
+    }
+    assert_eq!(summary(&records)["passed"], false);
+}
+
+#[test]
+fn deleted_127_0_0_1_fails_address_route_and_traffic() {
+    let Some(netns) = Netns::create("nov4") else {
+        return;
+    };
+    netns.lo_up();
+    netns.exec("ip", &["addr", "del", "127.0.0.1/8", "dev", "lo"]);
+    let (code, records) = netns.doctor(&[
+        "--check",
+        "lo_ipv4",
+        "--check",
+        "route_local_v4",
+        "--check",
+        "tcp_v4",
+        "--check",
+        "lo_ipv6",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "lo_ipv4"), "FAIL");
+    assert!(finding(&records, "lo_ipv4").contains("127.0.0.1 is not on lo"));
+    assert_eq!(
+        check(&records, "lo_ipv4")["fix"],
+        "ip addr add 127.0.0.1/8 dev lo"
+    );
+    assert_eq!(status(&records, "route_local_v4"), "FAIL");
+    assert!(finding(&records, "route_local_v4").contains("127.0.0.0/8"));
+    assert_eq!(status(&records, "tcp_v4"), "FAIL");
+    // IPv6 is untouched.
+    if has_ipv6() {
+        assert_eq!(status(&records, "lo_ipv6"), "PASS");
+    }
+}
+
+#[test]
+fn deleted_ipv6_loopback_fails_lo_ipv6() {
+    if !has_ipv6() {
+        eprintln!("skipping: this kernel has no IPv6");
+        return;
+    }
+    let Some(netns) = Netns::create("nov6") else {
+        return;
+    };
+    netns.lo_up();
+    netns.exec("ip", &["-6", "addr", "del", "::1/128", "dev", "lo"]);
+    let (code, records) = netns.doctor(&[
+        "--check",
+        "lo_ipv6",
+        "--check",
+        "tcp_v6",
+        "--check",
+        "lo_ipv4",
+        "--check",
+        "disable_ipv6",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "lo_ipv6"), "FAIL");
+    assert!(finding(&records, "lo_ipv6").contains("::1 is not on lo"));
+    assert_eq!(
+        check(&records, "lo_ipv6")["fix"],
+        "ip -6 addr add ::1/128 dev lo"
+    );
+    assert_eq!(status(&records, "tcp_v6"), "FAIL");
+    assert_eq!(status(&records, "lo_ipv4"), "PASS");
+    assert_eq!(status(&records, "disable_ipv6"), "PASS");
+}
+
+#[test]
+fn ipv6_disabled_on_lo_is_named() {
+    if !has_ipv6() {
+        eprintln!("skipping: this kernel has no IPv6");
+        return;
+    }
+    let Some(netns) = Netns::create("dis6") else {
+        return;
+    };
+    netns.lo_up();
+    netns.exec("sysctl", &["-q", "-w", "net.ipv6.conf.lo.disable_ipv6=1"]);
+    let (code, records) = netns.doctor(&[
+        "--check",
+        "disable_ipv6",
+        "--check",
+        "lo_ipv6",
+        "--check",
+        "icmp_v6",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "disable_ipv6"), "FAIL");
+    assert_eq!(
+        check(&records, "disable_ipv6")["fix"],
+        "sysctl -w net.ipv6.conf.lo.disable_ipv6=0"
+    );
+    assert_eq!(status(&records, "lo_ipv6"), "FAIL");
+    assert!(finding(&records, "lo_ipv6").contains("disable_ipv6=1"));
+    assert_eq!(status(&records, "icmp_v6"), "FAIL");
+}
+
+fn nft_available() -> bool {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .iter()
+        .any(|path| std::path::Path::new(path).exists())
+}
+
+fn nft_ruleset(netns: &Netns, rule: &str) {
+    netns.exec("nft", &["add", "table", "inet", "lstest"]);
+    netns.exec(
+        "nft",
+        &["add chain inet lstest input { type filter hook input priority 0 ; policy accept ; }"],
+    );
+    netns.exec("nft", &[&format!("add rule inet lstest input {rule}")]);
+}
+
+#[test]
+fn nft_rule_dropping_icmp_on_lo_is_named() {
+    if !nft_available() {
+        eprintln!("skipping: nft is not installed");
+        return;
+    }
+    let Some(netns) = Netns::create("nfticmp") else {
+        return;
+    };
+    netns.lo_up();
+    nft_ruleset(&netns, "iifname \"lo\" meta l4proto icmp drop");
+    let (code, records) = netns.doctor(&[
+        "--check", "icmp_v4", "--check", "tcp_v4", "--check", "firewall",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "icmp_v4"), "FAIL");
+    assert!(finding(&records, "icmp_v4").starts_with("0/3 echo replies"));
+    assert_eq!(status(&records, "tcp_v4"), "PASS");
+    assert_eq!(status(&records, "firewall"), "FAIL");
+    let text = finding(&records, "firewall");
+    assert!(text.contains("ICMP to 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("inet lstest input handle")
+            && text.contains("iifname \"lo\" meta l4proto icmp drop"),
+        "{text}"
+    );
+    let fix = check(&records, "firewall")["fix"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        fix.starts_with("nft delete rule inet lstest input handle "),
+        "{fix}"
+    );
+}
+
+#[test]
+fn nft_rule_dropping_tcp_on_lo_is_named() {
+    if !nft_available() {
+        eprintln!("skipping: nft is not installed");
+        return;
+    }
+    let Some(netns) = Netns::create("nfttcp") else {
+        return;
+    };
+    netns.lo_up();
+    nft_ruleset(&netns, "iif lo meta l4proto tcp counter drop");
+    let (code, records) = netns.doctor(&[
+        "--check", "tcp_v4", "--check", "udp_v4", "--check", "firewall",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "tcp_v4"), "FAIL");
+    assert!(finding(&records, "tcp_v4").contains("timed out"));
+    assert_eq!(status(&records, "udp_v4"), "PASS");
+    assert_eq!(status(&records, "firewall"), "FAIL");
+    let text = finding(&records, "firewall");
+    assert!(text.contains("TCP on 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("iif lo meta l4proto tcp counter drop"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ping_group_range_decides_the_socket_kind() {
+    let Some(netns) = Netns::create("pgr") else {
+        return;
+    };
+    netns.lo_up();
+    // A new namespace starts with "1 0": only raw sockets (we are root).
+    let (_, records) = netns.doctor(&["--check", "ping_group_range", "--check", "icmp_v4"]);
+    assert_eq!(status(&records, "ping_group_range"), "PASS");
+    assert_eq!(
+        check(&records, "ping_group_range")["ping_group_range"],
+        "1 0"
+    );
+    assert_eq!(
+        check(&records, "ping_group_range")["datagram_allowed"],
+        false
+    );
+    assert_eq!(check(&records, "icmp_v4")["socket_kind"], "raw");
+
+    netns.exec(
+        "sysctl",
+        &["-q", "-w", "net.ipv4.ping_group_range=0 2147483647"],
+    );
+    let (_, records) = netns.doctor(&[
+        "--check",
+        "ping_group_range",
+        "--check",
+        "icmp_v4",
+        "--check",
+        "icmp_v6",
+    ]);
+    assert!(finding(&records, "ping_group_range").contains("includes gid 0"));
+    assert_eq!(check(&records, "icmp_v4")["socket_kind"], "datagram");
+    assert_eq!(status(&records, "icmp_v4"), "PASS");
+    if has_ipv6() {
+        assert_eq!(check(&records, "icmp_v6")["socket_kind"], "datagram");
+        assert_eq!(status(&records, "icmp_v6"), "PASS");
+    }
+    // Forcing raw still works.
+    let (_, records) =
+        netns.doctor_with_env(&["--check", "icmp_v4"], &[("LOOPSCOPE_ICMP_SOCKET", "raw")]);
+    assert_eq!(check(&records, "icmp_v4")["socket_kind"], "raw");
+    assert_eq!(status(&records, "icmp_v4"), "PASS");
+}
+
+#[test]
+fn route_localnet_is_a_warning_with_the_interface() {
+    let Some(netns) = Netns::create("rln") else {
+        return;
+    };
+    netns.lo_up();
+    netns.exec(
+        "sysctl",
+        &["-q", "-w", "net.ipv4.conf.all.route_localnet=1"],
+    );
+    let (code, records) = netns.doctor(&["--check", "route_localnet"]);
+    assert_eq!(code, 0, "a warning does not fail the run");
+    assert_eq!(status(&records, "route_localnet"), "WARN");
+    assert!(finding(&records, "route_localnet").contains("all"));
+    assert!(
+        check(&records, "route_localnet")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("net.ipv4.conf.all.route_localnet=0")
+    );
+}
+
+#[test]
+fn node_17_trap_names_the_stranded_port() {
+    if !has_ipv6() {
+        eprintln!("skipping: this kernel has no IPv6");
+        return;
+    }
+    let Some(netns) = Netns::create("node") else {
+        return;
+    };
+    netns.lo_up();
+    // A server on 127.0.0.1 only, inside the namespace, while localhost resolves to ::1 first.
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &netns.name, "python3", "-c"])
+        .arg("import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',45678))\ns.listen()\nprint('up',flush=True)\ntime.sleep(20)")
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(ref mut child) = server else {
+        eprintln!("skipping: python3 is needed to hold a listener in the namespace");
+        return;
+    };
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+    let (_file, path) = hosts_file(GOOD_HOSTS);
+    let (code, records) = netns.doctor(&[
+        "--hosts-file",
+        path.to_str().unwrap(),
+        "--check",
+        "localhost_order",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(line.trim(), "up");
+    assert_eq!(code, 0);
+    assert_eq!(status(&records, "localhost_order"), "WARN");
+    let text = finding(&records, "localhost_order");
+    assert!(
+        text.contains("::1 first") && text.contains("45678") && text.contains("ECONNREFUSED ::1"),
+        "{text}"
+    );
+    assert_eq!(
+        check(&records, "localhost_order")["ports_other_family_only"][0],
+        45678
+    );
+}
+
+#[test]
+fn unprivileged_user_gets_skips_with_reasons_not_failures() {
+    let Some(netns) = Netns::create("nobody") else {
+        return;
+    };
+    netns.lo_up();
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists());
+    let Some(setpriv) = setpriv else {
+        eprintln!("skipping: setpriv (util-linux) is needed to drop privileges");
+        return;
+    };
+    let binary = assert_cmd::cargo::cargo_bin("loopscope");
+    let output = Command::new("ip")
+        .args(["netns", "exec", &netns.name, setpriv])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args([
+            "--json",
+            "doctor",
+            "--check",
+            "ping_group_range",
+            "--check",
+            "icmp_v4",
+            "--check",
+            "firewall",
+            "--check",
+            "lo_up",
+            "--check",
+            "tcp_v4",
+        ])
+        .output()
+        .expect("run doctor as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("Permission denied") && output.stdout.is_empty() {
+        eprintln!("skipping: user nobody cannot execute {}", binary.display());
+        return;
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let records: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    // A new namespace's ping_group_range is "1 0" and nobody lacks CAP_NET_RAW.
+    assert_eq!(status(&records, "ping_group_range"), "WARN");
+    assert_eq!(status(&records, "icmp_v4"), "SKIP");
+    assert!(finding(&records, "icmp_v4").contains("no ICMP socket for this user"));
+    assert_eq!(status(&records, "firewall"), "SKIP");
+    assert!(
+        finding(&records, "firewall").contains("need root"),
+        "{}",
+        finding(&records, "firewall")
+    );
+    // What needs no privilege still runs.
+    assert_eq!(status(&records, "lo_up"), "PASS");
+    assert_eq!(status(&records, "tcp_v4"), "PASS");
+    assert_eq!(output.status.code(), Some(0));
+}

@@ -1,0 +1,289 @@
+//! `loopscope port PORT` against sockets this test holds (or a child holds as another user).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+use loopscope_testaddr::socket2::{Domain, Socket, Type};
+use serde_json::Value;
+
+const HOLDER_ENV: &str = "LOOPSCOPE_TEST_PORT_HOLDER";
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// The ephemeral range, read here independently of the tool.
+fn ephemeral_range() -> (u16, u16) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u16>().unwrap());
+    (fields.next().unwrap(), fields.next().unwrap())
+}
+
+fn reserved(port: u16) -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
+        .unwrap_or_default()
+        .trim()
+        .split(',')
+        .filter(|item| !item.is_empty())
+        .any(|item| match item.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).contains(&port),
+            None => item.parse::<u16>().ok() == Some(port),
+        })
+}
+
+fn in_ephemeral_range(port: u16) -> bool {
+    let (low, high) = ephemeral_range();
+    (low..=high).contains(&port) && !reserved(port)
+}
+
+/// What `loopscope port PORT --json` printed: socket records, traps, summary, exit code.
+type PortOutput = (Vec<Value>, Vec<Value>, Value, i32);
+
+/// Runs `loopscope port PORT --json`.
+fn port_json(port: u16) -> PortOutput {
+    let output = Command::cargo_bin("loopscope")
+        .unwrap()
+        .args(["port", &port.to_string(), "--json"])
+        .env_remove(loopscope_listeners::SOURCE_ENV)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let (mut sockets, mut traps, mut summary) = (Vec::new(), Vec::new(), Value::Null);
+    for line in stdout.lines() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        match value["type"].as_str() {
+            Some("socket") => sockets.push(value),
+            Some("trap") => traps.push(value),
+            Some("summary") => summary = value,
+            other => panic!("unexpected record {other:?}"),
+        }
+    }
+    assert!(summary.is_object(), "no summary: {stdout}");
+    (sockets, traps, summary, output.status.code().unwrap_or(-1))
+}
+
+/// Binds with `bind` until the port it gets is held by this process alone (a kernel-chosen port
+/// can coincide with another test's socket on another address), then runs `port`.
+fn own_port_json<S>(bind: impl Fn() -> Option<(S, u16)>) -> Option<(S, PortOutput)> {
+    let me = serde_json::json!([std::process::id()]);
+    for _ in 0..5 {
+        let (socket, port) = bind()?;
+        let (sockets, traps, summary, code) = port_json(port);
+        if summary["pids"] == me && sockets.len() == 1 {
+            return Some((socket, (sockets, traps, summary, code)));
+        }
+    }
+    panic!("every port tried was shared with another process");
+}
+
+fn trap_kinds(summary: &Value) -> Vec<String> {
+    summary["traps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// In a child process started below: hold a TCP listener on 127.0.0.1, print its port, wait for
+/// stdin to close. Run alone: a listener on 127.0.0.1 really is there.
+#[test]
+fn port_holder() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    if std::env::var_os(HOLDER_ENV).is_none() {
+        assert_eq!(
+            listener.local_addr().unwrap().ip(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nPORT {port}").unwrap();
+    out.flush().unwrap();
+    drop(out);
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+}
+
+/// A listening IPv6 TCP socket on `address` with V6ONLY set as given; None without IPv6.
+fn bound_v6(address: IpAddr, v6only: bool) -> Option<(Socket, u16)> {
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, None).ok()?;
+    socket.set_only_v6(v6only).ok()?;
+    socket.bind(&SocketAddr::new(address, 0).into()).ok()?;
+    socket.listen(4).ok()?;
+    let port = socket.local_addr().ok()?.as_socket()?.port();
+    Some((socket, port))
+}
+
+struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_port_held_on_127_0_0_1_names_its_owner_and_its_traps() {
+    let (listener, (sockets, traps, summary, code)) = own_port_json(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").ok()?;
+        let port = listener.local_addr().ok()?.port();
+        Some((listener, port))
+    })
+    .unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    assert_eq!(sockets[0]["local_address"], "127.0.0.1");
+    assert_eq!(sockets[0]["exposure"], "loopback_only");
+    assert_eq!(summary["held"], true);
+    assert_eq!(summary["protocols"], serde_json::json!(["tcp"]));
+    assert_eq!(summary["addresses"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(summary["families"], serde_json::json!(["ipv4"]));
+    assert_eq!(summary["exposed"], false);
+    assert_eq!(summary["pids"], serde_json::json!([std::process::id()]));
+
+    // What this host's resolver says about localhost, in its order.
+    let mut localhost: Vec<IpAddr> = Vec::new();
+    for address in ("localhost", 0).to_socket_addrs().unwrap() {
+        if !localhost.contains(&address.ip()) {
+            localhost.push(address.ip());
+        }
+    }
+    let reported: Vec<IpAddr> = summary["localhost_addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(reported, localhost);
+
+    let mut expected = Vec::new();
+    if localhost.first() != Some(&IpAddr::V4(Ipv4Addr::LOCALHOST)) {
+        expected.push(if localhost.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)) {
+            "localhost_order"
+        } else {
+            "localhost_unreachable"
+        });
+    }
+    // A kernel-chosen port comes from the ephemeral range.
+    if in_ephemeral_range(port) {
+        expected.push("ephemeral");
+    }
+    assert_eq!(trap_kinds(&summary), expected, "{summary}");
+    assert_eq!(traps.len(), expected.len());
+    assert_eq!(code, if expected.is_empty() { 0 } else { 1 });
+}
+
+#[test]
+fn held_on_ipv6_only_is_unreachable_through_an_ipv4_only_localhost() {
+    let Some((_socket, (_, traps, summary, _))) =
+        own_port_json(|| bound_v6(IpAddr::V6(Ipv6Addr::LOCALHOST), true))
+    else {
+        return eprintln!("skip: ::1 unavailable");
+    };
+    let localhost_reaches_v6 = ("localhost", 0)
+        .to_socket_addrs()
+        .unwrap()
+        .any(|a| a.ip() == IpAddr::V6(Ipv6Addr::LOCALHOST));
+    assert_eq!(summary["families"], serde_json::json!(["ipv6"]));
+    let kinds = trap_kinds(&summary);
+    assert_eq!(
+        kinds.contains(&"localhost_unreachable".to_string()),
+        !localhost_reaches_v6,
+        "{summary}"
+    );
+    if !localhost_reaches_v6 {
+        let trap = traps
+            .iter()
+            .find(|t| t["trap"] == "localhost_unreachable")
+            .unwrap();
+        assert!(trap["detail"].as_str().unwrap().contains("[::1]"));
+    }
+}
+
+#[test]
+fn a_dual_stack_wildcard_is_reachable_over_both_families_and_exposed() {
+    let Some((_socket, (sockets, _, summary, _))) =
+        own_port_json(|| bound_v6(IpAddr::V6(Ipv6Addr::UNSPECIFIED), false))
+    else {
+        return eprintln!("skip: no IPv6");
+    };
+    assert_eq!(sockets[0]["exposure"], "wildcard");
+    assert_eq!(summary["families"], serde_json::json!(["ipv4", "ipv6"]));
+    assert_eq!(summary["exposed"], true);
+    let kinds = trap_kinds(&summary);
+    assert!(
+        !kinds.iter().any(|k| k.starts_with("localhost")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_port_held_by_another_user_is_a_trap() {
+    if !is_root() {
+        eprintln!("skip: needs root to start a holder as another user");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["port_holder", "--exact", "--nocapture", "--test-threads=1"])
+        .env(HOLDER_ENV, "1")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let holder = Holder(child);
+    let port: u16 = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("PORT ")
+                .map(|p| p.trim().parse().unwrap())
+        })
+        .expect("holder port");
+    let (sockets, traps, summary, code) = port_json(port);
+    assert_eq!(code, 1);
+    assert_eq!(sockets[0]["uid"], 65534);
+    assert_eq!(summary["pids"], serde_json::json!([holder.0.id()]));
+    let trap = traps.iter().find(|t| t["trap"] == "other_user").unwrap();
+    assert!(
+        trap["detail"].as_str().unwrap().contains("uid 65534"),
+        "{trap}"
+    );
+}
+
+#[test]
+fn a_free_low_port_has_no_holder_and_no_trap() {
+    // Port 1 (tcpmux) is below every ephemeral range and practically never served.
+    let (sockets, _, summary, code) = port_json(1);
+    if !sockets.is_empty() {
+        return eprintln!("skip: something holds port 1 here");
+    }
+    assert_eq!(summary["held"], false);
+    assert_eq!(summary["traps"], serde_json::json!([]));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_port_out_of_range_is_a_usage_error() {
+    for bad in ["70000", "http", "-1"] {
+        let output = Command::cargo_bin("loopscope")
+            .unwrap()
+            .args(["port", bad])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "port {bad}");
+    }
+}
