@@ -545,17 +545,8 @@ impl LinkReceiver for TtyReceiver {
             && let Some(measured) = self.measured_baud()
         {
             stats.insert("baud_measured".into(), json!(measured.round()));
-            let off = measured / self.settings.baud as f64 - 1.0;
-            if off.abs() > 0.01 {
-                stats.insert(
-                    "baud_warning".into(),
-                    json!(format!(
-                        "measured {:.0} baud is {:+.1}% off the configured {}",
-                        measured,
-                        off * 100.0,
-                        self.settings.baud
-                    )),
-                );
+            if let Some(warning) = baud_warning(measured, self.settings.baud) {
+                stats.insert("baud_warning".into(), json!(warning));
             }
         }
         if let (Some(start), Some(now)) =
@@ -575,6 +566,17 @@ impl LinkReceiver for TtyReceiver {
         }
         stats
     }
+}
+
+/// A warning when the rate measured from the data is more than 1% off the configured one.
+pub fn baud_warning(measured: f64, configured: u32) -> Option<String> {
+    let off = measured / configured as f64 - 1.0;
+    (off.abs() > 0.01).then(|| {
+        format!(
+            "measured {measured:.0} baud is {:+.1}% off the configured {configured}",
+            off * 100.0
+        )
+    })
 }
 
 /// Splits a configured tty into link halves. `paced`: a real UART (measure the baud rate).
@@ -700,6 +702,15 @@ mod tests {
             let e = Endpoint::parse(&format!("serial:/dev/ttyS0?{bad}")).unwrap();
             assert!(SerialSettings::from_endpoint(&e).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn warns_only_beyond_one_percent() {
+        assert_eq!(baud_warning(115_200.0, 115_200), None);
+        assert_eq!(baud_warning(115_200.0 * 1.009, 115_200), None);
+        let w = baud_warning(115_200.0 * 0.97, 115_200).unwrap();
+        assert_eq!(w, "measured 111744 baud is -3.0% off the configured 115200");
+        assert!(baud_warning(9600.0 * 1.02, 9600).unwrap().contains("+2.0%"));
     }
 
     #[test]
