@@ -93,8 +93,8 @@ pub struct CheckerConfig {
     pub expect: Expect,
 }
 
-/// Running totals; every field only grows (except `in_sync`, and `bit_errors` when
-/// auto-detection settles QRSS against prbs20 and re-counts the few bits where they differ).
+/// Running totals; every field only grows (except `in_sync`). While auto-detection weighs QRSS
+/// against prbs20, errors at the few bits where the two differ are counted once it settles.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CheckCounters {
     /// Bits compared against the reference while in sync.

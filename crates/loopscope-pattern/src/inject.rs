@@ -92,7 +92,9 @@ impl ErrorInjector {
         self.burst_left = self.burst_left.saturating_add(u64::from(bits));
     }
 
-    /// Applies pending and random errors to `buf`; returns how many bits were flipped.
+    /// Applies pending and random errors to `buf`; returns how many bits now differ from what
+    /// was passed in (requested errors never cancel each other; a random error that lands on
+    /// one does, and is not counted).
     pub fn apply(&mut self, buf: &mut [u8]) -> u64 {
         let total_bits = buf.len() as u64 * 8;
         if total_bits == 0 {
@@ -106,15 +108,22 @@ impl ErrorInjector {
         }
         self.burst_left -= burst;
         flipped += burst;
-        // Requested single errors, at random positions (distinct draws may coincide and cancel
-        // only if the same bit is drawn twice; count what is flipped).
-        while self.singles > 0 {
-            let bit = self.rng.next_u64() % total_bits;
+        // Requested single errors, at random positions distinct from each other and from the
+        // burst (so none cancels another).
+        let mut singles_at: Vec<u64> = Vec::new();
+        let free_bits = total_bits - burst;
+        while self.singles > 0 && (singles_at.len() as u64) < free_bits {
+            let bit = burst + self.rng.next_u64() % free_bits;
+            if singles_at.contains(&bit) {
+                continue;
+            }
             flip(buf, bit);
+            singles_at.push(bit);
             flipped += 1;
             self.singles -= 1;
         }
-        // Random errors by geometric skipping.
+        // Random errors by geometric skipping. One landing on a bit already flipped above
+        // flips it back: the returned count is what actually differs.
         let mut at = 0u64;
         while self.log_keep.is_some() {
             let left = total_bits - at;
@@ -124,7 +133,11 @@ impl ErrorInjector {
             }
             at += self.gap;
             flip(buf, at);
-            flipped += 1;
+            if at < burst || singles_at.contains(&at) {
+                flipped -= 1;
+            } else {
+                flipped += 1;
+            }
             at += 1;
             self.gap = self.draw_gap();
         }
@@ -155,6 +168,17 @@ mod tests {
         injector.request_single();
         assert_eq!(injector.apply(&mut buf), 1);
         assert_eq!(buf.iter().map(|b| b.count_ones()).sum::<u32>(), 1);
+        // Many singles in a tiny buffer never cancel: 8 requested in 8 bits flip all 8, and
+        // more than fit wait for the next buffer.
+        let mut tiny = [0u8; 1];
+        for _ in 0..9 {
+            injector.request_single();
+        }
+        assert_eq!(injector.apply(&mut tiny), 8);
+        assert_eq!(tiny, [0xFF]);
+        let mut tiny = [0u8; 1];
+        assert_eq!(injector.apply(&mut tiny), 1);
+        assert_eq!(tiny[0].count_ones(), 1);
         let mut buf = vec![0u8; 2];
         injector.request_burst(20);
         assert_eq!(injector.apply(&mut buf), 16);
@@ -162,7 +186,7 @@ mod tests {
         let mut buf = vec![0u8; 2];
         assert_eq!(injector.apply(&mut buf), 4);
         assert_eq!(buf, [0x0F, 0x00]);
-        assert_eq!(injector.injected_bits(), 21);
+        assert_eq!(injector.injected_bits(), 30);
     }
 
     #[test]
