@@ -205,6 +205,7 @@ pub fn tcp_bert(address: IpAddr, bytes: u64, timeout: Duration) -> io::Result<Lo
         checker.feed(&buffer[..size]);
         received += size as u64;
     }
+    checker.finish();
     let elapsed = start.elapsed();
     drop(reader);
     connection.finish();

@@ -705,7 +705,9 @@ pub fn run(
     if end_reason == EndReason::Completed && user_stopped {
         end_reason = EndReason::Interrupted;
     }
-    // The final partial second counts if it carried data.
+    // Settle bits still under confirmation or recovery, then close the final partial second
+    // if it carried data.
+    checker.finish();
     if got_data_this_second {
         clock.tick(
             checker.counters(),
@@ -823,6 +825,7 @@ pub fn check_stream(
     if stop.load(Ordering::Relaxed) {
         end_reason = EndReason::Interrupted;
     }
+    checker.finish();
     if let Some(clock) = clock.as_mut()
         && bits_into_second > 0
     {

@@ -50,7 +50,9 @@ pub trait LinkReceiver: Send {
 pub enum LinkError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
-    #[error("unknown link scheme '{0}:' (try loop:, sim:, exec:CMD)")]
+    #[error(
+        "unknown link scheme '{0}:' (try loop:, sim:, exec:CMD, tcp://, udp://, unix:, unixgram:, serial:, pty:)"
+    )]
     UnknownScheme(String),
     #[error("{what}: {source}")]
     Io {
