@@ -31,7 +31,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[inline]
 pub fn classify_literal(text: &str) -> Option<Verdict> {
     let bytes = text.as_bytes();
-    let fast = if bytes.contains(&b':') {
+    // IPv6 text always has a ':' within its first five bytes; IPv4 never has one.
+    let fast = if bytes.iter().take(5).any(|&b| b == b':') {
         parse_ipv6_text(bytes).map(IpAddr::V6)
     } else {
         parse_dotted_quad(bytes).map(IpAddr::V4)
