@@ -106,7 +106,8 @@ pub fn tcp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTri
     })
 }
 
-/// Sends datagrams to a reflector on `address` until one comes back (at most 3 tries).
+/// Sends datagrams to a reflector on `address` until one comes back (at most 3 tries, each
+/// waiting a third of `timeout`).
 pub fn udp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTrip> {
     let server = UdpSocket::bind((address, 0))?;
     let server_address = server.local_addr()?;
@@ -124,7 +125,8 @@ pub fn udp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTri
     });
     let client = UdpSocket::bind((address, 0))?;
     client.connect(server_address)?;
-    client.set_read_timeout(Some(timeout))?;
+    let per_try = (timeout / 3).max(Duration::from_millis(50));
+    client.set_read_timeout(Some(per_try))?;
     let message: Vec<u8> = (0..512u32).map(|index| (index * 13 + 1) as u8).collect();
     let mut last_error = io::Error::new(io::ErrorKind::TimedOut, "no datagram came back");
     for _ in 0..3 {
@@ -153,7 +155,7 @@ pub fn udp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTri
             {
                 last_error = io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no datagram came back within {} ms", timeout.as_millis()),
+                    format!("no datagram came back within {} ms", per_try.as_millis()),
                 );
             }
             Err(error) => last_error = error,

@@ -166,6 +166,11 @@ impl Rtnetlink {
                 .socket
                 .recv(&mut &mut receive[..], 0)
                 .map_err(NetlinkError::Io)?;
+            if size == 0 {
+                return Err(NetlinkError::Decode(
+                    "the kernel closed the dump early".into(),
+                ));
+            }
             let mut offset = 0;
             while offset < size {
                 let message =

@@ -98,4 +98,12 @@ mod tests {
         );
         assert!(parse_listeners("header\ngarbage line\n  0: zz:zz 0 0A", false).is_empty());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_proc_text_never_panics(text in "(?s).{0,400}") {
+            let _ = parse_listeners(&text, false);
+            let _ = parse_listeners(&text, true);
+        }
+    }
 }

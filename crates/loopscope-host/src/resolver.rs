@@ -180,4 +180,13 @@ mod tests {
         assert_eq!(p("fd00::1"), 3);
         assert_eq!(p("fec0::1"), 1);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_hosts_files_never_panic(text in "(?s).{0,400}", name in "[a-zA-Z.]{0,12}") {
+            let found = hosts_file_lookup(&text, &name);
+            let ordered = order_like_getaddrinfo(found.clone());
+            proptest::prop_assert_eq!(found.len(), ordered.len());
+        }
+    }
 }

@@ -127,7 +127,7 @@ pub fn halves<S: DatagramSocket>(
         DatagramReceiver {
             socket,
             window,
-            timeout: None,
+            timeout: sockio::SocketTimeout::default(),
             buffer: vec![0u8; 65_536],
             pending: 0..0,
             counters: DatagramCounters::default(),
@@ -234,7 +234,7 @@ pub struct DatagramCounters {
 pub struct DatagramReceiver<S: DatagramSocket> {
     socket: Arc<S>,
     window: Arc<Window>,
-    timeout: Option<Duration>,
+    timeout: sockio::SocketTimeout,
     buffer: Vec<u8>,
     pending: std::ops::Range<usize>,
     counters: DatagramCounters,
@@ -309,20 +309,21 @@ impl<S: DatagramSocket> LinkReceiver for DatagramReceiver<S> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let deadline = self.timeout.get().map(|t| Instant::now() + t);
         while self.pending.is_empty() {
-            let wait = match deadline {
-                None => None,
-                Some(deadline) => {
+            let fd = self.fd();
+            let n = match (self.timeout.get(), deadline) {
+                // Short timeouts: precisely what is left of this call's time.
+                (Some(t), Some(deadline)) if t < sockio::COARSE_TIMEOUT => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
-                    Some(left)
+                    sockio::recv_timeout(fd, &mut self.buffer, Some(left))?
                 }
+                // Long ones: the socket's own timeout (may overshoot by foreign datagrams).
+                _ => self.timeout.recv(fd, &mut self.buffer)?,
             };
-            let fd = self.fd();
-            let n = sockio::recv_timeout(fd, &mut self.buffer, wait)?;
             match parse_header(&self.buffer[..n]) {
                 None => self.counters.foreign += 1,
                 Some(seq) => {
@@ -341,7 +342,7 @@ impl<S: DatagramSocket> LinkReceiver for DatagramReceiver<S> {
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timeout = timeout;
+        self.timeout.set(timeout);
         Ok(())
     }
 

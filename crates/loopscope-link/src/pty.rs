@@ -2,7 +2,9 @@
 //! everything that arrives on the master back into it. The near side (the slave, `/dev/pts/N`)
 //! is configured with the serial options (`baud`, `data`, `parity`, `stop`, `flow`) exactly as a
 //! serial port is, so serial tests run without hardware. A pty does not pace data at the baud
-//! rate and has no modem lines or line counters; those options are refused here.
+//! rate and has no modem lines or line counters; those options are refused here. Linux's pty
+//! driver also forces 8 data bits without parity, so `data=5..7` and any parity fail with a
+//! clear message (the settings are read back from the device, never assumed).
 //!
 //! `loopscope reflect pty:` creates a pair and serves the plug in a process of its own; a client
 //! opens the printed `serial:/dev/pts/N` (and sees the link vanish when the reflector ends).

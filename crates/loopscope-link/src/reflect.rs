@@ -773,24 +773,23 @@ fn serve_udp(
     let mut impairer = config.impair.clone().map(Impairer::new);
     let mut buffer = vec![0u8; 65_536];
     let fd = socket.as_raw_fd();
+    socket.set_read_timeout(Some(POLL))?;
     // A datagram held back for reordering goes out after this much quiet, so the last one of a
     // run is not lost.
     let quiet = Duration::from_millis(5);
     let mut last_source: Option<SocketAddr> = None;
     while !stop.load(Ordering::Relaxed) {
-        let wait = if impairer.is_some() && last_source.is_some() {
-            quiet
-        } else {
-            POLL
-        };
-        if !sockio::wait_readable(fd, wait)? {
-            if let (Some(impairer), Some(source)) = (impairer.as_mut(), last_source.take()) {
-                impairer.flush(&mut |d| {
-                    send_datagram(socket, d, source, counters);
-                    Ok(())
-                })?;
-                publish_impairment(impairer, counters);
-            }
+        // Usually one blocking recvfrom (SO_RCVTIMEO wakes it to look at the stop flag); only
+        // while a datagram is held back for reordering does it wait briefly in ppoll first.
+        if let (Some(impairer), Some(source)) = (impairer.as_mut(), last_source)
+            && !sockio::wait_readable(fd, quiet)?
+        {
+            last_source = None;
+            impairer.flush(&mut |d| {
+                send_datagram(socket, d, source, counters);
+                Ok(())
+            })?;
+            publish_impairment(impairer, counters);
             continue;
         }
         let (n, source) = match socket.recv_from(&mut buffer) {
@@ -798,7 +797,9 @@ fn serve_udp(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
                 ) =>
             {
                 continue;

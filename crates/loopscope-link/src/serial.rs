@@ -261,12 +261,11 @@ pub fn configure(
         }
     }
     let back = get_termios2(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
-    if back.c_ospeed != settings.baud {
-        return Err(LinkError::Unsupported(format!(
-            "{name}: asked for {} baud, the driver set {} (try a standard rate)",
-            settings.baud, back.c_ospeed
-        )));
-    }
+    verify(&back, settings).map_err(|why| {
+        LinkError::Unsupported(format!(
+            "{name}: the driver did not keep the settings: {why}"
+        ))
+    })?;
     if settings.internal_loopback {
         set_internal_loopback(fd).map_err(|e| {
             LinkError::Unsupported(format!(
@@ -282,6 +281,66 @@ pub fn configure(
         })?;
     }
     Ok(())
+}
+
+/// Compares what the device holds with what was asked for; says what differs.
+pub fn verify(t: &libc::termios2, settings: &SerialSettings) -> Result<(), String> {
+    let mut wrong = Vec::new();
+    let size = match t.c_cflag & libc::CSIZE {
+        libc::CS5 => 5,
+        libc::CS6 => 6,
+        libc::CS7 => 7,
+        _ => 8,
+    };
+    if size != settings.data_bits {
+        wrong.push(format!(
+            "{} data bits asked, {size} set",
+            settings.data_bits
+        ));
+    }
+    let parity = if t.c_cflag & libc::PARENB == 0 {
+        Parity::None
+    } else {
+        match (t.c_cflag & libc::CMSPAR != 0, t.c_cflag & libc::PARODD != 0) {
+            (true, true) => Parity::Mark,
+            (true, false) => Parity::Space,
+            (false, true) => Parity::Odd,
+            (false, false) => Parity::Even,
+        }
+    };
+    if parity != settings.parity {
+        wrong.push(format!(
+            "{} parity asked, {} set",
+            format!("{:?}", settings.parity).to_lowercase(),
+            format!("{parity:?}").to_lowercase()
+        ));
+    }
+    let stop = if t.c_cflag & libc::CSTOPB != 0 { 2 } else { 1 };
+    if stop != settings.stop_bits {
+        wrong.push(format!(
+            "{} stop bits asked, {stop} set",
+            settings.stop_bits
+        ));
+    }
+    let rtscts = t.c_cflag & libc::CRTSCTS != 0;
+    if rtscts != (settings.flow == FlowControl::Hardware) {
+        wrong.push("RTS/CTS flow control not as asked".into());
+    }
+    let xonxoff = t.c_iflag & (libc::IXON | libc::IXOFF) == libc::IXON | libc::IXOFF;
+    if xonxoff != (settings.flow == FlowControl::Software) {
+        wrong.push("XON/XOFF flow control not as asked".into());
+    }
+    if t.c_ospeed != settings.baud {
+        wrong.push(format!(
+            "{} baud asked, {} set (try a standard rate)",
+            settings.baud, t.c_ospeed
+        ));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
 }
 
 const TIOCM_LOOP: libc::c_int = 0x8000;

@@ -1,7 +1,8 @@
-//! Receiving with a precise timeout. SO_RCVTIMEO rounds up to whole jiffies (1-4 ms), too
-//! coarse for ping pacing; instead a receive first tries without waiting and only when nothing
-//! is there waits in ppoll(2), whose timeout has nanosecond resolution. Under load the data is
-//! usually there already, so the common case stays one system call.
+//! Receiving with a timeout. SO_RCVTIMEO rounds up to whole jiffies (1-4 ms), too coarse for
+//! ping pacing; short timeouts therefore first try without waiting and only when nothing is
+//! there wait in ppoll(2), whose timeout has nanosecond resolution. Long timeouts (a BERT's
+//! poll of its stop flag) use SO_RCVTIMEO and one blocking recv: one system call per read
+//! where the ppoll path would take three on a link that is often momentarily empty.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -29,6 +30,68 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
             return Err(error);
         }
     }
+}
+
+/// Timeouts at least this long use SO_RCVTIMEO (jiffy granularity is fine for them).
+pub const COARSE_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// A socket's receive timeout, applied the cheapest way for its length.
+#[derive(Debug, Default)]
+pub struct SocketTimeout {
+    wanted: Option<Duration>,
+    /// What SO_RCVTIMEO is set to now (`None` until first set; the kernel default is 0 = block).
+    applied: Option<Option<Duration>>,
+}
+
+impl SocketTimeout {
+    pub fn set(&mut self, timeout: Option<Duration>) {
+        self.wanted = timeout;
+    }
+
+    pub fn get(&self) -> Option<Duration> {
+        self.wanted
+    }
+
+    /// recv(2) honouring the timeout.
+    pub fn recv(&mut self, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+        match self.wanted {
+            Some(short) if short < COARSE_TIMEOUT => recv_timeout(fd, buf, Some(short)),
+            long => {
+                if self.applied != Some(long) {
+                    set_rcvtimeo(fd, long)?;
+                    self.applied = Some(long);
+                }
+                match recv_flags(fd, buf, 0) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        Err(io::ErrorKind::TimedOut.into())
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
+fn set_rcvtimeo(fd: RawFd, timeout: Option<Duration>) -> io::Result<()> {
+    let timeout = timeout.unwrap_or(Duration::ZERO);
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: tv is a valid timeval of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// recv(2) on a socket, waiting at most `timeout` (`None`: block).

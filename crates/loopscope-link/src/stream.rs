@@ -51,7 +51,7 @@ impl<S: StreamSocket> LinkSender for StreamSender<S> {
 
 pub struct StreamReceiver<S: StreamSocket> {
     socket: S,
-    timeout: Option<Duration>,
+    timeout: sockio::SocketTimeout,
     stats: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -60,7 +60,7 @@ impl<S: StreamSocket> StreamReceiver<S> {
     pub fn new(socket: S, stats: serde_json::Map<String, serde_json::Value>) -> Self {
         StreamReceiver {
             socket,
-            timeout: None,
+            timeout: sockio::SocketTimeout::default(),
             stats,
         }
     }
@@ -75,11 +75,12 @@ impl<S: StreamSocket> LinkReceiver for StreamReceiver<S> {
         if buf.is_empty() {
             return Ok(0);
         }
-        sockio::recv_timeout(self.fd(), buf, self.timeout)
+        let fd = self.fd();
+        self.timeout.recv(fd, buf)
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timeout = timeout;
+        self.timeout.set(timeout);
         Ok(())
     }
 

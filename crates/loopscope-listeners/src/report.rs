@@ -216,8 +216,8 @@ impl Record for ListenersSummary {
         };
         writeln!(
             out,
-            "{} sockets{place}: {} exposed ({} wildcard, {} specific address, {} interface-bound), {} loopback-only; source {}",
-            self.sockets,
+            "{}{place}: {} exposed ({} wildcard, {} specific address, {} interface-bound), {} loopback-only; source {}",
+            crate::plural(self.sockets, "socket"),
             self.exposed,
             self.wildcard,
             self.address,

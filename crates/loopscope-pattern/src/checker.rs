@@ -31,6 +31,10 @@
 //!   the provisional bits are unsynced. For short periods the shift is only known modulo the
 //!   period (the smallest is taken); on `ones`/`zeros` a slip is invisible.
 //!
+//! While in sync a 64-bit word is judged only when complete, so how the stream is cut into
+//! [`Checker::feed`] calls never changes the counts; up to 63 bits of a partial last word (and
+//! bits of an unfinished confirmation or recovery) wait until [`Checker::finish`].
+//!
 //! A **burst** is a run of bit errors in which consecutive errors are at most
 //! [`BURST_GAP_BITS`] bits apart; its length runs from its first to its last errored bit.
 //!
@@ -150,7 +154,24 @@ impl Candidate {
 /// Finds where a run of good bits reaches `need` in bits `from..to` of `bad` (1 = bad bit).
 /// Returns the position just after the bit that completes the run.
 fn scan_run(bad: u64, from: u32, to: u32, run: &mut u32, need: u32) -> Option<u32> {
-    let mut pos = from;
+    let segment = range_mask(from, to);
+    let bad = bad & segment;
+    let first_bad = if bad == 0 { to } else { bad.trailing_zeros() };
+    if *run + (first_bad - from) >= need {
+        return Some(from + (need - *run));
+    }
+    if bad == 0 {
+        *run += to - from;
+        return None;
+    }
+    // Random data (the usual case while hunting) has no long good stretch inside the word: then
+    // the run restarts after the last bad bit, with no bit-by-bit walk.
+    if !has_run(!bad & segment, need) {
+        *run = to - 1 - (63 - bad.leading_zeros());
+        return None;
+    }
+    let mut pos = first_bad + 1;
+    *run = 0;
     while pos < to {
         let len = to - pos;
         let rest = bad >> pos;
@@ -170,6 +191,21 @@ fn scan_run(bad: u64, from: u32, to: u32, run: &mut u32, need: u32) -> Option<u3
         pos += clean + 1;
     }
     None
+}
+
+/// Whether `bits` holds `len` consecutive ones (never, if `len` > 64).
+fn has_run(bits: u64, len: u32) -> bool {
+    if len > 64 {
+        return false;
+    }
+    let mut runs = bits;
+    let mut covered = 1;
+    while covered < len && runs != 0 {
+        let shift = covered.min(len - covered);
+        runs &= runs >> shift;
+        covered += shift;
+    }
+    runs != 0
 }
 
 /// The expected stream, in the received word domain (polarity applied).
@@ -464,6 +500,31 @@ impl Checker {
         let total_words = data.len() / 8;
         let mut done = 0usize;
         let mut suspect = false;
+        if let Source::Prbs(lfsr) = &mut reference.source {
+            // Fused generate-and-compare over the whole run of words.
+            let counters = &mut self.counters;
+            let burst_start = &mut self.burst_start;
+            let last_error = &mut self.last_error;
+            let first = self.word_index;
+            let (received, _) = data[..total_words * 8].as_chunks::<8>();
+            let on_error = |offset: usize, errors: u64| {
+                if errors.count_ones() >= 16 {
+                    return false;
+                }
+                let at = ((first + offset as i64) as u64) * 64;
+                account_errors(counters, burst_start, last_error, at, errors);
+                true
+            };
+            done = if msb_first {
+                lfsr.compare::<true>(first, received, mask, on_error)
+            } else {
+                lfsr.compare::<false>(first, received, mask, on_error)
+            };
+            counters.bits += done as u64 * 64;
+            // The fused pass went as far as it could (up to a suspect word): skip the
+            // general loop below.
+            suspect = true;
+        }
         while done < total_words && !suspect {
             let count = (total_words - done).min(self.scratch.len());
             let first = self.word_index + done as i64;
@@ -472,11 +533,25 @@ impl Checker {
             let mut checked = 0usize;
             // Groups of 8 words: one OR-reduction says whether any bit is wrong (the usual
             // case is not), so the common path is branch-free and vectorisable.
-            for (wants, raws) in expected.chunks(8).zip(bytes.chunks(8)) {
-                let clean = if msb_first {
-                    group_errors::<true>(wants, raws, mask) == 0
+            let (want_groups, want_rest) = expected.as_chunks::<8>();
+            let (raw_groups, raw_rest) = bytes.as_chunks::<8>();
+            let groups = want_groups
+                .iter()
+                .map(|g| g.as_slice())
+                .zip(raw_groups.iter().map(|g| g.as_slice()))
+                .chain(std::iter::once((want_rest, raw_rest)));
+            for (wants, raws) in groups {
+                let clean = if let (Ok(wants8), Ok(raws8)) = (
+                    <&[u64; 8]>::try_from(wants),
+                    <&[[u8; 8]; 8]>::try_from(raws),
+                ) {
+                    if msb_first {
+                        group_errors::<true>(wants8, raws8, mask) == 0
+                    } else {
+                        group_errors::<false>(wants8, raws8, mask) == 0
+                    }
                 } else {
-                    group_errors::<false>(wants, raws, mask) == 0
+                    false
                 };
                 if clean {
                     checked += wants.len();
@@ -1021,10 +1096,12 @@ impl Checker {
 
 /// OR of the error words of a group (0: no bit wrong).
 #[inline(always)]
-fn group_errors<const MSB_FIRST: bool>(wants: &[u64], raws: &[[u8; 8]], mask: u64) -> u64 {
-    wants.iter().zip(raws).fold(0u64, |any, (&want, &raw)| {
-        any | (unorder(u64::from_le_bytes(raw), MSB_FIRST) ^ want ^ mask)
-    })
+fn group_errors<const MSB_FIRST: bool>(wants: &[u64; 8], raws: &[[u8; 8]; 8], mask: u64) -> u64 {
+    let mut any = 0u64;
+    for i in 0..8 {
+        any |= unorder(u64::from_le_bytes(raws[i]), MSB_FIRST) ^ wants[i] ^ mask;
+    }
+    any
 }
 
 /// Counts the errors of one word and tracks bursts. `at` is the global position of bit 0.
@@ -1098,4 +1175,54 @@ fn kind_of_recurrence(n: u32, a: u32) -> Option<(PatternKind, bool)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bit-by-bit reference for `scan_run`.
+    fn scan_slowly(bad: u64, from: u32, to: u32, run: &mut u32, need: u32) -> Option<u32> {
+        for pos in from..to {
+            if bad >> pos & 1 == 1 {
+                *run = 0;
+            } else {
+                *run += 1;
+                if *run == need {
+                    return Some(pos + 1);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn scan_run_matches_a_bit_by_bit_walk() {
+        let mut state = 0x1234_5678_9ABC_DEF1u64;
+        for case in 0..20_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Sparse and dense bad bits, various segments, needs and carried runs.
+            let bad = match case % 3 {
+                0 => state,
+                1 => state & (state >> 7) & (state >> 19),
+                _ => state & (state >> 3) & (state >> 11) & (state >> 29) & (state >> 41),
+            };
+            let from = (state >> 50) as u32 % 64;
+            let to = from + 1 + ((state >> 56) as u32 % (64 - from));
+            let need = 1 + (case % 100);
+            let carried = (state >> 40) as u32 % need;
+            let (mut fast, mut slow) = (carried, carried);
+            let got = scan_run(bad, from, to, &mut fast, need);
+            let want = scan_slowly(bad, from, to, &mut slow, need);
+            assert_eq!(
+                got, want,
+                "bad {bad:016x} {from}..{to} need {need} run {carried}"
+            );
+            if want.is_none() {
+                assert_eq!(fast, slow, "run after {bad:016x} {from}..{to}");
+            }
+        }
+    }
 }

@@ -19,7 +19,7 @@
 //! `b[t] = b[t-a] ^ b[t-n]` with `0 < a < n`. Squaring the characteristic polynomial over GF(2)
 //! gives `b[t] = b[t-2a] ^ b[t-2n]`; after six squarings both taps are whole words
 //! (`W[i] = W[i-a] ^ W[i-n]` on 64-bit words), and after a few more the near tap lies at least
-//! [`MIN_NEAR_WORDS`] words back, so a block of words is one XOR of two earlier stretches of
+//! `MIN_NEAR_WORDS` (32) words back, so a block of words is one XOR of two earlier stretches of
 //! words (which the compiler vectorises), with no bit-serial loop.
 //!
 //! **Start phase.** O.150 fixes the start only for 2^9-1. We start every LFSR sequence (forward
@@ -145,23 +145,104 @@ impl Lfsr {
     fn ensure(&mut self, from: i64, to: i64) {
         while self.end() < to {
             if self.filled >= self.buf.len() {
-                let end = self.end();
-                let keep_from = (from - RETAIN_WORDS as i64)
-                    .min(end - self.history as i64 - 1)
-                    .max(self.base);
-                let mut drop = (keep_from - self.base) as usize;
-                if drop == 0 {
-                    // Caller asked for more than fits: keep only what generation needs.
-                    drop = self.filled - self.history - 1;
-                }
-                self.buf.copy_within(drop..self.filled, 0);
-                self.filled -= drop;
-                self.base += drop as i64;
+                self.make_room(from);
             }
             let room = self.buf.len() - self.filled;
             let want = (to - self.end()) as usize;
             self.generate(room.min(want));
         }
+    }
+
+    /// Drops old words, keeping those from `from - RETAIN_WORDS` on and the history.
+    fn make_room(&mut self, from: i64) {
+        let end = self.end();
+        let keep_from = (from - RETAIN_WORDS as i64)
+            .min(end - self.history as i64 - 1)
+            .max(self.base);
+        let mut drop = (keep_from - self.base) as usize;
+        if drop == 0 {
+            // Caller asked for more than fits: keep only what generation needs.
+            drop = self.filled - self.history - 1;
+        }
+        self.buf.copy_within(drop..self.filled, 0);
+        self.filled -= drop;
+        self.base += drop as i64;
+    }
+
+    /// Compares received words (little-endian bytes in wire order) with the sequence from word
+    /// `first` on, generating the reference in the same pass. `mask` is the complement mask.
+    /// Calls `on_error(offset, error_word)` for every word with a wrong bit; stops when it
+    /// returns false. Returns how many words were compared (the one refused is not counted).
+    pub(crate) fn compare<const MSB_FIRST: bool>(
+        &mut self,
+        first: i64,
+        received: &[[u8; 8]],
+        mask: u64,
+        mut on_error: impl FnMut(usize, u64) -> bool,
+    ) -> usize {
+        let wire = |bytes: [u8; 8]| {
+            let word = u64::from_le_bytes(bytes);
+            if MSB_FIRST {
+                word.reverse_bits().swap_bytes()
+            } else {
+                word
+            }
+        };
+        let (near, far) = (self.near, self.far);
+        let mut done = 0usize;
+        while done < received.len() {
+            let from = first + done as i64;
+            if from < self.base {
+                // Not held any more (never the case in sequential use): nothing to compare.
+                return done;
+            }
+            if from < self.end() {
+                // Already generated (by single-word look-ups): compare from the buffer.
+                let at = (from - self.base) as usize;
+                let count = (self.filled - at).min(received.len() - done);
+                for k in 0..count {
+                    let errors = wire(received[done + k]) ^ self.buf[at + k] ^ mask;
+                    if errors != 0 && !on_error(done + k, errors) {
+                        return done + k;
+                    }
+                }
+                done += count;
+                continue;
+            }
+            while self.end() < from {
+                let to = from.min(self.end() + CHUNK_WORDS as i64);
+                self.ensure(self.end(), to);
+            }
+            if self.buf.len() - self.filled < near {
+                self.make_room(from);
+            }
+            // One block: generate and compare in the same pass.
+            let start = self.filled;
+            let step = near.min(received.len() - done).min(self.buf.len() - start);
+            let (history, fresh) = self.buf.split_at_mut(start);
+            let near_src = &history[start - near..start - near + step];
+            let far_src = &history[start - far..start - far + step];
+            let got = &received[done..done + step];
+            let mut any = 0u64;
+            for (((slot, x), y), bytes) in
+                fresh[..step].iter_mut().zip(near_src).zip(far_src).zip(got)
+            {
+                let want = x ^ y;
+                *slot = want;
+                any |= wire(*bytes) ^ want ^ mask;
+            }
+            self.filled += step;
+            if any != 0 {
+                for k in 0..step {
+                    let errors = wire(got[k]) ^ fresh[k] ^ mask;
+                    if errors != 0 && !on_error(done + k, errors) {
+                        return done + k;
+                    }
+                }
+            }
+            done += step;
+        }
+        done
     }
 
     /// Appends `count` words (there is room).
@@ -181,6 +262,20 @@ impl Lfsr {
             start += step;
         }
         self.filled = end;
+    }
+
+    /// Restarts from known words: `words` are the plain words `first..first + words.len()`
+    /// (at least `history + 1` of them, at most the buffer size; only the last `history + 1`
+    /// are kept).
+    fn restart_from(&mut self, first: i64, words: impl ExactSizeIterator<Item = u64>) {
+        let total = words.len();
+        let keep = (self.history + 1).min(total);
+        let skip = total - keep;
+        for (slot, word) in self.buf.iter_mut().zip(words.skip(skip)) {
+            *slot = word;
+        }
+        self.filled = keep;
+        self.base = first + skip as i64;
     }
 
     /// Words `from..from + count` (`count <= CHUNK_WORDS`).
@@ -403,6 +498,35 @@ impl Wire {
     }
 }
 
+/// Continues a PRBS in the output buffer itself. The wire words `Q = R(P ^ m)` (complement
+/// mask `m`, bit order `R`, both linear and `R(m) = m`) obey `Q[i] = Q[i-near] ^ Q[i-far] ^ m`
+/// whenever the plain words obey `P[i] = P[i-near] ^ P[i-far]`, so after `far` primed words the
+/// rest needs no transform. Afterwards the LFSR restarts from the last words written.
+fn fill_in_place(all: &mut [[u8; 8]], primed: usize, first: i64, lfsr: &mut Lfsr, wire: Wire) {
+    let (near, far) = (lfsr.near, lfsr.far);
+    let mask = wire.invert_mask;
+    let total = all.len();
+    let mut start = primed;
+    while start < total {
+        let step = (total - start).min(near);
+        let (done, fresh) = all.split_at_mut(start);
+        let near_src = &done[start - near..start - near + step];
+        let far_src = &done[start - far..start - far + step];
+        for ((slot, x), y) in fresh[..step].iter_mut().zip(near_src).zip(far_src) {
+            *slot = (u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y) ^ mask).to_le_bytes();
+        }
+        start += step;
+    }
+    // The transform is its own inverse: recover the plain words for the LFSR's history.
+    let keep = (lfsr.history + 1).min(total);
+    let tail = &all[total - keep..];
+    lfsr.restart_from(
+        first + (total - keep) as i64,
+        tail.iter()
+            .map(|bytes| wire.apply(u64::from_le_bytes(*bytes))),
+    );
+}
+
 /// Emits a pattern as bytes, continuing where the last call stopped.
 pub struct Generator {
     spec: PatternSpec,
@@ -456,8 +580,23 @@ impl Generator {
         let (body, tail) = out.split_at_mut(whole * 8);
         let wire = self.wire;
         let (body_words, _) = body.as_chunks_mut::<8>();
-        let mut body_chunks = body_words.iter_mut();
-        let mut left = whole;
+        // Large PRBS fills run the recurrence in the output itself (see `fill_in_place`): the
+        // words are primed from the LFSR, the rest is one XOR per word.
+        let in_place = match &self.source {
+            Source::Prbs(lfsr) => whole >= 4 * lfsr.far,
+            _ => false,
+        };
+        let prime = if in_place {
+            match &self.source {
+                Source::Prbs(lfsr) => lfsr.far,
+                _ => whole,
+            }
+        } else {
+            whole
+        };
+        let first = self.next_word;
+        let mut body_chunks = body_words[..prime].iter_mut();
+        let mut left = prime;
         while left > 0 {
             let count = left.min(CHUNK_WORDS);
             let words = self
@@ -476,6 +615,10 @@ impl Generator {
             }
             self.next_word += count as i64;
             left -= count;
+        }
+        if in_place && let Source::Prbs(lfsr) = &mut self.source {
+            fill_in_place(body_words, prime, first, lfsr, wire);
+            self.next_word += (whole - prime) as i64;
         }
         if !tail.is_empty() {
             let word = self.source.word(self.next_word);

@@ -5,6 +5,13 @@
 //!
 //! Facts transcribed from ITU-T O.150 (pattern polynomials and polarity), ITU-T G.821
 //! (error-performance events) via `shared/reference/prbs-patterns.md`.
+//!
+//! - [`Generator`]: every pattern as bytes, word-parallel (one XOR per 64-bit word for PRBS).
+//! - [`Checker`]: self-synchronising checker with slip, burst and sync-loss handling and
+//!   auto-detection; call [`Checker::finish`] at the end of a run so every bit is accounted.
+//! - [`ErrorInjector`]: reproducible random, burst and single errors for the transmit side.
+//! - [`g821`]: errored / severely errored / unavailable seconds; [`confidence`]: the Poisson
+//!   upper bound on a measured BER.
 
 pub mod checker;
 pub mod confidence;

@@ -58,7 +58,7 @@ pub struct PatternSpec {
     /// `None`: the standard's polarity. `Some(true)`: complemented relative to the *plain LFSR
     /// output* (so `Some(false)` on prbs15 emits the non-inverted stream O.150 does not use).
     pub invert: Option<bool>,
-    /// Emit the time-reversed sequence (recurrence b[t] = b[t-(n-k)] ^ b[t-n]).
+    /// Emit the time-reversed sequence (recurrence `b[t] = b[t-(n-k)] ^ b[t-n]`).
     pub reverse: bool,
     pub bit_order: BitOrder,
 }

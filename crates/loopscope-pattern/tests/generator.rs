@@ -147,3 +147,30 @@ fn run_lengths_are_those_each_pattern_must_have() {
     let ones_share = fixed(PatternKind::ThreeIn24).iter().filter(|b| **b).count();
     assert_eq!(ones_share * 8, 96 * 8);
 }
+
+#[test]
+fn large_and_small_fills_in_any_order_continue_the_reference() {
+    // Large fills take the in-place path, small ones the buffered path; mixing them must not
+    // lose the phase.
+    let specs = [
+        spec(PatternKind::Prbs31, None, false, BitOrder::LsbFirst),
+        spec(PatternKind::Prbs31, Some(false), true, BitOrder::MsbFirst),
+        spec(PatternKind::Prbs15, None, true, BitOrder::LsbFirst),
+        spec(PatternKind::Prbs7, Some(true), true, BitOrder::MsbFirst),
+        spec(PatternKind::Prbs9, None, false, BitOrder::LsbFirst),
+    ];
+    let sizes = [50_001usize, 3, 100_000, 77, 40_000, 8, 16_384];
+    let total: usize = sizes.iter().sum();
+    for spec in specs {
+        let want = pack(&reference_bits(&spec, total * 8), spec.bit_order);
+        let mut generator = Generator::new(&spec);
+        let mut got = Vec::new();
+        for size in sizes {
+            let mut buf = vec![0u8; size];
+            generator.fill(&mut buf);
+            got.extend_from_slice(&buf);
+        }
+        let first_difference = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert_eq!(first_difference, None, "{}", spec.describe());
+    }
+}

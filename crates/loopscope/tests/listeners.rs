@@ -730,3 +730,45 @@ fn a_namespace_with_a_veth_address_is_audited_with_netns() {
     assert_eq!(summary["sockets"], 4, "{summary}");
     assert_eq!(fallback[&holder.bound[0].1]["exposure"], "address");
 }
+
+#[test]
+fn the_human_table_shows_each_socket_with_its_verdict_and_owner() {
+    let private = TestAddr::new().expect("test address");
+    let loopback = private.tcp_listener().expect("listener");
+    let wildcard = Spec::new("udp", IpAddr::V4(Ipv4Addr::UNSPECIFIED)).bind();
+    let output = Command::cargo_bin("loopscope")
+        .unwrap()
+        .arg("listeners")
+        .env_remove(loopscope_listeners::SOURCE_ENV)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let me = format!("[{}]", std::process::id());
+    let local = loopback.local_addr().unwrap().to_string();
+    let row = text
+        .lines()
+        .find(|line| line.contains(&local))
+        .unwrap_or_else(|| panic!("{local} not in:\n{text}"));
+    assert!(row.starts_with("tcp "), "{row}");
+    assert!(
+        row.contains("loopback-only") && !row.contains("EXPOSED"),
+        "{row}"
+    );
+    assert!(row.contains(&me), "{row}");
+    let wildcard_local = format!("0.0.0.0:{}", port_of(&wildcard));
+    let row = text
+        .lines()
+        .find(|line| line.contains(&wildcard_local))
+        .unwrap_or_else(|| panic!("{wildcard_local} not in:\n{text}"));
+    assert!(row.starts_with("udp "), "{row}");
+    assert!(row.contains("EXPOSED wildcard"), "{row}");
+    let summary = text
+        .lines()
+        .find(|l| l.contains(" sockets"))
+        .expect("summary line");
+    assert!(
+        summary.contains("exposed") && summary.contains("loopback-only"),
+        "{summary}"
+    );
+}

@@ -295,3 +295,78 @@ fn bad_targets_and_sizes_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("carrier-pigeon"));
 }
+
+/// Answers every loopscope echo request a second time, so each request gets two replies.
+/// Written in Python so that it can run inside the namespace (`ip netns exec`).
+const DUPLICATOR: &str = r#"
+import socket, struct, sys
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+print("up", flush=True)
+while True:
+    packet = s.recv(65535)
+    icmp = bytearray(packet[(packet[0] & 15) * 4:])
+    if len(icmp) >= 12 and icmp[0] == 8 and icmp[8:12] == b"LSCP":
+        icmp[0] = 0
+        icmp[2:4] = b"\0\0"
+        icmp[2:4] = struct.pack("!H", checksum(bytes(icmp)))
+        s.sendto(bytes(icmp), ("127.0.0.1", 0))
+"#;
+
+#[test]
+fn duplicate_replies_are_counted_not_double_counted() {
+    let Some(netns) = Netns::create("dup") else {
+        return;
+    };
+    let spawned = Command::new("ip")
+        .args(["netns", "exec", &netns.name, "python3", "-c", DUPLICATOR])
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut duplicator) = spawned else {
+        eprintln!("skipping: python3 is needed to inject duplicate replies");
+        return;
+    };
+    let mut line = String::new();
+    let stdout = duplicator.stdout.take().expect("piped");
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+    if line.trim() != "up" {
+        let _ = duplicator.kill();
+        let _ = duplicator.wait();
+        eprintln!("skipping: python3 could not open a raw socket in the namespace");
+        return;
+    }
+    let mut results = Vec::new();
+    for kind in ["raw", "dgram"] {
+        let output = netns.ping(
+            kind,
+            &["--json", "icmp://127.0.0.1", "-c", "3", "-i", "0.05"],
+        );
+        results.push((kind, output));
+    }
+    let _ = duplicator.kill();
+    let _ = duplicator.wait();
+    for (kind, output) in results {
+        let records = records(&output);
+        let summary = summary(&records);
+        assert_eq!(summary["received"], 3, "{kind}: {summary}");
+        // The run ends with the last genuine reply (as iputils' -c does), so the copy of the
+        // last one may come too late to be seen; the earlier ones arrive 50 ms before the next.
+        let duplicates_seen = summary["duplicates"].as_u64().unwrap();
+        assert!((2..=3).contains(&duplicates_seen), "{kind}: {summary}");
+        assert_eq!(summary["passed"], true, "{kind}");
+        let duplicates: Vec<u64> = records
+            .iter()
+            .filter(|r| r["type"] == "reply" && r["duplicate"] == true)
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(duplicates[..2], [1, 2], "{kind}");
+        assert_eq!(duplicates.len() as u64, duplicates_seen, "{kind}");
+        assert_eq!(output.status.code(), Some(0), "{kind}");
+    }
+}

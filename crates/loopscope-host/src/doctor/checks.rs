@@ -428,7 +428,7 @@ fn rp_filter(_: &mut Probe) -> Finding {
     };
     let effective = all.max(lo);
     Finding::pass(format!(
-        "all={all} lo={lo}: {} on lo (the higher wins); loopback packets pass it, their source is a local route",
+        "all={all} lo={lo}: {} on lo (the higher wins); loopback packets keep the route they were sent with and skip the check",
         mode(effective)
     ))
     .with("rp_filter_all", all)
@@ -633,20 +633,13 @@ fn udp_v6(probe: &mut Probe) -> Finding {
 }
 
 fn alias_127(probe: &mut Probe) -> Finding {
-    // Avoid 127.0.0.0/16 (127.0.0.1 and friends) and the /8's network and broadcast addresses.
-    let alias = Ipv4Addr::new(
-        127,
-        rand::random_range(1..=254),
-        rand::random(),
-        rand::random_range(1..=254),
-    );
+    let (alias, result) = probe.alias();
     let lo_fix = probe.lo_down_fix();
-    match loops::tcp_round_trip(alias.into(), probe.options.timeout) {
+    match result {
         Ok(_) => Finding::pass(format!(
             "{alias} (a random address in 127.0.0.0/8) answers: the whole /8 is local"
         )),
-        Err(error) => {
-            let why = super::probe::describe_io(&error);
+        Err(why) => {
             if probe.tcp(V4).is_ok() {
                 Finding::fail(
                     format!("{alias} does not answer ({why}) though 127.0.0.1 does: only part of 127.0.0.0/8 is local (macOS-style)"),

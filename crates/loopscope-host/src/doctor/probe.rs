@@ -9,6 +9,7 @@ use crate::icmp::{self, EchoSocket, PingConfig, SocketChoice, SocketKind};
 use crate::loops::{self, RoundTrip};
 use crate::netlink::{Address, Link, Route, Rtnetlink};
 use crate::resolver::Source;
+use crate::sysctl;
 
 /// What the user chose.
 #[derive(Debug, Clone)]
@@ -80,6 +81,8 @@ pub struct Probe {
     icmp: [Option<Result<IcmpOutcome, IcmpFailure>>; 2],
     tcp: [Option<Result<RoundTrip, String>>; 2],
     udp: [Option<Result<RoundTrip, String>>; 2],
+    alias: Option<(Ipv4Addr, Result<RoundTrip, String>)>,
+    loops_measured: bool,
 }
 
 /// Index of a family in the per-family caches.
@@ -98,6 +101,8 @@ impl Probe {
             icmp: [None, None],
             tcp: [None, None],
             udp: [None, None],
+            alias: None,
+            loops_measured: false,
         }
     }
 
@@ -121,46 +126,6 @@ impl Probe {
         snapshot.as_ref().map_err(Clone::clone)
     }
 
-    /// Echo to 127.0.0.1 or ::1: three requests, each answered before the next.
-    pub fn icmp(&mut self, target: IpAddr) -> Result<IcmpOutcome, IcmpFailure> {
-        let choice = self.options.icmp_socket;
-        let timeout = self.options.timeout;
-        self.icmp[slot(target)]
-            .get_or_insert_with(|| {
-                let mut socket = EchoSocket::open(target, choice).map_err(|error| {
-                    if let Some(reason) = error.unreachable() {
-                        IcmpFailure::Unreachable(describe_io(reason))
-                    } else if let icmp::IcmpError::NoSocket { .. } = error {
-                        IcmpFailure::NoSocket(
-                            "no ICMP socket for this user: ping_group_range excludes its groups and raw sockets need CAP_NET_RAW (see ping_group_range)".into(),
-                        )
-                    } else {
-                        IcmpFailure::NoSocket(error.to_string())
-                    }
-                })?;
-                let config = PingConfig {
-                    target,
-                    count: Some(3),
-                    interval: Duration::ZERO,
-                    payload_len: 56,
-                    timeout,
-                    deadline: None,
-                };
-                let never = AtomicBool::new(false);
-                let run = icmp::ping(&mut socket, &config, &never, |_| {})
-                    .map_err(|error| IcmpFailure::NoSocket(error.to_string()))?;
-                let summary = run.recorder.summary(&target.to_string(), 0.0);
-                Ok(IcmpOutcome {
-                    kind: run.kind,
-                    sent: summary.transmitted,
-                    received: summary.received,
-                    rtt_us: summary.rtt_avg_us,
-                    send_error: run.send_error,
-                })
-            })
-            .clone()
-    }
-
     /// `Some("ip link set lo up")` when lo is down: the first thing to fix whatever failed.
     pub fn lo_down_fix(&mut self) -> Option<String> {
         let snapshot = self.netlink().ok()?;
@@ -168,23 +133,142 @@ impl Probe {
         (!lo.up).then(|| format!("ip link set {} up", lo.name))
     }
 
+    /// Echo to 127.0.0.1 or ::1: three requests 10 ms apart.
+    pub fn icmp(&mut self, target: IpAddr) -> Result<IcmpOutcome, IcmpFailure> {
+        self.measure_loops();
+        let (choice, timeout) = (self.options.icmp_socket, self.options.timeout);
+        self.icmp[slot(target)]
+            .get_or_insert_with(|| measure_icmp(target, choice, timeout))
+            .clone()
+    }
+
     pub fn tcp(&mut self, target: IpAddr) -> Result<RoundTrip, String> {
+        self.measure_loops();
         let timeout = self.options.timeout;
         self.tcp[slot(target)]
-            .get_or_insert_with(|| {
-                loops::tcp_round_trip(target, timeout).map_err(|error| describe_io(&error))
-            })
+            .get_or_insert_with(|| measure_tcp(target, timeout))
             .clone()
     }
 
     pub fn udp(&mut self, target: IpAddr) -> Result<RoundTrip, String> {
+        self.measure_loops();
         let timeout = self.options.timeout;
         self.udp[slot(target)]
+            .get_or_insert_with(|| measure_udp(target, timeout))
+            .clone()
+    }
+
+    /// A random address in 127.0.0.0/8 (outside 127.0.0.0/16) and whether TCP works on it.
+    pub fn alias(&mut self) -> (Ipv4Addr, Result<RoundTrip, String>) {
+        self.measure_loops();
+        let timeout = self.options.timeout;
+        self.alias
             .get_or_insert_with(|| {
-                loops::udp_round_trip(target, timeout).map_err(|error| describe_io(&error))
+                let alias = random_alias();
+                (alias, measure_tcp(alias.into(), timeout))
             })
             .clone()
     }
+
+    /// Runs every loop measurement at once, the first time any is asked for: when a firewall
+    /// drops loopback traffic each one costs a timeout, and waiting for them in turn would
+    /// make the doctor slow exactly when it is needed.
+    fn measure_loops(&mut self) {
+        if self.loops_measured {
+            return;
+        }
+        self.loops_measured = true;
+        let (choice, timeout) = (self.options.icmp_socket, self.options.timeout);
+        let families: &[IpAddr] = if sysctl::kernel_has_ipv6() {
+            &[V4, V6]
+        } else {
+            &[V4]
+        };
+        let alias = random_alias();
+        let crashed = || "the measurement thread crashed".to_string();
+        std::thread::scope(|scope| {
+            let icmp: Vec<_> = families
+                .iter()
+                .map(|&target| scope.spawn(move || measure_icmp(target, choice, timeout)))
+                .collect();
+            let tcp: Vec<_> = families
+                .iter()
+                .map(|&target| scope.spawn(move || measure_tcp(target, timeout)))
+                .collect();
+            let udp: Vec<_> = families
+                .iter()
+                .map(|&target| scope.spawn(move || measure_udp(target, timeout)))
+                .collect();
+            let alias_trip = scope.spawn(move || measure_tcp(alias.into(), timeout));
+            for ((&target, icmp), (tcp, udp)) in
+                families.iter().zip(icmp).zip(tcp.into_iter().zip(udp))
+            {
+                let index = slot(target);
+                self.icmp[index] = Some(
+                    icmp.join()
+                        .unwrap_or_else(|_| Err(IcmpFailure::NoSocket(crashed()))),
+                );
+                self.tcp[index] = Some(tcp.join().unwrap_or_else(|_| Err(crashed())));
+                self.udp[index] = Some(udp.join().unwrap_or_else(|_| Err(crashed())));
+            }
+            self.alias = Some((alias, alias_trip.join().unwrap_or_else(|_| Err(crashed()))));
+        });
+    }
+}
+
+fn random_alias() -> Ipv4Addr {
+    // Avoid 127.0.0.0/16 (127.0.0.1 and friends) and the /8's network and broadcast addresses.
+    Ipv4Addr::new(
+        127,
+        rand::random_range(1..=254),
+        rand::random(),
+        rand::random_range(1..=254),
+    )
+}
+
+fn measure_icmp(
+    target: IpAddr,
+    choice: SocketChoice,
+    timeout: Duration,
+) -> Result<IcmpOutcome, IcmpFailure> {
+    let mut socket = EchoSocket::open(target, choice).map_err(|error| {
+        if let Some(reason) = error.unreachable() {
+            IcmpFailure::Unreachable(describe_io(reason))
+        } else if let icmp::IcmpError::NoSocket { .. } = error {
+            IcmpFailure::NoSocket(
+                "no ICMP socket for this user: ping_group_range excludes its groups and raw sockets need CAP_NET_RAW (see ping_group_range)".into(),
+            )
+        } else {
+            IcmpFailure::NoSocket(error.to_string())
+        }
+    })?;
+    let config = PingConfig {
+        target,
+        count: Some(3),
+        interval: Duration::from_millis(10),
+        payload_len: 56,
+        timeout,
+        deadline: None,
+    };
+    let never = AtomicBool::new(false);
+    let run = icmp::ping(&mut socket, &config, &never, |_| {})
+        .map_err(|error| IcmpFailure::NoSocket(error.to_string()))?;
+    let summary = run.recorder.summary(&target.to_string(), 0.0);
+    Ok(IcmpOutcome {
+        kind: run.kind,
+        sent: summary.transmitted,
+        received: summary.received,
+        rtt_us: summary.rtt_avg_us,
+        send_error: run.send_error,
+    })
+}
+
+fn measure_tcp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, String> {
+    loops::tcp_round_trip(target, timeout).map_err(|error| describe_io(&error))
+}
+
+fn measure_udp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, String> {
+    loops::udp_round_trip(target, timeout).map_err(|error| describe_io(&error))
 }
 
 /// `connection timed out` reads better than the raw `os error 110` text in a finding.

@@ -195,7 +195,11 @@ impl EchoSocket {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.socket.set_read_timeout(Some(left))?;
+            // SO_RCVTIMEO counts in scheduler ticks (4-10 ms); ppoll sleeps on a high-resolution
+            // timer, which sub-millisecond intervals need.
+            if !wait_readable(&self.socket, left)? {
+                return Ok(None);
+            }
             let size = match (&self.socket).read(&mut self.buffer) {
                 Ok(size) => size,
                 Err(error)
@@ -204,7 +208,7 @@ impl EchoSocket {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(None);
+                    continue;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 // An ICMP error queued on a connected socket (e.g. unreachable): not a reply.
@@ -292,6 +296,34 @@ impl IcmpError {
     }
 }
 
+/// Waits until `socket` is readable or `timeout` passes; `Ok(false)` on timeout.
+fn wait_readable(socket: &Socket, timeout: Duration) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let limit = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask change.
+    let ready = unsafe { libc::ppoll(&mut poll, 1, &limit, std::ptr::null()) };
+    match ready {
+        -1 => {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(error)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
 fn is_icmp_error(code: i32) -> bool {
     matches!(
         code,
@@ -309,6 +341,9 @@ fn open_kind(target: IpAddr, kind: SocketKind) -> io::Result<(Socket, SocketKind
         SocketKind::Raw => Type::RAW,
     };
     let socket = Socket::new(domain, socket_type, Some(protocol))?;
+    // Reads only follow a ppoll that said "readable"; non-blocking guards against the rare
+    // wake-up with nothing to read (a datagram dropped for a bad checksum).
+    socket.set_nonblocking(true)?;
     let address = SockAddr::from(SocketAddr::new(target, 0));
     socket
         .connect(&address)

@@ -28,11 +28,17 @@ pub struct Args {
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// ICMP only: auto (a datagram socket where net.ipv4.ping_group_range allows it, else
+    /// raw), raw or dgram. Default: $LOOPSCOPE_ICMP_SOCKET, else auto.
+    #[arg(long, value_name = "KIND")]
+    pub socket: Option<String>,
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     if args.endpoint.to_ascii_lowercase().starts_with("icmp:") {
         super::ping_icmp::run(&args, context)
+    } else if args.socket.is_some() {
+        anyhow::bail!("--socket applies to icmp:// only")
     } else {
         super::ping_link::run(&args, context)
     }

@@ -27,7 +27,10 @@ pub fn run(args: &super::ping::Args, context: &Context) -> anyhow::Result<Outcom
             icmp::socket::STAMP_LEN
         );
     }
-    let choice = SocketChoice::from_env().context("LOOPSCOPE_ICMP_SOCKET")?;
+    let choice = match &args.socket {
+        Some(kind) => kind.parse::<SocketChoice>().context("--socket")?,
+        None => SocketChoice::from_env().context("LOOPSCOPE_ICMP_SOCKET")?,
+    };
     let config = PingConfig {
         target,
         count: args.count,

@@ -1,0 +1,281 @@
+//! Serial links over real pseudo-terminals. Settings are read back from the device with TCGETS2
+//! through a descriptor of the test's own, not through the link.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use loopscope_link::link::is_timeout;
+use loopscope_link::{LinkReceiver, LinkSender, open};
+
+/// TCGETS2 on a fresh descriptor of `path`.
+fn termios_of(path: &str) -> libc::termios2 {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .expect("open the pty slave");
+    // SAFETY: termios2 is plain data filled by the ioctl.
+    let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and struct.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS2, &mut t) };
+    assert_eq!(rc, 0, "TCGETS2 on {path}");
+    t
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+type Halves = (Box<dyn LinkSender>, Box<dyn LinkReceiver>);
+
+fn split(endpoint: &str) -> Result<Halves, loopscope_link::LinkError> {
+    open(endpoint)?.split()
+}
+
+fn device(rx: &dyn LinkReceiver) -> String {
+    rx.stats()["device"]
+        .as_str()
+        .expect("device in stats")
+        .to_string()
+}
+
+fn round_trip(tx: &mut dyn LinkSender, rx: &mut dyn LinkReceiver, data: &[u8]) -> Vec<u8> {
+    tx.send(data).unwrap();
+    rx.set_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < data.len() {
+        match rx.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if is_timeout(&e) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn requested_line_settings_are_what_the_device_holds() {
+    let (mut tx, mut rx) = split("pty:?baud=250000&data=8&parity=none&stop=2&flow=rtscts").unwrap();
+    let t = termios_of(&device(rx.as_ref()));
+    assert_eq!(t.c_cflag & libc::CSIZE, libc::CS8);
+    assert_eq!(t.c_cflag & libc::PARENB, 0);
+    assert_ne!(t.c_cflag & libc::CSTOPB, 0);
+    assert_ne!(t.c_cflag & libc::CRTSCTS, 0);
+    assert_eq!(t.c_cflag & libc::CBAUD, libc::BOTHER);
+    assert_eq!(t.c_ospeed, 250_000);
+    // Raw mode: no echo, no canonical input, no output processing.
+    assert_eq!(t.c_lflag & (libc::ECHO | libc::ICANON | libc::ISIG), 0);
+    assert_eq!(t.c_oflag & libc::OPOST, 0);
+    // And the built-in plug gives back what was sent.
+    let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    assert_eq!(round_trip(tx.as_mut(), rx.as_mut(), &data), data);
+}
+
+#[test]
+fn software_flow_control_with_one_stop_bit() {
+    let (_tx, rx) = split("pty:?baud=9600&stop=1&flow=xonxoff").unwrap();
+    let t = termios_of(&device(rx.as_ref()));
+    assert_eq!(t.c_cflag & libc::CSIZE, libc::CS8);
+    assert_eq!(t.c_cflag & libc::CSTOPB, 0);
+    assert_eq!(t.c_cflag & libc::CRTSCTS, 0);
+    assert_eq!(
+        t.c_iflag & (libc::IXON | libc::IXOFF),
+        libc::IXON | libc::IXOFF
+    );
+    assert_eq!(t.c_ospeed, 9600);
+}
+
+/// Linux's pty driver forces CS8 and clears PARENB on every TCSETS: settings it drops are
+/// reported as such, never silently assumed.
+#[test]
+fn settings_the_driver_drops_are_refused_with_what_differs() {
+    for (options, needle) in [
+        ("data=7", "7 data bits asked, 8 set"),
+        ("parity=even", "even parity asked, none set"),
+        (
+            "data=5&parity=odd",
+            "5 data bits asked, 8 set; odd parity asked, none set",
+        ),
+    ] {
+        let message = split(&format!("pty:?{options}"))
+            .err()
+            .unwrap_or_else(|| panic!("{options} accepted"))
+            .to_string();
+        assert!(message.contains("did not keep the settings"), "{message}");
+        assert!(message.contains(needle), "{options}: {message}");
+    }
+}
+
+#[test]
+fn custom_baud_rates_are_set_exactly() {
+    for baud in [1_234_567u32, 31_250, 74_880] {
+        let (_tx, rx) = split(&format!("pty:?baud={baud}")).unwrap();
+        let t = termios_of(&device(rx.as_ref()));
+        assert_eq!(t.c_ospeed, baud);
+        assert_eq!(t.c_ispeed, baud);
+    }
+}
+
+#[test]
+fn mark_and_space_parity_are_set_or_refused_clearly() {
+    for (parity, odd) in [("mark", true), ("space", false)] {
+        match split(&format!("pty:?parity={parity}")) {
+            Ok((_tx, rx)) => {
+                let t = termios_of(&device(rx.as_ref()));
+                assert_ne!(t.c_cflag & libc::CMSPAR, 0, "{parity}");
+                assert_ne!(t.c_cflag & libc::PARENB, 0, "{parity}");
+                assert_eq!(t.c_cflag & libc::PARODD != 0, odd, "{parity}");
+            }
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("{parity} parity asked")) || text.contains("CMSPAR"),
+                    "{text}"
+                );
+            }
+        }
+    }
+}
+
+/// A pseudo-terminal made by the test (not by loopscope) with an echo thread on its master:
+/// `serial:/dev/pts/N` is then a serial port with a loopback plug.
+struct PlugPair {
+    path: String,
+    _master: std::sync::Arc<OwnedFd>,
+}
+
+fn plug_pair() -> PlugPair {
+    // SAFETY: plain libc calls on a descriptor we own.
+    let master = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(fd >= 0);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        OwnedFd::from_raw_fd(fd)
+    };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: the buffer is large enough and NUL-terminated by ptsname_r.
+    let rc = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    assert_eq!(rc, 0);
+    // SAFETY: ptsname_r wrote a C string.
+    let path = unsafe { CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let master = std::sync::Arc::new(master);
+    let echo = std::sync::Arc::clone(&master);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: valid descriptor and buffer.
+            let n = unsafe { libc::read(echo.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                // EIO until the first open of the slave, and after the last close.
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            if n == 0 {
+                return;
+            }
+            // SAFETY: valid descriptor and buffer.
+            unsafe { libc::write(echo.as_raw_fd(), buf.as_ptr().cast(), n as usize) };
+        }
+    });
+    PlugPair {
+        path,
+        _master: master,
+    }
+}
+
+#[test]
+fn a_serial_port_with_a_loopback_plug_round_trips_and_is_opened_exclusively() {
+    let pair = plug_pair();
+    let endpoint = format!("serial:{}?baud=57600", pair.path);
+    let (mut tx, mut rx) = split(&endpoint).unwrap();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    assert_eq!(round_trip(tx.as_mut(), rx.as_mut(), &data), data);
+    let stats = rx.stats();
+    assert_eq!(stats["line_settings"], "57600 8N1");
+    assert_eq!(stats["baud_configured"], 57600);
+    // Exclusive open: a second opener is turned away while the first holds the port.
+    let second = split(&endpoint)
+        .err()
+        .expect("second open must fail")
+        .to_string();
+    assert!(second.contains("cannot open"), "{second}");
+    drop((tx, rx));
+    // Shared open on request.
+    let shared = format!("serial:{}?exclusive=0", pair.path);
+    let (_a_tx, _a_rx) = split(&shared).unwrap();
+    let (_b_tx, _b_rx) = split(&shared).unwrap();
+}
+
+#[test]
+fn hardware_only_features_fail_clearly_on_a_pty() {
+    let pair = plug_pair();
+    let internal = split(&format!("serial:{}?internal=1", pair.path))
+        .err()
+        .expect("ptys have no UART loopback")
+        .to_string();
+    assert!(
+        internal.contains("internal loopback (TIOCM_LOOP)"),
+        "{internal}"
+    );
+    let rs485 = split(&format!("serial:{}?rs485=1", pair.path))
+        .err()
+        .expect("ptys have no RS-485")
+        .to_string();
+    assert!(rs485.contains("TIOCSRS485"), "{rs485}");
+    // The control-line test reports what it could not do rather than failing the link.
+    let (_tx, rx) = split(&format!("serial:{}?lines=1", pair.path)).unwrap();
+    let lines = rx.stats()["control_lines"].clone();
+    for key in ["rts_cts", "dtr_dsr", "dtr_dcd"] {
+        assert!(lines[key].is_string(), "{lines}");
+    }
+    // And pty: does not accept them at all.
+    let refused = split("pty:?internal=1")
+        .err()
+        .expect("unknown option")
+        .to_string();
+    assert!(refused.contains("unknown option 'internal'"), "{refused}");
+}
+
+#[test]
+fn a_pty_closed_under_a_serial_link_is_an_error_not_a_hang() {
+    // A pair with no echo thread: the test holds the only master descriptor.
+    // SAFETY: plain libc calls on descriptors we own.
+    let master = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(fd >= 0);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        OwnedFd::from_raw_fd(fd)
+    };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: the buffer is large enough.
+    assert_eq!(
+        unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) },
+        0
+    );
+    // SAFETY: ptsname_r wrote a C string.
+    let path = unsafe { CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let (_tx, mut rx) = split(&format!("serial:{path}")).unwrap();
+    rx.set_timeout(Some(Duration::from_secs(5))).unwrap();
+    drop(master);
+    let started = std::time::Instant::now();
+    // A hung-up terminal reads as end of stream (or EIO on some kernels): either ends the run.
+    match rx.recv(&mut [0u8; 16]) {
+        Ok(n) => assert_eq!(n, 0),
+        Err(err) => {
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+            assert!(err.to_string().contains("went away"), "{err}");
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "it waited for the timeout"
+    );
+}

@@ -1,0 +1,171 @@
+//! IP and Unix links against peers written in the test with std sockets (independent of the
+//! reflector): what the peer sees (source address, bytes) is checked from the peer's side.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::time::Duration;
+
+use loopscope_link::datagram::{HEADER, parse_header};
+use loopscope_link::link::is_timeout;
+use loopscope_link::open;
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// One TCP connection echoed by a plain std server; returns the client address it saw.
+fn tcp_echo_once(listener: TcpListener) -> std::thread::JoinHandle<std::net::SocketAddr> {
+    std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            stream.write_all(&buf[..n]).unwrap();
+        }
+        peer
+    })
+}
+
+fn exchange(endpoint: &str, data: &[u8]) -> (Vec<u8>, serde_json::Map<String, serde_json::Value>) {
+    let (mut tx, mut rx) = open(endpoint).unwrap().split().unwrap();
+    tx.send(data).unwrap();
+    rx.set_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < data.len() {
+        match rx.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if is_timeout(&e) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    tx.finish().unwrap();
+    (got, rx.stats())
+}
+
+#[test]
+fn tcp_binds_the_requested_source_alias_over_ipv4_and_ipv6() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tcp_echo_once(listener);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let (got, _) = exchange(&format!("tcp://127.0.0.1:{port}?bind=127.0.0.2"), &data);
+    assert_eq!(got, data);
+    assert_eq!(server.join().unwrap().ip().to_string(), "127.0.0.2");
+
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tcp_echo_once(listener);
+    let (got, stats) = exchange(&format!("tcp://[::1]:{port}?bind=::1"), b"over ipv6");
+    assert_eq!(got, b"over ipv6");
+    assert_eq!(server.join().unwrap().ip().to_string(), "::1");
+    assert_eq!(stats["transport"], "tcp");
+}
+
+#[test]
+fn udp_sends_numbered_datagrams_from_the_bound_source() {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let (mut tx, mut rx) = open(&format!("udp://127.0.0.1:{port}?bind=127.0.0.4&size=100"))
+        .unwrap()
+        .split()
+        .unwrap();
+    tx.send(&[7u8; 250]).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut lengths = Vec::new();
+    for expected_seq in 0..3u64 {
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(from.ip().to_string(), "127.0.0.4");
+        assert_eq!(parse_header(&buf[..n]), Some(expected_seq));
+        lengths.push(n - HEADER);
+        // Echo back by hand, the second one twice (a duplicate).
+        peer.send_to(&buf[..n], from).unwrap();
+        if expected_seq == 1 {
+            peer.send_to(&buf[..n], from).unwrap();
+        }
+    }
+    assert_eq!(lengths, [100, 100, 50]);
+    rx.set_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut total = 0;
+    loop {
+        match rx.recv(&mut buf) {
+            Ok(n) => total += n,
+            Err(e) if is_timeout(&e) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(total, 250);
+    let stats = rx.stats();
+    assert_eq!(stats["datagrams_sent"], 3);
+    assert_eq!(stats["datagrams_received"], 3);
+    assert_eq!(stats["datagrams_duplicated"], 1);
+    assert_eq!(stats["datagrams_lost"], 0);
+}
+
+#[test]
+fn iface_binds_to_the_loopback_device_or_says_why_not() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let missing = open(&format!("tcp://127.0.0.1:{port}?iface=nosuchif0"))
+        .unwrap()
+        .split()
+        .err()
+        .expect("no such interface")
+        .to_string();
+    assert!(missing.contains("nosuchif0"), "{missing}");
+    if !is_root() {
+        eprintln!("skipped iface=lo: SO_BINDTODEVICE may need CAP_NET_RAW");
+        return;
+    }
+    let server = tcp_echo_once(listener);
+    let (got, _) = exchange(&format!("tcp://127.0.0.1:{port}?iface=lo"), b"via lo");
+    assert_eq!(got, b"via lo");
+    server.join().unwrap();
+}
+
+#[test]
+fn unix_stream_to_a_plain_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            stream.write_all(&buf[..n]).unwrap();
+        }
+    });
+    let (got, stats) = exchange(&format!("unix:{}", path.display()), b"unix bytes");
+    assert_eq!(got, b"unix bytes");
+    assert_eq!(stats["transport"], "unix");
+    server.join().unwrap();
+}
+
+#[test]
+fn malformed_ip_targets_are_refused() {
+    for (endpoint, needle) in [
+        ("tcp://127.0.0.1", "HOST:PORT"),
+        ("tcp://::1:7", "HOST:PORT"),
+        ("udp://:7", "missing host"),
+        ("udp://127.0.0.1:7?size=0", "size"),
+        ("tcp://127.0.0.1:7?bind=::1", ""),
+        ("unix:", "PATH"),
+    ] {
+        let result = open(endpoint).and_then(|l| l.split().map(|_| ()));
+        let message = result
+            .err()
+            .unwrap_or_else(|| panic!("{endpoint} accepted"))
+            .to_string();
+        assert!(message.contains(needle), "{endpoint}: {message}");
+    }
+}

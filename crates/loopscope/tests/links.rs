@@ -1,0 +1,558 @@
+//! `bert` and `ping` through `loopscope reflect` over real sockets on loopback, driving the real
+//! binary. Every reflector runs as a child process on a port the kernel picks; it prints where it
+//! listens as its first JSON lines.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+fn loopscope() -> Command {
+    Command::cargo_bin("loopscope").expect("the binary is built")
+}
+
+/// A reflector child, killed when the test ends (even on failure).
+struct Reflector {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+    endpoints: Vec<String>,
+}
+
+impl Reflector {
+    fn start(args: &[&str]) -> Reflector {
+        let mut child = loopscope()
+            .arg("--json")
+            .arg("reflect")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("reflect starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut endpoints = Vec::new();
+        let expected = if args.contains(&"--echo") { 2 } else { 1 };
+        while endpoints.len() < expected {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).expect("reflect output") == 0 {
+                panic!("reflect exited before listening");
+            }
+            let record: Value = serde_json::from_str(&line).expect("JSON line");
+            if record["type"] == "listening" {
+                endpoints.push(record["endpoint"].as_str().expect("endpoint").to_string());
+            }
+        }
+        Reflector {
+            child,
+            stdout,
+            endpoints,
+        }
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoints[0]
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Stops it with SIGINT (as Ctrl-C) and returns its summary record.
+    fn stop(mut self) -> Value {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status();
+        let mut rest = String::new();
+        let _ = self.stdout.read_to_string(&mut rest);
+        let _ = self.child.wait();
+        rest.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["type"] == "summary")
+            .expect("reflect prints a summary when stopped")
+    }
+}
+
+impl Drop for Reflector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The effective uid from /proc (the binary crate has no libc dependency).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn summary_of(output: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["type"] == "summary")
+        .unwrap_or_else(|| {
+            panic!(
+                "no summary; stdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+fn bert(link: &str, extra: &[&str]) -> (Option<i32>, Value) {
+    let output = loopscope()
+        .args(["--json", "bert", link])
+        .args(extra)
+        .output()
+        .expect("bert runs");
+    (output.status.code(), summary_of(&output))
+}
+
+fn assert_clean_bert(link: &str) -> Value {
+    assert_clean_bert_with(link, &[])
+}
+
+fn assert_clean_bert_with(link: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--bytes", "4M"];
+    args.extend_from_slice(extra);
+    let (code, s) = bert(link, &args);
+    assert_eq!(code, Some(0), "{s}");
+    assert_eq!(s["bit_errors"], 0, "{s}");
+    assert_eq!(s["slips"], 0, "{s}");
+    assert_eq!(
+        s["bits"].as_u64().unwrap() + s["unsynced_bits"].as_u64().unwrap(),
+        4_000_000 * 8
+    );
+    assert_eq!(s["passed"], true);
+    s
+}
+
+#[test]
+fn bert_through_reflect_over_tcp_ipv4_and_ipv6_with_zero_errors() {
+    let v4 = Reflector::start(&["tcp://127.0.0.1:0"]);
+    let s = assert_clean_bert(v4.endpoint());
+    assert_eq!(s["link_stats"]["transport"], "tcp");
+    let v6 = Reflector::start(&["tcp://[::1]:0"]);
+    assert!(
+        v6.endpoint().starts_with("tcp://[::1]:"),
+        "{}",
+        v6.endpoint()
+    );
+    assert_clean_bert(v6.endpoint());
+    let summary = v4.stop();
+    assert_eq!(summary["connections"], 1);
+    assert_eq!(summary["bytes_reflected"], 4_000_000);
+}
+
+#[test]
+fn bert_through_reflect_over_udp_with_zero_errors_and_no_loss() {
+    for listen in ["udp://127.0.0.1:0", "udp://[::1]:0"] {
+        let reflector = Reflector::start(&[listen]);
+        // Chunks of one datagram's payload, so the datagram count is known in advance.
+        let s = assert_clean_bert_with(reflector.endpoint(), &["--chunk", "1400"]);
+        let link = &s["link_stats"];
+        assert_eq!(link["datagrams_lost"], 0, "{s}");
+        assert_eq!(link["datagrams_reordered"], 0, "{s}");
+        assert_eq!(link["datagrams_duplicated"], 0, "{s}");
+        // 4 MB in 1400-byte payloads.
+        assert_eq!(link["datagrams_sent"], 4_000_000_u64.div_ceil(1400));
+    }
+}
+
+#[test]
+fn bert_through_reflect_over_unix_stream_and_datagram_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream_path = dir.path().join("stream.sock");
+    let dgram_path = dir.path().join("dgram.sock");
+    let stream = Reflector::start(&[&format!("unix:{}", stream_path.display())]);
+    assert_clean_bert(stream.endpoint());
+    let dgram = Reflector::start(&[&format!("unixgram:{}", dgram_path.display())]);
+    let s = assert_clean_bert(dgram.endpoint());
+    assert_eq!(s["link_stats"]["datagrams_lost"], 0);
+    // An abstract-namespace name leaves no file behind.
+    let name = format!("unix:@loopscope-test-{}", std::process::id());
+    let abstract_ns = Reflector::start(&[&name]);
+    assert_clean_bert(abstract_ns.endpoint());
+    drop(stream);
+}
+
+/// Loss and reordering injected by the reflector's impairment adapter, one decision per
+/// datagram, are what the client's sequence accounting reports: the two are counted on opposite
+/// sides of the socket by separate code.
+#[test]
+fn udp_loss_and_reordering_injected_by_reflect_are_reported_exactly() {
+    let reflector = Reflector::start(&[
+        "udp://127.0.0.1:0",
+        "--impair",
+        "loss=0.02&reorder=0.02&seed=11",
+    ]);
+    let (code, s) = bert(reflector.endpoint(), &["--bytes", "2M"]);
+    let summary = reflector.stop();
+    let injected = &summary["impairment"];
+    let link = &s["link_stats"];
+    assert!(injected["lost_messages"].as_u64().unwrap() > 5, "{summary}");
+    assert!(
+        injected["reordered_messages"].as_u64().unwrap() > 5,
+        "{summary}"
+    );
+    assert_eq!(
+        link["datagrams_lost"], injected["lost_messages"],
+        "{s}\n{summary}"
+    );
+    assert_eq!(
+        link["datagrams_reordered"], injected["reordered_messages"],
+        "{s}\n{summary}"
+    );
+    assert_eq!(link["datagrams_duplicated"], 0);
+    // Lost datagrams are missing bytes to the checker, not bit errors; the run fails on them.
+    assert_eq!(s["bit_errors"], 0, "{s}");
+    assert!(s["slips"].as_u64().unwrap() > 0);
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn client_binds_to_a_127_alias_and_reflector_listens_on_another() {
+    let reflector = Reflector::start(&["tcp://127.0.0.3:0"]);
+    assert!(reflector.endpoint().starts_with("tcp://127.0.0.3:"));
+    let link = format!("{}?bind=127.0.0.2", reflector.endpoint());
+    let s = assert_clean_bert(&link);
+    let local = s["link_stats"]["local"].as_str().unwrap();
+    assert!(local.starts_with("127.0.0.2:"), "{local}");
+    let udp = Reflector::start(&["udp://127.0.0.3:0"]);
+    let s = assert_clean_bert(&format!("{}?bind=127.0.0.2", udp.endpoint()));
+    assert!(
+        s["link_stats"]["local"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.2:")
+    );
+}
+
+#[test]
+fn two_hundred_concurrent_tcp_clients_get_their_own_streams_back_in_bounded_memory() {
+    const CLIENTS: usize = 200;
+    const BYTES: usize = 64 * 1024;
+    let reflector = Reflector::start(&["tcp://127.0.0.1:0", "--quiet"]);
+    let addr = reflector
+        .endpoint()
+        .trim_start_matches("tcp://")
+        .to_string();
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    let workers: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(client, stream)| {
+            std::thread::spawn(move || {
+                // Each client's bytes differ from every other's.
+                let data: Vec<u8> = (0..BYTES)
+                    .map(|i| {
+                        (i as u32)
+                            .wrapping_mul(2_654_435_761)
+                            .wrapping_add(client as u32 * 97) as u8
+                            ^ client as u8
+                    })
+                    .collect();
+                let mut reader = stream.try_clone().unwrap();
+                reader
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let expected = data.clone();
+                let mut writer = stream;
+                let sender = std::thread::spawn(move || {
+                    writer.write_all(&data).unwrap();
+                    writer.shutdown(std::net::Shutdown::Write).unwrap();
+                });
+                let mut back = Vec::new();
+                reader.read_to_end(&mut back).unwrap();
+                sender.join().unwrap();
+                back == expected
+            })
+        })
+        .collect();
+    // While all 200 are connected and moving data, the reflector's resident memory stays small.
+    std::thread::sleep(Duration::from_millis(200));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", reflector.pid())).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    let intact = workers
+        .into_iter()
+        .map(|w| w.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(intact, CLIENTS);
+    assert!(
+        rss_kib < 64 * 1024,
+        "reflector RSS {rss_kib} KiB with {CLIENTS} clients"
+    );
+    let summary = reflector.stop();
+    assert_eq!(summary["connections"], CLIENTS as u64);
+    assert_eq!(summary["bytes_reflected"], (CLIENTS * BYTES) as u64);
+}
+
+#[test]
+fn udp_from_source_port_19_is_not_answered() {
+    if !is_root() {
+        eprintln!("skipped: binding UDP source port 19 needs root");
+        return;
+    }
+    let reflector = Reflector::start(&["udp://127.0.0.1:0"]);
+    let target = reflector
+        .endpoint()
+        .trim_start_matches("udp://")
+        .to_string();
+    let chargen = UdpSocket::bind("127.0.0.1:19").expect("bind port 19");
+    chargen
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    chargen.send_to(b"hello from chargen", &target).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(chargen.recv_from(&mut buf).is_err(), "port 19 was answered");
+    // An ordinary port is answered, so the silence above was the policy.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.send_to(b"hello", &target).unwrap();
+    let (n, _) = client.recv_from(&mut buf).expect("answered");
+    assert_eq!(&buf[..n], b"hello");
+    let summary = reflector.stop();
+    assert_eq!(summary["refused_source_port"], 1);
+    assert_eq!(summary["datagrams_reflected"], 1);
+}
+
+#[test]
+fn echo_serves_tcp_and_udp_on_one_port() {
+    let reflector = Reflector::start(&["--echo", "tcp://127.0.0.1:0"]);
+    let tcp = reflector.endpoints[0]
+        .trim_start_matches("tcp://")
+        .to_string();
+    let udp = reflector.endpoints[1]
+        .trim_start_matches("udp://")
+        .to_string();
+    assert_eq!(tcp, udp);
+    let mut stream = TcpStream::connect(&tcp).unwrap();
+    stream.write_all(b"echo me").unwrap();
+    let mut back = [0u8; 7];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"echo me");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.send_to(b"datagram", &udp).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"datagram");
+}
+
+#[test]
+fn a_reflector_killed_mid_run_ends_the_bert_with_its_partial_summary_and_exit_1() {
+    for listen in ["tcp://127.0.0.1:0", "udp://127.0.0.1:0"] {
+        let reflector = Reflector::start(&[listen]);
+        let client = loopscope()
+            .args(["--json", "bert", reflector.endpoint(), "--duration", "20s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        drop(reflector); // SIGKILL
+        let output = client.wait_with_output().unwrap();
+        let s = summary_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{listen}: {s}");
+        assert!(s["bits"].as_u64().unwrap() > 0, "{s}");
+        assert!(s["elapsed_s"].as_f64().unwrap() < 15.0, "{s}");
+        assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+    }
+}
+
+#[test]
+fn ping_over_udp_tcp_and_unix_counts_every_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let unix = format!("unix:{}", dir.path().join("p.sock").display());
+    for listen in ["udp://127.0.0.1:0", "tcp://[::1]:0", unix.as_str()] {
+        let reflector = Reflector::start(&[listen]);
+        let output = loopscope()
+            .args([
+                "--json",
+                "ping",
+                "-c",
+                "20",
+                "-i",
+                "0.005",
+                reflector.endpoint(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let replies: Vec<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["type"] == "reply")
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(replies, (0..20).collect::<Vec<_>>());
+        let s = summary_of(&output);
+        assert_eq!(
+            (s["transmitted"].as_u64(), s["received"].as_u64()),
+            (Some(20), Some(20))
+        );
+        assert_eq!(s["loss_percent"], 0.0);
+        for field in [
+            "rtt_min_us",
+            "rtt_avg_us",
+            "rtt_p50_us",
+            "rtt_p99_us",
+            "rtt_p999_us",
+            "rtt_max_us",
+        ] {
+            assert!(s[field].as_f64().unwrap() > 0.0, "{field}: {s}");
+        }
+        assert!(s["rtt_min_us"].as_f64() <= s["rtt_p50_us"].as_f64());
+        assert!(s["rtt_p50_us"].as_f64() <= s["rtt_max_us"].as_f64());
+    }
+}
+
+#[test]
+fn ping_loss_matches_what_the_reflector_dropped() {
+    let reflector = Reflector::start(&["udp://127.0.0.1:0", "--impair", "loss=0.2&seed=5"]);
+    let output = loopscope()
+        .args([
+            "--json",
+            "ping",
+            "-c",
+            "100",
+            "-i",
+            "0",
+            "-W",
+            "100ms",
+            "-q",
+            reflector.endpoint(),
+        ])
+        .output()
+        .unwrap();
+    let s = summary_of(&output);
+    let summary = reflector.stop();
+    let dropped = summary["impairment"]["lost_messages"].as_u64().unwrap();
+    assert!(dropped > 5, "{summary}");
+    assert_eq!(s["transmitted"], 100);
+    assert_eq!(s["received"].as_u64().unwrap(), 100 - dropped, "{s}");
+    assert_eq!(output.status.code(), Some(1), "loss fails the ping");
+    let human = loopscope()
+        .args(["ping", "-c", "3", "-i", "0", "udp://127.0.0.1:9?size=64"])
+        .output()
+        .unwrap();
+    // Nothing listens on port 9: every request is refused or lost, and the run says so.
+    assert_eq!(human.status.code(), Some(1));
+}
+
+#[test]
+fn bad_endpoints_fail_with_one_line_and_exit_2() {
+    for (args, needle) in [
+        (vec!["ping", "tcp://127.0.0.1:1"], "cannot connect"),
+        (vec!["ping", "tcp://::1:7"], "[::1]"),
+        (
+            vec!["ping", "udp://127.0.0.1:7?bogus=1"],
+            "unknown option 'bogus'",
+        ),
+        (
+            vec!["bert", "serial:/dev/loopscope-no-such-tty", "--bytes", "1k"],
+            "cannot open",
+        ),
+        (
+            vec!["reflect", "tcp://127.0.0.1:0?bind=1.2.3.4"],
+            "unknown option 'bind'",
+        ),
+    ] {
+        let output = loopscope().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn bert_and_ping_over_the_built_in_pty_plug() {
+    let (code, s) = bert("pty:?baud=115200", &["--bytes", "1M"]);
+    assert_eq!(code, Some(0), "{s}");
+    assert_eq!(s["bit_errors"], 0);
+    assert_eq!(s["link_stats"]["transport"], "pty");
+    assert_eq!(s["link_stats"]["line_settings"], "115200 8N1");
+    let output = loopscope()
+        .args(["--json", "ping", "-c", "5", "-i", "0", "pty:"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(summary_of(&output)["received"], 5);
+}
+
+#[test]
+fn a_serial_port_served_by_reflect_pty_and_killed_mid_run() {
+    let reflector = Reflector::start(&["pty:"]);
+    let port = reflector.endpoint().to_string();
+    assert!(port.starts_with("serial:/dev/pts/"), "{port}");
+    let (code, s) = bert(&format!("{port}?baud=230400"), &["--bytes", "1M"]);
+    assert_eq!(code, Some(0), "{s}");
+    assert_eq!(s["bit_errors"], 0);
+    // The reflector vanishes while a run is going: partial summary, exit 1, no panic.
+    let client = loopscope()
+        .args(["--json", "bert", &port, "--duration", "20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    drop(reflector);
+    let output = client.wait_with_output().unwrap();
+    let s = summary_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{s}");
+    assert!(s["bits"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["elapsed_s"].as_f64().unwrap() < 15.0, "{s}");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}
+
+#[test]
+fn ping_counts_frames_corrupted_on_the_way_back() {
+    let reflector = Reflector::start(&["tcp://127.0.0.1:0", "--impair", "ber=2e-4&seed=9"]);
+    let output = loopscope()
+        .args([
+            "--json",
+            "ping",
+            "-q",
+            "-c",
+            "300",
+            "-i",
+            "0",
+            "-W",
+            "50ms",
+            reflector.endpoint(),
+        ])
+        .output()
+        .unwrap();
+    let s = summary_of(&output);
+    let (tx, rx) = (
+        s["transmitted"].as_u64().unwrap(),
+        s["received"].as_u64().unwrap(),
+    );
+    let corrupt = s["corrupt"].as_u64().unwrap();
+    // 82-byte frames at 2e-4 per bit: about 12% hit; the checksum catches them.
+    assert!(corrupt > 5, "{s}");
+    assert_eq!(s["errors"].as_u64(), Some(corrupt));
+    assert!(rx > 150 && rx + corrupt <= tx, "{s}");
+    assert_eq!(output.status.code(), Some(1));
+}
