@@ -30,10 +30,120 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// the allocation-free bulk path. Other notations go through [`analysis::analyze`].
 #[inline]
 pub fn classify_literal(text: &str) -> Option<Verdict> {
-    if let Some(v4) = parse_dotted_quad(text.as_bytes()) {
-        return Some(classify(IpAddr::V4(v4)));
+    let bytes = text.as_bytes();
+    // IPv6 text always has a ':' within its first five bytes; IPv4 never has one.
+    let fast = if bytes.iter().take(5).any(|&b| b == b':') {
+        parse_ipv6_text(bytes).map(IpAddr::V6)
+    } else {
+        parse_dotted_quad(bytes).map(IpAddr::V4)
+    };
+    fast.or_else(|| text.parse::<IpAddr>().ok()).map(classify)
+}
+
+const NOT_HEX: u8 = 0xff;
+
+/// The value of each byte as a hex digit, or [`NOT_HEX`].
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = match byte as u8 {
+            c @ b'0'..=b'9' => c - b'0',
+            c @ b'a'..=b'f' => c - b'a' + 10,
+            c @ b'A'..=b'F' => c - b'A' + 10,
+            _ => NOT_HEX,
+        };
+        byte += 1;
     }
-    text.parse::<IpAddr>().ok().map(classify)
+    table
+};
+
+/// IPv6 text exactly as `std` accepts it (RFC 4291 §2.2: eight groups of 1-4 hex digits, one
+/// `::` standing for at least one zero group, an optional strict dotted-quad tail; no zone), in
+/// one pass. Hand-written for speed like [`parse_dotted_quad`]; `tests/properties.rs` checks it
+/// against `std`.
+pub fn parse_ipv6_text(text: &[u8]) -> Option<Ipv6Addr> {
+    let n = text.len();
+    if !(2..=45).contains(&n) {
+        return None;
+    }
+    let mut groups = [0u16; 8];
+    let mut count = 0usize;
+    let mut gap: Option<usize> = None;
+    let mut at = 0usize;
+    if text[0] == b':' {
+        if text[1] != b':' {
+            return None;
+        }
+        gap = Some(0);
+        at = 2;
+        if at == n {
+            return Some(Ipv6Addr::UNSPECIFIED);
+        }
+    }
+    loop {
+        let start = at;
+        let mut value: u32 = 0;
+        while at < n && at - start < 4 {
+            // A table, not a match: random hex digits would mispredict digit-vs-letter branches.
+            let digit = HEX_VALUE[usize::from(text[at])];
+            if digit == NOT_HEX {
+                break;
+            }
+            value = (value << 4) | u32::from(digit);
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        if at < n && text[at] == b'.' {
+            // A dotted-quad tail fills the last two groups and ends the text.
+            if count > 6 {
+                return None;
+            }
+            let [a, b, c, d] = parse_dotted_quad(&text[start..])?.octets();
+            groups[count] = u16::from_be_bytes([a, b]);
+            groups[count + 1] = u16::from_be_bytes([c, d]);
+            count += 2;
+            break;
+        }
+        if count == 8 {
+            return None;
+        }
+        groups[count] = value as u16;
+        count += 1;
+        if at == n {
+            break;
+        }
+        if text[at] != b':' {
+            return None;
+        }
+        at += 1;
+        if at == n {
+            return None;
+        }
+        if text[at] == b':' {
+            if gap.is_some() {
+                return None;
+            }
+            gap = Some(count);
+            at += 1;
+            if at == n {
+                break;
+            }
+        }
+    }
+    match gap {
+        None if count == 8 => {}
+        None => return None,
+        Some(_) if count >= 8 => return None,
+        Some(position) => {
+            let tail = count - position;
+            groups.copy_within(position..count, 8 - tail);
+            groups[position..8 - tail].fill(0);
+        }
+    }
+    Some(Ipv6Addr::from(groups))
 }
 
 /// Strict dotted-quad IPv4, exactly what `std` accepts (four decimal parts 0-255, no leading

@@ -52,6 +52,45 @@ proptest! {
     }
 
     #[test]
+    fn ipv6_fast_path_agrees_with_std(text in "[0-9a-fA-F:.]{0,45}|[0-9a-f]{0,5}(:[0-9a-f]{0,5}){1,9}(:[0-9]{1,3}(\\.[0-9]{1,3}){3})?") {
+        prop_assert_eq!(
+            loopscope_addr::parse_ipv6_text(text.as_bytes()),
+            text.parse::<Ipv6Addr>().ok(),
+            "{:?}", text
+        );
+    }
+
+    #[test]
+    fn ipv6_fast_path_reads_every_spelling(bits in any::<u128>(), zeros in any::<u128>(), cut in 0usize..8) {
+        // Random groups with runs of zeros, so that `::` compression lands everywhere.
+        let mut groups = Ipv6Addr::from_bits(bits).segments();
+        for (index, group) in groups.iter_mut().enumerate() {
+            if (zeros >> index) & 1 == 1 {
+                *group = 0;
+            }
+        }
+        let ip = Ipv6Addr::from(groups);
+        let segments = ip.segments();
+        let full = segments.iter().map(|g| format!("{g:04X}")).collect::<Vec<_>>().join(":");
+        let short = segments.iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":");
+        let [a, b, c, d] = ((ip.to_bits() as u32).to_be_bytes()).map(u32::from);
+        let head = segments[..6].iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":");
+        let dotted = format!("{head}:{a}.{b}.{c}.{d}");
+        let mut compressed: Vec<String> = segments.iter().map(|g| format!("{g:x}")).collect();
+        if segments[cut] == 0 {
+            let end = (cut..8).take_while(|&i| segments[i] == 0).last().unwrap_or(cut);
+            let left = compressed[..cut].join(":");
+            let right = compressed[end + 1..].join(":");
+            compressed = vec![format!("{left}::{right}")];
+        }
+        for text in [ip.to_string(), full, short, dotted, compressed.join(":")] {
+            prop_assert_eq!(text.parse::<Ipv6Addr>().ok(), Some(ip), "std on {}", text);
+            prop_assert_eq!(loopscope_addr::parse_ipv6_text(text.as_bytes()), Some(ip), "{}", text);
+        }
+        prop_assert_eq!(loopscope_addr::classify_literal(&ip.to_string()).unwrap(), classify(IpAddr::V6(ip)));
+    }
+
+    #[test]
     fn every_address_classifies(bits in any::<u128>(), v4 in any::<u32>()) {
         for ip in [IpAddr::V6(Ipv6Addr::from_bits(bits)), IpAddr::V4(Ipv4Addr::from_bits(v4))] {
             let verdict = classify(ip);

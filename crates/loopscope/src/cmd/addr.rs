@@ -27,7 +27,13 @@ use crate::Context;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  loopscope addr 0177.0.0.1 '[::ffff:127.0.0.1]:80' 'http://evil.com\\@127.0.0.1/'\n  loopscope --json addr --fail-on-deny \"$URL\"\n  loopscope --json addr --file urls.txt --allow-private"
+    after_help = "Bulk mode: --file PATH, or `-`, or no inputs with stdin not a terminal: one input per \
+line, streamed (NDJSON with --json); a line that does not parse becomes an \"error\" record.\n\
+Exit status: 0 normally; 1 with --fail-on-deny when an input is denied (in bulk mode also when a \
+line does not parse); 2 when an argument does not parse or a flag is wrong.\n\n\
+Examples:\n  loopscope addr 0177.0.0.1 '[::ffff:127.0.0.1]:80' 'http://evil.com\\@127.0.0.1/'\n  \
+loopscope --json addr --fail-on-deny \"$URL\"\n  \
+loopscope --json addr --file urls.txt --allow-private"
 )]
 pub struct Args {
     /// Addresses, host names, host:port or URLs. `-` (alone) reads one per line from stdin, as
