@@ -524,12 +524,21 @@ impl<W: Write> Scanner<W> {
         };
         let verdicts =
             rules::classify_packet(decoded.source, decoded.destination, context, on_loopback);
-        let urpf: Option<UrpfVerdict> = self.config.routes.as_ref().map(|routes| {
-            let arrival = observation
-                .interface_name
-                .or(self.config.arrival_interface.as_deref());
-            routes.check(decoded.source, arrival)
-        });
+        // uRPF is about forwarded traffic: the on-link uses of the unspecified source (DHCP
+        // discover, DAD, MLD) have no route back by design and are never forwarded.
+        let on_link_only =
+            rules::is_on_link_unspecified_use(decoded.source, decoded.destination, context);
+        let urpf: Option<UrpfVerdict> =
+            self.config
+                .routes
+                .as_ref()
+                .filter(|_| !on_link_only)
+                .map(|routes| {
+                    let arrival = observation
+                        .interface_name
+                        .or(self.config.arrival_interface.as_deref());
+                    routes.check(decoded.source, arrival)
+                });
         let urpf_drop = urpf.is_some_and(|verdict| verdict.any_drop());
         if !verdicts.is_martian() && !urpf_drop {
             return false;

@@ -49,7 +49,9 @@ fn every_link_type_finds_the_spoofed_loopback_packet() {
     let martian = ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 4000, 53);
     let clean = ipv4_udp(CLEAN.0, CLEAN.1, 4000, 53);
     let martian6 = ipv6_udp("::1", "fd00::2", 4000, 53);
-    let cases: Vec<(&str, u32, Vec<u8>, Vec<u8>, Option<&str>)> = vec![
+    // (name, link type, martian frame, clean frame, expected link-layer source)
+    type Case<'a> = (&'a str, u32, Vec<u8>, Vec<u8>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "ethernet",
             1,

@@ -60,7 +60,7 @@ fn netflow_v5(records: &[V5Record]) -> Vec<u8> {
 /// A v9 or IPFIX set: id, length, body padded to 4 bytes.
 fn set(id: u16, body: &[u8]) -> Vec<u8> {
     let mut padded = body.to_vec();
-    while padded.len() % 4 != 0 {
+    while !padded.len().is_multiple_of(4) {
         padded.push(0);
     }
     let mut out = Vec::new();

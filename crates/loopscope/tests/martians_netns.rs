@@ -157,6 +157,9 @@ fn live_capture_and_nftables_in_namespaces() {
             "--interface",
             &veth_b,
         ])
+        // B's own kernel tables: local 127.0.0.1 and ::1 live on lo, so strict uRPF drops
+        // them arriving on the veth, while loose uRPF finds a route back.
+        .args(["--urpf-routes", "kernel"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -191,6 +194,16 @@ fn live_capture_and_nftables_in_namespaces() {
         assert_eq!(finding["interface"], veth_b.as_str());
         assert_eq!(finding["link_source"], mac_a.as_str());
         assert_eq!(finding["reasons"][0]["code"], "loopback_source");
+        let modes: Vec<&str> = finding["urpf_drop"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|mode| mode.as_str().unwrap())
+            .collect();
+        assert!(
+            modes.contains(&"strict") && !modes.contains(&"loose"),
+            "{finding}"
+        );
     }
     assert_eq!(
         of_type(&lines, "summary")[0]["reasons"]["loopback_source"],

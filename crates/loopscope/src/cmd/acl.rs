@@ -57,10 +57,10 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     {
         anyhow::bail!("--name must be letters, digits, '_' or '-'");
     }
-    if let Some(interface) = &args.interface {
-        if interface.is_empty() || interface.contains(['"', '\'', ' ', '\n', ';']) {
-            anyhow::bail!("--interface '{interface}' is not an interface name");
-        }
+    if let Some(interface) = &args.interface
+        && (interface.is_empty() || interface.contains(['"', '\'', ' ', '\n', ';']))
+    {
+        anyhow::bail!("--interface '{interface}' is not an interface name");
     }
     let bogons = match &args.bogons {
         Some(path) => {

@@ -52,7 +52,7 @@ pub struct Args {
     /// Arrival interface to assume for uRPF when the capture does not name one.
     #[arg(long, value_name = "IF")]
     pub arrival_interface: Option<String>,
-    /// Interface names on which loopback traffic is normal (default: lo).
+    /// Interface names on which loopback traffic is normal.
     #[arg(long, value_name = "IF", default_value = "lo")]
     pub loopback_interface: Vec<String>,
     /// Log at most this many findings per --log-interval, then count the rest (like the

@@ -184,7 +184,7 @@ pub fn pcap(linktype: u32, packets: &[(u32, u32, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
