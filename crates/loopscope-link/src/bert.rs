@@ -699,8 +699,24 @@ pub fn run(
         && error.is_none()
         && end_reason == EndReason::Completed
     {
-        end_reason = EndReason::LinkError;
-        error = Some(format!("send failed: {e}"));
+        // A peer that went away shows up on the sending side first (EPIPE, reset): that is the
+        // link closing, not a fault of the link.
+        let closed = matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        );
+        end_reason = if closed {
+            EndReason::LinkClosed
+        } else {
+            EndReason::LinkError
+        };
+        error = Some(format!(
+            "send failed after {} bytes: {e}",
+            shared.sent.load(Ordering::Acquire)
+        ));
     }
     if end_reason == EndReason::Completed && user_stopped {
         end_reason = EndReason::Interrupted;
