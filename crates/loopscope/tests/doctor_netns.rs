@@ -8,51 +8,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("Uid:"))
-                .and_then(|line| line.split_whitespace().nth(2).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
+mod support;
 
-/// A network namespace that is deleted when the test ends, however it ends.
-struct Netns {
-    name: String,
-}
+use support::Netns;
 
+/// The doctor-specific uses of a test namespace.
 impl Netns {
-    /// `None` (with the reason printed) when namespaces cannot be made here.
-    fn create(tag: &str) -> Option<Netns> {
-        if !is_root() {
-            eprintln!("skipping: creating network namespaces needs root");
-            return None;
-        }
-        let name = format!("lsdoc-{tag}-{}", std::process::id());
-        let status = Command::new("ip").args(["netns", "add", &name]).status();
-        if !status.is_ok_and(|status| status.success()) {
-            eprintln!("skipping: `ip netns add` failed (no iproute2 or no namespace support)");
-            return None;
-        }
-        Some(Netns { name })
-    }
-
-    /// Runs a command inside the namespace and insists it worked.
-    fn exec(&self, program: &str, args: &[&str]) {
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .output()
-            .expect("run ip netns exec");
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    fn create_for_doctor(tag: &str) -> Option<Netns> {
+        Netns::create("lsdoc", tag)
     }
 
     fn lo_up(&self) {
@@ -79,14 +42,6 @@ impl Netns {
             .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
             .collect();
         (output.status.code().unwrap_or(-1), records)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
@@ -133,7 +88,7 @@ fn has_ipv6() -> bool {
 
 #[test]
 fn healthy_namespace_passes_every_check() {
-    let Some(netns) = Netns::create("ok") else {
+    let Some(netns) = Netns::create_for_doctor("ok") else {
         return;
     };
     netns.lo_up();
@@ -172,7 +127,7 @@ fn healthy_namespace_passes_every_check() {
 
 #[test]
 fn lo_down_fails_with_the_fix() {
-    let Some(netns) = Netns::create("down") else {
+    let Some(netns) = Netns::create_for_doctor("down") else {
         return;
     };
     let (code, records) = netns.doctor(&[
@@ -191,7 +146,7 @@ fn lo_down_fails_with_the_fix() {
 
 #[test]
 fn deleted_127_0_0_1_fails_address_route_and_traffic() {
-    let Some(netns) = Netns::create("nov4") else {
+    let Some(netns) = Netns::create_for_doctor("nov4") else {
         return;
     };
     netns.lo_up();
@@ -228,7 +183,7 @@ fn deleted_ipv6_loopback_fails_lo_ipv6() {
         eprintln!("skipping: this kernel has no IPv6");
         return;
     }
-    let Some(netns) = Netns::create("nov6") else {
+    let Some(netns) = Netns::create_for_doctor("nov6") else {
         return;
     };
     netns.lo_up();
@@ -261,7 +216,7 @@ fn ipv6_disabled_on_lo_is_named() {
         eprintln!("skipping: this kernel has no IPv6");
         return;
     }
-    let Some(netns) = Netns::create("dis6") else {
+    let Some(netns) = Netns::create_for_doctor("dis6") else {
         return;
     };
     netns.lo_up();
@@ -306,7 +261,7 @@ fn nft_rule_dropping_icmp_on_lo_is_named() {
         eprintln!("skipping: nft is not installed");
         return;
     }
-    let Some(netns) = Netns::create("nfticmp") else {
+    let Some(netns) = Netns::create_for_doctor("nfticmp") else {
         return;
     };
     netns.lo_up();
@@ -342,7 +297,7 @@ fn nft_rule_dropping_tcp_on_lo_is_named() {
         eprintln!("skipping: nft is not installed");
         return;
     }
-    let Some(netns) = Netns::create("nfttcp") else {
+    let Some(netns) = Netns::create_for_doctor("nfttcp") else {
         return;
     };
     netns.lo_up();
@@ -365,7 +320,7 @@ fn nft_rule_dropping_tcp_on_lo_is_named() {
 
 #[test]
 fn ping_group_range_decides_the_socket_kind() {
-    let Some(netns) = Netns::create("pgr") else {
+    let Some(netns) = Netns::create_for_doctor("pgr") else {
         return;
     };
     netns.lo_up();
@@ -410,7 +365,7 @@ fn ping_group_range_decides_the_socket_kind() {
 
 #[test]
 fn route_localnet_is_a_warning_with_the_interface() {
-    let Some(netns) = Netns::create("rln") else {
+    let Some(netns) = Netns::create_for_doctor("rln") else {
         return;
     };
     netns.lo_up();
@@ -436,7 +391,7 @@ fn node_17_trap_names_the_stranded_port() {
         eprintln!("skipping: this kernel has no IPv6");
         return;
     }
-    let Some(netns) = Netns::create("node") else {
+    let Some(netns) = Netns::create_for_doctor("node") else {
         return;
     };
     netns.lo_up();
@@ -483,7 +438,7 @@ fn node_17_trap_names_the_stranded_port() {
 
 #[test]
 fn unprivileged_user_gets_skips_with_reasons_not_failures() {
-    let Some(netns) = Netns::create("nobody") else {
+    let Some(netns) = Netns::create_for_doctor("nobody") else {
         return;
     };
     netns.lo_up();
@@ -543,7 +498,7 @@ fn unprivileged_user_gets_skips_with_reasons_not_failures() {
 
 #[test]
 fn only_127_0_0_1_local_is_macos_style() {
-    let Some(netns) = Netns::create("mac") else {
+    let Some(netns) = Netns::create_for_doctor("mac") else {
         return;
     };
     netns.lo_up();
@@ -581,7 +536,7 @@ fn iptables_rule_dropping_tcp_on_lo_is_named() {
         eprintln!("skipping: iptables is not installed");
         return;
     }
-    let Some(netns) = Netns::create("ipt") else {
+    let Some(netns) = Netns::create_for_doctor("ipt") else {
         return;
     };
     netns.lo_up();

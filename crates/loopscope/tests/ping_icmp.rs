@@ -7,39 +7,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("Uid:"))
-                .and_then(|line| line.split_whitespace().nth(2).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
+mod support;
 
-/// A network namespace with lo up, deleted when the test ends however it ends.
-struct Netns {
-    name: String,
-}
+use support::{Netns, is_root};
 
+/// A namespace with lo up where every group may open ICMP datagram sockets.
 impl Netns {
-    fn create(tag: &str) -> Option<Netns> {
-        if !is_root() {
-            eprintln!("skipping: creating network namespaces needs root");
-            return None;
-        }
-        let name = format!("lsping-{tag}-{}", std::process::id());
-        if !Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|status| status.success())
-        {
-            eprintln!("skipping: `ip netns add` failed");
-            return None;
-        }
-        let netns = Netns { name };
+    fn create_for_ping(tag: &str) -> Option<Netns> {
+        let netns = Netns::create("lsping", tag)?;
         netns.exec("ip", &["link", "set", "lo", "up"]);
         // Allow ICMP datagram sockets for every group (a new namespace starts with "1 0").
         netns.exec(
@@ -49,20 +24,9 @@ impl Netns {
         Some(netns)
     }
 
-    fn exec(&self, program: &str, args: &[&str]) {
-        let status = Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .status()
-            .expect("ip netns exec");
-        assert!(status.success(), "{program} {args:?}");
-    }
-
     fn ping_command(&self, kind: &str, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
+        let mut command = self.command(assert_cmd::cargo::cargo_bin("loopscope"));
         command
-            .args(["netns", "exec", &self.name])
-            .arg(assert_cmd::cargo::cargo_bin("loopscope"))
             .arg("ping")
             .args(args)
             .env("LOOPSCOPE_ICMP_SOCKET", kind)
@@ -73,14 +37,6 @@ impl Netns {
 
     fn ping(&self, kind: &str, args: &[&str]) -> Output {
         self.ping_command(kind, args).output().expect("run ping")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
@@ -104,7 +60,7 @@ fn has_ipv6() -> bool {
 
 #[test]
 fn both_kinds_both_families_match_every_reply() {
-    let Some(netns) = Netns::create("kinds") else {
+    let Some(netns) = Netns::create_for_ping("kinds") else {
         return;
     };
     let mut targets = vec!["icmp://127.0.0.1"];
@@ -160,7 +116,7 @@ fn both_kinds_both_families_match_every_reply() {
 fn two_pingers_side_by_side_count_only_their_own_replies() {
     // A raw socket sees every echo reply on the host, and a datagram socket's identifier is
     // rewritten by the kernel: each run must still count exactly its own.
-    let Some(netns) = Netns::create("pair") else {
+    let Some(netns) = Netns::create_for_ping("pair") else {
         return;
     };
     for kind in ["raw", "dgram"] {
@@ -184,7 +140,7 @@ fn two_pingers_side_by_side_count_only_their_own_replies() {
 
 #[test]
 fn dropped_echo_is_loss_and_exit_1() {
-    let Some(netns) = Netns::create("loss") else {
+    let Some(netns) = Netns::create_for_ping("loss") else {
         return;
     };
     netns.exec("nft", &["add", "table", "inet", "lstest"]);
@@ -220,7 +176,7 @@ fn dropped_echo_is_loss_and_exit_1() {
 
 #[test]
 fn human_output_names_the_socket_kind() {
-    let Some(netns) = Netns::create("human") else {
+    let Some(netns) = Netns::create_for_ping("human") else {
         return;
     };
     let output = netns.ping("raw", &["icmp://127.0.0.1", "-c", "2", "-i", "0.01"]);
@@ -243,7 +199,7 @@ fn human_output_names_the_socket_kind() {
 
 #[test]
 fn ctrl_c_prints_the_summary() {
-    let Some(netns) = Netns::create("intr") else {
+    let Some(netns) = Netns::create_for_ping("intr") else {
         return;
     };
     let child = netns
@@ -321,7 +277,7 @@ while True:
 
 #[test]
 fn duplicate_replies_are_counted_not_double_counted() {
-    let Some(netns) = Netns::create("dup") else {
+    let Some(netns) = Netns::create_for_ping("dup") else {
         return;
     };
     let spawned = Command::new("ip")
