@@ -9,7 +9,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{Netns, is_root};
+use support::Netns;
 
 /// A namespace with lo up where every group may open ICMP datagram sockets.
 impl Netns {
