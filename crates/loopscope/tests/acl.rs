@@ -3,6 +3,9 @@
 
 use assert_cmd::Command;
 
+mod support;
+use support::is_root;
+
 fn acl(args: &[&str]) -> std::process::Output {
     Command::cargo_bin("loopscope")
         .unwrap()
@@ -10,13 +13,6 @@ fn acl(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
 fn text(output: &std::process::Output) -> String {

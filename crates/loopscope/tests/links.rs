@@ -10,6 +10,9 @@ use std::time::Duration;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
+mod support;
+use support::is_root;
+
 fn loopscope() -> Command {
     Command::cargo_bin("loopscope").expect("the binary is built")
 }
@@ -79,18 +82,6 @@ impl Drop for Reflector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The effective uid from /proc (the binary crate has no libc dependency).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 fn summary_of(output: &std::process::Output) -> Value {

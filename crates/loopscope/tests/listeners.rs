@@ -15,13 +15,10 @@ use loopscope_testaddr::TestAddr;
 use loopscope_testaddr::socket2::{Domain, Protocol, Socket, Type};
 use serde_json::Value;
 
-const HOLDER_ENV: &str = "LOOPSCOPE_TEST_HOLDER_SPEC";
+mod support;
+use support::is_root;
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
+const HOLDER_ENV: &str = "LOOPSCOPE_TEST_HOLDER_SPEC";
 
 /// The inode of a socket, the independent way: stat through /proc/self/fd follows the link to
 /// the socket itself (the tool reads the link text instead).

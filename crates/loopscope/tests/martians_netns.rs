@@ -12,12 +12,8 @@ use std::time::Duration;
 
 use martians_support::*;
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-}
+mod support;
+use support::is_root;
 
 fn run(args: &[&str]) -> Output {
     let output = Command::new(args[0]).args(&args[1..]).output().unwrap();

@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -10,13 +9,10 @@ use assert_cmd::cargo::CommandCargoExt;
 use loopscope_testaddr::socket2::{Domain, Socket, Type};
 use serde_json::Value;
 
-const HOLDER_ENV: &str = "LOOPSCOPE_TEST_PORT_HOLDER";
+mod support;
+use support::is_root;
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
+const HOLDER_ENV: &str = "LOOPSCOPE_TEST_PORT_HOLDER";
 
 /// The ephemeral range, read here independently of the tool.
 fn ephemeral_range() -> (u16, u16) {
