@@ -520,6 +520,8 @@ struct TxShared {
     done: AtomicBool,
     /// Set by the receive side when it has ended the run first.
     halt: AtomicBool,
+    /// Sending failed: what was sent is not all there will be, so keep reading to the end.
+    failed: AtomicBool,
 }
 
 /// Runs a BERT over `link`. `emit` receives events; `progress` is called about ten times a
@@ -539,6 +541,7 @@ pub fn run(
         sent: AtomicU64::new(0),
         done: AtomicBool::new(false),
         halt: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
     });
 
     let tx_thread = {
@@ -586,6 +589,7 @@ pub fn run(
                     injector.apply(chunk);
                     if let Err(e) = sender.send(chunk) {
                         error = Some(e);
+                        shared.failed.store(true, Ordering::Release);
                         break;
                     }
                     sent += n as u64;
@@ -635,7 +639,8 @@ pub fn run(
         }
         let tx_done = shared.done.load(Ordering::Acquire);
         let sent = shared.sent.load(Ordering::Acquire);
-        if tx_done && received >= sent {
+        // After a failed send, part of a chunk may still be on its way: read on to the end.
+        if tx_done && received >= sent && !shared.failed.load(Ordering::Acquire) {
             break;
         }
         if tx_done && now.duration_since(last_data) >= options.drain_timeout {
