@@ -11,6 +11,7 @@ pub mod exec;
 pub mod link;
 pub mod memory;
 pub mod sim;
+pub mod units;
 
 // Real transports, the reflector and ping (issue 7).
 pub mod datagram;

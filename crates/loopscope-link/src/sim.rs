@@ -77,13 +77,8 @@ impl ImpairmentConfig {
         };
         let delay = match endpoint.option("delay") {
             None => Duration::ZERO,
-            Some(text) => parse_duration(text).ok_or_else(|| {
-                endpoint.bad_value(
-                    "delay",
-                    text,
-                    "expected a duration such as 5ms, 200us or 1s",
-                )
-            })?,
+            Some(text) => crate::units::parse_duration(text)
+                .map_err(|why| endpoint.bad_value("delay", text, why))?,
         };
         let rate_bps = match endpoint.option("rate") {
             None => 0,
@@ -136,22 +131,6 @@ impl ImpairmentConfig {
         ];
         probabilities.iter().all(|p| *p == 0.0) && self.delay.is_zero() && self.rate_bps == 0
     }
-}
-
-fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "ns" => 1e-9,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(value * scale).ok()
 }
 
 fn parse_rate(text: &str) -> Option<u64> {
