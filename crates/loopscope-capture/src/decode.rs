@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use etherparse::{EtherType, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 /// Link-layer header types (tcpdump.org LINKTYPE_* values) that loopscope reads.
 pub mod linktype {
@@ -276,19 +276,7 @@ fn from_sliced(
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let header = ip.header();
-            let first = ip
-                .extensions()
-                .clone()
-                .into_iter()
-                .all(|extension| match extension {
-                    // Read the offset here: etherparse 0.17's fragment_offset() folds the
-                    // M flag into the low bits, so a first fragment looks like offset 1.
-                    Ipv6ExtensionSlice::Fragment(fragment) => {
-                        let bytes = fragment.slice();
-                        u16::from_be_bytes([bytes[2], bytes[3]]) >> 3 == 0
-                    }
-                    _ => true,
-                });
+            let first = ipv6_first_fragment(header.next_header().0, ip.extensions().slice());
             (
                 IpAddr::V6(header.source_addr()),
                 IpAddr::V6(header.destination_addr()),
@@ -331,6 +319,43 @@ fn from_sliced(
         link_is_loopback,
         fragment,
     })
+}
+
+/// Whether an IPv6 packet is not a fragment or is the first fragment (offset 0), walking the
+/// extension headers that etherparse already bounded (RFC 8200 section 4).
+///
+/// Why by hand: etherparse's `Ipv6ExtensionSliceIter` (0.17 and 0.21 alike) trusts the last
+/// header's next-header field and reads past the checked bytes when a Hop-by-Hop header is
+/// followed by another Hop-by-Hop header: an out-of-bounds read that one 62-byte frame turns
+/// into SIGSEGV. This walk only reads inside `extensions`.
+fn ipv6_first_fragment(mut next_header: u8, mut extensions: &[u8]) -> bool {
+    loop {
+        let length = match next_header {
+            // Hop-by-Hop, Routing, Destination Options: (length + 1) * 8 octets.
+            0 | 43 | 60 => extensions
+                .get(1)
+                .map(|length| (usize::from(*length) + 1) * 8),
+            // Fragment: 8 octets; the offset is the high 13 bits of octets 2-3.
+            44 => {
+                return match extensions.get(2..4) {
+                    Some(offset) => u16::from_be_bytes([offset[0], offset[1]]) >> 3 == 0,
+                    None => true,
+                };
+            }
+            // Authentication Header (RFC 4302): (length + 2) * 4 octets.
+            51 => extensions
+                .get(1)
+                .map(|length| (usize::from(*length) + 2) * 4),
+            _ => return true,
+        };
+        match (length, extensions.first()) {
+            (Some(length), Some(following)) if length <= extensions.len() => {
+                next_header = *following;
+                extensions = &extensions[length..];
+            }
+            _ => return true,
+        }
+    }
 }
 
 /// The UDP payload of a frame, for reading flow exports out of captures.
@@ -425,5 +450,26 @@ mod tests {
             Err(Undecodable::Malformed)
         );
         assert_eq!(decode(999, &[0; 40]), Err(Undecodable::UnsupportedLinktype));
+    }
+
+    /// A Hop-by-Hop header whose next header is again Hop-by-Hop, with nothing after it: this
+    /// 62-byte frame made etherparse's extension iterator read out of bounds (SIGSEGV).
+    #[test]
+    fn hop_by_hop_after_hop_by_hop_is_decoded_without_reading_past_the_frame() {
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0x86, 0xdd]);
+        frame.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 0, 0]);
+        frame.extend_from_slice(&[0; 15]);
+        frame.push(1);
+        frame.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        frame.extend_from_slice(&[0; 11]);
+        frame.push(2);
+        frame.extend_from_slice(&[0, 0, 1, 4, 0, 0, 0, 0]);
+        assert_eq!(frame.len(), 62);
+        // The IPv6 header itself is intact, so its spoofed ::1 source is still reported: a bad
+        // extension chain must not hide a martian.
+        let decoded = decode(linktype::ETHERNET, &frame).unwrap();
+        assert_eq!(decoded.source, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert!(!decoded.fragment);
     }
 }
