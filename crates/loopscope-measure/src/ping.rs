@@ -12,12 +12,12 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use loopscope_report::rtt::{PingReply, PingSummary, RttRecorder};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
-use loopscope_link::link::{Link, LinkError, is_timeout};
+use loopscope_link::link::{Cancel, Link, LinkError, is_timeout};
 
 pub const MAGIC: [u8; 4] = [0xF0, b'L', b'P', b'G'];
 /// Magic, length, sequence, timestamp.
@@ -219,7 +219,9 @@ pub fn run(
         if may_send {
             let stamp = now_ns();
             encode_frame(&mut frame, sent, stamp, config.payload);
-            if let Err(e) = tx.send(&frame) {
+            // A send held up longer than a reply may take is as good as lost: give up then.
+            let cancel = Cancel::never().until(Instant::now() + config.timeout);
+            if let Err(e) = tx.send(&frame, &cancel) {
                 link_error = Some(format!("send failed: {e}"));
                 break;
             }
@@ -337,15 +339,17 @@ pub fn run(
     }
     extra.insert("payload_bytes".into(), json!(config.payload));
     let stats = rx.stats();
-    if !stats.is_empty() {
-        extra.insert("link".into(), Value::Object(stats));
+    if !stats.is_empty()
+        && let Ok(value) = serde_json::to_value(&stats)
+    {
+        extra.insert("link".into(), value);
     }
     if let Some(error) = &link_error {
         extra.insert("link_error".into(), json!(error));
         summary.passed = false;
     }
     summary.extra = extra;
-    let _ = tx.finish();
+    let _ = tx.finish(&Cancel::never().until(Instant::now() + config.timeout));
     Ok(PingOutcome {
         summary,
         link_error,

@@ -241,8 +241,12 @@ fn generated_files_follow_the_o150_recurrence_and_check_clean() {
     assert_eq!(s["pattern"], "prbs9");
     assert_eq!(s["inverted"], false);
     assert_eq!(s["bit_errors"], 0);
-    // 32768 bits at 8000 bit/s: four whole seconds and a partial one, all error-free.
-    assert_eq!(s["error_free_seconds"], 5);
+    // 32768 bits at 8000 bit/s: four whole seconds, all error-free, and 768 bits (0.096 s)
+    // of a fifth, which G.821 does not count (issue 11: a partial second counted as whole).
+    assert_eq!(s["error_free_seconds"], 4);
+    assert_eq!(s["available_seconds"], 4);
+    assert_eq!(s["partial_second_s"], 0.096);
+    assert_eq!(s["partial_second_bits"], 768);
 
     // One flipped bit in the file is one error.
     let mut damaged = bytes.clone();

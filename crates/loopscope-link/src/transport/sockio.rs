@@ -5,8 +5,12 @@
 //! where the ppoll path would take three on a link that is often momentarily empty.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+use crate::link::{Cancel, SendError};
 
 /// Waits until `fd` is readable or `timeout` passes. `Ok(false)` on timeout.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
@@ -171,6 +175,75 @@ pub fn write_all_fd(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
                 unsafe { libc::poll(&mut pollfd, 1, 100) };
             }
             _ => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// The descriptor of something that owns it but does not say so with `AsFd` (serialport's
+/// `TTYPort`), borrowed for as long as its owner.
+pub fn borrow_fd<T: std::os::fd::AsRawFd>(owner: &T) -> BorrowedFd<'_> {
+    // SAFETY: the descriptor stays open while `owner` lives, and the borrow cannot outlive it.
+    unsafe { BorrowedFd::borrow_raw(owner.as_raw_fd()) }
+}
+
+/// Waits until `fd` is writable (or has an error to report) or `timeout` passes. `Ok(false)`
+/// on timeout.
+pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let spec = Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    loop {
+        let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+        match rustix::event::poll(&mut fds, Some(&spec)) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How a descriptor is written without blocking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// A socket: send(2) with MSG_DONTWAIT, whatever the descriptor's mode (its other half
+    /// may be reading it in blocking mode).
+    Socket,
+    /// A pipe or terminal already in non-blocking mode (O_NONBLOCK): write(2).
+    NonBlocking,
+}
+
+/// Writes all of `data`, waiting while the descriptor is full, but never past `cancel`: a peer
+/// that stops reading cannot hang the writer.
+pub fn write_all_until(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    writer: Writer,
+    cancel: &Cancel,
+) -> Result<(), SendError> {
+    let mut accepted = 0usize;
+    while accepted < data.len() {
+        let rest = &data[accepted..];
+        let written = match writer {
+            Writer::Socket => rustix::net::send(
+                fd,
+                rest,
+                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+            ),
+            Writer::NonBlocking => rustix::io::write(fd, rest),
+        };
+        match written {
+            Ok(0) => return Err(SendError::failed(accepted, io::ErrorKind::WriteZero.into())),
+            Ok(n) => accepted += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                let Some(wait) = cancel.next_wait() else {
+                    return Err(SendError::cancelled(accepted));
+                };
+                wait_writable(fd, wait).map_err(|e| SendError::failed(accepted, e))?;
+            }
+            Err(e) => return Err(SendError::failed(accepted, e.into())),
         }
     }
     Ok(())

@@ -1,15 +1,15 @@
 //! The two halves of a connected stream socket (TCP, Unix stream), shared by `tcp:` and `unix:`.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-use crate::link::{LinkReceiver, LinkSender};
+use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
 use crate::transport::sockio;
 
 /// A connected stream socket that can be cloned into two halves.
-pub trait StreamSocket: Write + AsRawFd + Send + 'static {
+pub trait StreamSocket: AsFd + AsRawFd + Send + 'static {
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
@@ -36,11 +36,11 @@ impl<S: StreamSocket> StreamSender<S> {
 }
 
 impl<S: StreamSocket> LinkSender for StreamSender<S> {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        self.socket.write_all(data)
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+        sockio::write_all_until(self.socket.as_fd(), data, sockio::Writer::Socket, cancel)
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
         match self.socket.shutdown_write() {
             // The peer may already be gone; end of stream is what we wanted anyway.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
@@ -52,12 +52,12 @@ impl<S: StreamSocket> LinkSender for StreamSender<S> {
 pub struct StreamReceiver<S: StreamSocket> {
     socket: S,
     timeout: sockio::SocketTimeout,
-    stats: serde_json::Map<String, serde_json::Value>,
+    stats: LinkStats,
 }
 
 impl<S: StreamSocket> StreamReceiver<S> {
     /// `stats` are fixed facts about the connection (transport, addresses).
-    pub fn new(socket: S, stats: serde_json::Map<String, serde_json::Value>) -> Self {
+    pub fn new(socket: S, stats: LinkStats) -> Self {
         StreamReceiver {
             socket,
             timeout: sockio::SocketTimeout::default(),
@@ -84,7 +84,7 @@ impl<S: StreamSocket> LinkReceiver for StreamReceiver<S> {
         Ok(())
     }
 
-    fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
+    fn stats(&self) -> LinkStats {
         self.stats.clone()
     }
 }
