@@ -1,33 +1,24 @@
-//! Links (anything that gives back what you send), the adapters that wrap them, and the tests
-//! that drive them.
+//! Links: anything that gives back what you send, the adapters that wrap them, and the far ends.
 //!
 //! A link is named by an endpoint string (`loop:`, `sim:?ber=1e-6`, `exec:cat`,
-//! `tcp://127.0.0.1:7007`). [`open`] turns the string into a [`Link`]; a test splits it into a
-//! sending and a receiving half and drives each from its own thread.
+//! `tcp://127.0.0.1:7007`). [`open`] turns the string into a [`Link`]; a test (in
+//! `loopscope-measure`) splits it into a sending and a receiving half and drives each from its
+//! own thread.
+//!
+//! - [`transport`]: one module per way of carrying bytes (memory, exec, sockets, serial, pty).
+//! - [`adapter`]: links that wrap a link and are links themselves (impairment).
+//! - [`reflector`]: the far end, which gives back what it receives.
 
-pub mod bert;
+pub mod adapter;
 pub mod endpoint;
-pub mod exec;
 pub mod link;
-pub mod memory;
-pub mod sim;
-pub mod units;
-
-// Real transports, the reflector and ping (issue 7).
-pub mod datagram;
-pub mod ip;
-pub mod ping;
-pub mod pty;
-pub mod reflect;
-pub mod serial;
-pub mod sockio;
-pub mod stream;
-pub mod tcp;
-pub mod udp;
-pub mod unix;
+pub mod reflector;
+pub mod transport;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
+
+use transport::{exec, memory, pty, serial, tcp, udp, unix};
 
 /// Opens the link an endpoint string names.
 pub fn open(endpoint: &str) -> Result<Box<dyn Link>, LinkError> {
@@ -40,7 +31,7 @@ pub fn open(endpoint: &str) -> Result<Box<dyn Link>, LinkError> {
 pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn Link>, LinkError> {
     match endpoint.scheme.as_str() {
         "loop" => Ok(Box::new(memory::MemoryLoop::from_endpoint(endpoint)?)),
-        "sim" => Ok(Box::new(sim::SimLink::from_endpoint(endpoint)?)),
+        "sim" => Ok(Box::new(adapter::impair::SimLink::from_endpoint(endpoint)?)),
         "exec" => Ok(Box::new(exec::ExecLink::from_endpoint(endpoint)?)),
         "tcp" => Ok(Box::new(tcp::TcpLink::from_endpoint(endpoint)?)),
         "udp" => Ok(Box::new(udp::UdpLink::from_endpoint(endpoint)?)),

@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use loopscope_link::datagram::{HEADER, parse_header};
 use loopscope_link::link::is_timeout;
 use loopscope_link::open;
+use loopscope_link::transport::datagram::{HEADER, parse_header};
 
 fn is_root() -> bool {
     // SAFETY: no preconditions.

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 pub mod rtt;
 pub mod table;
+pub mod units;
 pub use table::Table;
 
 /// How records are rendered on stdout.

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use loopscope_link::bert::{self, Amount, BertControl, BertEvent, BertOptions};
-use loopscope_link::sim::{ImpairmentConfig, SimLink};
+use loopscope_link::adapter::impair::{ImpairmentConfig, SimLink};
+use loopscope_measure::bert::{self, Amount, BertControl, BertEvent, BertOptions};
 use loopscope_report::{Format, Outcome, Printer, Progress, format_bit_rate};
 
 use super::pattern::{PatternArgs, parse_confidence, parse_probability, parse_size};

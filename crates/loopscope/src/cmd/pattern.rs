@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 
 use anyhow::{Context as _, bail};
-use loopscope_link::bert::{self, BertOptions};
+use loopscope_measure::bert::{self, BertOptions};
 use loopscope_pattern::checker::Expect;
 use loopscope_pattern::{BitOrder, Generator, PatternKind, PatternSpec};
 use loopscope_report::{Outcome, Printer};

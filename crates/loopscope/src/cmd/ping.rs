@@ -44,4 +44,4 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     }
 }
 
-pub use loopscope_link::units::parse_duration;
+pub use loopscope_report::units::parse_duration;

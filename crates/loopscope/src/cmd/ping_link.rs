@@ -1,7 +1,7 @@
 //! `loopscope ping LINK` for every link but icmp://: stamped frames, replies matched by sequence.
 
 use anyhow::Context as _;
-use loopscope_link::ping::{self, HEADER, MAX_PAYLOAD, PingConfig, TRAILER};
+use loopscope_measure::ping::{self, HEADER, MAX_PAYLOAD, PingConfig, TRAILER};
 use loopscope_report::{Format, Outcome, Printer};
 
 use crate::Context;

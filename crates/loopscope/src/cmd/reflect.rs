@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use loopscope_link::Endpoint;
-use loopscope_link::reflect::{ReflectConfig, ReflectEvent, ReflectSummary, Reflector};
+use loopscope_link::reflector::{ReflectConfig, ReflectEvent, ReflectSummary, Reflector};
 use loopscope_report::{Outcome, Printer, Record};
 use serde::Serialize;
 
@@ -111,7 +111,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let impair = match &args.impair {
         None => None,
         Some(params) => Some(
-            loopscope_link::sim::ImpairmentConfig::parse(params)
+            loopscope_link::adapter::impair::ImpairmentConfig::parse(params)
                 .with_context(|| format!("--impair {params}"))?,
         ),
     };

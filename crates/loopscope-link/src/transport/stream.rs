@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use crate::link::{LinkReceiver, LinkSender};
-use crate::sockio;
+use crate::transport::sockio;
 
 /// A connected stream socket that can be cloned into two halves.
 pub trait StreamSocket: Write + AsRawFd + Send + 'static {

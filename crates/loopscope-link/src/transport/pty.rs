@@ -17,8 +17,8 @@ use serialport::TTYPort;
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
-use crate::serial::{self, HARDWARE_OPTIONS, SERIAL_OPTIONS, SerialSettings};
-use crate::sockio;
+use crate::transport::serial::{self, HARDWARE_OPTIONS, SERIAL_OPTIONS, SerialSettings};
+use crate::transport::sockio;
 
 pub struct PtyLink {
     original: String,

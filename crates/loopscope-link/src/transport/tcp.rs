@@ -1,6 +1,6 @@
 //! `tcp://HOST:PORT` — a TCP connection to a reflector (`loopscope reflect`, an echo server).
 //!
-//! Options: `bind=ADDR`, `iface=NAME` (see [`crate::ip`]), `nodelay=0|1` (default 1: small ping
+//! Options: `bind=ADDR`, `iface=NAME` (see [`crate::transport::ip`]), `nodelay=0|1` (default 1: small ping
 //! frames must not wait for Nagle), `connect_timeout=SECONDS` (default 5).
 
 use std::net::{SocketAddr, TcpStream};
@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 use socket2::Type;
 
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::ip::{self, IP_OPTIONS, IpOptions};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
-use crate::stream::{StreamReceiver, StreamSender};
+use crate::transport::ip::{self, IP_OPTIONS, IpOptions};
+use crate::transport::stream::{StreamReceiver, StreamSender};
 
 pub struct TcpLink {
     original: String,

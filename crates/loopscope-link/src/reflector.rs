@@ -24,9 +24,9 @@ use serde::Serialize;
 use socket2::Type;
 
 use crate::endpoint::Endpoint;
-use crate::ip::{self, IpOptions};
 use crate::link::{Link, LinkError, is_timeout};
-use crate::sockio;
+use crate::transport::ip::{self, IpOptions};
+use crate::transport::sockio;
 
 /// Source ports a UDP reflector never answers: the classic amplification and echo-loop ports.
 pub const REFUSED_SOURCE_PORTS: [u16; 4] = [7, 13, 19, 37];
@@ -39,7 +39,7 @@ const THREAD_STACK: usize = 128 * 1024;
 /// Sources remembered by the UDP rate limiter at most.
 const MAX_SOURCES: usize = 65_536;
 
-use crate::sim::{Impairer, ImpairmentConfig, ImpairmentStats, SimLink};
+use crate::adapter::impair::{Impairer, ImpairmentConfig, ImpairmentStats, SimLink};
 
 #[derive(Clone)]
 pub struct ReflectConfig {
@@ -190,7 +190,7 @@ impl Reflector {
             }
             "unix" | "unixgram" => {
                 endpoint.reject_unknown_options(&[])?;
-                let address = crate::unix::unix_address(endpoint)?;
+                let address = crate::transport::unix::unix_address(endpoint)?;
                 if let Some(path) = address.as_pathname() {
                     remove_stale_socket(path, scheme == "unix")?;
                 }
@@ -213,7 +213,7 @@ impl Reflector {
                 }
             }
             "pty" => {
-                let (path, master, slave) = crate::pty::open_far_end(endpoint)?;
+                let (path, master, slave) = crate::transport::pty::open_far_end(endpoint)?;
                 reflector
                     .services
                     .push((format!("serial:{path}"), Service::Fd(master, slave)));
@@ -348,8 +348,8 @@ fn bind_udp(addr: SocketAddr, options: &IpOptions) -> io::Result<UdpSocket> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    let _ = socket.set_recv_buffer_size(crate::udp::SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(crate::udp::SOCKET_BUFFER);
+    let _ = socket.set_recv_buffer_size(crate::transport::udp::SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(crate::transport::udp::SOCKET_BUFFER);
     if let Some(iface) = &options.iface {
         socket.bind_device(Some(iface.as_bytes()))?;
     }
@@ -410,12 +410,18 @@ impl Conn {
     fn into_link(self) -> io::Result<Box<dyn Link>> {
         Ok(match self {
             Conn::Tcp(s) => Box::new(ConnLink {
-                sender: Box::new(crate::stream::StreamSender::new(s.try_clone()?)),
-                receiver: Box::new(crate::stream::StreamReceiver::new(s, Default::default())),
+                sender: Box::new(crate::transport::stream::StreamSender::new(s.try_clone()?)),
+                receiver: Box::new(crate::transport::stream::StreamReceiver::new(
+                    s,
+                    Default::default(),
+                )),
             }),
             Conn::Unix(s) => Box::new(ConnLink {
-                sender: Box::new(crate::stream::StreamSender::new(s.try_clone()?)),
-                receiver: Box::new(crate::stream::StreamReceiver::new(s, Default::default())),
+                sender: Box::new(crate::transport::stream::StreamSender::new(s.try_clone()?)),
+                receiver: Box::new(crate::transport::stream::StreamReceiver::new(
+                    s,
+                    Default::default(),
+                )),
             }),
         })
     }

@@ -7,7 +7,7 @@ use serde_json::{Map, json};
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
-use crate::stream::{StreamReceiver, StreamSender};
+use crate::transport::stream::{StreamReceiver, StreamSender};
 
 /// Turns `PATH` or `@NAME` into a Unix socket address.
 pub fn unix_address(endpoint: &Endpoint) -> Result<SocketAddr, EndpointError> {
@@ -69,21 +69,23 @@ impl Link for UnixLink {
     }
 }
 
-/// `unixgram:PATH` — numbered datagrams over a Unix datagram socket (see [`crate::datagram`]).
+/// `unixgram:PATH` — numbered datagrams over a Unix datagram socket (see [`crate::transport::datagram`]).
 /// The client binds an abstract address of its own so the reflector can answer.
 pub struct UnixgramLink {
     original: String,
     address: SocketAddr,
-    settings: crate::datagram::DatagramSettings,
+    settings: crate::transport::datagram::DatagramSettings,
 }
 
 impl UnixgramLink {
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
-        endpoint.reject_unknown_options(crate::datagram::DATAGRAM_OPTIONS)?;
+        endpoint.reject_unknown_options(crate::transport::datagram::DATAGRAM_OPTIONS)?;
         Ok(UnixgramLink {
             original: endpoint.original.clone(),
             address: unix_address(endpoint)?,
-            settings: crate::datagram::DatagramSettings::from_endpoint(endpoint, 60_000)?,
+            settings: crate::transport::datagram::DatagramSettings::from_endpoint(
+                endpoint, 60_000,
+            )?,
         })
     }
 }
@@ -124,7 +126,7 @@ impl Link for UnixgramLink {
         })?;
         let mut stats = Map::new();
         stats.insert("transport".into(), json!("unixgram"));
-        let (tx, rx) = crate::datagram::halves(socket, self.settings, stats);
+        let (tx, rx) = crate::transport::datagram::halves(socket, self.settings, stats);
         Ok((Box::new(tx), Box::new(rx)))
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{LinkReceiver, LinkSender};
-use crate::sockio;
+use crate::transport::sockio;
 
 pub const MAGIC: [u8; 4] = [b'L', b'S', b'D', 1];
 pub const HEADER: usize = 12;

@@ -1,4 +1,4 @@
-//! `udp://HOST:PORT` — numbered datagrams to a reflector (see [`crate::datagram`]).
+//! `udp://HOST:PORT` — numbered datagrams to a reflector (see [`crate::transport::datagram`]).
 //!
 //! Options: `bind=ADDR`, `iface=NAME`, `size=BYTES` (payload per datagram, default 1400),
 //! `window=N` (datagrams in flight, default 128, 0 for no limit).
@@ -8,10 +8,10 @@ use std::net::{SocketAddr, UdpSocket};
 use serde_json::{Map, Value, json};
 use socket2::Type;
 
-use crate::datagram::{self, DATAGRAM_OPTIONS, DatagramSettings, HEADER};
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::ip::{self, IP_OPTIONS, IpOptions};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+use crate::transport::datagram::{self, DATAGRAM_OPTIONS, DatagramSettings, HEADER};
+use crate::transport::ip::{self, IP_OPTIONS, IpOptions};
 
 /// Socket buffers asked for: room for bursts without loss on loopback.
 pub const SOCKET_BUFFER: usize = 4 << 20;

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
-use crate::memory::MemoryLoop;
+use crate::transport::memory::MemoryLoop;
 
 /// What to do to the traffic. Probabilities are per bit (`ber`, `slip`), per byte (`drop`,
 /// `insert`, `dup`) or per message (`loss`, `reorder`).
@@ -77,7 +77,7 @@ impl ImpairmentConfig {
         };
         let delay = match endpoint.option("delay") {
             None => Duration::ZERO,
-            Some(text) => crate::units::parse_duration(text)
+            Some(text) => loopscope_report::units::parse_duration(text)
                 .map_err(|why| endpoint.bad_value("delay", text, why))?,
         };
         let rate_bps = match endpoint.option("rate") {

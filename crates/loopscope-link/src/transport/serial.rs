@@ -19,7 +19,7 @@ use serialport::{DataBits, FlowControl, SerialPort, StopBits, TTYPort};
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
-use crate::sockio;
+use crate::transport::sockio;
 
 /// Options a serial port takes.
 pub const SERIAL_OPTIONS: &[&str] = &[

@@ -17,7 +17,7 @@ use loopscope_pattern::{
 use loopscope_report::{Record, format_bit_rate, format_ratio};
 use serde::Serialize;
 
-use crate::link::{Link, LinkError, is_timeout};
+use loopscope_link::link::{Link, LinkError, is_timeout};
 
 /// How much to send.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use loopscope_report::rtt::{PingReply, PingSummary, RttRecorder};
 use serde_json::{Map, Value, json};
 
-use crate::link::{Link, LinkError, is_timeout};
+use loopscope_link::link::{Link, LinkError, is_timeout};
 
 pub const MAGIC: [u8; 4] = [0xF0, b'L', b'P', b'G'];
 /// Magic, length, sequence, timestamp.
@@ -27,12 +27,7 @@ pub const MAX_PAYLOAD: usize = u16::MAX as usize;
 
 /// Monotonic clock in nanoseconds (CLOCK_MONOTONIC, as the frames carry it).
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -421,7 +416,7 @@ mod tests {
 
     #[test]
     fn pings_over_the_memory_loop() {
-        let link = Box::new(crate::memory::MemoryLoop::new());
+        let link = Box::new(loopscope_link::transport::memory::MemoryLoop::new());
         let config = PingConfig {
             count: Some(20),
             interval: Duration::ZERO,

@@ -1,0 +1,7 @@
+//! The tests that drive a link: [`bert`] (bit integrity with O.150 patterns, G.821 figures) and
+//! [`ping`] (round-trip time). Each runs over any [`loopscope_link::Link`].
+
+#![forbid(unsafe_code)]
+
+pub mod bert;
+pub mod ping;
