@@ -192,11 +192,11 @@ impl PcapngWriter {
         self.out
             .flush()
             .map_err(|source| write_error(&self.path, source))?;
-        if let Some((temporary, target)) = self.rename.take() {
-            if let Err(source) = std::fs::rename(&temporary, &target) {
-                let _ = std::fs::remove_file(&temporary);
-                return Err(write_error(&self.path, source));
-            }
+        if let Some((temporary, target)) = self.rename.take()
+            && let Err(source) = std::fs::rename(&temporary, &target)
+        {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(write_error(&self.path, source));
         }
         Ok(self.packets)
     }
