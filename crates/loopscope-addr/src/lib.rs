@@ -13,6 +13,8 @@
 //! - [`analysis`]: all of the above for one input, as one serialisable record.
 //!
 //! This crate is pure: no I/O except through the resolver trait of the guard.
+
+#![forbid(unsafe_code)]
 pub mod analysis;
 pub mod guard;
 pub mod martian;

@@ -57,4 +57,5 @@ pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,
+    tty_fd, tty_into_fd,
 };

@@ -4,7 +4,24 @@
 //! any baud rate) is `rustix::termios`.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use serialport::TTYPort;
+
+/// The descriptor of an open serial port, borrowed for as long as the port is (the serialport
+/// crate implements `AsRawFd` but not `AsFd`).
+pub fn tty_fd(port: &TTYPort) -> BorrowedFd<'_> {
+    // SAFETY: a TTYPort owns its descriptor and closes it only on drop; the borrow cannot
+    // outlive `port`, so the descriptor stays open for the BorrowedFd's whole lifetime.
+    unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) }
+}
+
+/// Takes the descriptor out of a serial port, which no longer closes it.
+pub fn tty_into_fd(port: TTYPort) -> OwnedFd {
+    // SAFETY: `into_raw_fd` hands over sole ownership of an open descriptor (the port forgets
+    // it without closing it), which is what `OwnedFd::from_raw_fd` requires.
+    unsafe { OwnedFd::from_raw_fd(port.into_raw_fd()) }
+}
 
 /// TIOCM_LOOP: the UART loops its transmitter to its receiver (linux/termios.h).
 pub const TIOCM_LOOP: libc::c_int = 0x8000;
@@ -133,6 +150,8 @@ pub fn line_counters(fd: impl AsFd) -> io::Result<LineCounters> {
 
 #[cfg(test)]
 mod tests {
+    use serialport::SerialPort;
+
     use super::*;
 
     /// The kernel's struct sizes (linux/serial.h): serial_rs485 is 8 u32s, serial_icounter_struct
@@ -141,6 +160,24 @@ mod tests {
     fn structs_have_the_kernel_sizes() {
         assert_eq!(std::mem::size_of::<SerialRs485>(), 32);
         assert_eq!(std::mem::size_of::<LineCounters>(), 80);
+    }
+
+    /// The helpers hand over the port's own descriptor: what rustix reads through the borrowed
+    /// one is the pty's termios, and the owned one stays open after the port is gone.
+    #[test]
+    fn a_port_lends_and_gives_its_descriptor() {
+        let (master, slave) = TTYPort::pair().expect("pty pair");
+        assert!(rustix::termios::tcgetattr(tty_fd(&slave)).is_ok());
+        let slave_name = slave.name().expect("name");
+        let owned = tty_into_fd(slave);
+        assert!(rustix::termios::isatty(&owned));
+        assert_eq!(
+            rustix::pty::ptsname(tty_fd(&master), Vec::new())
+                .expect("ptsname")
+                .to_str()
+                .expect("utf-8"),
+            slave_name
+        );
     }
 
     /// A pty has neither UART loopback nor line counters nor RS-485: each call fails cleanly
