@@ -17,9 +17,12 @@
 
 pub mod checker;
 pub mod confidence;
+pub mod framing;
 pub mod g821;
+pub mod g826;
 pub mod generator;
 pub mod inject;
+pub mod loopcode;
 pub mod spec;
 
 pub use checker::{CheckCounters, Checker, CheckerConfig, Expect};

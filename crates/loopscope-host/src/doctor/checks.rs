@@ -178,7 +178,7 @@ fn namespace(_: &mut Probe) -> Finding {
 /// Runs `body` on lo, or says why it cannot.
 fn with_lo(
     probe: &mut Probe,
-    body: impl FnOnce(&super::probe::Snapshot, &crate::netlink::Link) -> Finding,
+    body: impl FnOnce(&super::probe::Snapshot, &crate::netlink::Interface) -> Finding,
 ) -> Finding {
     match probe.netlink() {
         Err(error) => Finding::skip(format!("cannot ask the kernel over netlink: {error}")),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::icmp::{self, EchoSocket, PingConfig, SocketChoice, SocketKind};
 use crate::loops::{self, RoundTrip};
-use crate::netlink::{Address, Link, Route, Rtnetlink};
+use crate::netlink::{Address, Interface, Route, Rtnetlink};
 use crate::resolver::Source;
 use crate::sysctl;
 
@@ -41,17 +41,17 @@ impl Default for Options {
 /// What netlink said, once.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub links: Vec<Link>,
+    pub interfaces: Vec<Interface>,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
 }
 
 impl Snapshot {
-    pub fn lo(&self) -> Option<&Link> {
-        self.links
+    pub fn lo(&self) -> Option<&Interface> {
+        self.interfaces
             .iter()
             .find(|link| link.name == "lo")
-            .or_else(|| self.links.iter().find(|link| link.loopback))
+            .or_else(|| self.interfaces.iter().find(|link| link.loopback))
     }
 }
 
@@ -118,7 +118,7 @@ impl Probe {
         let snapshot = self.netlink.get_or_insert_with(|| {
             let mut netlink = Rtnetlink::open().map_err(|error| error.to_string())?;
             Ok(Snapshot {
-                links: netlink.links().map_err(|error| error.to_string())?,
+                interfaces: netlink.interfaces().map_err(|error| error.to_string())?,
                 addresses: netlink.addresses().map_err(|error| error.to_string())?,
                 routes: netlink.routes().map_err(|error| error.to_string())?,
             })
