@@ -170,11 +170,15 @@ impl Doctor {
             .collect()
     }
 
-    /// Every check PASS (SKIP only for what a kernel without IPv6 cannot do), exit 0.
+    /// Every check PASS (SKIP only for what a kernel without IPv6 cannot do), exit 0. The one
+    /// WARN allowed is `latency` calling the loop slow: that says the CPU is busy (CI runs
+    /// beside stress-ng), which no fix to the namespace can change.
     fn is_healthy(&self) -> bool {
         self.code == 0
             && self.checks().all(|record| {
-                record["status"] == "PASS" || (!has_ipv6() && record["status"] == "SKIP")
+                record["status"] == "PASS"
+                    || (!has_ipv6() && record["status"] == "SKIP")
+                    || (record["name"] == "latency" && record["status"] == "WARN")
             })
     }
 
@@ -248,7 +252,7 @@ fn fixes_heal(breakage: &Breakage) -> Option<(Doctor, Vec<String>)> {
         breakage.tag,
         after.not_passing()
     );
-    assert_eq!(after.fixes(), Vec::<String>::new());
+    assert_eq!(after.fixes(), Vec::<String>::new(), "{}", breakage.tag);
     drop(broken);
 
     if fixes.len() > 1 {
