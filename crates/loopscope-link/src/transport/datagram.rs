@@ -12,7 +12,7 @@
 //! report the overrun as line loss.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
 use crate::stats::DatagramStats;
-use crate::transport::sockio;
+use loopscope_sys::{COARSE_TIMEOUT, SocketTimeout, recv_timeout, timed_out};
 
 pub const MAGIC: [u8; 4] = [b'L', b'S', b'D', 1];
 pub const HEADER: usize = 12;
@@ -79,7 +79,7 @@ pub fn parse_header(datagram: &[u8]) -> Option<u64> {
 }
 
 /// A connected datagram socket shared by both halves.
-pub trait DatagramSocket: AsFd + AsRawFd + Send + Sync + 'static {}
+pub trait DatagramSocket: AsFd + Send + Sync + 'static {}
 
 impl DatagramSocket for std::net::UdpSocket {}
 
@@ -119,7 +119,7 @@ pub fn halves<S: DatagramSocket>(
         DatagramReceiver {
             socket,
             window,
-            timeout: sockio::SocketTimeout::default(),
+            timeout: SocketTimeout::default(),
             buffer: vec![0u8; 65_536],
             pending: 0..0,
             counters: DatagramCounters::default(),
@@ -214,7 +214,7 @@ impl<S: DatagramSocket> LinkSender for DatagramSender<S> {
                         let Some(wait) = cancel.next_wait() else {
                             return Err(SendError::cancelled(accepted));
                         };
-                        sockio::wait_writable(self.socket.as_fd(), wait)
+                        loopscope_sys::wait_writable(self.socket.as_fd(), Some(wait))
                             .map_err(|e| SendError::failed(accepted, e))?;
                     }
                     // No buffer space in the stack (a full device queue): nothing to poll for.
@@ -255,7 +255,7 @@ pub struct DatagramCounters {
 pub struct DatagramReceiver<S: DatagramSocket> {
     socket: Arc<S>,
     window: Arc<Window>,
-    timeout: sockio::SocketTimeout,
+    timeout: SocketTimeout,
     buffer: Vec<u8>,
     pending: std::ops::Range<usize>,
     counters: DatagramCounters,
@@ -266,10 +266,6 @@ pub struct DatagramReceiver<S: DatagramSocket> {
 }
 
 impl<S: DatagramSocket> DatagramReceiver<S> {
-    fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-
     fn seen_bit(&mut self, seq: u64) -> (usize, u64) {
         let slot = seq % HISTORY;
         ((slot / 64) as usize, 1u64 << (slot % 64))
@@ -340,15 +336,15 @@ impl<S: DatagramSocket> LinkReceiver for DatagramReceiver<S> {
             {
                 return Ok(0);
             }
-            let fd = self.fd();
+            let fd = self.socket.as_fd();
             let n = match (self.timeout.get(), deadline) {
                 // Short timeouts: precisely what is left of this call's time.
-                (Some(t), Some(deadline)) if t < sockio::COARSE_TIMEOUT => {
+                (Some(t), Some(deadline)) if t < COARSE_TIMEOUT => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
+                        return Err(timed_out());
                     }
-                    sockio::recv_timeout(fd, &mut self.buffer, Some(left))?
+                    recv_timeout(fd, &mut self.buffer, Some(left))?
                 }
                 // Long ones: the socket's own timeout (may overshoot by foreign datagrams).
                 _ => self.timeout.recv(fd, &mut self.buffer)?,

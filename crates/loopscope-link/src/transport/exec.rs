@@ -5,7 +5,7 @@
 //! shell, so a missing program is reported as such instead of as a shell's exit status 127.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,8 @@ use std::time::Duration;
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, SendError};
 use crate::stats::{LinkStats, ProcessStats};
-use crate::transport::sockio;
+use crate::transport::send::{Writer, write_all_until};
+use loopscope_sys::{Readiness, wait_readable};
 
 pub struct ExecLink {
     argv: Vec<String>,
@@ -93,9 +94,7 @@ struct ExecSender {
 impl LinkSender for ExecSender {
     fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
         match &self.stdin {
-            Some(stdin) => {
-                sockio::write_all_until(stdin.as_fd(), data, sockio::Writer::NonBlocking, cancel)
-            }
+            Some(stdin) => write_all_until(stdin.as_fd(), data, Writer::NonBlocking, cancel),
             None => Err(SendError::failed(0, io::ErrorKind::BrokenPipe.into())),
         }
     }
@@ -116,10 +115,12 @@ struct ExecReceiver {
 
 impl LinkReceiver for ExecReceiver {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(timeout) = self.timeout
-            && !sockio::wait_readable(self.stdout.as_raw_fd(), timeout)?
-        {
-            return Err(io::ErrorKind::TimedOut.into());
+        if let Some(timeout) = self.timeout {
+            match wait_readable(&self.stdout, Some(timeout))? {
+                Readiness::Ready => {}
+                Readiness::TimedOut => return Err(loopscope_sys::timed_out()),
+                Readiness::Interrupted => return Err(io::ErrorKind::Interrupted.into()),
+            }
         }
         self.stdout.read(buf)
     }

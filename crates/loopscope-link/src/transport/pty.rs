@@ -21,7 +21,7 @@
 //! plug paces at whatever speed the client sets on the device.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender, is_timeout};
 use crate::stats::LineStats;
 use crate::transport::serial::{self, HARDWARE_OPTIONS, Parity, SERIAL_OPTIONS, SerialSettings};
-use crate::transport::sockio;
+use loopscope_sys::{tty_fd, tty_into_fd};
 
 pub struct PtyLink {
     original: String,
@@ -68,7 +68,7 @@ fn pty_settings(endpoint: &Endpoint) -> Result<(SerialSettings, bool), EndpointE
 /// UART set to CS7 delivers them; the plug clears the bit too, for 5 and 6 bits as well.
 fn strip_input_to_seven_bits(slave: &TTYPort, name: &str) -> Result<(), LinkError> {
     use rustix::termios::{InputModes, OptionalActions, tcgetattr, tcsetattr};
-    let fd = sockio::borrow_fd(slave);
+    let fd = tty_fd(slave);
     let fail = |e: rustix::io::Errno| LinkError::io(format!("{name}: cannot set ISTRIP"), e.into());
     let mut termios = tcgetattr(fd).map_err(fail)?;
     termios.input_modes |= InputModes::ISTRIP;
@@ -107,11 +107,6 @@ fn open_pair(original: &str) -> Result<(TTYPort, TTYPort, String), LinkError> {
     Ok((master, slave, path))
 }
 
-fn into_owned(port: TTYPort) -> OwnedFd {
-    // SAFETY: into_raw_fd releases ownership of an open descriptor, which OwnedFd takes over.
-    unsafe { OwnedFd::from_raw_fd(port.into_raw_fd()) }
-}
-
 impl Link for PtyLink {
     fn describe(&self) -> String {
         self.original.clone()
@@ -132,7 +127,7 @@ impl Link for PtyLink {
             strip_input_to_seven_bits(&slave, &self.original)?;
         }
         let mut plug = Plug {
-            master: into_owned(master),
+            master: tty_into_fd(master),
             line: PlugLine::of(&self.settings, self.pace),
             speed: Speed::Fixed(self.settings.baud),
         };
@@ -218,7 +213,7 @@ impl Plug {
         echoed: &mut dyn FnMut(usize),
         on_hang_up: OnHangUp,
     ) -> io::Result<()> {
-        let fd = self.master.as_raw_fd();
+        let master = self.master.as_fd();
         let mut buffer = vec![0u8; 16 * 1024];
         let mut pending: Vec<u8> = Vec::with_capacity(PLUG_BACKLOG);
         let mut baud = self.current_baud(0);
@@ -246,7 +241,7 @@ impl Plug {
             };
             if pending.len() < PLUG_BACKLOG {
                 let room = (PLUG_BACKLOG - pending.len()).min(buffer.len());
-                match sockio::read_timeout(fd, &mut buffer[..room], Some(wait)) {
+                match loopscope_sys::read_timeout(master, &mut buffer[..room], Some(wait)) {
                     Ok(0) => return Ok(()),
                     Ok(n) => {
                         if pending.is_empty() {
@@ -255,7 +250,8 @@ impl Plug {
                         }
                         pending.extend(buffer[..n].iter().map(|b| b & self.line.data_mask));
                     }
-                    Err(e) if is_timeout(&e) => {}
+                    // A signal (the EINTR rule) or a readable-then-empty master: go round again.
+                    Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.raw_os_error() == Some(libc::EIO) => match on_hang_up {
                         OnHangUp::End => return Ok(()),
                         OnHangUp::Wait => {
@@ -282,7 +278,7 @@ impl Plug {
             if due == 0 {
                 continue;
             }
-            match sockio::write_all_fd(fd, &pending[..due]) {
+            match loopscope_sys::write_all(master, &pending[..due]) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EIO) && on_hang_up == OnHangUp::Wait => {
                     pending.clear();
@@ -325,9 +321,9 @@ pub fn open_far_end(endpoint: &Endpoint) -> Result<(String, Plug), LinkError> {
     Ok((
         path,
         Plug {
-            master: into_owned(master),
+            master: tty_into_fd(master),
             line: PlugLine::of(&settings, pace),
-            speed: Speed::FollowDevice(into_owned(slave)),
+            speed: Speed::FollowDevice(tty_into_fd(slave)),
         },
     ))
 }

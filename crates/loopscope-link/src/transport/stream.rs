@@ -2,14 +2,16 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
+use loopscope_sys::SocketTimeout;
+
 use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
-use crate::transport::sockio;
+use crate::transport::send::{Writer, write_all_until};
 
 /// A connected stream socket that can be cloned into two halves.
-pub trait StreamSocket: AsFd + AsRawFd + Send + 'static {
+pub trait StreamSocket: AsFd + Send + 'static {
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
@@ -37,7 +39,7 @@ impl<S: StreamSocket> StreamSender<S> {
 
 impl<S: StreamSocket> LinkSender for StreamSender<S> {
     fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
-        sockio::write_all_until(self.socket.as_fd(), data, sockio::Writer::Socket, cancel)
+        write_all_until(self.socket.as_fd(), data, Writer::Socket, cancel)
     }
 
     fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
@@ -51,7 +53,7 @@ impl<S: StreamSocket> LinkSender for StreamSender<S> {
 
 pub struct StreamReceiver<S: StreamSocket> {
     socket: S,
-    timeout: sockio::SocketTimeout,
+    timeout: SocketTimeout,
     stats: LinkStats,
 }
 
@@ -60,13 +62,9 @@ impl<S: StreamSocket> StreamReceiver<S> {
     pub fn new(socket: S, stats: LinkStats) -> Self {
         StreamReceiver {
             socket,
-            timeout: sockio::SocketTimeout::default(),
+            timeout: SocketTimeout::default(),
             stats,
         }
-    }
-
-    fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
     }
 }
 
@@ -75,8 +73,7 @@ impl<S: StreamSocket> LinkReceiver for StreamReceiver<S> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let fd = self.fd();
-        self.timeout.recv(fd, buf)
+        self.timeout.recv(self.socket.as_fd(), buf)
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
