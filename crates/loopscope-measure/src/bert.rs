@@ -349,7 +349,7 @@ impl Record for BertSummary {
             Source::Stream => "pattern check",
         };
         writeln!(out, "--- {} {what}: {pattern} ---", self.link)?;
-        let checked = plural(self.bits, "bit", "bits");
+        let checked = self.bits;
         let rate = if self.bits > 0 {
             format!(" ({})", format_bit_rate(self.throughput_bps))
         } else {
@@ -604,7 +604,9 @@ impl SecondClock {
         let duration_s = end_s - (self.next_boundary_s - 1.0);
         let bits = counters.bits - self.last.bits;
         (duration_s > 0.0 && (self.started || bits > 0)).then(|| PartialSecond {
-            duration_s,
+            // To the microsecond: finer is below any clock here, and 4.096 - 4.0 is not 0.096
+            // in binary floating point.
+            duration_s: (duration_s * 1e6).round() / 1e6,
             bits,
             bit_errors: counters.bit_errors - self.last.bit_errors,
         })
@@ -1201,13 +1203,16 @@ pub fn check_stream(
                 break;
             }
         };
-        // Feed up to each second boundary, so each second closes on its own bits.
+        // Feed up to each second boundary, so each second closes on its own bits, and in
+        // pieces of a millisecond of line time, so events carry their time to the millisecond.
         let mut data = &buf[..n];
         while !data.is_empty() {
             let take = match rate {
                 Some(rate) => {
                     let into_second = (received * 8) % rate;
-                    (((rate - into_second) / 8).max(1) as usize).min(data.len())
+                    let to_boundary = ((rate - into_second) / 8).max(1);
+                    let millisecond = (rate / 8000).max(1);
+                    (to_boundary.min(millisecond) as usize).min(data.len())
                 }
                 None => data.len(),
             };

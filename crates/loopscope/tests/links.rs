@@ -26,7 +26,12 @@ struct Reflector {
 
 impl Reflector {
     fn start(args: &[&str]) -> Reflector {
-        let mut child = loopscope()
+        Reflector::start_with(loopscope(), args)
+    }
+
+    /// Runs `command --json reflect ARGS`, for a command that wraps the binary (prlimit).
+    fn start_with(mut command: Command, args: &[&str]) -> Reflector {
+        let mut child = command
             .arg("--json")
             .arg("reflect")
             .args(args)
@@ -726,4 +731,209 @@ fn ping_counts_frames_corrupted_on_the_way_back() {
     assert_eq!(s["errors"].as_u64(), Some(corrupt));
     assert!(rx > 150 && rx + corrupt <= tx, "{s}");
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// The path of the built binary, for commands that run it (prlimit).
+fn binary() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("loopscope")
+}
+
+/// Reads a reflector's JSON lines until one satisfies `wanted`. A watchdog kills the
+/// reflector if that line has not come within a minute, so a missing line fails the test
+/// instead of hanging it.
+fn wait_for_line(reflector: &mut Reflector, wanted: impl Fn(&Value) -> bool) -> Value {
+    let pid = reflector.pid().to_string();
+    let (found, watch) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if watch.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
+    loop {
+        let mut line = String::new();
+        if reflector.stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("the reflector ended before the line came");
+        }
+        if let Ok(record) = serde_json::from_str::<Value>(&line)
+            && wanted(&record)
+        {
+            let _ = found.send(());
+            let _ = watchdog.join();
+            return record;
+        }
+    }
+}
+
+/// A UDP datagram with a source port of our choosing, sent through a raw socket (root): the
+/// spoofed start of an echo loop.
+fn send_spoofed_udp(from_port: u16, to_port: u16, payload: &[u8]) {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).expect("raw socket");
+    let length = (8 + payload.len()) as u16;
+    let mut datagram = Vec::new();
+    datagram.extend_from_slice(&from_port.to_be_bytes());
+    datagram.extend_from_slice(&to_port.to_be_bytes());
+    datagram.extend_from_slice(&length.to_be_bytes());
+    // An all-zero checksum: none computed, which IPv4 allows (RFC 768).
+    datagram.extend_from_slice(&[0, 0]);
+    datagram.extend_from_slice(payload);
+    let to: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.send_to(&datagram, &to.into()).expect("send");
+}
+
+fn port_of(endpoint: &str) -> u16 {
+    endpoint.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Two reflectors and one spoofed datagram (issue 12: they ping-ponged at 121,000 datagrams a
+/// second): A answers the spoofed source, which is B; B answers A; A recognises its own reply
+/// coming back and stops there. Without a rate limit, so that the recognition alone ends it.
+#[test]
+fn two_udp_reflectors_do_not_ping_pong() {
+    if !is_root() {
+        eprintln!("skipped: spoofing a UDP source port needs a raw socket (root)");
+        return;
+    }
+    let mut a = Reflector::start(&["udp://127.0.0.1:0", "--rate-limit", "0"]);
+    let b = Reflector::start(&["udp://127.0.0.1:0", "--rate-limit", "0"]);
+    send_spoofed_udp(
+        port_of(b.endpoint()),
+        port_of(a.endpoint()),
+        b"who echoes the echo?",
+    );
+    let refused = wait_for_line(&mut a, |r| r["type"] == "refused");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("echo loop"),
+        "{refused}"
+    );
+    let a = a.stop();
+    let b = b.stop();
+    assert_eq!(a["datagrams_reflected"], 1, "{a}");
+    assert_eq!(a["refused_echo_loop"], 1, "{a}");
+    assert_eq!(b["datagrams_reflected"], 1, "{b}");
+    assert_eq!(b["refused_echo_loop"], 0, "{b}");
+}
+
+/// A reply is never longer than its request (issue 12: `--impair dup=1` doubled every reply).
+#[test]
+fn an_impaired_udp_reflector_never_sends_more_than_it_received() {
+    let reflector = Reflector::start(&[
+        "udp://127.0.0.1:0",
+        "--rate-limit",
+        "0",
+        "--impair",
+        "dup=1&seed=4",
+    ]);
+    let target = reflector
+        .endpoint()
+        .trim_start_matches("udp://")
+        .to_string();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    for i in 0..20u8 {
+        let request = [i; 100];
+        client.send_to(&request, &target).unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(n, 100, "reply to request {i}");
+        // Every byte doubled, cut at the request's length: the first half of the request.
+        assert!(buf[..n].iter().all(|b| *b == i));
+    }
+    let summary = reflector.stop();
+    assert_eq!(summary["datagram_bytes_received"], 2000, "{summary}");
+    assert_eq!(summary["datagram_bytes_reflected"], 2000, "{summary}");
+}
+
+/// A flood from one source is mostly not answered by default (issue 12: the default limit of
+/// 200,000 datagrams a second was off in effect): at most the burst plus the rate times the
+/// time it took. The bound holds however fast or slow the machine is.
+#[test]
+fn a_udp_flood_from_one_source_is_rate_limited_by_default() {
+    let reflector = Reflector::start(&["udp://127.0.0.1:0", "--quiet"]);
+    let target = reflector
+        .endpoint()
+        .trim_start_matches("udp://")
+        .to_string();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..20_000u32 {
+        client.send_to(&i.to_be_bytes(), &target).unwrap();
+    }
+    let summary = reflector.stop();
+    let elapsed = started.elapsed().as_secs_f64();
+    let reflected = summary["datagrams_reflected"].as_u64().unwrap();
+    let received = summary["datagrams_received"].as_u64().unwrap();
+    let refused = summary["refused_rate_limit"].as_u64().unwrap();
+    assert_eq!(reflected + refused, received, "{summary}");
+    let bound = 200.0 + 1000.0 * elapsed;
+    assert!(
+        (reflected as f64) <= bound,
+        "{reflected} answered in {elapsed:.3} s (at most {bound:.0}): {summary}"
+    );
+}
+
+/// The soft descriptor limit is raised to the hard one, and clients beyond what the
+/// descriptors allow are refused at once and counted (issue 12: under `ulimit -Sn 1024`, 157
+/// of 500 clients waited 60 s unanswered). At 64 descriptors, 32 kept for the reflector itself
+/// and 3 per client, 10 clients are served.
+#[test]
+fn clients_beyond_the_descriptor_limit_are_refused_at_once() {
+    let mut prlimit = Command::new("prlimit");
+    prlimit.args(["--nofile=16:64", "--"]).arg(binary());
+    let reflector = Reflector::start_with(prlimit, &["tcp://127.0.0.1:0"]);
+    let target = reflector
+        .endpoint()
+        .trim_start_matches("tcp://")
+        .to_string();
+    let mut served = 0;
+    let mut refused = 0;
+    let mut clients = Vec::new();
+    for _ in 0..25 {
+        let mut client = TcpStream::connect(&target).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        client.write_all(b"x").unwrap();
+        let mut back = [0u8; 1];
+        match client.read(&mut back) {
+            Ok(1) => served += 1,
+            Ok(_) => refused += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => refused += 1,
+            Err(e) => panic!(
+                "client {} neither served nor refused: {e}",
+                served + refused
+            ),
+        }
+        clients.push(client);
+    }
+    let summary = reflector.stop();
+    assert_eq!(summary["fd_limit"], 64, "raised from 16: {summary}");
+    assert_eq!(summary["connection_limit"], 10, "{summary}");
+    assert_eq!((served, refused), (10, 15), "{summary}");
+    assert_eq!(summary["connections_refused"], 15, "{summary}");
+    drop(clients);
+}
+
+/// A Unix datagram over 64 KiB is reflected whole (issue 12: it was silently cut at 64 KiB).
+#[test]
+fn a_unix_datagram_over_64_kib_comes_back_whole() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.sock");
+    let reflector = Reflector::start(&[&format!("unixgram:{}", path.display())]);
+    let client = UnixDatagram::bind(dir.path().join("client.sock")).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    client.send_to(&request, &path).unwrap();
+    let mut back = vec![0u8; 200_000];
+    let n = client.recv(&mut back).unwrap();
+    assert_eq!(n, request.len());
+    assert!(back[..n] == request[..], "the datagram changed");
+    let summary = reflector.stop();
+    assert_eq!(summary["datagrams_truncated"], 0, "{summary}");
+    assert_eq!(summary["datagram_bytes_reflected"], 100_000, "{summary}");
 }

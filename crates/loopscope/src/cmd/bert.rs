@@ -151,7 +151,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             ));
         },
     )
-    .with_context(|| format!("cannot run over '{}'", args.link))?;
+    // The link's own error names the endpoint.
+    .context("cannot start the test")?;
     progress.finish();
     events.finish();
     Printer::stdout(context.format).emit(&summary)?;
