@@ -13,6 +13,8 @@
 //! - [`g821`]: errored / severely errored / unavailable seconds; [`confidence`]: the Poisson
 //!   upper bound on a measured BER.
 
+#![forbid(unsafe_code)]
+
 pub mod checker;
 pub mod confidence;
 pub mod framing;

@@ -5,6 +5,8 @@
 //! line of JSON goes to stdout. JSON lines carry a `"type"` field first (`"summary"` for the final
 //! object), so `jq 'select(.type=="summary")'` always finds the result.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
