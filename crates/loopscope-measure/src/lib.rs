@@ -3,5 +3,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audio_latency;
 pub mod bert;
 pub mod ping;
