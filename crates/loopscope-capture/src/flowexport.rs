@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::CaptureError;
 use crate::decode;
 use crate::pcapfile::{self, CaptureFile, Interface, PacketVisitor, RecordMeta};
-use crate::rules::{self, Verdicts};
+use crate::rules::{self, PacketVerdict};
 
 /// The fields of one flow record that matter here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -269,7 +269,7 @@ impl<W: Write> FlowScanner<W> {
             source_port: fields.source_port.unwrap_or(0),
             destination_port: fields.destination_port.unwrap_or(0),
         };
-        let verdicts: Verdicts = rules::classify_packet(source, destination, context, false);
+        let verdicts: PacketVerdict = rules::classify_packet(source, destination, context, false);
         if !verdicts.is_martian() {
             return;
         }

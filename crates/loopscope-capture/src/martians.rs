@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::CaptureError;
 use crate::decode::{self, LinkAddr, Undecodable};
 use crate::pcapfile::{self, CaptureFile, Interface, PacketVisitor, RecordMeta};
-use crate::rules::{self, Verdict, Verdicts};
+use crate::rules::{self, PacketReason, PacketVerdict};
 use crate::urpf::{RouteTable, UrpfMode, UrpfVerdict};
 use crate::writer::{PacketOrigin, PcapngWriter};
 
@@ -109,7 +109,7 @@ pub struct ReasonEntry {
 }
 
 impl ReasonEntry {
-    fn from_verdict(verdict: Verdict) -> Self {
+    fn from_verdict(verdict: PacketReason) -> Self {
         ReasonEntry {
             side: verdict.side.as_str(),
             code: verdict.reason.code(),
@@ -214,7 +214,7 @@ struct FlowStats {
     bytes: u64,
     first_ns: u64,
     last_ns: u64,
-    verdicts: Verdicts,
+    verdicts: PacketVerdict,
     interface: String,
 }
 
@@ -349,7 +349,7 @@ pub struct Scanner<W: Write> {
     config: ScanConfig,
     summary: Summary,
     flows: HashMap<FlowKey, FlowStats>,
-    reason_totals: HashMap<Verdict, u64>,
+    reason_totals: HashMap<PacketReason, u64>,
     urpf_totals: [u64; 4],
     writer: Option<PcapngWriter>,
     window_start_ns: Option<u64>,
@@ -852,7 +852,7 @@ mod emit_tests {
             destination_port: 2,
             bytes: 60,
             fragment: false,
-            reasons: vec![ReasonEntry::from_verdict(Verdict {
+            reasons: vec![ReasonEntry::from_verdict(PacketReason {
                 side: crate::rules::Side::Source,
                 reason: loopscope_addr::martian::MartianReason::LoopbackSource,
             })],

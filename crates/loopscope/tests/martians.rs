@@ -563,3 +563,63 @@ fn log_rate_limit_suppresses_with_a_count() {
     assert_eq!(summary["findings_suppressed"], 3);
     assert_eq!(summary["findings_logged"], 3);
 }
+
+/// The 62-byte frame of the adversarial campaign (issue 12, item 1), byte for byte: IPv6 from
+/// ::1 whose Hop-by-Hop header names Hop-by-Hop again with nothing after it. etherparse 0.17
+/// read past the frame on it and `martians` died with SIGSEGV (exit 139); now the spoofed ::1
+/// source is reported and the run exits 1.
+#[test]
+fn the_hop_by_hop_after_hop_by_hop_frame_is_a_martian_not_a_crash() {
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect()
+    }
+    // python3: ip = bytes.fromhex("6000000000080000") + bytes(15) + b"\x01"
+    //   + bytes.fromhex("20010db8") + bytes(11) + b"\x02" + bytes.fromhex("0000010400000000")
+    let mut ip = hex("6000000000080000");
+    ip.extend([0u8; 15]);
+    ip.push(1);
+    ip.extend(hex("20010db8"));
+    ip.extend([0u8; 11]);
+    ip.push(2);
+    ip.extend(hex("0000010400000000"));
+    // f = b"\xff"*6 + b"\x02" + bytes(5) + b"\x86\xdd" + ip
+    let mut frame = vec![0xff; 6];
+    frame.push(2);
+    frame.extend([0u8; 5]);
+    frame.extend(hex("86dd"));
+    frame.extend(&ip);
+    assert_eq!(frame.len(), 62);
+    // struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1)
+    //   + struct.pack("<IIII", 0, 0, len(f), len(f)) + f
+    let mut file = hex("d4c3b2a1020004000000000000000000ffff000001000000");
+    file.extend(hex("0000000000000000"));
+    file.extend((frame.len() as u32).to_le_bytes());
+    file.extend((frame.len() as u32).to_le_bytes());
+    file.extend(&frame);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "crash.pcap", &file);
+    for json in [false, true] {
+        let mut command = loopscope();
+        if json {
+            command.arg("--json");
+        }
+        let output = command.arg("martians").arg(&path).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "json={json}: {:?} {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if json {
+            let lines = json_lines(&output.stdout);
+            let findings = of_type(&lines, "finding");
+            assert_eq!(findings.len(), 1, "{lines:?}");
+            assert_eq!(findings[0]["source"], "::1");
+            assert_eq!(summary(&lines)["packets"], 1);
+        }
+    }
+}
