@@ -5,4 +5,5 @@
 
 pub mod audio_latency;
 pub mod bert;
+pub mod framed;
 pub mod ping;
