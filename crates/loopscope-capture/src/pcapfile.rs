@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use memmap2::Mmap;
+use loopscope_sys::MappedFile;
 use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le};
 use pcap_parser::{Linktype, parse_pcap_header};
 
@@ -67,7 +67,7 @@ pub trait PacketVisitor {
 
 /// A capture file mapped into memory.
 pub struct CaptureFile {
-    map: Mmap,
+    map: MappedFile,
 }
 
 impl CaptureFile {
@@ -76,20 +76,17 @@ impl CaptureFile {
             path: path.display().to_string(),
             source,
         })?;
-        // SAFETY: the map is read-only and private to this process. Another process truncating
-        // the file while we read it would fault (SIGBUS); that is the accepted trade of every
-        // mmap reader (tcpdump's included) for not copying the file.
-        let map = unsafe { Mmap::map(&file) }.map_err(|source| CaptureError::Open {
+        // Mapped, not copied: a file another process truncates meanwhile faults (see
+        // MappedFile), the accepted trade of every mmap reader (tcpdump's included).
+        let map = MappedFile::map(&file).map_err(|source| CaptureError::Open {
             path: path.display().to_string(),
             source,
         })?;
-        #[cfg(unix)]
-        let _ = map.advise(memmap2::Advice::Sequential);
         Ok(CaptureFile { map })
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        self.map.bytes()
     }
 }
 
