@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::adapter::impair::ImpairmentStats;
+use crate::niu::{NiuLogEntry, NiuStats};
 
 /// Link-specific figures. Each part is present only on the links it applies to; in JSON the
 /// parts are flattened into one object (`"transport"`, `"datagrams_lost"`, `"baud_measured"`,
@@ -27,6 +28,17 @@ pub struct LinkStats {
     /// What the impairment adapter did (`sim:`, `--impair`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impairment: Option<ImpairmentStats>,
+    /// What a software NIU at the far end did (`niu`: its figures and its log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub niu: Option<NiuReport>,
+}
+
+/// A software CSU/NIU's figures and the log of its state changes (see [`crate::niu`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NiuReport {
+    #[serde(flatten)]
+    pub stats: NiuStats,
+    pub log: Vec<NiuLogEntry>,
 }
 
 /// The addresses of a connected IP socket.
@@ -234,6 +246,19 @@ impl LinkStats {
                 parts.push("nothing damaged".into());
             }
             lines.push(("impairment", parts.join(", ")));
+        }
+        if let Some(n) = &self.niu {
+            lines.push((
+                "niu",
+                format!(
+                    "{} framing, loop closed {} and opened {}, {}, {} payload underruns",
+                    n.stats.framing,
+                    plural(n.stats.loops_closed, "time", "times"),
+                    plural(n.stats.loops_opened, "time", "times"),
+                    plural(n.stats.timeouts, "timeout", "timeouts"),
+                    n.stats.payload_underruns
+                ),
+            ));
         }
         lines
     }
