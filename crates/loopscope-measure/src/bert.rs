@@ -795,6 +795,9 @@ struct TxShared {
     /// Bytes that came back (for the in-flight limit on paced links).
     received: AtomicU64,
     done: AtomicBool,
+    /// The transmitter got to the end of its run (its amount, its deadline or a stop), as
+    /// opposed to failing or being halted by the receive side.
+    reached_end: AtomicBool,
     /// When the transmitter stopped, in nanoseconds since the start.
     done_at_ns: AtomicU64,
     /// Set by the receive side when it has ended the run first; cancels a blocked send.
@@ -886,6 +889,7 @@ pub fn run(
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
         done: AtomicBool::new(false),
+        reached_end: AtomicBool::new(false),
         done_at_ns: AtomicU64::new(0),
         halt: Arc::new(AtomicBool::new(false)),
         failed: AtomicBool::new(false),
@@ -973,6 +977,9 @@ pub fn run(
                 shared
                     .done_at_ns
                     .store(nanos_since(start), Ordering::Release);
+                if error.is_none() && !shared.halt.load(Ordering::Acquire) {
+                    shared.reached_end.store(true, Ordering::Release);
+                }
                 if error.is_none() {
                     // End of stream is how a loop like exec:cat learns the input is over; give
                     // it a moment even after a deadline, but not past a stop.
@@ -1039,16 +1046,18 @@ pub fn run(
         }
         match receiver.recv(&mut buf) {
             Ok(0) => {
-                // End of stream. Normal once everything sent has come back, or on a link that
-                // loses data without closing once all of it is accounted for.
-                shared.halt.store(true, Ordering::Relaxed);
-                let give_up = Instant::now() + Duration::from_secs(2);
+                // End of stream. Normal once the transmitter got to the end of its run (whose
+                // finish() is what closes a loop like exec:cat) and everything it sent came
+                // back, or on a link that loses data without closing once all of it is
+                // accounted for. A transmitter still sending meets the closed link itself
+                // (EPIPE, a reset) within moments; one that does not is halted.
+                let give_up = Instant::now() + options.drain_timeout;
                 while !shared.done.load(Ordering::Acquire) && Instant::now() < give_up {
                     thread::sleep(Duration::from_millis(1));
                 }
+                shared.halt.store(true, Ordering::Relaxed);
                 let sent = shared.sent.load(Ordering::Acquire);
-                let all_sent =
-                    shared.done.load(Ordering::Acquire) && !shared.failed.load(Ordering::Acquire);
+                let all_sent = shared.reached_end.load(Ordering::Acquire);
                 if !(all_sent && (received >= sent || lossy)) {
                     end_reason = EndReason::LinkClosed;
                     error = Some(format!(
@@ -1247,4 +1256,109 @@ pub fn check_stream(
         options,
         totals,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loopscope_link::link::{LinkHalves, LinkReceiver, LinkSender, SendError};
+    use loopscope_pattern::PatternKind;
+    use std::sync::Mutex;
+
+    /// A far end that echoes the first send, then stops taking data and closes its side (as a
+    /// reflector killed after one chunk: everything sent so far came back, then end of stream).
+    struct EchoOnceThenClose;
+
+    struct Shared {
+        echoed: Mutex<Option<Vec<u8>>>,
+    }
+
+    struct OnceSender {
+        shared: Arc<Shared>,
+        sent_once: bool,
+    }
+
+    struct OnceReceiver {
+        shared: Arc<Shared>,
+        given: usize,
+    }
+
+    impl Link for EchoOnceThenClose {
+        fn describe(&self) -> String {
+            "echo-once:".into()
+        }
+
+        fn split(self: Box<Self>) -> Result<LinkHalves, LinkError> {
+            let shared = Arc::new(Shared {
+                echoed: Mutex::new(None),
+            });
+            Ok((
+                Box::new(OnceSender {
+                    shared: Arc::clone(&shared),
+                    sent_once: false,
+                }),
+                Box::new(OnceReceiver { shared, given: 0 }),
+            ))
+        }
+    }
+
+    impl LinkSender for OnceSender {
+        fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+            if !self.sent_once {
+                self.sent_once = true;
+                *self.shared.echoed.lock().unwrap() = Some(data.to_vec());
+                return Ok(());
+            }
+            // Full from now on: wait as a blocked socket would, until cancelled.
+            while cancel.sleep(Duration::from_millis(5)) {}
+            Err(SendError::cancelled(0))
+        }
+    }
+
+    impl LinkReceiver for OnceReceiver {
+        fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let echoed = self.shared.echoed.lock().unwrap();
+            match echoed.as_ref() {
+                None => {
+                    drop(echoed);
+                    thread::sleep(Duration::from_millis(5));
+                    Err(io::ErrorKind::TimedOut.into())
+                }
+                Some(data) if self.given < data.len() => {
+                    let n = (data.len() - self.given).min(buf.len());
+                    buf[..n].copy_from_slice(&data[self.given..self.given + n]);
+                    self.given += n;
+                    Ok(n)
+                }
+                Some(_) => Ok(0),
+            }
+        }
+
+        fn set_timeout(&mut self, _timeout: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A stream that ends while the transmitter is still in its run is a link that closed
+    /// early, even when all that was sent so far came back (under load, a run through a
+    /// reflector killed after one chunk once passed as completed).
+    #[test]
+    fn an_end_of_stream_mid_run_is_a_closed_link_even_with_nothing_missing() {
+        let mut options = BertOptions::new(PatternSpec::standard(PatternKind::Prbs15));
+        options.amount = Amount::Duration(Duration::from_secs(3600));
+        options.chunk_bytes = 64 * 1024;
+        options.drain_timeout = Duration::from_millis(100);
+        let summary = run(
+            Box::new(EchoOnceThenClose),
+            &options,
+            &BertControl::default(),
+            &mut |_| {},
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(summary.bytes_sent, 64 * 1024);
+        assert_eq!(summary.bytes_received, 64 * 1024);
+        assert_eq!(summary.end_reason, EndReason::LinkClosed, "{summary:?}");
+        assert!(!summary.passed);
+    }
 }

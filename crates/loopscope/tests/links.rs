@@ -937,3 +937,41 @@ fn a_unix_datagram_over_64_kib_comes_back_whole() {
     assert_eq!(summary["datagrams_truncated"], 0, "{summary}");
     assert_eq!(summary["datagram_bytes_reflected"], 100_000, "{summary}");
 }
+
+/// A SIGSTOPped reflector takes the connection (the kernel does) and nothing more: the BERT
+/// ends at its deadline with its summary and exit 1 (issue 12: it hung in sendto).
+#[test]
+fn bert_ends_at_its_deadline_on_a_stopped_reflector() {
+    for listen in ["tcp://127.0.0.1:0", "udp://127.0.0.1:0"] {
+        let reflector = Reflector::start(&[listen, "--rate-limit", "0"]);
+        let pid = reflector.pid().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let mut child = loopscope()
+            .args(["--json", "bert", reflector.endpoint(), "--duration", "1s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{listen}: bert still running after a minute");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let s = summary_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{listen}: {s}");
+        assert_eq!(s["bytes_received"], 0, "{listen}: {s}");
+        assert!(s["bytes_sent"].as_u64().unwrap() > 0, "{listen}: {s}");
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use loopscope_sys::SocketTimeout;
 
 use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
-use crate::transport::send::{Writer, write_all_until};
+use crate::transport::send::{Writer, arm_send_timeout, write_all_until};
 
 /// A connected stream socket that can be cloned into two halves.
 pub trait StreamSocket: AsFd + Send + 'static {
@@ -29,17 +29,45 @@ impl StreamSocket for std::os::unix::net::UnixStream {
 
 pub struct StreamSender<S: StreamSocket> {
     socket: S,
+    /// SO_SNDTIMEO is set; otherwise sends look at the cancel only between pieces.
+    timed: bool,
 }
 
 impl<S: StreamSocket> StreamSender<S> {
     pub fn new(socket: S) -> Self {
-        StreamSender { socket }
+        let timed = arm_send_timeout(socket.as_fd()).is_ok();
+        StreamSender { socket, timed }
     }
 }
 
 impl<S: StreamSocket> LinkSender for StreamSender<S> {
     fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
-        write_all_until(self.socket.as_fd(), data, Writer::Socket, cancel)
+        if self.timed {
+            return write_all_until(self.socket.as_fd(), data, Writer::Socket, cancel);
+        }
+        // No send timeout (a socket type without SO_SNDTIMEO): send without blocking and
+        // wait for room in poll(2) instead.
+        let mut accepted = 0;
+        while accepted < data.len() {
+            let fd = self.socket.as_fd();
+            match rustix::net::send(
+                fd,
+                &data[accepted..],
+                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => accepted += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    let Some(wait) = cancel.next_wait() else {
+                        return Err(SendError::cancelled(accepted));
+                    };
+                    loopscope_sys::wait_writable(fd, Some(wait))
+                        .map_err(|e| SendError::failed(accepted, e))?;
+                }
+                Err(e) => return Err(SendError::failed(accepted, e.into())),
+            }
+        }
+        Ok(())
     }
 
     fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
