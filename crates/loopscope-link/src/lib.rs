@@ -43,6 +43,9 @@ pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn Link>, LinkError> {
         "serial" => Ok(Box::new(serial::SerialLink::from_endpoint(endpoint)?)),
         "pty" => Ok(Box::new(pty::PtyLink::from_endpoint(endpoint)?)),
         "unixgram" => Ok(Box::new(unix::UnixgramLink::from_endpoint(endpoint)?)),
+        audio if transport::audio::is_audio_scheme(audio) => Err(LinkError::Unsupported(format!(
+            "'{audio}:' is an audio link: measure it with `loopscope audio-latency`, or add --modem to carry bytes over it"
+        ))),
         other => Err(LinkError::UnknownScheme(other.to_string())),
     }
 }
