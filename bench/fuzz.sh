@@ -16,7 +16,7 @@ targets=("$@")
 if ((${#targets[@]} == 0)); then
   mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
 fi
-RUSTC_BOOTSTRAP=1 cargo fuzz build -O >/dev/null
+RUSTC_BOOTSTRAP=1 cargo fuzz build -O >/dev/null  # CARGO_TARGET_DIR is honoured
 printf '%-14s %12s %10s %8s %8s %8s\n' target executions exec/s cov corpus crashes
 for target in "${targets[@]}"; do
   corpus=corpus/$target

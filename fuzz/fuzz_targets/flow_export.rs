@@ -12,11 +12,13 @@ use loopscope_report::{Format, Printer};
 fuzz_target!(|data: &[u8]| {
     let mut scanner = FlowScanner::new(Printer::new(Format::Json, std::io::sink()));
     let mut rest = data;
+    let mut time_ns = 0u64;
     while let [selector, high, low, tail @ ..] = rest {
         let length = usize::from(u16::from_be_bytes([*high, *low])).min(tail.len());
         let (datagram, after) = tail.split_at(length);
         let exporter = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 2055 + u16::from(*selector % 4));
-        scanner.datagram(exporter, datagram);
+        time_ns += 1_000_000;
+        scanner.datagram(exporter, time_ns, datagram);
         rest = after;
     }
     let _ = scanner.finish();

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let linktype = LINKTYPES[usize::from(selector) % LINKTYPES.len()];
     let full = decode::decode(linktype, frame);
-    if let Some((source, destination, _)) = decode::fast_addresses(linktype, frame) {
+    if let Some((source, destination)) = decode::fast_addresses(linktype, frame) {
         let full = full.expect("the fast path accepted a frame the decoder refuses");
         assert_eq!((full.source, full.destination), (source, destination));
     }
