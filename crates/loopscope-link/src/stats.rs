@@ -31,6 +31,20 @@ pub struct LinkStats {
     /// What a software NIU at the far end did (`niu`: its figures and its log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub niu: Option<NiuReport>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub modem: Option<ModemStats>,
+}
+
+/// The modem adapter over an audio link (see [`crate::adapter::modem`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModemStats {
+    pub modulation: String,
+    pub line_rate_bps: u32,
+    pub payload_rate_bps: u32,
+    pub modem_bytes_sent: u64,
+    pub modem_bytes_received: u64,
+    /// Stop bits that read as space.
+    pub framing_errors: u64,
 }
 
 /// A software CSU/NIU's figures and the log of its state changes (see [`crate::niu`]).
@@ -246,6 +260,20 @@ impl LinkStats {
                 parts.push("nothing damaged".into());
             }
             lines.push(("impairment", parts.join(", ")));
+        }
+        if let Some(m) = &self.modem {
+            lines.push((
+                "modem",
+                format!(
+                    "{}, {} bit/s on the line ({} bit/s of data), {} sent, {} received, {}",
+                    m.modulation,
+                    m.line_rate_bps,
+                    m.payload_rate_bps,
+                    plural(m.modem_bytes_sent, "byte", "bytes"),
+                    m.modem_bytes_received,
+                    plural(m.framing_errors, "framing error", "framing errors")
+                ),
+            ));
         }
         if let Some(n) = &self.niu {
             lines.push((

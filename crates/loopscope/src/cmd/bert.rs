@@ -65,15 +65,24 @@ pub struct Args {
     /// Impair the link: the options of sim: (ber=, drop=, slip=, loss=, delay=, rate=, seed=...).
     #[arg(long, value_name = "OPTIONS")]
     pub impair: Option<String>,
+    /// LINK is an audio link (audiosim:, jack:): carry the bytes over it with a Bell 202 FSK
+    /// modem (1200 bit/s line rate, 960 bit/s payload).
+    #[arg(long)]
+    pub modem: bool,
     /// After the last byte is sent, how long to wait for the rest to come back.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Bytes per send.
     #[arg(long, default_value = "256Ki", value_parser = parse_size)]
     pub chunk: u64,
+    #[command(flatten)]
+    pub framed: super::framed::FramedArgs,
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    if args.framed.framing.is_some() {
+        return super::framed::run(&args, context);
+    }
     let Some(tx_pattern) = args.pattern.spec()? else {
         bail!(
             "--pattern auto only applies to the receiver: name the pattern to send and add --rx-pattern auto"
@@ -97,8 +106,12 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     if args.chunk == 0 || args.chunk > 64 << 20 {
         bail!("--chunk must be between 1 byte and 64 MiB");
     }
-    let mut link = loopscope_link::open(&args.link)
-        .with_context(|| format!("cannot open link '{}'", args.link))?;
+    let mut link = if args.modem {
+        loopscope_link::adapter::modem::open(&args.link)
+    } else {
+        loopscope_link::open(&args.link)
+    }
+    .with_context(|| format!("cannot open link '{}'", args.link))?;
     if let Some(impair) = &args.impair {
         let config = ImpairmentConfig::parse(impair).context("bad --impair")?;
         link = Box::new(SimLink::wrap(link, config));
