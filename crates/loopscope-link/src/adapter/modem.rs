@@ -687,10 +687,7 @@ mod tests {
         }
     }
 
-    fn over_audiosim(
-        options: &str,
-        data: &[u8],
-    ) -> (Vec<u8>, serde_json::Value) {
+    fn over_audiosim(options: &str, data: &[u8]) -> (Vec<u8>, serde_json::Value) {
         let link = open(&format!("audiosim:?{options}")).unwrap();
         let (mut tx, mut rx) = link.split().unwrap();
         let sent = data.to_vec();

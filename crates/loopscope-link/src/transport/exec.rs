@@ -17,9 +17,6 @@ use crate::stats::{LinkStats, ProcessStats};
 use crate::transport::send::{Writer, write_all_until};
 use loopscope_sys::{Readiness, wait_readable};
 
-/// Pipe buffer asked for each direction.
-const PIPE_SIZE: usize = 1 << 20;
-
 pub struct ExecLink {
     argv: Vec<String>,
     original: String,
@@ -61,10 +58,9 @@ impl Link for ExecLink {
         // then wait in poll(2), where it can see its deadline, not in write(2).
         rustix::io::ioctl_fionbio(&stdin, true)
             .map_err(|e| LinkError::io("cannot make the child's stdin non-blocking", e.into()))?;
-        // Larger pipes, fewer round trips between us and the child (best effort: an
-        // unprivileged process may have up to /proc/sys/fs/pipe-max-size, 1 MiB by default).
-        let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_SIZE);
-        let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
+        // The pipes keep their default size: a larger one would hold more in flight, and a
+        // line-timed test (the framed BERT against an NIU) would wait seconds of line time
+        // for it to drain.
         let child = Arc::new(Mutex::new(ChildGuard(child)));
         Ok((
             Box::new(ExecSender {

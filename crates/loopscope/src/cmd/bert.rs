@@ -144,7 +144,9 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let progress = Progress::new(
         context.format,
         total_bytes,
-        "{spinner} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+        // One rate, in bit/s, from the bytes checked (indicatif's own bytes-per-second in
+        // GiB/s lagged behind it and read as a second, different figure).
+        "{spinner} {bytes}/{total_bytes} {msg}",
     );
     let started = std::time::Instant::now();
     let mut events = EventPrinter::new(context.format);
