@@ -26,15 +26,19 @@
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
-//! - [`set_icmpv6_filter`]; read-only file maps: [`MappedFile`].
+//! - [`set_icmpv6_filter`]; read-only file maps: [`MappedFile`];
+//! - what `perf` measures: [`tcp_info`] (TCP_INFO), [`recv_discard`] (MSG_TRUNC), CPU time
+//!   ([`thread_cpu_time`], [`process_cpu_time`]).
 
 mod fdio;
 mod mmap;
 mod netlink;
 mod packet;
 mod procfs;
+mod rusage;
 mod sockopt;
 mod splice;
+mod tcp;
 mod tty;
 
 pub use fdio::{
@@ -53,8 +57,10 @@ pub use procfs::{
     ProcNetParse, ProcNetSocket, ProcNetTable, ProcNetTableText, TCP_CLOSE, TCP_LISTEN,
     parse_proc_net,
 };
+pub use rusage::{CpuTime, process_cpu_time, thread_cpu_time};
 pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
+pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,
     tty_fd, tty_into_fd,
