@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod bert;
+pub mod perf;
 pub mod ping;
