@@ -4,6 +4,11 @@
 //! this crate adds what depends on where a packet was seen (a loopback address is fine on `lo`
 //! and martian anywhere else), reads the packets, and reports.
 
+#![forbid(unsafe_code)]
+// Not every public item is documented yet (docs/design.md lists the crates still to do);
+// delete this line once `cargo clippy` passes without it.
+#![allow(missing_docs)]
+
 pub mod acl;
 pub mod decode;
 pub mod flowexport;

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use loopscope_sys::{Interface, InterfaceAddress, Route, RouteSocket};
+
 use crate::firewall::{self, Rulesets};
 use crate::icmp::{self, EchoSocket, PingConfig, SocketChoice, SocketKind};
 use crate::loops::{self, RoundTrip};
-use crate::netlink::{Address, Interface, Route, Rtnetlink};
 use crate::resolver::Source;
 use crate::sysctl;
 
@@ -43,7 +44,7 @@ impl Default for Options {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub interfaces: Vec<Interface>,
-    pub addresses: Vec<Address>,
+    pub addresses: Vec<InterfaceAddress>,
     pub routes: Vec<Route>,
 }
 
@@ -138,8 +139,8 @@ fn slot(address: IpAddr) -> usize {
     usize::from(address.is_ipv6())
 }
 
-pub const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-pub const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+pub(crate) const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
 impl Probe {
     pub fn new(options: Options) -> Self {
@@ -165,7 +166,7 @@ impl Probe {
     /// Links, addresses and routes; `Err` says why netlink could not be read.
     pub fn netlink(&mut self) -> Result<&Snapshot, String> {
         let snapshot = self.netlink.get_or_insert_with(|| {
-            let mut netlink = Rtnetlink::open().map_err(|error| error.to_string())?;
+            let mut netlink = RouteSocket::open().map_err(|error| error.to_string())?;
             Ok(Snapshot {
                 interfaces: netlink.interfaces().map_err(|error| error.to_string())?,
                 addresses: netlink.addresses().map_err(|error| error.to_string())?,
@@ -319,7 +320,7 @@ fn measure_udp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, ProbeErro
 }
 
 /// `connection timed out` reads better than the raw `os error 110` text in a finding.
-pub fn describe_io(error: &std::io::Error) -> String {
+pub(crate) fn describe_io(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
             "timed out (packets dropped?)".into()
