@@ -8,7 +8,9 @@ use nix::sys::resource::{UsageWho, getrusage};
 /// User and system CPU time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTime {
+    /// Time spent running in user space.
     pub user: Duration,
+    /// Time the kernel spent working for the caller.
     pub system: Duration,
 }
 
@@ -20,8 +22,12 @@ impl CpuTime {
             system: self.system.saturating_sub(earlier.system),
         }
     }
+}
 
-    pub fn add(self, other: CpuTime) -> CpuTime {
+impl std::ops::Add for CpuTime {
+    type Output = CpuTime;
+
+    fn add(self, other: CpuTime) -> CpuTime {
         CpuTime {
             user: self.user + other.user,
             system: self.system + other.system,
@@ -45,7 +51,9 @@ fn usage(who: UsageWho) -> io::Result<CpuTime> {
     let duration = |time: nix::sys::time::TimeVal| {
         Duration::new(
             u64::try_from(time.tv_sec()).unwrap_or(0),
-            u32::try_from(time.tv_usec()).unwrap_or(0).saturating_mul(1000),
+            u32::try_from(time.tv_usec())
+                .unwrap_or(0)
+                .saturating_mul(1000),
         )
     };
     Ok(CpuTime {

@@ -14,12 +14,12 @@ use loopscope_sys::{CpuTime, thread_cpu_time};
 use socket2::{SockRef, Socket, Type};
 
 use super::control::{
-    Control, ControlError, Cookie, Extension, MAX_RESULTS_JSON, RequestResponse, State,
-    StreamResult, StreamSock, TestParams, TestResults, UDP_HELLO, UDP_HELLO_REPLY, new_cookie,
-    stream_id,
+    Control, ControlError, Cookie, Extension, Grant, MAX_PARAMS_JSON, MAX_RESULTS_JSON,
+    RequestResponse, State, StreamResult, StreamSock, TestParams, TestResults, UDP_HELLO,
+    UDP_HELLO_REPLY, new_cookie, stream_id,
 };
 use super::report::{
-    Interval, IntervalStream, PeerFigures, PerfEvent, PerfSummary, Percentiles, StreamSummary,
+    Interval, IntervalStream, PeerFigures, Percentiles, PerfEvent, PerfSummary, StreamSummary,
     UdpFigures, nanos_histogram,
 };
 use super::stream::{DataSocket, Role, RunControl, Stream, WorkerOptions, spawn_worker};
@@ -89,10 +89,27 @@ pub fn run_client(
 
     // Setup: the server leads; answer until it says the test runs.
     let mut streams: Vec<Arc<Stream>> = Vec::new();
+    let mut grant = None;
     loop {
         match control.read_state(deadline(), Some(stop), "during setup")? {
             State::ParamExchange => control.write_json(&params.to_json())?,
+            State::Grant => {
+                let object =
+                    control.read_json(MAX_PARAMS_JSON, deadline(), Some(stop), "with the grant")?;
+                grant = Some(
+                    Grant::from_json(&object).map_err(|e| ControlError::Garbage {
+                        what: format!("an unusable grant ({e})"),
+                    })?,
+                );
+            }
             State::CreateStreams => {
+                if options.request_response.is_some() && grant.is_none() {
+                    return Err(PerfError::Usage(
+                        "the server does not offer request-response (is it a stock iperf3?): \
+                         --rr and --crr need 'loopscope perf --server'"
+                            .into(),
+                    ));
+                }
                 streams = open_streams(options, &params, &control, &cookie)?;
             }
             State::TestStart => {}
@@ -114,6 +131,32 @@ pub fn run_client(
         }
         .into());
     }
+    // A loopscope server says what it allows; a test longer than that is cut to it.
+    let mut limits = Vec::new();
+    let mut cut = false;
+    let mut capped = options.clone();
+    if let Some(grant) = grant {
+        let allowed = Duration::from_millis(grant.max_duration_ms);
+        if options.bytes.is_none() && options.duration > allowed {
+            capped.duration = allowed;
+            cut = true;
+            limits.push(format!(
+                "the server allows tests of at most {} s; this one was cut to that",
+                allowed.as_secs_f64()
+            ));
+        }
+        let asked = options
+            .bandwidth
+            .saturating_mul(u64::from(options.parallel));
+        if grant.max_rate_bps > 0 && asked > grant.max_rate_bps {
+            limits.push(format!(
+                "the server holds each direction to {}",
+                super::report::format_rate(grant.max_rate_bps as f64)
+            ));
+        }
+    }
+    let server_limit = (!limits.is_empty()).then(|| (limits.join("; "), cut));
+    let options = &capped;
     events(&PerfEvent::Connected {
         link: options.link.clone(),
         local: control.socket().local_name(),
@@ -122,7 +165,10 @@ pub fn run_client(
     });
 
     if let Some(rr) = &options.request_response {
-        return super::rr::run_rr_client(options, rr, control, streams, stop, cpu_before, cookie);
+        let mut summary =
+            super::rr::run_rr_client(options, rr, control, streams, stop, cpu_before, cookie)?;
+        note_server_limit(&mut summary, server_limit);
+        return Ok(summary);
     }
 
     let send_budget = match (options.bytes, options.direction) {
@@ -147,13 +193,22 @@ pub fn run_client(
     }
 
     let mut sampler = Sampler::new(&streams, options.interval);
-    let ending = watch_run(options, &control, &streams, &run, stop, &mut sampler, events);
+    let ending = watch_run(
+        options,
+        &control,
+        &streams,
+        &run,
+        stop,
+        &mut sampler,
+        events,
+    );
     let run_seconds = run.started.elapsed().as_secs_f64();
 
     // Stop sending; what the senders wrote is final.
     run.stop_senders.store(true, Ordering::Relaxed);
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        workers.into_iter().partition(|(role, _)| *role == Role::Send);
+    let (senders, receivers): (Vec<_>, Vec<_>) = workers
+        .into_iter()
+        .partition(|(role, _)| *role == Role::Send);
     join_all(senders);
     let final_info: Vec<_> = streams.iter().map(|s| s.socket.tcp_info()).collect();
     let retransmits: Vec<Option<u64>> = streams.iter().map(|s| s.retransmits()).collect();
@@ -176,10 +231,8 @@ pub fn run_client(
     join_all(receivers);
     match ended {
         Ok(()) => {
-            let cpu = thread_cpu_time()
-                .unwrap_or_default()
-                .since(cpu_before)
-                .add(worker_cpu(&streams));
+            let cpu =
+                thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
             let ours = local_results(&streams, cpu, run_seconds, &retransmits);
             match exchange_results(&control, &ours) {
                 Ok(results) => peer_results = Some(results),
@@ -193,11 +246,8 @@ pub fn run_client(
         stream.socket.close_both();
     }
 
-    let cpu = thread_cpu_time()
-        .unwrap_or_default()
-        .since(cpu_before)
-        .add(worker_cpu(&streams));
-    Ok(summarize(
+    let cpu = thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
+    let mut summary = summarize(
         options,
         &streams,
         &final_info,
@@ -208,7 +258,19 @@ pub fn run_client(
         sampler,
         ended_early,
         &ending,
-    ))
+    );
+    note_server_limit(&mut summary, server_limit);
+    Ok(summary)
+}
+
+/// A test the server cut short did not run as asked: it fails, saying why.
+fn note_server_limit(summary: &mut PerfSummary, limit: Option<(String, bool)>) {
+    if let Some((limit, cut)) = limit {
+        if cut {
+            summary.passed = false;
+        }
+        summary.server_limit = Some(limit);
+    }
 }
 
 fn join_all(workers: Vec<(Role, JoinHandle<()>)>) {
@@ -221,7 +283,7 @@ pub(super) fn worker_cpu(streams: &[Arc<Stream>]) -> CpuTime {
     streams
         .iter()
         .filter_map(|s| s.cpu.lock().ok().map(|c| *c))
-        .fold(CpuTime::default(), CpuTime::add)
+        .fold(CpuTime::default(), |a, b| a + b)
 }
 
 fn test_params(options: &ClientOptions, control: &Control) -> Result<TestParams, PerfError> {
@@ -235,7 +297,7 @@ fn test_params(options: &ClientOptions, control: &Control) -> Result<TestParams,
         time_ms: options
             .bytes
             .is_none()
-            .then(|| options.duration.as_millis() as u64),
+            .then_some(options.duration.as_millis() as u64),
         request_response: options.request_response.as_ref().map(|rr| RequestResponse {
             response_length: rr.response_length as u64,
             connect_per_transaction: rr.connect_per_transaction,
@@ -644,7 +706,9 @@ fn watch_run(
                     "during the test",
                 ) {
                     Ok(State::ServerTerminate) => Ending::ServerTerminated,
-                    Ok(State::ServerError) => Ending::Failed(read_server_error(control).to_string()),
+                    Ok(State::ServerError) => {
+                        Ending::Failed(read_server_error(control).to_string())
+                    }
                     Ok(other) => Ending::Failed(format!(
                         "the server sent {other:?} during the test (is it an iperf3 or loopscope perf server?)"
                     )),
@@ -679,7 +743,12 @@ pub(super) fn exchange_results(
 ) -> Result<TestResults, PerfError> {
     let deadline = Some(Instant::now() + STEP_TIMEOUT);
     control.write_json(&ours.to_json())?;
-    let theirs = control.read_json(MAX_RESULTS_JSON, deadline, None, "with the server's results")?;
+    let theirs = control.read_json(
+        MAX_RESULTS_JSON,
+        deadline,
+        None,
+        "with the server's results",
+    )?;
     let theirs = TestResults::from_json(&theirs).map_err(|e| ControlError::Garbage {
         what: format!("unusable results ({e})"),
     })?;
@@ -737,14 +806,13 @@ pub(super) fn local_results(
 
 fn congestion_of(socket: &DataSocket) -> Option<String> {
     match socket {
-        DataSocket::Stream(StreamSock::Tcp(stream)) => SockRef::from(stream)
-            .tcp_congestion()
-            .ok()
-            .map(|name| {
+        DataSocket::Stream(StreamSock::Tcp(stream)) => {
+            SockRef::from(stream).tcp_congestion().ok().map(|name| {
                 String::from_utf8_lossy(&name)
                     .trim_end_matches('\0')
                     .to_string()
-            }),
+            })
+        }
         _ => None,
     }
 }
@@ -771,7 +839,11 @@ fn summarize(
             Role::Send => run_seconds,
             Role::Receive => {
                 let last = stream.last_active_ns.load(Ordering::Relaxed) as f64 / 1e9;
-                if last > 0.0 { last.max(run_seconds) } else { run_seconds }
+                if last > 0.0 {
+                    last.max(run_seconds)
+                } else {
+                    run_seconds
+                }
             }
         };
         let info = final_info[index];
@@ -787,7 +859,12 @@ fn summarize(
                     ))
                 }
                 Role::Send => peer_stream.map(|p| {
-                    UdpFigures::new(p.packets.max(0) as u64, p.errors, p.out_of_order, p.jitter_s)
+                    UdpFigures::new(
+                        p.packets.max(0) as u64,
+                        p.errors,
+                        p.out_of_order,
+                        p.jitter_s,
+                    )
                 }),
             }
         } else {
@@ -805,7 +882,9 @@ fn summarize(
                 Role::Receive => peer_stream.and_then(|p| p.retransmits),
             },
             rtt_us: info.filter(|_| stream.role == Role::Send).map(|i| i.rtt_us),
-            rttvar_us: info.filter(|_| stream.role == Role::Send).map(|i| i.rttvar_us),
+            rttvar_us: info
+                .filter(|_| stream.role == Role::Send)
+                .map(|i| i.rttvar_us),
             snd_cwnd_bytes: info
                 .filter(|_| stream.role == Role::Send)
                 .map(|i| i.snd_cwnd_bytes()),
@@ -854,11 +933,20 @@ pub(super) fn assemble(
     passed: bool,
 ) -> PerfSummary {
     let sum = |direction: &str| -> (u64, f64) {
-        let chosen: Vec<&StreamSummary> =
-            streams.iter().filter(|s| s.direction == direction).collect();
+        let chosen: Vec<&StreamSummary> = streams
+            .iter()
+            .filter(|s| s.direction == direction)
+            .collect();
         let bytes = chosen.iter().map(|s| s.bytes).sum::<u64>();
         let seconds = chosen.iter().map(|s| s.seconds).fold(0.0, f64::max);
-        (bytes, if seconds > 0.0 { bytes as f64 * 8.0 / seconds } else { 0.0 })
+        (
+            bytes,
+            if seconds > 0.0 {
+                bytes as f64 * 8.0 / seconds
+            } else {
+                0.0
+            },
+        )
     };
     let (sent_bytes, send_rate) = sum("send");
     let (received_bytes, receive_rate) = sum("receive");
@@ -911,6 +999,7 @@ pub(super) fn assemble(
         }),
         udp,
         complete: peer.is_some(),
+        server_limit: None,
         streams,
         intervals,
         ended_early,

@@ -13,9 +13,9 @@
 //!   an iperf3 error number (the client prints its text) and an errno.
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -630,7 +630,11 @@ impl TestParams {
             if let Some(rr) = extension.request_response {
                 ours.insert(
                     "mode".into(),
-                    json!(if rr.connect_per_transaction { "crr" } else { "rr" }),
+                    json!(if rr.connect_per_transaction {
+                        "crr"
+                    } else {
+                        "rr"
+                    }),
                 );
                 ours.insert("response_len".into(), json!(rr.response_length));
             }
@@ -735,7 +739,9 @@ fn number(object: &Map<String, Value>, key: &str) -> Result<Option<u64>, ParamEr
             }
             match number.as_f64() {
                 Some(f) if f >= 0.0 && f.is_finite() && f <= u64::MAX as f64 => Ok(Some(f as u64)),
-                _ => Err(ParamError::Bad(format!("'{key}' = {number} is out of range"))),
+                _ => Err(ParamError::Bad(format!(
+                    "'{key}' = {number} is out of range"
+                ))),
             }
         }
         Some(_) => Err(ParamError::Bad(format!("'{key}' is not a number"))),
@@ -834,15 +840,16 @@ impl TestResults {
         let signed = |object: &Map<String, Value>, key: &str| -> Result<Option<i64>, ParamError> {
             match object.get(key) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => Ok(match n.as_i64() {
-                    Some(value) if value >= 0 => Some(value),
-                    Some(_) => None,
-                    // -1 written unsigned, or a float
-                    None => n
-                        .as_u64()
-                        .filter(|&v| v != IPERF3_UNKNOWN)
-                        .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-                        .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as i64)),
+                Some(Value::Number(n)) => Ok(if let Some(value) = n.as_i64() {
+                    // -1 (or any negative) is iperf3's "unknown"
+                    (value >= 0).then_some(value)
+                } else if let Some(value) = n.as_u64() {
+                    // -1 written unsigned, as stock 3.12 does
+                    (value != IPERF3_UNKNOWN).then(|| i64::try_from(value).unwrap_or(i64::MAX))
+                } else {
+                    n.as_f64()
+                        .filter(|f| *f >= 0.0 && f.is_finite())
+                        .map(|f| f as i64)
                 }),
                 Some(_) => Err(ParamError::Bad(format!("'{key}' is not a number"))),
             }
@@ -916,7 +923,10 @@ mod tests {
         assert_eq!(params.time_seconds, 1);
         assert_eq!(params.parallel, 2);
         assert_eq!(params.length, 131_072);
-        assert_eq!(serde_json::to_string(&params.to_json()).unwrap(), STOCK_PARAMS);
+        assert_eq!(
+            serde_json::to_string(&params.to_json()).unwrap(),
+            STOCK_PARAMS
+        );
     }
 
     #[test]
@@ -937,10 +947,9 @@ mod tests {
         assert_eq!(results.streams[1].id, 3);
         assert_eq!(results.streams[0].bytes, 512_491_520);
         assert_eq!(results.streams[0].retransmits, None);
-        let again = TestResults::from_json(&object(
-            &serde_json::to_string(&results.to_json()).unwrap(),
-        ))
-        .unwrap();
+        let again =
+            TestResults::from_json(&object(&serde_json::to_string(&results.to_json()).unwrap()))
+                .unwrap();
         assert_eq!(again, results);
         assert!(
             serde_json::to_string(&results.to_json())
@@ -984,9 +993,6 @@ mod tests {
 
     #[test]
     fn stream_ids_follow_stock_numbering() {
-        assert_eq!(
-            (0..4).map(stream_id).collect::<Vec<_>>(),
-            vec![1, 3, 4, 5]
-        );
+        assert_eq!((0..4).map(stream_id).collect::<Vec<_>>(), vec![1, 3, 4, 5]);
     }
 }

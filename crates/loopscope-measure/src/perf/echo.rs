@@ -84,7 +84,7 @@ pub fn run_echo(
         let add_cpu = |shared: &Counters, before: CpuTime| {
             let used = thread_cpu_time().unwrap_or_default().since(before);
             if let Ok(mut cpu) = shared.cpu.lock() {
-                *cpu = cpu.add(used);
+                *cpu = *cpu + used;
             }
         };
         {
@@ -106,10 +106,14 @@ pub fn run_echo(
                                 None => length,
                                 Some(left) => {
                                     let mut granted = 0;
-                                    let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-                                        granted = l.min(length as u64);
-                                        Some(l - granted)
-                                    });
+                                    let _ = left.fetch_update(
+                                        Ordering::Relaxed,
+                                        Ordering::Relaxed,
+                                        |l| {
+                                            granted = l.min(length as u64);
+                                            Some(l - granted)
+                                        },
+                                    );
                                     granted as usize
                                 }
                             };
@@ -158,7 +162,10 @@ pub fn run_echo(
                                         Ordering::Relaxed,
                                     );
                                 }
-                                Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {
+                                Err(e)
+                                    if is_timeout(&e)
+                                        || e.kind() == std::io::ErrorKind::Interrupted =>
+                                {
                                     if sender_done {
                                         let since = *idle_since.get_or_insert_with(Instant::now);
                                         if since.elapsed() >= drain {
@@ -230,7 +237,10 @@ pub fn run_echo(
         if deadline.is_some_and(|d| now >= d) {
             break;
         }
-        if counters.iter().all(|c| c.receiver_done.load(Ordering::Acquire)) {
+        if counters
+            .iter()
+            .all(|c| c.receiver_done.load(Ordering::Acquire))
+        {
             break;
         }
         if next_report.is_some_and(|due| now >= due) {
@@ -249,7 +259,10 @@ pub fn run_echo(
         abort.store(true, Ordering::Relaxed);
     }
     // Receivers end when everything came back, the drain time passed, or the link closed.
-    while !counters.iter().all(|c| c.receiver_done.load(Ordering::Acquire)) {
+    while !counters
+        .iter()
+        .all(|c| c.receiver_done.load(Ordering::Acquire))
+    {
         if stop.load(Ordering::Relaxed) && !interrupted {
             abort.store(true, Ordering::Relaxed);
         }
@@ -262,17 +275,24 @@ pub fn run_echo(
     let cpu = counters
         .iter()
         .filter_map(|c| c.cpu.lock().ok().map(|c| *c))
-        .fold(thread_cpu_time().unwrap_or_default().since(cpu_before), CpuTime::add);
+        .fold(
+            thread_cpu_time().unwrap_or_default().since(cpu_before),
+            |a, b| a + b,
+        );
     let streams: Vec<StreamSummary> = counters
         .iter()
         .enumerate()
         .map(|(index, c)| {
             let received = c.received.load(Ordering::Relaxed);
             let sent = c.sent.load(Ordering::Relaxed);
-            let seconds = (c.last_received_ns.load(Ordering::Relaxed) as f64 / 1e9).max(send_seconds.min(1e-3));
+            let seconds = (c.last_received_ns.load(Ordering::Relaxed) as f64 / 1e9)
+                .max(send_seconds.min(1e-3));
             let mut error = c.error.lock().ok().and_then(|e| e.clone());
             if received < sent && error.is_none() {
-                error = Some(format!("{} of {sent} bytes sent did not come back", sent - received));
+                error = Some(format!(
+                    "{} of {sent} bytes sent did not come back",
+                    sent - received
+                ));
             }
             StreamSummary {
                 id: index as i64 + 1,
@@ -290,14 +310,12 @@ pub fn run_echo(
             }
         })
         .collect();
-    let sent: u64 = counters.iter().map(|c| c.sent.load(Ordering::Relaxed)).sum();
+    let sent: u64 = counters
+        .iter()
+        .map(|c| c.sent.load(Ordering::Relaxed))
+        .sum();
     let failed = streams.iter().any(|s| s.error.is_some());
-    let scheme = options
-        .link
-        .split(':')
-        .next()
-        .unwrap_or("link")
-        .to_string();
+    let scheme = options.link.split(':').next().unwrap_or("link").to_string();
     let mut summary = assemble(
         &options.link,
         &scheme,

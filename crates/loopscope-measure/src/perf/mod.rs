@@ -22,7 +22,9 @@ pub use control::ControlError;
 pub use echo::{EchoOptions, run_echo};
 pub use report::{PerfEvent, PerfSummary};
 pub use rr::RrOptions;
-pub use server::{EventSink, Listen, ServerEvent, ServerLimits, ServerOptions, ServerSummary, run_server};
+pub use server::{
+    EventSink, Listen, ServerEvent, ServerLimits, ServerOptions, ServerSummary, run_server,
+};
 
 use std::io;
 
@@ -71,12 +73,14 @@ impl SocketTuning {
             socket.set_tcp_mss(mss)?;
         }
         if let Some(congestion) = &self.congestion {
-            socket.set_tcp_congestion(congestion.as_bytes()).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("congestion control '{congestion}' is not available here: {e}"),
-                )
-            })?;
+            socket
+                .set_tcp_congestion(congestion.as_bytes())
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("congestion control '{congestion}' is not available here: {e}"),
+                    )
+                })?;
         }
         Ok(())
     }
@@ -84,7 +88,9 @@ impl SocketTuning {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerfError {
-    #[error("cannot connect to {link}: {source} (is 'loopscope perf --server' or 'iperf3 -s' running there?)")]
+    #[error(
+        "cannot connect to {link}: {source} (is 'loopscope perf --server' or 'iperf3 -s' running there?)"
+    )]
     Connect {
         link: String,
         #[source]
@@ -120,7 +126,10 @@ impl PerfError {
     pub fn is_environment(&self) -> bool {
         matches!(
             self,
-            PerfError::Connect { .. } | PerfError::Listen { .. } | PerfError::Usage(_) | PerfError::Link(_)
+            PerfError::Connect { .. }
+                | PerfError::Listen { .. }
+                | PerfError::Usage(_)
+                | PerfError::Link(_)
         )
     }
 }

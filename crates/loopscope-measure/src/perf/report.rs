@@ -71,8 +71,11 @@ impl Record for PerfEvent {
                     format_bytes(interval.bytes),
                     format_bit_rate(interval.bits_per_second)
                 );
-                let retransmits: Option<u64> =
-                    interval.streams.iter().filter_map(|s| s.retransmits).reduce(|a, b| a + b);
+                let retransmits: Option<u64> = interval
+                    .streams
+                    .iter()
+                    .filter_map(|s| s.retransmits)
+                    .reduce(|a, b| a + b);
                 if let Some(retransmits) = retransmits {
                     line.push_str(&format!("  {retransmits} retransmits"));
                 }
@@ -167,7 +170,8 @@ impl Percentiles {
 
 /// A histogram of nanoseconds from 1 ns to an hour, 3 significant digits.
 pub fn nanos_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("constant histogram bounds are valid")
 }
 
 /// The far end's view, from the results it sent back.
@@ -220,6 +224,8 @@ pub struct PerfSummary {
     pub complete: bool,
     /// Why the run ended early, if it did.
     pub ended_early: Option<String>,
+    /// What the server's limits did to this test (cut its duration, paced its rate).
+    pub server_limit: Option<String>,
     pub passed: bool,
 }
 
@@ -245,7 +251,13 @@ impl Record for PerfSummary {
             self.seconds
         )?;
         let udp = self.streams.iter().any(|s| s.udp.is_some());
-        let mut header = vec!["stream", "direction", "bytes", "bit rate", "far end counted"];
+        let mut header = vec![
+            "stream",
+            "direction",
+            "bytes",
+            "bit rate",
+            "far end counted",
+        ];
         if udp {
             header.extend(["lost", "out of order", "jitter"]);
         } else {
@@ -339,6 +351,9 @@ impl Record for PerfSummary {
                 peer.cpu_user_percent, peer.cpu_system_percent
             )?,
             None => writeln!(out)?,
+        }
+        if let Some(limit) = &self.server_limit {
+            writeln!(out, "server limit: {limit}")?;
         }
         if let Some(reason) = &self.ended_early {
             writeln!(out, "ended early: {reason} (partial results)")?;

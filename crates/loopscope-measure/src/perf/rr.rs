@@ -17,7 +17,7 @@ use super::client::{
     worker_cpu,
 };
 use super::control::{Control, ControlError, Cookie, StreamSock};
-use super::report::{PerfSummary, Percentiles, StreamSummary, nanos_histogram};
+use super::report::{Percentiles, PerfSummary, StreamSummary, nanos_histogram};
 use super::stream::{DataSocket, Stream};
 
 #[derive(Debug, Clone)]
@@ -125,11 +125,12 @@ pub(super) fn run_rr_client(
     if ending.exchange_results() {
         let retransmits: Vec<Option<u64>> = streams.iter().map(|s| s.retransmits()).collect();
         let result = end_test(&control).and_then(|()| {
-            let cpu = thread_cpu_time()
-                .unwrap_or_default()
-                .since(cpu_before)
-                .add(worker_cpu(&streams));
-            exchange_results(&control, &local_results(&streams, cpu, run_seconds, &retransmits))
+            let cpu =
+                thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
+            exchange_results(
+                &control,
+                &local_results(&streams, cpu, run_seconds, &retransmits),
+            )
         });
         match result {
             Ok(results) => peer = Some(results),
@@ -139,10 +140,7 @@ pub(super) fn run_rr_client(
     for stream in &streams {
         stream.socket.close_both();
     }
-    let cpu = thread_cpu_time()
-        .unwrap_or_default()
-        .since(cpu_before)
-        .add(worker_cpu(&streams));
+    let cpu = thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
     let summaries = streams
         .iter()
         .zip(&per_stream)
@@ -220,7 +218,11 @@ fn is_retry(error: &io::Error) -> bool {
 }
 
 /// Reads exactly `buffer.len()` bytes; `Ok(false)` on end of stream or when `give_up` says so.
-fn read_exact(socket: &StreamSock, buffer: &mut [u8], give_up: &dyn Fn() -> bool) -> io::Result<bool> {
+fn read_exact(
+    socket: &StreamSock,
+    buffer: &mut [u8],
+    give_up: &dyn Fn() -> bool,
+) -> io::Result<bool> {
     let mut filled = 0;
     while filled < buffer.len() {
         match (&*socket).read(&mut buffer[filled..]) {
@@ -321,14 +323,18 @@ fn crr_stream(
         })();
         match result {
             Ok(true) => {
-                let nanos =
-                    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 let _ = outcome.latency.record(nanos.max(1));
                 outcome.transactions += 1;
                 stream.bytes.fetch_add(length as u64, Ordering::Relaxed);
             }
             Ok(false) => {
-                outcome.error = Some(ControlError::Closed { when: "mid-transaction" }.to_string());
+                outcome.error = Some(
+                    ControlError::Closed {
+                        when: "mid-transaction",
+                    }
+                    .to_string(),
+                );
                 break;
             }
             Err(error) => {
@@ -351,7 +357,7 @@ pub(super) fn respond(
 ) -> io::Result<()> {
     let _ = socket.set_read_timeout(Some(POLL));
     let _ = socket.set_write_timeout(Some(POLL));
-    let mut buffer = vec![0u8; request_length.max(1).min(MAX_MESSAGE) * 4];
+    let mut buffer = vec![0u8; request_length.clamp(1, MAX_MESSAGE) * 4];
     let response = vec![0x41u8; response_length];
     let mut pending = 0usize;
     loop {
@@ -393,4 +399,3 @@ pub(super) fn respond_once(
     write_all(socket, &vec![0x41u8; response_length])?;
     Ok(true)
 }
-

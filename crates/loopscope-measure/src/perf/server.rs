@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use loopscope_report::Record;
-use loopscope_sys::{CpuTime, Readiness, thread_cpu_time, wait_readable};
+use loopscope_sys::{Readiness, thread_cpu_time, wait_readable};
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -145,7 +145,13 @@ impl Record for ServerEvent {
                 out,
                 "{client}: {mode} test over {protocol}, {streams} stream{}, the client {direction}s, {length}-byte blocks",
                 if *streams == 1 { "" } else { "s" },
-                direction = if *direction == "receive" { "receive" } else if *direction == "bidir" { "send and receive" } else { "send" },
+                direction = if *direction == "receive" {
+                    "receive"
+                } else if *direction == "bidir" {
+                    "send and receive"
+                } else {
+                    "send"
+                },
             ),
             ServerEvent::TestEnded {
                 client,
@@ -268,15 +274,21 @@ pub fn run_server(
 ) -> Result<ServerSummary, PerfError> {
     let (listener, endpoint, udp) = match &options.listen {
         Listen::Tcp(address) => {
-            let socket = Socket::new(Domain::for_address(*address), Type::STREAM, Some(Protocol::TCP))
-                .map_err(|e| PerfError::io("cannot open a TCP socket", e))?;
+            let socket = Socket::new(
+                Domain::for_address(*address),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )
+            .map_err(|e| PerfError::io("cannot open a TCP socket", e))?;
             socket
                 .set_reuse_address(true)
                 .map_err(|e| PerfError::io("cannot set SO_REUSEADDR", e))?;
-            socket.bind(&(*address).into()).map_err(|e| PerfError::Listen {
-                endpoint: format!("tcp://{address}"),
-                source: e,
-            })?;
+            socket
+                .bind(&(*address).into())
+                .map_err(|e| PerfError::Listen {
+                    endpoint: format!("tcp://{address}"),
+                    source: e,
+                })?;
             socket
                 .listen(1024)
                 .map_err(|e| PerfError::io("cannot listen", e))?;
@@ -368,7 +380,11 @@ fn describe_unix(address: &std::os::unix::net::SocketAddr) -> String {
 }
 
 fn bind_udp(address: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.bind(&address.into())?;
     Ok(UdpSocket::from(socket))
@@ -398,6 +414,12 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
         let Ok(socket) = accepted else {
             continue;
         };
+        // Control messages are single bytes: Nagle would hold each one back until the
+        // client's delayed ACK (tens of milliseconds), while data already flows. Data
+        // connections get the test's own setting once they are known.
+        if let StreamSock::Tcp(stream) = &socket {
+            let _ = stream.set_nodelay(true);
+        }
         if shared.greeting.fetch_add(1, Ordering::AcqRel) >= MAX_GREETING {
             shared.greeting.fetch_sub(1, Ordering::AcqRel);
             continue; // dropped: closes the connection
@@ -440,8 +462,7 @@ fn greet(shared: &Arc<Shared>, socket: StreamSock) {
     };
     match route {
         Some((_, Some(crr))) => {
-            if let Ok(true) = rr::respond_once(&socket, crr.request_length, crr.response_length)
-            {
+            if let Ok(true) = rr::respond_once(&socket, crr.request_length, crr.response_length) {
                 crr.transactions.fetch_add(1, Ordering::Relaxed);
                 crr.bytes
                     .fetch_add(crr.request_length as u64, Ordering::Relaxed);
@@ -576,7 +597,9 @@ fn plan(shared: &Shared, params: TestParams, is_unix: bool) -> Result<Plan, Refu
     }
     let streams = u64::from(params.parallel) * if params.bidirectional { 2 } else { 1 };
     let asked_rate = params.bandwidth.saturating_mul(u64::from(params.parallel));
-    if params.udp && limits.max_rate_bps > 0 && (params.bandwidth == 0 || asked_rate > limits.max_rate_bps)
+    if params.udp
+        && limits.max_rate_bps > 0
+        && (params.bandwidth == 0 || asked_rate > limits.max_rate_bps)
     {
         return Err(refuse(
             error_code::TOTAL_RATE,
@@ -679,7 +702,9 @@ fn run_test(shared: &Arc<Shared>, socket: StreamSock, cookie: Cookie) {
         memory: 0,
         counted: true,
     };
-    if running > shared.options.limits.max_tests || (shared.options.once && shared.tests_served.load(Ordering::Relaxed) > 0) {
+    if running > shared.options.limits.max_tests
+        || (shared.options.once && shared.tests_served.load(Ordering::Relaxed) > 0)
+    {
         let _ = control.write_state(State::AccessDenied);
         refused(format!(
             "{} tests already running",
@@ -702,8 +727,12 @@ fn run_test(shared: &Arc<Shared>, socket: StreamSock, cookie: Cookie) {
     let setup_deadline = || Some(Instant::now() + STEP_TIMEOUT);
     let params = (|| {
         control.write_state(State::ParamExchange)?;
-        let object =
-            control.read_json(MAX_PARAMS_JSON, setup_deadline(), Some(&shared.stop), "with the parameters")?;
+        let object = control.read_json(
+            MAX_PARAMS_JSON,
+            setup_deadline(),
+            Some(&shared.stop),
+            "with the parameters",
+        )?;
         Ok::<_, ControlError>(object)
     })();
     let params = match params {
@@ -742,7 +771,9 @@ fn run_test(shared: &Arc<Shared>, socket: StreamSock, cookie: Cookie) {
             max_duration_ms: plan.duration_cap.as_millis() as u64,
             max_rate_bps: shared.options.limits.max_rate_bps,
         };
-        if control.write_state(State::Grant).is_err() || control.write_json(&grant.to_json()).is_err() {
+        if control.write_state(State::Grant).is_err()
+            || control.write_json(&grant.to_json()).is_err()
+        {
             return;
         }
     }
@@ -786,7 +817,9 @@ fn collect_streams(
     let mut streams = Vec::with_capacity(count);
     if params.udp {
         let Some(ip) = client_ip else {
-            return Err(PerfError::Usage("UDP over a Unix control connection".into()));
+            return Err(PerfError::Usage(
+                "UDP over a Unix control connection".into(),
+            ));
         };
         let (sender, receiver) = mpsc::channel();
         // One test per client address collects UDP streams at a time.
@@ -879,7 +912,11 @@ fn collect_streams(
     Ok(streams)
 }
 
-fn receive_by<T>(receiver: &mpsc::Receiver<T>, deadline: Instant, shared: &Shared) -> Result<T, PerfError> {
+fn receive_by<T>(
+    receiver: &mpsc::Receiver<T>,
+    deadline: Instant,
+    shared: &Shared,
+) -> Result<T, PerfError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stopping(shared) {
@@ -968,7 +1005,9 @@ fn serve(
     } else {
         None
     };
-    let run = Arc::new(RunControl::new(budget.filter(|_| params.reverse || params.bidirectional)));
+    let run = Arc::new(RunControl::new(
+        budget.filter(|_| params.reverse || params.bidirectional),
+    ));
     let crr_counters = rr.filter(|rr| rr.connect_per_transaction).map(|rr| {
         let slot = CrrSlot {
             request_length: plan.length,
@@ -997,8 +1036,11 @@ fn serve(
         for stream in &streams {
             let spawned = match rr {
                 Some(rr) => {
-                    let (stream, run, transactions) =
-                        (Arc::clone(stream), Arc::clone(&run), Arc::clone(&rr_transactions));
+                    let (stream, run, transactions) = (
+                        Arc::clone(stream),
+                        Arc::clone(&run),
+                        Arc::clone(&rr_transactions),
+                    );
                     let request_length = plan.length;
                     std::thread::Builder::new()
                         .name(format!("perf-respond-{}", stream.id))
@@ -1096,8 +1138,9 @@ fn serve(
     }
     let run_seconds = run.started.elapsed().as_secs_f64();
     run.stop_senders.store(true, Ordering::Relaxed);
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        workers.into_iter().partition(|(role, _)| *role == Role::Send);
+    let (senders, receivers): (Vec<_>, Vec<_>) = workers
+        .into_iter()
+        .partition(|(role, _)| *role == Role::Send);
     for (_, worker) in senders {
         let _ = worker.join();
     }
@@ -1127,11 +1170,11 @@ fn serve(
         }
     }
     if exchange {
-        let cpu = thread_cpu_time()
-            .unwrap_or_default()
-            .since(cpu_before)
-            .add(worker_cpu(&streams));
-        if let Err(error) = exchange_results(control, &local_results(&streams, cpu, run_seconds, &retransmits)) {
+        let cpu = thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
+        if let Err(error) = exchange_results(
+            control,
+            &local_results(&streams, cpu, run_seconds, &retransmits),
+        ) {
             ended_early = Some(error.to_string());
         }
     }
@@ -1158,7 +1201,12 @@ fn serve(
 fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), ControlError> {
     let deadline = Some(Instant::now() + STEP_TIMEOUT);
     control.write_state(State::ExchangeResults)?;
-    let theirs = control.read_json(MAX_PARAMS_JSON * 16, deadline, None, "with the client's results")?;
+    let theirs = control.read_json(
+        MAX_PARAMS_JSON * 16,
+        deadline,
+        None,
+        "with the client's results",
+    )?;
     TestResults::from_json(&theirs).map_err(|e| ControlError::Garbage {
         what: format!("unusable results ({e})"),
     })?;
@@ -1172,13 +1220,4 @@ fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), Control
         }),
         Err(error) => Err(error),
     }
-}
-
-/// CPU used by the control thread and the workers of one test (for the results).
-#[allow(dead_code)]
-fn test_cpu(before: CpuTime, streams: &[Arc<Stream>]) -> CpuTime {
-    thread_cpu_time()
-        .unwrap_or_default()
-        .since(before)
-        .add(worker_cpu(streams))
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use loopscope_link::adapter::impair::{Impairer, ImpairmentConfig};
-use loopscope_sys::{CpuTime, TcpInfo, recv_discard, tcp_info, thread_cpu_time};
+use loopscope_sys::{
+    CpuTime, Readiness, TcpInfo, recv_discard, tcp_info, thread_cpu_time, wait_readable,
+};
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -18,6 +20,8 @@ use super::udp::{self, Pacer, UdpReceiveStats};
 
 /// How long one blocking send or receive may wait before the loop looks at its flags again.
 const FLAG_POLL: Duration = Duration::from_millis(100);
+/// A draining receiver stops once nothing more has arrived for this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(25);
 
 /// A data connection.
 #[derive(Debug)]
@@ -318,12 +322,14 @@ fn pace(pacer: Option<Pacer>, sent: u64, started: Instant, stop: &dyn Fn() -> bo
 fn send_stream(stream: &Stream, control: &RunControl, options: &WorkerOptions) -> io::Result<()> {
     let buffer = payload(options.length, stream.id as u64);
     let pacer = Pacer::new(options.rate_bps);
-    let stopped = || {
-        control.stop_senders.load(Ordering::Relaxed) || control.abort.load(Ordering::Relaxed)
-    };
+    let stopped =
+        || control.stop_senders.load(Ordering::Relaxed) || control.abort.load(Ordering::Relaxed);
     let mut sent = 0u64;
+    // Paced from when this thread starts: a thread that starts late (a busy machine) must not
+    // burst to make up for time it never had.
+    let started = Instant::now();
     loop {
-        if !pace(pacer, sent, control.started, &stopped) {
+        if !pace(pacer, sent, started, &stopped) {
             return Ok(());
         }
         let chunk = control.claim(buffer.len());
@@ -362,20 +368,25 @@ fn send_datagrams(
         config.seed = config.seed.wrapping_add(stream.id as u64);
         Impairer::new(config)
     });
-    let stopped = || {
-        control.stop_senders.load(Ordering::Relaxed) || control.abort.load(Ordering::Relaxed)
-    };
+    let stopped =
+        || control.stop_senders.load(Ordering::Relaxed) || control.abort.load(Ordering::Relaxed);
     let mut sequence = 0u64;
     let mut sent = 0u64;
+    let started = Instant::now();
     loop {
-        if !pace(pacer, sent, control.started, &stopped) {
+        if !pace(pacer, sent, started, &stopped) {
             break;
         }
         if control.claim(datagram.len()) == 0 {
             break;
         }
         sequence += 1;
-        udp::write_header(&mut datagram, monotonic_now(), sequence, options.counters_64bit);
+        udp::write_header(
+            &mut datagram,
+            monotonic_now(),
+            sequence,
+            options.counters_64bit,
+        );
         loop {
             let result = match &mut impairer {
                 // The impairer stands for the network: a datagram it loses was still sent.
@@ -417,12 +428,17 @@ fn receive(
     datagram: bool,
 ) -> io::Result<()> {
     // A datagram of any size must fit whole, or its tail would be cut off unseen.
-    let size = if datagram { 65_536 } else { options.length.max(1) };
+    let size = if datagram {
+        65_536
+    } else {
+        options.length.max(1)
+    };
     let mut buffer = vec![0u8; size];
     let pacer = Pacer::new(options.rate_bps);
     let discard = options.skip_rx_copy && !datagram;
     let mut received = 0u64;
     let mut draining = false;
+    let started = Instant::now();
     loop {
         if control.abort.load(Ordering::Relaxed) {
             return Ok(());
@@ -438,7 +454,7 @@ fn receive(
                     || control.drain_receivers.load(Ordering::Relaxed)
             };
             // A rate limit on receiving holds a TCP sender back through flow control.
-            if !pace(pacer, received, control.started, &stop) {
+            if !pace(pacer, received, started, &stop) {
                 continue;
             }
         }
@@ -464,7 +480,14 @@ fn receive(
                     .last_active_ns
                     .store(control.elapsed_ns(), Ordering::Relaxed);
             }
-            Err(e) if draining && e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if draining && e.kind() == io::ErrorKind::WouldBlock => {
+                // Empty for now; bytes the sender's kernel still holds arrive as this side's
+                // reads open the window, usually at once, sometimes a softirq later.
+                match wait_readable(stream.socket.as_fd(), Some(DRAIN_QUIET)) {
+                    Ok(Readiness::Ready) => {}
+                    _ => return Ok(()),
+                }
+            }
             Err(e) if is_retry(&e) => {}
             // The sender went away: the stream ends with what arrived.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),

@@ -31,8 +31,16 @@ pub fn read_header(datagram: &[u8], counters_64bit: bool) -> Option<(Duration, u
     if datagram.len() < header_len(counters_64bit) {
         return None;
     }
-    let word = |at: usize| u32::from_be_bytes([datagram[at], datagram[at + 1], datagram[at + 2], datagram[at + 3]]);
-    let sent = Duration::from_secs(u64::from(word(0))) + Duration::from_micros(u64::from(word(4).min(999_999)));
+    let word = |at: usize| {
+        u32::from_be_bytes([
+            datagram[at],
+            datagram[at + 1],
+            datagram[at + 2],
+            datagram[at + 3],
+        ])
+    };
+    let sent = Duration::from_secs(u64::from(word(0)))
+        + Duration::from_micros(u64::from(word(4).min(999_999)));
     let sequence = if counters_64bit {
         u64::from_be_bytes(datagram[8..16].try_into().ok()?)
     } else {
@@ -118,7 +126,10 @@ mod tests {
     fn reads_stock_headers() {
         let (sent, sequence) = read_header(&STOCK_DATAGRAM_HEAD, false).unwrap();
         assert_eq!(sequence, 1);
-        assert_eq!(sent, Duration::from_secs(3281) + Duration::from_micros(375_089));
+        assert_eq!(
+            sent,
+            Duration::from_secs(3281) + Duration::from_micros(375_089)
+        );
         let (_, sequence) = read_header(&STOCK_DATAGRAM_HEAD_64, true).unwrap();
         assert_eq!(sequence, 1);
         assert_eq!(read_header(b"9876", false), None);
@@ -127,7 +138,12 @@ mod tests {
     #[test]
     fn writes_what_it_reads() {
         let mut datagram = [0u8; 12];
-        write_header(&mut datagram, Duration::from_secs(3281) + Duration::from_micros(375_089), 1, false);
+        write_header(
+            &mut datagram,
+            Duration::from_secs(3281) + Duration::from_micros(375_089),
+            1,
+            false,
+        );
         assert_eq!(datagram, STOCK_DATAGRAM_HEAD);
     }
 
@@ -159,14 +175,24 @@ mod tests {
         assert!((stats.jitter_s - first).abs() < 1e-12, "{}", stats.jitter_s);
         stats.record(3, t(40), t(50));
         let second = first + (0.002 - first) / 16.0;
-        assert!((stats.jitter_s - second).abs() < 1e-12, "{}", stats.jitter_s);
+        assert!(
+            (stats.jitter_s - second).abs() < 1e-12,
+            "{}",
+            stats.jitter_s
+        );
     }
 
     #[test]
     fn pacing_waits_only_when_ahead() {
         let pacer = Pacer::new(8_000_000).unwrap(); // 1 MB/s
-        assert_eq!(pacer.wait(1_000_000, Duration::from_secs(1)), Duration::ZERO);
-        assert_eq!(pacer.wait(1_000_000, Duration::from_millis(500)), Duration::from_millis(500));
+        assert_eq!(
+            pacer.wait(1_000_000, Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            pacer.wait(1_000_000, Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
         assert!(Pacer::new(0).is_none());
     }
 }
