@@ -101,7 +101,8 @@ impl StockServer {
 
 /// Our server on a free port, printing JSON; the first line says where.
 struct OurServer {
-    child: Running,
+    /// Killed (SIGKILL) when dropped.
+    _child: Running,
     stdout: BufReader<std::process::ChildStdout>,
     port: u16,
 }
@@ -127,7 +128,7 @@ impl OurServer {
             .and_then(|p| p.parse().ok())
             .expect("a port");
         OurServer {
-            child: Running(child),
+            _child: Running(child),
             stdout,
             port,
         }
@@ -297,7 +298,7 @@ fn udp_to_stock_server_agrees_on_datagrams() {
         &["-u", "-t", "1", "-b", "20M", "-l", "1200"],
         |ours, theirs| {
             let sent = our_bytes(ours, "send");
-            assert!(sent > 0 && sent % 1200 == 0);
+            assert!(sent > 0 && sent.is_multiple_of(1200));
             // The stock server's own report: bytes, datagrams and loss as it counted them.
             let received = u64_at(theirs, "/end/sum_received/bytes");
             let lost = u64_at(theirs, "/end/sum_received/lost_packets");
@@ -391,7 +392,7 @@ fn stock_udp_client_to_our_server_agrees_on_datagrams() {
         return;
     };
     let sent = u64_at(&theirs, "/end/sum_sent/bytes");
-    assert!(sent > 0 && sent % 1200 == 0);
+    assert!(sent > 0 && sent.is_multiple_of(1200));
     let lost = u64_at(&theirs, "/end/sum_received/lost_packets");
     assert_eq!(
         u64_at(&ours, "/received_bytes") + lost * 1200,
@@ -408,7 +409,7 @@ fn stock_udp_client_reverse_from_our_server() {
         return;
     };
     let sent_by_us = u64_at(&ours, "/sent_bytes");
-    assert!(sent_by_us > 0 && sent_by_us % 1200 == 0);
+    assert!(sent_by_us > 0 && sent_by_us.is_multiple_of(1200));
     // The sender's figure the stock client reports is ours.
     assert_eq!(u64_at(&theirs, "/end/sum_sent/bytes"), sent_by_us);
     // iperf3's `packets` is what the receiver expected (the highest sequence number): every
@@ -419,5 +420,449 @@ fn stock_udp_client_reverse_from_our_server() {
     assert_eq!(
         (expected - lost) * 1200,
         u64_at(&theirs, "/end/sum_received/bytes")
+    );
+}
+
+// ---- our client and server: streams, loss, limits, bad input ----
+
+/// Names of the threads of a process, from /proc.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| {
+                    let path = task.ok()?.path().join("comm");
+                    Some(std::fs::read_to_string(path).ok()?.trim().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads a child's JSON lines until one satisfies `wanted`; panics if it ends first.
+fn read_until(
+    stdout: &mut BufReader<std::process::ChildStdout>,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("output") == 0 {
+            panic!("the output ended first");
+        }
+        if let Ok(record) = serde_json::from_str::<Value>(&line)
+            && wanted(&record)
+        {
+            return record;
+        }
+    }
+}
+
+#[test]
+fn four_streams_run_on_four_threads_and_the_sum_is_the_sum_of_the_streams() {
+    let mut server = OurServer::start(&["--once"]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let mut client = loopscope()
+        .args(["--json", "perf", &link, "-P", "4", "-t", "2", "-i", "0.5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perf runs");
+    let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
+    // Once data flows, the four sending threads exist.
+    read_until(&mut stdout, |r| r["event"] == "interval");
+    let senders = thread_names(client.id())
+        .iter()
+        .filter(|name| name.starts_with("perf-send-"))
+        .count();
+    let summary = read_until(&mut stdout, |r| r["type"] == "summary");
+    assert!(client.wait().expect("exit").success(), "{summary}");
+    assert_eq!(senders, 4);
+    let streams = summary["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), 4);
+    let sum: u64 = streams.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+    assert!(streams.iter().all(|s| s["bytes"].as_u64() > Some(0)));
+    assert_eq!(summary["bytes"].as_u64(), Some(sum));
+    assert_eq!(summary["sent_bytes"].as_u64(), Some(sum));
+    // Our server reads each stream to its end: it counted every byte.
+    let ended = server.next_event("test_ended");
+    assert_eq!(ended["received_bytes"].as_u64(), Some(sum));
+    for field in [
+        "cpu_user_percent",
+        "cpu_system_percent",
+        "rtt_p50_us",
+        "rtt_p99_us",
+    ] {
+        assert!(summary[field].is_number(), "{field}: {summary}");
+    }
+    assert!(
+        summary["intervals"]
+            .as_array()
+            .is_some_and(|i| i.len() >= 3)
+    );
+}
+
+/// A binomial count: |observed - n p| within 4.5 standard deviations (about 1 in 150,000 to
+/// fail by chance, and the seed is fixed, so it does not fail by chance).
+fn within_binomial(observed: f64, n: f64, p: f64) -> bool {
+    let sigma = (n * p * (1.0 - p)).sqrt();
+    (observed - n * p).abs() <= 4.5 * sigma
+}
+
+#[test]
+fn udp_loss_injected_at_one_percent_is_reported_as_one_percent() {
+    let mut server = OurServer::start(&["--once"]);
+    let link = format!("udp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[
+        &link,
+        "-t",
+        "2",
+        "-b",
+        "40M",
+        "-l",
+        "1000",
+        "-w",
+        "4Mi",
+        "-i",
+        "0",
+        "--impair",
+        "loss=0.01&seed=7",
+    ]);
+    assert!(output.status.success(), "{summary}");
+    let sent_datagrams = summary["sent_bytes"].as_u64().unwrap() / 1000;
+    let udp = &summary["udp"];
+    let lost = udp["lost_packets"].as_i64().unwrap();
+    let arrived = udp["packets"].as_u64().unwrap();
+    assert!(sent_datagrams > 5000, "{summary}");
+    // The server saw every datagram the impairer let through, and counts the rest as lost.
+    assert_eq!(arrived + lost as u64, sent_datagrams, "{summary}");
+    assert!(
+        within_binomial(lost as f64, sent_datagrams as f64, 0.01),
+        "{lost} lost of {sent_datagrams}"
+    );
+    let percent = udp["lost_percent"].as_f64().unwrap();
+    assert!((percent - lost as f64 * 100.0 / sent_datagrams as f64).abs() < 1e-9);
+    assert_eq!(udp["out_of_order"].as_u64(), Some(0));
+    let ended = server.next_event("test_ended");
+    assert_eq!(ended["received_bytes"].as_u64(), Some(arrived * 1000));
+}
+
+#[test]
+fn udp_reordering_injected_is_counted_as_out_of_order() {
+    let server = OurServer::start(&["--once"]);
+    let link = format!("udp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[
+        &link,
+        "-t",
+        "1",
+        "-b",
+        "40M",
+        "-l",
+        "1000",
+        "-w",
+        "4Mi",
+        "-i",
+        "0",
+        "--impair",
+        "reorder=0.05&seed=3",
+    ]);
+    assert!(output.status.success(), "{summary}");
+    let sent = summary["sent_bytes"].as_u64().unwrap() / 1000;
+    let udp = &summary["udp"];
+    let out_of_order = udp["out_of_order"].as_u64().unwrap();
+    assert_eq!(udp["lost_packets"].as_i64(), Some(0), "{summary}");
+    assert!(out_of_order > 0);
+    // A held-back datagram can only be held when none is: slightly under 5%.
+    assert!(
+        within_binomial(out_of_order as f64, sent as f64, 0.05 * 0.95),
+        "{out_of_order} of {sent}"
+    );
+}
+
+#[test]
+fn nothing_listening_is_a_one_line_error_and_exit_2() {
+    let port = free_port();
+    let output = loopscope()
+        .args(["perf", &format!("tcp://127.0.0.1:{port}"), "-t", "1"])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[test]
+fn garbage_on_the_control_connection_is_a_one_line_error_and_exit_1() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let talker = std::thread::spawn(move || {
+        let (mut peer, _) = listener.accept().expect("accept");
+        let mut cookie = [0u8; 37];
+        peer.read_exact(&mut cookie).expect("the cookie");
+        peer.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            .expect("write");
+    });
+    let output = loopscope()
+        .args(["perf", &format!("tcp://127.0.0.1:{port}"), "-t", "1"])
+        .output()
+        .expect("perf runs");
+    talker.join().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("0x48"), "{stderr}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        vec!["perf", "tcp://127.0.0.1:9", "-P", "0"],
+        vec!["perf", "tcp://127.0.0.1:9", "-b", "fast"],
+        vec!["perf", "tcp://127.0.0.1:9", "-u", "-l", "8"],
+        vec!["perf", "tcp://127.0.0.1:9", "--reverse", "--bidir"],
+        vec!["perf", "iperf3://127.0.0.1:9", "--rr"],
+        vec!["perf", "loop:", "--reverse"],
+        vec!["perf", "tcp://127.0.0.1:9?color=blue"],
+        vec!["perf"],
+    ] {
+        let output = loopscope().args(&args).output().expect("perf runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
+    let server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let mut client = loopscope()
+        .args([
+            "--json", "perf", &link, "-t", "60", "-i", "0.2", "-b", "100M",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perf runs");
+    let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
+    read_until(&mut stdout, |r| r["event"] == "interval");
+    drop(server); // SIGKILL: no goodbye on the control connection
+    let summary = read_until(&mut stdout, |r| r["type"] == "summary");
+    let status = client.wait().expect("exit");
+    assert_eq!(status.code(), Some(1), "{summary}");
+    assert_eq!(summary["complete"], false);
+    assert!(summary["ended_early"].is_string(), "{summary}");
+    assert!(summary["bytes"].as_u64() > Some(0));
+}
+
+#[test]
+fn ctrl_c_ends_the_test_with_a_full_summary() {
+    let _server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", _server.port);
+    let mut client = loopscope()
+        .args([
+            "--json", "perf", &link, "-t", "60", "-i", "0.2", "-b", "100M",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perf runs");
+    let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
+    read_until(&mut stdout, |r| r["event"] == "interval");
+    let _ = Command::new("kill")
+        .args(["-INT", &client.id().to_string()])
+        .status();
+    let summary = read_until(&mut stdout, |r| r["type"] == "summary");
+    assert!(client.wait().expect("exit").success(), "{summary}");
+    assert_eq!(summary["complete"], true);
+    assert_eq!(summary["ended_early"], "interrupted");
+    assert!(summary["seconds"].as_f64() < Some(30.0));
+    // Results were exchanged: the server's count of what we sent came back, to the byte.
+    assert_eq!(summary["peer"]["bytes"], summary["sent_bytes"]);
+}
+
+#[test]
+fn an_hour_at_100_gbit_is_cut_to_the_servers_limits() {
+    let mut server = OurServer::start(&["--max-duration", "1s", "--max-rate", "100M"]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let (output, summary) =
+        our_client(&[&link, "-t", "1h", "-b", "100G", "-w", "256Ki", "-i", "0"]);
+    assert_eq!(output.status.code(), Some(1), "{summary}");
+    let limit = summary["server_limit"]
+        .as_str()
+        .expect("a server_limit note");
+    assert!(limit.contains("at most 1 s"), "{limit}");
+    assert!(summary["seconds"].as_f64() < Some(30.0));
+    // Paced at 100 Mbit/s for about a second; what can exceed that is what the two
+    // 256 KiB socket buffers (doubled by the kernel) held.
+    let ended = server.next_event("test_ended");
+    let received = ended["received_bytes"].as_u64().unwrap();
+    let seconds = ended["seconds"].as_f64().unwrap();
+    let bound = (100e6 / 8.0 * seconds) as u64 + 4 * 512 * 1024;
+    assert!(received <= bound, "{received} > {bound}");
+
+    // A stock client is ended by SERVER_TERMINATE, and UDP beyond the rate is refused.
+    if have_iperf3() {
+        let output = Command::new("iperf3")
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &server.port.to_string(),
+                "-t",
+                "3600",
+                "-b",
+                "100G",
+            ])
+            .output()
+            .expect("iperf3 runs");
+        assert!(!output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(text.contains("the server has terminated"), "{text}");
+        let ended = server.next_event("test_ended");
+        assert!(
+            ended["ended_early"]
+                .as_str()
+                .unwrap()
+                .contains("duration limit")
+        );
+        let output = Command::new("iperf3")
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &server.port.to_string(),
+                "-u",
+                "-b",
+                "100G",
+                "-t",
+                "1",
+            ])
+            .output()
+            .expect("iperf3 runs");
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(text.contains("larger than server limit"), "{text}");
+        let refused = server.next_event("refused");
+        assert!(refused["reason"].as_str().unwrap().contains("UDP"));
+    }
+}
+
+#[test]
+fn garbage_sent_to_the_server_is_refused_and_it_serves_on() {
+    let mut server = OurServer::start(&[]);
+    let address = format!("127.0.0.1:{}", server.port);
+    // A cookie, then parameters that are not JSON.
+    let mut peer = TcpStream::connect(&address).expect("connect");
+    peer.write_all(b"garbagegarbagegarbagegarbagegarbage1\0")
+        .unwrap();
+    let mut state = [0u8; 1];
+    peer.read_exact(&mut state).unwrap();
+    assert_eq!(state[0], 9, "PARAM_EXCHANGE");
+    peer.write_all(&[0, 0, 0, 9]).unwrap();
+    peer.write_all(b"{not json").unwrap();
+    let refused = server.next_event("refused");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("JSON"),
+        "{refused}"
+    );
+    // A length that claims 4 GiB.
+    let mut peer = TcpStream::connect(&address).expect("connect");
+    peer.write_all(b"garbagegarbagegarbagegarbagegarbage2\0")
+        .unwrap();
+    peer.read_exact(&mut state).unwrap();
+    peer.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    let refused = server.next_event("refused");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("at most"),
+        "{refused}"
+    );
+    // Not a cookie at all: closed without a word.
+    let mut peer = TcpStream::connect(&address).expect("connect");
+    peer.write_all(&[0xffu8; 37]).unwrap();
+    let mut rest = Vec::new();
+    let _ = peer.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    // And a real test still runs.
+    let (output, summary) = our_client(&[&format!("tcp://{address}"), "-t", "1", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+}
+
+#[test]
+fn a_loop_link_counts_what_comes_back() {
+    let (output, summary) = our_client(&["exec:cat", "-t", "1", "-l", "64Ki", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    assert_eq!(summary["mode"], "echo");
+    let sent = summary["sent_bytes"].as_u64().unwrap();
+    assert!(sent > 0);
+    assert_eq!(summary["received_bytes"].as_u64(), Some(sent));
+    assert_eq!(summary["bytes"].as_u64(), Some(sent));
+}
+
+#[test]
+fn request_response_counts_agree_on_both_ends() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[
+        &link,
+        "--rr",
+        "4",
+        "-t",
+        "1",
+        "-l",
+        "100",
+        "--response-length",
+        "200",
+        "-i",
+        "0",
+    ]);
+    assert!(output.status.success(), "{summary}");
+    let transactions = summary["transactions"].as_u64().unwrap();
+    assert!(transactions > 10);
+    let rate = summary["transactions_per_second"].as_f64().unwrap();
+    let seconds = summary["seconds"].as_f64().unwrap();
+    assert!((rate * seconds - transactions as f64).abs() < 1.0);
+    assert!(summary["rtt_p50_us"].as_f64() > Some(0.0));
+    assert!(summary["rtt_p99_us"].as_f64() >= summary["rtt_p50_us"].as_f64());
+    let ended = server.next_event("test_ended");
+    assert_eq!(
+        ended["transactions"].as_u64(),
+        Some(transactions),
+        "{ended}"
+    );
+    assert_eq!(ended["received_bytes"].as_u64(), Some(transactions * 100));
+
+    let (output, summary) = our_client(&[&link, "--crr", "-t", "1", "-l", "64", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    let transactions = summary["transactions"].as_u64().unwrap();
+    assert!(transactions > 5);
+    let ended = server.next_event("test_ended");
+    assert_eq!(
+        ended["transactions"].as_u64(),
+        Some(transactions),
+        "{ended}"
+    );
+}
+
+#[test]
+fn request_response_against_a_stock_server_says_it_cannot() {
+    if !have_iperf3() {
+        return;
+    }
+    let server = StockServer::start();
+    let output = loopscope()
+        .args([
+            "perf",
+            &format!("tcp://127.0.0.1:{}", server.port),
+            "--rr",
+            "-t",
+            "1",
+        ])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not offer request-response"),
+        "{stderr}"
     );
 }
