@@ -230,7 +230,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             Ok(analysis) => {
                 count(&mut summary, &analysis);
                 if context.format == Format::Human && index > 0 {
-                    println!();
+                    loopscope_report::stdout_line!("")?;
                 }
                 printer.emit(&AddressRecord(&analysis))?;
             }
