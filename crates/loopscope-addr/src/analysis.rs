@@ -8,7 +8,7 @@ use crate::guard::{LOCALHOST_ADDRESSES, Resolver};
 use crate::martian::{LinuxTreatment, MartianReason};
 use crate::notation::{self, Host, NotationError, Parsed};
 use crate::registry::{self, Entry, REGISTRY_SNAPSHOT};
-use crate::verdict::{Decision, Embedded, Policy, Verdict, classify};
+use crate::verdict::{AddressVerdict, Decision, Embedded, Policy, classify};
 
 /// A registry row as reported.
 #[derive(Debug, Clone, Serialize)]
@@ -113,7 +113,11 @@ pub struct Analysis {
     /// `localhost`, `localhost.` or `*.localhost` (RFC 6761 §6.3).
     pub loopback_by_name: bool,
     pub reaches_this_host: bool,
-    pub globally_reachable: bool,
+    /// `null` when the input is a name that did not resolve: then it is not known.
+    pub globally_reachable: Option<bool>,
+    /// False for a name whose addresses are unknown (resolution failed or is off); the
+    /// address fields then describe nothing.
+    pub resolved: bool,
     pub martian_source: Option<&'static str>,
     pub martian_destination: Option<&'static str>,
     pub martian_source_detail: Option<Martian>,
@@ -152,11 +156,12 @@ pub fn analyze(
         })
         .collect();
 
+    let resolved = answers.is_ok();
     let (answers, unresolved) = match answers {
         Ok(answers) => (answers, None),
         Err(message) => (Vec::new(), Some(message)),
     };
-    let verdicts: Vec<Verdict> = answers.iter().map(|ip| classify(*ip)).collect();
+    let verdicts: Vec<AddressVerdict> = answers.iter().map(|ip| classify(*ip)).collect();
     let decisions: Vec<_> = verdicts.iter().map(|v| policy.check(v)).collect();
     let first = verdicts.first();
 
@@ -222,7 +227,9 @@ pub fn analyze(
         loopback: loopback_by_name || verdicts.iter().any(|v| v.loopback),
         loopback_by_name,
         reaches_this_host: loopback_by_name || verdicts.iter().any(|v| v.reaches_this_host),
-        globally_reachable: !verdicts.is_empty() && verdicts.iter().all(|v| v.globally_reachable),
+        globally_reachable: (!verdicts.is_empty())
+            .then(|| verdicts.iter().all(|v| v.globally_reachable)),
+        resolved,
         martian_source: first.and_then(|v| v.martian_source).map(|m| m.code()),
         martian_destination: first.and_then(|v| v.martian_destination).map(|m| m.code()),
         martian_source_detail: first.and_then(|v| v.martian_source).map(Martian::from),

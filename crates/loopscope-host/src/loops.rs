@@ -76,8 +76,14 @@ impl Loop {
 fn connect(address: IpAddr, timeout: Duration) -> io::Result<Loop> {
     let listener = TcpListener::bind((address, 0))?;
     let local = listener.local_addr()?;
+    let handle = listener.try_clone()?;
     let reflector = spawn_tcp_reflector(listener, timeout + Duration::from_secs(1))?;
-    let stream = TcpStream::connect_timeout(&local, timeout)?;
+    let stream = TcpStream::connect_timeout(&local, timeout).inspect_err(|_| {
+        // Stop listening now, not when the reflector gives up: a listener left behind would
+        // show in /proc/net/tcp as a server of this host's (shutdown on a listening socket
+        // closes it, and the reflector's accept then fails and it returns).
+        let _ = socket2::SockRef::from(&handle).shutdown(Shutdown::Both);
+    })?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

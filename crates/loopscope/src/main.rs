@@ -1,6 +1,8 @@
 //! The `loopscope` binary: argument parsing and wiring only. Every command's logic lives in a
 //! library crate; `cmd/<command>.rs` turns flags into a library call and a report.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +42,8 @@ enum Command {
     Pattern(cmd::pattern::PatternCommand),
     /// Round-trip latency over a link (or ICMP echo with icmp://ADDR).
     Ping(cmd::ping::Args),
+    /// Round-trip latency of an audio path, to a thousandth of a frame (audiosim:, wav:, jack:).
+    AudioLatency(cmd::audio::Args),
     /// Be the far end: echo everything back on a link.
     Reflect(cmd::reflect::Args),
     /// Is this host's loopback healthy?
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Bert(args) => cmd::bert::run(args, &context),
         Command::Pattern(command) => cmd::pattern::run(command, &context),
         Command::Ping(args) => cmd::ping::run(args, &context),
+        Command::AudioLatency(args) => cmd::audio::run(args, &context),
         Command::Reflect(args) => cmd::reflect::run(args, &context),
         Command::Doctor(args) => cmd::doctor::run(args, &context),
         Command::Addr(args) => cmd::addr::run(args, &context),

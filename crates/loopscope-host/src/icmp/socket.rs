@@ -11,6 +11,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use loopscope_sys::Readiness;
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -185,7 +186,9 @@ impl EchoSocket {
         Ok(())
     }
 
-    /// Waits up to `timeout` for a reply to one of our requests; `Ok(None)` on timeout.
+    /// Waits up to `timeout` for a reply to one of our requests; `Ok(None)` on timeout, and
+    /// when a signal interrupts the wait (the EINTR rule of `loopscope_sys`: the caller looks at
+    /// its stop flag and calls again).
     /// Anything else that arrives (our own requests on a raw socket, other pingers' replies,
     /// ICMP errors) is skipped.
     pub fn receive(&mut self, timeout: Duration) -> Result<Option<EchoReply>, IcmpError> {
@@ -197,8 +200,9 @@ impl EchoSocket {
             }
             // SO_RCVTIMEO counts in scheduler ticks (4-10 ms); ppoll sleeps on a high-resolution
             // timer, which sub-millisecond intervals need.
-            if !wait_readable(&self.socket, left)? {
-                return Ok(None);
+            match loopscope_sys::wait_readable(&self.socket, Some(left))? {
+                Readiness::Ready => {}
+                Readiness::TimedOut | Readiness::Interrupted => return Ok(None),
             }
             let size = match (&self.socket).read(&mut self.buffer) {
                 Ok(size) => size,
@@ -296,34 +300,6 @@ impl IcmpError {
     }
 }
 
-/// Waits until `socket` is readable or `timeout` passes; `Ok(false)` on timeout.
-fn wait_readable(socket: &Socket, timeout: Duration) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let mut poll = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let limit = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask change.
-    let ready = unsafe { libc::ppoll(&mut poll, 1, &limit, std::ptr::null()) };
-    match ready {
-        -1 => {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(error)
-            }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
-    }
-}
-
 fn is_icmp_error(code: i32) -> bool {
     matches!(
         code,
@@ -356,21 +332,8 @@ fn open_kind(target: IpAddr, kind: SocketKind) -> io::Result<(Socket, SocketKind
     Ok((socket, kind))
 }
 
-/// ICMP6_FILTER (RFC 3542 section 3.2): block every type but echo reply (129).
+/// ICMP6_FILTER (RFC 3542 section 3.2): block every type but echo reply (129). Failure just
+/// means we filter in user space, which we do anyway.
 fn set_icmp6_filter_replies_only(socket: &Socket) {
-    use std::os::fd::AsRawFd;
-    const ICMP6_FILTER: libc::c_int = 1;
-    // Bit set = blocked, in Linux's layout: data[type >> 5] bit (type & 31).
-    let mut filter = [u32::MAX; 8];
-    filter[129 >> 5] &= !(1u32 << (129 & 31));
-    // SAFETY: the fd is valid and the buffer is the 32-byte struct icmp6_filter.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            ICMP6_FILTER,
-            filter.as_ptr().cast(),
-            std::mem::size_of_val(&filter) as libc::socklen_t,
-        );
-    }
+    let _ = loopscope_sys::set_icmpv6_filter(socket, &[129]);
 }

@@ -1,12 +1,12 @@
 //! Transports: one module per way of carrying bytes to a far end and back.
 
+pub mod audio;
 pub mod datagram;
 pub mod exec;
 pub mod ip;
 pub mod memory;
 pub mod pty;
 pub mod serial;
-pub mod sockio;
 pub mod stream;
 pub mod tcp;
 pub mod udp;

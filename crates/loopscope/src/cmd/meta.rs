@@ -60,46 +60,61 @@ pub fn man(args: &ManArgs, root: clap::Command) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Passed);
     }
-    let path: Vec<String> = args
-        .command
-        .iter()
-        .flat_map(|word| {
-            word.strip_prefix("loopscope-")
-                .unwrap_or(word)
-                .split('-')
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .filter(|word| !word.is_empty() && word != "loopscope")
-        .collect();
-    let mut page = root;
-    for (depth, name) in path.iter().enumerate() {
-        page = match page.find_subcommand(name) {
-            Some(sub) => sub,
-            None => {
-                let known: Vec<&str> = page
-                    .get_subcommands()
-                    .map(|sub| sub.get_name())
-                    .filter(|name| *name != "help")
-                    .collect();
-                let parent = if depth == 0 {
-                    String::new()
-                } else {
-                    format!(" under '{}'", path[..depth].join(" "))
-                };
-                bail!(
-                    "no manual page for '{}'{parent}: the commands are {}",
-                    path.join(" "),
-                    known.join(", ")
-                );
-            }
-        };
-    }
+    let (path, page) = find_page(root, &args.command)?;
     let text = render(root, &path, page)?;
     Stdout::batch()
         .write_all(&text)
         .context("writing the manual page")?;
     Ok(Outcome::Passed)
+}
+
+/// The page named by `words`: `bert`, `pattern gen`, `pattern-gen`, `loopscope-audio-latency`.
+/// Command names may contain hyphens themselves (`audio-latency`), so the words are joined with
+/// hyphens and matched level by level against the longest command name that fits.
+fn find_page<'c>(
+    root: &'c clap::Command,
+    words: &[String],
+) -> anyhow::Result<(Vec<String>, &'c clap::Command)> {
+    let joined = words.join("-");
+    let mut rest = joined.strip_prefix("loopscope").unwrap_or(&joined);
+    rest = rest.strip_prefix('-').unwrap_or(rest);
+    let mut path = Vec::new();
+    let mut page = root;
+    while !rest.is_empty() {
+        let found = page
+            .get_subcommands()
+            .filter(|sub| sub.get_name() != "help")
+            .filter(|sub| {
+                let name = sub.get_name();
+                rest == name
+                    || rest
+                        .strip_prefix(name)
+                        .is_some_and(|tail| tail.starts_with('-'))
+            })
+            .max_by_key(|sub| sub.get_name().len());
+        let Some(sub) = found else {
+            let known: Vec<&str> = page
+                .get_subcommands()
+                .map(|sub| sub.get_name())
+                .filter(|name| *name != "help")
+                .collect();
+            let under = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" under '{}'", path.join(" "))
+            };
+            bail!(
+                "no manual page for '{}'{under}: the commands are {}",
+                words.join(" "),
+                known.join(", ")
+            );
+        };
+        path.push(sub.get_name().to_string());
+        rest = &rest[sub.get_name().len()..];
+        rest = rest.strip_prefix('-').unwrap_or(rest);
+        page = sub;
+    }
+    Ok((path, page))
 }
 
 /// Every page: the overview and each command and subcommand, depth first.

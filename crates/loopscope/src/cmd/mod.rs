@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod addr;
+pub mod audio;
 pub mod bert;
 pub mod doctor;
 pub mod listeners;

@@ -35,6 +35,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    // `ping 127.0.0.1`, typed as to ping(8): over ICMP is the only thing it can mean.
+    if let Err(loopscope_link::EndpointError::BareHost { text, url_host }) =
+        loopscope_link::Endpoint::parse(&args.endpoint)
+    {
+        anyhow::bail!("'{text}' names a host, not a link: did you mean icmp://{url_host}?");
+    }
     if args.endpoint.to_ascii_lowercase().starts_with("icmp:") {
         super::ping_icmp::run(&args, context)
     } else if args.socket.is_some() {
