@@ -1,6 +1,9 @@
 //! This host's loopback health: netlink and /proc inspection, ICMP echo, the doctor checks.
 
 #![forbid(unsafe_code)]
+// Not every public item is documented yet (docs/design.md lists the crates still to do);
+// delete this line once `cargo clippy` passes without it.
+#![allow(missing_docs)]
 
 pub mod doctor;
 pub mod environment;

@@ -1301,6 +1301,12 @@ fn summarize(
         ),
     };
     let mut findings = rx.findings.clone();
+    if c.sync_losses > 0 && !c.in_sync {
+        findings.push(
+            "the test pattern stopped coming back during the test: the loop opened or the far end stopped looping"
+                .into(),
+        );
+    }
     if frame.oof_events > 0 {
         findings.push(format!(
             "{} losses of frame during the test",
