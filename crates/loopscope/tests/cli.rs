@@ -110,7 +110,10 @@ fn an_endless_run_ends_when_its_reader_goes_away() {
     assert!(first.starts_with("PING loop:"), "{first}");
     drop(lines);
     let output = finish_within(child, SAFETY_NET);
-    assert_eq!(output.status.code(), Some(0));
+    // The run's own verdict (a request in flight when the reader left may count as lost), never
+    // a usage error, a panic or death by SIGPIPE.
+    let code = output.status.code();
+    assert!(code == Some(0) || code == Some(1), "{:?}", output.status);
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
 
