@@ -2,3 +2,4 @@
 //! `phy` wrappers (`FaultInjector`, `PcapWriter`).
 
 pub mod impair;
+pub mod modem;

@@ -60,6 +60,10 @@ pub struct Args {
     /// Impair the link: the options of sim: (ber=, drop=, slip=, loss=, delay=, rate=, seed=...).
     #[arg(long, value_name = "OPTIONS")]
     pub impair: Option<String>,
+    /// LINK is an audio link (audiosim:, jack:): carry the bytes over it with a Bell 202 FSK
+    /// modem (1200 bit/s line rate, 960 bit/s payload).
+    #[arg(long)]
+    pub modem: bool,
     /// After the last byte is sent, how long to wait for the rest to come back.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -97,8 +101,12 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     if args.chunk == 0 || args.chunk > 64 << 20 {
         bail!("--chunk must be between 1 byte and 64 MiB");
     }
-    let mut link = loopscope_link::open(&args.link)
-        .with_context(|| format!("cannot open link '{}'", args.link))?;
+    let mut link = if args.modem {
+        loopscope_link::adapter::modem::open(&args.link)
+    } else {
+        loopscope_link::open(&args.link)
+    }
+    .with_context(|| format!("cannot open link '{}'", args.link))?;
     if let Some(impair) = &args.impair {
         let config = ImpairmentConfig::parse(impair).context("bad --impair")?;
         link = Box::new(SimLink::wrap(link, config));

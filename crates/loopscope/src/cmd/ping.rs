@@ -25,6 +25,10 @@ pub struct Args {
     /// Stop after this long in all.
     #[arg(short = 'w', long, value_parser = parse_duration)]
     pub deadline: Option<Duration>,
+    /// ENDPOINT is an audio link (audiosim:, jack:): carry the frames over it with a Bell 202
+    /// FSK modem (1200 bit/s).
+    #[arg(long)]
+    pub modem: bool,
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,

@@ -10,8 +10,12 @@ pub fn run(args: &super::ping::Args, context: &Context) -> anyhow::Result<Outcom
     if args.size > MAX_PAYLOAD {
         anyhow::bail!("--size {} is too large (at most {MAX_PAYLOAD})", args.size);
     }
-    let link = loopscope_link::open(&args.endpoint)
-        .with_context(|| format!("cannot ping over '{}'", args.endpoint))?;
+    let link = if args.modem {
+        loopscope_link::adapter::modem::open(&args.endpoint)
+    } else {
+        loopscope_link::open(&args.endpoint)
+    }
+    .with_context(|| format!("cannot ping over '{}'", args.endpoint))?;
     let config = PingConfig {
         count: args.count,
         interval: args.interval,
