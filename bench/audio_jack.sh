@@ -24,7 +24,7 @@ trap cleanup EXIT
 
 jackd --no-realtime -n "$JACK_DEFAULT_SERVER" -d dummy -r 48000 -p 256 >"$work/jackd.log" 2>&1 &
 pids+=($!)
-jack_wait -w -t 60 >/dev/null
+jack_wait -w -t 60 >/dev/null 2>&1
 
 jack_delay >"$work/jack_delay.out" 2>/dev/null &
 jd=$!
