@@ -457,7 +457,13 @@ fn a_whole_number_of_multiframes_fed_again_continues_the_stream() {
     for framing in Framing::ALL {
         let unit = 8 * framing.multiframe_frames();
         let frames = 8000 / unit * unit;
-        let (line, _) = framed(framing, "1-24", frames * framing.frame_bits() / 8, 14, |_| {});
+        let (line, _) = framed(
+            framing,
+            "1-24",
+            frames * framing.frame_bits() / 8,
+            14,
+            |_| {},
+        );
         let mut deframer = Deframer::new(framing, &Timeslots::all(framing));
         let mut payload = Vec::new();
         for _ in 0..3 {
