@@ -1,10 +1,9 @@
-//! This host's loopback health: netlink and /proc inspection, ICMP echo, the doctor checks.
+//! This host's loopback health: netlink and /proc inspection and the doctor checks (whose round
+//! trips run `loopscope-measure`'s engines).
 
 pub mod doctor;
 pub mod environment;
 pub mod firewall;
-pub mod icmp;
-pub mod loops;
 pub mod netlink;
 pub mod proc_net;
 pub mod resolver;

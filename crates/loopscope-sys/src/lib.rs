@@ -4,3 +4,5 @@
 //!
 //! Prefer rustix or nix where they already offer the call safely; what is here is what they do
 //! not cover (or cover in a way the callers cannot use).
+
+pub mod icmp6;

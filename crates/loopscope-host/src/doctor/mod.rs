@@ -7,6 +7,7 @@
 
 mod checks;
 mod probe;
+mod round_trips;
 
 use std::time::Instant;
 

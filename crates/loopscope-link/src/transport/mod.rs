@@ -2,6 +2,7 @@
 
 pub mod datagram;
 pub mod exec;
+pub mod icmp;
 pub mod ip;
 pub mod memory;
 pub mod pty;

@@ -9,7 +9,5 @@ pub mod martians;
 pub mod meta;
 pub mod pattern;
 pub mod ping;
-pub mod ping_icmp;
-pub mod ping_link;
 pub mod port;
 pub mod reflect;
