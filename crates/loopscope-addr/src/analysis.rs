@@ -8,7 +8,7 @@ use crate::guard::{LOCALHOST_ADDRESSES, Resolver};
 use crate::martian::{LinuxTreatment, MartianReason};
 use crate::notation::{self, Host, NotationError, Parsed};
 use crate::registry::{self, Entry, REGISTRY_SNAPSHOT};
-use crate::verdict::{Decision, Embedded, Policy, Verdict, classify};
+use crate::verdict::{AddressVerdict, Decision, Embedded, Policy, classify};
 
 /// A registry row as reported.
 #[derive(Debug, Clone, Serialize)]
@@ -156,7 +156,7 @@ pub fn analyze(
         Ok(answers) => (answers, None),
         Err(message) => (Vec::new(), Some(message)),
     };
-    let verdicts: Vec<Verdict> = answers.iter().map(|ip| classify(*ip)).collect();
+    let verdicts: Vec<AddressVerdict> = answers.iter().map(|ip| classify(*ip)).collect();
     let decisions: Vec<_> = verdicts.iter().map(|v| policy.check(v)).collect();
     let first = verdicts.first();
 

@@ -13,6 +13,8 @@
 //! - [`analysis`]: all of the above for one input, as one serialisable record.
 //!
 //! This crate is pure: no I/O except through the resolver trait of the guard.
+#![forbid(unsafe_code)]
+
 pub mod analysis;
 pub mod guard;
 pub mod martian;
@@ -22,14 +24,14 @@ pub mod registry;
 pub mod verdict;
 
 pub use prefix::Prefix;
-pub use verdict::{Decision, Policy, SsrfReason, Verdict, classify};
+pub use verdict::{AddressVerdict, Decision, Policy, SsrfReason, classify};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Classifies a strict literal address (dotted-quad IPv4 or IPv6 text, as `std` parses it):
 /// the allocation-free bulk path. Other notations go through [`analysis::analyze`].
 #[inline]
-pub fn classify_literal(text: &str) -> Option<Verdict> {
+pub fn classify_literal(text: &str) -> Option<AddressVerdict> {
     let bytes = text.as_bytes();
     // IPv6 text always has a ':' within its first five bytes; IPv4 never has one.
     let fast = if bytes.iter().take(5).any(|&b| b == b':') {

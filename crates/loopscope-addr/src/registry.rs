@@ -27,7 +27,7 @@ pub const REGISTRY_SNAPSHOT: &str = "2026-07-18";
 /// Which registry a row comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub enum RegistrySource {
     /// IANA IPv4 Special-Purpose Address Registry.
     IanaIpv4SpecialPurpose,
     /// IANA IPv6 Special-Purpose Address Registry.
@@ -37,12 +37,12 @@ pub enum Source {
     AddressSpace,
 }
 
-impl Source {
+impl RegistrySource {
     pub fn name(&self) -> &'static str {
         match self {
-            Source::IanaIpv4SpecialPurpose => "IANA IPv4 Special-Purpose Address Registry",
-            Source::IanaIpv6SpecialPurpose => "IANA IPv6 Special-Purpose Address Registry",
-            Source::AddressSpace => "IANA address space registries / RFCs",
+            RegistrySource::IanaIpv4SpecialPurpose => "IANA IPv4 Special-Purpose Address Registry",
+            RegistrySource::IanaIpv6SpecialPurpose => "IANA IPv6 Special-Purpose Address Registry",
+            RegistrySource::AddressSpace => "IANA address space registries / RFCs",
         }
     }
 }
@@ -89,7 +89,7 @@ pub struct Entry {
     pub name: &'static str,
     pub rfc: &'static str,
     #[serde(rename = "registry")]
-    pub source_registry: Source,
+    pub source_registry: RegistrySource,
     pub allocation_date: &'static str,
     pub termination_date: Option<&'static str>,
     pub source: Flag,
@@ -120,7 +120,7 @@ const NOTE_DEPRECATED: &str = "deprecated: the registry gives no attributes afte
 
 #[allow(clippy::too_many_arguments)]
 const fn row(
-    source_registry: Source,
+    source_registry: RegistrySource,
     block: Prefix,
     name: &'static str,
     rfc: &'static str,
@@ -145,8 +145,8 @@ const fn row(
     }
 }
 
-const V4: Source = Source::IanaIpv4SpecialPurpose;
-const V6: Source = Source::IanaIpv6SpecialPurpose;
+const V4: RegistrySource = RegistrySource::IanaIpv4SpecialPurpose;
+const V6: RegistrySource = RegistrySource::IanaIpv6SpecialPurpose;
 
 const fn p4(a: u8, b: u8, c: u8, d: u8, len: u8) -> Prefix {
     Prefix::v4([a, b, c, d], len)
@@ -218,7 +218,7 @@ pub static IPV6_SPECIAL: [Entry; 25] = [
     row(V6, p6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "Link-Local Unicast", "[RFC4291]", "2006-02", None, [T, T, F, F, T], None),
 ];
 
-const AS: Source = Source::AddressSpace;
+const AS: RegistrySource = RegistrySource::AddressSpace;
 
 /// Blocks outside the special-purpose registries that a verdict still needs.
 #[rustfmt::skip]

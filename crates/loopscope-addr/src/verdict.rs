@@ -134,7 +134,7 @@ pub enum Reach {
 
 /// Everything known about one address, without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
+pub struct AddressVerdict {
     pub address: IpAddr,
     /// The most specific registry row (special-purpose, or multicast / deprecated blocks).
     pub entry: Option<&'static Entry>,
@@ -152,7 +152,7 @@ pub struct Verdict {
 
 /// Classifies one address.
 #[inline]
-pub fn classify(address: IpAddr) -> Verdict {
+pub fn classify(address: IpAddr) -> AddressVerdict {
     let entry = registry::lookup(address);
     let embedded = match address {
         IpAddr::V6(v6) => embedded_ipv4(v6),
@@ -178,7 +178,7 @@ pub fn classify(address: IpAddr) -> Verdict {
             IpAddr::V6(_) => (false, Reach::ReservedByIetf),
         },
     };
-    Verdict {
+    AddressVerdict {
         address,
         entry,
         loopback,
@@ -292,14 +292,14 @@ impl fmt::Display for SsrfReason {
 
 impl Policy {
     /// The SSRF decision for one address.
-    pub fn check(&self, verdict: &Verdict) -> (Decision, SsrfReason) {
+    pub fn check(&self, verdict: &AddressVerdict) -> (Decision, SsrfReason) {
         // An IPv4-mapped address is, to a dual-stack socket, its IPv4 address: judge that.
         let mapped = match verdict.address {
             IpAddr::V6(v6) => crate::ipv4_mapped(v6),
             IpAddr::V4(_) => None,
         };
         let mapped_verdict;
-        let effective: &Verdict = match mapped {
+        let effective: &AddressVerdict = match mapped {
             Some(v4) => {
                 mapped_verdict = classify(IpAddr::V4(v4));
                 &mapped_verdict

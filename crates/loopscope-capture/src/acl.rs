@@ -6,12 +6,22 @@
 //!
 //! The prefixes are the source rules of `loopscope-addr` written as prefixes; a unit test checks
 //! every prefix against `loopscope_addr::martian::martian_source` so the two cannot drift apart.
+//!
+//! What reaches a shell script or an nft file is checked here, not by the caller: the filter
+//! name and the interface name are refused unless they are plain identifiers
+//! ([`AclError::Name`], [`AclError::Interface`]), so no input can inject a command or a rule.
+//! A prefix that would drop the traffic of the host's own subnet or gateway (an address of the
+//! host that will load the filter lies inside it) is left out, or kept on request, and reported
+//! ([`Conflict`]).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
 
-use crate::CaptureError;
-use crate::urpf::parse_prefix;
+use loopscope_addr::Prefix;
+use loopscope_addr::prefix::PrefixError;
+use serde::Serialize;
 
 /// Output dialects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,57 +42,148 @@ impl AclFormat {
             _ => None,
         }
     }
+
+    /// Whether the filter is loaded on a Linux host (nftables, iptables) rather than a router.
+    pub fn is_linux(self) -> bool {
+        matches!(self, AclFormat::Nftables | AclFormat::Iptables)
+    }
 }
 
-/// A prefix and why it is filtered.
+/// Why a filter could not be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclError {
+    #[error(
+        "filter name '{0}' is not allowed: 1-{MAX_NAME_LEN} letters, digits, '_' or '-', starting with a letter"
+    )]
+    Name(String),
+    #[error(
+        "'{0}' is not an interface name (letters, digits, '.', '_', '-'; routers also '/' and ':'; at most {1} characters)"
+    )]
+    Interface(String, usize),
+    #[error("bogons line {line}: {source}")]
+    Bogon { line: usize, source: PrefixError },
+}
+
+/// The longest filter name: iptables chain names hold 28 characters (XT_EXTENSION_MAXNAMELEN).
+pub const MAX_NAME_LEN: usize = 28;
+/// Linux interface names hold 15 characters (IFNAMSIZ - 1).
+const MAX_LINUX_INTERFACE_LEN: usize = 15;
+const MAX_ROUTER_INTERFACE_LEN: usize = 64;
+
+/// Checks a filter name: it becomes an nft table, an iptables chain, an IOS ACL or a Junos
+/// filter name, so only a plain identifier is accepted (never quotes, spaces, `;`, `$` or a
+/// leading `-` that the shell or iptables would read as more than a name).
+pub fn check_name(name: &str) -> Result<(), AclError> {
+    let plain = name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        Ok(())
+    } else {
+        Err(AclError::Name(name.to_string()))
+    }
+}
+
+/// Checks an interface name for the dialect: Linux names (`eth0`, `veth-a.100`, `br_lan`), or
+/// router names with `/` and `:` (`GigabitEthernet0/0/1`, `ge-0/0/0.0`).
+pub fn check_interface(format: AclFormat, interface: &str) -> Result<(), AclError> {
+    let max = if format.is_linux() {
+        MAX_LINUX_INTERFACE_LEN
+    } else {
+        MAX_ROUTER_INTERFACE_LEN
+    };
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '_' | '-')
+            || (!format.is_linux() && matches!(c, '/' | ':'))
+    };
+    let plain = !interface.is_empty()
+        && interface.len() <= max
+        && interface.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && interface.chars().all(allowed)
+        && interface != "."
+        && interface != "..";
+    if plain {
+        Ok(())
+    } else {
+        Err(AclError::Interface(interface.to_string(), max))
+    }
+}
+
+/// A prefix to drop, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prefix {
-    pub address: IpAddr,
-    pub len: u8,
-    pub why: String,
+pub struct AclEntry {
+    pub prefix: Prefix,
+    pub why: Cow<'static, str>,
 }
 
-impl Prefix {
-    fn new(text: &str, why: &str) -> Self {
-        // The built-in list is static and tested; fall back to a host route rather than panic.
-        let (address, len) = parse_prefix(text).unwrap_or((IpAddr::from([0, 0, 0, 0]), 32));
-        Prefix {
-            address,
-            len,
-            why: why.to_string(),
-        }
-    }
+impl AclEntry {
     pub fn is_v4(&self) -> bool {
-        self.address.is_ipv4()
+        matches!(self.prefix, Prefix::V4 { .. })
     }
+
     /// `127.0.0.0/8`, `::ffff:0:0/96`: IPv4-mapped prefixes in hex, since router dialects do
     /// not all take the dotted `::ffff:0.0.0.0` form Rust prints.
     pub fn cidr(&self) -> String {
-        match self.address {
+        match self.prefix.first() {
             IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
                 let segments = v6.segments();
-                format!("::ffff:{:x}:{:x}/{}", segments[6], segments[7], self.len)
+                format!(
+                    "::ffff:{:x}:{:x}/{}",
+                    segments[6],
+                    segments[7],
+                    self.prefix.len()
+                )
             }
-            address => format!("{address}/{}", self.len),
+            _ => self.prefix.to_string(),
         }
     }
+
     /// Cisco IPv4 wildcard form: `127.0.0.0 0.255.255.255`, `host 1.2.3.4`.
     fn cisco_v4(&self) -> String {
-        if self.len == 32 {
-            return format!("host {}", self.address);
+        let len = self.prefix.len();
+        if len == 32 {
+            return format!("host {}", self.prefix.first());
         }
-        let wildcard = if self.len == 0 {
-            u32::MAX
-        } else {
-            u32::MAX >> self.len
-        };
-        format!("{} {}", self.address, std::net::Ipv4Addr::from(wildcard))
+        let wildcard = if len == 0 { u32::MAX } else { u32::MAX >> len };
+        format!("{} {}", self.prefix.first(), Ipv4Addr::from(wildcard))
     }
+}
+
+/// What an address of this host is: its own, or the gateway it routes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostRole {
+    Address,
+    Gateway,
+}
+
+/// An address the host that loads the filter depends on, and the interface it sits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddress {
+    pub address: IpAddr,
+    pub interface: String,
+    pub role: HostRole,
+}
+
+/// A prefix that contains an address of the host (or its gateway): dropping it as a source
+/// would cut the host off from its own subnet or gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub prefix: String,
+    pub why: String,
+    pub address: IpAddr,
+    pub interface: String,
+    pub role: HostRole,
+    /// Kept in the filter anyway (`keep_conflicting`), or left out.
+    pub kept: bool,
 }
 
 /// Martian source prefixes, as RFC 1812 §5.3.7, RFC 4291 and the IANA special-purpose registries
 /// (via loopscope-addr) define them.
-pub fn martian_source_prefixes() -> Vec<Prefix> {
+pub fn martian_source_prefixes() -> Vec<AclEntry> {
     [
         ("0.0.0.0/8", "\"this network\" (RFC 1122 3.2.1.3)"),
         ("127.0.0.0/8", "loopback (RFC 1122 3.2.1.3)"),
@@ -107,29 +208,32 @@ pub fn martian_source_prefixes() -> Vec<Prefix> {
         ("3fff::/20", "documentation (RFC 9637)"),
     ]
     .into_iter()
-    .map(|(prefix, why)| Prefix::new(prefix, why))
+    .filter_map(|(prefix, why)| {
+        // A static, tested list: every line parses (`prefixes_agree_with_the_address_rules`).
+        Some(AclEntry {
+            prefix: prefix.parse().ok()?,
+            why: Cow::Borrowed(why),
+        })
+    })
     .collect()
 }
 
 /// Reads a bogon list: one prefix per line, `#` comments, extra words ignored (so Team Cymru's
 /// and similar lists load as they are).
-pub fn parse_bogons(text: &str) -> Result<Vec<Prefix>, CaptureError> {
+pub fn parse_bogons(text: &str) -> Result<Vec<AclEntry>, AclError> {
     let mut prefixes = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         let Some(word) = line.split_whitespace().next() else {
             continue;
         };
-        let (address, len) = parse_prefix(word).ok_or_else(|| {
-            CaptureError::Usage(format!(
-                "bogons line {}: '{word}' is not a prefix (e.g. 100.64.0.0/10)",
-                number + 1
-            ))
+        let prefix = Prefix::from_str(word).map_err(|source| AclError::Bogon {
+            line: number + 1,
+            source,
         })?;
-        prefixes.push(Prefix {
-            address,
-            len,
-            why: "bogon (from file)".into(),
+        prefixes.push(AclEntry {
+            prefix,
+            why: Cow::Borrowed("bogon (from file)"),
         });
     }
     Ok(prefixes)
@@ -139,27 +243,76 @@ pub fn parse_bogons(text: &str) -> Result<Vec<Prefix>, CaptureError> {
 pub struct AclOptions {
     /// Filter only packets arriving on this interface (all non-loopback ones otherwise).
     pub interface: Option<String>,
-    pub bogons: Vec<Prefix>,
+    pub bogons: Vec<AclEntry>,
     /// Name of the table/chain/ACL/filter.
     pub name: String,
+    /// Addresses and gateways of the host that will load the filter (see [`Conflict`]).
+    pub host: Vec<HostAddress>,
+    /// Keep a prefix that contains one of `host` (reported all the same).
+    pub keep_conflicting: bool,
 }
 
-/// Generates the filter text.
-pub fn generate(format: AclFormat, options: &AclOptions) -> String {
-    let mut prefixes = martian_source_prefixes();
-    prefixes.extend(options.bogons.iter().cloned());
-    match format {
+/// A generated filter.
+#[derive(Debug, Clone)]
+pub struct Acl {
+    pub text: String,
+    /// Every prefix the filter drops as a source.
+    pub prefixes: Vec<AclEntry>,
+    /// Prefixes that contain an address of the host, left out or kept.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Generates the filter text, after checking every name that reaches it.
+pub fn generate(format: AclFormat, options: &AclOptions) -> Result<Acl, AclError> {
+    check_name(&options.name)?;
+    if let Some(interface) = &options.interface {
+        check_interface(format, interface)?;
+    }
+    let mut prefixes = Vec::new();
+    let mut conflicts = Vec::new();
+    for entry in martian_source_prefixes()
+        .into_iter()
+        .chain(options.bogons.iter().cloned())
+    {
+        let hit = options.host.iter().find(|host| {
+            entry.prefix.contains(host.address)
+                && options
+                    .interface
+                    .as_ref()
+                    .is_none_or(|interface| *interface == host.interface)
+        });
+        if let Some(host) = hit {
+            conflicts.push(Conflict {
+                prefix: entry.cidr(),
+                why: entry.why.to_string(),
+                address: host.address,
+                interface: host.interface.clone(),
+                role: host.role,
+                kept: options.keep_conflicting,
+            });
+            if !options.keep_conflicting {
+                continue;
+            }
+        }
+        prefixes.push(entry);
+    }
+    let text = match format {
         AclFormat::Nftables => nftables(&prefixes, options),
         AclFormat::Iptables => iptables(&prefixes, options),
         AclFormat::CiscoIos => cisco(&prefixes, options),
         AclFormat::Junos => junos(&prefixes, options),
-    }
+    };
+    Ok(Acl {
+        text,
+        prefixes,
+        conflicts,
+    })
 }
 
 const HEADER: &str =
     "loopscope acl: anti-spoofing ingress filter (BCP 38/84, RFC 1812 5.3.7, RFC 3704)";
 
-fn nftables(prefixes: &[Prefix], options: &AclOptions) -> String {
+fn nftables(prefixes: &[AclEntry], options: &AclOptions) -> String {
     let mut out = String::new();
     let join = |v4: bool| {
         prefixes
@@ -229,7 +382,7 @@ fn nftables(prefixes: &[Prefix], options: &AclOptions) -> String {
     out
 }
 
-fn iptables(prefixes: &[Prefix], options: &AclOptions) -> String {
+fn iptables(prefixes: &[AclEntry], options: &AclOptions) -> String {
     let chain = options.name.to_ascii_uppercase();
     let mut out = String::new();
     let _ = writeln!(out, "#!/bin/sh");
@@ -278,7 +431,7 @@ fn iptables(prefixes: &[Prefix], options: &AclOptions) -> String {
     out
 }
 
-fn cisco(prefixes: &[Prefix], options: &AclOptions) -> String {
+fn cisco(prefixes: &[AclEntry], options: &AclOptions) -> String {
     let name = options.name.to_ascii_uppercase().replace('_', "-");
     let mut out = String::new();
     let _ = writeln!(out, "! {HEADER}");
@@ -317,7 +470,7 @@ fn cisco(prefixes: &[Prefix], options: &AclOptions) -> String {
     out
 }
 
-fn junos(prefixes: &[Prefix], options: &AclOptions) -> String {
+fn junos(prefixes: &[AclEntry], options: &AclOptions) -> String {
     let name = options.name.to_ascii_uppercase().replace('_', "-");
     let mut out = String::new();
     let _ = writeln!(out, "/* {HEADER} */");
@@ -349,7 +502,7 @@ fn junos(prefixes: &[Prefix], options: &AclOptions) -> String {
                 out,
                 "                        {}; /* {} */",
                 prefix.cidr(),
-                prefix.why
+                prefix.why.replace('"', "'")
             );
         }
         let _ = writeln!(out, "                    }}");
@@ -388,43 +541,32 @@ mod tests {
     /// Every built-in prefix is martian by loopscope-addr's rules at its first and last address.
     #[test]
     fn prefixes_agree_with_the_address_rules() {
-        for prefix in martian_source_prefixes() {
-            let last = match prefix.address {
-                IpAddr::V4(v4) => {
-                    let host = if prefix.len == 32 {
-                        0
-                    } else {
-                        u32::MAX >> prefix.len
-                    };
-                    IpAddr::V4((u32::from(v4) | host).into())
-                }
-                IpAddr::V6(v6) => {
-                    let host = if prefix.len == 128 {
-                        0
-                    } else {
-                        u128::MAX >> prefix.len
-                    };
-                    IpAddr::V6((u128::from(v6) | host).into())
-                }
-            };
+        let prefixes = martian_source_prefixes();
+        assert_eq!(prefixes.len(), 12, "every line of the built-in list parses");
+        for entry in prefixes {
             // ::/96 starts with :: (unspecified) and ends with ::255.255.255.255.
-            for address in [prefix.address, last] {
+            for address in [entry.prefix.first(), entry.prefix.last()] {
                 assert!(
                     martian_source(address).is_some(),
                     "{address} (from {}) is not a martian source for loopscope-addr",
-                    prefix.cidr()
+                    entry.cidr()
                 );
             }
         }
     }
 
+    fn entry(text: &str) -> AclEntry {
+        AclEntry {
+            prefix: text.parse().unwrap(),
+            why: Cow::Borrowed(""),
+        }
+    }
+
     #[test]
-    fn cisco_wildcards() {
-        assert_eq!(
-            Prefix::new("127.0.0.0/8", "").cisco_v4(),
-            "127.0.0.0 0.255.255.255"
-        );
-        assert_eq!(Prefix::new("192.0.2.1/32", "").cisco_v4(), "host 192.0.2.1");
+    fn cisco_wildcards_and_mapped_prefixes_in_hex() {
+        assert_eq!(entry("127.0.0.0/8").cisco_v4(), "127.0.0.0 0.255.255.255");
+        assert_eq!(entry("192.0.2.1/32").cisco_v4(), "host 192.0.2.1");
+        assert_eq!(entry("::ffff:0:0/96").cidr(), "::ffff:0:0/96");
     }
 
     #[test]
@@ -432,6 +574,124 @@ mod tests {
         let bogons = parse_bogons("# team cymru\n100.64.0.0/10 shared\n\n10.0.0.0/8\n").unwrap();
         assert_eq!(bogons.len(), 2);
         assert_eq!(bogons[0].cidr(), "100.64.0.0/10");
-        assert!(parse_bogons("10.0.0.0/33").is_err());
+        assert!(matches!(
+            parse_bogons("10.0.0.0/8\n10.0.0.0/33"),
+            Err(AclError::Bogon { line: 2, .. })
+        ));
+    }
+
+    fn options(name: &str, interface: Option<&str>) -> AclOptions {
+        AclOptions {
+            name: name.to_string(),
+            interface: interface.map(str::to_string),
+            ..AclOptions::default()
+        }
+    }
+
+    /// The generator itself refuses what would reach a shell or an nft file as code, whatever
+    /// the caller checked: names and interfaces carrying quotes, spaces, `;`, `$(...)`, a
+    /// newline or a leading `-`.
+    #[test]
+    fn names_and_interfaces_that_could_inject_are_refused() {
+        for format in [
+            AclFormat::Nftables,
+            AclFormat::Iptables,
+            AclFormat::CiscoIos,
+            AclFormat::Junos,
+        ] {
+            for name in [
+                "",
+                "x; rm -rf /",
+                "x\" accept",
+                "$(reboot)",
+                "-j ACCEPT",
+                "a\nb",
+                "_leading",
+                "a_name_that_is_longer_than_28_chars",
+            ] {
+                assert!(
+                    matches!(
+                        generate(format, &options(name, None)),
+                        Err(AclError::Name(_))
+                    ),
+                    "{format:?} took name {name:?}"
+                );
+            }
+            for interface in [
+                "",
+                "eth0\" accept",
+                "eth0; reboot",
+                "eth 0",
+                "-j",
+                "$(id)",
+                "eth0\n",
+                "`id`",
+                "..",
+            ] {
+                assert!(
+                    matches!(
+                        generate(format, &options("ok", Some(interface))),
+                        Err(AclError::Interface(..))
+                    ),
+                    "{format:?} took interface {interface:?}"
+                );
+            }
+        }
+        for good in ["eth0", "veth-a.100", "br_lan", "enp0s31f6"] {
+            assert!(generate(AclFormat::Iptables, &options("ok", Some(good))).is_ok());
+        }
+        // '/' is a router interface (GigabitEthernet0/0/1), never a Linux one.
+        assert!(generate(AclFormat::CiscoIos, &options("ok", Some("Gi0/0/1"))).is_ok());
+        assert!(generate(AclFormat::Nftables, &options("ok", Some("Gi0/0/1"))).is_err());
+        assert!(
+            generate(
+                AclFormat::Nftables,
+                &options("ok", Some("sixteen_chars_xx"))
+            )
+            .is_err()
+        );
+    }
+
+    /// A host on 192.0.2.5/24 (TEST-NET-1) would drop its own subnet: the prefix is left out
+    /// and reported, or kept on request; an address on another interface than the one the
+    /// filter names does not count.
+    #[test]
+    fn a_prefix_holding_a_host_address_is_left_out_and_reported() {
+        let host = vec![
+            HostAddress {
+                address: "192.0.2.5".parse().unwrap(),
+                interface: "eth0".into(),
+                role: HostRole::Address,
+            },
+            HostAddress {
+                address: "2001:db8::1".parse().unwrap(),
+                interface: "eth1".into(),
+                role: HostRole::Gateway,
+            },
+        ];
+        let mut opts = AclOptions {
+            host,
+            ..options("ok", None)
+        };
+        let acl = generate(AclFormat::Nftables, &opts).unwrap();
+        let cidrs: Vec<String> = acl.prefixes.iter().map(AclEntry::cidr).collect();
+        assert!(!cidrs.contains(&"192.0.2.0/24".to_string()));
+        assert!(!cidrs.contains(&"2001:db8::/32".to_string()));
+        assert!(cidrs.contains(&"198.51.100.0/24".to_string()));
+        assert!(!acl.text.contains("192.0.2.0/24"), "{}", acl.text);
+        assert_eq!(acl.conflicts.len(), 2);
+        assert_eq!(acl.conflicts[0].prefix, "192.0.2.0/24");
+        assert_eq!(acl.conflicts[0].address.to_string(), "192.0.2.5");
+        assert!(!acl.conflicts[0].kept);
+        assert_eq!(acl.conflicts[1].role, HostRole::Gateway);
+
+        opts.interface = Some("eth0".into());
+        let acl = generate(AclFormat::Nftables, &opts).unwrap();
+        assert_eq!(acl.conflicts.len(), 1, "eth1's gateway is not behind eth0");
+
+        opts.keep_conflicting = true;
+        let acl = generate(AclFormat::Nftables, &opts).unwrap();
+        assert!(acl.text.contains("192.0.2.0/24"));
+        assert!(acl.conflicts[0].kept);
     }
 }

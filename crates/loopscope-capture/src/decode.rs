@@ -1,8 +1,9 @@
 //! From one captured frame to the few fields martian rules look at: addresses, ports, protocol,
-//! link-layer source. Zero-copy and allocation-free: etherparse's lax slicing does the IP, VLAN
-//! and transport layers (it keeps what it could read from truncated or odd packets); the link
+//! link-layer source. Zero-copy and allocation-free: etherparse's lax slicing does the IP and
+//! transport layers (it keeps what it could read from truncated or odd packets); the link
 //! headers etherparse does not cover leniently (Linux SLL, SLL2, BSD null/loopback) are a few
-//! fixed offsets read here.
+//! fixed offsets read here, and so are VLAN tags, of any depth (etherparse reads at most three,
+//! and a spoofed source behind a fourth tag must still be seen).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -92,8 +93,9 @@ pub struct Decoded {
     pub link_source: LinkAddr,
     /// The interface index an SLL2 header carries.
     pub if_index: Option<u32>,
-    /// The link itself says it is a loopback (SLL hardware type 772, BSD null/loop headers,
-    /// Linux `lo` captured as Ethernet with all-zero MACs).
+    /// The link type says it is a loopback (SLL hardware type 772, BSD null/loop headers).
+    /// Never guessed from addresses: an Ethernet frame with all-zero MACs is still Ethernet
+    /// (Linux `lo` captured as Ethernet is known by its interface, not by its MACs).
     pub link_is_loopback: bool,
     /// The packet is a fragment (IPv4 MF/offset or an IPv6 fragment header).
     pub fragment: bool,
@@ -114,16 +116,15 @@ pub enum Undecodable {
 pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded, Undecodable> {
     match linktype {
         linktype::ETHERNET => {
-            let packet =
-                LaxSlicedPacket::from_ethernet(frame).map_err(|_| Undecodable::Malformed)?;
-            let (link_source, zero_macs) = match frame.get(0..12) {
-                Some(macs) => (
-                    LinkAddr::new(&macs[6..12]),
-                    macs.iter().all(|byte| *byte == 0),
-                ),
-                None => (LinkAddr::default(), false),
-            };
-            from_sliced(&packet, link_source, None, zero_macs)
+            let header = frame.get(0..14).ok_or(Undecodable::Malformed)?;
+            let ether_type = u16::from_be_bytes([header[12], header[13]]);
+            from_ether_type(
+                ether_type,
+                &frame[14..],
+                LinkAddr::new(&header[6..12]),
+                None,
+                false,
+            )
         }
         linktype::RAW | linktype::IPV4 | linktype::IPV6 => {
             from_ip(frame, LinkAddr::default(), false)
@@ -191,10 +192,10 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded, Undecodable> {
 /// Martian verdicts need only the two addresses; ports and link addresses are decoded with
 /// [`decode`] for the few packets that turn out martian. It accepts exactly what etherparse's
 /// lax IPv4/IPv6 header check accepts (version, IHL >= 5, the header present), so both paths
-/// agree on every frame (a property test holds them to it).
+/// agree on every frame (a property test holds them to it). Neither looks at the MACs.
 #[inline]
-pub fn fast_addresses(linktype: u32, frame: &[u8]) -> Option<(IpAddr, IpAddr, bool)> {
-    let (offset, zero_macs) = match linktype {
+pub fn fast_addresses(linktype: u32, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    let offset = match linktype {
         linktype::ETHERNET => {
             let header = frame.get(0..14)?;
             let ether_type = u16::from_be_bytes([header[12], header[13]]);
@@ -206,9 +207,9 @@ pub fn fast_addresses(linktype: u32, frame: &[u8]) -> Option<(IpAddr, IpAddr, bo
             if frame.get(14).map(|byte| byte >> 4) != Some(expected_version) {
                 return None;
             }
-            (14, header[..12].iter().all(|byte| *byte == 0))
+            14
         }
-        linktype::RAW | linktype::IPV4 | linktype::IPV6 => (0, false),
+        linktype::RAW | linktype::IPV4 | linktype::IPV6 => 0,
         _ => return None,
     };
     let ip = frame.get(offset..)?;
@@ -220,7 +221,7 @@ pub fn fast_addresses(linktype: u32, frame: &[u8]) -> Option<(IpAddr, IpAddr, bo
             }
             let source = [ip[12], ip[13], ip[14], ip[15]];
             let destination = [ip[16], ip[17], ip[18], ip[19]];
-            Some((IpAddr::from(source), IpAddr::from(destination), zero_macs))
+            Some((IpAddr::from(source), IpAddr::from(destination)))
         }
         6 => {
             let header = ip.get(..40)?;
@@ -228,22 +229,40 @@ pub fn fast_addresses(linktype: u32, frame: &[u8]) -> Option<(IpAddr, IpAddr, bo
             let mut destination = [0u8; 16];
             source.copy_from_slice(&header[8..24]);
             destination.copy_from_slice(&header[24..40]);
-            Some((IpAddr::from(source), IpAddr::from(destination), zero_macs))
+            Some((IpAddr::from(source), IpAddr::from(destination)))
         }
         _ => None,
     }
 }
 
+/// IEEE 802.1Q C-tags, 802.1ad S-tags and the older QinQ tag types.
+fn is_vlan_tag(ether_type: u16) -> bool {
+    matches!(ether_type, 0x8100 | 0x88a8 | 0x9100 | 0x9200 | 0x9300)
+}
+
+/// Skips VLAN tags, however many (each is 4 bytes: TCI then the next type), to the payload's
+/// EtherType. None when the frame ends inside a tag.
+fn strip_vlan_tags(mut ether_type: u16, mut payload: &[u8]) -> Option<(u16, &[u8])> {
+    while is_vlan_tag(ether_type) {
+        let tag = payload.get(0..4)?;
+        ether_type = u16::from_be_bytes([tag[2], tag[3]]);
+        payload = &payload[4..];
+    }
+    Some((ether_type, payload))
+}
+
 fn from_ether_type(
-    protocol: u16,
+    ether_type: u16,
     payload: &[u8],
     link_source: LinkAddr,
     if_index: Option<u32>,
     loopback: bool,
 ) -> Result<Decoded, Undecodable> {
-    match protocol {
-        0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 => {
-            let packet = LaxSlicedPacket::from_ether_type(EtherType(protocol), payload);
+    let (ether_type, payload) =
+        strip_vlan_tags(ether_type, payload).ok_or(Undecodable::Malformed)?;
+    match ether_type {
+        0x0800 | 0x86dd => {
+            let packet = LaxSlicedPacket::from_ether_type(EtherType(ether_type), payload);
             from_sliced(&packet, link_source, if_index, loopback)
         }
         _ => Err(Undecodable::NotIp),
@@ -358,6 +377,14 @@ fn ipv6_first_fragment(mut next_header: u8, mut extensions: &[u8]) -> bool {
     }
 }
 
+fn ip_after_tags(ether_type: u16, payload: &[u8]) -> Option<LaxSlicedPacket<'_>> {
+    let (ether_type, payload) = strip_vlan_tags(ether_type, payload)?;
+    Some(LaxSlicedPacket::from_ether_type(
+        EtherType(ether_type),
+        payload,
+    ))
+}
+
 /// The UDP payload of a frame, for reading flow exports out of captures.
 pub fn udp_payload(linktype: u32, frame: &[u8]) -> Option<(Decoded, &[u8])> {
     let decoded = decode(linktype, frame).ok()?;
@@ -365,16 +392,19 @@ pub fn udp_payload(linktype: u32, frame: &[u8]) -> Option<(Decoded, &[u8])> {
         return None;
     }
     let packet = match linktype {
-        linktype::ETHERNET => LaxSlicedPacket::from_ethernet(frame).ok()?,
+        linktype::ETHERNET => {
+            let ether_type = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+            ip_after_tags(ether_type, frame.get(14..)?)?
+        }
         linktype::RAW | linktype::IPV4 | linktype::IPV6 => LaxSlicedPacket::from_ip(frame).ok()?,
         linktype::NULL | linktype::LOOP => LaxSlicedPacket::from_ip(frame.get(4..)?).ok()?,
         linktype::LINUX_SLL => {
             let protocol = u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]);
-            LaxSlicedPacket::from_ether_type(EtherType(protocol), frame.get(16..)?)
+            ip_after_tags(protocol, frame.get(16..)?)?
         }
         linktype::LINUX_SLL2 => {
             let protocol = u16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
-            LaxSlicedPacket::from_ether_type(EtherType(protocol), frame.get(20..)?)
+            ip_after_tags(protocol, frame.get(20..)?)?
         }
         _ => return None,
     };
@@ -450,6 +480,35 @@ mod tests {
             Err(Undecodable::Malformed)
         );
         assert_eq!(decode(999, &[0; 40]), Err(Undecodable::UnsupportedLinktype));
+    }
+
+    /// A 127.0.0.1 source behind five tags of mixed kinds is still found (etherparse alone
+    /// stops at three and calls the rest not IP); a frame cut inside a tag is malformed.
+    #[test]
+    fn any_depth_of_vlan_tags() {
+        let inner = udp_v4([127, 0, 0, 1], [10, 0, 0, 2]);
+        let mut frame = inner[..12].to_vec();
+        for tag in [0x88a8u16, 0x8100, 0x9100, 0x8100, 0x8100] {
+            frame.extend_from_slice(&tag.to_be_bytes());
+            frame.extend_from_slice(&[0x00, 0x64]);
+        }
+        frame.extend_from_slice(&inner[12..]);
+        let decoded = decode(linktype::ETHERNET, &frame).unwrap();
+        assert_eq!(decoded.source, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(decoded.destination_port, 53);
+        assert!(udp_payload(linktype::ETHERNET, &frame).is_some());
+        assert_eq!(
+            decode(linktype::ETHERNET, &frame[..12 + 5 * 4 - 2]),
+            Err(Undecodable::Malformed)
+        );
+    }
+
+    /// All-zero MACs on an Ethernet link do not make the frame loopback traffic.
+    #[test]
+    fn zero_macs_are_not_loopback() {
+        let mut frame = udp_v4([127, 0, 0, 1], [127, 0, 0, 1]);
+        frame[..12].fill(0);
+        assert!(!decode(linktype::ETHERNET, &frame).unwrap().link_is_loopback);
     }
 
     /// A Hop-by-Hop header whose next header is again Hop-by-Hop, with nothing after it: this

@@ -12,22 +12,27 @@
 //! and exporters can both produce (`tcpdump -w exports.pcap udp port 2055`) and keeps the
 //! exporter's address, which raw payload dumps would lose.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use loopscope_report::{Outcome, Printer, Record, Table};
+use netflow_parser::scoped_parser::{IpfixSourceKey, V9SourceKey};
 use netflow_parser::variable_versions::ipfix::lookup::{IANAIPFixField, IPFixField};
 use netflow_parser::variable_versions::ipfix::{FlowSetBody as IpfixBody, IPFix};
 use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, V9};
-use netflow_parser::{AutoScopedParser, DataNumber, FieldValue, NetflowPacket, V9Field};
+use netflow_parser::{
+    AutoScopedParser, DataNumber, FieldValue, NetflowPacket, NetflowParser, V9Field,
+};
 use serde::Serialize;
 
 use crate::CaptureError;
 use crate::decode;
-use crate::pcapfile::{self, CaptureFile, Interface, PacketVisitor, RecordMeta};
-use crate::rules::{self, Verdicts};
+use crate::martians::{LogLimiter, RateLimit};
+use crate::pcapfile::{self, Interface, PacketVisitor, RecordMeta};
+use crate::rules::{self, PacketVerdict};
 
 /// The fields of one flow record that matter here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,6 +115,16 @@ pub struct FlowSummary {
     pub records_without_template: u64,
     pub exporters: u64,
     pub reasons: std::collections::BTreeMap<String, u64>,
+    pub findings_logged: u64,
+    pub findings_suppressed: u64,
+    /// Templates refused for having more fields than `template_field_limit`.
+    pub templates_refused: u64,
+    /// Exporter scopes (exporter and observation domain) whose templates were dropped to keep
+    /// within the bounds, least recently used first.
+    pub template_scopes_evicted: u64,
+    pub templates_evicted: u64,
+    pub template_field_limit: u64,
+    pub template_field_budget: u64,
     pub verdict: &'static str,
 }
 
@@ -136,6 +151,17 @@ impl Record for FlowSummary {
                 self.parse_errors, self.records_without_template
             )?;
         }
+        if self.templates_refused > 0 || self.template_scopes_evicted > 0 {
+            writeln!(
+                out,
+                "template bounds: {} templates refused (over {} fields), {} templates of {} exporter scopes evicted (budget {} fields)",
+                self.templates_refused,
+                self.template_field_limit,
+                self.templates_evicted,
+                self.template_scopes_evicted,
+                self.template_field_budget
+            )?;
+        }
         if !self.reasons.is_empty() {
             let mut table = Table::new(["reason", "flows"]);
             for (reason, count) in &self.reasons {
@@ -143,26 +169,225 @@ impl Record for FlowSummary {
             }
             table.write(out)?;
         }
+        if self.findings_suppressed > 0 {
+            writeln!(
+                out,
+                "{} martian flows not logged (rate limit)",
+                self.findings_suppressed
+            )?;
+        }
         writeln!(out, "verdict: {}", self.verdict)
     }
+}
+
+/// Bounds of the template state exporters can make the collector keep.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateLimits {
+    /// A template with more fields is refused (counted). Real templates have tens.
+    pub fields_per_template: usize,
+    /// Templates kept per scope and template kind (the parser's per-scope LRU).
+    pub templates_per_scope: usize,
+    /// Exporter scopes (exporter address and observation domain / source id) kept.
+    pub scopes: usize,
+    /// Fields of every kept template together (each template also costs
+    /// [`TEMPLATE_OVERHEAD_FIELDS`]); over it, whole scopes are evicted, least recently used
+    /// first.
+    pub total_fields: u64,
+}
+
+/// What a template costs besides its fields, in field-sized units.
+pub const TEMPLATE_OVERHEAD_FIELDS: u64 = 8;
+
+impl Default for TemplateLimits {
+    fn default() -> Self {
+        TemplateLimits {
+            fields_per_template: 1024,
+            templates_per_scope: 256,
+            scopes: 1024,
+            total_fields: 262_144,
+        }
+    }
+}
+
+/// How the flow scanner reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlowConfig {
+    /// Only the summary, no per-flow findings.
+    pub quiet: bool,
+    pub rate_limit: Option<RateLimit>,
+    pub limits: TemplateLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ScopeKey {
+    V9(SocketAddr, u32),
+    Ipfix(SocketAddr, u32),
+}
+
+/// What this collector believes one scope's parser holds: an upper bound (the parser may
+/// have dropped some of them already), so the budget is never exceeded.
+#[derive(Debug, Default)]
+struct ScopeTemplates {
+    /// (template kind, template id) -> fields.
+    templates: HashMap<(u8, u16), u64>,
+    cost: u64,
+    last_used: u64,
+}
+
+/// One template announced in a datagram: kind (0 data, 1 options), id, field count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Announced {
+    kind: u8,
+    id: u16,
+    fields: u64,
+}
+
+/// The templates a v9 or IPFIX datagram announces, read from the set headers before the
+/// parser sees them. Why by hand: the parser drops a template over its field limit without
+/// saying so, and the budget needs every template's size; this walks only the set and
+/// template headers (RFC 3954 §5.2-6.1, RFC 7011 §3.3-3.4.2), always within `data`.
+fn announced_templates(data: &[u8]) -> Option<(ScopeKeyKind, u32, Vec<Announced>)> {
+    let u16_at = |at: usize| {
+        data.get(at..at + 2)
+            .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]))
+    };
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|bytes| u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    };
+    let version = u16_at(0)?;
+    let (kind, domain, mut at, end) = match version {
+        9 => (ScopeKeyKind::V9, u32_at(16)?, 20, data.len()),
+        10 => {
+            let length = usize::from(u16_at(2)?);
+            (ScopeKeyKind::Ipfix, u32_at(12)?, 16, length.min(data.len()))
+        }
+        _ => return None,
+    };
+    let mut found = Vec::new();
+    while at + 4 <= end {
+        let set_id = u16_at(at)?;
+        let set_len = usize::from(u16_at(at + 2)?);
+        if set_len < 4 {
+            break;
+        }
+        let set_end = (at + set_len).min(end);
+        let mut record = at + 4;
+        match (version, set_id) {
+            // v9 template flowset; IPFIX template set.
+            (9, 0) | (10, 2) => {
+                while record + 4 <= set_end {
+                    let id = u16_at(record)?;
+                    let fields = u64::from(u16_at(record + 2)?);
+                    found.push(Announced {
+                        kind: 0,
+                        id,
+                        fields,
+                    });
+                    record += 4;
+                    for _ in 0..fields {
+                        let element = u16_at(record).unwrap_or(0);
+                        record += if version == 10 && element & 0x8000 != 0 {
+                            8
+                        } else {
+                            4
+                        };
+                    }
+                }
+            }
+            // v9 options template: scope and option lengths in bytes, 4 per field.
+            (9, 1) => {
+                if let (Some(id), Some(scope), Some(options)) =
+                    (u16_at(record), u16_at(record + 2), u16_at(record + 4))
+                {
+                    let fields = (u64::from(scope) + u64::from(options)) / 4;
+                    found.push(Announced {
+                        kind: 1,
+                        id,
+                        fields,
+                    });
+                }
+            }
+            // IPFIX options template set.
+            (10, 3) => {
+                while record + 6 <= set_end {
+                    let id = u16_at(record)?;
+                    let fields = u64::from(u16_at(record + 2)?);
+                    found.push(Announced {
+                        kind: 1,
+                        id,
+                        fields,
+                    });
+                    record += 6;
+                    for _ in 0..fields {
+                        let element = u16_at(record).unwrap_or(0);
+                        record += if element & 0x8000 != 0 { 8 } else { 4 };
+                    }
+                }
+            }
+            _ => {}
+        }
+        at += set_len;
+    }
+    Some((kind, domain, found))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScopeKeyKind {
+    V9,
+    Ipfix,
 }
 
 /// Parses export datagrams, keeps templates per exporter and domain, reports martian flows.
 pub struct FlowScanner<W: Write> {
     printer: Printer<W>,
     parser: AutoScopedParser,
+    config: FlowConfig,
+    limiter: LogLimiter,
     summary: FlowSummary,
     exporters: std::collections::HashSet<SocketAddr>,
+    scopes: HashMap<ScopeKey, ScopeTemplates>,
+    template_cost: u64,
+    tick: u64,
     output_error: Option<std::io::Error>,
+}
+
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos().min(u128::from(u64::MAX)) as u64)
+        .unwrap_or(0)
 }
 
 impl<W: Write> FlowScanner<W> {
     pub fn new(printer: Printer<W>) -> Self {
+        Self::with_config(printer, FlowConfig::default())
+    }
+
+    pub fn with_config(printer: Printer<W>, config: FlowConfig) -> Self {
+        let limits = config.limits;
+        let builder = NetflowParser::builder()
+            .with_cache_size(limits.templates_per_scope.max(1))
+            .with_max_field_count(limits.fields_per_template);
+        let parser = AutoScopedParser::try_with_builder(builder)
+            .and_then(|parser| parser.with_max_sources(limits.scopes.max(1)))
+            // The limits above are all non-zero; should the parser still refuse them, its own
+            // defaults (also bounded) apply and the budget below still holds.
+            .unwrap_or_else(|_| AutoScopedParser::new());
         FlowScanner {
             printer,
-            parser: AutoScopedParser::new(),
-            summary: FlowSummary::default(),
+            parser,
+            limiter: LogLimiter::new(config.rate_limit),
+            summary: FlowSummary {
+                template_field_limit: limits.fields_per_template as u64,
+                template_field_budget: limits.total_fields,
+                ..FlowSummary::default()
+            },
+            config,
             exporters: Default::default(),
+            scopes: HashMap::new(),
+            template_cost: 0,
+            tick: 0,
             output_error: None,
         }
     }
@@ -179,11 +404,93 @@ impl<W: Write> FlowScanner<W> {
         self.output_error.is_none()
     }
 
-    /// One export datagram from `exporter`.
-    pub fn datagram(&mut self, exporter: SocketAddr, data: &[u8]) {
+    /// Records the templates a datagram announces before the parser installs them.
+    fn account_templates(&mut self, exporter: SocketAddr, data: &[u8]) -> Option<ScopeKey> {
+        let (kind, domain, announced) = announced_templates(data)?;
+        let key = match kind {
+            ScopeKeyKind::V9 => ScopeKey::V9(exporter, domain),
+            ScopeKeyKind::Ipfix => ScopeKey::Ipfix(exporter, domain),
+        };
+        self.tick += 1;
+        let limit = self.config.limits.fields_per_template as u64;
+        let scope = self.scopes.entry(key).or_default();
+        scope.last_used = self.tick;
+        for template in announced {
+            if template.fields > limit {
+                self.summary.templates_refused += 1;
+                continue;
+            }
+            let old = if template.fields == 0 {
+                // A withdrawal (RFC 7011 §8.1).
+                scope.templates.remove(&(template.kind, template.id))
+            } else {
+                scope.templates.insert(
+                    (template.kind, template.id),
+                    template.fields + TEMPLATE_OVERHEAD_FIELDS,
+                )
+            };
+            let added = if template.fields == 0 {
+                0
+            } else {
+                template.fields + TEMPLATE_OVERHEAD_FIELDS
+            };
+            let removed = old.unwrap_or(0);
+            scope.cost = (scope.cost + added).saturating_sub(removed);
+            self.template_cost = (self.template_cost + added).saturating_sub(removed);
+        }
+        Some(key)
+    }
+
+    /// Evicts whole scopes, least recently used first, until the templates fit the budget
+    /// and the scope count fits its bound (`current` last of all).
+    fn enforce_template_budget(&mut self, current: ScopeKey) {
+        let limits = self.config.limits;
+        loop {
+            let over_budget = self.template_cost > limits.total_fields;
+            if !over_budget && self.scopes.len() <= limits.scopes {
+                break;
+            }
+            // Over the field budget only scopes holding templates are worth evicting.
+            let victim = self
+                .scopes
+                .iter()
+                .filter(|(key, scope)| **key != current && (!over_budget || scope.cost > 0))
+                .min_by_key(|(_, scope)| scope.last_used)
+                .map(|(key, _)| *key)
+                .unwrap_or(current);
+            let Some(scope) = self.scopes.remove(&victim) else {
+                break;
+            };
+            self.template_cost = self.template_cost.saturating_sub(scope.cost);
+            self.summary.template_scopes_evicted += 1;
+            self.summary.templates_evicted += scope.templates.len() as u64;
+            match victim {
+                ScopeKey::V9(addr, source_id) => {
+                    self.parser
+                        .remove_v9_source(&V9SourceKey { addr, source_id });
+                }
+                ScopeKey::Ipfix(addr, observation_domain_id) => {
+                    self.parser.remove_ipfix_source(&IpfixSourceKey {
+                        addr,
+                        observation_domain_id,
+                    });
+                }
+            }
+            if victim == current {
+                break;
+            }
+        }
+    }
+
+    /// One export datagram from `exporter`, received (or captured) at `time_ns`.
+    pub fn datagram(&mut self, exporter: SocketAddr, time_ns: u64, data: &[u8]) {
         self.summary.datagrams += 1;
         self.exporters.insert(exporter);
+        let scope = self.account_templates(exporter, data);
         let result = self.parser.parse_from_source(exporter, data);
+        if let Some(scope) = scope {
+            self.enforce_template_budget(scope);
+        }
         if result.error.is_some() {
             self.summary.parse_errors += 1;
         }
@@ -203,25 +510,25 @@ impl<W: Write> FlowScanner<W> {
                             packets: Some(u64::from(record.d_pkts)),
                             bytes: Some(u64::from(record.d_octets)),
                         };
-                        self.flow(exporter, 5, None, &fields);
+                        self.flow(exporter, 5, None, time_ns, &fields);
                     }
                 }
-                NetflowPacket::V9(v9) => self.v9(exporter, &v9),
-                NetflowPacket::IPFix(ipfix) => self.ipfix(exporter, &ipfix),
+                NetflowPacket::V9(v9) => self.v9(exporter, time_ns, &v9),
+                NetflowPacket::IPFix(ipfix) => self.ipfix(exporter, time_ns, &ipfix),
                 // v7 (Catalyst switches) has the same addresses as v5 but is rare; counted only.
                 _ => {}
             }
         }
     }
 
-    fn v9(&mut self, exporter: SocketAddr, v9: &V9) {
+    fn v9(&mut self, exporter: SocketAddr, time_ns: u64, v9: &V9) {
         let domain = Some(v9.header.source_id);
         for flowset in &v9.flowsets {
             match &flowset.body {
                 V9Body::Data(data) => {
                     for record in &data.fields {
                         let fields = v9_fields(record);
-                        self.flow(exporter, 9, domain, &fields);
+                        self.flow(exporter, 9, domain, time_ns, &fields);
                     }
                 }
                 V9Body::NoTemplate(_) => self.summary.records_without_template += 1,
@@ -230,20 +537,20 @@ impl<W: Write> FlowScanner<W> {
         }
     }
 
-    fn ipfix(&mut self, exporter: SocketAddr, ipfix: &IPFix) {
+    fn ipfix(&mut self, exporter: SocketAddr, time_ns: u64, ipfix: &IPFix) {
         let domain = Some(ipfix.header.observation_domain_id);
         for flowset in &ipfix.flowsets {
             match &flowset.body {
                 IpfixBody::Data(data) => {
                     for record in &data.fields {
                         let fields = ipfix_fields(record);
-                        self.flow(exporter, 10, domain, &fields);
+                        self.flow(exporter, 10, domain, time_ns, &fields);
                     }
                 }
                 IpfixBody::V9Data(data) => {
                     for record in &data.fields {
                         let fields = v9_fields(record);
-                        self.flow(exporter, 10, domain, &fields);
+                        self.flow(exporter, 10, domain, time_ns, &fields);
                     }
                 }
                 IpfixBody::NoTemplate(_) => self.summary.records_without_template += 1,
@@ -257,6 +564,7 @@ impl<W: Write> FlowScanner<W> {
         exporter: SocketAddr,
         version: u16,
         domain: Option<u32>,
+        time_ns: u64,
         fields: &FlowFields,
     ) {
         self.summary.flow_records += 1;
@@ -269,19 +577,36 @@ impl<W: Write> FlowScanner<W> {
             source_port: fields.source_port.unwrap_or(0),
             destination_port: fields.destination_port.unwrap_or(0),
         };
-        let verdicts: Verdicts = rules::classify_packet(source, destination, context, false);
+        let verdicts: PacketVerdict = rules::classify_packet(source, destination, context, false);
         if !verdicts.is_martian() {
             return;
         }
+        // Counts come from the exporter, which may claim anything: they saturate.
         self.summary.martian_flows += 1;
-        self.summary.martian_flow_packets += fields.packets.unwrap_or(0);
-        self.summary.martian_flow_bytes += fields.bytes.unwrap_or(0);
+        self.summary.martian_flow_packets = self
+            .summary
+            .martian_flow_packets
+            .saturating_add(fields.packets.unwrap_or(0));
+        self.summary.martian_flow_bytes = self
+            .summary
+            .martian_flow_bytes
+            .saturating_add(fields.bytes.unwrap_or(0));
         let reasons: Vec<String> = verdicts
             .iter()
-            .map(|verdict| verdict.key().to_string())
+            .map(|reason| reason.key().to_string())
             .collect();
         for reason in &reasons {
             *self.summary.reasons.entry(reason.clone()).or_insert(0) += 1;
+        }
+        if self.config.quiet {
+            return;
+        }
+        let (allowed, closed_window) = self.limiter.allow(time_ns);
+        if let Some(suppressed) = closed_window {
+            self.emit(&suppressed);
+        }
+        if !allowed {
+            return;
         }
         let finding = FlowFinding {
             exporter,
@@ -298,21 +623,23 @@ impl<W: Write> FlowScanner<W> {
             bytes: fields.bytes,
             reasons,
         };
+        self.summary.findings_logged += 1;
         self.emit(&finding);
     }
 
-    /// Reads every UDP payload of a pcap/pcapng capture as an export datagram.
+    /// Reads every UDP payload of a pcap/pcapng capture (`-` for standard input) as an export
+    /// datagram.
     pub fn scan_capture(
         &mut self,
         path: &Path,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<pcapfile::ReadDamage, CaptureError> {
-        let file = CaptureFile::open(path)?;
+        let reader = pcapfile::open_capture(path)?;
         let mut visitor = ExportVisitor {
             scanner: self,
             stop,
         };
-        let (_, damage) = pcapfile::read_capture(file.bytes(), &mut visitor)?;
+        let (_, damage) = pcapfile::read_capture(reader, &mut visitor)?;
         Ok(damage)
     }
 
@@ -333,14 +660,16 @@ impl<W: Write> FlowScanner<W> {
                 context: "collector socket timeout".into(),
                 source,
             })?;
-        let deadline = duration.map(|duration| Instant::now() + duration);
+        let deadline = duration.and_then(|duration| Instant::now().checked_add(duration));
         let mut buffer = vec![0u8; 65_536];
         while !stop.load(std::sync::atomic::Ordering::Relaxed) && self.healthy() {
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 break;
             }
             match socket.recv_from(&mut buffer) {
-                Ok((length, exporter)) => self.datagram(exporter, &buffer[..length]),
+                Ok((length, exporter)) => {
+                    self.datagram(exporter, wall_clock_ns(), &buffer[..length])
+                }
                 Err(error)
                     if matches!(
                         error.kind(),
@@ -359,7 +688,12 @@ impl<W: Write> FlowScanner<W> {
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<(Outcome, FlowSummary), CaptureError> {
+    /// Reports the summary and hands back the output (see `Scanner::finish`).
+    pub fn finish(mut self) -> Result<(Outcome, FlowSummary, W), CaptureError> {
+        if let Some(suppressed) = self.limiter.take_suppressed() {
+            self.emit(&suppressed);
+        }
+        self.summary.findings_suppressed = self.limiter.suppressed_total;
         self.summary.exporters = self.exporters.len() as u64;
         let found = self.summary.martian_flows > 0;
         self.summary.verdict = if found {
@@ -374,7 +708,11 @@ impl<W: Write> FlowScanner<W> {
         {
             return Err(CaptureError::Output(error));
         }
-        Ok((Outcome::from_passed(!found), summary))
+        Ok((
+            Outcome::from_passed(!found),
+            summary,
+            self.printer.into_inner(),
+        ))
     }
 }
 
@@ -391,7 +729,7 @@ impl<W: Write> PacketVisitor for ExportVisitor<'_, '_, W> {
             .unwrap_or(0);
         if let Some((decoded, payload)) = decode::udp_payload(linktype, frame) {
             let exporter = SocketAddr::new(decoded.source, decoded.source_port);
-            self.scanner.datagram(exporter, payload);
+            self.scanner.datagram(exporter, meta.time_ns, payload);
         }
         self.scanner.healthy() && !self.stop.load(std::sync::atomic::Ordering::Relaxed)
     }

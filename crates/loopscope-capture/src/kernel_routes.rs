@@ -1,10 +1,12 @@
 //! The kernel's routing tables over rtnetlink (synchronous: one dump request, read to DONE).
 //! Every table is dumped (local, main and policy tables), IPv4 and IPv6; interface indices are
-//! named with `if_indextoname`.
+//! named with `if_indextoname`. The same dump gives the host's own addresses (the `local`
+//! routes) and its gateways, which `acl` must not filter away.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use loopscope_addr::Prefix;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
@@ -13,6 +15,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::CaptureError;
+use crate::acl::{HostAddress, HostRole};
 use crate::live::interface_name;
 use crate::urpf::{Route, RouteKind, RouteTable};
 
@@ -26,13 +29,75 @@ fn io_error(context: &str, source: std::io::Error) -> CaptureError {
 /// Reads every IPv4 and IPv6 route of every table.
 pub fn kernel_routes() -> Result<RouteTable, CaptureError> {
     let mut routes = Vec::new();
+    let mut names = HashMap::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        dump(family, &mut routes)?;
+        dump(family, &mut |message| {
+            if let Some(route) = convert(message, &mut names) {
+                routes.push(route);
+            }
+        })?;
     }
     Ok(RouteTable::new(routes))
 }
 
-fn dump(family: AddressFamily, routes: &mut Vec<Route>) -> Result<(), CaptureError> {
+/// The host's own addresses (every `local` route but those on loopback interfaces) and the
+/// gateways its routes go through, each with its interface.
+pub fn host_addresses() -> Result<Vec<HostAddress>, CaptureError> {
+    let mut found: Vec<HostAddress> = Vec::new();
+    let mut names = HashMap::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        dump(family, &mut |message| {
+            let mut destination = None;
+            let mut gateway = None;
+            let mut interface = None;
+            for attribute in &message.attributes {
+                match attribute {
+                    RouteAttribute::Destination(address) => destination = ip_of(address),
+                    RouteAttribute::Gateway(address) => gateway = ip_of(address),
+                    RouteAttribute::Oif(index) => interface = Some(*index),
+                    _ => {}
+                }
+            }
+            let Some(index) = interface else {
+                return;
+            };
+            let name = interface_name_cached(&mut names, index);
+            let candidate = match (message.header.kind, destination, gateway) {
+                (RouteType::Local, Some(address), _) if !loopscope_addr::is_loopback(address) => {
+                    (address, HostRole::Address)
+                }
+                (_, _, Some(address)) => (address, HostRole::Gateway),
+                _ => return,
+            };
+            let entry = HostAddress {
+                address: candidate.0,
+                interface: name,
+                role: candidate.1,
+            };
+            if entry.interface != "lo" && !found.contains(&entry) {
+                found.push(entry);
+            }
+        })?;
+    }
+    Ok(found)
+}
+
+fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
+    match address {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn interface_name_cached(names: &mut HashMap<u32, String>, index: u32) -> String {
+    names
+        .entry(index)
+        .or_insert_with(|| interface_name(index).unwrap_or_else(|| format!("ifindex{index}")))
+        .clone()
+}
+
+fn dump(family: AddressFamily, each: &mut dyn FnMut(&RouteMessage)) -> Result<(), CaptureError> {
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| io_error("socket", e))?;
     socket.bind_auto().map_err(|e| io_error("bind", e))?;
     socket
@@ -51,7 +116,6 @@ fn dump(family: AddressFamily, routes: &mut Vec<Route>) -> Result<(), CaptureErr
     request.serialize(&mut buffer);
     socket.send(&buffer, 0).map_err(|e| io_error("send", e))?;
 
-    let mut names: HashMap<u32, String> = HashMap::new();
     let mut receive = vec![0u8; 1 << 16];
     loop {
         let size = socket
@@ -70,11 +134,7 @@ fn dump(family: AddressFamily, routes: &mut Vec<Route>) -> Result<(), CaptureErr
                         "netlink route dump: {error:?}"
                     )));
                 }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route)) => {
-                    if let Some(route) = convert(&route, &mut names) {
-                        routes.push(route);
-                    }
-                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route)) => each(&route),
                 _ => {}
             }
             if length == 0 {
@@ -86,12 +146,7 @@ fn dump(family: AddressFamily, routes: &mut Vec<Route>) -> Result<(), CaptureErr
 }
 
 fn convert(message: &RouteMessage, names: &mut HashMap<u32, String>) -> Option<Route> {
-    let mut name = |index: u32| {
-        names
-            .entry(index)
-            .or_insert_with(|| interface_name(index).unwrap_or_else(|| format!("ifindex{index}")))
-            .clone()
-    };
+    let mut name = |index: u32| interface_name_cached(names, index);
     let mut prefix: Option<IpAddr> = None;
     let mut interfaces = Vec::new();
     for attribute in &message.attributes {
@@ -121,8 +176,7 @@ fn convert(message: &RouteMessage, names: &mut HashMap<u32, String>) -> Option<R
         _ => RouteKind::Forward,
     };
     Some(Route {
-        prefix,
-        prefix_len: message.header.destination_prefix_length,
+        prefix: Prefix::new(prefix, message.header.destination_prefix_length).ok()?,
         interfaces,
         kind,
     })

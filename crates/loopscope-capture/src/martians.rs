@@ -1,6 +1,7 @@
 //! The martian scanner: every packet, from a file or a live socket, goes through
-//! [`Scanner::observe`]; findings are printed as they are found (rate-limited when asked), flows
-//! and per-reason totals are kept, and [`Scanner::finish`] prints the flow table and the summary.
+//! [`Scanner::observe`]; findings are reported as they are found (rate-limited when asked),
+//! flows and per-reason totals are kept in bounded memory, and [`Scanner::finish`] reports the
+//! busiest flows and the summary.
 //!
 //! The per-packet path allocates nothing for a clean packet: decoding is zero-copy and the
 //! verdicts are inline; only a finding builds its report record.
@@ -8,15 +9,15 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use loopscope_report::{Format, Outcome, Printer, Record, Table};
+use loopscope_report::{Outcome, Printer, Record, Table, escape_control};
 use serde::Serialize;
 
 use crate::CaptureError;
 use crate::decode::{self, LinkAddr, Undecodable};
-use crate::pcapfile::{self, CaptureFile, Interface, PacketVisitor, RecordMeta};
-use crate::rules::{self, Verdict, Verdicts};
+use crate::pcapfile::{self, Interface, PacketVisitor, RecordMeta};
+use crate::rules::{self, PacketReason, PacketVerdict};
 use crate::urpf::{RouteTable, UrpfMode, UrpfVerdict};
 use crate::writer::{PacketOrigin, PcapngWriter};
 
@@ -36,17 +37,96 @@ impl RateLimit {
     };
 }
 
+/// The rate limiter's state; shared by the packet and the flow-export scanners.
 #[derive(Debug, Default)]
+pub struct LogLimiter {
+    limit: Option<RateLimit>,
+    window_start_ns: Option<u64>,
+    logged_in_window: u32,
+    suppressed_in_window: u64,
+    /// Every finding not logged, over the whole run.
+    pub suppressed_total: u64,
+}
+
+impl LogLimiter {
+    pub fn new(limit: Option<RateLimit>) -> Self {
+        LogLimiter {
+            limit,
+            ..LogLimiter::default()
+        }
+    }
+
+    /// Whether a finding at `time_ns` may be logged, and the count of findings suppressed in
+    /// the window that just closed (to report before it).
+    pub fn allow(&mut self, time_ns: u64) -> (bool, Option<Suppressed>) {
+        let Some(limit) = self.limit else {
+            return (true, None);
+        };
+        let start = *self.window_start_ns.get_or_insert(time_ns);
+        let mut closed = None;
+        if time_ns.saturating_sub(start) >= limit.interval_ns {
+            self.window_start_ns = Some(time_ns);
+            self.logged_in_window = 0;
+            closed = self.take_suppressed();
+        }
+        if self.logged_in_window < limit.burst {
+            self.logged_in_window += 1;
+            (true, closed)
+        } else {
+            self.suppressed_in_window += 1;
+            self.suppressed_total += 1;
+            (false, closed)
+        }
+    }
+
+    /// The findings suppressed in the current window, if any (at the end of a run).
+    pub fn take_suppressed(&mut self) -> Option<Suppressed> {
+        (self.suppressed_in_window > 0).then(|| Suppressed {
+            suppressed_findings: std::mem::take(&mut self.suppressed_in_window),
+        })
+    }
+}
+
+/// The default bound of the flow table: enough for every real incident, and a few megabytes
+/// at most however many distinct spoofed sources arrive.
+pub const DEFAULT_MAX_FLOWS: usize = 65_536;
+/// How many flows the human summary lists by default.
+pub const DEFAULT_TOP_FLOWS: usize = 20;
+
+#[derive(Debug)]
 pub struct ScanConfig {
     /// Interface names that are loopback interfaces (loopback traffic on them is normal).
     pub loopback_interfaces: Vec<String>,
     /// Routing table for uRPF verdicts.
     pub routes: Option<RouteTable>,
-    /// The arrival interface to assume for uRPF when the capture does not name one.
+    /// The interface the packets arrived on when the capture does not name one: used for
+    /// uRPF, for the report, and (with `loopback_interfaces`) to know loopback traffic.
     pub arrival_interface: Option<String>,
     pub rate_limit: Option<RateLimit>,
-    /// Print only flows and the summary, not every finding.
+    /// Report only flows and the summary, not every finding.
     pub quiet: bool,
+    /// Human output: also print each finding (JSON always carries them unless `quiet`).
+    pub human_findings: bool,
+    /// At most this many flows are tracked; packets of later flows count in the totals only.
+    pub max_flows: usize,
+    /// Report the busiest N flows (None: all tracked ones in JSON, [`DEFAULT_TOP_FLOWS`] in
+    /// human output).
+    pub top_flows: Option<usize>,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            loopback_interfaces: Vec::new(),
+            routes: None,
+            arrival_interface: None,
+            rate_limit: None,
+            quiet: false,
+            human_findings: true,
+            max_flows: DEFAULT_MAX_FLOWS,
+            top_flows: None,
+        }
+    }
 }
 
 /// One packet as the scanner sees it, from whatever source.
@@ -62,7 +142,7 @@ pub struct Observation<'a> {
     /// Interface name when known (pcapng IDB, live socket).
     pub interface_name: Option<&'a str>,
     pub if_index: Option<u32>,
-    /// The interface is known to be a loopback interface.
+    /// The interface is known to be a loopback interface by its link type (ARPHRD_LOOPBACK).
     pub interface_is_loopback: bool,
     /// Link-layer source from outside the frame (sockaddr_ll); used when the frame has none.
     pub link_source: Option<LinkAddr>,
@@ -73,10 +153,6 @@ pub struct Observation<'a> {
 /// One martian packet.
 #[derive(Debug, Serialize)]
 pub struct Finding {
-    /// Always "finding"; serialised first so a finding can be written as its JSON line
-    /// directly, byte-identical to what the Printer makes of it (see `Scanner::emit_finding`).
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     pub time: String,
     pub time_unix_ns: u64,
     pub input: String,
@@ -109,13 +185,22 @@ pub struct ReasonEntry {
 }
 
 impl ReasonEntry {
-    fn from_verdict(verdict: Verdict) -> Self {
+    fn from_reason(reason: PacketReason) -> Self {
         ReasonEntry {
-            side: verdict.side.as_str(),
-            code: verdict.reason.code(),
-            rfc: verdict.reason.rfc(),
-            reason: verdict.reason,
+            side: reason.side.as_str(),
+            code: reason.reason.code(),
+            rfc: reason.reason.rfc(),
+            reason: reason.reason,
         }
+    }
+}
+
+/// `eth0 (ifindex 4)`, `ifindex 4`, `eth0`, escaped for a terminal.
+fn interface_label(interface: &str, if_index: Option<u32>) -> String {
+    let name = escape_control(interface);
+    match if_index {
+        Some(index) if !interface.starts_with("ifindex ") => format!("{name} (ifindex {index})"),
+        _ => name.into_owned(),
     }
 }
 
@@ -137,7 +222,7 @@ impl Record for Finding {
             self.source,
             self.destination,
             protocol_label(self.protocol, self.source_port, self.destination_port),
-            self.interface
+            interface_label(&self.interface, self.if_index)
         )?;
         if let Some(link) = &self.link_source {
             write!(out, " from {link}")?;
@@ -163,9 +248,14 @@ impl Record for Suppressed {
         "suppressed"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let findings = if self.suppressed_findings == 1 {
+            "finding"
+        } else {
+            "findings"
+        };
         writeln!(
             out,
-            "martians: {} findings suppressed (rate limit)",
+            "martians: {} {findings} suppressed (rate limit)",
             self.suppressed_findings
         )
     }
@@ -178,6 +268,8 @@ pub struct InputDamage {
     pub corrupt_records: u64,
     pub truncated: bool,
     pub unrecoverable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_error: Option<String>,
 }
 
 impl Record for InputDamage {
@@ -195,7 +287,10 @@ impl Record for InputDamage {
         if self.unrecoverable {
             parts.push("the rest was unreadable".to_string());
         }
-        writeln!(out, "{}: {}", self.input, parts.join(", "))
+        if let Some(error) = &self.read_error {
+            parts.push(format!("reading failed part way: {error}"));
+        }
+        writeln!(out, "{}: {}", escape_control(&self.input), parts.join(", "))
     }
 }
 
@@ -214,11 +309,11 @@ struct FlowStats {
     bytes: u64,
     first_ns: u64,
     last_ns: u64,
-    verdicts: Verdicts,
+    verdicts: PacketVerdict,
     interface: String,
 }
 
-/// One martian flow (5-tuple aggregate) in the closing table.
+/// One martian flow (5-tuple aggregate) among the busiest.
 #[derive(Debug, Serialize)]
 pub struct FlowRecord {
     pub source: IpAddr,
@@ -241,18 +336,56 @@ impl Record for FlowRecord {
         "flow"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(
-            out,
-            "flow {} -> {} {}: {} packets, {} bytes, {} .. {}, {}",
-            self.source,
-            self.destination,
-            protocol_label(self.protocol, self.source_port, self.destination_port),
-            self.packets,
-            self.bytes,
-            self.first_seen,
-            self.last_seen,
-            self.reasons.join(", ")
-        )
+        FlowTable {
+            flows: std::slice::from_ref(self),
+            not_shown: 0,
+        }
+        .write_human(out)
+    }
+}
+
+/// The busiest flows as one table (human output; JSON has a `flow` record per flow).
+#[derive(Serialize)]
+struct FlowTable<'a> {
+    flows: &'a [FlowRecord],
+    not_shown: u64,
+}
+
+impl Record for FlowTable<'_> {
+    fn kind(&self) -> &'static str {
+        "flows"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut table = Table::new([
+            "source",
+            "destination",
+            "protocol",
+            "packets",
+            "bytes",
+            "interface",
+            "reasons",
+        ]);
+        for flow in self.flows {
+            table.row([
+                flow.source.to_string(),
+                flow.destination.to_string(),
+                protocol_label(flow.protocol, flow.source_port, flow.destination_port),
+                flow.packets.to_string(),
+                flow.bytes.to_string(),
+                escape_control(&flow.interface).into_owned(),
+                flow.reasons.join(", "),
+            ]);
+        }
+        table.write(out)?;
+        if self.not_shown > 0 {
+            let flows = if self.not_shown == 1 { "flow" } else { "flows" };
+            writeln!(
+                out,
+                "... and {} more {flows} (--top N shows more, --json all)",
+                self.not_shown
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -270,7 +403,16 @@ pub struct Summary {
     pub truncated_inputs: u64,
     pub martian_packets: u64,
     pub martian_bytes: u64,
+    /// Distinct martian flows tracked (all of them unless `flow_table_full`).
     pub martian_flows: u64,
+    /// The most flows tracked at once.
+    pub flow_table_limit: u64,
+    /// The table filled up: later flows were counted in the totals only.
+    pub flow_table_full: bool,
+    /// Martian packets of flows that arrived after the table was full.
+    pub untracked_flow_packets: u64,
+    /// Flow records reported (the busiest flows, by packets).
+    pub flows_reported: u64,
     pub findings_logged: u64,
     pub findings_suppressed: u64,
     /// Martian packets per reason code (`loopback_source` ...).
@@ -283,6 +425,10 @@ pub struct Summary {
     pub verdict: &'static str,
 }
 
+fn plural(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 impl Record for Summary {
     fn kind(&self) -> &'static str {
         "summary"
@@ -290,27 +436,40 @@ impl Record for Summary {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "{} packets ({} IP, {} non-IP, {} malformed) in {} input(s): {} martian packets in {} flows",
-            self.packets,
+            "{} ({} IP, {} non-IP, {} malformed) in {}: {} in {}",
+            plural(self.packets, "packet", "packets"),
             self.ip_packets,
             self.non_ip_packets,
             self.malformed_packets,
-            self.inputs,
-            self.martian_packets,
-            self.martian_flows
+            plural(self.inputs, "input", "inputs"),
+            plural(self.martian_packets, "martian packet", "martian packets"),
+            plural(self.martian_flows, "flow", "flows")
         )?;
+        if self.flow_table_full {
+            writeln!(
+                out,
+                "flow table full at {} flows: {} of later flows are in the totals only",
+                self.flow_table_limit,
+                plural(
+                    self.untracked_flow_packets,
+                    "martian packet",
+                    "martian packets"
+                )
+            )?;
+        }
         if self.corrupt_records > 0 || self.truncated_inputs > 0 {
             writeln!(
                 out,
-                "damage: {} corrupt records skipped, {} truncated input(s)",
-                self.corrupt_records, self.truncated_inputs
+                "damage: {} skipped, {}",
+                plural(self.corrupt_records, "corrupt record", "corrupt records"),
+                plural(self.truncated_inputs, "truncated input", "truncated inputs")
             )?;
         }
         if self.unsupported_linktype_packets > 0 {
             writeln!(
                 out,
-                "{} packets of unsupported link types skipped",
-                self.unsupported_linktype_packets
+                "{} of unsupported link types skipped",
+                plural(self.unsupported_linktype_packets, "packet", "packets")
             )?;
         }
         if !self.reasons.is_empty() {
@@ -331,12 +490,16 @@ impl Record for Summary {
         if self.findings_suppressed > 0 {
             writeln!(
                 out,
-                "{} findings not logged (rate limit)",
-                self.findings_suppressed
+                "{} not logged (rate limit)",
+                plural(self.findings_suppressed, "finding", "findings")
             )?;
         }
         if let Some(written) = self.matches_written {
-            writeln!(out, "{written} packets written to the matches file")?;
+            writeln!(
+                out,
+                "{} written to the matches file",
+                plural(written, "packet", "packets")
+            )?;
         }
         writeln!(out, "verdict: {}", self.verdict)
     }
@@ -344,17 +507,16 @@ impl Record for Summary {
 
 /// Findings, flows and totals over any number of inputs.
 pub struct Scanner<W: Write> {
-    format: Format,
-    out: W,
+    printer: Printer<W>,
     config: ScanConfig,
     summary: Summary,
     flows: HashMap<FlowKey, FlowStats>,
-    reason_totals: HashMap<Verdict, u64>,
+    reason_totals: HashMap<PacketReason, u64>,
     urpf_totals: [u64; 4],
     writer: Option<PcapngWriter>,
-    window_start_ns: Option<u64>,
-    logged_in_window: u32,
-    suppressed_in_window: u64,
+    limiter: LogLimiter,
+    /// This host's names of interface indexes that captures carry without a name (SLL2).
+    local_names: HashMap<u32, Option<String>>,
     /// A failed stdout write (closed pipe) ends the scan; kept to report at the end.
     output_error: Option<io::Error>,
     write_error: Option<CaptureError>,
@@ -362,54 +524,36 @@ pub struct Scanner<W: Write> {
 
 impl<W: Write> Scanner<W> {
     pub fn new(printer: Printer<W>, config: ScanConfig) -> Self {
-        let format = printer.format();
         Scanner {
-            format,
-            out: printer.into_inner(),
+            printer,
+            limiter: LogLimiter::new(config.rate_limit),
+            summary: Summary {
+                flow_table_limit: config.max_flows as u64,
+                ..Summary::default()
+            },
             config,
-            summary: Summary::default(),
             flows: HashMap::new(),
             reason_totals: HashMap::new(),
             urpf_totals: [0; 4],
             writer: None,
-            window_start_ns: None,
-            logged_in_window: 0,
-            suppressed_in_window: 0,
+            local_names: HashMap::new(),
             output_error: None,
             write_error: None,
         }
     }
 
-    /// Writes flagged packets to `path` as pcapng.
-    pub fn write_matches(&mut self, path: &Path) -> Result<(), CaptureError> {
-        self.writer = Some(PcapngWriter::create(path)?);
+    /// Writes flagged packets to `path` as pcapng. Refused when `path` is one of `inputs`
+    /// (the same file, by device and inode, under whatever name).
+    pub fn write_matches(&mut self, path: &Path, inputs: &[PathBuf]) -> Result<(), CaptureError> {
+        self.writer = Some(PcapngWriter::create(path, inputs)?);
         Ok(())
     }
 
     /// Emits a record unless output already failed.
     pub fn emit<R: Record>(&mut self, record: &R) {
         if self.output_error.is_none()
-            && let Err(error) = Printer::new(self.format, &mut self.out).emit(record)
+            && let Err(error) = self.printer.emit(record)
         {
-            self.output_error = Some(error);
-        }
-    }
-
-    /// Findings can be many: in JSON they are serialised straight to the output (the record
-    /// leads with its own "type", so the line is the one the Printer would write) instead of
-    /// through an intermediate JSON value.
-    fn emit_finding(&mut self, finding: &Finding) {
-        if self.format != Format::Json {
-            return self.emit(finding);
-        }
-        if self.output_error.is_some() {
-            return;
-        }
-        let result = serde_json::to_writer(&mut self.out, finding)
-            .map_err(io::Error::other)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .and_then(|()| self.out.flush());
-        if let Err(error) = result {
             self.output_error = Some(error);
         }
     }
@@ -419,14 +563,15 @@ impl<W: Write> Scanner<W> {
         self.output_error.is_none() && self.write_error.is_none()
     }
 
-    /// Scans one pcap or pcapng file. Err only when the file cannot be opened or is not a
-    /// capture at all; damage inside is reported and counted.
+    /// Scans one pcap or pcapng file (`-` for standard input; pipes work). Err only when the
+    /// input cannot be opened or is not a capture at all; damage inside is reported and
+    /// counted.
     pub fn scan_file(
         &mut self,
         path: &Path,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<(), CaptureError> {
-        let file = CaptureFile::open(path)?;
+        let reader = pcapfile::open_capture(path)?;
         let name = path.display().to_string();
         let input_index = self.summary.inputs as u32;
         self.summary.inputs += 1;
@@ -436,10 +581,13 @@ impl<W: Write> Scanner<W> {
             input_index,
             stop,
         };
-        let (_, damage) = pcapfile::read_capture(file.bytes(), &mut visitor)?;
-        if damage.corrupt_records > 0 || damage.truncated || damage.unrecoverable {
-            self.summary.corrupt_records += damage.corrupt_records;
-            if damage.truncated {
+        let (_, damage) = pcapfile::read_capture(reader, &mut visitor)?;
+        if damage.any() {
+            self.summary.corrupt_records = self
+                .summary
+                .corrupt_records
+                .saturating_add(damage.corrupt_records);
+            if damage.truncated || damage.read_error.is_some() {
                 self.summary.truncated_inputs += 1;
             }
             self.emit(&InputDamage {
@@ -447,6 +595,7 @@ impl<W: Write> Scanner<W> {
                 corrupt_records: damage.corrupt_records,
                 truncated: damage.truncated,
                 unrecoverable: damage.unrecoverable,
+                read_error: damage.read_error,
             });
         }
         Ok(())
@@ -457,16 +606,27 @@ impl<W: Write> Scanner<W> {
         self.summary.inputs += 1;
     }
 
+    /// The name this host gives interface `index`, for captures that carry only the index.
+    fn local_name(&mut self, index: u32) -> Option<&str> {
+        self.local_names
+            .entry(index)
+            .or_insert_with(|| crate::live::interface_name(index))
+            .as_deref()
+    }
+
     /// Looks at one packet. Returns whether it was martian (or dropped by uRPF).
     pub fn observe(&mut self, observation: &Observation<'_>) -> bool {
         self.summary.packets += 1;
-        self.summary.bytes += u64::from(observation.original_len);
+        self.summary.bytes = self
+            .summary
+            .bytes
+            .saturating_add(u64::from(observation.original_len));
         // The common case (plain Ethernet or raw IP) costs a few loads: addresses first, the
         // full decode only for packets that need it.
         let mut full = None;
         let (source, destination, link_is_loopback) =
             match decode::fast_addresses(observation.linktype, observation.frame) {
-                Some(addresses) => addresses,
+                Some((source, destination)) => (source, destination, false),
                 None => match decode::decode(observation.linktype, observation.frame) {
                     Ok(decoded) => {
                         full = Some(decoded);
@@ -491,9 +651,12 @@ impl<W: Write> Scanner<W> {
                 },
             };
         self.summary.ip_packets += 1;
+        let named = observation
+            .interface_name
+            .or(self.config.arrival_interface.as_deref());
         let on_loopback = observation.interface_is_loopback
             || link_is_loopback
-            || observation.interface_name.is_some_and(|name| {
+            || named.is_some_and(|name| {
                 self.config
                     .loopback_interfaces
                     .iter()
@@ -528,17 +691,12 @@ impl<W: Write> Scanner<W> {
         // discover, DAD, MLD) have no route back by design and are never forwarded.
         let on_link_only =
             rules::is_on_link_unspecified_use(decoded.source, decoded.destination, context);
-        let urpf: Option<UrpfVerdict> =
-            self.config
-                .routes
-                .as_ref()
-                .filter(|_| !on_link_only)
-                .map(|routes| {
-                    let arrival = observation
-                        .interface_name
-                        .or(self.config.arrival_interface.as_deref());
-                    routes.check(decoded.source, arrival)
-                });
+        let urpf: Option<UrpfVerdict> = self
+            .config
+            .routes
+            .as_ref()
+            .filter(|_| !on_link_only)
+            .map(|routes| routes.check(decoded.source, named));
         let urpf_drop = urpf.is_some_and(|verdict| verdict.any_drop());
         if !verdicts.is_martian() && !urpf_drop {
             return false;
@@ -552,15 +710,22 @@ impl<W: Write> Scanner<W> {
         }
         if verdicts.is_martian() {
             self.summary.martian_packets += 1;
-            self.summary.martian_bytes += u64::from(observation.original_len);
-            for verdict in verdicts.iter() {
-                *self.reason_totals.entry(verdict).or_insert(0) += 1;
+            self.summary.martian_bytes = self
+                .summary
+                .martian_bytes
+                .saturating_add(u64::from(observation.original_len));
+            for reason in verdicts.iter() {
+                *self.reason_totals.entry(reason).or_insert(0) += 1;
             }
         }
 
-        let interface = match (observation.interface_name, decoded.if_index) {
+        let if_index = observation.if_index.or(decoded.if_index);
+        let interface = match (named, if_index) {
             (Some(name), _) => name.to_string(),
-            (None, Some(index)) => format!("ifindex {index}"),
+            (None, Some(index)) => match self.local_name(index) {
+                Some(name) => name.to_string(),
+                None => format!("ifindex {index}"),
+            },
             (None, None) => observation.input.to_string(),
         };
         let key = FlowKey {
@@ -570,18 +735,33 @@ impl<W: Write> Scanner<W> {
             source_port: decoded.source_port,
             destination_port: decoded.destination_port,
         };
-        let flow = self.flows.entry(key).or_insert_with(|| FlowStats {
-            packets: 0,
-            bytes: 0,
-            first_ns: observation.time_ns,
-            last_ns: observation.time_ns,
-            verdicts,
-            interface: interface.clone(),
-        });
-        flow.packets += 1;
-        flow.bytes += u64::from(observation.original_len);
-        flow.first_ns = flow.first_ns.min(observation.time_ns);
-        flow.last_ns = flow.last_ns.max(observation.time_ns);
+        let bytes = u64::from(observation.original_len);
+        let room = self.flows.len() < self.config.max_flows;
+        match self.flows.get_mut(&key) {
+            Some(flow) => {
+                flow.packets = flow.packets.saturating_add(1);
+                flow.bytes = flow.bytes.saturating_add(bytes);
+                flow.first_ns = flow.first_ns.min(observation.time_ns);
+                flow.last_ns = flow.last_ns.max(observation.time_ns);
+            }
+            None if room => {
+                self.flows.insert(
+                    key,
+                    FlowStats {
+                        packets: 1,
+                        bytes,
+                        first_ns: observation.time_ns,
+                        last_ns: observation.time_ns,
+                        verdicts,
+                        interface: interface.clone(),
+                    },
+                );
+            }
+            None => {
+                self.summary.flow_table_full = true;
+                self.summary.untracked_flow_packets += 1;
+            }
+        }
 
         if let Some(writer) = &mut self.writer {
             let origin = PacketOrigin {
@@ -600,7 +780,15 @@ impl<W: Write> Scanner<W> {
             }
         }
 
-        if self.config.quiet || !self.rate_allows(observation.time_ns) {
+        let shown = self.printer.is_json() || self.config.human_findings;
+        if self.config.quiet || !shown {
+            return true;
+        }
+        let (allowed, closed_window) = self.limiter.allow(observation.time_ns);
+        if let Some(suppressed) = closed_window {
+            self.emit(&suppressed);
+        }
+        if !allowed {
             return true;
         }
         let link_source = if decoded.link_source.is_empty() {
@@ -609,13 +797,12 @@ impl<W: Write> Scanner<W> {
             Some(decoded.link_source)
         };
         let finding = Finding {
-            kind: "finding",
             time: format_time(observation.time_ns),
             time_unix_ns: observation.time_ns,
             input: observation.input.to_string(),
             packet: observation.number,
             interface,
-            if_index: observation.if_index.or(decoded.if_index),
+            if_index,
             link_source: link_source
                 .filter(|link| !link.is_empty())
                 .map(|link| link.to_string()),
@@ -626,57 +813,42 @@ impl<W: Write> Scanner<W> {
             destination_port: decoded.destination_port,
             bytes: observation.original_len,
             fragment: decoded.fragment,
-            reasons: verdicts.iter().map(ReasonEntry::from_verdict).collect(),
+            reasons: verdicts.iter().map(ReasonEntry::from_reason).collect(),
             urpf_drop: urpf.map(|verdict| verdict.dropping_modes()),
         };
         self.summary.findings_logged += 1;
-        self.emit_finding(&finding);
+        self.emit(&finding);
         true
     }
 
-    fn rate_allows(&mut self, time_ns: u64) -> bool {
-        let Some(limit) = self.config.rate_limit else {
-            return true;
-        };
-        let start = *self.window_start_ns.get_or_insert(time_ns);
-        if time_ns.saturating_sub(start) >= limit.interval_ns {
-            self.window_start_ns = Some(time_ns);
-            self.logged_in_window = 0;
-            if self.suppressed_in_window > 0 {
-                let record = Suppressed {
-                    suppressed_findings: self.suppressed_in_window,
-                };
-                self.suppressed_in_window = 0;
-                self.emit(&record);
-            }
+    /// Reports the busiest flows and the summary, and hands back the output (for the caller
+    /// to flush and see whether stdout took it all). Err when the matches file or stdout
+    /// failed (a closed pipe is not a failure).
+    pub fn finish(mut self) -> Result<(Outcome, Summary, W), CaptureError> {
+        if let Some(suppressed) = self.limiter.take_suppressed() {
+            self.emit(&suppressed);
         }
-        if self.logged_in_window < limit.burst {
-            self.logged_in_window += 1;
-            true
-        } else {
-            self.suppressed_in_window += 1;
-            self.summary.findings_suppressed += 1;
-            false
-        }
-    }
-
-    /// Prints the flow table and the summary; Err when the matches file or stdout failed.
-    pub fn finish(mut self) -> Result<(Outcome, Summary), CaptureError> {
-        if self.suppressed_in_window > 0 {
-            let record = Suppressed {
-                suppressed_findings: self.suppressed_in_window,
-            };
-            self.emit(&record);
-        }
+        self.summary.findings_suppressed = self.limiter.suppressed_total;
         let mut flows: Vec<(FlowKey, FlowStats)> = self.flows.drain().collect();
-        flows.sort_by(|a, b| {
+        self.summary.martian_flows = flows.len() as u64;
+        let top = match self.config.top_flows {
+            Some(top) => top,
+            None if self.printer.is_json() => flows.len(),
+            None => DEFAULT_TOP_FLOWS,
+        };
+        let by_packets = |a: &(FlowKey, FlowStats), b: &(FlowKey, FlowStats)| {
             b.1.packets
                 .cmp(&a.1.packets)
                 .then(a.1.first_ns.cmp(&b.1.first_ns))
-        });
-        self.summary.martian_flows = flows.len() as u64;
-        for (key, stats) in flows {
-            let record = FlowRecord {
+        };
+        if top < flows.len() {
+            flows.select_nth_unstable_by(top, by_packets);
+            flows.truncate(top);
+        }
+        flows.sort_by(by_packets);
+        let records: Vec<FlowRecord> = flows
+            .into_iter()
+            .map(|(key, stats)| FlowRecord {
                 source: key.source,
                 destination: key.destination,
                 protocol: key.protocol,
@@ -692,15 +864,26 @@ impl<W: Write> Scanner<W> {
                 reasons: stats
                     .verdicts
                     .iter()
-                    .map(|verdict| verdict.key().to_string())
+                    .map(|reason| reason.key().to_string())
                     .collect(),
+            })
+            .collect();
+        self.summary.flows_reported = records.len() as u64;
+        if self.printer.is_json() {
+            for record in &records {
+                self.emit(record);
+            }
+        } else if !records.is_empty() {
+            let table = FlowTable {
+                not_shown: self.summary.martian_flows - records.len() as u64,
+                flows: &records,
             };
-            self.emit(&record);
+            self.emit(&table);
         }
         self.summary.reasons = self
             .reason_totals
             .iter()
-            .map(|(verdict, count)| (verdict.key().to_string(), *count))
+            .map(|(reason, count)| (reason.key().to_string(), *count))
             .collect();
         if self.config.routes.is_some() {
             self.summary.urpf_drops = Some(
@@ -730,7 +913,11 @@ impl<W: Write> Scanner<W> {
         {
             return Err(CaptureError::Output(error));
         }
-        Ok((Outcome::from_passed(!found), summary))
+        Ok((
+            Outcome::from_passed(!found),
+            summary,
+            self.printer.into_inner(),
+        ))
     }
 }
 
@@ -826,46 +1013,5 @@ mod tests {
             format_time(951_782_400_000_000_000),
             "2000-02-29T00:00:00.000000Z"
         );
-    }
-}
-
-#[cfg(test)]
-mod emit_tests {
-    use super::*;
-
-    /// The direct JSON path writes the same line the Printer would.
-    #[test]
-    fn direct_finding_lines_match_the_printer() {
-        let finding = Finding {
-            kind: "finding",
-            time: format_time(1),
-            time_unix_ns: 1,
-            input: "x.pcap".into(),
-            packet: 3,
-            interface: "eth0".into(),
-            if_index: None,
-            link_source: Some("02:00:00:00:00:01".into()),
-            source: "127.0.0.1".parse().unwrap(),
-            destination: "10.0.0.1".parse().unwrap(),
-            protocol: 17,
-            source_port: 1,
-            destination_port: 2,
-            bytes: 60,
-            fragment: false,
-            reasons: vec![ReasonEntry::from_verdict(Verdict {
-                side: crate::rules::Side::Source,
-                reason: loopscope_addr::martian::MartianReason::LoopbackSource,
-            })],
-            urpf_drop: Some(vec!["strict"]),
-        };
-        let mut printer = Printer::new(Format::Json, Vec::new());
-        printer.emit(&finding).unwrap();
-        let expected = String::from_utf8(printer.into_inner()).unwrap();
-        let mut scanner = Scanner::new(
-            Printer::new(Format::Json, Vec::new()),
-            ScanConfig::default(),
-        );
-        scanner.emit_finding(&finding);
-        assert_eq!(String::from_utf8(scanner.out).unwrap(), expected);
     }
 }

@@ -1,12 +1,19 @@
-//! Reading pcap and pcapng from memory (a memory-mapped file): pcap-parser parses the headers and
-//! blocks; this module walks them, keeps the interface table, turns timestamps into nanoseconds
-//! and keeps going past damage. A pcapng block that fails to parse is skipped by its length and
-//! counted; a file that ends mid-record is counted as truncated; nothing panics.
+//! Reading pcap and pcapng as a stream: pcap-parser parses the headers and blocks; this module
+//! feeds them from any reader (a file, a pipe, `/dev/stdin`) through one bounded buffer, keeps
+//! the interface table, turns timestamps into nanoseconds and keeps going past damage. A pcapng
+//! block that fails to parse is skipped by its length and counted; a file that ends mid-record
+//! is counted as truncated; nothing panics.
+//!
+//! Why read rather than map the file: a mapped capture that another process truncates while it
+//! is scanned kills the reader with SIGBUS (a capture still being written by tcpdump, a log
+//! rotation), and pipes cannot be mapped at all. Reading costs one copy of the bytes, which is
+//! small beside decoding them, and a file cut short while it is read simply ends early and is
+//! reported as truncated.
 
 use std::fs::File;
+use std::io::{self, Read};
 use std::path::Path;
 
-use memmap2::Mmap;
 use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le};
 use pcap_parser::{Linktype, parse_pcap_header};
 
@@ -57,6 +64,17 @@ pub struct ReadDamage {
     pub truncated: bool,
     /// A corrupt record whose length could not be trusted ended the file early.
     pub unrecoverable: bool,
+    /// Reading failed part way (an I/O error); what was read before counts.
+    pub read_error: Option<String>,
+}
+
+impl ReadDamage {
+    pub fn any(&self) -> bool {
+        self.corrupt_records > 0
+            || self.truncated
+            || self.unrecoverable
+            || self.read_error.is_some()
+    }
 }
 
 /// The visitor a reader drives: interfaces as they are described, then packets.
@@ -65,66 +83,153 @@ pub trait PacketVisitor {
     fn packet(&mut self, interfaces: &[Interface], meta: RecordMeta, frame: &[u8]) -> bool;
 }
 
-/// A capture file mapped into memory.
-pub struct CaptureFile {
-    map: Mmap,
+/// Opens a capture for reading: a path, or `-` for standard input.
+pub fn open_capture(path: &Path) -> Result<Box<dyn Read>, CaptureError> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(io::stdin().lock()));
+    }
+    let file = File::open(path).map_err(|source| CaptureError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Box::new(file))
 }
 
-impl CaptureFile {
-    pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let file = File::open(path).map_err(|source| CaptureError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        // SAFETY: the map is read-only and private to this process. Another process truncating
-        // the file while we read it would fault (SIGBUS); that is the accepted trade of every
-        // mmap reader (tcpdump's included) for not copying the file.
-        let map = unsafe { Mmap::map(&file) }.map_err(|source| CaptureError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        #[cfg(unix)]
-        let _ = map.advise(memmap2::Advice::Sequential);
-        Ok(CaptureFile { map })
+/// How much is read at a time.
+const CHUNK: usize = 1 << 20;
+/// The longest pcapng block kept in memory. Longer ones (no real packet is) are skipped by
+/// their length without being buffered, so a forged length cannot make the reader allocate it.
+const MAX_BLOCK: usize = 16 << 20;
+
+/// A reader with a window of buffered bytes: `ensure(n)` makes n bytes visible, `consume(n)`
+/// drops them. The window never grows past the largest record asked for.
+struct Window<R> {
+    reader: R,
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> Window<R> {
+    fn new(reader: R) -> Self {
+        Window {
+            reader,
+            buffer: Vec::new(),
+            start: 0,
+            end: 0,
+            eof: false,
+            error: None,
+        }
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
+    fn available(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+
+    /// Whether `n` bytes are visible after reading as needed; false at the end of the input
+    /// (or on a read error, kept in `error`).
+    fn ensure(&mut self, n: usize) -> bool {
+        while self.end - self.start < n {
+            if self.eof {
+                return false;
+            }
+            if self.buffer.len() - self.start < n.max(CHUNK) {
+                self.buffer.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.buffer.len() < n.max(CHUNK) {
+                    self.buffer.resize(n.max(CHUNK), 0);
+                }
+            }
+            match self.reader.read(&mut self.buffer[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(read) => self.end += read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    self.error = Some(error);
+                    self.eof = true;
+                }
+            }
+        }
+        true
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n.min(self.end - self.start);
+    }
+
+    /// Drops `n` bytes, reading through those not yet buffered; false if the input ends first.
+    fn skip(&mut self, mut n: usize) -> bool {
+        loop {
+            let visible = (self.end - self.start).min(n);
+            self.consume(visible);
+            n -= visible;
+            if n == 0 {
+                return true;
+            }
+            if !self.ensure(1) {
+                return false;
+            }
+        }
     }
 }
 
 const PCAPNG_SHB: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
-/// Reads pcap or pcapng bytes (told apart by their magic), calling the visitor per packet.
+/// Reads a pcap or pcapng stream (told apart by their magic), calling the visitor per packet.
 /// Returns the interface table and the damage found; Err only when the bytes are not a capture.
-pub fn read_capture(
-    bytes: &[u8],
+pub fn read_capture<R: Read>(
+    reader: R,
     visitor: &mut dyn PacketVisitor,
 ) -> Result<(Vec<Interface>, ReadDamage), CaptureError> {
-    match bytes.get(0..4) {
-        Some(magic) if magic == PCAPNG_SHB => Ok(read_pcapng(bytes, visitor)),
-        Some(_) => read_pcap(bytes, visitor),
-        None => Err(CaptureError::NotCapture(
-            "shorter than any capture header".into(),
-        )),
-    }
-}
-
-fn read_pcap(
-    bytes: &[u8],
-    visitor: &mut dyn PacketVisitor,
-) -> Result<(Vec<Interface>, ReadDamage), CaptureError> {
-    let (mut rest, header) = parse_pcap_header(bytes).map_err(|_| {
-        CaptureError::NotCapture("no pcap or pcapng magic number at the start".into())
-    })?;
-    if header.is_modified_format() {
+    let mut window = Window::new(reader);
+    if !window.ensure(4) {
+        if let Some(error) = window.error {
+            return Err(CaptureError::Io {
+                context: "reading the capture".into(),
+                source: error,
+            });
+        }
         return Err(CaptureError::NotCapture(
-            "the Kuznetzov 'modified' pcap format is not supported".into(),
+            "shorter than any capture header".into(),
         ));
     }
-    let big_endian = header.is_bigendian();
-    let nanoseconds = header.is_nanosecond_precision();
-    let mut interface = Interface::new(header.network.0 as u32, None);
+    let (interfaces, mut damage) = if window.available()[..4] == PCAPNG_SHB {
+        read_pcapng(&mut window, visitor)
+    } else {
+        read_pcap(&mut window, visitor)?
+    };
+    if let Some(error) = window.error.take() {
+        damage.read_error = Some(error.to_string());
+    }
+    Ok((interfaces, damage))
+}
+
+fn read_pcap<R: Read>(
+    window: &mut Window<R>,
+    visitor: &mut dyn PacketVisitor,
+) -> Result<(Vec<Interface>, ReadDamage), CaptureError> {
+    window.ensure(24);
+    let (big_endian, nanoseconds, network, snaplen) = {
+        let (_, header) = parse_pcap_header(window.available()).map_err(|_| {
+            CaptureError::NotCapture("no pcap or pcapng magic number at the start".into())
+        })?;
+        if header.is_modified_format() {
+            return Err(CaptureError::NotCapture(
+                "the Kuznetzov 'modified' pcap format is not supported".into(),
+            ));
+        }
+        (
+            header.is_bigendian(),
+            header.is_nanosecond_precision(),
+            header.network.0 as u32,
+            header.snaplen,
+        )
+    };
+    window.consume(24);
+    let mut interface = Interface::new(network, None);
     if nanoseconds {
         interface.resolution = 1_000_000_000;
     }
@@ -132,13 +237,14 @@ fn read_pcap(
     let mut damage = ReadDamage::default();
     // Records far longer than any snap length mean the file is corrupt: pcap has no framing to
     // resynchronise on, so reading ends there.
-    let max_record = header.snaplen.max(262_144) as usize;
+    let max_record = snaplen.max(262_144) as usize;
     let mut number = 0u64;
-    while !rest.is_empty() {
-        if rest.len() < 16 {
-            damage.truncated = true;
+    loop {
+        if !window.ensure(16) {
+            damage.truncated = !window.available().is_empty();
             break;
         }
+        let rest = window.available();
         let field = |offset: usize| {
             let raw = [
                 rest[offset],
@@ -161,10 +267,10 @@ fn read_pcap(
             damage.unrecoverable = true;
             break;
         }
-        let Some(frame) = rest.get(16..16 + captured) else {
+        if !window.ensure(16 + captured) {
             damage.truncated = true;
             break;
-        };
+        }
         let fraction_ns = if nanoseconds {
             u64::from(fraction)
         } else {
@@ -177,25 +283,29 @@ fn read_pcap(
             number,
         };
         number += 1;
-        rest = &rest[16 + captured..];
-        if !visitor.packet(&interfaces, meta, frame) {
+        let go_on = visitor.packet(&interfaces, meta, &window.available()[16..16 + captured]);
+        window.consume(16 + captured);
+        if !go_on {
             break;
         }
     }
     Ok((interfaces, damage))
 }
 
-fn read_pcapng(bytes: &[u8], visitor: &mut dyn PacketVisitor) -> (Vec<Interface>, ReadDamage) {
+fn read_pcapng<R: Read>(
+    window: &mut Window<R>,
+    visitor: &mut dyn PacketVisitor,
+) -> (Vec<Interface>, ReadDamage) {
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut damage = ReadDamage::default();
     let mut big_endian = false;
-    let mut rest = bytes;
     let mut number = 0u64;
-    while !rest.is_empty() {
-        if rest.len() < 12 {
-            damage.truncated = true;
+    loop {
+        if !window.ensure(12) {
+            damage.truncated = !window.available().is_empty();
             break;
         }
+        let rest = window.available();
         let block_type = [rest[0], rest[1], rest[2], rest[3]];
         if block_type == PCAPNG_SHB {
             // A new section: its byte-order magic decides how the rest is read.
@@ -221,25 +331,28 @@ fn read_pcapng(bytes: &[u8], visitor: &mut dyn PacketVisitor) -> (Vec<Interface>
             damage.unrecoverable = true;
             break;
         }
-        let Some(block_bytes) = rest.get(..block_len) else {
+        if block_len > MAX_BLOCK {
+            damage.corrupt_records += 1;
+            if !window.skip(block_len) {
+                damage.truncated = true;
+                break;
+            }
+            continue;
+        }
+        if !window.ensure(block_len) {
             damage.truncated = true;
             break;
-        };
-        rest = &rest[block_len..];
+        }
+        let block_bytes = &window.available()[..block_len];
         let parsed = if big_endian {
             parse_block_be(block_bytes)
         } else {
             parse_block_le(block_bytes)
         };
-        let block = match parsed {
-            Ok((_, block)) => block,
-            Err(_) => {
-                damage.corrupt_records += 1;
-                continue;
-            }
-        };
-        match block {
-            Block::InterfaceDescription(idb) => {
+        let mut go_on = true;
+        match parsed {
+            Err(_) => damage.corrupt_records += 1,
+            Ok((_, Block::InterfaceDescription(idb))) => {
                 let name = idb
                     .if_name()
                     .and_then(|name| name.ok())
@@ -251,43 +364,41 @@ fn read_pcapng(bytes: &[u8], visitor: &mut dyn PacketVisitor) -> (Vec<Interface>
                     offset_seconds: idb.ts_offset(),
                 });
             }
-            Block::EnhancedPacket(epb) => {
-                let Some(interface) = interfaces.get(epb.if_id as usize) else {
+            Ok((_, Block::EnhancedPacket(epb))) => match interfaces.get(epb.if_id as usize) {
+                None => damage.corrupt_records += 1,
+                Some(interface) => {
+                    let captured = (epb.caplen as usize).min(epb.data.len());
+                    let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                    let meta = RecordMeta {
+                        time_ns: ticks_to_ns(ticks, interface.resolution, interface.offset_seconds),
+                        interface: epb.if_id,
+                        original_len: epb.origlen,
+                        number,
+                    };
+                    number += 1;
+                    go_on = visitor.packet(&interfaces, meta, &epb.data[..captured]);
+                }
+            },
+            Ok((_, Block::SimplePacket(spb))) => {
+                if interfaces.is_empty() {
                     damage.corrupt_records += 1;
-                    continue;
-                };
-                let captured = (epb.caplen as usize).min(epb.data.len());
-                let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                let meta = RecordMeta {
-                    time_ns: ticks_to_ns(ticks, interface.resolution, interface.offset_seconds),
-                    interface: epb.if_id,
-                    original_len: epb.origlen,
-                    number,
-                };
-                number += 1;
-                if !visitor.packet(&interfaces, meta, &epb.data[..captured]) {
-                    break;
+                } else {
+                    let meta = RecordMeta {
+                        time_ns: 0,
+                        interface: 0,
+                        original_len: spb.origlen,
+                        number,
+                    };
+                    number += 1;
+                    let captured = (spb.origlen as usize).min(spb.data.len());
+                    go_on = visitor.packet(&interfaces, meta, &spb.data[..captured]);
                 }
             }
-            Block::SimplePacket(spb) => {
-                let Some(interface) = interfaces.first() else {
-                    damage.corrupt_records += 1;
-                    continue;
-                };
-                let _ = interface;
-                let meta = RecordMeta {
-                    time_ns: 0,
-                    interface: 0,
-                    original_len: spb.origlen,
-                    number,
-                };
-                number += 1;
-                let captured = (spb.origlen as usize).min(spb.data.len());
-                if !visitor.packet(&interfaces, meta, &spb.data[..captured]) {
-                    break;
-                }
-            }
-            _ => {}
+            Ok(_) => {}
+        }
+        window.consume(block_len);
+        if !go_on {
+            break;
         }
     }
     (interfaces, damage)
@@ -312,6 +423,69 @@ fn ticks_to_ns(ticks: u64, resolution: u64, offset_seconds: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Frames(Vec<Vec<u8>>);
+
+    impl PacketVisitor for Frames {
+        fn packet(&mut self, _: &[Interface], _: RecordMeta, frame: &[u8]) -> bool {
+            self.0.push(frame.to_vec());
+            true
+        }
+    }
+
+    /// A reader that hands out at most 7 bytes per call, like a slow pipe: records span reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(7).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn pcap(frames: &[&[u8]]) -> Vec<u8> {
+        let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&65535u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        for frame in frames {
+            out.extend_from_slice(&[0; 8]);
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            out.extend_from_slice(frame);
+        }
+        out
+    }
+
+    #[test]
+    fn records_spanning_reads_come_out_whole() {
+        let bytes = pcap(&[&[1; 30], &[2; 3], &[3; 100]]);
+        let mut frames = Frames(Vec::new());
+        let (_, damage) = read_capture(Trickle(&bytes), &mut frames).unwrap();
+        assert_eq!(damage, ReadDamage::default());
+        assert_eq!(frames.0, vec![vec![1; 30], vec![2; 3], vec![3; 100]]);
+        let mut frames = Frames(Vec::new());
+        let (_, damage) = read_capture(Trickle(&bytes[..bytes.len() - 1]), &mut frames).unwrap();
+        assert!(damage.truncated);
+        assert_eq!(frames.0.len(), 2);
+    }
+
+    /// A pcapng block claiming 256 MiB is skipped by its length, never buffered.
+    #[test]
+    fn a_huge_block_is_skipped_not_buffered() {
+        let mut bytes = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a];
+        bytes.extend_from_slice(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        bytes.extend_from_slice(&28u32.to_le_bytes());
+        bytes.extend_from_slice(&[0xbb, 0, 0, 0]);
+        bytes.extend_from_slice(&(256u32 << 20).to_le_bytes());
+        bytes.extend_from_slice(&[0; 64]);
+        let mut frames = Frames(Vec::new());
+        let (_, damage) = read_capture(bytes.as_slice(), &mut frames).unwrap();
+        assert_eq!(damage.corrupt_records, 1);
+        assert!(damage.truncated);
+    }
 
     #[test]
     fn resolutions() {

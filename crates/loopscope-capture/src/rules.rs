@@ -27,12 +27,12 @@ impl Side {
 
 /// One reason a packet is martian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Verdict {
+pub struct PacketReason {
     pub side: Side,
     pub reason: MartianReason,
 }
 
-impl Verdict {
+impl PacketReason {
     /// `loopback_source`, `class_e_destination` ...: the key of the per-reason totals (the
     /// codes name their side already).
     pub fn key(&self) -> &'static str {
@@ -40,7 +40,7 @@ impl Verdict {
     }
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for PacketReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.reason)
     }
@@ -48,21 +48,21 @@ impl fmt::Display for Verdict {
 
 /// At most one reason per side, stored inline (no allocation per packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Verdicts {
+pub struct PacketVerdict {
     pub source: Option<MartianReason>,
     pub destination: Option<MartianReason>,
 }
 
-impl Verdicts {
+impl PacketVerdict {
     pub fn is_martian(&self) -> bool {
         self.source.is_some() || self.destination.is_some()
     }
-    pub fn iter(&self) -> impl Iterator<Item = Verdict> + '_ {
-        let source = self.source.map(|reason| Verdict {
+    pub fn iter(&self) -> impl Iterator<Item = PacketReason> + '_ {
+        let source = self.source.map(|reason| PacketReason {
             side: Side::Source,
             reason,
         });
-        let destination = self.destination.map(|reason| Verdict {
+        let destination = self.destination.map(|reason| PacketReason {
             side: Side::Destination,
             reason,
         });
@@ -109,7 +109,7 @@ pub fn classify_packet(
     destination: IpAddr,
     context: PacketContext,
     on_loopback: bool,
-) -> Verdicts {
+) -> PacketVerdict {
     let mut verdicts = classify(source, destination, on_loopback);
     if verdicts.source.is_some() && is_on_link_unspecified_use(source, destination, context) {
         verdicts.source = None;
@@ -118,8 +118,8 @@ pub fn classify_packet(
 }
 
 /// Classifies a packet seen on an interface that is (or is not) a loopback interface.
-pub fn classify(source: IpAddr, destination: IpAddr, on_loopback: bool) -> Verdicts {
-    let mut verdicts = Verdicts {
+pub fn classify(source: IpAddr, destination: IpAddr, on_loopback: bool) -> PacketVerdict {
+    let mut verdicts = PacketVerdict {
         source: martian_source(source),
         destination: martian_destination(destination),
     };
@@ -139,7 +139,7 @@ pub fn classify(source: IpAddr, destination: IpAddr, on_loopback: bool) -> Verdi
 mod tests {
     use super::*;
 
-    fn verdicts(source: &str, destination: &str, protocol: u8, ports: (u16, u16)) -> Verdicts {
+    fn verdicts(source: &str, destination: &str, protocol: u8, ports: (u16, u16)) -> PacketVerdict {
         let context = PacketContext {
             protocol,
             source_port: ports.0,

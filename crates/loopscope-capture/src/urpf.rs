@@ -16,8 +16,9 @@
 //! costs no more per packet than a host's handful of routes.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use loopscope_addr::Prefix;
 use serde::Serialize;
 
 use crate::CaptureError;
@@ -33,8 +34,7 @@ pub enum RouteKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub prefix: IpAddr,
-    pub prefix_len: u8,
+    pub prefix: Prefix,
     /// Interfaces the route leaves through (several for ECMP); empty for null routes.
     pub interfaces: Vec<String>,
     pub kind: RouteKind,
@@ -111,6 +111,7 @@ pub struct RouteTable {
     v6: FamilyTable,
 }
 
+/// An address as (bits, width) so IPv4 and IPv6 share one lookup.
 fn key(address: IpAddr) -> (u128, u8) {
     match address {
         IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
@@ -141,27 +142,18 @@ impl RouteTable {
     }
 
     pub fn push(&mut self, route: Route) {
-        let (bits, width) = key(route.prefix);
-        let len = route.prefix_len.min(width);
-        let family = if width == 32 {
-            &mut self.v4
-        } else {
-            &mut self.v6
+        // Prefix keeps its host bits zero, so its bits are the lookup key as they are.
+        let (bits, len, family) = match route.prefix {
+            Prefix::V4 { bits, len } => (u128::from(bits), len, &mut self.v4),
+            Prefix::V6 { bits, len } => (bits, len, &mut self.v6),
         };
         let index = self.routes.len();
-        family
-            .by_prefix
-            .entry((mask(bits, width, len), len))
-            .or_default()
-            .push(index);
+        family.by_prefix.entry((bits, len)).or_default().push(index);
         if !family.lengths.contains(&len) {
             family.lengths.push(len);
             family.lengths.sort_unstable_by(|a, b| b.cmp(a));
         }
-        self.routes.push(Route {
-            prefix_len: len,
-            ..route
-        });
+        self.routes.push(route);
     }
 
     pub fn len(&self) -> usize {
@@ -260,7 +252,7 @@ impl RouteTable {
             }
             let mut words = line.split_whitespace();
             let prefix = words.next().unwrap_or("");
-            let (prefix, prefix_len) = parse_prefix(prefix).ok_or_else(|| {
+            let prefix = parse_route_prefix(prefix).ok_or_else(|| {
                 CaptureError::Routes(format!(
                     "line {}: '{prefix}' is not a prefix (e.g. 10.0.0.0/8, ::1/128, default)",
                     number + 1
@@ -280,7 +272,6 @@ impl RouteTable {
             }
             routes.push(Route {
                 prefix,
-                prefix_len,
                 interfaces: if null { Vec::new() } else { interfaces },
                 kind: if null {
                     RouteKind::Null
@@ -321,19 +312,19 @@ fn route_from_ip_json(entry: &serde_json::Value) -> Result<Option<Route>, Captur
     };
     // `ip` writes the default route as "default" and omits /32 and /128 on host routes; the
     // family of "default" follows the gateway or, failing that, is IPv4 unless "::" shows up.
-    let (prefix, prefix_len) = if destination == "default" {
+    let prefix = if destination == "default" {
         let v6 = text("gateway").is_some_and(|gateway| gateway.contains(':'))
             || entry
                 .get("family")
                 .and_then(|family| family.as_str())
                 .is_some_and(|family| family == "inet6");
         if v6 {
-            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
+            Prefix::v6([0; 8], 0)
         } else {
-            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+            Prefix::v4([0; 4], 0)
         }
     } else {
-        match parse_prefix(destination) {
+        match parse_route_prefix(destination) {
             Some(prefix) => prefix,
             // Multicast "ff00::/8" and similar parse; anything else is an unknown form.
             None => {
@@ -360,28 +351,18 @@ fn route_from_ip_json(entry: &serde_json::Value) -> Result<Option<Route>, Captur
     }
     Ok(Some(Route {
         prefix,
-        prefix_len,
         interfaces,
         kind,
     }))
 }
 
-/// `10.0.0.0/8`, `::1/128`, `192.0.2.1` (a host), `default` (IPv4 0/0).
-pub fn parse_prefix(text: &str) -> Option<(IpAddr, u8)> {
+/// `10.0.0.0/8`, `::1/128`, `192.0.2.1` (a host), `default` (IPv4 0/0), as `ip route` writes
+/// them.
+pub fn parse_route_prefix(text: &str) -> Option<Prefix> {
     if text == "default" {
-        return Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        return Some(Prefix::v4([0; 4], 0));
     }
-    let (address, len) = match text.split_once('/') {
-        Some((address, len)) => (address, Some(len)),
-        None => (text, None),
-    };
-    let address: IpAddr = address.parse().ok()?;
-    let width = if address.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        Some(len) => len.parse::<u8>().ok().filter(|len| *len <= width)?,
-        None => width,
-    };
-    Some((address, len))
+    text.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,11 +1,18 @@
 //! Writes flagged packets to a pcapng file (tshark, Wireshark and tcpdump read it): one section,
 //! one interface description per (input, interface) pair with its name and link type, and
 //! nanosecond timestamps. Blocks are serialised by pcap-parser.
+//!
+//! A regular file is written under a temporary name in the same directory and renamed over the
+//! target only when complete, so a failed or interrupted run never leaves half a file, and the
+//! target is never opened for writing while it is read: naming an input as the output (under
+//! any name: the device and inode decide) is refused before anything is touched. A FIFO or a
+//! device (`/dev/stdout`) is written directly.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use pcap_parser::pcapng::{
     EnhancedPacketBlock, InterfaceDescriptionBlock, OptionCode, PcapNGOption, SectionHeaderBlock,
@@ -32,21 +39,65 @@ pub struct PacketOrigin<'a> {
 pub struct PcapngWriter {
     out: BufWriter<File>,
     path: String,
+    /// (temporary file, final path) while a regular file is being written.
+    rename: Option<(PathBuf, PathBuf)>,
     /// (input key, interface id in the input) -> interface id in the output.
     interfaces: HashMap<(u32, u32), u32>,
     packets: u64,
 }
 
 impl PcapngWriter {
-    pub fn create(path: &Path) -> Result<Self, CaptureError> {
+    /// Opens `path` for the matches; refused when it is the same file as one of `inputs`.
+    pub fn create(path: &Path, inputs: &[PathBuf]) -> Result<Self, CaptureError> {
         let display = path.display().to_string();
-        let file = File::create(path).map_err(|source| CaptureError::Write {
+        let write_error = |source| CaptureError::Write {
             path: display.clone(),
             source,
-        })?;
+        };
+        let existing = std::fs::metadata(path).ok();
+        if let Some(target) = &existing {
+            for input in inputs {
+                if let Ok(input_metadata) = std::fs::metadata(input)
+                    && input_metadata.dev() == target.dev()
+                    && input_metadata.ino() == target.ino()
+                {
+                    return Err(CaptureError::Usage(format!(
+                        "--write-matches {display} is the input {} itself: it would be destroyed while read; write elsewhere",
+                        input.display()
+                    )));
+                }
+            }
+        }
+        let regular = existing.as_ref().is_none_or(|metadata| metadata.is_file());
+        let (file, rename) = if regular {
+            let directory = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let file_name = path.file_name().ok_or_else(|| {
+                CaptureError::Usage(format!("--write-matches {display}: not a file name"))
+            })?;
+            let mut temporary_name = std::ffi::OsString::from(".");
+            temporary_name.push(file_name);
+            temporary_name.push(format!(".loopscope-{}.tmp", std::process::id()));
+            let temporary = directory.join(temporary_name);
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)
+                .map_err(write_error)?;
+            (file, Some((temporary, path.to_path_buf())))
+        } else {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(write_error)?;
+            (file, None)
+        };
         let mut writer = PcapngWriter {
             out: BufWriter::with_capacity(1 << 16, file),
             path: display,
+            rename,
             interfaces: HashMap::new(),
             packets: 0,
         };
@@ -132,12 +183,21 @@ impl PcapngWriter {
         self.packets
     }
 
+    /// Flushes, and puts a regular file in place under its name.
     pub fn finish(mut self) -> Result<u64, CaptureError> {
-        let result = self.out.flush();
-        result.map_err(|source| CaptureError::Write {
-            path: self.path.clone(),
+        let write_error = |path: &str, source| CaptureError::Write {
+            path: path.to_string(),
             source,
-        })?;
+        };
+        self.out
+            .flush()
+            .map_err(|source| write_error(&self.path, source))?;
+        if let Some((temporary, target)) = self.rename.take()
+            && let Err(source) = std::fs::rename(&temporary, &target)
+        {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(write_error(&self.path, source));
+        }
         Ok(self.packets)
     }
 
@@ -154,6 +214,15 @@ impl PcapngWriter {
         CaptureError::Write {
             path: self.path.clone(),
             source: std::io::Error::other("pcapng block could not be serialised"),
+        }
+    }
+}
+
+impl Drop for PcapngWriter {
+    /// A writer dropped before `finish` (an error, a panic) leaves no temporary file behind.
+    fn drop(&mut self) {
+        if let Some((temporary, _)) = self.rename.take() {
+            let _ = std::fs::remove_file(temporary);
         }
     }
 }

@@ -1,6 +1,12 @@
-//! Firewall rules that can drop or reject loopback traffic, read from `nft -j list ruleset`
-//! and (for iptables-legacy) `iptables-save` / `ip6tables-save`.
+//! Firewall rules that can drop or reject loopback traffic, read from `nft -j list ruleset` and
+//! from `iptables-save` / `ip6tables-save` in both of their backends: `-nft` (rules kept in
+//! nf_tables, which `nft -j` shows only as opaque `xt` expressions) and `-legacy` (the old
+//! x_tables, which `nft` cannot see at all).
+//!
+//! Each rule says which traffic it can hit (address family, protocol, whether it names lo), so
+//! the doctor can tell which rule explains which failed probe.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -11,7 +17,7 @@ use serde_json::Value;
 /// How sure we are that a rule hits loopback traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reach {
-    /// Matches only other traffic (another interface, non-loopback addresses).
+    /// Matches only other traffic (another interface, non-loopback addresses, forwarding).
     Elsewhere,
     /// Matches no interface or address at all, so loopback packets can hit it.
     Unrestricted,
@@ -19,22 +25,165 @@ pub enum Reach {
     Loopback,
 }
 
+/// The transport protocols the doctor's probes use, as a rule can be limited to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// ICMP (IP protocol 1) or ICMPv6 (58): a probe's family says which.
+    Icmp,
+}
+
+/// A set of IP protocols a rule can match, by protocol number (IANA "Assigned Internet
+/// Protocol Numbers"): ICMP 1, TCP 6, UDP 17, ICMPv6 58.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Protocols {
+    tcp: bool,
+    udp: bool,
+    icmp: bool,
+    icmpv6: bool,
+}
+
+impl Protocols {
+    const ANY: Protocols = Protocols {
+        tcp: true,
+        udp: true,
+        icmp: true,
+        icmpv6: true,
+    };
+    const NONE: Protocols = Protocols {
+        tcp: false,
+        udp: false,
+        icmp: false,
+        icmpv6: false,
+    };
+
+    /// The set a protocol name or number stands for; `None` for names we do not know (which
+    /// then match none of ours: an `sctp` rule cannot hit a TCP probe).
+    fn named(name: &str) -> Protocols {
+        let mut set = Protocols::NONE;
+        match name.to_ascii_lowercase().as_str() {
+            "tcp" | "6" => set.tcp = true,
+            "udp" | "17" => set.udp = true,
+            "icmp" | "1" => set.icmp = true,
+            "ipv6-icmp" | "icmpv6" | "icmp6" | "58" => set.icmpv6 = true,
+            "all" | "0" => return Protocols::ANY,
+            _ => {}
+        }
+        set
+    }
+
+    fn union(self, other: Protocols) -> Protocols {
+        Protocols {
+            tcp: self.tcp || other.tcp,
+            udp: self.udp || other.udp,
+            icmp: self.icmp || other.icmp,
+            icmpv6: self.icmpv6 || other.icmpv6,
+        }
+    }
+
+    fn intersect(self, other: Protocols) -> Protocols {
+        Protocols {
+            tcp: self.tcp && other.tcp,
+            udp: self.udp && other.udp,
+            icmp: self.icmp && other.icmp,
+            icmpv6: self.icmpv6 && other.icmpv6,
+        }
+    }
+
+    fn complement(self) -> Protocols {
+        Protocols {
+            tcp: !self.tcp,
+            udp: !self.udp,
+            icmp: !self.icmp,
+            icmpv6: !self.icmpv6,
+        }
+    }
+
+    fn contains(self, protocol: Protocol, ipv6: bool) -> bool {
+        match protocol {
+            Protocol::Tcp => self.tcp,
+            Protocol::Udp => self.udp,
+            Protocol::Icmp if ipv6 => self.icmpv6,
+            Protocol::Icmp => self.icmp,
+        }
+    }
+}
+
+/// Which iptables backend a rule lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// iptables-nft: the rules are nf_tables rules written in iptables syntax.
+    Nft,
+    /// iptables-legacy: x_tables, invisible to `nft`.
+    Legacy,
+}
+
+impl Backend {
+    fn suffix(self) -> &'static str {
+        match self {
+            Backend::Nft => "nft",
+            Backend::Legacy => "legacy",
+        }
+    }
+
+    /// Reads `iptables --version` (`iptables v1.8.9 (nf_tables)` / `(legacy)`).
+    fn from_version(text: &str) -> Option<Backend> {
+        if text.contains("nf_tables") {
+            Some(Backend::Nft)
+        } else if text.contains("legacy") {
+            Some(Backend::Legacy)
+        } else {
+            None
+        }
+    }
+}
+
 /// A rule (or chain policy) whose verdict is drop or reject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockingRule {
-    /// Where it comes from: `nft` or `iptables`/`ip6tables`.
+    /// Where it comes from: `nft`, `iptables` or `ip6tables`.
     pub tool: &'static str,
-    /// Human-readable, e.g. `inet filter input handle 3: iifname "lo" meta l4proto icmp drop`.
+    /// For iptables rules, the backend they live in.
+    pub backend: Option<Backend>,
+    /// Human-readable, e.g. `inet filter input handle 3: iifname "lo" meta l4proto icmp drop`
+    /// or `iptables -t filter -A INPUT -i lo -p tcp -j REJECT`.
     pub text: String,
     /// The command that deletes it (or opens the policy), when we can say.
     pub fix: Option<String>,
     pub reach: Reach,
+    /// Address families it can match.
+    pub ipv4: bool,
+    pub ipv6: bool,
+    protocols: Protocols,
+    /// Limited by ports, connection state or matches we do not read: it may well miss the
+    /// doctor's probes, so it explains a failure only when no plainer rule does.
+    pub narrowed: bool,
+    /// `family table chain` for nft rules (to recognise the same rule read twice).
+    chain: Option<(String, String, String)>,
+}
+
+impl BlockingRule {
+    /// Whether this rule can drop a probe of `protocol` over IPv6 (`ipv6`) or IPv4 on lo.
+    pub fn can_block(&self, ipv6: bool, protocol: Protocol) -> bool {
+        self.reach != Reach::Elsewhere
+            && if ipv6 { self.ipv6 } else { self.ipv4 }
+            && self.protocols.contains(protocol, ipv6)
+    }
+
+    /// `[nft]`, `[iptables]`, `[iptables-legacy]`...: where the user will find it.
+    pub fn source(&self) -> String {
+        match self.backend {
+            Some(backend) => format!("{}-{}", self.tool, backend.suffix()),
+            None => self.tool.to_string(),
+        }
+    }
 }
 
 /// What reading the rulesets gave.
 #[derive(Debug, Clone, Default)]
 pub struct Rulesets {
-    /// The tools that were read (`nft`, `iptables-save`, ...).
+    /// The tools that were read (`nft`, `iptables-nft-save`, ...).
     pub read: Vec<String>,
     /// Why a tool could not be read (missing binary, permission).
     pub unreadable: Vec<String>,
@@ -87,13 +236,13 @@ fn run_tool(program: &PathBuf, args: &[&str], limit: Duration) -> Result<String,
 pub fn read_rulesets() -> Rulesets {
     let mut rulesets = Rulesets::default();
     let limit = Duration::from_secs(2);
-    let nft = find_tool("nft");
-    match &nft {
-        Some(program) => match run_tool(program, &["-j", "list", "ruleset"], limit) {
+    let mut nft_rules = Vec::new();
+    match find_tool("nft") {
+        Some(program) => match run_tool(&program, &["-j", "list", "ruleset"], limit) {
             Ok(json) => match parse_nft_json(&json) {
                 Ok(rules) => {
                     rulesets.read.push("nft".into());
-                    rulesets.blocking.extend(rules);
+                    nft_rules = rules;
                 }
                 Err(error) => rulesets.unreadable.push(format!("nft: {error}")),
             },
@@ -101,26 +250,137 @@ pub fn read_rulesets() -> Rulesets {
         },
         None => rulesets.unreadable.push("nft: not installed".into()),
     }
-    for (tool, label) in [
-        ("iptables-save", "iptables"),
-        ("ip6tables-save", "ip6tables"),
-    ] {
-        let Some(program) = find_tool(tool) else {
+
+    // The plain `iptables` command is one backend or the other (Debian's alternatives); a fix
+    // uses it when it reaches the rule, and names the backend's own command otherwise.
+    let default_backend = find_tool("iptables")
+        .and_then(|program| run_tool(&program, &["--version"], limit).ok())
+        .and_then(|text| Backend::from_version(&text));
+    let mut iptables_rules = Vec::new();
+    let mut nft_chains_seen = Vec::new();
+    for (tool, family) in [("iptables", "ip"), ("ip6tables", "ip6")] {
+        let mut found_variant = false;
+        for backend in [Backend::Nft, Backend::Legacy] {
+            let save = format!("{tool}-{}-save", backend.suffix());
+            let Some(program) = find_tool(&save) else {
+                continue;
+            };
+            found_variant = true;
+            match run_tool(&program, &[], limit) {
+                Ok(text) => {
+                    rulesets.read.push(save);
+                    let command = if default_backend == Some(backend) {
+                        tool.to_string()
+                    } else {
+                        format!("{tool}-{}", backend.suffix())
+                    };
+                    let parsed = parse_iptables_save(&text, tool, Some(backend), &command);
+                    if backend == Backend::Nft {
+                        nft_chains_seen.extend(
+                            parsed
+                                .chains
+                                .iter()
+                                .map(|(table, chain)| (family, table.clone(), chain.clone())),
+                        );
+                    }
+                    iptables_rules.extend(parsed.rules);
+                }
+                Err(error) => rulesets.unreadable.push(format!("{save}: {error}")),
+            }
+        }
+        if found_variant {
+            continue;
+        }
+        // An iptables without the -nft/-legacy commands: its save header names the backend.
+        let save = format!("{tool}-save");
+        let Some(program) = find_tool(&save) else {
             continue;
         };
         match run_tool(&program, &[], limit) {
             Ok(text) => {
-                // iptables-nft rules are nftables rules too: nft already showed them.
-                if text.contains("nf_tables") && rulesets.read.iter().any(|r| r == "nft") {
-                    continue;
+                rulesets.read.push(save);
+                let backend = text
+                    .lines()
+                    .find(|line| line.starts_with("# Generated by"))
+                    .and_then(Backend::from_version);
+                let parsed = parse_iptables_save(&text, tool, backend, tool);
+                if backend == Some(Backend::Nft) {
+                    nft_chains_seen.extend(
+                        parsed
+                            .chains
+                            .iter()
+                            .map(|(table, chain)| (family, table.clone(), chain.clone())),
+                    );
                 }
-                rulesets.read.push(tool.into());
-                rulesets.blocking.extend(parse_iptables_save(&text, label));
+                iptables_rules.extend(parsed.rules);
             }
-            Err(error) => rulesets.unreadable.push(format!("{tool}: {error}")),
+            Err(error) => rulesets.unreadable.push(format!("{save}: {error}")),
         }
     }
+    rulesets.blocking = merge(nft_rules, iptables_rules, &nft_chains_seen);
     rulesets
+}
+
+/// iptables-nft rules are nf_tables rules too, so `nft -j` lists them a second time, less
+/// readably (`xt` targets). Where iptables-nft-save read a chain and found as many blocking
+/// rules in it as nft did, its reading replaces nft's. Where the two disagree, nft's stays
+/// (it sees every nf_tables rule) and iptables-nft's goes, so no rule is listed, and no fix
+/// printed, twice.
+fn merge(
+    nft_rules: Vec<BlockingRule>,
+    iptables_rules: Vec<BlockingRule>,
+    iptables_nft_chains: &[(&str, String, String)],
+) -> Vec<BlockingRule> {
+    let mut per_chain: BTreeMap<(String, String, String), (usize, usize)> = BTreeMap::new();
+    for rule in &nft_rules {
+        if let Some(chain) = &rule.chain {
+            per_chain.entry(chain.clone()).or_default().0 += 1;
+        }
+    }
+    for rule in &iptables_rules {
+        if let (Some(Backend::Nft), Some(chain)) = (rule.backend, &rule.chain) {
+            per_chain.entry(chain.clone()).or_default().1 += 1;
+        }
+    }
+    let read_by_iptables = |chain: &(String, String, String)| {
+        iptables_nft_chains
+            .iter()
+            .any(|(family, table, name)| (*family, table, name) == (&chain.0, &chain.1, &chain.2))
+    };
+    let counts =
+        |chain: &(String, String, String)| per_chain.get(chain).copied().unwrap_or_default();
+    let mut merged: Vec<BlockingRule> = nft_rules
+        .into_iter()
+        .filter(|rule| {
+            !rule.chain.as_ref().is_some_and(|chain| {
+                let (nft, iptables) = counts(chain);
+                read_by_iptables(chain) && nft == iptables
+            })
+        })
+        .collect();
+    merged.extend(iptables_rules.into_iter().filter(|rule| {
+        let Some(chain) = rule
+            .chain
+            .as_ref()
+            .filter(|_| rule.backend == Some(Backend::Nft))
+        else {
+            return true;
+        };
+        let (nft, iptables) = counts(chain);
+        nft == iptables || nft == 0
+    }));
+    merged
+}
+
+/// What a table's family lets its rules see.
+fn family_reach(family: &str) -> Option<(bool, bool)> {
+    match family {
+        "ip" => Some((true, false)),
+        "ip6" => Some((false, true)),
+        "inet" | "netdev" => Some((true, true)),
+        // Bridged and ARP frames never cross lo.
+        _ => None,
+    }
 }
 
 /// Drop/reject rules and drop policies in `nft -j list ruleset` output.
@@ -130,19 +390,37 @@ pub fn parse_nft_json(json: &str) -> Result<Vec<BlockingRule>, io::Error> {
         .get("nftables")
         .and_then(Value::as_array)
         .ok_or_else(|| io::Error::other("no \"nftables\" array"))?;
+    // Base chains and their hooks: a rule in a forward chain never sees loopback traffic.
+    let mut hooks: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for item in items {
+        if let Some(chain) = item.get("chain")
+            && let Some(hook) = chain.get("hook").and_then(Value::as_str)
+        {
+            hooks.insert(
+                (
+                    text_of(chain, "family").to_string(),
+                    text_of(chain, "table").to_string(),
+                    text_of(chain, "name").to_string(),
+                ),
+                hook.to_string(),
+            );
+        }
+    }
     let mut found = Vec::new();
     for item in items {
         if let Some(chain) = item.get("chain") {
             let policy = chain.get("policy").and_then(Value::as_str);
             let hook = chain.get("hook").and_then(Value::as_str);
-            if let (Some(policy @ "drop"), Some(hook)) = (policy, hook)
+            let family = text_of(chain, "family");
+            if let (Some(policy @ "drop"), Some(hook), Some((ipv4, ipv6))) =
+                (policy, hook, family_reach(family))
                 && matches!(hook, "input" | "output" | "prerouting" | "postrouting")
             {
-                let family = text_of(chain, "family");
                 let table = text_of(chain, "table");
                 let name = text_of(chain, "name");
                 found.push(BlockingRule {
                     tool: "nft",
+                    backend: None,
                     text: format!("chain {family} {table} {name} (hook {hook}) policy {policy}"),
                     fix: Some(format!(
                         "nft insert rule {family} {table} {name} {} lo accept",
@@ -153,6 +431,11 @@ pub fn parse_nft_json(json: &str) -> Result<Vec<BlockingRule>, io::Error> {
                         }
                     )),
                     reach: Reach::Unrestricted,
+                    ipv4,
+                    ipv6,
+                    protocols: Protocols::ANY,
+                    narrowed: false,
+                    chain: Some((family.into(), table.into(), name.into())),
                 });
             }
         }
@@ -162,25 +445,53 @@ pub fn parse_nft_json(json: &str) -> Result<Vec<BlockingRule>, io::Error> {
         let Some(expressions) = rule.get("expr").and_then(Value::as_array) else {
             continue;
         };
-        let blocks = expressions.iter().any(|expression| {
-            expression.get("drop").is_some() || expression.get("reject").is_some()
-        });
-        if !blocks {
+        if !expressions.iter().any(is_blocking_verdict) {
             continue;
-        }
-        let mut reach = Reach::Unrestricted;
-        for expression in expressions {
-            if let Some(matched) = expression.get("match") {
-                reach = combine(reach, match_reach(matched));
-            }
         }
         let family = text_of(rule, "family");
         let table = text_of(rule, "table");
         let chain = text_of(rule, "chain");
+        let key = (family.to_string(), table.to_string(), chain.to_string());
+        let (mut ipv4, mut ipv6) = family_reach(family).unwrap_or((false, false));
+        let mut reach = if family_reach(family).is_none()
+            || hooks.get(&key).is_some_and(|hook| hook == "forward")
+        {
+            Reach::Elsewhere
+        } else {
+            Reach::Unrestricted
+        };
+        let mut protocols = Protocols::ANY;
+        let mut narrowed = false;
+        for expression in expressions {
+            if let Some(matched) = expression.get("match") {
+                reach = combine(reach, match_reach(matched));
+                match match_restriction(matched) {
+                    Restriction::None => {}
+                    Restriction::Family { v4, v6 } => {
+                        ipv4 &= v4;
+                        ipv6 &= v6;
+                    }
+                    Restriction::Protocols(set) => protocols = protocols.intersect(set),
+                    Restriction::Narrowing(set) => {
+                        protocols = protocols.intersect(set);
+                        narrowed = true;
+                    }
+                }
+            } else if expression
+                .get("xt")
+                .and_then(|xt| xt.get("type"))
+                .and_then(Value::as_str)
+                == Some("match")
+            {
+                // An iptables match extension nft cannot show (`-m conntrack`, `-m owner`...).
+                narrowed = true;
+            }
+        }
         let handle = rule.get("handle").and_then(Value::as_u64).unwrap_or(0);
         let body: Vec<String> = expressions.iter().map(render_expression).collect();
         found.push(BlockingRule {
             tool: "nft",
+            backend: None,
             text: format!(
                 "{family} {table} {chain} handle {handle}: {}",
                 body.join(" ")
@@ -189,9 +500,29 @@ pub fn parse_nft_json(json: &str) -> Result<Vec<BlockingRule>, io::Error> {
                 "nft delete rule {family} {table} {chain} handle {handle}"
             )),
             reach,
+            ipv4,
+            ipv6,
+            protocols,
+            narrowed,
+            chain: Some(key),
         });
     }
     Ok(found)
+}
+
+/// `drop`, `reject`, or an iptables-nft `xt` target `DROP`/`REJECT` (nft has no native form
+/// for every iptables target and prints those as opaque `xt` expressions).
+fn is_blocking_verdict(expression: &Value) -> bool {
+    if expression.get("drop").is_some() || expression.get("reject").is_some() {
+        return true;
+    }
+    expression.get("xt").is_some_and(|xt| {
+        xt.get("type").and_then(Value::as_str) == Some("target")
+            && matches!(
+                xt.get("name").and_then(Value::as_str),
+                Some("DROP" | "REJECT")
+            )
+    })
 }
 
 fn text_of<'a>(object: &'a Value, key: &str) -> &'a str {
@@ -241,6 +572,96 @@ fn match_reach(matched: &Value) -> Option<Reach> {
         ("!=", true) => Reach::Elsewhere,
         _ => Reach::Unrestricted,
     })
+}
+
+/// What one `match` limits besides loopback.
+enum Restriction {
+    None,
+    Family {
+        v4: bool,
+        v6: bool,
+    },
+    Protocols(Protocols),
+    /// Ports, flags, connection state...: a narrower rule, and which protocols it implies.
+    Narrowing(Protocols),
+}
+
+fn match_restriction(matched: &Value) -> Restriction {
+    let op = matched.get("op").and_then(Value::as_str).unwrap_or("==");
+    let (Some(left), Some(right)) = (matched.get("left"), matched.get("right")) else {
+        return Restriction::Narrowing(Protocols::ANY);
+    };
+    let named = || {
+        values_of(right)
+            .iter()
+            .map(|name| Protocols::named(name))
+            .fold(Protocols::NONE, Protocols::union)
+    };
+    if let Some(key) = left
+        .get("meta")
+        .and_then(|meta| meta.get("key"))
+        .and_then(Value::as_str)
+    {
+        return match key {
+            "iifname" | "oifname" | "iif" | "oif" => Restriction::None,
+            "l4proto" => match op {
+                "==" | "in" => Restriction::Protocols(named()),
+                "!=" => Restriction::Protocols(named().complement()),
+                _ => Restriction::Narrowing(Protocols::ANY),
+            },
+            "nfproto" if matches!(op, "==" | "in") => {
+                let values = values_of(right);
+                Restriction::Family {
+                    v4: values.iter().any(|value| value == "ipv4"),
+                    v6: values.iter().any(|value| value == "ipv6"),
+                }
+            }
+            _ => Restriction::Narrowing(Protocols::ANY),
+        };
+    }
+    if let Some(payload) = left.get("payload") {
+        let protocol = payload
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let field = payload.get("field").and_then(Value::as_str).unwrap_or("");
+        return match (protocol, field) {
+            ("ip", "saddr" | "daddr") => Restriction::Family {
+                v4: true,
+                v6: false,
+            },
+            ("ip6", "saddr" | "daddr") => Restriction::Family {
+                v4: false,
+                v6: true,
+            },
+            ("ip", "protocol") | ("ip6", "nexthdr") => {
+                let set = match op {
+                    "==" | "in" => named(),
+                    "!=" => named().complement(),
+                    _ => return Restriction::Narrowing(Protocols::ANY),
+                };
+                let mut set = set;
+                if protocol == "ip" {
+                    set.icmpv6 = false;
+                } else {
+                    set.icmp = false;
+                }
+                Restriction::Protocols(set)
+            }
+            // `th dport`: any transport header with ports.
+            ("th", _) => Restriction::Narrowing(Protocols {
+                tcp: true,
+                udp: true,
+                icmp: false,
+                icmpv6: false,
+            }),
+            (name @ ("tcp" | "udp" | "icmp" | "icmpv6"), _) => {
+                Restriction::Narrowing(Protocols::named(name))
+            }
+            _ => Restriction::Narrowing(Protocols::ANY),
+        };
+    }
+    Restriction::Narrowing(Protocols::ANY)
 }
 
 /// String forms of a match's right-hand side (a value, a prefix, a set).
@@ -296,6 +717,14 @@ fn render_expression(expression: &Value) -> String {
             format!("{left} {op} {right}")
         };
     }
+    if let Some(xt) = expression.get("xt") {
+        // `xt target REJECT`: what `nft list` prints for an iptables-nft target.
+        return format!(
+            "xt {} {}",
+            xt.get("type").and_then(Value::as_str).unwrap_or("?"),
+            xt.get("name").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
     match expression
         .as_object()
         .and_then(|object| object.iter().next())
@@ -345,14 +774,30 @@ fn render_value(value: &Value, quote: bool) -> String {
     }
 }
 
-/// Drop/reject rules and drop policies in `iptables-save` output.
-pub fn parse_iptables_save(text: &str, tool: &'static str) -> Vec<BlockingRule> {
-    let mut found = Vec::new();
+/// What one `iptables-save` dump held.
+#[derive(Debug, Clone, Default)]
+pub struct IptablesSave {
+    pub rules: Vec<BlockingRule>,
+    /// `(table, chain)` for every chain the dump declares.
+    pub chains: Vec<(String, String)>,
+}
+
+/// Drop/reject rules and drop policies in `iptables-save` output. `tool` is `iptables` or
+/// `ip6tables`; `command` is what the fixes call (`iptables`, `iptables-legacy`...).
+pub fn parse_iptables_save(
+    text: &str,
+    tool: &'static str,
+    backend: Option<Backend>,
+    command: &str,
+) -> IptablesSave {
+    let mut dump = IptablesSave::default();
     let mut table = "filter".to_string();
-    let command = if tool == "ip6tables" {
-        "ip6tables"
-    } else {
-        "iptables"
+    let family = if tool == "ip6tables" { "ip6" } else { "ip" };
+    let (ipv4, ipv6) = (tool != "ip6tables", tool == "ip6tables");
+    // iptables-nft keeps each table in nf_tables under the same names (`ip filter INPUT`).
+    let chain_key = |table: &str, chain: &str| {
+        (backend == Some(Backend::Nft))
+            .then(|| (family.to_string(), table.to_string(), chain.to_string()))
     };
     for line in text.lines() {
         let line = line.trim();
@@ -363,55 +808,101 @@ pub fn parse_iptables_save(text: &str, tool: &'static str) -> Vec<BlockingRule> 
             let (Some(chain), Some(verdict)) = (fields.next(), fields.next()) else {
                 continue;
             };
+            dump.chains.push((table.clone(), chain.to_string()));
             if verdict == "DROP" && matches!(chain, "INPUT" | "OUTPUT") {
                 let flag = if chain == "INPUT" { "-i" } else { "-o" };
-                found.push(BlockingRule {
+                dump.rules.push(BlockingRule {
                     tool,
+                    backend,
                     text: format!("{tool} -t {table} chain {chain} policy DROP"),
                     fix: Some(format!(
                         "{command} -t {table} -I {chain} {flag} lo -j ACCEPT"
                     )),
                     reach: Reach::Unrestricted,
+                    ipv4,
+                    ipv6,
+                    protocols: Protocols::ANY,
+                    narrowed: false,
+                    chain: chain_key(&table, chain),
                 });
             }
         } else if let Some(rule) = line.strip_prefix("-A ") {
-            let words: Vec<&str> = rule.split_whitespace().collect();
+            // iptables-save quotes what has spaces (`--comment "allow lo"`) the way a shell
+            // would, so a shell's word splitting reads it back.
+            let Ok(words) = shell_words::split(rule) else {
+                continue;
+            };
             let target = words
                 .windows(2)
                 .find(|pair| pair[0] == "-j")
-                .map(|pair| pair[1]);
+                .map(|pair| pair[1].as_str());
             if !matches!(target, Some("DROP" | "REJECT")) {
                 continue;
             }
-            let mut reach = Reach::Unrestricted;
-            let mut index = 0;
-            while index + 1 < words.len() {
-                let negated = index > 0 && words[index - 1] == "!";
-                let value = words[index + 1];
-                let verdict = match words[index] {
-                    "-i" | "-o" => Some(value == "lo"),
-                    "-s" | "-d" => Some(value.split(',').any(is_loopback_text)),
-                    _ => None,
-                };
-                if let Some(loopback) = verdict {
-                    let this = match (negated, loopback) {
-                        (false, true) => Reach::Loopback,
-                        (false, false) | (true, true) => Reach::Elsewhere,
-                        (true, false) => Reach::Unrestricted,
-                    };
-                    reach = combine(reach, Some(this));
+            let chain = words.first().cloned().unwrap_or_default();
+            let mut reach = if chain == "FORWARD" {
+                Reach::Elsewhere
+            } else {
+                Reach::Unrestricted
+            };
+            let mut protocols = Protocols::ANY;
+            let mut narrowed = false;
+            let mut index = 1;
+            let mut after_target = false;
+            while index < words.len() {
+                let negated = words[index - 1] == "!";
+                let option = words[index].as_str();
+                let value = words.get(index + 1).map(String::as_str).unwrap_or("");
+                match option {
+                    "-i" | "-o" | "--in-interface" | "--out-interface" => {
+                        reach = combine(reach, Some(negatable(negated, value == "lo")));
+                    }
+                    "-s" | "-d" | "--source" | "--destination" => {
+                        let loopback = value.split(',').any(is_loopback_text);
+                        reach = combine(reach, Some(negatable(negated, loopback)));
+                    }
+                    "-p" | "--protocol" => {
+                        let set = Protocols::named(value);
+                        protocols =
+                            protocols.intersect(if negated { set.complement() } else { set });
+                    }
+                    "-j" => after_target = true,
+                    // The protocol's own module (`-m tcp`), comments and counters narrow nothing.
+                    "-m" | "--match"
+                        if matches!(value, "tcp" | "udp" | "icmp" | "icmp6" | "comment") => {}
+                    "-c" | "--set-counters" | "--comment" => {}
+                    _ if option.starts_with('-') && !after_target && option != "!" => {
+                        narrowed = true;
+                    }
+                    _ => {}
                 }
                 index += 1;
             }
-            found.push(BlockingRule {
+            let (chain_table, chain_name) = (table.clone(), chain.clone());
+            dump.rules.push(BlockingRule {
                 tool,
+                backend,
                 text: format!("{tool} -t {table} -A {rule}"),
                 fix: Some(format!("{command} -t {table} -D {rule}")),
                 reach,
+                ipv4,
+                ipv6,
+                protocols,
+                narrowed,
+                chain: chain_key(&chain_table, &chain_name),
             });
         }
     }
-    found
+    dump
+}
+
+/// A match on lo (or a loopback address), possibly negated with `!`.
+fn negatable(negated: bool, loopback: bool) -> Reach {
+    match (negated, loopback) {
+        (false, true) => Reach::Loopback,
+        (false, false) | (true, true) => Reach::Elsewhere,
+        (true, false) => Reach::Unrestricted,
+    }
 }
 
 #[cfg(test)]
@@ -454,6 +945,117 @@ mod tests {
     }
 
     #[test]
+    fn nft_rules_know_which_probes_they_can_hit() {
+        let rules = parse_nft_json(NFT).unwrap();
+        let hits = |rule: &BlockingRule| {
+            [
+                (false, Protocol::Tcp),
+                (false, Protocol::Udp),
+                (false, Protocol::Icmp),
+                (true, Protocol::Tcp),
+                (true, Protocol::Udp),
+                (true, Protocol::Icmp),
+            ]
+            .map(|(ipv6, protocol)| rule.can_block(ipv6, protocol))
+        };
+        // The output policy: everything. `meta l4proto icmp` in an inet table: ICMP over IPv4
+        // only (ICMPv6 is protocol 58, `ipv6-icmp`).
+        assert_eq!(hits(&rules[0]), [true; 6]);
+        assert!(!rules[0].narrowed);
+        assert_eq!(hits(&rules[1]), [false, false, true, false, false, false]);
+        // `tcp dport 22`: TCP of both families, narrowed to one port.
+        assert_eq!(hits(&rules[2]), [true, false, false, true, false, false]);
+        assert!(rules[2].narrowed);
+        // `ip saddr 127.0.0.0/8`: IPv4 only; `ip6 daddr ::1 udp dport {...}`: UDP over IPv6.
+        assert_eq!(hits(&rules[3]), [true, true, true, false, false, false]);
+        assert!(!rules[3].narrowed);
+        assert_eq!(hits(&rules[4]), [false, false, false, false, true, false]);
+    }
+
+    // `nft -j list ruleset` (nftables 1.0.6) after `iptables -A INPUT -i lo -p tcp -j REJECT`
+    // with iptables 1.8.9 (nf_tables): the target is an opaque `xt` expression.
+    const IPTABLES_NFT_JSON: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "filter", "handle": 1}}, {"chain": {"family": "ip", "table": "filter", "name": "INPUT", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}, {"rule": {"family": "ip", "table": "filter", "chain": "INPUT", "handle": 2, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lo"}}, {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"counter": {"packets": 0, "bytes": 0}}, {"xt": {"type": "target", "name": "REJECT"}}]}}]}"#;
+    // `iptables-nft-save` of the same ruleset.
+    const IPTABLES_NFT_SAVE: &str = "# Generated by iptables-nft-save v1.8.9 (nf_tables) on Mon Nov 30 15:44:20 2026\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n# Completed on Mon Nov 30 15:44:20 2026\n";
+
+    #[test]
+    fn iptables_nft_reject_is_a_blocking_rule_in_nft_json() {
+        let rules = parse_nft_json(IPTABLES_NFT_JSON).unwrap();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        let rule = &rules[0];
+        assert_eq!(
+            rule.text,
+            "ip filter INPUT handle 2: iifname \"lo\" meta l4proto tcp counter xt target REJECT"
+        );
+        assert_eq!(rule.reach, Reach::Loopback);
+        assert!(rule.can_block(false, Protocol::Tcp));
+        assert!(!rule.can_block(false, Protocol::Udp));
+        assert!(
+            !rule.can_block(true, Protocol::Tcp),
+            "an ip table sees no IPv6"
+        );
+    }
+
+    #[test]
+    fn iptables_nft_save_replaces_nfts_reading_of_the_same_rule() {
+        let nft = parse_nft_json(IPTABLES_NFT_JSON).unwrap();
+        let saved = parse_iptables_save(
+            IPTABLES_NFT_SAVE,
+            "iptables",
+            Some(Backend::Nft),
+            "iptables",
+        );
+        let seen: Vec<(&str, String, String)> = saved
+            .chains
+            .iter()
+            .map(|(table, chain)| ("ip", table.clone(), chain.clone()))
+            .collect();
+        let merged = merge(nft, saved.rules, &seen);
+        assert_eq!(merged.len(), 1, "{merged:?}");
+        assert_eq!(
+            merged[0].text,
+            "iptables -t filter -A INPUT -i lo -p tcp -j REJECT --reject-with icmp-port-unreachable"
+        );
+        assert_eq!(merged[0].source(), "iptables-nft");
+        assert_eq!(
+            merged[0].fix.as_deref(),
+            Some(
+                "iptables -t filter -D INPUT -i lo -p tcp -j REJECT --reject-with icmp-port-unreachable"
+            )
+        );
+        // Without iptables-nft-save (not installed), nft's own reading stays.
+        let nft = parse_nft_json(IPTABLES_NFT_JSON).unwrap();
+        let merged = merge(nft, Vec::new(), &[]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            merged[0].fix.as_deref(),
+            Some("nft delete rule ip filter INPUT handle 2")
+        );
+    }
+
+    #[test]
+    fn legacy_rules_are_kept_beside_nft_ones() {
+        let nft = parse_nft_json(NFT).unwrap();
+        let count = nft.len();
+        let legacy = parse_iptables_save(
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n",
+            "iptables",
+            Some(Backend::Legacy),
+            "iptables-legacy",
+        );
+        let merged = merge(nft, legacy.rules, &[]);
+        assert_eq!(merged.len(), count + 1);
+        let last = merged.last().unwrap();
+        assert_eq!(last.source(), "iptables-legacy");
+        assert_eq!(
+            last.fix.as_deref(),
+            Some(
+                "iptables-legacy -t filter -D INPUT -i lo -p tcp -j REJECT --reject-with icmp-port-unreachable"
+            )
+        );
+    }
+
+    #[test]
     fn rules_for_other_interfaces_do_not_count_as_loopback() {
         let json = r#"{"nftables":[{"rule":{"family":"ip","table":"f","chain":"in","handle":9,"expr":[{"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"eth0"}},{"drop":null}]}},{"rule":{"family":"ip","table":"f","chain":"in","handle":10,"expr":[{"match":{"op":"!=","left":{"meta":{"key":"iifname"}},"right":"lo"}},{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"127.0.0.0","len":8}}}},{"drop":null}]}},{"rule":{"family":"ip","table":"f","chain":"in","handle":11,"expr":[{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":23}},{"drop":null}]}}]}"#;
         let reaches: Vec<Reach> = parse_nft_json(json)
@@ -471,9 +1073,17 @@ mod tests {
     }
 
     #[test]
+    fn forward_chains_and_bridge_tables_never_see_loopback() {
+        let json = r#"{"nftables":[{"chain":{"family":"inet","table":"t","name":"fwd","handle":1,"type":"filter","hook":"forward","prio":0,"policy":"drop"}},{"rule":{"family":"inet","table":"t","chain":"fwd","handle":2,"expr":[{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"tcp"}},{"drop":null}]}},{"rule":{"family":"bridge","table":"b","chain":"in","handle":3,"expr":[{"drop":null}]}}]}"#;
+        let rules = parse_nft_json(json).unwrap();
+        assert_eq!(rules.len(), 2, "a forward policy is not listed");
+        assert!(rules.iter().all(|rule| rule.reach == Reach::Elsewhere));
+    }
+
+    #[test]
     fn iptables_save_rules_and_policies() {
-        let text = "# Generated by iptables-save v1.8.9 (legacy)\n*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp -j DROP\n-A INPUT -i eth0 -j REJECT --reject-with icmp-port-unreachable\n-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP\n-A INPUT -p udp --dport 53 -j DROP\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
-        let rules = parse_iptables_save(text, "iptables");
+        let text = "# Generated by iptables-save v1.8.9 (legacy)\n*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp -j DROP\n-A INPUT -i eth0 -j REJECT --reject-with icmp-port-unreachable\n-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP\n-A INPUT -p udp --dport 53 -j DROP\n-A INPUT -i lo -j ACCEPT\n-A INPUT -i lo -m comment --comment \"no icmp on lo\" -p icmp -j DROP\n-A FORWARD -i lo -j DROP\nCOMMIT\n";
+        let rules = parse_iptables_save(text, "iptables", Some(Backend::Legacy), "iptables").rules;
         let summary: Vec<(&str, Reach)> = rules
             .iter()
             .map(|rule| (rule.text.as_str(), rule.reach))
@@ -501,18 +1111,54 @@ mod tests {
                     "iptables -t filter -A INPUT -p udp --dport 53 -j DROP",
                     Reach::Unrestricted
                 ),
+                (
+                    "iptables -t filter -A INPUT -i lo -m comment --comment \"no icmp on lo\" -p icmp -j DROP",
+                    Reach::Loopback
+                ),
+                (
+                    "iptables -t filter -A FORWARD -i lo -j DROP",
+                    Reach::Elsewhere
+                ),
             ]
         );
         assert_eq!(
             rules[1].fix.as_deref(),
             Some("iptables -t filter -D INPUT -i lo -p tcp -j DROP")
         );
+        assert!(rules[1].can_block(false, Protocol::Tcp) && !rules[1].narrowed);
+        assert!(!rules[1].can_block(false, Protocol::Udp));
+        assert!(
+            !rules[1].can_block(true, Protocol::Tcp),
+            "iptables is IPv4 only"
+        );
+        assert!(rules[4].narrowed, "a port match narrows");
+        assert!(rules[4].can_block(false, Protocol::Udp));
+        assert!(!rules[5].narrowed, "a comment does not narrow");
+        assert!(rules[5].can_block(false, Protocol::Icmp));
+        assert!(!rules[5].can_block(false, Protocol::Tcp));
+    }
+
+    #[test]
+    fn ip6tables_icmpv6_is_protocol_58() {
+        let rules = parse_iptables_save(
+            "*filter\n-A INPUT -i lo -p ipv6-icmp -j DROP\n",
+            "ip6tables",
+            Some(Backend::Nft),
+            "ip6tables",
+        )
+        .rules;
+        assert!(rules[0].can_block(true, Protocol::Icmp));
+        assert!(!rules[0].can_block(false, Protocol::Icmp));
+        assert_eq!(
+            rules[0].fix.as_deref(),
+            Some("ip6tables -t filter -D INPUT -i lo -p ipv6-icmp -j DROP")
+        );
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_rulesets_never_panic(text in ".{0,300}") {
-            let _ = parse_iptables_save(&text, "iptables");
+            let _ = parse_iptables_save(&text, "iptables", None, "iptables");
             let _ = parse_nft_json(&text);
         }
     }

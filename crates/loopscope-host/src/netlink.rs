@@ -33,7 +33,7 @@ pub enum NetlinkError {
 
 /// One network interface as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
+pub struct Interface {
     pub index: u32,
     pub name: String,
     pub up: bool,
@@ -91,12 +91,12 @@ impl Rtnetlink {
         })
     }
 
-    pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+    pub fn interfaces(&mut self) -> Result<Vec<Interface>, NetlinkError> {
         let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
         Ok(replies
             .into_iter()
             .filter_map(|message| match message {
-                RouteNetlinkMessage::NewLink(link) => Some(link_from(&link)),
+                RouteNetlinkMessage::NewLink(link) => Some(interface_from(&link)),
                 _ => None,
             })
             .collect())
@@ -219,8 +219,8 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) {
     }
 }
 
-fn link_from(message: &LinkMessage) -> Link {
-    let mut link = Link {
+fn interface_from(message: &LinkMessage) -> Interface {
+    let mut link = Interface {
         index: message.header.index,
         name: String::new(),
         up: message.header.flags.contains(LinkFlags::Up),
@@ -294,7 +294,7 @@ mod tests {
             eprintln!("skipping: no netlink socket in this sandbox");
             return;
         };
-        let links = netlink.links().expect("link dump");
+        let links = netlink.interfaces().expect("link dump");
         let lo = links.iter().find(|link| link.name == "lo").expect("lo");
         assert!(lo.loopback, "lo carries IFF_LOOPBACK");
         // lo's index is 1 in every network namespace (it is created first).

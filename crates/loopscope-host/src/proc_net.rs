@@ -2,7 +2,7 @@
 //! to tell which loopback ports answer on which family. The full listener inventory lives in
 //! `loopscope-listeners`; the doctor needs only this and must not depend on it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Ports reachable over 127.0.0.1 and over ::1.
@@ -10,6 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub struct LoopbackListeners {
     pub ipv4: BTreeSet<u16>,
     pub ipv6: BTreeSet<u16>,
+    /// The addresses those ports are bound to (`127.0.0.1`, `0.0.0.0`, `::`...).
+    pub bound: BTreeMap<u16, BTreeSet<IpAddr>>,
 }
 
 pub fn loopback_listeners() -> LoopbackListeners {
@@ -19,6 +21,17 @@ pub fn loopback_listeners() -> LoopbackListeners {
             continue;
         };
         for (address, port) in parse_listeners(&text, v6) {
+            let reachable = match address {
+                IpAddr::V4(ip) => ip.is_loopback() || ip.is_unspecified(),
+                IpAddr::V6(ip) => {
+                    ip.is_loopback()
+                        || ip.is_unspecified()
+                        || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                }
+            };
+            if reachable {
+                found.bound.entry(port).or_default().insert(address);
+            }
             match address {
                 IpAddr::V4(ip) if ip.is_loopback() || ip.is_unspecified() => {
                     found.ipv4.insert(port);

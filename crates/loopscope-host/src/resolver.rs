@@ -2,7 +2,7 @@
 //! from a hosts(5) file given on the command line, ordered the way glibc orders answers.
 
 use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,6 +16,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// The hosts(5) file these names come from: the one given, or the system's.
+    pub fn hosts_file(&self) -> &Path {
+        match self {
+            Source::System => Path::new("/etc/hosts"),
+            Source::HostsFile(path) => path,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Source::System => "system resolver".to_string(),

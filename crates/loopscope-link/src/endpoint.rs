@@ -24,6 +24,15 @@ pub enum EndpointError {
         "malformed endpoint '{0}': expected SCHEME:TARGET[?key=value&...] such as loop:, sim:?ber=1e-6, exec:cat, tcp://127.0.0.1:7007"
     )]
     Malformed(String),
+    /// A bare address or host name, as typed to ping(8): no link says that alone.
+    #[error(
+        "'{text}' names a host, not a link: say which, such as icmp://{url_host} or tcp://{url_host}:PORT"
+    )]
+    BareHost {
+        text: String,
+        /// The host as it goes into a URL (`[::1]` for IPv6).
+        url_host: String,
+    },
     #[error("endpoint '{endpoint}': unknown option '{key}' (known: {known})")]
     UnknownOption {
         endpoint: String,
@@ -43,6 +52,12 @@ pub enum EndpointError {
 
 impl Endpoint {
     pub fn parse(text: &str) -> Result<Self, EndpointError> {
+        if let Some(url_host) = bare_host(text) {
+            return Err(EndpointError::BareHost {
+                text: text.to_string(),
+                url_host,
+            });
+        }
         let original = text.to_string();
         let (scheme, rest) = text
             .split_once(':')
@@ -145,6 +160,28 @@ impl Endpoint {
     }
 }
 
+/// `text` as a URL host when it is an IP address (`127.0.0.1`, `::1`, `[::1]`) or a host name
+/// (`localhost`, `example.org`) rather than an endpoint; `None` otherwise. A single word
+/// without a dot is left alone: `loop` is more likely a scheme missing its colon.
+fn bare_host(text: &str) -> Option<String> {
+    let unbracketed = text
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(text);
+    match unbracketed.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => return Some(format!("[{ip}]")),
+        Ok(std::net::IpAddr::V4(ip)) => return Some(ip.to_string()),
+        Err(_) => {}
+    }
+    let name_like = !text.is_empty()
+        && !text.starts_with(['-', '.'])
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    (name_like && (text.contains('.') || text.eq_ignore_ascii_case("localhost")))
+        .then(|| text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +206,39 @@ mod tests {
         let e = Endpoint::parse("exec:ssh host 'cat ?x'").unwrap();
         assert_eq!(e.target, "ssh host 'cat ?x'");
         assert!(e.options.is_empty());
+    }
+
+    #[test]
+    fn a_bare_host_is_named_as_such() {
+        for (text, url_host) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("fe80::1", "[fe80::1]"),
+            ("localhost", "localhost"),
+            ("host.example", "host.example"),
+        ] {
+            let error = Endpoint::parse(text).unwrap_err();
+            assert_eq!(
+                error,
+                EndpointError::BareHost {
+                    text: text.into(),
+                    url_host: url_host.into()
+                }
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("icmp://{url_host} or tcp://{url_host}:PORT")),
+                "{error}"
+            );
+        }
+        // A scheme without its colon is not taken for a host.
+        assert!(matches!(
+            Endpoint::parse("loop"),
+            Err(EndpointError::Malformed(_))
+        ));
+        assert!(Endpoint::parse("tcp://127.0.0.1:7").is_ok());
     }
 
     #[test]

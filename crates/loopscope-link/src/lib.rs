@@ -9,6 +9,8 @@
 //! - [`adapter`]: links that wrap a link and are links themselves (impairment).
 //! - [`reflector`]: the far end, which gives back what it receives.
 
+#![forbid(unsafe_code)]
+
 pub mod adapter;
 pub mod endpoint;
 pub mod link;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +26,7 @@ use socket2::Type;
 use crate::endpoint::Endpoint;
 use crate::link::{Link, LinkError, is_timeout};
 use crate::transport::ip::{self, IpOptions};
-use crate::transport::sockio;
+use loopscope_sys::{Readiness, SplicePipe, read_timeout, recv_timeout, wait_readable, write_all};
 
 /// Source ports a UDP reflector never answers: the classic amplification and echo-loop ports.
 pub const REFUSED_SOURCE_PORTS: [u16; 4] = [7, 13, 19, 37];
@@ -34,7 +34,7 @@ pub const REFUSED_SOURCE_PORTS: [u16; 4] = [7, 13, 19, 37];
 const POLL: Duration = Duration::from_millis(200);
 const COPY_BUFFER: usize = 64 * 1024;
 /// Kernel memory per spliced connection (the pipe between the two splices).
-const PIPE_SIZE: libc::c_int = 256 * 1024;
+const PIPE_SIZE: usize = 256 * 1024;
 const THREAD_STACK: usize = 128 * 1024;
 /// Sources remembered by the UDP rate limiter at most.
 const MAX_SOURCES: usize = 65_536;
@@ -280,7 +280,7 @@ impl Reflector {
                             serve_unix_datagram(&socket, &stop, &counters)
                         }
                         Service::Link(link) => serve_link(link, &stop, &counters, &config),
-                        Service::Fd(fd, _slave) => serve_fd(fd.as_raw_fd(), &stop, &counters),
+                        Service::Fd(fd, _slave) => serve_fd(fd.as_fd(), &stop, &counters),
                     };
                     if let Err(e) = result {
                         counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -392,10 +392,10 @@ enum Conn {
 }
 
 impl Conn {
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Conn::Tcp(s) => s.as_raw_fd(),
-            Conn::Unix(s) => s.as_raw_fd(),
+            Conn::Tcp(s) => s.as_fd(),
+            Conn::Unix(s) => s.as_fd(),
         }
     }
 
@@ -451,7 +451,7 @@ impl Link for ConnLink {
     }
 }
 
-fn serve_listener<L: AsRawFd>(
+fn serve_listener<L: AsFd>(
     listener: &L,
     stop: &Arc<AtomicBool>,
     events: &EventSink,
@@ -460,7 +460,8 @@ fn serve_listener<L: AsRawFd>(
     accept: impl Fn(&L) -> io::Result<(Conn, String)>,
 ) -> io::Result<()> {
     while !stop.load(Ordering::Relaxed) {
-        if !sockio::wait_readable(listener.as_raw_fd(), POLL)? {
+        // Timed out or interrupted: look at the stop flag again.
+        if wait_readable(listener, Some(POLL))? != Readiness::Ready {
             continue;
         }
         let (conn, peer) = match accept(listener) {
@@ -554,77 +555,31 @@ fn reflect_connection(
 }
 
 /// Echoes a stream socket onto itself through a pipe: socket → pipe → socket, no user copies.
-fn splice_echo(fd: RawFd, counters: &Counters, moved: &mut u64) -> io::Result<()> {
-    let mut pipe = [0 as RawFd; 2];
-    // SAFETY: pipe points at two ints.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptors were just created and are owned here.
-    let (read_end, write_end) = unsafe {
-        use std::os::fd::FromRawFd;
-        (
-            std::os::fd::OwnedFd::from_raw_fd(pipe[0]),
-            std::os::fd::OwnedFd::from_raw_fd(pipe[1]),
-        )
-    };
+fn splice_echo(fd: BorrowedFd<'_>, counters: &Counters, moved: &mut u64) -> io::Result<()> {
     // Larger pipe, fewer round trips; best effort (unprivileged users have a quota).
-    // SAFETY: fcntl on an owned descriptor.
-    let capacity = unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-    let chunk = if capacity > 0 {
-        capacity as usize
-    } else {
-        65_536
-    };
+    let pipe = SplicePipe::new(PIPE_SIZE)?;
     loop {
-        let n = splice(fd, write_end.as_raw_fd(), chunk, libc::SPLICE_F_MOVE)?;
+        let n = pipe.echo_once(fd)?;
         if n == 0 {
             return Ok(());
-        }
-        let mut left = n;
-        while left > 0 {
-            let m = splice(read_end.as_raw_fd(), fd, left, libc::SPLICE_F_MOVE)?;
-            if m == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            left -= m;
         }
         *moved += n as u64;
         counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize, flags: libc::c_uint) -> io::Result<usize> {
-    loop {
-        // SAFETY: plain descriptors, null offsets (both are pipes or sockets).
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                flags,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-}
-
-fn copy_echo(fd: RawFd, counters: &Counters, moved: &mut u64) -> io::Result<()> {
+fn copy_echo(fd: BorrowedFd<'_>, counters: &Counters, moved: &mut u64) -> io::Result<()> {
     let mut buffer = vec![0u8; COPY_BUFFER];
     loop {
-        let n = sockio::recv_timeout(fd, &mut buffer, None)?;
+        let n = match recv_timeout(fd, &mut buffer, None) {
+            // A signal: the peer decides when this ends, so just receive again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => other?,
+        };
         if n == 0 {
             return Ok(());
         }
-        sockio::write_all_fd(fd, &buffer[..n])?;
+        write_all(fd, &buffer[..n])?;
         *moved += n as u64;
         counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -670,16 +625,16 @@ fn serve_link(
 }
 
 /// Echoes a descriptor onto itself (the pty master: the plug at the far end of the cable).
-fn serve_fd(fd: RawFd, stop: &AtomicBool, counters: &Counters) -> io::Result<()> {
+fn serve_fd(fd: BorrowedFd<'_>, stop: &AtomicBool, counters: &Counters) -> io::Result<()> {
     let mut buffer = vec![0u8; COPY_BUFFER];
     while !stop.load(Ordering::Relaxed) {
-        match sockio::read_timeout(fd, &mut buffer, Some(POLL)) {
+        match read_timeout(fd, &mut buffer, Some(POLL)) {
             Ok(0) => return Ok(()),
             Ok(n) => {
-                sockio::write_all_fd(fd, &buffer[..n])?;
+                write_all(fd, &buffer[..n])?;
                 counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(e) if is_timeout(&e) => {}
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
             // The other side closed the terminal: keep serving; a new client may open it.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => std::thread::sleep(POLL),
             Err(e) => return Err(e),
@@ -778,7 +733,6 @@ fn serve_udp(
     };
     let mut impairer = config.impair.clone().map(Impairer::new);
     let mut buffer = vec![0u8; 65_536];
-    let fd = socket.as_raw_fd();
     socket.set_read_timeout(Some(POLL))?;
     // A datagram held back for reordering goes out after this much quiet, so the last one of a
     // run is not lost.
@@ -787,16 +741,21 @@ fn serve_udp(
     while !stop.load(Ordering::Relaxed) {
         // Usually one blocking recvfrom (SO_RCVTIMEO wakes it to look at the stop flag); only
         // while a datagram is held back for reordering does it wait briefly in ppoll first.
-        if let (Some(impairer), Some(source)) = (impairer.as_mut(), last_source)
-            && !sockio::wait_readable(fd, quiet)?
-        {
-            last_source = None;
-            impairer.flush(&mut |d| {
-                send_datagram(socket, d, source, counters);
-                Ok(())
-            })?;
-            publish_impairment(impairer, counters);
-            continue;
+        if let (Some(impairer), Some(source)) = (impairer.as_mut(), last_source) {
+            match wait_readable(socket, Some(quiet))? {
+                Readiness::Ready => {}
+                // A signal: look at the stop flag, then wait out the quiet again.
+                Readiness::Interrupted => continue,
+                Readiness::TimedOut => {
+                    last_source = None;
+                    impairer.flush(&mut |d| {
+                        send_datagram(socket, d, source, counters);
+                        Ok(())
+                    })?;
+                    publish_impairment(impairer, counters);
+                    continue;
+                }
+            }
         }
         let (n, source) = match socket.recv_from(&mut buffer) {
             Ok(received) => received,
@@ -875,9 +834,9 @@ fn serve_unix_datagram(
     counters: &Counters,
 ) -> io::Result<()> {
     let mut buffer = vec![0u8; 65_536];
-    let fd = socket.as_raw_fd();
     while !stop.load(Ordering::Relaxed) {
-        if !sockio::wait_readable(fd, POLL)? {
+        // Timed out or interrupted: look at the stop flag again.
+        if wait_readable(socket, Some(POLL))? != Readiness::Ready {
             continue;
         }
         let (n, source) = match socket.recv_from(&mut buffer) {

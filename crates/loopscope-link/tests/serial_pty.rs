@@ -1,27 +1,37 @@
 //! Serial links over real pseudo-terminals. Settings are read back from the device with TCGETS2
-//! through a descriptor of the test's own, not through the link.
+//! (rustix's tcgetattr, raw flag words) through a descriptor of the test's own, not through the
+//! link.
 
-use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
+
+use rustix::pty::OpenptFlags;
+use rustix::termios::Termios;
 
 use loopscope_link::link::is_timeout;
 use loopscope_link::{LinkReceiver, LinkSender, open};
 
 /// TCGETS2 on a fresh descriptor of `path`.
-fn termios_of(path: &str) -> libc::termios2 {
+fn termios_of(path: &str) -> Termios {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(path)
         .expect("open the pty slave");
-    // SAFETY: termios2 is plain data filled by the ioctl.
-    let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor and struct.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS2, &mut t) };
-    assert_eq!(rc, 0, "TCGETS2 on {path}");
-    t
+    rustix::termios::tcgetattr(&file).unwrap_or_else(|e| panic!("TCGETS2 on {path}: {e}"))
+}
+
+/// A new pseudo-terminal pair: the master, and the slave's path.
+fn new_pty() -> (OwnedFd, String) {
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    rustix::pty::grantpt(&master).expect("grantpt");
+    rustix::pty::unlockpt(&master).expect("unlockpt");
+    let path = rustix::pty::ptsname(&master, Vec::new())
+        .expect("ptsname")
+        .into_string()
+        .expect("utf-8 path");
+    (master, path)
 }
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -59,15 +69,18 @@ fn round_trip(tx: &mut dyn LinkSender, rx: &mut dyn LinkReceiver, data: &[u8]) -
 fn requested_line_settings_are_what_the_device_holds() {
     let (mut tx, mut rx) = split("pty:?baud=250000&data=8&parity=none&stop=2&flow=rtscts").unwrap();
     let t = termios_of(&device(rx.as_ref()));
-    assert_eq!(t.c_cflag & libc::CSIZE, libc::CS8);
-    assert_eq!(t.c_cflag & libc::PARENB, 0);
-    assert_ne!(t.c_cflag & libc::CSTOPB, 0);
-    assert_ne!(t.c_cflag & libc::CRTSCTS, 0);
-    assert_eq!(t.c_cflag & libc::CBAUD, libc::BOTHER);
-    assert_eq!(t.c_ospeed, 250_000);
+    assert_eq!(t.control_modes.bits() & libc::CSIZE, libc::CS8);
+    assert_eq!(t.control_modes.bits() & libc::PARENB, 0);
+    assert_ne!(t.control_modes.bits() & libc::CSTOPB, 0);
+    assert_ne!(t.control_modes.bits() & libc::CRTSCTS, 0);
+    assert_eq!(t.control_modes.bits() & libc::CBAUD, libc::BOTHER);
+    assert_eq!(t.output_speed(), 250_000);
     // Raw mode: no echo, no canonical input, no output processing.
-    assert_eq!(t.c_lflag & (libc::ECHO | libc::ICANON | libc::ISIG), 0);
-    assert_eq!(t.c_oflag & libc::OPOST, 0);
+    assert_eq!(
+        t.local_modes.bits() & (libc::ECHO | libc::ICANON | libc::ISIG),
+        0
+    );
+    assert_eq!(t.output_modes.bits() & libc::OPOST, 0);
     // And the built-in plug gives back what was sent.
     let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
     assert_eq!(round_trip(tx.as_mut(), rx.as_mut(), &data), data);
@@ -77,14 +90,14 @@ fn requested_line_settings_are_what_the_device_holds() {
 fn software_flow_control_with_one_stop_bit() {
     let (_tx, rx) = split("pty:?baud=9600&stop=1&flow=xonxoff").unwrap();
     let t = termios_of(&device(rx.as_ref()));
-    assert_eq!(t.c_cflag & libc::CSIZE, libc::CS8);
-    assert_eq!(t.c_cflag & libc::CSTOPB, 0);
-    assert_eq!(t.c_cflag & libc::CRTSCTS, 0);
+    assert_eq!(t.control_modes.bits() & libc::CSIZE, libc::CS8);
+    assert_eq!(t.control_modes.bits() & libc::CSTOPB, 0);
+    assert_eq!(t.control_modes.bits() & libc::CRTSCTS, 0);
     assert_eq!(
-        t.c_iflag & (libc::IXON | libc::IXOFF),
+        t.input_modes.bits() & (libc::IXON | libc::IXOFF),
         libc::IXON | libc::IXOFF
     );
-    assert_eq!(t.c_ospeed, 9600);
+    assert_eq!(t.output_speed(), 9600);
 }
 
 /// Linux's pty driver forces CS8 and clears PARENB on every TCSETS: settings it drops are
@@ -113,8 +126,8 @@ fn custom_baud_rates_are_set_exactly() {
     for baud in [1_234_567u32, 31_250, 74_880] {
         let (_tx, rx) = split(&format!("pty:?baud={baud}")).unwrap();
         let t = termios_of(&device(rx.as_ref()));
-        assert_eq!(t.c_ospeed, baud);
-        assert_eq!(t.c_ispeed, baud);
+        assert_eq!(t.output_speed(), baud);
+        assert_eq!(t.input_speed(), baud);
     }
 }
 
@@ -124,9 +137,9 @@ fn mark_and_space_parity_are_set_or_refused_clearly() {
         match split(&format!("pty:?parity={parity}")) {
             Ok((_tx, rx)) => {
                 let t = termios_of(&device(rx.as_ref()));
-                assert_ne!(t.c_cflag & libc::CMSPAR, 0, "{parity}");
-                assert_ne!(t.c_cflag & libc::PARENB, 0, "{parity}");
-                assert_eq!(t.c_cflag & libc::PARODD != 0, odd, "{parity}");
+                assert_ne!(t.control_modes.bits() & libc::CMSPAR, 0, "{parity}");
+                assert_ne!(t.control_modes.bits() & libc::PARENB, 0, "{parity}");
+                assert_eq!(t.control_modes.bits() & libc::PARODD != 0, odd, "{parity}");
             }
             Err(e) => {
                 let text = e.to_string();
@@ -147,39 +160,21 @@ struct PlugPair {
 }
 
 fn plug_pair() -> PlugPair {
-    // SAFETY: plain libc calls on a descriptor we own.
-    let master = unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(fd >= 0);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        OwnedFd::from_raw_fd(fd)
-    };
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: the buffer is large enough and NUL-terminated by ptsname_r.
-    let rc = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
-    assert_eq!(rc, 0);
-    // SAFETY: ptsname_r wrote a C string.
-    let path = unsafe { CStr::from_ptr(name.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let (master, path) = new_pty();
     let master = std::sync::Arc::new(master);
     let echo = std::sync::Arc::clone(&master);
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         loop {
-            // SAFETY: valid descriptor and buffer.
-            let n = unsafe { libc::read(echo.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
+            let Ok(n) = rustix::io::read(&*echo, &mut buf) else {
                 // EIO until the first open of the slave, and after the last close.
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
-            }
+            };
             if n == 0 {
                 return;
             }
-            // SAFETY: valid descriptor and buffer.
-            unsafe { libc::write(echo.as_raw_fd(), buf.as_ptr().cast(), n as usize) };
+            let _ = rustix::io::write(&*echo, &buf[..n]);
         }
     });
     PlugPair {
@@ -244,24 +239,7 @@ fn hardware_only_features_fail_clearly_on_a_pty() {
 #[test]
 fn a_pty_closed_under_a_serial_link_is_an_error_not_a_hang() {
     // A pair with no echo thread: the test holds the only master descriptor.
-    // SAFETY: plain libc calls on descriptors we own.
-    let master = unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(fd >= 0);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        OwnedFd::from_raw_fd(fd)
-    };
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: the buffer is large enough.
-    assert_eq!(
-        unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) },
-        0
-    );
-    // SAFETY: ptsname_r wrote a C string.
-    let path = unsafe { CStr::from_ptr(name.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let (master, path) = new_pty();
     let (_tx, mut rx) = split(&format!("serial:{path}")).unwrap();
     rx.set_timeout(Some(Duration::from_secs(5))).unwrap();
     drop(master);

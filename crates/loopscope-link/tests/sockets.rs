@@ -10,8 +10,7 @@ use loopscope_link::open;
 use loopscope_link::transport::datagram::{HEADER, parse_header};
 
 fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// One TCP connection echoed by a plain std server; returns the client address it saw.

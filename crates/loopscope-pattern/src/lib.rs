@@ -13,11 +13,16 @@
 //! - [`g821`]: errored / severely errored / unavailable seconds; [`confidence`]: the Poisson
 //!   upper bound on a measured BER.
 
+#![forbid(unsafe_code)]
+
 pub mod checker;
 pub mod confidence;
+pub mod framing;
 pub mod g821;
+pub mod g826;
 pub mod generator;
 pub mod inject;
+pub mod loopcode;
 pub mod spec;
 
 pub use checker::{CheckCounters, Checker, CheckerConfig, Expect};

@@ -2,7 +2,60 @@
 //! crate can say `#![forbid(unsafe_code)]`. Each module wraps one kernel interface and offers a
 //! safe API; each `unsafe` block carries a SAFETY comment.
 //!
-//! Prefer rustix or nix where they already offer the call safely; what is here is what they do
-//! not cover (or cover in a way the callers cannot use).
+//! Where rustix or nix offer a call safely it is used (poll, recv, read, write, splice, pipes,
+//! termios, interface names); what is here in `unsafe` is what they do not cover: serial-port
+//! ioctls, AF_PACKET addresses and BPF filters, ICMP6_FILTER, and the read-only file map.
+//!
+//! # Waiting: the EINTR rule and the timeout meaning
+//!
+//! [`wait_readable`] is the one wait of the workspace. A wait never retries after a signal: it
+//! returns [`Readiness::Interrupted`] (or an `Interrupted` error from the calls that return
+//! bytes) so the caller can check its stop flag. A timeout is [`Readiness::TimedOut`] (or a
+//! `TimedOut` error), never a message to parse. Calls that have already moved data retry EINTR
+//! themselves. The details are on the functions.
+//!
+//! # Modules
+//!
+//! The modules are private; what callers use is re-exported here:
+//!
+//! - waiting and descriptor I/O: [`wait_readable`], [`recv_timeout`], [`read_timeout`],
+//!   [`write_all`], [`SocketTimeout`];
+//! - netlink: [`RouteSocket`] (interfaces, addresses, routes) and [`SockDiag`] (listening
+//!   sockets), one netlink-packet-* version line;
+//! - `/proc/net/{tcp,tcp6,udp,udp6}`: [`parse_proc_net`], [`ProcNetTable`];
+//! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
+//! - zero-copy echo: [`SplicePipe`];
+//! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
+//! - [`set_icmpv6_filter`]; read-only file maps: [`MappedFile`].
 
-pub mod icmp6;
+mod fdio;
+mod mmap;
+mod netlink;
+mod packet;
+mod procfs;
+mod sockopt;
+mod splice;
+mod tty;
+
+pub use fdio::{
+    COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
+    timed_out, wait_readable, wait_writable, write_all,
+};
+pub use mmap::MappedFile;
+pub use netlink::{
+    DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
+    RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,
+};
+pub use packet::{
+    BpfInstruction, FrameSender, PacketInfo, PacketSocket, interface_index, interface_name,
+};
+pub use procfs::{
+    ProcNetParse, ProcNetSocket, ProcNetTable, ProcNetTableText, TCP_CLOSE, TCP_LISTEN,
+    parse_proc_net,
+};
+pub use sockopt::set_icmpv6_filter;
+pub use splice::SplicePipe;
+pub use tty::{
+    LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,
+    tty_fd, tty_into_fd,
+};

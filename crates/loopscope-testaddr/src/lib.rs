@@ -57,6 +57,8 @@
 //! may claim the same address (its port-0 sockets still get other ports, but fixed ports could
 //! meet).
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;

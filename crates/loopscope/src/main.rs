@@ -1,6 +1,8 @@
 //! The `loopscope` binary: argument parsing and wiring only. Every command's logic lives in a
 //! library crate; `cmd/<command>.rs` turns flags into a library call and a report.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -117,3 +117,106 @@ fn nft_accepts_the_ruleset() {
         );
     }
 }
+
+/// Issue 11 item 9: in a namespace whose veth interface holds 192.0.2.5/24 (TEST-NET-1) with
+/// a gateway at 192.0.2.1, the nftables filter must not drop 192.0.2.0/24 as a bogon source:
+/// that would cut the host off from its own subnet. The prefix is left out and warned about
+/// (and listed in the JSON `conflicts`); `--keep-conflicting` keeps it; the filter still loads.
+#[test]
+fn a_filter_never_drops_the_subnet_this_host_sits_in() {
+    let Some(netns) = support::Netns::create("lsacl", "subnet") else {
+        return;
+    };
+    netns.exec("ip", &["link", "set", "lo", "up"]);
+    // A veth pair inside the namespace: veth0 on TEST-NET-1, its peer on 10.9.0.0/24.
+    netns.exec(
+        "ip",
+        &[
+            "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+        ],
+    );
+    netns.exec("ip", &["addr", "add", "192.0.2.5/24", "dev", "veth0"]);
+    netns.exec("ip", &["addr", "add", "10.9.0.1/24", "dev", "veth1"]);
+    netns.exec("ip", &["link", "set", "veth0", "up"]);
+    netns.exec("ip", &["link", "set", "veth1", "up"]);
+    netns.exec("ip", &["route", "add", "default", "via", "192.0.2.1"]);
+    let binary = assert_cmd::cargo::cargo_bin("loopscope");
+    let run = |args: &[&str]| {
+        let output = netns.command(&binary).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+
+    let output = run(&["--json", "acl", "--format", "nftables"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(!text.contains("192.0.2.0/24"), "{text}");
+    assert!(
+        text.contains("198.51.100.0/24"),
+        "other bogons stay: {text}"
+    );
+    let conflicts = json["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0]["prefix"], "192.0.2.0/24");
+    assert_eq!(conflicts[0]["interface"], "veth0");
+    assert_eq!(conflicts[0]["kept"], false);
+    assert!(
+        ["192.0.2.5", "192.0.2.1"].contains(&conflicts[0]["address"].as_str().unwrap()),
+        "{conflicts:?}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("loopscope: warning: 192.0.2.0/24") && stderr.contains("left out"),
+        "{stderr}"
+    );
+
+    // The human output is the ruleset itself: no warning inside it, and nft accepts it.
+    let output = run(&["acl", "--format", "nftables"]);
+    let rules = String::from_utf8(output.stdout).unwrap();
+    assert!(!rules.contains("warning") && !rules.contains("192.0.2.0/24"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.nft");
+    std::fs::write(&path, &rules).unwrap();
+    netns.exec("nft", &["-f", path.to_str().unwrap()]);
+
+    // Filtering only veth1, whose subnet is not a bogon, keeps TEST-NET-1.
+    let output = run(&["acl", "--format", "iptables", "--interface", "veth1"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("-s 192.0.2.0/24 "));
+    assert!(output.stderr.is_empty());
+
+    let output = run(&[
+        "--json",
+        "acl",
+        "--format",
+        "iptables",
+        "--keep-conflicting",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(json["text"].as_str().unwrap().contains("-s 192.0.2.0/24 "));
+    assert_eq!(json["conflicts"][0]["kept"], true);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("kept"));
+
+    // A router's filter is not this host's: no check.
+    let output = run(&["acl", "--format", "junos"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("192.0.2.0/24;"));
+}
+
+/// Names that would reach the shell script or the nft file as code are refused with exit 2.
+#[test]
+fn injected_names_are_refused() {
+    for args in [
+        vec!["--format", "iptables", "--name", "x; reboot"],
+        vec!["--format", "nftables", "--interface", "eth0\" accept; #"],
+        vec!["--format", "iptables", "--interface=-j ACCEPT"],
+    ] {
+        let output = acl(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("loopscope: error:"), "{stderr}");
+    }
+}

@@ -8,6 +8,12 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 fn doctor(hosts: &str, checks: &[&str]) -> (i32, Vec<Value>) {
+    let (code, records, _) = doctor_with_path(hosts, checks);
+    (code, records)
+}
+
+/// Also gives the path of the hosts file the doctor read (fixes must name it).
+fn doctor_with_path(hosts: &str, checks: &[&str]) -> (i32, Vec<Value>, String) {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(hosts.as_bytes()).expect("write hosts");
     let mut command = Command::cargo_bin("loopscope").expect("binary");
@@ -22,7 +28,8 @@ fn doctor(hosts: &str, checks: &[&str]) -> (i32, Vec<Value>) {
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect();
-    (output.status.code().unwrap_or(-1), records)
+    let path = file.path().display().to_string();
+    (output.status.code().unwrap_or(-1), records, path)
 }
 
 fn check<'a>(records: &'a [Value], name: &str) -> &'a Value {
@@ -39,7 +46,7 @@ fn ipv6_loopback_works() -> bool {
 
 #[test]
 fn hosts_file_without_localhost_fails() {
-    let (code, records) = doctor(
+    let (code, records, path) = doctor_with_path(
         "127.0.0.1 something-else\n",
         &["localhost", "localhost_order"],
     );
@@ -53,7 +60,12 @@ fn hosts_file_without_localhost_fails() {
             .contains("localhost does not resolve"),
         "{localhost}"
     );
-    assert!(localhost["fix"].as_str().unwrap().contains("/etc/hosts"));
+    // The fix writes to the hosts file the doctor read, not /etc/hosts (issue 11 item 8).
+    let fix = localhost["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("127.0.0.1 localhost") && fix.ends_with(&format!(">> {path}")),
+        "{fix}"
+    );
     assert_eq!(check(&records, "localhost_order")["status"], "SKIP");
 }
 
@@ -63,7 +75,7 @@ fn hosts_file_without_ipv6_loopback_warns() {
         eprintln!("skipping: ::1 does not work on this machine, so its absence is no warning");
         return;
     }
-    let (code, records) = doctor("127.0.0.1 localhost\n", &["localhost"]);
+    let (code, records, path) = doctor_with_path("127.0.0.1 localhost\n", &["localhost"]);
     assert_eq!(code, 0, "a warning does not fail the run");
     let localhost = check(&records, "localhost");
     assert_eq!(localhost["status"], "WARN");
@@ -76,7 +88,7 @@ fn hosts_file_without_ipv6_loopback_warns() {
     assert_eq!(localhost["addresses"], serde_json::json!(["127.0.0.1"]));
     assert_eq!(
         localhost["fix"],
-        "echo '::1 localhost ip6-localhost ip6-loopback' >> /etc/hosts"
+        format!("echo '::1 localhost ip6-localhost ip6-loopback' >> {path}")
     );
 }
 
@@ -111,12 +123,12 @@ fn non_loopback_localhost_fails() {
 
 #[test]
 fn ipv6_only_localhost_warns() {
-    let (code, records) = doctor("::1 localhost\n", &["localhost"]);
+    let (code, records, path) = doctor_with_path("::1 localhost\n", &["localhost"]);
     assert_eq!(code, 0);
     assert_eq!(check(&records, "localhost")["status"], "WARN");
     assert_eq!(
         check(&records, "localhost")["fix"],
-        "echo '127.0.0.1 localhost' >> /etc/hosts"
+        format!("echo '127.0.0.1 localhost' >> {path}")
     );
 }
 

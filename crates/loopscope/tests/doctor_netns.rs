@@ -385,25 +385,23 @@ fn route_localnet_is_a_warning_with_the_interface() {
     );
 }
 
-#[test]
-fn node_17_trap_names_the_stranded_port() {
+/// Runs `localhost_order` in a namespace where a server listens on `bind` port 45678 and
+/// localhost resolves to ::1 first; `None` (reason printed) when that cannot be built here.
+fn localhost_order_with_ipv4_server(tag: &str, bind: &str) -> Option<(i32, Vec<Value>)> {
     if !has_ipv6() {
         eprintln!("skipping: this kernel has no IPv6");
-        return;
+        return None;
     }
-    let Some(netns) = Netns::create_for_doctor("node") else {
-        return;
-    };
+    let netns = Netns::create_for_doctor(tag)?;
     netns.lo_up();
-    // A server on 127.0.0.1 only, inside the namespace, while localhost resolves to ::1 first.
     let mut server = Command::new("ip")
         .args(["netns", "exec", &netns.name, "python3", "-c"])
-        .arg("import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',45678))\ns.listen()\nprint('up',flush=True)\ntime.sleep(20)")
+        .arg(format!("import socket,time\ns=socket.socket()\ns.bind(('{bind}',45678))\ns.listen()\nprint('up',flush=True)\ntime.sleep(20)"))
         .stdout(std::process::Stdio::piped())
         .spawn();
     let Ok(ref mut child) = server else {
         eprintln!("skipping: python3 is needed to hold a listener in the namespace");
-        return;
+        return None;
     };
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped stdout");
@@ -412,10 +410,10 @@ fn node_17_trap_names_the_stranded_port() {
         let _ = child.kill();
         let _ = child.wait();
         eprintln!("skipping: python3 could not hold a listener in the namespace");
-        return;
+        return None;
     }
     let (_file, path) = hosts_file(GOOD_HOSTS);
-    let (code, records) = netns.doctor(&[
+    let result = netns.doctor(&[
         "--hosts-file",
         path.to_str().unwrap(),
         "--check",
@@ -423,6 +421,15 @@ fn node_17_trap_names_the_stranded_port() {
     ]);
     let _ = child.kill();
     let _ = child.wait();
+    Some(result)
+}
+
+#[test]
+fn node_17_trap_names_the_stranded_port() {
+    // A server on 127.0.0.1 only, inside the namespace, while localhost resolves to ::1 first.
+    let Some((code, records)) = localhost_order_with_ipv4_server("node", "127.0.0.1") else {
+        return;
+    };
     assert_eq!(code, 0);
     assert_eq!(status(&records, "localhost_order"), "WARN");
     let text = finding(&records, "localhost_order");
@@ -433,6 +440,64 @@ fn node_17_trap_names_the_stranded_port() {
     assert_eq!(
         check(&records, "localhost_order")["ports_other_family_only"][0],
         45678
+    );
+}
+
+#[test]
+fn node_17_trap_says_what_a_wildcard_server_is_bound_to() {
+    // 0.0.0.0 takes IPv4 connections on every address: it is not "only on 127.0.0.1", but
+    // ::1 still misses it (issue 11 item 8).
+    let Some((code, records)) = localhost_order_with_ipv4_server("node0", "0.0.0.0") else {
+        return;
+    };
+    assert_eq!(code, 0);
+    assert_eq!(status(&records, "localhost_order"), "WARN");
+    let text = finding(&records, "localhost_order");
+    assert!(
+        text.contains("45678 (bound to 0.0.0.0)") && text.contains("only IPv4"),
+        "{text}"
+    );
+    assert!(!text.contains("127.0.0.1"), "{text}");
+}
+
+#[test]
+fn localhost_order_says_timed_out_when_packets_are_dropped() {
+    if !has_ipv6() {
+        eprintln!("skipping: this kernel has no IPv6");
+        return;
+    }
+    if !nft_available() {
+        eprintln!("skipping: nft is not installed");
+        return;
+    }
+    let Some(netns) = Netns::create_for_doctor("ordto") else {
+        return;
+    };
+    netns.lo_up();
+    nft_ruleset(&netns, "iif lo meta l4proto tcp drop");
+    let (_file, path) = hosts_file(GOOD_HOSTS);
+    let (code, records) = netns.doctor(&[
+        "--hosts-file",
+        path.to_str().unwrap(),
+        "--check",
+        "localhost_order",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "localhost_order"), "FAIL");
+    let text = finding(&records, "localhost_order");
+    // A dropped SYN is a timeout, not a refusal (issue 11 item 8).
+    assert!(
+        text.contains("time out") && !text.contains("ECONNREFUSED"),
+        "{text}"
+    );
+    // The fix is the rule that drops it.
+    let fix = check(&records, "localhost_order")["fix"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        fix.starts_with("nft delete rule inet lstest input handle "),
+        "{fix}"
     );
 }
 
@@ -521,10 +586,14 @@ fn only_127_0_0_1_local_is_macos_style() {
     assert_eq!(status(&records, "route_local_v4"), "FAIL");
     assert_eq!(status(&records, "alias_127"), "FAIL");
     assert!(finding(&records, "alias_127").contains("macOS-style"));
-    assert_eq!(
-        check(&records, "alias_127")["fix"],
-        "ip route add local 127.0.0.0/8 dev lo table local"
-    );
+    // One repair for all three: adding 127.0.0.1/8 makes the kernel add local 127.0.0.0/8 too,
+    // so an `ip route add` after it would fail with "File exists" (issue 11 item 7; this test
+    // used to expect that route command for alias_127).
+    let repair = "ip addr add 127.0.0.1/8 dev lo";
+    for name in ["lo_ipv4", "route_local_v4", "alias_127"] {
+        assert_eq!(check(&records, name)["fix"], repair, "{name}");
+    }
+    assert_eq!(summary(&records)["fixes"], serde_json::json!([repair]));
 }
 
 #[test]
@@ -554,4 +623,99 @@ fn iptables_rule_dropping_tcp_on_lo_is_named() {
         text.contains("INPUT") && (text.contains("iifname \"lo\"") || text.contains("-i lo")),
         "{text}"
     );
+}
+
+fn tool_available(name: &str) -> bool {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .any(|dir| std::path::Path::new(dir).join(name).exists())
+}
+
+/// `iptables -A INPUT -i lo -p tcp -j REJECT` through one iptables backend: the firewall check
+/// must name the rule and give the command that deletes it, and never send the user hunting
+/// for eBPF programs when a rule explains the failure (issue 11 item 6).
+fn iptables_reject_is_named(program: &str) {
+    if !tool_available(program) {
+        eprintln!("skipping: {program} is not installed");
+        return;
+    }
+    let Some(netns) = Netns::create_for_doctor(&format!("rej{}", program.len())) else {
+        return;
+    };
+    netns.lo_up();
+    let added = netns
+        .command(program)
+        .args(["-A", "INPUT", "-i", "lo", "-p", "tcp", "-j", "REJECT"])
+        .output()
+        .expect("run iptables");
+    if !added.status.success() {
+        eprintln!(
+            "skipping: {program} cannot add a rule here: {}",
+            String::from_utf8_lossy(&added.stderr).trim()
+        );
+        return;
+    }
+    let (_file, path) = hosts_file(GOOD_HOSTS);
+    let (code, records) = netns.doctor(&[
+        "--hosts-file",
+        path.to_str().unwrap(),
+        "--check",
+        "tcp_v4",
+        "--check",
+        "udp_v4",
+        "--check",
+        "firewall",
+        "--check",
+        "localhost_order",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&records, "tcp_v4"), "FAIL");
+    assert_eq!(status(&records, "udp_v4"), "PASS");
+    // The doctor's own probe listeners, refused by the rule, are gone before it counts the
+    // host's servers: they are not "ports that accept only IPv4".
+    assert_eq!(
+        status(&records, "localhost_order"),
+        "PASS",
+        "{}",
+        finding(&records, "localhost_order")
+    );
+    let firewall = check(&records, "firewall");
+    assert_eq!(firewall["status"], "FAIL", "{firewall}");
+    let text = finding(&records, "firewall");
+    assert!(text.contains("TCP on 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("-A INPUT -i lo -p tcp -j REJECT"),
+        "the rule is named as iptables shows it: {text}"
+    );
+    let fix = firewall["fix"].as_str().unwrap_or_default();
+    assert!(
+        !text.contains("eBPF") && !fix.contains("bpftool"),
+        "{firewall}"
+    );
+    // The tcp_v4 check points at the same repair.
+    assert_eq!(check(&records, "tcp_v4")["fix"], firewall["fix"]);
+    // The printed fix deletes exactly that rule: afterwards TCP on lo works again.
+    let deleted = netns
+        .command("sh")
+        .args(["-c", fix])
+        .output()
+        .expect("run the fix");
+    assert!(
+        deleted.status.success(),
+        "{fix}: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let (code, records) = netns.doctor(&["--check", "tcp_v4", "--check", "firewall"]);
+    assert_eq!(status(&records, "firewall"), "PASS");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn iptables_nft_reject_on_lo_is_named() {
+    iptables_reject_is_named("iptables-nft");
+}
+
+#[test]
+fn iptables_legacy_reject_on_lo_is_named() {
+    iptables_reject_is_named("iptables-legacy");
 }

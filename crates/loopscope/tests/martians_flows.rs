@@ -361,3 +361,133 @@ fn udp_collector_flags_martian_flows() {
     assert_eq!(findings[0]["input_interface"], 9);
     assert_eq!(findings[0]["reasons"][0], "class_e_source");
 }
+
+fn run_flows_with(path: &std::path::Path, extra: &[&str]) -> (i32, Vec<Value>) {
+    let output = Command::cargo_bin("loopscope")
+        .unwrap()
+        .args(["--json", "martians"])
+        .args(extra)
+        .arg("--flows")
+        .arg(path)
+        .output()
+        .unwrap();
+    (output.status.code().unwrap(), json_lines(&output.stdout))
+}
+
+/// Issue 12 item 12: `-q` and `--log-burst` act on flow findings as they do on packets.
+#[test]
+fn quiet_and_log_burst_apply_to_flow_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<V5Record> = (1..=6)
+        .map(|k| ([127, 0, 0, k], [10, 0, 0, 2], 1, 2, 1, 60, 1, 2, 17))
+        .collect();
+    let capture = pcap(
+        1,
+        &[(
+            1,
+            0,
+            exporter_frame([10, 9, 9, 9], 2055, &netflow_v5(&records)),
+        )],
+    );
+    let path = dir.path().join("six.pcap");
+    std::fs::write(&path, capture).unwrap();
+
+    let (code, lines) = run_flows_with(&path, &["-q"]);
+    assert_eq!(code, 1);
+    assert!(of_type(&lines, "flow_finding").is_empty(), "{lines:?}");
+    assert_eq!(of_type(&lines, "summary")[0]["martian_flows"], 6);
+
+    let (code, lines) = run_flows_with(&path, &["--log-burst", "2"]);
+    assert_eq!(code, 1);
+    assert_eq!(of_type(&lines, "flow_finding").len(), 2, "{lines:?}");
+    assert_eq!(of_type(&lines, "suppressed")[0]["suppressed_findings"], 4);
+    let summary = of_type(&lines, "summary")[0];
+    assert_eq!(summary["findings_logged"], 2);
+    assert_eq!(summary["findings_suppressed"], 4);
+    assert_eq!(summary["martian_flows"], 6);
+}
+
+/// Issue 12 item 12: counts claimed by an exporter saturate at u64::MAX instead of wrapping.
+#[test]
+fn flow_totals_saturate() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = ipfix(
+        5,
+        &[set(
+            2,
+            &template(400, &[(SRC_V4, 4), (DST_V4, 4), (PACKETS, 8), (OCTETS, 8)]),
+        )],
+    );
+    let mut record = vec![127, 0, 0, 1, 10, 0, 0, 2];
+    record.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+    record.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+    let data = ipfix(5, &[set(400, &[record.clone(), record].concat())]);
+    let capture = pcap(
+        1,
+        &[
+            (1, 0, exporter_frame([10, 9, 9, 9], 4739, &template)),
+            (2, 0, exporter_frame([10, 9, 9, 9], 4739, &data)),
+        ],
+    );
+    let path = dir.path().join("huge.pcap");
+    std::fs::write(&path, capture).unwrap();
+    let (code, lines) = run_flows_with(&path, &[]);
+    assert_eq!(code, 1);
+    let summary = of_type(&lines, "summary")[0];
+    assert_eq!(summary["martian_flows"], 2);
+    assert_eq!(summary["martian_flow_packets"], u64::MAX);
+    assert_eq!(summary["martian_flow_bytes"], u64::MAX);
+}
+
+/// An IPFIX template with `fields` copies of sourceIPv4Address.
+fn wide_template(domain: u32, template_id: u16, fields: usize) -> Vec<u8> {
+    let fields: Vec<(u16, u16)> = vec![(SRC_V4, 4); fields];
+    ipfix(domain, &[set(2, &template(template_id, &fields))])
+}
+
+/// Issue 12 item 4: templates are bounded. One template over the field limit is refused; a
+/// flood of wide templates from many observation domains (chosen by the sender) evicts the
+/// least recently used domains to stay within the field budget, and both are counted. An
+/// evicted domain's data then has no template; the domain sent last keeps its own.
+#[test]
+fn template_state_is_bounded_and_refusals_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut frames = vec![(
+        0,
+        0,
+        exporter_frame([10, 9, 9, 9], 4739, &wide_template(1, 256, 2000)),
+    )];
+    // 400 domains x 1000 fields: 403,200 field units, over the 262,144 budget.
+    for domain in 100..500u32 {
+        frames.push((
+            1,
+            0,
+            exporter_frame([10, 9, 9, 9], 4739, &wide_template(domain, 256, 1000)),
+        ));
+    }
+    // A record for template 256 (1000 source addresses and nothing else) in the first and the
+    // last domain of the flood.
+    let record = [127u8, 0, 0, 1].repeat(1000);
+    for domain in [100u32, 499] {
+        frames.push((
+            2,
+            0,
+            exporter_frame([10, 9, 9, 9], 4739, &ipfix(domain, &[set(256, &record)])),
+        ));
+    }
+    let path = dir.path().join("flood.pcap");
+    std::fs::write(&path, pcap(1, &frames)).unwrap();
+    let (_, lines) = run_flows_with(&path, &["-q"]);
+    let summary = of_type(&lines, "summary")[0];
+    assert_eq!(summary["templates_refused"], 1, "{summary}");
+    assert_eq!(summary["template_field_limit"], 1024);
+    assert_eq!(summary["template_field_budget"], 262_144);
+    // 262,144 / 1,008 = 260 domains fit: 140 are evicted, the oldest first.
+    assert_eq!(summary["template_scopes_evicted"], 140, "{summary}");
+    assert_eq!(summary["templates_evicted"], 140);
+    assert_eq!(
+        summary["records_without_template"], 1,
+        "domain 100 was evicted"
+    );
+    assert_eq!(summary["flow_records"], 1, "domain 499 kept its template");
+}

@@ -7,10 +7,10 @@ use std::time::Duration;
 use loopscope_pattern::{PatternKind, PatternSpec};
 use serde_json::json;
 
-use super::probe::{IcmpFailure, Probe, V4, V6};
+use super::probe::{IcmpFailure, Probe, ProbeError, Snapshot, V4, V6};
 use super::round_trips::{self, RoundTrip};
-use super::{Check, Finding};
-use crate::firewall::{self, Reach};
+use super::{Check, Finding, Remedy, Repair, Stage};
+use crate::firewall::{self, Protocol, Reach};
 use crate::netlink::{RouteKind, TABLE_LOCAL};
 use crate::resolver::{self, Lookup, Source};
 use crate::{environment, proc_net, sysctl};
@@ -180,7 +180,7 @@ fn namespace(_: &mut Probe) -> Finding {
 /// Runs `body` on lo, or says why it cannot.
 fn with_lo(
     probe: &mut Probe,
-    body: impl FnOnce(&super::probe::Snapshot, &crate::netlink::Link) -> Finding,
+    body: impl FnOnce(&Snapshot, &crate::netlink::Interface) -> Finding,
 ) -> Finding {
     match probe.netlink() {
         Err(error) => Finding::skip(format!("cannot ask the kernel over netlink: {error}")),
@@ -191,6 +191,149 @@ fn with_lo(
             ),
             Some(lo) => body(snapshot, lo),
         },
+    }
+}
+
+/// IPv6 needs links of at least 1280 bytes (RFC 8200 section 5); below that Linux takes IPv6
+/// off the interface, ::1 included, and does not put ::1 back when the MTU is raised.
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// The MTU Linux gives lo.
+const LO_DEFAULT_MTU: u32 = 65536;
+
+/// The repairs that give one family's loopback its interface, address and local route back,
+/// in the order they must run; empty when all of that is in place (or netlink cannot tell).
+///
+/// Each repair is one the kernel does not make by itself after the ones before it: bringing lo
+/// up adds 127.0.0.1/8 and ::1 (and their routes); clearing disable_ipv6 on a lo that is up
+/// adds ::1; adding an address adds its local route. So a route repair appears only when its
+/// address is already there, which is the only case where `ip route add` does not fail with
+/// "File exists".
+fn family_repairs(probe: &mut Probe, ipv6: bool) -> Vec<Repair> {
+    if ipv6 && !sysctl::kernel_has_ipv6() {
+        return Vec::new();
+    }
+    let disabled = ipv6 && sysctl::read_int("net.ipv6.conf.lo.disable_ipv6").ok() == Some(1);
+    let Ok(snapshot) = probe.netlink() else {
+        return Vec::new();
+    };
+    let Some(lo) = snapshot.lo() else {
+        return Vec::new();
+    };
+    let name = &lo.name;
+    let mut repairs = Vec::new();
+    if !lo.up {
+        repairs.push(Repair::new(
+            Stage::Interface,
+            format!("ip link set {name} up"),
+        ));
+    }
+    let present = lo_addresses(snapshot, lo.index, ipv6);
+    if ipv6 {
+        let low_mtu = lo.mtu.is_some_and(|mtu| mtu < IPV6_MIN_MTU);
+        if disabled {
+            repairs.push(Repair::new(
+                Stage::Ipv6,
+                format!("sysctl -w net.ipv6.conf.{name}.disable_ipv6=0"),
+            ));
+        }
+        if low_mtu {
+            repairs.push(mtu_repair(name));
+        }
+        let has_address = present.iter().any(|address| address == "::1/128");
+        let kernel_restores = (!lo.up || disabled) && !low_mtu;
+        if !has_address && !kernel_restores {
+            repairs.push(Repair::new(
+                Stage::Address,
+                format!("ip -6 addr add ::1/128 dev {name}"),
+            ));
+        } else if has_address && repairs.is_empty() && !has_local_route(snapshot, V6, 128) {
+            repairs.push(Repair::new(
+                Stage::Route,
+                format!("ip -6 route add local ::1/128 dev {name} table local"),
+            ));
+        }
+        return repairs;
+    }
+    if !lo.up {
+        // Bringing lo up adds 127.0.0.1/8 if it is missing.
+        return repairs;
+    }
+    if present.iter().any(|address| address == "127.0.0.1/8") {
+        if !has_local_route(snapshot, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8) {
+            repairs.push(Repair::new(
+                Stage::Route,
+                format!("ip route add local 127.0.0.0/8 dev {name} table local"),
+            ));
+        }
+    } else {
+        // Also when 127.0.0.1 is there with another prefix (127.0.0.1/32, macOS-style): the
+        // kernel takes 127.0.0.1/8 beside it, and the /8 brings the local route for all of
+        // 127.0.0.0/8. Deleting the odd one first would be tidier, but it is not needed.
+        repairs.push(Repair::new(
+            Stage::Address,
+            format!("ip addr add 127.0.0.1/8 dev {name}"),
+        ));
+    }
+    repairs
+}
+
+fn mtu_repair(name: &str) -> Repair {
+    Repair::new(
+        Stage::Mtu,
+        format!("ip link set {name} mtu {LO_DEFAULT_MTU}"),
+    )
+}
+
+fn has_local_route(snapshot: &Snapshot, destination: IpAddr, prefix_len: u8) -> bool {
+    snapshot.routes.iter().any(|route| {
+        route.table == TABLE_LOCAL
+            && route.kind == RouteKind::Local
+            && route.destination == Some(destination)
+            && route.prefix_len == prefix_len
+    })
+}
+
+/// The firewall rules that can have dropped a probe of `protocol` over one family: every plain
+/// rule that matches it, or, when there is none, the narrower ones (ports, state) that might.
+fn culprits(
+    rules: &[firewall::BlockingRule],
+    ipv6: bool,
+    protocol: Protocol,
+) -> Vec<&firewall::BlockingRule> {
+    let matching: Vec<&firewall::BlockingRule> = rules
+        .iter()
+        .filter(|rule| rule.can_block(ipv6, protocol))
+        .collect();
+    let plain: Vec<&firewall::BlockingRule> = matching
+        .iter()
+        .copied()
+        .filter(|rule| !rule.narrowed)
+        .collect();
+    if plain.is_empty() { matching } else { plain }
+}
+
+fn rule_repairs(rules: &[&firewall::BlockingRule]) -> Vec<Repair> {
+    rules
+        .iter()
+        .filter_map(|rule| rule.fix.clone())
+        .map(|command| Repair::new(Stage::Firewall, command))
+        .collect()
+}
+
+/// What mends a probe of `protocol` to 127.0.0.1 or ::1 that failed: the interface, address
+/// or route when one is missing, else the rules that drop it, else a pointer to the firewall
+/// check (which says that no rule explains it).
+fn cause_remedy(probe: &mut Probe, ipv6: bool, protocol: Protocol) -> Remedy {
+    let repairs = family_repairs(probe, ipv6);
+    if !repairs.is_empty() {
+        return Remedy::Run(repairs);
+    }
+    let rules = culprits(&probe.rulesets().blocking, ipv6, protocol);
+    if rules.is_empty() {
+        FIREWALL_HINT.into()
+    } else {
+        Remedy::Run(rule_repairs(&rules))
     }
 }
 
@@ -217,14 +360,14 @@ fn lo_up(probe: &mut Probe) -> Finding {
         } else {
             Finding::fail(
                 format!("{} is DOWN: nothing reaches 127.0.0.1 or ::1 (new namespaces and containers start this way)", lo.name),
-                format!("ip link set {} up", lo.name),
+                Repair::new(Stage::Interface, format!("ip link set {} up", lo.name)),
             )
         }
         .with("up", lo.up)
     })
 }
 
-fn lo_addresses(snapshot: &super::probe::Snapshot, index: u32, v6: bool) -> Vec<String> {
+fn lo_addresses(snapshot: &Snapshot, index: u32, v6: bool) -> Vec<String> {
     snapshot
         .addresses
         .iter()
@@ -234,6 +377,7 @@ fn lo_addresses(snapshot: &super::probe::Snapshot, index: u32, v6: bool) -> Vec<
 }
 
 fn lo_ipv4(probe: &mut Probe) -> Finding {
+    let repairs = family_repairs(probe, false);
     with_lo(probe, |snapshot, lo| {
         let present = lo_addresses(snapshot, lo.index, false);
         if present.iter().any(|address| address == "127.0.0.1/8") {
@@ -244,7 +388,7 @@ fn lo_ipv4(probe: &mut Probe) -> Finding {
                     "no IPv4 address on {}: it is down (bringing it up adds 127.0.0.1/8)",
                     lo.name
                 ),
-                format!("ip link set {} up", lo.name),
+                repairs,
             )
         } else if let Some(other) = present
             .iter()
@@ -255,10 +399,7 @@ fn lo_ipv4(probe: &mut Probe) -> Finding {
                     "{} carries {other}, not 127.0.0.1/8: the rest of 127/8 may not be local",
                     lo.name
                 ),
-                format!(
-                    "ip addr del {other} dev {} && ip addr add 127.0.0.1/8 dev {}",
-                    lo.name, lo.name
-                ),
+                repairs,
             )
         } else {
             Finding::fail(
@@ -271,7 +412,7 @@ fn lo_ipv4(probe: &mut Probe) -> Finding {
                         present.join(", ")
                     }
                 ),
-                format!("ip addr add 127.0.0.1/8 dev {}", lo.name),
+                repairs,
             )
         }
         .with("addresses", present)
@@ -283,6 +424,7 @@ fn lo_ipv6(probe: &mut Probe) -> Finding {
         return Finding::skip(NO_IPV6);
     }
     let disabled = sysctl::read_int("net.ipv6.conf.lo.disable_ipv6").ok() == Some(1);
+    let repairs = family_repairs(probe, true);
     with_lo(probe, |snapshot, lo| {
         let present = lo_addresses(snapshot, lo.index, true);
         if present.iter().any(|address| address == "::1/128") {
@@ -293,7 +435,15 @@ fn lo_ipv6(probe: &mut Probe) -> Finding {
                     "::1 is not on {}: IPv6 is disabled on it (net.ipv6.conf.{}.disable_ipv6=1)",
                     lo.name, lo.name
                 ),
-                format!("sysctl -w net.ipv6.conf.{}.disable_ipv6=0", lo.name),
+                repairs,
+            )
+        } else if let Some(mtu) = lo.mtu.filter(|mtu| *mtu < IPV6_MIN_MTU) {
+            Finding::fail(
+                format!(
+                    "::1 is not on {}: its MTU {mtu} is below IPv6's minimum of {IPV6_MIN_MTU}, so the kernel took IPv6 off it",
+                    lo.name
+                ),
+                repairs,
             )
         } else if !lo.up && present.is_empty() {
             Finding::fail(
@@ -301,7 +451,7 @@ fn lo_ipv6(probe: &mut Probe) -> Finding {
                     "no ::1 on {}: it is down (bringing it up adds ::1/128)",
                     lo.name
                 ),
-                format!("ip link set {} up", lo.name),
+                repairs,
             )
         } else {
             Finding::fail(
@@ -314,7 +464,7 @@ fn lo_ipv6(probe: &mut Probe) -> Finding {
                         present.join(", ")
                     }
                 ),
-                format!("ip -6 addr add ::1/128 dev {}", lo.name),
+                repairs,
             )
         }
         .with("addresses", present)
@@ -324,14 +474,14 @@ fn lo_ipv6(probe: &mut Probe) -> Finding {
 fn lo_mtu(probe: &mut Probe) -> Finding {
     with_lo(probe, |_, lo| match lo.mtu {
         None => Finding::skip("the kernel did not report lo's MTU"),
-        Some(mtu) if mtu < 1280 => Finding::warn(
-            format!("MTU {mtu} is below IPv6's minimum of 1280: ::1 cannot work"),
-            format!("ip link set {} mtu 65536", lo.name),
+        Some(mtu) if mtu < IPV6_MIN_MTU => Finding::warn(
+            format!("MTU {mtu} is below IPv6's minimum of {IPV6_MIN_MTU}: ::1 cannot work"),
+            mtu_repair(&lo.name),
         )
         .with("mtu", mtu),
         Some(mtu) => Finding::pass(format!(
             "MTU {mtu}{}",
-            if mtu == 65536 {
+            if mtu == LO_DEFAULT_MTU {
                 " (the kernel default)"
             } else {
                 ""
@@ -343,30 +493,21 @@ fn lo_mtu(probe: &mut Probe) -> Finding {
 
 fn local_route(probe: &mut Probe, destination: IpAddr, prefix_len: u8) -> Finding {
     let text = format!("{destination}/{prefix_len}");
+    let repairs = family_repairs(probe, destination.is_ipv6());
     with_lo(probe, |snapshot, lo| {
-        let found = snapshot.routes.iter().any(|route| {
-            route.table == TABLE_LOCAL
-                && route.kind == RouteKind::Local
-                && route.destination == Some(destination)
-                && route.prefix_len == prefix_len
-        });
-        if found {
+        if has_local_route(snapshot, destination, prefix_len) {
             Finding::pass(format!("local {text} dev {} in table local", lo.name))
         } else if !lo.up {
             Finding::fail(
                 format!("no local route for {text}: {} is down", lo.name),
-                format!("ip link set {} up", lo.name),
+                repairs,
             )
         } else {
             Finding::fail(
                 format!(
                     "no local route for {text} in table local: the kernel will not deliver it to this host"
                 ),
-                format!(
-                    "ip {}route add local {text} dev {} table local",
-                    if destination.is_ipv6() { "-6 " } else { "" },
-                    lo.name
-                ),
+                repairs,
             )
         }
     })
@@ -400,16 +541,21 @@ fn route_localnet(_: &mut Probe) -> Finding {
         Finding::pass("route_localnet=0 everywhere: 127/8 packets from other interfaces are dropped as martians")
             .with("route_localnet_on", Vec::<String>::new())
     } else {
-        let fixes: Vec<String> = enabled
+        let fixes: Vec<Repair> = enabled
             .iter()
-            .map(|name| format!("sysctl -w net.ipv4.conf.{name}.route_localnet=0"))
+            .map(|name| {
+                Repair::new(
+                    Stage::Sysctl,
+                    format!("sysctl -w net.ipv4.conf.{name}.route_localnet=0"),
+                )
+            })
             .collect();
         Finding::warn(
             format!(
                 "route_localnet=1 on {}: packets to 127/8 arriving from other interfaces are routed, exposing loopback-only services (CVE-2020-8558)",
                 enabled.join(", ")
             ),
-            fixes.join(" && "),
+            fixes,
         )
         .with("route_localnet_on", enabled)
     }
@@ -449,7 +595,7 @@ fn disable_ipv6(_: &mut Probe) -> Finding {
         )),
         Ok(1) => Finding::fail(
             "disable_ipv6=1 on lo: ::1 is gone, and so is every IPv6 loopback service",
-            "sysctl -w net.ipv6.conf.lo.disable_ipv6=0",
+            Repair::new(Stage::Ipv6, "sysctl -w net.ipv6.conf.lo.disable_ipv6=0"),
         )
         .with("disable_ipv6_lo", 1),
         Ok(value) => Finding::pass(format!(
@@ -499,7 +645,10 @@ fn ping_group_range(_: &mut Probe) -> Finding {
             format!(
                 "'{text}' excludes this process's groups and raw sockets need CAP_NET_RAW: ICMP echo cannot run"
             ),
-            "sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
+            Repair::new(
+                Stage::Sysctl,
+                "sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
+            ),
         ),
     };
     finding
@@ -512,12 +661,11 @@ fn icmp_check(probe: &mut Probe, target: IpAddr) -> Finding {
     if target.is_ipv6() && !sysctl::kernel_has_ipv6() {
         return Finding::skip(NO_IPV6);
     }
-    let lo_fix = probe.lo_down_fix();
     match probe.icmp(target) {
         Err(IcmpFailure::NoSocket(error)) => Finding::skip(error),
         Err(IcmpFailure::Unreachable(error)) => Finding::fail(
             format!("echo to {target} cannot be sent: {error}"),
-            lo_fix.unwrap_or_else(|| "see the lo_* and route_local_* checks".into()),
+            cause_remedy(probe, target.is_ipv6(), Protocol::Icmp),
         ),
         Ok(outcome) => {
             let kind = outcome.kind.name();
@@ -549,7 +697,7 @@ fn icmp_check(probe: &mut Probe, target: IpAddr) -> Finding {
                         "{}/{} echo replies from {target} through a {kind} socket{why}",
                         outcome.received, outcome.sent
                     ),
-                    lo_fix.unwrap_or_else(|| FIREWALL_HINT.into()),
+                    cause_remedy(probe, target.is_ipv6(), Protocol::Icmp),
                 ))
             }
         }
@@ -568,89 +716,78 @@ fn round(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
-const FIREWALL_HINT: &str = "see the firewall check (`loopscope doctor --check firewall`)";
+const FIREWALL_HINT: &str = "no rule or missing address explains it: see the firewall check (`loopscope doctor --check firewall`)";
 
 fn round_trip_finding(
-    protocol: &str,
+    probe: &mut Probe,
+    protocol: Protocol,
     target: IpAddr,
-    result: Result<RoundTrip, String>,
-    lo_fix: Option<String>,
+    result: Result<RoundTrip, ProbeError>,
 ) -> Finding {
+    let name = if protocol == Protocol::Tcp {
+        "TCP"
+    } else {
+        "UDP"
+    };
     match result {
         Ok(trip) => Finding::pass(format!(
-            "{} bytes echoed over {protocol} on {} in {:.0} µs",
+            "{} bytes echoed over {name} on {} in {:.0} µs",
             trip.bytes,
             target,
             trip.rtt.as_secs_f64() * 1e6
         ))
         .with("rtt_us", round(trip.rtt.as_secs_f64() * 1e6))
         .with("bytes", trip.bytes),
-        Err(error) => {
-            let fix = if let Some(fix) = lo_fix {
-                fix
-            } else if error.contains("assign requested address") {
-                match target {
-                    IpAddr::V4(_) => "ip addr add 127.0.0.1/8 dev lo".to_string(),
-                    IpAddr::V6(_) => "ip -6 addr add ::1/128 dev lo".to_string(),
-                }
-            } else {
-                FIREWALL_HINT.to_string()
-            };
-            Finding::fail(
-                format!("{protocol} round trip on {target} failed: {error}"),
-                fix,
-            )
-        }
+        Err(error) => Finding::fail(
+            format!("{name} round trip on {target} failed: {error}"),
+            cause_remedy(probe, target.is_ipv6(), protocol),
+        ),
     }
 }
 
 fn tcp_v4(probe: &mut Probe) -> Finding {
-    let lo_fix = probe.lo_down_fix();
     let result = probe.tcp(V4);
-    round_trip_finding("TCP", V4, result, lo_fix)
+    round_trip_finding(probe, Protocol::Tcp, V4, result)
 }
 
 fn tcp_v6(probe: &mut Probe) -> Finding {
     if !sysctl::kernel_has_ipv6() {
         return Finding::skip(NO_IPV6);
     }
-    let lo_fix = probe.lo_down_fix();
     let result = probe.tcp(V6);
-    round_trip_finding("TCP", V6, result, lo_fix)
+    round_trip_finding(probe, Protocol::Tcp, V6, result)
 }
 
 fn udp_v4(probe: &mut Probe) -> Finding {
-    let lo_fix = probe.lo_down_fix();
     let result = probe.udp(V4);
-    round_trip_finding("UDP", V4, result, lo_fix)
+    round_trip_finding(probe, Protocol::Udp, V4, result)
 }
 
 fn udp_v6(probe: &mut Probe) -> Finding {
     if !sysctl::kernel_has_ipv6() {
         return Finding::skip(NO_IPV6);
     }
-    let lo_fix = probe.lo_down_fix();
     let result = probe.udp(V6);
-    round_trip_finding("UDP", V6, result, lo_fix)
+    round_trip_finding(probe, Protocol::Udp, V6, result)
 }
 
 fn alias_127(probe: &mut Probe) -> Finding {
     let (alias, result) = probe.alias();
-    let lo_fix = probe.lo_down_fix();
     match result {
         Ok(_) => Finding::pass(format!(
             "{alias} (a random address in 127.0.0.0/8) answers: the whole /8 is local"
         )),
         Err(why) => {
+            let remedy = cause_remedy(probe, false, Protocol::Tcp);
             if probe.tcp(V4).is_ok() {
                 Finding::fail(
                     format!("{alias} does not answer ({why}) though 127.0.0.1 does: only part of 127.0.0.0/8 is local (macOS-style)"),
-                    "ip route add local 127.0.0.0/8 dev lo table local",
+                    remedy,
                 )
             } else {
                 Finding::fail(
                     format!("{alias} does not answer ({why}), nor does 127.0.0.1"),
-                    lo_fix.unwrap_or_else(|| "see the lo_ipv4 and route_local_v4 checks".into()),
+                    remedy,
                 )
             }
         }
@@ -673,8 +810,32 @@ fn join(addresses: &[IpAddr]) -> String {
         .join(", ")
 }
 
-const HOSTS_FIX: &str =
-    "add `127.0.0.1 localhost` and `::1 localhost ip6-localhost ip6-loopback` to /etc/hosts";
+/// The hosts file named as a shell word, for fixes that write to it.
+fn hosts_path(source: &Source) -> String {
+    shell_words::quote(&source.hosts_file().display().to_string()).into_owned()
+}
+
+/// Appends the loopback entries for `localhost` (one per family this kernel has) to the hosts
+/// file in use.
+fn hosts_repair(source: &Source, ipv4: bool, ipv6: bool) -> Repair {
+    let mut lines = Vec::new();
+    if ipv4 {
+        lines.push("127.0.0.1 localhost");
+    }
+    if ipv6 {
+        lines.push("::1 localhost ip6-localhost ip6-loopback");
+    }
+    let command = if lines.len() == 1 {
+        format!("echo '{}' >> {}", lines[0], hosts_path(source))
+    } else {
+        format!(
+            "printf '{}\\n' >> {}",
+            lines.join("\\n"),
+            hosts_path(source)
+        )
+    };
+    Repair::new(Stage::Resolver, command)
+}
 
 fn localhost(probe: &mut Probe) -> Finding {
     let (source, lookup) = lookup_localhost(probe);
@@ -684,14 +845,14 @@ fn localhost(probe: &mut Probe) -> Finding {
         Lookup::NotFound(why) => {
             return Finding::fail(
                 format!("localhost does not resolve ({from}: {why})"),
-                HOSTS_FIX,
+                hosts_repair(&source, true, sysctl::kernel_has_ipv6()),
             )
             .with("source", from);
         }
         Lookup::TimedOut => {
             return Finding::fail(
                 format!("resolving localhost timed out ({from}): it went to DNS"),
-                HOSTS_FIX,
+                hosts_repair(&source, true, sysctl::kernel_has_ipv6()),
             )
             .with("source", from);
         }
@@ -713,7 +874,10 @@ fn localhost(probe: &mut Probe) -> Finding {
                 "localhost resolves to non-loopback {} ({from}): traffic meant for this host leaves it",
                 join(&foreign)
             ),
-            "remove those entries for localhost from /etc/hosts (or the DNS answering for it)",
+            format!(
+                "remove those entries for localhost from {} (or the DNS answering for it)",
+                source.hosts_file().display()
+            ),
         ));
     }
     let has_v4 = answers.iter().any(IpAddr::is_ipv4);
@@ -724,7 +888,7 @@ fn localhost(probe: &mut Probe) -> Finding {
                 "localhost -> {} only ({from}): ::1 works but is not returned, so IPv6-only servers on ::1 are unreachable by name",
                 join(&answers)
             ),
-            "echo '::1 localhost ip6-localhost ip6-loopback' >> /etc/hosts",
+            hosts_repair(&source, false, true),
         ));
     }
     if !has_v4 {
@@ -733,7 +897,7 @@ fn localhost(probe: &mut Probe) -> Finding {
                 "localhost -> {} only ({from}): IPv4 clients and servers bound to 127.0.0.1 miss it",
                 join(&answers)
             ),
-            "echo '127.0.0.1 localhost' >> /etc/hosts",
+            hosts_repair(&source, true, false),
         ));
     }
     figures(Finding::pass(format!(
@@ -759,18 +923,23 @@ fn localhost_order(probe: &mut Probe) -> Finding {
     if first.is_loopback() {
         let loop_target = if first.is_ipv6() { V6 } else { V4 };
         if let Err(error) = probe.tcp(loop_target) {
-            let fix = probe.lo_down_fix().unwrap_or_else(|| {
-                if first.is_ipv6() {
-                    "fix ::1 (see lo_ipv6), or remove ::1 from localhost in /etc/hosts".into()
-                } else {
-                    "fix 127.0.0.1 (see lo_ipv4)".into()
-                }
-            });
+            // Say what such a client sees: a timeout (dropped packets) is not a refusal.
+            let symptom = if error.timed_out() {
+                format!("hang until they time out connecting to {first}")
+            } else if error.refused() {
+                format!("fail with ECONNREFUSED {first}")
+            } else {
+                format!("cannot connect to {first}")
+            };
+            let remedy = match cause_remedy(probe, first.is_ipv6(), Protocol::Tcp) {
+                Remedy::Run(repairs) => Remedy::Run(repairs),
+                Remedy::Advice(_) => unexplained_first_answer_advice(first, &source).into(),
+            };
             return figures(Finding::fail(
                 format!(
-                    "localhost resolves to {first} first but {family} loopback does not work ({error}): clients that try only the first answer (Node.js 17+) fail with ECONNREFUSED {first}"
+                    "localhost resolves to {first} first but {family} loopback does not work ({error}): clients that try only the first answer (Node.js 17+) {symptom}"
                 ),
-                fix,
+                remedy,
             ));
         }
     }
@@ -782,11 +951,34 @@ fn localhost_order(probe: &mut Probe) -> Finding {
     };
     let stranded: Vec<u16> = other_family.difference(first_family).copied().collect();
     if !stranded.is_empty() {
-        let shown: Vec<String> = stranded.iter().take(6).map(ToString::to_string).collect();
-        let other = if first.is_ipv6() { "127.0.0.1" } else { "::1" };
+        // Name what each port is bound to: 0.0.0.0 is not "only 127.0.0.1", but it is IPv4
+        // only all the same.
+        let shown: Vec<String> = stranded
+            .iter()
+            .take(6)
+            .map(|port| {
+                let bound: Vec<String> = listeners
+                    .bound
+                    .get(port)
+                    .into_iter()
+                    .flatten()
+                    .map(ToString::to_string)
+                    .collect();
+                if bound.is_empty() {
+                    port.to_string()
+                } else {
+                    format!("{port} (bound to {})", bound.join(", "))
+                }
+            })
+            .collect();
+        let (other, other_family_name) = if first.is_ipv6() {
+            ("127.0.0.1", "IPv4")
+        } else {
+            ("::1", "IPv6")
+        };
         return figures(Finding::warn(
             format!(
-                "localhost resolves to {first} first, but port{} {} listen{} only on {other}: clients that try only the first answer (Node.js 17+) get ECONNREFUSED {first}",
+                "localhost resolves to {first} first, but port{} {} accept{} only {other_family_name} connections: clients that try only the first answer (Node.js 17+) get ECONNREFUSED {first}",
                 if stranded.len() == 1 { "" } else { "s" },
                 shown.join(", "),
                 if stranded.len() == 1 { "s" } else { "" },
@@ -800,6 +992,16 @@ fn localhost_order(probe: &mut Probe) -> Finding {
         first_family.len(),
         if first_family.len() == 1 { "" } else { "s" }
     )))
+}
+
+/// When nothing found explains why the first answer for localhost does not work, the way out
+/// that always works is to stop handing it out, in the hosts file actually read.
+fn unexplained_first_answer_advice(first: IpAddr, source: &Source) -> String {
+    let check = if first.is_ipv6() { "tcp_v6" } else { "tcp_v4" };
+    format!(
+        "find what stops TCP on {first} (see {check} and firewall), or take {first} off the localhost line in {}",
+        source.hosts_file().display()
+    )
 }
 
 fn localhost_subdomain(probe: &mut Probe) -> Finding {
@@ -827,40 +1029,38 @@ fn localhost_subdomain(probe: &mut Probe) -> Finding {
 }
 
 fn firewall_rules(probe: &mut Probe) -> Finding {
-    let rulesets = firewall::read_rulesets();
     // Behaviour decides: a rule that matches loopback but breaks nothing we probe is a warning.
-    let mut broken: Vec<&str> = Vec::new();
+    // A probe that failed because lo is down or an address or route is missing is explained
+    // by those checks, and is no evidence against the firewall.
     let v6 = sysctl::kernel_has_ipv6();
-    let lo_healthy = probe
-        .netlink()
-        .ok()
-        .and_then(|snapshot| snapshot.lo().map(|lo| lo.up))
-        .unwrap_or(true);
-    if probe
-        .icmp(V4)
-        .is_ok_and(|outcome| outcome.received < outcome.sent)
-    {
-        broken.push("ICMP to 127.0.0.1");
-    }
-    if v6
-        && probe
-            .icmp(V6)
+    let families: &[bool] = if v6 { &[false, true] } else { &[false] };
+    let mut broken: Vec<(String, bool, Protocol)> = Vec::new();
+    let mut explained_elsewhere = false;
+    for &ipv6 in families {
+        let (target, icmp_name) = if ipv6 { (V6, "ICMPv6") } else { (V4, "ICMP") };
+        let mut failed = Vec::new();
+        if probe
+            .icmp(target)
             .is_ok_and(|outcome| outcome.received < outcome.sent)
-    {
-        broken.push("ICMPv6 to ::1");
+        {
+            failed.push((format!("{icmp_name} to {target}"), ipv6, Protocol::Icmp));
+        }
+        if probe.tcp(target).is_err() {
+            failed.push((format!("TCP on {target}"), ipv6, Protocol::Tcp));
+        }
+        if probe.udp(target).is_err() {
+            failed.push((format!("UDP on {target}"), ipv6, Protocol::Udp));
+        }
+        if failed.is_empty() {
+            continue;
+        }
+        if family_repairs(probe, ipv6).is_empty() {
+            broken.extend(failed);
+        } else {
+            explained_elsewhere = true;
+        }
     }
-    if probe.tcp(V4).is_err() {
-        broken.push("TCP on 127.0.0.1");
-    }
-    if v6 && probe.tcp(V6).is_err() {
-        broken.push("TCP on ::1");
-    }
-    if probe.udp(V4).is_err() {
-        broken.push("UDP on 127.0.0.1");
-    }
-    if v6 && probe.udp(V6).is_err() {
-        broken.push("UDP on ::1");
-    }
+    let rulesets = probe.rulesets().clone();
     let suspects: Vec<&firewall::BlockingRule> = rulesets
         .blocking
         .iter()
@@ -876,6 +1076,7 @@ fn firewall_rules(probe: &mut Probe) -> Finding {
     } else {
         rulesets.read.join(", ")
     };
+    let broken_names: Vec<&str> = broken.iter().map(|(name, _, _)| name.as_str()).collect();
     let figures = |finding: Finding| {
         finding
             .with("rulesets_read", rulesets.read.clone())
@@ -884,10 +1085,10 @@ fn firewall_rules(probe: &mut Probe) -> Finding {
                 "rules",
                 suspects
                     .iter()
-                    .map(|rule| json!({"tool": rule.tool, "rule": rule.text, "loopback_explicit": rule.reach == Reach::Loopback}))
+                    .map(|rule| json!({"tool": rule.tool, "source": rule.source(), "rule": rule.text, "loopback_explicit": rule.reach == Reach::Loopback}))
                     .collect::<Vec<_>>(),
             )
-            .with("broken", broken.clone())
+            .with("broken", broken_names.clone())
     };
     if rulesets.read.is_empty() {
         let tools: Vec<&str> = rulesets
@@ -895,22 +1096,20 @@ fn firewall_rules(probe: &mut Probe) -> Finding {
             .iter()
             .map(|reason| reason.split(':').next().unwrap_or(reason))
             .collect();
-        let why = if rulesets
-            .unreadable
-            .iter()
-            .all(|reason| reason.contains("root") || reason.contains("not permitted"))
-        {
+        // Reading netfilter's rules takes CAP_NET_ADMIN: without root, that is the reason,
+        // whatever words each tool chose to say it in.
+        let why = if !rustix::process::geteuid().is_root() {
             format!("{} need root", tools.join(", "))
         } else {
             rulesets.unreadable.join("; ")
         };
-        return figures(if broken.is_empty() || !lo_healthy {
+        return figures(if broken.is_empty() {
             Finding::skip(format!("no ruleset readable ({why})"))
         } else {
             Finding::warn(
                 format!(
                     "{} failed and no ruleset is readable to say why ({why})",
-                    broken.join(", ")
+                    broken_names.join(", ")
                 ),
                 "run as root, or install nftables to read the rules",
             )
@@ -919,30 +1118,34 @@ fn firewall_rules(probe: &mut Probe) -> Finding {
     let name_rules = |rules: &[&firewall::BlockingRule]| {
         rules
             .iter()
-            .take(3)
-            .map(|rule| format!("[{}] {}", rule.tool, rule.text))
+            .map(|rule| format!("[{}] {}", rule.source(), rule.text))
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let fix_rules = |rules: &[&firewall::BlockingRule]| {
-        rules
-            .iter()
-            .filter_map(|rule| rule.fix.clone())
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" && ")
-    };
-    if !broken.is_empty() && lo_healthy {
-        let culprits = if explicit.is_empty() {
-            &suspects
-        } else {
-            &explicit
-        };
-        return figures(if culprits.is_empty() {
+    if !broken.is_empty() {
+        // Every rule that can have dropped a failed probe, once, in ruleset order.
+        let mut culprits_found: Vec<&firewall::BlockingRule> = Vec::new();
+        for (_, ipv6, protocol) in &broken {
+            for rule in culprits(&rulesets.blocking, *ipv6, *protocol) {
+                if !culprits_found
+                    .iter()
+                    .any(|known| std::ptr::eq(*known, rule))
+                {
+                    culprits_found.push(rule);
+                }
+            }
+        }
+        culprits_found.sort_by_key(|rule| {
+            rulesets
+                .blocking
+                .iter()
+                .position(|known| std::ptr::eq(known, *rule))
+        });
+        return figures(if culprits_found.is_empty() {
             Finding::warn(
                 format!(
                     "{} failed but no drop/reject rule in {read} explains it",
-                    broken.join(", ")
+                    broken_names.join(", ")
                 ),
                 "look for eBPF/cgroup filters or LSM policies (`bpftool cgroup tree`)",
             )
@@ -950,27 +1153,36 @@ fn firewall_rules(probe: &mut Probe) -> Finding {
             Finding::fail(
                 format!(
                     "{} blocked; rule{}: {}",
-                    broken.join(", "),
-                    if culprits.len() == 1 { "" } else { "s" },
-                    name_rules(culprits)
+                    broken_names.join(", "),
+                    if culprits_found.len() == 1 { "" } else { "s" },
+                    name_rules(&culprits_found)
                 ),
-                fix_rules(culprits),
+                rule_repairs(&culprits_found),
             )
         });
     }
     if !explicit.is_empty() {
         return figures(Finding::warn(
             format!(
-                "rule{} matching loopback ({}) but our probes got through: {}",
+                "rule{} matching loopback ({read}) did not stop our probes{}: {}",
                 if explicit.len() == 1 { "" } else { "s" },
-                read,
+                if explained_elsewhere {
+                    " (those that failed have a missing address or route to blame)"
+                } else {
+                    ""
+                },
                 name_rules(&explicit)
             ),
-            fix_rules(&explicit),
+            rule_repairs(&explicit),
         ));
     }
     figures(Finding::pass(format!(
-        "no rule in {read} blocks loopback{}",
+        "no rule in {read} blocks loopback{}{}",
+        if explained_elsewhere {
+            " (the probes that failed have a missing address or route to blame)"
+        } else {
+            ""
+        },
         if suspects.is_empty() {
             String::new()
         } else {
@@ -988,9 +1200,7 @@ fn tcp_loop_broken(probe: &mut Probe) -> Option<Finding> {
     let error = probe.tcp(V4).err()?;
     Some(Finding::fail(
         format!("no TCP loop on 127.0.0.1 to measure through ({error})"),
-        probe
-            .lo_down_fix()
-            .unwrap_or_else(|| "see the tcp_v4 check".into()),
+        cause_remedy(probe, false, Protocol::Tcp),
     ))
 }
 
@@ -1006,9 +1216,7 @@ fn bert(probe: &mut Probe) -> Finding {
                 "BERT through a TCP loop on 127.0.0.1 could not run: {}",
                 super::probe::describe_io(&error)
             ),
-            probe
-                .lo_down_fix()
-                .unwrap_or_else(|| "see the tcp_v4 check".into()),
+            cause_remedy(probe, false, Protocol::Tcp),
         ),
         Ok(run) => {
             let rate = run.throughput_bps;
@@ -1060,9 +1268,7 @@ fn latency(probe: &mut Probe) -> Finding {
                 "TCP ping-pong on 127.0.0.1 failed: {}",
                 super::probe::describe_io(&error)
             ),
-            probe
-                .lo_down_fix()
-                .unwrap_or_else(|| "see the tcp_v4 check".into()),
+            cause_remedy(probe, false, Protocol::Tcp),
         ),
         Ok(summary) => {
             let text = format!(
@@ -1086,5 +1292,30 @@ fn latency(probe: &mut Probe) -> Finding {
                 .with("rtt_p99_us", round(summary.rtt_p99_us))
                 .with("rtt_max_us", round(summary.rtt_max_us))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn hosts_fixes_name_the_hosts_file_in_use() {
+        let given = Source::HostsFile(PathBuf::from("/srv/test hosts"));
+        assert_eq!(
+            hosts_repair(&given, false, true).command,
+            "echo '::1 localhost ip6-localhost ip6-loopback' >> '/srv/test hosts'"
+        );
+        assert_eq!(
+            hosts_repair(&Source::System, true, true).command,
+            "printf '127.0.0.1 localhost\\n::1 localhost ip6-localhost ip6-loopback\\n' >> /etc/hosts"
+        );
+        let advice = unexplained_first_answer_advice(V6, &given);
+        assert!(
+            advice.ends_with("take ::1 off the localhost line in /srv/test hosts"),
+            "{advice}"
+        );
+        assert!(!advice.contains("/etc/hosts"));
     }
 }

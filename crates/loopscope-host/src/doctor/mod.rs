@@ -38,31 +38,114 @@ impl Status {
     }
 }
 
+/// When a repair has to run. Later stages rely on earlier ones: an address needs its interface
+/// up; IPv6 on an interface needs it enabled and an MTU of at least 1280 (RFC 8200 section 5),
+/// so the MTU comes before `::1`; the kernel adds an address's own local route, so a route
+/// repair is only ever needed when the address is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Interface,
+    Ipv6,
+    Mtu,
+    Address,
+    Route,
+    Firewall,
+    Sysctl,
+    Resolver,
+}
+
+/// One shell command that mends what a check found, and the stage it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    pub stage: Stage,
+    pub command: String,
+}
+
+impl Repair {
+    pub fn new(stage: Stage, command: impl Into<String>) -> Self {
+        Repair {
+            stage,
+            command: command.into(),
+        }
+    }
+}
+
+/// What to do about a finding: commands to run, or advice when no command can be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remedy {
+    Run(Vec<Repair>),
+    Advice(String),
+}
+
+impl From<&str> for Remedy {
+    fn from(text: &str) -> Self {
+        Remedy::Advice(text.to_string())
+    }
+}
+
+impl From<String> for Remedy {
+    fn from(text: String) -> Self {
+        Remedy::Advice(text)
+    }
+}
+
+impl From<Vec<Repair>> for Remedy {
+    fn from(repairs: Vec<Repair>) -> Self {
+        Remedy::Run(repairs)
+    }
+}
+
+impl From<Repair> for Remedy {
+    fn from(repair: Repair) -> Self {
+        Remedy::Run(vec![repair])
+    }
+}
+
 /// What a check found: a verdict, one line, a fix, and figures for JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     pub status: Status,
     pub finding: String,
+    /// The fix as one line of text (the commands joined with `&&`, or advice).
     pub fix: Option<String>,
+    /// The commands of the fix, when it is commands.
+    pub repairs: Vec<Repair>,
     pub figures: Map<String, Value>,
 }
 
 impl Finding {
-    fn new(status: Status, finding: impl Into<String>, fix: Option<String>) -> Self {
+    fn new(status: Status, finding: impl Into<String>, remedy: Option<Remedy>) -> Self {
+        let (fix, repairs) = match remedy {
+            None => (None, Vec::new()),
+            Some(Remedy::Advice(text)) => (Some(text), Vec::new()),
+            Some(Remedy::Run(repairs)) if repairs.is_empty() => (None, repairs),
+            Some(Remedy::Run(repairs)) => (
+                Some(
+                    repairs
+                        .iter()
+                        .map(|repair| repair.command.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" && "),
+                ),
+                repairs,
+            ),
+        };
         Finding {
             status,
             finding: finding.into(),
             fix,
+            repairs,
             figures: Map::new(),
         }
     }
     pub fn pass(finding: impl Into<String>) -> Self {
         Self::new(Status::Pass, finding, None)
     }
-    pub fn warn(finding: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn warn(finding: impl Into<String>, fix: impl Into<Remedy>) -> Self {
         Self::new(Status::Warn, finding, Some(fix.into()))
     }
-    pub fn fail(finding: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn fail(finding: impl Into<String>, fix: impl Into<Remedy>) -> Self {
         Self::new(Status::Fail, finding, Some(fix.into()))
     }
     pub fn skip(reason: impl Into<String>) -> Self {
@@ -91,9 +174,75 @@ pub struct CheckResult {
     pub finding: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The fix's commands, one per element, in the order to run them.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "commands")]
+    pub fix_commands: Vec<Repair>,
     pub duration_ms: f64,
     #[serde(flatten)]
     pub figures: Map<String, Value>,
+}
+
+fn commands<S: serde::Serializer>(repairs: &[Repair], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(repairs.iter().map(|repair| repair.command.as_str()))
+}
+
+/// One command of the plan and the checks it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRepair {
+    pub command: String,
+    pub stage: Stage,
+    pub checks: Vec<&'static str>,
+}
+
+/// What to do about every FAIL and WARN: the commands, each once, in the order they must run,
+/// then the advice that is not a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub repairs: Vec<PlannedRepair>,
+    pub advice: Vec<(String, Vec<&'static str>)>,
+}
+
+/// Gathers the fixes of the checks that failed or warned. Checks that fail for the same cause
+/// carry the same repair (a downed lo fails a dozen checks and one command mends them all), so
+/// each command appears once; the sort by stage is stable, so commands of one stage keep the
+/// order the checks gave them.
+pub fn plan(results: &[CheckResult]) -> Plan {
+    let mut plan = Plan::default();
+    for result in results {
+        if !matches!(result.status, Status::Fail | Status::Warn) {
+            continue;
+        }
+        if result.fix_commands.is_empty() {
+            let Some(advice) = &result.fix else {
+                continue;
+            };
+            match plan.advice.iter_mut().find(|(known, _)| known == advice) {
+                Some((_, names)) => names.push(result.name),
+                None => plan.advice.push((advice.clone(), vec![result.name])),
+            }
+            continue;
+        }
+        for repair in &result.fix_commands {
+            match plan
+                .repairs
+                .iter_mut()
+                .find(|planned| planned.command == repair.command)
+            {
+                Some(planned) => {
+                    if !planned.checks.contains(&result.name) {
+                        planned.checks.push(result.name);
+                    }
+                }
+                None => plan.repairs.push(PlannedRepair {
+                    command: repair.command.clone(),
+                    stage: repair.stage,
+                    checks: vec![result.name],
+                }),
+            }
+        }
+    }
+    plan.repairs.sort_by_key(|planned| planned.stage);
+    plan
 }
 
 /// Looks a check up by name.
@@ -128,6 +277,7 @@ pub fn run(
             status: finding.status,
             finding: finding.finding,
             fix: finding.fix,
+            fix_commands: finding.repairs,
             duration_ms: start.elapsed().as_secs_f64() * 1e3,
             figures: finding.figures,
         };
@@ -152,6 +302,65 @@ mod tests {
         let count = names.len();
         names.dedup();
         assert_eq!(names.len(), count, "duplicate check names");
+    }
+
+    fn result(name: &'static str, finding: Finding) -> CheckResult {
+        CheckResult {
+            name,
+            status: finding.status,
+            finding: finding.finding,
+            fix: finding.fix,
+            fix_commands: finding.repairs,
+            duration_ms: 0.0,
+            figures: finding.figures,
+        }
+    }
+
+    #[test]
+    fn the_plan_runs_each_command_once_in_stage_order() {
+        let mtu = Repair::new(Stage::Mtu, "ip link set lo mtu 65536");
+        let address = Repair::new(Stage::Address, "ip -6 addr add ::1/128 dev lo");
+        let rule = Repair::new(Stage::Firewall, "nft delete rule inet t input handle 3");
+        let results = [
+            // Listed before the MTU check, as lo_ipv6 is: the plan still puts the MTU first.
+            result(
+                "lo_ipv6",
+                Finding::fail("no ::1", vec![mtu.clone(), address.clone()]),
+            ),
+            result("lo_mtu", Finding::warn("MTU 1000", mtu.clone())),
+            result(
+                "tcp_v6",
+                Finding::fail("no TCP", vec![mtu.clone(), address]),
+            ),
+            result("firewall", Finding::fail("dropped", rule)),
+            result("bert", Finding::fail("bit errors", "run a memory test")),
+            result("route_localnet", Finding::pass("fine")),
+        ];
+        assert_eq!(
+            results[0].fix.as_deref(),
+            Some("ip link set lo mtu 65536 && ip -6 addr add ::1/128 dev lo")
+        );
+        let plan = plan(&results);
+        let commands: Vec<(&str, Vec<&str>)> = plan
+            .repairs
+            .iter()
+            .map(|planned| (planned.command.as_str(), planned.checks.clone()))
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                (
+                    "ip link set lo mtu 65536",
+                    vec!["lo_ipv6", "lo_mtu", "tcp_v6"]
+                ),
+                ("ip -6 addr add ::1/128 dev lo", vec!["lo_ipv6", "tcp_v6"]),
+                ("nft delete rule inet t input handle 3", vec!["firewall"]),
+            ]
+        );
+        assert_eq!(
+            plan.advice,
+            [("run a memory test".to_string(), vec!["bert"])]
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use loopscope_measure::ping::{self, IcmpPinger, PingConfig, SocketChoice, SocketKind};
 
 use super::round_trips::{self, RoundTrip};
-use crate::netlink::{Address, Link, Route, Rtnetlink};
+use crate::firewall::{self, Rulesets};
+use crate::netlink::{Address, Interface, Route, Rtnetlink};
 use crate::resolver::Source;
 use crate::sysctl;
 
@@ -42,17 +43,17 @@ impl Default for Options {
 /// What netlink said, once.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub links: Vec<Link>,
+    pub interfaces: Vec<Interface>,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
 }
 
 impl Snapshot {
-    pub fn lo(&self) -> Option<&Link> {
-        self.links
+    pub fn lo(&self) -> Option<&Interface> {
+        self.interfaces
             .iter()
             .find(|link| link.name == "lo")
-            .or_else(|| self.links.iter().find(|link| link.loopback))
+            .or_else(|| self.interfaces.iter().find(|link| link.loopback))
     }
 }
 
@@ -75,14 +76,61 @@ pub enum IcmpFailure {
     Unreachable(String),
 }
 
+/// Why a TCP or UDP round trip failed: the error's kind and number, for the checks to match
+/// on, and its text for the finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeError {
+    pub kind: std::io::ErrorKind,
+    /// The errno, when the kernel gave one.
+    pub errno: Option<i32>,
+    text: String,
+}
+
+impl ProbeError {
+    pub fn from_io(error: &std::io::Error) -> Self {
+        ProbeError {
+            kind: error.kind(),
+            errno: error.raw_os_error(),
+            text: describe_io(error),
+        }
+    }
+
+    /// No answer came in time (dropped packets), as opposed to an answer that said no.
+    pub fn timed_out(&self) -> bool {
+        matches!(
+            self.kind,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        )
+    }
+
+    pub fn refused(&self) -> bool {
+        self.kind == std::io::ErrorKind::ConnectionRefused
+    }
+
+    fn crashed() -> Self {
+        ProbeError {
+            kind: std::io::ErrorKind::Other,
+            errno: None,
+            text: "the measurement thread crashed".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.text)
+    }
+}
+
 /// The shared, lazily measured facts.
 pub struct Probe {
     pub options: Options,
     netlink: Option<Result<Snapshot, String>>,
+    rulesets: Option<Rulesets>,
     icmp: [Option<Result<IcmpOutcome, IcmpFailure>>; 2],
-    tcp: [Option<Result<RoundTrip, String>>; 2],
-    udp: [Option<Result<RoundTrip, String>>; 2],
-    alias: Option<(Ipv4Addr, Result<RoundTrip, String>)>,
+    tcp: [Option<Result<RoundTrip, ProbeError>>; 2],
+    udp: [Option<Result<RoundTrip, ProbeError>>; 2],
+    alias: Option<(Ipv4Addr, Result<RoundTrip, ProbeError>)>,
     loops_measured: bool,
 }
 
@@ -99,6 +147,7 @@ impl Probe {
         Probe {
             options,
             netlink: None,
+            rulesets: None,
             icmp: [None, None],
             tcp: [None, None],
             udp: [None, None],
@@ -119,7 +168,7 @@ impl Probe {
         let snapshot = self.netlink.get_or_insert_with(|| {
             let mut netlink = Rtnetlink::open().map_err(|error| error.to_string())?;
             Ok(Snapshot {
-                links: netlink.links().map_err(|error| error.to_string())?,
+                interfaces: netlink.interfaces().map_err(|error| error.to_string())?,
                 addresses: netlink.addresses().map_err(|error| error.to_string())?,
                 routes: netlink.routes().map_err(|error| error.to_string())?,
             })
@@ -127,11 +176,9 @@ impl Probe {
         snapshot.as_ref().map_err(Clone::clone)
     }
 
-    /// `Some("ip link set lo up")` when lo is down: the first thing to fix whatever failed.
-    pub fn lo_down_fix(&mut self) -> Option<String> {
-        let snapshot = self.netlink().ok()?;
-        let lo = snapshot.lo()?;
-        (!lo.up).then(|| format!("ip link set {} up", lo.name))
+    /// The nftables and iptables rules that drop or reject, read once.
+    pub fn rulesets(&mut self) -> &Rulesets {
+        self.rulesets.get_or_insert_with(firewall::read_rulesets)
     }
 
     /// Echo to 127.0.0.1 or ::1: three requests 10 ms apart.
@@ -143,7 +190,7 @@ impl Probe {
             .clone()
     }
 
-    pub fn tcp(&mut self, target: IpAddr) -> Result<RoundTrip, String> {
+    pub fn tcp(&mut self, target: IpAddr) -> Result<RoundTrip, ProbeError> {
         self.measure_loops();
         let timeout = self.options.timeout;
         self.tcp[slot(target)]
@@ -151,7 +198,7 @@ impl Probe {
             .clone()
     }
 
-    pub fn udp(&mut self, target: IpAddr) -> Result<RoundTrip, String> {
+    pub fn udp(&mut self, target: IpAddr) -> Result<RoundTrip, ProbeError> {
         self.measure_loops();
         let timeout = self.options.timeout;
         self.udp[slot(target)]
@@ -160,7 +207,7 @@ impl Probe {
     }
 
     /// A random address in 127.0.0.0/8 (outside 127.0.0.0/16) and whether TCP works on it.
-    pub fn alias(&mut self) -> (Ipv4Addr, Result<RoundTrip, String>) {
+    pub fn alias(&mut self) -> (Ipv4Addr, Result<RoundTrip, ProbeError>) {
         self.measure_loops();
         let timeout = self.options.timeout;
         self.alias
@@ -186,7 +233,7 @@ impl Probe {
             &[V4]
         };
         let alias = random_alias();
-        let crashed = || "the measurement thread crashed".to_string();
+        let crashed = ProbeError::crashed;
         std::thread::scope(|scope| {
             let icmp: Vec<_> = families
                 .iter()
@@ -207,7 +254,7 @@ impl Probe {
                 let index = slot(target);
                 self.icmp[index] = Some(
                     icmp.join()
-                        .unwrap_or_else(|_| Err(IcmpFailure::NoSocket(crashed()))),
+                        .unwrap_or_else(|_| Err(IcmpFailure::NoSocket(crashed().to_string()))),
                 );
                 self.tcp[index] = Some(tcp.join().unwrap_or_else(|_| Err(crashed())));
                 self.udp[index] = Some(udp.join().unwrap_or_else(|_| Err(crashed())));
@@ -271,12 +318,12 @@ fn measure_icmp(
     })
 }
 
-fn measure_tcp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, String> {
-    round_trips::tcp_round_trip(target, timeout).map_err(|error| describe_io(&error))
+fn measure_tcp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, ProbeError> {
+    round_trips::tcp_round_trip(target, timeout).map_err(|error| ProbeError::from_io(&error))
 }
 
-fn measure_udp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, String> {
-    round_trips::udp_round_trip(target, timeout).map_err(|error| describe_io(&error))
+fn measure_udp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, ProbeError> {
+    round_trips::udp_round_trip(target, timeout).map_err(|error| ProbeError::from_io(&error))
 }
 
 /// `connection timed out` reads better than the raw `os error 110` text in a finding.

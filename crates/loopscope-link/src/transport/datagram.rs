@@ -12,7 +12,7 @@
 //! report the overrun as line loss.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use loopscope_wire::datagram::{Datagram, DatagramRepr};
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{LinkReceiver, LinkSender};
-use crate::transport::sockio;
+use loopscope_sys::{COARSE_TIMEOUT, SocketTimeout, recv_timeout, timed_out};
 
 pub use loopscope_wire::datagram::{HEADER_LEN as HEADER, MAGIC};
 /// Payload per datagram by default: 1412-byte UDP payloads fit a 1500-byte MTU over IPv4 and IPv6.
@@ -78,7 +78,7 @@ pub fn parse_header(datagram: &[u8]) -> Option<u64> {
 }
 
 /// A connected datagram socket shared by both halves.
-pub trait DatagramSocket: AsRawFd + Send + Sync + 'static {
+pub trait DatagramSocket: AsFd + Send + Sync + 'static {
     fn send_datagram(&self, data: &[u8]) -> io::Result<usize>;
 }
 
@@ -125,7 +125,7 @@ pub fn halves<S: DatagramSocket>(
         DatagramReceiver {
             socket,
             window,
-            timeout: sockio::SocketTimeout::default(),
+            timeout: SocketTimeout::default(),
             buffer: vec![0u8; 65_536],
             pending: 0..0,
             counters: DatagramCounters::default(),
@@ -232,7 +232,7 @@ pub struct DatagramCounters {
 pub struct DatagramReceiver<S: DatagramSocket> {
     socket: Arc<S>,
     window: Arc<Window>,
-    timeout: sockio::SocketTimeout,
+    timeout: SocketTimeout,
     buffer: Vec<u8>,
     pending: std::ops::Range<usize>,
     counters: DatagramCounters,
@@ -242,10 +242,6 @@ pub struct DatagramReceiver<S: DatagramSocket> {
 }
 
 impl<S: DatagramSocket> DatagramReceiver<S> {
-    fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-
     fn seen_bit(&mut self, seq: u64) -> (usize, u64) {
         let slot = seq % HISTORY;
         ((slot / 64) as usize, 1u64 << (slot % 64))
@@ -309,15 +305,15 @@ impl<S: DatagramSocket> LinkReceiver for DatagramReceiver<S> {
         }
         let deadline = self.timeout.get().map(|t| Instant::now() + t);
         while self.pending.is_empty() {
-            let fd = self.fd();
+            let fd = self.socket.as_fd();
             let n = match (self.timeout.get(), deadline) {
                 // Short timeouts: precisely what is left of this call's time.
-                (Some(t), Some(deadline)) if t < sockio::COARSE_TIMEOUT => {
+                (Some(t), Some(deadline)) if t < COARSE_TIMEOUT => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
+                        return Err(timed_out());
                     }
-                    sockio::recv_timeout(fd, &mut self.buffer, Some(left))?
+                    recv_timeout(fd, &mut self.buffer, Some(left))?
                 }
                 // Long ones: the socket's own timeout (may overshoot by foreign datagrams).
                 _ => self.timeout.recv(fd, &mut self.buffer)?,

@@ -4,8 +4,8 @@
 //! The command line is split like a shell would (shell-words) but run directly, without a
 //! shell, so a missing program is reported as such instead of as a shell's exit status 127.
 
+use loopscope_sys::{Readiness, wait_readable};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,10 +107,12 @@ struct ExecReceiver {
 
 impl LinkReceiver for ExecReceiver {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(timeout) = self.timeout
-            && !wait_readable(self.stdout.as_raw_fd(), timeout)?
-        {
-            return Err(io::ErrorKind::TimedOut.into());
+        if let Some(timeout) = self.timeout {
+            match wait_readable(&self.stdout, Some(timeout))? {
+                Readiness::Ready => {}
+                Readiness::TimedOut => return Err(loopscope_sys::timed_out()),
+                Readiness::Interrupted => return Err(io::ErrorKind::Interrupted.into()),
+            }
         }
         self.stdout.read(buf)
     }
@@ -129,27 +131,6 @@ impl LinkReceiver for ExecReceiver {
             map.insert("exit_status".into(), status.to_string().into());
         }
         map
-    }
-}
-
-/// Waits until `fd` is readable (or at end of file) for at most `timeout`.
-pub(crate) fn wait_readable(fd: i32, timeout: Duration) -> io::Result<bool> {
-    let mut poll_fd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
-    loop {
-        // SAFETY: one valid pollfd that lives across the call.
-        let ready = unsafe { libc::poll(&mut poll_fd, 1, millis) };
-        if ready >= 0 {
-            return Ok(ready > 0);
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
     }
 }
 

@@ -429,18 +429,10 @@ fn realtime_to_monotonic(kernel_realtime: u64, monotonic_now: u64) -> Option<u64
 /// Waits until `socket` is readable or `timeout` passes; `Ok(false)` on timeout or when a
 /// signal interrupted the wait (the caller looks at its stop flag and waits again).
 fn wait_readable(socket: &Socket, timeout: Duration) -> io::Result<bool> {
-    use rustix::event::{PollFd, PollFlags, poll};
-    let mut fds = [PollFd::new(socket, PollFlags::IN)];
-    let limit = rustix::time::Timespec {
-        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    match poll(&mut fds, Some(&limit)) {
-        Ok(0) => Ok(false),
-        Ok(_) => Ok(true),
-        Err(rustix::io::Errno::INTR) => Ok(false),
-        Err(error) => Err(error.into()),
-    }
+    Ok(matches!(
+        loopscope_sys::wait_readable(socket, Some(timeout))?,
+        loopscope_sys::Readiness::Ready
+    ))
 }
 
 fn is_icmp_error(code: i32) -> bool {
@@ -480,7 +472,7 @@ fn open_kind(target: IpAddr, kind: SocketKind) -> Result<(Socket, SocketKind), O
     if kind == SocketKind::Raw && matches!(target, IpAddr::V6(_)) {
         // Let only echo replies through on raw ICMPv6 (our own requests to ::1 would otherwise
         // arrive too); failure just means we filter in user space, which we do anyway.
-        let _ = loopscope_sys::icmp6::pass_only(socket.as_fd(), &[129]);
+        let _ = loopscope_sys::set_icmpv6_filter(&socket, &[129]);
     }
     Ok((socket, kind))
 }

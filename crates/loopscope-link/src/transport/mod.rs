@@ -7,7 +7,6 @@ pub mod ip;
 pub mod memory;
 pub mod pty;
 pub mod serial;
-pub mod sockio;
 pub mod stream;
 pub mod tcp;
 pub mod udp;

@@ -10,7 +10,7 @@
 //! opens the printed `serial:/dev/pts/N` (and sees the link vanish when the reflector ends).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use serde_json::{Map, json};
 use serialport::TTYPort;
@@ -18,7 +18,7 @@ use serialport::TTYPort;
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
 use crate::transport::serial::{self, HARDWARE_OPTIONS, SERIAL_OPTIONS, SerialSettings};
-use crate::transport::sockio;
+use loopscope_sys::tty_into_fd;
 
 pub struct PtyLink {
     original: String,
@@ -73,10 +73,7 @@ impl Link for PtyLink {
     fn split(self: Box<Self>) -> Result<(Box<dyn LinkSender>, Box<dyn LinkReceiver>), LinkError> {
         let (master, mut slave, path) = open_pair(&self.original)?;
         serial::configure(&mut slave, &self.settings, &self.original)?;
-        let master_fd: OwnedFd = {
-            // SAFETY: into_raw_fd hands over ownership of a valid descriptor.
-            unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) }
-        };
+        let master_fd = tty_into_fd(master);
         std::thread::Builder::new()
             .name("pty loopback plug".into())
             .spawn(move || plug(master_fd))
@@ -91,17 +88,17 @@ impl Link for PtyLink {
 
 /// The loopback plug: echoes the master onto itself until the slave side is closed (EIO).
 fn plug(master: OwnedFd) {
-    let fd = master.as_raw_fd();
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
-        match sockio::read_timeout(fd, &mut buffer, None) {
+        match loopscope_sys::read_timeout(&master, &mut buffer, None) {
             Ok(0) => return,
             Ok(n) => {
-                if sockio::write_all_fd(fd, &buffer[..n]).is_err() {
+                if loopscope_sys::write_all(&master, &buffer[..n]).is_err() {
                     return;
                 }
             }
-            Err(e) if crate::link::is_timeout(&e) => {}
+            // A signal (the EINTR rule) or a readable-then-empty master: read again.
+            Err(e) if crate::link::is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
             // EIO: every slave descriptor is closed; the link is gone.
             Err(_) => return,
         }
@@ -114,12 +111,5 @@ pub fn open_far_end(endpoint: &Endpoint) -> Result<(String, OwnedFd, OwnedFd), L
     let settings = pty_settings(endpoint)?;
     let (master, mut slave, path) = open_pair(&endpoint.original)?;
     serial::configure(&mut slave, &settings, &endpoint.original)?;
-    // SAFETY: into_raw_fd hands over ownership of valid descriptors.
-    let (master, slave) = unsafe {
-        (
-            OwnedFd::from_raw_fd(master.into_raw_fd()),
-            OwnedFd::from_raw_fd(slave.into_raw_fd()),
-        )
-    };
-    Ok((path, master, slave))
+    Ok((path, tty_into_fd(master), tty_into_fd(slave)))
 }

@@ -11,7 +11,7 @@
 //! 1% off the configured rate (a wrong crystal, a USB adapter that rounds the divisor).
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -19,7 +19,8 @@ use serialport::{DataBits, FlowControl, SerialPort, StopBits, TTYPort};
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
-use crate::transport::sockio;
+use loopscope_sys::{LineCounters, tty_fd};
+use rustix::termios::{ControlModes, InputModes, OptionalActions, Termios};
 
 /// Options a serial port takes.
 pub const SERIAL_OPTIONS: &[&str] = &[
@@ -188,23 +189,14 @@ fn serial_error(what: String, e: serialport::Error) -> LinkError {
     LinkError::io(what, io::Error::new(kind, e.description))
 }
 
-/// termios2 read straight from the device (TCGETS2), as the kernel holds it.
-pub fn get_termios2(fd: RawFd) -> io::Result<libc::termios2> {
-    // SAFETY: termios2 is plain data; TCGETS2 fills it.
-    let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is a descriptor, t a valid termios2.
-    if unsafe { libc::ioctl(fd, libc::TCGETS2, &mut t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(t)
+/// termios read straight from the device (TCGETS2, with the exact baud rate), as the kernel
+/// holds it.
+pub fn read_termios(fd: impl AsFd) -> io::Result<Termios> {
+    rustix::termios::tcgetattr(fd).map_err(io::Error::from)
 }
 
-fn set_termios2(fd: RawFd, t: &libc::termios2) -> io::Result<()> {
-    // SAFETY: t is a valid termios2.
-    if unsafe { libc::ioctl(fd, libc::TCSETS2, t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn write_termios(fd: impl AsFd, t: &Termios) -> io::Result<()> {
+    rustix::termios::tcsetattr(fd, OptionalActions::Now, t).map_err(io::Error::from)
 }
 
 /// Applies the settings to an open port and checks the device took them.
@@ -238,19 +230,16 @@ pub fn configure(
     .map_err(|e| fail("cannot set parity", e))?;
     port.set_baud_rate(settings.baud)
         .map_err(|e| fail(&format!("the driver refused {} baud", settings.baud), e))?;
-    let fd = port.as_raw_fd();
+    let fd = tty_fd(port);
     let io_fail = |what: String, e: io::Error| LinkError::io(format!("{name}: {what}"), e);
     if matches!(settings.parity, Parity::Mark | Parity::Space) {
-        let mut t = get_termios2(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
-        t.c_cflag |= libc::PARENB | libc::CMSPAR;
-        if settings.parity == Parity::Mark {
-            t.c_cflag |= libc::PARODD;
-        } else {
-            t.c_cflag &= !libc::PARODD;
-        }
-        set_termios2(fd, &t).map_err(|e| io_fail("cannot set mark/space parity".into(), e))?;
-        let back = get_termios2(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
-        if back.c_cflag & libc::CMSPAR == 0 {
+        let mut t = read_termios(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
+        t.control_modes |= ControlModes::PARENB | ControlModes::CMSPAR;
+        t.control_modes
+            .set(ControlModes::PARODD, settings.parity == Parity::Mark);
+        write_termios(fd, &t).map_err(|e| io_fail("cannot set mark/space parity".into(), e))?;
+        let back = read_termios(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
+        if !back.control_modes.contains(ControlModes::CMSPAR) {
             return Err(LinkError::Unsupported(
                 format!(
                     "{name}: the driver does not support {:?} parity (CMSPAR was not kept)",
@@ -260,7 +249,7 @@ pub fn configure(
             ));
         }
     }
-    let back = get_termios2(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
+    let back = read_termios(fd).map_err(|e| io_fail("cannot read termios".into(), e))?;
     verify(&back, settings).map_err(|why| {
         LinkError::Unsupported(format!(
             "{name}: the driver did not keep the settings: {why}"
@@ -284,12 +273,13 @@ pub fn configure(
 }
 
 /// Compares what the device holds with what was asked for; says what differs.
-pub fn verify(t: &libc::termios2, settings: &SerialSettings) -> Result<(), String> {
+pub fn verify(t: &Termios, settings: &SerialSettings) -> Result<(), String> {
     let mut wrong = Vec::new();
-    let size = match t.c_cflag & libc::CSIZE {
-        libc::CS5 => 5,
-        libc::CS6 => 6,
-        libc::CS7 => 7,
+    let cflag = t.control_modes;
+    let size = match cflag & ControlModes::CSIZE {
+        size if size == ControlModes::CS5 => 5,
+        size if size == ControlModes::CS6 => 6,
+        size if size == ControlModes::CS7 => 7,
         _ => 8,
     };
     if size != settings.data_bits {
@@ -298,10 +288,13 @@ pub fn verify(t: &libc::termios2, settings: &SerialSettings) -> Result<(), Strin
             settings.data_bits
         ));
     }
-    let parity = if t.c_cflag & libc::PARENB == 0 {
+    let parity = if !cflag.contains(ControlModes::PARENB) {
         Parity::None
     } else {
-        match (t.c_cflag & libc::CMSPAR != 0, t.c_cflag & libc::PARODD != 0) {
+        match (
+            cflag.contains(ControlModes::CMSPAR),
+            cflag.contains(ControlModes::PARODD),
+        ) {
             (true, true) => Parity::Mark,
             (true, false) => Parity::Space,
             (false, true) => Parity::Odd,
@@ -315,25 +308,30 @@ pub fn verify(t: &libc::termios2, settings: &SerialSettings) -> Result<(), Strin
             format!("{parity:?}").to_lowercase()
         ));
     }
-    let stop = if t.c_cflag & libc::CSTOPB != 0 { 2 } else { 1 };
+    let stop = if cflag.contains(ControlModes::CSTOPB) {
+        2
+    } else {
+        1
+    };
     if stop != settings.stop_bits {
         wrong.push(format!(
             "{} stop bits asked, {stop} set",
             settings.stop_bits
         ));
     }
-    let rtscts = t.c_cflag & libc::CRTSCTS != 0;
+    let rtscts = cflag.contains(ControlModes::CRTSCTS);
     if rtscts != (settings.flow == FlowControl::Hardware) {
         wrong.push("RTS/CTS flow control not as asked".into());
     }
-    let xonxoff = t.c_iflag & (libc::IXON | libc::IXOFF) == libc::IXON | libc::IXOFF;
+    let xonxoff = t.input_modes.contains(InputModes::IXON | InputModes::IXOFF);
     if xonxoff != (settings.flow == FlowControl::Software) {
         wrong.push("XON/XOFF flow control not as asked".into());
     }
-    if t.c_ospeed != settings.baud {
+    if t.output_speed() != settings.baud {
         wrong.push(format!(
             "{} baud asked, {} set (try a standard rate)",
-            settings.baud, t.c_ospeed
+            settings.baud,
+            t.output_speed()
         ));
     }
     if wrong.is_empty() {
@@ -343,86 +341,31 @@ pub fn verify(t: &libc::termios2, settings: &SerialSettings) -> Result<(), Strin
     }
 }
 
-const TIOCM_LOOP: libc::c_int = 0x8000;
-
-fn set_internal_loopback(fd: RawFd) -> io::Result<()> {
-    let bits: libc::c_int = TIOCM_LOOP;
-    // SAFETY: TIOCMBIS reads one int.
-    if unsafe { libc::ioctl(fd, libc::TIOCMBIS, &bits) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut now: libc::c_int = 0;
-    // SAFETY: TIOCMGET writes one int.
-    if unsafe { libc::ioctl(fd, libc::TIOCMGET, &mut now) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if now & TIOCM_LOOP == 0 {
+fn set_internal_loopback(fd: impl AsFd) -> io::Result<()> {
+    let fd = fd.as_fd();
+    loopscope_sys::set_modem_bits(fd, loopscope_sys::TIOCM_LOOP)?;
+    if loopscope_sys::modem_bits(fd)? & loopscope_sys::TIOCM_LOOP == 0 {
         return Err(io::Error::other("the loop bit did not stay set"));
     }
     Ok(())
 }
 
-/// `struct serial_rs485` from linux/serial.h.
-#[repr(C)]
-#[derive(Default)]
-struct SerialRs485 {
-    flags: u32,
-    delay_rts_before_send: u32,
-    delay_rts_after_send: u32,
-    padding: [u32; 5],
-}
-
-const SER_RS485_ENABLED: u32 = 1;
-const SER_RS485_RTS_ON_SEND: u32 = 1 << 1;
-const SER_RS485_RTS_AFTER_SEND: u32 = 1 << 2;
-const SER_RS485_RX_DURING_TX: u32 = 1 << 4;
-
-fn set_rs485(fd: RawFd, rs485: &Rs485) -> io::Result<()> {
-    let mut config = SerialRs485 {
-        flags: SER_RS485_ENABLED,
-        delay_rts_before_send: rs485.delay_before_ms,
-        delay_rts_after_send: rs485.delay_after_ms,
-        ..Default::default()
-    };
-    if rs485.rts_on_send {
-        config.flags |= SER_RS485_RTS_ON_SEND;
-    }
-    if rs485.rts_after_send {
-        config.flags |= SER_RS485_RTS_AFTER_SEND;
-    }
-    if rs485.rx_during_tx {
-        config.flags |= SER_RS485_RX_DURING_TX;
-    }
-    // SAFETY: config is a valid serial_rs485.
-    if unsafe { libc::ioctl(fd, libc::TIOCSRS485, &config) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `struct serial_icounter_struct` from linux/serial.h.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LineCounters {
-    pub cts: i32,
-    pub dsr: i32,
-    pub rng: i32,
-    pub dcd: i32,
-    pub rx: i32,
-    pub tx: i32,
-    pub frame: i32,
-    pub overrun: i32,
-    pub parity: i32,
-    pub brk: i32,
-    pub buf_overrun: i32,
-    pub reserved: [i32; 9],
+fn set_rs485(fd: impl AsFd, rs485: &Rs485) -> io::Result<()> {
+    loopscope_sys::set_rs485(
+        fd,
+        &loopscope_sys::Rs485Config {
+            rts_on_send: rs485.rts_on_send,
+            rts_after_send: rs485.rts_after_send,
+            rx_during_tx: rs485.rx_during_tx,
+            delay_before_ms: rs485.delay_before_ms,
+            delay_after_ms: rs485.delay_after_ms,
+        },
+    )
 }
 
 /// The kernel's line counters (TIOCGICOUNT); `None` when the driver has none (ptys, many USB).
-pub fn line_counters(fd: RawFd) -> Option<LineCounters> {
-    let mut counters = LineCounters::default();
-    // SAFETY: counters is a valid serial_icounter_struct.
-    (unsafe { libc::ioctl(fd, libc::TIOCGICOUNT, &mut counters) } == 0).then_some(counters)
+pub fn line_counters(fd: impl AsFd) -> Option<LineCounters> {
+    loopscope_sys::line_counters(fd).ok()
 }
 
 /// The control-line loop test: each output toggled, the inputs a full loopback plug wires to
@@ -471,13 +414,13 @@ pub struct TtySender {
 
 impl LinkSender for TtySender {
     fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        sockio::write_all_fd(self.port.as_raw_fd(), data)
+        loopscope_sys::write_all(tty_fd(&self.port), data)
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        // Wait until the UART has sent everything (tcdrain).
-        // SAFETY: plain descriptor.
-        unsafe { libc::tcdrain(self.port.as_raw_fd()) };
+        // Wait until the UART has sent everything (tcdrain). A driver without it has nothing
+        // buffered to wait for.
+        let _ = rustix::termios::tcdrain(tty_fd(&self.port));
         Ok(())
     }
 }
@@ -512,7 +455,7 @@ impl LinkReceiver for TtyReceiver {
         if buf.is_empty() {
             return Ok(0);
         }
-        let n = match sockio::read_timeout(self.port.as_raw_fd(), buf, self.timeout) {
+        let n = match loopscope_sys::read_timeout(tty_fd(&self.port), buf, self.timeout) {
             // The other end of a pseudo-terminal closed, or a USB adapter was unplugged.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                 return Err(io::Error::new(
@@ -549,8 +492,7 @@ impl LinkReceiver for TtyReceiver {
                 stats.insert("baud_warning".into(), json!(warning));
             }
         }
-        if let (Some(start), Some(now)) =
-            (self.counters_at_open, line_counters(self.port.as_raw_fd()))
+        if let (Some(start), Some(now)) = (self.counters_at_open, line_counters(tty_fd(&self.port)))
         {
             let delta = |a: i32, b: i32| json!(i64::from(a) - i64::from(b));
             stats.insert("line_rx".into(), delta(now.rx, start.rx));
@@ -590,7 +532,7 @@ pub fn tty_halves(
     let reader = port
         .try_clone_native()
         .map_err(|e| serial_error(format!("{name}: cannot clone descriptor"), e))?;
-    let counters_at_open = line_counters(port.as_raw_fd());
+    let counters_at_open = line_counters(tty_fd(&port));
     fixed.insert("line_settings".into(), json!(settings.describe()));
     if counters_at_open.is_none() {
         fixed.insert("line_counters".into(), json!("not supported by the driver"));
@@ -711,11 +653,5 @@ mod tests {
         let w = baud_warning(115_200.0 * 0.97, 115_200).unwrap();
         assert_eq!(w, "measured 111744 baud is -3.0% off the configured 115200");
         assert!(baud_warning(9600.0 * 1.02, 9600).unwrap().contains("+2.0%"));
-    }
-
-    #[test]
-    fn kernel_structs_have_the_kernel_sizes() {
-        assert_eq!(std::mem::size_of::<SerialRs485>(), 32);
-        assert_eq!(std::mem::size_of::<LineCounters>(), 80);
     }
 }

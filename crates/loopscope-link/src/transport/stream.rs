@@ -2,14 +2,14 @@
 
 use std::io::{self, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use crate::link::{LinkReceiver, LinkSender};
-use crate::transport::sockio;
+use loopscope_sys::SocketTimeout;
 
 /// A connected stream socket that can be cloned into two halves.
-pub trait StreamSocket: Write + AsRawFd + Send + 'static {
+pub trait StreamSocket: Write + AsFd + Send + 'static {
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
@@ -51,7 +51,7 @@ impl<S: StreamSocket> LinkSender for StreamSender<S> {
 
 pub struct StreamReceiver<S: StreamSocket> {
     socket: S,
-    timeout: sockio::SocketTimeout,
+    timeout: SocketTimeout,
     stats: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -60,13 +60,9 @@ impl<S: StreamSocket> StreamReceiver<S> {
     pub fn new(socket: S, stats: serde_json::Map<String, serde_json::Value>) -> Self {
         StreamReceiver {
             socket,
-            timeout: sockio::SocketTimeout::default(),
+            timeout: SocketTimeout::default(),
             stats,
         }
-    }
-
-    fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
     }
 }
 
@@ -75,8 +71,7 @@ impl<S: StreamSocket> LinkReceiver for StreamReceiver<S> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let fd = self.fd();
-        self.timeout.recv(fd, buf)
+        self.timeout.recv(self.socket.as_fd(), buf)
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {

@@ -114,25 +114,23 @@ fn write_table(results: &[CheckResult]) -> io::Result<()> {
     }
     let mut out = io::stdout().lock();
     table.write(&mut out)?;
-    // One line per distinct fix, with the checks it answers: a downed lo fails a dozen checks
-    // and one command repairs them all.
-    let mut fixes: Vec<(&str, Vec<&str>)> = Vec::new();
-    for result in results {
-        let Some(fix) = result.fix.as_deref() else {
-            continue;
-        };
-        if !matches!(result.status, Status::Fail | Status::Warn) {
-            continue;
-        }
-        match fixes.iter_mut().find(|(known, _)| *known == fix) {
-            Some((_, names)) => names.push(result.name),
-            None => fixes.push((fix, vec![result.name])),
-        }
-    }
-    if !fixes.is_empty() {
+    // Each command once, numbered in the order to run it, with the checks it answers: a downed
+    // lo fails a dozen checks and one command repairs them all. Advice that is no command
+    // follows.
+    let plan = doctor::plan(results);
+    if !plan.repairs.is_empty() || !plan.advice.is_empty() {
         writeln!(out, "\nTo fix:")?;
-        for (fix, names) in fixes {
-            writeln!(out, "  {fix}\n      ({})", names.join(", "))?;
+        for (number, repair) in plan.repairs.iter().enumerate() {
+            writeln!(
+                out,
+                "  {}. {}\n       ({})",
+                number + 1,
+                repair.command,
+                repair.checks.join(", ")
+            )?;
+        }
+        for (advice, names) in &plan.advice {
+            writeln!(out, "  - {advice}\n       ({})", names.join(", "))?;
         }
     }
     Ok(())
@@ -186,6 +184,10 @@ struct Summary {
     skip: usize,
     failed_checks: Vec<&'static str>,
     warned_checks: Vec<&'static str>,
+    /// The commands that mend every FAIL and WARN, each once, in the order to run them.
+    fixes: Vec<String>,
+    /// What to do where no command can be given.
+    advice: Vec<String>,
     elapsed_s: f64,
     passed: bool,
 }
@@ -205,6 +207,7 @@ impl Summary {
                 .map(|result| result.name)
                 .collect::<Vec<_>>()
         };
+        let plan = doctor::plan(results);
         Summary {
             checks: results.len(),
             pass: count(Status::Pass),
@@ -213,6 +216,12 @@ impl Summary {
             skip: count(Status::Skip),
             failed_checks: names(Status::Fail),
             warned_checks: names(Status::Warn),
+            fixes: plan
+                .repairs
+                .into_iter()
+                .map(|repair| repair.command)
+                .collect(),
+            advice: plan.advice.into_iter().map(|(advice, _)| advice).collect(),
             elapsed_s,
             passed: count(Status::Fail) == 0,
         }

@@ -8,24 +8,29 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use loopscope_capture::flowexport::FlowScanner;
+use loopscope_capture::flowexport::{FlowConfig, FlowScanner};
 use loopscope_capture::live::{LiveOptions, run_live};
-use loopscope_capture::martians::{RateLimit, ScanConfig, Scanner};
+use loopscope_capture::martians::{DEFAULT_MAX_FLOWS, RateLimit, ScanConfig, Scanner};
 use loopscope_capture::urpf::RouteTable;
-use loopscope_report::{Outcome, Printer};
+use loopscope_report::{Outcome, Printer, read_bounded_text};
 
 use super::ping::parse_duration;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Exit status: 0 no martians, 1 martians found (or packets uRPF would \
-drop), 2 an input could not be read.\n\nExamples:\n  loopscope martians capture.pcapng\n  \
+    after_help = "Human output lists the busiest martian flows and the totals; --findings (and \
+live capture, rate-limited) also prints each martian packet, and --json carries every packet \
+as a \"finding\" record. SLL2 captures name interfaces by index: they are shown with this \
+host's name for that index.\n\nExit status: 0 no martians, 1 martians found (or packets uRPF \
+would drop), 2 an input could not be read or the output could not be written.\n\nExamples:\n  \
+loopscope martians capture.pcapng\n  tcpdump -i eth0 -w - | loopscope martians -\n  \
 loopscope martians --interface eth0 --duration 60s --urpf-routes kernel\n  \
 loopscope martians --flows exports.pcap\n  loopscope martians --collect udp://127.0.0.1:2055 --duration 5m"
 )]
 pub struct Args {
-    /// pcap or pcapng files to scan (link types Ethernet, Linux SLL/SLL2, raw IP, BSD loopback).
+    /// pcap or pcapng files to scan (link types Ethernet, Linux SLL/SLL2, raw IP, BSD loopback);
+    /// `-` or a pipe reads standard input.
     pub files: Vec<PathBuf>,
     /// Capture live on this interface (`any` for all) through an AF_PACKET socket (needs root
     /// or CAP_NET_RAW).
@@ -49,22 +54,34 @@ pub struct Args {
     /// `PREFIX INTERFACE`.
     #[arg(long, value_name = "FILE|kernel")]
     pub urpf_routes: Option<String>,
-    /// Arrival interface to assume for uRPF when the capture does not name one.
+    /// The interface the packets arrived on when the capture does not name one (pcap files):
+    /// used for uRPF and, with --loopback-interface, to know loopback captures (`tcpdump -i lo`
+    /// writes Ethernet frames: give `--arrival-interface lo`).
     #[arg(long, value_name = "IF")]
     pub arrival_interface: Option<String>,
     /// Interface names on which loopback traffic is normal.
     #[arg(long, value_name = "IF", default_value = "lo")]
     pub loopback_interface: Vec<String>,
     /// Log at most this many findings per --log-interval, then count the rest (like the
-    /// kernel's net_ratelimit). Default: 10 for live capture, unlimited for files.
+    /// kernel's net_ratelimit). Default: 10 for live capture and --collect, unlimited for files.
     #[arg(long, value_name = "N")]
     pub log_burst: Option<u32>,
     /// The rate-limit window.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub log_interval: Duration,
-    /// Print only the flow table and the summary.
+    /// Print only the flow table and the summary (no per-packet or per-flow findings).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Human output: also print every martian packet as it is found (the default for live
+    /// capture; --json always carries them).
+    #[arg(long, conflicts_with = "quiet")]
+    pub findings: bool,
+    /// Report the busiest N flows (default: 20 in human output, every tracked flow in JSON).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Track at most this many distinct flows; packets of later flows count in the totals.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS)]
+    pub max_flows: usize,
     /// Live: also look at packets this host sends.
     #[arg(long)]
     pub include_outgoing: bool,
@@ -87,6 +104,19 @@ impl Write for Output {
             self.inner.flush()
         } else {
             Ok(())
+        }
+    }
+}
+
+impl Output {
+    /// The final flush, whose error (a full disk, `> /dev/full`) is the run's error; a closed
+    /// pipe is the reader's choice and not an error.
+    fn finish(mut self) -> anyhow::Result<()> {
+        match self.inner.flush() {
+            Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
+                Err(anyhow::Error::new(error).context("writing to stdout"))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -123,8 +153,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
                 .context("reading the kernel routing tables")?,
         ),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read routes file {path}"))?;
+            let text = read_bounded_text(std::path::Path::new(path), MAX_ROUTES_BYTES)?;
             Some(RouteTable::parse(&text).with_context(|| format!("routes file {path}"))?)
         }
     };
@@ -139,15 +168,14 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             interval_ns: args.log_interval.as_nanos().min(u128::from(u64::MAX)) as u64,
         }),
         quiet: args.quiet,
+        human_findings: args.findings || live,
+        max_flows: args.max_flows.max(1),
+        top_flows: args.top,
     };
-    // Inputs that cannot be read at all are usage errors (exit 2): check them all before
-    // printing anything.
-    for path in &args.files {
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    }
+    check_inputs(&args.files)?;
     let mut scanner = Scanner::new(output(context, live), config);
     if let Some(path) = &args.write_matches {
-        scanner.write_matches(path)?;
+        scanner.write_matches(path, &args.files)?;
     }
     if let Some(interface) = &args.interface {
         let options = LiveOptions {
@@ -164,15 +192,40 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             scanner.scan_file(path, &context.stop)?;
         }
     }
-    let (outcome, _) = scanner.finish()?;
+    let (outcome, _, out) = scanner.finish()?;
+    out.finish()?;
     Ok(outcome)
 }
 
-fn run_flows(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
-    let mut scanner = FlowScanner::new(output(context, args.collect.is_some()));
-    for path in &args.flows {
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// The largest routes file read (a full Internet table as `ip -j route` is about 100 MB).
+const MAX_ROUTES_BYTES: u64 = 256 << 20;
+
+/// Inputs that cannot be read at all are usage errors (exit 2): all are checked before anything
+/// is printed. `-` is standard input.
+fn check_inputs(paths: &[PathBuf]) -> anyhow::Result<()> {
+    for path in paths {
+        if path.as_os_str() != "-" {
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        }
     }
+    Ok(())
+}
+
+fn run_flows(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
+    let live = args.collect.is_some();
+    let config = FlowConfig {
+        quiet: args.quiet,
+        rate_limit: args
+            .log_burst
+            .or(live.then_some(RateLimit::KERNEL.burst))
+            .map(|burst| RateLimit {
+                burst,
+                interval_ns: args.log_interval.as_nanos().min(u128::from(u64::MAX)) as u64,
+            }),
+        ..FlowConfig::default()
+    };
+    let mut scanner = FlowScanner::with_config(output(context, live), config);
+    check_inputs(&args.flows)?;
     for path in &args.flows {
         scanner.scan_capture(path, &context.stop)?;
     }
@@ -185,6 +238,7 @@ fn run_flows(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
         })?;
         scanner.collect(address, args.duration, &context.stop)?;
     }
-    let (outcome, _) = scanner.finish()?;
+    let (outcome, _, out) = scanner.finish()?;
+    out.finish()?;
     Ok(outcome)
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use loopscope_link::Endpoint;
 use loopscope_link::adapter::AdapterStack;
+use loopscope_link::{Endpoint, EndpointError};
 use loopscope_measure::ping::{self, PingConfig, PingEvent, SocketChoice};
 use loopscope_report::{Outcome, Printer};
 
@@ -53,7 +53,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
-    let endpoint = Endpoint::parse(&args.endpoint)?;
+    let endpoint = match Endpoint::parse(&args.endpoint) {
+        // `ping 127.0.0.1`, typed as to ping(8): over ICMP is the only thing it can mean.
+        Err(EndpointError::BareHost { text, url_host }) => {
+            bail!("'{text}' names a host, not a link: did you mean icmp://{url_host}?")
+        }
+        parsed => parsed?,
+    };
     let icmp = endpoint.scheme == "icmp";
     let socket = match (&args.socket, icmp) {
         (Some(_), false) => bail!("--socket applies to icmp:// only"),

@@ -1,0 +1,169 @@
+//! ITU-T G.826 block-based error performance, from per-second tallies of blocks (ESF CRC-6
+//! superframes, E1 CRC-4 sub-multiframes) and defects.
+//!
+//! Definitions (G.826 §3 and Annex A):
+//! - an **errored block** (EB) has one or more bit errors (here: its CRC failed);
+//! - an **errored second** (ES) has one or more errored blocks or at least one defect;
+//! - a **severely errored second** (SES) has 30% or more errored blocks, or at least one
+//!   defect (loss of frame, loss of signal);
+//! - a **background block error** (BBE) is an errored block not in an SES;
+//! - **unavailable time** begins at the first of 10 consecutive SES (those 10 seconds are
+//!   unavailable) and ends at the first of 10 consecutive non-SES seconds (which are
+//!   available). ES, SES, EB and BBE are counted in available time only;
+//! - **ESR** = ES / available seconds, **SESR** = SES / available seconds, **BBER** = BBE /
+//!   blocks in available time outside SESs.
+//!
+//! As with G.821 ([`crate::g821`]), a run of up to 9 seconds that might still change the state
+//! is undecided; [`G826::summary`] counts such a tail in the current state.
+//!
+//! The summary's field names are the abbreviations test sets print: `es`, `ses`, `bbe`, `eb`,
+//! `uas`, `esr`, `sesr`, `bber`.
+
+use serde::Serialize;
+
+/// Fraction of errored blocks that makes a second severely errored (30%).
+pub const SES_BLOCK_FRACTION: f64 = 0.3;
+/// Consecutive seconds that enter or leave unavailable time.
+pub const UNAVAILABILITY_SECONDS: usize = 10;
+
+/// What happened in one second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockSecond {
+    /// Blocks that ended in this second.
+    pub blocks: u64,
+    pub errored_blocks: u64,
+    /// A defect (loss of frame or of signal) was present during the second.
+    pub defect: bool,
+}
+
+impl BlockSecond {
+    pub fn is_errored(&self) -> bool {
+        self.defect || self.errored_blocks > 0
+    }
+
+    /// 30% or more errored blocks, or a defect. Compared in integers: `10 * eb >= 3 * blocks`.
+    pub fn is_severely_errored(&self) -> bool {
+        self.defect || (self.blocks > 0 && 10 * self.errored_blocks >= 3 * self.blocks)
+    }
+}
+
+/// G.826 figures over a measurement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct G826Summary {
+    pub seconds: u64,
+    pub available_seconds: u64,
+    /// Unavailable seconds.
+    pub uas: u64,
+    /// Errored seconds (available time).
+    pub es: u64,
+    /// Severely errored seconds (available time).
+    pub ses: u64,
+    /// Errored blocks (available time).
+    pub eb: u64,
+    /// Background block errors: errored blocks outside SESs (available time).
+    pub bbe: u64,
+    /// Blocks in available time.
+    pub blocks: u64,
+    /// Blocks in available time outside SESs: the denominator of BBER.
+    pub bbe_blocks: u64,
+    pub esr: f64,
+    pub sesr: f64,
+    pub bber: f64,
+}
+
+impl G826Summary {
+    fn add_available(&mut self, second: &BlockSecond) {
+        self.seconds += 1;
+        self.available_seconds += 1;
+        self.blocks += second.blocks;
+        self.eb += second.errored_blocks;
+        if second.is_errored() {
+            self.es += 1;
+        }
+        if second.is_severely_errored() {
+            self.ses += 1;
+        } else {
+            self.bbe += second.errored_blocks;
+            self.bbe_blocks += second.blocks;
+        }
+    }
+
+    fn add_unavailable(&mut self) {
+        self.seconds += 1;
+        self.uas += 1;
+    }
+
+    fn with_ratios(mut self) -> Self {
+        let ratio = |part: u64, whole: u64| {
+            if whole == 0 {
+                0.0
+            } else {
+                part as f64 / whole as f64
+            }
+        };
+        self.esr = ratio(self.es, self.available_seconds);
+        self.sesr = ratio(self.ses, self.available_seconds);
+        self.bber = ratio(self.bbe, self.bbe_blocks);
+        self
+    }
+}
+
+/// Accumulates seconds.
+#[derive(Debug, Clone, Default)]
+pub struct G826 {
+    settled: G826Summary,
+    unavailable: bool,
+    /// Undecided trailing seconds: SES while available, non-SES while unavailable (< 10).
+    pending: Vec<BlockSecond>,
+}
+
+impl G826 {
+    pub fn new() -> Self {
+        G826::default()
+    }
+
+    /// Whether the measurement is in unavailable time (as far as decided).
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+
+    pub fn push(&mut self, second: BlockSecond) {
+        let continues_run = second.is_severely_errored() != self.unavailable;
+        if continues_run {
+            self.pending.push(second);
+            if self.pending.len() >= UNAVAILABILITY_SECONDS {
+                self.unavailable = !self.unavailable;
+                self.settle_pending();
+            }
+        } else {
+            self.settle_pending();
+            self.add(&second);
+        }
+    }
+
+    fn settle_pending(&mut self) {
+        for second in std::mem::take(&mut self.pending) {
+            self.add(&second);
+        }
+    }
+
+    fn add(&mut self, second: &BlockSecond) {
+        if self.unavailable {
+            self.settled.add_unavailable();
+        } else {
+            self.settled.add_available(second);
+        }
+    }
+
+    pub fn summary(&self) -> G826Summary {
+        let mut summary = self.settled.clone();
+        for second in &self.pending {
+            if self.unavailable {
+                summary.add_unavailable();
+            } else {
+                summary.add_available(second);
+            }
+        }
+        summary.with_ratios()
+    }
+}
