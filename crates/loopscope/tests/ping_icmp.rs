@@ -54,12 +54,23 @@ fn summary(records: &[Value]) -> &Value {
         .expect("summary")
 }
 
+/// The timing comparison with iputils runs alone: the other tests of this file (which run in
+/// parallel threads) take this lock shared, the comparison takes it exclusively.
+static TIMING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_with_other_tests() -> std::sync::RwLockReadGuard<'static, ()> {
+    TIMING
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn has_ipv6() -> bool {
     std::path::Path::new("/proc/sys/net/ipv6").exists()
 }
 
 #[test]
 fn both_kinds_both_families_match_every_reply() {
+    let _timing = shared_with_other_tests();
     let Some(netns) = Netns::create_for_ping("kinds") else {
         return;
     };
@@ -114,6 +125,7 @@ fn both_kinds_both_families_match_every_reply() {
 
 #[test]
 fn two_pingers_side_by_side_count_only_their_own_replies() {
+    let _timing = shared_with_other_tests();
     // A raw socket sees every echo reply on the host, and a datagram socket's identifier is
     // rewritten by the kernel: each run must still count exactly its own.
     let Some(netns) = Netns::create_for_ping("pair") else {
@@ -140,6 +152,7 @@ fn two_pingers_side_by_side_count_only_their_own_replies() {
 
 #[test]
 fn dropped_echo_is_loss_and_exit_1() {
+    let _timing = shared_with_other_tests();
     let Some(netns) = Netns::create_for_ping("loss") else {
         return;
     };
@@ -176,6 +189,7 @@ fn dropped_echo_is_loss_and_exit_1() {
 
 #[test]
 fn human_output_names_the_socket_kind() {
+    let _timing = shared_with_other_tests();
     let Some(netns) = Netns::create_for_ping("human") else {
         return;
     };
@@ -199,6 +213,7 @@ fn human_output_names_the_socket_kind() {
 
 #[test]
 fn ctrl_c_prints_the_summary() {
+    let _timing = shared_with_other_tests();
     let Some(netns) = Netns::create_for_ping("intr") else {
         return;
     };
@@ -277,6 +292,7 @@ while True:
 
 #[test]
 fn duplicate_replies_are_counted_not_double_counted() {
+    let _timing = shared_with_other_tests();
     let Some(netns) = Netns::create_for_ping("dup") else {
         return;
     };
@@ -352,14 +368,17 @@ fn median(values: &mut [f64]) -> f64 {
 /// host, because the send time was taken after `send()` returned. Both tools now time the same
 /// thing, so their medians agree within 15%, for IPv4 and IPv6.
 ///
-/// Robust under load: the two tools run in alternating rounds (a busy spell hits both), and the
-/// medians are over every reply of every round.
+/// Robust under load: the two tools run in alternating rounds (a busy spell hits both), the
+/// medians are over every reply of every round, and no other test of this file runs meanwhile.
 #[test]
 fn icmp_round_trips_agree_with_iputils_ping() {
     if Command::new("ping").arg("-V").output().is_err() {
         eprintln!("skipping: iputils `ping` is not installed (apt-get install iputils-ping)");
         return;
     }
+    let _alone = TIMING
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let Some(netns) = Netns::create_for_ping("iputils") else {
         return;
     };
@@ -368,21 +387,22 @@ fn icmp_round_trips_agree_with_iputils_ping() {
         targets.push(("::1", "icmp://[::1]"));
     }
     const ROUNDS: usize = 6;
-    const COUNT: &str = "20";
+    const COUNT: usize = 20;
+    let count = COUNT.to_string();
     for (address, endpoint) in targets {
         let (mut theirs, mut ours) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let run_iputils = |theirs: &mut Vec<f64>| {
                 let output = netns
                     .command("ping")
-                    .args(["-n", "-c", COUNT, "-i", "0.01", address])
+                    .args(["-n", "-c", &count, "-i", "0.01", address])
                     .output()
                     .expect("run iputils ping");
                 assert!(output.status.success(), "iputils ping {address} failed");
                 theirs.extend(iputils_round_trips(&output));
             };
             let run_ours = |ours: &mut Vec<f64>| {
-                let output = netns.ping("auto", &["--json", endpoint, "-c", COUNT, "-i", "0.01"]);
+                let output = netns.ping("auto", &["--json", endpoint, "-c", &count, "-i", "0.01"]);
                 assert_eq!(output.status.code(), Some(0), "loopscope ping {endpoint}");
                 ours.extend(
                     records(&output)
@@ -399,8 +419,16 @@ fn icmp_round_trips_agree_with_iputils_ping() {
                 run_iputils(&mut theirs);
             }
         }
-        assert_eq!(theirs.len(), ROUNDS * 20, "iputils replies for {address}");
-        assert_eq!(ours.len(), ROUNDS * 20, "loopscope replies for {address}");
+        assert_eq!(
+            theirs.len(),
+            ROUNDS * COUNT,
+            "iputils replies for {address}"
+        );
+        assert_eq!(
+            ours.len(),
+            ROUNDS * COUNT,
+            "loopscope replies for {address}"
+        );
         let (theirs, ours) = (median(&mut theirs), median(&mut ours));
         let ratio = ours / theirs;
         eprintln!(
