@@ -113,7 +113,11 @@ pub struct Analysis {
     /// `localhost`, `localhost.` or `*.localhost` (RFC 6761 §6.3).
     pub loopback_by_name: bool,
     pub reaches_this_host: bool,
-    pub globally_reachable: bool,
+    /// `null` when the input is a name that did not resolve: then it is not known.
+    pub globally_reachable: Option<bool>,
+    /// False for a name whose addresses are unknown (resolution failed or is off); the
+    /// address fields then describe nothing.
+    pub resolved: bool,
     pub martian_source: Option<&'static str>,
     pub martian_destination: Option<&'static str>,
     pub martian_source_detail: Option<Martian>,
@@ -152,6 +156,7 @@ pub fn analyze(
         })
         .collect();
 
+    let resolved = answers.is_ok();
     let (answers, unresolved) = match answers {
         Ok(answers) => (answers, None),
         Err(message) => (Vec::new(), Some(message)),
@@ -222,7 +227,9 @@ pub fn analyze(
         loopback: loopback_by_name || verdicts.iter().any(|v| v.loopback),
         loopback_by_name,
         reaches_this_host: loopback_by_name || verdicts.iter().any(|v| v.reaches_this_host),
-        globally_reachable: !verdicts.is_empty() && verdicts.iter().all(|v| v.globally_reachable),
+        globally_reachable: (!verdicts.is_empty())
+            .then(|| verdicts.iter().all(|v| v.globally_reachable)),
+        resolved,
         martian_source: first.and_then(|v| v.martian_source).map(|m| m.code()),
         martian_destination: first.and_then(|v| v.martian_destination).map(|m| m.code()),
         martian_source_detail: first.and_then(|v| v.martian_source).map(Martian::from),

@@ -90,10 +90,6 @@ impl StaticResolver {
         }
         resolver
     }
-
-    pub fn from_hosts_file(path: &std::path::Path) -> io::Result<Self> {
-        Ok(Self::parse_hosts(&std::fs::read_to_string(path)?))
-    }
 }
 
 fn normalise(name: &str) -> String {

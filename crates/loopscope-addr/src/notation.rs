@@ -159,6 +159,46 @@ pub enum NotationError {
     Url { input: String, reason: String },
     #[error("URL '{0}' has no host")]
     NoHost(String),
+    #[error(
+        "'{input}' is neither an address nor a host name: {why} (host names are letters, digits, '-' and '_' in dot-separated labels, RFC 1123 section 2.1)"
+    )]
+    NotHostName { input: String, why: String },
+}
+
+/// Why `name` (as the WHATWG host parser left it: lower case, IDNs as `xn--` labels) cannot be
+/// a DNS host name: RFC 1123 §2.1 labels of letters, digits and hyphens, at most 63 octets
+/// each and 253 in all; `_` is let through, as resolvers do for service labels. None if it
+/// can be one. The WHATWG parser alone takes `not-an-address!!` as a domain, which no resolver
+/// would; such input is reported as what it is rather than looked up.
+pub fn host_name_problem(name: &str) -> Option<String> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    if trimmed.is_empty() {
+        return Some("it is empty".to_string());
+    }
+    if trimmed.len() > 253 {
+        return Some(format!(
+            "it is {} characters long (at most 253)",
+            trimmed.len()
+        ));
+    }
+    for label in trimmed.split('.') {
+        if label.is_empty() {
+            return Some("it has an empty label ('..')".to_string());
+        }
+        if label.len() > 63 {
+            return Some(format!(
+                "a label is {} characters long (at most 63)",
+                label.len()
+            ));
+        }
+        if let Some(bad) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Some(format!("{bad:?} is not allowed in a host name"));
+        }
+    }
+    None
 }
 
 /// Strict dotted decimal (inet_pton): exactly what `std` accepts.
@@ -322,6 +362,14 @@ pub fn parse(input: &str) -> Result<Parsed, NotationError> {
     let Some(host) = primary else {
         return Err(NotationError::Unparsable(text.to_string()));
     };
+    if let Host::Name(name) = &host
+        && let Some(why) = host_name_problem(name)
+    {
+        return Err(NotationError::NotHostName {
+            input: text.to_string(),
+            why,
+        });
+    }
     let notation = match (&host, readings_for(&readings, Parser::InetAton)) {
         (Host::Ip(_), Some(_)) => Notation::Ipv4InetAton,
         (Host::Ip(_), None) => Notation::UrlHost,

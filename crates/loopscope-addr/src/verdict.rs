@@ -199,6 +199,11 @@ fn ipv4_globally_reachable(ip: Ipv4Addr) -> bool {
 /// What an SSRF guard may contact. The default denies everything that is not globally
 /// reachable (loopback, 0.0.0.0, private, link-local incl. cloud metadata 169.254.169.254,
 /// documentation, reserved, multicast ...).
+///
+/// A `deny` prefix matches every form that reaches the same IPv4 host: `8.8.8.8/32` also denies
+/// `::ffff:8.8.8.8`, `64:ff9b::8.8.8.8`, the 6to4 `2002:808:808::/48` and Teredo addresses
+/// carrying it, and `::ffff:8.8.8.8/128` denies `8.8.8.8`. `allow` prefixes match only as
+/// written (and IPv4-mapped addresses as their IPv4 address).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Also allow the private ranges: 10/8, 172.16/12, 192.168/16 (RFC 1918) and fc00::/7
@@ -290,6 +295,62 @@ impl fmt::Display for SsrfReason {
     }
 }
 
+/// The IPv4 prefix an IPv6 prefix stands for when it lies wholly inside one of the forms that
+/// carry an IPv4 address in fixed bits: IPv4-mapped and -compatible (RFC 4291 §2.5.5), the
+/// NAT64 well-known and local-use /96 prefixes (RFC 6052, RFC 8215), 6to4 (RFC 3056), and a
+/// whole Teredo address (its client, RFC 4380 §4).
+pub fn ipv4_prefix_of(prefix: &Prefix) -> Option<Prefix> {
+    let Prefix::V6 { bits, len } = *prefix else {
+        return None;
+    };
+    let low = |from_bit: u8| -> Prefix {
+        // The IPv4 part is the last 32 bits; the prefix fixes `len - from_bit` of them.
+        let v4 = bits as u32;
+        Prefix::v4(v4.to_be_bytes(), len.saturating_sub(from_bit).min(32))
+    };
+    let in_block = |block: u128, block_len: u8| {
+        len >= block_len
+            && (bits >> (128 - u32::from(block_len))) == block >> (128 - u32::from(block_len))
+    };
+    if in_block(0xffff_u128 << 32, 96)
+        || in_block(0x0064_ff9b_u128 << 96, 96)
+        || in_block(0x0064_ff9b_0001_u128 << 80, 96)
+        || (in_block(0, 96) && len == 128 && bits > 1)
+    {
+        return Some(low(96));
+    }
+    if in_block(0x2002_u128 << 112, 16) {
+        let v4 = (bits >> 80) as u32;
+        return Some(Prefix::v4(v4.to_be_bytes(), (len - 16).min(32)));
+    }
+    if in_block(0x2001_0000_u128 << 96, 32) && len == 128 {
+        return Some(Prefix::v4((!(bits as u32)).to_be_bytes(), 32));
+    }
+    None
+}
+
+/// Whether a deny prefix matches the address, or any IPv4 host the address reaches (itself,
+/// or embedded in an IPv6 form), in either direction.
+fn denies_any_form(prefix: &Prefix, verdict: &AddressVerdict) -> bool {
+    if prefix.contains(verdict.address) {
+        return true;
+    }
+    let as_v4 = match prefix {
+        Prefix::V4 { .. } => Some(*prefix),
+        Prefix::V6 { .. } => ipv4_prefix_of(prefix),
+    };
+    let Some(v4_prefix) = as_v4 else {
+        return false;
+    };
+    match verdict.address {
+        IpAddr::V4(_) => v4_prefix.contains(verdict.address),
+        IpAddr::V6(_) => verdict
+            .embedded
+            .iter()
+            .any(|embedded| v4_prefix.contains(IpAddr::V4(embedded.ipv4))),
+    }
+}
+
 impl Policy {
     /// The SSRF decision for one address.
     pub fn check(&self, verdict: &AddressVerdict) -> (Decision, SsrfReason) {
@@ -311,7 +372,14 @@ impl Policy {
                 .find(|p| p.contains(verdict.address) || p.contains(effective.address))
                 .copied()
         };
-        if let Some(prefix) = in_list(&self.deny) {
+        // A deny rule names an IPv4 host in whatever form: it also matches every IPv6 form
+        // that reaches that host, and a rule written in an IPv6 form matches the IPv4 host.
+        if let Some(prefix) = self
+            .deny
+            .iter()
+            .find(|prefix| denies_any_form(prefix, verdict))
+            .copied()
+        {
             return (Decision::Deny, SsrfReason::DeniedPrefix(prefix));
         }
         if let Some(prefix) = in_list(&self.allow) {
@@ -354,5 +422,78 @@ impl Policy {
             Some(entry) => (Decision::Deny, SsrfReason::NotGloballyReachable(entry)),
             None => (Decision::Deny, SsrfReason::ReservedByIetf),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(policy: &Policy, address: &str) -> Decision {
+        policy.check(&classify(address.parse().unwrap())).0
+    }
+
+    fn deny(prefix: &str) -> Policy {
+        Policy {
+            deny: vec![prefix.parse().unwrap()],
+            ..Policy::default()
+        }
+    }
+
+    /// The forms of 8.8.8.8, written by hand from RFC 4291 §2.5.5.2 (mapped), RFC 6052 §2.2
+    /// (NAT64 /96), RFC 8215 (local-use /96), RFC 3056 §2 (6to4: 2002:V4ADDR::/48) and RFC 4380
+    /// §4 (Teredo: the client address inverted in the last 32 bits, 8.8.8.8 -> f7f7:f7f7).
+    const FORMS_OF_8_8_8_8: [&str; 7] = [
+        "8.8.8.8",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "64:ff9b:1::808:808",
+        "2002:808:808::1",
+        "2002:808:808:1234::5",
+        "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+    ];
+
+    #[test]
+    fn a_deny_rule_matches_every_form_of_its_ipv4_host() {
+        for rule in [
+            "8.8.8.8/32",
+            "8.8.0.0/16",
+            "::ffff:8.8.8.8/128",
+            "64:ff9b::808:808/128",
+            "2002:808:808::/48",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7/128",
+        ] {
+            let policy = deny(rule);
+            for form in FORMS_OF_8_8_8_8 {
+                assert_eq!(decision(&policy, form), Decision::Deny, "{rule} vs {form}");
+            }
+            // 8.8.4.4 is another host (and 8.8.0.0/16 holds it, so skip that rule).
+            if rule != "8.8.0.0/16" {
+                for other in ["8.8.4.4", "::ffff:8.8.4.4", "2002:808:404::1"] {
+                    assert_eq!(
+                        decision(&policy, other),
+                        Decision::Allow,
+                        "{rule} vs {other}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_name_their_ipv4_prefix() {
+        let v4 = |text: &str| ipv4_prefix_of(&text.parse().unwrap()).map(|p| p.to_string());
+        assert_eq!(v4("::ffff:10.0.0.0/104").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(v4("64:ff9b::/96").as_deref(), Some("0.0.0.0/0"));
+        assert_eq!(v4("2002:a00::/24").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(v4("2002::/16").as_deref(), Some("0.0.0.0/0"));
+        // Wider than the embedding block, or not an embedding form at all: no IPv4 meaning.
+        assert_eq!(v4("::ffff:0:0/95"), None);
+        assert_eq!(v4("2001:db8::/32"), None);
+        assert_eq!(
+            v4("2001::/32"),
+            None,
+            "a Teredo prefix names no single client"
+        );
     }
 }

@@ -424,3 +424,30 @@ fn policy_options() {
     assert_eq!(check(&Policy::default(), "224.0.0.1"), Decision::Deny);
     assert_eq!(check(&Policy::default(), "4000::1"), Decision::Deny);
 }
+
+/// A bare input that is not an address must be a host name a resolver could look up (RFC 1123
+/// §2.1): `not-an-address!!` is reported as neither, not sent to the resolver.
+#[test]
+fn bare_inputs_that_cannot_be_host_names_are_errors() {
+    use loopscope_addr::notation::{NotationError, parse};
+    for bad in ["not-an-address!!", "a..b", "evil$(id).test"] {
+        assert!(
+            matches!(parse(bad), Err(NotationError::NotHostName { .. })),
+            "{bad}: {:?}",
+            parse(bad)
+        );
+    }
+    let long_label = format!("{}.test", "a".repeat(64));
+    assert!(parse(&long_label).is_err());
+    assert!(parse("x!:80").is_err());
+    for good in [
+        "example.com",
+        "EXAMPLE.com.",
+        "_dmarc.example.com",
+        "münchen.de",
+        "localhost",
+        "host-1.example:8080",
+    ] {
+        assert!(parse(good).is_ok(), "{good}: {:?}", parse(good));
+    }
+}

@@ -4,6 +4,8 @@
 //! this crate adds what depends on where a packet was seen (a loopback address is fine on `lo`
 //! and martian anywhere else), reads the packets, and reports.
 
+#![forbid(unsafe_code)]
+
 pub mod acl;
 pub mod decode;
 pub mod flowexport;

@@ -57,16 +57,11 @@ impl PingGroupRange {
 
 /// The calling process's groups (effective and supplementary).
 pub fn own_groups() -> Vec<u32> {
-    // SAFETY: getegid cannot fail; getgroups is called first with size 0 to learn the count.
-    let mut groups = vec![unsafe { libc::getegid() }];
-    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
-    if count > 0 {
-        let mut buffer = vec![0 as libc::gid_t; count as usize];
-        let filled = unsafe { libc::getgroups(count, buffer.as_mut_ptr()) };
-        if filled > 0 {
-            buffer.truncate(filled as usize);
-            groups.extend(buffer);
-        }
+    let mut groups = vec![rustix::process::getegid().as_raw()];
+    // Without the supplementary list (it cannot fail short of a kernel bug) the effective
+    // group still answers the common case.
+    if let Ok(supplementary) = rustix::process::getgroups() {
+        groups.extend(supplementary.into_iter().map(|gid| gid.as_raw()));
     }
     groups.sort_unstable();
     groups.dedup();
@@ -85,6 +80,22 @@ mod tests {
         assert!(open.contains(0) && open.contains(1000) && !open.is_empty());
         assert_eq!(PingGroupRange::parse("x y"), None);
         assert_eq!(PingGroupRange::parse("5"), None);
+    }
+
+    /// Against `id -G` (coreutils), which reads the same process credentials by other code.
+    #[test]
+    fn own_groups_are_what_id_says() {
+        let Ok(output) = std::process::Command::new("id").arg("-G").output() else {
+            eprintln!("skipping: id is not installed");
+            return;
+        };
+        let mut expected: Vec<u32> = String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .map(|gid| gid.parse().expect("numeric gid"))
+            .collect();
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(own_groups(), expected);
     }
 
     #[test]

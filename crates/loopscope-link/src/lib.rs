@@ -14,6 +14,7 @@
 pub mod adapter;
 pub mod endpoint;
 pub mod link;
+pub mod niu;
 pub mod reflector;
 pub mod transport;
 
@@ -33,6 +34,7 @@ pub fn open(endpoint: &str) -> Result<Box<dyn Link>, LinkError> {
 pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn Link>, LinkError> {
     match endpoint.scheme.as_str() {
         "loop" => Ok(Box::new(memory::MemoryLoop::from_endpoint(endpoint)?)),
+        "sim" if endpoint.option("niu").is_some() => niu::open_sim(endpoint),
         "sim" => Ok(Box::new(adapter::impair::SimLink::from_endpoint(endpoint)?)),
         "exec" => Ok(Box::new(exec::ExecLink::from_endpoint(endpoint)?)),
         "tcp" => Ok(Box::new(tcp::TcpLink::from_endpoint(endpoint)?)),
@@ -41,6 +43,9 @@ pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn Link>, LinkError> {
         "serial" => Ok(Box::new(serial::SerialLink::from_endpoint(endpoint)?)),
         "pty" => Ok(Box::new(pty::PtyLink::from_endpoint(endpoint)?)),
         "unixgram" => Ok(Box::new(unix::UnixgramLink::from_endpoint(endpoint)?)),
+        audio if transport::audio::is_audio_scheme(audio) => Err(LinkError::Unsupported(format!(
+            "'{audio}:' is an audio link: measure it with `loopscope audio-latency`, or add --modem to carry bytes over it"
+        ))),
         other => Err(LinkError::UnknownScheme(other.to_string())),
     }
 }

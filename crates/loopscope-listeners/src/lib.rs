@@ -6,6 +6,8 @@
 //! reports IPV6_V6ONLY and SO_BINDTODEVICE; `/proc/net/{tcp,tcp6,udp,udp6}` is the fallback.
 //! [`port::inspect`] answers "who holds this port, and what could go wrong".
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};

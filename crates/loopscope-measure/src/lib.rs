@@ -3,5 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audio_latency;
 pub mod bert;
+pub mod framed;
 pub mod ping;

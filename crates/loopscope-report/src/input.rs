@@ -58,7 +58,9 @@ pub enum LineError {
 
 /// Lines of a stream of any length, each at most `max_line` bytes: a bad line (too long, not
 /// UTF-8) is an item of its own and reading goes on with the next one, so one broken line does
-/// not end a bulk run; memory stays within `max_line` whatever the input.
+/// not end a bulk run; memory stays within `max_line` whatever the input. A stream with no line
+/// end within [`BoundedLines::MAX_SKIP`] bytes (`/dev/zero`, a binary file) is not text: that
+/// ends the stream with an `InvalidData` error instead of reading it forever.
 pub struct BoundedLines<R> {
     reader: R,
     max_line: usize,
@@ -66,6 +68,9 @@ pub struct BoundedLines<R> {
 }
 
 impl<R: BufRead> BoundedLines<R> {
+    /// The most bytes read in search of one line end.
+    pub const MAX_SKIP: usize = 16 << 20;
+
     pub fn new(reader: R, max_line: usize) -> Self {
         BoundedLines {
             reader,
@@ -83,7 +88,17 @@ impl<R: BufRead> Iterator for BoundedLines<R> {
         self.buffer.clear();
         let mut too_long = false;
         let mut read_any = false;
+        let mut line_bytes = 0usize;
         loop {
+            if line_bytes > Self::MAX_SKIP {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "no line end within {} bytes: not a line-oriented text input",
+                        Self::MAX_SKIP
+                    ),
+                )));
+            }
             let available = match self.reader.fill_buf() {
                 Ok(available) => available,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -109,6 +124,7 @@ impl<R: BufRead> Iterator for BoundedLines<R> {
                 }
             }
             let consumed = chunk.len() + usize::from(found_newline);
+            line_bytes += chunk.len();
             self.reader.consume(consumed);
             if found_newline {
                 break;
@@ -189,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn an_endless_line_costs_no_more_than_the_bound() {
+    fn a_long_line_costs_no_more_than_the_bound() {
         let zeros = io::BufReader::new(io::repeat(0).take(10 << 20));
         let mut lines = BoundedLines::new(zeros, 1024);
         assert_eq!(
@@ -197,5 +213,13 @@ mod tests {
             Err(LineError::TooLong { max_bytes: 1024 })
         );
         assert!(lines.next().is_none());
+    }
+
+    #[test]
+    fn an_endless_stream_without_line_ends_is_refused() {
+        let zeros = io::BufReader::new(io::repeat(0));
+        let mut lines = BoundedLines::new(zeros, 1024);
+        let error = lines.next().unwrap().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Where rustix or nix offer a call safely it is used (poll, recv, read, write, splice, pipes,
 //! termios, interface names); what is here in `unsafe` is what they do not cover: serial-port
-//! ioctls, AF_PACKET addresses and BPF filters, ICMP6_FILTER, and the read-only file map.
+//! ioctls, AF_PACKET addresses and BPF filters, and ICMP6_FILTER.
 //!
 //! # Waiting: the EINTR rule and the timeout meaning
 //!
@@ -26,10 +26,9 @@
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
-//! - [`set_icmpv6_filter`]; read-only file maps: [`MappedFile`].
+//! - [`set_icmpv6_filter`].
 
 mod fdio;
-mod mmap;
 mod netlink;
 mod packet;
 mod procfs;
@@ -41,7 +40,6 @@ pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
     timed_out, wait_readable, wait_writable, write_all,
 };
-pub use mmap::MappedFile;
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
     RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,

@@ -227,3 +227,182 @@ fn human_table() {
         assert!(text.contains(needle), "missing {needle}: {text}");
     }
 }
+
+/// Issue 11 item 18: what a name that did not resolve reaches is unknown, not "no"; the JSON
+/// says so with `resolved: false` and a null `globally_reachable`.
+#[test]
+fn an_unresolved_name_is_unknown_not_unreachable() {
+    let assert = loopscope()
+        .args(["addr", "intranet.test", "--no-resolve"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    let row = |label: &str| {
+        text.lines()
+            .find(|line| line.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row: {text}"))
+            .to_string()
+    };
+    assert!(
+        row("globally reachable").ends_with("unknown (not resolved)"),
+        "{text}"
+    );
+    assert!(row("reaches this host").ends_with("unknown (not resolved)"));
+    let output = loopscope()
+        .args(["--json", "addr", "intranet.test", "--no-resolve"])
+        .output()
+        .unwrap();
+    let records = json_lines(&output.stdout);
+    assert_eq!(records[0]["resolved"], false);
+    assert_eq!(records[0]["globally_reachable"], Value::Null);
+    // A literal address is always resolved.
+    let output = loopscope()
+        .args(["--json", "addr", "8.8.8.8"])
+        .output()
+        .unwrap();
+    let records = json_lines(&output.stdout);
+    assert_eq!(records[0]["resolved"], true);
+    assert_eq!(records[0]["globally_reachable"], true);
+}
+
+/// Issue 11 item 18: `not-an-address!!` is not a host name: a clear error (exit 2 as an
+/// argument, an error record in bulk mode), never a name lookup.
+#[test]
+fn not_an_address_is_not_a_host_name() {
+    let output = loopscope()
+        .args(["addr", "not-an-address!!"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "loopscope: error: 'not-an-address!!' is neither an address nor a host name"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+    let output = loopscope()
+        .args(["--json", "addr", "-"])
+        .write_stdin("not-an-address!!\n8.8.8.8\n")
+        .output()
+        .unwrap();
+    let records = json_lines(&output.stdout);
+    assert_eq!(records[0]["type"], "error");
+    assert_eq!(records[0]["line"], 1);
+    assert!(
+        records[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("'!' is not allowed in a host name")
+    );
+    assert_eq!(records[1]["address"], "8.8.8.8");
+}
+
+/// Issue 12 item 11: one line that is not UTF-8 (or far too long) is an error record and the
+/// stream goes on.
+#[test]
+fn bulk_goes_on_past_a_line_that_is_not_utf8() {
+    let mut input = b"127.0.0.1\n\xff\xfe bad\n".to_vec();
+    input.extend(vec![b'a'; 100_000]);
+    input.extend(b"\n8.8.8.8\n");
+    let output = loopscope()
+        .args(["--json", "addr", "-", "--no-resolve"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let records = json_lines(&output.stdout);
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["address", "error", "error", "address", "summary"]);
+    assert_eq!(records[1]["line"], 2);
+    assert!(records[1]["error"].as_str().unwrap().contains("not UTF-8"));
+    assert_eq!(records[2]["line"], 3);
+    assert!(
+        records[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than")
+    );
+    assert_eq!(records[3]["address"], "8.8.8.8");
+    assert_eq!(records[4]["unparsable"], 2);
+}
+
+/// Issue 12 item 11: an endless input (`/dev/zero`) ends with a clear error, exit 2, after
+/// reading a bounded amount, for --file and for --hosts-file alike.
+#[test]
+fn endless_inputs_are_refused() {
+    let output = loopscope()
+        .args(["--json", "addr", "--file", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no line end within"), "{stderr}");
+    assert_eq!(
+        json_lines(&output.stdout).last().unwrap()["type"],
+        "summary"
+    );
+    let output = loopscope()
+        .args(["addr", "--hosts-file", "/dev/zero", "example.test"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is larger than"), "{stderr}");
+}
+
+/// Issue 12 item 10: control characters in the input never reach the terminal raw.
+#[test]
+fn human_output_escapes_control_characters() {
+    for args in [
+        vec!["addr", "--no-resolve", "http://evil.test\u{1b}[2J/"],
+        vec!["addr", "--no-resolve", "-"],
+    ] {
+        let output = loopscope()
+            .args(&args)
+            .write_stdin("http://a.test/\u{1b}]0;pwned\u{7}\nexample.test\u{9b}31m\n")
+            .output()
+            .unwrap();
+        // Both streams: an input that does not parse is echoed in the error on stderr.
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{9b}'),
+            "{args:?}: {text:?}"
+        );
+        assert!(text.contains("\\x1b"), "{args:?}: {text}");
+    }
+}
+
+/// Issue 12 item 11: a deny rule matches every form that reaches the same IPv4 host, written
+/// either way round.
+#[test]
+fn deny_rules_cover_every_form_of_the_host() {
+    let teredo = "http://[2001:0:4136:e378:8000:63bf:f7f7:f7f7]/";
+    for (rule, input) in [
+        ("8.8.8.8/32", "http://[64:ff9b::8.8.8.8]/"),
+        ("8.8.8.8/32", "http://[2002:808:808::1]/"),
+        ("8.8.8.8/32", teredo),
+        ("8.8.8.8/32", "http://[::ffff:8.8.8.8]/"),
+        ("::ffff:8.8.8.8/128", "http://8.8.8.8/"),
+        ("2002:808:808::/48", "8.8.8.8"),
+    ] {
+        let output = loopscope()
+            .args(["--json", "addr", "--deny", rule, input])
+            .output()
+            .unwrap();
+        let records = json_lines(&output.stdout);
+        assert_eq!(records[0]["ssrf"], "deny", "{rule} {input}: {records:?}");
+        assert!(
+            records[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("in denied prefix"),
+            "{rule} {input}: {records:?}"
+        );
+    }
+}

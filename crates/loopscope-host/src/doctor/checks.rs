@@ -5,13 +5,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use loopscope_pattern::{PatternKind, PatternSpec};
+use loopscope_sys::{RouteKind, TABLE_LOCAL};
 use serde_json::json;
 
 use super::probe::{IcmpFailure, Probe, ProbeError, Snapshot, V4, V6};
 use super::round_trips::{self, RoundTrip};
 use super::{Check, Finding, Remedy, Repair, Stage};
 use crate::firewall::{self, Protocol, Reach};
-use crate::netlink::{RouteKind, TABLE_LOCAL};
 use crate::resolver::{self, Lookup, Source};
 use crate::{environment, proc_net, sysctl};
 
@@ -180,7 +180,7 @@ fn namespace(_: &mut Probe) -> Finding {
 /// Runs `body` on lo, or says why it cannot.
 fn with_lo(
     probe: &mut Probe,
-    body: impl FnOnce(&Snapshot, &crate::netlink::Interface) -> Finding,
+    body: impl FnOnce(&Snapshot, &loopscope_sys::Interface) -> Finding,
 ) -> Finding {
     match probe.netlink() {
         Err(error) => Finding::skip(format!("cannot ask the kernel over netlink: {error}")),

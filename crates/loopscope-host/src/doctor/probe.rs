@@ -6,10 +6,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use loopscope_measure::ping::{self, IcmpPinger, PingConfig, SocketChoice, SocketKind};
+use loopscope_sys::{Interface, InterfaceAddress, Route, RouteSocket};
 
 use super::round_trips::{self, RoundTrip};
 use crate::firewall::{self, Rulesets};
-use crate::netlink::{Address, Interface, Route, Rtnetlink};
 use crate::resolver::Source;
 use crate::sysctl;
 
@@ -44,7 +44,7 @@ impl Default for Options {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub interfaces: Vec<Interface>,
-    pub addresses: Vec<Address>,
+    pub addresses: Vec<InterfaceAddress>,
     pub routes: Vec<Route>,
 }
 
@@ -166,7 +166,7 @@ impl Probe {
     /// Links, addresses and routes; `Err` says why netlink could not be read.
     pub fn netlink(&mut self) -> Result<&Snapshot, String> {
         let snapshot = self.netlink.get_or_insert_with(|| {
-            let mut netlink = Rtnetlink::open().map_err(|error| error.to_string())?;
+            let mut netlink = RouteSocket::open().map_err(|error| error.to_string())?;
             Ok(Snapshot {
                 interfaces: netlink.interfaces().map_err(|error| error.to_string())?,
                 addresses: netlink.addresses().map_err(|error| error.to_string())?,

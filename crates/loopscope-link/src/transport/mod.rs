@@ -1,5 +1,6 @@
 //! Transports: one module per way of carrying bytes to a far end and back.
 
+pub mod audio;
 pub mod datagram;
 pub mod exec;
 pub mod icmp;

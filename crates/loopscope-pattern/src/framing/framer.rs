@@ -159,6 +159,15 @@ impl Framer {
         self.batch_frames = frames.max(1);
     }
 
+    /// Maps the payload into other timeslots from the next frame on, keeping the frame phase
+    /// (a test set switching from a loop code in every timeslot to a pattern in some). Payload
+    /// already pulled from the old source is dropped.
+    pub fn set_timeslots(&mut self, timeslots: &Timeslots) {
+        self.slots = timeslots.slots().to_vec();
+        self.rate = timeslots.rate();
+        self.payload = BitQueue::default();
+    }
+
     /// What the ESF data link sends from now on (ignored by other framings).
     pub fn set_fdl(&mut self, fdl: FdlTx) {
         self.fdl = fdl.bits();

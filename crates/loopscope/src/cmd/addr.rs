@@ -20,7 +20,8 @@ use loopscope_addr::analysis::{Analysis, analyze};
 use loopscope_addr::guard::{Resolver, StaticResolver, SystemResolver};
 use loopscope_addr::registry::REGISTRY_SNAPSHOT;
 use loopscope_addr::{Decision, Policy, Prefix};
-use loopscope_report::{Format, Outcome, Printer, Record, Table};
+use loopscope_report::input::BoundedLines;
+use loopscope_report::{Outcome, Printer, Record, Table, escape_control, read_bounded_text};
 use serde::Serialize;
 
 use crate::Context;
@@ -63,24 +64,51 @@ pub struct Args {
     pub fail_on_deny: bool,
 }
 
+/// The longest bulk input line read (a URL is at most a few kilobytes).
+const MAX_LINE_BYTES: usize = 64 << 10;
+/// The largest hosts file read.
+const MAX_HOSTS_BYTES: u64 = 64 << 20;
+
 /// One input's analysis as an output record.
-#[derive(Serialize)]
-struct AddressRecord<'a>(&'a Analysis);
+struct AddressRecord<'a> {
+    analysis: &'a Analysis,
+    /// Human output: a blank line first, between the tables of several inputs.
+    separated: bool,
+}
+
+impl Serialize for AddressRecord<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.analysis.serialize(serializer)
+    }
+}
 
 impl Record for AddressRecord<'_> {
     fn kind(&self) -> &'static str {
         "address"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        write_table(self.0, out)
+        if self.separated {
+            writeln!(out)?;
+        }
+        // The input is the user's (or an attacker's) text: every line of the table is escaped
+        // so that no control character reaches the terminal.
+        let mut table = Vec::new();
+        write_table(self.analysis, &mut table)?;
+        for line in String::from_utf8_lossy(&table).lines() {
+            writeln!(out, "{}", escape_control(line))?;
+        }
+        Ok(())
     }
 }
 
-/// A line of bulk input that did not parse.
+/// A line of bulk input that could not be used.
 #[derive(Serialize)]
 struct ErrorRecord {
     input: String,
     error: String,
+    /// Bulk mode: the line number (1-based) in the input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
 }
 
 impl Record for ErrorRecord {
@@ -88,7 +116,15 @@ impl Record for ErrorRecord {
         "error"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "{}: error: {}", self.input, self.error)
+        let at = self
+            .line
+            .map_or(String::new(), |line| format!("line {line}: "));
+        writeln!(
+            out,
+            "{at}{}: error: {}",
+            escape_control(&self.input),
+            escape_control(&self.error)
+        )
     }
 }
 
@@ -110,11 +146,11 @@ impl Record for BulkLine<'_> {
         writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}",
-            a.input,
+            escape_control(&a.input),
             a.address.map_or("-".to_string(), |ip| ip.to_string()),
             a.registry.as_ref().map_or("-", |r| r.entry.name),
             a.ssrf.code(),
-            a.reason
+            escape_control(&a.reason)
         )
     }
 }
@@ -157,8 +193,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let resolver: Option<&dyn Resolver> = if args.no_resolve {
         None
     } else if let Some(path) = &args.hosts_file {
-        hosts = StaticResolver::from_hosts_file(path)
-            .with_context(|| format!("reading hosts file {}", path.display()))?;
+        let text = read_bounded_text(path, MAX_HOSTS_BYTES).context("reading the hosts file")?;
+        hosts = StaticResolver::parse_hosts(&text);
         Some(&hosts)
     } else {
         Some(&SystemResolver)
@@ -188,27 +224,50 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     };
 
     if let Some(reader) = bulk {
-        for line in reader.lines() {
+        for (index, line) in BoundedLines::new(reader, MAX_LINE_BYTES).enumerate() {
             if context.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
-            let line = line.context("reading input")?;
-            let input = line.trim();
-            if input.is_empty() || input.starts_with('#') {
-                continue;
-            }
-            summary.inputs += 1;
-            let emitted = match analyze(input, &policy, resolver) {
-                Ok(analysis) => {
-                    count(&mut summary, &analysis);
-                    printer.emit(&BulkLine(&analysis))
-                }
+            let line_number = index as u64 + 1;
+            let line = match line {
+                Ok(line) => line,
                 Err(error) => {
+                    // What was read is reported before the error ends the run.
+                    let _ = printer.emit(&summary);
+                    return Err(anyhow::Error::new(error).context("reading input"));
+                }
+            };
+            let emitted = match line {
+                // A line that is too long or not UTF-8 is one bad input, not the end of the run.
+                Err(error) => {
+                    summary.inputs += 1;
                     summary.unparsable += 1;
                     printer.emit(&ErrorRecord {
-                        input: input.to_string(),
+                        input: String::new(),
                         error: error.to_string(),
+                        line: Some(line_number),
                     })
+                }
+                Ok(line) => {
+                    let input = line.trim();
+                    if input.is_empty() || input.starts_with('#') {
+                        continue;
+                    }
+                    summary.inputs += 1;
+                    match analyze(input, &policy, resolver) {
+                        Ok(analysis) => {
+                            count(&mut summary, &analysis);
+                            printer.emit(&BulkLine(&analysis))
+                        }
+                        Err(error) => {
+                            summary.unparsable += 1;
+                            printer.emit(&ErrorRecord {
+                                input: input.to_string(),
+                                error: error.to_string(),
+                                line: Some(line_number),
+                            })
+                        }
+                    }
                 }
             };
             if emitted.is_err() {
@@ -224,15 +283,17 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         anyhow::bail!("give an address, host name or URL (or --file PATH, or - for stdin)");
     }
     let mut errors = Vec::new();
-    for (index, input) in args.inputs.iter().enumerate() {
+    let mut shown = 0;
+    for input in &args.inputs {
         summary.inputs += 1;
         match analyze(input, &policy, resolver) {
             Ok(analysis) => {
                 count(&mut summary, &analysis);
-                if context.format == Format::Human && index > 0 {
-                    println!();
-                }
-                printer.emit(&AddressRecord(&analysis))?;
+                printer.emit(&AddressRecord {
+                    analysis: &analysis,
+                    separated: shown > 0,
+                })?;
+                shown += 1;
             }
             Err(error) => {
                 summary.unparsable += 1;
@@ -240,11 +301,11 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             }
         }
     }
-    if context.format == Format::Json {
+    if printer.is_json() {
         printer.emit(&summary)?;
     }
     if let Some(first) = errors.first() {
-        anyhow::bail!("{first}");
+        anyhow::bail!("{}", escape_control(first));
     }
     Ok(Outcome::from_passed(
         !(args.fail_on_deny && summary.denied > 0),
@@ -328,14 +389,26 @@ fn write_table(a: &Analysis, out: &mut dyn Write) -> io::Result<()> {
     if a.within.len() > 1 {
         table.row(["within".to_string(), a.within.join(" > ")]);
     }
+    // A name that did not resolve has no address: what it would reach is not known.
+    let known = |value: bool| {
+        if a.resolved {
+            yes_no(value)
+        } else {
+            "unknown (not resolved)"
+        }
+    };
     let loopback = if a.loopback_by_name {
         "yes (by name, RFC 6761)"
     } else {
-        yes_no(a.loopback)
+        known(a.loopback)
     };
     table.row(["loopback", loopback]);
-    table.row(["reaches this host", yes_no(a.reaches_this_host)]);
-    table.row(["globally reachable", yes_no(a.globally_reachable)]);
+    table.row(["reaches this host", known(a.reaches_this_host)]);
+    table.row([
+        "globally reachable",
+        a.globally_reachable
+            .map_or("unknown (not resolved)", yes_no),
+    ]);
     for (label, martian) in [
         ("martian source", &a.martian_source_detail),
         ("martian destination", &a.martian_destination_detail),

@@ -66,9 +66,14 @@ pub struct Args {
     /// Bytes per send.
     #[arg(long, default_value = "256Ki", value_parser = parse_size)]
     pub chunk: u64,
+    #[command(flatten)]
+    pub framed: super::framed::FramedArgs,
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    if args.framed.framing.is_some() {
+        return super::framed::run(&args, context);
+    }
     let Some(tx_pattern) = args.pattern.spec()? else {
         bail!(
             "--pattern auto only applies to the receiver: name the pattern to send and add --rx-pattern auto"

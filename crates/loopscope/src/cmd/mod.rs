@@ -2,11 +2,14 @@
 
 pub mod acl;
 pub mod addr;
+pub mod audio;
 pub mod bert;
 pub mod doctor;
+pub mod framed;
 pub mod listeners;
 pub mod martians;
 pub mod meta;
+pub mod niu;
 pub mod pattern;
 pub mod ping;
 pub mod port;

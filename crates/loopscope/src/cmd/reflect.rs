@@ -35,6 +35,8 @@ pub struct Args {
     /// Print only where it listens and the final summary (no per-connection lines).
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub niu: super::niu::NiuArgs,
 }
 
 #[derive(Serialize)]
@@ -101,6 +103,9 @@ impl Record for SummaryRecord {
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    if args.niu.niu.is_some() {
+        return super::niu::run(&args.endpoint, &args.niu, context);
+    }
     let text = if args.echo && !args.endpoint.contains(':') {
         // `--echo 7007`: a bare port.
         format!("tcp://:{}", args.endpoint)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A long BERT over TCP through `loopscope reflect` (one hour by default), on demand.
+# Every minute prints the reflector's and the tester's RSS and the tester's throughput over
+# that minute, so a leak or a slowdown shows as a trend from the first minute to the last.
+# Usage: bench/bert_soak.sh [MINUTES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=${1:-60}
+cargo build --release -q -p loopscope
+bin=target/release/loopscope
+out=$(mktemp); events=$(mktemp)
+$bin --json reflect tcp://127.0.0.1:0 --quiet >"$out" &
+reflector=$!
+trap 'kill $reflector $tester 2>/dev/null || true; rm -f "$out" "$events"' EXIT
+until grep -q endpoint "$out"; do sleep 0.1; done
+endpoint=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["endpoint"])' "$out")
+$bin --json bert "$endpoint" --duration "${minutes}m" >"$events" &
+tester=$!
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo -; }
+# Throughput of one minute: the bits of that minute's per-second events.
+minute_gbps() {
+  python3 - "$events" "$1" <<'PY'
+import json, sys
+minute = int(sys.argv[2])
+bits = 0
+for line in open(sys.argv[1]):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("event") == "second" and (minute - 1) * 60 < e.get("second", -1) <= minute * 60:
+        bits += e["bits"]
+print(f"{bits / 60 / 1e9:.3f}")
+PY
+}
+printf '%6s %14s %14s %12s\n' minute reflector_kib tester_kib gbit_per_s
+for minute in $(seq 1 "$minutes"); do
+  sleep 60
+  kill -0 "$tester" 2>/dev/null || break
+  printf '%6s %14s %14s %12s\n' "$minute" "$(rss $reflector)" "$(rss $tester)" "$(minute_gbps "$minute")"
+done
+wait "$tester" || true
+tail -1 "$events"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target (address sanitizer on) for a given time and prints executions,
+# coverage and crashes per target. On demand, not in CI.
+#
+#   bench/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP=1 lets it use the sanitizer
+# flags on the stable toolchain. Limits follow the reliability goals: no input may take over
+# 1 s (-timeout=1) or allocate over 256 MiB (-rss_limit_mb=256, -malloc_limit_mb=256).
+# Crashes land in fuzz/artifacts/TARGET/; each one found becomes a regression test.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds=${1:-60}
+shift || true
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+  mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
+fi
+RUSTC_BOOTSTRAP=1 cargo fuzz build -O >/dev/null  # CARGO_TARGET_DIR is honoured
+printf '%-14s %12s %10s %8s %8s %8s\n' target executions exec/s cov corpus crashes
+for target in "${targets[@]}"; do
+  corpus=corpus/$target
+  mkdir -p "$corpus" "artifacts/$target"
+  cp -n seeds/"$target"/* "$corpus"/ 2>/dev/null || true
+  dict=()
+  case $target in
+    addr_notation | ssrf_guard) dict=(-dict=dict/addr.dict) ;;
+    endpoint) dict=(-dict=dict/endpoint.dict) ;;
+  esac
+  log=$(mktemp)
+  set +e
+  RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$corpus" -- \
+    -max_total_time="$seconds" -timeout=1 -rss_limit_mb=256 -malloc_limit_mb=256 \
+    -print_final_stats=1 "${dict[@]}" >"$log" 2>&1
+  set -e
+  runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
+  rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  files=$(find "$corpus" -type f | wc -l)
+  crashes=$(find "artifacts/$target" -type f | wc -l)
+  printf '%-14s %12s %10s %8s %8s %8s\n' "$target" "$runs" "$rate" "$cov" "$files" "$crashes"
+  if ((crashes > 0)); then
+    grep -E 'ERROR|panicked|SUMMARY' "$log" | head -5 | sed 's/^/    /'
+  fi
+  rm -f "$log"
+done

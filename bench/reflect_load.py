@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Servers under load: `loopscope reflect` facing many clients, aborts and floods.
+
+Usage: bench/reflect_load.py [--bin target/release/loopscope] [--clients 2000] [--aborts 10000]
+                             [--sources 1000] [--flood-seconds 5]
+
+Phases, each against a fresh reflector:
+  tcp-concurrent  N clients connect at once, each sends 1 KiB and reads it back, all held open
+  tcp-abort       connect-and-reset cycles (SO_LINGER 0), as a scanner or a crashing client does
+  udp-flood       datagrams from many source ports at full rate for a few seconds
+  udp-sizes       one datagram of every size from 0 to 65,507 bytes (every 97th size, plus the ends)
+
+For each: the reflector's RSS before, at peak and after, its open descriptors before and after,
+replies per second, request and reply bytes (reply bytes must never exceed request bytes) and
+what the reflector says it refused. On demand, not in CI.
+"""
+import argparse, json, os, resource, selectors, socket, subprocess, sys, threading, time
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+class Reflector:
+    def __init__(self, binary, endpoint):
+        self.proc = subprocess.Popen([binary, "--json", "reflect", endpoint, "--quiet"],
+                                     stdout=subprocess.PIPE, text=True)
+        first = json.loads(self.proc.stdout.readline())  # waits for the listening event
+        self.endpoint = first["endpoint"]
+        host, port = self.endpoint.split("//", 1)[1].rsplit(":", 1)
+        self.address = (host.strip("[]"), int(port))
+        self.peak = rss_kib(self.proc.pid)
+        self.running = True
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        while self.running and self.proc.poll() is None:
+            try:
+                self.peak = max(self.peak, rss_kib(self.proc.pid))
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    def stop(self):
+        self.running = False
+        self.proc.send_signal(2)
+        out, _ = self.proc.communicate(timeout=30)
+        summary = [json.loads(l) for l in out.splitlines() if l.strip()]
+        return summary[-1] if summary else {}
+
+def settle(pid, before, seconds=5.0):
+    """RSS and descriptors once the clients have gone (waits until descriptors return)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and fds(pid) > before:
+        time.sleep(0.05)
+    return rss_kib(pid), fds(pid)
+
+def report(name, r, rss0, fd0, sent, received, seconds, extra=""):
+    rss1, fd1 = settle(r.proc.pid, fd0)
+    summary = r.stop()
+    refused = {k: v for k, v in summary.items() if "refus" in k or "limit" in k or "dropped" in k}
+    print(f"{name:15} rss KiB before {rss0:7} peak {r.peak:7} after {rss1:7}  fds {fd0}->{fd1}  "
+          f"replies/s {received[0] / max(seconds, 1e-9):10.0f}  bytes in {sent[1]} out {received[1]} "
+          f"{'OK' if received[1] <= sent[1] else 'AMPLIFIED'}  refused {refused} {extra}")
+
+def tcp_concurrent(binary, clients):
+    r = Reflector(binary, "tcp://127.0.0.1:0")
+    rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
+    start = time.monotonic()
+    socks, sent, got, refused = [], [0, 0], [0, 0], 0
+    payload = os.urandom(1024)
+    for _ in range(clients):
+        s = socket.socket()
+        s.settimeout(30)
+        try:
+            s.connect(r.address)
+            s.sendall(payload)
+            socks.append(s)
+            sent[0] += 1; sent[1] += len(payload)
+        except OSError:
+            refused += 1
+    for s in socks:
+        data = b""
+        try:
+            while len(data) < len(payload):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        if data == payload:
+            got[0] += 1
+        got[1] += len(data)
+    seconds = time.monotonic() - start
+    for s in socks:
+        s.close()
+    report("tcp-concurrent", r, rss0, fd0, sent, got, seconds, f"clients {clients} unanswered {clients - got[0]} refused-at-connect {refused}")
+
+def tcp_abort(binary, cycles):
+    r = Reflector(binary, "tcp://127.0.0.1:0")
+    rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
+    start = time.monotonic()
+    for _ in range(cycles):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        try:
+            s.connect(r.address)
+        except OSError:
+            pass
+        s.close()
+    seconds = time.monotonic() - start
+    report("tcp-abort", r, rss0, fd0, [cycles, 0], [0, 0], seconds, f"cycles {cycles} in {seconds:.1f}s")
+
+def udp_flood(binary, sources, flood_seconds):
+    r = Reflector(binary, "udp://127.0.0.1:0")
+    rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
+    socks = []
+    for _ in range(sources):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    payload = os.urandom(64)
+    sent, got = [0, 0], [0, 0]
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    start = time.monotonic()
+    while time.monotonic() - start < flood_seconds:
+        for s in socks:
+            try:
+                s.sendto(payload, r.address)
+                sent[0] += 1; sent[1] += len(payload)
+            except BlockingIOError:
+                pass
+        for key, _ in sel.select(0):
+            while True:
+                try:
+                    data = key.fileobj.recv(65536)
+                except BlockingIOError:
+                    break
+                got[0] += 1; got[1] += len(data)
+    drain_until = time.monotonic() + 1
+    while time.monotonic() < drain_until:
+        for key, _ in sel.select(0.1):
+            try:
+                data = key.fileobj.recv(65536)
+                got[0] += 1; got[1] += len(data)
+            except BlockingIOError:
+                pass
+    seconds = time.monotonic() - start
+    for s in socks:
+        s.close()
+    report("udp-flood", r, rss0, fd0, sent, got, seconds, f"sources {sources} sent {sent[0]} replies {got[0]}")
+
+def udp_sizes(binary):
+    r = Reflector(binary, "udp://127.0.0.1:0")
+    rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.settimeout(2)
+    sizes = sorted(set(list(range(0, 65508, 97)) + [0, 1, 65507]))
+    sent, got, wrong = [0, 0], [0, 0], 0
+    start = time.monotonic()
+    for size in sizes:
+        data = os.urandom(size)
+        s.sendto(data, r.address)
+        sent[0] += 1; sent[1] += size
+        try:
+            back = s.recv(65536)
+            got[0] += 1; got[1] += len(back)
+            wrong += back != data
+        except socket.timeout:
+            pass
+    seconds = time.monotonic() - start
+    report("udp-sizes", r, rss0, fd0, sent, got, seconds, f"sizes {len(sizes)} answered {got[0]} altered {wrong}")
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin", default="target/release/loopscope")
+    p.add_argument("--clients", type=int, default=2000)
+    p.add_argument("--aborts", type=int, default=10000)
+    p.add_argument("--sources", type=int, default=1000)
+    p.add_argument("--flood-seconds", type=float, default=5)
+    a = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tcp_concurrent(a.bin, a.clients)
+    tcp_abort(a.bin, a.aborts)
+    udp_flood(a.bin, a.sources, a.flood_seconds)
+    udp_sizes(a.bin)
+
+if __name__ == "__main__":
+    main()
