@@ -95,19 +95,22 @@ pub fn open_capture(path: &Path) -> Result<Box<dyn Read>, CaptureError> {
     Ok(Box::new(file))
 }
 
-/// How much is read at a time.
+/// How much is read at a time, at most: reads start at [`FIRST_READ`] and double while they
+/// fill the space given, so a small capture costs a small buffer and a large one few reads.
 const CHUNK: usize = 1 << 20;
+const FIRST_READ: usize = 64 << 10;
 /// The longest pcapng block kept in memory. Longer ones (no real packet is) are skipped by
 /// their length without being buffered, so a forged length cannot make the reader allocate it.
 const MAX_BLOCK: usize = 16 << 20;
 
 /// A reader with a window of buffered bytes: `ensure(n)` makes n bytes visible, `consume(n)`
-/// drops them. The window never grows past the largest record asked for.
+/// drops them. The window never grows past the largest record asked for (or [`CHUNK`]).
 struct Window<R> {
     reader: R,
     buffer: Vec<u8>,
     start: usize,
     end: usize,
+    read_size: usize,
     eof: bool,
     error: Option<io::Error>,
 }
@@ -119,6 +122,7 @@ impl<R: Read> Window<R> {
             buffer: Vec::new(),
             start: 0,
             end: 0,
+            read_size: FIRST_READ,
             eof: false,
             error: None,
         }
@@ -135,17 +139,24 @@ impl<R: Read> Window<R> {
             if self.eof {
                 return false;
             }
-            if self.buffer.len() - self.start < n.max(CHUNK) {
+            let want = n.max(self.read_size);
+            if self.buffer.len() - self.start < want {
                 self.buffer.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
-                if self.buffer.len() < n.max(CHUNK) {
-                    self.buffer.resize(n.max(CHUNK), 0);
+                if self.buffer.len() < want {
+                    self.buffer.resize(want, 0);
                 }
             }
+            let space = self.buffer.len() - self.end;
             match self.reader.read(&mut self.buffer[self.end..]) {
                 Ok(0) => self.eof = true,
-                Ok(read) => self.end += read,
+                Ok(read) => {
+                    self.end += read;
+                    if read == space && self.read_size < CHUNK {
+                        self.read_size *= 2;
+                    }
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     self.error = Some(error);

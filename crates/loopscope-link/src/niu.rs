@@ -220,9 +220,11 @@ impl Niu {
         let seconds = config.inband_persistence.as_secs_f64();
         let raw_persistence = (seconds * framing.line_rate_bps() as f64) as u64;
         let payload_persistence = (seconds * all.payload_rate_bps() as f64) as u64;
+        let mut deframer = Deframer::new(framing, &all);
+        deframer.collect_fdl(true);
         Niu {
             state: LoopState::Open,
-            deframer: Deframer::new(framing, &all),
+            deframer,
             framer,
             queue: PayloadQueue {
                 bytes: VecDeque::new(),

@@ -7,6 +7,9 @@
 //! [`port::inspect`] answers "who holds this port, and what could go wrong".
 
 #![forbid(unsafe_code)]
+// Not every public item is documented yet (docs/design.md lists the crates still to do);
+// delete this line once `cargo clippy` passes without it.
+#![allow(missing_docs)]
 
 use std::collections::HashSet;
 use std::fs::File;

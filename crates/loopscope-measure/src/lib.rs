@@ -2,6 +2,9 @@
 //! [`ping`] (round-trip time). Each runs over any [`loopscope_link::Link`].
 
 #![forbid(unsafe_code)]
+// Not every public item is documented yet (docs/design.md lists the crates still to do);
+// delete this line once `cargo clippy` passes without it.
+#![allow(missing_docs)]
 
 pub mod audio_latency;
 pub mod bert;

@@ -4,6 +4,9 @@
 //! Checking prbs9 streams continuously (the buffer holds a whole number of periods); checking
 //! prbs31 uses a fresh checker per buffer, so its figure includes locking (hunt + confirm).
 
+// criterion_group! generates public functions without docs.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -14,6 +14,9 @@
 //!   upper bound on a measured BER.
 
 #![forbid(unsafe_code)]
+// Not every public item is documented yet (docs/design.md lists the crates still to do);
+// delete this line once `cargo clippy` passes without it.
+#![allow(missing_docs)]
 
 pub mod checker;
 pub mod confidence;

@@ -427,7 +427,12 @@ fn fdl_messages_travel_in_the_data_link() {
     let (line, _) = framed(Framing::Esf, "1-24", 40 * 579, 13, |framer| {
         framer.set_fdl(FdlTx::Repeat(Bom::PayloadLoopbackActivate.line_bits()));
     });
-    let (mut deframer, _) = deframe(Framing::Esf, "1-24", &line, 579);
+    let mut deframer = Deframer::new(Framing::Esf, &Timeslots::all(Framing::Esf));
+    deframer.collect_fdl(true);
+    let mut payload = Vec::new();
+    for chunk in line.chunks(579) {
+        deframer.feed(chunk, &mut payload);
+    }
     let fdl = deframer.take_fdl_bits();
     assert_eq!(fdl.len(), 40 * 12);
     // Independently: the data link carries "00010100 11111111" rightmost bit first.
@@ -445,4 +450,28 @@ fn fdl_messages_travel_in_the_data_link() {
             at_bit: 5 * 16
         }]
     );
+}
+
+#[test]
+fn a_whole_number_of_multiframes_fed_again_continues_the_stream() {
+    for framing in Framing::ALL {
+        let unit = 8 * framing.multiframe_frames();
+        let frames = 8000 / unit * unit;
+        let (line, _) = framed(
+            framing,
+            "1-24",
+            frames * framing.frame_bits() / 8,
+            14,
+            |_| {},
+        );
+        let mut deframer = Deframer::new(framing, &Timeslots::all(framing));
+        let mut payload = Vec::new();
+        for _ in 0..3 {
+            deframer.feed(&line, &mut payload);
+        }
+        let c = deframer.counters();
+        assert_eq!(c.oof_events, 0, "{framing}");
+        assert_eq!(c.frames as usize, 3 * frames, "{framing}");
+        assert_eq!(c.frame_bit_errors, 0, "{framing}");
+    }
 }

@@ -6,6 +6,9 @@
 //! object), so `jq 'select(.type=="summary")'` always finds the result.
 
 #![forbid(unsafe_code)]
+// Not every public item is documented yet (docs/design.md lists the crates still to do);
+// delete this line once `cargo clippy` passes without it.
+#![allow(missing_docs)]
 
 use std::io::{self, IsTerminal, Write};
 

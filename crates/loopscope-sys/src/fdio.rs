@@ -271,16 +271,16 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 
-    /// SO_RCVTIMEO expiry (the coarse path) is a TimedOut too, never WouldBlock.
+    /// SO_RCVTIMEO expiry (the coarse path) is a TimedOut too, never WouldBlock. (No lower
+    /// bound on the time here: the kernel counts SO_RCVTIMEO in whole jiffies from the current
+    /// tick, so it may end up to one tick early.)
     #[test]
     fn the_coarse_path_times_out_as_timed_out() {
         let (_writer, reader) = UnixDatagram::pair().expect("socketpair");
         let mut timeout = SocketTimeout::default();
         timeout.set(Some(COARSE_TIMEOUT));
-        let started = Instant::now();
         let error = timeout.recv(&reader, &mut [0u8; 8]).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() >= COARSE_TIMEOUT);
         assert_eq!(timeout.get(), Some(COARSE_TIMEOUT));
     }
 

@@ -277,8 +277,8 @@ mod tests {
                 k: 0,
             },
         ];
-        let receiver = PacketSocket::open_cooked(1, &filter, Duration::from_millis(200))
-            .expect("cooked socket");
+        let receiver =
+            PacketSocket::open_cooked(1, &filter, Duration::from_secs(10)).expect("cooked socket");
         let sender = FrameSender::open().expect("raw socket");
         let mut frame = vec![0u8; 14];
         frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());

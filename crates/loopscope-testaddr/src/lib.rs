@@ -85,26 +85,38 @@ pub enum Error {
         "no free loopback address in {first}-{last} within {waited_ms} ms: all are held by other tests"
     )]
     Exhausted {
+        /// The pool's first address.
         first: Ipv4Addr,
+        /// The pool's last address.
         last: Ipv4Addr,
+        /// How long the claim waited, in milliseconds.
         waited_ms: u128,
     },
     /// A pool must lie inside 127.0.0.0/8 with `first <= last`.
     #[error(
         "invalid address pool {first}-{last}: both ends must be in 127.0.0.0/8 and first <= last"
     )]
-    InvalidPool { first: Ipv4Addr, last: Ipv4Addr },
+    InvalidPool {
+        /// The first address asked for.
+        first: Ipv4Addr,
+        /// The last address asked for.
+        last: Ipv4Addr,
+    },
     /// The claim socket could not be created for a reason other than "already taken".
     #[error("cannot claim loopback address {ip}")]
     Claim {
+        /// The address being claimed.
         ip: Ipv4Addr,
+        /// Why the claim socket failed.
         #[source]
         source: io::Error,
     },
     /// The loopback address cannot be bound at all (loopback down, IPv6 disabled, ...).
     #[error("loopback address {ip} is not usable on this host")]
     Unavailable {
+        /// The address that cannot be bound.
         ip: IpAddr,
+        /// Why binding it failed.
         #[source]
         source: io::Error,
     },
@@ -255,10 +267,12 @@ impl Pool {
         Ok(pool)
     }
 
+    /// The pool's first address.
     pub fn first(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.first)
     }
 
+    /// The pool's last address.
     pub fn last(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.last)
     }
@@ -368,13 +382,13 @@ mod claim {
     use std::os::unix::net::{SocketAddr, UnixDatagram};
 
     /// An abstract Unix socket named after the address; the name is held while it is open.
-    pub struct Claim {
+    pub(crate) struct Claim {
         _socket: UnixDatagram,
     }
 
     impl Claim {
         /// `Ok(None)` when another test holds the address.
-        pub fn try_claim(ip: Ipv4Addr) -> Result<Option<Claim>, super::Error> {
+        pub(crate) fn try_claim(ip: Ipv4Addr) -> Result<Option<Claim>, super::Error> {
             let name = format!("loopscope-testaddr/v1/{ip}");
             let address = SocketAddr::from_abstract_name(name.as_bytes())
                 .map_err(|source| super::Error::Claim { ip, source })?;

@@ -19,10 +19,13 @@ pub const HEADER_LEN: usize = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DatagramError {
     #[error("{0} bytes is shorter than the 12-byte datagram header")]
+    /// Fewer bytes than a header (the count given).
     Truncated(usize),
     #[error("not a loopscope datagram (no LSD magic)")]
+    /// The bytes do not start with "LSD".
     NotOurs,
     #[error("loopscope datagram format version {0} is not version 1")]
+    /// "LSD" with another format version (the one given).
     UnknownVersion(u8),
 }
 
@@ -48,12 +51,14 @@ impl<T: AsRef<[u8]>> Datagram<T> {
         Ok(Datagram { buffer })
     }
 
+    /// The sequence number.
     pub fn sequence(&self) -> u64 {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(&self.buffer.as_ref()[4..HEADER_LEN]);
         u64::from_be_bytes(bytes)
     }
 
+    /// The bytes after the header.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -62,10 +67,12 @@ impl<T: AsRef<[u8]>> Datagram<T> {
 /// A datagram header, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramRepr {
+    /// The datagram's number in its link's stream.
     pub sequence: u64,
 }
 
 impl DatagramRepr {
+    /// Reads the header of a checked view.
     pub fn parse<T: AsRef<[u8]>>(datagram: &Datagram<T>) -> Self {
         DatagramRepr {
             sequence: datagram.sequence(),

@@ -17,14 +17,18 @@ pub const HEADER_LEN: usize = 8;
 /// the checksum covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    /// ICMP for IPv4 (RFC 792).
     V4,
+    /// ICMPv6 (RFC 4443).
     V6,
 }
 
 /// The two echo messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EchoKind {
+    /// Echo request (type 8, or 128 for ICMPv6).
     Request,
+    /// Echo reply (type 0, or 129 for ICMPv6).
     Reply,
 }
 
@@ -53,11 +57,19 @@ impl Version {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EchoError {
     #[error("{0} bytes is shorter than an ICMP echo header")]
+    /// Fewer bytes than an echo header (the count given).
     Truncated(usize),
     #[error("ICMP type {0} code {1} is not an echo request or reply")]
+    /// Another ICMP message (its type and code).
     NotEcho(u8, u8),
     #[error("ICMP checksum {found:#06x} is wrong (expected {expected:#06x})")]
-    BadChecksum { found: u16, expected: u16 },
+    /// The checksum field holds `found`; the message sums to `expected`.
+    BadChecksum {
+        /// The checksum field.
+        found: u16,
+        /// What the message sums to.
+        expected: u16,
+    },
 }
 
 /// A view of an echo message in `buffer`.
@@ -77,25 +89,32 @@ impl<T: AsRef<[u8]>> EchoPacket<T> {
         Ok(EchoPacket { buffer })
     }
 
+    /// The buffer the view was made over.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Type field (byte 0).
     pub fn message_type(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
+    /// Code field (byte 1).
     pub fn code(&self) -> u8 {
         self.buffer.as_ref()[1]
     }
+    /// Checksum field (bytes 2-3).
     pub fn checksum(&self) -> u16 {
         self.read_u16(2)
     }
+    /// Identifier field (bytes 4-5).
     pub fn identifier(&self) -> u16 {
         self.read_u16(4)
     }
+    /// Sequence number field (bytes 6-7).
     pub fn sequence(&self) -> u16 {
         self.read_u16(6)
     }
+    /// Everything after the 8-byte header.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -125,31 +144,39 @@ impl<T: AsRef<[u8]>> EchoPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EchoPacket<T> {
+    /// Sets the type field.
     pub fn set_message_type(&mut self, value: u8) {
         self.buffer.as_mut()[0] = value;
     }
+    /// Sets the code field.
     pub fn set_code(&mut self, value: u8) {
         self.buffer.as_mut()[1] = value;
     }
+    /// Sets the checksum field.
     pub fn set_checksum(&mut self, value: u16) {
         self.write_u16(2, value);
     }
+    /// Sets the identifier field.
     pub fn set_identifier(&mut self, value: u16) {
         self.write_u16(4, value);
     }
+    /// Sets the sequence number field.
     pub fn set_sequence(&mut self, value: u16) {
         self.write_u16(6, value);
     }
+    /// The payload, to write into.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
 
+    /// Computes and sets the ICMPv4 checksum (over the message alone).
     pub fn fill_checksum_v4(&mut self) {
         self.set_checksum(0);
         let sum = internet_checksum(&[self.buffer.as_ref()]);
         self.set_checksum(sum);
     }
 
+    /// Computes and sets the ICMPv6 checksum (over the pseudo-header and the message).
     pub fn fill_checksum_v6(&mut self, source: Ipv6Addr, destination: Ipv6Addr) {
         self.set_checksum(0);
         let pseudo = self.pseudo_header(source, destination);
@@ -165,10 +192,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EchoPacket<T> {
 /// An echo request or reply, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EchoRepr<'a> {
+    /// ICMP or ICMPv6.
     pub version: Version,
+    /// Request or reply.
     pub kind: EchoKind,
+    /// Identifier field.
     pub identifier: u16,
+    /// Sequence number field (16 bits on the wire).
     pub sequence: u16,
+    /// The payload bytes.
     pub payload: &'a [u8],
 }
 
@@ -283,24 +315,30 @@ impl<'a> EchoRepr<'a> {
 /// kernel rewrites the identifier (datagram "ping" sockets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EchoStamp {
+    /// Drawn per socket: tells this pinger's replies from another's.
     pub token: u32,
+    /// The full sequence number (the ICMP field holds its low 16 bits).
     pub sequence: u64,
 }
 
 /// Magic, token, sequence.
 pub const STAMP_LEN: usize = 16;
+/// The magic that starts the stamp: "LSCP".
 pub const STAMP_MAGIC: [u8; 4] = *b"LSCP";
 
 /// Why an echo payload does not start with a stamp of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StampError {
     #[error("{0} payload bytes is shorter than the 16-byte stamp")]
+    /// Fewer payload bytes than a stamp (the count given).
     Truncated(usize),
     #[error("the payload does not start with loopscope's stamp")]
+    /// The payload does not start with the stamp magic.
     BadMagic,
 }
 
 impl EchoStamp {
+    /// Reads the stamp at the start of an echo payload.
     pub fn parse(payload: &[u8]) -> Result<Self, StampError> {
         let stamp = payload
             .get(..STAMP_LEN)

@@ -5,10 +5,13 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Ipv4Error {
     #[error("{0} bytes is shorter than an IPv4 header")]
+    /// Fewer bytes than the header needs (the count given).
     Truncated(usize),
     #[error("IP version {0}, not 4")]
+    /// The version field is not 4 (the version given).
     NotIpv4(u8),
     #[error("IPv4 header length {0} bytes is below the minimum of 20")]
+    /// The header length field is below 5 words (the length in bytes given).
     BadHeaderLength(usize),
 }
 
@@ -39,14 +42,17 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(Ipv4Packet { buffer })
     }
 
+    /// Header length in bytes (IHL x 4).
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[0] & 0x0f) * 4
     }
 
+    /// Time to live.
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[8]
     }
 
+    /// Protocol number of the payload (1 for ICMP).
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[9]
     }

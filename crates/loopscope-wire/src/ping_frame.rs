@@ -29,11 +29,24 @@ pub const MAX_PAYLOAD: usize = u16::MAX as usize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("{have} bytes is shorter than the frame ({need} bytes)")]
-    Truncated { have: usize, need: usize },
+    /// `have` bytes, while the header announces a frame of `need`.
+    Truncated {
+        /// Bytes there are.
+        have: usize,
+        /// Bytes the frame needs.
+        need: usize,
+    },
     #[error("the bytes do not start with the ping frame magic")]
+    /// The bytes do not start with the frame magic.
     BadMagic,
     #[error("frame CRC-32 {found:#010x} is wrong (expected {expected:#010x})")]
-    BadChecksum { found: u32, expected: u32 },
+    /// The frame carries CRC `found`; its bytes give `expected`.
+    BadChecksum {
+        /// The CRC the frame carries.
+        found: u32,
+        /// The CRC of its bytes.
+        expected: u32,
+    },
 }
 
 /// A view of a frame at the start of `buffer` (which may run on past the frame's end).
@@ -68,6 +81,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(frame)
     }
 
+    /// Payload length from the header.
     pub fn payload_len(&self) -> usize {
         let b = self.buffer.as_ref();
         usize::from(u16::from_be_bytes([b[4], b[5]]))
@@ -78,14 +92,17 @@ impl<T: AsRef<[u8]>> Frame<T> {
         HEADER_LEN + self.payload_len() + TRAILER_LEN
     }
 
+    /// The sequence number.
     pub fn sequence(&self) -> u64 {
         self.read_u64(6)
     }
 
+    /// The send time the sender put in (nanoseconds of its clock).
     pub fn sent_ns(&self) -> u64 {
         self.read_u64(14)
     }
 
+    /// The payload bytes.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + self.payload_len()]
     }
@@ -112,8 +129,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
 /// A frame, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameRepr<'a> {
+    /// The sequence number.
     pub sequence: u64,
+    /// The send time (nanoseconds of the sender's clock, opaque to the far end).
     pub sent_ns: u64,
+    /// The payload bytes (at most [`MAX_PAYLOAD`] are emitted).
     pub payload: &'a [u8],
 }
 
@@ -181,8 +201,11 @@ pub fn build(out: &mut Vec<u8>, sequence: u64, sent_ns: u64, payload_len: usize)
 pub enum Decoded {
     /// An intact frame: its sequence, send time and total length.
     Frame {
+        /// Its sequence number.
         sequence: u64,
+        /// Its send time.
         sent_ns: u64,
+        /// Its length in bytes, header and CRC included.
         len: usize,
     },
     /// A frame whose CRC or payload was wrong, or whose length was not the run's.
@@ -200,6 +223,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder for a run whose frames all carry `payload_len` payload bytes.
     pub fn expecting(payload_len: usize) -> Self {
         StreamDecoder {
             buffer: Vec::new(),
@@ -207,6 +231,7 @@ impl StreamDecoder {
         }
     }
 
+    /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
         self.buffer.extend_from_slice(data);
     }
@@ -233,9 +258,9 @@ impl StreamDecoder {
             self.buffer.drain(..1);
             return Some(Decoded::Corrupt);
         }
-        let frame = match Frame::new_checked(&self.buffer[..]) {
-            Ok(frame) => frame,
-            Err(_) => return None, // the rest of the frame has not arrived yet
+        // Not complete yet: the rest of the frame has not arrived.
+        let Ok(frame) = Frame::new_checked(&self.buffer[..]) else {
+            return None;
         };
         let len = frame.total_len();
         let decoded = match FrameRepr::parse(&frame) {

@@ -322,35 +322,55 @@ fn garbage_datagrams_are_counted_not_fatal() {
     assert_eq!(summary["verdict"], "no martian flows");
 }
 
-/// The UDP collector: exports sent to 127.0.0.1 are flagged with the sender as exporter.
+/// The UDP collector: exports sent to 127.0.0.1 are flagged with the sender as exporter. The
+/// test waits for the collector's first finding (a datagram sent before it has bound is lost,
+/// so one goes out each time no finding came), then ends the run with SIGINT, which still
+/// gives the summary.
 #[test]
 fn udp_collector_flags_martian_flows() {
+    use std::io::BufRead;
+
     let port = {
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loopscope"))
-        .args(["--json", "martians", "--duration", "3s", "--collect"])
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loopscope"))
+        .args(["--json", "martians", "--duration", "10m", "--collect"])
         .arg(format!("udp://127.0.0.1:{port}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let datagram = netflow_v5(&[([240, 0, 0, 1], [10, 0, 0, 2], 9, 1, 5, 500, 1, 2, 17)]);
-    // Send a few times while the collector starts up (UDP to a closed port is just lost).
-    for _ in 0..10 {
+    let first = loop {
         sender.send_to(&datagram, ("127.0.0.1", port)).unwrap();
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines = json_lines(&output.stdout);
+        match lines_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => break line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(error) => panic!("the collector ended early: {error}"),
+        }
+    };
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let rest: Vec<String> = lines_rx.try_iter().collect();
+    assert_eq!(status.code(), Some(1));
+    let lines = json_lines([first, rest.join("\n")].join("\n").as_bytes());
     let findings = of_type(&lines, "flow_finding");
     assert!(!findings.is_empty());
     assert_eq!(
@@ -360,6 +380,7 @@ fn udp_collector_flags_martian_flows() {
     assert_eq!(findings[0]["source"], "240.0.0.1");
     assert_eq!(findings[0]["input_interface"], 9);
     assert_eq!(findings[0]["reasons"][0], "class_e_source");
+    assert_eq!(lines.last().unwrap()["type"], "summary");
 }
 
 fn run_flows_with(path: &std::path::Path, extra: &[&str]) -> (i32, Vec<Value>) {

@@ -139,8 +139,8 @@ fn slot(address: IpAddr) -> usize {
     usize::from(address.is_ipv6())
 }
 
-pub const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-pub const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+pub(crate) const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
 impl Probe {
     pub fn new(options: Options) -> Self {
@@ -327,7 +327,7 @@ fn measure_udp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, ProbeErro
 }
 
 /// `connection timed out` reads better than the raw `os error 110` text in a finding.
-pub fn describe_io(error: &std::io::Error) -> String {
+pub(crate) fn describe_io(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
             "timed out (packets dropped?)".into()

@@ -131,7 +131,7 @@ const FRAME_OVERHEAD: usize =
 /// Connects to a reflector on `address` and sends two 1 KiB frames through it, one after the
 /// other; the faster round trip is reported (the first also pays for the reflector accepting
 /// the connection and starting its thread).
-pub fn tcp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTrip> {
+pub(super) fn tcp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTrip> {
     let config = PingConfig {
         count: Some(2),
         interval: Duration::ZERO,
@@ -148,7 +148,7 @@ pub fn tcp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTri
 /// Sends 512-byte frames in datagrams to a reflector on `address`, each as soon as the last
 /// came back or was given up after a third of `timeout`, until two came back (at most 3
 /// tries); the faster round trip is reported.
-pub fn udp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTrip> {
+pub(super) fn udp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTrip> {
     let per_try = (timeout / 3).max(Duration::from_millis(50));
     let config = PingConfig {
         count: Some(3),
@@ -165,7 +165,7 @@ pub fn udp_round_trip(address: IpAddr, timeout: Duration) -> io::Result<RoundTri
 }
 
 /// Sends `bytes` of PRBS31 through a TCP reflector on `address` with the `bert` engine.
-pub fn tcp_bert(address: IpAddr, bytes: u64, timeout: Duration) -> io::Result<BertSummary> {
+pub(super) fn tcp_bert(address: IpAddr, bytes: u64, timeout: Duration) -> io::Result<BertSummary> {
     let reflector = RunningReflector::start("tcp", address).map_err(into_io)?;
     let endpoint = format!(
         "{}?connect_timeout={}",
@@ -192,7 +192,7 @@ pub fn tcp_bert(address: IpAddr, bytes: u64, timeout: Duration) -> io::Result<Be
 
 /// `count` ping-pongs of `size`-byte frames through a TCP reflector on `address`, with the
 /// `ping` engine (one outstanding at a time).
-pub fn tcp_latency(
+pub(super) fn tcp_latency(
     address: IpAddr,
     count: u32,
     size: usize,

@@ -213,14 +213,14 @@ pub fn open(
     if endpoint.scheme == "icmp" {
         if !adapters.is_empty() {
             return Err(PingError::Link(LinkError::Unsupported(
-                "--impair and --capture wrap a link; ICMP echo (icmp://) is not one".into(),
+                "--modem, --impair and --capture wrap a link; ICMP echo (icmp://) is not one"
+                    .into(),
             )));
         }
         let target = loopscope_link::transport::icmp::target(endpoint)?;
         return Ok(Box::new(IcmpPinger::open(target, icmp_socket)?));
     }
-    let link = adapters.wrap(loopscope_link::open_endpoint(endpoint)?)?;
-    Ok(Box::new(LinkPinger::new(link)?))
+    Ok(Box::new(LinkPinger::new(adapters.open(endpoint)?)?))
 }
 
 /// Something that happened while pinging.

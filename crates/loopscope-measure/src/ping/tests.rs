@@ -217,7 +217,7 @@ fn a_closed_link_ends_the_run_with_what_was_measured() {
 #[test]
 fn icmp_endpoints_refuse_link_adapters() {
     let endpoint = Endpoint::parse("icmp://127.0.0.1").unwrap();
-    let stack = AdapterStack::from_flags(Some("seed=1"), None).unwrap();
+    let stack = AdapterStack::from_flags(false, Some("seed=1"), None).unwrap();
     let error = open(&endpoint, SocketChoice::Auto, &stack).err().unwrap();
     assert!(error.to_string().contains("not one"), "{error}");
 }

@@ -73,14 +73,20 @@ impl BitWriter {
             self.out.extend_from_slice(octets);
             return;
         }
+        let Some(&last) = octets.last() else {
+            return;
+        };
         let shift = self.pending;
-        let mut acc = self.acc;
-        self.out.reserve(octets.len());
-        for &octet in octets {
-            self.out.push((acc << (8 - shift)) | (octet >> shift));
-            acc = octet & ((1u8 << shift) - 1);
+        let start = self.out.len();
+        self.out.resize(start + octets.len(), 0);
+        let out = &mut self.out[start..];
+        // Each output byte takes the low bits of the octet before and the high bits of its
+        // own: no carried state, so the loop vectorises.
+        out[0] = (self.acc << (8 - shift)) | (octets[0] >> shift);
+        for ((slot, &before), &octet) in out[1..].iter_mut().zip(octets).zip(&octets[1..]) {
+            *slot = (before << (8 - shift)) | (octet >> shift);
         }
-        self.acc = acc;
+        self.acc = last & ((1u8 << shift) - 1);
     }
 
     /// Bits not yet forming a whole byte.

@@ -37,8 +37,27 @@ const fn table(poly_aligned: u8) -> [u8; 256] {
     table
 }
 
-static CRC6_TABLE: [u8; 256] = table(CRC6_POLY_ALIGNED);
-static CRC4_TABLE: [u8; 256] = table(CRC4_POLY_ALIGNED);
+/// Slicing-by-8: `tables[k][x]` is the register after the byte `x` and then `k` zero bytes,
+/// from a zero register. The CRC is linear, so 8 bytes fold into the register as 8 independent
+/// look-ups XORed together instead of 8 dependent ones.
+const fn sliced(poly_aligned: u8) -> [[u8; 256]; 8] {
+    let base = table(poly_aligned);
+    let mut tables = [[0u8; 256]; 8];
+    tables[0] = base;
+    let mut k = 1;
+    while k < 8 {
+        let mut x = 0;
+        while x < 256 {
+            tables[k][x] = base[tables[k - 1][x] as usize];
+            x += 1;
+        }
+        k += 1;
+    }
+    tables
+}
+
+static CRC6_TABLES: [[u8; 256]; 8] = sliced(CRC6_POLY_ALIGNED);
+static CRC4_TABLES: [[u8; 256]; 8] = sliced(CRC4_POLY_ALIGNED);
 
 /// A running CRC of `WIDTH` bits (6 or 4) over a bit stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,8 +82,12 @@ impl<const WIDTH: u32> Crc<WIDTH> {
         Crc { aligned: 0 }
     }
 
-    fn table() -> &'static [u8; 256] {
-        if WIDTH == 6 { &CRC6_TABLE } else { &CRC4_TABLE }
+    fn tables() -> &'static [[u8; 256]; 8] {
+        if WIDTH == 6 {
+            &CRC6_TABLES
+        } else {
+            &CRC4_TABLES
+        }
     }
 
     /// Feeds one bit (0 or 1).
@@ -80,10 +103,21 @@ impl<const WIDTH: u32> Crc<WIDTH> {
     /// Feeds whole octets, each most significant bit first.
     #[inline]
     pub fn bytes(&mut self, bytes: &[u8]) {
-        let table = Self::table();
+        let t = Self::tables();
         let mut reg = self.aligned;
-        for &byte in bytes {
-            reg = table[usize::from(reg ^ byte)];
+        let (groups, rest) = bytes.as_chunks::<8>();
+        for g in groups {
+            reg = t[7][usize::from(reg ^ g[0])]
+                ^ t[6][usize::from(g[1])]
+                ^ t[5][usize::from(g[2])]
+                ^ t[4][usize::from(g[3])]
+                ^ t[3][usize::from(g[4])]
+                ^ t[2][usize::from(g[5])]
+                ^ t[1][usize::from(g[6])]
+                ^ t[0][usize::from(g[7])];
+        }
+        for &byte in rest {
+            reg = t[0][usize::from(reg ^ byte)];
         }
         self.aligned = reg;
     }
@@ -102,6 +136,20 @@ impl<const WIDTH: u32> Crc<WIDTH> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sliced_and_bytewise_agree_at_every_length() {
+        let data: Vec<u8> = (0..40u32).map(|i| (i * 97 + 13) as u8).collect();
+        for len in 0..data.len() {
+            let mut sliced = Crc6::new();
+            sliced.bytes(&data[..len]);
+            let mut bytewise = Crc6::new();
+            for byte in &data[..len] {
+                bytewise.bytes(std::slice::from_ref(byte));
+            }
+            assert_eq!(sliced, bytewise, "length {len}");
+        }
+    }
 
     #[test]
     fn bits_and_bytes_agree() {

@@ -97,6 +97,7 @@ pub struct Deframer {
     crc4_window_blocks: u32,
     crc4_window_errors: u32,
     payload: BitWriter,
+    collect_fdl: bool,
     fdl_bits: Vec<u8>,
     events: Vec<DeframerEvent>,
 }
@@ -128,6 +129,7 @@ impl Deframer {
             crc4_window_blocks: 0,
             crc4_window_errors: 0,
             payload: BitWriter::default(),
+            collect_fdl: false,
             fdl_bits: Vec::new(),
             events: Vec::new(),
         }
@@ -139,6 +141,12 @@ impl Deframer {
 
     pub fn counters(&self) -> &DeframerCounters {
         &self.counters
+    }
+
+    /// Keeps the ESF data-link bits for [`Deframer::take_fdl_bits`] (off by default, so a
+    /// long run that never reads them does not pile them up).
+    pub fn collect_fdl(&mut self, on: bool) {
+        self.collect_fdl = on;
     }
 
     /// Bits of the ESF data link received since the last call (one 0/1 per element).
@@ -338,7 +346,8 @@ impl Deframer {
                 self.crc6.bit(1);
                 self.crc6.bytes(&frame_octets[..24]);
                 match t1::esf_bit(index + 1) {
-                    EsfBit::DataLink => self.fdl_bits.push(f_bit),
+                    EsfBit::DataLink if self.collect_fdl => self.fdl_bits.push(f_bit),
+                    EsfBit::DataLink => {}
                     EsfBit::Crc(k) => self.received_check |= f_bit << (6 - k),
                     EsfBit::Fps(want) => lost = self.t1_framing_bit(f_bit != want),
                 }

@@ -7,7 +7,7 @@
 use loopscope_pattern::{BitOrder, PatternKind, PatternSpec};
 
 /// `(n, k)` of x^n + x^k + 1 as ITU-T O.150 lists them (written out again here on purpose).
-pub fn taps(kind: &PatternKind) -> Option<(u32, u32)> {
+pub(crate) fn taps(kind: &PatternKind) -> Option<(u32, u32)> {
     Some(match kind {
         PatternKind::Prbs7 => (7, 6),
         PatternKind::Prbs9 => (9, 5),
@@ -23,7 +23,7 @@ pub fn taps(kind: &PatternKind) -> Option<(u32, u32)> {
 }
 
 /// O.150 polarity: inverted for 2^15-1, 2^23-1, 2^29-1, 2^31-1.
-pub fn o150_inverted(kind: &PatternKind) -> bool {
+pub(crate) fn o150_inverted(kind: &PatternKind) -> bool {
     matches!(
         kind,
         PatternKind::Prbs15 | PatternKind::Prbs23 | PatternKind::Prbs29 | PatternKind::Prbs31
@@ -32,7 +32,7 @@ pub fn o150_inverted(kind: &PatternKind) -> bool {
 
 /// `len` bits of the plain forward LFSR sequence: the register starts all ones and is
 /// shifted out first, then each new bit is b[t-k] ^ b[t-n].
-pub fn lfsr_bits(n: u32, k: u32, len: usize) -> Vec<bool> {
+pub(crate) fn lfsr_bits(n: u32, k: u32, len: usize) -> Vec<bool> {
     // reg bit j holds b[t-1-j].
     let mut reg: u64 = (1u64 << n) - 1;
     let mut out = Vec::with_capacity(len);
@@ -53,7 +53,7 @@ pub fn lfsr_bits(n: u32, k: u32, len: usize) -> Vec<bool> {
 
 /// One full period of forward QRSS: output forced to one when the next 14 LFSR bits
 /// (cyclically) are all zero.
-pub fn qrss_period() -> Vec<bool> {
+pub(crate) fn qrss_period() -> Vec<bool> {
     let period = (1usize << 20) - 1;
     let s = lfsr_bits(20, 17, period);
     (0..period)
@@ -63,7 +63,7 @@ pub fn qrss_period() -> Vec<bool> {
 
 /// The plain (un-inverted) forward sequence of a pseudo-random pattern, `len` bits (cyclic
 /// repetition of one period for QRSS).
-pub fn plain_forward(kind: &PatternKind, len: usize) -> Vec<bool> {
+pub(crate) fn plain_forward(kind: &PatternKind, len: usize) -> Vec<bool> {
     if *kind == PatternKind::Qrss {
         let period = qrss_period();
         return (0..len).map(|t| period[t % period.len()]).collect();
@@ -73,7 +73,7 @@ pub fn plain_forward(kind: &PatternKind, len: usize) -> Vec<bool> {
 }
 
 /// One period of a fixed pattern in time order, as written.
-pub fn fixed_bits(kind: &PatternKind, order: BitOrder) -> Vec<bool> {
+pub(crate) fn fixed_bits(kind: &PatternKind, order: BitOrder) -> Vec<bool> {
     let text = match kind {
         PatternKind::Ones => "1",
         PatternKind::Zeros => "0",
@@ -103,7 +103,7 @@ pub fn fixed_bits(kind: &PatternKind, order: BitOrder) -> Vec<bool> {
 /// rev[t] = fwd[(n - 1 - t) mod period]. Up to order 23 (and QRSS) that is done literally on a
 /// whole period; for 29 and 31 the forward register is stepped backwards from its start
 /// (b[j] = b[j+n] ^ b[j+n-k], solving the forward recurrence for its oldest bit).
-pub fn plain_stream(kind: &PatternKind, reverse: bool, len: usize) -> Vec<bool> {
+pub(crate) fn plain_stream(kind: &PatternKind, reverse: bool, len: usize) -> Vec<bool> {
     let (n, k) = taps(kind).expect("pseudo-random");
     if !reverse {
         return plain_forward(kind, len);
@@ -127,7 +127,11 @@ pub fn plain_stream(kind: &PatternKind, reverse: bool, len: usize) -> Vec<bool> 
 
 /// The first `len` bits a spec emits (time order), by the reference. `plain` optionally gives
 /// the precomputed plain stream of a pseudo-random spec (at least `len` bits).
-pub fn reference_bits_from(spec: &PatternSpec, len: usize, plain: Option<&[bool]>) -> Vec<bool> {
+pub(crate) fn reference_bits_from(
+    spec: &PatternSpec,
+    len: usize,
+    plain: Option<&[bool]>,
+) -> Vec<bool> {
     let inverted = spec.invert.unwrap_or_else(|| o150_inverted(&spec.kind));
     let plain: Vec<bool> = if taps(&spec.kind).is_some() {
         match plain {
@@ -144,12 +148,12 @@ pub fn reference_bits_from(spec: &PatternSpec, len: usize, plain: Option<&[bool]
     plain.into_iter().map(|b| b ^ inverted).collect()
 }
 
-pub fn reference_bits(spec: &PatternSpec, len: usize) -> Vec<bool> {
+pub(crate) fn reference_bits(spec: &PatternSpec, len: usize) -> Vec<bool> {
     reference_bits_from(spec, len, None)
 }
 
 /// Packs time-order bits into bytes in a bit order (len must be a multiple of 8).
-pub fn pack(bits: &[bool], order: BitOrder) -> Vec<u8> {
+pub(crate) fn pack(bits: &[bool], order: BitOrder) -> Vec<u8> {
     bits.chunks(8)
         .map(|chunk| {
             chunk.iter().enumerate().fold(0u8, |byte, (i, &bit)| {
@@ -163,7 +167,7 @@ pub fn pack(bits: &[bool], order: BitOrder) -> Vec<u8> {
         .collect()
 }
 
-pub fn spec(
+pub(crate) fn spec(
     kind: PatternKind,
     invert: Option<bool>,
     reverse: bool,
@@ -178,7 +182,7 @@ pub fn spec(
 }
 
 /// Every pseudo-random kind.
-pub fn prbs_kinds() -> Vec<PatternKind> {
+pub(crate) fn prbs_kinds() -> Vec<PatternKind> {
     PatternKind::NAMED
         .iter()
         .filter(|k| k.is_pseudo_random())
@@ -187,7 +191,7 @@ pub fn prbs_kinds() -> Vec<PatternKind> {
 }
 
 /// Every fixed kind, plus two user words.
-pub fn fixed_kinds() -> Vec<PatternKind> {
+pub(crate) fn fixed_kinds() -> Vec<PatternKind> {
     let mut kinds: Vec<PatternKind> = PatternKind::NAMED
         .iter()
         .filter(|k| !k.is_pseudo_random())

@@ -37,6 +37,10 @@ pub struct Args {
     /// Stop after this long in all.
     #[arg(short = 'w', long, value_parser = parse_duration)]
     pub deadline: Option<Duration>,
+    /// ENDPOINT is an audio link (audiosim:, jack:): carry the frames over it with a Bell 202
+    /// FSK modem (1200 bit/s).
+    #[arg(long)]
+    pub modem: bool,
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -76,8 +80,9 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         stop_after_replies: None,
     };
     config.validate()?;
-    let adapters = AdapterStack::from_flags(args.impair.as_deref(), args.capture.as_deref())
-        .context("bad --impair")?;
+    let adapters =
+        AdapterStack::from_flags(args.modem, args.impair.as_deref(), args.capture.as_deref())
+            .context("bad --impair")?;
     let mut pinger = ping::open(&endpoint, socket, &adapters)
         .with_context(|| format!("cannot ping over '{}'", args.endpoint))?;
     let range = pinger.payload_range();

@@ -3,7 +3,9 @@
 //! specifications, tcpdump.org's link-type pages), independently of the code under test; where
 //! tshark is installed the tests also have it decode the same files.
 
-#![allow(dead_code)]
+// `pub` here means shared with the test files that include this module (a test crate has no
+// public API for unreachable_pub to guard).
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests that build network namespaces.
-// Each test file includes this module and uses only part of it.
-#![allow(dead_code)]
+// Each test file includes this module and uses only part of it; `pub` here means shared between
+// the test crate's modules (a test crate has no public API for unreachable_pub to guard).
+#![allow(dead_code, unreachable_pub)]
 
 use std::process::Command;
 
