@@ -21,12 +21,17 @@ struct Reflector {
 
 impl Reflector {
     fn start(endpoint: &str) -> Reflector {
-        let mut child = loopscope()
+        let child = loopscope()
             .args(["--json", "reflect", endpoint, "--quiet"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("reflect starts");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        // Owned by the guard at once, so a failure below still kills and reaps the child.
+        let mut reflector = Reflector {
+            child,
+            endpoint: String::new(),
+        };
+        let mut stdout = BufReader::new(reflector.child.stdout.take().expect("stdout"));
         loop {
             let mut line = String::new();
             if stdout.read_line(&mut line).expect("reflect output") == 0 {
@@ -34,8 +39,8 @@ impl Reflector {
             }
             let record: Value = serde_json::from_str(&line).expect("JSON line");
             if record["type"] == "listening" {
-                let endpoint = record["endpoint"].as_str().expect("endpoint").to_string();
-                return Reflector { child, endpoint };
+                reflector.endpoint = record["endpoint"].as_str().expect("endpoint").to_string();
+                return reflector;
             }
         }
     }
