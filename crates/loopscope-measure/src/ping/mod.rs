@@ -38,9 +38,9 @@ pub use icmp::IcmpPinger;
 pub use link::LinkPinger;
 pub use loopscope_link::transport::icmp::{IcmpError, SocketChoice, SocketKind};
 
-/// The longest interval, reply timeout or deadline a run accepts: far beyond any sensible
-/// ping, and far below where clock arithmetic could overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The longest interval, reply timeout or deadline a run accepts: the bound every duration
+/// flag has (`loopscope_report::units`), far below where clock arithmetic could overflow.
+pub const MAX_DURATION: Duration = loopscope_report::units::MAX_DURATION;
 
 /// What to send and when to stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl Default for PingConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
     #[error(
-        "{what} ({days} days) is too long: at most {max} days",
+        "{what} ({days} days) is too long: at most {max} days (100 years)",
         days = value.as_secs() / 86_400,
         max = MAX_DURATION.as_secs() / 86_400
     )]

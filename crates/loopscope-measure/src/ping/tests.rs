@@ -161,7 +161,7 @@ fn huge_durations_are_refused_and_never_wrap() {
         },
     ] {
         let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("too long: at most 366 days"), "{error}");
+        assert!(error.contains("is too long: at most"), "{error}");
     }
     assert!(config(1).validate().is_ok());
     let mut pinger = loop_pinger("loop:");

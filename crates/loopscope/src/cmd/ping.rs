@@ -102,7 +102,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     }
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() {
-        println!("{}", pinger.banner(args.size));
+        loopscope_report::stdout_line!("{}", pinger.banner(args.size))?;
     }
     let quiet = args.quiet;
     let outcome = ping::run(
@@ -121,7 +121,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     );
     printer.emit(&outcome.summary)?;
     if let Some(failure) = &outcome.link_failure {
-        eprintln!("loopscope: the link failed mid-run: {failure}");
+        loopscope_report::stderr_line!("loopscope: the link failed mid-run: {failure}");
     }
     Ok(Outcome::from_passed(outcome.summary.passed))
 }
