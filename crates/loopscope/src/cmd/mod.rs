@@ -11,6 +11,7 @@ pub mod martians;
 pub mod meta;
 pub mod niu;
 pub mod pattern;
+pub mod perf;
 pub mod ping;
 pub mod ping_icmp;
 pub mod ping_link;
