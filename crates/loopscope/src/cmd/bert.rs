@@ -1,6 +1,5 @@
 //! `loopscope bert LINK`: a bit-error-rate test over any link.
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -228,7 +227,7 @@ impl EventPrinter {
     /// Says how many events were not shown; call before the summary.
     pub fn finish(&mut self) {
         if self.suppressed > 0 {
-            let mut out = io::stdout();
+            let mut out = loopscope_report::Stdout::live();
             let _ = std::io::Write::write_all(
                 &mut out,
                 format!(
