@@ -899,3 +899,18 @@ fn unix_stream_sockets_carry_a_test_both_ways() {
         assert!(summary["bytes"].as_u64() > Some(0));
     }
 }
+
+/// Regression: without `-l`, UDP datagrams take the control connection's MSS, as iperf3's do;
+/// the senders once got a length of 0 and sent nothing.
+#[test]
+fn udp_without_a_length_sends_datagrams_of_the_announced_size() {
+    against_stock_server(&["-u", "-t", "1", "-b", "10M"], |ours, theirs| {
+        let size = u64_at(theirs, "/start/test_start/blksize");
+        let sent = our_bytes(ours, "send");
+        assert!(size >= 64, "{theirs}");
+        assert!(sent > 0 && sent.is_multiple_of(size), "{sent} bytes of {size}-byte datagrams");
+        let received = u64_at(theirs, "/end/sum_received/bytes");
+        let lost = u64_at(theirs, "/end/sum_received/lost_packets");
+        assert_eq!(received + lost * size, sent);
+    });
+}
