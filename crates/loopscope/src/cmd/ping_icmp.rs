@@ -43,11 +43,11 @@ pub fn run(args: &super::ping::Args, context: &Context) -> anyhow::Result<Outcom
     let mut printer = Printer::stdout(context.format);
     let target_text = target.to_string();
     if !printer.is_json() {
-        println!(
+        loopscope_report::stdout_line!(
             "PING {target_text}: {} data bytes, {} ICMP socket",
             args.size,
             socket.kind().name()
-        );
+        )?;
     }
     let quiet = args.quiet;
     let run = icmp::ping(&mut socket, &config, &context.stop, |event| match event {

@@ -25,12 +25,12 @@ pub fn run(args: &super::ping::Args, context: &Context) -> anyhow::Result<Outcom
     };
     let mut printer = Printer::stdout(context.format);
     if context.format == Format::Human && !args.quiet {
-        println!(
+        loopscope_report::stdout_line!(
             "PING {} {}({}) bytes of data.",
             args.endpoint,
             args.size,
             args.size + HEADER + TRAILER
-        );
+        )?;
     }
     let quiet = args.quiet;
     let outcome = ping::run(link, &config, &context.stop, &mut |reply| {
@@ -41,7 +41,7 @@ pub fn run(args: &super::ping::Args, context: &Context) -> anyhow::Result<Outcom
     .with_context(|| format!("cannot ping over '{}'", args.endpoint))?;
     printer.emit(&outcome.summary)?;
     if let Some(error) = &outcome.link_error {
-        eprintln!("loopscope: the link failed mid-run: {error}");
+        loopscope_report::stderr_line!("loopscope: the link failed mid-run: {error}");
     }
     Ok(Outcome::from_passed(outcome.summary.passed))
 }
