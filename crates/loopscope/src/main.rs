@@ -45,6 +45,8 @@ enum Command {
     Pattern(cmd::pattern::PatternCommand),
     /// Round-trip latency over a link (or ICMP echo with icmp://ADDR).
     Ping(cmd::ping::Args),
+    /// Throughput and request-response latency over a link; also iperf3's client and server.
+    Perf(cmd::perf::Args),
     /// Round-trip latency of an audio path, to a thousandth of a frame (audiosim:, wav:, jack:).
     AudioLatency(cmd::audio::Args),
     /// Be the far end: echo everything back on a link.
@@ -160,6 +162,7 @@ fn main() -> ExitCode {
         Command::Bert(args) => cmd::bert::run(args, &context),
         Command::Pattern(command) => cmd::pattern::run(command, &context),
         Command::Ping(args) => cmd::ping::run(args, &context),
+        Command::Perf(args) => cmd::perf::run(args, &context),
         Command::AudioLatency(args) => cmd::audio::run(args, &context),
         Command::Reflect(args) => cmd::reflect::run(args, &context),
         Command::Doctor(args) => cmd::doctor::run(args, &context),

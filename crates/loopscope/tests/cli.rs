@@ -69,6 +69,11 @@ fn a_closed_stdout_ends_quietly_with_the_runs_own_exit_code() {
     assert_eq!((code, stderr.as_str()), (expected, ""));
     let (code, stderr) = piped("--json doctor", true, "head -1");
     assert_eq!((code, stderr.as_str()), (expected, ""));
+    // The human table and its fix list, closed before the first byte.
+    let (code, stderr) = piped("doctor", true, "head -c 0");
+    assert_eq!((code, stderr.as_str()), (expected, ""));
+    let (code, stderr) = piped("doctor --list", true, "head -c 0");
+    assert_eq!((code, stderr.as_str()), (0, ""));
 }
 
 #[test]
