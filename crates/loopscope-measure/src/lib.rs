@@ -10,3 +10,4 @@ pub mod audio_latency;
 pub mod bert;
 pub mod framed;
 pub mod ping;
+pub mod stamp;

@@ -16,3 +16,4 @@ pub mod ping_icmp;
 pub mod ping_link;
 pub mod port;
 pub mod reflect;
+pub mod stamp;
