@@ -16,8 +16,21 @@ impl Table {
         }
     }
 
+    /// Adds a row. Control characters in a cell are escaped (see [`crate::escape_control`]):
+    /// a cell is one line, whatever a process or interface calls itself.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) -> &mut Self {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|cell| {
+                    let cell: String = cell.into();
+                    match crate::escape_control(&cell) {
+                        std::borrow::Cow::Borrowed(_) => cell,
+                        std::borrow::Cow::Owned(escaped) => escaped,
+                    }
+                })
+                .collect(),
+        );
         self
     }
 
@@ -72,6 +85,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "CHECK          STATUS  FINDING\nlo_up          PASS    lo is UP\nipv6_loopback  FAIL    ::1 missing\n"
+        );
+    }
+
+    #[test]
+    fn a_cell_stays_on_its_line() {
+        let mut table = Table::new(["PROCESS", "PID"]);
+        table.row(["evil\nforged row", "1"]);
+        let mut out = Vec::new();
+        table.write(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "PROCESS           PID\nevil\\nforged row  1\n"
         );
     }
 }

@@ -82,13 +82,8 @@ impl ImpairmentConfig {
         };
         let rate_bps = match endpoint.option("rate") {
             None => 0,
-            Some(text) => parse_rate(text).ok_or_else(|| {
-                endpoint.bad_value(
-                    "rate",
-                    text,
-                    "expected bits per second such as 9600, 100k, 1.5M, 10G",
-                )
-            })?,
+            Some(text) => loopscope_report::units::parse_rate(text)
+                .map_err(|why| endpoint.bad_value("rate", text, why))?,
         };
         let config = ImpairmentConfig {
             ber: probability("ber")?,
@@ -131,17 +126,6 @@ impl ImpairmentConfig {
         ];
         probabilities.iter().all(|p| *p == 0.0) && self.delay.is_zero() && self.rate_bps == 0
     }
-}
-
-fn parse_rate(text: &str) -> Option<u64> {
-    let (number, scale) = match text.chars().last()? {
-        'k' | 'K' => (&text[..text.len() - 1], 1e3),
-        'm' | 'M' => (&text[..text.len() - 1], 1e6),
-        'g' | 'G' => (&text[..text.len() - 1], 1e9),
-        _ => (text, 1.0),
-    };
-    let value: f64 = number.parse().ok()?;
-    (value.is_finite() && value > 0.0).then_some((value * scale) as u64)
 }
 
 /// What the adapter did, for the summary (`link.impairment`).
@@ -608,6 +592,8 @@ impl LinkSender for ImpairedSender {
 /// when data arrives, not when the test gets round to reading.
 struct DelayLine {
     queue: Receiver<(Instant, io::Result<Vec<u8>>)>,
+    /// Taken from the queue but not due yet when the receive timed out.
+    held: Option<(Instant, io::Result<Vec<u8>>)>,
     pending: VecDeque<u8>,
     closed: bool,
 }
@@ -630,6 +616,7 @@ impl DelayLine {
         });
         DelayLine {
             queue: rx,
+            held: None,
             pending: VecDeque::new(),
             closed: false,
         }
@@ -640,20 +627,36 @@ impl DelayLine {
             if self.closed {
                 return Ok(0);
             }
-            let (due, item) = match timeout {
-                None => self
-                    .queue
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-                Some(timeout) => self.queue.recv_timeout(timeout),
-            }
-            .map_err(|error| match error {
-                RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
-                RecvTimeoutError::Disconnected => io::Error::from(io::ErrorKind::UnexpectedEof),
-            })?;
+            let started = Instant::now();
+            let (due, item) = match self.held.take() {
+                Some(held) => held,
+                None => match timeout {
+                    None => self
+                        .queue
+                        .recv()
+                        .map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(timeout) => self.queue.recv_timeout(timeout),
+                }
+                .map_err(|error| match error {
+                    RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
+                    RecvTimeoutError::Disconnected => io::Error::from(io::ErrorKind::UnexpectedEof),
+                })?,
+            };
             let now = Instant::now();
             if due > now {
-                std::thread::sleep(due - now);
+                // Wait for the data only as long as the caller's timeout allows; what is not
+                // due yet stays held for the next call (a 5 s delay must not hold a 100 ms
+                // receive for 5 s).
+                let left =
+                    timeout.map(|timeout| (started + timeout).saturating_duration_since(now));
+                match left {
+                    Some(left) if left < due - now => {
+                        std::thread::sleep(left);
+                        self.held = Some((due, item));
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    _ => std::thread::sleep(due - now),
+                }
             }
             let data = item?;
             if data.is_empty() {

@@ -1,0 +1,430 @@
+//! `loopscope perf LINK`: throughput and request-response latency; `--server` is the far end.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use loopscope_link::Endpoint;
+use loopscope_link::adapter::impair::ImpairmentConfig;
+use loopscope_link::transport::ip::{self, IpOptions};
+use loopscope_link::transport::unix::unix_address;
+use loopscope_measure::perf::{
+    ClientOptions, Direction, EchoOptions, Listen, PerfError, PerfEvent, PerfSummary, RrOptions,
+    ServerEvent, ServerLimits, ServerOptions, SocketTuning, Transport, rr, run_client, run_echo,
+    run_server,
+};
+use loopscope_report::{Outcome, Printer};
+
+use super::pattern::parse_size;
+use super::ping::parse_duration;
+use crate::Context;
+
+/// iperf3's well-known port, which `perf` uses too (it speaks iperf3's protocol).
+const DEFAULT_PORT: u16 = 5201;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Links: tcp://HOST:PORT, udp://HOST:PORT (UDP data, TCP control), unix:PATH \
+(a 'loopscope perf --server' or a stock 'iperf3 -s'), iperf3://HOST[:PORT] (a stock iperf3 server, \
+strictly its protocol), and any loop (loop:, sim:, exec:CMD, pty:, serial:...): there perf measures \
+what comes back. The server speaks iperf3's control protocol: stock 'iperf3 -c' clients use it too."
+)]
+pub struct Args {
+    /// The far end: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, iperf3://HOST[:PORT], or a loop
+    /// link. With --server, where to listen (default tcp://127.0.0.1:5201).
+    pub link: Option<String>,
+    /// Be the far end: serve perf tests (also from stock iperf3 clients), many at once.
+    #[arg(long, short = 's')]
+    pub server: bool,
+    /// With --server: behave as stock iperf3, with no loopscope extension (no grants, no
+    /// request-response).
+    #[arg(long, requires = "server")]
+    pub iperf3: bool,
+    /// How long to run.
+    #[arg(short = 't', long = "time", default_value = "10s", value_parser = parse_duration)]
+    pub time: Duration,
+    /// Move this many bytes (over all streams) instead of running for a time.
+    #[arg(short = 'n', long, value_parser = parse_size)]
+    pub bytes: Option<u64>,
+    /// Parallel streams, each on its own thread.
+    #[arg(short = 'P', long, default_value_t = 1)]
+    pub parallel: u32,
+    /// The server sends, the client receives.
+    #[arg(short = 'R', long, conflicts_with = "bidir")]
+    pub reverse: bool,
+    /// Both directions at once (separate streams each way).
+    #[arg(long)]
+    pub bidir: bool,
+    /// Bytes per write (per datagram with UDP). Default 128 KiB for streams; for UDP the
+    /// control connection's MSS, as iperf3 does; 1 byte for --rr and --crr.
+    #[arg(short = 'l', long, value_parser = parse_size)]
+    pub length: Option<u64>,
+    /// UDP data streams (the control connection stays TCP).
+    #[arg(short = 'u', long)]
+    pub udp: bool,
+    /// Target bit rate per stream, e.g. 100M, 1.5G (default: unlimited; UDP 1M as iperf3).
+    #[arg(short = 'b', long = "bitrate", value_parser = parse_bit_rate)]
+    pub bitrate: Option<u64>,
+    /// Socket buffer size (SO_SNDBUF/SO_RCVBUF), e.g. 4Mi.
+    #[arg(short = 'w', long, value_parser = parse_size)]
+    pub window: Option<u64>,
+    /// TCP congestion control algorithm (e.g. cubic, bbr).
+    #[arg(short = 'C', long)]
+    pub congestion: Option<String>,
+    /// TCP_NODELAY on data streams.
+    #[arg(short = 'N', long)]
+    pub nodelay: bool,
+    /// TCP maximum segment size.
+    #[arg(short = 'M', long = "mss")]
+    pub mss: Option<u32>,
+    /// Report every interval (0: no interval reports).
+    #[arg(short = 'i', long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Receive TCP without copying to user space (MSG_TRUNC).
+    #[arg(long)]
+    pub skip_rx_copy: bool,
+    /// Request-response: keep N transactions in flight per stream (N defaults to 1).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1", conflicts_with_all = ["reverse", "bidir", "udp"])]
+    pub rr: Option<usize>,
+    /// Connect-request-response: a new TCP connection for every transaction.
+    #[arg(long, conflicts_with_all = ["rr", "reverse", "bidir", "udp"])]
+    pub crr: bool,
+    /// Response size of --rr and --crr (default: the request's --length).
+    #[arg(long, value_parser = parse_size)]
+    pub response_length: Option<u64>,
+    /// Impair sent UDP datagrams with the sim: adapter's options (loss=, reorder=, seed=...).
+    #[arg(long, value_name = "OPTIONS")]
+    pub impair: Option<String>,
+    /// UDP sequence numbers on 64 bits (iperf3's --udp-counters-64bit).
+    #[arg(long)]
+    pub udp_counters_64bit: bool,
+    /// Treat a socket link as a loop: send and count what comes back (e.g. to 'loopscope reflect').
+    #[arg(long)]
+    pub echo: bool,
+    /// How long connecting may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Loops: after the last send, how long to wait for the rest to come back.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Server: tests running at once.
+    #[arg(long, default_value_t = 16, requires = "server")]
+    pub max_tests: usize,
+    /// Server: streams per test.
+    #[arg(long, default_value_t = 32, requires = "server")]
+    pub max_streams: u32,
+    /// Server: longer tests are ended at this point.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "server")]
+    pub max_duration: Duration,
+    /// Server: bits per second per direction of one test (UDP asking more is refused, TCP is
+    /// paced; 0 for no limit).
+    #[arg(long, default_value = "40G", value_parser = parse_bit_rate_or_zero, requires = "server")]
+    pub max_rate: u64,
+    /// Server: buffer memory over all running tests.
+    #[arg(long, default_value = "256Mi", value_parser = parse_size, requires = "server")]
+    pub max_memory: u64,
+    /// Server: serve one test, then exit.
+    #[arg(short = '1', long, requires = "server")]
+    pub once: bool,
+}
+
+/// Bit rates as iperf3 writes them: SI multiples of bits per second (`100M`, `1.5G`,
+/// `10Mbit/s`).
+pub fn parse_bit_rate(text: &str) -> Result<u64, String> {
+    let rate = parse_bit_rate_or_zero(text)?;
+    if rate == 0 {
+        return Err(format!("'{text}': a rate must be above 0"));
+    }
+    Ok(rate)
+}
+
+fn parse_bit_rate_or_zero(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let unitless = trimmed
+        .trim_end_matches("bit/s")
+        .trim_end_matches("bps")
+        .trim_end_matches("bit");
+    let split = unitless
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(unitless.len());
+    let (number, unit) = unitless.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a bit rate (try 100M, 1.5G, 10Mbit/s)"))?;
+    let scale = match unit {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "M" | "m" => 1e6,
+        "G" | "g" => 1e9,
+        "T" | "t" => 1e12,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use k, M, G, T)")),
+    };
+    let rate = value * scale;
+    if !rate.is_finite() || rate < 0.0 || rate > u64::MAX as f64 {
+        return Err(format!("'{text}' is out of range"));
+    }
+    Ok(rate.round() as u64)
+}
+
+pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    if args.server {
+        return serve(&args, context);
+    }
+    let Some(link) = args.link.clone() else {
+        bail!(
+            "name the far end (e.g. tcp://127.0.0.1:5201, iperf3://HOST, exec:cat) or give --server"
+        );
+    };
+    if args.parallel == 0 || args.parallel > 128 {
+        bail!("-P must be between 1 and 128");
+    }
+    if args.time.is_zero() && args.bytes.is_none() {
+        bail!("--time must be above 0");
+    }
+    if args.bytes == Some(0) {
+        bail!("--bytes must be above 0");
+    }
+    let endpoint = Endpoint::parse(&link)?;
+    let socket_scheme = matches!(endpoint.scheme.as_str(), "tcp" | "udp" | "unix" | "iperf3");
+    if args.echo || !socket_scheme {
+        return echo(&args, &link, context);
+    }
+    let stock = endpoint.scheme == "iperf3";
+    let udp = args.udp || endpoint.scheme == "udp";
+    let transport = if endpoint.scheme == "unix" {
+        endpoint.reject_unknown_options(&[])?;
+        Transport::Unix(unix_address(&endpoint)?)
+    } else {
+        endpoint.reject_unknown_options(ip::IP_OPTIONS)?;
+        let endpoint = if stock && ip::split_host_port(&endpoint.target).is_none() {
+            // iperf3://HOST: the well-known port.
+            let with_port = format!("{}:{DEFAULT_PORT}", endpoint.target);
+            Endpoint::parse(&format!("iperf3://{with_port}"))?
+        } else {
+            endpoint.clone()
+        };
+        Transport::Tcp {
+            peers: ip::resolve(&endpoint, None)?,
+            source: IpOptions::from_endpoint(&endpoint)?,
+        }
+    };
+    let request_response = match (args.rr, args.crr) {
+        (None, false) => None,
+        (inflight, crr) => {
+            if stock {
+                bail!(
+                    "--rr and --crr are loopscope's own: use tcp:// or unix:// against 'loopscope perf --server'"
+                );
+            }
+            if crr && matches!(transport, Transport::Unix(_)) {
+                bail!("--crr opens TCP connections: use tcp://");
+            }
+            let inflight = inflight.unwrap_or(1);
+            let length = args.length.unwrap_or(1);
+            let response = args.response_length.unwrap_or(length);
+            if inflight == 0 || inflight > 4096 {
+                bail!("--rr N: N must be between 1 and 4096");
+            }
+            if length == 0
+                || response == 0
+                || length > rr::MAX_MESSAGE as u64
+                || response > rr::MAX_MESSAGE as u64
+            {
+                bail!("request and response lengths must be between 1 byte and 1 MiB");
+            }
+            if (inflight as u64) * length.max(response) > rr::MAX_INFLIGHT_BYTES as u64 {
+                bail!(
+                    "--rr N times the message size must stay within 1 MiB (both ends would block writing)"
+                );
+            }
+            Some(RrOptions {
+                inflight,
+                response_length: response as usize,
+                connect_per_transaction: crr,
+            })
+        }
+    };
+    let length = match (args.length, udp, &request_response) {
+        (Some(length), ..) => length,
+        (None, _, Some(_)) => 1,
+        // 0 asks for the control connection's MSS.
+        (None, true, None) => 0,
+        (None, false, None) => 128 * 1024,
+    };
+    if udp && length != 0 && !(16..=65_507).contains(&length) {
+        bail!("-l with UDP must be between 16 and 65507 bytes");
+    }
+    if !udp && (length == 0 || length > 64 << 20) {
+        bail!("-l must be between 1 byte and 64 MiB");
+    }
+    let impair = match &args.impair {
+        None => None,
+        Some(_) if !udp => bail!(
+            "--impair applies to UDP datagrams here (add -u); for a loop use sim: or a link's --impair"
+        ),
+        Some(text) => Some(ImpairmentConfig::parse(text).context("bad --impair")?),
+    };
+    if args.udp && endpoint.scheme == "unix" {
+        bail!("UDP data needs a TCP control connection: use udp://HOST:PORT");
+    }
+    let options = ClientOptions {
+        link: link.clone(),
+        transport,
+        udp,
+        stock,
+        duration: args.time,
+        bytes: args.bytes,
+        parallel: args.parallel,
+        direction: if args.bidir {
+            Direction::Bidir
+        } else if args.reverse {
+            Direction::Receive
+        } else {
+            Direction::Send
+        },
+        length: length as usize,
+        bandwidth: args.bitrate.unwrap_or(if udp { 1_000_000 } else { 0 }),
+        tuning: SocketTuning {
+            window: args.window.map(|w| w as usize),
+            congestion: args.congestion.clone(),
+            nodelay: args.nodelay || request_response.is_some(),
+            mss: args.mss,
+        },
+        interval: (!args.interval.is_zero()).then_some(args.interval),
+        skip_rx_copy: args.skip_rx_copy,
+        impair,
+        udp_counters_64bit: args.udp_counters_64bit,
+        connect_timeout: args.connect_timeout,
+        request_response,
+    };
+    let mut printer = Printer::stdout(context.format);
+    let result = run_client(&options, &context.stop, &mut |event: &PerfEvent| {
+        let _ = printer.emit(event);
+    });
+    finish(result, &mut printer)
+}
+
+/// Prints the summary; an error that came from the far end (not the environment) is exit 1.
+fn finish(
+    result: Result<PerfSummary, PerfError>,
+    printer: &mut Printer,
+) -> anyhow::Result<Outcome> {
+    match result {
+        Ok(summary) => {
+            printer.emit(&summary)?;
+            Ok(Outcome::from_passed(summary.passed))
+        }
+        Err(error) if error.is_environment() => Err(error.into()),
+        Err(error) => {
+            eprintln!("loopscope: error: {error}");
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
+fn echo(args: &Args, link: &str, context: &Context) -> anyhow::Result<Outcome> {
+    if args.reverse || args.bidir || args.udp || args.rr.is_some() || args.crr {
+        bail!(
+            "over a loop, perf measures what comes back: --reverse, --bidir, -u, --rr and --crr need a perf server (tcp://, udp://, unix:)"
+        );
+    }
+    let impair = match &args.impair {
+        None => None,
+        Some(text) => Some(ImpairmentConfig::parse(text).context("bad --impair")?),
+    };
+    // Opening once up front turns a bad endpoint into a usage error before any thread runs.
+    loopscope_link::open(link).with_context(|| format!("cannot open link '{link}'"))?;
+    let open = || -> Result<Box<dyn loopscope_link::Link>, loopscope_link::LinkError> {
+        let link = loopscope_link::open(link)?;
+        Ok(match &impair {
+            Some(config) => Box::new(loopscope_link::adapter::impair::SimLink::wrap(
+                link,
+                config.clone(),
+            )),
+            None => link,
+        })
+    };
+    let options = EchoOptions {
+        link: link.to_string(),
+        parallel: args.parallel,
+        duration: args.time,
+        bytes: args.bytes,
+        length: args.length.unwrap_or(128 * 1024).clamp(1, 64 << 20) as usize,
+        interval: (!args.interval.is_zero()).then_some(args.interval),
+        drain_timeout: args.drain_timeout,
+    };
+    let mut printer = Printer::stdout(context.format);
+    let result = run_echo(&open, &options, &context.stop, &mut |event: &PerfEvent| {
+        let _ = printer.emit(event);
+    });
+    finish(result, &mut printer)
+}
+
+fn serve(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
+    let text = args
+        .link
+        .clone()
+        .unwrap_or_else(|| format!("tcp://127.0.0.1:{DEFAULT_PORT}"));
+    let endpoint = Endpoint::parse(&text)?;
+    let listen = match endpoint.scheme.as_str() {
+        "tcp" | "iperf3" => {
+            endpoint.reject_unknown_options(&[])?;
+            let address = ip::resolve(&endpoint, Some(ip::DEFAULT_LISTEN))?;
+            Listen::Tcp(address[0])
+        }
+        "unix" => {
+            endpoint.reject_unknown_options(&[])?;
+            Listen::Unix(unix_address(&endpoint)?)
+        }
+        other => bail!(
+            "a perf server listens on tcp://[HOST]:PORT or unix:PATH, not {other}: (UDP tests use the TCP port's number)"
+        ),
+    };
+    let options = ServerOptions {
+        listen,
+        limits: ServerLimits {
+            max_tests: args.max_tests.max(1),
+            max_streams: args.max_streams.max(1),
+            max_length: 1 << 20,
+            max_memory: args.max_memory,
+            max_rate_bps: args.max_rate,
+            max_duration: args.max_duration.max(Duration::from_millis(100)),
+            max_window: 16 << 20,
+        },
+        once: args.once,
+        stock_only: args.iperf3,
+        skip_rx_copy: args.skip_rx_copy,
+    };
+    let printer = Arc::new(Mutex::new(Printer::stdout(context.format)));
+    let sink = Arc::clone(&printer);
+    let events = Arc::new(move |event: ServerEvent| {
+        if let Ok(mut printer) = sink.lock() {
+            let _ = printer.emit(&event);
+        }
+    });
+    let summary = run_server(options, Arc::clone(&context.stop), events)
+        .with_context(|| format!("cannot serve perf on '{text}'"))?;
+    if let Ok(mut printer) = printer.lock() {
+        printer.emit(&summary)?;
+    }
+    Ok(Outcome::Passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bit_rate;
+
+    #[test]
+    fn bit_rates_as_iperf3_writes_them() {
+        assert_eq!(parse_bit_rate("100M"), Ok(100_000_000));
+        assert_eq!(parse_bit_rate("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_bit_rate("10Mbit/s"), Ok(10_000_000));
+        assert_eq!(parse_bit_rate("64k"), Ok(64_000));
+        assert_eq!(parse_bit_rate("1000"), Ok(1000));
+        assert!(parse_bit_rate("0").is_err());
+        assert!(parse_bit_rate("fast").is_err());
+        assert!(parse_bit_rate("10Q").is_err());
+        assert!(parse_bit_rate("-5M").is_err());
+    }
+}
