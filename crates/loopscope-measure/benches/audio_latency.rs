@@ -19,7 +19,13 @@ const RATE: f64 = 48_000.0;
 fn recording() -> Vec<f32> {
     let signal = TestSignal::new(-6.0);
     (0..(WINDOW * 4) as u64)
-        .map(|n| if n < 1234 { 0.0 } else { signal.frame(n - 1234) })
+        .map(|n| {
+            if n < 1234 {
+                0.0
+            } else {
+                signal.frame(n - 1234)
+            }
+        })
         .collect()
 }
 
