@@ -908,7 +908,10 @@ fn udp_without_a_length_sends_datagrams_of_the_announced_size() {
         let size = u64_at(theirs, "/start/test_start/blksize");
         let sent = our_bytes(ours, "send");
         assert!(size >= 64, "{theirs}");
-        assert!(sent > 0 && sent.is_multiple_of(size), "{sent} bytes of {size}-byte datagrams");
+        assert!(
+            sent > 0 && sent.is_multiple_of(size),
+            "{sent} bytes of {size}-byte datagrams"
+        );
         let received = u64_at(theirs, "/end/sum_received/bytes");
         let lost = u64_at(theirs, "/end/sum_received/lost_packets");
         assert_eq!(received + lost * size, sent);
