@@ -592,6 +592,8 @@ impl LinkSender for ImpairedSender {
 /// when data arrives, not when the test gets round to reading.
 struct DelayLine {
     queue: Receiver<(Instant, io::Result<Vec<u8>>)>,
+    /// Taken from the queue but not due yet when the receive timed out.
+    held: Option<(Instant, io::Result<Vec<u8>>)>,
     pending: VecDeque<u8>,
     closed: bool,
 }
@@ -614,6 +616,7 @@ impl DelayLine {
         });
         DelayLine {
             queue: rx,
+            held: None,
             pending: VecDeque::new(),
             closed: false,
         }
@@ -624,20 +627,36 @@ impl DelayLine {
             if self.closed {
                 return Ok(0);
             }
-            let (due, item) = match timeout {
-                None => self
-                    .queue
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-                Some(timeout) => self.queue.recv_timeout(timeout),
-            }
-            .map_err(|error| match error {
-                RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
-                RecvTimeoutError::Disconnected => io::Error::from(io::ErrorKind::UnexpectedEof),
-            })?;
+            let started = Instant::now();
+            let (due, item) = match self.held.take() {
+                Some(held) => held,
+                None => match timeout {
+                    None => self
+                        .queue
+                        .recv()
+                        .map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(timeout) => self.queue.recv_timeout(timeout),
+                }
+                .map_err(|error| match error {
+                    RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
+                    RecvTimeoutError::Disconnected => io::Error::from(io::ErrorKind::UnexpectedEof),
+                })?,
+            };
             let now = Instant::now();
             if due > now {
-                std::thread::sleep(due - now);
+                // Wait for the data only as long as the caller's timeout allows; what is not
+                // due yet stays held for the next call (a 5 s delay must not hold a 100 ms
+                // receive for 5 s).
+                let left =
+                    timeout.map(|timeout| (started + timeout).saturating_duration_since(now));
+                match left {
+                    Some(left) if left < due - now => {
+                        std::thread::sleep(left);
+                        self.held = Some((due, item));
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    _ => std::thread::sleep(due - now),
+                }
             }
             let data = item?;
             if data.is_empty() {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use loopscope_host::doctor::{self, Check, CheckResult, Options, Probe, Status};
-use loopscope_host::icmp::SocketChoice;
+use loopscope_measure::ping::SocketChoice;
 use loopscope_report::{Outcome, Printer, Progress, Record, Table};
 use serde::Serialize;
 

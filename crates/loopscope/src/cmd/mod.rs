@@ -13,7 +13,5 @@ pub mod niu;
 pub mod pattern;
 pub mod perf;
 pub mod ping;
-pub mod ping_icmp;
-pub mod ping_link;
 pub mod port;
 pub mod reflect;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use loopscope_link::Endpoint;
+use loopscope_link::adapter::AdapterStack;
 use loopscope_link::reflector::{ReflectConfig, ReflectEvent, ReflectSummary, Reflector};
 use loopscope_report::{Outcome, Printer, Record};
 use serde::Serialize;
@@ -113,19 +114,16 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         args.endpoint.clone()
     };
     let endpoint = Endpoint::parse(&text)?;
-    let impair = match &args.impair {
-        None => None,
-        Some(params) => Some(
-            loopscope_link::adapter::impair::ImpairmentConfig::parse(params)
-                .with_context(|| format!("--impair {params}"))?,
-        ),
-    };
+    // The same adapter flags as bert and ping; the reflector applies the impairment to each
+    // stream and datagram it serves.
+    let adapters = AdapterStack::from_flags(false, args.impair.as_deref(), None)
+        .with_context(|| format!("--impair {}", args.impair.as_deref().unwrap_or("")))?;
     let config = ReflectConfig {
         max_connections: args.max_connections.max(1),
         rate_limit_pps: args.rate_limit,
         rate_burst: (args.rate_limit / 50).max(64),
         zero_copy: !args.no_splice,
-        impair,
+        impair: adapters.impair,
     };
     let reflector = Reflector::bind(&endpoint, args.echo, config)
         .with_context(|| format!("cannot reflect on '{}'", args.endpoint))?;
