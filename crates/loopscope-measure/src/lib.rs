@@ -12,3 +12,4 @@ pub mod bert;
 pub mod framed;
 pub mod perf;
 pub mod ping;
+pub mod stamp;

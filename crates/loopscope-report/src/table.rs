@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+/// Rows of cells under a header, written with each column as wide as its widest cell.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
     header: Vec<String>,
@@ -9,6 +10,7 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table with this header.
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
         Table {
             header: header.into_iter().map(Into::into).collect(),
@@ -34,6 +36,7 @@ impl Table {
         self
     }
 
+    /// Whether no row was added.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }

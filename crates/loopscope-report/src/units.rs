@@ -30,24 +30,48 @@ const QUOTE_LIMIT: usize = 40;
 /// shows the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum UnitError {
+    /// No number where one was expected.
     #[error("'{input}' is not {kind} (try {examples})")]
     NotANumber {
+        /// What was given (shortened).
         input: String,
+        /// What was expected: "a size", "a duration"...
         kind: &'static str,
+        /// Forms that work.
         examples: &'static str,
     },
+    /// A number followed by letters that are no unit of this kind.
     #[error("'{input}': unknown unit '{unit}' (use {expected})")]
     UnknownUnit {
+        /// What was given (shortened).
         input: String,
+        /// The letters after the number.
         unit: String,
+        /// The units this kind takes.
         expected: &'static str,
     },
+    /// A negative quantity.
     #[error("'{input}' is negative")]
-    Negative { input: String },
+    Negative {
+        /// What was given (shortened).
+        input: String,
+    },
+    /// More than the kind allows (a duration over 100 years, a size over 2^64 bytes).
     #[error("'{input}' is too large (at most {max})")]
-    TooLarge { input: String, max: &'static str },
+    TooLarge {
+        /// What was given (shortened).
+        input: String,
+        /// The largest value, in words.
+        max: &'static str,
+    },
+    /// Outside the range of the kind (a probability above 1, a rate of 0).
     #[error("'{input}' must be {range}")]
-    OutOfRange { input: String, range: &'static str },
+    OutOfRange {
+        /// What was given (shortened).
+        input: String,
+        /// The range, in words.
+        range: &'static str,
+    },
 }
 
 /// Lets callers that carry a `String` reason (endpoint option errors) take a `UnitError` as is.

@@ -51,6 +51,8 @@ enum Command {
     AudioLatency(cmd::audio::Args),
     /// Be the far end: echo everything back on a link.
     Reflect(cmd::reflect::Args),
+    /// STAMP (RFC 8762) session-sender, or with --reflect the session-reflector.
+    Stamp(cmd::stamp::Args),
     /// Is this host's loopback healthy?
     Doctor(cmd::doctor::Args),
     /// What is this address, in every notation? Loopback, martian, SSRF verdicts.
@@ -165,6 +167,7 @@ fn main() -> ExitCode {
         Command::Perf(args) => cmd::perf::run(args, &context),
         Command::AudioLatency(args) => cmd::audio::run(args, &context),
         Command::Reflect(args) => cmd::reflect::run(args, &context),
+        Command::Stamp(args) => cmd::stamp::run(args, &context),
         Command::Doctor(args) => cmd::doctor::run(args, &context),
         Command::Addr(args) => cmd::addr::run(args, &context),
         Command::Martians(args) => cmd::martians::run(args, &context),

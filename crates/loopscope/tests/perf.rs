@@ -866,3 +866,54 @@ fn request_response_against_a_stock_server_says_it_cannot() {
         "{stderr}"
     );
 }
+
+#[test]
+fn unix_stream_sockets_carry_a_test_both_ways() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("perf.sock");
+    let endpoint = format!("unix:{}", path.display());
+    let mut server = loopscope()
+        .args(["--json", "perf", "--server", &endpoint])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perf --server starts");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let _server = Running(server);
+    read_until(&mut stdout, |r| r["event"] == "listening");
+    for direction in [vec![], vec!["-R"], vec!["--bidir"]] {
+        let mut args = vec![endpoint.as_str(), "-t", "1", "-P", "2", "-i", "0"];
+        args.extend(direction.iter().copied());
+        let (output, summary) = our_client(&args);
+        assert!(output.status.success(), "{summary}");
+        assert_eq!(summary["protocol"], "unix");
+        let ended = read_until(&mut stdout, |r| r["event"] == "test_ended");
+        // Both ends read to end-of-stream: each counted every byte the other sent.
+        assert_eq!(
+            ended["received_bytes"], summary["sent_bytes"],
+            "{direction:?}"
+        );
+        assert_eq!(
+            ended["sent_bytes"], summary["received_bytes"],
+            "{direction:?}"
+        );
+        assert!(summary["bytes"].as_u64() > Some(0));
+    }
+}
+
+/// Regression: without `-l`, UDP datagrams take the control connection's MSS, as iperf3's do;
+/// the senders once got a length of 0 and sent nothing.
+#[test]
+fn udp_without_a_length_sends_datagrams_of_the_announced_size() {
+    against_stock_server(&["-u", "-t", "1", "-b", "10M"], |ours, theirs| {
+        let size = u64_at(theirs, "/start/test_start/blksize");
+        let sent = our_bytes(ours, "send");
+        assert!(size >= 64, "{theirs}");
+        assert!(
+            sent > 0 && sent.is_multiple_of(size),
+            "{sent} bytes of {size}-byte datagrams"
+        );
+        let received = u64_at(theirs, "/end/sum_received/bytes");
+        let lost = u64_at(theirs, "/end/sum_received/lost_packets");
+        assert_eq!(received + lost * size, sent);
+    });
+}

@@ -118,10 +118,11 @@ fn script(block: &[Example], netns: bool, skips: &mut BTreeMap<usize, String>) -
 exits="$PWD/.exits"
 : > "$exits"
 await_listening() {
-  # A background reflector prints "reflecting on ..." once it listens; wait for that line
+  # A background reflector prints "reflecting on ..." once it listens (a perf server
+  # "listening on ..."); wait for that line
   # (bounded, so a reflector that never starts fails the test instead of hanging it).
   local log=$1 tries=0
-  until grep -q 'reflecting on' "$log" 2>/dev/null; do
+  until grep -qE 'reflecting on|listening on' "$log" 2>/dev/null; do
     tries=$((tries + 1))
     if [ "$tries" -gt 12000 ]; then echo "never listened: $(cat "$log")" >&2; return 1; fi
     sleep 0.01

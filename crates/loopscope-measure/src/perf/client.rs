@@ -177,7 +177,9 @@ pub fn run_client(
     };
     let run = Arc::new(RunControl::new(send_budget));
     let worker_options = WorkerOptions {
-        length: options.length,
+        // The length the test was announced with (UDP's default is only known once the
+        // control connection is up).
+        length: params.length as usize,
         rate_bps: options.bandwidth,
         counters_64bit: options.udp_counters_64bit,
         skip_rx_copy: options.skip_rx_copy,

@@ -15,3 +15,4 @@ pub mod perf;
 pub mod ping;
 pub mod port;
 pub mod reflect;
+pub mod stamp;

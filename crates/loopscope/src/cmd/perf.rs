@@ -15,9 +15,8 @@ use loopscope_measure::perf::{
 };
 use loopscope_report::{Outcome, Printer};
 
-use super::pattern::parse_size;
-use super::ping::parse_duration;
 use crate::Context;
+use loopscope_report::units::{UnitError, parse_duration, parse_rate, parse_size};
 
 /// iperf3's well-known port, which `perf` uses too (it speaks iperf3's protocol).
 const DEFAULT_PORT: u16 = 5201;
@@ -63,7 +62,7 @@ pub struct Args {
     #[arg(short = 'u', long)]
     pub udp: bool,
     /// Target bit rate per stream, e.g. 100M, 1.5G (default: unlimited; UDP 1M as iperf3).
-    #[arg(short = 'b', long = "bitrate", value_parser = parse_bit_rate)]
+    #[arg(short = 'b', long = "bitrate", value_parser = parse_rate)]
     pub bitrate: Option<u64>,
     /// Socket buffer size (SO_SNDBUF/SO_RCVBUF), e.g. 4Mi.
     #[arg(short = 'w', long, value_parser = parse_size)]
@@ -128,43 +127,12 @@ pub struct Args {
     pub once: bool,
 }
 
-/// Bit rates as iperf3 writes them: SI multiples of bits per second (`100M`, `1.5G`,
-/// `10Mbit/s`).
-pub fn parse_bit_rate(text: &str) -> Result<u64, String> {
-    let rate = parse_bit_rate_or_zero(text)?;
-    if rate == 0 {
-        return Err(format!("'{text}': a rate must be above 0"));
+/// A rate limit: a bit rate, or 0 for none.
+fn parse_bit_rate_or_zero(text: &str) -> Result<u64, UnitError> {
+    if text.trim() == "0" {
+        return Ok(0);
     }
-    Ok(rate)
-}
-
-fn parse_bit_rate_or_zero(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let unitless = trimmed
-        .trim_end_matches("bit/s")
-        .trim_end_matches("bps")
-        .trim_end_matches("bit");
-    let split = unitless
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(unitless.len());
-    let (number, unit) = unitless.split_at(split);
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a bit rate (try 100M, 1.5G, 10Mbit/s)"))?;
-    let scale = match unit {
-        "" => 1.0,
-        "k" | "K" => 1e3,
-        "M" | "m" => 1e6,
-        "G" | "g" => 1e9,
-        "T" | "t" => 1e12,
-        _ => return Err(format!("'{text}': unknown unit '{unit}' (use k, M, G, T)")),
-    };
-    let rate = value * scale;
-    if !rate.is_finite() || rate < 0.0 || rate > u64::MAX as f64 {
-        return Err(format!("'{text}' is out of range"));
-    }
-    Ok(rate.round() as u64)
+    parse_rate(text)
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
@@ -409,22 +377,4 @@ fn serve(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
         printer.emit(&summary)?;
     }
     Ok(Outcome::Passed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bit_rate;
-
-    #[test]
-    fn bit_rates_as_iperf3_writes_them() {
-        assert_eq!(parse_bit_rate("100M"), Ok(100_000_000));
-        assert_eq!(parse_bit_rate("1.5G"), Ok(1_500_000_000));
-        assert_eq!(parse_bit_rate("10Mbit/s"), Ok(10_000_000));
-        assert_eq!(parse_bit_rate("64k"), Ok(64_000));
-        assert_eq!(parse_bit_rate("1000"), Ok(1000));
-        assert!(parse_bit_rate("0").is_err());
-        assert!(parse_bit_rate("fast").is_err());
-        assert!(parse_bit_rate("10Q").is_err());
-        assert!(parse_bit_rate("-5M").is_err());
-    }
 }
