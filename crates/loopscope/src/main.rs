@@ -204,6 +204,9 @@ fn runs_until_stopped(command: &Command) -> bool {
         Command::Ping(args) => args.count.is_none() && args.deadline.is_none(),
         Command::Bert(args) => args.forever,
         Command::Reflect(_) => true,
+        Command::Stamp(args) => args.reflect.is_some() || args.count.is_none(),
+        Command::Perf(args) => args.server,
+        Command::AudioLatency(args) => args.count.is_none() && !args.link.starts_with("wav:"),
         Command::Martians(args) => {
             (args.interface.is_some() || args.collect.is_some()) && args.duration.is_none()
         }
