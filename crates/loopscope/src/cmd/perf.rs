@@ -392,7 +392,7 @@ fn finish(
         }
         Err(error) if error.is_environment() => Err(error.into()),
         Err(error) => {
-            eprintln!("loopscope: error: {error}");
+            loopscope_report::stderr_line!("loopscope: error: {error}");
             Ok(Outcome::Failed)
         }
     }
