@@ -739,7 +739,10 @@ pub fn reflect(
                 continue;
             };
             valid += 1;
-            if config.drop_every.is_some_and(|n| n > 0 && valid.is_multiple_of(n)) {
+            if config
+                .drop_every
+                .is_some_and(|n| n > 0 && valid.is_multiple_of(n))
+            {
                 summary.dropped_on_purpose += 1;
                 continue;
             }
