@@ -95,19 +95,22 @@ pub fn open_capture(path: &Path) -> Result<Box<dyn Read>, CaptureError> {
     Ok(Box::new(file))
 }
 
-/// How much is read at a time.
+/// How much is read at a time, at most: reads start at [`FIRST_READ`] and double while they
+/// fill the space given, so a small capture costs a small buffer and a large one few reads.
 const CHUNK: usize = 1 << 20;
+const FIRST_READ: usize = 64 << 10;
 /// The longest pcapng block kept in memory. Longer ones (no real packet is) are skipped by
 /// their length without being buffered, so a forged length cannot make the reader allocate it.
 const MAX_BLOCK: usize = 16 << 20;
 
 /// A reader with a window of buffered bytes: `ensure(n)` makes n bytes visible, `consume(n)`
-/// drops them. The window never grows past the largest record asked for.
+/// drops them. The window never grows past the largest record asked for (or [`CHUNK`]).
 struct Window<R> {
     reader: R,
     buffer: Vec<u8>,
     start: usize,
     end: usize,
+    read_size: usize,
     eof: bool,
     error: Option<io::Error>,
 }
@@ -119,6 +122,7 @@ impl<R: Read> Window<R> {
             buffer: Vec::new(),
             start: 0,
             end: 0,
+            read_size: FIRST_READ,
             eof: false,
             error: None,
         }
@@ -135,17 +139,24 @@ impl<R: Read> Window<R> {
             if self.eof {
                 return false;
             }
-            if self.buffer.len() - self.start < n.max(CHUNK) {
+            let want = n.max(self.read_size);
+            if self.buffer.len() - self.start < want {
                 self.buffer.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
-                if self.buffer.len() < n.max(CHUNK) {
-                    self.buffer.resize(n.max(CHUNK), 0);
+                if self.buffer.len() < want {
+                    self.buffer.resize(want, 0);
                 }
             }
+            let space = self.buffer.len() - self.end;
             match self.reader.read(&mut self.buffer[self.end..]) {
                 Ok(0) => self.eof = true,
-                Ok(read) => self.end += read,
+                Ok(read) => {
+                    self.end += read;
+                    if read == space && self.read_size < CHUNK {
+                        self.read_size *= 2;
+                    }
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     self.error = Some(error);
@@ -239,54 +250,63 @@ fn read_pcap<R: Read>(
     // resynchronise on, so reading ends there.
     let max_record = snaplen.max(262_144) as usize;
     let mut number = 0u64;
-    loop {
-        if !window.ensure(16) {
+    // Records are walked in the buffered bytes without going back to the window for each one
+    // (a few loads per packet, as over a mapped file); the window is refilled only when the
+    // next record is not all there.
+    let mut needed = 16;
+    'read: loop {
+        if !window.ensure(needed) {
             damage.truncated = !window.available().is_empty();
             break;
         }
-        let rest = window.available();
-        let field = |offset: usize| {
-            let raw = [
-                rest[offset],
-                rest[offset + 1],
-                rest[offset + 2],
-                rest[offset + 3],
-            ];
-            if big_endian {
-                u32::from_be_bytes(raw)
-            } else {
-                u32::from_le_bytes(raw)
+        let buffered = window.available();
+        let mut offset = 0;
+        let mut stop = false;
+        needed = 16;
+        while let Some(rest) = buffered.get(offset..).filter(|rest| rest.len() >= 16) {
+            let field = |at: usize| {
+                let raw = [rest[at], rest[at + 1], rest[at + 2], rest[at + 3]];
+                if big_endian {
+                    u32::from_be_bytes(raw)
+                } else {
+                    u32::from_le_bytes(raw)
+                }
+            };
+            // Reading the 16-byte record header here rather than through parse_pcap_frame
+            // keeps the per-packet path to a few loads; pcap-parser validated the file header.
+            let (seconds, fraction, captured, original) = (field(0), field(4), field(8), field(12));
+            let captured = captured as usize;
+            if captured > max_record {
+                damage.corrupt_records += 1;
+                damage.unrecoverable = true;
+                stop = true;
+                break;
             }
-        };
-        // Reading the 16-byte record header here rather than through parse_pcap_frame keeps
-        // the per-packet path to a few loads; pcap-parser validated the file header.
-        let (seconds, fraction, captured, original) = (field(0), field(4), field(8), field(12));
-        let captured = captured as usize;
-        if captured > max_record {
-            damage.corrupt_records += 1;
-            damage.unrecoverable = true;
-            break;
+            let Some(frame) = rest.get(16..16 + captured) else {
+                needed = 16 + captured;
+                break;
+            };
+            let fraction_ns = if nanoseconds {
+                u64::from(fraction)
+            } else {
+                u64::from(fraction) * 1000
+            };
+            let meta = RecordMeta {
+                time_ns: u64::from(seconds) * 1_000_000_000 + fraction_ns,
+                interface: 0,
+                original_len: original,
+                number,
+            };
+            number += 1;
+            offset += 16 + captured;
+            if !visitor.packet(&interfaces, meta, frame) {
+                stop = true;
+                break;
+            }
         }
-        if !window.ensure(16 + captured) {
-            damage.truncated = true;
-            break;
-        }
-        let fraction_ns = if nanoseconds {
-            u64::from(fraction)
-        } else {
-            u64::from(fraction) * 1000
-        };
-        let meta = RecordMeta {
-            time_ns: u64::from(seconds) * 1_000_000_000 + fraction_ns,
-            interface: 0,
-            original_len: original,
-            number,
-        };
-        number += 1;
-        let go_on = visitor.packet(&interfaces, meta, &window.available()[16..16 + captured]);
-        window.consume(16 + captured);
-        if !go_on {
-            break;
+        window.consume(offset);
+        if stop {
+            break 'read;
         }
     }
     Ok((interfaces, damage))

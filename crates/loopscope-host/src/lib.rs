@@ -1,4 +1,5 @@
-//! This host's loopback health: netlink and /proc inspection, ICMP echo, the doctor checks.
+//! This host's loopback health: netlink and /proc inspection and the doctor checks (whose round
+//! trips run `loopscope-measure`'s engines).
 
 #![forbid(unsafe_code)]
 // Not every public item is documented yet (docs/design.md lists the crates still to do);
@@ -8,8 +9,6 @@
 pub mod doctor;
 pub mod environment;
 pub mod firewall;
-pub mod icmp;
-pub mod loops;
 pub mod proc_net;
 pub mod resolver;
 pub mod sysctl;

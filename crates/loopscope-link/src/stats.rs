@@ -33,6 +33,20 @@ pub struct LinkStats {
     pub niu: Option<NiuReport>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub modem: Option<ModemStats>,
+    /// What the capture adapter wrote (`--capture FILE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStats>,
+}
+
+/// The capture adapter's file (see [`crate::adapter::capture`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureStats {
+    pub file: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Why writing stopped, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The modem adapter over an audio link (see [`crate::adapter::modem`]).
@@ -260,6 +274,18 @@ impl LinkStats {
                 parts.push("nothing damaged".into());
             }
             lines.push(("impairment", parts.join(", ")));
+        }
+        if let Some(c) = &self.capture {
+            let mut text = format!(
+                "{} and {} written to {}",
+                plural(c.packets, "packet", "packets"),
+                plural(c.bytes, "byte", "bytes"),
+                c.file
+            );
+            if let Some(error) = &c.error {
+                text.push_str(&format!(" (stopped: {error})"));
+            }
+            lines.push(("capture", text));
         }
         if let Some(m) = &self.modem {
             lines.push((

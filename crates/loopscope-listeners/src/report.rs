@@ -129,10 +129,20 @@ pub struct ListenersSummary {
     /// How many are listed (fewer than `sockets` with `--exposed`).
     pub shown: usize,
     pub exposed: usize,
+    /// Sockets bound to a loopback address (127/8, ::1).
     pub loopback_only: usize,
+    /// Sockets per kind of binding, exposed or not (a socket tied to `lo` counts under
+    /// `interface` and is not exposed).
     pub wildcard: usize,
     pub address: usize,
     pub interface: usize,
+    /// The exposed sockets per kind; they add up to `exposed`.
+    pub exposed_wildcard: usize,
+    pub exposed_address: usize,
+    pub exposed_interface: usize,
+    /// Sockets not reachable from outside (`sockets - exposed`): loopback addresses and
+    /// sockets tied to a loopback interface.
+    pub not_exposed: usize,
     pub source: &'static str,
     pub requested_source: Source,
     pub netns: Option<String>,
@@ -159,6 +169,14 @@ impl ListenersSummary {
                 .filter(|l| l.exposure == exposure)
                 .count()
         };
+        let count_exposed = |exposure: Exposure| {
+            snapshot
+                .listeners
+                .iter()
+                .filter(|l| l.exposed && l.exposure == exposure)
+                .count()
+        };
+        let exposed = snapshot.listeners.iter().filter(|l| l.exposed).count();
         let violations: Vec<Violation> = match expect_loopback_only {
             None => Vec::new(),
             Some(ports) => snapshot
@@ -176,11 +194,15 @@ impl ListenersSummary {
         ListenersSummary {
             sockets: snapshot.listeners.len(),
             shown,
-            exposed: snapshot.listeners.iter().filter(|l| l.exposed).count(),
+            exposed,
             loopback_only: count(Exposure::LoopbackOnly),
             wildcard: count(Exposure::Wildcard),
             address: count(Exposure::Address),
             interface: count(Exposure::Interface),
+            exposed_wildcard: count_exposed(Exposure::Wildcard),
+            exposed_address: count_exposed(Exposure::Address),
+            exposed_interface: count_exposed(Exposure::Interface),
+            not_exposed: snapshot.listeners.len() - exposed,
             source: snapshot.source,
             requested_source,
             netns: snapshot.netns.clone(),
@@ -214,15 +236,17 @@ impl Record for ListenersSummary {
             Some(netns) => format!(" in network namespace {netns}"),
             None => String::new(),
         };
+        // Every figure on this line is a part of the one before the parenthesis, so the line
+        // adds up: exposed + not exposed = sockets, and the kinds add up to exposed.
         writeln!(
             out,
             "{}{place}: {} exposed ({} wildcard, {} specific address, {} interface-bound), {} loopback-only; source {}",
             crate::plural(self.sockets, "socket"),
             self.exposed,
-            self.wildcard,
-            self.address,
-            self.interface,
-            self.loopback_only,
+            self.exposed_wildcard,
+            self.exposed_address,
+            self.exposed_interface,
+            self.not_exposed,
             self.source
         )?;
         if let Some(ports) = &self.expect_loopback_only {
@@ -274,7 +298,12 @@ impl Record for TrapRecord<'_> {
         "trap"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "trap {}: {}", self.0.trap.name(), self.0.detail)
+        writeln!(
+            out,
+            "trap {}: {}",
+            self.0.trap.name(),
+            loopscope_report::escape_control(&self.0.detail)
+        )
     }
 }
 
@@ -333,7 +362,9 @@ impl PortSummary {
             localhost_addresses: report.facts.localhost.clone(),
             ephemeral_range: report.facts.ephemeral_range.map(|(a, b)| [a, b]),
             traps: report.traps.iter().map(|t| t.trap).collect(),
-            passed: report.traps.is_empty(),
+            // A port reachable from outside fails, as a trap does: the command answers "is
+            // this port safe to rely on, and only from here?".
+            passed: report.traps.is_empty() && !report.holders.iter().any(|h| h.exposed),
             source: report.snapshot_source,
             notes: report
                 .notes
@@ -384,11 +415,157 @@ impl Record for PortSummary {
         if self.traps.is_empty() {
             writeln!(out, "no traps")?;
         } else {
-            writeln!(out, "{} trap(s)", self.traps.len())?;
+            writeln!(out, "{}", crate::plural(self.traps.len(), "trap"))?;
         }
         for note in &self.notes {
             writeln!(out, "note: {note}")?;
         }
-        Ok(())
+        let mut failures = Vec::new();
+        if self.exposed {
+            failures.push("exposed beyond loopback".to_string());
+        }
+        if !self.traps.is_empty() {
+            failures.push(crate::plural(self.traps.len(), "trap"));
+        }
+        if failures.is_empty() {
+            writeln!(out, "PASS")
+        } else {
+            writeln!(out, "FAIL: {}", failures.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use loopscope_report::{Format, Printer};
+
+    use super::*;
+    use crate::model::{Process, Protocol};
+
+    fn listener(
+        address: IpAddr,
+        exposure: Exposure,
+        exposed: bool,
+        device: Option<&str>,
+    ) -> Listener {
+        Listener {
+            protocol: Protocol::Tcp,
+            family: Family::Ipv4,
+            local_address: address,
+            local_port: 8002,
+            exposure,
+            exposed,
+            reachable_families: vec![Family::Ipv4],
+            v6only: None,
+            bound_interface: device.map(str::to_string),
+            address_interface: None,
+            uid: 0,
+            user: Some("root".into()),
+            inode: 1,
+            processes: vec![Process {
+                pid: 42,
+                command: "evil\x1b]0;pwned\x07\nforged".into(),
+                uid: Some(0),
+                user: Some("root".into()),
+            }],
+        }
+    }
+
+    fn human<R: Record>(record: &R) -> String {
+        let mut printer = Printer::new(Format::Human, Vec::new());
+        printer.emit(record).unwrap();
+        String::from_utf8(printer.into_inner()).unwrap()
+    }
+
+    /// The defect: five wildcard sockets and one tied to `lo` printed "5 exposed (5 wildcard,
+    /// 0 specific address, 1 interface-bound)".
+    #[test]
+    fn the_totals_line_adds_up() {
+        let wildcard = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let mut listeners = vec![listener(wildcard, Exposure::Wildcard, true, None); 5];
+        listeners.push(listener(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            Exposure::Interface,
+            false,
+            Some("lo"),
+        ));
+        listeners.push(listener(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Exposure::LoopbackOnly,
+            false,
+            None,
+        ));
+        let snapshot = Snapshot {
+            listeners,
+            source: "sock_diag",
+            netns: None,
+            processes_unreadable: 0,
+            sockets_without_owner: 0,
+            notes: Vec::new(),
+        };
+        let summary = ListenersSummary::new(&snapshot, Source::Auto, 7, None);
+        let text = human(&summary);
+        assert!(
+            text.contains(
+                "7 sockets: 5 exposed (5 wildcard, 0 specific address, 0 interface-bound), 2 loopback-only"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            summary.exposed_wildcard + summary.exposed_address + summary.exposed_interface,
+            summary.exposed
+        );
+        assert_eq!(summary.exposed + summary.not_exposed, summary.sockets);
+        // The per-kind counts keep their meaning (a JSON contract).
+        assert_eq!(
+            (summary.wildcard, summary.interface, summary.loopback_only),
+            (5, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_process_name_cannot_drive_the_terminal_or_forge_a_row() {
+        let socket = listener(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Exposure::LoopbackOnly,
+            false,
+            None,
+        );
+        let text = human(&SocketTable(std::slice::from_ref(&socket)));
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.contains("evil\\x1b]0;pwned\\x07\\nforged[42]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_exposed_port_fails_even_without_a_trap() {
+        let report = PortReport {
+            port: 8002,
+            holders: vec![listener(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                Exposure::Wildcard,
+                true,
+                None,
+            )],
+            traps: Vec::new(),
+            facts: crate::port::HostFacts {
+                localhost: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                ephemeral_range: None,
+                reserved_ports: Vec::new(),
+                uid: 0,
+            },
+            snapshot_source: "sock_diag",
+            processes_unreadable: 0,
+            notes: Vec::new(),
+        };
+        let summary = PortSummary::new(&report);
+        assert!(!summary.passed);
+        let text = human(&summary);
+        assert!(text.ends_with("FAIL: exposed beyond loopback\n"), "{text}");
     }
 }

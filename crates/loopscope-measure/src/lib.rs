@@ -1,5 +1,6 @@
 //! The tests that drive a link: [`bert`] (bit integrity with O.150 patterns, G.821 figures) and
-//! [`ping`] (round-trip time). Each runs over any [`loopscope_link::Link`].
+//! [`ping`] (round-trip time), [`perf`] (throughput and request-response latency, also against
+//! stock iperf3). Each runs over any [`loopscope_link::Link`].
 
 #![forbid(unsafe_code)]
 // Not every public item is documented yet (docs/design.md lists the crates still to do);
@@ -9,4 +10,6 @@
 pub mod audio_latency;
 pub mod bert;
 pub mod framed;
+pub mod perf;
 pub mod ping;
+pub mod stamp;

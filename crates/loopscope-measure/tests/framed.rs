@@ -366,3 +366,46 @@ fn a_payload_loopback_regenerates_crc_so_only_the_pattern_sees_line_errors() {
         "the NIU framed the payload afresh"
     );
 }
+
+#[test]
+fn the_niu_obeys_each_code_after_its_persistence_at_1e_minus_3() {
+    for (seed, up, down) in [
+        (1, InbandCode::loop_up(), InbandCode::loop_down()),
+        (2, InbandCode::arm(), InbandCode::disarm()),
+    ] {
+        let command = LoopCommand::Inband {
+            up: up.clone(),
+            down: down.clone(),
+            framed: true,
+        };
+        let mut opts = options(Framing::Esf, "1-24", command);
+        opts.amount = framed::FramedAmount::Duration(Duration::from_secs(2));
+        opts.max_ber = Some(0.01);
+        let (s, _) = run(&format!("sim:?niu=esf&ber=1e-3&seed={seed}"), &opts);
+        assert!(
+            s.loop_closed && s.loop_opened == Some(true),
+            "{:?}",
+            s.findings
+        );
+        let log = niu_log(&s);
+        assert_eq!(log.len(), 2, "{log:?}");
+        let (closed, opened) = (&log[0], &log[1]);
+        assert_eq!(closed.1, format!("in-band loop-up {}", up.bit_string()));
+        assert!(
+            (5.0..5.02).contains(&closed.2),
+            "after 5 s of the code, not before: {closed:?}"
+        );
+        assert_eq!(opened.1, format!("in-band loop-down {}", down.bit_string()));
+        assert!(s.bit_errors > 0, "the line really is errored");
+    }
+}
+
+#[test]
+fn a_loop_up_code_sent_for_less_than_the_persistence_does_not_loop() {
+    let mut opts = options(Framing::Esf, "1-24", inband());
+    opts.loop_wait = Duration::from_secs(4);
+    let (s, _) = run("sim:?niu=esf&ber=1e-3&seed=3", &opts);
+    assert!(!s.loop_closed);
+    assert!(!s.passed);
+    assert!(niu_log(&s).is_empty(), "4 s of 00001 is not 5");
+}

@@ -13,6 +13,9 @@
 //! - [`chars`]: the pattern laid out in characters of 5, 6 or 7 data bits, and back.
 //! - [`g821`]: errored / severely errored / unavailable seconds; [`confidence`]: the Poisson
 //!   upper bound on a measured BER.
+//! - [`framing`]: T1 (SF, ESF with CRC-6 and the FDL) and E1 (G.704, CRC-4 multiframe)
+//!   framer and deframer; [`loopcode`]: in-band loop codes and ESF bit-oriented messages with
+//!   their detectors; [`g826`]: block-based errored / severely errored seconds and BBE.
 
 #![forbid(unsafe_code)]
 // Not every public item is documented yet (docs/design.md lists the crates still to do);

@@ -9,12 +9,30 @@ use std::path::{Path, PathBuf};
 /// Why a bounded read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BoundedReadError {
+    /// The file could not be opened or read.
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file holds more than the option reads.
     #[error("{path} is larger than {max_bytes} bytes (the most this option reads)")]
-    TooLarge { path: PathBuf, max_bytes: u64 },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// The file is not text.
     #[error("{path} is not UTF-8 text (at byte {valid_up_to})")]
-    NotUtf8 { path: PathBuf, valid_up_to: usize },
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is.
+        valid_up_to: usize,
+    },
 }
 
 /// Reads at most `max_bytes` of `path` (a file, a pipe, `/dev/stdin`); more is an error. Never
@@ -50,10 +68,18 @@ pub fn read_bounded_text(path: &Path, max_bytes: u64) -> Result<String, BoundedR
 /// One line of a stream that could not be used; the stream goes on after it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    /// The line runs past the limit (the rest of it is skipped).
     #[error("line is longer than {max_bytes} bytes")]
-    TooLong { max_bytes: usize },
+    TooLong {
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// The line is not text.
     #[error("line is not UTF-8 (at byte {valid_up_to})")]
-    NotUtf8 { valid_up_to: usize },
+    NotUtf8 {
+        /// Where the first invalid byte is.
+        valid_up_to: usize,
+    },
 }
 
 /// Lines of a stream of any length, each at most `max_line` bytes: a bad line (too long, not
@@ -71,6 +97,7 @@ impl<R: BufRead> BoundedLines<R> {
     /// The most bytes read in search of one line end.
     pub const MAX_SKIP: usize = 16 << 20;
 
+    /// Lines of `reader`, each at most `max_line` bytes.
     pub fn new(reader: R, max_line: usize) -> Self {
         BoundedLines {
             reader,

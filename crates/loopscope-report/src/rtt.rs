@@ -17,6 +17,10 @@ pub struct RttRecorder {
     errors: u64,
     sum_ns: f64,
     sum_sq_ns: f64,
+    /// The observed extremes, kept apart from the histogram: its values are bucket edges, and
+    /// the summary's min and max must be round trips that happened.
+    min_ns: u64,
+    max_ns: u64,
 }
 
 impl Default for RttRecorder {
@@ -38,6 +42,8 @@ impl RttRecorder {
             errors: 0,
             sum_ns: 0.0,
             sum_sq_ns: 0.0,
+            min_ns: u64::MAX,
+            max_ns: 0,
         }
     }
 
@@ -47,9 +53,10 @@ impl RttRecorder {
 
     pub fn reply(&mut self, rtt_ns: u64) {
         self.received += 1;
-        let rtt_ns = rtt_ns.max(1);
+        self.min_ns = self.min_ns.min(rtt_ns);
+        self.max_ns = self.max_ns.max(rtt_ns);
         // Saturate rather than fail on an absurd value: the count still matters.
-        self.histogram.saturating_record(rtt_ns);
+        self.histogram.saturating_record(rtt_ns.max(1));
         let value = rtt_ns as f64;
         self.sum_ns += value;
         self.sum_sq_ns += value * value;
@@ -89,9 +96,13 @@ impl RttRecorder {
         } else {
             0.0
         };
+        // A percentile is a bucket's highest equivalent value: keep it within what was seen.
         let quantile = |q: f64| {
             if have {
-                us(self.histogram.value_at_quantile(q) as f64)
+                us(self
+                    .histogram
+                    .value_at_quantile(q)
+                    .clamp(self.min_ns, self.max_ns) as f64)
             } else {
                 0.0
             }
@@ -109,17 +120,9 @@ impl RttRecorder {
             duplicates: self.duplicates,
             errors: self.errors,
             loss_percent,
-            rtt_min_us: if have {
-                us(self.histogram.min() as f64)
-            } else {
-                0.0
-            },
+            rtt_min_us: if have { us(self.min_ns as f64) } else { 0.0 },
             rtt_avg_us: us(mean),
-            rtt_max_us: if have {
-                us(self.histogram.max() as f64)
-            } else {
-                0.0
-            },
+            rtt_max_us: if have { us(self.max_ns as f64) } else { 0.0 },
             rtt_mdev_us: us(mdev),
             rtt_p50_us: quantile(0.50),
             rtt_p90_us: quantile(0.90),
@@ -222,6 +225,18 @@ pub struct PingReply {
     pub ttl: Option<u8>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// The reply came back altered (its payload or checksum was wrong): counted as an error,
+    /// not as a round trip.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub corrupt: bool,
+}
+
+impl PingReply {
+    /// The round trip as every report shows it: nanoseconds to microseconds, the same
+    /// conversion the summary makes, so a reply and the summary's min or max agree exactly.
+    pub fn rtt_us_from_ns(rtt_ns: u64) -> f64 {
+        rtt_ns as f64 / 1000.0
+    }
 }
 
 impl Record for PingReply {
@@ -231,7 +246,11 @@ impl Record for PingReply {
 
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         let ttl = self.ttl.map(|t| format!(" ttl={t}")).unwrap_or_default();
-        let dup = if self.duplicate { " (DUP!)" } else { "" };
+        let dup = match (self.duplicate, self.corrupt) {
+            (true, _) => " (DUP!)",
+            (false, true) => " (corrupt!)",
+            (false, false) => "",
+        };
         writeln!(
             out,
             "{} bytes from {}: seq={}{} time={:.3} ms{}",
@@ -248,6 +267,31 @@ impl Record for PingReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11 item 4: a reply line said `time=4.535 ms` while the summary said `max 4.538`
+    /// (the histogram bucket's edge). The extremes are the round trips that happened.
+    #[test]
+    fn min_and_max_are_the_observed_round_trips_not_bucket_edges() {
+        let observed = [4_535_123u64, 71_443, 1_234_567, 71_424_999];
+        let mut rtt = RttRecorder::new();
+        for &ns in &observed {
+            rtt.sent();
+            rtt.reply(ns);
+        }
+        let s = rtt.summary("x", 1.0);
+        assert_eq!(s.rtt_min_us, PingReply::rtt_us_from_ns(71_443));
+        assert_eq!(s.rtt_max_us, PingReply::rtt_us_from_ns(71_424_999));
+        // Percentiles stay within the extremes even where a bucket edge lies outside.
+        for p in [s.rtt_p50_us, s.rtt_p90_us, s.rtt_p99_us, s.rtt_p999_us] {
+            assert!(p >= s.rtt_min_us && p <= s.rtt_max_us, "{p}");
+        }
+        let mut one = RttRecorder::new();
+        one.sent();
+        one.reply(4_535_123);
+        let s = one.summary("x", 1.0);
+        assert_eq!(s.rtt_p999_us, 4535.123);
+        assert_eq!(s.rtt_p50_us, 4535.123);
+    }
 
     #[test]
     fn statistics_match_hand_computed_values() {

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+/// Rows of cells under a header, written with each column as wide as its widest cell.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
     header: Vec<String>,
@@ -9,6 +10,7 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table with this header.
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
         Table {
             header: header.into_iter().map(Into::into).collect(),
@@ -16,11 +18,25 @@ impl Table {
         }
     }
 
+    /// Adds a row. Control characters in a cell are escaped (see [`crate::escape_control`]):
+    /// a cell is one line, whatever a process or interface calls itself.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) -> &mut Self {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|cell| {
+                    let cell: String = cell.into();
+                    match crate::escape_control(&cell) {
+                        std::borrow::Cow::Borrowed(_) => cell,
+                        std::borrow::Cow::Owned(escaped) => escaped,
+                    }
+                })
+                .collect(),
+        );
         self
     }
 
+    /// Whether no row was added.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -72,6 +88,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "CHECK          STATUS  FINDING\nlo_up          PASS    lo is UP\nipv6_loopback  FAIL    ::1 missing\n"
+        );
+    }
+
+    #[test]
+    fn a_cell_stays_on_its_line() {
+        let mut table = Table::new(["PROCESS", "PID"]);
+        table.row(["evil\nforged row", "1"]);
+        let mut out = Vec::new();
+        table.write(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "PROCESS           PID\nevil\\nforged row  1\n"
         );
     }
 }

@@ -12,12 +12,24 @@ use std::io::{self, Write};
 ///
 /// For human output only: JSON output escapes control characters itself.
 pub fn escape_control(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+    escape_with(text, |_| false)
+}
+
+/// Like [`escape_control`] but keeps line feeds and tabs: for a whole human report, whose lines
+/// and columns are ours. The [`crate::Printer`] passes every human record through it, so a
+/// record that forgets to escape a field still cannot drive the terminal.
+pub fn escape_control_keep_lines(text: &str) -> Cow<'_, str> {
+    escape_with(text, |c| c == '\n' || c == '\t')
+}
+
+fn escape_with(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let escaped = |c: char| needs_escape(c) && !keep(c);
+    if !text.chars().any(escaped) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if !needs_escape(c) {
+        if !escaped(c) {
             out.push(c);
             continue;
         }
@@ -69,6 +81,14 @@ mod tests {
         assert_eq!(
             escape_control("a\u{1b}[2Jb\rc\0d\u{7f}e\u{9b}f\u{202e}g\nh\ti"),
             "a\\x1b[2Jb\\rc\\x00d\\x7fe\\x9bf\\u{202e}g\\nh\\ti"
+        );
+    }
+
+    #[test]
+    fn whole_reports_keep_their_lines_and_columns() {
+        assert_eq!(
+            escape_control_keep_lines("a\tb\n\u{1b}]0;title\u{7}\n"),
+            "a\tb\n\\x1b]0;title\\x07\n"
         );
     }
 }

@@ -26,14 +26,18 @@
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
-//! - [`set_icmpv6_filter`].
+//! - [`set_icmpv6_filter`];
+//! - what `perf` measures: [`tcp_info`] (TCP_INFO), [`recv_discard`] (MSG_TRUNC), CPU time
+//!   ([`thread_cpu_time`], [`process_cpu_time`]).
 
 mod fdio;
 mod netlink;
 mod packet;
 mod procfs;
+mod rusage;
 mod sockopt;
 mod splice;
+mod tcp;
 mod tty;
 
 pub use fdio::{
@@ -51,8 +55,10 @@ pub use procfs::{
     ProcNetParse, ProcNetSocket, ProcNetTable, ProcNetTableText, TCP_CLOSE, TCP_LISTEN,
     parse_proc_net,
 };
+pub use rusage::{CpuTime, process_cpu_time, thread_cpu_time};
 pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
+pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,
     tty_fd, tty_into_fd,

@@ -816,10 +816,16 @@ mod tests {
             eprintln!("skipping: ss (iproute2) is not installed");
             return;
         }
+        in_test_namespace(compare_listeners_with_ss);
+    }
+
+    fn compare_listeners_with_ss() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let held6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let bound = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let inode = rustix::fs::fstat(&held).expect("fstat").st_ino;
-        let ss_inodes = || {
-            let output = Command::new("ss").args(["-tlnHe"]).output().expect("ss");
+        let ss_inodes = |flags: &str| {
+            let output = Command::new("ss").arg(flags).output().expect("ss");
             String::from_utf8(output.stdout)
                 .expect("utf-8")
                 .split_whitespace()
@@ -827,20 +833,28 @@ mod tests {
                 .map(|inode| inode.parse::<u64>().expect("inode"))
                 .collect::<BTreeSet<_>>()
         };
-        let ours = || {
+        // `None`: the kernel has no diag module for the protocol (udp_diag is optional).
+        let ours = |protocol: DiagProtocol| -> Option<BTreeSet<u64>> {
             let mut diag = SockDiag::open().expect("sock_diag");
             let mut inodes = BTreeSet::new();
             for ipv6 in [false, true] {
-                let sockets = match diag.listening(DiagProtocol::Tcp, ipv6) {
-                    Ok(sockets) => sockets,
-                    Err(NetlinkError::Refused(_)) if ipv6 => Vec::new(),
+                match diag.listening(protocol, ipv6) {
+                    Ok(sockets) => inodes.extend(sockets.into_iter().map(|socket| socket.inode)),
+                    Err(NetlinkError::Refused(_)) if ipv6 || protocol == DiagProtocol::Udp => {
+                        if !ipv6 {
+                            return None;
+                        }
+                    }
                     Err(error) => panic!("{error}"),
-                };
-                inodes.extend(sockets.into_iter().map(|socket| socket.inode));
+                }
             }
-            inodes
+            Some(inodes)
         };
-        assert!(ours().contains(&inode));
+        let tcp = ours(DiagProtocol::Tcp).expect("TCP sock_diag");
+        assert!(tcp.contains(&inode));
+        if let Some(held6) = &held6 {
+            assert!(tcp.contains(&rustix::fs::fstat(held6).expect("fstat").st_ino));
+        }
         let mut diag = SockDiag::open().expect("sock_diag");
         let ours_held = diag
             .listening(DiagProtocol::Tcp, false)
@@ -854,6 +868,19 @@ mod tests {
         );
         assert_eq!(ours_held.uid, rustix::process::geteuid().as_raw());
         assert_eq!((ours_held.bound_ifindex, ours_held.v6only), (0, None));
-        sandwich(ss_inodes, ours);
+        sandwich(
+            || ss_inodes("-tlnHe"),
+            || ours(DiagProtocol::Tcp).expect("TCP"),
+        );
+        match ours(DiagProtocol::Udp) {
+            None => eprintln!("no udp_diag in this kernel: UDP not compared"),
+            Some(udp) => {
+                assert!(udp.contains(&rustix::fs::fstat(&bound).expect("fstat").st_ino));
+                sandwich(
+                    || ss_inodes("-ulnHe"),
+                    || ours(DiagProtocol::Udp).expect("UDP"),
+                );
+            }
+        }
     }
 }

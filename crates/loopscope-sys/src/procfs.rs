@@ -249,19 +249,47 @@ mod tests {
         assert!(parsed.sockets.is_empty());
     }
 
-    /// Against the reference tool: every listening socket `ss -tuln` shows in this network
-    /// namespace is in our tables, and nothing else. Other processes open and close sockets
-    /// meanwhile (the test suite runs in parallel), so the comparison is taken between two
-    /// `ss` runs that agree, and retried when they do not.
+    /// Against the reference tool: every listening socket `ss -tuln` shows in the network
+    /// namespace is in our tables, and nothing else. As root the test runs in a namespace of
+    /// its own (with listeners of every kind), where nothing else opens sockets; otherwise in
+    /// the current one, where other processes open and close sockets meanwhile, so the
+    /// comparison is taken between two `ss` runs that agree, and retried when they do not.
     #[test]
     fn listening_sockets_match_ss() {
         if std::process::Command::new("ss").arg("-V").output().is_err() {
             eprintln!("skipping: ss (iproute2) is not installed");
             return;
         }
-        // Sockets of our own, so the comparison is never between two empty sets.
+        if !rustix::process::geteuid().is_root() {
+            compare_with_ss();
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status();
+            assert!(up.is_ok_and(|status| status.success()), "ip link set lo up");
+            compare_with_ss();
+        })
+        .join()
+        .expect("namespace thread");
+    }
+
+    fn compare_with_ss() {
+        // Sockets of our own, so the comparison is never between two empty sets: each table,
+        // loopback and wildcard, and a connected pair that must not count.
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let tcp_any = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        let tcp6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let tcp6_any = std::net::TcpListener::bind("[::]:0").ok();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let udp6 = std::net::UdpSocket::bind("[::1]:0").ok();
+        let _connected = std::net::TcpStream::connect(local_of(&tcp)).expect("connect");
+        let mut mine = vec![(true, local_of(&tcp)), (true, local_of(&tcp_any))];
+        mine.extend(tcp6.iter().chain(&tcp6_any).map(|l| (true, local_of(l))));
+        mine.push((false, udp.local_addr().expect("addr")));
+        mine.extend(udp6.iter().map(|u| (false, u.local_addr().expect("addr"))));
         let mut last = String::new();
         for _ in 0..20 {
             let before = ss_listening();
@@ -270,9 +298,8 @@ mod tests {
             if before != after {
                 continue;
             }
-            assert!(ours.contains(&(true, local_of(&tcp))));
-            if let Some(udp6) = &udp6 {
-                assert!(ours.contains(&(false, udp6.local_addr().expect("addr"))));
+            for socket in &mine {
+                assert!(ours.contains(socket), "{socket:?} missing from {ours:?}");
             }
             if ours == before {
                 return;

@@ -10,16 +10,20 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{CommandFactory, Parser, Subcommand};
-use loopscope_report::{EXIT_USAGE, Format};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use loopscope_report::{EXIT_USAGE, Format, stderr_line};
 
 mod cmd;
+mod signals;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "loopscope",
     version,
     about = "Every kind of loopback test: BERT over any link, loopback health, addresses, martians, listeners",
+    after_help = "Exit status: 0 the test passed; 1 it ran and failed (errors over threshold, loss, a \
+FAIL check, an exposed port, martians found); 2 usage or environment error, one line starting \
+'loopscope: error:'.\n\nRun 'loopscope man COMMAND' for a command's manual page.",
     propagate_version = true,
     max_term_width = 100
 )]
@@ -41,10 +45,14 @@ enum Command {
     Pattern(cmd::pattern::PatternCommand),
     /// Round-trip latency over a link (or ICMP echo with icmp://ADDR).
     Ping(cmd::ping::Args),
+    /// Throughput and request-response latency over a link; also iperf3's client and server.
+    Perf(cmd::perf::Args),
     /// Round-trip latency of an audio path, to a thousandth of a frame (audiosim:, wav:, jack:).
     AudioLatency(cmd::audio::Args),
     /// Be the far end: echo everything back on a link.
     Reflect(cmd::reflect::Args),
+    /// STAMP (RFC 8762) session-sender, or with --reflect the session-reflector.
+    Stamp(cmd::stamp::Args),
     /// Is this host's loopback healthy?
     Doctor(cmd::doctor::Args),
     /// What is this address, in every notation? Loopback, martian, SSRF verdicts.
@@ -59,21 +67,90 @@ enum Command {
     Port(cmd::port::Args),
     /// Print a shell completion script.
     Completions(cmd::meta::CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print a manual page (roff): the overview, or one command's (`loopscope man bert`).
+    Man(cmd::meta::ManArgs),
 }
+
+/// Subcommands whose output is text for another program, where `--json` has no meaning: the
+/// flag is hidden from their help and completions, and refused if given.
+const TEXT_ONLY: [&str; 2] = ["completions", "man"];
 
 /// What every command receives besides its own flags.
 pub struct Context {
     pub format: Format,
-    /// Set by Ctrl-C (SIGINT) or SIGTERM: end the run and report what was measured.
+    /// Set by Ctrl-C (SIGINT), SIGTERM or SIGHUP, or when the reader of stdout goes away: end
+    /// the run and report what was measured.
     pub stop: Arc<AtomicBool>,
 }
 
+/// The clap command, as parsed and as shown in help, completions and man pages.
+pub fn cli_command() -> clap::Command {
+    let mut command = Cli::command();
+    // A hidden `--json` of their own keeps the global one out of these commands' help and
+    // completions; given anyway, it still reaches `Cli::json`, and main refuses it.
+    for name in TEXT_ONLY {
+        command = command.mut_subcommand(name, |sub| {
+            sub.arg(
+                clap::Arg::new("json")
+                    .long("json")
+                    .global(true)
+                    .hide(true)
+                    .action(clap::ArgAction::SetTrue),
+            )
+        });
+    }
+    command
+}
+
+/// The command as shell completions see it. Completion generators offer hidden flags too, so
+/// here `--json` is not global: it is given to each command that has a JSON form.
+pub fn completion_command() -> clap::Command {
+    let mut command = Cli::command().mut_arg("json", |arg| arg.global(false));
+    let json = command
+        .get_arguments()
+        .find(|arg| arg.get_id() == "json")
+        .cloned();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_string())
+        .filter(|name| !TEXT_ONLY.contains(&name.as_str()))
+        .collect();
+    if let Some(json) = json {
+        for name in names {
+            let json = json.clone().global(true);
+            command = command.mut_subcommand(name, |sub| sub.arg(json));
+        }
+    }
+    command
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli_command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    if cli.json && matches!(cli.command, Command::Completions(_) | Command::Man(_)) {
+        stderr_line!(
+            "loopscope: error: --json does not apply to 'completions' or 'man', which print text for the shell or man(1)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+
     let stop = Arc::new(AtomicBool::new(false));
-    install_stop_handler(&stop);
+    if runs_until_stopped(&cli.command) {
+        // Nobody reads what the run prints any more (`| head -1`), and it would never end by
+        // itself: end it as Ctrl-C would. A run with an end of its own goes on to it, so its
+        // exit code is the one it would have had.
+        let reader_gone = Arc::clone(&stop);
+        loopscope_report::stdout::on_closed(move || reader_gone.store(true, Ordering::SeqCst));
+    }
+    if let Err(error) = signals::install(&stop) {
+        stderr_line!("loopscope: error: cannot install signal handlers: {error}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let context = Context {
         format: if cli.json {
             Format::Json
@@ -87,33 +164,108 @@ fn main() -> ExitCode {
         Command::Bert(args) => cmd::bert::run(args, &context),
         Command::Pattern(command) => cmd::pattern::run(command, &context),
         Command::Ping(args) => cmd::ping::run(args, &context),
+        Command::Perf(args) => cmd::perf::run(args, &context),
         Command::AudioLatency(args) => cmd::audio::run(args, &context),
         Command::Reflect(args) => cmd::reflect::run(args, &context),
+        Command::Stamp(args) => cmd::stamp::run(args, &context),
         Command::Doctor(args) => cmd::doctor::run(args, &context),
         Command::Addr(args) => cmd::addr::run(args, &context),
         Command::Martians(args) => cmd::martians::run(args, &context),
         Command::Acl(args) => cmd::acl::run(args, &context),
         Command::Listeners(args) => cmd::listeners::run(args, &context),
         Command::Port(args) => cmd::port::run(args, &context),
-        Command::Completions(args) => cmd::meta::completions(args, &mut Cli::command()),
-        Command::Man => cmd::meta::man(&Cli::command()),
+        Command::Completions(args) => cmd::meta::completions(&args, &mut completion_command()),
+        Command::Man(args) => cmd::meta::man(&args, cli_command()),
     };
-    match result {
-        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+    let code = match result {
+        Ok(outcome) => outcome.exit_code(),
         Err(error) => {
             // One line: the cause chain joined, so scripts and humans see what and why.
-            eprintln!("loopscope: error: {error:#}");
+            stderr_line!("loopscope: error: {}", one_line(&format!("{error:#}")));
+            EXIT_USAGE
+        }
+    };
+    // What is still buffered goes out now. A closed pipe is fine (the reader chose to stop);
+    // any other failure (a full disk) means the report was lost, which the user must hear.
+    match loopscope_report::stdout::finish() {
+        Ok(()) => ExitCode::from(code),
+        Err(error) => {
+            if code != EXIT_USAGE {
+                stderr_line!("loopscope: error: {error}");
+            }
             ExitCode::from(EXIT_USAGE)
         }
     }
 }
 
-/// First Ctrl-C asks the run to stop and report; a second one exits at once.
-fn install_stop_handler(stop: &Arc<AtomicBool>) {
-    let flag = Arc::clone(stop);
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+/// Whether the command runs until a signal stops it (no count, duration or end of input).
+fn runs_until_stopped(command: &Command) -> bool {
+    match command {
+        Command::Ping(args) => args.count.is_none() && args.deadline.is_none(),
+        Command::Bert(args) => args.forever,
+        Command::Reflect(_) => true,
+        Command::Stamp(args) => args.reflect.is_some() || args.count.is_none(),
+        Command::Perf(args) => args.server,
+        Command::AudioLatency(args) => args.count.is_none() && !args.link.starts_with("wav:"),
+        Command::Martians(args) => {
+            (args.interface.is_some() || args.collect.is_some()) && args.duration.is_none()
         }
-    });
+        _ => false,
+    }
+}
+
+/// The longest error line printed; causes that quote a 100 KB argument are cut in the middle.
+const MAX_ERROR_CHARS: usize = 600;
+
+/// Error text on one line: embedded line breaks (a cause that quotes a multi-line input)
+/// become spaces, and a line longer than [`MAX_ERROR_CHARS`] keeps its start and its end (the
+/// cause comes last) with the middle left out.
+fn one_line(text: &str) -> String {
+    let line = text
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let length = line.chars().count();
+    if length <= MAX_ERROR_CHARS {
+        return line;
+    }
+    let keep = MAX_ERROR_CHARS / 2;
+    let head: String = line.chars().take(keep).collect();
+    let tail: String = line.chars().skip(length - keep).collect();
+    format!(
+        "{head} … ({} characters left out) … {tail}",
+        length - 2 * keep
+    )
+}
+
+/// clap's errors, in the project's form: the first line is `loopscope: error: WHAT`; clap's
+/// tips and the usage line follow on their own lines. Help and version go to stdout, exit 0.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if !error.use_stderr() {
+        // --help, --version: a closed stdout is not worth a word.
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = error.render().to_string();
+    let mut lines = rendered
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty());
+    let first = match error.kind() {
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            "a command is required (see the list below)".to_string()
+        }
+        _ => {
+            let line = lines.next().unwrap_or("invalid usage");
+            line.strip_prefix("error: ").unwrap_or(line).to_string()
+        }
+    };
+    stderr_line!("loopscope: error: {}", one_line(&first));
+    for line in lines {
+        stderr_line!("{}", one_line(line));
+    }
+    ExitCode::from(EXIT_USAGE)
 }

@@ -10,7 +10,7 @@ use loopscope_testaddr::socket2::{Domain, Socket, Type};
 use serde_json::Value;
 
 mod support;
-use support::is_root;
+use support::{SharedExecutable, is_root};
 
 const HOLDER_ENV: &str = "LOOPSCOPE_TEST_PORT_HOLDER";
 
@@ -229,8 +229,13 @@ fn a_port_held_by_another_user_is_a_trap() {
         eprintln!("skip: needs root to start a holder as another user");
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
+    // Nobody runs a copy of this test binary it may execute (the build directory may be
+    // private).
+    let exe = match SharedExecutable::copy(&std::env::current_exe().unwrap()) {
+        Ok(copy) => copy,
+        Err(why) => return eprintln!("skip: cannot share the test binary with nobody: {why}"),
+    };
+    let mut child = Command::new(&exe.path)
         .args(["port_holder", "--exact", "--nocapture", "--test-threads=1"])
         .env(HOLDER_ENV, "1")
         .uid(65534)
@@ -282,4 +287,53 @@ fn a_port_out_of_range_is_a_usage_error() {
             .unwrap();
         assert_eq!(output.status.code(), Some(2), "port {bad}");
     }
+}
+
+/// Issue 11 item 14: `port 8002` held on 0.0.0.0 exited 0 although the README promises 1 for an
+/// exposed port. The port is taken below the ephemeral range and dual-stack where IPv6 exists,
+/// so that no trap fires and the exposure alone decides.
+#[test]
+fn a_port_held_on_the_wildcard_is_exposed_and_exits_1() {
+    let wildcard = |port: u16| -> Option<(Socket, u16)> {
+        if in_ephemeral_range(port) {
+            return None;
+        }
+        match bound_v6_at(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port) {
+            Some(socket) => Some((socket, port)),
+            None => {
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+                socket
+                    .bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port).into())
+                    .ok()?;
+                socket.listen(4).ok()?;
+                Some((socket, port))
+            }
+        }
+    };
+    let held = (20_000..20_200).find_map(|port| {
+        let (socket, port) = wildcard(port)?;
+        let (sockets, traps, summary, code) = port_json(port);
+        (summary["pids"] == serde_json::json!([std::process::id()]) && sockets.len() == 1)
+            .then_some((socket, traps, summary, code))
+    });
+    let Some((_socket, traps, summary, code)) = held else {
+        return eprintln!("skip: no free port in 20000..20200 outside the ephemeral range");
+    };
+    if !traps.is_empty() {
+        return eprintln!(
+            "skip: this host's localhost set-up puts a trap on every port: {traps:?}"
+        );
+    }
+    assert_eq!(summary["exposed"], true, "{summary}");
+    assert_eq!(summary["passed"], false, "{summary}");
+    assert_eq!(code, 1, "{summary}");
+}
+
+/// A dual-stack listener on `address:port`; None without IPv6 or when the port is taken.
+fn bound_v6_at(address: IpAddr, port: u16) -> Option<Socket> {
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, None).ok()?;
+    socket.set_only_v6(false).ok()?;
+    socket.bind(&SocketAddr::new(address, port).into()).ok()?;
+    socket.listen(4).ok()?;
+    Some(socket)
 }

@@ -4,14 +4,16 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use loopscope_pattern::{PatternKind, PatternSpec};
 use loopscope_sys::{RouteKind, TABLE_LOCAL};
 use serde_json::json;
 
 use super::probe::{IcmpFailure, Probe, ProbeError, Snapshot, V4, V6};
+use super::round_trips::{self, RoundTrip};
 use super::{Check, Finding, Remedy, Repair, Stage};
 use crate::firewall::{self, Protocol, Reach};
 use crate::resolver::{self, Lookup, Source};
-use crate::{environment, loops, proc_net, sysctl};
+use crate::{environment, proc_net, sysctl};
 
 pub static CHECKS: &[Check] = &[
     Check {
@@ -720,7 +722,7 @@ fn round_trip_finding(
     probe: &mut Probe,
     protocol: Protocol,
     target: IpAddr,
-    result: Result<loops::RoundTrip, ProbeError>,
+    result: Result<RoundTrip, ProbeError>,
 ) -> Finding {
     let name = if protocol == Protocol::Tcp {
         "TCP"
@@ -1207,7 +1209,8 @@ fn bert(probe: &mut Probe) -> Finding {
         return broken;
     }
     let bytes = probe.options.bert_bytes;
-    match loops::tcp_bert(V4, bytes, Duration::from_secs(5)) {
+    let pattern = PatternSpec::standard(PatternKind::Prbs31).describe();
+    match round_trips::tcp_bert(V4, bytes, Duration::from_secs(5)) {
         Err(error) => Finding::fail(
             format!(
                 "BERT through a TCP loop on 127.0.0.1 could not run: {}",
@@ -1216,45 +1219,39 @@ fn bert(probe: &mut Probe) -> Finding {
             cause_remedy(probe, false, Protocol::Tcp),
         ),
         Ok(run) => {
-            let counters = &run.counters;
-            let seconds = run.elapsed.as_secs_f64().max(1e-9);
-            let rate = run.bytes as f64 * 8.0 / seconds;
-            let ber = if counters.bits == 0 {
-                0.0
-            } else {
-                counters.bit_errors as f64 / counters.bits as f64
-            };
-            let finding = if run.bytes < bytes {
+            let rate = run.throughput_bps;
+            let received = run.bytes_received;
+            let finding = if received < bytes {
                 Finding::fail(
                     format!(
                         "only {} of {} bytes came back through the TCP loop",
-                        run.bytes, bytes
+                        received, bytes
                     ),
                     "see the tcp_v4 and firewall checks",
                 )
-            } else if counters.bit_errors > 0 || counters.bits == 0 {
+            } else if run.bit_errors > 0 || run.bits == 0 {
                 Finding::fail(
                     format!(
                         "{} bit errors in {} bits ({} through TCP on 127.0.0.1): memory or CPU corruption?",
-                        counters.bit_errors, counters.bits, run.pattern
+                        run.bit_errors, run.bits, pattern
                     ),
                     "run a memory test (memtester) and check dmesg for machine-check errors",
                 )
             } else {
                 Finding::pass(format!(
                     "{} MiB of {} through TCP on 127.0.0.1: 0 errors in {} bits, {}",
-                    run.bytes >> 20,
-                    run.pattern,
-                    counters.bits,
+                    received >> 20,
+                    pattern,
+                    run.bits,
                     loopscope_report::format_bit_rate(rate)
                 ))
             };
             finding
-                .with("pattern", run.pattern.clone())
-                .with("bytes", run.bytes)
-                .with("bits", counters.bits)
-                .with("bit_errors", counters.bit_errors)
-                .with("ber", ber)
+                .with("pattern", pattern.clone())
+                .with("bytes", received)
+                .with("bits", run.bits)
+                .with("bit_errors", run.bit_errors)
+                .with("ber", run.ber)
                 .with("bits_per_second", rate.round())
         }
     }
@@ -1265,7 +1262,7 @@ fn latency(probe: &mut Probe) -> Finding {
         return broken;
     }
     let count = probe.options.latency_round_trips;
-    match loops::tcp_latency(V4, count, 64, Duration::from_secs(2)) {
+    match round_trips::tcp_latency(V4, count, 64, Duration::from_secs(2)) {
         Err(error) => Finding::fail(
             format!(
                 "TCP ping-pong on 127.0.0.1 failed: {}",
@@ -1273,8 +1270,7 @@ fn latency(probe: &mut Probe) -> Finding {
             ),
             cause_remedy(probe, false, Protocol::Tcp),
         ),
-        Ok(recorder) => {
-            let summary = recorder.summary("127.0.0.1", 0.0);
+        Ok(summary) => {
             let text = format!(
                 "TCP round trip on 127.0.0.1 ({count} x 64 B): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
                 summary.rtt_p50_us, summary.rtt_p99_us, summary.rtt_max_us

@@ -7,6 +7,7 @@
 
 mod checks;
 mod probe;
+mod round_trips;
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 
 pub use checks::CHECKS;
 pub use probe::{Options, Probe};
+pub use round_trips::RoundTrip;
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use loopscope_measure::ping::{self, IcmpPinger, PingConfig, SocketChoice, SocketKind};
 use loopscope_sys::{Interface, InterfaceAddress, Route, RouteSocket};
 
+use super::round_trips::{self, RoundTrip};
 use crate::firewall::{self, Rulesets};
-use crate::icmp::{self, EchoSocket, PingConfig, SocketChoice, SocketKind};
-use crate::loops::{self, RoundTrip};
 use crate::resolver::Source;
 use crate::sysctl;
 
@@ -274,15 +274,16 @@ fn random_alias() -> Ipv4Addr {
     )
 }
 
+/// Three echo requests 10 ms apart with the `ping` engine.
 fn measure_icmp(
     target: IpAddr,
     choice: SocketChoice,
     timeout: Duration,
 ) -> Result<IcmpOutcome, IcmpFailure> {
-    let mut socket = EchoSocket::open(target, choice).map_err(|error| {
+    let mut pinger = IcmpPinger::open(target, choice).map_err(|error| {
         if let Some(reason) = error.unreachable() {
             IcmpFailure::Unreachable(describe_io(reason))
-        } else if let icmp::IcmpError::NoSocket { .. } = error {
+        } else if let ping::IcmpError::NoSocket { .. } = error {
             IcmpFailure::NoSocket(
                 "no ICMP socket for this user: ping_group_range excludes its groups and raw sockets need CAP_NET_RAW (see ping_group_range)".into(),
             )
@@ -291,32 +292,38 @@ fn measure_icmp(
         }
     })?;
     let config = PingConfig {
-        target,
         count: Some(3),
         interval: Duration::from_millis(10),
-        payload_len: 56,
+        payload: 56,
         timeout,
         deadline: None,
+        stop_after_replies: None,
     };
     let never = AtomicBool::new(false);
-    let run = icmp::ping(&mut socket, &config, &never, |_| {})
-        .map_err(|error| IcmpFailure::NoSocket(error.to_string()))?;
-    let summary = run.recorder.summary(&target.to_string(), 0.0);
+    let outcome = ping::run(&mut pinger, &config, &never, &mut |_| {});
+    if let Some(failure) = outcome.link_failure {
+        return Err(IcmpFailure::NoSocket(failure.to_string()));
+    }
+    let summary = outcome.summary;
     Ok(IcmpOutcome {
-        kind: run.kind,
+        kind: pinger.kind(),
         sent: summary.transmitted,
         received: summary.received,
         rtt_us: summary.rtt_avg_us,
-        send_error: run.send_error,
+        send_error: summary
+            .extra
+            .get("send_error")
+            .and_then(|error| error.as_str())
+            .map(str::to_string),
     })
 }
 
 fn measure_tcp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, ProbeError> {
-    loops::tcp_round_trip(target, timeout).map_err(|error| ProbeError::from_io(&error))
+    round_trips::tcp_round_trip(target, timeout).map_err(|error| ProbeError::from_io(&error))
 }
 
 fn measure_udp(target: IpAddr, timeout: Duration) -> Result<RoundTrip, ProbeError> {
-    loops::udp_round_trip(target, timeout).map_err(|error| ProbeError::from_io(&error))
+    round_trips::udp_round_trip(target, timeout).map_err(|error| ProbeError::from_io(&error))
 }
 
 /// `connection timed out` reads better than the raw `os error 110` text in a finding.

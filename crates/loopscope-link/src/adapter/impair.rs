@@ -83,13 +83,8 @@ impl ImpairmentConfig {
         };
         let rate_bps = match endpoint.option("rate") {
             None => 0,
-            Some(text) => parse_rate(text).ok_or_else(|| {
-                endpoint.bad_value(
-                    "rate",
-                    text,
-                    "expected bits per second such as 9600, 100k, 1.5M, 10G",
-                )
-            })?,
+            Some(text) => loopscope_report::units::parse_rate(text)
+                .map_err(|why| endpoint.bad_value("rate", text, why))?,
         };
         let config = ImpairmentConfig {
             ber: probability("ber")?,
@@ -132,17 +127,6 @@ impl ImpairmentConfig {
         ];
         probabilities.iter().all(|p| *p == 0.0) && self.delay.is_zero() && self.rate_bps == 0
     }
-}
-
-fn parse_rate(text: &str) -> Option<u64> {
-    let (number, scale) = match text.chars().last()? {
-        'k' | 'K' => (&text[..text.len() - 1], 1e3),
-        'm' | 'M' => (&text[..text.len() - 1], 1e6),
-        'g' | 'G' => (&text[..text.len() - 1], 1e9),
-        _ => (text, 1.0),
-    };
-    let value: f64 = number.parse().ok()?;
-    (value.is_finite() && value > 0.0).then_some((value * scale) as u64)
 }
 
 /// What the adapter did, for the summary (`link.impairment`).

@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use loopscope_wire::datagram::{Datagram, DatagramRepr};
+
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
 use crate::stats::DatagramStats;
 use loopscope_sys::{COARSE_TIMEOUT, SocketTimeout, recv_timeout, timed_out};
 
-pub const MAGIC: [u8; 4] = [b'L', b'S', b'D', 1];
-pub const HEADER: usize = 12;
+pub use loopscope_wire::datagram::{HEADER_LEN as HEADER, MAGIC};
 /// Payload per datagram by default: 1412-byte UDP payloads fit a 1500-byte MTU over IPv4 and IPv6.
 pub const DEFAULT_PAYLOAD: usize = 1400;
 pub const DEFAULT_WINDOW: u64 = 128;
@@ -62,20 +63,17 @@ impl DatagramSettings {
     }
 }
 
-/// Writes the header for `seq` into the first [`HEADER`] bytes of `out`.
+/// Writes the header for `seq` into the first [`HEADER`] bytes of `out` (the layout is
+/// `loopscope_wire::datagram`'s).
 pub fn write_header(out: &mut [u8], seq: u64) {
-    out[..4].copy_from_slice(&MAGIC);
-    out[4..HEADER].copy_from_slice(&seq.to_be_bytes());
+    DatagramRepr { sequence: seq }.emit(out);
 }
 
 /// The sequence number of a datagram, or `None` when it is not one of ours.
 pub fn parse_header(datagram: &[u8]) -> Option<u64> {
-    if datagram.len() < HEADER || datagram[..4] != MAGIC {
-        return None;
-    }
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&datagram[4..HEADER]);
-    Some(u64::from_be_bytes(seq))
+    Datagram::new_checked(datagram)
+        .ok()
+        .map(|view| DatagramRepr::parse(&view).sequence)
 }
 
 /// A connected datagram socket shared by both halves.

@@ -3,6 +3,7 @@
 pub mod audio;
 pub mod datagram;
 pub mod exec;
+pub mod icmp;
 pub mod ip;
 pub mod memory;
 pub mod pty;

@@ -46,6 +46,12 @@ impl RepeatingBits {
         }
     }
 
+    /// Fills `buf` with the next bytes (the same as [`PayloadSource::fill`], without the trait
+    /// in scope).
+    pub fn fill_into(&mut self, buf: &mut [u8]) {
+        PayloadSource::fill(self, buf);
+    }
+
     /// The same octet over and over.
     pub fn octet(value: u8) -> Self {
         RepeatingBits {

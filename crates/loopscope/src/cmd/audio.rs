@@ -54,7 +54,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     // wav:OUT.wav alone only writes the test signal: nothing was recorded, nothing failed.
     if summary.frames_captured == 0 && summary.end == RunEnd::InputEnded {
         if context.format == Format::Human {
-            eprintln!(
+            loopscope_report::stderr_line!(
                 "loopscope: wrote {} frames of the test signal; play it through the path, record \
                  it from the start, and analyse with wav:,RECORDING.wav",
                 summary.frames_played

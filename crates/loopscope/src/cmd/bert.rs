@@ -1,12 +1,12 @@
 //! `loopscope bert LINK`: a bit-error-rate test over any link.
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use loopscope_link::adapter::impair::{ImpairmentConfig, SimLink};
+use loopscope_link::Endpoint;
+use loopscope_link::adapter::AdapterStack;
 use loopscope_measure::bert::{self, Amount, BertControl, BertEvent, BertOptions};
 use loopscope_report::{Format, Outcome, Printer, Progress, format_bit_rate};
 
@@ -69,6 +69,9 @@ pub struct Args {
     /// modem (1200 bit/s line rate, 960 bit/s payload).
     #[arg(long)]
     pub modem: bool,
+    /// Write what crosses the link to this pcapng file (tshark and Wireshark read it).
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<std::path::PathBuf>,
     /// After the last byte is sent, how long to wait for the rest to come back.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -106,16 +109,12 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     if args.chunk == 0 || args.chunk > 64 << 20 {
         bail!("--chunk must be between 1 byte and 64 MiB");
     }
-    let mut link = if args.modem {
-        loopscope_link::adapter::modem::open(&args.link)
-    } else {
-        loopscope_link::open(&args.link)
-    }
-    .with_context(|| format!("cannot open link '{}'", args.link))?;
-    if let Some(impair) = &args.impair {
-        let config = ImpairmentConfig::parse(impair).context("bad --impair")?;
-        link = Box::new(SimLink::wrap(link, config));
-    }
+    let adapters =
+        AdapterStack::from_flags(args.modem, args.impair.as_deref(), args.capture.as_deref())
+            .context("bad --impair")?;
+    let link = adapters
+        .open(&Endpoint::parse(&args.link)?)
+        .with_context(|| format!("cannot open link '{}'", args.link))?;
     let options = BertOptions {
         tx_pattern,
         rx_expect,
@@ -255,7 +254,7 @@ impl EventPrinter {
     /// Says how many events were not shown; call before the summary.
     pub fn finish(&mut self) {
         if self.suppressed > 0 {
-            let mut out = io::stdout();
+            let mut out = loopscope_report::Stdout::live();
             let _ = std::io::Write::write_all(
                 &mut out,
                 format!(

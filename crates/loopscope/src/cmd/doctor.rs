@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use loopscope_host::doctor::{self, Check, CheckResult, Options, Probe, Status};
-use loopscope_host::icmp::SocketChoice;
+use loopscope_measure::ping::SocketChoice;
 use loopscope_report::{Outcome, Printer, Progress, Record, Table};
 use serde::Serialize;
 
@@ -102,7 +102,7 @@ fn list(printer: &mut Printer) -> anyhow::Result<Outcome> {
         for check in doctor::CHECKS {
             table.row([check.name, check.about]);
         }
-        table.write(&mut io::stdout())?;
+        table.write(&mut loopscope_report::Stdout::batch())?;
     }
     Ok(Outcome::Passed)
 }
@@ -112,7 +112,7 @@ fn write_table(results: &[CheckResult]) -> io::Result<()> {
     for result in results {
         table.row([result.name, result.status.label(), result.finding.as_str()]);
     }
-    let mut out = io::stdout().lock();
+    let mut out = loopscope_report::Stdout::batch();
     table.write(&mut out)?;
     // Each command once, numbered in the order to run it, with the checks it answers: a downed
     // lo fails a dozen checks and one command repairs them all. Advice that is no command

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use loopscope_link::adapter::impair::{ImpairmentConfig, SimLink};
+use loopscope_link::adapter::AdapterStack;
 use loopscope_measure::framed::{self, FramedAmount, FramedEvent, FramedOptions, LoopCommand};
 use loopscope_pattern::framing::{Framing, Timeslots};
 use loopscope_pattern::loopcode::InbandCode;
@@ -110,12 +110,12 @@ pub fn run(args: &super::bert::Args, context: &Context) -> anyhow::Result<Outcom
         (None, true) => FramedAmount::Unlimited,
         (None, false) => FramedAmount::Duration(Duration::from_secs(10)),
     };
-    let mut link = loopscope_link::open(&args.link)
+    let adapters =
+        AdapterStack::from_flags(args.modem, args.impair.as_deref(), args.capture.as_deref())
+            .context("bad --impair")?;
+    let link = adapters
+        .open(&loopscope_link::Endpoint::parse(&args.link)?)
         .with_context(|| format!("cannot open link '{}'", args.link))?;
-    if let Some(impair) = &args.impair {
-        let config = ImpairmentConfig::parse(impair).context("bad --impair")?;
-        link = Box::new(SimLink::wrap(link, config));
-    }
     let mut options = FramedOptions::new(framing, pattern);
     options.timeslots = timeslots;
     options.command = command;

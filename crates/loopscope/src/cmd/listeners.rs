@@ -1,5 +1,3 @@
-use std::io::{self, BufWriter, Write};
-
 use anyhow::Context as _;
 use loopscope_listeners::report::{ListenersSummary, SocketRecord, SocketTable};
 use loopscope_listeners::{Options, Source};
@@ -8,6 +6,15 @@ use loopscope_report::{Outcome, Printer};
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exposure: loopback-only (127/8, ::1), or exposed: wildcard (0.0.0.0, [::] \
+which without IPV6_V6ONLY also takes IPv4), a specific non-loopback address, or tied to a \
+non-loopback interface (SO_BINDTODEVICE).\n\
+Exit status: 0 the list was made; with --expect-loopback-only, 1 when a socket on the given ports \
+(or any port) is exposed; 2 bad flags or a namespace that cannot be entered.\n\n\
+Examples:\n  loopscope listeners\n  loopscope listeners --exposed --json\n  \
+loopscope listeners --expect-loopback-only 5432 6379"
+)]
 pub struct Args {
     /// List only sockets reachable from outside (wildcard, specific non-loopback address, or
     /// bound to a non-loopback interface).
@@ -19,7 +26,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
 
-    /// Exit 1 if any socket (or any socket on the given ports) is reachable from outside.
+    /// Exit 1 if any socket (or any socket on the given ports) is reachable from outside: a gate
+    /// for CI. Without it, `listeners` lists and exits 0.
     #[arg(long, value_name = "PORT", num_args = 0..)]
     pub expect_loopback_only: Option<Vec<u16>>,
 
@@ -45,22 +53,6 @@ impl From<SourceArg> for Source {
     }
 }
 
-/// Stdout through a buffer that the printer's per-record flush does not drain: 10,000 socket
-/// records then leave in a few large writes instead of one write each.
-struct FlushAtEnd<W: Write>(BufWriter<W>);
-
-impl<W: Write> Write for FlushAtEnd<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let source = Source::from(args.source);
     let options = Options {
@@ -81,27 +73,15 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         args.expect_loopback_only.as_deref(),
     );
 
-    let stdout = io::stdout();
-    let mut printer = Printer::new(
-        context.format,
-        FlushAtEnd(BufWriter::with_capacity(1 << 16, stdout.lock())),
-    );
-    let written = (|| -> io::Result<()> {
-        if printer.is_json() {
-            for listener in &shown {
-                printer.emit(&SocketRecord(listener))?;
-            }
-        } else {
-            printer.emit(&SocketTable(&shown))?;
+    // 10,000 socket records leave in a few large writes (one per record on a terminal).
+    let mut printer = Printer::stdout_batch(context.format);
+    if printer.is_json() {
+        for listener in &shown {
+            printer.emit(&SocketRecord(listener))?;
         }
-        printer.emit(&summary)?;
-        printer.into_inner().0.flush()
-    })();
-    match written {
-        Ok(()) => {}
-        // A closed pipe (`| head`) is the reader's choice, not an error.
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(error) => return Err(error).context("writing the report"),
+    } else {
+        printer.emit(&SocketTable(&shown))?;
     }
+    printer.emit(&summary)?;
     Ok(Outcome::from_passed(summary.passed))
 }

@@ -3,7 +3,6 @@
 //! verdicts against a routing table. Exit 1 when martians were found, 0 when none, 2 when an
 //! input cannot be read.
 
-use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,54 +86,14 @@ pub struct Args {
     pub include_outgoing: bool,
 }
 
-/// Stdout through a large buffer whose `flush` is deferred: the printer flushes after every
-/// record, which for a file of many findings would be a write(2) per line. Live runs flush
-/// every record so findings show up as they happen.
-struct Output {
-    inner: BufWriter<io::Stdout>,
-    eager: bool,
-}
-
-impl Write for Output {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.inner.write(bytes)
+/// A file's findings leave in large writes at the end (line by line on a terminal); live runs
+/// flush every record so findings show up as they happen.
+fn output(context: &Context, live: bool) -> Printer {
+    if live {
+        Printer::stdout(context.format)
+    } else {
+        Printer::stdout_batch(context.format)
     }
-    fn flush(&mut self) -> io::Result<()> {
-        if self.eager {
-            self.inner.flush()
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Output {
-    /// The final flush, whose error (a full disk, `> /dev/full`) is the run's error; a closed
-    /// pipe is the reader's choice and not an error.
-    fn finish(mut self) -> anyhow::Result<()> {
-        match self.inner.flush() {
-            Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
-                Err(anyhow::Error::new(error).context("writing to stdout"))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        let _ = self.inner.flush();
-    }
-}
-
-fn output(context: &Context, eager: bool) -> Printer<Output> {
-    Printer::new(
-        context.format,
-        Output {
-            inner: BufWriter::with_capacity(1 << 16, io::stdout()),
-            eager,
-        },
-    )
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
@@ -192,8 +151,9 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             scanner.scan_file(path, &context.stop)?;
         }
     }
-    let (outcome, _, out) = scanner.finish()?;
-    out.finish()?;
+    // What is still buffered is flushed at the end of main, whose error (a full disk) is the
+    // run's error, exit 2.
+    let (outcome, _, _stdout) = scanner.finish()?;
     Ok(outcome)
 }
 
@@ -238,7 +198,8 @@ fn run_flows(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
         })?;
         scanner.collect(address, args.duration, &context.stop)?;
     }
-    let (outcome, _, out) = scanner.finish()?;
-    out.finish()?;
+    // What is still buffered is flushed at the end of main, whose error (a full disk) is the
+    // run's error, exit 2.
+    let (outcome, _, _stdout) = scanner.finish()?;
     Ok(outcome)
 }

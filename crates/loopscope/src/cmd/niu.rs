@@ -88,7 +88,7 @@ pub fn run(endpoint: &str, args: &NiuArgs, context: &Context) -> anyhow::Result<
     let out: Box<dyn Write> = if stdio {
         Box::new(io::stderr())
     } else {
-        Box::new(io::stdout())
+        Box::new(loopscope_report::Stdout::live())
     };
     let mut printer = Printer::new(context.format, out);
     let link = niu::open_line(endpoint).with_context(|| format!("cannot open '{endpoint}'"))?;

@@ -22,10 +22,10 @@ pub struct PatternArgs {
     /// Complement the pattern relative to the plain LFSR output (default: O.150's polarity).
     #[arg(long, conflicts_with = "no_invert")]
     pub invert: bool,
-    /// Send the plain LFSR output even where O.150 inverts it.
+    /// Use the plain LFSR output even where O.150 inverts the pattern.
     #[arg(long)]
     pub no_invert: bool,
-    /// Send the time-reversed sequence.
+    /// Use the time-reversed sequence.
     #[arg(long)]
     pub reverse: bool,
     /// Put the first bit of the sequence in bit 7 of each byte (default: bit 0, as a UART sends).
@@ -70,66 +70,9 @@ impl PatternArgs {
     }
 }
 
-/// Sizes as people write them: `1G` (10^9), `64Ki` (2^10 multiples), `1e6`, `4096`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (try 4096, 64k, 1G, 1Gi)"))?;
-    let scale = match unit.trim_end_matches(['B', 'b']) {
-        "" => 1.0,
-        "k" | "K" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        _ => {
-            return Err(format!(
-                "'{text}': unknown unit '{unit}' (use k, M, G, T or Ki, Mi, Gi, Ti)"
-            ));
-        }
-    };
-    let size = value * scale;
-    if !size.is_finite() || size < 0.0 || size > u64::MAX as f64 {
-        return Err(format!("'{text}' is out of range"));
-    }
-    Ok(size.round() as u64)
-}
-
-/// A probability such as a BER: `1e-6`, `0.001`.
-pub fn parse_probability(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number"))?;
-    if !(0.0..=1.0).contains(&value) {
-        return Err(format!("'{text}' must be between 0 and 1"));
-    }
-    Ok(value)
-}
-
-/// A confidence level, as a fraction (0.95) or a percentage (95).
-pub fn parse_confidence(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number"))?;
-    let value = if value > 1.0 { value / 100.0 } else { value };
-    if !(value > 0.0 && value < 1.0) {
-        return Err(format!(
-            "'{text}': a confidence level is between 0 and 1 (or 0% and 100%), exclusive"
-        ));
-    }
-    Ok(value)
-}
+// Sizes, probabilities and confidence levels are read by the one unit parser every command
+// shares (SI vs binary prefixes are documented there).
+pub use loopscope_report::units::{parse_confidence, parse_probability, parse_size};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PatternCommand {
@@ -147,17 +90,42 @@ pub struct GenArgs {
     /// How many bytes (e.g. 4096, 64Ki, 1G).
     #[arg(long, value_parser = parse_size)]
     pub bytes: u64,
-    /// Write here instead of stdout.
+    /// Write here instead of stdout (needed with --json, whose summary goes to stdout).
     #[arg(short, long)]
     pub output: Option<std::path::PathBuf>,
+    /// Complement the pattern relative to the plain LFSR output (default: O.150's polarity).
     #[arg(long, conflicts_with = "no_invert")]
     pub invert: bool,
+    /// Write the plain LFSR output even where O.150 inverts the pattern.
     #[arg(long)]
     pub no_invert: bool,
+    /// Write the time-reversed sequence.
     #[arg(long)]
     pub reverse: bool,
+    /// Put the first bit of the sequence in bit 7 of each byte (default: bit 0, as a UART sends).
     #[arg(long)]
     pub msb_first: bool,
+}
+
+/// What `pattern gen --json` reports once the file is written.
+#[derive(serde::Serialize)]
+struct GenSummary {
+    pattern: String,
+    bytes: u64,
+    output: String,
+}
+
+impl loopscope_report::Record for GenSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "{} bytes of {} written to {}",
+            self.bytes, self.pattern, self.output
+        )
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -166,8 +134,9 @@ pub struct CheckArgs {
     pub file: String,
     #[command(flatten)]
     pub pattern: PatternArgs,
-    /// The line rate the capture was taken at, to cut it into seconds for G.821 figures.
-    #[arg(long, value_parser = parse_size)]
+    /// The line rate the capture was taken at, to cut it into seconds for G.821 figures
+    /// (bit/s: 9600, 64k, 1.5M).
+    #[arg(long, value_parser = loopscope_report::units::parse_rate)]
     pub bit_rate: Option<u64>,
     /// Pass when the BER is at most this (default: any error fails).
     #[arg(long, value_parser = parse_probability)]
@@ -179,14 +148,17 @@ pub struct CheckArgs {
 
 pub fn run(command: PatternCommand, context: &Context) -> anyhow::Result<Outcome> {
     match command {
-        PatternCommand::Gen(args) => generate(args),
+        PatternCommand::Gen(args) => generate(args, context),
         PatternCommand::Check(args) => check(args, context),
     }
 }
 
-fn generate(args: GenArgs) -> anyhow::Result<Outcome> {
+fn generate(args: GenArgs, context: &Context) -> anyhow::Result<Outcome> {
+    if context.format == loopscope_report::Format::Json && args.output.is_none() {
+        bail!("--json needs -o FILE: without it stdout carries the pattern itself");
+    }
     let pattern = PatternArgs {
-        pattern: args.pattern,
+        pattern: args.pattern.clone(),
         invert: args.invert,
         no_invert: args.no_invert,
         reverse: args.reverse,
@@ -202,18 +174,28 @@ fn generate(args: GenArgs) -> anyhow::Result<Outcome> {
         None if io::stdout().is_terminal() => {
             bail!("refusing to write binary data to a terminal; use -o FILE or a pipe")
         }
-        None => Box::new(io::stdout().lock()),
+        // The shared stdout: a reader that stops early (`| head -c 100`) ends the run quietly.
+        None => Box::new(loopscope_report::Stdout::batch()),
     };
     let mut generator = Generator::new(&spec);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = args.bytes;
-    while left > 0 {
+    while left > 0 && !loopscope_report::stdout::is_closed() {
         let n = left.min(buf.len() as u64) as usize;
         generator.fill(&mut buf[..n]);
         out.write_all(&buf[..n]).context("write failed")?;
         left -= n as u64;
     }
     out.flush().context("write failed")?;
+    if let Some(path) = &args.output
+        && context.format == loopscope_report::Format::Json
+    {
+        Printer::stdout(context.format).emit(&GenSummary {
+            pattern: args.pattern,
+            bytes: args.bytes,
+            output: path.display().to_string(),
+        })?;
+    }
     Ok(Outcome::Passed)
 }
 
@@ -246,30 +228,4 @@ fn check(args: CheckArgs, context: &Context) -> anyhow::Result<Outcome> {
     )?;
     printer.emit(&summary)?;
     Ok(Outcome::from_passed(summary.passed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1G"), Ok(1_000_000_000));
-        assert_eq!(parse_size("64Ki"), Ok(65_536));
-        assert_eq!(parse_size("1e6"), Ok(1_000_000));
-        assert_eq!(parse_size("2MB"), Ok(2_000_000));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("1X").is_err());
-        assert!(parse_size("-5").is_err());
-    }
-
-    #[test]
-    fn confidences() {
-        assert_eq!(parse_confidence("95"), Ok(0.95));
-        assert_eq!(parse_confidence("0.99"), Ok(0.99));
-        assert_eq!(parse_confidence("99%"), Ok(0.99));
-        assert!(parse_confidence("100").is_err());
-        assert!(parse_confidence("0").is_err());
-    }
 }

@@ -1,12 +1,24 @@
-//! `loopscope ping LINK`: ICMP echo for `icmp://ADDR`, stamped frames over any other link.
+//! `loopscope ping LINK`: flags to `loopscope_measure::ping`, which pings ICMP echo for
+//! `icmp://ADDR` and stamped frames over every other link.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use loopscope_report::Outcome;
+use anyhow::{Context as _, bail};
+use loopscope_link::adapter::AdapterStack;
+use loopscope_link::{Endpoint, EndpointError};
+use loopscope_measure::ping::{self, PingConfig, PingEvent, SocketChoice};
+use loopscope_report::{Outcome, Printer};
 
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Round trip: from just before the request is handed to the kernel (CLOCK_MONOTONIC read \
+immediately before the send call) to the reply's arrival. For icmp:// the arrival is the \
+kernel's receive timestamp (SO_TIMESTAMPNS), as iputils ping takes it; over other links it is \
+the clock read as soon as the reply is received. Replies are matched to requests by sequence \
+number; a reply later than -W counts as lost.")]
 pub struct Args {
     /// The link: icmp://127.0.0.1, icmp://[::1], udp://127.0.0.1:7007, tcp://..., serial:..., pty:
     pub endpoint: String,
@@ -36,22 +48,82 @@ pub struct Args {
     /// raw), raw or dgram. Default: $LOOPSCOPE_ICMP_SOCKET, else auto.
     #[arg(long, value_name = "KIND")]
     pub socket: Option<String>,
+    /// Impair the link: the options of sim: (ber=, drop=, loss=, delay=, rate=, seed=...).
+    #[arg(long, value_name = "OPTIONS")]
+    pub impair: Option<String>,
+    /// Write what crosses the link to this pcapng file (tshark and Wireshark read it).
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
-    // `ping 127.0.0.1`, typed as to ping(8): over ICMP is the only thing it can mean.
-    if let Err(loopscope_link::EndpointError::BareHost { text, url_host }) =
-        loopscope_link::Endpoint::parse(&args.endpoint)
-    {
-        anyhow::bail!("'{text}' names a host, not a link: did you mean icmp://{url_host}?");
+    let endpoint = match Endpoint::parse(&args.endpoint) {
+        // `ping 127.0.0.1`, typed as to ping(8): over ICMP is the only thing it can mean.
+        Err(EndpointError::BareHost { text, url_host }) => {
+            bail!("'{text}' names a host, not a link: did you mean icmp://{url_host}?")
+        }
+        parsed => parsed?,
+    };
+    let icmp = endpoint.scheme == "icmp";
+    let socket = match (&args.socket, icmp) {
+        (Some(_), false) => bail!("--socket applies to icmp:// only"),
+        (Some(kind), true) => kind.parse::<SocketChoice>().context("--socket")?,
+        (None, true) => SocketChoice::from_env().context("LOOPSCOPE_ICMP_SOCKET")?,
+        (None, false) => SocketChoice::Auto,
+    };
+    let config = PingConfig {
+        count: args.count,
+        interval: args.interval,
+        payload: args.size,
+        timeout: args.timeout,
+        deadline: args.deadline,
+        stop_after_replies: None,
+    };
+    config.validate()?;
+    let adapters =
+        AdapterStack::from_flags(args.modem, args.impair.as_deref(), args.capture.as_deref())
+            .context("bad --impair")?;
+    let mut pinger = ping::open(&endpoint, socket, &adapters)
+        .with_context(|| format!("cannot ping over '{}'", args.endpoint))?;
+    let range = pinger.payload_range();
+    if !range.contains(&args.size) {
+        bail!(
+            "--size {} is out of range: payloads over {} are {}..={} bytes{}",
+            args.size,
+            args.endpoint,
+            range.start(),
+            range.end(),
+            if icmp {
+                " (the first 16 carry the stamp that matches replies)"
+            } else {
+                ""
+            }
+        );
     }
-    if args.endpoint.to_ascii_lowercase().starts_with("icmp:") {
-        super::ping_icmp::run(&args, context)
-    } else if args.socket.is_some() {
-        anyhow::bail!("--socket applies to icmp:// only")
-    } else {
-        super::ping_link::run(&args, context)
+    let mut printer = Printer::stdout(context.format);
+    if !printer.is_json() {
+        loopscope_report::stdout_line!("{}", pinger.banner(args.size))?;
     }
+    let quiet = args.quiet;
+    let outcome = ping::run(
+        pinger.as_mut(),
+        &config,
+        &context.stop,
+        &mut |event| match event {
+            PingEvent::Reply(reply) if !quiet => {
+                let _ = printer.emit(reply);
+            }
+            PingEvent::Reply(_) => {}
+            PingEvent::SendFailed(failure) => {
+                let _ = printer.emit(failure);
+            }
+        },
+    );
+    printer.emit(&outcome.summary)?;
+    if let Some(failure) = &outcome.link_failure {
+        loopscope_report::stderr_line!("loopscope: the link failed mid-run: {failure}");
+    }
+    Ok(Outcome::from_passed(outcome.summary.passed))
 }
 
 pub use loopscope_report::units::parse_duration;

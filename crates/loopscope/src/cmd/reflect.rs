@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use loopscope_link::Endpoint;
+use loopscope_link::adapter::AdapterStack;
 use loopscope_link::reflector::{
     DEFAULT_RATE_BURST, DEFAULT_RATE_LIMIT_PPS, ReflectConfig, ReflectEvent, ReflectSummary,
     Reflector,
@@ -139,19 +140,16 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         args.endpoint.clone()
     };
     let endpoint = Endpoint::parse(&text)?;
-    let impair = match &args.impair {
-        None => None,
-        Some(params) => Some(
-            loopscope_link::adapter::impair::ImpairmentConfig::parse(params)
-                .with_context(|| format!("--impair {params}"))?,
-        ),
-    };
+    // The same adapter flags as bert and ping; the reflector applies the impairment to each
+    // stream and datagram it serves.
+    let adapters = AdapterStack::from_flags(false, args.impair.as_deref(), None)
+        .with_context(|| format!("--impair {}", args.impair.as_deref().unwrap_or("")))?;
     let config = ReflectConfig {
         max_connections: args.max_connections.max(1),
         rate_limit_pps: args.rate_limit,
         rate_burst: (args.rate_limit / 5).max(DEFAULT_RATE_BURST),
         zero_copy: !args.no_splice,
-        impair,
+        impair: adapters.impair,
     };
     let reflector = Reflector::bind(&endpoint, args.echo, config)
         .with_context(|| format!("cannot reflect on '{}'", args.endpoint))?;

@@ -69,3 +69,51 @@ impl Drop for Netns {
             .status();
     }
 }
+
+/// A copy of an executable that any user may run, for tests that drop privileges: the build
+/// directory may sit inside a checkout only its owner can enter (a clone under /root, or in a
+/// `mktemp -d`), where user nobody cannot execute the original. The copy lives in a fresh
+/// directory of mode 0755 under the system's temporary directory and goes away on drop.
+pub struct SharedExecutable {
+    _directory: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+}
+
+/// Why a path cannot be reached by other users, if it cannot: a directory on the way without
+/// search permission for others.
+pub fn closed_to_others(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .skip(1)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .find(|dir| std::fs::metadata(dir).is_ok_and(|meta| meta.permissions().mode() & 0o001 == 0))
+        .map(std::path::Path::to_path_buf)
+}
+
+impl SharedExecutable {
+    /// `Err` (with the reason, for the skip message) when no such place exists here.
+    pub fn copy(program: &std::path::Path) -> Result<SharedExecutable, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = tempfile::Builder::new()
+            .prefix("loopscope-shared-exe-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+        std::fs::set_permissions(directory.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("chmod {}: {e}", directory.path().display()))?;
+        if let Some(closed) = closed_to_others(directory.path()) {
+            return Err(format!(
+                "the temporary directory is inside {}, which other users cannot enter",
+                closed.display()
+            ));
+        }
+        let name = program.file_name().ok_or("no file name")?;
+        let path = directory.path().join(name);
+        std::fs::copy(program, &path).map_err(|e| format!("copy {}: {e}", program.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        Ok(SharedExecutable {
+            _directory: directory,
+            path,
+        })
+    }
+}

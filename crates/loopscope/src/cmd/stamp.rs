@@ -1,0 +1,198 @@
+//! `loopscope stamp udp://HOST[:862]`: a STAMP Session-Sender (RFC 8762, unauthenticated);
+//! `loopscope stamp --reflect udp://ADDR[:862]`: a stateless Session-Reflector.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use loopscope_measure::stamp::wire::TimestampFormat;
+use loopscope_measure::stamp::{self, ReflectorConfig, SenderConfig, SenderEvent, StampSummary};
+use loopscope_report::{Outcome, Printer, Record};
+use serde::Serialize;
+
+use crate::Context;
+
+/// The STAMP port (RFC 8762 §4.1).
+const STAMP_PORT: u16 = 862;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FormatArg {
+    /// NTP 64-bit (Z = 0).
+    Ntp,
+    /// PTPv2 truncated (Z = 1).
+    Ptp,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The reflector to test: udp://HOST[:PORT] (port 862 by default).
+    #[arg(required_unless_present = "reflect")]
+    pub endpoint: Option<String>,
+    /// Be the Session-Reflector on udp://ADDR[:PORT] instead (port 0 picks a free one, printed).
+    #[arg(long, value_name = "udp://ADDR[:PORT]", conflicts_with = "endpoint")]
+    pub reflect: Option<String>,
+    /// Stop after this many packets (default: until Ctrl-C).
+    #[arg(short = 'c', long)]
+    pub count: Option<u64>,
+    /// Time between packets, e.g. 1s, 1ms, 100us.
+    #[arg(short = 'i', long, default_value = "1s", value_parser = super::ping::parse_duration)]
+    pub interval: Duration,
+    /// Test packet length in octets (at least 44; the rest is zero padding).
+    #[arg(short = 's', long, default_value_t = 44)]
+    pub size: usize,
+    /// How long to wait for replies after the last packet.
+    #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
+    pub timeout: Duration,
+    /// Timestamp format.
+    #[arg(long, value_enum, default_value = "ntp")]
+    pub timestamp: FormatArg,
+    /// Print only the summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Reflector: answer sources and bind addresses other than loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Reflector: packets answered per second per source address (0: no limit).
+    #[arg(long, default_value_t = 200_000, value_name = "PPS")]
+    pub rate_limit: u32,
+    /// Reflector: drop every Nth packet instead of answering it (loss injection for tests).
+    #[arg(long, value_name = "N")]
+    pub drop_every: Option<u64>,
+}
+
+pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    if let Some(listen) = &args.reflect {
+        return run_reflector(listen, &args, context);
+    }
+    let endpoint = args.endpoint.as_deref().unwrap_or_default();
+    let target = parse_udp(endpoint, STAMP_PORT)?;
+    let config = SenderConfig {
+        target,
+        count: args.count,
+        interval: args.interval,
+        size: args.size,
+        timeout: args.timeout,
+        format: match args.timestamp {
+            FormatArg::Ntp => TimestampFormat::Ntp,
+            FormatArg::Ptp => TimestampFormat::Ptp,
+        },
+    };
+    let mut printer = Printer::stdout(context.format);
+    if !printer.is_json() && !args.quiet {
+        loopscope_report::stdout_line!(
+            "STAMP {target}: {} octets, {:?} timestamps",
+            args.size,
+            config.format
+        )?;
+    }
+    let quiet = args.quiet;
+    let run = stamp::send(&config, &context.stop, |event| {
+        let _ = match event {
+            SenderEvent::Reply(reply) if !quiet => printer.emit(reply),
+            SenderEvent::Reply(_) => Ok(()),
+            SenderEvent::SendFailed(failed) => printer.emit(failed),
+        };
+    })?;
+    let summary = StampSummary::new(&target.to_string(), &run);
+    printer.emit(&summary)?;
+    Ok(Outcome::from_passed(summary.passed))
+}
+
+#[derive(Serialize)]
+struct Listening {
+    endpoint: String,
+}
+
+impl Record for Listening {
+    fn kind(&self) -> &'static str {
+        "listening"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "STAMP reflector on {}", self.endpoint)
+    }
+}
+
+fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result<Outcome> {
+    let address = parse_udp(listen, STAMP_PORT)?;
+    let config = ReflectorConfig {
+        allow_remote: args.allow_remote,
+        rate_limit_pps: args.rate_limit,
+        drop_every: args.drop_every,
+    };
+    let socket = stamp::bind_reflector(address, &config)
+        .with_context(|| format!("binding the STAMP reflector on {address}"))?;
+    let mut printer = Printer::stdout(context.format);
+    printer.emit(&Listening {
+        endpoint: format!("udp://{}", socket.local_addr()?),
+    })?;
+    let summary = stamp::reflect(&socket, &config, &context.stop)?;
+    printer.emit(&summary)?;
+    Ok(Outcome::Passed)
+}
+
+/// `udp://HOST[:PORT]`, `udp://[v6][:PORT]`, `udp:HOST`.
+fn parse_udp(text: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    let rest = text
+        .get(..4)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("udp:"))
+        .map(|_| &text[4..])
+        .with_context(|| format!("'{text}' is not a udp:// endpoint (try udp://127.0.0.1:862)"))?;
+    let rest = rest
+        .strip_prefix("//")
+        .unwrap_or(rest)
+        .trim_end_matches('/');
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .with_context(|| format!("'{text}': unclosed '['"))?;
+        (host, after.strip_prefix(':'))
+    } else if rest.matches(':').count() > 1 {
+        (rest, None)
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    let port = match port {
+        Some(port) => port
+            .parse::<u16>()
+            .with_context(|| format!("'{port}' in '{text}' is not a port"))?,
+        None => default_port,
+    };
+    if host.is_empty() {
+        bail!("'{text}' names no host (try udp://127.0.0.1:{default_port})");
+    }
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .with_context(|| {
+            format!("'{host}' in '{text}' is neither an address nor a name that resolves")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_udp;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            parse_udp("udp://127.0.0.1", 862).unwrap(),
+            "127.0.0.1:862".parse().unwrap()
+        );
+        assert_eq!(
+            parse_udp("udp://[::1]:8620", 862).unwrap(),
+            "[::1]:8620".parse().unwrap()
+        );
+        assert_eq!(
+            parse_udp("UDP:127.0.0.2:9", 862).unwrap(),
+            "127.0.0.2:9".parse().unwrap()
+        );
+        assert!(parse_udp("tcp://127.0.0.1", 862).is_err());
+        assert!(parse_udp("udp://", 862).is_err());
+        assert!(parse_udp("udp://127.0.0.1:99999", 862).is_err());
+    }
+}
