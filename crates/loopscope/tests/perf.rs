@@ -917,3 +917,81 @@ fn udp_without_a_length_sends_datagrams_of_the_announced_size() {
         assert_eq!(received + lost * size, sent);
     });
 }
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn repeat_and_sweep_report_the_spread_of_their_runs() {
+    let server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let output = loopscope()
+        .args([
+            "--json", "perf", &link, "-t", "0.3", "-i", "0", "--repeat", "3",
+        ])
+        .args(["--sweep", "4096,65536", "-b", "2G"])
+        .output()
+        .expect("perf runs");
+    assert!(output.status.success());
+    let records = json_lines(&output);
+    let runs: Vec<&Value> = records.iter().filter(|r| r["event"] == "run").collect();
+    assert_eq!(runs.len(), 6);
+    let summary = records.last().expect("a summary");
+    assert_eq!(summary["type"], "summary");
+    let points = summary["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2);
+    for (point, length) in points.iter().zip([4096u64, 65536]) {
+        assert_eq!(point["length"].as_u64(), Some(length));
+        let mut rates: Vec<f64> = runs
+            .iter()
+            .filter(|r| r["length"].as_u64() == Some(length))
+            .map(|r| r["bits_per_second"].as_f64().unwrap())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        assert_eq!(rates.len(), 3);
+        let spread = &point["bits_per_second"];
+        assert_eq!(spread["min"].as_f64(), Some(rates[0]));
+        assert_eq!(spread["median"].as_f64(), Some(rates[1]));
+        assert_eq!(spread["max"].as_f64(), Some(rates[2]));
+    }
+}
+
+#[test]
+fn latency_under_load_runs_beside_a_throughput_test() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[
+        &link,
+        "--rr",
+        "-l",
+        "64",
+        "-t",
+        "1",
+        "-i",
+        "0",
+        "--under-load",
+        "2",
+        "-b",
+        "500M",
+    ]);
+    assert!(output.status.success(), "{summary}");
+    assert!(summary["transactions"].as_u64() > Some(0));
+    let load = &summary["load"];
+    assert_eq!(load["streams"].as_u64(), Some(2));
+    assert!(load["bytes"].as_u64() > Some(0), "{summary}");
+    // The server saw both tests, each to its end.
+    let first = server.next_event("test_ended");
+    let second = server.next_event("test_ended");
+    let received: Vec<u64> = [&first, &second]
+        .iter()
+        .map(|e| e["received_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(
+        received.contains(&load["bytes"].as_u64().unwrap()),
+        "{first} {second}"
+    );
+}

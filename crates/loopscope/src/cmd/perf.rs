@@ -10,8 +10,8 @@ use loopscope_link::transport::ip::{self, IpOptions};
 use loopscope_link::transport::unix::unix_address;
 use loopscope_measure::perf::{
     ClientOptions, Direction, EchoOptions, Listen, PerfError, PerfEvent, PerfSummary, RrOptions,
-    ServerEvent, ServerLimits, ServerOptions, SocketTuning, Transport, rr, run_client, run_echo,
-    run_server,
+    SeriesPoint, SeriesRun, SeriesSummary, ServerEvent, ServerLimits, ServerOptions, SocketTuning,
+    Transport, rr, run_client, run_echo, run_server, run_under_load,
 };
 use loopscope_report::{Outcome, Printer};
 
@@ -88,6 +88,17 @@ pub struct Args {
     /// Connect-request-response: a new TCP connection for every transaction.
     #[arg(long, conflicts_with_all = ["rr", "reverse", "bidir", "udp"])]
     pub crr: bool,
+    /// Latency under load: beside --rr or --crr, run a throughput test of N streams (default 1,
+    /// at -b if given) over the same link at the same time.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
+    pub under_load: Option<u32>,
+    /// Run the test this many times and report the spread (min, median, max, coefficient of
+    /// variation).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// A run per message length, e.g. 64,1k,16k,128k (with --repeat, that many runs each).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub sweep: Option<Vec<u64>>,
     /// Response size of --rr and --crr (default: the request's --length).
     #[arg(long, value_parser = parse_size)]
     pub response_length: Option<u64>,
@@ -266,11 +277,107 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         connect_timeout: args.connect_timeout,
         request_response,
     };
-    let mut printer = Printer::stdout(context.format);
-    let result = run_client(&options, &context.stop, &mut |event: &PerfEvent| {
-        let _ = printer.emit(event);
+    if args.under_load.is_some() && options.request_response.is_none() {
+        bail!(
+            "--under-load measures --rr or --crr latency while a throughput test runs: add --rr or --crr"
+        );
+    }
+    let load = args.under_load.map(|streams| ClientOptions {
+        parallel: streams.clamp(1, 128),
+        direction: Direction::Send,
+        length: 128 * 1024,
+        bandwidth: args.bitrate.unwrap_or(0),
+        request_response: None,
+        interval: None,
+        // The load must outlast the latency test; it is stopped when that ends.
+        duration: options.duration + Duration::from_secs(3600),
+        bytes: None,
+        ..options.clone()
     });
-    finish(result, &mut printer)
+    let run_once = |options: &ClientOptions,
+                    events: &mut dyn FnMut(&PerfEvent)|
+     -> Result<PerfSummary, PerfError> {
+        match &load {
+            Some(load) => run_under_load(options, load, &context.stop, events),
+            None => run_client(options, &context.stop, events),
+        }
+    };
+    let mut printer = Printer::stdout(context.format);
+    if args.repeat <= 1 && args.sweep.is_none() {
+        let result = run_once(&options, &mut |event: &PerfEvent| {
+            let _ = printer.emit(event);
+        });
+        return finish(result, &mut printer);
+    }
+    if args.repeat == 0 || args.repeat > 1000 {
+        bail!("--repeat must be between 1 and 1000");
+    }
+    let lengths = match &args.sweep {
+        Some(lengths) => lengths.clone(),
+        None => vec![options.length as u64],
+    };
+    if lengths
+        .iter()
+        .any(|&l| l == 0 || l > 64 << 20 || (udp && !(16..=65_507).contains(&l)))
+    {
+        bail!("--sweep lengths must be between 1 byte and 64 MiB (16 to 65507 with UDP)");
+    }
+    let json = printer.is_json();
+    let mut points = Vec::new();
+    let mut passed = true;
+    let mut run = 0;
+    'lengths: for length in lengths {
+        let mut options = options.clone();
+        options.length = length as usize;
+        if let Some(rr) = &mut options.request_response
+            && args.response_length.is_none()
+        {
+            rr.response_length = length as usize;
+        }
+        let mut runs = Vec::new();
+        for _ in 0..args.repeat {
+            if context.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break 'lengths;
+            }
+            run += 1;
+            let result = run_once(&options, &mut |event: &PerfEvent| {
+                if json {
+                    let _ = printer.emit(event);
+                }
+            });
+            match result {
+                Ok(summary) => {
+                    passed &= summary.passed;
+                    printer.emit(&SeriesRun {
+                        event: "run",
+                        run,
+                        length,
+                        summary: summary.clone(),
+                    })?;
+                    runs.push(summary);
+                }
+                Err(error) if error.is_environment() => return Err(error.into()),
+                Err(error) => {
+                    loopscope_report::stderr_line!("loopscope: error: run {run}: {error}");
+                    passed = false;
+                    break 'lengths;
+                }
+            }
+        }
+        points.extend(SeriesPoint::new(length, &runs));
+    }
+    let summary = SeriesSummary {
+        link,
+        mode: if options.request_response.is_some() {
+            "request-response"
+        } else {
+            "throughput"
+        },
+        points,
+        passed,
+    };
+    printer.emit(&summary)?;
+    Ok(Outcome::from_passed(summary.passed))
 }
 
 /// Prints the summary; an error that came from the far end (not the environment) is exit 1.
@@ -292,6 +399,9 @@ fn finish(
 }
 
 fn echo(args: &Args, link: &str, context: &Context) -> anyhow::Result<Outcome> {
+    if args.repeat > 1 || args.sweep.is_some() || args.under_load.is_some() {
+        bail!("--repeat, --sweep and --under-load need a perf server (tcp://, udp://, unix:)");
+    }
     if args.reverse || args.bidir || args.udp || args.rr.is_some() || args.crr {
         bail!(
             "over a loop, perf measures what comes back: --reverse, --bidir, -u, --rr and --crr need a perf server (tcp://, udp://, unix:)"
