@@ -995,3 +995,27 @@ fn latency_under_load_runs_beside_a_throughput_test() {
         "{first} {second}"
     );
 }
+
+#[test]
+fn the_stock_client_gets_the_servers_output_when_it_asks() {
+    if !have_iperf3() {
+        return;
+    }
+    let server = OurServer::start(&["--once"]);
+    let output = Command::new("iperf3")
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-t",
+            "1",
+            "--get-server-output",
+        ])
+        .output()
+        .expect("iperf3 runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("loopscope perf server"), "{text}");
+    assert!(text.contains("received"), "{text}");
+}

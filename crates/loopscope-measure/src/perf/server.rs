@@ -1171,10 +1171,12 @@ fn serve(
     }
     if exchange {
         let cpu = thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
-        if let Err(error) = exchange_results(
-            control,
-            &local_results(&streams, cpu, run_seconds, &retransmits),
-        ) {
+        let mut ours = local_results(&streams, cpu, run_seconds, &retransmits);
+        if params.get_server_output {
+            // What the client asked to see: this test as the server saw it.
+            ours.server_output_text = Some(server_output(&streams, run_seconds, cpu));
+        }
+        if let Err(error) = exchange_results(control, &ours) {
             ended_early = Some(error.to_string());
         }
     }
@@ -1220,4 +1222,29 @@ fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), Control
         }),
         Err(error) => Err(error),
     }
+}
+
+/// The text a client gets back with `--get-server-output`: one line per stream and the CPU.
+fn server_output(streams: &[Arc<Stream>], seconds: f64, cpu: loopscope_sys::CpuTime) -> String {
+    let mut text = String::from("loopscope perf server\n");
+    for stream in streams {
+        let bytes = stream.bytes();
+        text.push_str(&format!(
+            "[{:>3}] {} {} in {seconds:.2} s, {}\n",
+            stream.id,
+            if stream.role == Role::Send {
+                "sent"
+            } else {
+                "received"
+            },
+            format_bytes(bytes),
+            loopscope_report::format_bit_rate(bytes as f64 * 8.0 / seconds.max(1e-9))
+        ));
+    }
+    text.push_str(&format!(
+        "CPU {:.1}% user, {:.1}% system\n",
+        cpu.user.as_secs_f64() * 100.0 / seconds.max(1e-9),
+        cpu.system.as_secs_f64() * 100.0 / seconds.max(1e-9)
+    ));
+    text
 }

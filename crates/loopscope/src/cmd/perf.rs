@@ -358,7 +358,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
                 }
                 Err(error) if error.is_environment() => return Err(error.into()),
                 Err(error) => {
-                    eprintln!("loopscope: error: run {run}: {error}");
+                    loopscope_report::stderr_line!("loopscope: error: run {run}: {error}");
                     passed = false;
                     break 'lengths;
                 }
