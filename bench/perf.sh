@@ -27,18 +27,26 @@ pids+=($!)
 our_port=$(free_port)
 $bin perf --server "tcp://127.0.0.1:$our_port" --max-duration 1h >/dev/null 2>&1 &
 pids+=($!)
+# A second server that receives with MSG_TRUNC (--skip-rx-copy): it never copies what it
+# sinks. Reported as its own line, not as the default.
+trunc_port=$(free_port)
+$bin perf --server "tcp://127.0.0.1:$trunc_port" --max-duration 1h --skip-rx-copy >/dev/null 2>&1 &
+pids+=($!)
 wait_listen "$stock_port"
 wait_listen "$our_port"
+wait_listen "$trunc_port"
 
 results=$(mktemp)
 for round in 1 2 3; do
-  for case in single p2 bidir; do
+  for case in single p2 bidir trunc; do
+    port=$our_port
     case $case in
       single) flags=() ;;
       p2) flags=(-P 2) ;;
       bidir) flags=(--bidir) ;;
+      trunc) flags=(); port=$trunc_port ;;
     esac
-    echo "ours $case $($bin --json perf "tcp://127.0.0.1:$our_port" -t "$seconds" -i 0 "${flags[@]}" | tail -1)" >>"$results"
+    echo "ours $case $($bin --json perf "tcp://127.0.0.1:$port" -t "$seconds" -i 0 "${flags[@]}" | tail -1)" >>"$results"
     echo "iperf3 $case $(iperf3 -c 127.0.0.1 -p "$stock_port" -t "$seconds" -J "${flags[@]}" | tr -d '\n\t')" >>"$results"
   done
 done
@@ -81,7 +89,8 @@ def median(xs):
 
 print(f"perf vs iperf3 3.12 on loopback, {sys.argv[2]} s per run, 3 runs back to back, medians")
 print("(iperf3 3.12 is single-threaded: its streams share one core; ours run a thread each)")
-for case, label in [("single", "1 stream"), ("p2", "-P 2 sum"), ("bidir", "--bidir per direction")]:
+for case, label in [("single", "1 stream"), ("p2", "-P 2 sum"), ("bidir", "--bidir per direction"),
+                    ("trunc", "1 stream, server MSG_TRUNC")]:
     ours = [ours_rates(t) for t in rows[("ours", case)]]
     peer = [stock_rates(t) for t in rows[("iperf3", case)]]
     if case == "bidir":

@@ -253,6 +253,92 @@ impl Record for PerfSummary {
             if self.streams.len() == 1 { "" } else { "s" },
             self.seconds
         )?;
+        if self.mode == "echo" {
+            let mut table = Table::new(["stream", "came back", "bit rate"]);
+            for stream in &self.streams {
+                table.row([
+                    stream.id.to_string(),
+                    format_bytes(stream.bytes),
+                    format_bit_rate(stream.bits_per_second),
+                ]);
+            }
+            table.write(out)?;
+            writeln!(
+                out,
+                "sent {}, {} came back ({})",
+                format_bytes(self.sent_bytes),
+                format_bytes(self.received_bytes),
+                format_bit_rate(self.bits_per_second)
+            )?;
+        } else {
+            self.write_stream_table(out)?;
+        }
+        for stream in self.streams.iter().filter(|s| s.error.is_some()) {
+            writeln!(
+                out,
+                "stream {}: {}",
+                stream.id,
+                stream.error.as_deref().unwrap_or_default()
+            )?;
+        }
+        if let Some(transactions) = self.transactions {
+            writeln!(
+                out,
+                "{transactions} transactions, {:.0} per second",
+                self.transactions_per_second.unwrap_or(0.0)
+            )?;
+        }
+        if let Some(latency) = &self.latency {
+            writeln!(
+                out,
+                "round trip: min {:.1} us, median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+                latency.min_us, latency.p50_us, latency.p90_us, latency.p99_us, latency.max_us
+            )?;
+        } else if let (Some(p50), Some(p99)) = (self.rtt_p50_us, self.rtt_p99_us) {
+            writeln!(
+                out,
+                "TCP round-trip time (kernel's smoothed estimate): median {p50:.0} us, p99 {p99:.0} us"
+            )?;
+        }
+        if let Some(retransmits) = self.retransmits {
+            writeln!(out, "retransmitted segments: {retransmits}")?;
+        }
+        write!(
+            out,
+            "CPU: this side {:.1}% user, {:.1}% system",
+            self.cpu_user_percent, self.cpu_system_percent
+        )?;
+        match &self.peer {
+            Some(peer) => writeln!(
+                out,
+                "; far end {:.1}% user, {:.1}% system",
+                peer.cpu_user_percent, peer.cpu_system_percent
+            )?,
+            None => writeln!(out)?,
+        }
+        if let Some(load) = &self.load {
+            writeln!(
+                out,
+                "under load: {} stream{} moving {} ({}) at the same time",
+                load.streams,
+                if load.streams == 1 { "" } else { "s" },
+                format_bit_rate(load.bits_per_second),
+                format_bytes(load.bytes)
+            )?;
+        }
+        if let Some(limit) = &self.server_limit {
+            writeln!(out, "server limit: {limit}")?;
+        }
+        if let Some(reason) = &self.ended_early {
+            writeln!(out, "ended early: {reason} (partial results)")?;
+        }
+        Ok(())
+    }
+}
+
+impl PerfSummary {
+    /// The per-stream table of a test against a perf server.
+    fn write_stream_table(&self, out: &mut dyn Write) -> io::Result<()> {
         let udp = self.streams.iter().any(|s| s.udp.is_some());
         let mut header = vec![
             "stream",
@@ -319,59 +405,7 @@ impl Record for PerfSummary {
                 }
             }
         }
-        table.write(out)?;
-        if let Some(transactions) = self.transactions {
-            writeln!(
-                out,
-                "{transactions} transactions, {:.0} per second",
-                self.transactions_per_second.unwrap_or(0.0)
-            )?;
-        }
-        if let Some(latency) = &self.latency {
-            writeln!(
-                out,
-                "round trip: min {:.1} us, median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
-                latency.min_us, latency.p50_us, latency.p90_us, latency.p99_us, latency.max_us
-            )?;
-        } else if let (Some(p50), Some(p99)) = (self.rtt_p50_us, self.rtt_p99_us) {
-            writeln!(
-                out,
-                "TCP round-trip time (kernel's smoothed estimate): median {p50:.0} us, p99 {p99:.0} us"
-            )?;
-        }
-        if let Some(retransmits) = self.retransmits {
-            writeln!(out, "retransmitted segments: {retransmits}")?;
-        }
-        write!(
-            out,
-            "CPU: this side {:.1}% user, {:.1}% system",
-            self.cpu_user_percent, self.cpu_system_percent
-        )?;
-        match &self.peer {
-            Some(peer) => writeln!(
-                out,
-                "; far end {:.1}% user, {:.1}% system",
-                peer.cpu_user_percent, peer.cpu_system_percent
-            )?,
-            None => writeln!(out)?,
-        }
-        if let Some(load) = &self.load {
-            writeln!(
-                out,
-                "under load: {} stream{} moving {} ({}) at the same time",
-                load.streams,
-                if load.streams == 1 { "" } else { "s" },
-                format_bit_rate(load.bits_per_second),
-                format_bytes(load.bytes)
-            )?;
-        }
-        if let Some(limit) = &self.server_limit {
-            writeln!(out, "server limit: {limit}")?;
-        }
-        if let Some(reason) = &self.ended_early {
-            writeln!(out, "ended early: {reason} (partial results)")?;
-        }
-        Ok(())
+        table.write(out)
     }
 }
 
