@@ -826,8 +826,9 @@ struct TxPattern {
 impl TxPattern {
     /// Puts the next `n` link bytes in `out`, with the requested errors.
     fn next(&mut self, n: usize, out: &mut Vec<u8>) {
-        out.clear();
         let Some((packer, width)) = &mut self.packer else {
+            // The generator overwrites every byte: resize without clearing, so a buffer of the
+            // right length is not zeroed first (a memset per chunk cost a tenth of loop: speed).
             out.resize(n, 0);
             self.generator.fill(out);
             self.injector.apply(out);
@@ -835,6 +836,7 @@ impl TxPattern {
             return;
         };
         let width = *width;
+        out.clear();
         while self.carry.len() < n {
             let bits = (n - self.carry.len()) as u64 * u64::from(width);
             let need = bits.saturating_sub(u64::from(packer.pending_bits()));

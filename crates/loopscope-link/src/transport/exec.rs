@@ -72,6 +72,7 @@ impl Link for ExecLink {
                 timeout: None,
                 child,
                 program: self.argv[0].clone(),
+                ended: false,
             }),
         ))
     }
@@ -114,7 +115,12 @@ struct ExecReceiver {
     timeout: Option<Duration>,
     child: Arc<Mutex<ChildGuard>>,
     program: String,
+    /// The child closed its stdout (usually: it is exiting).
+    ended: bool,
 }
+
+/// How long the summary waits for a child that closed its stdout to be reaped.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 impl LinkReceiver for ExecReceiver {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -125,7 +131,11 @@ impl LinkReceiver for ExecReceiver {
                 Readiness::Interrupted => return Err(io::ErrorKind::Interrupted.into()),
             }
         }
-        self.stdout.read(buf)
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ended = true;
+        }
+        Ok(n)
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
@@ -138,9 +148,21 @@ impl LinkReceiver for ExecReceiver {
             program: self.program.clone(),
             ..Default::default()
         };
-        if let Ok(mut guard) = self.child.lock()
-            && let Ok(Some(status)) = guard.0.try_wait()
-        {
+        // A child that closed its stdout is exiting: wait for that (briefly), so the summary
+        // says how it ended rather than that it was still running a moment before.
+        let give_up = std::time::Instant::now() + EXIT_WAIT;
+        let status = loop {
+            let status = self
+                .child
+                .lock()
+                .ok()
+                .and_then(|mut guard| guard.0.try_wait().ok().flatten());
+            if status.is_some() || !self.ended || std::time::Instant::now() >= give_up {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if let Some(status) = status {
             process.exit_status = Some(status.to_string());
             process.exit_code = status.code();
             process.exit_signal = status.signal();

@@ -48,9 +48,17 @@ pub fn write_all_until(
             Ok(0) => return Err(SendError::failed(accepted, io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 accepted += n;
-                // A send cut short by its timeout: the deadline may have passed meanwhile.
-                if accepted < data.len() && cancel.is_cancelled() {
-                    return Err(SendError::cancelled(accepted));
+                if accepted < data.len() {
+                    // Cut short: by the send timeout, or by a full pipe. Either way the
+                    // deadline may have passed meanwhile; a full pipe is waited for at once
+                    // rather than found full again by a write that fails.
+                    let Some(wait) = cancel.next_wait() else {
+                        return Err(SendError::cancelled(accepted));
+                    };
+                    if writer == Writer::NonBlocking {
+                        loopscope_sys::wait_writable(fd, Some(wait))
+                            .map_err(|e| SendError::failed(accepted, e))?;
+                    }
                 }
             }
             Err(rustix::io::Errno::INTR) => {}
