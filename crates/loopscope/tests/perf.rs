@@ -880,8 +880,15 @@ fn unix_stream_sockets_carry_a_test_both_ways() {
     let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
     let _server = Running(server);
     read_until(&mut stdout, |r| r["event"] == "listening");
-    for direction in [vec![], vec!["-R"], vec!["--bidir"]] {
-        let mut args = vec![endpoint.as_str(), "-t", "1", "-P", "2", "-i", "0"];
+    // Regression: the server once took a test's data connections in the order their cookies
+    // were read (one thread each) instead of the order they were accepted, so with --bidir a
+    // connection the client sent on could be one the server sent on too: both blocked. Four
+    // streams each way, three times, made that likely.
+    let bidir = vec!["--bidir", "-P", "4", "-t", "0.3"];
+    let forward = vec!["-P", "2", "-t", "1"];
+    let reverse = vec!["-R", "-P", "2", "-t", "1"];
+    for direction in [forward, reverse, bidir.clone(), bidir.clone(), bidir] {
+        let mut args = vec![endpoint.as_str(), "-i", "0"];
         args.extend(direction.iter().copied());
         let (output, summary) = our_client(&args);
         assert!(output.status.success(), "{summary}");
@@ -896,7 +903,10 @@ fn unix_stream_sockets_carry_a_test_both_ways() {
             ended["sent_bytes"], summary["received_bytes"],
             "{direction:?}"
         );
-        assert!(summary["bytes"].as_u64() > Some(0));
+        for stream in summary["streams"].as_array().unwrap() {
+            assert!(stream["bytes"].as_u64() > Some(0), "{summary}");
+            assert_eq!(stream["bytes"], stream["peer_bytes"], "{summary}");
+        }
     }
 }
 
