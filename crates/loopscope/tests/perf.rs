@@ -1029,3 +1029,44 @@ fn the_stock_client_gets_the_servers_output_when_it_asks() {
     assert!(text.contains("loopscope perf server"), "{text}");
     assert!(text.contains("received"), "{text}");
 }
+
+#[test]
+fn a_request_beyond_the_servers_memory_or_streams_is_refused() {
+    let mut server = OurServer::start(&["--max-memory", "1Mi", "--max-streams", "4"]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let output = loopscope()
+        .args(["perf", &link, "-t", "1", "-P", "4", "-l", "1Mi"])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    let refused = server.next_event("refused");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("buffers"),
+        "{refused}"
+    );
+    let output = loopscope()
+        .args(["perf", &link, "-t", "1", "-P", "5"])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("parallel streams"), "{stderr}");
+}
+
+#[test]
+fn the_server_prints_its_summary_on_ctrl_c() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[&link, "-t", "0.5", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    server.next_event("test_ended");
+    let _ = Command::new("kill")
+        .args(["-INT", &server._child.0.id().to_string()])
+        .status();
+    let record = read_until(&mut server.stdout, |r| r["type"] == "summary");
+    assert_eq!(record["tests"].as_u64(), Some(1));
+    assert_eq!(record["received_bytes"], summary["sent_bytes"]);
+}
