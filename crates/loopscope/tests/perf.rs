@@ -1070,3 +1070,26 @@ fn the_server_prints_its_summary_on_ctrl_c() {
     assert_eq!(record["tests"].as_u64(), Some(1));
     assert_eq!(record["received_bytes"], summary["sent_bytes"]);
 }
+
+#[test]
+fn udp_request_response_accounts_for_every_request() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("udp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[&link, "--rr", "8", "-l", "64", "-t", "1", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    let transactions = summary["transactions"].as_u64().unwrap();
+    let lost = summary["udp"]["lost_packets"].as_u64().unwrap();
+    let requests = summary["sent_bytes"].as_u64().unwrap() / 64;
+    assert!(transactions > 100, "{summary}");
+    // Every request was answered, or given up as lost.
+    assert_eq!(transactions + lost, requests, "{summary}");
+    assert!(summary["rtt_p50_us"].as_f64() > Some(0.0));
+    let ended = server.next_event("test_ended");
+    let answered = ended["transactions"].as_u64().unwrap();
+    assert!(answered >= transactions && answered <= requests, "{ended}");
+    assert_eq!(
+        ended["received_bytes"].as_u64(),
+        Some(answered * 64),
+        "{ended}"
+    );
+}

@@ -558,11 +558,14 @@ fn plan(shared: &Shared, params: TestParams, is_unix: bool) -> Result<Plan, Refu
             "request-response is a loopscope extension, off on this server (--iperf3)",
         ));
     }
-    if rr.is_some() && (params.udp || params.reverse || params.bidirectional) {
+    if rr.is_some() && (params.reverse || params.bidirectional) {
         return Err(refuse(
             error_code::PROTOCOL,
-            "request-response runs over TCP or Unix streams, client to server",
+            "request-response runs client to server",
         ));
+    }
+    if rr.is_some_and(|rr| params.udp && rr.connect_per_transaction) {
+        return Err(refuse(error_code::PROTOCOL, "--crr opens TCP connections"));
     }
     if params.parallel == 0 || params.parallel > limits.max_streams {
         return Err(refuse(
@@ -1056,20 +1059,27 @@ fn serve(
                         .name(format!("perf-respond-{}", stream.id))
                         .spawn(move || {
                             let cpu = thread_cpu_time().unwrap_or_default();
-                            if let DataSocket::Stream(socket) = &stream.socket {
-                                let stop = || {
-                                    run.abort.load(Ordering::Relaxed)
-                                        || run.drain_receivers.load(Ordering::Relaxed)
-                                };
-                                let _ = rr::respond(
+                            let stop = || {
+                                run.abort.load(Ordering::Relaxed)
+                                    || run.drain_receivers.load(Ordering::Relaxed)
+                            };
+                            let _ = match &stream.socket {
+                                DataSocket::Stream(socket) => rr::respond(
                                     socket,
                                     request_length,
                                     rr.response_length as usize,
                                     &stream.bytes,
                                     &transactions,
                                     &stop,
-                                );
-                            }
+                                ),
+                                DataSocket::Udp(socket) => rr::respond_datagrams(
+                                    socket,
+                                    rr.response_length as usize,
+                                    &stream.bytes,
+                                    &transactions,
+                                    &stop,
+                                ),
+                            };
                             if let Ok(mut slot) = stream.cpu.lock() {
                                 *slot = thread_cpu_time().unwrap_or_default().since(cpu);
                             }
