@@ -2,7 +2,7 @@
 # Throughput on loopback: `loopscope perf` (our client and server) beside iperf3 3.12 (its own
 # client and server), back to back, three times each, median ratio. Cases: one TCP stream,
 # -P 2 (sum), --bidir (per direction). Then request-response latency: `perf --rr` over TCP
-# beside sockperf's TCP ping-pong (same message size).
+# and UDP beside sockperf's ping-pong over the same protocol (same message size).
 # Both tools are compared on what the *receiver* counted, over the same test length.
 # Debian's iperf3 3.12 is single-threaded: its -P and --bidir streams share one core, ours
 # run a thread per stream.
@@ -57,9 +57,15 @@ if command -v sockperf >/dev/null; then
   sockperf sr --tcp -i 127.0.0.1 -p "$sp_port" >/dev/null 2>&1 &
   pids+=($!)
   wait_listen "$sp_port"
+  sp_udp_port=$(free_port)
+  sockperf sr -i 127.0.0.1 -p "$sp_udp_port" >/dev/null 2>&1 &
+  pids+=($!)
+  sleep 0.5 # sockperf's UDP server has no listening state to wait for
   for round in 1 2 3; do
     echo "ours rr $($bin --json perf "tcp://127.0.0.1:$our_port" --rr -l 64 -t "$seconds" -i 0 | tail -1)" >>"$results"
     echo "sockperf rr $(sockperf pp --tcp -i 127.0.0.1 -p "$sp_port" -m 64 -t "$seconds" 2>&1 | tr '\n' ' ')" >>"$results"
+    echo "ours udprr $($bin --json perf "udp://127.0.0.1:$our_port" --rr -l 64 -t "$seconds" -i 0 | tail -1)" >>"$results"
+    echo "sockperf udprr $(sockperf pp -i 127.0.0.1 -p "$sp_udp_port" -m 64 -t "$seconds" 2>&1 | tr '\n' ' ')" >>"$results"
   done
   rr=yes
 fi
@@ -102,15 +108,17 @@ for case, label in [("single", "1 stream"), ("p2", "-P 2 sum"), ("bidir", "--bid
         detail = f"ours {median(o)/1e9:.2f} Gbit/s, iperf3 {median(p)/1e9:.2f} Gbit/s"
     ratios = [a / b for a, b in zip(o, p)]
     print(f"{label:24s} {detail}; ratio per run {', '.join(f'{r:.2f}' for r in ratios)}; median {median(ratios):.2f}")
-if ("ours", "rr") in rows:
-    ours = [json.loads(t) for t in rows[("ours", "rr")]]
+for case, label in [("rr", "--rr TCP 64 B p50 RTT"), ("udprr", "--rr UDP 64 B p50 RTT")]:
+    if ("ours", case) not in rows:
+        continue
+    ours = [json.loads(t) for t in rows[("ours", case)]]
     peer = []
-    for t in rows[("sockperf", "rr")]:
+    for t in rows[("sockperf", case)]:
         p50 = float(re.search(r"percentile 50\.000 =\s*([0-9.]+)", t).group(1))
         peer.append(2 * p50)
     o50 = [s["rtt_p50_us"] for s in ours]
     tps = [s["transactions_per_second"] for s in ours]
     ratios = [a / b for a, b in zip(o50, peer)]
-    print(f"{'--rr TCP 64 B p50 RTT':24s} ours {median(o50):.1f} us ({median(tps):.0f} transactions/s), "
+    print(f"{label:24s} ours {median(o50):.1f} us ({median(tps):.0f} transactions/s), "
           f"sockperf ping-pong x2 {median(peer):.1f} us; ratio per run {', '.join(f'{r:.2f}' for r in ratios)}; median {median(ratios):.2f} (goal <= 1.05)")
 PY

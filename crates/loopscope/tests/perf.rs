@@ -880,8 +880,15 @@ fn unix_stream_sockets_carry_a_test_both_ways() {
     let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
     let _server = Running(server);
     read_until(&mut stdout, |r| r["event"] == "listening");
-    for direction in [vec![], vec!["-R"], vec!["--bidir"]] {
-        let mut args = vec![endpoint.as_str(), "-t", "1", "-P", "2", "-i", "0"];
+    // Regression: the server once took a test's data connections in the order their cookies
+    // were read (one thread each) instead of the order they were accepted, so with --bidir a
+    // connection the client sent on could be one the server sent on too: both blocked. Four
+    // streams each way, three times, made that likely.
+    let bidir = vec!["--bidir", "-P", "4", "-t", "0.3"];
+    let forward = vec!["-P", "2", "-t", "1"];
+    let reverse = vec!["-R", "-P", "2", "-t", "1"];
+    for direction in [forward, reverse, bidir.clone(), bidir.clone(), bidir] {
+        let mut args = vec![endpoint.as_str(), "-i", "0"];
         args.extend(direction.iter().copied());
         let (output, summary) = our_client(&args);
         assert!(output.status.success(), "{summary}");
@@ -896,7 +903,10 @@ fn unix_stream_sockets_carry_a_test_both_ways() {
             ended["sent_bytes"], summary["received_bytes"],
             "{direction:?}"
         );
-        assert!(summary["bytes"].as_u64() > Some(0));
+        for stream in summary["streams"].as_array().unwrap() {
+            assert!(stream["bytes"].as_u64() > Some(0), "{summary}");
+            assert_eq!(stream["bytes"], stream["peer_bytes"], "{summary}");
+        }
     }
 }
 
@@ -1018,4 +1028,68 @@ fn the_stock_client_gets_the_servers_output_when_it_asks() {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("loopscope perf server"), "{text}");
     assert!(text.contains("received"), "{text}");
+}
+
+#[test]
+fn a_request_beyond_the_servers_memory_or_streams_is_refused() {
+    let mut server = OurServer::start(&["--max-memory", "1Mi", "--max-streams", "4"]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let output = loopscope()
+        .args(["perf", &link, "-t", "1", "-P", "4", "-l", "1Mi"])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    let refused = server.next_event("refused");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("buffers"),
+        "{refused}"
+    );
+    let output = loopscope()
+        .args(["perf", &link, "-t", "1", "-P", "5"])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("parallel streams"), "{stderr}");
+}
+
+#[test]
+fn the_server_prints_its_summary_on_ctrl_c() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[&link, "-t", "0.5", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    server.next_event("test_ended");
+    let _ = Command::new("kill")
+        .args(["-INT", &server._child.0.id().to_string()])
+        .status();
+    let record = read_until(&mut server.stdout, |r| r["type"] == "summary");
+    assert_eq!(record["tests"].as_u64(), Some(1));
+    assert_eq!(record["received_bytes"], summary["sent_bytes"]);
+}
+
+#[test]
+fn udp_request_response_accounts_for_every_request() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("udp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[&link, "--rr", "8", "-l", "64", "-t", "1", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    let transactions = summary["transactions"].as_u64().unwrap();
+    let lost = summary["udp"]["lost_packets"].as_u64().unwrap();
+    let requests = summary["sent_bytes"].as_u64().unwrap() / 64;
+    assert!(transactions > 100, "{summary}");
+    // Every request was answered, or given up as lost.
+    assert_eq!(transactions + lost, requests, "{summary}");
+    assert!(summary["rtt_p50_us"].as_f64() > Some(0.0));
+    let ended = server.next_event("test_ended");
+    let answered = ended["transactions"].as_u64().unwrap();
+    assert!(answered >= transactions && answered <= requests, "{ended}");
+    assert_eq!(
+        ended["received_bytes"].as_u64(),
+        Some(answered * 64),
+        "{ended}"
+    );
 }

@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long)]
     pub skip_rx_copy: bool,
     /// Request-response: keep N transactions in flight per stream (N defaults to 1).
-    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1", conflicts_with_all = ["reverse", "bidir", "udp"])]
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1", conflicts_with_all = ["reverse", "bidir"])]
     pub rr: Option<usize>,
     /// Connect-request-response: a new TCP connection for every transaction.
     #[arg(long, conflicts_with_all = ["rr", "reverse", "bidir", "udp"])]
@@ -196,12 +196,17 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
                     "--rr and --crr are loopscope's own: use tcp:// or unix:// against 'loopscope perf --server'"
                 );
             }
-            if crr && matches!(transport, Transport::Unix(_)) {
+            if crr && (udp || matches!(transport, Transport::Unix(_))) {
                 bail!("--crr opens TCP connections: use tcp://");
             }
             let inflight = inflight.unwrap_or(1);
-            let length = args.length.unwrap_or(1);
+            // Over UDP each message carries a 16-byte numbered header.
+            let smallest = if udp { rr::UDP_MIN_MESSAGE as u64 } else { 1 };
+            let length = args.length.unwrap_or(smallest);
             let response = args.response_length.unwrap_or(length);
+            if udp && (length < smallest || response < smallest || length.max(response) > 65_507) {
+                bail!("UDP requests and responses must be between 16 and 65507 bytes");
+            }
             if inflight == 0 || inflight > 4096 {
                 bail!("--rr N: N must be between 1 and 4096");
             }
@@ -226,7 +231,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     };
     let length = match (args.length, udp, &request_response) {
         (Some(length), ..) => length,
-        (None, _, Some(_)) => 1,
+        (None, true, Some(_)) => rr::UDP_MIN_MESSAGE as u64,
+        (None, false, Some(_)) => 1,
         // 0 asks for the control connection's MSS.
         (None, true, None) => 0,
         (None, false, None) => 128 * 1024,
