@@ -255,6 +255,9 @@ fn tshark_decodes_our_packets() {
             "udp port 8620",
             "-c",
             "6",
+            // A bound, so a capture that misses packets ends the test instead of hanging it.
+            "-a",
+            "duration:120",
             "-w",
             &capture_path,
         ])
