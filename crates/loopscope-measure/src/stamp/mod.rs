@@ -734,15 +734,15 @@ pub fn reflect(
                 summary.refused_source += 1;
                 continue;
             }
-            let request = match SenderPacket::parse(&buffer[..received.len]) {
-                Ok(request) => request,
-                Err(_) => {
-                    summary.too_short += 1;
-                    continue;
-                }
+            let Ok(request) = SenderPacket::parse(&buffer[..received.len]) else {
+                summary.too_short += 1;
+                continue;
             };
             valid += 1;
-            if config.drop_every.is_some_and(|n| n > 0 && valid % n == 0) {
+            if config
+                .drop_every
+                .is_some_and(|n| n > 0 && valid.is_multiple_of(n))
+            {
                 summary.dropped_on_purpose += 1;
                 continue;
             }
