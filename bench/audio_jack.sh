@@ -3,12 +3,12 @@
 # delay each reads and the CPU each uses (from /proc/PID/stat, user + system).
 #
 # jackd runs the dummy backend (48 kHz, 256-frame periods, no sound card needed); each tool's
-# output is wired to its own input. Needs jackd2 and jack-delay (Debian).
+# output is wired to its own input. Needs jackd2, jack-delay and libjack-jackd2-dev (Debian).
 # Usage: bench/audio_jack.sh [SECONDS]   (default 30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
-cargo build --release -q -p loopscope
+cargo build --release -q -p loopscope --features jack
 bin=$PWD/target/release/loopscope
 
 export JACK_DEFAULT_SERVER="loopscope-bench-$$" JACK_NO_START_SERVER=1

@@ -8,7 +8,8 @@ bytes=${1:-20G}
 cargo build --release -q -p loopscope
 bin=target/release/loopscope
 
-rate() { python3 -c 'import json,sys; s=[json.loads(l) for l in sys.stdin][-1]; print(f"{s[\"throughput_bps\"]/1e9:.2f}")'; }
+# (No quotes inside the f-string's braces: Python before 3.12 refuses them.)
+rate() { python3 -c 'import json,sys; s=[json.loads(l) for l in sys.stdin][-1]; v=s["throughput_bps"]/1e9; print(f"{v:.2f}")'; }
 
 loop_gbps=$($bin bert loop: --bytes "$bytes" --json | rate)
 echo "loopscope bert loop:      ${loop_gbps} Gbit/s"

@@ -19,10 +19,12 @@ pub mod endpoint;
 pub mod link;
 pub mod niu;
 pub mod reflector;
+pub mod stats;
 pub mod transport;
 
 pub use endpoint::{Endpoint, EndpointError};
-pub use link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
+pub use link::{Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, SendError};
+pub use stats::LinkStats;
 
 use transport::{exec, memory, pty, serial, tcp, udp, unix};
 

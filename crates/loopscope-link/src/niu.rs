@@ -37,7 +37,10 @@ use loopscope_pattern::loopcode::{
 use serde::Serialize;
 
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender, is_timeout};
+use crate::link::{
+    Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, LinkStats, SendError, is_timeout,
+};
+use crate::stats::NiuReport;
 
 /// How the far end behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +122,7 @@ pub enum NiuEvent {
 }
 
 /// A logged event with the wall-clock time it happened (RFC 3339, UTC).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NiuLogEntry {
     pub time: String,
     #[serde(flatten)]
@@ -512,18 +515,14 @@ impl LinkReceiver for NiuReceiver {
         self.inner.set_timeout(timeout)
     }
 
-    fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut stats = self.inner.stats();
-        let mut niu = match serde_json::to_value(self.niu.stats()) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        niu.insert(
-            "log".into(),
-            serde_json::to_value(&self.log).unwrap_or(serde_json::Value::Null),
-        );
-        stats.insert("niu".into(), serde_json::Value::Object(niu));
-        stats
+    fn stats(&self) -> LinkStats {
+        LinkStats {
+            niu: Some(NiuReport {
+                stats: self.niu.stats(),
+                log: self.log.clone(),
+            }),
+            ..self.inner.stats()
+        }
     }
 }
 
@@ -544,10 +543,12 @@ impl Link for StdioLink {
 struct StdoutSender;
 
 impl LinkSender for StdoutSender {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+    // Stdout of a process a test set runs (`exec:loopscope reflect --niu …`): the reader is
+    // that test set, which reads as long as it runs.
+    fn send(&mut self, data: &[u8], _cancel: &Cancel) -> Result<(), SendError> {
         let mut out = io::stdout();
         out.write_all(data)?;
-        out.flush()
+        out.flush().map_err(|e| SendError::failed(data.len(), e))
     }
 }
 
@@ -588,6 +589,8 @@ pub fn serve(
 ) -> Result<NiuStats, LinkError> {
     let (mut sender, mut receiver) = link.split()?;
     let _ = receiver.set_timeout(Some(Duration::from_millis(200)));
+    // A line that stops taking data does not hold the far end past a stop.
+    let cancel = Cancel::on(Arc::clone(stop));
     let mut niu = Niu::new(config);
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(buf.len());
@@ -603,7 +606,11 @@ pub fn serve(
         for event in niu.take_events() {
             on_event(&NiuLogEntry::now(event));
         }
-        if let Err(e) = sender.send(&out) {
+        if let Err(e) = sender.send(&out, &cancel) {
+            if e.is_cancelled() {
+                break;
+            }
+            let e = e.into_io();
             if matches!(
                 e.kind(),
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
@@ -613,7 +620,7 @@ pub fn serve(
             return Err(LinkError::io("cannot send on the line", e));
         }
     }
-    let _ = sender.finish();
+    let _ = sender.finish(&cancel);
     Ok(niu.stats())
 }
 

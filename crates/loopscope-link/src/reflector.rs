@@ -3,13 +3,27 @@
 //! - TCP and Unix stream: one thread per connection (a small stack); bytes move socket → pipe →
 //!   socket with splice(2), so they never enter user space and a connection holds only a pipe of
 //!   kernel memory (bounded). Where splice is refused the thread copies through a 64 KiB buffer.
-//! - UDP and Unix datagram: each datagram goes back to its sender unchanged. UDP reflection is
-//!   no amplifier: it never answers the source ports of echo, daytime, chargen and time (7, 13,
-//!   19, 37) nor its own port (an echo loop between two reflectors), and it rate-limits each
-//!   source address; refusals are counted and logged (at most a few lines a second).
+//! - UDP and Unix datagram: each datagram goes back to its sender unchanged. A datagram
+//!   reflector is no amplifier and no party to a loop:
+//!   - it never answers the source ports of echo, daytime, chargen and time (7, 13, 19, 37), nor
+//!     its own port;
+//!   - it recognises its own kind: a datagram that is, byte for byte, a reply it sent to that
+//!     same source moments ago is another reflector (or an echo service) giving it back, and is
+//!     not answered; two reflectors that one spoofed datagram set talking stop after one round;
+//!   - it answers each source address at most [`DEFAULT_RATE_LIMIT_PPS`] datagrams a second by
+//!     default (RFC 862 servers in the wild allow a few hundred), so a flood from one source
+//!     gets mostly silence;
+//!   - a reply is never longer than its request, even through `--impair dup=` or `insert=`
+//!     (the damaged reply is cut to the request's length), so no byte is amplified;
+//!   - refusals are counted and logged (at most a few lines a second).
 //! - Any other link (serial ports, pseudo-terminals, `exec:`): what arrives is sent back.
+//!
+//! A stream client costs three descriptors (the socket and the splice pipe). At start the soft
+//! RLIMIT_NOFILE is raised to the hard limit; clients beyond what the descriptors allow are
+//! accepted and closed at once, and counted, rather than left waiting in the backlog.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -24,9 +38,9 @@ use serde::Serialize;
 use socket2::Type;
 
 use crate::endpoint::Endpoint;
-use crate::link::{Link, LinkError, is_timeout};
+use crate::link::{Cancel, Link, LinkError, is_timeout};
 use crate::transport::ip::{self, IpOptions};
-use loopscope_sys::{Readiness, SplicePipe, read_timeout, recv_timeout, wait_readable, write_all};
+use loopscope_sys::{Readiness, SplicePipe, recv_timeout, wait_readable, write_all};
 
 /// Source ports a UDP reflector never answers: the classic amplification and echo-loop ports.
 pub const REFUSED_SOURCE_PORTS: [u16; 4] = [7, 13, 19, 37];
@@ -38,6 +52,21 @@ const PIPE_SIZE: usize = 256 * 1024;
 const THREAD_STACK: usize = 128 * 1024;
 /// Sources remembered by the UDP rate limiter at most.
 const MAX_SOURCES: usize = 65_536;
+/// Datagrams answered per second per source address by default.
+pub const DEFAULT_RATE_LIMIT_PPS: u32 = 1000;
+/// Datagrams a source may send at once before the rate limit applies, by default.
+pub const DEFAULT_RATE_BURST: u32 = 200;
+/// How long a reply is remembered to recognise it coming back (another reflector's echo).
+pub const ECHO_WINDOW: Duration = Duration::from_millis(500);
+/// Replies remembered at most (older ones are forgotten first).
+const MAX_REMEMBERED_REPLIES: usize = 65_536;
+/// Descriptors one stream client costs: its socket and the two ends of its splice pipe.
+const FDS_PER_CONNECTION: u64 = 3;
+/// Descriptors kept for everything else (listeners, stdio, the reserve).
+const FDS_RESERVED: u64 = 32;
+/// Largest Unix datagram the reflector takes (the kernel allows up to the sender's send
+/// buffer); a longer one is counted as truncated and not answered.
+const MAX_UNIX_DATAGRAM: usize = 16 << 20;
 
 use crate::adapter::impair::{Impairer, ImpairmentConfig, ImpairmentStats, SimLink};
 
@@ -60,8 +89,8 @@ impl Default for ReflectConfig {
     fn default() -> Self {
         ReflectConfig {
             max_connections: 1024,
-            rate_limit_pps: 200_000,
-            rate_burst: 4096,
+            rate_limit_pps: DEFAULT_RATE_LIMIT_PPS,
+            rate_burst: DEFAULT_RATE_BURST,
             zero_copy: true,
             impair: None,
         }
@@ -106,6 +135,12 @@ struct Counters {
     refused_port: AtomicU64,
     refused_rate: AtomicU64,
     refused_unaddressed: AtomicU64,
+    refused_echo: AtomicU64,
+    refused_descriptors: AtomicU64,
+    datagrams_received: AtomicU64,
+    datagram_bytes_received: AtomicU64,
+    datagram_bytes_reflected: AtomicU64,
+    datagrams_truncated: AtomicU64,
     errors: AtomicU64,
     impairment: Mutex<ImpairmentStats>,
 }
@@ -122,6 +157,21 @@ pub struct ReflectSummary {
     pub refused_source_port: u64,
     pub refused_rate_limit: u64,
     pub refused_unaddressed: u64,
+    /// Datagrams that were a reply of ours coming back (another reflector, an echo loop).
+    pub refused_echo_loop: u64,
+    /// Of `connections_refused`: refused because the descriptors ran out.
+    pub refused_descriptor_limit: u64,
+    pub datagrams_received: u64,
+    /// Datagram bytes received and reflected: the second never exceeds the first.
+    pub datagram_bytes_received: u64,
+    pub datagram_bytes_reflected: u64,
+    /// Unix datagrams too long to take whole (over 16 MiB), not answered.
+    pub datagrams_truncated: u64,
+    /// The soft RLIMIT_NOFILE the reflector ran with (raised to the hard limit at start).
+    pub fd_limit: u64,
+    /// Concurrent stream connections at most (the lower of --max-connections and what the
+    /// descriptors allow).
+    pub connection_limit: u64,
     pub errors: u64,
     pub elapsed_s: f64,
     pub zero_copy: bool,
@@ -136,9 +186,9 @@ enum Service {
     UnixStream(UnixListener),
     UnixDatagram(UnixDatagram),
     Link(Box<dyn Link>),
-    /// A descriptor echoed onto itself (the master side of a pseudo-terminal).
-    /// The slave is held open so the pair outlives the clients that come and go.
-    Fd(std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+    /// The loopback plug on the master side of a pseudo-terminal (it holds the slave open so
+    /// the pair outlives the clients that come and go).
+    Pty(crate::transport::pty::Plug),
 }
 
 pub struct Reflector {
@@ -213,10 +263,10 @@ impl Reflector {
                 }
             }
             "pty" => {
-                let (path, master, slave) = crate::transport::pty::open_far_end(endpoint)?;
+                let (path, plug) = crate::transport::pty::open_far_end(endpoint)?;
                 reflector
                     .services
-                    .push((format!("serial:{path}"), Service::Fd(master, slave)));
+                    .push((format!("serial:{path}"), Service::Pty(plug)));
             }
             _ => {
                 if echo {
@@ -240,9 +290,12 @@ impl Reflector {
     }
 
     /// Serves until `stop` is set (or a single-port link closes), then sums up.
-    pub fn run(self, stop: Arc<AtomicBool>, events: EventSink) -> ReflectSummary {
+    pub fn run(mut self, stop: Arc<AtomicBool>, events: EventSink) -> ReflectSummary {
         let started = Instant::now();
         let endpoints = self.endpoints();
+        let fd_limit = raise_fd_limit();
+        let by_descriptors = fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION;
+        self.config.max_connections = self.config.max_connections.min(by_descriptors.max(1));
         for endpoint in &endpoints {
             events(ReflectEvent::Listening {
                 endpoint: endpoint.clone(),
@@ -277,10 +330,16 @@ impl Reflector {
                             serve_udp(&socket, &stop, &events, &counters, &config)
                         }
                         Service::UnixDatagram(socket) => {
-                            serve_unix_datagram(&socket, &stop, &counters)
+                            serve_unix_datagram(&socket, &stop, &events, &counters)
                         }
                         Service::Link(link) => serve_link(link, &stop, &counters, &config),
-                        Service::Fd(fd, _slave) => serve_fd(fd.as_fd(), &stop, &counters),
+                        Service::Pty(mut plug) => plug.run(
+                            &stop,
+                            &mut |n| {
+                                counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                            },
+                            crate::transport::pty::OnHangUp::Wait,
+                        ),
                     };
                     if let Err(e) = result {
                         counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -316,6 +375,14 @@ impl Reflector {
             refused_source_port: load(&c.refused_port),
             refused_rate_limit: load(&c.refused_rate),
             refused_unaddressed: load(&c.refused_unaddressed),
+            refused_echo_loop: load(&c.refused_echo),
+            refused_descriptor_limit: load(&c.refused_descriptors),
+            datagrams_received: load(&c.datagrams_received),
+            datagram_bytes_received: load(&c.datagram_bytes_received),
+            datagram_bytes_reflected: load(&c.datagram_bytes_reflected),
+            datagrams_truncated: load(&c.datagrams_truncated),
+            fd_limit,
+            connection_limit: self.config.max_connections,
             errors: load(&c.errors),
             elapsed_s: started.elapsed().as_secs_f64(),
             zero_copy: self.config.zero_copy && self.config.impair.is_none(),
@@ -459,6 +526,10 @@ fn serve_listener<L: AsFd>(
     config: &ReflectConfig,
     accept: impl Fn(&L) -> io::Result<(Conn, String)>,
 ) -> io::Result<()> {
+    // One descriptor held in reserve: when accept(2) fails for want of descriptors, it is given
+    // up for a moment to take the waiting client and close it at once, refused and counted,
+    // instead of leaving it in the backlog unanswered.
+    let mut reserve = open_reserve();
     while !stop.load(Ordering::Relaxed) {
         // Timed out or interrupted: look at the stop flag again.
         if wait_readable(listener, Some(POLL))? != Readiness::Ready {
@@ -478,9 +549,20 @@ fn serve_listener<L: AsFd>(
                 if e.raw_os_error() == Some(libc::EMFILE)
                     || e.raw_os_error() == Some(libc::ENFILE) =>
             {
-                // Out of descriptors: wait for connections to end rather than spin.
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50));
+                drop(reserve.take());
+                if let Ok((_refused, peer)) = accept(listener) {
+                    counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    counters.refused_descriptors.fetch_add(1, Ordering::Relaxed);
+                    events(ReflectEvent::Refused {
+                        peer,
+                        reason: "out of file descriptors".into(),
+                    });
+                }
+                reserve = open_reserve();
+                if reserve.is_none() {
+                    // Not even one descriptor came back: wait for connections to end.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 continue;
             }
             Err(e) => return Err(e),
@@ -525,11 +607,37 @@ fn serve_listener<L: AsFd>(
     Ok(())
 }
 
+/// A spare descriptor (see `serve_listener`).
+fn open_reserve() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in effect.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(hard)) = (limit.current, limit.maximum)
+        && current < hard
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            },
+        )
+        .is_ok()
+    {
+        return hard;
+    }
+    // `None` is unlimited.
+    limit.current.unwrap_or(u64::MAX)
+}
+
 fn reflect_connection(
     conn: Conn,
     config: &ReflectConfig,
     counters: &Counters,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     moved: &mut u64,
 ) -> io::Result<()> {
     if let Some(impair) = &config.impair {
@@ -539,8 +647,15 @@ fn reflect_connection(
     let fd = conn.fd();
     let result = if config.zero_copy {
         match splice_echo(fd, counters, moved) {
-            // splice refused before anything moved: copy instead.
-            Err(e) if *moved == 0 && e.raw_os_error() == Some(libc::EINVAL) => {
+            // splice refused before anything moved, or no descriptors left for its pipe: copy
+            // instead.
+            Err(e)
+                if *moved == 0
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL | libc::EMFILE | libc::ENFILE)
+                    ) =>
+            {
                 copy_echo(fd, counters, moved)
             }
             other => other,
@@ -587,32 +702,45 @@ fn copy_echo(fd: BorrowedFd<'_>, counters: &Counters, moved: &mut u64) -> io::Re
 
 fn reflect_link_halves(
     link: Box<dyn Link>,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     counters: &Counters,
     moved: &mut u64,
 ) -> io::Result<()> {
-    let (mut tx, mut rx) = link.split().map_err(io::Error::other)?;
+    let (mut tx, mut rx) = link
+        .split()
+        .map_err(|e| io::Error::other(crate::link::error_chain(&e)))?;
     rx.set_timeout(Some(POLL))?;
     let mut buffer = vec![0u8; COPY_BUFFER];
+    // The stop flag reaches a send that waits on a client that stopped reading.
+    let cancel = Cancel::on(Arc::clone(stop));
     while !stop.load(Ordering::Relaxed) {
         match rx.recv(&mut buffer) {
             Ok(0) => break,
             Ok(n) => {
-                tx.send(&buffer[..n])?;
-                *moved += n as u64;
-                counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                let sent = tx.send(&buffer[..n], &cancel);
+                let accepted = match &sent {
+                    Ok(()) => n,
+                    Err(e) => e.accepted,
+                };
+                *moved += accepted as u64;
+                counters.bytes.fetch_add(accepted as u64, Ordering::Relaxed);
+                match sent {
+                    Ok(()) => {}
+                    Err(e) if e.is_cancelled() => break,
+                    Err(e) => return Err(e.into_io()),
+                }
             }
             Err(e) if is_timeout(&e) => {}
             Err(e) => return Err(e),
         }
     }
-    let _ = tx.finish();
+    let _ = tx.finish(&cancel);
     Ok(())
 }
 
 fn serve_link(
     link: Box<dyn Link>,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     counters: &Counters,
     config: &ReflectConfig,
 ) -> io::Result<()> {
@@ -622,25 +750,6 @@ fn serve_link(
     };
     let mut moved = 0;
     reflect_link_halves(link, stop, counters, &mut moved)
-}
-
-/// Echoes a descriptor onto itself (the pty master: the plug at the far end of the cable).
-fn serve_fd(fd: BorrowedFd<'_>, stop: &AtomicBool, counters: &Counters) -> io::Result<()> {
-    let mut buffer = vec![0u8; COPY_BUFFER];
-    while !stop.load(Ordering::Relaxed) {
-        match read_timeout(fd, &mut buffer, Some(POLL)) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                write_all(fd, &buffer[..n])?;
-                counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            // The other side closed the terminal: keep serving; a new client may open it.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => std::thread::sleep(POLL),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A token bucket per source address.
@@ -718,6 +827,88 @@ pub fn udp_refusal(source: &SocketAddr, own_port: u16) -> Option<&'static str> {
     }
 }
 
+/// Remembers the replies sent lately, to recognise one coming back: a datagram from a source
+/// that is byte for byte what we answered that source within [`ECHO_WINDOW`] is that source
+/// echoing us (another reflector, an RFC 862 service), and answering it would start a loop.
+/// A client never needs to send back the very datagram it got (loopscope's carry sequence
+/// numbers); one that repeats a fixed payload is answered again once the window has passed.
+struct EchoGuard<K> {
+    recent: HashMap<(K, u32, usize), Instant>,
+    order: VecDeque<((K, u32, usize), Instant)>,
+}
+
+impl<K: Hash + Eq + Clone> EchoGuard<K> {
+    fn new() -> Self {
+        EchoGuard {
+            recent: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn key(peer: &K, datagram: &[u8]) -> (K, u32, usize) {
+        (peer.clone(), crc32fast::hash(datagram), datagram.len())
+    }
+
+    /// True when `datagram` from `peer` is a reply we sent `peer` within the window.
+    fn is_our_echo(&mut self, peer: &K, datagram: &[u8], now: Instant) -> bool {
+        self.forget_old(now);
+        self.recent
+            .get(&Self::key(peer, datagram))
+            .is_some_and(|sent| now.duration_since(*sent) < ECHO_WINDOW)
+    }
+
+    fn replied(&mut self, peer: &K, datagram: &[u8], now: Instant) {
+        let key = Self::key(peer, datagram);
+        self.recent.insert(key.clone(), now);
+        self.order.push_back((key, now));
+        if self.order.len() > MAX_REMEMBERED_REPLIES
+            && let Some((oldest, at)) = self.order.pop_front()
+            && self.recent.get(&oldest) == Some(&at)
+        {
+            self.recent.remove(&oldest);
+        }
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while let Some((key, at)) = self.order.front() {
+            if now.duration_since(*at) < ECHO_WINDOW {
+                break;
+            }
+            if self.recent.get(key) == Some(at) {
+                self.recent.remove(key);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
+/// Why a datagram gets no answer, counted and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    SourcePort(&'static str),
+    RateLimit,
+    Echo,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::SourcePort(why) => why,
+            Refusal::RateLimit => "rate limit",
+            Refusal::Echo => "a reply of ours coming back (another reflector?): echo loop",
+        }
+    }
+
+    fn count(self, counters: &Counters) {
+        let counter = match self {
+            Refusal::SourcePort(_) => &counters.refused_port,
+            Refusal::RateLimit => &counters.refused_rate,
+            Refusal::Echo => &counters.refused_echo,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn serve_udp(
     socket: &UdpSocket,
     stop: &AtomicBool,
@@ -727,11 +918,17 @@ fn serve_udp(
 ) -> io::Result<()> {
     let own_port = socket.local_addr()?.port();
     let mut limiter = RateLimiter::new(config.rate_limit_pps, config.rate_burst);
+    let mut guard = EchoGuard::new();
     let mut log = RefusalLog {
         logged: 0,
         last: None,
     };
-    let mut impairer = config.impair.clone().map(Impairer::new);
+    // A reply is never longer than its request: byte insertions and duplications damage the
+    // reply but are cut off at the request's length.
+    let mut impairer = config
+        .impair
+        .clone()
+        .map(|c| Impairer::new(c).without_growth());
     let mut buffer = vec![0u8; 65_536];
     socket.set_read_timeout(Some(POLL))?;
     // A datagram held back for reordering goes out after this much quiet, so the last one of a
@@ -749,7 +946,7 @@ fn serve_udp(
                 Readiness::TimedOut => {
                     last_source = None;
                     impairer.flush(&mut |d| {
-                        send_datagram(socket, d, source, counters);
+                        reply_udp(socket, d, source, counters, &mut guard);
                         Ok(())
                     })?;
                     publish_impairment(impairer, counters);
@@ -773,30 +970,43 @@ fn serve_udp(
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
             Err(e) => return Err(e),
         };
+        counters.datagrams_received.fetch_add(1, Ordering::Relaxed);
+        counters
+            .datagram_bytes_received
+            .fetch_add(n as u64, Ordering::Relaxed);
         let now = Instant::now();
-        let refusal = udp_refusal(&source, own_port).inspect(|_| {
-            counters.refused_port.fetch_add(1, Ordering::Relaxed);
-        });
-        let refusal = refusal.or_else(|| {
-            (!limiter.allow(source.ip(), now)).then(|| {
-                counters.refused_rate.fetch_add(1, Ordering::Relaxed);
-                "rate limit"
+        let datagram = &buffer[..n];
+        let refusal = udp_refusal(&source, own_port)
+            .map(Refusal::SourcePort)
+            .or_else(|| {
+                guard
+                    .is_our_echo(&source, datagram, now)
+                    .then_some(Refusal::Echo)
             })
-        });
-        if let Some(reason) = refusal {
+            .or_else(|| (!limiter.allow(source.ip(), now)).then_some(Refusal::RateLimit));
+        if let Some(refusal) = refusal {
+            refusal.count(counters);
             if log.should_log(now) {
                 events(ReflectEvent::Refused {
                     peer: source.to_string(),
-                    reason: reason.to_string(),
+                    reason: refusal.reason().to_string(),
                 });
             }
             continue;
         }
         match impairer.as_mut() {
-            None => send_datagram(socket, &buffer[..n], source, counters),
+            None => reply_udp(socket, datagram, source, counters, &mut guard),
             Some(impairer) => {
-                impairer.process(&buffer[..n], &mut |d| {
-                    send_datagram(socket, d, source, counters);
+                // A client switching source while one of its datagrams is held back: the held
+                // one goes to the client it came from, before this one is handled.
+                if let Some(last) = last_source.filter(|last| *last != source) {
+                    impairer.flush(&mut |d| {
+                        reply_udp(socket, d, last, counters, &mut guard);
+                        Ok(())
+                    })?;
+                }
+                impairer.process(datagram, &mut |d| {
+                    reply_udp(socket, d, source, counters, &mut guard);
                     Ok(())
                 })?;
                 publish_impairment(impairer, counters);
@@ -807,13 +1017,22 @@ fn serve_udp(
     Ok(())
 }
 
-fn send_datagram(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, counters: &Counters) {
+fn reply_udp(
+    socket: &UdpSocket,
+    datagram: &[u8],
+    to: SocketAddr,
+    counters: &Counters,
+    guard: &mut EchoGuard<SocketAddr>,
+) {
     match socket.send_to(datagram, to) {
         Ok(_) => {
+            guard.replied(&to, datagram, Instant::now());
             counters.datagrams.fetch_add(1, Ordering::Relaxed);
+            let bytes = datagram.len() as u64;
+            counters.bytes.fetch_add(bytes, Ordering::Relaxed);
             counters
-                .bytes
-                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                .datagram_bytes_reflected
+                .fetch_add(bytes, Ordering::Relaxed);
         }
         // A full send buffer or a vanished peer: the datagram is lost, as UDP may.
         Err(_) => {
@@ -828,16 +1047,48 @@ fn publish_impairment(impairer: &Impairer, counters: &Counters) {
     }
 }
 
+/// A Unix datagram's source, as a key for the echo guard.
+fn unix_key(address: &std::os::unix::net::SocketAddr) -> Vec<u8> {
+    use std::os::linux::net::SocketAddrExt;
+    match (address.as_pathname(), address.as_abstract_name()) {
+        (Some(path), _) => path.as_os_str().as_encoded_bytes().to_vec(),
+        (None, Some(name)) => [b"@".as_slice(), name].concat(),
+        (None, None) => Vec::new(),
+    }
+}
+
 fn serve_unix_datagram(
     socket: &UnixDatagram,
     stop: &AtomicBool,
+    events: &EventSink,
     counters: &Counters,
 ) -> io::Result<()> {
     let mut buffer = vec![0u8; 65_536];
+    let mut guard = EchoGuard::new();
+    let mut log = RefusalLog {
+        logged: 0,
+        last: None,
+    };
     while !stop.load(Ordering::Relaxed) {
         // Timed out or interrupted: look at the stop flag again.
         if wait_readable(socket, Some(POLL))? != Readiness::Ready {
             continue;
+        }
+        // Learn the datagram's length first (MSG_PEEK | MSG_TRUNC gives the whole length on
+        // Unix sockets since Linux 3.4), so none is silently cut to the buffer.
+        let length = match rustix::net::recvfrom(
+            socket.as_fd(),
+            &mut [0u8; 1][..],
+            rustix::net::RecvFlags::PEEK
+                | rustix::net::RecvFlags::TRUNC
+                | rustix::net::RecvFlags::DONTWAIT,
+        ) {
+            Ok((_, length, _)) => length,
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if length > buffer.len() && length <= MAX_UNIX_DATAGRAM {
+            buffer.resize(length, 0);
         }
         let (n, source) = match socket.recv_from(&mut buffer) {
             Ok(received) => received,
@@ -851,21 +1102,56 @@ fn serve_unix_datagram(
             }
             Err(e) => return Err(e),
         };
+        counters.datagrams_received.fetch_add(1, Ordering::Relaxed);
+        counters
+            .datagram_bytes_received
+            .fetch_add(length.max(n) as u64, Ordering::Relaxed);
+        let now = Instant::now();
+        if length > n {
+            counters.datagrams_truncated.fetch_add(1, Ordering::Relaxed);
+            if log.should_log(now) {
+                events(ReflectEvent::Refused {
+                    peer: "unix client".into(),
+                    reason: format!(
+                        "a {length}-byte datagram is over the {MAX_UNIX_DATAGRAM}-byte limit"
+                    ),
+                });
+            }
+            continue;
+        }
         if source.is_unnamed() {
             counters.refused_unaddressed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let key = unix_key(&source);
+        let datagram = &buffer[..n];
+        if guard.is_our_echo(&key, datagram, now) {
+            Refusal::Echo.count(counters);
+            if log.should_log(now) {
+                events(ReflectEvent::Refused {
+                    peer: String::from_utf8_lossy(&key).into_owned(),
+                    reason: Refusal::Echo.reason().into(),
+                });
+            }
+            continue;
+        }
         loop {
-            match socket.send_to_addr(&buffer[..n], &source) {
+            match socket.send_to_addr(datagram, &source) {
                 Ok(_) => {
+                    guard.replied(&key, datagram, Instant::now());
                     counters.datagrams.fetch_add(1, Ordering::Relaxed);
                     counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    counters
+                        .datagram_bytes_reflected
+                        .fetch_add(n as u64, Ordering::Relaxed);
                     break;
                 }
-                // The client's queue is full: Unix datagrams block rather than drop; wait.
+                // The client's queue is full: Unix datagrams block rather than drop; wait, but
+                // not past a stop.
                 Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                    if (e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS))
+                        && !stop.load(Ordering::Relaxed) =>
                 {
                     std::thread::sleep(Duration::from_micros(50));
                 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rustix::pty::OpenptFlags;
 use rustix::termios::Termios;
 
-use loopscope_link::link::is_timeout;
+use loopscope_link::link::{Cancel, is_timeout};
 use loopscope_link::{LinkReceiver, LinkSender, open};
 
 /// TCGETS2 on a fresh descriptor of `path`.
@@ -42,15 +42,20 @@ fn split(endpoint: &str) -> Result<Halves, loopscope_link::LinkError> {
     open(endpoint)?.split()
 }
 
+/// The link's figures as the JSON summaries carry them.
+fn stats_json(rx: &dyn LinkReceiver) -> serde_json::Value {
+    serde_json::to_value(rx.stats()).unwrap()
+}
+
 fn device(rx: &dyn LinkReceiver) -> String {
-    rx.stats()["device"]
+    stats_json(rx)["device"]
         .as_str()
         .expect("device in stats")
         .to_string()
 }
 
 fn round_trip(tx: &mut dyn LinkSender, rx: &mut dyn LinkReceiver, data: &[u8]) -> Vec<u8> {
-    tx.send(data).unwrap();
+    tx.send(data, &Cancel::never()).unwrap();
     rx.set_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -100,25 +105,54 @@ fn software_flow_control_with_one_stop_bit() {
     assert_eq!(t.output_speed(), 9600);
 }
 
-/// Linux's pty driver forces CS8 and clears PARENB on every TCSETS: settings it drops are
-/// reported as such, never silently assumed.
+/// Linux's pty driver forces CS8 and clears PARENB on every TCSETS: a `pty:` with fewer data
+/// bits or a parity bit holds 8N on the device, and its plug carries the narrower character as
+/// the wire would: the bits above the data bits are lost (a byte comes back with them clear),
+/// and each character takes its parity bit's line time. A 7-bit line also sets ISTRIP on the
+/// device, so the kernel's own input processing takes 7 bits of each byte.
 #[test]
-fn settings_the_driver_drops_are_refused_with_what_differs() {
-    for (options, needle) in [
-        ("data=7", "7 data bits asked, 8 set"),
-        ("parity=even", "even parity asked, none set"),
-        (
-            "data=5&parity=odd",
-            "5 data bits asked, 8 set; odd parity asked, none set",
-        ),
+fn narrow_characters_are_carried_as_the_wire_would_carry_them() {
+    for (options, mask, settings) in [
+        ("data=7&parity=even&pace=0", 0x7fu8, "115200 7E1"),
+        ("data=6&pace=0", 0x3f, "115200 6N1"),
+        ("data=5&stop=2&pace=0", 0x1f, "115200 5N2"),
     ] {
-        let message = split(&format!("pty:?{options}"))
-            .err()
-            .unwrap_or_else(|| panic!("{options} accepted"))
-            .to_string();
-        assert!(message.contains("did not keep the settings"), "{message}");
-        assert!(message.contains(needle), "{options}: {message}");
+        let (mut tx, mut rx) = split(&format!("pty:?{options}")).unwrap();
+        let t = termios_of(&device(rx.as_ref()));
+        let cflag = t.control_modes.bits();
+        assert_eq!(cflag & libc::CSIZE, libc::CS8, "{options}: the driver's");
+        assert_eq!(cflag & libc::PARENB, 0, "{options}");
+        assert_eq!(t.output_speed(), 115_200, "{options}");
+        if mask == 0x7f {
+            assert_ne!(t.input_modes.bits() & libc::ISTRIP, 0, "{options}: ISTRIP");
+        }
+        assert_eq!(stats_json(rx.as_ref())["line_settings"], settings);
+        let sent: Vec<u8> = (0..=255u8).collect();
+        let back = round_trip(tx.as_mut(), rx.as_mut(), &sent);
+        let expected: Vec<u8> = sent.iter().map(|b| b & mask).collect();
+        assert_eq!(back, expected, "{options}");
     }
+}
+
+/// The plug paces at the configured rate, as a wire: 960 characters of 10 bits at 9600 baud
+/// take at least one second, however fast the machine (a lower bound only: a busy machine
+/// may be slower, never faster). `pace=0` does not pace.
+#[test]
+fn the_plug_paces_characters_at_the_baud_rate() {
+    let (mut tx, mut rx) = split("pty:?baud=9600").unwrap();
+    let data: Vec<u8> = (0..960u32).map(|i| i as u8).collect();
+    let started = std::time::Instant::now();
+    assert_eq!(round_trip(tx.as_mut(), rx.as_mut(), &data), data);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?} for 9600 bits at 9600 baud",
+        started.elapsed()
+    );
+    let stats = stats_json(rx.as_ref());
+    assert_eq!(stats["paced"], true);
+    assert!(stats["baud_measured"].as_f64().unwrap() > 0.0, "{stats}");
+    let (_tx, rx) = split("pty:?baud=9600&pace=0").unwrap();
+    assert_eq!(stats_json(rx.as_ref())["paced"], false);
 }
 
 #[test]
@@ -131,10 +165,14 @@ fn custom_baud_rates_are_set_exactly() {
     }
 }
 
+/// On a `serial:` device the parity is the driver's to keep: a pty's driver drops mark and
+/// space parity (CMSPAR), and the link says so rather than run with another setting. (On
+/// `pty:` the plug emulates parity instead.)
 #[test]
 fn mark_and_space_parity_are_set_or_refused_clearly() {
+    let pair = plug_pair();
     for (parity, odd) in [("mark", true), ("space", false)] {
-        match split(&format!("pty:?parity={parity}")) {
+        match split(&format!("serial:{}?parity={parity}&exclusive=0", pair.path)) {
             Ok((_tx, rx)) => {
                 let t = termios_of(&device(rx.as_ref()));
                 assert_ne!(t.control_modes.bits() & libc::CMSPAR, 0, "{parity}");
@@ -190,7 +228,7 @@ fn a_serial_port_with_a_loopback_plug_round_trips_and_is_opened_exclusively() {
     let (mut tx, mut rx) = split(&endpoint).unwrap();
     let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
     assert_eq!(round_trip(tx.as_mut(), rx.as_mut(), &data), data);
-    let stats = rx.stats();
+    let stats = stats_json(rx.as_ref());
     assert_eq!(stats["line_settings"], "57600 8N1");
     assert_eq!(stats["baud_configured"], 57600);
     // Exclusive open: a second opener is turned away while the first holds the port.
@@ -224,7 +262,7 @@ fn hardware_only_features_fail_clearly_on_a_pty() {
     assert!(rs485.contains("TIOCSRS485"), "{rs485}");
     // The control-line test reports what it could not do rather than failing the link.
     let (_tx, rx) = split(&format!("serial:{}?lines=1", pair.path)).unwrap();
-    let lines = rx.stats()["control_lines"].clone();
+    let lines = stats_json(rx.as_ref())["control_lines"].clone();
     for key in ["rts_cts", "dtr_dsr", "dtr_dcd"] {
         assert!(lines[key].is_string(), "{lines}");
     }

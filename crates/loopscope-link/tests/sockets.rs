@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use loopscope_link::link::is_timeout;
+use loopscope_link::link::{Cancel, error_chain, is_timeout};
 use loopscope_link::open;
 use loopscope_link::transport::datagram::{HEADER, parse_header};
 
@@ -29,9 +29,14 @@ fn tcp_echo_once(listener: TcpListener) -> std::thread::JoinHandle<std::net::Soc
     })
 }
 
-fn exchange(endpoint: &str, data: &[u8]) -> (Vec<u8>, serde_json::Map<String, serde_json::Value>) {
+/// The link's figures as the JSON summaries carry them.
+fn stats_json(rx: &dyn loopscope_link::LinkReceiver) -> serde_json::Value {
+    serde_json::to_value(rx.stats()).unwrap()
+}
+
+fn exchange(endpoint: &str, data: &[u8]) -> (Vec<u8>, serde_json::Value) {
     let (mut tx, mut rx) = open(endpoint).unwrap().split().unwrap();
-    tx.send(data).unwrap();
+    tx.send(data, &Cancel::never()).unwrap();
     rx.set_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 2048];
@@ -43,8 +48,8 @@ fn exchange(endpoint: &str, data: &[u8]) -> (Vec<u8>, serde_json::Map<String, se
             Err(e) => panic!("{e}"),
         }
     }
-    tx.finish().unwrap();
-    (got, rx.stats())
+    tx.finish(&Cancel::never()).unwrap();
+    (got, stats_json(rx.as_ref()))
 }
 
 #[test]
@@ -74,7 +79,7 @@ fn udp_sends_numbered_datagrams_from_the_bound_source() {
         .unwrap()
         .split()
         .unwrap();
-    tx.send(&[7u8; 250]).unwrap();
+    tx.send(&[7u8; 250], &Cancel::never()).unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 2048];
     let mut lengths = Vec::new();
@@ -100,7 +105,7 @@ fn udp_sends_numbered_datagrams_from_the_bound_source() {
         }
     }
     assert_eq!(total, 250);
-    let stats = rx.stats();
+    let stats = stats_json(rx.as_ref());
     assert_eq!(stats["datagrams_sent"], 3);
     assert_eq!(stats["datagrams_received"], 3);
     assert_eq!(stats["datagrams_duplicated"], 1);
@@ -115,8 +120,8 @@ fn iface_binds_to_the_loopback_device_or_says_why_not() {
         .unwrap()
         .split()
         .err()
-        .expect("no such interface")
-        .to_string();
+        .expect("no such interface");
+    let missing = error_chain(&missing);
     assert!(missing.contains("nosuchif0"), "{missing}");
     if !is_root() {
         eprintln!("skipped iface=lo: SO_BINDTODEVICE may need CAP_NET_RAW");
@@ -161,10 +166,70 @@ fn malformed_ip_targets_are_refused() {
         ("unix:", "PATH"),
     ] {
         let result = open(endpoint).and_then(|l| l.split().map(|_| ()));
-        let message = result
-            .err()
-            .unwrap_or_else(|| panic!("{endpoint} accepted"))
-            .to_string();
+        let message = error_chain(
+            &result
+                .err()
+                .unwrap_or_else(|| panic!("{endpoint} accepted")),
+        );
         assert!(message.contains(needle), "{endpoint}: {message}");
     }
+}
+
+/// A peer that accepts and never reads (issue 12: `bert` hung in sendto): once the socket
+/// buffers are full the sender waits, and gives up at its deadline, saying how much went in.
+#[test]
+fn a_tcp_peer_that_never_reads_does_not_hold_the_sender_past_its_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let sleeper = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        // Hold the connection open, reading nothing, until the test is done with it.
+        let _ = wait.recv();
+        drop(stream);
+    });
+    let (mut tx, _rx) = open(&format!("tcp://127.0.0.1:{port}"))
+        .unwrap()
+        .split()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let cancel = Cancel::never().until(started + Duration::from_millis(300));
+    let data = vec![0x5au8; 256 << 20];
+    let error = tx.send(&data, &cancel).unwrap_err();
+    assert!(error.is_cancelled(), "{error}");
+    assert!(
+        error.accepted > 0 && error.accepted < data.len(),
+        "{}",
+        error.accepted
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    drop(done);
+    sleeper.join().unwrap();
+}
+
+/// The same over a Unix datagram socket whose peer's queue is full.
+#[test]
+fn a_unixgram_peer_that_never_reads_does_not_hold_the_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sink.sock");
+    let _sink = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let (mut tx, _rx) = open(&format!("unixgram:{}?window=0", path.display()))
+        .unwrap()
+        .split()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cancel = Cancel::on(std::sync::Arc::clone(&stop));
+    let stopper = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let error = tx.send(&vec![1u8; 64 << 20], &cancel).unwrap_err();
+    stopper.join().unwrap();
+    assert!(error.is_cancelled(), "{error}");
+    // Whole datagrams only: the default payload is 1400 bytes.
+    assert_eq!(error.accepted % 1400, 0, "{}", error.accepted);
+    assert!(error.accepted > 0);
 }

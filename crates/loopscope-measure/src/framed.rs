@@ -321,7 +321,7 @@ pub struct FramedSummary {
     pub end_reason: EndReason,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    pub link_stats: serde_json::Map<String, serde_json::Value>,
+    pub link_stats: loopscope_link::LinkStats,
     pub passed: bool,
 }
 
@@ -519,8 +519,10 @@ fn transmit(
     sender: &mut dyn loopscope_link::LinkSender,
     options: &FramedOptions,
     shared: &Shared,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Option<io::Error> {
+    // A send blocked on a full link gives up when the run is stopped.
+    let cancel = loopscope_link::Cancel::on(Arc::clone(stop));
     let framing = options.framing;
     let all = Timeslots::all(framing);
     let mut framer = Framer::new(framing, &options.timeslots, options.idle_octet);
@@ -582,9 +584,13 @@ fn transmit(
             }
             _ => framer.fill(&mut chunk, &mut pattern),
         }
-        if let Err(e) = sender.send(&chunk) {
-            error = Some(e);
-            shared.failed.store(true, Ordering::Release);
+        if let Err(e) = sender.send(&chunk, &cancel) {
+            sent += e.accepted as u64;
+            shared.sent.store(sent, Ordering::Release);
+            if !e.is_cancelled() {
+                error = Some(e.into_io());
+                shared.failed.store(true, Ordering::Release);
+            }
             break;
         }
         sent += chunk.len() as u64;
@@ -594,7 +600,7 @@ fn transmit(
             .store(pattern.injector.injected_bits(), Ordering::Release);
     }
     if error.is_none()
-        && let Err(e) = sender.finish()
+        && let Err(e) = sender.finish(&cancel)
     {
         error = Some(e);
     }
@@ -1221,7 +1227,7 @@ struct Totals {
     started: Instant,
     end_reason: EndReason,
     error: Option<String>,
-    link_stats: serde_json::Map<String, serde_json::Value>,
+    link_stats: loopscope_link::LinkStats,
     bytes_sent: u64,
     injected_bits: u64,
 }

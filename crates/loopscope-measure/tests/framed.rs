@@ -36,7 +36,8 @@ fn run(endpoint: &str, options: &FramedOptions) -> (FramedSummary, Vec<FramedEve
 
 /// The NIU's log entries (`link_stats.niu.log`) as (event, by).
 fn niu_log(summary: &FramedSummary) -> Vec<(String, String, f64)> {
-    let log = &summary.link_stats["niu"]["log"];
+    let stats = serde_json::to_value(&summary.link_stats).expect("serialises");
+    let log = &stats["niu"]["log"];
     log.as_array()
         .expect("the NIU log")
         .iter()
@@ -167,7 +168,8 @@ fn fdl_line_and_payload_loopbacks_and_other_framings() {
         );
         let log = niu_log(&s);
         assert_eq!(log.len(), 2, "{framing} {command:?}: {log:?}");
-        let closed = &s.link_stats["niu"]["log"]
+        let stats = serde_json::to_value(&s.link_stats).unwrap();
+        let closed = &stats["niu"]["log"]
             .as_array()
             .unwrap()
             .iter()
@@ -247,7 +249,11 @@ impl Link for Noise {
 }
 
 impl LinkSender for NoiseSender {
-    fn send(&mut self, _data: &[u8]) -> std::io::Result<()> {
+    fn send(
+        &mut self,
+        _data: &[u8],
+        _cancel: &loopscope_link::Cancel,
+    ) -> Result<(), loopscope_link::SendError> {
         Ok(())
     }
 }

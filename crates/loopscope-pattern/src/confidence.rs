@@ -2,8 +2,8 @@
 //!
 //! The number of errors in `N` bits at a true BER `p` is taken as Poisson with mean
 //! `lambda = N p`. The upper bound at confidence `CL` after `E` errors is the `lambda` for which
-//! `P(X <= E) = 1 - CL`, i.e. `lambda = chi2_{CL, 2(E+1)} / 2` (see
-//! `shared/reference/prbs-patterns.md`, whose table the tests check). We find it by bisection on
+//! `P(X <= E) = 1 - CL`, i.e. `lambda = chi2_{CL, 2(E+1)} / 2` (the chi-square relation of the
+//! Poisson distribution; the tests check a table of it). We find it by bisection on
 //! the Poisson CDF, summed in log space from the `k = E` term downwards so that millions of
 //! errors cost only a few thousand terms; no statistics crate is needed for one quantile.
 
@@ -92,7 +92,7 @@ fn ln_factorial(k: u64) -> f64 {
 mod tests {
     use super::*;
 
-    /// chi2/2 table of shared/reference/prbs-patterns.md (three decimals).
+    /// Values of chi2_{CL, 2(E+1)} / 2 as statistics tables give them (three decimals).
     #[test]
     fn matches_the_chi_square_table() {
         let table: [(f64, [f64; 6]); 3] = [

@@ -1,6 +1,6 @@
 //! ITU-T G.821 error-performance events from per-second tallies.
 //!
-//! Definitions (G.821, bit based; see `shared/reference/prbs-patterns.md`):
+//! Definitions (ITU-T G.821, bit based):
 //! - an **errored second** (ES) has at least one bit error or a loss of sync;
 //! - a **severely errored second** (SES) has a BER of at least 1e-3 or a loss of sync;
 //! - an **error-free second** (EFS) has neither (counted in available time);
@@ -15,6 +15,9 @@
 //! non-SES seconds stay unavailable. This is how a test that ends there must count them too, and
 //! later seconds can still turn them the other way, so a mid-run summary may differ from the
 //! final one in at most the last 9 seconds.
+//!
+//! Only whole seconds are pushed: G.821 counts seconds, and a partial last second of a test
+//! counted as one would inflate every figure and percentage (the BERT engine reports it apart).
 
 use serde::Serialize;
 

@@ -1,7 +1,6 @@
 //! Word-parallel pattern generation.
 //!
-//! Facts (polynomials, polarity, QRSS zero suppression) from ITU-T O.150 via
-//! `shared/reference/prbs-patterns.md`.
+//! Facts (polynomials, polarity, QRSS zero suppression) from ITU-T O.150.
 //!
 //! # Bit streams and words
 //!

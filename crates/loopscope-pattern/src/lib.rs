@@ -1,15 +1,16 @@
 //! Test patterns for bit-error-rate testing, their checker, and error-performance accounting.
 //!
-//! Pure: no I/O, no clocks. The BERT runner in `loopscope-link` feeds bytes and per-second
+//! Pure: no I/O, no clocks. The BERT engine in `loopscope-measure` feeds bytes and per-second
 //! tallies in; this crate says what the bits mean.
 //!
-//! Facts transcribed from ITU-T O.150 (pattern polynomials and polarity), ITU-T G.821
-//! (error-performance events) via `shared/reference/prbs-patterns.md`.
+//! Facts transcribed from ITU-T O.150 (pattern polynomials and polarity) and ITU-T G.821
+//! (error-performance events).
 //!
 //! - [`Generator`]: every pattern as bytes, word-parallel (one XOR per 64-bit word for PRBS).
 //! - [`Checker`]: self-synchronising checker with slip, burst and sync-loss handling and
 //!   auto-detection; call [`Checker::finish`] at the end of a run so every bit is accounted.
 //! - [`ErrorInjector`]: reproducible random, burst and single errors for the transmit side.
+//! - [`chars`]: the pattern laid out in characters of 5, 6 or 7 data bits, and back.
 //! - [`g821`]: errored / severely errored / unavailable seconds; [`confidence`]: the Poisson
 //!   upper bound on a measured BER.
 //! - [`framing`]: T1 (SF, ESF with CRC-6 and the FDL) and E1 (G.704, CRC-4 multiframe)
@@ -21,6 +22,7 @@
 // delete this line once `cargo clippy` passes without it.
 #![allow(missing_docs)]
 
+pub mod chars;
 pub mod checker;
 pub mod confidence;
 pub mod framing;

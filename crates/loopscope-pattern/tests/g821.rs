@@ -1,5 +1,5 @@
 //! G.821 accounting on a scripted per-second schedule, checked against counts worked out by
-//! hand from the rules (ITU-T G.821; shared/reference/prbs-patterns.md).
+//! hand from the rules (ITU-T G.821).
 
 use loopscope_pattern::g821::{G821, G821Summary, SecondTally};
 

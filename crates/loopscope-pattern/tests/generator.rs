@@ -1,5 +1,5 @@
 //! Known-answer tests of the word-parallel generator against the bit-serial reference in
-//! `common` (ITU-T O.150 polynomials and polarity; see shared/reference/prbs-patterns.md).
+//! `common` (ITU-T O.150 polynomials and polarity).
 
 mod common;
 

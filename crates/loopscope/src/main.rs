@@ -204,6 +204,9 @@ fn runs_until_stopped(command: &Command) -> bool {
         Command::Ping(args) => args.count.is_none() && args.deadline.is_none(),
         Command::Bert(args) => args.forever,
         Command::Reflect(_) => true,
+        Command::Stamp(args) => args.reflect.is_some() || args.count.is_none(),
+        Command::Perf(args) => args.server,
+        Command::AudioLatency(args) => args.count.is_none() && !args.link.starts_with("wav:"),
         Command::Martians(args) => {
             (args.interface.is_some() || args.collect.is_some()) && args.duration.is_none()
         }
@@ -211,14 +214,30 @@ fn runs_until_stopped(command: &Command) -> bool {
     }
 }
 
+/// The longest error line printed; causes that quote a 100 KB argument are cut in the middle.
+const MAX_ERROR_CHARS: usize = 600;
+
 /// Error text on one line: embedded line breaks (a cause that quotes a multi-line input)
-/// become spaces.
+/// become spaces, and a line longer than [`MAX_ERROR_CHARS`] keeps its start and its end (the
+/// cause comes last) with the middle left out.
 fn one_line(text: &str) -> String {
-    text.split(['\n', '\r'])
+    let line = text
+        .split(['\n', '\r'])
         .map(str::trim)
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    let length = line.chars().count();
+    if length <= MAX_ERROR_CHARS {
+        return line;
+    }
+    let keep = MAX_ERROR_CHARS / 2;
+    let head: String = line.chars().take(keep).collect();
+    let tail: String = line.chars().skip(length - keep).collect();
+    format!(
+        "{head} … ({} characters left out) … {tail}",
+        length - 2 * keep
+    )
 }
 
 /// clap's errors, in the project's form: the first line is `loopscope: error: WHAT`; clap's
@@ -244,9 +263,9 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             line.strip_prefix("error: ").unwrap_or(line).to_string()
         }
     };
-    stderr_line!("loopscope: error: {first}");
+    stderr_line!("loopscope: error: {}", one_line(&first));
     for line in lines {
-        stderr_line!("{line}");
+        stderr_line!("{}", one_line(line));
     }
     ExitCode::from(EXIT_USAGE)
 }

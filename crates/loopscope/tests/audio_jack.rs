@@ -8,7 +8,7 @@
 //! jack_wait -w -t 30                                      # until the server is up
 //! jack_delay &                                            # prints a line per reading
 //! jack_connect jack_delay:out jack_delay:in               # its output looped to its input
-//! loopscope audio-latency 'jack:?connect=loop' -c 5       # ours, looped the same way
+//! loopscope audio-latency 'jack:?connect=loop' -c 5       # ours (built --features jack)
 //! ```
 //!
 //! Both loops go through the server's graph the same way (a client's output wired to its own
@@ -51,28 +51,44 @@ fn jack_command(program: &str, server: &str) -> Command {
 /// Starts `jackd -d dummy` under a name of its own and waits until it answers; `None` (after
 /// saying why) where JACK is not installed.
 fn start_server(tag: &str, also_needed: &[&str]) -> Option<(Started, String)> {
+    if !cfg!(feature = "jack") {
+        eprintln!(
+            "skipped: built without the jack feature (scripts/test builds with --features loopscope/jack)"
+        );
+        return None;
+    }
     let needed = ["jackd", "jack_wait"];
     if let Some(missing) = needed.iter().chain(also_needed).find(|p| !on_path(p)) {
         eprintln!("skipped: {missing} is not installed (Debian: jackd2, jack-delay)");
         return None;
     }
+    // Two servers registering at once can race in JACK's shared-memory registry: start them
+    // one at a time.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let server = format!("loopscope-{tag}-{}", std::process::id());
+    let log = tempfile::NamedTempFile::new().unwrap();
     let jackd = Started(
         Command::new("jackd")
             .args(["--no-realtime", "-n", &server])
             .args(["-d", "dummy", "-r", "48000", "-p", "256"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("start jackd"),
     );
     let up = jack_command("jack_wait", &server)
         .args(["-w", "-t", "60"])
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .unwrap();
-    assert!(up.success(), "the JACK server did not come up");
+    assert!(
+        up.success(),
+        "the JACK server did not come up: {}",
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    );
     Some((jackd, server))
 }
 

@@ -489,3 +489,26 @@ fn pattern_gen_honours_json() {
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
 }
+
+/// Issue 12 item 12: error lines echoed 100 KB inputs.
+#[test]
+fn error_lines_stay_short_whatever_the_input() {
+    let huge = "x".repeat(100_000);
+    for args in [
+        vec!["ping".to_string(), huge.clone()],
+        vec!["bert".into(), format!("tcp://{huge}:1")],
+        vec![
+            "bert".into(),
+            "loop:".into(),
+            "--bytes".into(),
+            huge.clone(),
+        ],
+    ] {
+        let output = loopscope().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2));
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("loopscope: error:"), "{first}");
+        assert!(stderr.len() < 2_000, "{} bytes of error", stderr.len());
+    }
+}

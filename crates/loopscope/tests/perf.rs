@@ -866,3 +866,230 @@ fn request_response_against_a_stock_server_says_it_cannot() {
         "{stderr}"
     );
 }
+
+#[test]
+fn unix_stream_sockets_carry_a_test_both_ways() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("perf.sock");
+    let endpoint = format!("unix:{}", path.display());
+    let mut server = loopscope()
+        .args(["--json", "perf", "--server", &endpoint])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perf --server starts");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let _server = Running(server);
+    read_until(&mut stdout, |r| r["event"] == "listening");
+    // Regression: the server once took a test's data connections in the order their cookies
+    // were read (one thread each) instead of the order they were accepted, so with --bidir a
+    // connection the client sent on could be one the server sent on too: both blocked. Four
+    // streams each way, three times, made that likely.
+    let bidir = vec!["--bidir", "-P", "4", "-t", "0.3"];
+    let forward = vec!["-P", "2", "-t", "1"];
+    let reverse = vec!["-R", "-P", "2", "-t", "1"];
+    for direction in [forward, reverse, bidir.clone(), bidir.clone(), bidir] {
+        let mut args = vec![endpoint.as_str(), "-i", "0"];
+        args.extend(direction.iter().copied());
+        let (output, summary) = our_client(&args);
+        assert!(output.status.success(), "{summary}");
+        assert_eq!(summary["protocol"], "unix");
+        let ended = read_until(&mut stdout, |r| r["event"] == "test_ended");
+        // Both ends read to end-of-stream: each counted every byte the other sent.
+        assert_eq!(
+            ended["received_bytes"], summary["sent_bytes"],
+            "{direction:?}"
+        );
+        assert_eq!(
+            ended["sent_bytes"], summary["received_bytes"],
+            "{direction:?}"
+        );
+        for stream in summary["streams"].as_array().unwrap() {
+            assert!(stream["bytes"].as_u64() > Some(0), "{summary}");
+            assert_eq!(stream["bytes"], stream["peer_bytes"], "{summary}");
+        }
+    }
+}
+
+/// Regression: without `-l`, UDP datagrams take the control connection's MSS, as iperf3's do;
+/// the senders once got a length of 0 and sent nothing.
+#[test]
+fn udp_without_a_length_sends_datagrams_of_the_announced_size() {
+    against_stock_server(&["-u", "-t", "1", "-b", "10M"], |ours, theirs| {
+        let size = u64_at(theirs, "/start/test_start/blksize");
+        let sent = our_bytes(ours, "send");
+        assert!(size >= 64, "{theirs}");
+        assert!(
+            sent > 0 && sent.is_multiple_of(size),
+            "{sent} bytes of {size}-byte datagrams"
+        );
+        let received = u64_at(theirs, "/end/sum_received/bytes");
+        let lost = u64_at(theirs, "/end/sum_received/lost_packets");
+        assert_eq!(received + lost * size, sent);
+    });
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn repeat_and_sweep_report_the_spread_of_their_runs() {
+    let server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let output = loopscope()
+        .args([
+            "--json", "perf", &link, "-t", "0.3", "-i", "0", "--repeat", "3",
+        ])
+        .args(["--sweep", "4096,65536", "-b", "2G"])
+        .output()
+        .expect("perf runs");
+    assert!(output.status.success());
+    let records = json_lines(&output);
+    let runs: Vec<&Value> = records.iter().filter(|r| r["event"] == "run").collect();
+    assert_eq!(runs.len(), 6);
+    let summary = records.last().expect("a summary");
+    assert_eq!(summary["type"], "summary");
+    let points = summary["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2);
+    for (point, length) in points.iter().zip([4096u64, 65536]) {
+        assert_eq!(point["length"].as_u64(), Some(length));
+        let mut rates: Vec<f64> = runs
+            .iter()
+            .filter(|r| r["length"].as_u64() == Some(length))
+            .map(|r| r["bits_per_second"].as_f64().unwrap())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        assert_eq!(rates.len(), 3);
+        let spread = &point["bits_per_second"];
+        assert_eq!(spread["min"].as_f64(), Some(rates[0]));
+        assert_eq!(spread["median"].as_f64(), Some(rates[1]));
+        assert_eq!(spread["max"].as_f64(), Some(rates[2]));
+    }
+}
+
+#[test]
+fn latency_under_load_runs_beside_a_throughput_test() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[
+        &link,
+        "--rr",
+        "-l",
+        "64",
+        "-t",
+        "1",
+        "-i",
+        "0",
+        "--under-load",
+        "2",
+        "-b",
+        "500M",
+    ]);
+    assert!(output.status.success(), "{summary}");
+    assert!(summary["transactions"].as_u64() > Some(0));
+    let load = &summary["load"];
+    assert_eq!(load["streams"].as_u64(), Some(2));
+    assert!(load["bytes"].as_u64() > Some(0), "{summary}");
+    // The server saw both tests, each to its end.
+    let first = server.next_event("test_ended");
+    let second = server.next_event("test_ended");
+    let received: Vec<u64> = [&first, &second]
+        .iter()
+        .map(|e| e["received_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(
+        received.contains(&load["bytes"].as_u64().unwrap()),
+        "{first} {second}"
+    );
+}
+
+#[test]
+fn the_stock_client_gets_the_servers_output_when_it_asks() {
+    if !have_iperf3() {
+        return;
+    }
+    let server = OurServer::start(&["--once"]);
+    let output = Command::new("iperf3")
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-t",
+            "1",
+            "--get-server-output",
+        ])
+        .output()
+        .expect("iperf3 runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("loopscope perf server"), "{text}");
+    assert!(text.contains("received"), "{text}");
+}
+
+#[test]
+fn a_request_beyond_the_servers_memory_or_streams_is_refused() {
+    let mut server = OurServer::start(&["--max-memory", "1Mi", "--max-streams", "4"]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let output = loopscope()
+        .args(["perf", &link, "-t", "1", "-P", "4", "-l", "1Mi"])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    let refused = server.next_event("refused");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("buffers"),
+        "{refused}"
+    );
+    let output = loopscope()
+        .args(["perf", &link, "-t", "1", "-P", "5"])
+        .output()
+        .expect("perf runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("parallel streams"), "{stderr}");
+}
+
+#[test]
+fn the_server_prints_its_summary_on_ctrl_c() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("tcp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[&link, "-t", "0.5", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    server.next_event("test_ended");
+    let _ = Command::new("kill")
+        .args(["-INT", &server._child.0.id().to_string()])
+        .status();
+    let record = read_until(&mut server.stdout, |r| r["type"] == "summary");
+    assert_eq!(record["tests"].as_u64(), Some(1));
+    assert_eq!(record["received_bytes"], summary["sent_bytes"]);
+}
+
+#[test]
+fn udp_request_response_accounts_for_every_request() {
+    let mut server = OurServer::start(&[]);
+    let link = format!("udp://127.0.0.1:{}", server.port);
+    let (output, summary) = our_client(&[&link, "--rr", "8", "-l", "64", "-t", "1", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    let transactions = summary["transactions"].as_u64().unwrap();
+    let lost = summary["udp"]["lost_packets"].as_u64().unwrap();
+    let requests = summary["sent_bytes"].as_u64().unwrap() / 64;
+    assert!(transactions > 100, "{summary}");
+    // Every request was answered, or given up as lost.
+    assert_eq!(transactions + lost, requests, "{summary}");
+    assert!(summary["rtt_p50_us"].as_f64() > Some(0.0));
+    let ended = server.next_event("test_ended");
+    let answered = ended["transactions"].as_u64().unwrap();
+    assert!(answered >= transactions && answered <= requests, "{ended}");
+    assert_eq!(
+        ended["received_bytes"].as_u64(),
+        Some(answered * 64),
+        "{ended}"
+    );
+}

@@ -446,3 +446,19 @@ fn icmp_round_trips_agree_with_iputils_ping() {
         );
     }
 }
+
+/// Issue 12 (smaller faults): with lo down, `ping icmp://127.0.0.1` blamed ping_group_range.
+/// The socket opens; the address has no route: say so.
+#[test]
+fn lo_down_is_network_unreachable_not_a_privilege_problem() {
+    let _timing = shared_with_other_tests();
+    // A new namespace's lo is down.
+    let Some(netns) = Netns::create("lsping", "lodown") else {
+        return;
+    };
+    let output = netns.ping("auto", &["icmp://127.0.0.1", "-c", "1"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Network is unreachable"), "{stderr}");
+    assert!(!stderr.contains("ping_group_range"), "{stderr}");
+}

@@ -79,6 +79,15 @@ fn policy(line: &str) -> Policy {
         _ if line.contains("/dev/tty") => {
             Policy::ParseOnly("needs a serial port wired to a loopback plug or a T1/E1 line")
         }
+        _ if line.contains("jack:") => Policy::ParseOnly(
+            "needs a running JACK server (and a sound card for a cable loop), and a build with \
+             the jack feature",
+        ),
+        _ if line.contains("wav:,") => {
+            Policy::ParseOnly("analyses a recording made elsewhere through a real audio path")
+        }
+        // A noisy channel: the errors it shows are the point of the example.
+        ["loopscope", "bert", link, ..] if link.contains("noise_db=-6") => Policy::Run(VERDICT),
         ["timeout", _, "tcpdump", ..] => Policy::AsRoot(&[124], "capturing needs root"),
         ["loopscope", "martians", "sample.pcap", ..] => {
             Policy::AsRoot(VERDICT, "reads the capture the tcpdump line (root) writes")
@@ -104,6 +113,24 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
+/// The command without a trailing shell comment (`cmd   # what it does`); quotes respected.
+fn without_comment(line: &str) -> &str {
+    let (mut single, mut double) = (false, false);
+    let mut previous = ' ';
+    for (index, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single && !double && previous.is_whitespace() => {
+                return line[..index].trim_end();
+            }
+            _ => {}
+        }
+        previous = c;
+    }
+    line
+}
+
 /// What happened to each example of a block: its exit code, or why it did not run.
 #[derive(Debug)]
 enum Ran {
@@ -118,10 +145,11 @@ fn script(block: &[Example], netns: bool, skips: &mut BTreeMap<usize, String>) -
 exits="$PWD/.exits"
 : > "$exits"
 await_listening() {
-  # A background reflector prints "reflecting on ..." once it listens; wait for that line
+  # A background reflector prints "reflecting on ..." once it listens (a perf server
+  # "listening on ..."); wait for that line
   # (bounded, so a reflector that never starts fails the test instead of hanging it).
   local log=$1 tries=0
-  until grep -q 'reflecting on' "$log" 2>/dev/null; do
+  until grep -qE 'reflecting on|listening on' "$log" 2>/dev/null; do
     tries=$((tries + 1))
     if [ "$tries" -gt 12000 ]; then echo "never listened: $(cat "$log")" >&2; return 1; fi
     sleep 0.01
@@ -153,8 +181,9 @@ await_listening() {
                 _ => true,
             },
             Policy::ParseOnly(_) => {
+                let command = without_comment(line);
                 script.push_str(&format!(
-                    "{line} --help > /dev/null; echo \"{index} $?\" >> \"$exits\"\n"
+                    "{command} --help > /dev/null; echo \"{index} $?\" >> \"$exits\"\n"
                 ));
                 continue;
             }
@@ -166,7 +195,7 @@ await_listening() {
         if !runnable {
             continue;
         }
-        if let Some(command) = line.strip_suffix('&') {
+        if let Some(command) = without_comment(line).strip_suffix('&') {
             let log = format!(".background-{index}.log");
             script.push_str(&format!(
                 "{command} > {log} 2>&1 &\npid_{index}=$!\nawait_listening {log} || exit 98\n"
@@ -320,4 +349,21 @@ fn the_readme_crates_table_names_every_crate() {
             "crate {name} is missing from the README's crates table"
         );
     }
+}
+
+#[test]
+fn shell_comments_are_cut_outside_quotes_only() {
+    assert_eq!(without_comment("loopscope x   # note"), "loopscope x");
+    assert_eq!(
+        without_comment("loopscope 'a # b' # note"),
+        "loopscope 'a # b'"
+    );
+    assert_eq!(
+        without_comment("loopscope 'sim:?x=1#2'"),
+        "loopscope 'sim:?x=1#2'"
+    );
+    assert_eq!(
+        without_comment("loopscope reflect tcp://127.0.0.1:7007 &"),
+        "loopscope reflect tcp://127.0.0.1:7007 &"
+    );
 }

@@ -22,9 +22,11 @@ use pcap_parser::pcapng::{
     EnhancedPacketBlock, InterfaceDescriptionBlock, OptionCode, PcapNGOption, SectionHeaderBlock,
 };
 use pcap_parser::{Linktype, ToVec};
-use serde_json::{Map, Value, json};
 
-use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
+use crate::link::{
+    Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, LinkStats, SendError,
+};
+use crate::stats::CaptureStats;
 
 /// Link type of raw IPv4/IPv6 packets (tcpdump.org link-layer header types).
 pub const LINKTYPE_RAW: i32 = 101;
@@ -197,15 +199,13 @@ impl Sink {
         }
     }
 
-    fn stats(&self) -> Value {
-        let mut stats = Map::new();
-        stats.insert("file".into(), json!(self.path.display().to_string()));
-        stats.insert("packets".into(), json!(self.packets));
-        stats.insert("bytes".into(), json!(self.bytes));
-        if let Some(error) = &self.error {
-            stats.insert("error".into(), json!(error));
+    fn stats(&self) -> CaptureStats {
+        CaptureStats {
+            file: self.path.display().to_string(),
+            packets: self.packets,
+            bytes: self.bytes,
+            error: self.error.clone(),
         }
-        Value::Object(stats)
     }
 }
 
@@ -277,16 +277,23 @@ struct CaptureSender {
 }
 
 impl LinkSender for CaptureSender {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
         let time = SystemTime::now();
-        self.inner.send(data)?;
-        lock(&self.sink).record(Direction::Outbound, time, data);
-        Ok(())
+        let result = self.inner.send(data, cancel);
+        // What the link took is what crossed it.
+        let taken = match &result {
+            Ok(()) => data.len(),
+            Err(e) => e.accepted.min(data.len()),
+        };
+        if taken > 0 {
+            lock(&self.sink).record(Direction::Outbound, time, &data[..taken]);
+        }
+        result
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, cancel: &Cancel) -> io::Result<()> {
         lock(&self.sink).flush();
-        self.inner.finish()
+        self.inner.finish(cancel)
     }
 }
 
@@ -308,12 +315,17 @@ impl LinkReceiver for CaptureReceiver {
         self.inner.set_timeout(timeout)
     }
 
-    fn stats(&self) -> Map<String, Value> {
-        let mut stats = self.inner.stats();
+    fn is_lossy(&self) -> bool {
+        self.inner.is_lossy()
+    }
+
+    fn stats(&self) -> LinkStats {
         let mut sink = lock(&self.sink);
         sink.flush();
-        stats.insert("capture".into(), sink.stats());
-        stats
+        LinkStats {
+            capture: Some(sink.stats()),
+            ..self.inner.stats()
+        }
     }
 }
 
@@ -363,13 +375,13 @@ mod tests {
         let path = dir.path().join("loop.pcapng");
         let link = Box::new(CaptureLink::wrap(Box::new(MemoryLoop::new()), &path));
         let (mut tx, mut rx) = link.split().unwrap();
-        tx.send(b"hello").unwrap();
+        tx.send(b"hello", &Cancel::never()).unwrap();
         let mut buf = [0u8; 16];
         assert_eq!(rx.recv(&mut buf).unwrap(), 5);
         // More than one UDP packet can carry: split.
         let big = vec![0xA5u8; MAX_PACKET_PAYLOAD + 10];
-        tx.send(&big).unwrap();
-        let stats = rx.stats();
+        tx.send(&big, &Cancel::never()).unwrap();
+        let stats = serde_json::to_value(rx.stats()).unwrap();
         assert_eq!(stats["capture"]["packets"], 4);
         assert_eq!(stats["capture"]["bytes"], 5 + 5 + big.len());
         drop((tx, rx));

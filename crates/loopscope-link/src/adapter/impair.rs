@@ -10,8 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -19,7 +18,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
+use crate::link::{
+    Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, LinkStats, SendError,
+};
 use crate::transport::memory::MemoryLoop;
 
 /// What to do to the traffic. Probabilities are per bit (`ber`, `slip`), per byte (`drop`,
@@ -199,6 +200,8 @@ pub struct Impairer {
     bad_state: bool,
     slip_packer: Option<BitPacker>,
     held_message: Option<Vec<u8>>,
+    /// Cut every message to the length it came in with (see [`Impairer::without_growth`]).
+    no_growth: bool,
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
 }
@@ -232,6 +235,7 @@ impl Impairer {
             bad_state: false,
             slip_packer: None,
             held_message: None,
+            no_growth: false,
             scratch: Vec::new(),
             scratch2: Vec::new(),
         }
@@ -239,6 +243,14 @@ impl Impairer {
 
     pub fn config(&self) -> &ImpairmentConfig {
         &self.config
+    }
+
+    /// Never lets a message grow: what byte insertions and duplications add is cut off at the
+    /// message's original length (the damage stays, shifted; no byte is amplified). For a
+    /// reflector, whose replies must never be longer than the requests.
+    pub fn without_growth(mut self) -> Self {
+        self.no_growth = true;
+        self
     }
 
     pub fn stats(&self) -> &ImpairmentStats {
@@ -260,6 +272,9 @@ impl Impairer {
         data.clear();
         self.damage_bytes(message, &mut data);
         self.damage_bits(&mut data);
+        if self.no_growth {
+            data.truncate(message.len());
+        }
         let result = if self.config.reorder > 0.0
             && self.held_message.is_none()
             && self.rng_messages.random::<f64>() < self.config.reorder
@@ -496,6 +511,18 @@ impl Link for SimLink {
         self.description.clone()
     }
 
+    fn data_bits(&self) -> u8 {
+        self.inner.data_bits()
+    }
+
+    fn line_rate_bps(&self) -> Option<f64> {
+        let own = (self.config.rate_bps > 0).then_some(self.config.rate_bps as f64);
+        match (own, self.inner.line_rate_bps()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn split(self: Box<Self>) -> Result<LinkHalves, LinkError> {
         let (inner_tx, inner_rx) = self.inner.split()?;
         let stats = Arc::new(Mutex::new(ImpairmentStats::default()));
@@ -505,19 +532,24 @@ impl Link for SimLink {
             shared_stats: Arc::clone(&stats),
             pacer: Pacer::new(self.config.rate_bps),
         };
+        let lossy = self.config.drop > 0.0 || self.config.loss > 0.0 || inner_rx.is_lossy();
         let receiver: Box<dyn LinkReceiver> = if self.config.delay.is_zero() {
             Box::new(ImpairedReceiver {
                 inner: Some(inner_rx),
                 delayed: None,
                 stats,
                 timeout: None,
+                lossy,
             })
         } else {
+            let delayed = DelayLine::start(inner_rx, self.config.delay, DELAY_LINE_BYTES)
+                .map_err(|e| LinkError::io("cannot start the delay line", e))?;
             Box::new(ImpairedReceiver {
                 inner: None,
-                delayed: Some(DelayLine::start(inner_rx, self.config.delay)),
+                delayed: Some(delayed),
                 stats,
                 timeout: None,
+                lossy,
             })
         };
         Ok((Box::new(sender), receiver))
@@ -540,16 +572,18 @@ impl Pacer {
         }
     }
 
-    fn pace(&mut self, bytes: usize) {
+    /// Waits until `bytes` more may go; false when cancelled first.
+    fn pace(&mut self, bytes: usize, cancel: &Cancel) -> bool {
         if self.rate_bps == 0 {
-            return;
+            return true;
         }
         self.sent_bits += bytes as u64 * 8;
         let due = Duration::from_secs_f64(self.sent_bits as f64 / self.rate_bps as f64);
         let elapsed = self.start.elapsed();
         if due > elapsed + Duration::from_millis(10) {
-            std::thread::sleep(due - elapsed);
+            return cancel.sleep(due - elapsed);
         }
+        true
     }
 }
 
@@ -569,108 +603,232 @@ impl ImpairedSender {
 }
 
 impl LinkSender for ImpairedSender {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+    /// A message the impairment lost or holds back for reordering counts as taken by the link.
+    /// When the inner link stops short, `accepted` counts the bytes of the damaged message it
+    /// took, at most the length of `data` (drops and duplicates make the two differ).
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
         let inner = &mut self.inner;
         let pacer = &mut self.pacer;
+        let mut failure: Option<SendError> = None;
+        let mut delivered_current = false;
         let result = self.impairer.process(data, &mut |message| {
-            pacer.pace(message.len());
-            inner.send(message)
+            let accepted_before = if delivered_current { data.len() } else { 0 };
+            if !pacer.pace(message.len(), cancel) {
+                failure = Some(SendError::cancelled(accepted_before));
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            match inner.send(message, cancel) {
+                Ok(()) => {
+                    delivered_current = true;
+                    Ok(())
+                }
+                Err(e) => {
+                    let accepted = if delivered_current {
+                        data.len()
+                    } else {
+                        e.accepted.min(data.len())
+                    };
+                    failure = Some(SendError {
+                        accepted,
+                        kind: e.kind,
+                    });
+                    Err(io::ErrorKind::Interrupted.into())
+                }
+            }
         });
         self.publish();
-        result
+        match (result, failure) {
+            (_, Some(failure)) => Err(failure),
+            (Ok(()), None) => Ok(()),
+            (Err(e), None) => Err(SendError::failed(0, e)),
+        }
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, cancel: &Cancel) -> io::Result<()> {
         let inner = &mut self.inner;
-        self.impairer.flush(&mut |message| inner.send(message))?;
+        self.impairer
+            .flush(&mut |message| inner.send(message, cancel).map_err(SendError::into_io))?;
         self.publish();
-        self.inner.finish()
+        self.inner.finish(cancel)
+    }
+}
+
+/// Most bytes a delay line holds. Past it, the line stops taking data from the link below
+/// until some comes due, so a long delay on a fast link acts as a link whose bandwidth-delay
+/// product is this much, instead of buffering without bound (`delay=60s` over TCP once held
+/// about 64 MiB per connection).
+pub const DELAY_LINE_BYTES: usize = 4 << 20;
+
+/// What the delay line's reader thread and the receiver share.
+struct DelayState {
+    /// Received data and when it comes due, oldest first; an empty chunk or an error ends it.
+    queue: VecDeque<(Instant, io::Result<Vec<u8>>)>,
+    /// Bytes in `queue`.
+    bytes: usize,
+    /// The receiver is gone: the reader thread ends.
+    abandoned: bool,
+}
+
+struct DelayShared {
+    state: Mutex<DelayState>,
+    changed: Condvar,
+}
+
+impl DelayShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DelayState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// Holds received data back by a fixed delay, on its own thread so arrival times are stamped
 /// when data arrives, not when the test gets round to reading.
 struct DelayLine {
-    queue: Receiver<(Instant, io::Result<Vec<u8>>)>,
-    /// Taken from the queue but not due yet when the receive timed out.
-    held: Option<(Instant, io::Result<Vec<u8>>)>,
-    pending: VecDeque<u8>,
+    shared: Arc<DelayShared>,
+    current: Vec<u8>,
+    offset: usize,
     closed: bool,
 }
 
+/// How often the reader thread looks whether the receiver is still there.
+const DELAY_POLL: Duration = Duration::from_millis(100);
+
 impl DelayLine {
-    fn start(mut inner: Box<dyn LinkReceiver>, delay: Duration) -> Self {
-        let (tx, rx) = mpsc::sync_channel(1024);
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let item = match inner.recv(&mut buf) {
-                    Ok(n) => Ok(buf[..n].to_vec()),
-                    Err(error) => Err(error),
-                };
-                let end = matches!(&item, Ok(data) if data.is_empty()) || item.is_err();
-                if tx.send((Instant::now() + delay, item)).is_err() || end {
-                    return;
-                }
-            }
+    fn start(
+        mut inner: Box<dyn LinkReceiver>,
+        delay: Duration,
+        capacity: usize,
+    ) -> io::Result<Self> {
+        let shared = Arc::new(DelayShared {
+            state: Mutex::new(DelayState {
+                queue: VecDeque::new(),
+                bytes: 0,
+                abandoned: false,
+            }),
+            changed: Condvar::new(),
         });
-        DelayLine {
-            queue: rx,
-            held: None,
-            pending: VecDeque::new(),
+        let reader = Arc::clone(&shared);
+        inner.set_timeout(Some(DELAY_POLL))?;
+        std::thread::Builder::new()
+            .name("delay line".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    {
+                        let mut state = reader.lock();
+                        while state.bytes >= capacity && !state.abandoned {
+                            state = reader
+                                .changed
+                                .wait_timeout(state, DELAY_POLL)
+                                .map(|(guard, _)| guard)
+                                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+                        }
+                        if state.abandoned {
+                            return;
+                        }
+                    }
+                    let room = capacity
+                        .saturating_sub(reader.lock().bytes)
+                        .clamp(1, buf.len());
+                    let item = match inner.recv(&mut buf[..room]) {
+                        Ok(n) => Ok(buf[..n].to_vec()),
+                        Err(e) if crate::link::is_timeout(&e) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(error) => Err(error),
+                    };
+                    let end = matches!(&item, Ok(data) if data.is_empty()) || item.is_err();
+                    let mut state = reader.lock();
+                    if let Ok(data) = &item {
+                        state.bytes += data.len();
+                    }
+                    state.queue.push_back((
+                        Instant::now().checked_add(delay).unwrap_or_else(far_future),
+                        item,
+                    ));
+                    reader.changed.notify_all();
+                    if end || state.abandoned {
+                        return;
+                    }
+                }
+            })?;
+        Ok(DelayLine {
+            shared,
+            current: Vec::new(),
+            offset: 0,
             closed: false,
-        }
+        })
     }
 
+    /// Waits for data that has come due, at most `timeout` (`None`: as long as it takes).
     fn recv(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
-        if self.pending.is_empty() {
+        if self.offset >= self.current.len() {
             if self.closed {
                 return Ok(0);
             }
-            let started = Instant::now();
-            let (due, item) = match self.held.take() {
-                Some(held) => held,
-                None => match timeout {
-                    None => self
-                        .queue
-                        .recv()
-                        .map_err(|_| RecvTimeoutError::Disconnected),
-                    Some(timeout) => self.queue.recv_timeout(timeout),
+            let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+            let mut state = self.shared.lock();
+            loop {
+                let now = Instant::now();
+                let due = state.queue.front().map(|(due, _)| *due);
+                if due.is_some_and(|due| due <= now) {
+                    break;
                 }
-                .map_err(|error| match error {
-                    RecvTimeoutError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
-                    RecvTimeoutError::Disconnected => io::Error::from(io::ErrorKind::UnexpectedEof),
-                })?,
-            };
-            let now = Instant::now();
-            if due > now {
-                // Wait for the data only as long as the caller's timeout allows; what is not
-                // due yet stays held for the next call (a 5 s delay must not hold a 100 ms
-                // receive for 5 s).
-                let left =
-                    timeout.map(|timeout| (started + timeout).saturating_duration_since(now));
-                match left {
-                    Some(left) if left < due - now => {
-                        std::thread::sleep(left);
-                        self.held = Some((due, item));
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    _ => std::thread::sleep(due - now),
+                let wake = match (due, deadline) {
+                    (Some(due), Some(deadline)) => due.min(deadline),
+                    (Some(due), None) => due,
+                    (None, Some(deadline)) => deadline,
+                    (None, None) => now + Duration::from_secs(3600),
+                };
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(io::ErrorKind::TimedOut.into());
                 }
+                state = self
+                    .shared
+                    .changed
+                    .wait_timeout(state, wake.saturating_duration_since(now))
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner().0);
             }
+            let Some((_, item)) = state.queue.pop_front() else {
+                return Err(io::ErrorKind::TimedOut.into());
+            };
+            if let Ok(data) = &item {
+                state.bytes -= data.len();
+            }
+            self.shared.changed.notify_all();
+            drop(state);
             let data = item?;
             if data.is_empty() {
                 self.closed = true;
                 return Ok(0);
             }
-            self.pending.extend(data);
+            self.current = data;
+            self.offset = 0;
         }
-        let take = buf.len().min(self.pending.len());
-        for (slot, byte) in buf.iter_mut().zip(self.pending.drain(..take)) {
-            *slot = byte;
-        }
+        let available = &self.current[self.offset..];
+        let take = available.len().min(buf.len());
+        buf[..take].copy_from_slice(&available[..take]);
+        self.offset += take;
         Ok(take)
     }
+
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        self.shared.lock().bytes + (self.current.len() - self.offset)
+    }
+}
+
+impl Drop for DelayLine {
+    fn drop(&mut self) {
+        self.shared.lock().abandoned = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+/// A deadline past any run (for delays too long to add to now).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 struct ImpairedReceiver {
@@ -678,6 +836,8 @@ struct ImpairedReceiver {
     delayed: Option<DelayLine>,
     stats: Arc<Mutex<ImpairmentStats>>,
     timeout: Option<Duration>,
+    /// The impairment drops bytes or loses messages (or the link below may lose data).
+    lossy: bool,
 }
 
 impl LinkReceiver for ImpairedReceiver {
@@ -697,18 +857,20 @@ impl LinkReceiver for ImpairedReceiver {
         }
     }
 
-    fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = self
+    fn is_lossy(&self) -> bool {
+        self.lossy || self.inner.as_ref().is_some_and(|inner| inner.is_lossy())
+    }
+
+    fn stats(&self) -> LinkStats {
+        let mut stats = self
             .inner
             .as_ref()
             .map(|inner| inner.stats())
             .unwrap_or_default();
-        if let Ok(stats) = self.stats.lock()
-            && let Ok(value) = serde_json::to_value(&*stats)
-        {
-            map.insert("impairment".into(), value);
+        if let Ok(impairment) = self.stats.lock() {
+            stats.impairment = Some(impairment.clone());
         }
-        map
+        stats
     }
 }
 
@@ -905,14 +1067,46 @@ mod tests {
         );
     }
 
+    /// `--impair delay=60s` over a fast link once buffered about 64 MiB per connection: the
+    /// line now holds at most its capacity and stops taking data, so the sender waits (and
+    /// gives up at its deadline) instead.
+    #[test]
+    fn a_long_delay_holds_at_most_its_capacity() {
+        let capacity = 1 << 20;
+        let (mut tx, rx) = MemoryLoop::pair(2);
+        let line = DelayLine::start(Box::new(rx), Duration::from_secs(60), capacity).unwrap();
+        let cancel = Cancel::never().until(Instant::now() + Duration::from_millis(300));
+        let error = tx.send(&vec![0u8; 64 << 20], &cancel).unwrap_err();
+        assert!(error.is_cancelled(), "{error}");
+        assert!(line.held_bytes() <= capacity, "{}", line.held_bytes());
+        // What the sender got in is in the line or still in the loop below it (2 chunks).
+        assert!(
+            error.accepted <= capacity + 3 * 256 * 1024,
+            "{}",
+            error.accepted
+        );
+    }
+
+    /// A receive on `sim:?delay=1h` returns at its timeout, not after the hour.
+    #[test]
+    fn a_receive_on_a_long_delay_returns_at_its_timeout() {
+        let endpoint = Endpoint::parse("sim:?delay=1h").unwrap();
+        let link: Box<dyn Link> = Box::new(SimLink::from_endpoint(&endpoint).unwrap());
+        let (mut tx, mut rx) = link.split().unwrap();
+        tx.send(&[0u8; 1000], &Cancel::never()).unwrap();
+        rx.set_timeout(Some(Duration::from_millis(50))).unwrap();
+        let error = rx.recv(&mut [0u8; 64]).unwrap_err();
+        assert!(crate::link::is_timeout(&error), "{error}");
+    }
+
     #[test]
     fn sim_link_delays_and_reports_its_stats() {
         let endpoint = Endpoint::parse("sim:?delay=30ms&ber=0.01&seed=2").unwrap();
         let link: Box<dyn Link> = Box::new(SimLink::from_endpoint(&endpoint).unwrap());
         let (mut tx, mut rx) = link.split().unwrap();
         let start = Instant::now();
-        tx.send(&[0u8; 1000]).unwrap();
-        tx.finish().unwrap();
+        tx.send(&[0u8; 1000], &Cancel::never()).unwrap();
+        tx.finish(&Cancel::never()).unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
@@ -926,6 +1120,6 @@ mod tests {
         assert_eq!(got.len(), 1000);
         let flipped = differing_bits(&got, &[0u8; 1000]);
         let stats = rx.stats();
-        assert_eq!(stats["impairment"]["flipped_bits"], flipped);
+        assert_eq!(stats.impairment.unwrap().flipped_bits, flipped);
     }
 }

@@ -24,7 +24,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
+use crate::link::{
+    Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, LinkStats, SendError,
+};
+use crate::stats::ModemStats;
 use crate::transport::audio::{self, AudioLink, AudioProcessor, Clocking, Flow, StreamInfo};
 
 /// Bell 202 / V.23: tones and signalling rate.
@@ -131,16 +134,32 @@ struct ModemSender {
 }
 
 impl LinkSender for ModemSender {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        let queue = self
-            .queue
-            .as_ref()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+        let closed = || io::Error::from(io::ErrorKind::BrokenPipe);
+        let Some(queue) = self.queue.as_ref() else {
+            return Err(SendError::failed(0, closed()));
+        };
+        let mut accepted = 0;
         // Small pieces, so the modulator's queue holds seconds of line time, not minutes.
         for piece in data.chunks(256) {
-            queue
-                .send(piece.to_vec())
-                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+            let mut pending = piece.to_vec();
+            // std's sync_channel has no send with a timeout: try, and wait in steps that look
+            // at the cancel (a full queue drains at the line rate).
+            loop {
+                match queue.try_send(pending) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) => {
+                        pending = back;
+                        if !cancel.sleep(Duration::from_millis(2)) {
+                            return Err(SendError::cancelled(accepted));
+                        }
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        return Err(SendError::failed(accepted, closed()));
+                    }
+                }
+            }
+            accepted += piece.len();
             self.counters
                 .bytes_sent
                 .fetch_add(piece.len() as u64, Ordering::Relaxed);
@@ -148,7 +167,7 @@ impl LinkSender for ModemSender {
         Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
         self.queue = None;
         Ok(())
     }
@@ -209,25 +228,19 @@ impl LinkReceiver for ModemReceiver {
         Ok(())
     }
 
-    fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = serde_json::Map::new();
-        map.insert("modulation".into(), ModemLink::modulation().into());
-        map.insert("line_rate_bps".into(), BAUD.into());
-        map.insert("payload_rate_bps".into(), (BAUD * 8 / FRAME_BITS).into());
+    fn stats(&self) -> LinkStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        map.insert(
-            "modem_bytes_sent".into(),
-            load(&self.counters.bytes_sent).into(),
-        );
-        map.insert(
-            "modem_bytes_received".into(),
-            load(&self.counters.bytes_received).into(),
-        );
-        map.insert(
-            "framing_errors".into(),
-            load(&self.counters.framing_errors).into(),
-        );
-        map
+        LinkStats {
+            modem: Some(ModemStats {
+                modulation: ModemLink::modulation(),
+                line_rate_bps: BAUD,
+                payload_rate_bps: BAUD * 8 / FRAME_BITS,
+                modem_bytes_sent: load(&self.counters.bytes_sent),
+                modem_bytes_received: load(&self.counters.bytes_received),
+                framing_errors: load(&self.counters.framing_errors),
+            }),
+            ..Default::default()
+        }
     }
 }
 
@@ -674,16 +687,13 @@ mod tests {
         }
     }
 
-    fn over_audiosim(
-        options: &str,
-        data: &[u8],
-    ) -> (Vec<u8>, serde_json::Map<String, serde_json::Value>) {
+    fn over_audiosim(options: &str, data: &[u8]) -> (Vec<u8>, serde_json::Value) {
         let link = open(&format!("audiosim:?{options}")).unwrap();
         let (mut tx, mut rx) = link.split().unwrap();
         let sent = data.to_vec();
         let writer = std::thread::spawn(move || {
-            tx.send(&sent).unwrap();
-            tx.finish().unwrap();
+            tx.send(&sent, &Cancel::never()).unwrap();
+            tx.finish(&Cancel::never()).unwrap();
         });
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
@@ -695,7 +705,7 @@ mod tests {
             got.extend_from_slice(&buf[..n]);
         }
         writer.join().unwrap();
-        (got, rx.stats())
+        (got, serde_json::to_value(rx.stats()).unwrap())
     }
 
     #[test]

@@ -17,12 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
-
 use loopscope_wire::datagram::{Datagram, DatagramRepr};
 
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::link::{LinkReceiver, LinkSender};
+use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
+use crate::stats::DatagramStats;
 use loopscope_sys::{COARSE_TIMEOUT, SocketTimeout, recv_timeout, timed_out};
 
 pub use loopscope_wire::datagram::{HEADER_LEN as HEADER, MAGIC};
@@ -78,26 +77,18 @@ pub fn parse_header(datagram: &[u8]) -> Option<u64> {
 }
 
 /// A connected datagram socket shared by both halves.
-pub trait DatagramSocket: AsFd + Send + Sync + 'static {
-    fn send_datagram(&self, data: &[u8]) -> io::Result<usize>;
-}
+pub trait DatagramSocket: AsFd + Send + Sync + 'static {}
 
-impl DatagramSocket for std::net::UdpSocket {
-    fn send_datagram(&self, data: &[u8]) -> io::Result<usize> {
-        self.send(data)
-    }
-}
+impl DatagramSocket for std::net::UdpSocket {}
 
-impl DatagramSocket for std::os::unix::net::UnixDatagram {
-    fn send_datagram(&self, data: &[u8]) -> io::Result<usize> {
-        self.send(data)
-    }
-}
+impl DatagramSocket for std::os::unix::net::UnixDatagram {}
 
 /// What sender and receiver share: how many were sent, how many are accounted for.
 #[derive(Default)]
 struct Window {
     sent: AtomicU64,
+    /// The sender has finished: once every datagram is accounted for, the stream ends.
+    finished: AtomicBool,
     /// Highest sequence received + 1: everything below is received or known missing.
     accounted: AtomicU64,
     sender_waiting: AtomicBool,
@@ -105,14 +96,15 @@ struct Window {
     progressed: Condvar,
 }
 
+/// `stats` are fixed facts about the socket (transport, addresses); the datagram counts are
+/// added by the receiver.
 pub fn halves<S: DatagramSocket>(
     socket: S,
     settings: DatagramSettings,
-    mut stats: Map<String, Value>,
+    stats: LinkStats,
 ) -> (DatagramSender<S>, DatagramReceiver<S>) {
     let socket = Arc::new(socket);
     let window = Arc::new(Window::default());
-    stats.insert("datagram_payload_bytes".into(), json!(settings.payload));
     (
         DatagramSender {
             socket: Arc::clone(&socket),
@@ -131,6 +123,7 @@ pub fn halves<S: DatagramSocket>(
             counters: DatagramCounters::default(),
             seen: vec![0u64; (HISTORY / 64) as usize],
             fixed_stats: stats,
+            payload: settings.payload,
         },
     )
 }
@@ -146,24 +139,28 @@ pub struct DatagramSender<S: DatagramSocket> {
 }
 
 impl<S: DatagramSocket> DatagramSender<S> {
-    fn wait_for_room(&mut self, seq: u64) {
+    /// Waits until `seq` fits the window; false when cancelled first.
+    fn wait_for_room(&mut self, seq: u64, cancel: &Cancel) -> bool {
         if self.limit == 0 {
-            return;
+            return true;
         }
         let started = Instant::now();
         loop {
+            if cancel.is_cancelled() {
+                return false;
+            }
             let accounted = self
                 .window
                 .accounted
                 .load(Ordering::Acquire)
                 .max(self.forgiven);
             if seq.saturating_sub(accounted) < self.limit {
-                return;
+                return true;
             }
             if started.elapsed() >= STALL {
                 // A whole window vanished: stop waiting for it.
                 self.forgiven = seq;
-                return;
+                return true;
             }
             let guard = match self.window.lock.lock() {
                 Ok(guard) => guard,
@@ -188,29 +185,53 @@ impl<S: DatagramSocket> DatagramSender<S> {
 }
 
 impl<S: DatagramSocket> LinkSender for DatagramSender<S> {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Sends `data` in numbered datagrams. A datagram counts as accepted once the socket took
+    /// it, so `accepted` is always a whole number of payloads.
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+        let mut accepted = 0usize;
         for piece in data.chunks(self.payload) {
             let seq = self.window.sent.load(Ordering::Relaxed);
-            self.wait_for_room(seq);
+            if !self.wait_for_room(seq, cancel) {
+                return Err(SendError::cancelled(accepted));
+            }
             write_header(&mut self.buffer, seq);
             self.buffer[HEADER..HEADER + piece.len()].copy_from_slice(piece);
             let datagram = &self.buffer[..HEADER + piece.len()];
             loop {
-                match self.socket.send_datagram(datagram) {
+                let sent = rustix::net::send(
+                    self.socket.as_fd(),
+                    datagram,
+                    rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+                );
+                match sent {
                     Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // A full Unix datagram queue or socket buffer: wait a moment and retry.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        std::thread::sleep(Duration::from_micros(50))
+                    Err(rustix::io::Errno::INTR) => {}
+                    // A full socket buffer, or a connected Unix peer's full queue (poll(2)
+                    // on our socket reports when it has room): wait, but not past the cancel.
+                    Err(rustix::io::Errno::AGAIN) => {
+                        let Some(wait) = cancel.next_wait() else {
+                            return Err(SendError::cancelled(accepted));
+                        };
+                        loopscope_sys::wait_writable(self.socket.as_fd(), Some(wait))
+                            .map_err(|e| SendError::failed(accepted, e))?;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_micros(50))
+                    // No buffer space in the stack (a full device queue): nothing to poll for.
+                    Err(rustix::io::Errno::NOBUFS) => {
+                        if !cancel.sleep(Duration::from_micros(50)) {
+                            return Err(SendError::cancelled(accepted));
+                        }
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(SendError::failed(accepted, e.into())),
                 }
             }
             self.window.sent.store(seq + 1, Ordering::Release);
+            accepted += piece.len();
         }
+        Ok(())
+    }
+
+    fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
+        self.window.finished.store(true, Ordering::Release);
         Ok(())
     }
 }
@@ -238,7 +259,8 @@ pub struct DatagramReceiver<S: DatagramSocket> {
     counters: DatagramCounters,
     /// Bitmap of the last HISTORY sequence numbers received.
     seen: Vec<u64>,
-    fixed_stats: Map<String, Value>,
+    fixed_stats: LinkStats,
+    payload: usize,
 }
 
 impl<S: DatagramSocket> DatagramReceiver<S> {
@@ -305,6 +327,13 @@ impl<S: DatagramSocket> LinkReceiver for DatagramReceiver<S> {
         }
         let deadline = self.timeout.get().map(|t| Instant::now() + t);
         while self.pending.is_empty() {
+            // Everything the sender sent is received or known lost (a later one came): no
+            // datagram can still be given back, so the stream has ended.
+            if self.window.finished.load(Ordering::Acquire)
+                && self.counters.next >= self.window.sent.load(Ordering::Acquire)
+            {
+                return Ok(0);
+            }
             let fd = self.socket.as_fd();
             let n = match (self.timeout.get(), deadline) {
                 // Short timeouts: precisely what is left of this call's time.
@@ -340,22 +369,25 @@ impl<S: DatagramSocket> LinkReceiver for DatagramReceiver<S> {
         Ok(())
     }
 
-    fn stats(&self) -> Map<String, Value> {
-        let mut stats = self.fixed_stats.clone();
+    fn is_lossy(&self) -> bool {
+        true
+    }
+
+    fn stats(&self) -> LinkStats {
         let c = self.counters;
         let sent = self.window.sent.load(Ordering::Acquire);
-        stats.insert("datagrams_sent".into(), json!(sent));
-        stats.insert("datagrams_received".into(), json!(c.received));
-        stats.insert(
-            "datagrams_lost".into(),
-            json!(sent.saturating_sub(c.received)),
-        );
-        stats.insert("datagrams_duplicated".into(), json!(c.duplicates));
-        stats.insert("datagrams_reordered".into(), json!(c.reordered));
-        if c.foreign > 0 {
-            stats.insert("datagrams_foreign".into(), json!(c.foreign));
+        LinkStats {
+            datagrams: Some(DatagramStats {
+                datagram_payload_bytes: self.payload,
+                datagrams_sent: sent,
+                datagrams_received: c.received,
+                datagrams_lost: sent.saturating_sub(c.received),
+                datagrams_duplicated: c.duplicates,
+                datagrams_reordered: c.reordered,
+                datagrams_foreign: c.foreign,
+            }),
+            ..self.fixed_stats.clone()
         }
-        stats
     }
 }
 
@@ -390,7 +422,7 @@ mod tests {
             payload: 16,
             window: 0,
         };
-        let (_tx, mut rx) = halves(near, settings, Map::new());
+        let (_tx, mut rx) = halves(near, settings, LinkStats::default());
         for seq in [0u64, 1, 3, 2, 3, 5, 4] {
             far.send(&datagram(seq, &[seq as u8; 3])).unwrap();
         }
@@ -407,12 +439,12 @@ mod tests {
             }
         }
         assert_eq!(got, [0, 0, 0, 1, 1, 1, 3, 3, 3, 5, 5, 5]);
-        let s = rx.stats();
-        assert_eq!(s["datagrams_received"], 6);
-        assert_eq!(s["datagrams_reordered"], 2);
-        assert_eq!(s["datagrams_duplicated"], 1);
-        assert_eq!(s["datagrams_lost"], 1);
-        assert_eq!(s["datagrams_foreign"], 1);
+        let s = rx.stats().datagrams.unwrap();
+        assert_eq!(s.datagrams_received, 6);
+        assert_eq!(s.datagrams_reordered, 2);
+        assert_eq!(s.datagrams_duplicated, 1);
+        assert_eq!(s.datagrams_lost, 1);
+        assert_eq!(s.datagrams_foreign, 1);
     }
 
     #[test]
@@ -422,8 +454,8 @@ mod tests {
             payload: 4,
             window: 0,
         };
-        let (mut tx, _rx) = halves(near, settings, Map::new());
-        tx.send(b"abcdefghij").unwrap();
+        let (mut tx, _rx) = halves(near, settings, LinkStats::default());
+        tx.send(b"abcdefghij", &Cancel::never()).unwrap();
         let mut buf = [0u8; 64];
         let mut seen = Vec::new();
         for _ in 0..3 {

@@ -4,14 +4,18 @@
 //! The command line is split like a shell would (shell-words) but run directly, without a
 //! shell, so a missing program is reported as such instead of as a shell's exit status 127.
 
-use loopscope_sys::{Readiness, wait_readable};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
+use crate::link::{Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, SendError};
+use crate::stats::{LinkStats, ProcessStats};
+use crate::transport::send::{Writer, write_all_until};
+use loopscope_sys::{Readiness, wait_readable};
 
 pub struct ExecLink {
     argv: Vec<String>,
@@ -50,6 +54,13 @@ impl Link for ExecLink {
                 "the child's pipes were not created".into(),
             ));
         };
+        // Our end of the pipe only: a child that stops reading fills it, and the sender must
+        // then wait in poll(2), where it can see its deadline, not in write(2).
+        rustix::io::ioctl_fionbio(&stdin, true)
+            .map_err(|e| LinkError::io("cannot make the child's stdin non-blocking", e.into()))?;
+        // The pipes keep their default size: a larger one would hold more in flight, and a
+        // line-timed test (the framed BERT against an NIU) would wait seconds of line time
+        // for it to drain.
         let child = Arc::new(Mutex::new(ChildGuard(child)));
         Ok((
             Box::new(ExecSender {
@@ -61,6 +72,7 @@ impl Link for ExecLink {
                 timeout: None,
                 child,
                 program: self.argv[0].clone(),
+                ended: false,
             }),
         ))
     }
@@ -84,14 +96,14 @@ struct ExecSender {
 }
 
 impl LinkSender for ExecSender {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        match &mut self.stdin {
-            Some(stdin) => stdin.write_all(data),
-            None => Err(io::ErrorKind::BrokenPipe.into()),
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+        match &self.stdin {
+            Some(stdin) => write_all_until(stdin.as_fd(), data, Writer::NonBlocking, cancel),
+            None => Err(SendError::failed(0, io::ErrorKind::BrokenPipe.into())),
         }
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
         // Closing stdin is how a filter like `cat` learns the input is over.
         self.stdin = None;
         Ok(())
@@ -103,7 +115,12 @@ struct ExecReceiver {
     timeout: Option<Duration>,
     child: Arc<Mutex<ChildGuard>>,
     program: String,
+    /// The child closed its stdout (usually: it is exiting).
+    ended: bool,
 }
+
+/// How long the summary waits for a child that closed its stdout to be reaped.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 impl LinkReceiver for ExecReceiver {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -114,7 +131,11 @@ impl LinkReceiver for ExecReceiver {
                 Readiness::Interrupted => return Err(io::ErrorKind::Interrupted.into()),
             }
         }
-        self.stdout.read(buf)
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ended = true;
+        }
+        Ok(n)
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
@@ -122,15 +143,34 @@ impl LinkReceiver for ExecReceiver {
         Ok(())
     }
 
-    fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = serde_json::Map::new();
-        map.insert("program".into(), self.program.clone().into());
-        if let Ok(mut guard) = self.child.lock()
-            && let Ok(Some(status)) = guard.0.try_wait()
-        {
-            map.insert("exit_status".into(), status.to_string().into());
+    fn stats(&self) -> LinkStats {
+        let mut process = ProcessStats {
+            program: self.program.clone(),
+            ..Default::default()
+        };
+        // A child that closed its stdout is exiting: wait for that (briefly), so the summary
+        // says how it ended rather than that it was still running a moment before.
+        let give_up = std::time::Instant::now() + EXIT_WAIT;
+        let status = loop {
+            let status = self
+                .child
+                .lock()
+                .ok()
+                .and_then(|mut guard| guard.0.try_wait().ok().flatten());
+            if status.is_some() || !self.ended || std::time::Instant::now() >= give_up {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if let Some(status) = status {
+            process.exit_status = Some(status.to_string());
+            process.exit_code = status.code();
+            process.exit_signal = status.signal();
         }
-        map
+        LinkStats {
+            process: Some(process),
+            ..Default::default()
+        }
     }
 }
 
@@ -149,8 +189,8 @@ mod tests {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let expected = data.clone();
         let writer = std::thread::spawn(move || {
-            tx.send(&data).unwrap();
-            tx.finish().unwrap();
+            tx.send(&data, &Cancel::never()).unwrap();
+            tx.finish(&Cancel::never()).unwrap();
         });
         rx.set_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut got = Vec::new();
@@ -176,6 +216,23 @@ mod tests {
             error.contains("cannot start 'no-such-program-loopscope'"),
             "{error}"
         );
+    }
+
+    /// `sleep` never reads its stdin: once the pipe is full the sender waits, and gives up at
+    /// its deadline with the bytes the pipe took (issue 12: `bert exec:'sleep 34'` hung).
+    #[test]
+    fn a_child_that_never_reads_does_not_hold_the_sender_past_its_deadline() {
+        let (mut tx, _rx) = open("exec:sleep 30").unwrap();
+        let started = std::time::Instant::now();
+        let cancel = Cancel::never().until(started + Duration::from_millis(300));
+        let error = tx.send(&vec![0u8; 8 << 20], &cancel).unwrap_err();
+        assert!(error.is_cancelled(), "{error}");
+        assert!(
+            error.accepted > 0 && error.accepted < 8 << 20,
+            "{}",
+            error.accepted
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! a run allocates a fixed amount of memory however long it lasts.
 
 use std::io;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::Duration;
 
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError,
+};
+
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::link::{Link, LinkError, LinkHalves, LinkReceiver, LinkSender};
+use crate::link::{Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, SendError};
 
 /// Chunks in flight; with 256 KiB chunks the loop holds at most 2 MiB.
 const DEPTH: usize = 8;
@@ -37,8 +40,8 @@ impl MemoryLoop {
 
     /// The two halves without boxing, for in-process users.
     pub fn pair(depth: usize) -> (MemorySender, MemoryReceiver) {
-        let (full_tx, full_rx) = mpsc::sync_channel(depth);
-        let (empty_tx, empty_rx) = mpsc::sync_channel(depth + 2);
+        let (full_tx, full_rx) = crossbeam_channel::bounded(depth);
+        let (empty_tx, empty_rx) = crossbeam_channel::bounded(depth + 2);
         (
             MemorySender {
                 full: Some(full_tx),
@@ -73,32 +76,51 @@ impl Link for MemoryLoop {
 }
 
 pub struct MemorySender {
-    full: Option<SyncSender<Vec<u8>>>,
+    full: Option<Sender<Vec<u8>>>,
     empty: Receiver<Vec<u8>>,
 }
 
 impl LinkSender for MemorySender {
-    fn send(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let full = self
-            .full
-            .as_ref()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        while !data.is_empty() {
-            let take = data.len().min(CHUNK);
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+        let closed = || io::Error::from(io::ErrorKind::BrokenPipe);
+        let Some(full) = self.full.as_ref() else {
+            return Err(SendError::failed(0, closed()));
+        };
+        let mut accepted = 0;
+        while accepted < data.len() {
+            let take = (data.len() - accepted).min(CHUNK);
             let mut chunk = match self.empty.try_recv() {
                 Ok(chunk) => chunk,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
             };
             chunk.clear();
-            chunk.extend_from_slice(&data[..take]);
-            full.send(chunk)
-                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
-            data = &data[take..];
+            chunk.extend_from_slice(&data[accepted..accepted + take]);
+            // The usual case, a loop with room, costs no timeout bookkeeping.
+            let mut pending = match full.try_send(chunk) {
+                Ok(()) => None,
+                Err(TrySendError::Full(chunk)) => Some(chunk),
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(SendError::failed(accepted, closed()));
+                }
+            };
+            while let Some(chunk) = pending.take() {
+                let Some(wait) = cancel.next_wait() else {
+                    return Err(SendError::cancelled(accepted));
+                };
+                match full.send_timeout(chunk, wait) {
+                    Ok(()) => {}
+                    Err(SendTimeoutError::Timeout(chunk)) => pending = Some(chunk),
+                    Err(SendTimeoutError::Disconnected(_)) => {
+                        return Err(SendError::failed(accepted, closed()));
+                    }
+                }
+            }
+            accepted += take;
         }
         Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
         self.full = None;
         Ok(())
     }
@@ -106,7 +128,7 @@ impl LinkSender for MemorySender {
 
 pub struct MemoryReceiver {
     full: Receiver<Vec<u8>>,
-    empty: SyncSender<Vec<u8>>,
+    empty: Sender<Vec<u8>>,
     current: Vec<u8>,
     offset: usize,
     timeout: Option<Duration>,
@@ -157,9 +179,9 @@ mod tests {
         let expected = data.clone();
         let writer = std::thread::spawn(move || {
             for piece in data.chunks(70_001) {
-                tx.send(piece).unwrap();
+                tx.send(piece, &Cancel::never()).unwrap();
             }
-            tx.finish().unwrap();
+            tx.finish(&Cancel::never()).unwrap();
         });
         let mut got = Vec::new();
         let mut buf = vec![0u8; 65_536];
@@ -172,6 +194,16 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(got, expected);
+    }
+
+    /// A sender into a full loop nobody reads gives up when cancelled, saying what it sent.
+    #[test]
+    fn a_full_loop_does_not_hold_a_cancelled_sender() {
+        let (mut tx, _rx) = MemoryLoop::pair(1);
+        let cancel = Cancel::never().until(std::time::Instant::now() + Duration::from_millis(50));
+        let error = tx.send(&vec![0u8; 4 * CHUNK], &cancel).unwrap_err();
+        assert!(error.is_cancelled());
+        assert_eq!(error.accepted, CHUNK, "one chunk fits a loop of depth 1");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod icmp;
 pub mod ip;
 pub mod memory;
 pub mod pty;
+pub mod send;
 pub mod serial;
 pub mod stream;
 pub mod tcp;

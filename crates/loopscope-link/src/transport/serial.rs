@@ -10,15 +10,17 @@
 //! The receiver measures the effective baud rate from the data and warns when it is more than
 //! 1% off the configured rate (a wrong crystal, a USB adapter that rounds the divisor).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
 use serialport::{DataBits, FlowControl, SerialPort, StopBits, TTYPort};
 
 use crate::endpoint::{Endpoint, EndpointError};
-use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+use crate::link::{Cancel, Link, LinkError, LinkReceiver, LinkSender, LinkStats, SendError};
+use crate::stats::{LineCounterDeltas, LineStats};
+use crate::transport::send::{Writer, write_all_until};
 use loopscope_sys::{LineCounters, tty_fd};
 use rustix::termios::{ControlModes, InputModes, OptionalActions, Termios};
 
@@ -162,6 +164,12 @@ impl SerialSettings {
     /// Bits on the wire per character: start + data + parity + stop.
     pub fn bits_per_char(&self) -> u32 {
         1 + self.data_bits as u32 + u32::from(self.parity != Parity::None) + self.stop_bits as u32
+    }
+
+    /// Data bits per second the line carries at its baud rate (the start, parity and stop bits
+    /// of each character are overhead).
+    pub fn data_rate_bps(&self) -> f64 {
+        f64::from(self.baud) * f64::from(self.data_bits) / f64::from(self.bits_per_char())
     }
 
     /// What the user asked for, in the usual shorthand (`115200 8N1`).
@@ -370,8 +378,8 @@ pub fn line_counters(fd: impl AsFd) -> Option<LineCounters> {
 
 /// The control-line loop test: each output toggled, the inputs a full loopback plug wires to
 /// it must follow. Values: "ok", "stuck high", "stuck low", or why it could not run.
-pub fn control_line_test(port: &mut TTYPort) -> Map<String, Value> {
-    let mut result = Map::new();
+pub fn control_line_test(port: &mut TTYPort) -> BTreeMap<String, String> {
+    let mut result = BTreeMap::new();
     let settle = || std::thread::sleep(Duration::from_millis(20));
     type Read = fn(&mut TTYPort) -> serialport::Result<bool>;
     let pairs: [(&str, bool, Read); 3] = [
@@ -402,7 +410,7 @@ pub fn control_line_test(port: &mut TTYPort) -> Map<String, Value> {
             })
         })();
         let value = outcome.unwrap_or_else(|e| format!("unsupported: {}", e.description));
-        result.insert(name.into(), Value::String(value));
+        result.insert(name.into(), value);
     }
     result
 }
@@ -413,31 +421,28 @@ pub struct TtySender {
 }
 
 impl LinkSender for TtySender {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        loopscope_sys::write_all(tty_fd(&self.port), data)
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+        write_all_until(tty_fd(&self.port), data, Writer::NonBlocking, cancel)
     }
 
-    fn finish(&mut self) -> io::Result<()> {
-        // Wait until the UART has sent everything (tcdrain). A driver without it has nothing
-        // buffered to wait for.
-        let _ = rustix::termios::tcdrain(tty_fd(&self.port));
-        Ok(())
-    }
+    // No tcdrain(3): a test reads every byte back anyway, and a line held off by flow control
+    // (CTS never raised) would keep tcdrain waiting forever.
 }
 
 pub struct TtyReceiver {
     port: TTYPort,
     timeout: Option<Duration>,
     settings: SerialSettings,
-    /// Measure the baud rate from the data (not on ptys, which do not pace).
-    paced: bool,
+    /// Whether the far end paces (`Some` on a pty with the built-in plug; a UART always does).
+    paced: Option<bool>,
     first: Option<Instant>,
     last: Option<Instant>,
     /// Bytes received after the first read (the first read's bytes had no measured duration).
     timed_bytes: u64,
     bytes: u64,
     counters_at_open: Option<LineCounters>,
-    fixed: Map<String, Value>,
+    fixed: LineStats,
+    transport: &'static str,
 }
 
 impl TtyReceiver {
@@ -481,32 +486,35 @@ impl LinkReceiver for TtyReceiver {
         Ok(())
     }
 
-    fn stats(&self) -> Map<String, Value> {
-        let mut stats = self.fixed.clone();
-        stats.insert("baud_configured".into(), json!(self.settings.baud));
-        if self.paced
-            && let Some(measured) = self.measured_baud()
+    fn stats(&self) -> LinkStats {
+        let mut line = self.fixed.clone();
+        line.baud_configured = self.settings.baud;
+        line.paced = self.paced;
+        line.baud_measured = self.measured_baud().map(f64::round);
+        // An unpaced plug runs as fast as the kernel copies: nothing to warn about.
+        if self.paced != Some(false)
+            && let Some(measured) = line.baud_measured
         {
-            stats.insert("baud_measured".into(), json!(measured.round()));
-            if let Some(warning) = baud_warning(measured, self.settings.baud) {
-                stats.insert("baud_warning".into(), json!(warning));
-            }
+            line.baud_warning = baud_warning(measured, self.settings.baud);
         }
         if let (Some(start), Some(now)) = (self.counters_at_open, line_counters(tty_fd(&self.port)))
         {
-            let delta = |a: i32, b: i32| json!(i64::from(a) - i64::from(b));
-            stats.insert("line_rx".into(), delta(now.rx, start.rx));
-            stats.insert("line_tx".into(), delta(now.tx, start.tx));
-            stats.insert("line_frame_errors".into(), delta(now.frame, start.frame));
-            stats.insert("line_overruns".into(), delta(now.overrun, start.overrun));
-            stats.insert("line_parity_errors".into(), delta(now.parity, start.parity));
-            stats.insert("line_breaks".into(), delta(now.brk, start.brk));
-            stats.insert(
-                "line_buffer_overruns".into(),
-                delta(now.buf_overrun, start.buf_overrun),
-            );
+            let delta = |a: i32, b: i32| i64::from(a) - i64::from(b);
+            line.counters = Some(LineCounterDeltas {
+                line_rx: delta(now.rx, start.rx),
+                line_tx: delta(now.tx, start.tx),
+                line_frame_errors: delta(now.frame, start.frame),
+                line_overruns: delta(now.overrun, start.overrun),
+                line_parity_errors: delta(now.parity, start.parity),
+                line_breaks: delta(now.brk, start.brk),
+                line_buffer_overruns: delta(now.buf_overrun, start.buf_overrun),
+            });
         }
-        stats
+        LinkStats {
+            transport: Some(self.transport),
+            line: Some(line),
+            ..Default::default()
+        }
     }
 }
 
@@ -521,21 +529,31 @@ pub fn baud_warning(measured: f64, configured: u32) -> Option<String> {
     })
 }
 
-/// Splits a configured tty into link halves. `paced`: a real UART (measure the baud rate).
+/// Splits a configured tty into link halves. `paced`: whether the far end paces (see
+/// [`LineStats::paced`]); `fixed`: what is known at open (device, control-line verdicts).
 pub fn tty_halves(
     port: TTYPort,
     settings: SerialSettings,
-    paced: bool,
-    mut fixed: Map<String, Value>,
+    paced: Option<bool>,
+    transport: &'static str,
+    mut fixed: LineStats,
     name: &str,
 ) -> Result<(TtySender, TtyReceiver), LinkError> {
     let reader = port
         .try_clone_native()
         .map_err(|e| serial_error(format!("{name}: cannot clone descriptor"), e))?;
+    // Shared by both halves (one open file): the sender waits for room in poll(2), where it
+    // sees its deadline; the receiver already waits in poll(2) before each read.
+    rustix::io::ioctl_fionbio(tty_fd(&port), true).map_err(|e| {
+        LinkError::io(
+            format!("{name}: cannot make the port non-blocking"),
+            e.into(),
+        )
+    })?;
     let counters_at_open = line_counters(tty_fd(&port));
-    fixed.insert("line_settings".into(), json!(settings.describe()));
+    fixed.line_settings = settings.describe();
     if counters_at_open.is_none() {
-        fixed.insert("line_counters".into(), json!("not supported by the driver"));
+        fixed.line_counters = Some("not supported by the driver".into());
     }
     Ok((
         TtySender { port },
@@ -550,6 +568,7 @@ pub fn tty_halves(
             bytes: 0,
             counters_at_open,
             fixed,
+            transport,
         },
     ))
 }
@@ -598,20 +617,25 @@ impl Link for SerialLink {
         self.original.clone()
     }
 
+    fn data_bits(&self) -> u8 {
+        self.settings.data_bits
+    }
+
+    fn line_rate_bps(&self) -> Option<f64> {
+        Some(self.settings.data_rate_bps())
+    }
+
     fn split(self: Box<Self>) -> Result<(Box<dyn LinkSender>, Box<dyn LinkReceiver>), LinkError> {
         let mut port = self.open()?;
-        let mut fixed = Map::new();
-        fixed.insert("transport".into(), json!("serial"));
-        fixed.insert("device".into(), json!(self.path));
-        if self.settings.line_test {
-            fixed.insert(
-                "control_lines".into(),
-                Value::Object(control_line_test(&mut port)),
-            );
-        }
-        // A pseudo-terminal named as a serial port does not pace its data.
-        let paced = !self.path.starts_with("/dev/pts/");
-        let (tx, rx) = tty_halves(port, self.settings, paced, fixed, &self.original)?;
+        let fixed = LineStats {
+            device: self.path.clone(),
+            control_lines: self
+                .settings
+                .line_test
+                .then(|| control_line_test(&mut port)),
+            ..Default::default()
+        };
+        let (tx, rx) = tty_halves(port, self.settings, None, "serial", fixed, &self.original)?;
         Ok((Box::new(tx), Box::new(rx)))
     }
 }

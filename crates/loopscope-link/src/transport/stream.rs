@@ -1,15 +1,17 @@
 //! The two halves of a connected stream socket (TCP, Unix stream), shared by `tcp:` and `unix:`.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use crate::link::{LinkReceiver, LinkSender};
 use loopscope_sys::SocketTimeout;
 
+use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
+use crate::transport::send::{Writer, arm_send_timeout, write_all_until};
+
 /// A connected stream socket that can be cloned into two halves.
-pub trait StreamSocket: Write + AsFd + Send + 'static {
+pub trait StreamSocket: AsFd + Send + 'static {
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
@@ -27,20 +29,48 @@ impl StreamSocket for std::os::unix::net::UnixStream {
 
 pub struct StreamSender<S: StreamSocket> {
     socket: S,
+    /// SO_SNDTIMEO is set; otherwise sends look at the cancel only between pieces.
+    timed: bool,
 }
 
 impl<S: StreamSocket> StreamSender<S> {
     pub fn new(socket: S) -> Self {
-        StreamSender { socket }
+        let timed = arm_send_timeout(socket.as_fd()).is_ok();
+        StreamSender { socket, timed }
     }
 }
 
 impl<S: StreamSocket> LinkSender for StreamSender<S> {
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        self.socket.write_all(data)
+    fn send(&mut self, data: &[u8], cancel: &Cancel) -> Result<(), SendError> {
+        if self.timed {
+            return write_all_until(self.socket.as_fd(), data, Writer::Socket, cancel);
+        }
+        // No send timeout (a socket type without SO_SNDTIMEO): send without blocking and
+        // wait for room in poll(2) instead.
+        let mut accepted = 0;
+        while accepted < data.len() {
+            let fd = self.socket.as_fd();
+            match rustix::net::send(
+                fd,
+                &data[accepted..],
+                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => accepted += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    let Some(wait) = cancel.next_wait() else {
+                        return Err(SendError::cancelled(accepted));
+                    };
+                    loopscope_sys::wait_writable(fd, Some(wait))
+                        .map_err(|e| SendError::failed(accepted, e))?;
+                }
+                Err(e) => return Err(SendError::failed(accepted, e.into())),
+            }
+        }
+        Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, _cancel: &Cancel) -> io::Result<()> {
         match self.socket.shutdown_write() {
             // The peer may already be gone; end of stream is what we wanted anyway.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
@@ -52,12 +82,12 @@ impl<S: StreamSocket> LinkSender for StreamSender<S> {
 pub struct StreamReceiver<S: StreamSocket> {
     socket: S,
     timeout: SocketTimeout,
-    stats: serde_json::Map<String, serde_json::Value>,
+    stats: LinkStats,
 }
 
 impl<S: StreamSocket> StreamReceiver<S> {
     /// `stats` are fixed facts about the connection (transport, addresses).
-    pub fn new(socket: S, stats: serde_json::Map<String, serde_json::Value>) -> Self {
+    pub fn new(socket: S, stats: LinkStats) -> Self {
         StreamReceiver {
             socket,
             timeout: SocketTimeout::default(),
@@ -79,7 +109,7 @@ impl<S: StreamSocket> LinkReceiver for StreamReceiver<S> {
         Ok(())
     }
 
-    fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
+    fn stats(&self) -> LinkStats {
         self.stats.clone()
     }
 }

@@ -6,11 +6,11 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
 use socket2::Type;
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+use crate::stats::{LinkStats, SocketStats};
 use crate::transport::ip::{self, IP_OPTIONS, IpOptions};
 use crate::transport::stream::{StreamReceiver, StreamSender};
 
@@ -89,14 +89,14 @@ impl Link for TcpLink {
 
     fn split(self: Box<Self>) -> Result<(Box<dyn LinkSender>, Box<dyn LinkReceiver>), LinkError> {
         let stream = self.connect()?;
-        let mut stats = Map::new();
-        stats.insert("transport".into(), json!("tcp"));
-        if let Ok(local) = stream.local_addr() {
-            stats.insert("local".into(), Value::String(local.to_string()));
-        }
-        if let Ok(peer) = stream.peer_addr() {
-            stats.insert("peer".into(), Value::String(peer.to_string()));
-        }
+        let stats = LinkStats {
+            transport: Some("tcp"),
+            socket: Some(SocketStats {
+                local: stream.local_addr().ok().map(|a| a.to_string()),
+                peer: stream.peer_addr().ok().map(|a| a.to_string()),
+            }),
+            ..Default::default()
+        };
         let reader = stream
             .try_clone()
             .map_err(|e| LinkError::io(format!("{}: cannot clone socket", self.original), e))?;

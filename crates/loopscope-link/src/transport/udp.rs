@@ -5,11 +5,11 @@
 
 use std::net::{SocketAddr, UdpSocket};
 
-use serde_json::{Map, Value, json};
 use socket2::Type;
 
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+use crate::stats::{LinkStats, SocketStats};
 use crate::transport::datagram::{self, DATAGRAM_OPTIONS, DatagramSettings, HEADER};
 use crate::transport::ip::{self, IP_OPTIONS, IpOptions};
 
@@ -57,12 +57,14 @@ impl Link for UdpLink {
         let socket = self
             .open()
             .map_err(|e| LinkError::io(format!("{}: cannot open UDP socket", self.original), e))?;
-        let mut stats = Map::new();
-        stats.insert("transport".into(), json!("udp"));
-        if let Ok(local) = socket.local_addr() {
-            stats.insert("local".into(), Value::String(local.to_string()));
-        }
-        stats.insert("peer".into(), Value::String(self.peer.to_string()));
+        let stats = LinkStats {
+            transport: Some("udp"),
+            socket: Some(SocketStats {
+                local: socket.local_addr().ok().map(|a| a.to_string()),
+                peer: Some(self.peer.to_string()),
+            }),
+            ..Default::default()
+        };
         let (tx, rx) = datagram::halves(socket, self.settings, stats);
         Ok((Box::new(tx), Box::new(rx)))
     }

@@ -3,10 +3,9 @@
 
 use std::os::unix::net::{SocketAddr, UnixStream};
 
-use serde_json::{Map, json};
-
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::link::{Link, LinkError, LinkReceiver, LinkSender};
+use crate::stats::LinkStats;
 use crate::transport::stream::{StreamReceiver, StreamSender};
 
 /// Turns `PATH` or `@NAME` into a Unix socket address.
@@ -60,8 +59,10 @@ impl Link for UnixLink {
         let reader = stream
             .try_clone()
             .map_err(|e| LinkError::io(format!("{}: cannot clone socket", self.original), e))?;
-        let mut stats = Map::new();
-        stats.insert("transport".into(), json!("unix"));
+        let stats = LinkStats {
+            transport: Some("unix"),
+            ..Default::default()
+        };
         Ok((
             Box::new(StreamSender::new(stream)),
             Box::new(StreamReceiver::new(reader, stats)),
@@ -124,8 +125,10 @@ impl Link for UnixgramLink {
                 e,
             )
         })?;
-        let mut stats = Map::new();
-        stats.insert("transport".into(), json!("unixgram"));
+        let stats = LinkStats {
+            transport: Some("unixgram"),
+            ..Default::default()
+        };
         let (tx, rx) = crate::transport::datagram::halves(socket, self.settings, stats);
         Ok((Box::new(tx), Box::new(rx)))
     }

@@ -19,8 +19,8 @@ use super::control::{
     UDP_HELLO_REPLY, new_cookie, stream_id,
 };
 use super::report::{
-    Interval, IntervalStream, PeerFigures, Percentiles, PerfEvent, PerfSummary, StreamSummary,
-    UdpFigures, nanos_histogram,
+    Interval, IntervalStream, LoadFigures, PeerFigures, Percentiles, PerfEvent, PerfSummary,
+    StreamSummary, UdpFigures, nanos_histogram,
 };
 use super::stream::{DataSocket, Role, RunControl, Stream, WorkerOptions, spawn_worker};
 use super::{Direction, PerfError, SocketTuning};
@@ -177,7 +177,9 @@ pub fn run_client(
     };
     let run = Arc::new(RunControl::new(send_budget));
     let worker_options = WorkerOptions {
-        length: options.length,
+        // The length the test was announced with (UDP's default is only known once the
+        // control connection is up).
+        length: params.length as usize,
         rate_bps: options.bandwidth,
         counters_64bit: options.udp_counters_64bit,
         skip_rx_copy: options.skip_rx_copy,
@@ -1000,9 +1002,69 @@ pub(super) fn assemble(
         udp,
         complete: peer.is_some(),
         server_limit: None,
+        load: None,
         streams,
         intervals,
         ended_early,
         passed,
     }
+}
+
+/// `--under-load`: runs `load` (a throughput test) and, once its streams are up, `options`
+/// (a request-response test) over the same link at the same time; the latency summary carries
+/// the load's figures. Loaded latency is what neither test shows alone.
+pub fn run_under_load(
+    options: &ClientOptions,
+    load: &ClientOptions,
+    stop: &AtomicBool,
+    events: &mut dyn FnMut(&PerfEvent),
+) -> Result<PerfSummary, PerfError> {
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let (ready, started) = std::sync::mpsc::channel();
+    let load_thread = {
+        let (load, stop_load) = (load.clone(), Arc::clone(&stop_load));
+        std::thread::Builder::new()
+            .name("perf-load".into())
+            .spawn(move || {
+                run_client(&load, &stop_load, &mut |event| {
+                    if matches!(event, PerfEvent::Connected { .. }) {
+                        let _ = ready.send(());
+                    }
+                })
+            })
+            .map_err(|e| PerfError::io("cannot start the load thread", e))?
+    };
+    // The latency test starts once the load runs (or the load failed: its error is the
+    // answer).
+    if started.recv_timeout(STEP_TIMEOUT * 2).is_err() {
+        stop_load.store(true, Ordering::Relaxed);
+        return match load_thread.join() {
+            Ok(Err(error)) => Err(error),
+            _ => Err(PerfError::io(
+                "the load did not start",
+                std::io::ErrorKind::TimedOut.into(),
+            )),
+        };
+    }
+    let result = run_client(options, stop, events);
+    stop_load.store(true, Ordering::Relaxed);
+    let load_result = load_thread
+        .join()
+        .map_err(|_| PerfError::Usage("the load thread panicked".into()))?;
+    let mut summary = result?;
+    match load_result {
+        Ok(load) => {
+            summary.load = Some(LoadFigures {
+                streams: load.streams.len(),
+                bytes: load.bytes,
+                bits_per_second: load.bits_per_second,
+                retransmits: load.retransmits,
+            });
+        }
+        Err(error) => {
+            summary.passed = false;
+            summary.ended_early = Some(format!("the load failed: {error}"));
+        }
+    }
+    Ok(summary)
 }

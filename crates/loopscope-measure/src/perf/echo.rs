@@ -101,6 +101,9 @@ pub fn run_echo(
                     .spawn(move || {
                         let before = thread_cpu_time().unwrap_or_default();
                         let chunk: Vec<u8> = (0..length).map(|i| (i * 131 + 7) as u8).collect();
+                        // A send held up by a full link gives up when the run finishes.
+                        let cancel = loopscope_link::Cancel::on(Arc::clone(&finish))
+                            .or_on(Arc::clone(&abort));
                         while !finish.load(Ordering::Relaxed) && !abort.load(Ordering::Relaxed) {
                             let take = match budget.as_ref() {
                                 None => length,
@@ -120,13 +123,18 @@ pub fn run_echo(
                             if take == 0 {
                                 break;
                             }
-                            if let Err(error) = sender.send(&chunk[..take]) {
-                                fail(&shared, format!("send: {error}"));
+                            if let Err(error) = sender.send(&chunk[..take], &cancel) {
+                                shared
+                                    .sent
+                                    .fetch_add(error.accepted as u64, Ordering::Relaxed);
+                                if !error.is_cancelled() {
+                                    fail(&shared, format!("send: {error}"));
+                                }
                                 break;
                             }
                             shared.sent.fetch_add(take as u64, Ordering::Relaxed);
                         }
-                        let _ = sender.finish();
+                        let _ = sender.finish(&loopscope_link::Cancel::on(Arc::clone(&abort)));
                         add_cpu(&shared, before);
                         shared.sender_done.store(true, Ordering::Release);
                     })

@@ -17,10 +17,10 @@ pub mod server;
 pub mod stream;
 pub mod udp;
 
-pub use client::{ClientOptions, Transport, run_client};
+pub use client::{ClientOptions, Transport, run_client, run_under_load};
 pub use control::ControlError;
 pub use echo::{EchoOptions, run_echo};
-pub use report::{PerfEvent, PerfSummary};
+pub use report::{PerfEvent, PerfSummary, SeriesPoint, SeriesRun, SeriesSummary, Spread};
 pub use rr::RrOptions;
 pub use server::{
     EventSink, Listen, ServerEvent, ServerLimits, ServerOptions, ServerSummary, run_server,

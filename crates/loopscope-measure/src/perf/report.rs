@@ -226,6 +226,9 @@ pub struct PerfSummary {
     pub ended_early: Option<String>,
     /// What the server's limits did to this test (cut its duration, paced its rate).
     pub server_limit: Option<String>,
+    /// `--under-load`: the throughput test that ran beside the request-response one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadFigures>,
     pub passed: bool,
 }
 
@@ -250,6 +253,92 @@ impl Record for PerfSummary {
             if self.streams.len() == 1 { "" } else { "s" },
             self.seconds
         )?;
+        if self.mode == "echo" {
+            let mut table = Table::new(["stream", "came back", "bit rate"]);
+            for stream in &self.streams {
+                table.row([
+                    stream.id.to_string(),
+                    format_bytes(stream.bytes),
+                    format_bit_rate(stream.bits_per_second),
+                ]);
+            }
+            table.write(out)?;
+            writeln!(
+                out,
+                "sent {}, {} came back ({})",
+                format_bytes(self.sent_bytes),
+                format_bytes(self.received_bytes),
+                format_bit_rate(self.bits_per_second)
+            )?;
+        } else {
+            self.write_stream_table(out)?;
+        }
+        for stream in self.streams.iter().filter(|s| s.error.is_some()) {
+            writeln!(
+                out,
+                "stream {}: {}",
+                stream.id,
+                stream.error.as_deref().unwrap_or_default()
+            )?;
+        }
+        if let Some(transactions) = self.transactions {
+            writeln!(
+                out,
+                "{transactions} transactions, {:.0} per second",
+                self.transactions_per_second.unwrap_or(0.0)
+            )?;
+        }
+        if let Some(latency) = &self.latency {
+            writeln!(
+                out,
+                "round trip: min {:.1} us, median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+                latency.min_us, latency.p50_us, latency.p90_us, latency.p99_us, latency.max_us
+            )?;
+        } else if let (Some(p50), Some(p99)) = (self.rtt_p50_us, self.rtt_p99_us) {
+            writeln!(
+                out,
+                "TCP round-trip time (kernel's smoothed estimate): median {p50:.0} us, p99 {p99:.0} us"
+            )?;
+        }
+        if let Some(retransmits) = self.retransmits {
+            writeln!(out, "retransmitted segments: {retransmits}")?;
+        }
+        write!(
+            out,
+            "CPU: this side {:.1}% user, {:.1}% system",
+            self.cpu_user_percent, self.cpu_system_percent
+        )?;
+        match &self.peer {
+            Some(peer) => writeln!(
+                out,
+                "; far end {:.1}% user, {:.1}% system",
+                peer.cpu_user_percent, peer.cpu_system_percent
+            )?,
+            None => writeln!(out)?,
+        }
+        if let Some(load) = &self.load {
+            writeln!(
+                out,
+                "under load: {} stream{} moving {} ({}) at the same time",
+                load.streams,
+                if load.streams == 1 { "" } else { "s" },
+                format_bit_rate(load.bits_per_second),
+                format_bytes(load.bytes)
+            )?;
+        }
+        if let Some(limit) = &self.server_limit {
+            writeln!(out, "server limit: {limit}")?;
+        }
+        if let Some(reason) = &self.ended_early {
+            writeln!(out, "ended early: {reason} (partial results)")?;
+        }
+        Ok(())
+    }
+}
+
+impl PerfSummary {
+    /// The per-stream table of a test against a perf server.
+    fn write_stream_table(&self, out: &mut dyn Write) -> io::Result<()> {
         let udp = self.streams.iter().any(|s| s.udp.is_some());
         let mut header = vec![
             "stream",
@@ -316,49 +405,7 @@ impl Record for PerfSummary {
                 }
             }
         }
-        table.write(out)?;
-        if let Some(transactions) = self.transactions {
-            writeln!(
-                out,
-                "{transactions} transactions, {:.0} per second",
-                self.transactions_per_second.unwrap_or(0.0)
-            )?;
-        }
-        if let Some(latency) = &self.latency {
-            writeln!(
-                out,
-                "round trip: min {:.1} us, median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
-                latency.min_us, latency.p50_us, latency.p90_us, latency.p99_us, latency.max_us
-            )?;
-        } else if let (Some(p50), Some(p99)) = (self.rtt_p50_us, self.rtt_p99_us) {
-            writeln!(
-                out,
-                "TCP round-trip time (kernel's smoothed estimate): median {p50:.0} us, p99 {p99:.0} us"
-            )?;
-        }
-        if let Some(retransmits) = self.retransmits {
-            writeln!(out, "retransmitted segments: {retransmits}")?;
-        }
-        write!(
-            out,
-            "CPU: this side {:.1}% user, {:.1}% system",
-            self.cpu_user_percent, self.cpu_system_percent
-        )?;
-        match &self.peer {
-            Some(peer) => writeln!(
-                out,
-                "; far end {:.1}% user, {:.1}% system",
-                peer.cpu_user_percent, peer.cpu_system_percent
-            )?,
-            None => writeln!(out)?,
-        }
-        if let Some(limit) = &self.server_limit {
-            writeln!(out, "server limit: {limit}")?;
-        }
-        if let Some(reason) = &self.ended_early {
-            writeln!(out, "ended early: {reason} (partial results)")?;
-        }
-        Ok(())
+        table.write(out)
     }
 }
 
@@ -381,4 +428,201 @@ pub fn format_bytes(bytes: u64) -> String {
 /// A rate with SI prefix for messages (`12.3 Gbit/s`).
 pub fn format_rate(bits_per_second: f64) -> String {
     format_si(bits_per_second, "bit/s")
+}
+
+/// The load beside a `--under-load` latency test.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadFigures {
+    pub streams: usize,
+    pub bytes: u64,
+    pub bits_per_second: f64,
+    pub retransmits: Option<u64>,
+}
+
+/// How a figure spread over repeated runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// Coefficient of variation: standard deviation over the mean (0 for one run).
+    pub cv: f64,
+}
+
+impl Spread {
+    /// `None` for no values.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        let mean = sorted.iter().sum::<f64>() / n as f64;
+        // The sample standard deviation (n - 1), as a spread of repeated measurements is read.
+        let variance = if n > 1 {
+            sorted.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Some(Spread {
+            min: sorted[0],
+            median,
+            max: sorted[n - 1],
+            mean,
+            cv: if mean != 0.0 {
+                variance.sqrt() / mean
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+/// One message length of a `--repeat`/`--sweep` series.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoint {
+    pub length: u64,
+    pub runs: usize,
+    pub bits_per_second: Spread,
+    pub transactions_per_second: Option<Spread>,
+    pub rtt_p50_us: Option<Spread>,
+    pub rtt_p99_us: Option<Spread>,
+}
+
+impl SeriesPoint {
+    /// Sums up the runs of one length.
+    pub fn new(length: u64, runs: &[PerfSummary]) -> Option<SeriesPoint> {
+        let figure = |pick: &dyn Fn(&PerfSummary) -> Option<f64>| -> Option<Spread> {
+            let values: Vec<f64> = runs.iter().filter_map(pick).collect();
+            if values.len() == runs.len() {
+                Spread::of(&values)
+            } else {
+                None
+            }
+        };
+        Some(SeriesPoint {
+            length,
+            runs: runs.len(),
+            bits_per_second: figure(&|s| Some(s.bits_per_second))?,
+            transactions_per_second: figure(&|s| s.transactions_per_second),
+            rtt_p50_us: figure(&|s| s.rtt_p50_us),
+            rtt_p99_us: figure(&|s| s.rtt_p99_us),
+        })
+    }
+}
+
+/// The summary of `--repeat` and `--sweep`: each length's spread over its runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesSummary {
+    pub link: String,
+    pub mode: &'static str,
+    pub points: Vec<SeriesPoint>,
+    /// Every run passed.
+    pub passed: bool,
+}
+
+impl Record for SeriesSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "\nperf {}: {} over repeated runs",
+            self.link, self.mode
+        )?;
+        let latency = self.points.iter().any(|p| p.rtt_p50_us.is_some());
+        let mut header = vec!["length", "runs", "bit rate min", "median", "max", "cv"];
+        if latency {
+            header.extend(["rtt p50 median", "rtt p99 median"]);
+        }
+        let mut table = Table::new(header);
+        for point in &self.points {
+            let rate = point.bits_per_second;
+            let mut row = vec![
+                format_bytes(point.length),
+                point.runs.to_string(),
+                format_bit_rate(rate.min),
+                format_bit_rate(rate.median),
+                format_bit_rate(rate.max),
+                format!("{:.1}%", rate.cv * 100.0),
+            ];
+            if latency {
+                row.push(
+                    point
+                        .rtt_p50_us
+                        .map_or("-".into(), |s| format!("{:.1} us", s.median)),
+                );
+                row.push(
+                    point
+                        .rtt_p99_us
+                        .map_or("-".into(), |s| format!("{:.1} us", s.median)),
+                );
+            }
+            table.row(row);
+        }
+        table.write(out)
+    }
+}
+
+/// One run of a series, as an event (the full summary in JSON, a line for people).
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesRun {
+    /// Always `run`.
+    pub event: &'static str,
+    pub run: usize,
+    pub length: u64,
+    #[serde(flatten)]
+    pub summary: PerfSummary,
+}
+
+impl Record for SeriesRun {
+    fn kind(&self) -> &'static str {
+        "event"
+    }
+
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut line = format!(
+            "run {} ({}-byte messages): {} in {:.2} s, {}",
+            self.run,
+            self.length,
+            format_bytes(self.summary.bytes),
+            self.summary.seconds,
+            format_bit_rate(self.summary.bits_per_second)
+        );
+        if let Some(rate) = self.summary.transactions_per_second {
+            line.push_str(&format!(", {rate:.0} transactions/s"));
+        }
+        if let Some(reason) = &self.summary.ended_early {
+            line.push_str(&format!(" (ended early: {reason})"));
+        }
+        writeln!(out, "{line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn spread_by_hand() {
+        let spread = Spread::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!(
+            (spread.min, spread.median, spread.max, spread.mean),
+            (1.0, 2.5, 4.0, 2.5)
+        );
+        // sample sd of 1,2,3,4 = sqrt(5/3)
+        assert!((spread.cv - (5.0f64 / 3.0).sqrt() / 2.5).abs() < 1e-12);
+        let one = Spread::of(&[7.0]).unwrap();
+        assert_eq!((one.median, one.cv), (7.0, 0.0));
+        assert!(Spread::of(&[]).is_none());
+    }
 }

@@ -2,8 +2,9 @@
 //! is one transaction, timed from its request. `crr` opens a new TCP connection for each
 //! transaction (connect, cookie, request, response, close).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
+use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,8 +18,10 @@ use super::client::{
     worker_cpu,
 };
 use super::control::{Control, ControlError, Cookie, StreamSock};
-use super::report::{Percentiles, PerfSummary, StreamSummary, nanos_histogram};
-use super::stream::{DataSocket, Stream};
+use super::report::{Percentiles, PerfSummary, StreamSummary, UdpFigures, nanos_histogram};
+use super::stream::{DataSocket, Stream, monotonic_now};
+use super::udp;
+use loopscope_link::adapter::impair::{Impairer, ImpairmentConfig};
 
 #[derive(Debug, Clone)]
 pub struct RrOptions {
@@ -38,6 +41,8 @@ const POLL: Duration = Duration::from_millis(100);
 
 struct StreamOutcome {
     transactions: u64,
+    /// UDP requests that got no response in time.
+    lost: u64,
     latency: Histogram<u64>,
     error: Option<String>,
 }
@@ -61,13 +66,19 @@ pub(super) fn run_rr_client(
         let rr = rr.clone();
         let length = options.length;
         let crr_options = rr.connect_per_transaction.then(|| options.clone());
+        let impair = options.impair.clone();
         let worker = std::thread::Builder::new()
             .name(format!("perf-rr-{}", stream.id))
             .spawn(move || {
                 let cpu = thread_cpu_time().unwrap_or_default();
-                let outcome = match &crr_options {
-                    Some(options) => crr_stream(options, &cookie, &stream, &rr, length, &finish),
-                    None => rr_stream(&stream, &rr, length, &finish),
+                let outcome = match (&crr_options, &stream.socket) {
+                    (Some(options), _) => {
+                        crr_stream(options, &cookie, &stream, &rr, length, &finish)
+                    }
+                    (None, DataSocket::Udp(socket)) => {
+                        rr_datagrams(socket, &stream, &rr, length, impair, &finish)
+                    }
+                    (None, DataSocket::Stream(_)) => rr_stream(&stream, &rr, length, &finish),
                 };
                 if let Ok(mut slot) = stream.cpu.lock() {
                     *slot = thread_cpu_time().unwrap_or_default().since(cpu);
@@ -110,6 +121,7 @@ pub(super) fn run_rr_client(
     for worker in workers {
         let outcome = worker.join().unwrap_or_else(|_| StreamOutcome {
             transactions: 0,
+            lost: 0,
             latency: nanos_histogram(),
             error: Some("the stream thread panicked".into()),
         });
@@ -160,7 +172,11 @@ pub(super) fn run_rr_client(
                 rtt_us: stream.socket.tcp_info().map(|i| i.rtt_us),
                 rttvar_us: stream.socket.tcp_info().map(|i| i.rttvar_us),
                 snd_cwnd_bytes: None,
-                udp: None,
+                // Over UDP a transaction whose request or response was lost times out.
+                udp: stream
+                    .socket
+                    .is_datagram()
+                    .then(|| UdpFigures::new(outcome.transactions, outcome.lost as i64, None, 0.0)),
                 error: outcome.error.clone().or_else(|| stream.error()),
             }
         })
@@ -169,7 +185,9 @@ pub(super) fn run_rr_client(
     let passed = ending.passed() && transactions > 0;
     let mut summary = assemble(
         &options.link,
-        if matches!(options.transport, super::client::Transport::Unix(_)) {
+        if options.udp {
+            "udp"
+        } else if matches!(options.transport, super::client::Transport::Unix(_)) {
             "unix"
         } else {
             "tcp"
@@ -242,6 +260,7 @@ fn read_exact(
 fn rr_stream(stream: &Stream, rr: &RrOptions, length: usize, finish: &AtomicBool) -> StreamOutcome {
     let mut outcome = StreamOutcome {
         transactions: 0,
+        lost: 0,
         latency: nanos_histogram(),
         error: None,
     };
@@ -305,6 +324,7 @@ fn crr_stream(
 ) -> StreamOutcome {
     let mut outcome = StreamOutcome {
         transactions: 0,
+        lost: 0,
         latency: nanos_histogram(),
         error: None,
     };
@@ -398,4 +418,137 @@ pub(super) fn respond_once(
     }
     write_all(socket, &vec![0x41u8; response_length])?;
     Ok(true)
+}
+
+/// How long a UDP request waits for its response before it counts as lost and another takes
+/// its place.
+pub const UDP_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// UDP requests and responses carry iperf3's datagram header with a 64-bit number, which the
+/// server copies into its response: the smallest message is that header.
+pub const UDP_MIN_MESSAGE: usize = 16;
+
+/// Request-response over a connected UDP socket: requests are numbered, the server answers
+/// each with a datagram that starts with the same number.
+fn rr_datagrams(
+    socket: &UdpSocket,
+    stream: &Stream,
+    rr: &RrOptions,
+    length: usize,
+    impair: Option<ImpairmentConfig>,
+    finish: &AtomicBool,
+) -> StreamOutcome {
+    // The impairer stands for the network on the way out: a request it loses was sent.
+    let mut impairer = impair.map(|mut config| {
+        config.seed = config.seed.wrapping_add(stream.id as u64);
+        Impairer::new(config)
+    });
+    let mut outcome = StreamOutcome {
+        transactions: 0,
+        lost: 0,
+        latency: nanos_histogram(),
+        error: None,
+    };
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut request = vec![0x52u8; length.max(UDP_MIN_MESSAGE)];
+    let mut response = vec![0u8; 65_536];
+    let mut outstanding: HashMap<u64, Instant> = HashMap::with_capacity(rr.inflight);
+    let mut sequence = 0u64;
+    let mut send = |outstanding: &mut HashMap<u64, Instant>, request: &mut Vec<u8>| {
+        sequence += 1;
+        udp::write_header(request, monotonic_now(), sequence, true);
+        outstanding.insert(sequence, Instant::now());
+        stream
+            .bytes
+            .fetch_add(request.len() as u64, Ordering::Relaxed);
+        match &mut impairer {
+            Some(impairer) => impairer.process(request, &mut |m| socket.send(m).map(drop)),
+            None => socket.send(request).map(drop),
+        }
+    };
+    let result = (|| -> io::Result<()> {
+        for _ in 0..rr.inflight {
+            send(&mut outstanding, &mut request)?;
+        }
+        let mut finished_at: Option<Instant> = None;
+        while !outstanding.is_empty() {
+            if finish.load(Ordering::Relaxed) {
+                let at = *finished_at.get_or_insert_with(Instant::now);
+                if at.elapsed() > UDP_RESPONSE_TIMEOUT {
+                    outcome.lost += outstanding.len() as u64;
+                    return Ok(());
+                }
+            }
+            match socket.recv(&mut response) {
+                Ok(count) => {
+                    let Some((_, number)) = udp::read_header(&response[..count], true) else {
+                        continue;
+                    };
+                    let Some(sent) = outstanding.remove(&number) else {
+                        continue; // a response to a request already given up
+                    };
+                    let nanos = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let _ = outcome.latency.record(nanos.max(1));
+                    outcome.transactions += 1;
+                    if !finish.load(Ordering::Relaxed) {
+                        send(&mut outstanding, &mut request)?;
+                    }
+                }
+                Err(e) if is_retry(&e) || e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e),
+            }
+            // Requests whose response is overdue are lost; others replace them.
+            let overdue: Vec<u64> = outstanding
+                .iter()
+                .filter(|(_, sent)| sent.elapsed() > UDP_RESPONSE_TIMEOUT)
+                .map(|(number, _)| *number)
+                .collect();
+            for number in overdue {
+                outstanding.remove(&number);
+                outcome.lost += 1;
+                if !finish.load(Ordering::Relaxed) {
+                    send(&mut outstanding, &mut request)?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(error) = result {
+        outcome.error = Some(error.to_string());
+    }
+    outcome
+}
+
+/// The server's half of a UDP request-response stream: answer each request with a datagram
+/// of `response_length` that starts with the request's header.
+pub(super) fn respond_datagrams(
+    socket: &UdpSocket,
+    response_length: usize,
+    counted: &AtomicU64,
+    transactions: &AtomicU64,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let _ = socket.set_read_timeout(Some(POLL));
+    let mut request = vec![0u8; 65_536];
+    let mut response = vec![0x41u8; response_length.max(UDP_MIN_MESSAGE)];
+    while !stop() {
+        match socket.recv(&mut request) {
+            Ok(count) if count >= UDP_MIN_MESSAGE => {
+                counted.fetch_add(count as u64, Ordering::Relaxed);
+                response[..UDP_MIN_MESSAGE].copy_from_slice(&request[..UDP_MIN_MESSAGE]);
+                match socket.send(&response) {
+                    Ok(_) => {
+                        transactions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A full buffer: the response is lost, as on a network.
+                    Err(e) if is_retry(&e) || e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(_) => {} // a stray hello
+            Err(e) if is_retry(&e) || e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -226,8 +226,8 @@ const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
 /// A running test, as data connections find it.
 struct TestSlot {
-    /// Where data connections go while the test collects them.
-    streams: Option<mpsc::Sender<StreamSock>>,
+    /// Where data connections go while the test collects them, with their accept order.
+    streams: Option<mpsc::Sender<(u64, StreamSock)>>,
     /// Set for `crr`: each new connection is one transaction.
     crr: Option<CrrSlot>,
 }
@@ -395,6 +395,10 @@ fn stopping(shared: &Shared) -> bool {
 }
 
 fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
+    // Clients open a test's data connections one after the other; the order they were
+    // accepted in is the order of the streams (it decides which way each carries data), while
+    // the threads that read their cookies may finish in any order.
+    let mut accepted_count = 0u64;
     loop {
         if stopping(shared) {
             return;
@@ -424,12 +428,14 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
             shared.greeting.fetch_sub(1, Ordering::AcqRel);
             continue; // dropped: closes the connection
         }
+        accepted_count += 1;
+        let order = accepted_count;
         let shared = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("perf-conn".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                greet(&shared, socket);
+                greet(&shared, socket, order);
             });
         if spawned.is_err() {
             // The closure (and its counter decrement) never ran.
@@ -438,8 +444,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
     }
 }
 
-/// Reads a new connection's cookie and routes it.
-fn greet(shared: &Arc<Shared>, socket: StreamSock) {
+/// Reads a new connection's cookie and routes it. `order` is its place in the accept queue.
+fn greet(shared: &Arc<Shared>, socket: StreamSock, order: u64) {
     let mut cookie: Cookie = [0; COOKIE_LEN];
     let read = read_exact_by(
         &socket,
@@ -469,7 +475,7 @@ fn greet(shared: &Arc<Shared>, socket: StreamSock) {
             }
         }
         Some((Some(streams), None)) => {
-            let _ = streams.send(socket);
+            let _ = streams.send((order, socket));
         }
         Some((None, None)) => {} // a test not collecting streams: close
         None => run_test(shared, socket, cookie),
@@ -552,11 +558,14 @@ fn plan(shared: &Shared, params: TestParams, is_unix: bool) -> Result<Plan, Refu
             "request-response is a loopscope extension, off on this server (--iperf3)",
         ));
     }
-    if rr.is_some() && (params.udp || params.reverse || params.bidirectional) {
+    if rr.is_some() && (params.reverse || params.bidirectional) {
         return Err(refuse(
             error_code::PROTOCOL,
-            "request-response runs over TCP or Unix streams, client to server",
+            "request-response runs client to server",
         ));
+    }
+    if rr.is_some_and(|rr| params.udp && rr.connect_per_transaction) {
+        return Err(refuse(error_code::PROTOCOL, "--crr opens TCP connections"));
     }
     if params.parallel == 0 || params.parallel > limits.max_streams {
         return Err(refuse(
@@ -875,8 +884,12 @@ fn collect_streams(
         }
         let collected = (|| {
             control.write_state(State::CreateStreams)?;
-            for index in 0..count {
-                let socket = receive_by(&receiver, deadline, shared)?;
+            let mut sockets = Vec::with_capacity(count);
+            for _ in 0..count {
+                sockets.push(receive_by(&receiver, deadline, shared)?);
+            }
+            sockets.sort_by_key(|(order, _)| *order);
+            for (index, (_, socket)) in sockets.into_iter().enumerate() {
                 if let StreamSock::Tcp(stream) = &socket {
                     let tuned = SockRef::from(stream);
                     let _ = tuned.set_tcp_nodelay(params.nodelay);
@@ -1046,20 +1059,27 @@ fn serve(
                         .name(format!("perf-respond-{}", stream.id))
                         .spawn(move || {
                             let cpu = thread_cpu_time().unwrap_or_default();
-                            if let DataSocket::Stream(socket) = &stream.socket {
-                                let stop = || {
-                                    run.abort.load(Ordering::Relaxed)
-                                        || run.drain_receivers.load(Ordering::Relaxed)
-                                };
-                                let _ = rr::respond(
+                            let stop = || {
+                                run.abort.load(Ordering::Relaxed)
+                                    || run.drain_receivers.load(Ordering::Relaxed)
+                            };
+                            let _ = match &stream.socket {
+                                DataSocket::Stream(socket) => rr::respond(
                                     socket,
                                     request_length,
                                     rr.response_length as usize,
                                     &stream.bytes,
                                     &transactions,
                                     &stop,
-                                );
-                            }
+                                ),
+                                DataSocket::Udp(socket) => rr::respond_datagrams(
+                                    socket,
+                                    rr.response_length as usize,
+                                    &stream.bytes,
+                                    &transactions,
+                                    &stop,
+                                ),
+                            };
                             if let Ok(mut slot) = stream.cpu.lock() {
                                 *slot = thread_cpu_time().unwrap_or_default().since(cpu);
                             }
@@ -1171,10 +1191,12 @@ fn serve(
     }
     if exchange {
         let cpu = thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
-        if let Err(error) = exchange_results(
-            control,
-            &local_results(&streams, cpu, run_seconds, &retransmits),
-        ) {
+        let mut ours = local_results(&streams, cpu, run_seconds, &retransmits);
+        if params.get_server_output {
+            // What the client asked to see: this test as the server saw it.
+            ours.server_output_text = Some(server_output(&streams, run_seconds, cpu));
+        }
+        if let Err(error) = exchange_results(control, &ours) {
             ended_early = Some(error.to_string());
         }
     }
@@ -1220,4 +1242,29 @@ fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), Control
         }),
         Err(error) => Err(error),
     }
+}
+
+/// The text a client gets back with `--get-server-output`: one line per stream and the CPU.
+fn server_output(streams: &[Arc<Stream>], seconds: f64, cpu: loopscope_sys::CpuTime) -> String {
+    let mut text = String::from("loopscope perf server\n");
+    for stream in streams {
+        let bytes = stream.bytes();
+        text.push_str(&format!(
+            "[{:>3}] {} {} in {seconds:.2} s, {}\n",
+            stream.id,
+            if stream.role == Role::Send {
+                "sent"
+            } else {
+                "received"
+            },
+            format_bytes(bytes),
+            loopscope_report::format_bit_rate(bytes as f64 * 8.0 / seconds.max(1e-9))
+        ));
+    }
+    text.push_str(&format!(
+        "CPU {:.1}% user, {:.1}% system\n",
+        cpu.user.as_secs_f64() * 100.0 / seconds.max(1e-9),
+        cpu.system.as_secs_f64() * 100.0 / seconds.max(1e-9)
+    ));
+    text
 }

@@ -267,6 +267,11 @@ pub fn spawn_worker(
         .name(format!("perf-{}-{}", stream.role.as_str(), stream.id))
         .spawn(move || {
             let cpu_before = thread_cpu_time().unwrap_or_default();
+            if options.rate_bps > 0 {
+                // A paced thread sleeps between sends; the default 50 us of timer slack would
+                // stretch every sleep and turn the pace into catch-up bursts.
+                let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+            }
             if let Err(error) = stream.socket.set_timeouts(Some(FLAG_POLL)) {
                 stream.fail(format!("cannot set socket timeouts: {error}"));
             } else {
@@ -303,10 +308,19 @@ fn is_retry(error: &io::Error) -> bool {
 
 /// Waits (in slices, watching `stop`) until the pacer lets the next bytes go. False when
 /// stopped while waiting.
-fn pace(pacer: Option<Pacer>, sent: u64, started: Instant, stop: &dyn Fn() -> bool) -> bool {
+/// A sender that fell further behind than this (the thread was not scheduled, the socket was
+/// full) forgives the rest instead of sending it in one burst, which a receiver's socket buffer
+/// would drop.
+const MAX_LAG: Duration = Duration::from_millis(5);
+
+fn pace(pacer: Option<Pacer>, sent: u64, started: &mut Instant, stop: &dyn Fn() -> bool) -> bool {
     let Some(pacer) = pacer else {
         return true;
     };
+    let lag = pacer.lag(sent, started.elapsed());
+    if lag > MAX_LAG {
+        *started += lag - MAX_LAG;
+    }
     loop {
         if stop() {
             return false;
@@ -327,9 +341,9 @@ fn send_stream(stream: &Stream, control: &RunControl, options: &WorkerOptions) -
     let mut sent = 0u64;
     // Paced from when this thread starts: a thread that starts late (a busy machine) must not
     // burst to make up for time it never had.
-    let started = Instant::now();
+    let mut started = Instant::now();
     loop {
-        if !pace(pacer, sent, started, &stopped) {
+        if !pace(pacer, sent, &mut started, &stopped) {
             return Ok(());
         }
         let chunk = control.claim(buffer.len());
@@ -372,9 +386,9 @@ fn send_datagrams(
         || control.stop_senders.load(Ordering::Relaxed) || control.abort.load(Ordering::Relaxed);
     let mut sequence = 0u64;
     let mut sent = 0u64;
-    let started = Instant::now();
+    let mut started = Instant::now();
     loop {
-        if !pace(pacer, sent, started, &stopped) {
+        if !pace(pacer, sent, &mut started, &stopped) {
             break;
         }
         if control.claim(datagram.len()) == 0 {
@@ -438,7 +452,7 @@ fn receive(
     let discard = options.skip_rx_copy && !datagram;
     let mut received = 0u64;
     let mut draining = false;
-    let started = Instant::now();
+    let mut started = Instant::now();
     loop {
         if control.abort.load(Ordering::Relaxed) {
             return Ok(());
@@ -454,7 +468,7 @@ fn receive(
                     || control.drain_receivers.load(Ordering::Relaxed)
             };
             // A rate limit on receiving holds a TCP sender back through flow control.
-            if !pace(pacer, received, started, &stop) {
+            if !pace(pacer, received, &mut started, &stop) {
                 continue;
             }
         }

@@ -106,8 +106,16 @@ impl Pacer {
     /// How long a sender that has sent `bytes_sent` after `elapsed` must wait to stay at the
     /// rate (zero when it is behind).
     pub fn wait(&self, bytes_sent: u64, elapsed: Duration) -> Duration {
-        let due = Duration::from_secs_f64(bytes_sent as f64 * 8.0 / self.bits_per_second as f64);
-        due.saturating_sub(elapsed)
+        self.due(bytes_sent).saturating_sub(elapsed)
+    }
+
+    /// How far behind the rate a sender is (zero when it is ahead).
+    pub fn lag(&self, bytes_sent: u64, elapsed: Duration) -> Duration {
+        elapsed.saturating_sub(self.due(bytes_sent))
+    }
+
+    fn due(&self, bytes_sent: u64) -> Duration {
+        Duration::from_secs_f64(bytes_sent as f64 * 8.0 / self.bits_per_second as f64)
     }
 }
 
@@ -192,6 +200,14 @@ mod tests {
         assert_eq!(
             pacer.wait(1_000_000, Duration::from_millis(500)),
             Duration::from_millis(500)
+        );
+        assert_eq!(
+            pacer.lag(1_000_000, Duration::from_millis(1500)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            pacer.lag(1_000_000, Duration::from_millis(500)),
+            Duration::ZERO
         );
         assert!(Pacer::new(0).is_none());
     }

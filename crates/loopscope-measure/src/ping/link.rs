@@ -4,7 +4,7 @@
 use std::io;
 use std::time::Duration;
 
-use loopscope_link::link::{Link, LinkError, LinkReceiver, LinkSender, is_timeout};
+use loopscope_link::link::{Cancel, Link, LinkError, LinkReceiver, LinkSender, is_timeout};
 use loopscope_wire::ping_frame::{self, Decoded, StreamDecoder};
 use serde_json::{Map, Value};
 
@@ -63,7 +63,9 @@ impl Pinger for LinkPinger {
             .get_or_insert_with(|| StreamDecoder::expecting(payload.min(ping_frame::MAX_PAYLOAD)));
         let sent_ns = now_ns();
         ping_frame::build(&mut self.frame, sequence, sent_ns, payload);
-        self.tx.send(&self.frame).map_err(SendError::Fatal)?;
+        self.tx
+            .send(&self.frame, &Cancel::never())
+            .map_err(|e| SendError::Fatal(e.into_io()))?;
         Ok(sent_ns)
     }
 
@@ -105,12 +107,14 @@ impl Pinger for LinkPinger {
 
     fn summary_fields(&self, fields: &mut Map<String, Value>) {
         let stats = self.rx.stats();
-        if !stats.is_empty() {
-            fields.insert("link".into(), Value::Object(stats));
+        if !stats.is_empty()
+            && let Ok(value) = serde_json::to_value(&stats)
+        {
+            fields.insert("link".into(), value);
         }
     }
 
     fn finish(&mut self) {
-        let _ = self.tx.finish();
+        let _ = self.tx.finish(&Cancel::never());
     }
 }

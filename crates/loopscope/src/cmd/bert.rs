@@ -42,6 +42,11 @@ pub struct Args {
     /// Pass when the BER is at most this (default: any error, slip or sync loss fails).
     #[arg(long, value_parser = parse_probability)]
     pub max_ber: Option<f64>,
+    /// Pass when at most this share of the bytes sent fails to come back, as a fraction (0.01)
+    /// or a percentage (1%); slips and sync losses are then judged as that loss (default: any
+    /// loss fails, as lost datagrams on udp:).
+    #[arg(long, value_parser = parse_loss, value_name = "SHARE")]
+    pub max_loss: Option<f64>,
     /// Confidence level of the BER upper bound (0.95 or 95).
     #[arg(long, default_value = "0.95", value_parser = parse_confidence)]
     pub confidence: f64,
@@ -119,6 +124,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         inject_burst_bits: args.inject_burst,
         inject_burst_every: args.inject_burst_every,
         max_ber: args.max_ber,
+        max_loss: args.max_loss,
         confidence: args.confidence,
         chunk_bytes: args.chunk as usize,
         drain_timeout: args.drain_timeout,
@@ -137,7 +143,9 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let progress = Progress::new(
         context.format,
         total_bytes,
-        "{spinner} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+        // One rate, in bit/s, from the bytes checked (indicatif's own bytes-per-second in
+        // GiB/s lagged behind it and read as a second, different figure).
+        "{spinner} {bytes}/{total_bytes} {msg}",
     );
     let started = std::time::Instant::now();
     let mut events = EventPrinter::new(context.format);
@@ -157,11 +165,30 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             ));
         },
     )
-    .with_context(|| format!("cannot run over '{}'", args.link))?;
+    // The link's own error names the endpoint.
+    .context("cannot start the test")?;
     progress.finish();
     events.finish();
     Printer::stdout(context.format).emit(&summary)?;
     Ok(Outcome::from_passed(summary.passed))
+}
+
+/// A share of the data: a fraction (`0.01`) or a percentage (`1%`).
+pub fn parse_loss(text: &str) -> Result<f64, String> {
+    let trimmed = text.trim();
+    let (number, scale) = match trimmed.strip_suffix('%') {
+        Some(number) => (number, 100.0),
+        None => (trimmed, 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a share (try 0.01 or 1%)"))?;
+    let share = value / scale;
+    if !(0.0..=1.0).contains(&share) {
+        return Err(format!("'{text}' must be between 0 and 1 (or 0% and 100%)"));
+    }
+    Ok(share)
 }
 
 /// SIGUSR1 injects one bit error, SIGUSR2 one burst, while the run goes on.

@@ -356,7 +356,7 @@ fn examples(key: &str) -> &'static [&'static str] {
             "loopscope bert 'sim:?ber=1e-6&seed=7' --bytes 100M --max-ber 1e-5",
             "loopscope bert exec:cat --pattern prbs15 --duration 5s",
             "loopscope bert tcp://127.0.0.1:7007 --duration 10s",
-            "loopscope bert 'pty:?baud=115200' --bytes 10M",
+            "loopscope bert 'pty:?baud=115200' --duration 5s",
         ],
         "pattern" | "pattern gen" | "pattern check" => &[
             "loopscope pattern gen prbs9 --bytes 1M -o prbs9.bin",

@@ -210,6 +210,7 @@ fn check(args: CheckArgs, context: &Context) -> anyhow::Result<Outcome> {
         .pattern
         .spec()?
         .unwrap_or_else(|| PatternSpec::standard(PatternKind::Prbs31));
+    // The BERT engine's pure part checks the stream: no link, no transmitter.
     let mut options = BertOptions::new(fallback);
     options.rx_expect = expect;
     options.max_ber = args.max_ber;

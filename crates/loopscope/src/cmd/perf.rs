@@ -10,14 +10,13 @@ use loopscope_link::transport::ip::{self, IpOptions};
 use loopscope_link::transport::unix::unix_address;
 use loopscope_measure::perf::{
     ClientOptions, Direction, EchoOptions, Listen, PerfError, PerfEvent, PerfSummary, RrOptions,
-    ServerEvent, ServerLimits, ServerOptions, SocketTuning, Transport, rr, run_client, run_echo,
-    run_server,
+    SeriesPoint, SeriesRun, SeriesSummary, ServerEvent, ServerLimits, ServerOptions, SocketTuning,
+    Transport, rr, run_client, run_echo, run_server, run_under_load,
 };
 use loopscope_report::{Outcome, Printer};
 
-use super::pattern::parse_size;
-use super::ping::parse_duration;
 use crate::Context;
+use loopscope_report::units::{UnitError, parse_duration, parse_rate, parse_size};
 
 /// iperf3's well-known port, which `perf` uses too (it speaks iperf3's protocol).
 const DEFAULT_PORT: u16 = 5201;
@@ -63,7 +62,7 @@ pub struct Args {
     #[arg(short = 'u', long)]
     pub udp: bool,
     /// Target bit rate per stream, e.g. 100M, 1.5G (default: unlimited; UDP 1M as iperf3).
-    #[arg(short = 'b', long = "bitrate", value_parser = parse_bit_rate)]
+    #[arg(short = 'b', long = "bitrate", value_parser = parse_rate)]
     pub bitrate: Option<u64>,
     /// Socket buffer size (SO_SNDBUF/SO_RCVBUF), e.g. 4Mi.
     #[arg(short = 'w', long, value_parser = parse_size)]
@@ -84,11 +83,22 @@ pub struct Args {
     #[arg(long)]
     pub skip_rx_copy: bool,
     /// Request-response: keep N transactions in flight per stream (N defaults to 1).
-    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1", conflicts_with_all = ["reverse", "bidir", "udp"])]
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1", conflicts_with_all = ["reverse", "bidir"])]
     pub rr: Option<usize>,
     /// Connect-request-response: a new TCP connection for every transaction.
     #[arg(long, conflicts_with_all = ["rr", "reverse", "bidir", "udp"])]
     pub crr: bool,
+    /// Latency under load: beside --rr or --crr, run a throughput test of N streams (default 1,
+    /// at -b if given) over the same link at the same time.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
+    pub under_load: Option<u32>,
+    /// Run the test this many times and report the spread (min, median, max, coefficient of
+    /// variation).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// A run per message length, e.g. 64,1k,16k,128k (with --repeat, that many runs each).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub sweep: Option<Vec<u64>>,
     /// Response size of --rr and --crr (default: the request's --length).
     #[arg(long, value_parser = parse_size)]
     pub response_length: Option<u64>,
@@ -128,43 +138,12 @@ pub struct Args {
     pub once: bool,
 }
 
-/// Bit rates as iperf3 writes them: SI multiples of bits per second (`100M`, `1.5G`,
-/// `10Mbit/s`).
-pub fn parse_bit_rate(text: &str) -> Result<u64, String> {
-    let rate = parse_bit_rate_or_zero(text)?;
-    if rate == 0 {
-        return Err(format!("'{text}': a rate must be above 0"));
+/// A rate limit: a bit rate, or 0 for none.
+fn parse_bit_rate_or_zero(text: &str) -> Result<u64, UnitError> {
+    if text.trim() == "0" {
+        return Ok(0);
     }
-    Ok(rate)
-}
-
-fn parse_bit_rate_or_zero(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let unitless = trimmed
-        .trim_end_matches("bit/s")
-        .trim_end_matches("bps")
-        .trim_end_matches("bit");
-    let split = unitless
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(unitless.len());
-    let (number, unit) = unitless.split_at(split);
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a bit rate (try 100M, 1.5G, 10Mbit/s)"))?;
-    let scale = match unit {
-        "" => 1.0,
-        "k" | "K" => 1e3,
-        "M" | "m" => 1e6,
-        "G" | "g" => 1e9,
-        "T" | "t" => 1e12,
-        _ => return Err(format!("'{text}': unknown unit '{unit}' (use k, M, G, T)")),
-    };
-    let rate = value * scale;
-    if !rate.is_finite() || rate < 0.0 || rate > u64::MAX as f64 {
-        return Err(format!("'{text}' is out of range"));
-    }
-    Ok(rate.round() as u64)
+    parse_rate(text)
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
@@ -217,12 +196,17 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
                     "--rr and --crr are loopscope's own: use tcp:// or unix:// against 'loopscope perf --server'"
                 );
             }
-            if crr && matches!(transport, Transport::Unix(_)) {
+            if crr && (udp || matches!(transport, Transport::Unix(_))) {
                 bail!("--crr opens TCP connections: use tcp://");
             }
             let inflight = inflight.unwrap_or(1);
-            let length = args.length.unwrap_or(1);
+            // Over UDP each message carries a 16-byte numbered header.
+            let smallest = if udp { rr::UDP_MIN_MESSAGE as u64 } else { 1 };
+            let length = args.length.unwrap_or(smallest);
             let response = args.response_length.unwrap_or(length);
+            if udp && (length < smallest || response < smallest || length.max(response) > 65_507) {
+                bail!("UDP requests and responses must be between 16 and 65507 bytes");
+            }
             if inflight == 0 || inflight > 4096 {
                 bail!("--rr N: N must be between 1 and 4096");
             }
@@ -247,7 +231,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     };
     let length = match (args.length, udp, &request_response) {
         (Some(length), ..) => length,
-        (None, _, Some(_)) => 1,
+        (None, true, Some(_)) => rr::UDP_MIN_MESSAGE as u64,
+        (None, false, Some(_)) => 1,
         // 0 asks for the control connection's MSS.
         (None, true, None) => 0,
         (None, false, None) => 128 * 1024,
@@ -298,11 +283,107 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         connect_timeout: args.connect_timeout,
         request_response,
     };
-    let mut printer = Printer::stdout(context.format);
-    let result = run_client(&options, &context.stop, &mut |event: &PerfEvent| {
-        let _ = printer.emit(event);
+    if args.under_load.is_some() && options.request_response.is_none() {
+        bail!(
+            "--under-load measures --rr or --crr latency while a throughput test runs: add --rr or --crr"
+        );
+    }
+    let load = args.under_load.map(|streams| ClientOptions {
+        parallel: streams.clamp(1, 128),
+        direction: Direction::Send,
+        length: 128 * 1024,
+        bandwidth: args.bitrate.unwrap_or(0),
+        request_response: None,
+        interval: None,
+        // The load must outlast the latency test; it is stopped when that ends.
+        duration: options.duration + Duration::from_secs(3600),
+        bytes: None,
+        ..options.clone()
     });
-    finish(result, &mut printer)
+    let run_once = |options: &ClientOptions,
+                    events: &mut dyn FnMut(&PerfEvent)|
+     -> Result<PerfSummary, PerfError> {
+        match &load {
+            Some(load) => run_under_load(options, load, &context.stop, events),
+            None => run_client(options, &context.stop, events),
+        }
+    };
+    let mut printer = Printer::stdout(context.format);
+    if args.repeat <= 1 && args.sweep.is_none() {
+        let result = run_once(&options, &mut |event: &PerfEvent| {
+            let _ = printer.emit(event);
+        });
+        return finish(result, &mut printer);
+    }
+    if args.repeat == 0 || args.repeat > 1000 {
+        bail!("--repeat must be between 1 and 1000");
+    }
+    let lengths = match &args.sweep {
+        Some(lengths) => lengths.clone(),
+        None => vec![options.length as u64],
+    };
+    if lengths
+        .iter()
+        .any(|&l| l == 0 || l > 64 << 20 || (udp && !(16..=65_507).contains(&l)))
+    {
+        bail!("--sweep lengths must be between 1 byte and 64 MiB (16 to 65507 with UDP)");
+    }
+    let json = printer.is_json();
+    let mut points = Vec::new();
+    let mut passed = true;
+    let mut run = 0;
+    'lengths: for length in lengths {
+        let mut options = options.clone();
+        options.length = length as usize;
+        if let Some(rr) = &mut options.request_response
+            && args.response_length.is_none()
+        {
+            rr.response_length = length as usize;
+        }
+        let mut runs = Vec::new();
+        for _ in 0..args.repeat {
+            if context.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break 'lengths;
+            }
+            run += 1;
+            let result = run_once(&options, &mut |event: &PerfEvent| {
+                if json {
+                    let _ = printer.emit(event);
+                }
+            });
+            match result {
+                Ok(summary) => {
+                    passed &= summary.passed;
+                    printer.emit(&SeriesRun {
+                        event: "run",
+                        run,
+                        length,
+                        summary: summary.clone(),
+                    })?;
+                    runs.push(summary);
+                }
+                Err(error) if error.is_environment() => return Err(error.into()),
+                Err(error) => {
+                    loopscope_report::stderr_line!("loopscope: error: run {run}: {error}");
+                    passed = false;
+                    break 'lengths;
+                }
+            }
+        }
+        points.extend(SeriesPoint::new(length, &runs));
+    }
+    let summary = SeriesSummary {
+        link,
+        mode: if options.request_response.is_some() {
+            "request-response"
+        } else {
+            "throughput"
+        },
+        points,
+        passed,
+    };
+    printer.emit(&summary)?;
+    Ok(Outcome::from_passed(summary.passed))
 }
 
 /// Prints the summary; an error that came from the far end (not the environment) is exit 1.
@@ -317,13 +398,16 @@ fn finish(
         }
         Err(error) if error.is_environment() => Err(error.into()),
         Err(error) => {
-            eprintln!("loopscope: error: {error}");
+            loopscope_report::stderr_line!("loopscope: error: {error}");
             Ok(Outcome::Failed)
         }
     }
 }
 
 fn echo(args: &Args, link: &str, context: &Context) -> anyhow::Result<Outcome> {
+    if args.repeat > 1 || args.sweep.is_some() || args.under_load.is_some() {
+        bail!("--repeat, --sweep and --under-load need a perf server (tcp://, udp://, unix:)");
+    }
     if args.reverse || args.bidir || args.udp || args.rr.is_some() || args.crr {
         bail!(
             "over a loop, perf measures what comes back: --reverse, --bidir, -u, --rr and --crr need a perf server (tcp://, udp://, unix:)"
@@ -409,22 +493,4 @@ fn serve(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
         printer.emit(&summary)?;
     }
     Ok(Outcome::Passed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bit_rate;
-
-    #[test]
-    fn bit_rates_as_iperf3_writes_them() {
-        assert_eq!(parse_bit_rate("100M"), Ok(100_000_000));
-        assert_eq!(parse_bit_rate("1.5G"), Ok(1_500_000_000));
-        assert_eq!(parse_bit_rate("10Mbit/s"), Ok(10_000_000));
-        assert_eq!(parse_bit_rate("64k"), Ok(64_000));
-        assert_eq!(parse_bit_rate("1000"), Ok(1000));
-        assert!(parse_bit_rate("0").is_err());
-        assert!(parse_bit_rate("fast").is_err());
-        assert!(parse_bit_rate("10Q").is_err());
-        assert!(parse_bit_rate("-5M").is_err());
-    }
 }

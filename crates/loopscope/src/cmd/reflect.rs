@@ -6,7 +6,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use loopscope_link::Endpoint;
 use loopscope_link::adapter::AdapterStack;
-use loopscope_link::reflector::{ReflectConfig, ReflectEvent, ReflectSummary, Reflector};
+use loopscope_link::reflector::{
+    DEFAULT_RATE_BURST, DEFAULT_RATE_LIMIT_PPS, ReflectConfig, ReflectEvent, ReflectSummary,
+    Reflector,
+};
+use loopscope_link::stats::plural;
 use loopscope_report::{Outcome, Printer, Record};
 use serde::Serialize;
 
@@ -15,8 +19,9 @@ use crate::Context;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Where to reflect: tcp://[HOST]:PORT, udp://[HOST]:PORT, unix:PATH, unixgram:PATH,
-    /// serial:/dev/ttyX?baud=..., pty: (prints the device to open). An empty HOST means
-    /// 127.0.0.1; port 0 picks a free port (printed).
+    /// serial:/dev/ttyX?baud=..., pty: (prints the device to open; its plug paces at the speed
+    /// the client sets, pty:?pace=0 does not). An empty HOST means 127.0.0.1; port 0 picks a
+    /// free port (printed).
     pub endpoint: String,
     /// Plain RFC 862 echo: serve TCP and UDP on the endpoint's port.
     #[arg(long)]
@@ -27,8 +32,10 @@ pub struct Args {
     /// Concurrent stream connections at most (more are closed at once and counted).
     #[arg(long, default_value_t = 1024)]
     pub max_connections: u64,
-    /// UDP datagrams per second answered per source address (0: no limit).
-    #[arg(long, default_value_t = 200_000, value_name = "PPS")]
+    /// UDP datagrams per second answered per source address, after a burst of a fifth of that
+    /// (at least 200). The default stops a flood from one source; a BERT over UDP needs more:
+    /// give 0 (no limit) on a network you trust.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT_PPS, value_name = "PPS")]
     pub rate_limit: u32,
     /// Copy stream bytes through user space instead of splice(2).
     #[arg(long)]
@@ -81,19 +88,38 @@ impl Record for SummaryRecord {
         writeln!(out, "\n--- reflect {} ---", s.endpoints.join(", "))?;
         writeln!(
             out,
-            "{} connections (at most {} at once, {} refused), {} bytes and {} datagrams reflected in {:.1} s",
-            s.connections,
+            "{} (at most {} at once, {} refused), {} and {} reflected in {:.1} s",
+            plural(s.connections, "connection", "connections"),
             s.max_concurrent_connections,
             s.connections_refused,
-            s.bytes_reflected,
-            s.datagrams_reflected,
+            plural(s.bytes_reflected, "byte", "bytes"),
+            plural(s.datagrams_reflected, "datagram", "datagrams"),
             s.elapsed_s
         )?;
-        if s.refused_source_port + s.refused_rate_limit + s.refused_unaddressed > 0 {
+        if s.refused_descriptor_limit > 0 {
             writeln!(
                 out,
-                "refused datagrams: {} by source port, {} by rate limit, {} unaddressed",
-                s.refused_source_port, s.refused_rate_limit, s.refused_unaddressed
+                "{} refused for want of file descriptors (limit {}, so at most {} connections)",
+                plural(s.refused_descriptor_limit, "connection", "connections"),
+                s.fd_limit,
+                s.connection_limit
+            )?;
+        }
+        let refused = s.refused_source_port
+            + s.refused_rate_limit
+            + s.refused_unaddressed
+            + s.refused_echo_loop
+            + s.datagrams_truncated;
+        if refused > 0 {
+            writeln!(
+                out,
+                "refused {}: {} by source port, {} by rate limit, {} echoing our replies (a loop), {} unaddressed, {} too long",
+                plural(refused, "datagram", "datagrams"),
+                s.refused_source_port,
+                s.refused_rate_limit,
+                s.refused_echo_loop,
+                s.refused_unaddressed,
+                s.datagrams_truncated
             )?;
         }
         if s.errors > 0 {
@@ -121,7 +147,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let config = ReflectConfig {
         max_connections: args.max_connections.max(1),
         rate_limit_pps: args.rate_limit,
-        rate_burst: (args.rate_limit / 50).max(64),
+        rate_burst: (args.rate_limit / 5).max(DEFAULT_RATE_BURST),
         zero_copy: !args.no_splice,
         impair: adapters.impair,
     };

@@ -80,10 +80,11 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     };
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() && !args.quiet {
-        println!(
+        loopscope_report::stdout_line!(
             "STAMP {target}: {} octets, {:?} timestamps",
-            args.size, config.format
-        );
+            args.size,
+            config.format
+        )?;
     }
     let quiet = args.quiet;
     let run = stamp::send(&config, &context.stop, |event| {

@@ -9,8 +9,8 @@
 //! The processor runs inside JACK's process callback, so every frame it renders is played in
 //! the same cycle, and frame `n` of the output and frame `n` of the input belong to the same
 //! cycle position: what a loop through the server gives back a period later shows as a delay
-//! of one period. libjack is loaded when the link opens (the `jack` crate's dynamic loading), so
-//! building needs no JACK packages and a host without them gets a one-line error.
+//! of one period. Built with the `jack` feature (which needs libjack's pkg-config file); libjack
+//! itself is loaded when the link opens, so a host without it gets a one-line error.
 //!
 //! The server is the one libjack picks: `JACK_DEFAULT_SERVER` names it, else `default`.
 

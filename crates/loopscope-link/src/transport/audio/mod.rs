@@ -10,8 +10,8 @@
 //! - [`sim`]: `audiosim:?delay=123.456&noise_db=-60&gain_db=-6&invert=1&drift_ppm=50`, a
 //!   simulated channel (fractional delay by windowed-sinc interpolation, seeded noise).
 //! - [`wav`]: `wav:OUT.wav,IN.wav`, play into a file and analyse a recording made elsewhere.
-//! - [`jack`]: `jack:?connect=loop`, a JACK client (libjack is loaded at run time, so the build
-//!   needs no audio packages).
+//! - `jack`: `jack:?connect=loop`, a JACK client, with the `jack` cargo feature (building it
+//!   needs libjack's pkg-config file; libjack itself is loaded at run time).
 //!
 //! Tests run over an audio link in `loopscope-measure` (`audio_latency`); the modem adapter
 //! ([`crate::adapter::modem`]) turns an audio link into a byte link.
@@ -22,6 +22,7 @@ use std::sync::atomic::AtomicBool;
 use crate::endpoint::{Endpoint, EndpointError};
 
 pub mod interpolate;
+#[cfg(feature = "jack")]
 pub mod jack;
 pub mod sim;
 pub mod wav;
@@ -163,7 +164,12 @@ pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn AudioLink>, AudioErr
     match endpoint.scheme.as_str() {
         "audiosim" => Ok(Box::new(sim::AudioSim::from_endpoint(endpoint)?)),
         "wav" => Ok(Box::new(wav::WavLink::from_endpoint(endpoint)?)),
+        #[cfg(feature = "jack")]
         "jack" => Ok(Box::new(jack::JackLink::from_endpoint(endpoint)?)),
+        #[cfg(not(feature = "jack"))]
+        "jack" => Err(AudioError::Jack(
+            "this loopscope was built without JACK support (build with --features jack, which needs libjack-jackd2-dev)".into(),
+        )),
         other => Err(AudioError::NotAudio(other.to_string())),
     }
 }
