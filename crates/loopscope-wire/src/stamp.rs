@@ -821,7 +821,7 @@ mod tests {
     /// RFC 8762 Figure 3: sequence, 12 MBZ, timestamp, error estimate, (SSID,) 68 MBZ, HMAC.
     #[test]
     fn authenticated_sender_known_answer() {
-        let mut bytes = vec![0u8; 112];
+        let mut bytes = [0u8; 112];
         bytes[0..4].copy_from_slice(&[0, 0, 1, 0]);
         bytes[16..24].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         bytes[24..26].copy_from_slice(&[0x40, 0x01]);
