@@ -2,7 +2,6 @@
 //! the emulated NIU, both as a child process on stdio (`exec:loopscope reflect --niu t1 stdio:`)
 //! and in process (`sim:?niu=esf`).
 
-
 use serde_json::Value;
 
 mod support;
