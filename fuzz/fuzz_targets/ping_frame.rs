@@ -1,11 +1,14 @@
 //! The ping frame as a byte stream cut anywhere (the first byte picks the cut and the run's
-//! payload length), so the stream decoder sees merged, partial and junk frames.
+//! payload length), so the stream decoder sees merged, partial and junk frames; and the
+//! datagram link's header reader on the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_link::transport::datagram::parse_header;
 use loopscope_wire::ping_frame::StreamDecoder;
 
 fuzz_target!(|data: &[u8]| {
+    let _ = parse_header(data);
     let Some((&cut, stream)) = data.split_first() else {
         return;
     };

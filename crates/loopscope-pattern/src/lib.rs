@@ -22,6 +22,7 @@
 // delete this line once `cargo clippy` passes without it.
 #![allow(missing_docs)]
 
+mod availability;
 pub mod chars;
 pub mod checker;
 pub mod confidence;
@@ -31,9 +32,11 @@ pub mod g826;
 pub mod generator;
 pub mod inject;
 pub mod loopcode;
+pub mod simd;
 pub mod spec;
 
 pub use checker::{CheckCounters, Checker, CheckerConfig, Expect};
 pub use generator::Generator;
 pub use inject::ErrorInjector;
+pub use simd::Isa;
 pub use spec::{BitOrder, PatternKind, PatternSpec, SpecError};
