@@ -19,7 +19,12 @@ targets=("$@")
 if ((${#targets[@]} == 0)); then
   mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
 fi
-RUSTC_BOOTSTRAP=1 cargo fuzz build -O >/dev/null  # CARGO_TARGET_DIR is honoured
+# Built once, then each target runs its binary (cargo fuzz run would take the build lock
+# again per target). FUZZ_SKIP_BUILD=1 runs what is already built.
+if [[ -z ${FUZZ_SKIP_BUILD:-} ]]; then
+  RUSTC_BOOTSTRAP=1 cargo fuzz build -O >/dev/null  # CARGO_TARGET_DIR is honoured
+fi
+bin_dir=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
 printf '%-14s %12s %10s %8s %8s %8s %8s %8s\n' target executions exec/s cov ft corpus crashes seconds
 for target in "${targets[@]}"; do
   corpus=corpus/$target
@@ -38,7 +43,7 @@ for target in "${targets[@]}"; do
   started=$SECONDS
   log=$(mktemp)
   set +e
-  RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$corpus" -- \
+  "$bin_dir/$target" "$corpus" -artifact_prefix="artifacts/$target/" \
     -max_total_time="$seconds" -timeout=1 -rss_limit_mb=256 -malloc_limit_mb=256 \
     -print_final_stats=1 "${dict[@]}" "${runs_limit[@]}" >"$log" 2>&1
   set -e

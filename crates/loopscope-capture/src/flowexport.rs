@@ -401,7 +401,7 @@ impl<W: Write> FlowScanner<W> {
             .parser
             .ipfix_info()
             .into_iter()
-            .map(|(key, _)| key.clone())
+            .map(|(key, _)| *key)
             .collect();
         for key in &ipfix {
             self.parser.remove_ipfix_source(key);
@@ -410,7 +410,7 @@ impl<W: Write> FlowScanner<W> {
             .parser
             .v9_info()
             .into_iter()
-            .map(|(key, _)| key.clone())
+            .map(|(key, _)| *key)
             .collect();
         for key in &v9 {
             self.parser.remove_v9_source(key);
