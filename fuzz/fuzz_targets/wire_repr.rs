@@ -6,6 +6,19 @@
 use std::net::Ipv6Addr;
 
 use libfuzzer_sys::fuzz_target;
+
+/// The message with its checksum field written the way `emit` writes a zero sum. In one's
+/// complement 0x0000 and 0xffff are both zero and both verify (RFC 1071, RFC 1624 section 3):
+/// a sender that updates a checksum incrementally may send 0xffff where `emit` writes
+/// 0x0000, and a receiver must take either. It is the one thing `parse` accepts that `emit`
+/// does not produce (found by this target).
+fn canonical_zero(message: &[u8]) -> Vec<u8> {
+    let mut copy = message.to_vec();
+    if copy.len() >= 4 && copy[2..4] == [0xff, 0xff] {
+        copy[2..4].copy_from_slice(&[0, 0]);
+    }
+    copy
+}
 use loopscope_wire::datagram::{self, Datagram, DatagramRepr};
 use loopscope_wire::icmp::{EchoPacket, EchoRepr, EchoStamp, Version};
 use loopscope_wire::ipv4::Ipv4Packet;
@@ -48,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut view = EchoPacket::new_checked(&mut out[..]).expect("emit buffer");
                 repr.emit(&mut view);
                 if version == Version::V4 {
-                    assert_eq!(&out[..], bytes);
+                    assert_eq!(out, canonical_zero(bytes));
                 } else {
                     // ICMPv6 leaves the checksum to the socket.
                     assert_eq!(&out[..2], &bytes[..2]);
@@ -67,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut out = vec![0u8; repr.buffer_len()];
                 let mut view = EchoPacket::new_checked(&mut out[..]).expect("emit buffer");
                 repr.emit_v6_checked(&mut view, source, destination);
-                assert_eq!(&out[..], bytes);
+                assert_eq!(out, canonical_zero(bytes));
             }
         }
         _ => {
