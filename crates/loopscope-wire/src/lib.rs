@@ -8,11 +8,14 @@
 //!   loopscope puts at the start of every echo payload.
 //! - [`ping_frame`]: the self-delimiting frame `ping` sends over any link, and a decoder that
 //!   finds frames in a byte stream.
+//! - [`bfd`]: the BFD Control packet and its Authentication Section (RFC 5880), the echo
+//!   packet loopscope sends.
 //! - [`datagram`]: the header that numbers each datagram of a datagram link (`udp:`,
 //!   `unixgram:`).
 
 #![forbid(unsafe_code)]
 
+pub mod bfd;
 pub mod checksum;
 pub mod datagram;
 pub mod icmp;
