@@ -9,6 +9,7 @@
 
 pub mod audio_latency;
 pub mod bert;
+pub mod bfd;
 pub mod framed;
 pub mod perf;
 pub mod ping;
