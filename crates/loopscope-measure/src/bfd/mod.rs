@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use loopscope_sys::{Readiness, enable_hops_reception, recv_with_hops, set_send_hops, wait_readable};
+use loopscope_sys::{
+    Readiness, enable_hops_reception, recv_with_hops, set_send_hops, wait_readable,
+};
 use loopscope_wire::bfd::{
     self as wire, ControlRepr, Diagnostic, EchoRepr, MAX_CONTROL_LEN, SINGLE_HOP_TTL, State,
 };
@@ -46,7 +48,9 @@ const RECEIVE_BUFFER: usize = 2048;
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 fn unspecified_like(peer: IpAddr) -> IpAddr {
@@ -80,7 +84,8 @@ pub fn bind_source(local: IpAddr) -> Result<UdpSocket, BfdRunError> {
 
 /// A receiving socket on a well-known port that reports each datagram's TTL.
 pub fn bind_receiver(address: SocketAddr) -> Result<UdpSocket, BfdRunError> {
-    let socket = UdpSocket::bind(address).map_err(|source| BfdRunError::Bind { address, source })?;
+    let socket =
+        UdpSocket::bind(address).map_err(|source| BfdRunError::Bind { address, source })?;
     enable_hops_reception(&socket)?;
     // Replies (S-BFD, echo) leave from this socket too.
     set_send_hops(&socket, SINGLE_HOP_TTL)?;
@@ -97,6 +102,26 @@ fn wait_until(socket: &UdpSocket, deadline: Option<Instant>) -> io::Result<bool>
     Ok(wait_readable(socket, Some(timeout))? == Readiness::Ready)
 }
 
+/// Waits for any of `sockets` until `deadline` (at most 100 ms, so the stop flag is seen).
+fn wait_any(sockets: &[&UdpSocket], deadline: Option<Instant>) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let cap = Instant::now() + Duration::from_millis(100);
+    let until = deadline.map_or(cap, |d| d.min(cap));
+    let timeout = until.saturating_duration_since(Instant::now());
+    let mut fds: Vec<PollFd<'_>> = sockets
+        .iter()
+        .map(|socket| PollFd::new(*socket, PollFlags::IN))
+        .collect();
+    let timeout = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Counts of dropped packets by reason, as JSON's `dropped` object.
 #[derive(Debug, Default, Clone)]
 pub struct DropCounts(pub BTreeMap<&'static str, u64>);
@@ -111,8 +136,8 @@ impl DropCounts {
 }
 
 /// Checks the TTL and parses; what fails is counted.
-fn accept<'a>(
-    bytes: &'a [u8],
+fn accept(
+    bytes: &[u8],
     hops: Option<u8>,
     single_hop: bool,
     drops: &mut DropCounts,
@@ -162,7 +187,9 @@ pub fn speak(
     stop: &AtomicBool,
     mut on_event: impl FnMut(BfdEvent),
 ) -> Result<SpeakerSummary, BfdRunError> {
-    let local = config.local.unwrap_or_else(|| unspecified_like(config.peer.ip()));
+    let local = config
+        .local
+        .unwrap_or_else(|| unspecified_like(config.peer.ip()));
     let receiver = bind_receiver(SocketAddr::new(local, config.peer.port()))?;
     let sender = bind_source(local)?;
     let echo_socket = match config.echo {
@@ -267,8 +294,9 @@ pub fn speak(
             let at = start + duration;
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
-        if !wait_until(&receiver, deadline)? {
-            continue;
+        match &echo_socket {
+            Some(echo) => wait_any(&[&receiver, echo], deadline)?,
+            None => wait_any(&[&receiver], deadline)?,
         }
         loop {
             let got = match recv_with_hops(&receiver, &mut buffer) {
@@ -462,12 +490,15 @@ impl SpeakerStats {
         if let Some(since) = self.up_since.take() {
             self.uptime += now.saturating_duration_since(since);
         }
-        let mut detections: Vec<f64> =
-            self.detections.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        let mut detections: Vec<f64> = self
+            .detections
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
         detections.sort_by(f64::total_cmp);
         let detection_p99_ms = percentile(&detections, 0.99);
         let h = &self.interarrival;
-        let have_gaps = h.len() > 0;
+        let have_gaps = !h.is_empty();
         let ms = |us: u64| us as f64 / 1e3;
         let came_up = self.came_up_after.is_some();
         SpeakerSummary {
@@ -521,7 +552,8 @@ struct EchoStats {
 
 impl EchoStats {
     fn record(&mut self, rtt: Duration) {
-        self.rtts_us.push(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
+        self.rtts_us
+            .push(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
     }
 
     fn summary(&self) -> EchoSummary {
@@ -569,14 +601,19 @@ pub fn respond(
     let start = Instant::now();
     on_event(BfdEvent::Listening(Listening {
         endpoint: receiver.local_addr()?.to_string(),
-        mode: if config.multihop { "bfd multihop" } else { "bfd" },
+        mode: if config.multihop {
+            "bfd multihop"
+        } else {
+            "bfd"
+        },
     }));
     let mut session_config = config.session.clone();
     session_config.passive = true;
     let mut peers: HashMap<u32, Peer> = HashMap::new();
     let mut by_address: HashMap<IpAddr, u32> = HashMap::new();
     let mut dropped = DropCounts::default();
-    let (mut received, mut sent, mut sessions_created, mut ups, mut downs) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut received, mut sent, mut sessions_created, mut ups, mut downs) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut buffer = [0u8; RECEIVE_BUFFER];
     let mut out = [0u8; MAX_CONTROL_LEN];
     let mut rng = rand::rng();
@@ -790,7 +827,11 @@ pub fn sbfd_reflect(
 /// The reflector's answer (RFC 7880 §7.2.2): the discriminators swapped, state Up, the
 /// initiator's Desired Min TX and Detect Mult copied, our Required Min RX, no echo, P answered
 /// with F.
-pub fn sbfd_answer(repr: &ControlRepr, min_rx: Duration, out: &mut [u8; MAX_CONTROL_LEN]) -> Option<usize> {
+pub fn sbfd_answer(
+    repr: &ControlRepr,
+    min_rx: Duration,
+    out: &mut [u8; MAX_CONTROL_LEN],
+) -> Option<usize> {
     let answer = ControlRepr {
         diagnostic: Diagnostic::None,
         state: State::Up,
@@ -829,7 +870,9 @@ pub fn sbfd_initiate(
     stop: &AtomicBool,
     mut on_event: impl FnMut(BfdEvent),
 ) -> Result<InitiatorSummary, BfdRunError> {
-    let local = config.local.unwrap_or_else(|| unspecified_like(config.peer.ip()));
+    let local = config
+        .local
+        .unwrap_or_else(|| unspecified_like(config.peer.ip()));
     let socket = bind_source(local)?;
     enable_hops_reception(&socket)?;
     socket.set_nonblocking(true)?;
@@ -934,14 +977,6 @@ pub fn sbfd_initiate(
                 continue;
             }
             answered += 1;
-            if let Some(at) = outstanding.take() {
-                let rtt = now.duration_since(at).as_secs_f64() * 1e3;
-                rtts.push(rtt);
-                on_event(BfdEvent::EchoReply(EchoReply {
-                    sequence: sent,
-                    rtt_ms: rtt,
-                }));
-            }
             last_answer = Some(now);
             if repr.state == State::Up && state != State::Up {
                 came_up = true;
@@ -955,6 +990,14 @@ pub fn sbfd_initiate(
                     &mut state,
                     &mut on_event,
                 );
+            }
+            if let Some(at) = outstanding.take() {
+                let rtt = now.duration_since(at).as_secs_f64() * 1e3;
+                rtts.push(rtt);
+                on_event(BfdEvent::EchoReply(EchoReply {
+                    sequence: sent,
+                    rtt_ms: rtt,
+                }));
             }
         }
     }

@@ -171,7 +171,10 @@ impl Record for Negotiated {
         writeln!(
             out,
             "           negotiated: tx {:.1} ms, rx {:.1} ms x {} = detection time {:.1} ms",
-            self.tx_interval_ms, self.rx_interval_ms, self.remote_detect_mult, self.detection_time_ms
+            self.tx_interval_ms,
+            self.rx_interval_ms,
+            self.remote_detect_mult,
+            self.detection_time_ms
         )
     }
 }
@@ -187,7 +190,11 @@ impl Record for PollDone {
         "poll_final"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "           poll sequence answered with final after {:.1} ms", self.took_ms)
+        writeln!(
+            out,
+            "           poll sequence answered with final after {:.1} ms",
+            self.took_ms
+        )
     }
 }
 
@@ -223,7 +230,11 @@ impl Record for EchoReply {
         "reply"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "           seq={} time={:.3} ms", self.sequence, self.rtt_ms)
+        writeln!(
+            out,
+            "           seq={} time={:.3} ms",
+            self.sequence, self.rtt_ms
+        )
     }
 }
 
@@ -301,7 +312,11 @@ impl Record for SpeakerSummary {
                 if self.flaps == 1 { "" } else { "s" },
                 self.state
             )?,
-            None => writeln!(out, "never came up in {:.1} s (ended {})", self.elapsed_s, self.state)?,
+            None => writeln!(
+                out,
+                "never came up in {:.1} s (ended {})",
+                self.elapsed_s, self.state
+            )?,
         }
         writeln!(
             out,
@@ -451,14 +466,22 @@ impl Record for InitiatorSummary {
         "summary"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "\n--- S-BFD {} discriminator {} ---", self.peer, self.remote_discriminator)?;
+        writeln!(
+            out,
+            "\n--- S-BFD {} discriminator {} ---",
+            self.peer, self.remote_discriminator
+        )?;
         writeln!(
             out,
             "{} sent, {} answered, {} lost; {}; rtt min/p50/p99/max = {}/{}/{}/{} ms",
             self.sent,
             self.answered,
             self.lost,
-            if self.came_up { "came up" } else { "never came up" },
+            if self.came_up {
+                "came up"
+            } else {
+                "never came up"
+            },
             opt(self.rtt_min_ms),
             opt(self.rtt_p50_ms),
             opt(self.rtt_p99_ms),

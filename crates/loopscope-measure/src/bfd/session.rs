@@ -470,7 +470,9 @@ impl Session {
             }
         } else {
             match (self.state, repr.state) {
-                (State::Down, State::Down) => self.set_state(State::Init, self.local_diag, Some(repr)),
+                (State::Down, State::Down) => {
+                    self.set_state(State::Init, self.local_diag, Some(repr))
+                }
                 (State::Down, State::Init) | (State::Init, State::Init | State::Up) => {
                     self.set_state(State::Up, Diagnostic::None, Some(repr))
                 }
@@ -495,11 +497,7 @@ impl Session {
             return;
         }
         if matches!(self.state, State::Init | State::Up) {
-            self.set_state(
-                State::Down,
-                Diagnostic::ControlDetectionTimeExpired,
-                None,
-            );
+            self.set_state(State::Down, Diagnostic::ControlDetectionTimeExpired, None);
         }
         // RFC 5880 §6.8.1: a Detection Time without a packet forgets the peer.
         self.remote_discr = 0;
@@ -514,7 +512,11 @@ impl Session {
     /// The next periodic interval with RFC 5880 §6.8.7's jitter: 75..=100 % of the interval,
     /// or 75..=90 % with a Detect Mult of 1.
     fn jittered(&self) -> Duration {
-        let top = if self.config.detect_mult == 1 { 90 } else { 100 };
+        let top = if self.config.detect_mult == 1 {
+            90
+        } else {
+            100
+        };
         let percent = rand::rng().random_range(75..=top);
         self.tx_interval() * percent / 100
     }
@@ -527,7 +529,11 @@ impl Session {
 
     /// Builds the packet due at `now`, if one is: a Final answering a Poll, a packet after a
     /// state change, or the periodic one. Writes it into `buffer` and returns its length.
-    pub fn transmit_due(&mut self, now: Instant, buffer: &mut [u8; MAX_CONTROL_LEN]) -> Option<usize> {
+    pub fn transmit_due(
+        &mut self,
+        now: Instant,
+        buffer: &mut [u8; MAX_CONTROL_LEN],
+    ) -> Option<usize> {
         self.now = now;
         let final_ = std::mem::take(&mut self.send_final);
         let periodic = self.next_tx.is_some_and(|at| now >= at);

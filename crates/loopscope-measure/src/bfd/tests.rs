@@ -67,7 +67,11 @@ fn two_sessions_come_up_and_reach_the_configured_rate_through_a_poll() {
         transitions(&b.drain_events()),
         [(State::Down, State::Init), (State::Init, State::Up)]
     );
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::PollCompleted { .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::PollCompleted { .. }))
+    );
     assert_eq!(a.tx_interval(), Duration::from_millis(50));
     assert_eq!(a.detection_time(), Duration::from_millis(150));
     // Then a sends every 37.5..=50 ms (75..=100 % jitter): 20 to 27 packets in a second.
@@ -80,7 +84,10 @@ fn two_sessions_come_up_and_reach_the_configured_rate_through_a_poll() {
         }
         t += Duration::from_millis(1);
     }
-    assert!((20..=27).contains(&count), "{count} packets in 1 s at 50 ms");
+    assert!(
+        (20..=27).contains(&count),
+        "{count} packets in 1 s at 50 ms"
+    );
 }
 
 #[test]
@@ -131,7 +138,12 @@ fn a_parameter_change_is_announced_with_poll_and_takes_effect_at_the_final() {
     let now = run(&mut a, &mut b, t0, Duration::from_millis(100));
     a.drain_events();
     b.drain_events();
-    a.change_parameters(now, Duration::from_millis(200), Duration::from_millis(200), 5);
+    a.change_parameters(
+        now,
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+        5,
+    );
     // Slower sending waits for the Final (RFC 5880 §6.8.3).
     assert_eq!(a.tx_interval(), Duration::from_millis(50));
     let polls = deliver(&mut a, &mut b, now);
@@ -143,7 +155,11 @@ fn a_parameter_change_is_announced_with_poll_and_takes_effect_at_the_final() {
     assert_eq!(b.detection_time(), Duration::from_millis(1000));
     assert!(b.drain_events().iter().any(|e| matches!(
         e,
-        SessionEvent::RemoteParameters { desired_min_tx_us: 200_000, detect_mult: 5, .. }
+        SessionEvent::RemoteParameters {
+            desired_min_tx_us: 200_000,
+            detect_mult: 5,
+            ..
+        }
     )));
 }
 
@@ -168,19 +184,29 @@ fn every_auth_type_comes_up_and_a_wrong_key_is_dropped_without_harm() {
         let mut a = Session::new(config(50, 3, keyed(auth_type, b"secret")), 1, t0);
         let mut b = Session::new(config(50, 3, keyed(auth_type, b"secret")), 2, t0);
         let now = run(&mut a, &mut b, t0, Duration::from_millis(100));
-        assert_eq!((a.state(), b.state()), (State::Up, State::Up), "{auth_type}");
+        assert_eq!(
+            (a.state(), b.state()),
+            (State::Up, State::Up),
+            "{auth_type}"
+        );
         // A forger with the wrong key: same discriminators, state Down.
         let mut forger = Session::new(config(50, 3, keyed(auth_type, b"guess")), 2, now);
         let mut out = [0u8; MAX_CONTROL_LEN];
         let len = forger.transmit_due(now, &mut out).expect("first packet");
         let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid layout");
-        assert_eq!(a.receive(now, &out[..len], &repr), Err(DropReason::AuthFailed));
+        assert_eq!(
+            a.receive(now, &out[..len], &repr),
+            Err(DropReason::AuthFailed)
+        );
         assert_eq!(a.state(), State::Up, "{auth_type}");
         // No authentication at all is a mismatch.
         let mut plain = Session::new(config(50, 3, None), 2, now);
         let len = plain.transmit_due(now, &mut out).expect("first packet");
         let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
-        assert_eq!(a.receive(now, &out[..len], &repr), Err(DropReason::AuthMismatch));
+        assert_eq!(
+            a.receive(now, &out[..len], &repr),
+            Err(DropReason::AuthMismatch)
+        );
         assert_eq!(a.state(), State::Up);
     }
 }
@@ -202,7 +228,10 @@ fn a_replayed_meticulous_packet_is_dropped() {
     };
     let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
     assert_eq!(a.receive(t, &out[..len], &repr), Ok(()));
-    assert_eq!(a.receive(t, &out[..len], &repr), Err(DropReason::AuthSequence));
+    assert_eq!(
+        a.receive(t, &out[..len], &repr),
+        Err(DropReason::AuthSequence)
+    );
     assert_eq!(a.state(), State::Up);
 }
 
@@ -214,10 +243,18 @@ fn a_passive_session_waits_for_the_peer() {
     let mut a = Session::new(passive, 1, t0);
     let mut out = [0u8; MAX_CONTROL_LEN];
     for ms in 0..3000 {
-        assert!(a.transmit_due(t0 + Duration::from_millis(ms), &mut out).is_none());
+        assert!(
+            a.transmit_due(t0 + Duration::from_millis(ms), &mut out)
+                .is_none()
+        );
     }
     let mut b = Session::new(config(50, 3, None), 2, t0);
-    run(&mut b, &mut a, t0 + Duration::from_secs(3), Duration::from_millis(20));
+    run(
+        &mut b,
+        &mut a,
+        t0 + Duration::from_secs(3),
+        Duration::from_millis(20),
+    );
     assert_eq!(a.state(), State::Up);
 }
 
@@ -232,6 +269,9 @@ fn a_packet_for_another_discriminator_is_dropped() {
     let len = stranger.transmit_due(now, &mut out).expect("packet");
     out[8..12].copy_from_slice(&77u32.to_be_bytes());
     let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
-    assert_eq!(a.receive(now, &out[..len], &repr), Err(DropReason::UnknownDiscriminator));
+    assert_eq!(
+        a.receive(now, &out[..len], &repr),
+        Err(DropReason::UnknownDiscriminator)
+    );
     assert_eq!(a.state(), State::Up);
 }

@@ -61,14 +61,21 @@ fn the_packet_level_rules_of_6_8_6_refuse_in_order() {
         ),
         (with(UP_POLL, |b| b[2] = 0), BfdError::ZeroDetectMult),
         (with(UP_POLL, |b| b[1] |= 0x01), BfdError::Multipoint),
-        (with(UP_POLL, |b| b[4..8].fill(0)), BfdError::ZeroMyDiscriminator),
+        (
+            with(UP_POLL, |b| b[4..8].fill(0)),
+            BfdError::ZeroMyDiscriminator,
+        ),
         (
             with(UP_POLL, |b| b[8..12].fill(0)),
             BfdError::ZeroYourDiscriminator(State::Up),
         ),
     ];
     for (bytes, expected) in cases {
-        assert_eq!(ControlRepr::parse_bytes(&bytes), Err(expected), "{bytes:02x?}");
+        assert_eq!(
+            ControlRepr::parse_bytes(&bytes),
+            Err(expected),
+            "{bytes:02x?}"
+        );
     }
     // Your Discriminator may be zero while Down or AdminDown.
     for state in [State::Down, State::AdminDown] {
@@ -177,8 +184,14 @@ fn digests_match_python_hashlib_for_every_type() {
         sign(&mut out[..len], key).expect("sign");
         assert_eq!(&out[..len], &expected[..], "{auth_type}");
         let parsed = ControlRepr::parse_bytes(&expected).expect("python's packet parses");
-        assert!(verify(&expected, &parsed, key), "{auth_type}: right key refused");
-        assert!(!verify(&expected, &parsed, b"wrong"), "{auth_type}: wrong key accepted");
+        assert!(
+            verify(&expected, &parsed, key),
+            "{auth_type}: right key refused"
+        );
+        assert!(
+            !verify(&expected, &parsed, b"wrong"),
+            "{auth_type}: wrong key accepted"
+        );
         let mut tampered = expected.clone();
         tampered[13] ^= 1; // Desired Min TX changed after signing
         let parsed = ControlRepr::parse_bytes(&tampered).expect("still parses");
@@ -223,7 +236,10 @@ fn echo_packets_round_trip_and_refuse_foreign_bytes() {
     echo.emit(&mut out);
     assert_eq!(&out[..4], b"LSBE");
     assert_eq!(EchoRepr::parse(&out), Ok(echo));
-    assert_eq!(EchoRepr::parse(&out[..10]), Err(EchoPacketError::Truncated(10)));
+    assert_eq!(
+        EchoRepr::parse(&out[..10]),
+        Err(EchoPacketError::Truncated(10))
+    );
     out[0] = b'X';
     assert_eq!(EchoRepr::parse(&out), Err(EchoPacketError::NotOurs));
 }
@@ -246,8 +262,8 @@ fn any_valid_repr() -> impl Strategy<Value = ControlRepr> {
         (1u32.., 1u32.., any::<u32>(), any::<u32>(), any::<u32>()),
         any_auth(),
     )
-        .prop_map(|((diag, state, flags, mult), (mine, yours, tx, rx, echo), auth)| {
-            ControlRepr {
+        .prop_map(
+            |((diag, state, flags, mult), (mine, yours, tx, rx, echo), auth)| ControlRepr {
                 diagnostic: Diagnostic::from_code(diag),
                 state: State::from_code(state),
                 poll: flags[0],
@@ -261,8 +277,8 @@ fn any_valid_repr() -> impl Strategy<Value = ControlRepr> {
                 required_min_rx_us: rx,
                 required_min_echo_rx_us: echo,
                 auth,
-            }
-        })
+            },
+        )
 }
 
 proptest! {
