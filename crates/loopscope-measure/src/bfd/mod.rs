@@ -126,33 +126,43 @@ fn wait_any(sockets: &[&UdpSocket], deadline: Option<Instant>) -> io::Result<()>
 #[derive(Debug, Default, Clone)]
 pub struct DropCounts(pub BTreeMap<&'static str, u64>);
 
+/// Dropped packets reported one by one, per reason; past this they are only counted, so a
+/// flood of bad packets cannot flood the output.
+const DROPS_REPORTED: u64 = 10;
+
 impl DropCounts {
-    fn add(&mut self, reason: DropReason) {
-        *self.0.entry(reason.name()).or_default() += 1;
+    /// Counts a drop; returns whether it is among the first few of its reason.
+    fn add(&mut self, reason: DropReason) -> bool {
+        let count = self.0.entry(reason.name()).or_default();
+        *count += 1;
+        *count <= DROPS_REPORTED
+    }
+
+    /// Counts a drop and reports it while under [`DROPS_REPORTED`].
+    fn report(
+        &mut self,
+        reason: DropReason,
+        from: SocketAddr,
+        on_event: &mut impl FnMut(BfdEvent),
+    ) {
+        if self.add(reason) {
+            on_event(BfdEvent::Dropped(Dropped {
+                from: from.to_string(),
+                reason: reason.name(),
+            }));
+        }
     }
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }
 }
 
-/// Checks the TTL and parses; what fails is counted.
-fn accept(
-    bytes: &[u8],
-    hops: Option<u8>,
-    single_hop: bool,
-    drops: &mut DropCounts,
-) -> Option<ControlRepr> {
+/// Checks the TTL (single hop: 255, RFC 5881 §5) and parses.
+fn accept(bytes: &[u8], hops: Option<u8>, single_hop: bool) -> Result<ControlRepr, DropReason> {
     if single_hop && hops != Some(SINGLE_HOP_TTL) {
-        drops.add(DropReason::Ttl);
-        return None;
+        return Err(DropReason::Ttl);
     }
-    match ControlRepr::parse_bytes(bytes) {
-        Ok(repr) => Some(repr),
-        Err(error) => {
-            drops.add(DropReason::of(&error));
-            None
-        }
-    }
+    ControlRepr::parse_bytes(bytes).map_err(|error| DropReason::of(&error))
 }
 
 /// A parameter change the speaker makes during its run, through a Poll Sequence.
@@ -312,12 +322,12 @@ pub fn speak(
             }
             stats.received += 1;
             let bytes = &buffer[..got.len];
-            let Some(repr) = accept(bytes, got.hops, !config.multihop, &mut stats.dropped) else {
-                continue;
-            };
-            match session.receive(now, bytes, &repr) {
-                Ok(()) => stats.on_valid(&session, &repr, now),
-                Err(reason) => stats.dropped.add(reason),
+            let from = got.from.unwrap_or(config.peer);
+            let result = accept(bytes, got.hops, !config.multihop)
+                .and_then(|repr| session.receive(now, bytes, &repr).map(|()| repr));
+            match result {
+                Ok(repr) => stats.on_valid(&session, &repr, now),
+                Err(reason) => stats.dropped.report(reason, from, &mut on_event),
             }
             stats.absorb(&mut session, now, &mut on_event);
         }
@@ -687,8 +697,12 @@ pub fn respond(
             received += 1;
             let now = Instant::now();
             let bytes = &buffer[..got.len];
-            let Some(repr) = accept(bytes, got.hops, !config.multihop, &mut dropped) else {
-                continue;
+            let repr = match accept(bytes, got.hops, !config.multihop) {
+                Ok(repr) => repr,
+                Err(reason) => {
+                    dropped.report(reason, from, &mut on_event);
+                    continue;
+                }
             };
             // RFC 5880 §6.3: a non-zero Your Discriminator selects the session; zero, the
             // source address does (RFC 5881 §3).
@@ -716,15 +730,15 @@ pub fn respond(
                 fresh
             };
             let Some(peer) = peers.get_mut(&discriminator) else {
-                dropped.add(DropReason::UnknownDiscriminator);
+                dropped.report(DropReason::UnknownDiscriminator, from, &mut on_event);
                 continue;
             };
             if peer.to.ip() != from.ip() {
-                dropped.add(DropReason::UnknownDiscriminator);
+                dropped.report(DropReason::UnknownDiscriminator, from, &mut on_event);
                 continue;
             }
             if let Err(reason) = peer.session.receive(now, bytes, &repr) {
-                dropped.add(reason);
+                dropped.report(reason, from, &mut on_event);
             }
         }
     }
@@ -795,8 +809,12 @@ pub fn sbfd_reflect(
             };
             let Some(from) = got.from else { continue };
             received += 1;
-            let Some(repr) = accept(&buffer[..got.len], got.hops, false, &mut dropped) else {
-                continue;
+            let repr = match accept(&buffer[..got.len], got.hops, false) {
+                Ok(repr) => repr,
+                Err(reason) => {
+                    dropped.add(reason);
+                    continue;
+                }
             };
             if !config.discriminators.contains(&repr.your_discriminator) {
                 dropped.add(DropReason::UnknownDiscriminator);
@@ -967,8 +985,12 @@ pub fn sbfd_initiate(
         }
         while let Ok(got) = recv_with_hops(&socket, &mut buffer) {
             let now = Instant::now();
-            let Some(repr) = accept(&buffer[..got.len], got.hops, false, &mut dropped) else {
-                continue;
+            let repr = match accept(&buffer[..got.len], got.hops, false) {
+                Ok(repr) => repr,
+                Err(reason) => {
+                    dropped.add(reason);
+                    continue;
+                }
             };
             if repr.your_discriminator != discriminator
                 || repr.my_discriminator != config.remote_discriminator

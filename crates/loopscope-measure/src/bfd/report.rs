@@ -19,6 +19,7 @@ pub enum BfdEvent {
     Poll(PollDone),
     RemoteParameters(RemoteParameters),
     EchoReply(EchoReply),
+    Dropped(Dropped),
 }
 
 impl Record for BfdEvent {
@@ -31,6 +32,7 @@ impl Record for BfdEvent {
             BfdEvent::Poll(r) => r.kind(),
             BfdEvent::RemoteParameters(r) => r.kind(),
             BfdEvent::EchoReply(r) => r.kind(),
+            BfdEvent::Dropped(r) => r.kind(),
         }
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -42,7 +44,28 @@ impl Record for BfdEvent {
             BfdEvent::Poll(r) => r.write_human(out),
             BfdEvent::RemoteParameters(r) => r.write_human(out),
             BfdEvent::EchoReply(r) => r.write_human(out),
+            BfdEvent::Dropped(r) => r.write_human(out),
         }
+    }
+}
+
+/// A received packet dropped (RFC 5880 §6.8.6); the first few of each reason are reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dropped {
+    pub from: String,
+    pub reason: &'static str,
+}
+
+impl Record for Dropped {
+    fn kind(&self) -> &'static str {
+        "dropped"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "           dropped a packet from {}: {}",
+            self.from, self.reason
+        )
     }
 }
 
@@ -83,7 +106,7 @@ impl Record for Listening {
         "listening"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "{} on {}", self.mode, self.endpoint)
+        writeln!(out, "{} listening on {}", self.mode, self.endpoint)
     }
 }
 
