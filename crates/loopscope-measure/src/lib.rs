@@ -10,6 +10,7 @@
 pub mod audio_latency;
 pub mod bert;
 pub mod bfd;
+mod ending;
 pub mod framed;
 pub mod perf;
 pub mod ping;

@@ -12,6 +12,8 @@
 //!   packet loopscope sends.
 //! - [`datagram`]: the header that numbers each datagram of a datagram link (`udp:`,
 //!   `unixgram:`).
+//! - [`stamp`]: STAMP test packets (RFC 8762, RFC 8972 TLVs), unauthenticated and
+//!   authenticated, which TWAMP-Light shares.
 
 #![forbid(unsafe_code)]
 
@@ -21,3 +23,4 @@ pub mod datagram;
 pub mod icmp;
 pub mod ipv4;
 pub mod ping_frame;
+pub mod stamp;
