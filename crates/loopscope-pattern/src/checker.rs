@@ -83,13 +83,16 @@ const HISTORY_WORDS: usize = 16;
 /// What the checker expects to receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
+    /// This pattern, with its polarity, direction and bit order.
     Pattern(PatternSpec),
     /// Detect pattern, polarity and direction from the arriving bits (in this bit order).
     Auto(BitOrder),
 }
 
+/// How a [`Checker`] is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckerConfig {
+    /// What it expects to receive.
     pub expect: Expect,
 }
 
@@ -99,15 +102,21 @@ pub struct CheckerConfig {
 pub struct CheckCounters {
     /// Bits compared against the reference while in sync.
     pub bits: u64,
+    /// Bits that differed from the reference while in sync.
     pub bit_errors: u64,
     /// Bits received while hunting for sync (not compared).
     pub unsynced_bits: u64,
+    /// Times sync was lost and a new hunt began.
     pub sync_losses: u64,
     /// Slips: dropped or inserted bits/bytes after which the pattern resumed at another phase.
     pub slips: u64,
+    /// Bits inserted at slips (the pattern resumed later than it should).
     pub inserted_bits: u64,
+    /// Bits deleted at slips (the pattern resumed earlier than it should).
     pub deleted_bits: u64,
+    /// The longest error burst seen, in bits.
     pub longest_burst_bits: u64,
+    /// Whether it is in sync now.
     pub in_sync: bool,
 }
 
@@ -336,6 +345,8 @@ enum State {
     },
 }
 
+/// The self-synchronising pattern checker: hunts for the pattern, compares every bit once in
+/// sync, and tells bit errors from slips and from a lost pattern.
 pub struct Checker {
     config: CheckerConfig,
     counters: CheckCounters,
@@ -380,6 +391,7 @@ fn unorder(word: u64, msb_first: bool) -> u64 {
 }
 
 impl Checker {
+    /// A checker that starts hunting with the first byte fed.
     pub fn new(config: CheckerConfig) -> Self {
         let (order, candidates) = match &config.expect {
             Expect::Pattern(spec) => (spec.bit_order, vec![candidate_for(spec)]),
@@ -405,6 +417,7 @@ impl Checker {
         }
     }
 
+    /// The totals so far.
     pub fn counters(&self) -> &CheckCounters {
         &self.counters
     }
@@ -422,6 +435,7 @@ impl Checker {
         }
     }
 
+    /// Checks the next received bytes (any length; a run may be fed in pieces of any size).
     pub fn feed(&mut self, mut data: &[u8]) {
         let msb_first = self.order == BitOrder::MsbFirst;
         while !data.is_empty() {

@@ -549,6 +549,7 @@ impl std::fmt::Debug for Generator {
 }
 
 impl Generator {
+    /// A generator at the start of the pattern `spec` names.
     pub fn new(spec: &PatternSpec) -> Self {
         Generator {
             spec: spec.clone(),
@@ -561,6 +562,7 @@ impl Generator {
         }
     }
 
+    /// The pattern it emits.
     pub fn spec(&self) -> &PatternSpec {
         &self.spec
     }
