@@ -81,10 +81,10 @@ pub fn reap_zerocopy(socket: impl AsFd) -> io::Result<ZerocopyCompletions> {
             Err(errno) => return Err(errno.into()),
         };
         for cmsg in message.cmsgs()? {
-            let error = match cmsg {
-                ControlMessageOwned::Ipv4RecvErr(error, _)
-                | ControlMessageOwned::Ipv6RecvErr(error, _) => error,
-                _ => continue,
+            let (ControlMessageOwned::Ipv4RecvErr(error, _)
+            | ControlMessageOwned::Ipv6RecvErr(error, _)) = cmsg
+            else {
+                continue;
             };
             if error.ee_origin != SO_EE_ORIGIN_ZEROCOPY {
                 continue;
