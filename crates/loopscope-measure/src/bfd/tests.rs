@@ -313,6 +313,9 @@ fn a_peer_that_lowers_its_required_min_rx_gets_packets_at_the_new_interval() {
     let mut t = t2;
     while a.transmit_due(t, &mut out).is_none() {
         t += Duration::from_millis(1);
-        assert!(t <= t2 + Duration::from_millis(50), "nothing sent 50 ms after the change");
+        assert!(
+            t <= t2 + Duration::from_millis(50),
+            "nothing sent 50 ms after the change"
+        );
     }
 }
