@@ -27,6 +27,7 @@
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
 //! - [`set_icmpv6_filter`];
+//! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
 //! - what `perf` measures: [`tcp_info`] (TCP_INFO), [`recv_discard`] (MSG_TRUNC), CPU time
 //!   ([`thread_cpu_time`], [`process_cpu_time`]).
 
@@ -39,6 +40,7 @@ mod sockopt;
 mod splice;
 mod tcp;
 mod tty;
+mod zerocopy;
 
 pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
@@ -63,3 +65,4 @@ pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,
     tty_fd, tty_into_fd,
 };
+pub use zerocopy::{ZerocopyCompletions, enable_zerocopy, reap_zerocopy, send_zerocopy};
