@@ -1165,3 +1165,44 @@ fn udp_request_response_accounts_for_every_request() {
         "{ended}"
     );
 }
+
+/// Unix datagrams: `perf unixgram:PATH` against `reflect` counts what came back, and the
+/// reflector's own count of datagrams it returned says the same (1000-byte payloads; the
+/// reflector counts the link's datagram header too, so datagrams are compared, not bytes).
+#[test]
+fn unixgram_throughput_through_reflect_agrees_with_the_reflectors_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reflect.sock");
+    let endpoint = format!("unixgram:{}", path.display());
+    let mut reflect = loopscope()
+        .args(["--json", "reflect", &endpoint])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("reflect starts");
+    let mut lines = BufReader::new(reflect.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("reflect prints").unwrap();
+    assert!(first.contains("listening"), "{first}");
+    let reflect = Running(reflect);
+
+    let (output, summary) = our_client(&[&endpoint, "-t", "1", "-l", "1000", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    let sent = u64_at(&summary, "/sent_bytes");
+    let received = u64_at(&summary, "/received_bytes");
+    assert!(received > 0 && received <= sent, "{summary}");
+    assert_eq!(summary["protocol"], "unixgram");
+
+    let pid = rustix::process::Pid::from_raw(reflect.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let reflected = lines
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|record| record["type"] == "summary")
+        .expect("the reflector's summary");
+    assert_eq!(
+        u64_at(&reflected, "/datagrams_reflected") * 1000,
+        received,
+        "{reflected}\n{summary}"
+    );
+    drop(reflect);
+}
