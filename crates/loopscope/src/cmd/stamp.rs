@@ -47,6 +47,16 @@ pub struct Args {
     /// Timestamp format.
     #[arg(long, value_enum, default_value = "ntp")]
     pub timestamp: FormatArg,
+    /// DSCP of the test packets (0-63).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub dscp: Option<u8>,
+    /// TTL (IPv4) or hop limit (IPv6) of the test packets (1-255).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub ttl: Option<u8>,
+    /// Set don't-fragment (IPv4), do not fragment (IPv6): a packet larger than the path MTU
+    /// fails to send instead.
+    #[arg(long)]
+    pub df: bool,
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -76,6 +86,11 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         format: match args.timestamp {
             FormatArg::Ntp => TimestampFormat::Ntp,
             FormatArg::Ptp => TimestampFormat::Ptp,
+        },
+        send_options: stamp::SendOptions {
+            ttl: args.ttl,
+            dscp: args.dscp,
+            dont_fragment: args.df,
         },
     };
     let mut printer = Printer::stdout(context.format);
