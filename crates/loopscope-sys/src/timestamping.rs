@@ -248,13 +248,11 @@ pub struct ClockSync {
 
 /// Reads the clock's synchronisation status (adjtimex with no modes: a read, changes nothing).
 pub fn clock_sync() -> io::Result<ClockSync> {
-    // SAFETY: `timex` is plain data; zeroed is a valid value, and `modes` 0 asks the kernel only
-    // to fill it in. The pointer is to a live, exclusively borrowed struct for the call.
-    let (state, timex) = unsafe {
-        let mut timex: libc::timex = std::mem::zeroed();
-        let state = libc::adjtimex(&mut timex);
-        (state, timex)
-    };
+    // SAFETY: `timex` is plain integers; all-zero is a valid value.
+    let mut timex: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: `modes` 0 asks the kernel only to fill the struct in (a read, no change); the
+    // pointer is to a live, exclusively borrowed struct for the duration of the call.
+    let state = unsafe { libc::adjtimex(&mut timex) };
     if state < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -695,7 +695,7 @@ impl StampSummary {
             Some(format!(
                 "a one-way delay of {most_negative:.1} µs is negative beyond the error estimates (±{tolerance_us:.1} µs): the clocks are not synchronised"
             ))
-        } else if !run.same_host && !(run.sender_synchronised && run.reflector_synchronised) {
+        } else if !(run.same_host || (run.sender_synchronised && run.reflector_synchronised)) {
             Some(format!(
                 "the error estimates say the clocks are not synchronised (sender S={}, reflector S={})",
                 u8::from(run.sender_synchronised),
