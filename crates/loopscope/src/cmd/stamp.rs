@@ -124,7 +124,7 @@ impl Record for Listening {
         "listening"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "STAMP reflector on {}", self.endpoint)
+        writeln!(out, "STAMP reflector listening on {}", self.endpoint)
     }
 }
 
