@@ -311,6 +311,125 @@ print('ok')
     assert_eq!(summary["reflected"], 1);
 }
 
+/// Authenticated mode against an independent implementation: Python's struct builds the
+/// 112-octet request of RFC 8762 Figure 3 and its hmac/hashlib compute the HMAC-SHA-256
+/// (first 16 octets, over the first 96); our reflector must check it, answer with Figure 5's
+/// layout, and sign the reply so that Python's HMAC matches. A request with a wrong HMAC, a
+/// truncated one and garbage are counted and dropped.
+#[test]
+fn authenticated_mode_against_python_hmac() {
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipping: no python3");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_path = dir.path().join("key");
+    std::fs::write(&key_path, b"loopscope test key\n").expect("key file");
+    let key_arg = key_path.to_str().expect("utf-8 path");
+    let reflector = Reflector::start(&["--auth", key_arg]);
+    let port = reflector.endpoint.rsplit(':').next().expect("port");
+    let script = r#"
+import hashlib, hmac, socket, struct, sys, time
+port = int(sys.argv[1])
+key = b"loopscope test key"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+NTP = 2208988800
+def tag(data):
+    return hmac.new(key, data[:96], hashlib.sha256).digest()[:16]
+now = time.time()
+secs, frac = int(now) + NTP, int((now % 1) * 2**32)
+# Figure 3: seq, 12 MBZ, timestamp, error estimate, SSID (RFC 8972), 68 MBZ, HMAC
+body = struct.pack('!I12xIIHH68x', 0x01020304, secs, frac, 0x0103, 0xABCD)
+assert len(body) == 96
+# wrong HMAC, truncated and garbage first: none may be answered
+s.sendto(body + bytes(16), ('127.0.0.1', port))
+s.sendto(body, ('127.0.0.1', port))
+s.sendto(b'garbage' * 20, ('127.0.0.1', port))
+s.sendto(body + tag(body), ('127.0.0.1', port))
+reply, _ = s.recvfrom(2048)
+assert len(reply) == 112, len(reply)
+assert reply[96:] == tag(reply), 'reply HMAC is HMAC-SHA-256(key, first 96 octets)[:16]'
+# Figure 5
+(seq, t3s, t3f, ee, ssid, t2s, t2f, sseq, t1s, t1f, see, ttl) = struct.unpack(
+    '!I12xIIHH4xII8xI12xIIH6xB15x', reply[:96])
+assert seq == 0x01020304 and sseq == 0x01020304, (hex(seq), hex(sseq))
+assert (t1s, t1f) == (secs, frac)
+assert see == 0x0103
+assert ssid == 0xABCD, hex(ssid)
+assert ttl == 64, ttl
+assert (t2s, t2f) <= (t3s, t3f)
+s.settimeout(0.3)
+try:
+    extra = s.recvfrom(2048)
+    raise SystemExit('answered a bad packet: %r' % (extra,))
+except socket.timeout:
+    pass
+print('ok')
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, port])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    let summary = reflector.finish();
+    assert_eq!(summary["reflected"], 1, "{summary}");
+    // The 140 octets of garbage are long enough to be read as a packet: a wrong HMAC.
+    assert_eq!(summary["bad_hmac"], 2, "{summary}");
+    assert_eq!(summary["too_short"], 1, "{summary}");
+}
+
+/// Our sender and reflector in authenticated mode: every reply verified; a sender with another
+/// key gets nothing back, and the reflector counts its packets as wrong HMACs.
+#[test]
+fn authenticated_sender_and_reflector() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("key");
+    let other = dir.path().join("other");
+    std::fs::write(&key, b"shared").expect("key");
+    std::fs::write(&other, b"not shared").expect("key");
+    let reflector = Reflector::start(&["--auth", key.to_str().expect("path")]);
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &[
+            "--count",
+            "50",
+            "--interval",
+            "1ms",
+            "--auth",
+            key.to_str().expect("path"),
+        ],
+    );
+    let good = summary(&events);
+    assert_eq!(code, Some(0), "{good}");
+    assert_eq!(good["received"], 50);
+    assert_eq!(good["mode"], "authenticated");
+    assert_eq!(good["bad_hmac"], 0);
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &[
+            "--count",
+            "5",
+            "--interval",
+            "1ms",
+            "--timeout",
+            "300ms",
+            "--auth",
+            other.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(summary(&events)["received"], 0);
+    let reflected = reflector.finish();
+    assert_eq!(reflected["reflected"], 50, "{reflected}");
+    assert_eq!(reflected["bad_hmac"], 5, "{reflected}");
+}
+
 /// tshark's TWAMP-Test dissector (the STAMP layout is TWAMP's, RFC 8762 §4) reads the sequence
 /// numbers, TTL and error estimates we put on the wire, captured on the loopback of a namespace
 /// of the test's own so no other traffic mixes in.

@@ -24,15 +24,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use loopscope_report::Record;
 use loopscope_sys::ReceivedDatagram;
+pub mod auth;
+
+pub use auth::StampKey;
 pub use loopscope_sys::SendOptions;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;
 
-pub use loopscope_wire::stamp::TimestampFormat;
 use loopscope_wire::stamp::{
-    ErrorEstimate, MIN_PACKET_LEN, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr,
-    Timestamp,
+    ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, Timestamp,
 };
+pub use loopscope_wire::stamp::{MIN_AUTH_PACKET_LEN, MIN_PACKET_LEN, TimestampFormat};
 
 /// Largest STAMP packet in one UDP/IPv4 datagram (65535 − 20 − 8).
 pub const MAX_PACKET_LEN: usize = 65_507;
@@ -49,9 +51,9 @@ const UNMEASURED_SEND_GAP: Duration = Duration::from_micros(100);
 #[derive(Debug, thiserror::Error)]
 pub enum StampError {
     #[error(
-        "--size {0} is out of range: STAMP packets are {MIN_PACKET_LEN}..={MAX_PACKET_LEN} octets (RFC 8762 §4.2.1)"
+        "--size {0} is out of range: STAMP packets are {1}..={MAX_PACKET_LEN} octets in this mode (RFC 8762 §4.2)"
     )]
-    Size(usize),
+    Size(usize, usize),
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error(
@@ -120,6 +122,8 @@ pub struct SenderConfig {
     pub format: TimestampFormat,
     /// TTL, DSCP and don't-fragment of the test packets.
     pub send_options: SendOptions,
+    /// Authenticated mode (RFC 8762 §4.2.2) with this key.
+    pub auth: Option<StampKey>,
 }
 
 /// Where a timestamp came from.
@@ -236,6 +240,8 @@ pub struct SenderRun {
     pub reordered: u64,
     /// Datagrams that were not a STAMP reply to this session (too short, unknown sequence).
     pub foreign: u64,
+    /// Replies whose HMAC was wrong (authenticated mode), dropped.
+    pub bad_hmac: u64,
     pub send_errors: u64,
     pub rtt_us: Vec<f64>,
     pub rtt_net_us: Vec<f64>,
@@ -257,6 +263,8 @@ pub struct SenderRun {
     pub sender_synchronised: bool,
     /// The reflector is on this host, so both ends read one clock.
     pub same_host: bool,
+    /// The session ran in authenticated mode.
+    pub authenticated: bool,
     pub elapsed: Duration,
     /// Time from the first send to the last.
     pub send_span: Duration,
@@ -295,8 +303,14 @@ pub fn send(
     stop: &Arc<AtomicBool>,
     mut on_event: impl FnMut(SenderEvent<'_>),
 ) -> Result<SenderRun, StampError> {
-    if config.size < MIN_PACKET_LEN || config.size > MAX_PACKET_LEN {
-        return Err(StampError::Size(config.size));
+    let mode = if config.auth.is_some() {
+        Mode::Authenticated
+    } else {
+        Mode::Unauthenticated
+    };
+    let size_error = || StampError::Size(config.size, mode.base_len());
+    if config.size < mode.base_len() || config.size > MAX_PACKET_LEN {
+        return Err(size_error());
     }
     let ipv6 = config.target.is_ipv6();
     let bind: SocketAddr = if ipv6 {
@@ -320,6 +334,7 @@ pub fn send(
     let mut run = SenderRun {
         reflector_synchronised: true,
         same_host: config.target.ip().is_loopback(),
+        authenticated: config.auth.is_some(),
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
@@ -333,8 +348,8 @@ pub fn send(
         error_estimate,
         ssid: 0,
     }
-    .emit(&mut packet, Mode::Unauthenticated)
-    .map_err(|_| StampError::Size(config.size))?;
+    .emit(&mut packet, mode)
+    .map_err(|_| size_error())?;
     let start = Instant::now();
     let mut last_send = start;
     let mut any_reply = false;
@@ -359,11 +374,14 @@ pub fn send(
                 }
                 let sequence = next as u32;
                 let user_t1 = wall_clock();
-                let mut view = SenderPacket::new_checked(&mut packet[..], Mode::Unauthenticated)
-                    .map_err(|_| StampError::Size(config.size))?;
+                let mut view =
+                    SenderPacket::new_checked(&mut packet[..], mode).map_err(|_| size_error())?;
                 view.set_sequence(sequence);
                 view.set_timestamp(Timestamp::from_unix(user_t1, config.format));
-                packet[12..14].copy_from_slice(&error_estimate.0.to_be_bytes());
+                view.set_error_estimate(error_estimate);
+                if let Some(key) = &config.auth {
+                    key.sign(&mut packet);
+                }
                 let at = Instant::now();
                 run.max_send_lag = run.max_send_lag.max(at - deadline);
                 sent.push(Sent {
@@ -411,12 +429,16 @@ pub fn send(
             };
             let arrived = Instant::now();
             let user_t4 = wall_clock();
-            let Ok(view) =
-                ReflectorPacket::new_checked(&buffer[..received.len], Mode::Unauthenticated)
-            else {
+            let Ok(view) = ReflectorPacket::new_checked(&buffer[..received.len], mode) else {
                 run.foreign += 1;
                 continue;
             };
+            if let Some(key) = &config.auth
+                && !key.verify(view.as_bytes())
+            {
+                run.bad_hmac += 1;
+                continue;
+            }
             let reply = ReflectorRepr::parse(&view);
             if sent
                 .get(reply.sender_sequence as usize)
@@ -594,6 +616,10 @@ pub struct StampSummary {
     pub duplicates: u64,
     pub reordered: u64,
     pub foreign: u64,
+    /// Replies dropped for a wrong HMAC (authenticated mode).
+    pub bad_hmac: u64,
+    /// "unauthenticated" or "authenticated" (RFC 8762 §4.2).
+    pub mode: &'static str,
     pub send_errors: u64,
     pub elapsed_s: f64,
     /// (last send − first send) / (transmitted − 1).
@@ -750,6 +776,12 @@ impl StampSummary {
             duplicates: run.duplicates,
             reordered: run.reordered,
             foreign: run.foreign,
+            bad_hmac: run.bad_hmac,
+            mode: if run.authenticated {
+                "authenticated"
+            } else {
+                "unauthenticated"
+            },
             send_errors: run.send_errors,
             elapsed_s: round3(run.elapsed.as_secs_f64()),
             achieved_interval_us: (run.transmitted > 1)
@@ -790,7 +822,14 @@ impl Record for StampSummary {
         "summary"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "--- {} STAMP statistics ---", self.target)?;
+        writeln!(
+            out,
+            "--- {} STAMP statistics ({}) ---",
+            self.target, self.mode
+        )?;
+        if self.bad_hmac > 0 {
+            writeln!(out, "{} replies dropped for a wrong HMAC", self.bad_hmac)?;
+        }
         writeln!(
             out,
             "{} packets transmitted, {} received, {} lost ({}% loss), {} duplicates, {} reordered, time {:.3} s",
@@ -871,6 +910,8 @@ pub struct ReflectorConfig {
     pub rate_limit_pps: u32,
     /// Drop every Nth valid packet instead of answering it (loss injection for tests).
     pub drop_every: Option<u64>,
+    /// Authenticated mode (RFC 8762 §4.3.2) with this key: requests must carry its HMAC.
+    pub auth: Option<StampKey>,
 }
 
 /// What a reflector did.
@@ -883,6 +924,8 @@ pub struct ReflectorSummary {
     pub refused_rate_limit: u64,
     pub dropped_on_purpose: u64,
     pub send_errors: u64,
+    /// Requests dropped for a wrong HMAC (authenticated mode).
+    pub bad_hmac: u64,
     /// Packets whose T2 is the kernel's receive timestamp (the rest: user-space clock).
     pub t2_kernel: u64,
     /// The largest gap seen between a reply's T3 and the kernel's transmit timestamp of it.
@@ -896,10 +939,11 @@ impl Record for ReflectorSummary {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "STAMP reflector: {} received, {} reflected, {} too short, {} refused by source, {} by rate limit, {} dropped on purpose, {} send errors; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
+            "STAMP reflector: {} received, {} reflected, {} too short, {} wrong HMAC, {} refused by source, {} by rate limit, {} dropped on purpose, {} send errors; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
             self.received,
             self.reflected,
             self.too_short,
+            self.bad_hmac,
             self.refused_source,
             self.refused_rate_limit,
             self.dropped_on_purpose,
@@ -979,6 +1023,11 @@ pub fn reflect(
     let mut buffer = vec![0u8; MAX_PACKET_LEN + 1];
     let mut reply_buffer = vec![0u8; MAX_PACKET_LEN + 1];
     let mut valid: u64 = 0;
+    let mode = if config.auth.is_some() {
+        Mode::Authenticated
+    } else {
+        Mode::Unauthenticated
+    };
     // What T3 is worth: the clock's state, refreshed every second, and the gap between the
     // time a reply carries and the kernel's transmit timestamp of it, measured as we go.
     let mut clock = loopscope_sys::clock_sync().ok();
@@ -1028,12 +1077,16 @@ pub fn reflect(
                 summary.refused_source += 1;
                 continue;
             }
-            let Ok(view) =
-                SenderPacket::new_checked(&buffer[..received.len], Mode::Unauthenticated)
-            else {
+            let Ok(view) = SenderPacket::new_checked(&buffer[..received.len], mode) else {
                 summary.too_short += 1;
                 continue;
             };
+            if let Some(key) = &config.auth
+                && !key.verify(view.as_bytes())
+            {
+                summary.bad_hmac += 1;
+                continue;
+            }
             let request = SenderRepr::parse(&view);
             valid += 1;
             if config
@@ -1079,18 +1132,20 @@ pub fn reflect(
             };
             // The reply is as long as the request (no amplification); the padding is zeros.
             let bytes = &mut reply_buffer[..received.len];
-            bytes[MIN_PACKET_LEN..].fill(0);
-            if reply.emit(bytes, Mode::Unauthenticated).is_err() {
+            bytes[mode.base_len()..].fill(0);
+            if reply.emit(bytes, mode).is_err() {
                 summary.too_short += 1;
                 continue;
             }
-            let Ok(mut out) = ReflectorPacket::new_checked(&mut *bytes, Mode::Unauthenticated)
-            else {
+            let Ok(mut out) = ReflectorPacket::new_checked(&mut *bytes, mode) else {
                 summary.too_short += 1;
                 continue;
             };
             let t3 = wall_clock();
             out.set_timestamp(Timestamp::from_unix(t3, format));
+            if let Some(key) = &config.auth {
+                key.sign(bytes);
+            }
             match socket.send_to(bytes, source) {
                 Ok(_) => {
                     summary.reflected += 1;
