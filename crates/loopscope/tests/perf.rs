@@ -268,6 +268,22 @@ fn tcp_paced_to_stock_server_agrees_byte_for_byte() {
     });
 }
 
+/// With MSG_ZEROCOPY the stock server counts every byte sent, and the kernel reports every
+/// zerocopy send complete (on loopback it copies them, and says so).
+#[test]
+fn tcp_zerocopy_to_stock_server_agrees_byte_for_byte() {
+    against_stock_server(&["-t", "1", "-b", "200M", "--zerocopy"], |ours, theirs| {
+        let sent = our_bytes(ours, "send");
+        assert!(sent > 0);
+        assert_eq!(sent, u64_at(theirs, "/end/sum_received/bytes"), "{theirs}");
+        let zerocopy = &ours["streams"][0]["zerocopy"];
+        let sends = u64_at(zerocopy, "/sends");
+        assert!(sends > 0, "{ours}");
+        assert_eq!(u64_at(zerocopy, "/completed"), sends, "{ours}");
+        assert!(u64_at(zerocopy, "/copied") <= sends, "{ours}");
+    });
+}
+
 #[test]
 fn tcp_reverse_from_stock_server_agrees_byte_for_byte() {
     against_stock_server(&["-t", "1", "-R"], |ours, theirs| {

@@ -90,6 +90,8 @@ pub struct ServerOptions {
     pub stock_only: bool,
     /// Receive TCP with MSG_TRUNC.
     pub skip_rx_copy: bool,
+    /// Send TCP with MSG_ZEROCOPY (reverse and bidir tests).
+    pub zerocopy: bool,
 }
 
 /// Something worth telling while the server runs.
@@ -1097,6 +1099,7 @@ fn serve(
                         },
                         counters_64bit: params.udp_counters_64bit,
                         skip_rx_copy: shared.options.skip_rx_copy,
+                        zerocopy: shared.options.zerocopy,
                         impair: None,
                     },
                 ),

@@ -173,7 +173,7 @@ fn read_key(args: &Args) -> anyhow::Result<Option<stamp::StampKey>> {
 }
 
 /// `udp://HOST[:PORT]`, `udp://[v6][:PORT]`, `udp:HOST`.
-fn parse_udp(text: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+pub fn parse_udp(text: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     let rest = text
         .get(..4)
         .filter(|scheme| scheme.eq_ignore_ascii_case("udp:"))

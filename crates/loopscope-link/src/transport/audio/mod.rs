@@ -12,6 +12,8 @@
 //! - [`wav`]: `wav:OUT.wav,IN.wav`, play into a file and analyse a recording made elsewhere.
 //! - `jack`: `jack:?connect=loop`, a JACK client, with the `jack` cargo feature (building it
 //!   needs libjack's pkg-config file; libjack itself is loaded at run time).
+//! - `alsa`: `alsa:DEVICE?rate=&channels=&format=&period=&periods=`, an ALSA PCM device, with
+//!   the `alsa` cargo feature (building it needs libasound2-dev).
 //!
 //! Tests run over an audio link in `loopscope-measure` (`audio_latency`); the modem adapter
 //! ([`crate::adapter::modem`]) turns an audio link into a byte link.
@@ -21,6 +23,8 @@ use std::sync::atomic::AtomicBool;
 
 use crate::endpoint::{Endpoint, EndpointError};
 
+#[cfg(feature = "alsa")]
+pub mod alsa;
 pub mod interpolate;
 #[cfg(feature = "jack")]
 pub mod jack;
@@ -32,7 +36,7 @@ pub mod wav;
 pub const RATES: std::ops::RangeInclusive<u32> = 8_000..=384_000;
 
 /// The endpoint schemes that name audio links.
-pub const SCHEMES: [&str; 3] = ["audiosim", "wav", "jack"];
+pub const SCHEMES: [&str; 4] = ["audiosim", "wav", "jack", "alsa"];
 
 /// True when `scheme` names an audio link rather than a byte link.
 pub fn is_audio_scheme(scheme: &str) -> bool {
@@ -144,12 +148,16 @@ pub trait AudioLink: Send {
 pub enum AudioError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
-    #[error("'{0}:' is not an audio link (audio links: audiosim:, wav:OUT.wav,IN.wav, jack:)")]
+    #[error(
+        "'{0}:' is not an audio link (audio links: audiosim:, wav:OUT.wav,IN.wav, jack:, alsa:DEVICE)"
+    )]
     NotAudio(String),
     #[error("{path}: {why}")]
     Wav { path: String, why: String },
     #[error("JACK: {0}")]
     Jack(String),
+    #[error("ALSA: {0}")]
+    Alsa(String),
     #[error("{0}")]
     Thread(String),
 }
@@ -169,6 +177,12 @@ pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn AudioLink>, AudioErr
         #[cfg(not(feature = "jack"))]
         "jack" => Err(AudioError::Jack(
             "this loopscope was built without JACK support (build with --features jack, which needs libjack-jackd2-dev)".into(),
+        )),
+        #[cfg(feature = "alsa")]
+        "alsa" => Ok(Box::new(alsa::AlsaLink::from_endpoint(endpoint)?)),
+        #[cfg(not(feature = "alsa"))]
+        "alsa" => Err(AudioError::Alsa(
+            "this loopscope was built without ALSA support (build with --features alsa, which needs libasound2-dev)".into(),
         )),
         other => Err(AudioError::NotAudio(other.to_string())),
     }
