@@ -71,7 +71,7 @@ pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use timestamping::{
-    ClockSync, ReceivedDatagram, SendOptions, TxTimestamp, clock_sync, enable_datagram_metadata,
+    ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync, enable_datagram_metadata,
     recv_datagram, recv_tx_timestamp, set_send_options,
 };
 pub use tty::{

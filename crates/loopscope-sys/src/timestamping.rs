@@ -21,7 +21,7 @@ const SO_EE_ORIGIN_TIMESTAMPING: u8 = 4;
 
 /// What one received datagram came with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReceivedDatagram {
+pub struct TimestampedDatagram {
     /// Octets of payload (the buffer holds them).
     pub len: usize,
     /// Whether the datagram was longer than the buffer (MSG_TRUNC).
@@ -115,7 +115,7 @@ fn timespec_duration(seconds: i64, nanos: i64) -> Option<Duration> {
 
 /// Reads one datagram without waiting (MSG_DONTWAIT) and the facts its control messages
 /// carry. `WouldBlock` when none is queued.
-pub fn recv_datagram(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<ReceivedDatagram> {
+pub fn recv_datagram(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
     let socket = socket.as_fd();
     let mut cmsg = nix::cmsg_space!(
         libc::c_int,
@@ -131,7 +131,7 @@ pub fn recv_datagram(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<Receive
         MsgFlags::MSG_DONTWAIT,
     )
     .map_err(io::Error::from)?;
-    let mut received = ReceivedDatagram {
+    let mut received = TimestampedDatagram {
         len: message.bytes,
         truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
         from: message.address.and_then(|address| socket_addr(&address)),

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use loopscope_report::Record;
-use loopscope_sys::ReceivedDatagram;
+use loopscope_sys::TimestampedDatagram;
 pub mod auth;
 
 pub use auth::StampKey;
@@ -83,7 +83,7 @@ pub(crate) fn clock_error_estimate(format: TimestampFormat, send_gap: Duration) 
     }
 }
 
-fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<ReceivedDatagram> {
+fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
     loopscope_sys::recv_datagram(socket, buffer)
 }
 
