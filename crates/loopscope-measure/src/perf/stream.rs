@@ -192,6 +192,16 @@ impl Stream {
         Some(u64::from(now.total_retransmits.saturating_sub(before)))
     }
 
+    /// Ends the omitted start of a test (iperf3's `-O`): bytes, datagrams and UDP statistics
+    /// count from now on.
+    pub fn omit_so_far(&self) {
+        self.bytes.store(0, Ordering::Relaxed);
+        self.packets.store(0, Ordering::Relaxed);
+        if let Ok(mut stats) = self.udp.lock() {
+            stats.omit_so_far();
+        }
+    }
+
     pub fn udp_stats(&self) -> UdpReceiveStats {
         self.udp.lock().map(|s| *s).unwrap_or_default()
     }
