@@ -1,0 +1,880 @@
+//! `loopscope bfd` against `loopscope reflect --bfd` (and `--sbfd`, `--bfd-echo`) on loopback
+//! addresses of their own (127.77.N.x, one pair per test, so parallel tests never share a
+//! port). Every wait is on a line the programs print, never on a sleep.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+mod support;
+use support::{Netns, is_root};
+
+/// Longest wait for an expected line: generous, since CI runs beside stress-ng.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct Running {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        Running::spawn(Command::cargo_bin("loopscope").expect("binary"), args)
+    }
+
+    /// Runs inside a network namespace.
+    fn start_in(netns: &Netns, args: &[&str]) -> Running {
+        Running::spawn(
+            netns.command(assert_cmd::cargo::cargo_bin("loopscope")),
+            args,
+        )
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Running {
+        let mut child = command
+            .arg("--json")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn loopscope");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if send.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The first line for which `wanted` holds (earlier lines are passed over).
+    fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            match self.lines.recv_timeout(PATIENCE) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {what} within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    /// Ctrl-C, then the summary and the exit code.
+    fn interrupt(mut self) -> (Value, i32) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::INT,
+        )
+        .expect("SIGINT");
+        let summary = self.wait_for("the summary", |v| v["type"] == "summary");
+        let status = self.child.wait().expect("wait");
+        (summary, status.code().unwrap_or(-1))
+    }
+
+    /// Waits for the end of a run with an end of its own.
+    fn finish(mut self) -> (Value, i32) {
+        let summary = self.wait_for("the summary", |v| v["type"] == "summary");
+        let status = self.child.wait().expect("wait");
+        (summary, status.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_state(to: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == "state" && v["to"] == to
+}
+
+fn responder(address: &str, extra: &[&str]) -> Running {
+    let endpoint = format!("udp://{address}");
+    let mut args = vec!["reflect", "--bfd", endpoint.as_str()];
+    args.extend_from_slice(extra);
+    let running = Running::start(&args);
+    running.wait_for("listening", |v| v["type"] == "listening");
+    running
+}
+
+#[test]
+fn a_session_comes_up_and_a_vanished_peer_is_detected_within_the_detection_time() {
+    let far = responder(
+        "127.77.1.1",
+        &["--bfd-min-tx", "100ms", "--bfd-min-rx", "100ms"],
+    );
+    let speaker = Running::start(&[
+        "bfd",
+        "udp://127.77.1.1",
+        "--local",
+        "127.77.1.2",
+        "--min-tx",
+        "100ms",
+        "--min-rx",
+        "100ms",
+    ]);
+    speaker.wait_for("Up", is_state("Up"));
+    speaker.wait_for("100 ms x 3", |v| {
+        v["type"] == "negotiated" && v["detection_time_ms"] == 300.0
+    });
+    far.wait_for("the responder's Up", is_state("Up"));
+    drop(far); // SIGKILL: no AdminDown, the peer just goes silent
+    let down = speaker.wait_for("Down", is_state("Down"));
+    assert_eq!(down["diagnostic_code"], 1, "{down}");
+    assert_eq!(down["diagnostic"], "Control Detection Time Expired");
+    // RFC 5880 §6.8.4: Down a Detection Time (3 × 100 ms) after the last packet; the issue
+    // allows one interval more.
+    let detected = down["detection_ms"].as_f64().expect("detection_ms");
+    assert!((300.0..=400.0).contains(&detected), "{down}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 1, "a flap fails the run: {summary}");
+    assert_eq!(summary["flaps"], 1);
+    assert_eq!(summary["came_up"], true);
+    assert_eq!(summary["detections"], 1);
+    assert_eq!(summary["detection_p99_ms"], detected);
+}
+
+#[test]
+fn a_session_that_never_comes_up_is_exit_1() {
+    let (summary, code) = Running::start(&[
+        "bfd",
+        "udp://127.77.2.1",
+        "--local",
+        "127.77.2.2",
+        "--duration",
+        "1500ms",
+    ])
+    .finish();
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["came_up"], false);
+    assert!(summary["sent"].as_u64().expect("sent") >= 1);
+}
+
+/// Writes a key file the test owns.
+fn key_file(dir: &tempfile::TempDir, key: &str) -> String {
+    let path = dir.path().join("key");
+    std::fs::write(&path, format!("{key}\n")).expect("write key");
+    path.display().to_string()
+}
+
+/// A BFD header written out by hand (RFC 5880 §4.1), not by our emitter.
+fn header(state: u8, flags: u8, length: u8, mine: u32, yours: u32) -> Vec<u8> {
+    let mut packet = vec![0x20, (state << 6) | flags, 3, length];
+    for word in [mine, yours, 100_000, 100_000, 0] {
+        packet.extend_from_slice(&word.to_be_bytes());
+    }
+    packet
+}
+
+#[test]
+fn bad_packets_are_counted_and_dropped_and_the_session_is_unaffected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = format!("sha1:5:{}", key_file(&dir, "s3cret"));
+    let _far = responder(
+        "127.77.3.1",
+        &[
+            "--bfd-min-tx",
+            "100ms",
+            "--bfd-min-rx",
+            "100ms",
+            "--bfd-auth",
+            &auth,
+        ],
+    );
+    let speaker = Running::start(&[
+        "bfd",
+        "udp://127.77.3.1",
+        "--local",
+        "127.77.3.2",
+        "--min-tx",
+        "100ms",
+        "--min-rx",
+        "100ms",
+        "--auth",
+        &auth,
+    ]);
+    let started = speaker.wait_for("started", |v| v["type"] == "started");
+    let ours = u32::try_from(started["my_discriminator"].as_u64().expect("discriminator"))
+        .expect("32 bits");
+    speaker.wait_for("Up", is_state("Up"));
+    // From the peer's address, so only the packets' faults can get them dropped.
+    let forger = UdpSocket::bind("127.77.3.1:0").expect("bind");
+    let to = "127.77.3.2:3784";
+    // Wrong TTL: a well-formed packet sent with 254 (RFC 5881 §5).
+    forger.set_ttl(254).expect("ttl");
+    let mut good_layout = header(3, 0x04, 52, 0x0102_0304, ours);
+    good_layout.extend_from_slice(&[4, 28, 5, 0, 0, 0, 0, 9]);
+    good_layout.extend_from_slice(&[0xab; 20]);
+    forger.send_to(&good_layout, to).expect("send");
+    forger.set_ttl(255).expect("ttl");
+    // Bad length: the Length field says 30 in a 24-octet datagram.
+    forger
+        .send_to(&header(3, 0, 30, 0x0102_0304, ours), to)
+        .expect("send");
+    // Zero My Discriminator.
+    forger.send_to(&header(1, 0, 24, 0, 0), to).expect("send");
+    // A keyed SHA-1 section whose hash is not the packet's.
+    forger.send_to(&good_layout, to).expect("send");
+    for _ in 0..4 {
+        speaker.wait_for("a drop", |v| v["type"] == "dropped");
+    }
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["flaps"], 0);
+    let dropped = &summary["dropped"];
+    assert_eq!(dropped["ttl"], 1, "{summary}");
+    assert_eq!(dropped["malformed"], 1, "{summary}");
+    assert_eq!(dropped["zero_discriminator"], 1, "{summary}");
+    assert!(
+        dropped["auth_failed"].as_u64() == Some(1) || dropped["auth_sequence"].as_u64() == Some(1),
+        "{summary}"
+    );
+}
+
+#[test]
+fn every_authentication_type_comes_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key_file(&dir, "0123456789");
+    for (n, kind) in ["simple", "md5", "meticulous-md5", "sha1", "meticulous-sha1"]
+        .into_iter()
+        .enumerate()
+    {
+        let far_address = format!("127.77.4.{}", 2 * n + 1);
+        let near_address = format!("127.77.4.{}", 2 * n + 2);
+        let auth = format!("{kind}:{n}:{key}");
+        let _far = responder(&far_address, &["--bfd-auth", &auth]);
+        let speaker = Running::start(&[
+            "bfd",
+            &format!("udp://{far_address}"),
+            "--local",
+            &near_address,
+            "--auth",
+            &auth,
+        ]);
+        speaker.wait_for("Up", is_state("Up"));
+        let (summary, code) = speaker.interrupt();
+        assert_eq!(code, 0, "{kind}: {summary}");
+        assert_eq!(summary["dropped"], serde_json::json!({}), "{kind}");
+    }
+    // A wrong key never comes up: the responder drops every packet, so it never speaks.
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = key_file(&other_dir, "another");
+    let far = responder("127.77.4.21", &["--bfd-auth", &format!("md5:1:{key}")]);
+    let (summary, code) = Running::start(&[
+        "bfd",
+        "udp://127.77.4.21",
+        "--local",
+        "127.77.4.22",
+        "--auth",
+        &format!("md5:1:{other}"),
+        "--duration",
+        "1500ms",
+    ])
+    .finish();
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["received"], 0, "{summary}");
+    far.wait_for("a dropped packet", |v| {
+        v["type"] == "dropped" && v["reason"] == "auth_failed"
+    });
+}
+
+#[test]
+fn multihop_sessions_use_port_4784() {
+    let _far = responder("127.77.5.1", &["--bfd-multihop"]);
+    let speaker = Running::start(&[
+        "bfd",
+        "udp://127.77.5.1",
+        "--local",
+        "127.77.5.2",
+        "--multihop",
+    ]);
+    let started = speaker.wait_for("started", |v| v["type"] == "started");
+    assert_eq!(started["peer"], "127.77.5.1:4784");
+    speaker.wait_for("Up", is_state("Up"));
+    let (_, code) = speaker.interrupt();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn the_sbfd_reflector_answers_its_discriminator_only() {
+    let reflector = Running::start(&["reflect", "--sbfd", "42", "udp://127.77.6.1"]);
+    reflector.wait_for("listening", |v| v["type"] == "listening");
+    let (summary, code) = Running::start(&[
+        "bfd",
+        "--sbfd",
+        "42",
+        "udp://127.77.6.1",
+        "--count",
+        "5",
+        "--min-tx",
+        "20ms",
+    ])
+    .finish();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["answered"], 5);
+    assert_eq!(summary["came_up"], true);
+    let (summary, code) = Running::start(&[
+        "bfd",
+        "--sbfd",
+        "43",
+        "udp://127.77.6.1",
+        "--count",
+        "3",
+        "--min-tx",
+        "20ms",
+    ])
+    .finish();
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["answered"], 0);
+}
+
+#[test]
+fn the_echo_function_reports_round_trips() {
+    let _far = responder("127.77.7.1", &["--bfd-echo", "--bfd-min-rx", "50ms"]);
+    let speaker = Running::start(&[
+        "bfd",
+        "udp://127.77.7.1",
+        "--local",
+        "127.77.7.2",
+        "--echo",
+        "50ms",
+    ]);
+    let reply = speaker.wait_for("an echo reply", |v| v["type"] == "reply");
+    assert!(reply["rtt_ms"].as_f64().expect("rtt") > 0.0);
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 0, "{summary}");
+    assert!(summary["echo"]["received"].as_u64() >= Some(1), "{summary}");
+}
+
+#[test]
+fn bad_arguments_are_one_line_and_exit_2() {
+    for args in [
+        &["bfd", "udp://127.0.0.1", "--auth", "rot13:1:/nonexistent"][..],
+        &["bfd", "udp://127.0.0.1", "--auth", "md5:1:/nonexistent/key"],
+        &["bfd", "udp://127.0.0.1", "--auth", "md5:300:/dev/null"],
+        &["bfd", "--sbfd", "0", "udp://127.0.0.1"],
+        &["bfd", "udp://127.0.0.1", "--min-tx", "0s"],
+        &["bfd", "udp://127.0.0.1", "--retime", "1s:2s"],
+        &["bfd", "tcp://127.0.0.1"],
+    ] {
+        let output = Command::cargo_bin("loopscope")
+            .expect("binary")
+            .args(args)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("loopscope: error: "),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn tshark_decodes_every_packet_we_send() {
+    if !is_root() {
+        eprintln!("skipping: capturing on lo needs root");
+        return;
+    }
+    if Command::new("tshark").arg("-v").output().is_err() {
+        eprintln!("skipping: tshark is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Decoded live, line by line; a datagram to the discard port marks what has been seen, so
+    // the test waits for the capture, not for a guessed time.
+    let mut capture = Command::new("tshark")
+        .args([
+            "-i",
+            "lo",
+            "-f",
+            "net 127.77.8.0/24",
+            "-l",
+            "-d",
+            "udp.port==7784,bfd",
+        ])
+        .args(["-T", "fields", "-E", "separator=|"])
+        .args([
+            "-e",
+            "udp.dstport",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "_ws.col.Protocol",
+        ])
+        .args([
+            "-e",
+            "bfd.auth.type",
+            "-e",
+            "bfd.flags.p",
+            "-e",
+            "bfd.flags.f",
+        ])
+        .args(["-e", "_ws.malformed", "-e", "_ws.expert.severity"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tshark");
+    let stdout = capture.stdout.take().expect("stdout");
+    let (send, decoded) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let marker = UdpSocket::bind("127.77.8.99:0").expect("bind");
+    let mut lines = Vec::new();
+    // Each mark goes to a port of its own, so a late copy of an earlier one is not taken for it.
+    let mark = |lines: &mut Vec<String>, port: u16| {
+        // Resent until seen: the first may go out before the capture has started.
+        loop {
+            marker
+                .send_to(b"mark", ("127.77.8.98", port))
+                .expect("send marker");
+            match decoded.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.starts_with(&format!("{port}|")) => return,
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("tshark ended"),
+            }
+        }
+    };
+    mark(&mut lines, 9);
+    lines.clear();
+    let key = key_file(&dir, "0123456789");
+    let kinds = ["simple", "md5", "meticulous-md5", "sha1", "meticulous-sha1"];
+    for (n, kind) in kinds.iter().enumerate() {
+        let far = format!("127.77.8.{}", 2 * n + 1);
+        let auth = format!("{kind}:{n}:{key}");
+        let _far = responder(&far, &["--bfd-auth", &auth, "--bfd-echo"]);
+        let speaker = Running::start(&[
+            "bfd",
+            &format!("udp://{far}"),
+            "--local",
+            &format!("127.77.8.{}", 2 * n + 2),
+            "--auth",
+            &auth,
+            "--min-tx",
+            "50ms",
+            "--retime",
+            "0s:60ms:60ms:4",
+            "--echo",
+            "50ms",
+        ]);
+        speaker.wait_for("a poll answered", |v| v["type"] == "poll_final");
+        speaker.wait_for("an echo", |v| v["type"] == "reply");
+        let (_, code) = speaker.interrupt();
+        assert_eq!(code, 0, "{kind}");
+    }
+    let reflector = Running::start(&["reflect", "--sbfd", "7", "udp://127.77.8.31"]);
+    reflector.wait_for("listening", |v| v["type"] == "listening");
+    let (_, code) = Running::start(&[
+        "bfd",
+        "--sbfd",
+        "7",
+        "udp://127.77.8.31",
+        "-c",
+        "3",
+        "--min-tx",
+        "10ms",
+    ])
+    .finish();
+    assert_eq!(code, 0);
+    drop(reflector);
+    mark(&mut lines, 13);
+    let _ = capture.kill();
+    let _ = capture.wait();
+    let text = lines
+        .iter()
+        .filter(|line| !line.starts_with("9|") && !line.starts_with("13|"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut control = 0;
+    let mut echo = 0;
+    let (mut polls, mut finals, mut sbfd) = (0, 0, 0);
+    let mut auth_types = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('|').collect();
+        assert_eq!(fields.len(), 8, "{line}");
+        assert!(fields[6].is_empty(), "malformed: {line}");
+        // Expert severities: 8388608 error, 6291456 warning.
+        assert!(
+            !fields[7]
+                .split(',')
+                .any(|s| s == "8388608" || s == "6291456"),
+            "expert error or warning: {line}"
+        );
+        let set = |field: &str| field == "1" || field == "True";
+        polls += usize::from(set(fields[4]));
+        finals += usize::from(set(fields[5]));
+        if fields[2] == "ICMP" {
+            // Port unreachable from the kernel, quoting a packet that reached a closed socket
+            // after its program ended.
+            continue;
+        }
+        let ports = [fields[0], fields[1]];
+        if ports.contains(&"3785") {
+            echo += 1;
+            continue;
+        }
+        assert!(
+            fields[2].contains("BFD"),
+            "a packet tshark does not see as BFD: {line}"
+        );
+        control += 1;
+        sbfd += usize::from(ports.contains(&"7784"));
+        if !fields[3].is_empty() {
+            auth_types.insert(fields[3].to_string());
+        }
+    }
+    assert!(
+        control >= 20,
+        "only {control} control packets captured:\n{text}"
+    );
+    assert!(
+        sbfd >= 6,
+        "{sbfd} S-BFD packets, not 3 probes and 3 answers:\n{text}"
+    );
+    assert!(
+        polls >= 5 && finals >= 5,
+        "{polls} polls, {finals} finals:\n{text}"
+    );
+    assert!(echo >= 2, "no echo packets captured:\n{text}");
+    assert_eq!(
+        auth_types.into_iter().collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5"],
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interoperability with FRR's bfdd, the reference implementation: two namespaces joined by a
+// veth; FRR (zebra and bfdd, as user frr, their sockets in a directory the test owns) on side
+// A, loopscope on side B.
+
+const BFDD: &str = "/usr/lib/frr/bfdd";
+const ZEBRA: &str = "/usr/lib/frr/zebra";
+
+/// FRR's daemons in a namespace; stopped when dropped.
+struct Frr {
+    daemons: Vec<Child>,
+    dir: tempfile::TempDir,
+    netns: String,
+}
+
+impl Frr {
+    fn start(netns: &Netns, config: &str) -> Frr {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path();
+        std::fs::write(path.join("bfdd.conf"), config).expect("bfdd.conf");
+        std::fs::write(path.join("zebra.conf"), "").expect("zebra.conf");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let chown = Command::new("chown")
+            .args(["-R", "frr:frr"])
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(chown.success(), "chown frr");
+        let start = |daemon: &str, extra: &[&str]| -> Child {
+            let name = std::path::Path::new(daemon)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("name");
+            netns
+                .command(daemon)
+                .arg("-f")
+                .arg(path.join(format!("{name}.conf")))
+                .arg("-i")
+                .arg(path.join(format!("{name}.pid")))
+                .arg("-z")
+                .arg(path.join("zserv.api"))
+                .arg("--vty_socket")
+                .arg(path)
+                .args(["-u", "frr", "-g", "frr", "-P", "0", "--log"])
+                .arg(format!(
+                    "file:{}",
+                    path.join(format!("{name}.log")).display()
+                ))
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{daemon}: {e}"))
+        };
+        let zebra = start(ZEBRA, &[]);
+        let bfdd_ctl = path.join("bfdd.sock").display().to_string();
+        let bfdd = start(BFDD, &["--bfdctl", &bfdd_ctl]);
+        let frr = Frr {
+            daemons: vec![bfdd, zebra],
+            dir,
+            netns: netns.name.clone(),
+        };
+        frr.peer_json_when("bfdd answering", "", |_| true);
+        frr
+    }
+
+    fn vtysh(&self, commands: &[&str]) -> std::process::Output {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.netns, "vtysh", "--vty_socket"])
+            .arg(self.dir.path());
+        for c in commands {
+            command.args(["-c", c]);
+        }
+        command.output().expect("vtysh")
+    }
+
+    fn configure(&self, peer_stanza: &str, lines: &[&str]) {
+        let mut commands = vec!["configure terminal", "bfd", peer_stanza];
+        commands.extend_from_slice(lines);
+        let output = self.vtysh(&commands);
+        assert!(output.status.success(), "vtysh {commands:?}: {output:?}");
+    }
+
+    /// Polls `show bfd peers json` until the entry for `peer` (any entry when empty) meets
+    /// `wanted`; the reference tool's own view of the session.
+    fn peer_json_when(&self, what: &str, peer: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            let output = self.vtysh(&["show bfd peers json"]);
+            last = String::from_utf8_lossy(&output.stdout).into_owned();
+            if let Ok(Value::Array(peers)) = serde_json::from_str::<Value>(&last) {
+                if peer.is_empty() {
+                    return Value::Array(peers);
+                }
+                if let Some(entry) = peers.into_iter().find(|p| p["peer"] == peer)
+                    && wanted(&entry)
+                {
+                    return entry;
+                }
+            }
+            // vtysh offers no way to wait for a change; each poll is a fresh query.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("bfdd never showed {what} for '{peer}'; last: {last}");
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        for daemon in &mut self.daemons {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(daemon),
+                rustix::process::Signal::TERM,
+            );
+            let _ = daemon.wait();
+        }
+    }
+}
+
+fn frr_available() -> bool {
+    if !is_root() {
+        eprintln!("skipping: namespaces and FRR's daemons need root");
+        return false;
+    }
+    for program in [BFDD, ZEBRA, "/usr/bin/vtysh", "/usr/sbin/nft"] {
+        if !std::path::Path::new(program).exists() {
+            eprintln!("skipping: {program} is not installed (Debian packages frr, nftables)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2 and
+/// 10.77.0.3 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
+fn two_sides() -> Option<(Netns, Netns)> {
+    let a = Netns::create("bfd", "frr")?;
+    let b = Netns::create("bfd", "ls")?;
+    let veth = Command::new("ip")
+        .args([
+            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
+        ])
+        .args(["netns", &b.name])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    for (ns, lines) in [
+        (
+            &a,
+            &[
+                "link set lo up",
+                "addr add 10.77.0.1/24 dev vA",
+                "link set vA up",
+                "addr add 10.255.0.1/32 dev lo",
+                "route add 10.255.0.2/32 via 10.77.0.2",
+            ][..],
+        ),
+        (
+            &b,
+            &[
+                "link set lo up",
+                "addr add 10.77.0.2/24 dev vB",
+                "addr add 10.77.0.3/24 dev vB",
+                "link set vB up",
+                "addr add 10.255.0.2/32 dev lo",
+                "route add 10.255.0.1/32 via 10.77.0.1",
+            ][..],
+        ),
+    ] {
+        for line in lines {
+            ns.exec("ip", &line.split_whitespace().collect::<Vec<_>>());
+        }
+    }
+    Some((a, b))
+}
+
+const FRR_CONFIG: &str = "bfd
+ peer 10.77.0.2 local-address 10.77.0.1 interface vA
+  receive-interval 50
+  transmit-interval 50
+ !
+ peer 10.77.0.3 local-address 10.77.0.1 interface vA
+  receive-interval 50
+  transmit-interval 50
+ !
+ peer 10.255.0.2 multihop local-address 10.255.0.1
+  receive-interval 100
+  transmit-interval 100
+ !
+!
+";
+
+#[test]
+fn interoperates_with_frr_bfdd() {
+    if !frr_available() {
+        return;
+    }
+    let Some((a, b)) = two_sides() else { return };
+    let frr = Frr::start(&a, FRR_CONFIG);
+
+    // 1. loopscope speaks to bfdd, single hop on the veth.
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://10.77.0.1",
+            "--local",
+            "10.77.0.2",
+            "--min-tx",
+            "50ms",
+            "--min-rx",
+            "50ms",
+            "--retime",
+            "2s:100ms:100ms:4",
+        ],
+    );
+    speaker.wait_for("Up", is_state("Up"));
+    frr.peer_json_when("the session up", "10.77.0.2", |p| p["status"] == "up");
+    // Our Poll Sequence: bfdd sees the new timers.
+    frr.peer_json_when("our new timers", "10.77.0.2", |p| {
+        p["status"] == "up"
+            && p["remote-transmit-interval"] == 100
+            && p["remote-receive-interval"] == 100
+            && p["remote-detect-multiplier"] == 4
+    });
+    // bfdd's Poll Sequence: we see its new timers and it stays up.
+    frr.configure(
+        "peer 10.77.0.2 local-address 10.77.0.1 interface vA",
+        &["transmit-interval 200"],
+    );
+    speaker.wait_for("bfdd's new timers", |v| {
+        v["type"] == "remote_parameters" && v["desired_min_tx_ms"] == 200.0
+    });
+    frr.peer_json_when("up after its poll", "10.77.0.2", |p| {
+        p["status"] == "up" && p["transmit-interval"] == 200
+    });
+    // shutdown in vtysh: AdminDown reaches us; we go Down, "Neighbor Signaled Session Down".
+    frr.configure(
+        "peer 10.77.0.2 local-address 10.77.0.1 interface vA",
+        &["shutdown"],
+    );
+    let down = speaker.wait_for("Down", is_state("Down"));
+    assert_eq!(down["remote_state"], "AdminDown", "{down}");
+    assert_eq!(down["diagnostic_code"], 3, "{down}");
+    // What bfdd puts in Diag with AdminDown is its own view: compare with what it says.
+    let shut = frr.peer_json_when("shutdown", "10.77.0.2", |p| p["status"] == "shutdown");
+    let frr_diag = match shut["diagnostic"].as_str() {
+        Some("ok") => 0,
+        Some("administratively down") => 7,
+        other => panic!("bfdd's diagnostic {other:?}"),
+    };
+    assert_eq!(down["remote_diagnostic_code"], frr_diag, "{down} vs {shut}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 1, "leaving Up is a flap: {summary}");
+    assert_eq!(summary["dropped"], serde_json::json!({}), "{summary}");
+
+    // 2. bfdd speaks to loopscope's passive responder.
+    let responder = Running::start_in(
+        &b,
+        &[
+            "reflect",
+            "--bfd",
+            "udp://10.77.0.3",
+            "--bfd-min-tx",
+            "50ms",
+            "--bfd-min-rx",
+            "50ms",
+        ],
+    );
+    responder.wait_for("Up", is_state("Up"));
+    frr.peer_json_when("the responder up", "10.77.0.3", |p| p["status"] == "up");
+    // Dropping bfdd's packets: Down with "Control Detection Time Expired" within the
+    // Detection Time (3 × 50 ms), give or take an interval.
+    b.exec(
+        "nft",
+        &[
+            "add table inet bfdtest; add chain inet bfdtest input { type filter hook input priority 0; }; add rule inet bfdtest input ip saddr 10.77.0.1 udp dport 3784 drop",
+        ],
+    );
+    let down = responder.wait_for("Down", is_state("Down"));
+    assert_eq!(down["diagnostic_code"], 1, "{down}");
+    let detected = down["detection_ms"].as_f64().expect("detection_ms");
+    assert!((150.0 - 50.0..=150.0 + 50.0).contains(&detected), "{down}");
+    b.exec("nft", &["delete table inet bfdtest"]);
+    responder.wait_for("Up again", is_state("Up"));
+    drop(responder);
+
+    // 3. Multihop between the loopback addresses.
+    let multihop = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://10.255.0.1",
+            "--local",
+            "10.255.0.2",
+            "--multihop",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+        ],
+    );
+    multihop.wait_for("Up", is_state("Up"));
+    frr.peer_json_when("multihop up", "10.255.0.2", |p| {
+        p["status"] == "up" && p["multihop"] == true
+    });
+    let (summary, code) = multihop.interrupt();
+    assert_eq!(code, 0, "{summary}");
+    // 4. Authentication: bfdd 8.4 has none to configure ("authentication" is not a command of
+    // its peer node), so it is tested loopscope against loopscope above.
+}
