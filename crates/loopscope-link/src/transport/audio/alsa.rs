@@ -104,6 +104,7 @@ struct Settings {
     in_channel: u32,
 }
 
+/// `alsa:DEVICE`: an ALSA PCM device, played and recorded at once.
 pub struct AlsaLink {
     settings: Settings,
     playback: PCM,
@@ -207,6 +208,7 @@ impl Settings {
 }
 
 impl AlsaLink {
+    /// Reads the device name and options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, AudioError> {
         let settings = Settings::parse(endpoint)?;
         // Both directions are opened and configured here, so a missing device or a refused

@@ -52,7 +52,10 @@ pub enum Clocking {
     /// A simulated or file link: there is no clock, the link runs as fast as the processor lets
     /// it, and the processor may block (time stands still meanwhile). What is rendered comes
     /// back at most `latency_bound_frames` later.
-    Offline { latency_bound_frames: u64 },
+    Offline {
+        /// The most frames after which what is rendered comes back.
+        latency_bound_frames: u64,
+    },
 }
 
 /// What a processor learns when the stream starts.
@@ -62,12 +65,14 @@ pub struct StreamInfo {
     pub rate: u32,
     /// Frames per period (what one `render`/`capture` call carries at most).
     pub period: u32,
+    /// Whether the link has a clock of its own.
     pub clocking: Clocking,
 }
 
 /// Whether the run goes on after a period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Keep going.
     Continue,
     /// The processor has what it needs: end the run.
     Stop,
@@ -93,11 +98,14 @@ pub trait AudioProcessor: Send {
 /// The latency a device or server says it adds, in frames (JACK's port latency ranges).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ReportedLatency {
+    /// Frames the playback side adds.
     pub playback_frames: u32,
+    /// Frames the capture side adds.
     pub capture_frames: u32,
 }
 
 impl ReportedLatency {
+    /// Both sides together: what a loop through the device adds.
     pub fn total_frames(&self) -> u32 {
         self.playback_frames + self.capture_frames
     }
@@ -120,8 +128,11 @@ pub enum RunEnd {
 /// How a run went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunReport {
+    /// Why it ended.
     pub end: RunEnd,
+    /// Frames played.
     pub frames_played: u64,
+    /// Frames recorded.
     pub frames_captured: u64,
     /// Periods the server reported as over- or underrun (each breaks the frame mapping).
     pub xruns: u64,
@@ -149,18 +160,29 @@ pub trait AudioLink: Send {
 /// Errors of audio links: all of them are usage or environment errors (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
+    /// The endpoint string is wrong.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// The scheme is not an audio link.
     #[error(
         "'{0}:' is not an audio link (audio links: audiosim:, wav:OUT.wav,IN.wav, jack:, alsa:DEVICE)"
     )]
     NotAudio(String),
     #[error("{path}: {why}")]
-    Wav { path: String, why: String },
+    /// A WAV file cannot be used.
+    Wav {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The JACK server refused or is not there.
     #[error("JACK: {0}")]
     Jack(String),
+    /// The ALSA device refused or is not there.
     #[error("ALSA: {0}")]
     Alsa(String),
+    /// A worker thread could not start or failed.
     #[error("{0}")]
     Thread(String),
 }
