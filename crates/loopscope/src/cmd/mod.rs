@@ -5,6 +5,7 @@ pub mod addr;
 pub mod audio;
 pub mod bert;
 pub mod doctor;
+pub mod exporter;
 pub mod framed;
 pub mod listeners;
 pub mod martians;
