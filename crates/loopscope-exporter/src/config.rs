@@ -111,8 +111,7 @@ struct RawModule {
     ip_protocol: Option<IpProtocol>,
     rtt_buckets: Option<Spanned<Vec<f64>>>,
     impair: Option<Spanned<String>>,
-    pattern: Option<String>,
-    rate: Option<Spanned<String>>,
+    pattern: Option<Spanned<String>>,
     netns: Option<String>,
     checks: Option<Vec<Spanned<String>>>,
     hosts_file: Option<String>,
@@ -151,10 +150,9 @@ pub struct Module {
     pub rtt_buckets: Vec<f64>,
     /// Impairment options for link modules (the `sim:` options, as `--impair` takes them).
     pub impair: Option<String>,
-    /// BERT pattern (bert).
+    /// BERT pattern (bert); the link's pace sets the rate (a serial line's baud rate, or
+    /// `impair = "rate=9600"`).
     pub pattern: String,
-    /// BERT bit rate (bert), e.g. "9600" or "1M".
-    pub rate: Option<String>,
     /// Network namespace (name under /run/netns or a path) the doctor or listeners look at.
     pub netns: Option<String>,
     /// Doctor checks to run (empty: all).
@@ -182,8 +180,7 @@ impl Module {
             ip_protocol: IpProtocol::default(),
             rtt_buckets: default_rtt_buckets(),
             impair: None,
-            pattern: "PRBS15".into(),
-            rate: None,
+            pattern: "prbs15".into(),
             netns: None,
             checks: Vec::new(),
             hosts_file: None,
@@ -331,12 +328,11 @@ impl Config {
                 module.impair = Some(impair.get_ref().clone());
             }
             if let Some(pattern) = &raw_module.pattern {
-                module.pattern = pattern.clone();
-            }
-            if let Some(rate) = &raw_module.rate {
-                loopscope_report::units::parse_rate(rate.get_ref())
-                    .map_err(|error| ConfigError::at(text, rate.span(), error))?;
-                module.rate = Some(rate.get_ref().clone());
+                pattern
+                    .get_ref()
+                    .parse::<loopscope_pattern::spec::PatternKind>()
+                    .map_err(|error| ConfigError::at(text, pattern.span(), error))?;
+                module.pattern = pattern.get_ref().clone();
             }
             module.netns = raw_module.netns.clone();
             if let Some(checks) = &raw_module.checks {
@@ -497,11 +493,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let error = Config::parse(
-            "[[targets]]\nname = \"a\"\nmodule = \"nope\"\ntarget = \"127.0.0.1\"\n",
-        )
-        .unwrap_err();
-        assert!(error.message.starts_with("line 3: no module named 'nope'"), "{}", error.message);
+        let error =
+            Config::parse("[[targets]]\nname = \"a\"\nmodule = \"nope\"\ntarget = \"127.0.0.1\"\n")
+                .unwrap_err();
+        assert!(
+            error.message.starts_with("line 3: no module named 'nope'"),
+            "{}",
+            error.message
+        );
 
         let error = Config::parse("[[targets]]\nname = \"a\"\nmodule = \"icmp\"\ntarget = \"127.0.0.1\"\ninterval = \"soon\"\n").unwrap_err();
         assert!(error.message.starts_with("line 5: "), "{}", error.message);
@@ -516,7 +515,11 @@ mod tests {
             "[[targets]]\nname = \"a\"\nmodule = \"icmp\"\ntarget = \"::1\"\n\n[[targets]]\nname = \"a\"\nmodule = \"icmp\"\ntarget = \"::1\"\n",
         )
         .unwrap_err();
-        assert!(error.message.starts_with("line 7: a second target"), "{}", error.message);
+        assert!(
+            error.message.starts_with("line 7: a second target"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bert;
 pub mod config;
 pub mod metrics;
 pub mod probe;
@@ -69,12 +70,26 @@ pub struct ReloadSummary {
     pub kept: usize,
 }
 
+/// One target's metrics, shared by the probe thread that updates them and the scrapes.
+type SharedMetrics = Arc<Mutex<TargetMetrics>>;
+
 struct Slot {
     target: Arc<Target>,
     module: Arc<Module>,
     generation: u64,
     busy: Arc<AtomicBool>,
     metrics: Arc<Mutex<TargetMetrics>>,
+    /// A continuous BERT's own thread (bert modules are not scheduled probes); setting the flag
+    /// ends it.
+    runner: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Slot {
+    fn stop_runner(&mut self) {
+        if let Some((stop, _)) = &self.runner {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 struct Schedule {
@@ -126,9 +141,11 @@ fn lag_buckets() -> Vec<f64> {
     bounds
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A probe thread that panicked leaves the data as it was: still worth serving.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Where in its interval a target's probes fall: spread by its name, so a thousand targets
@@ -136,7 +153,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 fn phase(name: &str, interval: Duration) -> Duration {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut hasher);
-    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let nanos = u64::try_from(interval.as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_nanos(hasher.finish() % nanos)
 }
 
@@ -259,6 +278,17 @@ impl Exporter {
         for thread in self.threads {
             let _ = thread.join();
         }
+        let runners: Vec<JoinHandle<()>> = {
+            let mut schedule = lock(&self.shared.schedule);
+            schedule
+                .slots
+                .values_mut()
+                .filter_map(|slot| slot.runner.take().map(|(_, handle)| handle))
+                .collect()
+        };
+        for runner in runners {
+            let _ = runner.join();
+        }
     }
 }
 
@@ -269,7 +299,7 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn apply(shared: &Shared, config: Config) -> ReloadSummary {
+fn apply(shared: &Arc<Shared>, config: Config) -> ReloadSummary {
     let mut summary = ReloadSummary::default();
     let now = Instant::now();
     let mut schedule = lock(&shared.schedule);
@@ -285,7 +315,8 @@ fn apply(shared: &Shared, config: Config) -> ReloadSummary {
                 schedule.slots.insert(target.name.clone(), slot);
                 continue;
             }
-            Some(slot) => {
+            Some(mut slot) => {
+                slot.stop_runner();
                 summary.changed.push(target.name.clone());
                 // Same module and buckets: the counters go on. Another module: they start
                 // again (a histogram cannot change its buckets).
@@ -300,7 +331,15 @@ fn apply(shared: &Shared, config: Config) -> ReloadSummary {
                         &module.rtt_buckets,
                     )))
                 };
-                insert_slot(&mut schedule, target, module, metrics, slot.busy, now);
+                insert_slot(
+                    shared,
+                    &mut schedule,
+                    target,
+                    module,
+                    metrics,
+                    slot.busy,
+                    now,
+                );
             }
             None => {
                 summary.added.push(target.name.clone());
@@ -309,6 +348,7 @@ fn apply(shared: &Shared, config: Config) -> ReloadSummary {
                     &module.rtt_buckets,
                 )));
                 insert_slot(
+                    shared,
                     &mut schedule,
                     target,
                     module,
@@ -319,6 +359,9 @@ fn apply(shared: &Shared, config: Config) -> ReloadSummary {
             }
         }
     }
+    for slot in old.values_mut() {
+        slot.stop_runner();
+    }
     summary.removed = old.into_keys().collect();
     schedule.config = Arc::new(config);
     drop(schedule);
@@ -327,6 +370,7 @@ fn apply(shared: &Shared, config: Config) -> ReloadSummary {
 }
 
 fn insert_slot(
+    shared: &Arc<Shared>,
     schedule: &mut Schedule,
     target: &Target,
     module: Arc<Module>,
@@ -336,18 +380,37 @@ fn insert_slot(
 ) {
     let generation = schedule.next_generation;
     schedule.next_generation += 1;
-    let due = now + phase(&target.name, target.interval);
-    schedule
-        .heap
-        .push(Reverse((due, generation, target.name.clone())));
+    let target = Arc::new(target.clone());
+    let runner = if module.prober == Prober::Bert {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (module, target, metrics, shared, flag) = (
+            Arc::clone(&module),
+            Arc::clone(&target),
+            Arc::clone(&metrics),
+            Arc::clone(shared),
+            Arc::clone(&stop),
+        );
+        std::thread::Builder::new()
+            .name(format!("bert-{}", target.name))
+            .spawn(move || bert::run_forever(&module, &target, &metrics, &flag, &shared.stop))
+            .ok()
+            .map(|handle| (stop, handle))
+    } else {
+        let due = now + phase(&target.name, target.interval);
+        schedule
+            .heap
+            .push(Reverse((due, generation, target.name.clone())));
+        None
+    };
     schedule.slots.insert(
         target.name.clone(),
         Slot {
-            target: Arc::new(target.clone()),
+            target,
             module,
             generation,
             busy,
             metrics,
+            runner,
         },
     );
 }
@@ -438,7 +501,7 @@ fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
 fn render_metrics(shared: &Shared) -> String {
     let mut out = Exposition::new();
     metrics::declare_target_families(&mut out);
-    let (slots, config): (Vec<(String, Arc<Mutex<TargetMetrics>>)>, Arc<Config>) = {
+    let (slots, config): (Vec<(String, SharedMetrics)>, Arc<Config>) = {
         let schedule = lock(&shared.schedule);
         (
             schedule
@@ -458,7 +521,11 @@ fn render_metrics(shared: &Shared) -> String {
         MetricKind::Gauge,
         "Targets the exporter probes on its own schedule.",
     );
-    out.sample("loopscope_exporter_targets", &[], config.targets.len() as f64);
+    out.sample(
+        "loopscope_exporter_targets",
+        &[],
+        config.targets.len() as f64,
+    );
     out.family(
         "loopscope_exporter_probes_in_flight",
         MetricKind::Gauge,
@@ -536,7 +603,13 @@ fn process_metrics(out: &mut Exposition) {
         && let Some(kib) = status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
     {
         out.family(
             "process_resident_memory_bytes",
@@ -581,7 +654,9 @@ fn serve(shared: &Shared, server: &tiny_http::Server) {
         };
         let url = request.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-        if *request.method() != tiny_http::Method::Get && *request.method() != tiny_http::Method::Head {
+        if *request.method() != tiny_http::Method::Get
+            && *request.method() != tiny_http::Method::Head
+        {
             respond(request, 405, "text/plain", "only GET\n".into());
             continue;
         }
@@ -591,10 +666,9 @@ fn serve(shared: &Shared, server: &tiny_http::Server) {
                 respond(request, 200, prometheus::CONTENT_TYPE, body);
             }
             "/probe" => {
-                let params: HashMap<String, String> =
-                    url::form_urlencoded::parse(query.as_bytes())
-                        .into_owned()
-                        .collect();
+                let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect();
                 match probe_once(shared, &params) {
                     Ok(body) => respond(request, 200, prometheus::CONTENT_TYPE, body),
                     Err(message) => respond(request, 400, "text/plain", format!("{message}\n")),

@@ -8,6 +8,7 @@
 use loopscope_host::doctor::Status;
 use loopscope_report::prometheus::{Exposition, Histogram, MetricKind};
 
+use crate::bert::BertCounters;
 use crate::probe::{ExposedSocket, Findings, ProbeResult};
 
 /// Everything kept for one scheduled target.
@@ -45,6 +46,8 @@ pub struct TargetMetrics {
     pub doctor: Vec<(&'static str, Status)>,
     /// Listeners as of the last probe: loopback-only count and the exposed sockets.
     pub listeners: Option<(usize, Vec<ExposedSocket>)>,
+    /// A continuous BERT's counters.
+    pub bert: Option<BertCounters>,
 }
 
 impl TargetMetrics {
@@ -67,6 +70,7 @@ impl TargetMetrics {
             rtt: Histogram::new(rtt_buckets),
             doctor: Vec::new(),
             listeners: None,
+            bert: None,
         }
     }
 
@@ -106,7 +110,7 @@ impl TargetMetrics {
 /// Declares the per-target families (their help text), in the order they are shown.
 pub fn declare_target_families(out: &mut Exposition) {
     use MetricKind::{Counter, Gauge, Histogram as Hist};
-    let families: [(&str, MetricKind, &str); 18] = [
+    let families: [(&str, MetricKind, &str); 27] = [
         (
             "loopscope_probe_success",
             Gauge,
@@ -189,6 +193,51 @@ pub fn declare_target_families(out: &mut Exposition) {
             "1 for each listening socket reachable from outside, with its owner.",
         ),
         (
+            "loopscope_bert_bits_total",
+            Counter,
+            "Bits a continuous BERT checked (whole seconds).",
+        ),
+        (
+            "loopscope_bert_bit_errors_total",
+            Counter,
+            "Bit errors a continuous BERT found.",
+        ),
+        (
+            "loopscope_bert_seconds_total",
+            Counter,
+            "Whole seconds a continuous BERT measured (G.821).",
+        ),
+        (
+            "loopscope_bert_errored_seconds_total",
+            Counter,
+            "Seconds with at least one bit error (G.821 ES).",
+        ),
+        (
+            "loopscope_bert_severely_errored_seconds_total",
+            Counter,
+            "Seconds with a bit error ratio of 1e-3 or worse (G.821 SES).",
+        ),
+        (
+            "loopscope_bert_sync",
+            Gauge,
+            "1 while the BERT checker is synchronised to the pattern.",
+        ),
+        (
+            "loopscope_bert_sync_losses_total",
+            Counter,
+            "Times the BERT checker lost sync.",
+        ),
+        (
+            "loopscope_bert_slips_total",
+            Counter,
+            "Bit slips (inserted or deleted bits) the BERT found.",
+        ),
+        (
+            "loopscope_bert_runs_total",
+            Counter,
+            "BERT runs started (restarts after a link failure included).",
+        ),
+        (
             "loopscope_target_info",
             Gauge,
             "1 per configured target, with its module.",
@@ -211,7 +260,11 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
     let labels = [("target", target), ("module", metrics.module.as_str())];
     out.sample("loopscope_target_info", &labels, 1.0);
     if let Some(success) = metrics.last_success {
-        out.sample("loopscope_probe_success", &labels, f64::from(u8::from(success)));
+        out.sample(
+            "loopscope_probe_success",
+            &labels,
+            f64::from(u8::from(success)),
+        );
         out.sample(
             "loopscope_probe_duration_seconds",
             &labels,
@@ -230,7 +283,10 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
             ("loopscope_probe_packets_sent_total", metrics.sent),
             ("loopscope_probe_packets_received_total", metrics.received),
             ("loopscope_probe_packets_lost_total", metrics.lost),
-            ("loopscope_probe_packets_duplicate_total", metrics.duplicates),
+            (
+                "loopscope_probe_packets_duplicate_total",
+                metrics.duplicates,
+            ),
             ("loopscope_probe_packets_late_total", metrics.late),
             ("loopscope_probe_packets_corrupt_total", metrics.corrupt),
         ] {
@@ -252,6 +308,28 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
                 f64::from(u8::from(*status == candidate)),
             );
         }
+    }
+    if let Some(bert) = &metrics.bert {
+        for (name, value) in [
+            ("loopscope_bert_bits_total", bert.bits),
+            ("loopscope_bert_bit_errors_total", bert.bit_errors),
+            ("loopscope_bert_seconds_total", bert.seconds),
+            ("loopscope_bert_errored_seconds_total", bert.errored_seconds),
+            (
+                "loopscope_bert_severely_errored_seconds_total",
+                bert.severely_errored_seconds,
+            ),
+            ("loopscope_bert_sync_losses_total", bert.sync_losses),
+            ("loopscope_bert_slips_total", bert.slips),
+            ("loopscope_bert_runs_total", bert.runs),
+        ] {
+            out.sample(name, &labels, value as f64);
+        }
+        out.sample(
+            "loopscope_bert_sync",
+            &labels,
+            f64::from(u8::from(bert.in_sync)),
+        );
     }
     if let Some((loopback_only, exposed)) = &metrics.listeners {
         out.sample(
@@ -395,9 +473,9 @@ mod tests {
         declare_target_families(&mut out);
         render_target(&mut out, "lo", &metrics);
         let text = out.render();
-        assert!(text.contains(
-            "loopscope_probe_packets_lost_total{target=\"lo\",module=\"icmp\"} 7\n"
-        ));
+        assert!(
+            text.contains("loopscope_probe_packets_lost_total{target=\"lo\",module=\"icmp\"} 7\n")
+        );
         assert!(text.contains(
             "loopscope_probe_rtt_seconds_bucket{target=\"lo\",module=\"icmp\",le=\"0.00001\"} 1\n"
         ));

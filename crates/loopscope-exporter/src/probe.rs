@@ -135,8 +135,16 @@ pub fn resolve(host: &str, protocol: IpProtocol) -> Result<Vec<IpAddr>, String> 
     let ordered: Vec<IpAddr> = match protocol {
         IpProtocol::Ip4 => v4,
         IpProtocol::Ip6 => v6,
-        IpProtocol::PreferIp4 => v4.into_iter().take(1).chain(v6.into_iter().take(1)).collect(),
-        IpProtocol::PreferIp6 => v6.into_iter().take(1).chain(v4.into_iter().take(1)).collect(),
+        IpProtocol::PreferIp4 => v4
+            .into_iter()
+            .take(1)
+            .chain(v6.into_iter().take(1))
+            .collect(),
+        IpProtocol::PreferIp6 => v6
+            .into_iter()
+            .take(1)
+            .chain(v4.into_iter().take(1))
+            .collect(),
     };
     if ordered.is_empty() {
         return Err(format!(

@@ -15,6 +15,7 @@ use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
 
+pub mod html;
 pub mod input;
 pub mod prometheus;
 // The RTT statistics are being reworked for ping (issue 11 item 4: min and max are the observed

@@ -311,11 +311,7 @@ mod tests {
         let mut exposition = Exposition::new();
         exposition.family("m", MetricKind::Gauge, "h");
         exposition.sample("m", &[("l", "a\"b\\c\nd")], 1.0);
-        assert!(
-            exposition
-                .render()
-                .contains("m{l=\"a\\\"b\\\\c\\nd\"} 1\n")
-        );
+        assert!(exposition.render().contains("m{l=\"a\\\"b\\\\c\\nd\"} 1\n"));
     }
 
     #[test]

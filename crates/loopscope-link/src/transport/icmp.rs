@@ -180,7 +180,11 @@ impl EchoSocket {
 
     /// Opens a socket as [`EchoSocket::open`] does, sending from `bind`'s source address and
     /// through its interface when it names them.
-    pub fn open_bound(target: IpAddr, choice: SocketChoice, bind: &Bind) -> Result<Self, IcmpError> {
+    pub fn open_bound(
+        target: IpAddr,
+        choice: SocketChoice,
+        bind: &Bind,
+    ) -> Result<Self, IcmpError> {
         let (socket, kind) = match choice {
             SocketChoice::Only(kind) => open_kind(target, kind, bind).map_err(|error| match error {
                 Opened::Refused(error) => IcmpError::Open {

@@ -24,7 +24,11 @@ impl IcmpPinger {
     }
 
     /// Opens a pinger whose requests leave from `bind`'s source address and interface.
-    pub fn open_bound(target: IpAddr, choice: SocketChoice, bind: &Bind) -> Result<Self, IcmpError> {
+    pub fn open_bound(
+        target: IpAddr,
+        choice: SocketChoice,
+        bind: &Bind,
+    ) -> Result<Self, IcmpError> {
         Ok(IcmpPinger {
             socket: EchoSocket::open_bound(target, choice, bind)?,
         })
