@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use loopscope_report::{Outcome, Printer, Record, Table, escape_control};
+use loopscope_report::{Outcome, Printer, Record, Table, escape_control, plural};
 use serde::Serialize;
 
 use crate::CaptureError;
@@ -423,10 +423,6 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches_written: Option<u64>,
     pub verdict: &'static str,
-}
-
-fn plural(count: u64, one: &str, many: &str) -> String {
-    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 impl Record for Summary {

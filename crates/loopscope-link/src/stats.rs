@@ -152,14 +152,7 @@ pub struct ProcessStats {
     pub exit_signal: Option<i32>,
 }
 
-/// `1 datagram`, `3 datagrams`.
-pub fn plural(count: u64, one: &str, many: &str) -> String {
-    if count == 1 {
-        format!("{count} {one}")
-    } else {
-        format!("{count} {many}")
-    }
-}
+pub use loopscope_report::plural;
 
 impl LinkStats {
     pub fn is_empty(&self) -> bool {

@@ -2,49 +2,17 @@
 //! (rustix's tcgetattr, raw flag words) through a descriptor of the test's own, not through the
 //! link.
 
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use rustix::pty::OpenptFlags;
-use rustix::termios::Termios;
-
-use loopscope_link::link::{Cancel, is_timeout};
 use loopscope_link::{LinkReceiver, LinkSender, open};
 
-/// TCGETS2 on a fresh descriptor of `path`.
-fn termios_of(path: &str) -> Termios {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(path)
-        .expect("open the pty slave");
-    rustix::termios::tcgetattr(&file).unwrap_or_else(|e| panic!("TCGETS2 on {path}: {e}"))
-}
-
-/// A new pseudo-terminal pair: the master, and the slave's path.
-fn new_pty() -> (OwnedFd, String) {
-    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
-    rustix::pty::grantpt(&master).expect("grantpt");
-    rustix::pty::unlockpt(&master).expect("unlockpt");
-    let path = rustix::pty::ptsname(&master, Vec::new())
-        .expect("ptsname")
-        .into_string()
-        .expect("utf-8 path");
-    (master, path)
-}
-
-use std::os::unix::fs::OpenOptionsExt;
+mod support;
+use support::{new_pty, stats_json, termios_of};
 
 type Halves = (Box<dyn LinkSender>, Box<dyn LinkReceiver>);
 
 fn split(endpoint: &str) -> Result<Halves, loopscope_link::LinkError> {
     open(endpoint)?.split()
-}
-
-/// The link's figures as the JSON summaries carry them.
-fn stats_json(rx: &dyn LinkReceiver) -> serde_json::Value {
-    serde_json::to_value(rx.stats()).unwrap()
 }
 
 fn device(rx: &dyn LinkReceiver) -> String {
@@ -54,21 +22,7 @@ fn device(rx: &dyn LinkReceiver) -> String {
         .to_string()
 }
 
-fn round_trip(tx: &mut dyn LinkSender, rx: &mut dyn LinkReceiver, data: &[u8]) -> Vec<u8> {
-    tx.send(data, &Cancel::never()).unwrap();
-    rx.set_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.len() < data.len() {
-        match rx.recv(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if is_timeout(&e) => break,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    got
-}
+use support::round_trip;
 
 #[test]
 fn requested_line_settings_are_what_the_device_holds() {
@@ -172,7 +126,7 @@ fn custom_baud_rates_are_set_exactly() {
 fn mark_and_space_parity_are_set_or_refused_clearly() {
     let pair = plug_pair();
     for (parity, odd) in [("mark", true), ("space", false)] {
-        match split(&format!("serial:{}?parity={parity}&exclusive=0", pair.path)) {
+        match split(&format!("{}?parity={parity}&exclusive=0", pair.endpoint)) {
             Ok((_tx, rx)) => {
                 let t = termios_of(&device(rx.as_ref()));
                 assert_ne!(t.control_modes.bits() & libc::CMSPAR, 0, "{parity}");
@@ -192,39 +146,14 @@ fn mark_and_space_parity_are_set_or_refused_clearly() {
 
 /// A pseudo-terminal made by the test (not by loopscope) with an echo thread on its master:
 /// `serial:/dev/pts/N` is then a serial port with a loopback plug.
-struct PlugPair {
-    path: String,
-    _master: std::sync::Arc<OwnedFd>,
-}
-
-fn plug_pair() -> PlugPair {
-    let (master, path) = new_pty();
-    let master = std::sync::Arc::new(master);
-    let echo = std::sync::Arc::clone(&master);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            let Ok(n) = rustix::io::read(&*echo, &mut buf) else {
-                // EIO until the first open of the slave, and after the last close.
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            if n == 0 {
-                return;
-            }
-            let _ = rustix::io::write(&*echo, &buf[..n]);
-        }
-    });
-    PlugPair {
-        path,
-        _master: master,
-    }
+fn plug_pair() -> support::Peer {
+    support::serial_peer(None)
 }
 
 #[test]
 fn a_serial_port_with_a_loopback_plug_round_trips_and_is_opened_exclusively() {
     let pair = plug_pair();
-    let endpoint = format!("serial:{}?baud=57600", pair.path);
+    let endpoint = format!("{}?baud=57600", pair.endpoint);
     let (mut tx, mut rx) = split(&endpoint).unwrap();
     let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
     assert_eq!(round_trip(tx.as_mut(), rx.as_mut(), &data), data);
@@ -239,7 +168,7 @@ fn a_serial_port_with_a_loopback_plug_round_trips_and_is_opened_exclusively() {
     assert!(second.contains("cannot open"), "{second}");
     drop((tx, rx));
     // Shared open on request.
-    let shared = format!("serial:{}?exclusive=0", pair.path);
+    let shared = format!("{}?exclusive=0", pair.endpoint);
     let (_a_tx, _a_rx) = split(&shared).unwrap();
     let (_b_tx, _b_rx) = split(&shared).unwrap();
 }
@@ -247,7 +176,7 @@ fn a_serial_port_with_a_loopback_plug_round_trips_and_is_opened_exclusively() {
 #[test]
 fn hardware_only_features_fail_clearly_on_a_pty() {
     let pair = plug_pair();
-    let internal = split(&format!("serial:{}?internal=1", pair.path))
+    let internal = split(&format!("{}?internal=1", pair.endpoint))
         .err()
         .expect("ptys have no UART loopback")
         .to_string();
@@ -255,13 +184,13 @@ fn hardware_only_features_fail_clearly_on_a_pty() {
         internal.contains("internal loopback (TIOCM_LOOP)"),
         "{internal}"
     );
-    let rs485 = split(&format!("serial:{}?rs485=1", pair.path))
+    let rs485 = split(&format!("{}?rs485=1", pair.endpoint))
         .err()
         .expect("ptys have no RS-485")
         .to_string();
     assert!(rs485.contains("TIOCSRS485"), "{rs485}");
     // The control-line test reports what it could not do rather than failing the link.
-    let (_tx, rx) = split(&format!("serial:{}?lines=1", pair.path)).unwrap();
+    let (_tx, rx) = split(&format!("{}?lines=1", pair.endpoint)).unwrap();
     let lines = stats_json(rx.as_ref())["control_lines"].clone();
     for key in ["rts_cts", "dtr_dsr", "dtr_dcd"] {
         assert!(lines[key].is_string(), "{lines}");

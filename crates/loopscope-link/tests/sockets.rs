@@ -1,7 +1,6 @@
 //! IP and Unix links against peers written in the test with std sockets (independent of the
 //! reflector): what the peer sees (source address, bytes) is checked from the peer's side.
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
@@ -13,42 +12,12 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// One TCP connection echoed by a plain std server; returns the client address it saw.
-fn tcp_echo_once(listener: TcpListener) -> std::thread::JoinHandle<std::net::SocketAddr> {
-    std::thread::spawn(move || {
-        let (mut stream, peer) = listener.accept().unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            stream.write_all(&buf[..n]).unwrap();
-        }
-        peer
-    })
-}
-
-/// The link's figures as the JSON summaries carry them.
-fn stats_json(rx: &dyn loopscope_link::LinkReceiver) -> serde_json::Value {
-    serde_json::to_value(rx.stats()).unwrap()
-}
+mod support;
+use support::{round_trip, stats_json, tcp_echo_once};
 
 fn exchange(endpoint: &str, data: &[u8]) -> (Vec<u8>, serde_json::Value) {
     let (mut tx, mut rx) = open(endpoint).unwrap().split().unwrap();
-    tx.send(data, &Cancel::never()).unwrap();
-    rx.set_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    while got.len() < data.len() {
-        match rx.recv(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if is_timeout(&e) => break,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    tx.finish(&Cancel::never()).unwrap();
+    let got = round_trip(tx.as_mut(), rx.as_mut(), data);
     (got, stats_json(rx.as_ref()))
 }
 
@@ -139,15 +108,8 @@ fn unix_stream_to_a_plain_listener() {
     let path = dir.path().join("echo.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            stream.write_all(&buf[..n]).unwrap();
-        }
+        let (stream, _) = listener.accept().unwrap();
+        support::echo_stream(stream, None, std::sync::mpsc::channel().0);
     });
     let (got, stats) = exchange(&format!("unix:{}", path.display()), b"unix bytes");
     assert_eq!(got, b"unix bytes");

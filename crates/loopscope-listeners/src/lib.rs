@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use loopscope_report::plural;
 use serde::Serialize;
 
 pub mod diag;
@@ -186,7 +187,7 @@ pub fn snapshot(options: &Options) -> Result<Snapshot, Error> {
     if found.unreadable > 0 {
         notes.push(format!(
             "{} could not be read (permission denied; run as root to see every owner): sockets they hold show no process",
-            plural(found.unreadable, "process")
+            plural(found.unreadable as u64, "process", "processes")
         ));
     }
     if used_proc {
@@ -215,18 +216,9 @@ pub fn ownerless_note(sockets_without_owner: usize, processes_unreadable: usize)
     (sockets_without_owner > 0 && processes_unreadable == 0).then(|| {
         format!(
             "{} without a visible holder: held by a process in another PID namespace, or by the kernel",
-            plural(sockets_without_owner, "socket")
+            plural(sockets_without_owner as u64, "socket", "sockets")
         )
     })
-}
-
-/// "1 socket", "2 sockets", "1 process", "3 processes".
-pub fn plural(count: usize, noun: &str) -> String {
-    match (count, noun.ends_with('s')) {
-        (1, _) => format!("1 {noun}"),
-        (_, true) => format!("{count} {noun}es"),
-        (_, false) => format!("{count} {noun}s"),
-    }
 }
 
 /// A sock_diag dumper ([`diag::Diag`]); a trait so tests can stand in a kernel without

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use loopscope_report::{Record, Table};
+use loopscope_report::{Record, Table, plural};
 use serde::Serialize;
 
 use crate::model::{Exposure, Family, Listener};
@@ -241,7 +241,7 @@ impl Record for ListenersSummary {
         writeln!(
             out,
             "{}{place}: {} exposed ({} wildcard, {} specific address, {} interface-bound), {} loopback-only; source {}",
-            crate::plural(self.sockets, "socket"),
+            plural(self.sockets as u64, "socket", "sockets"),
             self.exposed,
             self.exposed_wildcard,
             self.exposed_address,
@@ -415,7 +415,7 @@ impl Record for PortSummary {
         if self.traps.is_empty() {
             writeln!(out, "no traps")?;
         } else {
-            writeln!(out, "{}", crate::plural(self.traps.len(), "trap"))?;
+            writeln!(out, "{}", plural(self.traps.len() as u64, "trap", "traps"))?;
         }
         for note in &self.notes {
             writeln!(out, "note: {note}")?;
@@ -425,7 +425,7 @@ impl Record for PortSummary {
             failures.push("exposed beyond loopback".to_string());
         }
         if !self.traps.is_empty() {
-            failures.push(crate::plural(self.traps.len(), "trap"));
+            failures.push(plural(self.traps.len() as u64, "trap", "traps"));
         }
         if failures.is_empty() {
             writeln!(out, "PASS")

@@ -38,6 +38,8 @@ use loopscope_pattern::{
 use loopscope_report::{Record, format_bit_rate, format_ratio};
 use serde::Serialize;
 
+use crate::ending::{ber_with_bound, drain_until_done, join_within};
+
 /// How much to send.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Amount {
@@ -708,16 +710,7 @@ fn summarize(
         .cloned()
         .unwrap_or_else(|| fallback.clone());
     let auto = matches!(options.rx_expect, Expect::Auto(_));
-    let ber = if c.bits > 0 {
-        c.bit_errors as f64 / c.bits as f64
-    } else {
-        0.0
-    };
-    let ber_upper_bound = if c.bits > 0 {
-        loopscope_pattern::confidence::ber_upper_bound(c.bits, c.bit_errors, options.confidence)
-    } else {
-        1.0
-    };
+    let (ber, ber_upper_bound) = ber_with_bound(c.bits, c.bit_errors, options.confidence);
     let g = measurement.clock.as_ref().map(|clock| clock.g821.summary());
     let elapsed_s = totals.elapsed.as_secs_f64();
     let throughput_bps = if elapsed_s > 0.0 {
@@ -1095,38 +1088,24 @@ pub fn run(
     // Keep reading for a moment so a sender stuck behind a full link can move, and count what
     // still comes back as received (unchecked: the run is over).
     shared.halt.store(true, Ordering::Relaxed);
-    let give_up = Instant::now() + Duration::from_secs(2);
-    while !shared.done.load(Ordering::Acquire) && Instant::now() < give_up {
-        match receiver.recv(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => received += n as u64,
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
+    received += drain_until_done(
+        receiver.as_mut(),
+        &shared.done,
+        &mut buf,
+        Duration::from_secs(2),
+    );
     // Read after the transmitter is done, so what it published (impairment counts) is final.
     let link_stats = receiver.stats();
     drop(receiver);
-    let tx = join_within(tx_thread, Duration::from_secs(2));
+    let tx = join_within(tx_thread, Duration::from_secs(2), |error| TxResult {
+        injected_bits: 0,
+        error: Some(error),
+    });
     if let Some(e) = tx.error
         && error.is_none()
         && end_reason == EndReason::Completed
     {
-        // A peer that went away shows up on the sending side first (EPIPE, reset, refused):
-        // that is the link closing, not a fault of the link.
-        let closed = matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::UnexpectedEof
-        );
-        end_reason = if closed {
-            EndReason::LinkClosed
-        } else {
-            EndReason::LinkError
-        };
+        end_reason = EndReason::after_send_failure(&e);
         error = Some(format!(
             "send failed after {} bytes: {e}",
             shared.sent.load(Ordering::Acquire)
@@ -1158,26 +1137,6 @@ pub fn run(
         options,
         totals,
     ))
-}
-
-/// Joins the transmit thread, but does not hang the run on a sender stuck in a blocked link.
-fn join_within(handle: thread::JoinHandle<TxResult>, limit: Duration) -> TxResult {
-    let give_up = Instant::now() + limit;
-    while !handle.is_finished() && Instant::now() < give_up {
-        thread::sleep(Duration::from_millis(5));
-    }
-    if !handle.is_finished() {
-        return TxResult {
-            injected_bits: 0,
-            error: Some(io::Error::other(
-                "the transmitter was still blocked in the link at the end",
-            )),
-        };
-    }
-    handle.join().unwrap_or(TxResult {
-        injected_bits: 0,
-        error: Some(io::Error::other("the transmit thread panicked")),
-    })
 }
 
 /// Checks a captured stream (a file, stdin) through the same [`Measurement`] as a BERT run and

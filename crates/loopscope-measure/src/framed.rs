@@ -41,6 +41,7 @@ use loopscope_report::{Record, format_ratio};
 use serde::Serialize;
 
 use crate::bert::EndReason;
+use crate::ending::{ber_with_bound, drain_until_done, join_within};
 
 /// How the far end is commanded to loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1175,30 +1176,20 @@ pub fn run(
     rx.finish_bert(false);
     shared.phase.store(Phase::Done as u8, Ordering::Release);
     // Keep reading for a moment so a transmitter blocked on a full link sees the end.
-    let give_up = Instant::now() + Duration::from_secs(2);
-    while !shared.done.load(Ordering::Acquire) && Instant::now() < give_up {
-        match receiver.recv(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
+    drain_until_done(
+        receiver.as_mut(),
+        &shared.done,
+        &mut buf,
+        Duration::from_secs(2),
+    );
     let link_stats = receiver.stats();
     drop(receiver);
-    let tx_error = join_within(tx_thread, Duration::from_secs(2));
+    let tx_error = join_within(tx_thread, Duration::from_secs(2), Some);
     if let Some(e) = tx_error
         && error.is_none()
         && end_reason == EndReason::Completed
     {
-        end_reason = if matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        ) {
-            EndReason::LinkClosed
-        } else {
-            EndReason::LinkError
-        };
+        end_reason = EndReason::after_send_failure(&e);
         error = Some(format!("send failed: {e}"));
     }
     if !rx.ever_aligned && !rx.findings.iter().any(|f| f.starts_with("loss of frame")) {
@@ -1230,24 +1221,6 @@ struct Totals {
     link_stats: loopscope_link::LinkStats,
     bytes_sent: u64,
     injected_bits: u64,
-}
-
-fn join_within(
-    handle: thread::JoinHandle<Option<io::Error>>,
-    limit: Duration,
-) -> Option<io::Error> {
-    let give_up = Instant::now() + limit;
-    while !handle.is_finished() && Instant::now() < give_up {
-        thread::sleep(Duration::from_millis(5));
-    }
-    if !handle.is_finished() {
-        return Some(io::Error::other(
-            "the transmitter was still blocked in the link at the end",
-        ));
-    }
-    handle
-        .join()
-        .unwrap_or_else(|_| Some(io::Error::other("the transmit thread panicked")))
 }
 
 fn summarize(
@@ -1319,16 +1292,7 @@ fn summarize(
             frame.oof_events
         ));
     }
-    let ber = if c.bits > 0 {
-        c.bit_errors as f64 / c.bits as f64
-    } else {
-        0.0
-    };
-    let ber_upper_bound = if c.bits > 0 {
-        loopscope_pattern::confidence::ber_upper_bound(c.bits, c.bit_errors, options.confidence)
-    } else {
-        1.0
-    };
+    let (ber, ber_upper_bound) = ber_with_bound(c.bits, c.bit_errors, options.confidence);
     let rate = options.framing.line_rate_bps() as f64;
     let loop_up_s = match (rx.loop_up_start, rx.loop_closed_at) {
         (Some(start), Some(end)) => Some((end - start) as f64 * 8.0 / rate),

@@ -9,6 +9,7 @@
 
 pub mod audio_latency;
 pub mod bert;
+mod ending;
 pub mod framed;
 pub mod perf;
 pub mod ping;

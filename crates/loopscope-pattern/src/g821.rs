@@ -21,10 +21,12 @@
 
 use serde::Serialize;
 
+use crate::availability::{self, Availability};
+
 /// BER at or above which a second is severely errored.
 pub const SES_BER_THRESHOLD: f64 = 1e-3;
 /// Consecutive seconds that enter or leave unavailable time.
-pub const UNAVAILABILITY_SECONDS: usize = 10;
+pub use crate::availability::UNAVAILABILITY_SECONDS;
 
 /// What happened in one second of a test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,6 +56,22 @@ pub struct G821Summary {
     pub errored_seconds: u64,
     pub severely_errored_seconds: u64,
     pub error_free_seconds: u64,
+}
+
+impl availability::Second for SecondTally {
+    fn is_severely_errored(&self) -> bool {
+        SecondTally::is_severely_errored(self)
+    }
+}
+
+impl availability::Tally<SecondTally> for G821Summary {
+    fn add_available(&mut self, second: &SecondTally) {
+        G821Summary::add_available(self, second);
+    }
+
+    fn add_unavailable(&mut self) {
+        G821Summary::add_unavailable(self);
+    }
 }
 
 impl G821Summary {
@@ -98,11 +116,7 @@ fn percent(part: u64, whole: u64) -> f64 {
 /// taken mid-run settles the undecided tail as described in the module documentation.
 #[derive(Debug, Default, Clone)]
 pub struct G821 {
-    /// Seconds already decided.
-    settled: G821Summary,
-    unavailable: bool,
-    /// Undecided trailing seconds: SES while available, non-SES while unavailable (< 10).
-    pending: Vec<SecondTally>,
+    seconds: Availability<SecondTally, G821Summary>,
 }
 
 impl G821 {
@@ -112,50 +126,14 @@ impl G821 {
 
     /// Whether the test is in unavailable time (as far as decided).
     pub fn is_unavailable(&self) -> bool {
-        self.unavailable
+        self.seconds.is_unavailable()
     }
 
     pub fn push(&mut self, second: SecondTally) {
-        let severe = second.is_severely_errored();
-        // A second that continues the run that could flip the state.
-        let continues_run = severe != self.unavailable;
-        if continues_run {
-            self.pending.push(second);
-            if self.pending.len() >= UNAVAILABILITY_SECONDS {
-                // The run flips the state, and its seconds belong to the new state.
-                self.unavailable = !self.unavailable;
-                self.settle_pending();
-            }
-        } else {
-            // The run broke: its seconds belong to the current state, as does this one.
-            self.settle_pending();
-            self.add(&second);
-        }
-    }
-
-    fn settle_pending(&mut self) {
-        for second in std::mem::take(&mut self.pending) {
-            self.add(&second);
-        }
-    }
-
-    fn add(&mut self, second: &SecondTally) {
-        if self.unavailable {
-            self.settled.add_unavailable();
-        } else {
-            self.settled.add_available(second);
-        }
+        self.seconds.push(second);
     }
 
     pub fn summary(&self) -> G821Summary {
-        let mut summary = self.settled.clone();
-        for second in &self.pending {
-            if self.unavailable {
-                summary.add_unavailable();
-            } else {
-                summary.add_available(second);
-            }
-        }
-        summary
+        self.seconds.summary()
     }
 }

@@ -21,10 +21,12 @@
 
 use serde::Serialize;
 
+use crate::availability::{self, Availability};
+
 /// Fraction of errored blocks that makes a second severely errored (30%).
 pub const SES_BLOCK_FRACTION: f64 = 0.3;
 /// Consecutive seconds that enter or leave unavailable time.
-pub const UNAVAILABILITY_SECONDS: usize = 10;
+pub use crate::availability::UNAVAILABILITY_SECONDS;
 
 /// What happened in one second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,6 +73,22 @@ pub struct G826Summary {
     pub bber: f64,
 }
 
+impl availability::Second for BlockSecond {
+    fn is_severely_errored(&self) -> bool {
+        BlockSecond::is_severely_errored(self)
+    }
+}
+
+impl availability::Tally<BlockSecond> for G826Summary {
+    fn add_available(&mut self, second: &BlockSecond) {
+        G826Summary::add_available(self, second);
+    }
+
+    fn add_unavailable(&mut self) {
+        G826Summary::add_unavailable(self);
+    }
+}
+
 impl G826Summary {
     fn add_available(&mut self, second: &BlockSecond) {
         self.seconds += 1;
@@ -111,10 +129,7 @@ impl G826Summary {
 /// Accumulates seconds.
 #[derive(Debug, Clone, Default)]
 pub struct G826 {
-    settled: G826Summary,
-    unavailable: bool,
-    /// Undecided trailing seconds: SES while available, non-SES while unavailable (< 10).
-    pending: Vec<BlockSecond>,
+    seconds: Availability<BlockSecond, G826Summary>,
 }
 
 impl G826 {
@@ -124,46 +139,14 @@ impl G826 {
 
     /// Whether the measurement is in unavailable time (as far as decided).
     pub fn is_unavailable(&self) -> bool {
-        self.unavailable
+        self.seconds.is_unavailable()
     }
 
     pub fn push(&mut self, second: BlockSecond) {
-        let continues_run = second.is_severely_errored() != self.unavailable;
-        if continues_run {
-            self.pending.push(second);
-            if self.pending.len() >= UNAVAILABILITY_SECONDS {
-                self.unavailable = !self.unavailable;
-                self.settle_pending();
-            }
-        } else {
-            self.settle_pending();
-            self.add(&second);
-        }
-    }
-
-    fn settle_pending(&mut self) {
-        for second in std::mem::take(&mut self.pending) {
-            self.add(&second);
-        }
-    }
-
-    fn add(&mut self, second: &BlockSecond) {
-        if self.unavailable {
-            self.settled.add_unavailable();
-        } else {
-            self.settled.add_available(second);
-        }
+        self.seconds.push(second);
     }
 
     pub fn summary(&self) -> G826Summary {
-        let mut summary = self.settled.clone();
-        for second in &self.pending {
-            if self.unavailable {
-                summary.add_unavailable();
-            } else {
-                summary.add_available(second);
-            }
-        }
-        summary.with_ratios()
+        self.seconds.summary().with_ratios()
     }
 }

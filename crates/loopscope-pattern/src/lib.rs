@@ -22,6 +22,7 @@
 // delete this line once `cargo clippy` passes without it.
 #![allow(missing_docs)]
 
+mod availability;
 pub mod chars;
 pub mod checker;
 pub mod confidence;

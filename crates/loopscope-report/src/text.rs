@@ -22,6 +22,16 @@ pub fn escape_control_keep_lines(text: &str) -> Cow<'_, str> {
     escape_with(text, |c| c == '\n' || c == '\t')
 }
 
+/// A count and its noun in the right number: `1 datagram`, `3 datagrams`. Human output only
+/// (JSON carries the bare count). The plural is given, not derived: English does not derive it.
+pub fn plural(count: u64, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("{count} {one}")
+    } else {
+        format!("{count} {many}")
+    }
+}
+
 fn escape_with(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
     let escaped = |c: char| needs_escape(c) && !keep(c);
     if !text.chars().any(escaped) {

@@ -10,6 +10,8 @@
 //!   finds frames in a byte stream.
 //! - [`datagram`]: the header that numbers each datagram of a datagram link (`udp:`,
 //!   `unixgram:`).
+//! - [`stamp`]: STAMP test packets (RFC 8762, RFC 8972 TLVs), unauthenticated and
+//!   authenticated, which TWAMP-Light shares.
 
 #![forbid(unsafe_code)]
 
@@ -18,3 +20,4 @@ pub mod datagram;
 pub mod icmp;
 pub mod ipv4;
 pub mod ping_frame;
+pub mod stamp;

@@ -3,33 +3,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn loopscope() -> Command {
-    Command::cargo_bin("loopscope").expect("the binary is built")
-}
-
-/// Runs and returns (exit code, JSON lines, stderr).
-fn run_json(args: &[&str]) -> (i32, Vec<Value>, String) {
-    let output = loopscope().args(args).arg("--json").output().expect("runs");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let lines = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect();
-    (
-        output.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn summary(lines: &[Value]) -> &Value {
-    let last = lines.last().expect("some output");
-    assert_eq!(last["type"], "summary", "the last line is the summary");
-    last
-}
+mod support;
+use support::{loopscope, run_json, summary};
 
 #[test]
 fn clean_loop_passes_with_every_contract_field() {

@@ -2,40 +2,15 @@
 //! the emulated NIU, both as a child process on stdio (`exec:loopscope reflect --niu t1 stdio:`)
 //! and in process (`sim:?niu=esf`).
 
-use std::process::Command;
-
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn loopscope() -> Command {
-    Command::cargo_bin("loopscope").expect("the binary is built")
-}
+mod support;
+use support::{loopscope, run_json, summary};
 
 fn binary_path() -> String {
     assert_cmd::cargo::cargo_bin("loopscope")
         .to_string_lossy()
         .into_owned()
-}
-
-/// Runs with `--json`: (exit code, JSON lines, stderr).
-fn run_json(args: &[&str]) -> (i32, Vec<Value>, String) {
-    let output = loopscope().args(args).arg("--json").output().expect("runs");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let lines = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect();
-    (
-        output.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn summary(lines: &[Value]) -> &Value {
-    let last = lines.last().expect("some output");
-    assert_eq!(last["type"], "summary");
-    last
 }
 
 /// The procedure's phase events, in order.

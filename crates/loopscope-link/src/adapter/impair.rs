@@ -1098,28 +1098,4 @@ mod tests {
         let error = rx.recv(&mut [0u8; 64]).unwrap_err();
         assert!(crate::link::is_timeout(&error), "{error}");
     }
-
-    #[test]
-    fn sim_link_delays_and_reports_its_stats() {
-        let endpoint = Endpoint::parse("sim:?delay=30ms&ber=0.01&seed=2").unwrap();
-        let link: Box<dyn Link> = Box::new(SimLink::from_endpoint(&endpoint).unwrap());
-        let (mut tx, mut rx) = link.split().unwrap();
-        let start = Instant::now();
-        tx.send(&[0u8; 1000], &Cancel::never()).unwrap();
-        tx.finish(&Cancel::never()).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = rx.recv(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert!(start.elapsed() >= Duration::from_millis(30));
-        assert_eq!(got.len(), 1000);
-        let flipped = differing_bits(&got, &[0u8; 1000]);
-        let stats = rx.stats();
-        assert_eq!(stats.impairment.unwrap().flipped_bits, flipped);
-    }
 }

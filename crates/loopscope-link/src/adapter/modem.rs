@@ -686,34 +686,4 @@ mod tests {
             assert_eq!(got, data, "at {rate} Hz");
         }
     }
-
-    fn over_audiosim(options: &str, data: &[u8]) -> (Vec<u8>, serde_json::Value) {
-        let link = open(&format!("audiosim:?{options}")).unwrap();
-        let (mut tx, mut rx) = link.split().unwrap();
-        let sent = data.to_vec();
-        let writer = std::thread::spawn(move || {
-            tx.send(&sent, &Cancel::never()).unwrap();
-            tx.finish(&Cancel::never()).unwrap();
-        });
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = rx.recv(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        writer.join().unwrap();
-        (got, serde_json::to_value(rx.stats()).unwrap())
-    }
-
-    #[test]
-    fn carries_bytes_over_a_simulated_channel_then_ends() {
-        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 13) as u8).collect();
-        let (got, stats) = over_audiosim("delay=100.3&gain_db=-10", &data);
-        assert_eq!(got, data);
-        assert_eq!(stats["framing_errors"], 0);
-        assert_eq!(stats["line_rate_bps"], 1200);
-    }
 }

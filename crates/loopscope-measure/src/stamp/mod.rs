@@ -7,8 +7,6 @@
 //! taken on two hosts' wall clocks and mean something only when those clocks are synchronised
 //! (on loopback they are the same clock).
 
-pub mod wire;
-
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -24,8 +22,10 @@ use nix::sys::socket::{
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;
 
-use wire::{
-    ErrorEstimate, MIN_PACKET_LEN, ReflectorPacket, SenderPacket, Timestamp, TimestampFormat,
+pub use loopscope_wire::stamp::TimestampFormat;
+use loopscope_wire::stamp::{
+    ErrorEstimate, MIN_PACKET_LEN, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr,
+    Timestamp,
 };
 
 /// Largest STAMP packet in one UDP/IPv4 datagram (65535 − 20 − 8).
@@ -287,13 +287,15 @@ pub fn send(
     };
     let mut highest_answered: Option<u32> = None;
     let mut buffer = vec![0u8; MAX_PACKET_LEN.max(config.size) + 1];
-    let mut packet = SenderPacket {
+    let mut packet = vec![0u8; config.size];
+    SenderRepr {
         sequence: 0,
         timestamp: Timestamp::default(),
         error_estimate,
-        padding_len: config.size - MIN_PACKET_LEN,
+        ssid: 0,
     }
-    .emit();
+    .emit(&mut packet, Mode::Unauthenticated)
+    .map_err(|_| StampError::Size(config.size))?;
     let start = Instant::now();
     let mut last_send = start;
     let mut any_reply = false;
@@ -309,8 +311,10 @@ pub fn send(
             if now >= deadline {
                 let sequence = next as u32;
                 let timestamp = Timestamp::from_unix(wall_clock(), config.format);
-                packet[0..4].copy_from_slice(&sequence.to_be_bytes());
-                packet[4..12].copy_from_slice(&timestamp.0.to_be_bytes());
+                let mut view = SenderPacket::new_checked(&mut packet[..], Mode::Unauthenticated)
+                    .map_err(|_| StampError::Size(config.size))?;
+                view.set_sequence(sequence);
+                view.set_timestamp(timestamp);
                 let at = Instant::now();
                 run.max_send_lag = run.max_send_lag.max(at - deadline);
                 sent.push(Sent { at, replies: 0 });
@@ -349,10 +353,13 @@ pub fn send(
             };
             let arrived = Instant::now();
             let t4 = wall_clock();
-            let Ok(reply) = ReflectorPacket::parse(&buffer[..received.len]) else {
+            let Ok(view) =
+                ReflectorPacket::new_checked(&buffer[..received.len], Mode::Unauthenticated)
+            else {
                 run.foreign += 1;
                 continue;
             };
+            let reply = ReflectorRepr::parse(&view);
             let Some(slot) = sent.get_mut(reply.sender_sequence as usize) else {
                 run.foreign += 1;
                 continue;
@@ -710,6 +717,7 @@ pub fn reflect(
         buckets: HashMap::new(),
     };
     let mut buffer = vec![0u8; MAX_PACKET_LEN + 1];
+    let mut reply_buffer = vec![0u8; MAX_PACKET_LEN + 1];
     let mut valid: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
         if !wait_readable(socket, Duration::from_millis(100))? {
@@ -734,10 +742,13 @@ pub fn reflect(
                 summary.refused_source += 1;
                 continue;
             }
-            let Ok(request) = SenderPacket::parse(&buffer[..received.len]) else {
+            let Ok(view) =
+                SenderPacket::new_checked(&buffer[..received.len], Mode::Unauthenticated)
+            else {
                 summary.too_short += 1;
                 continue;
             };
+            let request = SenderRepr::parse(&view);
             valid += 1;
             if config
                 .drop_every
@@ -752,21 +763,31 @@ pub fn reflect(
             }
             // Answer in the sender's timestamp format, so both ends read each other's stamps.
             let format = request.error_estimate.format();
-            let mut reply = ReflectorPacket {
+            let reply = ReflectorRepr {
                 sequence: request.sequence,
                 timestamp: Timestamp::default(),
                 error_estimate: ErrorEstimate::new(false, format, USER_SPACE_TIMESTAMP_ERROR),
+                ssid: request.ssid,
                 receive_timestamp: Timestamp::from_unix(t2, format),
                 sender_sequence: request.sequence,
                 sender_timestamp: request.timestamp,
                 sender_error_estimate: request.error_estimate,
                 sender_ttl: received.ttl.unwrap_or(0),
-                padding_len: request.padding_len,
             };
-            let mut bytes = reply.emit();
-            reply.timestamp = Timestamp::from_unix(wall_clock(), format);
-            bytes[4..12].copy_from_slice(&reply.timestamp.0.to_be_bytes());
-            match socket.send_to(&bytes, source) {
+            // The reply is as long as the request (no amplification); the padding is zeros.
+            let bytes = &mut reply_buffer[..received.len];
+            bytes[MIN_PACKET_LEN..].fill(0);
+            if reply.emit(bytes, Mode::Unauthenticated).is_err() {
+                summary.too_short += 1;
+                continue;
+            }
+            let Ok(mut out) = ReflectorPacket::new_checked(&mut *bytes, Mode::Unauthenticated)
+            else {
+                summary.too_short += 1;
+                continue;
+            };
+            out.set_timestamp(Timestamp::from_unix(wall_clock(), format));
+            match socket.send_to(bytes, source) {
                 Ok(_) => summary.reflected += 1,
                 Err(_) => summary.send_errors += 1,
             }

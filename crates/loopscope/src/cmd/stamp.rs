@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use loopscope_measure::stamp::wire::TimestampFormat;
+use loopscope_measure::stamp::TimestampFormat;
 use loopscope_measure::stamp::{self, ReflectorConfig, SenderConfig, SenderEvent, StampSummary};
 use loopscope_report::{Outcome, Printer, Record};
 use serde::Serialize;

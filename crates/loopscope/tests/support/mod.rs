@@ -1,9 +1,39 @@
-//! Helpers shared by the integration tests that build network namespaces.
+//! Helpers shared by the binary's integration tests: running it, and network namespaces.
 // Each test file includes this module and uses only part of it; `pub` here means shared between
 // the test crate's modules (a test crate has no public API for unreachable_pub to guard).
 #![allow(dead_code, unreachable_pub)]
 
 use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+/// The binary under test.
+pub fn loopscope() -> Command {
+    Command::cargo_bin("loopscope").expect("the binary is built")
+}
+
+/// Runs with `--json`: (exit code, JSON lines, stderr).
+pub fn run_json(args: &[&str]) -> (i32, Vec<Value>, String) {
+    let output = loopscope().args(args).arg("--json").output().expect("runs");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    (
+        output.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The last JSON line, which must be the summary.
+pub fn summary(lines: &[Value]) -> &Value {
+    let last = lines.last().expect("some output");
+    assert_eq!(last["type"], "summary", "the last line is the summary");
+    last
+}
 
 /// Whether this process runs as root (namespaces, raw sockets and nft need it).
 pub fn is_root() -> bool {

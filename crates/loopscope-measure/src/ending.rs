@@ -1,0 +1,91 @@
+//! How a test over a link ends, the same for `bert` and the framed BERT: the receive side
+//! drains what a blocked transmitter still pushes, the transmit thread is joined without
+//! hanging on a link that never lets it go, and a send that failed says whether the far end
+//! went away.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use loopscope_link::LinkReceiver;
+use loopscope_link::link::is_timeout;
+
+use crate::bert::EndReason;
+
+/// After the run ended, keeps reading for up to `limit` until the transmitter says it is
+/// `done`, so a sender stuck behind a full link can move and see the end. Returns the bytes
+/// read meanwhile (they came back, but the run is over: nobody checks them).
+pub(crate) fn drain_until_done(
+    receiver: &mut dyn LinkReceiver,
+    done: &AtomicBool,
+    buf: &mut [u8],
+    limit: Duration,
+) -> u64 {
+    let give_up = Instant::now() + limit;
+    let mut read = 0u64;
+    while !done.load(Ordering::Acquire) && Instant::now() < give_up {
+        match receiver.recv(buf) {
+            Ok(0) => break,
+            Ok(n) => read += n as u64,
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    read
+}
+
+/// Joins the transmit thread, but does not hang the run on a sender stuck in a blocked link:
+/// after `limit` (or if the thread panicked) `failed` makes its result from the reason.
+pub(crate) fn join_within<T>(
+    handle: thread::JoinHandle<T>,
+    limit: Duration,
+    failed: impl Fn(io::Error) -> T,
+) -> T {
+    let give_up = Instant::now() + limit;
+    while !handle.is_finished() && Instant::now() < give_up {
+        thread::sleep(Duration::from_millis(5));
+    }
+    if !handle.is_finished() {
+        return failed(io::Error::other(
+            "the transmitter was still blocked in the link at the end",
+        ));
+    }
+    handle
+        .join()
+        .unwrap_or_else(|_| failed(io::Error::other("the transmit thread panicked")))
+}
+
+impl EndReason {
+    /// The end of a run whose send failed with `error`. A peer that went away shows up on the
+    /// sending side first (EPIPE, reset, refused): that is the link closing, not a fault of
+    /// the link.
+    pub fn after_send_failure(error: &io::Error) -> EndReason {
+        let closed = matches!(
+            error.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::UnexpectedEof
+        );
+        if closed {
+            EndReason::LinkClosed
+        } else {
+            EndReason::LinkError
+        }
+    }
+}
+
+/// The measured BER and its upper bound at `confidence` (ITU-T O.150 counts bits; the bound
+/// is the Poisson one of [`loopscope_pattern::confidence`]): 0 and 1 before any bit was
+/// compared.
+pub(crate) fn ber_with_bound(bits: u64, bit_errors: u64, confidence: f64) -> (f64, f64) {
+    if bits == 0 {
+        return (0.0, 1.0);
+    }
+    (
+        bit_errors as f64 / bits as f64,
+        loopscope_pattern::confidence::ber_upper_bound(bits, bit_errors, confidence),
+    )
+}
