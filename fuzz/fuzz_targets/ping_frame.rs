@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use loopscope_link::transport::datagram::parse_header;
-use loopscope_measure::ping::FrameParser;
+use loopscope_wire::ping_frame::StreamDecoder as FrameParser;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_header(data);

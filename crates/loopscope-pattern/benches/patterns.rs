@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use loopscope_pattern::{Checker, CheckerConfig, Expect, Generator, PatternKind, PatternSpec};
+use loopscope_pattern::{Checker, CheckerConfig, Expect, Generator, Isa, PatternKind, PatternSpec};
 
 /// 1 MiB for prbs31; for prbs9 the nearest whole number of 511-bit periods (511 * 2048 bytes).
 const PRBS31_BYTES: usize = 1 << 20;
@@ -83,7 +83,74 @@ fn summary() {
         assert_eq!(errors, 0);
         let (memcpy, generate, check) = (rates[0], rates[1], rates[2]);
         println!(
-            "  {name:7} memcpy {memcpy:6.1}  generate {generate:6.1} ({:.2}x memcpy)  check {check:6.1} ({:.2}x memcpy)",
+            "  {name:7} memcpy {memcpy:6.1}  generate {generate:6.1} ({:.2}x memcpy)  check {check:6.1} ({:.2}x memcpy)  [{}]",
+            generate / memcpy,
+            check / memcpy,
+            Isa::detect()
+        );
+    }
+    per_isa();
+}
+
+/// prbs31 generation and checking on each instruction set this CPU runs, beside memcpy.
+fn per_isa() {
+    let (spec, data) = buffer(PatternKind::Prbs31, PRBS31_BYTES);
+    let mut copy = vec![0u8; PRBS31_BYTES];
+    let mut memcpy = || {
+        copy.copy_from_slice(black_box(&data));
+        black_box(&copy);
+    };
+    let isas = Isa::available_all();
+    let mut generators: Vec<(Generator, Vec<u8>)> = isas
+        .iter()
+        .map(|&isa| (Generator::with_isa(&spec, isa), vec![0u8; PRBS31_BYTES]))
+        .collect();
+    let mut generate_jobs: Vec<Box<dyn FnMut() + '_>> = generators
+        .iter_mut()
+        .map(|(generator, out)| {
+            Box::new(move || {
+                generator.fill(out);
+                black_box(&*out);
+            }) as Box<dyn FnMut()>
+        })
+        .collect();
+    let mut check_jobs: Vec<Box<dyn FnMut() + '_>> = isas
+        .iter()
+        .map(|&isa| {
+            let spec = spec.clone();
+            let data = &data;
+            Box::new(move || {
+                let mut checker = Checker::with_isa(
+                    CheckerConfig {
+                        expect: Expect::Pattern(spec.clone()),
+                    },
+                    isa,
+                );
+                checker.feed(black_box(data));
+                assert_eq!(checker.counters().bit_errors, 0);
+            }) as Box<dyn FnMut()>
+        })
+        .collect();
+    let mut jobs: Vec<&mut dyn FnMut()> = vec![&mut memcpy];
+    jobs.extend(
+        generate_jobs
+            .iter_mut()
+            .map(|job| &mut **job as &mut dyn FnMut()),
+    );
+    jobs.extend(
+        check_jobs
+            .iter_mut()
+            .map(|job| &mut **job as &mut dyn FnMut()),
+    );
+    let rates = interleaved_gbits(PRBS31_BYTES, &mut jobs);
+    let memcpy = rates[0];
+    println!("prbs31 per instruction set (memcpy {memcpy:.1} Gbit/s in the same rounds):");
+    for (i, isa) in isas.iter().enumerate() {
+        let generate = rates[1 + i];
+        let check = rates[1 + isas.len() + i];
+        println!(
+            "  {:8} generate {generate:6.1} ({:.2}x memcpy)  check {check:6.1} ({:.2}x memcpy)",
+            isa.name(),
             generate / memcpy,
             check / memcpy
         );

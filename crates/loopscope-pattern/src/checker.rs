@@ -55,6 +55,7 @@
 use serde::Serialize;
 
 use crate::generator::{Lfsr, Periodic, Source, fixed_period, qrss_word, recurrence};
+use crate::simd::Isa;
 use crate::spec::{BitOrder, PatternKind, PatternSpec};
 
 /// Bits compared while confirming a new lock.
@@ -358,6 +359,8 @@ pub struct Checker {
     burst_start: u64,
     last_error: Option<u64>,
     scratch: Vec<u64>,
+    /// The instruction set of the PRBS word kernels.
+    isa: Isa,
 }
 
 impl std::fmt::Debug for Checker {
@@ -380,7 +383,15 @@ fn unorder(word: u64, msb_first: bool) -> u64 {
 }
 
 impl Checker {
+    /// A checker whose PRBS kernels use the best instruction set this CPU has.
     pub fn new(config: CheckerConfig) -> Self {
+        Checker::with_isa(config, Isa::detect())
+    }
+
+    /// A checker whose PRBS kernels use `isa` (the portable set if this CPU lacks it); the
+    /// counts are the same whichever is used.
+    pub fn with_isa(config: CheckerConfig, isa: Isa) -> Self {
+        let isa = if isa.available() { isa } else { Isa::Portable };
         let (order, candidates) = match &config.expect {
             Expect::Pattern(spec) => (spec.bit_order, vec![candidate_for(spec)]),
             Expect::Auto(order) => (*order, auto_candidates()),
@@ -402,6 +413,7 @@ impl Checker {
             burst_start: 0,
             last_error: None,
             scratch: vec![0; 1024],
+            isa,
         }
     }
 
@@ -748,7 +760,7 @@ impl Checker {
                     return None;
                 }
                 let known: Vec<bool> = (0..n).map(|i| seed >> i & 1 == 1).collect();
-                let lfsr = Lfsr::from_known(n, a, end, &known);
+                let lfsr = Lfsr::from_known(n, a, end, &known, self.isa);
                 let (spec, ambiguous) = match &self.config.expect {
                     Expect::Pattern(spec) => (spec.clone(), false),
                     Expect::Auto(order) => {

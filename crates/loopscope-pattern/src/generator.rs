@@ -40,6 +40,7 @@
 //! word is its bytes in order, each byte's bits taken in the configured bit order, so the
 //! emitted buffer holds the user's bytes verbatim (complemented when inverted).
 
+use crate::simd::Isa;
 use crate::spec::{BitOrder, PatternKind, PatternSpec};
 
 /// The polynomial is squared until the near tap lies at least this many *words* back (and at
@@ -48,6 +49,8 @@ use crate::spec::{BitOrder, PatternKind, PatternSpec};
 const MIN_NEAR_WORDS: u64 = 32;
 /// Words generated per refill of the LFSR buffer (8 KiB: stays in L1 together with history).
 const CHUNK_WORDS: usize = 1024;
+/// Words a checker in sync checks by the recurrence alone before it looks at the result.
+const FAST_CHECK_WORDS: usize = 2048;
 /// Words kept behind the requested range, so a checker can look back after a slip.
 pub(crate) const RETAIN_WORDS: usize = 64;
 
@@ -65,11 +68,13 @@ pub(crate) struct Lfsr {
     filled: usize,
     /// Global index of `buf[0]`.
     base: i64,
+    /// The instruction set of the word kernels.
+    isa: Isa,
 }
 
 impl Lfsr {
     /// Recurrence `b[t] = b[t-a] ^ b[t-n]` (0 < a < n <= 63).
-    fn empty(n: u32, a: u32) -> Self {
+    fn empty(n: u32, a: u32, isa: Isa) -> Self {
         // After 6 squarings b[t] = b[t - 64a] ^ b[t - 64n]: whole words, W[i] = W[i-a] ^ W[i-n]
         // (p(x)^64 = p(x^64) over GF(2)). Square further until the near tap is far enough.
         let mut near = u64::from(a);
@@ -90,14 +95,15 @@ impl Lfsr {
             buf: vec![0; cap],
             filled: 0,
             base: 0,
+            isa,
         }
     }
 
     /// The sequence whose bits at global positions `end - known.len() .. end` are `known`
     /// (oldest first). At least `n` bits are needed; only the last `n` are used (the recurrence
     /// determines the rest, backwards and forwards).
-    pub(crate) fn from_known(n: u32, a: u32, end: i64, known: &[bool]) -> Self {
-        let mut lfsr = Lfsr::empty(n, a);
+    pub(crate) fn from_known(n: u32, a: u32, end: i64, known: &[bool], isa: Isa) -> Self {
+        let mut lfsr = Lfsr::empty(n, a, isa);
         let n_us = n as usize;
         let a_us = a as usize;
         let seed = &known[known.len().saturating_sub(n_us)..];
@@ -189,8 +195,39 @@ impl Lfsr {
         };
         let (near, far) = (self.near, self.far);
         let mut done = 0usize;
+        // Received words just before `done` that equalled the reference, and whether the
+        // LFSR's buffer lags behind `done` (after the received words were checked by the
+        // recurrence alone).
+        let mut clean_run = 0usize;
+        let mut lagging = false;
         while done < received.len() {
             let from = first + done as i64;
+            if clean_run >= far {
+                // The last `far` received words equal the reference, so a received word equals
+                // it exactly when it obeys the recurrence over the received words themselves:
+                // W[i] = W[i-near] ^ W[i-far] ^ mask (in wire form, see `fill_in_place`). That
+                // reads the buffer once and writes nothing, cheaper than memcpy; the reference
+                // is generated only around errors.
+                let step = (received.len() - done).min(FAST_CHECK_WORDS);
+                let any = self.isa.xor3_any(
+                    &received[done..done + step],
+                    &received[done - near..done - near + step],
+                    &received[done - far..done - far + step],
+                    mask,
+                );
+                if any == 0 {
+                    done += step;
+                    clean_run += step;
+                    lagging = true;
+                    continue;
+                }
+                // An error in this stretch: compare it word by word against the reference.
+                clean_run = 0;
+            }
+            if lagging {
+                self.resync::<MSB_FIRST>(from, &received[..done], mask);
+                lagging = false;
+            }
             if from < self.base {
                 // Not held any more (never the case in sequential use): nothing to compare.
                 return done;
@@ -201,8 +238,13 @@ impl Lfsr {
                 let count = (self.filled - at).min(received.len() - done);
                 for k in 0..count {
                     let errors = wire(received[done + k]) ^ self.buf[at + k] ^ mask;
-                    if errors != 0 && !on_error(done + k, errors) {
-                        return done + k;
+                    if errors != 0 {
+                        if !on_error(done + k, errors) {
+                            return done + k;
+                        }
+                        clean_run = 0;
+                    } else {
+                        clean_run += 1;
                     }
                 }
                 done += count;
@@ -222,26 +264,52 @@ impl Lfsr {
             let near_src = &history[start - near..start - near + step];
             let far_src = &history[start - far..start - far + step];
             let got = &received[done..done + step];
-            let mut any = 0u64;
-            for (((slot, x), y), bytes) in
-                fresh[..step].iter_mut().zip(near_src).zip(far_src).zip(got)
-            {
-                let want = x ^ y;
-                *slot = want;
-                any |= wire(*bytes) ^ want ^ mask;
-            }
+            let any =
+                self.isa
+                    .xor2_compare(&mut fresh[..step], near_src, far_src, got, mask, MSB_FIRST);
             self.filled += step;
             if any != 0 {
                 for k in 0..step {
                     let errors = wire(got[k]) ^ fresh[k] ^ mask;
-                    if errors != 0 && !on_error(done + k, errors) {
-                        return done + k;
+                    if errors != 0 {
+                        if !on_error(done + k, errors) {
+                            return done + k;
+                        }
+                        clean_run = 0;
+                    } else {
+                        clean_run += 1;
                     }
                 }
+            } else {
+                clean_run += step;
             }
             done += step;
         }
+        if lagging {
+            self.resync::<MSB_FIRST>(first + done as i64, &received[..done], mask);
+        }
         done
+    }
+
+    /// Restarts the LFSR from the last received words, which equal the reference (`end` is
+    /// the global index one past the last of them; at least `history + 1` are given).
+    fn resync<const MSB_FIRST: bool>(&mut self, end: i64, received: &[[u8; 8]], mask: u64) {
+        let keep = (self.history + 1)
+            .max(RETAIN_WORDS)
+            .min(received.len())
+            .min(self.buf.len());
+        let tail = &received[received.len() - keep..];
+        for (slot, bytes) in self.buf.iter_mut().zip(tail) {
+            let word = u64::from_le_bytes(*bytes);
+            let plain = if MSB_FIRST {
+                word.reverse_bits().swap_bytes()
+            } else {
+                word
+            };
+            *slot = plain ^ mask;
+        }
+        self.filled = keep;
+        self.base = end - keep as i64;
     }
 
     /// Appends `count` words (there is room).
@@ -255,9 +323,7 @@ impl Lfsr {
             let (done, rest) = self.buf.split_at_mut(start);
             let near_src = &done[start - near..start - near + step];
             let far_src = &done[start - far..start - far + step];
-            for ((slot, x), y) in rest[..step].iter_mut().zip(near_src).zip(far_src) {
-                *slot = x ^ y;
-            }
+            self.isa.xor2(&mut rest[..step], near_src, far_src);
             start += step;
         }
         self.filled = end;
@@ -417,10 +483,10 @@ pub(crate) enum Source {
 
 impl Source {
     /// The source of `spec` in its documented start phase (stream bit 0 = global bit 0).
-    pub(crate) fn start(spec: &PatternSpec) -> Self {
+    pub(crate) fn start(spec: &PatternSpec, isa: Isa) -> Self {
         if let Some((n, a)) = recurrence(&spec.kind, spec.reverse) {
             let ones = vec![true; n as usize];
-            let lfsr = Lfsr::from_known(n, a, n as i64, &ones);
+            let lfsr = Lfsr::from_known(n, a, n as i64, &ones, isa);
             if spec.kind == PatternKind::Qrss {
                 Source::Qrss {
                     lfsr,
@@ -511,9 +577,8 @@ fn fill_in_place(all: &mut [[u8; 8]], primed: usize, first: i64, lfsr: &mut Lfsr
         let (done, fresh) = all.split_at_mut(start);
         let near_src = &done[start - near..start - near + step];
         let far_src = &done[start - far..start - far + step];
-        for ((slot, x), y) in fresh[..step].iter_mut().zip(near_src).zip(far_src) {
-            *slot = (u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y) ^ mask).to_le_bytes();
-        }
+        lfsr.isa
+            .xor2_bytes(&mut fresh[..step], near_src, far_src, mask);
         start += step;
     }
     // The transform is its own inverse: recover the plain words for the LFSR's history.
@@ -549,10 +614,18 @@ impl std::fmt::Debug for Generator {
 }
 
 impl Generator {
+    /// A generator whose PRBS kernels use the best instruction set this CPU has.
     pub fn new(spec: &PatternSpec) -> Self {
+        Generator::with_isa(spec, Isa::detect())
+    }
+
+    /// A generator whose PRBS kernels use `isa` (the portable set if this CPU lacks it); the
+    /// output is the same bytes whichever is used.
+    pub fn with_isa(spec: &PatternSpec, isa: Isa) -> Self {
+        let isa = if isa.available() { isa } else { Isa::Portable };
         Generator {
             spec: spec.clone(),
-            source: Source::start(spec),
+            source: Source::start(spec, isa),
             wire: Wire::new(spec.inverted(), spec.bit_order),
             next_word: 0,
             pending: [0; 8],

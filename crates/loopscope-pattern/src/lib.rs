@@ -32,9 +32,11 @@ pub mod g826;
 pub mod generator;
 pub mod inject;
 pub mod loopcode;
+pub mod simd;
 pub mod spec;
 
 pub use checker::{CheckCounters, Checker, CheckerConfig, Expect};
 pub use generator::Generator;
 pub use inject::ErrorInjector;
+pub use simd::Isa;
 pub use spec::{BitOrder, PatternKind, PatternSpec, SpecError};
