@@ -28,6 +28,7 @@ pub struct HtmlReport {
     title: String,
     parameters: Vec<(String, String)>,
     plots: Vec<(String, String)>,
+    tables: Vec<(String, Vec<String>, Vec<Vec<String>>)>,
     summary: Vec<(String, String)>,
 }
 
@@ -56,6 +57,7 @@ impl HtmlReport {
             title: title.into(),
             parameters: Vec::new(),
             plots: Vec::new(),
+            tables: Vec::new(),
             summary: Vec::new(),
         }
     }
@@ -71,6 +73,21 @@ impl HtmlReport {
         let value = serde_json::to_value(summary)?;
         flatten("", &value, &mut self.summary);
         Ok(self)
+    }
+
+    /// Adds a table under a heading (after the plots).
+    pub fn table(
+        &mut self,
+        heading: impl Into<String>,
+        header: &[&str],
+        rows: Vec<Vec<String>>,
+    ) -> &mut Self {
+        self.tables.push((
+            heading.into(),
+            header.iter().map(|h| h.to_string()).collect(),
+            rows,
+        ));
+        self
     }
 
     /// Adds a plot (an SVG document) under a heading.
@@ -109,6 +126,21 @@ impl HtmlReport {
                 escape(heading),
                 strip_xml_declaration(svg)
             );
+        }
+        for (heading, header, rows) in &self.tables {
+            let _ = writeln!(out, "<h2>{}</h2>\n<table>\n<tr>", escape(heading));
+            for cell in header {
+                let _ = write!(out, "<th>{}</th>", escape(cell));
+            }
+            out.push_str("</tr>\n");
+            for row in rows {
+                out.push_str("<tr>");
+                for cell in row {
+                    let _ = write!(out, "<td>{}</td>", escape(cell));
+                }
+                out.push_str("</tr>\n");
+            }
+            out.push_str("</table>\n");
         }
         out.push_str("<h2>Summary</h2>\n<table>\n");
         for (name, value) in &self.summary {
@@ -249,6 +281,16 @@ pub fn over_time(
     series: &[(&str, Vec<(f64, f64)>)],
     log_y: bool,
 ) -> Result<String, HtmlError> {
+    series_plot("time (s)", y_label, series, log_y)
+}
+
+/// Like [`over_time`] with another x axis (a packet number, an interval's end).
+pub fn series_plot(
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    log_y: bool,
+) -> Result<String, HtmlError> {
     let error = plot_error("time series");
     let mut svg = String::new();
     {
@@ -268,7 +310,7 @@ pub fn over_time(
                 chart
                     .configure_mesh()
                     .max_light_lines(2)
-                    .x_desc("time (s)")
+                    .x_desc(x_label)
                     .y_desc(y_label)
                     .draw()
                     .map_err(|e| error(e.to_string()))?;
@@ -321,6 +363,50 @@ pub fn over_time(
                     .map_err(|e| error(e.to_string()))?
             );
         }
+        root.present().map_err(|e| error(e.to_string()))?;
+    }
+    Ok(svg)
+}
+
+/// How each check went: one bar per check, as tall as the check took, coloured by its status
+/// (`pass`, `warn`, `fail`, `skip`), in the order the checks ran.
+pub fn status_bars(checks: &[(&str, f64, &str)]) -> Result<String, HtmlError> {
+    let error = plot_error("checks");
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| error(e.to_string()))?;
+        let top = checks.iter().map(|(_, ms, _)| *ms).fold(1.0, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .caption(
+                "green pass, orange warn, red fail, grey skip",
+                ("sans-serif", 14),
+            )
+            .build_cartesian_2d(0.0..checks.len().max(1) as f64, (0.01..top).log_scale())
+            .map_err(|e| error(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .max_light_lines(2)
+            .x_desc("check (in the order they ran; names in the table below)")
+            .y_desc("duration (ms, log scale)")
+            .draw()
+            .map_err(|e| error(e.to_string()))?;
+        let orange = RGBColor(240, 150, 0);
+        chart
+            .draw_series(checks.iter().enumerate().map(|(index, (_, ms, status))| {
+                let color = match *status {
+                    "pass" => GREEN,
+                    "warn" => orange,
+                    "fail" => RED,
+                    _ => RGBColor(150, 150, 150),
+                };
+                let x = index as f64;
+                Rectangle::new([(x + 0.1, 0.01), (x + 0.9, ms.max(0.011))], color.filled())
+            }))
+            .map_err(|e| error(e.to_string()))?;
         root.present().map_err(|e| error(e.to_string()))?;
     }
     Ok(svg)

@@ -167,3 +167,127 @@ fn the_bert_report_marks_errored_seconds_in_chromium() {
     assert!(orange > 500, "only {orange} orange (ES) pixels");
     assert!(green > 500, "only {green} green (error-free) pixels");
 }
+
+/// Blue pixels: the plotted series and bars.
+fn blue(pixels: &[[u8; 3]]) -> usize {
+    pixels
+        .iter()
+        .filter(|[r, g, b]| *b > 180 && *r < 140 && *g < 140)
+        .count()
+}
+
+#[test]
+fn the_perf_report_plots_throughput_per_interval() {
+    let directory = tempfile::tempdir().unwrap();
+    let report = directory.path().join("perf.html");
+    let output = Command::new(BIN)
+        .args(["perf", "loop:", "-t", "3s", "-i", "500ms", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_self_contained(&html);
+    assert!(html.contains("Throughput per interval"));
+    if !have_chromium() {
+        return;
+    }
+    let pixels = screenshot(&report, directory.path());
+    assert!(blue(&pixels) > 300, "only {} blue pixels", blue(&pixels));
+}
+
+#[test]
+fn the_stamp_report_plots_both_directions() {
+    use std::io::BufRead;
+    let directory = tempfile::tempdir().unwrap();
+    let mut reflector = Command::new(BIN)
+        .args(["--json", "stamp", "--reflect", "udp://127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(reflector.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let endpoint = event["endpoint"].as_str().unwrap().to_string();
+    let report = directory.path().join("stamp.html");
+    let output = Command::new(BIN)
+        .args([
+            "stamp",
+            &endpoint,
+            "--count",
+            "100",
+            "--interval",
+            "5ms",
+            "-q",
+            "--report",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let _ = reflector.kill();
+    let _ = reflector.wait();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_self_contained(&html);
+    assert!(html.contains("forward (sender to reflector)"));
+    assert_eq!(html.matches("<svg").count(), 2);
+    if !have_chromium() {
+        return;
+    }
+    let pixels = screenshot(&report, directory.path());
+    // Forward is blue, backward red.
+    let red = pixels
+        .iter()
+        .filter(|[r, g, b]| *r > 180 && *g < 100 && *b < 100)
+        .count();
+    assert!(blue(&pixels) > 300, "only {} blue pixels", blue(&pixels));
+    assert!(red > 300, "only {red} red pixels");
+}
+
+#[test]
+fn the_doctor_report_shows_each_check() {
+    let directory = tempfile::tempdir().unwrap();
+    let report = directory.path().join("doctor.html");
+    let output = Command::new(BIN)
+        .args([
+            "doctor",
+            "--check",
+            "lo_exists",
+            "--check",
+            "lo_up",
+            "--check",
+            "lo_mtu",
+            "--report",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_self_contained(&html);
+    for check in ["lo_exists", "lo_up", "lo_mtu"] {
+        assert!(html.contains(&format!("<td>{check}</td>")), "{check}");
+    }
+    if !have_chromium() {
+        return;
+    }
+    let pixels = screenshot(&report, directory.path());
+    // One bar per check, coloured by its status: some colour must be there.
+    assert!(coloured(&pixels) > 300, "the check bars look blank");
+}
