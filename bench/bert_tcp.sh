@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
 rounds=${2:-3}
-cargo build --release -q -p loopscope
-bin=target/release/loopscope
+# LOOPSCOPE_BIN: a binary built already (skips the release build).
+if [ -z "${LOOPSCOPE_BIN:-}" ]; then cargo build --release -q -p loopscope; fi
+bin=${LOOPSCOPE_BIN:-target/release/loopscope}
 command -v iperf3 >/dev/null || { echo "iperf3 is not installed (apt-get install iperf3)"; exit 2; }
 
 pids=()

@@ -13,8 +13,10 @@ use crate::verdict::{AddressVerdict, Decision, Embedded, Policy, classify};
 /// A registry row as reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegistryRow {
+    /// The row itself, its fields flattened into the JSON object.
     #[serde(flatten)]
     pub entry: Entry,
+    /// The date of the registry copy compiled in (IANA updates the registries).
     pub snapshot: &'static str,
 }
 
@@ -30,9 +32,13 @@ impl RegistryRow {
 /// A martian verdict as reported.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Martian {
+    /// The reason's code (`loopback_source`, `this_network_source`...), as `martians` prints it.
     pub code: &'static str,
+    /// The RFC that makes it martian.
     pub rfc: &'static str,
+    /// What this Linux kernel does with such a packet.
     pub linux: LinuxTreatment,
+    /// That treatment in words.
     pub linux_note: &'static str,
 }
 
@@ -50,11 +56,17 @@ impl From<MartianReason> for Martian {
 /// An embedded IPv4 address, classified in turn.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbeddedReport {
+    /// How it is embedded (`ipv4_mapped`, `nat64`, `6to4`, `teredo_client`...).
     pub kind: &'static str,
+    /// The IPv4 address.
     pub ipv4: Ipv4Addr,
+    /// The Teredo client's UDP port, where there is one.
     pub port: Option<u16>,
+    /// The most specific registry row containing it.
     pub registry: Option<&'static str>,
+    /// It is a loopback address (127/8).
     pub loopback: bool,
+    /// The registry marks it globally reachable.
     pub globally_reachable: bool,
 }
 
@@ -75,58 +87,86 @@ impl From<&Embedded> for EmbeddedReport {
 /// One parser's reading.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadingReport {
+    /// The parser's code (`strict`, `inet_aton`, `whatwg`, `decimal`, `rfc3986`).
     pub parser: &'static str,
+    /// Which software reads addresses that way.
     pub used_by: &'static str,
     /// The host it would contact, or `null` if it rejects the input.
     pub host: Option<Host>,
+    /// It reads the same host as the primary reading.
     pub agrees: bool,
 }
 
 /// One resolved address of a name, with its own decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct AnswerReport {
+    /// The address.
     pub address: IpAddr,
+    /// The most specific registry row containing it.
     pub registry: Option<&'static str>,
+    /// It is a loopback address.
     pub loopback: bool,
+    /// The registry marks it globally reachable.
     pub globally_reachable: bool,
+    /// Whether the SSRF guard lets a connection to it through.
     pub ssrf: Decision,
+    /// Why, in words.
     pub reason: String,
 }
 
 /// Everything about one input.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
+    /// The input as given.
     pub input: String,
     /// The address that would be contacted (the first answer for a name; `null` if unresolved).
     pub address: Option<IpAddr>,
+    /// The host the primary reading found (an address or a name).
     pub host: Host,
+    /// Its notation (`ipv4`, `ipv4_inet_aton`, `url`...).
     pub notation: &'static str,
+    /// The port, when the input has one.
     pub port: Option<u16>,
+    /// The IPv6 zone (`%eth0`), when the input has one.
     pub zone: Option<String>,
+    /// The URL scheme, when the input is a URL.
     pub scheme: Option<String>,
     /// The most specific registry row, or `null` for ordinary unicast.
     pub registry: Option<RegistryRow>,
+    /// The date of the registry copy compiled in.
     pub registry_snapshot: &'static str,
     /// Every row containing the address, least specific first (`BLOCK NAME`).
     pub within: Vec<String>,
+    /// 127/8, ::1 or ::ffff:127.0.0.0/104.
     pub loopback: bool,
     /// `localhost`, `localhost.` or `*.localhost` (RFC 6761 §6.3).
     pub loopback_by_name: bool,
+    /// A connection to it lands on this host (loopback, or the unspecified address, which Linux
+    /// connects locally).
     pub reaches_this_host: bool,
     /// `null` when the input is a name that did not resolve: then it is not known.
     pub globally_reachable: Option<bool>,
     /// False for a name whose addresses are unknown (resolution failed or is off); the
     /// address fields then describe nothing.
     pub resolved: bool,
+    /// The code of the reason a packet *from* it is martian, if it is.
     pub martian_source: Option<&'static str>,
+    /// The code of the reason a packet *to* it is martian, if it is.
     pub martian_destination: Option<&'static str>,
+    /// That source verdict with its RFC and the kernel's treatment.
     pub martian_source_detail: Option<Martian>,
+    /// That destination verdict with its RFC and the kernel's treatment.
     pub martian_destination_detail: Option<Martian>,
+    /// IPv4 addresses embedded in it (RFC 4291 mapped, RFC 6052 NAT64, RFC 3056 6to4, RFC
+    /// 4380 Teredo), each classified.
     pub embedded: Vec<EmbeddedReport>,
+    /// How each parser reads the input: where they disagree, the input is ambiguous.
     pub readings: Vec<ReadingReport>,
     /// For names: every answer, each checked.
     pub answers: Vec<AnswerReport>,
+    /// Whether the SSRF guard lets a connection to it through.
     pub ssrf: Decision,
+    /// Why, in words.
     pub reason: String,
 }
 

@@ -16,6 +16,7 @@ use crate::verdict::{Decision, Policy, SsrfReason, classify};
 
 /// Turns a host name into addresses.
 pub trait Resolver {
+    /// The addresses `name` resolves to, in the order a client would try them.
     fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, ResolveError>;
 }
 
@@ -23,7 +24,14 @@ pub trait Resolver {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     #[error("cannot resolve '{name}': {message}")]
-    Failed { name: String, message: String },
+    /// The resolver failed.
+    Failed {
+        /// The name.
+        name: String,
+        /// What the resolver said.
+        message: String,
+    },
+    /// The name resolved to nothing.
     #[error("'{0}' has no addresses")]
     NoAnswer(String),
 }
@@ -60,6 +68,7 @@ pub struct StaticResolver {
 }
 
 impl StaticResolver {
+    /// A resolver that knows no name yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -120,18 +129,32 @@ pub const LOCALHOST_ADDRESSES: [IpAddr; 2] = [
 /// Why the guard refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuardError {
+    /// The input is no address, host name or URL.
     #[error(transparent)]
     Notation(#[from] NotationError),
+    /// A name did not resolve.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error("denied '{input}': {address} {reason}")]
+    /// An address the policy refuses.
     Denied {
+        /// The input as given.
         input: String,
+        /// The refused address.
         address: IpAddr,
+        /// Why.
         reason: String,
     },
     #[error("denied '{input}': parsers disagree on the host ({detail})")]
-    Ambiguous { input: String, detail: String },
+    /// Parsers read different hosts in the input: whichever the caller's HTTP library uses,
+    /// the check would be of another host.
+    Ambiguous {
+        /// The input as given.
+        input: String,
+        /// Which parsers read what.
+        detail: String,
+    },
+    /// No port given, and no scheme to take a default one from.
     #[error("'{0}' has no port: give one, or use a URL whose scheme has a default port")]
     NoPort(String),
 }
@@ -139,6 +162,7 @@ pub enum GuardError {
 /// Addresses that passed the policy, with the host and port they came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vetted {
+    /// The input as read.
     pub parsed: Parsed,
     /// Connect to these and nothing else.
     pub addrs: Vec<SocketAddr>,
@@ -175,11 +199,14 @@ impl Vetted {
 /// Checks destinations against a [`Policy`], resolving names with `R`.
 #[derive(Debug, Clone)]
 pub struct Guard<R> {
+    /// What to allow and deny.
     pub policy: Policy,
+    /// How names become addresses.
     pub resolver: R,
 }
 
 impl<R: Resolver> Guard<R> {
+    /// A guard applying `policy`, resolving with `resolver`.
     pub fn new(policy: Policy, resolver: R) -> Self {
         Guard { policy, resolver }
     }

@@ -14,9 +14,6 @@
 //!
 //! This crate is pure: no I/O except through the resolver trait of the guard.
 #![forbid(unsafe_code)]
-// Not every public item is documented yet (docs/design.md lists the crates still to do);
-// delete this line once `cargo clippy` passes without it.
-#![allow(missing_docs)]
 
 pub mod analysis;
 pub mod guard;

@@ -34,6 +34,7 @@ pub enum Parser {
 }
 
 impl Parser {
+    /// The parser's code in output.
     pub fn code(&self) -> &'static str {
         match self {
             Parser::Strict => "strict",
@@ -44,6 +45,7 @@ impl Parser {
         }
     }
 
+    /// Which software reads addresses this way.
     pub fn who(&self) -> &'static str {
         match self {
             Parser::Strict => "inet_pton, Rust std, Go netip, Python ipaddress",
@@ -58,7 +60,9 @@ impl Parser {
 /// What a host is: an address, or a name still to be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
+    /// An address.
     Ip(IpAddr),
+    /// A name, still to be resolved.
     Name(String),
 }
 
@@ -104,6 +108,7 @@ pub enum Notation {
 }
 
 impl Notation {
+    /// The notation's code in output.
     pub fn code(&self) -> &'static str {
         match self {
             Notation::Ipv4 => "ipv4",
@@ -122,18 +127,24 @@ impl Notation {
 /// One parser's reading of the input: the host it would contact, or `None` if it rejects it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reading {
+    /// Which parser.
     pub parser: Parser,
+    /// The host it would contact; `None` if it rejects the input.
     pub host: Option<Host>,
 }
 
 /// An input read every way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Parsed {
+    /// How the input is written.
     pub notation: Notation,
     /// The host that would be contacted (the primary reading).
     pub host: Host,
+    /// The IPv6 zone (`%eth0`), when there is one.
     pub zone: Option<String>,
+    /// The port, when there is one.
     pub port: Option<u16>,
+    /// The URL scheme, when the input is a URL.
     pub scheme: Option<String>,
     /// Every parser's reading, including those that reject the input.
     pub readings: Vec<Reading>,
@@ -151,18 +162,33 @@ impl Parsed {
 /// Why an input is not an address, host or URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotationError {
+    /// Nothing was given.
     #[error("empty input")]
     Empty,
+    /// No parser accepts it.
     #[error("'{0}' is not an address, host name or URL that any parser accepts")]
     Unparsable(String),
     #[error("URL '{input}' does not parse: {reason}")]
-    Url { input: String, reason: String },
+    /// A URL the WHATWG parser rejects.
+    Url {
+        /// The input as given.
+        input: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A URL without a host (`file:///x`).
     #[error("URL '{0}' has no host")]
     NoHost(String),
     #[error(
         "'{input}' is neither an address nor a host name: {why} (host names are letters, digits, '-' and '_' in dot-separated labels, RFC 1123 section 2.1)"
     )]
-    NotHostName { input: String, why: String },
+    /// Neither an address nor a host name (RFC 1123 section 2.1).
+    NotHostName {
+        /// The input as given.
+        input: String,
+        /// What breaks the host name rules.
+        why: String,
+    },
 }
 
 /// Why `name` (as the WHATWG host parser left it: lower case, IDNs as `xn--` labels) cannot be

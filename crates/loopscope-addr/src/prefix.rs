@@ -9,19 +9,36 @@ use serde::{Serialize, Serializer};
 /// An IPv4 or IPv6 prefix such as `127.0.0.0/8` or `64:ff9b:1::/48`. Host bits are zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Prefix {
-    V4 { bits: u32, len: u8 },
-    V6 { bits: u128, len: u8 },
+    /// An IPv4 block.
+    V4 {
+        /// The first address's 32 bits (host bits zero).
+        bits: u32,
+        /// The prefix length, 0 to 32.
+        len: u8,
+    },
+    /// An IPv6 block.
+    V6 {
+        /// The first address's 128 bits (host bits zero).
+        bits: u128,
+        /// The prefix length, 0 to 128.
+        len: u8,
+    },
 }
 
 /// Why a prefix did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrefixError {
+    /// Not `ADDRESS/LENGTH`.
     #[error("'{0}' is not an address/length prefix (e.g. 10.0.0.0/8, fc00::/7)")]
     Syntax(String),
     #[error("prefix length {len} is too long for {family} (at most {max})")]
+    /// A length longer than the family's addresses.
     Length {
+        /// The length given.
         len: u32,
+        /// `IPv4` or `IPv6`.
         family: &'static str,
+        /// The longest there is (32 or 128).
         max: u8,
     },
 }
@@ -68,6 +85,7 @@ impl Prefix {
         }
     }
 
+    /// The prefix length in bits.
     pub fn len(&self) -> u8 {
         match *self {
             Prefix::V4 { len, .. } | Prefix::V6 { len, .. } => len,
@@ -95,6 +113,7 @@ impl Prefix {
         }
     }
 
+    /// Whether `ip` is in the block (an address of the other family never is).
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (*self, ip) {
@@ -104,11 +123,13 @@ impl Prefix {
         }
     }
 
+    /// Whether the IPv4 address `ip` (as its 32 bits) is in the block: the scan's hot path.
     #[inline]
     pub fn contains_v4(&self, ip: u32) -> bool {
         matches!(*self, Prefix::V4 { bits, len } if ip & mask32(len) == bits)
     }
 
+    /// Whether the IPv6 address `ip` (as its 128 bits) is in the block.
     #[inline]
     pub fn contains_v6(&self, ip: u128) -> bool {
         matches!(*self, Prefix::V6 { bits, len } if ip & mask128(len) == bits)

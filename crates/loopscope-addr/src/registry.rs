@@ -38,6 +38,7 @@ pub enum RegistrySource {
 }
 
 impl RegistrySource {
+    /// The registry's full name, as IANA titles it.
     pub fn name(&self) -> &'static str {
         match self {
             RegistrySource::IanaIpv4SpecialPurpose => "IANA IPv4 Special-Purpose Address Registry",
@@ -51,7 +52,9 @@ impl RegistrySource {
 /// Reserved-by-Protocol) of a registry row, footnotes kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flag {
+    /// "True".
     True,
+    /// "False".
     False,
     /// "False [1]": false unless a more specific row says otherwise.
     FalseUnlessMoreSpecific,
@@ -85,23 +88,35 @@ impl Serialize for Flag {
 /// One row of a registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Entry {
+    /// The address block.
     pub block: Prefix,
+    /// The registry's name for it.
     pub name: &'static str,
+    /// The RFC that reserves it.
     pub rfc: &'static str,
+    /// Which registry the row comes from.
     #[serde(rename = "registry")]
     pub source_registry: RegistrySource,
+    /// When it was allocated (`YYYY-MM`).
     pub allocation_date: &'static str,
+    /// When it was withdrawn, for a deprecated row.
     pub termination_date: Option<&'static str>,
+    /// May appear as a source address.
     pub source: Flag,
+    /// May appear as a destination address.
     pub destination: Flag,
+    /// A router may forward it.
     pub forwardable: Flag,
+    /// Reachable beyond its local domain.
     pub globally_reachable: Flag,
+    /// Reserved by a protocol, not for general use.
     pub reserved_by_protocol: Flag,
     /// The registry's footnote for this row, in words.
     pub note: Option<&'static str>,
 }
 
 impl Entry {
+    /// The row has a termination date (the block was withdrawn).
     pub fn deprecated(&self) -> bool {
         self.termination_date.is_some()
     }

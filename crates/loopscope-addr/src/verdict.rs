@@ -35,6 +35,7 @@ pub enum EmbeddedKind {
 }
 
 impl EmbeddedKind {
+    /// The kind's code in output.
     pub fn code(&self) -> &'static str {
         match self {
             EmbeddedKind::Ipv4Mapped => "ipv4_mapped",
@@ -52,7 +53,9 @@ impl EmbeddedKind {
 /// An IPv4 address found inside an IPv6 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Embedded {
+    /// How it is embedded.
     pub kind: EmbeddedKind,
+    /// The IPv4 address.
     pub ipv4: Ipv4Addr,
     /// The Teredo client's UDP port (un-XOR-ed).
     pub port: Option<u16>,
@@ -63,9 +66,11 @@ pub struct Embedded {
 pub struct EmbeddedSet([Option<Embedded>; 2]);
 
 impl EmbeddedSet {
+    /// The embedded addresses, server first for Teredo.
     pub fn iter(&self) -> impl Iterator<Item = &Embedded> {
         self.0.iter().flatten()
     }
+    /// No address is embedded.
     pub fn is_empty(&self) -> bool {
         self.0[0].is_none()
     }
@@ -135,6 +140,7 @@ pub enum Reach {
 /// Everything known about one address, without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressVerdict {
+    /// The address judged.
     pub address: IpAddr,
     /// The most specific registry row (special-purpose, or multicast / deprecated blocks).
     pub entry: Option<&'static Entry>,
@@ -143,10 +149,15 @@ pub struct AddressVerdict {
     /// A connection to it lands on this host: loopback, or the unspecified 0.0.0.0 / :: (and
     /// ::ffff:0.0.0.0), which Linux connects to the local host.
     pub reaches_this_host: bool,
+    /// The registry marks it globally reachable (the most specific row decides).
     pub globally_reachable: bool,
+    /// Why `globally_reachable` is what it is.
     pub reach: Reach,
+    /// Why a packet from it is martian, if it is.
     pub martian_source: Option<MartianReason>,
+    /// Why a packet to it is martian, if it is.
     pub martian_destination: Option<MartianReason>,
+    /// IPv4 addresses embedded in it.
     pub embedded: EmbeddedSet,
 }
 
@@ -219,11 +230,14 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
+    /// Let the connection through.
     Allow,
+    /// Refuse it.
     Deny,
 }
 
 impl Decision {
+    /// `allow` or `deny`, as output shows it.
     pub fn code(&self) -> &'static str {
         match self {
             Decision::Allow => "allow",
@@ -235,15 +249,25 @@ impl Decision {
 /// Why the SSRF decision went the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SsrfReason {
+    /// In a prefix the policy denies.
     DeniedPrefix(Prefix),
+    /// In a prefix the policy allows.
     AllowedPrefix(Prefix),
+    /// A private block the policy allows.
     AllowedPrivate(&'static Entry),
+    /// Globally reachable (with the row that says so, if any).
     GloballyReachable(Option<&'static Entry>),
+    /// A loopback address.
     Loopback,
+    /// The unspecified address (Linux connects it to this host).
     Unspecified,
+    /// Multicast.
     Multicast,
+    /// A special-purpose block that is not globally reachable.
     NotGloballyReachable(&'static Entry),
+    /// An embedded IPv4 address that is not globally reachable.
     EmbeddedNotGloballyReachable(Embedded),
+    /// IPv6 outside 2000::/3 with no assignment: reserved by the IETF (IANA IPv6 Address Space registry).
     ReservedByIetf,
 }
 

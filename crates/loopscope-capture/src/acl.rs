@@ -26,13 +26,19 @@ use serde::Serialize;
 /// Output dialects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AclFormat {
+    /// nftables (`nft -f`).
     Nftables,
+    /// iptables (`iptables-restore`).
     Iptables,
+    /// Cisco IOS extended access list.
     CiscoIos,
+    /// Junos firewall filter.
     Junos,
 }
 
 impl AclFormat {
+    /// Reads a `--format` value (`nftables`/`nft`, `iptables`, `cisco-ios`/`ios`/`cisco`,
+    /// `junos`/`juniper`).
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "nftables" | "nft" => Some(AclFormat::Nftables),
@@ -55,13 +61,22 @@ pub enum AclError {
     #[error(
         "filter name '{0}' is not allowed: 1-{MAX_NAME_LEN} letters, digits, '_' or '-', starting with a letter"
     )]
+    /// A filter name that could break out of the generated text.
     Name(String),
     #[error(
         "'{0}' is not an interface name (letters, digits, '.', '_', '-'; routers also '/' and ':'; at most {1} characters)"
     )]
+    /// An interface name that could break out of the generated text; the number is the longest
+    /// allowed.
     Interface(String, usize),
     #[error("bogons line {line}: {source}")]
-    Bogon { line: usize, source: PrefixError },
+    /// A line of the bogons file that is not a prefix.
+    Bogon {
+        /// Its line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        source: PrefixError,
+    },
 }
 
 /// The longest filter name: iptables chain names hold 28 characters (XT_EXTENSION_MAXNAMELEN).
@@ -115,11 +130,14 @@ pub fn check_interface(format: AclFormat, interface: &str) -> Result<(), AclErro
 /// A prefix to drop, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AclEntry {
+    /// The prefix.
     pub prefix: Prefix,
+    /// Why it is dropped (the registry row or the bogons file's comment).
     pub why: Cow<'static, str>,
 }
 
 impl AclEntry {
+    /// An IPv4 prefix (the dialects keep the families apart).
     pub fn is_v4(&self) -> bool {
         matches!(self.prefix, Prefix::V4 { .. })
     }
@@ -156,15 +174,20 @@ impl AclEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostRole {
+    /// One of the host's own addresses.
     Address,
+    /// The host's default gateway.
     Gateway,
 }
 
 /// An address the host that loads the filter depends on, and the interface it sits on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostAddress {
+    /// The address.
     pub address: IpAddr,
+    /// The interface it is on.
     pub interface: String,
+    /// The host's own, or its gateway.
     pub role: HostRole,
 }
 
@@ -172,10 +195,15 @@ pub struct HostAddress {
 /// would cut the host off from its own subnet or gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
+    /// The prefix, as text.
     pub prefix: String,
+    /// Why the filter would drop it.
     pub why: String,
+    /// The host's address inside it.
     pub address: IpAddr,
+    /// The interface that address is on.
     pub interface: String,
+    /// The host's own, or its gateway.
     pub role: HostRole,
     /// Kept in the filter anyway (`keep_conflicting`), or left out.
     pub kept: bool,
@@ -239,10 +267,12 @@ pub fn parse_bogons(text: &str) -> Result<Vec<AclEntry>, AclError> {
     Ok(prefixes)
 }
 
+/// What to generate.
 #[derive(Debug, Clone, Default)]
 pub struct AclOptions {
     /// Filter only packets arriving on this interface (all non-loopback ones otherwise).
     pub interface: Option<String>,
+    /// Prefixes to drop besides the registries' (from `--bogons FILE`).
     pub bogons: Vec<AclEntry>,
     /// Name of the table/chain/ACL/filter.
     pub name: String,
@@ -255,6 +285,7 @@ pub struct AclOptions {
 /// A generated filter.
 #[derive(Debug, Clone)]
 pub struct Acl {
+    /// The filter, in the chosen dialect, ready to load.
     pub text: String,
     /// Every prefix the filter drops as a source.
     pub prefixes: Vec<AclEntry>,

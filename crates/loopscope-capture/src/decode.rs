@@ -14,14 +14,19 @@ use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 pub mod linktype {
     /// BSD loopback: 4-byte address family in the capturing host's byte order.
     pub const NULL: u32 = 0;
+    /// Ethernet (IEEE 802.3).
     pub const ETHERNET: u32 = 1;
     /// Raw IPv4 or IPv6 (version nibble decides).
     pub const RAW: u32 = 101;
     /// OpenBSD loopback: 4-byte address family in network byte order.
     pub const LOOP: u32 = 108;
+    /// Linux cooked capture v1 (`any` interface).
     pub const LINUX_SLL: u32 = 113;
+    /// Raw IPv4.
     pub const IPV4: u32 = 228;
+    /// Raw IPv6.
     pub const IPV6: u32 = 229;
+    /// Linux cooked capture v2.
     pub const LINUX_SLL2: u32 = 276;
 
     /// Whether frames of this link type can be decoded.
@@ -44,6 +49,7 @@ pub struct LinkAddr {
 }
 
 impl LinkAddr {
+    /// The first 8 bytes of `address` (longer link addresses are cut).
     pub fn new(address: &[u8]) -> Self {
         let len = address.len().min(8);
         let mut bytes = [0u8; 8];
@@ -53,9 +59,11 @@ impl LinkAddr {
             len: len as u8,
         }
     }
+    /// The address bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+    /// The link had no source address.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -82,12 +90,15 @@ impl fmt::Debug for LinkAddr {
 /// What one frame says about itself at the IP layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoded {
+    /// The IP source address.
     pub source: IpAddr,
+    /// The IP destination address.
     pub destination: IpAddr,
     /// IP protocol of the payload after IPv6 extension headers (6 TCP, 17 UDP, 58 ICMPv6 ...).
     pub protocol: u8,
     /// 0 when the payload has no ports (ICMP, non-first fragments).
     pub source_port: u16,
+    /// 0 when the payload has no ports.
     pub destination_port: u16,
     /// Link-layer source (Ethernet source MAC, SLL sender address); empty when the link has none.
     pub link_source: LinkAddr,

@@ -37,41 +37,62 @@ use crate::rules::{self, PacketVerdict};
 /// The fields of one flow record that matter here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlowFields {
+    /// The source address (IPv4 or IPv6 field).
     pub source: Option<IpAddr>,
+    /// The destination address.
     pub destination: Option<IpAddr>,
+    /// The SNMP index of the input interface.
     pub input_interface: Option<u32>,
+    /// The SNMP index of the output interface.
     pub output_interface: Option<u32>,
+    /// The IP protocol.
     pub protocol: Option<u8>,
+    /// The transport source port.
     pub source_port: Option<u16>,
+    /// The transport destination port.
     pub destination_port: Option<u16>,
+    /// Packets in the flow.
     pub packets: Option<u64>,
+    /// Bytes in the flow.
     pub bytes: Option<u64>,
 }
 
 /// A martian flow record.
 #[derive(Debug, Serialize)]
 pub struct FlowFinding {
+    /// The exporter's address and port (where the datagram came from).
     pub exporter: SocketAddr,
+    /// NetFlow version (5, 9) or 10 for IPFIX.
     pub version: u16,
     /// v9 source id or IPFIX observation domain id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observation_domain: Option<u32>,
+    /// The flow's source address.
     pub source: IpAddr,
+    /// The flow's destination address.
     pub destination: IpAddr,
+    /// The SNMP index of the input interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_interface: Option<u32>,
+    /// The SNMP index of the output interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_interface: Option<u32>,
+    /// The IP protocol.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<u8>,
+    /// The transport source port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_port: Option<u16>,
+    /// The transport destination port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_port: Option<u16>,
+    /// Packets in the flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packets: Option<u64>,
+    /// Bytes in the flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// The martian reasons' codes.
     pub reasons: Vec<String>,
 }
 
@@ -101,30 +122,45 @@ impl Record for FlowFinding {
     }
 }
 
+/// The closing record of a flow scan.
 #[derive(Debug, Serialize, Default)]
 pub struct FlowSummary {
+    /// UDP datagrams read.
     pub datagrams: u64,
+    /// NetFlow/IPFIX export packets decoded.
     pub export_packets: u64,
+    /// Flow records decoded.
     pub flow_records: u64,
+    /// Flow records with a martian address.
     pub martian_flows: u64,
+    /// Packets those flows carried.
     pub martian_flow_packets: u64,
+    /// Bytes those flows carried.
     pub martian_flow_bytes: u64,
     /// Datagrams the parser rejected (not NetFlow/IPFIX, corrupt, truncated).
     pub parse_errors: u64,
     /// Data records that arrived before their template (not decodable yet).
     pub records_without_template: u64,
+    /// Distinct exporters seen.
     pub exporters: u64,
+    /// Martian flows per reason code.
     pub reasons: std::collections::BTreeMap<String, u64>,
+    /// Findings printed.
     pub findings_logged: u64,
+    /// Findings the rate limit held back.
     pub findings_suppressed: u64,
     /// Templates refused for having more fields than `template_field_limit`.
     pub templates_refused: u64,
     /// Exporter scopes (exporter and observation domain) whose templates were dropped to keep
     /// within the bounds, least recently used first.
     pub template_scopes_evicted: u64,
+    /// Templates dropped to keep within the bounds.
     pub templates_evicted: u64,
+    /// The most fields a template may have.
     pub template_field_limit: u64,
+    /// The most template fields kept over all exporters.
     pub template_field_budget: u64,
+    /// The outcome in words for scripts: `no martian flows` or `martian flows found`.
     pub verdict: &'static str,
 }
 
@@ -214,7 +250,9 @@ impl Default for TemplateLimits {
 pub struct FlowConfig {
     /// Only the summary, no per-flow findings.
     pub quiet: bool,
+    /// The rate limit on findings printed (`None`: every finding).
     pub rate_limit: Option<RateLimit>,
+    /// Bounds on the templates kept (a hostile exporter must not grow them without limit).
     pub limits: TemplateLimits,
 }
 
@@ -360,10 +398,12 @@ fn wall_clock_ns() -> u64 {
 }
 
 impl<W: Write> FlowScanner<W> {
+    /// A scanner with the default configuration.
     pub fn new(printer: Printer<W>) -> Self {
         Self::with_config(printer, FlowConfig::default())
     }
 
+    /// A scanner with `config`.
     pub fn with_config(printer: Printer<W>, config: FlowConfig) -> Self {
         let limits = config.limits;
         let builder = NetflowParser::builder()
@@ -400,6 +440,7 @@ impl<W: Write> FlowScanner<W> {
         }
     }
 
+    /// No write to the output has failed (a closed pipe ends the scan).
     pub fn healthy(&self) -> bool {
         self.output_error.is_none()
     }

@@ -5,9 +5,6 @@
 //! and martian anywhere else), reads the packets, and reports.
 
 #![forbid(unsafe_code)]
-// Not every public item is documented yet (docs/design.md lists the crates still to do);
-// delete this line once `cargo clippy` passes without it.
-#![allow(missing_docs)]
 
 pub mod acl;
 pub mod decode;
@@ -23,27 +20,40 @@ pub mod writer;
 /// Errors of this crate: bad input or an environment that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// A capture file could not be opened.
     #[error("cannot open {path}: {source}")]
     Open {
+        /// Its path.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// An output file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// Its path.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is neither pcap nor pcapng.
     #[error("not a pcap or pcapng file: {0}")]
     NotCapture(String),
+    /// The routing table (for uRPF) could not be read.
     #[error("routes: {0}")]
     Routes(String),
+    /// Flags that do not fit together; the text says how to fix them.
     #[error("{0}")]
     Usage(String),
+    /// Another I/O failure.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done.
         context: String,
+        /// Why it failed.
         source: std::io::Error,
     },
+    /// Writing the report failed.
     #[error("output: {0}")]
     Output(std::io::Error),
 }

@@ -31,6 +31,7 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 pub struct LiveOptions {
     /// An interface name, or `any` for every interface.
     pub interface: String,
+    /// How long to listen (`None`: until stopped).
     pub duration: Option<Duration>,
     /// Also look at packets this host sends (skipped by default: martians are about arrivals).
     pub include_outgoing: bool,

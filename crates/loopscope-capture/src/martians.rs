@@ -25,7 +25,9 @@ use crate::writer::{PacketOrigin, PcapngWriter};
 /// `net_ratelimit()` (10 per 5 s); the rest are counted and reported as suppressed.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
+    /// Findings let through at once.
     pub burst: u32,
+    /// The interval over which `burst` findings are allowed, in packet time.
     pub interval_ns: u64,
 }
 
@@ -49,6 +51,7 @@ pub struct LogLimiter {
 }
 
 impl LogLimiter {
+    /// A limiter that lets `limit` through (`None`: everything).
     pub fn new(limit: Option<RateLimit>) -> Self {
         LogLimiter {
             limit,
@@ -93,6 +96,7 @@ pub const DEFAULT_MAX_FLOWS: usize = 65_536;
 /// How many flows the human summary lists by default.
 pub const DEFAULT_TOP_FLOWS: usize = 20;
 
+/// How a scan judges and reports.
 #[derive(Debug)]
 pub struct ScanConfig {
     /// Interface names that are loopback interfaces (loopback traffic on them is normal).
@@ -102,6 +106,7 @@ pub struct ScanConfig {
     /// The interface the packets arrived on when the capture does not name one: used for
     /// uRPF, for the report, and (with `loopback_interfaces`) to know loopback traffic.
     pub arrival_interface: Option<String>,
+    /// The rate limit on findings printed (`None`: every finding).
     pub rate_limit: Option<RateLimit>,
     /// Report only flows and the summary, not every finding.
     pub quiet: bool,
@@ -131,9 +136,13 @@ impl Default for ScanConfig {
 
 /// One packet as the scanner sees it, from whatever source.
 pub struct Observation<'a> {
+    /// When it was captured, in nanoseconds since the Unix epoch.
     pub time_ns: u64,
+    /// The link-layer header type (tcpdump.org LINKTYPE_*).
     pub linktype: u32,
+    /// The frame as captured (maybe cut to the snap length).
     pub frame: &'a [u8],
+    /// The frame's length on the wire.
     pub original_len: u32,
     /// Where the packet came from: the file name, or the live interface.
     pub input: &'a str,
@@ -141,6 +150,7 @@ pub struct Observation<'a> {
     pub number: u64,
     /// Interface name when known (pcapng IDB, live socket).
     pub interface_name: Option<&'a str>,
+    /// The interface index when known.
     pub if_index: Option<u32>,
     /// The interface is known to be a loopback interface by its link type (ARPHRD_LOOPBACK).
     pub interface_is_loopback: bool,
@@ -153,31 +163,51 @@ pub struct Observation<'a> {
 /// One martian packet.
 #[derive(Debug, Serialize)]
 pub struct Finding {
+    /// When it was captured (RFC 3339, UTC).
     pub time: String,
+    /// The same in nanoseconds since the Unix epoch.
     pub time_unix_ns: u64,
+    /// The file or interface it came from.
     pub input: String,
+    /// Its 0-based number in that input.
     pub packet: u64,
+    /// The interface it arrived on, or `?`.
     pub interface: String,
+    /// The interface index, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub if_index: Option<u32>,
+    /// The link-layer source (a MAC address), when the frame or socket gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_source: Option<String>,
+    /// The IP source address.
     pub source: IpAddr,
+    /// The IP destination address.
     pub destination: IpAddr,
+    /// The IP protocol.
     pub protocol: u8,
+    /// The transport source port (0 without ports).
     pub source_port: u16,
+    /// The transport destination port (0 without ports).
     pub destination_port: u16,
+    /// The frame's length on the wire.
     pub bytes: u32,
+    /// A fragment (only the first carries ports).
     pub fragment: bool,
+    /// Why it is martian.
     pub reasons: Vec<ReasonEntry>,
+    /// The uRPF modes that would drop it, when a routing table was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub urpf_drop: Option<Vec<&'static str>>,
 }
 
+/// One reason a packet is martian.
 #[derive(Debug, Serialize)]
 pub struct ReasonEntry {
+    /// `source` or `destination`.
     pub side: &'static str,
+    /// The reason's code (`loopback_source`...).
     pub code: &'static str,
+    /// The RFC that makes it martian.
     pub rfc: &'static str,
     /// The human wording (MartianReason's Display); not in JSON, where `code` says it.
     #[serde(skip)]
@@ -240,6 +270,7 @@ impl Record for Finding {
 /// Logged when the rate limit let findings through again after suppressing some.
 #[derive(Debug, Serialize)]
 pub struct Suppressed {
+    /// Findings held back since the last one printed.
     pub suppressed_findings: u64,
 }
 
@@ -264,10 +295,15 @@ impl Record for Suppressed {
 /// A read problem in one input, reported and then passed over.
 #[derive(Debug, Serialize)]
 pub struct InputDamage {
+    /// The file.
     pub input: String,
+    /// Records that could not be read and were skipped.
     pub corrupt_records: u64,
+    /// The file ended inside a record.
     pub truncated: bool,
+    /// Reading stopped: nothing after the damage could be read.
     pub unrecoverable: bool,
+    /// The read error, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_error: Option<String>,
 }
@@ -316,18 +352,31 @@ struct FlowStats {
 /// One martian flow (5-tuple aggregate) among the busiest.
 #[derive(Debug, Serialize)]
 pub struct FlowRecord {
+    /// The IP source address.
     pub source: IpAddr,
+    /// The IP destination address.
     pub destination: IpAddr,
+    /// The IP protocol.
     pub protocol: u8,
+    /// The transport source port.
     pub source_port: u16,
+    /// The transport destination port.
     pub destination_port: u16,
+    /// Packets of the flow.
     pub packets: u64,
+    /// Bytes of the flow.
     pub bytes: u64,
+    /// Its first packet (RFC 3339, UTC).
     pub first_seen: String,
+    /// Its last packet (RFC 3339, UTC).
     pub last_seen: String,
+    /// The first packet in nanoseconds since the Unix epoch.
     pub first_seen_unix_ns: u64,
+    /// The last packet in nanoseconds since the Unix epoch.
     pub last_seen_unix_ns: u64,
+    /// The interface it arrived on.
     pub interface: String,
+    /// The martian reasons' codes.
     pub reasons: Vec<String>,
 }
 
@@ -392,16 +441,27 @@ impl Record for FlowTable<'_> {
 /// The closing record.
 #[derive(Debug, Serialize, Default)]
 pub struct Summary {
+    /// Inputs read (files, or 1 for a live capture).
     pub inputs: u64,
+    /// Packets read.
     pub packets: u64,
+    /// Their bytes on the wire.
     pub bytes: u64,
+    /// Packets that decoded to IPv4 or IPv6.
     pub ip_packets: u64,
+    /// Packets of other protocols (ARP...).
     pub non_ip_packets: u64,
+    /// Packets whose headers did not decode.
     pub malformed_packets: u64,
+    /// Packets of a link type not read here.
     pub unsupported_linktype_packets: u64,
+    /// Capture records that could not be read.
     pub corrupt_records: u64,
+    /// Inputs that ended inside a record.
     pub truncated_inputs: u64,
+    /// Martian packets.
     pub martian_packets: u64,
+    /// Their bytes.
     pub martian_bytes: u64,
     /// Distinct martian flows tracked (all of them unless `flow_table_full`).
     pub martian_flows: u64,
@@ -413,15 +473,19 @@ pub struct Summary {
     pub untracked_flow_packets: u64,
     /// Flow records reported (the busiest flows, by packets).
     pub flows_reported: u64,
+    /// Findings printed.
     pub findings_logged: u64,
+    /// Findings the rate limit held back.
     pub findings_suppressed: u64,
     /// Martian packets per reason code (`loopback_source` ...).
     pub reasons: std::collections::BTreeMap<String, u64>,
     /// Packets each uRPF mode would drop (present when a routing table was given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub urpf_drops: Option<std::collections::BTreeMap<&'static str, u64>>,
+    /// Packets written with `--write-matches`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches_written: Option<u64>,
+    /// The outcome in words for scripts: `no martians` or `martians found`.
     pub verdict: &'static str,
 }
 
@@ -519,6 +583,7 @@ pub struct Scanner<W: Write> {
 }
 
 impl<W: Write> Scanner<W> {
+    /// A scanner printing through `printer`.
     pub fn new(printer: Printer<W>, config: ScanConfig) -> Self {
         Scanner {
             printer,

@@ -22,6 +22,7 @@ use crate::CaptureError;
 /// One interface of a capture: pcapng IDB, or the single implicit interface of a pcap file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
+    /// Its link-layer header type (tcpdump.org LINKTYPE_*).
     pub linktype: u32,
     /// `if_name` from the IDB when the file has one.
     pub name: Option<String>,
@@ -32,6 +33,7 @@ pub struct Interface {
 }
 
 impl Interface {
+    /// An interface of `linktype` with microsecond timestamps (pcap's default).
     pub fn new(linktype: u32, name: Option<String>) -> Self {
         Interface {
             linktype,
@@ -69,6 +71,7 @@ pub struct ReadDamage {
 }
 
 impl ReadDamage {
+    /// Anything was wrong with the input.
     pub fn any(&self) -> bool {
         self.corrupt_records > 0
             || self.truncated

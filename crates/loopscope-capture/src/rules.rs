@@ -12,11 +12,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
+    /// The packet's source address.
     Source,
+    /// The packet's destination address.
     Destination,
 }
 
 impl Side {
+    /// `source` or `destination`.
     pub fn as_str(self) -> &'static str {
         match self {
             Side::Source => "source",
@@ -28,7 +31,9 @@ impl Side {
 /// One reason a packet is martian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PacketReason {
+    /// Which address.
     pub side: Side,
+    /// What is wrong with it.
     pub reason: MartianReason,
 }
 
@@ -49,14 +54,18 @@ impl fmt::Display for PacketReason {
 /// At most one reason per side, stored inline (no allocation per packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PacketVerdict {
+    /// What is wrong with the source, if anything.
     pub source: Option<MartianReason>,
+    /// What is wrong with the destination, if anything.
     pub destination: Option<MartianReason>,
 }
 
 impl PacketVerdict {
+    /// Either address is martian.
     pub fn is_martian(&self) -> bool {
         self.source.is_some() || self.destination.is_some()
     }
+    /// The reasons, source first.
     pub fn iter(&self) -> impl Iterator<Item = PacketReason> + '_ {
         let source = self.source.map(|reason| PacketReason {
             side: Side::Source,
@@ -73,8 +82,11 @@ impl PacketVerdict {
 /// What besides the addresses decides a verdict: the on-link uses of the unspecified source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PacketContext {
+    /// The IP protocol.
     pub protocol: u8,
+    /// The transport source port (0 without ports).
     pub source_port: u16,
+    /// The transport destination port (0 without ports).
     pub destination_port: u16,
 }
 

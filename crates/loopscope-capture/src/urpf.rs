@@ -32,11 +32,14 @@ pub enum RouteKind {
     Null,
 }
 
+/// A route as uRPF needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// The destination prefix.
     pub prefix: Prefix,
     /// Interfaces the route leaves through (several for ECMP); empty for null routes.
     pub interfaces: Vec<String>,
+    /// What kind of route.
     pub kind: RouteKind,
 }
 
@@ -44,19 +47,25 @@ pub struct Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UrpfMode {
+    /// The source must route back out of the arrival interface (RFC 3704 §2.2).
     Strict,
+    /// Any route back, best or not, through the arrival interface (RFC 3704 §2.3).
     FeasiblePath,
+    /// Any route back at all (RFC 3704 §2.4).
     Loose,
+    /// Loose, but a default route does not count.
     LooseIgnoreDefault,
 }
 
 impl UrpfMode {
+    /// Every mode, in the order reports list them.
     pub const ALL: [UrpfMode; 4] = [
         UrpfMode::Strict,
         UrpfMode::FeasiblePath,
         UrpfMode::Loose,
         UrpfMode::LooseIgnoreDefault,
     ];
+    /// The mode's code in output.
     pub fn code(self) -> &'static str {
         match self {
             UrpfMode::Strict => "strict",
@@ -76,12 +85,15 @@ pub struct UrpfVerdict {
 }
 
 impl UrpfVerdict {
+    /// Whether `mode` drops the packet.
     pub fn drops(&self, mode: UrpfMode) -> bool {
         self.drops[mode as usize]
     }
+    /// Whether `mode` could judge it (the strict and feasible modes need the arrival interface).
     pub fn judged(&self, mode: UrpfMode) -> bool {
         self.judged[mode as usize]
     }
+    /// Any mode drops it.
     pub fn any_drop(&self) -> bool {
         self.drops.iter().any(|drop| *drop)
     }
@@ -104,6 +116,7 @@ struct FamilyTable {
     by_prefix: HashMap<(u128, u8), Vec<usize>>,
 }
 
+/// The routes uRPF looks up (longest prefix match).
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
     routes: Vec<Route>,
@@ -129,6 +142,7 @@ fn mask(bits: u128, width: u8, len: u8) -> u128 {
 }
 
 impl RouteTable {
+    /// A table of `routes`.
     pub fn new(routes: Vec<Route>) -> Self {
         let mut table = RouteTable {
             routes: Vec::new(),
@@ -141,6 +155,7 @@ impl RouteTable {
         table
     }
 
+    /// Adds a route.
     pub fn push(&mut self, route: Route) {
         // Prefix keeps its host bits zero, so its bits are the lookup key as they are.
         let (bits, len, family) = match route.prefix {
@@ -156,10 +171,12 @@ impl RouteTable {
         self.routes.push(route);
     }
 
+    /// How many routes.
     pub fn len(&self) -> usize {
         self.routes.len()
     }
 
+    /// No routes.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

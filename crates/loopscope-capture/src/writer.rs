@@ -30,12 +30,17 @@ const USER_APPLICATION: &[u8] = b"loopscope martians";
 /// Where a packet came from: packets of different inputs or interfaces get their own
 /// interface descriptions.
 pub struct PacketOrigin<'a> {
+    /// Which input the packet came from.
     pub input: u32,
+    /// Its interface within that input.
     pub interface: u32,
+    /// The link-layer header type.
     pub linktype: u32,
+    /// The interface's name, when known.
     pub interface_name: Option<&'a str>,
 }
 
+/// Writes packets to a pcapng file, atomically for a regular file (see the module docs).
 pub struct PcapngWriter {
     out: BufWriter<File>,
     path: String,
@@ -179,6 +184,7 @@ impl PcapngWriter {
         Ok(())
     }
 
+    /// Packets written so far.
     pub fn packets(&self) -> u64 {
         self.packets
     }

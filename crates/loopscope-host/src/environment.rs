@@ -17,6 +17,8 @@ pub struct Surroundings {
     pub container_evidence: Vec<String>,
 }
 
+/// Looks at what this process runs in: its network namespace and signs of a container, which
+/// explain findings the host itself cannot (a missing `lo` address in a fresh namespace).
 pub fn inspect() -> Surroundings {
     let own = std::fs::read_link("/proc/self/ns/net")
         .ok()

@@ -28,7 +28,9 @@ pub enum Reach {
 /// The transport protocols the doctor's probes use, as a rule can be limited to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// TCP (IP protocol 6).
     Tcp,
+    /// UDP (IP protocol 17).
     Udp,
     /// ICMP (IP protocol 1) or ICMPv6 (58): a probe's family says which.
     Icmp,
@@ -151,9 +153,11 @@ pub struct BlockingRule {
     pub text: String,
     /// The command that deletes it (or opens the policy), when we can say.
     pub fix: Option<String>,
+    /// How sure it is that the rule hits loopback traffic.
     pub reach: Reach,
     /// Address families it can match.
     pub ipv4: bool,
+    /// It can match IPv6.
     pub ipv6: bool,
     protocols: Protocols,
     /// Limited by ports, connection state or matches we do not read: it may well miss the
@@ -187,6 +191,7 @@ pub struct Rulesets {
     pub read: Vec<String>,
     /// Why a tool could not be read (missing binary, permission).
     pub unreadable: Vec<String>,
+    /// The rules that drop or reject what the doctor sends over loopback.
     pub blocking: Vec<BlockingRule>,
 }
 
@@ -777,6 +782,7 @@ fn render_value(value: &Value, quote: bool) -> String {
 /// What one `iptables-save` dump held.
 #[derive(Debug, Clone, Default)]
 pub struct IptablesSave {
+    /// The rules of the dump that drop or reject.
     pub rules: Vec<BlockingRule>,
     /// `(table, chain)` for every chain the dump declares.
     pub chains: Vec<(String, String)>,

@@ -2,9 +2,6 @@
 //! trips run `loopscope-measure`'s engines).
 
 #![forbid(unsafe_code)]
-// Not every public item is documented yet (docs/design.md lists the crates still to do);
-// delete this line once `cargo clippy` passes without it.
-#![allow(missing_docs)]
 
 pub mod doctor;
 pub mod environment;

@@ -10,7 +10,9 @@ use loopscope_sys::{ProcNetTable, TCP_LISTEN};
 /// Ports reachable over 127.0.0.1 and over ::1.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoopbackListeners {
+    /// Ports listening on 127.0.0.1 (or on a wildcard that covers it).
     pub ipv4: BTreeSet<u16>,
+    /// Ports listening on ::1 (or on `::`).
     pub ipv6: BTreeSet<u16>,
     /// The addresses those ports are bound to (`127.0.0.1`, `0.0.0.0`, `::`...).
     pub bound: BTreeMap<u16, BTreeSet<IpAddr>>,

@@ -24,6 +24,7 @@ impl Source {
         }
     }
 
+    /// In words, for findings: `system resolver` or the hosts file's path.
     pub fn describe(&self) -> String {
         match self {
             Source::System => "system resolver".to_string(),
@@ -35,8 +36,11 @@ impl Source {
 /// The answers for one name, in the order a client would try them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
+    /// The addresses, in the order a client would try them.
     Answers(Vec<IpAddr>),
+    /// No such name; the text says what the resolver answered.
     NotFound(String),
+    /// The resolver did not answer in time.
     TimedOut,
 }
 

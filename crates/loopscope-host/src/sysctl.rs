@@ -27,17 +27,21 @@ pub fn kernel_has_ipv6() -> bool {
 /// `net.ipv4.ping_group_range`: the groups allowed to open ICMP datagram sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PingGroupRange {
+    /// The lowest group id allowed.
     pub low: u32,
+    /// The highest group id allowed.
     pub high: u32,
 }
 
 impl PingGroupRange {
+    /// Reads the running kernel's setting.
     pub fn read() -> io::Result<Self> {
         Self::parse(&read("net.ipv4.ping_group_range")?).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, "unreadable ping_group_range")
         })
     }
 
+    /// Parses the sysctl's text, `LOW HIGH`; `None` when it is not two numbers.
     pub fn parse(text: &str) -> Option<Self> {
         let mut fields = text.split_whitespace().map(str::parse::<u32>);
         let low = fields.next()?.ok()?;
@@ -45,6 +49,7 @@ impl PingGroupRange {
         Some(PingGroupRange { low, high })
     }
 
+    /// Whether group `gid` may open ICMP datagram sockets.
     pub fn contains(&self, gid: u32) -> bool {
         self.low <= gid && gid <= self.high
     }

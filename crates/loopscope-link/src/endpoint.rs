@@ -6,6 +6,7 @@
 
 use std::str::FromStr;
 
+/// An endpoint string taken apart: `scheme:target?key=value&...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// Lower-case scheme without the colon: `loop`, `tcp`, `serial`.
@@ -18,39 +19,58 @@ pub struct Endpoint {
     pub original: String,
 }
 
+/// What is wrong with an endpoint string; each says what would be right.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
     #[error(
         "malformed endpoint '{0}': expected SCHEME:TARGET[?key=value&...] such as loop:, sim:?ber=1e-6, exec:cat, tcp://127.0.0.1:7007"
     )]
+    /// Not `SCHEME:TARGET[?OPTIONS]`.
     Malformed(String),
     /// A bare address or host name, as typed to ping(8): no link says that alone.
     #[error(
         "'{text}' names a host, not a link: say which, such as icmp://{url_host} or tcp://{url_host}:PORT"
     )]
     BareHost {
+        /// The text as given.
         text: String,
         /// The host as it goes into a URL (`[::1]` for IPv6).
         url_host: String,
     },
+    /// An option the scheme does not take (a typo must not pass silently).
     #[error("endpoint '{endpoint}': unknown option '{key}' (known: {known})")]
     UnknownOption {
+        /// The endpoint as given.
         endpoint: String,
+        /// The option.
         key: String,
+        /// The options the scheme takes.
         known: String,
     },
+    /// An option whose value does not fit.
     #[error("endpoint '{endpoint}': option {key}={value}: {why}")]
     BadValue {
+        /// The endpoint as given.
         endpoint: String,
+        /// The option.
         key: String,
+        /// Its value.
         value: String,
+        /// Why it does not fit.
         why: String,
     },
     #[error("endpoint '{endpoint}': {why}")]
-    Invalid { endpoint: String, why: String },
+    /// The endpoint as a whole does not fit the scheme.
+    Invalid {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why.
+        why: String,
+    },
 }
 
 impl Endpoint {
+    /// Takes `text` apart; what the scheme does with the parts is the scheme's business.
     pub fn parse(text: &str) -> Result<Self, EndpointError> {
         if let Some(url_host) = bare_host(text) {
             return Err(EndpointError::BareHost {
@@ -143,6 +163,7 @@ impl Endpoint {
         }
     }
 
+    /// An error saying `key=value` does not fit, and why.
     pub fn bad_value(&self, key: &str, value: &str, why: impl Into<String>) -> EndpointError {
         EndpointError::BadValue {
             endpoint: self.original.clone(),
@@ -152,6 +173,7 @@ impl Endpoint {
         }
     }
 
+    /// An error saying the endpoint as a whole does not fit, and why.
     pub fn invalid(&self, why: impl Into<String>) -> EndpointError {
         EndpointError::Invalid {
             endpoint: self.original.clone(),

@@ -10,9 +10,6 @@
 //! - [`reflector`]: the far end, which gives back what it receives.
 
 #![forbid(unsafe_code)]
-// Not every public item is documented yet (docs/design.md lists the crates still to do);
-// delete this line once `cargo clippy` passes without it.
-#![allow(missing_docs)]
 
 pub mod adapter;
 pub mod endpoint;

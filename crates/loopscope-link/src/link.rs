@@ -112,6 +112,7 @@ impl Cancel {
         self
     }
 
+    /// Whether a flag is set or the deadline has passed.
     pub fn is_cancelled(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
             || self.flags.iter().any(|f| f.load(Ordering::Relaxed))
@@ -152,10 +153,13 @@ impl Cancel {
 /// still come back, so a test counts them as sent).
 #[derive(Debug)]
 pub struct SendError {
+    /// Bytes the link had taken before it stopped (they may still come back).
     pub accepted: usize,
+    /// Why it stopped.
     pub kind: SendErrorKind,
 }
 
+/// Why a send stopped short.
 #[derive(Debug)]
 pub enum SendErrorKind {
     /// The caller's stop flag or deadline fired while the link was full.
@@ -165,6 +169,7 @@ pub enum SendErrorKind {
 }
 
 impl SendError {
+    /// The caller stopped the send after `accepted` bytes.
     pub fn cancelled(accepted: usize) -> Self {
         SendError {
             accepted,
@@ -172,6 +177,7 @@ impl SendError {
         }
     }
 
+    /// The link failed with `error` after `accepted` bytes.
     pub fn failed(accepted: usize, error: io::Error) -> Self {
         SendError {
             accepted,
@@ -179,6 +185,7 @@ impl SendError {
         }
     }
 
+    /// Whether the caller stopped it (as opposed to the link failing).
     pub fn is_cancelled(&self) -> bool {
         matches!(self.kind, SendErrorKind::Cancelled)
     }
@@ -226,27 +233,35 @@ impl From<io::Error> for SendError {
     }
 }
 
+/// Why a link could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
+    /// The endpoint string is wrong.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
     #[error(
         "unknown link scheme '{0}:' (try loop:, sim:, exec:CMD, tcp://, udp://, unix:, unixgram:, serial:, pty:)"
     )]
+    /// No link has this scheme.
     UnknownScheme(String),
     // The cause is the error's source, not part of this message: a chain printed with `{:#}`
     // (anyhow) then names it once, not twice.
+    /// Opening failed in the system (no such device, connection refused...).
     #[error("{what}")]
     Io {
+        /// What was being done, for the user.
         what: String,
+        /// The system's error.
         #[source]
         source: io::Error,
     },
+    /// The link cannot do what was asked (an audio link without `--modem`, say).
     #[error("{0}")]
     Unsupported(String),
 }
 
 impl LinkError {
+    /// An `Io` error: `what` was being done when `source` happened.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
         LinkError::Io {
             what: what.into(),

@@ -45,6 +45,7 @@ use crate::stats::NiuReport;
 /// How the far end behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NiuConfig {
+    /// The line's framing (T1 SF/ESF or E1).
     pub framing: Framing,
     /// How long an in-band code must persist (line time).
     pub inband_persistence: Duration,
@@ -52,7 +53,9 @@ pub struct NiuConfig {
     pub bom_repetitions: u32,
     /// A loop opens by itself after this long (line time); `None`: never.
     pub loop_timeout: Option<Duration>,
+    /// In-band codes that close a line loop.
     pub loop_up_codes: Vec<InbandCode>,
+    /// In-band codes that open it.
     pub loop_down_codes: Vec<InbandCode>,
     /// The octet sent in every timeslot while not looped.
     pub idle_octet: u8,
@@ -92,8 +95,11 @@ impl NiuConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoopState {
+    /// No loop: the far end sends idle.
     Open,
+    /// Line loopback: every bit received goes back.
     Line,
+    /// Payload loopback: the payload goes back in fresh framing with fresh CRC.
     Payload,
 }
 
@@ -103,20 +109,28 @@ pub enum LoopState {
 pub enum NiuEvent {
     /// A loop closed: `mode` line or payload, `by` the command that closed it.
     LoopClosed {
+        /// Line time.
         t_s: f64,
+        /// Which loop.
         mode: LoopState,
+        /// The command that closed it.
         by: String,
     },
     /// The loop opened: `by` the command, or `timeout`.
     LoopOpened {
+        /// Line time.
         t_s: f64,
+        /// The command that opened it, or `timeout`.
         by: String,
     },
     /// The receiver found (or lost) the line's framing.
     FrameAligned {
+        /// Line time.
         t_s: f64,
     },
+    /// The receiver lost the line's framing.
     FrameLost {
+        /// Line time.
         t_s: f64,
     },
 }
@@ -124,12 +138,15 @@ pub enum NiuEvent {
 /// A logged event with the wall-clock time it happened (RFC 3339, UTC).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NiuLogEntry {
+    /// When, in RFC 3339 (UTC, milliseconds).
     pub time: String,
+    /// What.
     #[serde(flatten)]
     pub event: NiuEvent,
 }
 
 impl NiuLogEntry {
+    /// `event`, stamped with the wall clock now.
     pub fn now(event: NiuEvent) -> Self {
         NiuLogEntry {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -141,11 +158,17 @@ impl NiuLogEntry {
 /// What the far end did, for summaries.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NiuStats {
+    /// The framing, by name.
     pub framing: String,
+    /// The loop state at the end.
     pub state: Option<LoopState>,
+    /// Line time simulated.
     pub line_seconds: f64,
+    /// Loops closed.
     pub loops_closed: u64,
+    /// Loops opened (by command or timeout).
     pub loops_opened: u64,
+    /// Loops opened by the timeout.
     pub timeouts: u64,
     /// Payload octets the payload loopback had to invent because none had arrived yet.
     pub payload_underruns: u64,
@@ -208,6 +231,7 @@ impl std::fmt::Debug for Niu {
 }
 
 impl Niu {
+    /// A far end that is open and in its idle state.
     pub fn new(config: NiuConfig) -> Self {
         let framing = config.framing;
         let all = Timeslots::all(framing);
@@ -251,10 +275,12 @@ impl Niu {
         }
     }
 
+    /// The loop state now.
     pub fn state(&self) -> LoopState {
         self.state
     }
 
+    /// Its figures so far.
     pub fn stats(&self) -> NiuStats {
         NiuStats {
             payload_underruns: self.queue.underruns,
@@ -451,6 +477,7 @@ pub struct NiuLink {
 }
 
 impl NiuLink {
+    /// The NIU in front of `inner`, reported as `description`.
     pub fn wrap(inner: Box<dyn Link>, config: NiuConfig, description: String) -> Self {
         NiuLink {
             inner,

@@ -70,6 +70,7 @@ const MAX_UNIX_DATAGRAM: usize = 16 << 20;
 
 use crate::adapter::impair::{Impairer, ImpairmentConfig, ImpairmentStats, SimLink};
 
+/// How `reflect` serves: its limits, and the impairment it applies.
 #[derive(Clone)]
 pub struct ReflectConfig {
     /// Concurrent stream connections at most; more are accepted and closed at once.
@@ -101,27 +102,41 @@ impl Default for ReflectConfig {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ReflectEvent {
+    /// A service is ready.
     Listening {
+        /// Where, as a client would write it (the port the kernel chose for `:0`).
         endpoint: String,
     },
+    /// A stream client connected.
     Connected {
+        /// Its address.
         peer: String,
     },
+    /// A stream client went.
     Closed {
+        /// Its address.
         peer: String,
+        /// Bytes reflected to it.
         bytes: u64,
+        /// Why it ended, when it was an error.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A client turned away (descriptor limit, source port, rate limit).
     Refused {
+        /// Its address.
         peer: String,
+        /// Why.
         reason: String,
     },
+    /// Something failed that ends no service.
     Error {
+        /// What.
         what: String,
     },
 }
 
+/// Where the reflector's events go (the binary prints them).
 pub type EventSink = Arc<dyn Fn(ReflectEvent) + Send + Sync>;
 
 #[derive(Default)]
@@ -148,22 +163,34 @@ struct Counters {
 /// The figures printed when the reflector stops.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReflectSummary {
+    /// The endpoints served.
     pub endpoints: Vec<String>,
+    /// Stream connections accepted.
     pub connections: u64,
+    /// The most stream connections at once.
     pub max_concurrent_connections: u64,
+    /// Stream connections refused.
     pub connections_refused: u64,
+    /// Stream bytes reflected.
     pub bytes_reflected: u64,
+    /// Datagrams reflected.
     pub datagrams_reflected: u64,
+    /// Datagrams not answered for their source port (a service that answers back, such as echo
+    /// or chargen, would loop with us).
     pub refused_source_port: u64,
+    /// Datagrams not answered for the per-source rate limit.
     pub refused_rate_limit: u64,
+    /// Unix datagrams not answered for coming from an unbound socket (no address to answer).
     pub refused_unaddressed: u64,
     /// Datagrams that were a reply of ours coming back (another reflector, an echo loop).
     pub refused_echo_loop: u64,
     /// Of `connections_refused`: refused because the descriptors ran out.
     pub refused_descriptor_limit: u64,
+    /// Datagrams received.
     pub datagrams_received: u64,
     /// Datagram bytes received and reflected: the second never exceeds the first.
     pub datagram_bytes_received: u64,
+    /// Datagram bytes reflected.
     pub datagram_bytes_reflected: u64,
     /// Unix datagrams too long to take whole (over 16 MiB), not answered.
     pub datagrams_truncated: u64,
@@ -172,8 +199,11 @@ pub struct ReflectSummary {
     /// Concurrent stream connections at most (the lower of --max-connections and what the
     /// descriptors allow).
     pub connection_limit: u64,
+    /// Errors that ended a connection or dropped a datagram.
     pub errors: u64,
+    /// How long it ran.
     pub elapsed_s: f64,
+    /// Whether stream bytes moved by splice(2).
     pub zero_copy: bool,
     /// What the impairment did to reflected datagrams (`--impair` on datagram services).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,6 +221,7 @@ enum Service {
     Pty(crate::transport::pty::Plug),
 }
 
+/// The far end: serves every endpoint it was given until stopped.
 pub struct Reflector {
     services: Vec<(String, Service)>,
     /// Socket files to remove when the reflector ends.

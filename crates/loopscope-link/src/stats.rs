@@ -17,12 +17,16 @@ pub struct LinkStats {
     /// `tcp`, `udp`, `unix`, `unixgram`, `serial`, `pty`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport: Option<&'static str>,
+    /// The addresses of a connected IP socket.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub socket: Option<SocketStats>,
+    /// Sequence accounting of a datagram link.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub datagrams: Option<DatagramStats>,
+    /// A serial line's settings and counters.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub line: Option<LineStats>,
+    /// The child process of an `exec:` link.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessStats>,
     /// What the impairment adapter did (`sim:`, `--impair`).
@@ -31,6 +35,7 @@ pub struct LinkStats {
     /// What a software NIU at the far end did (`niu`: its figures and its log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub niu: Option<NiuReport>,
+    /// The modem adapter's rates and counters (`--modem`).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub modem: Option<ModemStats>,
     /// What the capture adapter wrote (`--capture FILE`).
@@ -41,8 +46,11 @@ pub struct LinkStats {
 /// The capture adapter's file (see [`crate::adapter::capture`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CaptureStats {
+    /// The pcapng file written.
     pub file: String,
+    /// Packets written.
     pub packets: u64,
+    /// Bytes of link data in them.
     pub bytes: u64,
     /// Why writing stopped, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,10 +60,15 @@ pub struct CaptureStats {
 /// The modem adapter over an audio link (see [`crate::adapter::modem`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ModemStats {
+    /// The modulation, in words.
     pub modulation: String,
+    /// Bits per second on the line.
     pub line_rate_bps: u32,
+    /// Data bits per second (8 of every 10 line bits: start and stop frame each byte).
     pub payload_rate_bps: u32,
+    /// Bytes modulated.
     pub modem_bytes_sent: u64,
+    /// Bytes demodulated.
     pub modem_bytes_received: u64,
     /// Stop bits that read as space.
     pub framing_errors: u64,
@@ -64,16 +77,20 @@ pub struct ModemStats {
 /// A software CSU/NIU's figures and the log of its state changes (see [`crate::niu`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NiuReport {
+    /// Its counters.
     #[serde(flatten)]
     pub stats: NiuStats,
+    /// Its state changes, in order.
     pub log: Vec<NiuLogEntry>,
 }
 
 /// The addresses of a connected IP socket.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SocketStats {
+    /// The local address and port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
+    /// The peer's address and port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
 }
@@ -81,7 +98,9 @@ pub struct SocketStats {
 /// Sequence accounting of a datagram link (see [`crate::transport::datagram`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DatagramStats {
+    /// Payload bytes per datagram (after the sequence header).
     pub datagram_payload_bytes: usize,
+    /// Datagrams sent.
     pub datagrams_sent: u64,
     /// Distinct datagrams received (each sequence number once).
     pub datagrams_received: u64,
@@ -104,6 +123,7 @@ fn is_zero(value: &u64) -> bool {
 /// A serial line (a real port, or a pseudo-terminal with the built-in plug).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LineStats {
+    /// The device path.
     pub device: String,
     /// The control-line loop test (`lines=1`): each pair's verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,15 +133,18 @@ pub struct LineStats {
     /// Why there are no kernel line counters, when there are none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line_counters: Option<String>,
+    /// The baud rate asked for.
     pub baud_configured: u32,
     /// Measured from the data: characters received × bits per character ÷ time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baud_measured: Option<f64>,
+    /// Set when the measured rate is more than 1% off the configured one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baud_warning: Option<String>,
     /// Whether the far end paces characters at the baud rate (the built-in pty plug can).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paced: Option<bool>,
+    /// The kernel's line counters since the port was opened, where the driver keeps them.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub counters: Option<LineCounterDeltas>,
 }
@@ -129,25 +152,35 @@ pub struct LineStats {
 /// The kernel's line counters (TIOCGICOUNT) since the port was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LineCounterDeltas {
+    /// Characters received.
     pub line_rx: i64,
+    /// Characters transmitted.
     pub line_tx: i64,
+    /// Framing errors (a stop bit read as space).
     pub line_frame_errors: i64,
+    /// Hardware overruns (the UART's FIFO overflowed).
     pub line_overruns: i64,
+    /// Parity errors.
     pub line_parity_errors: i64,
+    /// Breaks received.
     pub line_breaks: i64,
+    /// Buffer overruns (the tty's buffer overflowed).
     pub line_buffer_overruns: i64,
 }
 
 /// The child process of an `exec:` link.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProcessStats {
+    /// The command as given.
     pub program: String,
     /// How it ended, as the system says it (`exit status: 0`, `signal: 9 (SIGKILL)`); absent
     /// while it still runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<String>,
+    /// Its exit code, when it exited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The signal that killed it, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_signal: Option<i32>,
 }
@@ -155,6 +188,7 @@ pub struct ProcessStats {
 pub use loopscope_report::plural;
 
 impl LinkStats {
+    /// Nothing to report (the human summary then prints no link lines).
     pub fn is_empty(&self) -> bool {
         *self == LinkStats::default()
     }

@@ -14,18 +14,27 @@ use crate::model::{Family, Protocol, RawSocket};
 pub enum DiagError {
     // The io::Error is part of the message (not `source()`): these errors also end up as
     // one-line notes in the report.
+    /// The sock_diag socket could not be opened (no such netlink family, or refused).
     #[error("sock_diag netlink socket: {0}")]
     Socket(io::Error),
+    /// A dump failed part way.
     #[error("sock_diag dump of {protocol} {family}: {cause}")]
     Dump {
+        /// `tcp` or `udp`.
         protocol: &'static str,
+        /// `ipv4` or `ipv6`.
         family: &'static str,
+        /// What the kernel said.
         cause: io::Error,
     },
+    /// A reply did not parse as inet_diag messages.
     #[error("sock_diag reply for {protocol} {family} could not be parsed: {detail}")]
     Parse {
+        /// `tcp` or `udp`.
         protocol: &'static str,
+        /// `ipv4` or `ipv6`.
         family: &'static str,
+        /// What did not parse.
         detail: String,
     },
 }
@@ -36,6 +45,7 @@ pub struct Diag {
 }
 
 impl Diag {
+    /// Opens the socket the four dumps (TCP and UDP over IPv4 and IPv6) share.
     pub fn open() -> Result<Diag, DiagError> {
         let socket = SockDiag::open().map_err(|error| {
             DiagError::Socket(match error {

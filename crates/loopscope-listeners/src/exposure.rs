@@ -5,8 +5,10 @@ use std::net::IpAddr;
 
 use crate::model::{Exposure, Family, RawSocket, is_loopback, is_wildcard, unmap};
 
+/// A network interface, as the exposure verdict needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
+    /// Its name (`lo`, `eth0`).
     pub name: String,
     /// IFF_LOOPBACK: traffic on it never leaves the host.
     pub loopback: bool,
@@ -15,6 +17,7 @@ pub struct Interface {
 /// The interfaces of the namespace being audited.
 #[derive(Debug, Clone, Default)]
 pub struct Interfaces {
+    /// Index -> interface.
     pub by_index: HashMap<u32, Interface>,
     /// Address -> the interface carrying it (IPv4-mapped addresses are stored unmapped).
     pub by_address: HashMap<IpAddr, String>,
@@ -69,10 +72,15 @@ impl Interfaces {
 /// What is concluded about one socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// How the socket is bound.
     pub exposure: Exposure,
+    /// Reachable from outside this host (or namespace).
     pub exposed: bool,
+    /// The IP versions that can reach it.
     pub reachable_families: Vec<Family>,
+    /// The SO_BINDTODEVICE interface, by name.
     pub bound_interface: Option<String>,
+    /// For a specific address: the interface that carries it.
     pub address_interface: Option<String>,
 }
 

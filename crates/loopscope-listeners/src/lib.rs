@@ -7,9 +7,6 @@
 //! [`port::inspect`] answers "who holds this port, and what could go wrong".
 
 #![forbid(unsafe_code)]
-// Not every public item is documented yet (docs/design.md lists the crates still to do);
-// delete this line once `cargo clippy` passes without it.
-#![allow(missing_docs)]
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -32,28 +29,39 @@ pub use model::{Exposure, Family, Listener, Process, Protocol, RawSocket};
 /// Environment variable (also `--source`) choosing the socket source: `auto`, `netlink`, `proc`.
 pub const SOURCE_ENV: &str = "LOOPSCOPE_LISTENERS_SOURCE";
 
+/// What keeps `listeners` or `port` from reading the sockets.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
         "cannot open network namespace {name} (names come from `ip netns list`; a path such as /proc/PID/ns/net works too)"
     )]
+    /// The namespace file could not be opened.
     NetnsOpen {
+        /// The namespace as given.
         name: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// setns(2) refused.
     #[error("cannot enter network namespace {name} (needs root / CAP_SYS_ADMIN)")]
     NetnsEnter {
+        /// The namespace as given.
         name: String,
+        /// Why.
         #[source]
         source: nix::Error,
     },
+    /// An empty namespace name, `.` or `..`.
     #[error("invalid network namespace name {0:?}")]
     NetnsName(String),
+    /// sock_diag failed and `--source netlink` allows no fallback.
     #[error("sock_diag unavailable (try --source proc)")]
     Netlink(#[from] diag::DiagError),
+    /// Neither source could be read; the text says what each said.
     #[error("neither sock_diag nor /proc/net could be read: {0}")]
     NoSource(String),
+    /// The thread that enters the namespace panicked.
     #[error("the namespace thread panicked")]
     Thread,
 }
@@ -71,8 +79,10 @@ pub enum Source {
     Proc,
 }
 
+/// What to read and where.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// Where sockets are read from.
     pub source: Source,
     /// A name under /run/netns, or a path to a network namespace file.
     pub netns: Option<String>,
@@ -81,9 +91,11 @@ pub struct Options {
 /// Everything `listeners` reports.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// Every listening TCP and unconnected UDP socket, judged.
     pub listeners: Vec<Listener>,
     /// "sock_diag", "proc", or "sock_diag+proc" when some tables came from /proc/net.
     pub source: &'static str,
+    /// The namespace audited (`None`: this process's own).
     pub netns: Option<String>,
     /// Processes whose fd table could not be read.
     pub processes_unreadable: usize,

@@ -4,14 +4,18 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
+/// The transport of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// TCP (listening sockets).
     Tcp,
+    /// UDP (unconnected bound sockets: UDP has no listen state).
     Udp,
 }
 
 impl Protocol {
+    /// `tcp` or `udp`, as output shows it.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
@@ -20,14 +24,18 @@ impl Protocol {
     }
 }
 
+/// The address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
+    /// IPv4.
     Ipv4,
+    /// IPv6 (an IPv6 socket may take IPv4 too, unless V6ONLY).
     Ipv6,
 }
 
 impl Family {
+    /// `ipv4` or `ipv6`, as output shows it.
     pub fn name(self) -> &'static str {
         match self {
             Family::Ipv4 => "ipv4",
@@ -39,17 +47,22 @@ impl Family {
 /// One socket as the kernel reports it (sock_diag or /proc/net), before any judgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawSocket {
+    /// TCP or UDP.
     pub protocol: Protocol,
     /// The socket's own family: an AF_INET6 socket bound to `::ffff:127.0.0.1` is `Ipv6`.
     pub family: Family,
+    /// The address it is bound to.
     pub address: IpAddr,
+    /// The port it is bound to.
     pub port: u16,
     /// IPV6_V6ONLY of an AF_INET6 socket; `None` for AF_INET, or when the source cannot tell
     /// (/proc/net).
     pub v6only: Option<bool>,
     /// SO_BINDTODEVICE interface index: `Some(0)` not bound, `None` unknown (/proc/net).
     pub bound_ifindex: Option<u32>,
+    /// The owner's uid as the kernel records it.
     pub uid: u32,
+    /// The socket's inode.
     pub inode: u64,
 }
 
@@ -68,6 +81,7 @@ pub enum Exposure {
 }
 
 impl Exposure {
+    /// The JSON and human name (`loopback_only`, `interface`, `address`, `wildcard`).
     pub fn name(self) -> &'static str {
         match self {
             Exposure::LoopbackOnly => "loopback_only",
@@ -81,25 +95,34 @@ impl Exposure {
 /// A process that holds a socket (has a file descriptor for it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Process {
+    /// Its process id.
     pub pid: u32,
     /// `/proc/PID/comm`: the command name, as `ss -p` shows it.
     pub command: String,
+    /// The real uid of the process, when /proc shows it.
     pub uid: Option<u32>,
+    /// That uid's user name, when it has one.
     pub user: Option<String>,
 }
 
 /// One listening or bound socket, judged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listener {
+    /// TCP or UDP.
     pub protocol: Protocol,
+    /// IPv4 or IPv6.
     pub family: Family,
+    /// The address it is bound to.
     pub local_address: IpAddr,
+    /// The port it is bound to.
     pub local_port: u16,
+    /// How it is bound, and so who can reach it.
     pub exposure: Exposure,
     /// Reachable from outside this host (or namespace).
     pub exposed: bool,
     /// Which IP versions can reach it: `[::]` without V6ONLY takes IPv4 too.
     pub reachable_families: Vec<Family>,
+    /// IPV6_V6ONLY, when the source reports it (sock_diag does, /proc/net does not).
     pub v6only: Option<bool>,
     /// SO_BINDTODEVICE interface name.
     pub bound_interface: Option<String>,
@@ -108,8 +131,11 @@ pub struct Listener {
     pub address_interface: Option<String>,
     /// The socket's owner uid as the kernel records it.
     pub uid: u32,
+    /// The owner's user name, when the uid has one.
     pub user: Option<String>,
+    /// The socket's inode, which ties it to the file descriptors of its holders.
     pub inode: u64,
+    /// The processes holding it.
     pub processes: Vec<Process>,
 }
 

@@ -153,6 +153,7 @@ pub struct UserNames {
 }
 
 impl UserNames {
+    /// The name of `uid` (from the passwd database), looked up once.
     pub fn name(&mut self, uid: u32) -> Option<String> {
         self.cache
             .entry(uid)

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::model::{Exposure, Family, Listener, Protocol, unmap};
 use crate::{Error, Options, Snapshot, snapshot};
 
+/// A way a port can surprise whoever relies on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrapKind {
@@ -23,6 +24,7 @@ pub enum TrapKind {
 }
 
 impl TrapKind {
+    /// The JSON and human name of the trap.
     pub fn name(self) -> &'static str {
         match self {
             TrapKind::LocalhostOrder => "localhost_order",
@@ -33,10 +35,14 @@ impl TrapKind {
     }
 }
 
+/// A trap found on the port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trap {
+    /// Which.
     pub trap: TrapKind,
+    /// The protocol it concerns, when only one does.
     pub protocol: Option<Protocol>,
+    /// In words, with the addresses or users involved.
     pub detail: String,
 }
 
@@ -55,6 +61,8 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    /// Reads the facts from this host: the resolver's order for `localhost`, the port ranges in
+    /// /proc/sys, and the caller's uid.
     pub fn read() -> HostFacts {
         let mut localhost = Vec::new();
         // std's to_socket_addrs is getaddrinfo, keeping its (RFC 6724 / gai.conf) order.
@@ -105,14 +113,22 @@ pub fn parse_port_list(text: &str) -> Vec<(u16, u16)> {
         .collect()
 }
 
+/// What `port` found about one port number.
 #[derive(Debug, Clone)]
 pub struct PortReport {
+    /// The port.
     pub port: u16,
+    /// The sockets bound to it.
     pub holders: Vec<Listener>,
+    /// The traps found.
     pub traps: Vec<Trap>,
+    /// The host facts they were judged against.
     pub facts: HostFacts,
+    /// Where the sockets were read from (`sock_diag`, `proc`).
     pub snapshot_source: &'static str,
+    /// Processes whose file descriptors could not be read (holders may be missing).
     pub processes_unreadable: usize,
+    /// Anything the reader should know (a fallback source, a guess).
     pub notes: Vec<String>,
 }
 

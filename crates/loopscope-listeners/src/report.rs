@@ -76,6 +76,8 @@ pub fn local_label(listener: &Listener) -> String {
     }
 }
 
+/// The binding in words for the human table, `EXPOSED ` first when it is reachable from
+/// outside.
 pub fn exposure_label(listener: &Listener) -> String {
     let prefix = if listener.exposed { "EXPOSED " } else { "" };
     let what = match listener.exposure {
@@ -116,46 +118,65 @@ fn process_label(listener: &Listener) -> String {
 /// A socket that `--expect-loopback-only` found exposed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
+    /// `tcp` or `udp`.
     pub protocol: &'static str,
+    /// The address it is bound to.
     pub local_address: IpAddr,
+    /// The port.
     pub local_port: u16,
+    /// How it is bound.
     pub exposure: Exposure,
 }
 
 /// The `listeners` summary.
 #[derive(Serialize)]
 pub struct ListenersSummary {
+    /// Sockets found.
     pub sockets: usize,
     /// How many are listed (fewer than `sockets` with `--exposed`).
     pub shown: usize,
+    /// Sockets reachable from outside.
     pub exposed: usize,
     /// Sockets bound to a loopback address (127/8, ::1).
     pub loopback_only: usize,
     /// Sockets per kind of binding, exposed or not (a socket tied to `lo` counts under
     /// `interface` and is not exposed).
     pub wildcard: usize,
+    /// Bound to one specific non-loopback address.
     pub address: usize,
+    /// Tied to one interface (SO_BINDTODEVICE).
     pub interface: usize,
     /// The exposed sockets per kind; they add up to `exposed`.
     pub exposed_wildcard: usize,
+    /// Exposed and bound to a specific address.
     pub exposed_address: usize,
+    /// Exposed and tied to a non-loopback interface.
     pub exposed_interface: usize,
     /// Sockets not reachable from outside (`sockets - exposed`): loopback addresses and
     /// sockets tied to a loopback interface.
     pub not_exposed: usize,
+    /// Where the sockets were read from (`sock_diag`, `proc`, `sock_diag+proc`).
     pub source: &'static str,
+    /// The source asked for (`auto`, `netlink`, `proc`).
     pub requested_source: Source,
+    /// The namespace audited.
     pub netns: Option<String>,
+    /// Processes whose file descriptors could not be read.
     pub processes_unreadable: usize,
+    /// Sockets no process was found holding.
     pub sockets_without_owner: usize,
     /// Set with `--expect-loopback-only`: the ports checked (empty: all).
     pub expect_loopback_only: Option<Vec<u16>>,
+    /// The sockets that break `--expect-loopback-only`.
     pub violations: Vec<Violation>,
+    /// No violation (and nothing else that fails the run).
     pub passed: bool,
+    /// Anything the reader should know (a fallback source, a guess).
     pub notes: Vec<String>,
 }
 
 impl ListenersSummary {
+    /// The summary of `snapshot`, with `expect_loopback_only` checked when given.
     pub fn new(
         snapshot: &Snapshot,
         requested_source: Source,
@@ -310,22 +331,36 @@ impl Record for TrapRecord<'_> {
 /// The `port` summary.
 #[derive(Serialize)]
 pub struct PortSummary {
+    /// The port.
     pub port: u16,
+    /// Whether anything holds it.
     pub held: bool,
+    /// The protocols it is held on.
     pub protocols: Vec<&'static str>,
+    /// The addresses it is bound to.
     pub addresses: Vec<IpAddr>,
+    /// The IP versions that can reach it.
     pub families: Vec<Family>,
+    /// Whether any holder is reachable from outside.
     pub exposed: bool,
+    /// The processes holding it.
     pub pids: Vec<u32>,
+    /// What `localhost` resolves to, in the order clients try.
     pub localhost_addresses: Vec<IpAddr>,
+    /// net.ipv4.ip_local_port_range, `[low, high]`.
     pub ephemeral_range: Option<[u16; 2]>,
+    /// The traps found.
     pub traps: Vec<crate::port::TrapKind>,
+    /// No trap found.
     pub passed: bool,
+    /// Where the sockets were read from.
     pub source: &'static str,
+    /// Anything the reader should know.
     pub notes: Vec<String>,
 }
 
 impl PortSummary {
+    /// The summary of `report`.
     pub fn new(report: &PortReport) -> PortSummary {
         let mut protocols = Vec::new();
         let mut addresses = Vec::new();

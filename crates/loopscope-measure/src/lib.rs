@@ -9,6 +9,7 @@
 
 pub mod audio_latency;
 pub mod bert;
+pub mod bfd;
 mod ending;
 pub mod framed;
 pub mod perf;

@@ -84,13 +84,16 @@ const HISTORY_WORDS: usize = 16;
 /// What the checker expects to receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
+    /// This pattern, with its polarity, direction and bit order.
     Pattern(PatternSpec),
     /// Detect pattern, polarity and direction from the arriving bits (in this bit order).
     Auto(BitOrder),
 }
 
+/// How a [`Checker`] is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckerConfig {
+    /// What it expects to receive.
     pub expect: Expect,
 }
 
@@ -100,15 +103,21 @@ pub struct CheckerConfig {
 pub struct CheckCounters {
     /// Bits compared against the reference while in sync.
     pub bits: u64,
+    /// Bits that differed from the reference while in sync.
     pub bit_errors: u64,
     /// Bits received while hunting for sync (not compared).
     pub unsynced_bits: u64,
+    /// Times sync was lost and a new hunt began.
     pub sync_losses: u64,
     /// Slips: dropped or inserted bits/bytes after which the pattern resumed at another phase.
     pub slips: u64,
+    /// Bits inserted at slips (the pattern resumed later than it should).
     pub inserted_bits: u64,
+    /// Bits deleted at slips (the pattern resumed earlier than it should).
     pub deleted_bits: u64,
+    /// The longest error burst seen, in bits.
     pub longest_burst_bits: u64,
+    /// Whether it is in sync now.
     pub in_sync: bool,
 }
 
@@ -337,6 +346,8 @@ enum State {
     },
 }
 
+/// The self-synchronising pattern checker: hunts for the pattern, compares every bit once in
+/// sync, and tells bit errors from slips and from a lost pattern.
 pub struct Checker {
     config: CheckerConfig,
     counters: CheckCounters,
@@ -383,7 +394,8 @@ fn unorder(word: u64, msb_first: bool) -> u64 {
 }
 
 impl Checker {
-    /// A checker whose PRBS kernels use the best instruction set this CPU has.
+    /// A checker that starts hunting with the first byte fed; its PRBS kernels use the best
+    /// instruction set this CPU has.
     pub fn new(config: CheckerConfig) -> Self {
         Checker::with_isa(config, Isa::detect())
     }
@@ -417,6 +429,7 @@ impl Checker {
         }
     }
 
+    /// The totals so far.
     pub fn counters(&self) -> &CheckCounters {
         &self.counters
     }
@@ -434,6 +447,7 @@ impl Checker {
         }
     }
 
+    /// Checks the next received bytes (any length; a run may be fed in pieces of any size).
     pub fn feed(&mut self, mut data: &[u8]) {
         let msb_first = self.order == BitOrder::MsbFirst;
         while !data.is_empty() {

@@ -31,30 +31,41 @@ pub use crate::availability::UNAVAILABILITY_SECONDS;
 /// What happened in one second of a test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SecondTally {
+    /// Bits compared in the second.
     pub bits: u64,
+    /// Of them, bits received wrong.
     pub bit_errors: u64,
     /// Sync was lost or absent during the second (counts as severely errored).
     pub sync_loss: bool,
 }
 
 impl SecondTally {
+    /// At least one bit error, or sync lost or absent (G.821 ES).
     pub fn is_errored(&self) -> bool {
         self.sync_loss || self.bit_errors > 0
     }
 
+    /// A BER of at least 1e-3, or sync lost or absent (G.821 SES).
     pub fn is_severely_errored(&self) -> bool {
         self.sync_loss
             || (self.bits > 0 && self.bit_errors as f64 >= SES_BER_THRESHOLD * self.bits as f64)
     }
 }
 
+/// G.821 figures over a test; ES, SES and EFS are counted in available time only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct G821Summary {
+    /// Whole seconds pushed.
     pub seconds: u64,
+    /// Seconds in available time.
     pub available_seconds: u64,
+    /// Seconds in unavailable time (UAS).
     pub unavailable_seconds: u64,
+    /// Errored seconds (ES).
     pub errored_seconds: u64,
+    /// Severely errored seconds (SES).
     pub severely_errored_seconds: u64,
+    /// Error-free seconds (EFS).
     pub error_free_seconds: u64,
 }
 
@@ -120,6 +131,7 @@ pub struct G821 {
 }
 
 impl G821 {
+    /// Nothing counted yet.
     pub fn new() -> Self {
         G821::default()
     }
@@ -129,10 +141,12 @@ impl G821 {
         self.seconds.is_unavailable()
     }
 
+    /// Counts one whole second.
     pub fn push(&mut self, second: SecondTally) {
         self.seconds.push(second);
     }
 
+    /// The figures so far, the undecided tail counted in the current state.
     pub fn summary(&self) -> G821Summary {
         self.seconds.summary()
     }

@@ -33,12 +33,14 @@ pub use crate::availability::UNAVAILABILITY_SECONDS;
 pub struct BlockSecond {
     /// Blocks that ended in this second.
     pub blocks: u64,
+    /// Of them, blocks whose CRC failed.
     pub errored_blocks: u64,
     /// A defect (loss of frame or of signal) was present during the second.
     pub defect: bool,
 }
 
 impl BlockSecond {
+    /// At least one errored block, or a defect (G.826 ES).
     pub fn is_errored(&self) -> bool {
         self.defect || self.errored_blocks > 0
     }
@@ -52,7 +54,9 @@ impl BlockSecond {
 /// G.826 figures over a measurement.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct G826Summary {
+    /// Whole seconds pushed.
     pub seconds: u64,
+    /// Seconds in available time.
     pub available_seconds: u64,
     /// Unavailable seconds.
     pub uas: u64,
@@ -68,8 +72,11 @@ pub struct G826Summary {
     pub blocks: u64,
     /// Blocks in available time outside SESs: the denominator of BBER.
     pub bbe_blocks: u64,
+    /// Errored second ratio: ES over available seconds.
     pub esr: f64,
+    /// Severely errored second ratio: SES over available seconds.
     pub sesr: f64,
+    /// Background block error ratio: BBE over blocks in available time outside SESs.
     pub bber: f64,
 }
 
@@ -133,6 +140,7 @@ pub struct G826 {
 }
 
 impl G826 {
+    /// Nothing counted yet.
     pub fn new() -> Self {
         G826::default()
     }
@@ -142,10 +150,12 @@ impl G826 {
         self.seconds.is_unavailable()
     }
 
+    /// Counts one whole second.
     pub fn push(&mut self, second: BlockSecond) {
         self.seconds.push(second);
     }
 
+    /// The figures so far, the undecided tail counted in the current state.
     pub fn summary(&self) -> G826Summary {
         self.seconds.summary().with_ratios()
     }

@@ -614,7 +614,8 @@ impl std::fmt::Debug for Generator {
 }
 
 impl Generator {
-    /// A generator whose PRBS kernels use the best instruction set this CPU has.
+    /// A generator at the start of the pattern `spec` names; its PRBS kernels use the best
+    /// instruction set this CPU has.
     pub fn new(spec: &PatternSpec) -> Self {
         Generator::with_isa(spec, Isa::detect())
     }
@@ -634,6 +635,7 @@ impl Generator {
         }
     }
 
+    /// The pattern it emits.
     pub fn spec(&self) -> &PatternSpec {
         &self.spec
     }

@@ -59,6 +59,7 @@ impl ErrorInjector {
         injector
     }
 
+    /// The random error probability per bit it was made with.
     pub fn rate(&self) -> f64 {
         self.rate
     }
@@ -145,6 +146,7 @@ impl ErrorInjector {
         flipped
     }
 
+    /// Bits flipped so far (random, single and burst errors together).
     pub fn injected_bits(&self) -> u64 {
         self.injected
     }

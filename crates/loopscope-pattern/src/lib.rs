@@ -18,9 +18,6 @@
 //!   their detectors; [`g826`]: block-based errored / severely errored seconds and BBE.
 
 #![forbid(unsafe_code)]
-// Not every public item is documented yet (docs/design.md lists the crates still to do);
-// delete this line once `cargo clippy` passes without it.
-#![allow(missing_docs)]
 
 mod availability;
 pub mod chars;

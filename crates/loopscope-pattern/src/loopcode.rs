@@ -53,17 +53,26 @@ pub const DEFAULT_INBAND_PERSISTENCE_S: f64 = 5.0;
 /// Default valid repetitions of a bit-oriented message before it is acted on.
 pub const DEFAULT_BOM_REPETITIONS: u32 = 5;
 
+/// What went wrong reading a loop code or FDL message name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoopCodeError {
     #[error(
         "unknown loop code '{0}' (expected loop-up, loop-down, arm, disarm, or the code's bits such as 00001)"
     )]
+    /// Neither a known name nor bits.
     UnknownInband(String),
     #[error("bad loop code '{text}': {why}")]
-    BadBits { text: String, why: &'static str },
+    /// Bits that are not a loop code.
+    BadBits {
+        /// The code as given.
+        text: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     #[error(
         "unknown FDL message '{0}' (expected line-loopback-activate, line-loopback-deactivate, payload-loopback-activate, payload-loopback-deactivate, rai or loopback-ack)"
     )]
+    /// Not one of the bit-oriented messages.
     UnknownBom(String),
 }
 
@@ -134,6 +143,7 @@ impl InbandCode {
         })
     }
 
+    /// The name it was given by (`loop-up`, or its bits).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -180,9 +190,13 @@ impl fmt::Display for InbandCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Bom {
+    /// Line loopback activate: loop the whole line at the far end.
     LineLoopbackActivate,
+    /// Line loopback deactivate.
     LineLoopbackDeactivate,
+    /// Payload loopback activate: loop the payload, regenerating framing and CRC.
     PayloadLoopbackActivate,
+    /// Payload loopback deactivate.
     PayloadLoopbackDeactivate,
     /// Remote alarm indication (yellow alarm).
     Rai,
@@ -191,6 +205,7 @@ pub enum Bom {
 }
 
 impl Bom {
+    /// Every message, in the order of T1.403's table.
     pub const ALL: [Bom; 6] = [
         Bom::LineLoopbackActivate,
         Bom::LineLoopbackDeactivate,
@@ -222,6 +237,7 @@ impl Bom {
         Bom::LoopbackAck.written(),
     ];
 
+    /// The CLI name (`line-loopback-activate`...).
     pub fn name(self) -> &'static str {
         match self {
             Bom::LineLoopbackActivate => "line-loopback-activate",
@@ -278,14 +294,34 @@ impl fmt::Display for Bom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Detection {
     /// An in-band code persisted.
-    Inband { code: InbandCode, at_bit: u64 },
+    Inband {
+        /// Which code.
+        code: InbandCode,
+        /// Where.
+        at_bit: u64,
+    },
     /// A code that had been detected stopped.
-    InbandCleared { code: InbandCode, at_bit: u64 },
+    InbandCleared {
+        /// Which code.
+        code: InbandCode,
+        /// Where.
+        at_bit: u64,
+    },
     /// A bit-oriented message was received the configured number of times (`at_bit` counts
     /// data-link bits).
-    Bom { message: Bom, at_bit: u64 },
+    Bom {
+        /// Which message.
+        message: Bom,
+        /// Where.
+        at_bit: u64,
+    },
     /// A 16-bit message shape with a code this module does not know.
-    UnknownBom { octet: u8, at_bit: u64 },
+    UnknownBom {
+        /// The message's code octet.
+        octet: u8,
+        /// Where.
+        at_bit: u64,
+    },
 }
 
 struct Watched {
@@ -368,6 +404,7 @@ impl InbandDetector {
         std::mem::take(&mut self.detections)
     }
 
+    /// Looks for the codes in the next received bytes (bits in time order, MSB first).
     pub fn feed(&mut self, bytes: &[u8]) {
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -465,10 +502,12 @@ impl BomDetector {
         }
     }
 
+    /// Detections since the last call.
     pub fn take_detections(&mut self) -> Vec<Detection> {
         std::mem::take(&mut self.detections)
     }
 
+    /// Looks for messages in the next data-link bits (one bit per byte, 0 or 1).
     pub fn feed(&mut self, bits: &[u8]) {
         for &bit in bits {
             self.register = (self.register << 1) | u16::from(bit & 1);

@@ -27,7 +27,9 @@ pub enum PatternKind {
     Prbs29,
     /// O.150 5.8: x^31 + x^28 + 1, inverted.
     Prbs31,
+    /// All ones.
     Ones,
+    /// All zeros.
     Zeros,
     /// 1010...
     Alt,
@@ -48,27 +50,33 @@ pub enum BitOrder {
     /// The first bit of the sequence is bit 0 of the first byte, as a UART sends it.
     #[default]
     LsbFirst,
+    /// The first bit of the sequence is bit 7 of the first byte, as T1/E1 framers carry it.
     MsbFirst,
 }
 
 /// A pattern with its options: what a generator emits and what a checker expects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PatternSpec {
+    /// Which pattern.
     pub kind: PatternKind,
     /// `None`: the standard's polarity. `Some(true)`: complemented relative to the *plain LFSR
     /// output* (so `Some(false)` on prbs15 emits the non-inverted stream O.150 does not use).
     pub invert: Option<bool>,
     /// Emit the time-reversed sequence (recurrence `b[t] = b[t-(n-k)] ^ b[t-n]`).
     pub reverse: bool,
+    /// How bytes carry the bits.
     pub bit_order: BitOrder,
 }
 
+/// What went wrong reading a pattern name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     #[error(
         "unknown pattern '{0}' (expected prbs7, prbs9, prbs11, prbs15, prbs20, qrss, prbs23, prbs29, prbs31, ones, zeros, alt, 1in8, 2in8, 3in24 or hex:HEX)"
     )]
+    /// Not a known pattern name.
     UnknownPattern(String),
+    /// A `hex:` word that is not 1 to 64 bytes of hex digits; the text says what is wrong.
     #[error("bad hex pattern '{0}': {1}")]
     BadHex(String, &'static str),
 }
@@ -145,6 +153,7 @@ impl PatternKind {
         )
     }
 
+    /// A PRBS (an LFSR polynomial), as opposed to a fixed word.
     pub fn is_pseudo_random(&self) -> bool {
         self.polynomial().is_some()
     }

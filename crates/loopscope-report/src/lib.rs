@@ -18,9 +18,6 @@ use serde::Serialize;
 pub mod html;
 pub mod input;
 pub mod prometheus;
-// The RTT statistics are being reworked for ping (issue 11 item 4: min and max are the observed
-// extremes); their items get documented with that change.
-#[allow(missing_docs)]
 pub mod rtt;
 pub mod stdout;
 pub mod table;

@@ -30,6 +30,7 @@ impl Default for RttRecorder {
 }
 
 impl RttRecorder {
+    /// An empty recorder.
     pub fn new() -> Self {
         // 1 ns .. 1 hour at 3 significant figures: enough for loopback and for serial links.
         let histogram = Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
@@ -47,10 +48,12 @@ impl RttRecorder {
         }
     }
 
+    /// A request went out (the denominator of loss).
     pub fn sent(&mut self) {
         self.transmitted += 1;
     }
 
+    /// A first, intact reply whose round trip took `rtt_ns`.
     pub fn reply(&mut self, rtt_ns: u64) {
         self.received += 1;
         self.min_ns = self.min_ns.min(rtt_ns);
@@ -62,6 +65,8 @@ impl RttRecorder {
         self.sum_sq_ns += value * value;
     }
 
+    /// A reply to a request already answered: counted apart, as iputils does, and never a
+    /// round trip (its time would measure the duplication, not the path).
     pub fn duplicate(&mut self) {
         self.duplicates += 1;
     }
@@ -71,10 +76,12 @@ impl RttRecorder {
         self.errors += 1;
     }
 
+    /// Requests sent so far.
     pub fn transmitted(&self) -> u64 {
         self.transmitted
     }
 
+    /// Intact first replies so far.
     pub fn received(&self) -> u64 {
         self.received
     }
@@ -137,22 +144,39 @@ impl RttRecorder {
 
 /// The final record of every ping.
 #[derive(Debug, Clone, Serialize)]
+/// The field names are a contract with users' scripts (iputils' words, with units).
 pub struct PingSummary {
+    /// What was pinged, as the user wrote it.
     pub target: String,
+    /// Requests sent.
     pub transmitted: u64,
+    /// Intact first replies.
     pub received: u64,
+    /// Replies to requests already answered.
     pub duplicates: u64,
+    /// Replies that came back wrong (corrupt payload, ICMP error).
     pub errors: u64,
+    /// Requests without a reply, in percent of those sent.
     pub loss_percent: f64,
+    /// The shortest round trip observed (not a histogram bucket edge).
     pub rtt_min_us: f64,
+    /// The mean round trip.
     pub rtt_avg_us: f64,
+    /// The longest round trip observed.
     pub rtt_max_us: f64,
+    /// iputils' mean deviation: sqrt(mean of squares - square of mean).
     pub rtt_mdev_us: f64,
+    /// Median round trip (HDR histogram, 3 significant figures, clamped to min..max).
     pub rtt_p50_us: f64,
+    /// 90th percentile round trip.
     pub rtt_p90_us: f64,
+    /// 99th percentile round trip.
     pub rtt_p99_us: f64,
+    /// 99.9th percentile round trip.
     pub rtt_p999_us: f64,
+    /// Wall time of the run.
     pub elapsed_s: f64,
+    /// Every request answered, intact.
     pub passed: bool,
     /// Transport-specific fields (socket kind, link counters), flattened into the JSON.
     #[serde(flatten)]
@@ -217,12 +241,18 @@ fn format_loss(percent: f64) -> String {
 /// One reply, as an event while running.
 #[derive(Debug, Clone, Serialize)]
 pub struct PingReply {
+    /// Who answered (an address, or the link's endpoint).
     pub from: String,
+    /// The request's sequence number.
     pub seq: u64,
+    /// Bytes of the reply as received.
     pub bytes: usize,
+    /// Its round trip.
     pub rtt_us: f64,
+    /// The IP TTL or hop limit of an ICMP reply, where the socket gives it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u8>,
+    /// A second reply to the same request.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
     /// The reply came back altered (its payload or checksum was wrong): counted as an error,

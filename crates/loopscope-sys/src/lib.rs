@@ -27,10 +27,14 @@
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
 //! - [`set_icmpv6_filter`];
+//! - TTL and hop limit of UDP datagrams (BFD's GTSM check): [`set_send_hops`],
+//!   [`enable_hops_reception`], [`recv_with_hops`];
+//! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
 //! - what `perf` measures: [`tcp_info`] (TCP_INFO), [`recv_discard`] (MSG_TRUNC), CPU time
 //!   ([`thread_cpu_time`], [`process_cpu_time`]).
 
 mod fdio;
+mod hops;
 mod netlink;
 mod packet;
 mod procfs;
@@ -39,11 +43,13 @@ mod sockopt;
 mod splice;
 mod tcp;
 mod tty;
+mod zerocopy;
 
 pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
     timed_out, wait_readable, wait_writable, write_all,
 };
+pub use hops::{ReceivedDatagram, enable_hops_reception, recv_with_hops, set_send_hops};
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
     RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,
@@ -63,3 +69,4 @@ pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,
     tty_fd, tty_into_fd,
 };
+pub use zerocopy::{ZerocopyCompletions, enable_zerocopy, reap_zerocopy, send_zerocopy};

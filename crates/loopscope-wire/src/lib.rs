@@ -8,6 +8,8 @@
 //!   loopscope puts at the start of every echo payload.
 //! - [`ping_frame`]: the self-delimiting frame `ping` sends over any link, and a decoder that
 //!   finds frames in a byte stream.
+//! - [`bfd`]: the BFD Control packet and its Authentication Section (RFC 5880), the echo
+//!   packet loopscope sends.
 //! - [`datagram`]: the header that numbers each datagram of a datagram link (`udp:`,
 //!   `unixgram:`).
 //! - [`stamp`]: STAMP test packets (RFC 8762, RFC 8972 TLVs), unauthenticated and
@@ -15,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bfd;
 pub mod checksum;
 pub mod datagram;
 pub mod icmp;

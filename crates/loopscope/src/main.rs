@@ -45,6 +45,8 @@ enum Command {
     Pattern(cmd::pattern::PatternCommand),
     /// Round-trip latency over a link (or ICMP echo with icmp://ADDR).
     Ping(cmd::ping::Args),
+    /// BFD speaker (RFC 5880/5881/5883) or Seamless BFD initiator (RFC 7880/7881) against a peer.
+    Bfd(cmd::bfd::Args),
     /// Throughput and request-response latency over a link; also iperf3's client and server.
     Perf(cmd::perf::Args),
     /// Round-trip latency of an audio path, to a thousandth of a frame (audiosim:, wav:, jack:).
@@ -167,6 +169,7 @@ fn main() -> ExitCode {
         Command::Bert(args) => cmd::bert::run(args, &context),
         Command::Pattern(command) => cmd::pattern::run(command, &context),
         Command::Ping(args) => cmd::ping::run(args, &context),
+        Command::Bfd(args) => cmd::bfd::run(args, &context),
         Command::Perf(args) => cmd::perf::run(args, &context),
         Command::AudioLatency(args) => cmd::audio::run(args, &context),
         Command::Reflect(args) => cmd::reflect::run(args, &context),
@@ -209,6 +212,7 @@ fn runs_until_stopped(command: &Command) -> bool {
         Command::Bert(args) => args.forever,
         Command::Reflect(_) => true,
         Command::Exporter(args) => !args.check,
+        Command::Bfd(args) => args.count.is_none() && args.duration.is_none(),
         Command::Stamp(args) => args.reflect.is_some() || args.count.is_none(),
         Command::Perf(args) => args.server,
         Command::AudioLatency(args) => args.count.is_none() && !args.link.starts_with("wav:"),

@@ -268,6 +268,22 @@ fn tcp_paced_to_stock_server_agrees_byte_for_byte() {
     });
 }
 
+/// With MSG_ZEROCOPY the stock server counts every byte sent, and the kernel reports every
+/// zerocopy send complete (on loopback it copies them, and says so).
+#[test]
+fn tcp_zerocopy_to_stock_server_agrees_byte_for_byte() {
+    against_stock_server(&["-t", "1", "-b", "200M", "--zerocopy"], |ours, theirs| {
+        let sent = our_bytes(ours, "send");
+        assert!(sent > 0);
+        assert_eq!(sent, u64_at(theirs, "/end/sum_received/bytes"), "{theirs}");
+        let zerocopy = &ours["streams"][0]["zerocopy"];
+        let sends = u64_at(zerocopy, "/sends");
+        assert!(sends > 0, "{ours}");
+        assert_eq!(u64_at(zerocopy, "/completed"), sends, "{ours}");
+        assert!(u64_at(zerocopy, "/copied") <= sends, "{ours}");
+    });
+}
+
 #[test]
 fn tcp_reverse_from_stock_server_agrees_byte_for_byte() {
     against_stock_server(&["-t", "1", "-R"], |ours, theirs| {
@@ -354,6 +370,62 @@ fn stock_client_two_streams_to_our_server_agree_byte_for_byte() {
     assert_eq!(u64_at(&ours, "/received_bytes"), sent, "{theirs}");
     assert_eq!(u64_at(&theirs, "/end/sum_received/bytes"), sent);
     assert_eq!(theirs["end"]["streams"].as_array().unwrap().len(), 2);
+}
+
+/// `iperf3 -c -O 1`: the first second is left out on both sides. The client restarts its
+/// counters when its omit timer fires, the server when its own does, so the two counts differ
+/// by what moved between the two timers; without omit on the server, it would report twice
+/// what the client sent. The same run against the stock server shows the skew iperf3 itself has.
+#[test]
+fn stock_client_omitting_the_first_second_is_honoured_by_our_server() {
+    if !have_iperf3() {
+        return;
+    }
+    let args = ["-t", "1", "-O", "1", "-b", "200M"];
+    let ratio = |report: &Value| {
+        u64_at(report, "/end/sum_received/bytes") as f64
+            / u64_at(report, "/end/sum_sent/bytes") as f64
+    };
+    let stock = StockServer::start();
+    let reference = ratio(&stock_client(stock.port, &args));
+    drop(stock);
+    let Some((theirs, ours)) = stock_against_ours(&args) else {
+        return;
+    };
+    let sent = u64_at(&theirs, "/end/sum_sent/bytes");
+    // 200 Mbit/s for the one counted second, not two.
+    assert!(sent > 10_000_000 && sent < 40_000_000, "{theirs}");
+    assert_eq!(
+        u64_at(&ours, "/received_bytes"),
+        u64_at(&theirs, "/end/sum_received/bytes")
+    );
+    let ours = ratio(&theirs);
+    eprintln!("received / sent with -O 1: stock server {reference:.4}, ours {ours:.4}");
+    assert!(
+        (ours - 1.0).abs() < 0.1,
+        "ours {ours}, stock {reference}: {theirs}"
+    );
+    assert!(
+        (reference - 1.0).abs() < 0.1,
+        "the stock pair itself: {reference}"
+    );
+}
+
+/// With UDP, loss is counted from the datagrams after the omitted second.
+#[test]
+fn stock_udp_client_omitting_the_first_second_counts_no_loss_from_it() {
+    let Some((theirs, ours)) =
+        stock_against_ours(&["-u", "-t", "1", "-O", "1", "-b", "10M", "-l", "1200"])
+    else {
+        return;
+    };
+    let sent_packets = u64_at(&theirs, "/end/sum_sent/packets");
+    let received = u64_at(&ours, "/received_bytes") / 1200;
+    let lost = u64_at(&theirs, "/end/sum_received/lost_packets");
+    // About one second at 10 Mbit/s: 1042 datagrams of 1200 bytes; not two seconds' worth.
+    assert!(sent_packets > 500 && sent_packets < 1600, "{theirs}");
+    assert!(received <= sent_packets + 50, "{theirs}");
+    assert!(lost * 20 < sent_packets, "{theirs}");
 }
 
 #[test]
@@ -1092,4 +1164,45 @@ fn udp_request_response_accounts_for_every_request() {
         Some(answered * 64),
         "{ended}"
     );
+}
+
+/// Unix datagrams: `perf unixgram:PATH` against `reflect` counts what came back, and the
+/// reflector's own count of datagrams it returned says the same (1000-byte payloads; the
+/// reflector counts the link's datagram header too, so datagrams are compared, not bytes).
+#[test]
+fn unixgram_throughput_through_reflect_agrees_with_the_reflectors_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reflect.sock");
+    let endpoint = format!("unixgram:{}", path.display());
+    let mut reflect = loopscope()
+        .args(["--json", "reflect", &endpoint])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("reflect starts");
+    let mut lines = BufReader::new(reflect.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("reflect prints").unwrap();
+    assert!(first.contains("listening"), "{first}");
+    let reflect = Running(reflect);
+
+    let (output, summary) = our_client(&[&endpoint, "-t", "1", "-l", "1000", "-i", "0"]);
+    assert!(output.status.success(), "{summary}");
+    let sent = u64_at(&summary, "/sent_bytes");
+    let received = u64_at(&summary, "/received_bytes");
+    assert!(received > 0 && received <= sent, "{summary}");
+    assert_eq!(summary["protocol"], "unixgram");
+
+    let pid = rustix::process::Pid::from_raw(reflect.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let reflected = lines
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|record| record["type"] == "summary")
+        .expect("the reflector's summary");
+    assert_eq!(
+        u64_at(&reflected, "/datagrams_reflected") * 1000,
+        received,
+        "{reflected}\n{summary}"
+    );
+    drop(reflect);
 }

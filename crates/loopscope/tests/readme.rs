@@ -83,6 +83,9 @@ fn policy(line: &str) -> Policy {
             "needs a running JACK server (and a sound card for a cable loop), and a build with \
              the jack feature",
         ),
+        _ if line.contains("alsa:") => Policy::ParseOnly(
+            "needs an ALSA sound card wired in a loop, and a build with the alsa feature",
+        ),
         _ if line.contains("wav:,") => {
             Policy::ParseOnly("analyses a recording made elsewhere through a real audio path")
         }

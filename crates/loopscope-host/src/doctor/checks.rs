@@ -15,6 +15,9 @@ use crate::firewall::{self, Protocol, Reach};
 use crate::resolver::{self, Lookup, Source};
 use crate::{environment, proc_net, sysctl};
 
+/// Every check `doctor` runs, in the order it runs them: cheap facts first (namespace,
+/// interfaces, addresses), then the round trips that depend on them, so a broken `lo` is
+/// reported as such and not as a dozen unexplained timeouts.
 pub static CHECKS: &[Check] = &[
     Check {
         name: "namespace",

@@ -22,13 +22,18 @@ pub use round_trips::RoundTrip;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
+    /// Nothing wrong.
     Pass,
+    /// It works, but not as it should (a degraded path, a risky setting); exit 0.
     Warn,
+    /// Loopback is broken here; the run exits 1.
     Fail,
+    /// Could not be checked here (no privilege, no IPv6 in the kernel), with the reason.
     Skip,
 }
 
 impl Status {
+    /// The word printed in human output (`PASS`, `WARN`, `FAIL`, `SKIP`), the same as in JSON.
     pub fn label(self) -> &'static str {
         match self {
             Status::Pass => "PASS",
@@ -46,24 +51,35 @@ impl Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// Bringing `lo` up.
     Interface,
+    /// Enabling IPv6 on `lo` (`disable_ipv6`).
     Ipv6,
+    /// An MTU that carries IPv6 (at least 1280, RFC 8200 section 5).
     Mtu,
+    /// Adding 127.0.0.1/8 or ::1/128 back.
     Address,
+    /// Restoring the local routes of the `local` table.
     Route,
+    /// Removing a rule that drops loopback traffic.
     Firewall,
+    /// Setting a sysctl (route_localnet, ping_group_range, rp_filter).
     Sysctl,
+    /// Mending `localhost` in the hosts file (RFC 6761 section 6.3).
     Resolver,
 }
 
 /// One shell command that mends what a check found, and the stage it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repair {
+    /// When it must run relative to the other repairs.
     pub stage: Stage,
+    /// The shell command, exactly as the user would type it.
     pub command: String,
 }
 
 impl Repair {
+    /// A repair of `stage` that runs `command`.
     pub fn new(stage: Stage, command: impl Into<String>) -> Self {
         Repair {
             stage,
@@ -75,7 +91,9 @@ impl Repair {
 /// What to do about a finding: commands to run, or advice when no command can be given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Remedy {
+    /// Commands that mend it, in order.
     Run(Vec<Repair>),
+    /// What to do when no command can be given (a container's host must act, say).
     Advice(String),
 }
 
@@ -106,12 +124,15 @@ impl From<Repair> for Remedy {
 /// What a check found: a verdict, one line, a fix, and figures for JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
+    /// The verdict.
     pub status: Status,
+    /// One line saying what was found, in the user's terms.
     pub finding: String,
     /// The fix as one line of text (the commands joined with `&&`, or advice).
     pub fix: Option<String>,
     /// The commands of the fix, when it is commands.
     pub repairs: Vec<Repair>,
+    /// Check-specific figures (`mtu`, `rtt_us`...), flattened into the JSON event.
     pub figures: Map<String, Value>,
 }
 
@@ -140,15 +161,19 @@ impl Finding {
             figures: Map::new(),
         }
     }
+    /// Nothing wrong: `finding` says what was seen.
     pub fn pass(finding: impl Into<String>) -> Self {
         Self::new(Status::Pass, finding, None)
     }
+    /// Works but should not be left so; `fix` says how to mend it.
     pub fn warn(finding: impl Into<String>, fix: impl Into<Remedy>) -> Self {
         Self::new(Status::Warn, finding, Some(fix.into()))
     }
+    /// Broken; `fix` says how to mend it.
     pub fn fail(finding: impl Into<String>, fix: impl Into<Remedy>) -> Self {
         Self::new(Status::Fail, finding, Some(fix.into()))
     }
+    /// Could not be checked; `reason` says why.
     pub fn skip(reason: impl Into<String>) -> Self {
         Self::new(Status::Skip, reason, None)
     }
@@ -161,24 +186,32 @@ impl Finding {
 
 /// One entry of the registry.
 pub struct Check {
+    /// Its name in output and for `--check NAME` (a contract: scripts select by it).
     pub name: &'static str,
     /// What it checks, for `--list`.
     pub about: &'static str,
+    /// Runs the check against the shared facts.
     pub run: fn(&mut Probe) -> Finding,
 }
 
 /// A check's result as reported (JSON event `"type":"check"`).
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
+    /// The check's name.
     pub name: &'static str,
+    /// The verdict.
     pub status: Status,
+    /// What was found.
     pub finding: String,
+    /// How to mend it, as one line (commands joined with `&&`, or advice).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
     /// The fix's commands, one per element, in the order to run them.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "commands")]
     pub fix_commands: Vec<Repair>,
+    /// How long the check took (including the probes it was the first to need).
     pub duration_ms: f64,
+    /// Check-specific figures, flattened into the JSON event.
     #[serde(flatten)]
     pub figures: Map<String, Value>,
 }
@@ -190,8 +223,11 @@ fn commands<S: serde::Serializer>(repairs: &[Repair], serializer: S) -> Result<S
 /// One command of the plan and the checks it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedRepair {
+    /// The shell command.
     pub command: String,
+    /// Its stage: the plan runs stages in order.
     pub stage: Stage,
+    /// The checks it answers (several checks fail for one cause).
     pub checks: Vec<&'static str>,
 }
 
@@ -199,7 +235,9 @@ pub struct PlannedRepair {
 /// then the advice that is not a command.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// The commands, each once, in the order to run them.
     pub repairs: Vec<PlannedRepair>,
+    /// Advice that is not a command, with the checks it answers.
     pub advice: Vec<(String, Vec<&'static str>)>,
 }
 

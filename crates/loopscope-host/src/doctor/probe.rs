@@ -124,6 +124,7 @@ impl std::fmt::Display for ProbeError {
 
 /// The shared, lazily measured facts.
 pub struct Probe {
+    /// What the user asked for (timeouts, the ICMP socket kind, a hosts file to read instead).
     pub options: Options,
     netlink: Option<Result<Snapshot, String>>,
     rulesets: Option<Rulesets>,
@@ -143,6 +144,7 @@ pub(crate) const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub(crate) const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
 impl Probe {
+    /// A probe that has measured nothing yet: every fact is measured on first use and kept.
     pub fn new(options: Options) -> Self {
         Probe {
             options,
@@ -156,6 +158,7 @@ impl Probe {
         }
     }
 
+    /// Where names are resolved: the system resolver, or the hosts file given instead.
     pub fn resolver_source(&self) -> Source {
         match &self.options.hosts_file {
             Some(path) => Source::HostsFile(path.clone()),
@@ -190,6 +193,8 @@ impl Probe {
             .clone()
     }
 
+    /// A TCP round trip through the reflector on `target` (127.0.0.1 or ::1), measured once
+    /// with the engine `ping` uses.
     pub fn tcp(&mut self, target: IpAddr) -> Result<RoundTrip, ProbeError> {
         self.measure_loops();
         let timeout = self.options.timeout;
@@ -198,6 +203,8 @@ impl Probe {
             .clone()
     }
 
+    /// A UDP round trip through the reflector on `target`, measured once with the engine `ping`
+    /// uses.
     pub fn udp(&mut self, target: IpAddr) -> Result<RoundTrip, ProbeError> {
         self.measure_loops();
         let timeout = self.options.timeout;

@@ -23,6 +23,7 @@ use loopscope_report::rtt::PingSummary;
 pub struct RoundTrip {
     /// Bytes of the frame that went round.
     pub bytes: usize,
+    /// How long it took.
     pub rtt: Duration,
 }
 

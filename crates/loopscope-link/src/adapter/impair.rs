@@ -35,8 +35,11 @@ pub struct ImpairmentConfig {
     pub ge_leave: f64,
     /// Gilbert-Elliott: bit-error probability in the bad state.
     pub ge_ber: f64,
+    /// Probability per byte that it is dropped.
     pub drop: f64,
+    /// Probability per byte that a byte is inserted.
     pub insert: f64,
+    /// Probability per byte that it is sent twice.
     pub dup: f64,
     /// Probability per bit that one bit is lost or gained (half each), shifting what follows.
     pub slip: f64,
@@ -44,9 +47,11 @@ pub struct ImpairmentConfig {
     pub loss: f64,
     /// Probability per message that it is held back and sent after the next one.
     pub reorder: f64,
+    /// How long everything is held before it comes out (a delay line).
     pub delay: Duration,
     /// Bits per second; 0 is unlimited.
     pub rate_bps: u64,
+    /// Seed of the random draws: the same seed gives the same damage.
     pub seed: u64,
 }
 
@@ -63,6 +68,7 @@ impl ImpairmentConfig {
         Self::from_endpoint(&endpoint)
     }
 
+    /// Reads the options of a `sim:` endpoint (or of `--impair`, which takes the same).
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         endpoint.reject_unknown_options(&IMPAIRMENT_OPTIONS)?;
         let probability = |key: &str| -> Result<f64, EndpointError> {
@@ -114,6 +120,7 @@ impl ImpairmentConfig {
         Ok(config)
     }
 
+    /// Whether it would change nothing at all.
     pub fn is_noop(&self) -> bool {
         let probabilities = [
             self.ber,
@@ -132,13 +139,21 @@ impl ImpairmentConfig {
 /// What the adapter did, for the summary (`link.impairment`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImpairmentStats {
+    /// Bits flipped.
     pub flipped_bits: u64,
+    /// Bytes dropped.
     pub dropped_bytes: u64,
+    /// Bytes inserted.
     pub inserted_bytes: u64,
+    /// Bytes sent twice (the copies).
     pub duplicated_bytes: u64,
+    /// Bits lost at slips.
     pub deleted_bits: u64,
+    /// Bits gained at slips.
     pub inserted_bits: u64,
+    /// Messages (sends, datagrams) lost whole.
     pub lost_messages: u64,
+    /// Messages held back and sent after the next one.
     pub reordered_messages: u64,
 }
 
@@ -207,6 +222,7 @@ pub struct Impairer {
 }
 
 impl Impairer {
+    /// An impairer whose random stages are seeded from `config.seed`.
     pub fn new(config: ImpairmentConfig) -> Self {
         let stage = |index: u64| {
             Xoshiro256PlusPlus::seed_from_u64(config.seed.wrapping_mul(4).wrapping_add(index))
@@ -241,6 +257,7 @@ impl Impairer {
         }
     }
 
+    /// What it does.
     pub fn config(&self) -> &ImpairmentConfig {
         &self.config
     }
@@ -253,6 +270,7 @@ impl Impairer {
         self
     }
 
+    /// What it has done so far.
     pub fn stats(&self) -> &ImpairmentStats {
         &self.stats
     }

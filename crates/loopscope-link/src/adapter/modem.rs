@@ -32,7 +32,9 @@ use crate::transport::audio::{self, AudioLink, AudioProcessor, Clocking, Flow, S
 
 /// Bell 202 / V.23: tones and signalling rate.
 pub const MARK_HZ: u32 = 1200;
+/// The space tone (a 0 bit), in hertz.
 pub const SPACE_HZ: u32 = 2200;
+/// Bits per second on the line.
 pub const BAUD: u32 = 1200;
 /// Bits on the line per byte: start, eight data, stop.
 const FRAME_BITS: u32 = 10;
@@ -63,6 +65,7 @@ pub struct ModemLink {
 }
 
 impl ModemLink {
+    /// The modem over `audio`.
     pub fn new(audio: Box<dyn AudioLink>) -> Self {
         ModemLink { audio }
     }

@@ -27,6 +27,7 @@ use loopscope_sys::{COARSE_TIMEOUT, SocketTimeout, recv_timeout, timed_out};
 pub use loopscope_wire::datagram::{HEADER_LEN as HEADER, MAGIC};
 /// Payload per datagram by default: 1412-byte UDP payloads fit a 1500-byte MTU over IPv4 and IPv6.
 pub const DEFAULT_PAYLOAD: usize = 1400;
+/// Datagrams in flight by default.
 pub const DEFAULT_WINDOW: u64 = 128;
 /// How long the sender waits for an answer to a full window before assuming it was lost.
 const STALL: Duration = Duration::from_millis(50);
@@ -36,6 +37,7 @@ const HISTORY: u64 = 4096;
 /// Options every datagram link takes.
 pub const DATAGRAM_OPTIONS: &[&str] = &["size", "window"];
 
+/// How a datagram link cuts the stream (options `size` and `window`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramSettings {
     /// Payload bytes per datagram (after the header).
@@ -45,6 +47,7 @@ pub struct DatagramSettings {
 }
 
 impl DatagramSettings {
+    /// Reads `size` (at most `max_payload`) and `window` from the endpoint.
     pub fn from_endpoint(endpoint: &Endpoint, max_payload: usize) -> Result<Self, EndpointError> {
         let payload = endpoint
             .parsed_option::<usize>("size")?
@@ -128,6 +131,7 @@ pub fn halves<S: DatagramSocket>(
     )
 }
 
+/// Cuts the stream into numbered datagrams, keeping at most a window in flight.
 pub struct DatagramSender<S: DatagramSocket> {
     socket: Arc<S>,
     window: Arc<Window>,
@@ -241,6 +245,7 @@ impl<S: DatagramSocket> LinkSender for DatagramSender<S> {
 pub struct DatagramCounters {
     /// Distinct datagrams received (each sequence number once).
     pub received: u64,
+    /// Copies of a datagram already received.
     pub duplicates: u64,
     /// Arrived after a datagram with a higher number (and were not duplicates).
     pub reordered: u64,
@@ -250,6 +255,7 @@ pub struct DatagramCounters {
     pub next: u64,
 }
 
+/// Puts datagrams back in order of their numbers, counting loss, duplicates and reordering.
 pub struct DatagramReceiver<S: DatagramSocket> {
     socket: Arc<S>,
     window: Arc<Window>,
@@ -305,6 +311,7 @@ impl<S: DatagramSocket> DatagramReceiver<S> {
         }
     }
 
+    /// What it has counted so far.
     pub fn counters(&self) -> DatagramCounters {
         self.counters
     }

@@ -17,12 +17,14 @@ use crate::stats::{LinkStats, ProcessStats};
 use crate::transport::send::{Writer, write_all_until};
 use loopscope_sys::{Readiness, wait_readable};
 
+/// `exec:COMMAND`: a child process whose stdout gives back what its stdin got.
 pub struct ExecLink {
     argv: Vec<String>,
     original: String,
 }
 
 impl ExecLink {
+    /// Reads the command line (split as a shell would, without running a shell).
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         let argv = shell_words::split(&endpoint.target)
             .map_err(|e| endpoint.invalid(format!("cannot split the command line: {e}")))?;

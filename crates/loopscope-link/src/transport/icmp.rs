@@ -73,6 +73,7 @@ pub enum SocketKind {
 }
 
 impl SocketKind {
+    /// `datagram` or `raw`, as reports show it.
     pub fn name(self) -> &'static str {
         match self {
             SocketKind::Datagram => "datagram",
@@ -86,6 +87,7 @@ impl SocketKind {
 pub enum SocketChoice {
     /// Datagram when `ping_group_range` allows it, raw otherwise.
     Auto,
+    /// This kind and no other.
     Only(SocketKind),
 }
 
@@ -111,23 +113,41 @@ impl std::str::FromStr for SocketChoice {
     }
 }
 
+/// Why an ICMP echo socket could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum IcmpError {
+    /// Not `raw`, `dgram` or `auto`.
     #[error("unknown ICMP socket kind '{0}' (expected raw, dgram or auto)")]
     BadChoice(String),
     #[error(
         "cannot open an ICMP socket: datagram refused ({datagram}), raw refused ({raw}); allow ping sockets with `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` or run with CAP_NET_RAW"
     )]
-    NoSocket { datagram: io::Error, raw: io::Error },
+    /// Neither kind could be opened.
+    NoSocket {
+        /// Why the datagram socket was refused.
+        datagram: io::Error,
+        /// Why the raw socket was refused.
+        raw: io::Error,
+    },
+    /// The kind asked for could not be opened.
     #[error("cannot open a {kind} ICMP socket: {error}{hint}")]
     Open {
+        /// `datagram` or `raw`.
         kind: &'static str,
+        /// Why.
         error: io::Error,
+        /// How to allow it, or empty.
         hint: &'static str,
     },
     /// The socket opened but the target cannot be reached (no route, address missing).
     #[error("no route to {target}: {error}")]
-    Unreachable { target: IpAddr, error: io::Error },
+    Unreachable {
+        /// The address.
+        target: IpAddr,
+        /// What the kernel said.
+        error: io::Error,
+    },
+    /// A send or receive failed.
     #[error("ICMP socket I/O: {0}")]
     Io(#[from] io::Error),
 }
@@ -146,10 +166,13 @@ impl IcmpError {
 /// A reply that matched a request of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EchoReply {
+    /// Who answered.
     pub from: IpAddr,
+    /// The request's full 64-bit sequence number (from the payload's stamp).
     pub sequence: u64,
     /// ICMP message bytes (header and payload), as ping reports them.
     pub bytes: usize,
+    /// The IP TTL or hop limit, where the socket gives it.
     pub ttl: Option<u8>,
     /// The payload came back different from what was sent.
     pub corrupt: bool,
@@ -242,10 +265,12 @@ impl EchoSocket {
         })
     }
 
+    /// The kind of socket opened.
     pub fn kind(&self) -> SocketKind {
         self.kind
     }
 
+    /// The address pinged.
     pub fn target(&self) -> IpAddr {
         self.target
     }

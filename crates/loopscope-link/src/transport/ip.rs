@@ -21,6 +21,7 @@ pub struct IpOptions {
 }
 
 impl IpOptions {
+    /// Reads `bind`, `iface` and the other socket options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         let bind = match endpoint.option("bind") {
             None => None,

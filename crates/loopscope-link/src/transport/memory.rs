@@ -17,15 +17,18 @@ use crate::link::{Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender,
 const DEPTH: usize = 8;
 const CHUNK: usize = 256 * 1024;
 
+/// `loop:`: an in-process memory loop.
 pub struct MemoryLoop {
     depth: usize,
 }
 
 impl MemoryLoop {
+    /// A loop of the default depth.
     pub fn new() -> Self {
         MemoryLoop { depth: DEPTH }
     }
 
+    /// Reads the `depth` option.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         endpoint.reject_unknown_options(&["depth"])?;
         let depth = endpoint.parsed_option::<usize>("depth")?.unwrap_or(DEPTH);
@@ -75,6 +78,7 @@ impl Link for MemoryLoop {
     }
 }
 
+/// The sending half of a memory loop.
 pub struct MemorySender {
     full: Option<Sender<Vec<u8>>>,
     empty: Receiver<Vec<u8>>,
@@ -126,6 +130,7 @@ impl LinkSender for MemorySender {
     }
 }
 
+/// The receiving half of a memory loop.
 pub struct MemoryReceiver {
     full: Receiver<Vec<u8>>,
     empty: Sender<Vec<u8>>,

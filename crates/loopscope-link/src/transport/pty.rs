@@ -33,6 +33,7 @@ use crate::stats::LineStats;
 use crate::transport::serial::{self, HARDWARE_OPTIONS, Parity, SERIAL_OPTIONS, SerialSettings};
 use loopscope_sys::{tty_fd, tty_into_fd};
 
+/// `pty:`: a pseudo-terminal whose master end is a loopback plug, paced as a wire.
 pub struct PtyLink {
     original: String,
     settings: SerialSettings,
@@ -86,6 +87,7 @@ fn driver_settings(settings: &SerialSettings) -> SerialSettings {
 }
 
 impl PtyLink {
+    /// Reads the serial options the plug emulates.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         let (settings, pace) = pty_settings(endpoint)?;
         Ok(PtyLink {
@@ -166,6 +168,7 @@ pub struct PlugLine {
 }
 
 impl PlugLine {
+    /// The plug's line for `settings`.
     pub fn of(settings: &SerialSettings, pace: bool) -> Self {
         PlugLine {
             pace,
@@ -177,6 +180,7 @@ impl PlugLine {
 
 /// Where the plug takes the baud rate from.
 pub enum Speed {
+    /// This many baud.
     Fixed(u32),
     /// The speed a client sets on the slave, read back every [`SPEED_RECHECK`].
     FollowDevice(OwnedFd),
@@ -199,8 +203,11 @@ pub enum OnHangUp {
 
 /// The far end of the cable: reads what the slave sent and writes it back, as the wire would.
 pub struct Plug {
+    /// The pseudo-terminal's master.
     pub master: OwnedFd,
+    /// How it carries characters.
     pub line: PlugLine,
+    /// Where the baud rate comes from.
     pub speed: Speed,
 }
 

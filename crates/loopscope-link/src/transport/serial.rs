@@ -54,10 +54,14 @@ pub const HARDWARE_OPTIONS: &[&str] = &[
     "lines",
 ];
 
+/// The parity bit of each character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parity {
+    /// No parity bit.
     None,
+    /// Odd parity.
     Odd,
+    /// Even parity.
     Even,
     /// Parity bit always 1 (CMSPAR with PARODD).
     Mark,
@@ -65,29 +69,46 @@ pub enum Parity {
     Space,
 }
 
+/// RS-485 settings (TIOCSRS485): how the driver turns the transmitter on and off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rs485 {
+    /// RTS on while sending.
     pub rts_on_send: bool,
+    /// RTS on after sending.
     pub rts_after_send: bool,
+    /// Delay before sending, in milliseconds.
     pub delay_before_ms: u32,
+    /// Delay after sending, in milliseconds.
     pub delay_after_ms: u32,
+    /// Receive while transmitting (hear the own echo).
     pub rx_during_tx: bool,
 }
 
+/// A serial port's settings, from the endpoint's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialSettings {
+    /// Bits per second.
     pub baud: u32,
+    /// Data bits per character, 5 to 8.
     pub data_bits: u8,
+    /// Parity.
     pub parity: Parity,
+    /// Stop bits, 1 or 2.
     pub stop_bits: u8,
+    /// Flow control.
     pub flow: FlowControl,
+    /// The UART's internal loopback (TIOCM_LOOP): no plug needed.
     pub internal_loopback: bool,
+    /// RS-485 mode, when asked for.
     pub rs485: Option<Rs485>,
+    /// Open the port exclusively (TIOCEXCL), so nobody else reads our bytes.
     pub exclusive: bool,
+    /// Test the control lines through the plug (RTS-CTS, DTR-DSR, DTR-DCD).
     pub line_test: bool,
 }
 
 impl SerialSettings {
+    /// Reads and checks the serial options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         let flag = |key: &str| -> Result<Option<bool>, EndpointError> {
             match endpoint.option(key) {
@@ -429,6 +450,7 @@ impl LinkSender for TtySender {
     // (CTS never raised) would keep tcdrain waiting forever.
 }
 
+/// The receiving half of a serial port or a pty slave.
 pub struct TtyReceiver {
     port: TTYPort,
     timeout: Option<Duration>,
@@ -573,6 +595,7 @@ pub fn tty_halves(
     ))
 }
 
+/// `serial:DEVICE`: a serial port, with a loopback plug or a far end that echoes.
 pub struct SerialLink {
     original: String,
     path: String,
@@ -580,6 +603,7 @@ pub struct SerialLink {
 }
 
 impl SerialLink {
+    /// Reads the device path and the serial options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         endpoint.reject_unknown_options(SERIAL_OPTIONS)?;
         if endpoint.target.is_empty() {

@@ -12,6 +12,7 @@ use crate::transport::send::{Writer, arm_send_timeout, write_all_until};
 
 /// A connected stream socket that can be cloned into two halves.
 pub trait StreamSocket: AsFd + Send + 'static {
+    /// Ends the sending direction (a FIN on TCP), so the far end reads end of stream.
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
@@ -27,6 +28,7 @@ impl StreamSocket for std::os::unix::net::UnixStream {
     }
 }
 
+/// The sending half of a stream socket.
 pub struct StreamSender<S: StreamSocket> {
     socket: S,
     /// SO_SNDTIMEO is set; otherwise sends look at the cancel only between pieces.
@@ -34,6 +36,7 @@ pub struct StreamSender<S: StreamSocket> {
 }
 
 impl<S: StreamSocket> StreamSender<S> {
+    /// A sender over `socket`.
     pub fn new(socket: S) -> Self {
         let timed = arm_send_timeout(socket.as_fd()).is_ok();
         StreamSender { socket, timed }
@@ -79,6 +82,7 @@ impl<S: StreamSocket> LinkSender for StreamSender<S> {
     }
 }
 
+/// The receiving half of a stream socket.
 pub struct StreamReceiver<S: StreamSocket> {
     socket: S,
     timeout: SocketTimeout,

@@ -14,6 +14,7 @@ use crate::stats::{LinkStats, SocketStats};
 use crate::transport::ip::{self, IP_OPTIONS, IpOptions};
 use crate::transport::stream::{StreamReceiver, StreamSender};
 
+/// `tcp://HOST:PORT`: a connection to a reflector.
 pub struct TcpLink {
     original: String,
     peers: Vec<SocketAddr>,
@@ -23,6 +24,7 @@ pub struct TcpLink {
 }
 
 impl TcpLink {
+    /// Reads the address and the socket options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         let mut known = IP_OPTIONS.to_vec();
         known.extend(["nodelay", "connect_timeout"]);

@@ -16,6 +16,7 @@ use crate::transport::ip::{self, IP_OPTIONS, IpOptions};
 /// Socket buffers asked for: room for bursts without loss on loopback.
 pub const SOCKET_BUFFER: usize = 4 << 20;
 
+/// `udp://HOST:PORT`: numbered datagrams to a reflector.
 pub struct UdpLink {
     original: String,
     peer: SocketAddr,
@@ -24,6 +25,7 @@ pub struct UdpLink {
 }
 
 impl UdpLink {
+    /// Reads the address, the socket and the datagram options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         let mut known = IP_OPTIONS.to_vec();
         known.extend(DATAGRAM_OPTIONS);

@@ -26,12 +26,14 @@ pub fn unix_address(endpoint: &Endpoint) -> Result<SocketAddr, EndpointError> {
     address.map_err(|e| endpoint.invalid(format!("not a usable socket address: {e}")))
 }
 
+/// `unix:PATH` (or `unix:@NAME`, abstract): a Unix stream connection to a reflector.
 pub struct UnixLink {
     original: String,
     address: SocketAddr,
 }
 
 impl UnixLink {
+    /// Reads the path.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         endpoint.reject_unknown_options(&[])?;
         Ok(UnixLink {
@@ -79,6 +81,7 @@ pub struct UnixgramLink {
 }
 
 impl UnixgramLink {
+    /// Reads the path and the datagram options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         endpoint.reject_unknown_options(crate::transport::datagram::DATAGRAM_OPTIONS)?;
         Ok(UnixgramLink {

@@ -59,6 +59,8 @@ pub struct ClientOptions {
     /// Interval reports (None: none).
     pub interval: Option<Duration>,
     pub skip_rx_copy: bool,
+    /// Send TCP with MSG_ZEROCOPY.
+    pub zerocopy: bool,
     /// Impairment applied to sent UDP datagrams.
     pub impair: Option<ImpairmentConfig>,
     pub udp_counters_64bit: bool,
@@ -183,6 +185,7 @@ pub fn run_client(
         rate_bps: options.bandwidth,
         counters_64bit: options.udp_counters_64bit,
         skip_rx_copy: options.skip_rx_copy,
+        zerocopy: options.zerocopy,
         impair: options.impair.clone(),
     };
     let mut workers = Vec::new();
@@ -891,6 +894,7 @@ fn summarize(
                 .filter(|_| stream.role == Role::Send)
                 .map(|i| i.snd_cwnd_bytes()),
             udp,
+            zerocopy: stream.zerocopy.lock().ok().and_then(|z| *z),
             error: stream.error(),
         });
     }

@@ -314,6 +314,7 @@ pub fn run_echo(
                 rttvar_us: None,
                 snd_cwnd_bytes: None,
                 udp: None,
+                zerocopy: None,
                 error,
             }
         })

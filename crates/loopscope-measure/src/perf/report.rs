@@ -131,6 +131,9 @@ pub struct StreamSummary {
     pub snd_cwnd_bytes: Option<u64>,
     /// Loss, reordering and jitter as the receiving side saw them (UDP).
     pub udp: Option<UdpFigures>,
+    /// `--zerocopy` on a sending stream: sends, completions, and how many the kernel copied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zerocopy: Option<super::stream::ZerocopyFigures>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -302,6 +305,16 @@ impl Record for PerfSummary {
         }
         if let Some(retransmits) = self.retransmits {
             writeln!(out, "retransmitted segments: {retransmits}")?;
+        }
+        let zerocopy: Vec<_> = self.streams.iter().filter_map(|s| s.zerocopy).collect();
+        if !zerocopy.is_empty() {
+            let sends: u64 = zerocopy.iter().map(|z| z.sends).sum();
+            let completed: u64 = zerocopy.iter().map(|z| z.completed).sum();
+            let copied: u64 = zerocopy.iter().map(|z| z.copied).sum();
+            writeln!(
+                out,
+                "MSG_ZEROCOPY: {sends} sends, {completed} reported complete, {copied} of them copied by the kernel after all"
+            )?;
         }
         write!(
             out,

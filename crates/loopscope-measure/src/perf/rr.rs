@@ -177,6 +177,7 @@ pub(super) fn run_rr_client(
                     .socket
                     .is_datagram()
                     .then(|| UdpFigures::new(outcome.transactions, outcome.lost as i64, None, 0.0)),
+                zerocopy: None,
                 error: outcome.error.clone().or_else(|| stream.error()),
             }
         })

@@ -90,6 +90,8 @@ pub struct ServerOptions {
     pub stock_only: bool,
     /// Receive TCP with MSG_TRUNC.
     pub skip_rx_copy: bool,
+    /// Send TCP with MSG_ZEROCOPY (reverse and bidir tests).
+    pub zerocopy: bool,
 }
 
 /// Something worth telling while the server runs.
@@ -1097,6 +1099,7 @@ fn serve(
                         },
                         counters_64bit: params.udp_counters_64bit,
                         skip_rx_copy: shared.options.skip_rx_copy,
+                        zerocopy: shared.options.zerocopy,
                         impair: None,
                     },
                 ),
@@ -1110,10 +1113,24 @@ fn serve(
             }
         }
     }
-    // Wait for TEST_END, within the duration cap.
+    // Wait for TEST_END, within the duration cap. A client's `-O N` (iperf3's omit) leaves
+    // the first N seconds out of what is counted and reported, as iperf3's server does: the
+    // counters restart when they end, and so does the clock the rates are taken over.
     let cap = run.started + plan.duration_cap;
+    let mut omit_until =
+        (params.omit_seconds > 0).then(|| run.started + Duration::from_secs(params.omit_seconds));
+    let mut counted_from = run.started;
     let mut exchange = ended_early.is_none();
     while exchange {
+        if let Some(until) = omit_until
+            && Instant::now() >= until
+        {
+            for stream in &streams {
+                stream.omit_so_far();
+            }
+            counted_from = Instant::now();
+            omit_until = None;
+        }
         if shared.stop.load(Ordering::Relaxed) {
             let _ = control.write_state(State::ServerTerminate);
             ended_early = Some("the server was stopped".into());
@@ -1130,7 +1147,8 @@ fn serve(
             exchange = false;
             break;
         }
-        match control.readable_within(cap.saturating_duration_since(now).min(ACCEPT_POLL)) {
+        let wake = omit_until.map_or(cap, |until| until.min(cap));
+        match control.readable_within(wake.saturating_duration_since(now).min(ACCEPT_POLL)) {
             Ok(false) => continue,
             Ok(true) => {}
             Err(error) => {
@@ -1156,7 +1174,7 @@ fn serve(
             }
         }
     }
-    let run_seconds = run.started.elapsed().as_secs_f64();
+    let run_seconds = counted_from.elapsed().as_secs_f64();
     run.stop_senders.store(true, Ordering::Relaxed);
     let (senders, receivers): (Vec<_>, Vec<_>) = workers
         .into_iter()

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use loopscope_link::adapter::impair::{Impairer, ImpairmentConfig};
 use loopscope_sys::{
-    CpuTime, Readiness, TcpInfo, recv_discard, tcp_info, thread_cpu_time, wait_readable,
+    CpuTime, Readiness, TcpInfo, ZerocopyCompletions, enable_zerocopy, reap_zerocopy, recv_discard,
+    send_zerocopy, tcp_info, thread_cpu_time, wait_readable,
 };
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -142,6 +143,20 @@ pub struct Stream {
     pub error: Mutex<Option<String>>,
     /// CPU time the worker thread used.
     pub cpu: Mutex<CpuTime>,
+    /// `--zerocopy`: sends made with MSG_ZEROCOPY and what the kernel reported of them.
+    pub zerocopy: Mutex<Option<ZerocopyFigures>>,
+}
+
+/// What a sender with MSG_ZEROCOPY learnt from the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ZerocopyFigures {
+    /// Sends made with MSG_ZEROCOPY.
+    pub sends: u64,
+    /// Sends the kernel reported complete by the end of the stream.
+    pub completed: u64,
+    /// Of those, sends where the kernel copied after all (always, on loopback: a pinned page
+    /// cannot be handed to a local receiver).
+    pub copied: u64,
 }
 
 impl Stream {
@@ -159,6 +174,7 @@ impl Stream {
             finished: AtomicBool::new(false),
             error: Mutex::new(None),
             cpu: Mutex::new(CpuTime::default()),
+            zerocopy: Mutex::new(None),
         }
     }
 
@@ -174,6 +190,16 @@ impl Stream {
         let now = self.socket.tcp_info()?;
         let before = self.tcp_info_at_start.map_or(0, |i| i.total_retransmits);
         Some(u64::from(now.total_retransmits.saturating_sub(before)))
+    }
+
+    /// Ends the omitted start of a test (iperf3's `-O`): bytes, datagrams and UDP statistics
+    /// count from now on.
+    pub fn omit_so_far(&self) {
+        self.bytes.store(0, Ordering::Relaxed);
+        self.packets.store(0, Ordering::Relaxed);
+        if let Ok(mut stats) = self.udp.lock() {
+            stats.omit_so_far();
+        }
     }
 
     pub fn udp_stats(&self) -> UdpReceiveStats {
@@ -244,6 +270,8 @@ pub struct WorkerOptions {
     pub counters_64bit: bool,
     /// Receive TCP with MSG_TRUNC (no copy to user space).
     pub skip_rx_copy: bool,
+    /// Send TCP with MSG_ZEROCOPY.
+    pub zerocopy: bool,
     /// Impairment of sent datagrams (loss, reordering), per stream with its own seed.
     pub impair: Option<ImpairmentConfig>,
 }
@@ -333,8 +361,59 @@ fn pace(pacer: Option<Pacer>, sent: u64, started: &mut Instant, stop: &dyn Fn() 
     }
 }
 
+/// Sends made with MSG_ZEROCOPY between two looks at the error queue.
+const ZEROCOPY_REAP_EVERY: u64 = 32;
+/// How long a zerocopy sender waits at the end for the kernel's last completions.
+const ZEROCOPY_DRAIN: Duration = Duration::from_secs(1);
+
 fn send_stream(stream: &Stream, control: &RunControl, options: &WorkerOptions) -> io::Result<()> {
+    // The payload is never written after this, so MSG_ZEROCOPY's rule (leave the pages alone
+    // until the kernel says it is done) holds for every send.
     let buffer = payload(options.length, stream.id as u64);
+    let zerocopy =
+        options.zerocopy && matches!(&stream.socket, DataSocket::Stream(s) if s.is_tcp());
+    if zerocopy {
+        enable_zerocopy(stream.socket.as_fd()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("--zerocopy: the kernel refuses SO_ZEROCOPY: {e}"),
+            )
+        })?;
+    }
+    let mut figures = ZerocopyFigures::default();
+    let result = send_stream_loop(
+        stream,
+        control,
+        options,
+        &buffer,
+        zerocopy.then_some(&mut figures),
+    );
+    if zerocopy {
+        let deadline = Instant::now() + ZEROCOPY_DRAIN;
+        while figures.completed < figures.sends && Instant::now() < deadline {
+            let _ = wait_readable(stream.socket.as_fd(), Some(Duration::from_millis(20)));
+            reap(stream, &mut figures);
+        }
+        if let Ok(mut slot) = stream.zerocopy.lock() {
+            *slot = Some(figures);
+        }
+    }
+    result
+}
+
+fn reap(stream: &Stream, figures: &mut ZerocopyFigures) {
+    let done: ZerocopyCompletions = reap_zerocopy(stream.socket.as_fd()).unwrap_or_default();
+    figures.completed += done.completed;
+    figures.copied += done.copied;
+}
+
+fn send_stream_loop(
+    stream: &Stream,
+    control: &RunControl,
+    options: &WorkerOptions,
+    buffer: &[u8],
+    mut zerocopy: Option<&mut ZerocopyFigures>,
+) -> io::Result<()> {
     let pacer = Pacer::new(options.rate_bps);
     let stopped =
         || control.stop_senders.load(Ordering::Relaxed) || control.abort.load(Ordering::Relaxed);
@@ -355,7 +434,28 @@ fn send_stream(stream: &Stream, control: &RunControl, options: &WorkerOptions) -
             if stopped() {
                 return Ok(());
             }
-            match stream.socket.send(&buffer[offset..chunk]) {
+            let result = match zerocopy.as_deref_mut() {
+                Some(figures) => {
+                    if figures.sends % ZEROCOPY_REAP_EVERY == 0 {
+                        reap(stream, figures);
+                    }
+                    match send_zerocopy(stream.socket.as_fd(), &buffer[offset..chunk]) {
+                        Ok(count) => {
+                            figures.sends += 1;
+                            Ok(count)
+                        }
+                        // Too many sends wait for completion: collect them, then go on.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            let _ = wait_readable(stream.socket.as_fd(), Some(FLAG_POLL));
+                            reap(stream, figures);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => stream.socket.send(&buffer[offset..chunk]),
+            };
+            match result {
                 Ok(count) => {
                     offset += count;
                     sent += count as u64;

@@ -62,6 +62,8 @@ pub struct UdpReceiveStats {
     pub jitter_s: f64,
     /// Transit time of the previous datagram (arrival minus its timestamp), seconds.
     last_transit_s: Option<f64>,
+    /// The highest sequence number when the omitted start of the test ended (iperf3's `-O`).
+    omitted_sequence: u64,
 }
 
 impl UdpReceiveStats {
@@ -87,7 +89,17 @@ impl UdpReceiveStats {
     /// Datagrams lost: expected (the highest sequence number, counting from 1) minus received
     /// (RFC 3550 A.3). Negative when duplicates arrived.
     pub fn lost(&self) -> i64 {
-        self.highest_sequence as i64 - self.packets as i64
+        (self.highest_sequence - self.omitted_sequence.min(self.highest_sequence)) as i64
+            - self.packets as i64
+    }
+
+    /// Ends the omitted start of a test (iperf3's `-O`): what arrived so far no longer counts;
+    /// loss is counted from the datagrams after the highest sequence number seen now. Jitter
+    /// runs on, as iperf3's does.
+    pub fn omit_so_far(&mut self) {
+        self.omitted_sequence = self.highest_sequence;
+        self.packets = 0;
+        self.out_of_order = 0;
     }
 }
 

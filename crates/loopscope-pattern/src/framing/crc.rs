@@ -78,6 +78,7 @@ impl<const WIDTH: u32> Crc<WIDTH> {
         CRC4_POLY_ALIGNED
     };
 
+    /// A CRC register at zero, its value at the start of each block.
     pub fn new() -> Self {
         Crc { aligned: 0 }
     }

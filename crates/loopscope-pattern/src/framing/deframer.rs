@@ -44,16 +44,23 @@ pub struct DeframerCounters {
     pub line_bits: u64,
     /// Frames received in alignment.
     pub frames: u64,
+    /// Framing bits (FAS/NFAS, Ft/Fs, ESF FPS) received wrong while in frame.
     pub frame_bit_errors: u64,
+    /// CRC blocks checked (ESF superframes, E1 CRC-4 sub-multiframes).
     pub crc_blocks: u64,
+    /// CRC blocks whose CRC did not match.
     pub crc_errors: u64,
+    /// Block errors the far end reports having received (E1 CRC-4 E-bits).
     pub far_end_block_errors: u64,
     /// E1 NFAS frames with the A-bit (remote alarm) set.
     pub remote_alarm_frames: u64,
+    /// Losses of frame alignment.
     pub oof_events: u64,
+    /// Line bits received while out of frame.
     pub out_of_frame_bits: u64,
     /// Times alignment was found (the first time included).
     pub alignments: u64,
+    /// Whether it is in frame now.
     pub in_frame: bool,
 }
 
@@ -61,8 +68,16 @@ pub struct DeframerCounters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum DeframerEvent {
-    FrameAligned { at_bit: u64 },
-    FrameLost { at_bit: u64 },
+    /// Frame alignment found.
+    FrameAligned {
+        /// Where.
+        at_bit: u64,
+    },
+    /// Frame alignment lost (G.706 §4.1.1, §4.3.2).
+    FrameLost {
+        /// Where.
+        at_bit: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +118,7 @@ pub struct Deframer {
 }
 
 impl Deframer {
+    /// A deframer for `framing` that hands on the payload of `timeslots`.
     pub fn new(framing: Framing, timeslots: &Timeslots) -> Self {
         let slots = timeslots.slots().to_vec();
         let contiguous = match (slots.first(), slots.last()) {
@@ -135,10 +151,12 @@ impl Deframer {
         }
     }
 
+    /// The framing it looks for.
     pub fn framing(&self) -> Framing {
         self.framing
     }
 
+    /// The totals so far.
     pub fn counters(&self) -> &DeframerCounters {
         &self.counters
     }

@@ -64,6 +64,7 @@ pub const FAS_ERRORS_FOR_LOSS: u32 = 3;
 /// Errored CRC-4 blocks in [`CRC4_LOSS_WINDOW`] that force a new frame search (G.706 §4.3.2:
 /// 915 or more of 1000).
 pub const CRC4_LOSS_ERRORS: u32 = 915;
+/// The window of CRC-4 blocks over which [`CRC4_LOSS_ERRORS`] is counted (G.706 §4.3.2).
 pub const CRC4_LOSS_WINDOW: u32 = 1000;
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::{ChannelRate, Framing, Timeslots};
 /// Where the framer takes the payload from: the next bytes of a stream, bits in time order,
 /// most significant bit first.
 pub trait PayloadSource {
+    /// Fills `buf` with the next payload bytes.
     fn fill(&mut self, buf: &mut [u8]);
 }
 
@@ -155,6 +156,7 @@ impl Framer {
         }
     }
 
+    /// The framing it produces.
     pub fn framing(&self) -> Framing {
         self.framing
     }

@@ -55,8 +55,10 @@ pub enum Framing {
 }
 
 impl Framing {
+    /// Every framing, in the order help text lists them.
     pub const ALL: [Framing; 4] = [Framing::Sf, Framing::Esf, Framing::E1, Framing::E1Crc4];
 
+    /// The CLI name (`sf`, `esf`, `e1`, `e1-crc4`).
     pub fn name(self) -> &'static str {
         match self {
             Framing::Sf => "sf",
@@ -66,6 +68,7 @@ impl Framing {
         }
     }
 
+    /// Whether it is a T1 (1.544 Mbit/s, 24 timeslots) framing rather than E1.
     pub fn is_t1(self) -> bool {
         matches!(self, Framing::Sf | Framing::Esf)
     }
@@ -128,10 +131,17 @@ impl fmt::Display for Framing {
 /// What went wrong reading a framing option.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
+    /// Not one of the framings.
     #[error("unknown framing '{0}' (expected esf, sf, e1-crc4 or e1)")]
     UnknownFraming(String),
     #[error("bad timeslots '{text}': {why}")]
-    BadTimeslots { text: String, why: String },
+    /// A timeslot list that does not parse or selects nothing.
+    BadTimeslots {
+        /// The list as given.
+        text: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl FromStr for Framing {
@@ -152,14 +162,17 @@ impl FromStr for Framing {
 /// (Nx56k, the clear-channel rate of robbed-bit-signalling T1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 pub enum ChannelRate {
+    /// All 8 bits of each timeslot (Nx64 kbit/s).
     #[default]
     #[serde(rename = "64k")]
     K64,
+    /// Bits 1-7 of each timeslot, bit 8 forced to 1 (Nx56 kbit/s).
     #[serde(rename = "56k")]
     K56,
 }
 
 impl ChannelRate {
+    /// Payload bits each selected timeslot carries per frame.
     pub fn bits(self) -> usize {
         match self {
             ChannelRate::K64 => 8,
@@ -255,10 +268,12 @@ impl Timeslots {
         Ok(Timeslots { slots, rate })
     }
 
+    /// The selected timeslots, numbered from 1, in order.
     pub fn slots(&self) -> &[u8] {
         &self.slots
     }
 
+    /// The rate of each selected timeslot.
     pub fn rate(&self) -> ChannelRate {
         self.rate
     }

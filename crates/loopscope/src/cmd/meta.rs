@@ -309,6 +309,11 @@ fn exit_status(key: &str) -> &'static str {
             "0: every request was answered. 1: a request was lost or a reply was wrong. 2: bad \
              flags, or a link that cannot open."
         }
+        "bfd" => {
+            "0: the session came up and never left Up until the run ended (S-BFD: the \
+             reflector answered). 1: it never came up, or it flapped. 2: bad flags, a bad \
+             endpoint, an unreadable secret file, or a port that cannot be bound."
+        }
         "reflect" => {
             "0: it reflected until stopped. 1: it failed on every connection and reflected \
              nothing. 2: bad flags, or the endpoint cannot be bound."
@@ -367,6 +372,10 @@ fn examples(key: &str) -> &'static [&'static str] {
             "loopscope ping icmp://127.0.0.1 -c 5",
             "loopscope ping 'icmp://[::1]' -c 3 -i 0.2",
         ],
+        "bfd" => &[
+            "loopscope bfd udp://127.0.0.1 --local 127.0.0.2 --min-tx 50ms --min-rx 50ms --duration 2s --echo 100ms",
+            "loopscope bfd --sbfd 42 udp://127.0.0.1 --count 5 --min-tx 50ms",
+        ],
         "reflect" => &[
             "loopscope reflect tcp://127.0.0.1:7007 &",
             "loopscope reflect 'udp://[::1]:7008' &",
@@ -401,6 +410,7 @@ pub fn every_example() -> Vec<&'static str> {
         "bert",
         "pattern",
         "ping",
+        "bfd",
         "reflect",
         "doctor",
         "addr",

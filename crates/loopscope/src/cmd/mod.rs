@@ -4,6 +4,7 @@ pub mod acl;
 pub mod addr;
 pub mod audio;
 pub mod bert;
+pub mod bfd;
 pub mod doctor;
 pub mod exporter;
 pub mod framed;

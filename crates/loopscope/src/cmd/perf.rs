@@ -85,6 +85,10 @@ pub struct Args {
     /// Receive TCP without copying to user space (MSG_TRUNC).
     #[arg(long)]
     pub skip_rx_copy: bool,
+    /// Send TCP with MSG_ZEROCOPY (the kernel pins the pages instead of copying them; on
+    /// loopback it copies anyway, and the summary says so).
+    #[arg(long)]
+    pub zerocopy: bool,
     /// Request-response: keep N transactions in flight per stream (N defaults to 1).
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1", conflicts_with_all = ["reverse", "bidir"])]
     pub rr: Option<usize>,
@@ -281,6 +285,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         },
         interval: (!args.interval.is_zero()).then_some(args.interval),
         skip_rx_copy: args.skip_rx_copy,
+        zerocopy: args.zerocopy,
         impair,
         udp_counters_64bit: args.udp_counters_64bit,
         connect_timeout: args.connect_timeout,
@@ -529,6 +534,7 @@ fn serve(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
         once: args.once,
         stock_only: args.iperf3,
         skip_rx_copy: args.skip_rx_copy,
+        zerocopy: args.zerocopy,
     };
     let printer = Arc::new(Mutex::new(Printer::stdout(context.format)));
     let sink = Arc::clone(&printer);

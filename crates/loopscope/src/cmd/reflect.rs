@@ -45,6 +45,8 @@ pub struct Args {
     pub quiet: bool,
     #[command(flatten)]
     pub niu: super::niu::NiuArgs,
+    #[command(flatten)]
+    pub bfd: super::bfd::ReflectArgs,
 }
 
 #[derive(Serialize)]
@@ -132,6 +134,9 @@ impl Record for SummaryRecord {
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     if args.niu.niu.is_some() {
         return super::niu::run(&args.endpoint, &args.niu, context);
+    }
+    if args.bfd.any() {
+        return super::bfd::run_reflect(&args.endpoint, &args.bfd, context);
     }
     let text = if args.echo && !args.endpoint.contains(':') {
         // `--echo 7007`: a bare port.

@@ -184,7 +184,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
 }
 
 /// `udp://HOST[:PORT]`, `udp://[v6][:PORT]`, `udp:HOST`.
-fn parse_udp(text: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+pub fn parse_udp(text: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     let rest = text
         .get(..4)
         .filter(|scheme| scheme.eq_ignore_ascii_case("udp:"))

@@ -32,6 +32,8 @@ impl Default for SincInterpolator {
 }
 
 impl SincInterpolator {
+    /// Builds the windowed-sinc table once (Kaiser window): every fractional delay then costs one
+    /// row lookup.
     pub fn new() -> Self {
         let mut table = vec![0f32; (PHASES + 1) * TAPS];
         let norm = bessel_i0(KAISER_BETA);

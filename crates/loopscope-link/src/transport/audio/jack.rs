@@ -41,6 +41,7 @@ enum Wiring {
     },
 }
 
+/// `jack:`: ports of a JACK server, looped by a connection or by hardware.
 pub struct JackLink {
     client: jack::Client,
     wiring: Wiring,
@@ -52,6 +53,7 @@ fn jack_error(what: &str, error: impl std::fmt::Display) -> AudioError {
 }
 
 impl JackLink {
+    /// Reads the port names and options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, AudioError> {
         endpoint.reject_unknown_options(&OPTIONS)?;
         if !endpoint.target.is_empty() {

@@ -12,6 +12,8 @@
 //! - [`wav`]: `wav:OUT.wav,IN.wav`, play into a file and analyse a recording made elsewhere.
 //! - `jack`: `jack:?connect=loop`, a JACK client, with the `jack` cargo feature (building it
 //!   needs libjack's pkg-config file; libjack itself is loaded at run time).
+//! - `alsa`: `alsa:DEVICE?rate=&channels=&format=&period=&periods=`, an ALSA PCM device, with
+//!   the `alsa` cargo feature (building it needs libasound2-dev).
 //!
 //! Tests run over an audio link in `loopscope-measure` (`audio_latency`); the modem adapter
 //! ([`crate::adapter::modem`]) turns an audio link into a byte link.
@@ -21,6 +23,8 @@ use std::sync::atomic::AtomicBool;
 
 use crate::endpoint::{Endpoint, EndpointError};
 
+#[cfg(feature = "alsa")]
+pub mod alsa;
 pub mod interpolate;
 #[cfg(feature = "jack")]
 pub mod jack;
@@ -32,7 +36,7 @@ pub mod wav;
 pub const RATES: std::ops::RangeInclusive<u32> = 8_000..=384_000;
 
 /// The endpoint schemes that name audio links.
-pub const SCHEMES: [&str; 3] = ["audiosim", "wav", "jack"];
+pub const SCHEMES: [&str; 4] = ["audiosim", "wav", "jack", "alsa"];
 
 /// True when `scheme` names an audio link rather than a byte link.
 pub fn is_audio_scheme(scheme: &str) -> bool {
@@ -48,7 +52,10 @@ pub enum Clocking {
     /// A simulated or file link: there is no clock, the link runs as fast as the processor lets
     /// it, and the processor may block (time stands still meanwhile). What is rendered comes
     /// back at most `latency_bound_frames` later.
-    Offline { latency_bound_frames: u64 },
+    Offline {
+        /// The most frames after which what is rendered comes back.
+        latency_bound_frames: u64,
+    },
 }
 
 /// What a processor learns when the stream starts.
@@ -58,12 +65,14 @@ pub struct StreamInfo {
     pub rate: u32,
     /// Frames per period (what one `render`/`capture` call carries at most).
     pub period: u32,
+    /// Whether the link has a clock of its own.
     pub clocking: Clocking,
 }
 
 /// Whether the run goes on after a period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Keep going.
     Continue,
     /// The processor has what it needs: end the run.
     Stop,
@@ -86,11 +95,14 @@ pub trait AudioProcessor: Send {
 /// The latency a device or server says it adds, in frames (JACK's port latency ranges).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ReportedLatency {
+    /// Frames the playback side adds.
     pub playback_frames: u32,
+    /// Frames the capture side adds.
     pub capture_frames: u32,
 }
 
 impl ReportedLatency {
+    /// Both sides together: what a loop through the device adds.
     pub fn total_frames(&self) -> u32 {
         self.playback_frames + self.capture_frames
     }
@@ -113,8 +125,11 @@ pub enum RunEnd {
 /// How a run went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunReport {
+    /// Why it ended.
     pub end: RunEnd,
+    /// Frames played.
     pub frames_played: u64,
+    /// Frames recorded.
     pub frames_captured: u64,
     /// Periods the server reported as over- or underrun (each breaks the frame mapping).
     pub xruns: u64,
@@ -142,14 +157,29 @@ pub trait AudioLink: Send {
 /// Errors of audio links: all of them are usage or environment errors (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
+    /// The endpoint string is wrong.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
-    #[error("'{0}:' is not an audio link (audio links: audiosim:, wav:OUT.wav,IN.wav, jack:)")]
+    /// The scheme is not an audio link.
+    #[error(
+        "'{0}:' is not an audio link (audio links: audiosim:, wav:OUT.wav,IN.wav, jack:, alsa:DEVICE)"
+    )]
     NotAudio(String),
     #[error("{path}: {why}")]
-    Wav { path: String, why: String },
+    /// A WAV file cannot be used.
+    Wav {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The JACK server refused or is not there.
     #[error("JACK: {0}")]
     Jack(String),
+    /// The ALSA device refused or is not there.
+    #[error("ALSA: {0}")]
+    Alsa(String),
+    /// A worker thread could not start or failed.
     #[error("{0}")]
     Thread(String),
 }
@@ -169,6 +199,12 @@ pub fn open_endpoint(endpoint: &Endpoint) -> Result<Box<dyn AudioLink>, AudioErr
         #[cfg(not(feature = "jack"))]
         "jack" => Err(AudioError::Jack(
             "this loopscope was built without JACK support (build with --features jack, which needs libjack-jackd2-dev)".into(),
+        )),
+        #[cfg(feature = "alsa")]
+        "alsa" => Ok(Box::new(alsa::AlsaLink::from_endpoint(endpoint)?)),
+        #[cfg(not(feature = "alsa"))]
+        "alsa" => Err(AudioError::Alsa(
+            "this loopscope was built without ALSA support (build with --features alsa, which needs libasound2-dev)".into(),
         )),
         other => Err(AudioError::NotAudio(other.to_string())),
     }

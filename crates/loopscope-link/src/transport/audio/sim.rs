@@ -47,14 +47,21 @@ const MAX_DRIFT_PPM: f64 = 10_000.0;
 /// What the simulated channel does to the signal.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AudioSimConfig {
+    /// The channel's delay, in frames (fractions allowed).
     pub delay_frames: f64,
     /// Noise RMS in dBFS (AES17); `None`: no noise.
     pub noise_dbfs: Option<f64>,
+    /// Gain in dB (negative: quieter).
     pub gain_db: f64,
+    /// Invert the polarity.
     pub invert: bool,
+    /// Clock drift between playback and capture, in parts per million.
     pub drift_ppm: f64,
+    /// Frames per second.
     pub rate: u32,
+    /// Frames per period.
     pub period: u32,
+    /// Seed of the noise: the same seed, the same noise.
     pub seed: u64,
 }
 
@@ -74,6 +81,7 @@ impl Default for AudioSimConfig {
 }
 
 impl AudioSimConfig {
+    /// Reads the options of an `audiosim:` endpoint.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         endpoint.reject_unknown_options(&OPTIONS)?;
         if !endpoint.target.is_empty() {
@@ -121,6 +129,7 @@ pub struct AudioSim {
 }
 
 impl AudioSim {
+    /// A simulated channel doing what `config` says.
     pub fn new(config: AudioSimConfig) -> Self {
         let description = format!(
             "audiosim:?delay={}&rate={}{}{}{}{}",
@@ -148,10 +157,12 @@ impl AudioSim {
         }
     }
 
+    /// Reads the options of an `audiosim:` endpoint.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, EndpointError> {
         Ok(Self::new(AudioSimConfig::from_endpoint(endpoint)?))
     }
 
+    /// What it does.
     pub fn config(&self) -> &AudioSimConfig {
         &self.config
     }

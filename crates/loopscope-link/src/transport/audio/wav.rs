@@ -29,9 +29,13 @@ const PERIOD: usize = 1024;
 /// How OUT.wav stores samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WavFormat {
+    /// 16-bit integer PCM.
     S16,
+    /// 24-bit integer PCM.
     S24,
+    /// 32-bit integer PCM.
     S32,
+    /// 32-bit float.
     F32,
 }
 
@@ -58,6 +62,8 @@ struct Recording {
     channel: usize,
 }
 
+/// `wav:OUT.wav,IN.wav`: plays into one file and records from another (a recording made
+/// elsewhere of what was played).
 pub struct WavLink {
     out_path: Option<String>,
     recording: Option<Recording>,
@@ -75,6 +81,7 @@ fn wav_error(path: &str, why: impl std::fmt::Display) -> AudioError {
 }
 
 impl WavLink {
+    /// Reads the file names and options.
     pub fn from_endpoint(endpoint: &Endpoint) -> Result<Self, AudioError> {
         endpoint.reject_unknown_options(&OPTIONS)?;
         let (out_path, in_path) = match endpoint.target.split_once(',') {

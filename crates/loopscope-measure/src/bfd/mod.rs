@@ -1,0 +1,1087 @@
+//! BFD (RFC 5880) over UDP: the speaker `loopscope bfd` runs ([`speak`]), the passive
+//! responder of `reflect --bfd` ([`respond`]), the Seamless BFD initiator and reflector (RFC
+//! 7880, RFC 7881: [`sbfd_initiate`], [`sbfd_reflect`]) and the echo function's far end
+//! ([`echo_reflect`]).
+//!
+//! BFD runs over UDP sockets of its own rather than over a `Link`: it needs to set and read the
+//! TTL of every datagram (RFC 5881 §5), to send from one source port and receive on the
+//! well-known one, which no link offers. The session state machine is in [`session`], pure.
+
+pub mod report;
+pub mod session;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use loopscope_sys::{
+    Readiness, enable_hops_reception, recv_with_hops, set_send_hops, wait_readable,
+};
+use loopscope_wire::bfd::{
+    self as wire, ControlRepr, Diagnostic, EchoRepr, MAX_CONTROL_LEN, SINGLE_HOP_TTL, State,
+};
+use rand::Rng;
+
+pub use report::*;
+use session::{DropReason, Session, SessionConfig, SessionEvent};
+
+/// Errors that stop a BFD run before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum BfdRunError {
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: io::Error,
+    },
+    #[error("no free source port in 49152..=65535 on {0} (RFC 5881 §4)")]
+    NoSourcePort(IpAddr),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Receive buffers hold any datagram, so an oversized one is seen whole and refused.
+const RECEIVE_BUFFER: usize = 2048;
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+fn unspecified_like(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// The socket a session sends from: a source port in 49152..=65535 (RFC 5881 §4), TTL 255.
+pub fn bind_source(local: IpAddr) -> Result<UdpSocket, BfdRunError> {
+    let mut rng = rand::rng();
+    for _ in 0..256 {
+        let port = rng.random_range(49152..=65535);
+        match UdpSocket::bind(SocketAddr::new(local, port)) {
+            Ok(socket) => {
+                set_send_hops(&socket, SINGLE_HOP_TTL)?;
+                return Ok(socket);
+            }
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(source) => {
+                return Err(BfdRunError::Bind {
+                    address: SocketAddr::new(local, port),
+                    source,
+                });
+            }
+        }
+    }
+    Err(BfdRunError::NoSourcePort(local))
+}
+
+/// A receiving socket on a well-known port that reports each datagram's TTL.
+pub fn bind_receiver(address: SocketAddr) -> Result<UdpSocket, BfdRunError> {
+    let socket =
+        UdpSocket::bind(address).map_err(|source| BfdRunError::Bind { address, source })?;
+    enable_hops_reception(&socket)?;
+    // Replies (S-BFD, echo) leave from this socket too.
+    set_send_hops(&socket, SINGLE_HOP_TTL)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Waits for `socket` until `deadline` (or 100 ms, so the stop flag is seen). Returns whether
+/// a datagram is waiting.
+fn wait_until(socket: &UdpSocket, deadline: Option<Instant>) -> io::Result<bool> {
+    let cap = Instant::now() + Duration::from_millis(100);
+    let until = deadline.map_or(cap, |d| d.min(cap));
+    let timeout = until.saturating_duration_since(Instant::now());
+    Ok(wait_readable(socket, Some(timeout))? == Readiness::Ready)
+}
+
+/// Waits for any of `sockets` until `deadline` (at most 100 ms, so the stop flag is seen).
+fn wait_any(sockets: &[&UdpSocket], deadline: Option<Instant>) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let cap = Instant::now() + Duration::from_millis(100);
+    let until = deadline.map_or(cap, |d| d.min(cap));
+    let timeout = until.saturating_duration_since(Instant::now());
+    let mut fds: Vec<PollFd<'_>> = sockets
+        .iter()
+        .map(|socket| PollFd::new(*socket, PollFlags::IN))
+        .collect();
+    let timeout = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Counts of dropped packets by reason, as JSON's `dropped` object.
+#[derive(Debug, Default, Clone)]
+pub struct DropCounts(pub BTreeMap<&'static str, u64>);
+
+/// Dropped packets reported one by one, per reason; past this they are only counted, so a
+/// flood of bad packets cannot flood the output.
+const DROPS_REPORTED: u64 = 10;
+
+impl DropCounts {
+    /// Counts a drop; returns whether it is among the first few of its reason.
+    fn add(&mut self, reason: DropReason) -> bool {
+        let count = self.0.entry(reason.name()).or_default();
+        *count += 1;
+        *count <= DROPS_REPORTED
+    }
+
+    /// Counts a drop and reports it while under [`DROPS_REPORTED`].
+    fn report(
+        &mut self,
+        reason: DropReason,
+        from: SocketAddr,
+        on_event: &mut impl FnMut(BfdEvent),
+    ) {
+        if self.add(reason) {
+            on_event(BfdEvent::Dropped(Dropped {
+                from: from.to_string(),
+                reason: reason.name(),
+            }));
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// Checks the TTL (single hop: 255, RFC 5881 §5) and parses.
+fn accept(bytes: &[u8], hops: Option<u8>, single_hop: bool) -> Result<ControlRepr, DropReason> {
+    if single_hop && hops != Some(SINGLE_HOP_TTL) {
+        return Err(DropReason::Ttl);
+    }
+    ControlRepr::parse_bytes(bytes).map_err(|error| DropReason::of(&error))
+}
+
+/// A parameter change the speaker makes during its run, through a Poll Sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct Retime {
+    pub after: Duration,
+    pub desired_min_tx: Duration,
+    pub required_min_rx: Duration,
+    pub detect_mult: u8,
+}
+
+/// What `loopscope bfd` runs.
+#[derive(Debug, Clone)]
+pub struct SpeakerConfig {
+    pub peer: SocketAddr,
+    /// The address to receive on and send from (unspecified: any).
+    pub local: Option<IpAddr>,
+    /// RFC 5883 multihop: no TTL check on receive.
+    pub multihop: bool,
+    pub session: SessionConfig,
+    /// Stop after this many Control packets sent.
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    pub retime: Option<Retime>,
+    /// Send echo packets at this interval to the peer's echo port once Up.
+    pub echo: Option<Duration>,
+}
+
+/// Runs a session with `config.peer` until stopped, reporting each event to `on_event`.
+pub fn speak(
+    config: &SpeakerConfig,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(BfdEvent),
+) -> Result<SpeakerSummary, BfdRunError> {
+    let local = config
+        .local
+        .unwrap_or_else(|| unspecified_like(config.peer.ip()));
+    let receiver = bind_receiver(SocketAddr::new(local, config.peer.port()))?;
+    let sender = bind_source(local)?;
+    let echo_socket = match config.echo {
+        Some(_) => {
+            let socket = bind_source(local)?;
+            socket.set_nonblocking(true)?;
+            Some(socket)
+        }
+        None => None,
+    };
+    let start = Instant::now();
+    let discriminator = rand::rng().random_range(1..=u32::MAX);
+    let mut session = Session::new(config.session.clone(), discriminator, start);
+    let mut stats = SpeakerStats::new(config, discriminator, start);
+    on_event(BfdEvent::Started(Started {
+        peer: config.peer.to_string(),
+        local: sender.local_addr()?.to_string(),
+        my_discriminator: discriminator,
+        multihop: config.multihop,
+        passive: config.session.passive,
+    }));
+    let mut buffer = [0u8; RECEIVE_BUFFER];
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let mut retimed = false;
+    let mut echo_next: Option<Instant> = None;
+    let mut echo_sequence = 0u64;
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::SeqCst)
+            || config.duration.is_some_and(|d| now >= start + d)
+            || config.count.is_some_and(|c| stats.sent >= c)
+        {
+            break;
+        }
+        if let Some(retime) = config.retime
+            && !retimed
+            && now >= start + retime.after
+        {
+            retimed = true;
+            session.change_parameters(
+                now,
+                retime.desired_min_tx,
+                retime.required_min_rx,
+                retime.detect_mult,
+            );
+        }
+        session.on_timer(now);
+        stats.absorb(&mut session, now, &mut on_event);
+        while let Some(len) = session.transmit_due(Instant::now(), &mut out) {
+            match sender.send_to(&out[..len], config.peer) {
+                Ok(_) => stats.sent += 1,
+                Err(_) => stats.send_errors += 1,
+            }
+            stats.absorb(&mut session, Instant::now(), &mut on_event);
+        }
+        // The echo function (RFC 5880 §6.4): only while Up and when the peer accepts echoes.
+        if let (Some(interval), Some(socket)) = (config.echo, &echo_socket) {
+            let up = session.state() == State::Up && !session.remote_min_echo_rx().is_zero();
+            let now = Instant::now();
+            if up && echo_next.is_none_or(|at| now >= at) {
+                let pace = interval.max(session.remote_min_echo_rx());
+                echo_next = Some(now + pace);
+                echo_sequence += 1;
+                let mut packet = [0u8; wire::ECHO_LEN];
+                EchoRepr {
+                    discriminator,
+                    sequence: echo_sequence,
+                    sent_ns: u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(0),
+                }
+                .emit(&mut packet);
+                let to = SocketAddr::new(config.peer.ip(), wire::ECHO_PORT);
+                if socket.send_to(&packet, to).is_ok() {
+                    stats.echo.sent += 1;
+                }
+            }
+            while let Ok(got) = recv_with_hops(socket, &mut buffer) {
+                if let Ok(echo) = EchoRepr::parse(&buffer[..got.len])
+                    && echo.discriminator == discriminator
+                {
+                    let now_ns =
+                        u64::try_from(Instant::now().duration_since(start).as_nanos()).unwrap_or(0);
+                    let rtt = Duration::from_nanos(now_ns.saturating_sub(echo.sent_ns));
+                    stats.echo.record(rtt);
+                    on_event(BfdEvent::EchoReply(EchoReply {
+                        sequence: echo.sequence,
+                        rtt_ms: rtt.as_secs_f64() * 1e3,
+                    }));
+                }
+            }
+        }
+        let mut deadline = session.next_deadline();
+        if let Some(at) = echo_next {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        if let Some(retime) = config.retime
+            && !retimed
+        {
+            let at = start + retime.after;
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        if let Some(duration) = config.duration {
+            let at = start + duration;
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        match &echo_socket {
+            Some(echo) => wait_any(&[&receiver, echo], deadline)?,
+            None => wait_any(&[&receiver], deadline)?,
+        }
+        loop {
+            let got = match recv_with_hops(&receiver, &mut buffer) {
+                Ok(got) => got,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
+                Err(error) => return Err(error.into()),
+            };
+            let now = Instant::now();
+            if got.from.map(|from| from.ip()) != Some(config.peer.ip()) {
+                stats.from_others += 1;
+                continue;
+            }
+            stats.received += 1;
+            let bytes = &buffer[..got.len];
+            let from = got.from.unwrap_or(config.peer);
+            let result = accept(bytes, got.hops, !config.multihop)
+                .and_then(|repr| session.receive(now, bytes, &repr).map(|()| repr));
+            match result {
+                Ok(repr) => stats.on_valid(&session, &repr, now),
+                Err(reason) => stats.dropped.report(reason, from, &mut on_event),
+            }
+            stats.absorb(&mut session, now, &mut on_event);
+        }
+    }
+    // Leaving: tell the peer, so it goes Down at once with diagnostic 7 instead of timing out
+    // (RFC 5880 §6.8.16).
+    let was = session.state();
+    session.admin_down(Instant::now());
+    if let Some(len) = session.transmit_due(Instant::now(), &mut out)
+        && sender.send_to(&out[..len], config.peer).is_ok()
+    {
+        stats.sent += 1;
+    }
+    Ok(stats.finish(&session, was))
+}
+
+/// The speaker's running figures.
+struct SpeakerStats {
+    peer: String,
+    start: Instant,
+    discriminator: u32,
+    sent: u64,
+    received: u64,
+    send_errors: u64,
+    from_others: u64,
+    dropped: DropCounts,
+    came_up_after: Option<Duration>,
+    up_since: Option<Instant>,
+    uptime: Duration,
+    flaps: u64,
+    last_valid: Option<Instant>,
+    interarrival: Histogram<u64>,
+    promised_us: u64,
+    over_promised: u64,
+    missed: u64,
+    detections: Vec<Duration>,
+    negotiated: Option<Negotiated>,
+    states: Vec<StateChange>,
+    echo: EchoStats,
+}
+
+impl SpeakerStats {
+    fn new(config: &SpeakerConfig, discriminator: u32, start: Instant) -> Self {
+        SpeakerStats {
+            peer: config.peer.to_string(),
+            start,
+            discriminator,
+            sent: 0,
+            received: 0,
+            send_errors: 0,
+            from_others: 0,
+            dropped: DropCounts::default(),
+            came_up_after: None,
+            up_since: None,
+            uptime: Duration::ZERO,
+            flaps: 0,
+            last_valid: None,
+            interarrival: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            promised_us: 0,
+            over_promised: 0,
+            missed: 0,
+            detections: Vec::new(),
+            negotiated: None,
+            states: Vec::new(),
+            echo: EchoStats::default(),
+        }
+    }
+
+    /// A valid packet: its gap from the previous one counts while both ends are Up and it is
+    /// a periodic packet (a Final answers a Poll out of schedule).
+    fn on_valid(&mut self, session: &Session, repr: &ControlRepr, now: Instant) {
+        let periodic = !repr.final_;
+        if periodic
+            && session.state() == State::Up
+            && repr.state == State::Up
+            && let Some(last) = self.last_valid
+        {
+            let gap = now.saturating_duration_since(last);
+            let gap_us = u64::try_from(gap.as_micros()).unwrap_or(u64::MAX).max(1);
+            let _ = self.interarrival.record(gap_us);
+            let promised = u64::try_from(session.rx_interval().as_micros()).unwrap_or(u64::MAX);
+            self.promised_us = promised;
+            if promised > 0 {
+                if gap_us > promised {
+                    self.over_promised += 1;
+                }
+                // Packets the peer should have sent in the gap and did not: the gap in whole
+                // intervals, rounded, less the one that arrived.
+                self.missed += ((gap_us + promised / 2) / promised).saturating_sub(1);
+            }
+        }
+        if periodic && session.state() == State::Up && repr.state == State::Up {
+            self.last_valid = Some(now);
+        } else {
+            self.last_valid = None;
+        }
+    }
+
+    fn absorb(&mut self, session: &mut Session, now: Instant, on_event: &mut impl FnMut(BfdEvent)) {
+        for event in session.drain_events() {
+            match event {
+                SessionEvent::StateChange {
+                    from,
+                    to,
+                    diagnostic,
+                    remote,
+                    since_last_rx,
+                } => {
+                    if to == State::Up {
+                        self.came_up_after.get_or_insert(now - self.start);
+                        self.up_since = Some(now);
+                    }
+                    if from == State::Up {
+                        if let Some(since) = self.up_since.take() {
+                            self.uptime += now.saturating_duration_since(since);
+                        }
+                        if to != State::AdminDown {
+                            self.flaps += 1;
+                        }
+                    }
+                    self.last_valid = None;
+                    if let Some(detected) = since_last_rx {
+                        self.detections.push(detected);
+                    }
+                    let change = StateChange {
+                        peer: self.peer.clone(),
+                        t_s: now.duration_since(self.start).as_secs_f64(),
+                        unix_ms: unix_ms(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                        diagnostic: diagnostic.name(),
+                        diagnostic_code: diagnostic.code(),
+                        remote_state: remote.map(|(state, _)| state.to_string()),
+                        remote_diagnostic: remote.map(|(_, diag)| diag.name()),
+                        remote_diagnostic_code: remote.map(|(_, diag)| diag.code()),
+                        detection_ms: since_last_rx.map(|d| d.as_secs_f64() * 1e3),
+                    };
+                    self.states.push(change.clone());
+                    on_event(BfdEvent::State(change));
+                }
+                SessionEvent::PollCompleted { took } => {
+                    on_event(BfdEvent::Poll(PollDone {
+                        peer: self.peer.clone(),
+                        took_ms: took.as_secs_f64() * 1e3,
+                    }));
+                }
+                SessionEvent::RemoteParameters {
+                    desired_min_tx_us,
+                    required_min_rx_us,
+                    detect_mult,
+                } => on_event(BfdEvent::RemoteParameters(RemoteParameters {
+                    peer: self.peer.clone(),
+                    desired_min_tx_ms: f64::from(desired_min_tx_us) / 1e3,
+                    required_min_rx_ms: f64::from(required_min_rx_us) / 1e3,
+                    detect_mult,
+                })),
+            }
+        }
+        if session.state() == State::Up {
+            let negotiated = Negotiated::of(&self.peer, session);
+            if self.negotiated.as_ref() != Some(&negotiated) {
+                self.negotiated = Some(negotiated.clone());
+                on_event(BfdEvent::Negotiated(negotiated));
+            }
+        }
+    }
+
+    fn finish(mut self, session: &Session, final_state: State) -> SpeakerSummary {
+        let now = Instant::now();
+        if let Some(since) = self.up_since.take() {
+            self.uptime += now.saturating_duration_since(since);
+        }
+        let mut detections: Vec<f64> = self
+            .detections
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        detections.sort_by(f64::total_cmp);
+        let detection_p99_ms = percentile(&detections, 0.99);
+        let h = &self.interarrival;
+        let have_gaps = !h.is_empty();
+        let ms = |us: u64| us as f64 / 1e3;
+        let came_up = self.came_up_after.is_some();
+        SpeakerSummary {
+            peer: self.peer,
+            my_discriminator: self.discriminator,
+            your_discriminator: session.remote_discriminator(),
+            state: final_state.to_string(),
+            came_up,
+            time_to_up_ms: self.came_up_after.map(|d| d.as_secs_f64() * 1e3),
+            uptime_s: self.uptime.as_secs_f64(),
+            flaps: self.flaps,
+            elapsed_s: now.duration_since(self.start).as_secs_f64(),
+            sent: self.sent,
+            received: self.received,
+            send_errors: self.send_errors,
+            from_other_hosts: self.from_others,
+            dropped: self.dropped.0,
+            negotiated: self.negotiated,
+            interarrival_count: h.len(),
+            interarrival_min_ms: have_gaps.then(|| ms(h.min())),
+            interarrival_p50_ms: have_gaps.then(|| ms(h.value_at_quantile(0.5))),
+            interarrival_p99_ms: have_gaps.then(|| ms(h.value_at_quantile(0.99))),
+            interarrival_max_ms: have_gaps.then(|| ms(h.max())),
+            promised_interval_ms: (self.promised_us > 0).then(|| ms(self.promised_us)),
+            over_promised: self.over_promised,
+            missed: self.missed,
+            detections: detections.len() as u64,
+            detection_p99_ms,
+            echo: (self.echo.sent > 0).then(|| self.echo.summary()),
+            state_changes: self.states,
+            passed: came_up && self.flaps == 0,
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], quantile: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    // Nearest rank.
+    let rank = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Echo round trips.
+#[derive(Debug, Default)]
+struct EchoStats {
+    sent: u64,
+    rtts_us: Vec<u64>,
+}
+
+impl EchoStats {
+    fn record(&mut self, rtt: Duration) {
+        self.rtts_us
+            .push(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    fn summary(&self) -> EchoSummary {
+        let mut sorted: Vec<f64> = self.rtts_us.iter().map(|&us| us as f64 / 1e3).collect();
+        sorted.sort_by(f64::total_cmp);
+        let received = sorted.len() as u64;
+        EchoSummary {
+            sent: self.sent,
+            received,
+            lost: self.sent.saturating_sub(received),
+            rtt_min_ms: sorted.first().copied(),
+            rtt_p50_ms: percentile(&sorted, 0.5),
+            rtt_p99_ms: percentile(&sorted, 0.99),
+            rtt_max_ms: sorted.last().copied(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The passive responder
+
+/// What `reflect --bfd` runs.
+#[derive(Debug, Clone)]
+pub struct ResponderConfig {
+    pub listen: SocketAddr,
+    pub multihop: bool,
+    /// Each session's parameters (`passive` is forced on).
+    pub session: SessionConfig,
+}
+
+struct Peer {
+    session: Session,
+    to: SocketAddr,
+    socket: UdpSocket,
+}
+
+/// Answers every peer that opens a session with us, until stopped; one event per state change.
+pub fn respond(
+    config: &ResponderConfig,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(BfdEvent),
+) -> Result<ResponderSummary, BfdRunError> {
+    let receiver = bind_receiver(config.listen)?;
+    let local = config.listen.ip();
+    let start = Instant::now();
+    on_event(BfdEvent::Listening(Listening {
+        endpoint: receiver.local_addr()?.to_string(),
+        mode: if config.multihop {
+            "bfd multihop"
+        } else {
+            "bfd"
+        },
+    }));
+    let mut session_config = config.session.clone();
+    session_config.passive = true;
+    let mut peers: HashMap<u32, Peer> = HashMap::new();
+    let mut by_address: HashMap<IpAddr, u32> = HashMap::new();
+    let mut dropped = DropCounts::default();
+    let (mut received, mut sent, mut sessions_created, mut ups, mut downs) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut buffer = [0u8; RECEIVE_BUFFER];
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let mut rng = rand::rng();
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        let mut deadline: Option<Instant> = None;
+        let mut forget = Vec::new();
+        for (discriminator, peer) in peers.iter_mut() {
+            peer.session.on_timer(now);
+            while let Some(len) = peer.session.transmit_due(now, &mut out) {
+                if peer.socket.send_to(&out[..len], peer.to).is_ok() {
+                    sent += 1;
+                }
+            }
+            for event in peer.session.drain_events() {
+                if let SessionEvent::StateChange {
+                    from,
+                    to,
+                    diagnostic,
+                    remote,
+                    since_last_rx,
+                } = event
+                {
+                    if to == State::Up {
+                        ups += 1;
+                    }
+                    if from == State::Up {
+                        downs += 1;
+                    }
+                    on_event(BfdEvent::State(StateChange {
+                        peer: peer.to.to_string(),
+                        t_s: now.duration_since(start).as_secs_f64(),
+                        unix_ms: unix_ms(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                        diagnostic: diagnostic.name(),
+                        diagnostic_code: diagnostic.code(),
+                        remote_state: remote.map(|(state, _)| state.to_string()),
+                        remote_diagnostic: remote.map(|(_, diag)| diag.name()),
+                        remote_diagnostic_code: remote.map(|(_, diag)| diag.code()),
+                        detection_ms: since_last_rx.map(|d| d.as_secs_f64() * 1e3),
+                    }));
+                }
+            }
+            // A peer silent for a Detection Time is forgotten (RFC 5880 §6.8.1 leaves it to
+            // us); its next packet opens a new session.
+            if peer.session.last_rx().is_none() && peer.session.state() == State::Down {
+                forget.push(*discriminator);
+                continue;
+            }
+            if let Some(at) = peer.session.next_deadline() {
+                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            }
+        }
+        for discriminator in forget {
+            if let Some(peer) = peers.remove(&discriminator) {
+                by_address.remove(&peer.to.ip());
+            }
+        }
+        if !wait_until(&receiver, deadline)? {
+            continue;
+        }
+        loop {
+            let got = match recv_with_hops(&receiver, &mut buffer) {
+                Ok(got) => got,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
+                Err(error) => return Err(error.into()),
+            };
+            let Some(from) = got.from else { continue };
+            received += 1;
+            let now = Instant::now();
+            let bytes = &buffer[..got.len];
+            let repr = match accept(bytes, got.hops, !config.multihop) {
+                Ok(repr) => repr,
+                Err(reason) => {
+                    dropped.report(reason, from, &mut on_event);
+                    continue;
+                }
+            };
+            // RFC 5880 §6.3: a non-zero Your Discriminator selects the session; zero, the
+            // source address does (RFC 5881 §3).
+            let discriminator = if repr.your_discriminator != 0 {
+                repr.your_discriminator
+            } else if let Some(&known) = by_address.get(&from.ip()) {
+                known
+            } else {
+                let mut fresh = rng.random_range(1..=u32::MAX);
+                while peers.contains_key(&fresh) {
+                    fresh = rng.random_range(1..=u32::MAX);
+                }
+                let socket = bind_source(local)?;
+                socket.set_nonblocking(true)?;
+                peers.insert(
+                    fresh,
+                    Peer {
+                        session: Session::new(session_config.clone(), fresh, now),
+                        to: SocketAddr::new(from.ip(), config.listen.port()),
+                        socket,
+                    },
+                );
+                by_address.insert(from.ip(), fresh);
+                sessions_created += 1;
+                fresh
+            };
+            let Some(peer) = peers.get_mut(&discriminator) else {
+                dropped.report(DropReason::UnknownDiscriminator, from, &mut on_event);
+                continue;
+            };
+            if peer.to.ip() != from.ip() {
+                dropped.report(DropReason::UnknownDiscriminator, from, &mut on_event);
+                continue;
+            }
+            if let Err(reason) = peer.session.receive(now, bytes, &repr) {
+                dropped.report(reason, from, &mut on_event);
+            }
+        }
+    }
+    // Leaving: every session goes AdminDown, so peers do not wait a Detection Time.
+    for peer in peers.values_mut() {
+        peer.session.admin_down(Instant::now());
+        if let Some(len) = peer.session.transmit_due(Instant::now(), &mut out)
+            && peer.socket.send_to(&out[..len], peer.to).is_ok()
+        {
+            sent += 1;
+        }
+    }
+    Ok(ResponderSummary {
+        endpoint: config.listen.to_string(),
+        sessions: sessions_created,
+        sessions_up: peers
+            .values()
+            .filter(|peer| peer.session.remote_state() == State::Up)
+            .count() as u64,
+        ups,
+        downs,
+        received,
+        sent,
+        dropped: dropped.0,
+        elapsed_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seamless BFD
+
+/// The S-BFD reflector (RFC 7880 §7.2.2, RFC 7881): stateless; answers every Control packet
+/// whose Your Discriminator is one of ours.
+#[derive(Debug, Clone)]
+pub struct ReflectorConfig {
+    pub listen: SocketAddr,
+    pub discriminators: Vec<u32>,
+    /// The Required Min RX Interval the reflector advertises.
+    pub min_rx: Duration,
+}
+
+/// Runs the S-BFD reflector until stopped.
+pub fn sbfd_reflect(
+    config: &ReflectorConfig,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(BfdEvent),
+) -> Result<ReflectorSummary, BfdRunError> {
+    let socket = bind_receiver(config.listen)?;
+    let start = Instant::now();
+    on_event(BfdEvent::Listening(Listening {
+        endpoint: socket.local_addr()?.to_string(),
+        mode: "s-bfd reflector",
+    }));
+    let mut dropped = DropCounts::default();
+    let (mut received, mut answered) = (0u64, 0u64);
+    let mut buffer = [0u8; RECEIVE_BUFFER];
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    while !stop.load(Ordering::SeqCst) {
+        if !wait_until(&socket, None)? {
+            continue;
+        }
+        loop {
+            let got = match recv_with_hops(&socket, &mut buffer) {
+                Ok(got) => got,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
+                Err(error) => return Err(error.into()),
+            };
+            let Some(from) = got.from else { continue };
+            received += 1;
+            let repr = match accept(&buffer[..got.len], got.hops, false) {
+                Ok(repr) => repr,
+                Err(reason) => {
+                    dropped.add(reason);
+                    continue;
+                }
+            };
+            if !config.discriminators.contains(&repr.your_discriminator) {
+                dropped.add(DropReason::UnknownDiscriminator);
+                continue;
+            }
+            if repr.auth.is_some() {
+                // No keys are configured on the reflector.
+                dropped.add(DropReason::AuthMismatch);
+                continue;
+            }
+            let Some(len) = sbfd_answer(&repr, config.min_rx, &mut out) else {
+                continue;
+            };
+            if socket.send_to(&out[..len], from).is_ok() {
+                answered += 1;
+            }
+        }
+    }
+    Ok(ReflectorSummary {
+        endpoint: config.listen.to_string(),
+        received,
+        answered,
+        dropped: dropped.0,
+        elapsed_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The reflector's answer (RFC 7880 §7.2.2): the discriminators swapped, state Up, the
+/// initiator's Desired Min TX and Detect Mult copied, our Required Min RX, no echo, P answered
+/// with F.
+pub fn sbfd_answer(
+    repr: &ControlRepr,
+    min_rx: Duration,
+    out: &mut [u8; MAX_CONTROL_LEN],
+) -> Option<usize> {
+    let answer = ControlRepr {
+        diagnostic: Diagnostic::None,
+        state: State::Up,
+        poll: false,
+        final_: repr.poll,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: repr.detect_mult,
+        my_discriminator: repr.your_discriminator,
+        your_discriminator: repr.my_discriminator,
+        desired_min_tx_us: repr.desired_min_tx_us,
+        required_min_rx_us: session::micros(min_rx),
+        required_min_echo_rx_us: 0,
+        auth: None,
+    };
+    answer.emit(out).ok()
+}
+
+/// What `bfd --sbfd DISC` runs.
+#[derive(Debug, Clone)]
+pub struct InitiatorConfig {
+    pub peer: SocketAddr,
+    pub local: Option<IpAddr>,
+    pub remote_discriminator: u32,
+    pub interval: Duration,
+    pub detect_mult: u8,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+/// The S-BFD initiator (RFC 7880 §7.2.1): sends Up packets to the reflector's discriminator;
+/// the session is Up while answers come, Down after Detect Mult intervals without one. Each
+/// answer's round trip is reported like a ping's.
+pub fn sbfd_initiate(
+    config: &InitiatorConfig,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(BfdEvent),
+) -> Result<InitiatorSummary, BfdRunError> {
+    let local = config
+        .local
+        .unwrap_or_else(|| unspecified_like(config.peer.ip()));
+    let socket = bind_source(local)?;
+    enable_hops_reception(&socket)?;
+    socket.set_nonblocking(true)?;
+    let discriminator = rand::rng().random_range(1..=u32::MAX);
+    let start = Instant::now();
+    on_event(BfdEvent::Started(Started {
+        peer: config.peer.to_string(),
+        local: socket.local_addr()?.to_string(),
+        my_discriminator: discriminator,
+        multihop: false,
+        passive: false,
+    }));
+    let mut outstanding: Option<Instant> = None;
+    let mut rtts: Vec<f64> = Vec::new();
+    let (mut sent, mut answered) = (0u64, 0u64);
+    let mut dropped = DropCounts::default();
+    let mut state = State::Down;
+    let mut last_answer: Option<Instant> = None;
+    let mut flaps = 0u64;
+    let mut came_up = false;
+    let mut next_tx = start;
+    let mut buffer = [0u8; RECEIVE_BUFFER];
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let detection = config.interval * u32::from(config.detect_mult.max(1));
+    let peer_name = config.peer.to_string();
+    let change = |to: State,
+                  diagnostic: Diagnostic,
+                  now: Instant,
+                  state: &mut State,
+                  on_event: &mut dyn FnMut(BfdEvent)| {
+        let from = std::mem::replace(state, to);
+        on_event(BfdEvent::State(StateChange {
+            peer: peer_name.clone(),
+            t_s: now.duration_since(start).as_secs_f64(),
+            unix_ms: unix_ms(),
+            from: from.to_string(),
+            to: to.to_string(),
+            diagnostic: diagnostic.name(),
+            diagnostic_code: diagnostic.code(),
+            remote_state: None,
+            remote_diagnostic: None,
+            remote_diagnostic_code: None,
+            detection_ms: None,
+        }));
+    };
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::SeqCst)
+            || config.duration.is_some_and(|d| now >= start + d)
+            || config.count.is_some_and(|c| sent >= c && now >= next_tx)
+        {
+            break;
+        }
+        if state == State::Up && last_answer.is_some_and(|at| now >= at + detection) {
+            flaps += 1;
+            change(
+                State::Down,
+                Diagnostic::ControlDetectionTimeExpired,
+                now,
+                &mut state,
+                &mut on_event,
+            );
+        }
+        if now >= next_tx && config.count.is_none_or(|c| sent < c) {
+            // S-BFD packets carry no sequence number: an answer is matched to the latest
+            // probe, and a probe unanswered when the next leaves counts as lost.
+            let probe = ControlRepr {
+                diagnostic: Diagnostic::None,
+                state: State::Up,
+                poll: false,
+                final_: false,
+                control_plane_independent: false,
+                demand: true,
+                detect_mult: config.detect_mult.max(1),
+                my_discriminator: discriminator,
+                your_discriminator: config.remote_discriminator,
+                desired_min_tx_us: session::micros(config.interval),
+                required_min_rx_us: 0,
+                required_min_echo_rx_us: 0,
+                auth: None,
+            };
+            if let Ok(len) = probe.emit(&mut out)
+                && socket.send_to(&out[..len], config.peer).is_ok()
+            {
+                sent += 1;
+                outstanding = Some(now);
+            }
+            next_tx = now + config.interval;
+        }
+        if !wait_until(&socket, Some(next_tx))? {
+            continue;
+        }
+        while let Ok(got) = recv_with_hops(&socket, &mut buffer) {
+            let now = Instant::now();
+            let repr = match accept(&buffer[..got.len], got.hops, false) {
+                Ok(repr) => repr,
+                Err(reason) => {
+                    dropped.add(reason);
+                    continue;
+                }
+            };
+            if repr.your_discriminator != discriminator
+                || repr.my_discriminator != config.remote_discriminator
+            {
+                dropped.add(DropReason::UnknownDiscriminator);
+                continue;
+            }
+            answered += 1;
+            last_answer = Some(now);
+            if repr.state == State::Up && state != State::Up {
+                came_up = true;
+                change(State::Up, Diagnostic::None, now, &mut state, &mut on_event);
+            } else if repr.state == State::AdminDown && state == State::Up {
+                flaps += 1;
+                change(
+                    State::Down,
+                    Diagnostic::NeighborSignaledSessionDown,
+                    now,
+                    &mut state,
+                    &mut on_event,
+                );
+            }
+            if let Some(at) = outstanding.take() {
+                let rtt = now.duration_since(at).as_secs_f64() * 1e3;
+                rtts.push(rtt);
+                on_event(BfdEvent::EchoReply(EchoReply {
+                    sequence: sent,
+                    rtt_ms: rtt,
+                }));
+            }
+        }
+    }
+    rtts.sort_by(f64::total_cmp);
+    Ok(InitiatorSummary {
+        peer: config.peer.to_string(),
+        remote_discriminator: config.remote_discriminator,
+        state: state.to_string(),
+        came_up,
+        flaps,
+        sent,
+        answered,
+        lost: sent.saturating_sub(answered),
+        rtt_min_ms: rtts.first().copied(),
+        rtt_p50_ms: percentile(&rtts, 0.5),
+        rtt_p99_ms: percentile(&rtts, 0.99),
+        rtt_max_ms: rtts.last().copied(),
+        dropped: dropped.0,
+        elapsed_s: start.elapsed().as_secs_f64(),
+        passed: came_up && flaps == 0,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The echo function's far end
+
+/// Sends every datagram that arrives on the echo port back where it came from: what a peer's
+/// forwarding plane does with BFD echo packets (RFC 5880 §6.4, RFC 5881 §4).
+pub fn echo_reflect(
+    listen: SocketAddr,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(BfdEvent),
+) -> Result<ReflectorSummary, BfdRunError> {
+    let socket = bind_receiver(listen)?;
+    let start = Instant::now();
+    on_event(BfdEvent::Listening(Listening {
+        endpoint: socket.local_addr()?.to_string(),
+        mode: "bfd echo",
+    }));
+    let (mut received, mut answered) = (0u64, 0u64);
+    let mut buffer = [0u8; RECEIVE_BUFFER];
+    while !stop.load(Ordering::SeqCst) {
+        if !wait_until(&socket, None)? {
+            continue;
+        }
+        while let Ok(got) = recv_with_hops(&socket, &mut buffer) {
+            received += 1;
+            if let Some(from) = got.from
+                && socket.send_to(&buffer[..got.len], from).is_ok()
+            {
+                answered += 1;
+            }
+        }
+    }
+    Ok(ReflectorSummary {
+        endpoint: listen.to_string(),
+        received,
+        answered,
+        dropped: BTreeMap::new(),
+        elapsed_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

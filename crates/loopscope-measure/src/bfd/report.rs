@@ -1,0 +1,514 @@
+//! The records BFD runs print: events while running, one summary at the end.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use loopscope_report::Record;
+use serde::Serialize;
+
+use super::session::Session;
+
+/// An event of a BFD run. In JSON it is its variant's object, with the variant's `type`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum BfdEvent {
+    Started(Started),
+    Listening(Listening),
+    State(StateChange),
+    Negotiated(Negotiated),
+    Poll(PollDone),
+    RemoteParameters(RemoteParameters),
+    EchoReply(EchoReply),
+    Dropped(Dropped),
+}
+
+impl Record for BfdEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            BfdEvent::Started(r) => r.kind(),
+            BfdEvent::Listening(r) => r.kind(),
+            BfdEvent::State(r) => r.kind(),
+            BfdEvent::Negotiated(r) => r.kind(),
+            BfdEvent::Poll(r) => r.kind(),
+            BfdEvent::RemoteParameters(r) => r.kind(),
+            BfdEvent::EchoReply(r) => r.kind(),
+            BfdEvent::Dropped(r) => r.kind(),
+        }
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        match self {
+            BfdEvent::Started(r) => r.write_human(out),
+            BfdEvent::Listening(r) => r.write_human(out),
+            BfdEvent::State(r) => r.write_human(out),
+            BfdEvent::Negotiated(r) => r.write_human(out),
+            BfdEvent::Poll(r) => r.write_human(out),
+            BfdEvent::RemoteParameters(r) => r.write_human(out),
+            BfdEvent::EchoReply(r) => r.write_human(out),
+            BfdEvent::Dropped(r) => r.write_human(out),
+        }
+    }
+}
+
+/// A received packet dropped (RFC 5880 §6.8.6); the first few of each reason are reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dropped {
+    pub from: String,
+    pub reason: &'static str,
+}
+
+impl Record for Dropped {
+    fn kind(&self) -> &'static str {
+        "dropped"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "           dropped a packet from {}: {}",
+            self.from, self.reason
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    pub peer: String,
+    pub local: String,
+    pub my_discriminator: u32,
+    pub multihop: bool,
+    pub passive: bool,
+}
+
+impl Record for Started {
+    fn kind(&self) -> &'static str {
+        "started"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "BFD {} from {}, my discriminator {:#010x}{}{}",
+            self.peer,
+            self.local,
+            self.my_discriminator,
+            if self.multihop { ", multihop" } else { "" },
+            if self.passive { ", passive" } else { "" }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Listening {
+    pub endpoint: String,
+    pub mode: &'static str,
+}
+
+impl Record for Listening {
+    fn kind(&self) -> &'static str {
+        "listening"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{} listening on {}", self.mode, self.endpoint)
+    }
+}
+
+/// A state change of a session.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StateChange {
+    pub peer: String,
+    /// Seconds since the run started.
+    pub t_s: f64,
+    pub unix_ms: u64,
+    pub from: String,
+    pub to: String,
+    /// The local diagnostic after the change (RFC 5880 §4.1's name and code).
+    pub diagnostic: &'static str,
+    pub diagnostic_code: u8,
+    /// The state and diagnostic of the peer's packet that caused it.
+    pub remote_state: Option<String>,
+    pub remote_diagnostic: Option<&'static str>,
+    pub remote_diagnostic_code: Option<u8>,
+    /// For a detection-time expiry: the time from the last valid packet to the declaration.
+    pub detection_ms: Option<f64>,
+}
+
+impl Record for StateChange {
+    fn kind(&self) -> &'static str {
+        "state"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        write!(
+            out,
+            "{:>9.3} s  {}  {} -> {}  diag {} ({})",
+            self.t_s, self.peer, self.from, self.to, self.diagnostic_code, self.diagnostic
+        )?;
+        if let (Some(state), Some(code), Some(name)) = (
+            &self.remote_state,
+            self.remote_diagnostic_code,
+            self.remote_diagnostic,
+        ) {
+            write!(out, "; peer {state}, diag {code} ({name})")?;
+        }
+        if let Some(ms) = self.detection_ms {
+            write!(out, "; detected after {ms:.1} ms")?;
+        }
+        writeln!(out)
+    }
+}
+
+/// The intervals in force once Up.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Negotiated {
+    pub peer: String,
+    /// Our periodic transmit interval before jitter.
+    pub tx_interval_ms: f64,
+    /// The interval the peer should transmit at.
+    pub rx_interval_ms: f64,
+    /// How long without a packet before we declare the session Down.
+    pub detection_time_ms: f64,
+    pub remote_detect_mult: u8,
+    pub remote_desired_min_tx_ms: f64,
+    pub remote_required_min_rx_ms: f64,
+    pub remote_required_min_echo_rx_ms: f64,
+}
+
+impl Negotiated {
+    pub fn of(peer: &str, session: &Session) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Negotiated {
+            peer: peer.to_string(),
+            tx_interval_ms: ms(session.tx_interval()),
+            rx_interval_ms: ms(session.rx_interval()),
+            detection_time_ms: ms(session.detection_time()),
+            remote_detect_mult: session.remote_detect_mult(),
+            remote_desired_min_tx_ms: ms(session.remote_desired_min_tx()),
+            remote_required_min_rx_ms: ms(session.remote_min_rx()),
+            remote_required_min_echo_rx_ms: ms(session.remote_min_echo_rx()),
+        }
+    }
+}
+
+impl Record for Negotiated {
+    fn kind(&self) -> &'static str {
+        "negotiated"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "           negotiated: tx {:.1} ms, rx {:.1} ms x {} = detection time {:.1} ms",
+            self.tx_interval_ms,
+            self.rx_interval_ms,
+            self.remote_detect_mult,
+            self.detection_time_ms
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PollDone {
+    pub peer: String,
+    pub took_ms: f64,
+}
+
+impl Record for PollDone {
+    fn kind(&self) -> &'static str {
+        "poll_final"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "           poll sequence answered with final after {:.1} ms",
+            self.took_ms
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteParameters {
+    pub peer: String,
+    pub desired_min_tx_ms: f64,
+    pub required_min_rx_ms: f64,
+    pub detect_mult: u8,
+}
+
+impl Record for RemoteParameters {
+    fn kind(&self) -> &'static str {
+        "remote_parameters"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "           peer now advertises: min tx {:.1} ms, min rx {:.1} ms, multiplier {}",
+            self.desired_min_tx_ms, self.required_min_rx_ms, self.detect_mult
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EchoReply {
+    pub sequence: u64,
+    pub rtt_ms: f64,
+}
+
+impl Record for EchoReply {
+    fn kind(&self) -> &'static str {
+        "reply"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "           seq={} time={:.3} ms",
+            self.sequence, self.rtt_ms
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EchoSummary {
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub rtt_min_ms: Option<f64>,
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+    pub rtt_max_ms: Option<f64>,
+}
+
+fn opt(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
+/// The speaker's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeakerSummary {
+    pub peer: String,
+    pub my_discriminator: u32,
+    pub your_discriminator: u32,
+    /// The state when the run ended (before the closing AdminDown).
+    pub state: String,
+    pub came_up: bool,
+    pub time_to_up_ms: Option<f64>,
+    pub uptime_s: f64,
+    /// Times the session left Up other than by our own AdminDown.
+    pub flaps: u64,
+    pub elapsed_s: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub send_errors: u64,
+    pub from_other_hosts: u64,
+    /// Packets dropped, by reason (RFC 5880 §6.8.6).
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub negotiated: Option<Negotiated>,
+    /// Gaps between the peer's periodic packets while both ends were Up.
+    pub interarrival_count: u64,
+    pub interarrival_min_ms: Option<f64>,
+    pub interarrival_p50_ms: Option<f64>,
+    pub interarrival_p99_ms: Option<f64>,
+    pub interarrival_max_ms: Option<f64>,
+    /// The interval the peer promised (the larger of its Desired Min TX and our Required Min
+    /// RX); RFC 5880 §6.8.7 lets it send at 75..=100 % of it.
+    pub promised_interval_ms: Option<f64>,
+    /// Gaps longer than the promised interval.
+    pub over_promised: u64,
+    /// Packets missing from the gaps: each gap in promised intervals, rounded, less one.
+    pub missed: u64,
+    /// Control Detection Time expiries, and the 99th percentile of the time from the last
+    /// packet to the declaration.
+    pub detections: u64,
+    pub detection_p99_ms: Option<f64>,
+    pub echo: Option<EchoSummary>,
+    pub state_changes: Vec<StateChange>,
+    pub passed: bool,
+}
+
+impl Record for SpeakerSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "\n--- BFD {} ---", self.peer)?;
+        match self.time_to_up_ms {
+            Some(ms) => writeln!(
+                out,
+                "came up after {ms:.1} ms; up {:.1} s of {:.1} s; {} flap{}; ended {}",
+                self.uptime_s,
+                self.elapsed_s,
+                self.flaps,
+                if self.flaps == 1 { "" } else { "s" },
+                self.state
+            )?,
+            None => writeln!(
+                out,
+                "never came up in {:.1} s (ended {})",
+                self.elapsed_s, self.state
+            )?,
+        }
+        writeln!(
+            out,
+            "{} control packets sent, {} received, {} dropped{}",
+            self.sent,
+            self.received,
+            self.dropped.values().sum::<u64>(),
+            if self.dropped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    self.dropped
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        )?;
+        if let Some(n) = &self.negotiated {
+            writeln!(
+                out,
+                "negotiated: tx {:.1} ms, rx {:.1} ms, detection time {:.1} ms",
+                n.tx_interval_ms, n.rx_interval_ms, n.detection_time_ms
+            )?;
+        }
+        if self.interarrival_count > 0 {
+            writeln!(
+                out,
+                "peer inter-arrival min/p50/p99/max = {}/{}/{}/{} ms (promised {} ms): {} over, {} missed",
+                opt(self.interarrival_min_ms),
+                opt(self.interarrival_p50_ms),
+                opt(self.interarrival_p99_ms),
+                opt(self.interarrival_max_ms),
+                opt(self.promised_interval_ms),
+                self.over_promised,
+                self.missed
+            )?;
+        }
+        if self.detections > 0 {
+            writeln!(
+                out,
+                "{} detection-time expir{}, p99 {} ms from the last packet",
+                self.detections,
+                if self.detections == 1 { "y" } else { "ies" },
+                opt(self.detection_p99_ms)
+            )?;
+        }
+        if let Some(echo) = &self.echo {
+            writeln!(
+                out,
+                "echo: {} sent, {} back, rtt min/p50/p99/max = {}/{}/{}/{} ms",
+                echo.sent,
+                echo.received,
+                opt(echo.rtt_min_ms),
+                opt(echo.rtt_p50_ms),
+                opt(echo.rtt_p99_ms),
+                opt(echo.rtt_max_ms)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponderSummary {
+    pub endpoint: String,
+    pub sessions: u64,
+    pub sessions_up: u64,
+    pub ups: u64,
+    pub downs: u64,
+    pub received: u64,
+    pub sent: u64,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub elapsed_s: f64,
+}
+
+impl Record for ResponderSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "\n--- BFD responder {} ---", self.endpoint)?;
+        writeln!(
+            out,
+            "{} sessions ({} up at the end), {} ups, {} downs; {} received, {} sent, {} dropped in {:.1} s",
+            self.sessions,
+            self.sessions_up,
+            self.ups,
+            self.downs,
+            self.received,
+            self.sent,
+            self.dropped.values().sum::<u64>(),
+            self.elapsed_s
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReflectorSummary {
+    pub endpoint: String,
+    pub received: u64,
+    pub answered: u64,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub elapsed_s: f64,
+}
+
+impl Record for ReflectorSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "\n--- reflector {} ---", self.endpoint)?;
+        writeln!(
+            out,
+            "{} received, {} answered, {} dropped in {:.1} s",
+            self.received,
+            self.answered,
+            self.dropped.values().sum::<u64>(),
+            self.elapsed_s
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InitiatorSummary {
+    pub peer: String,
+    pub remote_discriminator: u32,
+    pub state: String,
+    pub came_up: bool,
+    pub flaps: u64,
+    pub sent: u64,
+    pub answered: u64,
+    pub lost: u64,
+    pub rtt_min_ms: Option<f64>,
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+    pub rtt_max_ms: Option<f64>,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub elapsed_s: f64,
+    pub passed: bool,
+}
+
+impl Record for InitiatorSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "\n--- S-BFD {} discriminator {} ---",
+            self.peer, self.remote_discriminator
+        )?;
+        writeln!(
+            out,
+            "{} sent, {} answered, {} lost; {}; rtt min/p50/p99/max = {}/{}/{}/{} ms",
+            self.sent,
+            self.answered,
+            self.lost,
+            if self.came_up {
+                "came up"
+            } else {
+                "never came up"
+            },
+            opt(self.rtt_min_ms),
+            opt(self.rtt_p50_ms),
+            opt(self.rtt_p99_ms),
+            opt(self.rtt_max_ms)
+        )
+    }
+}

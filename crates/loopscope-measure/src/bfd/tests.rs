@@ -1,0 +1,277 @@
+//! The state machine driven in virtual time: two sessions hand packets to each other.
+
+use std::time::{Duration, Instant};
+
+use loopscope_wire::bfd::{AuthType, ControlRepr, Diagnostic, MAX_CONTROL_LEN, State};
+
+use super::session::{AuthConfig, DropReason, Session, SessionConfig, SessionEvent};
+
+fn config(tx_ms: u64, mult: u8, auth: Option<AuthConfig>) -> SessionConfig {
+    SessionConfig {
+        desired_min_tx: Duration::from_millis(tx_ms),
+        required_min_rx: Duration::from_millis(tx_ms),
+        detect_mult: mult,
+        passive: false,
+        demand: false,
+        required_min_echo_rx: Duration::ZERO,
+        auth,
+    }
+}
+
+/// Delivers everything `from` has due at `now` to `to`; returns the packets.
+fn deliver(from: &mut Session, to: &mut Session, now: Instant) -> Vec<ControlRepr> {
+    let mut sent = Vec::new();
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    while let Some(len) = from.transmit_due(now, &mut out) {
+        let repr = ControlRepr::parse_bytes(&out[..len]).expect("we emit valid packets");
+        to.receive(now, &out[..len], &repr).expect("accepted");
+        sent.push(repr);
+    }
+    sent
+}
+
+/// Runs both sessions in 1 ms steps for `span`.
+fn run(a: &mut Session, b: &mut Session, start: Instant, span: Duration) -> Instant {
+    let mut now = start;
+    while now < start + span {
+        a.on_timer(now);
+        b.on_timer(now);
+        deliver(a, b, now);
+        deliver(b, a, now);
+        now += Duration::from_millis(1);
+    }
+    now
+}
+
+#[test]
+fn two_sessions_come_up_and_reach_the_configured_rate_through_a_poll() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let now = run(&mut a, &mut b, t0, Duration::from_millis(20));
+    assert_eq!((a.state(), b.state()), (State::Up, State::Up));
+    let transitions = |events: &[SessionEvent]| -> Vec<(State, State)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::StateChange { from, to, .. } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect()
+    };
+    // RFC 5880 §6.2: a hears b's Init while Down and goes straight Up; b, which heard a's
+    // Down first, passes through Init.
+    let events = a.drain_events();
+    assert_eq!(transitions(&events), [(State::Down, State::Up)]);
+    assert_eq!(
+        transitions(&b.drain_events()),
+        [(State::Down, State::Init), (State::Init, State::Up)]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::PollCompleted { .. }))
+    );
+    assert_eq!(a.tx_interval(), Duration::from_millis(50));
+    assert_eq!(a.detection_time(), Duration::from_millis(150));
+    // Then a sends every 37.5..=50 ms (75..=100 % jitter): 20 to 27 packets in a second.
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let mut count = 0;
+    let mut t = now;
+    while t < now + Duration::from_secs(1) {
+        if a.transmit_due(t, &mut out).is_some() {
+            count += 1;
+        }
+        t += Duration::from_millis(1);
+    }
+    assert!(
+        (20..=27).contains(&count),
+        "{count} packets in 1 s at 50 ms"
+    );
+}
+
+#[test]
+fn silence_for_a_detection_time_gives_down_with_diagnostic_1() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let now = run(&mut a, &mut b, t0, Duration::from_millis(200));
+    let last = a.last_rx().expect("received");
+    a.drain_events();
+    // b goes silent; a fires its timer every millisecond.
+    let mut t = now;
+    while a.state() == State::Up {
+        t += Duration::from_millis(1);
+        a.on_timer(t);
+    }
+    assert_eq!(a.diagnostic(), Diagnostic::ControlDetectionTimeExpired);
+    let detected = t.duration_since(last);
+    assert!(
+        detected >= Duration::from_millis(150) && detected <= Duration::from_millis(151),
+        "{detected:?}"
+    );
+    assert!(a.drain_events().iter().any(|e| matches!(
+        e,
+        SessionEvent::StateChange { since_last_rx: Some(d), .. } if *d == detected
+    )));
+}
+
+#[test]
+fn admin_down_at_the_peer_gives_down_with_diagnostic_3() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let now = run(&mut a, &mut b, t0, Duration::from_millis(50));
+    b.admin_down(now);
+    let sent = deliver(&mut b, &mut a, now);
+    assert_eq!(sent[0].state, State::AdminDown);
+    assert_eq!(sent[0].diagnostic, Diagnostic::AdministrativelyDown);
+    assert_eq!(a.state(), State::Down);
+    assert_eq!(a.diagnostic(), Diagnostic::NeighborSignaledSessionDown);
+}
+
+#[test]
+fn a_parameter_change_is_announced_with_poll_and_takes_effect_at_the_final() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let now = run(&mut a, &mut b, t0, Duration::from_millis(100));
+    a.drain_events();
+    b.drain_events();
+    a.change_parameters(
+        now,
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+        5,
+    );
+    // Slower sending waits for the Final (RFC 5880 §6.8.3).
+    assert_eq!(a.tx_interval(), Duration::from_millis(50));
+    let polls = deliver(&mut a, &mut b, now);
+    assert!(polls.iter().all(|p| p.poll && !p.final_));
+    let finals = deliver(&mut b, &mut a, now);
+    assert!(finals.iter().any(|p| p.final_ && !p.poll));
+    assert!(!a.poll_active());
+    assert_eq!(a.tx_interval(), Duration::from_millis(200));
+    assert_eq!(b.detection_time(), Duration::from_millis(1000));
+    assert!(b.drain_events().iter().any(|e| matches!(
+        e,
+        SessionEvent::RemoteParameters {
+            desired_min_tx_us: 200_000,
+            detect_mult: 5,
+            ..
+        }
+    )));
+}
+
+fn keyed(auth_type: AuthType, key: &[u8]) -> Option<AuthConfig> {
+    Some(AuthConfig {
+        auth_type,
+        key_id: 3,
+        key: key.to_vec(),
+    })
+}
+
+#[test]
+fn every_auth_type_comes_up_and_a_wrong_key_is_dropped_without_harm() {
+    for auth_type in [
+        AuthType::SimplePassword,
+        AuthType::KeyedMd5,
+        AuthType::MeticulousKeyedMd5,
+        AuthType::KeyedSha1,
+        AuthType::MeticulousKeyedSha1,
+    ] {
+        let t0 = Instant::now();
+        let mut a = Session::new(config(50, 3, keyed(auth_type, b"secret")), 1, t0);
+        let mut b = Session::new(config(50, 3, keyed(auth_type, b"secret")), 2, t0);
+        let now = run(&mut a, &mut b, t0, Duration::from_millis(100));
+        assert_eq!(
+            (a.state(), b.state()),
+            (State::Up, State::Up),
+            "{auth_type}"
+        );
+        // A forger with the wrong key: same discriminators, state Down.
+        let mut forger = Session::new(config(50, 3, keyed(auth_type, b"guess")), 2, now);
+        let mut out = [0u8; MAX_CONTROL_LEN];
+        let len = forger.transmit_due(now, &mut out).expect("first packet");
+        let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid layout");
+        assert_eq!(
+            a.receive(now, &out[..len], &repr),
+            Err(DropReason::AuthFailed)
+        );
+        assert_eq!(a.state(), State::Up, "{auth_type}");
+        // No authentication at all is a mismatch.
+        let mut plain = Session::new(config(50, 3, None), 2, now);
+        let len = plain.transmit_due(now, &mut out).expect("first packet");
+        let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
+        assert_eq!(
+            a.receive(now, &out[..len], &repr),
+            Err(DropReason::AuthMismatch)
+        );
+        assert_eq!(a.state(), State::Up);
+    }
+}
+
+#[test]
+fn a_replayed_meticulous_packet_is_dropped() {
+    let t0 = Instant::now();
+    let auth = keyed(AuthType::MeticulousKeyedSha1, b"secret");
+    let mut a = Session::new(config(50, 3, auth.clone()), 1, t0);
+    let mut b = Session::new(config(50, 3, auth), 2, t0);
+    let now = run(&mut a, &mut b, t0, Duration::from_millis(100));
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let mut t = now;
+    let len = loop {
+        if let Some(len) = b.transmit_due(t, &mut out) {
+            break len;
+        }
+        t += Duration::from_millis(1);
+    };
+    let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
+    assert_eq!(a.receive(t, &out[..len], &repr), Ok(()));
+    assert_eq!(
+        a.receive(t, &out[..len], &repr),
+        Err(DropReason::AuthSequence)
+    );
+    assert_eq!(a.state(), State::Up);
+}
+
+#[test]
+fn a_passive_session_waits_for_the_peer() {
+    let t0 = Instant::now();
+    let mut passive = config(50, 3, None);
+    passive.passive = true;
+    let mut a = Session::new(passive, 1, t0);
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    for ms in 0..3000 {
+        assert!(
+            a.transmit_due(t0 + Duration::from_millis(ms), &mut out)
+                .is_none()
+        );
+    }
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    run(
+        &mut b,
+        &mut a,
+        t0 + Duration::from_secs(3),
+        Duration::from_millis(20),
+    );
+    assert_eq!(a.state(), State::Up);
+}
+
+#[test]
+fn a_packet_for_another_discriminator_is_dropped() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let now = run(&mut a, &mut b, t0, Duration::from_millis(50));
+    let mut stranger = Session::new(config(50, 3, None), 9, now);
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let len = stranger.transmit_due(now, &mut out).expect("packet");
+    out[8..12].copy_from_slice(&77u32.to_be_bytes());
+    let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
+    assert_eq!(
+        a.receive(now, &out[..len], &repr),
+        Err(DropReason::UnknownDiscriminator)
+    );
+    assert_eq!(a.state(), State::Up);
+}
