@@ -38,15 +38,30 @@ pub struct Args {
     /// Time between packets, e.g. 1s, 1ms, 100us.
     #[arg(short = 'i', long, default_value = "1s", value_parser = super::ping::parse_duration)]
     pub interval: Duration,
-    /// Test packet length in octets (at least 44; the rest is zero padding).
-    #[arg(short = 's', long, default_value_t = 44)]
-    pub size: usize,
+    /// Test packet length in octets (at least 44, or 112 with --auth; the rest is zero
+    /// padding). Default: the minimum.
+    #[arg(short = 's', long)]
+    pub size: Option<usize>,
+    /// Authenticated mode (RFC 8762 §4.2.2): HMAC-SHA-256 with the key in this file (its
+    /// bytes, less one trailing newline). Sender and reflector must use the same key.
+    #[arg(long, value_name = "KEYFILE")]
+    pub auth: Option<std::path::PathBuf>,
     /// How long to wait for replies after the last packet.
     #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
     pub timeout: Duration,
     /// Timestamp format.
     #[arg(long, value_enum, default_value = "ntp")]
     pub timestamp: FormatArg,
+    /// DSCP of the test packets (0-63).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub dscp: Option<u8>,
+    /// TTL (IPv4) or hop limit (IPv6) of the test packets (1-255).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub ttl: Option<u8>,
+    /// Set don't-fragment (IPv4), do not fragment (IPv6): a packet larger than the path MTU
+    /// fails to send instead.
+    #[arg(long)]
+    pub df: bool,
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -71,23 +86,40 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     }
     let endpoint = args.endpoint.as_deref().unwrap_or_default();
     let target = parse_udp(endpoint, STAMP_PORT)?;
+    let auth = read_key(&args)?;
+    let size = args.size.unwrap_or(if auth.is_some() {
+        stamp::MIN_AUTH_PACKET_LEN
+    } else {
+        stamp::MIN_PACKET_LEN
+    });
     let config = SenderConfig {
         target,
         count: args.count,
         interval: args.interval,
-        size: args.size,
+        size,
         timeout: args.timeout,
         format: match args.timestamp {
             FormatArg::Ntp => TimestampFormat::Ntp,
             FormatArg::Ptp => TimestampFormat::Ptp,
         },
+        send_options: stamp::SendOptions {
+            ttl: args.ttl,
+            dscp: args.dscp,
+            dont_fragment: args.df,
+        },
+        auth,
     };
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() && !args.quiet {
         loopscope_report::stdout_line!(
-            "STAMP {target}: {} octets, {:?} timestamps",
-            args.size,
-            config.format
+            "STAMP {target}: {} octets, {:?} timestamps{}",
+            size,
+            config.format,
+            if config.auth.is_some() {
+                ", authenticated"
+            } else {
+                ""
+            }
         )?;
     }
     let quiet = args.quiet;
@@ -161,7 +193,7 @@ impl Record for Listening {
         "listening"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "STAMP reflector on {}", self.endpoint)
+        writeln!(out, "STAMP reflector listening on {}", self.endpoint)
     }
 }
 
@@ -171,6 +203,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
         allow_remote: args.allow_remote,
         rate_limit_pps: args.rate_limit,
         drop_every: args.drop_every,
+        auth: read_key(args)?,
     };
     let socket = stamp::bind_reflector(address, &config)
         .with_context(|| format!("binding the STAMP reflector on {address}"))?;
@@ -181,6 +214,14 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
     let summary = stamp::reflect(&socket, &config, &context.stop)?;
     printer.emit(&summary)?;
     Ok(Outcome::Passed)
+}
+
+fn read_key(args: &Args) -> anyhow::Result<Option<stamp::StampKey>> {
+    args.auth
+        .as_deref()
+        .map(stamp::StampKey::from_file)
+        .transpose()
+        .map_err(Into::into)
 }
 
 /// `udp://HOST[:PORT]`, `udp://[v6][:PORT]`, `udp:HOST`.
