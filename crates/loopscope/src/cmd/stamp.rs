@@ -149,7 +149,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
                 args.count.map_or("until stopped".into(), |c| c.to_string()),
             )
             .parameter("interval", format!("{:?}", args.interval))
-            .parameter("size", format!("{} octets", args.size))
+            .parameter("size", format!("{size} octets"))
             .parameter("timestamps", format!("{:?}", config.format));
         let mut sorted = run.rtt_us.clone();
         sorted.sort_by(f64::total_cmp);
