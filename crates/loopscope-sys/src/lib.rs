@@ -31,7 +31,11 @@
 //!   [`enable_hops_reception`], [`recv_with_hops`];
 //! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
 //! - what `perf` measures: [`tcp_info`] (TCP_INFO), [`recv_discard`] (MSG_TRUNC), CPU time
-//!   ([`thread_cpu_time`], [`process_cpu_time`]).
+//!   ([`thread_cpu_time`], [`process_cpu_time`]);
+//! - kernel packet timestamps and per-datagram facts (SO_TIMESTAMPING, TTL, TOS, PKTINFO),
+//!   a test stream's TTL/DSCP/DF, the clock's sync status (adjtimex):
+//!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_tx_timestamp`],
+//!   [`set_send_options`], [`clock_sync`].
 
 mod fdio;
 mod hops;
@@ -42,6 +46,7 @@ mod rusage;
 mod sockopt;
 mod splice;
 mod tcp;
+mod timestamping;
 mod tty;
 mod zerocopy;
 
@@ -65,6 +70,10 @@ pub use rusage::{CpuTime, process_cpu_time, thread_cpu_time};
 pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};
+pub use timestamping::{
+    ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync, enable_datagram_metadata,
+    recv_datagram, recv_tx_timestamp, set_send_options,
+};
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,
     tty_fd, tty_into_fd,

@@ -359,6 +359,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> SenderPacket<T> {
         self.buffer.as_mut()[at..at + 8].copy_from_slice(&value.0.to_be_bytes());
     }
 
+    /// Sets the Error Estimate.
+    pub fn set_error_estimate(&mut self, value: ErrorEstimate) {
+        let at = self.layout().error_estimate;
+        self.buffer.as_mut()[at..at + 2].copy_from_slice(&value.0.to_be_bytes());
+    }
+
     /// The HMAC field of an authenticated packet, to be filled in.
     pub fn hmac_mut(&mut self) -> Option<&mut [u8]> {
         (self.mode == Mode::Authenticated)

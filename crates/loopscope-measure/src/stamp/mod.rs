@@ -1,51 +1,61 @@
 //! STAMP (RFC 8762), unauthenticated mode: the Session-Sender ([`send`]) and a stateless
-//! Session-Reflector ([`reflect`]), over UDP.
+//! Session-Reflector ([`reflect`]), over UDP on IPv4 or IPv6.
 //!
-//! Timestamps come from the user-space wall clock (`CLOCK_REALTIME`) taken just before
-//! `send` and just after `recv` returns; kernel timestamps (SO_TIMESTAMPING) are not used yet.
-//! The round trip is measured on the monotonic clock; the one-way figures subtract timestamps
-//! taken on two hosts' wall clocks and mean something only when those clocks are synchronised
-//! (on loopback they are the same clock).
+//! Timestamps: the kernel's software timestamps (SO_TIMESTAMPING) where it gives them, the
+//! user-space wall clock (`CLOCK_REALTIME`) where it does not, and the summary says which were
+//! used. A packet carries the time read just before it was sent (T1 in the request, T3 in the
+//! reply): the kernel's transmit timestamp exists only once the packet has left. The sender
+//! computes with its kernel transmit timestamp (T1) and its kernel receive timestamp (T4); the
+//! reflector puts its kernel receive timestamp in T2. The Error Estimate carries the clock's
+//! real state: S from the kernel's NTP status (adjtimex), and an error of the kernel's
+//! estimated error plus the clock's resolution plus the largest gap seen between the time a
+//! packet carries and the kernel's transmit timestamp of that packet.
+//!
+//! One-way figures subtract two hosts' wall clocks: they are reported only when both ends say
+//! their clocks are synchronised, or the reflector is on this host (one clock), and withheld
+//! (with the reason) when any one-way delay comes out negative beyond the error estimates.
 
 use std::collections::HashMap;
-use std::io::{self, IoSliceMut, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use loopscope_report::Record;
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
-};
+use loopscope_sys::TimestampedDatagram;
+pub mod auth;
+
+pub use auth::StampKey;
+pub use loopscope_sys::SendOptions;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;
 
-pub use loopscope_wire::stamp::TimestampFormat;
 use loopscope_wire::stamp::{
-    ErrorEstimate, MIN_PACKET_LEN, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr,
-    Timestamp,
+    ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, Timestamp,
 };
+pub use loopscope_wire::stamp::{MIN_AUTH_PACKET_LEN, MIN_PACKET_LEN, TimestampFormat};
 
 /// Largest STAMP packet in one UDP/IPv4 datagram (65535 − 20 − 8).
 pub const MAX_PACKET_LEN: usize = 65_507;
 
-/// What a user-space timestamp is worth: it is taken around a system call, so scheduling
-/// delay, not clock resolution, dominates its error. 100 µs is a conservative bound on an
-/// idle host; reported in the Error Estimate as RFC 4656 §4.1.2 asks.
-const USER_SPACE_TIMESTAMP_ERROR: Duration = Duration::from_micros(100);
+/// The TTL (IPv4) or hop limit (IPv6) replies leave with: the Session-Reflector sets 255, as
+/// the TWAMP-Test reflector does (RFC 5357 §4.2.1), so the sender sees the hops of the way back.
+pub const REFLECTOR_TTL: u8 = 255;
+
+/// What a timestamp is worth before any transmit timestamp has been compared with it: the
+/// time a packet carries is read before the send call, and what passes until the kernel
+/// stamps it is unknown until measured. 100 µs is a bound on a loaded host.
+const UNMEASURED_SEND_GAP: Duration = Duration::from_micros(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StampError {
     #[error(
-        "--size {0} is out of range: STAMP packets are {MIN_PACKET_LEN}..={MAX_PACKET_LEN} octets (RFC 8762 §4.2.1)"
+        "--size {0} is out of range: STAMP packets are {1}..={MAX_PACKET_LEN} octets in this mode (RFC 8762 §4.2)"
     )]
-    Size(usize),
+    Size(usize, usize),
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("{0}")]
-    Socket(#[from] nix::Error),
     #[error(
         "refusing to reflect on {0}: not a loopback address (pass --allow-remote to answer other hosts)"
     )]
@@ -58,61 +68,24 @@ fn wall_clock() -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-fn enable_ttl_reception(socket: &UdpSocket) -> Result<(), nix::Error> {
-    if socket.local_addr().map(|a| a.is_ipv4()).unwrap_or(true) {
-        setsockopt(socket, sockopt::Ipv4RecvTtl, &true)
-    } else {
-        setsockopt(socket, sockopt::Ipv6RecvHopLimit, &true)
+/// The clock's Error Estimate: S from the kernel's sync status, the error its estimated error
+/// plus the clock's resolution plus `send_gap` (how long after the time a packet carries the
+/// kernel may stamp it).
+pub(crate) fn clock_error_estimate(format: TimestampFormat, send_gap: Duration) -> ErrorEstimate {
+    match loopscope_sys::clock_sync() {
+        Ok(sync) => ErrorEstimate::new(
+            sync.synchronised,
+            format,
+            sync.estimated_error + sync.resolution + send_gap,
+        ),
+        // No adjtimex (a sandbox): unsynchronised, and an error of a second says "unknown".
+        Err(_) => ErrorEstimate::new(false, format, Duration::from_secs(1)),
     }
 }
 
-/// One datagram with its source and, when the kernel gave it, the TTL or hop limit it arrived
-/// with.
-struct Received {
-    len: usize,
-    from: Option<SocketAddr>,
-    ttl: Option<u8>,
+fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
+    loopscope_sys::recv_datagram(socket, buffer)
 }
-
-fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<Received> {
-    let mut cmsg = nix::cmsg_space!(CInt, CInt);
-    let mut iov = [IoSliceMut::new(buffer)];
-    let message = recvmsg::<SockaddrStorage>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(cmsg.as_mut_slice()),
-        MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(io::Error::from)?;
-    let mut ttl = None;
-    if let Ok(messages) = message.cmsgs() {
-        for control in messages {
-            match control {
-                ControlMessageOwned::Ipv4Ttl(value) | ControlMessageOwned::Ipv6HopLimit(value) => {
-                    ttl = u8::try_from(value).ok();
-                }
-                _ => {}
-            }
-        }
-    }
-    let from = message.address.and_then(|address| {
-        if let Some(v4) = address.as_sockaddr_in() {
-            Some(SocketAddr::V4((*v4).into()))
-        } else {
-            address
-                .as_sockaddr_in6()
-                .map(|v6| SocketAddr::V6((*v6).into()))
-        }
-    });
-    Ok(Received {
-        len: message.bytes,
-        from,
-        ttl,
-    })
-}
-
-/// The C `int` IP_TTL and IPV6_HOPLIMIT control messages carry.
-type CInt = i32;
 
 /// Waits until the socket is readable or `timeout` passes (ppoll: nanosecond timeouts, not the
 /// jiffies SO_RCVTIMEO counts in). Returns whether it is readable.
@@ -147,6 +120,20 @@ pub struct SenderConfig {
     /// How long to wait for replies after the last packet is sent.
     pub timeout: Duration,
     pub format: TimestampFormat,
+    /// TTL, DSCP and don't-fragment of the test packets.
+    pub send_options: SendOptions,
+    /// Authenticated mode (RFC 8762 §4.2.2) with this key.
+    pub auth: Option<StampKey>,
+}
+
+/// Where a timestamp came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampSource {
+    /// The kernel's software timestamp (SO_TIMESTAMPING).
+    Kernel,
+    /// The user-space wall clock, read next to the system call.
+    UserSpace,
 }
 
 /// One reply, measured.
@@ -158,7 +145,8 @@ pub struct StampReply {
     /// The reflector's own sequence number (equal to `seq` for a stateless reflector).
     pub reflector_seq: u32,
     pub bytes: usize,
-    /// T4 − T1 on this host's monotonic clock.
+    /// T4 − T1: the kernel's transmit and receive timestamps when both are there, the
+    /// monotonic clock around the system calls otherwise.
     pub rtt_us: f64,
     /// T3 − T2 on the reflector's clock.
     pub residence_us: f64,
@@ -173,6 +161,11 @@ pub struct StampReply {
     /// The TTL the reply arrived with, if the kernel told.
     pub backward_ttl: Option<u8>,
     pub reflector_synchronised: bool,
+    /// The reflector's error estimate, in µs.
+    pub reflector_error_us: f64,
+    /// Where this reply's T1 and T4 came from.
+    pub t1_source: TimestampSource,
+    pub t4_source: TimestampSource,
     pub duplicate: bool,
     pub reordered: bool,
 }
@@ -230,6 +223,10 @@ pub enum SenderEvent<'a> {
 
 struct Sent {
     at: Instant,
+    /// The time the packet carries (T1 as sent).
+    user_t1: Duration,
+    /// The kernel's transmit timestamp, once read from the error queue.
+    kernel_t1: Option<Duration>,
     replies: u32,
 }
 
@@ -243,18 +240,60 @@ pub struct SenderRun {
     pub reordered: u64,
     /// Datagrams that were not a STAMP reply to this session (too short, unknown sequence).
     pub foreign: u64,
+    /// Replies whose HMAC was wrong (authenticated mode), dropped.
+    pub bad_hmac: u64,
     pub send_errors: u64,
     pub rtt_us: Vec<f64>,
     pub rtt_net_us: Vec<f64>,
     pub residence_us: Vec<f64>,
     pub forward_us: Vec<f64>,
     pub backward_us: Vec<f64>,
+    /// Forward and backward delay in the order the replies arrived (for IPDV and jitter).
+    pub one_way_sequence: Vec<(u32, f64, f64)>,
+    /// Replies whose T1 / T4 came from the kernel.
+    pub t1_kernel: u64,
+    pub t4_kernel: u64,
+    /// The largest error estimate any reply carried (the reflector's), and ours, in µs.
+    pub reflector_error_us: f64,
+    pub sender_error_us: f64,
+    /// The TTL the reflector saw on our packets, and the one its replies arrived with, at
+    /// their lowest.
+    pub forward_ttl_min: Option<u8>,
+    pub backward_ttl_min: Option<u8>,
+    pub sender_synchronised: bool,
+    /// The reflector is on this host, so both ends read one clock.
+    pub same_host: bool,
+    /// The session ran in authenticated mode.
+    pub authenticated: bool,
     pub elapsed: Duration,
     /// Time from the first send to the last.
     pub send_span: Duration,
     /// How late each send was against its schedule, at worst.
     pub max_send_lag: Duration,
     pub reflector_synchronised: bool,
+}
+
+/// How often the sender re-reads the clock's sync status and re-encodes its Error Estimate.
+const ERROR_ESTIMATE_REFRESH: Duration = Duration::from_secs(1);
+
+/// Reads every transmit timestamp queued on the socket's error queue and files it with the
+/// packet it belongs to (`sent_order[id]` is the sequence number of the id-th packet the kernel
+/// took). Returns the largest gap seen between a packet's carried time and its kernel stamp.
+fn collect_tx_timestamps(
+    socket: &UdpSocket,
+    sent: &mut [Sent],
+    sent_order: &[u32],
+    largest_gap: &mut Duration,
+) {
+    while let Ok(Some(stamp)) = loopscope_sys::recv_tx_timestamp(socket) {
+        let Some(&sequence) = sent_order.get(stamp.id as usize) else {
+            continue;
+        };
+        if let Some(slot) = sent.get_mut(sequence as usize) {
+            slot.kernel_t1 = Some(stamp.at);
+            *largest_gap = (*largest_gap).max(stamp.at.saturating_sub(slot.user_t1));
+        }
+    }
 }
 
 /// Runs a STAMP session: packets at absolute deadlines start + k × interval (a late send does
@@ -264,38 +303,53 @@ pub fn send(
     stop: &Arc<AtomicBool>,
     mut on_event: impl FnMut(SenderEvent<'_>),
 ) -> Result<SenderRun, StampError> {
-    if config.size < MIN_PACKET_LEN || config.size > MAX_PACKET_LEN {
-        return Err(StampError::Size(config.size));
-    }
-    let bind: SocketAddr = if config.target.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal address")
+    let mode = if config.auth.is_some() {
+        Mode::Authenticated
     } else {
-        "[::]:0".parse().expect("literal address")
+        Mode::Unauthenticated
+    };
+    let size_error = || StampError::Size(config.size, mode.base_len());
+    if config.size < mode.base_len() || config.size > MAX_PACKET_LEN {
+        return Err(size_error());
+    }
+    let ipv6 = config.target.is_ipv6();
+    let bind: SocketAddr = if ipv6 {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
     let socket = UdpSocket::bind(bind)?;
     socket.connect(config.target)?;
     socket.set_nonblocking(true)?;
-    enable_ttl_reception(&socket)?;
+    loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
+    loopscope_sys::set_send_options(&socket, ipv6, config.send_options)?;
 
-    let error_estimate = ErrorEstimate::new(false, config.format, USER_SPACE_TIMESTAMP_ERROR);
     let count = config.count.unwrap_or(u64::from(u32::MAX)).min(1 << 32);
     let interval_ns = config.interval.as_nanos();
     let mut sent: Vec<Sent> = Vec::new();
+    // The sequence numbers of the packets the kernel took, in order: SOF_TIMESTAMPING_OPT_ID
+    // numbers transmit timestamps by this order.
+    let mut sent_order: Vec<u32> = Vec::new();
+    let mut largest_gap = Duration::ZERO;
     let mut run = SenderRun {
         reflector_synchronised: true,
+        same_host: config.target.ip().is_loopback(),
+        authenticated: config.auth.is_some(),
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
     let mut buffer = vec![0u8; MAX_PACKET_LEN.max(config.size) + 1];
     let mut packet = vec![0u8; config.size];
+    let mut error_estimate = clock_error_estimate(config.format, UNMEASURED_SEND_GAP);
+    let mut estimate_read = Instant::now();
     SenderRepr {
         sequence: 0,
         timestamp: Timestamp::default(),
         error_estimate,
         ssid: 0,
     }
-    .emit(&mut packet, Mode::Unauthenticated)
-    .map_err(|_| StampError::Size(config.size))?;
+    .emit(&mut packet, mode)
+    .map_err(|_| size_error())?;
     let start = Instant::now();
     let mut last_send = start;
     let mut any_reply = false;
@@ -309,18 +363,39 @@ pub fn send(
         if next < count {
             let deadline = start + Duration::from_nanos((interval_ns * u128::from(next)) as u64);
             if now >= deadline {
+                if now - estimate_read >= ERROR_ESTIMATE_REFRESH {
+                    let gap = if sent_order.is_empty() || largest_gap.is_zero() {
+                        UNMEASURED_SEND_GAP
+                    } else {
+                        largest_gap
+                    };
+                    error_estimate = clock_error_estimate(config.format, gap);
+                    estimate_read = now;
+                }
                 let sequence = next as u32;
-                let timestamp = Timestamp::from_unix(wall_clock(), config.format);
-                let mut view = SenderPacket::new_checked(&mut packet[..], Mode::Unauthenticated)
-                    .map_err(|_| StampError::Size(config.size))?;
+                let user_t1 = wall_clock();
+                let mut view =
+                    SenderPacket::new_checked(&mut packet[..], mode).map_err(|_| size_error())?;
                 view.set_sequence(sequence);
-                view.set_timestamp(timestamp);
+                view.set_timestamp(Timestamp::from_unix(user_t1, config.format));
+                view.set_error_estimate(error_estimate);
+                if let Some(key) = &config.auth {
+                    key.sign(&mut packet);
+                }
                 let at = Instant::now();
                 run.max_send_lag = run.max_send_lag.max(at - deadline);
-                sent.push(Sent { at, replies: 0 });
+                sent.push(Sent {
+                    at,
+                    user_t1,
+                    kernel_t1: None,
+                    replies: 0,
+                });
                 last_send = at;
                 match socket.send(&packet) {
-                    Ok(_) => run.transmitted += 1,
+                    Ok(_) => {
+                        run.transmitted += 1;
+                        sent_order.push(sequence);
+                    }
                     Err(error) => {
                         run.send_errors += 1;
                         on_event(SenderEvent::SendFailed(&StampSendFailed {
@@ -341,6 +416,7 @@ pub fn send(
             }
             wait_readable(&socket, end - now)?;
         }
+        collect_tx_timestamps(&socket, &mut sent, &sent_order, &mut largest_gap);
         // Drain whatever arrived.
         loop {
             let received = match receive(&socket, &mut buffer) {
@@ -352,14 +428,24 @@ pub fn send(
                 Err(error) => return Err(error.into()),
             };
             let arrived = Instant::now();
-            let t4 = wall_clock();
-            let Ok(view) =
-                ReflectorPacket::new_checked(&buffer[..received.len], Mode::Unauthenticated)
-            else {
+            let user_t4 = wall_clock();
+            let Ok(view) = ReflectorPacket::new_checked(&buffer[..received.len], mode) else {
                 run.foreign += 1;
                 continue;
             };
+            if let Some(key) = &config.auth
+                && !key.verify(view.as_bytes())
+            {
+                run.bad_hmac += 1;
+                continue;
+            }
             let reply = ReflectorRepr::parse(&view);
+            if sent
+                .get(reply.sender_sequence as usize)
+                .is_some_and(|slot| slot.kernel_t1.is_none())
+            {
+                collect_tx_timestamps(&socket, &mut sent, &sent_order, &mut largest_gap);
+            }
             let Some(slot) = sent.get_mut(reply.sender_sequence as usize) else {
                 run.foreign += 1;
                 continue;
@@ -382,13 +468,30 @@ pub fn send(
             }
             any_reply = true;
             let reflector_format = reply.error_estimate.format();
-            let t1 = reply
-                .sender_timestamp
-                .to_unix_nanos(reply.sender_error_estimate.format());
+            let (t1, t1_source) = match slot.kernel_t1 {
+                Some(kernel) => (kernel, TimestampSource::Kernel),
+                None => (slot.user_t1, TimestampSource::UserSpace),
+            };
+            let (t4, t4_source) = match received.kernel_rx {
+                Some(kernel) => (kernel, TimestampSource::Kernel),
+                None => (user_t4, TimestampSource::UserSpace),
+            };
+            let t1_ns = t1.as_nanos() as i128;
+            let t4_ns = t4.as_nanos() as i128;
             let t2 = reply.receive_timestamp.to_unix_nanos(reflector_format);
             let t3 = reply.timestamp.to_unix_nanos(reflector_format);
-            let t4 = Timestamp::from_unix(t4, config.format).to_unix_nanos(config.format);
-            let rtt_us = (arrived - slot.at).as_secs_f64() * 1e6;
+            // The timestamps in the packet wrap with their format's seconds field (NTP era,
+            // PTPv2's 32 bits); ours do not: read ours through the same format.
+            let t1_ns = Timestamp::from_unix(Duration::from_nanos(t1_ns as u64), reflector_format)
+                .to_unix_nanos(reflector_format);
+            let t4_ns = Timestamp::from_unix(Duration::from_nanos(t4_ns as u64), reflector_format)
+                .to_unix_nanos(reflector_format);
+            let rtt_us =
+                if t1_source == TimestampSource::Kernel && t4_source == TimestampSource::Kernel {
+                    (t4_ns - t1_ns) as f64 / 1e3
+                } else {
+                    (arrived - slot.at).as_secs_f64() * 1e6
+                };
             let residence_us = (t3 - t2) as f64 / 1e3;
             let measured = StampReply {
                 from: received
@@ -400,11 +503,14 @@ pub fn send(
                 rtt_us,
                 residence_us,
                 rtt_net_us: rtt_us - residence_us,
-                forward_us: (t2 - t1) as f64 / 1e3,
-                backward_us: (t4 - t3) as f64 / 1e3,
+                forward_us: (t2 - t1_ns) as f64 / 1e3,
+                backward_us: (t4_ns - t3) as f64 / 1e3,
                 forward_ttl: reply.sender_ttl,
                 backward_ttl: received.ttl,
                 reflector_synchronised: reply.error_estimate.synchronised(),
+                reflector_error_us: round3(reply.error_estimate.error_seconds() * 1e6),
+                t1_source,
+                t4_source,
                 duplicate,
                 reordered,
             };
@@ -414,7 +520,22 @@ pub fn send(
                 run.residence_us.push(measured.residence_us);
                 run.forward_us.push(measured.forward_us);
                 run.backward_us.push(measured.backward_us);
+                run.one_way_sequence.push((
+                    measured.seq,
+                    measured.forward_us,
+                    measured.backward_us,
+                ));
                 run.reflector_synchronised &= measured.reflector_synchronised;
+                run.reflector_error_us = run.reflector_error_us.max(measured.reflector_error_us);
+                run.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
+                run.t4_kernel += u64::from(t4_source == TimestampSource::Kernel);
+                run.forward_ttl_min = Some(
+                    run.forward_ttl_min
+                        .map_or(measured.forward_ttl, |t| t.min(measured.forward_ttl)),
+                );
+                if let Some(ttl) = measured.backward_ttl {
+                    run.backward_ttl_min = Some(run.backward_ttl_min.map_or(ttl, |t| t.min(ttl)));
+                }
             }
             on_event(SenderEvent::Reply(&measured));
         }
@@ -422,6 +543,8 @@ pub fn send(
     if !any_reply {
         run.reflector_synchronised = false;
     }
+    run.sender_synchronised = error_estimate.synchronised();
+    run.sender_error_us = round3(error_estimate.error_seconds() * 1e6);
     run.elapsed = start.elapsed();
     run.send_span = sent
         .last()
@@ -493,17 +616,41 @@ pub struct StampSummary {
     pub duplicates: u64,
     pub reordered: u64,
     pub foreign: u64,
+    /// Replies dropped for a wrong HMAC (authenticated mode).
+    pub bad_hmac: u64,
+    /// "unauthenticated" or "authenticated" (RFC 8762 §4.2).
+    pub mode: &'static str,
     pub send_errors: u64,
     pub elapsed_s: f64,
     /// (last send − first send) / (transmitted − 1).
     pub achieved_interval_us: Option<f64>,
     pub max_send_lag_us: f64,
+    /// Where T1 and T4 came from: "kernel SO_TIMESTAMPING", "user-space CLOCK_REALTIME", or
+    /// "mixed" (see `t1_kernel` and `t4_kernel`).
     pub timestamp_source: &'static str,
+    /// Replies whose T1 (T4) was the kernel's transmit (receive) timestamp.
+    pub t1_kernel: u64,
+    pub t4_kernel: u64,
     /// The one-way figures subtract the two hosts' wall clocks: they mean something only when
     /// the clocks are synchronised (always true on loopback, where both are this host's).
     pub one_way_requires_synchronised_clocks: bool,
+    /// Whether the one-way figures are given; when not, `one_way_withheld` says why.
+    pub one_way_valid: bool,
+    pub one_way_withheld: Option<String>,
     /// Every reply's error estimate had S set.
     pub reflector_synchronised: bool,
+    /// This host's clock is synchronised (adjtimex), as our Error Estimate said.
+    pub sender_synchronised: bool,
+    /// Error estimates: ours (last sent) and the largest of the reflector's, in µs.
+    pub sender_error_us: f64,
+    pub reflector_error_us: f64,
+    /// RFC 3550 interarrival jitter of each direction (J += (|D| − J)/16 over consecutive
+    /// replies), in µs.
+    pub forward_jitter_us: Option<f64>,
+    pub backward_jitter_us: Option<f64>,
+    /// Lowest TTL the reflector saw on our packets, and lowest our replies arrived with.
+    pub forward_ttl: Option<u8>,
+    pub backward_ttl: Option<u8>,
     #[serde(flatten)]
     pub figures: serde_json::Map<String, serde_json::Value>,
     pub passed: bool,
@@ -515,6 +662,41 @@ pub struct StampSummary {
     forward: Spread,
     #[serde(skip)]
     backward: Spread,
+    #[serde(skip)]
+    forward_ipdv: Spread,
+    #[serde(skip)]
+    backward_ipdv: Spread,
+}
+
+/// IPDV (RFC 3393: the difference of one-way delays of consecutive packets, here consecutive
+/// sequence numbers both answered) and RFC 3550 jitter, from (seq, forward, backward) in arrival
+/// order.
+fn variation(sequence: &[(u32, f64, f64)]) -> (Vec<f64>, Vec<f64>, Option<f64>, Option<f64>) {
+    let mut by_seq = sequence.to_vec();
+    by_seq.sort_by_key(|&(seq, _, _)| seq);
+    let mut forward_ipdv = Vec::new();
+    let mut backward_ipdv = Vec::new();
+    for pair in by_seq.windows(2) {
+        if pair[1].0 == pair[0].0.wrapping_add(1) {
+            forward_ipdv.push(pair[1].1 - pair[0].1);
+            backward_ipdv.push(pair[1].2 - pair[0].2);
+        }
+    }
+    let jitter = |pick: fn(&(u32, f64, f64)) -> f64| {
+        let mut jitter: Option<f64> = None;
+        for pair in sequence.windows(2) {
+            let d = (pick(&pair[1]) - pick(&pair[0])).abs();
+            let j = jitter.unwrap_or(0.0);
+            jitter = Some(j + (d - j) / 16.0);
+        }
+        jitter.map(round3)
+    };
+    (
+        forward_ipdv,
+        backward_ipdv,
+        jitter(|x| x.1),
+        jitter(|x| x.2),
+    )
 }
 
 impl StampSummary {
@@ -523,14 +705,64 @@ impl StampSummary {
         let rtt = Spread::of(&run.rtt_us);
         let rtt_net = Spread::of(&run.rtt_net_us);
         let residence = Spread::of(&run.residence_us);
-        let forward = Spread::of(&run.forward_us);
-        let backward = Spread::of(&run.backward_us);
+        // Clock check: a one-way delay below zero by more than both error estimates together
+        // cannot be a delay; two hosts' clocks that do not both say synchronised cannot be
+        // subtracted. One host's clock (a reflector on loopback) is always comparable.
+        let tolerance_us = run.sender_error_us + run.reflector_error_us;
+        let most_negative = run
+            .forward_us
+            .iter()
+            .chain(&run.backward_us)
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let withheld = if run.received == 0 {
+            Some("no replies".to_owned())
+        } else if most_negative < -tolerance_us {
+            Some(format!(
+                "a one-way delay of {most_negative:.1} µs is negative beyond the error estimates (±{tolerance_us:.1} µs): the clocks are not synchronised"
+            ))
+        } else if !(run.same_host || (run.sender_synchronised && run.reflector_synchronised)) {
+            Some(format!(
+                "the error estimates say the clocks are not synchronised (sender S={}, reflector S={})",
+                u8::from(run.sender_synchronised),
+                u8::from(run.reflector_synchronised)
+            ))
+        } else {
+            None
+        };
+        let one_way_valid = withheld.is_none();
+        let (forward_ipdv, backward_ipdv, forward_jitter, backward_jitter) =
+            variation(&run.one_way_sequence);
+        let keep = |values: &[f64]| {
+            if one_way_valid {
+                Spread::of(values)
+            } else {
+                Spread::default()
+            }
+        };
+        let forward = keep(&run.forward_us);
+        let backward = keep(&run.backward_us);
+        // IPDV and jitter difference two delays of the same direction, so a constant clock
+        // offset cancels: they stay valid when the one-way delays are withheld.
+        let forward_ipdv = Spread::of(&forward_ipdv);
+        let backward_ipdv = Spread::of(&backward_ipdv);
         let mut figures = serde_json::Map::new();
         rtt.insert_into("rtt", &mut figures);
         rtt_net.insert_into("rtt_net", &mut figures);
         residence.insert_into("residence", &mut figures);
         forward.insert_into("forward", &mut figures);
         backward.insert_into("backward", &mut figures);
+        forward_ipdv.insert_into("forward_ipdv", &mut figures);
+        backward_ipdv.insert_into("backward_ipdv", &mut figures);
+        let timestamp_source = if run.received == 0 {
+            "none"
+        } else if run.t1_kernel == run.received && run.t4_kernel == run.received {
+            "kernel SO_TIMESTAMPING"
+        } else if run.t1_kernel == 0 && run.t4_kernel == 0 {
+            "user-space CLOCK_REALTIME"
+        } else {
+            "mixed"
+        };
         StampSummary {
             target: target.to_owned(),
             transmitted: run.transmitted,
@@ -544,20 +776,39 @@ impl StampSummary {
             duplicates: run.duplicates,
             reordered: run.reordered,
             foreign: run.foreign,
+            bad_hmac: run.bad_hmac,
+            mode: if run.authenticated {
+                "authenticated"
+            } else {
+                "unauthenticated"
+            },
             send_errors: run.send_errors,
             elapsed_s: round3(run.elapsed.as_secs_f64()),
             achieved_interval_us: (run.transmitted > 1)
                 .then(|| round3(run.send_span.as_secs_f64() * 1e6 / (run.transmitted - 1) as f64)),
             max_send_lag_us: round3(run.max_send_lag.as_secs_f64() * 1e6),
-            timestamp_source: "user-space CLOCK_REALTIME",
+            timestamp_source,
+            t1_kernel: run.t1_kernel,
+            t4_kernel: run.t4_kernel,
             one_way_requires_synchronised_clocks: true,
+            one_way_valid,
+            one_way_withheld: withheld,
             reflector_synchronised: run.reflector_synchronised,
+            sender_synchronised: run.sender_synchronised,
+            sender_error_us: run.sender_error_us,
+            reflector_error_us: run.reflector_error_us,
+            forward_jitter_us: forward_jitter,
+            backward_jitter_us: backward_jitter,
+            forward_ttl: run.forward_ttl_min,
+            backward_ttl: run.backward_ttl_min,
             figures,
             passed: run.transmitted > 0 && lost == 0 && run.send_errors == 0,
             rtt,
             residence,
             forward,
             backward,
+            forward_ipdv,
+            backward_ipdv,
         }
     }
 }
@@ -571,7 +822,14 @@ impl Record for StampSummary {
         "summary"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "--- {} STAMP statistics ---", self.target)?;
+        writeln!(
+            out,
+            "--- {} STAMP statistics ({}) ---",
+            self.target, self.mode
+        )?;
+        if self.bad_hmac > 0 {
+            writeln!(out, "{} replies dropped for a wrong HMAC", self.bad_hmac)?;
+        }
         writeln!(
             out,
             "{} packets transmitted, {} received, {} lost ({}% loss), {} duplicates, {} reordered, time {:.3} s",
@@ -595,6 +853,8 @@ impl Record for StampSummary {
             ("residence", &self.residence),
             ("forward*", &self.forward),
             ("backward*", &self.backward),
+            ("fwd ipdv", &self.forward_ipdv),
+            ("bwd ipdv", &self.backward_ipdv),
         ] {
             writeln!(
                 out,
@@ -609,9 +869,33 @@ impl Record for StampSummary {
         }
         writeln!(
             out,
-            "* one-way figures subtract two hosts' clocks ({}): valid only if they are synchronised (on loopback they are one clock)",
-            self.timestamp_source
-        )
+            "jitter (RFC 3550) fwd/bwd = {}/{} µs, ttl seen fwd/bwd = {}/{}",
+            fmt_us(self.forward_jitter_us),
+            fmt_us(self.backward_jitter_us),
+            self.forward_ttl
+                .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            self.backward_ttl
+                .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        )?;
+        writeln!(
+            out,
+            "timestamps: {} (T1 kernel {}, T4 kernel {} of {}); error estimate ours {:.1} µs (S={}), reflector's {:.1} µs (S={})",
+            self.timestamp_source,
+            self.t1_kernel,
+            self.t4_kernel,
+            self.received,
+            self.sender_error_us,
+            u8::from(self.sender_synchronised),
+            self.reflector_error_us,
+            u8::from(self.reflector_synchronised),
+        )?;
+        match &self.one_way_withheld {
+            None => writeln!(
+                out,
+                "* one-way figures subtract two clocks: the error estimates (or one host's clock) say they are comparable"
+            ),
+            Some(reason) => writeln!(out, "* one-way figures withheld: {reason}"),
+        }
     }
 }
 
@@ -626,6 +910,8 @@ pub struct ReflectorConfig {
     pub rate_limit_pps: u32,
     /// Drop every Nth valid packet instead of answering it (loss injection for tests).
     pub drop_every: Option<u64>,
+    /// Authenticated mode (RFC 8762 §4.3.2) with this key: requests must carry its HMAC.
+    pub auth: Option<StampKey>,
 }
 
 /// What a reflector did.
@@ -638,6 +924,12 @@ pub struct ReflectorSummary {
     pub refused_rate_limit: u64,
     pub dropped_on_purpose: u64,
     pub send_errors: u64,
+    /// Requests dropped for a wrong HMAC (authenticated mode).
+    pub bad_hmac: u64,
+    /// Packets whose T2 is the kernel's receive timestamp (the rest: user-space clock).
+    pub t2_kernel: u64,
+    /// The largest gap seen between a reply's T3 and the kernel's transmit timestamp of it.
+    pub t3_gap_max_us: f64,
 }
 
 impl Record for ReflectorSummary {
@@ -647,14 +939,17 @@ impl Record for ReflectorSummary {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "STAMP reflector: {} received, {} reflected, {} too short, {} refused by source, {} by rate limit, {} dropped on purpose, {} send errors",
+            "STAMP reflector: {} received, {} reflected, {} too short, {} wrong HMAC, {} refused by source, {} by rate limit, {} dropped on purpose, {} send errors; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
             self.received,
             self.reflected,
             self.too_short,
+            self.bad_hmac,
             self.refused_source,
             self.refused_rate_limit,
             self.dropped_on_purpose,
-            self.send_errors
+            self.send_errors,
+            self.t2_kernel,
+            self.t3_gap_max_us
         )
     }
 }
@@ -668,7 +963,16 @@ pub fn bind_reflector(
         return Err(StampError::NotLoopback(address));
     }
     let socket = UdpSocket::bind(address)?;
-    enable_ttl_reception(&socket)?;
+    let ipv6 = address.is_ipv6();
+    loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
+    loopscope_sys::set_send_options(
+        &socket,
+        ipv6,
+        SendOptions {
+            ttl: Some(REFLECTOR_TTL),
+            ..SendOptions::default()
+        },
+    )?;
     Ok(socket)
 }
 
@@ -719,18 +1023,49 @@ pub fn reflect(
     let mut buffer = vec![0u8; MAX_PACKET_LEN + 1];
     let mut reply_buffer = vec![0u8; MAX_PACKET_LEN + 1];
     let mut valid: u64 = 0;
+    let mode = if config.auth.is_some() {
+        Mode::Authenticated
+    } else {
+        Mode::Unauthenticated
+    };
+    // What T3 is worth: the clock's state, refreshed every second, and the gap between the
+    // time a reply carries and the kernel's transmit timestamp of it, measured as we go.
+    let mut clock = loopscope_sys::clock_sync().ok();
+    let mut clock_read = Instant::now();
+    let mut t3_gap = Duration::ZERO;
+    // Replies the kernel took, oldest first: (the kernel's OPT_ID number, the T3 it carries).
+    let mut in_flight: std::collections::VecDeque<(u32, Duration)> =
+        std::collections::VecDeque::new();
+    let mut sent_ok: u32 = 0;
     while !stop.load(Ordering::SeqCst) {
         if !wait_readable(socket, Duration::from_millis(100))? {
             continue;
         }
         loop {
+            while let Ok(Some(stamp)) = loopscope_sys::recv_tx_timestamp(socket) {
+                while let Some(&(id, carried)) = in_flight.front() {
+                    if id.wrapping_sub(stamp.id) as i32 > 0 {
+                        break;
+                    }
+                    in_flight.pop_front();
+                    if id == stamp.id {
+                        t3_gap = t3_gap.max(stamp.at.saturating_sub(carried));
+                    }
+                }
+            }
             let received = match receive(socket, &mut buffer) {
                 Ok(received) => received,
                 Err(error) if is_would_block(&error) => break,
                 Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(error) => return Err(error.into()),
             };
-            let t2 = wall_clock();
+            let t2 = match received.kernel_rx {
+                Some(kernel) => {
+                    summary.t2_kernel += 1;
+                    kernel
+                }
+                None => wall_clock(),
+            };
             summary.received += 1;
             let Some(source) = received.from else {
                 summary.refused_source += 1;
@@ -742,12 +1077,16 @@ pub fn reflect(
                 summary.refused_source += 1;
                 continue;
             }
-            let Ok(view) =
-                SenderPacket::new_checked(&buffer[..received.len], Mode::Unauthenticated)
-            else {
+            let Ok(view) = SenderPacket::new_checked(&buffer[..received.len], mode) else {
                 summary.too_short += 1;
                 continue;
             };
+            if let Some(key) = &config.auth
+                && !key.verify(view.as_bytes())
+            {
+                summary.bad_hmac += 1;
+                continue;
+            }
             let request = SenderRepr::parse(&view);
             valid += 1;
             if config
@@ -761,12 +1100,29 @@ pub fn reflect(
                 summary.refused_rate_limit += 1;
                 continue;
             }
+            if clock_read.elapsed() >= ERROR_ESTIMATE_REFRESH {
+                clock = loopscope_sys::clock_sync().ok();
+                clock_read = Instant::now();
+            }
             // Answer in the sender's timestamp format, so both ends read each other's stamps.
             let format = request.error_estimate.format();
+            let gap = if t3_gap.is_zero() {
+                UNMEASURED_SEND_GAP
+            } else {
+                t3_gap
+            };
+            let error_estimate = match clock {
+                Some(sync) => ErrorEstimate::new(
+                    sync.synchronised,
+                    format,
+                    sync.estimated_error + sync.resolution + gap,
+                ),
+                None => ErrorEstimate::new(false, format, Duration::from_secs(1)),
+            };
             let reply = ReflectorRepr {
                 sequence: request.sequence,
                 timestamp: Timestamp::default(),
-                error_estimate: ErrorEstimate::new(false, format, USER_SPACE_TIMESTAMP_ERROR),
+                error_estimate,
                 ssid: request.ssid,
                 receive_timestamp: Timestamp::from_unix(t2, format),
                 sender_sequence: request.sequence,
@@ -776,23 +1132,34 @@ pub fn reflect(
             };
             // The reply is as long as the request (no amplification); the padding is zeros.
             let bytes = &mut reply_buffer[..received.len];
-            bytes[MIN_PACKET_LEN..].fill(0);
-            if reply.emit(bytes, Mode::Unauthenticated).is_err() {
+            bytes[mode.base_len()..].fill(0);
+            if reply.emit(bytes, mode).is_err() {
                 summary.too_short += 1;
                 continue;
             }
-            let Ok(mut out) = ReflectorPacket::new_checked(&mut *bytes, Mode::Unauthenticated)
-            else {
+            let Ok(mut out) = ReflectorPacket::new_checked(&mut *bytes, mode) else {
                 summary.too_short += 1;
                 continue;
             };
-            out.set_timestamp(Timestamp::from_unix(wall_clock(), format));
+            let t3 = wall_clock();
+            out.set_timestamp(Timestamp::from_unix(t3, format));
+            if let Some(key) = &config.auth {
+                key.sign(bytes);
+            }
             match socket.send_to(bytes, source) {
-                Ok(_) => summary.reflected += 1,
+                Ok(_) => {
+                    summary.reflected += 1;
+                    if in_flight.len() >= 4096 {
+                        in_flight.pop_front();
+                    }
+                    in_flight.push_back((sent_ok, t3));
+                    sent_ok = sent_ok.wrapping_add(1);
+                }
                 Err(_) => summary.send_errors += 1,
             }
         }
     }
+    summary.t3_gap_max_us = round3(t3_gap.as_secs_f64() * 1e6);
     Ok(summary)
 }
 

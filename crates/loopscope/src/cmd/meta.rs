@@ -398,6 +398,12 @@ fn examples(key: &str) -> &'static [&'static str] {
             "loopscope listeners --exposed --json",
         ],
         "port" => &["loopscope port 22"],
+        "stamp" => &[
+            "loopscope stamp --reflect udp://127.0.0.1:8620 &",
+            "loopscope stamp udp://127.0.0.1:8620 -c 100 -i 1ms",
+            "loopscope stamp udp://127.0.0.1:8620 -c 5 -i 10ms --timestamp ptp --dscp 46 --ttl 9 --df --size 128",
+            "loopscope stamp udp://127.0.0.1:8621 -c 5 -i 10ms --auth stamp.key",
+        ],
         _ => &[],
     }
 }
@@ -418,6 +424,7 @@ pub fn every_example() -> Vec<&'static str> {
         "acl",
         "listeners",
         "port",
+        "stamp",
     ]
     .into_iter()
     .flat_map(|key| examples(key).iter().copied())

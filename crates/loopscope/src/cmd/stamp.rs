@@ -38,18 +38,37 @@ pub struct Args {
     /// Time between packets, e.g. 1s, 1ms, 100us.
     #[arg(short = 'i', long, default_value = "1s", value_parser = super::ping::parse_duration)]
     pub interval: Duration,
-    /// Test packet length in octets (at least 44; the rest is zero padding).
-    #[arg(short = 's', long, default_value_t = 44)]
-    pub size: usize,
+    /// Test packet length in octets (at least 44, or 112 with --auth; the rest is zero
+    /// padding). Default: the minimum.
+    #[arg(short = 's', long)]
+    pub size: Option<usize>,
+    /// Authenticated mode (RFC 8762 §4.2.2): HMAC-SHA-256 with the key in this file (its
+    /// bytes, less one trailing newline). Sender and reflector must use the same key.
+    #[arg(long, value_name = "KEYFILE")]
+    pub auth: Option<std::path::PathBuf>,
     /// How long to wait for replies after the last packet.
     #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
     pub timeout: Duration,
     /// Timestamp format.
     #[arg(long, value_enum, default_value = "ntp")]
     pub timestamp: FormatArg,
+    /// DSCP of the test packets (0-63).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub dscp: Option<u8>,
+    /// TTL (IPv4) or hop limit (IPv6) of the test packets (1-255).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub ttl: Option<u8>,
+    /// Set don't-fragment (IPv4), do not fragment (IPv6): a packet larger than the path MTU
+    /// fails to send instead.
+    #[arg(long)]
+    pub df: bool,
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Sender: also write an HTML report with plots (delay per direction, the round-trip
+    /// histogram) to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// Reflector: answer sources and bind addresses other than loopback.
     #[arg(long)]
     pub allow_remote: bool,
@@ -67,23 +86,40 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     }
     let endpoint = args.endpoint.as_deref().unwrap_or_default();
     let target = parse_udp(endpoint, STAMP_PORT)?;
+    let auth = read_key(&args)?;
+    let size = args.size.unwrap_or(if auth.is_some() {
+        stamp::MIN_AUTH_PACKET_LEN
+    } else {
+        stamp::MIN_PACKET_LEN
+    });
     let config = SenderConfig {
         target,
         count: args.count,
         interval: args.interval,
-        size: args.size,
+        size,
         timeout: args.timeout,
         format: match args.timestamp {
             FormatArg::Ntp => TimestampFormat::Ntp,
             FormatArg::Ptp => TimestampFormat::Ptp,
         },
+        send_options: stamp::SendOptions {
+            ttl: args.ttl,
+            dscp: args.dscp,
+            dont_fragment: args.df,
+        },
+        auth,
     };
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() && !args.quiet {
         loopscope_report::stdout_line!(
-            "STAMP {target}: {} octets, {:?} timestamps",
-            args.size,
-            config.format
+            "STAMP {target}: {} octets, {:?} timestamps{}",
+            size,
+            config.format,
+            if config.auth.is_some() {
+                ", authenticated"
+            } else {
+                ""
+            }
         )?;
     }
     let quiet = args.quiet;
@@ -96,6 +132,54 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     })?;
     let summary = StampSummary::new(&target.to_string(), &run);
     printer.emit(&summary)?;
+    if let Some(path) = &args.report {
+        use loopscope_report::html;
+        let numbered = |values: &[f64]| -> Vec<(f64, f64)> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(index, value)| ((index + 1) as f64, *value))
+                .collect()
+        };
+        let mut report = html::HtmlReport::new(format!("loopscope stamp {target}"));
+        report
+            .parameter("target", target)
+            .parameter(
+                "count",
+                args.count.map_or("until stopped".into(), |c| c.to_string()),
+            )
+            .parameter("interval", format!("{:?}", args.interval))
+            .parameter("size", format!("{size} octets"))
+            .parameter("timestamps", format!("{:?}", config.format));
+        let mut sorted = run.rtt_us.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        report.plot(
+            "Delay per direction (one-way figures need synchronised clocks; on loopback they are)",
+            html::series_plot(
+                "reply",
+                "delay (µs)",
+                &[
+                    ("forward (sender to reflector)", numbered(&run.forward_us)),
+                    ("backward (reflector to sender)", numbered(&run.backward_us)),
+                    ("round trip", numbered(&run.rtt_us)),
+                ],
+                true,
+            )?,
+        );
+        report.plot(
+            "Round-trip histogram",
+            html::latency_histogram(&run.rtt_us, &[("p50", at(0.5)), ("p99", at(0.99))])?,
+        );
+        report.summary(&summary)?;
+        std::fs::write(path, report.render())
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
     Ok(Outcome::from_passed(summary.passed))
 }
 
@@ -109,7 +193,7 @@ impl Record for Listening {
         "listening"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "STAMP reflector on {}", self.endpoint)
+        writeln!(out, "STAMP reflector listening on {}", self.endpoint)
     }
 }
 
@@ -119,6 +203,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
         allow_remote: args.allow_remote,
         rate_limit_pps: args.rate_limit,
         drop_every: args.drop_every,
+        auth: read_key(args)?,
     };
     let socket = stamp::bind_reflector(address, &config)
         .with_context(|| format!("binding the STAMP reflector on {address}"))?;
@@ -129,6 +214,14 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
     let summary = stamp::reflect(&socket, &config, &context.stop)?;
     printer.emit(&summary)?;
     Ok(Outcome::Passed)
+}
+
+fn read_key(args: &Args) -> anyhow::Result<Option<stamp::StampKey>> {
+    args.auth
+        .as_deref()
+        .map(stamp::StampKey::from_file)
+        .transpose()
+        .map_err(Into::into)
 }
 
 /// `udp://HOST[:PORT]`, `udp://[v6][:PORT]`, `udp:HOST`.

@@ -1,0 +1,398 @@
+//! Kernel packet timestamps (SO_TIMESTAMPING, Linux `Documentation/networking/timestamping`),
+//! the per-datagram facts a measurement reads from control messages (TTL or hop limit, TOS or
+//! traffic class, destination address), the IP-level send options of a test stream (TTL,
+//! DSCP, don't-fragment), and the kernel clock's synchronisation status (adjtimex).
+//!
+//! The socket options and control messages go through nix and rustix, which parse them
+//! safely; only `adjtimex`, which neither wraps, is `unsafe` here.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, TimestampingFlag, recvmsg, setsockopt, sockopt,
+};
+
+/// `SO_EE_ORIGIN_TIMESTAMPING` (linux/errqueue.h): an error-queue message that carries a
+/// transmit timestamp rather than an error.
+const SO_EE_ORIGIN_TIMESTAMPING: u8 = 4;
+
+/// What one received datagram came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampedDatagram {
+    /// Octets of payload (the buffer holds them).
+    pub len: usize,
+    /// Whether the datagram was longer than the buffer (MSG_TRUNC).
+    pub truncated: bool,
+    /// Its source.
+    pub from: Option<SocketAddr>,
+    /// The address it was sent to (IP_PKTINFO / IPV6_PKTINFO).
+    pub to: Option<IpAddr>,
+    /// Its TTL (IPv4) or hop limit (IPv6) on arrival.
+    pub ttl: Option<u8>,
+    /// Its TOS octet (IPv4) or traffic class (IPv6): DSCP and ECN.
+    pub tos: Option<u8>,
+    /// The kernel's software receive timestamp (CLOCK_REALTIME, since the Unix epoch).
+    pub kernel_rx: Option<Duration>,
+}
+
+/// Asks the kernel for what [`recv_datagram`] reports: software receive timestamps and, with
+/// `transmit`, software transmit timestamps on the error queue (read with
+/// [`recv_tx_timestamp`]), numbered from 0 by the kernel (SOF_TIMESTAMPING_OPT_ID) without the
+/// packet attached (OPT_TSONLY); also the TTL, TOS and destination address of each datagram.
+pub fn enable_datagram_metadata(socket: impl AsFd, ipv6: bool, transmit: bool) -> io::Result<()> {
+    let socket = socket.as_fd();
+    let mut flags = TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
+        | TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE;
+    if transmit {
+        flags |= TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY;
+    }
+    setsockopt(&socket, sockopt::Timestamping, &flags)?;
+    if ipv6 {
+        setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)?;
+        setsockopt(&socket, sockopt::Ipv6RecvTClass, &true)?;
+        setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+    } else {
+        setsockopt(&socket, sockopt::Ipv4RecvTtl, &true)?;
+        setsockopt(&socket, sockopt::IpRecvTos, &true)?;
+        setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
+    }
+    Ok(())
+}
+
+/// The IP-level options of a test stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// TTL (IPv4) or unicast hop limit (IPv6).
+    pub ttl: Option<u8>,
+    /// DSCP (6 bits) for the TOS octet or traffic class; ECN left 0.
+    pub dscp: Option<u8>,
+    /// Set don't-fragment (IPv4) / do not fragment locally (IPv6): IP_PMTUDISC_DO.
+    pub dont_fragment: bool,
+}
+
+/// Applies `options` to a UDP socket of the given family.
+pub fn set_send_options(socket: impl AsFd, ipv6: bool, options: SendOptions) -> io::Result<()> {
+    use rustix::net::sockopt as so;
+    let socket = socket.as_fd();
+    if let Some(ttl) = options.ttl {
+        if ipv6 {
+            so::set_ipv6_unicast_hops(socket, Some(ttl))?;
+        } else {
+            so::set_ip_ttl(socket, u32::from(ttl))?;
+        }
+    }
+    if let Some(dscp) = options.dscp {
+        let tos = dscp << 2;
+        if ipv6 {
+            so::set_ipv6_tclass(socket, u32::from(tos))?;
+        } else {
+            so::set_ip_tos(socket, tos)?;
+        }
+    }
+    if options.dont_fragment {
+        if ipv6 {
+            so::set_ipv6_mtu_discover(socket, so::Ipv6PathMtuDiscovery::DO)?;
+        } else {
+            so::set_ip_mtu_discover(socket, so::Ipv4PathMtuDiscovery::DO)?;
+        }
+    }
+    Ok(())
+}
+
+fn timespec_duration(seconds: i64, nanos: i64) -> Option<Duration> {
+    (seconds > 0 || nanos > 0).then(|| {
+        Duration::new(
+            u64::try_from(seconds).unwrap_or(0),
+            u32::try_from(nanos).unwrap_or(0),
+        )
+    })
+}
+
+/// Reads one datagram without waiting (MSG_DONTWAIT) and the facts its control messages
+/// carry. `WouldBlock` when none is queued.
+pub fn recv_datagram(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
+    let socket = socket.as_fd();
+    let mut cmsg = nix::cmsg_space!(
+        libc::c_int,
+        libc::c_int,
+        libc::in6_pktinfo,
+        [libc::timespec; 3]
+    );
+    let mut iov = [IoSliceMut::new(buffer)];
+    let message = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    let mut received = TimestampedDatagram {
+        len: message.bytes,
+        truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
+        from: message.address.and_then(|address| socket_addr(&address)),
+        to: None,
+        ttl: None,
+        tos: None,
+        kernel_rx: None,
+    };
+    for control in message.cmsgs().map_err(io::Error::from)? {
+        match control {
+            ControlMessageOwned::Ipv4Ttl(value) | ControlMessageOwned::Ipv6HopLimit(value) => {
+                received.ttl = u8::try_from(value).ok();
+            }
+            ControlMessageOwned::Ipv4Tos(value) => received.tos = Some(value),
+            ControlMessageOwned::Ipv6TClass(value) => received.tos = u8::try_from(value).ok(),
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                received.to = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                received.to = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            ControlMessageOwned::ScmTimestampsns(stamps) => {
+                received.kernel_rx =
+                    timespec_duration(stamps.system.tv_sec(), stamps.system.tv_nsec());
+            }
+            _ => {}
+        }
+    }
+    Ok(received)
+}
+
+fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        Some(SocketAddr::V4((*v4).into()))
+    } else {
+        address
+            .as_sockaddr_in6()
+            .map(|v6| SocketAddr::V6((*v6).into()))
+    }
+}
+
+/// A transmit timestamp from the error queue: the kernel's number for the packet (0 for the
+/// first sent after [`enable_datagram_metadata`]) and when it left (CLOCK_REALTIME).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxTimestamp {
+    /// SOF_TIMESTAMPING_OPT_ID's counter (ee_data).
+    pub id: u32,
+    /// The software transmit timestamp, since the Unix epoch.
+    pub at: Duration,
+}
+
+/// Reads one transmit timestamp from the socket's error queue without waiting; `Ok(None)` when
+/// the queue holds none (or holds a message that is not a timestamp, which is consumed).
+pub fn recv_tx_timestamp(socket: impl AsFd) -> io::Result<Option<TxTimestamp>> {
+    let socket = socket.as_fd();
+    let mut cmsg = nix::cmsg_space!(
+        [libc::timespec; 3],
+        libc::sock_extended_err,
+        libc::sockaddr_in6
+    );
+    let mut payload = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut payload)];
+    let message = match recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(message) => message,
+        Err(nix::Error::EAGAIN) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let mut at = None;
+    let mut id = None;
+    for control in message.cmsgs().map_err(io::Error::from)? {
+        match control {
+            ControlMessageOwned::ScmTimestampsns(stamps) => {
+                at = timespec_duration(stamps.system.tv_sec(), stamps.system.tv_nsec());
+            }
+            ControlMessageOwned::Ipv4RecvErr(error, _)
+                if error.ee_origin == SO_EE_ORIGIN_TIMESTAMPING =>
+            {
+                id = Some(error.ee_data);
+            }
+            ControlMessageOwned::Ipv6RecvErr(error, _)
+                if error.ee_origin == SO_EE_ORIGIN_TIMESTAMPING =>
+            {
+                id = Some(error.ee_data);
+            }
+            _ => {}
+        }
+    }
+    Ok(match (id, at) {
+        (Some(id), Some(at)) => Some(TxTimestamp { id, at }),
+        _ => None,
+    })
+}
+
+/// The kernel clock's synchronisation as NTP (or PTP through phc2sys) left it in adjtimex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSync {
+    /// STA_UNSYNC is clear and the maximum error is below 16 s: a time source disciplines the
+    /// clock (adjtimex(2) returns TIME_ERROR otherwise).
+    pub synchronised: bool,
+    /// The estimated error (`esterror`).
+    pub estimated_error: Duration,
+    /// The maximum error (`maxerror`).
+    pub maximum_error: Duration,
+    /// CLOCK_REALTIME's resolution.
+    pub resolution: Duration,
+}
+
+/// Reads the clock's synchronisation status (adjtimex with no modes: a read, changes nothing).
+pub fn clock_sync() -> io::Result<ClockSync> {
+    // SAFETY: `timex` is plain integers; all-zero is a valid value.
+    let mut timex: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: `modes` 0 asks the kernel only to fill the struct in (a read, no change); the
+    // pointer is to a live, exclusively borrowed struct for the duration of the call.
+    let state = unsafe { libc::adjtimex(&mut timex) };
+    if state < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let resolution = rustix::time::clock_getres(rustix::time::ClockId::Realtime);
+    let micros = |value: libc::c_long| Duration::from_micros(u64::try_from(value).unwrap_or(0));
+    Ok(ClockSync {
+        synchronised: state != libc::TIME_ERROR
+            && timex.status & libc::STA_UNSYNC == 0
+            && timex.maxerror < 16_000_000,
+        estimated_error: micros(timex.esterror),
+        maximum_error: micros(timex.maxerror),
+        resolution: Duration::new(
+            u64::try_from(resolution.tv_sec).unwrap_or(0),
+            u32::try_from(resolution.tv_nsec).unwrap_or(0),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::SystemTime;
+
+    fn now() -> Duration {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+    }
+
+    fn wait(socket: &UdpSocket) {
+        crate::wait_readable(socket, Some(Duration::from_secs(5))).unwrap();
+    }
+
+    /// On loopback the kernel stamps the packet between our two clock reads, gives the TTL we
+    /// set, the DSCP we set, the address we sent to, and numbers transmit timestamps from 0.
+    #[test]
+    fn loopback_datagram_carries_kernel_timestamps_and_metadata() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_datagram_metadata(&receiver, false, false).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_datagram_metadata(&sender, false, true).unwrap();
+        set_send_options(
+            &sender,
+            false,
+            SendOptions {
+                ttl: Some(17),
+                dscp: Some(46),
+                dont_fragment: true,
+            },
+        )
+        .unwrap();
+        let before = now();
+        for _ in 0..2 {
+            sender
+                .send_to(b"hello", receiver.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut buffer = [0u8; 16];
+        wait(&receiver);
+        let got = recv_datagram(&receiver, &mut buffer).unwrap();
+        let after = now();
+        assert_eq!(&buffer[..got.len], b"hello");
+        assert_eq!(got.ttl, Some(17));
+        assert_eq!(got.tos, Some(46 << 2));
+        assert_eq!(got.to, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(got.from, Some(sender.local_addr().unwrap()));
+        // Receive timestamps may be missing on the first datagrams (see the IPv6 test).
+        if let Some(rx) = got.kernel_rx {
+            assert!(before <= rx && rx <= after, "{before:?} {rx:?} {after:?}");
+        }
+        let mut ids = Vec::new();
+        while ids.len() < 2 {
+            match recv_tx_timestamp(&sender).unwrap() {
+                Some(stamp) => {
+                    assert!(before <= stamp.at && stamp.at <= after);
+                    ids.push(stamp.id);
+                }
+                None => {
+                    let mut fds = [rustix::event::PollFd::new(
+                        &sender,
+                        rustix::event::PollFlags::ERR,
+                    )];
+                    rustix::event::poll(&mut fds, None).unwrap();
+                }
+            }
+        }
+        assert_eq!(ids, [0, 1]);
+        assert_eq!(recv_tx_timestamp(&sender).unwrap(), None);
+    }
+
+    #[test]
+    fn ipv6_hop_limit_and_traffic_class() {
+        let Ok(receiver) = UdpSocket::bind("[::1]:0") else {
+            eprintln!("skipping: no ::1 on this host");
+            return;
+        };
+        enable_datagram_metadata(&receiver, true, false).unwrap();
+        let sender = UdpSocket::bind("[::1]:0").unwrap();
+        set_send_options(
+            &sender,
+            true,
+            SendOptions {
+                ttl: Some(3),
+                dscp: Some(10),
+                dont_fragment: true,
+            },
+        )
+        .unwrap();
+        // The kernel turns receive timestamping on for the machine in deferred work when the
+        // first socket asks (net_enable_timestamp), so the first datagrams may come without one:
+        // send until one has it (the event), and it lies between our clock reads.
+        for attempt in 0.. {
+            assert!(
+                attempt < 1000,
+                "no kernel receive timestamp after 1000 datagrams"
+            );
+            let before = now();
+            sender
+                .send_to(b"x", receiver.local_addr().unwrap())
+                .unwrap();
+            wait(&receiver);
+            let got = recv_datagram(&receiver, &mut [0u8; 4]).unwrap();
+            let after = now();
+            assert_eq!(got.ttl, Some(3));
+            assert_eq!(got.tos, Some(10 << 2));
+            assert_eq!(got.to, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+            if let Some(rx) = got.kernel_rx {
+                assert!(before <= rx && rx <= after);
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn clock_sync_reads() {
+        let sync = clock_sync().unwrap();
+        assert!(sync.resolution > Duration::ZERO && sync.resolution <= Duration::from_millis(10));
+        if sync.synchronised {
+            assert!(sync.maximum_error < Duration::from_secs(16));
+        }
+    }
+}
