@@ -12,7 +12,7 @@ use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 mod support;
-use support::is_root;
+use support::{Netns, is_root};
 
 /// Longest wait for an expected line: generous, since CI runs beside stress-ng.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -24,8 +24,19 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::cargo_bin("loopscope")
-            .expect("binary")
+        Running::spawn(Command::cargo_bin("loopscope").expect("binary"), args)
+    }
+
+    /// Runs inside a network namespace.
+    fn start_in(netns: &Netns, args: &[&str]) -> Running {
+        Running::spawn(
+            netns.command(assert_cmd::cargo::cargo_bin("loopscope")),
+            args,
+        )
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Running {
+        let mut child = command
             .arg("--json")
             .args(args)
             .stdout(Stdio::piped())
@@ -550,4 +561,320 @@ fn tshark_decodes_every_packet_we_send() {
         ["1", "2", "3", "4", "5"],
         "{text}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interoperability with FRR's bfdd, the reference implementation: two namespaces joined by a
+// veth; FRR (zebra and bfdd, as user frr, their sockets in a directory the test owns) on side
+// A, loopscope on side B.
+
+const BFDD: &str = "/usr/lib/frr/bfdd";
+const ZEBRA: &str = "/usr/lib/frr/zebra";
+
+/// FRR's daemons in a namespace; stopped when dropped.
+struct Frr {
+    daemons: Vec<Child>,
+    dir: tempfile::TempDir,
+    netns: String,
+}
+
+impl Frr {
+    fn start(netns: &Netns, config: &str) -> Frr {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path();
+        std::fs::write(path.join("bfdd.conf"), config).expect("bfdd.conf");
+        std::fs::write(path.join("zebra.conf"), "").expect("zebra.conf");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let chown = Command::new("chown")
+            .args(["-R", "frr:frr"])
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(chown.success(), "chown frr");
+        let start = |daemon: &str, extra: &[&str]| -> Child {
+            let name = std::path::Path::new(daemon)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("name");
+            netns
+                .command(daemon)
+                .arg("-f")
+                .arg(path.join(format!("{name}.conf")))
+                .arg("-i")
+                .arg(path.join(format!("{name}.pid")))
+                .arg("-z")
+                .arg(path.join("zserv.api"))
+                .arg("--vty_socket")
+                .arg(path)
+                .args(["-u", "frr", "-g", "frr", "-P", "0", "--log"])
+                .arg(format!(
+                    "file:{}",
+                    path.join(format!("{name}.log")).display()
+                ))
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{daemon}: {e}"))
+        };
+        let zebra = start(ZEBRA, &[]);
+        let bfdd_ctl = path.join("bfdd.sock").display().to_string();
+        let bfdd = start(BFDD, &["--bfdctl", &bfdd_ctl]);
+        let frr = Frr {
+            daemons: vec![bfdd, zebra],
+            dir,
+            netns: netns.name.clone(),
+        };
+        frr.peer_json_when("bfdd answering", "", |_| true);
+        frr
+    }
+
+    fn vtysh(&self, commands: &[&str]) -> std::process::Output {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.netns, "vtysh", "--vty_socket"])
+            .arg(self.dir.path());
+        for c in commands {
+            command.args(["-c", c]);
+        }
+        command.output().expect("vtysh")
+    }
+
+    fn configure(&self, peer_stanza: &str, lines: &[&str]) {
+        let mut commands = vec!["configure terminal", "bfd", peer_stanza];
+        commands.extend_from_slice(lines);
+        let output = self.vtysh(&commands);
+        assert!(output.status.success(), "vtysh {commands:?}: {output:?}");
+    }
+
+    /// Polls `show bfd peers json` until the entry for `peer` (any entry when empty) meets
+    /// `wanted`; the reference tool's own view of the session.
+    fn peer_json_when(&self, what: &str, peer: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            let output = self.vtysh(&["show bfd peers json"]);
+            last = String::from_utf8_lossy(&output.stdout).into_owned();
+            if let Ok(Value::Array(peers)) = serde_json::from_str::<Value>(&last) {
+                if peer.is_empty() {
+                    return Value::Array(peers);
+                }
+                if let Some(entry) = peers.into_iter().find(|p| p["peer"] == peer)
+                    && wanted(&entry)
+                {
+                    return entry;
+                }
+            }
+            // vtysh offers no way to wait for a change; each poll is a fresh query.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("bfdd never showed {what} for '{peer}'; last: {last}");
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        for daemon in &mut self.daemons {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(daemon),
+                rustix::process::Signal::TERM,
+            );
+            let _ = daemon.wait();
+        }
+    }
+}
+
+fn frr_available() -> bool {
+    if !is_root() {
+        eprintln!("skipping: namespaces and FRR's daemons need root");
+        return false;
+    }
+    for program in [BFDD, ZEBRA, "/usr/bin/vtysh", "/usr/sbin/nft"] {
+        if !std::path::Path::new(program).exists() {
+            eprintln!("skipping: {program} is not installed (Debian packages frr, nftables)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2 and
+/// 10.77.0.3 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
+fn two_sides() -> Option<(Netns, Netns)> {
+    let a = Netns::create("bfd", "frr")?;
+    let b = Netns::create("bfd", "ls")?;
+    let veth = Command::new("ip")
+        .args([
+            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
+        ])
+        .args(["netns", &b.name])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    for (ns, lines) in [
+        (
+            &a,
+            &[
+                "link set lo up",
+                "addr add 10.77.0.1/24 dev vA",
+                "link set vA up",
+                "addr add 10.255.0.1/32 dev lo",
+                "route add 10.255.0.2/32 via 10.77.0.2",
+            ][..],
+        ),
+        (
+            &b,
+            &[
+                "link set lo up",
+                "addr add 10.77.0.2/24 dev vB",
+                "addr add 10.77.0.3/24 dev vB",
+                "link set vB up",
+                "addr add 10.255.0.2/32 dev lo",
+                "route add 10.255.0.1/32 via 10.77.0.1",
+            ][..],
+        ),
+    ] {
+        for line in lines {
+            ns.exec("ip", &line.split_whitespace().collect::<Vec<_>>());
+        }
+    }
+    Some((a, b))
+}
+
+const FRR_CONFIG: &str = "bfd
+ peer 10.77.0.2 local-address 10.77.0.1 interface vA
+  receive-interval 50
+  transmit-interval 50
+ !
+ peer 10.77.0.3 local-address 10.77.0.1 interface vA
+  receive-interval 50
+  transmit-interval 50
+ !
+ peer 10.255.0.2 multihop local-address 10.255.0.1
+  receive-interval 100
+  transmit-interval 100
+ !
+!
+";
+
+#[test]
+fn interoperates_with_frr_bfdd() {
+    if !frr_available() {
+        return;
+    }
+    let Some((a, b)) = two_sides() else { return };
+    let frr = Frr::start(&a, FRR_CONFIG);
+
+    // 1. loopscope speaks to bfdd, single hop on the veth.
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://10.77.0.1",
+            "--local",
+            "10.77.0.2",
+            "--min-tx",
+            "50ms",
+            "--min-rx",
+            "50ms",
+            "--retime",
+            "2s:100ms:100ms:4",
+        ],
+    );
+    speaker.wait_for("Up", is_state("Up"));
+    frr.peer_json_when("the session up", "10.77.0.2", |p| p["status"] == "up");
+    // Our Poll Sequence: bfdd sees the new timers.
+    frr.peer_json_when("our new timers", "10.77.0.2", |p| {
+        p["status"] == "up"
+            && p["remote-transmit-interval"] == 100
+            && p["remote-receive-interval"] == 100
+            && p["remote-detect-multiplier"] == 4
+    });
+    // bfdd's Poll Sequence: we see its new timers and it stays up.
+    frr.configure(
+        "peer 10.77.0.2 local-address 10.77.0.1 interface vA",
+        &["transmit-interval 200"],
+    );
+    speaker.wait_for("bfdd's new timers", |v| {
+        v["type"] == "remote_parameters" && v["desired_min_tx_ms"] == 200.0
+    });
+    frr.peer_json_when("up after its poll", "10.77.0.2", |p| {
+        p["status"] == "up" && p["transmit-interval"] == 200
+    });
+    // shutdown in vtysh: AdminDown reaches us; we go Down, "Neighbor Signaled Session Down".
+    frr.configure(
+        "peer 10.77.0.2 local-address 10.77.0.1 interface vA",
+        &["shutdown"],
+    );
+    let down = speaker.wait_for("Down", is_state("Down"));
+    assert_eq!(down["remote_state"], "AdminDown", "{down}");
+    assert_eq!(down["diagnostic_code"], 3, "{down}");
+    // What bfdd puts in Diag with AdminDown is its own view: compare with what it says.
+    let shut = frr.peer_json_when("shutdown", "10.77.0.2", |p| p["status"] == "shutdown");
+    let frr_diag = match shut["diagnostic"].as_str() {
+        Some("ok") => 0,
+        Some("administratively down") => 7,
+        other => panic!("bfdd's diagnostic {other:?}"),
+    };
+    assert_eq!(down["remote_diagnostic_code"], frr_diag, "{down} vs {shut}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 1, "leaving Up is a flap: {summary}");
+    assert_eq!(summary["dropped"], serde_json::json!({}), "{summary}");
+
+    // 2. bfdd speaks to loopscope's passive responder.
+    let responder = Running::start_in(
+        &b,
+        &[
+            "reflect",
+            "--bfd",
+            "udp://10.77.0.3",
+            "--bfd-min-tx",
+            "50ms",
+            "--bfd-min-rx",
+            "50ms",
+        ],
+    );
+    responder.wait_for("Up", is_state("Up"));
+    frr.peer_json_when("the responder up", "10.77.0.3", |p| p["status"] == "up");
+    // Dropping bfdd's packets: Down with "Control Detection Time Expired" within the
+    // Detection Time (3 × 50 ms), give or take an interval.
+    b.exec(
+        "nft",
+        &[
+            "add table inet bfdtest; add chain inet bfdtest input { type filter hook input priority 0; }; add rule inet bfdtest input ip saddr 10.77.0.1 udp dport 3784 drop",
+        ],
+    );
+    let down = responder.wait_for("Down", is_state("Down"));
+    assert_eq!(down["diagnostic_code"], 1, "{down}");
+    let detected = down["detection_ms"].as_f64().expect("detection_ms");
+    assert!((150.0 - 50.0..=150.0 + 50.0).contains(&detected), "{down}");
+    b.exec("nft", &["delete table inet bfdtest"]);
+    responder.wait_for("Up again", is_state("Up"));
+    drop(responder);
+
+    // 3. Multihop between the loopback addresses.
+    let multihop = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://10.255.0.1",
+            "--local",
+            "10.255.0.2",
+            "--multihop",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+        ],
+    );
+    multihop.wait_for("Up", is_state("Up"));
+    frr.peer_json_when("multihop up", "10.255.0.2", |p| {
+        p["status"] == "up" && p["multihop"] == true
+    });
+    let (summary, code) = multihop.interrupt();
+    assert_eq!(code, 0, "{summary}");
+    // 4. Authentication: bfdd 8.4 has none to configure ("authentication" is not a command of
+    // its peer node), so it is tested loopscope against loopscope above.
 }

@@ -356,6 +356,7 @@ impl Session {
         if required_min_rx > self.rx_in_force {
             self.rx_in_force = required_min_rx;
         }
+        self.reschedule_if_sooner(now);
         self.start_poll(now);
     }
 
@@ -456,6 +457,7 @@ impl Session {
                 took: now.saturating_duration_since(started),
             });
         }
+        self.reschedule_if_sooner(now);
         if self.state == State::AdminDown {
             return Err(DropReason::AdminDown);
         }
@@ -519,6 +521,17 @@ impl Session {
         };
         let percent = rand::rng().random_range(75..=top);
         self.tx_interval() * percent / 100
+    }
+
+    /// When the transmit interval has just shrunk (the peer lowered its Required Min RX, or a
+    /// Poll Sequence ended), a packet scheduled at the old, longer interval would arrive after
+    /// the peer's new Detection Time: the next one goes at the new interval instead.
+    fn reschedule_if_sooner(&mut self, now: Instant) {
+        if let Some(at) = self.next_tx
+            && at > now + self.tx_interval()
+        {
+            self.next_tx = Some(now + self.jittered());
+        }
     }
 
     /// Whether periodic transmission is on: the passive role waits for the peer, a peer in

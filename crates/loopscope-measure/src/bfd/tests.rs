@@ -275,3 +275,47 @@ fn a_packet_for_another_discriminator_is_dropped() {
     );
     assert_eq!(a.state(), State::Up);
 }
+
+/// A peer that, like FRR's bfdd, advertises slow timers (1 s) until Up and then lowers its
+/// Required Min RX: our next packet must follow the new interval, not the 1 s one scheduled
+/// before, or the peer's Detection Time (3 × 50 ms) expires. Found against bfdd 8.4: the
+/// session flapped every 150 ms.
+#[test]
+fn a_peer_that_lowers_its_required_min_rx_gets_packets_at_the_new_interval() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    assert!(a.transmit_due(t0, &mut out).is_some());
+    let peer = |state: State, rx_us: u32, final_: bool| ControlRepr {
+        diagnostic: Diagnostic::None,
+        state,
+        poll: false,
+        final_,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: 3,
+        my_discriminator: 2,
+        your_discriminator: 1,
+        desired_min_tx_us: rx_us,
+        required_min_rx_us: rx_us,
+        required_min_echo_rx_us: 0,
+        auth: None,
+    };
+    let bytes = [0u8; 24]; // the digest input; no authentication here
+    let t1 = t0 + Duration::from_millis(5);
+    a.receive(t1, &bytes, &peer(State::Init, 1_000_000, false))
+        .expect("accepted");
+    assert_eq!(a.state(), State::Up);
+    while a.transmit_due(t1, &mut out).is_some() {}
+    let t2 = t1 + Duration::from_millis(5);
+    a.receive(t2, &bytes, &peer(State::Up, 50_000, true))
+        .expect("accepted");
+    let mut t = t2;
+    while a.transmit_due(t, &mut out).is_none() {
+        t += Duration::from_millis(1);
+        assert!(
+            t <= t2 + Duration::from_millis(50),
+            "nothing sent 50 ms after the change"
+        );
+    }
+}
