@@ -8,9 +8,7 @@ use loopscope_wire::cfm::{ETHERTYPE_CFM, LoopbackKind, LoopbackRepr, tlv_type};
 fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     // pcap global header: magic, version 2.4, zone, sigfigs, snaplen, LINKTYPE_ETHERNET (1).
-    for word in [0xa1b2_c3d4u32] {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&4u16.to_le_bytes());
     out.extend_from_slice(&[0u8; 8]);
