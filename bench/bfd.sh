@@ -36,7 +36,7 @@ cleanup() {
   wait 2>/dev/null || true
   ip netns del bfdbenchA 2>/dev/null || true
   ip netns del bfdbenchB 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$work" "${capture:-}"
 }
 trap cleanup EXIT
 
@@ -116,16 +116,21 @@ for daemon in zebra bfdd; do
     --log "file:$work/$daemon.log" "${extra[@]}" &
   pids+=($!)
 done
-until ip netns exec bfdbenchA vtysh --vty_socket "$work" -c 'show bfd peers json' >/dev/null 2>&1; do
+# bfdd enables the session once zebra has told it about vA.
+until ip netns exec bfdbenchA vtysh --vty_socket "$work" -c 'show bfd peers json' 2>/dev/null |
+  grep -q '"interface":"vA"'; do
   sleep 0.1
 done
-ip netns exec bfdbenchB tshark -i vB -f "udp port 3784" -w "$work/bfd.pcap" 2> "$work/tshark.log" &
+capture=$(mktemp -d)
+ip netns exec bfdbenchB tshark -i vB -f "udp port 3784" -w "$capture/bfd.pcap" 2> "$capture/tshark.log" &
 pids+=($!)
-until grep -q 'Capturing on' "$work/tshark.log"; do sleep 0.05; done
-ip netns exec bfdbenchB nice -n 19 "$bin" bfd udp://10.78.0.1 --local 10.78.0.2 --min-tx 50ms \
-  --min-rx 50ms --multiplier 3 --duration "${seconds}s" --quiet
+until grep -q 'Capturing on' "$capture/tshark.log"; do sleep 0.05; done
+ip netns exec bfdbenchB "$bin" bfd udp://10.78.0.1 --local 10.78.0.2 --min-tx 50ms \
+  --min-rx 50ms --multiplier 3 --duration "$((seconds + 5))s" --quiet
 kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-tshark -r "$work/bfd.pcap" -T fields -e frame.time_epoch -e ip.src -e bfd.sta -e bfd.flags.p \
+cat "$capture/tshark.log" >&2
+cp "$capture/bfd.pcap" "${BFD_BENCH_PCAP:-/dev/null}" 2>/dev/null || true
+tshark -r "$capture/bfd.pcap" -T fields -e frame.time_epoch -e ip.src -e bfd.sta -e bfd.flags.p \
   -e bfd.flags.f -e bfd.desired_min_tx_interval 2>/dev/null | python3 -c '
 import sys
 rows = [l.split("\t") for l in sys.stdin.read().splitlines()]
