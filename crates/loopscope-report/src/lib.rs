@@ -15,7 +15,9 @@ use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
 
+pub mod html;
 pub mod input;
+pub mod prometheus;
 pub mod rtt;
 pub mod stdout;
 pub mod table;

@@ -57,6 +57,8 @@ enum Command {
     Stamp(cmd::stamp::Args),
     /// Is this host's loopback healthy?
     Doctor(cmd::doctor::Args),
+    /// Serve loopscope's tests to Prometheus: scheduled probes on /metrics, blackbox-style /probe.
+    Exporter(cmd::exporter::Args),
     /// What is this address, in every notation? Loopback, martian, SSRF verdicts.
     Addr(cmd::addr::Args),
     /// Find spoofed loopback and other martian packets in captures, live traffic and flow exports.
@@ -149,7 +151,8 @@ fn main() -> ExitCode {
         let reader_gone = Arc::clone(&stop);
         loopscope_report::stdout::on_closed(move || reader_gone.store(true, Ordering::SeqCst));
     }
-    if let Err(error) = signals::install(&stop) {
+    let hangup_stops = !matches!(cli.command, Command::Exporter(_));
+    if let Err(error) = signals::install(&stop, hangup_stops) {
         stderr_line!("loopscope: error: cannot install signal handlers: {error}");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
         Command::Reflect(args) => cmd::reflect::run(args, &context),
         Command::Stamp(args) => cmd::stamp::run(args, &context),
         Command::Doctor(args) => cmd::doctor::run(args, &context),
+        Command::Exporter(args) => cmd::exporter::run(&args, &context),
         Command::Addr(args) => cmd::addr::run(args, &context),
         Command::Martians(args) => cmd::martians::run(args, &context),
         Command::Acl(args) => cmd::acl::run(args, &context),
@@ -207,6 +211,7 @@ fn runs_until_stopped(command: &Command) -> bool {
         Command::Ping(args) => args.count.is_none() && args.deadline.is_none(),
         Command::Bert(args) => args.forever,
         Command::Reflect(_) => true,
+        Command::Exporter(args) => !args.check,
         Command::Bfd(args) => args.count.is_none() && args.duration.is_none(),
         Command::Stamp(args) => args.reflect.is_some() || args.count.is_none(),
         Command::Perf(args) => args.server,

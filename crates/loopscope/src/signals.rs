@@ -18,9 +18,14 @@ use signal_hook::iterator::Signals;
 /// How long after the first stop signal further ones count as the same request.
 pub const GRACE: Duration = Duration::from_secs(1);
 
-/// Starts the thread that turns stop signals into `stop`.
-pub fn install(stop: &Arc<AtomicBool>) -> io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+/// Starts the thread that turns stop signals into `stop`. With `hangup_stops` false, SIGHUP is
+/// left to the command (the exporter reloads its configuration on it).
+pub fn install(stop: &Arc<AtomicBool>, hangup_stops: bool) -> io::Result<()> {
+    let mut signals = if hangup_stops {
+        Signals::new([SIGINT, SIGTERM, SIGHUP])?
+    } else {
+        Signals::new([SIGINT, SIGTERM])?
+    };
     let stop = Arc::clone(stop);
     std::thread::Builder::new()
         .name("stop-signals".into())

@@ -198,8 +198,18 @@ pub struct EchoSocket {
 impl EchoSocket {
     /// Opens and connects a socket of the chosen kind to `target`.
     pub fn open(target: IpAddr, choice: SocketChoice) -> Result<Self, IcmpError> {
+        Self::open_bound(target, choice, &Bind::default())
+    }
+
+    /// Opens a socket as [`EchoSocket::open`] does, sending from `bind`'s source address and
+    /// through its interface when it names them.
+    pub fn open_bound(
+        target: IpAddr,
+        choice: SocketChoice,
+        bind: &Bind,
+    ) -> Result<Self, IcmpError> {
         let (socket, kind) = match choice {
-            SocketChoice::Only(kind) => open_kind(target, kind).map_err(|error| match error {
+            SocketChoice::Only(kind) => open_kind(target, kind, bind).map_err(|error| match error {
                 Opened::Refused(error) => IcmpError::Open {
                     kind: kind.name(),
                     error,
@@ -212,12 +222,12 @@ impl EchoSocket {
                 },
                 Opened::Unreachable(error) => IcmpError::Unreachable { target, error },
             })?,
-            SocketChoice::Auto => match open_kind(target, SocketKind::Datagram) {
+            SocketChoice::Auto => match open_kind(target, SocketKind::Datagram, bind) {
                 Ok(pair) => pair,
                 Err(Opened::Unreachable(error)) => {
                     return Err(IcmpError::Unreachable { target, error });
                 }
-                Err(Opened::Refused(datagram)) => match open_kind(target, SocketKind::Raw) {
+                Err(Opened::Refused(datagram)) => match open_kind(target, SocketKind::Raw, bind) {
                     Ok(pair) => pair,
                     Err(Opened::Unreachable(error)) => {
                         return Err(IcmpError::Unreachable { target, error });
@@ -475,7 +485,21 @@ enum Opened {
     Unreachable(io::Error),
 }
 
-fn open_kind(target: IpAddr, kind: SocketKind) -> Result<(Socket, SocketKind), Opened> {
+/// Where an echo socket sends from: a source address, an interface (SO_BINDTODEVICE), both
+/// or neither (the kernel's choice).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bind {
+    /// The source address of the requests.
+    pub source: Option<IpAddr>,
+    /// The interface the requests leave by.
+    pub interface: Option<String>,
+}
+
+fn open_kind(
+    target: IpAddr,
+    kind: SocketKind,
+    bind: &Bind,
+) -> Result<(Socket, SocketKind), Opened> {
     let (domain, protocol) = match target {
         IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
         IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
@@ -491,6 +515,16 @@ fn open_kind(target: IpAddr, kind: SocketKind) -> Result<(Socket, SocketKind), O
     // The kernel's receive timestamp on every reply (SO_TIMESTAMPNS). Without it the arrival
     // time is read in user space, which is later by the wake-up.
     let _ = setsockopt(&socket.as_fd(), sockopt::ReceiveTimestampns, &true);
+    if let Some(interface) = &bind.interface {
+        socket
+            .bind_device(Some(interface.as_bytes()))
+            .map_err(Opened::Unreachable)?;
+    }
+    if let Some(source) = bind.source {
+        socket
+            .bind(&SockAddr::from(SocketAddr::new(source, 0)))
+            .map_err(Opened::Unreachable)?;
+    }
     socket
         .connect(&SockAddr::from(SocketAddr::new(target, 0)))
         .map_err(Opened::Unreachable)?;

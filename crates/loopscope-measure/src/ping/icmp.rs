@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use loopscope_link::transport::icmp::{
-    EchoSocket, IcmpError, MAX_PAYLOAD, STAMP_LEN, SocketChoice, SocketKind,
+    Bind, EchoSocket, IcmpError, MAX_PAYLOAD, STAMP_LEN, SocketChoice, SocketKind,
 };
 use serde_json::{Map, Value, json};
 
@@ -20,6 +20,17 @@ impl IcmpPinger {
     pub fn open(target: IpAddr, choice: SocketChoice) -> Result<Self, IcmpError> {
         Ok(IcmpPinger {
             socket: EchoSocket::open(target, choice)?,
+        })
+    }
+
+    /// Opens a pinger whose requests leave from `bind`'s source address and interface.
+    pub fn open_bound(
+        target: IpAddr,
+        choice: SocketChoice,
+        bind: &Bind,
+    ) -> Result<Self, IcmpError> {
+        Ok(IcmpPinger {
+            socket: EchoSocket::open_bound(target, choice, bind)?,
         })
     }
 

@@ -36,7 +36,7 @@ use loopscope_link::{Endpoint, LinkError};
 
 pub use icmp::IcmpPinger;
 pub use link::LinkPinger;
-pub use loopscope_link::transport::icmp::{IcmpError, SocketChoice, SocketKind};
+pub use loopscope_link::transport::icmp::{Bind, IcmpError, SocketChoice, SocketKind};
 
 /// The longest interval, reply timeout or deadline a run accepts: the bound every duration
 /// flag has (`loopscope_report::units`), far below where clock arithmetic could overflow.

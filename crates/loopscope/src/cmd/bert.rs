@@ -72,6 +72,10 @@ pub struct Args {
     /// Write what crosses the link to this pcapng file (tshark and Wireshark read it).
     #[arg(long, value_name = "FILE")]
     pub capture: Option<std::path::PathBuf>,
+    /// Also write an HTML report with plots (BER over time, the G.821 errored and severely
+    /// errored seconds on a timeline) to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// After the last byte is sent, how long to wait for the rest to come back.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -149,11 +153,31 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     );
     let started = std::time::Instant::now();
     let mut events = EventPrinter::new(context.format);
+    let mut seconds: Vec<loopscope_report::html::BertSecond> = Vec::new();
+    let keep_seconds = args.report.is_some();
     let summary = bert::run(
         link,
         &options,
         &control,
-        &mut |event| events.print(&event),
+        &mut |event| {
+            if keep_seconds
+                && let bert::BertEvent::Second {
+                    t_s,
+                    bits,
+                    bit_errors,
+                    severely_errored,
+                    ..
+                } = &event
+            {
+                seconds.push(loopscope_report::html::BertSecond {
+                    t_s: *t_s,
+                    bits: *bits,
+                    bit_errors: *bit_errors,
+                    severely_errored: *severely_errored,
+                });
+            }
+            events.print(&event);
+        },
         &mut |bytes, counters| {
             progress.set_position(bytes);
             let rate = bytes as f64 * 8.0 / started.elapsed().as_secs_f64().max(1e-9);
@@ -170,6 +194,30 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     progress.finish();
     events.finish();
     Printer::stdout(context.format).emit(&summary)?;
+    if let Some(path) = &args.report {
+        let mut report =
+            loopscope_report::html::HtmlReport::new(format!("loopscope bert {}", args.link));
+        report
+            .parameter("link", &args.link)
+            .parameter("pattern", &summary.pattern)
+            .parameter(
+                "amount",
+                match amount {
+                    Amount::Bits(bits) => format!("{bits} bits"),
+                    Amount::Duration(duration) => format!("{duration:?}"),
+                    Amount::Unlimited => "until stopped".into(),
+                },
+            )
+            .parameter("inject_ber", args.inject_ber)
+            .parameter("impair", args.impair.as_deref().unwrap_or("none"));
+        report.plot(
+            "Bit error ratio over time, G.821 seconds",
+            loopscope_report::html::ber_timeline(&seconds)?,
+        );
+        report.summary(&summary)?;
+        std::fs::write(path, report.render())
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
     Ok(Outcome::from_passed(summary.passed))
 }
 

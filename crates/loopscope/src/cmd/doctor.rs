@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use loopscope_host::doctor::{self, Check, CheckResult, Options, Probe, Status};
 use loopscope_measure::ping::SocketChoice;
 use loopscope_report::{Outcome, Printer, Progress, Record, Table};
@@ -30,6 +30,9 @@ pub struct Args {
     /// Resolve `localhost` from this hosts(5) file instead of the system resolver.
     #[arg(long, value_name = "PATH")]
     pub hosts_file: Option<PathBuf>,
+    /// Also write an HTML report (each check's status and duration, the findings) to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
@@ -86,7 +89,51 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         write_table(&results)?;
     }
     printer.emit(&summary)?;
+    if let Some(path) = &args.report {
+        use loopscope_report::html;
+        let mut report = html::HtmlReport::new("loopscope doctor");
+        let selected_names: Vec<&str> = selected.iter().map(|check| check.name).collect();
+        report.parameter("checks", selected_names.join(", "));
+        if let Some(hosts) = &args.hosts_file {
+            report.parameter("hosts_file", hosts.display());
+        }
+        let bars: Vec<(&str, f64, &str)> = results
+            .iter()
+            .map(|result| (result.name, result.duration_ms, status_name(result.status)))
+            .collect();
+        report.plot("Checks", html::status_bars(&bars)?);
+        report.table(
+            "Findings",
+            &["#", "check", "status", "finding", "fix", "ms"],
+            results
+                .iter()
+                .enumerate()
+                .map(|(index, result)| {
+                    vec![
+                        (index + 1).to_string(),
+                        result.name.to_string(),
+                        result.status.label().to_string(),
+                        result.finding.clone(),
+                        result.fix.clone().unwrap_or_default(),
+                        format!("{:.2}", result.duration_ms),
+                    ]
+                })
+                .collect(),
+        );
+        report.summary(&summary)?;
+        std::fs::write(path, report.render())
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
     Ok(Outcome::from_passed(summary.passed))
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "pass",
+        Status::Warn => "warn",
+        Status::Fail => "fail",
+        Status::Skip => "skip",
+    }
 }
 
 fn list(printer: &mut Printer) -> anyhow::Result<Outcome> {

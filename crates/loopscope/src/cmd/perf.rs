@@ -35,6 +35,9 @@ pub struct Args {
     /// Be the far end: serve perf tests (also from stock iperf3 clients), many at once.
     #[arg(long, short = 's')]
     pub server: bool,
+    /// Client: also write an HTML report with plots (throughput per interval) to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// With --server: behave as stock iperf3, with no loopscope extension (no grants, no
     /// request-response).
     #[arg(long, requires = "server")]
@@ -315,10 +318,20 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     };
     let mut printer = Printer::stdout(context.format);
     if args.repeat <= 1 && args.sweep.is_none() {
+        let mut intervals: Vec<(f64, f64)> = Vec::new();
         let result = run_once(&options, &mut |event: &PerfEvent| {
+            if let PerfEvent::Interval(interval) = event {
+                intervals.push((interval.end_s, interval.bits_per_second / 1e9));
+            }
             let _ = printer.emit(event);
         });
+        if let (Some(path), Ok(summary)) = (&args.report, &result) {
+            write_report(path, &args, intervals, summary)?;
+        }
         return finish(result, &mut printer);
+    }
+    if args.report.is_some() {
+        bail!("--report writes one run's report: it does not go with --repeat or --sweep");
     }
     if args.repeat == 0 || args.repeat > 1000 {
         bail!("--repeat must be between 1 and 1000");
@@ -444,10 +457,47 @@ fn echo(args: &Args, link: &str, context: &Context) -> anyhow::Result<Outcome> {
         drain_timeout: args.drain_timeout,
     };
     let mut printer = Printer::stdout(context.format);
+    let mut intervals: Vec<(f64, f64)> = Vec::new();
     let result = run_echo(&open, &options, &context.stop, &mut |event: &PerfEvent| {
+        if let PerfEvent::Interval(interval) = event {
+            intervals.push((interval.end_s, interval.bits_per_second / 1e9));
+        }
         let _ = printer.emit(event);
     });
+    if let (Some(path), Ok(summary)) = (&args.report, &result) {
+        write_report(path, args, intervals, summary)?;
+    }
     finish(result, &mut printer)
+}
+
+/// `--report FILE.html`: throughput per interval (Gbit/s), the parameters and the summary.
+fn write_report(
+    path: &std::path::Path,
+    args: &Args,
+    intervals: Vec<(f64, f64)>,
+    summary: &PerfSummary,
+) -> anyhow::Result<()> {
+    let mut report = loopscope_report::html::HtmlReport::new(format!(
+        "loopscope perf {}",
+        args.link.as_deref().unwrap_or_default()
+    ));
+    report
+        .parameter("link", args.link.as_deref().unwrap_or_default())
+        .parameter("streams", args.parallel)
+        .parameter("time", format!("{:?}", args.time))
+        .parameter("interval", format!("{:?}", args.interval));
+    report.plot(
+        "Throughput per interval",
+        loopscope_report::html::over_time(
+            "throughput (Gbit/s)",
+            &[("all streams", intervals)],
+            false,
+        )?,
+    );
+    report.summary(summary)?;
+    std::fs::write(path, report.render())
+        .with_context(|| format!("cannot write the report {}", path.display()))?;
+    Ok(())
 }
 
 fn serve(args: &Args, context: &Context) -> anyhow::Result<Outcome> {

@@ -54,6 +54,9 @@ pub struct Args {
     /// Write what crosses the link to this pcapng file (tshark and Wireshark read it).
     #[arg(long, value_name = "FILE")]
     pub capture: Option<PathBuf>,
+    /// Also write an HTML report with plots (latency histogram, latency over time) to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
@@ -105,21 +108,49 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         loopscope_report::stdout_line!("{}", pinger.banner(args.size))?;
     }
     let quiet = args.quiet;
+    let started = std::time::Instant::now();
+    let mut replies: Vec<(f64, f64)> = Vec::new();
+    let keep_replies = args.report.is_some();
     let outcome = ping::run(
         pinger.as_mut(),
         &config,
         &context.stop,
         &mut |event| match event {
-            PingEvent::Reply(reply) if !quiet => {
-                let _ = printer.emit(reply);
+            PingEvent::Reply(reply) => {
+                if keep_replies && !reply.duplicate && !reply.corrupt {
+                    replies.push((started.elapsed().as_secs_f64(), reply.rtt_us));
+                }
+                if !quiet {
+                    let _ = printer.emit(reply);
+                }
             }
-            PingEvent::Reply(_) => {}
             PingEvent::SendFailed(failure) => {
                 let _ = printer.emit(failure);
             }
         },
     );
     printer.emit(&outcome.summary)?;
+    if let Some(path) = &args.report {
+        let mut parameters = vec![
+            ("link", args.endpoint.clone()),
+            (
+                "count",
+                args.count.map_or("until stopped".into(), |c| c.to_string()),
+            ),
+            ("interval", format!("{:?}", args.interval)),
+            ("size", format!("{} bytes", args.size)),
+            ("timeout", format!("{:?}", args.timeout)),
+        ];
+        if let Some(deadline) = args.deadline {
+            parameters.push(("deadline", format!("{deadline:?}")));
+        }
+        if let Some(impair) = &args.impair {
+            parameters.push(("impair", impair.clone()));
+        }
+        let html = loopscope_report::html::ping_report(&parameters, &replies, &outcome.summary)?;
+        std::fs::write(path, html)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
     if let Some(failure) = &outcome.link_failure {
         loopscope_report::stderr_line!("loopscope: the link failed mid-run: {failure}");
     }

@@ -65,6 +65,10 @@ pub struct Args {
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Sender: also write an HTML report with plots (delay per direction, the round-trip
+    /// histogram) to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// Reflector: answer sources and bind addresses other than loopback.
     #[arg(long)]
     pub allow_remote: bool,
@@ -128,6 +132,54 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     })?;
     let summary = StampSummary::new(&target.to_string(), &run);
     printer.emit(&summary)?;
+    if let Some(path) = &args.report {
+        use loopscope_report::html;
+        let numbered = |values: &[f64]| -> Vec<(f64, f64)> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(index, value)| ((index + 1) as f64, *value))
+                .collect()
+        };
+        let mut report = html::HtmlReport::new(format!("loopscope stamp {target}"));
+        report
+            .parameter("target", target)
+            .parameter(
+                "count",
+                args.count.map_or("until stopped".into(), |c| c.to_string()),
+            )
+            .parameter("interval", format!("{:?}", args.interval))
+            .parameter("size", format!("{size} octets"))
+            .parameter("timestamps", format!("{:?}", config.format));
+        let mut sorted = run.rtt_us.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        report.plot(
+            "Delay per direction (one-way figures need synchronised clocks; on loopback they are)",
+            html::series_plot(
+                "reply",
+                "delay (µs)",
+                &[
+                    ("forward (sender to reflector)", numbered(&run.forward_us)),
+                    ("backward (reflector to sender)", numbered(&run.backward_us)),
+                    ("round trip", numbered(&run.rtt_us)),
+                ],
+                true,
+            )?,
+        );
+        report.plot(
+            "Round-trip histogram",
+            html::latency_histogram(&run.rtt_us, &[("p50", at(0.5)), ("p99", at(0.99))])?,
+        );
+        report.summary(&summary)?;
+        std::fs::write(path, report.render())
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
     Ok(Outcome::from_passed(summary.passed))
 }
 

@@ -1,0 +1,311 @@
+//! One probe of one target: the measure, host and listeners engines called as the CLI calls
+//! them, their typed results kept for the metrics.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use loopscope_host::doctor::{self, Status};
+use loopscope_link::Endpoint;
+use loopscope_link::adapter::AdapterStack;
+use loopscope_measure::ping::{self, Bind, IcmpPinger, PingConfig, PingEvent, SocketChoice};
+
+use crate::config::{IpProtocol, Module, Prober, Target};
+
+/// What a ping burst counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PingCounts {
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies that came back in time (not duplicates, not corrupt).
+    pub received: u64,
+    /// Requests without a timely reply.
+    pub lost: u64,
+    /// Replies seen twice.
+    pub duplicates: u64,
+    /// Replies after their timeout (counted lost too).
+    pub late: u64,
+    /// Replies that came back altered.
+    pub corrupt: u64,
+    /// The round trips of the replies, in seconds.
+    pub rtts_s: Vec<f64>,
+    /// 4 or 6 for ICMP probes (blackbox's `probe_ip_protocol`).
+    pub ip_version: Option<u8>,
+}
+
+/// One listening socket reachable from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposedSocket {
+    /// "tcp" or "udp".
+    pub protocol: &'static str,
+    /// The bound address.
+    pub address: String,
+    /// The port.
+    pub port: u16,
+    /// The holders' command names, joined by ",", or "" when unknown.
+    pub process: String,
+}
+
+/// What a probe found, by module kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Findings {
+    /// icmp and ping.
+    Ping(PingCounts),
+    /// Each doctor check's status.
+    Doctor(Vec<(&'static str, Status)>),
+    /// Sockets counted by exposure, and the exposed ones.
+    Listeners {
+        /// Sockets bound to loopback only.
+        loopback_only: usize,
+        /// The exposed sockets.
+        exposed: Vec<ExposedSocket>,
+    },
+    /// The probe could not run (bad name, no socket): nothing was measured.
+    Nothing,
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    /// The probe succeeded (ping: at least one reply; doctor: no check failed; listeners: the
+    /// list was read).
+    pub success: bool,
+    /// How long the probe took.
+    pub duration: Duration,
+    /// What it found.
+    pub findings: Findings,
+    /// Why it failed to run, when it did.
+    pub error: Option<String>,
+}
+
+/// Runs one probe of `target` with `module`, stopping early when `stop` is set.
+pub fn run(module: &Module, target: &Target, stop: &AtomicBool) -> ProbeResult {
+    let started = Instant::now();
+    let outcome = match module.prober {
+        Prober::Icmp => icmp(module, target, stop),
+        Prober::Ping => link_ping(module, target, stop),
+        Prober::Doctor => run_doctor(module),
+        Prober::Listeners => listeners(module),
+        Prober::Bert => Err(
+            "bert modules run continuously (their figures are on /metrics, not per probe)".into(),
+        ),
+    };
+    let duration = started.elapsed();
+    match outcome {
+        Ok((success, findings)) => ProbeResult {
+            success,
+            duration,
+            findings,
+            error: None,
+        },
+        Err(error) => ProbeResult {
+            success: false,
+            duration,
+            findings: Findings::Nothing,
+            error: Some(error),
+        },
+    }
+}
+
+fn ping_config(module: &Module) -> PingConfig {
+    PingConfig {
+        count: Some(module.packets),
+        interval: module.spacing,
+        payload: module.payload,
+        timeout: module.timeout,
+        deadline: None,
+        stop_after_replies: None,
+    }
+}
+
+/// The addresses to try for an ICMP target, in the order the module's IP protocol asks for.
+/// A name is resolved afresh on every probe (getaddrinfo, no cache of ours), so a changed
+/// record is followed as soon as the system's resolver lets it expire: the record's TTL.
+pub fn resolve(host: &str, protocol: IpProtocol) -> Result<Vec<IpAddr>, String> {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<IpAddr> = match literal.parse::<IpAddr>() {
+        Ok(address) => vec![address],
+        Err(_) => (literal, 0)
+            .to_socket_addrs()
+            .map_err(|error| format!("cannot resolve '{host}': {error}"))?
+            .map(|address: SocketAddr| address.ip())
+            .collect(),
+    };
+    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addresses.into_iter().partition(IpAddr::is_ipv4);
+    let ordered: Vec<IpAddr> = match protocol {
+        IpProtocol::Ip4 => v4,
+        IpProtocol::Ip6 => v6,
+        IpProtocol::PreferIp4 => v4
+            .into_iter()
+            .take(1)
+            .chain(v6.into_iter().take(1))
+            .collect(),
+        IpProtocol::PreferIp6 => v6
+            .into_iter()
+            .take(1)
+            .chain(v4.into_iter().take(1))
+            .collect(),
+    };
+    if ordered.is_empty() {
+        return Err(format!(
+            "'{host}' has no address of the family the module asks for ({protocol:?})"
+        ));
+    }
+    Ok(ordered)
+}
+
+fn icmp(module: &Module, target: &Target, stop: &AtomicBool) -> Result<(bool, Findings), String> {
+    let host = target
+        .target
+        .strip_prefix("icmp://")
+        .unwrap_or(&target.target);
+    let addresses = resolve(host, module.ip_protocol)?;
+    let bind = Bind {
+        source: target.source,
+        interface: target.interface.clone(),
+    };
+    let choice = SocketChoice::from_env().map_err(|error| error.to_string())?;
+    // The preferred family first; the other one when a socket for the first cannot be opened
+    // (no route, no address of that family here).
+    let mut last_error = String::new();
+    for address in addresses {
+        let mut pinger = match IcmpPinger::open_bound(address, choice, &bind) {
+            Ok(pinger) => pinger,
+            Err(error) => {
+                last_error = format!("{address}: {error}");
+                continue;
+            }
+        };
+        let mut counts = run_ping(&mut pinger, module, stop);
+        counts.ip_version = Some(if address.is_ipv4() { 4 } else { 6 });
+        return Ok((counts.received > 0, Findings::Ping(counts)));
+    }
+    Err(last_error)
+}
+
+fn link_ping(
+    module: &Module,
+    target: &Target,
+    stop: &AtomicBool,
+) -> Result<(bool, Findings), String> {
+    let endpoint = Endpoint::parse(&target.target).map_err(|error| error.to_string())?;
+    let adapters = AdapterStack::from_flags(false, module.impair.as_deref(), None)
+        .map_err(|error| error.to_string())?;
+    let mut pinger =
+        ping::open(&endpoint, SocketChoice::Auto, &adapters).map_err(|error| error.to_string())?;
+    let counts = run_ping(pinger.as_mut(), module, stop);
+    Ok((counts.received > 0, Findings::Ping(counts)))
+}
+
+fn run_ping(pinger: &mut dyn ping::Pinger, module: &Module, stop: &AtomicBool) -> PingCounts {
+    let mut rtts_s = Vec::with_capacity(module.packets as usize);
+    let outcome = ping::run(pinger, &ping_config(module), stop, &mut |event| {
+        if let PingEvent::Reply(reply) = event
+            && !reply.duplicate
+            && !reply.corrupt
+        {
+            rtts_s.push(reply.rtt_us / 1e6);
+        }
+    });
+    let summary = outcome.summary;
+    let extra = |name: &str| {
+        summary
+            .extra
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    PingCounts {
+        sent: summary.transmitted,
+        received: summary.received,
+        lost: summary.transmitted.saturating_sub(summary.received),
+        duplicates: summary.duplicates,
+        late: extra("late"),
+        corrupt: extra("corrupt"),
+        rtts_s,
+        ip_version: None,
+    }
+}
+
+fn run_doctor(module: &Module) -> Result<(bool, Findings), String> {
+    let selected: Vec<&'static doctor::Check> = doctor::CHECKS
+        .iter()
+        .filter(|check| module.checks.is_empty() || module.checks.iter().any(|n| n == check.name))
+        .collect();
+    let options = doctor::Options {
+        hosts_file: module.hosts_file.as_ref().map(Into::into),
+        icmp_socket: SocketChoice::from_env().map_err(|error| error.to_string())?,
+        timeout: module.timeout.min(Duration::from_secs(5)),
+        // A probe every few seconds must stay light: a short BERT and a short latency loop.
+        bert_bytes: 1 << 20,
+        latency_round_trips: 200,
+    };
+    let results = loopscope_listeners::in_netns(module.netns.as_deref(), move || {
+        let mut probe = doctor::Probe::new(options);
+        doctor::run(&selected, &mut probe, |_| {})
+    })
+    .map_err(|error| error.to_string())?;
+    let statuses: Vec<(&'static str, Status)> = results
+        .iter()
+        .map(|result| (result.name, result.status))
+        .collect();
+    let passed = statuses.iter().all(|(_, status)| *status != Status::Fail);
+    Ok((passed, Findings::Doctor(statuses)))
+}
+
+fn listeners(module: &Module) -> Result<(bool, Findings), String> {
+    let snapshot = loopscope_listeners::snapshot(&loopscope_listeners::Options {
+        source: loopscope_listeners::Source::Auto,
+        netns: module.netns.clone(),
+    })
+    .map_err(|error| error.to_string())?;
+    let mut loopback_only = 0;
+    let mut exposed = Vec::new();
+    for listener in &snapshot.listeners {
+        if !listener.exposed {
+            loopback_only += 1;
+            continue;
+        }
+        let mut commands: Vec<&str> = listener
+            .processes
+            .iter()
+            .map(|process| process.command.as_str())
+            .collect();
+        commands.sort_unstable();
+        commands.dedup();
+        exposed.push(ExposedSocket {
+            protocol: listener.protocol.name(),
+            address: listener.local_address.to_string(),
+            port: listener.local_port,
+            process: commands.join(","),
+        });
+    }
+    exposed.sort_by(|a, b| (a.protocol, a.port, &a.address).cmp(&(b.protocol, b.port, &b.address)));
+    exposed.dedup();
+    Ok((
+        true,
+        Findings::Listeners {
+            loopback_only,
+            exposed,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_addresses_need_no_resolver() {
+        assert_eq!(
+            resolve("127.0.0.1", IpProtocol::PreferIp6).unwrap(),
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            resolve("[::1]", IpProtocol::Ip6).unwrap(),
+            vec!["::1".parse::<IpAddr>().unwrap()]
+        );
+        // An IPv4 literal with an IPv6-only module is refused, not silently used.
+        assert!(resolve("127.0.0.1", IpProtocol::Ip6).is_err());
+    }
+}
