@@ -524,6 +524,61 @@ fn class_of_service_reports_the_dscp_seen() {
     assert_eq!(summary(&events)["tlv_unrecognized"], 0);
 }
 
+/// TWAMP-Light (RFC 5357 Appendix I) against a packet Python builds from RFC 5357 §4.1.2
+/// (sequence, timestamp, error estimate, then 27 octets of padding: 41 in all): the reply has
+/// §4.2.1's layout in 41 octets; a 14-octet request is refused, since its reply would be
+/// larger. Then our sender in TWAMP-Light mode against the same reflector.
+#[test]
+fn twamp_light_against_a_python_sender_and_ours() {
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipping: no python3");
+        return;
+    }
+    let reflector = Reflector::start(&["--twamp-light"]);
+    let port = reflector.endpoint.rsplit(':').next().expect("port");
+    let script = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+s.sendto(struct.pack('!IQH', 1, 0, 0x0001), ('127.0.0.1', port))          # 14 octets: refused
+request = struct.pack('!IQH', 0x11223344, 0x0102030405060708, 0x0001) + bytes(27)
+assert len(request) == 41
+s.sendto(request, ('127.0.0.1', port))
+reply, _ = s.recvfrom(2048)
+assert len(reply) == 41, len(reply)
+(seq, t3, ee, t2, sseq, t1, see, ttl) = struct.unpack('!IQH2xQIQH2xB', reply)
+assert seq == 0x11223344 and sseq == 0x11223344
+assert t1 == 0x0102030405060708 and see == 0x0001
+assert ttl == 64 and t2 <= t3
+print('ok')
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, port])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &["--count", "10", "--interval", "1ms", "--twamp-light"],
+    );
+    assert_eq!(code, Some(0), "{events:?}");
+    let summary = summary(&events);
+    assert_eq!(summary["mode"], "twamp-light");
+    assert_eq!(summary["received"], 10);
+    for reply in events.iter().filter(|e| e["type"] == "reply") {
+        assert_eq!(reply["bytes"], 41, "{reply}");
+    }
+    let reflected = reflector.finish();
+    assert_eq!(reflected["reflected"], 11, "{reflected}");
+    assert_eq!(reflected["too_short"], 1, "{reflected}");
+}
+
 /// tshark's TWAMP-Test dissector (the STAMP layout is TWAMP's, RFC 8762 §4) reads the sequence
 /// numbers, TTL and error estimates we put on the wire, captured on the loopback of a namespace
 /// of the test's own so no other traffic mixes in.

@@ -35,7 +35,9 @@ use serde::Serialize;
 use loopscope_wire::stamp::{
     ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, Timestamp,
 };
-pub use loopscope_wire::stamp::{MIN_AUTH_PACKET_LEN, MIN_PACKET_LEN, TimestampFormat};
+pub use loopscope_wire::stamp::{
+    MIN_AUTH_PACKET_LEN, MIN_PACKET_LEN, MIN_TWAMP_LIGHT_LEN, TimestampFormat,
+};
 
 /// Largest STAMP packet in one UDP/IPv4 datagram (65535 − 20 − 8).
 pub const MAX_PACKET_LEN: usize = 65_507;
@@ -127,6 +129,8 @@ pub struct SenderConfig {
     pub auth: Option<StampKey>,
     /// RFC 8972 TLVs to put after the base packet (then `size` is the base packet and these).
     pub tlvs: Vec<u8>,
+    /// TWAMP-Light (RFC 5357 Appendix I): 41-octet packets allowed, no TLVs.
+    pub twamp_light: bool,
 }
 
 /// An Extra Padding TLV (RFC 8972 §4.1) of `len` zero octets.
@@ -297,6 +301,8 @@ pub struct SenderRun {
     pub same_host: bool,
     /// The session ran in authenticated mode.
     pub authenticated: bool,
+    /// The session ran as TWAMP-Light.
+    pub twamp_light: bool,
     pub elapsed: Duration,
     /// Time from the first send to the last.
     pub send_span: Duration,
@@ -337,6 +343,8 @@ pub fn send(
 ) -> Result<SenderRun, StampError> {
     let mode = if config.auth.is_some() {
         Mode::Authenticated
+    } else if config.twamp_light {
+        Mode::TwampLight
     } else {
         Mode::Unauthenticated
     };
@@ -367,6 +375,7 @@ pub fn send(
         reflector_synchronised: true,
         same_host: config.target.ip().is_loopback(),
         authenticated: config.auth.is_some(),
+        twamp_light: config.twamp_light,
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
@@ -659,7 +668,7 @@ pub struct StampSummary {
     /// Reply TLVs the reflector flagged U (not processed) or M (malformed).
     pub tlv_unrecognized: u64,
     pub tlv_malformed: u64,
-    /// "unauthenticated" or "authenticated" (RFC 8762 §4.2).
+    /// "unauthenticated" or "authenticated" (RFC 8762 §4.2), or "twamp-light".
     pub mode: &'static str,
     pub send_errors: u64,
     pub elapsed_s: f64,
@@ -822,6 +831,8 @@ impl StampSummary {
             tlv_malformed: run.tlv_malformed,
             mode: if run.authenticated {
                 "authenticated"
+            } else if run.twamp_light {
+                "twamp-light"
             } else {
                 "unauthenticated"
             },
@@ -955,6 +966,9 @@ pub struct ReflectorConfig {
     pub drop_every: Option<u64>,
     /// Authenticated mode (RFC 8762 §4.3.2) with this key: requests must carry its HMAC.
     pub auth: Option<StampKey>,
+    /// TWAMP-Light (RFC 5357 Appendix I): requests of 41 octets and more are answered, and
+    /// what follows the base packet is padding (zeros in the reply), not TLVs.
+    pub twamp_light: bool,
 }
 
 /// What a reflector did.
@@ -1072,6 +1086,8 @@ pub fn reflect(
     let mut valid: u64 = 0;
     let mode = if config.auth.is_some() {
         Mode::Authenticated
+    } else if config.twamp_light {
+        Mode::TwampLight
     } else {
         Mode::Unauthenticated
     };

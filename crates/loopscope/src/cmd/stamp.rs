@@ -53,6 +53,10 @@ pub struct Args {
     /// packets arrived with (DSCP1, the DSCP asked for the reply, is --dscp or 0).
     #[arg(long, conflicts_with = "size")]
     pub cos: bool,
+    /// TWAMP-Light (RFC 5357 Appendix I): the same test packets, 41 octets at least, no TLVs.
+    /// On the reflector: answer TWAMP-Light senders (requests of 41 octets and more).
+    #[arg(long, conflicts_with_all = ["auth", "cos", "tlv_padding"])]
+    pub twamp_light: bool,
     /// How long to wait for replies after the last packet.
     #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
     pub timeout: Duration,
@@ -104,6 +108,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let size = args.size.unwrap_or(
         if auth.is_some() {
             stamp::MIN_AUTH_PACKET_LEN
+        } else if args.twamp_light {
+            stamp::MIN_TWAMP_LIGHT_LEN
         } else {
             stamp::MIN_PACKET_LEN
         } + tlvs.len(),
@@ -125,6 +131,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         },
         auth,
         tlvs,
+        twamp_light: args.twamp_light,
     };
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() && !args.quiet {
@@ -220,6 +227,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
         allow_remote: args.allow_remote,
         rate_limit_pps: args.rate_limit,
         drop_every: args.drop_every,
+        twamp_light: args.twamp_light,
         auth: read_key(args)?,
     };
     let socket = stamp::bind_reflector(address, &config)
