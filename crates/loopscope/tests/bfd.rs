@@ -143,6 +143,16 @@ fn a_session_comes_up_and_a_vanished_peer_is_detected_within_the_detection_time(
     assert_eq!(summary["came_up"], true);
     assert_eq!(summary["detections"], 1);
     assert_eq!(summary["detection_p99_ms"], detected);
+    // The histogram holds every gap counted.
+    let histogram = summary["interarrival_histogram"]
+        .as_object()
+        .expect("histogram");
+    let counted: u64 = histogram.values().filter_map(Value::as_u64).sum();
+    assert_eq!(
+        Some(counted),
+        summary["interarrival_count"].as_u64(),
+        "{summary}"
+    );
 }
 
 #[test]
