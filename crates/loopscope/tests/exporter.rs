@@ -612,3 +612,52 @@ fn a_bad_config_is_refused_with_its_line_and_exit_2() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_stamp_target_counts_round_trips_and_both_directions() {
+    let mut command = Command::new(BIN);
+    command.args(["--json", "stamp", "--reflect", "udp://127.0.0.1:0"]);
+    let reflector = Running::spawn(command, true);
+    let (line, _) = reflector.line_with("\"listening\"");
+    let event: Value = serde_json::from_str(&line).expect("JSON");
+    let endpoint = event["endpoint"].as_str().expect("endpoint").to_string();
+    let exporter = Exporter::start(&format!(
+        "[modules.stamp]\nprober = \"stamp\"\npackets = 5\nspacing = \"1ms\"\ntimeout = \"500ms\"\n\n\
+         [[targets]]\nname = \"refl\"\nmodule = \"stamp\"\ntarget = \"{endpoint}\"\ninterval = \"100ms\"\n"
+    ));
+    let labels = "{target=\"refl\",module=\"stamp\"}";
+    let text = wait_for("STAMP probes", || {
+        let text = exporter.metrics();
+        sample(
+            &text,
+            &format!("loopscope_probe_packets_sent_total{labels}"),
+        )
+        .filter(|sent| *sent >= 20.0)
+        .map(|_| text)
+    });
+    let sent = sample(
+        &text,
+        &format!("loopscope_probe_packets_sent_total{labels}"),
+    )
+    .unwrap();
+    let received = sample(
+        &text,
+        &format!("loopscope_probe_packets_received_total{labels}"),
+    )
+    .unwrap();
+    assert_eq!(sent, received, "a clean reflector on loopback lost packets");
+    assert_eq!(
+        sample(&text, &format!("loopscope_probe_rtt_seconds_count{labels}")),
+        Some(received)
+    );
+    for direction in ["forward", "backward"] {
+        let delay = sample(
+            &text,
+            &format!(
+                "loopscope_stamp_one_way_delay_seconds{{target=\"refl\",module=\"stamp\",direction=\"{direction}\"}}"
+            ),
+        )
+        .expect("a one-way delay");
+        assert!(delay.abs() < 0.1, "{direction} delay {delay} s on loopback");
+    }
+}
