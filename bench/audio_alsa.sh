@@ -18,7 +18,9 @@ export JACK_DEFAULT_SERVER="loopscope-bench-alsa-$$" JACK_NO_START_SERVER=1
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  # SIGTERM, never SIGKILL: a killed jackd leaves its slot in JACK's server registry.
+  # alsa_delay first, with SIGINT (on SIGTERM it dies without closing its JACK clients, and
+  # that leaves the server's slot taken in JACK's registry); then SIGTERM, never SIGKILL.
+  kill -INT "${ad:-0}" 2>/dev/null || true
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"

@@ -2,12 +2,16 @@
 # A long BERT over TCP through `loopscope reflect` (one hour by default), on demand.
 # Every minute prints the reflector's and the tester's RSS and the tester's throughput over
 # that minute, so a leak or a slowdown shows as a trend from the first minute to the last.
-# Usage: bench/bert_soak.sh [MINUTES]
+# Usage: bench/bert_soak.sh [MINUTES]   (LOOPSCOPE_BIN=path uses that binary, unbuilt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-60}
-cargo build --release -q -p loopscope
-bin=target/release/loopscope
+if [[ -n ${LOOPSCOPE_BIN:-} ]]; then
+  bin=$LOOPSCOPE_BIN
+else
+  cargo build --release -q -p loopscope
+  bin=target/release/loopscope
+fi
 out=$(mktemp); events=$(mktemp)
 $bin --json reflect tcp://127.0.0.1:0 --quiet >"$out" &
 reflector=$!

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Servers under load: `loopscope reflect` facing many clients, aborts and floods.
 
-Usage: bench/reflect_load.py [--bin target/release/loopscope] [--clients 2000] [--aborts 10000]
-                             [--sources 1000] [--flood-seconds 5]
+Usage: bench/reflect_load.py [--bin target/release/loopscope] [--clients 2000] [--rounds 1]
+                             [--aborts 10000] [--sources 1000] [--flood-seconds 5] [--only PHASE]
 
 Phases, each against a fresh reflector:
   tcp-concurrent  N clients connect at once, each sends 1 KiB and reads it back, all held open
@@ -27,8 +27,8 @@ def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 class Reflector:
-    def __init__(self, binary, endpoint):
-        self.proc = subprocess.Popen([binary, "--json", "reflect", endpoint, "--quiet"],
+    def __init__(self, binary, endpoint, *extra):
+        self.proc = subprocess.Popen([binary, "--json", "reflect", endpoint, "--quiet", *extra],
                                      stdout=subprocess.PIPE, text=True)
         first = json.loads(self.proc.stdout.readline())  # waits for the listening event
         self.endpoint = first["endpoint"]
@@ -36,7 +36,16 @@ class Reflector:
         self.address = (host.strip("[]"), int(port))
         self.peak = rss_kib(self.proc.pid)
         self.running = True
+        # Read its output as it comes, as a terminal or a log collector would: a reflector
+        # whose stdout nobody reads may block writing it.
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         threading.Thread(target=self._watch, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
 
     def _watch(self):
         while self.running and self.proc.poll() is None:
@@ -49,8 +58,9 @@ class Reflector:
     def stop(self):
         self.running = False
         self.proc.send_signal(2)
-        out, _ = self.proc.communicate(timeout=30)
-        summary = [json.loads(l) for l in out.splitlines() if l.strip()]
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=30)
+        summary = [json.loads(l) for l in self.lines if l.strip()]
         return summary[-1] if summary else {}
 
 def settle(pid, before, seconds=5.0):
@@ -68,9 +78,8 @@ def report(name, r, rss0, fd0, sent, received, seconds, extra=""):
           f"replies/s {received[0] / max(seconds, 1e-9):10.0f}  bytes in {sent[1]} out {received[1]} "
           f"{'OK' if received[1] <= sent[1] else 'AMPLIFIED'}  refused {refused} {extra}")
 
-def tcp_concurrent(binary, clients):
-    r = Reflector(binary, "tcp://127.0.0.1:0")
-    rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
+def tcp_round(r, clients):
+    """One round: `clients` connect at once, each sends 1 KiB and reads it back, then all leave."""
     start = time.monotonic()
     socks, sent, got, refused = [], [0, 0], [0, 0], 0
     payload = os.urandom(1024)
@@ -100,7 +109,21 @@ def tcp_concurrent(binary, clients):
     seconds = time.monotonic() - start
     for s in socks:
         s.close()
-    report("tcp-concurrent", r, rss0, fd0, sent, got, seconds, f"clients {clients} unanswered {clients - got[0]} refused-at-connect {refused}")
+    return sent, got, refused, seconds
+
+def tcp_concurrent(binary, clients, rounds):
+    """`rounds` rounds against one reflector. RSS after each round tells a leak (grows every
+    round) from memory the allocator keeps for reuse (grows once, then stays). The connection
+    limit is raised above the client count (the default, 1,024, would refuse the rest)."""
+    r = Reflector(binary, "tcp://127.0.0.1:0", "--max-connections", str(clients + 16))
+    rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
+    for round_number in range(1, rounds):
+        sent, got, refused, seconds = tcp_round(r, clients)
+        rss1, fd1 = settle(r.proc.pid, fd0)
+        print(f"tcp-concurrent round {round_number:3}: answered {got[0]}/{clients} in {seconds:.1f}s  "
+              f"rss KiB after {rss1:7} (peak so far {r.peak})  fds {fd1}", flush=True)
+    sent, got, refused, seconds = tcp_round(r, clients)
+    report("tcp-concurrent", r, rss0, fd0, sent, got, seconds, f"clients {clients} rounds {rounds} unanswered (last round) {clients - got[0]} refused-at-connect {refused}")
 
 def tcp_abort(binary, cycles):
     r = Reflector(binary, "tcp://127.0.0.1:0")
@@ -185,16 +208,23 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", default="target/release/loopscope")
     p.add_argument("--clients", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=1, help="tcp-concurrent rounds against one reflector")
+    p.add_argument("--only", help="run only this phase (tcp-concurrent, tcp-abort, udp-flood, udp-sizes)")
     p.add_argument("--aborts", type=int, default=10000)
     p.add_argument("--sources", type=int, default=1000)
     p.add_argument("--flood-seconds", type=float, default=5)
     a = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    tcp_concurrent(a.bin, a.clients)
-    tcp_abort(a.bin, a.aborts)
-    udp_flood(a.bin, a.sources, a.flood_seconds)
-    udp_sizes(a.bin)
+    phases = {
+        "tcp-concurrent": lambda: tcp_concurrent(a.bin, a.clients, max(a.rounds, 1)),
+        "tcp-abort": lambda: tcp_abort(a.bin, a.aborts),
+        "udp-flood": lambda: udp_flood(a.bin, a.sources, a.flood_seconds),
+        "udp-sizes": lambda: udp_sizes(a.bin),
+    }
+    for name, phase in phases.items():
+        if a.only in (None, name):
+            phase()
 
 if __name__ == "__main__":
     main()

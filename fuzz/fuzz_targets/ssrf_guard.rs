@@ -23,9 +23,7 @@ fuzz_target!(|input: Input| {
     let prefixes = |list: &[(IpAddr, u8)]| {
         list.iter()
             .take(8)
-            .filter_map(|(address, length)| {
-                format!("{address}/{}", length % 129).parse().ok()
-            })
+            .filter_map(|(address, length)| format!("{address}/{}", length % 129).parse().ok())
             .collect::<Vec<_>>()
     };
     let policy = Policy {
@@ -34,7 +32,10 @@ fuzz_target!(|input: Input| {
         deny: prefixes(&input.deny),
     };
     let mut resolver = StaticResolver::new();
-    resolver.insert("evil.example", ["127.0.0.1".parse().unwrap(), "8.8.8.8".parse().unwrap()]);
+    resolver.insert(
+        "evil.example",
+        ["127.0.0.1".parse().unwrap(), "8.8.8.8".parse().unwrap()],
+    );
     resolver.insert("public.example", ["93.184.215.14".parse().unwrap()]);
     let allow = policy.allow.clone();
     let guard = Guard::new(policy, resolver);

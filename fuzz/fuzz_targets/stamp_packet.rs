@@ -9,7 +9,7 @@ use loopscope_wire::stamp::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    for mode in [Mode::Unauthenticated, Mode::Authenticated] {
+    for mode in [Mode::Unauthenticated, Mode::Authenticated, Mode::TwampLight] {
         if let Ok(view) = SenderPacket::new_checked(data, mode) {
             let repr = SenderRepr::parse(&view);
             let mut out = vec![0u8; data.len()];

@@ -250,8 +250,10 @@ fn read_pcap<R: Read>(
     let interfaces = vec![interface];
     let mut damage = ReadDamage::default();
     // Records far longer than any snap length mean the file is corrupt: pcap has no framing to
-    // resynchronise on, so reading ends there.
-    let max_record = snaplen.max(262_144) as usize;
+    // resynchronise on, so reading ends there. The snap length is the file's own claim, so it
+    // is held to the pcapng block bound too: a 138-byte file claiming a 2.7 GB snap length and
+    // record made the reader allocate (and zero) 2.7 GB (found by the capture_file fuzz target).
+    let max_record = (snaplen as usize).clamp(262_144, MAX_BLOCK);
     let mut number = 0u64;
     // Records are walked in the buffered bytes without going back to the window for each one
     // (a few loads per packet, as over a mapped file); the window is refilled only when the
@@ -508,6 +510,54 @@ mod tests {
         let (_, damage) = read_capture(bytes.as_slice(), &mut frames).unwrap();
         assert_eq!(damage.corrupt_records, 1);
         assert!(damage.truncated);
+    }
+
+    /// Hands out the input like `&[u8]` does and remembers the largest buffer it was given to
+    /// fill: the reader's window never needs one bigger than the largest record it will keep.
+    struct LargestRead<'a> {
+        input: &'a [u8],
+        largest: usize,
+    }
+
+    impl Read for LargestRead<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.largest = self.largest.max(out.len());
+            self.input.read(out)
+        }
+    }
+
+    /// The capture_file fuzz target's out-of-memory input, byte for byte: a pcap header whose
+    /// snap length (like every other field) is 0xa0a0a0a0, then a record claiming as many
+    /// captured bytes. The reader took the file's snap length as the record bound and grew its
+    /// window to 2,694,881,456 bytes.
+    #[test]
+    fn a_forged_snap_length_does_not_size_the_buffer() {
+        let hex = concat!(
+            "d4c3b2a1020004a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0",
+            "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a00000ad00",
+            "000000000000ffff00000100000000000000000000002c0000002c0000000200",
+            "0000000202000000000108004500001e00010000401100007f0000010a000002",
+            "0fa00035000a00006869",
+        );
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
+            .collect();
+        assert_eq!(bytes.len(), 138);
+        let mut reader = LargestRead {
+            input: &bytes,
+            largest: 0,
+        };
+        let mut frames = Frames(Vec::new());
+        let (_, damage) = read_capture(&mut reader, &mut frames).unwrap();
+        assert_eq!(damage.corrupt_records, 1, "{damage:?}");
+        assert!(damage.unrecoverable, "{damage:?}");
+        assert!(frames.0.is_empty());
+        assert!(
+            reader.largest <= MAX_BLOCK + 16,
+            "a {}-byte buffer",
+            reader.largest
+        );
     }
 
     #[test]

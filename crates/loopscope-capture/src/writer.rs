@@ -14,18 +14,11 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use pcap_parser::pcapng::{
-    EnhancedPacketBlock, InterfaceDescriptionBlock, OptionCode, PcapNGOption, SectionHeaderBlock,
-};
-use pcap_parser::{Linktype, ToVec};
+use loopscope_wire::pcapng;
 
 use crate::CaptureError;
 
-const SHB_MAGIC: u32 = 0x0a0d_0d0a;
-const IDB_MAGIC: u32 = 0x0000_0001;
-const EPB_MAGIC: u32 = 0x0000_0006;
-const BOM_MAGIC: u32 = 0x1a2b_3c4d;
-const USER_APPLICATION: &[u8] = b"loopscope martians";
+const USER_APPLICATION: &str = "loopscope martians";
 
 /// Where a packet came from: packets of different inputs or interfaces get their own
 /// interface descriptions.
@@ -106,21 +99,8 @@ impl PcapngWriter {
             interfaces: HashMap::new(),
             packets: 0,
         };
-        let mut section = SectionHeaderBlock {
-            block_type: SHB_MAGIC,
-            block_len1: 0,
-            bom: BOM_MAGIC,
-            major_version: 1,
-            minor_version: 0,
-            section_len: -1,
-            options: vec![PcapNGOption {
-                code: OptionCode(4), // shb_userappl
-                len: USER_APPLICATION.len() as u16,
-                value: std::borrow::Cow::Borrowed(USER_APPLICATION),
-            }],
-            block_len2: 0,
-        };
-        let bytes = section.to_vec().map_err(|_| writer.serialise_error())?;
+        let bytes =
+            pcapng::section_header(USER_APPLICATION).map_err(|e| writer.serialise_error(e))?;
         writer.write(&bytes)?;
         Ok(writer)
     }
@@ -137,48 +117,16 @@ impl PcapngWriter {
         let if_id = match self.interfaces.get(&(origin.input, origin.interface)) {
             Some(id) => *id,
             None => {
-                // pcap-parser adds if_tsresol (from the field below) and if_tsoffset itself.
-                let mut options = Vec::new();
-                if let Some(name) = origin.interface_name {
-                    options.push(PcapNGOption {
-                        code: OptionCode(2), // if_name
-                        len: name.len().min(255) as u16,
-                        value: std::borrow::Cow::Owned(
-                            name.as_bytes()[..name.len().min(255)].to_vec(),
-                        ),
-                    });
-                }
-                let mut description = InterfaceDescriptionBlock {
-                    block_type: IDB_MAGIC,
-                    block_len1: 0,
-                    linktype: Linktype(origin.linktype as i32),
-                    reserved: 0,
-                    snaplen: 0,
-                    options,
-                    block_len2: 0,
-                    if_tsresol: 9,
-                    if_tsoffset: 0,
-                };
-                let bytes = description.to_vec().map_err(|_| self.serialise_error())?;
+                let bytes = pcapng::interface_description(origin.linktype, origin.interface_name)
+                    .map_err(|e| self.serialise_error(e))?;
                 self.write(&bytes)?;
                 self.interfaces
                     .insert((origin.input, origin.interface), next_id);
                 next_id
             }
         };
-        let mut block = EnhancedPacketBlock {
-            block_type: EPB_MAGIC,
-            block_len1: 0,
-            if_id,
-            ts_high: (time_ns >> 32) as u32,
-            ts_low: time_ns as u32,
-            caplen: frame.len() as u32,
-            origlen: original_len.max(frame.len() as u32),
-            data: frame,
-            options: Vec::new(),
-            block_len2: 0,
-        };
-        let bytes = block.to_vec().map_err(|_| self.serialise_error())?;
+        let bytes = pcapng::enhanced_packet(if_id, time_ns, original_len, frame, None)
+            .map_err(|e| self.serialise_error(e))?;
         self.write(&bytes)?;
         self.packets += 1;
         Ok(())
@@ -216,10 +164,10 @@ impl PcapngWriter {
             })
     }
 
-    fn serialise_error(&self) -> CaptureError {
+    fn serialise_error(&self, error: pcapng::PcapngError) -> CaptureError {
         CaptureError::Write {
             path: self.path.clone(),
-            source: std::io::Error::other("pcapng block could not be serialised"),
+            source: std::io::Error::other(error),
         }
     }
 }

@@ -43,34 +43,45 @@ use crate::ending::{ber_with_bound, drain_until_done, join_within};
 /// How much to send.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Amount {
+    /// This many bits of pattern.
     Bits(u64),
+    /// For this long.
     Duration(Duration),
     /// Until stopped (Ctrl-C).
     Unlimited,
 }
 
+/// How a BERT runs: what to send, what to expect back, how much, and what passes.
 #[derive(Debug, Clone)]
 pub struct BertOptions {
+    /// The pattern sent.
     pub tx_pattern: PatternSpec,
+    /// What the checker expects back (the same pattern, or auto-detection).
     pub rx_expect: Expect,
+    /// How much to send.
     pub amount: Amount,
     /// Random bit errors injected on transmit (probability per bit).
     pub inject_ber: f64,
+    /// Seed of the injected random errors: the same seed, the same errors.
     pub inject_seed: u64,
     /// Length of an injected burst (SIGUSR2, or every `inject_burst_every`).
     pub inject_burst_bits: u32,
+    /// Inject a burst this often, when set.
     pub inject_burst_every: Option<Duration>,
     /// Pass threshold; `None`: any error fails.
     pub max_ber: Option<f64>,
     /// Fraction of the bytes sent that may fail to come back; `None`: any loss fails.
     pub max_loss: Option<f64>,
+    /// Confidence of `ber_upper_bound` (0.95: the true BER is below it with 95% confidence).
     pub confidence: f64,
+    /// Bytes per send (fewer on a paced serial line, to keep little line time in flight).
     pub chunk_bytes: usize,
     /// After the last byte is sent, how long to wait for stragglers before calling them lost.
     pub drain_timeout: Duration,
 }
 
 impl BertOptions {
+    /// Sends and expects `pattern`, 2^30 bits, no injected errors, any error fails.
     pub fn new(pattern: PatternSpec) -> Self {
         BertOptions {
             rx_expect: Expect::Pattern(pattern.clone()),
@@ -92,6 +103,7 @@ impl BertOptions {
 /// Asynchronous requests from outside the run (signal handlers, Ctrl-C).
 #[derive(Debug, Clone, Default)]
 pub struct BertControl {
+    /// Set to end the run as Ctrl-C does (the summary is still made).
     pub stop: Arc<AtomicBool>,
     /// Each increment injects one single-bit error (SIGUSR1).
     pub single_errors: Arc<AtomicU64>,
@@ -132,30 +144,46 @@ impl EndReason {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum BertEvent {
+    /// The checker found the pattern (first time, or again after a loss).
     SyncAcquired {
+        /// Seconds since the start.
         t_s: f64,
+        /// The pattern found, described.
         pattern: String,
     },
+    /// The checker lost the pattern and hunts again.
     SyncLost {
+        /// Seconds since the start.
         t_s: f64,
+        /// Bit errors so far.
         bit_errors: u64,
     },
     /// One or more slips found in one piece of received data.
     Slip {
+        /// Seconds since the start.
         t_s: f64,
         /// Slips so far (the last of this event's).
         slips: u64,
         /// Slips this event reports (numbered `slips - new_slips + 1 ..= slips`).
         new_slips: u64,
+        /// Bits inserted at slips so far.
         inserted_bits: u64,
+        /// Bits deleted at slips so far.
         deleted_bits: u64,
     },
+    /// A whole second closed (G.821 accounting).
     Second {
+        /// Seconds since the start (its end).
         t_s: f64,
+        /// Its number, from 1.
         second: u64,
+        /// Bits compared in it.
         bits: u64,
+        /// Bit errors in it.
         bit_errors: u64,
+        /// Its BER.
         ber: f64,
+        /// It was severely errored (G.821: BER >= 1e-3 or sync lost).
         severely_errored: bool,
     },
 }
@@ -212,41 +240,69 @@ pub enum Source {
 /// The result of a BERT run or a stream check. Field names are a contract with users' scripts.
 #[derive(Debug, Clone, Serialize)]
 pub struct BertSummary {
+    /// The link, as the user wrote it.
     pub link: String,
+    /// The pattern's name.
     pub pattern: String,
+    /// The pattern is sent inverted.
     pub inverted: bool,
+    /// The pattern is time-reversed.
     pub reversed: bool,
+    /// Which bit of each byte goes first.
     pub bit_order: BitOrder,
     /// The pattern was found by `--pattern auto`.
     pub auto_detected: bool,
     /// Pattern bits per byte on the link (fewer than 8 on a 5, 6 or 7-bit serial line).
     pub data_bits: u8,
+    /// Bits compared while in sync.
     pub bits: u64,
+    /// Of them, bits received wrong.
     pub bit_errors: u64,
+    /// `bit_errors / bits` (0 before any bit was compared).
     pub ber: f64,
+    /// The BER the true one is below at `confidence` (Poisson bound; 1 before any bit).
     pub ber_upper_bound: f64,
+    /// That confidence.
     pub confidence: f64,
+    /// The `--max-ber` pass threshold, when set.
     pub max_ber: Option<f64>,
+    /// Times sync was lost.
     pub sync_losses: u64,
+    /// Slips: the pattern resumed at another phase.
     pub slips: u64,
+    /// Bits inserted at slips.
     pub inserted_bits: u64,
+    /// Bits deleted at slips.
     pub deleted_bits: u64,
+    /// The longest error burst, in bits.
     pub longest_burst_bits: u64,
+    /// Bits received while hunting for the pattern (not compared).
     pub unsynced_bits: u64,
+    /// In sync at the end.
     pub in_sync: bool,
     /// G.821 over whole seconds (absent when the stream has no time base).
     pub errored_seconds: Option<u64>,
+    /// G.821 severely errored seconds.
     pub severely_errored_seconds: Option<u64>,
+    /// G.821 unavailable seconds.
     pub unavailable_seconds: Option<u64>,
+    /// G.821 error-free seconds.
     pub error_free_seconds: Option<u64>,
+    /// G.821 available seconds.
     pub available_seconds: Option<u64>,
+    /// G.821 %ES: errored over available seconds.
     pub es_percent: Option<f64>,
+    /// G.821 %SES: severely errored over available seconds.
     pub ses_percent: Option<f64>,
     /// The last second of the run, shorter than a second: not in the G.821 figures.
     pub partial_second_s: Option<f64>,
+    /// Bits compared in the partial last second.
     pub partial_second_bits: Option<u64>,
+    /// Bit errors in it.
     pub partial_second_bit_errors: Option<u64>,
+    /// Bytes the link took (see the module documentation).
     pub bytes_sent: u64,
+    /// Bytes the link gave back.
     pub bytes_received: u64,
     /// Bytes sent that never came back (0 when everything did).
     pub bytes_missing: u64,
@@ -254,15 +310,22 @@ pub struct BertSummary {
     pub loss_percent: f64,
     /// The `--max-loss` allowance, in percent.
     pub max_loss_percent: Option<f64>,
+    /// Bit errors injected on transmit.
     pub injected_bits: u64,
+    /// Wall time of the run.
     pub elapsed_s: f64,
+    /// Pattern bits received per second.
     pub throughput_bps: f64,
+    /// Why the run ended.
     pub end_reason: EndReason,
+    /// What went wrong, when something did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Link-specific figures (datagram loss, serial line counters, impairment done).
     pub link_stats: LinkStats,
+    /// No failure reason (see [`BertSummary::failure_reasons`]).
     pub passed: bool,
+    /// Where the checked bytes came from (not in JSON).
     #[serde(skip)]
     pub source: Source,
 }
@@ -643,6 +706,7 @@ impl Measurement {
         }
     }
 
+    /// The checker's totals so far.
     pub fn counters(&self) -> &CheckCounters {
         self.checker.counters()
     }

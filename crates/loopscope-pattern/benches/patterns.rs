@@ -90,6 +90,71 @@ fn summary() {
         );
     }
     per_isa();
+    continuous();
+}
+
+/// Pieces of prbs31 checked one after another by one checker, as a BERT's receiver does.
+const PIECES: usize = 8;
+
+/// prbs31 checked as a BERT checks it: one checker fed consecutive 1 MiB pieces of the stream
+/// (a fresh lock only every `PIECES` MiB), beside memcpy of the same pieces in the same order.
+fn continuous() {
+    let spec = PatternSpec::standard(PatternKind::Prbs31);
+    let mut stream = vec![0u8; PIECES * PRBS31_BYTES];
+    Generator::new(&spec).fill(&mut stream);
+    let pieces: Vec<&[u8]> = stream.chunks(PRBS31_BYTES).collect();
+    let mut copy = vec![0u8; PRBS31_BYTES];
+    let mut next_copy = 0;
+    let mut memcpy = || {
+        copy.copy_from_slice(black_box(pieces[next_copy]));
+        black_box(&copy);
+        next_copy = (next_copy + 1) % PIECES;
+    };
+    let isas = Isa::available_all();
+    let fresh = |isa| {
+        Checker::with_isa(
+            CheckerConfig {
+                expect: Expect::Pattern(spec.clone()),
+            },
+            isa,
+        )
+    };
+    let mut check_jobs: Vec<Box<dyn FnMut() + '_>> = isas
+        .iter()
+        .map(|&isa| {
+            let mut checker = fresh(isa);
+            let mut next = 0;
+            let pieces = &pieces;
+            let fresh = &fresh;
+            Box::new(move || {
+                if next == 0 {
+                    checker = fresh(isa);
+                }
+                checker.feed(black_box(pieces[next]));
+                assert_eq!(checker.counters().bit_errors, 0);
+                next = (next + 1) % PIECES;
+            }) as Box<dyn FnMut()>
+        })
+        .collect();
+    let mut jobs: Vec<&mut dyn FnMut()> = vec![&mut memcpy];
+    jobs.extend(
+        check_jobs
+            .iter_mut()
+            .map(|job| &mut **job as &mut dyn FnMut()),
+    );
+    let rates = interleaved_gbits(PRBS31_BYTES, &mut jobs);
+    let memcpy = rates[0];
+    println!(
+        "prbs31 checked continuously, {PIECES} consecutive 1 MiB pieces (memcpy of the same pieces {memcpy:.1} Gbit/s):"
+    );
+    for (i, isa) in isas.iter().enumerate() {
+        let check = rates[1 + i];
+        println!(
+            "  {:8} check {check:6.1} ({:.2}x memcpy)",
+            isa.name(),
+            check / memcpy
+        );
+    }
 }
 
 /// prbs31 generation and checking on each instruction set this CPU runs, beside memcpy.

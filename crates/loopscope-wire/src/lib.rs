@@ -12,6 +12,7 @@
 //!   packet loopscope sends.
 //! - [`datagram`]: the header that numbers each datagram of a datagram link (`udp:`,
 //!   `unixgram:`).
+//! - [`pcapng`]: the pcapng blocks the capture adapter and `martians --write-matches` write.
 //! - [`stamp`]: STAMP test packets (RFC 8762, RFC 8972 TLVs), unauthenticated and
 //!   authenticated, which TWAMP-Light shares.
 
@@ -22,5 +23,6 @@ pub mod checksum;
 pub mod datagram;
 pub mod icmp;
 pub mod ipv4;
+pub mod pcapng;
 pub mod ping_frame;
 pub mod stamp;

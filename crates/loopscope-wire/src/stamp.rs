@@ -35,6 +35,10 @@ use std::time::Duration;
 
 /// The unauthenticated packets are at least this long (RFC 8762 §4.2.1, §4.3.1).
 pub const MIN_PACKET_LEN: usize = 44;
+/// A TWAMP-Light Session-Reflector packet, unauthenticated, is at least this long (RFC 5357
+/// §4.2.1: the Sender TTL is its 41st octet); a sender packet must be too, or the reply would
+/// be larger than the request.
+pub const MIN_TWAMP_LIGHT_LEN: usize = 41;
 /// The authenticated packets are at least this long (RFC 8762 §4.2.2, §4.3.2).
 pub const MIN_AUTH_PACKET_LEN: usize = 112;
 /// The HMAC of an authenticated packet: HMAC-SHA-256 truncated to 128 bits (RFC 8762 §4.4).
@@ -72,6 +76,9 @@ pub enum Mode {
     Unauthenticated,
     /// 112-octet base packets ending with an HMAC.
     Authenticated,
+    /// TWAMP-Light test packets (RFC 5357 Appendix I, unauthenticated): STAMP's
+    /// unauthenticated layout, 41-octet base packets, no TLVs (what follows is padding).
+    TwampLight,
 }
 
 impl Mode {
@@ -80,6 +87,7 @@ impl Mode {
         match self {
             Mode::Unauthenticated => MIN_PACKET_LEN,
             Mode::Authenticated => MIN_AUTH_PACKET_LEN,
+            Mode::TwampLight => MIN_TWAMP_LIGHT_LEN,
         }
     }
 }
@@ -208,7 +216,7 @@ struct SenderLayout {
 
 const fn sender_layout(mode: Mode) -> SenderLayout {
     match mode {
-        Mode::Unauthenticated => SenderLayout {
+        Mode::Unauthenticated | Mode::TwampLight => SenderLayout {
             timestamp: 4,
             error_estimate: 12,
         },
@@ -231,7 +239,7 @@ struct ReflectorLayout {
 
 const fn reflector_layout(mode: Mode) -> ReflectorLayout {
     match mode {
-        Mode::Unauthenticated => ReflectorLayout {
+        Mode::Unauthenticated | Mode::TwampLight => ReflectorLayout {
             timestamp: 4,
             error_estimate: 12,
             receive_timestamp: 16,
@@ -922,6 +930,26 @@ mod tests {
         assert_eq!(out, bytes);
     }
 
+    /// RFC 5357 §4.2.1's 41-octet reflector packet: the Sender TTL is the last octet.
+    #[test]
+    fn twamp_light_reflector_packet() {
+        let mut bytes = [0u8; 41];
+        bytes[0..4].copy_from_slice(&3u32.to_be_bytes());
+        bytes[24..28].copy_from_slice(&3u32.to_be_bytes());
+        bytes[40] = 255;
+        let view = ReflectorPacket::new_checked(&bytes[..], Mode::TwampLight).unwrap();
+        let repr = ReflectorRepr::parse(&view);
+        assert_eq!(
+            (repr.sequence, repr.sender_sequence, repr.sender_ttl),
+            (3, 3, 255)
+        );
+        assert!(view.tail().is_empty());
+        assert!(ReflectorPacket::new_checked(&bytes[..40], Mode::TwampLight).is_err());
+        let mut out = [0u8; 41];
+        repr.emit(&mut out, Mode::TwampLight).unwrap();
+        assert_eq!(out, bytes);
+    }
+
     #[test]
     fn short_packets_are_refused() {
         assert_eq!(
@@ -1041,7 +1069,11 @@ mod tests {
     }
 
     fn any_mode() -> impl Strategy<Value = Mode> {
-        prop_oneof![Just(Mode::Unauthenticated), Just(Mode::Authenticated)]
+        prop_oneof![
+            Just(Mode::Unauthenticated),
+            Just(Mode::Authenticated),
+            Just(Mode::TwampLight)
+        ]
     }
 
     proptest! {

@@ -34,21 +34,34 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Ends and reaps a child we started (SIGTERM, so jackd leaves JACK's registry clean and our
-/// run prints its summary).
-struct Started(Child);
+/// Ends and reaps a child we started, with the signal it ends cleanly on: SIGTERM for jackd
+/// and for loopscope (which prints its summary), SIGINT for alsa_delay. A JACK client that
+/// dies without closing (alsa_delay on SIGTERM) leaves its server's slot taken in JACK's
+/// shared-memory registry even after the server exits; after eight of those no jackd starts on
+/// the machine until /dev/shm is cleaned (found here the hard way).
+struct Started(Child, rustix::process::Signal);
+
+impl Started {
+    fn new(child: Child) -> Self {
+        Started(child, rustix::process::Signal::TERM)
+    }
+}
 
 impl Drop for Started {
     fn drop(&mut self) {
-        terminate(&self.0);
+        signal(&self.0, self.1);
         let _ = self.0.wait();
     }
 }
 
-fn terminate(child: &Child) {
+fn signal(child: &Child, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process(pid, signal);
     }
+}
+
+fn terminate(child: &Child) {
+    signal(child, rustix::process::Signal::TERM);
 }
 
 fn on_path(program: &str) -> bool {
@@ -155,7 +168,7 @@ fn agrees_with_alsa_delay_through_the_jack_pcm() {
     }
     let server = format!("loopscope-alsa-{}", std::process::id());
     let log = tempfile::NamedTempFile::new().unwrap();
-    let _jackd = Started(
+    let _jackd = Started::new(
         Command::new("jackd")
             .args(["--no-realtime", "-n", &server])
             .args(["-d", "dummy", "-r", "48000", "-p", "256"])
@@ -197,11 +210,12 @@ fn agrees_with_alsa_delay_through_the_jack_pcm() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start alsa_delay"),
+        rustix::process::Signal::INT,
     );
     let theirs_lines = lines_of(&mut alsa_delay.0);
     loop_alsa_clients(&server, "alsa_delay", alsa_delay.0.id());
 
-    let mut ours = Started(
+    let mut ours = Started::new(
         Command::new(assert_cmd::cargo::cargo_bin("loopscope"))
             .args([
                 "--json",

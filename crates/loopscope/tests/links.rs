@@ -975,3 +975,58 @@ fn bert_ends_at_its_deadline_on_a_stopped_reflector() {
         let _ = Command::new("kill").args(["-CONT", &pid]).status();
     }
 }
+
+/// Issue 12 item 3, found by bench/reflect_load.py: with `--quiet` the reflector still printed
+/// a line for every refused client, and its accept loop waits for stdout. Nobody reading the
+/// output (as the bench did, and as a paused pager or a stalled log pipe does) then stopped it
+/// accepting: 2,000 clients against the 1,024-connection limit left 335 sitting unanswered in
+/// the backlog. `--quiet` promises no per-connection lines; refusals are counted in the summary.
+#[test]
+fn quiet_refusals_print_nothing_so_an_unread_stdout_cannot_stall_the_reflector() {
+    let reflector = Reflector::start(&["tcp://127.0.0.1:0", "--quiet", "--max-connections", "1"]);
+    let target = reflector
+        .endpoint()
+        .trim_start_matches("tcp://")
+        .to_string();
+    // The one connection the limit allows, answered.
+    let mut held = TcpStream::connect(&target).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    held.write_all(b"x").unwrap();
+    let mut back = [0u8; 1];
+    held.read_exact(&mut back).unwrap();
+    // Each refusal used to be a ~90-byte line into a pipe nobody reads here: 2,000 of them are
+    // several times the 64 KiB a pipe holds, so the accept loop would block part way.
+    let refusals = 2000;
+    for client_number in 0..refusals {
+        let mut client = TcpStream::connect(&target).unwrap();
+        // A safety net, not a timing assertion: a stalled reflector fails the test here.
+        client
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match client.read(&mut byte) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("client {client_number} was not refused at once: {other:?}"),
+        }
+    }
+    let mut rest = reflector;
+    let _ = Command::new("kill")
+        .args(["-INT", &rest.pid().to_string()])
+        .status();
+    let mut output = String::new();
+    let _ = rest.stdout.read_to_string(&mut output);
+    let records: Vec<Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        records.len(),
+        1,
+        "only the summary after listening: {output}"
+    );
+    assert_eq!(records[0]["type"], "summary");
+    assert_eq!(records[0]["connections_refused"], refusals, "{output}");
+    drop(held);
+}

@@ -337,3 +337,50 @@ fn bound_v6_at(address: IpAddr, port: u16) -> Option<Socket> {
     socket.listen(4).ok()?;
     Some(socket)
 }
+
+/// Issue 12, campaign finding 10: any user can name a process (`prctl`, or the name of the file
+/// it was started from), and `port` printed that name raw, so a holder could drive the terminal
+/// of whoever asked. The holder here is this test binary started through a link whose name is
+/// an escape sequence; the kernel takes the process name from that link.
+#[test]
+fn a_process_name_cannot_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "\x1b[2J\x1b]0;pwn\x07x";
+    let link = dir.path().join(name);
+    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &link).unwrap();
+    let mut child = Command::new(&link)
+        .args(["port_holder", "--exact", "--nocapture", "--test-threads=1"])
+        .env(HOLDER_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let holder = Holder(child);
+    let port: u16 = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("PORT ")
+                .map(|p| p.trim().parse().unwrap())
+        })
+        .expect("holder port");
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", holder.0.id())).unwrap();
+    assert!(
+        comm.starts_with('\x1b'),
+        "the kernel named the holder {comm:?}"
+    );
+    let output = Command::cargo_bin("loopscope")
+        .unwrap()
+        .args(["port", &port.to_string()])
+        .env_remove(loopscope_listeners::SOURCE_ENV)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.stdout.iter().any(|&b| b == 0x1b || b == 0x07),
+        "raw control bytes reached the terminal: {text:?}"
+    );
+    // The name is still shown, made visible.
+    assert!(text.contains("[2J"), "the holder's name is missing: {text}");
+}

@@ -445,6 +445,140 @@ fn authenticated_sender_and_reflector() {
     assert_eq!(reflected["bad_hmac"], 5, "{reflected}");
 }
 
+/// RFC 8972 TLVs built by Python's struct and sent with a TOS octet Python sets: the reflector
+/// returns the Extra Padding as sent, fills the Class of Service TLV's DSCP2 and ECN with what
+/// it received, flags an unknown type with U and a cut-short TLV with M.
+#[test]
+fn tlvs_from_python_are_answered_and_flagged() {
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipping: no python3");
+        return;
+    }
+    let reflector = Reflector::start(&[]);
+    let port = reflector.endpoint.rsplit(':').next().expect("port");
+    let script = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, (34 << 2) | 2)   # AF41, ECT(0)
+base = struct.pack('!IQHH28x', 5, 0, 0x0001, 0)
+tlvs = (struct.pack('!BBH', 0, 1, 3) + b'\xaa\xbb\xcc'          # Extra Padding
+        + struct.pack('!BBHBBH', 0, 4, 4, 46 << 2, 0, 0)        # Class of Service, DSCP1 46
+        + struct.pack('!BBH', 0, 250, 2) + b'\x01\x02'          # unknown type 250
+        + struct.pack('!BBH', 0, 1, 8) + b'\x00')               # claims 8 octets, has 1
+s.sendto(base + tlvs, ('127.0.0.1', port))
+reply, _ = s.recvfrom(2048)
+assert len(reply) == 44 + len(tlvs), len(reply)
+t = reply[44:]
+assert t[0:7] == b'\x00\x01\x00\x03\xaa\xbb\xcc', t[0:7].hex()
+flags, kind, length, b0, b1 = struct.unpack('!BBHBB', t[7:13])
+assert (flags, kind, length) == (0, 4, 4)
+dscp1, dscp2, ecn = b0 >> 2, ((b0 & 3) << 4) | (b1 >> 4), (b1 >> 2) & 3
+assert (dscp1, dscp2, ecn) == (46, 34, 2), (dscp1, dscp2, ecn)
+assert t[15] == 0x80 and t[16] == 250 and t[19:21] == b'\x01\x02', t[15:21].hex()
+assert t[21] == 0x40 and t[22] == 1, t[21:].hex()
+print('ok')
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, port])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    let summary = reflector.finish();
+    assert_eq!(summary["tlv_processed"], 2, "{summary}");
+    assert_eq!(summary["tlv_unrecognized"], 1, "{summary}");
+    assert_eq!(summary["tlv_malformed"], 1, "{summary}");
+}
+
+/// Our sender's --cos: the reflector reports the DSCP our packets arrived with.
+#[test]
+fn class_of_service_reports_the_dscp_seen() {
+    let reflector = Reflector::start(&[]);
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &[
+            "--count",
+            "5",
+            "--interval",
+            "1ms",
+            "--dscp",
+            "46",
+            "--cos",
+            "--tlv-padding",
+            "20",
+        ],
+    );
+    assert_eq!(code, Some(0), "{events:?}");
+    let replies: Vec<&Value> = events.iter().filter(|e| e["type"] == "reply").collect();
+    assert_eq!(replies.len(), 5);
+    for reply in replies {
+        assert_eq!(reply["reflector_seen_dscp"], 46, "{reply}");
+        assert_eq!(reply["bytes"], 44 + 8 + 24, "{reply}");
+    }
+    assert_eq!(summary(&events)["tlv_unrecognized"], 0);
+}
+
+/// TWAMP-Light (RFC 5357 Appendix I) against a packet Python builds from RFC 5357 §4.1.2
+/// (sequence, timestamp, error estimate, then 27 octets of padding: 41 in all): the reply has
+/// §4.2.1's layout in 41 octets; a 14-octet request is refused, since its reply would be
+/// larger. Then our sender in TWAMP-Light mode against the same reflector.
+#[test]
+fn twamp_light_against_a_python_sender_and_ours() {
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipping: no python3");
+        return;
+    }
+    let reflector = Reflector::start(&["--twamp-light"]);
+    let port = reflector.endpoint.rsplit(':').next().expect("port");
+    let script = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+s.sendto(struct.pack('!IQH', 1, 0, 0x0001), ('127.0.0.1', port))          # 14 octets: refused
+request = struct.pack('!IQH', 0x11223344, 0x0102030405060708, 0x0001) + bytes(27)
+assert len(request) == 41
+s.sendto(request, ('127.0.0.1', port))
+reply, _ = s.recvfrom(2048)
+assert len(reply) == 41, len(reply)
+(seq, t3, ee, t2, sseq, t1, see, ttl) = struct.unpack('!IQH2xQIQH2xB', reply)
+assert seq == 0x11223344 and sseq == 0x11223344
+assert t1 == 0x0102030405060708 and see == 0x0001
+assert ttl == 64 and t2 <= t3
+print('ok')
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, port])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &["--count", "10", "--interval", "1ms", "--twamp-light"],
+    );
+    assert_eq!(code, Some(0), "{events:?}");
+    let summary = summary(&events);
+    assert_eq!(summary["mode"], "twamp-light");
+    assert_eq!(summary["received"], 10);
+    for reply in events.iter().filter(|e| e["type"] == "reply") {
+        assert_eq!(reply["bytes"], 41, "{reply}");
+    }
+    let reflected = reflector.finish();
+    assert_eq!(reflected["reflected"], 11, "{reflected}");
+    assert_eq!(reflected["too_short"], 1, "{reflected}");
+}
+
 /// tshark's TWAMP-Test dissector (the STAMP layout is TWAMP's, RFC 8762 §4) reads the sequence
 /// numbers, TTL and error estimates we put on the wire, captured on the loopback of a namespace
 /// of the test's own so no other traffic mixes in.

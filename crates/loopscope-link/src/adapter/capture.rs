@@ -18,10 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pcap_parser::pcapng::{
-    EnhancedPacketBlock, InterfaceDescriptionBlock, OptionCode, PcapNGOption, SectionHeaderBlock,
-};
-use pcap_parser::{Linktype, ToVec};
+use loopscope_wire::pcapng::{self, PacketDirection};
 
 use crate::link::{
     Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, LinkStats, SendError,
@@ -37,15 +34,6 @@ pub const FAR: ([u8; 4], u16) = ([127, 0, 0, 2], 7);
 /// Most payload bytes one IPv4/UDP packet carries (65535 - 20 - 8).
 pub const MAX_PACKET_PAYLOAD: usize = 65_507;
 
-const SHB_MAGIC: u32 = 0x0a0d_0d0a;
-const IDB_MAGIC: u32 = 0x0000_0001;
-const EPB_MAGIC: u32 = 0x0000_0006;
-const BOM_MAGIC: u32 = 0x1a2b_3c4d;
-/// pcapng option codes (draft-ietf-opsawg-pcapng): shb_userappl, if_name, epb_flags.
-const SHB_USERAPPL: u16 = 4;
-const IF_NAME: u16 = 2;
-const EPB_FLAGS: u16 = 2;
-
 /// Which way a packet crossed the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -55,12 +43,11 @@ pub enum Direction {
     Inbound,
 }
 
-impl Direction {
-    /// The direction bits of `epb_flags`.
-    fn flags(self) -> u32 {
-        match self {
-            Direction::Inbound => 1,
-            Direction::Outbound => 2,
+impl From<Direction> for PacketDirection {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::Inbound => PacketDirection::Inbound,
+            Direction::Outbound => PacketDirection::Outbound,
         }
     }
 }
@@ -89,38 +76,16 @@ impl Sink {
             packet: Vec::with_capacity(2048),
         };
         let application = format!("loopscope {}", env!("CARGO_PKG_VERSION"));
-        let mut section = SectionHeaderBlock {
-            block_type: SHB_MAGIC,
-            block_len1: 0,
-            bom: BOM_MAGIC,
-            major_version: 1,
-            minor_version: 0,
-            section_len: -1,
-            options: vec![option(SHB_USERAPPL, application.as_bytes())],
-            block_len2: 0,
-        };
-        sink.write_block(&mut section)?;
-        let name = description.as_bytes();
-        let mut interface = InterfaceDescriptionBlock {
-            block_type: IDB_MAGIC,
-            block_len1: 0,
-            linktype: Linktype(LINKTYPE_RAW),
-            reserved: 0,
-            snaplen: 0,
-            options: vec![option(IF_NAME, &name[..name.len().min(255)])],
-            block_len2: 0,
-            // pcap-parser writes if_tsresol from this field: nanoseconds.
-            if_tsresol: 9,
-            if_tsoffset: 0,
-        };
-        sink.write_block(&mut interface)?;
+        sink.write_block(pcapng::section_header(&application))?;
+        sink.write_block(pcapng::interface_description(
+            LINKTYPE_RAW as u32,
+            Some(description),
+        ))?;
         Ok(sink)
     }
 
-    fn write_block(&mut self, block: &mut dyn ToVec) -> io::Result<()> {
-        let bytes = block
-            .to_vec()
-            .map_err(|_| io::Error::other("a pcapng block could not be serialised"))?;
+    fn write_block(&mut self, block: Result<Vec<u8>, pcapng::PcapngError>) -> io::Result<()> {
+        let bytes = block.map_err(io::Error::other)?;
         match &mut self.out {
             Some(out) => out.write_all(&bytes),
             None => Ok(()),
@@ -169,20 +134,14 @@ impl Sink {
             .write(&mut self.packet, payload)
             .map_err(|error| io::Error::other(error.to_string()))?;
         let packet = std::mem::take(&mut self.packet);
-        let flags = direction.flags().to_le_bytes();
-        let mut block = EnhancedPacketBlock {
-            block_type: EPB_MAGIC,
-            block_len1: 0,
-            if_id: 0,
-            ts_high: (time_ns >> 32) as u32,
-            ts_low: time_ns as u32,
-            caplen: packet.len() as u32,
-            origlen: packet.len() as u32,
-            data: &packet,
-            options: vec![option(EPB_FLAGS, &flags)],
-            block_len2: 0,
-        };
-        let result = self.write_block(&mut block);
+        let block = pcapng::enhanced_packet(
+            0,
+            time_ns,
+            packet.len() as u32,
+            &packet,
+            Some(direction.into()),
+        );
+        let result = self.write_block(block);
         self.packet = packet;
         result?;
         self.packets += 1;
@@ -212,14 +171,6 @@ impl Sink {
 impl Drop for Sink {
     fn drop(&mut self) {
         self.flush();
-    }
-}
-
-fn option<'a>(code: u16, value: &'a [u8]) -> PcapNGOption<'a> {
-    PcapNGOption {
-        code: OptionCode(code),
-        len: value.len() as u16,
-        value: std::borrow::Cow::Borrowed(value),
     }
 }
 
@@ -333,8 +284,12 @@ impl LinkReceiver for CaptureReceiver {
 mod tests {
     use super::*;
     use crate::transport::memory::MemoryLoop;
+    use pcap_parser::pcapng::OptionCode;
     use pcap_parser::traits::PcapReaderIterator;
     use pcap_parser::{Block, PcapBlockOwned, PcapError, PcapNGReader};
+
+    /// `epb_flags` (draft-ietf-opsawg-pcapng), read back independently of the writer.
+    const EPB_FLAGS: u16 = 2;
 
     /// What a pcapng file holds: (link type, [(epb flags, packet)]).
     fn read_back(path: &Path) -> (i32, Vec<(u32, Vec<u8>)>) {

@@ -314,6 +314,10 @@ impl AudioProcessor for LatencyProcessor {
         self.rendered += output.len() as u64;
     }
 
+    fn discontinuity(&mut self) {
+        self.analyzer.discontinuity();
+    }
+
     fn capture(&mut self, input: &[f32]) -> Flow {
         let Self {
             analyzer,

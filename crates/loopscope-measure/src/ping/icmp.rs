@@ -17,6 +17,7 @@ pub struct IcmpPinger {
 }
 
 impl IcmpPinger {
+    /// Opens an echo socket of `choice` to `target`.
     pub fn open(target: IpAddr, choice: SocketChoice) -> Result<Self, IcmpError> {
         Ok(IcmpPinger {
             socket: EchoSocket::open(target, choice)?,
@@ -34,6 +35,7 @@ impl IcmpPinger {
         })
     }
 
+    /// The kind of socket opened.
     pub fn kind(&self) -> SocketKind {
         self.socket.kind()
     }

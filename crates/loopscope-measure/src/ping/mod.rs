@@ -81,17 +81,30 @@ pub enum PingError {
         days = value.as_secs() / 86_400,
         max = MAX_DURATION.as_secs() / 86_400
     )]
-    TooLong { what: &'static str, value: Duration },
+    /// A duration too long to compute with safely.
+    TooLong {
+        /// Which duration.
+        what: &'static str,
+        /// Its value.
+        value: Duration,
+    },
+    /// A payload size the target's transport cannot carry.
     #[error("the payload of {payload} bytes is out of range for {target}: {allowed}")]
     Payload {
+        /// The size asked for.
         payload: usize,
+        /// The target.
         target: String,
+        /// The sizes it can carry.
         allowed: String,
     },
+    /// The link could not be opened.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// The endpoint string is wrong.
     #[error(transparent)]
     Endpoint(#[from] loopscope_link::EndpointError),
+    /// No ICMP socket could be used.
     #[error(transparent)]
     Icmp(#[from] loopscope_link::transport::icmp::IcmpError),
 }
@@ -120,15 +133,20 @@ impl PingConfig {
 /// request) count as lost and the run goes on; a `Fatal` one ends it.
 #[derive(Debug)]
 pub enum SendError {
+    /// Counts as lost; the run goes on.
     Transient(io::Error),
+    /// Ends the run.
     Fatal(io::Error),
 }
 
 /// Why a run ended before its time: the link failed.
 #[derive(Debug)]
 pub enum LinkFailure {
+    /// The link closed.
     Closed,
+    /// Sending failed.
     Send(io::Error),
+    /// Receiving failed.
     Receive(io::Error),
 }
 
@@ -157,11 +175,13 @@ impl LinkFailure {
 pub enum Received {
     /// A reply to request `sequence`.
     Reply {
+        /// Its sequence number.
         sequence: u64,
         /// Bytes as the report counts them (the whole frame, or the ICMP message).
         bytes: usize,
         /// When it arrived, CLOCK_MONOTONIC nanoseconds.
         arrived_ns: u64,
+        /// The IP TTL or hop limit, where the socket gives it.
         ttl: Option<u8>,
         /// It came back altered.
         corrupt: bool,
@@ -235,7 +255,9 @@ pub enum PingEvent<'a> {
 /// A request that could not be sent (firewall, no route).
 #[derive(Debug, Clone, Serialize)]
 pub struct SendFailure {
+    /// The request's sequence number.
     pub seq: u64,
+    /// Why it could not be sent.
     pub error: String,
 }
 
@@ -251,6 +273,7 @@ impl Record for SendFailure {
 /// The result of a run: the summary, and why it ended early if the link failed.
 #[derive(Debug)]
 pub struct PingOutcome {
+    /// What was measured.
     pub summary: PingSummary,
     /// The link failed mid-run (the summary holds what was measured until then).
     pub link_failure: Option<LinkFailure>,

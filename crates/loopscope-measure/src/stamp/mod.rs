@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use loopscope_report::Record;
 use loopscope_sys::TimestampedDatagram;
 pub mod auth;
+pub mod tlv;
 
 pub use auth::StampKey;
 pub use loopscope_sys::SendOptions;
@@ -34,7 +35,9 @@ use serde::Serialize;
 use loopscope_wire::stamp::{
     ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, Timestamp,
 };
-pub use loopscope_wire::stamp::{MIN_AUTH_PACKET_LEN, MIN_PACKET_LEN, TimestampFormat};
+pub use loopscope_wire::stamp::{
+    MIN_AUTH_PACKET_LEN, MIN_PACKET_LEN, MIN_TWAMP_LIGHT_LEN, TimestampFormat,
+};
 
 /// Largest STAMP packet in one UDP/IPv4 datagram (65535 − 20 − 8).
 pub const MAX_PACKET_LEN: usize = 65_507;
@@ -124,6 +127,33 @@ pub struct SenderConfig {
     pub send_options: SendOptions,
     /// Authenticated mode (RFC 8762 §4.2.2) with this key.
     pub auth: Option<StampKey>,
+    /// RFC 8972 TLVs to put after the base packet (then `size` is the base packet and these).
+    pub tlvs: Vec<u8>,
+    /// TWAMP-Light (RFC 5357 Appendix I): 41-octet packets allowed, no TLVs.
+    pub twamp_light: bool,
+}
+
+/// An Extra Padding TLV (RFC 8972 §4.1) of `len` zero octets.
+pub fn extra_padding_tlv(len: u16) -> Vec<u8> {
+    let mut tlv = vec![0u8; 4 + usize::from(len)];
+    tlv[1] = loopscope_wire::stamp::tlv_type::EXTRA_PADDING;
+    tlv[2..4].copy_from_slice(&len.to_be_bytes());
+    tlv
+}
+
+/// A Class of Service TLV (RFC 8972 §4.4) asking for `dscp1` on the reply; the reflector fills
+/// in DSCP2 and ECN as it received the packet.
+pub fn class_of_service_tlv(dscp1: u8) -> Vec<u8> {
+    vec![
+        0,
+        loopscope_wire::stamp::tlv_type::CLASS_OF_SERVICE,
+        0,
+        4,
+        (dscp1 & 0x3F) << 2,
+        0,
+        0,
+        0,
+    ]
 }
 
 /// Where a timestamp came from.
@@ -166,6 +196,9 @@ pub struct StampReply {
     /// Where this reply's T1 and T4 came from.
     pub t1_source: TimestampSource,
     pub t4_source: TimestampSource,
+    /// The DSCP and ECN the reflector saw on our packet (Class of Service TLV), if asked.
+    pub reflector_seen_dscp: Option<u8>,
+    pub reflector_seen_ecn: Option<u8>,
     pub duplicate: bool,
     pub reordered: bool,
 }
@@ -242,6 +275,9 @@ pub struct SenderRun {
     pub foreign: u64,
     /// Replies whose HMAC was wrong (authenticated mode), dropped.
     pub bad_hmac: u64,
+    /// Reply TLVs flagged U (the reflector did not process them) and M (malformed).
+    pub tlv_unrecognized: u64,
+    pub tlv_malformed: u64,
     pub send_errors: u64,
     pub rtt_us: Vec<f64>,
     pub rtt_net_us: Vec<f64>,
@@ -265,6 +301,8 @@ pub struct SenderRun {
     pub same_host: bool,
     /// The session ran in authenticated mode.
     pub authenticated: bool,
+    /// The session ran as TWAMP-Light.
+    pub twamp_light: bool,
     pub elapsed: Duration,
     /// Time from the first send to the last.
     pub send_span: Duration,
@@ -305,11 +343,13 @@ pub fn send(
 ) -> Result<SenderRun, StampError> {
     let mode = if config.auth.is_some() {
         Mode::Authenticated
+    } else if config.twamp_light {
+        Mode::TwampLight
     } else {
         Mode::Unauthenticated
     };
     let size_error = || StampError::Size(config.size, mode.base_len());
-    if config.size < mode.base_len() || config.size > MAX_PACKET_LEN {
+    if config.size < mode.base_len() + config.tlvs.len() || config.size > MAX_PACKET_LEN {
         return Err(size_error());
     }
     let ipv6 = config.target.is_ipv6();
@@ -335,6 +375,7 @@ pub fn send(
         reflector_synchronised: true,
         same_host: config.target.ip().is_loopback(),
         authenticated: config.auth.is_some(),
+        twamp_light: config.twamp_light,
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
@@ -350,6 +391,7 @@ pub fn send(
     }
     .emit(&mut packet, mode)
     .map_err(|_| size_error())?;
+    packet[mode.base_len()..mode.base_len() + config.tlvs.len()].copy_from_slice(&config.tlvs);
     let start = Instant::now();
     let mut last_send = start;
     let mut any_reply = false;
@@ -440,6 +482,7 @@ pub fn send(
                 continue;
             }
             let reply = ReflectorRepr::parse(&view);
+            let reply_tlvs = tlv::read_reply_tlvs(view.tail());
             if sent
                 .get(reply.sender_sequence as usize)
                 .is_some_and(|slot| slot.kernel_t1.is_none())
@@ -511,6 +554,8 @@ pub fn send(
                 reflector_error_us: round3(reply.error_estimate.error_seconds() * 1e6),
                 t1_source,
                 t4_source,
+                reflector_seen_dscp: reply_tlvs.seen_dscp,
+                reflector_seen_ecn: reply_tlvs.seen_ecn,
                 duplicate,
                 reordered,
             };
@@ -527,6 +572,8 @@ pub fn send(
                 ));
                 run.reflector_synchronised &= measured.reflector_synchronised;
                 run.reflector_error_us = run.reflector_error_us.max(measured.reflector_error_us);
+                run.tlv_unrecognized += u64::from(reply_tlvs.unrecognized);
+                run.tlv_malformed += u64::from(reply_tlvs.malformed);
                 run.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
                 run.t4_kernel += u64::from(t4_source == TimestampSource::Kernel);
                 run.forward_ttl_min = Some(
@@ -618,7 +665,10 @@ pub struct StampSummary {
     pub foreign: u64,
     /// Replies dropped for a wrong HMAC (authenticated mode).
     pub bad_hmac: u64,
-    /// "unauthenticated" or "authenticated" (RFC 8762 §4.2).
+    /// Reply TLVs the reflector flagged U (not processed) or M (malformed).
+    pub tlv_unrecognized: u64,
+    pub tlv_malformed: u64,
+    /// "unauthenticated" or "authenticated" (RFC 8762 §4.2), or "twamp-light".
     pub mode: &'static str,
     pub send_errors: u64,
     pub elapsed_s: f64,
@@ -777,8 +827,12 @@ impl StampSummary {
             reordered: run.reordered,
             foreign: run.foreign,
             bad_hmac: run.bad_hmac,
+            tlv_unrecognized: run.tlv_unrecognized,
+            tlv_malformed: run.tlv_malformed,
             mode: if run.authenticated {
                 "authenticated"
+            } else if run.twamp_light {
+                "twamp-light"
             } else {
                 "unauthenticated"
             },
@@ -912,6 +966,9 @@ pub struct ReflectorConfig {
     pub drop_every: Option<u64>,
     /// Authenticated mode (RFC 8762 §4.3.2) with this key: requests must carry its HMAC.
     pub auth: Option<StampKey>,
+    /// TWAMP-Light (RFC 5357 Appendix I): requests of 41 octets and more are answered, and
+    /// what follows the base packet is padding (zeros in the reply), not TLVs.
+    pub twamp_light: bool,
 }
 
 /// What a reflector did.
@@ -926,6 +983,10 @@ pub struct ReflectorSummary {
     pub send_errors: u64,
     /// Requests dropped for a wrong HMAC (authenticated mode).
     pub bad_hmac: u64,
+    /// RFC 8972 TLVs answered, returned with the U flag (not processed here), with the M flag.
+    pub tlv_processed: u64,
+    pub tlv_unrecognized: u64,
+    pub tlv_malformed: u64,
     /// Packets whose T2 is the kernel's receive timestamp (the rest: user-space clock).
     pub t2_kernel: u64,
     /// The largest gap seen between a reply's T3 and the kernel's transmit timestamp of it.
@@ -1025,6 +1086,8 @@ pub fn reflect(
     let mut valid: u64 = 0;
     let mode = if config.auth.is_some() {
         Mode::Authenticated
+    } else if config.twamp_light {
+        Mode::TwampLight
     } else {
         Mode::Unauthenticated
     };
@@ -1130,9 +1193,18 @@ pub fn reflect(
                 sender_error_estimate: request.error_estimate,
                 sender_ttl: received.ttl.unwrap_or(0),
             };
-            // The reply is as long as the request (no amplification); the padding is zeros.
+            // The reply is as long as the request (no amplification); its tail is the
+            // request's TLVs answered (RFC 8972), or its zero padding.
             let bytes = &mut reply_buffer[..received.len];
-            bytes[mode.base_len()..].fill(0);
+            let base = mode.base_len();
+            let outcome = tlv::reflect_tlvs(
+                &buffer[base..received.len],
+                &mut bytes[base..],
+                received.tos,
+            );
+            summary.tlv_processed += u64::from(outcome.processed);
+            summary.tlv_unrecognized += u64::from(outcome.unrecognized);
+            summary.tlv_malformed += u64::from(outcome.malformed);
             if reply.emit(bytes, mode).is_err() {
                 summary.too_short += 1;
                 continue;

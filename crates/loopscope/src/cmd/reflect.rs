@@ -162,9 +162,14 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let quiet = args.quiet;
     let sink_printer = Arc::clone(&printer);
     let events = Arc::new(move |event: ReflectEvent| {
+        // A refusal is a per-connection line too, and one a client can cause at will: with
+        // `--quiet` it is only counted (the summary has it), so that no client can make the
+        // accept loop wait on a stdout nobody reads.
         let chatty = matches!(
             event,
-            ReflectEvent::Connected { .. } | ReflectEvent::Closed { .. }
+            ReflectEvent::Connected { .. }
+                | ReflectEvent::Closed { .. }
+                | ReflectEvent::Refused { .. }
         );
         if quiet && chatty {
             return;

@@ -46,6 +46,17 @@ pub struct Args {
     /// bytes, less one trailing newline). Sender and reflector must use the same key.
     #[arg(long, value_name = "KEYFILE")]
     pub auth: Option<std::path::PathBuf>,
+    /// Append an RFC 8972 Extra Padding TLV of this many octets (instead of --size padding).
+    #[arg(long, value_name = "OCTETS", conflicts_with = "size")]
+    pub tlv_padding: Option<u16>,
+    /// Append an RFC 8972 Class of Service TLV: the reflector reports the DSCP and ECN our
+    /// packets arrived with (DSCP1, the DSCP asked for the reply, is --dscp or 0).
+    #[arg(long, conflicts_with = "size")]
+    pub cos: bool,
+    /// TWAMP-Light (RFC 5357 Appendix I): the same test packets, 41 octets at least, no TLVs.
+    /// On the reflector: answer TWAMP-Light senders (requests of 41 octets and more).
+    #[arg(long, conflicts_with_all = ["auth", "cos", "tlv_padding"])]
+    pub twamp_light: bool,
     /// How long to wait for replies after the last packet.
     #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
     pub timeout: Duration,
@@ -87,11 +98,22 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let endpoint = args.endpoint.as_deref().unwrap_or_default();
     let target = parse_udp(endpoint, STAMP_PORT)?;
     let auth = read_key(&args)?;
-    let size = args.size.unwrap_or(if auth.is_some() {
-        stamp::MIN_AUTH_PACKET_LEN
-    } else {
-        stamp::MIN_PACKET_LEN
-    });
+    let mut tlvs = Vec::new();
+    if args.cos {
+        tlvs.extend(stamp::class_of_service_tlv(args.dscp.unwrap_or(0)));
+    }
+    if let Some(len) = args.tlv_padding {
+        tlvs.extend(stamp::extra_padding_tlv(len));
+    }
+    let size = args.size.unwrap_or(
+        if auth.is_some() {
+            stamp::MIN_AUTH_PACKET_LEN
+        } else if args.twamp_light {
+            stamp::MIN_TWAMP_LIGHT_LEN
+        } else {
+            stamp::MIN_PACKET_LEN
+        } + tlvs.len(),
+    );
     let config = SenderConfig {
         target,
         count: args.count,
@@ -108,6 +130,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             dont_fragment: args.df,
         },
         auth,
+        tlvs,
+        twamp_light: args.twamp_light,
     };
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() && !args.quiet {
@@ -203,6 +227,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
         allow_remote: args.allow_remote,
         rate_limit_pps: args.rate_limit,
         drop_every: args.drop_every,
+        twamp_light: args.twamp_light,
         auth: read_key(args)?,
     };
     let socket = stamp::bind_reflector(address, &config)

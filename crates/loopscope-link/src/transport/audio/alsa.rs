@@ -438,6 +438,8 @@ impl AudioLink for AlsaLink {
                     if let Err(e) = restarted {
                         return Err(alsa_error("cannot restart after an xrun", e));
                     }
+                    // The restart may start the two directions a period apart from before.
+                    processor.discontinuity();
                 }
                 Err(e) => return Err(alsa_error("the ALSA stream failed", e)),
             }

@@ -90,6 +90,9 @@ pub trait AudioProcessor: Send {
     fn render(&mut self, output: &mut [f32]);
     /// Takes the next frames recorded.
     fn capture(&mut self, input: &[f32]) -> Flow;
+    /// The streams broke and were restarted (an xrun): what comes next may be delayed
+    /// differently from what came before. Frame counting goes on as if nothing happened.
+    fn discontinuity(&mut self) {}
 }
 
 /// The latency a device or server says it adds, in frames (JACK's port latency ranges).
