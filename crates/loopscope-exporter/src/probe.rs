@@ -229,6 +229,8 @@ fn stamp(module: &Module, target: &Target) -> Result<(bool, Findings), String> {
         format: TimestampFormat::Ntp,
         send_options: stamp::SendOptions::default(),
         auth: None,
+        tlvs: Vec::new(),
+        twamp_light: false,
     };
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let run = stamp::send(&config, &stop, |_| {}).map_err(|error| error.to_string())?;
