@@ -50,8 +50,11 @@ pub enum LoopCommand {
     None,
     /// In-band codes, framed (in every timeslot) or unframed (the whole line).
     Inband {
+        /// The loop-up code.
         up: InbandCode,
+        /// The loop-down code.
         down: InbandCode,
+        /// Sent in every timeslot of framed line (true) or over the whole unframed line.
         framed: bool,
     },
     /// ESF FDL line loopback activate / deactivate.
@@ -101,16 +104,21 @@ pub enum FramedAmount {
     Unlimited,
 }
 
+/// How a framed BERT runs: the line, the timeslots, the loop command and the test.
 #[derive(Debug, Clone)]
 pub struct FramedOptions {
+    /// The line's framing (T1 SF/ESF, E1 with or without CRC-4).
     pub framing: Framing,
+    /// The timeslots the pattern goes in.
     pub timeslots: Timeslots,
     /// The payload pattern; it is sent most significant bit first whatever its bit order says
     /// (the order of bits in a timeslot).
     pub pattern: PatternSpec,
+    /// How the far end is told to loop.
     pub command: LoopCommand,
     /// Send the loop-down command at the end (when there is a command).
     pub loop_down: bool,
+    /// How long the BERT counts.
     pub amount: FramedAmount,
     /// How long to send a command and wait for the loop to close or open (line time).
     pub loop_wait: Duration,
@@ -120,8 +128,11 @@ pub struct FramedOptions {
     pub confirm: Duration,
     /// Random errors injected into the payload before framing (probability per bit).
     pub inject_ber: f64,
+    /// Seed of the injected errors: the same seed, the same errors.
     pub inject_seed: u64,
+    /// The pass threshold; `None`: any error fails.
     pub max_ber: Option<f64>,
+    /// Confidence of `ber_upper_bound`.
     pub confidence: f64,
     /// The octet in timeslots the pattern does not use.
     pub idle_octet: u8,
@@ -130,6 +141,8 @@ pub struct FramedOptions {
 }
 
 impl FramedOptions {
+    /// A 10-second test of `pattern` in every timeslot of a `framing` line, with no loop
+    /// command and no injected errors (any error fails).
     pub fn new(framing: Framing, pattern: PatternSpec) -> Self {
         FramedOptions {
             framing,
@@ -155,63 +168,102 @@ impl FramedOptions {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum FramedEvent {
+    /// The loop-up command started.
     LoopUpSent {
+        /// Line time.
         t_s: f64,
+        /// The command, described.
         command: String,
     },
     /// Our own loop-up code came back: the far end is looping.
     LoopUpReturned {
+        /// Line time.
         t_s: f64,
     },
     /// The test pattern came back: the loop is closed.
     LoopClosed {
+        /// Line time.
         t_s: f64,
+        /// Line time from the loop-up command to the pattern coming back.
         after_s: f64,
     },
+    /// The pattern did not come back within the wait: the loop did not close.
     LoopNotClosed {
+        /// Line time.
         t_s: f64,
     },
+    /// The BERT began counting.
     BertStarted {
+        /// Line time.
         t_s: f64,
     },
+    /// The BERT stopped counting.
     BertFinished {
+        /// Line time.
         t_s: f64,
+        /// Whole seconds counted.
         seconds: u64,
     },
+    /// The loop-down command started.
     LoopDownSent {
+        /// Line time.
         t_s: f64,
+        /// The command, described.
         command: String,
     },
     /// The pattern no longer comes back: the loop is open.
     LoopOpened {
+        /// Line time.
         t_s: f64,
     },
+    /// The pattern still came back after loop-down: the loop did not open.
     LoopStillClosed {
+        /// Line time.
         t_s: f64,
     },
+    /// Frame alignment found.
     FrameAligned {
+        /// Line time.
         t_s: f64,
     },
+    /// Frame alignment lost.
     FrameLost {
+        /// Line time.
         t_s: f64,
     },
+    /// The checker found the pattern in the payload.
     SyncAcquired {
+        /// Line time.
         t_s: f64,
+        /// The pattern found, described.
         pattern: String,
     },
+    /// The checker lost the pattern.
     SyncLost {
+        /// Line time.
         t_s: f64,
+        /// Bit errors so far.
         bit_errors: u64,
     },
+    /// A whole second of the BERT closed (G.821 and G.826 accounting).
     Second {
+        /// Line time (its end).
         t_s: f64,
+        /// Its number, from 1.
         second: u64,
+        /// Payload bits compared in it.
         bits: u64,
+        /// Payload bit errors in it.
         bit_errors: u64,
+        /// CRC blocks that ended in it.
         crc_blocks: u64,
+        /// Of them, blocks whose CRC failed.
         crc_errors: u64,
+        /// Framing bits received wrong in it.
         frame_bit_errors: u64,
+        /// A defect (loss of frame) was present in it.
         defect: bool,
+        /// It was severely errored (G.821, and G.826 too where the framing has a CRC).
         severely_errored: bool,
     },
 }
@@ -269,12 +321,19 @@ impl Record for FramedEvent {
 /// The result. The payload fields carry the same names as `bert`'s summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct FramedSummary {
+    /// The link, as the user wrote it.
     pub link: String,
+    /// The line's framing.
     pub framing: Framing,
+    /// The timeslots the pattern went in.
     pub timeslots: String,
+    /// Payload bits per second in those timeslots.
     pub payload_rate_bps: u64,
+    /// The pattern's name.
     pub pattern: String,
+    /// The loop-up command, described.
     pub loop_up: String,
+    /// The loop-down command, described.
     pub loop_down: String,
     /// Whether the loop closed (true when no command was needed and the pattern came back).
     pub loop_closed: bool,
@@ -283,31 +342,56 @@ pub struct FramedSummary {
     /// Whether the loop was seen to open after loop-down (`None`: no loop-down sent).
     pub loop_opened: Option<bool>,
     // Payload, from the pattern checker during the BERT.
+    /// Payload bits compared during the BERT.
     pub bits: u64,
+    /// Of them, bits received wrong.
     pub bit_errors: u64,
+    /// `bit_errors / bits`.
     pub ber: f64,
+    /// The BER the true one is below at `confidence`.
     pub ber_upper_bound: f64,
+    /// That confidence.
     pub confidence: f64,
+    /// The pass threshold, when set.
     pub max_ber: Option<f64>,
+    /// Times pattern sync was lost.
     pub sync_losses: u64,
+    /// Slips of the pattern.
     pub slips: u64,
+    /// Bits received while hunting for the pattern.
     pub unsynced_bits: u64,
+    /// In pattern sync at the end.
     pub in_sync: bool,
+    /// G.821 errored seconds.
     pub errored_seconds: u64,
+    /// G.821 severely errored seconds.
     pub severely_errored_seconds: u64,
+    /// G.821 unavailable seconds.
     pub unavailable_seconds: u64,
+    /// G.821 error-free seconds.
     pub error_free_seconds: u64,
+    /// G.821 available seconds.
     pub available_seconds: u64,
+    /// G.821 %ES.
     pub es_percent: f64,
+    /// G.821 %SES.
     pub ses_percent: f64,
     // Framing, from the deframer during the BERT.
+    /// Frames received in alignment.
     pub frames: u64,
+    /// Framing bits received wrong.
     pub frame_bit_errors: u64,
+    /// CRC blocks checked.
     pub crc_blocks: u64,
+    /// Of them, blocks whose CRC failed.
     pub crc_errors: u64,
+    /// Block errors the far end reported (E1 E-bits).
     pub far_end_block_errors: u64,
+    /// Losses of frame alignment.
     pub oof_events: u64,
+    /// Line bits received while out of frame.
     pub out_of_frame_bits: u64,
+    /// In frame at the end.
     pub in_frame: bool,
     /// G.826 from the CRC blocks (`null` for framings without a CRC).
     pub g826: Option<G826Summary>,
@@ -315,14 +399,22 @@ pub struct FramedSummary {
     pub injected_bits: u64,
     /// What went wrong, in words (loss of frame, the loop did not close or open).
     pub findings: Vec<String>,
+    /// Line time the test took.
     pub line_time_s: f64,
+    /// Wall time the test took.
     pub elapsed_s: f64,
+    /// Bytes of line sent.
     pub bytes_sent: u64,
+    /// Bytes of line received.
     pub bytes_received: u64,
+    /// Why the run ended.
     pub end_reason: EndReason,
+    /// What went wrong, when something did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The link's own figures.
     pub link_stats: loopscope_link::LinkStats,
+    /// No failure reason (see [`FramedSummary::failure_reasons`]).
     pub passed: bool,
 }
 

@@ -6,6 +6,7 @@
 
 pub mod bert;
 mod ending;
+pub mod framed;
 pub mod ping;
 // Not every public item of these is documented yet (docs/design.md says where this stands);
 // each loses its allow once `cargo clippy` passes without it.
@@ -13,8 +14,6 @@ pub mod ping;
 pub mod audio_latency;
 #[allow(missing_docs)]
 pub mod bfd;
-#[allow(missing_docs)]
-pub mod framed;
 #[allow(missing_docs)]
 pub mod perf;
 #[allow(missing_docs)]

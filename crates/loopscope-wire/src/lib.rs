@@ -13,12 +13,14 @@
 //! - [`datagram`]: the header that numbers each datagram of a datagram link (`udp:`,
 //!   `unixgram:`).
 //! - [`pcapng`]: the pcapng blocks the capture adapter and `martians --write-matches` write.
+//! - [`cfm`]: Ethernet loopback PDUs (Y.1731 / IEEE 802.1ag LBM and LBR).
 //! - [`stamp`]: STAMP test packets (RFC 8762, RFC 8972 TLVs), unauthenticated and
 //!   authenticated, which TWAMP-Light shares.
 
 #![forbid(unsafe_code)]
 
 pub mod bfd;
+pub mod cfm;
 pub mod checksum;
 pub mod datagram;
 pub mod icmp;

@@ -579,6 +579,41 @@ print('ok')
     assert_eq!(reflected["too_short"], 1, "{reflected}");
 }
 
+/// A stateful reflector numbers what it reflects from 0 (RFC 8762 §4.3): packets it drops
+/// on arrival (every 10th, before numbering) are forward loss, and nothing is lost backward.
+#[test]
+fn stateful_reflector_splits_loss_by_direction() {
+    let reflector = Reflector::start(&["--stateful", "30s", "--drop-every", "10"]);
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &[
+            "--count",
+            "100",
+            "--interval",
+            "1ms",
+            "--timeout",
+            "500ms",
+            "--stateful-reflector",
+        ],
+    );
+    assert_eq!(code, Some(1), "loss fails the run");
+    let summary = summary(&events);
+    assert_eq!(summary["lost"], 10, "{summary}");
+    assert_eq!(summary["forward_lost"], 10, "{summary}");
+    assert_eq!(summary["backward_lost"], 0, "{summary}");
+    let replies: Vec<&Value> = events.iter().filter(|e| e["type"] == "reply").collect();
+    let numbers: Vec<u64> = replies
+        .iter()
+        .map(|r| r["reflector_seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..90).collect::<Vec<u64>>(),
+        "the reflector's own numbers"
+    );
+    drop(reflector);
+}
+
 /// tshark's TWAMP-Test dissector (the STAMP layout is TWAMP's, RFC 8762 §4) reads the sequence
 /// numbers, TTL and error estimates we put on the wire, captured on the loopback of a namespace
 /// of the test's own so no other traffic mixes in.

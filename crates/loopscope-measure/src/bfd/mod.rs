@@ -363,6 +363,9 @@ struct SpeakerStats {
     promised_us: u64,
     over_promised: u64,
     missed: u64,
+    /// Gaps counted by their ratio to the promised interval: below 75 %, 75-100 %, 100-150 %,
+    /// 150-200 %, above 200 %.
+    gap_buckets: [u64; 5],
     detections: Vec<Duration>,
     negotiated: Option<Negotiated>,
     states: Vec<StateChange>,
@@ -389,6 +392,7 @@ impl SpeakerStats {
             promised_us: 0,
             over_promised: 0,
             missed: 0,
+            gap_buckets: [0; 5],
             detections: Vec::new(),
             negotiated: None,
             states: Vec::new(),
@@ -414,6 +418,15 @@ impl SpeakerStats {
                 if gap_us > promised {
                     self.over_promised += 1;
                 }
+                let percent = gap_us.saturating_mul(100) / promised;
+                let bucket = match percent {
+                    0..75 => 0,
+                    75..=100 => 1,
+                    101..=150 => 2,
+                    151..=200 => 3,
+                    _ => 4,
+                };
+                self.gap_buckets[bucket] += 1;
                 // Packets the peer should have sent in the gap and did not: the gap in whole
                 // intervals, rounded, less the one that arrived.
                 self.missed += ((gap_us + promised / 2) / promised).saturating_sub(1);
@@ -535,6 +548,16 @@ impl SpeakerStats {
             promised_interval_ms: (self.promised_us > 0).then(|| ms(self.promised_us)),
             over_promised: self.over_promised,
             missed: self.missed,
+            interarrival_histogram: [
+                "under_75_percent",
+                "75_to_100_percent",
+                "100_to_150_percent",
+                "150_to_200_percent",
+                "over_200_percent",
+            ]
+            .into_iter()
+            .zip(self.gap_buckets)
+            .collect(),
             detections: detections.len() as u64,
             detection_p99_ms,
             echo: (self.echo.sent > 0).then(|| self.echo.summary()),

@@ -310,6 +310,8 @@ pub struct SpeakerSummary {
     pub over_promised: u64,
     /// Packets missing from the gaps: each gap in promised intervals, rounded, less one.
     pub missed: u64,
+    /// The gaps by their share of the promised interval (RFC 5880 §6.8.7 allows 75-100 %).
+    pub interarrival_histogram: BTreeMap<&'static str, u64>,
     /// Control Detection Time expiries, and the 99th percentile of the time from the last
     /// packet to the declaration.
     pub detections: u64,
@@ -378,6 +380,25 @@ impl Record for SpeakerSummary {
                 opt(self.promised_interval_ms),
                 self.over_promised,
                 self.missed
+            )?;
+            writeln!(
+                out,
+                "  of the promised interval: <75 % {}, 75-100 % {}, 100-150 % {}, 150-200 % {}, >200 % {}",
+                self.interarrival_histogram
+                    .get("under_75_percent")
+                    .unwrap_or(&0),
+                self.interarrival_histogram
+                    .get("75_to_100_percent")
+                    .unwrap_or(&0),
+                self.interarrival_histogram
+                    .get("100_to_150_percent")
+                    .unwrap_or(&0),
+                self.interarrival_histogram
+                    .get("150_to_200_percent")
+                    .unwrap_or(&0),
+                self.interarrival_histogram
+                    .get("over_200_percent")
+                    .unwrap_or(&0)
             )?;
         }
         if self.detections > 0 {

@@ -131,6 +131,8 @@ pub struct SenderConfig {
     pub tlvs: Vec<u8>,
     /// TWAMP-Light (RFC 5357 Appendix I): 41-octet packets allowed, no TLVs.
     pub twamp_light: bool,
+    /// The reflector is stateful: report loss per direction from its sequence numbers.
+    pub stateful_reflector: bool,
 }
 
 /// An Extra Padding TLV (RFC 8972 §4.1) of `len` zero octets.
@@ -303,6 +305,11 @@ pub struct SenderRun {
     pub authenticated: bool,
     /// The session ran as TWAMP-Light.
     pub twamp_light: bool,
+    /// The reflector is stateful (the user says so): per-direction loss is computed.
+    pub stateful_reflector: bool,
+    /// The highest reflector sequence number seen (a stateful reflector numbers what it
+    /// reflected from 0).
+    pub reflector_sequence_max: Option<u32>,
     pub elapsed: Duration,
     /// Time from the first send to the last.
     pub send_span: Duration,
@@ -376,6 +383,7 @@ pub fn send(
         same_host: config.target.ip().is_loopback(),
         authenticated: config.auth.is_some(),
         twamp_light: config.twamp_light,
+        stateful_reflector: config.stateful_reflector,
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
@@ -572,6 +580,10 @@ pub fn send(
                 ));
                 run.reflector_synchronised &= measured.reflector_synchronised;
                 run.reflector_error_us = run.reflector_error_us.max(measured.reflector_error_us);
+                run.reflector_sequence_max = Some(
+                    run.reflector_sequence_max
+                        .map_or(reply.sequence, |m| m.max(reply.sequence)),
+                );
                 run.tlv_unrecognized += u64::from(reply_tlvs.unrecognized);
                 run.tlv_malformed += u64::from(reply_tlvs.malformed);
                 run.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
@@ -668,6 +680,12 @@ pub struct StampSummary {
     /// Reply TLVs the reflector flagged U (not processed) or M (malformed).
     pub tlv_unrecognized: u64,
     pub tlv_malformed: u64,
+    /// Loss per direction, from a stateful reflector's own sequence numbers (RFC 8762 §4.3):
+    /// it reflected (highest number + 1) packets, so forward = transmitted − reflected and
+    /// backward = reflected − received. Null unless `--stateful-reflector` says the reflector
+    /// numbers its replies itself (a stateless one copies ours, which says nothing).
+    pub forward_lost: Option<u64>,
+    pub backward_lost: Option<u64>,
     /// "unauthenticated" or "authenticated" (RFC 8762 §4.2), or "twamp-light".
     pub mode: &'static str,
     pub send_errors: u64,
@@ -829,6 +847,14 @@ impl StampSummary {
             bad_hmac: run.bad_hmac,
             tlv_unrecognized: run.tlv_unrecognized,
             tlv_malformed: run.tlv_malformed,
+            forward_lost: run.stateful_reflector.then(|| {
+                let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
+                run.transmitted.saturating_sub(reflected)
+            }),
+            backward_lost: run.stateful_reflector.then(|| {
+                let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
+                reflected.saturating_sub(run.received)
+            }),
             mode: if run.authenticated {
                 "authenticated"
             } else if run.twamp_light {
@@ -895,6 +921,12 @@ impl Record for StampSummary {
             self.reordered,
             self.elapsed_s
         )?;
+        if let (Some(forward), Some(backward)) = (self.forward_lost, self.backward_lost) {
+            writeln!(
+                out,
+                "lost forward {forward}, backward {backward} (the stateful reflector's numbers)"
+            )?;
+        }
         if let Some(interval) = self.achieved_interval_us {
             writeln!(
                 out,
@@ -969,6 +1001,33 @@ pub struct ReflectorConfig {
     /// TWAMP-Light (RFC 5357 Appendix I): requests of 41 octets and more are answered, and
     /// what follows the base packet is padding (zeros in the reply), not TLVs.
     pub twamp_light: bool,
+    /// Stateful (RFC 8762 §4.3): each session (source address and SSID) gets the reflector's
+    /// own sequence numbers from 0, so the sender can tell forward from backward loss; a
+    /// session silent for this long starts again from 0.
+    pub stateful_timeout: Option<Duration>,
+}
+
+/// The sessions of a stateful reflector: the next sequence number and when each was last seen.
+#[derive(Default)]
+struct Sessions {
+    sessions: HashMap<(SocketAddr, u16), (u32, Instant)>,
+}
+
+impl Sessions {
+    fn next(&mut self, source: SocketAddr, ssid: u16, timeout: Duration, now: Instant) -> u32 {
+        if self.sessions.len() > 65_536 {
+            self.sessions
+                .retain(|_, (_, seen)| now.duration_since(*seen) < timeout);
+        }
+        let entry = self.sessions.entry((source, ssid)).or_insert((0, now));
+        if now.duration_since(entry.1) >= timeout {
+            entry.0 = 0;
+        }
+        let sequence = entry.0;
+        entry.0 = entry.0.wrapping_add(1);
+        entry.1 = now;
+        sequence
+    }
 }
 
 /// What a reflector did.
@@ -1076,6 +1135,7 @@ pub fn reflect(
     socket.set_nonblocking(true)?;
     let own_port = socket.local_addr()?.port();
     let mut summary = ReflectorSummary::default();
+    let mut sessions = Sessions::default();
     let mut limiter = RateLimiter {
         rate: f64::from(config.rate_limit_pps),
         burst: f64::from((config.rate_limit_pps / 50).max(64)),
@@ -1182,8 +1242,12 @@ pub fn reflect(
                 ),
                 None => ErrorEstimate::new(false, format, Duration::from_secs(1)),
             };
+            let sequence = match config.stateful_timeout {
+                Some(timeout) => sessions.next(source, request.ssid, timeout, Instant::now()),
+                None => request.sequence,
+            };
             let reply = ReflectorRepr {
-                sequence: request.sequence,
+                sequence,
                 timestamp: Timestamp::default(),
                 error_estimate,
                 ssid: request.ssid,

@@ -373,7 +373,7 @@ fn examples(key: &str) -> &'static [&'static str] {
             "loopscope ping 'icmp://[::1]' -c 3 -i 0.2",
         ],
         "bfd" => &[
-            "loopscope bfd udp://127.0.0.1 --local 127.0.0.2 --min-tx 50ms --min-rx 50ms --duration 2s --echo 100ms",
+            "loopscope bfd udp://127.0.0.1 --local 127.0.0.2 --duration 3s --echo 100ms",
             "loopscope bfd --sbfd 42 udp://127.0.0.1 --count 5 --min-tx 50ms",
         ],
         "reflect" => &[

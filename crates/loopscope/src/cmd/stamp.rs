@@ -57,6 +57,13 @@ pub struct Args {
     /// On the reflector: answer TWAMP-Light senders (requests of 41 octets and more).
     #[arg(long, conflicts_with_all = ["auth", "cos", "tlv_padding"])]
     pub twamp_light: bool,
+    /// Reflector: be stateful (RFC 8762 §4.3), numbering each session's replies from 0; a
+    /// session silent this long starts again (e.g. 30s).
+    #[arg(long, value_name = "TIMEOUT", value_parser = super::ping::parse_duration)]
+    pub stateful: Option<Duration>,
+    /// Sender: the reflector is stateful, so report loss per direction from its numbers.
+    #[arg(long)]
+    pub stateful_reflector: bool,
     /// How long to wait for replies after the last packet.
     #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
     pub timeout: Duration,
@@ -132,6 +139,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         auth,
         tlvs,
         twamp_light: args.twamp_light,
+        stateful_reflector: args.stateful_reflector,
     };
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() && !args.quiet {
@@ -228,6 +236,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
         rate_limit_pps: args.rate_limit,
         drop_every: args.drop_every,
         twamp_light: args.twamp_light,
+        stateful_timeout: args.stateful,
         auth: read_key(args)?,
     };
     let socket = stamp::bind_reflector(address, &config)
