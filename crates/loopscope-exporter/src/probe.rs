@@ -231,6 +231,7 @@ fn stamp(module: &Module, target: &Target) -> Result<(bool, Findings), String> {
         auth: None,
         tlvs: Vec::new(),
         twamp_light: false,
+        stateful_reflector: false,
     };
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let run = stamp::send(&config, &stop, |_| {}).map_err(|error| error.to_string())?;
