@@ -376,6 +376,31 @@ fn prometheus_scrapes_success_and_the_injected_loss() {
         |v| v.is_finite(),
     );
     assert_eq!(clean, 0.0, "the clean target lost packets");
+
+    // Every query of the shipped Grafana dashboard is PromQL this Prometheus accepts.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repository().join("deploy/grafana/loopscope-dashboard.json"))
+            .expect("the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let Some(expr) = target["expr"].as_str().filter(|e| !e.is_empty()) else {
+                continue;
+            };
+            let promql = expr.replace("$instance", ".*").replace("$job", ".*");
+            let (status, body) = http_get(
+                prometheus.address,
+                &format!("/api/v1/query?query={}", url_encode(&promql)),
+            )
+            .expect("the query API");
+            assert_eq!(status, 200, "{promql}: {body}");
+            assert!(body.contains("\"status\":\"success\""), "{promql}: {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} dashboard queries");
 }
 
 #[test]
