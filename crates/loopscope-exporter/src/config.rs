@@ -51,6 +51,9 @@ pub enum Prober {
     /// Stamped frames over any link endpoint (`udp://`, `tcp://`, `serial:`...) to a
     /// reflector or a loopback plug.
     Ping,
+    /// STAMP (RFC 8762) test packets to a session-reflector (`HOST:PORT`, port 862 by
+    /// default): round trips and the delay of each direction.
+    Stamp,
     /// A continuous, slow BERT over a link.
     Bert,
     /// This host's (or a namespace's) loopback health: each doctor check as a gauge.
@@ -65,6 +68,7 @@ impl Prober {
         match self {
             Prober::Icmp => "icmp",
             Prober::Ping => "ping",
+            Prober::Stamp => "stamp",
             Prober::Bert => "bert",
             Prober::Doctor => "doctor",
             Prober::Listeners => "listeners",
@@ -209,7 +213,7 @@ impl Module {
     /// The longest a probe of this module can take (what `/probe` and the scheduler expect).
     pub fn expected_duration(&self) -> Duration {
         match self.prober {
-            Prober::Icmp | Prober::Ping => {
+            Prober::Icmp | Prober::Ping | Prober::Stamp => {
                 self.spacing * u32::try_from(self.packets.saturating_sub(1)).unwrap_or(u32::MAX)
                     + self.timeout
             }
@@ -392,7 +396,10 @@ impl Config {
                 .as_ref()
                 .map(|t| t.get_ref().clone())
                 .unwrap_or_default();
-            let needs_target = matches!(module.prober, Prober::Icmp | Prober::Ping | Prober::Bert);
+            let needs_target = matches!(
+                module.prober,
+                Prober::Icmp | Prober::Ping | Prober::Stamp | Prober::Bert
+            );
             if needs_target && target_text.is_empty() {
                 return Err(ConfigError::at(
                     text,

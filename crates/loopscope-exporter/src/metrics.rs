@@ -40,6 +40,8 @@ pub struct TargetMetrics {
     pub last_loss_ratio: Option<f64>,
     /// The last probe's IP version (ICMP).
     pub ip_version: Option<u8>,
+    /// The last STAMP probe's mean one-way delays (forward, backward), in seconds.
+    pub one_way_s: Option<(f64, f64)>,
     /// Round trips of every probe.
     pub rtt: Histogram,
     /// The doctor's checks as of the last probe.
@@ -67,6 +69,7 @@ impl TargetMetrics {
             corrupt: 0,
             last_loss_ratio: None,
             ip_version: None,
+            one_way_s: None,
             rtt: Histogram::new(rtt_buckets),
             doctor: Vec::new(),
             listeners: None,
@@ -93,6 +96,7 @@ impl TargetMetrics {
                 self.last_loss_ratio =
                     (counts.sent > 0).then(|| counts.lost as f64 / counts.sent as f64);
                 self.ip_version = counts.ip_version;
+                self.one_way_s = counts.one_way_s;
                 for rtt in &counts.rtts_s {
                     self.rtt.observe(*rtt);
                 }
@@ -110,7 +114,7 @@ impl TargetMetrics {
 /// Declares the per-target families (their help text), in the order they are shown.
 pub fn declare_target_families(out: &mut Exposition) {
     use MetricKind::{Counter, Gauge, Histogram as Hist};
-    let families: [(&str, MetricKind, &str); 27] = [
+    let families: [(&str, MetricKind, &str); 28] = [
         (
             "loopscope_probe_success",
             Gauge,
@@ -166,6 +170,11 @@ pub fn declare_target_families(out: &mut Exposition) {
             "loopscope_probe_ip_protocol",
             Gauge,
             "IP version the last ICMP probe used (4 or 6).",
+        ),
+        (
+            "loopscope_stamp_one_way_delay_seconds",
+            Gauge,
+            "Mean one-way delay of the last STAMP probe, by direction (the hosts' clocks must agree; on loopback they do).",
         ),
         (
             "loopscope_probe_rtt_seconds",
@@ -297,6 +306,19 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
         }
         if let Some(version) = metrics.ip_version {
             out.sample("loopscope_probe_ip_protocol", &labels, f64::from(version));
+        }
+        if let Some((forward, backward)) = metrics.one_way_s {
+            for (direction, value) in [("forward", forward), ("backward", backward)] {
+                out.sample(
+                    "loopscope_stamp_one_way_delay_seconds",
+                    &[
+                        ("target", target),
+                        ("module", metrics.module.as_str()),
+                        ("direction", direction),
+                    ],
+                    value,
+                );
+            }
         }
         out.histogram("loopscope_probe_rtt_seconds", &labels, &metrics.rtt);
     }

@@ -31,6 +31,8 @@ pub struct PingCounts {
     pub rtts_s: Vec<f64>,
     /// 4 or 6 for ICMP probes (blackbox's `probe_ip_protocol`).
     pub ip_version: Option<u8>,
+    /// STAMP: the mean one-way delays of the replies, forward and backward, in seconds.
+    pub one_way_s: Option<(f64, f64)>,
 }
 
 /// One listening socket reachable from outside.
@@ -84,6 +86,7 @@ pub fn run(module: &Module, target: &Target, stop: &AtomicBool) -> ProbeResult {
     let outcome = match module.prober {
         Prober::Icmp => icmp(module, target, stop),
         Prober::Ping => link_ping(module, target, stop),
+        Prober::Stamp => stamp(module, target),
         Prober::Doctor => run_doctor(module),
         Prober::Listeners => listeners(module),
         Prober::Bert => Err(
@@ -197,6 +200,55 @@ fn link_ping(
     Ok((counts.received > 0, Findings::Ping(counts)))
 }
 
+fn stamp(module: &Module, target: &Target) -> Result<(bool, Findings), String> {
+    use loopscope_measure::stamp::{self, SenderConfig, TimestampFormat};
+    let text = target
+        .target
+        .strip_prefix("udp://")
+        .unwrap_or(&target.target);
+    // The STAMP port (RFC 8762 section 4.1) when none is given.
+    let with_port = if text.parse::<SocketAddr>().is_ok()
+        || text.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.ends_with(':') && !host.contains(':') && port.parse::<u16>().is_ok()
+        }) {
+        text.to_string()
+    } else {
+        format!("{text}:862")
+    };
+    let address = with_port
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve '{text}': {error}"))?
+        .next()
+        .ok_or_else(|| format!("'{text}' has no address"))?;
+    let config = SenderConfig {
+        target: address,
+        count: Some(module.packets),
+        interval: module.spacing,
+        size: module.payload.max(stamp::MIN_PACKET_LEN),
+        timeout: module.timeout,
+        format: TimestampFormat::Ntp,
+        send_options: stamp::SendOptions::default(),
+        auth: None,
+        tlvs: Vec::new(),
+        twamp_light: false,
+        stateful_reflector: false,
+    };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let run = stamp::send(&config, &stop, |_| {}).map_err(|error| error.to_string())?;
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64 / 1e6;
+    let counts = PingCounts {
+        sent: run.transmitted,
+        received: run.received,
+        lost: run.transmitted.saturating_sub(run.received),
+        duplicates: run.duplicates,
+        rtts_s: run.rtt_us.iter().map(|us| us / 1e6).collect(),
+        one_way_s: (!run.forward_us.is_empty())
+            .then(|| (mean(&run.forward_us), mean(&run.backward_us))),
+        ..PingCounts::default()
+    };
+    Ok((counts.received > 0, Findings::Ping(counts)))
+}
+
 fn run_ping(pinger: &mut dyn ping::Pinger, module: &Module, stop: &AtomicBool) -> PingCounts {
     let mut rtts_s = Vec::with_capacity(module.packets as usize);
     let outcome = ping::run(pinger, &ping_config(module), stop, &mut |event| {
@@ -224,6 +276,7 @@ fn run_ping(pinger: &mut dyn ping::Pinger, module: &Module, stop: &AtomicBool) -
         corrupt: extra("corrupt"),
         rtts_s,
         ip_version: None,
+        one_way_s: None,
     }
 }
 

@@ -376,6 +376,31 @@ fn prometheus_scrapes_success_and_the_injected_loss() {
         |v| v.is_finite(),
     );
     assert_eq!(clean, 0.0, "the clean target lost packets");
+
+    // Every query of the shipped Grafana dashboard is PromQL this Prometheus accepts.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repository().join("deploy/grafana/loopscope-dashboard.json"))
+            .expect("the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let Some(expr) = target["expr"].as_str().filter(|e| !e.is_empty()) else {
+                continue;
+            };
+            let promql = expr.replace("$instance", ".*").replace("$job", ".*");
+            let (status, body) = http_get(
+                prometheus.address,
+                &format!("/api/v1/query?query={}", url_encode(&promql)),
+            )
+            .expect("the query API");
+            assert_eq!(status, 200, "{promql}: {body}");
+            assert!(body.contains("\"status\":\"success\""), "{promql}: {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} dashboard queries");
 }
 
 #[test]
@@ -611,4 +636,53 @@ fn a_bad_config_is_refused_with_its_line_and_exit_2() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn a_stamp_target_counts_round_trips_and_both_directions() {
+    let mut command = Command::new(BIN);
+    command.args(["--json", "stamp", "--reflect", "udp://127.0.0.1:0"]);
+    let reflector = Running::spawn(command, true);
+    let (line, _) = reflector.line_with("\"listening\"");
+    let event: Value = serde_json::from_str(&line).expect("JSON");
+    let endpoint = event["endpoint"].as_str().expect("endpoint").to_string();
+    let exporter = Exporter::start(&format!(
+        "[modules.stamp]\nprober = \"stamp\"\npackets = 5\nspacing = \"1ms\"\ntimeout = \"500ms\"\n\n\
+         [[targets]]\nname = \"refl\"\nmodule = \"stamp\"\ntarget = \"{endpoint}\"\ninterval = \"100ms\"\n"
+    ));
+    let labels = "{target=\"refl\",module=\"stamp\"}";
+    let text = wait_for("STAMP probes", || {
+        let text = exporter.metrics();
+        sample(
+            &text,
+            &format!("loopscope_probe_packets_sent_total{labels}"),
+        )
+        .filter(|sent| *sent >= 20.0)
+        .map(|_| text)
+    });
+    let sent = sample(
+        &text,
+        &format!("loopscope_probe_packets_sent_total{labels}"),
+    )
+    .unwrap();
+    let received = sample(
+        &text,
+        &format!("loopscope_probe_packets_received_total{labels}"),
+    )
+    .unwrap();
+    assert_eq!(sent, received, "a clean reflector on loopback lost packets");
+    assert_eq!(
+        sample(&text, &format!("loopscope_probe_rtt_seconds_count{labels}")),
+        Some(received)
+    );
+    for direction in ["forward", "backward"] {
+        let delay = sample(
+            &text,
+            &format!(
+                "loopscope_stamp_one_way_delay_seconds{{target=\"refl\",module=\"stamp\",direction=\"{direction}\"}}"
+            ),
+        )
+        .expect("a one-way delay");
+        assert!(delay.abs() < 0.1, "{direction} delay {delay} s on loopback");
+    }
 }
