@@ -45,6 +45,7 @@ for target in "${targets[@]}"; do
   runs_limit=()
   if [[ -n ${FUZZ_RUNS:-} ]]; then runs_limit=(-runs="$FUZZ_RUNS"); fi
   started=$SECONDS
+  before=$(find "artifacts/$target" -type f | wc -l)
   log=$(mktemp)
   set +e
   "$bin_dir/$target" "$corpus" -artifact_prefix="artifacts/$target/" \
@@ -57,10 +58,11 @@ for target in "${targets[@]}"; do
   features=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
   elapsed=$((SECONDS - started))
   files=$(find "$corpus" -type f | wc -l)
-  crashes=$(find "artifacts/$target" -type f | wc -l)
+  # Only what this run wrote: earlier artifacts stay until their regression test is in.
+  crashes=$(($(find "artifacts/$target" -type f | wc -l) - before))
   printf '%-14s %12s %10s %8s %8s %8s %8s %8s\n' "$target" "$runs" "$rate" "$cov" "$features" "$files" "$crashes" "$elapsed"
   if ((crashes > 0)); then
-    grep -E 'ERROR|panicked|SUMMARY|Test unit written' "$log" | head -5 | sed 's/^/    /'
+    grep -E 'ERROR|panicked|SUMMARY|Test unit written' "$log" | head -5 | sed 's/^/    /' || true
   fi
   if [[ -n ${FUZZ_LOG_DIR:-} ]]; then mv "$log" "$FUZZ_LOG_DIR/$target.log"; else rm -f "$log"; fi
 done
