@@ -142,7 +142,9 @@ impl<R: Read> Window<R> {
             if self.eof {
                 return false;
             }
-            let want = n.max(self.read_size);
+            // Grow towards `n` at most a chunk beyond what is buffered: a short file whose
+            // record claims 16 MiB then costs what it holds, not a zeroed 16 MiB buffer.
+            let want = n.min(self.end - self.start + CHUNK).max(self.read_size);
             if self.buffer.len() - self.start < want {
                 self.buffer.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
@@ -555,6 +557,34 @@ mod tests {
         assert!(frames.0.is_empty());
         assert!(
             reader.largest <= MAX_BLOCK + 16,
+            "a {}-byte buffer",
+            reader.largest
+        );
+    }
+
+    /// A 95-byte file whose one record claims 16,000,000 bytes (under the 16 MiB bound) is
+    /// truncated, and reading it never asks for a buffer much beyond a chunk: it used to zero
+    /// a 16 MB window first (found by the capture_file fuzz target as a slow input).
+    #[test]
+    fn a_record_longer_than_the_file_is_not_buffered_ahead() {
+        let mut bytes = pcap(&[]);
+        // A snap length of 16 MiB, so that the record is within bounds.
+        bytes[16..20].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.extend_from_slice(&16_000_000u32.to_le_bytes());
+        bytes.extend_from_slice(&16_000_000u32.to_le_bytes());
+        bytes.extend_from_slice(&[0x45; 55]);
+        assert_eq!(bytes.len(), 95);
+        let mut reader = LargestRead {
+            input: &bytes,
+            largest: 0,
+        };
+        let mut frames = Frames(Vec::new());
+        let (_, damage) = read_capture(&mut reader, &mut frames).unwrap();
+        assert!(damage.truncated, "{damage:?}");
+        assert!(frames.0.is_empty());
+        assert!(
+            reader.largest <= CHUNK + 16,
             "a {}-byte buffer",
             reader.largest
         );
