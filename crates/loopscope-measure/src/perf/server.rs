@@ -240,7 +240,15 @@ struct CrrSlot {
     response_length: usize,
     transactions: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
+    /// Connections routed to this test whose transaction is not yet counted. The response goes
+    /// out before the count, so the client can end the test while its last transaction's
+    /// handler sits between the two; the end waits for these.
+    in_flight: Arc<AtomicU64>,
 }
+
+/// How long the end of a `crr` test waits for transactions still being counted (a connection
+/// the client abandoned holds its handler until the read fails).
+const CRR_SETTLE: Duration = Duration::from_secs(2);
 
 struct Shared {
     options: ServerOptions,
@@ -464,9 +472,14 @@ fn greet(shared: &Arc<Shared>, socket: StreamSock, order: u64) {
         let Ok(tests) = shared.tests.lock() else {
             return;
         };
-        tests
-            .get(&cookie)
-            .map(|slot| (slot.streams.clone(), slot.crr.clone()))
+        tests.get(&cookie).map(|slot| {
+            // Counted under the lock, so the end of the test (which takes the slot away under
+            // it first) sees every connection that will count a transaction.
+            if let Some(crr) = &slot.crr {
+                crr.in_flight.fetch_add(1, Ordering::AcqRel);
+            }
+            (slot.streams.clone(), slot.crr.clone())
+        })
     };
     match route {
         Some((_, Some(crr))) => {
@@ -475,6 +488,7 @@ fn greet(shared: &Arc<Shared>, socket: StreamSock, order: u64) {
                 crr.bytes
                     .fetch_add(crr.request_length as u64, Ordering::Relaxed);
             }
+            crr.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
         Some((Some(streams), None)) => {
             let _ = streams.send((order, socket));
@@ -1029,6 +1043,7 @@ fn serve(
             response_length: rr.response_length as usize,
             transactions: Arc::new(AtomicU64::new(0)),
             bytes: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(AtomicU64::new(0)),
         };
         if let Ok(mut tests) = shared.tests.lock()
             && let Some(test) = tests.get_mut(&cookie)
@@ -1195,16 +1210,25 @@ fn serve(
         let _ = worker.join();
     }
     if let Some(crr) = &crr_counters {
-        rr_transactions.fetch_add(crr.transactions.load(Ordering::Relaxed), Ordering::Relaxed);
-        if let Some(first) = streams.first() {
-            first
-                .bytes
-                .fetch_add(crr.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
+        // No new connection joins the test after this; then the ones already routed finish
+        // counting (a client's completed transaction was answered before it was counted).
         if let Ok(mut tests) = shared.tests.lock()
             && let Some(test) = tests.get_mut(&cookie)
         {
             test.crr = None;
+        }
+        let settle_until = Instant::now() + CRR_SETTLE;
+        while crr.in_flight.load(Ordering::Acquire) > 0
+            && Instant::now() < settle_until
+            && !shared.stop.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        rr_transactions.fetch_add(crr.transactions.load(Ordering::Acquire), Ordering::Relaxed);
+        if let Some(first) = streams.first() {
+            first
+                .bytes
+                .fetch_add(crr.bytes.load(Ordering::Acquire), Ordering::Relaxed);
         }
     }
     if exchange {
