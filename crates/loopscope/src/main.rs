@@ -188,7 +188,7 @@ fn main() -> ExitCode {
         Ok(outcome) => outcome.exit_code(),
         Err(error) => {
             // One line: the cause chain joined, so scripts and humans see what and why.
-            stderr_line!("loopscope: error: {}", one_line(&format!("{error:#}")));
+            stderr_line!("loopscope: error: {}", one_line(&cause_chain(&error)));
             EXIT_USAGE
         }
     };
@@ -221,6 +221,24 @@ fn runs_until_stopped(command: &Command) -> bool {
         }
         _ => false,
     }
+}
+
+/// The error and its causes joined by ": ", as anyhow's `{:#}` does, but a cause whose text
+/// the line already holds is left out: library errors often quote their source in their own
+/// message and also mark it as the source, which printed "refused: refused" (issue 11).
+/// Mending it here covers every error type at once.
+fn cause_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// The longest error line printed; causes that quote a 100 KB argument are cut in the middle.

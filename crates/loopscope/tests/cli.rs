@@ -512,3 +512,23 @@ fn error_lines_stay_short_whatever_the_input() {
         assert!(stderr.len() < 2_000, "{} bytes of error", stderr.len());
     }
 }
+
+/// Issue 11 item 18 (doubled causes): a library error that quotes its source and also marks it
+/// as the source printed `Connection refused (os error 111) (…): Connection refused (os error
+/// 111)`. The cause appears once.
+#[test]
+fn a_refused_connection_names_its_cause_once() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let output = loopscope()
+        .args(["perf", &format!("tcp://127.0.0.1:{port}"), "-t", "1"])
+        .output()
+        .expect("run loopscope");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("loopscope: error: "), "{stderr}");
+    assert_eq!(stderr.matches("os error 111").count(), 1, "{stderr}");
+}
