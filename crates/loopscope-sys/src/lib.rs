@@ -26,6 +26,8 @@
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
+//!   one EtherType on one interface, with kernel receive timestamps and multicast
+//!   membership: [`EthernetSocket`] (the Ethernet loopback);
 //! - [`set_icmpv6_filter`];
 //! - TTL and hop limit of UDP datagrams (BFD's GTSM check): [`set_send_hops`],
 //!   [`enable_hops_reception`], [`recv_with_hops`];
@@ -37,6 +39,7 @@
 //!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_tx_timestamp`],
 //!   [`set_send_options`], [`clock_sync`].
 
+mod ethernet;
 mod fdio;
 mod hops;
 mod netlink;
@@ -50,6 +53,7 @@ mod timestamping;
 mod tty;
 mod zerocopy;
 
+pub use ethernet::{EthernetSocket, PACKET_OUTGOING, ReceivedFrame};
 pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
     timed_out, wait_readable, wait_writable, write_all,

@@ -18,7 +18,7 @@ use crate::Context;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Where to reflect: tcp://[HOST]:PORT, udp://[HOST]:PORT, unix:PATH, unixgram:PATH,
+    /// Where to reflect: an interface with --eth-lb; tcp://[HOST]:PORT, udp://[HOST]:PORT, unix:PATH, unixgram:PATH,
     /// serial:/dev/ttyX?baud=..., pty: (prints the device to open; its plug paces at the speed
     /// the client sets, pty:?pace=0 does not). An empty HOST means 127.0.0.1; port 0 picks a
     /// free port (printed).
@@ -47,6 +47,8 @@ pub struct Args {
     pub niu: super::niu::NiuArgs,
     #[command(flatten)]
     pub bfd: super::bfd::ReflectArgs,
+    #[command(flatten)]
+    pub eth_lb: super::eth_lb::EthLbReflectArgs,
 }
 
 #[derive(Serialize)]
@@ -137,6 +139,16 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     }
     if args.bfd.any() {
         return super::bfd::run_reflect(&args.endpoint, &args.bfd, context);
+    }
+    if args.eth_lb.eth_lb {
+        let burst = (args.rate_limit / 5).max(DEFAULT_RATE_BURST);
+        return super::eth_lb::run_reflect(
+            &args.endpoint,
+            &args.eth_lb,
+            args.rate_limit,
+            burst,
+            context,
+        );
     }
     let text = if args.echo && !args.endpoint.contains(':') {
         // `--echo 7007`: a bare port.
