@@ -238,7 +238,7 @@ impl Record for ReflectEventRecord {
                 multicast_mac,
             } => writeln!(
                 out,
-                "answering Ethernet loopback on {interface} ({mac} and {multicast_mac}), MD level {md_level}"
+                "reflecting on {interface}: Ethernet loopback to {mac} and {multicast_mac}, MD level {md_level}"
             ),
             EthLbReflectEvent::Error { what } => writeln!(out, "error: {what}"),
         }
