@@ -229,7 +229,7 @@ fn stamp(module: &Module, target: &Target) -> Result<(bool, Findings), String> {
         format: TimestampFormat::Ntp,
         send_options: stamp::SendOptions::default(),
         auth: None,
-        tlvs: Vec::new(),
+        tlvs: stamp::RequestTlvs::new(),
         twamp_light: false,
         stateful_reflector: false,
     };

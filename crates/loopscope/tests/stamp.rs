@@ -26,10 +26,17 @@ impl Reflector {
         Self::start_on(command, "udp://127.0.0.1:0", extra)
     }
 
-    fn start_on(mut command: Command, listen: &str, extra: &[&str]) -> Reflector {
+    fn start_on(command: Command, listen: &str, extra: &[&str]) -> Reflector {
+        let mut args = vec!["stamp", "--reflect", listen];
+        args.extend_from_slice(extra);
+        Self::spawn(command, &args)
+    }
+
+    /// Any reflector command line (after `--json`); waits for its first listening line.
+    fn spawn(mut command: Command, args: &[&str]) -> Reflector {
         let mut child = command
-            .args(["--json", "stamp", "--reflect", listen])
-            .args(extra)
+            .arg("--json")
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the reflector");
@@ -81,6 +88,28 @@ fn run_sender(endpoint: &str, args: &[&str]) -> (Option<i32>, Vec<Value>) {
         .map(|line| serde_json::from_str(line).expect("every line is JSON"))
         .collect();
     (output.status.code(), events)
+}
+
+/// Runs a Python script with arguments; `None` (and a line saying why) when there is no
+/// python3, else asserts it succeeded and printed `ok`.
+fn run_python(script: &str, args: &[&str]) -> Option<()> {
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipping: no python3");
+        return None;
+    }
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    Some(())
 }
 
 fn summary(events: &[Value]) -> &Value {
@@ -284,10 +313,6 @@ fn the_reflector_refuses_a_non_loopback_address() {
 /// and the reply unpacked by the layout of Figure 4, field by field.
 #[test]
 fn an_independently_built_packet_is_reflected_field_by_field() {
-    if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipping: no python3");
-        return;
-    }
     let reflector = Reflector::start(&[]);
     let port = reflector.endpoint.rsplit(':').next().expect("port");
     let script = r#"
@@ -323,16 +348,9 @@ assert reply[44:] == bytes(20), 'padding'
 assert reply[14:16] == b'\0\0' and reply[38:40] == b'\0\0' and reply[41:44] == b'\0\0\0', 'MBZ'
 print('ok')
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, port])
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    if run_python(script, &[port]).is_none() {
+        return;
+    }
     let summary = reflector.finish();
     assert_eq!(summary["reflected"], 1);
 }
@@ -344,10 +362,6 @@ print('ok')
 /// truncated one and garbage are counted and dropped.
 #[test]
 fn authenticated_mode_against_python_hmac() {
-    if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipping: no python3");
-        return;
-    }
     let dir = tempfile::tempdir().expect("temp dir");
     let key_path = dir.path().join("key");
     std::fs::write(&key_path, b"loopscope test key\n").expect("key file");
@@ -393,16 +407,9 @@ except socket.timeout:
     pass
 print('ok')
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, port])
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    if run_python(script, &[port]).is_none() {
+        return;
+    }
     let summary = reflector.finish();
     assert_eq!(summary["reflected"], 1, "{summary}");
     // The 140 octets of garbage are long enough to be read as a packet: a wrong HMAC.
@@ -461,10 +468,6 @@ fn authenticated_sender_and_reflector() {
 /// it received, flags an unknown type with U and a cut-short TLV with M.
 #[test]
 fn tlvs_from_python_are_answered_and_flagged() {
-    if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipping: no python3");
-        return;
-    }
     let reflector = Reflector::start(&[]);
     let port = reflector.endpoint.rsplit(':').next().expect("port");
     let script = r#"
@@ -491,16 +494,9 @@ assert t[15] == 0x80 and t[16] == 250 and t[19:21] == b'\x01\x02', t[15:21].hex(
 assert t[21] == 0x40 and t[22] == 1, t[21:].hex()
 print('ok')
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, port])
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    if run_python(script, &[port]).is_none() {
+        return;
+    }
     let summary = reflector.finish();
     assert_eq!(summary["tlv_processed"], 2, "{summary}");
     assert_eq!(summary["tlv_unrecognized"], 1, "{summary}");
@@ -541,10 +537,6 @@ fn class_of_service_reports_the_dscp_seen() {
 /// larger. Then our sender in TWAMP-Light mode against the same reflector.
 #[test]
 fn twamp_light_against_a_python_sender_and_ours() {
-    if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipping: no python3");
-        return;
-    }
     let reflector = Reflector::start(&["--twamp-light"]);
     let port = reflector.endpoint.rsplit(':').next().expect("port");
     let script = r#"
@@ -564,16 +556,9 @@ assert t1 == 0x0102030405060708 and see == 0x0001
 assert ttl == 64 and t2 <= t3
 print('ok')
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, port])
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    if run_python(script, &[port]).is_none() {
+        return;
+    }
     let (code, events) = run_sender(
         &reflector.endpoint,
         &["--count", "10", "--interval", "1ms", "--twamp-light"],
@@ -833,4 +818,206 @@ print(int(sync), esterror)
         synchronised,
         esterror_s: esterror_us / 1e6,
     }
+}
+
+/// `reflect --stamp` is the same Session-Reflector: our sender gets every reply, stateful
+/// numbering from 0, and the reflector's summary has STAMP's fields.
+#[test]
+fn reflect_stamp_answers_our_sender_statefully() {
+    let reflector = Reflector::spawn(
+        Command::cargo_bin("loopscope").expect("binary"),
+        &["reflect", "--stamp", "udp://127.0.0.1:0", "--stateful"],
+    );
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &["--count", "50", "--interval", "1ms", "--stateful-reflector"],
+    );
+    assert_eq!(code, Some(0), "{events:?}");
+    let summary = summary(&events);
+    assert_eq!(summary["received"], 50, "{summary}");
+    assert_eq!(summary["forward_lost"], 0, "{summary}");
+    assert_eq!(summary["backward_lost"], 0, "{summary}");
+    let numbers: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "reply")
+        .map(|r| r["reflector_seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(numbers, (0..50).collect::<Vec<u64>>());
+    let reflected = reflector.finish();
+    assert_eq!(reflected["reflected"], 50, "{reflected}");
+    assert_eq!(reflected["received"], 50, "{reflected}");
+}
+
+/// `reflect`'s per-source rate limit holds for STAMP: 600 requests sent at once by Python,
+/// at 10 a second with a burst of 200, get at most 200 plus what the rate adds while they
+/// arrive; every other one the reflector read is counted as refused by the rate limit.
+#[test]
+fn reflect_stamp_keeps_the_rate_limit() {
+    let reflector = Reflector::spawn(
+        Command::cargo_bin("loopscope").expect("binary"),
+        &[
+            "reflect",
+            "--stamp",
+            "udp://127.0.0.1:0",
+            "--rate-limit",
+            "10",
+        ],
+    );
+    let port = reflector
+        .endpoint
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let script = r#"
+import socket, struct, sys, time
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+start = time.time()
+for seq in range(600):
+    s.sendto(struct.pack('!IQHH28x', seq, 0, 1, 0), ('127.0.0.1', port))
+    if seq % 50 == 49:
+        time.sleep(0.002)   # let the reflector keep up: no drop in its socket buffer
+elapsed = time.time() - start
+s.settimeout(1.0)
+answered = 0
+try:
+    while True:
+        reply, _ = s.recvfrom(2048)
+        assert len(reply) == 44, len(reply)
+        answered += 1
+except socket.timeout:
+    pass
+# 200 of burst plus 10 a second for as long as the sending took (and the 1 s wait's start).
+assert 0 < answered <= 200 + int(10 * (elapsed + 0.1)) + 1, (answered, elapsed)
+print('ok')
+"#;
+    if run_python(script, &[&port]).is_none() {
+        return;
+    }
+    let summary = reflector.finish();
+    let reflected = summary["reflected"].as_u64().expect("reflected");
+    let refused = summary["refused_rate_limit"].as_u64().expect("refused");
+    let received = summary["received"].as_u64().expect("received");
+    // A reflector starved of CPU may lose some to its socket buffer; what it read, it
+    // either answered or refused by the rate.
+    assert_eq!(reflected + refused, received, "{summary}");
+    assert!(received > 300 && refused >= received - 250, "{summary}");
+}
+
+/// Several reflectors from one configuration file: a stateless IPv4 one, a stateful
+/// authenticated one and a TWAMP-Light one, each answering its own sender, and a summary for
+/// each plus their total.
+#[test]
+fn several_reflectors_from_one_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("key");
+    std::fs::write(&key, b"config key\n").expect("key");
+    let ports: Vec<u16> = (0..3)
+        .map(|_| {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("free port")
+                .port()
+        })
+        .collect();
+    let config = dir.path().join("reflectors.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[stamp]]\nlisten = \"udp://127.0.0.1:{}\"\n\n[[stamp]]\nlisten = \"udp://127.0.0.1:{}\"\nstateful = true\nsession_timeout = \"30s\"\nauth = \"{}\"\n\n[[stamp]]\nlisten = \"udp://127.0.0.1:{}\"\ntwamp_light = true\n",
+            ports[0],
+            ports[1],
+            key.display(),
+            ports[2]
+        ),
+    )
+    .expect("config");
+    let config_arg = config.to_str().expect("utf-8").to_owned();
+    let mut reflector = Reflector::spawn(
+        Command::cargo_bin("loopscope").expect("binary"),
+        &["reflect", "--stamp", "--config", &config_arg],
+    );
+    // The first listening line was read by spawn; two more follow.
+    let mut endpoints = vec![reflector.endpoint.clone()];
+    for _ in 0..2 {
+        let mut line = String::new();
+        reflector.stdout.read_line(&mut line).expect("listening");
+        let event: Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(event["type"], "listening", "{line}");
+        endpoints.push(event["endpoint"].as_str().expect("endpoint").to_owned());
+    }
+    let expected: Vec<String> = ports
+        .iter()
+        .map(|p| format!("udp://127.0.0.1:{p}"))
+        .collect();
+    assert_eq!(endpoints, expected);
+    let key_arg = key.to_str().expect("utf-8");
+    for (endpoint, extra) in [
+        (&expected[0], vec![]),
+        (
+            &expected[1],
+            vec!["--auth", key_arg, "--stateful-reflector"],
+        ),
+        (&expected[2], vec!["--twamp-light"]),
+    ] {
+        let mut args = vec!["--count", "20", "--interval", "1ms"];
+        args.extend(extra);
+        let (code, events) = run_sender(endpoint, &args);
+        assert_eq!(code, Some(0), "{endpoint}: {events:?}");
+        assert_eq!(summary(&events)["received"], 20, "{endpoint}");
+    }
+    // A sender without the key gets nothing from the authenticated one.
+    let (code, _) = run_sender(
+        &expected[1],
+        &["--count", "3", "--interval", "1ms", "--timeout", "200ms"],
+    );
+    assert_eq!(code, Some(1));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&reflector.child),
+        rustix::process::Signal::INT,
+    )
+    .expect("signal");
+    let mut rest = String::new();
+    reflector.stdout.read_to_string(&mut rest).expect("read");
+    let records: Vec<Value> = rest
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    let each: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "stamp_reflector")
+        .collect();
+    assert_eq!(each.len(), 3, "{rest}");
+    assert_eq!(each[0]["reflected"], 20);
+    assert_eq!(each[1]["reflected"], 20);
+    // The 3 unauthenticated packets are too short for authenticated mode (44 < 112 octets).
+    assert_eq!(each[1]["too_short"], 3, "{}", each[1]);
+    assert_eq!(each[2]["reflected"], 20);
+    let total = records.last().expect("summary");
+    assert_eq!(total["type"], "summary");
+    assert_eq!(total["reflected"], 60, "{total}");
+    assert_eq!(total["received"], 63, "{total}");
+}
+
+#[test]
+fn a_bad_reflector_file_names_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[[stamp]]\nlisten = \"udp://127.0.0.1:0\"\n\n[[stamp]]\nlisten = \"udp://127.0.0.1:1\"\nsession_timeout = \"forever\"\n",
+    )
+    .expect("config");
+    let output = Command::cargo_bin("loopscope")
+        .expect("binary")
+        .args(["reflect", "--stamp", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 6"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
