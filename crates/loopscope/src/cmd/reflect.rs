@@ -185,6 +185,7 @@ fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
                             auth: entry.auth.as_deref().map(read_key).transpose()?,
                             twamp_light: entry.twamp_light,
                             stateful_timeout: entry.stateful_timeout,
+                            max_request_len: None,
                         },
                     })
                 })
@@ -201,6 +202,7 @@ fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
                 auth: args.auth.as_deref().map(read_key).transpose()?,
                 twamp_light: args.twamp_light,
                 stateful_timeout: args.stateful.then_some(args.session_timeout),
+                max_request_len: None,
             },
         }],
     };
