@@ -102,7 +102,7 @@ def lag_buckets(text):
 
 
 def load_phase(binary, targets, seconds, workdir):
-    lines = ["workers = 64\n", "[modules.bench]\nprober = \"icmp\"\npackets = 5\n"
+    lines = ["[modules.bench]\nprober = \"icmp\"\npackets = 5\n"
              "spacing = \"10ms\"\ntimeout = \"1s\"\n"]
     for index in range(targets):
         address = f"127.0.{1 + index // 250}.{1 + index % 250}"

@@ -9,9 +9,11 @@
 //!
 //! Probes are blocking runs of the measure engines on a pool of threads, not tasks on an async
 //! runtime: the ping engine times its packets on one thread that waits exactly until the next
-//! thing is due, which is what keeps its RTTs within a few percent of iputils `ping`. A
-//! scheduler thread hands due probes to the pool; how late a probe starts compared with its
-//! due time is the exporter's scheduling lag, exported as a histogram.
+//! thing is due, which is what keeps its RTTs within a few percent of iputils `ping`. The pool
+//! is leader/followers: the leader sleeps until the earliest probe is due and runs it itself
+//! after passing the leadership on, and the pool grows while probes overlap, so no probe waits
+//! for another to end. How late a probe starts compared with its due time is the exporter's
+//! scheduling lag, exported as a histogram.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +28,6 @@ use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -98,6 +99,16 @@ struct Schedule {
     /// (due, generation, target name): the earliest first.
     heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_generation: u64,
+    /// The probe threads (leader/followers): how many exist, how many wait as followers, and
+    /// whether one is the leader now.
+    pool: Pool,
+}
+
+#[derive(Default)]
+struct Pool {
+    threads: usize,
+    idle_followers: usize,
+    leader: bool,
 }
 
 struct Job {
@@ -118,7 +129,12 @@ struct Health {
 
 struct Shared {
     schedule: Mutex<Schedule>,
+    /// The leader waits on this for the earliest due time (a reload or a stop wakes it early).
     wake: Condvar,
+    /// Idle probe threads wait on this to become the leader.
+    followers: Condvar,
+    /// Every probe thread started, to join at shutdown.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     health: Mutex<Health>,
     skipped: AtomicU64,
     in_flight: AtomicU64,
@@ -178,15 +194,17 @@ impl Exporter {
                 reason: "not an IP address".into(),
             })?;
         let server = Arc::new(server);
-        let workers = config.workers;
         let shared = Arc::new(Shared {
             schedule: Mutex::new(Schedule {
                 config: Arc::new(config.clone()),
                 slots: BTreeMap::new(),
                 heap: BinaryHeap::new(),
                 next_generation: 1,
+                pool: Pool::default(),
             }),
             wake: Condvar::new(),
+            followers: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
             health: Mutex::new(Health {
                 lag: Histogram::new(&lag_buckets()),
                 reloads_ok: 0,
@@ -201,26 +219,9 @@ impl Exporter {
         apply(&shared, config);
 
         let mut threads = Vec::new();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-        for index in 0..workers {
-            let shared = Arc::clone(&shared);
-            let jobs = Arc::clone(&jobs_rx);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("probe-{index}"))
-                    .stack_size(512 * 1024)
-                    .spawn(move || worker(&shared, &jobs))?,
-            );
-        }
-        {
-            let shared = Arc::clone(&shared);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("scheduler".into())
-                    .spawn(move || scheduler(&shared, &jobs_tx))?,
-            );
-        }
+        // The first probe thread; it starts more as probes overlap (see `probe_thread`).
+        lock(&shared.schedule).pool.threads += 1;
+        spawn_probe_thread(&shared)?;
         for index in 0..4 {
             let shared = Arc::clone(&shared);
             let server = Arc::clone(&server);
@@ -270,13 +271,28 @@ impl Exporter {
     /// Stops everything and waits for the threads (a probe in flight ends at its next packet).
     pub fn shutdown(self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        // A probe thread looks at the flag with the schedule locked, then waits: taking the
+        // lock here puts the notifications after its wait began, or its look after the store.
+        drop(lock(&self.shared.schedule));
         self.shared.wake.notify_all();
         self.server.unblock();
         for _ in 0..8 {
             self.server.unblock();
         }
+        self.shared.followers.notify_all();
         for thread in self.threads {
             let _ = thread.join();
+        }
+        // The probe threads: a leader may start one more until it sees the flag, so take the
+        // list until it stays empty.
+        loop {
+            let started: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.shared.threads));
+            if started.is_empty() {
+                break;
+            }
+            for thread in started {
+                let _ = thread.join();
+            }
         }
         let runners: Vec<JoinHandle<()>> = {
             let mut schedule = lock(&self.shared.schedule);
@@ -415,11 +431,87 @@ fn insert_slot(
     );
 }
 
-fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
+/// Starts one more probe thread (its count is already in `pool.threads`).
+fn spawn_probe_thread(shared: &Arc<Shared>) -> io::Result<()> {
+    let thread_shared = Arc::clone(shared);
+    let handle = std::thread::Builder::new()
+        .name("probe".into())
+        .stack_size(256 * 1024)
+        .spawn(move || probe_thread(&thread_shared))?;
+    lock(&shared.threads).push(handle);
+    Ok(())
+}
+
+/// How long a follower beyond the first waits idle before it ends (the pool shrinks back after
+/// a burst of long probes).
+const IDLE_EXIT: Duration = Duration::from_secs(30);
+
+/// A probe thread, leader/followers style. The one leader waits until the earliest probe is
+/// due, takes it, hands the leadership to an idle follower (or starts a new thread when none
+/// is idle, up to `workers`), and runs the probe itself. So a due probe starts in the thread
+/// that woke at its due time, with no hand-over to another thread in between, and no probe
+/// waits for another to end as long as threads may be added. The scheduling lag is what is
+/// left: how late the leader woke (the system's timer and CPU scheduling) and the pop.
+fn probe_thread(shared: &Arc<Shared>) {
     let mut schedule = lock(&shared.schedule);
     loop {
         if shared.stop.load(Ordering::SeqCst) {
+            schedule.pool.threads -= 1;
             return;
+        }
+        if schedule.pool.leader {
+            schedule.pool.idle_followers += 1;
+            let (guard, timeout) = shared
+                .followers
+                .wait_timeout(schedule, IDLE_EXIT)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            schedule = guard;
+            schedule.pool.idle_followers -= 1;
+            if timeout.timed_out() && schedule.pool.leader && schedule.pool.idle_followers > 0 {
+                schedule.pool.threads -= 1;
+                return;
+            }
+            continue;
+        }
+        schedule.pool.leader = true;
+        let job;
+        (schedule, job) = lead(shared, schedule);
+        schedule.pool.leader = false;
+        let Some(job) = job else {
+            // Stopping.
+            continue;
+        };
+        // The next leader: an idle follower, or a new thread.
+        if schedule.pool.idle_followers > 0 {
+            shared.followers.notify_one();
+        } else if schedule.pool.threads < schedule.config.workers {
+            schedule.pool.threads += 1;
+            if spawn_probe_thread(shared).is_err() {
+                schedule.pool.threads -= 1;
+            }
+        }
+        drop(schedule);
+        let lag = Instant::now().saturating_duration_since(job.due);
+        lock(&shared.health).lag.observe(lag.as_secs_f64());
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = probe::run(&job.module, &job.target, &shared.stop);
+        shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        lock(&job.metrics).record(&result);
+        job.busy.store(false, Ordering::SeqCst);
+        // Back to lead at once when no thread leads (the pool was at `workers` when the last
+        // leader left), or to wait as a follower.
+        schedule = lock(&shared.schedule);
+    }
+}
+
+/// The leader's wait: returns the next due probe (`None` when stopping).
+fn lead<'a>(
+    shared: &'a Shared,
+    mut schedule: MutexGuard<'a, Schedule>,
+) -> (MutexGuard<'a, Schedule>, Option<Job>) {
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return (schedule, None);
         }
         let now = Instant::now();
         let Some(Reverse((due, generation, name))) = schedule.heap.peek().cloned() else {
@@ -446,21 +538,6 @@ fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
             // Replaced or removed by a reload: its new entry is in the heap already.
             continue;
         }
-        if slot.busy.swap(true, Ordering::SeqCst) {
-            // Still probing since the last time: skip this one rather than pile up.
-            shared.skipped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let job = Job {
-                target: Arc::clone(&slot.target),
-                module: Arc::clone(&slot.module),
-                busy: Arc::clone(&slot.busy),
-                metrics: Arc::clone(&slot.metrics),
-                due,
-            };
-            if jobs.send(job).is_err() {
-                return;
-            }
-        }
         // The next one is due one interval after this one was (no drift); if the exporter fell
         // more than an interval behind, the missed ones are skipped, not run in a burst.
         let interval = slot.target.interval;
@@ -469,32 +546,23 @@ fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
             next += interval;
             shared.skipped.fetch_add(1, Ordering::Relaxed);
         }
-        schedule.heap.push(Reverse((next, generation, name)));
-    }
-}
-
-fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
-    loop {
-        let job = {
-            let receiver = lock(jobs);
-            match receiver.recv_timeout(Duration::from_millis(200)) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if shared.stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
+        let job = if slot.busy.swap(true, Ordering::SeqCst) {
+            // Still probing since the last time: skip this one rather than pile up.
+            shared.skipped.fetch_add(1, Ordering::Relaxed);
+            None
+        } else {
+            Some(Job {
+                target: Arc::clone(&slot.target),
+                module: Arc::clone(&slot.module),
+                busy: Arc::clone(&slot.busy),
+                metrics: Arc::clone(&slot.metrics),
+                due,
+            })
         };
-        let lag = Instant::now().saturating_duration_since(job.due);
-        lock(&shared.health).lag.observe(lag.as_secs_f64());
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = probe::run(&job.module, &job.target, &shared.stop);
-        shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        lock(&job.metrics).record(&result);
-        job.busy.store(false, Ordering::SeqCst);
+        schedule.heap.push(Reverse((next, generation, name)));
+        if job.is_some() {
+            return (schedule, job);
+        }
     }
 }
 
