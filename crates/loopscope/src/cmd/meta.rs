@@ -314,6 +314,12 @@ fn exit_status(key: &str) -> &'static str {
              reflector answered). 1: it never came up, or it flapped. 2: bad flags, a bad \
              endpoint, an unreadable secret file, or a port that cannot be bound."
         }
+        "eth-lb" => {
+            "0: every Loopback Message was answered with its pattern intact. 1: a reply was \
+             lost, or came back with bit errors, a CRC-32 error or a malformed PDU. 2: bad \
+             flags, no such interface, or no permission for a raw packet socket (root or \
+             CAP_NET_RAW)."
+        }
         "reflect" => {
             "0: it reflected until stopped. 1: it failed on every connection and reflected \
              nothing. 2: bad flags, or the endpoint cannot be bound."

@@ -21,7 +21,8 @@ pub struct Args {
     /// Where to reflect: tcp://[HOST]:PORT, udp://[HOST]:PORT, unix:PATH, unixgram:PATH,
     /// serial:/dev/ttyX?baud=..., pty: (prints the device to open; its plug paces at the speed
     /// the client sets, pty:?pace=0 does not). An empty HOST means 127.0.0.1; port 0 picks a
-    /// free port (printed). With --stamp: udp://ADDR[:PORT] (default udp://127.0.0.1:862).
+    /// free port (printed). With --stamp: udp://ADDR[:PORT] (default udp://127.0.0.1:862). With --eth-lb: an
+    /// interface.
     #[arg(required_unless_present = "stamp")]
     pub endpoint: Option<String>,
     /// Be a STAMP Session-Reflector (RFC 8762, RFC 8972 TLVs) on the endpoint, behind the same
@@ -76,6 +77,8 @@ pub struct Args {
     pub niu: super::niu::NiuArgs,
     #[command(flatten)]
     pub bfd: super::bfd::ReflectArgs,
+    #[command(flatten)]
+    pub eth_lb: super::eth_lb::EthLbReflectArgs,
 }
 
 #[derive(Serialize)]
@@ -219,6 +222,16 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     }
     if args.bfd.any() {
         return super::bfd::run_reflect(&endpoint_text, &args.bfd, context);
+    }
+    if args.eth_lb.eth_lb {
+        let burst = (args.rate_limit / 5).max(DEFAULT_RATE_BURST);
+        return super::eth_lb::run_reflect(
+            &endpoint_text,
+            &args.eth_lb,
+            args.rate_limit,
+            burst,
+            context,
+        );
     }
     let text = if args.echo && !endpoint_text.contains(':') {
         // `--echo 7007`: a bare port.
