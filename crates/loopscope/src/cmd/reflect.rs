@@ -165,8 +165,8 @@ impl Record for SummaryRecord {
 
 fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
     use loopscope_measure::stamp::{self, ReflectorConfig};
-    if args.impair.is_some() || args.echo || args.bfd.any() {
-        anyhow::bail!("--stamp takes none of --impair, --echo and the BFD options");
+    if args.impair.is_some() || args.echo || args.bfd.any() || args.eth_lb.eth_lb {
+        anyhow::bail!("--stamp takes none of --impair, --echo, --eth-lb and the BFD options");
     }
     let read_key =
         |path: &std::path::Path| stamp::StampKey::from_file(path).map_err(anyhow::Error::from);
