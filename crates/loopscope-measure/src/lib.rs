@@ -6,6 +6,7 @@
 
 pub mod bert;
 mod ending;
+pub mod eth_lb;
 pub mod framed;
 pub mod ping;
 // Not every public item of these is documented yet (docs/design.md says where this stands);

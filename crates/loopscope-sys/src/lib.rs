@@ -26,6 +26,8 @@
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
+//!   one EtherType on one interface, with kernel receive timestamps and multicast
+//!   membership: [`EthernetSocket`] (the Ethernet loopback);
 //! - [`set_icmpv6_filter`]; [`attach_filter`] (SO_ATTACH_FILTER: a classic BPF program on any
 //!   socket, such as a raw ICMP socket that should wake only for its own echo replies);
 //! - TTL and hop limit of UDP datagrams (BFD's GTSM check): [`set_send_hops`],
@@ -38,6 +40,7 @@
 //!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_tx_timestamp`],
 //!   [`set_send_options`], [`clock_sync`].
 
+mod ethernet;
 mod fdio;
 mod hops;
 mod netlink;
@@ -52,6 +55,7 @@ mod timestamping;
 mod tty;
 mod zerocopy;
 
+pub use ethernet::{EthernetSocket, PACKET_OUTGOING, ReceivedFrame};
 pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
     timed_out, wait_readable, wait_writable, write_all,

@@ -21,7 +21,8 @@ pub struct Args {
     /// Where to reflect: tcp://[HOST]:PORT, udp://[HOST]:PORT, unix:PATH, unixgram:PATH,
     /// serial:/dev/ttyX?baud=..., pty: (prints the device to open; its plug paces at the speed
     /// the client sets, pty:?pace=0 does not). An empty HOST means 127.0.0.1; port 0 picks a
-    /// free port (printed). With --stamp: udp://ADDR[:PORT] (default udp://127.0.0.1:862).
+    /// free port (printed). With --stamp: udp://ADDR[:PORT] (default udp://127.0.0.1:862). With --eth-lb: an
+    /// interface.
     #[arg(required_unless_present = "stamp")]
     pub endpoint: Option<String>,
     /// Be a STAMP Session-Reflector (RFC 8762, RFC 8972 TLVs) on the endpoint, behind the same
@@ -76,6 +77,8 @@ pub struct Args {
     pub niu: super::niu::NiuArgs,
     #[command(flatten)]
     pub bfd: super::bfd::ReflectArgs,
+    #[command(flatten)]
+    pub eth_lb: super::eth_lb::EthLbReflectArgs,
 }
 
 #[derive(Serialize)]
@@ -162,8 +165,8 @@ impl Record for SummaryRecord {
 
 fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
     use loopscope_measure::stamp::{self, ReflectorConfig};
-    if args.impair.is_some() || args.echo || args.bfd.any() {
-        anyhow::bail!("--stamp takes none of --impair, --echo and the BFD options");
+    if args.impair.is_some() || args.echo || args.bfd.any() || args.eth_lb.eth_lb {
+        anyhow::bail!("--stamp takes none of --impair, --echo, --eth-lb and the BFD options");
     }
     let read_key =
         |path: &std::path::Path| stamp::StampKey::from_file(path).map_err(anyhow::Error::from);
@@ -185,6 +188,7 @@ fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
                             auth: entry.auth.as_deref().map(read_key).transpose()?,
                             twamp_light: entry.twamp_light,
                             stateful_timeout: entry.stateful_timeout,
+                            max_request_len: None,
                         },
                     })
                 })
@@ -201,6 +205,7 @@ fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
                 auth: args.auth.as_deref().map(read_key).transpose()?,
                 twamp_light: args.twamp_light,
                 stateful_timeout: args.stateful.then_some(args.session_timeout),
+                max_request_len: None,
             },
         }],
     };
@@ -217,6 +222,16 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     }
     if args.bfd.any() {
         return super::bfd::run_reflect(&endpoint_text, &args.bfd, context);
+    }
+    if args.eth_lb.eth_lb {
+        let burst = (args.rate_limit / 5).max(DEFAULT_RATE_BURST);
+        return super::eth_lb::run_reflect(
+            &endpoint_text,
+            &args.eth_lb,
+            args.rate_limit,
+            burst,
+            context,
+        );
     }
     let text = if args.echo && !endpoint_text.contains(':') {
         // `--echo 7007`: a bare port.
