@@ -300,7 +300,7 @@ fn stamp(
                 }
             }
         });
-        let run = stamp::send(&config, &stop, |_| {});
+        let run = stamp::send(&config, stop, |_| {});
         drop(done);
         run
     })
