@@ -30,8 +30,8 @@ pub mod tlv;
 pub use auth::StampKey;
 pub use loopscope_sys::SendOptions;
 pub use reflector::{
-    DEFAULT_SESSION_TIMEOUT, ReflectorConfig, ReflectorEntry, ReflectorFileError, ReflectorSummary,
-    StampCounters, StampResponder, parse_reflector_file,
+    DEFAULT_MAX_REQUEST_LEN, DEFAULT_SESSION_TIMEOUT, ReflectorConfig, ReflectorEntry,
+    ReflectorFileError, ReflectorSummary, StampCounters, StampResponder, parse_reflector_file,
 };
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;

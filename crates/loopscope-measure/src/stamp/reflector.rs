@@ -41,7 +41,13 @@ pub struct ReflectorConfig {
     /// own sequence numbers from 0, so the sender can tell forward from backward loss; a
     /// session silent for this long starts again from 0.
     pub stateful_timeout: Option<Duration>,
+    /// Requests longer than this are counted and dropped (None: [`DEFAULT_MAX_REQUEST_LEN`]).
+    pub max_request_len: Option<usize>,
 }
+
+/// The longest request a reflector answers unless told otherwise: a jumbo frame's 9000-octet
+/// IP payload. Longer ones are not STAMP traffic a network path carries whole.
+pub const DEFAULT_MAX_REQUEST_LEN: usize = 9000;
 
 impl ReflectorConfig {
     fn mode(&self) -> Mode {
@@ -111,6 +117,7 @@ impl Sessions {
 #[derive(Debug, Default)]
 pub struct StampCounters {
     too_short: AtomicU64,
+    too_long: AtomicU64,
     refused_remote: AtomicU64,
     dropped_on_purpose: AtomicU64,
     bad_hmac: AtomicU64,
@@ -140,6 +147,8 @@ pub struct ReflectorSummary {
     pub reflected: u64,
     /// Requests shorter than the mode's base packet (or a reply that could not be built).
     pub too_short: u64,
+    /// Requests longer than the longest answered (9000 octets unless configured).
+    pub too_long: u64,
     /// Refused for their source: reserved or zero source port, the reflector's own port, or
     /// not loopback without `allow_remote`.
     pub refused_source: u64,
@@ -179,6 +188,7 @@ impl ReflectorSummary {
             received: loop_counts.received,
             reflected: loop_counts.answered,
             too_short: load(&stamp.too_short),
+            too_long: load(&stamp.too_long),
             refused_source: loop_counts.refused_source_port + load(&stamp.refused_remote),
             refused_rate_limit: loop_counts.refused_rate_limit,
             refused_echo_loop: loop_counts.refused_echo_loop,
@@ -203,11 +213,12 @@ impl Record for ReflectorSummary {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "STAMP reflector {}: {} received, {} reflected, {} too short, {} wrong HMAC, {} refused by source, {} by rate limit, {} echo loops, {} dropped on purpose, {} send errors; TLVs {} answered, {} U, {} M, {} I; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
+            "STAMP reflector {}: {} received, {} reflected, {} too short, {} too long, {} wrong HMAC, {} refused by source, {} by rate limit, {} echo loops, {} dropped on purpose, {} send errors; TLVs {} answered, {} U, {} M, {} I; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
             self.endpoint,
             self.received,
             self.reflected,
             self.too_short,
+            self.too_long,
             self.bad_hmac,
             self.refused_source,
             self.refused_rate_limit,
@@ -341,6 +352,15 @@ impl DatagramResponder for StampResponder {
             return Answer::Silent;
         }
         let mode = self.mode;
+        if request.bytes.len()
+            > self
+                .config
+                .max_request_len
+                .unwrap_or(DEFAULT_MAX_REQUEST_LEN)
+        {
+            add(&counters.too_long, 1);
+            return Answer::Silent;
+        }
         let Ok(view) = SenderPacket::new_checked(request.bytes, mode) else {
             add(&counters.too_short, 1);
             return Answer::Silent;
@@ -589,6 +609,7 @@ impl ReflectorSummary {
             total.received += part.received;
             total.reflected += part.reflected;
             total.too_short += part.too_short;
+            total.too_long += part.too_long;
             total.refused_source += part.refused_source;
             total.refused_rate_limit += part.refused_rate_limit;
             total.refused_echo_loop += part.refused_echo_loop;

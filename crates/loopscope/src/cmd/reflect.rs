@@ -165,8 +165,8 @@ impl Record for SummaryRecord {
 
 fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
     use loopscope_measure::stamp::{self, ReflectorConfig};
-    if args.impair.is_some() || args.echo || args.bfd.any() {
-        anyhow::bail!("--stamp takes none of --impair, --echo and the BFD options");
+    if args.impair.is_some() || args.echo || args.bfd.any() || args.eth_lb.eth_lb {
+        anyhow::bail!("--stamp takes none of --impair, --echo, --eth-lb and the BFD options");
     }
     let read_key =
         |path: &std::path::Path| stamp::StampKey::from_file(path).map_err(anyhow::Error::from);
@@ -188,6 +188,7 @@ fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
                             auth: entry.auth.as_deref().map(read_key).transpose()?,
                             twamp_light: entry.twamp_light,
                             stateful_timeout: entry.stateful_timeout,
+                            max_request_len: None,
                         },
                     })
                 })
@@ -204,6 +205,7 @@ fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
                 auth: args.auth.as_deref().map(read_key).transpose()?,
                 twamp_light: args.twamp_light,
                 stateful_timeout: args.stateful.then_some(args.session_timeout),
+                max_request_len: None,
             },
         }],
     };

@@ -344,6 +344,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
         drop_every: args.drop_every,
         twamp_light: args.twamp_light,
         stateful_timeout: args.stateful,
+        max_request_len: None,
         auth: read_key(args)?,
     };
     run_reflectors(
