@@ -372,39 +372,33 @@ impl Pinger for EthLbPinger {
     }
 
     fn receive(&mut self, wait: Duration, out: &mut Vec<Received>) -> Result<(), LinkFailure> {
-        let mut buffer = std::mem::take(&mut self.buffer);
+        // The first frame is waited for; then what is already queued is read, at most a batch,
+        // so that a flood of frames cannot keep the engine from sending on time.
         let mut first = true;
-        // Everything queued now, after waiting for the first.
-        let result = loop {
+        for _ in 0..256 {
             let received = if first {
-                self.socket.recv(&mut buffer, wait)
+                self.socket.recv(&mut self.buffer, wait)
             } else {
-                self.socket.try_recv(&mut buffer)
+                self.socket.try_recv(&mut self.buffer)
             };
             first = false;
             let read = (now_ns(), realtime_ns());
-            match received {
-                Ok(None) => break Ok(()),
-                Ok(Some(frame)) => {
-                    if frame.packet_type == PACKET_OUTGOING {
-                        continue;
-                    }
-                    self.buffer = std::mem::take(&mut buffer);
-                    if frame.truncated {
-                        self.counters.malformed += 1;
-                        out.push(Received::Garbage);
-                    } else if let Some(item) =
-                        self.take(frame.len, frame.kernel_rx_realtime_ns, read)
-                    {
-                        out.push(item);
-                    }
-                    buffer = std::mem::take(&mut self.buffer);
-                }
-                Err(error) => break Err(LinkFailure::Receive(error)),
+            let frame = match received {
+                Ok(None) => return Ok(()),
+                Ok(Some(frame)) => frame,
+                Err(error) => return Err(LinkFailure::Receive(error)),
+            };
+            if frame.packet_type == PACKET_OUTGOING {
+                continue;
             }
-        };
-        self.buffer = buffer;
-        result
+            if frame.truncated {
+                self.counters.malformed += 1;
+                out.push(Received::Garbage);
+            } else if let Some(item) = self.take(frame.len, frame.kernel_rx_realtime_ns, read) {
+                out.push(item);
+            }
+        }
+        Ok(())
     }
 
     fn summary_fields(&self, fields: &mut Map<String, Value>) {

@@ -2,7 +2,8 @@
 //! between two network namespaces joined by a veth, with independent peers: a Python
 //! AF_PACKET responder that flips chosen bits and checks the CRC-32 with zlib, a Python sender
 //! of bad frames, and tshark's CFM dissector. Every wait is on a line a program prints, never
-//! on a sleep. Root only (namespaces, raw packet sockets); CI runs as root.
+//! on a sleep; a reply is given 30 s (-W), so a busy machine makes a run slower, never wrong.
+//! Root only (namespaces, raw packet sockets); CI runs as root.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -176,6 +177,8 @@ fn replies_are_matched_and_round_trips_reported() {
                 "5",
                 "-i",
                 "10ms",
+                "-W",
+                "30s",
                 "--tlv",
                 tlv,
                 "--pattern",
@@ -212,6 +215,8 @@ fn replies_are_matched_and_round_trips_reported() {
             "3",
             "-i",
             "10ms",
+            "-W",
+            "30s",
         ],
     );
     assert_eq!(code, 0);
@@ -296,6 +301,8 @@ fn a_peer_that_flips_pattern_bits_is_counted_as_exactly_those_bit_errors() {
                 "4",
                 "-i",
                 "10ms",
+                "-W",
+                "30s",
                 "--pattern",
                 pattern,
             ],
@@ -389,6 +396,8 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
             "3",
             "-i",
             "10ms",
+            "-W",
+            "30s",
             "--pattern",
             "prbs31-crc",
         ],

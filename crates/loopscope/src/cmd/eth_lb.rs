@@ -21,8 +21,8 @@ use crate::Context;
 Y.1731 / IEEE 802.1ag Ethernet loopback (ETH-LB): Loopback Messages (EtherType 0x8902) out of \
 IFACE over a raw AF_PACKET socket (root or CAP_NET_RAW), Loopback Replies matched by \
 transaction identifier. Round trip: from CLOCK_MONOTONIC read just before the send call to \
-the kernel's receive timestamp of the reply (SO_TIMESTAMPNS); the send side has no kernel \
-timestamp. Every reply's pattern is compared bit by bit with what was sent: bit errors and \
+the kernel's receive timestamp of the reply (SO_TIMESTAMPNS); the send time is user space \
+(no kernel transmit timestamp). Every reply's pattern is compared bit by bit with what was sent: bit errors and \
 CRC-32 errors make the run fail (exit 1), as lost replies do.")]
 pub struct Args {
     /// The interface the messages leave by.

@@ -382,9 +382,14 @@ fn examples(key: &str) -> &'static [&'static str] {
             "loopscope bfd udp://127.0.0.1 --local 127.0.0.2 --duration 3s --echo 100ms",
             "loopscope bfd --sbfd 42 udp://127.0.0.1 --count 5 --min-tx 50ms",
         ],
+        "eth-lb" => &[
+            "loopscope eth-lb lb0 --to multicast --level 3 -c 5 -i 10ms",
+            "loopscope --json eth-lb lb0 --to 01:80:c2:00:00:33 -c 3 -i 10ms --pattern prbs31-crc -q",
+        ],
         "reflect" => &[
             "loopscope reflect tcp://127.0.0.1:7007 &",
             "loopscope reflect 'udp://[::1]:7008' &",
+            "loopscope reflect --eth-lb lb1 --level 3 &",
         ],
         "doctor" => &[
             "loopscope doctor",
@@ -423,6 +428,7 @@ pub fn every_example() -> Vec<&'static str> {
         "pattern",
         "ping",
         "bfd",
+        "eth-lb",
         "reflect",
         "doctor",
         "addr",
