@@ -9,11 +9,12 @@
 //!
 //! Probes are blocking runs of the measure engines on a pool of threads, not tasks on an async
 //! runtime: the ping engine times its packets on one thread that waits exactly until the next
-//! thing is due, which is what keeps its RTTs within a few percent of iputils `ping`. The pool
-//! is leader/followers: the leader sleeps until the earliest probe is due and runs it itself
-//! after passing the leadership on, and the pool grows while probes overlap, so no probe waits
-//! for another to end. How late a probe starts compared with its due time is the exporter's
-//! scheduling lag, exported as a histogram.
+//! thing is due, which is what keeps its RTTs within a few percent of iputils `ping`. A
+//! scheduler thread hands each probe to an idle probe thread a little before it is due
+//! (starting one when none is idle: the pool grows while probes overlap, so no probe waits for
+//! another to end), and that thread sleeps until the due time and runs it. How late a probe
+//! starts compared with its due time is the exporter's scheduling lag, exported as a
+//! histogram.
 
 #![forbid(unsafe_code)]
 
@@ -23,7 +24,7 @@ pub mod metrics;
 pub mod probe;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
@@ -99,16 +100,18 @@ struct Schedule {
     /// (due, generation, target name): the earliest first.
     heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_generation: u64,
-    /// The probe threads (leader/followers): how many exist, how many wait as followers, and
-    /// whether one is the leader now.
+    /// Probes handed over ahead of their due time, not yet taken by a probe thread.
+    ready: VecDeque<Job>,
+    /// The probe threads.
     pool: Pool,
 }
 
 #[derive(Default)]
 struct Pool {
+    /// Probe threads started and not ended.
     threads: usize,
-    idle_followers: usize,
-    leader: bool,
+    /// Probe threads waiting for work.
+    idle: usize,
 }
 
 struct Job {
@@ -129,10 +132,10 @@ struct Health {
 
 struct Shared {
     schedule: Mutex<Schedule>,
-    /// The leader waits on this for the earliest due time (a reload or a stop wakes it early).
+    /// The scheduler waits on this for the next hand-over (a reload or a stop wakes it early).
     wake: Condvar,
-    /// Idle probe threads wait on this to become the leader.
-    followers: Condvar,
+    /// Idle probe threads wait on this for a probe handed over.
+    work: Condvar,
     /// Every probe thread started, to join at shutdown.
     threads: Mutex<Vec<JoinHandle<()>>>,
     health: Mutex<Health>,
@@ -200,10 +203,11 @@ impl Exporter {
                 slots: BTreeMap::new(),
                 heap: BinaryHeap::new(),
                 next_generation: 1,
+                ready: VecDeque::new(),
                 pool: Pool::default(),
             }),
             wake: Condvar::new(),
-            followers: Condvar::new(),
+            work: Condvar::new(),
             threads: Mutex::new(Vec::new()),
             health: Mutex::new(Health {
                 lag: Histogram::new(&lag_buckets()),
@@ -219,9 +223,14 @@ impl Exporter {
         apply(&shared, config);
 
         let mut threads = Vec::new();
-        // The first probe thread; it starts more as probes overlap (see `probe_thread`).
-        lock(&shared.schedule).pool.threads += 1;
-        spawn_probe_thread(&shared)?;
+        {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("scheduler".into())
+                    .spawn(move || scheduler(&shared))?,
+            );
+        }
         for index in 0..4 {
             let shared = Arc::clone(&shared);
             let server = Arc::clone(&server);
@@ -279,7 +288,7 @@ impl Exporter {
         for _ in 0..8 {
             self.server.unblock();
         }
-        self.shared.followers.notify_all();
+        self.shared.work.notify_all();
         for thread in self.threads {
             let _ = thread.join();
         }
@@ -325,7 +334,13 @@ fn apply(shared: &Arc<Shared>, config: Config) -> ReloadSummary {
             continue;
         };
         let module = Arc::new(module.clone());
-        match old.remove(&target.name) {
+        let fresh = || {
+            Arc::new(Mutex::new(TargetMetrics::new(
+                &module.name,
+                &module.rtt_buckets,
+            )))
+        };
+        let (metrics, busy) = match old.remove(&target.name) {
             Some(slot) if *slot.target == *target && *slot.module == *module => {
                 summary.kept += 1;
                 schedule.slots.insert(target.name.clone(), slot);
@@ -336,44 +351,18 @@ fn apply(shared: &Arc<Shared>, config: Config) -> ReloadSummary {
                 summary.changed.push(target.name.clone());
                 // Same module and buckets: the counters go on. Another module: they start
                 // again (a histogram cannot change its buckets).
-                let metrics = if slot.module.name == module.name
+                let same_counters = slot.module.name == module.name
                     && slot.module.prober == module.prober
-                    && slot.module.rtt_buckets == module.rtt_buckets
-                {
-                    slot.metrics
-                } else {
-                    Arc::new(Mutex::new(TargetMetrics::new(
-                        &module.name,
-                        &module.rtt_buckets,
-                    )))
-                };
-                insert_slot(
-                    shared,
-                    &mut schedule,
-                    target,
-                    module,
-                    metrics,
-                    slot.busy,
-                    now,
-                );
+                    && slot.module.rtt_buckets == module.rtt_buckets;
+                let metrics = if same_counters { slot.metrics } else { fresh() };
+                (metrics, slot.busy)
             }
             None => {
                 summary.added.push(target.name.clone());
-                let metrics = Arc::new(Mutex::new(TargetMetrics::new(
-                    &module.name,
-                    &module.rtt_buckets,
-                )));
-                insert_slot(
-                    shared,
-                    &mut schedule,
-                    target,
-                    module,
-                    metrics,
-                    Arc::new(AtomicBool::new(false)),
-                    now,
-                );
+                (fresh(), Arc::new(AtomicBool::new(false)))
             }
-        }
+        };
+        insert_slot(shared, &mut schedule, target, module, metrics, busy, now);
     }
     for slot in old.values_mut() {
         slot.stop_runner();
@@ -442,76 +431,24 @@ fn spawn_probe_thread(shared: &Arc<Shared>) -> io::Result<()> {
     Ok(())
 }
 
-/// How long a follower beyond the first waits idle before it ends (the pool shrinks back after
-/// a burst of long probes).
+/// How long an idle probe thread waits for work before it ends, when it is not the last one
+/// (the pool shrinks back after a burst of long probes).
 const IDLE_EXIT: Duration = Duration::from_secs(30);
 
-/// A probe thread, leader/followers style. The one leader waits until the earliest probe is
-/// due, takes it, hands the leadership to an idle follower (or starts a new thread when none
-/// is idle, up to `workers`), and runs the probe itself. So a due probe starts in the thread
-/// that woke at its due time, with no hand-over to another thread in between, and no probe
-/// waits for another to end as long as threads may be added. The scheduling lag is what is
-/// left: how late the leader woke (the system's timer and CPU scheduling) and the pop.
-fn probe_thread(shared: &Arc<Shared>) {
+/// How long before its due time a probe is handed to a probe thread. The thread then sleeps
+/// until the due time itself, so the hand-over (waking a thread, or starting one) happens
+/// while nothing is due yet, and the only lateness left at the start is the one wake-up of
+/// the thread that runs the probe.
+const DISPATCH_LEAD: Duration = Duration::from_millis(10);
+
+/// The scheduler: takes each probe off the heap `DISPATCH_LEAD` before it is due and hands it
+/// to an idle probe thread, starting a new one when none is idle (up to `workers`). It never
+/// runs a probe, so it never falls behind one.
+fn scheduler(shared: &Arc<Shared>) {
     let mut schedule = lock(&shared.schedule);
     loop {
         if shared.stop.load(Ordering::SeqCst) {
-            schedule.pool.threads -= 1;
             return;
-        }
-        if schedule.pool.leader {
-            schedule.pool.idle_followers += 1;
-            let (guard, timeout) = shared
-                .followers
-                .wait_timeout(schedule, IDLE_EXIT)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            schedule = guard;
-            schedule.pool.idle_followers -= 1;
-            if timeout.timed_out() && schedule.pool.leader && schedule.pool.idle_followers > 0 {
-                schedule.pool.threads -= 1;
-                return;
-            }
-            continue;
-        }
-        schedule.pool.leader = true;
-        let job;
-        (schedule, job) = lead(shared, schedule);
-        schedule.pool.leader = false;
-        let Some(job) = job else {
-            // Stopping.
-            continue;
-        };
-        // The next leader: an idle follower, or a new thread.
-        if schedule.pool.idle_followers > 0 {
-            shared.followers.notify_one();
-        } else if schedule.pool.threads < schedule.config.workers {
-            schedule.pool.threads += 1;
-            if spawn_probe_thread(shared).is_err() {
-                schedule.pool.threads -= 1;
-            }
-        }
-        drop(schedule);
-        let lag = Instant::now().saturating_duration_since(job.due);
-        lock(&shared.health).lag.observe(lag.as_secs_f64());
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = probe::run(&job.module, &job.target, &shared.stop);
-        shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        lock(&job.metrics).record(&result);
-        job.busy.store(false, Ordering::SeqCst);
-        // Back to lead at once when no thread leads (the pool was at `workers` when the last
-        // leader left), or to wait as a follower.
-        schedule = lock(&shared.schedule);
-    }
-}
-
-/// The leader's wait: returns the next due probe (`None` when stopping).
-fn lead<'a>(
-    shared: &'a Shared,
-    mut schedule: MutexGuard<'a, Schedule>,
-) -> (MutexGuard<'a, Schedule>, Option<Job>) {
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            return (schedule, None);
         }
         let now = Instant::now();
         let Some(Reverse((due, generation, name))) = schedule.heap.peek().cloned() else {
@@ -522,10 +459,11 @@ fn lead<'a>(
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
             continue;
         };
-        if due > now {
+        let hand_over_at = due.checked_sub(DISPATCH_LEAD).unwrap_or(due);
+        if hand_over_at > now {
             schedule = shared
                 .wake
-                .wait_timeout(schedule, due - now)
+                .wait_timeout(schedule, hand_over_at - now)
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
             continue;
@@ -560,9 +498,58 @@ fn lead<'a>(
             })
         };
         schedule.heap.push(Reverse((next, generation, name)));
-        if job.is_some() {
-            return (schedule, job);
+        let Some(job) = job else {
+            continue;
+        };
+        schedule.ready.push_back(job);
+        if schedule.ready.len() > schedule.pool.idle
+            && schedule.pool.threads < schedule.config.workers
+        {
+            schedule.pool.threads += 1;
+            if spawn_probe_thread(shared).is_err() {
+                schedule.pool.threads -= 1;
+            }
         }
+        shared.work.notify_one();
+    }
+}
+
+/// A probe thread: takes the next probe handed over, sleeps until it is due, runs it.
+fn probe_thread(shared: &Arc<Shared>) {
+    let mut schedule = lock(&shared.schedule);
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            schedule.pool.threads -= 1;
+            return;
+        }
+        let Some(job) = schedule.ready.pop_front() else {
+            schedule.pool.idle += 1;
+            let (guard, timeout) = shared
+                .work
+                .wait_timeout(schedule, IDLE_EXIT)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            schedule = guard;
+            schedule.pool.idle -= 1;
+            if timeout.timed_out() && schedule.ready.is_empty() && schedule.pool.threads > 1 {
+                schedule.pool.threads -= 1;
+                return;
+            }
+            continue;
+        };
+        drop(schedule);
+        let early = job.due.saturating_duration_since(Instant::now());
+        if !early.is_zero() {
+            // A high-resolution sleep (clock_nanosleep), not a condition variable's wait.
+            std::thread::sleep(early);
+        }
+        let lag = Instant::now().saturating_duration_since(job.due);
+        lock(&shared.health).lag.observe(lag.as_secs_f64());
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = probe::run(&job.module, &job.target, &shared.stop, None);
+        shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        lock(&job.metrics).record(&result);
+        job.busy.store(false, Ordering::SeqCst);
+        schedule = lock(&shared.schedule);
     }
 }
 
@@ -737,7 +724,19 @@ fn serve(shared: &Shared, server: &tiny_http::Server) {
                 let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
                     .into_owned()
                     .collect();
-                match probe_once(shared, &params) {
+                let scrape_timeout = request
+                    .headers()
+                    .iter()
+                    .find(|header| header.field.equiv(SCRAPE_TIMEOUT_HEADER))
+                    .map(|header| header.value.as_str().to_string());
+                let budget = match probe_budget(scrape_timeout.as_deref(), TIMEOUT_OFFSET) {
+                    Ok(budget) => budget,
+                    Err(message) => {
+                        respond(request, 400, "text/plain", format!("{message}\n"));
+                        continue;
+                    }
+                };
+                match probe_once(shared, &params, budget) {
                     Ok(body) => respond(request, 200, prometheus::CONTENT_TYPE, body),
                     Err(message) => respond(request, 400, "text/plain", format!("{message}\n")),
                 }
@@ -756,8 +755,47 @@ fn serve(shared: &Shared, server: &tiny_http::Server) {
     }
 }
 
+/// The header in which Prometheus tells a target how long it will wait for the answer (its
+/// `scrape_timeout`).
+pub const SCRAPE_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
+
+/// What a `/probe` leaves of the scrape timeout for the answer to travel, as blackbox_exporter's
+/// `--timeout-offset` does by default (0.5 s).
+pub const TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// How long a `/probe` may run: the scrape timeout Prometheus sent less `offset`. No header:
+/// no bound beyond the module's own. A timeout not above the offset leaves half of it, so a
+/// short scrape timeout still gets a probe that ends in time. A header that is not a positive
+/// number of seconds is refused.
+pub fn probe_budget(header: Option<&str>, offset: Duration) -> Result<Option<Duration>, String> {
+    let Some(text) = header else {
+        return Ok(None);
+    };
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|seconds: &f64| seconds.is_finite() && *seconds > 0.0)
+        .ok_or_else(|| {
+            format!(
+                "Failed to parse timeout from Prometheus header: {SCRAPE_TIMEOUT_HEADER}: {text}"
+            )
+        })?;
+    let timeout = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{SCRAPE_TIMEOUT_HEADER}: {text} is out of range"))?;
+    Ok(Some(if timeout > offset {
+        timeout - offset
+    } else {
+        timeout / 2
+    }))
+}
+
 /// A `/probe` request: one probe now, answered in blackbox_exporter's metric names.
-fn probe_once(shared: &Shared, params: &HashMap<String, String>) -> Result<String, String> {
+fn probe_once(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    budget: Option<Duration>,
+) -> Result<String, String> {
     let target = params
         .get("target")
         .filter(|t| !t.is_empty())
@@ -781,6 +819,33 @@ fn probe_once(shared: &Shared, params: &HashMap<String, String>) -> Result<Strin
         source: None,
         interface: None,
     };
-    let result = probe::run(module, &probe_target, &shared.stop);
+    let result = probe::run(module, &probe_target, &shared.stop, budget);
     Ok(metrics::render_probe(&result, &module.rtt_buckets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrape_timeout_less_the_offset_bounds_a_probe() {
+        let offset = Duration::from_millis(500);
+        assert_eq!(probe_budget(None, offset), Ok(None));
+        assert_eq!(
+            probe_budget(Some("10"), offset),
+            Ok(Some(Duration::from_millis(9_500)))
+        );
+        assert_eq!(
+            probe_budget(Some(" 1.5 "), offset),
+            Ok(Some(Duration::from_secs(1)))
+        );
+        // Not above the offset: half of it, never zero.
+        assert_eq!(
+            probe_budget(Some("0.4"), offset),
+            Ok(Some(Duration::from_millis(200)))
+        );
+        for bad in ["", "abc", "-1", "0", "NaN", "inf", "1e300"] {
+            assert!(probe_budget(Some(bad), offset).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -317,6 +317,8 @@ pub struct SenderRun {
     pub send_span: Duration,
     /// How late each send was against its schedule, at worst.
     pub max_send_lag: Duration,
+    /// How late each send was against its schedule, in µs, in sending order.
+    pub send_lag_us: Vec<f64>,
     pub reflector_synchronised: bool,
 }
 
@@ -446,6 +448,7 @@ pub fn send(
                 }
                 let at = Instant::now();
                 run.max_send_lag = run.max_send_lag.max(at - deadline);
+                run.send_lag_us.push((at - deadline).as_secs_f64() * 1e6);
                 sent.push(Sent {
                     at,
                     user_t1,
@@ -899,6 +902,8 @@ impl StampSummary {
         backward.insert_into("backward", &mut figures);
         forward_ipdv.insert_into("forward_ipdv", &mut figures);
         backward_ipdv.insert_into("backward_ipdv", &mut figures);
+        // How far each send was behind its schedule (start + k × interval).
+        Spread::of(&run.send_lag_us).insert_into("send_lag", &mut figures);
         let timestamp_source = if run.received == 0 {
             "none"
         } else if run.t1_kernel == run.received && run.t4_kernel == run.received {
