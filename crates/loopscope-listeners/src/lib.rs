@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use loopscope_report::plural;
 use serde::Serialize;
 
-pub mod diag;
-pub mod exposure;
-pub mod model;
-pub mod owners;
+mod diag;
+mod exposure;
+mod model;
+mod owners;
 pub mod port;
 mod procnet;
 pub mod report;
