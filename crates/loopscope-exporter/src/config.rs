@@ -245,7 +245,8 @@ pub struct Target {
 pub struct Config {
     /// `listen` from the file (the command line's `--listen` wins).
     pub listen: Option<String>,
-    /// Threads that run probes at once.
+    /// The most probes that run at once (threads). The pool starts with one thread and grows
+    /// only while probes overlap, so this is a ceiling, not a cost.
     pub workers: usize,
     /// Modules by name: the built-in ones plus the file's (which may replace them).
     pub modules: BTreeMap<String, Module>,
@@ -253,8 +254,9 @@ pub struct Config {
     pub targets: Vec<Target>,
 }
 
-/// The default number of probe threads.
-pub const DEFAULT_WORKERS: usize = 64;
+/// The default ceiling on probe threads: enough that a thousand targets whose probes all wait
+/// out their timeout never queue behind each other.
+pub const DEFAULT_WORKERS: usize = 1024;
 
 impl Config {
     /// Parses and checks a configuration file's text.

@@ -6,6 +6,7 @@
 
 pub mod bert;
 mod ending;
+pub mod eth_lb;
 pub mod framed;
 pub mod ping;
 pub mod audio_latency;

@@ -26,7 +26,10 @@
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
-//! - [`set_icmpv6_filter`];
+//!   one EtherType on one interface, with kernel receive timestamps and multicast
+//!   membership: [`EthernetSocket`] (the Ethernet loopback);
+//! - [`set_icmpv6_filter`]; [`attach_filter`] (SO_ATTACH_FILTER: a classic BPF program on any
+//!   socket, such as a raw ICMP socket that should wake only for its own echo replies);
 //! - TTL and hop limit of UDP datagrams (BFD's GTSM check): [`set_send_hops`],
 //!   [`enable_hops_reception`], [`recv_with_hops`];
 //! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
@@ -37,12 +40,14 @@
 //!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_tx_timestamp`],
 //!   [`set_send_options`], [`clock_sync`].
 
+mod ethernet;
 mod fdio;
 mod hops;
 mod netlink;
 mod packet;
 mod procfs;
 mod rusage;
+mod socket_filter;
 mod sockopt;
 mod splice;
 mod tcp;
@@ -50,6 +55,7 @@ mod timestamping;
 mod tty;
 mod zerocopy;
 
+pub use ethernet::{EthernetSocket, PACKET_OUTGOING, ReceivedFrame};
 pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
     timed_out, wait_readable, wait_writable, write_all,
@@ -67,6 +73,7 @@ pub use procfs::{
     parse_proc_net,
 };
 pub use rusage::{CpuTime, process_cpu_time, thread_cpu_time};
+pub use socket_filter::attach_filter;
 pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};

@@ -656,6 +656,77 @@ pub mod tlv_type {
     pub const HMAC: u8 = 8;
 }
 
+/// The length of each fixed-size TLV's value (RFC 8972 §4.3-§4.8).
+pub mod tlv_len {
+    /// Timestamp Information: four one-octet fields (sub-TLVs may follow).
+    pub const TIMESTAMP_INFORMATION: usize = 4;
+    /// Class of Service: DSCP1, DSCP2, ECN, RP and 16 reserved bits.
+    pub const CLASS_OF_SERVICE: usize = 4;
+    /// Direct Measurement: S_TxC, R_RxC, R_TxC.
+    pub const DIRECT_MEASUREMENT: usize = 12;
+    /// Access Report: Access ID, Return Code, reserved.
+    pub const ACCESS_REPORT: usize = 4;
+    /// Follow-Up Telemetry: sequence number, timestamp, mode, reserved.
+    pub const FOLLOW_UP_TELEMETRY: usize = 16;
+    /// HMAC: HMAC-SHA-256 truncated to 128 bits.
+    pub const HMAC: usize = 16;
+    /// Location: destination and source port before the sub-TLVs.
+    pub const LOCATION_PORTS: usize = 4;
+}
+
+/// The Location TLV's sub-TLV types (RFC 8972 §4.2.1, IANA "STAMP Sub-TLV Types"): a sender
+/// asks with a generic type (1, 4, 7) and the reflector answers with the specific one.
+pub mod location_sub_tlv {
+    /// Source MAC Address (generic request, 8 octets).
+    pub const SOURCE_MAC: u8 = 1;
+    /// Source EUI-48 Address (6 octets and 2 MBZ).
+    pub const SOURCE_EUI48: u8 = 2;
+    /// Source EUI-64 Address.
+    pub const SOURCE_EUI64: u8 = 3;
+    /// Destination IP Address (generic request, 16 octets).
+    pub const DESTINATION_IP: u8 = 4;
+    /// Destination IPv4 Address (4 octets and 12 MBZ).
+    pub const DESTINATION_IPV4: u8 = 5;
+    /// Destination IPv6 Address.
+    pub const DESTINATION_IPV6: u8 = 6;
+    /// Source IP Address (generic request, 16 octets).
+    pub const SOURCE_IP: u8 = 7;
+    /// Source IPv4 Address (4 octets and 12 MBZ).
+    pub const SOURCE_IPV4: u8 = 8;
+    /// Source IPv6 Address.
+    pub const SOURCE_IPV6: u8 = 9;
+    /// The value length of the MAC types (1-3).
+    pub const MAC_LEN: usize = 8;
+    /// The value length of the address types (4-9).
+    pub const ADDRESS_LEN: usize = 16;
+}
+
+/// Synchronisation sources of the Timestamp Information TLV (RFC 8972 §4.3, IANA "STAMP
+/// Synchronization Source").
+pub mod sync_source {
+    /// NTP.
+    pub const NTP: u8 = 1;
+    /// PTP.
+    pub const PTP: u8 = 2;
+    /// SSU/BITS.
+    pub const SSU_BITS: u8 = 3;
+    /// GPS, GLONASS, LORAN-C, BDS or Galileo.
+    pub const GNSS: u8 = 4;
+    /// Local free-running clock.
+    pub const FREE_RUNNING: u8 = 5;
+}
+
+/// Timestamping methods of the Timestamp Information and Follow-Up Telemetry TLVs
+/// (RFC 8972 §4.3, §4.7, IANA "STAMP Timestamping Method").
+pub mod timestamp_method {
+    /// Hardware-assisted.
+    pub const HARDWARE: u8 = 1;
+    /// Software local.
+    pub const SOFTWARE: u8 = 2;
+    /// Control plane.
+    pub const CONTROL_PLANE: u8 = 3;
+}
+
 /// A view of one TLV (or Location sub-TLV, which has the same header).
 #[derive(Debug, Clone, Copy)]
 pub struct Tlv<T: AsRef<[u8]>> {

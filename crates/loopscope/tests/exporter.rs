@@ -39,11 +39,20 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 
 /// A plain HTTP/1.0 GET: status code and body.
 fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_with(address, path, "")
+}
+
+/// A GET with extra header lines (each ending in CRLF).
+fn http_get_with(address: SocketAddr, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\n{headers}\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
@@ -666,4 +675,47 @@ fn a_stamp_target_counts_round_trips_and_both_directions() {
         .expect("a one-way delay");
         assert!(delay.abs() < 0.1, "{direction} delay {delay} s on loopback");
     }
+}
+
+/// Prometheus sends its scrape timeout in X-Prometheus-Scrape-Timeout-Seconds; like
+/// blackbox_exporter, `/probe` ends the probe by then, less half a second for the answer to
+/// travel. The module here would take at least 9 s (10 requests 1 s apart, each answered by
+/// the reflector); with a 2 s scrape timeout the probe stops after 1.5 s and reports what it
+/// measured until then. A header that is not a number is refused.
+#[test]
+fn probe_honours_the_scrape_timeout_header() {
+    let (_reflector, endpoint) = reflector();
+    let exporter = Exporter::start(
+        "[modules.slow]\nprober = \"ping\"\npackets = 10\nspacing = \"1s\"\ntimeout = \"1s\"\n",
+    );
+    let path = format!("/probe?module=slow&target={}", url_encode(&endpoint));
+    let (status, body) = http_get_with(
+        exporter.address,
+        &path,
+        "X-Prometheus-Scrape-Timeout-Seconds: 2\r\n",
+    )
+    .expect("GET /probe");
+    assert_eq!(status, 200, "{body}");
+    let duration = sample(&body, "probe_duration_seconds").expect("probe_duration_seconds");
+    assert!(
+        (1.5..9.0).contains(&duration),
+        "the probe took {duration} s: not bounded to 2 - 0.5 s\n{body}"
+    );
+    let sent = sample(&body, "probe_packets_sent").expect("probe_packets_sent");
+    assert!(
+        (1.0..=2.0).contains(&sent),
+        "{sent} requests in 1.5 s at 1 s apart"
+    );
+    assert_eq!(sample(&body, "probe_success"), Some(1.0), "{body}");
+    let (status, body) = http_get_with(
+        exporter.address,
+        &path,
+        "X-Prometheus-Scrape-Timeout-Seconds: soon\r\n",
+    )
+    .expect("GET /probe");
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("X-Prometheus-Scrape-Timeout-Seconds"),
+        "{body}"
+    );
 }

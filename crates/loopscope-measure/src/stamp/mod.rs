@@ -15,7 +15,6 @@
 //! their clocks are synchronised, or the reflector is on this host (one clock), and withheld
 //! (with the reason) when any one-way delay comes out negative beyond the error estimates.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -25,12 +24,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use loopscope_report::Record;
 use loopscope_sys::TimestampedDatagram;
 pub mod auth;
+mod reflector;
 pub mod tlv;
 
 pub use auth::StampKey;
 pub use loopscope_sys::SendOptions;
+pub use reflector::{
+    DEFAULT_MAX_REQUEST_LEN, DEFAULT_SESSION_TIMEOUT, ReflectorConfig, ReflectorEntry,
+    ReflectorFileError, ReflectorSummary, StampCounters, StampResponder, parse_reflector_file,
+};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;
+pub use tlv::{RequestTlvs, TlvRequest};
 
 use loopscope_wire::stamp::{
     ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, Timestamp,
@@ -49,7 +54,7 @@ pub const REFLECTOR_TTL: u8 = 255;
 /// What a timestamp is worth before any transmit timestamp has been compared with it: the
 /// time a packet carries is read before the send call, and what passes until the kernel
 /// stamps it is unknown until measured. 100 µs is a bound on a loaded host.
-const UNMEASURED_SEND_GAP: Duration = Duration::from_micros(100);
+pub(crate) const UNMEASURED_SEND_GAP: Duration = Duration::from_micros(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StampError {
@@ -65,7 +70,7 @@ pub enum StampError {
     NotLoopback(SocketAddr),
 }
 
-fn wall_clock() -> Duration {
+pub(crate) fn wall_clock() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -128,34 +133,11 @@ pub struct SenderConfig {
     /// Authenticated mode (RFC 8762 §4.2.2) with this key.
     pub auth: Option<StampKey>,
     /// RFC 8972 TLVs to put after the base packet (then `size` is the base packet and these).
-    pub tlvs: Vec<u8>,
+    pub tlvs: RequestTlvs,
     /// TWAMP-Light (RFC 5357 Appendix I): 41-octet packets allowed, no TLVs.
     pub twamp_light: bool,
     /// The reflector is stateful: report loss per direction from its sequence numbers.
     pub stateful_reflector: bool,
-}
-
-/// An Extra Padding TLV (RFC 8972 §4.1) of `len` zero octets.
-pub fn extra_padding_tlv(len: u16) -> Vec<u8> {
-    let mut tlv = vec![0u8; 4 + usize::from(len)];
-    tlv[1] = loopscope_wire::stamp::tlv_type::EXTRA_PADDING;
-    tlv[2..4].copy_from_slice(&len.to_be_bytes());
-    tlv
-}
-
-/// A Class of Service TLV (RFC 8972 §4.4) asking for `dscp1` on the reply; the reflector fills
-/// in DSCP2 and ECN as it received the packet.
-pub fn class_of_service_tlv(dscp1: u8) -> Vec<u8> {
-    vec![
-        0,
-        loopscope_wire::stamp::tlv_type::CLASS_OF_SERVICE,
-        0,
-        4,
-        (dscp1 & 0x3F) << 2,
-        0,
-        0,
-        0,
-    ]
 }
 
 /// Where a timestamp came from.
@@ -201,6 +183,14 @@ pub struct StampReply {
     /// The DSCP and ECN the reflector saw on our packet (Class of Service TLV), if asked.
     pub reflector_seen_dscp: Option<u8>,
     pub reflector_seen_ecn: Option<u8>,
+    /// The DSCP this reply arrived with (a Class of Service TLV asks the reflector for one).
+    pub reply_dscp: Option<u8>,
+    /// Location TLV: our address and port as the reflector saw them (a NAT shows here), and
+    /// the address and port it was reached on.
+    pub reflector_saw_source: Option<String>,
+    pub reflector_saw_destination: Option<String>,
+    /// Direct Measurement TLV: S_TxC, R_RxC and R_TxC as the reply carries them.
+    pub direct_measurement: Option<[u32; 3]>,
     pub duplicate: bool,
     pub reordered: bool,
 }
@@ -280,6 +270,18 @@ pub struct SenderRun {
     /// Reply TLVs flagged U (the reflector did not process them) and M (malformed).
     pub tlv_unrecognized: u64,
     pub tlv_malformed: u64,
+    /// Reply TLVs flagged I (the reflector found our HMAC TLV wrong).
+    pub tlv_integrity_failed: u64,
+    /// The Direct Measurement counters of the reply to the highest sequence number answered.
+    pub direct_measurement: Option<(u32, [u32; 3])>,
+    /// Timestamp Information TLV: the reflector's T2 and T3 sync source and method.
+    pub timestamp_information: Option<[u8; 4]>,
+    /// Follow-Up Telemetry: replies whose T3 a later reply corrected with the kernel's transmit
+    /// timestamp, and the correction (follow-up minus carried T3) at its largest, in µs.
+    pub follow_ups: u64,
+    pub follow_up_correction_max_us: Option<f64>,
+    /// The DSCP replies arrived with, at its lowest and highest.
+    pub reply_dscp_range: Option<(u8, u8)>,
     pub send_errors: u64,
     pub rtt_us: Vec<f64>,
     pub rtt_net_us: Vec<f64>,
@@ -319,7 +321,7 @@ pub struct SenderRun {
 }
 
 /// How often the sender re-reads the clock's sync status and re-encodes its Error Estimate.
-const ERROR_ESTIMATE_REFRESH: Duration = Duration::from_secs(1);
+pub(crate) const ERROR_ESTIMATE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Reads every transmit timestamp queued on the socket's error queue and files it with the
 /// packet it belongs to (`sent_order[id]` is the sequence number of the id-th packet the kernel
@@ -387,6 +389,9 @@ pub fn send(
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
+    // The T3 each reply carried, by the reflector's sequence number, for Follow-Up Telemetry.
+    let mut carried_t3: std::collections::HashMap<u32, Timestamp> =
+        std::collections::HashMap::new();
     let mut buffer = vec![0u8; MAX_PACKET_LEN.max(config.size) + 1];
     let mut packet = vec![0u8; config.size];
     let mut error_estimate = clock_error_estimate(config.format, UNMEASURED_SEND_GAP);
@@ -399,7 +404,8 @@ pub fn send(
     }
     .emit(&mut packet, mode)
     .map_err(|_| size_error())?;
-    packet[mode.base_len()..mode.base_len() + config.tlvs.len()].copy_from_slice(&config.tlvs);
+    let tlv_range = mode.base_len()..mode.base_len() + config.tlvs.len();
+    packet[tlv_range.clone()].copy_from_slice(config.tlvs.as_bytes());
     let start = Instant::now();
     let mut last_send = start;
     let mut any_reply = false;
@@ -429,6 +435,12 @@ pub fn send(
                 view.set_sequence(sequence);
                 view.set_timestamp(Timestamp::from_unix(user_t1, config.format));
                 view.set_error_estimate(error_estimate);
+                config.tlvs.sign(
+                    &mut packet[tlv_range.clone()],
+                    sequence,
+                    sequence.wrapping_add(1),
+                    config.auth.as_ref(),
+                );
                 if let Some(key) = &config.auth {
                     key.sign(&mut packet);
                 }
@@ -490,7 +502,15 @@ pub fn send(
                 continue;
             }
             let reply = ReflectorRepr::parse(&view);
-            let reply_tlvs = tlv::read_reply_tlvs(view.tail());
+            let reply_tlvs = if mode == Mode::TwampLight {
+                tlv::ReplyTlvs::default()
+            } else {
+                tlv::read_reply_tlvs(view.tail(), config.auth.as_ref(), reply.sequence)
+            };
+            if reply_tlvs.reply_hmac_wrong {
+                run.bad_hmac += 1;
+                continue;
+            }
             if sent
                 .get(reply.sender_sequence as usize)
                 .is_some_and(|slot| slot.kernel_t1.is_none())
@@ -564,6 +584,10 @@ pub fn send(
                 t4_source,
                 reflector_seen_dscp: reply_tlvs.seen_dscp,
                 reflector_seen_ecn: reply_tlvs.seen_ecn,
+                reply_dscp: received.tos.map(|tos| tos >> 2),
+                reflector_saw_source: reply_tlvs.seen_source.map(|a| a.to_string()),
+                reflector_saw_destination: reply_tlvs.seen_destination.map(|a| a.to_string()),
+                direct_measurement: reply_tlvs.direct_measurement,
                 duplicate,
                 reordered,
             };
@@ -586,6 +610,42 @@ pub fn send(
                 );
                 run.tlv_unrecognized += u64::from(reply_tlvs.unrecognized);
                 run.tlv_malformed += u64::from(reply_tlvs.malformed);
+                run.tlv_integrity_failed += u64::from(reply_tlvs.integrity_failed);
+                if let Some(counters) = reply_tlvs.direct_measurement
+                    && run
+                        .direct_measurement
+                        .is_none_or(|(seq, _)| reply.sender_sequence >= seq)
+                {
+                    run.direct_measurement = Some((reply.sender_sequence, counters));
+                }
+                if reply_tlvs.timestamp_information.is_some() {
+                    run.timestamp_information = reply_tlvs.timestamp_information;
+                }
+                if let Some(dscp) = measured.reply_dscp {
+                    run.reply_dscp_range = Some(
+                        run.reply_dscp_range
+                            .map_or((dscp, dscp), |(low, high)| (low.min(dscp), high.max(dscp))),
+                    );
+                }
+                if let Some((previous, follow_up)) = reply_tlvs.follow_up
+                    && let Some(&carried) = carried_t3.get(&previous)
+                {
+                    let correction_us = (follow_up.to_unix_nanos(reflector_format)
+                        - carried.to_unix_nanos(reflector_format))
+                        as f64
+                        / 1e3;
+                    run.follow_ups += 1;
+                    run.follow_up_correction_max_us = Some(
+                        run.follow_up_correction_max_us
+                            .map_or(correction_us, |m: f64| m.max(correction_us)),
+                    );
+                }
+                if config.tlvs.wants_follow_up() {
+                    carried_t3.insert(reply.sequence, reply.timestamp);
+                    if carried_t3.len() > 4096 {
+                        carried_t3.clear();
+                    }
+                }
                 run.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
                 run.t4_kernel += u64::from(t4_source == TimestampSource::Kernel);
                 run.forward_ttl_min = Some(
@@ -620,7 +680,7 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-fn round3(value: f64) -> f64 {
+pub(crate) fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
@@ -680,6 +740,23 @@ pub struct StampSummary {
     /// Reply TLVs the reflector flagged U (not processed) or M (malformed).
     pub tlv_unrecognized: u64,
     pub tlv_malformed: u64,
+    /// Reply TLVs flagged I: the reflector found our HMAC TLV wrong.
+    pub tlv_integrity_failed: u64,
+    /// Loss per direction from the Direct Measurement TLV (RFC 8972 §4.5) of the last reply:
+    /// forward = S_TxC − R_RxC, backward = R_TxC − replies received up to it. Null without
+    /// the TLV.
+    pub dm_forward_lost: Option<u64>,
+    pub dm_backward_lost: Option<u64>,
+    /// Timestamp Information TLV (RFC 8972 §4.3): the reflector's sync source and method for
+    /// T2 and T3, as numbers of the IANA registries.
+    pub reflector_timestamp_information: Option<[u8; 4]>,
+    /// Follow-Up Telemetry (RFC 8972 §4.7): replies whose T3 was followed up with the kernel's
+    /// transmit timestamp, and how far the carried T3 ran ahead of it at most, in µs.
+    pub follow_ups: u64,
+    pub follow_up_correction_max_us: Option<f64>,
+    /// The DSCP the replies arrived with, lowest and highest (null when the kernel told none).
+    pub reply_dscp_min: Option<u8>,
+    pub reply_dscp_max: Option<u8>,
     /// Loss per direction, from a stateful reflector's own sequence numbers (RFC 8762 §4.3):
     /// it reflected (highest number + 1) packets, so forward = transmitted − reflected and
     /// backward = reflected − received. Null unless `--stateful-reflector` says the reflector
@@ -847,6 +924,23 @@ impl StampSummary {
             bad_hmac: run.bad_hmac,
             tlv_unrecognized: run.tlv_unrecognized,
             tlv_malformed: run.tlv_malformed,
+            tlv_integrity_failed: run.tlv_integrity_failed,
+            dm_forward_lost: run
+                .direct_measurement
+                .map(|(_, [sent, received, _])| u64::from(sent.saturating_sub(received))),
+            dm_backward_lost: run.direct_measurement.map(|(seq, [_, _, reflected])| {
+                let answered_up_to = run
+                    .one_way_sequence
+                    .iter()
+                    .filter(|(answered, _, _)| *answered <= seq)
+                    .count() as u64;
+                u64::from(reflected).saturating_sub(answered_up_to)
+            }),
+            reflector_timestamp_information: run.timestamp_information,
+            follow_ups: run.follow_ups,
+            follow_up_correction_max_us: run.follow_up_correction_max_us.map(round3),
+            reply_dscp_min: run.reply_dscp_range.map(|(low, _)| low),
+            reply_dscp_max: run.reply_dscp_range.map(|(_, high)| high),
             forward_lost: run.stateful_reflector.then(|| {
                 let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
                 run.transmitted.saturating_sub(reflected)
@@ -983,320 +1077,6 @@ impl Record for StampSummary {
             Some(reason) => writeln!(out, "* one-way figures withheld: {reason}"),
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Session-Reflector
-
-#[derive(Debug, Clone)]
-pub struct ReflectorConfig {
-    /// Answer packets from non-loopback sources and bind non-loopback addresses.
-    pub allow_remote: bool,
-    /// Packets answered per second per source address (0: no limit).
-    pub rate_limit_pps: u32,
-    /// Drop every Nth valid packet instead of answering it (loss injection for tests).
-    pub drop_every: Option<u64>,
-    /// Authenticated mode (RFC 8762 §4.3.2) with this key: requests must carry its HMAC.
-    pub auth: Option<StampKey>,
-    /// TWAMP-Light (RFC 5357 Appendix I): requests of 41 octets and more are answered, and
-    /// what follows the base packet is padding (zeros in the reply), not TLVs.
-    pub twamp_light: bool,
-    /// Stateful (RFC 8762 §4.3): each session (source address and SSID) gets the reflector's
-    /// own sequence numbers from 0, so the sender can tell forward from backward loss; a
-    /// session silent for this long starts again from 0.
-    pub stateful_timeout: Option<Duration>,
-}
-
-/// The sessions of a stateful reflector: the next sequence number and when each was last seen.
-#[derive(Default)]
-struct Sessions {
-    sessions: HashMap<(SocketAddr, u16), (u32, Instant)>,
-}
-
-impl Sessions {
-    fn next(&mut self, source: SocketAddr, ssid: u16, timeout: Duration, now: Instant) -> u32 {
-        if self.sessions.len() > 65_536 {
-            self.sessions
-                .retain(|_, (_, seen)| now.duration_since(*seen) < timeout);
-        }
-        let entry = self.sessions.entry((source, ssid)).or_insert((0, now));
-        if now.duration_since(entry.1) >= timeout {
-            entry.0 = 0;
-        }
-        let sequence = entry.0;
-        entry.0 = entry.0.wrapping_add(1);
-        entry.1 = now;
-        sequence
-    }
-}
-
-/// What a reflector did.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct ReflectorSummary {
-    pub received: u64,
-    pub reflected: u64,
-    pub too_short: u64,
-    pub refused_source: u64,
-    pub refused_rate_limit: u64,
-    pub dropped_on_purpose: u64,
-    pub send_errors: u64,
-    /// Requests dropped for a wrong HMAC (authenticated mode).
-    pub bad_hmac: u64,
-    /// RFC 8972 TLVs answered, returned with the U flag (not processed here), with the M flag.
-    pub tlv_processed: u64,
-    pub tlv_unrecognized: u64,
-    pub tlv_malformed: u64,
-    /// Packets whose T2 is the kernel's receive timestamp (the rest: user-space clock).
-    pub t2_kernel: u64,
-    /// The largest gap seen between a reply's T3 and the kernel's transmit timestamp of it.
-    pub t3_gap_max_us: f64,
-}
-
-impl Record for ReflectorSummary {
-    fn kind(&self) -> &'static str {
-        "summary"
-    }
-    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(
-            out,
-            "STAMP reflector: {} received, {} reflected, {} too short, {} wrong HMAC, {} refused by source, {} by rate limit, {} dropped on purpose, {} send errors; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
-            self.received,
-            self.reflected,
-            self.too_short,
-            self.bad_hmac,
-            self.refused_source,
-            self.refused_rate_limit,
-            self.dropped_on_purpose,
-            self.send_errors,
-            self.t2_kernel,
-            self.t3_gap_max_us
-        )
-    }
-}
-
-/// Binds a reflector socket, refusing non-loopback addresses unless allowed.
-pub fn bind_reflector(
-    address: SocketAddr,
-    config: &ReflectorConfig,
-) -> Result<UdpSocket, StampError> {
-    if !config.allow_remote && !address.ip().is_loopback() {
-        return Err(StampError::NotLoopback(address));
-    }
-    let socket = UdpSocket::bind(address)?;
-    let ipv6 = address.is_ipv6();
-    loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
-    loopscope_sys::set_send_options(
-        &socket,
-        ipv6,
-        SendOptions {
-            ttl: Some(REFLECTOR_TTL),
-            ..SendOptions::default()
-        },
-    )?;
-    Ok(socket)
-}
-
-/// Per-source token bucket: `rate` tokens a second, a burst of rate/50 (at least 64).
-struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
-}
-
-impl RateLimiter {
-    fn allow(&mut self, source: std::net::IpAddr, now: Instant) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        if self.buckets.len() > 65_536 {
-            self.buckets.clear();
-        }
-        let (tokens, last) = self.buckets.entry(source).or_insert((self.burst, now));
-        *tokens = (*tokens + (now - *last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// A stateless Session-Reflector (RFC 8762 §4.3): the reply carries the sender's sequence
-/// number as its own, T2 taken when the packet is read, T3 just before the reply is sent, the
-/// sender's TTL as received, and the same length as the request (never larger: no
-/// amplification). Runs until `stop`.
-pub fn reflect(
-    socket: &UdpSocket,
-    config: &ReflectorConfig,
-    stop: &Arc<AtomicBool>,
-) -> Result<ReflectorSummary, StampError> {
-    socket.set_nonblocking(true)?;
-    let own_port = socket.local_addr()?.port();
-    let mut summary = ReflectorSummary::default();
-    let mut sessions = Sessions::default();
-    let mut limiter = RateLimiter {
-        rate: f64::from(config.rate_limit_pps),
-        burst: f64::from((config.rate_limit_pps / 50).max(64)),
-        buckets: HashMap::new(),
-    };
-    let mut buffer = vec![0u8; MAX_PACKET_LEN + 1];
-    let mut reply_buffer = vec![0u8; MAX_PACKET_LEN + 1];
-    let mut valid: u64 = 0;
-    let mode = if config.auth.is_some() {
-        Mode::Authenticated
-    } else if config.twamp_light {
-        Mode::TwampLight
-    } else {
-        Mode::Unauthenticated
-    };
-    // What T3 is worth: the clock's state, refreshed every second, and the gap between the
-    // time a reply carries and the kernel's transmit timestamp of it, measured as we go.
-    let mut clock = loopscope_sys::clock_sync().ok();
-    let mut clock_read = Instant::now();
-    let mut t3_gap = Duration::ZERO;
-    // Replies the kernel took, oldest first: (the kernel's OPT_ID number, the T3 it carries).
-    let mut in_flight: std::collections::VecDeque<(u32, Duration)> =
-        std::collections::VecDeque::new();
-    let mut sent_ok: u32 = 0;
-    while !stop.load(Ordering::SeqCst) {
-        if !wait_readable(socket, Duration::from_millis(100))? {
-            continue;
-        }
-        loop {
-            while let Ok(Some(stamp)) = loopscope_sys::recv_tx_timestamp(socket) {
-                while let Some(&(id, carried)) = in_flight.front() {
-                    if id.wrapping_sub(stamp.id) as i32 > 0 {
-                        break;
-                    }
-                    in_flight.pop_front();
-                    if id == stamp.id {
-                        t3_gap = t3_gap.max(stamp.at.saturating_sub(carried));
-                    }
-                }
-            }
-            let received = match receive(socket, &mut buffer) {
-                Ok(received) => received,
-                Err(error) if is_would_block(&error) => break,
-                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(error) => return Err(error.into()),
-            };
-            let t2 = match received.kernel_rx {
-                Some(kernel) => {
-                    summary.t2_kernel += 1;
-                    kernel
-                }
-                None => wall_clock(),
-            };
-            summary.received += 1;
-            let Some(source) = received.from else {
-                summary.refused_source += 1;
-                continue;
-            };
-            if (!config.allow_remote && !source.ip().is_loopback())
-                || loopscope_link::reflector::udp_refusal(&source, own_port).is_some()
-            {
-                summary.refused_source += 1;
-                continue;
-            }
-            let Ok(view) = SenderPacket::new_checked(&buffer[..received.len], mode) else {
-                summary.too_short += 1;
-                continue;
-            };
-            if let Some(key) = &config.auth
-                && !key.verify(view.as_bytes())
-            {
-                summary.bad_hmac += 1;
-                continue;
-            }
-            let request = SenderRepr::parse(&view);
-            valid += 1;
-            if config
-                .drop_every
-                .is_some_and(|n| n > 0 && valid.is_multiple_of(n))
-            {
-                summary.dropped_on_purpose += 1;
-                continue;
-            }
-            if !limiter.allow(source.ip(), Instant::now()) {
-                summary.refused_rate_limit += 1;
-                continue;
-            }
-            if clock_read.elapsed() >= ERROR_ESTIMATE_REFRESH {
-                clock = loopscope_sys::clock_sync().ok();
-                clock_read = Instant::now();
-            }
-            // Answer in the sender's timestamp format, so both ends read each other's stamps.
-            let format = request.error_estimate.format();
-            let gap = if t3_gap.is_zero() {
-                UNMEASURED_SEND_GAP
-            } else {
-                t3_gap
-            };
-            let error_estimate = match clock {
-                Some(sync) => ErrorEstimate::new(
-                    sync.synchronised,
-                    format,
-                    sync.estimated_error + sync.resolution + gap,
-                ),
-                None => ErrorEstimate::new(false, format, Duration::from_secs(1)),
-            };
-            let sequence = match config.stateful_timeout {
-                Some(timeout) => sessions.next(source, request.ssid, timeout, Instant::now()),
-                None => request.sequence,
-            };
-            let reply = ReflectorRepr {
-                sequence,
-                timestamp: Timestamp::default(),
-                error_estimate,
-                ssid: request.ssid,
-                receive_timestamp: Timestamp::from_unix(t2, format),
-                sender_sequence: request.sequence,
-                sender_timestamp: request.timestamp,
-                sender_error_estimate: request.error_estimate,
-                sender_ttl: received.ttl.unwrap_or(0),
-            };
-            // The reply is as long as the request (no amplification); its tail is the
-            // request's TLVs answered (RFC 8972), or its zero padding.
-            let bytes = &mut reply_buffer[..received.len];
-            let base = mode.base_len();
-            let outcome = tlv::reflect_tlvs(
-                &buffer[base..received.len],
-                &mut bytes[base..],
-                received.tos,
-            );
-            summary.tlv_processed += u64::from(outcome.processed);
-            summary.tlv_unrecognized += u64::from(outcome.unrecognized);
-            summary.tlv_malformed += u64::from(outcome.malformed);
-            if reply.emit(bytes, mode).is_err() {
-                summary.too_short += 1;
-                continue;
-            }
-            let Ok(mut out) = ReflectorPacket::new_checked(&mut *bytes, mode) else {
-                summary.too_short += 1;
-                continue;
-            };
-            let t3 = wall_clock();
-            out.set_timestamp(Timestamp::from_unix(t3, format));
-            if let Some(key) = &config.auth {
-                key.sign(bytes);
-            }
-            match socket.send_to(bytes, source) {
-                Ok(_) => {
-                    summary.reflected += 1;
-                    if in_flight.len() >= 4096 {
-                        in_flight.pop_front();
-                    }
-                    in_flight.push_back((sent_ok, t3));
-                    sent_ok = sent_ok.wrapping_add(1);
-                }
-                Err(_) => summary.send_errors += 1,
-            }
-        }
-    }
-    summary.t3_gap_max_us = round3(t3_gap.as_secs_f64() * 1e6);
-    Ok(summary)
 }
 
 #[cfg(test)]
