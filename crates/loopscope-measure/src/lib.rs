@@ -4,12 +4,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audio_latency;
 pub mod bert;
 mod ending;
 pub mod eth_lb;
 pub mod framed;
 pub mod ping;
-pub mod audio_latency;
 // Not every public item of these is documented yet (docs/design.md says where this stands);
 // each loses its allow once `cargo clippy` passes without it.
 #[allow(missing_docs)]
