@@ -16,5 +16,4 @@ pub mod ping;
 pub mod bfd;
 #[allow(missing_docs)]
 pub mod perf;
-#[allow(missing_docs)]
 pub mod stamp;
