@@ -17,5 +17,4 @@ pub mod audio_latency;
 pub mod bfd;
 #[allow(missing_docs)]
 pub mod perf;
-#[allow(missing_docs)]
 pub mod stamp;

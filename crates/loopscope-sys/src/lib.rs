@@ -30,16 +30,20 @@
 //!   membership: [`EthernetSocket`] (the Ethernet loopback);
 //! - [`set_icmpv6_filter`]; [`attach_filter`] (SO_ATTACH_FILTER: a classic BPF program on any
 //!   socket, such as a raw ICMP socket that should wake only for its own echo replies);
-//! - TTL and hop limit of UDP datagrams (BFD's GTSM check): [`set_send_hops`],
-//!   [`enable_hops_reception`], [`recv_with_hops`];
+//! - TTL and hop limit of UDP datagrams (BFD's GTSM check) and their destination address:
+//!   [`set_send_hops`], [`enable_hops_reception`], [`enable_destination_reception`] (read back
+//!   through [`recv_datagram`] or [`recv_datagrams`], the one receive path);
+//! - sending on a schedule: [`DeadlineTimer`] (absolute timerfd deadlines),
+//!   [`set_realtime_priority`] (SCHED_FIFO);
 //! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
 //! - what `perf` measures: [`tcp_info`] (TCP_INFO), [`recv_discard`] (MSG_TRUNC), CPU time
 //!   ([`thread_cpu_time`], [`process_cpu_time`]);
 //! - kernel packet timestamps and per-datagram facts (SO_TIMESTAMPING, TTL, TOS, PKTINFO),
 //!   a test stream's TTL/DSCP/DF, the clock's sync status (adjtimex):
-//!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_tx_timestamp`],
-//!   [`set_send_options`], [`clock_sync`].
+//!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_datagrams`] (recvmmsg),
+//!   [`send_datagrams`] (sendmmsg), [`recv_tx_timestamp`], [`set_send_options`], [`clock_sync`].
 
+mod deadline;
 mod ethernet;
 mod fdio;
 mod hops;
@@ -55,12 +59,13 @@ mod timestamping;
 mod tty;
 mod zerocopy;
 
+pub use deadline::{DeadlineTimer, set_realtime_priority};
 pub use ethernet::{EthernetSocket, PACKET_OUTGOING, ReceivedFrame};
 pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
     timed_out, wait_readable, wait_writable, write_all,
 };
-pub use hops::{ReceivedDatagram, enable_hops_reception, recv_with_hops, set_send_hops};
+pub use hops::{enable_destination_reception, enable_hops_reception, set_send_hops};
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
     RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,
@@ -79,7 +84,7 @@ pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use timestamping::{
     ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync, enable_datagram_metadata,
-    recv_datagram, recv_tx_timestamp, set_send_options,
+    recv_datagram, recv_datagrams, recv_tx_timestamp, send_datagrams, set_send_options,
 };
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,

@@ -68,6 +68,22 @@ impl Reflector {
     }
 }
 
+impl Reflector {
+    /// The port it listens on.
+    fn port(&self) -> String {
+        self.endpoint.rsplit(':').next().expect("port").to_owned()
+    }
+}
+
+/// A key file holding `key` in a fresh directory (kept alive by the returned guard).
+fn key_file(key: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("key");
+    std::fs::write(&path, key).expect("key file");
+    let text = path.to_str().expect("utf-8 path").to_owned();
+    (dir, text)
+}
+
 impl Drop for Reflector {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -110,6 +126,13 @@ fn run_python(script: &str, args: &[&str]) -> Option<()> {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
     Some(())
+}
+
+/// Runs a Python script given the reflector's port, then ends the reflector: its summary,
+/// or `None` when there is no python3.
+fn python_against(reflector: Reflector, script: &str) -> Option<Value> {
+    run_python(script, &[&reflector.port()])?;
+    Some(reflector.finish())
 }
 
 fn summary(events: &[Value]) -> &Value {
@@ -314,7 +337,6 @@ fn the_reflector_refuses_a_non_loopback_address() {
 #[test]
 fn an_independently_built_packet_is_reflected_field_by_field() {
     let reflector = Reflector::start(&[]);
-    let port = reflector.endpoint.rsplit(':').next().expect("port");
     let script = r#"
 import socket, struct, sys, time
 port = int(sys.argv[1])
@@ -348,10 +370,9 @@ assert reply[44:] == bytes(20), 'padding'
 assert reply[14:16] == b'\0\0' and reply[38:40] == b'\0\0' and reply[41:44] == b'\0\0\0', 'MBZ'
 print('ok')
 "#;
-    if run_python(script, &[port]).is_none() {
+    let Some(summary) = python_against(reflector, script) else {
         return;
-    }
-    let summary = reflector.finish();
+    };
     assert_eq!(summary["reflected"], 1);
 }
 
@@ -362,12 +383,9 @@ print('ok')
 /// truncated one and garbage are counted and dropped.
 #[test]
 fn authenticated_mode_against_python_hmac() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let key_path = dir.path().join("key");
-    std::fs::write(&key_path, b"loopscope test key\n").expect("key file");
-    let key_arg = key_path.to_str().expect("utf-8 path");
+    let (_dir, key_path) = key_file(b"loopscope test key\n");
+    let key_arg = key_path.as_str();
     let reflector = Reflector::start(&["--auth", key_arg]);
-    let port = reflector.endpoint.rsplit(':').next().expect("port");
     let script = r#"
 import hashlib, hmac, socket, struct, sys, time
 port = int(sys.argv[1])
@@ -407,10 +425,9 @@ except socket.timeout:
     pass
 print('ok')
 "#;
-    if run_python(script, &[port]).is_none() {
+    let Some(summary) = python_against(reflector, script) else {
         return;
-    }
-    let summary = reflector.finish();
+    };
     assert_eq!(summary["reflected"], 1, "{summary}");
     // The 140 octets of garbage are long enough to be read as a packet: a wrong HMAC.
     assert_eq!(summary["bad_hmac"], 2, "{summary}");
@@ -469,7 +486,6 @@ fn authenticated_sender_and_reflector() {
 #[test]
 fn tlvs_from_python_are_answered_and_flagged() {
     let reflector = Reflector::start(&[]);
-    let port = reflector.endpoint.rsplit(':').next().expect("port");
     let script = r#"
 import socket, struct, sys
 port = int(sys.argv[1])
@@ -494,10 +510,9 @@ assert t[15] == 0x80 and t[16] == 250 and t[19:21] == b'\x01\x02', t[15:21].hex(
 assert t[21] == 0x40 and t[22] == 1, t[21:].hex()
 print('ok')
 "#;
-    if run_python(script, &[port]).is_none() {
+    let Some(summary) = python_against(reflector, script) else {
         return;
-    }
-    let summary = reflector.finish();
+    };
     assert_eq!(summary["tlv_processed"], 2, "{summary}");
     assert_eq!(summary["tlv_unrecognized"], 1, "{summary}");
     assert_eq!(summary["tlv_malformed"], 1, "{summary}");
@@ -538,7 +553,7 @@ fn class_of_service_reports_the_dscp_seen() {
 #[test]
 fn twamp_light_against_a_python_sender_and_ours() {
     let reflector = Reflector::start(&["--twamp-light"]);
-    let port = reflector.endpoint.rsplit(':').next().expect("port");
+    let port = reflector.port();
     let script = r#"
 import socket, struct, sys
 port = int(sys.argv[1])
@@ -556,7 +571,7 @@ assert t1 == 0x0102030405060708 and see == 0x0001
 assert ttl == 64 and t2 <= t3
 print('ok')
 "#;
-    if run_python(script, &[port]).is_none() {
+    if run_python(script, &[&port]).is_none() {
         return;
     }
     let (code, events) = run_sender(
@@ -863,12 +878,6 @@ fn reflect_stamp_keeps_the_rate_limit() {
             "10",
         ],
     );
-    let port = reflector
-        .endpoint
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_owned();
     let script = r#"
 import socket, struct, sys, time
 port = int(sys.argv[1])
@@ -893,10 +902,9 @@ except socket.timeout:
 assert 0 < answered <= 200 + int(10 * (elapsed + 0.1)) + 1, (answered, elapsed)
 print('ok')
 "#;
-    if run_python(script, &[&port]).is_none() {
+    let Some(summary) = python_against(reflector, script) else {
         return;
-    }
-    let summary = reflector.finish();
+    };
     let reflected = summary["reflected"].as_u64().expect("reflected");
     let refused = summary["refused_rate_limit"].as_u64().expect("refused");
     let received = summary["received"].as_u64().expect("received");
@@ -911,9 +919,7 @@ print('ok')
 /// each plus their total.
 #[test]
 fn several_reflectors_from_one_file() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let key = dir.path().join("key");
-    std::fs::write(&key, b"config key\n").expect("key");
+    let (dir, key) = key_file(b"config key\n");
     let ports: Vec<u16> = (0..3)
         .map(|_| {
             std::net::UdpSocket::bind("127.0.0.1:0")
@@ -929,7 +935,7 @@ fn several_reflectors_from_one_file() {
             "[[stamp]]\nlisten = \"udp://127.0.0.1:{}\"\n\n[[stamp]]\nlisten = \"udp://127.0.0.1:{}\"\nstateful = true\nsession_timeout = \"30s\"\nauth = \"{}\"\n\n[[stamp]]\nlisten = \"udp://127.0.0.1:{}\"\ntwamp_light = true\n",
             ports[0],
             ports[1],
-            key.display(),
+            key,
             ports[2]
         ),
     )
@@ -953,7 +959,7 @@ fn several_reflectors_from_one_file() {
         .map(|p| format!("udp://127.0.0.1:{p}"))
         .collect();
     assert_eq!(endpoints, expected);
-    let key_arg = key.to_str().expect("utf-8");
+    let key_arg = key.as_str();
     for (endpoint, extra) in [
         (&expected[0], vec![]),
         (
@@ -1029,12 +1035,6 @@ fn a_bad_reflector_file_names_its_line() {
 #[test]
 fn every_known_tlv_from_python_is_answered() {
     let reflector = Reflector::start(&[]);
-    let port = reflector
-        .endpoint
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_owned();
     let script = r#"
 import socket, struct, sys, time
 port = int(sys.argv[1])
@@ -1105,10 +1105,9 @@ for seq, sent in ((9, 1), (10, 2)):
     assert tlvs[6][2] == b'\x01\x02'
 print('ok')
 "#;
-    if run_python(script, &[&port]).is_none() {
+    let Some(summary) = python_against(reflector, script) else {
         return;
-    }
-    let summary = reflector.finish();
+    };
     assert_eq!(summary["tlv_processed"], 12, "{summary}");
     assert_eq!(summary["tlv_unrecognized"], 2, "{summary}");
     assert_eq!(summary["tlv_malformed"], 2, "{summary}");
@@ -1121,16 +1120,8 @@ print('ok')
 /// answered with I set (and still a correctly signed reply).
 #[test]
 fn hmac_tlv_against_python_hmac() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let key_path = dir.path().join("key");
-    std::fs::write(&key_path, b"tlv key").expect("key file");
-    let reflector = Reflector::start(&["--auth", key_path.to_str().expect("utf-8")]);
-    let port = reflector
-        .endpoint
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_owned();
+    let (_dir, key_path) = key_file(b"tlv key");
+    let reflector = Reflector::start(&["--auth", &key_path]);
     let script = r#"
 import hashlib, hmac, socket, struct, sys
 port = int(sys.argv[1])
@@ -1161,10 +1152,9 @@ for seq, good in ((5, True), (6, False)):
     assert reply_hmac[4:] == tag(reply[:4] + reply_cos), 'reply HMAC TLV'
 print('ok')
 "#;
-    if run_python(script, &[&port]).is_none() {
+    let Some(summary) = python_against(reflector, script) else {
         return;
-    }
-    let summary = reflector.finish();
+    };
     assert_eq!(summary["reflected"], 2, "{summary}");
     assert_eq!(summary["tlv_integrity_failed"], 1, "{summary}");
 }
@@ -1174,10 +1164,8 @@ print('ok')
 /// arrive, the replies carry the DSCP asked for, nothing is flagged.
 #[test]
 fn our_sender_asks_for_every_tlv() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let key = dir.path().join("key");
-    std::fs::write(&key, b"k").expect("key");
-    let key_arg = key.to_str().expect("utf-8");
+    let (_dir, key) = key_file(b"k");
+    let key_arg = key.as_str();
     let reflector = Reflector::start(&["--auth", key_arg, "--drop-every", "10"]);
     let (code, events) = run_sender(
         &reflector.endpoint,
@@ -1451,16 +1439,8 @@ fn routed_path_between_namespaces() {
 /// answered afterwards. Every datagram the reflector read is accounted for.
 #[test]
 fn bad_input_is_counted_and_dropped() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let key_path = dir.path().join("key");
-    std::fs::write(&key_path, b"bad input key").expect("key file");
-    let reflector = Reflector::start(&["--auth", key_path.to_str().expect("utf-8")]);
-    let port = reflector
-        .endpoint
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_owned();
+    let (_dir, key_path) = key_file(b"bad input key");
+    let reflector = Reflector::start(&["--auth", &key_path]);
     let script = r#"
 import hashlib, hmac, os, random, socket, struct, sys, time
 port = int(sys.argv[1])
@@ -1487,10 +1467,9 @@ reply, _ = s.recvfrom(65536)
 assert len(reply) == 112 and reply[96:] == tag(reply), 'the good one is answered'
 print('ok')
 "#;
-    if run_python(script, &[&port]).is_none() {
+    let Some(summary) = python_against(reflector, script) else {
         return;
-    }
-    let summary = reflector.finish();
+    };
     assert_eq!(summary["reflected"], 1, "{summary}");
     assert_eq!(summary["too_long"], 1, "{summary}");
     let counted = [
@@ -1657,12 +1636,7 @@ fn stamp_suite_sender_against_our_reflector() {
             args.extend(["--auth", key_arg]);
         }
         let reflector = Reflector::spawn(Command::cargo_bin("loopscope").expect("binary"), &args);
-        let port = reflector
-            .endpoint
-            .rsplit(':')
-            .next()
-            .expect("port")
-            .to_owned();
+        let port = reflector.port();
         for clock in ["NTP", "PTP"] {
             let mut command = Command::new(&stamp_suite);
             command.args([

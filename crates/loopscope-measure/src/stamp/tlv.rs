@@ -573,3 +573,98 @@ pub fn read_reply_tlvs(tail: &[u8], key: Option<&StampKey>, reply_sequence: u32)
     }
     read
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8972 §4: the sender's TLVs carry U = 1; the Class of Service value is DSCP1 in the
+    /// top six bits (46 << 2 = 0xB8); Direct Measurement carries S_TxC; the HMAC TLV is
+    /// HMAC-SHA-256 (first 16 octets) over the Sequence Number and the TLVs before it.
+    #[test]
+    fn request_tlvs_known_answer() {
+        let mut tlvs = RequestTlvs::new();
+        tlvs.class_of_service(46)
+            .request(TlvRequest::DirectMeasurement)
+            .hmac();
+        let mut tail = tlvs.as_bytes().to_vec();
+        let key = StampKey::new(b"Jefe");
+        tlvs.sign(&mut tail, 7, 8, Some(&key));
+        assert_eq!(&tail[..8], &[0x80, 4, 0, 4, 0xB8, 0, 0, 0]);
+        assert_eq!(&tail[8..12], &[0x80, 5, 0, 12]);
+        assert_eq!(&tail[12..16], &8u32.to_be_bytes());
+        assert_eq!(&tail[16..24], &[0; 8]);
+        assert_eq!(&tail[24..28], &[0x80, 8, 0, 16]);
+        let mut covered = 7u32.to_be_bytes().to_vec();
+        covered.extend_from_slice(&tail[..24]);
+        assert_eq!(&tail[28..], &key.tag(&covered));
+    }
+
+    fn facts() -> SessionFacts {
+        SessionFacts {
+            received_tos: Some(0x29),
+            source: "192.0.2.1:4000".parse().unwrap(),
+            destination: Some("198.51.100.7:862".parse().unwrap()),
+            received: 3,
+            transmitted: 3,
+            last_reply: Some((2, Some(Duration::from_secs(1_700_000_000)))),
+            synchronised: false,
+            t2_from_kernel: true,
+            format: TimestampFormat::Ptp,
+        }
+    }
+
+    /// A request built octet by octet: Location asking both addresses, Follow-Up, then a
+    /// truncated TLV header; the reply's octets written out from RFC 8972 §4.2 and §4.7.
+    #[test]
+    fn reflector_answers_location_and_follow_up() {
+        let mut request = vec![0x80, 2, 0, 44, 0, 0, 0, 0];
+        request.extend_from_slice(&[0, 4, 0, 16]);
+        request.extend_from_slice(&[0; 16]);
+        request.extend_from_slice(&[0, 7, 0, 16]);
+        request.extend_from_slice(&[0; 16]);
+        request.extend_from_slice(&[0x80, 7, 0, 16]);
+        request.extend_from_slice(&[0; 16]);
+        request.extend_from_slice(&[0x80, 1, 0, 9, 0]);
+        let mut reply = vec![0u8; request.len()];
+        let outcome = reflect_tlvs(&request, &mut reply, &facts(), None, (1, 1));
+        assert_eq!(
+            (outcome.processed, outcome.unrecognized, outcome.malformed),
+            (2, 0, 1)
+        );
+        // Location: flags cleared, destination port 862, source port 4000.
+        assert_eq!(&reply[..8], &[0, 2, 0, 44, 0x03, 0x5E, 0x0F, 0xA0]);
+        assert_eq!(&reply[8..12], &[0, 5, 0, 16]);
+        assert_eq!(&reply[12..16], &[198, 51, 100, 7]);
+        assert_eq!(&reply[16..28], &[0; 12]);
+        assert_eq!(&reply[28..32], &[0, 8, 0, 16]);
+        assert_eq!(&reply[32..36], &[192, 0, 2, 1]);
+        // Follow-Up: sequence 2, PTPv2 seconds 1700000000 (0x6553F100), 0 ns, software.
+        assert_eq!(&reply[48..52], &[0, 7, 0, 16]);
+        assert_eq!(&reply[52..56], &[0, 0, 0, 2]);
+        assert_eq!(&reply[56..64], &[0x65, 0x53, 0xF1, 0x00, 0, 0, 0, 0]);
+        assert_eq!(&reply[64..68], &[2, 0, 0, 0]);
+        assert_eq!(reply[68], 0x40, "the truncated TLV gets M");
+        let read = read_reply_tlvs(&reply, None, 1);
+        assert_eq!(read.seen_source, Some("192.0.2.1:4000".parse().unwrap()));
+        assert_eq!(
+            read.seen_destination,
+            Some("198.51.100.7:862".parse().unwrap())
+        );
+        assert_eq!(read.follow_up.map(|(seq, _)| seq), Some(2));
+        assert_eq!(read.malformed, 1);
+    }
+
+    /// Without a key the HMAC TLV cannot be checked: returned with U, never I.
+    #[test]
+    fn hmac_tlv_without_a_key_is_unrecognised() {
+        let request = [
+            0x80, 8, 0, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ];
+        let mut reply = [0u8; 20];
+        let outcome = reflect_tlvs(&request, &mut reply, &facts(), None, (1, 1));
+        assert_eq!(outcome.unrecognized, 1);
+        assert_eq!(reply[0], 0x80);
+        assert_eq!(&reply[4..], &request[4..]);
+    }
+}
