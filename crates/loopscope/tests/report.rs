@@ -5,14 +5,13 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+mod support;
+use support::{assert_exit, installed};
+
 const BIN: &str = env!("CARGO_BIN_EXE_loopscope");
 
 fn have_chromium() -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let found = installed("chromium");
     if !found {
         eprintln!("skipping: chromium is not installed (Debian package chromium)");
     }
@@ -100,12 +99,7 @@ fn the_ping_report_renders_its_plots_in_chromium() {
         .arg(&report)
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let html = std::fs::read_to_string(&report).unwrap();
     assert_self_contained(&html);
     assert_eq!(html.matches("<svg").count(), 2, "two plots");
@@ -143,12 +137,8 @@ fn the_bert_report_marks_errored_seconds_in_chromium() {
         .arg(&report)
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "injected errors fail the run: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // Injected errors fail the run.
+    assert_exit(&output, 1);
     let html = std::fs::read_to_string(&report).unwrap();
     assert_self_contained(&html);
     assert!(html.contains("<th>errored_seconds</th>"));
@@ -185,12 +175,7 @@ fn the_perf_report_plots_throughput_per_interval() {
         .arg(&report)
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let html = std::fs::read_to_string(&report).unwrap();
     assert_self_contained(&html);
     assert!(html.contains("Throughput per interval"));
@@ -233,12 +218,7 @@ fn the_stamp_report_plots_both_directions() {
         .unwrap();
     let _ = reflector.kill();
     let _ = reflector.wait();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let html = std::fs::read_to_string(&report).unwrap();
     assert_self_contained(&html);
     assert!(html.contains("forward (sender to reflector)"));

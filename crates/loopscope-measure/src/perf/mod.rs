@@ -8,14 +8,14 @@
 //! - [`server`]: the far end, serving many clients at once within limits.
 //! - [`echo`]: throughput of a loop (`loop:`, `exec:`, `pty:`, a reflector): what comes back.
 
-pub mod client;
+mod client;
 pub mod control;
-pub mod echo;
-pub mod report;
+mod echo;
+mod report;
 pub mod rr;
-pub mod server;
-pub mod stream;
-pub mod udp;
+mod server;
+mod stream;
+mod udp;
 
 pub use client::{ClientOptions, Transport, run_client, run_under_load};
 pub use control::ControlError;

@@ -172,7 +172,7 @@ impl Percentiles {
 }
 
 /// A histogram of nanoseconds from 1 ns to an hour, 3 significant digits.
-pub fn nanos_histogram() -> Histogram<u64> {
+pub(super) fn nanos_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
         .expect("constant histogram bounds are valid")
 }
@@ -423,7 +423,7 @@ impl PerfSummary {
 }
 
 /// Bytes with a binary prefix, as transfer sizes are usually read (`1.50 GiB`).
-pub fn format_bytes(bytes: u64) -> String {
+pub(super) fn format_bytes(bytes: u64) -> String {
     const UNITS: [(f64, &str); 4] = [
         (1_099_511_627_776.0, "TiB"),
         (1_073_741_824.0, "GiB"),
@@ -439,7 +439,7 @@ pub fn format_bytes(bytes: u64) -> String {
 }
 
 /// A rate with SI prefix for messages (`12.3 Gbit/s`).
-pub fn format_rate(bits_per_second: f64) -> String {
+pub(super) fn format_rate(bits_per_second: f64) -> String {
     format_si(bits_per_second, "bit/s")
 }
 
