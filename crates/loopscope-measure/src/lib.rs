@@ -14,6 +14,5 @@ pub mod ping;
 // each loses its allow once `cargo clippy` passes without it.
 #[allow(missing_docs)]
 pub mod bfd;
-#[allow(missing_docs)]
 pub mod perf;
 pub mod stamp;
