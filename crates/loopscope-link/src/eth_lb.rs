@@ -155,6 +155,40 @@ impl RateLimit {
     }
 }
 
+/// What a responder of MD level `level` on the interface `own` does with `frame`.
+fn judge(frame: &[u8], own: MacAddress, multicast: MacAddress, level: u8) -> Verdict {
+    let Ok(parsed) = CfmFrame::parse(frame) else {
+        return Verdict::Malformed;
+    };
+    if parsed.source == own {
+        return Verdict::Own;
+    }
+    if parsed.destination != own && parsed.destination != multicast {
+        return Verdict::NotAddressed;
+    }
+    let pdu = match LoopbackPdu::new_checked(parsed.payload) {
+        Ok(pdu) => pdu,
+        Err(CfmError::NotLoopback(_)) => return Verdict::OtherOpcode,
+        Err(_) => return Verdict::Malformed,
+    };
+    // A group address is no station's: an LBM from one is invalid (IEEE 802.1ag §20.2.1).
+    if parsed.source[0] & 1 == 1 {
+        return Verdict::Malformed;
+    }
+    if pdu.kind() == LoopbackKind::Reply {
+        return Verdict::Lbr;
+    }
+    if pdu.level() != level {
+        return Verdict::WrongLevel;
+    }
+    match LoopbackRepr::parse(&pdu) {
+        Ok(repr) => Verdict::Answer {
+            pdu_len: repr.len(),
+        },
+        Err(_) => Verdict::Malformed,
+    }
+}
+
 /// The responder, bound and ready.
 pub struct EthLbReflector {
     config: EthLbReflectConfig,
@@ -218,39 +252,6 @@ impl EthLbReflector {
         self.own
     }
 
-    fn judge(&self, frame: &[u8]) -> Verdict {
-        let Ok(parsed) = CfmFrame::parse(frame) else {
-            return Verdict::Malformed;
-        };
-        if parsed.source == self.own {
-            return Verdict::Own;
-        }
-        if parsed.destination != self.own && parsed.destination != self.multicast {
-            return Verdict::NotAddressed;
-        }
-        let pdu = match LoopbackPdu::new_checked(parsed.payload) {
-            Ok(pdu) => pdu,
-            Err(CfmError::NotLoopback(_)) => return Verdict::OtherOpcode,
-            Err(_) => return Verdict::Malformed,
-        };
-        // A group address is no station's: an LBM from one is invalid (IEEE 802.1ag §20.2.1).
-        if parsed.source[0] & 1 == 1 {
-            return Verdict::Malformed;
-        }
-        if pdu.kind() == LoopbackKind::Reply {
-            return Verdict::Lbr;
-        }
-        if pdu.level() != self.config.level {
-            return Verdict::WrongLevel;
-        }
-        match LoopbackRepr::parse(&pdu) {
-            Ok(repr) => Verdict::Answer {
-                pdu_len: repr.len(),
-            },
-            Err(_) => Verdict::Malformed,
-        }
-    }
-
     /// Answers until `stop` is set; `on_event` sees the ready line and errors.
     pub fn run(
         &self,
@@ -300,7 +301,7 @@ impl EthLbReflector {
             let verdict = if frame.truncated {
                 Verdict::Malformed
             } else {
-                self.judge(bytes)
+                judge(bytes, self.own, self.multicast, self.config.level)
             };
             let pdu_len = match verdict {
                 Verdict::Answer { pdu_len } => pdu_len,
@@ -364,6 +365,88 @@ impl EthLbReflector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OWN: MacAddress = [2, 0, 0, 0, 0, 0xB];
+    const PEER: MacAddress = [2, 0, 0, 0, 0, 0xA];
+
+    /// A frame written octet by octet: Ethernet header, CFM header (level, OpCode, Flags 0,
+    /// First TLV Offset), transaction 7, then `tlvs`.
+    fn frame(
+        destination: MacAddress,
+        source: MacAddress,
+        level: u8,
+        opcode: u8,
+        offset: u8,
+        tlvs: &[u8],
+    ) -> Vec<u8> {
+        let mut frame = destination.to_vec();
+        frame.extend_from_slice(&source);
+        frame.extend_from_slice(&[0x89, 0x02, level << 5, opcode, 0, offset, 0, 0, 0, 7]);
+        frame.extend_from_slice(tlvs);
+        frame
+    }
+
+    #[test]
+    fn judged_as_y1731_says() {
+        let multicast = cfm::class1_multicast(4);
+        let judge = |frame: &[u8]| judge(frame, OWN, multicast, 4);
+        let data = [3, 0, 2, 0xAA, 0xBB, 0];
+        // 8 octets of header, a 5-octet Data TLV, the End TLV.
+        assert_eq!(
+            judge(&frame(OWN, PEER, 4, 3, 4, &data)),
+            Verdict::Answer { pdu_len: 14 }
+        );
+        assert_eq!(
+            judge(&frame(multicast, PEER, 4, 3, 4, &data)),
+            Verdict::Answer { pdu_len: 14 }
+        );
+        // Padding after the End TLV is not part of the PDU.
+        let mut padded = frame(OWN, PEER, 4, 3, 4, &data);
+        padded.extend_from_slice(&[0; 20]);
+        assert_eq!(judge(&padded), Verdict::Answer { pdu_len: 14 });
+        assert_eq!(
+            judge(&frame(OWN, PEER, 3, 3, 4, &data)),
+            Verdict::WrongLevel
+        );
+        assert_eq!(judge(&frame(OWN, PEER, 4, 2, 4, &data)), Verdict::Lbr);
+        assert_eq!(
+            judge(&frame(OWN, PEER, 4, 1, 70, &[0; 75])),
+            Verdict::OtherOpcode
+        );
+        assert_eq!(
+            judge(&frame(cfm::class1_multicast(3), PEER, 4, 3, 4, &data)),
+            Verdict::NotAddressed
+        );
+        assert_eq!(
+            judge(&frame([2, 0, 0, 0, 0, 0xC], PEER, 4, 3, 4, &data)),
+            Verdict::NotAddressed
+        );
+        assert_eq!(judge(&frame(OWN, OWN, 4, 3, 4, &data)), Verdict::Own);
+        assert_eq!(
+            judge(&frame(OWN, multicast, 4, 3, 4, &data)),
+            Verdict::Malformed
+        );
+        assert_eq!(
+            judge(&frame(OWN, PEER, 4, 3, 4, &data[..5])),
+            Verdict::Malformed,
+            "no End TLV"
+        );
+        assert_eq!(
+            judge(&frame(OWN, PEER, 4, 3, 8, &data)),
+            Verdict::Malformed,
+            "First TLV Offset 8"
+        );
+        assert_eq!(
+            judge(&frame(OWN, PEER, 4, 3, 4, &data)[..20]),
+            Verdict::Malformed,
+            "cut in the header"
+        );
+        assert_eq!(
+            judge(&frame(OWN, PEER, 4, 3, 4, &data)[..13]),
+            Verdict::Malformed,
+            "no EtherType"
+        );
+    }
 
     #[test]
     fn the_rate_limit_refills_at_its_rate() {

@@ -533,6 +533,8 @@ fn bad_arguments_are_one_line_and_exit_2() {
             "1",
         ],
         &["reflect", "--eth-lb", "no-such-interface0"],
+        &["reflect", "--eth-lb", "lo", "--impair", "drop=0.5"],
+        &["reflect", "--eth-lb", "lo", "--level", "9"],
     ] {
         let output = support::loopscope().args(args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");

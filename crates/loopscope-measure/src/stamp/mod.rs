@@ -57,16 +57,20 @@ pub const REFLECTOR_TTL: u8 = 255;
 pub(crate) const UNMEASURED_SEND_GAP: Duration = Duration::from_micros(100);
 
 #[derive(Debug, thiserror::Error)]
+/// Why a STAMP run could not start or went on no further.
 pub enum StampError {
     #[error(
         "--size {0} is out of range: STAMP packets are {1}..={MAX_PACKET_LEN} octets in this mode (RFC 8762 §4.2)"
     )]
+    /// The packet length asked for is outside what the mode allows (the length, the mode's minimum).
     Size(usize, usize),
     #[error("{0}")]
+    /// A socket operation failed.
     Io(#[from] io::Error),
     #[error(
         "refusing to reflect on {0}: not a loopback address (pass --allow-remote to answer other hosts)"
     )]
+    /// The reflector was asked to bind a non-loopback address without `allow_remote`.
     NotLoopback(SocketAddr),
 }
 
@@ -89,6 +93,41 @@ pub(crate) fn clock_error_estimate(format: TimestampFormat, send_gap: Duration) 
         // No adjtimex (a sandbox): unsynchronised, and an error of a second says "unknown".
         Err(_) => ErrorEstimate::new(false, format, Duration::from_secs(1)),
     }
+}
+
+/// How long [`wait_for_receive_timestamps`] waits at most.
+const TIMESTAMPS_LIVE_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits until the kernel stamps received packets, at most [`TIMESTAMPS_LIVE_WAIT`]; returns
+/// whether it does.
+///
+/// Linux turns receive timestamping on for the whole host through a static key
+/// (`netstamp_needed_key`, `net/core/dev.c`). When no other socket has it on, the first
+/// SO_TIMESTAMPING socket does not flip the key itself but schedules a work item to do it, and
+/// until a kernel worker runs it no packet is stamped. On a loaded host that took long enough
+/// for the first 17 packets of a 1 ms run to arrive without a receive timestamp. A datagram
+/// sent to ourselves on loopback shows when the key is on; the socket whose options asked for
+/// it keeps it on.
+pub(crate) fn wait_for_receive_timestamps() -> bool {
+    let probe = || -> io::Result<bool> {
+        let socket = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        loopscope_sys::enable_datagram_metadata(&socket, false, false)?;
+        socket.connect(socket.local_addr()?)?;
+        let started = Instant::now();
+        let mut buffer = [0u8; 8];
+        while started.elapsed() < TIMESTAMPS_LIVE_WAIT {
+            socket.send(b"stamp?")?;
+            wait_readable(&socket, Duration::from_millis(10))?;
+            while let Ok(received) = loopscope_sys::recv_datagram(&socket, &mut buffer) {
+                if received.kernel_rx.is_some() {
+                    return Ok(true);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(false)
+    };
+    probe().unwrap_or(false)
 }
 
 fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
@@ -118,15 +157,19 @@ fn is_would_block(error: &io::Error) -> bool {
 // Session-Sender
 
 #[derive(Debug, Clone)]
+/// How a Session-Sender runs.
 pub struct SenderConfig {
+    /// The Session-Reflector.
     pub target: SocketAddr,
     /// Packets to send (None: until stopped).
     pub count: Option<u64>,
+    /// Time between packets (the schedule is start + k × interval).
     pub interval: Duration,
     /// The test packet's length in octets (at least 44).
     pub size: usize,
     /// How long to wait for replies after the last packet is sent.
     pub timeout: Duration,
+    /// The timestamp format of our packets (the reflector answers in it).
     pub format: TimestampFormat,
     /// TTL, DSCP and don't-fragment of the test packets.
     pub send_options: SendOptions,
@@ -153,11 +196,13 @@ pub enum TimestampSource {
 /// One reply, measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct StampReply {
+    /// The reflector's address as the reply came from it.
     pub from: String,
     /// The sender's sequence number this reply answers.
     pub seq: u32,
     /// The reflector's own sequence number (equal to `seq` for a stateless reflector).
     pub reflector_seq: u32,
+    /// The reply's length in octets.
     pub bytes: usize,
     /// T4 − T1: the kernel's transmit and receive timestamps when both are there, the
     /// monotonic clock around the system calls otherwise.
@@ -174,24 +219,30 @@ pub struct StampReply {
     pub forward_ttl: u8,
     /// The TTL the reply arrived with, if the kernel told.
     pub backward_ttl: Option<u8>,
+    /// The reflector's Error Estimate had S set (its clock is synchronised).
     pub reflector_synchronised: bool,
     /// The reflector's error estimate, in µs.
     pub reflector_error_us: f64,
-    /// Where this reply's T1 and T4 came from.
+    /// Where this reply's T1 came from.
     pub t1_source: TimestampSource,
+    /// Where this reply's T4 came from.
     pub t4_source: TimestampSource,
-    /// The DSCP and ECN the reflector saw on our packet (Class of Service TLV), if asked.
+    /// The DSCP the reflector saw on our packet (Class of Service TLV), if asked.
     pub reflector_seen_dscp: Option<u8>,
+    /// The ECN the reflector saw on our packet (Class of Service TLV).
     pub reflector_seen_ecn: Option<u8>,
     /// The DSCP this reply arrived with (a Class of Service TLV asks the reflector for one).
     pub reply_dscp: Option<u8>,
     /// Location TLV: our address and port as the reflector saw them (a NAT shows here), and
     /// the address and port it was reached on.
     pub reflector_saw_source: Option<String>,
+    /// The address and port the reflector says it was reached on (Location TLV).
     pub reflector_saw_destination: Option<String>,
     /// Direct Measurement TLV: S_TxC, R_RxC and R_TxC as the reply carries them.
     pub direct_measurement: Option<[u32; 3]>,
+    /// A second (or later) reply to the same sequence number.
     pub duplicate: bool,
+    /// Answers a sequence number below one already answered.
     pub reordered: bool,
 }
 
@@ -228,7 +279,9 @@ impl Record for StampReply {
 /// A packet that could not be sent.
 #[derive(Debug, Clone, Serialize)]
 pub struct StampSendFailed {
+    /// The sequence number of the packet.
     pub seq: u32,
+    /// What the send call said.
     pub error: String,
 }
 
@@ -241,8 +294,11 @@ impl Record for StampSendFailed {
     }
 }
 
+/// What the sender tells while it runs.
 pub enum SenderEvent<'a> {
+    /// A reply, measured.
     Reply(&'a StampReply),
+    /// A packet the kernel refused to send.
     SendFailed(&'a StampSendFailed),
 }
 
@@ -258,10 +314,13 @@ struct Sent {
 /// What a sender run measured.
 #[derive(Debug, Default)]
 pub struct SenderRun {
+    /// Packets sent.
     pub transmitted: u64,
     /// Distinct sequence numbers answered.
     pub received: u64,
+    /// Replies beyond the first to a sequence number.
     pub duplicates: u64,
+    /// Replies that answered a sequence number below one already answered.
     pub reordered: u64,
     /// Datagrams that were not a STAMP reply to this session (too short, unknown sequence).
     pub foreign: u64,
@@ -269,6 +328,7 @@ pub struct SenderRun {
     pub bad_hmac: u64,
     /// Reply TLVs flagged U (the reflector did not process them) and M (malformed).
     pub tlv_unrecognized: u64,
+    /// Reply TLVs flagged M.
     pub tlv_malformed: u64,
     /// Reply TLVs flagged I (the reflector found our HMAC TLV wrong).
     pub tlv_integrity_failed: u64,
@@ -279,27 +339,38 @@ pub struct SenderRun {
     /// Follow-Up Telemetry: replies whose T3 a later reply corrected with the kernel's transmit
     /// timestamp, and the correction (follow-up minus carried T3) at its largest, in µs.
     pub follow_ups: u64,
+    /// The largest Follow-Up correction, in µs.
     pub follow_up_correction_max_us: Option<f64>,
     /// The DSCP replies arrived with, at its lowest and highest.
     pub reply_dscp_range: Option<(u8, u8)>,
+    /// Packets the kernel refused to send.
     pub send_errors: u64,
+    /// Round trip (T4 − T1) of each first reply, in µs.
     pub rtt_us: Vec<f64>,
+    /// Round trip less the reflector's residence, (T4 − T1) − (T3 − T2), in µs.
     pub rtt_net_us: Vec<f64>,
+    /// The reflector's residence (T3 − T2), in µs.
     pub residence_us: Vec<f64>,
+    /// Forward delay (T2 − T1), in µs.
     pub forward_us: Vec<f64>,
+    /// Backward delay (T4 − T3), in µs.
     pub backward_us: Vec<f64>,
     /// Forward and backward delay in the order the replies arrived (for IPDV and jitter).
     pub one_way_sequence: Vec<(u32, f64, f64)>,
     /// Replies whose T1 / T4 came from the kernel.
     pub t1_kernel: u64,
+    /// Replies whose T4 came from the kernel.
     pub t4_kernel: u64,
     /// The largest error estimate any reply carried (the reflector's), and ours, in µs.
     pub reflector_error_us: f64,
+    /// Our own error estimate, in µs.
     pub sender_error_us: f64,
     /// The TTL the reflector saw on our packets, and the one its replies arrived with, at
     /// their lowest.
     pub forward_ttl_min: Option<u8>,
+    /// The lowest TTL our replies arrived with.
     pub backward_ttl_min: Option<u8>,
+    /// Our clock is synchronised (adjtimex), as our Error Estimate said.
     pub sender_synchronised: bool,
     /// The reflector is on this host, so both ends read one clock.
     pub same_host: bool,
@@ -312,6 +383,7 @@ pub struct SenderRun {
     /// The highest reflector sequence number seen (a stateful reflector numbers what it
     /// reflected from 0).
     pub reflector_sequence_max: Option<u32>,
+    /// How long the run took.
     pub elapsed: Duration,
     /// Time from the first send to the last.
     pub send_span: Duration,
@@ -319,6 +391,7 @@ pub struct SenderRun {
     pub max_send_lag: Duration,
     /// How late each send was against its schedule, in µs, in sending order.
     pub send_lag_us: Vec<f64>,
+    /// Every reply's Error Estimate had S set.
     pub reflector_synchronised: bool,
 }
 
@@ -373,6 +446,8 @@ pub fn send(
     socket.connect(config.target)?;
     socket.set_nonblocking(true)?;
     loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
+    // Not live yet: the replies say so, one by one (t4_source), as before.
+    let _ = wait_for_receive_timestamps();
     loopscope_sys::set_send_options(&socket, ipv6, config.send_options)?;
 
     let count = config.count.unwrap_or(u64::from(u32::MAX)).min(1 << 32);
@@ -690,15 +765,22 @@ pub(crate) fn round3(value: f64) -> f64 {
 /// min, p50, p90, p99, p99.9 and max of one figure, in µs.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Spread {
+    /// The smallest value.
     pub min: Option<f64>,
+    /// The median (nearest rank).
     pub p50: Option<f64>,
+    /// The 90th percentile (nearest rank).
     pub p90: Option<f64>,
+    /// The 99th percentile (nearest rank).
     pub p99: Option<f64>,
+    /// The 99.9th percentile (nearest rank).
     pub p999: Option<f64>,
+    /// The largest value.
     pub max: Option<f64>,
 }
 
 impl Spread {
+    /// The spread of `values` (all `None` when there are none).
     pub fn of(values: &[f64]) -> Self {
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
@@ -730,18 +812,27 @@ impl Spread {
 /// The final record of a sender run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StampSummary {
+    /// The reflector tested.
     pub target: String,
+    /// Packets sent.
     pub transmitted: u64,
+    /// Distinct sequence numbers answered.
     pub received: u64,
+    /// Packets sent and never answered.
     pub lost: u64,
+    /// `lost` as a share of `transmitted`, in percent.
     pub loss_percent: f64,
+    /// Replies beyond the first to a sequence number.
     pub duplicates: u64,
+    /// Replies that answered a sequence number below one already answered.
     pub reordered: u64,
+    /// Datagrams that were not a reply to this session.
     pub foreign: u64,
     /// Replies dropped for a wrong HMAC (authenticated mode).
     pub bad_hmac: u64,
     /// Reply TLVs the reflector flagged U (not processed) or M (malformed).
     pub tlv_unrecognized: u64,
+    /// Reply TLVs flagged M.
     pub tlv_malformed: u64,
     /// Reply TLVs flagged I: the reflector found our HMAC TLV wrong.
     pub tlv_integrity_failed: u64,
@@ -749,6 +840,7 @@ pub struct StampSummary {
     /// forward = S_TxC − R_RxC, backward = R_TxC − replies received up to it. Null without
     /// the TLV.
     pub dm_forward_lost: Option<u64>,
+    /// Backward loss from the Direct Measurement TLV (see `dm_forward_lost`).
     pub dm_backward_lost: Option<u64>,
     /// Timestamp Information TLV (RFC 8972 §4.3): the reflector's sync source and method for
     /// T2 and T3, as numbers of the IANA registries.
@@ -756,34 +848,42 @@ pub struct StampSummary {
     /// Follow-Up Telemetry (RFC 8972 §4.7): replies whose T3 was followed up with the kernel's
     /// transmit timestamp, and how far the carried T3 ran ahead of it at most, in µs.
     pub follow_ups: u64,
+    /// The largest Follow-Up correction, in µs.
     pub follow_up_correction_max_us: Option<f64>,
     /// The DSCP the replies arrived with, lowest and highest (null when the kernel told none).
     pub reply_dscp_min: Option<u8>,
+    /// The highest DSCP a reply arrived with.
     pub reply_dscp_max: Option<u8>,
     /// Loss per direction, from a stateful reflector's own sequence numbers (RFC 8762 §4.3):
     /// it reflected (highest number + 1) packets, so forward = transmitted − reflected and
     /// backward = reflected − received. Null unless `--stateful-reflector` says the reflector
     /// numbers its replies itself (a stateless one copies ours, which says nothing).
     pub forward_lost: Option<u64>,
+    /// Backward loss from the stateful reflector's numbers (see `forward_lost`).
     pub backward_lost: Option<u64>,
     /// "unauthenticated" or "authenticated" (RFC 8762 §4.2), or "twamp-light".
     pub mode: &'static str,
+    /// Packets the kernel refused to send.
     pub send_errors: u64,
+    /// How long the run took, in seconds.
     pub elapsed_s: f64,
     /// (last send − first send) / (transmitted − 1).
     pub achieved_interval_us: Option<f64>,
+    /// How late the latest send was against its schedule, in µs.
     pub max_send_lag_us: f64,
     /// Where T1 and T4 came from: "kernel SO_TIMESTAMPING", "user-space CLOCK_REALTIME", or
     /// "mixed" (see `t1_kernel` and `t4_kernel`).
     pub timestamp_source: &'static str,
     /// Replies whose T1 (T4) was the kernel's transmit (receive) timestamp.
     pub t1_kernel: u64,
+    /// Replies whose T4 was the kernel's receive timestamp.
     pub t4_kernel: u64,
     /// The one-way figures subtract the two hosts' wall clocks: they mean something only when
     /// the clocks are synchronised (always true on loopback, where both are this host's).
     pub one_way_requires_synchronised_clocks: bool,
     /// Whether the one-way figures are given; when not, `one_way_withheld` says why.
     pub one_way_valid: bool,
+    /// Why the one-way figures are withheld, when they are.
     pub one_way_withheld: Option<String>,
     /// Every reply's error estimate had S set.
     pub reflector_synchronised: bool,
@@ -791,16 +891,21 @@ pub struct StampSummary {
     pub sender_synchronised: bool,
     /// Error estimates: ours (last sent) and the largest of the reflector's, in µs.
     pub sender_error_us: f64,
+    /// The largest Error Estimate the reflector sent, in µs.
     pub reflector_error_us: f64,
     /// RFC 3550 interarrival jitter of each direction (J += (|D| − J)/16 over consecutive
     /// replies), in µs.
     pub forward_jitter_us: Option<f64>,
+    /// RFC 3550 jitter of the backward direction, in µs.
     pub backward_jitter_us: Option<f64>,
     /// Lowest TTL the reflector saw on our packets, and lowest our replies arrived with.
     pub forward_ttl: Option<u8>,
+    /// The lowest TTL the replies arrived with.
     pub backward_ttl: Option<u8>,
     #[serde(flatten)]
+    /// The percentiles (`rtt_p50_us`, `forward_p99_us`, `send_lag_p99_us`...) by name.
     pub figures: serde_json::Map<String, serde_json::Value>,
+    /// No packet was lost and every send went out.
     pub passed: bool,
     #[serde(skip)]
     rtt: Spread,
@@ -848,6 +953,7 @@ fn variation(sequence: &[(u32, f64, f64)]) -> (Vec<f64>, Vec<f64>, Option<f64>, 
 }
 
 impl StampSummary {
+    /// The summary of a sender run against `target`.
     pub fn new(target: &str, run: &SenderRun) -> Self {
         let lost = run.transmitted.saturating_sub(run.received);
         let rtt = Spread::of(&run.rtt_us);

@@ -224,6 +224,9 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         return super::bfd::run_reflect(&endpoint_text, &args.bfd, context);
     }
     if args.eth_lb.eth_lb {
+        if args.impair.is_some() || args.echo || args.no_splice {
+            anyhow::bail!("--eth-lb takes none of --impair, --echo and --no-splice");
+        }
         let burst = (args.rate_limit / 5).max(DEFAULT_RATE_BURST);
         return super::eth_lb::run_reflect(
             &endpoint_text,
