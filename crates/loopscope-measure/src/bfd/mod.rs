@@ -757,12 +757,14 @@ struct Responder<'a, F: FnMut(BfdEvent)> {
 
 impl<F: FnMut(BfdEvent)> Responder<'_, F> {
     fn sender(&mut self, local: IpAddr) -> Result<&UdpSocket, BfdRunError> {
-        if !self.senders.contains_key(&local) {
-            let socket = bind_source(local)?;
-            socket.set_nonblocking(true)?;
-            self.senders.insert(local, socket);
+        match self.senders.entry(local) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let socket = bind_source(local)?;
+                socket.set_nonblocking(true)?;
+                Ok(entry.insert(socket))
+            }
         }
-        Ok(&self.senders[&local])
     }
 
     /// Fires the session's timers, sends what is due, reports its events, forgets it after
