@@ -60,6 +60,8 @@ pub enum Prober {
     Doctor,
     /// Listening sockets and their exposure.
     Listeners,
+    /// A continuous capture on an interface (the target), martian packets counted by reason.
+    Martians,
 }
 
 impl Prober {
@@ -72,6 +74,7 @@ impl Prober {
             Prober::Bert => "bert",
             Prober::Doctor => "doctor",
             Prober::Listeners => "listeners",
+            Prober::Martians => "martians",
         }
     }
 }
@@ -157,7 +160,8 @@ pub struct Module {
     /// BERT pattern (bert); the link's pace sets the rate (a serial line's baud rate, or
     /// `impair = "rate=9600"`).
     pub pattern: String,
-    /// Network namespace (name under /run/netns or a path) the doctor or listeners look at.
+    /// Network namespace (name under /run/netns or a path) the doctor, listeners or martians
+    /// capture look at.
     pub netns: Option<String>,
     /// Doctor checks to run (empty: all).
     pub checks: Vec<String>,
@@ -229,7 +233,8 @@ pub struct Target {
     pub name: String,
     /// The module's name.
     pub module: String,
-    /// What to probe: an address or host name (icmp), an endpoint (ping, bert); empty for
+    /// What to probe: an address or host name (icmp), an endpoint (ping, bert), an interface
+    /// (martians, `any` for all); empty for
     /// host-wide modules (doctor, listeners).
     pub target: String,
     /// Time between probes.
@@ -400,7 +405,7 @@ impl Config {
                 .unwrap_or_default();
             let needs_target = matches!(
                 module.prober,
-                Prober::Icmp | Prober::Ping | Prober::Stamp | Prober::Bert
+                Prober::Icmp | Prober::Ping | Prober::Stamp | Prober::Bert | Prober::Martians
             );
             if needs_target && target_text.is_empty() {
                 return Err(ConfigError::at(

@@ -20,6 +20,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod martians;
 pub mod metrics;
 pub mod probe;
 
@@ -386,7 +387,7 @@ fn insert_slot(
     let generation = schedule.next_generation;
     schedule.next_generation += 1;
     let target = Arc::new(target.clone());
-    let runner = if module.prober == Prober::Bert {
+    let runner = if matches!(module.prober, Prober::Bert | Prober::Martians) {
         let stop = Arc::new(AtomicBool::new(false));
         let (module, target, metrics, shared, flag) = (
             Arc::clone(&module),
@@ -396,8 +397,14 @@ fn insert_slot(
             Arc::clone(&stop),
         );
         std::thread::Builder::new()
-            .name(format!("bert-{}", target.name))
-            .spawn(move || bert::run_forever(&module, &target, &metrics, &flag, &shared.stop))
+            .name(format!("{}-{}", module.prober.name(), target.name))
+            .spawn(move || {
+                if module.prober == Prober::Bert {
+                    bert::run_forever(&module, &target, &metrics, &flag, &shared.stop);
+                } else {
+                    martians::run_forever(&module, &target, &metrics, &flag, &shared.stop);
+                }
+            })
             .ok()
             .map(|handle| (stop, handle))
     } else {
@@ -806,9 +813,10 @@ fn probe_once(
         .modules
         .get(module_name)
         .ok_or_else(|| format!("Unknown module \"{module_name}\""))?;
-    if module.prober == Prober::Bert {
+    if matches!(module.prober, Prober::Bert | Prober::Martians) {
         return Err(format!(
-            "module \"{module_name}\" is a continuous BERT: its figures are on /metrics"
+            "module \"{module_name}\" runs continuously ({}): its figures are on /metrics",
+            module.prober.name()
         ));
     }
     let probe_target = Target {

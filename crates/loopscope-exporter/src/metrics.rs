@@ -9,6 +9,7 @@ use loopscope_host::doctor::Status;
 use loopscope_report::prometheus::{Exposition, Histogram, MetricKind};
 
 use crate::bert::BertCounters;
+use crate::martians::MartianCounters;
 use crate::probe::{ExposedSocket, Findings, PacketCounters, ProbeResult};
 
 /// Everything kept for one scheduled target.
@@ -40,6 +41,8 @@ pub struct TargetMetrics {
     pub listeners: Option<(usize, Vec<ExposedSocket>)>,
     /// A continuous BERT's counters.
     pub bert: Option<BertCounters>,
+    /// A continuous martian capture's counters.
+    pub martians: Option<MartianCounters>,
 }
 
 impl TargetMetrics {
@@ -59,6 +62,7 @@ impl TargetMetrics {
             doctor: Vec::new(),
             listeners: None,
             bert: None,
+            martians: None,
         }
     }
 
@@ -93,7 +97,7 @@ impl TargetMetrics {
 /// Declares the per-target families (their help text), in the order they are shown.
 pub fn declare_target_families(out: &mut Exposition) {
     use MetricKind::{Counter, Gauge, Histogram as Hist};
-    let families: [(&str, MetricKind, &str); 28] = [
+    let families: [(&str, MetricKind, &str); 31] = [
         (
             "loopscope_probe_success",
             Gauge,
@@ -226,6 +230,21 @@ pub fn declare_target_families(out: &mut Exposition) {
             "BERT runs started (restarts after a link failure included).",
         ),
         (
+            "loopscope_martian_packets_total",
+            Counter,
+            "Martian packets a continuous capture saw, by reason (a packet with two reasons counts under both).",
+        ),
+        (
+            "loopscope_capture_packets_total",
+            Counter,
+            "Packets a continuous martian capture looked at, martian or not.",
+        ),
+        (
+            "loopscope_capture_runs_total",
+            Counter,
+            "Martian captures started (restarts after a failure included).",
+        ),
+        (
             "loopscope_target_info",
             Gauge,
             "1 per configured target, with its module.",
@@ -332,6 +351,29 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
             &labels,
             f64::from(u8::from(bert.in_sync)),
         );
+    }
+    if let Some(martians) = &metrics.martians {
+        out.sample(
+            "loopscope_capture_packets_total",
+            &labels,
+            martians.packets as f64,
+        );
+        out.sample(
+            "loopscope_capture_runs_total",
+            &labels,
+            martians.runs as f64,
+        );
+        for &(reason, count) in &martians.by_reason {
+            out.sample(
+                "loopscope_martian_packets_total",
+                &[
+                    ("target", target),
+                    ("module", metrics.module.as_str()),
+                    ("reason", reason),
+                ],
+                count as f64,
+            );
+        }
     }
     if let Some((loopback_only, exposed)) = &metrics.listeners {
         out.sample(

@@ -122,9 +122,10 @@ pub fn run(
         Prober::Stamp => stamp(module, target, stop, budget),
         Prober::Doctor => run_doctor(module, budget),
         Prober::Listeners => listeners(module),
-        Prober::Bert => Err(
-            "bert modules run continuously (their figures are on /metrics, not per probe)".into(),
-        ),
+        Prober::Bert | Prober::Martians => Err(format!(
+            "{} modules run continuously (their figures are on /metrics, not per probe)",
+            module.prober.name()
+        )),
     };
     let duration = started.elapsed();
     match outcome {

@@ -95,6 +95,41 @@ pub(crate) fn clock_error_estimate(format: TimestampFormat, send_gap: Duration) 
     }
 }
 
+/// How long [`wait_for_receive_timestamps`] waits at most.
+const TIMESTAMPS_LIVE_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits until the kernel stamps received packets, at most [`TIMESTAMPS_LIVE_WAIT`]; returns
+/// whether it does.
+///
+/// Linux turns receive timestamping on for the whole host through a static key
+/// (`netstamp_needed_key`, `net/core/dev.c`). When no other socket has it on, the first
+/// SO_TIMESTAMPING socket does not flip the key itself but schedules a work item to do it, and
+/// until a kernel worker runs it no packet is stamped. On a loaded host that took long enough
+/// for the first 17 packets of a 1 ms run to arrive without a receive timestamp. A datagram
+/// sent to ourselves on loopback shows when the key is on; the socket whose options asked for
+/// it keeps it on.
+pub(crate) fn wait_for_receive_timestamps() -> bool {
+    let probe = || -> io::Result<bool> {
+        let socket = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        loopscope_sys::enable_datagram_metadata(&socket, false, false)?;
+        socket.connect(socket.local_addr()?)?;
+        let started = Instant::now();
+        let mut buffer = [0u8; 8];
+        while started.elapsed() < TIMESTAMPS_LIVE_WAIT {
+            socket.send(b"stamp?")?;
+            wait_readable(&socket, Duration::from_millis(10))?;
+            while let Ok(received) = loopscope_sys::recv_datagram(&socket, &mut buffer) {
+                if received.kernel_rx.is_some() {
+                    return Ok(true);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(false)
+    };
+    probe().unwrap_or(false)
+}
+
 fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
     loopscope_sys::recv_datagram(socket, buffer)
 }
@@ -411,6 +446,8 @@ pub fn send(
     socket.connect(config.target)?;
     socket.set_nonblocking(true)?;
     loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
+    // Not live yet: the replies say so, one by one (t4_source), as before.
+    let _ = wait_for_receive_timestamps();
     loopscope_sys::set_send_options(&socket, ipv6, config.send_options)?;
 
     let count = config.count.unwrap_or(u64::from(u32::MAX)).min(1 << 32);

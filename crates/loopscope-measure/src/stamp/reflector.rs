@@ -328,6 +328,9 @@ impl DatagramResponder for StampResponder {
     fn prepare(&mut self, socket: &UdpSocket) -> io::Result<()> {
         let ipv6 = socket.local_addr()?.is_ipv6();
         loopscope_sys::enable_datagram_metadata(socket, ipv6, true)?;
+        // Ready only once T2 can come from the kernel (or after a bounded wait; each packet
+        // still counts whether its T2 did).
+        let _ = super::wait_for_receive_timestamps();
         loopscope_sys::set_send_options(
             socket,
             ipv6,
