@@ -66,6 +66,14 @@ fn finding(records: &[Value], name: &str) -> String {
         .to_string()
 }
 
+/// The command the doctor gives to mend check `name` (empty when it gives none).
+fn fix(records: &[Value], name: &str) -> String {
+    check(records, name)["fix"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn summary(records: &[Value]) -> &Value {
     records
         .iter()
@@ -246,26 +254,30 @@ fn nft_available() -> bool {
         .any(|path| std::path::Path::new(path).exists())
 }
 
-fn nft_ruleset(netns: &Netns, rule: &str) {
+/// A namespace with `lo` up and one nft `rule` on its input hook (table `inet lstest`); `None`
+/// (after saying why) without nft or root.
+fn netns_with_nft_rule(tag: &str, rule: &str) -> Option<Netns> {
+    if !nft_available() {
+        eprintln!("skipping: nft is not installed");
+        return None;
+    }
+    let netns = Netns::create_for_doctor(tag)?;
+    netns.lo_up();
     netns.exec("nft", &["add", "table", "inet", "lstest"]);
     netns.exec(
         "nft",
         &["add chain inet lstest input { type filter hook input priority 0 ; policy accept ; }"],
     );
     netns.exec("nft", &[&format!("add rule inet lstest input {rule}")]);
+    Some(netns)
 }
 
 #[test]
 fn nft_rule_dropping_icmp_on_lo_is_named() {
-    if !nft_available() {
-        eprintln!("skipping: nft is not installed");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("nfticmp") else {
+    let Some(netns) = netns_with_nft_rule("nfticmp", "iifname \"lo\" meta l4proto icmp drop")
+    else {
         return;
     };
-    netns.lo_up();
-    nft_ruleset(&netns, "iifname \"lo\" meta l4proto icmp drop");
     let (code, records) = netns.doctor(&[
         "--check", "icmp_v4", "--check", "tcp_v4", "--check", "firewall",
     ]);
@@ -281,10 +293,7 @@ fn nft_rule_dropping_icmp_on_lo_is_named() {
             && text.contains("iifname \"lo\" meta l4proto icmp drop"),
         "{text}"
     );
-    let fix = check(&records, "firewall")["fix"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let fix = fix(&records, "firewall");
     assert!(
         fix.starts_with("nft delete rule inet lstest input handle "),
         "{fix}"
@@ -293,15 +302,9 @@ fn nft_rule_dropping_icmp_on_lo_is_named() {
 
 #[test]
 fn nft_rule_dropping_tcp_on_lo_is_named() {
-    if !nft_available() {
-        eprintln!("skipping: nft is not installed");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("nfttcp") else {
+    let Some(netns) = netns_with_nft_rule("nfttcp", "iif lo meta l4proto tcp counter drop") else {
         return;
     };
-    netns.lo_up();
-    nft_ruleset(&netns, "iif lo meta l4proto tcp counter drop");
     let (code, records) = netns.doctor(&[
         "--check", "tcp_v4", "--check", "udp_v4", "--check", "firewall",
     ]);
@@ -466,15 +469,9 @@ fn localhost_order_says_timed_out_when_packets_are_dropped() {
         eprintln!("skipping: this kernel has no IPv6");
         return;
     }
-    if !nft_available() {
-        eprintln!("skipping: nft is not installed");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("ordto") else {
+    let Some(netns) = netns_with_nft_rule("ordto", "iif lo meta l4proto tcp drop") else {
         return;
     };
-    netns.lo_up();
-    nft_ruleset(&netns, "iif lo meta l4proto tcp drop");
     let (_file, path) = hosts_file(GOOD_HOSTS);
     let (code, records) = netns.doctor(&[
         "--hosts-file",
@@ -491,10 +488,7 @@ fn localhost_order_says_timed_out_when_packets_are_dropped() {
         "{text}"
     );
     // The fix is the rule that drops it.
-    let fix = check(&records, "localhost_order")["fix"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let fix = fix(&records, "localhost_order");
     assert!(
         fix.starts_with("nft delete rule inet lstest input handle "),
         "{fix}"

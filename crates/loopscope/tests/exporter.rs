@@ -9,25 +9,18 @@ mod support;
 mod martians_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{assert_exit, free_port, installed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_loopscope");
 /// The longest any wait may take: far beyond what the events need on a quiet machine.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -67,13 +60,6 @@ fn http_get_with(address: SocketAddr, path: &str, headers: &str) -> Option<(u16,
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_string()))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 /// A child process killed when the test ends, with its stderr lines on a channel.
@@ -296,7 +282,7 @@ fn url_encode(text: &str) -> String {
 
 fn prerequisites() -> bool {
     for program in ["prometheus", "promtool"] {
-        if !have(program) {
+        if !installed(program) {
             eprintln!("skipping: {program} is not installed (Debian package prometheus)");
             return false;
         }
@@ -641,12 +627,7 @@ fn a_bad_config_is_refused_with_its_line_and_exit_2() {
         .arg(repository().join("deploy/loopscope.toml"))
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
 }
 
 #[test]
