@@ -3,7 +3,7 @@
 //! target's counters as they come; when the link fails the run starts again after the target's
 //! interval.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use loopscope_link::Endpoint;
