@@ -58,6 +58,9 @@ pub enum BfdRunError {
 /// threaded interrupt handlers (50).
 const REALTIME_PRIORITY: u8 = 10;
 
+/// The receive queue asked for on a far end's socket (SO_RCVBUF).
+const RECEIVE_QUEUE: usize = 4 << 20;
+
 /// Receive buffers hold any datagram, so an oversized one is seen whole and refused.
 const RECEIVE_BUFFER: usize = 2048;
 
@@ -103,6 +106,10 @@ pub fn bind_receiver(address: SocketAddr) -> Result<UdpSocket, BfdRunError> {
     let socket =
         UdpSocket::bind(address).map_err(|source| BfdRunError::Bind { address, source })?;
     enable_hops_reception(&socket)?;
+    // A responder of 1,000 sessions at 100 ms receives 10,000 packets a second, and the
+    // default buffer (about 200 KB, some 270 packets) overflows when the host delays it by
+    // 30 ms: sessions then fall for the host's sake. The kernel caps this at rmem_max.
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECEIVE_QUEUE);
     // Replies (S-BFD, echo) leave from this socket too.
     set_send_hops(&socket, SINGLE_HOP_TTL)?;
     socket.set_nonblocking(true)?;
