@@ -260,10 +260,10 @@ pub struct Config {
 }
 
 /// The default ceiling on probe threads. A thousand targets probed every second with bursts of
-/// about 50 ms keep some 60 busy; 128 leaves room for slow bursts. A higher ceiling bought
-/// nothing in the bench: on a starved machine the pool grew to 494 threads (101 MiB RSS)
-/// while wake-ups, not threads, were what was short.
-pub(crate) const DEFAULT_WORKERS: usize = 128;
+/// about 50 ms keep some 60 busy. A higher ceiling bought nothing in the bench: on a starved
+/// machine the pool grew to 494 threads (101 MiB RSS), and to 128 (64 MiB), while wake-ups,
+/// not threads, were what was short.
+pub(crate) const DEFAULT_WORKERS: usize = 64;
 
 impl Config {
     /// Parses and checks a configuration file's text.
