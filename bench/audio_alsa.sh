@@ -41,21 +41,13 @@ track "$ls"
 wire loopscope "$ls"
 until grep -q frames "$work/loopscope.out" && grep -q frames "$work/alsa_delay.out"; do sleep 0.1; done
 
-hz=$(getconf CLK_TCK)
-ad0=$(cpu_ticks "$ad"); ls0=$(cpu_ticks "$ls"); t0=$(date +%s.%N)
-sleep "$seconds"
-ad1=$(cpu_ticks "$ad"); ls1=$(cpu_ticks "$ls"); t1=$(date +%s.%N)
+read -r wall ad_cpu ls_cpu < <(cpu_percent "$seconds" "$ad" "$ls")
 
 ad_reading=$(grep frames "$work/alsa_delay.out" | tail -1 | awk '{print $1}')
 ls_reading=$(grep frames "$work/loopscope.out" | tail -1 | awk '{print $1}')
-python3 - "$ad0" "$ad1" "$ls0" "$ls1" "$t0" "$t1" "$hz" "$ad_reading" "$ls_reading" <<'PY'
+python3 - "$wall" "$ad_cpu" "$ls_cpu" "$ad_reading" "$ls_reading" <<'PY'
 import sys
-ad0, ad1, ls0, ls1 = (int(x) for x in sys.argv[1:5])
-t0, t1, hz = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
-ad_reading, ls_reading = float(sys.argv[8]), float(sys.argv[9])
-wall = t1 - t0
-ad_cpu = (ad1 - ad0) / hz / wall * 100
-ls_cpu = (ls1 - ls0) / hz / wall * 100
+wall, ad_cpu, ls_cpu, ad_reading, ls_reading = (float(x) for x in sys.argv[1:6])
 print(f"over {wall:.1f} s through ALSA's jack PCM (jackd dummy, 48 kHz, 2 x 256 frames), same server:")
 print(f"  alsa_delay  {ad_reading:10.3f} frames   CPU {ad_cpu:5.2f} %")
 print(f"  loopscope   {ls_reading:10.3f} frames   CPU {ls_cpu:5.2f} %")

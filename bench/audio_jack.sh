@@ -25,21 +25,13 @@ ls=$!
 track "$ls"
 until grep -q frames "$work/loopscope.out"; do sleep 0.1; done
 
-hz=$(getconf CLK_TCK)
-jd0=$(cpu_ticks "$jd"); ls0=$(cpu_ticks "$ls"); t0=$(date +%s.%N)
-sleep "$seconds"
-jd1=$(cpu_ticks "$jd"); ls1=$(cpu_ticks "$ls"); t1=$(date +%s.%N)
+read -r wall jd_cpu ls_cpu < <(cpu_percent "$seconds" "$jd" "$ls")
 
 jd_reading=$(grep frames "$work/jack_delay.out" | tail -1 | awk '{print $1}')
 ls_reading=$(grep frames "$work/loopscope.out" | tail -1 | awk '{print $1}')
-python3 - "$jd0" "$jd1" "$ls0" "$ls1" "$t0" "$t1" "$hz" "$jd_reading" "$ls_reading" <<'PY'
+python3 - "$wall" "$jd_cpu" "$ls_cpu" "$jd_reading" "$ls_reading" <<'PY'
 import sys
-jd0, jd1, ls0, ls1 = (int(x) for x in sys.argv[1:5])
-t0, t1, hz = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
-jd_reading, ls_reading = float(sys.argv[8]), float(sys.argv[9])
-wall = t1 - t0
-jd_cpu = (jd1 - jd0) / hz / wall * 100
-ls_cpu = (ls1 - ls0) / hz / wall * 100
+wall, jd_cpu, ls_cpu, jd_reading, ls_reading = (float(x) for x in sys.argv[1:6])
 print(f"over {wall:.1f} s at 48 kHz, period 256 (JACK dummy backend), same server:")
 print(f"  jack_delay  {jd_reading:10.3f} frames   CPU {jd_cpu:5.2f} %")
 print(f"  loopscope   {ls_reading:10.3f} frames   CPU {ls_cpu:5.2f} %")

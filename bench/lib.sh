@@ -52,6 +52,24 @@ reflector_endpoint() {
 # cpu_ticks PID: the CPU time PID has used (user + system), in clock ticks (getconf CLK_TCK).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# cpu_percent SECONDS PID...: waits SECONDS and prints the wall time it took, then each PID's
+# CPU use over it in percent of one core (user + system, from /proc/PID/stat).
+cpu_percent() {
+  local seconds=$1 pid before=() after=() t0 t1
+  shift
+  for pid in "$@"; do before+=("$(cpu_ticks "$pid")"); done
+  t0=$(date +%s.%N)
+  sleep "$seconds"
+  for pid in "$@"; do after+=("$(cpu_ticks "$pid")"); done
+  t1=$(date +%s.%N)
+  awk -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" -v before="${before[*]}" -v after="${after[*]}" 'BEGIN {
+    n = split(before, b, " "); split(after, a, " "); wall = t1 - t0
+    line = sprintf("%.3f", wall)
+    for (i = 1; i <= n; i++) line = line sprintf(" %.4f", (a[i] - b[i]) / hz / wall * 100)
+    print line
+  }'
+}
+
 # start_jackd: a jackd on the dummy backend (48 kHz, 256-frame periods, no sound card needed)
 # named $JACK_DEFAULT_SERVER, logging to $work/jackd.log; returns once it answers.
 start_jackd() {

@@ -3,9 +3,8 @@
 //! target's counters as they come; when the link fails the run starts again after the target's
 //! interval.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use loopscope_link::Endpoint;
 use loopscope_link::adapter::AdapterStack;
@@ -46,28 +45,15 @@ pub fn run_forever(
     stop: &Arc<AtomicBool>,
     global_stop: &AtomicBool,
 ) {
-    let stopped = || stop.load(Ordering::SeqCst) || global_stop.load(Ordering::SeqCst);
-    while !stopped() {
-        let started = Instant::now();
+    crate::run_continuously(target, metrics, stop, global_stop, || {
         let error = run_once(module, target, metrics, stop);
-        {
-            let mut metrics = crate::lock(metrics);
-            let counters = metrics.bert.get_or_insert_with(BertCounters::default);
-            counters.in_sync = false;
-            metrics.probes += 1;
-            let failed = error.is_some();
-            if failed {
-                metrics.failures += 1;
-            }
-            metrics.last_success = Some(!failed);
-            metrics.last_duration_s = started.elapsed().as_secs_f64();
-        }
-        // Wait an interval before the next run, looking at the stop flags often.
-        let resume = Instant::now() + target.interval;
-        while !stopped() && Instant::now() < resume {
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-    }
+        let mut metrics = crate::lock(metrics);
+        metrics
+            .bert
+            .get_or_insert_with(BertCounters::default)
+            .in_sync = false;
+        error
+    });
 }
 
 fn run_once(

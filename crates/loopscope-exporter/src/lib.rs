@@ -318,6 +318,37 @@ impl Exporter {
     }
 }
 
+/// The loop of a module that runs continuously (bert, martians): `run` until it ends (failed:
+/// `Some(reason)`), counted as one probe of the target, then again after the target's interval,
+/// until `stop` or `global_stop` is set.
+pub(crate) fn run_continuously(
+    target: &Target,
+    metrics: &Mutex<TargetMetrics>,
+    stop: &AtomicBool,
+    global_stop: &AtomicBool,
+    mut run: impl FnMut() -> Option<String>,
+) {
+    let stopped = || stop.load(Ordering::SeqCst) || global_stop.load(Ordering::SeqCst);
+    while !stopped() {
+        let started = Instant::now();
+        let failed = run().is_some();
+        {
+            let mut metrics = lock(metrics);
+            metrics.probes += 1;
+            if failed {
+                metrics.failures += 1;
+            }
+            metrics.last_success = Some(!failed);
+            metrics.last_duration_s = started.elapsed().as_secs_f64();
+        }
+        // Wait an interval before the next run, looking at the stop flags often.
+        let resume = Instant::now() + target.interval;
+        while !stopped() && Instant::now() < resume {
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    }
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

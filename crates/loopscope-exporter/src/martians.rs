@@ -33,25 +33,9 @@ pub fn run_forever(
     stop: &Arc<AtomicBool>,
     global_stop: &AtomicBool,
 ) {
-    let stopped = || stop.load(Ordering::SeqCst) || global_stop.load(Ordering::SeqCst);
-    while !stopped() {
-        let started = Instant::now();
-        let error = capture_once(module, target, metrics, stop, global_stop);
-        {
-            let mut metrics = crate::lock(metrics);
-            metrics.probes += 1;
-            let failed = error.is_some();
-            if failed {
-                metrics.failures += 1;
-            }
-            metrics.last_success = Some(!failed);
-            metrics.last_duration_s = started.elapsed().as_secs_f64();
-        }
-        let resume = Instant::now() + target.interval;
-        while !stopped() && Instant::now() < resume {
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-    }
+    crate::run_continuously(target, metrics, stop, global_stop, || {
+        capture_once(module, target, metrics, stop, global_stop)
+    });
 }
 
 /// One capture run, until stopped or failed; `Some(reason)` when it failed.

@@ -658,8 +658,9 @@ fn bad_flags_are_usage_errors() {
     }
 }
 
-#[test]
-fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
+/// A 60-second TCP test against a server of our own, once its first interval report is out:
+/// the server, the client, and the client's JSON lines still to read.
+fn a_minute_long_test_under_way() -> (OurServer, Child, BufReader<std::process::ChildStdout>) {
     let server = OurServer::start(&[]);
     let link = format!("tcp://127.0.0.1:{}", server.port);
     let mut client = loopscope()
@@ -671,6 +672,12 @@ fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
         .expect("perf runs");
     let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
     read_until(&mut stdout, |r| r["event"] == "interval");
+    (server, client, stdout)
+}
+
+#[test]
+fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
+    let (server, mut client, mut stdout) = a_minute_long_test_under_way();
     drop(server); // SIGKILL: no goodbye on the control connection
     let summary = read_until(&mut stdout, |r| r["type"] == "summary");
     let status = client.wait().expect("exit");
@@ -682,17 +689,7 @@ fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
 
 #[test]
 fn ctrl_c_ends_the_test_with_a_full_summary() {
-    let _server = OurServer::start(&[]);
-    let link = format!("tcp://127.0.0.1:{}", _server.port);
-    let mut client = loopscope()
-        .args([
-            "--json", "perf", &link, "-t", "60", "-i", "0.2", "-b", "100M",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("perf runs");
-    let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
-    read_until(&mut stdout, |r| r["event"] == "interval");
+    let (_server, mut client, mut stdout) = a_minute_long_test_under_way();
     let _ = Command::new("kill")
         .args(["-INT", &client.id().to_string()])
         .status();

@@ -18,6 +18,23 @@ fn have_chromium() -> bool {
     found
 }
 
+/// Runs the binary with `args` then `--report`'s file `name` in a temporary directory, checks
+/// the exit code and that the page is self-contained; returns the directory (the report goes
+/// with it), the report's path and its text.
+fn run_with_report(
+    name: &str,
+    args: &[&str],
+    exit_code: i32,
+) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let directory = tempfile::tempdir().unwrap();
+    let report = directory.path().join(name);
+    let output = Command::new(BIN).args(args).arg(&report).output().unwrap();
+    assert_exit(&output, exit_code);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_self_contained(&html);
+    (directory, report, html)
+}
+
 /// Nothing in the page that makes a browser fetch: no script, stylesheet, image, font or frame
 /// by address, and no CSS import or url().
 fn assert_self_contained(html: &str) {
@@ -92,16 +109,11 @@ fn coloured(pixels: &[[u8; 3]]) -> usize {
 
 #[test]
 fn the_ping_report_renders_its_plots_in_chromium() {
-    let directory = tempfile::tempdir().unwrap();
-    let report = directory.path().join("ping.html");
-    let output = Command::new(BIN)
-        .args(["ping", "loop:", "-c", "200", "-i", "0", "-q", "--report"])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert_exit(&output, 0);
-    let html = std::fs::read_to_string(&report).unwrap();
-    assert_self_contained(&html);
+    let (directory, report, html) = run_with_report(
+        "ping.html",
+        &["ping", "loop:", "-c", "200", "-i", "0", "-q", "--report"],
+        0,
+    );
     assert_eq!(html.matches("<svg").count(), 2, "two plots");
     assert!(html.contains("<th>transmitted</th><td>200</td>"));
     assert!(html.contains("Latency histogram"));
@@ -121,11 +133,11 @@ fn the_ping_report_renders_its_plots_in_chromium() {
 
 #[test]
 fn the_bert_report_marks_errored_seconds_in_chromium() {
-    let directory = tempfile::tempdir().unwrap();
-    let report = directory.path().join("bert.html");
     // A burst every second at 1 Mbit/s: errored seconds (orange) among error-free (green).
-    let output = Command::new(BIN)
-        .args([
+    // Injected errors fail the run.
+    let (directory, report, html) = run_with_report(
+        "bert.html",
+        &[
             "bert",
             "sim:?rate=1M",
             "--duration",
@@ -133,14 +145,9 @@ fn the_bert_report_marks_errored_seconds_in_chromium() {
             "--inject-burst-every",
             "1500ms",
             "--report",
-        ])
-        .arg(&report)
-        .output()
-        .unwrap();
-    // Injected errors fail the run.
-    assert_exit(&output, 1);
-    let html = std::fs::read_to_string(&report).unwrap();
-    assert_self_contained(&html);
+        ],
+        1,
+    );
     assert!(html.contains("<th>errored_seconds</th>"));
     if !have_chromium() {
         return;
@@ -168,16 +175,11 @@ fn blue(pixels: &[[u8; 3]]) -> usize {
 
 #[test]
 fn the_perf_report_plots_throughput_per_interval() {
-    let directory = tempfile::tempdir().unwrap();
-    let report = directory.path().join("perf.html");
-    let output = Command::new(BIN)
-        .args(["perf", "loop:", "-t", "3s", "-i", "500ms", "--report"])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert_exit(&output, 0);
-    let html = std::fs::read_to_string(&report).unwrap();
-    assert_self_contained(&html);
+    let (directory, report, html) = run_with_report(
+        "perf.html",
+        &["perf", "loop:", "-t", "3s", "-i", "500ms", "--report"],
+        0,
+    );
     assert!(html.contains("Throughput per interval"));
     if !have_chromium() {
         return;
