@@ -172,7 +172,7 @@ pub struct Module {
 /// The RTT buckets when a module gives none: 1 µs to about 4 s, doubling (23 buckets). Loopback
 /// round trips are a few to a few tens of microseconds, so the first buckets must start there
 /// (smokeping_prober's start at 50 µs and put every loopback RTT in one bucket).
-pub fn default_rtt_buckets() -> Vec<f64> {
+pub(crate) fn default_rtt_buckets() -> Vec<f64> {
     Histogram::exponential_bounds(1e-6, 2.0, 23)
 }
 
@@ -260,10 +260,10 @@ pub struct Config {
 }
 
 /// The default ceiling on probe threads. A thousand targets probed every second with bursts of
-/// about 50 ms keep some 60 busy; 128 leaves room for slow bursts. A higher ceiling bought
-/// nothing in the bench: on a starved machine the pool grew to 494 threads (101 MiB RSS)
-/// while wake-ups, not threads, were what was short.
-pub const DEFAULT_WORKERS: usize = 128;
+/// about 50 ms keep some 60 busy. A higher ceiling bought nothing in the bench: on a starved
+/// machine the pool grew to 494 threads (101 MiB RSS), and to 128 (64 MiB), while wake-ups,
+/// not threads, were what was short.
+pub(crate) const DEFAULT_WORKERS: usize = 64;
 
 impl Config {
     /// Parses and checks a configuration file's text.

@@ -113,7 +113,12 @@ impl Record for Listening {
 /// A state change of a session.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StateChange {
+    /// The peer's address (and port).
     pub peer: String,
+    /// The local address of the session, where one process answers on several (the
+    /// responder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
     /// Seconds since the run started.
     pub t_s: f64,
     pub unix_ms: u64,
