@@ -744,6 +744,9 @@ pub struct ResponderConfig {
     pub multihop: bool,
     /// Each session's parameters (`passive` is forced on).
     pub session: SessionConfig,
+    /// Run under SCHED_FIFO (needs CAP_SYS_NICE), so a busy host does not delay the sessions'
+    /// packets and timers.
+    pub realtime: bool,
 }
 
 /// A session's identity before the peer knows our discriminator (RFC 5881 §3 leaves the
@@ -968,6 +971,9 @@ pub fn respond(
     stop: &AtomicBool,
     mut on_event: impl FnMut(BfdEvent),
 ) -> Result<ResponderSummary, BfdRunError> {
+    if config.realtime {
+        loopscope_sys::set_realtime_priority(REALTIME_PRIORITY).map_err(BfdRunError::Realtime)?;
+    }
     let mut receivers = Vec::with_capacity(config.listen.len());
     for &listen in &config.listen {
         let socket = bind_receiver(listen)?;
