@@ -27,6 +27,8 @@
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
 //! - [`set_icmpv6_filter`];
+//! - the allocator: [`use_one_malloc_arena`], [`release_free_memory`] (a server's RSS back to
+//!   its start when its clients leave);
 //! - TTL and hop limit of UDP datagrams (BFD's GTSM check): [`set_send_hops`],
 //!   [`enable_hops_reception`], [`recv_with_hops`];
 //! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
@@ -39,6 +41,7 @@
 
 mod fdio;
 mod hops;
+mod memory;
 mod netlink;
 mod packet;
 mod procfs;
@@ -55,6 +58,7 @@ pub use fdio::{
     timed_out, wait_readable, wait_writable, write_all,
 };
 pub use hops::{ReceivedDatagram, enable_hops_reception, recv_with_hops, set_send_hops};
+pub use memory::{release_free_memory, use_one_malloc_arena};
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
     RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,
