@@ -8,28 +8,16 @@
 # libasound2-dev (Debian).
 # Usage: bench/audio_alsa.sh [SECONDS]   (default 30)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 seconds=${1:-30}
-# LOOPSCOPE_BIN: a binary built already with --features alsa (skips the release build).
-if [ -z "${LOOPSCOPE_BIN:-}" ]; then cargo build --release -q -p loopscope --features alsa; fi
-bin=${LOOPSCOPE_BIN:-$PWD/target/release/loopscope}
+build_loopscope alsa
 
 export JACK_DEFAULT_SERVER="loopscope-bench-alsa-$$" JACK_NO_START_SERVER=1
 work=$(mktemp -d)
-pids=()
-cleanup() {
-  # alsa_delay first, with SIGINT (on SIGTERM it dies without closing its JACK clients, and
-  # that leaves the server's slot taken in JACK's registry); then SIGTERM, never SIGKILL.
-  kill -INT "${ad:-0}" 2>/dev/null || true
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-jackd --no-realtime -n "$JACK_DEFAULT_SERVER" -d dummy -r 48000 -p 256 >"$work/jackd.log" 2>&1 &
-pids+=($!)
-jack_wait -w -t 60 >/dev/null 2>&1
+# alsa_delay first, with SIGINT: on SIGTERM it dies without closing its JACK clients, and that
+# leaves the server's slot taken in JACK's registry.
+before_cleanup() { kill -INT "${ad:-0}" 2>/dev/null || true; }
+start_jackd
 
 # Wires PROGRAM.P.PID.0:out_000 to PROGRAM.C.PID.1:in_000 once both exist.
 wire() {
@@ -44,31 +32,22 @@ wire() {
 
 stdbuf -oL alsa_delay jack jack 48000 256 2 1 1 >"$work/alsa_delay.out" 2>/dev/null &
 ad=$!
-pids+=("$ad")
+track "$ad"
 wire alsa_delay "$ad"
 
 "$bin" audio-latency 'alsa:jack?format=f32&period=256&periods=2' >"$work/loopscope.out" 2>&1 &
 ls=$!
-pids+=("$ls")
+track "$ls"
 wire loopscope "$ls"
 until grep -q frames "$work/loopscope.out" && grep -q frames "$work/alsa_delay.out"; do sleep 0.1; done
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-ad0=$(ticks "$ad"); ls0=$(ticks "$ls"); t0=$(date +%s.%N)
-sleep "$seconds"
-ad1=$(ticks "$ad"); ls1=$(ticks "$ls"); t1=$(date +%s.%N)
+read -r wall ad_cpu ls_cpu < <(cpu_percent "$seconds" "$ad" "$ls")
 
 ad_reading=$(grep frames "$work/alsa_delay.out" | tail -1 | awk '{print $1}')
 ls_reading=$(grep frames "$work/loopscope.out" | tail -1 | awk '{print $1}')
-python3 - "$ad0" "$ad1" "$ls0" "$ls1" "$t0" "$t1" "$hz" "$ad_reading" "$ls_reading" <<'PY'
+python3 - "$wall" "$ad_cpu" "$ls_cpu" "$ad_reading" "$ls_reading" <<'PY'
 import sys
-ad0, ad1, ls0, ls1 = (int(x) for x in sys.argv[1:5])
-t0, t1, hz = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
-ad_reading, ls_reading = float(sys.argv[8]), float(sys.argv[9])
-wall = t1 - t0
-ad_cpu = (ad1 - ad0) / hz / wall * 100
-ls_cpu = (ls1 - ls0) / hz / wall * 100
+wall, ad_cpu, ls_cpu, ad_reading, ls_reading = (float(x) for x in sys.argv[1:6])
 print(f"over {wall:.1f} s through ALSA's jack PCM (jackd dummy, 48 kHz, 2 x 256 frames), same server:")
 print(f"  alsa_delay  {ad_reading:10.3f} frames   CPU {ad_cpu:5.2f} %")
 print(f"  loopscope   {ls_reading:10.3f} frames   CPU {ls_cpu:5.2f} %")

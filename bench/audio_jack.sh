@@ -6,53 +6,32 @@
 # output is wired to its own input. Needs jackd2, jack-delay and libjack-jackd2-dev (Debian).
 # Usage: bench/audio_jack.sh [SECONDS]   (default 30)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 seconds=${1:-30}
-cargo build --release -q -p loopscope --features jack
-bin=$PWD/target/release/loopscope
+build_loopscope jack
 
 export JACK_DEFAULT_SERVER="loopscope-bench-$$" JACK_NO_START_SERVER=1
 work=$(mktemp -d)
-pids=()
-cleanup() {
-  # SIGTERM, never SIGKILL: a killed jackd leaves its slot in JACK's server registry.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-jackd --no-realtime -n "$JACK_DEFAULT_SERVER" -d dummy -r 48000 -p 256 >"$work/jackd.log" 2>&1 &
-pids+=($!)
-jack_wait -w -t 60 >/dev/null 2>&1
+start_jackd
 
 jack_delay >"$work/jack_delay.out" 2>/dev/null &
 jd=$!
-pids+=("$jd")
+track "$jd"
 until grep -q . "$work/jack_delay.out"; do sleep 0.1; done
 jack_connect jack_delay:out jack_delay:in
 
 "$bin" audio-latency 'jack:?connect=loop' >"$work/loopscope.out" 2>&1 &
 ls=$!
-pids+=("$ls")
+track "$ls"
 until grep -q frames "$work/loopscope.out"; do sleep 0.1; done
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-jd0=$(ticks "$jd"); ls0=$(ticks "$ls"); t0=$(date +%s.%N)
-sleep "$seconds"
-jd1=$(ticks "$jd"); ls1=$(ticks "$ls"); t1=$(date +%s.%N)
+read -r wall jd_cpu ls_cpu < <(cpu_percent "$seconds" "$jd" "$ls")
 
 jd_reading=$(grep frames "$work/jack_delay.out" | tail -1 | awk '{print $1}')
 ls_reading=$(grep frames "$work/loopscope.out" | tail -1 | awk '{print $1}')
-python3 - "$jd0" "$jd1" "$ls0" "$ls1" "$t0" "$t1" "$hz" "$jd_reading" "$ls_reading" <<'PY'
+python3 - "$wall" "$jd_cpu" "$ls_cpu" "$jd_reading" "$ls_reading" <<'PY'
 import sys
-jd0, jd1, ls0, ls1 = (int(x) for x in sys.argv[1:5])
-t0, t1, hz = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
-jd_reading, ls_reading = float(sys.argv[8]), float(sys.argv[9])
-wall = t1 - t0
-jd_cpu = (jd1 - jd0) / hz / wall * 100
-ls_cpu = (ls1 - ls0) / hz / wall * 100
+wall, jd_cpu, ls_cpu, jd_reading, ls_reading = (float(x) for x in sys.argv[1:6])
 print(f"over {wall:.1f} s at 48 kHz, period 256 (JACK dummy backend), same server:")
 print(f"  jack_delay  {jd_reading:10.3f} frames   CPU {jd_cpu:5.2f} %")
 print(f"  loopscope   {ls_reading:10.3f} frames   CPU {ls_cpu:5.2f} %")

@@ -7,27 +7,20 @@
 # Prints per-direction throughputs (pattern bits per second for the BERT) and the ratios.
 # Usage: bench/bert_tcp.sh [SECONDS] [ROUNDS]   (default 5 s, 3 rounds)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 seconds=${1:-5}
 rounds=${2:-3}
-# LOOPSCOPE_BIN: a binary built already (skips the release build).
-if [ -z "${LOOPSCOPE_BIN:-}" ]; then cargo build --release -q -p loopscope; fi
-bin=${LOOPSCOPE_BIN:-target/release/loopscope}
-command -v iperf3 >/dev/null || { echo "iperf3 is not installed (apt-get install iperf3)"; exit 2; }
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+build_loopscope
+require iperf3 iperf3
 
 out=$(mktemp)
 $bin --json reflect tcp://127.0.0.1:0 --quiet >"$out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
-endpoint=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["endpoint"])' "$out")
+track $!
+endpoint=$(reflector_endpoint "$out")
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 iperf3 -s -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-pids+=($!)
+track $!
 for _ in $(seq 100); do ss -ltn | grep -q ":$port " && break; sleep 0.05; done
 
 iperf_bidir() { # per-direction mean of an iperf3 --bidir run; args: extra flags

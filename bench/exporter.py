@@ -5,18 +5,25 @@ Phase 1 (load): one exporter probes N targets (default 1,000; the addresses 127.
 lo) every second with 5 ICMP echo requests each. Over the measured window it reports the
 exporter's CPU (user + system from /proc/PID/stat, in % of one core), its scheduling lag p99
 (from its own histogram, the difference of two scrapes: the upper bound of the bucket that
-holds the 99th percentile), and its RSS (VmHWM, the peak).
+holds the 99th percentile), and its RSS (VmHWM, the peak). What the lag is made of: in the same
+window, cyclictest (rt-tests) at the same nice level and scheduling policy measures how late
+this machine wakes a thread that sleeps until a deadline, every 1 ms. That is the floor of any
+scheduler that sleeps until a probe is due: an exporter lag near cyclictest's is the machine's,
+one far above it is the exporter's.
 
-Phase 2 (RTT): one exporter target on 127.0.0.1 (5 packets 10 ms apart every 200 ms) while
-iputils `ping -i 0.01 127.0.0.1` runs in the same window; the mean RTT of each. With
+Phase 2 (RTT): one exporter target on 127.0.0.1 (5 packets 10 ms apart every 200 ms, RTT
+histogram in 1 us buckets up to 1 ms) while iputils `ping -i 0.01 127.0.0.1` and
+`loopscope ping icmp://127.0.0.1 -i 0.01` run in the same window; the median and the mean RTT
+of each (the exporter's median interpolated in its 1 us buckets). With
 prometheus-blackbox-exporter installed, its icmp module is asked for 127.0.0.1 in the same
 window too (probe_icmp_duration_seconds{phase="rtt"}).
 
 Run as root (raw ICMP sockets), ideally at nice 19 on a shared machine:
-    nice -n 19 python3 bench/exporter.py [--targets 1000] [--seconds 60]
+    nice -n 19 python3 bench/exporter.py [--targets 1000] [--seconds 60] [--binary PATH]
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -96,13 +103,58 @@ def lag_buckets(text):
     for labels, value in samples(
         text, "loopscope_exporter_scheduling_lag_seconds_bucket"
     ).items():
-        le = re.search(r'le="([^"]+)"', labels).group(1)
+        le = re.search(r'[{,]le="([^"]+)"', labels).group(1)
         buckets.append((float("inf") if le == "+Inf" else float(le), value))
     return sorted(buckets)
 
 
+def loadavg():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def start_cyclictest(seconds):
+    """cyclictest at this process's nice level and policy (SCHED_OTHER), one thread waking every
+    1 ms for `seconds`, with a histogram in 1 us bins up to 10 s."""
+    program = shutil.which("cyclictest")
+    if not program:
+        return None
+    return subprocess.Popen(
+        [program, "-q", "-t1", "-i1000", "--policy=other", f"-D{seconds}", "-h10000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+
+
+def cyclictest_result(proc):
+    """{p99_us, max_us, samples} from cyclictest's histogram (lines `latency count`), or None."""
+    if proc is None:
+        return None
+    out = proc.communicate()[0]
+    counts = []
+    overflow = 0
+    maximum = None
+    for line in out.splitlines():
+        fields = line.split()
+        if line.startswith("# Histogram Overflows"):
+            overflow = int(fields[-1])
+        elif line.startswith("# Max Latencies"):
+            maximum = int(fields[-1])
+        elif len(fields) == 2 and fields[0].isdigit():
+            counts.append((int(fields[0]), int(fields[1])))
+    total = sum(count for _, count in counts) + overflow
+    if total == 0:
+        return None
+    running = 0
+    p99 = None
+    for latency, count in counts:
+        running += count
+        if running >= 0.99 * total:
+            p99 = latency
+            break
+    return {"p99_us": p99, "max_us": maximum, "samples": total}
+
+
 def load_phase(binary, targets, seconds, workdir):
-    lines = ["workers = 64\n", "[modules.bench]\nprober = \"icmp\"\npackets = 5\n"
+    lines = ["[modules.bench]\nprober = \"icmp\"\npackets = 5\n"
              "spacing = \"10ms\"\ntimeout = \"1s\"\n"]
     for index in range(targets):
         address = f"127.0.{1 + index // 250}.{1 + index % 250}"
@@ -114,6 +166,8 @@ def load_phase(binary, targets, seconds, workdir):
     try:
         time.sleep(5)  # every target has had its first probe (phases spread over 1 s)
         first = scrape(address)
+        load_before = loadavg()
+        cyclic = start_cyclictest(seconds)
         t0, c0 = time.monotonic(), ticks(proc.pid)
         rss_samples = []
         end = t0 + seconds
@@ -123,6 +177,8 @@ def load_phase(binary, targets, seconds, workdir):
         t1, c1 = time.monotonic(), ticks(proc.pid)
         last = scrape(address)
         hwm = status_kib(proc.pid, "VmHWM")
+        threads = status_kib(proc.pid, "Threads")
+        cyclic = cyclictest_result(cyclic)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait()
@@ -140,6 +196,10 @@ def load_phase(binary, targets, seconds, workdir):
     )
     skipped = samples(last, "loopscope_exporter_probes_skipped_total")
     return {
+        "load_average_before": load_before,
+        "load_average_after": loadavg(),
+        "threads_at_end": threads,
+        "cyclictest_same_window": cyclic,
         "targets": targets,
         "window_s": t1 - t0,
         "probes": total,
@@ -170,10 +230,42 @@ def blackbox(workdir, seconds):
     return proc, f"127.0.0.1:{port}"
 
 
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def histogram_median(text, name, before):
+    """The median of a histogram's observations between two scrapes (`before` is the first
+    scrape's text), interpolated linearly inside the bucket that holds it."""
+    def buckets(page):
+        out = []
+        for labels, value in samples(page, name + "_bucket").items():
+            le = re.search(r'[{,]le="([^"]+)"', labels).group(1)
+            out.append((float("inf") if le == "+Inf" else float(le), value))
+        return sorted(out)
+    earlier = dict(buckets(before))
+    window = [(le, count - earlier.get(le, 0)) for le, count in buckets(text)]
+    total = window[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in window:
+        if count >= total / 2:
+            if le == float("inf") or count == below:
+                return lower
+            return lower + (le - lower) * (total / 2 - below) / (count - below)
+        lower, below = le, count
+    return None
+
+
 def rtt_phase(binary, seconds, workdir):
+    buckets = ", ".join(f"{us}e-6" for us in range(1, 1001))
     config = (
         "[modules.burst]\nprober = \"icmp\"\npackets = 5\nspacing = \"10ms\"\n"
-        "timeout = \"1s\"\n[[targets]]\nname = \"lo\"\nmodule = \"burst\"\n"
+        f"timeout = \"1s\"\nrtt_buckets = [{buckets}]\n"
+        "[[targets]]\nname = \"lo\"\nmodule = \"burst\"\n"
         "target = \"127.0.0.1\"\ninterval = \"200ms\"\n"
     )
     proc, address = start_exporter(binary, config, workdir)
@@ -182,9 +274,14 @@ def rtt_phase(binary, seconds, workdir):
     try:
         time.sleep(1)
         first = scrape(address)
+        load_before = loadavg()
         ping = subprocess.Popen(
-            ["ping", "-q", "-i", "0.01", "-w", str(seconds), "127.0.0.1"],
+            ["ping", "-i", "0.01", "-w", str(seconds), "127.0.0.1"],
             stdout=subprocess.PIPE, text=True,
+        )
+        ours_cli = subprocess.Popen(
+            [binary, "ping", "icmp://127.0.0.1", "-i", "10ms", "-w", f"{seconds}s", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -198,6 +295,7 @@ def rtt_phase(binary, seconds, workdir):
                     pass
             time.sleep(0.2)
         ping_out = ping.communicate()[0]
+        cli_out = ours_cli.communicate()[0]
         last = scrape(address)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -212,19 +310,39 @@ def rtt_phase(binary, seconds, workdir):
     key = next(iter(ours_sum))
     count = ours_count[key] - first_count.get(key, 0)
     ours_mean_us = (ours_sum[key] - first_sum.get(key, 0)) / count * 1e6
-    match = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", ping_out)
-    ping_avg_us = float(match.group(2)) * 1000.0
+    ours_median_us = histogram_median(last, "loopscope_probe_rtt_seconds", first) * 1e6
+    ping_rtts = [float(t) * 1000.0 for t in re.findall(r"time=([\d.]+) ms", ping_out)]
+    cli_rtts = [
+        json.loads(line)["rtt_us"]
+        for line in cli_out.splitlines()
+        if line.startswith('{"type":"reply"')
+    ]
+    ping_median = median(ping_rtts)
+    ping_mean = sum(ping_rtts) / len(ping_rtts)
     result = {
-        "ours_mean_us": ours_mean_us,
-        "ours_replies": count,
-        "ping_avg_us": ping_avg_us,
-        "ping_min_us": float(match.group(1)) * 1000.0,
-        "ratio_ours_to_ping": ours_mean_us / ping_avg_us,
+        "load_average_before": load_before,
+        "load_average_after": loadavg(),
+        "ours_exporter_median_us": ours_median_us,
+        "ours_exporter_mean_us": ours_mean_us,
+        "ours_exporter_replies": count,
+        "ours_cli_median_us": median(cli_rtts),
+        "ours_cli_mean_us": sum(cli_rtts) / len(cli_rtts),
+        "ours_cli_replies": len(cli_rtts),
+        "ping_median_us": ping_median,
+        "ping_mean_us": ping_mean,
+        "ping_min_us": min(ping_rtts),
+        "ping_replies": len(ping_rtts),
+        "ratio_exporter_to_ping_median": ours_median_us / ping_median,
+        "ratio_exporter_to_ping_mean": ours_mean_us / ping_mean,
+        "ratio_cli_to_ping_median": median(cli_rtts) / ping_median,
+        "ratio_cli_to_ping_mean": sum(cli_rtts) / len(cli_rtts) / ping_mean,
     }
     if bb_rtts:
+        result["blackbox_median_us"] = median(bb_rtts) * 1e6
         result["blackbox_mean_us"] = sum(bb_rtts) / len(bb_rtts) * 1e6
         result["blackbox_probes"] = len(bb_rtts)
-        result["ratio_blackbox_to_ping"] = result["blackbox_mean_us"] / ping_avg_us
+        result["ratio_blackbox_to_ping_median"] = result["blackbox_median_us"] / ping_median
+        result["ratio_blackbox_to_ping_mean"] = result["blackbox_mean_us"] / ping_mean
     return result
 
 
@@ -233,31 +351,51 @@ def main():
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--rtt-seconds", type=int, default=30)
+    parser.add_argument("--binary", help="a loopscope binary to run (default: build release)")
+    parser.add_argument("--skip-load", action="store_true", help="phase 2 only")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the ICMP probes use raw sockets")
-    binary = build()
+    binary = args.binary or build()
     with tempfile.TemporaryDirectory() as workdir:
-        load = load_phase(binary, args.targets, args.seconds, workdir)
-        print("load:", load)
+        load = None if args.skip_load else load_phase(binary, args.targets, args.seconds, workdir)
+        if load:
+            print("load:", load)
         rtt = rtt_phase(binary, args.rtt_seconds, workdir)
         print("rtt:", rtt)
-    print(
-        f"\n{load['targets']} targets x 5 packets every 1 s over {load['window_s']:.0f} s: "
-        f"{load['probes_per_s']:.0f} probes/s, CPU {load['cpu_percent_of_one_core']:.1f} % of one "
-        f"core (goal <= 25), scheduling lag p99 <= {load['lag_p99_upper_bound_ms']:.3g} ms "
-        f"(goal <= 2), RSS peak {load['rss_peak_mib']:.1f} MiB (goal <= 64), "
-        f"{load['packets_lost']:.0f} of {load['packets_sent']:.0f} packets lost, "
-        f"{load['skipped']:.0f} probes skipped"
-    )
+    if load:
+        cyclic = load["cyclictest_same_window"]
+        floor = (
+            f"cyclictest in the same window: p99 {cyclic['p99_us'] / 1000:.3g} ms, "
+            f"max {cyclic['max_us'] / 1000:.3g} ms"
+            if cyclic else "cyclictest not installed (apt-get install rt-tests)"
+        )
+        print(
+            f"\n{load['targets']} targets x 5 packets every 1 s over {load['window_s']:.0f} s "
+            f"(load average {load['load_average_before']} -> {load['load_average_after']}): "
+            f"{load['probes_per_s']:.0f} probes/s, CPU {load['cpu_percent_of_one_core']:.1f} % "
+            f"of one core (goal <= 25), scheduling lag p99 <= "
+            f"{load['lag_p99_upper_bound_ms']:.3g} ms (goal <= 2; {floor}), RSS peak "
+            f"{load['rss_peak_mib']:.1f} MiB (goal <= 64), {load['threads_at_end']} threads, "
+            f"{load['packets_lost']:.0f} of {load['packets_sent']:.0f} packets lost, "
+            f"{load['skipped']:.0f} probes skipped"
+        )
     line = (
-        f"ICMP RTT on 127.0.0.1, same window: ours mean {rtt['ours_mean_us']:.1f} us, "
-        f"iputils ping avg {rtt['ping_avg_us']:.1f} us (ratio {rtt['ratio_ours_to_ping']:.3f})"
+        f"ICMP RTT on 127.0.0.1, same window (load average {rtt['load_average_before']} -> "
+        f"{rtt['load_average_after']}), median / mean: exporter "
+        f"{rtt['ours_exporter_median_us']:.1f} / {rtt['ours_exporter_mean_us']:.1f} us, "
+        f"loopscope ping {rtt['ours_cli_median_us']:.1f} / {rtt['ours_cli_mean_us']:.1f} us, "
+        f"iputils ping {rtt['ping_median_us']:.1f} / {rtt['ping_mean_us']:.1f} us; "
+        f"exporter/ping {rtt['ratio_exporter_to_ping_median']:.3f} / "
+        f"{rtt['ratio_exporter_to_ping_mean']:.3f}, loopscope ping/ping "
+        f"{rtt['ratio_cli_to_ping_median']:.3f} / {rtt['ratio_cli_to_ping_mean']:.3f}"
     )
     if "blackbox_mean_us" in rtt:
         line += (
-            f", blackbox_exporter {rtt['blackbox_mean_us']:.1f} us "
-            f"(ratio {rtt['ratio_blackbox_to_ping']:.3f})"
+            f"; blackbox_exporter {rtt['blackbox_median_us']:.1f} / "
+            f"{rtt['blackbox_mean_us']:.1f} us (blackbox/ping "
+            f"{rtt['ratio_blackbox_to_ping_median']:.3f} / "
+            f"{rtt['ratio_blackbox_to_ping_mean']:.3f})"
         )
     print(line)
 

@@ -8,30 +8,22 @@
 # run a thread per stream.
 # Usage: bench/perf.sh [SECONDS]   (default 5 per run)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 seconds=${1:-5}
-cargo build --release -q -p loopscope
-bin=target/release/loopscope
-command -v iperf3 >/dev/null || { echo "iperf3 is not installed (apt-get install iperf3)"; exit 2; }
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listen() { for _ in $(seq 100); do ss -ltn | grep -q ":$1 " && return 0; sleep 0.05; done; echo "nothing listens on $1"; exit 2; }
+build_loopscope
+require iperf3 iperf3
 
 stock_port=$(free_port)
 iperf3 -s -B 127.0.0.1 -p "$stock_port" >/dev/null 2>&1 &
-pids+=($!)
+track $!
 our_port=$(free_port)
 $bin perf --server "tcp://127.0.0.1:$our_port" --max-duration 1h >/dev/null 2>&1 &
-pids+=($!)
+track $!
 # A second server that receives with MSG_TRUNC (--skip-rx-copy): it never copies what it
 # sinks. Reported as its own line, not as the default.
 trunc_port=$(free_port)
 $bin perf --server "tcp://127.0.0.1:$trunc_port" --max-duration 1h --skip-rx-copy >/dev/null 2>&1 &
-pids+=($!)
+track $!
 wait_listen "$stock_port"
 wait_listen "$our_port"
 wait_listen "$trunc_port"
@@ -55,11 +47,11 @@ rr=""
 if command -v sockperf >/dev/null; then
   sp_port=$(free_port)
   sockperf sr --tcp -i 127.0.0.1 -p "$sp_port" >/dev/null 2>&1 &
-  pids+=($!)
+  track $!
   wait_listen "$sp_port"
   sp_udp_port=$(free_port)
   sockperf sr -i 127.0.0.1 -p "$sp_udp_port" >/dev/null 2>&1 &
-  pids+=($!)
+  track $!
   sleep 0.5 # sockperf's UDP server has no listening state to wait for
   for round in 1 2 3; do
     echo "ours rr $($bin --json perf "tcp://127.0.0.1:$our_port" --rr -l 64 -t "$seconds" -i 0 | tail -1)" >>"$results"

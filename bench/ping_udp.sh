@@ -5,25 +5,19 @@
 # Usage: bench/ping_udp.sh [SECONDS]   (default 5; loopscope sends as many requests as
 # sockperf managed in the same time, one outstanding at a time like sockperf)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 seconds=${1:-5}
-cargo build --release -q -p loopscope
-bin=target/release/loopscope
-command -v sockperf >/dev/null || { echo "sockperf is not installed (apt-get install sockperf)"; exit 2; }
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+build_loopscope
+require sockperf sockperf
 
 out=$(mktemp)
 $bin --json reflect udp://127.0.0.1:0 --quiet --rate-limit 0 >"$out" &
-pids+=($!)
-for _ in $(seq 50); do grep -q listening "$out" && break; sleep 0.1; done
-endpoint=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["endpoint"])' "$out")
+track $!
+endpoint=$(reflector_endpoint "$out")
 
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port udp)
 sockperf sr -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-pids+=($!)
+track $!
 sleep 0.5
 peer=$(sockperf pp -i 127.0.0.1 -p "$port" -m 94 -t "$seconds" 2>&1 |
   python3 -c '

@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# STAMP round trip on loopback beside iputils ping and `loopscope ping udp://` in the same run:
-# N probes each at the same interval, one after the other, p50 of each (iputils prints no p50:
-# its avg is shown instead, with min). Debug or release binary as given.
-# Usage: bench/stamp.sh [COUNT] [INTERVAL_S]   (default 2000 0.001)
+# STAMP benchmarks (issue 14), one run, printed with the load average beside each figure:
+#  1. round trip on loopback: `loopscope stamp` beside `loopscope ping udp://` and iputils ping,
+#     COUNT probes each at INTERVAL, one after the other (goal: STAMP p50 <= 1.1 x ping udp://);
+#  2. the reflector's rate on one core: `reflect --stamp` pinned to CPU 0, sockperf flooding
+#     44-octet requests from CPU 1 for SECONDS (goal: >= 500,000 answered a second);
+#  3. 100,000 packets a second for SECONDS from our sender (CPU 1) to the reflector (CPU 0):
+#     the reflector's p99 residence (goal <= 20 us), and the sender's schedule: every packet
+#     sent, none skipped, p99 lateness against start + k x interval (goal <= 5 us).
+# Release binary (built if missing) unless LOOPSCOPE_BIN names another.
+# Usage: bench/stamp.sh [COUNT] [INTERVAL_S] [SECONDS]   (default 2000 0.001 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-2000}
 interval=${2:-0.001}
+seconds=${3:-10}
 bin=${LOOPSCOPE_BIN:-$PWD/target/release/loopscope}
 [ -x "$bin" ] || cargo build --release -q -p loopscope
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+wait_listening() { until grep -qsE 'reflecting on|listening on|"listening"' "$1"; do sleep 0.05; done; }
+# Ends a reflector with SIGINT and waits for it (in this shell: `wait` in a subshell would not).
+finish() { kill -INT "$1"; wait "$1" 2>/dev/null || true; }
+
+echo "== 1. round trip on loopback ($count probes at ${interval}s; load $(load))"
 "$bin" stamp --reflect udp://127.0.0.1:18620 > "$work/stamp.log" 2>&1 & pids+=($!)
 "$bin" reflect udp://127.0.0.1:18007 --rate-limit 0 > "$work/reflect.log" 2>&1 & pids+=($!)
-until grep -q "listening on" "$work/stamp.log" && grep -qE "reflecting on|listening on" "$work/reflect.log"; do sleep 0.05; done
+wait_listening "$work/stamp.log"; wait_listening "$work/reflect.log"
 stamp=$("$bin" --json stamp udp://127.0.0.1:18620 -c "$count" -i "${interval}s" -q | tail -1)
 lping=$("$bin" --json ping udp://127.0.0.1:18007 -c "$count" -i "$interval" -q | tail -1)
 iping=$(ping -c "$count" -i "$interval" -q 127.0.0.1 | tail -1)
@@ -26,5 +39,38 @@ mn, avg, mx, mdev = [float(x) for x in iping.split('=')[1].split()[0].split('/')
 print(f"stamp (kernel T1/T4: {stamp['timestamp_source']}): rtt p50 {stamp['rtt_p50_us']:.1f} us, min {stamp['rtt_min_us']:.1f}, p99 {stamp['rtt_p99_us']:.1f}; rtt_net p50 {stamp['rtt_net_p50_us']:.1f}; {stamp['received']}/{stamp['transmitted']}")
 print(f"loopscope ping udp://: rtt p50 {lping['rtt_p50_us']:.1f} us, min {lping['rtt_min_us']:.1f}, p99 {lping['rtt_p99_us']:.1f}")
 print(f"iputils ping 127.0.0.1: min {mn*1000:.1f} us, avg {avg*1000:.1f} us, max {mx*1000:.1f} us")
-print(f"ratio stamp p50 / loopscope ping udp p50 = {stamp['rtt_p50_us']/lping['rtt_p50_us']:.2f}")
+ratio = stamp['rtt_p50_us'] / lping['rtt_p50_us']
+print(f"ratio stamp p50 / loopscope ping udp p50 = {ratio:.2f} (goal <= 1.1: {'met' if ratio <= 1.1 else 'MISSED'})")
 PY
+for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
+
+echo "== 2. reflector rate on one core (${seconds} s of sockperf at full speed; load $(load))"
+if command -v sockperf > /dev/null; then
+  taskset -c 0 "$bin" --json reflect --stamp udp://127.0.0.1:18621 --rate-limit 0 > "$work/rate.log" 2>&1 & rpid=$!; pids+=($rpid)
+  wait_listening "$work/rate.log"
+  taskset -c 1 sockperf tp -i 127.0.0.1 -p 18621 -m 44 -t "$seconds" --mps max > "$work/sockperf.log" 2>&1 || true
+  finish "$rpid"; pids=(); summary=$(tail -1 "$work/rate.log")
+  sent=$(grep -oE 'Total of [0-9]+ messages sent' "$work/sockperf.log" | head -1 | grep -oE '[0-9]+' || echo 0)
+  python3 - "$summary" "$seconds" "${sent:-0}" <<'PY'
+import json, sys
+s, seconds, sent = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+pps = s['reflected'] / seconds
+print(f"sockperf sent {sent} ({sent/seconds:,.0f}/s); reflector received {s['received']}, answered {s['reflected']} = {pps:,.0f} per second on one core (goal >= 500,000: {'met' if pps >= 500000 else 'MISSED'})")
+PY
+else
+  echo "skipped: no sockperf"
+fi
+
+rate_count=$((seconds * 100000))
+echo "== 3. 100,000 packets/s for ${seconds} s, sender on CPU 1, reflector on CPU 0 (load $(load))"
+taskset -c 0 "$bin" --json reflect --stamp udp://127.0.0.1:18622 --rate-limit 0 > "$work/res.log" 2>&1 & rpid=$!; pids+=($rpid)
+wait_listening "$work/res.log"
+sender=$(taskset -c 1 "$bin" --json stamp udp://127.0.0.1:18622 -c "$rate_count" -i 10us -q | tail -1)
+finish "$rpid"; pids=(); summary=$(tail -1 "$work/res.log")
+python3 - "$sender" "$summary" "$rate_count" <<'PY'
+import json, sys
+s, r, wanted = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+print(f"sender: {s['transmitted']}/{wanted} sent, {s['send_errors']} send errors, {s['received']} answered; achieved interval {s['achieved_interval_us']} us; send lateness p50 {s['send_lag_p50_us']} p99 {s['send_lag_p99_us']} max {s['send_lag_max_us']} us (goal p99 <= 5: {'met' if s['send_lag_p99_us'] <= 5 else 'MISSED'}; no skip: {'met' if s['transmitted'] == wanted and s['send_errors'] == 0 else 'MISSED'})")
+print(f"reflector residence (T3 - T2) p50 {s['residence_p50_us']} p99 {s['residence_p99_us']} max {s['residence_max_us']} us (goal p99 <= 20: {'met' if s['residence_p99_us'] is not None and s['residence_p99_us'] <= 20 else 'MISSED'}); reflector answered {r['reflected']} of {r['received']}")
+PY
+echo "load at the end: $(load)"

@@ -6,22 +6,11 @@
 use libfuzzer_sys::fuzz_target;
 use loopscope_capture::decode::{self, linktype};
 
-const LINKTYPES: [u32; 8] = [
-    linktype::NULL,
-    linktype::ETHERNET,
-    linktype::RAW,
-    linktype::LOOP,
-    linktype::LINUX_SLL,
-    linktype::IPV4,
-    linktype::IPV6,
-    linktype::LINUX_SLL2,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, frame)) = data.split_first() else {
         return;
     };
-    let linktype = LINKTYPES[usize::from(selector) % LINKTYPES.len()];
+    let linktype = linktype::SUPPORTED[usize::from(selector) % linktype::SUPPORTED.len()];
     let full = decode::decode(linktype, frame);
     if let Some((source, destination)) = decode::fast_addresses(linktype, frame) {
         let full = full.expect("the fast path accepted a frame the decoder refuses");

@@ -29,12 +29,12 @@ pub mod linktype {
     /// Linux cooked capture v2.
     pub const LINUX_SLL2: u32 = 276;
 
+    /// Every link type whose frames can be decoded.
+    pub const SUPPORTED: [u32; 8] = [NULL, ETHERNET, RAW, LOOP, LINUX_SLL, IPV4, IPV6, LINUX_SLL2];
+
     /// Whether frames of this link type can be decoded.
     pub fn is_supported(linktype: u32) -> bool {
-        matches!(
-            linktype,
-            NULL | ETHERNET | RAW | LOOP | LINUX_SLL | IPV4 | IPV6 | LINUX_SLL2
-        )
+        SUPPORTED.contains(&linktype)
     }
 }
 

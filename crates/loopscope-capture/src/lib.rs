@@ -13,9 +13,9 @@ pub mod kernel_routes;
 pub mod live;
 pub mod martians;
 pub mod pcapfile;
-pub mod rules;
+mod rules;
 pub mod urpf;
-pub mod writer;
+mod writer;
 
 /// Errors of this crate: bad input or an environment that cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -124,6 +124,17 @@ pub fn run_live<W: std::io::Write>(
     options: &LiveOptions,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<(), CaptureError> {
+    run_live_watched(scanner, options, stop, &mut |_| {})
+}
+
+/// [`run_live`], calling `watch` after every packet and at least every 100 ms while none
+/// comes, so a watcher can publish the scanner's counts while the capture runs.
+pub fn run_live_watched<W: std::io::Write>(
+    scanner: &mut Scanner<W>,
+    options: &LiveOptions,
+    stop: &std::sync::atomic::AtomicBool,
+    watch: &mut dyn FnMut(&Scanner<W>),
+) -> Result<(), CaptureError> {
     let socket = PacketSocket::open(&options.interface)?;
     scanner.add_input();
     let deadline = options.duration.map(|duration| Instant::now() + duration);
@@ -142,6 +153,7 @@ pub fn run_live<W: std::io::Write>(
                     source,
                 })?
         else {
+            watch(scanner);
             continue;
         };
         if address.packet_type == PACKET_OUTGOING && !options.include_outgoing {
@@ -180,6 +192,7 @@ pub fn run_live<W: std::io::Write>(
         };
         number += 1;
         scanner.observe(&observation);
+        watch(scanner);
     }
     Ok(())
 }

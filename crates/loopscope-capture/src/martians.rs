@@ -662,6 +662,23 @@ impl<W: Write> Scanner<W> {
         Ok(())
     }
 
+    /// The martian packets counted so far by reason code (`loopback_source`...), for a
+    /// watcher that reads them while the scan goes on (the exporter's live counters).
+    pub fn reason_counts(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: Vec<(&'static str, u64)> = self
+            .reason_totals
+            .iter()
+            .map(|(reason, count)| (reason.key(), *count))
+            .collect();
+        counts.sort_unstable();
+        counts
+    }
+
+    /// Packets looked at so far (martian or not).
+    pub fn packets_seen(&self) -> u64 {
+        self.summary.packets
+    }
+
     /// Counts one input that is not a file (a live interface, a collector).
     pub fn add_input(&mut self) {
         self.summary.inputs += 1;

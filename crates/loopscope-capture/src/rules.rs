@@ -11,7 +11,7 @@ use serde::Serialize;
 /// Which address of the packet a reason is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Side {
+pub(crate) enum Side {
     /// The packet's source address.
     Source,
     /// The packet's destination address.
@@ -20,7 +20,7 @@ pub enum Side {
 
 impl Side {
     /// `source` or `destination`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Side::Source => "source",
             Side::Destination => "destination",
@@ -30,7 +30,7 @@ impl Side {
 
 /// One reason a packet is martian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PacketReason {
+pub(crate) struct PacketReason {
     /// Which address.
     pub side: Side,
     /// What is wrong with it.
@@ -40,7 +40,7 @@ pub struct PacketReason {
 impl PacketReason {
     /// `loopback_source`, `class_e_destination` ...: the key of the per-reason totals (the
     /// codes name their side already).
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         self.reason.code()
     }
 }
@@ -53,7 +53,7 @@ impl fmt::Display for PacketReason {
 
 /// At most one reason per side, stored inline (no allocation per packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PacketVerdict {
+pub(crate) struct PacketVerdict {
     /// What is wrong with the source, if anything.
     pub source: Option<MartianReason>,
     /// What is wrong with the destination, if anything.
@@ -62,11 +62,11 @@ pub struct PacketVerdict {
 
 impl PacketVerdict {
     /// Either address is martian.
-    pub fn is_martian(&self) -> bool {
+    pub(crate) fn is_martian(&self) -> bool {
         self.source.is_some() || self.destination.is_some()
     }
     /// The reasons, source first.
-    pub fn iter(&self) -> impl Iterator<Item = PacketReason> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = PacketReason> + '_ {
         let source = self.source.map(|reason| PacketReason {
             side: Side::Source,
             reason,
@@ -81,7 +81,7 @@ impl PacketVerdict {
 
 /// What besides the addresses decides a verdict: the on-link uses of the unspecified source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PacketContext {
+pub(crate) struct PacketContext {
     /// The IP protocol.
     pub protocol: u8,
     /// The transport source port (0 without ports).
@@ -95,7 +95,7 @@ pub struct PacketContext {
 /// IPv6 duplicate address detection and MLD reports from `::` to link-scope multicast
 /// (RFC 4862 §5.4.2, RFC 3810 §5.2.13). Flagging them would bury real spoofing under every
 /// host that boots.
-pub fn is_on_link_unspecified_use(
+pub(crate) fn is_on_link_unspecified_use(
     source: IpAddr,
     destination: IpAddr,
     context: PacketContext,
@@ -116,7 +116,7 @@ pub fn is_on_link_unspecified_use(
 
 /// Classifies a packet (addresses plus protocol and ports) seen on an interface that is (or is
 /// not) a loopback interface.
-pub fn classify_packet(
+pub(crate) fn classify_packet(
     source: IpAddr,
     destination: IpAddr,
     context: PacketContext,
@@ -130,7 +130,7 @@ pub fn classify_packet(
 }
 
 /// Classifies a packet seen on an interface that is (or is not) a loopback interface.
-pub fn classify(source: IpAddr, destination: IpAddr, on_loopback: bool) -> PacketVerdict {
+pub(crate) fn classify(source: IpAddr, destination: IpAddr, on_loopback: bool) -> PacketVerdict {
     let mut verdicts = PacketVerdict {
         source: martian_source(source),
         destination: martian_destination(destination),

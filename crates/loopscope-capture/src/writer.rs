@@ -22,7 +22,7 @@ const USER_APPLICATION: &str = "loopscope martians";
 
 /// Where a packet came from: packets of different inputs or interfaces get their own
 /// interface descriptions.
-pub struct PacketOrigin<'a> {
+pub(crate) struct PacketOrigin<'a> {
     /// Which input the packet came from.
     pub input: u32,
     /// Its interface within that input.
@@ -34,7 +34,7 @@ pub struct PacketOrigin<'a> {
 }
 
 /// Writes packets to a pcapng file, atomically for a regular file (see the module docs).
-pub struct PcapngWriter {
+pub(crate) struct PcapngWriter {
     out: BufWriter<File>,
     path: String,
     /// (temporary file, final path) while a regular file is being written.
@@ -46,7 +46,7 @@ pub struct PcapngWriter {
 
 impl PcapngWriter {
     /// Opens `path` for the matches; refused when it is the same file as one of `inputs`.
-    pub fn create(path: &Path, inputs: &[PathBuf]) -> Result<Self, CaptureError> {
+    pub(crate) fn create(path: &Path, inputs: &[PathBuf]) -> Result<Self, CaptureError> {
         let display = path.display().to_string();
         let write_error = |source| CaptureError::Write {
             path: display.clone(),
@@ -106,7 +106,7 @@ impl PcapngWriter {
     }
 
     /// Writes one packet.
-    pub fn write_packet(
+    pub(crate) fn write_packet(
         &mut self,
         origin: &PacketOrigin<'_>,
         time_ns: u64,
@@ -132,13 +132,8 @@ impl PcapngWriter {
         Ok(())
     }
 
-    /// Packets written so far.
-    pub fn packets(&self) -> u64 {
-        self.packets
-    }
-
     /// Flushes, and puts a regular file in place under its name.
-    pub fn finish(mut self) -> Result<u64, CaptureError> {
+    pub(crate) fn finish(mut self) -> Result<u64, CaptureError> {
         let write_error = |path: &str, source| CaptureError::Write {
             path: path.to_string(),
             source,

@@ -60,6 +60,8 @@ pub enum Prober {
     Doctor,
     /// Listening sockets and their exposure.
     Listeners,
+    /// A continuous capture on an interface (the target), martian packets counted by reason.
+    Martians,
 }
 
 impl Prober {
@@ -72,6 +74,7 @@ impl Prober {
             Prober::Bert => "bert",
             Prober::Doctor => "doctor",
             Prober::Listeners => "listeners",
+            Prober::Martians => "martians",
         }
     }
 }
@@ -157,7 +160,8 @@ pub struct Module {
     /// BERT pattern (bert); the link's pace sets the rate (a serial line's baud rate, or
     /// `impair = "rate=9600"`).
     pub pattern: String,
-    /// Network namespace (name under /run/netns or a path) the doctor or listeners look at.
+    /// Network namespace (name under /run/netns or a path) the doctor, listeners or martians
+    /// capture look at.
     pub netns: Option<String>,
     /// Doctor checks to run (empty: all).
     pub checks: Vec<String>,
@@ -229,7 +233,8 @@ pub struct Target {
     pub name: String,
     /// The module's name.
     pub module: String,
-    /// What to probe: an address or host name (icmp), an endpoint (ping, bert); empty for
+    /// What to probe: an address or host name (icmp), an endpoint (ping, bert), an interface
+    /// (martians, `any` for all); empty for
     /// host-wide modules (doctor, listeners).
     pub target: String,
     /// Time between probes.
@@ -245,7 +250,8 @@ pub struct Target {
 pub struct Config {
     /// `listen` from the file (the command line's `--listen` wins).
     pub listen: Option<String>,
-    /// Threads that run probes at once.
+    /// The most probes that run at once (threads). The pool starts with one thread and grows
+    /// only while probes overlap, so this is a ceiling, not a cost.
     pub workers: usize,
     /// Modules by name: the built-in ones plus the file's (which may replace them).
     pub modules: BTreeMap<String, Module>,
@@ -253,8 +259,9 @@ pub struct Config {
     pub targets: Vec<Target>,
 }
 
-/// The default number of probe threads.
-pub const DEFAULT_WORKERS: usize = 64;
+/// The default ceiling on probe threads: enough that a thousand targets whose probes all wait
+/// out their timeout never queue behind each other.
+pub const DEFAULT_WORKERS: usize = 1024;
 
 impl Config {
     /// Parses and checks a configuration file's text.
@@ -398,7 +405,7 @@ impl Config {
                 .unwrap_or_default();
             let needs_target = matches!(
                 module.prober,
-                Prober::Icmp | Prober::Ping | Prober::Stamp | Prober::Bert
+                Prober::Icmp | Prober::Ping | Prober::Stamp | Prober::Bert | Prober::Martians
             );
             if needs_target && target_text.is_empty() {
                 return Err(ConfigError::at(

@@ -10,23 +10,26 @@
 //! Probes are blocking runs of the measure engines on a pool of threads, not tasks on an async
 //! runtime: the ping engine times its packets on one thread that waits exactly until the next
 //! thing is due, which is what keeps its RTTs within a few percent of iputils `ping`. A
-//! scheduler thread hands due probes to the pool; how late a probe starts compared with its
-//! due time is the exporter's scheduling lag, exported as a histogram.
+//! scheduler thread hands each probe to an idle probe thread a little before it is due
+//! (starting one when none is idle: the pool grows while probes overlap, so no probe waits for
+//! another to end), and that thread sleeps until the due time and runs it. How late a probe
+//! starts compared with its due time is the exporter's scheduling lag, exported as a
+//! histogram.
 
 #![forbid(unsafe_code)]
 
 pub mod bert;
 pub mod config;
+pub mod martians;
 pub mod metrics;
 pub mod probe;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -98,6 +101,18 @@ struct Schedule {
     /// (due, generation, target name): the earliest first.
     heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_generation: u64,
+    /// Probes handed over ahead of their due time, not yet taken by a probe thread.
+    ready: VecDeque<Job>,
+    /// The probe threads.
+    pool: Pool,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Probe threads started and not ended.
+    threads: usize,
+    /// Probe threads waiting for work.
+    idle: usize,
 }
 
 struct Job {
@@ -118,7 +133,12 @@ struct Health {
 
 struct Shared {
     schedule: Mutex<Schedule>,
+    /// The scheduler waits on this for the next hand-over (a reload or a stop wakes it early).
     wake: Condvar,
+    /// Idle probe threads wait on this for a probe handed over.
+    work: Condvar,
+    /// Every probe thread started, to join at shutdown.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     health: Mutex<Health>,
     skipped: AtomicU64,
     in_flight: AtomicU64,
@@ -178,15 +198,18 @@ impl Exporter {
                 reason: "not an IP address".into(),
             })?;
         let server = Arc::new(server);
-        let workers = config.workers;
         let shared = Arc::new(Shared {
             schedule: Mutex::new(Schedule {
                 config: Arc::new(config.clone()),
                 slots: BTreeMap::new(),
                 heap: BinaryHeap::new(),
                 next_generation: 1,
+                ready: VecDeque::new(),
+                pool: Pool::default(),
             }),
             wake: Condvar::new(),
+            work: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
             health: Mutex::new(Health {
                 lag: Histogram::new(&lag_buckets()),
                 reloads_ok: 0,
@@ -201,24 +224,12 @@ impl Exporter {
         apply(&shared, config);
 
         let mut threads = Vec::new();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-        for index in 0..workers {
-            let shared = Arc::clone(&shared);
-            let jobs = Arc::clone(&jobs_rx);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("probe-{index}"))
-                    .stack_size(512 * 1024)
-                    .spawn(move || worker(&shared, &jobs))?,
-            );
-        }
         {
             let shared = Arc::clone(&shared);
             threads.push(
                 std::thread::Builder::new()
                     .name("scheduler".into())
-                    .spawn(move || scheduler(&shared, &jobs_tx))?,
+                    .spawn(move || scheduler(&shared))?,
             );
         }
         for index in 0..4 {
@@ -270,13 +281,28 @@ impl Exporter {
     /// Stops everything and waits for the threads (a probe in flight ends at its next packet).
     pub fn shutdown(self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        // A probe thread looks at the flag with the schedule locked, then waits: taking the
+        // lock here puts the notifications after its wait began, or its look after the store.
+        drop(lock(&self.shared.schedule));
         self.shared.wake.notify_all();
         self.server.unblock();
         for _ in 0..8 {
             self.server.unblock();
         }
+        self.shared.work.notify_all();
         for thread in self.threads {
             let _ = thread.join();
+        }
+        // The probe threads: a leader may start one more until it sees the flag, so take the
+        // list until it stays empty.
+        loop {
+            let started: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.shared.threads));
+            if started.is_empty() {
+                break;
+            }
+            for thread in started {
+                let _ = thread.join();
+            }
         }
         let runners: Vec<JoinHandle<()>> = {
             let mut schedule = lock(&self.shared.schedule);
@@ -309,7 +335,13 @@ fn apply(shared: &Arc<Shared>, config: Config) -> ReloadSummary {
             continue;
         };
         let module = Arc::new(module.clone());
-        match old.remove(&target.name) {
+        let fresh = || {
+            Arc::new(Mutex::new(TargetMetrics::new(
+                &module.name,
+                &module.rtt_buckets,
+            )))
+        };
+        let (metrics, busy) = match old.remove(&target.name) {
             Some(slot) if *slot.target == *target && *slot.module == *module => {
                 summary.kept += 1;
                 schedule.slots.insert(target.name.clone(), slot);
@@ -320,44 +352,18 @@ fn apply(shared: &Arc<Shared>, config: Config) -> ReloadSummary {
                 summary.changed.push(target.name.clone());
                 // Same module and buckets: the counters go on. Another module: they start
                 // again (a histogram cannot change its buckets).
-                let metrics = if slot.module.name == module.name
+                let same_counters = slot.module.name == module.name
                     && slot.module.prober == module.prober
-                    && slot.module.rtt_buckets == module.rtt_buckets
-                {
-                    slot.metrics
-                } else {
-                    Arc::new(Mutex::new(TargetMetrics::new(
-                        &module.name,
-                        &module.rtt_buckets,
-                    )))
-                };
-                insert_slot(
-                    shared,
-                    &mut schedule,
-                    target,
-                    module,
-                    metrics,
-                    slot.busy,
-                    now,
-                );
+                    && slot.module.rtt_buckets == module.rtt_buckets;
+                let metrics = if same_counters { slot.metrics } else { fresh() };
+                (metrics, slot.busy)
             }
             None => {
                 summary.added.push(target.name.clone());
-                let metrics = Arc::new(Mutex::new(TargetMetrics::new(
-                    &module.name,
-                    &module.rtt_buckets,
-                )));
-                insert_slot(
-                    shared,
-                    &mut schedule,
-                    target,
-                    module,
-                    metrics,
-                    Arc::new(AtomicBool::new(false)),
-                    now,
-                );
+                (fresh(), Arc::new(AtomicBool::new(false)))
             }
-        }
+        };
+        insert_slot(shared, &mut schedule, target, module, metrics, busy, now);
     }
     for slot in old.values_mut() {
         slot.stop_runner();
@@ -381,7 +387,7 @@ fn insert_slot(
     let generation = schedule.next_generation;
     schedule.next_generation += 1;
     let target = Arc::new(target.clone());
-    let runner = if module.prober == Prober::Bert {
+    let runner = if matches!(module.prober, Prober::Bert | Prober::Martians) {
         let stop = Arc::new(AtomicBool::new(false));
         let (module, target, metrics, shared, flag) = (
             Arc::clone(&module),
@@ -391,8 +397,14 @@ fn insert_slot(
             Arc::clone(&stop),
         );
         std::thread::Builder::new()
-            .name(format!("bert-{}", target.name))
-            .spawn(move || bert::run_forever(&module, &target, &metrics, &flag, &shared.stop))
+            .name(format!("{}-{}", module.prober.name(), target.name))
+            .spawn(move || {
+                if module.prober == Prober::Bert {
+                    bert::run_forever(&module, &target, &metrics, &flag, &shared.stop);
+                } else {
+                    martians::run_forever(&module, &target, &metrics, &flag, &shared.stop);
+                }
+            })
             .ok()
             .map(|handle| (stop, handle))
     } else {
@@ -415,7 +427,31 @@ fn insert_slot(
     );
 }
 
-fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
+/// Starts one more probe thread (its count is already in `pool.threads`).
+fn spawn_probe_thread(shared: &Arc<Shared>) -> io::Result<()> {
+    let thread_shared = Arc::clone(shared);
+    let handle = std::thread::Builder::new()
+        .name("probe".into())
+        .stack_size(256 * 1024)
+        .spawn(move || probe_thread(&thread_shared))?;
+    lock(&shared.threads).push(handle);
+    Ok(())
+}
+
+/// How long an idle probe thread waits for work before it ends, when it is not the last one
+/// (the pool shrinks back after a burst of long probes).
+const IDLE_EXIT: Duration = Duration::from_secs(30);
+
+/// How long before its due time a probe is handed to a probe thread. The thread then sleeps
+/// until the due time itself, so the hand-over (waking a thread, or starting one) happens
+/// while nothing is due yet, and the only lateness left at the start is the one wake-up of
+/// the thread that runs the probe.
+const DISPATCH_LEAD: Duration = Duration::from_millis(10);
+
+/// The scheduler: takes each probe off the heap `DISPATCH_LEAD` before it is due and hands it
+/// to an idle probe thread, starting a new one when none is idle (up to `workers`). It never
+/// runs a probe, so it never falls behind one.
+fn scheduler(shared: &Arc<Shared>) {
     let mut schedule = lock(&shared.schedule);
     loop {
         if shared.stop.load(Ordering::SeqCst) {
@@ -430,10 +466,11 @@ fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
             continue;
         };
-        if due > now {
+        let hand_over_at = due.checked_sub(DISPATCH_LEAD).unwrap_or(due);
+        if hand_over_at > now {
             schedule = shared
                 .wake
-                .wait_timeout(schedule, due - now)
+                .wait_timeout(schedule, hand_over_at - now)
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
             continue;
@@ -446,21 +483,6 @@ fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
             // Replaced or removed by a reload: its new entry is in the heap already.
             continue;
         }
-        if slot.busy.swap(true, Ordering::SeqCst) {
-            // Still probing since the last time: skip this one rather than pile up.
-            shared.skipped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let job = Job {
-                target: Arc::clone(&slot.target),
-                module: Arc::clone(&slot.module),
-                busy: Arc::clone(&slot.busy),
-                metrics: Arc::clone(&slot.metrics),
-                due,
-            };
-            if jobs.send(job).is_err() {
-                return;
-            }
-        }
         // The next one is due one interval after this one was (no drift); if the exporter fell
         // more than an interval behind, the missed ones are skipped, not run in a burst.
         let interval = slot.target.interval;
@@ -469,32 +491,72 @@ fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
             next += interval;
             shared.skipped.fetch_add(1, Ordering::Relaxed);
         }
+        let job = if slot.busy.swap(true, Ordering::SeqCst) {
+            // Still probing since the last time: skip this one rather than pile up.
+            shared.skipped.fetch_add(1, Ordering::Relaxed);
+            None
+        } else {
+            Some(Job {
+                target: Arc::clone(&slot.target),
+                module: Arc::clone(&slot.module),
+                busy: Arc::clone(&slot.busy),
+                metrics: Arc::clone(&slot.metrics),
+                due,
+            })
+        };
         schedule.heap.push(Reverse((next, generation, name)));
+        let Some(job) = job else {
+            continue;
+        };
+        schedule.ready.push_back(job);
+        if schedule.ready.len() > schedule.pool.idle
+            && schedule.pool.threads < schedule.config.workers
+        {
+            schedule.pool.threads += 1;
+            if spawn_probe_thread(shared).is_err() {
+                schedule.pool.threads -= 1;
+            }
+        }
+        shared.work.notify_one();
     }
 }
 
-fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
+/// A probe thread: takes the next probe handed over, sleeps until it is due, runs it.
+fn probe_thread(shared: &Arc<Shared>) {
+    let mut schedule = lock(&shared.schedule);
     loop {
-        let job = {
-            let receiver = lock(jobs);
-            match receiver.recv_timeout(Duration::from_millis(200)) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if shared.stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        if shared.stop.load(Ordering::SeqCst) {
+            schedule.pool.threads -= 1;
+            return;
+        }
+        let Some(job) = schedule.ready.pop_front() else {
+            schedule.pool.idle += 1;
+            let (guard, timeout) = shared
+                .work
+                .wait_timeout(schedule, IDLE_EXIT)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            schedule = guard;
+            schedule.pool.idle -= 1;
+            if timeout.timed_out() && schedule.ready.is_empty() && schedule.pool.threads > 1 {
+                schedule.pool.threads -= 1;
+                return;
             }
+            continue;
         };
+        drop(schedule);
+        let early = job.due.saturating_duration_since(Instant::now());
+        if !early.is_zero() {
+            // A high-resolution sleep (clock_nanosleep), not a condition variable's wait.
+            std::thread::sleep(early);
+        }
         let lag = Instant::now().saturating_duration_since(job.due);
         lock(&shared.health).lag.observe(lag.as_secs_f64());
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = probe::run(&job.module, &job.target, &shared.stop);
+        let result = probe::run(&job.module, &job.target, &shared.stop, None);
         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         lock(&job.metrics).record(&result);
         job.busy.store(false, Ordering::SeqCst);
+        schedule = lock(&shared.schedule);
     }
 }
 
@@ -669,7 +731,19 @@ fn serve(shared: &Shared, server: &tiny_http::Server) {
                 let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
                     .into_owned()
                     .collect();
-                match probe_once(shared, &params) {
+                let scrape_timeout = request
+                    .headers()
+                    .iter()
+                    .find(|header| header.field.equiv(SCRAPE_TIMEOUT_HEADER))
+                    .map(|header| header.value.as_str().to_string());
+                let budget = match probe_budget(scrape_timeout.as_deref(), TIMEOUT_OFFSET) {
+                    Ok(budget) => budget,
+                    Err(message) => {
+                        respond(request, 400, "text/plain", format!("{message}\n"));
+                        continue;
+                    }
+                };
+                match probe_once(shared, &params, budget) {
                     Ok(body) => respond(request, 200, prometheus::CONTENT_TYPE, body),
                     Err(message) => respond(request, 400, "text/plain", format!("{message}\n")),
                 }
@@ -688,8 +762,47 @@ fn serve(shared: &Shared, server: &tiny_http::Server) {
     }
 }
 
+/// The header in which Prometheus tells a target how long it will wait for the answer (its
+/// `scrape_timeout`).
+pub const SCRAPE_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
+
+/// What a `/probe` leaves of the scrape timeout for the answer to travel, as blackbox_exporter's
+/// `--timeout-offset` does by default (0.5 s).
+pub const TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// How long a `/probe` may run: the scrape timeout Prometheus sent less `offset`. No header:
+/// no bound beyond the module's own. A timeout not above the offset leaves half of it, so a
+/// short scrape timeout still gets a probe that ends in time. A header that is not a positive
+/// number of seconds is refused.
+pub fn probe_budget(header: Option<&str>, offset: Duration) -> Result<Option<Duration>, String> {
+    let Some(text) = header else {
+        return Ok(None);
+    };
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|seconds: &f64| seconds.is_finite() && *seconds > 0.0)
+        .ok_or_else(|| {
+            format!(
+                "Failed to parse timeout from Prometheus header: {SCRAPE_TIMEOUT_HEADER}: {text}"
+            )
+        })?;
+    let timeout = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{SCRAPE_TIMEOUT_HEADER}: {text} is out of range"))?;
+    Ok(Some(if timeout > offset {
+        timeout - offset
+    } else {
+        timeout / 2
+    }))
+}
+
 /// A `/probe` request: one probe now, answered in blackbox_exporter's metric names.
-fn probe_once(shared: &Shared, params: &HashMap<String, String>) -> Result<String, String> {
+fn probe_once(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    budget: Option<Duration>,
+) -> Result<String, String> {
     let target = params
         .get("target")
         .filter(|t| !t.is_empty())
@@ -700,9 +813,10 @@ fn probe_once(shared: &Shared, params: &HashMap<String, String>) -> Result<Strin
         .modules
         .get(module_name)
         .ok_or_else(|| format!("Unknown module \"{module_name}\""))?;
-    if module.prober == Prober::Bert {
+    if matches!(module.prober, Prober::Bert | Prober::Martians) {
         return Err(format!(
-            "module \"{module_name}\" is a continuous BERT: its figures are on /metrics"
+            "module \"{module_name}\" runs continuously ({}): its figures are on /metrics",
+            module.prober.name()
         ));
     }
     let probe_target = Target {
@@ -713,6 +827,33 @@ fn probe_once(shared: &Shared, params: &HashMap<String, String>) -> Result<Strin
         source: None,
         interface: None,
     };
-    let result = probe::run(module, &probe_target, &shared.stop);
+    let result = probe::run(module, &probe_target, &shared.stop, budget);
     Ok(metrics::render_probe(&result, &module.rtt_buckets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrape_timeout_less_the_offset_bounds_a_probe() {
+        let offset = Duration::from_millis(500);
+        assert_eq!(probe_budget(None, offset), Ok(None));
+        assert_eq!(
+            probe_budget(Some("10"), offset),
+            Ok(Some(Duration::from_millis(9_500)))
+        );
+        assert_eq!(
+            probe_budget(Some(" 1.5 "), offset),
+            Ok(Some(Duration::from_secs(1)))
+        );
+        // Not above the offset: half of it, never zero.
+        assert_eq!(
+            probe_budget(Some("0.4"), offset),
+            Ok(Some(Duration::from_millis(200)))
+        );
+        for bad in ["", "abc", "-1", "0", "NaN", "inf", "1e300"] {
+            assert!(probe_budget(Some(bad), offset).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -9,7 +9,8 @@ use loopscope_host::doctor::Status;
 use loopscope_report::prometheus::{Exposition, Histogram, MetricKind};
 
 use crate::bert::BertCounters;
-use crate::probe::{ExposedSocket, Findings, ProbeResult};
+use crate::martians::MartianCounters;
+use crate::probe::{ExposedSocket, Findings, PacketCounters, ProbeResult};
 
 /// Everything kept for one scheduled target.
 #[derive(Debug, Clone)]
@@ -25,17 +26,7 @@ pub struct TargetMetrics {
     /// The last probe's duration.
     pub last_duration_s: f64,
     /// Packet counters since the exporter started (or the target appeared).
-    pub sent: u64,
-    /// Replies received in time.
-    pub received: u64,
-    /// Requests without a timely reply.
-    pub lost: u64,
-    /// Duplicate replies.
-    pub duplicates: u64,
-    /// Replies after their timeout.
-    pub late: u64,
-    /// Replies that came back altered.
-    pub corrupt: u64,
+    pub packets: PacketCounters,
     /// The last probe's loss ratio.
     pub last_loss_ratio: Option<f64>,
     /// The last probe's IP version (ICMP).
@@ -50,6 +41,8 @@ pub struct TargetMetrics {
     pub listeners: Option<(usize, Vec<ExposedSocket>)>,
     /// A continuous BERT's counters.
     pub bert: Option<BertCounters>,
+    /// A continuous martian capture's counters.
+    pub martians: Option<MartianCounters>,
 }
 
 impl TargetMetrics {
@@ -61,12 +54,7 @@ impl TargetMetrics {
             failures: 0,
             last_success: None,
             last_duration_s: 0.0,
-            sent: 0,
-            received: 0,
-            lost: 0,
-            duplicates: 0,
-            late: 0,
-            corrupt: 0,
+            packets: PacketCounters::default(),
             last_loss_ratio: None,
             ip_version: None,
             one_way_s: None,
@@ -74,6 +62,7 @@ impl TargetMetrics {
             doctor: Vec::new(),
             listeners: None,
             bert: None,
+            martians: None,
         }
     }
 
@@ -87,14 +76,8 @@ impl TargetMetrics {
         self.last_duration_s = result.duration.as_secs_f64();
         match &result.findings {
             Findings::Ping(counts) => {
-                self.sent += counts.sent;
-                self.received += counts.received;
-                self.lost += counts.lost;
-                self.duplicates += counts.duplicates;
-                self.late += counts.late;
-                self.corrupt += counts.corrupt;
-                self.last_loss_ratio =
-                    (counts.sent > 0).then(|| counts.lost as f64 / counts.sent as f64);
+                self.packets += counts.packets;
+                self.last_loss_ratio = counts.packets.loss_ratio();
                 self.ip_version = counts.ip_version;
                 self.one_way_s = counts.one_way_s;
                 for rtt in &counts.rtts_s {
@@ -114,7 +97,7 @@ impl TargetMetrics {
 /// Declares the per-target families (their help text), in the order they are shown.
 pub fn declare_target_families(out: &mut Exposition) {
     use MetricKind::{Counter, Gauge, Histogram as Hist};
-    let families: [(&str, MetricKind, &str); 28] = [
+    let families: [(&str, MetricKind, &str); 31] = [
         (
             "loopscope_probe_success",
             Gauge,
@@ -247,6 +230,21 @@ pub fn declare_target_families(out: &mut Exposition) {
             "BERT runs started (restarts after a link failure included).",
         ),
         (
+            "loopscope_martian_packets_total",
+            Counter,
+            "Martian packets a continuous capture saw, by reason (a packet with two reasons counts under both).",
+        ),
+        (
+            "loopscope_capture_packets_total",
+            Counter,
+            "Packets a continuous martian capture looked at, martian or not.",
+        ),
+        (
+            "loopscope_capture_runs_total",
+            Counter,
+            "Martian captures started (restarts after a failure included).",
+        ),
+        (
             "loopscope_target_info",
             Gauge,
             "1 per configured target, with its module.",
@@ -286,18 +284,19 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
         &labels,
         metrics.failures as f64,
     );
-    let is_ping = metrics.sent > 0 || metrics.rtt.count() > 0;
+    let packets = &metrics.packets;
+    let is_ping = packets.sent > 0 || metrics.rtt.count() > 0;
     if is_ping {
         for (name, value) in [
-            ("loopscope_probe_packets_sent_total", metrics.sent),
-            ("loopscope_probe_packets_received_total", metrics.received),
-            ("loopscope_probe_packets_lost_total", metrics.lost),
+            ("loopscope_probe_packets_sent_total", packets.sent),
+            ("loopscope_probe_packets_received_total", packets.received),
+            ("loopscope_probe_packets_lost_total", packets.lost),
             (
                 "loopscope_probe_packets_duplicate_total",
-                metrics.duplicates,
+                packets.duplicates,
             ),
-            ("loopscope_probe_packets_late_total", metrics.late),
-            ("loopscope_probe_packets_corrupt_total", metrics.corrupt),
+            ("loopscope_probe_packets_late_total", packets.late),
+            ("loopscope_probe_packets_corrupt_total", packets.corrupt),
         ] {
             out.sample(name, &labels, value as f64);
         }
@@ -352,6 +351,29 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
             &labels,
             f64::from(u8::from(bert.in_sync)),
         );
+    }
+    if let Some(martians) = &metrics.martians {
+        out.sample(
+            "loopscope_capture_packets_total",
+            &labels,
+            martians.packets as f64,
+        );
+        out.sample(
+            "loopscope_capture_runs_total",
+            &labels,
+            martians.runs as f64,
+        );
+        for &(reason, count) in &martians.by_reason {
+            out.sample(
+                "loopscope_martian_packets_total",
+                &[
+                    ("target", target),
+                    ("module", metrics.module.as_str()),
+                    ("reason", reason),
+                ],
+                count as f64,
+            );
+        }
     }
     if let Some((loopback_only, exposed)) = &metrics.listeners {
         out.sample(
@@ -431,24 +453,24 @@ pub fn render_probe(result: &ProbeResult, rtt_buckets: &[f64]) -> String {
             MetricKind::Gauge,
             "Echo requests this probe sent.",
         );
-        out.sample("probe_packets_sent", &[], counts.sent as f64);
+        out.sample("probe_packets_sent", &[], counts.packets.sent as f64);
         out.family(
             "probe_packets_received",
             MetricKind::Gauge,
             "Replies this probe received within the timeout.",
         );
-        out.sample("probe_packets_received", &[], counts.received as f64);
-        if counts.sent > 0 {
+        out.sample(
+            "probe_packets_received",
+            &[],
+            counts.packets.received as f64,
+        );
+        if let Some(ratio) = counts.packets.loss_ratio() {
             out.family(
                 "probe_packet_loss_ratio",
                 MetricKind::Gauge,
                 "Share of this probe's requests that were lost (0 to 1).",
             );
-            out.sample(
-                "probe_packet_loss_ratio",
-                &[],
-                counts.lost as f64 / counts.sent as f64,
-            );
+            out.sample("probe_packet_loss_ratio", &[], ratio);
         }
     } else {
         declare_target_families(&mut out);
@@ -469,9 +491,12 @@ mod tests {
             success: !rtts.is_empty(),
             duration: Duration::from_millis(50),
             findings: Findings::Ping(PingCounts {
-                sent,
-                received: rtts.len() as u64,
-                lost: sent - rtts.len() as u64,
+                packets: PacketCounters {
+                    sent,
+                    received: rtts.len() as u64,
+                    lost: sent - rtts.len() as u64,
+                    ..PacketCounters::default()
+                },
                 rtts_s: rtts.to_vec(),
                 ip_version: Some(4),
                 ..PingCounts::default()
@@ -485,7 +510,14 @@ mod tests {
         let mut metrics = TargetMetrics::new("icmp", &[1e-5, 1e-4]);
         metrics.record(&ping_result(5, &[2e-5, 3e-5, 5e-6]));
         metrics.record(&ping_result(5, &[]));
-        assert_eq!((metrics.sent, metrics.received, metrics.lost), (10, 3, 7));
+        assert_eq!(
+            (
+                metrics.packets.sent,
+                metrics.packets.received,
+                metrics.packets.lost
+            ),
+            (10, 3, 7)
+        );
         assert_eq!(metrics.probes, 2);
         assert_eq!(metrics.failures, 1);
         assert_eq!(metrics.last_loss_ratio, Some(1.0));

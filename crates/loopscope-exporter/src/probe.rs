@@ -12,9 +12,10 @@ use loopscope_measure::ping::{self, Bind, IcmpPinger, PingConfig, PingEvent, Soc
 
 use crate::config::{IpProtocol, Module, Prober, Target};
 
-/// What a ping burst counted.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PingCounts {
+/// Packet counts of ping bursts: one burst's, or the sum of every burst since a target
+/// appeared (the `+=` that [`crate::metrics::TargetMetrics`] keeps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketCounters {
     /// Requests sent.
     pub sent: u64,
     /// Replies that came back in time (not duplicates, not corrupt).
@@ -27,6 +28,31 @@ pub struct PingCounts {
     pub late: u64,
     /// Replies that came back altered.
     pub corrupt: u64,
+}
+
+impl PacketCounters {
+    /// The share of the requests that were lost (0 to 1); `None` when nothing was sent.
+    pub fn loss_ratio(&self) -> Option<f64> {
+        (self.sent > 0).then(|| self.lost as f64 / self.sent as f64)
+    }
+}
+
+impl std::ops::AddAssign for PacketCounters {
+    fn add_assign(&mut self, other: PacketCounters) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.corrupt += other.corrupt;
+    }
+}
+
+/// What a ping burst found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PingCounts {
+    /// Its packet counts.
+    pub packets: PacketCounters,
     /// The round trips of the replies, in seconds.
     pub rtts_s: Vec<f64>,
     /// 4 or 6 for ICMP probes (blackbox's `probe_ip_protocol`).
@@ -80,18 +106,26 @@ pub struct ProbeResult {
     pub error: Option<String>,
 }
 
-/// Runs one probe of `target` with `module`, stopping early when `stop` is set.
-pub fn run(module: &Module, target: &Target, stop: &AtomicBool) -> ProbeResult {
+/// Runs one probe of `target` with `module`, stopping early when `stop` is set, and after
+/// `budget` when one is given (a `/probe` scrape's timeout): what was measured until then is
+/// the result, and requests still unanswered at that point count as lost.
+pub fn run(
+    module: &Module,
+    target: &Target,
+    stop: &AtomicBool,
+    budget: Option<Duration>,
+) -> ProbeResult {
     let started = Instant::now();
     let outcome = match module.prober {
-        Prober::Icmp => icmp(module, target, stop),
-        Prober::Ping => link_ping(module, target, stop),
-        Prober::Stamp => stamp(module, target),
-        Prober::Doctor => run_doctor(module),
+        Prober::Icmp => icmp(module, target, stop, budget),
+        Prober::Ping => link_ping(module, target, stop, budget),
+        Prober::Stamp => stamp(module, target, stop, budget),
+        Prober::Doctor => run_doctor(module, budget),
         Prober::Listeners => listeners(module),
-        Prober::Bert => Err(
-            "bert modules run continuously (their figures are on /metrics, not per probe)".into(),
-        ),
+        Prober::Bert | Prober::Martians => Err(format!(
+            "{} modules run continuously (their figures are on /metrics, not per probe)",
+            module.prober.name()
+        )),
     };
     let duration = started.elapsed();
     match outcome {
@@ -110,13 +144,13 @@ pub fn run(module: &Module, target: &Target, stop: &AtomicBool) -> ProbeResult {
     }
 }
 
-fn ping_config(module: &Module) -> PingConfig {
+fn ping_config(module: &Module, budget: Option<Duration>) -> PingConfig {
     PingConfig {
         count: Some(module.packets),
         interval: module.spacing,
         payload: module.payload,
         timeout: module.timeout,
-        deadline: None,
+        deadline: budget,
         stop_after_replies: None,
     }
 }
@@ -157,7 +191,12 @@ pub fn resolve(host: &str, protocol: IpProtocol) -> Result<Vec<IpAddr>, String> 
     Ok(ordered)
 }
 
-fn icmp(module: &Module, target: &Target, stop: &AtomicBool) -> Result<(bool, Findings), String> {
+fn icmp(
+    module: &Module,
+    target: &Target,
+    stop: &AtomicBool,
+    budget: Option<Duration>,
+) -> Result<(bool, Findings), String> {
     let host = target
         .target
         .strip_prefix("icmp://")
@@ -179,9 +218,9 @@ fn icmp(module: &Module, target: &Target, stop: &AtomicBool) -> Result<(bool, Fi
                 continue;
             }
         };
-        let mut counts = run_ping(&mut pinger, module, stop);
+        let mut counts = run_ping(&mut pinger, module, stop, budget);
         counts.ip_version = Some(if address.is_ipv4() { 4 } else { 6 });
-        return Ok((counts.received > 0, Findings::Ping(counts)));
+        return Ok((counts.packets.received > 0, Findings::Ping(counts)));
     }
     Err(last_error)
 }
@@ -190,17 +229,23 @@ fn link_ping(
     module: &Module,
     target: &Target,
     stop: &AtomicBool,
+    budget: Option<Duration>,
 ) -> Result<(bool, Findings), String> {
     let endpoint = Endpoint::parse(&target.target).map_err(|error| error.to_string())?;
     let adapters = AdapterStack::from_flags(false, module.impair.as_deref(), None)
         .map_err(|error| error.to_string())?;
     let mut pinger =
         ping::open(&endpoint, SocketChoice::Auto, &adapters).map_err(|error| error.to_string())?;
-    let counts = run_ping(pinger.as_mut(), module, stop);
-    Ok((counts.received > 0, Findings::Ping(counts)))
+    let counts = run_ping(pinger.as_mut(), module, stop, budget);
+    Ok((counts.packets.received > 0, Findings::Ping(counts)))
 }
 
-fn stamp(module: &Module, target: &Target) -> Result<(bool, Findings), String> {
+fn stamp(
+    module: &Module,
+    target: &Target,
+    exporter_stop: &AtomicBool,
+    budget: Option<Duration>,
+) -> Result<(bool, Findings), String> {
     use loopscope_measure::stamp::{self, SenderConfig, TimestampFormat};
     let text = target
         .target
@@ -229,29 +274,63 @@ fn stamp(module: &Module, target: &Target) -> Result<(bool, Findings), String> {
         format: TimestampFormat::Ntp,
         send_options: stamp::SendOptions::default(),
         auth: None,
-        tlvs: Vec::new(),
+        tlvs: stamp::RequestTlvs::new(),
         twamp_light: false,
         stateful_reflector: false,
     };
+    // The STAMP sender has a stop flag of its own and no deadline: a watchdog sets the flag
+    // when the exporter stops or the budget is spent, and ends as soon as the run does.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let run = stamp::send(&config, &stop, |_| {}).map_err(|error| error.to_string())?;
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let run = std::thread::scope(|scope| {
+        let stop = &stop;
+        scope.spawn(move || {
+            let until = budget.map(|budget| Instant::now() + budget);
+            loop {
+                let left = until.map_or(Duration::from_millis(100), |until| {
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(100))
+                });
+                if exporter_stop.load(std::sync::atomic::Ordering::Relaxed) || left.is_zero() {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                if finished.recv_timeout(left) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
+            }
+        });
+        let run = stamp::send(&config, stop, |_| {});
+        drop(done);
+        run
+    })
+    .map_err(|error| error.to_string())?;
     let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64 / 1e6;
     let counts = PingCounts {
-        sent: run.transmitted,
-        received: run.received,
-        lost: run.transmitted.saturating_sub(run.received),
-        duplicates: run.duplicates,
+        packets: PacketCounters {
+            sent: run.transmitted,
+            received: run.received,
+            lost: run.transmitted.saturating_sub(run.received),
+            duplicates: run.duplicates,
+            ..PacketCounters::default()
+        },
         rtts_s: run.rtt_us.iter().map(|us| us / 1e6).collect(),
         one_way_s: (!run.forward_us.is_empty())
             .then(|| (mean(&run.forward_us), mean(&run.backward_us))),
         ..PingCounts::default()
     };
-    Ok((counts.received > 0, Findings::Ping(counts)))
+    Ok((counts.packets.received > 0, Findings::Ping(counts)))
 }
 
-fn run_ping(pinger: &mut dyn ping::Pinger, module: &Module, stop: &AtomicBool) -> PingCounts {
+fn run_ping(
+    pinger: &mut dyn ping::Pinger,
+    module: &Module,
+    stop: &AtomicBool,
+    budget: Option<Duration>,
+) -> PingCounts {
     let mut rtts_s = Vec::with_capacity(module.packets as usize);
-    let outcome = ping::run(pinger, &ping_config(module), stop, &mut |event| {
+    let outcome = ping::run(pinger, &ping_config(module, budget), stop, &mut |event| {
         if let PingEvent::Reply(reply) = event
             && !reply.duplicate
             && !reply.corrupt
@@ -268,19 +347,21 @@ fn run_ping(pinger: &mut dyn ping::Pinger, module: &Module, stop: &AtomicBool) -
             .unwrap_or(0)
     };
     PingCounts {
-        sent: summary.transmitted,
-        received: summary.received,
-        lost: summary.transmitted.saturating_sub(summary.received),
-        duplicates: summary.duplicates,
-        late: extra("late"),
-        corrupt: extra("corrupt"),
+        packets: PacketCounters {
+            sent: summary.transmitted,
+            received: summary.received,
+            lost: summary.transmitted.saturating_sub(summary.received),
+            duplicates: summary.duplicates,
+            late: extra("late"),
+            corrupt: extra("corrupt"),
+        },
         rtts_s,
         ip_version: None,
         one_way_s: None,
     }
 }
 
-fn run_doctor(module: &Module) -> Result<(bool, Findings), String> {
+fn run_doctor(module: &Module, budget: Option<Duration>) -> Result<(bool, Findings), String> {
     let selected: Vec<&'static doctor::Check> = doctor::CHECKS
         .iter()
         .filter(|check| module.checks.is_empty() || module.checks.iter().any(|n| n == check.name))
@@ -288,7 +369,10 @@ fn run_doctor(module: &Module) -> Result<(bool, Findings), String> {
     let options = doctor::Options {
         hosts_file: module.hosts_file.as_ref().map(Into::into),
         icmp_socket: SocketChoice::from_env().map_err(|error| error.to_string())?,
-        timeout: module.timeout.min(Duration::from_secs(5)),
+        timeout: module
+            .timeout
+            .min(Duration::from_secs(5))
+            .min(budget.unwrap_or(Duration::MAX)),
         // A probe every few seconds must stay light: a short BERT and a short latency loop.
         bert_bytes: 1 << 20,
         latency_round_trips: 200,

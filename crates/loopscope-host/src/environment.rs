@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// What we could tell about the surroundings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Surroundings {
+pub(crate) struct Surroundings {
     /// `Some(true)` when our network namespace differs from PID 1's; `None` when we cannot see
     /// PID 1's (not root, or a PID namespace).
     pub separate_netns: Option<bool>,
@@ -19,7 +19,7 @@ pub struct Surroundings {
 
 /// Looks at what this process runs in: its network namespace and signs of a container, which
 /// explain findings the host itself cannot (a missing `lo` address in a fresh namespace).
-pub fn inspect() -> Surroundings {
+pub(crate) fn inspect() -> Surroundings {
     let own = std::fs::read_link("/proc/self/ns/net")
         .ok()
         .map(|link| link.display().to_string());

@@ -196,7 +196,7 @@ pub struct Rulesets {
 }
 
 /// Finds an executable in PATH or the sbin directories (which a non-root PATH may lack).
-pub fn find_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
@@ -238,7 +238,7 @@ fn run_tool(program: &PathBuf, args: &[&str], limit: Duration) -> Result<String,
 }
 
 /// Reads every ruleset this host has tools for.
-pub fn read_rulesets() -> Rulesets {
+pub(crate) fn read_rulesets() -> Rulesets {
     let mut rulesets = Rulesets::default();
     let limit = Duration::from_secs(2);
     let mut nft_rules = Vec::new();
@@ -389,7 +389,7 @@ fn family_reach(family: &str) -> Option<(bool, bool)> {
 }
 
 /// Drop/reject rules and drop policies in `nft -j list ruleset` output.
-pub fn parse_nft_json(json: &str) -> Result<Vec<BlockingRule>, io::Error> {
+pub(crate) fn parse_nft_json(json: &str) -> Result<Vec<BlockingRule>, io::Error> {
     let root: Value = serde_json::from_str(json).map_err(io::Error::other)?;
     let items = root
         .get("nftables")
@@ -781,7 +781,7 @@ fn render_value(value: &Value, quote: bool) -> String {
 
 /// What one `iptables-save` dump held.
 #[derive(Debug, Clone, Default)]
-pub struct IptablesSave {
+pub(crate) struct IptablesSave {
     /// The rules of the dump that drop or reject.
     pub rules: Vec<BlockingRule>,
     /// `(table, chain)` for every chain the dump declares.
@@ -790,7 +790,7 @@ pub struct IptablesSave {
 
 /// Drop/reject rules and drop policies in `iptables-save` output. `tool` is `iptables` or
 /// `ip6tables`; `command` is what the fixes call (`iptables`, `iptables-legacy`...).
-pub fn parse_iptables_save(
+pub(crate) fn parse_iptables_save(
     text: &str,
     tool: &'static str,
     backend: Option<Backend>,

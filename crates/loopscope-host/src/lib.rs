@@ -4,8 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod doctor;
-pub mod environment;
-pub mod firewall;
-pub mod proc_net;
-pub mod resolver;
-pub mod sysctl;
+mod environment;
+mod firewall;
+mod proc_net;
+mod resolver;
+mod sysctl;

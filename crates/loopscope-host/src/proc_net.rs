@@ -9,7 +9,7 @@ use loopscope_sys::{ProcNetTable, TCP_LISTEN};
 
 /// Ports reachable over 127.0.0.1 and over ::1.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoopbackListeners {
+pub(crate) struct LoopbackListeners {
     /// Ports listening on 127.0.0.1 (or on a wildcard that covers it).
     pub ipv4: BTreeSet<u16>,
     /// Ports listening on ::1 (or on `::`).
@@ -20,7 +20,7 @@ pub struct LoopbackListeners {
 
 /// Every TCP socket listening on a loopback or wildcard address, by the family that reaches
 /// it.
-pub fn loopback_listeners() -> LoopbackListeners {
+pub(crate) fn loopback_listeners() -> LoopbackListeners {
     let mut found = LoopbackListeners::default();
     for table in [ProcNetTable::Tcp, ProcNetTable::Tcp6] {
         let Ok(text) = table.read() else {

@@ -35,7 +35,7 @@ impl Source {
 
 /// The answers for one name, in the order a client would try them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The addresses, in the order a client would try them.
     Answers(Vec<IpAddr>),
     /// No such name; the text says what the resolver answered.
@@ -45,7 +45,7 @@ pub enum Lookup {
 }
 
 /// Resolves `name` from `source`; the system resolver gets `timeout` (it may go to DNS).
-pub fn lookup(source: &Source, name: &str, timeout: Duration) -> Lookup {
+pub(crate) fn lookup(source: &Source, name: &str, timeout: Duration) -> Lookup {
     match source {
         Source::System => system_lookup(name, timeout),
         Source::HostsFile(path) => match std::fs::read_to_string(path) {
@@ -88,7 +88,7 @@ fn system_lookup(name: &str, timeout: Duration) -> Lookup {
 
 /// Addresses for `name` in a hosts(5) file, in file order, without repeats. Names compare
 /// without case; `#` starts a comment; zone suffixes (`fe80::1%eth0`) are dropped.
-pub fn hosts_file_lookup(text: &str, name: &str) -> Vec<IpAddr> {
+pub(crate) fn hosts_file_lookup(text: &str, name: &str) -> Vec<IpAddr> {
     let mut found = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
@@ -111,7 +111,7 @@ pub fn hosts_file_lookup(text: &str, name: &str) -> Vec<IpAddr> {
 /// `localhost`, two rules decide: rule 1 (unusable destinations last: no route or source
 /// address, tested with a UDP connect as glibc does) and rule 6 (higher precedence first in
 /// the default policy table: ::1 50, other IPv6 40, IPv4 35). The sort is stable.
-pub fn order_like_getaddrinfo(mut addresses: Vec<IpAddr>) -> Vec<IpAddr> {
+pub(crate) fn order_like_getaddrinfo(mut addresses: Vec<IpAddr>) -> Vec<IpAddr> {
     addresses.sort_by_key(|address| (!usable(*address), std::cmp::Reverse(precedence(*address))));
     addresses
 }
@@ -127,7 +127,7 @@ fn usable(address: IpAddr) -> bool {
 }
 
 /// RFC 6724 section 2.1 default policy table precedence.
-pub fn precedence(address: IpAddr) -> u8 {
+pub(crate) fn precedence(address: IpAddr) -> u8 {
     match address {
         IpAddr::V4(_) => 35,
         IpAddr::V6(ip) => {

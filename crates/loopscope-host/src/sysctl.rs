@@ -4,13 +4,13 @@ use std::io;
 use std::path::Path;
 
 /// Reads `net.ipv4.conf.lo.rp_filter` style names from /proc/sys; the value is trimmed.
-pub fn read(name: &str) -> io::Result<String> {
+pub(crate) fn read(name: &str) -> io::Result<String> {
     let path = Path::new("/proc/sys").join(name.replace('.', "/"));
     Ok(std::fs::read_to_string(path)?.trim().to_string())
 }
 
 /// Reads an integer setting.
-pub fn read_int(name: &str) -> io::Result<i64> {
+pub(crate) fn read_int(name: &str) -> io::Result<i64> {
     read(name)?.parse().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -20,13 +20,13 @@ pub fn read_int(name: &str) -> io::Result<i64> {
 }
 
 /// Whether this kernel has IPv6 at all (not built, or booted with ipv6.disable=1).
-pub fn kernel_has_ipv6() -> bool {
+pub(crate) fn kernel_has_ipv6() -> bool {
     Path::new("/proc/sys/net/ipv6").exists() || Path::new("/proc/net/if_inet6").exists()
 }
 
 /// `net.ipv4.ping_group_range`: the groups allowed to open ICMP datagram sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PingGroupRange {
+pub(crate) struct PingGroupRange {
     /// The lowest group id allowed.
     pub low: u32,
     /// The highest group id allowed.
@@ -35,14 +35,14 @@ pub struct PingGroupRange {
 
 impl PingGroupRange {
     /// Reads the running kernel's setting.
-    pub fn read() -> io::Result<Self> {
+    pub(crate) fn read() -> io::Result<Self> {
         Self::parse(&read("net.ipv4.ping_group_range")?).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, "unreadable ping_group_range")
         })
     }
 
     /// Parses the sysctl's text, `LOW HIGH`; `None` when it is not two numbers.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let mut fields = text.split_whitespace().map(str::parse::<u32>);
         let low = fields.next()?.ok()?;
         let high = fields.next()?.ok()?;
@@ -50,18 +50,18 @@ impl PingGroupRange {
     }
 
     /// Whether group `gid` may open ICMP datagram sockets.
-    pub fn contains(&self, gid: u32) -> bool {
+    pub(crate) fn contains(&self, gid: u32) -> bool {
         self.low <= gid && gid <= self.high
     }
 
     /// The kernel default "1 0" (low above high): nobody may open ping sockets.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.low > self.high
     }
 }
 
 /// The calling process's groups (effective and supplementary).
-pub fn own_groups() -> Vec<u32> {
+pub(crate) fn own_groups() -> Vec<u32> {
     let mut groups = vec![rustix::process::getegid().as_raw()];
     // Without the supplementary list (it cannot fail short of a kernel bug) the effective
     // group still answers the common case.

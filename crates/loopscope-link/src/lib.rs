@@ -13,6 +13,7 @@
 
 pub mod adapter;
 pub mod endpoint;
+pub mod eth_lb;
 pub mod link;
 pub mod niu;
 pub mod reflector;

@@ -223,6 +223,8 @@ enum Service {
     /// The loopback plug on the master side of a pseudo-terminal (it holds the slave open so
     /// the pair outlives the clients that come and go).
     Pty(crate::transport::pty::Plug),
+    /// A UDP socket whose requests a protocol answers (STAMP, S-BFD...).
+    Responder(UdpSocket, Box<dyn DatagramResponder>, Arc<DatagramCounters>),
 }
 
 /// The far end: serves every endpoint it was given until stopped.
@@ -319,6 +321,41 @@ impl Reflector {
         Ok(reflector)
     }
 
+    /// A reflector that serves nothing yet: add services with [`Reflector::add_responder`].
+    pub fn new(config: ReflectConfig) -> Self {
+        Reflector {
+            services: Vec::new(),
+            cleanup: Vec::new(),
+            config,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Binds a UDP socket on `address` whose requests `responder` answers, behind the same
+    /// rules as every datagram service (source ports, echo loops, the per-source rate limit,
+    /// no reply longer than its request). Returns the endpoint clients reach (the port the
+    /// kernel chose for 0) and the service's own counters, which the reflector's summary
+    /// also sums.
+    pub fn add_responder(
+        &mut self,
+        address: SocketAddr,
+        mut responder: Box<dyn DatagramResponder>,
+    ) -> Result<(String, Arc<DatagramCounters>), LinkError> {
+        let socket = bind_udp(address, &IpOptions::default())
+            .map_err(|e| LinkError::io(format!("cannot bind udp {address}"), e))?;
+        responder
+            .prepare(&socket)
+            .map_err(|e| LinkError::io(format!("cannot set up udp {address}"), e))?;
+        let local = socket.local_addr().map_err(|e| LinkError::io("udp", e))?;
+        let name = format!("udp://{local}");
+        let counters = Arc::new(DatagramCounters::default());
+        self.services.push((
+            name.clone(),
+            Service::Responder(socket, responder, Arc::clone(&counters)),
+        ));
+        Ok((name, counters))
+    }
+
     /// Where clients reach this reflector (ports resolved when 0 was asked for).
     pub fn endpoints(&self) -> Vec<String> {
         self.services.iter().map(|(name, _)| name.clone()).collect()
@@ -373,6 +410,15 @@ impl Reflector {
                             serve_unix_datagram(&socket, &stop, &events, &counters)
                         }
                         Service::Link(link) => serve_link(link, &stop, &counters, &config),
+                        Service::Responder(socket, mut responder, own) => serve_responder(
+                            &socket,
+                            responder.as_mut(),
+                            &stop,
+                            &events,
+                            &counters,
+                            &own,
+                            &config,
+                        ),
                         Service::Pty(mut plug) => plug.run(
                             &stop,
                             &mut |n| {
@@ -957,6 +1003,93 @@ impl Refusal {
     }
 }
 
+/// The rules every datagram service keeps before it answers anything: no answer to the
+/// reserved source ports or its own, none to a datagram that is a reply of ours coming back,
+/// and at most the per-source rate. One copy, for plain UDP echo and for every
+/// [`DatagramResponder`] alike.
+struct DatagramGate {
+    own_port: u16,
+    limiter: RateLimiter,
+    guard: EchoGuard<SocketAddr>,
+    log: RefusalLog,
+}
+
+impl DatagramGate {
+    fn new(own_port: u16, config: &ReflectConfig) -> Self {
+        DatagramGate {
+            own_port,
+            limiter: RateLimiter::new(config.rate_limit_pps, config.rate_burst),
+            guard: EchoGuard::new(),
+            log: RefusalLog {
+                logged: 0,
+                last: None,
+            },
+        }
+    }
+
+    /// Why `datagram` from `source` gets no answer, counted and (sparingly) logged; `None`
+    /// when it may be answered.
+    fn refuse(
+        &mut self,
+        source: SocketAddr,
+        datagram: &[u8],
+        counters: &Counters,
+        events: &EventSink,
+    ) -> Option<Refusal> {
+        let now = Instant::now();
+        let refusal = udp_refusal(&source, self.own_port)
+            .map(Refusal::SourcePort)
+            .or_else(|| {
+                self.guard
+                    .is_our_echo(&source, datagram, now)
+                    .then_some(Refusal::Echo)
+            })
+            .or_else(|| (!self.limiter.allow(source.ip(), now)).then_some(Refusal::RateLimit))?;
+        refusal.count(counters);
+        if self.log.should_log(now) {
+            events(ReflectEvent::Refused {
+                peer: source.to_string(),
+                reason: refusal.reason().to_string(),
+            });
+        }
+        Some(refusal)
+    }
+
+    /// Sends `reply` to `to`, remembers it (to know it if it comes back) and counts it.
+    fn reply(
+        &mut self,
+        socket: &UdpSocket,
+        reply: &[u8],
+        to: SocketAddr,
+        counters: &Counters,
+    ) -> io::Result<usize> {
+        let sent = socket.send_to(reply, to);
+        match &sent {
+            Ok(_) => {
+                self.guard.replied(&to, reply, Instant::now());
+                counters.datagrams.fetch_add(1, Ordering::Relaxed);
+                let bytes = reply.len() as u64;
+                counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                counters
+                    .datagram_bytes_reflected
+                    .fetch_add(bytes, Ordering::Relaxed);
+            }
+            // A full send buffer or a vanished peer: the datagram is lost, as UDP may.
+            Err(_) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        sent
+    }
+}
+
+fn count_received(counters: &Counters, len: usize) {
+    counters.datagrams_received.fetch_add(1, Ordering::Relaxed);
+    counters
+        .datagram_bytes_received
+        .fetch_add(len as u64, Ordering::Relaxed);
+}
+
 fn serve_udp(
     socket: &UdpSocket,
     stop: &AtomicBool,
@@ -964,13 +1097,7 @@ fn serve_udp(
     counters: &Counters,
     config: &ReflectConfig,
 ) -> io::Result<()> {
-    let own_port = socket.local_addr()?.port();
-    let mut limiter = RateLimiter::new(config.rate_limit_pps, config.rate_burst);
-    let mut guard = EchoGuard::new();
-    let mut log = RefusalLog {
-        logged: 0,
-        last: None,
-    };
+    let mut gate = DatagramGate::new(socket.local_addr()?.port(), config);
     // A reply is never longer than its request: byte insertions and duplications damage the
     // reply but are cut off at the request's length.
     let mut impairer = config
@@ -994,7 +1121,7 @@ fn serve_udp(
                 Readiness::TimedOut => {
                     last_source = None;
                     impairer.flush(&mut |d| {
-                        reply_udp(socket, d, source, counters, &mut guard);
+                        let _ = gate.reply(socket, d, source, counters);
                         Ok(())
                     })?;
                     publish_impairment(impairer, counters);
@@ -1018,43 +1145,26 @@ fn serve_udp(
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
             Err(e) => return Err(e),
         };
-        counters.datagrams_received.fetch_add(1, Ordering::Relaxed);
-        counters
-            .datagram_bytes_received
-            .fetch_add(n as u64, Ordering::Relaxed);
-        let now = Instant::now();
+        count_received(counters, n);
         let datagram = &buffer[..n];
-        let refusal = udp_refusal(&source, own_port)
-            .map(Refusal::SourcePort)
-            .or_else(|| {
-                guard
-                    .is_our_echo(&source, datagram, now)
-                    .then_some(Refusal::Echo)
-            })
-            .or_else(|| (!limiter.allow(source.ip(), now)).then_some(Refusal::RateLimit));
-        if let Some(refusal) = refusal {
-            refusal.count(counters);
-            if log.should_log(now) {
-                events(ReflectEvent::Refused {
-                    peer: source.to_string(),
-                    reason: refusal.reason().to_string(),
-                });
-            }
+        if gate.refuse(source, datagram, counters, events).is_some() {
             continue;
         }
         match impairer.as_mut() {
-            None => reply_udp(socket, datagram, source, counters, &mut guard),
+            None => {
+                let _ = gate.reply(socket, datagram, source, counters);
+            }
             Some(impairer) => {
                 // A client switching source while one of its datagrams is held back: the held
                 // one goes to the client it came from, before this one is handled.
                 if let Some(last) = last_source.filter(|last| *last != source) {
                     impairer.flush(&mut |d| {
-                        reply_udp(socket, d, last, counters, &mut guard);
+                        let _ = gate.reply(socket, d, last, counters);
                         Ok(())
                     })?;
                 }
                 impairer.process(datagram, &mut |d| {
-                    reply_udp(socket, d, source, counters, &mut guard);
+                    let _ = gate.reply(socket, d, source, counters);
                     Ok(())
                 })?;
                 publish_impairment(impairer, counters);
@@ -1065,28 +1175,190 @@ fn serve_udp(
     Ok(())
 }
 
-fn reply_udp(
-    socket: &UdpSocket,
-    datagram: &[u8],
-    to: SocketAddr,
-    counters: &Counters,
-    guard: &mut EchoGuard<SocketAddr>,
-) {
-    match socket.send_to(datagram, to) {
-        Ok(_) => {
-            guard.replied(&to, datagram, Instant::now());
-            counters.datagrams.fetch_add(1, Ordering::Relaxed);
-            let bytes = datagram.len() as u64;
-            counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-            counters
-                .datagram_bytes_reflected
-                .fetch_add(bytes, Ordering::Relaxed);
-        }
-        // A full send buffer or a vanished peer: the datagram is lost, as UDP may.
-        Err(_) => {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
+/// One received datagram as a [`DatagramResponder`] sees it: its octets and what the kernel
+/// said about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The datagram.
+    pub bytes: &'a [u8],
+    /// Its source.
+    pub source: SocketAddr,
+    /// The address it was sent to and the port it arrived on (IP_PKTINFO), when known.
+    pub destination: Option<SocketAddr>,
+    /// Its TTL (IPv4) or hop limit (IPv6) on arrival, when the responder asked for it.
+    pub ttl: Option<u8>,
+    /// Its TOS octet (IPv4) or traffic class (IPv6): DSCP and ECN.
+    pub tos: Option<u8>,
+    /// The kernel's receive timestamp (CLOCK_REALTIME since the Unix epoch), when on.
+    pub kernel_rx: Option<Duration>,
+}
+
+/// What a responder makes of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Send the first `len` octets of the reply buffer, with this DSCP (None: the socket's
+    /// default, 0). The reflector never sends more than the request's length (the buffer is
+    /// that long): no amplification.
+    Reply {
+        /// Octets of the reply buffer to send.
+        len: usize,
+        /// The DSCP the reply leaves with (RFC 8972 §4.4's Class of Service asks for one).
+        dscp: Option<u8>,
+    },
+    /// Send nothing (the responder counts why).
+    Silent,
+}
+
+/// A protocol answered by the reflector's datagram loop: STAMP's Session-Reflector
+/// (`loopscope-measure::stamp`), and any other request/response protocol over UDP (S-BFD and
+/// BFD echo could plug in the same way). The loop owns the socket, the refusals (reserved
+/// source ports, echo loops, the per-source rate limit), the length rule and the counters;
+/// the responder only turns a request into a reply.
+pub trait DatagramResponder: Send {
+    /// Readies the bound socket before serving: kernel timestamps, the TTL replies leave with.
+    fn prepare(&mut self, socket: &UdpSocket) -> io::Result<()>;
+    /// Writes the answer to `request` into `reply`, a buffer exactly as long as the request.
+    fn respond(&mut self, request: &Request<'_>, reply: &mut [u8]) -> Answer;
+    /// Told after each reply went out (`sent`) or failed; the socket is there to read what
+    /// the send left behind (transmit timestamps on the error queue).
+    fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
+        let _ = (socket, sent);
+    }
+}
+
+/// What one datagram service saw, counted by the reflector's loop (the reflector's summary
+/// adds them up over all services).
+#[derive(Debug, Default)]
+pub struct DatagramCounters {
+    received: AtomicU64,
+    answered: AtomicU64,
+    refused_source_port: AtomicU64,
+    refused_rate_limit: AtomicU64,
+    refused_echo_loop: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+/// A reading of [`DatagramCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DatagramCount {
+    /// Datagrams received.
+    pub received: u64,
+    /// Replies sent.
+    pub answered: u64,
+    /// Not answered for their source port (reserved, zero, or the service's own).
+    pub refused_source_port: u64,
+    /// Not answered for the per-source rate limit.
+    pub refused_rate_limit: u64,
+    /// Not answered for being a reply of ours coming back.
+    pub refused_echo_loop: u64,
+    /// Replies the kernel refused to send.
+    pub send_errors: u64,
+}
+
+impl DatagramCounters {
+    /// The counts now.
+    pub fn read(&self) -> DatagramCount {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DatagramCount {
+            received: load(&self.received),
+            answered: load(&self.answered),
+            refused_source_port: load(&self.refused_source_port),
+            refused_rate_limit: load(&self.refused_rate_limit),
+            refused_echo_loop: load(&self.refused_echo_loop),
+            send_errors: load(&self.send_errors),
         }
     }
+}
+
+fn serve_responder(
+    socket: &UdpSocket,
+    responder: &mut dyn DatagramResponder,
+    stop: &AtomicBool,
+    events: &EventSink,
+    counters: &Counters,
+    own: &DatagramCounters,
+    config: &ReflectConfig,
+) -> io::Result<()> {
+    let bump = |counter: &AtomicU64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    };
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?;
+    let ipv6 = local.is_ipv6();
+    let mut gate = DatagramGate::new(local.port(), config);
+    let mut reply_dscp = 0u8;
+    let mut request = vec![0u8; 65_536];
+    let mut reply = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        if wait_readable(socket, Some(POLL))? != Readiness::Ready {
+            continue;
+        }
+        // Drain what is queued, then wait again.
+        loop {
+            let received = match loopscope_sys::recv_datagram(socket, &mut request) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors reported for earlier answers: not this datagram's problem.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            };
+            count_received(counters, received.len);
+            bump(&own.received);
+            let Some(source) = received.from else {
+                continue;
+            };
+            let bytes = &request[..received.len];
+            match gate.refuse(source, bytes, counters, events) {
+                None => {}
+                Some(Refusal::SourcePort(_)) => {
+                    bump(&own.refused_source_port);
+                    continue;
+                }
+                Some(Refusal::RateLimit) => {
+                    bump(&own.refused_rate_limit);
+                    continue;
+                }
+                Some(Refusal::Echo) => {
+                    bump(&own.refused_echo_loop);
+                    continue;
+                }
+            }
+            let incoming = Request {
+                bytes,
+                source,
+                destination: received.to.map(|ip| SocketAddr::new(ip, gate.own_port)),
+                ttl: received.ttl,
+                tos: received.tos,
+                kernel_rx: received.kernel_rx,
+            };
+            let out = &mut reply[..received.len];
+            let Answer::Reply { len, dscp } = responder.respond(&incoming, out) else {
+                continue;
+            };
+            // The amplification rule, whatever the responder says.
+            let len = len.min(received.len);
+            // The DSCP is a socket option: set only when it changes (most replies keep one).
+            let dscp = dscp.unwrap_or(0) & 0x3F;
+            if dscp != reply_dscp {
+                let options = loopscope_sys::SendOptions {
+                    dscp: Some(dscp),
+                    ..Default::default()
+                };
+                if loopscope_sys::set_send_options(socket, ipv6, options).is_ok() {
+                    reply_dscp = dscp;
+                }
+            }
+            let sent = gate.reply(socket, &out[..len], source, counters);
+            if sent.is_ok() {
+                bump(&own.answered);
+            } else {
+                bump(&own.send_errors);
+            }
+            responder.after_send(socket, sent.is_ok());
+        }
+    }
+    Ok(())
 }
 
 fn publish_impairment(impairer: &Impairer, counters: &Counters) {

@@ -40,13 +40,13 @@ pub enum DiagError {
 }
 
 /// An open sock_diag socket, reused for the four dumps.
-pub struct Diag {
+pub(crate) struct Diag {
     socket: SockDiag,
 }
 
 impl Diag {
     /// Opens the socket the four dumps (TCP and UDP over IPv4 and IPv6) share.
-    pub fn open() -> Result<Diag, DiagError> {
+    pub(crate) fn open() -> Result<Diag, DiagError> {
         let socket = SockDiag::open().map_err(|error| {
             DiagError::Socket(match error {
                 NetlinkError::Open(cause)
@@ -59,7 +59,7 @@ impl Diag {
     }
 
     /// Every socket of `protocol`/`family` in the listening (TCP) or unconnected (UDP) state.
-    pub fn dump(
+    pub(crate) fn dump(
         &mut self,
         protocol: Protocol,
         family: Family,

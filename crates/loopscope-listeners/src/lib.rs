@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use loopscope_report::plural;
 use serde::Serialize;
 
-pub mod diag;
-pub mod exposure;
-pub mod model;
-pub mod owners;
+mod diag;
+mod exposure;
+mod model;
+mod owners;
 pub mod port;
-pub mod procnet;
+mod procnet;
 pub mod report;
 
 pub use exposure::{Interfaces, Verdict, judge};
@@ -105,11 +105,11 @@ pub struct Snapshot {
     pub notes: Vec<String>,
 }
 
-const TABLES: [(Protocol, Family, &str); 4] = [
-    (Protocol::Tcp, Family::Ipv4, "tcp"),
-    (Protocol::Tcp, Family::Ipv6, "tcp6"),
-    (Protocol::Udp, Family::Ipv4, "udp"),
-    (Protocol::Udp, Family::Ipv6, "udp6"),
+const TABLES: [(Protocol, Family); 4] = [
+    (Protocol::Tcp, Family::Ipv4),
+    (Protocol::Tcp, Family::Ipv6),
+    (Protocol::Udp, Family::Ipv4),
+    (Protocol::Udp, Family::Ipv6),
 ];
 
 /// What is read inside the audited namespace.
@@ -314,7 +314,8 @@ fn read_namespace<D: Dumper>(
             }
         },
     };
-    for (protocol, family, table) in TABLES {
+    for (protocol, family) in TABLES {
+        let table = procnet::table_of(protocol, family);
         if let Some(diag) = diag.as_mut() {
             match diag.dump(protocol, family, &mut view.sockets) {
                 Ok(()) => {
@@ -322,27 +323,30 @@ fn read_namespace<D: Dumper>(
                     continue;
                 }
                 Err(error) if source == Source::Netlink => return Err(error.into()),
-                Err(error) => view
-                    .notes
-                    .push(format!("{error}; {table} read from /proc/net instead")),
+                Err(error) => view.notes.push(format!(
+                    "{error}; {} read from /proc/net instead",
+                    table.file_name()
+                )),
             }
         }
-        // /proc/thread-self/net shows the namespace of this thread, which matters after setns.
-        let path = format!("/proc/thread-self/net/{table}");
-        match std::fs::read_to_string(&path) {
+        // The table as this thread sees it, which matters after setns.
+        match table.read() {
             Ok(text) => {
                 view.used_proc = true;
-                let malformed = procnet::parse_table(&text, protocol, family, &mut view.sockets);
+                let malformed =
+                    procnet::add_listening(text.parse(), protocol, family, &mut view.sockets);
                 if malformed > 0 {
-                    view.notes
-                        .push(format!("{path}: {malformed} lines could not be parsed"));
+                    view.notes.push(format!(
+                        "{}: {malformed} lines could not be parsed",
+                        text.path
+                    ));
                 }
             }
             // IPv6 disabled: no tcp6/udp6 table, nothing listens there.
             Err(error)
                 if error.kind() == std::io::ErrorKind::NotFound && family == Family::Ipv6 => {}
             Err(error) => {
-                return Err(Error::NoSource(format!("{path}: {error}")));
+                return Err(Error::NoSource(format!("{}: {error}", table.path())));
             }
         }
     }

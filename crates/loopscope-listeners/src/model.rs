@@ -140,7 +140,7 @@ pub struct Listener {
 }
 
 /// The v4 address inside an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), else the address.
-pub fn unmap(address: IpAddr) -> IpAddr {
+pub(crate) fn unmap(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -151,11 +151,11 @@ pub fn unmap(address: IpAddr) -> IpAddr {
 }
 
 /// Loopback in the wide sense: all of 127/8, ::1, and IPv4-mapped 127/8.
-pub fn is_loopback(address: IpAddr) -> bool {
+pub(crate) fn is_loopback(address: IpAddr) -> bool {
     unmap(address).is_loopback()
 }
 
 /// 0.0.0.0, `::`, and the mapped `::ffff:0.0.0.0`.
-pub fn is_wildcard(address: IpAddr) -> bool {
+pub(crate) fn is_wildcard(address: IpAddr) -> bool {
     address.is_unspecified() || unmap(address) == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }

@@ -13,7 +13,7 @@ use crate::model::Process;
 
 /// The result of walking /proc.
 #[derive(Debug, Default)]
-pub struct Owners {
+pub(crate) struct Owners {
     /// Socket inode -> pids holding it (each pid once, ascending).
     pub by_inode: HashMap<u64, Vec<u32>>,
     /// What we learned about each holding process.
@@ -25,7 +25,7 @@ pub struct Owners {
 }
 
 /// Walks `proc_root` (normally `/proc`) for the holders of the `wanted` inodes.
-pub fn scan(proc_root: &Path, wanted: &HashSet<u64>) -> Owners {
+pub(crate) fn scan(proc_root: &Path, wanted: &HashSet<u64>) -> Owners {
     let mut owners = Owners::default();
     let Ok(root) = rustix::fs::open(
         proc_root,
@@ -115,7 +115,7 @@ fn parse_pid(name: &CStr) -> Option<u32> {
 }
 
 /// `socket:[12345]` -> 12345.
-pub fn socket_inode(link: &[u8]) -> Option<u64> {
+pub(crate) fn socket_inode(link: &[u8]) -> Option<u64> {
     let digits = link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -148,13 +148,13 @@ fn describe(root: &rustix::fd::OwnedFd, pid: u32) -> Option<Process> {
 
 /// uid -> user name, looked up once per uid (getpwuid_r reads /etc/passwd or NSS).
 #[derive(Default)]
-pub struct UserNames {
+pub(crate) struct UserNames {
     cache: HashMap<u32, Option<String>>,
 }
 
 impl UserNames {
     /// The name of `uid` (from the passwd database), looked up once.
-    pub fn name(&mut self, uid: u32) -> Option<String> {
+    pub(crate) fn name(&mut self, uid: u32) -> Option<String> {
         self.cache
             .entry(uid)
             .or_insert_with(|| {

@@ -1,24 +1,30 @@
-//! The fallback source: `/proc/net/{tcp,tcp6,udp,udp6}` text tables, parsed by `loopscope-sys`.
-//! They carry neither IPV6_V6ONLY nor the bound interface, which the verdicts then have to
-//! guess (and say so).
+//! The fallback source: `/proc/net/{tcp,tcp6,udp,udp6}`, read and parsed by `loopscope-sys`
+//! (the one /proc parser). The tables carry neither IPV6_V6ONLY nor the bound interface, which
+//! the verdicts then have to guess (and say so).
 
-use loopscope_sys::{TCP_CLOSE, TCP_LISTEN, parse_proc_net};
+use loopscope_sys::{ProcNetParse, ProcNetTable};
 
 use crate::model::{Family, Protocol, RawSocket};
 
-/// Adds the table's listening TCP (LISTEN) or unconnected UDP (CLOSE) sockets to `out`; returns
-/// how many lines did not parse.
-pub fn parse_table(
-    text: &str,
+/// The table that lists the sockets of `protocol` and `family`.
+pub(crate) fn table_of(protocol: Protocol, family: Family) -> ProcNetTable {
+    match (protocol, family) {
+        (Protocol::Tcp, Family::Ipv4) => ProcNetTable::Tcp,
+        (Protocol::Tcp, Family::Ipv6) => ProcNetTable::Tcp6,
+        (Protocol::Udp, Family::Ipv4) => ProcNetTable::Udp,
+        (Protocol::Udp, Family::Ipv6) => ProcNetTable::Udp6,
+    }
+}
+
+/// Adds the parsed table's listening TCP (LISTEN) or unconnected UDP (CLOSE) sockets to `out`;
+/// returns how many lines did not parse.
+pub(crate) fn add_listening(
+    parsed: ProcNetParse,
     protocol: Protocol,
     family: Family,
     out: &mut Vec<RawSocket>,
 ) -> usize {
-    let wanted_state = match protocol {
-        Protocol::Tcp => TCP_LISTEN,
-        Protocol::Udp => TCP_CLOSE,
-    };
-    let parsed = parse_proc_net(text, family == Family::Ipv6);
+    let wanted_state = table_of(protocol, family).listening_state();
     out.extend(
         parsed
             .sockets
@@ -42,48 +48,58 @@ pub fn parse_table(
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
+    use loopscope_sys::{ProcNetSocket, TCP_CLOSE, TCP_LISTEN};
+
     use super::*;
 
-    // Lines as a little-endian kernel prints them (hand-written from known sockets).
-    const TCP4: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 12345 1 0000000000000000 100 0 0 10 0
-   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 100 0 0 10 0
-   2: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 333 1 0000000000000000 100 0 0 10 0
-";
+    /// A row as `loopscope-sys` parses it (the text format is tested there).
+    fn row(port: u16, state: u8, inode: u64) -> ProcNetSocket {
+        ProcNetSocket {
+            local_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local_port: port,
+            remote_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            remote_port: 0,
+            state,
+            uid: 1000,
+            inode,
+        }
+    }
 
     #[test]
-    fn listening_tcp4_lines_parse_and_others_are_skipped() {
-        if cfg!(target_endian = "big") {
-            return; // the fixture is little-endian
-        }
+    fn tcp_keeps_listening_sockets_only() {
+        let parsed = ProcNetParse {
+            sockets: vec![row(8080, TCP_LISTEN, 1), row(40000, 0x01, 2)],
+            malformed: 3,
+        };
         let mut out = Vec::new();
-        assert_eq!(parse_table(TCP4, Protocol::Tcp, Family::Ipv4, &mut out), 0);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].address, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
-        assert_eq!(out[0].port, 8080);
-        assert_eq!(out[0].uid, 1000);
-        assert_eq!(out[0].inode, 12345);
-        assert_eq!(out[1].address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        assert_eq!(out[1].port, 22);
-        assert_eq!(out[1].v6only, None);
-        assert_eq!(out[1].bound_ifindex, None);
+        assert_eq!(
+            add_listening(parsed, Protocol::Tcp, Family::Ipv4, &mut out),
+            3
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!((out[0].port, out[0].uid, out[0].inode), (8080, 1000, 1));
+        assert_eq!((out[0].v6only, out[0].bound_ifindex), (None, None));
     }
 
     #[test]
     fn udp_keeps_unconnected_sockets_only() {
-        let text = "header\n   5: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777 2 0000000000000000 0\n   6: 00000000:0036 0100007F:0035 01 00000000:00000000 00:00000000 00000000     0        0 778 2 0000000000000000 0\n";
+        let parsed = ProcNetParse {
+            sockets: vec![row(53, TCP_CLOSE, 777), row(54, 0x01, 778)],
+            malformed: 0,
+        };
         let mut out = Vec::new();
-        assert_eq!(parse_table(text, Protocol::Udp, Family::Ipv4, &mut out), 0);
+        assert_eq!(
+            add_listening(parsed, Protocol::Udp, Family::Ipv4, &mut out),
+            0
+        );
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].port, 53);
-        assert_eq!(out[0].inode, 777);
+        assert_eq!((out[0].port, out[0].inode), (53, 777));
     }
 
     #[test]
-    fn malformed_lines_are_counted() {
-        let mut out = Vec::new();
-        let text = "header\n garbage\n 1: 0100007F:ZZZZ 00000000:0000 0A a b c 0 0 1\n";
-        assert_eq!(parse_table(text, Protocol::Tcp, Family::Ipv4, &mut out), 2);
-        assert!(out.is_empty());
+    fn each_protocol_and_family_has_its_table() {
+        assert_eq!(table_of(Protocol::Udp, Family::Ipv6).file_name(), "udp6");
+        assert_eq!(table_of(Protocol::Tcp, Family::Ipv4).file_name(), "tcp");
     }
 }

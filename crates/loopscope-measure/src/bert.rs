@@ -38,7 +38,9 @@ use loopscope_pattern::{
 use loopscope_report::{Record, format_bit_rate, format_ratio};
 use serde::Serialize;
 
-use crate::ending::{ber_with_bound, drain_until_done, join_within};
+use crate::ending::{
+    ber_failure, ber_with_bound, close_receiver, join_within, second_tally, write_result,
+};
 
 /// How much to send.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -340,17 +342,7 @@ impl BertSummary {
         if self.bits == 0 {
             reasons.push("never synchronised to the pattern".into());
         }
-        match self.max_ber {
-            Some(max) if self.ber > max => reasons.push(format!(
-                "BER {} above --max-ber {}",
-                format_ratio(self.ber),
-                format_ratio(max)
-            )),
-            None if self.bit_errors > 0 => {
-                reasons.push(plural(self.bit_errors, "bit error", "bit errors"))
-            }
-            _ => {}
-        }
+        reasons.extend(ber_failure(self.ber, self.bit_errors, self.max_ber));
         // Allowed loss makes slips and sync losses (the checker sees lost data as missing
         // bits); they are judged as loss then, not on their own.
         let judged_alone = self.max_ber.is_none() && self.max_loss_percent.is_none();
@@ -509,12 +501,7 @@ impl Record for BertSummary {
                 None => writeln!(out, "ended        {}", self.end_reason.describe())?,
             }
         }
-        let reasons = self.failure_reasons();
-        if self.passed {
-            writeln!(out, "result       PASS")
-        } else {
-            writeln!(out, "result       FAIL: {}", reasons.join("; "))
-        }
+        write_result(out, self.passed, &self.failure_reasons())
     }
 }
 
@@ -637,15 +624,11 @@ impl SecondClock {
             }
             self.started = true;
         }
-        let bits = counters.bits - self.last.bits;
-        let bit_errors = counters.bit_errors - self.last.bit_errors;
-        let hunting = counters.unsynced_bits > self.last.unsynced_bits && self.last.bits > 0;
-        let sync_loss = counters.sync_losses > self.last.sync_losses || hunting || !signal;
-        let tally = SecondTally {
-            bits,
-            bit_errors,
-            sync_loss,
-        };
+        let mut tally = second_tally(&self.last, counters, self.last.bits > 0);
+        tally.sync_loss |= !signal;
+        let SecondTally {
+            bits, bit_errors, ..
+        } = tally;
         self.g821.push(tally);
         self.seconds += 1;
         let ber = if bits > 0 {
@@ -1152,15 +1135,8 @@ pub fn run(
     // Keep reading for a moment so a sender stuck behind a full link can move, and count what
     // still comes back as received (unchecked: the run is over).
     shared.halt.store(true, Ordering::Relaxed);
-    received += drain_until_done(
-        receiver.as_mut(),
-        &shared.done,
-        &mut buf,
-        Duration::from_secs(2),
-    );
-    // Read after the transmitter is done, so what it published (impairment counts) is final.
-    let link_stats = receiver.stats();
-    drop(receiver);
+    let (drained, link_stats) = close_receiver(receiver, &shared.done, &mut buf);
+    received += drained;
     let tx = join_within(tx_thread, Duration::from_secs(2), |error| TxResult {
         injected_bits: 0,
         error: Some(error),

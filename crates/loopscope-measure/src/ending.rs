@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use loopscope_link::LinkReceiver;
 use loopscope_link::link::is_timeout;
+use loopscope_link::{LinkReceiver, LinkStats};
+use loopscope_pattern::CheckCounters;
+use loopscope_pattern::g821::SecondTally;
+use loopscope_report::{format_ratio, plural};
 
 use crate::bert::EndReason;
 
@@ -33,6 +36,18 @@ pub(crate) fn drain_until_done(
         }
     }
     read
+}
+
+/// Ends the receive side of a run: drains as [`drain_until_done`] does (up to 2 s), then reads
+/// the link's figures, after the transmitter is done so that what it published (impairment
+/// counts) is final, and closes the receiver. Returns the bytes drained and the figures.
+pub(crate) fn close_receiver(
+    mut receiver: Box<dyn LinkReceiver>,
+    done: &AtomicBool,
+    buf: &mut [u8],
+) -> (u64, LinkStats) {
+    let drained = drain_until_done(receiver.as_mut(), done, buf, Duration::from_secs(2));
+    (drained, receiver.stats())
 }
 
 /// Joins the transmit thread, but does not hang the run on a sender stuck in a blocked link:
@@ -88,4 +103,48 @@ pub(crate) fn ber_with_bound(bits: u64, bit_errors: u64, confidence: f64) -> (f6
         bit_errors as f64 / bits as f64,
         loopscope_pattern::confidence::ber_upper_bound(bits, bit_errors, confidence),
     )
+}
+
+/// The BER verdict both BERTs give: above `max_ber` when a threshold is set, else any bit
+/// error fails. `None` when the BER passes.
+pub(crate) fn ber_failure(ber: f64, bit_errors: u64, max_ber: Option<f64>) -> Option<String> {
+    match max_ber {
+        Some(max) if ber > max => Some(format!(
+            "BER {} above --max-ber {}",
+            format_ratio(ber),
+            format_ratio(max)
+        )),
+        None if bit_errors > 0 => Some(plural(bit_errors, "bit error", "bit errors")),
+        _ => None,
+    }
+}
+
+/// One second of G.821 accounting (ITU-T G.821) from the checker's counters at its start
+/// (`last`) and end (`now`): the bits and errors in it, and a loss of sync when the checker
+/// lost the pattern or, where `hunting_counts`, hunted for it. The caller adds its own reasons
+/// for a second without signal.
+pub(crate) fn second_tally(
+    last: &CheckCounters,
+    now: &CheckCounters,
+    hunting_counts: bool,
+) -> SecondTally {
+    let hunting = hunting_counts && now.unsynced_bits > last.unsynced_bits;
+    SecondTally {
+        bits: now.bits - last.bits,
+        bit_errors: now.bit_errors - last.bit_errors,
+        sync_loss: now.sync_losses > last.sync_losses || hunting,
+    }
+}
+
+/// The last line of a BERT summary: PASS, or FAIL with the reasons.
+pub(crate) fn write_result(
+    out: &mut dyn io::Write,
+    passed: bool,
+    reasons: &[String],
+) -> io::Result<()> {
+    if passed {
+        writeln!(out, "result       PASS")
+    } else {
+        writeln!(out, "result       FAIL: {}", reasons.join("; "))
+    }
 }

@@ -41,7 +41,9 @@ use loopscope_report::{Record, format_ratio};
 use serde::Serialize;
 
 use crate::bert::EndReason;
-use crate::ending::{ber_with_bound, drain_until_done, join_within};
+use crate::ending::{
+    ber_failure, ber_with_bound, close_receiver, join_within, second_tally, write_result,
+};
 
 /// How the far end is commanded to loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,15 +427,7 @@ impl FramedSummary {
         if self.bits == 0 && self.loop_closed {
             reasons.push("never synchronised to the pattern".into());
         }
-        match self.max_ber {
-            Some(max) if self.ber > max => reasons.push(format!(
-                "BER {} above --max-ber {}",
-                format_ratio(self.ber),
-                format_ratio(max)
-            )),
-            None if self.bit_errors > 0 => reasons.push(format!("{} bit errors", self.bit_errors)),
-            _ => {}
-        }
+        reasons.extend(ber_failure(self.ber, self.bit_errors, self.max_ber));
         if self.max_ber.is_none() {
             for (count, what) in [
                 (self.slips, "slips"),
@@ -546,12 +540,7 @@ impl Record for FramedSummary {
         if let Some(error) = &self.error {
             writeln!(out, "ended        {:?}: {error}", self.end_reason)?;
         }
-        let reasons = self.failure_reasons();
-        if self.passed {
-            writeln!(out, "result       PASS")
-        } else {
-            writeln!(out, "result       FAIL: {}", reasons.join("; "))
-        }
+        write_result(out, self.passed, &self.failure_reasons())
     }
 }
 
@@ -1014,15 +1003,11 @@ impl<'a> Receiver<'a> {
         let defect = counters.oof_events > last.oof_events
             || counters.out_of_frame_bits > last.out_of_frame_bits
             || !counters.in_frame;
-        let bits = check.bits - bert.last_check.bits;
-        let bit_errors = check.bit_errors - bert.last_check.bit_errors;
-        let hunting = check.unsynced_bits > bert.last_check.unsynced_bits;
-        let sync_loss = check.sync_losses > bert.last_check.sync_losses || hunting || bits == 0;
-        let tally = SecondTally {
-            bits,
-            bit_errors,
-            sync_loss,
-        };
+        let mut tally = second_tally(&bert.last_check, &check, true);
+        tally.sync_loss |= tally.bits == 0;
+        let SecondTally {
+            bits, bit_errors, ..
+        } = tally;
         bert.g821.push(tally);
         let block_second = BlockSecond {
             blocks,
@@ -1268,14 +1253,7 @@ pub fn run(
     rx.finish_bert(false);
     shared.phase.store(Phase::Done as u8, Ordering::Release);
     // Keep reading for a moment so a transmitter blocked on a full link sees the end.
-    drain_until_done(
-        receiver.as_mut(),
-        &shared.done,
-        &mut buf,
-        Duration::from_secs(2),
-    );
-    let link_stats = receiver.stats();
-    drop(receiver);
+    let (_, link_stats) = close_receiver(receiver, &shared.done, &mut buf);
     let tx_error = join_within(tx_thread, Duration::from_secs(2), Some);
     if let Some(e) = tx_error
         && error.is_none()

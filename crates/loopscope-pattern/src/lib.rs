@@ -26,10 +26,10 @@ pub mod confidence;
 pub mod framing;
 pub mod g821;
 pub mod g826;
-pub mod generator;
-pub mod inject;
+mod generator;
+mod inject;
 pub mod loopcode;
-pub mod simd;
+mod simd;
 pub mod spec;
 
 pub use checker::{CheckCounters, Checker, CheckerConfig, Expect};

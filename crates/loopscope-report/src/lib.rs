@@ -20,7 +20,7 @@ pub mod input;
 pub mod prometheus;
 pub mod rtt;
 pub mod stdout;
-pub mod table;
+mod table;
 pub mod text;
 pub mod units;
 pub use input::{BoundedReadError, read_bounded, read_bounded_text};

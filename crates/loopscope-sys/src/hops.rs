@@ -1,15 +1,14 @@
 //! The TTL (IPv4) or hop limit (IPv6) of UDP datagrams: set on what is sent, read from what
 //! arrives. BFD's single-hop mode sends with 255 and discards anything that arrives with less
 //! (RFC 5881 §5, the GTSM rule of RFC 5082), which needs the received value as a control
-//! message. All calls are nix's and rustix's safe ones; nothing here is `unsafe`.
+//! message. Here are the socket options; the datagrams are read by the one receive path of
+//! [`crate::recv_datagram`] and [`crate::recv_datagrams`], which report the TTL beside the
+//! timestamps STAMP reads. All calls are nix's and rustix's safe ones; nothing here is `unsafe`.
 
-use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::io;
+use std::os::fd::AsFd;
 
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage, recvmsg, setsockopt, sockopt,
-};
+use nix::sys::socket::{setsockopt, sockopt};
 
 /// Which IP version a socket speaks, from its local address.
 fn is_ipv6(socket: &impl AsFd) -> io::Result<bool> {
@@ -28,7 +27,7 @@ pub fn set_send_hops(socket: &impl AsFd, hops: u8) -> io::Result<()> {
 }
 
 /// Asks the kernel to attach the TTL or hop limit to every datagram received on `socket`
-/// (IP_RECVTTL, IPV6_RECVHOPLIMIT), for [`recv_with_hops`].
+/// (IP_RECVTTL, IPV6_RECVHOPLIMIT), read as [`TimestampedDatagram::ttl`](crate::TimestampedDatagram).
 pub fn enable_hops_reception(socket: &impl AsFd) -> io::Result<()> {
     if is_ipv6(socket)? {
         setsockopt(socket, sockopt::Ipv6RecvHopLimit, &true)?;
@@ -38,56 +37,16 @@ pub fn enable_hops_reception(socket: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
-/// One datagram: its length, its source, and the TTL or hop limit it arrived with when the
-/// kernel attached it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReceivedDatagram {
-    /// Octets written into the buffer.
-    pub len: usize,
-    /// The sender.
-    pub from: Option<SocketAddr>,
-    /// The TTL or hop limit, if [`enable_hops_reception`] was called.
-    pub hops: Option<u8>,
-}
-
-/// Receives one datagram without waiting (`WouldBlock` when there is none) with its TTL or hop
-/// limit.
-pub fn recv_with_hops(socket: &impl AsFd, buffer: &mut [u8]) -> io::Result<ReceivedDatagram> {
-    let mut space = nix::cmsg_space!(libc::c_int, libc::c_int);
-    let mut iov = [IoSliceMut::new(buffer)];
-    let message = recvmsg::<SockaddrStorage>(
-        socket.as_fd().as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(io::Error::from)?;
-    let mut hops = None;
-    if let Ok(messages) = message.cmsgs() {
-        for control in messages {
-            if let ControlMessageOwned::Ipv4Ttl(value) | ControlMessageOwned::Ipv6HopLimit(value) =
-                control
-            {
-                hops = u8::try_from(value).ok();
-            }
-        }
+/// Asks the kernel to attach the address each datagram was sent to (IP_PKTINFO,
+/// IPV6_PKTINFO), so one socket bound to the unspecified address can tell which of its local
+/// addresses a peer spoke to (read as [`TimestampedDatagram::to`](crate::TimestampedDatagram)).
+pub fn enable_destination_reception(socket: &impl AsFd) -> io::Result<()> {
+    if is_ipv6(socket)? {
+        setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+    } else {
+        setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?;
     }
-    let from = message.address.and_then(|address| {
-        if let Some(v4) = address.as_sockaddr_in() {
-            Some(SocketAddr::V4((*v4).into()))
-        } else if address.family().is_some() {
-            address
-                .as_sockaddr_in6()
-                .map(|v6| SocketAddr::V6((*v6).into()))
-        } else {
-            None
-        }
-    });
-    Ok(ReceivedDatagram {
-        len: message.bytes,
-        from,
-        hops,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -96,9 +55,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{Readiness, wait_readable};
+    use crate::{Readiness, TimestampedDatagram, recv_datagram, wait_readable};
 
-    fn round_trip(bind: &str, hops: u8) -> ReceivedDatagram {
+    fn round_trip(bind: &str, hops: u8) -> TimestampedDatagram {
         let receiver = UdpSocket::bind(bind).expect("bind");
         enable_hops_reception(&receiver).expect("recv option");
         let sender = UdpSocket::bind(bind).expect("bind");
@@ -109,7 +68,7 @@ mod tests {
         let ready = wait_readable(&receiver, Some(Duration::from_secs(10))).expect("wait");
         assert_eq!(ready, Readiness::Ready);
         let mut buffer = [0u8; 16];
-        let got = recv_with_hops(&receiver, &mut buffer).expect("recv");
+        let got = recv_datagram(&receiver, &mut buffer).expect("recv");
         assert_eq!(&buffer[..got.len], b"hops");
         assert_eq!(got.from, Some(sender.local_addr().expect("addr")));
         got
@@ -118,11 +77,11 @@ mod tests {
     /// Loopback delivers without a hop, so what is set is what arrives.
     #[test]
     fn the_ttl_set_is_the_ttl_received_over_ipv4_and_ipv6() {
-        assert_eq!(round_trip("127.0.0.1:0", 255).hops, Some(255));
-        assert_eq!(round_trip("127.0.0.1:0", 17).hops, Some(17));
+        assert_eq!(round_trip("127.0.0.1:0", 255).ttl, Some(255));
+        assert_eq!(round_trip("127.0.0.1:0", 17).ttl, Some(17));
         if UdpSocket::bind("[::1]:0").is_ok() {
-            assert_eq!(round_trip("[::1]:0", 255).hops, Some(255));
-            assert_eq!(round_trip("[::1]:0", 3).hops, Some(3));
+            assert_eq!(round_trip("[::1]:0", 255).ttl, Some(255));
+            assert_eq!(round_trip("[::1]:0", 3).ttl, Some(3));
         }
     }
 }

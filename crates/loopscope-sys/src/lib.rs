@@ -26,19 +26,27 @@
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
 //! - AF_PACKET: [`PacketSocket`], [`FrameSender`], [`interface_index`], [`interface_name`];
-//! - [`set_icmpv6_filter`];
+//!   one EtherType on one interface, with kernel receive timestamps and multicast
+//!   membership: [`EthernetSocket`] (the Ethernet loopback);
+//! - [`set_icmpv6_filter`]; [`attach_filter`] (SO_ATTACH_FILTER: a classic BPF program on any
+//!   socket, such as a raw ICMP socket that should wake only for its own echo replies);
+//! - TTL and hop limit of UDP datagrams (BFD's GTSM check) and their destination address:
+//!   [`set_send_hops`], [`enable_hops_reception`], [`enable_destination_reception`] (read back
+//!   through [`recv_datagram`] or [`recv_datagrams`], the one receive path);
 //! - the allocator: [`use_one_malloc_arena`], [`release_free_memory`] (a server's RSS back to
 //!   its start when its clients leave);
-//! - TTL and hop limit of UDP datagrams (BFD's GTSM check): [`set_send_hops`],
-//!   [`enable_hops_reception`], [`recv_with_hops`];
+//! - sending on a schedule: [`DeadlineTimer`] (absolute timerfd deadlines),
+//!   [`set_realtime_priority`] (SCHED_FIFO);
 //! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
 //! - what `perf` measures: [`tcp_info`] (TCP_INFO), [`recv_discard`] (MSG_TRUNC), CPU time
 //!   ([`thread_cpu_time`], [`process_cpu_time`]);
 //! - kernel packet timestamps and per-datagram facts (SO_TIMESTAMPING, TTL, TOS, PKTINFO),
 //!   a test stream's TTL/DSCP/DF, the clock's sync status (adjtimex):
-//!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_tx_timestamp`],
-//!   [`set_send_options`], [`clock_sync`].
+//!   [`enable_datagram_metadata`], [`recv_datagram`], [`recv_datagrams`] (recvmmsg),
+//!   [`send_datagrams`] (sendmmsg), [`recv_tx_timestamp`], [`set_send_options`], [`clock_sync`].
 
+mod deadline;
+mod ethernet;
 mod fdio;
 mod hops;
 mod memory;
@@ -46,6 +54,7 @@ mod netlink;
 mod packet;
 mod procfs;
 mod rusage;
+mod socket_filter;
 mod sockopt;
 mod splice;
 mod tcp;
@@ -53,11 +62,13 @@ mod timestamping;
 mod tty;
 mod zerocopy;
 
+pub use deadline::{DeadlineTimer, set_realtime_priority};
+pub use ethernet::{EthernetSocket, PACKET_OUTGOING, ReceivedFrame};
 pub use fdio::{
     COARSE_TIMEOUT, Readiness, SocketTimeout, read_timeout, recv_timeout, set_receive_timeout,
     timed_out, wait_readable, wait_writable, write_all,
 };
-pub use hops::{ReceivedDatagram, enable_hops_reception, recv_with_hops, set_send_hops};
+pub use hops::{enable_destination_reception, enable_hops_reception, set_send_hops};
 pub use memory::{release_free_memory, use_one_malloc_arena};
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
@@ -71,12 +82,13 @@ pub use procfs::{
     parse_proc_net,
 };
 pub use rusage::{CpuTime, process_cpu_time, thread_cpu_time};
+pub use socket_filter::attach_filter;
 pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use timestamping::{
     ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync, enable_datagram_metadata,
-    recv_datagram, recv_tx_timestamp, set_send_options,
+    recv_datagram, recv_datagrams, recv_tx_timestamp, send_datagrams, set_send_options,
 };
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,

@@ -60,12 +60,17 @@ impl ProcNetTable {
     /// (`/proc/thread-self/net`, which follows a thread's setns; `/proc/self/net` follows the
     /// thread group leader). NotFound for the IPv6 tables on a kernel without IPv6.
     pub fn read(self) -> io::Result<ProcNetTableText> {
-        let path = format!("/proc/thread-self/net/{}", self.file_name());
+        let path = self.path();
         Ok(ProcNetTableText {
             text: std::fs::read_to_string(&path)?,
             path,
             table: self,
         })
+    }
+
+    /// Where [`read`](Self::read) reads the table from.
+    pub fn path(self) -> String {
+        format!("/proc/thread-self/net/{}", self.file_name())
     }
 }
 

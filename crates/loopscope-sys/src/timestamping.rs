@@ -1,3 +1,6 @@
+//! The one receive path for datagrams with control messages, single ([`recv_datagram`]) or
+//! batched ([`recv_datagrams`], recvmmsg), serving STAMP (timestamps, TOS) and BFD (TTL for
+//! the GTSM check, destination address) alike; its batched send ([`send_datagrams`]).
 //! Kernel packet timestamps (SO_TIMESTAMPING, Linux `Documentation/networking/timestamping`),
 //! the per-datagram facts a measurement reads from control messages (TTL or hop limit, TOS or
 //! traffic class, destination address), the IP-level send options of a test stream (TTL,
@@ -6,13 +9,14 @@
 //! The socket options and control messages go through nix and rustix, which parse them
 //! safely; only `adjtimex`, which neither wraps, is `unsafe` here.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, TimestampingFlag, recvmsg, setsockopt, sockopt,
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, RecvMsg, SockaddrStorage,
+    TimestampingFlag, recvmmsg, recvmsg, sendmmsg, setsockopt, sockopt,
 };
 
 /// `SO_EE_ORIGIN_TIMESTAMPING` (linux/errqueue.h): an error-queue message that carries a
@@ -113,24 +117,20 @@ fn timespec_duration(seconds: i64, nanos: i64) -> Option<Duration> {
     })
 }
 
-/// Reads one datagram without waiting (MSG_DONTWAIT) and the facts its control messages
-/// carry. `WouldBlock` when none is queued.
-pub fn recv_datagram(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
-    let socket = socket.as_fd();
-    let mut cmsg = nix::cmsg_space!(
+/// Room for every control message [`enable_datagram_metadata`] can ask for: TTL, TOS,
+/// PKTINFO and the three timestamps.
+fn control_space() -> Vec<u8> {
+    nix::cmsg_space!(
         libc::c_int,
         libc::c_int,
         libc::in6_pktinfo,
         [libc::timespec; 3]
-    );
-    let mut iov = [IoSliceMut::new(buffer)];
-    let message = recvmsg::<SockaddrStorage>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_DONTWAIT,
     )
-    .map_err(io::Error::from)?;
+}
+
+/// The one reading of a received message's address and control messages, for the single and
+/// the batch receive alike.
+fn describe(message: &RecvMsg<'_, '_, SockaddrStorage>) -> io::Result<TimestampedDatagram> {
     let mut received = TimestampedDatagram {
         len: message.bytes,
         truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
@@ -163,6 +163,87 @@ pub fn recv_datagram(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<Timesta
         }
     }
     Ok(received)
+}
+
+/// Reads one datagram without waiting (MSG_DONTWAIT) and the facts its control messages
+/// carry (those asked for with [`enable_datagram_metadata`], or with
+/// [`crate::enable_hops_reception`] and [`crate::enable_destination_reception`] alone).
+/// `WouldBlock` when none is queued.
+pub fn recv_datagram(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
+    let socket = socket.as_fd();
+    let mut cmsg = control_space();
+    let mut iov = [IoSliceMut::new(buffer)];
+    let message = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    describe(&message)
+}
+
+/// Reads up to `buffers.len()` queued datagrams in one system call (recvmmsg) without waiting,
+/// each into its own buffer, and appends what each came with to `received` (cleared first), in
+/// the order of the buffers: the same facts as [`recv_datagram`]. Returns how many were read;
+/// `WouldBlock` when none is queued. One call of a few allocations serves the whole batch, so a
+/// reflector pays no system call nor allocation per datagram.
+pub fn recv_datagrams<B: AsMut<[u8]>>(
+    socket: impl AsFd,
+    buffers: &mut [B],
+    received: &mut Vec<TimestampedDatagram>,
+) -> io::Result<usize> {
+    received.clear();
+    if buffers.is_empty() {
+        return Ok(0);
+    }
+    // nix's headers keep the lengths the kernel wrote back (name and control), so a fresh set
+    // per call: one reused would hand the next call shorter buffers than it has.
+    let mut headers =
+        MultiHeaders::<SockaddrStorage>::preallocate(buffers.len(), Some(control_space()));
+    let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
+        .iter_mut()
+        .map(|buffer| [IoSliceMut::new(buffer.as_mut())])
+        .collect();
+    let results = recvmmsg(
+        socket.as_fd().as_raw_fd(),
+        &mut headers,
+        slices.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    for message in results {
+        received.push(describe(&message)?);
+    }
+    Ok(received.len())
+}
+
+/// Sends each `(payload, destination)` in one system call (sendmmsg); returns how many the
+/// kernel took (a full send buffer can stop it short; the caller sends the rest or drops them).
+pub fn send_datagrams(socket: impl AsFd, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+    if datagrams.is_empty() {
+        return Ok(0);
+    }
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(datagrams.len(), None);
+    let slices: Vec<[IoSlice<'_>; 1]> = datagrams
+        .iter()
+        .map(|(payload, _)| [IoSlice::new(payload)])
+        .collect();
+    let addresses: Vec<Option<SockaddrStorage>> = datagrams
+        .iter()
+        .map(|(_, to)| Some(SockaddrStorage::from(*to)))
+        .collect();
+    let results = sendmmsg(
+        socket.as_fd().as_raw_fd(),
+        &mut headers,
+        slices.iter(),
+        &addresses,
+        [] as [ControlMessage<'_>; 0],
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    Ok(results.count())
 }
 
 fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
@@ -385,6 +466,50 @@ mod tests {
                 break;
             }
         }
+    }
+
+    /// A batch sent with sendmmsg arrives whole through recvmmsg, in order, each datagram with
+    /// its own source, TTL, TOS and destination, twice in a row (the headers are not reused
+    /// with the kernel's shortened lengths).
+    #[test]
+    fn batches_carry_each_datagrams_own_facts() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_datagram_metadata(&receiver, false, false).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_send_options(
+            &sender,
+            false,
+            SendOptions {
+                ttl: Some(255),
+                dscp: Some(48),
+                dont_fragment: false,
+            },
+        )
+        .unwrap();
+        let mut buffers = vec![[0u8; 64]; 8];
+        let mut got = Vec::new();
+        for round in 0..2u8 {
+            let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![round, i, i, i]).collect();
+            let batch: Vec<(&[u8], SocketAddr)> =
+                payloads.iter().map(|p| (p.as_slice(), to)).collect();
+            assert_eq!(send_datagrams(&sender, &batch).unwrap(), 5);
+            let mut seen = Vec::new();
+            while seen.len() < 5 {
+                wait(&receiver);
+                let count = recv_datagrams(&receiver, &mut buffers, &mut got).unwrap();
+                for (datagram, buffer) in got.iter().zip(&buffers).take(count) {
+                    assert_eq!(datagram.ttl, Some(255));
+                    assert_eq!(datagram.tos, Some(48 << 2));
+                    assert_eq!(datagram.to, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+                    assert_eq!(datagram.from, Some(sender.local_addr().unwrap()));
+                    seen.push(buffer[..datagram.len].to_vec());
+                }
+            }
+            assert_eq!(seen, payloads);
+        }
+        let error = recv_datagrams(&receiver, &mut buffers, &mut got).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
     }
 
     #[test]

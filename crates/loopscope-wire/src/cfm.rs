@@ -12,7 +12,9 @@
 //! 8-    TLVs: Type (1), Length (2), Value; End TLV: a single 0 octet
 //! ```
 //!
-//! Only the PDU: the `eth-lb` command that would send it over AF_PACKET is not written yet.
+//! Also here: the Test TLV's pattern types and CRC-32 (Y.1731 §9.3), the multicast class 1
+//! destination addresses (IEEE 802.1ag Table 8-9), and the Ethernet framing around the PDU.
+//! The sender is `loopscope_measure::eth_lb`, the reflector `loopscope_link::eth_lb`.
 
 /// The CFM EtherType (IEEE 802.1ag).
 pub const ETHERTYPE_CFM: u16 = 0x8902;
@@ -44,6 +46,18 @@ pub enum CfmError {
     /// A TLV that runs past the end, or no End TLV.
     #[error("CFM TLV at octet {0} runs past the end of the PDU")]
     BadTlv(usize),
+    /// A First TLV Offset other than the 4 of a loopback PDU (IEEE 802.1ag §21.7.2).
+    #[error("First TLV Offset {0} is not 4, the loopback PDU's")]
+    FirstTlvOffset(u8),
+    /// A Test TLV with no Pattern Type, or too short for its CRC-32.
+    #[error("a Test TLV of {0} octets is too short for its pattern type")]
+    ShortTestTlv(usize),
+    /// A Test TLV Pattern Type Y.1731 does not define (0-3 are).
+    #[error("Test TLV pattern type {0} is not defined (0-3 are)")]
+    UnknownPatternType(u8),
+    /// A frame shorter than an Ethernet header, or not of EtherType 0x8902.
+    #[error("not an untagged Ethernet frame of EtherType 0x8902")]
+    NotCfmFrame,
 }
 
 /// Loopback Message or Reply.
@@ -71,6 +85,10 @@ impl<T: AsRef<[u8]>> LoopbackPdu<T> {
         if bytes[1] != OPCODE_LBM && bytes[1] != OPCODE_LBR {
             return Err(CfmError::NotLoopback(bytes[1]));
         }
+        // The TLVs are read from octet 8 on; another offset would put them elsewhere.
+        if bytes[3] != 4 {
+            return Err(CfmError::FirstTlvOffset(bytes[3]));
+        }
         let pdu = LoopbackPdu { buffer };
         pdu.tlvs().try_for_each(|tlv| tlv.map(|_| ()))?;
         Ok(pdu)
@@ -88,6 +106,11 @@ impl<T: AsRef<[u8]>> LoopbackPdu<T> {
         } else {
             LoopbackKind::Reply
         }
+    }
+
+    /// Version (5 bits; 0 today).
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[0] & 0x1F
     }
 
     /// Loopback Transaction Identifier.
@@ -188,6 +211,197 @@ impl LoopbackRepr {
     }
 }
 
+/// The Test TLV's Pattern Types (Y.1731 §9.3, Test TLV): a null signal (all zeroes) or
+/// PRBS 2^31-1 (ITU-T O.150 §5.8), each without or with a CRC-32 after the pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TestPattern {
+    /// All-zero octets.
+    Null,
+    /// PRBS 2^31-1 (x^31 + x^28 + 1, inverted as O.150 says).
+    Prbs31,
+}
+
+impl TestPattern {
+    /// The Pattern Type octet: 0/1 null signal, 2/3 PRBS 2^31-1 (odd: with CRC-32).
+    pub fn pattern_type(self, with_crc: bool) -> u8 {
+        let base = match self {
+            TestPattern::Null => 0,
+            TestPattern::Prbs31 => 2,
+        };
+        base + u8::from(with_crc)
+    }
+
+    /// The pattern and whether a CRC-32 follows it, from a Pattern Type octet.
+    pub fn from_pattern_type(octet: u8) -> Result<(Self, bool), CfmError> {
+        match octet {
+            0 => Ok((TestPattern::Null, false)),
+            1 => Ok((TestPattern::Null, true)),
+            2 => Ok((TestPattern::Prbs31, false)),
+            3 => Ok((TestPattern::Prbs31, true)),
+            other => Err(CfmError::UnknownPatternType(other)),
+        }
+    }
+}
+
+/// A Test TLV's value, read: `Pattern Type (1) | Test Pattern | CRC-32 (4, optional)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestTlv<'a> {
+    /// The pattern the sender says it put in.
+    pub pattern: TestPattern,
+    /// The test pattern's octets.
+    pub pattern_bytes: &'a [u8],
+    /// The CRC-32 carried, for the pattern types with one.
+    pub crc32: Option<u32>,
+}
+
+impl<'a> TestTlv<'a> {
+    /// Reads a Test TLV's value (what follows its Type and Length).
+    pub fn parse(value: &'a [u8]) -> Result<Self, CfmError> {
+        let (&octet, rest) = value
+            .split_first()
+            .ok_or(CfmError::ShortTestTlv(value.len()))?;
+        let (pattern, with_crc) = TestPattern::from_pattern_type(octet)?;
+        if !with_crc {
+            return Ok(TestTlv {
+                pattern,
+                pattern_bytes: rest,
+                crc32: None,
+            });
+        }
+        let split = rest
+            .len()
+            .checked_sub(4)
+            .ok_or(CfmError::ShortTestTlv(value.len()))?;
+        let (pattern_bytes, crc) = rest.split_at(split);
+        Ok(TestTlv {
+            pattern,
+            pattern_bytes,
+            crc32: Some(u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]])),
+        })
+    }
+
+    /// Whether the CRC-32 carried is the one the TLV's octets give ([`test_tlv_crc32`]);
+    /// `None` when the pattern type carries none.
+    pub fn crc_matches(&self) -> Option<bool> {
+        let carried = self.crc32?;
+        let value_len = 1 + self.pattern_bytes.len() + 4;
+        Some(
+            carried
+                == test_tlv_crc32(
+                    value_len,
+                    self.pattern.pattern_type(true),
+                    self.pattern_bytes,
+                ),
+        )
+    }
+}
+
+/// The Test TLV's CRC-32: the IEEE 802.3 CRC-32 (as Ethernet's FCS and zlib compute it) over
+/// the TLV from its Type octet through the end of the test pattern, i.e. Type, Length,
+/// Pattern Type and pattern (Y.1731 §9.3; scapy's OAM layer computes the same span).
+pub fn test_tlv_crc32(value_len: usize, pattern_type: u8, pattern_bytes: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[tlv_type::TEST]);
+    hasher.update(&(value_len.min(0xFFFF) as u16).to_be_bytes());
+    hasher.update(&[pattern_type]);
+    hasher.update(pattern_bytes);
+    hasher.finalize()
+}
+
+/// A Test TLV's value: the Pattern Type, `pattern_bytes`, and with `with_crc` the CRC-32.
+pub fn test_tlv_value(pattern: TestPattern, with_crc: bool, pattern_bytes: &[u8]) -> Vec<u8> {
+    let pattern_type = pattern.pattern_type(with_crc);
+    let value_len = 1 + pattern_bytes.len() + if with_crc { 4 } else { 0 };
+    let mut value = Vec::with_capacity(value_len);
+    value.push(pattern_type);
+    value.extend_from_slice(pattern_bytes);
+    if with_crc {
+        value.extend_from_slice(
+            &test_tlv_crc32(value_len, pattern_type, pattern_bytes).to_be_bytes(),
+        );
+    }
+    value
+}
+
+/// An Ethernet MAC address.
+pub type MacAddress = [u8; 6];
+
+/// The multicast class 1 destination address of MD level `level` (IEEE 802.1ag Table 8-9,
+/// Y.1731 §10.1): 01-80-C2-00-00-3y, y = level. Multicast LBMs go to it.
+pub fn class1_multicast(level: u8) -> MacAddress {
+    [0x01, 0x80, 0xC2, 0x00, 0x00, 0x30 | (level & 0x07)]
+}
+
+/// The MD level a multicast class 1 address names, if `mac` is one.
+pub fn class1_level(mac: &MacAddress) -> Option<u8> {
+    (mac[..5] == [0x01, 0x80, 0xC2, 0x00, 0x00] && mac[5] & 0xF8 == 0x30).then_some(mac[5] & 0x07)
+}
+
+/// The Ethernet header length (destination, source, EtherType).
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
+/// An untagged Ethernet frame of EtherType 0x8902, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CfmFrame<'a> {
+    /// Destination MAC.
+    pub destination: MacAddress,
+    /// Source MAC.
+    pub source: MacAddress,
+    /// What follows the EtherType (a CFM PDU, and any padding after its End TLV).
+    pub payload: &'a [u8],
+}
+
+impl<'a> CfmFrame<'a> {
+    /// Reads the Ethernet header (etherparse) and checks the EtherType. A VLAN-tagged frame is
+    /// refused: on Linux the kernel takes the tag off before a packet socket sees the frame.
+    pub fn parse(frame: &'a [u8]) -> Result<Self, CfmError> {
+        let header = etherparse::Ethernet2HeaderSlice::from_slice(frame)
+            .map_err(|_| CfmError::NotCfmFrame)?;
+        if header.ether_type() != etherparse::EtherType(ETHERTYPE_CFM) {
+            return Err(CfmError::NotCfmFrame);
+        }
+        Ok(CfmFrame {
+            destination: header.destination(),
+            source: header.source(),
+            payload: &frame[ETHERNET_HEADER_LEN..],
+        })
+    }
+}
+
+/// Writes an Ethernet frame of EtherType 0x8902 carrying `pdu` into `out` (cleared first).
+pub fn build_frame(destination: MacAddress, source: MacAddress, pdu: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let header = etherparse::Ethernet2Header {
+        source,
+        destination,
+        ether_type: etherparse::EtherType(ETHERTYPE_CFM),
+    };
+    out.extend_from_slice(&header.to_bytes());
+    out.extend_from_slice(pdu);
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (or with `-`) into a MAC address.
+pub fn parse_mac(text: &str) -> Option<MacAddress> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for octet in &mut mac {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 2 {
+            return None;
+        }
+        *octet = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Writes a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &MacAddress) -> String {
+    mac.iter()
+        .map(|octet| format!("{octet:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +451,101 @@ mod tests {
         );
     }
 
+    /// A PRBS Test TLV with CRC-32 around the pattern 12 34: the CRC is zlib's CRC-32 of
+    /// `20 00 07 03 12 34` (Type, Length 7, Pattern Type 3, pattern), computed with Python's
+    /// zlib.crc32: 0x70bfa613.
+    #[test]
+    fn test_tlv_crc_known_answer() {
+        let value = test_tlv_value(TestPattern::Prbs31, true, &[0x12, 0x34]);
+        assert_eq!(value, [0x03, 0x12, 0x34, 0x70, 0xbf, 0xa6, 0x13]);
+        let tlv = TestTlv::parse(&value).unwrap();
+        assert_eq!(tlv.pattern, TestPattern::Prbs31);
+        assert_eq!(tlv.pattern_bytes, [0x12, 0x34]);
+        assert_eq!(tlv.crc_matches(), Some(true));
+        let mut flipped = value.clone();
+        flipped[1] ^= 0x01;
+        assert_eq!(TestTlv::parse(&flipped).unwrap().crc_matches(), Some(false));
+        let plain = test_tlv_value(TestPattern::Null, false, &[0, 0, 0]);
+        assert_eq!(plain, [0, 0, 0, 0]);
+        assert_eq!(TestTlv::parse(&plain).unwrap().crc_matches(), None);
+        assert_eq!(TestTlv::parse(&[]).unwrap_err(), CfmError::ShortTestTlv(0));
+        assert_eq!(
+            TestTlv::parse(&[3, 1, 2, 3]).unwrap_err(),
+            CfmError::ShortTestTlv(4)
+        );
+        assert_eq!(
+            TestTlv::parse(&[4, 1]).unwrap_err(),
+            CfmError::UnknownPatternType(4)
+        );
+    }
+
+    #[test]
+    fn first_tlv_offset_other_than_4_is_refused() {
+        assert_eq!(
+            LoopbackPdu::new_checked(&[0, 3, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]).unwrap_err(),
+            CfmError::FirstTlvOffset(8)
+        );
+    }
+
+    #[test]
+    fn multicast_class1_addresses() {
+        assert_eq!(class1_multicast(5), [0x01, 0x80, 0xC2, 0x00, 0x00, 0x35]);
+        assert_eq!(class1_level(&[0x01, 0x80, 0xC2, 0x00, 0x00, 0x37]), Some(7));
+        // Class 2 (0x38-0x3F) and other addresses are not class 1.
+        assert_eq!(class1_level(&[0x01, 0x80, 0xC2, 0x00, 0x00, 0x38]), None);
+        assert_eq!(class1_level(&[0x02, 0x80, 0xC2, 0x00, 0x00, 0x30]), None);
+        assert_eq!(
+            parse_mac("02:00:5E:10:00:ff"),
+            Some([2, 0, 0x5e, 0x10, 0, 0xff])
+        );
+        assert_eq!(
+            parse_mac("02-00-5e-10-00-01"),
+            Some([2, 0, 0x5e, 0x10, 0, 1])
+        );
+        for bad in [
+            "",
+            "02:00:5e:10:00",
+            "02:00:5e:10:00:01:02",
+            "02:00:5e:10:00:0g",
+            "020:0:5e:10:00:01",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        assert_eq!(
+            format_mac(&[2, 0, 0x5e, 0x10, 0, 0xff]),
+            "02:00:5e:10:00:ff"
+        );
+    }
+
+    /// The frame around the PDU, octet by octet: destination, source, 89 02, PDU.
+    #[test]
+    fn frame_known_answer() {
+        let mut frame = Vec::new();
+        build_frame(
+            [1, 2, 3, 4, 5, 6],
+            [7, 8, 9, 10, 11, 12],
+            &[0xAA, 0xBB],
+            &mut frame,
+        );
+        assert_eq!(
+            frame,
+            [
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x89, 0x02, 0xAA, 0xBB
+            ]
+        );
+        let parsed = CfmFrame::parse(&frame).unwrap();
+        assert_eq!(parsed.destination, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(parsed.source, [7, 8, 9, 10, 11, 12]);
+        assert_eq!(parsed.payload, [0xAA, 0xBB]);
+        frame[12] = 0x81;
+        frame[13] = 0x00;
+        assert_eq!(CfmFrame::parse(&frame).unwrap_err(), CfmError::NotCfmFrame);
+        assert_eq!(
+            CfmFrame::parse(&frame[..13]).unwrap_err(),
+            CfmError::NotCfmFrame
+        );
+    }
+
     proptest! {
         #[test]
         fn round_trip(level in 0u8..8, reply in any::<bool>(), id in any::<u32>(),
@@ -253,10 +562,35 @@ mod tests {
         }
 
         #[test]
+        fn test_tlv_round_trip(prbs in any::<bool>(), with_crc in any::<bool>(),
+                               pattern in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let kind = if prbs { TestPattern::Prbs31 } else { TestPattern::Null };
+            let value = test_tlv_value(kind, with_crc, &pattern);
+            let tlv = TestTlv::parse(&value).unwrap();
+            prop_assert_eq!(tlv.pattern, kind);
+            prop_assert_eq!(tlv.pattern_bytes, &pattern[..]);
+            prop_assert_eq!(tlv.crc_matches(), with_crc.then_some(true));
+            // Inside a whole PDU, through the TLV iterator.
+            let repr = LoopbackRepr {
+                kind: LoopbackKind::Message,
+                level: 3,
+                transaction_id: 7,
+                tlvs: vec![(tlv_type::TEST, value.clone())],
+            };
+            let bytes = repr.emit();
+            let parsed = LoopbackRepr::parse(&LoopbackPdu::new_checked(&bytes[..]).unwrap()).unwrap();
+            prop_assert_eq!(&parsed.tlvs[0].1, &value);
+        }
+
+        #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Ok(pdu) = LoopbackPdu::new_checked(&bytes[..]) {
                 let _ = LoopbackRepr::parse(&pdu);
             }
+            if let Ok(tlv) = TestTlv::parse(&bytes) {
+                let _ = tlv.crc_matches();
+            }
+            let _ = CfmFrame::parse(&bytes);
         }
     }
 }

@@ -290,22 +290,58 @@ fn ssid_at(error_estimate: usize) -> usize {
     error_estimate + 2
 }
 
-/// A view of a Session-Sender test packet.
-#[derive(Debug, Clone, Copy)]
-pub struct SenderPacket<T: AsRef<[u8]>> {
-    buffer: T,
-    mode: Mode,
+/// Which end wrote a packet: the two lay the same base fields (sequence, timestamp, error
+/// estimate, SSID, HMAC, tail) at offsets of their own.
+pub trait Role: Copy {
+    /// Where the Timestamp and the Error Estimate sit in `mode`.
+    #[doc(hidden)]
+    fn timestamp_and_error_estimate(mode: Mode) -> (usize, usize);
 }
 
-impl<T: AsRef<[u8]>> SenderPacket<T> {
+/// A Session-Sender packet (RFC 8762 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender;
+
+/// A Session-Reflector packet (RFC 8762 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reflector;
+
+impl Role for Sender {
+    fn timestamp_and_error_estimate(mode: Mode) -> (usize, usize) {
+        let layout = sender_layout(mode);
+        (layout.timestamp, layout.error_estimate)
+    }
+}
+
+impl Role for Reflector {
+    fn timestamp_and_error_estimate(mode: Mode) -> (usize, usize) {
+        let layout = reflector_layout(mode);
+        (layout.timestamp, layout.error_estimate)
+    }
+}
+
+/// A view of a STAMP test packet of either end ([`SenderPacket`], [`ReflectorPacket`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<T: AsRef<[u8]>, R: Role> {
+    buffer: T,
+    mode: Mode,
+    role: std::marker::PhantomData<R>,
+}
+
+/// A view of a Session-Sender test packet.
+pub type SenderPacket<T> = Packet<T, Sender>;
+/// A view of a Session-Reflector test packet.
+pub type ReflectorPacket<T> = Packet<T, Reflector>;
+
+impl<T: AsRef<[u8]>, R: Role> Packet<T, R> {
     /// Wraps `buffer` after checking it holds the base packet of `mode`.
     pub fn new_checked(buffer: T, mode: Mode) -> Result<Self, StampError> {
         check_len(buffer.as_ref(), mode)?;
-        Ok(SenderPacket { buffer, mode })
-    }
-
-    fn layout(&self) -> SenderLayout {
-        sender_layout(self.mode)
+        Ok(Packet {
+            buffer,
+            mode,
+            role: std::marker::PhantomData,
+        })
     }
 
     /// The mode the view reads.
@@ -313,24 +349,27 @@ impl<T: AsRef<[u8]>> SenderPacket<T> {
         self.mode
     }
 
-    /// Sequence Number.
+    /// Sequence Number (the reflector's own, in a reflector packet).
     pub fn sequence(&self) -> u32 {
         get_u32(self.buffer.as_ref(), 0)
     }
 
-    /// Timestamp (T1).
+    /// Timestamp (T1 from the sender, T3 from the reflector).
     pub fn timestamp(&self) -> Timestamp {
-        Timestamp(get_u64(self.buffer.as_ref(), self.layout().timestamp))
+        let (at, _) = R::timestamp_and_error_estimate(self.mode);
+        Timestamp(get_u64(self.buffer.as_ref(), at))
     }
 
-    /// Error Estimate.
+    /// Error Estimate of the end that wrote the packet.
     pub fn error_estimate(&self) -> ErrorEstimate {
-        ErrorEstimate(get_u16(self.buffer.as_ref(), self.layout().error_estimate))
+        let (_, at) = R::timestamp_and_error_estimate(self.mode);
+        ErrorEstimate(get_u16(self.buffer.as_ref(), at))
     }
 
     /// STAMP Session Identifier (RFC 8972 §3; zero from an RFC 8762 sender).
     pub fn ssid(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), ssid_at(self.layout().error_estimate))
+        let (_, at) = R::timestamp_and_error_estimate(self.mode);
+        get_u16(self.buffer.as_ref(), ssid_at(at))
     }
 
     /// The HMAC of an authenticated packet.
@@ -355,21 +394,21 @@ impl<T: AsRef<[u8]>> SenderPacket<T> {
     }
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> SenderPacket<T> {
+impl<T: AsRef<[u8]> + AsMut<[u8]>, R: Role> Packet<T, R> {
     /// Sets the Sequence Number.
     pub fn set_sequence(&mut self, value: u32) {
         self.buffer.as_mut()[0..4].copy_from_slice(&value.to_be_bytes());
     }
 
-    /// Sets the Timestamp.
+    /// Sets the Timestamp (for a reflector, T3: the last field written before a reply leaves).
     pub fn set_timestamp(&mut self, value: Timestamp) {
-        let at = self.layout().timestamp;
+        let (at, _) = R::timestamp_and_error_estimate(self.mode);
         self.buffer.as_mut()[at..at + 8].copy_from_slice(&value.0.to_be_bytes());
     }
 
     /// Sets the Error Estimate.
     pub fn set_error_estimate(&mut self, value: ErrorEstimate) {
-        let at = self.layout().error_estimate;
+        let (_, at) = R::timestamp_and_error_estimate(self.mode);
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&value.0.to_be_bytes());
     }
 
@@ -429,122 +468,36 @@ impl SenderRepr {
     }
 }
 
-/// A view of a Session-Reflector test packet.
-#[derive(Debug, Clone, Copy)]
-pub struct ReflectorPacket<T: AsRef<[u8]>> {
-    buffer: T,
-    mode: Mode,
-}
-
-impl<T: AsRef<[u8]>> ReflectorPacket<T> {
-    /// Wraps `buffer` after checking it holds the base packet of `mode`.
-    pub fn new_checked(buffer: T, mode: Mode) -> Result<Self, StampError> {
-        check_len(buffer.as_ref(), mode)?;
-        Ok(ReflectorPacket { buffer, mode })
-    }
-
-    fn layout(&self) -> ReflectorLayout {
-        reflector_layout(self.mode)
-    }
-
-    /// The mode the view reads.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// The reflector's Sequence Number.
-    pub fn sequence(&self) -> u32 {
-        get_u32(self.buffer.as_ref(), 0)
-    }
-
-    /// Timestamp (T3).
-    pub fn timestamp(&self) -> Timestamp {
-        Timestamp(get_u64(self.buffer.as_ref(), self.layout().timestamp))
-    }
-
-    /// The reflector's Error Estimate.
-    pub fn error_estimate(&self) -> ErrorEstimate {
-        ErrorEstimate(get_u16(self.buffer.as_ref(), self.layout().error_estimate))
-    }
-
-    /// SSID (RFC 8972 §3).
-    pub fn ssid(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), ssid_at(self.layout().error_estimate))
-    }
-
+impl<T: AsRef<[u8]>> Packet<T, Reflector> {
     /// Receive Timestamp (T2).
     pub fn receive_timestamp(&self) -> Timestamp {
-        Timestamp(get_u64(
-            self.buffer.as_ref(),
-            self.layout().receive_timestamp,
-        ))
+        let at = reflector_layout(self.mode).receive_timestamp;
+        Timestamp(get_u64(self.buffer.as_ref(), at))
     }
 
     /// Session-Sender Sequence Number.
     pub fn sender_sequence(&self) -> u32 {
-        get_u32(self.buffer.as_ref(), self.layout().sender_sequence)
+        get_u32(
+            self.buffer.as_ref(),
+            reflector_layout(self.mode).sender_sequence,
+        )
     }
 
     /// Session-Sender Timestamp (T1).
     pub fn sender_timestamp(&self) -> Timestamp {
-        Timestamp(get_u64(
-            self.buffer.as_ref(),
-            self.layout().sender_timestamp,
-        ))
+        let at = reflector_layout(self.mode).sender_timestamp;
+        Timestamp(get_u64(self.buffer.as_ref(), at))
     }
 
     /// Session-Sender Error Estimate.
     pub fn sender_error_estimate(&self) -> ErrorEstimate {
-        ErrorEstimate(get_u16(
-            self.buffer.as_ref(),
-            self.layout().sender_error_estimate,
-        ))
+        let at = reflector_layout(self.mode).sender_error_estimate;
+        ErrorEstimate(get_u16(self.buffer.as_ref(), at))
     }
 
     /// Session-Sender TTL (or Hop Limit) as the reflector received it.
     pub fn sender_ttl(&self) -> u8 {
-        self.buffer.as_ref()[self.layout().sender_ttl]
-    }
-
-    /// The HMAC of an authenticated packet.
-    pub fn hmac(&self) -> Option<&[u8]> {
-        (self.mode == Mode::Authenticated)
-            .then(|| &self.buffer.as_ref()[AUTH_HMAC_COVERS..MIN_AUTH_PACKET_LEN])
-    }
-
-    /// The octets the HMAC covers (authenticated mode).
-    pub fn hmac_covered(&self) -> &[u8] {
-        &self.buffer.as_ref()[..AUTH_HMAC_COVERS.min(self.mode.base_len())]
-    }
-
-    /// What follows the base packet: TLVs or padding.
-    pub fn tail(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.mode.base_len()..]
-    }
-
-    /// The whole packet.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-}
-
-impl<T: AsRef<[u8]> + AsMut<[u8]>> ReflectorPacket<T> {
-    /// Sets the Timestamp (T3), the last field written before a reply leaves.
-    pub fn set_timestamp(&mut self, value: Timestamp) {
-        let at = self.layout().timestamp;
-        self.buffer.as_mut()[at..at + 8].copy_from_slice(&value.0.to_be_bytes());
-    }
-
-    /// The HMAC field of an authenticated packet, to be filled in.
-    pub fn hmac_mut(&mut self) -> Option<&mut [u8]> {
-        (self.mode == Mode::Authenticated)
-            .then(|| &mut self.buffer.as_mut()[AUTH_HMAC_COVERS..MIN_AUTH_PACKET_LEN])
-    }
-
-    /// What follows the base packet, to be filled in.
-    pub fn tail_mut(&mut self) -> &mut [u8] {
-        let base = self.mode.base_len();
-        &mut self.buffer.as_mut()[base..]
+        self.buffer.as_ref()[reflector_layout(self.mode).sender_ttl]
     }
 }
 
@@ -654,6 +607,77 @@ pub mod tlv_type {
     pub const FOLLOW_UP_TELEMETRY: u8 = 7;
     /// HMAC (§4.8).
     pub const HMAC: u8 = 8;
+}
+
+/// The length of each fixed-size TLV's value (RFC 8972 §4.3-§4.8).
+pub mod tlv_len {
+    /// Timestamp Information: four one-octet fields (sub-TLVs may follow).
+    pub const TIMESTAMP_INFORMATION: usize = 4;
+    /// Class of Service: DSCP1, DSCP2, ECN, RP and 16 reserved bits.
+    pub const CLASS_OF_SERVICE: usize = 4;
+    /// Direct Measurement: S_TxC, R_RxC, R_TxC.
+    pub const DIRECT_MEASUREMENT: usize = 12;
+    /// Access Report: Access ID, Return Code, reserved.
+    pub const ACCESS_REPORT: usize = 4;
+    /// Follow-Up Telemetry: sequence number, timestamp, mode, reserved.
+    pub const FOLLOW_UP_TELEMETRY: usize = 16;
+    /// HMAC: HMAC-SHA-256 truncated to 128 bits.
+    pub const HMAC: usize = 16;
+    /// Location: destination and source port before the sub-TLVs.
+    pub const LOCATION_PORTS: usize = 4;
+}
+
+/// The Location TLV's sub-TLV types (RFC 8972 §4.2.1, IANA "STAMP Sub-TLV Types"): a sender
+/// asks with a generic type (1, 4, 7) and the reflector answers with the specific one.
+pub mod location_sub_tlv {
+    /// Source MAC Address (generic request, 8 octets).
+    pub const SOURCE_MAC: u8 = 1;
+    /// Source EUI-48 Address (6 octets and 2 MBZ).
+    pub const SOURCE_EUI48: u8 = 2;
+    /// Source EUI-64 Address.
+    pub const SOURCE_EUI64: u8 = 3;
+    /// Destination IP Address (generic request, 16 octets).
+    pub const DESTINATION_IP: u8 = 4;
+    /// Destination IPv4 Address (4 octets and 12 MBZ).
+    pub const DESTINATION_IPV4: u8 = 5;
+    /// Destination IPv6 Address.
+    pub const DESTINATION_IPV6: u8 = 6;
+    /// Source IP Address (generic request, 16 octets).
+    pub const SOURCE_IP: u8 = 7;
+    /// Source IPv4 Address (4 octets and 12 MBZ).
+    pub const SOURCE_IPV4: u8 = 8;
+    /// Source IPv6 Address.
+    pub const SOURCE_IPV6: u8 = 9;
+    /// The value length of the MAC types (1-3).
+    pub const MAC_LEN: usize = 8;
+    /// The value length of the address types (4-9).
+    pub const ADDRESS_LEN: usize = 16;
+}
+
+/// Synchronisation sources of the Timestamp Information TLV (RFC 8972 §4.3, IANA "STAMP
+/// Synchronization Source").
+pub mod sync_source {
+    /// NTP.
+    pub const NTP: u8 = 1;
+    /// PTP.
+    pub const PTP: u8 = 2;
+    /// SSU/BITS.
+    pub const SSU_BITS: u8 = 3;
+    /// GPS, GLONASS, LORAN-C, BDS or Galileo.
+    pub const GNSS: u8 = 4;
+    /// Local free-running clock.
+    pub const FREE_RUNNING: u8 = 5;
+}
+
+/// Timestamping methods of the Timestamp Information and Follow-Up Telemetry TLVs
+/// (RFC 8972 §4.3, §4.7, IANA "STAMP Timestamping Method").
+pub mod timestamp_method {
+    /// Hardware-assisted.
+    pub const HARDWARE: u8 = 1;
+    /// Software local.
+    pub const SOFTWARE: u8 = 2;
+    /// Control plane.
+    pub const CONTROL_PLANE: u8 = 3;
 }
 
 /// A view of one TLV (or Location sub-TLV, which has the same header).

@@ -47,6 +47,8 @@ enum Command {
     Ping(cmd::ping::Args),
     /// BFD speaker (RFC 5880/5881/5883) or Seamless BFD initiator (RFC 7880/7881) against a peer.
     Bfd(cmd::bfd::Args),
+    /// Ethernet loopback (Y.1731 / 802.1ag LBM and LBR) to a MEP's MAC: round trips and bit errors.
+    EthLb(cmd::eth_lb::Args),
     /// Throughput and request-response latency over a link; also iperf3's client and server.
     Perf(cmd::perf::Args),
     /// Round-trip latency of an audio path, to a thousandth of a frame (audiosim:, wav:, jack:).
@@ -170,6 +172,7 @@ fn main() -> ExitCode {
         Command::Pattern(command) => cmd::pattern::run(command, &context),
         Command::Ping(args) => cmd::ping::run(args, &context),
         Command::Bfd(args) => cmd::bfd::run(args, &context),
+        Command::EthLb(args) => cmd::eth_lb::run(args, &context),
         Command::Perf(args) => cmd::perf::run(args, &context),
         Command::AudioLatency(args) => cmd::audio::run(args, &context),
         Command::Reflect(args) => cmd::reflect::run(args, &context),
@@ -213,6 +216,7 @@ fn runs_until_stopped(command: &Command) -> bool {
         Command::Reflect(_) => true,
         Command::Exporter(args) => !args.check,
         Command::Bfd(args) => args.count.is_none() && args.duration.is_none(),
+        Command::EthLb(args) => args.count.is_none() && args.deadline.is_none(),
         Command::Stamp(args) => args.reflect.is_some() || args.count.is_none(),
         Command::Perf(args) => args.server,
         Command::AudioLatency(args) => args.count.is_none() && !args.link.starts_with("wav:"),

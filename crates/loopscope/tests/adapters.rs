@@ -6,12 +6,10 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn loopscope() -> Command {
-    Command::cargo_bin("loopscope").expect("the binary is built")
-}
+mod support;
+use support::{loopscope, summary_of};
 
 /// A `loopscope reflect` child on a port the kernel picks, killed when the test ends.
 struct Reflector {
@@ -51,14 +49,6 @@ impl Drop for Reflector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn summary_of(output: &std::process::Output) -> Value {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|record| record["type"] == "summary")
-        .unwrap_or_else(|| panic!("no summary: {}", String::from_utf8_lossy(&output.stderr)))
 }
 
 fn tshark_present() -> bool {

@@ -15,6 +15,13 @@ fn json_lines(output: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The message of an `error` record.
+fn error_text(record: &Value) -> &str {
+    record["error"]
+        .as_str()
+        .expect("an error record has a message")
+}
+
 #[test]
 fn json_fields_for_octal_loopback() {
     let output = loopscope()
@@ -290,12 +297,7 @@ fn not_an_address_is_not_a_host_name() {
     let records = json_lines(&output.stdout);
     assert_eq!(records[0]["type"], "error");
     assert_eq!(records[0]["line"], 1);
-    assert!(
-        records[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("'!' is not allowed in a host name")
-    );
+    assert!(error_text(&records[0]).contains("'!' is not allowed in a host name"));
     assert_eq!(records[1]["address"], "8.8.8.8");
 }
 
@@ -319,14 +321,9 @@ fn bulk_goes_on_past_a_line_that_is_not_utf8() {
         .collect();
     assert_eq!(kinds, ["address", "error", "error", "address", "summary"]);
     assert_eq!(records[1]["line"], 2);
-    assert!(records[1]["error"].as_str().unwrap().contains("not UTF-8"));
+    assert!(error_text(&records[1]).contains("not UTF-8"));
     assert_eq!(records[2]["line"], 3);
-    assert!(
-        records[2]["error"]
-            .as_str()
-            .unwrap()
-            .contains("longer than")
-    );
+    assert!(error_text(&records[2]).contains("longer than"));
     assert_eq!(records[3]["address"], "8.8.8.8");
     assert_eq!(records[4]["unparsable"], 2);
 }

@@ -29,53 +29,13 @@
 //! `jack` PCM takes only FLOAT samples, hence `format=f32` (alsa_delay's zita-alsa-pcmi picks float itself). Waits are on events (a port
 //! listed, a line printed); time limits only bound a broken run.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Ends and reaps a child we started, with the signal it ends cleanly on: SIGTERM for jackd
-/// and for loopscope (which prints its summary), SIGINT for alsa_delay. A JACK client that
-/// dies without closing (alsa_delay on SIGTERM) leaves its server's slot taken in JACK's
-/// shared-memory registry even after the server exits; after eight of those no jackd starts on
-/// the machine until /dev/shm is cleaned (found here the hard way).
-struct Started(Child, rustix::process::Signal);
-
-impl Started {
-    fn new(child: Child) -> Self {
-        Started(child, rustix::process::Signal::TERM)
-    }
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        signal(&self.0, self.1);
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, signal: rustix::process::Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process(pid, signal);
-    }
-}
-
-fn terminate(child: &Child) {
-    signal(child, rustix::process::Signal::TERM);
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-fn jack_command(program: &str, server: &str) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env("JACK_DEFAULT_SERVER", server)
-        .env("JACK_NO_START_SERVER", "1");
-    command
-}
+mod support;
+use support::jack::{
+    Started, delay_readings, jack_command, lines_of, on_path, start_dummy_server, terminate,
+};
 
 /// Whether ALSA knows the `jack` PCM (libasound2-plugins' configuration is installed).
 fn jack_pcm_configured() -> bool {
@@ -125,20 +85,6 @@ fn loop_alsa_clients(server: &str, name: &str, pid: u32) {
     assert!(wired.success(), "jack_connect {out} {inp}");
 }
 
-/// A child's stdout, line by line, on a channel.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Periods of 256 frames in each program's ALSA buffer, as in the issue's `alsa_delay` run.
 const PERIODS: u32 = 2;
 const BUFFERING: u32 = 256 * PERIODS;
@@ -167,28 +113,7 @@ fn agrees_with_alsa_delay_through_the_jack_pcm() {
         return;
     }
     let server = format!("loopscope-alsa-{}", std::process::id());
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let _jackd = Started::new(
-        Command::new("jackd")
-            .args(["--no-realtime", "-n", &server])
-            .args(["-d", "dummy", "-r", "48000", "-p", "256"])
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("start jackd"),
-    );
-    let up = jack_command("jack_wait", &server)
-        .args(["-w", "-t", "60"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(
-        up.success(),
-        "the JACK server did not come up: {}",
-        std::fs::read_to_string(log.path()).unwrap_or_default()
-    );
+    let _jackd = start_dummy_server(&server);
 
     // alsa_delay: playback and capture device `jack`, 48 kHz, 256-frame periods, 2 periods,
     // channel 1 out and in. stdbuf: its readings must reach the pipe as they are printed.
@@ -257,23 +182,8 @@ fn agrees_with_alsa_delay_through_the_jack_pcm() {
         .expect("a summary after SIGTERM");
     assert_eq!(summary["reported_latency_frames"], BUFFERING, "{summary}");
 
-    // alsa_delay's readings: "   512.000 frames     10.667 ms"; the first may still average
-    // the moment the loop was wired: keep the last 5 of 8.
-    let mut theirs = Vec::new();
-    while theirs.len() < 8 {
-        let line = theirs_lines
-            .recv_timeout(limit)
-            .expect("alsa_delay stopped reading");
-        if let Some(frames) = line
-            .split_whitespace()
-            .next()
-            .and_then(|w| w.parse::<f64>().ok())
-            && line.contains("frames")
-        {
-            theirs.push(frames);
-        }
-    }
-    let theirs = theirs.split_off(3);
+    // alsa_delay's readings: "   512.000 frames     10.667 ms".
+    let theirs = delay_readings(&theirs_lines, limit, "alsa_delay");
     eprintln!("alsa_delay: {theirs:?}\nloopscope:  {our_delays:?}\nsummary: {summary}");
     // The path through the jack PCM moves by whole periods: each program's two JACK clients
     // start in whichever JACK cycle their first write and read fall in, and every xrun (jackd

@@ -16,37 +16,11 @@
 //! agree within 0.1 frame. Every wait is on an event (the server answering `jack_wait`, a line
 //! printed); the time limits only bound a broken run.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
-/// Ends and reaps a child we started when the test ends, however it ends. SIGTERM, not
-/// SIGKILL: a jackd killed outright leaves its entry in JACK's shared-memory server registry,
-/// and after eight of those no server starts on the machine until /dev/shm is cleaned.
-struct Started(Child);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-fn jack_command(program: &str, server: &str) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env("JACK_DEFAULT_SERVER", server)
-        .env("JACK_NO_START_SERVER", "1");
-    command
-}
+mod support;
+use support::jack::{Started, delay_readings, jack_command, lines_of, on_path, start_dummy_server};
 
 /// Starts `jackd -d dummy` under a name of its own and waits until it answers; `None` (after
 /// saying why) where JACK is not installed.
@@ -62,33 +36,8 @@ fn start_server(tag: &str, also_needed: &[&str]) -> Option<(Started, String)> {
         eprintln!("skipped: {missing} is not installed (Debian: jackd2, jack-delay)");
         return None;
     }
-    // Two servers registering at once can race in JACK's shared-memory registry: start them
-    // one at a time.
-    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let server = format!("loopscope-{tag}-{}", std::process::id());
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let jackd = Started(
-        Command::new("jackd")
-            .args(["--no-realtime", "-n", &server])
-            .args(["-d", "dummy", "-r", "48000", "-p", "256"])
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("start jackd"),
-    );
-    let up = jack_command("jack_wait", &server)
-        .args(["-w", "-t", "60"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(
-        up.success(),
-        "the JACK server did not come up: {}",
-        std::fs::read_to_string(log.path()).unwrap_or_default()
-    );
+    let jackd = start_dummy_server(&server);
     Some((jackd, server))
 }
 
@@ -99,7 +48,7 @@ fn agrees_with_jack_delay_on_a_jack_loop() {
     };
 
     // jack_delay: its first line ("Signal below threshold...") says its ports exist.
-    let mut jack_delay = Started(
+    let mut jack_delay = Started::new(
         jack_command("jack_delay", &server)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -107,15 +56,7 @@ fn agrees_with_jack_delay_on_a_jack_loop() {
             .spawn()
             .expect("start jack_delay"),
     );
-    let stdout = jack_delay.0.stdout.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = lines_of(&mut jack_delay.0);
     let limit = Duration::from_secs(60);
     lines
         .recv_timeout(limit)
@@ -156,22 +97,7 @@ fn agrees_with_jack_delay_on_a_jack_loop() {
     assert_eq!(ours.len(), 5);
 
     // jack_delay's readings: "    256.000 frames    5.333 ms".
-    // Its first readings may still average the moment the loop was wired: keep the last 5 of 8.
-    let mut theirs = Vec::new();
-    while theirs.len() < 8 {
-        let line = lines
-            .recv_timeout(limit)
-            .expect("jack_delay stopped reading");
-        if let Some(frames) = line
-            .split_whitespace()
-            .next()
-            .and_then(|w| w.parse::<f64>().ok())
-            && line.contains("frames")
-        {
-            theirs.push(frames);
-        }
-    }
-    let theirs = theirs.split_off(3);
+    let theirs = delay_readings(&lines, limit, "jack_delay");
     eprintln!("jack_delay: {theirs:?}\nloopscope:  {ours:?}");
     let reference = theirs[theirs.len() - 1];
     assert!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod support;
-use support::{loopscope, run_json, summary};
+use support::{loopscope, run_json, summary, summary_of, wait_or_kill};
 
 #[test]
 fn clean_loop_passes_with_every_contract_field() {
@@ -179,6 +179,19 @@ fn bad_input_is_one_line_and_exit_2() {
     }
 }
 
+/// `pattern gen prbs9 --bytes 4096` into a file of a temporary directory (gone with it).
+fn generated_prbs9() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prbs9.bin");
+    let status = loopscope()
+        .args(["pattern", "gen", "prbs9", "--bytes", "4096", "-o"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (dir, path)
+}
+
 /// The bit stream of a generated file, least significant bit of each byte first.
 fn bits_lsb_first(bytes: &[u8]) -> Vec<u8> {
     bytes
@@ -189,14 +202,7 @@ fn bits_lsb_first(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn generated_files_follow_the_o150_recurrence_and_check_clean() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("prbs9.bin");
-    let status = loopscope()
-        .args(["pattern", "gen", "prbs9", "--bytes", "4096", "-o"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (_dir, path) = generated_prbs9();
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len(), 4096);
     // 2^9-1 is sent non-inverted: b[t] = b[t-5] ^ b[t-9], whatever the start phase.
@@ -330,14 +336,7 @@ fn completions_and_man_page() {
 /// totals have both.
 #[test]
 fn g821_counts_whole_seconds_and_reports_the_partial_one_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("prbs9.bin");
-    let status = loopscope()
-        .args(["pattern", "gen", "prbs9", "--bytes", "4096", "-o"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (_dir, path) = generated_prbs9();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[1500] ^= 0x10; // bit 1500 * 8 + 4 = 12004
     bytes[4090] ^= 0x10; // bit 32724
@@ -383,39 +382,6 @@ fn a_two_second_run_has_two_whole_g821_seconds() {
     assert_eq!(seconds, 2, "one event per whole second");
 }
 
-/// Waits for a child, but not forever: a run that hangs fails the test instead of the suite.
-fn wait_or_kill(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    let started = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "still running after {limit:?}: {}",
-                String::from_utf8_lossy(&output.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn json_summary(output: &std::process::Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|r| r["type"] == "summary")
-        .unwrap_or_else(|| {
-            panic!(
-                "no summary: {stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-}
-
 /// `bert` never hangs on a far end that stops reading or never answers (issue 12: it blocked
 /// in sendto and recvfrom, ignoring --duration, SIGINT and SIGTERM): a child that never reads
 /// its stdin, a delay line of an hour, a TCP peer that accepts and sleeps. Each run ends after
@@ -439,7 +405,7 @@ fn bert_ends_at_its_deadline_whatever_the_far_end_does() {
             .spawn()
             .unwrap();
         let output = wait_or_kill(child, Duration::from_secs(60));
-        let s = json_summary(&output);
+        let s = summary_of(&output);
         assert_eq!(output.status.code(), Some(1), "{link}: {s}");
         assert_eq!(s["passed"], false, "{link}: {s}");
         assert_eq!(s["bytes_received"], 0, "{link}: {s}");
@@ -486,7 +452,7 @@ fn sigterm_ends_a_stuck_run_with_its_summary_and_exit_1() {
             .success()
     );
     let output = wait_or_kill(child, Duration::from_secs(60));
-    let s = json_summary(&output);
+    let s = summary_of(&output);
     assert_eq!(s["end_reason"], "interrupted", "{s}");
     assert_eq!(s["passed"], false, "{s}");
     assert_eq!(output.status.code(), Some(1), "{s}");

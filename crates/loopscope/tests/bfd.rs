@@ -892,3 +892,50 @@ fn interoperates_with_frr_bfdd() {
     // 4. Authentication: bfdd 8.4 has none to configure ("authentication" is not a command of
     // its peer node), so it is tested loopscope against loopscope above.
 }
+
+/// RFC 5880 §6.6: with --demand the responder stops its periodic packets once both are Up,
+/// and Poll Sequences check the path; when the responder vanishes, a Poll goes unanswered and
+/// the session is Down with diagnostic 1.
+#[test]
+fn demand_mode_polls_the_silent_peer_and_detects_its_loss() {
+    let far = responder(
+        "127.77.12.1",
+        &["--bfd-min-tx", "100ms", "--bfd-min-rx", "100ms"],
+    );
+    let speaker = Running::start(&[
+        "bfd",
+        "udp://127.77.12.1",
+        "--local",
+        "127.77.12.2",
+        "--min-tx",
+        "100ms",
+        "--min-rx",
+        "100ms",
+        "--demand",
+        "--demand-poll",
+        "300ms",
+    ]);
+    speaker.wait_for("Up", is_state("Up"));
+    // Three polls answered (a Poll counts as answered when its Final comes back).
+    for _ in 0..3 {
+        speaker.wait_for("a completed poll", |v| v["type"] == "poll_final");
+    }
+    drop(far); // SIGKILL: silent, no AdminDown
+    let down = speaker.wait_for("Down", is_state("Down"));
+    assert_eq!(down["diagnostic_code"], 1, "{down}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 1, "{summary}");
+    let polls = summary["demand_polls"].as_u64().expect("demand_polls");
+    let answered = summary["demand_polls_answered"].as_u64().expect("answered");
+    assert!(answered >= 2, "{summary}");
+    assert_eq!(
+        polls,
+        answered + 1,
+        "the last poll went unanswered: {summary}"
+    );
+    // Silent in Demand mode: three 300 ms polls span at least 9 of the peer's 100 ms
+    // intervals, yet hardly any periodic packet of the peer was seen (those before it saw our
+    // Demand bit, and those of its own Poll to 100 ms).
+    let gaps = summary["interarrival_count"].as_u64().expect("count");
+    assert!(gaps <= 5, "the peer kept sending: {summary}");
+}

@@ -382,45 +382,52 @@ fn deleted_local_routes() {
     assert_eq!(fixes, ["ip -6 route add local ::1/128 dev lo table local"]);
 }
 
+/// Breaks a namespace with `setup` (a rule on the nft input hook) and checks that the one fix
+/// is the deletion of that rule; returns the doctor's view before the fix, and the fix.
+fn nft_input_rule_heals(
+    tag: &'static str,
+    setup: &'static [&'static str],
+) -> Option<(Doctor, String)> {
+    if !nft_available() {
+        return None;
+    }
+    let (before, fixes) = fixes_heal(&Breakage::new(tag, setup))?;
+    assert_eq!(fixes.len(), 1, "{fixes:?}");
+    assert!(fixes[0].starts_with("nft delete rule inet lstest input handle "));
+    let fix = fixes[0].clone();
+    Some((before, fix))
+}
+
 #[test]
 fn nft_rule_dropping_icmp_on_lo() {
-    if !nft_available() {
-        return;
-    }
-    let Some((before, fixes)) = fixes_heal(&Breakage::new(
+    let Some((before, fix)) = nft_input_rule_heals(
         "nfticmp",
         &[
             NFT_TABLE,
             NFT_INPUT,
             "nft add rule inet lstest input iifname lo meta l4proto icmp drop",
         ],
-    )) else {
+    ) else {
         return;
     };
-    assert_eq!(fixes.len(), 1);
-    assert!(fixes[0].starts_with("nft delete rule inet lstest input handle "));
     // Every failed check points at the rule, none at checks that pass.
-    assert_eq!(before.check("icmp_v4")["fix"], fixes[0].as_str());
+    assert_eq!(before.check("icmp_v4")["fix"], fix.as_str());
 }
 
 #[test]
 fn nft_rule_dropping_tcp_on_lo() {
-    if !nft_available() {
-        return;
-    }
-    let Some((before, fixes)) = fixes_heal(&Breakage::new(
+    let Some((before, fix)) = nft_input_rule_heals(
         "nfttcp",
         &[
             NFT_TABLE,
             NFT_INPUT,
             "nft add rule inet lstest input iif lo meta l4proto tcp counter drop",
         ],
-    )) else {
+    ) else {
         return;
     };
-    assert_eq!(fixes.len(), 1);
     for name in ["tcp_v4", "alias_127", "bert", "latency"] {
-        assert_eq!(before.check(name)["fix"], fixes[0].as_str(), "{name}");
+        assert_eq!(before.check(name)["fix"], fix.as_str(), "{name}");
     }
 }
 

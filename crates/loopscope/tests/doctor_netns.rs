@@ -27,6 +27,12 @@ impl Netns {
         self.doctor_with_env(args, &[])
     }
 
+    /// The doctor inside the namespace with only the checks `names` (`--check NAME` each).
+    fn doctor_checks(&self, names: &[&str]) -> (i32, Vec<Value>) {
+        let args: Vec<&str> = names.iter().flat_map(|name| ["--check", name]).collect();
+        self.doctor(&args)
+    }
+
     fn doctor_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<Value>) {
         let binary = assert_cmd::cargo::cargo_bin("loopscope");
         let output = Command::new("ip")
@@ -61,6 +67,14 @@ fn status(records: &[Value], name: &str) -> String {
 
 fn finding(records: &[Value], name: &str) -> String {
     check(records, name)["finding"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The command the doctor gives to mend check `name` (empty when it gives none).
+fn fix(records: &[Value], name: &str) -> String {
+    check(records, name)["fix"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -130,9 +144,7 @@ fn lo_down_fails_with_the_fix() {
     let Some(netns) = Netns::create_for_doctor("down") else {
         return;
     };
-    let (code, records) = netns.doctor(&[
-        "--check", "lo_up", "--check", "lo_ipv4", "--check", "tcp_v4", "--check", "icmp_v4",
-    ]);
+    let (code, records) = netns.doctor_checks(&["lo_up", "lo_ipv4", "tcp_v4", "icmp_v4"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "lo_up"), "FAIL");
     assert!(finding(&records, "lo_up").contains("DOWN"));
@@ -151,16 +163,7 @@ fn deleted_127_0_0_1_fails_address_route_and_traffic() {
     };
     netns.lo_up();
     netns.exec("ip", &["addr", "del", "127.0.0.1/8", "dev", "lo"]);
-    let (code, records) = netns.doctor(&[
-        "--check",
-        "lo_ipv4",
-        "--check",
-        "route_local_v4",
-        "--check",
-        "tcp_v4",
-        "--check",
-        "lo_ipv6",
-    ]);
+    let (code, records) = netns.doctor_checks(&["lo_ipv4", "route_local_v4", "tcp_v4", "lo_ipv6"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "lo_ipv4"), "FAIL");
     assert!(finding(&records, "lo_ipv4").contains("127.0.0.1 is not on lo"));
@@ -188,16 +191,7 @@ fn deleted_ipv6_loopback_fails_lo_ipv6() {
     };
     netns.lo_up();
     netns.exec("ip", &["-6", "addr", "del", "::1/128", "dev", "lo"]);
-    let (code, records) = netns.doctor(&[
-        "--check",
-        "lo_ipv6",
-        "--check",
-        "tcp_v6",
-        "--check",
-        "lo_ipv4",
-        "--check",
-        "disable_ipv6",
-    ]);
+    let (code, records) = netns.doctor_checks(&["lo_ipv6", "tcp_v6", "lo_ipv4", "disable_ipv6"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "lo_ipv6"), "FAIL");
     assert!(finding(&records, "lo_ipv6").contains("::1 is not on lo"));
@@ -221,14 +215,7 @@ fn ipv6_disabled_on_lo_is_named() {
     };
     netns.lo_up();
     netns.exec("sysctl", &["-q", "-w", "net.ipv6.conf.lo.disable_ipv6=1"]);
-    let (code, records) = netns.doctor(&[
-        "--check",
-        "disable_ipv6",
-        "--check",
-        "lo_ipv6",
-        "--check",
-        "icmp_v6",
-    ]);
+    let (code, records) = netns.doctor_checks(&["disable_ipv6", "lo_ipv6", "icmp_v6"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "disable_ipv6"), "FAIL");
     assert_eq!(
@@ -246,29 +233,31 @@ fn nft_available() -> bool {
         .any(|path| std::path::Path::new(path).exists())
 }
 
-fn nft_ruleset(netns: &Netns, rule: &str) {
+/// A namespace with `lo` up and one nft `rule` on its input hook (table `inet lstest`); `None`
+/// (after saying why) without nft or root.
+fn netns_with_nft_rule(tag: &str, rule: &str) -> Option<Netns> {
+    if !nft_available() {
+        eprintln!("skipping: nft is not installed");
+        return None;
+    }
+    let netns = Netns::create_for_doctor(tag)?;
+    netns.lo_up();
     netns.exec("nft", &["add", "table", "inet", "lstest"]);
     netns.exec(
         "nft",
         &["add chain inet lstest input { type filter hook input priority 0 ; policy accept ; }"],
     );
     netns.exec("nft", &[&format!("add rule inet lstest input {rule}")]);
+    Some(netns)
 }
 
 #[test]
 fn nft_rule_dropping_icmp_on_lo_is_named() {
-    if !nft_available() {
-        eprintln!("skipping: nft is not installed");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("nfticmp") else {
+    let Some(netns) = netns_with_nft_rule("nfticmp", "iifname \"lo\" meta l4proto icmp drop")
+    else {
         return;
     };
-    netns.lo_up();
-    nft_ruleset(&netns, "iifname \"lo\" meta l4proto icmp drop");
-    let (code, records) = netns.doctor(&[
-        "--check", "icmp_v4", "--check", "tcp_v4", "--check", "firewall",
-    ]);
+    let (code, records) = netns.doctor_checks(&["icmp_v4", "tcp_v4", "firewall"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "icmp_v4"), "FAIL");
     assert!(finding(&records, "icmp_v4").starts_with("0/3 echo replies"));
@@ -281,10 +270,7 @@ fn nft_rule_dropping_icmp_on_lo_is_named() {
             && text.contains("iifname \"lo\" meta l4proto icmp drop"),
         "{text}"
     );
-    let fix = check(&records, "firewall")["fix"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let fix = fix(&records, "firewall");
     assert!(
         fix.starts_with("nft delete rule inet lstest input handle "),
         "{fix}"
@@ -293,18 +279,10 @@ fn nft_rule_dropping_icmp_on_lo_is_named() {
 
 #[test]
 fn nft_rule_dropping_tcp_on_lo_is_named() {
-    if !nft_available() {
-        eprintln!("skipping: nft is not installed");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("nfttcp") else {
+    let Some(netns) = netns_with_nft_rule("nfttcp", "iif lo meta l4proto tcp counter drop") else {
         return;
     };
-    netns.lo_up();
-    nft_ruleset(&netns, "iif lo meta l4proto tcp counter drop");
-    let (code, records) = netns.doctor(&[
-        "--check", "tcp_v4", "--check", "udp_v4", "--check", "firewall",
-    ]);
+    let (code, records) = netns.doctor_checks(&["tcp_v4", "udp_v4", "firewall"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "tcp_v4"), "FAIL");
     assert!(finding(&records, "tcp_v4").contains("timed out"));
@@ -325,7 +303,7 @@ fn ping_group_range_decides_the_socket_kind() {
     };
     netns.lo_up();
     // A new namespace starts with "1 0": only raw sockets (we are root).
-    let (_, records) = netns.doctor(&["--check", "ping_group_range", "--check", "icmp_v4"]);
+    let (_, records) = netns.doctor_checks(&["ping_group_range", "icmp_v4"]);
     assert_eq!(status(&records, "ping_group_range"), "PASS");
     assert_eq!(
         check(&records, "ping_group_range")["ping_group_range"],
@@ -341,14 +319,7 @@ fn ping_group_range_decides_the_socket_kind() {
         "sysctl",
         &["-q", "-w", "net.ipv4.ping_group_range=0 2147483647"],
     );
-    let (_, records) = netns.doctor(&[
-        "--check",
-        "ping_group_range",
-        "--check",
-        "icmp_v4",
-        "--check",
-        "icmp_v6",
-    ]);
+    let (_, records) = netns.doctor_checks(&["ping_group_range", "icmp_v4", "icmp_v6"]);
     assert!(finding(&records, "ping_group_range").contains("includes gid 0"));
     assert_eq!(check(&records, "icmp_v4")["socket_kind"], "datagram");
     assert_eq!(status(&records, "icmp_v4"), "PASS");
@@ -373,7 +344,7 @@ fn route_localnet_is_a_warning_with_the_interface() {
         "sysctl",
         &["-q", "-w", "net.ipv4.conf.all.route_localnet=1"],
     );
-    let (code, records) = netns.doctor(&["--check", "route_localnet"]);
+    let (code, records) = netns.doctor_checks(&["route_localnet"]);
     assert_eq!(code, 0, "a warning does not fail the run");
     assert_eq!(status(&records, "route_localnet"), "WARN");
     assert!(finding(&records, "route_localnet").contains("all"));
@@ -466,15 +437,9 @@ fn localhost_order_says_timed_out_when_packets_are_dropped() {
         eprintln!("skipping: this kernel has no IPv6");
         return;
     }
-    if !nft_available() {
-        eprintln!("skipping: nft is not installed");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("ordto") else {
+    let Some(netns) = netns_with_nft_rule("ordto", "iif lo meta l4proto tcp drop") else {
         return;
     };
-    netns.lo_up();
-    nft_ruleset(&netns, "iif lo meta l4proto tcp drop");
     let (_file, path) = hosts_file(GOOD_HOSTS);
     let (code, records) = netns.doctor(&[
         "--hosts-file",
@@ -491,10 +456,7 @@ fn localhost_order_says_timed_out_when_packets_are_dropped() {
         "{text}"
     );
     // The fix is the rule that drops it.
-    let fix = check(&records, "localhost_order")["fix"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let fix = fix(&records, "localhost_order");
     assert!(
         fix.starts_with("nft delete rule inet lstest input handle "),
         "{fix}"
@@ -569,16 +531,8 @@ fn only_127_0_0_1_local_is_macos_style() {
     netns.lo_up();
     netns.exec("ip", &["addr", "del", "127.0.0.1/8", "dev", "lo"]);
     netns.exec("ip", &["addr", "add", "127.0.0.1/32", "dev", "lo"]);
-    let (code, records) = netns.doctor(&[
-        "--check",
-        "lo_ipv4",
-        "--check",
-        "route_local_v4",
-        "--check",
-        "tcp_v4",
-        "--check",
-        "alias_127",
-    ]);
+    let (code, records) =
+        netns.doctor_checks(&["lo_ipv4", "route_local_v4", "tcp_v4", "alias_127"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "lo_ipv4"), "WARN");
     assert!(finding(&records, "lo_ipv4").contains("127.0.0.1/32"));
@@ -613,7 +567,7 @@ fn iptables_rule_dropping_tcp_on_lo_is_named() {
         "iptables",
         &["-A", "INPUT", "-i", "lo", "-p", "tcp", "-j", "DROP"],
     );
-    let (code, records) = netns.doctor(&["--check", "firewall"]);
+    let (code, records) = netns.doctor_checks(&["firewall"]);
     assert_eq!(code, 1);
     assert_eq!(status(&records, "firewall"), "FAIL");
     let text = finding(&records, "firewall");
@@ -705,7 +659,7 @@ fn iptables_reject_is_named(program: &str) {
         "{fix}: {}",
         String::from_utf8_lossy(&deleted.stderr)
     );
-    let (code, records) = netns.doctor(&["--check", "tcp_v4", "--check", "firewall"]);
+    let (code, records) = netns.doctor_checks(&["tcp_v4", "firewall"]);
     assert_eq!(status(&records, "firewall"), "PASS");
     assert_eq!(code, 0);
 }

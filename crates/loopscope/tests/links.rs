@@ -7,15 +7,10 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 mod support;
-use support::is_root;
-
-fn loopscope() -> Command {
-    Command::cargo_bin("loopscope").expect("the binary is built")
-}
+use support::{is_root, loopscope, summary_of};
 
 /// A reflector child, killed when the test ends (even on failure).
 struct Reflector {
@@ -87,20 +82,6 @@ impl Drop for Reflector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn summary_of(output: &std::process::Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|r| r["type"] == "summary")
-        .unwrap_or_else(|| {
-            panic!(
-                "no summary; stdout: {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
 }
 
 fn bert(link: &str, extra: &[&str]) -> (Option<i32>, Value) {

@@ -29,6 +29,17 @@ fn scan(args: &[&std::ffi::OsStr]) -> (i32, Vec<Value>) {
     (output.status.code().unwrap(), json_lines(&output.stdout))
 }
 
+/// A UDP datagram from `source` to `destination` in an IPv4 packet in an Ethernet frame
+/// between two ordinary MACs.
+fn udp4_over_ethernet(source: [u8; 4], destination: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    ethernet(
+        MAC_A,
+        MAC_B,
+        0x0800,
+        &ipv4_udp(source, destination, sport, dport),
+    )
+}
+
 fn summary(lines: &[Value]) -> &Value {
     let summaries = of_type(lines, "summary");
     assert_eq!(summaries.len(), 1, "{lines:?}");
@@ -320,14 +331,7 @@ fn a_clean_capture_exits_zero() {
     let path = write(
         dir.path(),
         "clean.pcap",
-        &pcap(
-            1,
-            &[(
-                1,
-                0,
-                ethernet(MAC_A, MAC_B, 0x0800, &ipv4_udp(CLEAN.0, CLEAN.1, 1, 2)),
-            )],
-        ),
+        &pcap(1, &[(1, 0, udp4_over_ethernet(CLEAN.0, CLEAN.1, 1, 2))]),
     );
     let (code, lines) = scan(&[path.as_os_str()]);
     assert_eq!(code, 0);
@@ -348,12 +352,7 @@ fn human_output_is_a_flow_table_and_findings_read_like_the_kernel_log() {
             &[(
                 1_700_000_000,
                 0,
-                ethernet(
-                    MAC_A,
-                    MAC_B,
-                    0x0800,
-                    &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 4000, 53),
-                ),
+                udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 4000, 53),
             )],
         ),
     );
@@ -403,12 +402,7 @@ fn many_martians_give_a_bounded_human_summary() {
     // Source 127.0.0.k sends k packets, k = 1..=30: 465 packets in 30 flows.
     for k in 1..=30u8 {
         for i in 0..u32::from(k) {
-            let frame = ethernet(
-                MAC_A,
-                MAC_B,
-                0x0800,
-                &ipv4_udp([127, 0, 0, k], [10, 0, 0, 2], 4000, 53),
-            );
+            let frame = udp4_over_ethernet([127, 0, 0, k], [10, 0, 0, 2], 4000, 53);
             packets.push((1_700_000_000 + i, u32::from(k), frame));
         }
     }
@@ -448,12 +442,7 @@ fn the_flow_table_is_bounded_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let mut packets = Vec::new();
     for k in 1..=50u8 {
-        let frame = ethernet(
-            MAC_A,
-            MAC_B,
-            0x0800,
-            &ipv4_udp([127, 0, 1, k], [10, 0, 0, 2], 4000, 53),
-        );
+        let frame = udp4_over_ethernet([127, 0, 1, k], [10, 0, 0, 2], 4000, 53);
         // The first flow repeats: it is tracked before the table fills.
         let copies = if k == 1 { 5 } else { 1 };
         for _ in 0..copies {
@@ -496,12 +485,7 @@ fn the_flow_table_is_bounded_and_says_so() {
 #[test]
 fn truncated_and_corrupt_files_are_counted_and_scanning_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let martian = ethernet(
-        MAC_A,
-        MAC_B,
-        0x0800,
-        &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
-    );
+    let martian = udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2);
     // pcap cut in the middle of its third record.
     let full = pcap(
         1,
@@ -568,8 +552,7 @@ fn unreadable_input_exits_two() {
 #[test]
 fn write_matches_produces_a_pcapng_of_the_flagged_packets() {
     let dir = tempfile::tempdir().unwrap();
-    let frame =
-        |source: [u8; 4]| ethernet(MAC_A, MAC_B, 0x0800, &ipv4_udp(source, [10, 0, 0, 2], 1, 2));
+    let frame = |source: [u8; 4]| udp4_over_ethernet(source, [10, 0, 0, 2], 1, 2);
     let path = write(
         dir.path(),
         "in.pcap",
@@ -620,8 +603,7 @@ fn urpf_modes_from_a_routes_file() {
     );
     let mut bytes = pcapng_section();
     bytes.extend(pcapng_interface(1, "eth0"));
-    let frame =
-        |source: [u8; 4]| ethernet(MAC_A, MAC_B, 0x0800, &ipv4_udp(source, [10, 9, 9, 9], 1, 2));
+    let frame = |source: [u8; 4]| udp4_over_ethernet(source, [10, 9, 9, 9], 1, 2);
     bytes.extend(pcapng_packet(0, 1, &frame([10, 1, 2, 3]))); // best route eth0: passes all
     bytes.extend(pcapng_packet(0, 2, &frame([10, 2, 2, 3]))); // best route eth1: strict drops
     bytes.extend(pcapng_packet(0, 3, &frame([100, 64, 1, 1]))); // only the default covers it
@@ -666,12 +648,7 @@ fn urpf_modes_from_a_routes_file() {
 #[test]
 fn log_rate_limit_suppresses_with_a_count() {
     let dir = tempfile::tempdir().unwrap();
-    let frame = ethernet(
-        MAC_A,
-        MAC_B,
-        0x0800,
-        &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
-    );
+    let frame = udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2);
     // Five packets in the first second, one six seconds later.
     let packets: Vec<(u32, u32, Vec<u8>)> = (0..5)
         .map(|i| (100, i * 1000, frame.clone()))
@@ -858,12 +835,7 @@ fn interface_names_cannot_inject_terminal_escapes() {
     bytes.extend(pcapng_packet(
         0,
         1,
-        &ethernet(
-            MAC_A,
-            MAC_B,
-            0x0800,
-            &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
-        ),
+        &udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
     ));
     let path = write(dir.path(), "forged.pcapng", &bytes);
     let output = loopscope()
@@ -893,12 +865,7 @@ fn interface_names_cannot_inject_terminal_escapes() {
 #[test]
 fn write_matches_refuses_to_overwrite_an_input() {
     let dir = tempfile::tempdir().unwrap();
-    let frame = ethernet(
-        MAC_A,
-        MAC_B,
-        0x0800,
-        &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
-    );
+    let frame = udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2);
     let bytes = pcap(1, &[(1, 0, frame.clone()), (2, 0, frame)]);
     let input = write(dir.path(), "x.pcap", &bytes);
     let link = dir.path().join("same.pcap");
@@ -932,12 +899,7 @@ fn write_matches_refuses_to_overwrite_an_input() {
 #[test]
 fn write_matches_writes_through_a_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
-    let frame = ethernet(
-        MAC_A,
-        MAC_B,
-        0x0800,
-        &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
-    );
+    let frame = udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2);
     let input = write(dir.path(), "in.pcap", &pcap(1, &[(1, 0, frame)]));
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
@@ -964,12 +926,7 @@ fn write_matches_writes_through_a_temporary_file() {
 /// Issue 12 item 12: a capture on a pipe (`-` and `/dev/stdin`) is read like a file.
 #[test]
 fn captures_from_a_pipe_are_read() {
-    let frame = ethernet(
-        MAC_A,
-        MAC_B,
-        0x0800,
-        &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
-    );
+    let frame = udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2);
     let bytes = pcap(1, &[(1, 0, frame.clone()), (2, 0, frame)]);
     for name in ["-", "/dev/stdin"] {
         let output = loopscope()
@@ -993,12 +950,7 @@ fn captures_from_a_pipe_are_read() {
 #[test]
 fn a_full_stdout_is_reported_with_exit_two() {
     let dir = tempfile::tempdir().unwrap();
-    let frame = ethernet(
-        MAC_A,
-        MAC_B,
-        0x0800,
-        &ipv4_udp([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
-    );
+    let frame = udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2);
     let path = write(dir.path(), "one.pcap", &pcap(1, &[(1, 0, frame)]));
     let full = std::fs::OpenOptions::new()
         .write(true)

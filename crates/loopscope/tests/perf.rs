@@ -7,30 +7,17 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn loopscope() -> Command {
-    Command::cargo_bin("loopscope").expect("the binary is built")
-}
+mod support;
+use support::{free_port, installed, json_lines, loopscope, summary_of};
 
 fn have_iperf3() -> bool {
-    let found = Command::new("iperf3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let found = installed("iperf3");
     if !found {
         eprintln!("skipping: iperf3 is not installed (scripts/test installs it as root)");
     }
     found
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind port 0")
-        .port()
 }
 
 /// Whether something listens on `port` (TCP, IPv4 or IPv6), from /proc/net.
@@ -156,17 +143,7 @@ fn our_client(args: &[&str]) -> (Output, Value) {
         .args(args)
         .output()
         .expect("perf runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let summary = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|r| r["type"] == "summary")
-        .unwrap_or_else(|| {
-            panic!(
-                "no summary; stdout: {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
+    let summary = summary_of(&output);
     (output, summary)
 }
 
@@ -579,26 +556,21 @@ fn within_binomial(observed: f64, n: f64, p: f64) -> bool {
     (observed - n * p).abs() <= 4.5 * sigma
 }
 
-#[test]
-fn udp_loss_injected_at_one_percent_is_reported_as_one_percent() {
-    let mut server = OurServer::start(&["--once"]);
+/// A UDP test of `seconds` at 40 Mbit/s in 1000-byte datagrams to a server of our own, through
+/// the impairment `impair`: the server (for its events) and the client's summary.
+fn impaired_udp_run(seconds: &str, impair: &str) -> (OurServer, Value) {
+    let server = OurServer::start(&["--once"]);
     let link = format!("udp://127.0.0.1:{}", server.port);
     let (output, summary) = our_client(&[
-        &link,
-        "-t",
-        "2",
-        "-b",
-        "40M",
-        "-l",
-        "1000",
-        "-w",
-        "4Mi",
-        "-i",
-        "0",
-        "--impair",
-        "loss=0.01&seed=7",
+        &link, "-t", seconds, "-b", "40M", "-l", "1000", "-w", "4Mi", "-i", "0", "--impair", impair,
     ]);
     assert!(output.status.success(), "{summary}");
+    (server, summary)
+}
+
+#[test]
+fn udp_loss_injected_at_one_percent_is_reported_as_one_percent() {
+    let (mut server, summary) = impaired_udp_run("2", "loss=0.01&seed=7");
     let sent_datagrams = summary["sent_bytes"].as_u64().unwrap() / 1000;
     let udp = &summary["udp"];
     let lost = udp["lost_packets"].as_i64().unwrap();
@@ -619,24 +591,7 @@ fn udp_loss_injected_at_one_percent_is_reported_as_one_percent() {
 
 #[test]
 fn udp_reordering_injected_is_counted_as_out_of_order() {
-    let server = OurServer::start(&["--once"]);
-    let link = format!("udp://127.0.0.1:{}", server.port);
-    let (output, summary) = our_client(&[
-        &link,
-        "-t",
-        "1",
-        "-b",
-        "40M",
-        "-l",
-        "1000",
-        "-w",
-        "4Mi",
-        "-i",
-        "0",
-        "--impair",
-        "reorder=0.05&seed=3",
-    ]);
-    assert!(output.status.success(), "{summary}");
+    let (_server, summary) = impaired_udp_run("1", "reorder=0.05&seed=3");
     let sent = summary["sent_bytes"].as_u64().unwrap() / 1000;
     let udp = &summary["udp"];
     let out_of_order = udp["out_of_order"].as_u64().unwrap();
@@ -703,8 +658,9 @@ fn bad_flags_are_usage_errors() {
     }
 }
 
-#[test]
-fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
+/// A 60-second TCP test against a server of our own, once its first interval report is out:
+/// the server, the client, and the client's JSON lines still to read.
+fn a_minute_long_test_under_way() -> (OurServer, Child, BufReader<std::process::ChildStdout>) {
     let server = OurServer::start(&[]);
     let link = format!("tcp://127.0.0.1:{}", server.port);
     let mut client = loopscope()
@@ -716,6 +672,12 @@ fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
         .expect("perf runs");
     let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
     read_until(&mut stdout, |r| r["event"] == "interval");
+    (server, client, stdout)
+}
+
+#[test]
+fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
+    let (server, mut client, mut stdout) = a_minute_long_test_under_way();
     drop(server); // SIGKILL: no goodbye on the control connection
     let summary = read_until(&mut stdout, |r| r["type"] == "summary");
     let status = client.wait().expect("exit");
@@ -727,17 +689,7 @@ fn a_server_that_goes_away_leaves_a_partial_summary_and_exit_1() {
 
 #[test]
 fn ctrl_c_ends_the_test_with_a_full_summary() {
-    let _server = OurServer::start(&[]);
-    let link = format!("tcp://127.0.0.1:{}", _server.port);
-    let mut client = loopscope()
-        .args([
-            "--json", "perf", &link, "-t", "60", "-i", "0.2", "-b", "100M",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("perf runs");
-    let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
-    read_until(&mut stdout, |r| r["event"] == "interval");
+    let (_server, mut client, mut stdout) = a_minute_long_test_under_way();
     let _ = Command::new("kill")
         .args(["-INT", &client.id().to_string()])
         .status();
@@ -1000,13 +952,6 @@ fn udp_without_a_length_sends_datagrams_of_the_announced_size() {
     });
 }
 
-fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 fn repeat_and_sweep_report_the_spread_of_their_runs() {
     let server = OurServer::start(&[]);
@@ -1019,7 +964,7 @@ fn repeat_and_sweep_report_the_spread_of_their_runs() {
         .output()
         .expect("perf runs");
     assert!(output.status.success());
-    let records = json_lines(&output);
+    let records = json_lines(&output.stdout);
     let runs: Vec<&Value> = records.iter().filter(|r| r["event"] == "run").collect();
     assert_eq!(runs.len(), 6);
     let summary = records.last().expect("a summary");

@@ -118,7 +118,34 @@ fn bound_v6(address: IpAddr, v6only: bool) -> Option<(Socket, u16)> {
     Some((socket, port))
 }
 
+/// A copy of this test binary running `port_holder` (it holds a port and waits), killed when
+/// the test ends.
 struct Holder(Child);
+
+impl Holder {
+    /// Runs `command` (this test binary, as another user or under another name) as the holder
+    /// and waits for the port it holds.
+    fn start(mut command: Command) -> (Holder, u16) {
+        let mut child = command
+            .args(["port_holder", "--exact", "--nocapture", "--test-threads=1"])
+            .env(HOLDER_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let holder = Holder(child);
+        let port: u16 = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.strip_prefix("PORT ")
+                    .map(|p| p.trim().parse().unwrap())
+            })
+            .expect("holder port");
+        (holder, port)
+    }
+}
 
 impl Drop for Holder {
     fn drop(&mut self) {
@@ -235,25 +262,9 @@ fn a_port_held_by_another_user_is_a_trap() {
         Ok(copy) => copy,
         Err(why) => return eprintln!("skip: cannot share the test binary with nobody: {why}"),
     };
-    let mut child = Command::new(&exe.path)
-        .args(["port_holder", "--exact", "--nocapture", "--test-threads=1"])
-        .env(HOLDER_ENV, "1")
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let holder = Holder(child);
-    let port: u16 = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.strip_prefix("PORT ")
-                .map(|p| p.trim().parse().unwrap())
-        })
-        .expect("holder port");
+    let mut command = Command::new(&exe.path);
+    command.uid(65534).gid(65534);
+    let (holder, port) = Holder::start(command);
     let (sockets, traps, summary, code) = port_json(port);
     assert_eq!(code, 1);
     assert_eq!(sockets[0]["uid"], 65534);
@@ -348,23 +359,7 @@ fn a_process_name_cannot_drive_the_terminal() {
     let name = "\x1b[2J\x1b]0;pwn\x07x";
     let link = dir.path().join(name);
     std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &link).unwrap();
-    let mut child = Command::new(&link)
-        .args(["port_holder", "--exact", "--nocapture", "--test-threads=1"])
-        .env(HOLDER_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let holder = Holder(child);
-    let port: u16 = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.strip_prefix("PORT ")
-                .map(|p| p.trim().parse().unwrap())
-        })
-        .expect("holder port");
+    let (holder, port) = Holder::start(Command::new(&link));
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", holder.0.id())).unwrap();
     assert!(
         comm.starts_with('\x1b'),

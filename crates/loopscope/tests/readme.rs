@@ -105,6 +105,12 @@ fn policy(line: &str) -> Policy {
             &[0],
             "ICMP sockets need root (or a ping_group_range with this user)",
         ),
+        ["ip", "link", ..] => Policy::AsRoot(&[0], "making a veth needs root"),
+        ["loopscope", "reflect", "--eth-lb", ..]
+        | ["loopscope", "eth-lb", ..]
+        | ["loopscope", "--json", "eth-lb", ..] => {
+            Policy::AsRoot(&[0], "raw packet sockets need root (or CAP_NET_RAW)")
+        }
         ["loopscope", "doctor", ..] | ["loopscope", "--json", "doctor", ..] => Policy::Run(VERDICT),
         ["loopscope", "port", ..] => Policy::Run(VERDICT),
         _ => Policy::Run(&[0]),

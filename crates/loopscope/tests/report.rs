@@ -5,18 +5,34 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+mod support;
+use support::{assert_exit, installed};
+
 const BIN: &str = env!("CARGO_BIN_EXE_loopscope");
 
 fn have_chromium() -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let found = installed("chromium");
     if !found {
         eprintln!("skipping: chromium is not installed (Debian package chromium)");
     }
     found
+}
+
+/// Runs the binary with `args` then `--report`'s file `name` in a temporary directory, checks
+/// the exit code and that the page is self-contained; returns the directory (the report goes
+/// with it), the report's path and its text.
+fn run_with_report(
+    name: &str,
+    args: &[&str],
+    exit_code: i32,
+) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let directory = tempfile::tempdir().unwrap();
+    let report = directory.path().join(name);
+    let output = Command::new(BIN).args(args).arg(&report).output().unwrap();
+    assert_exit(&output, exit_code);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_self_contained(&html);
+    (directory, report, html)
 }
 
 /// Nothing in the page that makes a browser fetch: no script, stylesheet, image, font or frame
@@ -93,21 +109,11 @@ fn coloured(pixels: &[[u8; 3]]) -> usize {
 
 #[test]
 fn the_ping_report_renders_its_plots_in_chromium() {
-    let directory = tempfile::tempdir().unwrap();
-    let report = directory.path().join("ping.html");
-    let output = Command::new(BIN)
-        .args(["ping", "loop:", "-c", "200", "-i", "0", "-q", "--report"])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (directory, report, html) = run_with_report(
+        "ping.html",
+        &["ping", "loop:", "-c", "200", "-i", "0", "-q", "--report"],
+        0,
     );
-    let html = std::fs::read_to_string(&report).unwrap();
-    assert_self_contained(&html);
     assert_eq!(html.matches("<svg").count(), 2, "two plots");
     assert!(html.contains("<th>transmitted</th><td>200</td>"));
     assert!(html.contains("Latency histogram"));
@@ -127,11 +133,11 @@ fn the_ping_report_renders_its_plots_in_chromium() {
 
 #[test]
 fn the_bert_report_marks_errored_seconds_in_chromium() {
-    let directory = tempfile::tempdir().unwrap();
-    let report = directory.path().join("bert.html");
     // A burst every second at 1 Mbit/s: errored seconds (orange) among error-free (green).
-    let output = Command::new(BIN)
-        .args([
+    // Injected errors fail the run.
+    let (directory, report, html) = run_with_report(
+        "bert.html",
+        &[
             "bert",
             "sim:?rate=1M",
             "--duration",
@@ -139,18 +145,9 @@ fn the_bert_report_marks_errored_seconds_in_chromium() {
             "--inject-burst-every",
             "1500ms",
             "--report",
-        ])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "injected errors fail the run: {}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        1,
     );
-    let html = std::fs::read_to_string(&report).unwrap();
-    assert_self_contained(&html);
     assert!(html.contains("<th>errored_seconds</th>"));
     if !have_chromium() {
         return;
@@ -178,21 +175,11 @@ fn blue(pixels: &[[u8; 3]]) -> usize {
 
 #[test]
 fn the_perf_report_plots_throughput_per_interval() {
-    let directory = tempfile::tempdir().unwrap();
-    let report = directory.path().join("perf.html");
-    let output = Command::new(BIN)
-        .args(["perf", "loop:", "-t", "3s", "-i", "500ms", "--report"])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (directory, report, html) = run_with_report(
+        "perf.html",
+        &["perf", "loop:", "-t", "3s", "-i", "500ms", "--report"],
+        0,
     );
-    let html = std::fs::read_to_string(&report).unwrap();
-    assert_self_contained(&html);
     assert!(html.contains("Throughput per interval"));
     if !have_chromium() {
         return;
@@ -233,12 +220,7 @@ fn the_stamp_report_plots_both_directions() {
         .unwrap();
     let _ = reflector.kill();
     let _ = reflector.wait();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let html = std::fs::read_to_string(&report).unwrap();
     assert_self_contained(&html);
     assert!(html.contains("forward (sender to reflector)"));

@@ -208,8 +208,11 @@ impl EchoSocket {
         choice: SocketChoice,
         bind: &Bind,
     ) -> Result<Self, IcmpError> {
+        // A raw socket's identifier is ours to choose, and chosen first: its filter names it.
+        let raw_identifier = (std::process::id() as u16) ^ rand::random::<u16>();
+        let open_kind = |kind| open_kind(target, kind, bind, raw_identifier);
         let (socket, kind) = match choice {
-            SocketChoice::Only(kind) => open_kind(target, kind, bind).map_err(|error| match error {
+            SocketChoice::Only(kind) => open_kind(kind).map_err(|error| match error {
                 Opened::Refused(error) => IcmpError::Open {
                     kind: kind.name(),
                     error,
@@ -222,12 +225,12 @@ impl EchoSocket {
                 },
                 Opened::Unreachable(error) => IcmpError::Unreachable { target, error },
             })?,
-            SocketChoice::Auto => match open_kind(target, SocketKind::Datagram, bind) {
+            SocketChoice::Auto => match open_kind(SocketKind::Datagram) {
                 Ok(pair) => pair,
                 Err(Opened::Unreachable(error)) => {
                     return Err(IcmpError::Unreachable { target, error });
                 }
-                Err(Opened::Refused(datagram)) => match open_kind(target, SocketKind::Raw, bind) {
+                Err(Opened::Refused(datagram)) => match open_kind(SocketKind::Raw) {
                     Ok(pair) => pair,
                     Err(Opened::Unreachable(error)) => {
                         return Err(IcmpError::Unreachable { target, error });
@@ -250,7 +253,7 @@ impl EchoSocket {
                 .and_then(|address| address.as_socket())
                 .map(|address| address.port())
                 .unwrap_or(0),
-            SocketKind::Raw => (std::process::id() as u16) ^ rand::random::<u16>(),
+            SocketKind::Raw => raw_identifier,
         };
         Ok(EchoSocket {
             socket,
@@ -495,10 +498,46 @@ pub struct Bind {
     pub interface: Option<String>,
 }
 
+/// The classic BPF program of a raw echo socket: pass echo replies carrying `identifier`, drop
+/// everything else in the kernel. A raw ICMP socket gets a copy of every ICMP message of the
+/// host (other pingers' requests and replies, and on loopback our own requests): without this,
+/// a thousand probes in flight each wake for the replies of all the others. iputils `ping`
+/// installs the same kind of filter.
+///
+/// What the program sees differs by family: a raw IPv4 socket's packet starts with the IP
+/// header (its length in the low nibble of the first byte, in 32-bit words: BPF's `MSH`
+/// load), a raw ICMPv6 socket's with the ICMPv6 header. The identifier is at offset 4 and the
+/// type at offset 0 of the ICMP header (RFC 792, RFC 4443 section 4).
+pub fn echo_reply_filter(version: Version, identifier: u16) -> Vec<loopscope_sys::BpfInstruction> {
+    const LDX_B_MSH: u16 = 0xb1; // BPF_LDX | BPF_B | BPF_MSH: X = 4 * (packet[k] & 0xf)
+    const LD_H_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND: A = u16 at X + k
+    const LD_B_IND: u16 = 0x50; // BPF_LD | BPF_B | BPF_IND: A = u8 at X + k
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| loopscope_sys::BpfInstruction { code, jt, jf, k };
+    let (header, reply_type) = match version {
+        Version::V4 => (vec![op(LDX_B_MSH, 0, 0, 0)], 0u32),
+        // X starts at 0: the ICMPv6 header is where the packet starts.
+        Version::V6 => (Vec::new(), 129u32),
+    };
+    header
+        .into_iter()
+        .chain([
+            op(LD_H_IND, 0, 0, 4),
+            op(JEQ_K, 0, 3, u32::from(identifier)),
+            op(LD_B_IND, 0, 0, 0),
+            op(JEQ_K, 0, 1, reply_type),
+            op(RET_K, 0, 0, u32::MAX),
+            op(RET_K, 0, 0, 0),
+        ])
+        .collect()
+}
+
 fn open_kind(
     target: IpAddr,
     kind: SocketKind,
     bind: &Bind,
+    raw_identifier: u16,
 ) -> Result<(Socket, SocketKind), Opened> {
     let (domain, protocol) = match target {
         IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
@@ -509,6 +548,15 @@ fn open_kind(
         SocketKind::Raw => Type::RAW,
     };
     let socket = Socket::new(domain, socket_type, Some(protocol)).map_err(Opened::Refused)?;
+    if kind == SocketKind::Raw {
+        // At once, so that as little as possible is queued unfiltered (what is, the matching
+        // below skips). A kernel that refuses the program leaves the matching to user space.
+        let version = match target {
+            IpAddr::V4(_) => Version::V4,
+            IpAddr::V6(_) => Version::V6,
+        };
+        let _ = loopscope_sys::attach_filter(&socket, &echo_reply_filter(version, raw_identifier));
+    }
     // Reads only follow a poll that said "readable"; non-blocking guards against the rare
     // wake-up with nothing to read (a datagram dropped for a bad checksum).
     socket.set_nonblocking(true).map_err(Opened::Refused)?;
@@ -539,6 +587,7 @@ fn open_kind(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::net::RecvFlags;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn parse(text: &str) -> Result<IpAddr, EndpointError> {
@@ -576,6 +625,116 @@ mod tests {
         );
         assert_eq!("".parse::<SocketChoice>().unwrap(), SocketChoice::Auto);
         assert!("packet".parse::<SocketChoice>().is_err());
+    }
+
+    /// An echo request built here byte by byte (RFC 792, RFC 4443 section 4.1), not by the
+    /// wire crate: type 8 or 128, code 0, `identifier`, sequence 1, a few bytes of payload. The
+    /// IPv4 checksum is RFC 1071's; a raw ICMPv6 socket has the kernel fill its checksum in
+    /// (RFC 3542 section 3.1).
+    fn hand_built_request(version: Version, identifier: u16) -> Vec<u8> {
+        let kind = if version == Version::V4 { 8u8 } else { 128 };
+        let mut message = vec![kind, 0, 0, 0];
+        message.extend_from_slice(&identifier.to_be_bytes());
+        message.extend_from_slice(&[0, 1, b'h', b'a', b'n', b'd']);
+        if version == Version::V4 {
+            let mut sum: u32 = message
+                .chunks(2)
+                .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            message[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        }
+        message
+    }
+
+    /// The ICMP message of what a raw socket read: after the IP header on IPv4, all of it on
+    /// IPv6.
+    fn icmp_part(version: Version, datagram: &[u8]) -> &[u8] {
+        match version {
+            Version::V4 => &datagram[usize::from(datagram[0] & 0xf) * 4..],
+            Version::V6 => datagram,
+        }
+    }
+
+    /// The kernel filter keeps a raw echo socket quiet for every ICMP message but its own echo
+    /// replies: another pinger's request and reply, and our own request crossing lo. In a
+    /// network namespace of the test's own (no other pinger), with an unfiltered raw socket as
+    /// the witness that the other pinger's messages were delivered. Needs root.
+    #[test]
+    fn a_raw_socket_wakes_only_for_its_own_replies() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: raw ICMP sockets and network namespaces need root");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status();
+            if !up.is_ok_and(|status| status.success()) {
+                eprintln!("skipping: cannot bring lo up (no ip?)");
+                return;
+            }
+            for (version, localhost) in [
+                (Version::V4, IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                (Version::V6, IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ] {
+                let (domain, protocol, reply_type) = match version {
+                    Version::V4 => (Domain::IPV4, Protocol::ICMPV4, 0u8),
+                    Version::V6 => (Domain::IPV6, Protocol::ICMPV6, 129),
+                };
+                let mut ours = EchoSocket::open(localhost, SocketChoice::Only(SocketKind::Raw))
+                    .expect("raw echo socket");
+                let witness = Socket::new(domain, Type::RAW, Some(protocol)).expect("witness");
+                let stranger_id = ours.identifier ^ 0x5a5a;
+                witness
+                    .send_to(
+                        &hand_built_request(version, stranger_id),
+                        &SockAddr::from(SocketAddr::new(localhost, 0)),
+                    )
+                    .expect("stranger's request");
+                // The witness sees the stranger's request, then its reply; every raw socket
+                // gets its copy of the reply in the same delivery.
+                let mut buffer = [0u8; 256];
+                loop {
+                    assert!(
+                        wait_readable(&witness, Duration::from_secs(30)).expect("wait"),
+                        "the stranger's reply never came ({version:?})"
+                    );
+                    let read = rustix::net::recv(&witness, &mut buffer, RecvFlags::empty())
+                        .expect("witness read")
+                        .0;
+                    let icmp = icmp_part(version, &buffer[..read]);
+                    if icmp[0] == reply_type && icmp[4..6] == stranger_id.to_be_bytes() {
+                        break;
+                    }
+                }
+                assert!(
+                    rustix::net::recv(&ours.socket, &mut buffer, RecvFlags::DONTWAIT).is_err(),
+                    "the stranger's messages were queued on our socket ({version:?})"
+                );
+                ours.send(1, 56).expect("our request");
+                assert!(
+                    wait_readable(&ours.socket, Duration::from_secs(30)).expect("wait"),
+                    "our reply never came ({version:?})"
+                );
+                let read = rustix::net::recv(&ours.socket, &mut buffer, RecvFlags::DONTWAIT)
+                    .expect("our read")
+                    .0;
+                let icmp = icmp_part(version, &buffer[..read]);
+                // Our request crossed lo before its reply was made: had it passed, it would
+                // be first.
+                assert_eq!(
+                    icmp[0], reply_type,
+                    "our own request was queued ({version:?})"
+                );
+                assert_eq!(icmp[4..6], ours.identifier.to_be_bytes());
+            }
+        })
+        .join()
+        .expect("namespace thread");
     }
 
     #[test]

@@ -50,12 +50,17 @@ pub struct LatencyReading {
     pub t_s: f64,
     /// `"ok"`, or why there is no delay: `"no_signal"`, `"settling"`, `"inconsistent"`.
     pub status: &'static str,
+    /// The round trip in frames, to a thousandth of a frame (`None` without a delay).
     pub delay_frames: Option<f64>,
+    /// The same in milliseconds at the stream's rate.
     pub delay_ms: Option<f64>,
     /// `"normal"` or `"inverted"`.
     pub polarity: Option<&'static str>,
+    /// Received tone amplitude over sent, dB: the gain of the path.
     pub gain_db: Option<f64>,
+    /// RMS level of the received test signal, dBFS (AES17).
     pub level_dbfs: Option<f64>,
+    /// Test signal over everything else in the window, dB.
     pub snr_db: Option<f64>,
     /// From the readings so far without a gap; `None` until three of them.
     pub drift_ppm: Option<f64>,
@@ -89,33 +94,51 @@ impl Record for LatencyReading {
 /// The result of a run. Field names carry units and are a contract with users' scripts.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencySummary {
+    /// The link, as the user wrote it.
     pub link: String,
+    /// The stream's sample rate.
     pub rate_hz: u32,
-    /// Readings made, and how many of them gave a delay.
+    /// Readings made (one every 8192 frames once a window is full).
     pub readings: u64,
+    /// Readings that gave a delay.
     pub valid_readings: u64,
-    /// The last delay measured.
+    /// The last delay measured, frames.
     pub delay_frames: Option<f64>,
+    /// The last delay, in milliseconds.
     pub delay_ms: Option<f64>,
-    /// Lowest and highest delay over the run.
+    /// Lowest delay over the run, frames.
     pub delay_min_frames: Option<f64>,
+    /// Highest delay over the run, frames.
     pub delay_max_frames: Option<f64>,
+    /// Polarity of the last reading: `"normal"` or `"inverted"` (a path that inverts the signal).
     pub polarity: Option<&'static str>,
+    /// Gain of the path at the last reading, dB.
     pub gain_db: Option<f64>,
+    /// Level of the received test signal at the last reading, dBFS (AES17).
     pub level_dbfs: Option<f64>,
+    /// Signal-to-noise ratio at the last reading, dB.
     pub snr_db: Option<f64>,
+    /// Clock drift between playback and capture, parts per million (`None` until three
+    /// readings without a gap).
     pub drift_ppm: Option<f64>,
-    /// What the device or server says its buffering adds (JACK port latencies), and the
-    /// measured delay beyond it (`alsa_delay -E`).
+    /// What the device or server says its buffering adds (JACK port latencies, the ALSA
+    /// buffer), frames.
     pub reported_latency_frames: Option<u32>,
+    /// The measured delay beyond `reported_latency_frames` (as `alsa_delay -E` reports it):
+    /// what the buffering does not explain.
     pub excess_frames: Option<f64>,
+    /// Buffer overruns and underruns the device or server reported.
     pub xruns: u64,
+    /// Frames the link played.
     pub frames_played: u64,
+    /// Frames the link recorded.
     pub frames_captured: u64,
+    /// How the stream ended.
     pub end: RunEnd,
     /// `"no signal"` and the like when no reading gave a delay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A delay was measured (see `error` otherwise).
     pub passed: bool,
 }
 

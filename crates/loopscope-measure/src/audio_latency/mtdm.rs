@@ -38,6 +38,7 @@ const HOPS: usize = WINDOW / HOP;
 /// One test tone: its bin `k` (frequency `k·rate/WINDOW`) and how it resolves range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tone {
+    /// The tone's DFT bin over a [`WINDOW`]: its frequency is `bin·rate/WINDOW`.
     pub bin: u32,
     /// `(v, a, b, sign)`: `b·bin − a·FINE = sign·v`; `None` for the fine tone.
     pub beat: Option<(u32, i32, i32, i32)>,
@@ -182,6 +183,7 @@ pub enum NoReading {
 pub struct Measurement {
     /// Round trip in frames, −1 to `WINDOW − 1`.
     pub delay_frames: f64,
+    /// The signal came back inverted (every tone turned by half a cycle).
     pub inverted: bool,
     /// Received tone amplitude over sent, dB.
     pub gain_db: f64,
@@ -198,6 +200,7 @@ pub struct Measurement {
 pub struct Reading {
     /// Received frame index of the window's centre.
     pub centre_frame: u64,
+    /// The window's delay, or why it has none.
     pub result: Result<Measurement, NoReading>,
 }
 
@@ -249,6 +252,7 @@ fn wrap_unit(cycles: f64) -> f64 {
 }
 
 impl Analyzer {
+    /// An analyser for the recording of `signal` (the tones' sent phases and amplitude).
     pub fn new(signal: &TestSignal) -> Self {
         let mut bins = [0u32; NBINS];
         for (i, tone) in TONES.iter().enumerate() {

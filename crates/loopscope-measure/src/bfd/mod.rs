@@ -17,8 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use std::os::fd::{AsFd, BorrowedFd};
+
 use loopscope_sys::{
-    Readiness, enable_hops_reception, recv_with_hops, set_send_hops, wait_readable,
+    DeadlineTimer, Readiness, enable_hops_reception, recv_datagram, recv_datagrams, send_datagrams,
+    set_send_hops, wait_readable,
 };
 use loopscope_wire::bfd::{
     self as wire, ControlRepr, Diagnostic, EchoRepr, MAX_CONTROL_LEN, SINGLE_HOP_TTL, State,
@@ -38,9 +41,15 @@ pub enum BfdRunError {
     },
     #[error("no free source port in 49152..=65535 on {0} (RFC 5881 §4)")]
     NoSourcePort(IpAddr),
+    #[error("cannot run under SCHED_FIFO (needs root or CAP_SYS_NICE): {0}")]
+    Realtime(io::Error),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
+
+/// The SCHED_FIFO priority of `--realtime`: above ordinary processes, below the kernel's own
+/// threaded interrupt handlers (50).
+const REALTIME_PRIORITY: u8 = 10;
 
 /// Receive buffers hold any datagram, so an oversized one is seen whole and refused.
 const RECEIVE_BUFFER: usize = 2048;
@@ -102,21 +111,19 @@ fn wait_until(socket: &UdpSocket, deadline: Option<Instant>) -> io::Result<bool>
     Ok(wait_readable(socket, Some(timeout))? == Readiness::Ready)
 }
 
-/// Waits for any of `sockets` until `deadline` (at most 100 ms, so the stop flag is seen).
-fn wait_any(sockets: &[&UdpSocket], deadline: Option<Instant>) -> io::Result<()> {
+/// Waits until any of `fds` is readable, or 100 ms, so the stop flag is seen; the precise
+/// deadline is a [`DeadlineTimer`] among `fds`.
+fn wait_any(fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let cap = Instant::now() + Duration::from_millis(100);
-    let until = deadline.map_or(cap, |d| d.min(cap));
-    let timeout = until.saturating_duration_since(Instant::now());
-    let mut fds: Vec<PollFd<'_>> = sockets
+    let mut polled: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|socket| PollFd::new(*socket, PollFlags::IN))
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
         .collect();
-    let timeout = Timespec {
-        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(timeout.subsec_nanos()),
+    let cap = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
     };
-    match poll(&mut fds, Some(&timeout)) {
+    match poll(&mut polled, Some(&cap)) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(error) => Err(error.into()),
     }
@@ -189,6 +196,10 @@ pub struct SpeakerConfig {
     pub retime: Option<Retime>,
     /// Send echo packets at this interval to the peer's echo port once Up.
     pub echo: Option<Duration>,
+    /// Demand mode: start a Poll Sequence this often to check the path (RFC 5880 §6.6).
+    pub demand_poll: Option<Duration>,
+    /// Run the sending thread under SCHED_FIFO (needs CAP_SYS_NICE).
+    pub realtime: bool,
 }
 
 /// Runs a session with `config.peer` until stopped, reporting each event to `on_event`.
@@ -202,6 +213,12 @@ pub fn speak(
         .unwrap_or_else(|| unspecified_like(config.peer.ip()));
     let receiver = bind_receiver(SocketAddr::new(local, config.peer.port()))?;
     let sender = bind_source(local)?;
+    if config.realtime {
+        loopscope_sys::set_realtime_priority(REALTIME_PRIORITY).map_err(BfdRunError::Realtime)?;
+    }
+    // Every wake-up is at an absolute deadline (RFC 5880 §6.8.7's schedule), so a late one
+    // does not push the next.
+    let timer = DeadlineTimer::new()?;
     let echo_socket = match config.echo {
         Some(_) => {
             let socket = bind_source(local)?;
@@ -226,6 +243,7 @@ pub fn speak(
     let mut retimed = false;
     let mut echo_next: Option<Instant> = None;
     let mut echo_sequence = 0u64;
+    let mut demand_poll_next: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if stop.load(Ordering::SeqCst)
@@ -248,9 +266,30 @@ pub fn speak(
         }
         session.on_timer(now);
         stats.absorb(&mut session, now, &mut on_event);
+        // Demand mode: the peer is silent, and a Poll Sequence now and then checks the path.
+        if let Some(every) = config.demand_poll {
+            if !session.local_demand_active() {
+                demand_poll_next = None;
+            } else if let Some(at) = demand_poll_next {
+                if now >= at && !session.poll_active() {
+                    session.start_poll(now);
+                    stats.demand_polls += 1;
+                    stats.demand_poll_pending = true;
+                    demand_poll_next = Some(now + every);
+                }
+            } else {
+                demand_poll_next = Some(now + every);
+            }
+        }
         while let Some(len) = session.transmit_due(Instant::now(), &mut out) {
+            let scheduled = session.last_scheduled();
             match sender.send_to(&out[..len], config.peer) {
-                Ok(_) => stats.sent += 1,
+                Ok(_) => {
+                    stats.sent += 1;
+                    if let Some(due) = scheduled {
+                        stats.record_lateness(Instant::now().saturating_duration_since(due));
+                    }
+                }
                 Err(_) => stats.send_errors += 1,
             }
             stats.absorb(&mut session, Instant::now(), &mut on_event);
@@ -275,7 +314,7 @@ pub fn speak(
                     stats.echo.sent += 1;
                 }
             }
-            while let Ok(got) = recv_with_hops(socket, &mut buffer) {
+            while let Ok(got) = recv_datagram(socket, &mut buffer) {
                 if let Ok(echo) = EchoRepr::parse(&buffer[..got.len])
                     && echo.discriminator == discriminator
                 {
@@ -304,12 +343,20 @@ pub fn speak(
             let at = start + duration;
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
-        match &echo_socket {
-            Some(echo) => wait_any(&[&receiver, echo], deadline)?,
-            None => wait_any(&[&receiver], deadline)?,
+        if let Some(at) = demand_poll_next {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
+        match deadline {
+            Some(at) => timer.arm(at)?,
+            None => timer.disarm()?,
+        }
+        match &echo_socket {
+            Some(echo) => wait_any(&[receiver.as_fd(), timer.as_fd(), echo.as_fd()])?,
+            None => wait_any(&[receiver.as_fd(), timer.as_fd()])?,
+        }
+        timer.acknowledge()?;
         loop {
-            let got = match recv_with_hops(&receiver, &mut buffer) {
+            let got = match recv_datagram(&receiver, &mut buffer) {
                 Ok(got) => got,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
@@ -323,7 +370,7 @@ pub fn speak(
             stats.received += 1;
             let bytes = &buffer[..got.len];
             let from = got.from.unwrap_or(config.peer);
-            let result = accept(bytes, got.hops, !config.multihop)
+            let result = accept(bytes, got.ttl, !config.multihop)
                 .and_then(|repr| session.receive(now, bytes, &repr).map(|()| repr));
             match result {
                 Ok(repr) => stats.on_valid(&session, &repr, now),
@@ -370,6 +417,12 @@ struct SpeakerStats {
     negotiated: Option<Negotiated>,
     states: Vec<StateChange>,
     echo: EchoStats,
+    tx_late: Histogram<u64>,
+    realtime: bool,
+    demand_polls: u64,
+    /// A demand Poll is out: its Final counts as an answer.
+    demand_poll_pending: bool,
+    demand_poll_times_ms: Vec<f64>,
 }
 
 impl SpeakerStats {
@@ -397,7 +450,18 @@ impl SpeakerStats {
             negotiated: None,
             states: Vec::new(),
             echo: EchoStats::default(),
+            tx_late: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            realtime: config.realtime,
+            demand_polls: 0,
+            demand_poll_pending: false,
+            demand_poll_times_ms: Vec::new(),
         }
+    }
+
+    fn record_lateness(&mut self, late: Duration) {
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        // The histogram starts at 1 us; on time is recorded as its lowest bucket.
+        let _ = self.tx_late.record(us.max(1));
     }
 
     /// A valid packet: its gap from the previous one counts while both ends are Up and it is
@@ -454,6 +518,8 @@ impl SpeakerStats {
                         self.up_since = Some(now);
                     }
                     if from == State::Up {
+                        // A Poll unanswered when the session fell is not answered later.
+                        self.demand_poll_pending = false;
                         if let Some(since) = self.up_since.take() {
                             self.uptime += now.saturating_duration_since(since);
                         }
@@ -482,6 +548,9 @@ impl SpeakerStats {
                     on_event(BfdEvent::State(change));
                 }
                 SessionEvent::PollCompleted { took } => {
+                    if std::mem::take(&mut self.demand_poll_pending) {
+                        self.demand_poll_times_ms.push(took.as_secs_f64() * 1e3);
+                    }
                     on_event(BfdEvent::Poll(PollDone {
                         peer: self.peer.clone(),
                         took_ms: took.as_secs_f64() * 1e3,
@@ -561,6 +630,18 @@ impl SpeakerStats {
             detections: detections.len() as u64,
             detection_p99_ms,
             echo: (self.echo.sent > 0).then(|| self.echo.summary()),
+            tx_late_count: self.tx_late.len(),
+            tx_late_p50_us: (!self.tx_late.is_empty()).then(|| self.tx_late.value_at_quantile(0.5)),
+            tx_late_p99_us: (!self.tx_late.is_empty())
+                .then(|| self.tx_late.value_at_quantile(0.99)),
+            tx_late_max_us: (!self.tx_late.is_empty()).then(|| self.tx_late.max()),
+            realtime: self.realtime,
+            demand_polls: self.demand_polls,
+            demand_polls_answered: self.demand_poll_times_ms.len() as u64,
+            demand_poll_p99_ms: {
+                self.demand_poll_times_ms.sort_by(f64::total_cmp);
+                percentile(&self.demand_poll_times_ms, 0.99)
+            },
             state_changes: self.states,
             passed: came_up && self.flaps == 0,
         }
@@ -710,7 +791,7 @@ pub fn respond(
             continue;
         }
         loop {
-            let got = match recv_with_hops(&receiver, &mut buffer) {
+            let got = match recv_datagram(&receiver, &mut buffer) {
                 Ok(got) => got,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
@@ -720,7 +801,7 @@ pub fn respond(
             received += 1;
             let now = Instant::now();
             let bytes = &buffer[..got.len];
-            let repr = match accept(bytes, got.hops, !config.multihop) {
+            let repr = match accept(bytes, got.ttl, !config.multihop) {
                 Ok(repr) => repr,
                 Err(reason) => {
                     dropped.report(reason, from, &mut on_event);
@@ -817,43 +898,49 @@ pub fn sbfd_reflect(
     }));
     let mut dropped = DropCounts::default();
     let (mut received, mut answered) = (0u64, 0u64);
-    let mut buffer = [0u8; RECEIVE_BUFFER];
-    let mut out = [0u8; MAX_CONTROL_LEN];
+    // Batches in both directions (recvmmsg, sendmmsg): two system calls per up to
+    // REFLECT_BATCH packets, and no allocation per packet.
+    let mut buffers = vec![[0u8; RECEIVE_BUFFER]; REFLECT_BATCH];
+    let mut answers = vec![[0u8; MAX_CONTROL_LEN]; REFLECT_BATCH];
+    let mut replies: Vec<(usize, SocketAddr)> = Vec::with_capacity(REFLECT_BATCH);
+    let mut got = Vec::with_capacity(REFLECT_BATCH);
     while !stop.load(Ordering::SeqCst) {
         if !wait_until(&socket, None)? {
             continue;
         }
         loop {
-            let got = match recv_with_hops(&socket, &mut buffer) {
-                Ok(got) => got,
+            match recv_datagrams(&socket, &mut buffers, &mut got) {
+                Ok(_) => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
                 Err(error) => return Err(error.into()),
-            };
-            let Some(from) = got.from else { continue };
-            received += 1;
-            let repr = match accept(&buffer[..got.len], got.hops, false) {
-                Ok(repr) => repr,
-                Err(reason) => {
-                    dropped.add(reason);
+            }
+            replies.clear();
+            for (datagram, buffer) in got.iter().zip(&buffers) {
+                let Some(from) = datagram.from else { continue };
+                received += 1;
+                let repr = match accept(&buffer[..datagram.len], datagram.ttl, false) {
+                    Ok(repr) => repr,
+                    Err(reason) => {
+                        dropped.add(reason);
+                        continue;
+                    }
+                };
+                if !config.discriminators.contains(&repr.your_discriminator) {
+                    dropped.add(DropReason::UnknownDiscriminator);
                     continue;
                 }
-            };
-            if !config.discriminators.contains(&repr.your_discriminator) {
-                dropped.add(DropReason::UnknownDiscriminator);
-                continue;
+                if repr.auth.is_some() {
+                    // No keys are configured on the reflector.
+                    dropped.add(DropReason::AuthMismatch);
+                    continue;
+                }
+                let slot = replies.len();
+                if let Some(len) = sbfd_answer(&repr, config.min_rx, &mut answers[slot]) {
+                    replies.push((len, from));
+                }
             }
-            if repr.auth.is_some() {
-                // No keys are configured on the reflector.
-                dropped.add(DropReason::AuthMismatch);
-                continue;
-            }
-            let Some(len) = sbfd_answer(&repr, config.min_rx, &mut out) else {
-                continue;
-            };
-            if socket.send_to(&out[..len], from).is_ok() {
-                answered += 1;
-            }
+            answered += send_batch(&socket, &answers, &replies) as u64;
         }
     }
     Ok(ReflectorSummary {
@@ -863,6 +950,34 @@ pub fn sbfd_reflect(
         dropped: dropped.0,
         elapsed_s: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Datagrams read and answered per system call by the S-BFD reflector.
+const REFLECT_BATCH: usize = 64;
+
+/// Sends `replies` (each a length in the matching `packets` slot and a destination) in one
+/// sendmmsg, retrying once what a full send buffer left; returns how many left.
+fn send_batch(
+    socket: &UdpSocket,
+    packets: &[[u8; MAX_CONTROL_LEN]],
+    replies: &[(usize, SocketAddr)],
+) -> usize {
+    let batch: Vec<(&[u8], SocketAddr)> = replies
+        .iter()
+        .zip(packets)
+        .map(|(&(len, to), packet)| (&packet[..len], to))
+        .collect();
+    let mut sent = 0;
+    for _ in 0..2 {
+        match send_datagrams(socket, &batch[sent..]) {
+            Ok(count) => sent += count,
+            Err(_) => break,
+        }
+        if sent == batch.len() {
+            break;
+        }
+    }
+    sent
 }
 
 /// The reflector's answer (RFC 7880 §7.2.2): the discriminators swapped, state Up, the
@@ -1006,9 +1121,9 @@ pub fn sbfd_initiate(
         if !wait_until(&socket, Some(next_tx))? {
             continue;
         }
-        while let Ok(got) = recv_with_hops(&socket, &mut buffer) {
+        while let Ok(got) = recv_datagram(&socket, &mut buffer) {
             let now = Instant::now();
-            let repr = match accept(&buffer[..got.len], got.hops, false) {
+            let repr = match accept(&buffer[..got.len], got.ttl, false) {
                 Ok(repr) => repr,
                 Err(reason) => {
                     dropped.add(reason);
@@ -1088,7 +1203,7 @@ pub fn echo_reflect(
         if !wait_until(&socket, None)? {
             continue;
         }
-        while let Ok(got) = recv_with_hops(&socket, &mut buffer) {
+        while let Ok(got) = recv_datagram(&socket, &mut buffer) {
             received += 1;
             if let Some(from) = got.from
                 && socket.send_to(&buffer[..got.len], from).is_ok()

@@ -317,6 +317,20 @@ pub struct SpeakerSummary {
     pub detections: u64,
     pub detection_p99_ms: Option<f64>,
     pub echo: Option<EchoSummary>,
+    /// Our periodic packets whose lateness was measured: how long after its deadline each
+    /// left (read after `sendto` returned), in microseconds. RFC 5880 §6.8.7's random
+    /// reduction is part of the deadline, so this is the jitter we add beyond it.
+    pub tx_late_count: u64,
+    pub tx_late_p50_us: Option<u64>,
+    pub tx_late_p99_us: Option<u64>,
+    pub tx_late_max_us: Option<u64>,
+    /// Whether the sender ran under SCHED_FIFO (`--realtime`).
+    pub realtime: bool,
+    /// Demand mode (RFC 5880 §6.6): the Poll Sequences started to check the path, those
+    /// answered with a Final, and the 99th percentile of the time to the Final.
+    pub demand_polls: u64,
+    pub demand_polls_answered: u64,
+    pub demand_poll_p99_ms: Option<f64>,
     pub state_changes: Vec<StateChange>,
     pub passed: bool,
 }
@@ -408,6 +422,28 @@ impl Record for SpeakerSummary {
                 self.detections,
                 if self.detections == 1 { "y" } else { "ies" },
                 opt(self.detection_p99_ms)
+            )?;
+        }
+        if self.tx_late_count > 0 {
+            let us = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            writeln!(
+                out,
+                "our sends past their deadline p50/p99/max = {}/{}/{} us ({} packets{})",
+                us(self.tx_late_p50_us),
+                us(self.tx_late_p99_us),
+                us(self.tx_late_max_us),
+                self.tx_late_count,
+                if self.realtime { ", SCHED_FIFO" } else { "" }
+            )?;
+        }
+        if self.demand_polls > 0 {
+            writeln!(
+                out,
+                "demand mode: {} poll{} to check the path, {} answered, p99 {} ms",
+                self.demand_polls,
+                if self.demand_polls == 1 { "" } else { "s" },
+                self.demand_polls_answered,
+                opt(self.demand_poll_p99_ms)
             )?;
         }
         if let Some(echo) = &self.echo {

@@ -148,7 +148,13 @@ pub struct Session {
     rcv_auth_seq: u32,
     auth_seq_known: bool,
     last_rx: Option<Instant>,
+    /// When the next periodic packet is due: an absolute schedule, each deadline following
+    /// the previous deadline (not the moment the previous packet left), so a late wake-up
+    /// delays one packet and never the ones after it.
     next_tx: Option<Instant>,
+    /// The deadline of the periodic packet [`Session::transmit_due`] built last (None when
+    /// that packet was sent out of schedule: a Final, or after a state change).
+    last_scheduled: Option<Instant>,
     send_now: bool,
     send_final: bool,
     /// The caller's clock at its last call: the session never reads the clock itself.
@@ -180,6 +186,7 @@ impl Session {
             auth_seq_known: false,
             last_rx: None,
             next_tx: if config.passive { None } else { Some(now) },
+            last_scheduled: None,
             send_now: false,
             send_final: false,
             now,
@@ -224,6 +231,11 @@ impl Session {
     pub fn last_rx(&self) -> Option<Instant> {
         self.last_rx
     }
+    /// The deadline of the periodic packet built by the last [`Session::transmit_due`], so a
+    /// runner can measure how late it really left; None for a packet out of schedule.
+    pub fn last_scheduled(&self) -> Option<Instant> {
+        self.last_scheduled
+    }
 
     /// Takes the events since the last call.
     pub fn drain_events(&mut self) -> Vec<SessionEvent> {
@@ -261,8 +273,15 @@ impl Session {
 
     fn detection_deadline(&self) -> Option<Instant> {
         let last = self.last_rx?;
-        if self.remote_detect_mult == 0 || (self.local_demand_active() && self.poll.is_none()) {
+        if self.remote_detect_mult == 0 {
             return None;
+        }
+        if self.local_demand_active() {
+            // RFC 5880 §6.6: in Demand mode the peer is silent and only a Poll Sequence checks
+            // it; the Detection Time runs from the Poll's start (the silence before it is
+            // expected), and no Final within it is a Down.
+            let started = self.poll?;
+            return Some(last.max(started) + self.detection_time());
         }
         Some(last + self.detection_time())
     }
@@ -554,8 +573,24 @@ impl Session {
         if !final_ && !periodic && !immediate {
             return None;
         }
-        if self.next_tx.is_some() && (periodic || immediate) {
-            self.next_tx = Some(now + self.jittered());
+        self.last_scheduled = None;
+        if let Some(due) = self.next_tx
+            && (periodic || immediate)
+        {
+            let after = self.jittered();
+            self.next_tx = Some(if periodic && !immediate && due + after > now {
+                // On schedule (or late by less than an interval): the next deadline follows
+                // this one's, so lateness does not accumulate.
+                self.last_scheduled = Some(due);
+                due + after
+            } else {
+                // Sent out of schedule, or later than a whole interval (a stalled host): the
+                // schedule restarts from now rather than bursting to catch up.
+                if periodic && !immediate {
+                    self.last_scheduled = Some(due);
+                }
+                now + after
+            });
         }
         if !final_ && !immediate && !self.periodic_allowed() && self.poll.is_none() {
             return None;

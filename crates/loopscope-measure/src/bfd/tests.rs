@@ -319,3 +319,100 @@ fn a_peer_that_lowers_its_required_min_rx_gets_packets_at_the_new_interval() {
         );
     }
 }
+
+/// The periodic schedule is absolute: a runner that wakes 3 ms late every time sends each
+/// packet 3 ms after its deadline, and the deadlines themselves stay 75-100 % of the interval
+/// apart (RFC 5880 §6.8.7). Before, each deadline was counted from the late send, so every
+/// gap grew by the lateness (37.5-50 ms became 40.5-53 ms).
+#[test]
+fn lateness_delays_one_packet_and_never_the_schedule() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let mut now = run(&mut a, &mut b, t0, Duration::from_millis(400));
+    assert_eq!(a.state(), State::Up);
+    assert!(!a.poll_active(), "the poll to 50 ms has ended");
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let mut deadlines = Vec::new();
+    while deadlines.len() < 200 {
+        let due = a.next_deadline().expect("a periodic packet is scheduled");
+        // Keep the peer's Detection Time from expiring: it answers every time we wake.
+        now = due.max(now) + Duration::from_millis(3);
+        a.on_timer(now);
+        if let Some(len) = a.transmit_due(now, &mut out) {
+            let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
+            b.receive(now, &out[..len], &repr).expect("accepted");
+            if let Some(scheduled) = a.last_scheduled() {
+                assert_eq!(now - scheduled, Duration::from_millis(3));
+                deadlines.push(scheduled);
+            }
+        }
+        b.on_timer(now);
+        deliver(&mut b, &mut a, now);
+    }
+    for pair in deadlines.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_micros(37_500) && gap <= Duration::from_millis(50),
+            "deadline gap {gap:?}"
+        );
+    }
+}
+
+/// RFC 5880 §6.6: in Demand mode the peer stops its periodic packets; a Poll Sequence checks
+/// the path. Answered, the session stays Up however long the silence before it; unanswered,
+/// it goes Down with diagnostic 1 one Detection Time after the Poll started.
+#[test]
+fn a_demand_poll_is_answered_and_an_unanswered_one_is_a_detection() {
+    let t0 = Instant::now();
+    let mut demand = config(50, 3, None);
+    demand.demand = true;
+    let mut a = Session::new(demand, 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let now = run(&mut a, &mut b, t0, Duration::from_millis(400));
+    assert_eq!((a.state(), b.state()), (State::Up, State::Up));
+    assert!(a.local_demand_active());
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    // The peer now stays silent: a whole second passes without a packet from it.
+    let mut t = now;
+    while t < now + Duration::from_secs(1) {
+        assert!(
+            b.transmit_due(t, &mut out).is_none(),
+            "b sent in Demand mode"
+        );
+        a.on_timer(t);
+        while a.transmit_due(t, &mut out).is_some() {}
+        t += Duration::from_millis(1);
+    }
+    assert_eq!(
+        a.state(),
+        State::Up,
+        "silence in Demand mode is no detection"
+    );
+    a.drain_events();
+    // A Poll, answered.
+    a.start_poll(t);
+    let sent = deliver(&mut a, &mut b, t);
+    assert!(sent.iter().any(|repr| repr.poll));
+    let answers = deliver(&mut b, &mut a, t + Duration::from_millis(1));
+    assert!(answers.iter().any(|repr| repr.final_));
+    assert!(!a.poll_active());
+    assert!(
+        a.drain_events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::PollCompleted { .. }))
+    );
+    // A Poll into silence: Down, diagnostic 1, one Detection Time (3 x 50 ms) after it began.
+    let t = t + Duration::from_secs(2);
+    a.start_poll(t);
+    let mut now = t;
+    while a.state() == State::Up {
+        now += Duration::from_millis(1);
+        a.on_timer(now);
+        while a.transmit_due(now, &mut out).is_some() {}
+        assert!(now < t + Duration::from_secs(1), "never detected");
+    }
+    assert_eq!(a.state(), State::Down);
+    assert_eq!(a.diagnostic(), Diagnostic::ControlDetectionTimeExpired);
+    assert_eq!(now - t, Duration::from_millis(150));
+}

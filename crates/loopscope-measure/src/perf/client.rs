@@ -30,40 +30,51 @@ use super::{Direction, PerfError, SocketTuning};
 pub enum Transport {
     /// TCP control connection (and TCP or UDP data) to the first address that answers.
     Tcp {
+        /// The addresses the endpoint resolved to, tried in order.
         peers: Vec<SocketAddr>,
+        /// Source address and interface to send from.
         source: IpOptions,
     },
     /// Unix stream sockets for control and data.
     Unix(std::os::unix::net::SocketAddr),
 }
 
+/// How a `perf` client test runs, in iperf3's terms where it has them.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The endpoint as the user wrote it, for reports.
     pub link: String,
+    /// Where the far end is and how to reach it.
     pub transport: Transport,
     /// UDP data streams (the control connection stays TCP).
     pub udp: bool,
     /// Speak to a stock iperf3 server: send nothing iperf3 does not know.
     pub stock: bool,
+    /// How long the test runs (`-t`).
     pub duration: Duration,
     /// Bytes to move instead of a duration.
     pub bytes: Option<u64>,
+    /// Data streams (`-P`), each on its own thread.
     pub parallel: u32,
+    /// Which way the bytes go.
     pub direction: Direction,
     /// Bytes per write (per datagram for UDP).
     pub length: usize,
     /// Bit rate per stream (0: unlimited).
     pub bandwidth: u64,
+    /// Socket settings of the data streams.
     pub tuning: SocketTuning,
     /// Interval reports (None: none).
     pub interval: Option<Duration>,
+    /// Receive TCP with MSG_TRUNC: the kernel discards the bytes without copying them.
     pub skip_rx_copy: bool,
     /// Send TCP with MSG_ZEROCOPY.
     pub zerocopy: bool,
     /// Impairment applied to sent UDP datagrams.
     pub impair: Option<ImpairmentConfig>,
+    /// 64-bit UDP sequence numbers (iperf3 `--udp-counters-64bit`).
     pub udp_counters_64bit: bool,
+    /// How long connecting may take.
     pub connect_timeout: Duration,
     /// Request-response instead of throughput.
     pub request_response: Option<super::rr::RrOptions>,

@@ -25,27 +25,24 @@ use serde_json::{Map, Value, json};
 use loopscope_sys::{Readiness, wait_readable};
 
 /// Cookie length on the wire: 36 characters and a terminating NUL.
-pub const COOKIE_LEN: usize = 37;
+pub(super) const COOKIE_LEN: usize = 37;
 /// The characters a cookie is drawn from (RFC 4648's base32 alphabet, lower case).
 const COOKIE_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// The bytes a UDP data stream's first datagram carries (client to server), and the server's
 /// answer once it has connected a socket to that client.
-pub const UDP_HELLO: [u8; 4] = *b"9876";
-pub const UDP_HELLO_REPLY: [u8; 4] = *b"6789";
+pub(super) const UDP_HELLO: [u8; 4] = *b"9876";
+pub(super) const UDP_HELLO_REPLY: [u8; 4] = *b"6789";
 
 /// What one control message may weigh at most: parameters are a few hundred bytes; results
 /// list every stream, and a stock server adds its whole output when asked.
 pub const MAX_PARAMS_JSON: usize = 64 * 1024;
-pub const MAX_RESULTS_JSON: usize = 16 * 1024 * 1024;
+pub(super) const MAX_RESULTS_JSON: usize = 16 * 1024 * 1024;
 
-/// iperf3's `time` is whole seconds; a test longer than this is refused by stock iperf3 too.
-pub const IPERF3_MAX_SECONDS: u64 = 86_400;
-
-pub type Cookie = [u8; COOKIE_LEN];
+pub(super) type Cookie = [u8; COOKIE_LEN];
 
 /// A fresh random cookie.
-pub fn new_cookie() -> Cookie {
+pub(super) fn new_cookie() -> Cookie {
     let mut cookie = [0u8; COOKIE_LEN];
     let mut rng = rand::rng();
     for byte in &mut cookie[..COOKIE_LEN - 1] {
@@ -55,7 +52,7 @@ pub fn new_cookie() -> Cookie {
 }
 
 /// Whether 37 bytes look like a cookie: printable characters, then the NUL.
-pub fn is_cookie(bytes: &Cookie) -> bool {
+pub(super) fn is_cookie(bytes: &Cookie) -> bool {
     bytes[COOKIE_LEN - 1] == 0 && bytes[..COOKIE_LEN - 1].iter().all(u8::is_ascii_graphic)
 }
 
@@ -63,18 +60,31 @@ pub fn is_cookie(bytes: &Cookie) -> bool {
 /// complement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// `TEST_START` (1): the server is setting the test up.
     TestStart,
+    /// `TEST_RUNNING` (2): every stream is connected; data flows.
     TestRunning,
+    /// `TEST_END` (4): the client ends the test.
     TestEnd,
+    /// `PARAM_EXCHANGE` (9): the client is to send its parameters.
     ParamExchange,
+    /// `CREATE_STREAMS` (10): the client is to connect the data streams.
     CreateStreams,
+    /// `SERVER_TERMINATE` (11): the server ends the test early.
     ServerTerminate,
+    /// `CLIENT_TERMINATE` (12): the client ends the test early.
     ClientTerminate,
+    /// `EXCHANGE_RESULTS` (13): both sides send their results.
     ExchangeResults,
+    /// `DISPLAY_RESULTS` (14): the server is done; the client prints.
     DisplayResults,
+    /// `IPERF_START` (15).
     IperfStart,
+    /// `IPERF_DONE` (16): the client is done with the control connection.
     IperfDone,
+    /// `ACCESS_DENIED` (-1): the server is busy with another test.
     AccessDenied,
+    /// `SERVER_ERROR` (-2): the server refuses; an error number and an errno follow.
     ServerError,
     /// loopscope's own: the server tells a loopscope client (one that sent a `"loopscope"`
     /// block) what it grants, as length-prefixed JSON, before CREATE_STREAMS. Never sent to
@@ -83,6 +93,7 @@ pub enum State {
 }
 
 impl State {
+    /// The state's byte on the wire.
     pub fn byte(self) -> u8 {
         match self {
             State::TestStart => 1,
@@ -102,6 +113,7 @@ impl State {
         }
     }
 
+    /// The state a byte stands for; `None` for a byte no state uses.
     pub fn from_byte(byte: u8) -> Option<State> {
         Some(match byte {
             1 => State::TestStart,
@@ -136,10 +148,12 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The grant as the JSON object the server sends.
     pub fn to_json(&self) -> Value {
         json!({"max_duration_ms": self.max_duration_ms, "max_rate_bps": self.max_rate_bps})
     }
 
+    /// The grant from the server's JSON object (a missing limit is no limit).
     pub fn from_json(object: &Map<String, Value>) -> Result<Grant, ParamError> {
         Ok(Grant {
             max_duration_ms: number(object, "max_duration_ms")?.unwrap_or(u64::MAX),
@@ -150,22 +164,21 @@ impl Grant {
 
 /// iperf3 error numbers a server sends with `SERVER_ERROR`, with the text the stock client
 /// prints for each (observed by feeding each number to iperf3 3.12).
-pub mod error_code {
-    pub const DURATION: i32 = 5;
-    pub const PARALLEL: i32 = 6;
-    pub const BLOCK_SIZE: i32 = 7;
-    pub const UDP_BLOCK_SIZE: i32 = 20;
-    pub const BOTH_REVERSE_AND_BIDIR: i32 = 25;
-    pub const TOTAL_RATE: i32 = 27;
-    pub const RECEIVE_PARAMS: i32 = 114;
-    pub const UNKNOWN_MESSAGE: i32 = 110;
-    pub const SERVER_BUSY: i32 = 121;
-    pub const CONGESTION: i32 = 134;
-    pub const PROTOCOL: i32 = 131;
+pub(super) mod error_code {
+    pub(crate) const PARALLEL: i32 = 6;
+    pub(crate) const BLOCK_SIZE: i32 = 7;
+    pub(crate) const UDP_BLOCK_SIZE: i32 = 20;
+    pub(crate) const BOTH_REVERSE_AND_BIDIR: i32 = 25;
+    pub(crate) const TOTAL_RATE: i32 = 27;
+    pub(crate) const RECEIVE_PARAMS: i32 = 114;
+    pub(crate) const UNKNOWN_MESSAGE: i32 = 110;
+    pub(crate) const SERVER_BUSY: i32 = 121;
+    pub(crate) const CONGESTION: i32 = 134;
+    pub(crate) const PROTOCOL: i32 = 131;
 }
 
 /// What an iperf3 error number means (the numbers a server is likely to send).
-pub fn error_text(code: i32) -> String {
+pub(super) fn error_text(code: i32) -> String {
     let text = match code {
         5 => "test duration too long for the server",
         6 => "number of parallel streams too large for the server",
@@ -194,28 +207,56 @@ pub fn error_text(code: i32) -> String {
     }
 }
 
+/// What went wrong on the control connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// A read or write failed.
     #[error("{what}: {source}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The peer closed the connection.
     #[error("the peer closed the control connection {when}")]
-    Closed { when: &'static str },
+    Closed {
+        /// The step at which it closed.
+        when: &'static str,
+    },
+    /// The peer said nothing for too long.
     #[error("no answer from the peer {when} within {seconds} s")]
-    TimedOut { when: &'static str, seconds: u64 },
+    TimedOut {
+        /// The step that waited.
+        when: &'static str,
+        /// How long it waited.
+        seconds: u64,
+    },
+    /// The peer sent something iperf3's protocol does not have here.
     #[error("the peer sent {what} (is it an iperf3 or loopscope perf peer?)")]
-    Garbage { what: String },
+    Garbage {
+        /// What it sent, described.
+        what: String,
+    },
+    /// The server refused the test (`SERVER_ERROR`).
     #[error("the server refused the test: {}", error_text(*code))]
-    ServerError { code: i32, errno: i32 },
+    ServerError {
+        /// The iperf3 error number (the client prints the text stock iperf3 gives it).
+        code: i32,
+        /// The errno the server gave with it (often 0).
+        errno: i32,
+    },
+    /// The server is busy with another test (`ACCESS_DENIED`).
     #[error("the server is busy running a test; try again later")]
     AccessDenied,
+    /// The server ended the test early.
     #[error("the server ended the test early (SERVER_TERMINATE)")]
     ServerTerminated,
+    /// The client ended the test early.
     #[error("the client ended the test early")]
     ClientTerminated,
+    /// Stopped by the user (Ctrl-C) or the caller.
     #[error("stopped")]
     Stopped,
 }
@@ -322,36 +363,36 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// The control connection: states and length-prefixed JSON, every read bounded in time and
 /// size, every wait interruptible by the stop flag (Ctrl-C).
-pub struct Control {
+pub(super) struct Control {
     socket: StreamSock,
 }
 
 impl Control {
-    pub fn new(socket: StreamSock) -> Self {
+    pub(super) fn new(socket: StreamSock) -> Self {
         Control { socket }
     }
 
-    pub fn socket(&self) -> &StreamSock {
+    pub(super) fn socket(&self) -> &StreamSock {
         &self.socket
     }
 
-    pub fn write_state(&self, state: State) -> Result<(), ControlError> {
+    pub(super) fn write_state(&self, state: State) -> Result<(), ControlError> {
         self.write_all(&[state.byte()], "cannot send a control state")
     }
 
-    pub fn write_cookie(&self, cookie: &Cookie) -> Result<(), ControlError> {
+    pub(super) fn write_cookie(&self, cookie: &Cookie) -> Result<(), ControlError> {
         self.write_all(cookie, "cannot send the cookie")
     }
 
     /// `SERVER_ERROR`, the iperf3 error number and an errno of 0.
-    pub fn write_server_error(&self, code: i32) -> Result<(), ControlError> {
+    pub(super) fn write_server_error(&self, code: i32) -> Result<(), ControlError> {
         let mut message = vec![State::ServerError.byte()];
         message.extend_from_slice(&code.to_be_bytes());
         message.extend_from_slice(&0i32.to_be_bytes());
         self.write_all(&message, "cannot send the refusal")
     }
 
-    pub fn write_json(&self, value: &Value) -> Result<(), ControlError> {
+    pub(super) fn write_json(&self, value: &Value) -> Result<(), ControlError> {
         let text = serde_json::to_vec(value).map_err(|e| ControlError::Io {
             what: "cannot encode JSON",
             source: io::Error::other(e),
@@ -373,7 +414,7 @@ impl Control {
     }
 
     /// Reads one state byte. `when` says what was awaited, for errors.
-    pub fn read_state(
+    pub(super) fn read_state(
         &self,
         deadline: Option<Instant>,
         stop: Option<&AtomicBool>,
@@ -387,7 +428,7 @@ impl Control {
     }
 
     /// Whether a byte is waiting, without reading it (`Ok(false)` after `wait`).
-    pub fn readable_within(&self, wait: Duration) -> Result<bool, ControlError> {
+    pub(super) fn readable_within(&self, wait: Duration) -> Result<bool, ControlError> {
         match wait_readable(self.socket.as_fd(), Some(wait)) {
             Ok(Readiness::Ready) => Ok(true),
             Ok(_) => Ok(false),
@@ -399,7 +440,7 @@ impl Control {
     }
 
     /// Reads a length-prefixed JSON object of at most `max` bytes.
-    pub fn read_json(
+    pub(super) fn read_json(
         &self,
         max: usize,
         deadline: Option<Instant>,
@@ -428,7 +469,7 @@ impl Control {
     }
 
     /// Reads exactly `buf.len()` bytes by `deadline`, looking at `stop` while waiting.
-    pub fn read_exact(
+    pub(super) fn read_exact(
         &self,
         buf: &mut [u8],
         deadline: Option<Instant>,
@@ -440,7 +481,7 @@ impl Control {
 }
 
 /// Reads exactly `buf.len()` bytes from a stream by `deadline`; the stop flag ends the wait.
-pub fn read_exact_by(
+pub(super) fn read_exact_by(
     socket: &StreamSock,
     buf: &mut [u8],
     deadline: Option<Instant>,
@@ -514,7 +555,9 @@ pub struct TestParams {
     pub blocks: u64,
     /// Parallel streams (`parallel`).
     pub parallel: u32,
+    /// The server sends (`reverse`).
     pub reverse: bool,
+    /// Both sides send, on separate streams (`bidirectional`).
     pub bidirectional: bool,
     /// Bytes per write (`len`).
     pub length: u64,
@@ -522,13 +565,17 @@ pub struct TestParams {
     pub bandwidth: u64,
     /// Socket buffer size asked for (`window`).
     pub window: Option<u64>,
+    /// TCP maximum segment size asked for (`MSS`).
     pub mss: Option<u32>,
+    /// TCP_NODELAY on the data streams (`nodelay`).
     pub nodelay: bool,
+    /// TCP congestion control asked for (`congestion`).
     pub congestion: Option<String>,
     /// UDP sequence numbers on 64 bits (`udp_counters_64bit`).
     pub udp_counters_64bit: bool,
     /// The client wants the server's output back (`get_server_output`).
     pub get_server_output: bool,
+    /// The client's version string (`client_version`).
     pub client_version: Option<String>,
     /// loopscope's own parameters, under `"loopscope"`.
     pub extension: Option<Extension>,
@@ -568,14 +615,18 @@ pub struct Extension {
     pub request_response: Option<RequestResponse>,
 }
 
+/// The request-response test a loopscope client asks for (`--rr`, `--crr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestResponse {
+    /// Bytes the server answers each request with.
     pub response_length: u64,
     /// A new connection per transaction (`--crr`).
     pub connect_per_transaction: bool,
 }
 
 impl TestParams {
+    /// The parameters as the JSON object a client sends (stock iperf3's keys, plus
+    /// `"loopscope"` when there is an extension).
     pub fn to_json(&self) -> Value {
         let mut object = Map::new();
         if self.udp {
@@ -711,10 +762,13 @@ impl TestParams {
     }
 }
 
+/// Test parameters or results that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ParamError {
+    /// A field of the wrong type or out of range.
     #[error("parameter {0}")]
     Bad(String),
+    /// Something this side does not do (SCTP, for one).
     #[error("{0} is not supported")]
     Unsupported(String),
 }
@@ -751,20 +805,28 @@ fn number(object: &Map<String, Value>, key: &str) -> Result<Option<u64>, ParamEr
 /// One side's results, as exchanged at the end of a test.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TestResults {
+    /// CPU the side used over the test, percent of one core (`cpu_util_total`).
     pub cpu_util_total: f64,
+    /// Of it, in user mode (`cpu_util_user`).
     pub cpu_util_user: f64,
+    /// Of it, in the kernel (`cpu_util_system`).
     pub cpu_util_system: f64,
     /// Whether this side's sending streams report retransmits (`None`: it sent nothing).
     pub sender_has_retransmits: Option<bool>,
+    /// The TCP congestion control the side used (`congestion_used`).
     pub congestion_used: Option<String>,
+    /// Each stream's counts.
     pub streams: Vec<StreamResult>,
     /// A stock server's output, when the client asked for it.
     pub server_output_text: Option<String>,
 }
 
+/// One stream's counts in the results (`streams[]`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamResult {
+    /// The stream's number (`id`).
     pub id: i64,
+    /// Bytes this side moved on it (`bytes`).
     pub bytes: u64,
     /// `None` where this side did not send on the stream (iperf3 writes -1, as an unsigned
     /// 64-bit number).
@@ -775,7 +837,9 @@ pub struct StreamResult {
     pub errors: i64,
     /// UDP datagrams (`packets`).
     pub packets: i64,
+    /// When the stream started, seconds into the test (`start_time`).
     pub start_time: f64,
+    /// When it ended (`end_time`).
     pub end_time: f64,
     /// loopscope's addition: UDP datagrams that arrived out of order.
     pub out_of_order: Option<u64>,
@@ -785,6 +849,7 @@ pub struct StreamResult {
 const IPERF3_UNKNOWN: u64 = u64::MAX;
 
 impl TestResults {
+    /// The results as the JSON object iperf3 exchanges.
     pub fn to_json(&self) -> Value {
         let streams: Vec<Value> = self
             .streams
@@ -829,6 +894,7 @@ impl TestResults {
         Value::Object(object)
     }
 
+    /// The results from the peer's JSON object.
     pub fn from_json(object: &Map<String, Value>) -> Result<TestResults, ParamError> {
         let float = |object: &Map<String, Value>, key: &str| -> Result<f64, ParamError> {
             match object.get(key) {
@@ -896,7 +962,7 @@ impl TestResults {
 }
 
 /// iperf3's stream numbering, seen on the wire: the first stream is 1, the next ones 3, 4, 5...
-pub fn stream_id(index: usize) -> i64 {
+pub(super) fn stream_id(index: usize) -> i64 {
     if index == 0 { 1 } else { index as i64 + 2 }
 }
 

@@ -15,13 +15,21 @@ use super::PerfError;
 use super::client::assemble;
 use super::report::{Interval, IntervalStream, PerfEvent, PerfSummary, StreamSummary};
 
+/// How a throughput test of a loop runs (`perf loop:`, `perf exec:cat`...): what is sent
+/// must come back.
 #[derive(Debug, Clone)]
 pub struct EchoOptions {
+    /// The link's endpoint.
     pub link: String,
+    /// Links opened at once, each with its own sender and receiver.
     pub parallel: u32,
+    /// How long the test runs.
     pub duration: Duration,
+    /// Bytes to send instead of a duration.
     pub bytes: Option<u64>,
+    /// Bytes per send.
     pub length: usize,
+    /// Interval reports (`None`: none).
     pub interval: Option<Duration>,
     /// After the last send, how long to wait for the rest to come back.
     pub drain_timeout: Duration,

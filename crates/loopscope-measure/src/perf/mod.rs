@@ -1,24 +1,26 @@
 //! `perf`: throughput and latency over a link.
 //!
-//! - [`client`]: a test against a `loopscope perf --server` or a stock `iperf3 -s`, in
-//!   iperf3's control protocol ([`control`]): TCP, UDP (with loss, reordering and RFC 3550
-//!   jitter, [`udp`]) or Unix streams; parallel streams each on its own thread ([`stream`]),
+//! - `client`: a test against a `loopscope perf --server` or a stock `iperf3 -s`, in
+//!   iperf3's control protocol (`control`): TCP, UDP (with loss, reordering and RFC 3550
+//!   jitter, `udp`) or Unix streams; parallel streams each on its own thread (`stream`),
 //!   reverse and bidirectional; TCP_INFO and getrusage figures.
-//! - [`rr`]: request-response transactions (`--rr`, `--crr`) against our server.
-//! - [`server`]: the far end, serving many clients at once within limits.
-//! - [`echo`]: throughput of a loop (`loop:`, `exec:`, `pty:`, a reflector): what comes back.
+//! - `rr`: request-response transactions (`--rr`, `--crr`) against our server.
+//! - `server`: the far end, serving many clients at once within limits.
+//! - `echo`: throughput of a loop (`loop:`, `exec:`, `pty:`, a reflector): what comes back.
 
-pub mod client;
-pub mod control;
-pub mod echo;
-pub mod report;
+mod client;
+mod control;
+mod echo;
+mod report;
 pub mod rr;
-pub mod server;
-pub mod stream;
-pub mod udp;
+mod server;
+mod stream;
+mod udp;
 
 pub use client::{ClientOptions, Transport, run_client, run_under_load};
-pub use control::ControlError;
+pub use control::{
+    ControlError, Grant, MAX_PARAMS_JSON, ParamError, State, TestParams, TestResults,
+};
 pub use echo::{EchoOptions, run_echo};
 pub use report::{PerfEvent, PerfSummary, SeriesPoint, SeriesRun, SeriesSummary, Spread};
 pub use rr::RrOptions;
@@ -40,6 +42,7 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The name reports use: `send`, `receive` or `bidir`.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Send => "send",
@@ -86,37 +89,51 @@ impl SocketTuning {
     }
 }
 
+/// Why a perf run could not be made or ended in error.
 #[derive(Debug, thiserror::Error)]
 pub enum PerfError {
     #[error(
         "cannot connect to {link}: {source} (is 'loopscope perf --server' or 'iperf3 -s' running there?)"
     )]
+    /// Nothing answered at the far end.
     Connect {
+        /// The endpoint as the user wrote it.
         link: String,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The server could not listen where it was told.
     #[error("cannot listen on {endpoint}: {source}")]
     Listen {
+        /// Where.
         endpoint: String,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The control connection failed or the peer broke iperf3's protocol.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The link of an echo test could not be opened or failed.
     #[error(transparent)]
     Link(loopscope_link::LinkError),
+    /// Options that cannot go together or exceed a limit.
     #[error("{0}")]
     Usage(String),
+    /// A socket or thread call failed.
     #[error("{what}: {source}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// Why.
         #[source]
         source: io::Error,
     },
 }
 
 impl PerfError {
+    /// An [`PerfError::Io`] saying what was being done.
     pub fn io(what: &'static str, source: io::Error) -> Self {
         PerfError::Io { what, source }
     }

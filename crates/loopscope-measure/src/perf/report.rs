@@ -9,16 +9,24 @@ use serde::Serialize;
 /// One stream over one interval.
 #[derive(Debug, Clone, Serialize)]
 pub struct IntervalStream {
+    /// The stream's number, as iperf3 numbers its streams.
     pub id: i64,
+    /// `send` or `receive`, seen from this side.
     pub direction: &'static str,
+    /// Bytes this side moved on the stream in the interval.
     pub bytes: u64,
+    /// `bytes` over the interval, bits per second.
     pub bits_per_second: f64,
+    /// TCP segments retransmitted in the interval (TCP_INFO, sending streams).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmits: Option<u64>,
+    /// TCP's smoothed round-trip time at the interval's end (TCP_INFO `tcpi_rtt`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_us: Option<u32>,
+    /// TCP's congestion window at the interval's end, bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snd_cwnd_bytes: Option<u64>,
+    /// UDP datagrams moved in the interval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packets: Option<u64>,
 }
@@ -26,10 +34,15 @@ pub struct IntervalStream {
 /// Every stream over one interval, and their sum.
 #[derive(Debug, Clone, Serialize)]
 pub struct Interval {
+    /// Start of the interval, seconds since the test began.
     pub start_s: f64,
+    /// End of the interval, seconds since the test began.
     pub end_s: f64,
+    /// Bytes over every stream in the interval.
     pub bytes: u64,
+    /// `bytes` over the interval, bits per second.
     pub bits_per_second: f64,
+    /// Each stream's share.
     pub streams: Vec<IntervalStream>,
 }
 
@@ -37,12 +50,18 @@ pub struct Interval {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PerfEvent {
+    /// The test is set up: every stream is connected.
     Connected {
+        /// The endpoint as the user wrote it.
         link: String,
+        /// The control connection's local address (`unix` for Unix sockets).
         local: String,
+        /// The control connection's peer address.
         remote: String,
+        /// Data streams of the test.
         streams: usize,
     },
+    /// One interval report (`--interval`).
     Interval(Interval),
 }
 
@@ -88,14 +107,21 @@ impl Record for PerfEvent {
 /// UDP figures of one stream, from the side that received it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UdpFigures {
+    /// Datagrams that arrived.
     pub packets: u64,
+    /// Datagrams missing from the sequence numbers (negative when duplicates outnumber
+    /// losses, as iperf3 counts them).
     pub lost_packets: i64,
+    /// `lost_packets` over the datagrams expected (arrived plus lost), percent.
     pub lost_percent: f64,
+    /// Datagrams that arrived after a later one (`null` where the far end did not say).
     pub out_of_order: Option<u64>,
+    /// Interarrival jitter as RFC 3550 section 6.4.1 estimates it, milliseconds.
     pub jitter_ms: f64,
 }
 
 impl UdpFigures {
+    /// The figures from the receiver's counts, with the loss percentage worked out.
     pub fn new(packets: u64, lost: i64, out_of_order: Option<u64>, jitter_s: f64) -> Self {
         let expected = packets as i64 + lost;
         UdpFigures {
@@ -115,25 +141,32 @@ impl UdpFigures {
 /// One stream over the whole test.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamSummary {
+    /// The stream's number, as iperf3 numbers its streams.
     pub id: i64,
     /// `send` or `receive`, seen from this side.
     pub direction: &'static str,
     /// Bytes this side moved on the stream.
     pub bytes: u64,
+    /// How long the stream ran, seconds.
     pub seconds: f64,
+    /// `bytes` over `seconds`, bits per second.
     pub bits_per_second: f64,
     /// Bytes the far end counted on the stream (`null` when it reported nothing).
     pub peer_bytes: Option<u64>,
     /// TCP segments the sending side retransmitted.
     pub retransmits: Option<u64>,
+    /// TCP's smoothed round-trip time at the end (TCP_INFO `tcpi_rtt`), sending streams.
     pub rtt_us: Option<u32>,
+    /// Its variation (TCP_INFO `tcpi_rttvar`).
     pub rttvar_us: Option<u32>,
+    /// TCP's congestion window at the end, bytes.
     pub snd_cwnd_bytes: Option<u64>,
     /// Loss, reordering and jitter as the receiving side saw them (UDP).
     pub udp: Option<UdpFigures>,
     /// `--zerocopy` on a sending stream: sends, completions, and how many the kernel copied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zerocopy: Option<super::stream::ZerocopyFigures>,
+    /// What ended the stream, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -141,13 +174,21 @@ pub struct StreamSummary {
 /// Latency percentiles (request-response transactions, or TCP's smoothed RTT samples).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Percentiles {
+    /// How many latencies were measured.
     pub samples: u64,
+    /// The lowest, microseconds.
     pub min_us: f64,
+    /// The median, microseconds.
     pub p50_us: f64,
+    /// The 90th percentile, microseconds.
     pub p90_us: f64,
+    /// The 99th percentile, microseconds.
     pub p99_us: f64,
+    /// The 99.9th percentile, microseconds.
     pub p999_us: f64,
+    /// The highest, microseconds.
     pub max_us: f64,
+    /// The mean, microseconds.
     pub mean_us: f64,
 }
 
@@ -172,7 +213,7 @@ impl Percentiles {
 }
 
 /// A histogram of nanoseconds from 1 ns to an hour, 3 significant digits.
-pub fn nanos_histogram() -> Histogram<u64> {
+pub(super) fn nanos_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
         .expect("constant histogram bounds are valid")
 }
@@ -180,9 +221,13 @@ pub fn nanos_histogram() -> Histogram<u64> {
 /// The far end's view, from the results it sent back.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PeerFigures {
+    /// CPU the far end spent in user mode, percent of one core.
     pub cpu_user_percent: f64,
+    /// CPU the far end spent in the kernel, percent of one core.
     pub cpu_system_percent: f64,
+    /// Bytes the far end counted over every stream.
     pub bytes: u64,
+    /// The TCP congestion control the far end used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub congestion: Option<String>,
 }
@@ -190,6 +235,7 @@ pub struct PeerFigures {
 /// The final record of a perf run.
 #[derive(Debug, Clone, Serialize)]
 pub struct PerfSummary {
+    /// The endpoint as the user wrote it.
     pub link: String,
     /// `throughput`, `rr`, `crr` or `echo` (throughput of a loop: what comes back).
     pub mode: &'static str,
@@ -197,31 +243,46 @@ pub struct PerfSummary {
     pub protocol: String,
     /// `send`, `receive`, `bidir` or `echo`.
     pub direction: &'static str,
+    /// How long the test ran, seconds.
     pub seconds: f64,
     /// Bytes this side moved over every stream (sent plus received).
     pub bytes: u64,
+    /// `bytes` over `seconds`, bits per second.
     pub bits_per_second: f64,
+    /// Bytes this side sent.
     pub sent_bytes: u64,
+    /// Bytes this side received.
     pub received_bytes: u64,
+    /// `sent_bytes` over `seconds`, bits per second.
     pub send_bits_per_second: f64,
+    /// `received_bytes` over `seconds`, bits per second.
     pub receive_bits_per_second: f64,
     /// TCP retransmits of the sending side, whichever end sent.
     pub retransmits: Option<u64>,
     /// Round-trip time: transaction latency in rr/crr, TCP_INFO's smoothed RTT sampled every
     /// 100 ms in throughput mode.
     pub rtt_p50_us: Option<f64>,
+    /// Its 99th percentile, microseconds (`rtt_p50_us` is the median).
     pub rtt_p99_us: Option<f64>,
+    /// Request-response transactions completed (rr, crr).
     pub transactions: Option<u64>,
+    /// `transactions` over `seconds`.
     pub transactions_per_second: Option<f64>,
+    /// The transactions' latency percentiles (rr, crr).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<Percentiles>,
     /// CPU this side used over the test, in percent of one core (threads summed).
     pub cpu_user_percent: f64,
+    /// CPU this side spent in the kernel, percent of one core (`cpu_user_percent`: in
+    /// user mode).
     pub cpu_system_percent: f64,
+    /// The far end's figures, from the results it sent back (`null` without them).
     pub peer: Option<PeerFigures>,
     /// Loss, reordering and jitter summed over UDP streams (jitter: the largest).
     pub udp: Option<UdpFigures>,
+    /// Each stream over the whole test.
     pub streams: Vec<StreamSummary>,
+    /// The interval reports (`--interval`).
     pub intervals: Vec<Interval>,
     /// False when the run ended before its results were exchanged.
     pub complete: bool,
@@ -232,6 +293,7 @@ pub struct PerfSummary {
     /// `--under-load`: the throughput test that ran beside the request-response one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadFigures>,
+    /// The test ran to its end and exchanged results (exit 0).
     pub passed: bool,
 }
 
@@ -423,7 +485,7 @@ impl PerfSummary {
 }
 
 /// Bytes with a binary prefix, as transfer sizes are usually read (`1.50 GiB`).
-pub fn format_bytes(bytes: u64) -> String {
+pub(super) fn format_bytes(bytes: u64) -> String {
     const UNITS: [(f64, &str); 4] = [
         (1_099_511_627_776.0, "TiB"),
         (1_073_741_824.0, "GiB"),
@@ -439,25 +501,33 @@ pub fn format_bytes(bytes: u64) -> String {
 }
 
 /// A rate with SI prefix for messages (`12.3 Gbit/s`).
-pub fn format_rate(bits_per_second: f64) -> String {
+pub(super) fn format_rate(bits_per_second: f64) -> String {
     format_si(bits_per_second, "bit/s")
 }
 
 /// The load beside a `--under-load` latency test.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadFigures {
+    /// Throughput streams of the load.
     pub streams: usize,
+    /// Bytes the load moved.
     pub bytes: u64,
+    /// Its throughput, bits per second.
     pub bits_per_second: f64,
+    /// TCP retransmits of the load's streams.
     pub retransmits: Option<u64>,
 }
 
 /// How a figure spread over repeated runs.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Spread {
+    /// The lowest value.
     pub min: f64,
+    /// The median.
     pub median: f64,
+    /// The highest value.
     pub max: f64,
+    /// The mean.
     pub mean: f64,
     /// Coefficient of variation: standard deviation over the mean (0 for one run).
     pub cv: f64,
@@ -501,11 +571,17 @@ impl Spread {
 /// One message length of a `--repeat`/`--sweep` series.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesPoint {
+    /// The message length (bytes per write or datagram).
     pub length: u64,
+    /// Runs made at this length.
     pub runs: usize,
+    /// Throughput over the runs, bits per second.
     pub bits_per_second: Spread,
+    /// Transactions per second over the runs (rr, crr).
     pub transactions_per_second: Option<Spread>,
+    /// The median round trip over the runs, microseconds.
     pub rtt_p50_us: Option<Spread>,
+    /// The 99th-percentile round trip over the runs, microseconds.
     pub rtt_p99_us: Option<Spread>,
 }
 
@@ -534,8 +610,11 @@ impl SeriesPoint {
 /// The summary of `--repeat` and `--sweep`: each length's spread over its runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesSummary {
+    /// The endpoint as the user wrote it.
     pub link: String,
+    /// `throughput`, `rr`, `crr` or `echo`, as in each run's summary.
     pub mode: &'static str,
+    /// One point per message length.
     pub points: Vec<SeriesPoint>,
     /// Every run passed.
     pub passed: bool,
@@ -591,8 +670,11 @@ impl Record for SeriesSummary {
 pub struct SeriesRun {
     /// Always `run`.
     pub event: &'static str,
+    /// Its number within its length, from 1.
     pub run: usize,
+    /// The message length it ran with.
     pub length: u64,
+    /// The run's summary (its fields at the top level of the JSON object).
     #[serde(flatten)]
     pub summary: PerfSummary,
 }

@@ -23,18 +23,22 @@ use super::stream::{DataSocket, Stream, monotonic_now};
 use super::udp;
 use loopscope_link::adapter::impair::{Impairer, ImpairmentConfig};
 
+/// Request-response transactions (`--rr`, `--crr`), as netperf's TCP_RR and TCP_CRR
+/// measure them.
 #[derive(Debug, Clone)]
 pub struct RrOptions {
     /// Requests each stream keeps outstanding.
     pub inflight: usize,
+    /// Bytes of each response (the request's length is the client's `length`).
     pub response_length: usize,
     /// A new TCP connection for every transaction.
     pub connect_per_transaction: bool,
 }
 
-/// The largest request or response, and what one stream may keep in flight: beyond the
-/// socket buffers a stream would deadlock (both sides blocked writing).
+/// The largest request or response.
 pub const MAX_MESSAGE: usize = 1 << 20;
+/// What one stream may keep in flight, requests and responses together: beyond the socket
+/// buffers a stream would deadlock (both sides blocked writing).
 pub const MAX_INFLIGHT_BYTES: usize = 1 << 20;
 
 const POLL: Duration = Duration::from_millis(100);

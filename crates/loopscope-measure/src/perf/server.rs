@@ -44,7 +44,9 @@ use super::stream::{DataSocket, Role, RunControl, Stream, WorkerOptions, spawn_w
 /// Where the server listens.
 #[derive(Debug, Clone)]
 pub enum Listen {
+    /// A TCP address (control and TCP data; UDP data on the same port).
     Tcp(SocketAddr),
+    /// A Unix stream socket (control and data).
     Unix(std::os::unix::net::SocketAddr),
 }
 
@@ -53,6 +55,7 @@ pub enum Listen {
 pub struct ServerLimits {
     /// Tests running at once.
     pub max_tests: usize,
+    /// Streams per test (`-P`).
     pub max_streams: u32,
     /// Bytes per write or datagram.
     pub max_length: u64,
@@ -80,9 +83,12 @@ impl Default for ServerLimits {
     }
 }
 
+/// How a `perf --server` runs: where it listens and what it allows.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// Where it listens.
     pub listen: Listen,
+    /// What one client may make it do.
     pub limits: ServerLimits,
     /// Serve one test, then stop.
     pub once: bool,
@@ -98,30 +104,49 @@ pub struct ServerOptions {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ServerEvent {
+    /// The server is ready for clients.
     Listening {
+        /// Where it listens, as an endpoint a client can be given.
         endpoint: String,
     },
+    /// A client's test began.
     TestStarted {
+        /// The client's control connection address.
         client: String,
+        /// `tcp`, `udp` or `unix`.
         protocol: &'static str,
+        /// `throughput`, `rr` or `crr`.
         mode: &'static str,
+        /// `send`, `receive` or `bidir`, from the client's side.
         direction: &'static str,
+        /// Data streams of the test.
         streams: usize,
+        /// Bytes per write or datagram.
         length: u64,
     },
+    /// A client's test ended.
     TestEnded {
+        /// The client's control connection address.
         client: String,
+        /// How long it ran, seconds.
         seconds: f64,
+        /// Bytes the server received.
         received_bytes: u64,
+        /// Bytes the server sent.
         sent_bytes: u64,
+        /// Both directions over `seconds`, bits per second.
         bits_per_second: f64,
+        /// Request-response transactions served (rr, crr).
         transactions: Option<u64>,
         /// Why the test ended otherwise than by the client's TEST_END.
         #[serde(skip_serializing_if = "Option::is_none")]
         ended_early: Option<String>,
     },
+    /// A client was refused (limits, a bad request, a busy server).
     Refused {
+        /// The client's control connection address.
         client: String,
+        /// Why, in words (the client hears the iperf3 error number).
         reason: String,
     },
 }
@@ -189,11 +214,17 @@ impl Record for ServerEvent {
 /// What the server did, printed when it stops.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerSummary {
+    /// Where it listened.
     pub endpoint: String,
+    /// Tests served.
     pub tests: u64,
+    /// Tests refused.
     pub tests_refused: u64,
+    /// Bytes received over every test.
     pub received_bytes: u64,
+    /// Bytes sent over every test.
     pub sent_bytes: u64,
+    /// The most tests that ran at once.
     pub max_concurrent_tests: u64,
 }
 
@@ -217,6 +248,7 @@ impl Record for ServerSummary {
     }
 }
 
+/// Where the server tells its events (called from the threads that serve tests).
 pub type EventSink = Arc<dyn Fn(ServerEvent) + Send + Sync>;
 
 /// How long a new connection may take to send its cookie, and each setup step.

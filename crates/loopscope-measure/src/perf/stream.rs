@@ -26,18 +26,18 @@ const DRAIN_QUIET: Duration = Duration::from_millis(25);
 
 /// A data connection.
 #[derive(Debug)]
-pub enum DataSocket {
+pub(super) enum DataSocket {
     Stream(StreamSock),
     Udp(UdpSocket),
 }
 
 impl DataSocket {
-    pub fn is_datagram(&self) -> bool {
+    pub(super) fn is_datagram(&self) -> bool {
         matches!(self, DataSocket::Udp(_))
     }
 
     /// TCP_INFO of a TCP stream (`None` for other sockets).
-    pub fn tcp_info(&self) -> Option<TcpInfo> {
+    pub(super) fn tcp_info(&self) -> Option<TcpInfo> {
         match self {
             DataSocket::Stream(stream) if stream.is_tcp() => tcp_info(stream).ok(),
             _ => None,
@@ -83,13 +83,13 @@ impl DataSocket {
 
     /// Ends the sending direction, so a receiver reading to end-of-stream stops exactly
     /// after the last byte (datagram sockets have no such end).
-    pub fn finish_sending(&self) {
+    pub(super) fn finish_sending(&self) {
         if let DataSocket::Stream(stream) = self {
             let _ = stream.shutdown(std::net::Shutdown::Write);
         }
     }
 
-    pub fn close_both(&self) {
+    pub(super) fn close_both(&self) {
         if let DataSocket::Stream(stream) = self {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
@@ -108,13 +108,13 @@ impl AsFd for DataSocket {
 /// Which way bytes go on a stream, from this side's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub(super) enum Role {
     Send,
     Receive,
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Role::Send => "send",
             Role::Receive => "receive",
@@ -124,7 +124,7 @@ impl Role {
 
 /// One stream's socket and its counters, shared by its worker thread and the thread that
 /// samples intervals and builds the results.
-pub struct Stream {
+pub(super) struct Stream {
     /// iperf3's stream number.
     pub id: i64,
     pub role: Role,
@@ -160,7 +160,7 @@ pub struct ZerocopyFigures {
 }
 
 impl Stream {
-    pub fn new(id: i64, role: Role, socket: DataSocket) -> Stream {
+    pub(super) fn new(id: i64, role: Role, socket: DataSocket) -> Stream {
         let tcp_info_at_start = socket.tcp_info();
         Stream {
             id,
@@ -178,12 +178,12 @@ impl Stream {
         }
     }
 
-    pub fn bytes(&self) -> u64 {
+    pub(super) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
 
     /// Segments retransmitted since the stream was made (sending TCP streams).
-    pub fn retransmits(&self) -> Option<u64> {
+    pub(super) fn retransmits(&self) -> Option<u64> {
         if self.role != Role::Send {
             return None;
         }
@@ -194,7 +194,7 @@ impl Stream {
 
     /// Ends the omitted start of a test (iperf3's `-O`): bytes, datagrams and UDP statistics
     /// count from now on.
-    pub fn omit_so_far(&self) {
+    pub(super) fn omit_so_far(&self) {
         self.bytes.store(0, Ordering::Relaxed);
         self.packets.store(0, Ordering::Relaxed);
         if let Ok(mut stats) = self.udp.lock() {
@@ -202,11 +202,11 @@ impl Stream {
         }
     }
 
-    pub fn udp_stats(&self) -> UdpReceiveStats {
+    pub(super) fn udp_stats(&self) -> UdpReceiveStats {
         self.udp.lock().map(|s| *s).unwrap_or_default()
     }
 
-    pub fn error(&self) -> Option<String> {
+    pub(super) fn error(&self) -> Option<String> {
         self.error.lock().ok().and_then(|e| e.clone())
     }
 
@@ -218,7 +218,7 @@ impl Stream {
 }
 
 /// What every worker of one side of a test looks at.
-pub struct RunControl {
+pub(super) struct RunControl {
     pub started: Instant,
     /// Senders stop at their next write.
     pub stop_senders: AtomicBool,
@@ -231,7 +231,7 @@ pub struct RunControl {
 }
 
 impl RunControl {
-    pub fn new(send_budget: Option<u64>) -> Self {
+    pub(super) fn new(send_budget: Option<u64>) -> Self {
         RunControl {
             started: Instant::now(),
             stop_senders: AtomicBool::new(false),
@@ -261,7 +261,7 @@ impl RunControl {
 
 /// How a worker moves bytes.
 #[derive(Debug, Clone)]
-pub struct WorkerOptions {
+pub(super) struct WorkerOptions {
     /// Bytes per write (and per datagram).
     pub length: usize,
     /// Bits per second for this stream (0: as fast as it goes).
@@ -277,7 +277,7 @@ pub struct WorkerOptions {
 }
 
 /// The monotonic clock as UDP timestamps carry it.
-pub fn monotonic_now() -> Duration {
+pub(super) fn monotonic_now() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     Duration::new(
         u64::try_from(now.tv_sec).unwrap_or(0),
@@ -286,7 +286,7 @@ pub fn monotonic_now() -> Duration {
 }
 
 /// Starts the worker thread of `stream`.
-pub fn spawn_worker(
+pub(super) fn spawn_worker(
     stream: Arc<Stream>,
     control: Arc<RunControl>,
     options: WorkerOptions,

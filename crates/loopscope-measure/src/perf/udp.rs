@@ -9,12 +9,17 @@
 use std::time::Duration;
 
 /// Header bytes before the payload.
-pub fn header_len(counters_64bit: bool) -> usize {
+pub(super) fn header_len(counters_64bit: bool) -> usize {
     if counters_64bit { 16 } else { 12 }
 }
 
 /// Writes the header into the start of `datagram`. The caller guarantees room for it.
-pub fn write_header(datagram: &mut [u8], sent: Duration, sequence: u64, counters_64bit: bool) {
+pub(super) fn write_header(
+    datagram: &mut [u8],
+    sent: Duration,
+    sequence: u64,
+    counters_64bit: bool,
+) {
     let seconds = sent.as_secs() as u32;
     datagram[0..4].copy_from_slice(&seconds.to_be_bytes());
     datagram[4..8].copy_from_slice(&sent.subsec_micros().to_be_bytes());
@@ -27,7 +32,7 @@ pub fn write_header(datagram: &mut [u8], sent: Duration, sequence: u64, counters
 
 /// The sender's timestamp and the sequence number, or `None` for a datagram too short to
 /// carry them (a stray hello).
-pub fn read_header(datagram: &[u8], counters_64bit: bool) -> Option<(Duration, u64)> {
+pub(super) fn read_header(datagram: &[u8], counters_64bit: bool) -> Option<(Duration, u64)> {
     if datagram.len() < header_len(counters_64bit) {
         return None;
     }
@@ -51,7 +56,7 @@ pub fn read_header(datagram: &[u8], counters_64bit: bool) -> Option<(Duration, u
 
 /// What a UDP receiver counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct UdpReceiveStats {
+pub(super) struct UdpReceiveStats {
     /// Datagrams that carried a header.
     pub packets: u64,
     /// The highest sequence number seen.
@@ -69,7 +74,7 @@ pub struct UdpReceiveStats {
 impl UdpReceiveStats {
     /// Accounts one datagram that left the sender at `sent` (sender's clock) and arrived at
     /// `arrived` (receiver's clock).
-    pub fn record(&mut self, sequence: u64, sent: Duration, arrived: Duration) {
+    pub(super) fn record(&mut self, sequence: u64, sent: Duration, arrived: Duration) {
         self.packets += 1;
         if sequence < self.highest_sequence {
             self.out_of_order += 1;
@@ -88,7 +93,7 @@ impl UdpReceiveStats {
 
     /// Datagrams lost: expected (the highest sequence number, counting from 1) minus received
     /// (RFC 3550 A.3). Negative when duplicates arrived.
-    pub fn lost(&self) -> i64 {
+    pub(super) fn lost(&self) -> i64 {
         (self.highest_sequence - self.omitted_sequence.min(self.highest_sequence)) as i64
             - self.packets as i64
     }
@@ -96,7 +101,7 @@ impl UdpReceiveStats {
     /// Ends the omitted start of a test (iperf3's `-O`): what arrived so far no longer counts;
     /// loss is counted from the datagrams after the highest sequence number seen now. Jitter
     /// runs on, as iperf3's does.
-    pub fn omit_so_far(&mut self) {
+    pub(super) fn omit_so_far(&mut self) {
         self.omitted_sequence = self.highest_sequence;
         self.packets = 0;
         self.out_of_order = 0;
@@ -105,24 +110,24 @@ impl UdpReceiveStats {
 
 /// Paces a sender to a bit rate: how long to wait before the next `bytes` may go.
 #[derive(Debug, Clone, Copy)]
-pub struct Pacer {
+pub(super) struct Pacer {
     bits_per_second: u64,
 }
 
 impl Pacer {
     /// `None` for an unlimited rate.
-    pub fn new(bits_per_second: u64) -> Option<Pacer> {
+    pub(super) fn new(bits_per_second: u64) -> Option<Pacer> {
         (bits_per_second > 0).then_some(Pacer { bits_per_second })
     }
 
     /// How long a sender that has sent `bytes_sent` after `elapsed` must wait to stay at the
     /// rate (zero when it is behind).
-    pub fn wait(&self, bytes_sent: u64, elapsed: Duration) -> Duration {
+    pub(super) fn wait(&self, bytes_sent: u64, elapsed: Duration) -> Duration {
         self.due(bytes_sent).saturating_sub(elapsed)
     }
 
     /// How far behind the rate a sender is (zero when it is ahead).
-    pub fn lag(&self, bytes_sent: u64, elapsed: Duration) -> Duration {
+    pub(super) fn lag(&self, bytes_sent: u64, elapsed: Duration) -> Duration {
         elapsed.saturating_sub(self.due(bytes_sent))
     }
 

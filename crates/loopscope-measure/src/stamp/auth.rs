@@ -85,8 +85,15 @@ impl StampKey {
 
     /// The truncated HMAC of `covered`.
     pub fn tag(&self, covered: &[u8]) -> [u8; HMAC_LEN] {
+        self.tag_parts(&[covered])
+    }
+
+    /// The truncated HMAC of the concatenation of `parts`.
+    pub fn tag_parts(&self, parts: &[&[u8]]) -> [u8; HMAC_LEN] {
         let mut mac = self.mac();
-        mac.update(covered);
+        for part in parts {
+            mac.update(part);
+        }
         let full = mac.finalize().into_bytes();
         let mut tag = [0u8; HMAC_LEN];
         tag.copy_from_slice(&full[..HMAC_LEN]);

@@ -15,7 +15,6 @@
 //! their clocks are synchronised, or the reflector is on this host (one clock), and withheld
 //! (with the reason) when any one-way delay comes out negative beyond the error estimates.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -25,12 +24,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use loopscope_report::Record;
 use loopscope_sys::TimestampedDatagram;
 pub mod auth;
+mod reflector;
 pub mod tlv;
 
 pub use auth::StampKey;
 pub use loopscope_sys::SendOptions;
+pub use reflector::{
+    DEFAULT_MAX_REQUEST_LEN, DEFAULT_SESSION_TIMEOUT, ReflectorConfig, ReflectorEntry,
+    ReflectorFileError, ReflectorSummary, StampCounters, StampResponder, parse_reflector_file,
+};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;
+pub use tlv::{RequestTlvs, TlvRequest};
 
 use loopscope_wire::stamp::{
     ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, Timestamp,
@@ -49,23 +54,27 @@ pub const REFLECTOR_TTL: u8 = 255;
 /// What a timestamp is worth before any transmit timestamp has been compared with it: the
 /// time a packet carries is read before the send call, and what passes until the kernel
 /// stamps it is unknown until measured. 100 µs is a bound on a loaded host.
-const UNMEASURED_SEND_GAP: Duration = Duration::from_micros(100);
+pub(crate) const UNMEASURED_SEND_GAP: Duration = Duration::from_micros(100);
 
 #[derive(Debug, thiserror::Error)]
+/// Why a STAMP run could not start or went on no further.
 pub enum StampError {
     #[error(
         "--size {0} is out of range: STAMP packets are {1}..={MAX_PACKET_LEN} octets in this mode (RFC 8762 §4.2)"
     )]
+    /// The packet length asked for is outside what the mode allows (the length, the mode's minimum).
     Size(usize, usize),
     #[error("{0}")]
+    /// A socket operation failed.
     Io(#[from] io::Error),
     #[error(
         "refusing to reflect on {0}: not a loopback address (pass --allow-remote to answer other hosts)"
     )]
+    /// The reflector was asked to bind a non-loopback address without `allow_remote`.
     NotLoopback(SocketAddr),
 }
 
-fn wall_clock() -> Duration {
+pub(crate) fn wall_clock() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -84,6 +93,41 @@ pub(crate) fn clock_error_estimate(format: TimestampFormat, send_gap: Duration) 
         // No adjtimex (a sandbox): unsynchronised, and an error of a second says "unknown".
         Err(_) => ErrorEstimate::new(false, format, Duration::from_secs(1)),
     }
+}
+
+/// How long [`wait_for_receive_timestamps`] waits at most.
+const TIMESTAMPS_LIVE_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits until the kernel stamps received packets, at most [`TIMESTAMPS_LIVE_WAIT`]; returns
+/// whether it does.
+///
+/// Linux turns receive timestamping on for the whole host through a static key
+/// (`netstamp_needed_key`, `net/core/dev.c`). When no other socket has it on, the first
+/// SO_TIMESTAMPING socket does not flip the key itself but schedules a work item to do it, and
+/// until a kernel worker runs it no packet is stamped. On a loaded host that took long enough
+/// for the first 17 packets of a 1 ms run to arrive without a receive timestamp. A datagram
+/// sent to ourselves on loopback shows when the key is on; the socket whose options asked for
+/// it keeps it on.
+pub(crate) fn wait_for_receive_timestamps() -> bool {
+    let probe = || -> io::Result<bool> {
+        let socket = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        loopscope_sys::enable_datagram_metadata(&socket, false, false)?;
+        socket.connect(socket.local_addr()?)?;
+        let started = Instant::now();
+        let mut buffer = [0u8; 8];
+        while started.elapsed() < TIMESTAMPS_LIVE_WAIT {
+            socket.send(b"stamp?")?;
+            wait_readable(&socket, Duration::from_millis(10))?;
+            while let Ok(received) = loopscope_sys::recv_datagram(&socket, &mut buffer) {
+                if received.kernel_rx.is_some() {
+                    return Ok(true);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(false)
+    };
+    probe().unwrap_or(false)
 }
 
 fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<TimestampedDatagram> {
@@ -113,49 +157,30 @@ fn is_would_block(error: &io::Error) -> bool {
 // Session-Sender
 
 #[derive(Debug, Clone)]
+/// How a Session-Sender runs.
 pub struct SenderConfig {
+    /// The Session-Reflector.
     pub target: SocketAddr,
     /// Packets to send (None: until stopped).
     pub count: Option<u64>,
+    /// Time between packets (the schedule is start + k × interval).
     pub interval: Duration,
     /// The test packet's length in octets (at least 44).
     pub size: usize,
     /// How long to wait for replies after the last packet is sent.
     pub timeout: Duration,
+    /// The timestamp format of our packets (the reflector answers in it).
     pub format: TimestampFormat,
     /// TTL, DSCP and don't-fragment of the test packets.
     pub send_options: SendOptions,
     /// Authenticated mode (RFC 8762 §4.2.2) with this key.
     pub auth: Option<StampKey>,
     /// RFC 8972 TLVs to put after the base packet (then `size` is the base packet and these).
-    pub tlvs: Vec<u8>,
+    pub tlvs: RequestTlvs,
     /// TWAMP-Light (RFC 5357 Appendix I): 41-octet packets allowed, no TLVs.
     pub twamp_light: bool,
     /// The reflector is stateful: report loss per direction from its sequence numbers.
     pub stateful_reflector: bool,
-}
-
-/// An Extra Padding TLV (RFC 8972 §4.1) of `len` zero octets.
-pub fn extra_padding_tlv(len: u16) -> Vec<u8> {
-    let mut tlv = vec![0u8; 4 + usize::from(len)];
-    tlv[1] = loopscope_wire::stamp::tlv_type::EXTRA_PADDING;
-    tlv[2..4].copy_from_slice(&len.to_be_bytes());
-    tlv
-}
-
-/// A Class of Service TLV (RFC 8972 §4.4) asking for `dscp1` on the reply; the reflector fills
-/// in DSCP2 and ECN as it received the packet.
-pub fn class_of_service_tlv(dscp1: u8) -> Vec<u8> {
-    vec![
-        0,
-        loopscope_wire::stamp::tlv_type::CLASS_OF_SERVICE,
-        0,
-        4,
-        (dscp1 & 0x3F) << 2,
-        0,
-        0,
-        0,
-    ]
 }
 
 /// Where a timestamp came from.
@@ -171,11 +196,13 @@ pub enum TimestampSource {
 /// One reply, measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct StampReply {
+    /// The reflector's address as the reply came from it.
     pub from: String,
     /// The sender's sequence number this reply answers.
     pub seq: u32,
     /// The reflector's own sequence number (equal to `seq` for a stateless reflector).
     pub reflector_seq: u32,
+    /// The reply's length in octets.
     pub bytes: usize,
     /// T4 − T1: the kernel's transmit and receive timestamps when both are there, the
     /// monotonic clock around the system calls otherwise.
@@ -192,16 +219,30 @@ pub struct StampReply {
     pub forward_ttl: u8,
     /// The TTL the reply arrived with, if the kernel told.
     pub backward_ttl: Option<u8>,
+    /// The reflector's Error Estimate had S set (its clock is synchronised).
     pub reflector_synchronised: bool,
     /// The reflector's error estimate, in µs.
     pub reflector_error_us: f64,
-    /// Where this reply's T1 and T4 came from.
+    /// Where this reply's T1 came from.
     pub t1_source: TimestampSource,
+    /// Where this reply's T4 came from.
     pub t4_source: TimestampSource,
-    /// The DSCP and ECN the reflector saw on our packet (Class of Service TLV), if asked.
+    /// The DSCP the reflector saw on our packet (Class of Service TLV), if asked.
     pub reflector_seen_dscp: Option<u8>,
+    /// The ECN the reflector saw on our packet (Class of Service TLV).
     pub reflector_seen_ecn: Option<u8>,
+    /// The DSCP this reply arrived with (a Class of Service TLV asks the reflector for one).
+    pub reply_dscp: Option<u8>,
+    /// Location TLV: our address and port as the reflector saw them (a NAT shows here), and
+    /// the address and port it was reached on.
+    pub reflector_saw_source: Option<String>,
+    /// The address and port the reflector says it was reached on (Location TLV).
+    pub reflector_saw_destination: Option<String>,
+    /// Direct Measurement TLV: S_TxC, R_RxC and R_TxC as the reply carries them.
+    pub direct_measurement: Option<[u32; 3]>,
+    /// A second (or later) reply to the same sequence number.
     pub duplicate: bool,
+    /// Answers a sequence number below one already answered.
     pub reordered: bool,
 }
 
@@ -238,7 +279,9 @@ impl Record for StampReply {
 /// A packet that could not be sent.
 #[derive(Debug, Clone, Serialize)]
 pub struct StampSendFailed {
+    /// The sequence number of the packet.
     pub seq: u32,
+    /// What the send call said.
     pub error: String,
 }
 
@@ -251,8 +294,11 @@ impl Record for StampSendFailed {
     }
 }
 
+/// What the sender tells while it runs.
 pub enum SenderEvent<'a> {
+    /// A reply, measured.
     Reply(&'a StampReply),
+    /// A packet the kernel refused to send.
     SendFailed(&'a StampSendFailed),
 }
 
@@ -268,10 +314,13 @@ struct Sent {
 /// What a sender run measured.
 #[derive(Debug, Default)]
 pub struct SenderRun {
+    /// Packets sent.
     pub transmitted: u64,
     /// Distinct sequence numbers answered.
     pub received: u64,
+    /// Replies beyond the first to a sequence number.
     pub duplicates: u64,
+    /// Replies that answered a sequence number below one already answered.
     pub reordered: u64,
     /// Datagrams that were not a STAMP reply to this session (too short, unknown sequence).
     pub foreign: u64,
@@ -279,25 +328,49 @@ pub struct SenderRun {
     pub bad_hmac: u64,
     /// Reply TLVs flagged U (the reflector did not process them) and M (malformed).
     pub tlv_unrecognized: u64,
+    /// Reply TLVs flagged M.
     pub tlv_malformed: u64,
+    /// Reply TLVs flagged I (the reflector found our HMAC TLV wrong).
+    pub tlv_integrity_failed: u64,
+    /// The Direct Measurement counters of the reply to the highest sequence number answered.
+    pub direct_measurement: Option<(u32, [u32; 3])>,
+    /// Timestamp Information TLV: the reflector's T2 and T3 sync source and method.
+    pub timestamp_information: Option<[u8; 4]>,
+    /// Follow-Up Telemetry: replies whose T3 a later reply corrected with the kernel's transmit
+    /// timestamp, and the correction (follow-up minus carried T3) at its largest, in µs.
+    pub follow_ups: u64,
+    /// The largest Follow-Up correction, in µs.
+    pub follow_up_correction_max_us: Option<f64>,
+    /// The DSCP replies arrived with, at its lowest and highest.
+    pub reply_dscp_range: Option<(u8, u8)>,
+    /// Packets the kernel refused to send.
     pub send_errors: u64,
+    /// Round trip (T4 − T1) of each first reply, in µs.
     pub rtt_us: Vec<f64>,
+    /// Round trip less the reflector's residence, (T4 − T1) − (T3 − T2), in µs.
     pub rtt_net_us: Vec<f64>,
+    /// The reflector's residence (T3 − T2), in µs.
     pub residence_us: Vec<f64>,
+    /// Forward delay (T2 − T1), in µs.
     pub forward_us: Vec<f64>,
+    /// Backward delay (T4 − T3), in µs.
     pub backward_us: Vec<f64>,
     /// Forward and backward delay in the order the replies arrived (for IPDV and jitter).
     pub one_way_sequence: Vec<(u32, f64, f64)>,
     /// Replies whose T1 / T4 came from the kernel.
     pub t1_kernel: u64,
+    /// Replies whose T4 came from the kernel.
     pub t4_kernel: u64,
     /// The largest error estimate any reply carried (the reflector's), and ours, in µs.
     pub reflector_error_us: f64,
+    /// Our own error estimate, in µs.
     pub sender_error_us: f64,
     /// The TTL the reflector saw on our packets, and the one its replies arrived with, at
     /// their lowest.
     pub forward_ttl_min: Option<u8>,
+    /// The lowest TTL our replies arrived with.
     pub backward_ttl_min: Option<u8>,
+    /// Our clock is synchronised (adjtimex), as our Error Estimate said.
     pub sender_synchronised: bool,
     /// The reflector is on this host, so both ends read one clock.
     pub same_host: bool,
@@ -310,16 +383,20 @@ pub struct SenderRun {
     /// The highest reflector sequence number seen (a stateful reflector numbers what it
     /// reflected from 0).
     pub reflector_sequence_max: Option<u32>,
+    /// How long the run took.
     pub elapsed: Duration,
     /// Time from the first send to the last.
     pub send_span: Duration,
     /// How late each send was against its schedule, at worst.
     pub max_send_lag: Duration,
+    /// How late each send was against its schedule, in µs, in sending order.
+    pub send_lag_us: Vec<f64>,
+    /// Every reply's Error Estimate had S set.
     pub reflector_synchronised: bool,
 }
 
 /// How often the sender re-reads the clock's sync status and re-encodes its Error Estimate.
-const ERROR_ESTIMATE_REFRESH: Duration = Duration::from_secs(1);
+pub(crate) const ERROR_ESTIMATE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Reads every transmit timestamp queued on the socket's error queue and files it with the
 /// packet it belongs to (`sent_order[id]` is the sequence number of the id-th packet the kernel
@@ -369,6 +446,8 @@ pub fn send(
     socket.connect(config.target)?;
     socket.set_nonblocking(true)?;
     loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
+    // Not live yet: the replies say so, one by one (t4_source), as before.
+    let _ = wait_for_receive_timestamps();
     loopscope_sys::set_send_options(&socket, ipv6, config.send_options)?;
 
     let count = config.count.unwrap_or(u64::from(u32::MAX)).min(1 << 32);
@@ -387,6 +466,9 @@ pub fn send(
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
+    // The T3 each reply carried, by the reflector's sequence number, for Follow-Up Telemetry.
+    let mut carried_t3: std::collections::HashMap<u32, Timestamp> =
+        std::collections::HashMap::new();
     let mut buffer = vec![0u8; MAX_PACKET_LEN.max(config.size) + 1];
     let mut packet = vec![0u8; config.size];
     let mut error_estimate = clock_error_estimate(config.format, UNMEASURED_SEND_GAP);
@@ -399,7 +481,8 @@ pub fn send(
     }
     .emit(&mut packet, mode)
     .map_err(|_| size_error())?;
-    packet[mode.base_len()..mode.base_len() + config.tlvs.len()].copy_from_slice(&config.tlvs);
+    let tlv_range = mode.base_len()..mode.base_len() + config.tlvs.len();
+    packet[tlv_range.clone()].copy_from_slice(config.tlvs.as_bytes());
     let start = Instant::now();
     let mut last_send = start;
     let mut any_reply = false;
@@ -429,11 +512,18 @@ pub fn send(
                 view.set_sequence(sequence);
                 view.set_timestamp(Timestamp::from_unix(user_t1, config.format));
                 view.set_error_estimate(error_estimate);
+                config.tlvs.sign(
+                    &mut packet[tlv_range.clone()],
+                    sequence,
+                    sequence.wrapping_add(1),
+                    config.auth.as_ref(),
+                );
                 if let Some(key) = &config.auth {
                     key.sign(&mut packet);
                 }
                 let at = Instant::now();
                 run.max_send_lag = run.max_send_lag.max(at - deadline);
+                run.send_lag_us.push((at - deadline).as_secs_f64() * 1e6);
                 sent.push(Sent {
                     at,
                     user_t1,
@@ -490,7 +580,15 @@ pub fn send(
                 continue;
             }
             let reply = ReflectorRepr::parse(&view);
-            let reply_tlvs = tlv::read_reply_tlvs(view.tail());
+            let reply_tlvs = if mode == Mode::TwampLight {
+                tlv::ReplyTlvs::default()
+            } else {
+                tlv::read_reply_tlvs(view.tail(), config.auth.as_ref(), reply.sequence)
+            };
+            if reply_tlvs.reply_hmac_wrong {
+                run.bad_hmac += 1;
+                continue;
+            }
             if sent
                 .get(reply.sender_sequence as usize)
                 .is_some_and(|slot| slot.kernel_t1.is_none())
@@ -564,6 +662,10 @@ pub fn send(
                 t4_source,
                 reflector_seen_dscp: reply_tlvs.seen_dscp,
                 reflector_seen_ecn: reply_tlvs.seen_ecn,
+                reply_dscp: received.tos.map(|tos| tos >> 2),
+                reflector_saw_source: reply_tlvs.seen_source.map(|a| a.to_string()),
+                reflector_saw_destination: reply_tlvs.seen_destination.map(|a| a.to_string()),
+                direct_measurement: reply_tlvs.direct_measurement,
                 duplicate,
                 reordered,
             };
@@ -586,6 +688,42 @@ pub fn send(
                 );
                 run.tlv_unrecognized += u64::from(reply_tlvs.unrecognized);
                 run.tlv_malformed += u64::from(reply_tlvs.malformed);
+                run.tlv_integrity_failed += u64::from(reply_tlvs.integrity_failed);
+                if let Some(counters) = reply_tlvs.direct_measurement
+                    && run
+                        .direct_measurement
+                        .is_none_or(|(seq, _)| reply.sender_sequence >= seq)
+                {
+                    run.direct_measurement = Some((reply.sender_sequence, counters));
+                }
+                if reply_tlvs.timestamp_information.is_some() {
+                    run.timestamp_information = reply_tlvs.timestamp_information;
+                }
+                if let Some(dscp) = measured.reply_dscp {
+                    run.reply_dscp_range = Some(
+                        run.reply_dscp_range
+                            .map_or((dscp, dscp), |(low, high)| (low.min(dscp), high.max(dscp))),
+                    );
+                }
+                if let Some((previous, follow_up)) = reply_tlvs.follow_up
+                    && let Some(&carried) = carried_t3.get(&previous)
+                {
+                    let correction_us = (follow_up.to_unix_nanos(reflector_format)
+                        - carried.to_unix_nanos(reflector_format))
+                        as f64
+                        / 1e3;
+                    run.follow_ups += 1;
+                    run.follow_up_correction_max_us = Some(
+                        run.follow_up_correction_max_us
+                            .map_or(correction_us, |m: f64| m.max(correction_us)),
+                    );
+                }
+                if config.tlvs.wants_follow_up() {
+                    carried_t3.insert(reply.sequence, reply.timestamp);
+                    if carried_t3.len() > 4096 {
+                        carried_t3.clear();
+                    }
+                }
                 run.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
                 run.t4_kernel += u64::from(t4_source == TimestampSource::Kernel);
                 run.forward_ttl_min = Some(
@@ -620,22 +758,29 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-fn round3(value: f64) -> f64 {
+pub(crate) fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
 /// min, p50, p90, p99, p99.9 and max of one figure, in µs.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Spread {
+    /// The smallest value.
     pub min: Option<f64>,
+    /// The median (nearest rank).
     pub p50: Option<f64>,
+    /// The 90th percentile (nearest rank).
     pub p90: Option<f64>,
+    /// The 99th percentile (nearest rank).
     pub p99: Option<f64>,
+    /// The 99.9th percentile (nearest rank).
     pub p999: Option<f64>,
+    /// The largest value.
     pub max: Option<f64>,
 }
 
 impl Spread {
+    /// The spread of `values` (all `None` when there are none).
     pub fn of(values: &[f64]) -> Self {
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
@@ -667,43 +812,78 @@ impl Spread {
 /// The final record of a sender run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StampSummary {
+    /// The reflector tested.
     pub target: String,
+    /// Packets sent.
     pub transmitted: u64,
+    /// Distinct sequence numbers answered.
     pub received: u64,
+    /// Packets sent and never answered.
     pub lost: u64,
+    /// `lost` as a share of `transmitted`, in percent.
     pub loss_percent: f64,
+    /// Replies beyond the first to a sequence number.
     pub duplicates: u64,
+    /// Replies that answered a sequence number below one already answered.
     pub reordered: u64,
+    /// Datagrams that were not a reply to this session.
     pub foreign: u64,
     /// Replies dropped for a wrong HMAC (authenticated mode).
     pub bad_hmac: u64,
     /// Reply TLVs the reflector flagged U (not processed) or M (malformed).
     pub tlv_unrecognized: u64,
+    /// Reply TLVs flagged M.
     pub tlv_malformed: u64,
+    /// Reply TLVs flagged I: the reflector found our HMAC TLV wrong.
+    pub tlv_integrity_failed: u64,
+    /// Loss per direction from the Direct Measurement TLV (RFC 8972 §4.5) of the last reply:
+    /// forward = S_TxC − R_RxC, backward = R_TxC − replies received up to it. Null without
+    /// the TLV.
+    pub dm_forward_lost: Option<u64>,
+    /// Backward loss from the Direct Measurement TLV (see `dm_forward_lost`).
+    pub dm_backward_lost: Option<u64>,
+    /// Timestamp Information TLV (RFC 8972 §4.3): the reflector's sync source and method for
+    /// T2 and T3, as numbers of the IANA registries.
+    pub reflector_timestamp_information: Option<[u8; 4]>,
+    /// Follow-Up Telemetry (RFC 8972 §4.7): replies whose T3 was followed up with the kernel's
+    /// transmit timestamp, and how far the carried T3 ran ahead of it at most, in µs.
+    pub follow_ups: u64,
+    /// The largest Follow-Up correction, in µs.
+    pub follow_up_correction_max_us: Option<f64>,
+    /// The DSCP the replies arrived with, lowest and highest (null when the kernel told none).
+    pub reply_dscp_min: Option<u8>,
+    /// The highest DSCP a reply arrived with.
+    pub reply_dscp_max: Option<u8>,
     /// Loss per direction, from a stateful reflector's own sequence numbers (RFC 8762 §4.3):
     /// it reflected (highest number + 1) packets, so forward = transmitted − reflected and
     /// backward = reflected − received. Null unless `--stateful-reflector` says the reflector
     /// numbers its replies itself (a stateless one copies ours, which says nothing).
     pub forward_lost: Option<u64>,
+    /// Backward loss from the stateful reflector's numbers (see `forward_lost`).
     pub backward_lost: Option<u64>,
     /// "unauthenticated" or "authenticated" (RFC 8762 §4.2), or "twamp-light".
     pub mode: &'static str,
+    /// Packets the kernel refused to send.
     pub send_errors: u64,
+    /// How long the run took, in seconds.
     pub elapsed_s: f64,
     /// (last send − first send) / (transmitted − 1).
     pub achieved_interval_us: Option<f64>,
+    /// How late the latest send was against its schedule, in µs.
     pub max_send_lag_us: f64,
     /// Where T1 and T4 came from: "kernel SO_TIMESTAMPING", "user-space CLOCK_REALTIME", or
     /// "mixed" (see `t1_kernel` and `t4_kernel`).
     pub timestamp_source: &'static str,
     /// Replies whose T1 (T4) was the kernel's transmit (receive) timestamp.
     pub t1_kernel: u64,
+    /// Replies whose T4 was the kernel's receive timestamp.
     pub t4_kernel: u64,
     /// The one-way figures subtract the two hosts' wall clocks: they mean something only when
     /// the clocks are synchronised (always true on loopback, where both are this host's).
     pub one_way_requires_synchronised_clocks: bool,
     /// Whether the one-way figures are given; when not, `one_way_withheld` says why.
     pub one_way_valid: bool,
+    /// Why the one-way figures are withheld, when they are.
     pub one_way_withheld: Option<String>,
     /// Every reply's error estimate had S set.
     pub reflector_synchronised: bool,
@@ -711,16 +891,21 @@ pub struct StampSummary {
     pub sender_synchronised: bool,
     /// Error estimates: ours (last sent) and the largest of the reflector's, in µs.
     pub sender_error_us: f64,
+    /// The largest Error Estimate the reflector sent, in µs.
     pub reflector_error_us: f64,
     /// RFC 3550 interarrival jitter of each direction (J += (|D| − J)/16 over consecutive
     /// replies), in µs.
     pub forward_jitter_us: Option<f64>,
+    /// RFC 3550 jitter of the backward direction, in µs.
     pub backward_jitter_us: Option<f64>,
     /// Lowest TTL the reflector saw on our packets, and lowest our replies arrived with.
     pub forward_ttl: Option<u8>,
+    /// The lowest TTL the replies arrived with.
     pub backward_ttl: Option<u8>,
     #[serde(flatten)]
+    /// The percentiles (`rtt_p50_us`, `forward_p99_us`, `send_lag_p99_us`...) by name.
     pub figures: serde_json::Map<String, serde_json::Value>,
+    /// No packet was lost and every send went out.
     pub passed: bool,
     #[serde(skip)]
     rtt: Spread,
@@ -768,6 +953,7 @@ fn variation(sequence: &[(u32, f64, f64)]) -> (Vec<f64>, Vec<f64>, Option<f64>, 
 }
 
 impl StampSummary {
+    /// The summary of a sender run against `target`.
     pub fn new(target: &str, run: &SenderRun) -> Self {
         let lost = run.transmitted.saturating_sub(run.received);
         let rtt = Spread::of(&run.rtt_us);
@@ -822,6 +1008,8 @@ impl StampSummary {
         backward.insert_into("backward", &mut figures);
         forward_ipdv.insert_into("forward_ipdv", &mut figures);
         backward_ipdv.insert_into("backward_ipdv", &mut figures);
+        // How far each send was behind its schedule (start + k × interval).
+        Spread::of(&run.send_lag_us).insert_into("send_lag", &mut figures);
         let timestamp_source = if run.received == 0 {
             "none"
         } else if run.t1_kernel == run.received && run.t4_kernel == run.received {
@@ -847,6 +1035,23 @@ impl StampSummary {
             bad_hmac: run.bad_hmac,
             tlv_unrecognized: run.tlv_unrecognized,
             tlv_malformed: run.tlv_malformed,
+            tlv_integrity_failed: run.tlv_integrity_failed,
+            dm_forward_lost: run
+                .direct_measurement
+                .map(|(_, [sent, received, _])| u64::from(sent.saturating_sub(received))),
+            dm_backward_lost: run.direct_measurement.map(|(seq, [_, _, reflected])| {
+                let answered_up_to = run
+                    .one_way_sequence
+                    .iter()
+                    .filter(|(answered, _, _)| *answered <= seq)
+                    .count() as u64;
+                u64::from(reflected).saturating_sub(answered_up_to)
+            }),
+            reflector_timestamp_information: run.timestamp_information,
+            follow_ups: run.follow_ups,
+            follow_up_correction_max_us: run.follow_up_correction_max_us.map(round3),
+            reply_dscp_min: run.reply_dscp_range.map(|(low, _)| low),
+            reply_dscp_max: run.reply_dscp_range.map(|(_, high)| high),
             forward_lost: run.stateful_reflector.then(|| {
                 let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
                 run.transmitted.saturating_sub(reflected)
@@ -983,320 +1188,6 @@ impl Record for StampSummary {
             Some(reason) => writeln!(out, "* one-way figures withheld: {reason}"),
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Session-Reflector
-
-#[derive(Debug, Clone)]
-pub struct ReflectorConfig {
-    /// Answer packets from non-loopback sources and bind non-loopback addresses.
-    pub allow_remote: bool,
-    /// Packets answered per second per source address (0: no limit).
-    pub rate_limit_pps: u32,
-    /// Drop every Nth valid packet instead of answering it (loss injection for tests).
-    pub drop_every: Option<u64>,
-    /// Authenticated mode (RFC 8762 §4.3.2) with this key: requests must carry its HMAC.
-    pub auth: Option<StampKey>,
-    /// TWAMP-Light (RFC 5357 Appendix I): requests of 41 octets and more are answered, and
-    /// what follows the base packet is padding (zeros in the reply), not TLVs.
-    pub twamp_light: bool,
-    /// Stateful (RFC 8762 §4.3): each session (source address and SSID) gets the reflector's
-    /// own sequence numbers from 0, so the sender can tell forward from backward loss; a
-    /// session silent for this long starts again from 0.
-    pub stateful_timeout: Option<Duration>,
-}
-
-/// The sessions of a stateful reflector: the next sequence number and when each was last seen.
-#[derive(Default)]
-struct Sessions {
-    sessions: HashMap<(SocketAddr, u16), (u32, Instant)>,
-}
-
-impl Sessions {
-    fn next(&mut self, source: SocketAddr, ssid: u16, timeout: Duration, now: Instant) -> u32 {
-        if self.sessions.len() > 65_536 {
-            self.sessions
-                .retain(|_, (_, seen)| now.duration_since(*seen) < timeout);
-        }
-        let entry = self.sessions.entry((source, ssid)).or_insert((0, now));
-        if now.duration_since(entry.1) >= timeout {
-            entry.0 = 0;
-        }
-        let sequence = entry.0;
-        entry.0 = entry.0.wrapping_add(1);
-        entry.1 = now;
-        sequence
-    }
-}
-
-/// What a reflector did.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct ReflectorSummary {
-    pub received: u64,
-    pub reflected: u64,
-    pub too_short: u64,
-    pub refused_source: u64,
-    pub refused_rate_limit: u64,
-    pub dropped_on_purpose: u64,
-    pub send_errors: u64,
-    /// Requests dropped for a wrong HMAC (authenticated mode).
-    pub bad_hmac: u64,
-    /// RFC 8972 TLVs answered, returned with the U flag (not processed here), with the M flag.
-    pub tlv_processed: u64,
-    pub tlv_unrecognized: u64,
-    pub tlv_malformed: u64,
-    /// Packets whose T2 is the kernel's receive timestamp (the rest: user-space clock).
-    pub t2_kernel: u64,
-    /// The largest gap seen between a reply's T3 and the kernel's transmit timestamp of it.
-    pub t3_gap_max_us: f64,
-}
-
-impl Record for ReflectorSummary {
-    fn kind(&self) -> &'static str {
-        "summary"
-    }
-    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(
-            out,
-            "STAMP reflector: {} received, {} reflected, {} too short, {} wrong HMAC, {} refused by source, {} by rate limit, {} dropped on purpose, {} send errors; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
-            self.received,
-            self.reflected,
-            self.too_short,
-            self.bad_hmac,
-            self.refused_source,
-            self.refused_rate_limit,
-            self.dropped_on_purpose,
-            self.send_errors,
-            self.t2_kernel,
-            self.t3_gap_max_us
-        )
-    }
-}
-
-/// Binds a reflector socket, refusing non-loopback addresses unless allowed.
-pub fn bind_reflector(
-    address: SocketAddr,
-    config: &ReflectorConfig,
-) -> Result<UdpSocket, StampError> {
-    if !config.allow_remote && !address.ip().is_loopback() {
-        return Err(StampError::NotLoopback(address));
-    }
-    let socket = UdpSocket::bind(address)?;
-    let ipv6 = address.is_ipv6();
-    loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
-    loopscope_sys::set_send_options(
-        &socket,
-        ipv6,
-        SendOptions {
-            ttl: Some(REFLECTOR_TTL),
-            ..SendOptions::default()
-        },
-    )?;
-    Ok(socket)
-}
-
-/// Per-source token bucket: `rate` tokens a second, a burst of rate/50 (at least 64).
-struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
-}
-
-impl RateLimiter {
-    fn allow(&mut self, source: std::net::IpAddr, now: Instant) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        if self.buckets.len() > 65_536 {
-            self.buckets.clear();
-        }
-        let (tokens, last) = self.buckets.entry(source).or_insert((self.burst, now));
-        *tokens = (*tokens + (now - *last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// A stateless Session-Reflector (RFC 8762 §4.3): the reply carries the sender's sequence
-/// number as its own, T2 taken when the packet is read, T3 just before the reply is sent, the
-/// sender's TTL as received, and the same length as the request (never larger: no
-/// amplification). Runs until `stop`.
-pub fn reflect(
-    socket: &UdpSocket,
-    config: &ReflectorConfig,
-    stop: &Arc<AtomicBool>,
-) -> Result<ReflectorSummary, StampError> {
-    socket.set_nonblocking(true)?;
-    let own_port = socket.local_addr()?.port();
-    let mut summary = ReflectorSummary::default();
-    let mut sessions = Sessions::default();
-    let mut limiter = RateLimiter {
-        rate: f64::from(config.rate_limit_pps),
-        burst: f64::from((config.rate_limit_pps / 50).max(64)),
-        buckets: HashMap::new(),
-    };
-    let mut buffer = vec![0u8; MAX_PACKET_LEN + 1];
-    let mut reply_buffer = vec![0u8; MAX_PACKET_LEN + 1];
-    let mut valid: u64 = 0;
-    let mode = if config.auth.is_some() {
-        Mode::Authenticated
-    } else if config.twamp_light {
-        Mode::TwampLight
-    } else {
-        Mode::Unauthenticated
-    };
-    // What T3 is worth: the clock's state, refreshed every second, and the gap between the
-    // time a reply carries and the kernel's transmit timestamp of it, measured as we go.
-    let mut clock = loopscope_sys::clock_sync().ok();
-    let mut clock_read = Instant::now();
-    let mut t3_gap = Duration::ZERO;
-    // Replies the kernel took, oldest first: (the kernel's OPT_ID number, the T3 it carries).
-    let mut in_flight: std::collections::VecDeque<(u32, Duration)> =
-        std::collections::VecDeque::new();
-    let mut sent_ok: u32 = 0;
-    while !stop.load(Ordering::SeqCst) {
-        if !wait_readable(socket, Duration::from_millis(100))? {
-            continue;
-        }
-        loop {
-            while let Ok(Some(stamp)) = loopscope_sys::recv_tx_timestamp(socket) {
-                while let Some(&(id, carried)) = in_flight.front() {
-                    if id.wrapping_sub(stamp.id) as i32 > 0 {
-                        break;
-                    }
-                    in_flight.pop_front();
-                    if id == stamp.id {
-                        t3_gap = t3_gap.max(stamp.at.saturating_sub(carried));
-                    }
-                }
-            }
-            let received = match receive(socket, &mut buffer) {
-                Ok(received) => received,
-                Err(error) if is_would_block(&error) => break,
-                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(error) => return Err(error.into()),
-            };
-            let t2 = match received.kernel_rx {
-                Some(kernel) => {
-                    summary.t2_kernel += 1;
-                    kernel
-                }
-                None => wall_clock(),
-            };
-            summary.received += 1;
-            let Some(source) = received.from else {
-                summary.refused_source += 1;
-                continue;
-            };
-            if (!config.allow_remote && !source.ip().is_loopback())
-                || loopscope_link::reflector::udp_refusal(&source, own_port).is_some()
-            {
-                summary.refused_source += 1;
-                continue;
-            }
-            let Ok(view) = SenderPacket::new_checked(&buffer[..received.len], mode) else {
-                summary.too_short += 1;
-                continue;
-            };
-            if let Some(key) = &config.auth
-                && !key.verify(view.as_bytes())
-            {
-                summary.bad_hmac += 1;
-                continue;
-            }
-            let request = SenderRepr::parse(&view);
-            valid += 1;
-            if config
-                .drop_every
-                .is_some_and(|n| n > 0 && valid.is_multiple_of(n))
-            {
-                summary.dropped_on_purpose += 1;
-                continue;
-            }
-            if !limiter.allow(source.ip(), Instant::now()) {
-                summary.refused_rate_limit += 1;
-                continue;
-            }
-            if clock_read.elapsed() >= ERROR_ESTIMATE_REFRESH {
-                clock = loopscope_sys::clock_sync().ok();
-                clock_read = Instant::now();
-            }
-            // Answer in the sender's timestamp format, so both ends read each other's stamps.
-            let format = request.error_estimate.format();
-            let gap = if t3_gap.is_zero() {
-                UNMEASURED_SEND_GAP
-            } else {
-                t3_gap
-            };
-            let error_estimate = match clock {
-                Some(sync) => ErrorEstimate::new(
-                    sync.synchronised,
-                    format,
-                    sync.estimated_error + sync.resolution + gap,
-                ),
-                None => ErrorEstimate::new(false, format, Duration::from_secs(1)),
-            };
-            let sequence = match config.stateful_timeout {
-                Some(timeout) => sessions.next(source, request.ssid, timeout, Instant::now()),
-                None => request.sequence,
-            };
-            let reply = ReflectorRepr {
-                sequence,
-                timestamp: Timestamp::default(),
-                error_estimate,
-                ssid: request.ssid,
-                receive_timestamp: Timestamp::from_unix(t2, format),
-                sender_sequence: request.sequence,
-                sender_timestamp: request.timestamp,
-                sender_error_estimate: request.error_estimate,
-                sender_ttl: received.ttl.unwrap_or(0),
-            };
-            // The reply is as long as the request (no amplification); its tail is the
-            // request's TLVs answered (RFC 8972), or its zero padding.
-            let bytes = &mut reply_buffer[..received.len];
-            let base = mode.base_len();
-            let outcome = tlv::reflect_tlvs(
-                &buffer[base..received.len],
-                &mut bytes[base..],
-                received.tos,
-            );
-            summary.tlv_processed += u64::from(outcome.processed);
-            summary.tlv_unrecognized += u64::from(outcome.unrecognized);
-            summary.tlv_malformed += u64::from(outcome.malformed);
-            if reply.emit(bytes, mode).is_err() {
-                summary.too_short += 1;
-                continue;
-            }
-            let Ok(mut out) = ReflectorPacket::new_checked(&mut *bytes, mode) else {
-                summary.too_short += 1;
-                continue;
-            };
-            let t3 = wall_clock();
-            out.set_timestamp(Timestamp::from_unix(t3, format));
-            if let Some(key) = &config.auth {
-                key.sign(bytes);
-            }
-            match socket.send_to(bytes, source) {
-                Ok(_) => {
-                    summary.reflected += 1;
-                    if in_flight.len() >= 4096 {
-                        in_flight.pop_front();
-                    }
-                    in_flight.push_back((sent_ok, t3));
-                    sent_ok = sent_ok.wrapping_add(1);
-                }
-                Err(_) => summary.send_errors += 1,
-            }
-        }
-    }
-    summary.t3_gap_max_us = round3(t3_gap.as_secs_f64() * 1e6);
-    Ok(summary)
 }
 
 #[cfg(test)]

@@ -70,16 +70,13 @@ const MAX_LINE_BYTES: usize = 64 << 10;
 const MAX_HOSTS_BYTES: u64 = 64 << 20;
 
 /// One input's analysis as an output record.
+#[derive(Serialize)]
+#[serde(transparent)]
 struct AddressRecord<'a> {
     analysis: &'a Analysis,
     /// Human output: a blank line first, between the tables of several inputs.
+    #[serde(skip)]
     separated: bool,
-}
-
-impl Serialize for AddressRecord<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.analysis.serialize(serializer)
-    }
 }
 
 impl Record for AddressRecord<'_> {
@@ -129,13 +126,9 @@ impl Record for ErrorRecord {
 }
 
 /// A compact one-line form for bulk human output.
+#[derive(Serialize)]
+#[serde(transparent)]
 struct BulkLine<'a>(&'a Analysis);
-
-impl Serialize for BulkLine<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
 
 impl Record for BulkLine<'_> {
     fn kind(&self) -> &'static str {
@@ -170,15 +163,17 @@ impl Record for Summary {
         "summary"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let Summary {
+            inputs,
+            allowed,
+            denied,
+            unparsable,
+            loopback,
+            registry_snapshot,
+        } = self;
         writeln!(
             out,
-            "{} inputs: {} allowed, {} denied, {} unparsable, {} loopback (IANA registries of {})",
-            self.inputs,
-            self.allowed,
-            self.denied,
-            self.unparsable,
-            self.loopback,
-            self.registry_snapshot
+            "{inputs} inputs: {allowed} allowed, {denied} denied, {unparsable} unparsable, {loopback} loopback (IANA registries of {registry_snapshot})"
         )
     }
 }

@@ -33,9 +33,18 @@ pub struct Args {
     /// Wait for the peer to speak first (the passive role).
     #[arg(long)]
     pub passive: bool,
-    /// Ask for Demand mode: the peer stops its periodic packets once both are Up.
+    /// Ask for Demand mode: the peer stops its periodic packets once both are Up, and a Poll
+    /// Sequence checks the path every --demand-poll (RFC 5880 §6.6).
     #[arg(long)]
     pub demand: bool,
+    /// With --demand: how often a Poll Sequence checks the path (no Final within a Detection
+    /// Time is a Down).
+    #[arg(long, value_name = "INTERVAL", default_value = "1s", value_parser = parse_duration, requires = "demand")]
+    pub demand_poll: Duration,
+    /// Send under SCHED_FIFO (needs root or CAP_SYS_NICE), so a busy host does not delay
+    /// our packets past their schedule.
+    #[arg(long)]
+    pub realtime: bool,
     /// Multihop (RFC 5883): port 4784, no TTL check on receive.
     #[arg(long)]
     pub multihop: bool,
@@ -138,6 +147,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let peer = super::stamp::parse_udp(&args.endpoint, default_port)?;
     check_interval("--min-tx", args.min_tx)?;
     check_interval("--min-rx", args.min_rx)?;
+    check_interval("--demand-poll", args.demand_poll)?;
     let mut printer = Printer::stdout(context.format);
     let quiet = args.quiet;
     if let Some(discriminator) = args.sbfd {
@@ -184,6 +194,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         duration: args.duration,
         retime,
         echo: args.echo,
+        demand_poll: args.demand.then_some(args.demand_poll),
+        realtime: args.realtime,
     };
     let summary = bfd::speak(&config, &context.stop, |event| {
         if !quiet {

@@ -184,13 +184,9 @@ fn write_table(results: &[CheckResult]) -> io::Result<()> {
 }
 
 /// One check as a JSON event: `{"type":"check","name":...,"status":"PASS",...}`.
+#[derive(Serialize)]
+#[serde(transparent)]
 struct CheckEvent<'a>(&'a CheckResult);
-
-impl Serialize for CheckEvent<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
 
 impl Record for CheckEvent<'_> {
     fn kind(&self) -> &'static str {
@@ -280,22 +276,25 @@ impl Record for Summary {
         "summary"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let Summary {
+            checks,
+            elapsed_s,
+            pass,
+            warn,
+            fail,
+            skip,
+            ..
+        } = self;
+        let verdict = if *fail > 0 {
+            "loopback is BROKEN"
+        } else if *warn > 0 {
+            "loopback works, with warnings"
+        } else {
+            "loopback is healthy"
+        };
         writeln!(
             out,
-            "\n{} checks in {:.1} s: {} pass, {} warn, {} fail, {} skip: {}",
-            self.checks,
-            self.elapsed_s,
-            self.pass,
-            self.warn,
-            self.fail,
-            self.skip,
-            if self.fail > 0 {
-                "loopback is BROKEN"
-            } else if self.warn > 0 {
-                "loopback works, with warnings"
-            } else {
-                "loopback is healthy"
-            }
+            "\n{checks} checks in {elapsed_s:.1} s: {pass} pass, {warn} warn, {fail} fail, {skip} skip: {verdict}"
         )
     }
 }

@@ -314,6 +314,12 @@ fn exit_status(key: &str) -> &'static str {
              reflector answered). 1: it never came up, or it flapped. 2: bad flags, a bad \
              endpoint, an unreadable secret file, or a port that cannot be bound."
         }
+        "eth-lb" => {
+            "0: every Loopback Message was answered with its pattern intact. 1: a reply was \
+             lost, or came back with bit errors, a CRC-32 error or a malformed PDU. 2: bad \
+             flags, no such interface, or no permission for a raw packet socket (root or \
+             CAP_NET_RAW)."
+        }
         "reflect" => {
             "0: it reflected until stopped. 1: it failed on every connection and reflected \
              nothing. 2: bad flags, or the endpoint cannot be bound."
@@ -376,9 +382,14 @@ fn examples(key: &str) -> &'static [&'static str] {
             "loopscope bfd udp://127.0.0.1 --local 127.0.0.2 --duration 3s --echo 100ms",
             "loopscope bfd --sbfd 42 udp://127.0.0.1 --count 5 --min-tx 50ms",
         ],
+        "eth-lb" => &[
+            "loopscope eth-lb lb0 --to multicast --level 3 -c 5 -i 10ms",
+            "loopscope --json eth-lb lb0 --to 01:80:c2:00:00:33 -c 3 -i 10ms --pattern prbs31-crc -q",
+        ],
         "reflect" => &[
             "loopscope reflect tcp://127.0.0.1:7007 &",
             "loopscope reflect 'udp://[::1]:7008' &",
+            "loopscope reflect --eth-lb lb1 --level 3 &",
         ],
         "doctor" => &[
             "loopscope doctor",
@@ -417,6 +428,7 @@ pub fn every_example() -> Vec<&'static str> {
         "pattern",
         "ping",
         "bfd",
+        "eth-lb",
         "reflect",
         "doctor",
         "addr",

@@ -6,6 +6,7 @@ pub mod audio;
 pub mod bert;
 pub mod bfd;
 pub mod doctor;
+pub mod eth_lb;
 pub mod exporter;
 pub mod framed;
 pub mod listeners;

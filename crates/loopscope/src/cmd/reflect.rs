@@ -21,8 +21,38 @@ pub struct Args {
     /// Where to reflect: tcp://[HOST]:PORT, udp://[HOST]:PORT, unix:PATH, unixgram:PATH,
     /// serial:/dev/ttyX?baud=..., pty: (prints the device to open; its plug paces at the speed
     /// the client sets, pty:?pace=0 does not). An empty HOST means 127.0.0.1; port 0 picks a
-    /// free port (printed).
-    pub endpoint: String,
+    /// free port (printed). With --stamp: udp://ADDR[:PORT] (default udp://127.0.0.1:862). With --eth-lb: an
+    /// interface.
+    #[arg(required_unless_present = "stamp")]
+    pub endpoint: Option<String>,
+    /// Be a STAMP Session-Reflector (RFC 8762, RFC 8972 TLVs) on the endpoint, behind the same
+    /// source-port, echo-loop and rate-limit rules as every datagram service.
+    #[arg(long)]
+    pub stamp: bool,
+    /// --stamp: stateful (RFC 8762 §4.3), numbering each session's replies from 0.
+    #[arg(long, requires = "stamp")]
+    pub stateful: bool,
+    /// --stamp --stateful: a session silent this long starts again from 0.
+    #[arg(long, requires = "stateful", default_value = "60s", value_parser = super::ping::parse_duration)]
+    pub session_timeout: std::time::Duration,
+    /// --stamp: authenticated mode (RFC 8762 §4.2.2) with the key in this file.
+    #[arg(long, value_name = "KEYFILE", requires = "stamp")]
+    pub auth: Option<std::path::PathBuf>,
+    /// --stamp: answer TWAMP-Light senders (RFC 5357 Appendix I).
+    #[arg(long, requires = "stamp", conflicts_with = "auth")]
+    pub twamp_light: bool,
+    /// --stamp: answer sources other than loopback.
+    #[arg(long, requires = "stamp")]
+    pub allow_remote: bool,
+    /// --stamp: run every reflector a TOML file lists ([[stamp]] tables with listen, stateful,
+    /// session_timeout, auth, twamp_light, allow_remote) instead of the endpoint.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "stamp",
+        conflicts_with = "endpoint"
+    )]
+    pub config: Option<std::path::PathBuf>,
     /// Plain RFC 862 echo: serve TCP and UDP on the endpoint's port.
     #[arg(long)]
     pub echo: bool,
@@ -47,10 +77,12 @@ pub struct Args {
     pub niu: super::niu::NiuArgs,
     #[command(flatten)]
     pub bfd: super::bfd::ReflectArgs,
+    #[command(flatten)]
+    pub eth_lb: super::eth_lb::EthLbReflectArgs,
 }
 
 #[derive(Serialize)]
-struct EventRecord(ReflectEvent);
+pub struct EventRecord(pub ReflectEvent);
 
 impl Record for EventRecord {
     fn kind(&self) -> &'static str {
@@ -131,18 +163,84 @@ impl Record for SummaryRecord {
     }
 }
 
+fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
+    use loopscope_measure::stamp::{self, ReflectorConfig};
+    if args.impair.is_some() || args.echo || args.bfd.any() || args.eth_lb.eth_lb {
+        anyhow::bail!("--stamp takes none of --impair, --echo, --eth-lb and the BFD options");
+    }
+    let read_key =
+        |path: &std::path::Path| stamp::StampKey::from_file(path).map_err(anyhow::Error::from);
+    let specs = match &args.config {
+        Some(path) => {
+            let text = loopscope_report::read_bounded(path, 1 << 20)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| String::from_utf8(bytes).map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            stamp::parse_reflector_file(&text)
+                .with_context(|| format!("{}", path.display()))?
+                .into_iter()
+                .map(|entry| {
+                    Ok(super::stamp::ReflectorSpec {
+                        listen: entry.listen,
+                        config: ReflectorConfig {
+                            allow_remote: entry.allow_remote,
+                            drop_every: None,
+                            auth: entry.auth.as_deref().map(read_key).transpose()?,
+                            twamp_light: entry.twamp_light,
+                            stateful_timeout: entry.stateful_timeout,
+                            max_request_len: None,
+                        },
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
+        None => vec![super::stamp::ReflectorSpec {
+            listen: args
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "udp://127.0.0.1:862".to_owned()),
+            config: ReflectorConfig {
+                allow_remote: args.allow_remote,
+                drop_every: None,
+                auth: args.auth.as_deref().map(read_key).transpose()?,
+                twamp_light: args.twamp_light,
+                stateful_timeout: args.stateful.then_some(args.session_timeout),
+                max_request_len: None,
+            },
+        }],
+    };
+    super::stamp::run_reflectors(specs, args.rate_limit, args.quiet, context)
+}
+
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    if args.stamp {
+        return run_stamp(&args, context);
+    }
+    let endpoint_text = args.endpoint.clone().unwrap_or_default();
     if args.niu.niu.is_some() {
-        return super::niu::run(&args.endpoint, &args.niu, context);
+        return super::niu::run(&endpoint_text, &args.niu, context);
     }
     if args.bfd.any() {
-        return super::bfd::run_reflect(&args.endpoint, &args.bfd, context);
+        return super::bfd::run_reflect(&endpoint_text, &args.bfd, context);
     }
-    let text = if args.echo && !args.endpoint.contains(':') {
+    if args.eth_lb.eth_lb {
+        if args.impair.is_some() || args.echo || args.no_splice {
+            anyhow::bail!("--eth-lb takes none of --impair, --echo and --no-splice");
+        }
+        let burst = (args.rate_limit / 5).max(DEFAULT_RATE_BURST);
+        return super::eth_lb::run_reflect(
+            &endpoint_text,
+            &args.eth_lb,
+            args.rate_limit,
+            burst,
+            context,
+        );
+    }
+    let text = if args.echo && !endpoint_text.contains(':') {
         // `--echo 7007`: a bare port.
-        format!("tcp://:{}", args.endpoint)
+        format!("tcp://:{endpoint_text}")
     } else {
-        args.endpoint.clone()
+        endpoint_text.clone()
     };
     let endpoint = Endpoint::parse(&text)?;
     // The same adapter flags as bert and ping; the reflector applies the impairment to each
@@ -157,7 +255,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         impair: adapters.impair,
     };
     let reflector = Reflector::bind(&endpoint, args.echo, config)
-        .with_context(|| format!("cannot reflect on '{}'", args.endpoint))?;
+        .with_context(|| format!("cannot reflect on '{endpoint_text}'"))?;
     let printer = Arc::new(Mutex::new(Printer::stdout(context.format)));
     let quiet = args.quiet;
     let sink_printer = Arc::clone(&printer);

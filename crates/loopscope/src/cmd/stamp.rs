@@ -24,6 +24,21 @@ pub enum FormatArg {
     Ptp,
 }
 
+/// An RFC 8972 TLV to ask for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TlvArg {
+    /// Location (§4.2).
+    Location,
+    /// Timestamp Information (§4.3).
+    TimestampInfo,
+    /// Direct Measurement (§4.5).
+    Direct,
+    /// Access Report (§4.6).
+    AccessReport,
+    /// Follow-Up Telemetry (§4.7).
+    FollowUp,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The reflector to test: udp://HOST[:PORT] (port 862 by default).
@@ -53,9 +68,22 @@ pub struct Args {
     /// packets arrived with (DSCP1, the DSCP asked for the reply, is --dscp or 0).
     #[arg(long, conflicts_with = "size")]
     pub cos: bool,
+    /// Class of Service TLV asking the reflector to send its replies with this DSCP (DSCP1,
+    /// RFC 8972 §4.4); the replies' DSCP is reported. Implies --cos.
+    #[arg(long, value_name = "DSCP", value_parser = clap::value_parser!(u8).range(0..=63), conflicts_with = "size")]
+    pub reply_dscp: Option<u8>,
+    /// Ask for RFC 8972 TLVs (comma-separated): location (the addresses and ports the
+    /// reflector saw), timestamp-info (how it takes T2 and T3), direct (packet counters of both
+    /// ends: loss per direction), access-report, follow-up (the kernel's transmit timestamp of
+    /// the previous reply).
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "size")]
+    pub tlv: Vec<TlvArg>,
+    /// Append an RFC 8972 HMAC TLV (§4.8) protecting the TLVs; needs --auth.
+    #[arg(long, requires = "auth", conflicts_with = "size")]
+    pub tlv_hmac: bool,
     /// TWAMP-Light (RFC 5357 Appendix I): the same test packets, 41 octets at least, no TLVs.
     /// On the reflector: answer TWAMP-Light senders (requests of 41 octets and more).
-    #[arg(long, conflicts_with_all = ["auth", "cos", "tlv_padding"])]
+    #[arg(long, conflicts_with_all = ["auth", "cos", "tlv_padding", "tlv", "reply_dscp"])]
     pub twamp_light: bool,
     /// Reflector: be stateful (RFC 8762 §4.3), numbering each session's replies from 0; a
     /// session silent this long starts again (e.g. 30s).
@@ -105,12 +133,24 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let endpoint = args.endpoint.as_deref().unwrap_or_default();
     let target = parse_udp(endpoint, STAMP_PORT)?;
     let auth = read_key(&args)?;
-    let mut tlvs = Vec::new();
-    if args.cos {
-        tlvs.extend(stamp::class_of_service_tlv(args.dscp.unwrap_or(0)));
+    let mut tlvs = stamp::RequestTlvs::new();
+    if args.cos || args.reply_dscp.is_some() {
+        tlvs.class_of_service(args.reply_dscp.or(args.dscp).unwrap_or(0));
+    }
+    for request in &args.tlv {
+        tlvs.request(match request {
+            TlvArg::Location => stamp::TlvRequest::Location,
+            TlvArg::TimestampInfo => stamp::TlvRequest::TimestampInformation,
+            TlvArg::Direct => stamp::TlvRequest::DirectMeasurement,
+            TlvArg::AccessReport => stamp::TlvRequest::AccessReport,
+            TlvArg::FollowUp => stamp::TlvRequest::FollowUpTelemetry,
+        });
     }
     if let Some(len) = args.tlv_padding {
-        tlvs.extend(stamp::extra_padding_tlv(len));
+        tlvs.extra_padding(len);
+    }
+    if args.tlv_hmac {
+        tlvs.hmac();
     }
     let size = args.size.unwrap_or(
         if auth.is_some() {
@@ -215,39 +255,107 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     Ok(Outcome::from_passed(summary.passed))
 }
 
-#[derive(Serialize)]
-struct Listening {
-    endpoint: String,
+/// One STAMP reflector to run, from flags or a configuration file.
+pub struct ReflectorSpec {
+    /// `udp://ADDR[:PORT]`.
+    pub listen: String,
+    /// How it answers.
+    pub config: ReflectorConfig,
 }
 
-impl Record for Listening {
+/// A STAMP reflector's summary while several run: an event, the total is the summary.
+#[derive(Serialize)]
+struct OneReflector<'a>(&'a stamp::ReflectorSummary);
+
+impl Record for OneReflector<'_> {
     fn kind(&self) -> &'static str {
-        "listening"
+        "stamp_reflector"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "STAMP reflector listening on {}", self.endpoint)
+        self.0.write_human(out)
     }
+}
+
+/// Runs STAMP Session-Reflectors on the one reflector (`loopscope-link::reflector`): its
+/// loop keeps the rules of every datagram service (reserved source ports, echo loops, the
+/// per-source rate limit, no reply longer than the request) and STAMP answers.
+pub fn run_reflectors(
+    specs: Vec<ReflectorSpec>,
+    rate_limit_pps: u32,
+    quiet: bool,
+    context: &Context,
+) -> anyhow::Result<Outcome> {
+    use loopscope_link::reflector::{DEFAULT_RATE_BURST, ReflectConfig, ReflectEvent, Reflector};
+    use std::sync::{Arc, Mutex};
+    let mut reflector = Reflector::new(ReflectConfig {
+        rate_limit_pps,
+        rate_burst: (rate_limit_pps / 5).max(DEFAULT_RATE_BURST),
+        ..ReflectConfig::default()
+    });
+    let mut served = Vec::new();
+    for spec in specs {
+        let address = parse_udp(&spec.listen, STAMP_PORT)?;
+        if !spec.config.allow_remote && !address.ip().is_loopback() {
+            bail!(
+                "refusing to reflect on {address}: not a loopback address (pass --allow-remote to answer other hosts)"
+            );
+        }
+        let responder = stamp::StampResponder::new(spec.config);
+        let counters = responder.counters();
+        let (endpoint, loop_counts) = reflector
+            .add_responder(address, Box::new(responder))
+            .with_context(|| format!("binding the STAMP reflector on {address}"))?;
+        served.push((endpoint, loop_counts, counters));
+    }
+    let printer = Arc::new(Mutex::new(Printer::stdout(context.format)));
+    let sink_printer = Arc::clone(&printer);
+    let events = Arc::new(move |event: ReflectEvent| {
+        if quiet && matches!(event, ReflectEvent::Refused { .. }) {
+            return;
+        }
+        if let Ok(mut printer) = sink_printer.lock() {
+            let _ = printer.emit(&super::reflect::EventRecord(event));
+        }
+    });
+    reflector.run(Arc::clone(&context.stop), events);
+    let summaries: Vec<stamp::ReflectorSummary> = served
+        .iter()
+        .map(|(endpoint, loop_counts, counters)| {
+            stamp::ReflectorSummary::new(endpoint, loop_counts.read(), counters)
+        })
+        .collect();
+    let mut printer = printer
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the output is poisoned"))?;
+    if let [one] = summaries.as_slice() {
+        printer.emit(one)?;
+    } else {
+        for summary in &summaries {
+            printer.emit(&OneReflector(summary))?;
+        }
+        printer.emit(&stamp::ReflectorSummary::total(&summaries))?;
+    }
+    Ok(Outcome::Passed)
 }
 
 fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result<Outcome> {
-    let address = parse_udp(listen, STAMP_PORT)?;
     let config = ReflectorConfig {
         allow_remote: args.allow_remote,
-        rate_limit_pps: args.rate_limit,
         drop_every: args.drop_every,
         twamp_light: args.twamp_light,
         stateful_timeout: args.stateful,
+        max_request_len: None,
         auth: read_key(args)?,
     };
-    let socket = stamp::bind_reflector(address, &config)
-        .with_context(|| format!("binding the STAMP reflector on {address}"))?;
-    let mut printer = Printer::stdout(context.format);
-    printer.emit(&Listening {
-        endpoint: format!("udp://{}", socket.local_addr()?),
-    })?;
-    let summary = stamp::reflect(&socket, &config, &context.stop)?;
-    printer.emit(&summary)?;
-    Ok(Outcome::Passed)
+    run_reflectors(
+        vec![ReflectorSpec {
+            listen: listen.to_owned(),
+            config,
+        }],
+        args.rate_limit,
+        false,
+        context,
+    )
 }
 
 fn read_key(args: &Args) -> anyhow::Result<Option<stamp::StampKey>> {

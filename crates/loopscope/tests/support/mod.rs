@@ -3,7 +3,10 @@
 // the test crate's modules (a test crate has no public API for unreachable_pub to guard).
 #![allow(dead_code, unreachable_pub)]
 
-use std::process::Command;
+pub mod jack;
+
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
@@ -33,6 +36,75 @@ pub fn summary(lines: &[Value]) -> &Value {
     let last = lines.last().expect("some output");
     assert_eq!(last["type"], "summary", "the last line is the summary");
     last
+}
+
+/// The JSON lines of a run's stdout (lines that are not JSON are left out).
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// The summary record of a finished `--json` run; without one the test fails with what the run
+/// printed.
+pub fn summary_of(output: &Output) -> Value {
+    json_lines(&output.stdout)
+        .into_iter()
+        .find(|record| record["type"] == "summary")
+        .unwrap_or_else(|| {
+            panic!(
+                "no summary; stdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+/// Fails the test unless the run exited with `code`, showing its stderr.
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Waits for a child, but not forever: a run that hangs fails the test instead of the suite.
+pub fn wait_or_kill(mut child: Child, limit: Duration) -> Output {
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("child status").is_some() {
+            return child.wait_with_output().expect("child output");
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("child output");
+            panic!(
+                "still running after {limit:?}: {}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind port 0")
+        .port()
+}
+
+/// Whether `program` is on PATH (tests that compare with a reference tool skip without it).
+pub fn installed(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Whether this process runs as root (namespaces, raw sockets and nft need it).

@@ -1,0 +1,632 @@
+//! The STAMP Session-Reflector (RFC 8762 §4.3) as a responder of the one reflector
+//! (`loopscope-link::reflector`): the reflector's loop receives, refuses (reserved source ports,
+//! echo loops, the per-source rate limit), caps the reply at the request's length and counts;
+//! [`StampResponder`] only turns a Session-Sender packet into a Session-Reflector packet.
+//!
+//! The reply carries T2 (the kernel's receive timestamp), T3 (the clock read just before the
+//! send), the sender's TTL as received, the sender's fields copied, and the request's TLVs
+//! answered (RFC 8972, see [`super::tlv`]). Stateless, or stateful (per-session sequence
+//! numbers from 0, sessions keyed by source address and SSID, restarted after a timeout).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use loopscope_link::reflector::{Answer, DatagramCount, DatagramResponder, Request};
+use loopscope_report::Record;
+use loopscope_wire::stamp::{
+    ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, Timestamp,
+};
+use serde::Serialize;
+
+use super::tlv::{self, SessionFacts};
+use super::{ERROR_ESTIMATE_REFRESH, REFLECTOR_TTL, StampKey, UNMEASURED_SEND_GAP, wall_clock};
+
+/// How a STAMP Session-Reflector answers.
+#[derive(Debug, Clone, Default)]
+pub struct ReflectorConfig {
+    /// Answer packets from sources other than loopback.
+    pub allow_remote: bool,
+    /// Drop every Nth valid packet instead of answering it (loss injection for tests).
+    pub drop_every: Option<u64>,
+    /// Authenticated mode (RFC 8762 §4.3.2) with this key: requests must carry its HMAC.
+    pub auth: Option<StampKey>,
+    /// TWAMP-Light (RFC 5357 Appendix I): requests of 41 octets and more are answered, and
+    /// what follows the base packet is padding (zeros in the reply), not TLVs.
+    pub twamp_light: bool,
+    /// Stateful (RFC 8762 §4.3): each session (source address and SSID) gets the reflector's
+    /// own sequence numbers from 0, so the sender can tell forward from backward loss; a
+    /// session silent for this long starts again from 0.
+    pub stateful_timeout: Option<Duration>,
+    /// Requests longer than this are counted and dropped (None: [`DEFAULT_MAX_REQUEST_LEN`]).
+    pub max_request_len: Option<usize>,
+}
+
+/// The longest request a reflector answers unless told otherwise: a jumbo frame's 9000-octet
+/// IP payload. Longer ones are not STAMP traffic a network path carries whole.
+pub const DEFAULT_MAX_REQUEST_LEN: usize = 9000;
+
+impl ReflectorConfig {
+    fn mode(&self) -> Mode {
+        if self.auth.is_some() {
+            Mode::Authenticated
+        } else if self.twamp_light {
+            Mode::TwampLight
+        } else {
+            Mode::Unauthenticated
+        }
+    }
+}
+
+/// How long a session of a stateless reflector is remembered for RFC 8972's per-session
+/// answers (Direct Measurement counters, Follow-Up Telemetry).
+const STATELESS_SESSION_MEMORY: Duration = Duration::from_secs(60);
+/// Sessions remembered at most; silent ones are forgotten first.
+const MAX_SESSIONS: usize = 65_536;
+
+/// One session's state: RFC 8762 §4.3's sequence numbers and RFC 8972's counters.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    /// The reflector's next sequence number (stateful mode).
+    next_sequence: u32,
+    /// Test packets received (R_RxC, RFC 8972 §4.5) and replies sent (R_TxC).
+    received: u32,
+    transmitted: u32,
+    /// The reflector's sequence number of the last reply sent, and its kernel transmit
+    /// timestamp once read (Follow-Up Telemetry, RFC 8972 §4.7).
+    last_reply: Option<(u32, Option<Duration>)>,
+    seen: Instant,
+}
+
+/// The sessions a reflector knows, keyed by source address and SSID (RFC 8972 §3).
+#[derive(Default)]
+struct Sessions {
+    sessions: HashMap<(SocketAddr, u16), Session>,
+}
+
+impl Sessions {
+    /// The session of `key`, started afresh when it was silent for `timeout`.
+    fn get(&mut self, key: (SocketAddr, u16), timeout: Duration, now: Instant) -> &mut Session {
+        if self.sessions.len() >= MAX_SESSIONS && !self.sessions.contains_key(&key) {
+            self.sessions
+                .retain(|_, session| now.duration_since(session.seen) < timeout);
+            if self.sessions.len() >= MAX_SESSIONS {
+                self.sessions.clear();
+            }
+        }
+        let fresh = Session {
+            next_sequence: 0,
+            received: 0,
+            transmitted: 0,
+            last_reply: None,
+            seen: now,
+        };
+        let session = self.sessions.entry(key).or_insert(fresh);
+        if now.duration_since(session.seen) >= timeout {
+            *session = fresh;
+        }
+        session.seen = now;
+        session
+    }
+}
+
+/// What a STAMP responder counted beyond the reflector's own counts.
+#[derive(Debug, Default)]
+pub struct StampCounters {
+    too_short: AtomicU64,
+    too_long: AtomicU64,
+    refused_remote: AtomicU64,
+    dropped_on_purpose: AtomicU64,
+    bad_hmac: AtomicU64,
+    tlv_processed: AtomicU64,
+    tlv_unrecognized: AtomicU64,
+    tlv_malformed: AtomicU64,
+    tlv_integrity_failed: AtomicU64,
+    t2_kernel: AtomicU64,
+    t3_gap_max_ns: AtomicU64,
+    dscp_from_cos: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, value: u64) {
+    if value > 0 {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+}
+
+/// What a STAMP reflector did: the reflector loop's counts and the responder's.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReflectorSummary {
+    /// Where it listened.
+    pub endpoint: String,
+    /// Datagrams received.
+    pub received: u64,
+    /// Replies sent.
+    pub reflected: u64,
+    /// Requests shorter than the mode's base packet (or a reply that could not be built).
+    pub too_short: u64,
+    /// Requests longer than the longest answered (9000 octets unless configured).
+    pub too_long: u64,
+    /// Refused for their source: reserved or zero source port, the reflector's own port, or
+    /// not loopback without `allow_remote`.
+    pub refused_source: u64,
+    /// Refused by the per-source rate limit.
+    pub refused_rate_limit: u64,
+    /// Refused for being a reply of ours coming back (another reflector: a loop).
+    pub refused_echo_loop: u64,
+    /// Dropped by `drop_every` (loss injection).
+    pub dropped_on_purpose: u64,
+    /// Replies the kernel refused to send.
+    pub send_errors: u64,
+    /// Requests dropped for a wrong HMAC (authenticated mode).
+    pub bad_hmac: u64,
+    /// RFC 8972 TLVs answered, returned with the U flag (not processed here), with the M flag
+    /// (malformed), with the I flag (an HMAC TLV that did not verify).
+    pub tlv_processed: u64,
+    /// TLVs returned with the U flag.
+    pub tlv_unrecognized: u64,
+    /// TLVs returned with the M flag.
+    pub tlv_malformed: u64,
+    /// HMAC TLVs returned with the I flag.
+    pub tlv_integrity_failed: u64,
+    /// Replies sent with the DSCP a Class of Service TLV asked for (RFC 8972 §4.4).
+    pub dscp_from_cos: u64,
+    /// Packets whose T2 is the kernel's receive timestamp (the rest: user-space clock).
+    pub t2_kernel: u64,
+    /// The largest gap seen between a reply's T3 and the kernel's transmit timestamp of it.
+    pub t3_gap_max_us: f64,
+}
+
+impl ReflectorSummary {
+    /// The summary of one STAMP reflector from the loop's counts and the responder's.
+    pub fn new(endpoint: &str, loop_counts: DatagramCount, stamp: &StampCounters) -> Self {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ReflectorSummary {
+            endpoint: endpoint.to_owned(),
+            received: loop_counts.received,
+            reflected: loop_counts.answered,
+            too_short: load(&stamp.too_short),
+            too_long: load(&stamp.too_long),
+            refused_source: loop_counts.refused_source_port + load(&stamp.refused_remote),
+            refused_rate_limit: loop_counts.refused_rate_limit,
+            refused_echo_loop: loop_counts.refused_echo_loop,
+            dropped_on_purpose: load(&stamp.dropped_on_purpose),
+            send_errors: loop_counts.send_errors,
+            bad_hmac: load(&stamp.bad_hmac),
+            tlv_processed: load(&stamp.tlv_processed),
+            tlv_unrecognized: load(&stamp.tlv_unrecognized),
+            tlv_malformed: load(&stamp.tlv_malformed),
+            tlv_integrity_failed: load(&stamp.tlv_integrity_failed),
+            dscp_from_cos: load(&stamp.dscp_from_cos),
+            t2_kernel: load(&stamp.t2_kernel),
+            t3_gap_max_us: super::round3(load(&stamp.t3_gap_max_ns) as f64 / 1e3),
+        }
+    }
+}
+
+impl Record for ReflectorSummary {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "STAMP reflector {}: {} received, {} reflected, {} too short, {} too long, {} wrong HMAC, {} refused by source, {} by rate limit, {} echo loops, {} dropped on purpose, {} send errors; TLVs {} answered, {} U, {} M, {} I; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
+            self.endpoint,
+            self.received,
+            self.reflected,
+            self.too_short,
+            self.too_long,
+            self.bad_hmac,
+            self.refused_source,
+            self.refused_rate_limit,
+            self.refused_echo_loop,
+            self.dropped_on_purpose,
+            self.send_errors,
+            self.tlv_processed,
+            self.tlv_unrecognized,
+            self.tlv_malformed,
+            self.tlv_integrity_failed,
+            self.t2_kernel,
+            self.t3_gap_max_us
+        )
+    }
+}
+
+/// The STAMP Session-Reflector, plugged into `loopscope-link`'s reflector.
+pub struct StampResponder {
+    config: ReflectorConfig,
+    mode: Mode,
+    counters: Arc<StampCounters>,
+    sessions: Sessions,
+    valid: u64,
+    /// What T3 is worth: the clock's state, refreshed every second, and the gap between the
+    /// time a reply carries and the kernel's transmit timestamp of it, measured as we go.
+    clock: Option<loopscope_sys::ClockSync>,
+    clock_read: Instant,
+    t3_gap: Duration,
+    /// Replies the kernel took, oldest first: (the kernel's OPT_ID number, the T3 it carries,
+    /// its session and the reflector's sequence number).
+    in_flight: VecDeque<(u32, Duration, (SocketAddr, u16), u32)>,
+    /// The reply being sent: what to file in `in_flight` once the send went through.
+    pending: Option<(Duration, (SocketAddr, u16), u32)>,
+    sent_ok: u32,
+}
+
+impl StampResponder {
+    /// A responder answering as `config` says.
+    pub fn new(config: ReflectorConfig) -> Self {
+        StampResponder {
+            mode: config.mode(),
+            config,
+            counters: Arc::new(StampCounters::default()),
+            sessions: Sessions::default(),
+            valid: 0,
+            clock: loopscope_sys::clock_sync().ok(),
+            clock_read: Instant::now(),
+            t3_gap: Duration::ZERO,
+            in_flight: VecDeque::new(),
+            pending: None,
+            sent_ok: 0,
+        }
+    }
+
+    /// Its counters, read for the summary while or after it serves.
+    pub fn counters(&self) -> Arc<StampCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    fn error_estimate(&mut self, format: loopscope_wire::stamp::TimestampFormat) -> ErrorEstimate {
+        if self.clock_read.elapsed() >= ERROR_ESTIMATE_REFRESH {
+            self.clock = loopscope_sys::clock_sync().ok();
+            self.clock_read = Instant::now();
+        }
+        let gap = if self.t3_gap.is_zero() {
+            UNMEASURED_SEND_GAP
+        } else {
+            self.t3_gap
+        };
+        match self.clock {
+            Some(sync) => ErrorEstimate::new(
+                sync.synchronised,
+                format,
+                sync.estimated_error + sync.resolution + gap,
+            ),
+            None => ErrorEstimate::new(false, format, Duration::from_secs(1)),
+        }
+    }
+
+    /// Files the transmit timestamps the kernel queued: T3's gap, and each session's last
+    /// reply for Follow-Up Telemetry.
+    fn collect_tx_timestamps(&mut self, socket: &UdpSocket) {
+        while let Ok(Some(stamp)) = loopscope_sys::recv_tx_timestamp(socket) {
+            while let Some(&(id, carried, key, sequence)) = self.in_flight.front() {
+                if id.wrapping_sub(stamp.id) as i32 > 0 {
+                    break;
+                }
+                self.in_flight.pop_front();
+                if id == stamp.id {
+                    self.t3_gap = self.t3_gap.max(stamp.at.saturating_sub(carried));
+                    self.counters
+                        .t3_gap_max_ns
+                        .fetch_max(self.t3_gap.as_nanos() as u64, Ordering::Relaxed);
+                    if let Some(session) = self.sessions.sessions.get_mut(&key)
+                        && let Some((last, at)) = session.last_reply.as_mut()
+                        && *last == sequence
+                    {
+                        *at = Some(stamp.at);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl DatagramResponder for StampResponder {
+    fn prepare(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        let ipv6 = socket.local_addr()?.is_ipv6();
+        loopscope_sys::enable_datagram_metadata(socket, ipv6, true)?;
+        // Ready only once T2 can come from the kernel (or after a bounded wait; each packet
+        // still counts whether its T2 did).
+        let _ = super::wait_for_receive_timestamps();
+        loopscope_sys::set_send_options(
+            socket,
+            ipv6,
+            loopscope_sys::SendOptions {
+                ttl: Some(REFLECTOR_TTL),
+                ..loopscope_sys::SendOptions::default()
+            },
+        )
+    }
+
+    fn respond(&mut self, request: &Request<'_>, reply: &mut [u8]) -> Answer {
+        let counters = Arc::clone(&self.counters);
+        let t2 = match request.kernel_rx {
+            Some(kernel) => {
+                add(&counters.t2_kernel, 1);
+                kernel
+            }
+            None => wall_clock(),
+        };
+        if !self.config.allow_remote && !request.source.ip().is_loopback() {
+            add(&counters.refused_remote, 1);
+            return Answer::Silent;
+        }
+        let mode = self.mode;
+        if request.bytes.len()
+            > self
+                .config
+                .max_request_len
+                .unwrap_or(DEFAULT_MAX_REQUEST_LEN)
+        {
+            add(&counters.too_long, 1);
+            return Answer::Silent;
+        }
+        let Ok(view) = SenderPacket::new_checked(request.bytes, mode) else {
+            add(&counters.too_short, 1);
+            return Answer::Silent;
+        };
+        if let Some(key) = &self.config.auth
+            && !key.verify(view.as_bytes())
+        {
+            add(&counters.bad_hmac, 1);
+            return Answer::Silent;
+        }
+        let sender = SenderRepr::parse(&view);
+        self.valid += 1;
+        if self
+            .config
+            .drop_every
+            .is_some_and(|n| n > 0 && self.valid.is_multiple_of(n))
+        {
+            add(&counters.dropped_on_purpose, 1);
+            return Answer::Silent;
+        }
+        // Answer in the sender's timestamp format, so both ends read each other's stamps.
+        let format = sender.error_estimate.format();
+        let error_estimate = self.error_estimate(format);
+        let now = Instant::now();
+        let key = (request.source, sender.ssid);
+        let timeout = self
+            .config
+            .stateful_timeout
+            .unwrap_or(STATELESS_SESSION_MEMORY);
+        let session = self.sessions.get(key, timeout, now);
+        session.received = session.received.wrapping_add(1);
+        let sequence = match self.config.stateful_timeout {
+            Some(_) => {
+                let own = session.next_sequence;
+                session.next_sequence = own.wrapping_add(1);
+                own
+            }
+            None => sender.sequence,
+        };
+        let facts = SessionFacts {
+            received_tos: request.tos,
+            source: request.source,
+            destination: request.destination,
+            received: session.received,
+            transmitted: session.transmitted.wrapping_add(1),
+            last_reply: session.last_reply,
+            synchronised: self.clock.is_some_and(|sync| sync.synchronised),
+            t2_from_kernel: request.kernel_rx.is_some(),
+            format,
+        };
+        let repr = ReflectorRepr {
+            sequence,
+            timestamp: Timestamp::default(),
+            error_estimate,
+            ssid: sender.ssid,
+            receive_timestamp: Timestamp::from_unix(t2, format),
+            sender_sequence: sender.sequence,
+            sender_timestamp: sender.timestamp,
+            sender_error_estimate: sender.error_estimate,
+            sender_ttl: request.ttl.unwrap_or(0),
+        };
+        // The reply is as long as the request (no amplification); its tail is the request's
+        // TLVs answered (RFC 8972), or its zero padding (TWAMP-Light: always padding).
+        let base = mode.base_len();
+        let outcome = if mode == Mode::TwampLight {
+            reply[base..].fill(0);
+            tlv::TlvOutcome::default()
+        } else {
+            tlv::reflect_tlvs(
+                &request.bytes[base..],
+                &mut reply[base..],
+                &facts,
+                self.config.auth.as_ref(),
+                (sender.sequence, sequence),
+            )
+        };
+        add(&counters.tlv_processed, u64::from(outcome.processed));
+        add(&counters.tlv_unrecognized, u64::from(outcome.unrecognized));
+        add(&counters.tlv_malformed, u64::from(outcome.malformed));
+        add(
+            &counters.tlv_integrity_failed,
+            u64::from(outcome.integrity_failed),
+        );
+        if repr.emit(reply, mode).is_err() {
+            add(&counters.too_short, 1);
+            return Answer::Silent;
+        }
+        let Ok(mut out) = ReflectorPacket::new_checked(&mut *reply, mode) else {
+            add(&counters.too_short, 1);
+            return Answer::Silent;
+        };
+        let t3 = wall_clock();
+        out.set_timestamp(Timestamp::from_unix(t3, format));
+        if let Some(key) = &self.config.auth {
+            key.sign(reply);
+        }
+        self.pending = Some((t3, key, sequence));
+        if outcome.requested_dscp.is_some() {
+            add(&counters.dscp_from_cos, 1);
+        }
+        Answer::Reply {
+            len: reply.len(),
+            dscp: outcome.requested_dscp,
+        }
+    }
+
+    fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
+        if let Some((t3, key, sequence)) = self.pending.take()
+            && sent
+        {
+            if let Some(session) = self.sessions.sessions.get_mut(&key) {
+                session.transmitted = session.transmitted.wrapping_add(1);
+                session.last_reply = Some((sequence, None));
+            }
+            if self.in_flight.len() >= 4096 {
+                self.in_flight.pop_front();
+            }
+            self.in_flight.push_back((self.sent_ok, t3, key, sequence));
+            self.sent_ok = self.sent_ok.wrapping_add(1);
+        }
+        self.collect_tx_timestamps(socket);
+    }
+}
+
+/// One reflector of a configuration file (see [`parse_reflector_file`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReflectorEntry {
+    /// Where it listens, as written (`udp://ADDR[:PORT]`).
+    pub listen: String,
+    /// Stateful, with this session timeout.
+    pub stateful_timeout: Option<Duration>,
+    /// Authenticated mode with the key in this file.
+    pub auth: Option<std::path::PathBuf>,
+    /// TWAMP-Light.
+    pub twamp_light: bool,
+    /// Answer sources other than loopback.
+    pub allow_remote: bool,
+}
+
+/// Why a reflector file was refused: one line, naming the line it is on when known.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReflectorFileError(String);
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    listen: toml::Spanned<String>,
+    #[serde(default)]
+    stateful: bool,
+    session_timeout: Option<toml::Spanned<String>>,
+    auth: Option<std::path::PathBuf>,
+    #[serde(default)]
+    twamp_light: bool,
+    #[serde(default)]
+    allow_remote: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    stamp: Vec<FileEntry>,
+}
+
+/// The session timeout of a stateful reflector unless one is given.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads a file of STAMP reflectors, one `[[stamp]]` table each:
+///
+/// ```toml
+/// [[stamp]]
+/// listen = "udp://127.0.0.1:862"
+///
+/// [[stamp]]
+/// listen = "udp://[::1]:8620"
+/// stateful = true
+/// session_timeout = "30s"   # default 60s
+/// auth = "/etc/loopscope/stamp.key"
+/// twamp_light = false
+/// allow_remote = false
+/// ```
+pub fn parse_reflector_file(text: &str) -> Result<Vec<ReflectorEntry>, ReflectorFileError> {
+    let line_of = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
+    let file: File = toml::from_str(text).map_err(|error| {
+        let line = error.span().map(|span| line_of(span.start));
+        let message = error.message().trim().to_owned();
+        ReflectorFileError(match line {
+            Some(line) => format!("line {line}: {message}"),
+            None => message,
+        })
+    })?;
+    if file.stamp.is_empty() {
+        return Err(ReflectorFileError(
+            "no [[stamp]] reflector in the file".to_owned(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    file.stamp
+        .into_iter()
+        .map(|entry| {
+            let at = line_of(entry.listen.span().start);
+            let listen = entry.listen.into_inner();
+            if !seen.insert(listen.clone()) {
+                return Err(ReflectorFileError(format!(
+                    "line {at}: {listen} is listed twice"
+                )));
+            }
+            let timeout = match entry.session_timeout {
+                Some(text) => {
+                    let line = line_of(text.span().start);
+                    let value = loopscope_report::units::parse_duration(text.get_ref())
+                        .map_err(|error| ReflectorFileError(format!("line {line}: {error}")))?;
+                    if value.is_zero() {
+                        return Err(ReflectorFileError(format!(
+                            "line {line}: a session timeout of zero ends every session at once"
+                        )));
+                    }
+                    value
+                }
+                None => DEFAULT_SESSION_TIMEOUT,
+            };
+            Ok(ReflectorEntry {
+                listen,
+                stateful_timeout: entry.stateful.then_some(timeout),
+                auth: entry.auth,
+                twamp_light: entry.twamp_light,
+                allow_remote: entry.allow_remote,
+            })
+        })
+        .collect()
+}
+
+impl ReflectorSummary {
+    /// The sum of several reflectors' summaries (their endpoints joined).
+    pub fn total(parts: &[ReflectorSummary]) -> Self {
+        let mut total = ReflectorSummary {
+            endpoint: parts
+                .iter()
+                .map(|part| part.endpoint.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ..ReflectorSummary::default()
+        };
+        for part in parts {
+            total.received += part.received;
+            total.reflected += part.reflected;
+            total.too_short += part.too_short;
+            total.too_long += part.too_long;
+            total.refused_source += part.refused_source;
+            total.refused_rate_limit += part.refused_rate_limit;
+            total.refused_echo_loop += part.refused_echo_loop;
+            total.dropped_on_purpose += part.dropped_on_purpose;
+            total.send_errors += part.send_errors;
+            total.bad_hmac += part.bad_hmac;
+            total.tlv_processed += part.tlv_processed;
+            total.tlv_unrecognized += part.tlv_unrecognized;
+            total.tlv_malformed += part.tlv_malformed;
+            total.tlv_integrity_failed += part.tlv_integrity_failed;
+            total.dscp_from_cos += part.dscp_from_cos;
+            total.t2_kernel += part.t2_kernel;
+            total.t3_gap_max_us = total.t3_gap_max_us.max(part.t3_gap_max_us);
+        }
+        total
+    }
+}

@@ -1,0 +1,338 @@
+//! `loopscope eth-lb IFACE --to MAC`: flags to `loopscope_measure::eth_lb`, run by the ping
+//! engine; the summary adds the bit errors found in the pattern TLVs.
+
+use std::io::{self, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use loopscope_link::eth_lb::{
+    EthLbReflectConfig, EthLbReflectEvent, EthLbReflectSummary, EthLbReflector,
+};
+use loopscope_measure::eth_lb::{EthLbConfig, EthLbPinger, PayloadTlv};
+use loopscope_measure::ping::{self, PingConfig, PingEvent, Pinger as _};
+use loopscope_report::{Outcome, Printer, Record};
+use loopscope_wire::cfm::{self, TestPattern};
+
+use crate::Context;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Y.1731 / IEEE 802.1ag Ethernet loopback (ETH-LB): Loopback Messages (EtherType 0x8902) out of \
+IFACE over a raw AF_PACKET socket (root or CAP_NET_RAW), Loopback Replies matched by \
+transaction identifier. Round trip: from CLOCK_MONOTONIC read just before the send call to \
+the kernel's receive timestamp of the reply (SO_TIMESTAMPNS); the send time is user space \
+(no kernel transmit timestamp). Every reply's pattern is compared bit by bit with what was sent: bit errors and \
+CRC-32 errors make the run fail (exit 1), as lost replies do.")]
+pub struct Args {
+    /// The interface the messages leave by.
+    pub interface: String,
+    /// The MEP to loop through: its MAC (aa:bb:cc:dd:ee:ff), or the multicast class 1
+    /// address 01:80:c2:00:00:3L (L = the MD level), or `multicast` for that address.
+    #[arg(long, value_name = "MAC")]
+    pub to: String,
+    /// MD (MEG) level 0-7 (default: the level a class 1 address names, else 0).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=7))]
+    pub level: Option<u8>,
+    /// The TLV that carries the pattern: test (Y.1731 Test TLV) or data (Data TLV).
+    #[arg(long, default_value = "test", value_parser = ["test", "data"])]
+    pub tlv: String,
+    /// The pattern: prbs31 (PRBS 2^31-1) or null (all zeroes); with the Test TLV, append
+    /// -crc for a CRC-32 (Y.1731 pattern types 0-3: null, null-crc, prbs31, prbs31-crc).
+    #[arg(long, default_value = "prbs31", value_parser = ["null", "null-crc", "prbs31", "prbs31-crc"])]
+    pub pattern: String,
+    /// Stop after this many messages (default: until Ctrl-C).
+    #[arg(short = 'c', long)]
+    pub count: Option<u64>,
+    /// Time between messages, e.g. 1s, 10ms, 0 (as fast as replies come back).
+    #[arg(short = 'i', long, default_value = "1s", value_parser = super::ping::parse_duration)]
+    pub interval: Duration,
+    /// Octets of pattern in each message.
+    #[arg(short = 's', long, default_value_t = 64)]
+    pub size: usize,
+    /// How long to wait for each reply before counting it lost.
+    #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
+    pub timeout: Duration,
+    /// Stop after this long in all.
+    #[arg(short = 'w', long, value_parser = super::ping::parse_duration)]
+    pub deadline: Option<Duration>,
+    /// Print only the summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// The destination and the level from `--to` and `--level`.
+fn destination(to: &str, level: Option<u8>) -> anyhow::Result<(cfm::MacAddress, u8)> {
+    if to.eq_ignore_ascii_case("multicast") {
+        let level = level.unwrap_or(0);
+        return Ok((cfm::class1_multicast(level), level));
+    }
+    let Some(mac) = cfm::parse_mac(to) else {
+        bail!("--to {to}: not a MAC address (aa:bb:cc:dd:ee:ff) or `multicast`");
+    };
+    if let Some(named) = cfm::class1_level(&mac) {
+        return match level {
+            Some(level) if level != named => bail!(
+                "--to {to} is the multicast class 1 address of MD level {named}, but --level is {level}"
+            ),
+            _ => Ok((mac, named)),
+        };
+    }
+    if mac[0] & 1 == 1 {
+        bail!(
+            "--to {to} is a group address other than the multicast class 1 addresses (01:80:c2:00:00:30-37)"
+        );
+    }
+    if mac == [0; 6] {
+        bail!("--to {to}: the all-zero address is no station's");
+    }
+    Ok((mac, level.unwrap_or(0)))
+}
+
+pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
+    let (destination, level) = destination(&args.to, args.level)?;
+    let (pattern, with_crc) = match args.pattern.as_str() {
+        "null" => (TestPattern::Null, false),
+        "null-crc" => (TestPattern::Null, true),
+        "prbs31-crc" => (TestPattern::Prbs31, true),
+        _ => (TestPattern::Prbs31, false),
+    };
+    let tlv = if args.tlv == "data" {
+        if with_crc {
+            bail!(
+                "--pattern {}: the Data TLV has no CRC-32; use --tlv test",
+                args.pattern
+            );
+        }
+        PayloadTlv::Data
+    } else {
+        PayloadTlv::Test { with_crc }
+    };
+    let config = PingConfig {
+        count: args.count,
+        interval: args.interval,
+        payload: args.size,
+        timeout: args.timeout,
+        deadline: args.deadline,
+        stop_after_replies: None,
+    };
+    config.validate()?;
+    let mut pinger = EthLbPinger::open(EthLbConfig {
+        interface: args.interface.clone(),
+        destination,
+        level,
+        tlv,
+        pattern,
+    })
+    .with_context(|| {
+        format!(
+            "cannot send Ethernet loopback messages on {}",
+            args.interface
+        )
+    })?;
+    let range = pinger.payload_range();
+    if !range.contains(&args.size) {
+        bail!(
+            "--size {} is out of range: {}..={} octets of pattern fit one 1500-octet frame with this TLV",
+            args.size,
+            range.start(),
+            range.end()
+        );
+    }
+    let mut printer = Printer::stdout(context.format);
+    if !printer.is_json() {
+        loopscope_report::stdout_line!("{}", pinger.banner(args.size))?;
+    }
+    let quiet = args.quiet;
+    let outcome = ping::run(
+        &mut pinger,
+        &config,
+        &context.stop,
+        &mut |event| match event {
+            PingEvent::Reply(reply) => {
+                if !quiet {
+                    let _ = printer.emit(reply);
+                }
+            }
+            PingEvent::SendFailed(failure) => {
+                let _ = printer.emit(failure);
+            }
+        },
+    );
+    printer.emit(&outcome.summary)?;
+    if !printer.is_json() {
+        let extra = &outcome.summary.extra;
+        let number = |key: &str| extra.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+        let mut line = format!(
+            "pattern {} bit errors in {} bits compared (BER {:.3e})",
+            number("bit_errors"),
+            number("bits"),
+            extra.get("ber").and_then(|v| v.as_f64()).unwrap_or(0.0)
+        );
+        if with_crc {
+            line.push_str(&format!(", {} CRC-32 errors", number("crc_errors")));
+        }
+        let dropped = [
+            ("malformed", "malformed"),
+            ("wrong_tlv", "with the wrong TLV"),
+            ("other_level", "of another MD level"),
+        ];
+        for (key, words) in dropped {
+            if number(key) > 0 {
+                line.push_str(&format!(", {} replies {words}", number(key)));
+            }
+        }
+        let rx = extra
+            .get("rx_timestamps")
+            .and_then(|v| v.as_str())
+            .unwrap_or("none");
+        let mut out = Vec::new();
+        writeln!(out, "{line}")?;
+        writeln!(
+            out,
+            "timestamps: send user-space (CLOCK_MONOTONIC before send), receive {}",
+            match rx {
+                "kernel" => "kernel (SO_TIMESTAMPNS)",
+                "user" => "user-space (the kernel gave none)",
+                "mixed" => "kernel where given, else user-space",
+                _ => "none (no replies)",
+            }
+        )?;
+        loopscope_report::stdout_line!("{}", String::from_utf8_lossy(&out).trim_end())?;
+    }
+    if let Some(failure) = &outcome.link_failure {
+        loopscope_report::stderr_line!("loopscope: the interface failed mid-run: {failure}");
+    }
+    Ok(Outcome::from_passed(outcome.summary.passed))
+}
+
+/// `reflect --eth-lb IFACE`: the flags the Ethernet loopback responder adds to `reflect`.
+#[derive(clap::Args, Debug)]
+pub struct EthLbReflectArgs {
+    /// Answer Y.1731 / 802.1ag Loopback Messages on the interface ENDPOINT names (addressed
+    /// to its MAC or to the multicast class 1 address of --level) with Loopback Replies.
+    #[arg(long)]
+    pub eth_lb: bool,
+    /// With --eth-lb: the MD (MEG) level answered, 0-7.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=7), requires = "eth_lb")]
+    pub level: u8,
+}
+
+#[derive(serde::Serialize)]
+struct ReflectEventRecord(EthLbReflectEvent);
+
+impl Record for ReflectEventRecord {
+    fn kind(&self) -> &'static str {
+        match self.0 {
+            EthLbReflectEvent::Listening { .. } => "listening",
+            EthLbReflectEvent::Error { .. } => "error",
+        }
+    }
+
+    fn write_human(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        match &self.0 {
+            EthLbReflectEvent::Listening {
+                interface,
+                mac,
+                md_level,
+                multicast_mac,
+            } => writeln!(
+                out,
+                "reflecting on {interface}: Ethernet loopback to {mac} and {multicast_mac}, MD level {md_level}"
+            ),
+            EthLbReflectEvent::Error { what } => writeln!(out, "error: {what}"),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ReflectSummaryRecord(EthLbReflectSummary);
+
+impl Record for ReflectSummaryRecord {
+    fn kind(&self) -> &'static str {
+        "summary"
+    }
+
+    fn write_human(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let s = &self.0;
+        writeln!(
+            out,
+            "\n--- reflect --eth-lb {} ({}, MD level {}) ---",
+            s.interface, s.mac, s.md_level
+        )?;
+        writeln!(
+            out,
+            "{} loopback replies sent ({} octets) in {:.1} s",
+            s.lbr_sent, s.bytes_sent, s.elapsed_s
+        )?;
+        writeln!(
+            out,
+            "dropped: {} malformed, {} LBR, {} other OpCodes, {} of another MD level, {} not addressed here, {} our own, {} over the rate limit",
+            s.dropped_malformed,
+            s.dropped_lbr,
+            s.dropped_other_opcode,
+            s.dropped_wrong_level,
+            s.dropped_not_addressed,
+            s.dropped_own,
+            s.dropped_rate_limit
+        )?;
+        if s.errors > 0 {
+            writeln!(out, "errors: {}", s.errors)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the responder on `interface` until stopped.
+pub fn run_reflect(
+    interface: &str,
+    args: &EthLbReflectArgs,
+    rate_limit_pps: u32,
+    rate_burst: u32,
+    context: &Context,
+) -> anyhow::Result<Outcome> {
+    let reflector = EthLbReflector::bind(EthLbReflectConfig {
+        interface: interface.to_string(),
+        level: args.level,
+        rate_limit_pps,
+        rate_burst,
+    })
+    .with_context(|| format!("cannot answer Ethernet loopback on {interface}"))?;
+    let mut printer = Printer::stdout(context.format);
+    let summary = reflector.run(Arc::clone(&context.stop), &mut |event| {
+        let _ = printer.emit(&ReflectEventRecord(event));
+    });
+    let failed = summary.errors > 0 && summary.lbr_sent == 0;
+    printer.emit(&ReflectSummaryRecord(summary))?;
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Passed
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_and_levels() {
+        assert_eq!(
+            destination("multicast", Some(5)).unwrap(),
+            ([0x01, 0x80, 0xC2, 0, 0, 0x35], 5)
+        );
+        assert_eq!(
+            destination("01:80:c2:00:00:33", None).unwrap(),
+            ([0x01, 0x80, 0xC2, 0, 0, 0x33], 3)
+        );
+        assert!(destination("01:80:c2:00:00:33", Some(4)).is_err());
+        assert!(destination("01:80:c2:00:00:3f", None).is_err());
+        assert!(destination("ff:ff:ff:ff:ff:ff", None).is_err());
+        assert!(destination("00:00:00:00:00:00", None).is_err());
+        assert!(destination("nonsense", None).is_err());
+        assert_eq!(
+            destination("02:00:00:00:00:01", Some(2)).unwrap(),
+            ([2, 0, 0, 0, 0, 1], 2)
+        );
+    }
+}

@@ -1,0 +1,549 @@
+//! `loopscope eth-lb` and `loopscope reflect --eth-lb` (Y.1731 / 802.1ag Ethernet loopback)
+//! between two network namespaces joined by a veth, with independent peers: a Python
+//! AF_PACKET responder that flips chosen bits and checks the CRC-32 with zlib, a Python sender
+//! of bad frames, and tshark's CFM dissector. Every wait is on a line a program prints, never
+//! on a sleep; a reply is given 30 s (-W), so a busy machine makes a run slower, never wrong.
+//! Root only (namespaces, raw packet sockets); CI runs as root.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod support;
+use support::Netns;
+
+/// Longest wait for an expected line: generous, since CI runs beside stress-ng.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Two namespaces joined by a veth: `vA` in the first, `vB` in the second.
+fn two_sides(tag: &str) -> Option<(Netns, Netns)> {
+    let a = Netns::create("lselb", &format!("{tag}a"))?;
+    let b = Netns::create("lselb", &format!("{tag}b"))?;
+    let veth = Command::new("ip")
+        .args([
+            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB", "netns",
+            &b.name,
+        ])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    a.exec("ip", &["link", "set", "vA", "up"]);
+    b.exec("ip", &["link", "set", "vB", "up"]);
+    Some((a, b))
+}
+
+fn python_available() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// A program whose stdout lines are read as they come.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Running {
+    fn spawn(command: Command) -> Running {
+        Running::spawn_with_stderr(command, Stdio::inherit())
+    }
+
+    fn spawn_with_stderr(mut command: Command, stderr: Stdio) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    fn loopscope_in(netns: &Netns, args: &[&str]) -> Running {
+        let mut command = netns.command(assert_cmd::cargo::cargo_bin("loopscope"));
+        command.arg("--json").args(args);
+        Running::spawn(command)
+    }
+
+    fn line_where(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.lines.recv_timeout(PATIENCE) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {what} within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    fn json_where(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let line = self.line_where(what, |_| true);
+            let value: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if wanted(&value) {
+                return value;
+            }
+        }
+    }
+
+    /// Ctrl-C, then the summary.
+    fn interrupt(self) -> (Value, i32) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::INT,
+        )
+        .expect("SIGINT");
+        self.finish()
+    }
+
+    fn finish(mut self) -> (Value, i32) {
+        let summary = self.json_where("the summary", |v| v["type"] == "summary");
+        let status = self.child.wait().expect("wait");
+        (summary, status.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `reflect --eth-lb vB --level LEVEL` in `b`, once it says it is ready; and its MAC.
+fn responder(b: &Netns, level: &str) -> (Running, String) {
+    let running = Running::loopscope_in(b, &["reflect", "--eth-lb", "vB", "--level", level]);
+    let ready = running.json_where("listening", |v| v["type"] == "listening");
+    assert_eq!(ready["interface"], "vB");
+    let mac = ready["mac"].as_str().expect("mac").to_string();
+    assert_eq!(
+        ready["multicast_mac"],
+        format!("01:80:c2:00:00:3{level}"),
+        "the class 1 address of the level"
+    );
+    (running, mac)
+}
+
+fn eth_lb(a: &Netns, args: &[&str]) -> (i32, Vec<Value>) {
+    let output = a
+        .command(assert_cmd::cargo::cargo_bin("loopscope"))
+        .arg("--json")
+        .arg("eth-lb")
+        .args(args)
+        .output()
+        .expect("run eth-lb");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    (output.status.code().unwrap_or(-1), lines)
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    let last = lines.last().expect("output");
+    assert_eq!(last["type"], "summary");
+    last
+}
+
+#[test]
+fn replies_are_matched_and_round_trips_reported() {
+    let Some((a, b)) = two_sides("rtt") else {
+        return;
+    };
+    let (reflector, mac) = responder(&b, "3");
+    for (tlv, pattern) in [("test", "prbs31"), ("test", "null-crc"), ("data", "prbs31")] {
+        let (code, lines) = eth_lb(
+            &a,
+            &[
+                "vA",
+                "--to",
+                &mac,
+                "--level",
+                "3",
+                "-c",
+                "5",
+                "-i",
+                "10ms",
+                "-W",
+                "30s",
+                "--tlv",
+                tlv,
+                "--pattern",
+                pattern,
+            ],
+        );
+        let s = summary(&lines);
+        assert_eq!(code, 0, "{tlv} {pattern}: {s}");
+        let replies: Vec<&Value> = lines.iter().filter(|l| l["type"] == "reply").collect();
+        let sequences: Vec<u64> = replies.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+        assert_eq!(sequences, [0, 1, 2, 3, 4], "{tlv} {pattern}");
+        assert!(replies.iter().all(|r| r["rtt_us"].as_f64().unwrap() > 0.0));
+        assert_eq!(s["transmitted"], 5);
+        assert_eq!(s["received"], 5);
+        assert_eq!(s["errors"], 0);
+        assert!(s["rtt_min_us"].as_f64().unwrap() > 0.0);
+        assert!(s["rtt_max_us"].as_f64().unwrap() >= s["rtt_min_us"].as_f64().unwrap());
+        assert_eq!(s["bits"], 5 * 64 * 8, "every pattern bit compared");
+        assert_eq!(s["bit_errors"], 0);
+        assert_eq!(s["crc_errors"], 0);
+        assert_eq!(s["rx_timestamps"], "kernel");
+        assert_eq!(s["destination_mac"], mac.as_str());
+    }
+    // The multicast class 1 address of level 3 reaches it too; level 2's does not.
+    let (code, lines) = eth_lb(
+        &a,
+        &[
+            "vA",
+            "--to",
+            "multicast",
+            "--level",
+            "3",
+            "-c",
+            "3",
+            "-i",
+            "10ms",
+            "-W",
+            "30s",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(summary(&lines)["received"], 3);
+    let (code, lines) = eth_lb(
+        &a,
+        &[
+            "vA",
+            "--to",
+            "01:80:c2:00:00:32",
+            "-c",
+            "2",
+            "-i",
+            "10ms",
+            "-W",
+            "300ms",
+        ],
+    );
+    assert_eq!(code, 1, "no MEP of level 2 answers");
+    assert_eq!(summary(&lines)["received"], 0);
+    let (reflected, code) = reflector.interrupt();
+    assert_eq!(code, 0);
+    assert_eq!(reflected["lbr_sent"], 18);
+    // Level 2's multicast address is not one it joined: the kernel filters it or it is counted
+    // as not addressed; never answered.
+    assert_eq!(reflected["dropped_wrong_level"], 0);
+}
+
+/// The Python responder: answers each LBM to its MAC with an LBR whose pattern has the next
+/// count of bits flipped (bit 9k of the pattern for the k-th flip), and prints for each LBM
+/// its Pattern Type and whether the CRC-32 it carries is zlib's over Type..pattern.
+const FLIPPING_RESPONDER: &str = r#"
+import socket, struct, sys, zlib
+iface, flips = sys.argv[1], [int(x) for x in sys.argv[2].split(",")]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8902))
+s.bind((iface, 0x8902))
+mac = s.getsockname()[4]
+print("ready " + mac.hex(":"), flush=True)
+for count in flips:
+    while True:
+        frame, address = s.recvfrom(65536)
+        if address[2] != socket.PACKET_OUTGOING and frame[0:6] == mac and frame[15] == 3:
+            break
+    pdu = bytearray(frame[14:])
+    length = struct.unpack("!H", pdu[9:11])[0]
+    value = pdu[11:11 + length]
+    crc = "none"
+    if pdu[8] == 32 and value[0] in (1, 3):
+        carried = struct.unpack("!I", bytes(value[-4:]))[0]
+        crc = "ok" if zlib.crc32(bytes(pdu[8:11 + length - 4])) == carried else "bad"
+    print("lbm tlv=%d pattern_type=%d crc=%s" % (pdu[8], value[0], crc), flush=True)
+    for k in range(count):
+        bit = 9 * k
+        pdu[12 + bit // 8] ^= 0x80 >> (bit % 8)
+    pdu[1] = 2
+    s.send(frame[6:12] + mac + frame[12:14] + bytes(pdu))
+print("done", flush=True)
+"#;
+
+#[test]
+fn a_peer_that_flips_pattern_bits_is_counted_as_exactly_those_bit_errors() {
+    if !python_available() {
+        eprintln!("skipping: python3 is not installed");
+        return;
+    }
+    let Some((a, b)) = two_sides("ber") else {
+        return;
+    };
+    for (pattern, pattern_type, crc) in [("prbs31", 2, "none"), ("prbs31-crc", 3, "ok")] {
+        let mut command = b.command("python3");
+        command.args(["-c", FLIPPING_RESPONDER, "vB", "3,0,5,1"]);
+        let peer = Running::spawn(command);
+        let ready = peer.line_where("ready", |line| line.starts_with("ready "));
+        let mac = ready.trim_start_matches("ready ").to_string();
+        let (code, lines) = eth_lb(
+            &a,
+            &[
+                "vA",
+                "--to",
+                &mac,
+                "-c",
+                "4",
+                "-i",
+                "10ms",
+                "-W",
+                "30s",
+                "--pattern",
+                pattern,
+            ],
+        );
+        let s = summary(&lines);
+        assert_eq!(code, 1, "bit errors fail the run: {s}");
+        assert_eq!(s["bit_errors"], 3 + 5 + 1, "{pattern}: {s}");
+        assert_eq!(s["bits"], 4 * 64 * 8);
+        assert_eq!(s["transmitted"], 4);
+        // The intact reply is a round trip; the three altered ones are errors.
+        assert_eq!(s["received"], 1);
+        assert_eq!(s["errors"], 3);
+        assert_eq!(
+            s["crc_errors"],
+            if crc == "ok" { 3 } else { 0 },
+            "the flipped replies fail the CRC-32"
+        );
+        let corrupt: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["type"] == "reply" && l["corrupt"] == true)
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(corrupt, [0, 2, 3]);
+        for _ in 0..4 {
+            let seen = peer.line_where("an LBM", |line| line.starts_with("lbm "));
+            assert_eq!(
+                seen,
+                format!("lbm tlv=32 pattern_type={pattern_type} crc={crc}"),
+                "what the independent peer read"
+            );
+        }
+        peer.line_where("done", |line| line == "done");
+    }
+}
+
+/// tshark's CFM dissector reads what crossed the veth: LBMs and LBRs with the level, OpCode,
+/// Test TLV pattern type and matching transaction identifiers, nothing malformed.
+#[test]
+fn tshark_decodes_lbm_and_lbr_on_the_wire() {
+    if Command::new("tshark").arg("-v").output().is_err() {
+        eprintln!("skipping: tshark is not installed");
+        return;
+    }
+    let Some((a, b)) = two_sides("tsh") else {
+        return;
+    };
+    let (_reflector, mac) = responder(&b, "5");
+    let mut command = a.command("tshark");
+    command
+        .args(["-i", "vA", "-l", "-f", "ether proto 0x8902", "-T", "fields"])
+        .args(["-E", "separator=|"])
+        .args(
+            [
+                "eth.src",
+                "eth.dst",
+                "cfm.md.level",
+                "cfm.opcode",
+                "cfm.lb.transaction.id",
+                "cfm.tlv.type",
+                "cfm.tlv.tst.test.pattern.type",
+                "_ws.malformed",
+                "_ws.expert.severity",
+            ]
+            .iter()
+            .flat_map(|field| ["-e", field]),
+        );
+    let capture = Running::spawn_with_stderr(command, Stdio::null());
+    // A message of MD level 6 (which nobody answers) marks the capture as running: sent until
+    // tshark shows one, since the first may leave before the capture has started.
+    loop {
+        let (code, _) = eth_lb(
+            &a,
+            &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
+        );
+        assert_eq!(code, 1, "no MEP of level 6 answers");
+        match capture.lines.recv_timeout(Duration::from_millis(500)) {
+            Ok(_) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("tshark ended"),
+        }
+    }
+    let (code, lines) = eth_lb(
+        &a,
+        &[
+            "vA",
+            "--to",
+            &mac,
+            "--level",
+            "5",
+            "-c",
+            "3",
+            "-i",
+            "10ms",
+            "-W",
+            "30s",
+            "--pattern",
+            "prbs31-crc",
+        ],
+    );
+    assert_eq!(code, 0, "{}", summary(&lines));
+    let mut decoded = Vec::new();
+    while decoded.len() < 6 {
+        // Level 6 lines are the markers (late copies included).
+        decoded.push(capture.line_where("a decoded frame of level 5", |line| {
+            line.split('|').nth(2) == Some("5")
+        }));
+    }
+    let rows: Vec<Vec<&str>> = decoded
+        .iter()
+        .map(|line| line.split('|').collect())
+        .collect();
+    let own = summary(&lines)["source_mac"].as_str().unwrap().to_string();
+    let mut messages = Vec::new();
+    let mut replies = Vec::new();
+    for row in &rows {
+        assert_eq!(row.len(), 9, "{row:?}");
+        assert_eq!(row[2], "5", "MD level: {row:?}");
+        assert_eq!(row[5], "32,0", "the Test TLV, then the End TLV: {row:?}");
+        assert_eq!(row[6], "3", "PRBS with CRC-32: {row:?}");
+        assert_eq!(row[7], "", "malformed: {row:?}");
+        assert_eq!(row[8], "", "expert info: {row:?}");
+        let id = u32::from_str_radix(row[4].trim_start_matches("0x"), 16)
+            .or_else(|_| row[4].parse())
+            .unwrap_or_else(|_| panic!("transaction id {row:?}"));
+        match row[3] {
+            "3" => {
+                assert_eq!((row[0], row[1]), (own.as_str(), mac.as_str()));
+                messages.push(id);
+            }
+            "2" => {
+                assert_eq!((row[0], row[1]), (mac.as_str(), own.as_str()));
+                replies.push(id);
+            }
+            other => panic!("OpCode {other}"),
+        }
+    }
+    assert_eq!(messages.len(), 3);
+    assert_eq!(
+        messages,
+        [
+            messages[0],
+            messages[0].wrapping_add(1),
+            messages[0].wrapping_add(2)
+        ],
+        "transaction identifiers increment"
+    );
+    assert_eq!(
+        replies, messages,
+        "each reply keeps its message's identifier"
+    );
+}
+
+/// The Python sender of bad frames: each is sent once, then a valid LBM whose reply proves the
+/// responder has read everything before it (the veth keeps order).
+const BAD_SENDER: &str = r#"
+import socket, struct, sys
+iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8902))
+s.bind((iface, 0x8902))
+mac = s.getsockname()[4]
+def frame(destination, level, opcode, tid, tlvs, offset=4):
+    return destination + mac + b"\x89\x02" + bytes([level << 5, opcode, 0, offset]) + struct.pack("!I", tid) + tlvs
+data = b"\x03\x00\x04ABCD"
+s.send(frame(target, 4, 3, 1, data))                    # no End TLV: malformed
+s.send(frame(target, 4, 3, 2, b"\x03\x00\x40AB\x00"))   # a TLV past the end: malformed
+s.send(frame(target, 4, 3, 3, data + b"\x00", 8))       # First TLV Offset 8: malformed
+s.send(target + mac + b"\x89\x02\x80\x03")              # truncated header: malformed
+s.send(frame(target, 2, 3, 4, data + b"\x00"))          # wrong level
+s.send(frame(target, 4, 2, 5, data + b"\x00"))          # an LBR
+s.send(frame(bytes.fromhex("020000000099"), 4, 3, 6, data + b"\x00"))  # another MAC
+s.send(frame(target, 4, 1, 7, b"\x00" * 70))            # a CCM: another OpCode
+s.send(frame(target, 4, 3, 8, data + b"\x00"))          # valid
+while True:
+    reply, address = s.recvfrom(65536)
+    if address[2] != socket.PACKET_OUTGOING and reply[0:6] == mac:
+        break
+print("reply opcode=%d tid=%d len=%d" % (reply[15], struct.unpack("!I", reply[18:22])[0], len(reply)), flush=True)
+"#;
+
+#[test]
+fn bad_frames_are_counted_and_dropped() {
+    if !python_available() {
+        eprintln!("skipping: python3 is not installed");
+        return;
+    }
+    let Some((a, b)) = two_sides("bad") else {
+        return;
+    };
+    let (reflector, mac) = responder(&b, "4");
+    let mut command = a.command("python3");
+    command.args(["-c", BAD_SENDER, "vA", &mac]);
+    let sender = Running::spawn(command);
+    let reply = sender.line_where("the valid LBM's reply", |line| line.starts_with("reply "));
+    // 14 + 8 + 7 (Data TLV) + 1 (End TLV): the reply is no larger than the message.
+    assert_eq!(reply, "reply opcode=2 tid=8 len=30");
+    let (s, code) = reflector.interrupt();
+    assert_eq!(code, 0);
+    assert_eq!(s["lbr_sent"], 1, "{s}");
+    assert_eq!(s["dropped_malformed"], 4, "{s}");
+    assert_eq!(s["dropped_wrong_level"], 1, "{s}");
+    assert_eq!(s["dropped_lbr"], 1, "{s}");
+    assert_eq!(s["dropped_not_addressed"], 1, "{s}");
+    assert_eq!(s["dropped_other_opcode"], 1, "{s}");
+}
+
+#[test]
+fn bad_arguments_are_one_line_and_exit_2() {
+    for args in [
+        &["eth-lb", "lo", "--to", "nonsense"][..],
+        &["eth-lb", "lo", "--to", "01:80:c2:00:00:33", "--level", "4"],
+        &["eth-lb", "lo", "--to", "02:00:00:00:00:01", "--level", "8"],
+        &[
+            "eth-lb",
+            "lo",
+            "--to",
+            "02:00:00:00:00:01",
+            "--tlv",
+            "data",
+            "--pattern",
+            "null-crc",
+        ],
+        &[
+            "eth-lb",
+            "no-such-interface0",
+            "--to",
+            "02:00:00:00:00:01",
+            "-c",
+            "1",
+        ],
+        &["reflect", "--eth-lb", "no-such-interface0"],
+        &["reflect", "--eth-lb", "lo", "--impair", "drop=0.5"],
+        &["reflect", "--eth-lb", "lo", "--level", "9"],
+    ] {
+        let output = support::loopscope().args(args).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The one line first (clap adds its usage hint below it); no panic.
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("loopscope: error:"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
