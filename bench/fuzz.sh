@@ -31,14 +31,18 @@ bin_dir=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
 export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=64}
 # libFuzzer's -timeout is wall-clock time: at nice 19 on a loaded machine a process can be off
 # the CPU for over a second, and that ends the run as if the input were slow. Such an input is
-# run again alone; if it takes under the limit every time, the timeout was the machine's, the
-# input is set aside (artifacts/TARGET/spurious/) and the run goes on with the executions still
-# due. A real timeout, a crash or an out-of-memory ends the target's run.
-rerun_ms() {  # longest of three lone runs of one input, in ms
+# run again alone, three times, and its CPU time (user + system, which waiting for a CPU does not
+# inflate; process start-up included) is taken: under the limit every time, the timeout was the
+# machine's, the input is set aside (artifacts/TARGET/spurious/) and the run goes on with the
+# executions still due. A real timeout, a crash or an out-of-memory ends the target's run.
+rerun_ms() {  # the most CPU time of three lone runs of one input, in ms
   local longest=0 ms
   for _ in 1 2 3; do
-    ms=$("$1" "$2" 2>&1 | grep -oE 'Executed .* in [0-9]+ ms' | grep -oE '[0-9]+ ms' | grep -oE '[0-9]+' || echo 99999)
-    ((ms > longest)) && longest=$ms
+    /usr/bin/time -o "$2.cpu" -f 'cpu %U %S' "$1" "$2" >/dev/null 2>&1 || true
+    ms=$(awk '/^cpu/ {printf "%d", ($2 + $3) * 1000}' "$2.cpu" 2>/dev/null)
+    rm -f "$2.cpu"
+    ms=${ms:-99999}
+    if ((ms > longest)); then longest=$ms; fi
   done
   echo "$longest"
 }
@@ -94,7 +98,7 @@ for target in "${targets[@]}"; do
         mv "$artifact" "artifacts/$target/spurious/"
         continue
       fi
-      notes+=("timeout: $artifact takes $ms ms alone")
+      notes+=("timeout: $artifact takes $ms ms of CPU alone")
     fi
     crashes=$((crashes + new))
     notes+=("$(grep -aE 'ERROR|panicked|SUMMARY|Test unit written' "$log.run" | tail -4 | tr '\n' ' ')")
