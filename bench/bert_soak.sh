@@ -43,8 +43,12 @@ PY
 }
 load() { cut -d' ' -f1 /proc/loadavg; }
 printf '%6s %14s %14s %12s %6s\n' minute reflector_kib tester_kib gbit_per_s load
+started=$SECONDS
 for minute in $(seq 1 "$minutes"); do
-  sleep 60
+  # To the minute's end from the start, not 60 s after the last line (which drifted by the
+  # time each line took, and lost the last minutes of a loaded hour).
+  left=$((started + minute * 60 - SECONDS))
+  if ((left > 0)); then sleep "$left"; fi
   kill -0 "$tester" 2>/dev/null || break
   printf '%6s %14s %14s %12s %6s\n' "$minute" "$(rss $reflector)" "$(rss $tester)" "$(minute_gbps "$minute")" "$(load)"
 done

@@ -77,7 +77,7 @@ class Reflector:
 def threads(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
-def settle(pid, before, threads_before, seconds=10.0):
+def settle(pid, before, threads_before, seconds=60.0):
     """RSS and descriptors once the clients have gone: waits until descriptors and threads are
     back to their start (a connection's thread ends after its socket closes), then until RSS has
     not changed for a second (the reflector gives memory back when it goes idle)."""
