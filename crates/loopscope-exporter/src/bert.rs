@@ -3,9 +3,8 @@
 //! target's counters as they come; when the link fails the run starts again after the target's
 //! interval.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use loopscope_link::Endpoint;
 use loopscope_link::adapter::AdapterStack;
@@ -17,7 +16,7 @@ use crate::metrics::TargetMetrics;
 
 /// What a continuous BERT has counted.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct BertCounters {
+pub(crate) struct BertCounters {
     /// Bits checked in whole seconds.
     pub bits: u64,
     /// Bit errors in them.
@@ -39,35 +38,22 @@ pub struct BertCounters {
 }
 
 /// Runs BERTs over `target` until `stop` (or `global_stop`) is set.
-pub fn run_forever(
+pub(crate) fn run_forever(
     module: &Module,
     target: &Target,
     metrics: &Arc<Mutex<TargetMetrics>>,
     stop: &Arc<AtomicBool>,
     global_stop: &AtomicBool,
 ) {
-    let stopped = || stop.load(Ordering::SeqCst) || global_stop.load(Ordering::SeqCst);
-    while !stopped() {
-        let started = Instant::now();
+    crate::run_continuously(target, metrics, stop, global_stop, || {
         let error = run_once(module, target, metrics, stop);
-        {
-            let mut metrics = crate::lock(metrics);
-            let counters = metrics.bert.get_or_insert_with(BertCounters::default);
-            counters.in_sync = false;
-            metrics.probes += 1;
-            let failed = error.is_some();
-            if failed {
-                metrics.failures += 1;
-            }
-            metrics.last_success = Some(!failed);
-            metrics.last_duration_s = started.elapsed().as_secs_f64();
-        }
-        // Wait an interval before the next run, looking at the stop flags often.
-        let resume = Instant::now() + target.interval;
-        while !stopped() && Instant::now() < resume {
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-    }
+        let mut metrics = crate::lock(metrics);
+        metrics
+            .bert
+            .get_or_insert_with(BertCounters::default)
+            .in_sync = false;
+        error
+    });
 }
 
 fn run_once(

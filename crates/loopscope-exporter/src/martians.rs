@@ -16,7 +16,7 @@ use crate::metrics::TargetMetrics;
 
 /// What a continuous martian capture has counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MartianCounters {
+pub(crate) struct MartianCounters {
     /// Packets looked at, martian or not (since the exporter started, over every capture run).
     pub packets: u64,
     /// Martian packets by reason code (`loopback_source`...), sorted by code.
@@ -26,32 +26,16 @@ pub struct MartianCounters {
 }
 
 /// Captures on `target` until `stop` (or `global_stop`) is set.
-pub fn run_forever(
+pub(crate) fn run_forever(
     module: &Module,
     target: &Target,
     metrics: &Arc<Mutex<TargetMetrics>>,
     stop: &Arc<AtomicBool>,
     global_stop: &AtomicBool,
 ) {
-    let stopped = || stop.load(Ordering::SeqCst) || global_stop.load(Ordering::SeqCst);
-    while !stopped() {
-        let started = Instant::now();
-        let error = capture_once(module, target, metrics, stop, global_stop);
-        {
-            let mut metrics = crate::lock(metrics);
-            metrics.probes += 1;
-            let failed = error.is_some();
-            if failed {
-                metrics.failures += 1;
-            }
-            metrics.last_success = Some(!failed);
-            metrics.last_duration_s = started.elapsed().as_secs_f64();
-        }
-        let resume = Instant::now() + target.interval;
-        while !stopped() && Instant::now() < resume {
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-    }
+    crate::run_continuously(target, metrics, stop, global_stop, || {
+        capture_once(module, target, metrics, stop, global_stop)
+    });
 }
 
 /// One capture run, until stopped or failed; `Some(reason)` when it failed.

@@ -77,34 +77,7 @@ impl PacketSocket {
         receive_timeout: Duration,
     ) -> io::Result<Self> {
         let fd = packet_socket(SocketType::DGRAM)?;
-        let mut program: Vec<libc::sock_filter> = filter
-            .iter()
-            .map(|op| libc::sock_filter {
-                code: op.code,
-                jt: op.jt,
-                jf: op.jf,
-                k: op.k,
-            })
-            .collect();
-        let fprog = libc::sock_fprog {
-            len: u16::try_from(program.len())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?,
-            filter: program.as_mut_ptr(),
-        };
-        // SAFETY: `fprog` points at `program`, which lives across the call (the kernel copies
-        // it); the option length is sock_fprog's size; `fd` is open and owned here.
-        let result = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&fprog as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if result < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::socket_filter::attach_filter(&fd, filter)?;
         crate::fdio::set_receive_timeout(&fd, Some(receive_timeout))?;
         let address = link_address(if_index, ETH_P_ALL)?;
         // SAFETY: `address` is a valid sockaddr_ll of the length passed; `fd` is open.

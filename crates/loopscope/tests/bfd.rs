@@ -710,8 +710,8 @@ fn frr_available() -> bool {
     true
 }
 
-/// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2 and
-/// 10.77.0.3 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
+/// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2,
+/// 10.77.0.3 and 10.77.0.4 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
 fn two_sides() -> Option<(Netns, Netns)> {
     let a = Netns::create("bfd", "frr")?;
     let b = Netns::create("bfd", "ls")?;
@@ -740,6 +740,7 @@ fn two_sides() -> Option<(Netns, Netns)> {
                 "link set lo up",
                 "addr add 10.77.0.2/24 dev vB",
                 "addr add 10.77.0.3/24 dev vB",
+                "addr add 10.77.0.4/24 dev vB",
                 "link set vB up",
                 "addr add 10.255.0.2/32 dev lo",
                 "route add 10.255.0.1/32 via 10.77.0.1",
@@ -759,6 +760,10 @@ const FRR_CONFIG: &str = "bfd
   transmit-interval 200
  !
  peer 10.77.0.3 local-address 10.77.0.1 interface vA
+  receive-interval 200
+  transmit-interval 200
+ !
+ peer 10.77.0.4 local-address 10.77.0.1 interface vA
   receive-interval 200
   transmit-interval 200
  !
@@ -833,21 +838,34 @@ fn interoperates_with_frr_bfdd() {
     assert_eq!(code, 1, "leaving Up is a flap: {summary}");
     assert_eq!(summary["dropped"], serde_json::json!({}), "{summary}");
 
-    // 2. bfdd speaks to loopscope's passive responder.
+    // 2. bfdd speaks to loopscope's passive responder, two sessions to two local addresses
+    // of one responder listening on the unspecified address (the address each packet was
+    // sent to tells the sessions apart, and each answers from its own). The peer shut down
+    // above keeps sending AdminDown with our old discriminator: dropped as unknown.
     let responder = Running::start_in(
         &b,
         &[
             "reflect",
             "--bfd",
-            "udp://10.77.0.3",
+            "udp://0.0.0.0",
             "--bfd-min-tx",
             "200ms",
             "--bfd-min-rx",
             "200ms",
         ],
     );
-    responder.wait_for("Up", is_state("Up"));
+    let mut up_locals = std::collections::BTreeSet::new();
+    while up_locals.len() < 2 {
+        let up = responder.wait_for("Up", is_state("Up"));
+        assert_eq!(up["peer"], "10.77.0.1:3784", "{up}");
+        up_locals.insert(up["local"].as_str().expect("local").to_string());
+    }
+    assert_eq!(
+        up_locals.into_iter().collect::<Vec<_>>(),
+        ["10.77.0.3", "10.77.0.4"]
+    );
     frr.peer_json_when("the responder up", "10.77.0.3", |p| p["status"] == "up");
+    frr.peer_json_when("the responder up", "10.77.0.4", |p| p["status"] == "up");
     // Dropping bfdd's packets: Down with "Control Detection Time Expired" within the
     // Detection Time (3 × 200 ms), give or take an interval. (Timers of 200 ms, not 50, so a
     // machine stalled by stress-ng for 150 ms does not flap the sessions mid-test.)
@@ -938,4 +956,55 @@ fn demand_mode_polls_the_silent_peer_and_detects_its_loss() {
     // Demand bit, and those of its own Poll to 100 ms).
     let gaps = summary["interarrival_count"].as_u64().expect("count");
     assert!(gaps <= 5, "the peer kept sending: {summary}");
+}
+
+/// One responder answers on several local addresses (`--bfd-listen`): a speaker at each comes
+/// Up, from one peer address, and the responder reports each session with its local address.
+#[test]
+fn one_responder_answers_on_several_addresses() {
+    let far = responder(
+        "127.77.13.1",
+        &[
+            "--bfd-listen",
+            "127.77.13.2",
+            "--bfd-min-tx",
+            "100ms",
+            "--bfd-min-rx",
+            "100ms",
+        ],
+    );
+    // Each speaker needs port 3784 of its own address.
+    let speakers: Vec<Running> = [
+        ("127.77.13.1", "127.77.13.3"),
+        ("127.77.13.2", "127.77.13.4"),
+    ]
+    .into_iter()
+    .map(|(to, from)| {
+        Running::start(&[
+            "bfd",
+            &format!("udp://{to}"),
+            "--local",
+            from,
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+        ])
+    })
+    .collect();
+    let mut sessions = std::collections::BTreeSet::new();
+    while sessions.len() < 2 {
+        let up = far.wait_for("Up", is_state("Up"));
+        sessions.insert(format!("{} <- {}", up["local"], up["peer"]));
+    }
+    assert_eq!(
+        sessions.into_iter().collect::<Vec<_>>(),
+        [
+            "\"127.77.13.1\" <- \"127.77.13.3:3784\"",
+            "\"127.77.13.2\" <- \"127.77.13.4:3784\""
+        ]
+    );
+    for speaker in speakers {
+        speaker.wait_for("Up", is_state("Up"));
+    }
 }

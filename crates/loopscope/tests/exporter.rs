@@ -864,3 +864,40 @@ fn the_martians_module_counts_spoofed_loopback_by_reason() {
         "a capture that has not ended has no probe result yet"
     );
 }
+
+/// The `bert` module runs without end over its link, its counters live on /metrics: over a
+/// clean simulated link no bit error, over one that flips a bit in a thousand, errors and
+/// errored seconds (the error rate the simulator injects is the reference).
+#[test]
+fn bert_targets_count_bits_and_the_injected_errors() {
+    let exporter = Exporter::start(
+        "[modules.soak]\nprober = \"bert\"\n\n\
+         [[targets]]\nname = \"clean\"\nmodule = \"soak\"\ntarget = \"sim:?rate=1M\"\n\n\
+         [[targets]]\nname = \"noisy\"\nmodule = \"soak\"\ntarget = \"sim:?rate=1M&ber=1e-3\"\n",
+    );
+    let series =
+        |name: &str, target: &str| format!("{name}{{target=\"{target}\",module=\"soak\"}}");
+    let text = wait_for("two whole seconds of each BERT", || {
+        let text = exporter.metrics();
+        let enough = ["clean", "noisy"].iter().all(|target| {
+            sample(&text, &series("loopscope_bert_seconds_total", target)).is_some_and(|s| s >= 2.0)
+        });
+        enough.then_some(text)
+    });
+    let value = |name: &str, target: &str| sample(&text, &series(name, target)).expect(name);
+    assert!(value("loopscope_bert_bits_total", "clean") > 0.0, "{text}");
+    assert_eq!(
+        value("loopscope_bert_bit_errors_total", "clean"),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        value("loopscope_bert_bit_errors_total", "noisy") > 0.0,
+        "{text}"
+    );
+    assert!(
+        value("loopscope_bert_errored_seconds_total", "noisy") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(value("loopscope_bert_runs_total", "clean"), 1.0, "{text}");
+}

@@ -10,7 +10,8 @@
 pub mod report;
 pub mod session;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +21,8 @@ use hdrhistogram::Histogram;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use loopscope_sys::{
-    DeadlineTimer, Readiness, enable_hops_reception, recv_datagram, recv_datagrams, send_datagrams,
-    set_send_hops, wait_readable,
+    DeadlineTimer, Readiness, enable_destination_reception, enable_hops_reception, recv_datagram,
+    recv_datagrams, send_datagrams, set_send_hops, wait_readable,
 };
 use loopscope_wire::bfd::{
     self as wire, ControlRepr, Diagnostic, EchoRepr, MAX_CONTROL_LEN, SINGLE_HOP_TTL, State,
@@ -35,21 +36,30 @@ use session::{DropReason, Session, SessionConfig, SessionEvent};
 #[derive(Debug, thiserror::Error)]
 pub enum BfdRunError {
     #[error("cannot bind {address}: {source}")]
+    /// A socket could not be bound.
     Bind {
+        /// The address asked for.
         address: SocketAddr,
+        /// Why the bind failed.
         source: io::Error,
     },
     #[error("no free source port in 49152..=65535 on {0} (RFC 5881 §4)")]
+    /// Every port of the source range is taken.
     NoSourcePort(IpAddr),
     #[error("cannot run under SCHED_FIFO (needs root or CAP_SYS_NICE): {0}")]
+    /// `--realtime` was refused.
     Realtime(io::Error),
     #[error("{0}")]
+    /// Any other socket error.
     Io(#[from] io::Error),
 }
 
 /// The SCHED_FIFO priority of `--realtime`: above ordinary processes, below the kernel's own
 /// threaded interrupt handlers (50).
 const REALTIME_PRIORITY: u8 = 10;
+
+/// The receive queue asked for on a far end's socket (SO_RCVBUF).
+const RECEIVE_QUEUE: usize = 4 << 20;
 
 /// Receive buffers hold any datagram, so an oversized one is seen whole and refused.
 const RECEIVE_BUFFER: usize = 2048;
@@ -96,6 +106,10 @@ pub fn bind_receiver(address: SocketAddr) -> Result<UdpSocket, BfdRunError> {
     let socket =
         UdpSocket::bind(address).map_err(|source| BfdRunError::Bind { address, source })?;
     enable_hops_reception(&socket)?;
+    // A responder of 1,000 sessions at 100 ms receives 10,000 packets a second, and the
+    // default buffer (about 200 KB, some 270 packets) overflows when the host delays it by
+    // 30 ms: sessions then fall for the host's sake. The kernel caps this at rmem_max.
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECEIVE_QUEUE);
     // Replies (S-BFD, echo) leave from this socket too.
     set_send_hops(&socket, SINGLE_HOP_TTL)?;
     socket.set_nonblocking(true)?;
@@ -129,6 +143,33 @@ fn wait_any(fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     }
 }
 
+/// The event of a state change: `change` is (from, to, the local diagnostic after it),
+/// `remote` the state and diagnostic of the packet that caused it, `since_last_rx` the time
+/// from the last packet for a Detection Time expiry.
+fn state_change(
+    peer: String,
+    since_start: Duration,
+    change: (State, State, Diagnostic),
+    remote: Option<(State, Diagnostic)>,
+    since_last_rx: Option<Duration>,
+) -> StateChange {
+    let (from, to, diagnostic) = change;
+    StateChange {
+        peer,
+        local: None,
+        t_s: since_start.as_secs_f64(),
+        unix_ms: unix_ms(),
+        from: from.to_string(),
+        to: to.to_string(),
+        diagnostic: diagnostic.name(),
+        diagnostic_code: diagnostic.code(),
+        remote_state: remote.map(|(state, _)| state.to_string()),
+        remote_diagnostic: remote.map(|(_, diag)| diag.name()),
+        remote_diagnostic_code: remote.map(|(_, diag)| diag.code()),
+        detection_ms: since_last_rx.map(|d| d.as_secs_f64() * 1e3),
+    }
+}
+
 /// Counts of dropped packets by reason, as JSON's `dropped` object.
 #[derive(Debug, Default, Clone)]
 pub struct DropCounts(pub BTreeMap<&'static str, u64>);
@@ -159,6 +200,7 @@ impl DropCounts {
             }));
         }
     }
+    /// Drops of every reason together.
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }
@@ -175,24 +217,32 @@ fn accept(bytes: &[u8], hops: Option<u8>, single_hop: bool) -> Result<ControlRep
 /// A parameter change the speaker makes during its run, through a Poll Sequence.
 #[derive(Debug, Clone, Copy)]
 pub struct Retime {
+    /// How long after the start the change is made.
     pub after: Duration,
+    /// The new Desired Min TX Interval.
     pub desired_min_tx: Duration,
+    /// The new Required Min RX Interval.
     pub required_min_rx: Duration,
+    /// The new Detect Mult.
     pub detect_mult: u8,
 }
 
 /// What `loopscope bfd` runs.
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
+    /// The peer (its address and the port to send to).
     pub peer: SocketAddr,
     /// The address to receive on and send from (unspecified: any).
     pub local: Option<IpAddr>,
     /// RFC 5883 multihop: no TTL check on receive.
     pub multihop: bool,
+    /// The session parameters.
     pub session: SessionConfig,
     /// Stop after this many Control packets sent.
     pub count: Option<u64>,
+    /// Stop after this long.
     pub duration: Option<Duration>,
+    /// A parameter change during the run.
     pub retime: Option<Retime>,
     /// Send echo packets at this interval to the peer's echo port once Up.
     pub echo: Option<Duration>,
@@ -531,19 +581,13 @@ impl SpeakerStats {
                     if let Some(detected) = since_last_rx {
                         self.detections.push(detected);
                     }
-                    let change = StateChange {
-                        peer: self.peer.clone(),
-                        t_s: now.duration_since(self.start).as_secs_f64(),
-                        unix_ms: unix_ms(),
-                        from: from.to_string(),
-                        to: to.to_string(),
-                        diagnostic: diagnostic.name(),
-                        diagnostic_code: diagnostic.code(),
-                        remote_state: remote.map(|(state, _)| state.to_string()),
-                        remote_diagnostic: remote.map(|(_, diag)| diag.name()),
-                        remote_diagnostic_code: remote.map(|(_, diag)| diag.code()),
-                        detection_ms: since_last_rx.map(|d| d.as_secs_f64() * 1e3),
-                    };
+                    let change = state_change(
+                        self.peer.clone(),
+                        now.duration_since(self.start),
+                        (from, to, diagnostic),
+                        remote,
+                        since_last_rx,
+                    );
                     self.states.push(change.clone());
                     on_event(BfdEvent::State(change));
                 }
@@ -692,181 +736,342 @@ impl EchoStats {
 /// What `reflect --bfd` runs.
 #[derive(Debug, Clone)]
 pub struct ResponderConfig {
-    pub listen: SocketAddr,
+    /// The addresses to answer on, one receiving socket each. An unspecified address answers
+    /// on every local address: the address each peer spoke to is read per datagram
+    /// (IP_PKTINFO) and its session answers from it.
+    pub listen: Vec<SocketAddr>,
+    /// RFC 5883 multihop: no TTL check on receive.
     pub multihop: bool,
     /// Each session's parameters (`passive` is forced on).
     pub session: SessionConfig,
 }
 
+/// A session's identity before the peer knows our discriminator (RFC 5881 §3 leaves the
+/// choice of fields to us): the local address it spoke to, its address, its discriminator.
+type PeerKey = (IpAddr, IpAddr, u32);
+
 struct Peer {
     session: Session,
+    key: PeerKey,
     to: SocketAddr,
-    socket: UdpSocket,
+    /// The deadline this session has in the timer heap (others there for it are stale).
+    scheduled: Option<Instant>,
 }
 
-/// Answers every peer that opens a session with us, until stopped; one event per state change.
+/// The responder's running state: sessions by our discriminator, a timer heap, one source
+/// socket per local address (RFC 5881 §4 allows sessions to share a source port).
+struct Responder<'a, F: FnMut(BfdEvent)> {
+    config: SessionConfig,
+    port: u16,
+    start: Instant,
+    peers: HashMap<u32, Peer>,
+    by_key: HashMap<PeerKey, u32>,
+    senders: HashMap<IpAddr, UdpSocket>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    dropped: DropCounts,
+    received: u64,
+    sent: u64,
+    sessions_created: u64,
+    ups: u64,
+    downs: u64,
+    on_event: &'a mut F,
+}
+
+impl<F: FnMut(BfdEvent)> Responder<'_, F> {
+    fn sender(&mut self, local: IpAddr) -> Result<&UdpSocket, BfdRunError> {
+        match self.senders.entry(local) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let socket = bind_source(local)?;
+                socket.set_nonblocking(true)?;
+                Ok(entry.insert(socket))
+            }
+        }
+    }
+
+    /// Fires the session's timers, sends what is due, reports its events, forgets it after
+    /// a Detection Time of silence in Down (its next packet opens a new one; RFC 5880 §6.8.1
+    /// leaves this to us), and files its next deadline.
+    fn service(&mut self, discriminator: u32, now: Instant) -> Result<(), BfdRunError> {
+        let mut out = [0u8; MAX_CONTROL_LEN];
+        let Some(peer) = self.peers.get_mut(&discriminator) else {
+            return Ok(());
+        };
+        peer.session.on_timer(now);
+        let local = peer.key.0;
+        let to = peer.to;
+        let mut packets: Vec<([u8; MAX_CONTROL_LEN], usize)> = Vec::new();
+        while let Some(len) = peer.session.transmit_due(now, &mut out) {
+            packets.push((out, len));
+        }
+        let events = peer.session.drain_events();
+        let forget = peer.session.last_rx().is_none() && peer.session.state() == State::Down;
+        let next = peer.session.next_deadline();
+        if !packets.is_empty() {
+            let sender = self.sender(local)?;
+            let mut sent = 0;
+            for (packet, len) in &packets {
+                if sender.send_to(&packet[..*len], to).is_ok() {
+                    sent += 1;
+                }
+            }
+            self.sent += sent;
+        }
+        for event in events {
+            if let SessionEvent::StateChange {
+                from,
+                to: state,
+                diagnostic,
+                remote,
+                since_last_rx,
+            } = event
+            {
+                if state == State::Up {
+                    self.ups += 1;
+                }
+                if from == State::Up {
+                    self.downs += 1;
+                }
+                let mut change = state_change(
+                    to.to_string(),
+                    now.duration_since(self.start),
+                    (from, state, diagnostic),
+                    remote,
+                    since_last_rx,
+                );
+                change.local = Some(local.to_string());
+                (self.on_event)(BfdEvent::State(change));
+            }
+        }
+        if forget {
+            if let Some(peer) = self.peers.remove(&discriminator) {
+                self.by_key.remove(&peer.key);
+            }
+            return Ok(());
+        }
+        if let Some(peer) = self.peers.get_mut(&discriminator)
+            && next != peer.scheduled
+        {
+            peer.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(Reverse((at, discriminator)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Services every session whose deadline has come; returns the next deadline.
+    fn fire_timers(&mut self, now: Instant) -> Result<Option<Instant>, BfdRunError> {
+        while let Some(&Reverse((at, discriminator))) = self.timers.peek() {
+            if at > now {
+                return Ok(Some(at));
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&discriminator) else {
+                continue;
+            };
+            if peer.scheduled != Some(at) {
+                continue; // stale: the session has a newer deadline in the heap
+            }
+            peer.scheduled = None;
+            self.service(discriminator, now)?;
+        }
+        Ok(None)
+    }
+
+    /// One datagram from `from` to `local`.
+    fn receive(
+        &mut self,
+        bytes: &[u8],
+        ttl: Option<u8>,
+        from: SocketAddr,
+        local: IpAddr,
+        multihop: bool,
+        now: Instant,
+    ) -> Result<(), BfdRunError> {
+        self.received += 1;
+        let repr = match accept(bytes, ttl, !multihop) {
+            Ok(repr) => repr,
+            Err(reason) => {
+                self.dropped.report(reason, from, self.on_event);
+                return Ok(());
+            }
+        };
+        // RFC 5880 §6.3: a non-zero Your Discriminator selects the session; zero, the
+        // addresses and the peer's discriminator do (RFC 5881 §3).
+        let discriminator = if repr.your_discriminator != 0 {
+            repr.your_discriminator
+        } else {
+            let key = (local, from.ip(), repr.my_discriminator);
+            match self.by_key.get(&key) {
+                Some(&known) => known,
+                None => {
+                    let mut rng = rand::rng();
+                    let mut fresh = rng.random_range(1..=u32::MAX);
+                    while self.peers.contains_key(&fresh) {
+                        fresh = rng.random_range(1..=u32::MAX);
+                    }
+                    self.peers.insert(
+                        fresh,
+                        Peer {
+                            session: Session::new(self.config.clone(), fresh, now),
+                            key,
+                            to: SocketAddr::new(from.ip(), self.port),
+                            scheduled: None,
+                        },
+                    );
+                    self.by_key.insert(key, fresh);
+                    self.sessions_created += 1;
+                    fresh
+                }
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&discriminator) else {
+            self.dropped
+                .report(DropReason::UnknownDiscriminator, from, self.on_event);
+            return Ok(());
+        };
+        if peer.to.ip() != from.ip() || peer.key.0 != local {
+            self.dropped
+                .report(DropReason::UnknownDiscriminator, from, self.on_event);
+            return Ok(());
+        }
+        if let Err(reason) = peer.session.receive(now, bytes, &repr) {
+            self.dropped.report(reason, from, self.on_event);
+        }
+        self.service(discriminator, now)
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes.
+fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let timeout = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match poll(&mut polled, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Answers every peer that opens a session with us on any of `config.listen`, until stopped;
+/// one event per state change. Timers live in a heap, so a wake-up costs the sessions due,
+/// not all of them.
 pub fn respond(
     config: &ResponderConfig,
     stop: &AtomicBool,
     mut on_event: impl FnMut(BfdEvent),
 ) -> Result<ResponderSummary, BfdRunError> {
-    let receiver = bind_receiver(config.listen)?;
-    let local = config.listen.ip();
-    let start = Instant::now();
-    on_event(BfdEvent::Listening(Listening {
-        endpoint: receiver.local_addr()?.to_string(),
-        mode: if config.multihop {
-            "bfd multihop"
-        } else {
-            "bfd"
-        },
-    }));
+    let mut receivers = Vec::with_capacity(config.listen.len());
+    for &listen in &config.listen {
+        let socket = bind_receiver(listen)?;
+        if listen.ip().is_unspecified() {
+            enable_destination_reception(&socket)?;
+        }
+        on_event(BfdEvent::Listening(Listening {
+            endpoint: socket.local_addr()?.to_string(),
+            mode: if config.multihop {
+                "bfd multihop"
+            } else {
+                "bfd"
+            },
+        }));
+        receivers.push((listen, socket));
+    }
+    let port = config
+        .listen
+        .first()
+        .map_or(wire::CONTROL_PORT, SocketAddr::port);
     let mut session_config = config.session.clone();
     session_config.passive = true;
-    let mut peers: HashMap<u32, Peer> = HashMap::new();
-    let mut by_address: HashMap<IpAddr, u32> = HashMap::new();
-    let mut dropped = DropCounts::default();
-    let (mut received, mut sent, mut sessions_created, mut ups, mut downs) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut buffer = [0u8; RECEIVE_BUFFER];
-    let mut out = [0u8; MAX_CONTROL_LEN];
-    let mut rng = rand::rng();
+    let start = Instant::now();
+    let mut responder = Responder {
+        config: session_config,
+        port,
+        start,
+        peers: HashMap::new(),
+        by_key: HashMap::new(),
+        senders: HashMap::new(),
+        timers: BinaryHeap::new(),
+        dropped: DropCounts::default(),
+        received: 0,
+        sent: 0,
+        sessions_created: 0,
+        ups: 0,
+        downs: 0,
+        on_event: &mut on_event,
+    };
+    let mut buffers = vec![[0u8; RECEIVE_BUFFER]; REFLECT_BATCH];
+    let mut got = Vec::with_capacity(REFLECT_BATCH);
     while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        let mut deadline: Option<Instant> = None;
-        let mut forget = Vec::new();
-        for (discriminator, peer) in peers.iter_mut() {
-            peer.session.on_timer(now);
-            while let Some(len) = peer.session.transmit_due(now, &mut out) {
-                if peer.socket.send_to(&out[..len], peer.to).is_ok() {
-                    sent += 1;
+        let next = responder.fire_timers(Instant::now())?;
+        let wait = next.map_or(Duration::from_millis(100), |at| {
+            at.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
+        });
+        let fds: Vec<BorrowedFd<'_>> = receivers.iter().map(|(_, s)| s.as_fd()).collect();
+        poll_readable(&fds, wait)?;
+        for (listen, socket) in &receivers {
+            loop {
+                match recv_datagrams(socket, &mut buffers, &mut got) {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
+                    Err(error) => return Err(error.into()),
                 }
-            }
-            for event in peer.session.drain_events() {
-                if let SessionEvent::StateChange {
-                    from,
-                    to,
-                    diagnostic,
-                    remote,
-                    since_last_rx,
-                } = event
-                {
-                    if to == State::Up {
-                        ups += 1;
-                    }
-                    if from == State::Up {
-                        downs += 1;
-                    }
-                    on_event(BfdEvent::State(StateChange {
-                        peer: peer.to.to_string(),
-                        t_s: now.duration_since(start).as_secs_f64(),
-                        unix_ms: unix_ms(),
-                        from: from.to_string(),
-                        to: to.to_string(),
-                        diagnostic: diagnostic.name(),
-                        diagnostic_code: diagnostic.code(),
-                        remote_state: remote.map(|(state, _)| state.to_string()),
-                        remote_diagnostic: remote.map(|(_, diag)| diag.name()),
-                        remote_diagnostic_code: remote.map(|(_, diag)| diag.code()),
-                        detection_ms: since_last_rx.map(|d| d.as_secs_f64() * 1e3),
-                    }));
+                let now = Instant::now();
+                for (datagram, buffer) in got.iter().zip(&buffers) {
+                    let Some(from) = datagram.from else { continue };
+                    let local = if listen.ip().is_unspecified() {
+                        datagram.to.unwrap_or(listen.ip())
+                    } else {
+                        listen.ip()
+                    };
+                    responder.receive(
+                        &buffer[..datagram.len],
+                        datagram.ttl,
+                        from,
+                        local,
+                        config.multihop,
+                        now,
+                    )?;
                 }
-            }
-            // A peer silent for a Detection Time is forgotten (RFC 5880 §6.8.1 leaves it to
-            // us); its next packet opens a new session.
-            if peer.session.last_rx().is_none() && peer.session.state() == State::Down {
-                forget.push(*discriminator);
-                continue;
-            }
-            if let Some(at) = peer.session.next_deadline() {
-                deadline = Some(deadline.map_or(at, |d| d.min(at)));
-            }
-        }
-        for discriminator in forget {
-            if let Some(peer) = peers.remove(&discriminator) {
-                by_address.remove(&peer.to.ip());
-            }
-        }
-        if !wait_until(&receiver, deadline)? {
-            continue;
-        }
-        loop {
-            let got = match recv_datagram(&receiver, &mut buffer) {
-                Ok(got) => got,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
-                Err(error) => return Err(error.into()),
-            };
-            let Some(from) = got.from else { continue };
-            received += 1;
-            let now = Instant::now();
-            let bytes = &buffer[..got.len];
-            let repr = match accept(bytes, got.ttl, !config.multihop) {
-                Ok(repr) => repr,
-                Err(reason) => {
-                    dropped.report(reason, from, &mut on_event);
-                    continue;
-                }
-            };
-            // RFC 5880 §6.3: a non-zero Your Discriminator selects the session; zero, the
-            // source address does (RFC 5881 §3).
-            let discriminator = if repr.your_discriminator != 0 {
-                repr.your_discriminator
-            } else if let Some(&known) = by_address.get(&from.ip()) {
-                known
-            } else {
-                let mut fresh = rng.random_range(1..=u32::MAX);
-                while peers.contains_key(&fresh) {
-                    fresh = rng.random_range(1..=u32::MAX);
-                }
-                let socket = bind_source(local)?;
-                socket.set_nonblocking(true)?;
-                peers.insert(
-                    fresh,
-                    Peer {
-                        session: Session::new(session_config.clone(), fresh, now),
-                        to: SocketAddr::new(from.ip(), config.listen.port()),
-                        socket,
-                    },
-                );
-                by_address.insert(from.ip(), fresh);
-                sessions_created += 1;
-                fresh
-            };
-            let Some(peer) = peers.get_mut(&discriminator) else {
-                dropped.report(DropReason::UnknownDiscriminator, from, &mut on_event);
-                continue;
-            };
-            if peer.to.ip() != from.ip() {
-                dropped.report(DropReason::UnknownDiscriminator, from, &mut on_event);
-                continue;
-            }
-            if let Err(reason) = peer.session.receive(now, bytes, &repr) {
-                dropped.report(reason, from, &mut on_event);
             }
         }
     }
     // Leaving: every session goes AdminDown, so peers do not wait a Detection Time.
-    for peer in peers.values_mut() {
-        peer.session.admin_down(Instant::now());
-        if let Some(len) = peer.session.transmit_due(Instant::now(), &mut out)
-            && peer.socket.send_to(&out[..len], peer.to).is_ok()
-        {
-            sent += 1;
+    let now = Instant::now();
+    let discriminators: Vec<u32> = responder.peers.keys().copied().collect();
+    for discriminator in discriminators {
+        if let Some(peer) = responder.peers.get_mut(&discriminator) {
+            peer.session.admin_down(now);
         }
+        responder.service(discriminator, now)?;
     }
     Ok(ResponderSummary {
-        endpoint: config.listen.to_string(),
-        sessions: sessions_created,
-        sessions_up: peers
+        endpoint: config
+            .listen
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        sessions: responder.sessions_created,
+        sessions_up: responder
+            .peers
             .values()
             .filter(|peer| peer.session.remote_state() == State::Up)
             .count() as u64,
-        ups,
-        downs,
-        received,
-        sent,
-        dropped: dropped.0,
+        ups: responder.ups,
+        downs: responder.downs,
+        received: responder.received,
+        sent: responder.sent,
+        dropped: responder.dropped.0,
         elapsed_s: start.elapsed().as_secs_f64(),
     })
 }
@@ -878,7 +1083,9 @@ pub fn respond(
 /// whose Your Discriminator is one of ours.
 #[derive(Debug, Clone)]
 pub struct ReflectorConfig {
+    /// The address and port to answer on (7784 by default).
     pub listen: SocketAddr,
+    /// The discriminators answered; packets for others are dropped.
     pub discriminators: Vec<u32>,
     /// The Required Min RX Interval the reflector advertises.
     pub min_rx: Duration,
@@ -1009,12 +1216,19 @@ pub fn sbfd_answer(
 /// What `bfd --sbfd DISC` runs.
 #[derive(Debug, Clone)]
 pub struct InitiatorConfig {
+    /// The reflector (its address and port).
     pub peer: SocketAddr,
+    /// The address to send from (unspecified: any).
     pub local: Option<IpAddr>,
+    /// The reflector's discriminator (Your Discriminator of every probe).
     pub remote_discriminator: u32,
+    /// The interval between probes.
     pub interval: Duration,
+    /// Probes without an answer before the session is Down.
     pub detect_mult: u8,
+    /// Stop after this many probes.
     pub count: Option<u64>,
+    /// Stop after this long.
     pub duration: Option<Duration>,
 }
 
@@ -1060,19 +1274,13 @@ pub fn sbfd_initiate(
                   state: &mut State,
                   on_event: &mut dyn FnMut(BfdEvent)| {
         let from = std::mem::replace(state, to);
-        on_event(BfdEvent::State(StateChange {
-            peer: peer_name.clone(),
-            t_s: now.duration_since(start).as_secs_f64(),
-            unix_ms: unix_ms(),
-            from: from.to_string(),
-            to: to.to_string(),
-            diagnostic: diagnostic.name(),
-            diagnostic_code: diagnostic.code(),
-            remote_state: None,
-            remote_diagnostic: None,
-            remote_diagnostic_code: None,
-            detection_ms: None,
-        }));
+        on_event(BfdEvent::State(state_change(
+            peer_name.clone(),
+            now.duration_since(start),
+            (from, to, diagnostic),
+            None,
+            None,
+        )));
     };
     loop {
         let now = Instant::now();

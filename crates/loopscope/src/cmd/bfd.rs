@@ -222,6 +222,11 @@ pub struct ReflectArgs {
     /// Loop BFD echo packets back to their sender on udp://ADDR[:3785].
     #[arg(long)]
     pub bfd_echo: bool,
+    /// --bfd: also answer on this local address (repeatable); sessions are told apart by
+    /// local address, peer address and discriminator. The endpoint `udp://0.0.0.0` (or
+    /// `udp://[::]`) answers on every local address.
+    #[arg(long, value_name = "ADDR", requires = "bfd")]
+    pub bfd_listen: Vec<IpAddr>,
     /// --bfd: multihop (RFC 5883), no TTL check.
     #[arg(long)]
     pub bfd_multihop: bool,
@@ -295,8 +300,14 @@ pub fn run_reflect(
     } else {
         None
     };
+    let mut addresses = vec![listen];
+    addresses.extend(
+        args.bfd_listen
+            .iter()
+            .map(|&ip| std::net::SocketAddr::new(ip, listen.port())),
+    );
     let config = bfd::ResponderConfig {
-        listen,
+        listen: addresses,
         multihop: args.bfd_multihop,
         session: SessionConfig {
             desired_min_tx: args.bfd_min_tx,
