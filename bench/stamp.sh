@@ -29,8 +29,8 @@ echo "== 1. round trip on loopback ($count probes at ${interval}s; load $(load))
 "$bin" stamp --reflect udp://127.0.0.1:18620 > "$work/stamp.log" 2>&1 & pids+=($!)
 "$bin" reflect udp://127.0.0.1:18007 --rate-limit 0 > "$work/reflect.log" 2>&1 & pids+=($!)
 wait_listening "$work/stamp.log"; wait_listening "$work/reflect.log"
-stamp=$("$bin" --json stamp udp://127.0.0.1:18620 -c "$count" -i "${interval}s" -q | tail -1)
-lping=$("$bin" --json ping udp://127.0.0.1:18007 -c "$count" -i "$interval" -q | tail -1)
+stamp=$("$bin" --json stamp udp://127.0.0.1:18620 -c "$count" -i "${interval}s" -q | tail -1 || true)
+lping=$("$bin" --json ping udp://127.0.0.1:18007 -c "$count" -i "$interval" -q | tail -1 || true)
 iping=$(ping -c "$count" -i "$interval" -q 127.0.0.1 | tail -1)
 python3 - "$stamp" "$lping" "$iping" <<'PY'
 import json, sys
@@ -65,7 +65,7 @@ rate_count=$((seconds * 100000))
 echo "== 3. 100,000 packets/s for ${seconds} s, sender on CPU 1, reflector on CPU 0 (load $(load))"
 taskset -c 0 "$bin" --json reflect --stamp udp://127.0.0.1:18622 --rate-limit 0 > "$work/res.log" 2>&1 & rpid=$!; pids+=($rpid)
 wait_listening "$work/res.log"
-sender=$(taskset -c 1 "$bin" --json stamp udp://127.0.0.1:18622 -c "$rate_count" -i 10us -q | tail -1)
+sender=$(taskset -c 1 "$bin" --json stamp udp://127.0.0.1:18622 -c "$rate_count" -i 10us -q | tail -1 || true)
 finish "$rpid"; pids=(); summary=$(tail -1 "$work/res.log")
 python3 - "$sender" "$summary" "$rate_count" <<'PY'
 import json, sys

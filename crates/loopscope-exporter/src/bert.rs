@@ -16,7 +16,7 @@ use crate::metrics::TargetMetrics;
 
 /// What a continuous BERT has counted.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct BertCounters {
+pub(crate) struct BertCounters {
     /// Bits checked in whole seconds.
     pub bits: u64,
     /// Bit errors in them.
@@ -38,7 +38,7 @@ pub struct BertCounters {
 }
 
 /// Runs BERTs over `target` until `stop` (or `global_stop`) is set.
-pub fn run_forever(
+pub(crate) fn run_forever(
     module: &Module,
     target: &Target,
     metrics: &Arc<Mutex<TargetMetrics>>,

@@ -172,7 +172,7 @@ pub struct Module {
 /// The RTT buckets when a module gives none: 1 µs to about 4 s, doubling (23 buckets). Loopback
 /// round trips are a few to a few tens of microseconds, so the first buckets must start there
 /// (smokeping_prober's start at 50 µs and put every loopback RTT in one bucket).
-pub fn default_rtt_buckets() -> Vec<f64> {
+pub(crate) fn default_rtt_buckets() -> Vec<f64> {
     Histogram::exponential_bounds(1e-6, 2.0, 23)
 }
 
@@ -260,7 +260,7 @@ pub struct Config {
 
 /// The default number of probe threads. A thousand targets probed every second with bursts of
 /// about 50 ms keep some 60 busy.
-pub const DEFAULT_WORKERS: usize = 64;
+pub(crate) const DEFAULT_WORKERS: usize = 64;
 
 impl Config {
     /// Parses and checks a configuration file's text.

@@ -1,8 +1,8 @@
 //! `loopscope exporter`: loopscope's tests on a schedule, served to Prometheus.
 //!
-//! - [`config`]: the TOML file (modules and targets), checked whole, errors with their line;
-//! - [`probe`]: one probe of one target, calling the same engines as the CLI commands;
-//! - [`metrics`]: what is kept per target and how it becomes Prometheus metrics (the text
+//! - `config`: the TOML file (modules and targets), checked whole, errors with their line;
+//! - `probe`: one probe of one target, calling the same engines as the CLI commands;
+//! - `metrics`: what is kept per target and how it becomes Prometheus metrics (the text
 //!   encoding is `loopscope_report::prometheus`);
 //! - [`Exporter`]: the scheduler, the probe threads and the HTTP server (`/metrics`, and a
 //!   blackbox_exporter-compatible `/probe?module=M&target=T`).
@@ -18,11 +18,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod bert;
-pub mod config;
-pub mod martians;
-pub mod metrics;
-pub mod probe;
+mod bert;
+mod config;
+mod martians;
+mod metrics;
+mod probe;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};

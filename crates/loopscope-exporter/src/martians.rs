@@ -16,7 +16,7 @@ use crate::metrics::TargetMetrics;
 
 /// What a continuous martian capture has counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MartianCounters {
+pub(crate) struct MartianCounters {
     /// Packets looked at, martian or not (since the exporter started, over every capture run).
     pub packets: u64,
     /// Martian packets by reason code (`loopback_source`...), sorted by code.
@@ -26,7 +26,7 @@ pub struct MartianCounters {
 }
 
 /// Captures on `target` until `stop` (or `global_stop`) is set.
-pub fn run_forever(
+pub(crate) fn run_forever(
     module: &Module,
     target: &Target,
     metrics: &Arc<Mutex<TargetMetrics>>,

@@ -14,7 +14,7 @@ use crate::probe::{ExposedSocket, Findings, PacketCounters, ProbeResult};
 
 /// Everything kept for one scheduled target.
 #[derive(Debug, Clone)]
-pub struct TargetMetrics {
+pub(crate) struct TargetMetrics {
     /// The module's name (a label).
     pub module: String,
     /// Probes run.
@@ -47,7 +47,7 @@ pub struct TargetMetrics {
 
 impl TargetMetrics {
     /// Fresh metrics for a target of `module` with these RTT buckets.
-    pub fn new(module: &str, rtt_buckets: &[f64]) -> Self {
+    pub(crate) fn new(module: &str, rtt_buckets: &[f64]) -> Self {
         TargetMetrics {
             module: module.to_string(),
             probes: 0,
@@ -67,7 +67,7 @@ impl TargetMetrics {
     }
 
     /// Adds one probe's result.
-    pub fn record(&mut self, result: &ProbeResult) {
+    pub(crate) fn record(&mut self, result: &ProbeResult) {
         self.probes += 1;
         if !result.success {
             self.failures += 1;
@@ -95,7 +95,7 @@ impl TargetMetrics {
 }
 
 /// Declares the per-target families (their help text), in the order they are shown.
-pub fn declare_target_families(out: &mut Exposition) {
+pub(crate) fn declare_target_families(out: &mut Exposition) {
     use MetricKind::{Counter, Gauge, Histogram as Hist};
     let families: [(&str, MetricKind, &str); 31] = [
         (
@@ -263,7 +263,7 @@ const STATUSES: [(Status, &str); 4] = [
 ];
 
 /// Writes one target's samples.
-pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics) {
+pub(crate) fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics) {
     let labels = [("target", target), ("module", metrics.module.as_str())];
     out.sample("loopscope_target_info", &labels, 1.0);
     if let Some(success) = metrics.last_success {
@@ -402,7 +402,7 @@ pub fn render_target(out: &mut Exposition, target: &str, metrics: &TargetMetrics
 /// The `/probe` answer for one probe, in blackbox_exporter's names (`probe_success`,
 /// `probe_duration_seconds`, `probe_ip_protocol`, `probe_icmp_duration_seconds`) plus the
 /// burst's own figures.
-pub fn render_probe(result: &ProbeResult, rtt_buckets: &[f64]) -> String {
+pub(crate) fn render_probe(result: &ProbeResult, rtt_buckets: &[f64]) -> String {
     let mut out = Exposition::new();
     out.family(
         "probe_success",

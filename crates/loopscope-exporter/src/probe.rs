@@ -15,7 +15,7 @@ use crate::config::{IpProtocol, Module, Prober, Target};
 /// Packet counts of ping bursts: one burst's, or the sum of every burst since a target
 /// appeared (the `+=` that [`crate::metrics::TargetMetrics`] keeps).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PacketCounters {
+pub(crate) struct PacketCounters {
     /// Requests sent.
     pub sent: u64,
     /// Replies that came back in time (not duplicates, not corrupt).
@@ -32,7 +32,7 @@ pub struct PacketCounters {
 
 impl PacketCounters {
     /// The share of the requests that were lost (0 to 1); `None` when nothing was sent.
-    pub fn loss_ratio(&self) -> Option<f64> {
+    pub(crate) fn loss_ratio(&self) -> Option<f64> {
         (self.sent > 0).then(|| self.lost as f64 / self.sent as f64)
     }
 }
@@ -50,7 +50,7 @@ impl std::ops::AddAssign for PacketCounters {
 
 /// What a ping burst found.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct PingCounts {
+pub(crate) struct PingCounts {
     /// Its packet counts.
     pub packets: PacketCounters,
     /// The round trips of the replies, in seconds.
@@ -63,7 +63,7 @@ pub struct PingCounts {
 
 /// One listening socket reachable from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExposedSocket {
+pub(crate) struct ExposedSocket {
     /// "tcp" or "udp".
     pub protocol: &'static str,
     /// The bound address.
@@ -76,7 +76,7 @@ pub struct ExposedSocket {
 
 /// What a probe found, by module kind.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Findings {
+pub(crate) enum Findings {
     /// icmp and ping.
     Ping(PingCounts),
     /// Each doctor check's status.
@@ -94,7 +94,7 @@ pub enum Findings {
 
 /// The result of one probe.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeResult {
+pub(crate) struct ProbeResult {
     /// The probe succeeded (ping: at least one reply; doctor: no check failed; listeners: the
     /// list was read).
     pub success: bool,
@@ -109,7 +109,7 @@ pub struct ProbeResult {
 /// Runs one probe of `target` with `module`, stopping early when `stop` is set, and after
 /// `budget` when one is given (a `/probe` scrape's timeout): what was measured until then is
 /// the result, and requests still unanswered at that point count as lost.
-pub fn run(
+pub(crate) fn run(
     module: &Module,
     target: &Target,
     stop: &AtomicBool,
@@ -158,7 +158,7 @@ fn ping_config(module: &Module, budget: Option<Duration>) -> PingConfig {
 /// The addresses to try for an ICMP target, in the order the module's IP protocol asks for.
 /// A name is resolved afresh on every probe (getaddrinfo, no cache of ours), so a changed
 /// record is followed as soon as the system's resolver lets it expire: the record's TTL.
-pub fn resolve(host: &str, protocol: IpProtocol) -> Result<Vec<IpAddr>, String> {
+pub(crate) fn resolve(host: &str, protocol: IpProtocol) -> Result<Vec<IpAddr>, String> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     let addresses: Vec<IpAddr> = match literal.parse::<IpAddr>() {
         Ok(address) => vec![address],

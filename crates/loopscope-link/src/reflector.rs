@@ -1207,6 +1207,11 @@ pub trait DatagramResponder: Send {
     fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
         let _ = (socket, sent);
     }
+    /// Told when the socket has nothing more queued (before the loop waits): the time for
+    /// work that need not be done per packet.
+    fn idle(&mut self, socket: &UdpSocket) {
+        let _ = socket;
+    }
 }
 
 /// What one datagram service saw, counted by the reflector's loop (the reflector's summary
@@ -1280,7 +1285,10 @@ fn serve_responder(
         loop {
             let received = match loopscope_sys::recv_datagram(socket, &mut request) {
                 Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    responder.idle(socket);
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors reported for earlier answers: not this datagram's problem.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,

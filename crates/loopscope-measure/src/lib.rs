@@ -12,7 +12,6 @@ pub mod framed;
 pub mod ping;
 // Not every public item of these is documented yet (docs/design.md says where this stands);
 // each loses its allow once `cargo clippy` passes without it.
-#[allow(missing_docs)]
 pub mod bfd;
 pub mod perf;
 pub mod stamp;

@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 /// The one's-complement of the one's-complement sum of the 16-bit big-endian words of the
 /// concatenation of `chunks` (RFC 1071). Every chunk but the last must have even length (true
 /// of a pseudo-header); an odd last byte is padded with zero on the right.
-pub fn internet_checksum(chunks: &[&[u8]]) -> u16 {
+pub(crate) fn internet_checksum(chunks: &[&[u8]]) -> u16 {
     let mut sum: u64 = 0;
     for chunk in chunks {
         let mut pairs = chunk.chunks_exact(2);
@@ -26,11 +26,11 @@ pub fn internet_checksum(chunks: &[&[u8]]) -> u16 {
 }
 
 /// Next-header value of ICMPv6 (IANA protocol numbers).
-pub const NEXT_HEADER_ICMPV6: u8 = 58;
+pub(crate) const NEXT_HEADER_ICMPV6: u8 = 58;
 
 /// The IPv6 pseudo-header (RFC 8200 section 8.1): source, destination, upper-layer length,
 /// three zero bytes, next header.
-pub fn pseudo_header_v6(
+pub(crate) fn pseudo_header_v6(
     source: Ipv6Addr,
     destination: Ipv6Addr,
     upper_layer_length: u32,

@@ -21,7 +21,7 @@
 
 pub mod bfd;
 pub mod cfm;
-pub mod checksum;
+mod checksum;
 pub mod datagram;
 pub mod icmp;
 pub mod ipv4;

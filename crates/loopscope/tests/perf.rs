@@ -378,12 +378,17 @@ fn stock_client_omitting_the_first_second_is_honoured_by_our_server() {
     );
     let ours = ratio(&theirs);
     eprintln!("received / sent with -O 1: stock server {reference:.4}, ours {ours:.4}");
+    // Each end ends the omitted second on its own timer, as iperf3's server does: no message
+    // marks it. So the two counts start apart by however late either timer fires, and on a
+    // busy machine that is a tenth of a second or more (1.144 was seen at load 25, the stock
+    // pair varying likewise). What shows the omitted second honoured is that the server counts
+    // about one second's bytes, not the two seconds it received: a ratio near 1, never near 2.
     assert!(
-        (ours - 1.0).abs() < 0.1,
+        (0.5..1.5).contains(&ours),
         "ours {ours}, stock {reference}: {theirs}"
     );
     assert!(
-        (reference - 1.0).abs() < 0.1,
+        (0.5..1.5).contains(&reference),
         "the stock pair itself: {reference}"
     );
 }

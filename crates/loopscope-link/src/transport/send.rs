@@ -9,7 +9,7 @@ use crate::link::{CANCEL_CHECK, Cancel, SendError};
 
 /// How a descriptor is written so that a wait for room ends in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writer {
+pub(crate) enum Writer {
     /// A socket whose send timeout is armed ([`arm_send_timeout`]): a blocking send(2), which
     /// returns what it moved, or EAGAIN, when the timeout passes. On a busy link that is one
     /// system call per chunk, where non-blocking sends would add a poll(2) per socket buffer.
@@ -20,7 +20,7 @@ pub enum Writer {
 
 /// Arms a socket's send timeout (SO_SNDTIMEO) at [`CANCEL_CHECK`], for [`Writer::Socket`]. It
 /// touches sending only; receives keep their own timeout.
-pub fn arm_send_timeout(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn arm_send_timeout(fd: BorrowedFd<'_>) -> io::Result<()> {
     rustix::net::sockopt::set_socket_timeout(
         fd,
         rustix::net::sockopt::Timeout::Send,
@@ -31,7 +31,7 @@ pub fn arm_send_timeout(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Writes all of `data`, waiting while the descriptor is full, but never past `cancel`: a peer
 /// that stops reading cannot hang the writer. The error says how many bytes went in.
-pub fn write_all_until(
+pub(crate) fn write_all_until(
     fd: BorrowedFd<'_>,
     data: &[u8],
     writer: Writer,

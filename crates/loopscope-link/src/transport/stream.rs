@@ -11,7 +11,7 @@ use crate::link::{Cancel, LinkReceiver, LinkSender, LinkStats, SendError};
 use crate::transport::send::{Writer, arm_send_timeout, write_all_until};
 
 /// A connected stream socket that can be cloned into two halves.
-pub trait StreamSocket: AsFd + Send + 'static {
+pub(crate) trait StreamSocket: AsFd + Send + 'static {
     /// Ends the sending direction (a FIN on TCP), so the far end reads end of stream.
     fn shutdown_write(&self) -> io::Result<()>;
 }
@@ -29,7 +29,7 @@ impl StreamSocket for std::os::unix::net::UnixStream {
 }
 
 /// The sending half of a stream socket.
-pub struct StreamSender<S: StreamSocket> {
+pub(crate) struct StreamSender<S: StreamSocket> {
     socket: S,
     /// SO_SNDTIMEO is set; otherwise sends look at the cancel only between pieces.
     timed: bool,
@@ -37,7 +37,7 @@ pub struct StreamSender<S: StreamSocket> {
 
 impl<S: StreamSocket> StreamSender<S> {
     /// A sender over `socket`.
-    pub fn new(socket: S) -> Self {
+    pub(crate) fn new(socket: S) -> Self {
         let timed = arm_send_timeout(socket.as_fd()).is_ok();
         StreamSender { socket, timed }
     }
@@ -83,7 +83,7 @@ impl<S: StreamSocket> LinkSender for StreamSender<S> {
 }
 
 /// The receiving half of a stream socket.
-pub struct StreamReceiver<S: StreamSocket> {
+pub(crate) struct StreamReceiver<S: StreamSocket> {
     socket: S,
     timeout: SocketTimeout,
     stats: LinkStats,
@@ -91,7 +91,7 @@ pub struct StreamReceiver<S: StreamSocket> {
 
 impl<S: StreamSocket> StreamReceiver<S> {
     /// `stats` are fixed facts about the connection (transport, addresses).
-    pub fn new(socket: S, stats: LinkStats) -> Self {
+    pub(crate) fn new(socket: S, stats: LinkStats) -> Self {
         StreamReceiver {
             socket,
             timeout: SocketTimeout::default(),

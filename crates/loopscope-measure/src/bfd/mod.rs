@@ -36,21 +36,30 @@ use session::{DropReason, Session, SessionConfig, SessionEvent};
 #[derive(Debug, thiserror::Error)]
 pub enum BfdRunError {
     #[error("cannot bind {address}: {source}")]
+    /// A socket could not be bound.
     Bind {
+        /// The address asked for.
         address: SocketAddr,
+        /// Why the bind failed.
         source: io::Error,
     },
     #[error("no free source port in 49152..=65535 on {0} (RFC 5881 §4)")]
+    /// Every port of the source range is taken.
     NoSourcePort(IpAddr),
     #[error("cannot run under SCHED_FIFO (needs root or CAP_SYS_NICE): {0}")]
+    /// `--realtime` was refused.
     Realtime(io::Error),
     #[error("{0}")]
+    /// Any other socket error.
     Io(#[from] io::Error),
 }
 
 /// The SCHED_FIFO priority of `--realtime`: above ordinary processes, below the kernel's own
 /// threaded interrupt handlers (50).
 const REALTIME_PRIORITY: u8 = 10;
+
+/// The receive queue asked for on a far end's socket (SO_RCVBUF).
+const RECEIVE_QUEUE: usize = 4 << 20;
 
 /// Receive buffers hold any datagram, so an oversized one is seen whole and refused.
 const RECEIVE_BUFFER: usize = 2048;
@@ -97,6 +106,10 @@ pub fn bind_receiver(address: SocketAddr) -> Result<UdpSocket, BfdRunError> {
     let socket =
         UdpSocket::bind(address).map_err(|source| BfdRunError::Bind { address, source })?;
     enable_hops_reception(&socket)?;
+    // A responder of 1,000 sessions at 100 ms receives 10,000 packets a second, and the
+    // default buffer (about 200 KB, some 270 packets) overflows when the host delays it by
+    // 30 ms: sessions then fall for the host's sake. The kernel caps this at rmem_max.
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECEIVE_QUEUE);
     // Replies (S-BFD, echo) leave from this socket too.
     set_send_hops(&socket, SINGLE_HOP_TTL)?;
     socket.set_nonblocking(true)?;
@@ -187,6 +200,7 @@ impl DropCounts {
             }));
         }
     }
+    /// Drops of every reason together.
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }
@@ -203,24 +217,32 @@ fn accept(bytes: &[u8], hops: Option<u8>, single_hop: bool) -> Result<ControlRep
 /// A parameter change the speaker makes during its run, through a Poll Sequence.
 #[derive(Debug, Clone, Copy)]
 pub struct Retime {
+    /// How long after the start the change is made.
     pub after: Duration,
+    /// The new Desired Min TX Interval.
     pub desired_min_tx: Duration,
+    /// The new Required Min RX Interval.
     pub required_min_rx: Duration,
+    /// The new Detect Mult.
     pub detect_mult: u8,
 }
 
 /// What `loopscope bfd` runs.
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
+    /// The peer (its address and the port to send to).
     pub peer: SocketAddr,
     /// The address to receive on and send from (unspecified: any).
     pub local: Option<IpAddr>,
     /// RFC 5883 multihop: no TTL check on receive.
     pub multihop: bool,
+    /// The session parameters.
     pub session: SessionConfig,
     /// Stop after this many Control packets sent.
     pub count: Option<u64>,
+    /// Stop after this long.
     pub duration: Option<Duration>,
+    /// A parameter change during the run.
     pub retime: Option<Retime>,
     /// Send echo packets at this interval to the peer's echo port once Up.
     pub echo: Option<Duration>,
@@ -1061,7 +1083,9 @@ pub fn respond(
 /// whose Your Discriminator is one of ours.
 #[derive(Debug, Clone)]
 pub struct ReflectorConfig {
+    /// The address and port to answer on (7784 by default).
     pub listen: SocketAddr,
+    /// The discriminators answered; packets for others are dropped.
     pub discriminators: Vec<u32>,
     /// The Required Min RX Interval the reflector advertises.
     pub min_rx: Duration,
@@ -1192,12 +1216,19 @@ pub fn sbfd_answer(
 /// What `bfd --sbfd DISC` runs.
 #[derive(Debug, Clone)]
 pub struct InitiatorConfig {
+    /// The reflector (its address and port).
     pub peer: SocketAddr,
+    /// The address to send from (unspecified: any).
     pub local: Option<IpAddr>,
+    /// The reflector's discriminator (Your Discriminator of every probe).
     pub remote_discriminator: u32,
+    /// The interval between probes.
     pub interval: Duration,
+    /// Probes without an answer before the session is Down.
     pub detect_mult: u8,
+    /// Stop after this many probes.
     pub count: Option<u64>,
+    /// Stop after this long.
     pub duration: Option<Duration>,
 }
 

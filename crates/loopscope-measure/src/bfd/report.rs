@@ -12,13 +12,21 @@ use super::session::Session;
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum BfdEvent {
+    /// The speaker has opened its sockets.
     Started(Started),
+    /// A far end listens.
     Listening(Listening),
+    /// A session changed state.
     State(StateChange),
+    /// The intervals in force changed.
     Negotiated(Negotiated),
+    /// A Poll Sequence ended with a Final.
     Poll(PollDone),
+    /// The peer advertises new parameters.
     RemoteParameters(RemoteParameters),
+    /// An echo (or S-BFD answer) came back.
     EchoReply(EchoReply),
+    /// A packet was dropped (the first few of each reason).
     Dropped(Dropped),
 }
 
@@ -52,7 +60,9 @@ impl Record for BfdEvent {
 /// A received packet dropped (RFC 5880 §6.8.6); the first few of each reason are reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct Dropped {
+    /// The sender.
     pub from: String,
+    /// The reason (RFC 5880 §6.8.6), as in the summary's `dropped`.
     pub reason: &'static str,
 }
 
@@ -70,11 +80,17 @@ impl Record for Dropped {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// A speaker or initiator has started.
 pub struct Started {
+    /// The peer.
     pub peer: String,
+    /// Our source address and port.
     pub local: String,
+    /// Our My Discriminator.
     pub my_discriminator: u32,
+    /// Multihop (RFC 5883).
     pub multihop: bool,
+    /// The passive role.
     pub passive: bool,
 }
 
@@ -96,8 +112,11 @@ impl Record for Started {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// A far end (responder, reflector, echo) is listening.
 pub struct Listening {
+    /// The address and port.
     pub endpoint: String,
+    /// What it answers (`bfd`, `bfd multihop`, `s-bfd reflector`, `bfd echo`).
     pub mode: &'static str,
 }
 
@@ -121,15 +140,21 @@ pub struct StateChange {
     pub local: Option<String>,
     /// Seconds since the run started.
     pub t_s: f64,
+    /// Milliseconds since the Unix epoch.
     pub unix_ms: u64,
+    /// The state left.
     pub from: String,
+    /// The state entered.
     pub to: String,
     /// The local diagnostic after the change (RFC 5880 §4.1's name and code).
     pub diagnostic: &'static str,
+    /// Its code.
     pub diagnostic_code: u8,
     /// The state and diagnostic of the peer's packet that caused it.
     pub remote_state: Option<String>,
+    /// The peer's diagnostic's name.
     pub remote_diagnostic: Option<&'static str>,
+    /// Its code.
     pub remote_diagnostic_code: Option<u8>,
     /// For a detection-time expiry: the time from the last valid packet to the declaration.
     pub detection_ms: Option<f64>,
@@ -162,6 +187,7 @@ impl Record for StateChange {
 /// The intervals in force once Up.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Negotiated {
+    /// The peer.
     pub peer: String,
     /// Our periodic transmit interval before jitter.
     pub tx_interval_ms: f64,
@@ -169,13 +195,18 @@ pub struct Negotiated {
     pub rx_interval_ms: f64,
     /// How long without a packet before we declare the session Down.
     pub detection_time_ms: f64,
+    /// The peer's Detect Mult.
     pub remote_detect_mult: u8,
+    /// The peer's Desired Min TX Interval.
     pub remote_desired_min_tx_ms: f64,
+    /// The peer's Required Min RX Interval.
     pub remote_required_min_rx_ms: f64,
+    /// The peer's Required Min Echo RX Interval (zero: no echo).
     pub remote_required_min_echo_rx_ms: f64,
 }
 
 impl Negotiated {
+    /// The figures of `session` now.
     pub fn of(peer: &str, session: &Session) -> Self {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         Negotiated {
@@ -208,8 +239,11 @@ impl Record for Negotiated {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// A Poll Sequence ended (RFC 5880 §6.5).
 pub struct PollDone {
+    /// The peer.
     pub peer: String,
+    /// From the first Poll to the Final.
     pub took_ms: f64,
 }
 
@@ -227,10 +261,15 @@ impl Record for PollDone {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The peer advertises new parameters (its Poll Sequence, or a change without one).
 pub struct RemoteParameters {
+    /// The peer.
     pub peer: String,
+    /// Its Desired Min TX Interval.
     pub desired_min_tx_ms: f64,
+    /// Its Required Min RX Interval.
     pub required_min_rx_ms: f64,
+    /// Its Detect Mult.
     pub detect_mult: u8,
 }
 
@@ -248,8 +287,11 @@ impl Record for RemoteParameters {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One echo (or S-BFD answer) back.
 pub struct EchoReply {
+    /// Its number.
     pub sequence: u64,
+    /// Its round trip.
     pub rtt_ms: f64,
 }
 
@@ -267,13 +309,21 @@ impl Record for EchoReply {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The echo function's round trips.
 pub struct EchoSummary {
+    /// Echo packets sent.
     pub sent: u64,
+    /// Echo packets back.
     pub received: u64,
+    /// Sent and not back.
     pub lost: u64,
+    /// Shortest round trip.
     pub rtt_min_ms: Option<f64>,
+    /// Median round trip.
     pub rtt_p50_ms: Option<f64>,
+    /// 99th percentile round trip.
     pub rtt_p99_ms: Option<f64>,
+    /// Longest round trip.
     pub rtt_max_ms: Option<f64>,
 }
 
@@ -284,29 +334,45 @@ fn opt(value: Option<f64>) -> String {
 /// The speaker's summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpeakerSummary {
+    /// The peer.
     pub peer: String,
+    /// Our My Discriminator.
     pub my_discriminator: u32,
+    /// The peer's discriminator at the end.
     pub your_discriminator: u32,
     /// The state when the run ended (before the closing AdminDown).
     pub state: String,
+    /// Whether the session ever came Up.
     pub came_up: bool,
+    /// From the start to the first Up.
     pub time_to_up_ms: Option<f64>,
+    /// Time spent Up.
     pub uptime_s: f64,
     /// Times the session left Up other than by our own AdminDown.
     pub flaps: u64,
+    /// The whole run.
     pub elapsed_s: f64,
+    /// Control packets sent.
     pub sent: u64,
+    /// Control packets received from the peer.
     pub received: u64,
+    /// Sends that failed.
     pub send_errors: u64,
+    /// Packets from addresses other than the peer's.
     pub from_other_hosts: u64,
     /// Packets dropped, by reason (RFC 5880 §6.8.6).
     pub dropped: BTreeMap<&'static str, u64>,
+    /// The intervals in force at the end.
     pub negotiated: Option<Negotiated>,
     /// Gaps between the peer's periodic packets while both ends were Up.
     pub interarrival_count: u64,
+    /// Shortest gap.
     pub interarrival_min_ms: Option<f64>,
+    /// Median gap.
     pub interarrival_p50_ms: Option<f64>,
+    /// 99th percentile gap.
     pub interarrival_p99_ms: Option<f64>,
+    /// Longest gap.
     pub interarrival_max_ms: Option<f64>,
     /// The interval the peer promised (the larger of its Desired Min TX and our Required Min
     /// RX); RFC 5880 §6.8.7 lets it send at 75..=100 % of it.
@@ -320,23 +386,32 @@ pub struct SpeakerSummary {
     /// Control Detection Time expiries, and the 99th percentile of the time from the last
     /// packet to the declaration.
     pub detections: u64,
+    /// 99th percentile of the detections.
     pub detection_p99_ms: Option<f64>,
+    /// The echo function's figures, when it ran.
     pub echo: Option<EchoSummary>,
     /// Our periodic packets whose lateness was measured: how long after its deadline each
     /// left (read after `sendto` returned), in microseconds. RFC 5880 §6.8.7's random
     /// reduction is part of the deadline, so this is the jitter we add beyond it.
     pub tx_late_count: u64,
+    /// Median lateness.
     pub tx_late_p50_us: Option<u64>,
+    /// 99th percentile lateness.
     pub tx_late_p99_us: Option<u64>,
+    /// Largest lateness.
     pub tx_late_max_us: Option<u64>,
     /// Whether the sender ran under SCHED_FIFO (`--realtime`).
     pub realtime: bool,
     /// Demand mode (RFC 5880 §6.6): the Poll Sequences started to check the path, those
     /// answered with a Final, and the 99th percentile of the time to the Final.
     pub demand_polls: u64,
+    /// Polls answered with a Final.
     pub demand_polls_answered: u64,
+    /// 99th percentile time from Poll to Final.
     pub demand_poll_p99_ms: Option<f64>,
+    /// Every state change.
     pub state_changes: Vec<StateChange>,
+    /// Came Up and never flapped.
     pub passed: bool,
 }
 
@@ -468,15 +543,25 @@ impl Record for SpeakerSummary {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The responder's summary.
 pub struct ResponderSummary {
+    /// The addresses answered on.
     pub endpoint: String,
+    /// Sessions opened.
     pub sessions: u64,
+    /// Sessions whose peer was Up at the end.
     pub sessions_up: u64,
+    /// Transitions to Up.
     pub ups: u64,
+    /// Transitions from Up (the closing AdminDown included).
     pub downs: u64,
+    /// Packets received.
     pub received: u64,
+    /// Packets sent.
     pub sent: u64,
+    /// Drops by reason.
     pub dropped: BTreeMap<&'static str, u64>,
+    /// The whole run.
     pub elapsed_s: f64,
 }
 
@@ -502,11 +587,17 @@ impl Record for ResponderSummary {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// A reflector's summary (S-BFD or echo).
 pub struct ReflectorSummary {
+    /// The address answered on.
     pub endpoint: String,
+    /// Packets received.
     pub received: u64,
+    /// Packets answered.
     pub answered: u64,
+    /// Drops by reason.
     pub dropped: BTreeMap<&'static str, u64>,
+    /// The whole run.
     pub elapsed_s: f64,
 }
 
@@ -528,21 +619,37 @@ impl Record for ReflectorSummary {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The S-BFD initiator's summary.
 pub struct InitiatorSummary {
+    /// The reflector.
     pub peer: String,
+    /// Its discriminator.
     pub remote_discriminator: u32,
+    /// The state at the end.
     pub state: String,
+    /// Whether answers ever came.
     pub came_up: bool,
+    /// Falls from Up.
     pub flaps: u64,
+    /// Probes sent.
     pub sent: u64,
+    /// Answers.
     pub answered: u64,
+    /// Probes unanswered.
     pub lost: u64,
+    /// Shortest round trip.
     pub rtt_min_ms: Option<f64>,
+    /// Median round trip.
     pub rtt_p50_ms: Option<f64>,
+    /// 99th percentile round trip.
     pub rtt_p99_ms: Option<f64>,
+    /// Longest round trip.
     pub rtt_max_ms: Option<f64>,
+    /// Drops by reason.
     pub dropped: BTreeMap<&'static str, u64>,
+    /// The whole run.
     pub elapsed_s: f64,
+    /// Came Up and never fell.
     pub passed: bool,
 }
 

@@ -16,8 +16,11 @@ pub const SLOW_TX: Duration = Duration::from_secs(1);
 /// Authentication of a session: the type, the Key ID and the secret (RFC 5880 §6.7).
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthConfig {
+    /// Which of RFC 5880 §4.2-4.4's types.
     pub auth_type: AuthType,
+    /// The Key ID sent and expected.
     pub key_id: u8,
+    /// The password or key.
     pub key: Vec<u8>,
 }
 
@@ -46,6 +49,7 @@ pub struct SessionConfig {
     pub demand: bool,
     /// The Required Min Echo RX Interval advertised (zero: no echo function here).
     pub required_min_echo_rx: Duration,
+    /// Authentication, if any.
     pub auth: Option<AuthConfig>,
 }
 
@@ -72,6 +76,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// The reason's name in JSON.
     pub fn name(self) -> &'static str {
         match self {
             DropReason::Ttl => "ttl",
@@ -101,7 +106,9 @@ impl DropReason {
 pub enum SessionEvent {
     /// The local state changed.
     StateChange {
+        /// The state left.
         from: State,
+        /// The state entered.
         to: State,
         /// The local diagnostic after the change.
         diagnostic: Diagnostic,
@@ -112,11 +119,17 @@ pub enum SessionEvent {
         since_last_rx: Option<Duration>,
     },
     /// A Poll Sequence ended with a Final; the new parameters are in force.
-    PollCompleted { took: Duration },
+    PollCompleted {
+        /// From the first Poll to the Final.
+        took: Duration,
+    },
     /// The peer changed what it advertises (Desired Min TX, Required Min RX, Detect Mult).
     RemoteParameters {
+        /// Its Desired Min TX Interval.
         desired_min_tx_us: u32,
+        /// Its Required Min RX Interval.
         required_min_rx_us: u32,
+        /// Its Detect Mult.
         detect_mult: u8,
     },
 }
@@ -163,6 +176,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session in Down with our discriminator `local_discr`, sending at once unless passive.
     pub fn new(config: SessionConfig, local_discr: u32, now: Instant) -> Self {
         let mut rng = rand::rng();
         Session {
@@ -195,39 +209,51 @@ impl Session {
         }
     }
 
+    /// bfd.SessionState.
     pub fn state(&self) -> State {
         self.state
     }
+    /// bfd.RemoteSessionState.
     pub fn remote_state(&self) -> State {
         self.remote_state
     }
+    /// bfd.LocalDiscr.
     pub fn local_discriminator(&self) -> u32 {
         self.local_discr
     }
+    /// bfd.RemoteDiscr.
     pub fn remote_discriminator(&self) -> u32 {
         self.remote_discr
     }
+    /// bfd.LocalDiag.
     pub fn diagnostic(&self) -> Diagnostic {
         self.local_diag
     }
+    /// The peer's Detect Mult (zero before it spoke).
     pub fn remote_detect_mult(&self) -> u8 {
         self.remote_detect_mult
     }
+    /// The peer's Desired Min TX Interval.
     pub fn remote_desired_min_tx(&self) -> Duration {
         self.remote_desired_min_tx
     }
+    /// The peer's Required Min RX Interval.
     pub fn remote_min_rx(&self) -> Duration {
         self.remote_min_rx
     }
+    /// The peer's Required Min Echo RX Interval.
     pub fn remote_min_echo_rx(&self) -> Duration {
         self.remote_min_echo_rx
     }
+    /// The parameters in use.
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }
+    /// Whether a Poll Sequence is under way.
     pub fn poll_active(&self) -> bool {
         self.poll.is_some()
     }
+    /// When the last valid packet arrived.
     pub fn last_rx(&self) -> Option<Instant> {
         self.last_rx
     }

@@ -64,6 +64,8 @@ impl ReflectorConfig {
 /// How long a session of a stateless reflector is remembered for RFC 8972's per-session
 /// answers (Direct Measurement counters, Follow-Up Telemetry).
 const STATELESS_SESSION_MEMORY: Duration = Duration::from_secs(60);
+/// Replies whose transmit timestamps may wait on the error queue before they are read.
+const TX_TIMESTAMP_BATCH: usize = 32;
 /// Sessions remembered at most; silent ones are forgotten first.
 const MAX_SESSIONS: usize = 65_536;
 
@@ -484,6 +486,15 @@ impl DatagramResponder for StampResponder {
             self.in_flight.push_back((self.sent_ok, t3, key, sequence));
             self.sent_ok = self.sent_ok.wrapping_add(1);
         }
+        // Reading the error queue is a system call or two: per packet only while it is short
+        // (a follow-up then has its timestamp at once), in batches under load, and whenever
+        // the socket goes idle.
+        if self.in_flight.len() >= TX_TIMESTAMP_BATCH || self.in_flight.len() <= 1 {
+            self.collect_tx_timestamps(socket);
+        }
+    }
+
+    fn idle(&mut self, socket: &UdpSocket) {
         self.collect_tx_timestamps(socket);
     }
 }
