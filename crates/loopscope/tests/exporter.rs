@@ -308,11 +308,13 @@ fn prometheus_scrapes_success_and_the_injected_loss() {
         return;
     }
     let (_reflector, endpoint) = reflector();
-    // 20 % of the requests are dropped by the impairment adapter on the way out.
+    // 20 % of the requests are dropped by the impairment adapter on the way out. The clean
+    // target waits 30 s for a reply, so a stalled machine (stalls of 0.7 s were seen under
+    // load) makes a reply late, never lost.
     let mut config = format!(
         "[modules.lossy]\nprober = \"ping\"\npackets = 20\nspacing = \"1ms\"\ntimeout = \"300ms\"\n\
          impair = \"loss=0.2&seed=11\"\n\n[modules.clean]\nprober = \"ping\"\npackets = 5\n\
-         spacing = \"1ms\"\ntimeout = \"300ms\"\n\n\
+         spacing = \"1ms\"\ntimeout = \"30s\"\n\n\
          [[targets]]\nname = \"lossy\"\nmodule = \"lossy\"\ntarget = \"{endpoint}\"\ninterval = \"100ms\"\n\n\
          [[targets]]\nname = \"clean\"\nmodule = \"clean\"\ntarget = \"{endpoint}\"\ninterval = \"200ms\"\n"
     );
