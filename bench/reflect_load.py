@@ -23,6 +23,15 @@ def rss_kib(pid):
                 return int(line.split()[1])
     return 0
 
+def anon_kib(pid):
+    """Anonymous memory (heap, stacks): RSS without the program's own code and data pages,
+    which the first client pages in once and which are not memory the reflector holds."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+    return 0
+
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -35,6 +44,8 @@ class Reflector:
         host, port = self.endpoint.split("//", 1)[1].rsplit(":", 1)
         self.address = (host.strip("[]"), int(port))
         self.peak = rss_kib(self.proc.pid)
+        self.threads = threads(self.proc.pid)
+        self.anon = anon_kib(self.proc.pid)
         self.running = True
         # Read its output as it comes, as a terminal or a log collector would: a reflector
         # whose stdout nobody reads may block writing it.
@@ -63,18 +74,29 @@ class Reflector:
         summary = [json.loads(l) for l in self.lines if l.strip()]
         return summary[-1] if summary else {}
 
-def settle(pid, before, seconds=5.0):
-    """RSS and descriptors once the clients have gone (waits until descriptors return)."""
+def threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+def settle(pid, before, threads_before, seconds=60.0):
+    """RSS and descriptors once the clients have gone: waits until descriptors and threads are
+    back to their start (a connection's thread ends after its socket closes), then until RSS has
+    not changed for a second (the reflector gives memory back when it goes idle)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and fds(pid) > before:
+    while time.monotonic() < deadline and (fds(pid) > before or threads(pid) > threads_before):
         time.sleep(0.05)
-    return rss_kib(pid), fds(pid)
+    last, steady_since = rss_kib(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - steady_since < 1.0:
+        time.sleep(0.1)
+        now = rss_kib(pid)
+        if now != last:
+            last, steady_since = now, time.monotonic()
+    return rss_kib(pid), fds(pid), anon_kib(pid)
 
 def report(name, r, rss0, fd0, sent, received, seconds, extra=""):
-    rss1, fd1 = settle(r.proc.pid, fd0)
+    rss1, fd1, anon1 = settle(r.proc.pid, fd0, r.threads)
     summary = r.stop()
     refused = {k: v for k, v in summary.items() if "refus" in k or "limit" in k or "dropped" in k}
-    print(f"{name:15} rss KiB before {rss0:7} peak {r.peak:7} after {rss1:7}  fds {fd0}->{fd1}  "
+    print(f"{name:15} rss KiB before {rss0:7} peak {r.peak:7} after {rss1:7} (anonymous {r.anon} -> {anon1})  fds {fd0}->{fd1}  "
           f"replies/s {received[0] / max(seconds, 1e-9):10.0f}  bytes in {sent[1]} out {received[1]} "
           f"{'OK' if received[1] <= sent[1] else 'AMPLIFIED'}  refused {refused} {extra}")
 
@@ -119,9 +141,9 @@ def tcp_concurrent(binary, clients, rounds):
     rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
     for round_number in range(1, rounds):
         sent, got, refused, seconds = tcp_round(r, clients)
-        rss1, fd1 = settle(r.proc.pid, fd0)
+        rss1, fd1, anon1 = settle(r.proc.pid, fd0, r.threads)
         print(f"tcp-concurrent round {round_number:3}: answered {got[0]}/{clients} in {seconds:.1f}s  "
-              f"rss KiB after {rss1:7} (peak so far {r.peak})  fds {fd1}", flush=True)
+              f"rss KiB after {rss1:7} (anonymous {anon1}, peak so far {r.peak})  fds {fd1}", flush=True)
     sent, got, refused, seconds = tcp_round(r, clients)
     report("tcp-concurrent", r, rss0, fd0, sent, got, seconds, f"clients {clients} rounds {rounds} unanswered (last round) {clients - got[0]} refused-at-connect {refused}")
 
@@ -183,7 +205,11 @@ def udp_flood(binary, sources, flood_seconds):
     report("udp-flood", r, rss0, fd0, sent, got, seconds, f"sources {sources} sent {sent[0]} replies {got[0]}")
 
 def udp_sizes(binary):
-    r = Reflector(binary, "udp://127.0.0.1:0")
+    # Without the per-source limit: this phase is about sizes. A serial client is still far
+    # over the default 1,000 datagrams/s (a round trip on loopback takes tens of microseconds):
+    # with the limit on, the 200-datagram burst ran out after ~210 small datagrams and one was
+    # refused every time, as the limit is meant to.
+    r = Reflector(binary, "udp://127.0.0.1:0", "--rate-limit", "0")
     rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

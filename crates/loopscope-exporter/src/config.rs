@@ -250,8 +250,7 @@ pub struct Target {
 pub struct Config {
     /// `listen` from the file (the command line's `--listen` wins).
     pub listen: Option<String>,
-    /// The most probes that run at once (threads). The pool starts with one thread and grows
-    /// only while probes overlap, so this is a ceiling, not a cost.
+    /// Threads that run probes at once.
     pub workers: usize,
     /// Modules by name: the built-in ones plus the file's (which may replace them).
     pub modules: BTreeMap<String, Module>,
@@ -259,10 +258,8 @@ pub struct Config {
     pub targets: Vec<Target>,
 }
 
-/// The default ceiling on probe threads. A thousand targets probed every second with bursts of
-/// about 50 ms keep some 60 busy. A higher ceiling bought nothing in the bench: on a starved
-/// machine the pool grew to 494 threads (101 MiB RSS), and to 128 (64 MiB), while wake-ups,
-/// not threads, were what was short.
+/// The default number of probe threads. A thousand targets probed every second with bursts of
+/// about 50 ms keep some 60 busy.
 pub(crate) const DEFAULT_WORKERS: usize = 64;
 
 impl Config {

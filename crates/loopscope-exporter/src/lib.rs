@@ -10,10 +10,11 @@
 //! Probes are blocking runs of the measure engines on a pool of threads, not tasks on an async
 //! runtime: the ping engine times its packets on one thread that waits exactly until the next
 //! thing is due, which is what keeps its RTTs within a few percent of iputils `ping`. A
-//! scheduler thread hands each due probe to an idle probe thread (starting one when none is
-//! idle: the pool grows while probes overlap, up to `workers`). How late a probe
-//! starts compared with its due time is the exporter's scheduling lag, exported as a
-//! histogram.
+//! scheduler thread hands due probes to the pool; how late a probe starts compared with its
+//! due time is the exporter's scheduling lag, exported as a histogram. (A pool that grows on
+//! demand, leader/followers, and handing probes over early to a thread that sleeps until the
+//! due time were each tried and measured: none lowered the lag on the loaded bench machine,
+//! and each cost more CPU or memory; see docs/benchmarks.md.)
 
 #![forbid(unsafe_code)]
 
@@ -24,11 +25,12 @@ mod metrics;
 mod probe;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -100,18 +102,6 @@ struct Schedule {
     /// (due, generation, target name): the earliest first.
     heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_generation: u64,
-    /// Probes handed over ahead of their due time, not yet taken by a probe thread.
-    ready: VecDeque<Job>,
-    /// The probe threads.
-    pool: Pool,
-}
-
-#[derive(Default)]
-struct Pool {
-    /// Probe threads started and not ended.
-    threads: usize,
-    /// Probe threads waiting for work.
-    idle: usize,
 }
 
 struct Job {
@@ -132,12 +122,7 @@ struct Health {
 
 struct Shared {
     schedule: Mutex<Schedule>,
-    /// The scheduler waits on this for the next hand-over (a reload or a stop wakes it early).
     wake: Condvar,
-    /// Idle probe threads wait on this for a probe handed over.
-    work: Condvar,
-    /// Every probe thread started, to join at shutdown.
-    threads: Mutex<Vec<JoinHandle<()>>>,
     health: Mutex<Health>,
     skipped: AtomicU64,
     in_flight: AtomicU64,
@@ -197,18 +182,15 @@ impl Exporter {
                 reason: "not an IP address".into(),
             })?;
         let server = Arc::new(server);
+        let workers = config.workers;
         let shared = Arc::new(Shared {
             schedule: Mutex::new(Schedule {
                 config: Arc::new(config.clone()),
                 slots: BTreeMap::new(),
                 heap: BinaryHeap::new(),
                 next_generation: 1,
-                ready: VecDeque::new(),
-                pool: Pool::default(),
             }),
             wake: Condvar::new(),
-            work: Condvar::new(),
-            threads: Mutex::new(Vec::new()),
             health: Mutex::new(Health {
                 lag: Histogram::new(&lag_buckets()),
                 reloads_ok: 0,
@@ -223,12 +205,24 @@ impl Exporter {
         apply(&shared, config);
 
         let mut threads = Vec::new();
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        for index in 0..workers {
+            let shared = Arc::clone(&shared);
+            let jobs = Arc::clone(&jobs_rx);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("probe-{index}"))
+                    .stack_size(512 * 1024)
+                    .spawn(move || worker(&shared, &jobs))?,
+            );
+        }
         {
             let shared = Arc::clone(&shared);
             threads.push(
                 std::thread::Builder::new()
                     .name("scheduler".into())
-                    .spawn(move || scheduler(&shared))?,
+                    .spawn(move || scheduler(&shared, &jobs_tx))?,
             );
         }
         for index in 0..4 {
@@ -288,20 +282,8 @@ impl Exporter {
         for _ in 0..8 {
             self.server.unblock();
         }
-        self.shared.work.notify_all();
         for thread in self.threads {
             let _ = thread.join();
-        }
-        // The probe threads: a leader may start one more until it sees the flag, so take the
-        // list until it stays empty.
-        loop {
-            let started: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.shared.threads));
-            if started.is_empty() {
-                break;
-            }
-            for thread in started {
-                let _ = thread.join();
-            }
         }
         let runners: Vec<JoinHandle<()>> = {
             let mut schedule = lock(&self.shared.schedule);
@@ -457,27 +439,7 @@ fn insert_slot(
     );
 }
 
-/// Starts one more probe thread (its count is already in `pool.threads`).
-fn spawn_probe_thread(shared: &Arc<Shared>) -> io::Result<()> {
-    let thread_shared = Arc::clone(shared);
-    let handle = std::thread::Builder::new()
-        .name("probe".into())
-        .stack_size(256 * 1024)
-        .spawn(move || probe_thread(&thread_shared))?;
-    lock(&shared.threads).push(handle);
-    Ok(())
-}
-
-/// How long an idle probe thread waits for work before it ends, when it is not the last one
-/// (the pool shrinks back after a burst of long probes).
-const IDLE_EXIT: Duration = Duration::from_secs(30);
-
-/// The scheduler: takes each probe off the heap when it is due and hands it to an idle probe
-/// thread, starting a new one when none is idle (up to `workers`). It never runs a probe, so
-/// it never falls behind one. (Handing probes over 10 ms early, to a thread that then slept
-/// until the due time, was tried: in the bench it cost a third wake-up per probe, 27-28 % of
-/// a core against 24 %, and did not lower the lag, which the machine's wake-ups set.)
-fn scheduler(shared: &Arc<Shared>) {
+fn scheduler(shared: &Shared, jobs: &mpsc::Sender<Job>) {
     let mut schedule = lock(&shared.schedule);
     loop {
         if shared.stop.load(Ordering::SeqCst) {
@@ -508,6 +470,21 @@ fn scheduler(shared: &Arc<Shared>) {
             // Replaced or removed by a reload: its new entry is in the heap already.
             continue;
         }
+        if slot.busy.swap(true, Ordering::SeqCst) {
+            // Still probing since the last time: skip this one rather than pile up.
+            shared.skipped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let job = Job {
+                target: Arc::clone(&slot.target),
+                module: Arc::clone(&slot.module),
+                busy: Arc::clone(&slot.busy),
+                metrics: Arc::clone(&slot.metrics),
+                due,
+            };
+            if jobs.send(job).is_err() {
+                return;
+            }
+        }
         // The next one is due one interval after this one was (no drift); if the exporter fell
         // more than an interval behind, the missed ones are skipped, not run in a burst.
         let interval = slot.target.interval;
@@ -516,59 +493,25 @@ fn scheduler(shared: &Arc<Shared>) {
             next += interval;
             shared.skipped.fetch_add(1, Ordering::Relaxed);
         }
-        let job = if slot.busy.swap(true, Ordering::SeqCst) {
-            // Still probing since the last time: skip this one rather than pile up.
-            shared.skipped.fetch_add(1, Ordering::Relaxed);
-            None
-        } else {
-            Some(Job {
-                target: Arc::clone(&slot.target),
-                module: Arc::clone(&slot.module),
-                busy: Arc::clone(&slot.busy),
-                metrics: Arc::clone(&slot.metrics),
-                due,
-            })
-        };
         schedule.heap.push(Reverse((next, generation, name)));
-        let Some(job) = job else {
-            continue;
-        };
-        schedule.ready.push_back(job);
-        if schedule.ready.len() > schedule.pool.idle
-            && schedule.pool.threads < schedule.config.workers
-        {
-            schedule.pool.threads += 1;
-            if spawn_probe_thread(shared).is_err() {
-                schedule.pool.threads -= 1;
-            }
-        }
-        shared.work.notify_one();
     }
 }
 
-/// A probe thread: takes the next probe handed over and runs it.
-fn probe_thread(shared: &Arc<Shared>) {
-    let mut schedule = lock(&shared.schedule);
+fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
     loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            schedule.pool.threads -= 1;
-            return;
-        }
-        let Some(job) = schedule.ready.pop_front() else {
-            schedule.pool.idle += 1;
-            let (guard, timeout) = shared
-                .work
-                .wait_timeout(schedule, IDLE_EXIT)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            schedule = guard;
-            schedule.pool.idle -= 1;
-            if timeout.timed_out() && schedule.ready.is_empty() && schedule.pool.threads > 1 {
-                schedule.pool.threads -= 1;
-                return;
+        let job = {
+            let receiver = lock(jobs);
+            match receiver.recv_timeout(Duration::from_millis(200)) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if shared.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            continue;
         };
-        drop(schedule);
         let lag = Instant::now().saturating_duration_since(job.due);
         lock(&shared.health).lag.observe(lag.as_secs_f64());
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -576,7 +519,6 @@ fn probe_thread(shared: &Arc<Shared>) {
         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         lock(&job.metrics).record(&result);
         job.busy.store(false, Ordering::SeqCst);
-        schedule = lock(&shared.schedule);
     }
 }
 

@@ -33,6 +33,8 @@
 //! - TTL and hop limit of UDP datagrams (BFD's GTSM check) and their destination address:
 //!   [`set_send_hops`], [`enable_hops_reception`], [`enable_destination_reception`] (read back
 //!   through [`recv_datagram`] or [`recv_datagrams`], the one receive path);
+//! - the allocator: [`use_one_malloc_arena`], [`release_free_memory`] (a server's RSS back to
+//!   its start when its clients leave);
 //! - sending on a schedule: [`DeadlineTimer`] (absolute timerfd deadlines),
 //!   [`set_realtime_priority`] (SCHED_FIFO);
 //! - sending without copying: [`send_zerocopy`] (MSG_ZEROCOPY) and its completions;
@@ -47,6 +49,7 @@ mod deadline;
 mod ethernet;
 mod fdio;
 mod hops;
+mod memory;
 mod netlink;
 mod packet;
 mod procfs;
@@ -66,6 +69,7 @@ pub use fdio::{
     timed_out, wait_readable, wait_writable, write_all,
 };
 pub use hops::{enable_destination_reception, enable_hops_reception, set_send_hops};
+pub use memory::{release_free_memory, use_one_malloc_arena};
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
     RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,

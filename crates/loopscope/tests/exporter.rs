@@ -308,11 +308,13 @@ fn prometheus_scrapes_success_and_the_injected_loss() {
         return;
     }
     let (_reflector, endpoint) = reflector();
-    // 20 % of the requests are dropped by the impairment adapter on the way out.
+    // 20 % of the requests are dropped by the impairment adapter on the way out. The clean
+    // target waits 30 s for a reply, so a stalled machine (stalls of 0.7 s were seen under
+    // load) makes a reply late, never lost.
     let mut config = format!(
         "[modules.lossy]\nprober = \"ping\"\npackets = 20\nspacing = \"1ms\"\ntimeout = \"300ms\"\n\
          impair = \"loss=0.2&seed=11\"\n\n[modules.clean]\nprober = \"ping\"\npackets = 5\n\
-         spacing = \"1ms\"\ntimeout = \"300ms\"\n\n\
+         spacing = \"1ms\"\ntimeout = \"30s\"\n\n\
          [[targets]]\nname = \"lossy\"\nmodule = \"lossy\"\ntarget = \"{endpoint}\"\ninterval = \"100ms\"\n\n\
          [[targets]]\nname = \"clean\"\nmodule = \"clean\"\ntarget = \"{endpoint}\"\ninterval = \"200ms\"\n"
     );
@@ -722,23 +724,12 @@ fn probe_honours_the_scrape_timeout_header() {
     );
 }
 
-/// Sends frames (hex, comma-separated in LOOPSCOPE_INJECT_FRAMES) out of the interface named
-/// in LOOPSCOPE_INJECT_INTERFACE: run inside a namespace by the martians test, not on its own.
+/// Sends frames out of an interface: run inside a namespace by the martians module test
+/// (`martians_support::inject_in_netns`), not on its own.
 #[test]
 #[ignore = "helper run inside a network namespace by the martians module test"]
 fn exporter_inject_helper() {
-    let interface = std::env::var("LOOPSCOPE_INJECT_INTERFACE").expect("interface");
-    let frames: Vec<Vec<u8>> = std::env::var("LOOPSCOPE_INJECT_FRAMES")
-        .expect("frames")
-        .split(',')
-        .map(|hex| {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                .collect()
-        })
-        .collect();
-    loopscope_capture::live::inject_frames(&interface, &frames).expect("frames sent");
+    martians_support::inject_from_env();
 }
 
 /// The `martians` module: a capture on one end of a veth pair in a namespace the test creates,
@@ -796,27 +787,8 @@ fn the_martians_module_counts_spoofed_loopback_by_reason() {
         &ipv4_udp([10, 77, 0, 1], [10, 77, 0, 2], 4000, 9),
     );
     let inject = |frames: &[&Vec<u8>]| {
-        let hex: Vec<String> = frames
-            .iter()
-            .map(|frame| frame.iter().map(|byte| format!("{byte:02x}")).collect())
-            .collect();
-        let output = netns
-            .command(std::env::current_exe().expect("test binary"))
-            .args([
-                "--ignored",
-                "--exact",
-                "exporter_inject_helper",
-                "--nocapture",
-            ])
-            .env("LOOPSCOPE_INJECT_INTERFACE", "lsx0")
-            .env("LOOPSCOPE_INJECT_FRAMES", hex.join(","))
-            .output()
-            .expect("run the inject helper");
-        assert!(
-            output.status.success(),
-            "injecting failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let frames: Vec<&[u8]> = frames.iter().map(|frame| frame.as_slice()).collect();
+        martians_support::inject_in_netns(&netns.name, "lsx0", "exporter_inject_helper", &frames);
     };
     let by_reason = |reason: &str| {
         format!(

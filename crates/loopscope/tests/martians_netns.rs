@@ -72,43 +72,15 @@ fn spoofed(source: &str, source_mac: [u8; 6], destination_mac: [u8; 6]) -> Vec<u
 
 /// Runs this test binary's `inject_helper` inside `namespace` to send the frames.
 fn inject(namespace: &str, interface: &str, frames: &[Vec<u8>]) {
-    let hex: Vec<String> = frames
-        .iter()
-        .map(|frame| frame.iter().map(|byte| format!("{byte:02x}")).collect())
-        .collect();
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new("ip")
-        .args(["netns", "exec", namespace])
-        .arg(exe)
-        .args(["--ignored", "--exact", "inject_helper", "--nocapture"])
-        .env("LOOPSCOPE_INJECT_INTERFACE", interface)
-        .env("LOOPSCOPE_INJECT_FRAMES", hex.join(","))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "injecting failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    inject_in_netns(namespace, interface, "inject_helper", &frames);
 }
 
 /// Not a test of its own: `inject()` runs it inside a namespace to send frames there.
 #[test]
 #[ignore = "helper run inside a network namespace by live_capture_and_nftables_in_namespaces"]
 fn inject_helper() {
-    let interface = std::env::var("LOOPSCOPE_INJECT_INTERFACE").expect("interface");
-    let frames: Vec<Vec<u8>> = std::env::var("LOOPSCOPE_INJECT_FRAMES")
-        .expect("frames")
-        .split(',')
-        .map(|hex| {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
-    loopscope_capture::live::inject_frames(&interface, &frames).expect("frames sent");
+    inject_from_env();
 }
 
 #[test]

@@ -274,3 +274,44 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
 pub fn of_type<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     lines.iter().filter(|line| line["type"] == kind).collect()
 }
+
+/// Sends the frames in LOOPSCOPE_INJECT_FRAMES (hex, comma-separated) out of the interface in
+/// LOOPSCOPE_INJECT_INTERFACE: the body of a test binary's inject helper, a test ignored by
+/// default that [`inject_in_netns`] runs inside a namespace.
+pub fn inject_from_env() {
+    let interface = std::env::var("LOOPSCOPE_INJECT_INTERFACE").expect("interface");
+    let frames: Vec<Vec<u8>> = std::env::var("LOOPSCOPE_INJECT_FRAMES")
+        .expect("frames")
+        .split(',')
+        .map(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect()
+        })
+        .collect();
+    loopscope_capture::live::inject_frames(&interface, &frames).expect("frames sent");
+}
+
+/// Runs this test binary's `helper` (which calls [`inject_from_env`]) inside `namespace` to
+/// send `frames` out of `interface` there.
+pub fn inject_in_netns(namespace: &str, interface: &str, helper: &str, frames: &[&[u8]]) {
+    let hex: Vec<String> = frames
+        .iter()
+        .map(|frame| frame.iter().map(|byte| format!("{byte:02x}")).collect())
+        .collect();
+    let output = Command::new("ip")
+        .args(["netns", "exec", namespace])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--ignored", "--exact", helper, "--nocapture"])
+        .env("LOOPSCOPE_INJECT_INTERFACE", interface)
+        .env("LOOPSCOPE_INJECT_FRAMES", hex.join(","))
+        .output()
+        .expect("run the inject helper");
+    assert!(
+        output.status.success(),
+        "injecting failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
