@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # BFD figures, on demand (not in CI; needs root, FRR and tshark). Release builds:
 #
-#   cargo build --release -p loopscope -p loopscope-measure --example sbfd_load
+#   cargo build --release -p loopscope --bin loopscope
+#   cargo build --release -p loopscope-measure --example sbfd_load
 #   bench/bfd.sh [--bin target/release/loopscope] [--seconds 20] [--window 1024] [--realtime]
 #
 # 1. S-BFD reflector: answers per second. `examples/sbfd_load` (Rust, sendmmsg/recvmmsg)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One responder, many sessions, on demand (not in CI; needs root). Release builds:
 #
-#   cargo build --release -p loopscope -p loopscope-measure --example bfd_sessions
+#   cargo build --release -p loopscope --bin loopscope
+#   cargo build --release -p loopscope-measure --example bfd_sessions
 #   nice -n 19 bench/bfd_sessions.sh [--sessions 1000] [--interval-ms 100] [--seconds 600]
 #
 # Two namespaces joined by a veth. `loopscope reflect --bfd` runs in one, pinned to one CPU
 # (taskset -c 0); `examples/bfd_sessions` opens SESSIONS sessions to it from the other (one
 # address, one discriminator each; RFC 5880 state machine, 100 ms x 3 by default). The
+# responder runs under SCHED_FIFO with --realtime (the generator does not). The
 # responder has no false Down when none of its sessions left Up while the generator ran
 # (counted from its NDJSON state events), and the generator saw none fall either.
 set -euo pipefail
@@ -16,6 +18,7 @@ generator=target/release/examples/bfd_sessions
 sessions=1000
 interval=100
 seconds=600
+realtime=()
 while (($#)); do
   case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -23,7 +26,8 @@ while (($#)); do
     --sessions) sessions=$2; shift 2 ;;
     --interval-ms) interval=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
-    *) echo "usage: $0 [--sessions N] [--interval-ms MS] [--seconds S]" >&2; exit 2 ;;
+    --realtime) realtime=(--bfd-realtime); shift ;;
+    *) echo "usage: $0 [--sessions N] [--interval-ms MS] [--seconds S] [--realtime]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/bfd_sessions.sh: needs root (namespaces)" >&2; exit 2; }
@@ -45,7 +49,7 @@ ip -n bfdmanyA link set lo up; ip -n bfdmanyB link set lo up
 ip -n bfdmanyA addr add 10.81.0.1/24 dev mA; ip -n bfdmanyB addr add 10.81.0.2/24 dev mB
 ip -n bfdmanyA link set mA up; ip -n bfdmanyB link set mB up
 echo "load before: $(uptime)"
-ip netns exec bfdmanyA taskset -c 0 "$bin" --json reflect --bfd udp://10.81.0.1 \
+ip netns exec bfdmanyA taskset -c 0 "$bin" --json reflect --bfd udp://10.81.0.1 "${realtime[@]}" \
   --bfd-min-tx "${interval}ms" --bfd-min-rx "${interval}ms" > "$work/responder.json" &
 responder=$!
 until grep -q listening "$work/responder.json" 2>/dev/null; do sleep 0.05; done

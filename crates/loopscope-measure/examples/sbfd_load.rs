@@ -12,27 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use loopscope_measure::bfd::sbfd_probe;
 use loopscope_sys::{Readiness, recv_datagrams, send_datagrams, wait_readable};
-use loopscope_wire::bfd::{ControlRepr, Diagnostic, MAX_CONTROL_LEN, State};
+use loopscope_wire::bfd::{ControlRepr, MAX_CONTROL_LEN, State};
 
 const BATCH: usize = 64;
 
 fn probe(mine: u32, yours: u32) -> Vec<u8> {
-    let repr = ControlRepr {
-        diagnostic: Diagnostic::None,
-        state: State::Up,
-        poll: false,
-        final_: false,
-        control_plane_independent: false,
-        demand: true,
-        detect_mult: 3,
-        my_discriminator: mine,
-        your_discriminator: yours,
-        desired_min_tx_us: 1000,
-        required_min_rx_us: 0,
-        required_min_echo_rx_us: 0,
-        auth: None,
-    };
+    let repr = sbfd_probe(mine, yours, Duration::from_millis(1), 3);
     let mut out = [0u8; MAX_CONTROL_LEN];
     let len = repr.emit(&mut out).expect("a plain Control packet fits");
     out[..len].to_vec()

@@ -744,6 +744,9 @@ pub struct ResponderConfig {
     pub multihop: bool,
     /// Each session's parameters (`passive` is forced on).
     pub session: SessionConfig,
+    /// Run under SCHED_FIFO (needs CAP_SYS_NICE), so a busy host does not delay the sessions'
+    /// packets and timers.
+    pub realtime: bool,
 }
 
 /// A session's identity before the peer knows our discriminator (RFC 5881 §3 leaves the
@@ -968,6 +971,9 @@ pub fn respond(
     stop: &AtomicBool,
     mut on_event: impl FnMut(BfdEvent),
 ) -> Result<ResponderSummary, BfdRunError> {
+    if config.realtime {
+        loopscope_sys::set_realtime_priority(REALTIME_PRIORITY).map_err(BfdRunError::Realtime)?;
+    }
     let mut receivers = Vec::with_capacity(config.listen.len());
     for &listen in &config.listen {
         let socket = bind_receiver(listen)?;
@@ -1213,6 +1219,26 @@ pub fn sbfd_answer(
     answer.emit(out).ok()
 }
 
+/// An S-BFD initiator's probe (RFC 7880 §7.2.1): state Up, the Demand bit set (the reflector
+/// sends nothing of its own), our discriminator and the reflector's.
+pub fn sbfd_probe(mine: u32, reflector: u32, interval: Duration, detect_mult: u8) -> ControlRepr {
+    ControlRepr {
+        diagnostic: Diagnostic::None,
+        state: State::Up,
+        poll: false,
+        final_: false,
+        control_plane_independent: false,
+        demand: true,
+        detect_mult: detect_mult.max(1),
+        my_discriminator: mine,
+        your_discriminator: reflector,
+        desired_min_tx_us: session::micros(interval),
+        required_min_rx_us: 0,
+        required_min_echo_rx_us: 0,
+        auth: None,
+    }
+}
+
 /// What `bfd --sbfd DISC` runs.
 #[derive(Debug, Clone)]
 pub struct InitiatorConfig {
@@ -1303,21 +1329,12 @@ pub fn sbfd_initiate(
         if now >= next_tx && config.count.is_none_or(|c| sent < c) {
             // S-BFD packets carry no sequence number: an answer is matched to the latest
             // probe, and a probe unanswered when the next leaves counts as lost.
-            let probe = ControlRepr {
-                diagnostic: Diagnostic::None,
-                state: State::Up,
-                poll: false,
-                final_: false,
-                control_plane_independent: false,
-                demand: true,
-                detect_mult: config.detect_mult.max(1),
-                my_discriminator: discriminator,
-                your_discriminator: config.remote_discriminator,
-                desired_min_tx_us: session::micros(config.interval),
-                required_min_rx_us: 0,
-                required_min_echo_rx_us: 0,
-                auth: None,
-            };
+            let probe = sbfd_probe(
+                discriminator,
+                config.remote_discriminator,
+                config.interval,
+                config.detect_mult,
+            );
             if let Ok(len) = probe.emit(&mut out)
                 && socket.send_to(&out[..len], config.peer).is_ok()
             {

@@ -227,6 +227,10 @@ pub struct ReflectArgs {
     /// `udp://[::]`) answers on every local address.
     #[arg(long, value_name = "ADDR", requires = "bfd")]
     pub bfd_listen: Vec<IpAddr>,
+    /// --bfd: run under SCHED_FIFO (needs root or CAP_SYS_NICE), so a busy host does not
+    /// delay the sessions' packets past their Detection Time.
+    #[arg(long, requires = "bfd")]
+    pub bfd_realtime: bool,
     /// --bfd: multihop (RFC 5883), no TTL check.
     #[arg(long)]
     pub bfd_multihop: bool,
@@ -322,6 +326,7 @@ pub fn run_reflect(
             },
             auth,
         },
+        realtime: args.bfd_realtime,
     };
     let result = bfd::respond(&config, &context.stop, &mut print);
     if let Some(echo) = echo {
