@@ -274,8 +274,8 @@ impl Exporter {
     /// Stops everything and waits for the threads (a probe in flight ends at its next packet).
     pub fn shutdown(self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // A probe thread looks at the flag with the schedule locked, then waits: taking the
-        // lock here puts the notifications after its wait began, or its look after the store.
+        // The scheduler looks at the flag with the schedule locked, then waits: taking the
+        // lock here puts the notification after its wait began, or its look after the store.
         drop(lock(&self.shared.schedule));
         self.shared.wake.notify_all();
         self.server.unblock();
