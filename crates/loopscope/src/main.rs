@@ -211,12 +211,12 @@ fn main() -> ExitCode {
 /// Whether the command runs until a signal stops it (no count, duration or end of input).
 fn runs_until_stopped(command: &Command) -> bool {
     match command {
-        Command::Ping(args) => args.count.is_none() && args.deadline.is_none(),
+        Command::Ping(args) => args.schedule.runs_until_stopped(),
         Command::Bert(args) => args.forever,
         Command::Reflect(_) => true,
         Command::Exporter(args) => !args.check,
         Command::Bfd(args) => args.count.is_none() && args.duration.is_none(),
-        Command::EthLb(args) => args.count.is_none() && args.deadline.is_none(),
+        Command::EthLb(args) => args.schedule.runs_until_stopped(),
         Command::Stamp(args) => args.reflect.is_some() || args.count.is_none(),
         Command::Perf(args) => args.server,
         Command::AudioLatency(args) => args.count.is_none() && !args.link.starts_with("wav:"),

@@ -3,14 +3,13 @@
 
 use std::io::{self, Write as _};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use loopscope_link::eth_lb::{
     EthLbReflectConfig, EthLbReflectEvent, EthLbReflectSummary, EthLbReflector,
 };
 use loopscope_measure::eth_lb::{EthLbConfig, EthLbPinger, PayloadTlv};
-use loopscope_measure::ping::{self, PingConfig, PingEvent, Pinger as _};
+use loopscope_measure::ping::{self, PingEvent, Pinger as _};
 use loopscope_report::{Outcome, Printer, Record};
 use loopscope_wire::cfm::{self, TestPattern};
 
@@ -41,21 +40,11 @@ pub struct Args {
     /// -crc for a CRC-32 (Y.1731 pattern types 0-3: null, null-crc, prbs31, prbs31-crc).
     #[arg(long, default_value = "prbs31", value_parser = ["null", "null-crc", "prbs31", "prbs31-crc"])]
     pub pattern: String,
-    /// Stop after this many messages (default: until Ctrl-C).
-    #[arg(short = 'c', long)]
-    pub count: Option<u64>,
-    /// Time between messages, e.g. 1s, 10ms, 0 (as fast as replies come back).
-    #[arg(short = 'i', long, default_value = "1s", value_parser = super::ping::parse_duration)]
-    pub interval: Duration,
+    #[command(flatten)]
+    pub schedule: super::ping::Schedule,
     /// Octets of pattern in each message.
     #[arg(short = 's', long, default_value_t = 64)]
     pub size: usize,
-    /// How long to wait for each reply before counting it lost.
-    #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
-    pub timeout: Duration,
-    /// Stop after this long in all.
-    #[arg(short = 'w', long, value_parser = super::ping::parse_duration)]
-    pub deadline: Option<Duration>,
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -108,15 +97,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     } else {
         PayloadTlv::Test { with_crc }
     };
-    let config = PingConfig {
-        count: args.count,
-        interval: args.interval,
-        payload: args.size,
-        timeout: args.timeout,
-        deadline: args.deadline,
-        stop_after_replies: None,
-    };
-    config.validate()?;
+    let config = args.schedule.ping_config(args.size)?;
     let mut pinger = EthLbPinger::open(EthLbConfig {
         interface: args.interface.clone(),
         destination,

@@ -22,21 +22,11 @@ number; a reply later than -W counts as lost.")]
 pub struct Args {
     /// The link: icmp://127.0.0.1, icmp://[::1], udp://127.0.0.1:7007, tcp://..., serial:..., pty:
     pub endpoint: String,
-    /// Stop after this many requests (default: until Ctrl-C).
-    #[arg(short = 'c', long)]
-    pub count: Option<u64>,
-    /// Time between requests, e.g. 1s, 200ms, 0 (as fast as replies come back).
-    #[arg(short = 'i', long, default_value = "1s", value_parser = parse_duration)]
-    pub interval: Duration,
+    #[command(flatten)]
+    pub schedule: Schedule,
     /// Payload size in bytes.
     #[arg(short = 's', long, default_value_t = 56)]
     pub size: usize,
-    /// How long to wait for each reply before counting it lost.
-    #[arg(short = 'W', long, default_value = "2s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Stop after this long in all.
-    #[arg(short = 'w', long, value_parser = parse_duration)]
-    pub deadline: Option<Duration>,
     /// ENDPOINT is an audio link (audiosim:, jack:): carry the frames over it with a Bell 202
     /// FSK modem (1200 bit/s).
     #[arg(long)]
@@ -59,6 +49,45 @@ pub struct Args {
     pub report: Option<PathBuf>,
 }
 
+/// The request schedule `ping` and `eth-lb` share (the ping engine's): how many requests, how
+/// often, how long each reply may take, and how long the whole run may last.
+#[derive(clap::Args, Debug)]
+pub struct Schedule {
+    /// Stop after this many requests (default: until Ctrl-C).
+    #[arg(short = 'c', long)]
+    pub count: Option<u64>,
+    /// Time between requests, e.g. 1s, 200ms, 0 (as fast as replies come back).
+    #[arg(short = 'i', long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// How long to wait for each reply before counting it lost.
+    #[arg(short = 'W', long, default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Stop after this long in all.
+    #[arg(short = 'w', long, value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+}
+
+impl Schedule {
+    /// Neither a count nor a deadline: only a signal ends the run.
+    pub fn runs_until_stopped(&self) -> bool {
+        self.count.is_none() && self.deadline.is_none()
+    }
+
+    /// The ping engine's configuration for requests carrying `payload` octets, checked.
+    pub fn ping_config(&self, payload: usize) -> anyhow::Result<PingConfig> {
+        let config = PingConfig {
+            count: self.count,
+            interval: self.interval,
+            payload,
+            timeout: self.timeout,
+            deadline: self.deadline,
+            stop_after_replies: None,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let endpoint = match Endpoint::parse(&args.endpoint) {
         // `ping 127.0.0.1`, typed as to ping(8): over ICMP is the only thing it can mean.
@@ -74,15 +103,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         (None, true) => SocketChoice::from_env().context("LOOPSCOPE_ICMP_SOCKET")?,
         (None, false) => SocketChoice::Auto,
     };
-    let config = PingConfig {
-        count: args.count,
-        interval: args.interval,
-        payload: args.size,
-        timeout: args.timeout,
-        deadline: args.deadline,
-        stop_after_replies: None,
-    };
-    config.validate()?;
+    let config = args.schedule.ping_config(args.size)?;
     let adapters =
         AdapterStack::from_flags(args.modem, args.impair.as_deref(), args.capture.as_deref())
             .context("bad --impair")?;
@@ -135,13 +156,15 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             ("link", args.endpoint.clone()),
             (
                 "count",
-                args.count.map_or("until stopped".into(), |c| c.to_string()),
+                args.schedule
+                    .count
+                    .map_or("until stopped".into(), |c| c.to_string()),
             ),
-            ("interval", format!("{:?}", args.interval)),
+            ("interval", format!("{:?}", args.schedule.interval)),
             ("size", format!("{} bytes", args.size)),
-            ("timeout", format!("{:?}", args.timeout)),
+            ("timeout", format!("{:?}", args.schedule.timeout)),
         ];
-        if let Some(deadline) = args.deadline {
+        if let Some(deadline) = args.schedule.deadline {
             parameters.push(("deadline", format!("{deadline:?}")));
         }
         if let Some(impair) = &args.impair {
