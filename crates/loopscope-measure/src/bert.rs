@@ -886,7 +886,7 @@ fn summarize(
         bit_order: spec.bit_order,
         auto_detected: auto && checker.pattern().is_some(),
         data_bits: totals.data_bits,
-        check: CheckFigures::new(&c, options.confidence, options.max_ber),
+        check: CheckFigures::new(c, options.confidence, options.max_ber),
         g821: measurement
             .clock
             .as_ref()
