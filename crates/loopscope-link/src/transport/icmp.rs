@@ -652,14 +652,7 @@ mod tests {
             return;
         }
         std::thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status();
-            if !up.is_ok_and(|status| status.success()) {
-                eprintln!("skipping: cannot bring lo up (no ip?)");
-                return;
-            }
+            loopscope_sys::enter_new_network_namespace().expect("a namespace with lo up");
             for (version, localhost) in [
                 (Version::V4, IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 (Version::V6, IpAddr::V6(Ipv6Addr::LOCALHOST)),
