@@ -659,6 +659,25 @@ impl Frr {
         assert!(output.status.success(), "vtysh {commands:?}: {output:?}");
     }
 
+    /// Polls `show bfd peers counters json` until the entry for `peer` meets `wanted`.
+    fn counters_when(&self, what: &str, peer: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            let output = self.vtysh(&["show bfd peers counters json"]);
+            last = String::from_utf8_lossy(&output.stdout).into_owned();
+            if let Ok(Value::Array(peers)) = serde_json::from_str::<Value>(&last)
+                && let Some(entry) = peers.into_iter().find(|p| p["peer"] == peer)
+                && wanted(&entry)
+            {
+                return entry;
+            }
+            // As for `show bfd peers json`: each poll is a fresh query.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("bfdd never showed {what} for '{peer}'; last: {last}");
+    }
+
     /// Polls `show bfd peers json` until the entry for `peer` (any entry when empty) meets
     /// `wanted`; the reference tool's own view of the session.
     fn peer_json_when(&self, what: &str, peer: &str, wanted: impl Fn(&Value) -> bool) -> Value {
@@ -712,9 +731,10 @@ fn frr_available() -> bool {
 
 /// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2,
 /// 10.77.0.3 and 10.77.0.4 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
-fn two_sides() -> Option<(Netns, Netns)> {
-    let a = Netns::create("bfd", "frr")?;
-    let b = Netns::create("bfd", "ls")?;
+/// `prefix` tells apart the namespaces of tests that run at once.
+fn two_sides(prefix: &str) -> Option<(Netns, Netns)> {
+    let a = Netns::create(prefix, "frr")?;
+    let b = Netns::create(prefix, "ls")?;
     let veth = Command::new("ip")
         .args([
             "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
@@ -779,7 +799,7 @@ fn interoperates_with_frr_bfdd() {
     if !frr_available() {
         return;
     }
-    let Some((a, b)) = two_sides() else { return };
+    let Some((a, b)) = two_sides("bfd") else { return };
     let frr = Frr::start(&a, FRR_CONFIG);
 
     // 1. loopscope speaks to bfdd, single hop on the veth.
@@ -1007,4 +1027,134 @@ fn one_responder_answers_on_several_addresses() {
     for speaker in speakers {
         speaker.wait_for("Up", is_state("Up"));
     }
+}
+
+/// The kernel's count of IPv4 datagrams a namespace has forwarded (`Ip: ForwDatagrams` of
+/// /proc/net/snmp, RFC 4293's ipSystemStatsOutForwDatagrams).
+fn forwarded_datagrams(netns: &Netns) -> u64 {
+    let output = netns
+        .command("cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .expect("cat /proc/net/snmp");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut ip_lines = text.lines().filter(|line| line.starts_with("Ip: "));
+    let (names, values) = (ip_lines.next().expect("Ip names"), ip_lines.next().expect("Ip values"));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ForwDatagrams")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("ForwDatagrams")
+}
+
+/// The hardware address of `interface` in `netns`, as iproute2 reports it.
+fn mac_of(netns: &Netns, interface: &str) -> String {
+    let output = netns
+        .command("ip")
+        .args(["-j", "link", "show", interface])
+        .output()
+        .expect("ip link show");
+    let links: Value = serde_json::from_slice(&output.stdout).expect("ip -j link");
+    links[0]["address"].as_str().expect("address").to_string()
+}
+
+const FRR_ECHO_CONFIG: &str = "bfd
+ peer 10.77.0.2 local-address 10.77.0.1 interface vA
+  receive-interval 100
+  transmit-interval 100
+  echo-mode
+  echo transmit-interval 50
+  echo receive-interval 50
+ !
+!
+";
+
+/// The echo function as RFC 5880 §6.4 and RFC 5881 §4 mean it, both ways against bfdd: our
+/// echo packets go to bfdd's link-layer address with our own address as IP source and
+/// destination, and side A's forwarding plane (no loopscope process runs there) sends them
+/// back; bfdd's `echo-mode` packets come back to it through side B's. The references are the
+/// kernel's own forwarding counter on side A, iproute2's view of the peer's MAC, and bfdd's
+/// echo counters and diagnostics.
+#[test]
+fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
+    if !frr_available() {
+        return;
+    }
+    let Some((a, b)) = two_sides("bfdecho") else {
+        return;
+    };
+    for side in [&a, &b] {
+        side.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    }
+    let frr = Frr::start(&a, FRR_ECHO_CONFIG);
+    let forwarded_before = forwarded_datagrams(&a);
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://10.77.0.1",
+            "--local",
+            "10.77.0.2",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+            "--echo",
+            "50ms",
+            "--echo-rx",
+            "50ms",
+        ],
+    );
+    let path = speaker.wait_for("the echo path", |v| v["type"] == "echo_path");
+    assert_eq!(path["via"], "forwarding", "{path}");
+    assert_eq!(path["interface"], "vB", "{path}");
+    assert_eq!(path["address"], "10.77.0.2", "{path}");
+    assert_eq!(path["peer_mac"], mac_of(&a, "vA").as_str(), "{path}");
+    let mut back = 0u64;
+    while back < 20 {
+        let reply = speaker.wait_for("an echo back", |v| v["type"] == "reply");
+        assert_eq!(reply["ttl"], 254, "one forwarding hop: {reply}");
+        back += 1;
+    }
+    let forwarded = forwarded_datagrams(&a) - forwarded_before;
+    assert!(
+        forwarded >= back,
+        "side A forwarded {forwarded} datagrams, fewer than the {back} echoes back"
+    );
+
+    // bfdd sees our Required Min Echo RX and runs its echo through side B's forwarding plane.
+    frr.peer_json_when("our echo interval", "10.77.0.2", |p| {
+        p["status"] == "up" && p["remote-echo-receive-interval"] == 50
+    });
+    frr.counters_when("its echoes back", "10.77.0.2", |c| {
+        c["echo-packet-input"].as_u64().is_some_and(|n| n >= 20)
+    });
+    let theirs = frr.peer_json_when("its echo round trip", "10.77.0.2", |_| true);
+    eprintln!(
+        "bfdd's echo round trip through side B (us): min/avg/max {}/{}/{} us",
+        theirs["rtt-min"], theirs["rtt-avg"], theirs["rtt-max"]
+    );
+
+    // Side B stops forwarding: bfdd's echo function fails, and it says so in its packets.
+    b.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]);
+    let signalled = speaker.wait_for("bfdd's echo failure", |v| {
+        v["type"] == "state" && v["remote_diagnostic_code"] == 2
+    });
+    assert_eq!(signalled["to"], "Down", "{signalled}");
+    b.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    speaker.wait_for("Up again", is_state("Up"));
+
+    // Side A stops forwarding: our echo function fails, Down with diagnostic 2.
+    a.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]);
+    let failed = speaker.wait_for("our echo failure", |v| {
+        v["type"] == "state" && v["diagnostic_code"] == 2
+    });
+    assert_eq!(failed["from"], "Up", "{failed}");
+    assert_eq!(failed["to"], "Down", "{failed}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 1, "the session flapped: {summary}");
+    assert_eq!(summary["echo"]["via"], "forwarding", "{summary}");
+    assert!(summary["echo"]["failures"].as_u64() >= Some(1), "{summary}");
+    eprintln!("our echo through side A (bfdd): {}", summary["echo"]);
 }

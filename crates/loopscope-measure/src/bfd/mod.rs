@@ -7,6 +7,7 @@
 //! TTL of every datagram (RFC 5881 §5), to send from one source port and receive on the
 //! well-known one, which no link offers. The session state machine is in [`session`], pure.
 
+pub mod forwarded;
 pub mod report;
 pub mod session;
 
@@ -29,6 +30,7 @@ use loopscope_wire::bfd::{
 };
 use rand::Rng;
 
+pub use forwarded::{ForwardedEcho, ForwardedEchoError};
 pub use report::*;
 use session::{DropReason, Session, SessionConfig, SessionEvent};
 
@@ -49,6 +51,9 @@ pub enum BfdRunError {
     #[error("cannot run under SCHED_FIFO (needs root or CAP_SYS_NICE): {0}")]
     /// `--realtime` was refused.
     Realtime(io::Error),
+    #[error("echo through the forwarding plane: {0}")]
+    /// The forwarded echo cannot run.
+    Echo(#[from] ForwardedEchoError),
     #[error("{0}")]
     /// Any other socket error.
     Io(#[from] io::Error),
@@ -244,8 +249,10 @@ pub struct SpeakerConfig {
     pub duration: Option<Duration>,
     /// A parameter change during the run.
     pub retime: Option<Retime>,
-    /// Send echo packets at this interval to the peer's echo port once Up.
+    /// Send echo packets at this interval once Up.
     pub echo: Option<Duration>,
+    /// How the echo packets come back.
+    pub echo_via: EchoVia,
     /// Demand mode: start a Poll Sequence this often to check the path (RFC 5880 §6.6).
     pub demand_poll: Option<Duration>,
     /// Run the sending thread under SCHED_FIFO (needs CAP_SYS_NICE).
@@ -269,18 +276,17 @@ pub fn speak(
     // Every wake-up is at an absolute deadline (RFC 5880 §6.8.7's schedule), so a late one
     // does not push the next.
     let timer = DeadlineTimer::new()?;
-    let echo_socket = match config.echo {
-        Some(_) => {
-            let socket = bind_source(local)?;
-            socket.set_nonblocking(true)?;
-            Some(socket)
-        }
+    let mut echo_path = match config.echo {
+        Some(_) => Some(EchoLoop::open(config, local)?),
         None => None,
     };
     let start = Instant::now();
     let discriminator = rand::rng().random_range(1..=u32::MAX);
     let mut session = Session::new(config.session.clone(), discriminator, start);
     let mut stats = SpeakerStats::new(config, discriminator, start);
+    if let Some(path) = &echo_path {
+        stats.echo.via = path.via();
+    }
     on_event(BfdEvent::Started(Started {
         peer: config.peer.to_string(),
         local: sender.local_addr()?.to_string(),
@@ -293,6 +299,9 @@ pub fn speak(
     let mut retimed = false;
     let mut echo_next: Option<Instant> = None;
     let mut echo_sequence = 0u64;
+    // While echoes are out: when the last came back (or the first left), and the Detection
+    // Time.
+    let mut echo_watch: Option<(Instant, Duration)> = None;
     let mut demand_poll_next: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -345,38 +354,54 @@ pub fn speak(
             stats.absorb(&mut session, Instant::now(), &mut on_event);
         }
         // The echo function (RFC 5880 §6.4): only while Up and when the peer accepts echoes.
-        if let (Some(interval), Some(socket)) = (config.echo, &echo_socket) {
-            let up = session.state() == State::Up && !session.remote_min_echo_rx().is_zero();
+        if let (Some(interval), Some(path)) = (config.echo, echo_path.as_mut()) {
             let now = Instant::now();
-            if up && echo_next.is_none_or(|at| now >= at) {
+            let up = session.state() == State::Up && !session.remote_min_echo_rx().is_zero();
+            if !up {
+                echo_next = None;
+                echo_watch = None;
+            } else if echo_next.is_none_or(|at| now >= at) {
                 let pace = interval.max(session.remote_min_echo_rx());
                 echo_next = Some(now + pace);
-                echo_sequence += 1;
-                let mut packet = [0u8; wire::ECHO_LEN];
-                EchoRepr {
+                let echo = EchoRepr {
                     discriminator,
-                    sequence: echo_sequence,
+                    sequence: echo_sequence + 1,
                     sent_ns: u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(0),
-                }
-                .emit(&mut packet);
-                let to = SocketAddr::new(config.peer.ip(), wire::ECHO_PORT);
-                if socket.send_to(&packet, to).is_ok() {
+                };
+                if path.send(&echo, &mut on_event)? {
+                    echo_sequence += 1;
                     stats.echo.sent += 1;
+                    // The echo Detection Time is a local matter (RFC 5880 §6.8.5): ours is
+                    // Detect Mult echo intervals without a packet back, counted from the
+                    // first packet sent.
+                    let detection = pace * u32::from(config.session.detect_mult.max(1));
+                    let watch = echo_watch.get_or_insert((now, detection));
+                    watch.1 = detection;
                 }
             }
-            while let Ok(got) = recv_datagram(socket, &mut buffer) {
-                if let Ok(echo) = EchoRepr::parse(&buffer[..got.len])
-                    && echo.discriminator == discriminator
-                {
-                    let now_ns =
-                        u64::try_from(Instant::now().duration_since(start).as_nanos()).unwrap_or(0);
-                    let rtt = Duration::from_nanos(now_ns.saturating_sub(echo.sent_ns));
-                    stats.echo.record(rtt);
-                    on_event(BfdEvent::EchoReply(EchoReply {
-                        sequence: echo.sequence,
-                        rtt_ms: rtt.as_secs_f64() * 1e3,
-                    }));
+            while let Some((echo, ttl)) = path.receive(discriminator, &mut buffer)? {
+                let now = Instant::now();
+                let now_ns = u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(0);
+                let rtt = Duration::from_nanos(now_ns.saturating_sub(echo.sent_ns));
+                stats.echo.record(rtt);
+                if let Some(watch) = echo_watch.as_mut() {
+                    watch.0 = now;
                 }
+                on_event(BfdEvent::EchoReply(EchoReply {
+                    sequence: echo.sequence,
+                    rtt_ms: rtt.as_secs_f64() * 1e3,
+                    ttl,
+                }));
+            }
+            if let Some((since, detection)) = echo_watch
+                && session.state() == State::Up
+                && Instant::now() >= since + detection
+            {
+                echo_watch = None;
+                echo_next = None;
+                stats.echo.failures += 1;
+                session.echo_failed(Instant::now());
+                stats.absorb(&mut session, Instant::now(), &mut on_event);
             }
         }
         let mut deadline = session.next_deadline();
@@ -400,7 +425,7 @@ pub fn speak(
             Some(at) => timer.arm(at)?,
             None => timer.disarm()?,
         }
-        match &echo_socket {
+        match &echo_path {
             Some(echo) => wait_any(&[receiver.as_fd(), timer.as_fd(), echo.as_fd()])?,
             None => wait_any(&[receiver.as_fd(), timer.as_fd()])?,
         }
@@ -706,6 +731,8 @@ fn percentile(sorted: &[f64], quantile: f64) -> Option<f64> {
 struct EchoStats {
     sent: u64,
     rtts_us: Vec<u64>,
+    via: &'static str,
+    failures: u64,
 }
 
 impl EchoStats {
@@ -726,6 +753,152 @@ impl EchoStats {
             rtt_p50_ms: percentile(&sorted, 0.5),
             rtt_p99_ms: percentile(&sorted, 0.99),
             rtt_max_ms: sorted.last().copied(),
+            via: self.via,
+            failures: self.failures,
+        }
+    }
+}
+
+/// How the echo function's packets come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EchoVia {
+    /// Through the peer's forwarding plane (RFC 5881 §4), except toward a peer reached over a
+    /// loopback interface, where only `reflect --bfd-echo` on its echo port can loop them.
+    #[default]
+    Auto,
+    /// Through the peer's forwarding plane: to its link-layer address, with our own address
+    /// as IP source and destination.
+    Forwarding,
+    /// To the peer's UDP port 3785, where `reflect --bfd-echo` sends them back.
+    Port,
+}
+
+/// The echo function's sockets: a UDP socket to the peer's echo port, or the raw socket of
+/// the forwarded echo.
+enum EchoLoop {
+    Port {
+        socket: UdpSocket,
+        to: SocketAddr,
+        announced: bool,
+    },
+    Forwarding(Box<ForwardedEcho>),
+}
+
+impl EchoLoop {
+    fn open(config: &SpeakerConfig, local: IpAddr) -> Result<Self, BfdRunError> {
+        let scope = match config.peer {
+            SocketAddr::V6(v6) => Some(v6.scope_id()),
+            SocketAddr::V4(_) => None,
+        };
+        let forwarded = match config.echo_via {
+            EchoVia::Port => None,
+            EchoVia::Forwarding => Some(ForwardedEcho::open(config.peer, config.local, scope)?),
+            EchoVia::Auto => match ForwardedEcho::open(config.peer, config.local, scope) {
+                Ok(echo) => Some(echo),
+                Err(ForwardedEchoError::Loopback { .. }) => None,
+                Err(error) => return Err(error.into()),
+            },
+        };
+        if let Some(echo) = forwarded {
+            return Ok(EchoLoop::Forwarding(Box::new(echo)));
+        }
+        let socket = bind_source(local)?;
+        enable_hops_reception(&socket)?;
+        socket.set_nonblocking(true)?;
+        let mut to = config.peer;
+        to.set_port(wire::ECHO_PORT);
+        Ok(EchoLoop::Port {
+            socket,
+            to,
+            announced: false,
+        })
+    }
+
+    fn via(&self) -> &'static str {
+        match self {
+            EchoLoop::Port { .. } => "port",
+            EchoLoop::Forwarding(_) => "forwarding",
+        }
+    }
+
+    /// Sends one echo packet; `Ok(false)` when none could leave (the forwarded echo waits for
+    /// the peer's link-layer address). The path is reported before the first.
+    fn send(
+        &mut self,
+        echo: &EchoRepr,
+        on_event: &mut impl FnMut(BfdEvent),
+    ) -> Result<bool, BfdRunError> {
+        match self {
+            EchoLoop::Port {
+                socket,
+                to,
+                announced,
+            } => {
+                if !*announced {
+                    *announced = true;
+                    on_event(BfdEvent::EchoPath(EchoPath {
+                        via: "port",
+                        interface: None,
+                        address: to.to_string(),
+                        peer_mac: None,
+                    }));
+                }
+                let mut packet = [0u8; wire::ECHO_LEN];
+                echo.emit(&mut packet);
+                Ok(socket.send_to(&packet, *to).is_ok())
+            }
+            EchoLoop::Forwarding(forwarded) => {
+                let known = forwarded.peer_mac().is_some();
+                if !forwarded.resolve()? {
+                    return Ok(false);
+                }
+                if !known && let Some(mac) = forwarded.peer_mac() {
+                    on_event(BfdEvent::EchoPath(EchoPath {
+                        via: "forwarding",
+                        interface: Some(forwarded.interface().to_string()),
+                        address: forwarded.local().to_string(),
+                        peer_mac: Some(
+                            mac.iter()
+                                .map(|octet| format!("{octet:02x}"))
+                                .collect::<Vec<_>>()
+                                .join(":"),
+                        ),
+                    }));
+                }
+                Ok(forwarded.send(echo).is_ok_and(|sent| sent))
+            }
+        }
+    }
+
+    /// The next of our echo packets back, with the TTL it came back with.
+    fn receive(
+        &mut self,
+        discriminator: u32,
+        buffer: &mut [u8],
+    ) -> Result<Option<(EchoRepr, Option<u8>)>, BfdRunError> {
+        match self {
+            EchoLoop::Port { socket, .. } => {
+                while let Ok(got) = recv_datagram(&*socket, buffer) {
+                    if let Ok(echo) = EchoRepr::parse(&buffer[..got.len])
+                        && echo.discriminator == discriminator
+                    {
+                        return Ok(Some((echo, got.ttl)));
+                    }
+                }
+                Ok(None)
+            }
+            EchoLoop::Forwarding(forwarded) => Ok(forwarded
+                .try_recv(discriminator, buffer)?
+                .map(|reply| (reply.echo, Some(reply.hops)))),
+        }
+    }
+}
+
+impl AsFd for EchoLoop {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            EchoLoop::Port { socket, .. } => socket.as_fd(),
+            EchoLoop::Forwarding(forwarded) => forwarded.as_fd(),
         }
     }
 }
@@ -1382,6 +1555,7 @@ pub fn sbfd_initiate(
                 on_event(BfdEvent::EchoReply(EchoReply {
                     sequence: sent,
                     rtt_ms: rtt,
+                    ttl: None,
                 }));
             }
         }
