@@ -339,9 +339,9 @@ impl RouteSocket {
 
     /// Every neighbour-table entry of both families.
     pub fn neighbours(&mut self) -> Result<Vec<Neighbour>, NetlinkError> {
-        let replies = self
-            .channel
-            .dump(RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()))?;
+        let replies = self.channel.dump(RouteNetlinkMessage::GetNeighbour(
+            NeighbourMessage::default(),
+        ))?;
         Ok(replies
             .into_iter()
             .filter_map(|message| match message {

@@ -5,95 +5,15 @@
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 mod support;
+use support::running::{PATIENCE, Running};
 use support::{Netns, is_root};
-
-/// Longest wait for an expected line: generous, since CI runs beside stress-ng.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Running {
-    child: Child,
-    lines: Receiver<Value>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        Running::spawn(Command::cargo_bin("loopscope").expect("binary"), args)
-    }
-
-    /// Runs inside a network namespace.
-    fn start_in(netns: &Netns, args: &[&str]) -> Running {
-        Running::spawn(
-            netns.command(assert_cmd::cargo::cargo_bin("loopscope")),
-            args,
-        )
-    }
-
-    fn spawn(mut command: Command, args: &[&str]) -> Running {
-        let mut child = command
-            .arg("--json")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn loopscope");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-                if send.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// The first line for which `wanted` holds (earlier lines are passed over).
-    fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            match self.lines.recv_timeout(PATIENCE) {
-                Ok(line) if wanted(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no line with {what} within {PATIENCE:?}"),
-            }
-        }
-    }
-
-    /// Ctrl-C, then the summary and the exit code.
-    fn interrupt(mut self) -> (Value, i32) {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::Signal::INT,
-        )
-        .expect("SIGINT");
-        let summary = self.wait_for("the summary", |v| v["type"] == "summary");
-        let status = self.child.wait().expect("wait");
-        (summary, status.code().unwrap_or(-1))
-    }
-
-    /// Waits for the end of a run with an end of its own.
-    fn finish(mut self) -> (Value, i32) {
-        let summary = self.wait_for("the summary", |v| v["type"] == "summary");
-        let status = self.child.wait().expect("wait");
-        (summary, status.code().unwrap_or(-1))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn is_state(to: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["type"] == "state" && v["to"] == to
@@ -799,7 +719,9 @@ fn interoperates_with_frr_bfdd() {
     if !frr_available() {
         return;
     }
-    let Some((a, b)) = two_sides("bfd") else { return };
+    let Some((a, b)) = two_sides("bfd") else {
+        return;
+    };
     let frr = Frr::start(&a, FRR_CONFIG);
 
     // 1. loopscope speaks to bfdd, single hop on the veth.
@@ -1039,7 +961,10 @@ fn forwarded_datagrams(netns: &Netns) -> u64 {
         .expect("cat /proc/net/snmp");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let mut ip_lines = text.lines().filter(|line| line.starts_with("Ip: "));
-    let (names, values) = (ip_lines.next().expect("Ip names"), ip_lines.next().expect("Ip values"));
+    let (names, values) = (
+        ip_lines.next().expect("Ip names"),
+        ip_lines.next().expect("Ip values"),
+    );
     names
         .split_whitespace()
         .zip(values.split_whitespace())

@@ -106,8 +106,7 @@ const ECHO_FILTER: [(u16, u8, u8, u32); 16] = [
     (0x06, 0, 0, 0x0000_0000),
 ];
 
-/// The local address the kernel sends to `peer` from, and the interface that holds it:
-/// `scope` (an IPv6 zone) when given, else the one interface carrying `local`.
+/// The local address: `local` when given, else the one the kernel sends to `peer` from.
 fn local_route(peer: SocketAddr, local: Option<IpAddr>) -> io::Result<IpAddr> {
     if let Some(local) = local
         && !local.is_unspecified()
@@ -124,6 +123,21 @@ fn local_route(peer: SocketAddr, local: Option<IpAddr>) -> io::Result<IpAddr> {
     // connect() on UDP sends nothing: it only asks the routing table for the source.
     probe.connect(peer)?;
     Ok(probe.local_addr()?.ip())
+}
+
+/// Whether `address` is in `network`/`prefix_len`.
+fn within(address: IpAddr, network: IpAddr, prefix_len: u8) -> bool {
+    let (a, n, bits) = match (address, network) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (
+            u128::from(u32::from(a)) << 96,
+            u128::from(u32::from(n)) << 96,
+            prefix_len.min(32),
+        ),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), prefix_len.min(128)),
+        _ => return false,
+    };
+    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+    a & mask == n & mask
 }
 
 impl ForwardedEcho {
@@ -153,10 +167,13 @@ impl ForwardedEcho {
         let mut netlink = RouteSocket::open()?;
         let if_index = match scope.filter(|&index| index != 0) {
             Some(index) => index,
+            // The interface holding the address, or the prefix it falls in (127.77.7.2 is
+            // in lo's 127.0.0.1/8).
             None => netlink
                 .addresses()?
                 .into_iter()
-                .find(|address| address.address == local)
+                .filter(|address| within(local, address.address, address.prefix_len))
+                .max_by_key(|address| (address.address == local, address.prefix_len))
                 .map(|address| address.index)
                 .ok_or(ForwardedEchoError::NoInterface(local))?,
         };
@@ -313,4 +330,56 @@ pub fn returned_echo(frame: &[u8], local: IpAddr, discriminator: u32) -> Option<
     }
     let echo = EchoRepr::parse(udp.payload()).ok()?;
     (echo.discriminator == discriminator).then_some(ForwardedReply { echo, hops })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_within_its_prefix_only() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(within(ip("127.77.7.2"), ip("127.0.0.1"), 8));
+        assert!(!within(ip("128.0.0.1"), ip("127.0.0.1"), 8));
+        assert!(within(ip("10.77.0.2"), ip("10.77.0.2"), 32));
+        assert!(within(ip("192.0.2.9"), ip("0.0.0.0"), 0));
+        assert!(within(ip("2001:db8::9"), ip("2001:db8::1"), 64));
+        assert!(!within(ip("2001:db9::9"), ip("2001:db8::1"), 64));
+        assert!(!within(ip("::ffff:10.0.0.1"), ip("10.0.0.1"), 32));
+    }
+
+    /// A frame of ours as the peer's forwarding plane returns it (TTL 254), and the frames
+    /// that are not: another source, another port, another session.
+    #[test]
+    fn only_our_own_echo_come_back_is_taken() {
+        let local: IpAddr = "10.77.0.2".parse().unwrap();
+        let echo = EchoRepr {
+            discriminator: 7,
+            sequence: 3,
+            sent_ns: 99,
+        };
+        let mut payload = [0u8; ECHO_LEN];
+        echo.emit(&mut payload);
+        let frame = |source: [u8; 4], port: u16| {
+            let builder = PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4(source, [10, 77, 0, 2], 254)
+                .udp(ECHO_PORT, port);
+            let mut frame = Vec::new();
+            builder.write(&mut frame, &payload).unwrap();
+            frame
+        };
+        assert_eq!(
+            returned_echo(&frame([10, 77, 0, 2], ECHO_PORT), local, 7),
+            Some(ForwardedReply { echo, hops: 254 })
+        );
+        assert_eq!(
+            returned_echo(&frame([10, 77, 0, 1], ECHO_PORT), local, 7),
+            None
+        );
+        assert_eq!(returned_echo(&frame([10, 77, 0, 2], 3784), local, 7), None);
+        assert_eq!(
+            returned_echo(&frame([10, 77, 0, 2], ECHO_PORT), local, 8),
+            None
+        );
+    }
 }
