@@ -1083,3 +1083,133 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
     assert!(summary["echo"]["failures"].as_u64() >= Some(1), "{summary}");
     eprintln!("our echo through side A (bfdd): {}", summary["echo"]);
 }
+
+/// Side A (FRR): fe80::1 on vA. Side B (loopscope): fe80::2 and fe80::3 on vB. No addresses
+/// of the kernel's own making, so each side speaks from the one it is given.
+fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
+    let a = Netns::create(prefix, "frr")?;
+    let b = Netns::create(prefix, "ls")?;
+    let veth = Command::new("ip")
+        .args([
+            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
+        ])
+        .args(["netns", &b.name])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    for (ns, lines) in [
+        (
+            &a,
+            &[
+                "link set lo up",
+                "link set vA addrgenmode none",
+                "addr add fe80::1/64 dev vA nodad",
+                "link set vA up",
+            ][..],
+        ),
+        (
+            &b,
+            &[
+                "link set lo up",
+                "link set vB addrgenmode none",
+                "addr add fe80::2/64 dev vB nodad",
+                "addr add fe80::3/64 dev vB nodad",
+                "link set vB up",
+            ][..],
+        ),
+    ] {
+        for line in lines {
+            ns.exec("ip", &line.split_whitespace().collect::<Vec<_>>());
+        }
+    }
+    Some((a, b))
+}
+
+const FRR_LINK_LOCAL_CONFIG: &str = "bfd
+ peer fe80::2 interface vA
+  receive-interval 100
+  transmit-interval 100
+ !
+ peer fe80::3 interface vA
+  receive-interval 100
+  transmit-interval 100
+ !
+!
+";
+
+/// IPv6 link-local single hop (RFC 5881 §5), the interface given as the address's zone: our
+/// speaker to bfdd's `peer fe80::2 interface vA`, bfdd to our responder on fe80::3%vB; and a
+/// Control packet that arrives with a hop limit of 254 is dropped (GTSM).
+#[test]
+fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
+    if !frr_available() {
+        return;
+    }
+    let Some((a, b)) = two_link_local_sides("bfdll") else {
+        return;
+    };
+    let frr = Frr::start(&a, FRR_LINK_LOCAL_CONFIG);
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://[fe80::1%vB]",
+            "--local",
+            "fe80::2",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+        ],
+    );
+    let responder = Running::start_in(
+        &b,
+        &[
+            "reflect",
+            "--bfd",
+            "udp://[fe80::3%vB]",
+            "--bfd-min-tx",
+            "100ms",
+            "--bfd-min-rx",
+            "100ms",
+        ],
+    );
+    let up = speaker.wait_for("Up", is_state("Up"));
+    assert!(
+        up["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("[fe80::1%")),
+        "{up}"
+    );
+    let up = responder.wait_for("Up", is_state("Up"));
+    assert!(
+        up["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("[fe80::1%")),
+        "{up}"
+    );
+    for peer in ["fe80::2", "fe80::3"] {
+        let entry = frr.peer_json_when("Up", peer, |p| p["status"] == "up");
+        assert_eq!(entry["interface"], "vA", "{entry}");
+    }
+    // One hop too many: the same packet with a hop limit of 254, sent from side A.
+    let packet: String = header(1, 0, 24, 77, 0)
+        .iter()
+        .map(|octet| format!("{octet:02x}"))
+        .collect();
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 254)\n\
+         s.bind(('fe80::1', 49999, 0, socket.if_nametoindex('vA')))\n\
+         s.sendto(bytes.fromhex('{packet}'), ('fe80::3', 3784, 0, socket.if_nametoindex('vA')))\n"
+    );
+    a.exec("python3", &["-c", &script]);
+    let dropped = responder.wait_for("the drop", |v| v["type"] == "dropped");
+    assert_eq!(dropped["reason"], "ttl", "{dropped}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["flaps"], 0, "{summary}");
+    let (summary, _) = responder.interrupt();
+    assert_eq!(summary["dropped"]["ttl"], 1, "{summary}");
+}

@@ -84,12 +84,41 @@ fn unspecified_like(peer: IpAddr) -> IpAddr {
     }
 }
 
+/// `ip`:`port`, with the interface `scope` when `ip` is an IPv6 link-local address, which
+/// means nothing without one (RFC 4007 §6).
+pub fn scoped(ip: IpAddr, port: u16, scope: u32) -> SocketAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, scope))
+        }
+        _ => SocketAddr::new(ip, port),
+    }
+}
+
+/// The interface of a scoped IPv6 address (0: none).
+fn scope_of(address: SocketAddr) -> u32 {
+    match address {
+        SocketAddr::V6(v6) => v6.scope_id(),
+        SocketAddr::V4(_) => 0,
+    }
+}
+
+/// Whether `from` is `peer`: the same address, and for a link-local one the same interface.
+fn is_peer(from: SocketAddr, peer: SocketAddr) -> bool {
+    from.ip() == peer.ip() && (scope_of(peer) == 0 || scope_of(from) == scope_of(peer))
+}
+
 /// The socket a session sends from: a source port in 49152..=65535 (RFC 5881 §4), TTL 255.
 pub fn bind_source(local: IpAddr) -> Result<UdpSocket, BfdRunError> {
+    bind_source_scoped(local, 0)
+}
+
+/// [`bind_source`] on a link-local address of interface `scope`.
+pub fn bind_source_scoped(local: IpAddr, scope: u32) -> Result<UdpSocket, BfdRunError> {
     let mut rng = rand::rng();
     for _ in 0..256 {
         let port = rng.random_range(49152..=65535);
-        match UdpSocket::bind(SocketAddr::new(local, port)) {
+        match UdpSocket::bind(scoped(local, port, scope)) {
             Ok(socket) => {
                 set_send_hops(&socket, SINGLE_HOP_TTL)?;
                 return Ok(socket);
@@ -97,7 +126,7 @@ pub fn bind_source(local: IpAddr) -> Result<UdpSocket, BfdRunError> {
             Err(error) if error.kind() == io::ErrorKind::AddrInUse => continue,
             Err(source) => {
                 return Err(BfdRunError::Bind {
-                    address: SocketAddr::new(local, port),
+                    address: scoped(local, port, scope),
                     source,
                 });
             }
@@ -268,8 +297,9 @@ pub fn speak(
     let local = config
         .local
         .unwrap_or_else(|| unspecified_like(config.peer.ip()));
-    let receiver = bind_receiver(SocketAddr::new(local, config.peer.port()))?;
-    let sender = bind_source(local)?;
+    let scope = scope_of(config.peer);
+    let receiver = bind_receiver(scoped(local, config.peer.port(), scope))?;
+    let sender = bind_source_scoped(local, scope)?;
     if config.realtime {
         loopscope_sys::set_realtime_priority(REALTIME_PRIORITY).map_err(BfdRunError::Realtime)?;
     }
@@ -438,7 +468,7 @@ pub fn speak(
                 Err(error) => return Err(error.into()),
             };
             let now = Instant::now();
-            if got.from.map(|from| from.ip()) != Some(config.peer.ip()) {
+            if !got.from.is_some_and(|from| is_peer(from, config.peer)) {
                 stats.from_others += 1;
                 continue;
             }
@@ -802,7 +832,7 @@ impl EchoLoop {
         if let Some(echo) = forwarded {
             return Ok(EchoLoop::Forwarding(Box::new(echo)));
         }
-        let socket = bind_source(local)?;
+        let socket = bind_source_scoped(local, scope.unwrap_or(0))?;
         enable_hops_reception(&socket)?;
         socket.set_nonblocking(true)?;
         let mut to = config.peer;
@@ -942,7 +972,8 @@ struct Responder<'a, F: FnMut(BfdEvent)> {
     start: Instant,
     peers: HashMap<u32, Peer>,
     by_key: HashMap<PeerKey, u32>,
-    senders: HashMap<IpAddr, UdpSocket>,
+    /// By local address and, for a link-local one, its interface.
+    senders: HashMap<(IpAddr, u32), UdpSocket>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     dropped: DropCounts,
     received: u64,
@@ -954,11 +985,15 @@ struct Responder<'a, F: FnMut(BfdEvent)> {
 }
 
 impl<F: FnMut(BfdEvent)> Responder<'_, F> {
-    fn sender(&mut self, local: IpAddr) -> Result<&UdpSocket, BfdRunError> {
-        match self.senders.entry(local) {
+    fn sender(&mut self, local: IpAddr, scope: u32) -> Result<&UdpSocket, BfdRunError> {
+        let scope = match local {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => scope,
+            _ => 0,
+        };
+        match self.senders.entry((local, scope)) {
             std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                let socket = bind_source(local)?;
+                let socket = bind_source_scoped(local, scope)?;
                 socket.set_nonblocking(true)?;
                 Ok(entry.insert(socket))
             }
@@ -984,7 +1019,7 @@ impl<F: FnMut(BfdEvent)> Responder<'_, F> {
         let forget = peer.session.last_rx().is_none() && peer.session.state() == State::Down;
         let next = peer.session.next_deadline();
         if !packets.is_empty() {
-            let sender = self.sender(local)?;
+            let sender = self.sender(local, scope_of(to))?;
             let mut sent = 0;
             for (packet, len) in &packets {
                 if sender.send_to(&packet[..*len], to).is_ok() {
@@ -1092,7 +1127,7 @@ impl<F: FnMut(BfdEvent)> Responder<'_, F> {
                         Peer {
                             session: Session::new(self.config.clone(), fresh, now),
                             key,
-                            to: SocketAddr::new(from.ip(), self.port),
+                            to: scoped(from.ip(), self.port, scope_of(from)),
                             scheduled: None,
                         },
                     );
@@ -1442,7 +1477,7 @@ pub fn sbfd_initiate(
     let local = config
         .local
         .unwrap_or_else(|| unspecified_like(config.peer.ip()));
-    let socket = bind_source(local)?;
+    let socket = bind_source_scoped(local, scope_of(config.peer))?;
     enable_hops_reception(&socket)?;
     socket.set_nonblocking(true)?;
     let discriminator = rand::rng().random_range(1..=u32::MAX);

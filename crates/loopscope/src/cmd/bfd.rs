@@ -248,9 +248,10 @@ pub struct ReflectArgs {
     pub bfd_echo: bool,
     /// --bfd: also answer on this local address (repeatable); sessions are told apart by
     /// local address, peer address and discriminator. The endpoint `udp://0.0.0.0` (or
-    /// `udp://[::]`) answers on every local address.
+    /// `udp://[::]`) answers on every local address. A link-local address names its
+    /// interface: fe80::1%eth0.
     #[arg(long, value_name = "ADDR", requires = "bfd")]
-    pub bfd_listen: Vec<IpAddr>,
+    pub bfd_listen: Vec<String>,
     /// --bfd: advertise this Required Min Echo RX Interval without looping echo packets here:
     /// peers run their echo function through this host's forwarding plane
     /// (net.ipv4.ip_forward=1), as RFC 5881 §4 means it. (--bfd-echo advertises --bfd-min-rx
@@ -329,7 +330,8 @@ pub fn run_reflect(
     let listen = super::stamp::parse_udp(endpoint, port)?;
     // The echo loop runs beside the responder on its own thread; it ends with the same flag.
     let echo = if args.bfd_echo {
-        let echo_listen = std::net::SocketAddr::new(listen.ip(), loopscope_wire::bfd::ECHO_PORT);
+        let mut echo_listen = listen;
+        echo_listen.set_port(loopscope_wire::bfd::ECHO_PORT);
         let stop = std::sync::Arc::clone(&context.stop);
         Some(std::thread::spawn(move || {
             bfd::echo_reflect(echo_listen, &stop, |_| {})
@@ -338,11 +340,14 @@ pub fn run_reflect(
         None
     };
     let mut addresses = vec![listen];
-    addresses.extend(
-        args.bfd_listen
-            .iter()
-            .map(|&ip| std::net::SocketAddr::new(ip, listen.port())),
-    );
+    for text in &args.bfd_listen {
+        let (ip, zone) =
+            loopscope_link::parse_zoned_ip(text).with_context(|| format!("--bfd-listen {text}"))?;
+        if matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()) && zone == 0 {
+            bail!("--bfd-listen {text}: a link-local address needs its interface, as {ip}%eth0");
+        }
+        addresses.push(bfd::scoped(ip, listen.port(), zone));
+    }
     let config = bfd::ResponderConfig {
         listen: addresses,
         multihop: args.bfd_multihop,
