@@ -292,12 +292,19 @@ fn udp_to_stock_server_agrees_on_datagrams() {
         |ours, theirs| {
             let sent = our_bytes(ours, "send");
             assert!(sent > 0 && sent.is_multiple_of(1200));
-            // The stock server's own report: bytes, datagrams and loss as it counted them.
+            // The stock server's own report: bytes, datagrams and loss as it counted them. It
+            // counts the gaps below the highest sequence number it saw, so datagrams lost after
+            // the last to arrive are missing from its loss (iperf3 3.12 and since).
             let received = u64_at(theirs, "/end/sum_received/bytes");
-            let lost = u64_at(theirs, "/end/sum_received/lost_packets");
-            assert_eq!(received + lost * 1200, sent, "{theirs}");
-            assert_eq!(ours["udp"]["lost_packets"].as_u64(), Some(lost), "{ours}");
+            let their_lost = u64_at(theirs, "/end/sum_received/lost_packets");
+            assert!(received + their_lost * 1200 <= sent, "{theirs}");
             assert_eq!(ours["streams"][0]["peer_bytes"].as_u64(), Some(received));
+            // Ours: whatever of what we sent did not arrive, the end included.
+            let arrived = ours["udp"]["packets"].as_u64().expect("packets");
+            let lost = ours["udp"]["lost_packets"].as_u64().expect("lost");
+            assert_eq!(arrived * 1200, received, "{ours}\n{theirs}");
+            assert_eq!(arrived + lost, sent / 1200, "{ours}");
+            assert!(lost >= their_lost, "{ours}\n{theirs}");
         },
     );
 }
@@ -592,6 +599,28 @@ fn udp_loss_injected_at_one_percent_is_reported_as_one_percent() {
     assert_eq!(udp["out_of_order"].as_u64(), Some(0));
     let ended = server.next_event("test_ended");
     assert_eq!(ended["received_bytes"].as_u64(), Some(arrived * 1000));
+}
+
+/// Every datagram lost, so every loss comes after the last datagram to arrive: none shows the
+/// gap. Counted as RFC 3550 A.3 and iperf3's receiver count (the highest sequence number seen
+/// minus those received), they were counted nowhere: "0 lost of 0" for a test that sent
+/// thousands. Issue 12: the same blind spot made 1 run in 100 of the 1% loss test miss the
+/// last datagram. The sender's own count, from the results exchange, shows them all.
+#[test]
+fn udp_datagrams_lost_at_the_end_of_the_test_are_counted() {
+    let (mut server, summary) = impaired_udp_run("1", "loss=1");
+    let sent_datagrams = summary["sent_bytes"].as_u64().unwrap() / 1000;
+    let udp = &summary["udp"];
+    assert!(sent_datagrams > 1000, "{summary}");
+    assert_eq!(udp["packets"].as_u64(), Some(0), "{summary}");
+    assert_eq!(
+        udp["lost_packets"].as_u64(),
+        Some(sent_datagrams),
+        "{summary}"
+    );
+    assert_eq!(udp["lost_percent"].as_f64(), Some(100.0), "{summary}");
+    let ended = server.next_event("test_ended");
+    assert_eq!(ended["received_bytes"].as_u64(), Some(0), "{ended}");
 }
 
 #[test]

@@ -1265,12 +1265,17 @@ fn serve(
     }
     if exchange {
         let cpu = thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
-        let mut ours = local_results(&streams, cpu, run_seconds, &retransmits);
-        if params.get_server_output {
-            // What the client asked to see: this test as the server saw it.
-            ours.server_output_text = Some(server_output(&streams, run_seconds, cpu));
-        }
-        if let Err(error) = exchange_results(control, &ours) {
+        // The client's results come first: a UDP receiver counts its losses from what the
+        // client says it sent, the last datagrams included.
+        let ours = |theirs: &TestResults| {
+            let mut ours = local_results(&streams, cpu, run_seconds, &retransmits, Some(theirs));
+            if params.get_server_output {
+                // What the client asked to see: this test as the server saw it.
+                ours.server_output_text = Some(server_output(&streams, run_seconds, cpu));
+            }
+            ours
+        };
+        if let Err(error) = exchange_results(control, ours) {
             ended_early = Some(error.to_string());
         }
     }
@@ -1294,7 +1299,10 @@ fn serve(
 }
 
 /// EXCHANGE_RESULTS from the server's side: theirs in, ours out, DISPLAY_RESULTS, IPERF_DONE.
-fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), ControlError> {
+fn exchange_results(
+    control: &Control,
+    ours: impl FnOnce(&TestResults) -> TestResults,
+) -> Result<(), ControlError> {
     let deadline = Some(Instant::now() + STEP_TIMEOUT);
     control.write_state(State::ExchangeResults)?;
     let theirs = control.read_json(
@@ -1303,10 +1311,10 @@ fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), Control
         None,
         "with the client's results",
     )?;
-    TestResults::from_json(&theirs).map_err(|e| ControlError::Garbage {
+    let theirs = TestResults::from_json(&theirs).map_err(|e| ControlError::Garbage {
         what: format!("unusable results ({e})"),
     })?;
-    control.write_json(&ours.to_json())?;
+    control.write_json(&ours(&theirs).to_json())?;
     control.write_state(State::DisplayResults)?;
     // The client's IPERF_DONE; a client that just closes is done too.
     match control.read_state(deadline, None, "after the results") {
