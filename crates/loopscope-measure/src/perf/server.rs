@@ -316,33 +316,10 @@ pub fn run_server(
 ) -> Result<ServerSummary, PerfError> {
     let (listener, endpoint, udp) = match &options.listen {
         Listen::Tcp(address) => {
-            let socket = Socket::new(
-                Domain::for_address(*address),
-                Type::STREAM,
-                Some(Protocol::TCP),
-            )
-            .map_err(|e| PerfError::io("cannot open a TCP socket", e))?;
-            socket
-                .set_reuse_address(true)
-                .map_err(|e| PerfError::io("cannot set SO_REUSEADDR", e))?;
-            socket
-                .bind(&(*address).into())
-                .map_err(|e| PerfError::Listen {
-                    endpoint: format!("tcp://{address}"),
-                    source: e,
-                })?;
-            socket
-                .listen(1024)
-                .map_err(|e| PerfError::io("cannot listen", e))?;
-            let listener = TcpListener::from(socket);
+            let (listener, udp) = bind_tcp_and_udp(*address)?;
             let bound = listener
                 .local_addr()
                 .map_err(|e| PerfError::io("cannot read the bound address", e))?;
-            // UDP tests say hello on the same port number.
-            let udp = bind_udp(bound).map_err(|e| PerfError::Listen {
-                endpoint: format!("udp://{bound}"),
-                source: e,
-            })?;
             (Listener::Tcp(listener), format!("tcp://{bound}"), Some(udp))
         }
         Listen::Unix(address) => {
@@ -419,6 +396,64 @@ fn describe_unix(address: &std::os::unix::net::SocketAddr) -> String {
     } else {
         "unix:".into()
     }
+}
+
+/// How many ports the kernel may pick before the server gives up finding one free for both
+/// TCP and UDP.
+const PORT_PICKS: usize = 64;
+
+/// A TCP listener and a UDP socket on the same port number (UDP tests say hello there, as
+/// iperf3's do). When the kernel picks the port (port 0) it picks one free for TCP only: TCP
+/// and UDP ports are separate spaces, and the UDP port of that number can belong to any other
+/// process's socket, a client's ephemeral one for instance (so under a busy test suite a server
+/// could fail to start, now and then, with no "listening" line). Then another is picked; the
+/// refused listeners are held until one fits, so the kernel cannot hand the same port back.
+fn bind_tcp_and_udp(address: SocketAddr) -> Result<(TcpListener, UdpSocket), PerfError> {
+    let mut refused = Vec::new();
+    loop {
+        let listener = listen_tcp(address)?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| PerfError::io("cannot read the bound address", e))?;
+        match bind_udp(bound) {
+            Ok(udp) => return Ok((listener, udp)),
+            Err(e)
+                if address.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && refused.len() < PORT_PICKS =>
+            {
+                refused.push(listener);
+            }
+            Err(e) => {
+                return Err(PerfError::Listen {
+                    endpoint: format!("udp://{bound}"),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+fn listen_tcp(address: SocketAddr) -> Result<TcpListener, PerfError> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| PerfError::io("cannot open a TCP socket", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| PerfError::io("cannot set SO_REUSEADDR", e))?;
+    socket
+        .bind(&address.into())
+        .map_err(|e| PerfError::Listen {
+            endpoint: format!("tcp://{address}"),
+            source: e,
+        })?;
+    socket
+        .listen(1024)
+        .map_err(|e| PerfError::io("cannot listen", e))?;
+    Ok(TcpListener::from(socket))
 }
 
 fn bind_udp(address: SocketAddr) -> io::Result<UdpSocket> {
