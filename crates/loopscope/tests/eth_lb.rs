@@ -5,18 +5,14 @@
 //! on a sleep; a reply is given 30 s (-W), so a busy machine makes a run slower, never wrong.
 //! Root only (namespaces, raw packet sockets); CI runs as root.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod support;
 use support::Netns;
-
-/// Longest wait for an expected line: generous, since CI runs beside stress-ng.
-const PATIENCE: Duration = Duration::from_secs(60);
+use support::running::Running;
 
 /// Two namespaces joined by a veth: `vA` in the first, `vB` in the second.
 fn two_sides(tag: &str) -> Option<(Netns, Netns)> {
@@ -42,90 +38,10 @@ fn python_available() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-/// A program whose stdout lines are read as they come.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Running {
-    fn spawn(command: Command) -> Running {
-        Running::spawn_with_stderr(command, Stdio::inherit())
-    }
-
-    fn spawn_with_stderr(mut command: Command, stderr: Stdio) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn loopscope_in(netns: &Netns, args: &[&str]) -> Running {
-        let mut command = netns.command(assert_cmd::cargo::cargo_bin("loopscope"));
-        command.arg("--json").args(args);
-        Running::spawn(command)
-    }
-
-    fn line_where(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        loop {
-            match self.lines.recv_timeout(PATIENCE) {
-                Ok(line) if wanted(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no line with {what} within {PATIENCE:?}"),
-            }
-        }
-    }
-
-    fn json_where(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let line = self.line_where(what, |_| true);
-            let value: Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            if wanted(&value) {
-                return value;
-            }
-        }
-    }
-
-    /// Ctrl-C, then the summary.
-    fn interrupt(self) -> (Value, i32) {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::Signal::INT,
-        )
-        .expect("SIGINT");
-        self.finish()
-    }
-
-    fn finish(mut self) -> (Value, i32) {
-        let summary = self.json_where("the summary", |v| v["type"] == "summary");
-        let status = self.child.wait().expect("wait");
-        (summary, status.code().unwrap_or(-1))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `reflect --eth-lb vB --level LEVEL` in `b`, once it says it is ready; and its MAC.
 fn responder(b: &Netns, level: &str) -> (Running, String) {
-    let running = Running::loopscope_in(b, &["reflect", "--eth-lb", "vB", "--level", level]);
-    let ready = running.json_where("listening", |v| v["type"] == "listening");
+    let running = Running::start_in(b, &["reflect", "--eth-lb", "vB", "--level", level]);
+    let ready = running.wait_for("listening", |v| v["type"] == "listening");
     assert_eq!(ready["interface"], "vB");
     let mac = ready["mac"].as_str().expect("mac").to_string();
     assert_eq!(
@@ -378,10 +294,11 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
             &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
         );
         assert_eq!(code, 1, "no MEP of level 6 answers");
-        match capture.lines.recv_timeout(Duration::from_millis(500)) {
-            Ok(_) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("tshark ended"),
+        if capture
+            .next_line_within(Duration::from_millis(500))
+            .is_some()
+        {
+            break;
         }
     }
     let (code, lines) = eth_lb(

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod jack;
+pub mod running;
 
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
