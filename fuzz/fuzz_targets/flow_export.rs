@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_capture::flowexport::FlowScanner;
 use loopscope_report::{Format, Printer};
 

@@ -97,16 +97,7 @@ impl Channel {
     where
         T: NetlinkSerializable + NetlinkDeserializable,
     {
-        self.sequence = self.sequence.wrapping_add(1);
-        let sequence = self.sequence;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = sequence;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
-        packet.finalize();
-        let mut bytes = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut bytes);
-        send(&self.socket, &bytes)?;
+        let sequence = self.send(request, NLM_F_DUMP)?;
 
         let mut replies = Vec::new();
         let mut consistent = true;
@@ -148,24 +139,31 @@ impl Channel {
             }
         }
     }
-}
 
-impl Channel {
-    /// Sends `request` (a change, not a dump) and waits for the kernel's acknowledgement.
-    fn change<T>(&mut self, request: T) -> Result<(), NetlinkError>
+    /// Sends `request` with `flags` (besides NLM_F_REQUEST) under the next sequence number,
+    /// which it returns: the replies to it carry that number.
+    fn send<T>(&mut self, request: T, flags: u16) -> Result<u32, NetlinkError>
     where
-        T: NetlinkSerializable + NetlinkDeserializable,
+        T: NetlinkSerializable,
     {
         self.sequence = self.sequence.wrapping_add(1);
-        let sequence = self.sequence;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        header.sequence_number = sequence;
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.sequence;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
         packet.finalize();
         let mut bytes = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut bytes);
         send(&self.socket, &bytes)?;
+        Ok(self.sequence)
+    }
+
+    /// Sends `request` (a change, not a dump) and waits for the kernel's acknowledgement.
+    fn change<T>(&mut self, request: T) -> Result<(), NetlinkError>
+    where
+        T: NetlinkSerializable + NetlinkDeserializable,
+    {
+        let sequence = self.send(request, NLM_F_ACK)?;
         loop {
             let size = receive(&self.socket, &mut self.buffer)?.min(self.buffer.len());
             if size == 0 {

@@ -379,6 +379,28 @@ fn lo_addresses(snapshot: &Snapshot, index: u32, v6: bool) -> Vec<String> {
         .collect()
 }
 
+/// `wanted` is missing from lo, which carries `present` (of `family`) instead.
+fn not_on_lo(
+    wanted: &str,
+    family: &str,
+    lo: &loopscope_sys::Interface,
+    present: &[String],
+    repairs: Vec<Repair>,
+) -> Finding {
+    let present = if present.is_empty() {
+        "none".to_string()
+    } else {
+        present.join(", ")
+    };
+    Finding::fail(
+        format!(
+            "{wanted} is not on {} ({family} addresses: {present})",
+            lo.name
+        ),
+        repairs,
+    )
+}
+
 fn lo_ipv4(probe: &mut Probe) -> Finding {
     let repairs = family_repairs(probe, false);
     with_lo(probe, |snapshot, lo| {
@@ -405,18 +427,7 @@ fn lo_ipv4(probe: &mut Probe) -> Finding {
                 repairs,
             )
         } else {
-            Finding::fail(
-                format!(
-                    "127.0.0.1 is not on {} (IPv4 addresses: {})",
-                    lo.name,
-                    if present.is_empty() {
-                        "none".to_string()
-                    } else {
-                        present.join(", ")
-                    }
-                ),
-                repairs,
-            )
+            not_on_lo("127.0.0.1", "IPv4", lo, &present, repairs)
         }
         .with("addresses", present)
     })
@@ -457,18 +468,7 @@ fn lo_ipv6(probe: &mut Probe) -> Finding {
                 repairs,
             )
         } else {
-            Finding::fail(
-                format!(
-                    "::1 is not on {} (IPv6 addresses: {})",
-                    lo.name,
-                    if present.is_empty() {
-                        "none".to_string()
-                    } else {
-                        present.join(", ")
-                    }
-                ),
-                repairs,
-            )
+            not_on_lo("::1", "IPv6", lo, &present, repairs)
         }
         .with("addresses", present)
     })
