@@ -437,8 +437,8 @@ fn echo(args: &Args, link: &str, context: &Context) -> anyhow::Result<Outcome> {
         );
     }
     // The same adapter flags, through the same builder, as bert, ping and reflect.
-    let adapters = AdapterStack::from_flags(false, args.impair.as_deref(), None)
-        .context("bad --impair")?;
+    let adapters =
+        AdapterStack::from_flags(false, args.impair.as_deref(), None).context("bad --impair")?;
     // Opening once up front turns a bad endpoint into a usage error before any thread runs.
     loopscope_link::open(link).with_context(|| format!("cannot open link '{link}'"))?;
     let open = || -> Result<Box<dyn loopscope_link::Link>, loopscope_link::LinkError> {
