@@ -16,6 +16,9 @@ use netlink_packet_core::{
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
 };
@@ -245,6 +248,20 @@ pub struct InterfaceAddress {
     pub prefix_len: u8,
 }
 
+/// One entry of the neighbour table (ARP for IPv4, NDP for IPv6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The interface it is reached through.
+    pub index: u32,
+    /// Its IP address (NDA_DST).
+    pub address: IpAddr,
+    /// Its link-layer address (NDA_LLADDR), when resolved.
+    pub link_address: Option<Vec<u8>>,
+    /// The entry can be sent to: resolved and not failed (REACHABLE, STALE, DELAY, PROBE,
+    /// PERMANENT, NOARP).
+    pub usable: bool,
+}
+
 /// The type of a route (`rtm_type`, RTN_* in linux/rtnetlink.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
@@ -368,6 +385,20 @@ impl RouteSocket {
             .collect())
     }
 
+    /// Every neighbour-table entry of both families.
+    pub fn neighbours(&mut self) -> Result<Vec<Neighbour>, NetlinkError> {
+        let replies = self.channel.dump(RouteNetlinkMessage::GetNeighbour(
+            NeighbourMessage::default(),
+        ))?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|message| match message {
+                RouteNetlinkMessage::NewNeighbour(neighbour) => neighbour_from(&neighbour),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Every route of both families in every table.
     pub fn routes(&mut self) -> Result<Vec<Route>, NetlinkError> {
         let mut routes = Vec::new();
@@ -434,6 +465,39 @@ fn address_from(message: &AddressMessage) -> Option<InterfaceAddress> {
         index: message.header.index,
         address: address?,
         prefix_len: message.header.prefix_len,
+    })
+}
+
+fn neighbour_from(message: &NeighbourMessage) -> Option<Neighbour> {
+    let mut address = None;
+    let mut link_address = None;
+    for attribute in &message.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                address = Some(IpAddr::V4(*ip));
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                address = Some(IpAddr::V6(*ip));
+            }
+            NeighbourAttribute::LinkLayerAddress(bytes) => link_address = Some(bytes.clone()),
+            _ => {}
+        }
+    }
+    let usable = link_address.is_some()
+        && matches!(
+            message.header.state,
+            NeighbourState::Reachable
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+                | NeighbourState::Probe
+                | NeighbourState::Permanent
+                | NeighbourState::Noarp
+        );
+    Some(Neighbour {
+        index: message.header.ifindex,
+        address: address?,
+        link_address,
+        usable,
     })
 }
 
