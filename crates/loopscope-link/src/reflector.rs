@@ -1313,8 +1313,17 @@ fn serve_responder(
             match loopscope_sys::recv_datagrams(socket, &mut requests, &mut received) {
                 Ok(_) => busy_until = Instant::now() + BUSY_POLL,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if Instant::now() < busy_until && !stop.load(Ordering::Relaxed) {
+                    // Look without sleeping (a zero-timeout poll: no batch to set up) until a
+                    // datagram comes or the time is up.
+                    let mut arrived = false;
+                    while Instant::now() < busy_until && !stop.load(Ordering::Relaxed) {
+                        if wait_readable(socket, Some(Duration::ZERO))? == Readiness::Ready {
+                            arrived = true;
+                            break;
+                        }
                         std::hint::spin_loop();
+                    }
+                    if arrived {
                         continue;
                     }
                     responder.idle(socket);
@@ -1712,12 +1721,13 @@ mod tests {
         let replies = collect(&client, 2);
         let payloads: Vec<Vec<u8>> = replies.into_iter().map(|(p, _)| p).collect();
         assert_eq!(payloads, fresh.to_vec());
+        // Read once the loop has ended: a reply can reach us before the loop counts it.
+        stop.store(true, Ordering::SeqCst);
+        let summary = handle.join().unwrap();
         let count = counters.read();
         assert_eq!(count.received, 68);
         assert_eq!(count.answered, 66);
         assert_eq!(count.refused_echo_loop, 2);
-        stop.store(true, Ordering::SeqCst);
-        let summary = handle.join().unwrap();
         assert_eq!(summary.datagrams_reflected, 66);
         assert_eq!(summary.datagram_bytes_reflected, 64 * 4 + 2 * 2);
         assert_eq!(summary.refused_echo_loop, 2);
