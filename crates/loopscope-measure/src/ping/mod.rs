@@ -196,6 +196,13 @@ pub trait Pinger {
     /// The target as reports name it.
     fn target(&self) -> String;
 
+    /// Whether several replies to one request are expected (a multicast Ethernet loopback):
+    /// the run then listens until the last request's timeout has passed, not only until every
+    /// request has its first reply, so that the later repliers are heard (as duplicates).
+    fn awaits_every_reply(&self) -> bool {
+        false
+    }
+
     /// The sequence number of the first request (ICMP counts from 1 as iputils does).
     fn first_sequence(&self) -> u64 {
         0
@@ -316,6 +323,8 @@ pub fn run(
         .deadline
         .map(|deadline| started.saturating_add(duration_ns(deadline)));
     let mut next_send = started;
+    let awaits_every_reply = pinger.awaits_every_reply();
+    let mut last_sent_ns: Option<u64> = None;
 
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -348,6 +357,7 @@ pub fn run(
             match pinger.send(sequence, config.payload) {
                 Ok(sent_ns) => {
                     outstanding.insert(sequence, sent_ns);
+                    last_sent_ns = Some(sent_ns);
                 }
                 Err(SendError::Transient(error)) => {
                     let failure = SendFailure {
@@ -369,7 +379,12 @@ pub fn run(
             }
             continue;
         }
-        if !more_to_send && outstanding.is_empty() {
+        // Listening on for more replies to the last request, until its timeout.
+        let listening_until = last_sent_ns
+            .filter(|_| awaits_every_reply)
+            .map(|sent| sent.saturating_add(timeout_ns))
+            .filter(|until| now < *until);
+        if !more_to_send && outstanding.is_empty() && listening_until.is_none() {
             break;
         }
 
@@ -382,6 +397,9 @@ pub fn run(
         }
         if let Some(deadline) = deadline_ns {
             wake = wake.min(deadline);
+        }
+        if let Some(until) = listening_until {
+            wake = wake.min(until);
         }
         let wait = Duration::from_nanos(wake.saturating_sub(now).max(1_000));
         received.clear();
