@@ -9,7 +9,8 @@
 #    keeps --window S-BFD Control packets (RFC 7880) outstanding toward `reflect --sbfd` on
 #    127.0.0.1:7784 and counts the matching answers; the reflector's CPU time comes from
 #    /proc, so the answers per CPU-second say what the reflector costs whatever the load.
-#    FRR 8.4 has no S-BFD reflector to compare with.
+#    FRR 8.4 has no S-BFD reflector to compare with. `--rate-limit 0`: the reflector keeps the
+#    per-source limit of every datagram service, and the generator is one source.
 # 2. Transmit timing at 50 ms x 3 against FRR's bfdd, ours and bfdd's in the same capture:
 #    two namespaces joined by a veth, bfdd (with zebra) on one side, `loopscope bfd` on the
 #    other, tshark capturing on the veth. RFC 5880 §6.8.7 reduces each interval by a random
@@ -58,7 +59,7 @@ echo "load before: $(uptime)"
 echo "== S-BFD reflector, $seconds s of load (Rust generator: sendmmsg/recvmmsg, 1 thread, window $window) =="
 ip netns add bfdbenchA
 ip -n bfdbenchA link set lo up
-ip netns exec bfdbenchA "$bin" --json reflect --sbfd 42 udp://127.0.0.1 > "$work/reflector.json" &
+ip netns exec bfdbenchA "$bin" --json reflect --sbfd 42 udp://127.0.0.1 --rate-limit 0 > "$work/reflector.json" &
 pids+=($!)
 until grep -q listening "$work/reflector.json" 2>/dev/null; do sleep 0.05; done
 # `ip netns exec` execs the program: the background pid is the reflector's.

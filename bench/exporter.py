@@ -18,6 +18,19 @@ of each (the exporter's median interpolated in its 1 us buckets). With
 prometheus-blackbox-exporter installed, its icmp module is asked for 127.0.0.1 in the same
 window too (probe_icmp_duration_seconds{phase="rtt"}).
 
+With tcpdump installed, phase 2 also captures every echo request and reply on lo: the kernel's
+stamps of each request and reply as they cross lo are the reference (a reply's stamp there is
+the very receive timestamp the pingers read). Per pinger it prints how far apart its requests
+really went, the capture's request-to-reply time (median / mean), and for iputils and
+`loopscope ping` each reply's figure minus the capture's (the time from the pinger's clock read
+to its request reaching lo: the send call). The exporter's packets are told apart by their
+payload ("LSCP") and their identifier (one socket per probe, 5 requests each; the command's one
+socket sends them all). On loopback the send call is most of a round trip and it grows with how
+long the CPU idled before the send, so pingers with different real spacings read differently for
+that reason alone: iputils' `-i 0.01` really sends every 12-16 ms on a 250 Hz kernel (it waits in
+recvmsg() with SO_RCVTIMEO, counted in ticks), the exporter's first request of a burst follows
+~160 ms of quiet (docs/benchmarks.md, "ICMP round trip against a packet capture").
+
 Run as root (raw ICMP sockets), ideally at nice 19 on a shared machine:
     nice -n 19 python3 bench/exporter.py [--targets 1000] [--seconds 60] [--binary PATH]
 """
@@ -28,6 +41,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -260,6 +274,112 @@ def histogram_median(text, name, before):
     return None
 
 
+# Echo requests and replies to and from 127.0.0.1 (ICMP types 8 and 0).
+ECHO_FILTER = ("icmp and host 127.0.0.1 and "
+               "(icmp[icmptype] == icmp-echo or icmp[icmptype] == icmp-echoreply)")
+
+
+def start_capture(workdir):
+    """tcpdump on lo writing every echo packet with nanosecond stamps, once it listens; None
+    without tcpdump."""
+    if not shutil.which("tcpdump"):
+        return None
+    path = os.path.join(workdir, "rtt.pcap")
+    proc = subprocess.Popen(
+        ["tcpdump", "-Z", "root", "-U", "-nn", "-i", "lo", "--time-stamp-precision=nano",
+         "-w", path, ECHO_FILTER],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    for line in proc.stderr:
+        if "listening on" in line:
+            return proc, path
+    proc.wait()
+    return None
+
+
+def stop_capture(capture):
+    """Stops tcpdump and reads its file: (ns, type, identifier, sequence, payload head) per echo
+    packet, in capture order."""
+    proc, path = capture
+    time.sleep(0.5)  # -U writes each packet as it comes; leave the last ones time to land
+    proc.send_signal(signal.SIGINT)
+    proc.communicate()
+    data = open(path, "rb").read()
+    magic = struct.unpack("<I", data[:4])[0]
+    if magic != 0xA1B23C4D:
+        raise SystemExit(f"{path}: not a little-endian nanosecond pcap (magic {magic:#x})")
+    packets, offset = [], 24
+    while offset + 16 <= len(data):
+        seconds, nanos, length, _ = struct.unpack("<IIII", data[offset:offset + 16])
+        frame = data[offset + 16:offset + 16 + length]
+        offset += 16 + length
+        ip = frame[14:]  # lo is Ethernet-framed (DLT_EN10MB)
+        icmp = ip[(ip[0] & 0xF) * 4:]
+        if len(icmp) < 8:
+            continue
+        identifier, sequence = struct.unpack("!HH", icmp[4:8])
+        packets.append((seconds * 10**9 + nanos, icmp[0], identifier, sequence, bytes(icmp[8:28])))
+    return packets
+
+
+def wire_breakdown(packets, ping_by_seq, cli_by_seq):
+    """Per pinger: its real request spacing and the capture's request-to-reply times; for iputils
+    and `loopscope ping`, each reply's figure minus the capture's for the same packet."""
+    requests, exchanges = {}, {}
+    for at, kind, identifier, sequence, head in packets:
+        key = (identifier, sequence)
+        if kind == 8:
+            requests[key] = (at, head)
+        elif kind == 0 and key in requests and key not in exchanges:
+            exchanges[key] = (requests[key][0], at, requests[key][1])
+    by_identifier = {}
+    for (identifier, sequence), exchange in exchanges.items():
+        by_identifier.setdefault(identifier, {})[sequence] = exchange
+    ours = {i: x for i, x in by_identifier.items()
+            if next(iter(x.values()))[2].startswith(b"LSCP")}
+    # iputils: a timeval, then the bytes 0x10, 0x11, ... (ping's fill pattern).
+    theirs = {i: x for i, x in by_identifier.items()
+              if i not in ours and next(iter(x.values()))[2][16:20] == bytes([16, 17, 18, 19])}
+    result = {}
+    cli_identifier = max(ours, key=lambda i: len(ours[i])) if ours else None
+
+    def describe(name, runs, tool_by_seq=None):
+        wire = [(reply - request) / 1000 for run in runs for request, reply, _ in run.values()]
+        gaps = []
+        for run in runs:
+            times = sorted(request for request, _, _ in run.values())
+            gaps += [(b - a) / 1e6 for a, b in zip(times, times[1:])]
+        if not wire:
+            return
+        entry = {"wire_median_us": median(wire), "wire_mean_us": sum(wire) / len(wire),
+                 "spacing_median_ms": median(gaps) if gaps else None, "exchanges": len(wire)}
+        if tool_by_seq is not None and len(runs) == 1:
+            beyond = [tool_by_seq[seq] - (reply - request) / 1000
+                      for seq, (request, reply, _) in runs[0].items() if seq in tool_by_seq]
+            if beyond:
+                entry["tool_minus_wire_median_us"] = median(beyond)
+                entry["tool_minus_wire_min_us"] = min(beyond)
+        result[name] = entry
+
+    if theirs:
+        biggest = max(theirs, key=lambda i: len(theirs[i]))
+        # iputils numbers from 1 and prints icmp_seq mod 65536, as the wire carries it.
+        describe("iputils", [theirs[biggest]], ping_by_seq)
+    if cli_identifier is not None:
+        describe("loopscope_ping", [ours[cli_identifier]],
+                 {seq % 65536: rtt for seq, rtt in cli_by_seq.items()})
+        probes = [run for identifier, run in ours.items() if identifier != cli_identifier]
+        describe("exporter", probes)
+        if probes and "exporter" in result:
+            firsts = sorted(min(run.values())[0] for run in probes)
+            lasts = sorted(max(run.values())[0] for run in probes)
+            quiet = [(first - last) / 1e6 for last, first in zip(lasts, firsts[1:])]
+            first_wire = [(min(run.values())[1] - min(run.values())[0]) / 1000 for run in probes]
+            result["exporter"]["quiet_before_a_burst_median_ms"] = median(quiet) if quiet else None
+            result["exporter"]["wire_first_of_burst_median_us"] = median(first_wire)
+    return result
+
+
 def rtt_phase(binary, seconds, workdir):
     buckets = ", ".join(f"{us}e-6" for us in range(1, 1001))
     config = (
@@ -271,7 +391,9 @@ def rtt_phase(binary, seconds, workdir):
     proc, address = start_exporter(binary, config, workdir)
     bb = blackbox(workdir, seconds)
     bb_rtts = []
+    capture = None
     try:
+        capture = start_capture(workdir)
         time.sleep(1)
         first = scrape(address)
         load_before = loadavg()
@@ -298,6 +420,7 @@ def rtt_phase(binary, seconds, workdir):
         cli_out = ours_cli.communicate()[0]
         last = scrape(address)
     finally:
+        packets = stop_capture(capture) if capture else None
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         if bb:
@@ -311,12 +434,17 @@ def rtt_phase(binary, seconds, workdir):
     count = ours_count[key] - first_count.get(key, 0)
     ours_mean_us = (ours_sum[key] - first_sum.get(key, 0)) / count * 1e6
     ours_median_us = histogram_median(last, "loopscope_probe_rtt_seconds", first) * 1e6
-    ping_rtts = [float(t) * 1000.0 for t in re.findall(r"time=([\d.]+) ms", ping_out)]
-    cli_rtts = [
-        json.loads(line)["rtt_us"]
+    ping_by_seq = {int(seq): float(ms) * 1000.0 for seq, ms in
+                   re.findall(r"icmp_seq=(\d+) .*time=([\d.]+) ms", ping_out)}
+    ping_rtts = list(ping_by_seq.values())
+    cli_replies = [
+        json.loads(line)
         for line in cli_out.splitlines()
         if line.startswith('{"type":"reply"')
     ]
+    cli_rtts = [reply["rtt_us"] for reply in cli_replies]
+    cli_by_seq = {reply["seq"]: reply["rtt_us"] for reply in cli_replies
+                  if not reply.get("duplicate")}
     ping_median = median(ping_rtts)
     ping_mean = sum(ping_rtts) / len(ping_rtts)
     result = {
@@ -337,6 +465,8 @@ def rtt_phase(binary, seconds, workdir):
         "ratio_cli_to_ping_median": median(cli_rtts) / ping_median,
         "ratio_cli_to_ping_mean": sum(cli_rtts) / len(cli_rtts) / ping_mean,
     }
+    if packets is not None:
+        result["capture"] = wire_breakdown(packets, ping_by_seq, cli_by_seq)
     if bb_rtts:
         result["blackbox_median_us"] = median(bb_rtts) * 1e6
         result["blackbox_mean_us"] = sum(bb_rtts) / len(bb_rtts) * 1e6
@@ -398,6 +528,31 @@ def main():
             f"{rtt['ratio_blackbox_to_ping_mean']:.3f})"
         )
     print(line)
+    capture = rtt.get("capture")
+    if capture:
+        names = {"iputils": "iputils ping", "loopscope_ping": "loopscope ping",
+                 "exporter": "exporter"}
+        print("Against the capture on lo (the kernel's stamps as request and reply cross it):")
+        for key, name in names.items():
+            entry = capture.get(key)
+            if not entry:
+                continue
+            text = (f"  {name}: {entry['exchanges']} exchanges, requests every "
+                    f"{entry['spacing_median_ms']:.1f} ms")
+            if "quiet_before_a_burst_median_ms" in entry:
+                text += (f" within a burst, {entry['quiet_before_a_burst_median_ms']:.0f} ms "
+                         f"quiet before one")
+            text += (f"; on the wire median / mean {entry['wire_median_us']:.1f} / "
+                     f"{entry['wire_mean_us']:.1f} us")
+            if "wire_first_of_burst_median_us" in entry:
+                text += (f" (first request of a burst "
+                         f"{entry['wire_first_of_burst_median_us']:.1f} us)")
+            if "tool_minus_wire_median_us" in entry:
+                text += (f"; its figure minus the capture's, median {entry['tool_minus_wire_median_us']:+.1f}"
+                         f" us, least {entry['tool_minus_wire_min_us']:+.1f} us")
+            print(text)
+    elif capture is None:
+        print("(no packet capture: install tcpdump to hold the pingers against the wire)")
 
 
 if __name__ == "__main__":

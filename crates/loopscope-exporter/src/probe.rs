@@ -309,10 +309,10 @@ fn stamp(
     let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64 / 1e6;
     let counts = PingCounts {
         packets: PacketCounters {
-            sent: run.transmitted,
-            received: run.received,
-            lost: run.transmitted.saturating_sub(run.received),
-            duplicates: run.duplicates,
+            sent: run.counts.transmitted,
+            received: run.counts.received,
+            lost: run.counts.transmitted.saturating_sub(run.counts.received),
+            duplicates: run.counts.duplicates,
             ..PacketCounters::default()
         },
         rtts_s: run.rtt_us.iter().map(|us| us / 1e6).collect(),

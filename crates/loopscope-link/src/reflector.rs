@@ -216,7 +216,8 @@ pub struct ReflectSummary {
 
 enum Service {
     Tcp(TcpListener),
-    Udp(UdpSocket),
+    /// UDP echo through the impairment adapter.
+    Udp(UdpSocket, ImpairmentConfig),
     UnixStream(UnixListener),
     UnixDatagram(UnixDatagram),
     Link(Box<dyn Link>),
@@ -270,9 +271,17 @@ impl Reflector {
                     let socket = bind_udp(udp_addr, &options)
                         .map_err(|e| LinkError::io(format!("cannot bind udp {udp_addr}"), e))?;
                     let local = socket.local_addr().map_err(|e| LinkError::io("udp", e))?;
-                    reflector
-                        .services
-                        .push((format!("udp://{local}"), Service::Udp(socket)));
+                    // Plain echo is a responder of the one batched datagram loop; impairment
+                    // (which holds datagrams back and sends some twice) has its own loop.
+                    let service = match &reflector.config.impair {
+                        Some(impair) => Service::Udp(socket, impair.clone()),
+                        None => Service::Responder(
+                            socket,
+                            Box::new(EchoResponder),
+                            Arc::new(DatagramCounters::default()),
+                        ),
+                    };
+                    reflector.services.push((format!("udp://{local}"), service));
                 }
             }
             "unix" | "unixgram" => {
@@ -403,8 +412,8 @@ impl Reflector {
                                     .map(|(s, _)| (Conn::Unix(s), "unix client".into()))
                             })
                         }
-                        Service::Udp(socket) => {
-                            serve_udp(&socket, &stop, &events, &counters, &config)
+                        Service::Udp(socket, impair) => {
+                            serve_impaired_udp(&socket, impair, &stop, &events, &counters, &config)
                         }
                         Service::UnixDatagram(socket) => {
                             serve_unix_datagram(&socket, &stop, &events, &counters)
@@ -1065,21 +1074,24 @@ impl DatagramGate {
     ) -> io::Result<usize> {
         let sent = socket.send_to(reply, to);
         match &sent {
-            Ok(_) => {
-                self.guard.replied(&to, reply, Instant::now());
-                counters.datagrams.fetch_add(1, Ordering::Relaxed);
-                let bytes = reply.len() as u64;
-                counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-                counters
-                    .datagram_bytes_reflected
-                    .fetch_add(bytes, Ordering::Relaxed);
-            }
+            Ok(_) => self.replied(reply, to, counters),
             // A full send buffer or a vanished peer: the datagram is lost, as UDP may.
             Err(_) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
         sent
+    }
+
+    /// Remembers a reply that went to `to` (to know it if it comes back) and counts it.
+    fn replied(&mut self, reply: &[u8], to: SocketAddr, counters: &Counters) {
+        self.guard.replied(&to, reply, Instant::now());
+        counters.datagrams.fetch_add(1, Ordering::Relaxed);
+        let bytes = reply.len() as u64;
+        counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        counters
+            .datagram_bytes_reflected
+            .fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
@@ -1090,8 +1102,12 @@ fn count_received(counters: &Counters, len: usize) {
         .fetch_add(len as u64, Ordering::Relaxed);
 }
 
-fn serve_udp(
+/// UDP echo through the impairment adapter, one datagram at a time: the impairer holds
+/// datagrams back (reordering) and sends some twice, so it does not fit a responder's one reply
+/// per request. The same gate keeps the same rules.
+fn serve_impaired_udp(
     socket: &UdpSocket,
+    impair: ImpairmentConfig,
     stop: &AtomicBool,
     events: &EventSink,
     counters: &Counters,
@@ -1100,11 +1116,8 @@ fn serve_udp(
     let mut gate = DatagramGate::new(socket.local_addr()?.port(), config);
     // A reply is never longer than its request: byte insertions and duplications damage the
     // reply but are cut off at the request's length.
-    let mut impairer = config
-        .impair
-        .clone()
-        .map(|c| Impairer::new(c).without_growth());
-    let mut buffer = vec![0u8; 65_536];
+    let mut impairer = Impairer::new(impair).without_growth();
+    let mut buffer = vec![0u8; DATAGRAM_BUFFER];
     socket.set_read_timeout(Some(POLL))?;
     // A datagram held back for reordering goes out after this much quiet, so the last one of a
     // run is not lost.
@@ -1113,7 +1126,7 @@ fn serve_udp(
     while !stop.load(Ordering::Relaxed) {
         // Usually one blocking recvfrom (SO_RCVTIMEO wakes it to look at the stop flag); only
         // while a datagram is held back for reordering does it wait briefly in ppoll first.
-        if let (Some(impairer), Some(source)) = (impairer.as_mut(), last_source) {
+        if let Some(source) = last_source {
             match wait_readable(socket, Some(quiet))? {
                 Readiness::Ready => {}
                 // A signal: look at the stop flag, then wait out the quiet again.
@@ -1124,7 +1137,7 @@ fn serve_udp(
                         let _ = gate.reply(socket, d, source, counters);
                         Ok(())
                     })?;
-                    publish_impairment(impairer, counters);
+                    publish_impairment(&impairer, counters);
                     continue;
                 }
             }
@@ -1150,27 +1163,20 @@ fn serve_udp(
         if gate.refuse(source, datagram, counters, events).is_some() {
             continue;
         }
-        match impairer.as_mut() {
-            None => {
-                let _ = gate.reply(socket, datagram, source, counters);
-            }
-            Some(impairer) => {
-                // A client switching source while one of its datagrams is held back: the held
-                // one goes to the client it came from, before this one is handled.
-                if let Some(last) = last_source.filter(|last| *last != source) {
-                    impairer.flush(&mut |d| {
-                        let _ = gate.reply(socket, d, last, counters);
-                        Ok(())
-                    })?;
-                }
-                impairer.process(datagram, &mut |d| {
-                    let _ = gate.reply(socket, d, source, counters);
-                    Ok(())
-                })?;
-                publish_impairment(impairer, counters);
-                last_source = Some(source);
-            }
+        // A client switching source while one of its datagrams is held back: the held one goes
+        // to the client it came from, before this one is handled.
+        if let Some(last) = last_source.filter(|last| *last != source) {
+            impairer.flush(&mut |d| {
+                let _ = gate.reply(socket, d, last, counters);
+                Ok(())
+            })?;
         }
+        impairer.process(datagram, &mut |d| {
+            let _ = gate.reply(socket, d, source, counters);
+            Ok(())
+        })?;
+        publish_impairment(&impairer, counters);
+        last_source = Some(source);
     }
     Ok(())
 }
@@ -1209,9 +1215,9 @@ pub enum Answer {
     Silent,
 }
 
-/// A protocol answered by the reflector's datagram loop: STAMP's Session-Reflector
-/// (`loopscope-measure::stamp`), and any other request/response protocol over UDP (S-BFD and
-/// BFD echo could plug in the same way). The loop owns the socket, the refusals (reserved
+/// A protocol answered by the reflector's datagram loop: plain UDP echo ([`EchoResponder`],
+/// also the far end of BFD's echo function), STAMP's Session-Reflector and the S-BFD
+/// reflector (`loopscope-measure`), and any other request/response protocol over UDP. The loop owns the socket, the refusals (reserved
 /// source ports, echo loops, the per-source rate limit), the length rule and the counters;
 /// the responder only turns a request into a reply.
 pub trait DatagramResponder: Send {
@@ -1219,8 +1225,16 @@ pub trait DatagramResponder: Send {
     fn prepare(&mut self, socket: &UdpSocket) -> io::Result<()>;
     /// Writes the answer to `request` into `reply`, a buffer exactly as long as the request.
     fn respond(&mut self, request: &Request<'_>, reply: &mut [u8]) -> Answer;
-    /// Told after each reply went out (`sent`) or failed; the socket is there to read what
-    /// the send left behind (transmit timestamps on the error queue).
+    /// Called for each reply, in the order `respond` gave them, just before it is sent: the
+    /// last moment to write into it (STAMP's T3 and the HMAC over it). The loop answers a
+    /// batch of requests with one sendmmsg, so `respond` may run some microseconds before
+    /// the send; `seal` runs right before it.
+    fn seal(&mut self, reply: &mut [u8]) {
+        let _ = reply;
+    }
+    /// Told after each reply went out (`sent`) or failed, in the order `respond` gave them;
+    /// the socket is there to read what the send left behind (transmit timestamps on the
+    /// error queue).
     fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
         let _ = (socket, sent);
     }
@@ -1275,6 +1289,25 @@ impl DatagramCounters {
     }
 }
 
+/// Datagrams read (recvmmsg) and answered (sendmmsg) per system call at most. A batch is as
+/// full as the socket's queue: one datagram while the reflector keeps up (no added delay),
+/// more under load, where two system calls then serve the whole batch.
+const DATAGRAM_BATCH: usize = 32;
+/// A datagram buffer: the largest UDP payload fits whole.
+const DATAGRAM_BUFFER: usize = 65_536;
+/// How long a batch's send waits for room in a full send buffer before its replies are lost.
+const SEND_ROOM_WAIT: Duration = Duration::from_millis(10);
+
+/// A reply of the batch being answered: its slot in the reply buffers, its length, its DSCP and
+/// where it goes.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing {
+    slot: usize,
+    len: usize,
+    dscp: u8,
+    to: SocketAddr,
+}
+
 fn serve_responder(
     socket: &UdpSocket,
     responder: &mut dyn DatagramResponder,
@@ -1284,24 +1317,32 @@ fn serve_responder(
     own: &DatagramCounters,
     config: &ReflectConfig,
 ) -> io::Result<()> {
-    let bump = |counter: &AtomicU64| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    };
     socket.set_nonblocking(true)?;
     let local = socket.local_addr()?;
-    let ipv6 = local.is_ipv6();
     let mut gate = DatagramGate::new(local.port(), config);
-    let mut reply_dscp = 0u8;
-    let mut request = vec![0u8; 65_536];
-    let mut reply = vec![0u8; 65_536];
+    let mut sender = BatchSender {
+        socket,
+        ipv6: local.is_ipv6(),
+        reply_dscp: 0,
+        counters,
+        own,
+    };
+    // One allocation each, touched only as far as datagrams reach (the kernel gives fresh
+    // zeroed pages on first write): 2 MiB of address space, not of memory.
+    let mut request_memory = vec![0u8; DATAGRAM_BATCH * DATAGRAM_BUFFER];
+    let mut reply_memory = vec![0u8; DATAGRAM_BATCH * DATAGRAM_BUFFER];
+    let mut requests: Vec<&mut [u8]> = request_memory.chunks_mut(DATAGRAM_BUFFER).collect();
+    let mut replies: Vec<&mut [u8]> = reply_memory.chunks_mut(DATAGRAM_BUFFER).collect();
+    let mut received = Vec::with_capacity(DATAGRAM_BATCH);
+    let mut outgoing: Vec<Outgoing> = Vec::with_capacity(DATAGRAM_BATCH);
     while !stop.load(Ordering::Relaxed) {
         if wait_readable(socket, Some(POLL))? != Readiness::Ready {
             continue;
         }
-        // Drain what is queued, then wait again.
+        // Drain what is queued, a batch at a time, then wait again.
         loop {
-            let received = match loopscope_sys::recv_datagram(socket, &mut request) {
-                Ok(received) => received,
+            match loopscope_sys::recv_datagrams(socket, &mut requests, &mut received) {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     responder.idle(socket);
                     break;
@@ -1310,63 +1351,163 @@ fn serve_responder(
                 // ICMP errors reported for earlier answers: not this datagram's problem.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
-            };
-            count_received(counters, received.len);
-            bump(&own.received);
-            let Some(source) = received.from else {
-                continue;
-            };
-            let bytes = &request[..received.len];
-            match gate.refuse(source, bytes, counters, events) {
-                None => {}
-                Some(Refusal::SourcePort(_)) => {
-                    bump(&own.refused_source_port);
+            }
+            outgoing.clear();
+            // Every rule is kept per datagram, in arrival order, as if they came one by one.
+            for (slot, datagram) in received.iter().enumerate() {
+                count_received(counters, datagram.len);
+                bump(&own.received);
+                let Some(source) = datagram.from else {
                     continue;
+                };
+                let bytes = &requests[slot][..datagram.len];
+                match gate.refuse(source, bytes, counters, events) {
+                    None => {}
+                    Some(Refusal::SourcePort(_)) => {
+                        bump(&own.refused_source_port);
+                        continue;
+                    }
+                    Some(Refusal::RateLimit) => {
+                        bump(&own.refused_rate_limit);
+                        continue;
+                    }
+                    Some(Refusal::Echo) => {
+                        bump(&own.refused_echo_loop);
+                        continue;
+                    }
                 }
-                Some(Refusal::RateLimit) => {
-                    bump(&own.refused_rate_limit);
-                    continue;
-                }
-                Some(Refusal::Echo) => {
-                    bump(&own.refused_echo_loop);
-                    continue;
+                let incoming = Request {
+                    bytes,
+                    source,
+                    destination: datagram.to.map(|ip| SocketAddr::new(ip, gate.own_port)),
+                    ttl: datagram.ttl,
+                    tos: datagram.tos,
+                    kernel_rx: datagram.kernel_rx,
+                };
+                let out = &mut replies[slot][..datagram.len];
+                if let Answer::Reply { len, dscp } = responder.respond(&incoming, out) {
+                    outgoing.push(Outgoing {
+                        slot,
+                        // The amplification rule, whatever the responder says.
+                        len: len.min(datagram.len),
+                        dscp: dscp.unwrap_or(0) & 0x3F,
+                        to: source,
+                    });
                 }
             }
-            let incoming = Request {
-                bytes,
-                source,
-                destination: received.to.map(|ip| SocketAddr::new(ip, gate.own_port)),
-                ttl: received.ttl,
-                tos: received.tos,
-                kernel_rx: received.kernel_rx,
-            };
-            let out = &mut reply[..received.len];
-            let Answer::Reply { len, dscp } = responder.respond(&incoming, out) else {
-                continue;
-            };
-            // The amplification rule, whatever the responder says.
-            let len = len.min(received.len);
-            // The DSCP is a socket option: set only when it changes (most replies keep one).
-            let dscp = dscp.unwrap_or(0) & 0x3F;
-            if dscp != reply_dscp {
+            sender.send(responder, &mut gate, &mut replies, &outgoing);
+        }
+    }
+    Ok(())
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Sends a batch's replies with sendmmsg, in runs of one DSCP (a socket option, set only when
+/// it changes: most replies keep one).
+struct BatchSender<'a> {
+    socket: &'a UdpSocket,
+    ipv6: bool,
+    reply_dscp: u8,
+    counters: &'a Counters,
+    own: &'a DatagramCounters,
+}
+
+impl BatchSender<'_> {
+    fn send(
+        &mut self,
+        responder: &mut dyn DatagramResponder,
+        gate: &mut DatagramGate,
+        replies: &mut [&mut [u8]],
+        outgoing: &[Outgoing],
+    ) {
+        let mut start = 0;
+        while start < outgoing.len() {
+            let dscp = outgoing[start].dscp;
+            let end = outgoing[start..]
+                .iter()
+                .position(|reply| reply.dscp != dscp)
+                .map_or(outgoing.len(), |run| start + run);
+            if dscp != self.reply_dscp {
                 let options = loopscope_sys::SendOptions {
                     dscp: Some(dscp),
                     ..Default::default()
                 };
-                if loopscope_sys::set_send_options(socket, ipv6, options).is_ok() {
-                    reply_dscp = dscp;
+                if loopscope_sys::set_send_options(self.socket, self.ipv6, options).is_ok() {
+                    self.reply_dscp = dscp;
                 }
             }
-            let sent = gate.reply(socket, &out[..len], source, counters);
-            if sent.is_ok() {
-                bump(&own.answered);
-            } else {
-                bump(&own.send_errors);
-            }
-            responder.after_send(socket, sent.is_ok());
+            self.send_run(responder, gate, replies, &outgoing[start..end]);
+            start = end;
         }
     }
-    Ok(())
+
+    fn send_run(
+        &mut self,
+        responder: &mut dyn DatagramResponder,
+        gate: &mut DatagramGate,
+        replies: &mut [&mut [u8]],
+        run: &[Outgoing],
+    ) {
+        // The last moment a reply can change: STAMP reads T3 here, just before the one system
+        // call that sends the run.
+        for reply in run {
+            responder.seal(&mut replies[reply.slot][..reply.len]);
+        }
+        let batch: Vec<(&[u8], SocketAddr)> = run
+            .iter()
+            .map(|reply| (&replies[reply.slot][..reply.len], reply.to))
+            .collect();
+        let mut next = 0;
+        let mut waited = false;
+        while next < batch.len() {
+            match loopscope_sys::send_datagrams(self.socket, &batch[next..]) {
+                Ok(sent) if sent > 0 => {
+                    for (bytes, to) in &batch[next..next + sent] {
+                        gate.replied(bytes, *to, self.counters);
+                        bump(&self.own.answered);
+                        responder.after_send(self.socket, true);
+                    }
+                    next += sent;
+                }
+                // A full send buffer: wait once for room, then what still does not fit is lost
+                // as UDP may lose it.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !waited => {
+                    waited = true;
+                    let _ = loopscope_sys::wait_writable(self.socket, Some(SEND_ROOM_WAIT));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // This reply failed (a full buffer, a vanished route): count it, send the rest.
+                _ => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    bump(&self.own.send_errors);
+                    responder.after_send(self.socket, false);
+                    next += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The plain echo: each datagram goes back as it came (RFC 862 over UDP, and the far end of
+/// BFD's echo function, RFC 5880 §6.4).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EchoResponder;
+
+impl DatagramResponder for EchoResponder {
+    fn prepare(&mut self, _socket: &UdpSocket) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn respond(&mut self, request: &Request<'_>, reply: &mut [u8]) -> Answer {
+        reply.copy_from_slice(request.bytes);
+        Answer::Reply {
+            len: reply.len(),
+            dscp: None,
+        }
+    }
 }
 
 fn publish_impairment(impairer: &Impairer, counters: &Counters) {
@@ -1504,6 +1645,109 @@ mod tests {
             assert!(udp_refusal(&at(port), 5000).is_some(), "{port}");
         }
         assert!(udp_refusal(&at(40000), 5000).is_none());
+    }
+
+    /// Answers with the DSCP the request's first octet names, so one batch needs several
+    /// runs of sendmmsg.
+    struct DscpResponder;
+
+    impl DatagramResponder for DscpResponder {
+        fn prepare(&mut self, _socket: &UdpSocket) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn respond(&mut self, request: &Request<'_>, reply: &mut [u8]) -> Answer {
+            reply.copy_from_slice(request.bytes);
+            Answer::Reply {
+                // Asks for more than the request: the loop cuts it.
+                len: reply.len() + 100,
+                dscp: Some(request.bytes[0]),
+            }
+        }
+    }
+
+    fn run_reflector(
+        responder: Box<dyn DatagramResponder>,
+    ) -> (
+        SocketAddr,
+        Arc<DatagramCounters>,
+        Arc<AtomicBool>,
+        JoinHandle<ReflectSummary>,
+    ) {
+        let mut reflector = Reflector::new(ReflectConfig {
+            rate_limit_pps: 0,
+            ..ReflectConfig::default()
+        });
+        let (endpoint, counters) = reflector
+            .add_responder(SocketAddr::from(([127, 0, 0, 1], 0)), responder)
+            .unwrap();
+        let address = endpoint.trim_start_matches("udp://").parse().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
+        (address, counters, stop, handle)
+    }
+
+    /// Collects `count` replies (or what came in 10 s): payload and TOS octet.
+    fn collect(client: &UdpSocket, count: usize) -> Vec<(Vec<u8>, Option<u8>)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        let mut buffer = [0u8; 256];
+        while got.len() < count && Instant::now() < deadline {
+            if wait_readable(client, Some(Duration::from_millis(100))).unwrap() != Readiness::Ready
+            {
+                continue;
+            }
+            while let Ok(datagram) = loopscope_sys::recv_datagram(client, &mut buffer) {
+                got.push((buffer[..datagram.len].to_vec(), datagram.tos));
+            }
+        }
+        got
+    }
+
+    /// A burst that lands in few batches is answered datagram by datagram: every request once,
+    /// in order, each with its own DSCP (runs split at each change), none longer than its
+    /// request; a reply sent back from the same source is refused as an echo loop even inside
+    /// a batch of fresh requests.
+    #[test]
+    fn a_burst_keeps_every_rule_per_datagram() {
+        let (address, counters, stop, handle) = run_reflector(Box::new(DscpResponder));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        loopscope_sys::enable_datagram_metadata(&client, false, false).unwrap();
+        let dscps = [0u8, 0, 46, 46, 46, 10, 0, 63];
+        let requests: Vec<Vec<u8>> = (0..64u8)
+            .map(|i| vec![dscps[usize::from(i) % dscps.len()], i, 0xAA, 0x55])
+            .collect();
+        let batch: Vec<(&[u8], SocketAddr)> =
+            requests.iter().map(|r| (r.as_slice(), address)).collect();
+        assert_eq!(loopscope_sys::send_datagrams(&client, &batch).unwrap(), 64);
+        let replies = collect(&client, 64);
+        let expected: Vec<(Vec<u8>, Option<u8>)> = requests
+            .iter()
+            .map(|r| (r.clone(), Some(r[0] << 2)))
+            .collect();
+        assert_eq!(replies, expected);
+        // Two of our replies come back amid two fresh requests: only the fresh ones answered.
+        let fresh = [vec![0u8, 200], vec![0u8, 201]];
+        let mixed: Vec<(&[u8], SocketAddr)> = vec![
+            (requests[3].as_slice(), address),
+            (fresh[0].as_slice(), address),
+            (requests[9].as_slice(), address),
+            (fresh[1].as_slice(), address),
+        ];
+        assert_eq!(loopscope_sys::send_datagrams(&client, &mixed).unwrap(), 4);
+        let replies = collect(&client, 2);
+        let payloads: Vec<Vec<u8>> = replies.into_iter().map(|(p, _)| p).collect();
+        assert_eq!(payloads, fresh.to_vec());
+        let count = counters.read();
+        assert_eq!(count.received, 68);
+        assert_eq!(count.answered, 66);
+        assert_eq!(count.refused_echo_loop, 2);
+        stop.store(true, Ordering::SeqCst);
+        let summary = handle.join().unwrap();
+        assert_eq!(summary.datagrams_reflected, 66);
+        assert_eq!(summary.datagram_bytes_reflected, 64 * 4 + 2 * 2);
+        assert_eq!(summary.refused_echo_loop, 2);
     }
 
     #[test]

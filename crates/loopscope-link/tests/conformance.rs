@@ -208,7 +208,7 @@ fn check_peer_vanishes(case: &Case) {
             summary.bytes_received
         );
         assert!(summary.bytes_sent >= summary.bytes_received);
-        assert_eq!(summary.bit_errors, 0, "{description}");
+        assert_eq!(summary.check.bit_errors, 0, "{description}");
     }
 }
 
@@ -219,8 +219,11 @@ fn check_partial_summary(case: &Case) {
     let summary = run_bert(opened.link, |bits, _| bits > 0, None);
     assert_eq!(summary.end_reason, EndReason::Interrupted, "{description}");
     assert_eq!(summary.link, description);
-    assert!(summary.bits > 0, "{description}: no bits in the summary");
-    assert_eq!(summary.bit_errors, 0, "{description}");
+    assert!(
+        summary.check.bits > 0,
+        "{description}: no bits in the summary"
+    );
+    assert_eq!(summary.check.bit_errors, 0, "{description}");
     assert!(summary.bytes_received > 0, "{description}");
     assert!(
         summary.bytes_sent >= summary.bytes_received,

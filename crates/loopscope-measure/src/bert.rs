@@ -31,7 +31,7 @@ use loopscope_link::link::{Cancel, Link, LinkError, LinkStats, is_timeout};
 use loopscope_link::stats::plural;
 use loopscope_pattern::chars::{CharPacker, CharUnpacker};
 use loopscope_pattern::checker::Expect;
-use loopscope_pattern::g821::{G821, SecondTally};
+use loopscope_pattern::g821::{G821, G821Summary, SecondTally};
 use loopscope_pattern::{
     BitOrder, CheckCounters, Checker, CheckerConfig, ErrorInjector, Generator, PatternSpec,
 };
@@ -239,6 +239,140 @@ pub enum Source {
     Stream,
 }
 
+/// What the pattern checker found, under the names both BERTs' summaries carry (`bert`'s and
+/// the framed BERT's): one type, so the two JSON contracts cannot drift apart.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckFigures {
+    /// Bits compared while in sync.
+    pub bits: u64,
+    /// Of them, bits received wrong.
+    pub bit_errors: u64,
+    /// `bit_errors / bits` (0 before any bit was compared).
+    pub ber: f64,
+    /// The BER the true one is below at `confidence` (Poisson bound; 1 before any bit).
+    pub ber_upper_bound: f64,
+    /// That confidence.
+    pub confidence: f64,
+    /// The `--max-ber` pass threshold, when set.
+    pub max_ber: Option<f64>,
+    /// Times sync was lost.
+    pub sync_losses: u64,
+    /// Slips: the pattern resumed at another phase.
+    pub slips: u64,
+    /// The bits slips inserted and deleted and the longest burst (`bert` reports them; the
+    /// framed BERT's summary has never carried them).
+    #[serde(flatten)]
+    pub detail: Option<SlipDetail>,
+    /// Bits received while hunting for the pattern (not compared).
+    pub unsynced_bits: u64,
+    /// In sync at the end.
+    pub in_sync: bool,
+}
+
+/// Where bits were lost or gained, beyond the counts of [`CheckFigures`].
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SlipDetail {
+    /// Bits inserted at slips.
+    pub inserted_bits: u64,
+    /// Bits deleted at slips.
+    pub deleted_bits: u64,
+    /// The longest error burst, in bits.
+    pub longest_burst_bits: u64,
+}
+
+impl CheckFigures {
+    /// The figures of the checker's `counters`, with the BER's bound at `confidence`.
+    pub(crate) fn new(counters: &CheckCounters, confidence: f64, max_ber: Option<f64>) -> Self {
+        let (ber, ber_upper_bound) = ber_with_bound(counters.bits, counters.bit_errors, confidence);
+        CheckFigures {
+            bits: counters.bits,
+            bit_errors: counters.bit_errors,
+            ber,
+            ber_upper_bound,
+            confidence,
+            max_ber,
+            sync_losses: counters.sync_losses,
+            slips: counters.slips,
+            detail: Some(SlipDetail {
+                inserted_bits: counters.inserted_bits,
+                deleted_bits: counters.deleted_bits,
+                longest_burst_bits: counters.longest_burst_bits,
+            }),
+            unsynced_bits: counters.unsynced_bits,
+            in_sync: counters.in_sync,
+        }
+    }
+
+    /// The BER verdict: above `max_ber` when set, else any bit error (`None`: it passes).
+    pub(crate) fn ber_failure(&self) -> Option<String> {
+        ber_failure(self.ber, self.bit_errors, self.max_ber)
+    }
+}
+
+/// The G.821 figures of a run (ITU-T G.821), under the names both BERTs' summaries carry.
+/// `bert`'s are `G821Figures<Option<u64>, Option<f64>>`: a checked stream with no time base
+/// has none, and each field is then `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct G821Figures<Count = u64, Percent = f64> {
+    /// Errored seconds (ES).
+    pub errored_seconds: Count,
+    /// Severely errored seconds (SES).
+    pub severely_errored_seconds: Count,
+    /// Unavailable seconds (UAS).
+    pub unavailable_seconds: Count,
+    /// Error-free seconds (EFS).
+    pub error_free_seconds: Count,
+    /// Available seconds.
+    pub available_seconds: Count,
+    /// %ES: errored over available seconds.
+    pub es_percent: Percent,
+    /// %SES: severely errored over available seconds.
+    pub ses_percent: Percent,
+}
+
+impl From<&G821Summary> for G821Figures {
+    fn from(g: &G821Summary) -> Self {
+        G821Figures {
+            errored_seconds: g.errored_seconds,
+            severely_errored_seconds: g.severely_errored_seconds,
+            unavailable_seconds: g.unavailable_seconds,
+            error_free_seconds: g.error_free_seconds,
+            available_seconds: g.available_seconds,
+            es_percent: g.es_percent(),
+            ses_percent: g.ses_percent(),
+        }
+    }
+}
+
+impl From<Option<G821Figures>> for G821Figures<Option<u64>, Option<f64>> {
+    fn from(figures: Option<G821Figures>) -> Self {
+        G821Figures {
+            errored_seconds: figures.map(|g| g.errored_seconds),
+            severely_errored_seconds: figures.map(|g| g.severely_errored_seconds),
+            unavailable_seconds: figures.map(|g| g.unavailable_seconds),
+            error_free_seconds: figures.map(|g| g.error_free_seconds),
+            available_seconds: figures.map(|g| g.available_seconds),
+            es_percent: figures.map(|g| g.es_percent),
+            ses_percent: figures.map(|g| g.ses_percent),
+        }
+    }
+}
+
+impl G821Figures<Option<u64>, Option<f64>> {
+    /// The figures, when the run had a time base.
+    pub fn known(&self) -> Option<G821Figures> {
+        Some(G821Figures {
+            errored_seconds: self.errored_seconds?,
+            severely_errored_seconds: self.severely_errored_seconds?,
+            unavailable_seconds: self.unavailable_seconds?,
+            error_free_seconds: self.error_free_seconds?,
+            available_seconds: self.available_seconds?,
+            es_percent: self.es_percent?,
+            ses_percent: self.ses_percent?,
+        })
+    }
+}
+
 /// The result of a BERT run or a stream check. Field names are a contract with users' scripts.
 #[derive(Debug, Clone, Serialize)]
 pub struct BertSummary {
@@ -256,46 +390,12 @@ pub struct BertSummary {
     pub auto_detected: bool,
     /// Pattern bits per byte on the link (fewer than 8 on a 5, 6 or 7-bit serial line).
     pub data_bits: u8,
-    /// Bits compared while in sync.
-    pub bits: u64,
-    /// Of them, bits received wrong.
-    pub bit_errors: u64,
-    /// `bit_errors / bits` (0 before any bit was compared).
-    pub ber: f64,
-    /// The BER the true one is below at `confidence` (Poisson bound; 1 before any bit).
-    pub ber_upper_bound: f64,
-    /// That confidence.
-    pub confidence: f64,
-    /// The `--max-ber` pass threshold, when set.
-    pub max_ber: Option<f64>,
-    /// Times sync was lost.
-    pub sync_losses: u64,
-    /// Slips: the pattern resumed at another phase.
-    pub slips: u64,
-    /// Bits inserted at slips.
-    pub inserted_bits: u64,
-    /// Bits deleted at slips.
-    pub deleted_bits: u64,
-    /// The longest error burst, in bits.
-    pub longest_burst_bits: u64,
-    /// Bits received while hunting for the pattern (not compared).
-    pub unsynced_bits: u64,
-    /// In sync at the end.
-    pub in_sync: bool,
-    /// G.821 over whole seconds (absent when the stream has no time base).
-    pub errored_seconds: Option<u64>,
-    /// G.821 severely errored seconds.
-    pub severely_errored_seconds: Option<u64>,
-    /// G.821 unavailable seconds.
-    pub unavailable_seconds: Option<u64>,
-    /// G.821 error-free seconds.
-    pub error_free_seconds: Option<u64>,
-    /// G.821 available seconds.
-    pub available_seconds: Option<u64>,
-    /// G.821 %ES: errored over available seconds.
-    pub es_percent: Option<f64>,
-    /// G.821 %SES: severely errored over available seconds.
-    pub ses_percent: Option<f64>,
+    /// What the checker found (the names the framed BERT's summary carries too).
+    #[serde(flatten)]
+    pub check: CheckFigures,
+    /// G.821 over whole seconds (each `null` when the stream has no time base).
+    #[serde(flatten)]
+    pub g821: G821Figures<Option<u64>, Option<f64>>,
     /// The last second of the run, shorter than a second: not in the G.821 figures.
     pub partial_second_s: Option<f64>,
     /// Bits compared in the partial last second.
@@ -339,18 +439,18 @@ impl BertSummary {
         if self.end_reason == EndReason::Interrupted {
             reasons.push("interrupted before the end".into());
         }
-        if self.bits == 0 {
+        if self.check.bits == 0 {
             reasons.push("never synchronised to the pattern".into());
         }
-        reasons.extend(ber_failure(self.ber, self.bit_errors, self.max_ber));
+        reasons.extend(self.check.ber_failure());
         // Allowed loss makes slips and sync losses (the checker sees lost data as missing
         // bits); they are judged as loss then, not on their own.
-        let judged_alone = self.max_ber.is_none() && self.max_loss_percent.is_none();
-        if judged_alone && self.slips > 0 {
-            reasons.push(plural(self.slips, "slip", "slips"));
+        let judged_alone = self.check.max_ber.is_none() && self.max_loss_percent.is_none();
+        if judged_alone && self.check.slips > 0 {
+            reasons.push(plural(self.check.slips, "slip", "slips"));
         }
-        if judged_alone && self.sync_losses > 0 {
-            reasons.push(plural(self.sync_losses, "sync loss", "sync losses"));
+        if judged_alone && self.check.sync_losses > 0 {
+            reasons.push(plural(self.check.sync_losses, "sync loss", "sync losses"));
         }
         if self.bytes_missing > 0 {
             match self.max_loss_percent {
@@ -406,8 +506,9 @@ impl Record for BertSummary {
             Source::Stream => "pattern check",
         };
         writeln!(out, "--- {} {what}: {pattern} ---", self.link)?;
-        let checked = self.bits;
-        let rate = if self.bits > 0 {
+        let detail = self.check.detail.unwrap_or_default();
+        let checked = self.check.bits;
+        let rate = if self.check.bits > 0 {
             format!(" ({})", format_bit_rate(self.throughput_bps))
         } else {
             String::new()
@@ -436,39 +537,39 @@ impl Record for BertSummary {
         writeln!(
             out,
             "errors       {}, BER {} (< {} at {:.0}% confidence), longest burst {}",
-            plural(self.bit_errors, "bit error", "bit errors"),
-            format_ratio(self.ber),
-            format_ratio(self.ber_upper_bound),
-            self.confidence * 100.0,
-            plural(self.longest_burst_bits, "bit", "bits")
+            plural(self.check.bit_errors, "bit error", "bit errors"),
+            format_ratio(self.check.ber),
+            format_ratio(self.check.ber_upper_bound),
+            self.check.confidence * 100.0,
+            plural(detail.longest_burst_bits, "bit", "bits")
         )?;
         writeln!(
             out,
             "sync         {}, {}, {} ({} inserted, {} deleted), {} unsynchronised",
-            if self.in_sync {
+            if self.check.in_sync {
                 "in sync"
             } else {
                 "NOT in sync"
             },
-            plural(self.sync_losses, "loss", "losses"),
-            plural(self.slips, "slip", "slips"),
-            plural(self.inserted_bits, "bit", "bits"),
-            plural(self.deleted_bits, "bit", "bits"),
-            plural(self.unsynced_bits, "bit", "bits")
+            plural(self.check.sync_losses, "loss", "losses"),
+            plural(self.check.slips, "slip", "slips"),
+            plural(detail.inserted_bits, "bit", "bits"),
+            plural(detail.deleted_bits, "bit", "bits"),
+            plural(self.check.unsynced_bits, "bit", "bits")
         )?;
-        if let (Some(es), Some(ses), Some(uas), Some(efs), Some(available)) = (
-            self.errored_seconds,
-            self.severely_errored_seconds,
-            self.unavailable_seconds,
-            self.error_free_seconds,
-            self.available_seconds,
-        ) {
-            let whole = available + uas;
+        if let Some(g) = self.g821.known() {
+            let (es, ses, uas, efs) = (
+                g.errored_seconds,
+                g.severely_errored_seconds,
+                g.unavailable_seconds,
+                g.error_free_seconds,
+            );
+            let whole = g.available_seconds + uas;
             let mut line = format!(
                 "{}: ES {es}, SES {ses}, UAS {uas}, EFS {efs}, %ES {:.3}, %SES {:.3}",
                 plural(whole, "whole second", "whole seconds"),
-                self.es_percent.unwrap_or(0.0),
-                self.ses_percent.unwrap_or(0.0)
+                g.es_percent,
+                g.ses_percent
             );
             if let (Some(s), Some(bits), Some(errors)) = (
                 self.partial_second_s,
@@ -757,8 +858,6 @@ fn summarize(
         .cloned()
         .unwrap_or_else(|| fallback.clone());
     let auto = matches!(options.rx_expect, Expect::Auto(_));
-    let (ber, ber_upper_bound) = ber_with_bound(c.bits, c.bit_errors, options.confidence);
-    let g = measurement.clock.as_ref().map(|clock| clock.g821.summary());
     let elapsed_s = totals.elapsed.as_secs_f64();
     let throughput_bps = if elapsed_s > 0.0 {
         totals.bytes_received as f64 * f64::from(totals.data_bits) / elapsed_s
@@ -787,26 +886,12 @@ fn summarize(
         bit_order: spec.bit_order,
         auto_detected: auto && checker.pattern().is_some(),
         data_bits: totals.data_bits,
-        bits: c.bits,
-        bit_errors: c.bit_errors,
-        ber,
-        ber_upper_bound,
-        confidence: options.confidence,
-        max_ber: options.max_ber,
-        sync_losses: c.sync_losses,
-        slips: c.slips,
-        inserted_bits: c.inserted_bits,
-        deleted_bits: c.deleted_bits,
-        longest_burst_bits: c.longest_burst_bits,
-        unsynced_bits: c.unsynced_bits,
-        in_sync: c.in_sync,
-        errored_seconds: g.as_ref().map(|g| g.errored_seconds),
-        severely_errored_seconds: g.as_ref().map(|g| g.severely_errored_seconds),
-        unavailable_seconds: g.as_ref().map(|g| g.unavailable_seconds),
-        error_free_seconds: g.as_ref().map(|g| g.error_free_seconds),
-        available_seconds: g.as_ref().map(|g| g.available_seconds),
-        es_percent: g.as_ref().map(|g| g.es_percent()),
-        ses_percent: g.as_ref().map(|g| g.ses_percent()),
+        check: CheckFigures::new(c, options.confidence, options.max_ber),
+        g821: measurement
+            .clock
+            .as_ref()
+            .map(|clock| G821Figures::from(&clock.g821.summary()))
+            .into(),
         partial_second_s: partial.map(|p| p.duration_s),
         partial_second_bits: partial.map(|p| p.bits),
         partial_second_bit_errors: partial.map(|p| p.bit_errors),

@@ -40,10 +40,8 @@ use loopscope_pattern::{
 use loopscope_report::{Record, format_ratio};
 use serde::Serialize;
 
-use crate::bert::EndReason;
-use crate::ending::{
-    ber_failure, ber_with_bound, close_receiver, join_within, second_tally, write_result,
-};
+use crate::bert::{CheckFigures, EndReason, G821Figures};
+use crate::ending::{close_receiver, join_within, second_tally, write_result};
 
 /// How the far end is commanded to loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,41 +341,13 @@ pub struct FramedSummary {
     pub loop_up_s: Option<f64>,
     /// Whether the loop was seen to open after loop-down (`None`: no loop-down sent).
     pub loop_opened: Option<bool>,
-    // Payload, from the pattern checker during the BERT.
-    /// Payload bits compared during the BERT.
-    pub bits: u64,
-    /// Of them, bits received wrong.
-    pub bit_errors: u64,
-    /// `bit_errors / bits`.
-    pub ber: f64,
-    /// The BER the true one is below at `confidence`.
-    pub ber_upper_bound: f64,
-    /// That confidence.
-    pub confidence: f64,
-    /// The pass threshold, when set.
-    pub max_ber: Option<f64>,
-    /// Times pattern sync was lost.
-    pub sync_losses: u64,
-    /// Slips of the pattern.
-    pub slips: u64,
-    /// Bits received while hunting for the pattern.
-    pub unsynced_bits: u64,
-    /// In pattern sync at the end.
-    pub in_sync: bool,
-    /// G.821 errored seconds.
-    pub errored_seconds: u64,
-    /// G.821 severely errored seconds.
-    pub severely_errored_seconds: u64,
-    /// G.821 unavailable seconds.
-    pub unavailable_seconds: u64,
-    /// G.821 error-free seconds.
-    pub error_free_seconds: u64,
-    /// G.821 available seconds.
-    pub available_seconds: u64,
-    /// G.821 %ES.
-    pub es_percent: f64,
-    /// G.821 %SES.
-    pub ses_percent: f64,
+    /// Payload, from the pattern checker during the BERT (`bert`'s names; without `bert`'s
+    /// slip detail).
+    #[serde(flatten)]
+    pub check: CheckFigures,
+    /// G.821 over the BERT's whole seconds.
+    #[serde(flatten)]
+    pub g821: G821Figures,
     // Framing, from the deframer during the BERT.
     /// Frames received in alignment.
     pub frames: u64,
@@ -424,14 +394,14 @@ impl FramedSummary {
     /// Why the run failed (empty when it passed).
     pub fn failure_reasons(&self) -> Vec<String> {
         let mut reasons = self.findings.clone();
-        if self.bits == 0 && self.loop_closed {
+        if self.check.bits == 0 && self.loop_closed {
             reasons.push("never synchronised to the pattern".into());
         }
-        reasons.extend(ber_failure(self.ber, self.bit_errors, self.max_ber));
-        if self.max_ber.is_none() {
+        reasons.extend(self.check.ber_failure());
+        if self.check.max_ber.is_none() {
             for (count, what) in [
-                (self.slips, "slips"),
-                (self.sync_losses, "pattern sync losses"),
+                (self.check.slips, "slips"),
+                (self.check.sync_losses, "pattern sync losses"),
                 (self.crc_errors, "CRC errors"),
                 (self.frame_bit_errors, "framing-bit errors"),
                 (self.oof_events, "losses of frame"),
@@ -483,13 +453,13 @@ impl Record for FramedSummary {
         writeln!(
             out,
             "payload      {} bits, {} bit errors, BER {} (< {} at {:.0}% confidence), {} sync losses, {} slips",
-            self.bits,
-            self.bit_errors,
-            format_ratio(self.ber),
-            format_ratio(self.ber_upper_bound),
-            self.confidence * 100.0,
-            self.sync_losses,
-            self.slips
+            self.check.bits,
+            self.check.bit_errors,
+            format_ratio(self.check.ber),
+            format_ratio(self.check.ber_upper_bound),
+            self.check.confidence * 100.0,
+            self.check.sync_losses,
+            self.check.slips
         )?;
         writeln!(
             out,
@@ -505,12 +475,12 @@ impl Record for FramedSummary {
         writeln!(
             out,
             "G.821        ES {}, SES {}, UAS {}, EFS {}, %ES {:.3}, %SES {:.3}",
-            self.errored_seconds,
-            self.severely_errored_seconds,
-            self.unavailable_seconds,
-            self.error_free_seconds,
-            self.es_percent,
-            self.ses_percent
+            self.g821.errored_seconds,
+            self.g821.severely_errored_seconds,
+            self.g821.unavailable_seconds,
+            self.g821.error_free_seconds,
+            self.g821.es_percent,
+            self.g821.ses_percent
         )?;
         if let Some(g) = &self.g826 {
             writeln!(
@@ -1362,7 +1332,6 @@ fn summarize(
             frame.oof_events
         ));
     }
-    let (ber, ber_upper_bound) = ber_with_bound(c.bits, c.bit_errors, options.confidence);
     let rate = options.framing.line_rate_bps() as f64;
     let loop_up_s = match (rx.loop_up_start, rx.loop_closed_at) {
         (Some(start), Some(end)) => Some((end - start) as f64 * 8.0 / rate),
@@ -1384,23 +1353,11 @@ fn summarize(
         loop_closed: rx.loop_closed_at.is_some(),
         loop_up_s,
         loop_opened: rx.loop_opened,
-        bits: c.bits,
-        bit_errors: c.bit_errors,
-        ber,
-        ber_upper_bound,
-        confidence: options.confidence,
-        max_ber: options.max_ber,
-        sync_losses: c.sync_losses,
-        slips: c.slips,
-        unsynced_bits: c.unsynced_bits,
-        in_sync: c.in_sync,
-        errored_seconds: g821.errored_seconds,
-        severely_errored_seconds: g821.severely_errored_seconds,
-        unavailable_seconds: g821.unavailable_seconds,
-        error_free_seconds: g821.error_free_seconds,
-        available_seconds: g821.available_seconds,
-        es_percent: g821.es_percent(),
-        ses_percent: g821.ses_percent(),
+        check: CheckFigures {
+            detail: None,
+            ..CheckFigures::new(&c, options.confidence, options.max_ber)
+        },
+        g821: G821Figures::from(&g821),
         frames: frame.frames,
         frame_bit_errors: frame.frame_bit_errors,
         crc_blocks: frame.crc_blocks,

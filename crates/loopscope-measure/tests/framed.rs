@@ -76,12 +76,15 @@ fn inband_loop_up_framed_qrss_on_half_the_timeslots_loop_down() {
     // 10 s of BERT on 12 timeslots: 7.68 Mbit of payload.
     // Whole 64-bit words are judged: the count is exact to within one word.
     assert!(
-        (s.bits + s.unsynced_bits).abs_diff(7_680_000) < 64,
+        (s.check.bits + s.check.unsynced_bits).abs_diff(7_680_000) < 64,
         "{}",
-        s.bits
+        s.check.bits
     );
-    assert_eq!(s.unsynced_bits, 0);
-    assert_eq!((s.bit_errors, s.crc_errors, s.frame_bit_errors), (0, 0, 0));
+    assert_eq!(s.check.unsynced_bits, 0);
+    assert_eq!(
+        (s.check.bit_errors, s.crc_errors, s.frame_bit_errors),
+        (0, 0, 0)
+    );
     assert!((3333..=3334).contains(&s.crc_blocks), "10 s of ESF blocks");
     let g826 = s.g826.as_ref().expect("ESF has G.826");
     assert_eq!((g826.es, g826.ses, g826.uas, g826.seconds), (0, 0, 0, 10));
@@ -161,7 +164,7 @@ fn fdl_line_and_payload_loopbacks_and_other_framings() {
         let payload_rate = Timeslots::parse(slots, framing).unwrap().payload_rate_bps();
         // The checker judges whole 64-bit words: up to 63 bits fed before the start are
         // judged after it.
-        let counted = s.bits + s.unsynced_bits;
+        let counted = s.check.bits + s.check.unsynced_bits;
         assert!(
             counted.abs_diff(3 * payload_rate) < 64,
             "{framing}: {counted}"
@@ -198,13 +201,16 @@ fn the_loop_opens_on_its_timeout_during_the_test() {
     );
     // The pattern stops coming back part-way: sync is lost and the seconds after it are
     // severely errored.
-    assert!(s.sync_losses >= 1 || s.unsynced_bits > 0, "{s:?}");
     assert!(
-        s.severely_errored_seconds >= 4,
-        "{}",
-        s.severely_errored_seconds
+        s.check.sync_losses >= 1 || s.check.unsynced_bits > 0,
+        "{s:?}"
     );
-    assert!(names(&events).contains(&"sync_lost".to_string()) || s.unsynced_bits > 0);
+    assert!(
+        s.g821.severely_errored_seconds >= 4,
+        "{}",
+        s.g821.severely_errored_seconds
+    );
+    assert!(names(&events).contains(&"sync_lost".to_string()) || s.check.unsynced_bits > 0);
     // The loop-down finds the loop already open.
     assert_eq!(s.loop_opened, Some(true));
 }
@@ -316,8 +322,12 @@ fn payload_errors_framing_bit_errors_and_crc_errors_are_counted_apart() {
     let mut opts = options(Framing::Esf, "1-12", inband());
     opts.inject_ber = 1e-4;
     let (s, _) = run("sim:?niu=esf", &opts);
-    assert!(within(s.bit_errors, s.bits, 1e-4), "{}", s.bit_errors);
-    assert!(s.bit_errors > 0 && s.injected_bits >= s.bit_errors);
+    assert!(
+        within(s.check.bit_errors, s.check.bits, 1e-4),
+        "{}",
+        s.check.bit_errors
+    );
+    assert!(s.check.bit_errors > 0 && s.injected_bits >= s.check.bit_errors);
     assert_eq!((s.crc_errors, s.frame_bit_errors), (0, 0));
 
     // Errors on the line (forward path through the line loopback): each kind at its own rate.
@@ -327,9 +337,9 @@ fn payload_errors_framing_bit_errors_and_crc_errors_are_counted_apart() {
     let (s, _) = run("sim:?niu=esf&ber=1e-4&seed=5", &opts);
     assert!(s.loop_closed && s.loop_opened == Some(true));
     assert!(
-        within(s.bit_errors, s.bits, ber),
+        within(s.check.bit_errors, s.check.bits, ber),
         "payload {}",
-        s.bit_errors
+        s.check.bit_errors
     );
     // 6 FPS bits per ESF, 2000 a second.
     assert!(
@@ -350,7 +360,10 @@ fn payload_errors_framing_bit_errors_and_crc_errors_are_counted_apart() {
     let g826 = s.g826.as_ref().unwrap();
     assert_eq!(g826.seconds, 60);
     assert_eq!(g826.uas + g826.ses, 60, "{g826:?}");
-    assert_eq!(s.severely_errored_seconds + s.unavailable_seconds, 0);
+    assert_eq!(
+        s.g821.severely_errored_seconds + s.g821.unavailable_seconds,
+        0
+    );
 }
 
 #[test]
@@ -359,7 +372,10 @@ fn a_payload_loopback_regenerates_crc_so_only_the_pattern_sees_line_errors() {
     opts.amount = framed::FramedAmount::Duration(Duration::from_secs(5));
     let (s, _) = run("sim:?niu=esf&ber=1e-5&seed=9", &opts);
     assert!(s.loop_closed, "{:?}", s.findings);
-    assert!(s.bit_errors > 0, "payload errors pass through the loop");
+    assert!(
+        s.check.bit_errors > 0,
+        "payload errors pass through the loop"
+    );
     assert_eq!(
         (s.crc_errors, s.frame_bit_errors),
         (0, 0),
@@ -396,7 +412,7 @@ fn the_niu_obeys_each_code_after_its_persistence_at_1e_minus_3() {
             "after 5 s of the code, not before: {closed:?}"
         );
         assert_eq!(opened.1, format!("in-band loop-down {}", down.bit_string()));
-        assert!(s.bit_errors > 0, "the line really is errored");
+        assert!(s.check.bit_errors > 0, "the line really is errored");
     }
 }
 

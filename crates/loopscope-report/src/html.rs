@@ -251,15 +251,55 @@ pub fn latency_histogram(
                 .label(format!("{label} {value:.1} µs"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| error(e.to_string()))?;
+        draw_legend(&mut chart, &error)?;
         root.present().map_err(|e| error(e.to_string()))?;
     }
     Ok(svg)
+}
+
+/// One series: a line through `points` with a dot at each, named `label` in the legend.
+fn draw_line_with_points<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    label: &str,
+    points: &[(f64, f64)],
+    color: RGBColor,
+    error: &impl Fn(String) -> HtmlError,
+) -> Result<(), HtmlError>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            color.stroke_width(1),
+        ))
+        .map_err(|e| error(e.to_string()))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+    chart
+        .draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))
+        .map_err(|e| error(e.to_string()))?;
+    Ok(())
+}
+
+/// The legend box of the series drawn with a label, in the top right corner.
+fn draw_legend<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    error: &impl Fn(String) -> HtmlError,
+) -> Result<(), HtmlError>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| error(e.to_string()))
 }
 
 fn range_of(values: &[f64]) -> (f64, f64) {
@@ -315,30 +355,15 @@ pub fn series_plot(
                     .draw()
                     .map_err(|e| error(e.to_string()))?;
                 for (index, (label, points)) in series.iter().enumerate() {
-                    let color = colors[index % colors.len()];
                     let points: Vec<(f64, f64)> = points
                         .iter()
                         .copied()
                         .filter(|(_, y)| y.is_finite() && (!log_y || *y > 0.0))
                         .collect();
-                    chart
-                        .draw_series(LineSeries::new(
-                            points.iter().copied(),
-                            color.stroke_width(1),
-                        ))
-                        .map_err(|e| error(e.to_string()))?
-                        .label(*label)
-                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-                    chart
-                        .draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))
-                        .map_err(|e| error(e.to_string()))?;
+                    let color = colors[index % colors.len()];
+                    draw_line_with_points(&mut chart, label, &points, color, &error)?;
                 }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(|e| error(e.to_string()))?;
+                draw_legend(&mut chart, &error)?;
             }};
         }
         if log_y {
@@ -467,23 +492,14 @@ pub fn ber_timeline(seconds: &[BertSecond]) -> Result<String, HtmlError> {
                 (s.t_s, ber)
             })
             .collect();
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                BLUE.stroke_width(1),
-            ))
-            .map_err(|e| error(e.to_string()))?
-            .label("BER per second (floor: error free)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
-        chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 2, BLUE.filled())))
-            .map_err(|e| error(e.to_string()))?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| error(e.to_string()))?;
+        draw_line_with_points(
+            &mut chart,
+            "BER per second (floor: error free)",
+            &points,
+            BLUE,
+            &error,
+        )?;
+        draw_legend(&mut chart, &error)?;
 
         let mut timeline = ChartBuilder::on(&lower)
             .margin(12)

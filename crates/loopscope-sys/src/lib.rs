@@ -21,7 +21,8 @@
 //! - waiting and descriptor I/O: [`wait_readable`], [`recv_timeout`], [`read_timeout`],
 //!   [`write_all`], [`SocketTimeout`];
 //! - netlink: [`RouteSocket`] (interfaces, addresses, routes) and [`SockDiag`] (listening
-//!   sockets), one netlink-packet-* version line;
+//!   sockets), one netlink-packet-* version line; [`enter_new_network_namespace`] (a thread's
+//!   own namespace with `lo` up, for tests);
 //! - `/proc/net/{tcp,tcp6,udp,udp6}`: [`parse_proc_net`], [`ProcNetTable`];
 //! - serial ports: [`set_modem_bits`], [`set_rs485`], [`line_counters`];
 //! - zero-copy echo: [`SplicePipe`];
@@ -50,6 +51,7 @@ mod ethernet;
 mod fdio;
 mod hops;
 mod memory;
+mod namespace;
 mod netlink;
 mod packet;
 mod procfs;
@@ -70,6 +72,7 @@ pub use fdio::{
 };
 pub use hops::{enable_destination_reception, enable_hops_reception, set_send_hops};
 pub use memory::{release_free_memory, use_one_malloc_arena};
+pub use namespace::enter_new_network_namespace;
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
     RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,
@@ -87,8 +90,9 @@ pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use timestamping::{
-    ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync, enable_datagram_metadata,
-    enable_timestamping, recv_datagram, recv_datagrams, recv_tx_timestamp, send_datagrams,
+    ClockPair, ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync,
+    enable_datagram_metadata, enable_timestamping, recv_datagram, recv_datagrams,
+    recv_tx_timestamp, send_datagrams,
     set_send_options,
 };
 pub use tty::{

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader,
     NetlinkMessage, NetlinkPayload, NetlinkSerializable,
 };
 use netlink_packet_route::RouteNetlinkMessage;
@@ -145,6 +145,47 @@ impl Channel {
                 }
                 // Messages are 4-byte aligned within a datagram (NLMSG_ALIGN).
                 offset += (length + 3) & !3;
+            }
+        }
+    }
+}
+
+impl Channel {
+    /// Sends `request` (a change, not a dump) and waits for the kernel's acknowledgement.
+    fn change<T>(&mut self, request: T) -> Result<(), NetlinkError>
+    where
+        T: NetlinkSerializable + NetlinkDeserializable,
+    {
+        self.sequence = self.sequence.wrapping_add(1);
+        let sequence = self.sequence;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        header.sequence_number = sequence;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
+        packet.finalize();
+        let mut bytes = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        send(&self.socket, &bytes)?;
+        loop {
+            let size = receive(&self.socket, &mut self.buffer)?.min(self.buffer.len());
+            if size == 0 {
+                return Err(NetlinkError::Decode(
+                    "the kernel closed the socket before acknowledging".into(),
+                ));
+            }
+            let message = NetlinkMessage::<T>::deserialize(&self.buffer[..size])
+                .map_err(|error| NetlinkError::Decode(error.to_string()))?;
+            // An acknowledgement is an error message with code 0 (netlink(7)); replies to an
+            // earlier, abandoned request of this socket are skipped.
+            if message.header.sequence_number == sequence
+                && let NetlinkPayload::Error(error) = message.payload
+            {
+                return match error.code {
+                    None => Ok(()),
+                    Some(code) => Err(NetlinkError::Refused(io::Error::from_raw_os_error(
+                        -code.get(),
+                    ))),
+                };
             }
         }
     }
@@ -304,6 +345,15 @@ impl RouteSocket {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Sets the interface `index` administratively up (IFF_UP), as `ip link set DEV up`.
+    pub fn set_link_up(&mut self, index: u32) -> Result<(), NetlinkError> {
+        let mut request = LinkMessage::default();
+        request.header.index = index;
+        request.header.flags = LinkFlags::Up;
+        request.header.change_mask = LinkFlags::Up;
+        self.channel.change(RouteNetlinkMessage::SetLink(request))
     }
 
     /// Every address of both families.
@@ -570,8 +620,7 @@ mod tests {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-                    run_ip(&["link", "set", "lo", "up"]);
+                    crate::enter_new_network_namespace().expect("a namespace with lo up");
                     run_ip(&[
                         "link", "add", "lsd0", "type", "veth", "peer", "name", "lsd1",
                     ]);

@@ -270,11 +270,7 @@ mod tests {
             return;
         }
         std::thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status();
-            assert!(up.is_ok_and(|status| status.success()), "ip link set lo up");
+            crate::enter_new_network_namespace().expect("a namespace with lo up");
             compare_with_ss();
         })
         .join()

@@ -59,14 +59,7 @@ mod tests {
             return;
         }
         std::thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status();
-            if !up.is_ok_and(|status| status.success()) {
-                eprintln!("skipping: cannot bring lo up (no ip?)");
-                return;
-            }
+            crate::enter_new_network_namespace().expect("a namespace with lo up");
             for pass in [129u8, 128] {
                 let socket = rustix::net::socket(
                     AddressFamily::INET6,

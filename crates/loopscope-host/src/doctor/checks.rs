@@ -1232,11 +1232,11 @@ fn bert(probe: &mut Probe) -> Finding {
                     ),
                     "see the tcp_v4 and firewall checks",
                 )
-            } else if run.bit_errors > 0 || run.bits == 0 {
+            } else if run.check.bit_errors > 0 || run.check.bits == 0 {
                 Finding::fail(
                     format!(
                         "{} bit errors in {} bits ({} through TCP on 127.0.0.1): memory or CPU corruption?",
-                        run.bit_errors, run.bits, pattern
+                        run.check.bit_errors, run.check.bits, pattern
                     ),
                     "run a memory test (memtester) and check dmesg for machine-check errors",
                 )
@@ -1245,16 +1245,16 @@ fn bert(probe: &mut Probe) -> Finding {
                     "{} MiB of {} through TCP on 127.0.0.1: 0 errors in {} bits, {}",
                     received >> 20,
                     pattern,
-                    run.bits,
+                    run.check.bits,
                     loopscope_report::format_bit_rate(rate)
                 ))
             };
             finding
                 .with("pattern", pattern.clone())
                 .with("bytes", received)
-                .with("bits", run.bits)
-                .with("bit_errors", run.bit_errors)
-                .with("ber", run.ber)
+                .with("bits", run.check.bits)
+                .with("bit_errors", run.check.bit_errors)
+                .with("ber", run.check.ber)
                 .with("bits_per_second", rate.round())
         }
     }

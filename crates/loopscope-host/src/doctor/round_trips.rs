@@ -245,7 +245,7 @@ mod tests {
         let timeout = Duration::from_secs(5);
         let summary = tcp_bert(Ipv4Addr::LOCALHOST.into(), 1 << 20, timeout).unwrap();
         assert_eq!(summary.bytes_received, 1 << 20);
-        assert_eq!(summary.bit_errors, 0);
+        assert_eq!(summary.check.bit_errors, 0);
         let latency = tcp_latency(Ipv4Addr::LOCALHOST.into(), 20, 64, timeout).unwrap();
         assert_eq!((latency.transmitted, latency.received), (20, 20));
     }

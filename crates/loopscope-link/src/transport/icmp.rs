@@ -13,7 +13,8 @@
 //!
 //! Times: the send time is read from CLOCK_MONOTONIC immediately before the request is handed
 //! to the kernel; the arrival time is the kernel's receive timestamp (SO_TIMESTAMPNS, as
-//! iputils takes SO_TIMESTAMP), moved from CLOCK_REALTIME onto CLOCK_MONOTONIC, or the
+//! iputils takes SO_TIMESTAMP), moved from CLOCK_REALTIME onto CLOCK_MONOTONIC by a pair of
+//! clock readings taken together ([`loopscope_sys::ClockPair`]), or the
 //! monotonic clock read when the reply is read if the kernel gave no timestamp.
 
 use std::io::{self, IoSliceMut};
@@ -343,14 +344,12 @@ impl EchoSocket {
                 Err(error) if error.raw_os_error().is_some_and(is_icmp_error) => continue,
                 Err(error) => return Err(error.into()),
             };
-            let read_ns = monotonic_ns();
-            let (arrived_ns, kernel_timestamp) = match kernel_realtime {
-                Some(kernel) => match realtime_to_monotonic(kernel, read_ns) {
+            let now = loopscope_sys::ClockPair::now();
+            let (arrived_ns, kernel_timestamp) =
+                match kernel_realtime.and_then(|kernel| now.monotonic_of(kernel)) {
                     Some(arrived) => (arrived, true),
-                    None => (read_ns, false),
-                },
-                None => (read_ns, false),
-            };
+                    None => (now.monotonic_ns, false),
+                };
             if let Some(mut reply) = self.match_reply(size) {
                 reply.arrived_ns = arrived_ns;
                 reply.kernel_timestamp = kernel_timestamp;
@@ -441,27 +440,11 @@ pub fn monotonic_ns() -> u64 {
     timespec_ns(now.tv_sec, now.tv_nsec)
 }
 
-fn realtime_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    timespec_ns(now.tv_sec, now.tv_nsec)
-}
-
 fn timespec_ns(seconds: i64, nanos: i64) -> u64 {
     u64::try_from(seconds)
         .unwrap_or(0)
         .saturating_mul(1_000_000_000)
         .saturating_add(u64::try_from(nanos).unwrap_or(0))
-}
-
-/// Moves a kernel CLOCK_REALTIME timestamp onto CLOCK_MONOTONIC using the clocks' offset now
-/// (`monotonic_now` was read just before). `None` when the result is not plausible (later than
-/// now, or the wall clock was stepped back past it): then the read time serves.
-fn realtime_to_monotonic(kernel_realtime: u64, monotonic_now: u64) -> Option<u64> {
-    let realtime_now = realtime_ns();
-    let age = realtime_now.checked_sub(kernel_realtime)?;
-    // A timestamp older than a second was taken before a wall-clock step, not a second ago:
-    // the reply was read at once after poll said it was there.
-    (age < 1_000_000_000).then(|| monotonic_now.saturating_sub(age))
 }
 
 /// Waits until `socket` is readable or `timeout` passes; `Ok(false)` on timeout or when a
@@ -669,14 +652,7 @@ mod tests {
             return;
         }
         std::thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status();
-            if !up.is_ok_and(|status| status.success()) {
-                eprintln!("skipping: cannot bring lo up (no ip?)");
-                return;
-            }
+            loopscope_sys::enter_new_network_namespace().expect("a namespace with lo up");
             for (version, localhost) in [
                 (Version::V4, IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 (Version::V6, IpAddr::V6(Ipv6Addr::LOCALHOST)),
@@ -735,22 +711,5 @@ mod tests {
         })
         .join()
         .expect("namespace thread");
-    }
-
-    #[test]
-    fn kernel_timestamps_map_onto_the_monotonic_clock() {
-        let monotonic = monotonic_ns();
-        let realtime = realtime_ns();
-        // 20 us ago on the wall clock is 20 us ago on the monotonic one (within the reads).
-        let moved = realtime_to_monotonic(realtime - 20_000, monotonic).unwrap();
-        assert!(monotonic - moved >= 20_000 && monotonic - moved < 20_000 + 5_000_000);
-        assert_eq!(
-            realtime_to_monotonic(realtime + 10_000_000_000, monotonic),
-            None
-        );
-        assert_eq!(
-            realtime_to_monotonic(realtime - 5_000_000_000, monotonic),
-            None
-        );
     }
 }

@@ -15,14 +15,19 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use loopscope_link::reflector::{
+    Answer, DEFAULT_RATE_BURST, DatagramResponder, EchoResponder, ReflectConfig, ReflectEvent,
+    Reflector, Request,
+};
 use loopscope_sys::{
     DeadlineTimer, Readiness, enable_destination_reception, enable_hops_reception, recv_datagram,
-    recv_datagrams, send_datagrams, set_send_hops, wait_readable,
+    recv_datagrams, set_send_hops, wait_readable,
 };
 use loopscope_wire::bfd::{
     self as wire, ControlRepr, Diagnostic, EchoRepr, MAX_CONTROL_LEN, SINGLE_HOP_TTL, State,
@@ -1095,102 +1100,161 @@ pub struct ReflectorConfig {
     pub discriminators: Vec<u32>,
     /// The Required Min RX Interval the reflector advertises.
     pub min_rx: Duration,
+    /// Packets answered per second per source address (0: no limit), as for every datagram
+    /// service of the reflector.
+    pub rate_limit_pps: u32,
 }
 
-/// Runs the S-BFD reflector until stopped.
+/// Runs the S-BFD reflector until stopped: a responder of the one reflector
+/// (`loopscope-link::reflector`), whose batched loop (recvmmsg/sendmmsg) keeps the rules of
+/// every datagram service (reserved source ports, echo loops, the per-source rate limit, no
+/// reply longer than its request) and counts; [`SbfdResponder`] only answers.
 pub fn sbfd_reflect(
     config: &ReflectorConfig,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
+    on_event: impl FnMut(BfdEvent),
+) -> Result<ReflectorSummary, BfdRunError> {
+    let responder = SbfdResponder::new(config.discriminators.clone(), config.min_rx);
+    let dropped = Arc::clone(&responder.dropped);
+    serve_datagrams(
+        config.listen,
+        Box::new(responder),
+        config.rate_limit_pps,
+        ("s-bfd reflector", dropped),
+        stop,
+        on_event,
+    )
+}
+
+/// Runs one datagram responder on the reflector until stopped, telling where it listens, and
+/// sums up in BFD's reflector summary: the loop's refusals join the responder's drops.
+fn serve_datagrams(
+    listen: SocketAddr,
+    responder: Box<dyn DatagramResponder>,
+    rate_limit_pps: u32,
+    (mode, dropped): (&'static str, Arc<Mutex<DropCounts>>),
+    stop: &Arc<AtomicBool>,
     mut on_event: impl FnMut(BfdEvent),
 ) -> Result<ReflectorSummary, BfdRunError> {
-    let socket = bind_receiver(config.listen)?;
     let start = Instant::now();
+    let mut reflector = Reflector::new(ReflectConfig {
+        rate_limit_pps,
+        rate_burst: (rate_limit_pps / 5).max(DEFAULT_RATE_BURST),
+        ..ReflectConfig::default()
+    });
+    let (endpoint, loop_counts) = reflector
+        .add_responder(listen, responder)
+        .map_err(|error| BfdRunError::Bind {
+            address: listen,
+            source: io::Error::other(loopscope_link::link::error_chain(&error)),
+        })?;
     on_event(BfdEvent::Listening(Listening {
-        endpoint: socket.local_addr()?.to_string(),
-        mode: "s-bfd reflector",
+        endpoint: endpoint.trim_start_matches("udp://").to_owned(),
+        mode,
     }));
-    let mut dropped = DropCounts::default();
-    let (mut received, mut answered) = (0u64, 0u64);
-    // Batches in both directions (recvmmsg, sendmmsg): two system calls per up to
-    // REFLECT_BATCH packets, and no allocation per packet.
-    let mut buffers = vec![[0u8; RECEIVE_BUFFER]; REFLECT_BATCH];
-    let mut answers = vec![[0u8; MAX_CONTROL_LEN]; REFLECT_BATCH];
-    let mut replies: Vec<(usize, SocketAddr)> = Vec::with_capacity(REFLECT_BATCH);
-    let mut got = Vec::with_capacity(REFLECT_BATCH);
-    while !stop.load(Ordering::SeqCst) {
-        if !wait_until(&socket, None)? {
-            continue;
-        }
-        loop {
-            match recv_datagrams(&socket, &mut buffers, &mut got) {
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => break,
-                Err(error) => return Err(error.into()),
+    // The loop's own failure ends the run; it is this function's error, as before.
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let failed = Arc::clone(&failure);
+    reflector.run(
+        Arc::clone(stop),
+        Arc::new(move |event| {
+            if let ReflectEvent::Error { what } = event
+                && let Ok(mut failed) = failed.lock()
+            {
+                failed.get_or_insert(what);
             }
-            replies.clear();
-            for (datagram, buffer) in got.iter().zip(&buffers) {
-                let Some(from) = datagram.from else { continue };
-                received += 1;
-                let repr = match accept(&buffer[..datagram.len], datagram.ttl, false) {
-                    Ok(repr) => repr,
-                    Err(reason) => {
-                        dropped.add(reason);
-                        continue;
-                    }
-                };
-                if !config.discriminators.contains(&repr.your_discriminator) {
-                    dropped.add(DropReason::UnknownDiscriminator);
-                    continue;
-                }
-                if repr.auth.is_some() {
-                    // No keys are configured on the reflector.
-                    dropped.add(DropReason::AuthMismatch);
-                    continue;
-                }
-                let slot = replies.len();
-                if let Some(len) = sbfd_answer(&repr, config.min_rx, &mut answers[slot]) {
-                    replies.push((len, from));
-                }
-            }
-            answered += send_batch(&socket, &answers, &replies) as u64;
+        }),
+    );
+    if let Some(what) = failure.lock().ok().and_then(|mut failed| failed.take()) {
+        return Err(BfdRunError::Io(io::Error::other(what)));
+    }
+    let counts = loop_counts.read();
+    let mut dropped = dropped.lock().map(|d| d.0.clone()).unwrap_or_default();
+    for (reason, count) in [
+        ("refused_source_port", counts.refused_source_port),
+        ("refused_rate_limit", counts.refused_rate_limit),
+        ("refused_echo_loop", counts.refused_echo_loop),
+        ("send_error", counts.send_errors),
+    ] {
+        if count > 0 {
+            *dropped.entry(reason).or_default() += count;
         }
     }
     Ok(ReflectorSummary {
-        endpoint: config.listen.to_string(),
-        received,
-        answered,
-        dropped: dropped.0,
+        endpoint: listen.to_string(),
+        received: counts.received,
+        answered: counts.answered,
+        dropped,
         elapsed_s: start.elapsed().as_secs_f64(),
     })
 }
 
-/// Datagrams read and answered per system call by the S-BFD reflector.
+/// Datagrams the passive responder reads per system call (recvmmsg).
 const REFLECT_BATCH: usize = 64;
 
-/// Sends `replies` (each a length in the matching `packets` slot and a destination) in one
-/// sendmmsg, retrying once what a full send buffer left; returns how many left.
-fn send_batch(
-    socket: &UdpSocket,
-    packets: &[[u8; MAX_CONTROL_LEN]],
-    replies: &[(usize, SocketAddr)],
-) -> usize {
-    let batch: Vec<(&[u8], SocketAddr)> = replies
-        .iter()
-        .zip(packets)
-        .map(|(&(len, to), packet)| (&packet[..len], to))
-        .collect();
-    let mut sent = 0;
-    for _ in 0..2 {
-        match send_datagrams(socket, &batch[sent..]) {
-            Ok(count) => sent += count,
-            Err(_) => break,
-        }
-        if sent == batch.len() {
-            break;
+/// Readies a far end's socket as BFD wants it: each datagram's TTL reported (the GTSM check),
+/// a deep receive queue, replies leaving with TTL 255 (RFC 5881 §5).
+fn prepare_far_end(socket: &UdpSocket) -> io::Result<()> {
+    enable_hops_reception(socket)?;
+    // A responder of 1,000 sessions at 100 ms receives 10,000 packets a second, and the
+    // default buffer (about 200 KB, some 270 packets) overflows when the host delays it by
+    // 30 ms. The kernel caps this at rmem_max.
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(socket, RECEIVE_QUEUE);
+    set_send_hops(socket, SINGLE_HOP_TTL)
+}
+
+/// The S-BFD reflector's answers (RFC 7880 §7.2.2), as a responder of the one reflector.
+pub struct SbfdResponder {
+    discriminators: Vec<u32>,
+    min_rx: Duration,
+    dropped: Arc<Mutex<DropCounts>>,
+}
+
+impl SbfdResponder {
+    /// Answers Control packets for `discriminators`, advertising `min_rx`.
+    pub fn new(discriminators: Vec<u32>, min_rx: Duration) -> Self {
+        SbfdResponder {
+            discriminators,
+            min_rx,
+            dropped: Arc::default(),
         }
     }
-    sent
+
+    fn drop(&self, reason: DropReason) -> Answer {
+        if let Ok(mut dropped) = self.dropped.lock() {
+            dropped.add(reason);
+        }
+        Answer::Silent
+    }
+}
+
+impl DatagramResponder for SbfdResponder {
+    fn prepare(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        prepare_far_end(socket)
+    }
+
+    fn respond(&mut self, request: &Request<'_>, reply: &mut [u8]) -> Answer {
+        let repr = match accept(request.bytes, request.ttl, false) {
+            Ok(repr) => repr,
+            Err(reason) => return self.drop(reason),
+        };
+        if !self.discriminators.contains(&repr.your_discriminator) {
+            return self.drop(DropReason::UnknownDiscriminator);
+        }
+        if repr.auth.is_some() {
+            // No keys are configured on the reflector.
+            return self.drop(DropReason::AuthMismatch);
+        }
+        let mut answer = [0u8; MAX_CONTROL_LEN];
+        match sbfd_answer(&repr, self.min_rx, &mut answer) {
+            // Never longer than the request: a request carries at least the 24-octet base.
+            Some(len) if len <= reply.len() => {
+                reply[..len].copy_from_slice(&answer[..len]);
+                Answer::Reply { len, dscp: None }
+            }
+            _ => self.drop(DropReason::Malformed),
+        }
+    }
 }
 
 /// The reflector's answer (RFC 7880 §7.2.2): the discriminators swapped, state Up, the
@@ -1410,40 +1474,35 @@ pub fn sbfd_initiate(
 // The echo function's far end
 
 /// Sends every datagram that arrives on the echo port back where it came from: what a peer's
-/// forwarding plane does with BFD echo packets (RFC 5880 §6.4, RFC 5881 §4).
+/// forwarding plane does with BFD echo packets (RFC 5880 §6.4, RFC 5881 §4). The plain echo
+/// responder of the one reflector, behind its rules, on a socket readied as BFD's far ends.
 pub fn echo_reflect(
     listen: SocketAddr,
-    stop: &AtomicBool,
-    mut on_event: impl FnMut(BfdEvent),
+    rate_limit_pps: u32,
+    stop: &Arc<AtomicBool>,
+    on_event: impl FnMut(BfdEvent),
 ) -> Result<ReflectorSummary, BfdRunError> {
-    let socket = bind_receiver(listen)?;
-    let start = Instant::now();
-    on_event(BfdEvent::Listening(Listening {
-        endpoint: socket.local_addr()?.to_string(),
-        mode: "bfd echo",
-    }));
-    let (mut received, mut answered) = (0u64, 0u64);
-    let mut buffer = [0u8; RECEIVE_BUFFER];
-    while !stop.load(Ordering::SeqCst) {
-        if !wait_until(&socket, None)? {
-            continue;
-        }
-        while let Ok(got) = recv_datagram(&socket, &mut buffer) {
-            received += 1;
-            if let Some(from) = got.from
-                && socket.send_to(&buffer[..got.len], from).is_ok()
-            {
-                answered += 1;
-            }
-        }
+    serve_datagrams(
+        listen,
+        Box::new(BfdEchoResponder),
+        rate_limit_pps,
+        ("bfd echo", Arc::default()),
+        stop,
+        on_event,
+    )
+}
+
+/// [`EchoResponder`] on a socket readied as BFD's far ends (replies with TTL 255).
+struct BfdEchoResponder;
+
+impl DatagramResponder for BfdEchoResponder {
+    fn prepare(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        prepare_far_end(socket)
     }
-    Ok(ReflectorSummary {
-        endpoint: listen.to_string(),
-        received,
-        answered,
-        dropped: BTreeMap::new(),
-        elapsed_s: start.elapsed().as_secs_f64(),
-    })
+
+    fn respond(&mut self, request: &Request<'_>, reply: &mut [u8]) -> Answer {
+        EchoResponder.respond(request, reply)
+    }
 }
 
 #[cfg(test)]

@@ -416,3 +416,92 @@ fn a_demand_poll_is_answered_and_an_unanswered_one_is_a_detection() {
     assert_eq!(a.diagnostic(), Diagnostic::ControlDetectionTimeExpired);
     assert_eq!(now - t, Duration::from_millis(150));
 }
+
+/// The S-BFD reflector on the shared datagram loop: a probe for our discriminator is answered
+/// (RFC 7880 §7.2.2: discriminators swapped, Up, Final for Poll, its Detect Mult and Desired
+/// Min TX copied), one for another discriminator and a garbage datagram are dropped by reason,
+/// and the loop's per-source rate limit applies: with 1 packet a second (a burst of 200) a
+/// burst of 250 probes gets 200 answers and the rest are counted as refused.
+#[test]
+fn the_sbfd_reflector_answers_drops_and_keeps_the_rate_limit() {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let probe = |yours: u32, poll: bool| {
+        let mut repr = super::sbfd_probe(9, yours, Duration::from_millis(20), 4);
+        repr.poll = poll;
+        let mut packet = [0u8; MAX_CONTROL_LEN];
+        let len = repr.emit(&mut packet).unwrap();
+        packet[..len].to_vec()
+    };
+    // Find a free port, then serve on it.
+    let listen = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = super::ReflectorConfig {
+        listen,
+        discriminators: vec![42],
+        min_rx: Duration::from_millis(7),
+        rate_limit_pps: 1,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let (told, listening) = std::sync::mpsc::channel();
+    let reflector = std::thread::spawn(move || {
+        super::sbfd_reflect(&config, &flag, |event| {
+            let _ = told.send(format!("{event:?}"));
+        })
+    });
+    listening.recv_timeout(Duration::from_secs(10)).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to: SocketAddr = listen;
+    client.send_to(&probe(42, true), to).unwrap();
+    let mut buffer = [0u8; 128];
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (len, _) = client.recv_from(&mut buffer).unwrap();
+    let answer = ControlRepr::parse_bytes(&buffer[..len]).unwrap();
+    assert_eq!(answer.state, State::Up);
+    assert_eq!(
+        (answer.my_discriminator, answer.your_discriminator),
+        (42, 9)
+    );
+    assert!(answer.final_ && !answer.poll && !answer.demand);
+    assert_eq!(answer.detect_mult, 4);
+    assert_eq!(answer.desired_min_tx_us, 20_000);
+    assert_eq!(answer.required_min_rx_us, 7_000);
+    client.send_to(&probe(43, false), to).unwrap();
+    client.send_to(b"not bfd", to).unwrap();
+    let good = probe(42, false);
+    let burst: Vec<(&[u8], SocketAddr)> = (0..250).map(|_| (good.as_slice(), to)).collect();
+    let mut sent = 0;
+    while sent < burst.len() {
+        sent += loopscope_sys::send_datagrams(&client, &burst[sent..]).unwrap();
+    }
+    // Wait for the answers the limit lets through (the burst's 200 tokens, less the three the
+    // first probe, the wrong discriminator and the garbage took), then a little quiet.
+    let mut answers = 0;
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    while client.recv_from(&mut buffer).is_ok() {
+        answers += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let summary = reflector.join().unwrap().unwrap();
+    assert_eq!(summary.received, 253);
+    assert_eq!(summary.answered, 1 + answers);
+    assert_eq!(summary.dropped.get("unknown_discriminator"), Some(&1));
+    assert_eq!(summary.dropped.get("malformed"), Some(&1));
+    let refused = summary
+        .dropped
+        .get("refused_rate_limit")
+        .copied()
+        .unwrap_or(0);
+    // 200 tokens at the start, one more a second.
+    assert!((197..=199).contains(&answers), "{answers} answers");
+    assert_eq!(summary.answered + refused + 2, 253, "{summary:?}");
+}

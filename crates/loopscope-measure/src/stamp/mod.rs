@@ -311,9 +311,10 @@ struct Sent {
     replies: u32,
 }
 
-/// What a sender run measured.
-#[derive(Debug, Default)]
-pub struct SenderRun {
+/// What a sender run counts, and its summary reports under the same names: the one list of
+/// these fields (JSON names are a contract).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StampCounts {
     /// Packets sent.
     pub transmitted: u64,
     /// Distinct sequence numbers answered.
@@ -324,27 +325,54 @@ pub struct SenderRun {
     pub reordered: u64,
     /// Datagrams that were not a STAMP reply to this session (too short, unknown sequence).
     pub foreign: u64,
-    /// Replies whose HMAC was wrong (authenticated mode), dropped.
+    /// Replies dropped for a wrong HMAC (authenticated mode).
     pub bad_hmac: u64,
-    /// Reply TLVs flagged U (the reflector did not process them) and M (malformed).
+    /// Reply TLVs the reflector flagged U (not processed).
     pub tlv_unrecognized: u64,
-    /// Reply TLVs flagged M.
+    /// Reply TLVs flagged M (malformed).
     pub tlv_malformed: u64,
-    /// Reply TLVs flagged I (the reflector found our HMAC TLV wrong).
+    /// Reply TLVs flagged I: the reflector found our HMAC TLV wrong.
     pub tlv_integrity_failed: u64,
+    /// Follow-Up Telemetry (RFC 8972 §4.7): replies whose T3 a later reply corrected with the
+    /// kernel's transmit timestamp.
+    pub follow_ups: u64,
+    /// Packets the kernel refused to send.
+    pub send_errors: u64,
+    /// Replies whose T1 was the kernel's transmit timestamp.
+    pub t1_kernel: u64,
+    /// Replies whose T4 was the kernel's receive timestamp.
+    pub t4_kernel: u64,
+}
+
+/// The two clocks as the Error Estimates (RFC 8762 §4.1.1) describe them, in the run and in
+/// its summary alike.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub struct StampClocks {
+    /// This host's clock is synchronised (adjtimex), as our Error Estimate said.
+    pub sender_synchronised: bool,
+    /// Every reply's Error Estimate had S set.
+    pub reflector_synchronised: bool,
+    /// Our own Error Estimate (the last sent), in µs.
+    pub sender_error_us: f64,
+    /// The largest Error Estimate the reflector sent, in µs.
+    pub reflector_error_us: f64,
+}
+
+/// What a sender run measured.
+#[derive(Debug, Default)]
+pub struct SenderRun {
+    /// What was counted: the summary's counts, the same fields.
+    pub counts: StampCounts,
+    /// The two clocks as the Error Estimates describe them.
+    pub clocks: StampClocks,
     /// The Direct Measurement counters of the reply to the highest sequence number answered.
     pub direct_measurement: Option<(u32, [u32; 3])>,
     /// Timestamp Information TLV: the reflector's T2 and T3 sync source and method.
     pub timestamp_information: Option<[u8; 4]>,
-    /// Follow-Up Telemetry: replies whose T3 a later reply corrected with the kernel's transmit
-    /// timestamp, and the correction (follow-up minus carried T3) at its largest, in µs.
-    pub follow_ups: u64,
     /// The largest Follow-Up correction, in µs.
     pub follow_up_correction_max_us: Option<f64>,
     /// The DSCP replies arrived with, at its lowest and highest.
     pub reply_dscp_range: Option<(u8, u8)>,
-    /// Packets the kernel refused to send.
-    pub send_errors: u64,
     /// Round trip (T4 − T1) of each first reply, in µs.
     pub rtt_us: Vec<f64>,
     /// Round trip less the reflector's residence, (T4 − T1) − (T3 − T2), in µs.
@@ -357,21 +385,11 @@ pub struct SenderRun {
     pub backward_us: Vec<f64>,
     /// Forward and backward delay in the order the replies arrived (for IPDV and jitter).
     pub one_way_sequence: Vec<(u32, f64, f64)>,
-    /// Replies whose T1 / T4 came from the kernel.
-    pub t1_kernel: u64,
-    /// Replies whose T4 came from the kernel.
-    pub t4_kernel: u64,
-    /// The largest error estimate any reply carried (the reflector's), and ours, in µs.
-    pub reflector_error_us: f64,
-    /// Our own error estimate, in µs.
-    pub sender_error_us: f64,
     /// The TTL the reflector saw on our packets, and the one its replies arrived with, at
     /// their lowest.
     pub forward_ttl_min: Option<u8>,
     /// The lowest TTL our replies arrived with.
     pub backward_ttl_min: Option<u8>,
-    /// Our clock is synchronised (adjtimex), as our Error Estimate said.
-    pub sender_synchronised: bool,
     /// The reflector is on this host, so both ends read one clock.
     pub same_host: bool,
     /// The session ran in authenticated mode.
@@ -391,8 +409,6 @@ pub struct SenderRun {
     pub max_send_lag: Duration,
     /// How late each send was against its schedule, in µs, in sending order.
     pub send_lag_us: Vec<f64>,
-    /// Every reply's Error Estimate had S set.
-    pub reflector_synchronised: bool,
 }
 
 /// How often the sender re-reads the clock's sync status and re-encodes its Error Estimate.
@@ -458,7 +474,10 @@ pub fn send(
     let mut sent_order: Vec<u32> = Vec::new();
     let mut largest_gap = Duration::ZERO;
     let mut run = SenderRun {
-        reflector_synchronised: true,
+        clocks: StampClocks {
+            reflector_synchronised: true,
+            ..StampClocks::default()
+        },
         same_host: config.target.ip().is_loopback(),
         authenticated: config.auth.is_some(),
         twamp_light: config.twamp_light,
@@ -533,11 +552,11 @@ pub fn send(
                 last_send = at;
                 match socket.send(&packet) {
                     Ok(_) => {
-                        run.transmitted += 1;
+                        run.counts.transmitted += 1;
                         sent_order.push(sequence);
                     }
                     Err(error) => {
-                        run.send_errors += 1;
+                        run.counts.send_errors += 1;
                         on_event(SenderEvent::SendFailed(&StampSendFailed {
                             seq: sequence,
                             error: error.to_string(),
@@ -549,7 +568,7 @@ pub fn send(
                 wait_readable(&socket, deadline - now)?;
             }
         } else {
-            let all_in = run.received >= run.transmitted;
+            let all_in = run.counts.received >= run.counts.transmitted;
             let end = last_send + config.timeout;
             if all_in || now >= end {
                 break;
@@ -570,13 +589,13 @@ pub fn send(
             let arrived = Instant::now();
             let user_t4 = wall_clock();
             let Ok(view) = ReflectorPacket::new_checked(&buffer[..received.len], mode) else {
-                run.foreign += 1;
+                run.counts.foreign += 1;
                 continue;
             };
             if let Some(key) = &config.auth
                 && !key.verify(view.as_bytes())
             {
-                run.bad_hmac += 1;
+                run.counts.bad_hmac += 1;
                 continue;
             }
             let reply = ReflectorRepr::parse(&view);
@@ -586,7 +605,7 @@ pub fn send(
                 tlv::read_reply_tlvs(view.tail(), config.auth.as_ref(), reply.sequence)
             };
             if reply_tlvs.reply_hmac_wrong {
-                run.bad_hmac += 1;
+                run.counts.bad_hmac += 1;
                 continue;
             }
             if sent
@@ -596,7 +615,7 @@ pub fn send(
                 collect_tx_timestamps(&socket, &mut sent, &sent_order, &mut largest_gap);
             }
             let Some(slot) = sent.get_mut(reply.sender_sequence as usize) else {
-                run.foreign += 1;
+                run.counts.foreign += 1;
                 continue;
             };
             slot.replies += 1;
@@ -604,11 +623,11 @@ pub fn send(
             let reordered = !duplicate
                 && highest_answered.is_some_and(|highest| reply.sender_sequence < highest);
             if duplicate {
-                run.duplicates += 1;
+                run.counts.duplicates += 1;
             } else {
-                run.received += 1;
+                run.counts.received += 1;
                 if reordered {
-                    run.reordered += 1;
+                    run.counts.reordered += 1;
                 }
                 highest_answered = Some(
                     highest_answered
@@ -680,15 +699,18 @@ pub fn send(
                     measured.forward_us,
                     measured.backward_us,
                 ));
-                run.reflector_synchronised &= measured.reflector_synchronised;
-                run.reflector_error_us = run.reflector_error_us.max(measured.reflector_error_us);
+                run.clocks.reflector_synchronised &= measured.reflector_synchronised;
+                run.clocks.reflector_error_us = run
+                    .clocks
+                    .reflector_error_us
+                    .max(measured.reflector_error_us);
                 run.reflector_sequence_max = Some(
                     run.reflector_sequence_max
                         .map_or(reply.sequence, |m| m.max(reply.sequence)),
                 );
-                run.tlv_unrecognized += u64::from(reply_tlvs.unrecognized);
-                run.tlv_malformed += u64::from(reply_tlvs.malformed);
-                run.tlv_integrity_failed += u64::from(reply_tlvs.integrity_failed);
+                run.counts.tlv_unrecognized += u64::from(reply_tlvs.unrecognized);
+                run.counts.tlv_malformed += u64::from(reply_tlvs.malformed);
+                run.counts.tlv_integrity_failed += u64::from(reply_tlvs.integrity_failed);
                 if let Some(counters) = reply_tlvs.direct_measurement
                     && run
                         .direct_measurement
@@ -712,7 +734,7 @@ pub fn send(
                         - carried.to_unix_nanos(reflector_format))
                         as f64
                         / 1e3;
-                    run.follow_ups += 1;
+                    run.counts.follow_ups += 1;
                     run.follow_up_correction_max_us = Some(
                         run.follow_up_correction_max_us
                             .map_or(correction_us, |m: f64| m.max(correction_us)),
@@ -724,8 +746,8 @@ pub fn send(
                         carried_t3.clear();
                     }
                 }
-                run.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
-                run.t4_kernel += u64::from(t4_source == TimestampSource::Kernel);
+                run.counts.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
+                run.counts.t4_kernel += u64::from(t4_source == TimestampSource::Kernel);
                 run.forward_ttl_min = Some(
                     run.forward_ttl_min
                         .map_or(measured.forward_ttl, |t| t.min(measured.forward_ttl)),
@@ -738,10 +760,10 @@ pub fn send(
         }
     }
     if !any_reply {
-        run.reflector_synchronised = false;
+        run.clocks.reflector_synchronised = false;
     }
-    run.sender_synchronised = error_estimate.synchronised();
-    run.sender_error_us = round3(error_estimate.error_seconds() * 1e6);
+    run.clocks.sender_synchronised = error_estimate.synchronised();
+    run.clocks.sender_error_us = round3(error_estimate.error_seconds() * 1e6);
     run.elapsed = start.elapsed();
     run.send_span = sent
         .last()
@@ -795,17 +817,66 @@ impl Spread {
         }
     }
 
-    fn insert_into(&self, prefix: &str, map: &mut serde_json::Map<String, serde_json::Value>) {
-        for (name, value) in [
+    /// Its six figures with their names.
+    fn named(&self) -> [(&'static str, Option<f64>); 6] {
+        [
             ("min", self.min),
             ("p50", self.p50),
             ("p90", self.p90),
             ("p99", self.p99),
             ("p999", self.p999),
             ("max", self.max),
-        ] {
-            map.insert(format!("{prefix}_{name}_us"), serde_json::json!(value));
+        ]
+    }
+}
+
+/// The spreads of a sender run, each serialised as `{figure}_{min|p50|p90|p99|p999|max}_us`
+/// (`rtt_p50_us`, `forward_p99_us`, `send_lag_p99_us`...): the JSON names are a contract.
+#[derive(Debug, Clone, Default)]
+pub struct StampFigures {
+    /// Round trip, (T4 − T1).
+    pub rtt: Spread,
+    /// Round trip less the reflector's residence, (T4 − T1) − (T3 − T2).
+    pub rtt_net: Spread,
+    /// The reflector's residence, (T3 − T2).
+    pub residence: Spread,
+    /// Forward delay (T2 − T1); empty when the one-way figures are withheld.
+    pub forward: Spread,
+    /// Backward delay (T4 − T3); empty when withheld.
+    pub backward: Spread,
+    /// IPDV of the forward direction (RFC 3393).
+    pub forward_ipdv: Spread,
+    /// IPDV of the backward direction.
+    pub backward_ipdv: Spread,
+    /// How late each send was against its schedule (start + k × interval).
+    pub send_lag: Spread,
+}
+
+impl StampFigures {
+    fn named(&self) -> [(&'static str, &Spread); 8] {
+        [
+            ("rtt", &self.rtt),
+            ("rtt_net", &self.rtt_net),
+            ("residence", &self.residence),
+            ("forward", &self.forward),
+            ("backward", &self.backward),
+            ("forward_ipdv", &self.forward_ipdv),
+            ("backward_ipdv", &self.backward_ipdv),
+            ("send_lag", &self.send_lag),
+        ]
+    }
+}
+
+impl Serialize for StampFigures {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(8 * 6))?;
+        for (figure, spread) in self.named() {
+            for (name, value) in spread.named() {
+                map.serialize_entry(&format!("{figure}_{name}_us"), &value)?;
+            }
         }
+        map.end()
     }
 }
 
@@ -814,28 +885,16 @@ impl Spread {
 pub struct StampSummary {
     /// The reflector tested.
     pub target: String,
-    /// Packets sent.
-    pub transmitted: u64,
-    /// Distinct sequence numbers answered.
-    pub received: u64,
+    /// What the run counted (JSON: `transmitted`, `received`, `duplicates`...).
+    #[serde(flatten)]
+    pub counts: StampCounts,
+    /// The clocks' Error Estimates (JSON: `sender_synchronised`, `reflector_error_us`...).
+    #[serde(flatten)]
+    pub clocks: StampClocks,
     /// Packets sent and never answered.
     pub lost: u64,
     /// `lost` as a share of `transmitted`, in percent.
     pub loss_percent: f64,
-    /// Replies beyond the first to a sequence number.
-    pub duplicates: u64,
-    /// Replies that answered a sequence number below one already answered.
-    pub reordered: u64,
-    /// Datagrams that were not a reply to this session.
-    pub foreign: u64,
-    /// Replies dropped for a wrong HMAC (authenticated mode).
-    pub bad_hmac: u64,
-    /// Reply TLVs the reflector flagged U (not processed) or M (malformed).
-    pub tlv_unrecognized: u64,
-    /// Reply TLVs flagged M.
-    pub tlv_malformed: u64,
-    /// Reply TLVs flagged I: the reflector found our HMAC TLV wrong.
-    pub tlv_integrity_failed: u64,
     /// Loss per direction from the Direct Measurement TLV (RFC 8972 §4.5) of the last reply:
     /// forward = S_TxC − R_RxC, backward = R_TxC − replies received up to it. Null without
     /// the TLV.
@@ -845,9 +904,6 @@ pub struct StampSummary {
     /// Timestamp Information TLV (RFC 8972 §4.3): the reflector's sync source and method for
     /// T2 and T3, as numbers of the IANA registries.
     pub reflector_timestamp_information: Option<[u8; 4]>,
-    /// Follow-Up Telemetry (RFC 8972 §4.7): replies whose T3 was followed up with the kernel's
-    /// transmit timestamp, and how far the carried T3 ran ahead of it at most, in µs.
-    pub follow_ups: u64,
     /// The largest Follow-Up correction, in µs.
     pub follow_up_correction_max_us: Option<f64>,
     /// The DSCP the replies arrived with, lowest and highest (null when the kernel told none).
@@ -863,8 +919,6 @@ pub struct StampSummary {
     pub backward_lost: Option<u64>,
     /// "unauthenticated" or "authenticated" (RFC 8762 §4.2), or "twamp-light".
     pub mode: &'static str,
-    /// Packets the kernel refused to send.
-    pub send_errors: u64,
     /// How long the run took, in seconds.
     pub elapsed_s: f64,
     /// (last send − first send) / (transmitted − 1).
@@ -874,10 +928,6 @@ pub struct StampSummary {
     /// Where T1 and T4 came from: "kernel SO_TIMESTAMPING", "user-space CLOCK_REALTIME", or
     /// "mixed" (see `t1_kernel` and `t4_kernel`).
     pub timestamp_source: &'static str,
-    /// Replies whose T1 (T4) was the kernel's transmit (receive) timestamp.
-    pub t1_kernel: u64,
-    /// Replies whose T4 was the kernel's receive timestamp.
-    pub t4_kernel: u64,
     /// The one-way figures subtract the two hosts' wall clocks: they mean something only when
     /// the clocks are synchronised (always true on loopback, where both are this host's).
     pub one_way_requires_synchronised_clocks: bool,
@@ -885,14 +935,6 @@ pub struct StampSummary {
     pub one_way_valid: bool,
     /// Why the one-way figures are withheld, when they are.
     pub one_way_withheld: Option<String>,
-    /// Every reply's error estimate had S set.
-    pub reflector_synchronised: bool,
-    /// This host's clock is synchronised (adjtimex), as our Error Estimate said.
-    pub sender_synchronised: bool,
-    /// Error estimates: ours (last sent) and the largest of the reflector's, in µs.
-    pub sender_error_us: f64,
-    /// The largest Error Estimate the reflector sent, in µs.
-    pub reflector_error_us: f64,
     /// RFC 3550 interarrival jitter of each direction (J += (|D| − J)/16 over consecutive
     /// replies), in µs.
     pub forward_jitter_us: Option<f64>,
@@ -903,22 +945,10 @@ pub struct StampSummary {
     /// The lowest TTL the replies arrived with.
     pub backward_ttl: Option<u8>,
     #[serde(flatten)]
-    /// The percentiles (`rtt_p50_us`, `forward_p99_us`, `send_lag_p99_us`...) by name.
-    pub figures: serde_json::Map<String, serde_json::Value>,
+    /// The percentiles (`rtt_p50_us`, `forward_p99_us`, `send_lag_p99_us`...).
+    pub figures: StampFigures,
     /// No packet was lost and every send went out.
     pub passed: bool,
-    #[serde(skip)]
-    rtt: Spread,
-    #[serde(skip)]
-    residence: Spread,
-    #[serde(skip)]
-    forward: Spread,
-    #[serde(skip)]
-    backward: Spread,
-    #[serde(skip)]
-    forward_ipdv: Spread,
-    #[serde(skip)]
-    backward_ipdv: Spread,
 }
 
 /// IPDV (RFC 3393: the difference of one-way delays of consecutive packets, here consecutive
@@ -955,31 +985,33 @@ fn variation(sequence: &[(u32, f64, f64)]) -> (Vec<f64>, Vec<f64>, Option<f64>, 
 impl StampSummary {
     /// The summary of a sender run against `target`.
     pub fn new(target: &str, run: &SenderRun) -> Self {
-        let lost = run.transmitted.saturating_sub(run.received);
+        let lost = run.counts.transmitted.saturating_sub(run.counts.received);
         let rtt = Spread::of(&run.rtt_us);
         let rtt_net = Spread::of(&run.rtt_net_us);
         let residence = Spread::of(&run.residence_us);
         // Clock check: a one-way delay below zero by more than both error estimates together
         // cannot be a delay; two hosts' clocks that do not both say synchronised cannot be
         // subtracted. One host's clock (a reflector on loopback) is always comparable.
-        let tolerance_us = run.sender_error_us + run.reflector_error_us;
+        let tolerance_us = run.clocks.sender_error_us + run.clocks.reflector_error_us;
         let most_negative = run
             .forward_us
             .iter()
             .chain(&run.backward_us)
             .copied()
             .fold(f64::INFINITY, f64::min);
-        let withheld = if run.received == 0 {
+        let withheld = if run.counts.received == 0 {
             Some("no replies".to_owned())
         } else if most_negative < -tolerance_us {
             Some(format!(
                 "a one-way delay of {most_negative:.1} µs is negative beyond the error estimates (±{tolerance_us:.1} µs): the clocks are not synchronised"
             ))
-        } else if !(run.same_host || (run.sender_synchronised && run.reflector_synchronised)) {
+        } else if !(run.same_host
+            || (run.clocks.sender_synchronised && run.clocks.reflector_synchronised))
+        {
             Some(format!(
                 "the error estimates say the clocks are not synchronised (sender S={}, reflector S={})",
-                u8::from(run.sender_synchronised),
-                u8::from(run.reflector_synchronised)
+                u8::from(run.clocks.sender_synchronised),
+                u8::from(run.clocks.reflector_synchronised)
             ))
         } else {
             None
@@ -1000,42 +1032,38 @@ impl StampSummary {
         // offset cancels: they stay valid when the one-way delays are withheld.
         let forward_ipdv = Spread::of(&forward_ipdv);
         let backward_ipdv = Spread::of(&backward_ipdv);
-        let mut figures = serde_json::Map::new();
-        rtt.insert_into("rtt", &mut figures);
-        rtt_net.insert_into("rtt_net", &mut figures);
-        residence.insert_into("residence", &mut figures);
-        forward.insert_into("forward", &mut figures);
-        backward.insert_into("backward", &mut figures);
-        forward_ipdv.insert_into("forward_ipdv", &mut figures);
-        backward_ipdv.insert_into("backward_ipdv", &mut figures);
-        // How far each send was behind its schedule (start + k × interval).
-        Spread::of(&run.send_lag_us).insert_into("send_lag", &mut figures);
-        let timestamp_source = if run.received == 0 {
+        let figures = StampFigures {
+            rtt,
+            rtt_net,
+            residence,
+            forward,
+            backward,
+            forward_ipdv,
+            backward_ipdv,
+            // How far each send was behind its schedule (start + k × interval).
+            send_lag: Spread::of(&run.send_lag_us),
+        };
+        let timestamp_source = if run.counts.received == 0 {
             "none"
-        } else if run.t1_kernel == run.received && run.t4_kernel == run.received {
+        } else if run.counts.t1_kernel == run.counts.received
+            && run.counts.t4_kernel == run.counts.received
+        {
             "kernel SO_TIMESTAMPING"
-        } else if run.t1_kernel == 0 && run.t4_kernel == 0 {
+        } else if run.counts.t1_kernel == 0 && run.counts.t4_kernel == 0 {
             "user-space CLOCK_REALTIME"
         } else {
             "mixed"
         };
         StampSummary {
             target: target.to_owned(),
-            transmitted: run.transmitted,
-            received: run.received,
+            counts: run.counts,
+            clocks: run.clocks,
             lost,
-            loss_percent: if run.transmitted == 0 {
+            loss_percent: if run.counts.transmitted == 0 {
                 0.0
             } else {
-                round3(lost as f64 * 100.0 / run.transmitted as f64)
+                round3(lost as f64 * 100.0 / run.counts.transmitted as f64)
             },
-            duplicates: run.duplicates,
-            reordered: run.reordered,
-            foreign: run.foreign,
-            bad_hmac: run.bad_hmac,
-            tlv_unrecognized: run.tlv_unrecognized,
-            tlv_malformed: run.tlv_malformed,
-            tlv_integrity_failed: run.tlv_integrity_failed,
             dm_forward_lost: run
                 .direct_measurement
                 .map(|(_, [sent, received, _])| u64::from(sent.saturating_sub(received))),
@@ -1048,17 +1076,16 @@ impl StampSummary {
                 u64::from(reflected).saturating_sub(answered_up_to)
             }),
             reflector_timestamp_information: run.timestamp_information,
-            follow_ups: run.follow_ups,
             follow_up_correction_max_us: run.follow_up_correction_max_us.map(round3),
             reply_dscp_min: run.reply_dscp_range.map(|(low, _)| low),
             reply_dscp_max: run.reply_dscp_range.map(|(_, high)| high),
             forward_lost: run.stateful_reflector.then(|| {
                 let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
-                run.transmitted.saturating_sub(reflected)
+                run.counts.transmitted.saturating_sub(reflected)
             }),
             backward_lost: run.stateful_reflector.then(|| {
                 let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
-                reflected.saturating_sub(run.received)
+                reflected.saturating_sub(run.counts.received)
             }),
             mode: if run.authenticated {
                 "authenticated"
@@ -1067,33 +1094,21 @@ impl StampSummary {
             } else {
                 "unauthenticated"
             },
-            send_errors: run.send_errors,
             elapsed_s: round3(run.elapsed.as_secs_f64()),
-            achieved_interval_us: (run.transmitted > 1)
-                .then(|| round3(run.send_span.as_secs_f64() * 1e6 / (run.transmitted - 1) as f64)),
+            achieved_interval_us: (run.counts.transmitted > 1).then(|| {
+                round3(run.send_span.as_secs_f64() * 1e6 / (run.counts.transmitted - 1) as f64)
+            }),
             max_send_lag_us: round3(run.max_send_lag.as_secs_f64() * 1e6),
             timestamp_source,
-            t1_kernel: run.t1_kernel,
-            t4_kernel: run.t4_kernel,
             one_way_requires_synchronised_clocks: true,
             one_way_valid,
             one_way_withheld: withheld,
-            reflector_synchronised: run.reflector_synchronised,
-            sender_synchronised: run.sender_synchronised,
-            sender_error_us: run.sender_error_us,
-            reflector_error_us: run.reflector_error_us,
             forward_jitter_us: forward_jitter,
             backward_jitter_us: backward_jitter,
             forward_ttl: run.forward_ttl_min,
             backward_ttl: run.backward_ttl_min,
             figures,
-            passed: run.transmitted > 0 && lost == 0 && run.send_errors == 0,
-            rtt,
-            residence,
-            forward,
-            backward,
-            forward_ipdv,
-            backward_ipdv,
+            passed: run.counts.transmitted > 0 && lost == 0 && run.counts.send_errors == 0,
         }
     }
 }
@@ -1112,18 +1127,22 @@ impl Record for StampSummary {
             "--- {} STAMP statistics ({}) ---",
             self.target, self.mode
         )?;
-        if self.bad_hmac > 0 {
-            writeln!(out, "{} replies dropped for a wrong HMAC", self.bad_hmac)?;
+        if self.counts.bad_hmac > 0 {
+            writeln!(
+                out,
+                "{} replies dropped for a wrong HMAC",
+                self.counts.bad_hmac
+            )?;
         }
         writeln!(
             out,
             "{} packets transmitted, {} received, {} lost ({}% loss), {} duplicates, {} reordered, time {:.3} s",
-            self.transmitted,
-            self.received,
+            self.counts.transmitted,
+            self.counts.received,
             self.lost,
             self.loss_percent,
-            self.duplicates,
-            self.reordered,
+            self.counts.duplicates,
+            self.counts.reordered,
             self.elapsed_s
         )?;
         if let (Some(forward), Some(backward)) = (self.forward_lost, self.backward_lost) {
@@ -1140,12 +1159,12 @@ impl Record for StampSummary {
             )?;
         }
         for (name, spread) in [
-            ("rtt", &self.rtt),
-            ("residence", &self.residence),
-            ("forward*", &self.forward),
-            ("backward*", &self.backward),
-            ("fwd ipdv", &self.forward_ipdv),
-            ("bwd ipdv", &self.backward_ipdv),
+            ("rtt", &self.figures.rtt),
+            ("residence", &self.figures.residence),
+            ("forward*", &self.figures.forward),
+            ("backward*", &self.figures.backward),
+            ("fwd ipdv", &self.figures.forward_ipdv),
+            ("bwd ipdv", &self.figures.backward_ipdv),
         ] {
             writeln!(
                 out,
@@ -1172,13 +1191,13 @@ impl Record for StampSummary {
             out,
             "timestamps: {} (T1 kernel {}, T4 kernel {} of {}); error estimate ours {:.1} µs (S={}), reflector's {:.1} µs (S={})",
             self.timestamp_source,
-            self.t1_kernel,
-            self.t4_kernel,
-            self.received,
-            self.sender_error_us,
-            u8::from(self.sender_synchronised),
-            self.reflector_error_us,
-            u8::from(self.reflector_synchronised),
+            self.counts.t1_kernel,
+            self.counts.t4_kernel,
+            self.counts.received,
+            self.clocks.sender_error_us,
+            u8::from(self.clocks.sender_synchronised),
+            self.clocks.reflector_error_us,
+            u8::from(self.clocks.reflector_synchronised),
         )?;
         match &self.one_way_withheld {
             None => writeln!(
@@ -1193,6 +1212,60 @@ impl Record for StampSummary {
 #[cfg(test)]
 mod tests {
     use super::percentile;
+
+    /// The summary's JSON names are a contract: this list was written from the summary as it
+    /// was before its counts, clocks and figures became shared types, and the summary must give
+    /// exactly these names, its values taken from the run.
+    #[test]
+    fn the_summary_json_keeps_its_names() {
+        let mut run = super::SenderRun::default();
+        run.counts.transmitted = 5;
+        run.counts.received = 4;
+        run.counts.t1_kernel = 3;
+        run.clocks.reflector_error_us = 2.5;
+        run.rtt_us = vec![10.0, 20.0, 30.0, 40.0];
+        let summary = super::StampSummary::new("udp://127.0.0.1:862", &run);
+        let json = serde_json::to_value(&summary).unwrap();
+        let object = json.as_object().unwrap();
+        let mut names: Vec<&str> = object.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut expected: Vec<String> = "target transmitted received lost loss_percent \
+            duplicates reordered foreign bad_hmac tlv_unrecognized tlv_malformed \
+            tlv_integrity_failed dm_forward_lost dm_backward_lost reflector_timestamp_information \
+            follow_ups follow_up_correction_max_us reply_dscp_min reply_dscp_max forward_lost \
+            backward_lost mode send_errors elapsed_s achieved_interval_us max_send_lag_us \
+            timestamp_source t1_kernel t4_kernel one_way_requires_synchronised_clocks \
+            one_way_valid one_way_withheld reflector_synchronised sender_synchronised \
+            sender_error_us reflector_error_us forward_jitter_us backward_jitter_us forward_ttl \
+            backward_ttl passed"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        for figure in [
+            "rtt",
+            "rtt_net",
+            "residence",
+            "forward",
+            "backward",
+            "forward_ipdv",
+            "backward_ipdv",
+            "send_lag",
+        ] {
+            for name in ["min", "p50", "p90", "p99", "p999", "max"] {
+                expected.push(format!("{figure}_{name}_us"));
+            }
+        }
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(json["transmitted"], 5);
+        assert_eq!(json["received"], 4);
+        assert_eq!(json["lost"], 1);
+        assert_eq!(json["t1_kernel"], 3);
+        assert_eq!(json["reflector_error_us"], 2.5);
+        assert_eq!(json["rtt_p50_us"], 20.0);
+        assert_eq!(json["rtt_max_us"], 40.0);
+        assert!(json["residence_p99_us"].is_null());
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -4,7 +4,8 @@
 //! [`StampResponder`] only turns a Session-Sender packet into a Session-Reflector packet.
 //!
 //! The reply carries T2 (the kernel's receive timestamp), T3 (the clock read just before the
-//! send), the sender's TTL as received, the sender's fields copied, and the request's TLVs
+//! send: the loop seals each reply of a batch right before its sendmmsg, see
+//! [`StampResponder::seal`](DatagramResponder::seal)), the sender's TTL as received, the sender's fields copied, and the request's TLVs
 //! answered (RFC 8972, see [`super::tlv`]). Stateless, or stateful (per-session sequence
 //! numbers from 0, sessions keyed by source address and SSID, restarted after a timeout).
 
@@ -237,6 +238,14 @@ impl Record for ReflectorSummary {
     }
 }
 
+/// A reply built but for T3 and the HMAC over it (written by `seal`, just before the send).
+#[derive(Debug, Clone, Copy)]
+struct Unsealed {
+    format: loopscope_wire::stamp::TimestampFormat,
+    session: (SocketAddr, u16),
+    sequence: u32,
+}
+
 /// The STAMP Session-Reflector, plugged into `loopscope-link`'s reflector.
 pub struct StampResponder {
     config: ReflectorConfig,
@@ -252,8 +261,10 @@ pub struct StampResponder {
     /// Replies the kernel took, oldest first: (the kernel's OPT_ID number, the T3 it carries,
     /// its session and the reflector's sequence number).
     in_flight: VecDeque<(u32, Duration, (SocketAddr, u16), u32)>,
-    /// The reply being sent: what to file in `in_flight` once the send went through.
-    pending: Option<(Duration, (SocketAddr, u16), u32)>,
+    /// Replies answered but not yet sealed (T3 unwritten), in the loop's order.
+    unsealed: VecDeque<Unsealed>,
+    /// Replies sealed and being sent: what to file in `in_flight` once the send went through.
+    sealed: VecDeque<(Duration, (SocketAddr, u16), u32)>,
     sent_ok: u32,
 }
 
@@ -270,7 +281,8 @@ impl StampResponder {
             clock_read: Instant::now(),
             t3_gap: Duration::ZERO,
             in_flight: VecDeque::new(),
-            pending: None,
+            unsealed: VecDeque::new(),
+            sealed: VecDeque::new(),
             sent_ok: 0,
         }
     }
@@ -297,6 +309,13 @@ impl StampResponder {
                 sync.estimated_error + sync.resolution + gap,
             ),
             None => ErrorEstimate::new(false, format, Duration::from_secs(1)),
+        }
+    }
+
+    /// Takes back the count of a reply that did not leave.
+    fn unsend(&mut self, key: (SocketAddr, u16)) {
+        if let Some(session) = self.sessions.sessions.get_mut(&key) {
+            session.transmitted = session.transmitted.wrapping_sub(1);
         }
     }
 
@@ -397,6 +416,10 @@ impl DatagramResponder for StampResponder {
             .unwrap_or(STATELESS_SESSION_MEMORY);
         let session = self.sessions.get(key, timeout, now);
         session.received = session.received.wrapping_add(1);
+        // Counted when the reply is made, not when it has left: the loop answers a batch
+        // before it sends it, and the next request of this session in the same batch counts
+        // this reply too (taken back if the send fails).
+        session.transmitted = session.transmitted.wrapping_add(1);
         let sequence = match self.config.stateful_timeout {
             Some(_) => {
                 let own = session.next_sequence;
@@ -410,7 +433,7 @@ impl DatagramResponder for StampResponder {
             source: request.source,
             destination: request.destination,
             received: session.received,
-            transmitted: session.transmitted.wrapping_add(1),
+            transmitted: session.transmitted,
             last_reply: session.last_reply,
             synchronised: self.clock.is_some_and(|sync| sync.synchronised),
             t2_from_kernel: request.kernel_rx.is_some(),
@@ -449,20 +472,18 @@ impl DatagramResponder for StampResponder {
             &counters.tlv_integrity_failed,
             u64::from(outcome.integrity_failed),
         );
-        if repr.emit(reply, mode).is_err() {
+        if repr.emit(reply, mode).is_err()
+            || ReflectorPacket::new_checked(&mut *reply, mode).is_err()
+        {
             add(&counters.too_short, 1);
+            self.unsend(key);
             return Answer::Silent;
         }
-        let Ok(mut out) = ReflectorPacket::new_checked(&mut *reply, mode) else {
-            add(&counters.too_short, 1);
-            return Answer::Silent;
-        };
-        let t3 = wall_clock();
-        out.set_timestamp(Timestamp::from_unix(t3, format));
-        if let Some(key) = &self.config.auth {
-            key.sign(reply);
-        }
-        self.pending = Some((t3, key, sequence));
+        self.unsealed.push_back(Unsealed {
+            format,
+            session: key,
+            sequence,
+        });
         if outcome.requested_dscp.is_some() {
             add(&counters.dscp_from_cos, 1);
         }
@@ -472,12 +493,36 @@ impl DatagramResponder for StampResponder {
         }
     }
 
+    /// T3 is the clock read here, when the loop is about to send this reply: the loop answers
+    /// a batch of requests, then seals each reply and sends the run of them with one sendmmsg,
+    /// so T3 precedes the reply's own departure by at most the sealing of the replies after it
+    /// and the sendmmsg reaching it. The kernel still stamps each datagram it sends with its
+    /// own transmit timestamp (SOF_TIMESTAMPING_OPT_ID numbers them one by one, sendmmsg or
+    /// not); `collect_tx_timestamps` matches each to the T3 its reply carries, and the largest
+    /// gap is reported (`t3_gap_max_us`) and added to the error estimate.
+    fn seal(&mut self, reply: &mut [u8]) {
+        let Some(unsealed) = self.unsealed.pop_front() else {
+            return;
+        };
+        let t3 = wall_clock();
+        if let Ok(mut out) = ReflectorPacket::new_checked(&mut *reply, self.mode) {
+            out.set_timestamp(Timestamp::from_unix(t3, unsealed.format));
+        }
+        if let Some(key) = &self.config.auth {
+            key.sign(reply);
+        }
+        self.sealed
+            .push_back((t3, unsealed.session, unsealed.sequence));
+    }
+
     fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
-        if let Some((t3, key, sequence)) = self.pending.take()
-            && sent
-        {
+        let Some((t3, key, sequence)) = self.sealed.pop_front() else {
+            return;
+        };
+        if !sent {
+            self.unsend(key);
+        } else {
             if let Some(session) = self.sessions.sessions.get_mut(&key) {
-                session.transmitted = session.transmitted.wrapping_add(1);
                 session.last_reply = Some((sequence, None));
             }
             if self.in_flight.len() >= 4096 {
@@ -639,5 +684,99 @@ impl ReflectorSummary {
             total.t3_gap_max_us = total.t3_gap_max_us.max(part.t3_gap_max_us);
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loopscope_link::reflector::{ReflectConfig, Reflector};
+    use loopscope_wire::stamp::TimestampFormat;
+    use std::sync::atomic::AtomicBool;
+
+    /// A burst of requests sent with one sendmmsg reaches the reflector's batched loop together;
+    /// each reply still carries its own T2 (the kernel's receive timestamp of that request) and
+    /// a T3 read when its batch was sent: T2 <= T3 <= T4 (the kernel's receive timestamp of the
+    /// reply at our socket) for every reply, and the reflector matched the kernel's transmit
+    /// timestamps to the T3 its replies carried.
+    #[test]
+    fn a_burst_keeps_each_replys_own_t2_and_an_honest_t3() {
+        let responder = StampResponder::new(ReflectorConfig::default());
+        let stamp = responder.counters();
+        let mut reflector = Reflector::new(ReflectConfig {
+            rate_limit_pps: 0,
+            ..ReflectConfig::default()
+        });
+        let (endpoint, loop_counts) = reflector
+            .add_responder(SocketAddr::from(([127, 0, 0, 1], 0)), Box::new(responder))
+            .unwrap();
+        let address: SocketAddr = endpoint.trim_start_matches("udp://").parse().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        loopscope_sys::enable_datagram_metadata(&client, false, false).unwrap();
+        let format = TimestampFormat::Ptp;
+        let requests: Vec<Vec<u8>> = (0..32u32)
+            .map(|sequence| {
+                let mut packet = vec![0u8; 44];
+                SenderRepr {
+                    sequence,
+                    timestamp: Timestamp::from_unix(wall_clock(), format),
+                    error_estimate: ErrorEstimate::new(false, format, Duration::from_millis(1)),
+                    ssid: 7,
+                }
+                .emit(&mut packet, Mode::Unauthenticated)
+                .unwrap();
+                packet
+            })
+            .collect();
+        let mut t4_checked = 0;
+        let mut sequences = Vec::new();
+        // Rounds until the kernel's receive timestamps are on everywhere (the first packets
+        // after it is turned on may come without).
+        for _round in 0..20 {
+            let batch: Vec<(&[u8], SocketAddr)> =
+                requests.iter().map(|r| (r.as_slice(), address)).collect();
+            assert_eq!(loopscope_sys::send_datagrams(&client, &batch).unwrap(), 32);
+            let mut replies = 0;
+            let mut buffer = [0u8; 128];
+            while replies < 32 {
+                let ready = loopscope_sys::wait_readable(&client, Some(Duration::from_secs(10)));
+                assert_eq!(ready.unwrap(), loopscope_sys::Readiness::Ready);
+                while let Ok(got) = loopscope_sys::recv_datagram(&client, &mut buffer) {
+                    replies += 1;
+                    let view =
+                        ReflectorPacket::new_checked(&buffer[..got.len], Mode::Unauthenticated)
+                            .unwrap();
+                    let reply = ReflectorRepr::parse(&view);
+                    sequences.push(reply.sender_sequence);
+                    let t2 = reply.receive_timestamp.to_unix_nanos(format);
+                    let t3 = reply.timestamp.to_unix_nanos(format);
+                    assert!(t2 <= t3, "T2 {t2} after T3 {t3}");
+                    if let Some(t4) = got.kernel_rx {
+                        assert!(t3 <= t4.as_nanos() as i128, "T3 {t3} after T4 {t4:?}");
+                        t4_checked += 1;
+                    }
+                }
+            }
+            if t4_checked >= 32 {
+                break;
+            }
+        }
+        assert!(
+            t4_checked >= 32,
+            "only {t4_checked} replies had a kernel T4"
+        );
+        let expected: Vec<u32> = (0..32).cycle().take(sequences.len()).collect();
+        assert_eq!(sequences, expected, "replies out of order");
+        stop.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+        let summary = ReflectorSummary::new(&endpoint, loop_counts.read(), &stamp);
+        assert_eq!(summary.reflected, sequences.len() as u64);
+        assert!(summary.t2_kernel > 0);
+        // T3 is read before the send, so the kernel's transmit timestamp is never earlier;
+        // the gap is measured and reported.
+        assert!(summary.t3_gap_max_us > 0.0);
     }
 }

@@ -254,9 +254,12 @@ impl ReflectArgs {
     }
 }
 
+/// `rate_limit_pps` is `reflect --rate-limit`: the S-BFD reflector and the echo loop are
+/// datagram services of the one reflector and keep its per-source limit.
 pub fn run_reflect(
     endpoint: &str,
     args: &ReflectArgs,
+    rate_limit_pps: u32,
     context: &Context,
 ) -> anyhow::Result<Outcome> {
     let mut printer = Printer::stdout(context.format);
@@ -272,6 +275,7 @@ pub fn run_reflect(
             listen: super::stamp::parse_udp(endpoint, SBFD_PORT)?,
             discriminators: args.sbfd.clone(),
             min_rx: args.bfd_min_rx,
+            rate_limit_pps,
         };
         let summary = bfd::sbfd_reflect(&config, &context.stop, &mut print)
             .with_context(|| format!("S-BFD reflector on {endpoint}"))?;
@@ -280,7 +284,7 @@ pub fn run_reflect(
     }
     if args.bfd_echo && !args.bfd {
         let listen = super::stamp::parse_udp(endpoint, loopscope_wire::bfd::ECHO_PORT)?;
-        let summary = bfd::echo_reflect(listen, &context.stop, &mut print)
+        let summary = bfd::echo_reflect(listen, rate_limit_pps, &context.stop, &mut print)
             .with_context(|| format!("BFD echo on {endpoint}"))?;
         Printer::stdout(context.format).emit(&summary)?;
         return Ok(Outcome::Passed);
@@ -299,7 +303,7 @@ pub fn run_reflect(
         let echo_listen = std::net::SocketAddr::new(listen.ip(), loopscope_wire::bfd::ECHO_PORT);
         let stop = std::sync::Arc::clone(&context.stop);
         Some(std::thread::spawn(move || {
-            bfd::echo_reflect(echo_listen, &stop, |_| {})
+            bfd::echo_reflect(echo_listen, rate_limit_pps, &stop, |_| {})
         }))
     } else {
         None

@@ -221,7 +221,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         return super::niu::run(&endpoint_text, &args.niu, context);
     }
     if args.bfd.any() {
-        return super::bfd::run_reflect(&endpoint_text, &args.bfd, context);
+        return super::bfd::run_reflect(&endpoint_text, &args.bfd, args.rate_limit, context);
     }
     if args.eth_lb.eth_lb {
         if args.impair.is_some() || args.echo || args.no_splice {
