@@ -38,14 +38,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use loopscope_pattern::{Generator, PatternKind, PatternSpec};
-use loopscope_sys::{EthernetSocket, PACKET_OUTGOING};
+use loopscope_sys::{ClockPair, EthernetSocket, PACKET_OUTGOING};
 use loopscope_wire::cfm::{
     self, CfmError, CfmFrame, LoopbackKind, LoopbackPdu, LoopbackRepr, MacAddress, TestPattern,
     TestTlv, VlanTag, tlv_type,
 };
 use serde_json::{Map, Value, json};
 
-use crate::ping::{LinkFailure, Pinger, Received, SendError, now_ns};
+use crate::ping::{LinkFailure, Pinger, Received, SendError};
 
 /// The largest frame payload sent (the Ethernet MTU of 1500 octets).
 pub const MAX_PDU: usize = 1500;
@@ -103,9 +103,18 @@ const SENT_MEMORY: usize = 65_536;
 /// transmit timestamp once the error queue gave it (CLOCK_MONOTONIC).
 #[derive(Debug, Clone, Copy)]
 struct SentRecord {
-    monotonic_ns: u64,
-    realtime_ns: u64,
+    clocks: ClockPair,
     kernel_tx_ns: Option<u64>,
+}
+
+/// Moves a CLOCK_REALTIME timestamp taken after `clocks` were read (a transmit timestamp of a
+/// frame sent after the reading) onto CLOCK_MONOTONIC. `None` when implausible: earlier than
+/// the reading, or more than a second later (the wall clock was stepped between).
+fn monotonic_after(clocks: &ClockPair, realtime_ns: u64) -> Option<u64> {
+    realtime_ns
+        .checked_sub(clocks.realtime_ns)
+        .filter(|after| *after < 1_000_000_000)
+        .map(|after| clocks.monotonic_ns.saturating_add(after))
 }
 
 /// What one responder sent back (multicast LBMs have several).
@@ -254,12 +263,8 @@ impl EthLbPinger {
                 continue;
             };
             let stamp_ns = u64::try_from(stamp.at.as_nanos()).unwrap_or(u64::MAX);
-            // Later than the readings before the send call, and not absurdly (a wall-clock
-            // step between them makes the stamp useless; the user-space time stands).
-            record.kernel_tx_ns = stamp_ns
-                .checked_sub(record.realtime_ns)
-                .filter(|after| *after < 1_000_000_000)
-                .map(|after| record.monotonic_ns.saturating_add(after));
+            // An implausible stamp (a wall-clock step) leaves the user-space send time.
+            record.kernel_tx_ns = monotonic_after(&record.clocks, stamp_ns);
         }
     }
 
@@ -339,17 +344,16 @@ impl EthLbPinger {
         intact && errors == 0
     }
 
-    /// Reads one received frame. `read` is the (CLOCK_MONOTONIC, CLOCK_REALTIME) pair read as
-    /// soon as the receive call returned: the kernel's realtime stamp is moved onto the
-    /// monotonic clock by that pair's offset, never by clocks read after the checks below.
+    /// Reads one received frame. `read` is the pair of clocks read as soon as the receive call
+    /// returned: the kernel's realtime stamp is moved onto the monotonic clock by that pair's
+    /// offset, never by clocks read after the checks below.
     fn take(
         &mut self,
         len: usize,
         kernel_rx: Option<u64>,
         vlan_tci: Option<u16>,
-        read: (u64, u64),
+        read: ClockPair,
     ) -> Option<Received> {
-        let (read_ns, read_realtime_ns) = read;
         let frame = &self.buffer[..len];
         let Ok(parsed) = CfmFrame::parse(frame) else {
             self.counters.other_frames += 1;
@@ -404,16 +408,14 @@ impl EthLbPinger {
         }
         let sequence = self.sequence_of(pdu.transaction_id());
         let intact = self.check_payload(&pdu, self.current_payload);
-        let arrived_ns = match kernel_rx
-            .and_then(|kernel| realtime_to_monotonic(kernel, read_ns, read_realtime_ns))
-        {
+        let arrived_ns = match kernel_rx.and_then(|kernel| read.monotonic_of(kernel)) {
             Some(arrived) => {
                 self.counters.kernel_stamps += 1;
                 arrived
             }
             None => {
                 self.counters.user_stamps += 1;
-                read_ns
+                read.monotonic_ns
             }
         };
         // The engine holds the user-space send time; the arrival handed to it puts the
@@ -423,11 +425,14 @@ impl EthLbPinger {
                 Some(tx) if arrived_ns >= tx => {
                     self.counters.kernel_tx_stamps += 1;
                     let rtt = arrived_ns - tx;
-                    (record.monotonic_ns.saturating_add(rtt), Some(rtt))
+                    (record.clocks.monotonic_ns.saturating_add(rtt), Some(rtt))
                 }
                 _ => {
                     self.counters.user_tx_stamps += 1;
-                    (arrived_ns, arrived_ns.checked_sub(record.monotonic_ns))
+                    (
+                        arrived_ns,
+                        arrived_ns.checked_sub(record.clocks.monotonic_ns),
+                    )
                 }
             },
             None => (arrived_ns, None),
@@ -518,8 +523,8 @@ impl Pinger for EthLbPinger {
             &mut self.frame,
         );
         self.drain_tx_timestamps();
-        let sent_ns = now_ns();
-        let sent_realtime_ns = realtime_ns();
+        let clocks = ClockPair::now();
+        let sent_ns = clocks.monotonic_ns;
         let result = self.socket.send(&self.frame);
         // The kernel numbers every frame it built a transmit timestamp request for, and a
         // frame its queue then dropped (ENOBUFS) took a number too.
@@ -535,8 +540,7 @@ impl Pinger for EthLbPinger {
         self.sent.insert(
             sequence,
             SentRecord {
-                monotonic_ns: sent_ns,
-                realtime_ns: sent_realtime_ns,
+                clocks,
                 kernel_tx_ns: None,
             },
         );
@@ -573,7 +577,7 @@ impl Pinger for EthLbPinger {
                 self.socket.try_recv(&mut self.buffer)
             };
             first = false;
-            let read = (now_ns(), realtime_ns());
+            let read = ClockPair::now();
             // A request's transmit timestamp is queued before its reply can arrive.
             self.drain_tx_timestamps();
             let frame = match received {
@@ -678,26 +682,6 @@ pub fn pattern_name(pattern: TestPattern) -> &'static str {
     }
 }
 
-fn realtime_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    u64::try_from(now.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
-}
-
-/// Moves a kernel CLOCK_REALTIME receive timestamp onto CLOCK_MONOTONIC by the offset of a
-/// pair of readings taken together (`monotonic_now`, `realtime_now`). `None` when implausible
-/// (later than the readings, or more than a second older: a wall-clock step came between).
-fn realtime_to_monotonic(
-    kernel_realtime: u64,
-    monotonic_now: u64,
-    realtime_now: u64,
-) -> Option<u64> {
-    let age = realtime_now.checked_sub(kernel_realtime)?;
-    (age < 1_000_000_000).then(|| monotonic_now.saturating_sub(age))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,15 +690,17 @@ mod tests {
     /// moved the arrival before the send (round trips of 0 with 1000-octet patterns).
     #[test]
     fn kernel_stamps_move_by_the_offset_of_readings_taken_together() {
-        assert_eq!(
-            realtime_to_monotonic(1_000_000_500, 7_000, 1_000_001_000),
-            Some(6_500)
-        );
-        assert_eq!(
-            realtime_to_monotonic(1_000_001_500, 7_000, 1_000_001_000),
-            None
-        );
-        assert_eq!(realtime_to_monotonic(0, 7_000, 2_000_000_000), None);
+        let read = ClockPair {
+            monotonic_ns: 7_000,
+            realtime_ns: 1_000_001_000,
+        };
+        assert_eq!(read.monotonic_of(1_000_000_500), Some(6_500));
+        assert_eq!(read.monotonic_of(1_000_001_500), None);
+        assert_eq!(read.monotonic_of(0), None);
+        // A transmit timestamp comes after the reading before the send call.
+        assert_eq!(monotonic_after(&read, 1_000_001_250), Some(7_250));
+        assert_eq!(monotonic_after(&read, 1_000_000_999), None);
+        assert_eq!(monotonic_after(&read, 3_000_000_000), None);
     }
 
     #[test]
