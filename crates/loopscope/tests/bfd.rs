@@ -1213,3 +1213,137 @@ fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
     let (summary, _) = responder.interrupt();
     assert_eq!(summary["dropped"]["ttl"], 1, "{summary}");
 }
+
+/// The IPv6 kernel's count of datagrams a namespace has forwarded (`Ip6OutForwDatagrams` of
+/// /proc/net/snmp6).
+fn forwarded_datagrams_v6(netns: &Netns) -> u64 {
+    let output = netns
+        .command("cat")
+        .arg("/proc/net/snmp6")
+        .output()
+        .expect("cat /proc/net/snmp6");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(char::is_whitespace)?;
+            (name == "Ip6OutForwDatagrams").then(|| value.trim().parse().ok())?
+        })
+        .expect("Ip6OutForwDatagrams")
+}
+
+/// The echo function through the forwarding plane over IPv6, with our own responder as the
+/// peer (`--bfd-echo-rx`: it advertises echo reception and loops nothing itself). tshark on
+/// our side decodes every echo packet as BFD Echo: out to the peer's MAC with hop limit 255,
+/// back to ours with 254, our address as source and destination both ways; the peer's kernel
+/// counts them as forwarded.
+#[test]
+fn ipv6_echo_through_the_forwarding_plane_is_decoded_by_tshark() {
+    if !support::installed("tshark") {
+        eprintln!("skipping: tshark is not installed");
+        return;
+    }
+    let (Some(a), Some(b)) = (Netns::create("bfd6e", "a"), Netns::create("bfd6e", "b")) else {
+        return;
+    };
+    let veth = Command::new("ip")
+        .args([
+            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
+        ])
+        .args(["netns", &b.name])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    for (ns, address, link) in [
+        (&a, "2001:db8:77::1/64", "vA"),
+        (&b, "2001:db8:77::2/64", "vB"),
+    ] {
+        ns.exec("ip", &["link", "set", "lo", "up"]);
+        ns.exec("ip", &["addr", "add", address, "dev", link, "nodad"]);
+        ns.exec("ip", &["link", "set", link, "up"]);
+    }
+    a.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    let responder = Running::start_in(
+        &a,
+        &[
+            "reflect",
+            "--bfd",
+            "udp://[2001:db8:77::1]",
+            "--bfd-echo-rx",
+            "50ms",
+            "--bfd-min-tx",
+            "100ms",
+            "--bfd-min-rx",
+            "100ms",
+        ],
+    );
+    responder.wait_for("listening", |v| v["type"] == "listening");
+    const FRAMES: usize = 20;
+    let mut capture = b
+        .command("tshark")
+        .args(["-i", "vB", "-l", "-n", "-c", &FRAMES.to_string()])
+        .args(["-f", "udp port 3785", "-T", "fields"])
+        .args(["-e", "frame.protocols", "-e", "ipv6.hlim", "-e", "ipv6.src"])
+        .args(["-e", "ipv6.dst", "-e", "eth.dst"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark");
+    let mut stderr = BufReader::new(capture.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("Capturing on") {
+        line.clear();
+        let read = stderr.read_line(&mut line).expect("tshark stderr");
+        assert!(read > 0, "tshark ended before capturing");
+    }
+    let forwarded_before = forwarded_datagrams_v6(&a);
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://[2001:db8:77::1]",
+            "--local",
+            "2001:db8:77::2",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+            "--echo",
+            "50ms",
+        ],
+    );
+    let path = speaker.wait_for("the echo path", |v| v["type"] == "echo_path");
+    assert_eq!(path["via"], "forwarding", "{path}");
+    let peer_mac = mac_of(&a, "vA");
+    assert_eq!(path["peer_mac"], peer_mac.as_str(), "{path}");
+    let mut back = 0;
+    while back < FRAMES {
+        let reply = speaker.wait_for("an echo back", |v| v["type"] == "reply");
+        assert_eq!(reply["ttl"], 254, "{reply}");
+        back += 1;
+    }
+    let output = capture.wait_with_output().expect("tshark output");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), FRAMES, "{text}");
+    let our_mac = mac_of(&b, "vB");
+    let (mut out, mut returned) = (0, 0);
+    for row in &rows {
+        assert_eq!(row[0], "eth:ethertype:ipv6:udp:bfd_echo", "{text}");
+        assert_eq!(
+            (row[2], row[3]),
+            ("2001:db8:77::2", "2001:db8:77::2"),
+            "{text}"
+        );
+        match (row[1], row[4]) {
+            ("255", mac) if mac == peer_mac => out += 1,
+            ("254", mac) if mac == our_mac => returned += 1,
+            _ => panic!("neither out nor back: {row:?}"),
+        }
+    }
+    assert!(out > 0 && returned > 0, "{text}");
+    let forwarded = forwarded_datagrams_v6(&a) - forwarded_before;
+    assert!(
+        forwarded >= back as u64,
+        "side A forwarded {forwarded} of {back} echoes"
+    );
+}
