@@ -97,7 +97,7 @@ mod tests {
     fn comma_list_separates_display_forms() {
         let addresses: [std::net::IpAddr; 2] =
             ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
-        assert_eq!(comma_list(&addresses), "127.0.0.1, ::1");
+        assert_eq!(comma_list(addresses), "127.0.0.1, ::1");
         assert_eq!(comma_list([7u16]), "7");
         assert_eq!(comma_list(Vec::<u16>::new()), "");
     }
