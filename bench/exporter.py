@@ -11,12 +11,18 @@ this machine wakes a thread that sleeps until a deadline, every 1 ms. That is th
 scheduler that sleeps until a probe is due: an exporter lag near cyclictest's is the machine's,
 one far above it is the exporter's.
 
-Phase 2 (RTT): one exporter target on 127.0.0.1 (5 packets 10 ms apart every 200 ms, RTT
-histogram in 1 us buckets up to 1 ms) while iputils `ping -i 0.01 127.0.0.1` and
-`loopscope ping icmp://127.0.0.1 -i 0.01` run in the same window; the median and the mean RTT
-of each (the exporter's median interpolated in its 1 us buckets). With
-prometheus-blackbox-exporter installed, its icmp module is asked for 127.0.0.1 in the same
-window too (probe_icmp_duration_seconds{phase="rtt"}).
+Phase 2 (RTT): iputils `ping -i 0.01 127.0.0.1`, one exporter target on 127.0.0.1 (RTT
+histogram in 1 us buckets up to 1 ms) and `loopscope ping icmp://127.0.0.1` take turns, each
+alone on the machine for its turn, in a rotating order, 4 rounds (`--rtt-seconds` in all per
+pinger). All three send equally often: a short iputils run first measures how far apart its
+requests really go (on a 250 Hz kernel 16 ms, not 10: it waits in recvmsg() with SO_RCVTIMEO,
+counted in ticks), and the exporter (bursts of 5 at that spacing, one burst every 5 spacings: an
+even stream) and `loopscope ping` use that interval. Turns, not one window shared by all:
+a loopback round trip grows with the idle time before the send, so a concurrent pinger would
+warm the CPU for the others and make the figures depend on their phases. The median and the mean
+RTT of each (the exporter's median interpolated in its 1 us buckets). With
+prometheus-blackbox-exporter installed, its icmp module takes a turn too
+(probe_icmp_duration_seconds{phase="rtt"}).
 
 With tcpdump installed, phase 2 also captures every echo request and reply on lo: the kernel's
 stamps of each request and reply as they cross lo are the reference (a reply's stamp there is
@@ -27,9 +33,7 @@ to its request reaching lo: the send call). The exporter's packets are told apar
 payload ("LSCP") and their identifier (one socket per probe, 5 requests each; the command's one
 socket sends them all). On loopback the send call is most of a round trip and it grows with how
 long the CPU idled before the send, so pingers with different real spacings read differently for
-that reason alone: iputils' `-i 0.01` really sends every 12-16 ms on a 250 Hz kernel (it waits in
-recvmsg() with SO_RCVTIMEO, counted in ticks), the exporter's first request of a burst follows
-~160 ms of quiet (docs/benchmarks.md, "ICMP round trip against a packet capture").
+that reason alone (docs/benchmarks.md, "ICMP round trip against a packet capture").
 
 Run as root (raw ICMP sockets), ideally at nice 19 on a shared machine:
     nice -n 19 python3 bench/exporter.py [--targets 1000] [--seconds 60] [--binary PATH]
@@ -252,28 +256,6 @@ def median(values):
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def histogram_median(text, name, before):
-    """The median of a histogram's observations between two scrapes (`before` is the first
-    scrape's text), interpolated linearly inside the bucket that holds it."""
-    def buckets(page):
-        out = []
-        for labels, value in samples(page, name + "_bucket").items():
-            le = re.search(r'[{,]le="([^"]+)"', labels).group(1)
-            out.append((float("inf") if le == "+Inf" else float(le), value))
-        return sorted(out)
-    earlier = dict(buckets(before))
-    window = [(le, count - earlier.get(le, 0)) for le, count in buckets(text)]
-    total = window[-1][1]
-    lower, below = 0.0, 0.0
-    for le, count in window:
-        if count >= total / 2:
-            if le == float("inf") or count == below:
-                return lower
-            return lower + (le - lower) * (total / 2 - below) / (count - below)
-        lower, below = le, count
-    return None
-
-
 # Echo requests and replies to and from 127.0.0.1 (ICMP types 8 and 0).
 ECHO_FILTER = ("icmp and host 127.0.0.1 and "
                "(icmp[icmptype] == icmp-echo or icmp[icmptype] == icmp-echoreply)")
@@ -322,9 +304,10 @@ def stop_capture(capture):
     return packets
 
 
-def wire_breakdown(packets, ping_by_seq, cli_by_seq):
+def wire_breakdown(packets, ping_runs, cli_runs):
     """Per pinger: its real request spacing and the capture's request-to-reply times; for iputils
-    and `loopscope ping`, each reply's figure minus the capture's for the same packet."""
+    and `loopscope ping`, each reply's figure minus the capture's for the same packet.
+    `ping_runs` and `cli_runs` are the runs' {sequence: rtt_us}, in the order they ran."""
     requests, exchanges = {}, {}
     for at, kind, identifier, sequence, head in packets:
         key = (identifier, sequence)
@@ -335,124 +318,189 @@ def wire_breakdown(packets, ping_by_seq, cli_by_seq):
     by_identifier = {}
     for (identifier, sequence), exchange in exchanges.items():
         by_identifier.setdefault(identifier, {})[sequence] = exchange
-    ours = {i: x for i, x in by_identifier.items()
-            if next(iter(x.values()))[2].startswith(b"LSCP")}
-    # iputils: a timeval, then the bytes 0x10, 0x11, ... (ping's fill pattern).
-    theirs = {i: x for i, x in by_identifier.items()
-              if i not in ours and next(iter(x.values()))[2][16:20] == bytes([16, 17, 18, 19])}
-    result = {}
-    cli_identifier = max(ours, key=lambda i: len(ours[i])) if ours else None
 
-    def describe(name, runs, tool_by_seq=None):
+    def payload(run):
+        return next(iter(run.values()))[2]
+
+    def in_order(runs):
+        return sorted(runs, key=lambda run: min(request for request, _, _ in run.values()))
+
+    ours = [run for run in by_identifier.values() if payload(run).startswith(b"LSCP")]
+    # iputils: a timeval, then the bytes 0x10, 0x11, ... (ping's fill pattern).
+    theirs = in_order([run for run in by_identifier.values()
+                       if not payload(run).startswith(b"LSCP")
+                       and payload(run)[16:20] == bytes([16, 17, 18, 19])])
+    # An exporter probe is one socket with 5 requests; a `loopscope ping` run sends hundreds.
+    cli = in_order([run for run in ours if len(run) > 5])
+    probes = in_order([run for run in ours if len(run) <= 5])
+    result = {}
+
+    def describe(name, runs, tool_runs=None):
         wire = [(reply - request) / 1000 for run in runs for request, reply, _ in run.values()]
+        if not wire:
+            return
         gaps = []
         for run in runs:
             times = sorted(request for request, _, _ in run.values())
             gaps += [(b - a) / 1e6 for a, b in zip(times, times[1:])]
-        if not wire:
-            return
         entry = {"wire_median_us": median(wire), "wire_mean_us": sum(wire) / len(wire),
                  "spacing_median_ms": median(gaps) if gaps else None, "exchanges": len(wire)}
-        if tool_by_seq is not None and len(runs) == 1:
-            beyond = [tool_by_seq[seq] - (reply - request) / 1000
-                      for seq, (request, reply, _) in runs[0].items() if seq in tool_by_seq]
+        if tool_runs is not None and len(tool_runs) == len(runs):
+            # Sequence numbers on the wire are 16 bits.
+            beyond = [tool[seq] - (reply - request) / 1000
+                      for run, tool in zip(runs, [{s % 65536: v for s, v in t.items()}
+                                                  for t in tool_runs])
+                      for seq, (request, reply, _) in run.items() if seq in tool]
             if beyond:
                 entry["tool_minus_wire_median_us"] = median(beyond)
                 entry["tool_minus_wire_min_us"] = min(beyond)
         result[name] = entry
 
-    if theirs:
-        biggest = max(theirs, key=lambda i: len(theirs[i]))
-        # iputils numbers from 1 and prints icmp_seq mod 65536, as the wire carries it.
-        describe("iputils", [theirs[biggest]], ping_by_seq)
-    if cli_identifier is not None:
-        describe("loopscope_ping", [ours[cli_identifier]],
-                 {seq % 65536: rtt for seq, rtt in cli_by_seq.items()})
-        probes = [run for identifier, run in ours.items() if identifier != cli_identifier]
-        describe("exporter", probes)
-        if probes and "exporter" in result:
-            firsts = sorted(min(run.values())[0] for run in probes)
-            lasts = sorted(max(run.values())[0] for run in probes)
-            quiet = [(first - last) / 1e6 for last, first in zip(lasts, firsts[1:])]
-            first_wire = [(min(run.values())[1] - min(run.values())[0]) / 1000 for run in probes]
-            result["exporter"]["quiet_before_a_burst_median_ms"] = median(quiet) if quiet else None
-            result["exporter"]["wire_first_of_burst_median_us"] = median(first_wire)
+    describe("iputils", theirs, ping_runs)
+    describe("loopscope_ping", cli, cli_runs)
+    describe("exporter", probes)
+    if probes and "exporter" in result:
+        starts = [min(request for request, _, _ in run.values()) for run in probes]
+        ends = [max(request for request, _, _ in run.values()) for run in probes]
+        quiet = [(b - a) / 1e6 for a, b in zip(ends, starts[1:]) if 0 < b - a < 10**9]
+        first_wire = [(run[min(run)][1] - run[min(run)][0]) / 1000 for run in probes]
+        result["exporter"]["quiet_before_a_burst_median_ms"] = median(quiet) if quiet else None
+        result["exporter"]["wire_first_of_burst_median_us"] = median(first_wire)
     return result
 
 
-def rtt_phase(binary, seconds, workdir):
+def iputils_spacing_us():
+    """How far apart iputils `ping -i 0.01` really sends, in whole microseconds: the median
+    time between the replies of 21 requests, from the times it prints with -D."""
+    out = subprocess.run(["ping", "-D", "-n", "-c", "21", "-i", "0.01", "127.0.0.1"],
+                         capture_output=True, text=True).stdout
+    times = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\]", out, re.MULTILINE)]
+    if len(times) < 2:
+        raise SystemExit(f"iputils ping printed no replies: {out}")
+    return round(median([b - a for a, b in zip(times, times[1:])]) * 1e6)
+
+
+def histogram_window(before, after, name):
+    """The cumulative buckets [(le, count)] of a histogram's observations between two scrapes."""
+    def buckets(page):
+        out = {}
+        for labels, value in samples(page, name + "_bucket").items():
+            le = re.search(r'[{,]le="([^"]+)"', labels).group(1)
+            out[float("inf") if le == "+Inf" else float(le)] = value
+        return out
+    earlier = buckets(before)
+    return sorted((le, count - earlier.get(le, 0)) for le, count in buckets(after).items())
+
+
+def pooled_median(windows):
+    """The median of the observations of several histogram windows (same buckets), interpolated
+    linearly inside the bucket that holds it."""
+    pooled = {}
+    for window in windows:
+        for le, count in window:
+            pooled[le] = pooled.get(le, 0) + count
+    cumulative = sorted(pooled.items())
+    total = cumulative[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in cumulative:
+        if count >= total / 2:
+            if le == float("inf") or count == below:
+                return lower
+            return lower + (le - lower) * (total / 2 - below) / (count - below)
+        lower, below = le, count
+    return None
+
+
+def rtt_phase(binary, seconds, workdir, rounds=4):
+    """Alternating turns, each pinger alone on the machine for its turn (a concurrent pinger
+    would warm the CPU for the others and make the comparison depend on their phases), in a
+    rotating order, `rounds` times; `seconds` in all per pinger."""
     buckets = ", ".join(f"{us}e-6" for us in range(1, 1001))
+    spacing_us = iputils_spacing_us()
     config = (
-        "[modules.burst]\nprober = \"icmp\"\npackets = 5\nspacing = \"10ms\"\n"
+        "[modules.burst]\nprober = \"icmp\"\npackets = 5\n"
+        f"spacing = \"{spacing_us}us\"\n"
         f"timeout = \"1s\"\nrtt_buckets = [{buckets}]\n"
         "[[targets]]\nname = \"lo\"\nmodule = \"burst\"\n"
-        "target = \"127.0.0.1\"\ninterval = \"200ms\"\n"
+        f"target = \"127.0.0.1\"\ninterval = \"{5 * spacing_us}us\"\n"
     )
-    proc, address = start_exporter(binary, config, workdir)
+    turn = max(2, round(seconds / rounds))
+    tools = ["exporter", "iputils", "cli"]
     bb = blackbox(workdir, seconds)
-    bb_rtts = []
-    capture = None
+    if bb:
+        tools.append("blackbox")
+    ping_runs, cli_runs, windows, bb_rtts = [], [], [], []
+    exporter_sum = exporter_count = 0.0
+    load_before = loadavg()
+    capture = start_capture(workdir)
+    packets = None
     try:
-        capture = start_capture(workdir)
-        time.sleep(1)
-        first = scrape(address)
-        load_before = loadavg()
-        ping = subprocess.Popen(
-            ["ping", "-i", "0.01", "-w", str(seconds), "127.0.0.1"],
-            stdout=subprocess.PIPE, text=True,
-        )
-        ours_cli = subprocess.Popen(
-            [binary, "ping", "icmp://127.0.0.1", "-i", "10ms", "-w", f"{seconds}s", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if bb:
-                try:
-                    text = scrape(bb[1], "/probe?module=icmp&target=127.0.0.1")
-                    value = samples(text, "probe_icmp_duration_seconds").get('{phase="rtt"}')
-                    if value is not None and samples(text, "probe_success").get("") == 1.0:
-                        bb_rtts.append(value)
-                except OSError:
-                    pass
-            time.sleep(0.2)
-        ping_out = ping.communicate()[0]
-        cli_out = ours_cli.communicate()[0]
-        last = scrape(address)
+        for round_index in range(rounds):
+            for tool in tools[round_index % len(tools):] + tools[:round_index % len(tools)]:
+                if tool == "exporter":
+                    proc, address = start_exporter(binary, config, workdir)
+                    try:
+                        first = scrape(address)
+                        time.sleep(turn)
+                        last = scrape(address)
+                    finally:
+                        proc.send_signal(signal.SIGTERM)
+                        proc.wait()
+                    windows.append(histogram_window(first, last, "loopscope_probe_rtt_seconds"))
+                    for name, into in (("_sum", 0), ("_count", 1)):
+                        after = samples(last, "loopscope_probe_rtt_seconds" + name)
+                        before = samples(first, "loopscope_probe_rtt_seconds" + name)
+                        key = next(iter(after))
+                        delta = after[key] - before.get(key, 0)
+                        if into == 0:
+                            exporter_sum += delta
+                        else:
+                            exporter_count += delta
+                elif tool == "iputils":
+                    out = subprocess.run(["ping", "-n", "-i", "0.01", "-w", str(turn), "127.0.0.1"],
+                                         capture_output=True, text=True).stdout
+                    ping_runs.append({int(seq): float(ms) * 1000.0 for seq, ms in
+                                      re.findall(r"icmp_seq=(\d+) .*time=([\d.]+) ms", out)})
+                elif tool == "cli":
+                    out = subprocess.run(
+                        [binary, "ping", "icmp://127.0.0.1", "-i", f"{spacing_us}us",
+                         "-w", f"{turn}s", "--json"],
+                        capture_output=True, text=True).stdout
+                    cli_runs.append({reply["seq"]: reply["rtt_us"] for reply in
+                                     map(json.loads, out.splitlines())
+                                     if reply["type"] == "reply" and not reply.get("duplicate")})
+                else:
+                    end = time.monotonic() + turn
+                    while time.monotonic() < end:
+                        try:
+                            text = scrape(bb[1], "/probe?module=icmp&target=127.0.0.1")
+                            value = samples(text, "probe_icmp_duration_seconds").get('{phase="rtt"}')
+                            if value is not None and samples(text, "probe_success").get("") == 1.0:
+                                bb_rtts.append(value)
+                        except OSError:
+                            pass
+                        time.sleep(0.2)
     finally:
-        packets = stop_capture(capture) if capture else None
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
+        if capture:
+            packets = stop_capture(capture)
         if bb:
             bb[0].terminate()
             bb[0].wait()
-    ours_sum = samples(last, "loopscope_probe_rtt_seconds_sum")
-    ours_count = samples(last, "loopscope_probe_rtt_seconds_count")
-    first_sum = samples(first, "loopscope_probe_rtt_seconds_sum")
-    first_count = samples(first, "loopscope_probe_rtt_seconds_count")
-    key = next(iter(ours_sum))
-    count = ours_count[key] - first_count.get(key, 0)
-    ours_mean_us = (ours_sum[key] - first_sum.get(key, 0)) / count * 1e6
-    ours_median_us = histogram_median(last, "loopscope_probe_rtt_seconds", first) * 1e6
-    ping_by_seq = {int(seq): float(ms) * 1000.0 for seq, ms in
-                   re.findall(r"icmp_seq=(\d+) .*time=([\d.]+) ms", ping_out)}
-    ping_rtts = list(ping_by_seq.values())
-    cli_replies = [
-        json.loads(line)
-        for line in cli_out.splitlines()
-        if line.startswith('{"type":"reply"')
-    ]
-    cli_rtts = [reply["rtt_us"] for reply in cli_replies]
-    cli_by_seq = {reply["seq"]: reply["rtt_us"] for reply in cli_replies
-                  if not reply.get("duplicate")}
+    ping_rtts = [rtt for run in ping_runs for rtt in run.values()]
+    cli_rtts = [rtt for run in cli_runs for rtt in run.values()]
+    ours_median_us = pooled_median(windows) * 1e6
+    ours_mean_us = exporter_sum / exporter_count * 1e6
     ping_median = median(ping_rtts)
     ping_mean = sum(ping_rtts) / len(ping_rtts)
     result = {
+        "spacing_us": spacing_us,
+        "rounds": rounds,
+        "turn_s": turn,
         "load_average_before": load_before,
         "load_average_after": loadavg(),
         "ours_exporter_median_us": ours_median_us,
         "ours_exporter_mean_us": ours_mean_us,
-        "ours_exporter_replies": count,
+        "ours_exporter_replies": exporter_count,
         "ours_cli_median_us": median(cli_rtts),
         "ours_cli_mean_us": sum(cli_rtts) / len(cli_rtts),
         "ours_cli_replies": len(cli_rtts),
@@ -466,7 +514,7 @@ def rtt_phase(binary, seconds, workdir):
         "ratio_cli_to_ping_mean": sum(cli_rtts) / len(cli_rtts) / ping_mean,
     }
     if packets is not None:
-        result["capture"] = wire_breakdown(packets, ping_by_seq, cli_by_seq)
+        result["capture"] = wire_breakdown(packets, ping_runs, cli_runs)
     if bb_rtts:
         result["blackbox_median_us"] = median(bb_rtts) * 1e6
         result["blackbox_mean_us"] = sum(bb_rtts) / len(bb_rtts) * 1e6
@@ -511,7 +559,9 @@ def main():
             f"{load['skipped']:.0f} probes skipped"
         )
     line = (
-        f"ICMP RTT on 127.0.0.1, same window (load average {rtt['load_average_before']} -> "
+        f"ICMP RTT on 127.0.0.1, {rtt['rounds']} rounds of {rtt['turn_s']} s turns, every pinger "
+        f"sending every {rtt['spacing_us'] / 1000:.1f} ms (iputils' real spacing at -i 0.01) "
+        f"(load average {rtt['load_average_before']} -> "
         f"{rtt['load_average_after']}), median / mean: exporter "
         f"{rtt['ours_exporter_median_us']:.1f} / {rtt['ours_exporter_mean_us']:.1f} us, "
         f"loopscope ping {rtt['ours_cli_median_us']:.1f} / {rtt['ours_cli_mean_us']:.1f} us, "

@@ -43,6 +43,9 @@ class Reflector:
         self.endpoint = first["endpoint"]
         host, port = self.endpoint.split("//", 1)[1].rsplit(":", 1)
         self.address = (host.strip("[]"), int(port))
+        # "Before" is the reflector at rest: the listening line comes as its services start, and
+        # a service may still be setting up (the stream echo loops start right after it).
+        steady(self.proc.pid)
         self.peak = rss_kib(self.proc.pid)
         self.threads = threads(self.proc.pid)
         self.anon = anon_kib(self.proc.pid)
@@ -76,6 +79,16 @@ class Reflector:
 
 def threads(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
+
+def steady(pid, seconds=10.0):
+    """Waits until the thread count and RSS have not changed for a second."""
+    deadline = time.monotonic() + seconds
+    last, steady_since = (threads(pid), rss_kib(pid)), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - steady_since < 1.0:
+        time.sleep(0.05)
+        now = (threads(pid), rss_kib(pid))
+        if now != last:
+            last, steady_since = now, time.monotonic()
 
 def settle(pid, before, threads_before, seconds=60.0):
     """RSS and descriptors once the clients have gone: waits until descriptors and threads are

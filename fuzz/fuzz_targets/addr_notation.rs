@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_addr::{analysis, notation, parse_dotted_quad, parse_ipv6_text};
 
 fuzz_target!(|data: &[u8]| {

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_wire::bfd::{self, ControlRepr, EchoRepr, MAX_CONTROL_LEN};
 
 fuzz_target!(|data: &[u8]| {

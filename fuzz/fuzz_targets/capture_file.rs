@@ -2,6 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_capture::decode;
 use loopscope_capture::pcapfile::{Interface, PacketVisitor, RecordMeta, read_capture};
 

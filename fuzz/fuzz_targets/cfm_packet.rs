@@ -7,6 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_wire::cfm::{self, CfmFrame, LoopbackPdu, LoopbackRepr, TestTlv, tlv_type};
 
 fn check_pdu(bytes: &[u8]) {

@@ -2,6 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_link::Endpoint;
 use loopscope_link::adapter::impair::ImpairmentConfig;
 

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_pattern::framing::{Deframer, Framing, Timeslots};
 
 fuzz_target!(|data: &[u8]| {

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_measure::perf::{Grant, MAX_PARAMS_JSON, State, TestParams, TestResults};
 use serde_json::Value;
 

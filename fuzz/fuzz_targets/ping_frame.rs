@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_link::transport::datagram::parse_header;
 use loopscope_wire::ping_frame::StreamDecoder;
 

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_addr::guard::{Guard, StaticResolver};
 use loopscope_addr::verdict::Policy;
 

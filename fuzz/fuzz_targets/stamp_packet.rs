@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_wire::stamp::{
     Mode, ReflectorPacket, ReflectorRepr, SenderPacket, SenderRepr, StampError, TlvIter,
 };

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 use loopscope_link::transport::audio::{self, AudioProcessor, Flow, StreamInfo};
 use loopscope_measure::audio_latency::{Analyzer, TestSignal};
 

@@ -6,6 +6,7 @@
 use std::net::Ipv6Addr;
 
 use libfuzzer_sys::fuzz_target;
+use loopscope_fuzz as _;
 
 /// The message with a checksum field of 0xffff written as 0x0000. In one's complement both are
 /// zero and a receiver must take either (RFC 1071, RFC 1624 section 3: incremental updates

@@ -182,6 +182,56 @@ impl Endpoint {
     }
 }
 
+/// Why an address with a zone (`fe80::1%veth0`) does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ZoneError {
+    /// Not an IP address.
+    #[error("'{0}' is not an IP address")]
+    NotAnAddress(String),
+    /// A zone on an IPv4 address, which has none.
+    #[error("'{0}': only IPv6 addresses take a %zone")]
+    ZoneOnIpv4(String),
+    /// The zone names no interface of this host.
+    #[error(
+        "'{text}': no interface '{zone}' here (give its name, as in fe80::1%eth0, or its index)"
+    )]
+    UnknownZone {
+        /// The address as given.
+        text: String,
+        /// The zone.
+        zone: String,
+    },
+}
+
+/// An IP address with an optional zone (RFC 4007 §11: `fe80::1%veth0`, or the interface
+/// index, `fe80::1%3`), and the zone's interface index (0 without one). RFC 6874's `%25`
+/// is not taken: `%25` would also be interface 25.
+pub fn parse_zoned_ip(text: &str) -> Result<(std::net::IpAddr, u32), ZoneError> {
+    let (address, zone) = match text.split_once('%') {
+        Some((address, zone)) => (address, Some(zone)),
+        None => (text, None),
+    };
+    let ip: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| ZoneError::NotAnAddress(text.to_string()))?;
+    let Some(zone) = zone else {
+        return Ok((ip, 0));
+    };
+    if ip.is_ipv4() {
+        return Err(ZoneError::ZoneOnIpv4(text.to_string()));
+    }
+    let unknown = || ZoneError::UnknownZone {
+        text: text.to_string(),
+        zone: zone.to_string(),
+    };
+    let index = match zone.parse::<u32>() {
+        Ok(index) if index > 0 => index,
+        Ok(_) => return Err(unknown()),
+        Err(_) => loopscope_sys::interface_index(zone).map_err(|_| unknown())?,
+    };
+    Ok((ip, index))
+}
+
 /// `text` as a URL host when it is an IP address (`127.0.0.1`, `::1`, `[::1]`) or a host name
 /// (`localhost`, `example.org`) rather than an endpoint; `None` otherwise. A single word
 /// without a dot is left alone: `loop` is more likely a scheme missing its colon.
@@ -261,6 +311,41 @@ mod tests {
             Err(EndpointError::Malformed(_))
         ));
         assert!(Endpoint::parse("tcp://127.0.0.1:7").is_ok());
+    }
+
+    #[test]
+    fn a_zone_names_an_interface_by_name_or_index() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(parse_zoned_ip("fe80::1"), Ok((ip("fe80::1"), 0)));
+        assert_eq!(parse_zoned_ip("192.0.2.1"), Ok((ip("192.0.2.1"), 0)));
+        // `lo` is interface 1 in every network namespace.
+        assert_eq!(parse_zoned_ip("fe80::1%lo"), Ok((ip("fe80::1"), 1)));
+        assert_eq!(parse_zoned_ip("fe80::1%7"), Ok((ip("fe80::1"), 7)));
+        assert_eq!(
+            parse_zoned_ip("fe80::1%no-such-if0"),
+            Err(ZoneError::UnknownZone {
+                text: "fe80::1%no-such-if0".into(),
+                zone: "no-such-if0".into()
+            })
+        );
+        assert_eq!(
+            parse_zoned_ip("fe80::1%0"),
+            Err(ZoneError::UnknownZone {
+                text: "fe80::1%0".into(),
+                zone: "0".into()
+            })
+        );
+        assert_eq!(
+            parse_zoned_ip("10.0.0.1%lo"),
+            Err(ZoneError::ZoneOnIpv4("10.0.0.1%lo".into()))
+        );
+        assert_eq!(
+            parse_zoned_ip("fe80::x%lo"),
+            Err(ZoneError::NotAnAddress("fe80::x%lo".into()))
+        );
+        // The endpoint itself keeps the zone in its target.
+        let e = Endpoint::parse("udp://[fe80::1%veth0]:3784").unwrap();
+        assert_eq!(e.target, "[fe80::1%veth0]:3784");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod reflector;
 pub mod stats;
 pub mod transport;
 
-pub use endpoint::{Endpoint, EndpointError};
+pub use endpoint::{Endpoint, EndpointError, ZoneError, parse_zoned_ip};
 pub use link::{Cancel, Link, LinkError, LinkHalves, LinkReceiver, LinkSender, SendError};
 pub use stats::LinkStats;
 

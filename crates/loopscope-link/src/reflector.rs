@@ -1,8 +1,9 @@
 //! The far end: a software loopback plug that echoes everything back.
 //!
-//! - TCP and Unix stream: one thread per connection (a small stack); bytes move socket → pipe →
-//!   socket with splice(2), so they never enter user space and a connection holds only a pipe of
-//!   kernel memory (bounded). Where splice is refused the thread copies through a 64 KiB buffer.
+//! - TCP and Unix stream: a few event loops serve every connection ([`stream_echo`]); bytes
+//!   move socket → pipe → socket with splice(2), so they never enter user space and a
+//!   connection holds only a pipe of kernel memory (bounded). Where splice is refused they go
+//!   through a 64 KiB buffer. An impaired connection (`--impair`) has a thread of its own.
 //! - UDP and Unix datagram: each datagram goes back to its sender unchanged. A datagram
 //!   reflector is no amplifier and no party to a loop:
 //!   - it never answers the source ports of echo, daytime, chargen and time (7, 13, 19, 37), nor
@@ -26,7 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,7 +41,9 @@ use socket2::Type;
 use crate::endpoint::Endpoint;
 use crate::link::{Cancel, Link, LinkError, is_timeout};
 use crate::transport::ip::{self, IpOptions};
-use loopscope_sys::{Readiness, SplicePipe, recv_timeout, wait_readable, write_all};
+use loopscope_sys::{Readiness, wait_readable};
+
+mod stream_echo;
 
 /// Source ports a UDP reflector never answers: the classic amplification and echo-loop ports.
 pub const REFUSED_SOURCE_PORTS: [u16; 4] = [7, 13, 19, 37];
@@ -554,18 +557,12 @@ enum Conn {
 }
 
 impl Conn {
-    fn fd(&self) -> BorrowedFd<'_> {
+    /// The socket alone, for the echo loops.
+    fn into_fd(self) -> std::os::fd::OwnedFd {
         match self {
-            Conn::Tcp(s) => s.as_fd(),
-            Conn::Unix(s) => s.as_fd(),
+            Conn::Tcp(s) => s.into(),
+            Conn::Unix(s) => s.into(),
         }
-    }
-
-    fn shutdown_write(&self) {
-        let _ = match self {
-            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
-            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-        };
     }
 
     /// The connection as a link, for the impairment adapter.
@@ -626,6 +623,20 @@ fn serve_listener<L: AsFd>(
     // instead of leaving it in the backlog unanswered.
     let mut reserve = open_reserve();
     let mut served_since_trim = false;
+    // Made before the first client, once: no thread per client (see `stream_echo`). An
+    // impaired connection runs the impairment adapter's blocking link, on a thread of its own.
+    let mut loops = if config.impair.is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Some(stream_echo::EchoLoops::start(
+            cores.min(4),
+            config.zero_copy,
+            stop,
+            counters,
+            events,
+        )?)
+    } else {
+        None
+    };
     while !stop.load(Ordering::Relaxed) {
         // Timed out or interrupted: look at the stop flag again.
         if wait_readable(listener, Some(POLL))? != Readiness::Ready {
@@ -683,6 +694,10 @@ fn serve_listener<L: AsFd>(
         let now = counters.active.fetch_add(1, Ordering::Relaxed) + 1;
         counters.max_active.fetch_max(now, Ordering::Relaxed);
         events(ReflectEvent::Connected { peer: peer.clone() });
+        if let Some(loops) = &mut loops {
+            loops.add(conn.into_fd(), peer);
+            continue;
+        }
         let counters2 = Arc::clone(counters);
         let events2 = Arc::clone(events);
         let config2 = config.clone();
@@ -736,6 +751,7 @@ pub fn raise_fd_limit() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
+/// An impaired connection, on its own thread: the impairment adapter's link is blocking.
 fn reflect_connection(
     conn: Conn,
     config: &ReflectConfig,
@@ -743,64 +759,9 @@ fn reflect_connection(
     stop: &Arc<AtomicBool>,
     moved: &mut u64,
 ) -> io::Result<()> {
-    if let Some(impair) = &config.impair {
-        let link = Box::new(SimLink::wrap(conn.into_link()?, impair.clone()));
-        return reflect_link_halves(link, stop, counters, moved);
-    }
-    let fd = conn.fd();
-    let result = if config.zero_copy {
-        match splice_echo(fd, counters, moved) {
-            // splice refused before anything moved, or no descriptors left for its pipe: copy
-            // instead.
-            Err(e)
-                if *moved == 0
-                    && matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINVAL | libc::EMFILE | libc::ENFILE)
-                    ) =>
-            {
-                copy_echo(fd, counters, moved)
-            }
-            other => other,
-        }
-    } else {
-        copy_echo(fd, counters, moved)
-    };
-    if result.is_ok() {
-        conn.shutdown_write();
-    }
-    result
-}
-
-/// Echoes a stream socket onto itself through a pipe: socket → pipe → socket, no user copies.
-fn splice_echo(fd: BorrowedFd<'_>, counters: &Counters, moved: &mut u64) -> io::Result<()> {
-    // Larger pipe, fewer round trips; best effort (unprivileged users have a quota).
-    let pipe = SplicePipe::new(PIPE_SIZE)?;
-    loop {
-        let n = pipe.echo_once(fd)?;
-        if n == 0 {
-            return Ok(());
-        }
-        *moved += n as u64;
-        counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
-fn copy_echo(fd: BorrowedFd<'_>, counters: &Counters, moved: &mut u64) -> io::Result<()> {
-    let mut buffer = vec![0u8; COPY_BUFFER];
-    loop {
-        let n = match recv_timeout(fd, &mut buffer, None) {
-            // A signal: the peer decides when this ends, so just receive again.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => other?,
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        write_all(fd, &buffer[..n])?;
-        *moved += n as u64;
-        counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
+    let impair = config.impair.clone().unwrap_or_default();
+    let link = Box::new(SimLink::wrap(conn.into_link()?, impair));
+    reflect_link_halves(link, stop, counters, moved)
 }
 
 fn reflect_link_halves(
@@ -1295,6 +1256,12 @@ impl DatagramCounters {
 const DATAGRAM_BATCH: usize = 32;
 /// A datagram buffer: the largest UDP payload fits whole.
 const DATAGRAM_BUFFER: usize = 65_536;
+/// How long the loop keeps looking at the socket without sleeping after it last had work. A
+/// sleeping thread's wake-up takes from a few to tens of microseconds (an interrupt to the
+/// other core, the scheduler), which is most of a reply's residence when requests come every
+/// few microseconds; polling for this long after each batch costs at most this much CPU per
+/// burst of traffic, and nothing while idle.
+const BUSY_POLL: Duration = Duration::from_micros(50);
 /// How long a batch's send waits for room in a full send buffer before its replies are lost.
 const SEND_ROOM_WAIT: Duration = Duration::from_millis(10);
 
@@ -1339,11 +1306,17 @@ fn serve_responder(
         if wait_readable(socket, Some(POLL))? != Readiness::Ready {
             continue;
         }
-        // Drain what is queued, a batch at a time, then wait again.
+        // Drain what is queued, a batch at a time, and keep looking for BUSY_POLL after the
+        // last batch before waiting again.
+        let mut busy_until = Instant::now() + BUSY_POLL;
         loop {
             match loopscope_sys::recv_datagrams(socket, &mut requests, &mut received) {
-                Ok(_) => {}
+                Ok(_) => busy_until = Instant::now() + BUSY_POLL,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() < busy_until && !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                        continue;
+                    }
                     responder.idle(socket);
                     break;
                 }

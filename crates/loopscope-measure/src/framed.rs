@@ -65,28 +65,29 @@ pub enum LoopCommand {
 
 impl LoopCommand {
     fn describe_up(&self) -> String {
-        match self {
-            LoopCommand::None => "none".into(),
-            LoopCommand::Inband { up, framed, .. } => format!(
-                "in-band {} {}",
-                up.bit_string(),
-                if *framed { "framed" } else { "unframed" }
-            ),
-            LoopCommand::FdlLine => format!("fdl {}", Bom::LineLoopbackActivate),
-            LoopCommand::FdlPayload => format!("fdl {}", Bom::PayloadLoopbackActivate),
-        }
+        self.describe(true)
     }
 
     fn describe_down(&self) -> String {
+        self.describe(false)
+    }
+
+    /// The loop-up (`activate`) or loop-down command, in words.
+    fn describe(&self, activate: bool) -> String {
+        let (line, payload) = if activate {
+            (Bom::LineLoopbackActivate, Bom::PayloadLoopbackActivate)
+        } else {
+            (Bom::LineLoopbackDeactivate, Bom::PayloadLoopbackDeactivate)
+        };
         match self {
             LoopCommand::None => "none".into(),
-            LoopCommand::Inband { down, framed, .. } => format!(
+            LoopCommand::Inband { up, down, framed } => format!(
                 "in-band {} {}",
-                down.bit_string(),
+                if activate { up } else { down }.bit_string(),
                 if *framed { "framed" } else { "unframed" }
             ),
-            LoopCommand::FdlLine => format!("fdl {}", Bom::LineLoopbackDeactivate),
-            LoopCommand::FdlPayload => format!("fdl {}", Bom::PayloadLoopbackDeactivate),
+            LoopCommand::FdlLine => format!("fdl {line}"),
+            LoopCommand::FdlPayload => format!("fdl {payload}"),
         }
     }
 

@@ -74,8 +74,8 @@ pub use hops::{enable_destination_reception, enable_hops_reception, set_send_hop
 pub use memory::{release_free_memory, use_one_malloc_arena};
 pub use namespace::enter_new_network_namespace;
 pub use netlink::{
-    DiagProtocol, DiagSocket, Interface, InterfaceAddress, NetlinkError, Route, RouteKind,
-    RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,
+    DiagProtocol, DiagSocket, Interface, InterfaceAddress, Neighbour, NetlinkError, Route,
+    RouteKind, RouteSocket, SockDiag, TABLE_LOCAL, TABLE_MAIN,
 };
 pub use packet::{
     BpfInstruction, FrameSender, PacketInfo, PacketSocket, interface_index, interface_name,

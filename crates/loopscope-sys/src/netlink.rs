@@ -16,6 +16,9 @@ use netlink_packet_core::{
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
 };
@@ -97,16 +100,7 @@ impl Channel {
     where
         T: NetlinkSerializable + NetlinkDeserializable,
     {
-        self.sequence = self.sequence.wrapping_add(1);
-        let sequence = self.sequence;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = sequence;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
-        packet.finalize();
-        let mut bytes = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut bytes);
-        send(&self.socket, &bytes)?;
+        let sequence = self.send(request, NLM_F_DUMP)?;
 
         let mut replies = Vec::new();
         let mut consistent = true;
@@ -148,24 +142,31 @@ impl Channel {
             }
         }
     }
-}
 
-impl Channel {
-    /// Sends `request` (a change, not a dump) and waits for the kernel's acknowledgement.
-    fn change<T>(&mut self, request: T) -> Result<(), NetlinkError>
+    /// Sends `request` with `flags` (besides NLM_F_REQUEST) under the next sequence number,
+    /// which it returns: the replies to it carry that number.
+    fn send<T>(&mut self, request: T, flags: u16) -> Result<u32, NetlinkError>
     where
-        T: NetlinkSerializable + NetlinkDeserializable,
+        T: NetlinkSerializable,
     {
         self.sequence = self.sequence.wrapping_add(1);
-        let sequence = self.sequence;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        header.sequence_number = sequence;
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.sequence;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
         packet.finalize();
         let mut bytes = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut bytes);
         send(&self.socket, &bytes)?;
+        Ok(self.sequence)
+    }
+
+    /// Sends `request` (a change, not a dump) and waits for the kernel's acknowledgement.
+    fn change<T>(&mut self, request: T) -> Result<(), NetlinkError>
+    where
+        T: NetlinkSerializable + NetlinkDeserializable,
+    {
+        let sequence = self.send(request, NLM_F_ACK)?;
         loop {
             let size = receive(&self.socket, &mut self.buffer)?.min(self.buffer.len());
             if size == 0 {
@@ -245,6 +246,20 @@ pub struct InterfaceAddress {
     pub address: IpAddr,
     /// The prefix length.
     pub prefix_len: u8,
+}
+
+/// One entry of the neighbour table (ARP for IPv4, NDP for IPv6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The interface it is reached through.
+    pub index: u32,
+    /// Its IP address (NDA_DST).
+    pub address: IpAddr,
+    /// Its link-layer address (NDA_LLADDR), when resolved.
+    pub link_address: Option<Vec<u8>>,
+    /// The entry can be sent to: resolved and not failed (REACHABLE, STALE, DELAY, PROBE,
+    /// PERMANENT, NOARP).
+    pub usable: bool,
 }
 
 /// The type of a route (`rtm_type`, RTN_* in linux/rtnetlink.h).
@@ -370,6 +385,20 @@ impl RouteSocket {
             .collect())
     }
 
+    /// Every neighbour-table entry of both families.
+    pub fn neighbours(&mut self) -> Result<Vec<Neighbour>, NetlinkError> {
+        let replies = self.channel.dump(RouteNetlinkMessage::GetNeighbour(
+            NeighbourMessage::default(),
+        ))?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|message| match message {
+                RouteNetlinkMessage::NewNeighbour(neighbour) => neighbour_from(&neighbour),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Every route of both families in every table.
     pub fn routes(&mut self) -> Result<Vec<Route>, NetlinkError> {
         let mut routes = Vec::new();
@@ -436,6 +465,39 @@ fn address_from(message: &AddressMessage) -> Option<InterfaceAddress> {
         index: message.header.index,
         address: address?,
         prefix_len: message.header.prefix_len,
+    })
+}
+
+fn neighbour_from(message: &NeighbourMessage) -> Option<Neighbour> {
+    let mut address = None;
+    let mut link_address = None;
+    for attribute in &message.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                address = Some(IpAddr::V4(*ip));
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                address = Some(IpAddr::V6(*ip));
+            }
+            NeighbourAttribute::LinkLayerAddress(bytes) => link_address = Some(bytes.clone()),
+            _ => {}
+        }
+    }
+    let usable = link_address.is_some()
+        && matches!(
+            message.header.state,
+            NeighbourState::Reachable
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+                | NeighbourState::Probe
+                | NeighbourState::Permanent
+                | NeighbourState::Noarp
+        );
+    Some(Neighbour {
+        index: message.header.ifindex,
+        address: address?,
+        link_address,
+        usable,
     })
 }
 

@@ -113,7 +113,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         if let Err(error) = enable_zerocopy(&client) {
-            println!("skipped: this kernel refuses SO_ZEROCOPY ({error})");
+            eprintln!("skipping: this kernel refuses SO_ZEROCOPY ({error})");
             return;
         }
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();

@@ -5,95 +5,15 @@
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 mod support;
+use support::running::{PATIENCE, Running};
 use support::{Netns, is_root};
-
-/// Longest wait for an expected line: generous, since CI runs beside stress-ng.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Running {
-    child: Child,
-    lines: Receiver<Value>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        Running::spawn(Command::cargo_bin("loopscope").expect("binary"), args)
-    }
-
-    /// Runs inside a network namespace.
-    fn start_in(netns: &Netns, args: &[&str]) -> Running {
-        Running::spawn(
-            netns.command(assert_cmd::cargo::cargo_bin("loopscope")),
-            args,
-        )
-    }
-
-    fn spawn(mut command: Command, args: &[&str]) -> Running {
-        let mut child = command
-            .arg("--json")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn loopscope");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-                if send.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// The first line for which `wanted` holds (earlier lines are passed over).
-    fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            match self.lines.recv_timeout(PATIENCE) {
-                Ok(line) if wanted(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no line with {what} within {PATIENCE:?}"),
-            }
-        }
-    }
-
-    /// Ctrl-C, then the summary and the exit code.
-    fn interrupt(mut self) -> (Value, i32) {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::Signal::INT,
-        )
-        .expect("SIGINT");
-        let summary = self.wait_for("the summary", |v| v["type"] == "summary");
-        let status = self.child.wait().expect("wait");
-        (summary, status.code().unwrap_or(-1))
-    }
-
-    /// Waits for the end of a run with an end of its own.
-    fn finish(mut self) -> (Value, i32) {
-        let summary = self.wait_for("the summary", |v| v["type"] == "summary");
-        let status = self.child.wait().expect("wait");
-        (summary, status.code().unwrap_or(-1))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn is_state(to: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["type"] == "state" && v["to"] == to
@@ -659,6 +579,25 @@ impl Frr {
         assert!(output.status.success(), "vtysh {commands:?}: {output:?}");
     }
 
+    /// Polls `show bfd peers counters json` until the entry for `peer` meets `wanted`.
+    fn counters_when(&self, what: &str, peer: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            let output = self.vtysh(&["show bfd peers counters json"]);
+            last = String::from_utf8_lossy(&output.stdout).into_owned();
+            if let Ok(Value::Array(peers)) = serde_json::from_str::<Value>(&last)
+                && let Some(entry) = peers.into_iter().find(|p| p["peer"] == peer)
+                && wanted(&entry)
+            {
+                return entry;
+            }
+            // As for `show bfd peers json`: each poll is a fresh query.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("bfdd never showed {what} for '{peer}'; last: {last}");
+    }
+
     /// Polls `show bfd peers json` until the entry for `peer` (any entry when empty) meets
     /// `wanted`; the reference tool's own view of the session.
     fn peer_json_when(&self, what: &str, peer: &str, wanted: impl Fn(&Value) -> bool) -> Value {
@@ -712,9 +651,10 @@ fn frr_available() -> bool {
 
 /// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2,
 /// 10.77.0.3 and 10.77.0.4 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
-fn two_sides() -> Option<(Netns, Netns)> {
-    let a = Netns::create("bfd", "frr")?;
-    let b = Netns::create("bfd", "ls")?;
+/// `prefix` tells apart the namespaces of tests that run at once.
+fn two_sides(prefix: &str) -> Option<(Netns, Netns)> {
+    let a = Netns::create(prefix, "frr")?;
+    let b = Netns::create(prefix, "ls")?;
     let veth = Command::new("ip")
         .args([
             "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
@@ -779,7 +719,9 @@ fn interoperates_with_frr_bfdd() {
     if !frr_available() {
         return;
     }
-    let Some((a, b)) = two_sides() else { return };
+    let Some((a, b)) = two_sides("bfd") else {
+        return;
+    };
     let frr = Frr::start(&a, FRR_CONFIG);
 
     // 1. loopscope speaks to bfdd, single hop on the veth.
@@ -1007,4 +949,401 @@ fn one_responder_answers_on_several_addresses() {
     for speaker in speakers {
         speaker.wait_for("Up", is_state("Up"));
     }
+}
+
+/// The kernel's count of IPv4 datagrams a namespace has forwarded (`Ip: ForwDatagrams` of
+/// /proc/net/snmp, RFC 4293's ipSystemStatsOutForwDatagrams).
+fn forwarded_datagrams(netns: &Netns) -> u64 {
+    let output = netns
+        .command("cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .expect("cat /proc/net/snmp");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut ip_lines = text.lines().filter(|line| line.starts_with("Ip: "));
+    let (names, values) = (
+        ip_lines.next().expect("Ip names"),
+        ip_lines.next().expect("Ip values"),
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ForwDatagrams")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("ForwDatagrams")
+}
+
+/// The hardware address of `interface` in `netns`, as iproute2 reports it.
+fn mac_of(netns: &Netns, interface: &str) -> String {
+    let output = netns
+        .command("ip")
+        .args(["-j", "link", "show", interface])
+        .output()
+        .expect("ip link show");
+    let links: Value = serde_json::from_slice(&output.stdout).expect("ip -j link");
+    links[0]["address"].as_str().expect("address").to_string()
+}
+
+const FRR_ECHO_CONFIG: &str = "bfd
+ peer 10.77.0.2 local-address 10.77.0.1 interface vA
+  receive-interval 100
+  transmit-interval 100
+  echo-mode
+  echo transmit-interval 50
+  echo receive-interval 50
+ !
+!
+";
+
+/// The echo function as RFC 5880 §6.4 and RFC 5881 §4 mean it, both ways against bfdd: our
+/// echo packets go to bfdd's link-layer address with our own address as IP source and
+/// destination, and side A's forwarding plane (no loopscope process runs there) sends them
+/// back; bfdd's `echo-mode` packets come back to it through side B's. The references are the
+/// kernel's own forwarding counter on side A, iproute2's view of the peer's MAC, and bfdd's
+/// echo counters and diagnostics.
+#[test]
+fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
+    if !frr_available() {
+        return;
+    }
+    let Some((a, b)) = two_sides("bfdecho") else {
+        return;
+    };
+    for side in [&a, &b] {
+        side.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    }
+    let frr = Frr::start(&a, FRR_ECHO_CONFIG);
+    let forwarded_before = forwarded_datagrams(&a);
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://10.77.0.1",
+            "--local",
+            "10.77.0.2",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+            "--echo",
+            "50ms",
+            "--echo-rx",
+            "50ms",
+        ],
+    );
+    let path = speaker.wait_for("the echo path", |v| v["type"] == "echo_path");
+    assert_eq!(path["via"], "forwarding", "{path}");
+    assert_eq!(path["interface"], "vB", "{path}");
+    assert_eq!(path["address"], "10.77.0.2", "{path}");
+    assert_eq!(path["peer_mac"], mac_of(&a, "vA").as_str(), "{path}");
+    let mut back = 0u64;
+    while back < 20 {
+        let reply = speaker.wait_for("an echo back", |v| v["type"] == "reply");
+        assert_eq!(reply["ttl"], 254, "one forwarding hop: {reply}");
+        back += 1;
+    }
+    let forwarded = forwarded_datagrams(&a) - forwarded_before;
+    assert!(
+        forwarded >= back,
+        "side A forwarded {forwarded} datagrams, fewer than the {back} echoes back"
+    );
+
+    // bfdd sees our Required Min Echo RX and runs its echo through side B's forwarding plane.
+    frr.peer_json_when("our echo interval", "10.77.0.2", |p| {
+        p["status"] == "up" && p["remote-echo-receive-interval"] == 50
+    });
+    frr.counters_when("its echoes back", "10.77.0.2", |c| {
+        c["echo-packet-input"].as_u64().is_some_and(|n| n >= 20)
+    });
+    let theirs = frr.peer_json_when("its echo round trip", "10.77.0.2", |_| true);
+    eprintln!(
+        "bfdd's echo round trip through side B (us): min/avg/max {}/{}/{} us",
+        theirs["rtt-min"], theirs["rtt-avg"], theirs["rtt-max"]
+    );
+
+    // Side B stops forwarding: bfdd's echo function fails, and it says so in its packets.
+    b.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]);
+    let signalled = speaker.wait_for("bfdd's echo failure", |v| {
+        v["type"] == "state" && v["remote_diagnostic_code"] == 2
+    });
+    assert_eq!(signalled["to"], "Down", "{signalled}");
+    b.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    speaker.wait_for("Up again", is_state("Up"));
+
+    // Side A stops forwarding: our echo function fails, Down with diagnostic 2.
+    a.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]);
+    let failed = speaker.wait_for("our echo failure", |v| {
+        v["type"] == "state" && v["diagnostic_code"] == 2
+    });
+    assert_eq!(failed["from"], "Up", "{failed}");
+    assert_eq!(failed["to"], "Down", "{failed}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 1, "the session flapped: {summary}");
+    assert_eq!(summary["echo"]["via"], "forwarding", "{summary}");
+    assert!(summary["echo"]["failures"].as_u64() >= Some(1), "{summary}");
+    eprintln!("our echo through side A (bfdd): {}", summary["echo"]);
+}
+
+/// Side A (FRR): fe80::1 on vA. Side B (loopscope): fe80::2 and fe80::3 on vB. No addresses
+/// of the kernel's own making, so each side speaks from the one it is given.
+fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
+    let a = Netns::create(prefix, "frr")?;
+    let b = Netns::create(prefix, "ls")?;
+    let veth = Command::new("ip")
+        .args([
+            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
+        ])
+        .args(["netns", &b.name])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    for (ns, lines) in [
+        (
+            &a,
+            &[
+                "link set lo up",
+                "link set vA addrgenmode none",
+                "addr add fe80::1/64 dev vA nodad",
+                "link set vA up",
+            ][..],
+        ),
+        (
+            &b,
+            &[
+                "link set lo up",
+                "link set vB addrgenmode none",
+                "addr add fe80::2/64 dev vB nodad",
+                "addr add fe80::3/64 dev vB nodad",
+                "link set vB up",
+            ][..],
+        ),
+    ] {
+        for line in lines {
+            ns.exec("ip", &line.split_whitespace().collect::<Vec<_>>());
+        }
+    }
+    Some((a, b))
+}
+
+const FRR_LINK_LOCAL_CONFIG: &str = "bfd
+ peer fe80::2 interface vA
+  receive-interval 100
+  transmit-interval 100
+ !
+ peer fe80::3 interface vA
+  receive-interval 100
+  transmit-interval 100
+ !
+!
+";
+
+/// IPv6 link-local single hop (RFC 5881 §5), the interface given as the address's zone: our
+/// speaker to bfdd's `peer fe80::2 interface vA`, bfdd to our responder on fe80::3%vB; and a
+/// Control packet that arrives with a hop limit of 254 is dropped (GTSM).
+#[test]
+fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
+    if !frr_available() {
+        return;
+    }
+    let Some((a, b)) = two_link_local_sides("bfdll") else {
+        return;
+    };
+    let frr = Frr::start(&a, FRR_LINK_LOCAL_CONFIG);
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://[fe80::1%vB]",
+            "--local",
+            "fe80::2",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+        ],
+    );
+    let responder = Running::start_in(
+        &b,
+        &[
+            "reflect",
+            "--bfd",
+            "udp://[fe80::3%vB]",
+            "--bfd-min-tx",
+            "100ms",
+            "--bfd-min-rx",
+            "100ms",
+        ],
+    );
+    let up = speaker.wait_for("Up", is_state("Up"));
+    assert!(
+        up["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("[fe80::1%")),
+        "{up}"
+    );
+    let up = responder.wait_for("Up", is_state("Up"));
+    assert!(
+        up["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("[fe80::1%")),
+        "{up}"
+    );
+    for peer in ["fe80::2", "fe80::3"] {
+        let entry = frr.peer_json_when("Up", peer, |p| p["status"] == "up");
+        assert_eq!(entry["interface"], "vA", "{entry}");
+    }
+    // One hop too many: the same packet with a hop limit of 254, sent from side A.
+    let packet: String = header(1, 0, 24, 77, 0)
+        .iter()
+        .map(|octet| format!("{octet:02x}"))
+        .collect();
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 254)\n\
+         s.bind(('fe80::1', 49999, 0, socket.if_nametoindex('vA')))\n\
+         s.sendto(bytes.fromhex('{packet}'), ('fe80::3', 3784, 0, socket.if_nametoindex('vA')))\n"
+    );
+    a.exec("python3", &["-c", &script]);
+    let dropped = responder.wait_for("the drop", |v| v["type"] == "dropped");
+    assert_eq!(dropped["reason"], "ttl", "{dropped}");
+    let (summary, code) = speaker.interrupt();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["flaps"], 0, "{summary}");
+    let (summary, _) = responder.interrupt();
+    assert_eq!(summary["dropped"]["ttl"], 1, "{summary}");
+}
+
+/// The IPv6 kernel's count of datagrams a namespace has forwarded (`Ip6OutForwDatagrams` of
+/// /proc/net/snmp6).
+fn forwarded_datagrams_v6(netns: &Netns) -> u64 {
+    let output = netns
+        .command("cat")
+        .arg("/proc/net/snmp6")
+        .output()
+        .expect("cat /proc/net/snmp6");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(char::is_whitespace)?;
+            (name == "Ip6OutForwDatagrams").then(|| value.trim().parse().ok())?
+        })
+        .expect("Ip6OutForwDatagrams")
+}
+
+/// The echo function through the forwarding plane over IPv6, with our own responder as the
+/// peer (`--bfd-echo-rx`: it advertises echo reception and loops nothing itself). tshark on
+/// our side decodes every echo packet as BFD Echo: out to the peer's MAC with hop limit 255,
+/// back to ours with 254, our address as source and destination both ways; the peer's kernel
+/// counts them as forwarded.
+#[test]
+fn ipv6_echo_through_the_forwarding_plane_is_decoded_by_tshark() {
+    if !support::installed("tshark") {
+        eprintln!("skipping: tshark is not installed");
+        return;
+    }
+    let (Some(a), Some(b)) = (Netns::create("bfd6e", "a"), Netns::create("bfd6e", "b")) else {
+        return;
+    };
+    let veth = Command::new("ip")
+        .args([
+            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
+        ])
+        .args(["netns", &b.name])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    for (ns, address, link) in [
+        (&a, "2001:db8:77::1/64", "vA"),
+        (&b, "2001:db8:77::2/64", "vB"),
+    ] {
+        ns.exec("ip", &["link", "set", "lo", "up"]);
+        ns.exec("ip", &["addr", "add", address, "dev", link, "nodad"]);
+        ns.exec("ip", &["link", "set", link, "up"]);
+    }
+    a.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    let responder = Running::start_in(
+        &a,
+        &[
+            "reflect",
+            "--bfd",
+            "udp://[2001:db8:77::1]",
+            "--bfd-echo-rx",
+            "50ms",
+            "--bfd-min-tx",
+            "100ms",
+            "--bfd-min-rx",
+            "100ms",
+        ],
+    );
+    responder.wait_for("listening", |v| v["type"] == "listening");
+    const FRAMES: usize = 20;
+    let mut capture = b
+        .command("tshark")
+        .args(["-i", "vB", "-l", "-n", "-c", &FRAMES.to_string()])
+        .args(["-f", "udp port 3785", "-T", "fields"])
+        .args(["-e", "frame.protocols", "-e", "ipv6.hlim", "-e", "ipv6.src"])
+        .args(["-e", "ipv6.dst", "-e", "eth.dst"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark");
+    let mut stderr = BufReader::new(capture.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("Capturing on") {
+        line.clear();
+        let read = stderr.read_line(&mut line).expect("tshark stderr");
+        assert!(read > 0, "tshark ended before capturing");
+    }
+    let forwarded_before = forwarded_datagrams_v6(&a);
+    let speaker = Running::start_in(
+        &b,
+        &[
+            "bfd",
+            "udp://[2001:db8:77::1]",
+            "--local",
+            "2001:db8:77::2",
+            "--min-tx",
+            "100ms",
+            "--min-rx",
+            "100ms",
+            "--echo",
+            "50ms",
+        ],
+    );
+    let path = speaker.wait_for("the echo path", |v| v["type"] == "echo_path");
+    assert_eq!(path["via"], "forwarding", "{path}");
+    let peer_mac = mac_of(&a, "vA");
+    assert_eq!(path["peer_mac"], peer_mac.as_str(), "{path}");
+    let mut back = 0;
+    while back < FRAMES {
+        let reply = speaker.wait_for("an echo back", |v| v["type"] == "reply");
+        assert_eq!(reply["ttl"], 254, "{reply}");
+        back += 1;
+    }
+    let output = capture.wait_with_output().expect("tshark output");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), FRAMES, "{text}");
+    let our_mac = mac_of(&b, "vB");
+    let (mut out, mut returned) = (0, 0);
+    for row in &rows {
+        assert_eq!(row[0], "eth:ethertype:ipv6:udp:bfd_echo", "{text}");
+        assert_eq!(
+            (row[2], row[3]),
+            ("2001:db8:77::2", "2001:db8:77::2"),
+            "{text}"
+        );
+        match (row[1], row[4]) {
+            ("255", mac) if mac == peer_mac => out += 1,
+            ("254", mac) if mac == our_mac => returned += 1,
+            _ => panic!("neither out nor back: {row:?}"),
+        }
+    }
+    assert!(out > 0 && returned > 0, "{text}");
+    let forwarded = forwarded_datagrams_v6(&a) - forwarded_before;
+    assert!(
+        forwarded >= back as u64,
+        "side A forwarded {forwarded} of {back} echoes"
+    );
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{free_port, installed, json_lines, loopscope, summary_of};
+use support::{free_port, installed, is_root, json_lines, loopscope, summary_of};
 
 fn have_iperf3() -> bool {
     let found = installed("iperf3");
@@ -292,12 +292,19 @@ fn udp_to_stock_server_agrees_on_datagrams() {
         |ours, theirs| {
             let sent = our_bytes(ours, "send");
             assert!(sent > 0 && sent.is_multiple_of(1200));
-            // The stock server's own report: bytes, datagrams and loss as it counted them.
+            // The stock server's own report: bytes, datagrams and loss as it counted them. It
+            // counts the gaps below the highest sequence number it saw, so datagrams lost after
+            // the last to arrive are missing from its loss (iperf3 3.12 and since).
             let received = u64_at(theirs, "/end/sum_received/bytes");
-            let lost = u64_at(theirs, "/end/sum_received/lost_packets");
-            assert_eq!(received + lost * 1200, sent, "{theirs}");
-            assert_eq!(ours["udp"]["lost_packets"].as_u64(), Some(lost), "{ours}");
+            let their_lost = u64_at(theirs, "/end/sum_received/lost_packets");
+            assert!(received + their_lost * 1200 <= sent, "{theirs}");
             assert_eq!(ours["streams"][0]["peer_bytes"].as_u64(), Some(received));
+            // Ours: whatever of what we sent did not arrive, the end included.
+            let arrived = ours["udp"]["packets"].as_u64().expect("packets");
+            let lost = ours["udp"]["lost_packets"].as_u64().expect("lost");
+            assert_eq!(arrived * 1200, received, "{ours}\n{theirs}");
+            assert_eq!(arrived + lost, sent / 1200, "{ours}");
+            assert!(lost >= their_lost, "{ours}\n{theirs}");
         },
     );
 }
@@ -594,6 +601,28 @@ fn udp_loss_injected_at_one_percent_is_reported_as_one_percent() {
     assert_eq!(ended["received_bytes"].as_u64(), Some(arrived * 1000));
 }
 
+/// Every datagram lost, so every loss comes after the last datagram to arrive: none shows the
+/// gap. Counted as RFC 3550 A.3 and iperf3's receiver count (the highest sequence number seen
+/// minus those received), they were counted nowhere: "0 lost of 0" for a test that sent
+/// thousands. Issue 12: the same blind spot made 1 run in 100 of the 1% loss test miss the
+/// last datagram. The sender's own count, from the results exchange, shows them all.
+#[test]
+fn udp_datagrams_lost_at_the_end_of_the_test_are_counted() {
+    let (mut server, summary) = impaired_udp_run("1", "loss=1");
+    let sent_datagrams = summary["sent_bytes"].as_u64().unwrap() / 1000;
+    let udp = &summary["udp"];
+    assert!(sent_datagrams > 1000, "{summary}");
+    assert_eq!(udp["packets"].as_u64(), Some(0), "{summary}");
+    assert_eq!(
+        udp["lost_packets"].as_u64(),
+        Some(sent_datagrams),
+        "{summary}"
+    );
+    assert_eq!(udp["lost_percent"].as_f64(), Some(100.0), "{summary}");
+    let ended = server.next_event("test_ended");
+    assert_eq!(ended["received_bytes"].as_u64(), Some(0), "{ended}");
+}
+
 #[test]
 fn udp_reordering_injected_is_counted_as_out_of_order() {
     let (_server, summary) = impaired_udp_run("1", "reorder=0.05&seed=3");
@@ -678,6 +707,58 @@ fn a_minute_long_test_under_way() -> (OurServer, Child, BufReader<std::process::
     let mut stdout = BufReader::new(client.stdout.take().expect("stdout"));
     read_until(&mut stdout, |r| r["event"] == "interval");
     (server, client, stdout)
+}
+
+/// In a network namespace of its own where the kernel may pick among 10 ports and the UDP
+/// twins of 9 are held: starts `perf --server tcp://127.0.0.1:0` 5 times; the first line of
+/// each, and the script's stderr.
+const PORT_TWINS_TAKEN: &str = r#"
+import socket, subprocess, sys
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+    f.write("40000 40009")
+held = []
+for port in range(40000, 40009):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    held.append(s)
+for _ in range(5):
+    server = subprocess.Popen([sys.argv[1], "--json", "perf", "--server", "tcp://127.0.0.1:0"],
+                              stdout=subprocess.PIPE)
+    print(server.stdout.readline().decode().strip(), flush=True)
+    server.kill()
+    server.wait()
+"#;
+
+/// A server asked for any port needs one free for TCP and for UDP (UDP tests say hello on the
+/// TCP port's number), but the kernel picks it for TCP alone. Issue 12: once, under load, a
+/// server printed no "listening" line: its port's UDP twin was held by another socket (a
+/// client's ephemeral one: the two port spaces are separate). Here 9 of the 10 ports the kernel
+/// may pick have their UDP twin taken: before the fix 9 starts in 10 failed; now each start
+/// finds the one port free for both.
+#[test]
+fn a_server_on_any_port_finds_one_free_for_udp_too() {
+    if !is_root() || !installed("unshare") || !installed("python3") || !installed("ip") {
+        eprintln!("skipping: needs root, unshare, ip and python3 (a network namespace)");
+        return;
+    }
+    let binary = loopscope().get_program().to_owned();
+    let output = Command::new("unshare")
+        .args(["--net", "--", "python3", "-c", PORT_TWINS_TAKEN])
+        .arg(&binary)
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}\n{stderr}");
+    for line in lines {
+        let record: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: '{line}'\n{stderr}"));
+        assert_eq!(record["event"], "listening", "{line}");
+        assert_eq!(record["endpoint"], "tcp://127.0.0.1:40009", "{line}");
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! TTL of every datagram (RFC 5881 §5), to send from one source port and receive on the
 //! well-known one, which no link offers. The session state machine is in [`session`], pure.
 
+pub mod forwarded;
 pub mod report;
 pub mod session;
 
@@ -34,6 +35,7 @@ use loopscope_wire::bfd::{
 };
 use rand::Rng;
 
+pub use forwarded::{ForwardedEcho, ForwardedEchoError};
 pub use report::*;
 use session::{DropReason, Session, SessionConfig, SessionEvent};
 
@@ -54,6 +56,9 @@ pub enum BfdRunError {
     #[error("cannot run under SCHED_FIFO (needs root or CAP_SYS_NICE): {0}")]
     /// `--realtime` was refused.
     Realtime(io::Error),
+    #[error("echo through the forwarding plane: {0}")]
+    /// The forwarded echo cannot run.
+    Echo(#[from] ForwardedEchoError),
     #[error("{0}")]
     /// Any other socket error.
     Io(#[from] io::Error),
@@ -84,12 +89,41 @@ fn unspecified_like(peer: IpAddr) -> IpAddr {
     }
 }
 
+/// `ip`:`port`, with the interface `scope` when `ip` is an IPv6 link-local address, which
+/// means nothing without one (RFC 4007 §6).
+pub fn scoped(ip: IpAddr, port: u16, scope: u32) -> SocketAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            SocketAddr::V6(std::net::SocketAddrV6::new(v6, port, 0, scope))
+        }
+        _ => SocketAddr::new(ip, port),
+    }
+}
+
+/// The interface of a scoped IPv6 address (0: none).
+fn scope_of(address: SocketAddr) -> u32 {
+    match address {
+        SocketAddr::V6(v6) => v6.scope_id(),
+        SocketAddr::V4(_) => 0,
+    }
+}
+
+/// Whether `from` is `peer`: the same address, and for a link-local one the same interface.
+fn is_peer(from: SocketAddr, peer: SocketAddr) -> bool {
+    from.ip() == peer.ip() && (scope_of(peer) == 0 || scope_of(from) == scope_of(peer))
+}
+
 /// The socket a session sends from: a source port in 49152..=65535 (RFC 5881 §4), TTL 255.
 pub fn bind_source(local: IpAddr) -> Result<UdpSocket, BfdRunError> {
+    bind_source_scoped(local, 0)
+}
+
+/// [`bind_source`] on a link-local address of interface `scope`.
+pub fn bind_source_scoped(local: IpAddr, scope: u32) -> Result<UdpSocket, BfdRunError> {
     let mut rng = rand::rng();
     for _ in 0..256 {
         let port = rng.random_range(49152..=65535);
-        match UdpSocket::bind(SocketAddr::new(local, port)) {
+        match UdpSocket::bind(scoped(local, port, scope)) {
             Ok(socket) => {
                 set_send_hops(&socket, SINGLE_HOP_TTL)?;
                 return Ok(socket);
@@ -97,7 +131,7 @@ pub fn bind_source(local: IpAddr) -> Result<UdpSocket, BfdRunError> {
             Err(error) if error.kind() == io::ErrorKind::AddrInUse => continue,
             Err(source) => {
                 return Err(BfdRunError::Bind {
-                    address: SocketAddr::new(local, port),
+                    address: scoped(local, port, scope),
                     source,
                 });
             }
@@ -249,8 +283,10 @@ pub struct SpeakerConfig {
     pub duration: Option<Duration>,
     /// A parameter change during the run.
     pub retime: Option<Retime>,
-    /// Send echo packets at this interval to the peer's echo port once Up.
+    /// Send echo packets at this interval once Up.
     pub echo: Option<Duration>,
+    /// How the echo packets come back.
+    pub echo_via: EchoVia,
     /// Demand mode: start a Poll Sequence this often to check the path (RFC 5880 §6.6).
     pub demand_poll: Option<Duration>,
     /// Run the sending thread under SCHED_FIFO (needs CAP_SYS_NICE).
@@ -266,26 +302,26 @@ pub fn speak(
     let local = config
         .local
         .unwrap_or_else(|| unspecified_like(config.peer.ip()));
-    let receiver = bind_receiver(SocketAddr::new(local, config.peer.port()))?;
-    let sender = bind_source(local)?;
+    let scope = scope_of(config.peer);
+    let receiver = bind_receiver(scoped(local, config.peer.port(), scope))?;
+    let sender = bind_source_scoped(local, scope)?;
     if config.realtime {
         loopscope_sys::set_realtime_priority(REALTIME_PRIORITY).map_err(BfdRunError::Realtime)?;
     }
     // Every wake-up is at an absolute deadline (RFC 5880 §6.8.7's schedule), so a late one
     // does not push the next.
     let timer = DeadlineTimer::new()?;
-    let echo_socket = match config.echo {
-        Some(_) => {
-            let socket = bind_source(local)?;
-            socket.set_nonblocking(true)?;
-            Some(socket)
-        }
+    let mut echo_path = match config.echo {
+        Some(_) => Some(EchoLoop::open(config, local)?),
         None => None,
     };
     let start = Instant::now();
     let discriminator = rand::rng().random_range(1..=u32::MAX);
     let mut session = Session::new(config.session.clone(), discriminator, start);
     let mut stats = SpeakerStats::new(config, discriminator, start);
+    if let Some(path) = &echo_path {
+        stats.echo.via = path.via();
+    }
     on_event(BfdEvent::Started(Started {
         peer: config.peer.to_string(),
         local: sender.local_addr()?.to_string(),
@@ -298,6 +334,9 @@ pub fn speak(
     let mut retimed = false;
     let mut echo_next: Option<Instant> = None;
     let mut echo_sequence = 0u64;
+    // While echoes are out: when the last came back (or the first left), and the Detection
+    // Time.
+    let mut echo_watch: Option<(Instant, Duration)> = None;
     let mut demand_poll_next: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -350,38 +389,54 @@ pub fn speak(
             stats.absorb(&mut session, Instant::now(), &mut on_event);
         }
         // The echo function (RFC 5880 §6.4): only while Up and when the peer accepts echoes.
-        if let (Some(interval), Some(socket)) = (config.echo, &echo_socket) {
-            let up = session.state() == State::Up && !session.remote_min_echo_rx().is_zero();
+        if let (Some(interval), Some(path)) = (config.echo, echo_path.as_mut()) {
             let now = Instant::now();
-            if up && echo_next.is_none_or(|at| now >= at) {
+            let up = session.state() == State::Up && !session.remote_min_echo_rx().is_zero();
+            if !up {
+                echo_next = None;
+                echo_watch = None;
+            } else if echo_next.is_none_or(|at| now >= at) {
                 let pace = interval.max(session.remote_min_echo_rx());
                 echo_next = Some(now + pace);
-                echo_sequence += 1;
-                let mut packet = [0u8; wire::ECHO_LEN];
-                EchoRepr {
+                let echo = EchoRepr {
                     discriminator,
-                    sequence: echo_sequence,
+                    sequence: echo_sequence + 1,
                     sent_ns: u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(0),
-                }
-                .emit(&mut packet);
-                let to = SocketAddr::new(config.peer.ip(), wire::ECHO_PORT);
-                if socket.send_to(&packet, to).is_ok() {
+                };
+                if path.send(&echo, &mut on_event)? {
+                    echo_sequence += 1;
                     stats.echo.sent += 1;
+                    // The echo Detection Time is a local matter (RFC 5880 §6.8.5): ours is
+                    // Detect Mult echo intervals without a packet back, counted from the
+                    // first packet sent.
+                    let detection = pace * u32::from(config.session.detect_mult.max(1));
+                    let watch = echo_watch.get_or_insert((now, detection));
+                    watch.1 = detection;
                 }
             }
-            while let Ok(got) = recv_datagram(socket, &mut buffer) {
-                if let Ok(echo) = EchoRepr::parse(&buffer[..got.len])
-                    && echo.discriminator == discriminator
-                {
-                    let now_ns =
-                        u64::try_from(Instant::now().duration_since(start).as_nanos()).unwrap_or(0);
-                    let rtt = Duration::from_nanos(now_ns.saturating_sub(echo.sent_ns));
-                    stats.echo.record(rtt);
-                    on_event(BfdEvent::EchoReply(EchoReply {
-                        sequence: echo.sequence,
-                        rtt_ms: rtt.as_secs_f64() * 1e3,
-                    }));
+            while let Some((echo, ttl)) = path.receive(discriminator, &mut buffer)? {
+                let now = Instant::now();
+                let now_ns = u64::try_from(now.duration_since(start).as_nanos()).unwrap_or(0);
+                let rtt = Duration::from_nanos(now_ns.saturating_sub(echo.sent_ns));
+                stats.echo.record(rtt);
+                if let Some(watch) = echo_watch.as_mut() {
+                    watch.0 = now;
                 }
+                on_event(BfdEvent::EchoReply(EchoReply {
+                    sequence: echo.sequence,
+                    rtt_ms: rtt.as_secs_f64() * 1e3,
+                    ttl,
+                }));
+            }
+            if let Some((since, detection)) = echo_watch
+                && session.state() == State::Up
+                && Instant::now() >= since + detection
+            {
+                echo_watch = None;
+                echo_next = None;
+                stats.echo.failures += 1;
+                session.echo_failed(Instant::now());
+                stats.absorb(&mut session, Instant::now(), &mut on_event);
             }
         }
         let mut deadline = session.next_deadline();
@@ -405,7 +460,7 @@ pub fn speak(
             Some(at) => timer.arm(at)?,
             None => timer.disarm()?,
         }
-        match &echo_socket {
+        match &echo_path {
             Some(echo) => wait_any(&[receiver.as_fd(), timer.as_fd(), echo.as_fd()])?,
             None => wait_any(&[receiver.as_fd(), timer.as_fd()])?,
         }
@@ -418,7 +473,7 @@ pub fn speak(
                 Err(error) => return Err(error.into()),
             };
             let now = Instant::now();
-            if got.from.map(|from| from.ip()) != Some(config.peer.ip()) {
+            if !got.from.is_some_and(|from| is_peer(from, config.peer)) {
                 stats.from_others += 1;
                 continue;
             }
@@ -711,6 +766,8 @@ fn percentile(sorted: &[f64], quantile: f64) -> Option<f64> {
 struct EchoStats {
     sent: u64,
     rtts_us: Vec<u64>,
+    via: &'static str,
+    failures: u64,
 }
 
 impl EchoStats {
@@ -731,6 +788,152 @@ impl EchoStats {
             rtt_p50_ms: percentile(&sorted, 0.5),
             rtt_p99_ms: percentile(&sorted, 0.99),
             rtt_max_ms: sorted.last().copied(),
+            via: self.via,
+            failures: self.failures,
+        }
+    }
+}
+
+/// How the echo function's packets come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EchoVia {
+    /// Through the peer's forwarding plane (RFC 5881 §4), except toward a peer reached over a
+    /// loopback interface, where only `reflect --bfd-echo` on its echo port can loop them.
+    #[default]
+    Auto,
+    /// Through the peer's forwarding plane: to its link-layer address, with our own address
+    /// as IP source and destination.
+    Forwarding,
+    /// To the peer's UDP port 3785, where `reflect --bfd-echo` sends them back.
+    Port,
+}
+
+/// The echo function's sockets: a UDP socket to the peer's echo port, or the raw socket of
+/// the forwarded echo.
+enum EchoLoop {
+    Port {
+        socket: UdpSocket,
+        to: SocketAddr,
+        announced: bool,
+    },
+    Forwarding(Box<ForwardedEcho>),
+}
+
+impl EchoLoop {
+    fn open(config: &SpeakerConfig, local: IpAddr) -> Result<Self, BfdRunError> {
+        let scope = match config.peer {
+            SocketAddr::V6(v6) => Some(v6.scope_id()),
+            SocketAddr::V4(_) => None,
+        };
+        let forwarded = match config.echo_via {
+            EchoVia::Port => None,
+            EchoVia::Forwarding => Some(ForwardedEcho::open(config.peer, config.local, scope)?),
+            EchoVia::Auto => match ForwardedEcho::open(config.peer, config.local, scope) {
+                Ok(echo) => Some(echo),
+                Err(ForwardedEchoError::Loopback { .. }) => None,
+                Err(error) => return Err(error.into()),
+            },
+        };
+        if let Some(echo) = forwarded {
+            return Ok(EchoLoop::Forwarding(Box::new(echo)));
+        }
+        let socket = bind_source_scoped(local, scope.unwrap_or(0))?;
+        enable_hops_reception(&socket)?;
+        socket.set_nonblocking(true)?;
+        let mut to = config.peer;
+        to.set_port(wire::ECHO_PORT);
+        Ok(EchoLoop::Port {
+            socket,
+            to,
+            announced: false,
+        })
+    }
+
+    fn via(&self) -> &'static str {
+        match self {
+            EchoLoop::Port { .. } => "port",
+            EchoLoop::Forwarding(_) => "forwarding",
+        }
+    }
+
+    /// Sends one echo packet; `Ok(false)` when none could leave (the forwarded echo waits for
+    /// the peer's link-layer address). The path is reported before the first.
+    fn send(
+        &mut self,
+        echo: &EchoRepr,
+        on_event: &mut impl FnMut(BfdEvent),
+    ) -> Result<bool, BfdRunError> {
+        match self {
+            EchoLoop::Port {
+                socket,
+                to,
+                announced,
+            } => {
+                if !*announced {
+                    *announced = true;
+                    on_event(BfdEvent::EchoPath(EchoPath {
+                        via: "port",
+                        interface: None,
+                        address: to.to_string(),
+                        peer_mac: None,
+                    }));
+                }
+                let mut packet = [0u8; wire::ECHO_LEN];
+                echo.emit(&mut packet);
+                Ok(socket.send_to(&packet, *to).is_ok())
+            }
+            EchoLoop::Forwarding(forwarded) => {
+                let known = forwarded.peer_mac().is_some();
+                if !forwarded.resolve()? {
+                    return Ok(false);
+                }
+                if !known && let Some(mac) = forwarded.peer_mac() {
+                    on_event(BfdEvent::EchoPath(EchoPath {
+                        via: "forwarding",
+                        interface: Some(forwarded.interface().to_string()),
+                        address: forwarded.local().to_string(),
+                        peer_mac: Some(
+                            mac.iter()
+                                .map(|octet| format!("{octet:02x}"))
+                                .collect::<Vec<_>>()
+                                .join(":"),
+                        ),
+                    }));
+                }
+                Ok(forwarded.send(echo).is_ok_and(|sent| sent))
+            }
+        }
+    }
+
+    /// The next of our echo packets back, with the TTL it came back with.
+    fn receive(
+        &mut self,
+        discriminator: u32,
+        buffer: &mut [u8],
+    ) -> Result<Option<(EchoRepr, Option<u8>)>, BfdRunError> {
+        match self {
+            EchoLoop::Port { socket, .. } => {
+                while let Ok(got) = recv_datagram(&*socket, buffer) {
+                    if let Ok(echo) = EchoRepr::parse(&buffer[..got.len])
+                        && echo.discriminator == discriminator
+                    {
+                        return Ok(Some((echo, got.ttl)));
+                    }
+                }
+                Ok(None)
+            }
+            EchoLoop::Forwarding(forwarded) => Ok(forwarded
+                .try_recv(discriminator, buffer)?
+                .map(|reply| (reply.echo, Some(reply.hops)))),
+        }
+    }
+}
+
+impl AsFd for EchoLoop {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            EchoLoop::Port { socket, .. } => socket.as_fd(),
+            EchoLoop::Forwarding(forwarded) => forwarded.as_fd(),
         }
     }
 }
@@ -774,7 +977,8 @@ struct Responder<'a, F: FnMut(BfdEvent)> {
     start: Instant,
     peers: HashMap<u32, Peer>,
     by_key: HashMap<PeerKey, u32>,
-    senders: HashMap<IpAddr, UdpSocket>,
+    /// By local address and, for a link-local one, its interface.
+    senders: HashMap<(IpAddr, u32), UdpSocket>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     dropped: DropCounts,
     received: u64,
@@ -786,11 +990,15 @@ struct Responder<'a, F: FnMut(BfdEvent)> {
 }
 
 impl<F: FnMut(BfdEvent)> Responder<'_, F> {
-    fn sender(&mut self, local: IpAddr) -> Result<&UdpSocket, BfdRunError> {
-        match self.senders.entry(local) {
+    fn sender(&mut self, local: IpAddr, scope: u32) -> Result<&UdpSocket, BfdRunError> {
+        let scope = match local {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => scope,
+            _ => 0,
+        };
+        match self.senders.entry((local, scope)) {
             std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                let socket = bind_source(local)?;
+                let socket = bind_source_scoped(local, scope)?;
                 socket.set_nonblocking(true)?;
                 Ok(entry.insert(socket))
             }
@@ -816,7 +1024,7 @@ impl<F: FnMut(BfdEvent)> Responder<'_, F> {
         let forget = peer.session.last_rx().is_none() && peer.session.state() == State::Down;
         let next = peer.session.next_deadline();
         if !packets.is_empty() {
-            let sender = self.sender(local)?;
+            let sender = self.sender(local, scope_of(to))?;
             let mut sent = 0;
             for (packet, len) in &packets {
                 if sender.send_to(&packet[..*len], to).is_ok() {
@@ -924,7 +1132,7 @@ impl<F: FnMut(BfdEvent)> Responder<'_, F> {
                         Peer {
                             session: Session::new(self.config.clone(), fresh, now),
                             key,
-                            to: SocketAddr::new(from.ip(), self.port),
+                            to: scoped(from.ip(), self.port, scope_of(from)),
                             scheduled: None,
                         },
                     );
@@ -1333,7 +1541,7 @@ pub fn sbfd_initiate(
     let local = config
         .local
         .unwrap_or_else(|| unspecified_like(config.peer.ip()));
-    let socket = bind_source(local)?;
+    let socket = bind_source_scoped(local, scope_of(config.peer))?;
     enable_hops_reception(&socket)?;
     socket.set_nonblocking(true)?;
     let discriminator = rand::rng().random_range(1..=u32::MAX);
@@ -1446,6 +1654,7 @@ pub fn sbfd_initiate(
                 on_event(BfdEvent::EchoReply(EchoReply {
                     sequence: sent,
                     rtt_ms: rtt,
+                    ttl: None,
                 }));
             }
         }

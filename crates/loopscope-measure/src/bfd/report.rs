@@ -26,6 +26,8 @@ pub enum BfdEvent {
     RemoteParameters(RemoteParameters),
     /// An echo (or S-BFD answer) came back.
     EchoReply(EchoReply),
+    /// The echo function found its path and starts.
+    EchoPath(EchoPath),
     /// A packet was dropped (the first few of each reason).
     Dropped(Dropped),
 }
@@ -40,6 +42,7 @@ impl Record for BfdEvent {
             BfdEvent::Poll(r) => r.kind(),
             BfdEvent::RemoteParameters(r) => r.kind(),
             BfdEvent::EchoReply(r) => r.kind(),
+            BfdEvent::EchoPath(r) => r.kind(),
             BfdEvent::Dropped(r) => r.kind(),
         }
     }
@@ -52,6 +55,7 @@ impl Record for BfdEvent {
             BfdEvent::Poll(r) => r.write_human(out),
             BfdEvent::RemoteParameters(r) => r.write_human(out),
             BfdEvent::EchoReply(r) => r.write_human(out),
+            BfdEvent::EchoPath(r) => r.write_human(out),
             BfdEvent::Dropped(r) => r.write_human(out),
         }
     }
@@ -293,6 +297,10 @@ pub struct EchoReply {
     pub sequence: u64,
     /// Its round trip.
     pub rtt_ms: f64,
+    /// The TTL or hop limit it came back with, when read (echo packets leave with 255: a
+    /// peer's forwarding plane returns them with 254).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u8>,
 }
 
 impl Record for EchoReply {
@@ -300,11 +308,51 @@ impl Record for EchoReply {
         "reply"
     }
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(
-            out,
-            "           seq={} time={:.3} ms",
-            self.sequence, self.rtt_ms
-        )
+        match self.ttl {
+            Some(ttl) => writeln!(
+                out,
+                "           seq={} ttl={} time={:.3} ms",
+                self.sequence, ttl, self.rtt_ms
+            ),
+            None => writeln!(
+                out,
+                "           seq={} time={:.3} ms",
+                self.sequence, self.rtt_ms
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+/// The path the echo function's packets take.
+pub struct EchoPath {
+    /// `forwarding`: to the peer's link-layer address with our own address as IP source and
+    /// destination, looped by the peer's forwarding plane (RFC 5881 §4); `port`: to the peer's
+    /// UDP port 3785, looped by `reflect --bfd-echo`.
+    pub via: &'static str,
+    /// The interface they leave by (forwarding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Their IP source and destination (forwarding), or where they are sent (port).
+    pub address: String,
+    /// The peer's link-layer address they are sent to (forwarding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_mac: Option<String>,
+}
+
+impl Record for EchoPath {
+    fn kind(&self) -> &'static str {
+        "echo_path"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        match (&self.interface, &self.peer_mac) {
+            (Some(interface), Some(mac)) => writeln!(
+                out,
+                "           echo through the peer's forwarding plane: to {mac} on {interface}, IP {} to itself",
+                self.address
+            ),
+            _ => writeln!(out, "           echo to {}", self.address),
+        }
     }
 }
 
@@ -325,6 +373,11 @@ pub struct EchoSummary {
     pub rtt_p99_ms: Option<f64>,
     /// Longest round trip.
     pub rtt_max_ms: Option<f64>,
+    /// `forwarding` or `port` (see the `echo_path` event).
+    pub via: &'static str,
+    /// Times the echo function failed: no packet back within its Detection Time, and the
+    /// session went Down with diagnostic 2 (RFC 5880 §6.8.5).
+    pub failures: u64,
 }
 
 fn opt(value: Option<f64>) -> String {

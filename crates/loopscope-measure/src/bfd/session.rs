@@ -368,6 +368,15 @@ impl Session {
         }
     }
 
+    /// The echo function saw no packet back within its Detection Time (RFC 5880 §6.8.5): an
+    /// Up session goes Down with diagnostic 2, Echo Function Failed.
+    pub fn echo_failed(&mut self, now: Instant) {
+        self.now = now;
+        if self.state == State::Up {
+            self.set_state(State::Down, Diagnostic::EchoFunctionFailed, None);
+        }
+    }
+
     /// Starts a Poll Sequence (RFC 5880 §6.5): packets carry P until one with F arrives.
     pub fn start_poll(&mut self, now: Instant) {
         if self.poll.is_none() {

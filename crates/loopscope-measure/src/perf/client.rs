@@ -249,7 +249,8 @@ pub fn run_client(
         Ok(()) => {
             let cpu =
                 thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
-            let ours = local_results(&streams, cpu, run_seconds, &retransmits);
+            // The client speaks first: the server's count is not known yet.
+            let ours = local_results(&streams, cpu, run_seconds, &retransmits, None);
             match exchange_results(&control, &ours) {
                 Ok(results) => peer_results = Some(results),
                 Err(error) => ended_early = Some(error.to_string()),
@@ -781,12 +782,15 @@ pub(super) fn exchange_results(
     Ok(theirs)
 }
 
-/// This side's results in iperf3's form.
+/// This side's results in iperf3's form. `peer` is the other side's results when they came
+/// first (a server gets the client's before it sends its own): a UDP receiver then counts as
+/// lost every datagram the sender says it sent and that did not arrive.
 pub(super) fn local_results(
     streams: &[Arc<Stream>],
     cpu: CpuTime,
     seconds: f64,
     retransmits: &[Option<u64>],
+    peer: Option<&TestResults>,
 ) -> TestResults {
     let percent = |time: Duration| time.as_secs_f64() * 100.0 / seconds.max(1e-9);
     let senders: Vec<&Arc<Stream>> = streams.iter().filter(|s| s.role == Role::Send).collect();
@@ -803,13 +807,24 @@ pub(super) fn local_results(
             .map(|(stream, retransmits)| {
                 let udp = stream.udp_stats();
                 let receiving_udp = stream.socket.is_datagram() && stream.role == Role::Receive;
+                let sent_by_peer = senders_count(peer, stream.id);
                 StreamResult {
                     id: stream.id,
                     bytes: stream.bytes(),
                     retransmits: *retransmits,
                     jitter_s: if receiving_udp { udp.jitter_s } else { 0.0 },
-                    errors: if receiving_udp { udp.lost().max(0) } else { 0 },
-                    packets: stream.packets.load(Ordering::Relaxed) as i64,
+                    errors: if receiving_udp {
+                        udp.lost(sent_by_peer).max(0)
+                    } else {
+                        0
+                    },
+                    // A receiver's `packets` is what it expected, as iperf3's is (the highest
+                    // sequence number): arrived is `packets - errors` on both.
+                    packets: if receiving_udp {
+                        udp.expected(sent_by_peer) as i64
+                    } else {
+                        stream.packets.load(Ordering::Relaxed) as i64
+                    },
                     start_time: 0.0,
                     end_time: seconds,
                     out_of_order: receiving_udp.then_some(udp.out_of_order),
@@ -818,6 +833,17 @@ pub(super) fn local_results(
             .collect(),
         server_output_text: None,
     }
+}
+
+/// What the sending side of stream `id` says it sent (its `packets` in the results exchange),
+/// if it said.
+fn senders_count(peer: Option<&TestResults>, id: i64) -> Option<u64> {
+    peer?
+        .streams
+        .iter()
+        .find(|s| s.id == id)
+        .and_then(|s| u64::try_from(s.packets).ok())
+        .filter(|packets| *packets > 0)
 }
 
 fn congestion_of(socket: &DataSocket) -> Option<String> {
@@ -869,18 +895,19 @@ fn summarize(
                     let stats = stream.udp_stats();
                     Some(UdpFigures::new(
                         stats.packets,
-                        stats.lost(),
+                        stats.lost(senders_count(peer, stream.id)),
                         Some(stats.out_of_order),
                         stats.jitter_s,
                     ))
                 }
+                // The receiver's `packets` is what it expected and `errors` what of that it
+                // lost (iperf3's meaning, and ours): the difference arrived. What did not
+                // arrive of what we sent is lost, the datagrams after the last to arrive too
+                // (which a stock receiver, counting gaps, does not count).
                 Role::Send => peer_stream.map(|p| {
-                    UdpFigures::new(
-                        p.packets.max(0) as u64,
-                        p.errors,
-                        p.out_of_order,
-                        p.jitter_s,
-                    )
+                    let arrived = (p.packets - p.errors).max(0);
+                    let sent = stream.packets.load(Ordering::Relaxed) as i64;
+                    UdpFigures::new(arrived as u64, sent - arrived, p.out_of_order, p.jitter_s)
                 }),
             }
         } else {

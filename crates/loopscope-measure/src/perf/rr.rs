@@ -145,7 +145,7 @@ pub(super) fn run_rr_client(
                 thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
             exchange_results(
                 &control,
-                &local_results(&streams, cpu, run_seconds, &retransmits),
+                &local_results(&streams, cpu, run_seconds, &retransmits, None),
             )
         });
         match result {

@@ -316,33 +316,10 @@ pub fn run_server(
 ) -> Result<ServerSummary, PerfError> {
     let (listener, endpoint, udp) = match &options.listen {
         Listen::Tcp(address) => {
-            let socket = Socket::new(
-                Domain::for_address(*address),
-                Type::STREAM,
-                Some(Protocol::TCP),
-            )
-            .map_err(|e| PerfError::io("cannot open a TCP socket", e))?;
-            socket
-                .set_reuse_address(true)
-                .map_err(|e| PerfError::io("cannot set SO_REUSEADDR", e))?;
-            socket
-                .bind(&(*address).into())
-                .map_err(|e| PerfError::Listen {
-                    endpoint: format!("tcp://{address}"),
-                    source: e,
-                })?;
-            socket
-                .listen(1024)
-                .map_err(|e| PerfError::io("cannot listen", e))?;
-            let listener = TcpListener::from(socket);
+            let (listener, udp) = bind_tcp_and_udp(*address)?;
             let bound = listener
                 .local_addr()
                 .map_err(|e| PerfError::io("cannot read the bound address", e))?;
-            // UDP tests say hello on the same port number.
-            let udp = bind_udp(bound).map_err(|e| PerfError::Listen {
-                endpoint: format!("udp://{bound}"),
-                source: e,
-            })?;
             (Listener::Tcp(listener), format!("tcp://{bound}"), Some(udp))
         }
         Listen::Unix(address) => {
@@ -419,6 +396,64 @@ fn describe_unix(address: &std::os::unix::net::SocketAddr) -> String {
     } else {
         "unix:".into()
     }
+}
+
+/// How many ports the kernel may pick before the server gives up finding one free for both
+/// TCP and UDP.
+const PORT_PICKS: usize = 64;
+
+/// A TCP listener and a UDP socket on the same port number (UDP tests say hello there, as
+/// iperf3's do). When the kernel picks the port (port 0) it picks one free for TCP only: TCP
+/// and UDP ports are separate spaces, and the UDP port of that number can belong to any other
+/// process's socket, a client's ephemeral one for instance (so under a busy test suite a server
+/// could fail to start, now and then, with no "listening" line). Then another is picked; the
+/// refused listeners are held until one fits, so the kernel cannot hand the same port back.
+fn bind_tcp_and_udp(address: SocketAddr) -> Result<(TcpListener, UdpSocket), PerfError> {
+    let mut refused = Vec::new();
+    loop {
+        let listener = listen_tcp(address)?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| PerfError::io("cannot read the bound address", e))?;
+        match bind_udp(bound) {
+            Ok(udp) => return Ok((listener, udp)),
+            Err(e)
+                if address.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && refused.len() < PORT_PICKS =>
+            {
+                refused.push(listener);
+            }
+            Err(e) => {
+                return Err(PerfError::Listen {
+                    endpoint: format!("udp://{bound}"),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+fn listen_tcp(address: SocketAddr) -> Result<TcpListener, PerfError> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| PerfError::io("cannot open a TCP socket", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| PerfError::io("cannot set SO_REUSEADDR", e))?;
+    socket
+        .bind(&address.into())
+        .map_err(|e| PerfError::Listen {
+            endpoint: format!("tcp://{address}"),
+            source: e,
+        })?;
+    socket
+        .listen(1024)
+        .map_err(|e| PerfError::io("cannot listen", e))?;
+    Ok(TcpListener::from(socket))
 }
 
 fn bind_udp(address: SocketAddr) -> io::Result<UdpSocket> {
@@ -1265,12 +1300,17 @@ fn serve(
     }
     if exchange {
         let cpu = thread_cpu_time().unwrap_or_default().since(cpu_before) + worker_cpu(&streams);
-        let mut ours = local_results(&streams, cpu, run_seconds, &retransmits);
-        if params.get_server_output {
-            // What the client asked to see: this test as the server saw it.
-            ours.server_output_text = Some(server_output(&streams, run_seconds, cpu));
-        }
-        if let Err(error) = exchange_results(control, &ours) {
+        // The client's results come first: a UDP receiver counts its losses from what the
+        // client says it sent, the last datagrams included.
+        let ours = |theirs: &TestResults| {
+            let mut ours = local_results(&streams, cpu, run_seconds, &retransmits, Some(theirs));
+            if params.get_server_output {
+                // What the client asked to see: this test as the server saw it.
+                ours.server_output_text = Some(server_output(&streams, run_seconds, cpu));
+            }
+            ours
+        };
+        if let Err(error) = exchange_results(control, ours) {
             ended_early = Some(error.to_string());
         }
     }
@@ -1294,7 +1334,10 @@ fn serve(
 }
 
 /// EXCHANGE_RESULTS from the server's side: theirs in, ours out, DISPLAY_RESULTS, IPERF_DONE.
-fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), ControlError> {
+fn exchange_results(
+    control: &Control,
+    ours: impl FnOnce(&TestResults) -> TestResults,
+) -> Result<(), ControlError> {
     let deadline = Some(Instant::now() + STEP_TIMEOUT);
     control.write_state(State::ExchangeResults)?;
     let theirs = control.read_json(
@@ -1303,10 +1346,10 @@ fn exchange_results(control: &Control, ours: &TestResults) -> Result<(), Control
         None,
         "with the client's results",
     )?;
-    TestResults::from_json(&theirs).map_err(|e| ControlError::Garbage {
+    let theirs = TestResults::from_json(&theirs).map_err(|e| ControlError::Garbage {
         what: format!("unusable results ({e})"),
     })?;
-    control.write_json(&ours.to_json())?;
+    control.write_json(&ours(&theirs).to_json())?;
     control.write_state(State::DisplayResults)?;
     // The client's IPERF_DONE; a client that just closes is done too.
     match control.read_state(deadline, None, "after the results") {

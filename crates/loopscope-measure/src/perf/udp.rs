@@ -91,11 +91,23 @@ impl UdpReceiveStats {
         self.last_transit_s = Some(transit);
     }
 
-    /// Datagrams lost: expected (the highest sequence number, counting from 1) minus received
-    /// (RFC 3550 A.3). Negative when duplicates arrived.
-    pub(super) fn lost(&self) -> i64 {
-        (self.highest_sequence - self.omitted_sequence.min(self.highest_sequence)) as i64
-            - self.packets as i64
+    /// Datagrams expected: those the sender numbered after the omitted start. With the sender's
+    /// own count (`sent`: the `packets` of the sending side in iperf3's results exchange) that
+    /// is every datagram it sent, the last ones included. Without it only the highest sequence
+    /// number seen is known (RFC 3550 A.3), and datagrams lost after the last one to arrive are
+    /// expected by nobody: a loss at the very end of a test would be counted nowhere.
+    pub(super) fn expected(&self, sent: Option<u64>) -> u64 {
+        // A sender claiming fewer than were seen is not believed below what was seen.
+        let last = sent.map_or(self.highest_sequence, |sent| {
+            sent.max(self.highest_sequence)
+        });
+        last - self.omitted_sequence.min(last)
+    }
+
+    /// Datagrams lost: [`expected`](Self::expected) minus received. Negative when duplicates
+    /// arrived.
+    pub(super) fn lost(&self, sent: Option<u64>) -> i64 {
+        self.expected(sent) as i64 - self.packets as i64
     }
 
     /// Ends the omitted start of a test (iperf3's `-O`): what arrived so far no longer counts;
@@ -182,10 +194,32 @@ mod tests {
         }
         assert_eq!(stats.packets, 5);
         assert_eq!(stats.highest_sequence, 6);
-        assert_eq!(stats.lost(), 1);
+        assert_eq!(stats.lost(None), 1);
         assert_eq!(stats.out_of_order, 1);
         // Constant transit: no jitter (but for rounding in the float seconds).
         assert!(stats.jitter_s.abs() < 1e-12, "{}", stats.jitter_s);
+    }
+
+    /// Datagrams 7 and 8 of 8 lost: no later datagram shows the gap, so only the sender's count
+    /// (iperf3's results exchange) reveals them.
+    #[test]
+    fn losses_at_the_end_are_counted_from_the_senders_count() {
+        let mut stats = UdpReceiveStats::default();
+        let t = Duration::from_millis;
+        for seq in [1, 2, 4, 3, 6] {
+            stats.record(seq, t(seq), t(seq + 10));
+        }
+        assert_eq!(stats.lost(None), 1);
+        assert_eq!(stats.lost(Some(8)), 3);
+        assert_eq!(stats.expected(Some(8)), 8);
+        // Everything lost: nothing seen at all.
+        assert_eq!(UdpReceiveStats::default().lost(Some(40)), 40);
+        // A sender's count below what arrived is not believed.
+        assert_eq!(stats.lost(Some(2)), 1);
+        // After the omitted start (datagrams up to 6), 7 and 8 are what was expected.
+        stats.omit_so_far();
+        assert_eq!(stats.lost(Some(8)), 2);
+        assert_eq!(stats.lost(None), 0);
     }
 
     /// RFC 3550's estimator by hand: transits 10, 12, 10 ms give J = 2/16 ms, then

@@ -62,12 +62,25 @@ pub struct Args {
     /// e.g. 5s:100ms:100ms:3.
     #[arg(long, value_name = "AFTER:TX:RX:MULT")]
     pub retime: Option<String>,
-    /// Also run the echo function once Up: send echo packets at this interval to the peer's
-    /// port 3785 and report their round trip.
+    /// Also run the echo function once Up: send echo packets at this interval (or the peer's
+    /// Required Min Echo RX Interval, when longer) and report their round trip. A session whose
+    /// echoes stop coming back for Detect Mult intervals goes Down with diagnostic 2.
     #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
     pub echo: Option<Duration>,
+    /// How echo packets come back: `forwarding` sends them to the peer's link-layer address
+    /// with our own address as IP source and destination, so its forwarding plane routes them
+    /// back (RFC 5881 §4; needs root or CAP_NET_RAW, and a peer that forwards); `port` sends
+    /// them to the peer's UDP port 3785, where `reflect --bfd-echo` loops them; `auto` is
+    /// `forwarding`, or `port` toward a peer reached over a loopback interface.
+    #[arg(long, value_name = "HOW", default_value = "auto", requires = "echo", value_parser = ["auto", "forwarding", "port"])]
+    pub echo_via: String,
+    /// Advertise this Required Min Echo RX Interval, so the peer may run its echo function
+    /// through this host: its echo packets are looped by this host's forwarding plane
+    /// (net.ipv4.ip_forward=1), not by loopscope.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    pub echo_rx: Option<Duration>,
     /// Be a Seamless BFD initiator toward this reflector discriminator (default port 7784).
-    #[arg(long, value_name = "DISCRIMINATOR", conflicts_with_all = ["passive", "demand", "auth", "multihop", "echo", "retime"])]
+    #[arg(long, value_name = "DISCRIMINATOR", conflicts_with_all = ["passive", "demand", "auth", "multihop", "echo", "echo_rx", "retime"])]
     pub sbfd: Option<u32>,
     /// Print only the summary.
     #[arg(short, long)]
@@ -148,6 +161,12 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     check_interval("--min-tx", args.min_tx)?;
     check_interval("--min-rx", args.min_rx)?;
     check_interval("--demand-poll", args.demand_poll)?;
+    if let Some(echo) = args.echo {
+        check_interval("--echo", echo)?;
+    }
+    if let Some(echo_rx) = args.echo_rx {
+        check_interval("--echo-rx", echo_rx)?;
+    }
     let mut printer = Printer::stdout(context.format);
     let quiet = args.quiet;
     if let Some(discriminator) = args.sbfd {
@@ -187,13 +206,18 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             detect_mult: args.multiplier,
             passive: args.passive,
             demand: args.demand,
-            required_min_echo_rx: Duration::ZERO,
+            required_min_echo_rx: args.echo_rx.unwrap_or(Duration::ZERO),
             auth,
         },
         count: args.count,
         duration: args.duration,
         retime,
         echo: args.echo,
+        echo_via: match args.echo_via.as_str() {
+            "forwarding" => bfd::EchoVia::Forwarding,
+            "port" => bfd::EchoVia::Port,
+            _ => bfd::EchoVia::Auto,
+        },
         demand_poll: args.demand.then_some(args.demand_poll),
         realtime: args.realtime,
     };
@@ -224,9 +248,16 @@ pub struct ReflectArgs {
     pub bfd_echo: bool,
     /// --bfd: also answer on this local address (repeatable); sessions are told apart by
     /// local address, peer address and discriminator. The endpoint `udp://0.0.0.0` (or
-    /// `udp://[::]`) answers on every local address.
+    /// `udp://[::]`) answers on every local address. A link-local address names its
+    /// interface: fe80::1%eth0.
     #[arg(long, value_name = "ADDR", requires = "bfd")]
-    pub bfd_listen: Vec<IpAddr>,
+    pub bfd_listen: Vec<String>,
+    /// --bfd: advertise this Required Min Echo RX Interval without looping echo packets here:
+    /// peers run their echo function through this host's forwarding plane
+    /// (net.ipv4.ip_forward=1), as RFC 5881 §4 means it. (--bfd-echo advertises --bfd-min-rx
+    /// and loops them on port 3785.)
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration, requires = "bfd", conflicts_with = "bfd_echo")]
+    pub bfd_echo_rx: Option<Duration>,
     /// --bfd: run under SCHED_FIFO (needs root or CAP_SYS_NICE), so a busy host does not
     /// delay the sessions' packets past their Detection Time.
     #[arg(long, requires = "bfd")]
@@ -291,6 +322,9 @@ pub fn run_reflect(
     }
     check_interval("--bfd-min-tx", args.bfd_min_tx)?;
     check_interval("--bfd-min-rx", args.bfd_min_rx)?;
+    if let Some(echo_rx) = args.bfd_echo_rx {
+        check_interval("--bfd-echo-rx", echo_rx)?;
+    }
     let auth = args.bfd_auth.as_deref().map(parse_auth).transpose()?;
     let port = if args.bfd_multihop {
         MULTIHOP_PORT
@@ -300,7 +334,8 @@ pub fn run_reflect(
     let listen = super::stamp::parse_udp(endpoint, port)?;
     // The echo loop runs beside the responder on its own thread; it ends with the same flag.
     let echo = if args.bfd_echo {
-        let echo_listen = std::net::SocketAddr::new(listen.ip(), loopscope_wire::bfd::ECHO_PORT);
+        let mut echo_listen = listen;
+        echo_listen.set_port(loopscope_wire::bfd::ECHO_PORT);
         let stop = std::sync::Arc::clone(&context.stop);
         Some(std::thread::spawn(move || {
             bfd::echo_reflect(echo_listen, rate_limit_pps, &stop, |_| {})
@@ -309,11 +344,14 @@ pub fn run_reflect(
         None
     };
     let mut addresses = vec![listen];
-    addresses.extend(
-        args.bfd_listen
-            .iter()
-            .map(|&ip| std::net::SocketAddr::new(ip, listen.port())),
-    );
+    for text in &args.bfd_listen {
+        let (ip, zone) =
+            loopscope_link::parse_zoned_ip(text).with_context(|| format!("--bfd-listen {text}"))?;
+        if matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()) && zone == 0 {
+            bail!("--bfd-listen {text}: a link-local address needs its interface, as {ip}%eth0");
+        }
+        addresses.push(bfd::scoped(ip, listen.port(), zone));
+    }
     let config = bfd::ResponderConfig {
         listen: addresses,
         multihop: args.bfd_multihop,
@@ -326,7 +364,7 @@ pub fn run_reflect(
             required_min_echo_rx: if args.bfd_echo {
                 args.bfd_min_rx
             } else {
-                Duration::ZERO
+                args.bfd_echo_rx.unwrap_or(Duration::ZERO)
             },
             auth,
         },

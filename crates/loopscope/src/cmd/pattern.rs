@@ -19,6 +19,14 @@ pub struct PatternArgs {
     /// 1in8, 2in8, 3in24, hex:DEADBEEF (up to 64 bytes); `auto` on the receive side.
     #[arg(short, long, default_value = "prbs31")]
     pub pattern: String,
+    #[command(flatten)]
+    pub modifiers: PatternModifiers,
+}
+
+/// How a named pattern is turned into bytes: its polarity, direction and bit order (the
+/// flags `bert`, `pattern gen` and `pattern check` share).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PatternModifiers {
     /// Complement the pattern relative to the plain LFSR output (default: O.150's polarity).
     #[arg(long, conflicts_with = "no_invert")]
     pub invert: bool,
@@ -35,7 +43,7 @@ pub struct PatternArgs {
 
 impl PatternArgs {
     pub fn bit_order(&self) -> BitOrder {
-        if self.msb_first {
+        if self.modifiers.msb_first {
             BitOrder::MsbFirst
         } else {
             BitOrder::LsbFirst
@@ -48,7 +56,7 @@ impl PatternArgs {
             return Ok(None);
         }
         let kind: PatternKind = self.pattern.parse()?;
-        let invert = match (self.invert, self.no_invert) {
+        let invert = match (self.modifiers.invert, self.modifiers.no_invert) {
             (true, _) => Some(true),
             (_, true) => Some(false),
             _ => None,
@@ -56,7 +64,7 @@ impl PatternArgs {
         Ok(Some(PatternSpec {
             kind,
             invert,
-            reverse: self.reverse,
+            reverse: self.modifiers.reverse,
             bit_order: self.bit_order(),
         }))
     }
@@ -93,18 +101,8 @@ pub struct GenArgs {
     /// Write here instead of stdout (needed with --json, whose summary goes to stdout).
     #[arg(short, long)]
     pub output: Option<std::path::PathBuf>,
-    /// Complement the pattern relative to the plain LFSR output (default: O.150's polarity).
-    #[arg(long, conflicts_with = "no_invert")]
-    pub invert: bool,
-    /// Write the plain LFSR output even where O.150 inverts the pattern.
-    #[arg(long)]
-    pub no_invert: bool,
-    /// Write the time-reversed sequence.
-    #[arg(long)]
-    pub reverse: bool,
-    /// Put the first bit of the sequence in bit 7 of each byte (default: bit 0, as a UART sends).
-    #[arg(long)]
-    pub msb_first: bool,
+    #[command(flatten)]
+    pub modifiers: PatternModifiers,
 }
 
 /// What `pattern gen --json` reports once the file is written.
@@ -159,10 +157,7 @@ fn generate(args: GenArgs, context: &Context) -> anyhow::Result<Outcome> {
     }
     let pattern = PatternArgs {
         pattern: args.pattern.clone(),
-        invert: args.invert,
-        no_invert: args.no_invert,
-        reverse: args.reverse,
-        msb_first: args.msb_first,
+        modifiers: args.modifiers.clone(),
     };
     let Some(spec) = pattern.spec()? else {
         bail!("'auto' only applies to checking; name the pattern to generate");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use loopscope_link::Endpoint;
-use loopscope_link::adapter::impair::ImpairmentConfig;
+use loopscope_link::adapter::AdapterStack;
 use loopscope_link::transport::ip::{self, IpOptions};
 use loopscope_link::transport::unix::unix_address;
 use loopscope_measure::perf::{
@@ -255,7 +255,12 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         Some(_) if !udp => bail!(
             "--impair applies to UDP datagrams here (add -u); for a loop use sim: or a link's --impair"
         ),
-        Some(text) => Some(ImpairmentConfig::parse(text).context("bad --impair")?),
+        // The datagram path impairs in the engine; the options are parsed by the one builder.
+        Some(text) => {
+            AdapterStack::from_flags(false, Some(text), None)
+                .context("bad --impair")?
+                .impair
+        }
     };
     if args.udp && endpoint.scheme == "unix" {
         bail!("UDP data needs a TCP control connection: use udp://HOST:PORT");
@@ -431,21 +436,13 @@ fn echo(args: &Args, link: &str, context: &Context) -> anyhow::Result<Outcome> {
             "over a loop, perf measures what comes back: --reverse, --bidir, -u, --rr and --crr need a perf server (tcp://, udp://, unix:)"
         );
     }
-    let impair = match &args.impair {
-        None => None,
-        Some(text) => Some(ImpairmentConfig::parse(text).context("bad --impair")?),
-    };
+    // The same adapter flags, through the same builder, as bert, ping and reflect.
+    let adapters =
+        AdapterStack::from_flags(false, args.impair.as_deref(), None).context("bad --impair")?;
     // Opening once up front turns a bad endpoint into a usage error before any thread runs.
     loopscope_link::open(link).with_context(|| format!("cannot open link '{link}'"))?;
     let open = || -> Result<Box<dyn loopscope_link::Link>, loopscope_link::LinkError> {
-        let link = loopscope_link::open(link)?;
-        Ok(match &impair {
-            Some(config) => Box::new(loopscope_link::adapter::impair::SimLink::wrap(
-                link,
-                config.clone(),
-            )),
-            None => link,
-        })
+        adapters.wrap(loopscope_link::open(link)?)
     };
     let options = EchoOptions {
         link: link.to_string(),

@@ -366,7 +366,7 @@ fn read_key(args: &Args) -> anyhow::Result<Option<stamp::StampKey>> {
         .map_err(Into::into)
 }
 
-/// `udp://HOST[:PORT]`, `udp://[v6][:PORT]`, `udp:HOST`.
+/// `udp://HOST[:PORT]`, `udp://[v6][:PORT]`, `udp://[fe80::1%IFACE][:PORT]`, `udp:HOST`.
 pub fn parse_udp(text: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     let rest = text
         .get(..4)
@@ -399,6 +399,21 @@ pub fn parse_udp(text: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     if host.is_empty() {
         bail!("'{text}' names no host (try udp://127.0.0.1:{default_port})");
     }
+    // An IPv6 address with a zone, or a link-local one that needs it: the interface is part
+    // of the address (RFC 4007 §11).
+    if host.contains('%') || host.parse::<std::net::IpAddr>().is_ok() {
+        let (ip, zone) = loopscope_link::parse_zoned_ip(host)
+            .map_err(|error| anyhow::anyhow!("'{text}': {error}"))?;
+        return match ip {
+            std::net::IpAddr::V6(v6) if zone == 0 && v6.is_unicast_link_local() => {
+                bail!("'{text}': {v6} is link-local: say on which interface, as udp://[{v6}%eth0]")
+            }
+            std::net::IpAddr::V6(v6) => Ok(SocketAddr::V6(std::net::SocketAddrV6::new(
+                v6, port, 0, zone,
+            ))),
+            std::net::IpAddr::V4(_) => Ok(SocketAddr::new(ip, port)),
+        };
+    }
     (host, port)
         .to_socket_addrs()
         .ok()
@@ -429,5 +444,27 @@ mod tests {
         assert!(parse_udp("tcp://127.0.0.1", 862).is_err());
         assert!(parse_udp("udp://", 862).is_err());
         assert!(parse_udp("udp://127.0.0.1:99999", 862).is_err());
+    }
+
+    #[test]
+    fn link_local_addresses_carry_their_interface() {
+        let scoped = parse_udp("udp://[fe80::1%lo]", 3784).unwrap();
+        let std::net::SocketAddr::V6(v6) = scoped else {
+            panic!("{scoped}")
+        };
+        assert_eq!(v6.ip().to_string(), "fe80::1");
+        assert_eq!((v6.port(), v6.scope_id()), (3784, 1), "lo is interface 1");
+        let error = parse_udp("udp://[fe80::1]:3784", 3784)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("say on which interface"), "{error}");
+        let error = parse_udp("udp://[fe80::1%nosuchif9]", 3784)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no interface 'nosuchif9'"), "{error}");
+        let error = parse_udp("udp://10.0.0.1%lo", 3784)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("only IPv6"), "{error}");
     }
 }
