@@ -12,7 +12,7 @@ use super::probe::{IcmpFailure, Probe, ProbeError, Snapshot, V4, V6};
 use super::round_trips::{self, RoundTrip};
 use super::{Check, Finding, Remedy, Repair, Stage};
 use crate::firewall::{self, Protocol, Reach};
-use crate::resolver::{self, Lookup, Source};
+use crate::resolver::{self, Lookup, NameSource};
 use crate::{environment, proc_net, sysctl};
 
 /// Every check `doctor` runs, in the order it runs them: cheap facts first (namespace,
@@ -799,7 +799,7 @@ fn alias_127(probe: &mut Probe) -> Finding {
 }
 
 /// The lookup of `localhost`, shared by the two checks that read it.
-fn lookup_localhost(probe: &Probe) -> (Source, Lookup) {
+fn lookup_localhost(probe: &Probe) -> (NameSource, Lookup) {
     let source = probe.resolver_source();
     let lookup = resolver::lookup(&source, "localhost", Duration::from_secs(2));
     (source, lookup)
@@ -814,13 +814,13 @@ fn join(addresses: &[IpAddr]) -> String {
 }
 
 /// The hosts file named as a shell word, for fixes that write to it.
-fn hosts_path(source: &Source) -> String {
+fn hosts_path(source: &NameSource) -> String {
     shell_words::quote(&source.hosts_file().display().to_string()).into_owned()
 }
 
 /// Appends the loopback entries for `localhost` (one per family this kernel has) to the hosts
 /// file in use.
-fn hosts_repair(source: &Source, ipv4: bool, ipv6: bool) -> Repair {
+fn hosts_repair(source: &NameSource, ipv4: bool, ipv6: bool) -> Repair {
     let mut lines = Vec::new();
     if ipv4 {
         lines.push("127.0.0.1 localhost");
@@ -999,7 +999,7 @@ fn localhost_order(probe: &mut Probe) -> Finding {
 
 /// When nothing found explains why the first answer for localhost does not work, the way out
 /// that always works is to stop handing it out, in the hosts file actually read.
-fn unexplained_first_answer_advice(first: IpAddr, source: &Source) -> String {
+fn unexplained_first_answer_advice(first: IpAddr, source: &NameSource) -> String {
     let check = if first.is_ipv6() { "tcp_v6" } else { "tcp_v4" };
     format!(
         "find what stops TCP on {first} (see {check} and firewall), or take {first} off the localhost line in {}",
@@ -1305,13 +1305,13 @@ mod tests {
 
     #[test]
     fn hosts_fixes_name_the_hosts_file_in_use() {
-        let given = Source::HostsFile(PathBuf::from("/srv/test hosts"));
+        let given = NameSource::HostsFile(PathBuf::from("/srv/test hosts"));
         assert_eq!(
             hosts_repair(&given, false, true).command,
             "echo '::1 localhost ip6-localhost ip6-loopback' >> '/srv/test hosts'"
         );
         assert_eq!(
-            hosts_repair(&Source::System, true, true).command,
+            hosts_repair(&NameSource::System, true, true).command,
             "printf '127.0.0.1 localhost\\n::1 localhost ip6-localhost ip6-loopback\\n' >> /etc/hosts"
         );
         let advice = unexplained_first_answer_advice(V6, &given);
