@@ -297,6 +297,26 @@ fn bad_arguments_are_one_line_and_exit_2() {
         &["bfd", "udp://127.0.0.1", "--min-tx", "0s"],
         &["bfd", "udp://127.0.0.1", "--retime", "1s:2s"],
         &["bfd", "tcp://127.0.0.1"],
+        &["bfd", "udp://[fe80::1]"],
+        &["bfd", "udp://[fe80::1%nosuchif9]"],
+        &[
+            "reflect",
+            "--bfd",
+            "udp://127.0.0.1",
+            "--bfd-listen",
+            "fe80::1",
+        ],
+        // Two loopback addresses have no forwarding plane between them.
+        &[
+            "bfd",
+            "udp://127.77.14.1",
+            "--local",
+            "127.77.14.2",
+            "--echo",
+            "50ms",
+            "--echo-via",
+            "forwarding",
+        ],
     ] {
         let output = Command::cargo_bin("loopscope")
             .expect("binary")
@@ -311,6 +331,29 @@ fn bad_arguments_are_one_line_and_exit_2() {
         );
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
+    // A flag's bad value is clap's usage error: the promised first line, then clap's tip.
+    let output = Command::cargo_bin("loopscope")
+        .expect("binary")
+        .args([
+            "bfd",
+            "udp://127.0.0.1",
+            "--echo",
+            "50ms",
+            "--echo-via",
+            "sideways",
+        ])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|line| line
+                .starts_with("loopscope: error: invalid value 'sideways' for '--echo-via")),
+        "{stderr}"
+    );
 }
 
 #[test]
