@@ -1132,7 +1132,7 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
     eprintln!("our echo through side A (bfdd): {}", summary["echo"]);
 }
 
-/// Side A (FRR): fe80::1 on vA. Side B (loopscope): fe80::2 and fe80::3 on vB. No addresses
+/// Side A (FRR): fe80::1 on vA. Side B (loopscope): fe80::2, fe80::3 and fe80::4 on vB. No addresses
 /// of the kernel's own making, so each side speaks from the one it is given.
 fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
     let a = Netns::create(prefix, "frr")?;
@@ -1162,6 +1162,7 @@ fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
                 "link set vB addrgenmode none",
                 "addr add fe80::2/64 dev vB nodad",
                 "addr add fe80::3/64 dev vB nodad",
+                "addr add fe80::4/64 dev vB nodad",
                 "link set vB up",
             ][..],
         ),
@@ -1182,11 +1183,16 @@ const FRR_LINK_LOCAL_CONFIG: &str = "bfd
   receive-interval 200
   transmit-interval 200
  !
+ peer fe80::4 interface vA
+  receive-interval 200
+  transmit-interval 200
+ !
 !
 ";
 
 /// IPv6 link-local single hop (RFC 5881 §5), the interface given as the address's zone: our
-/// speaker to bfdd's `peer fe80::2 interface vA`, bfdd to our responder on fe80::3%vB; and a
+/// speaker to bfdd's `peer fe80::2 interface vA`, bfdd to our responder on fe80::3%vB and on
+/// fe80::4%vB (`--bfd-listen`); and a
 /// Control packet that arrives with a hop limit of 254 is dropped (GTSM).
 #[test]
 fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
@@ -1216,6 +1222,8 @@ fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
             "reflect",
             "--bfd",
             "udp://[fe80::3%vB]",
+            "--bfd-listen",
+            "fe80::4%vB",
             "--bfd-min-tx",
             "200ms",
             "--bfd-min-rx",
@@ -1229,14 +1237,23 @@ fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
             .is_some_and(|p| p.starts_with("[fe80::1%")),
         "{up}"
     );
-    let up = responder.wait_for("Up", is_state("Up"));
-    assert!(
-        up["peer"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("[fe80::1%")),
-        "{up}"
+    let mut answered_on = std::collections::BTreeSet::new();
+    while answered_on.len() < 2 {
+        let up = responder.wait_for("Up", is_state("Up"));
+        assert!(
+            up["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("[fe80::1%")),
+            "{up}"
+        );
+        answered_on.insert(up["local"].as_str().expect("local").to_string());
+    }
+    assert_eq!(
+        answered_on.into_iter().collect::<Vec<_>>(),
+        ["fe80::3", "fe80::4"],
+        "the endpoint and --bfd-listen"
     );
-    for peer in ["fe80::2", "fe80::3"] {
+    for peer in ["fe80::2", "fe80::3", "fe80::4"] {
         let entry = frr.peer_json_when("Up", peer, |p| p["status"] == "up");
         assert_eq!(entry["interface"], "vA", "{entry}");
     }
