@@ -455,7 +455,13 @@ impl EthLbPinger {
         }
         Some(Received::Reply {
             sequence,
-            bytes: len,
+            // The frame as it crossed the wire: the tag the kernel took out counts.
+            bytes: len
+                + if vlan_tci.is_some() {
+                    cfm::VLAN_TAG_LEN
+                } else {
+                    0
+                },
             arrived_ns,
             ttl: None,
             corrupt: !intact,

@@ -379,6 +379,14 @@ fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
     assert_eq!(s["received"], 3);
     assert_eq!(s["vlan_id"], 100);
     assert_eq!(s["vlan_pcp"], 5);
+    // 14 + 4 (the tag) + 8 (CFM header) + 4 (Test TLV Type, Length, Pattern Type) + 64 + 1
+    // (End TLV): the reply as it crossed the wire, the tag the kernel took out counted.
+    let sizes: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "reply")
+        .map(|l| l["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [95, 95, 95]);
     assert_eq!(s["tx_timestamps"], "kernel");
     let own = s["source_mac"].as_str().unwrap().to_string();
     let mut rows = Vec::new();

@@ -220,7 +220,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         if let Some(responders) = extra.get("responders").and_then(|v| v.as_array())
             && cfm::class1_level(&destination).is_some()
         {
-            writeln!(out, "{} responders:", responders.len())?;
+            writeln!(out, "responders ({}):", responders.len())?;
             for responder in responders {
                 let field = |key: &str| responder.get(key).and_then(|v| v.as_f64());
                 write!(
