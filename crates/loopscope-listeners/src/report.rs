@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use loopscope_report::{Record, Table, plural};
+use loopscope_report::{Record, Table, comma_list, plural};
 use serde::Serialize;
 
 use crate::model::{Exposure, Family, Listener};
@@ -277,11 +277,7 @@ impl Record for ListenersSummary {
                 format!(
                     "port{} {}",
                     if ports.len() == 1 { "" } else { "s" },
-                    ports
-                        .iter()
-                        .map(u16::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    comma_list(ports)
                 )
             };
             if self.violations.is_empty() {

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use loopscope_pattern::{PatternKind, PatternSpec};
+use loopscope_report::comma_list;
 use loopscope_sys::{RouteKind, TABLE_LOCAL};
 use serde_json::json;
 
@@ -805,14 +806,6 @@ fn lookup_localhost(probe: &Probe) -> (NameSource, Lookup) {
     (source, lookup)
 }
 
-fn join(addresses: &[IpAddr]) -> String {
-    addresses
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The hosts file named as a shell word, for fixes that write to it.
 fn hosts_path(source: &NameSource) -> String {
     shell_words::quote(&source.hosts_file().display().to_string()).into_owned()
@@ -875,7 +868,7 @@ fn localhost(probe: &mut Probe) -> Finding {
         return figures(Finding::fail(
             format!(
                 "localhost resolves to non-loopback {} ({from}): traffic meant for this host leaves it",
-                join(&foreign)
+                comma_list(&foreign)
             ),
             format!(
                 "remove those entries for localhost from {} (or the DNS answering for it)",
@@ -889,7 +882,7 @@ fn localhost(probe: &mut Probe) -> Finding {
         return figures(Finding::warn(
             format!(
                 "localhost -> {} only ({from}): ::1 works but is not returned, so IPv6-only servers on ::1 are unreachable by name",
-                join(&answers)
+                comma_list(&answers)
             ),
             hosts_repair(&source, false, true),
         ));
@@ -898,14 +891,14 @@ fn localhost(probe: &mut Probe) -> Finding {
         return figures(Finding::warn(
             format!(
                 "localhost -> {} only ({from}): IPv4 clients and servers bound to 127.0.0.1 miss it",
-                join(&answers)
+                comma_list(&answers)
             ),
             hosts_repair(&source, true, false),
         ));
     }
     figures(Finding::pass(format!(
         "localhost -> {} ({from})",
-        join(&answers)
+        comma_list(&answers)
     )))
 }
 
@@ -1011,13 +1004,13 @@ fn localhost_subdomain(probe: &mut Probe) -> Finding {
     let source = probe.resolver_source();
     let name = "loopscope-doctor.localhost";
     match resolver::lookup(&source, name, Duration::from_millis(1500)) {
-        Lookup::Answers(answers) if answers.iter().all(IpAddr::is_loopback) => {
-            Finding::pass(format!("{name} -> {} (RFC 6761 loopback)", join(&answers)))
-        }
+        Lookup::Answers(answers) if answers.iter().all(IpAddr::is_loopback) => Finding::pass(
+            format!("{name} -> {} (RFC 6761 loopback)", comma_list(&answers)),
+        ),
         Lookup::Answers(answers) => Finding::fail(
             format!(
                 "{name} -> {}: a .localhost name resolves off-host (RFC 6761 forbids it)",
-                join(&answers)
+                comma_list(&answers)
             ),
             "find who answers for .localhost (DNS search domain? wildcard record?) and stop it",
         ),
