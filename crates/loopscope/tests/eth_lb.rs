@@ -569,6 +569,7 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
                 "cfm.tlv.tst.test.pattern.type",
                 "_ws.malformed",
                 "_ws.expert.severity",
+                "frame.time_epoch",
             ]
             .iter()
             .flat_map(|field| ["-e", field]),
@@ -622,8 +623,10 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
     let own = summary(&lines)["source_mac"].as_str().unwrap().to_string();
     let mut messages = Vec::new();
     let mut replies = Vec::new();
+    // When tshark saw each frame cross vA (its own kernel timestamp), by transaction and OpCode.
+    let mut seen_at: std::collections::HashMap<(u32, &str), i128> = Default::default();
     for row in &rows {
-        assert_eq!(row.len(), 9, "{row:?}");
+        assert_eq!(row.len(), 10, "{row:?}");
         assert_eq!(row[2], "5", "MD level: {row:?}");
         assert_eq!(row[5], "32,0", "the Test TLV, then the End TLV: {row:?}");
         assert_eq!(row[6], "3", "PRBS with CRC-32: {row:?}");
@@ -632,6 +635,12 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
         let id = u32::from_str_radix(row[4].trim_start_matches("0x"), 16)
             .or_else(|_| row[4].parse())
             .unwrap_or_else(|_| panic!("transaction id {row:?}"));
+        // Seconds and nanoseconds apart: an f64 of the epoch keeps only microseconds.
+        let (seconds, fraction) = row[9].split_once('.').unwrap_or((row[9], "0"));
+        let nanos = format!("{fraction:0<9}");
+        let at = seconds.parse::<i128>().expect("seconds") * 1_000_000_000
+            + nanos[..9].parse::<i128>().expect("nanoseconds");
+        seen_at.insert((id, row[3]), at);
         match row[3] {
             "3" => {
                 assert_eq!((row[0], row[1]), (own.as_str(), mac.as_str()));
@@ -658,6 +667,21 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
         replies, messages,
         "each reply keeps its message's identifier"
     );
+    // Our round trips are the kernel's transmit and receive stamps of the same frames tshark
+    // saw: each agrees with tshark's message-to-reply time far within the 10 ms between
+    // messages, so no reply was timed from another message's transmit stamp (a slip in the
+    // kernel's numbering of transmit stamps shows as 10 ms). The bound is wide because both
+    // clock pairs are read in user space; a busy machine does not move kernel stamps.
+    for reply in lines.iter().filter(|l| l["type"] == "reply") {
+        let sequence = reply["seq"].as_u64().unwrap() as u32;
+        let id = messages[0].wrapping_add(sequence);
+        let on_the_wire_us = (seen_at[&(id, "2")] - seen_at[&(id, "3")]) as f64 / 1000.0;
+        let ours_us = reply["rtt_us"].as_f64().unwrap();
+        assert!(
+            (ours_us - on_the_wire_us).abs() < 1000.0,
+            "seq {sequence}: ours {ours_us} us, tshark {on_the_wire_us} us"
+        );
+    }
 }
 
 /// The Python sender of bad frames: each is sent once, then a valid LBM whose reply proves the
