@@ -13,16 +13,19 @@
 # On loopback that part is most of the round trip and grows with how long the CPU idled before
 # the send, so the two tools at different real spacings differ for that reason alone
 # (docs/benchmarks.md, "ICMP round trip against a packet capture").
-# Needs root, iputils ping, tcpdump and tshark.
+# Needs root, iputils ping, tcpdump and tshark. Times a release build (built here), or the binary
+# LOOPSCOPE_BIN names.
 # Usage: bench/ping_icmp.sh [RUNS]   (default 5)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 runs=${1:-5}
-for tool in ping tcpdump tshark; do
-  command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install iputils-ping tcpdump tshark)"; exit 2; }
-done
+require ping iputils-ping
+require tcpdump tcpdump
+require tshark tshark
+build_loopscope
+export LOOPSCOPE_BIN=$bin
 cargo test -q -p loopscope --test ping_icmp --no-run
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "binary: $bin; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 passed=0
 for run in $(seq "$runs"); do
   if out=$(cargo test -q -p loopscope --test ping_icmp -- --ignored --nocapture \

@@ -392,7 +392,7 @@ fn run_doctor(module: &Module, budget: Option<Duration>) -> Result<(bool, Findin
 
 fn listeners(module: &Module) -> Result<(bool, Findings), String> {
     let snapshot = loopscope_listeners::snapshot(&loopscope_listeners::Options {
-        source: loopscope_listeners::Source::Auto,
+        source: loopscope_listeners::SocketSource::Auto,
         netns: module.netns.clone(),
     })
     .map_err(|error| error.to_string())?;

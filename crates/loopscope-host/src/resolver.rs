@@ -8,27 +8,27 @@ use std::time::Duration;
 
 /// Where names are looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum NameSource {
     /// getaddrinfo(3): nsswitch, /etc/hosts, DNS, whatever the system does.
     System,
     /// Only this hosts(5) file.
     HostsFile(PathBuf),
 }
 
-impl Source {
+impl NameSource {
     /// The hosts(5) file these names come from: the one given, or the system's.
     pub fn hosts_file(&self) -> &Path {
         match self {
-            Source::System => Path::new("/etc/hosts"),
-            Source::HostsFile(path) => path,
+            NameSource::System => Path::new("/etc/hosts"),
+            NameSource::HostsFile(path) => path,
         }
     }
 
     /// In words, for findings: `system resolver` or the hosts file's path.
     pub fn describe(&self) -> String {
         match self {
-            Source::System => "system resolver".to_string(),
-            Source::HostsFile(path) => path.display().to_string(),
+            NameSource::System => "system resolver".to_string(),
+            NameSource::HostsFile(path) => path.display().to_string(),
         }
     }
 }
@@ -45,10 +45,10 @@ pub(crate) enum Lookup {
 }
 
 /// Resolves `name` from `source`; the system resolver gets `timeout` (it may go to DNS).
-pub(crate) fn lookup(source: &Source, name: &str, timeout: Duration) -> Lookup {
+pub(crate) fn lookup(source: &NameSource, name: &str, timeout: Duration) -> Lookup {
     match source {
-        Source::System => system_lookup(name, timeout),
-        Source::HostsFile(path) => match std::fs::read_to_string(path) {
+        NameSource::System => system_lookup(name, timeout),
+        NameSource::HostsFile(path) => match std::fs::read_to_string(path) {
             Ok(text) => {
                 let answers = order_like_getaddrinfo(hosts_file_lookup(&text, name));
                 if answers.is_empty() {

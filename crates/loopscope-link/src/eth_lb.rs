@@ -11,10 +11,18 @@
 //! the request's own octets up to its End TLV) and answers each source MAC at most a set number
 //! of messages per second.
 //!
-//! A multicast LBM is answered at once; Y.1731 lets a MEP wait a random time up to a second
-//! before a multicast reply, which this responder does not.
+//! A multicast LBM is answered after a random delay, uniform between 0 and a set maximum (one
+//! second by default): Y.1731 §7.2.1 has every MEP that receives a multicast LBM answer with a
+//! unicast LBR after a random delay of up to one second, so that the replies of many MEPs do
+//! not arrive at the initiator at once.
+//!
+//! VLANs: a responder serves one VLAN (or untagged frames, the default) and answers on the
+//! VLAN an LBM came on with the priority (PCP, DEI) it came with; LBMs of other VLANs are
+//! counted and dropped. A MEP of one MD level drops (and counts) the LBMs of another level,
+//! including those sent to another level's multicast class 1 address.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,13 +31,19 @@ use std::time::{Duration, Instant};
 use loopscope_sys::{EthernetSocket, PACKET_OUTGOING};
 use loopscope_wire::cfm::{
     self, CfmError, CfmFrame, LoopbackKind, LoopbackPdu, LoopbackRepr, MacAddress, OPCODE_LBR,
+    VlanTag,
 };
+use rand::Rng as _;
 use serde::Serialize;
 
 /// How often the loop looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 /// Sources whose rate is tracked at most; beyond, idle ones are forgotten first.
 const MAX_TRACKED_SOURCES: usize = 4096;
+/// Replies to multicast LBMs waiting out their random delay, at most; beyond, LBMs are dropped.
+const MAX_DELAYED: usize = 65_536;
+/// The longest random delay before a reply to a multicast LBM (Y.1731 §7.2.1).
+pub const MULTICAST_DELAY_MAX: Duration = Duration::from_secs(1);
 
 /// How the responder runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +56,10 @@ pub struct EthLbReflectConfig {
     pub rate_limit_pps: u32,
     /// Messages a source may send at once before the rate applies.
     pub rate_burst: u32,
+    /// The VLAN served (`None`: untagged and priority-tagged frames).
+    pub vlan: Option<u16>,
+    /// The longest random delay before answering a multicast LBM (zero: at once).
+    pub multicast_delay_max: Duration,
 }
 
 /// Why the responder cannot start.
@@ -53,6 +71,9 @@ pub enum EthLbReflectError {
     /// The level is out of range.
     #[error("MD level {0} is out of range 0-7")]
     Level(u8),
+    /// The VLAN ID is out of range.
+    #[error("VLAN ID {0} is out of range 1-4094")]
+    Vlan(u16),
     /// The socket could not be opened (CAP_NET_RAW is needed).
     #[error("cannot open an AF_PACKET socket on {interface}: {source}{hint}")]
     Socket {
@@ -79,6 +100,11 @@ pub enum EthLbReflectEvent {
         md_level: u8,
         /// The multicast class 1 address answered too.
         multicast_mac: String,
+        /// The VLAN served, if not untagged frames.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vlan_id: Option<u16>,
+        /// The longest random delay before a reply to a multicast LBM.
+        multicast_delay_max_ms: f64,
     },
     /// Receiving or sending failed.
     Error {
@@ -96,8 +122,13 @@ pub struct EthLbReflectSummary {
     pub mac: String,
     /// The MD level answered.
     pub md_level: u8,
+    /// The VLAN served, if not untagged frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
     /// Loopback Messages answered.
     pub lbr_sent: u64,
+    /// Of them, multicast LBMs answered after a random delay.
+    pub lbr_delayed: u64,
     /// Octets of the replies sent (frames from the destination MAC on).
     pub bytes_sent: u64,
     /// Frames that are not a well-formed loopback PDU (truncated, TLVs past the end, no End
@@ -107,8 +138,12 @@ pub struct EthLbReflectSummary {
     pub dropped_lbr: u64,
     /// CFM PDUs of other OpCodes (CCM, LTM, ...).
     pub dropped_other_opcode: u64,
-    /// Messages of another MD level.
+    /// Messages of another MD level (to this MAC, or to another level's class 1 address).
     pub dropped_wrong_level: u64,
+    /// Messages on another VLAN (or tagged when untagged are served, or the reverse).
+    pub dropped_other_vlan: u64,
+    /// Multicast LBMs that found the queue of delayed replies full.
+    pub dropped_queue_full: u64,
     /// Frames addressed to neither the interface nor its class 1 address.
     pub dropped_not_addressed: u64,
     /// Frames from the interface's own MAC, or this host's own outgoing frames.
@@ -155,16 +190,32 @@ impl RateLimit {
     }
 }
 
-/// What a responder of MD level `level` on the interface `own` does with `frame`.
-fn judge(frame: &[u8], own: MacAddress, multicast: MacAddress, level: u8) -> Verdict {
+/// Where a responder is: its MAC, its level's class 1 address, its level and VLAN.
+#[derive(Debug, Clone, Copy)]
+struct Station {
+    own: MacAddress,
+    multicast: MacAddress,
+    level: u8,
+    vlan: Option<u16>,
+}
+
+/// What the responder `station` does with `frame`, which came with the 802.1Q tag `vlan_tci`
+/// the kernel took out of it (if any).
+fn judge(frame: &[u8], vlan_tci: Option<u16>, station: Station) -> Verdict {
     let Ok(parsed) = CfmFrame::parse(frame) else {
         return Verdict::Malformed;
     };
-    if parsed.source == own {
+    if parsed.source == station.own {
         return Verdict::Own;
     }
-    if parsed.destination != own && parsed.destination != multicast {
+    let other_level_group = cfm::class1_level(&parsed.destination).is_some();
+    if parsed.destination != station.own && !other_level_group {
         return Verdict::NotAddressed;
+    }
+    let tag = vlan_tci.map(VlanTag::from_tci).or(parsed.vlan);
+    // VLAN 0 is a priority tag: the frame belongs to no VLAN.
+    if tag.map(|tag| tag.id).filter(|id| *id != 0) != station.vlan {
+        return Verdict::OtherVlan;
     }
     let pdu = match LoopbackPdu::new_checked(parsed.payload) {
         Ok(pdu) => pdu,
@@ -178,12 +229,19 @@ fn judge(frame: &[u8], own: MacAddress, multicast: MacAddress, level: u8) -> Ver
     if pdu.kind() == LoopbackKind::Reply {
         return Verdict::Lbr;
     }
-    if pdu.level() != level {
+    // Another level's class 1 address, or this level's address with another level in the
+    // PDU: a message for the MEPs of another level.
+    if pdu.level() != station.level
+        || (parsed.destination != station.own && parsed.destination != station.multicast)
+    {
         return Verdict::WrongLevel;
     }
     match LoopbackRepr::parse(&pdu) {
         Ok(repr) => Verdict::Answer {
+            pdu_offset: frame.len() - parsed.payload.len(),
             pdu_len: repr.len(),
+            tag,
+            multicast: parsed.destination == station.multicast,
         },
         Err(_) => Verdict::Malformed,
     }
@@ -195,6 +253,29 @@ pub struct EthLbReflector {
     socket: EthernetSocket,
     own: MacAddress,
     multicast: MacAddress,
+}
+
+/// A reply to a multicast LBM, waiting out its random delay.
+struct Delayed {
+    due: Instant,
+    frame: Vec<u8>,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        self.due == other.due
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.due.cmp(&other.due)
+    }
 }
 
 fn socket_error(interface: &str, source: io::Error) -> EthLbReflectError {
@@ -213,11 +294,18 @@ fn socket_error(interface: &str, source: io::Error) -> EthLbReflectError {
 /// What to do with one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    Answer { pdu_len: usize },
+    /// Answer: the PDU is `pdu_len` octets from `pdu_offset`; the reply goes with `tag`.
+    Answer {
+        pdu_offset: usize,
+        pdu_len: usize,
+        tag: Option<VlanTag>,
+        multicast: bool,
+    },
     Malformed,
     Lbr,
     OtherOpcode,
     WrongLevel,
+    OtherVlan,
     NotAddressed,
     Own,
 }
@@ -227,6 +315,11 @@ impl EthLbReflector {
     pub fn bind(config: EthLbReflectConfig) -> Result<Self, EthLbReflectError> {
         if config.level > 7 {
             return Err(EthLbReflectError::Level(config.level));
+        }
+        if let Some(vlan) = config.vlan
+            && !(1..=4094).contains(&vlan)
+        {
+            return Err(EthLbReflectError::Vlan(vlan));
         }
         let if_index = loopscope_sys::interface_index(&config.interface)
             .map_err(|_| EthLbReflectError::NoInterface(config.interface.clone()))?;
@@ -263,8 +356,17 @@ impl EthLbReflector {
             interface: self.config.interface.clone(),
             mac: cfm::format_mac(&self.own),
             md_level: self.config.level,
+            vlan_id: self.config.vlan,
             ..EthLbReflectSummary::default()
         };
+        let station = Station {
+            own: self.own,
+            multicast: self.multicast,
+            level: self.config.level,
+            vlan: self.config.vlan,
+        };
+        let mut delayed: BinaryHeap<Reverse<Delayed>> = BinaryHeap::new();
+        let mut random = rand::rng();
         let mut limit = RateLimit {
             rate: f64::from(self.config.rate_limit_pps),
             burst: f64::from(self.config.rate_burst.max(1)),
@@ -275,11 +377,24 @@ impl EthLbReflector {
             mac: cfm::format_mac(&self.own),
             md_level: self.config.level,
             multicast_mac: cfm::format_mac(&self.multicast),
+            vlan_id: self.config.vlan,
+            multicast_delay_max_ms: self.config.multicast_delay_max.as_secs_f64() * 1000.0,
         });
         let mut buffer = vec![0u8; 65_536];
         let mut reply = Vec::with_capacity(2048);
+        let mut pdu = Vec::with_capacity(2048);
         while !stop.load(Ordering::Relaxed) {
-            let frame = match self.socket.recv(&mut buffer, POLL) {
+            let now = Instant::now();
+            while delayed.peek().is_some_and(|Reverse(next)| next.due <= now) {
+                if let Some(Reverse(due)) = delayed.pop() {
+                    self.send_reply(&due.frame, &mut summary, on_event);
+                    summary.lbr_delayed += 1;
+                }
+            }
+            let wait = delayed.peek().map_or(POLL, |Reverse(next)| {
+                next.due.saturating_duration_since(now).min(POLL)
+            });
+            let frame = match self.socket.recv(&mut buffer, wait) {
                 Ok(None) => continue,
                 Ok(Some(frame)) => frame,
                 Err(error) => {
@@ -301,10 +416,15 @@ impl EthLbReflector {
             let verdict = if frame.truncated {
                 Verdict::Malformed
             } else {
-                judge(bytes, self.own, self.multicast, self.config.level)
+                judge(bytes, frame.vlan_tci, station)
             };
-            let pdu_len = match verdict {
-                Verdict::Answer { pdu_len } => pdu_len,
+            let (pdu_offset, pdu_len, tag, multicast) = match verdict {
+                Verdict::Answer {
+                    pdu_offset,
+                    pdu_len,
+                    tag,
+                    multicast,
+                } => (pdu_offset, pdu_len, tag, multicast),
                 Verdict::Malformed => {
                     summary.dropped_malformed += 1;
                     continue;
@@ -319,6 +439,10 @@ impl EthLbReflector {
                 }
                 Verdict::WrongLevel => {
                     summary.dropped_wrong_level += 1;
+                    continue;
+                }
+                Verdict::OtherVlan => {
+                    summary.dropped_other_vlan += 1;
                     continue;
                 }
                 Verdict::NotAddressed => {
@@ -336,29 +460,49 @@ impl EthLbReflector {
                 summary.dropped_rate_limit += 1;
                 continue;
             }
-            // The request's own octets up to its End TLV (any padding after it is left off):
-            // never larger than what came in.
-            let end = cfm::ETHERNET_HEADER_LEN + pdu_len;
-            reply.clear();
-            reply.extend_from_slice(&bytes[..end]);
-            reply[..6].copy_from_slice(&source);
-            reply[6..12].copy_from_slice(&self.own);
-            reply[cfm::ETHERNET_HEADER_LEN + 1] = OPCODE_LBR;
-            match self.socket.send(&reply) {
-                Ok(()) => {
-                    summary.lbr_sent += 1;
-                    summary.bytes_sent += reply.len() as u64;
+            // The request's own PDU up to its End TLV (any padding after it is left off),
+            // on the VLAN and with the priority it came with: never larger than what came in
+            // (the tag the kernel took out of it is counted back in).
+            pdu.clear();
+            pdu.extend_from_slice(&bytes[pdu_offset..pdu_offset + pdu_len]);
+            pdu[1] = OPCODE_LBR;
+            cfm::build_frame(source, self.own, tag, &pdu, &mut reply);
+            if multicast && !self.config.multicast_delay_max.is_zero() {
+                if delayed.len() >= MAX_DELAYED {
+                    summary.dropped_queue_full += 1;
+                    continue;
                 }
-                Err(error) => {
-                    summary.errors += 1;
-                    on_event(EthLbReflectEvent::Error {
-                        what: format!("send: {error}"),
-                    });
-                }
+                let delay = random.random_range(Duration::ZERO..=self.config.multicast_delay_max);
+                delayed.push(Reverse(Delayed {
+                    due: Instant::now() + delay,
+                    frame: reply.clone(),
+                }));
+            } else {
+                self.send_reply(&reply, &mut summary, on_event);
             }
         }
         summary.elapsed_s = started.elapsed().as_secs_f64();
         summary
+    }
+
+    fn send_reply(
+        &self,
+        reply: &[u8],
+        summary: &mut EthLbReflectSummary,
+        on_event: &mut dyn FnMut(EthLbReflectEvent),
+    ) {
+        match self.socket.send(reply) {
+            Ok(()) => {
+                summary.lbr_sent += 1;
+                summary.bytes_sent += reply.len() as u64;
+            }
+            Err(error) => {
+                summary.errors += 1;
+                on_event(EthLbReflectEvent::Error {
+                    what: format!("send: {error}"),
+                });
+            }
+        }
     }
 }
 
@@ -389,21 +533,27 @@ mod tests {
     #[test]
     fn judged_as_y1731_says() {
         let multicast = cfm::class1_multicast(4);
-        let judge = |frame: &[u8]| judge(frame, OWN, multicast, 4);
+        let station = Station {
+            own: OWN,
+            multicast,
+            level: 4,
+            vlan: None,
+        };
+        let judge = |frame: &[u8]| judge(frame, None, station);
+        let answer = |multicast| Verdict::Answer {
+            pdu_offset: 14,
+            pdu_len: 14,
+            tag: None,
+            multicast,
+        };
         let data = [3, 0, 2, 0xAA, 0xBB, 0];
         // 8 octets of header, a 5-octet Data TLV, the End TLV.
-        assert_eq!(
-            judge(&frame(OWN, PEER, 4, 3, 4, &data)),
-            Verdict::Answer { pdu_len: 14 }
-        );
-        assert_eq!(
-            judge(&frame(multicast, PEER, 4, 3, 4, &data)),
-            Verdict::Answer { pdu_len: 14 }
-        );
+        assert_eq!(judge(&frame(OWN, PEER, 4, 3, 4, &data)), answer(false));
+        assert_eq!(judge(&frame(multicast, PEER, 4, 3, 4, &data)), answer(true));
         // Padding after the End TLV is not part of the PDU.
         let mut padded = frame(OWN, PEER, 4, 3, 4, &data);
         padded.extend_from_slice(&[0; 20]);
-        assert_eq!(judge(&padded), Verdict::Answer { pdu_len: 14 });
+        assert_eq!(judge(&padded), answer(false));
         assert_eq!(
             judge(&frame(OWN, PEER, 3, 3, 4, &data)),
             Verdict::WrongLevel
@@ -413,9 +563,14 @@ mod tests {
             judge(&frame(OWN, PEER, 4, 1, 70, &[0; 75])),
             Verdict::OtherOpcode
         );
+        // Level 3's class 1 address: a message for the MEPs of level 3, whatever its PDU says.
         assert_eq!(
             judge(&frame(cfm::class1_multicast(3), PEER, 4, 3, 4, &data)),
-            Verdict::NotAddressed
+            Verdict::WrongLevel
+        );
+        assert_eq!(
+            judge(&frame(cfm::class1_multicast(3), PEER, 3, 3, 4, &data)),
+            Verdict::WrongLevel
         );
         assert_eq!(
             judge(&frame([2, 0, 0, 0, 0, 0xC], PEER, 4, 3, 4, &data)),
@@ -445,6 +600,63 @@ mod tests {
             judge(&frame(OWN, PEER, 4, 3, 4, &data)[..13]),
             Verdict::Malformed,
             "no EtherType"
+        );
+    }
+
+    /// A responder of VLAN 100 answers LBMs on VLAN 100 (tag handed over by the kernel, or
+    /// still in the frame) with their tag, priority included; untagged and other VLANs are not
+    /// its; VLAN 0 (a priority tag) counts as untagged.
+    #[test]
+    fn vlans_are_judged_by_their_id() {
+        let on_100 = Station {
+            own: OWN,
+            multicast: cfm::class1_multicast(4),
+            level: 4,
+            vlan: Some(100),
+        };
+        let untagged = Station {
+            vlan: None,
+            ..on_100
+        };
+        let data = [3, 0, 2, 0xAA, 0xBB, 0];
+        let plain = frame(OWN, PEER, 4, 3, 4, &data);
+        let tag = VlanTag {
+            id: 100,
+            pcp: 6,
+            dei: false,
+        };
+        assert_eq!(
+            judge(&plain, Some(tag.tci()), on_100),
+            Verdict::Answer {
+                pdu_offset: 14,
+                pdu_len: 14,
+                tag: Some(tag),
+                multicast: false
+            }
+        );
+        let mut in_frame = Vec::new();
+        cfm::build_frame(OWN, PEER, Some(tag), &plain[14..], &mut in_frame);
+        assert_eq!(
+            judge(&in_frame, None, on_100),
+            Verdict::Answer {
+                pdu_offset: 18,
+                pdu_len: 14,
+                tag: Some(tag),
+                multicast: false
+            }
+        );
+        assert_eq!(judge(&plain, None, on_100), Verdict::OtherVlan);
+        assert_eq!(judge(&plain, Some(101), on_100), Verdict::OtherVlan);
+        assert_eq!(judge(&plain, Some(tag.tci()), untagged), Verdict::OtherVlan);
+        let priority_only = VlanTag { id: 0, ..tag };
+        assert_eq!(
+            judge(&plain, Some(priority_only.tci()), untagged),
+            Verdict::Answer {
+                pdu_offset: 14,
+                pdu_len: 14,
+                tag: Some(priority_only),
+                multicast: false
+            }
         );
     }
 

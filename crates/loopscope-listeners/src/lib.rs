@@ -69,7 +69,7 @@ pub enum Error {
 /// Where sockets are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub enum SocketSource {
     /// sock_diag, and /proc/net for any table sock_diag cannot dump.
     #[default]
     Auto,
@@ -83,7 +83,7 @@ pub enum Source {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Where sockets are read from.
-    pub source: Source,
+    pub source: SocketSource,
     /// A name under /run/netns, or a path to a network namespace file.
     pub netns: Option<String>,
 }
@@ -274,7 +274,7 @@ fn route_localnet_interfaces() -> Vec<String> {
 }
 
 fn read_namespace<D: Dumper>(
-    source: Source,
+    source: SocketSource,
     open_diag: impl FnOnce() -> Result<D, diag::DiagError>,
 ) -> Result<NamespaceView, Error> {
     let mut view = NamespaceView {
@@ -303,9 +303,9 @@ fn read_namespace<D: Dumper>(
     }
 
     let mut diag = match source {
-        Source::Proc => None,
-        Source::Netlink => Some(open_diag()?),
-        Source::Auto => match open_diag() {
+        SocketSource::Proc => None,
+        SocketSource::Netlink => Some(open_diag()?),
+        SocketSource::Auto => match open_diag() {
             Ok(diag) => Some(diag),
             Err(error) => {
                 view.notes
@@ -322,7 +322,7 @@ fn read_namespace<D: Dumper>(
                     view.used_netlink = true;
                     continue;
                 }
-                Err(error) if source == Source::Netlink => return Err(error.into()),
+                Err(error) if source == SocketSource::Netlink => return Err(error.into()),
                 Err(error) => view.notes.push(format!(
                     "{error}; {} read from /proc/net instead",
                     table.file_name()
@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn without_sock_diag_auto_falls_back_to_proc_with_a_note() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let view = read_namespace(Source::Auto, no_sock_diag).expect("fallback works");
+        let view = read_namespace(SocketSource::Auto, no_sock_diag).expect("fallback works");
         assert!(!view.used_netlink);
         assert!(view.used_proc);
         assert!(
@@ -445,7 +445,7 @@ mod tests {
         assert!(view.sockets.iter().any(|s| s.inode == inode_of(&held)));
         // Asked for netlink only, the same kernel is an error, not a silent fallback.
         assert!(matches!(
-            read_namespace(Source::Netlink, no_sock_diag),
+            read_namespace(SocketSource::Netlink, no_sock_diag),
             Err(Error::Netlink(_))
         ));
     }
@@ -454,7 +454,7 @@ mod tests {
     fn a_missing_udp_diag_falls_back_for_udp_only() {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let view = read_namespace(Source::Auto, || diag::Diag::open().map(TcpOnly))
+        let view = read_namespace(SocketSource::Auto, || diag::Diag::open().map(TcpOnly))
             .expect("partial fallback");
         assert!(view.used_netlink && view.used_proc);
         let udp_notes = view

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, ToSocketAddrs};
 
+use loopscope_report::comma_list;
 use serde::Serialize;
 
 use crate::model::{Exposure, Family, Listener, Protocol, unmap};
@@ -166,7 +167,7 @@ pub fn judge_port(port: u16, snapshot: Snapshot, facts: HostFacts) -> PortReport
                 detail: format!(
                     "{} port {port} is held on {held_on} only, which none of localhost's addresses ({}) reaches",
                     protocol.name(),
-                    list(&facts.localhost)
+                    comma_list(&facts.localhost)
                 ),
             });
         } else if !reaches[0] {
@@ -184,7 +185,7 @@ pub fn judge_port(port: u16, snapshot: Snapshot, facts: HostFacts) -> PortReport
                     "localhost resolves to {} first, but {} port {port} is held on {held_on} only: clients that try just the first address of localhost are refused (only {} works)",
                     facts.localhost[0],
                     protocol.name(),
-                    list(&working)
+                    comma_list(&working)
                 ),
             });
         }
@@ -284,14 +285,6 @@ fn describe_addresses(listeners: &[&Listener]) -> String {
         }
     }
     addresses.join(", ")
-}
-
-fn list(addresses: &[IpAddr]) -> String {
-    addresses
-        .iter()
-        .map(IpAddr::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use loopscope_report::{Record, Table, plural};
+use loopscope_report::{Record, Table, comma_list, plural};
 use serde::Serialize;
 
 use crate::model::{Exposure, Family, Listener};
 use crate::port::{PortReport, Trap};
-use crate::{Snapshot, Source};
+use crate::{Snapshot, SocketSource};
 
 /// One socket (JSON `"type":"socket"`).
 #[derive(Serialize)]
@@ -158,7 +158,7 @@ pub struct ListenersSummary {
     /// Where the sockets were read from (`sock_diag`, `proc`, `sock_diag+proc`).
     pub source: &'static str,
     /// The source asked for (`auto`, `netlink`, `proc`).
-    pub requested_source: Source,
+    pub requested_source: SocketSource,
     /// The namespace audited.
     pub netns: Option<String>,
     /// Processes whose file descriptors could not be read.
@@ -179,7 +179,7 @@ impl ListenersSummary {
     /// The summary of `snapshot`, with `expect_loopback_only` checked when given.
     pub fn new(
         snapshot: &Snapshot,
-        requested_source: Source,
+        requested_source: SocketSource,
         shown: usize,
         expect_loopback_only: Option<&[u16]>,
     ) -> ListenersSummary {
@@ -277,11 +277,7 @@ impl Record for ListenersSummary {
                 format!(
                     "port{} {}",
                     if ports.len() == 1 { "" } else { "s" },
-                    ports
-                        .iter()
-                        .map(u16::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    comma_list(ports)
                 )
             };
             if self.violations.is_empty() {
@@ -540,7 +536,7 @@ mod tests {
             sockets_without_owner: 0,
             notes: Vec::new(),
         };
-        let summary = ListenersSummary::new(&snapshot, Source::Auto, 7, None);
+        let summary = ListenersSummary::new(&snapshot, SocketSource::Auto, 7, None);
         let text = human(&summary);
         assert!(
             text.contains(

@@ -231,7 +231,7 @@ impl Record for BertEvent {
 
 /// Where the checked bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Source {
+pub enum BertInput {
     /// Sent through a link and received back.
     #[default]
     Link,
@@ -429,7 +429,7 @@ pub struct BertSummary {
     pub passed: bool,
     /// Where the checked bytes came from (not in JSON).
     #[serde(skip)]
-    pub source: Source,
+    pub source: BertInput,
 }
 
 impl BertSummary {
@@ -502,8 +502,8 @@ impl Record for BertSummary {
             pattern = format!("{pattern} ({})", options.join(", "));
         }
         let what = match self.source {
-            Source::Link => "bert",
-            Source::Stream => "pattern check",
+            BertInput::Link => "bert",
+            BertInput::Stream => "pattern check",
         };
         writeln!(out, "--- {} {what}: {pattern} ---", self.link)?;
         let detail = self.check.detail.unwrap_or_default();
@@ -514,12 +514,12 @@ impl Record for BertSummary {
             String::new()
         };
         let bytes = match self.source {
-            Source::Link => format!(
+            BertInput::Link => format!(
                 "{} sent, {} received",
                 plural(self.bytes_sent, "byte", "bytes"),
                 self.bytes_received
             ),
-            Source::Stream => format!("{} read", plural(self.bytes_received, "byte", "bytes")),
+            BertInput::Stream => format!("{} read", plural(self.bytes_received, "byte", "bytes")),
         };
         writeln!(
             out,
@@ -833,7 +833,7 @@ impl Measurement {
 /// Everything the summary needs besides the measurement.
 struct Totals {
     link: String,
-    source: Source,
+    source: BertInput,
     data_bits: u8,
     bytes_sent: u64,
     bytes_received: u64,
@@ -1245,7 +1245,7 @@ pub fn run(
     progress(received, measurement.counters());
     let totals = Totals {
         link: description,
-        source: Source::Link,
+        source: BertInput::Link,
         data_bits,
         bytes_sent: shared.sent.load(Ordering::Acquire),
         bytes_received: received,
@@ -1325,7 +1325,7 @@ pub fn check_stream(
     let partial = measurement.finish(end_s, emit);
     let totals = Totals {
         link: source.to_string(),
-        source: Source::Stream,
+        source: BertInput::Stream,
         data_bits: 8,
         bytes_sent: received,
         bytes_received: received,

@@ -236,16 +236,18 @@ impl Lfsr {
                 // Already generated (by single-word look-ups): compare from the buffer.
                 let at = (from - self.base) as usize;
                 let count = (self.filled - at).min(received.len() - done);
-                for k in 0..count {
-                    let errors = wire(received[done + k]) ^ self.buf[at + k] ^ mask;
-                    if errors != 0 {
-                        if !on_error(done + k, errors) {
-                            return done + k;
-                        }
-                        clean_run = 0;
-                    } else {
-                        clean_run += 1;
-                    }
+                let got = &received[done..done + count];
+                let reference = &self.buf[at..at + count];
+                if let Err(refused) = report_errors(
+                    got,
+                    reference,
+                    mask,
+                    done,
+                    wire,
+                    &mut clean_run,
+                    &mut on_error,
+                ) {
+                    return refused;
                 }
                 done += count;
                 continue;
@@ -269,16 +271,16 @@ impl Lfsr {
                     .xor2_compare(&mut fresh[..step], near_src, far_src, got, mask, MSB_FIRST);
             self.filled += step;
             if any != 0 {
-                for k in 0..step {
-                    let errors = wire(got[k]) ^ fresh[k] ^ mask;
-                    if errors != 0 {
-                        if !on_error(done + k, errors) {
-                            return done + k;
-                        }
-                        clean_run = 0;
-                    } else {
-                        clean_run += 1;
-                    }
+                if let Err(refused) = report_errors(
+                    got,
+                    &fresh[..step],
+                    mask,
+                    done,
+                    wire,
+                    &mut clean_run,
+                    &mut on_error,
+                ) {
+                    return refused;
                 }
             } else {
                 clean_run += step;
@@ -702,4 +704,32 @@ impl Generator {
             self.pending_len = 8 - tail.len();
         }
     }
+}
+
+/// Compares received words (`got`, as `wire` reads them) with the `reference` word by word,
+/// hands each difference to `on_error` at its index (`offset` + position) and keeps
+/// `clean_run`, the count of equal words just before the next one. `Err(index)`: `on_error`
+/// refused the word at `index`.
+#[inline(always)]
+fn report_errors(
+    got: &[[u8; 8]],
+    reference: &[u64],
+    mask: u64,
+    offset: usize,
+    wire: impl Fn([u8; 8]) -> u64,
+    clean_run: &mut usize,
+    on_error: &mut impl FnMut(usize, u64) -> bool,
+) -> Result<(), usize> {
+    for (k, (word, expected)) in got.iter().zip(reference).enumerate() {
+        let errors = wire(*word) ^ expected ^ mask;
+        if errors != 0 {
+            if !on_error(offset + k, errors) {
+                return Err(offset + k);
+            }
+            *clean_run = 0;
+        } else {
+            *clean_run += 1;
+        }
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ pub mod units;
 pub use input::{BoundedReadError, read_bounded, read_bounded_text};
 pub use stdout::Stdout;
 pub use table::Table;
-pub use text::{escape_control, plural};
+pub use text::{comma_list, escape_control, plural};
 
 /// How records are rendered on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

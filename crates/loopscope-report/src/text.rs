@@ -32,6 +32,19 @@ pub fn plural(count: u64, one: &str, many: &str) -> String {
     }
 }
 
+/// Items in their `Display` form, separated by commas: `127.0.0.1, ::1`. Human output only.
+pub fn comma_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut list = String::new();
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            list.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = std::fmt::Write::write_fmt(&mut list, format_args!("{item}"));
+    }
+    list
+}
+
 fn escape_with(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
     let escaped = |c: char| needs_escape(c) && !keep(c);
     if !text.chars().any(escaped) {
@@ -79,6 +92,15 @@ pub fn warn(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comma_list_separates_display_forms() {
+        let addresses: [std::net::IpAddr; 2] =
+            ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(comma_list(addresses), "127.0.0.1, ::1");
+        assert_eq!(comma_list([7u16]), "7");
+        assert_eq!(comma_list(Vec::<u16>::new()), "");
+    }
 
     #[test]
     fn plain_text_is_borrowed() {

@@ -1,19 +1,23 @@
 //! A raw AF_PACKET socket for one EtherType on one interface: what the Ethernet loopback
 //! (Y.1731 ETH-LB, EtherType 0x8902) sends and receives whole frames through.
 //!
-//! rustix has no `sockaddr_ll` and nix builds none safely, so `bind` and
-//! `PACKET_ADD_MEMBERSHIP` are `unsafe` here; receiving (recvmsg with the kernel's receive
-//! timestamp and the `sockaddr_ll`), sending and reading the interface's own address
-//! (getsockname) go through nix and rustix safely.
+//! rustix has no `sockaddr_ll` and nix builds none safely, so `bind`, `PACKET_ADD_MEMBERSHIP`
+//! and `PACKET_AUXDATA` are `unsafe` here; receiving (recvmsg with the kernel's receive
+//! timestamp, the frame's VLAN tag and the `sockaddr_ll`), sending and reading the interface's
+//! own address (getsockname) go through nix and rustix safely. Timestamps are switched on and
+//! read by `timestamping` (SO_TIMESTAMPING), the one path the UDP measurements use too.
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::socket::{ControlMessageOwned, LinkAddr, MsgFlags, recvmsg};
 use rustix::net::{AddressFamily, Protocol, SocketFlags, SocketType};
 
 use crate::fdio::{Readiness, wait_readable};
+use crate::timestamping::{
+    TxTimestamp, enable_timestamping, recv_tx_timestamp, software_timestamp,
+};
 
 /// `PACKET_OUTGOING` (linux/if_packet.h): a copy of a frame this host sent.
 pub const PACKET_OUTGOING: u8 = 4;
@@ -27,9 +31,13 @@ pub struct ReceivedFrame {
     pub truncated: bool,
     /// PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST, [`PACKET_OUTGOING`], ...
     pub packet_type: u8,
-    /// The kernel's software receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME nanoseconds
+    /// The kernel's software receive timestamp (SO_TIMESTAMPING, CLOCK_REALTIME nanoseconds
     /// since the Unix epoch), when it gave one.
     pub kernel_rx_realtime_ns: Option<u64>,
+    /// The 802.1Q tag the frame came with (its TCI: PCP, DEI, VLAN ID). The kernel takes the
+    /// tag out of the frame before a packet socket reads it (skb_vlan_untag, or the NIC) and
+    /// hands it over beside it (PACKET_AUXDATA); `None` for an untagged frame.
+    pub vlan_tci: Option<u16>,
 }
 
 /// A raw (SOCK_RAW) AF_PACKET socket bound to one interface and one EtherType: it receives
@@ -55,7 +63,7 @@ impl EthernetSocket {
             io::Error::new(io::ErrorKind::InvalidInput, "interface index too large")
         })?;
         // The protocol at socket() time would queue frames from every interface until bind;
-        // 0 queues nothing, bind then names the EtherType and the interface together.
+        // 0 queues nothing; the filter goes on before bind names the interface.
         let fd = rustix::net::socket_with(
             AddressFamily::PACKET,
             SocketType::RAW,
@@ -66,7 +74,13 @@ impl EthernetSocket {
         // SAFETY: sockaddr_ll is plain integers and arrays; all zeroes is a valid value.
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as u16;
-        address.sll_protocol = ethertype.to_be();
+        // Bound to every protocol (ETH_P_ALL), with a filter that keeps `ethertype`: the kernel
+        // hands a VLAN tag (PACKET_AUXDATA) only to such sockets. It strips the tag first and
+        // then clears it (net/core/dev.c, __netif_receive_skb_core: a VLAN ID no VLAN device
+        // claims) before frames reach sockets bound to one EtherType, so those would take a
+        // tagged frame for an untagged one.
+        crate::attach_filter(&fd, &ethertype_filter(ethertype))?;
+        address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
         address.sll_ifindex = index;
         // SAFETY: `address` is a valid sockaddr_ll of the length passed; `fd` is open and owned
         // here.
@@ -80,7 +94,22 @@ impl EthernetSocket {
         if result < 0 {
             return Err(io::Error::last_os_error());
         }
-        setsockopt(&fd, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        enable_timestamping(&fd, false)?;
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a c_int that lives across the call and the length passed is its size;
+        // `fd` is open.
+        let result = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_AUXDATA,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(EthernetSocket { fd, if_index })
     }
 
@@ -146,6 +175,18 @@ impl EthernetSocket {
         Ok(())
     }
 
+    /// Asks for a software transmit timestamp of every frame sent from now on, numbered from 0
+    /// in the order sent ([`Self::recv_tx_timestamp`]).
+    pub fn enable_tx_timestamps(&self) -> io::Result<()> {
+        enable_timestamping(&self.fd, true)
+    }
+
+    /// One transmit timestamp from the error queue, without waiting; `Ok(None)` when none is
+    /// queued.
+    pub fn recv_tx_timestamp(&self) -> io::Result<Option<TxTimestamp>> {
+        recv_tx_timestamp(&self.fd)
+    }
+
     /// Sends one whole frame (destination MAC first) out of the bound interface.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         loop {
@@ -169,7 +210,7 @@ impl EthernetSocket {
 
     /// Receives one queued frame without waiting; `Ok(None)` when none is queued.
     pub fn try_recv(&self, buffer: &mut [u8]) -> io::Result<Option<ReceivedFrame>> {
-        let mut cmsg = nix::cmsg_space!(libc::timespec);
+        let mut cmsg = nix::cmsg_space!([libc::timespec; 3], libc::tpacket_auxdata);
         let mut iov = [IoSliceMut::new(buffer)];
         let message = match recvmsg::<LinkAddr>(
             self.fd.as_raw_fd(),
@@ -186,13 +227,30 @@ impl EthernetSocket {
             truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
             packet_type: message.address.map_or(0, |address| address.pkttype()),
             kernel_rx_realtime_ns: None,
+            vlan_tci: None,
         };
         for control in message.cmsgs().map_err(io::Error::from)? {
-            if let ControlMessageOwned::ScmTimestampns(stamp) = control {
-                let seconds = u64::try_from(stamp.tv_sec()).unwrap_or(0);
-                let nanos = u64::try_from(stamp.tv_nsec()).unwrap_or(0);
-                frame.kernel_rx_realtime_ns = (seconds > 0 || nanos > 0)
-                    .then(|| seconds.saturating_mul(1_000_000_000).saturating_add(nanos));
+            match control {
+                ControlMessageOwned::ScmTimestampsns(stamps) => {
+                    frame.kernel_rx_realtime_ns = software_timestamp(&stamps)
+                        .map(|at| u64::try_from(at.as_nanos()).unwrap_or(u64::MAX));
+                }
+                // nix leaves PACKET_AUXDATA unparsed: struct tpacket_auxdata
+                // (linux/if_packet.h) is read from its octets: tp_status u32 at 0, tp_vlan_tci
+                // u16 at 16.
+                ControlMessageOwned::Unknown(unknown)
+                    if unknown.cmsg_header.cmsg_level == libc::SOL_PACKET
+                        && unknown.cmsg_header.cmsg_type == libc::PACKET_AUXDATA =>
+                {
+                    let bytes = &unknown.data_bytes;
+                    if bytes.len() >= 18 {
+                        let status = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                        if status & libc::TP_STATUS_VLAN_VALID != 0 {
+                            frame.vlan_tci = Some(u16::from_ne_bytes([bytes[16], bytes[17]]));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         // With MSG_TRUNC the kernel returns the frame's real length: keep `len` within what the
@@ -200,6 +258,42 @@ impl EthernetSocket {
         frame.len = frame.len.min(buffer_len(&iov));
         Ok(Some(frame))
     }
+}
+
+/// A classic BPF program that passes frames whose EtherType (after the kernel took any VLAN tag
+/// out) is `ethertype`, whole, and drops every other.
+fn ethertype_filter(ethertype: u16) -> [crate::BpfInstruction; 4] {
+    use crate::BpfInstruction as Op;
+    [
+        // ldh [12]: the EtherType.
+        Op {
+            code: 0x28,
+            jt: 0,
+            jf: 0,
+            k: 12,
+        },
+        // jeq #ethertype: on to the next, else skip one.
+        Op {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: u32::from(ethertype),
+        },
+        // ret #262144: the whole frame.
+        Op {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0x40000,
+        },
+        // ret #0: dropped.
+        Op {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ]
 }
 
 fn buffer_len(iov: &[IoSliceMut<'_>]) -> usize {
@@ -232,20 +326,37 @@ mod tests {
         let mut frame = vec![0u8; 14];
         frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
         frame.extend_from_slice(b"loopscope-sys ethernet test");
-        sender.send(&other).expect("send");
-        sender.send(&frame).expect("send");
         let mut buffer = [0u8; 2048];
-        let received = loop {
-            match receiver.recv(&mut buffer, Duration::from_secs(10)) {
-                Ok(Some(received)) if received.packet_type != PACKET_OUTGOING => break received,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the frame did not arrive"),
-                Err(error) => panic!("{error}"),
+        // The kernel turns receive timestamping on for the machine in deferred work when the
+        // first socket asks (net_enable_timestamp), and SO_TIMESTAMPING, unlike SO_TIMESTAMPNS,
+        // stamps nothing late: the first frames may come without one. Sent until one has it.
+        for attempt in 0.. {
+            assert!(
+                attempt < 1000,
+                "no kernel receive timestamp after 1000 frames"
+            );
+            sender.send(&other).expect("send");
+            sender.send(&frame).expect("send");
+            let received = loop {
+                match receiver.recv(&mut buffer, Duration::from_secs(10)) {
+                    Ok(Some(received)) if received.packet_type != PACKET_OUTGOING => {
+                        break received;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("the frame did not arrive"),
+                    Err(error) => panic!("{error}"),
+                }
+            };
+            assert_eq!(
+                &buffer[..received.len],
+                &frame[..],
+                "only the bound EtherType"
+            );
+            assert!(!received.truncated);
+            if received.kernel_rx_realtime_ns.is_some() {
+                break;
             }
-        };
-        assert_eq!(&buffer[..received.len], &frame[..]);
-        assert!(!received.truncated);
-        assert!(received.kernel_rx_realtime_ns.is_some());
+        }
         let mut small = [0u8; 16];
         sender.send(&frame).expect("send");
         let received = loop {
@@ -258,5 +369,73 @@ mod tests {
         };
         assert!(received.truncated);
         assert_eq!(received.len, 16);
+    }
+
+    /// A frame sent with an 802.1Q tag (TPID 0x8100, TCI: PCP 5, VLAN 100) arrives with the
+    /// tag taken out and handed over beside it; an untagged one has none. Every frame sent after
+    /// `enable_tx_timestamps` gets a transmit timestamp numbered in order, between the clock
+    /// readings around the send. Needs CAP_NET_RAW.
+    #[test]
+    fn vlan_tags_and_transmit_timestamps() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: AF_PACKET needs root");
+            return;
+        }
+        let receiver = EthernetSocket::open(1, 0x88b7).expect("open");
+        let sender = EthernetSocket::open(1, 0x88b8).expect("open");
+        sender.enable_tx_timestamps().expect("SO_TIMESTAMPING");
+        let tci: u16 = (5 << 13) | 100;
+        let mut tagged = vec![0u8; 12];
+        tagged.extend_from_slice(&0x8100u16.to_be_bytes());
+        tagged.extend_from_slice(&tci.to_be_bytes());
+        tagged.extend_from_slice(&0x88b7u16.to_be_bytes());
+        tagged.extend_from_slice(b"tagged");
+        let mut untagged = vec![0u8; 12];
+        untagged.extend_from_slice(&0x88b7u16.to_be_bytes());
+        untagged.extend_from_slice(b"untagged");
+        let realtime = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+        };
+        let before = realtime();
+        sender.send(&tagged).expect("send");
+        sender.send(&untagged).expect("send");
+        let after = realtime();
+        let mut buffer = [0u8; 256];
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match receiver.recv(&mut buffer, Duration::from_secs(10)) {
+                Ok(Some(received)) if received.packet_type != PACKET_OUTGOING => {
+                    seen.push((buffer[..received.len].to_vec(), received.vlan_tci));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the frames did not arrive"),
+                Err(error) => panic!("{error}"),
+            }
+        }
+        let mut stripped = vec![0u8; 12];
+        stripped.extend_from_slice(&0x88b7u16.to_be_bytes());
+        stripped.extend_from_slice(b"tagged");
+        assert_eq!(seen[0], (stripped, Some(tci)));
+        assert_eq!(seen[1], (untagged.clone(), None));
+        let mut stamps = Vec::new();
+        while stamps.len() < 2 {
+            match sender.recv_tx_timestamp().expect("error queue") {
+                Some(stamp) => stamps.push(stamp),
+                None => {
+                    let mut fds = [rustix::event::PollFd::new(
+                        &sender,
+                        rustix::event::PollFlags::ERR,
+                    )];
+                    rustix::event::poll(&mut fds, None).expect("poll");
+                }
+            }
+        }
+        assert_eq!(stamps.iter().map(|s| s.id).collect::<Vec<_>>(), [0, 1]);
+        assert!(
+            stamps.iter().all(|s| before <= s.at && s.at <= after),
+            "{stamps:?}"
+        );
     }
 }

@@ -91,8 +91,8 @@ pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use timestamping::{
     ClockPair, ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync,
-    enable_datagram_metadata, recv_datagram, recv_datagrams, recv_tx_timestamp, send_datagrams,
-    set_send_options,
+    enable_datagram_metadata, enable_timestamping, recv_datagram, recv_datagrams,
+    recv_tx_timestamp, send_datagrams, set_send_options,
 };
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,

@@ -48,14 +48,7 @@ pub struct TimestampedDatagram {
 /// packet attached (OPT_TSONLY); also the TTL, TOS and destination address of each datagram.
 pub fn enable_datagram_metadata(socket: impl AsFd, ipv6: bool, transmit: bool) -> io::Result<()> {
     let socket = socket.as_fd();
-    let mut flags = TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
-        | TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE;
-    if transmit {
-        flags |= TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
-            | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID
-            | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY;
-    }
-    setsockopt(&socket, sockopt::Timestamping, &flags)?;
+    enable_timestamping(socket, transmit)?;
     if ipv6 {
         setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)?;
         setsockopt(&socket, sockopt::Ipv6RecvTClass, &true)?;
@@ -66,6 +59,29 @@ pub fn enable_datagram_metadata(socket: impl AsFd, ipv6: bool, transmit: bool) -
         setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
     }
     Ok(())
+}
+
+/// Asks the kernel for software receive timestamps (SCM_TIMESTAMPING, read by
+/// [`recv_datagram`] and by `EthernetSocket`'s receive) and, with `transmit`, software transmit
+/// timestamps on the error queue ([`recv_tx_timestamp`]), numbered from 0 by the kernel
+/// (SOF_TIMESTAMPING_OPT_ID) without the packet attached (OPT_TSONLY). The one switch for UDP
+/// and AF_PACKET sockets alike.
+pub fn enable_timestamping(socket: impl AsFd, transmit: bool) -> io::Result<()> {
+    let mut flags = TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
+        | TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE;
+    if transmit {
+        flags |= TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID
+            | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY;
+    }
+    setsockopt(&socket.as_fd(), sockopt::Timestamping, &flags)?;
+    Ok(())
+}
+
+/// The software timestamp of an SCM_TIMESTAMPING control message (CLOCK_REALTIME), if it
+/// carries one: the one reading of it for every receive path.
+pub(crate) fn software_timestamp(stamps: &nix::sys::socket::Timestamps) -> Option<Duration> {
+    timespec_duration(stamps.system.tv_sec(), stamps.system.tv_nsec())
 }
 
 /// The IP-level options of a test stream.
@@ -156,8 +172,7 @@ fn describe(message: &RecvMsg<'_, '_, SockaddrStorage>) -> io::Result<Timestampe
                 received.to = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
             }
             ControlMessageOwned::ScmTimestampsns(stamps) => {
-                received.kernel_rx =
-                    timespec_duration(stamps.system.tv_sec(), stamps.system.tv_nsec());
+                received.kernel_rx = software_timestamp(&stamps);
             }
             _ => {}
         }
@@ -303,6 +318,21 @@ pub fn recv_tx_timestamp(socket: impl AsFd) -> io::Result<Option<TxTimestamp>> {
                 if error.ee_origin == SO_EE_ORIGIN_TIMESTAMPING =>
             {
                 id = Some(error.ee_data);
+            }
+            // An AF_PACKET socket's (net/packet/af_packet.c, packet_recv_error): the same
+            // sock_extended_err under SOL_PACKET / PACKET_TX_TIMESTAMP, which nix leaves
+            // unparsed; its fields are read from the octets (linux/errqueue.h: ee_errno u32,
+            // ee_origin u8, ee_type u8, ee_code u8, ee_pad u8, ee_info u32, ee_data u32).
+            ControlMessageOwned::Unknown(unknown)
+                if unknown.cmsg_header.cmsg_level == libc::SOL_PACKET
+                    && unknown.cmsg_header.cmsg_type == libc::PACKET_TX_TIMESTAMP =>
+            {
+                let bytes = &unknown.data_bytes;
+                if bytes.len() >= 16 && bytes[4] == SO_EE_ORIGIN_TIMESTAMPING {
+                    id = Some(u32::from_ne_bytes([
+                        bytes[12], bytes[13], bytes[14], bytes[15],
+                    ]));
+                }
             }
             _ => {}
         }

@@ -55,8 +55,9 @@ pub enum CfmError {
     /// A Test TLV Pattern Type Y.1731 does not define (0-3 are).
     #[error("Test TLV pattern type {0} is not defined (0-3 are)")]
     UnknownPatternType(u8),
-    /// A frame shorter than an Ethernet header, or not of EtherType 0x8902.
-    #[error("not an untagged Ethernet frame of EtherType 0x8902")]
+    /// A frame shorter than an Ethernet header, or not of EtherType 0x8902 (after at most one
+    /// 802.1Q tag).
+    #[error("not an Ethernet frame of EtherType 0x8902")]
     NotCfmFrame,
 }
 
@@ -298,7 +299,15 @@ impl<'a> TestTlv<'a> {
 
 /// The Test TLV's CRC-32: the IEEE 802.3 CRC-32 (as Ethernet's FCS and zlib compute it) over
 /// the TLV from its Type octet through the end of the test pattern, i.e. Type, Length,
-/// Pattern Type and pattern (Y.1731 §9.3; scapy's OAM layer computes the same span).
+/// Pattern Type and pattern.
+///
+/// The span is not confirmed against the Recommendation. It is the one scapy's OAM layer
+/// computes; the text of ITU-T G.8013/Y.1731 §9.3 (Test TLV) was looked for (documentation,
+/// web pages and public source code) and not found: no copy of the Recommendation, and the
+/// implementations that turned up (Wireshark's CFM dissector, tcpdump's CFM printer) show the
+/// CRC-32 field without checking it. So this span is scapy's reading, not the standard's. A
+/// peer that covers another span (the pattern alone, say) shows as a CRC-32 error on every
+/// reply while `bit_errors` stays 0: that signature tells a span mismatch from line errors.
 pub fn test_tlv_crc32(value_len: usize, pattern_type: u8, pattern_bytes: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&[tlv_type::TEST]);
@@ -339,44 +348,101 @@ pub fn class1_level(mac: &MacAddress) -> Option<u8> {
 
 /// The Ethernet header length (destination, source, EtherType).
 pub const ETHERNET_HEADER_LEN: usize = 14;
+/// The length of an IEEE 802.1Q tag (TPID 0x8100, TCI).
+pub const VLAN_TAG_LEN: usize = 4;
+/// The TPID of an IEEE 802.1Q customer VLAN tag.
+pub const TPID_8021Q: u16 = 0x8100;
 
-/// An untagged Ethernet frame of EtherType 0x8902, read.
+/// An IEEE 802.1Q tag: the VLAN and the priority (PCP) a frame travels with. Y.1731 runs OAM
+/// per VLAN, so a MEP's loopback goes out on its VLAN and the reply comes back on the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VlanTag {
+    /// VLAN ID, 0-4094 (0: priority-tagged, no VLAN).
+    pub id: u16,
+    /// Priority Code Point, 0-7.
+    pub pcp: u8,
+    /// Drop Eligible Indicator.
+    pub dei: bool,
+}
+
+impl VlanTag {
+    /// The Tag Control Information: PCP (3 bits), DEI (1 bit), VLAN ID (12 bits).
+    pub fn tci(self) -> u16 {
+        (u16::from(self.pcp & 0x07) << 13) | (u16::from(self.dei) << 12) | (self.id & 0x0FFF)
+    }
+
+    /// The tag a TCI describes.
+    pub fn from_tci(tci: u16) -> Self {
+        VlanTag {
+            id: tci & 0x0FFF,
+            pcp: (tci >> 13) as u8,
+            dei: tci & 0x1000 != 0,
+        }
+    }
+}
+
+/// An Ethernet frame of EtherType 0x8902, untagged or with one 802.1Q tag, read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CfmFrame<'a> {
     /// Destination MAC.
     pub destination: MacAddress,
     /// Source MAC.
     pub source: MacAddress,
+    /// The 802.1Q tag in the frame, if it has one. (Linux takes the tag out before a packet
+    /// socket reads a frame and hands it over beside it, so received frames are untagged.)
+    pub vlan: Option<VlanTag>,
     /// What follows the EtherType (a CFM PDU, and any padding after its End TLV).
     pub payload: &'a [u8],
 }
 
 impl<'a> CfmFrame<'a> {
-    /// Reads the Ethernet header (etherparse) and checks the EtherType. A VLAN-tagged frame is
-    /// refused: on Linux the kernel takes the tag off before a packet socket sees the frame.
+    /// Reads the Ethernet header (etherparse), an 802.1Q tag if one follows, and checks the
+    /// EtherType.
     pub fn parse(frame: &'a [u8]) -> Result<Self, CfmError> {
         let header = etherparse::Ethernet2HeaderSlice::from_slice(frame)
             .map_err(|_| CfmError::NotCfmFrame)?;
-        if header.ether_type() != etherparse::EtherType(ETHERTYPE_CFM) {
+        let (vlan, payload) = if header.ether_type() == etherparse::EtherType(TPID_8021Q) {
+            let tag = etherparse::SingleVlanHeaderSlice::from_slice(&frame[ETHERNET_HEADER_LEN..])
+                .map_err(|_| CfmError::NotCfmFrame)?;
+            if tag.ether_type() != etherparse::EtherType(ETHERTYPE_CFM) {
+                return Err(CfmError::NotCfmFrame);
+            }
+            let tci = u16::from_be_bytes([frame[14], frame[15]]);
+            (
+                Some(VlanTag::from_tci(tci)),
+                &frame[ETHERNET_HEADER_LEN + VLAN_TAG_LEN..],
+            )
+        } else if header.ether_type() == etherparse::EtherType(ETHERTYPE_CFM) {
+            (None, &frame[ETHERNET_HEADER_LEN..])
+        } else {
             return Err(CfmError::NotCfmFrame);
-        }
+        };
         Ok(CfmFrame {
             destination: header.destination(),
             source: header.source(),
-            payload: &frame[ETHERNET_HEADER_LEN..],
+            vlan,
+            payload,
         })
     }
 }
 
-/// Writes an Ethernet frame of EtherType 0x8902 carrying `pdu` into `out` (cleared first).
-pub fn build_frame(destination: MacAddress, source: MacAddress, pdu: &[u8], out: &mut Vec<u8>) {
+/// Writes an Ethernet frame of EtherType 0x8902 carrying `pdu`, with the 802.1Q tag `vlan`
+/// if given, into `out` (cleared first).
+pub fn build_frame(
+    destination: MacAddress,
+    source: MacAddress,
+    vlan: Option<VlanTag>,
+    pdu: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.clear();
-    let header = etherparse::Ethernet2Header {
-        source,
-        destination,
-        ether_type: etherparse::EtherType(ETHERTYPE_CFM),
-    };
-    out.extend_from_slice(&header.to_bytes());
+    out.extend_from_slice(&destination);
+    out.extend_from_slice(&source);
+    if let Some(tag) = vlan {
+        out.extend_from_slice(&TPID_8021Q.to_be_bytes());
+        out.extend_from_slice(&tag.tci().to_be_bytes());
+    }
+    out.extend_from_slice(&ETHERTYPE_CFM.to_be_bytes());
     out.extend_from_slice(pdu);
 }
 
@@ -524,6 +590,7 @@ mod tests {
         build_frame(
             [1, 2, 3, 4, 5, 6],
             [7, 8, 9, 10, 11, 12],
+            None,
             &[0xAA, 0xBB],
             &mut frame,
         );
@@ -537,11 +604,58 @@ mod tests {
         assert_eq!(parsed.destination, [1, 2, 3, 4, 5, 6]);
         assert_eq!(parsed.source, [7, 8, 9, 10, 11, 12]);
         assert_eq!(parsed.payload, [0xAA, 0xBB]);
+        assert_eq!(parsed.vlan, None);
         frame[12] = 0x81;
         frame[13] = 0x00;
         assert_eq!(CfmFrame::parse(&frame).unwrap_err(), CfmError::NotCfmFrame);
         assert_eq!(
             CfmFrame::parse(&frame[..13]).unwrap_err(),
+            CfmError::NotCfmFrame
+        );
+    }
+
+    /// An 802.1Q tag between the source and the EtherType, octet by octet (IEEE 802.1Q §9.6):
+    /// TPID 81 00, TCI A0 64 (PCP 5, DEI 0, VLAN 100).
+    #[test]
+    fn tagged_frame_known_answer() {
+        let mut frame = Vec::new();
+        let tag = VlanTag {
+            id: 100,
+            pcp: 5,
+            dei: false,
+        };
+        build_frame(
+            [1, 2, 3, 4, 5, 6],
+            [7, 8, 9, 10, 11, 12],
+            Some(tag),
+            &[0xAA, 0xBB],
+            &mut frame,
+        );
+        assert_eq!(
+            frame,
+            [
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x81, 0x00, 0xA0, 0x64, 0x89, 0x02, 0xAA,
+                0xBB
+            ]
+        );
+        let parsed = CfmFrame::parse(&frame).unwrap();
+        assert_eq!(parsed.vlan, Some(tag));
+        assert_eq!(parsed.payload, [0xAA, 0xBB]);
+        assert_eq!(VlanTag::from_tci(0xF123).tci(), 0xF123);
+        assert_eq!(
+            VlanTag::from_tci(0xF123),
+            VlanTag {
+                id: 0x123,
+                pcp: 7,
+                dei: true
+            }
+        );
+        // A tag over another EtherType, or cut short, is not a CFM frame.
+        frame[16] = 0x08;
+        frame[17] = 0x00;
+        assert_eq!(CfmFrame::parse(&frame).unwrap_err(), CfmError::NotCfmFrame);
+        assert_eq!(
+            CfmFrame::parse(&frame[..17]).unwrap_err(),
             CfmError::NotCfmFrame
         );
     }

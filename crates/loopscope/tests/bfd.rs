@@ -297,6 +297,26 @@ fn bad_arguments_are_one_line_and_exit_2() {
         &["bfd", "udp://127.0.0.1", "--min-tx", "0s"],
         &["bfd", "udp://127.0.0.1", "--retime", "1s:2s"],
         &["bfd", "tcp://127.0.0.1"],
+        &["bfd", "udp://[fe80::1]"],
+        &["bfd", "udp://[fe80::1%nosuchif9]"],
+        &[
+            "reflect",
+            "--bfd",
+            "udp://127.0.0.1",
+            "--bfd-listen",
+            "fe80::1",
+        ],
+        // Two loopback addresses have no forwarding plane between them.
+        &[
+            "bfd",
+            "udp://127.77.14.1",
+            "--local",
+            "127.77.14.2",
+            "--echo",
+            "50ms",
+            "--echo-via",
+            "forwarding",
+        ],
     ] {
         let output = Command::cargo_bin("loopscope")
             .expect("binary")
@@ -311,6 +331,29 @@ fn bad_arguments_are_one_line_and_exit_2() {
         );
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
+    // A flag's bad value is clap's usage error: the promised first line, then clap's tip.
+    let output = Command::cargo_bin("loopscope")
+        .expect("binary")
+        .args([
+            "bfd",
+            "udp://127.0.0.1",
+            "--echo",
+            "50ms",
+            "--echo-via",
+            "sideways",
+        ])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|line| line
+                .starts_with("loopscope: error: invalid value 'sideways' for '--echo-via")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -761,6 +804,8 @@ fn interoperates_with_frr_bfdd() {
         p["status"] == "up" && p["transmit-interval"] == 400
     });
     // shutdown in vtysh: AdminDown reaches us; we go Down, "Neighbor Signaled Session Down".
+    // Lines printed before (a flap of a stalled host) are passed over first.
+    while speaker.next_line_within(Duration::ZERO).is_some() {}
     frr.configure(
         "peer 10.77.0.2 local-address 10.77.0.1 interface vA",
         &["shutdown"],
@@ -810,7 +855,9 @@ fn interoperates_with_frr_bfdd() {
     frr.peer_json_when("the responder up", "10.77.0.4", |p| p["status"] == "up");
     // Dropping bfdd's packets: Down with "Control Detection Time Expired" within the
     // Detection Time (3 × 200 ms), give or take an interval. (Timers of 200 ms, not 50, so a
-    // machine stalled by stress-ng for 150 ms does not flap the sessions mid-test.)
+    // machine stalled by stress-ng for 150 ms does not flap the sessions mid-test.) A Down
+    // printed before the rule (bfdd stalled past our Detection Time) is passed over first.
+    while responder.next_line_within(Duration::ZERO).is_some() {}
     b.exec(
         "nft",
         &[
@@ -984,13 +1031,15 @@ fn mac_of(netns: &Netns, interface: &str) -> String {
     links[0]["address"].as_str().expect("address").to_string()
 }
 
+// 200 ms Control and 100 ms echo intervals (echo Detection Times of 300 ms), as the other
+// bfdd tests: a loaded CI host stalls 150 ms often enough to fail 50 ms echoes for its own sake.
 const FRR_ECHO_CONFIG: &str = "bfd
  peer 10.77.0.2 local-address 10.77.0.1 interface vA
-  receive-interval 100
-  transmit-interval 100
+  receive-interval 200
+  transmit-interval 200
   echo-mode
-  echo transmit-interval 50
-  echo receive-interval 50
+  echo transmit-interval 100
+  echo receive-interval 100
  !
 !
 ";
@@ -1022,13 +1071,13 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
             "--local",
             "10.77.0.2",
             "--min-tx",
-            "100ms",
+            "200ms",
             "--min-rx",
-            "100ms",
+            "200ms",
             "--echo",
-            "50ms",
+            "100ms",
             "--echo-rx",
-            "50ms",
+            "100ms",
         ],
     );
     let path = speaker.wait_for("the echo path", |v| v["type"] == "echo_path");
@@ -1050,7 +1099,7 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
 
     // bfdd sees our Required Min Echo RX and runs its echo through side B's forwarding plane.
     frr.peer_json_when("our echo interval", "10.77.0.2", |p| {
-        p["status"] == "up" && p["remote-echo-receive-interval"] == 50
+        p["status"] == "up" && p["remote-echo-receive-interval"] == 100
     });
     frr.counters_when("its echoes back", "10.77.0.2", |c| {
         c["echo-packet-input"].as_u64().is_some_and(|n| n >= 20)
@@ -1061,16 +1110,19 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
         theirs["rtt-min"], theirs["rtt-avg"], theirs["rtt-max"]
     );
 
-    // Side B stops forwarding: bfdd's echo function fails, and it says so in its packets.
+    // Side B stops forwarding: bfdd's echo function fails, and it says so in its packets
+    // (our session may already be Down when that packet comes, on a host that stalled us).
+    // Lines printed before the change are passed over first.
+    while speaker.next_line_within(Duration::ZERO).is_some() {}
     b.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]);
-    let signalled = speaker.wait_for("bfdd's echo failure", |v| {
+    speaker.wait_for("bfdd's echo failure", |v| {
         v["type"] == "state" && v["remote_diagnostic_code"] == 2
     });
-    assert_eq!(signalled["to"], "Down", "{signalled}");
     b.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
     speaker.wait_for("Up again", is_state("Up"));
 
     // Side A stops forwarding: our echo function fails, Down with diagnostic 2.
+    while speaker.next_line_within(Duration::ZERO).is_some() {}
     a.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]);
     let failed = speaker.wait_for("our echo failure", |v| {
         v["type"] == "state" && v["diagnostic_code"] == 2
@@ -1084,7 +1136,7 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
     eprintln!("our echo through side A (bfdd): {}", summary["echo"]);
 }
 
-/// Side A (FRR): fe80::1 on vA. Side B (loopscope): fe80::2 and fe80::3 on vB. No addresses
+/// Side A (FRR): fe80::1 on vA. Side B (loopscope): fe80::2, fe80::3 and fe80::4 on vB. No addresses
 /// of the kernel's own making, so each side speaks from the one it is given.
 fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
     let a = Netns::create(prefix, "frr")?;
@@ -1114,6 +1166,7 @@ fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
                 "link set vB addrgenmode none",
                 "addr add fe80::2/64 dev vB nodad",
                 "addr add fe80::3/64 dev vB nodad",
+                "addr add fe80::4/64 dev vB nodad",
                 "link set vB up",
             ][..],
         ),
@@ -1127,18 +1180,23 @@ fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
 
 const FRR_LINK_LOCAL_CONFIG: &str = "bfd
  peer fe80::2 interface vA
-  receive-interval 100
-  transmit-interval 100
+  receive-interval 200
+  transmit-interval 200
  !
  peer fe80::3 interface vA
-  receive-interval 100
-  transmit-interval 100
+  receive-interval 200
+  transmit-interval 200
+ !
+ peer fe80::4 interface vA
+  receive-interval 200
+  transmit-interval 200
  !
 !
 ";
 
 /// IPv6 link-local single hop (RFC 5881 §5), the interface given as the address's zone: our
-/// speaker to bfdd's `peer fe80::2 interface vA`, bfdd to our responder on fe80::3%vB; and a
+/// speaker to bfdd's `peer fe80::2 interface vA`, bfdd to our responder on fe80::3%vB and on
+/// fe80::4%vB (`--bfd-listen`); and a
 /// Control packet that arrives with a hop limit of 254 is dropped (GTSM).
 #[test]
 fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
@@ -1157,9 +1215,9 @@ fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
             "--local",
             "fe80::2",
             "--min-tx",
-            "100ms",
+            "200ms",
             "--min-rx",
-            "100ms",
+            "200ms",
         ],
     );
     let responder = Running::start_in(
@@ -1168,10 +1226,12 @@ fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
             "reflect",
             "--bfd",
             "udp://[fe80::3%vB]",
+            "--bfd-listen",
+            "fe80::4%vB",
             "--bfd-min-tx",
-            "100ms",
+            "200ms",
             "--bfd-min-rx",
-            "100ms",
+            "200ms",
         ],
     );
     let up = speaker.wait_for("Up", is_state("Up"));
@@ -1181,14 +1241,23 @@ fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
             .is_some_and(|p| p.starts_with("[fe80::1%")),
         "{up}"
     );
-    let up = responder.wait_for("Up", is_state("Up"));
-    assert!(
-        up["peer"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("[fe80::1%")),
-        "{up}"
+    let mut answered_on = std::collections::BTreeSet::new();
+    while answered_on.len() < 2 {
+        let up = responder.wait_for("Up", is_state("Up"));
+        assert!(
+            up["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("[fe80::1%")),
+            "{up}"
+        );
+        answered_on.insert(up["local"].as_str().expect("local").to_string());
+    }
+    assert_eq!(
+        answered_on.into_iter().collect::<Vec<_>>(),
+        ["fe80::3", "fe80::4"],
+        "the endpoint and --bfd-listen"
     );
-    for peer in ["fe80::2", "fe80::3"] {
+    for peer in ["fe80::2", "fe80::3", "fe80::4"] {
         let entry = frr.peer_json_when("Up", peer, |p| p["status"] == "up");
         assert_eq!(entry["interface"], "vA", "{entry}");
     }
@@ -1207,9 +1276,10 @@ fn link_local_peers_with_an_interface_zone_come_up_with_bfdd() {
     a.exec("python3", &["-c", &script]);
     let dropped = responder.wait_for("the drop", |v| v["type"] == "dropped");
     assert_eq!(dropped["reason"], "ttl", "{dropped}");
-    let (summary, code) = speaker.interrupt();
-    assert_eq!(code, 0, "{summary}");
-    assert_eq!(summary["flaps"], 0, "{summary}");
+    // Whether a session flapped says how busy the host was, not what this test checks.
+    let (summary, _) = speaker.interrupt();
+    assert_eq!(summary["came_up"], true, "{summary}");
+    assert_eq!(summary["dropped"], serde_json::json!({}), "{summary}");
     let (summary, _) = responder.interrupt();
     assert_eq!(summary["dropped"]["ttl"], 1, "{summary}");
 }

@@ -1,7 +1,8 @@
 //! `loopscope eth-lb` and `loopscope reflect --eth-lb` (Y.1731 / 802.1ag Ethernet loopback)
-//! between two network namespaces joined by a veth, with independent peers: a Python
-//! AF_PACKET responder that flips chosen bits and checks the CRC-32 with zlib, a Python sender
-//! of bad frames, and tshark's CFM dissector. Every wait is on a line a program prints, never
+//! between network namespaces joined by veths (and a bridge, for several responders), with
+//! independent peers: a Python AF_PACKET responder that flips chosen bits and checks the CRC-32
+//! with zlib, Python senders of bad and of VLAN-tagged frames, and tshark's CFM and 802.1Q
+//! dissectors. Every wait is on a line a program prints, never
 //! on a sleep; a reply is given 30 s (-W), so a busy machine makes a run slower, never wrong.
 //! Root only (namespaces, raw packet sockets); CI runs as root.
 
@@ -116,7 +117,13 @@ fn replies_are_matched_and_round_trips_reported() {
         assert_eq!(s["bit_errors"], 0);
         assert_eq!(s["crc_errors"], 0);
         assert_eq!(s["rx_timestamps"], "kernel");
+        assert_eq!(
+            s["tx_timestamps"], "kernel",
+            "SO_TIMESTAMPING on the packet socket"
+        );
         assert_eq!(s["destination_mac"], mac.as_str());
+        assert_eq!(s["responders"][0]["mac"], mac.as_str());
+        assert_eq!(s["responders"][0]["replies"], 5);
     }
     // The multicast class 1 address of level 3 reaches it too; level 2's does not.
     let (code, lines) = eth_lb(
@@ -131,8 +138,10 @@ fn replies_are_matched_and_round_trips_reported() {
             "3",
             "-i",
             "10ms",
+            // A multicast run listens for the whole -W after its last message (other MEPs
+            // may answer later); the responder answers within its 1 s random delay.
             "-W",
-            "30s",
+            "5s",
         ],
     );
     assert_eq!(code, 0);
@@ -156,9 +165,288 @@ fn replies_are_matched_and_round_trips_reported() {
     let (reflected, code) = reflector.interrupt();
     assert_eq!(code, 0);
     assert_eq!(reflected["lbr_sent"], 18);
-    // Level 2's multicast address is not one it joined: the kernel filters it or it is counted
-    // as not addressed; never answered.
-    assert_eq!(reflected["dropped_wrong_level"], 0);
+    assert_eq!(reflected["lbr_delayed"], 3, "the multicast ones");
+    // Level 2's class 1 address: messages for the MEPs of level 2, counted and never answered.
+    assert_eq!(reflected["dropped_wrong_level"], 2);
+}
+
+/// `reflect --eth-lb IFACE --level LEVEL EXTRA...` in `netns`, once it says it is ready; and
+/// its MAC.
+fn responder_on(netns: &Netns, interface: &str, level: &str, extra: &[&str]) -> (Running, String) {
+    let mut args = vec!["reflect", "--eth-lb", interface, "--level", level];
+    args.extend_from_slice(extra);
+    let running = Running::start_in(netns, &args);
+    let ready = running.wait_for("listening", |v| v["type"] == "listening");
+    let mac = ready["mac"].as_str().expect("mac").to_string();
+    (running, mac)
+}
+
+/// An initiator and three responders on one bridge (in a namespace of its own): two MEPs of
+/// level 3 and one of level 4. A multicast LBM of level 3 is answered by both MEPs of level 3,
+/// each with a unicast LBR after its own random delay, and each is reported by its MAC; the
+/// MEP of level 4 counts every message of level 3 it saw (multicast or to its MAC) and answers
+/// none.
+#[test]
+fn multicast_lbms_are_answered_by_every_mep_of_the_level() {
+    let Some(hub) = Netns::create("lselb", "mchub") else {
+        return;
+    };
+    hub.exec("ip", &["link", "add", "br0", "type", "bridge"]);
+    hub.exec("ip", &["link", "set", "br0", "up"]);
+    let mut sides = Vec::new();
+    for (tag, port) in [("mca", "pA"), ("mc1", "p1"), ("mc2", "p2"), ("mc4", "p4")] {
+        let Some(side) = Netns::create("lselb", tag) else {
+            return;
+        };
+        let link = Command::new("ip")
+            .args([
+                "link", "add", "v", "netns", &side.name, "type", "veth", "peer",
+            ])
+            .args(["name", port, "netns", &hub.name])
+            .status()
+            .expect("ip link add");
+        assert!(link.success(), "veth");
+        side.exec("ip", &["link", "set", "v", "up"]);
+        hub.exec("ip", &["link", "set", port, "master", "br0"]);
+        hub.exec("ip", &["link", "set", port, "up"]);
+        sides.push(side);
+    }
+    let (a, b1, b2, b4) = (&sides[0], &sides[1], &sides[2], &sides[3]);
+    let (first, first_mac) = responder_on(b1, "v", "3", &[]);
+    let (second, second_mac) = responder_on(b2, "v", "3", &[]);
+    let (other, other_mac) = responder_on(b4, "v", "4", &[]);
+    let (code, lines) = eth_lb(
+        a,
+        &[
+            "v",
+            "--to",
+            "multicast",
+            "--level",
+            "3",
+            "-c",
+            "4",
+            "-i",
+            "20ms",
+            "-W",
+            "5s",
+        ],
+    );
+    let s = summary(&lines);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["destination_mac"], "01:80:c2:00:00:33");
+    assert_eq!(s["transmitted"], 4);
+    assert_eq!(s["received"], 4, "{s}");
+    assert_eq!(s["duplicates"], 4, "the second MEP's replies: {s}");
+    assert_eq!(s["bit_errors"], 0);
+    let responders = s["responders"].as_array().expect("responders");
+    let mut macs: Vec<&str> = responders
+        .iter()
+        .map(|r| r["mac"].as_str().unwrap())
+        .collect();
+    macs.sort_unstable();
+    let mut wanted = vec![first_mac.as_str(), second_mac.as_str()];
+    wanted.sort_unstable();
+    assert_eq!(macs, wanted, "each MEP of level 3, and only those: {s}");
+    assert!(responders.iter().all(|r| r["replies"] == 4), "{s}");
+    // The random delay (uniform up to 1 s) is there: eight replies all within 20 ms of their
+    // message would have a chance of 0.02^8. (A bound from below: a busy machine only adds.)
+    let slowest = responders
+        .iter()
+        .map(|r| r["rtt_max_us"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(slowest > 20_000.0, "no random delay seen: {s}");
+    // A unicast LBM of level 3 to the MEP of level 4: dropped, counted.
+    let (code, lines) = eth_lb(
+        a,
+        &[
+            "v", "--to", &other_mac, "--level", "3", "-c", "2", "-i", "10ms", "-W", "500ms",
+        ],
+    );
+    assert_eq!(code, 1, "a MEP of level 4 does not answer level 3");
+    assert_eq!(summary(&lines)["received"], 0);
+    for (responder, multicast_answered) in [(first, 4), (second, 4)] {
+        let (s, code) = responder.interrupt();
+        assert_eq!(code, 0);
+        assert_eq!(s["lbr_sent"], multicast_answered, "{s}");
+        assert_eq!(s["lbr_delayed"], multicast_answered, "{s}");
+        assert_eq!(s["dropped_wrong_level"], 0, "{s}");
+    }
+    let (s, code) = other.interrupt();
+    assert_eq!(code, 0);
+    assert_eq!(s["lbr_sent"], 0, "{s}");
+    assert_eq!(
+        s["dropped_wrong_level"],
+        4 + 2,
+        "multicast and unicast: {s}"
+    );
+}
+
+/// The Python sender of a tagged LBM built with struct: VLAN 100, priority 3, to the
+/// responder's MAC; it reads the reply's tag as the kernel hands it over (PACKET_AUXDATA) and
+/// prints it with the reply's OpCode and transaction identifier.
+const TAGGED_SENDER: &str = r#"
+import socket, struct, sys
+iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
+s.bind((iface, 0x0003))
+mac = s.getsockname()[4]
+pdu = bytes([2 << 5, 3, 0, 4]) + struct.pack("!I", 77) + b"\x03\x00\x04WXYZ\x00"
+s.send(target + mac + struct.pack("!HH", 0x8100, (3 << 13) | 100) + b"\x89\x02" + pdu)
+while True:
+    frame, ancillary, flags, address = s.recvmsg(65536, socket.CMSG_SPACE(20))
+    if address[2] == socket.PACKET_OUTGOING or frame[0:6] != mac:
+        continue
+    tci = None
+    for level, kind, data in ancillary:
+        if level == 263 and kind == 8:
+            status, _, _, _, _, vlan_tci, _ = struct.unpack("IIIHHHH", data[:20])
+            if status & 0x10:
+                tci = vlan_tci
+    print("reply opcode=%d tid=%d vlan=%s pcp=%s" % (frame[15], struct.unpack("!I", frame[18:22])[0],
+          tci & 0xFFF if tci is not None else None, tci >> 13 if tci is not None else None), flush=True)
+    break
+"#;
+
+/// `--vlan` on both ends: the LBMs carry the 802.1Q tag asked for, the responder answers on
+/// the same VLAN with the same priority, and tshark's 802.1Q and CFM dissectors read both;
+/// a tagged LBM built with Python's struct gets its reply on its VLAN with its priority;
+/// untagged messages and other VLANs are not answered and are counted.
+#[test]
+fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
+    if Command::new("tshark").arg("-v").output().is_err() || !python_available() {
+        eprintln!("skipping: tshark or python3 is not installed");
+        return;
+    }
+    let Some((a, b)) = two_sides("vlan") else {
+        return;
+    };
+    let (reflector, mac) = responder_on(&b, "vB", "2", &["--vlan", "100"]);
+    let mut command = a.command("tshark");
+    command
+        .args([
+            "-i",
+            "vA",
+            "-l",
+            "-f",
+            "vlan and ether proto 0x8902",
+            "-T",
+            "fields",
+        ])
+        .args(["-E", "separator=|"])
+        .args(
+            [
+                "eth.src",
+                "eth.dst",
+                "vlan.id",
+                "vlan.priority",
+                "vlan.etype",
+                "cfm.md.level",
+                "cfm.opcode",
+                "cfm.lb.transaction.id",
+                "_ws.malformed",
+                "_ws.expert.severity",
+            ]
+            .iter()
+            .flat_map(|field| ["-e", field]),
+        );
+    let capture = Running::spawn_with_stderr(command, Stdio::null());
+    // Tagged messages of VLAN 4000 (which nobody serves) mark the capture as running.
+    loop {
+        let (code, _) = eth_lb(
+            &a,
+            &[
+                "vA", "--to", &mac, "--level", "2", "--vlan", "4000", "-c", "1", "-W", "100ms",
+            ],
+        );
+        assert_eq!(code, 1, "nobody answers on VLAN 4000");
+        if capture
+            .next_line_within(Duration::from_millis(500))
+            .is_some()
+        {
+            break;
+        }
+    }
+    let (code, lines) = eth_lb(
+        &a,
+        &[
+            "vA", "--to", &mac, "--level", "2", "--vlan", "100:5", "-c", "3", "-i", "10ms", "-W",
+            "30s",
+        ],
+    );
+    let s = summary(&lines);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["received"], 3);
+    assert_eq!(s["vlan_id"], 100);
+    assert_eq!(s["vlan_pcp"], 5);
+    // 14 + 4 (the tag) + 8 (CFM header) + 4 (Test TLV Type, Length, Pattern Type) + 64 + 1
+    // (End TLV): the reply as it crossed the wire, the tag the kernel took out counted.
+    let sizes: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "reply")
+        .map(|l| l["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [95, 95, 95]);
+    assert_eq!(s["tx_timestamps"], "kernel");
+    let own = s["source_mac"].as_str().unwrap().to_string();
+    let mut rows = Vec::new();
+    while rows.len() < 6 {
+        let line = capture.line_where("a decoded frame of VLAN 100", |line| {
+            line.split('|').nth(2) == Some("100")
+        });
+        rows.push(line.split('|').map(str::to_string).collect::<Vec<_>>());
+    }
+    let (mut messages, mut replies) = (0, 0);
+    for row in &rows {
+        assert_eq!(row.len(), 10, "{row:?}");
+        assert_eq!(row[3], "5", "the priority, both ways: {row:?}");
+        assert_eq!(row[4], "0x8902", "CFM inside the tag: {row:?}");
+        assert_eq!(row[5], "2", "MD level: {row:?}");
+        assert_eq!((row[8].as_str(), row[9].as_str()), ("", ""), "{row:?}");
+        match row[6].as_str() {
+            "3" => {
+                assert_eq!(
+                    (row[0].as_str(), row[1].as_str()),
+                    (own.as_str(), mac.as_str())
+                );
+                messages += 1;
+            }
+            "2" => {
+                assert_eq!(
+                    (row[0].as_str(), row[1].as_str()),
+                    (mac.as_str(), own.as_str())
+                );
+                replies += 1;
+            }
+            other => panic!("OpCode {other}"),
+        }
+    }
+    assert_eq!((messages, replies), (3, 3));
+    // An independent tagged LBM: VLAN 100, priority 3.
+    let mut command = a.command("python3");
+    command.args(["-c", TAGGED_SENDER, "vA", &mac]);
+    let sender = Running::spawn(command);
+    let reply = sender.line_where("the reply", |line| line.starts_with("reply "));
+    assert_eq!(reply, "reply opcode=2 tid=77 vlan=100 pcp=3");
+    // Untagged, and VLAN 200: not this responder's.
+    for vlan in [None, Some("200")] {
+        let mut args = vec![
+            "vA", "--to", &mac, "--level", "2", "-c", "2", "-i", "10ms", "-W", "500ms",
+        ];
+        if let Some(vlan) = vlan {
+            args.extend_from_slice(&["--vlan", vlan]);
+        }
+        let (code, lines) = eth_lb(&a, &args);
+        assert_eq!(code, 1, "{vlan:?}");
+        assert_eq!(summary(&lines)["received"], 0);
+    }
+    let (s, code) = reflector.interrupt();
+    assert_eq!(code, 0);
+    assert_eq!(s["vlan_id"], 100);
+    assert_eq!(s["lbr_sent"], 3 + 1, "{s}");
+    // VLAN 4000 markers (at least one), 2 untagged, 2 on VLAN 200.
+    let other_vlan = s["dropped_other_vlan"].as_u64().unwrap();
+    assert!(other_vlan >= 1 + 2 + 2, "{s}");
 }
 
 /// The Python responder: answers each LBM to its MAC with an LBR whose pattern has the next
@@ -281,6 +569,7 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
                 "cfm.tlv.tst.test.pattern.type",
                 "_ws.malformed",
                 "_ws.expert.severity",
+                "frame.time_epoch",
             ]
             .iter()
             .flat_map(|field| ["-e", field]),
@@ -334,8 +623,10 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
     let own = summary(&lines)["source_mac"].as_str().unwrap().to_string();
     let mut messages = Vec::new();
     let mut replies = Vec::new();
+    // When tshark saw each frame cross vA (its own kernel timestamp), by transaction and OpCode.
+    let mut seen_at: std::collections::HashMap<(u32, &str), i128> = Default::default();
     for row in &rows {
-        assert_eq!(row.len(), 9, "{row:?}");
+        assert_eq!(row.len(), 10, "{row:?}");
         assert_eq!(row[2], "5", "MD level: {row:?}");
         assert_eq!(row[5], "32,0", "the Test TLV, then the End TLV: {row:?}");
         assert_eq!(row[6], "3", "PRBS with CRC-32: {row:?}");
@@ -344,6 +635,12 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
         let id = u32::from_str_radix(row[4].trim_start_matches("0x"), 16)
             .or_else(|_| row[4].parse())
             .unwrap_or_else(|_| panic!("transaction id {row:?}"));
+        // Seconds and nanoseconds apart: an f64 of the epoch keeps only microseconds.
+        let (seconds, fraction) = row[9].split_once('.').unwrap_or((row[9], "0"));
+        let nanos = format!("{fraction:0<9}");
+        let at = seconds.parse::<i128>().expect("seconds") * 1_000_000_000
+            + nanos[..9].parse::<i128>().expect("nanoseconds");
+        seen_at.insert((id, row[3]), at);
         match row[3] {
             "3" => {
                 assert_eq!((row[0], row[1]), (own.as_str(), mac.as_str()));
@@ -370,6 +667,21 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
         replies, messages,
         "each reply keeps its message's identifier"
     );
+    // Our round trips are the kernel's transmit and receive stamps of the same frames tshark
+    // saw: each agrees with tshark's message-to-reply time far within the 10 ms between
+    // messages, so no reply was timed from another message's transmit stamp (a slip in the
+    // kernel's numbering of transmit stamps shows as 10 ms). The bound is wide because both
+    // clock pairs are read in user space; a busy machine does not move kernel stamps.
+    for reply in lines.iter().filter(|l| l["type"] == "reply") {
+        let sequence = reply["seq"].as_u64().unwrap() as u32;
+        let id = messages[0].wrapping_add(sequence);
+        let on_the_wire_us = (seen_at[&(id, "2")] - seen_at[&(id, "3")]) as f64 / 1000.0;
+        let ours_us = reply["rtt_us"].as_f64().unwrap();
+        assert!(
+            (ours_us - on_the_wire_us).abs() < 1000.0,
+            "seq {sequence}: ours {ours_us} us, tshark {on_the_wire_us} us"
+        );
+    }
 }
 
 /// The Python sender of bad frames: each is sent once, then a valid LBM whose reply proves the
@@ -452,6 +764,17 @@ fn bad_arguments_are_one_line_and_exit_2() {
         &["reflect", "--eth-lb", "no-such-interface0"],
         &["reflect", "--eth-lb", "lo", "--impair", "drop=0.5"],
         &["reflect", "--eth-lb", "lo", "--level", "9"],
+        &["reflect", "--eth-lb", "lo", "--vlan", "4095"],
+        &["reflect", "--eth-lb", "lo", "--multicast-delay", "2h"],
+        &["eth-lb", "lo", "--to", "02:00:00:00:00:01", "--vlan", "0"],
+        &[
+            "eth-lb",
+            "lo",
+            "--to",
+            "02:00:00:00:00:01",
+            "--vlan",
+            "100:8",
+        ],
     ] {
         let output = support::loopscope().args(args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -26,7 +26,7 @@ impl Netns {
     }
 
     fn ping_command(&self, kind: &str, args: &[&str]) -> Command {
-        let mut command = self.command(assert_cmd::cargo::cargo_bin("loopscope"));
+        let mut command = self.command(loopscope_binary());
         command
             .arg("ping")
             .args(args)
@@ -39,6 +39,14 @@ impl Netns {
     fn ping(&self, kind: &str, args: &[&str]) -> Output {
         self.ping_command(kind, args).output().expect("run ping")
     }
+}
+
+/// The binary under test; `LOOPSCOPE_BIN` names another one (bench/ping_icmp.sh times a
+/// release build, as the other benches do).
+fn loopscope_binary() -> std::path::PathBuf {
+    std::env::var_os("LOOPSCOPE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| assert_cmd::cargo::cargo_bin("loopscope"))
 }
 
 fn records(output: &Output) -> Vec<Value> {

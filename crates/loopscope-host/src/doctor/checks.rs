@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use loopscope_pattern::{PatternKind, PatternSpec};
+use loopscope_report::comma_list;
 use loopscope_sys::{RouteKind, TABLE_LOCAL};
 use serde_json::json;
 
@@ -12,7 +13,7 @@ use super::probe::{IcmpFailure, Probe, ProbeError, Snapshot, V4, V6};
 use super::round_trips::{self, RoundTrip};
 use super::{Check, Finding, Remedy, Repair, Stage};
 use crate::firewall::{self, Protocol, Reach};
-use crate::resolver::{self, Lookup, Source};
+use crate::resolver::{self, Lookup, NameSource};
 use crate::{environment, proc_net, sysctl};
 
 /// Every check `doctor` runs, in the order it runs them: cheap facts first (namespace,
@@ -799,28 +800,20 @@ fn alias_127(probe: &mut Probe) -> Finding {
 }
 
 /// The lookup of `localhost`, shared by the two checks that read it.
-fn lookup_localhost(probe: &Probe) -> (Source, Lookup) {
+fn lookup_localhost(probe: &Probe) -> (NameSource, Lookup) {
     let source = probe.resolver_source();
     let lookup = resolver::lookup(&source, "localhost", Duration::from_secs(2));
     (source, lookup)
 }
 
-fn join(addresses: &[IpAddr]) -> String {
-    addresses
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The hosts file named as a shell word, for fixes that write to it.
-fn hosts_path(source: &Source) -> String {
+fn hosts_path(source: &NameSource) -> String {
     shell_words::quote(&source.hosts_file().display().to_string()).into_owned()
 }
 
 /// Appends the loopback entries for `localhost` (one per family this kernel has) to the hosts
 /// file in use.
-fn hosts_repair(source: &Source, ipv4: bool, ipv6: bool) -> Repair {
+fn hosts_repair(source: &NameSource, ipv4: bool, ipv6: bool) -> Repair {
     let mut lines = Vec::new();
     if ipv4 {
         lines.push("127.0.0.1 localhost");
@@ -875,7 +868,7 @@ fn localhost(probe: &mut Probe) -> Finding {
         return figures(Finding::fail(
             format!(
                 "localhost resolves to non-loopback {} ({from}): traffic meant for this host leaves it",
-                join(&foreign)
+                comma_list(&foreign)
             ),
             format!(
                 "remove those entries for localhost from {} (or the DNS answering for it)",
@@ -889,7 +882,7 @@ fn localhost(probe: &mut Probe) -> Finding {
         return figures(Finding::warn(
             format!(
                 "localhost -> {} only ({from}): ::1 works but is not returned, so IPv6-only servers on ::1 are unreachable by name",
-                join(&answers)
+                comma_list(&answers)
             ),
             hosts_repair(&source, false, true),
         ));
@@ -898,14 +891,14 @@ fn localhost(probe: &mut Probe) -> Finding {
         return figures(Finding::warn(
             format!(
                 "localhost -> {} only ({from}): IPv4 clients and servers bound to 127.0.0.1 miss it",
-                join(&answers)
+                comma_list(&answers)
             ),
             hosts_repair(&source, true, false),
         ));
     }
     figures(Finding::pass(format!(
         "localhost -> {} ({from})",
-        join(&answers)
+        comma_list(&answers)
     )))
 }
 
@@ -999,7 +992,7 @@ fn localhost_order(probe: &mut Probe) -> Finding {
 
 /// When nothing found explains why the first answer for localhost does not work, the way out
 /// that always works is to stop handing it out, in the hosts file actually read.
-fn unexplained_first_answer_advice(first: IpAddr, source: &Source) -> String {
+fn unexplained_first_answer_advice(first: IpAddr, source: &NameSource) -> String {
     let check = if first.is_ipv6() { "tcp_v6" } else { "tcp_v4" };
     format!(
         "find what stops TCP on {first} (see {check} and firewall), or take {first} off the localhost line in {}",
@@ -1011,13 +1004,13 @@ fn localhost_subdomain(probe: &mut Probe) -> Finding {
     let source = probe.resolver_source();
     let name = "loopscope-doctor.localhost";
     match resolver::lookup(&source, name, Duration::from_millis(1500)) {
-        Lookup::Answers(answers) if answers.iter().all(IpAddr::is_loopback) => {
-            Finding::pass(format!("{name} -> {} (RFC 6761 loopback)", join(&answers)))
-        }
+        Lookup::Answers(answers) if answers.iter().all(IpAddr::is_loopback) => Finding::pass(
+            format!("{name} -> {} (RFC 6761 loopback)", comma_list(&answers)),
+        ),
         Lookup::Answers(answers) => Finding::fail(
             format!(
                 "{name} -> {}: a .localhost name resolves off-host (RFC 6761 forbids it)",
-                join(&answers)
+                comma_list(&answers)
             ),
             "find who answers for .localhost (DNS search domain? wildcard record?) and stop it",
         ),
@@ -1305,13 +1298,13 @@ mod tests {
 
     #[test]
     fn hosts_fixes_name_the_hosts_file_in_use() {
-        let given = Source::HostsFile(PathBuf::from("/srv/test hosts"));
+        let given = NameSource::HostsFile(PathBuf::from("/srv/test hosts"));
         assert_eq!(
             hosts_repair(&given, false, true).command,
             "echo '::1 localhost ip6-localhost ip6-loopback' >> '/srv/test hosts'"
         );
         assert_eq!(
-            hosts_repair(&Source::System, true, true).command,
+            hosts_repair(&NameSource::System, true, true).command,
             "printf '127.0.0.1 localhost\\n::1 localhost ip6-localhost ip6-loopback\\n' >> /etc/hosts"
         );
         let advice = unexplained_first_answer_advice(V6, &given);

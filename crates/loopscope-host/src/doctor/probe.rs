@@ -10,7 +10,7 @@ use loopscope_sys::{Interface, InterfaceAddress, Route, RouteSocket};
 
 use super::round_trips::{self, RoundTrip};
 use crate::firewall::{self, Rulesets};
-use crate::resolver::Source;
+use crate::resolver::NameSource;
 use crate::sysctl;
 
 /// What the user chose.
@@ -159,10 +159,10 @@ impl Probe {
     }
 
     /// Where names are resolved: the system resolver, or the hosts file given instead.
-    pub fn resolver_source(&self) -> Source {
+    pub fn resolver_source(&self) -> NameSource {
         match &self.options.hosts_file {
-            Some(path) => Source::HostsFile(path.clone()),
-            None => Source::System,
+            Some(path) => NameSource::HostsFile(path.clone()),
+            None => NameSource::System,
         }
     }
 

@@ -582,13 +582,22 @@ impl Record for SpeakerSummary {
         if let Some(echo) = &self.echo {
             writeln!(
                 out,
-                "echo: {} sent, {} back, rtt min/p50/p99/max = {}/{}/{}/{} ms",
+                "echo ({}): {} sent, {} back, rtt min/p50/p99/max = {}/{}/{}/{} ms{}",
+                if echo.via == "forwarding" {
+                    "through the peer's forwarding plane"
+                } else {
+                    "to the peer's echo port"
+                },
                 echo.sent,
                 echo.received,
                 opt(echo.rtt_min_ms),
                 opt(echo.rtt_p50_ms),
                 opt(echo.rtt_p99_ms),
-                opt(echo.rtt_max_ms)
+                opt(echo.rtt_max_ms),
+                match echo.failures {
+                    0 => String::new(),
+                    n => format!("; failed {n} time{}", if n == 1 { "" } else { "s" }),
+                }
             )?;
         }
         Ok(())

@@ -221,3 +221,94 @@ fn icmp_endpoints_refuse_link_adapters() {
     let error = open(&endpoint, SocketChoice::Auto, &stack).err().unwrap();
     assert!(error.to_string().contains("not one"), "{error}");
 }
+
+/// Answers each request twice, as two MEPs answer a multicast LBM: at once, and again once
+/// `second_after` of real time has passed since the request.
+struct TwoResponders {
+    awaits_every_reply: bool,
+    second_after: Duration,
+    later: Vec<(u64, u64)>,
+    pending: Vec<Received>,
+}
+
+impl Pinger for TwoResponders {
+    fn target(&self) -> String {
+        "group".into()
+    }
+    fn awaits_every_reply(&self) -> bool {
+        self.awaits_every_reply
+    }
+    fn payload_range(&self) -> std::ops::RangeInclusive<usize> {
+        0..=100
+    }
+    fn banner(&self, _: usize) -> String {
+        String::new()
+    }
+    fn send(&mut self, sequence: u64, _: usize) -> Result<u64, SendError> {
+        let sent_ns = now_ns();
+        self.pending.push(Received::Reply {
+            sequence,
+            bytes: 10,
+            arrived_ns: sent_ns + 1_000,
+            ttl: None,
+            corrupt: false,
+        });
+        self.later
+            .push((sequence, sent_ns + self.second_after.as_nanos() as u64));
+        Ok(sent_ns)
+    }
+    fn receive(&mut self, wait: Duration, out: &mut Vec<Received>) -> Result<(), LinkFailure> {
+        if self.pending.is_empty() {
+            std::thread::sleep(wait.min(Duration::from_millis(5)));
+        }
+        let now = now_ns();
+        for (sequence, due) in std::mem::take(&mut self.later) {
+            if now >= due {
+                self.pending.push(Received::Reply {
+                    sequence,
+                    bytes: 10,
+                    arrived_ns: due,
+                    ttl: None,
+                    corrupt: false,
+                });
+            } else {
+                self.later.push((sequence, due));
+            }
+        }
+        out.append(&mut self.pending);
+        Ok(())
+    }
+    fn summary_fields(&self, _: &mut Map<String, Value>) {}
+}
+
+/// A pinger that expects several replies per request keeps the run listening until the last
+/// request's timeout, so the later replies are heard (as duplicates, with their round trips);
+/// without it the run ends with the first replies, as ping always has.
+#[test]
+fn a_pinger_that_awaits_every_reply_hears_the_later_repliers() {
+    for awaits_every_reply in [true, false] {
+        let mut pinger = TwoResponders {
+            awaits_every_reply,
+            // Long enough that a run without listening on is over before (it ends with the
+            // first replies); well within the 2 s timeout.
+            second_after: Duration::from_secs(1),
+            later: Vec::new(),
+            pending: Vec::new(),
+        };
+        let (outcome, replies) = collect(&mut pinger, &config(2));
+        let s = &outcome.summary;
+        assert_eq!((s.transmitted, s.received), (2, 2));
+        if awaits_every_reply {
+            assert_eq!(s.duplicates, 2);
+            let late: Vec<(u64, bool, f64)> = replies
+                .iter()
+                .filter(|r| r.duplicate)
+                .map(|r| (r.seq, r.duplicate, r.rtt_us))
+                .collect();
+            assert_eq!(late, [(0, true, 1_000_000.0), (1, true, 1_000_000.0)]);
+            assert!(s.passed, "duplicates do not fail the run");
+        } else {
+            assert_eq!(s.duplicates, 0);
+        }
+    }
+}

@@ -341,6 +341,10 @@ impl StampResponder {
                     }
                 }
             }
+            // Every reply sent has its stamp: the queue holds no more (one system call saved).
+            if self.in_flight.is_empty() {
+                break;
+            }
         }
     }
 }
@@ -540,7 +544,9 @@ impl DatagramResponder for StampResponder {
     }
 
     fn idle(&mut self, socket: &UdpSocket) {
-        self.collect_tx_timestamps(socket);
+        if !self.in_flight.is_empty() {
+            self.collect_tx_timestamps(socket);
+        }
     }
 }
 

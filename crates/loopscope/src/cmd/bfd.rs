@@ -72,8 +72,8 @@ pub struct Args {
     /// back (RFC 5881 §4; needs root or CAP_NET_RAW, and a peer that forwards); `port` sends
     /// them to the peer's UDP port 3785, where `reflect --bfd-echo` loops them; `auto` is
     /// `forwarding`, or `port` toward a peer reached over a loopback interface.
-    #[arg(long, value_name = "HOW", default_value = "auto", requires = "echo", value_parser = ["auto", "forwarding", "port"])]
-    pub echo_via: String,
+    #[arg(long, value_name = "HOW", default_value = "auto", requires = "echo", value_parser = parse_echo_via)]
+    pub echo_via: bfd::EchoVia,
     /// Advertise this Required Min Echo RX Interval, so the peer may run its echo function
     /// through this host: its echo packets are looped by this host's forwarding plane
     /// (net.ipv4.ip_forward=1), not by loopscope.
@@ -85,6 +85,16 @@ pub struct Args {
     /// Print only the summary.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `--echo-via`: one line when wrong (clap's own list of values would take three).
+fn parse_echo_via(text: &str) -> Result<bfd::EchoVia, String> {
+    match text {
+        "auto" => Ok(bfd::EchoVia::Auto),
+        "forwarding" => Ok(bfd::EchoVia::Forwarding),
+        "port" => Ok(bfd::EchoVia::Port),
+        _ => Err("not one of auto, forwarding, port".to_string()),
+    }
 }
 
 /// Reads `TYPE:KEYID:SECRETFILE`.
@@ -213,11 +223,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         duration: args.duration,
         retime,
         echo: args.echo,
-        echo_via: match args.echo_via.as_str() {
-            "forwarding" => bfd::EchoVia::Forwarding,
-            "port" => bfd::EchoVia::Port,
-            _ => bfd::EchoVia::Auto,
-        },
+        echo_via: args.echo_via,
         demand_poll: args.demand.then_some(args.demand_poll),
         realtime: args.realtime,
     };

@@ -19,10 +19,13 @@ use crate::Context;
 #[command(after_help = "\
 Y.1731 / IEEE 802.1ag Ethernet loopback (ETH-LB): Loopback Messages (EtherType 0x8902) out of \
 IFACE over a raw AF_PACKET socket (root or CAP_NET_RAW), Loopback Replies matched by \
-transaction identifier. Round trip: from CLOCK_MONOTONIC read just before the send call to \
-the kernel's receive timestamp of the reply (SO_TIMESTAMPNS); the send time is user space \
-(no kernel transmit timestamp). Every reply's pattern is compared bit by bit with what was sent: bit errors and \
-CRC-32 errors make the run fail (exit 1), as lost replies do.")]
+transaction identifier. Round trip: from the kernel's transmit timestamp of the message to its \
+receive timestamp of the reply (SO_TIMESTAMPING, software), each falling back to the clock read \
+in user space where the kernel gave none (the summary says which). To the multicast class 1 \
+address every MEP of the level answers, each after a random delay of up to 1 s (Y.1731): the \
+run listens for -W after the last message and reports every responder's MAC. Every reply's \
+pattern is compared bit by bit with what was sent: bit errors and CRC-32 errors make the run \
+fail (exit 1), as lost replies do.")]
 pub struct Args {
     /// The interface the messages leave by.
     pub interface: String,
@@ -33,6 +36,10 @@ pub struct Args {
     /// MD (MEG) level 0-7 (default: the level a class 1 address names, else 0).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=7))]
     pub level: Option<u8>,
+    /// Send the messages with an 802.1Q tag: VLAN ID 1-4094, and priority (PCP) 0-7
+    /// (default 0); only replies on that VLAN count.
+    #[arg(long, value_name = "ID[:PCP]", value_parser = parse_vlan)]
+    pub vlan: Option<cfm::VlanTag>,
     /// The TLV that carries the pattern: test (Y.1731 Test TLV) or data (Data TLV).
     #[arg(long, default_value = "test", value_parser = ["test", "data"])]
     pub tlv: String,
@@ -48,6 +55,32 @@ pub struct Args {
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// `ID[:PCP]`: a VLAN ID 1-4094 and a priority 0-7.
+fn parse_vlan(text: &str) -> Result<cfm::VlanTag, String> {
+    let (id, pcp) = match text.split_once(':') {
+        Some((id, pcp)) => (id, Some(pcp)),
+        None => (text, None),
+    };
+    let id: u16 = id
+        .parse()
+        .ok()
+        .filter(|id| (1..=4094).contains(id))
+        .ok_or_else(|| format!("VLAN ID '{id}' is not a number 1-4094"))?;
+    let pcp: u8 = match pcp {
+        Some(pcp) => pcp
+            .parse()
+            .ok()
+            .filter(|pcp| *pcp <= 7)
+            .ok_or_else(|| format!("priority '{pcp}' is not a number 0-7"))?,
+        None => 0,
+    };
+    Ok(cfm::VlanTag {
+        id,
+        pcp,
+        dei: false,
+    })
 }
 
 /// The destination and the level from `--to` and `--level`.
@@ -104,6 +137,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         level,
         tlv,
         pattern,
+        vlan: args.vlan,
     })
     .with_context(|| {
         format!(
@@ -163,22 +197,48 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
                 line.push_str(&format!(", {} replies {words}", number(key)));
             }
         }
-        let rx = extra
-            .get("rx_timestamps")
-            .and_then(|v| v.as_str())
-            .unwrap_or("none");
+        if number("other_vlan") > 0 {
+            line.push_str(&format!(
+                ", {} replies on another VLAN",
+                number("other_vlan")
+            ));
+        }
+        let which = |key: &str| match extra.get(key).and_then(|v| v.as_str()) {
+            Some("kernel") => "kernel (SO_TIMESTAMPING)",
+            Some("user") => "user-space (the kernel gave none)",
+            Some("mixed") => "kernel where given, else user-space",
+            _ => "none (no replies)",
+        };
         let mut out = Vec::new();
         writeln!(out, "{line}")?;
         writeln!(
             out,
-            "timestamps: send user-space (CLOCK_MONOTONIC before send), receive {}",
-            match rx {
-                "kernel" => "kernel (SO_TIMESTAMPNS)",
-                "user" => "user-space (the kernel gave none)",
-                "mixed" => "kernel where given, else user-space",
-                _ => "none (no replies)",
-            }
+            "timestamps: send {}, receive {}",
+            which("tx_timestamps"),
+            which("rx_timestamps")
         )?;
+        if let Some(responders) = extra.get("responders").and_then(|v| v.as_array())
+            && cfm::class1_level(&destination).is_some()
+        {
+            writeln!(out, "responders ({}):", responders.len())?;
+            for responder in responders {
+                let field = |key: &str| responder.get(key).and_then(|v| v.as_f64());
+                write!(
+                    out,
+                    "  {} {} replies",
+                    responder["mac"].as_str().unwrap_or("?"),
+                    responder["replies"].as_u64().unwrap_or(0)
+                )?;
+                if let (Some(min), Some(avg), Some(max)) = (
+                    field("rtt_min_us"),
+                    field("rtt_avg_us"),
+                    field("rtt_max_us"),
+                ) {
+                    write!(out, ", rtt min/avg/max {min:.1}/{avg:.1}/{max:.1} us")?;
+                }
+                writeln!(out)?;
+            }
+        }
         loopscope_report::stdout_line!("{}", String::from_utf8_lossy(&out).trim_end())?;
     }
     if let Some(failure) = &outcome.link_failure {
@@ -197,6 +257,14 @@ pub struct EthLbReflectArgs {
     /// With --eth-lb: the MD (MEG) level answered, 0-7.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=7), requires = "eth_lb")]
     pub level: u8,
+    /// With --eth-lb: answer LBMs on this VLAN (1-4094) only, on the same VLAN with the same
+    /// priority; without it, untagged LBMs only.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..=4094), requires = "eth_lb")]
+    pub vlan: Option<u16>,
+    /// With --eth-lb: the longest random delay before answering a multicast LBM (Y.1731:
+    /// 1 s); 0 answers at once.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::ping::parse_duration, requires = "eth_lb")]
+    pub multicast_delay: std::time::Duration,
 }
 
 #[derive(serde::Serialize)]
@@ -217,9 +285,15 @@ impl Record for ReflectEventRecord {
                 mac,
                 md_level,
                 multicast_mac,
+                vlan_id,
+                multicast_delay_max_ms,
             } => writeln!(
                 out,
-                "reflecting on {interface}: Ethernet loopback to {mac} and {multicast_mac}, MD level {md_level}"
+                "reflecting on {interface}: Ethernet loopback to {mac} and {multicast_mac} (answered within {multicast_delay_max_ms} ms), MD level {md_level}, {}",
+                match vlan_id {
+                    Some(id) => format!("VLAN {id}"),
+                    None => "untagged".to_string(),
+                }
             ),
             EthLbReflectEvent::Error { what } => writeln!(out, "error: {what}"),
         }
@@ -243,19 +317,21 @@ impl Record for ReflectSummaryRecord {
         )?;
         writeln!(
             out,
-            "{} loopback replies sent ({} octets) in {:.1} s",
-            s.lbr_sent, s.bytes_sent, s.elapsed_s
+            "{} loopback replies sent ({} to multicast LBMs after a random delay, {} octets) in {:.1} s",
+            s.lbr_sent, s.lbr_delayed, s.bytes_sent, s.elapsed_s
         )?;
         writeln!(
             out,
-            "dropped: {} malformed, {} LBR, {} other OpCodes, {} of another MD level, {} not addressed here, {} our own, {} over the rate limit",
+            "dropped: {} malformed, {} LBR, {} other OpCodes, {} of another MD level, {} on another VLAN, {} not addressed here, {} our own, {} over the rate limit, {} with the delay queue full",
             s.dropped_malformed,
             s.dropped_lbr,
             s.dropped_other_opcode,
             s.dropped_wrong_level,
+            s.dropped_other_vlan,
             s.dropped_not_addressed,
             s.dropped_own,
-            s.dropped_rate_limit
+            s.dropped_rate_limit,
+            s.dropped_queue_full
         )?;
         if s.errors > 0 {
             writeln!(out, "errors: {}", s.errors)?;
@@ -272,11 +348,19 @@ pub fn run_reflect(
     rate_burst: u32,
     context: &Context,
 ) -> anyhow::Result<Outcome> {
+    if args.multicast_delay > std::time::Duration::from_secs(60) {
+        anyhow::bail!(
+            "--multicast-delay {:?} is longer than a minute (Y.1731 asks for at most 1 s)",
+            args.multicast_delay
+        );
+    }
     let reflector = EthLbReflector::bind(EthLbReflectConfig {
         interface: interface.to_string(),
         level: args.level,
         rate_limit_pps,
         rate_burst,
+        vlan: args.vlan,
+        multicast_delay_max: args.multicast_delay,
     })
     .with_context(|| format!("cannot answer Ethernet loopback on {interface}"))?;
     let mut printer = Printer::stdout(context.format);
@@ -295,6 +379,25 @@ pub fn run_reflect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlan_flags() {
+        assert_eq!(
+            parse_vlan("100:5"),
+            Ok(cfm::VlanTag {
+                id: 100,
+                pcp: 5,
+                dei: false
+            })
+        );
+        assert_eq!(
+            parse_vlan("4094").map(|tag| (tag.id, tag.pcp)),
+            Ok((4094, 0))
+        );
+        for bad in ["0", "4095", "x", "100:8", "100:", ":3", "100:5:1"] {
+            assert!(parse_vlan(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn destinations_and_levels() {

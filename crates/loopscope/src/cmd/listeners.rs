@@ -1,6 +1,6 @@
 use anyhow::Context as _;
 use loopscope_listeners::report::{ListenersSummary, SocketRecord, SocketTable};
-use loopscope_listeners::{Options, Source};
+use loopscope_listeners::{Options, SocketSource};
 use loopscope_report::{Outcome, Printer};
 
 use crate::Context;
@@ -43,18 +43,18 @@ pub enum SourceArg {
     Proc,
 }
 
-impl From<SourceArg> for Source {
+impl From<SourceArg> for SocketSource {
     fn from(value: SourceArg) -> Self {
         match value {
-            SourceArg::Auto => Source::Auto,
-            SourceArg::Netlink => Source::Netlink,
-            SourceArg::Proc => Source::Proc,
+            SourceArg::Auto => SocketSource::Auto,
+            SourceArg::Netlink => SocketSource::Netlink,
+            SourceArg::Proc => SocketSource::Proc,
         }
     }
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
-    let source = Source::from(args.source);
+    let source = SocketSource::from(args.source);
     let options = Options {
         source,
         netns: args.netns.clone(),

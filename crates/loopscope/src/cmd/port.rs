@@ -1,6 +1,6 @@
 use anyhow::Context as _;
 use loopscope_listeners::report::{PortSummary, SocketRecord, SocketTable, TrapRecord};
-use loopscope_listeners::{Options, Source};
+use loopscope_listeners::{Options, SocketSource};
 use loopscope_report::{Outcome, Printer};
 
 use crate::Context;
@@ -35,7 +35,7 @@ pub struct Args {
 /// beyond loopback or a trap is found.
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let options = Options {
-        source: Source::from(args.source),
+        source: SocketSource::from(args.source),
         netns: args.netns.clone(),
     };
     let report = loopscope_listeners::port::inspect(args.port, &options)
