@@ -613,11 +613,14 @@ impl Session {
             && (periodic || immediate)
         {
             let after = self.jittered();
+            // RFC 5880 §6.8.7 makes every gap between two packets 75-100 % of the interval:
+            // after a late send, the next deadline may move later, never closer than that.
+            let earliest = now + self.tx_interval() * 3 / 4;
             self.next_tx = Some(if periodic && !immediate && due + after > now {
                 // On schedule (or late by less than an interval): the next deadline follows
                 // this one's, so lateness does not accumulate.
                 self.last_scheduled = Some(due);
-                due + after
+                (due + after).max(earliest)
             } else {
                 // Sent out of schedule, or later than a whole interval (a stalled host): the
                 // schedule restarts from now rather than bursting to catch up.

@@ -359,6 +359,43 @@ fn lateness_delays_one_packet_and_never_the_schedule() {
     }
 }
 
+/// RFC 5880 §6.8.7: the gap between two periodic packets is never under 75 % of the interval.
+/// A packet sent 13 ms late at 50 ms would otherwise be followed by one on the absolute
+/// schedule 24.5-37 ms later (a capture against bfdd showed such early gaps after late sends).
+#[test]
+fn a_late_packet_is_never_followed_by_an_early_one() {
+    let t0 = Instant::now();
+    let mut a = Session::new(config(50, 3, None), 1, t0);
+    let mut b = Session::new(config(50, 3, None), 2, t0);
+    let mut now = run(&mut a, &mut b, t0, Duration::from_millis(400));
+    assert_eq!(a.state(), State::Up);
+    let mut out = [0u8; MAX_CONTROL_LEN];
+    let mut sent_at = Vec::new();
+    while sent_at.len() < 100 {
+        let due = a.next_deadline().expect("a periodic packet is scheduled");
+        // Every third wake-up is 13 ms late, the others on time.
+        let late = if sent_at.len() % 3 == 0 { 13 } else { 0 };
+        now = due.max(now) + Duration::from_millis(late);
+        a.on_timer(now);
+        if let Some(len) = a.transmit_due(now, &mut out) {
+            let repr = ControlRepr::parse_bytes(&out[..len]).expect("valid");
+            b.receive(now, &out[..len], &repr).expect("accepted");
+            if a.last_scheduled().is_some() {
+                sent_at.push(now);
+            }
+        }
+        b.on_timer(now);
+        deliver(&mut b, &mut a, now);
+    }
+    for pair in sent_at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_micros(37_500),
+            "gap {gap:?} under 75 % of 50 ms"
+        );
+    }
+}
+
 /// RFC 5880 §6.6: in Demand mode the peer stops its periodic packets; a Poll Sequence checks
 /// the path. Answered, the session stays Up however long the silence before it; unanswered,
 /// it goes Down with diagnostic 1 one Detection Time after the Poll started.
