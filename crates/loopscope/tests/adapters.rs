@@ -52,12 +52,7 @@ impl Drop for Reflector {
 }
 
 fn tshark_present() -> bool {
-    let present = Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let present = support::installed("tshark");
     if !present {
         eprintln!("skipping: tshark is not installed (apt-get install tshark)");
     }

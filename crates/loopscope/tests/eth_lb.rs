@@ -32,13 +32,6 @@ fn two_sides(tag: &str) -> Option<(Netns, Netns)> {
     Some((a, b))
 }
 
-fn python_available() -> bool {
-    Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success())
-}
-
 /// `reflect --eth-lb vB --level LEVEL` in `b`, once it says it is ready; and its MAC.
 fn responder(b: &Netns, level: &str) -> (Running, String) {
     let running = Running::start_in(b, &["reflect", "--eth-lb", "vB", "--level", level]);
@@ -314,7 +307,7 @@ while True:
 /// untagged messages and other VLANs are not answered and are counted.
 #[test]
 fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
-    if Command::new("tshark").arg("-v").output().is_err() || !python_available() {
+    if !support::installed("tshark") || !support::installed("python3") {
         eprintln!("skipping: tshark or python3 is not installed");
         return;
     }
@@ -482,7 +475,7 @@ print("done", flush=True)
 
 #[test]
 fn a_peer_that_flips_pattern_bits_is_counted_as_exactly_those_bit_errors() {
-    if !python_available() {
+    if !support::installed("python3") {
         eprintln!("skipping: python3 is not installed");
         return;
     }
@@ -546,7 +539,7 @@ fn a_peer_that_flips_pattern_bits_is_counted_as_exactly_those_bit_errors() {
 /// Test TLV pattern type and matching transaction identifiers, nothing malformed.
 #[test]
 fn tshark_decodes_lbm_and_lbr_on_the_wire() {
-    if Command::new("tshark").arg("-v").output().is_err() {
+    if !support::installed("tshark") {
         eprintln!("skipping: tshark is not installed");
         return;
     }
@@ -713,7 +706,7 @@ print("reply opcode=%d tid=%d len=%d" % (reply[15], struct.unpack("!I", reply[18
 
 #[test]
 fn bad_frames_are_counted_and_dropped() {
-    if !python_available() {
+    if !support::installed("python3") {
         eprintln!("skipping: python3 is not installed");
         return;
     }
