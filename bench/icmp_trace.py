@@ -22,7 +22,7 @@ For the exporter also by position in the burst: its first request follows the pr
 
 The tracepoints slow every send a little, the same for all; this is a diagnosis, not the
 benchmark (that is bench/exporter.py). Run as root, at normal priority, under the bench lock:
-    flock /work/bench.lock python3 bench/icmp_trace.py BINARY [--turn 6] [--no-deep-idle]
+    flock /work/bench.lock python3 bench/icmp_trace.py BINARY [--turn 3] [--rounds 4] [--no-deep-idle]
 --no-deep-idle holds /dev/cpu_dma_latency at 0 for the whole run (cpuidle only polls).
 """
 
@@ -45,9 +45,10 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def exporter_turn(binary, config, turn):
+def exporter_turn(binary, config, turn, pids):
     proc = subprocess.Popen([binary, "exporter", "--config", config, "--listen", "127.0.0.1:0"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    pids.add(proc.pid)
     line = proc.stderr.readline()
     match = re.search(r"http://(\S+)", line)
     if not match:
@@ -69,7 +70,8 @@ def exporter_turn(binary, config, turn):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("binary")
-    parser.add_argument("--turn", type=int, default=6, help="seconds per turn (2 rounds)")
+    parser.add_argument("--turn", type=int, default=3, help="seconds per turn")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--no-deep-idle", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -94,20 +96,23 @@ def main():
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)  # perf has no "ready" line; its set-up takes well under this
     load_before = open("/proc/loadavg").read().split()[:3]
-    windows, figures = {}, {}
-    for _ in range(2):
-        for tool in ("exporter", "cli", "iputils"):
+    # Only our pingers' processes: other programs on a shared machine send too.
+    windows, figures, pids = {}, {}, set()
+    tools = ["exporter", "cli", "iputils"]
+    for round_index in range(args.rounds):
+        shift = round_index % len(tools)
+        for tool in tools[shift:] + tools[:shift]:
             began = time.monotonic()
             if tool == "exporter":
-                values = exporter_turn(args.binary, config, args.turn)
-            elif tool == "cli":
-                out = subprocess.run(
-                    [args.binary, "ping", "icmp://127.0.0.1", "-i", f"{SPACING_US}us",
-                     "-w", f"{args.turn}s"], capture_output=True, text=True).stdout
-                values = [float(ms) * 1000 for ms in re.findall(r"time=([\d.]+) ms", out)]
+                values = exporter_turn(args.binary, config, args.turn, pids)
             else:
-                out = subprocess.run(["ping", "-n", "-i", "0.01", "-w", str(args.turn),
-                                      "127.0.0.1"], capture_output=True, text=True).stdout
+                command = ([args.binary, "ping", "icmp://127.0.0.1", "-i", f"{SPACING_US}us",
+                            "-w", f"{args.turn}s"] if tool == "cli" else
+                           ["ping", "-n", "-i", "0.01", "-w", str(args.turn), "127.0.0.1"])
+                proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+                pids.add(proc.pid)
+                out = proc.communicate()[0]
                 values = [float(ms) * 1000 for ms in re.findall(r"time=([\d.]+) ms", out)]
             windows.setdefault(tool, []).append((began, time.monotonic()))
             figures.setdefault(tool, []).extend(values)
@@ -116,15 +121,16 @@ def main():
     if latency:
         latency.close()
     script = subprocess.run(["perf", "script", "-i", data, "--ns",
-                             "-F", "comm,tid,cpu,time,event,trace"],
+                             "-F", "comm,pid,tid,cpu,time,event,trace"],
                             capture_output=True, text=True).stdout
-    pattern = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$")
+    pattern = re.compile(
+        r"^\s*(.+?)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$")
     idle_enter, idle_exit, open_send, sends, connected = {}, {}, {}, [], {}
     for line in script.splitlines():
         match = pattern.match(line)
         if not match:
             continue
-        comm, tid, cpu, at, event, rest = match.groups()
+        comm, pid, tid, cpu, at, event, rest = match.groups()
         comm, tid, cpu, at, event = comm.strip(), int(tid), int(cpu), float(at), event.rstrip(":")
         if event == "power:cpu_idle":
             state = int(re.search(r"state=(\d+)", rest).group(1))
@@ -132,7 +138,8 @@ def main():
         elif event == "syscalls:sys_enter_connect":
             connected[tid] = at  # an exporter probe opens and connects its socket, then sends
         elif event == "syscalls:sys_enter_sendto":
-            if comm in ("loopscope", "ping") or comm.startswith("probe-"):
+            # The exporter's requests leave from its probe threads (its HTTP server sends too).
+            if int(pid) in pids and (comm in ("loopscope", "ping") or comm.startswith("probe-")):
                 open_send[cpu] = {"tid": tid, "enter": at, "queued": [],
                                   "connected": connected.get(tid),
                                   "idle_enter": idle_enter.get(cpu),
@@ -143,7 +150,8 @@ def main():
                 send["queued"].append(at)
         elif event == "syscalls:sys_exit_sendto":
             send = open_send.pop(cpu, None)
-            if send and send["tid"] == tid and len(send["queued"]) == 2:
+            if send and send["tid"] == tid:
+                send["complete"] = len(send["queued"]) == 2
                 sends.append(send)
     by_tool = {}
     for send in sends:
@@ -162,6 +170,10 @@ def main():
         rows = by_tool.get(tool, [])
         if not rows:
             continue
+        # Whether the request and its reply were both queued on lo inside the send call.
+        print(f"{tool}: {sum(r['complete'] for r in rows)} of {len(rows)} sendto() calls "
+              f"queued the request and the reply before returning")
+        rows = [r for r in rows if r["complete"]]
         # The CPU woke for this send when it left idle at most 1 ms before it.
         after_idle = [r for r in rows if r["idle_enter"] and r["idle_exit"]
                       and r["idle_enter"] < r["idle_exit"] < r["enter"]
@@ -180,9 +192,10 @@ def main():
     # Position in the burst: requests since the probe connected its socket, 16 ms apart.
     positions = {}
     for row in by_tool.get("exporter", []):
-        if row["connected"] is not None:
+        if row["connected"] is not None and row["complete"]:
             position = 1 + round((row["enter"] - row["connected"]) / (SPACING_US / 1e6))
-            positions.setdefault(position, []).append(us(row["enter"], row["queued"][1]))
+            if position <= 5:  # beyond: sends that came late, not a position
+                positions.setdefault(position, []).append(us(row["enter"], row["queued"][1]))
     if positions:
         print("exporter, sendto -> reply by position in the burst (median us, sends): " +
               ", ".join(f"{p}: {median(v):.1f} ({len(v)})" for p, v in sorted(positions.items())))
