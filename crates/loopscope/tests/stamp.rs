@@ -1751,10 +1751,17 @@ fn stamp_suite_sender_against_our_reflector() {
             }
             assert_eq!(m["direct_measurement"]["forward_missing"], 0, "{m}");
             assert_eq!(m["direct_measurement"]["reverse_missing"], 0, "{m}");
-            assert!(
-                m["follow_up"]["matched"].as_u64().expect("matched") >= 19,
-                "{m}"
-            );
+            // RFC 8972 §4.7: a reply carries the last reply sent before it. The first has none
+            // (unavailable); each later one names its predecessor (matched), or, when the
+            // reflector answered two requests in one batch, the same reply as the one before
+            // it (stamp-suite counts that as repeated). None may name a wrong reply.
+            let follow_up = &m["follow_up"];
+            let count = |field: &str| follow_up[field].as_u64().expect(field);
+            assert_eq!(count("unavailable"), 1, "{m}");
+            assert_eq!(count("unmatched"), 0, "{m}");
+            assert_eq!(count("ambiguous"), 0, "{m}");
+            assert_eq!(count("matched") + count("repeated"), 19, "{m}");
+            assert!(count("matched") >= 1, "{m}");
         }
         let summary = reflector.finish();
         assert_eq!(summary["reflected"], 40, "{summary}");
