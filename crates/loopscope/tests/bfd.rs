@@ -286,7 +286,11 @@ fn the_last_sbfd_probe_is_given_the_detection_time() {
     for probe in 1..=5 {
         let (len, from) = reflector.recv_from(&mut buffer).expect("a probe");
         assert!(len >= 24, "a BFD Control packet");
-        assert_eq!(buffer[4 + 4..4 + 8], 77u32.to_be_bytes(), "Your Discriminator");
+        assert_eq!(
+            buffer[4 + 4..4 + 8],
+            77u32.to_be_bytes(),
+            "Your Discriminator"
+        );
         let mut answer = buffer[..24].to_vec();
         answer[1] = (3 << 6) | (answer[1] & 0x3f); // state Up
         answer[4..8].copy_from_slice(&77u32.to_be_bytes()); // My Discriminator: ours
