@@ -484,7 +484,11 @@ mod tests {
         inner_only.extend_from_slice(&((5u16 << 13) | 200).to_be_bytes());
         inner_only.extend_from_slice(&0x88b9u16.to_be_bytes());
         inner_only.extend_from_slice(b"q-in-q");
-        assert_eq!(&buffer[..received.len], &inner_only[..], "the other EtherType dropped");
+        assert_eq!(
+            &buffer[..received.len],
+            &inner_only[..],
+            "the other EtherType dropped"
+        );
         assert_eq!(received.vlan_tci, Some(100));
         assert_eq!(received.vlan_tpid, Some(0x88A8));
     }
