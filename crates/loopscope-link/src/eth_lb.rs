@@ -12,9 +12,9 @@
 //! of messages per second.
 //!
 //! A multicast LBM is answered after a random delay, uniform between 0 and a set maximum (one
-//! second by default): Y.1731 §7.2.2 (multicast ETH-LB) has every MEP that receives a multicast LBM answer with a
-//! unicast LBR after a random delay of up to one second, so that the replies of many MEPs do
-//! not arrive at the initiator at once.
+//! second by default): Y.1731 §7.2.2 (multicast ETH-LB) has every MEP that receives a
+//! multicast LBM answer with a unicast LBR after a random delay of up to one second, so that
+//! the replies of many MEPs do not arrive at the initiator at once.
 //!
 //! VLANs: a responder serves one VLAN, or one Q-in-Q pair (an IEEE 802.1ad S-tag over an
 //! 802.1Q C-tag), or untagged frames (the default), and answers with the very tag stack an LBM
@@ -22,8 +22,8 @@
 //! and dropped.
 //!
 //! Levels: a MEP processes the OAM frames of its own MEG level, discards those of a lower
-//! level and lets those of a higher level pass (Y.1731 §7.2.2.2: an LBM is valid
-//! with the MEP's own MEL); a responder that relays nothing answers neither, and counts each
+//! level and lets those of a higher level pass (Y.1731 §7.2.2.2: an LBM is valid with the
+//! MEP's own MEL); a responder that relays nothing answers neither, and counts each
 //! apart (`dropped_lower_level`, `dropped_higher_level`; `dropped_wrong_level` is their sum),
 //! including LBMs sent to another level's multicast class 1 address.
 //!
