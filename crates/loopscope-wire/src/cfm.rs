@@ -357,12 +357,15 @@ impl<'a> TestTlv<'a> {
 /// Pattern Type and pattern.
 ///
 /// The span is not confirmed against the Recommendation. It is the one scapy's OAM layer
-/// computes; the text of ITU-T G.8013/Y.1731 §9.3 (Test TLV) was looked for (documentation,
-/// web pages and public source code) and not found: no copy of the Recommendation, and the
-/// implementations that turned up (Wireshark's CFM dissector, tcpdump's CFM printer) show the
-/// CRC-32 field without checking it. So this span is scapy's reading, not the standard's. A
-/// peer that covers another span (the pattern alone, say) shows as a CRC-32 error on every
-/// reply while `bit_errors` stays 0: that signature tells a span mismatch from line errors.
+/// computes (contrib/oam.py: `crc32` of the TLV's octets from Type through the pattern, the
+/// result written big-endian as the value's last 4 octets); the text of ITU-T G.8013/Y.1731
+/// §9.3 (Test TLV) was looked for again (documentation, web pages and public source code) and
+/// not found: no copy of the Recommendation, and the other implementations that turned up
+/// (Wireshark's CFM dissector, tcpdump's CFM printer, vendor manuals that call it "a CRC-32
+/// with 32-bit polynomial") place the CRC-32 as the last 4 octets of pattern types 1 and 3
+/// without checking it. So this span is scapy's reading, not the standard's. A peer that
+/// covers another span (the pattern alone, say) shows as a CRC-32 error on every reply while
+/// `bit_errors` stays 0: that signature tells a span mismatch from line errors.
 pub fn test_tlv_crc32(value_len: usize, pattern_type: u8, pattern_bytes: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&[tlv_type::TEST]);
