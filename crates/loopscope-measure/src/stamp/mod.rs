@@ -454,6 +454,24 @@ fn collect_tx_timestamps(
     }
 }
 
+/// The receive queue asked for on the sender's socket (SO_RCVBUF), as the reflector's.
+const RECEIVE_QUEUE: usize = 4 << 20;
+
+/// Sizes the sender's receive queue for the replies of a burst. When the host delays the sender
+/// (264 ms seen beside a busy build), the absolute schedule sends the packets that fell due at
+/// once, and their replies arrive together with as many transmit timestamps, which the kernel
+/// charges to the same receive buffer. The default (about 200 KB) overflowed then: 10 to 108 of
+/// 10,000 replies at 1 ms were dropped by our own socket and reported as lost on the path. The
+/// kernel caps SO_RCVBUF at net.core.rmem_max; SO_RCVBUFFORCE passes the cap where we may (root).
+fn hold_a_late_burst(socket: &UdpSocket) {
+    use rustix::net::sockopt;
+    let _ = sockopt::set_socket_recv_buffer_size(socket, RECEIVE_QUEUE);
+    // The kernel reports twice what it granted (its bookkeeping overhead, socket(7)).
+    if sockopt::socket_recv_buffer_size(socket).is_ok_and(|granted| granted < 2 * RECEIVE_QUEUE) {
+        let _ = sockopt::set_socket_recv_buffer_size_force(socket, RECEIVE_QUEUE);
+    }
+}
+
 /// Runs a STAMP session: packets at absolute deadlines start + k × interval (a late send does
 /// not push the later ones back), replies matched by the Session-Sender Sequence Number.
 pub fn send(
@@ -481,6 +499,7 @@ pub fn send(
     let socket = UdpSocket::bind(bind)?;
     socket.connect(config.target)?;
     socket.set_nonblocking(true)?;
+    hold_a_late_burst(&socket);
     loopscope_sys::enable_datagram_metadata(&socket, ipv6, true)?;
     // Not live yet: the replies say so, one by one (t4_source), as before.
     let _ = wait_for_receive_timestamps();
