@@ -772,40 +772,31 @@ fn tshark_decodes_our_packets() {
     let _ = reflector.kill();
     let _ = reflector.wait();
 
-    let decoded = Command::new("tshark")
-        .env("TZ", "UTC")
-        .args([
-            "-r",
-            &capture_path,
-            "-d",
-            "udp.port==8620,twamp.test",
-            "-T",
-            "fields",
-        ])
-        .args(
-            [
-                "udp.dstport",
-                "twamp.test.seq_number",
-                "twamp.test.error_estimate.z",
-                "twamp.test.sender_seq_number",
-                "twamp.test.sender_ttl",
-                "_ws.malformed",
-                "frame.time",
-                "twamp.test.timestamp",
-                "ip.dsfield.dscp",
-                "ip.flags.df",
-                "ip.ttl",
-                "twamp.test.error_estimate.s",
-                "twamp.test.error_estimate.scale",
-                "twamp.test.error_estimate.multiplier",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        )
-        .output()
-        .expect("tshark -r");
-    let text = String::from_utf8_lossy(&decoded.stdout);
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let rows = support::tshark::fields(
+        std::path::Path::new(&capture_path),
+        &["-d", "udp.port==8620,twamp.test"],
+        &[
+            "udp.dstport",
+            "twamp.test.seq_number",
+            "twamp.test.error_estimate.z",
+            "twamp.test.sender_seq_number",
+            "twamp.test.sender_ttl",
+            "_ws.malformed",
+            "frame.time",
+            "twamp.test.timestamp",
+            "ip.dsfield.dscp",
+            "ip.flags.df",
+            "ip.ttl",
+            "twamp.test.error_estimate.s",
+            "twamp.test.error_estimate.scale",
+            "twamp.test.error_estimate.multiplier",
+        ],
+    );
+    let text = rows
+        .iter()
+        .map(|row| row.join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert_eq!(rows.len(), 6, "{text}");
     let mut requests = Vec::new();
     let mut replies = Vec::new();
@@ -816,14 +807,14 @@ fn tshark_decodes_our_packets() {
         // read here independently (Python, ctypes, adjtimex): S, and an error of at least
         // the kernel's estimated error. (The first value is the packet's own estimate.)
         let first = |field: &str| field.split(',').next().unwrap_or("").to_owned();
-        let s_bit = first(row[11]);
+        let s_bit = first(&row[11]);
         assert_eq!(
             s_bit,
             if clock.synchronised { "1" } else { "0" },
             "S: {text}"
         );
-        let scale: i32 = first(row[12]).parse().expect("scale");
-        let multiplier: f64 = first(row[13]).parse().expect("multiplier");
+        let scale: i32 = first(&row[12]).parse().expect("scale");
+        let multiplier: f64 = first(&row[13]).parse().expect("multiplier");
         let error_s = multiplier * 2f64.powi(scale - 32);
         assert!(multiplier >= 1.0, "{text}");
         assert!(
@@ -851,8 +842,8 @@ fn tshark_decodes_our_packets() {
         // Our PTPv2 timestamp names the day the capture was taken ("Nov 30, 2026 ...").
         let day = |field: &str| field.split(' ').take(3).collect::<Vec<_>>().join(" ");
         assert_eq!(
-            day(row[7]),
-            day(row[6]),
+            day(&row[7]),
+            day(&row[6]),
             "timestamp vs capture time: {text}"
         );
     }
