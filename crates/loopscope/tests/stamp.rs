@@ -826,7 +826,7 @@ fn tshark_decodes_our_packets() {
         // tshark's dissector reads every packet with the reflector's layout; a request's
         // sender fields are MBZ octets there.
         if row[0] == "8620" {
-            requests.push(row[1].to_owned());
+            requests.push(row[1].clone());
             assert_eq!(row[8], "46", "--dscp 46 (EF): {text}");
             assert_eq!(row[9], "1", "--df: {text}");
             assert_eq!(row[10], "9", "--ttl 9: {text}");
@@ -834,7 +834,7 @@ fn tshark_decodes_our_packets() {
             assert_eq!(row[10], "255", "the reflector's TTL: {text}");
             assert_eq!(row[1], row[3], "stateless: seq == sender seq: {text}");
             assert_eq!(row[4], "9", "sender TTL as the reflector saw it: {text}");
-            replies.push(row[3].to_owned());
+            replies.push(row[3].clone());
         }
         // Z of the error estimate, then of the sender's error estimate (MBZ in a request).
         let z_bits = if row[0] == "8620" { "1,0" } else { "1,1" };
