@@ -1823,3 +1823,51 @@ fn stamp_suite_sender_against_our_reflector() {
         assert_eq!(summary["dscp_from_cos"], 40, "{summary}");
     }
 }
+
+/// The scheduling policy of each thread of `pid` (field 41 of /proc/PID/task/TID/stat:
+/// 0 SCHED_OTHER, 1 SCHED_FIFO).
+fn thread_policies(pid: u32) -> Vec<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the reflector's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .map(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
+            rest.split(' ')
+                .nth(41 - 3)
+                .and_then(|policy| policy.parse().ok())
+                .expect("a policy field")
+        })
+        .collect()
+}
+
+/// `--realtime` is asked for, never given: a reflector without it runs every thread as an
+/// ordinary task; with it, the thread serving the socket runs under SCHED_FIFO (as the
+/// kernel's /proc reports), and a sender with it gets every reply.
+#[test]
+fn realtime_scheduling_only_when_asked() {
+    if !support::is_root() {
+        eprintln!("skipping: SCHED_FIFO needs root (CI runs as root)");
+        return;
+    }
+    for realtime in [false, true] {
+        let mut args = vec!["reflect", "--stamp", "udp://127.0.0.1:0"];
+        let mut sender = vec!["--count", "20", "--interval", "1ms"];
+        if realtime {
+            args.push("--realtime");
+            sender.push("--realtime");
+        }
+        let reflector = Reflector::spawn(Command::cargo_bin("loopscope").expect("binary"), &args);
+        let (code, events) = run_sender(&reflector.endpoint, &sender);
+        assert_eq!(code, Some(0), "{events:?}");
+        assert_eq!(summary(&events)["received"], 20, "{events:?}");
+        // It has answered, so its serving thread is running.
+        let policies = thread_policies(reflector.child.id());
+        if realtime {
+            assert!(policies.contains(&1), "no SCHED_FIFO thread: {policies:?}");
+        } else {
+            assert!(policies.iter().all(|&p| p == 0), "{policies:?}");
+        }
+        assert_eq!(reflector.finish()["reflected"], 20);
+    }
+}
