@@ -481,35 +481,29 @@ impl Capture {
     fn finish(self) -> Vec<BTreeMap<u64, Exchange>> {
         let output = support::wait_or_kill(self.child, Duration::from_secs(120));
         assert!(output.status.success(), "tcpdump failed");
-        let fields = Command::new("tshark")
-            .args(["-n", "-r"])
-            .arg(&self.file)
-            .args([
-                "-T",
-                "fields",
-                "-E",
-                "separator=,",
-                "-e",
+        let rows = support::tshark::fields(
+            &self.file,
+            &[],
+            &[
                 "frame.time_epoch",
-            ])
-            .args(["-e", "icmp.type", "-e", "icmp.seq"])
-            .args(["-e", "icmpv6.type", "-e", "icmpv6.echo.sequence_number"])
-            .output()
-            .expect("run tshark");
-        assert!(fields.status.success(), "tshark could not read the capture");
+                "icmp.type",
+                "icmp.seq",
+                "icmpv6.type",
+                "icmpv6.echo.sequence_number",
+            ],
+        );
         let mut runs: Vec<BTreeMap<u64, Exchange>> = Vec::new();
         let mut requests: Vec<BTreeMap<u64, u64>> = Vec::new();
-        for line in String::from_utf8_lossy(&fields.stdout).lines() {
-            let columns: Vec<&str> = line.split(',').collect();
+        for columns in &rows {
             let (kind, sequence) = if columns[1].is_empty() {
-                (columns[3], columns[4])
+                (&columns[3], &columns[4])
             } else {
-                (columns[1], columns[2])
+                (&columns[1], &columns[2])
             };
             let (Ok(kind), Ok(sequence)) = (kind.parse::<u8>(), sequence.parse::<u64>()) else {
                 continue;
             };
-            let at = epoch_ns(columns[0]);
+            let at = epoch_ns(&columns[0]);
             match kind {
                 8 | 128 => {
                     if sequence == 1 || requests.is_empty() {
