@@ -85,6 +85,7 @@ class Reflector:
         self.anon = anon_kib(self.proc.pid)
         self.smaps = smaps(self.proc.pid) if SMAPS else None
         self.peak_smaps = self.smaps
+        self.peak_fds = fds(self.proc.pid)
         self.running = True
         # Read its output as it comes, as a terminal or a log collector would: a reflector
         # whose stdout nobody reads may block writing it.
@@ -104,6 +105,7 @@ class Reflector:
                 if rss > self.peak and SMAPS:
                     self.peak_smaps = smaps(self.proc.pid)
                 self.peak = max(self.peak, rss)
+                self.peak_fds = max(self.peak_fds, fds(self.proc.pid))
             except OSError:
                 return
             time.sleep(0.01)
@@ -153,8 +155,9 @@ def report(name, r, rss0, fd0, sent, received, seconds, extra=""):
         smaps_diff(f"{name} at peak", r.smaps, r.peak_smaps)
         smaps_diff(f"{name} after", r.smaps, smaps(r.proc.pid))
     summary = r.stop()
-    refused = {k: v for k, v in summary.items() if "refus" in k or "limit" in k or "dropped" in k}
-    print(f"{name:15} rss KiB before {rss0:7} peak {r.peak:7} after {rss1:7} (anonymous {r.anon} -> {anon1})  fds {fd0}->{fd1}  "
+    refused = {k: v for k, v in summary.items()
+               if "refus" in k or "limit" in k or "dropped" in k or k == "connections"}
+    print(f"{name:15} rss KiB before {rss0:7} peak {r.peak:7} after {rss1:7} (anonymous {r.anon} -> {anon1})  fds {fd0}->{fd1} (peak {r.peak_fds})  "
           f"replies/s {received[0] / max(seconds, 1e-9):10.0f}  bytes in {sent[1]} out {received[1]} "
           f"{'OK' if received[1] <= sent[1] else 'AMPLIFIED'}  refused {refused} {extra}")
 
@@ -208,17 +211,20 @@ def tcp_concurrent(binary, clients, rounds):
 def tcp_abort(binary, cycles):
     r = Reflector(binary, "tcp://127.0.0.1:0")
     rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
-    start = time.monotonic()
+    start, failed = time.monotonic(), 0
     for _ in range(cycles):
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         try:
             s.connect(r.address)
         except OSError:
-            pass
+            failed += 1
         s.close()
     seconds = time.monotonic() - start
-    report("tcp-abort", r, rss0, fd0, [cycles, 0], [0, 0], seconds, f"cycles {cycles} in {seconds:.1f}s")
+    # Every cycle is either a connection the reflector counted or one it refused and counted
+    # ("connections" + "connections_refused" in the summary), or failed at connect here.
+    report("tcp-abort", r, rss0, fd0, [cycles, 0], [0, 0], seconds,
+           f"cycles {cycles} in {seconds:.1f}s, failed at connect {failed}")
 
 def udp_flood(binary, sources, flood_seconds):
     r = Reflector(binary, "udp://127.0.0.1:0")

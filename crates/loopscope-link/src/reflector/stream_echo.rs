@@ -361,13 +361,22 @@ impl EchoLoop {
     }
 
     fn close(&self, connection: Connection) {
+        let Connection {
+            socket,
+            held,
+            peer,
+            moved,
+            error,
+            ..
+        } = connection;
+        // Its descriptors first: once it is said closed, nothing of it is held.
+        drop((socket, held));
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
         (self.events)(ReflectEvent::Closed {
-            peer: connection.peer,
-            bytes: connection.moved,
-            error: connection.error,
+            peer,
+            bytes: moved,
+            error,
         });
-        // Dropping the connection closes its socket and its pipe.
     }
 }
 
