@@ -1153,6 +1153,7 @@ fn serve_impaired_udp(
     // run is not lost.
     let quiet = Duration::from_millis(5);
     let mut last_source: Option<SocketAddr> = None;
+    let mut idle = IdleRelease::default();
     while !stop.load(Ordering::Relaxed) {
         // Usually one blocking recvfrom (SO_RCVTIMEO wakes it to look at the stop flag); only
         // while a datagram is held back for reordering does it wait briefly in ppoll first.
@@ -1177,18 +1178,20 @@ fn serve_impaired_udp(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                // A whole POLL without a datagram: forget the sources that no longer matter.
+                idle.forget_sources(&mut gate, Instant::now());
                 continue;
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ICMP errors reported for earlier answers: not this datagram's problem.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
             Err(e) => return Err(e),
         };
         count_received(counters, n);
+        idle.served();
         let datagram = &buffer[..n];
         if gate.refuse(source, datagram, counters, events).is_some() {
             continue;
