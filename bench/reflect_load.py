@@ -3,7 +3,7 @@
 
 Usage: bench/reflect_load.py [--bin target/release/loopscope] [--clients 2000] [--rounds 1]
                              [--aborts 10000] [--sources 1000] [--flood-seconds 5] [--only PHASE]
-                             [--smaps]
+                             [--abort-max-connections N] [--smaps]
 
 Phases, each against a fresh reflector:
   tcp-concurrent  N clients connect at once, each sends 1 KiB and reads it back, all held open
@@ -65,6 +65,21 @@ def smaps_diff(name, before, after):
     total = lambda m, k: sum(v[k] for _, v in m.values())
     print(f"  smaps {name}: total rss {total(before, 'Rss')} -> {total(after, 'Rss')}, "
           f"anonymous {total(before, 'Anonymous')} -> {total(after, 'Anonymous')}", flush=True)
+
+def extra_arenas(pid):
+    """glibc malloc arenas besides the main one: each is a heap mapped at a 64 MiB alignment
+    (HEAP_MAX_SIZE), read-write at its start and the rest of the 64 MiB reserved PROT_NONE. No
+    trim returns such an arena's free top, so the reflector wants none (issue 12)."""
+    with open(f"/proc/{pid}/maps") as f:
+        maps = [line.split() for line in f]
+    count = 0
+    for here, after in zip(maps, maps[1:]):
+        start, end = (int(x, 16) for x in here[0].split("-"))
+        start2, end2 = (int(x, 16) for x in after[0].split("-"))
+        if (start % (64 << 20) == 0 and len(here) == 5 and here[1].startswith("rw")
+                and start2 == end and after[1].startswith("---") and end2 - start == 64 << 20):
+            count += 1
+    return count
 
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -151,6 +166,7 @@ def settle(pid, before, threads_before, seconds=60.0):
 
 def report(name, r, rss0, fd0, sent, received, seconds, extra=""):
     rss1, fd1, anon1 = settle(r.proc.pid, fd0, r.threads)
+    arenas = extra_arenas(r.proc.pid)
     if SMAPS:
         smaps_diff(f"{name} at peak", r.smaps, r.peak_smaps)
         smaps_diff(f"{name} after", r.smaps, smaps(r.proc.pid))
@@ -159,7 +175,7 @@ def report(name, r, rss0, fd0, sent, received, seconds, extra=""):
                if "refus" in k or "limit" in k or "dropped" in k or k == "connections"}
     print(f"{name:15} rss KiB before {rss0:7} peak {r.peak:7} after {rss1:7} (anonymous {r.anon} -> {anon1})  fds {fd0}->{fd1} (peak {r.peak_fds})  "
           f"replies/s {received[0] / max(seconds, 1e-9):10.0f}  bytes in {sent[1]} out {received[1]} "
-          f"{'OK' if received[1] <= sent[1] else 'AMPLIFIED'}  refused {refused} {extra}")
+          f"{'OK' if received[1] <= sent[1] else 'AMPLIFIED'}  malloc arenas besides the main one {arenas}  refused {refused} {extra}")
 
 def tcp_round(r, clients):
     """One round: `clients` connect at once, each sends 1 KiB and reads it back, then all leave."""
@@ -208,8 +224,12 @@ def tcp_concurrent(binary, clients, rounds):
     sent, got, refused, seconds = tcp_round(r, clients)
     report("tcp-concurrent", r, rss0, fd0, sent, got, seconds, f"clients {clients} rounds {rounds} unanswered (last round) {clients - got[0]} refused-at-connect {refused}")
 
-def tcp_abort(binary, cycles):
-    r = Reflector(binary, "tcp://127.0.0.1:0")
+def tcp_abort(binary, cycles, max_connections=None):
+    """With --abort-max-connections small (16), the loops must keep up with a fast client or
+    close the gone clients when the limit is reached: a reflector that counts clients already
+    gone against the limit refuses live ones (issue 12)."""
+    extra = ["--max-connections", str(max_connections)] if max_connections else []
+    r = Reflector(binary, "tcp://127.0.0.1:0", *extra)
     rss0, fd0 = rss_kib(r.proc.pid), fds(r.proc.pid)
     start, failed = time.monotonic(), 0
     for _ in range(cycles):
@@ -301,6 +321,8 @@ def main():
     p.add_argument("--rounds", type=int, default=1, help="tcp-concurrent rounds against one reflector")
     p.add_argument("--only", help="run only this phase (tcp-concurrent, tcp-abort, udp-flood, udp-sizes)")
     p.add_argument("--aborts", type=int, default=10000)
+    p.add_argument("--abort-max-connections", type=int,
+                   help="tcp-abort against a reflector with this connection limit (default: its own, 1,024)")
     p.add_argument("--sources", type=int, default=1000)
     p.add_argument("--flood-seconds", type=float, default=5)
     p.add_argument("--smaps", action="store_true", help="print each mapping whose resident memory changed")
@@ -311,7 +333,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     phases = {
         "tcp-concurrent": lambda: tcp_concurrent(a.bin, a.clients, max(a.rounds, 1)),
-        "tcp-abort": lambda: tcp_abort(a.bin, a.aborts),
+        "tcp-abort": lambda: tcp_abort(a.bin, a.aborts, a.abort_max_connections),
         "udp-flood": lambda: udp_flood(a.bin, a.sources, a.flood_seconds),
         "udp-sizes": lambda: udp_sizes(a.bin),
     }
