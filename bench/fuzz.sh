@@ -72,6 +72,7 @@ for target in "${targets[@]}"; do
     addr_notation | ssrf_guard) dict=(-dict=dict/addr.dict) ;;
     endpoint) dict=(-dict=dict/endpoint.dict) ;;
     perf_control) dict=(-dict=dict/perf.dict) ;;
+    exporter_config) dict=(-dict=dict/exporter.dict) ;;
     # The deframer hunts bit by bit for alignment: a few multiframes are enough to reach it.
     line_framing) dict=(-max_len=1200) ;;
   esac

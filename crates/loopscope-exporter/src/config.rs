@@ -34,11 +34,19 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// The message as one printable line. Reasons quote the file's values, and a TOML string
+    /// may hold escaped line breaks and control characters: printed raw, a refused reload
+    /// could forge lines in the exporter's log or drive the terminal (found by the
+    /// `exporter_config` fuzz target).
+    fn new(message: impl std::fmt::Display) -> Self {
+        ConfigError {
+            message: loopscope_report::text::escape_control(&message.to_string()).into_owned(),
+        }
+    }
+
     fn at(text: &str, span: Range<usize>, reason: impl std::fmt::Display) -> Self {
         let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-        ConfigError {
-            message: format!("line {line}: {reason}"),
-        }
+        ConfigError::new(format_args!("line {line}: {reason}"))
     }
 }
 
@@ -269,7 +277,7 @@ impl Config {
             let reason = error.message().trim().to_string();
             match error.span() {
                 Some(span) => ConfigError::at(text, span, reason),
-                None => ConfigError { message: reason },
+                None => ConfigError::new(reason),
             }
         })?;
         let duration = |value: &Spanned<String>| {
@@ -476,11 +484,11 @@ impl Config {
 
     /// Reads and checks a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            message: format!("cannot read {}: {error}", path.display()),
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(format_args!("cannot read {}: {error}", path.display()))
         })?;
-        Config::parse(&text).map_err(|error| ConfigError {
-            message: format!("{}: {}", path.display(), error.message),
+        Config::parse(&text).map_err(|error| {
+            ConfigError::new(format_args!("{}: {}", path.display(), error.message))
         })
     }
 }
@@ -488,6 +496,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `exporter_config` fuzz target's find: an `impair` string with an escaped line break
+    /// and a backspace was quoted raw in the refusal, two lines with a control character.
+    #[test]
+    fn a_refusal_quoting_control_characters_stays_one_printable_line() {
+        let error = Config::parse(
+            "[modules.serial]\nprober = \"bert\"\nimpair = \"nope\\nreloaded: ok\\b\"\n",
+        )
+        .unwrap_err();
+        assert!(error.message.starts_with("line 3: "), "{}", error.message);
+        assert!(
+            !error.message.chars().any(char::is_control),
+            "{:?}",
+            error.message
+        );
+        assert!(
+            error.message.contains("nope\\nreloaded: ok\\x08"),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn a_small_file() {

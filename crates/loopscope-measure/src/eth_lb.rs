@@ -23,13 +23,21 @@
 //! Every round trip the engine reports is then the kernel's, where both stamps exist.
 //!
 //! **Multicast.** An LBM to the multicast class 1 address is answered by every MEP of the
-//! level, each with a unicast LBR after a random delay of up to a second (Y.1731 §7.2.1). The
+//! level, each with a unicast LBR after a random delay of up to a second (Y.1731 §7.2.2). The
 //! first reply answers the request in the engine's count, the others are its duplicates; every
 //! responder's MAC is reported with its own replies and round trips (`responders`), and the run
 //! waits out each request's timeout so that slow responders are heard.
 //!
 //! **VLAN.** With a tag configured, LBMs go out with it (802.1Q, the VLAN and priority given)
 //! and only replies on that VLAN count; without, only untagged (or priority-tagged) replies.
+//! With two (IEEE 802.1ad Q-in-Q) the LBMs carry an S-tag (TPID 0x88A8) over a C-tag (TPID
+//! 0x8100), and only replies with both VLANs count.
+//!
+//! **Identifier TLVs.** On request each LBM carries, before the pattern's TLV, a Sender ID TLV
+//! (IEEE 802.1ag §21.5: Chassis ID subtype 4, the interface's MAC) and a Target MEP/MIP ID TLV
+//! (G.8113.1, type 33, subtype 2: the MEP ID asked for). A responder sends every TLV back
+//! (IEEE 802.1ag §20.2.2), so a reply whose Sender ID TLV differs from the one sent, or lacks
+//! it, is counted (`sender_id_mismatch`).
 //!
 //! **The pattern in each frame** starts at the beginning of the sequence (the all-ones
 //! register of O.150), so each reply is checked on its own whatever was lost before it.
@@ -40,8 +48,8 @@ use std::time::Duration;
 use loopscope_pattern::{Generator, PatternKind, PatternSpec};
 use loopscope_sys::{ClockPair, EthernetSocket, PACKET_OUTGOING};
 use loopscope_wire::cfm::{
-    self, CfmError, CfmFrame, LoopbackKind, LoopbackPdu, LoopbackRepr, MacAddress, TestPattern,
-    TestTlv, VlanTag, tlv_type,
+    self, CfmError, CfmFrame, LoopbackKind, LoopbackPdu, LoopbackRepr, MacAddress, MepMipId,
+    SenderId, TPID_8021Q, TagStack, TestPattern, TestTlv, VlanTag, tlv_type,
 };
 use serde_json::{Map, Value, json};
 
@@ -92,8 +100,13 @@ pub struct EthLbConfig {
     pub tlv: PayloadTlv,
     /// The pattern it carries.
     pub pattern: TestPattern,
-    /// The 802.1Q tag the LBMs carry, and the VLAN replies must come back on.
-    pub vlan: Option<VlanTag>,
+    /// The VLAN tags the LBMs carry (none, an 802.1Q C-tag, or an 802.1ad S-tag over a
+    /// C-tag), and the VLANs replies must come back on.
+    pub tags: TagStack,
+    /// Put a Sender ID TLV (Chassis ID: the interface's MAC) in every LBM.
+    pub sender_id: bool,
+    /// Put a Target MEP/MIP ID TLV naming this MEP in every LBM.
+    pub target: Option<MepMipId>,
 }
 
 /// Requests whose send records are kept (for their kernel transmit timestamps).
@@ -173,6 +186,8 @@ pub struct EthLbPinger {
     /// Transmit timestamps asked for (the kernel refused: sent times are user space).
     tx_stamping: bool,
     responders: HashMap<MacAddress, ResponderStats>,
+    /// The identifier TLVs every LBM carries before the pattern's TLV: (type, value).
+    id_tlvs: Vec<(u8, Vec<u8>)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -190,6 +205,7 @@ struct Counters {
     kernel_tx_stamps: u64,
     user_tx_stamps: u64,
     other_vlan: u64,
+    sender_id_mismatch: u64,
 }
 
 fn socket_error(interface: &str, source: std::io::Error) -> EthLbError {
@@ -225,6 +241,18 @@ impl EthLbPinger {
         if config.pattern == TestPattern::Prbs31 {
             Generator::new(&PatternSpec::standard(PatternKind::Prbs31)).fill(&mut reference);
         }
+        let mut id_tlvs = Vec::new();
+        if config.sender_id {
+            let sender = SenderId {
+                chassis_id: Some((cfm::CHASSIS_ID_MAC_ADDRESS, &own[..])),
+                management_domain: None,
+                management_address: None,
+            };
+            id_tlvs.push((tlv_type::SENDER_ID, sender.emit()));
+        }
+        if let Some(target) = config.target {
+            id_tlvs.push((tlv_type::TARGET_MEP_MIP_ID, target.emit()));
+        }
         Ok(EthLbPinger {
             config,
             socket,
@@ -241,7 +269,19 @@ impl EthLbPinger {
             next_tx_key: 0,
             tx_stamping,
             responders: HashMap::new(),
+            id_tlvs,
         })
+    }
+
+    /// The longest PDU sent: the Ethernet MTU, less what a second VLAN tag takes (Linux lets a
+    /// packet socket send one tag beyond the MTU, not two).
+    fn max_pdu(&self) -> usize {
+        MAX_PDU - cfm::VLAN_TAG_LEN * self.config.tags.len().saturating_sub(1)
+    }
+
+    /// Octets the identifier TLVs take (Type, Length and value each).
+    fn id_tlvs_len(&self) -> usize {
+        self.id_tlvs.iter().map(|(_, value)| 3 + value.len()).sum()
     }
 
     /// Whether the LBMs go to a group (the multicast class 1 address): several may answer.
@@ -351,7 +391,7 @@ impl EthLbPinger {
         &mut self,
         len: usize,
         kernel_rx: Option<u64>,
-        vlan_tci: Option<u16>,
+        outer: Option<(u16, u16)>,
         read: ClockPair,
     ) -> Option<Received> {
         let frame = &self.buffer[..len];
@@ -374,14 +414,13 @@ impl EthLbPinger {
             self.counters.not_for_us += 1;
             return None;
         }
-        // The tag the kernel took out, or one still in the frame; VLAN 0 is a priority tag,
-        // no VLAN.
-        let vlan_id = vlan_tci
-            .map(VlanTag::from_tci)
-            .or(parsed.vlan)
-            .map(|tag| tag.id)
-            .filter(|id| *id != 0);
-        if vlan_id != self.config.vlan.map(|tag| tag.id).filter(|id| *id != 0) {
+        // The tag the kernel took out, outside those still in the frame; VLAN 0 is a priority
+        // tag, no VLAN.
+        let tags = match outer {
+            Some((tpid, tci)) => parsed.tags.with_outer(tpid, VlanTag::from_tci(tci)),
+            None => Some(parsed.tags),
+        };
+        if tags.map(|tags| tags.vlan_ids()) != Some(self.config.tags.vlan_ids()) {
             self.counters.other_vlan += 1;
             return None;
         }
@@ -407,7 +446,22 @@ impl EthLbPinger {
             return None;
         }
         let sequence = self.sequence_of(pdu.transaction_id());
-        let intact = self.check_payload(&pdu, self.current_payload);
+        let mut intact = self.check_payload(&pdu, self.current_payload);
+        if let Some((_, sent)) = self
+            .id_tlvs
+            .iter()
+            .find(|(kind, _)| *kind == tlv_type::SENDER_ID)
+        {
+            let echoed = pdu
+                .tlvs()
+                .filter_map(Result::ok)
+                .find(|(kind, _)| *kind == tlv_type::SENDER_ID)
+                .map(|(_, value)| value);
+            if echoed != Some(&sent[..]) {
+                self.counters.sender_id_mismatch += 1;
+                intact = false;
+            }
+        }
         let arrived_ns = match kernel_rx.and_then(|kernel| read.monotonic_of(kernel)) {
             Some(arrived) => {
                 self.counters.kernel_stamps += 1;
@@ -457,7 +511,7 @@ impl EthLbPinger {
             sequence,
             // The frame as it crossed the wire: the tag the kernel took out counts.
             bytes: len
-                + if vlan_tci.is_some() {
+                + if outer.is_some() {
                     cfm::VLAN_TAG_LEN
                 } else {
                     0
@@ -479,16 +533,24 @@ impl Pinger for EthLbPinger {
     }
 
     fn payload_range(&self) -> std::ops::RangeInclusive<usize> {
-        // Header (8), the TLV around the pattern, the End TLV (1): all within one MTU.
-        0..=MAX_PDU - cfm::HEADER_LEN - self.config.tlv.overhead() - 1
+        // Header (8), the identifier TLVs, the TLV around the pattern, the End TLV (1): all
+        // within one MTU.
+        0..=self.max_pdu() - cfm::HEADER_LEN - self.id_tlvs_len() - self.config.tlv.overhead() - 1
     }
 
     fn banner(&self, payload: usize) -> String {
-        let pdu = cfm::HEADER_LEN + self.config.tlv.overhead() + payload + 1;
-        let (vlan, tag_len) = match self.config.vlan {
-            Some(tag) => (format!(" VLAN {} priority {}", tag.id, tag.pcp), 4),
-            None => (String::new(), 0),
+        let pdu = cfm::HEADER_LEN + self.id_tlvs_len() + self.config.tlv.overhead() + payload + 1;
+        let tags = &self.config.tags;
+        let vlan = match tags.tags() {
+            [] => String::new(),
+            [(_, tag)] => format!(" VLAN {} priority {}", tag.id, tag.pcp),
+            [(_, outer), (_, inner)] => format!(
+                " S-VLAN {} priority {} C-VLAN {} priority {}",
+                outer.id, outer.pcp, inner.id, inner.pcp
+            ),
+            _ => format!(" VLANs {}", tags.notation()),
         };
+        let tag_len = tags.wire_len();
         format!(
             "ETH-LB {} {} -> {}{vlan} MD level {}: {} octets of {} in the {} TLV, {}-octet frames",
             self.config.interface,
@@ -514,17 +576,19 @@ impl Pinger for EthLbPinger {
                 cfm::test_tlv_value(self.config.pattern, with_crc, pattern),
             ),
         };
+        let mut tlvs = self.id_tlvs.clone();
+        tlvs.push(tlv);
         let pdu = LoopbackRepr {
             kind: LoopbackKind::Message,
             level: self.config.level,
             transaction_id: self.transaction_of(sequence),
-            tlvs: vec![tlv],
+            tlvs,
         }
         .emit();
         cfm::build_frame(
             self.config.destination,
             self.own,
-            self.config.vlan,
+            &self.config.tags,
             &pdu,
             &mut self.frame,
         );
@@ -597,9 +661,14 @@ impl Pinger for EthLbPinger {
             if frame.truncated {
                 self.counters.malformed += 1;
                 out.push(Received::Garbage);
-            } else if let Some(item) =
-                self.take(frame.len, frame.kernel_rx_realtime_ns, frame.vlan_tci, read)
-            {
+            } else if let Some(item) = self.take(
+                frame.len,
+                frame.kernel_rx_realtime_ns,
+                frame
+                    .vlan_tci
+                    .map(|tci| (frame.vlan_tpid.unwrap_or(TPID_8021Q), tci)),
+                read,
+            ) {
                 out.push(item);
             }
         }
@@ -638,10 +707,27 @@ impl Pinger for EthLbPinger {
         fields.insert("not_for_us".into(), json!(c.not_for_us));
         fields.insert("other_frames".into(), json!(c.other_frames));
         fields.insert("other_vlan".into(), json!(c.other_vlan));
-        if let Some(tag) = self.config.vlan {
+        // vlan_id and vlan_pcp name the outermost tag (the only one without Q-in-Q);
+        // vlan_stack lists every tag, outermost first, with its TPID.
+        if let Some((_, tag)) = self.config.tags.tags().first() {
             fields.insert("vlan_id".into(), json!(tag.id));
             fields.insert("vlan_pcp".into(), json!(tag.pcp));
+            let stack: Vec<Value> = self
+                .config
+                .tags
+                .tags()
+                .iter()
+                .map(|(tpid, tag)| {
+                    json!({"tpid": format!("0x{tpid:04x}"), "vlan_id": tag.id, "vlan_pcp": tag.pcp})
+                })
+                .collect();
+            fields.insert("vlan_stack".into(), Value::Array(stack));
         }
+        fields.insert("sender_id_tlv".into(), json!(self.config.sender_id));
+        if let Some(MepMipId::Mep(id)) = self.config.target {
+            fields.insert("target_mep_id".into(), json!(id));
+        }
+        fields.insert("sender_id_mismatch".into(), json!(c.sender_id_mismatch));
         let which = |kernel: u64, user: u64| match (kernel, user) {
             (0, 0) => "none",
             (_, 0) => "kernel",
@@ -721,7 +807,9 @@ mod tests {
             level: 0,
             tlv: PayloadTlv::Data,
             pattern: TestPattern::Prbs31,
-            vlan: None,
+            tags: TagStack::untagged(),
+            sender_id: false,
+            target: None,
         })
         .expect("open on lo");
         pinger.first_transaction = u32::MAX - 1;

@@ -19,6 +19,9 @@ use crate::timestamping::{
     TxTimestamp, enable_timestamping, recv_tx_timestamp, software_timestamp,
 };
 
+/// `TP_STATUS_VLAN_TPID_VALID` (linux/if_packet.h), which the libc crate does not name.
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+
 /// `PACKET_OUTGOING` (linux/if_packet.h): a copy of a frame this host sent.
 pub const PACKET_OUTGOING: u8 = 4;
 
@@ -38,6 +41,9 @@ pub struct ReceivedFrame {
     /// tag out of the frame before a packet socket reads it (skb_vlan_untag, or the NIC) and
     /// hands it over beside it (PACKET_AUXDATA); `None` for an untagged frame.
     pub vlan_tci: Option<u16>,
+    /// The TPID of that tag (0x8100 for 802.1Q, 0x88A8 for an 802.1ad S-tag), when the kernel
+    /// says (TP_STATUS_VLAN_TPID_VALID); a Q-in-Q frame keeps its inner tag in the frame.
+    pub vlan_tpid: Option<u16>,
 }
 
 /// A raw (SOCK_RAW) AF_PACKET socket bound to one interface and one EtherType: it receives
@@ -228,6 +234,7 @@ impl EthernetSocket {
             packet_type: message.address.map_or(0, |address| address.pkttype()),
             kernel_rx_realtime_ns: None,
             vlan_tci: None,
+            vlan_tpid: None,
         };
         for control in message.cmsgs().map_err(io::Error::from)? {
             match control {
@@ -237,7 +244,7 @@ impl EthernetSocket {
                 }
                 // nix leaves PACKET_AUXDATA unparsed: struct tpacket_auxdata
                 // (linux/if_packet.h) is read from its octets: tp_status u32 at 0, tp_vlan_tci
-                // u16 at 16.
+                // u16 at 16, tp_vlan_tpid u16 at 18.
                 ControlMessageOwned::Unknown(unknown)
                     if unknown.cmsg_header.cmsg_level == libc::SOL_PACKET
                         && unknown.cmsg_header.cmsg_type == libc::PACKET_AUXDATA =>
@@ -247,6 +254,9 @@ impl EthernetSocket {
                         let status = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
                         if status & libc::TP_STATUS_VLAN_VALID != 0 {
                             frame.vlan_tci = Some(u16::from_ne_bytes([bytes[16], bytes[17]]));
+                        }
+                        if status & TP_STATUS_VLAN_TPID_VALID != 0 && bytes.len() >= 20 {
+                            frame.vlan_tpid = Some(u16::from_ne_bytes([bytes[18], bytes[19]]));
                         }
                     }
                 }
@@ -260,39 +270,37 @@ impl EthernetSocket {
     }
 }
 
-/// A classic BPF program that passes frames whose EtherType (after the kernel took any VLAN tag
-/// out) is `ethertype`, whole, and drops every other.
-fn ethertype_filter(ethertype: u16) -> [crate::BpfInstruction; 4] {
+/// A classic BPF program that passes frames of EtherType `ethertype`, whole, and drops every
+/// other: untagged, or behind one or two VLAN tags (TPID 0x8100 or 0x88A8) still in the frame.
+/// The kernel takes the outermost tag out before the filter runs, so a Q-in-Q frame shows its
+/// inner tag here; a frame that reaches the socket with both tags (no untagging) shows two.
+fn ethertype_filter(ethertype: u16) -> [crate::BpfInstruction; 12] {
     use crate::BpfInstruction as Op;
+    const LDH_ABS: u16 = 0x28;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let op = |code, jt, jf, k| Op { code, jt, jf, k };
+    let wanted = u32::from(ethertype);
+    let c_tag = 0x8100;
+    let s_tag = 0x88A8;
     [
-        // ldh [12]: the EtherType.
-        Op {
-            code: 0x28,
-            jt: 0,
-            jf: 0,
-            k: 12,
-        },
-        // jeq #ethertype: on to the next, else skip one.
-        Op {
-            code: 0x15,
-            jt: 0,
-            jf: 1,
-            k: u32::from(ethertype),
-        },
-        // ret #262144: the whole frame.
-        Op {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0x40000,
-        },
-        // ret #0: dropped.
-        Op {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
+        // 0: the EtherType after the addresses.
+        op(LDH_ABS, 0, 0, 12),
+        // 1: ours -> 10 (pass); 2, 3: a tag -> 4, else -> 11 (drop).
+        op(JEQ_K, 8, 0, wanted),
+        op(JEQ_K, 1, 0, c_tag),
+        op(JEQ_K, 0, 7, s_tag),
+        // 4: the EtherType after one tag.
+        op(LDH_ABS, 0, 0, 16),
+        op(JEQ_K, 4, 0, wanted),
+        op(JEQ_K, 1, 0, c_tag),
+        op(JEQ_K, 0, 3, s_tag),
+        // 8: the EtherType after two tags.
+        op(LDH_ABS, 0, 0, 20),
+        op(JEQ_K, 0, 1, wanted),
+        // 10: the whole frame; 11: dropped.
+        op(RET_K, 0, 0, 0x40000),
+        op(RET_K, 0, 0, 0),
     ]
 }
 
@@ -437,5 +445,51 @@ mod tests {
             stamps.iter().all(|s| before <= s.at && s.at <= after),
             "{stamps:?}"
         );
+    }
+
+    /// Q-in-Q: a frame with an 802.1ad S-tag (TPID 0x88A8, VLAN 100) over an 802.1Q C-tag
+    /// (VLAN 200, PCP 5) passes the filter; the kernel hands the S-tag over beside the frame
+    /// with its TPID, and the C-tag stays in the frame. A double-tagged frame of another
+    /// EtherType does not pass. Needs CAP_NET_RAW.
+    #[test]
+    fn q_in_q_frames_pass_with_the_outer_tag_beside_them() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: AF_PACKET needs root");
+            return;
+        }
+        let receiver = EthernetSocket::open(1, 0x88b9).expect("open");
+        let sender = EthernetSocket::open(1, 0x88ba).expect("open");
+        let frame_of = |ethertype: u16| {
+            let mut frame = vec![0u8; 12];
+            frame.extend_from_slice(&[0x88, 0xA8, 0x00, 100]);
+            frame.extend_from_slice(&0x8100u16.to_be_bytes());
+            frame.extend_from_slice(&((5u16 << 13) | 200).to_be_bytes());
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+            frame.extend_from_slice(b"q-in-q");
+            frame
+        };
+        sender.send(&frame_of(0x88ba)).expect("send");
+        sender.send(&frame_of(0x88b9)).expect("send");
+        let mut buffer = [0u8; 256];
+        let received = loop {
+            match receiver.recv(&mut buffer, Duration::from_secs(10)) {
+                Ok(Some(received)) if received.packet_type != PACKET_OUTGOING => break received,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the frame did not arrive"),
+                Err(error) => panic!("{error}"),
+            }
+        };
+        let mut inner_only = vec![0u8; 12];
+        inner_only.extend_from_slice(&0x8100u16.to_be_bytes());
+        inner_only.extend_from_slice(&((5u16 << 13) | 200).to_be_bytes());
+        inner_only.extend_from_slice(&0x88b9u16.to_be_bytes());
+        inner_only.extend_from_slice(b"q-in-q");
+        assert_eq!(
+            &buffer[..received.len],
+            &inner_only[..],
+            "the other EtherType dropped"
+        );
+        assert_eq!(received.vlan_tci, Some(100));
+        assert_eq!(received.vlan_tpid, Some(0x88A8));
     }
 }

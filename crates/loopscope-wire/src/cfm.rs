@@ -12,9 +12,22 @@
 //! 8-    TLVs: Type (1), Length (2), Value; End TLV: a single 0 octet
 //! ```
 //!
-//! Also here: the Test TLV's pattern types and CRC-32 (Y.1731 §9.3), the multicast class 1
-//! destination addresses (IEEE 802.1ag Table 8-9), and the Ethernet framing around the PDU.
+//! Also here: the Test TLV's pattern types and CRC-32 (Y.1731 §9.3), the Sender ID TLV (IEEE
+//! 802.1ag §21.5), the MEP/MIP identifier TLVs of G.8113.1 (types 33-35), the multicast class 1
+//! destination addresses (IEEE 802.1ag Table 8-9), and the Ethernet framing around the PDU with
+//! up to two VLAN tags (an IEEE 802.1ad S-tag over an 802.1Q C-tag).
 //! The sender is `loopscope_measure::eth_lb`, the reflector `loopscope_link::eth_lb`.
+//!
+//! **Sources.** The text of ITU-T G.8013/Y.1731 and of IEEE 802.1Q (which took in 802.1ag) was
+//! looked for in the stored documentation, web pages and public code this project can search,
+//! and not found: neither Recommendation nor Standard is there. The layout below is therefore
+//! checked against three independent decoders instead: Wireshark's CFM dissector
+//! (epan/dissectors/packet-cfm.c: the common header, First TLV Offset, the Test TLV's pattern
+//! types 0-3 with the CRC-32 as the last 4 octets of pattern types 1 and 3, the Sender ID TLV,
+//! TLV types 33 Target MEP/MIP ID, 34 Replying MEP/MIP ID, 35 Requesting MEP ID), scapy's OAM
+//! layer (contrib/oam.py: the Test TLV's CRC-32 span) and tcpdump's CFM printer; the clause
+//! numbers cited are the ones those implementations and vendor manuals give. Every format here
+//! is decoded by the installed tshark in the tests, with no malformed field.
 
 /// The CFM EtherType (IEEE 802.1ag).
 pub const ETHERTYPE_CFM: u16 = 0x8902;
@@ -24,14 +37,25 @@ pub const OPCODE_LBR: u8 = 2;
 pub const OPCODE_LBM: u8 = 3;
 /// The header and transaction identifier.
 pub const HEADER_LEN: usize = 8;
-/// TLV types used by loopback (IEEE 802.1ag Table 21-6, Y.1731 Table 9-1).
+/// TLV types used by loopback (IEEE 802.1ag Table 21-6, Y.1731 Table 9-1; 33-35 from
+/// G.8113.1, as Wireshark's dissector numbers them).
 pub mod tlv_type {
     /// End TLV (one octet, no length).
     pub const END: u8 = 0;
+    /// Sender ID TLV (IEEE 802.1ag §21.5): chassis ID and management address.
+    pub const SENDER_ID: u8 = 1;
     /// Data TLV.
     pub const DATA: u8 = 3;
-    /// Test TLV (Y.1731 §9.3.3): Pattern Type, then the pattern, then an optional CRC-32.
+    /// Organization-Specific TLV (IEEE 802.1ag §21.5).
+    pub const ORGANIZATION_SPECIFIC: u8 = 31;
+    /// Test TLV (Y.1731 §9.3): Pattern Type, then the pattern, then an optional CRC-32.
     pub const TEST: u8 = 32;
+    /// Target MEP/MIP ID TLV (G.8113.1, on an LBM): which MEP or MIP is to answer.
+    pub const TARGET_MEP_MIP_ID: u8 = 33;
+    /// Replying MEP/MIP ID TLV (G.8113.1, on an LBR): which MEP or MIP answered.
+    pub const REPLYING_MEP_MIP_ID: u8 = 34;
+    /// Requesting MEP ID TLV (G.8113.1): the MEP that asked, with its MEG ID.
+    pub const REQUESTING_MEP_ID: u8 = 35;
 }
 
 /// Why bytes are not a loopback PDU.
@@ -46,17 +70,24 @@ pub enum CfmError {
     /// A TLV that runs past the end, or no End TLV.
     #[error("CFM TLV at octet {0} runs past the end of the PDU")]
     BadTlv(usize),
-    /// A First TLV Offset other than the 4 of a loopback PDU (IEEE 802.1ag §21.7.2).
-    #[error("First TLV Offset {0} is not 4, the loopback PDU's")]
+    /// A First TLV Offset below the 4 octets of the transaction identifier (IEEE 802.1ag
+    /// §21.7); a larger one is a later version's longer header, whose TLVs start further on.
+    #[error("First TLV Offset {0} is below 4, the loopback PDU's")]
     FirstTlvOffset(u8),
+    /// A Sender ID TLV whose inner lengths run past its own Length (IEEE 802.1ag §21.5).
+    #[error("a Sender ID TLV of {0} octets has lengths that run past its end")]
+    BadSenderId(usize),
+    /// A MEP/MIP identifier TLV too short for its subtype (G.8113.1).
+    #[error("a MEP/MIP ID TLV of {0} octets is too short for its subtype")]
+    ShortMepMipId(usize),
     /// A Test TLV with no Pattern Type, or too short for its CRC-32.
     #[error("a Test TLV of {0} octets is too short for its pattern type")]
     ShortTestTlv(usize),
     /// A Test TLV Pattern Type Y.1731 does not define (0-3 are).
     #[error("Test TLV pattern type {0} is not defined (0-3 are)")]
     UnknownPatternType(u8),
-    /// A frame shorter than an Ethernet header, or not of EtherType 0x8902 (after at most one
-    /// 802.1Q tag).
+    /// A frame shorter than an Ethernet header, or not of EtherType 0x8902 (after at most two
+    /// VLAN tags).
     #[error("not an Ethernet frame of EtherType 0x8902")]
     NotCfmFrame,
 }
@@ -86,13 +117,36 @@ impl<T: AsRef<[u8]>> LoopbackPdu<T> {
         if bytes[1] != OPCODE_LBM && bytes[1] != OPCODE_LBR {
             return Err(CfmError::NotLoopback(bytes[1]));
         }
-        // The TLVs are read from octet 8 on; another offset would put them elsewhere.
-        if bytes[3] != 4 {
+        // The First TLV Offset counts from the octet after it (IEEE 802.1ag §21.4): 4 covers
+        // the transaction identifier. Less is invalid; more is a later version's header, whose
+        // added fields a receiver skips (forward compatibility, as Wireshark reads it), so the
+        // TLVs start at 4 + offset.
+        if bytes[3] < 4 {
             return Err(CfmError::FirstTlvOffset(bytes[3]));
+        }
+        if bytes.len() < 4 + usize::from(bytes[3]) {
+            return Err(CfmError::Truncated(bytes.len()));
         }
         let pdu = LoopbackPdu { buffer };
         pdu.tlvs().try_for_each(|tlv| tlv.map(|_| ()))?;
         Ok(pdu)
+    }
+
+    /// Where the first TLV starts: 4 + the First TLV Offset (8 for today's version).
+    pub fn first_tlv_at(&self) -> usize {
+        4 + usize::from(self.buffer.as_ref()[3])
+    }
+
+    /// Octets of the PDU up to and including its End TLV (what follows is padding).
+    pub fn pdu_len(&self) -> usize {
+        let mut at = self.first_tlv_at();
+        for tlv in self.tlvs() {
+            match tlv {
+                Ok((_, value)) => at += 3 + value.len(),
+                Err(_) => return self.buffer.as_ref().len(),
+            }
+        }
+        at + 1
     }
 
     /// MD (MEG) Level, 0-7.
@@ -122,7 +176,8 @@ impl<T: AsRef<[u8]>> LoopbackPdu<T> {
 
     /// The TLVs up to the End TLV: (type, value) each.
     pub fn tlvs(&self) -> impl Iterator<Item = Result<(u8, &[u8]), CfmError>> {
-        let bytes = &self.buffer.as_ref()[HEADER_LEN.min(self.buffer.as_ref().len())..];
+        let start = self.first_tlv_at().min(self.buffer.as_ref().len());
+        let bytes = &self.buffer.as_ref()[start..];
         let mut at = 0usize;
         let mut done = false;
         std::iter::from_fn(move || {
@@ -131,7 +186,7 @@ impl<T: AsRef<[u8]>> LoopbackPdu<T> {
             }
             let Some(&kind) = bytes.get(at) else {
                 done = true;
-                return Some(Err(CfmError::BadTlv(HEADER_LEN + at)));
+                return Some(Err(CfmError::BadTlv(start + at)));
             };
             if kind == tlv_type::END {
                 done = true;
@@ -139,13 +194,13 @@ impl<T: AsRef<[u8]>> LoopbackPdu<T> {
             }
             if at + 3 > bytes.len() {
                 done = true;
-                return Some(Err(CfmError::BadTlv(HEADER_LEN + at)));
+                return Some(Err(CfmError::BadTlv(start + at)));
             }
             let len = usize::from(u16::from_be_bytes([bytes[at + 1], bytes[at + 2]]));
             let end = at + 3 + len;
             if end > bytes.len() {
                 done = true;
-                return Some(Err(CfmError::BadTlv(HEADER_LEN + at)));
+                return Some(Err(CfmError::BadTlv(start + at)));
             }
             let value = &bytes[at + 3..end];
             at = end;
@@ -302,12 +357,15 @@ impl<'a> TestTlv<'a> {
 /// Pattern Type and pattern.
 ///
 /// The span is not confirmed against the Recommendation. It is the one scapy's OAM layer
-/// computes; the text of ITU-T G.8013/Y.1731 §9.3 (Test TLV) was looked for (documentation,
-/// web pages and public source code) and not found: no copy of the Recommendation, and the
-/// implementations that turned up (Wireshark's CFM dissector, tcpdump's CFM printer) show the
-/// CRC-32 field without checking it. So this span is scapy's reading, not the standard's. A
-/// peer that covers another span (the pattern alone, say) shows as a CRC-32 error on every
-/// reply while `bit_errors` stays 0: that signature tells a span mismatch from line errors.
+/// computes (contrib/oam.py: `crc32` of the TLV's octets from Type through the pattern, the
+/// result written big-endian as the value's last 4 octets); the text of ITU-T G.8013/Y.1731
+/// §9.3 (Test TLV) was looked for again (documentation, web pages and public source code) and
+/// not found: no copy of the Recommendation, and the other implementations that turned up
+/// (Wireshark's CFM dissector, tcpdump's CFM printer, vendor manuals that call it "a CRC-32
+/// with 32-bit polynomial") place the CRC-32 as the last 4 octets of pattern types 1 and 3
+/// without checking it. So this span is scapy's reading, not the standard's. A peer that
+/// covers another span (the pattern alone, say) shows as a CRC-32 error on every reply while
+/// `bit_errors` stays 0: that signature tells a span mismatch from line errors.
 pub fn test_tlv_crc32(value_len: usize, pattern_type: u8, pattern_bytes: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&[tlv_type::TEST]);
@@ -335,6 +393,155 @@ pub fn test_tlv_value(pattern: TestPattern, with_crc: bool, pattern_bytes: &[u8]
 /// An Ethernet MAC address.
 pub type MacAddress = [u8; 6];
 
+/// The Chassis ID Subtype of a MAC address (IEEE 802.1AB's chassis ID subtypes, which the
+/// Sender ID TLV takes over).
+pub const CHASSIS_ID_MAC_ADDRESS: u8 = 4;
+
+/// A Sender ID TLV's value, read (IEEE 802.1ag §21.5): `Chassis ID Length (1) | Chassis ID
+/// Subtype (1) | Chassis ID | Management Address Domain Length (1) | Management Address Domain |
+/// Management Address Length (1) | Management Address`. A Chassis ID Length of 0 leaves out the
+/// subtype and the ID; the management fields are there only if octets remain, and a Domain
+/// Length of 0 leaves out the address. (tshark reads it so: the Chassis ID Length counts the ID
+/// alone, not its subtype.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderId<'a> {
+    /// Chassis ID Subtype and Chassis ID, when the Chassis ID Length is not 0.
+    pub chassis_id: Option<(u8, &'a [u8])>,
+    /// Management Address Domain (a BER-encoded OID, RFC 2579 TDomain), when its length is
+    /// there (`Some(&[])`: a Domain Length of 0, which leaves the address out).
+    pub management_domain: Option<&'a [u8]>,
+    /// Management Address (a TAddress of that domain), when present.
+    pub management_address: Option<&'a [u8]>,
+}
+
+impl<'a> SenderId<'a> {
+    /// Reads a Sender ID TLV's value.
+    pub fn parse(value: &'a [u8]) -> Result<Self, CfmError> {
+        let bad = || CfmError::BadSenderId(value.len());
+        let (&chassis_len, mut rest) = value.split_first().ok_or_else(bad)?;
+        let chassis_id = if chassis_len == 0 {
+            None
+        } else {
+            let (&subtype, after) = rest.split_first().ok_or_else(bad)?;
+            let id = after.get(..usize::from(chassis_len)).ok_or_else(bad)?;
+            rest = &after[id.len()..];
+            Some((subtype, id))
+        };
+        let mut sender = SenderId {
+            chassis_id,
+            management_domain: None,
+            management_address: None,
+        };
+        let Some((&domain_len, after)) = rest.split_first() else {
+            return Ok(sender);
+        };
+        if domain_len == 0 {
+            sender.management_domain = Some(&after[..0]);
+            return if after.is_empty() {
+                Ok(sender)
+            } else {
+                Err(bad())
+            };
+        }
+        let domain = after.get(..usize::from(domain_len)).ok_or_else(bad)?;
+        sender.management_domain = Some(domain);
+        let rest = &after[domain.len()..];
+        let (&address_len, after) = rest.split_first().ok_or_else(bad)?;
+        let address = after.get(..usize::from(address_len)).ok_or_else(bad)?;
+        if after.len() != address.len() {
+            return Err(bad());
+        }
+        sender.management_address = Some(address);
+        Ok(sender)
+    }
+
+    /// The value octets: what [`parse`](Self::parse) reads back. Fields longer than 255
+    /// octets are cut at 255.
+    pub fn emit(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let cut = |field: &[u8]| field.len().min(255);
+        match self.chassis_id {
+            Some((subtype, id)) => {
+                out.push(cut(id) as u8);
+                out.push(subtype);
+                out.extend_from_slice(&id[..cut(id)]);
+            }
+            None => out.push(0),
+        }
+        if let Some(domain) = self.management_domain {
+            out.push(cut(domain) as u8);
+            out.extend_from_slice(&domain[..cut(domain)]);
+            if !domain.is_empty() {
+                let address = self.management_address.unwrap_or(&[]);
+                out.push(cut(address) as u8);
+                out.extend_from_slice(&address[..cut(address)]);
+            }
+        }
+        out
+    }
+}
+
+/// The value length of a Target or Replying MEP/MIP ID TLV (G.8113.1): a subtype and 24
+/// octets, whatever the subtype (Wireshark reads it so; test equipment sends Length 25).
+pub const MEP_MIP_ID_LEN: usize = 25;
+
+/// What a Target (type 33) or Replying (type 34) MEP/MIP ID TLV names (G.8113.1, subtypes as
+/// Wireshark decodes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MepMipId {
+    /// Subtype 0: any MEP or MIP at the ingress (discovery).
+    DiscoveryIngress,
+    /// Subtype 1: any MEP or MIP at the egress (discovery).
+    DiscoveryEgress,
+    /// Subtype 2: the MEP of this MEP ID (13 bits).
+    Mep(u16),
+    /// Subtype 3: a MIP by ICC (6), Node ID (4), IF_Num (4) and CC (2).
+    Mip([u8; 16]),
+    /// A subtype G.8113.1 does not define.
+    Other(u8),
+}
+
+impl MepMipId {
+    /// Reads a Target or Replying MEP/MIP ID TLV's value.
+    pub fn parse(value: &[u8]) -> Result<Self, CfmError> {
+        let short = || CfmError::ShortMepMipId(value.len());
+        let (&subtype, rest) = value.split_first().ok_or_else(short)?;
+        Ok(match subtype {
+            0 => MepMipId::DiscoveryIngress,
+            1 => MepMipId::DiscoveryEgress,
+            2 => {
+                let id = rest.get(..2).ok_or_else(short)?;
+                MepMipId::Mep(u16::from_be_bytes([id[0], id[1]]) & 0x1FFF)
+            }
+            3 => {
+                let mut mip = [0u8; 16];
+                mip.copy_from_slice(rest.get(..16).ok_or_else(short)?);
+                MepMipId::Mip(mip)
+            }
+            other => MepMipId::Other(other),
+        })
+    }
+
+    /// The 25-octet value: the subtype, the identifier, zeroes after it.
+    pub fn emit(&self) -> Vec<u8> {
+        let mut out = vec![0u8; MEP_MIP_ID_LEN];
+        match *self {
+            MepMipId::DiscoveryIngress => out[0] = 0,
+            MepMipId::DiscoveryEgress => out[0] = 1,
+            MepMipId::Mep(id) => {
+                out[0] = 2;
+                out[1..3].copy_from_slice(&(id & 0x1FFF).to_be_bytes());
+            }
+            MepMipId::Mip(mip) => {
+                out[0] = 3;
+                out[1..17].copy_from_slice(&mip);
+            }
+            MepMipId::Other(subtype) => out[0] = subtype,
+        }
+        out
+    }
+}
+
 /// The multicast class 1 destination address of MD level `level` (IEEE 802.1ag Table 8-9,
 /// Y.1731 §10.1): 01-80-C2-00-00-3y, y = level. Multicast LBMs go to it.
 pub fn class1_multicast(level: u8) -> MacAddress {
@@ -348,14 +555,19 @@ pub fn class1_level(mac: &MacAddress) -> Option<u8> {
 
 /// The Ethernet header length (destination, source, EtherType).
 pub const ETHERNET_HEADER_LEN: usize = 14;
-/// The length of an IEEE 802.1Q tag (TPID 0x8100, TCI).
+/// The length of a VLAN tag (TPID, TCI).
 pub const VLAN_TAG_LEN: usize = 4;
-/// The TPID of an IEEE 802.1Q customer VLAN tag.
+/// The TPID of an IEEE 802.1Q customer VLAN tag (C-tag).
 pub const TPID_8021Q: u16 = 0x8100;
+/// The TPID of an IEEE 802.1ad service VLAN tag (S-tag), the outer tag of Q-in-Q.
+pub const TPID_8021AD: u16 = 0x88A8;
+/// The most VLAN tags a frame carries here: an S-tag over a C-tag.
+pub const MAX_TAGS: usize = 2;
 
-/// An IEEE 802.1Q tag: the VLAN and the priority (PCP) a frame travels with. Y.1731 runs OAM
-/// per VLAN, so a MEP's loopback goes out on its VLAN and the reply comes back on the same one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An IEEE 802.1Q tag's TCI: the VLAN and the priority (PCP) a frame travels with. Y.1731 runs
+/// OAM per VLAN, so a MEP's loopback goes out on its VLAN and the reply comes back on the same
+/// one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct VlanTag {
     /// VLAN ID, 0-4094 (0: priority-tagged, no VLAN).
     pub id: u16,
@@ -381,65 +593,168 @@ impl VlanTag {
     }
 }
 
-/// An Ethernet frame of EtherType 0x8902, untagged or with one 802.1Q tag, read.
+/// Whether `ethertype` is the TPID of a VLAN tag this code reads (802.1Q C-tag, 802.1ad S-tag).
+pub fn is_vlan_tpid(ethertype: u16) -> bool {
+    ethertype == TPID_8021Q || ethertype == TPID_8021AD
+}
+
+/// The VLAN tags of a frame, outermost first: none, one (an 802.1Q C-tag), or two (IEEE 802.1ad
+/// Q-in-Q: an S-tag, TPID 0x88A8, over a C-tag, TPID 0x8100). Each tag keeps the TPID it
+/// came with, so a reply goes back with the very stack its message came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TagStack {
+    tags: [(u16, VlanTag); MAX_TAGS],
+    len: u8,
+}
+
+impl TagStack {
+    /// No tags: an untagged frame.
+    pub fn untagged() -> Self {
+        TagStack::default()
+    }
+
+    /// One 802.1Q C-tag.
+    pub fn single(tag: VlanTag) -> Self {
+        let mut stack = TagStack::default();
+        stack.push(TPID_8021Q, tag);
+        stack
+    }
+
+    /// Q-in-Q: the S-tag `outer` (TPID 0x88A8) over the C-tag `inner` (TPID 0x8100).
+    pub fn q_in_q(outer: VlanTag, inner: VlanTag) -> Self {
+        let mut stack = TagStack::default();
+        stack.push(TPID_8021AD, outer);
+        stack.push(TPID_8021Q, inner);
+        stack
+    }
+
+    /// Adds `tag` with `tpid` inside the tags already there; `false` (and nothing added) when
+    /// the stack is full.
+    pub fn push(&mut self, tpid: u16, tag: VlanTag) -> bool {
+        let len = usize::from(self.len);
+        if len >= MAX_TAGS {
+            return false;
+        }
+        self.tags[len] = (tpid, tag);
+        self.len += 1;
+        true
+    }
+
+    /// This stack with `tag` (TPID `tpid`) outside it: the tag the kernel took out of a
+    /// received frame (PACKET_AUXDATA) was its outermost. `None` when that makes too many.
+    pub fn with_outer(self, tpid: u16, tag: VlanTag) -> Option<Self> {
+        let mut stack = TagStack::default();
+        stack.push(tpid, tag);
+        for (tpid, tag) in self.tags() {
+            if !stack.push(*tpid, *tag) {
+                return None;
+            }
+        }
+        Some(stack)
+    }
+
+    /// The tags, outermost first: (TPID, tag).
+    pub fn tags(&self) -> &[(u16, VlanTag)] {
+        &self.tags[..usize::from(self.len)]
+    }
+
+    /// No tags.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of tags.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// The VLANs the frame belongs to, outermost first: a tag of VLAN ID 0 is a priority tag
+    /// (IEEE 802.1Q), no VLAN, and is left out.
+    pub fn vlan_ids(&self) -> Vec<u16> {
+        self.tags()
+            .iter()
+            .map(|(_, tag)| tag.id)
+            .filter(|id| *id != 0)
+            .collect()
+    }
+
+    /// Octets the tags take on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.len() * VLAN_TAG_LEN
+    }
+
+    /// `ID[:PCP]` per tag, outermost first, joined by `.` (the `--vlan` notation).
+    pub fn notation(&self) -> String {
+        self.tags()
+            .iter()
+            .map(|(_, tag)| format!("{}:{}", tag.id, tag.pcp))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// An Ethernet frame of EtherType 0x8902, untagged or with up to two VLAN tags, read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CfmFrame<'a> {
     /// Destination MAC.
     pub destination: MacAddress,
     /// Source MAC.
     pub source: MacAddress,
-    /// The 802.1Q tag in the frame, if it has one. (Linux takes the tag out before a packet
-    /// socket reads a frame and hands it over beside it, so received frames are untagged.)
-    pub vlan: Option<VlanTag>,
+    /// The VLAN tags still in the frame, outermost first. (Linux takes the outermost tag out
+    /// before a packet socket reads a frame and hands it over beside it, so a received frame
+    /// holds one tag fewer than crossed the wire.)
+    pub tags: TagStack,
     /// What follows the EtherType (a CFM PDU, and any padding after its End TLV).
     pub payload: &'a [u8],
 }
 
 impl<'a> CfmFrame<'a> {
-    /// Reads the Ethernet header (etherparse), an 802.1Q tag if one follows, and checks the
-    /// EtherType.
+    /// Reads the Ethernet header (etherparse), up to two VLAN tags (802.1Q or 802.1ad TPIDs, in
+    /// any order) and checks the EtherType.
     pub fn parse(frame: &'a [u8]) -> Result<Self, CfmError> {
         let header = etherparse::Ethernet2HeaderSlice::from_slice(frame)
             .map_err(|_| CfmError::NotCfmFrame)?;
-        let (vlan, payload) = if header.ether_type() == etherparse::EtherType(TPID_8021Q) {
-            let tag = etherparse::SingleVlanHeaderSlice::from_slice(&frame[ETHERNET_HEADER_LEN..])
+        let mut ethertype = header.ether_type().0;
+        let mut at = ETHERNET_HEADER_LEN;
+        let mut tags = TagStack::untagged();
+        while is_vlan_tpid(ethertype) {
+            let tag = etherparse::SingleVlanHeaderSlice::from_slice(&frame[at..])
                 .map_err(|_| CfmError::NotCfmFrame)?;
-            if tag.ether_type() != etherparse::EtherType(ETHERTYPE_CFM) {
+            if !tags.push(
+                ethertype,
+                VlanTag::from_tci(u16::from_be_bytes([frame[at], frame[at + 1]])),
+            ) {
                 return Err(CfmError::NotCfmFrame);
             }
-            let tci = u16::from_be_bytes([frame[14], frame[15]]);
-            (
-                Some(VlanTag::from_tci(tci)),
-                &frame[ETHERNET_HEADER_LEN + VLAN_TAG_LEN..],
-            )
-        } else if header.ether_type() == etherparse::EtherType(ETHERTYPE_CFM) {
-            (None, &frame[ETHERNET_HEADER_LEN..])
-        } else {
+            ethertype = tag.ether_type().0;
+            at += VLAN_TAG_LEN;
+        }
+        if ethertype != ETHERTYPE_CFM {
             return Err(CfmError::NotCfmFrame);
-        };
+        }
         Ok(CfmFrame {
             destination: header.destination(),
             source: header.source(),
-            vlan,
-            payload,
+            tags,
+            payload: &frame[at..],
         })
     }
 }
 
-/// Writes an Ethernet frame of EtherType 0x8902 carrying `pdu`, with the 802.1Q tag `vlan`
-/// if given, into `out` (cleared first).
+/// Writes an Ethernet frame of EtherType 0x8902 carrying `pdu`, with the VLAN tags `tags`
+/// (outermost first), into `out` (cleared first).
 pub fn build_frame(
     destination: MacAddress,
     source: MacAddress,
-    vlan: Option<VlanTag>,
+    tags: &TagStack,
     pdu: &[u8],
     out: &mut Vec<u8>,
 ) {
     out.clear();
     out.extend_from_slice(&destination);
     out.extend_from_slice(&source);
-    if let Some(tag) = vlan {
-        out.extend_from_slice(&TPID_8021Q.to_be_bytes());
+    for (tpid, tag) in tags.tags() {
+        out.extend_from_slice(&tpid.to_be_bytes());
         out.extend_from_slice(&tag.tci().to_be_bytes());
     }
     out.extend_from_slice(&ETHERTYPE_CFM.to_be_bytes());
@@ -545,11 +860,107 @@ mod tests {
         );
     }
 
+    /// A regression test: a First TLV Offset above 4 was refused, but IEEE 802.1ag §21.4 makes
+    /// it the length of a later version's header, whose added octets a receiver skips to find
+    /// the TLVs (Wireshark's dissector reads them so). Below 4 is still invalid.
     #[test]
-    fn first_tlv_offset_other_than_4_is_refused() {
+    fn a_longer_header_is_skipped_and_a_shorter_one_refused() {
+        // Offset 8: the transaction identifier and 4 octets a later version added, then a
+        // Data TLV of 2 octets and the End TLV, then padding.
+        let bytes = [
+            0x60, 0x03, 0x00, 0x08, 0, 0, 0, 9, 0xDE, 0xAD, 0xBE, 0xEF, 0x03, 0x00, 0x02, 0xAB,
+            0xCD, 0x00, 0x55, 0x55,
+        ];
+        let pdu = LoopbackPdu::new_checked(&bytes[..]).unwrap();
+        assert_eq!(pdu.first_tlv_at(), 12);
+        assert_eq!(pdu.pdu_len(), 18);
+        assert_eq!(pdu.transaction_id(), 9);
+        let repr = LoopbackRepr::parse(&pdu).unwrap();
+        assert_eq!(repr.tlvs, vec![(tlv_type::DATA, vec![0xAB, 0xCD])]);
         assert_eq!(
-            LoopbackPdu::new_checked(&[0, 3, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]).unwrap_err(),
-            CfmError::FirstTlvOffset(8)
+            LoopbackPdu::new_checked(&[0, 3, 0, 3, 0, 0, 0, 0, 0][..]).unwrap_err(),
+            CfmError::FirstTlvOffset(3)
+        );
+        assert_eq!(
+            LoopbackPdu::new_checked(&bytes[..10]).unwrap_err(),
+            CfmError::Truncated(10),
+            "cut inside the longer header"
+        );
+        // Today's offset: the PDU ends at its End TLV, padding aside.
+        let today = [0x60, 0x02, 0, 4, 0, 0, 0, 1, 0x00, 0x00, 0x00];
+        assert_eq!(LoopbackPdu::new_checked(&today[..]).unwrap().pdu_len(), 9);
+    }
+
+    /// A Sender ID TLV with a MAC address as Chassis ID, octet by octet (the value tshark
+    /// decodes as Chassis ID Length 6, Sub-type 4, Chassis ID 02:00:00:00:00:01), with and
+    /// without the management fields; lengths that run past the end are refused.
+    #[test]
+    fn sender_id_known_answers() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        let value = [6, 4, 2, 0, 0, 0, 0, 1];
+        let sender = SenderId::parse(&value).unwrap();
+        assert_eq!(sender.chassis_id, Some((CHASSIS_ID_MAC_ADDRESS, &mac[..])));
+        assert_eq!(sender.management_domain, None);
+        assert_eq!(sender.emit(), value);
+        // transportDomainUdpIpv4 (1.3.6.1.2.1.100.1.1, BER) and 192.0.2.1 port 161.
+        let domain = [0x2B, 6, 1, 2, 1, 0x64, 1, 1];
+        let address = [192, 0, 2, 1, 0, 161];
+        let mut full = value.to_vec();
+        full.push(8);
+        full.extend_from_slice(&domain);
+        full.push(6);
+        full.extend_from_slice(&address);
+        let sender = SenderId::parse(&full).unwrap();
+        assert_eq!(sender.management_domain, Some(&domain[..]));
+        assert_eq!(sender.management_address, Some(&address[..]));
+        assert_eq!(sender.emit(), full);
+        // No chassis ID, a zero domain length: read and written back as they came.
+        let empty_domain = SenderId::parse(&[0, 0]).unwrap();
+        assert_eq!(
+            empty_domain,
+            SenderId {
+                chassis_id: None,
+                management_domain: Some(&[]),
+                management_address: None
+            }
+        );
+        assert_eq!(empty_domain.emit(), [0, 0]);
+        assert_eq!(SenderId::parse(&[0]).unwrap().emit(), [0]);
+        for bad in [
+            &[][..],
+            &[6, 4, 2, 0][..],
+            &[0, 8, 1][..],
+            &[0, 1, 9, 5, 1][..],
+        ] {
+            assert!(SenderId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Target MEP/MIP ID values: subtype 2 with MEP ID 12 is `02 00 0C` and 22 zeroes (the
+    /// value tshark decodes as TLV type 33, Length 25); the discovery subtypes carry no ID.
+    #[test]
+    fn mep_mip_id_known_answers() {
+        let mut value = vec![2, 0, 12];
+        value.resize(MEP_MIP_ID_LEN, 0);
+        assert_eq!(MepMipId::Mep(12).emit(), value);
+        assert_eq!(MepMipId::parse(&value).unwrap(), MepMipId::Mep(12));
+        assert_eq!(MepMipId::parse(&[0]).unwrap(), MepMipId::DiscoveryIngress);
+        assert_eq!(
+            MepMipId::parse(&[1; 25]).unwrap(),
+            MepMipId::DiscoveryEgress
+        );
+        assert_eq!(MepMipId::parse(&[9]).unwrap(), MepMipId::Other(9));
+        assert_eq!(
+            MepMipId::parse(&[2, 0]).unwrap_err(),
+            CfmError::ShortMepMipId(2)
+        );
+        assert_eq!(
+            MepMipId::parse(&[3; 10]).unwrap_err(),
+            CfmError::ShortMepMipId(10)
+        );
+        assert_eq!(
+            MepMipId::parse(&[]).unwrap_err(),
+            CfmError::ShortMepMipId(0)
         );
     }
 
@@ -590,7 +1001,7 @@ mod tests {
         build_frame(
             [1, 2, 3, 4, 5, 6],
             [7, 8, 9, 10, 11, 12],
-            None,
+            &TagStack::untagged(),
             &[0xAA, 0xBB],
             &mut frame,
         );
@@ -604,7 +1015,7 @@ mod tests {
         assert_eq!(parsed.destination, [1, 2, 3, 4, 5, 6]);
         assert_eq!(parsed.source, [7, 8, 9, 10, 11, 12]);
         assert_eq!(parsed.payload, [0xAA, 0xBB]);
-        assert_eq!(parsed.vlan, None);
+        assert!(parsed.tags.is_empty());
         frame[12] = 0x81;
         frame[13] = 0x00;
         assert_eq!(CfmFrame::parse(&frame).unwrap_err(), CfmError::NotCfmFrame);
@@ -627,7 +1038,7 @@ mod tests {
         build_frame(
             [1, 2, 3, 4, 5, 6],
             [7, 8, 9, 10, 11, 12],
-            Some(tag),
+            &TagStack::single(tag),
             &[0xAA, 0xBB],
             &mut frame,
         );
@@ -639,7 +1050,7 @@ mod tests {
             ]
         );
         let parsed = CfmFrame::parse(&frame).unwrap();
-        assert_eq!(parsed.vlan, Some(tag));
+        assert_eq!(parsed.tags.tags(), [(TPID_8021Q, tag)]);
         assert_eq!(parsed.payload, [0xAA, 0xBB]);
         assert_eq!(VlanTag::from_tci(0xF123).tci(), 0xF123);
         assert_eq!(
@@ -657,6 +1068,65 @@ mod tests {
         assert_eq!(
             CfmFrame::parse(&frame[..17]).unwrap_err(),
             CfmError::NotCfmFrame
+        );
+    }
+
+    /// Q-in-Q (IEEE 802.1ad): an S-tag (TPID 88 A8, VLAN 100, priority 0) over a C-tag (TPID
+    /// 81 00, VLAN 200, priority 5), octet by octet; the very frame the Python builder in the
+    /// namespace tests sends and tshark reads as ieee8021ad.id 100 over vlan.id 200.
+    #[test]
+    fn q_in_q_frame_known_answer() {
+        let stack = TagStack::q_in_q(
+            VlanTag {
+                id: 100,
+                pcp: 0,
+                dei: false,
+            },
+            VlanTag {
+                id: 200,
+                pcp: 5,
+                dei: false,
+            },
+        );
+        let mut frame = Vec::new();
+        build_frame([1; 6], [2; 6], &stack, &[0xAA], &mut frame);
+        assert_eq!(
+            frame[12..],
+            [
+                0x88, 0xA8, 0x00, 0x64, 0x81, 0x00, 0xA0, 0xC8, 0x89, 0x02, 0xAA
+            ]
+        );
+        let parsed = CfmFrame::parse(&frame).unwrap();
+        assert_eq!(parsed.tags, stack);
+        assert_eq!(parsed.tags.vlan_ids(), [100, 200]);
+        assert_eq!(parsed.payload, [0xAA]);
+        assert_eq!(stack.notation(), "100:0.200:5");
+        assert_eq!(stack.wire_len(), 8);
+        // The kernel took the S-tag out: put back outside the C-tag still in the frame.
+        let inner_only = TagStack::single(stack.tags()[1].1);
+        assert_eq!(
+            inner_only.with_outer(TPID_8021AD, stack.tags()[0].1),
+            Some(stack)
+        );
+        assert_eq!(
+            stack.with_outer(TPID_8021Q, VlanTag::default()),
+            None,
+            "three tags"
+        );
+        // A third tag in the frame is more than this code reads.
+        let mut three = frame[..12].to_vec();
+        three.extend_from_slice(&[0x81, 0x00, 0x00, 0x01]);
+        three.extend_from_slice(&frame[12..]);
+        assert_eq!(CfmFrame::parse(&three).unwrap_err(), CfmError::NotCfmFrame);
+        // A priority tag (VLAN 0) names no VLAN.
+        assert_eq!(
+            TagStack::single(VlanTag {
+                id: 0,
+                pcp: 3,
+                dei: false
+            })
+            .vlan_ids(),
+            Vec::<u16>::new()
         );
     }
 
@@ -704,6 +1174,10 @@ mod tests {
             if let Ok(tlv) = TestTlv::parse(&bytes) {
                 let _ = tlv.crc_matches();
             }
+            if let Ok(sender) = SenderId::parse(&bytes) {
+                prop_assert_eq!(sender.emit(), bytes.clone());
+            }
+            let _ = MepMipId::parse(&bytes);
             let _ = CfmFrame::parse(&bytes);
         }
     }

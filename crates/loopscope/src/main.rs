@@ -253,8 +253,9 @@ fn cause_chain(error: &anyhow::Error) -> String {
 const MAX_ERROR_CHARS: usize = 600;
 
 /// Error text on one line: embedded line breaks (a cause that quotes a multi-line input)
-/// become spaces, and a line longer than [`MAX_ERROR_CHARS`] keeps its start and its end (the
-/// cause comes last) with the middle left out.
+/// become spaces, other control characters in quoted input are shown as escapes (issue 12
+/// item 10: they would drive the terminal), and a line longer than [`MAX_ERROR_CHARS`] keeps
+/// its start and its end (the cause comes last) with the middle left out.
 fn one_line(text: &str) -> String {
     let line = text
         .split(['\n', '\r'])
@@ -262,6 +263,7 @@ fn one_line(text: &str) -> String {
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
+    let line = loopscope_report::text::escape_control(&line).into_owned();
     let length = line.chars().count();
     if length <= MAX_ERROR_CHARS {
         return line;

@@ -513,6 +513,24 @@ fn error_lines_stay_short_whatever_the_input() {
     }
 }
 
+/// Issue 12 item 10: an error line quotes the input it refuses, and the input may carry
+/// control characters (an escape sequence, a backspace, a carriage return that rewrites the
+/// line). They reach the terminal as visible escapes, never raw.
+#[test]
+fn error_lines_show_control_characters_as_escapes() {
+    for endpoint in ["sim:?ber=\x1b[2J\x08", "tcp://host\rfake verdict: PASS:1"] {
+        let output = loopscope().args(["ping", endpoint]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{endpoint:?}");
+        let stderr = String::from_utf8(output.stderr).expect("utf-8");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("loopscope: error:"), "{first:?}");
+        assert!(
+            !first.chars().any(char::is_control),
+            "a raw control character in {first:?}"
+        );
+    }
+}
+
 /// Issue 11 item 18 (doubled causes): a library error that quotes its source and also marks it
 /// as the source printed `Connection refused (os error 111) (…): Connection refused (os error
 /// 111)`. The cause appears once.

@@ -690,18 +690,22 @@ def frame(destination, level, opcode, tid, tlvs, offset=4):
 data = b"\x03\x00\x04ABCD"
 s.send(frame(target, 4, 3, 1, data))                    # no End TLV: malformed
 s.send(frame(target, 4, 3, 2, b"\x03\x00\x40AB\x00"))   # a TLV past the end: malformed
-s.send(frame(target, 4, 3, 3, data + b"\x00", 8))       # First TLV Offset 8: malformed
+s.send(frame(target, 4, 3, 3, b"\xde\xad\xbe\xef" + data + b"\x00", 8))  # offset 8: valid
+s.send(frame(target, 4, 3, 3, data + b"\x00", 3))       # First TLV Offset 3: malformed
 s.send(target + mac + b"\x89\x02\x80\x03")              # truncated header: malformed
-s.send(frame(target, 2, 3, 4, data + b"\x00"))          # wrong level
+s.send(frame(target, 2, 3, 4, data + b"\x00"))          # a lower level
+s.send(frame(target, 6, 3, 4, data + b"\x00"))          # a higher level
 s.send(frame(target, 4, 2, 5, data + b"\x00"))          # an LBR
 s.send(frame(bytes.fromhex("020000000099"), 4, 3, 6, data + b"\x00"))  # another MAC
 s.send(frame(target, 4, 1, 7, b"\x00" * 70))            # a CCM: another OpCode
 s.send(frame(target, 4, 3, 8, data + b"\x00"))          # valid
 while True:
     reply, address = s.recvfrom(65536)
-    if address[2] != socket.PACKET_OUTGOING and reply[0:6] == mac:
+    if address[2] == socket.PACKET_OUTGOING or reply[0:6] != mac:
+        continue
+    print("reply opcode=%d tid=%d len=%d pdu=%s" % (reply[15], struct.unpack("!I", reply[18:22])[0], len(reply), reply[14:].hex()), flush=True)
+    if struct.unpack("!I", reply[18:22])[0] == 8:
         break
-print("reply opcode=%d tid=%d len=%d" % (reply[15], struct.unpack("!I", reply[18:22])[0], len(reply)), flush=True)
 "#;
 
 #[test]
@@ -717,14 +721,31 @@ fn bad_frames_are_counted_and_dropped() {
     let mut command = a.command("python3");
     command.args(["-c", BAD_SENDER, "vA", &mac]);
     let sender = Running::spawn(command);
+    // A First TLV Offset of 8 is a later version's longer header (IEEE 802.1ag §21.4): the
+    // message is answered, its 4 extra header octets and its TLVs copied as they came.
+    let longer = sender.line_where("the longer header's reply", |line| {
+        line.starts_with("reply ")
+    });
+    assert_eq!(
+        longer,
+        "reply opcode=2 tid=3 len=34 pdu=80020008\
+         00000003deadbeef03000441424344\
+         00"
+    );
     let reply = sender.line_where("the valid LBM's reply", |line| line.starts_with("reply "));
     // 14 + 8 + 7 (Data TLV) + 1 (End TLV): the reply is no larger than the message.
-    assert_eq!(reply, "reply opcode=2 tid=8 len=30");
+    assert_eq!(
+        reply,
+        "reply opcode=2 tid=8 len=30 pdu=800200040000000803000441424344\
+         00"
+    );
     let (s, code) = reflector.interrupt();
     assert_eq!(code, 0);
-    assert_eq!(s["lbr_sent"], 1, "{s}");
+    assert_eq!(s["lbr_sent"], 2, "{s}");
     assert_eq!(s["dropped_malformed"], 4, "{s}");
-    assert_eq!(s["dropped_wrong_level"], 1, "{s}");
+    assert_eq!(s["dropped_wrong_level"], 2, "{s}");
+    assert_eq!(s["dropped_lower_level"], 1, "{s}");
+    assert_eq!(s["dropped_higher_level"], 1, "{s}");
     assert_eq!(s["dropped_lbr"], 1, "{s}");
     assert_eq!(s["dropped_not_addressed"], 1, "{s}");
     assert_eq!(s["dropped_other_opcode"], 1, "{s}");
@@ -758,6 +779,24 @@ fn bad_arguments_are_one_line_and_exit_2() {
         &["reflect", "--eth-lb", "lo", "--impair", "drop=0.5"],
         &["reflect", "--eth-lb", "lo", "--level", "9"],
         &["reflect", "--eth-lb", "lo", "--vlan", "4095"],
+        &["reflect", "--eth-lb", "lo", "--vlan", "100.200.300"],
+        &["reflect", "--eth-lb", "lo", "--vlan", "100."],
+        &[
+            "eth-lb",
+            "lo",
+            "--to",
+            "02:00:00:00:00:01",
+            "--vlan",
+            "1.2.3",
+        ],
+        &[
+            "eth-lb",
+            "lo",
+            "--to",
+            "02:00:00:00:00:01",
+            "--target-mep",
+            "8192",
+        ],
         &["reflect", "--eth-lb", "lo", "--multicast-delay", "2h"],
         &["eth-lb", "lo", "--to", "02:00:00:00:00:01", "--vlan", "0"],
         &[
@@ -779,4 +818,360 @@ fn bad_arguments_are_one_line_and_exit_2() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// The Python sender of a Q-in-Q LBM built with struct: an 802.1ad S-tag (TPID 0x88A8, VLAN
+/// 100, priority 3) over an 802.1Q C-tag (VLAN 200, priority 5), to the responder's MAC. It
+/// reads the reply's outer tag as the kernel hands it over (PACKET_AUXDATA: TCI and, with
+/// TP_STATUS_VLAN_TPID_VALID, the TPID) and its inner tag from the frame.
+const Q_IN_Q_SENDER: &str = r#"
+import socket, struct, sys
+iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
+s.bind((iface, 0x0003))
+mac = s.getsockname()[4]
+pdu = bytes([2 << 5, 3, 0, 4]) + struct.pack("!I", 78) + b"\x03\x00\x04WXYZ\x00"
+tags = struct.pack("!HHHH", 0x88A8, (3 << 13) | 100, 0x8100, (5 << 13) | 200)
+s.send(target + mac + tags + b"\x89\x02" + pdu)
+while True:
+    frame, ancillary, flags, address = s.recvmsg(65536, socket.CMSG_SPACE(20))
+    if address[2] == socket.PACKET_OUTGOING or frame[0:6] != mac:
+        continue
+    outer = None
+    for level, kind, data in ancillary:
+        if level == 263 and kind == 8:
+            status, _, _, _, _, tci, tpid = struct.unpack("IIIHHHH", data[:20])
+            if status & 0x10:
+                outer = (tpid if status & 0x40 else None, tci & 0xFFF, tci >> 13)
+    inner_tpid, inner_tci = struct.unpack("!HH", frame[12:16])
+    print("reply outer=%s inner=0x%04x/%d/%d ethertype=0x%04x opcode=%d tid=%d" % (
+        "0x%04x/%d/%d" % outer if outer else None, inner_tpid, inner_tci & 0xFFF, inner_tci >> 13,
+        struct.unpack("!H", frame[16:18])[0], frame[19], struct.unpack("!I", frame[22:26])[0]), flush=True)
+    break
+"#;
+
+/// Q-in-Q (IEEE 802.1ad) on both ends: `eth-lb --vlan 100:3.200:5` sends an S-tag (TPID
+/// 0x88A8) over a C-tag (0x8100); `reflect --eth-lb --vlan 100.200` answers with the same two
+/// tags, TPIDs and priorities; tshark's 802.1ad, 802.1Q and CFM dissectors read both ways with
+/// no malformed field. A Q-in-Q LBM built with Python's struct is answered with its stack; the
+/// S-VLAN alone, the C-VLAN alone, or no tag are not this responder's and are counted.
+#[test]
+fn q_in_q_loopback_keeps_both_tags() {
+    if !support::installed("tshark") || !support::installed("python3") {
+        eprintln!("skipping: tshark or python3 is not installed");
+        return;
+    }
+    let Some((a, b)) = two_sides("qinq") else {
+        return;
+    };
+    let (reflector, mac) = responder_on(&b, "vB", "2", &["--vlan", "100.200"]);
+    let mut command = a.command("tshark");
+    command
+        .args(["-i", "vA", "-l", "-Y", "cfm", "-T", "fields"])
+        .args(["-E", "separator=|"])
+        .args(
+            [
+                "eth.src",
+                "eth.dst",
+                "ieee8021ad.id",
+                "ieee8021ad.priority",
+                "vlan.id",
+                "vlan.priority",
+                "vlan.etype",
+                "cfm.md.level",
+                "cfm.opcode",
+                "_ws.malformed",
+                "_ws.expert.severity",
+            ]
+            .iter()
+            .flat_map(|field| ["-e", field]),
+        );
+    let capture = Running::spawn_with_stderr(command, Stdio::null());
+    // Messages of S-VLAN 4000 (which nobody serves) mark the capture as running.
+    loop {
+        let (code, _) = eth_lb(
+            &a,
+            &[
+                "vA", "--to", &mac, "--level", "2", "--vlan", "4000.1", "-c", "1", "-W", "100ms",
+            ],
+        );
+        assert_eq!(code, 1, "nobody answers on S-VLAN 4000");
+        if capture
+            .next_line_within(Duration::from_millis(500))
+            .is_some()
+        {
+            break;
+        }
+    }
+    let (code, lines) = eth_lb(
+        &a,
+        &[
+            "vA",
+            "--to",
+            &mac,
+            "--level",
+            "2",
+            "--vlan",
+            "100:3.200:5",
+            "-c",
+            "3",
+            "-i",
+            "10ms",
+            "-W",
+            "30s",
+        ],
+    );
+    let s = summary(&lines);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["received"], 3);
+    assert_eq!((&s["vlan_id"], &s["vlan_pcp"]), (&100.into(), &3.into()));
+    assert_eq!(
+        s["vlan_stack"],
+        serde_json::json!([
+            {"tpid": "0x88a8", "vlan_id": 100, "vlan_pcp": 3},
+            {"tpid": "0x8100", "vlan_id": 200, "vlan_pcp": 5},
+        ])
+    );
+    // 14 + 8 (two tags) + 8 (CFM header) + 4 (Test TLV Type, Length, Pattern Type) + 64 + 1
+    // (End TLV): the reply as it crossed the wire, the tag the kernel took out counted.
+    let sizes: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "reply")
+        .map(|l| l["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [99, 99, 99]);
+    let own = s["source_mac"].as_str().unwrap().to_string();
+    let (mut messages, mut replies) = (0, 0);
+    while messages + replies < 6 {
+        let line = capture.line_where("a decoded frame of S-VLAN 100", |line| {
+            line.split('|').nth(2) == Some("100")
+        });
+        let row: Vec<&str> = line.split('|').collect();
+        assert_eq!(row.len(), 11, "{row:?}");
+        assert_eq!(
+            &row[2..8],
+            ["100", "3", "200", "5", "0x8902", "2"],
+            "S-VLAN 100 priority 3 over C-VLAN 200 priority 5, CFM of level 2: {row:?}"
+        );
+        assert_eq!((row[9], row[10]), ("", ""), "{row:?}");
+        match row[8] {
+            "3" => {
+                assert_eq!((row[0], row[1]), (own.as_str(), mac.as_str()));
+                messages += 1;
+            }
+            "2" => {
+                assert_eq!((row[0], row[1]), (mac.as_str(), own.as_str()));
+                replies += 1;
+            }
+            other => panic!("OpCode {other}"),
+        }
+    }
+    assert_eq!((messages, replies), (3, 3));
+    // An independent Q-in-Q LBM.
+    let mut command = a.command("python3");
+    command.args(["-c", Q_IN_Q_SENDER, "vA", &mac]);
+    let sender = Running::spawn(command);
+    let reply = sender.line_where("the reply", |line| line.starts_with("reply "));
+    assert_eq!(
+        reply,
+        "reply outer=0x88a8/100/3 inner=0x8100/200/5 ethertype=0x8902 opcode=2 tid=78"
+    );
+    // The S-VLAN alone, the C-VLAN alone, untagged: not this responder's.
+    for vlan in [Some("100"), Some("200"), None] {
+        let mut args = vec![
+            "vA", "--to", &mac, "--level", "2", "-c", "2", "-i", "10ms", "-W", "500ms",
+        ];
+        if let Some(vlan) = vlan {
+            args.extend_from_slice(&["--vlan", vlan]);
+        }
+        let (code, lines) = eth_lb(&a, &args);
+        assert_eq!(code, 1, "{vlan:?}");
+        assert_eq!(summary(&lines)["received"], 0);
+    }
+    let (s, code) = reflector.interrupt();
+    assert_eq!(code, 0);
+    assert_eq!(s["vlan_ids"], serde_json::json!([100, 200]));
+    assert_eq!(s["lbr_sent"], 3 + 1, "{s}");
+    // S-VLAN 4000 markers (at least one), then 2 each on VLAN 100, VLAN 200 and untagged.
+    let other_vlan = s["dropped_other_vlan"].as_u64().unwrap();
+    let (markers, wrong_stacks) = (1, 3 * 2);
+    assert!(other_vlan >= markers + wrong_stacks, "{s}");
+}
+
+/// The Python sender of an LBM with identifier TLVs the responder does not act on and one of a
+/// type nobody defines: a Requesting MEP ID TLV (type 35: Loopback Indication 0, MEP ID 12, a
+/// MEG ID of the ICC format, 2 reserved octets), a TLV of type 99, then a Data TLV. It prints
+/// whether the reply's PDU is the message's with only the OpCode changed.
+const ID_TLV_SENDER: &str = r#"
+import socket, struct, sys
+iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8902))
+s.bind((iface, 0x8902))
+mac = s.getsockname()[4]
+tlv = lambda kind, value: bytes([kind]) + struct.pack("!H", len(value)) + value
+meg_id = bytes([1, 32, 13]) + b"ABCDEF1234567" + bytes(48 - 16)
+tlvs = tlv(35, b"\x00" + struct.pack("!H", 12) + meg_id + b"\x00\x00") + tlv(99, b"xyz") + tlv(3, b"data")
+pdu = bytes([5 << 5, 3, 0, 4]) + struct.pack("!I", 79) + tlvs + b"\x00"
+s.send(target + mac + b"\x89\x02" + pdu)
+while True:
+    frame, address = s.recvfrom(65536)
+    if address[2] != socket.PACKET_OUTGOING and frame[0:6] == mac:
+        break
+echoed = frame[14:14 + len(pdu)]
+print("reply opcode=%d same_tlvs=%s len=%d" % (echoed[1], echoed[:1] + echoed[2:] == pdu[:1] + pdu[2:], len(frame)), flush=True)
+"#;
+
+/// Identifier TLVs: `eth-lb --sender-id --target-mep 12` puts a Sender ID TLV (Chassis ID
+/// subtype 4: the sender's MAC) and a Target MEP/MIP ID TLV (type 33, Length 25) before the
+/// Test TLV; tshark decodes the Sender ID's fields and every TLV type in order, with no
+/// malformed field, both ways; the responder sends them back unchanged (the run counts no
+/// mismatch) and notes them. An LBM built with Python's struct carrying a Requesting MEP ID
+/// TLV (type 35) and a TLV of type 99 is answered with every TLV as it came.
+#[test]
+fn identifier_and_unknown_tlvs_go_out_and_come_back() {
+    if !support::installed("tshark") || !support::installed("python3") {
+        eprintln!("skipping: tshark or python3 is not installed");
+        return;
+    }
+    let Some((a, b)) = two_sides("ids") else {
+        return;
+    };
+    let (reflector, mac) = responder_on(&b, "vB", "5", &[]);
+    let mut command = a.command("tshark");
+    command
+        .args(["-i", "vA", "-l", "-Y", "cfm", "-T", "fields"])
+        .args(["-E", "separator=|"])
+        .args(
+            [
+                "eth.src",
+                "cfm.md.level",
+                "cfm.opcode",
+                "cfm.tlv.type",
+                "cfm.tlv.length",
+                "cfm.tlv.chassis.id.length",
+                "cfm.tlv.chassis.id.subtype",
+                "cfm.tlv.chassis.id",
+                "cfm.tlv.tst.test.pattern.type",
+                "_ws.malformed",
+                "_ws.expert.severity",
+            ]
+            .iter()
+            .flat_map(|field| ["-e", field]),
+        );
+    let capture = Running::spawn_with_stderr(command, Stdio::null());
+    // Messages of level 6 (which nobody answers) mark the capture as running.
+    loop {
+        let (code, _) = eth_lb(
+            &a,
+            &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
+        );
+        assert_eq!(code, 1);
+        if capture
+            .next_line_within(Duration::from_millis(500))
+            .is_some()
+        {
+            break;
+        }
+    }
+    let (code, lines) = eth_lb(
+        &a,
+        &[
+            "vA",
+            "--to",
+            &mac,
+            "--level",
+            "5",
+            "--sender-id",
+            "--target-mep",
+            "12",
+            "--pattern",
+            "prbs31-crc",
+            "-c",
+            "3",
+            "-i",
+            "10ms",
+            "-W",
+            "30s",
+        ],
+    );
+    let s = summary(&lines);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["received"], 3);
+    assert_eq!(s["sender_id_tlv"], true);
+    assert_eq!(s["target_mep_id"], 12);
+    assert_eq!(s["sender_id_mismatch"], 0);
+    assert_eq!(s["crc_errors"], 0);
+    // 14 + 8 + 11 (Sender ID TLV) + 28 (Target MEP/MIP ID TLV) + 8 (Test TLV with CRC-32,
+    // around the pattern) + 64 + 1 (End TLV).
+    let sizes: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "reply")
+        .map(|l| l["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [134, 134, 134]);
+    let own = s["source_mac"].as_str().unwrap().to_string();
+    let own_hex = own.replace(':', "");
+    let (mut messages, mut replies) = (0, 0);
+    while messages + replies < 6 {
+        let line = capture.line_where("a decoded frame of level 5", |line| {
+            line.split('|').nth(1) == Some("5")
+        });
+        let row: Vec<&str> = line.split('|').collect();
+        assert_eq!(row.len(), 11, "{row:?}");
+        assert_eq!(
+            row[3], "1,33,32,0",
+            "Sender ID, Target MEP/MIP ID, Test, End: {row:?}"
+        );
+        assert_eq!(row[4], "8,25,69", "{row:?}");
+        assert_eq!(
+            (row[5], row[6]),
+            ("6", "4"),
+            "a 6-octet Chassis ID of subtype 4 (MAC address): {row:?}"
+        );
+        assert_eq!(
+            row[7].replace(':', ""),
+            own_hex,
+            "the sender's MAC, both ways: {row:?}"
+        );
+        assert_eq!(row[8], "3", "{row:?}");
+        assert_eq!((row[9], row[10]), ("", ""), "{row:?}");
+        match row[2] {
+            "3" => {
+                assert_eq!(row[0], own);
+                messages += 1;
+            }
+            "2" => {
+                assert_eq!(row[0], mac);
+                replies += 1;
+            }
+            other => panic!("OpCode {other}"),
+        }
+    }
+    assert_eq!((messages, replies), (3, 3));
+    let mut command = a.command("python3");
+    command.args(["-c", ID_TLV_SENDER, "vA", &mac]);
+    let sender = Running::spawn(command);
+    let reply = sender.line_where("the reply", |line| line.starts_with("reply "));
+    // 14 + 8 + 56 (Requesting MEP ID TLV) + 6 (type 99) + 7 (Data TLV) + 1.
+    assert_eq!(reply, "reply opcode=2 same_tlvs=True len=92");
+    // tshark read that exchange too, TLV by TLV, with nothing malformed.
+    let mut rows = Vec::new();
+    while rows.len() < 2 {
+        let line = capture.line_where("the Python exchange", |line| {
+            line.split('|').nth(3) == Some("35,99,3,0")
+        });
+        rows.push(line);
+    }
+    for row in &rows {
+        let row: Vec<&str> = row.split('|').collect();
+        assert_eq!(row[4], "53,3,4", "{row:?}");
+        assert_eq!((row[9], row[10]), ("", ""), "{row:?}");
+    }
+    let (s, code) = reflector.interrupt();
+    assert_eq!(code, 0);
+    assert_eq!(s["lbr_sent"], 3 + 1, "{s}");
+    assert_eq!(s["lbm_with_sender_id"], 3, "{s}");
+    assert_eq!(s["lbm_with_mep_mip_id"], 3 + 1, "{s}");
+    assert_eq!(s["lbm_with_unknown_tlv"], 1, "{s}");
 }

@@ -235,6 +235,69 @@ fn ten_thousand_packets_at_one_millisecond_are_all_sent_and_answered() {
     assert!(t2_kernel > 0 && t2_kernel <= 10000, "{reflected}");
 }
 
+/// Replies that arrive together while the sender is not running are all taken in: a host that
+/// delays both ends (issue 12: 264 ms beside a busy build) hands the sender a reflector's whole
+/// backlog at once. Here the test is the reflector, its replies built by hand (RFC 8762 §4.3.1,
+/// unauthenticated), and the sender is stopped (SIGSTOP) while all 1,000 arrive, so the burst is
+/// certain, not a matter of timing. With the default receive buffer (about 200 KB, some 270
+/// datagrams) the kernel dropped the rest and the sender counted them lost.
+#[test]
+fn a_burst_of_replies_while_the_sender_is_stopped_is_all_received() {
+    use std::net::UdpSocket;
+    const COUNT: usize = 1000;
+    let reflector = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    // This end must not drop a request either: room for all of them (8 MiB granted).
+    rustix::net::sockopt::set_socket_recv_buffer_size(&reflector, 4 << 20).expect("SO_RCVBUF");
+    if !support::is_root() {
+        eprintln!("note: without root, SO_RCVBUF is capped at net.core.rmem_max");
+    }
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&reflector, 4 << 20);
+    reflector
+        .set_read_timeout(Some(support::running::PATIENCE))
+        .expect("read timeout");
+    let target = format!("udp://{}", reflector.local_addr().expect("address"));
+    let sender = Command::cargo_bin("loopscope")
+        .expect("binary")
+        .args(["--json", "stamp", &target, "--count", "1000"])
+        .args(["--interval", "1ms", "--timeout", "20s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the sender");
+    let pid = rustix::process::Pid::from_child(&sender);
+    let mut requests = Vec::with_capacity(COUNT);
+    let mut from = None;
+    let mut buffer = [0u8; 2048];
+    while requests.len() < COUNT {
+        let (len, source) = reflector.recv_from(&mut buffer).expect("a request");
+        assert_eq!(len, 44, "an unauthenticated Session-Sender packet");
+        requests.push(buffer[..len].to_vec());
+        from = Some(source);
+    }
+    let from = from.expect("a sender");
+    // Every request is in: the sender now only waits for replies. Stopped, it reads none of
+    // them until it continues, so they are all in its receive queue at once.
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    for request in &requests {
+        let mut reply = vec![0u8; 44];
+        reply[0..4].copy_from_slice(&request[0..4]); // our sequence number: the sender's
+        reply[4..12].copy_from_slice(&request[4..12]); // T3: the sender's T1 will do
+        reply[12..14].copy_from_slice(&request[12..14]); // error estimate
+        reply[16..24].copy_from_slice(&request[4..12]); // T2
+        reply[24..28].copy_from_slice(&request[0..4]); // Session-Sender Sequence Number
+        reply[28..36].copy_from_slice(&request[4..12]); // Session-Sender Timestamp
+        reply[36..38].copy_from_slice(&request[12..14]); // Session-Sender Error Estimate
+        reply[40] = 64; // Session-Sender TTL
+        reflector.send_to(&reply, from).expect("send a reply");
+    }
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    // Read as it comes (1,000 reply lines overfill a pipe); the sender ends by its --timeout.
+    let output = sender.wait_with_output().expect("the sender's output");
+    let summary = support::summary_of(&output);
+    assert_eq!(summary["transmitted"], COUNT, "{summary}");
+    assert_eq!(summary["received"], COUNT, "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
+}
+
 /// IPv6 on ::1: the hop limit we set is the one the reflector saw, and its replies come back
 /// with 255; a 100-octet packet comes back 100 octets long.
 #[test]

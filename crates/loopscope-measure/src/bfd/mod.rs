@@ -1582,9 +1582,14 @@ pub fn sbfd_initiate(
     };
     loop {
         let now = Instant::now();
+        let all_sent = config.count.is_some_and(|c| sent >= c);
+        // The last probe has no next one to be judged by: it gets the detection time, the
+        // wait any probe's answer is allowed (RFC 7880 §7.2.1), not one interval. Ending an
+        // interval after it counted an answer the host delayed past that as lost.
+        let last_settled_at = outstanding.map_or(next_tx, |at| (at + detection).max(next_tx));
         if stop.load(Ordering::SeqCst)
             || config.duration.is_some_and(|d| now >= start + d)
-            || config.count.is_some_and(|c| sent >= c && now >= next_tx)
+            || (all_sent && now >= last_settled_at)
         {
             break;
         }
@@ -1615,7 +1620,12 @@ pub fn sbfd_initiate(
             }
             next_tx = now + config.interval;
         }
-        if !wait_until(&socket, Some(next_tx))? {
+        let wake = if config.count.is_some_and(|c| sent >= c) {
+            outstanding.map_or(next_tx, |at| (at + detection).max(next_tx))
+        } else {
+            next_tx
+        };
+        if !wait_until(&socket, Some(wake))? {
             continue;
         }
         while let Ok(got) = recv_datagram(&socket, &mut buffer) {

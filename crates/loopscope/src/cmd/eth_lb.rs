@@ -37,9 +37,19 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=7))]
     pub level: Option<u8>,
     /// Send the messages with an 802.1Q tag: VLAN ID 1-4094, and priority (PCP) 0-7
-    /// (default 0); only replies on that VLAN count.
-    #[arg(long, value_name = "ID[:PCP]", value_parser = parse_vlan)]
-    pub vlan: Option<cfm::VlanTag>,
+    /// (default 0); only replies on that VLAN count. Two, joined by a dot (S.C, e.g.
+    /// 100.200 or 100:3.200:5), send IEEE 802.1ad Q-in-Q: an S-tag (TPID 0x88A8) of the first
+    /// over a C-tag (TPID 0x8100) of the second; replies must come back with both.
+    #[arg(long, value_name = "ID[:PCP][.ID[:PCP]]", value_parser = parse_vlan_stack)]
+    pub vlan: Option<cfm::TagStack>,
+    /// Put a Sender ID TLV (IEEE 802.1ag; Chassis ID: the interface's MAC, subtype 4) in
+    /// every message; a reply that does not bring it back unchanged counts as corrupt.
+    #[arg(long)]
+    pub sender_id: bool,
+    /// Put a Target MEP/MIP ID TLV (G.8113.1, type 33) naming this MEP ID (1-8191) in every
+    /// message.
+    #[arg(long, value_name = "MEPID", value_parser = clap::value_parser!(u16).range(1..=8191))]
+    pub target_mep: Option<u16>,
     /// The TLV that carries the pattern: test (Y.1731 Test TLV) or data (Data TLV).
     #[arg(long, default_value = "test", value_parser = ["test", "data"])]
     pub tlv: String,
@@ -55,6 +65,22 @@ pub struct Args {
     /// Print only the summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// `ID[:PCP]`, or two joined by a dot (an S-tag over a C-tag).
+fn parse_vlan_stack(text: &str) -> Result<cfm::TagStack, String> {
+    let parts: Vec<&str> = text.split('.').collect();
+    match parts[..] {
+        [one] => Ok(cfm::TagStack::single(parse_vlan(one)?)),
+        [outer, inner] => Ok(cfm::TagStack::q_in_q(
+            parse_vlan(outer)?,
+            parse_vlan(inner)?,
+        )),
+        _ => Err(format!(
+            "'{text}' has {} tags; at most 2 (S-VLAN.C-VLAN)",
+            parts.len()
+        )),
+    }
 }
 
 /// `ID[:PCP]`: a VLAN ID 1-4094 and a priority 0-7.
@@ -137,7 +163,9 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         level,
         tlv,
         pattern,
-        vlan: args.vlan,
+        tags: args.vlan.unwrap_or_default(),
+        sender_id: args.sender_id,
+        target: args.target_mep.map(cfm::MepMipId::Mep),
     })
     .with_context(|| {
         format!(
@@ -196,6 +224,12 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
             if number(key) > 0 {
                 line.push_str(&format!(", {} replies {words}", number(key)));
             }
+        }
+        if number("sender_id_mismatch") > 0 {
+            line.push_str(&format!(
+                ", {} replies without the Sender ID TLV sent",
+                number("sender_id_mismatch")
+            ));
         }
         if number("other_vlan") > 0 {
             line.push_str(&format!(
@@ -258,13 +292,39 @@ pub struct EthLbReflectArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=7), requires = "eth_lb")]
     pub level: u8,
     /// With --eth-lb: answer LBMs on this VLAN (1-4094) only, on the same VLAN with the same
-    /// priority; without it, untagged LBMs only.
-    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..=4094), requires = "eth_lb")]
-    pub vlan: Option<u16>,
+    /// priority; without it, untagged LBMs only. Two joined by a dot (S.C, e.g. 100.200):
+    /// Q-in-Q LBMs (an 802.1ad S-tag over an 802.1Q C-tag) only, answered with the same two
+    /// tags.
+    #[arg(long, value_name = "ID[.ID]", value_parser = parse_vlan_ids, requires = "eth_lb")]
+    pub vlan: Option<VlanIds>,
     /// With --eth-lb: the longest random delay before answering a multicast LBM (Y.1731:
     /// 1 s); 0 answers at once.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::ping::parse_duration, requires = "eth_lb")]
     pub multicast_delay: std::time::Duration,
+}
+
+/// The VLAN IDs a responder serves, outermost first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanIds(pub Vec<u16>);
+
+/// `ID` or `ID.ID`: VLAN IDs 1-4094, at most two.
+fn parse_vlan_ids(text: &str) -> Result<VlanIds, String> {
+    let ids = text
+        .split('.')
+        .map(|id| {
+            id.parse::<u16>()
+                .ok()
+                .filter(|id| (1..=4094).contains(id))
+                .ok_or_else(|| format!("VLAN ID '{id}' is not a number 1-4094"))
+        })
+        .collect::<Result<Vec<u16>, String>>()?;
+    if ids.len() > cfm::MAX_TAGS {
+        return Err(format!(
+            "'{text}' has {} VLANs; at most 2 (S-VLAN.C-VLAN)",
+            ids.len()
+        ));
+    }
+    Ok(VlanIds(ids))
 }
 
 #[derive(serde::Serialize)]
@@ -285,14 +345,17 @@ impl Record for ReflectEventRecord {
                 mac,
                 md_level,
                 multicast_mac,
-                vlan_id,
+                vlan_ids,
                 multicast_delay_max_ms,
+                ..
             } => writeln!(
                 out,
                 "reflecting on {interface}: Ethernet loopback to {mac} and {multicast_mac} (answered within {multicast_delay_max_ms} ms), MD level {md_level}, {}",
-                match vlan_id {
-                    Some(id) => format!("VLAN {id}"),
-                    None => "untagged".to_string(),
+                match vlan_ids[..] {
+                    [] => "untagged".to_string(),
+                    [id] => format!("VLAN {id}"),
+                    [outer, inner] => format!("S-VLAN {outer} C-VLAN {inner}"),
+                    _ => format!("VLANs {vlan_ids:?}"),
                 }
             ),
             EthLbReflectEvent::Error { what } => writeln!(out, "error: {what}"),
@@ -322,16 +385,23 @@ impl Record for ReflectSummaryRecord {
         )?;
         writeln!(
             out,
-            "dropped: {} malformed, {} LBR, {} other OpCodes, {} of another MD level, {} on another VLAN, {} not addressed here, {} our own, {} over the rate limit, {} with the delay queue full",
+            "dropped: {} malformed, {} LBR, {} other OpCodes, {} of another MD level ({} lower, {} higher), {} on another VLAN, {} not addressed here, {} our own, {} over the rate limit, {} with the delay queue full",
             s.dropped_malformed,
             s.dropped_lbr,
             s.dropped_other_opcode,
             s.dropped_wrong_level,
+            s.dropped_lower_level,
+            s.dropped_higher_level,
             s.dropped_other_vlan,
             s.dropped_not_addressed,
             s.dropped_own,
             s.dropped_rate_limit,
             s.dropped_queue_full
+        )?;
+        writeln!(
+            out,
+            "messages answered with a Sender ID TLV: {}, a MEP/MIP ID TLV: {}, a TLV of unknown type: {}",
+            s.lbm_with_sender_id, s.lbm_with_mep_mip_id, s.lbm_with_unknown_tlv
         )?;
         if s.errors > 0 {
             writeln!(out, "errors: {}", s.errors)?;
@@ -359,7 +429,7 @@ pub fn run_reflect(
         level: args.level,
         rate_limit_pps,
         rate_burst,
-        vlan: args.vlan,
+        vlans: args.vlan.clone().map(|ids| ids.0).unwrap_or_default(),
         multicast_delay_max: args.multicast_delay,
     })
     .with_context(|| format!("cannot answer Ethernet loopback on {interface}"))?;
@@ -396,6 +466,47 @@ mod tests {
         );
         for bad in ["0", "4095", "x", "100:8", "100:", ":3", "100:5:1"] {
             assert!(parse_vlan(bad).is_err(), "{bad}");
+        }
+        let stack = parse_vlan_stack("100:3.200:5").unwrap();
+        assert_eq!(
+            stack.tags(),
+            [
+                (
+                    cfm::TPID_8021AD,
+                    cfm::VlanTag {
+                        id: 100,
+                        pcp: 3,
+                        dei: false
+                    }
+                ),
+                (
+                    cfm::TPID_8021Q,
+                    cfm::VlanTag {
+                        id: 200,
+                        pcp: 5,
+                        dei: false
+                    }
+                )
+            ]
+        );
+        assert_eq!(
+            parse_vlan_stack("7").unwrap().tags(),
+            [(
+                cfm::TPID_8021Q,
+                cfm::VlanTag {
+                    id: 7,
+                    pcp: 0,
+                    dei: false
+                }
+            )]
+        );
+        for bad in ["1.2.3", "100.", ".100", "100.4095", "100..200"] {
+            assert!(parse_vlan_stack(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_vlan_ids("100.200"), Ok(VlanIds(vec![100, 200])));
+        assert_eq!(parse_vlan_ids("4094"), Ok(VlanIds(vec![4094])));
+        for bad in ["0", "1.2.3", "100.", "x", "100.5000"] {
+            assert!(parse_vlan_ids(bad).is_err(), "{bad}");
         }
     }
 
