@@ -313,16 +313,35 @@ fn tx_control_space() -> Vec<u8> {
 /// Transmit timestamps read per [`recv_tx_timestamps`] call at most.
 pub const TX_TIMESTAMP_BATCH: usize = 64;
 
-/// Reads up to [`TX_TIMESTAMP_BATCH`] transmit timestamps from the socket's error queue in one
-/// system call (recvmmsg with MSG_ERRQUEUE) without waiting, appending them to `stamps` in the
-/// kernel's order; returns how many messages were read (messages that are not timestamps are
-/// consumed and not appended). `Ok(0)` when the queue is empty. A sender or reflector under
-/// load has a timestamp queued per packet: one call per batch instead of one per packet.
-pub fn recv_tx_timestamps(socket: impl AsFd, stamps: &mut Vec<TxTimestamp>) -> io::Result<usize> {
-    let mut headers =
-        MultiHeaders::<SockaddrStorage>::preallocate(TX_TIMESTAMP_BATCH, Some(tx_control_space()));
+/// Reads up to `at_most` (at most [`TX_TIMESTAMP_BATCH`]) transmit timestamps from the
+/// socket's error queue in one system call (recvmmsg with MSG_ERRQUEUE) without waiting,
+/// appending them to `stamps` in the kernel's order; returns how many messages were read
+/// (messages that are not timestamps are consumed and not appended). `Ok(0)` when the queue is
+/// empty or `at_most` is 0. A sender or reflector under load has a timestamp queued per packet:
+/// one call per batch instead of one per packet. The caller says how many it expects (packets
+/// sent and not yet stamped): the call sets up room for that many, and for one it is a plain
+/// recvmsg, so a caller that looks after every packet pays no more than before.
+pub fn recv_tx_timestamps(
+    socket: impl AsFd,
+    stamps: &mut Vec<TxTimestamp>,
+    at_most: usize,
+) -> io::Result<usize> {
+    let room = at_most.min(TX_TIMESTAMP_BATCH);
+    if room == 0 {
+        return Ok(0);
+    }
+    if room == 1 {
+        return Ok(match recv_tx_timestamp(socket)? {
+            Some(stamp) => {
+                stamps.push(stamp);
+                1
+            }
+            None => 0,
+        });
+    }
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(room, Some(tx_control_space()));
     // TSONLY messages carry no payload; a buffer each all the same, as the single read has.
-    let mut payloads = [[0u8; 64]; TX_TIMESTAMP_BATCH];
+    let mut payloads = vec![[0u8; 64]; room];
     let mut slices: Vec<[IoSliceMut<'_>; 1]> = payloads
         .iter_mut()
         .map(|payload| [IoSliceMut::new(payload)])
@@ -594,8 +613,10 @@ mod tests {
         while stamps.len() < datagrams {
             calls += 1;
             assert!(calls < 10_000, "only {} timestamps came", stamps.len());
-            let read = recv_tx_timestamps(&sender, &mut stamps).unwrap();
-            assert!(read <= TX_TIMESTAMP_BATCH);
+            // The first call asks for one (a plain recvmsg), the rest for a batch.
+            let at_most = if calls == 1 { 1 } else { TX_TIMESTAMP_BATCH };
+            let read = recv_tx_timestamps(&sender, &mut stamps, at_most).unwrap();
+            assert!(read <= at_most);
             if read == 0 {
                 let mut fds = [rustix::event::PollFd::new(
                     &sender,
@@ -612,7 +633,10 @@ mod tests {
             calls < datagrams,
             "{calls} calls for {datagrams} timestamps"
         );
-        assert_eq!(recv_tx_timestamps(&sender, &mut stamps).unwrap(), 0);
+        assert_eq!(
+            recv_tx_timestamps(&sender, &mut stamps, TX_TIMESTAMP_BATCH).unwrap(),
+            0
+        );
         assert_eq!(recv_tx_timestamp(&sender).unwrap(), None);
     }
 

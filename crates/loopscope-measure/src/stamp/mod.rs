@@ -464,10 +464,18 @@ fn collect_tx_timestamps(
     sent_order: &[u32],
     largest_gap: &mut Duration,
     stamps: &mut Vec<loopscope_sys::TxTimestamp>,
+    collected: &mut usize,
 ) {
     loop {
+        // Packets the kernel took whose stamp is not read yet: none, no system call (the
+        // sender looks between every two sends); one, a plain recvmsg; more, a batch.
+        let expected = sent_order.len().saturating_sub(*collected);
+        if expected == 0 {
+            break;
+        }
         stamps.clear();
-        let read = loopscope_sys::recv_tx_timestamps(socket, stamps).unwrap_or(0);
+        let read = loopscope_sys::recv_tx_timestamps(socket, stamps, expected).unwrap_or(0);
+        *collected += stamps.len();
         for stamp in stamps.iter() {
             let Some(&sequence) = sent_order.get(stamp.id as usize) else {
                 continue;
@@ -477,7 +485,7 @@ fn collect_tx_timestamps(
                 *largest_gap = (*largest_gap).max(stamp.at.saturating_sub(slot.user_t1));
             }
         }
-        if read < loopscope_sys::TX_TIMESTAMP_BATCH {
+        if read < expected.min(loopscope_sys::TX_TIMESTAMP_BATCH) {
             break;
         }
     }
@@ -573,6 +581,8 @@ pub fn send(
     let mut sent_order: Vec<u32> = prefaulted(planned, u32::MAX);
     let mut largest_gap = Duration::ZERO;
     let mut tx_stamps = Vec::with_capacity(loopscope_sys::TX_TIMESTAMP_BATCH);
+    // Transmit timestamps read so far: the kernel queues one per packet it took.
+    let mut tx_collected = 0usize;
     let mut run = SenderRun {
         clocks: StampClocks {
             reflector_synchronised: true,
@@ -698,6 +708,7 @@ pub fn send(
             &sent_order,
             &mut largest_gap,
             &mut tx_stamps,
+            &mut tx_collected,
         );
         // Drain whatever arrived.
         loop {
@@ -741,6 +752,7 @@ pub fn send(
                     &sent_order,
                     &mut largest_gap,
                     &mut tx_stamps,
+                    &mut tx_collected,
                 );
             }
             let Some(slot) = sent.get_mut(reply.sender_sequence as usize) else {

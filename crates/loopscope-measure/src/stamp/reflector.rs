@@ -329,13 +329,15 @@ impl StampResponder {
         let mut stamps = std::mem::take(&mut self.tx_stamps);
         loop {
             stamps.clear();
-            let read = loopscope_sys::recv_tx_timestamps(socket, &mut stamps).unwrap_or(0);
+            let expected = self.in_flight.len().max(1);
+            let read =
+                loopscope_sys::recv_tx_timestamps(socket, &mut stamps, expected).unwrap_or(0);
             for stamp in &stamps {
                 self.file_tx_timestamp(*stamp);
             }
             // A short batch emptied the queue; and once every reply sent has its stamp the
             // queue holds no more (one system call saved).
-            if read < loopscope_sys::TX_TIMESTAMP_BATCH || self.in_flight.is_empty() {
+            if read < expected.min(loopscope_sys::TX_TIMESTAMP_BATCH) || self.in_flight.is_empty() {
                 break;
             }
         }

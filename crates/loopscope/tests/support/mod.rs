@@ -5,6 +5,7 @@
 
 pub mod jack;
 pub mod running;
+pub mod tshark;
 
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
