@@ -683,6 +683,59 @@ mod tests {
         assert!(!from_attribute.tentative && from_attribute.dad_failed);
     }
 
+    /// IFA_F_TENTATIVE as the kernel sets it, compared with iproute2: an address added to a
+    /// link that is down stays tentative (duplicate address detection waits for the link);
+    /// one added with `nodad` never is.
+    #[test]
+    fn a_tentative_address_is_read_as_ip_shows_it() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: making a link in a new network namespace needs root");
+            return;
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            eprintln!("skipping: ip (iproute2) is not installed");
+            return;
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    crate::enter_new_network_namespace().expect("a namespace with lo up");
+                    run_ip(&[
+                        "link", "add", "lst0", "type", "veth", "peer", "name", "lst1",
+                    ]);
+                    run_ip(&["addr", "add", "2001:db8:7::1/64", "dev", "lst0"]);
+                    run_ip(&["addr", "add", "2001:db8:7::2/64", "dev", "lst0", "nodad"]);
+                    let mut by_ip = BTreeMap::new();
+                    for link in ip_json(&["-6", "addr", "show", "dev", "lst0"])
+                        .as_array()
+                        .expect("array")
+                    {
+                        for info in link["addr_info"].as_array().expect("addr_info") {
+                            let address: IpAddr =
+                                info["local"].as_str().expect("local").parse().expect("ip");
+                            by_ip.insert(address, info["tentative"] == true);
+                        }
+                    }
+                    let ours: BTreeMap<IpAddr, bool> = RouteSocket::open()
+                        .expect("open")
+                        .addresses()
+                        .expect("dump")
+                        .into_iter()
+                        .filter(|a| by_ip.contains_key(&a.address))
+                        .map(|a| {
+                            assert!(!a.dad_failed, "{a:?}");
+                            (a.address, a.tentative)
+                        })
+                        .collect();
+                    let first: IpAddr = "2001:db8:7::1".parse().expect("ip");
+                    assert_eq!(by_ip.get(&first), Some(&true), "ip: {by_ip:?}");
+                    assert_eq!(ours, by_ip);
+                })
+                .join()
+                .expect("the namespace thread");
+        });
+    }
+
     fn ip_json(args: &[&str]) -> Value {
         let output = Command::new("ip")
             .arg("-j")
