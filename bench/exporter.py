@@ -11,29 +11,38 @@ this machine wakes a thread that sleeps until a deadline, every 1 ms. That is th
 scheduler that sleeps until a probe is due: an exporter lag near cyclictest's is the machine's,
 one far above it is the exporter's.
 
-Phase 2 (RTT): iputils `ping -i 0.01 127.0.0.1`, one exporter target on 127.0.0.1 (RTT
-histogram in 1 us buckets up to 1 ms) and `loopscope ping icmp://127.0.0.1` take turns, each
-alone on the machine for its turn, in a rotating order, 4 rounds (`--rtt-seconds` in all per
-pinger). All three send equally often: a short iputils run first measures how far apart its
-requests really go (on a 250 Hz kernel 16 ms, not 10: it waits in recvmsg() with SO_RCVTIMEO,
-counted in ticks), and the exporter (bursts of 5 at that spacing, one burst every 5 spacings: an
-even stream) and `loopscope ping` use that interval. Turns, not one window shared by all:
-a loopback round trip grows with the idle time before the send, so a concurrent pinger would
-warm the CPU for the others and make the figures depend on their phases. The median and the mean
-RTT of each (the exporter's median interpolated in its 1 us buckets). With
-prometheus-blackbox-exporter installed, its icmp module takes a turn too
-(probe_icmp_duration_seconds{phase="rtt"}).
+Phase 2 (RTT): the exporter (one target on 127.0.0.1, bursts of 5 requests, one burst every
+5 spacings, RTT histogram in 1 us buckets up to 1 ms), iputils `ping -i 0.01 127.0.0.1` and
+`loopscope ping icmp://127.0.0.1` take turns, each alone on the machine for its turn, in a
+rotating order, 4 rounds (`--rtt-seconds` in all per pinger and condition). All send equally
+often: a short iputils run first measures how far apart its requests really go (on a 250 Hz
+kernel 16 ms, not 10: it waits in recvmsg() with SO_RCVTIMEO, counted in ticks), and the
+exporter and `loopscope ping` use that spacing. Turns, not one window shared by all: a loopback
+round trip grows with the idle time before the send, so a concurrent pinger would warm the CPU
+for the others. Every pinger writes its figures where nothing reads them per reply (a file; the
+exporter keeps them in memory), so no reader is woken by one pinger's replies and not another's.
 
-With tcpdump installed, phase 2 also captures every echo request and reply on lo: the kernel's
-stamps of each request and reply as they cross lo are the reference (a reply's stamp there is
-the very receive timestamp the pingers read). Per pinger it prints how far apart its requests
-really went, the capture's request-to-reply time (median / mean), and for iputils and
-`loopscope ping` each reply's figure minus the capture's (the time from the pinger's clock read
-to its request reaching lo: the send call). The exporter's packets are told apart by their
-payload ("LSCP") and their identifier (one socket per probe, 5 requests each; the command's one
-socket sends them all). On loopback the send call is most of a round trip and it grows with how
-long the CPU idled before the send, so pingers with different real spacings read differently for
-that reason alone (docs/benchmarks.md, "ICMP round trip against a packet capture").
+Like with like, on two axes:
+- CPU condition. On this VM the round trip on loopback is mostly the send call, and it is
+  shorter when the CPU did not idle before the send. Every turn runs under each of two
+  conditions, interleaved: "as_is" (the machine's own idle states) and "no_deep_idle"
+  (/dev/cpu_dma_latency held at 0: cpuidle polls instead of halting the vCPU), the same for all.
+- Traffic pattern. The exporter's first request of a burst follows the probe's own set-up
+  (thread hand-over, socket, connect), so it finds the CPU awake; its other requests follow a
+  16 ms wait, as every request of a steady `ping` does. iputils therefore also runs in the
+  exporter's pattern ("iputils_bursts": `ping -c 5` from a fresh process, one burst every 5
+  spacings), and the exporter is compared with both.
+Controls in the as_is condition: `loopscope ping` with its output on a pipe this script reads
+per reply (how the bench ran it before), and blackbox_exporter's icmp module
+(probe_icmp_duration_seconds{phase="rtt"}) when installed.
+
+With tcpdump installed, a capture on lo is the referee: the kernel stamps each request and reply
+as they cross lo (a reply's stamp there is the very receive timestamp the pingers read). Per
+pinger and condition: the real request spacing, the capture's request-to-reply time, for
+iputils and `loopscope ping` each reply's figure minus the capture's for the same packet (the
+time from the pinger's clock read to its request reaching lo: the send call), and for the
+bursts the capture's time by position in the burst. bench/icmp_trace.py splits the same round
+trips further with kernel trace events (docs/benchmarks.md, "Fourth session").
 
 Run as root (raw ICMP sockets), ideally at nice 19 on a shared machine:
     nice -n 19 python3 bench/exporter.py [--targets 1000] [--seconds 60] [--binary PATH]
@@ -304,75 +313,60 @@ def stop_capture(capture):
     return packets
 
 
-def wire_breakdown(packets, ping_runs, cli_runs):
-    """Per pinger: its real request spacing and the capture's request-to-reply times; for iputils
-    and `loopscope ping`, each reply's figure minus the capture's for the same packet.
-    `ping_runs` and `cli_runs` are the runs' {sequence: rtt_us}, in the order they ran."""
-    requests, exchanges = {}, {}
+def exchanges(packets):
+    """Every echo request that has its reply in the capture: (request_ns, reply_ns, identifier,
+    sequence, payload head), in request order."""
+    pending, out = {}, []
     for at, kind, identifier, sequence, head in packets:
         key = (identifier, sequence)
         if kind == 8:
-            requests[key] = (at, head)
-        elif kind == 0 and key in requests and key not in exchanges:
-            exchanges[key] = (requests[key][0], at, requests[key][1])
-    by_identifier = {}
-    for (identifier, sequence), exchange in exchanges.items():
-        by_identifier.setdefault(identifier, {})[sequence] = exchange
+            pending[key] = (at, head)
+        elif kind == 0 and key in pending:
+            request, head = pending.pop(key)
+            out.append((request, at, identifier, sequence, head))
+    return sorted(out)
 
-    def payload(run):
-        return next(iter(run.values()))[2]
 
-    def in_order(runs):
-        return sorted(runs, key=lambda run: min(request for request, _, _ in run.values()))
+def sent_by(tool, head):
+    """Whether a request's payload is of this tool's kind: ours start with the stamp "LSCP";
+    iputils' carries a timeval, then the bytes 0x10, 0x11, ... (ping's fill pattern)."""
+    if tool in ("exporter", "cli", "cli_piped"):
+        return head.startswith(b"LSCP")
+    if tool in ("iputils", "iputils_bursts"):
+        return not head.startswith(b"LSCP") and head[16:20] == bytes([16, 17, 18, 19])
+    return not head.startswith(b"LSCP")
 
-    ours = [run for run in by_identifier.values() if payload(run).startswith(b"LSCP")]
-    # iputils: a timeval, then the bytes 0x10, 0x11, ... (ping's fill pattern).
-    theirs = in_order([run for run in by_identifier.values()
-                       if not payload(run).startswith(b"LSCP")
-                       and payload(run)[16:20] == bytes([16, 17, 18, 19])])
-    # An exporter probe is one socket with 5 requests; a `loopscope ping` run sends hundreds.
-    cli = in_order([run for run in ours if len(run) > 5])
-    probes = in_order([run for run in ours if len(run) <= 5])
-    result = {}
 
-    def describe(name, runs, tool_runs=None):
-        wire = [(reply - request) / 1000 for run in runs for request, reply, _ in run.values()]
-        if not wire:
-            return
-        gaps = []
-        for run in runs:
-            times = sorted(request for request, _, _ in run.values())
-            gaps += [(b - a) / 1e6 for a, b in zip(times, times[1:])]
-        entry = {"wire_median_us": median(wire), "wire_mean_us": sum(wire) / len(wire),
-                 "spacing_median_ms": median(gaps) if gaps else None, "exchanges": len(wire)}
-        if tool_runs is not None and len(tool_runs) == len(runs):
-            # Sequence numbers on the wire are 16 bits.
-            beyond = [tool[seq] - (reply - request) / 1000
-                      for run, tool in zip(runs, [{s % 65536: v for s, v in t.items()}
-                                                  for t in tool_runs])
-                      for seq, (request, reply, _) in run.items() if seq in tool]
-            if beyond:
-                entry["tool_minus_wire_median_us"] = median(beyond)
-                entry["tool_minus_wire_min_us"] = min(beyond)
-        result[name] = entry
+# Conditions of the CPUs the pingers take turns under. On this VM the round trip on loopback
+# grows with how long the CPU idled before the send (the vCPU halts, the host runs something
+# else, caches go cold): "as_is" is the machine's own behaviour; "no_deep_idle" holds
+# /dev/cpu_dma_latency at 0 (the PM QoS interface: cpuidle then only polls, the vCPU never
+# halts), the same for every pinger, so that what is left between them is their own code.
+CONDITIONS = ("as_is", "no_deep_idle")
 
-    describe("iputils", theirs, ping_runs)
-    describe("loopscope_ping", cli, cli_runs)
-    describe("exporter", probes)
-    if probes and "exporter" in result:
-        starts = [min(request for request, _, _ in run.values()) for run in probes]
-        ends = [max(request for request, _, _ in run.values()) for run in probes]
-        quiet = [(b - a) / 1e6 for a, b in zip(ends, starts[1:]) if 0 < b - a < 10**9]
-        first_wire = [(run[min(run)][1] - run[min(run)][0]) / 1000 for run in probes]
-        result["exporter"]["quiet_before_a_burst_median_ms"] = median(quiet) if quiet else None
-        result["exporter"]["wire_first_of_burst_median_us"] = median(first_wire)
-    return result
+
+class CpuCondition:
+    """Holds /dev/cpu_dma_latency at 0 while entered for "no_deep_idle"; nothing for "as_is"."""
+
+    def __init__(self, name):
+        self.name, self.file = name, None
+
+    def __enter__(self):
+        if self.name == "no_deep_idle":
+            self.file = open("/dev/cpu_dma_latency", "wb", buffering=0)
+            self.file.write(struct.pack("i", 0))
+        return self
+
+    def __exit__(self, *_):
+        if self.file:
+            self.file.close()
 
 
 def iputils_spacing_us():
     """How far apart iputils `ping -i 0.01` really sends, in whole microseconds: the median
-    time between the replies of 21 requests, from the times it prints with -D."""
-    out = subprocess.run(["ping", "-D", "-n", "-c", "21", "-i", "0.01", "127.0.0.1"],
+    time between the replies of 41 requests, from the times it prints with -D (on a loaded
+    machine 21 once gave 17.6 ms where the capture then showed iputils at 16.0)."""
+    out = subprocess.run(["ping", "-D", "-n", "-c", "41", "-i", "0.01", "127.0.0.1"],
                          capture_output=True, text=True).stdout
     times = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\]", out, re.MULTILINE)]
     if len(times) < 2:
@@ -400,7 +394,9 @@ def pooled_median(windows):
         for le, count in window:
             pooled[le] = pooled.get(le, 0) + count
     cumulative = sorted(pooled.items())
-    total = cumulative[-1][1]
+    total = cumulative[-1][1] if cumulative else 0
+    if total == 0:
+        return None
     lower, below = 0.0, 0.0
     for le, count in cumulative:
         if count >= total / 2:
@@ -411,11 +407,184 @@ def pooled_median(windows):
     return None
 
 
-def rtt_phase(binary, seconds, workdir, rounds=4):
-    """Alternating turns, each pinger alone on the machine for its turn (a concurrent pinger
-    would warm the CPU for the others and make the comparison depend on their phases), in a
-    rotating order, `rounds` times; `seconds` in all per pinger."""
-    buckets = ", ".join(f"{us}e-6" for us in range(1, 1001))
+def as_histogram(values_s, bounds_s):
+    """Exact samples as the exporter's cumulative buckets would hold them."""
+    ordered = sorted(values_s)
+    out, index = [], 0
+    for le in bounds_s:
+        while index < len(ordered) and ordered[index] <= le:
+            index += 1
+        out.append((le, index))
+    out.append((float("inf"), len(ordered)))
+    return out
+
+
+def run_turn(tool, binary, config, spacing_us, turn, workdir, bb):
+    """One pinger alone for `turn` seconds. Returns {window_ns, rtts_us (per sequence, or None
+    for the exporter), histogram, sum_s, count}."""
+    began = time.time_ns()
+    result = {"tool": tool}
+    if tool == "exporter":
+        proc, address = start_exporter(binary, config, workdir)
+        try:
+            first = scrape(address)
+            time.sleep(turn)
+            last = scrape(address)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        result["histogram"] = histogram_window(first, last, "loopscope_probe_rtt_seconds")
+        for name in ("_sum", "_count"):
+            after = samples(last, "loopscope_probe_rtt_seconds" + name)
+            before = samples(first, "loopscope_probe_rtt_seconds" + name)
+            key = next(iter(after))
+            result[name[1:]] = after[key] - before.get(key, 0)
+    elif tool == "iputils":
+        # Into a file, as the exporter's figures are kept in memory: no reader wakes per reply.
+        path = os.path.join(workdir, "iputils.out")
+        with open(path, "w") as out:
+            subprocess.run(["ping", "-n", "-i", "0.01", "-w", str(turn), "127.0.0.1"], stdout=out,
+                           stderr=subprocess.DEVNULL)
+        result["rtts_us"] = {int(seq): float(ms) * 1000.0 for seq, ms in
+                             re.findall(r"icmp_seq=(\d+) .*time=([\d.]+) ms", open(path).read())}
+    elif tool == "iputils_bursts":
+        # The exporter's pattern with iputils: a burst of 5 requests at the spacing from a
+        # fresh process (socket set up just before the first request, as the exporter opens one
+        # per probe), one burst every 5 spacings.
+        path = os.path.join(workdir, "bursts.out")
+        figures, period, end = [], 5 * spacing_us / 1e6, time.monotonic() + turn
+        with open(path, "w") as out:
+            due = time.monotonic()
+            while due < end:
+                time.sleep(max(0.0, due - time.monotonic()))
+                subprocess.run(["ping", "-n", "-c", "5", "-i", "0.01", "-W", "1", "127.0.0.1"],
+                               stdout=out, stderr=subprocess.DEVNULL)
+                due += period
+                if due < time.monotonic():
+                    due = time.monotonic()
+        figures = [(int(seq), float(ms) * 1000.0) for seq, ms in
+                   re.findall(r"icmp_seq=(\d+) .*time=([\d.]+) ms", open(path).read())]
+        result["rtts_by_position_us"] = figures
+    elif tool in ("cli", "cli_piped"):
+        command = [binary, "ping", "icmp://127.0.0.1", "-i", f"{spacing_us}us", "-w", f"{turn}s",
+                   "--json"]
+        if tool == "cli":
+            path = os.path.join(workdir, "cli.out")
+            with open(path, "w") as out:
+                subprocess.run(command, stdout=out, stderr=subprocess.DEVNULL)
+            text = open(path).read()
+        else:
+            # As the bench ran it before: each reply line wakes this script, reading the pipe.
+            text = subprocess.run(command, capture_output=True, text=True).stdout
+        result["rtts_us"] = {reply["seq"]: reply["rtt_us"] for reply in
+                             map(json.loads, text.splitlines())
+                             if reply["type"] == "reply" and not reply.get("duplicate")}
+    else:
+        rtts = []
+        end = time.monotonic() + turn
+        while time.monotonic() < end:
+            try:
+                text = scrape(bb[1], "/probe?module=icmp&target=127.0.0.1")
+                value = samples(text, "probe_icmp_duration_seconds").get('{phase="rtt"}')
+                if value is not None and samples(text, "probe_success").get("") == 1.0:
+                    rtts.append(value * 1e6)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        result["rtts_list_us"] = rtts
+    result["window_ns"] = (began, time.time_ns())
+    return result
+
+
+def summarise(turns, packets, bounds_s):
+    """Per tool (of one condition): its figures, the capture's, and each figure against it."""
+    by_tool = {}
+    for turn in turns:
+        by_tool.setdefault(turn["tool"], []).append(turn)
+    captured = exchanges(packets) if packets is not None else None
+    out = {}
+    for tool, runs in by_tool.items():
+        entry = {"turns": len(runs)}
+        if tool == "exporter":
+            count = sum(run["count"] for run in runs)
+            entry["median_us"] = pooled_median([run["histogram"] for run in runs]) * 1e6
+            entry["mean_us"] = sum(run["sum"] for run in runs) / count * 1e6
+            entry["replies"] = count
+            entry["turn_medians_us"] = [round(pooled_median([run["histogram"]]) * 1e6, 1)
+                                        for run in runs]
+        elif tool == "iputils_bursts":
+            pairs = [pair for run in runs for pair in run["rtts_by_position_us"]]
+            values = [value for _, value in pairs]
+            if values:
+                entry.update(median_us=median(values), mean_us=sum(values) / len(values),
+                             replies=len(values))
+                entry["median_by_position_us"] = {
+                    position: round(median([v for p, v in pairs if p == position]), 1)
+                    for position in sorted({p for p, _ in pairs})}
+        elif tool == "blackbox":
+            values = [v for run in runs for v in run["rtts_list_us"]]
+            if values:
+                entry.update(median_us=median(values), mean_us=sum(values) / len(values),
+                             replies=len(values))
+        else:
+            values = [v for run in runs for v in run["rtts_us"].values()]
+            entry.update(median_us=median(values), mean_us=sum(values) / len(values),
+                         replies=len(values),
+                         turn_medians_us=[round(median(list(run["rtts_us"].values())), 1)
+                                          for run in runs if run["rtts_us"]])
+            if tool == "cli":
+                # What the exporter's 1 us buckets do to a median: these exact samples, bucketed.
+                bucketed = pooled_median([as_histogram([v / 1e6 for v in values], bounds_s)])
+                entry["bucketed_median_us"] = bucketed * 1e6
+        if captured is not None:
+            wire, beyond, gaps, by_position = [], [], [], {}
+            for run in runs:
+                first, last = run["window_ns"]
+                mine = [x for x in captured if first <= x[0] <= last and sent_by(tool, x[4])]
+                wire += [(reply - request) / 1000 for request, reply, *_ in mine]
+                gaps += [(b[0] - a[0]) / 1e6 for a, b in zip(mine, mine[1:])]
+                figures = run.get("rtts_us")
+                if figures:
+                    # Sequence numbers on the wire are 16 bits.
+                    figures = {seq % 65536: value for seq, value in figures.items()}
+                    beyond += [figures[seq] - (reply - request) / 1000
+                               for request, reply, _, seq, _ in mine if seq in figures]
+                if tool in ("exporter", "iputils_bursts"):
+                    for request, reply, _, seq, _ in mine:
+                        by_position.setdefault(seq, []).append((reply - request) / 1000)
+            if wire:
+                entry.update(wire_median_us=median(wire), wire_mean_us=sum(wire) / len(wire),
+                             exchanges=len(wire),
+                             spacing_median_ms=median(gaps) if gaps else None)
+                entry["above_wire_median_us"] = entry.get("median_us", 0) - median(wire)
+            if beyond:
+                entry["figure_minus_wire_median_us"] = median(beyond)
+                entry["figure_minus_wire_min_us"] = min(beyond)
+            if by_position:
+                entry["wire_median_by_position_us"] = {
+                    position: round(median(values), 1)
+                    for position, values in sorted(by_position.items()) if position <= 5}
+        out[tool] = entry
+    for tool in ("exporter", "cli", "cli_piped", "blackbox"):
+        if tool in out and "iputils" in out and "median_us" in out[tool]:
+            out[tool]["ratio_to_iputils_median"] = out[tool]["median_us"] / out["iputils"]["median_us"]
+            out[tool]["ratio_to_iputils_mean"] = out[tool]["mean_us"] / out["iputils"]["mean_us"]
+    # The exporter against iputils sending in the exporter's own pattern.
+    if "median_us" in out.get("exporter", {}) and "median_us" in out.get("iputils_bursts", {}):
+        out["exporter"]["ratio_to_iputils_bursts_median"] = (
+            out["exporter"]["median_us"] / out["iputils_bursts"]["median_us"])
+        out["exporter"]["ratio_to_iputils_bursts_mean"] = (
+            out["exporter"]["mean_us"] / out["iputils_bursts"]["mean_us"])
+    return out
+
+
+def rtt_phase(binary, seconds, workdir, rounds=4, conditions=CONDITIONS):
+    """The pingers take turns alone on the machine, each under each CPU condition, in a rotating
+    order, `rounds` times: `seconds` in all per pinger and condition. In the "as_is" condition
+    `loopscope ping` also takes a turn with its output on a pipe this script reads (as the bench
+    used to run it: a reader woken per reply), and blackbox_exporter takes one."""
+    bounds_us = list(range(1, 1001))
+    buckets = ", ".join(f"{us}e-6" for us in bounds_us)
     spacing_us = iputils_spacing_us()
     config = (
         "[modules.burst]\nprober = \"icmp\"\npackets = 5\n"
@@ -425,110 +594,104 @@ def rtt_phase(binary, seconds, workdir, rounds=4):
         f"target = \"127.0.0.1\"\ninterval = \"{5 * spacing_us}us\"\n"
     )
     turn = max(2, round(seconds / rounds))
-    tools = ["exporter", "iputils", "cli"]
+    if "no_deep_idle" in conditions and not os.path.exists("/dev/cpu_dma_latency"):
+        print("(no /dev/cpu_dma_latency: the no_deep_idle condition is left out)")
+        conditions = tuple(c for c in conditions if c != "no_deep_idle")
     bb = blackbox(workdir, seconds)
-    if bb:
-        tools.append("blackbox")
-    ping_runs, cli_runs, windows, bb_rtts = [], [], [], []
-    exporter_sum = exporter_count = 0.0
+    plan = []
+    for round_index in range(rounds):
+        order = list(conditions[round_index % len(conditions):]) + \
+            list(conditions[:round_index % len(conditions)])
+        for condition in order:
+            tools = ["exporter", "iputils", "cli"]
+            if condition == "as_is":
+                tools += ["iputils_bursts", "cli_piped"]
+                if bb:
+                    tools.append("blackbox")
+            shift = round_index % len(tools)
+            plan += [(condition, tool) for tool in tools[shift:] + tools[:shift]]
+    turns = {condition: [] for condition in conditions}
     load_before = loadavg()
     capture = start_capture(workdir)
     packets = None
     try:
-        for round_index in range(rounds):
-            for tool in tools[round_index % len(tools):] + tools[:round_index % len(tools)]:
-                if tool == "exporter":
-                    proc, address = start_exporter(binary, config, workdir)
-                    try:
-                        first = scrape(address)
-                        time.sleep(turn)
-                        last = scrape(address)
-                    finally:
-                        proc.send_signal(signal.SIGTERM)
-                        proc.wait()
-                    windows.append(histogram_window(first, last, "loopscope_probe_rtt_seconds"))
-                    for name, into in (("_sum", 0), ("_count", 1)):
-                        after = samples(last, "loopscope_probe_rtt_seconds" + name)
-                        before = samples(first, "loopscope_probe_rtt_seconds" + name)
-                        key = next(iter(after))
-                        delta = after[key] - before.get(key, 0)
-                        if into == 0:
-                            exporter_sum += delta
-                        else:
-                            exporter_count += delta
-                elif tool == "iputils":
-                    out = subprocess.run(["ping", "-n", "-i", "0.01", "-w", str(turn), "127.0.0.1"],
-                                         capture_output=True, text=True).stdout
-                    ping_runs.append({int(seq): float(ms) * 1000.0 for seq, ms in
-                                      re.findall(r"icmp_seq=(\d+) .*time=([\d.]+) ms", out)})
-                elif tool == "cli":
-                    out = subprocess.run(
-                        [binary, "ping", "icmp://127.0.0.1", "-i", f"{spacing_us}us",
-                         "-w", f"{turn}s", "--json"],
-                        capture_output=True, text=True).stdout
-                    cli_runs.append({reply["seq"]: reply["rtt_us"] for reply in
-                                     map(json.loads, out.splitlines())
-                                     if reply["type"] == "reply" and not reply.get("duplicate")})
-                else:
-                    end = time.monotonic() + turn
-                    while time.monotonic() < end:
-                        try:
-                            text = scrape(bb[1], "/probe?module=icmp&target=127.0.0.1")
-                            value = samples(text, "probe_icmp_duration_seconds").get('{phase="rtt"}')
-                            if value is not None and samples(text, "probe_success").get("") == 1.0:
-                                bb_rtts.append(value)
-                        except OSError:
-                            pass
-                        time.sleep(0.2)
+        for condition, tool in plan:
+            with CpuCondition(condition):
+                turns[condition].append(
+                    run_turn(tool, binary, config, spacing_us, turn, workdir, bb))
     finally:
         if capture:
             packets = stop_capture(capture)
         if bb:
             bb[0].terminate()
             bb[0].wait()
-    ping_rtts = [rtt for run in ping_runs for rtt in run.values()]
-    cli_rtts = [rtt for run in cli_runs for rtt in run.values()]
-    ours_median_us = pooled_median(windows) * 1e6
-    ours_mean_us = exporter_sum / exporter_count * 1e6
-    ping_median = median(ping_rtts)
-    ping_mean = sum(ping_rtts) / len(ping_rtts)
     result = {
         "spacing_us": spacing_us,
         "rounds": rounds,
         "turn_s": turn,
         "load_average_before": load_before,
         "load_average_after": loadavg(),
-        "ours_exporter_median_us": ours_median_us,
-        "ours_exporter_mean_us": ours_mean_us,
-        "ours_exporter_replies": exporter_count,
-        "ours_cli_median_us": median(cli_rtts),
-        "ours_cli_mean_us": sum(cli_rtts) / len(cli_rtts),
-        "ours_cli_replies": len(cli_rtts),
-        "ping_median_us": ping_median,
-        "ping_mean_us": ping_mean,
-        "ping_min_us": min(ping_rtts),
-        "ping_replies": len(ping_rtts),
-        "ratio_exporter_to_ping_median": ours_median_us / ping_median,
-        "ratio_exporter_to_ping_mean": ours_mean_us / ping_mean,
-        "ratio_cli_to_ping_median": median(cli_rtts) / ping_median,
-        "ratio_cli_to_ping_mean": sum(cli_rtts) / len(cli_rtts) / ping_mean,
+        "captured": packets is not None,
+        "conditions": {condition: summarise(turns[condition], packets,
+                                            [us / 1e6 for us in bounds_us])
+                       for condition in conditions},
     }
-    if packets is not None:
-        result["capture"] = wire_breakdown(packets, ping_runs, cli_runs)
-    if bb_rtts:
-        result["blackbox_median_us"] = median(bb_rtts) * 1e6
-        result["blackbox_mean_us"] = sum(bb_rtts) / len(bb_rtts) * 1e6
-        result["blackbox_probes"] = len(bb_rtts)
-        result["ratio_blackbox_to_ping_median"] = result["blackbox_median_us"] / ping_median
-        result["ratio_blackbox_to_ping_mean"] = result["blackbox_mean_us"] / ping_mean
     return result
+
+
+def print_rtt(rtt):
+    print(
+        f"ICMP RTT on 127.0.0.1: every pinger sends every {rtt['spacing_us'] / 1000:.1f} ms "
+        f"(iputils' real spacing at -i 0.01), turns of {rtt['turn_s']} s alone on the machine, "
+        f"{rtt['rounds']} rounds (load average {rtt['load_average_before']} -> "
+        f"{rtt['load_average_after']})"
+    )
+    names = {"exporter": "exporter", "cli": "loopscope ping", "iputils": "iputils ping",
+             "iputils_bursts": "iputils ping in the exporter's bursts (ping -c 5 every 5 spacings)",
+             "cli_piped": "loopscope ping, output on a pipe read per reply",
+             "blackbox": "blackbox_exporter"}
+    for condition, tools in rtt["conditions"].items():
+        print(f" {condition}:")
+        for tool, name in names.items():
+            entry = tools.get(tool)
+            if not entry or "median_us" not in entry:
+                continue
+            text = f"  {name}: median / mean {entry['median_us']:.1f} / {entry['mean_us']:.1f} us"
+            if "ratio_to_iputils_median" in entry:
+                text += (f" (to iputils {entry['ratio_to_iputils_median']:.3f} / "
+                         f"{entry['ratio_to_iputils_mean']:.3f})")
+            if "ratio_to_iputils_bursts_median" in entry:
+                text += (f" (to iputils in bursts {entry['ratio_to_iputils_bursts_median']:.3f} / "
+                         f"{entry['ratio_to_iputils_bursts_mean']:.3f})")
+            if "median_by_position_us" in entry:
+                text += f"; by position in the burst {entry['median_by_position_us']}"
+            if "wire_median_us" in entry:
+                text += (f"; on the wire {entry['wire_median_us']:.1f} / "
+                         f"{entry['wire_mean_us']:.1f} us, requests every "
+                         f"{entry['spacing_median_ms']:.1f} ms")
+            if "figure_minus_wire_median_us" in entry:
+                text += (f"; figure minus wire per packet median "
+                         f"{entry['figure_minus_wire_median_us']:+.1f} us, least "
+                         f"{entry['figure_minus_wire_min_us']:+.1f} us")
+            elif "above_wire_median_us" in entry and tool == "exporter":
+                text += f"; median minus wire median {entry['above_wire_median_us']:+.1f} us"
+            if "wire_median_by_position_us" in entry:
+                text += f"; wire by position in the burst {entry['wire_median_by_position_us']}"
+            if "bucketed_median_us" in entry:
+                text += f"; its samples in the exporter's 1 us buckets: median {entry['bucketed_median_us']:.1f} us"
+            if "turn_medians_us" in entry:
+                text += f"; per turn {entry['turn_medians_us']}"
+            print(text)
+    if not rtt["captured"]:
+        print("(no packet capture: install tcpdump to hold the pingers against the wire)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--rtt-seconds", type=int, default=30)
+    parser.add_argument("--rtt-seconds", type=int, default=12,
+                        help="per pinger and CPU condition, in all (4 rounds)")
     parser.add_argument("--binary", help="a loopscope binary to run (default: build release)")
     parser.add_argument("--skip-load", action="store_true", help="phase 2 only")
     args = parser.parse_args()
@@ -558,51 +721,7 @@ def main():
             f"{load['packets_lost']:.0f} of {load['packets_sent']:.0f} packets lost, "
             f"{load['skipped']:.0f} probes skipped"
         )
-    line = (
-        f"ICMP RTT on 127.0.0.1, {rtt['rounds']} rounds of {rtt['turn_s']} s turns, every pinger "
-        f"sending every {rtt['spacing_us'] / 1000:.1f} ms (iputils' real spacing at -i 0.01) "
-        f"(load average {rtt['load_average_before']} -> "
-        f"{rtt['load_average_after']}), median / mean: exporter "
-        f"{rtt['ours_exporter_median_us']:.1f} / {rtt['ours_exporter_mean_us']:.1f} us, "
-        f"loopscope ping {rtt['ours_cli_median_us']:.1f} / {rtt['ours_cli_mean_us']:.1f} us, "
-        f"iputils ping {rtt['ping_median_us']:.1f} / {rtt['ping_mean_us']:.1f} us; "
-        f"exporter/ping {rtt['ratio_exporter_to_ping_median']:.3f} / "
-        f"{rtt['ratio_exporter_to_ping_mean']:.3f}, loopscope ping/ping "
-        f"{rtt['ratio_cli_to_ping_median']:.3f} / {rtt['ratio_cli_to_ping_mean']:.3f}"
-    )
-    if "blackbox_mean_us" in rtt:
-        line += (
-            f"; blackbox_exporter {rtt['blackbox_median_us']:.1f} / "
-            f"{rtt['blackbox_mean_us']:.1f} us (blackbox/ping "
-            f"{rtt['ratio_blackbox_to_ping_median']:.3f} / "
-            f"{rtt['ratio_blackbox_to_ping_mean']:.3f})"
-        )
-    print(line)
-    capture = rtt.get("capture")
-    if capture:
-        names = {"iputils": "iputils ping", "loopscope_ping": "loopscope ping",
-                 "exporter": "exporter"}
-        print("Against the capture on lo (the kernel's stamps as request and reply cross it):")
-        for key, name in names.items():
-            entry = capture.get(key)
-            if not entry:
-                continue
-            text = (f"  {name}: {entry['exchanges']} exchanges, requests every "
-                    f"{entry['spacing_median_ms']:.1f} ms")
-            if "quiet_before_a_burst_median_ms" in entry:
-                text += (f" within a burst, {entry['quiet_before_a_burst_median_ms']:.0f} ms "
-                         f"quiet before one")
-            text += (f"; on the wire median / mean {entry['wire_median_us']:.1f} / "
-                     f"{entry['wire_mean_us']:.1f} us")
-            if "wire_first_of_burst_median_us" in entry:
-                text += (f" (first request of a burst "
-                         f"{entry['wire_first_of_burst_median_us']:.1f} us)")
-            if "tool_minus_wire_median_us" in entry:
-                text += (f"; its figure minus the capture's, median {entry['tool_minus_wire_median_us']:+.1f}"
-                         f" us, least {entry['tool_minus_wire_min_us']:+.1f} us")
-            print(text)
-    elif capture is None:
-        print("(no packet capture: install tcpdump to hold the pingers against the wire)")
+    print_rtt(rtt)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,23 @@
 #     COUNT probes each at INTERVAL, one after the other (goal: STAMP p50 <= 1.1 x ping udp://);
 #  2. the reflector's rate on one core: `reflect --stamp` pinned to CPU 0, examples/stamp_load
 #     (Rust, sendmmsg/recvmmsg, a window of 1024 outstanding) sending 44-octet requests from
-#     CPU 1 for SECONDS (goal: >= 500,000 answered a second);
+#     CPU 1 for SECONDS (goal: >= 500,000 answered a second); then the peer, sockperf's server
+#     (a plain UDP echo: no timestamps, no rules) pinned the same way, under the same load from
+#     examples/sockperf_load (the same generator, 44-octet sockperf messages): what this host
+#     allows, and ours / peer;
 #  3. 100,000 packets a second for SECONDS from our sender (CPU 1) to the reflector (CPU 0):
 #     the reflector's p99 residence (goal <= 20 us), and the sender's schedule: every packet
 #     sent, none skipped, p99 lateness against start + k x interval (goal <= 5 us).
-# Release binaries (built if missing) unless LOOPSCOPE_BIN / STAMP_LOAD_BIN name others.
+# Scheduling: run as root, every process of sections 2 and 3 runs under SCHED_FIFO (ours with
+# its own --realtime option, sockperf and the generators under `chrt -f 10`), and the script
+# says so; STAMP_BENCH_REALTIME=0 (or not root) runs them as ordinary tasks. An ordinary task
+# that never sleeps shares its CPU with every other runnable task, and on Linux with
+# autogroups (sched_autogroup_enabled) with every other session, however niced, in slices of
+# a scheduler tick (4 ms at 250 Hz): the stalls of milliseconds in the tails. Under SCHED_FIFO
+# the kernel still gives ordinary tasks that have waited 50 ms of each second on each CPU (the
+# fair server, sched_rt_runtime_us), so a busy host stalls even a realtime sender that long.
+# Release binaries (built if missing) unless LOOPSCOPE_BIN / STAMP_LOAD_BIN / SOCKPERF_LOAD_BIN
+# name others.
 # Usage: bench/stamp.sh [COUNT] [INTERVAL_S] [SECONDS]   (default 2000 0.001 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,34 +57,67 @@ print(f"ratio stamp p50 / loopscope ping udp p50 = {ratio:.2f} (goal <= 1.1: {'m
 PY
 for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
 
+realtime=${STAMP_BENCH_REALTIME:-1}
+[ "$(id -u)" = 0 ] || realtime=0
+if [ "$realtime" = 1 ]; then
+    fifo=(chrt -f 10); ours_rt=(--realtime)
+    echo "(sections 2 and 3 run under SCHED_FIFO: ours with --realtime, the rest with chrt -f 10)"
+else
+    fifo=(); ours_rt=()
+    echo "(sections 2 and 3 run as ordinary tasks)"
+fi
+echo "   runnable tasks now: $(awk '/procs_running/ {print $2}' /proc/stat); autogroups: $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?')"
+
 echo "== 2. reflector rate on one core (${seconds} s of examples/stamp_load, window 1024; load $(load))"
-# sockperf offers some 300,000 datagrams a second from one thread, below the goal: the Rust
-# generator keeps a window of requests outstanding with sendmmsg/recvmmsg (as bench/bfd.sh's
-# sbfd_load) and counts the replies of its own session; the reflector's CPU time from /proc
-# gives the answers per CPU-second whatever else runs.
+# sockperf's own client offers some 300,000 datagrams a second from one thread, below the goal:
+# the Rust generators keep a window of requests outstanding with sendmmsg/recvmmsg (as
+# bench/bfd.sh's sbfd_load) and count the replies of their own session; the server's CPU time
+# from /proc gives the answers per CPU-second whatever else runs.
 gen=${STAMP_LOAD_BIN:-$PWD/target/release/examples/stamp_load}
 [ -x "$gen" ] || cargo build --release -q -p loopscope-measure --example stamp_load
-taskset -c 0 "$bin" --json reflect --stamp udp://127.0.0.1:18621 --rate-limit 0 > "$work/rate.log" 2>&1 & rpid=$!; pids+=($rpid)
-wait_listening "$work/rate.log"
+peer_gen=${SOCKPERF_LOAD_BIN:-$PWD/target/release/examples/sockperf_load}
+[ -x "$peer_gen" ] || cargo build --release -q -p loopscope-measure --example sockperf_load
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+taskset -c 0 "$bin" --json reflect --stamp udp://127.0.0.1:18621 --rate-limit 0 "${ours_rt[@]}" > "$work/rate.log" 2>&1 & rpid=$!; pids+=($rpid)
+wait_listening "$work/rate.log"
 before=$(cpu "$rpid")
-taskset -c 1 "$gen" 127.0.0.1:18621 "$seconds" 1 1024 > "$work/load.json"
+taskset -c 1 "${fifo[@]}" "$gen" 127.0.0.1:18621 "$seconds" 1 1024 > "$work/load.json"
 after=$(cpu "$rpid")
 finish "$rpid"; pids=(); summary=$(tail -1 "$work/rate.log")
-python3 - "$summary" "$(cat "$work/load.json")" "$before" "$after" "$ticks" <<'PY'
+peer_load="(not run: no sockperf)"
+if command -v sockperf > /dev/null; then
+    echo "   peer: sockperf server on CPU 0, examples/sockperf_load from CPU 1 (load $(load))"
+    taskset -c 0 "${fifo[@]}" sockperf server -i 127.0.0.1 -p 18623 > "$work/sockperf.log" 2>&1 & spid=$!; pids+=($spid)
+    until grep -qs 'using' "$work/sockperf.log"; do sleep 0.05; done
+    peer_before=$(cpu "$spid")
+    taskset -c 1 "${fifo[@]}" "$peer_gen" 127.0.0.1:18623 "$seconds" 1 1024 > "$work/peer.json"
+    peer_after=$(cpu "$spid")
+    kill "$spid"; wait "$spid" 2>/dev/null || true; pids=()
+    peer_load=$(cat "$work/peer.json")
+fi
+python3 - "$summary" "$(cat "$work/load.json")" "$before" "$after" "$ticks" "$peer_load" "${peer_before:-0}" "${peer_after:-0}" <<'PY'
 import json, sys
 s, load = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-cpu_s = (float(sys.argv[4]) - float(sys.argv[3])) / float(sys.argv[5])
+ticks = float(sys.argv[5])
+cpu_s = (float(sys.argv[4]) - float(sys.argv[3])) / ticks
 pps = load['answered_per_s']
-print(f"stamp_load sent {load['sent']}, got {load['answered']} replies in {load['seconds']:.1f} s; reflector received {s['received']}, answered {s['reflected']}: {pps:,.0f} per second on one core (goal >= 500,000: {'met' if pps >= 500000 else 'MISSED'}); it used {cpu_s:.2f} s of CPU, {load['answered'] / max(cpu_s, 1e-9):,.0f} answers per CPU-second")
+print(f"ours: stamp_load sent {load['sent']}, got {load['answered']} replies in {load['seconds']:.1f} s; reflector received {s['received']}, answered {s['reflected']}: {pps:,.0f} per second on one core (goal >= 500,000: {'met' if pps >= 500000 else 'MISSED'}); it used {cpu_s:.2f} s of CPU, {load['answered'] / max(cpu_s, 1e-9):,.0f} answers per CPU-second")
+if sys.argv[6].startswith('{'):
+    peer = json.loads(sys.argv[6])
+    peer_cpu = (float(sys.argv[8]) - float(sys.argv[7])) / ticks
+    ppps = peer['answered_per_s']
+    print(f"peer (sockperf server, plain echo): sockperf_load sent {peer['sent']}, got {peer['answered']} replies: {ppps:,.0f} per second on one core; it used {peer_cpu:.2f} s of CPU, {peer['answered'] / max(peer_cpu, 1e-9):,.0f} answers per CPU-second")
+    print(f"ratio ours / peer = {pps / max(ppps, 1e-9):.2f} (answers a second), {(load['answered'] / max(cpu_s, 1e-9)) / max(peer['answered'] / max(peer_cpu, 1e-9), 1e-9):.2f} (answers per CPU-second)")
+else:
+    print("peer: " + sys.argv[6])
 PY
 
 rate_count=$((seconds * 100000))
 echo "== 3. 100,000 packets/s for ${seconds} s, sender on CPU 1, reflector on CPU 0 (load $(load))"
-taskset -c 0 "$bin" --json reflect --stamp udp://127.0.0.1:18622 --rate-limit 0 > "$work/res.log" 2>&1 & rpid=$!; pids+=($rpid)
+taskset -c 0 "$bin" --json reflect --stamp udp://127.0.0.1:18622 --rate-limit 0 "${ours_rt[@]}" > "$work/res.log" 2>&1 & rpid=$!; pids+=($rpid)
 wait_listening "$work/res.log"
-sender=$(taskset -c 1 "$bin" --json stamp udp://127.0.0.1:18622 -c "$rate_count" -i 10us -q | tail -1 || true)
+sender=$(taskset -c 1 "$bin" --json stamp udp://127.0.0.1:18622 -c "$rate_count" -i 10us -q "${ours_rt[@]}" | tail -1 || true)
 finish "$rpid"; pids=(); summary=$(tail -1 "$work/res.log")
 python3 - "$sender" "$summary" "$rate_count" <<'PY'
 import json, sys

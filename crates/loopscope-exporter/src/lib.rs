@@ -9,8 +9,12 @@
 //!
 //! Probes are blocking runs of the measure engines on a pool of threads, not tasks on an async
 //! runtime: the ping engine times its packets on one thread that waits exactly until the next
-//! thing is due, which is what keeps its RTTs within a few percent of iputils `ping`. A
-//! scheduler thread hands due probes to the pool; how late a probe starts compared with its
+//! thing is due, and takes its times exactly as `loopscope ping` and iputils `ping` do (the
+//! clock read just before the send call, the kernel's receive timestamp). On loopback most of a
+//! round trip is that send call, and it is shorter when the CPU did not idle before it: the
+//! first request of a burst follows the probe's own set-up (hand-over, socket, connect), so it
+//! reads lower than the requests after a wait, as the first request of a fresh `ping -c 5`
+//! does (docs/benchmarks.md, "Fourth session"). A scheduler thread hands due probes to the pool; how late a probe starts compared with its
 //! due time is the exporter's scheduling lag, exported as a histogram. (A pool that grows on
 //! demand, leader/followers, and handing probes over early to a thread that sleeps until the
 //! due time were each tried and measured: none lowered the lag on the loaded bench machine,

@@ -71,7 +71,7 @@ pub use fdio::{
     timed_out, wait_readable, wait_writable, write_all,
 };
 pub use hops::{enable_destination_reception, enable_hops_reception, set_send_hops};
-pub use memory::{release_free_memory, use_one_malloc_arena};
+pub use memory::{PageBuffer, release_free_memory, use_one_malloc_arena};
 pub use namespace::enter_new_network_namespace;
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, Neighbour, NetlinkError, Route,
@@ -90,9 +90,9 @@ pub use sockopt::set_icmpv6_filter;
 pub use splice::SplicePipe;
 pub use tcp::{TcpInfo, recv_discard, tcp_info};
 pub use timestamping::{
-    ClockPair, ClockSync, SendOptions, TimestampedDatagram, TxTimestamp, clock_sync,
-    enable_datagram_metadata, enable_timestamping, recv_datagram, recv_datagrams,
-    recv_tx_timestamp, send_datagrams, set_send_options,
+    ClockPair, ClockSync, SendOptions, TX_TIMESTAMP_BATCH, TimestampedDatagram, TxTimestamp,
+    clock_sync, enable_datagram_metadata, enable_timestamping, recv_datagram, recv_datagrams,
+    recv_tx_timestamp, recv_tx_timestamps, send_datagrams, set_send_options,
 };
 pub use tty::{
     LineCounters, Rs485Config, TIOCM_LOOP, line_counters, modem_bits, set_modem_bits, set_rs485,

@@ -14,7 +14,7 @@ use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NetlinkSerializable,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -246,6 +246,11 @@ pub struct InterfaceAddress {
     pub address: IpAddr,
     /// The prefix length.
     pub prefix_len: u8,
+    /// IFA_F_TENTATIVE: IPv6 duplicate address detection has not ended (RFC 4862 §5.4); the
+    /// address cannot be used yet, and the kernel adds its local route only when it ends.
+    pub tentative: bool,
+    /// IFA_F_DADFAILED: duplicate address detection found the address in use elsewhere.
+    pub dad_failed: bool,
 }
 
 /// One entry of the neighbour table (ARP for IPv4, NDP for IPv6).
@@ -454,10 +459,13 @@ fn interface_from(message: &LinkMessage) -> Interface {
 fn address_from(message: &AddressMessage) -> Option<InterfaceAddress> {
     // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS otherwise.
     let mut address = None;
+    // The header carries the low 8 flag bits; IFA_FLAGS, when present, all 32.
+    let mut flags = AddressFlags::from_bits_retain(u32::from(message.header.flags.bits()));
     for attribute in &message.attributes {
         match attribute {
             AddressAttribute::Local(ip) => address = Some(*ip),
             AddressAttribute::Address(ip) if address.is_none() => address = Some(*ip),
+            AddressAttribute::Flags(all) => flags = *all,
             _ => {}
         }
     }
@@ -465,6 +473,8 @@ fn address_from(message: &AddressMessage) -> Option<InterfaceAddress> {
         index: message.header.index,
         address: address?,
         prefix_len: message.header.prefix_len,
+        tentative: flags.contains(AddressFlags::Tentative),
+        dad_failed: flags.contains(AddressFlags::Dadfailed),
     })
 }
 
@@ -650,6 +660,81 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+
+    /// The flags come from IFA_FLAGS when the kernel sends it (all 32 bits), else from the
+    /// header's 8; a tentative address and a failed one are told apart.
+    #[test]
+    fn address_flags_are_read_from_ifa_flags_or_the_header() {
+        let mut message = AddressMessage::default();
+        message.header.index = 1;
+        message.header.prefix_len = 128;
+        message.attributes.push(AddressAttribute::Address(
+            std::net::Ipv6Addr::LOCALHOST.into(),
+        ));
+        let plain = address_from(&message).expect("an address");
+        assert!(!plain.tentative && !plain.dad_failed);
+        message.header.flags = netlink_packet_route::address::AddressHeaderFlags::Tentative;
+        let from_header = address_from(&message).expect("an address");
+        assert!(from_header.tentative && !from_header.dad_failed);
+        message.attributes.push(AddressAttribute::Flags(
+            AddressFlags::Dadfailed | AddressFlags::Permanent,
+        ));
+        let from_attribute = address_from(&message).expect("an address");
+        assert!(!from_attribute.tentative && from_attribute.dad_failed);
+    }
+
+    /// IFA_F_TENTATIVE as the kernel sets it, compared with iproute2: an address added to a
+    /// link that is down stays tentative (duplicate address detection waits for the link);
+    /// one added with `nodad` never is.
+    #[test]
+    fn a_tentative_address_is_read_as_ip_shows_it() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: making a link in a new network namespace needs root");
+            return;
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            eprintln!("skipping: ip (iproute2) is not installed");
+            return;
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    crate::enter_new_network_namespace().expect("a namespace with lo up");
+                    run_ip(&[
+                        "link", "add", "lst0", "type", "veth", "peer", "name", "lst1",
+                    ]);
+                    run_ip(&["addr", "add", "2001:db8:7::1/64", "dev", "lst0"]);
+                    run_ip(&["addr", "add", "2001:db8:7::2/64", "dev", "lst0", "nodad"]);
+                    let mut by_ip = BTreeMap::new();
+                    for link in ip_json(&["-6", "addr", "show", "dev", "lst0"])
+                        .as_array()
+                        .expect("array")
+                    {
+                        for info in link["addr_info"].as_array().expect("addr_info") {
+                            let address: IpAddr =
+                                info["local"].as_str().expect("local").parse().expect("ip");
+                            by_ip.insert(address, info["tentative"] == true);
+                        }
+                    }
+                    let ours: BTreeMap<IpAddr, bool> = RouteSocket::open()
+                        .expect("open")
+                        .addresses()
+                        .expect("dump")
+                        .into_iter()
+                        .filter(|a| by_ip.contains_key(&a.address))
+                        .map(|a| {
+                            assert!(!a.dad_failed, "{a:?}");
+                            (a.address, a.tentative)
+                        })
+                        .collect();
+                    let first: IpAddr = "2001:db8:7::1".parse().expect("ip");
+                    assert_eq!(by_ip.get(&first), Some(&true), "ip: {by_ip:?}");
+                    assert_eq!(ours, by_ip);
+                })
+                .join()
+                .expect("the namespace thread");
+        });
+    }
 
     fn ip_json(args: &[&str]) -> Value {
         let output = Command::new("ip")

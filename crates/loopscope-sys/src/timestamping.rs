@@ -285,11 +285,7 @@ pub struct TxTimestamp {
 /// the queue holds none (or holds a message that is not a timestamp, which is consumed).
 pub fn recv_tx_timestamp(socket: impl AsFd) -> io::Result<Option<TxTimestamp>> {
     let socket = socket.as_fd();
-    let mut cmsg = nix::cmsg_space!(
-        [libc::timespec; 3],
-        libc::sock_extended_err,
-        libc::sockaddr_in6
-    );
+    let mut cmsg = tx_control_space();
     let mut payload = [0u8; 64];
     let mut iov = [IoSliceMut::new(&mut payload)];
     let message = match recvmsg::<SockaddrStorage>(
@@ -302,6 +298,78 @@ pub fn recv_tx_timestamp(socket: impl AsFd) -> io::Result<Option<TxTimestamp>> {
         Err(nix::Error::EAGAIN) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
+    tx_timestamp_of(&message)
+}
+
+/// Room for one error-queue message: the timestamps, the extended error and its offender.
+fn tx_control_space() -> Vec<u8> {
+    nix::cmsg_space!(
+        [libc::timespec; 3],
+        libc::sock_extended_err,
+        libc::sockaddr_in6
+    )
+}
+
+/// Transmit timestamps read per [`recv_tx_timestamps`] call at most.
+pub const TX_TIMESTAMP_BATCH: usize = 64;
+
+/// Reads up to `at_most` (at most [`TX_TIMESTAMP_BATCH`]) transmit timestamps from the
+/// socket's error queue in one system call (recvmmsg with MSG_ERRQUEUE) without waiting,
+/// appending them to `stamps` in the kernel's order; returns how many messages were read
+/// (messages that are not timestamps are consumed and not appended). `Ok(0)` when the queue is
+/// empty or `at_most` is 0. A sender or reflector under load has a timestamp queued per packet:
+/// one call per batch instead of one per packet. The caller says how many it expects (packets
+/// sent and not yet stamped): the call sets up room for that many, and for one it is a plain
+/// recvmsg, so a caller that looks after every packet pays no more than before.
+pub fn recv_tx_timestamps(
+    socket: impl AsFd,
+    stamps: &mut Vec<TxTimestamp>,
+    at_most: usize,
+) -> io::Result<usize> {
+    let room = at_most.min(TX_TIMESTAMP_BATCH);
+    if room == 0 {
+        return Ok(0);
+    }
+    if room == 1 {
+        return Ok(match recv_tx_timestamp(socket)? {
+            Some(stamp) => {
+                stamps.push(stamp);
+                1
+            }
+            None => 0,
+        });
+    }
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(room, Some(tx_control_space()));
+    // TSONLY messages carry no payload; a buffer each all the same, as the single read has.
+    let mut payloads = vec![[0u8; 64]; room];
+    let mut slices: Vec<[IoSliceMut<'_>; 1]> = payloads
+        .iter_mut()
+        .map(|payload| [IoSliceMut::new(payload)])
+        .collect();
+    let results = match recvmmsg(
+        socket.as_fd().as_raw_fd(),
+        &mut headers,
+        slices.iter_mut(),
+        MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        None,
+    ) {
+        Ok(results) => results,
+        Err(nix::Error::EAGAIN) => return Ok(0),
+        Err(error) => return Err(error.into()),
+    };
+    let mut read = 0;
+    for message in results {
+        read += 1;
+        if let Some(stamp) = tx_timestamp_of(&message)? {
+            stamps.push(stamp);
+        }
+    }
+    Ok(read)
+}
+
+/// The one reading of an error-queue message: its OPT_ID number and software transmit time,
+/// or None for a message that is not a transmit timestamp.
+fn tx_timestamp_of(message: &RecvMsg<'_, '_, SockaddrStorage>) -> io::Result<Option<TxTimestamp>> {
     let mut at = None;
     let mut id = None;
     for control in message.cmsgs().map_err(io::Error::from)? {
@@ -523,6 +591,52 @@ mod tests {
             }
         }
         assert_eq!(ids, [0, 1]);
+        assert_eq!(recv_tx_timestamp(&sender).unwrap(), None);
+    }
+
+    /// One batched read returns what one-at-a-time reads would: the kernel's OPT_ID numbers
+    /// 0..N in order, each time between the clock read before the sends and after them.
+    #[test]
+    fn transmit_timestamps_read_in_batches() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_datagram_metadata(&sender, false, true).unwrap();
+        let datagrams = TX_TIMESTAMP_BATCH + 10;
+        let before = now();
+        let to = receiver.local_addr().unwrap();
+        for _ in 0..datagrams {
+            sender.send_to(b"stamp me", to).unwrap();
+        }
+        let after = now();
+        let mut stamps = Vec::new();
+        let mut calls = 0;
+        while stamps.len() < datagrams {
+            calls += 1;
+            assert!(calls < 10_000, "only {} timestamps came", stamps.len());
+            // The first call asks for one (a plain recvmsg), the rest for a batch.
+            let at_most = if calls == 1 { 1 } else { TX_TIMESTAMP_BATCH };
+            let read = recv_tx_timestamps(&sender, &mut stamps, at_most).unwrap();
+            assert!(read <= at_most);
+            if read == 0 {
+                let mut fds = [rustix::event::PollFd::new(
+                    &sender,
+                    rustix::event::PollFlags::ERR,
+                )];
+                rustix::event::poll(&mut fds, None).unwrap();
+            }
+        }
+        let ids: Vec<u32> = stamps.iter().map(|stamp| stamp.id).collect();
+        assert_eq!(ids, (0..datagrams as u32).collect::<Vec<_>>());
+        assert!(stamps.iter().all(|s| before <= s.at && s.at <= after));
+        // The loopback sends are stamped synchronously: the first call took a full batch.
+        assert!(
+            calls < datagrams,
+            "{calls} calls for {datagrams} timestamps"
+        );
+        assert_eq!(
+            recv_tx_timestamps(&sender, &mut stamps, TX_TIMESTAMP_BATCH).unwrap(),
+            0
+        );
         assert_eq!(recv_tx_timestamp(&sender).unwrap(), None);
     }
 

@@ -4,7 +4,7 @@
 //! the tests that need it skip with the reason when it is missing.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use serde_json::Value;
 
@@ -62,44 +62,24 @@ fn tshark_present() -> bool {
 /// Every packet tshark decodes in `file`: (direction from the EPB flags, UDP source port, UDP
 /// payload bytes).
 fn tshark_packets(file: &std::path::Path) -> Vec<(u32, u16, usize)> {
-    let output = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args([
-            "-T",
-            "fields",
-            "-E",
-            "separator=,",
-            "-e",
-            "frame.packet_flags_direction",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "udp.length",
-        ])
-        .output()
-        .expect("run tshark");
-    assert!(
-        output.status.success(),
-        "tshark could not read {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let fields: Vec<&str> = line.split(',').collect();
-            let direction = u32::from_str_radix(fields[0].trim_start_matches("0x"), 16)
-                .unwrap_or_else(|_| panic!("direction in {line:?}"));
-            let port = fields[1]
-                .parse()
-                .unwrap_or_else(|_| panic!("port in {line:?}"));
-            let length: usize = fields[2]
-                .parse()
-                .unwrap_or_else(|_| panic!("length in {line:?}"));
-            (direction, port, length - 8)
-        })
-        .collect()
+    support::tshark::fields(
+        file,
+        &[],
+        &["frame.packet_flags_direction", "udp.srcport", "udp.length"],
+    )
+    .iter()
+    .map(|fields| {
+        let direction = u32::from_str_radix(fields[0].trim_start_matches("0x"), 16)
+            .unwrap_or_else(|_| panic!("direction in {fields:?}"));
+        let port = fields[1]
+            .parse()
+            .unwrap_or_else(|_| panic!("port in {fields:?}"));
+        let length: usize = fields[2]
+            .parse()
+            .unwrap_or_else(|_| panic!("length in {fields:?}"));
+        (direction, port, length - 8)
+    })
+    .collect()
 }
 
 const OUTBOUND: u32 = 2;

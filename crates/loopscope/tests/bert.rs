@@ -275,46 +275,28 @@ fn msb_first_reverses_the_bits_of_each_byte() {
     assert_eq!(plain, lsb.iter().map(|b| !b).collect::<Vec<_>>());
 }
 
+/// Each SIGUSR1 injects one bit error, and Ctrl-C ends the run with its summary. Each signal
+/// waits for what the previous one caused (sync, then the per-second line that counted the
+/// error): fixed sleeps let a starved run see SIGUSR1 before its handler was installed (the
+/// default action ends the process) or merge two pending SIGUSR1 into one.
 #[cfg(unix)]
 #[test]
 fn ctrl_c_and_sigusr1_during_a_run() {
-    let child = loopscope()
-        .args(["bert", "sim:?rate=20M", "--forever", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    std::thread::sleep(Duration::from_millis(800));
+    let run = support::running::Running::start(&["bert", "sim:?rate=20M", "--forever"]);
+    run.wait_for("sync", |v| v["event"] == "sync_acquired");
+    let pid = rustix::process::Pid::from_child(&run.child);
     for _ in 0..2 {
-        assert!(
-            Command::new("kill")
-                .args(["-USR1", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        std::thread::sleep(Duration::from_millis(400));
+        rustix::process::kill_process(pid, rustix::process::Signal::USR1).expect("SIGUSR1");
+        run.wait_for("a second with the injected error", |v| {
+            v["event"] == "second" && v["bit_errors"].as_u64() > Some(0)
+        });
     }
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let last: Value = serde_json::from_str(stdout.lines().last().expect("a summary")).unwrap();
+    let (last, code) = run.interrupt();
     assert_eq!(last["type"], "summary");
     assert_eq!(last["end_reason"], "interrupted");
     assert_eq!(last["injected_bits"], 2);
     assert_eq!(last["bit_errors"], 2, "{last}");
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "errors were injected, so the run fails"
-    );
+    assert_eq!(code, 1, "errors were injected, so the run fails");
 }
 
 #[test]

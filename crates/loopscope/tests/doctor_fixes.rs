@@ -309,20 +309,6 @@ fn fixes_heal(breakage: &Breakage) -> Option<(Doctor, Vec<String>)> {
     Some((before, fixes))
 }
 
-fn nft_available() -> bool {
-    support_tool("nft")
-}
-
-fn support_tool(name: &str) -> bool {
-    let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .any(|dir| std::path::Path::new(dir).join(name).exists());
-    if !found {
-        eprintln!("skipping: {name} is not installed");
-    }
-    found
-}
-
 const NFT_TABLE: &str = "nft add table inet lstest";
 const NFT_INPUT: &str =
     "nft 'add chain inet lstest input { type filter hook input priority 0 ; policy accept ; }'";
@@ -421,7 +407,7 @@ fn nft_input_rule_heals(
     tag: &'static str,
     setup: &'static [&'static str],
 ) -> Option<(Doctor, String)> {
-    if !nft_available() {
+    if !support::nft_available() {
         return None;
     }
     let (before, fixes) = fixes_heal(&Breakage::new(tag, setup))?;
@@ -466,7 +452,7 @@ fn nft_rule_dropping_tcp_on_lo() {
 
 #[test]
 fn nft_output_policy_drop() {
-    if !nft_available() {
+    if !support::nft_available() {
         return;
     }
     let Some((_, fixes)) = fixes_heal(&Breakage::new(
@@ -483,7 +469,7 @@ fn nft_output_policy_drop() {
 
 #[test]
 fn iptables_reject_on_lo() {
-    if !support_tool("iptables") {
+    if !support::system_tool("iptables") {
         return;
     }
     let Some((_, fixes)) = fixes_heal(&Breakage::new(
@@ -503,7 +489,7 @@ fn iptables_reject_on_lo() {
 
 #[test]
 fn iptables_legacy_reject_on_lo() {
-    if !support_tool("iptables-legacy") {
+    if !support::system_tool("iptables-legacy") {
         return;
     }
     let Some((_, fixes)) = fixes_heal(&Breakage::new(
@@ -518,7 +504,7 @@ fn iptables_legacy_reject_on_lo() {
 
 #[test]
 fn ip6tables_drop_udp_on_lo() {
-    if !support_tool("ip6tables") {
+    if !support::system_tool("ip6tables") {
         return;
     }
     let Some((before, fixes)) =
@@ -609,7 +595,7 @@ fn lo_down_with_a_low_mtu() {
 
 #[test]
 fn deleted_127_0_0_1_and_an_nft_rule_dropping_tcp() {
-    if !nft_available() {
+    if !support::nft_available() {
         return;
     }
     let Some((_, fixes)) = fixes_heal(&Breakage::new(

@@ -227,17 +227,10 @@ fn ipv6_disabled_on_lo_is_named() {
     assert_eq!(status(&records, "icmp_v6"), "FAIL");
 }
 
-fn nft_available() -> bool {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .iter()
-        .any(|path| std::path::Path::new(path).exists())
-}
-
 /// A namespace with `lo` up and one nft `rule` on its input hook (table `inet lstest`); `None`
 /// (after saying why) without nft or root.
 fn netns_with_nft_rule(tag: &str, rule: &str) -> Option<Netns> {
-    if !nft_available() {
-        eprintln!("skipping: nft is not installed");
+    if !support::nft_available() {
         return None;
     }
     let netns = Netns::create_for_doctor(tag)?;

@@ -873,3 +873,180 @@ fn bert_targets_count_bits_and_the_injected_errors() {
     );
     assert_eq!(value("loopscope_bert_runs_total", "clean"), 1.0, "{text}");
 }
+
+/// tshark's `frame.time_epoch` (`1796085473.967481576`) in nanoseconds.
+fn epoch_ns(text: &str) -> Option<u64> {
+    let (seconds, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let nanos: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(9)
+        .collect();
+    Some(seconds.parse::<u64>().ok()? * 1_000_000_000 + nanos.parse::<u64>().ok()?)
+}
+
+/// The exporter's ICMP round trips against a packet capture on lo, the reference the CLI's
+/// figures are held against too (tests/ping_icmp.rs): a round trip is taken from the clock read
+/// just before the send call to the kernel's receive stamp of the reply, and the reply's stamp
+/// on lo is that very receive stamp, so no figure may be shorter than the request-to-reply time
+/// the capture shows for its packet. The exporter keeps only a histogram (1 us buckets here),
+/// so the check is on the smallest: the capture runs from before the exporter's first request
+/// to after its last, so it holds every packet the scraped histogram counts, and the lowest
+/// occupied bucket's upper bound must not lie below the shortest captured exchange (give or take
+/// the 1 us allowed in moving the kernel's stamp onto the monotonic clock). Were the send time
+/// read after the call, as it once was in the CLI, every figure would be under 1 us.
+#[test]
+fn no_exporter_round_trip_reads_shorter_than_the_captured_exchanges() {
+    if !support::is_root() {
+        eprintln!("skipping: raw ICMP sockets and tcpdump need root");
+        return;
+    }
+    if !installed("tcpdump") || !installed("tshark") {
+        eprintln!(
+            "skipping: tcpdump and tshark are the reference (apt-get install tcpdump tshark)"
+        );
+        return;
+    }
+    // A loopback address of this test's own, so other programs' pings on lo are not captured.
+    const ADDRESS: &str = "127.77.15.15";
+    const TOLERANCE_S: f64 = 1e-6;
+    let directory = tempfile::tempdir().expect("tempdir");
+    let file = directory.path().join("echo.pcap");
+    let mut tcpdump = Command::new("tcpdump")
+        // --immediate-mode: each packet is handed over at once, not when a block of the ring
+        // fills or times out; -U writes each one as it comes.
+        .args(["-Z", "root", "-U", "--immediate-mode", "-nn", "-i", "lo"])
+        .args(["--time-stamp-precision=nano", "-w"])
+        .arg(&file)
+        .arg(format!(
+            "icmp and host {ADDRESS} and (icmp[icmptype] == icmp-echo or \
+             icmp[icmptype] == icmp-echoreply)"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tcpdump");
+    let mut lines = BufReader::new(tcpdump.stderr.take().expect("piped")).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("listening on") => break,
+            Some(Ok(_)) => continue,
+            _ => {
+                let _ = tcpdump.kill();
+                let _ = tcpdump.wait();
+                panic!("tcpdump did not start listening on lo");
+            }
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let buckets: Vec<String> = (1..=1000).map(|us| format!("{us}e-6")).collect();
+    let exporter = Exporter::start(&format!(
+        "[modules.burst]\nprober = \"icmp\"\npackets = 5\nspacing = \"10ms\"\n\
+         timeout = \"1s\"\nrtt_buckets = [{}]\n\n\
+         [[targets]]\nname = \"lo\"\nmodule = \"burst\"\ntarget = \"{ADDRESS}\"\n\
+         source = \"{ADDRESS}\"\ninterval = \"100ms\"\n",
+        buckets.join(", ")
+    ));
+    let count_series = "loopscope_probe_rtt_seconds_count{target=\"lo\",module=\"burst\"}";
+    let metrics = wait_for("20 round trips in the exporter's histogram", || {
+        let text = exporter.metrics();
+        (sample(&text, count_series)? >= 20.0).then_some(text)
+    });
+    drop(exporter);
+    // A last request of another size, sent after the exporter is gone: once its reply is in
+    // the file, every packet before it is too.
+    let sentinel = Command::new(BIN)
+        .args(["ping", &format!("icmp://{ADDRESS}"), "-c", "1", "-s", "200"])
+        .output()
+        .expect("run loopscope ping");
+    assert_exit(&sentinel, 0);
+    let read_capture = || {
+        let fields = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&file)
+            .args([
+                "-T",
+                "fields",
+                "-E",
+                "separator=,",
+                "-e",
+                "frame.time_epoch",
+            ])
+            .args(["-e", "icmp.type", "-e", "icmp.ident", "-e", "icmp.seq"])
+            .args(["-e", "frame.len"])
+            .output()
+            .expect("run tshark");
+        String::from_utf8_lossy(&fields.stdout).into_owned()
+    };
+    // 14 + 20 + 8 + 200 bytes: the sentinel's reply.
+    let text = wait_for("the sentinel's reply in the capture", || {
+        let text = read_capture();
+        text.lines()
+            .any(|line| line.contains(",0,") && line.ends_with(",242"))
+            .then_some(text)
+    });
+    let _ = Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status();
+    let status = tcpdump.wait().expect("wait for tcpdump");
+    assert!(status.success(), "tcpdump failed");
+
+    // The lowest occupied bucket.
+    let mut below = 0.0;
+    let mut lowest_bound_s = None;
+    for bound in &buckets {
+        let series = format!(
+            "loopscope_probe_rtt_seconds_bucket{{target=\"lo\",module=\"burst\",le=\"{}\"}}",
+            bound.parse::<f64>().expect("bound")
+        );
+        let Some(cumulative) = sample(&metrics, &series) else {
+            continue;
+        };
+        if cumulative > below {
+            lowest_bound_s = Some(bound.parse::<f64>().expect("bound"));
+            break;
+        }
+        below = cumulative;
+    }
+    let lowest_bound_s = lowest_bound_s.expect("an occupied bucket at or under 1 ms");
+
+    let mut requests = std::collections::HashMap::new();
+    let mut wire_s = Vec::new();
+    for line in text.lines() {
+        let columns: Vec<&str> = line.split(',').collect();
+        let [at, kind, identifier, sequence, length] = columns[..] else {
+            continue;
+        };
+        let Some(at) = epoch_ns(at) else { continue };
+        if length == "242" {
+            continue; // the sentinel
+        }
+        let key = (identifier.to_string(), sequence.to_string());
+        match kind {
+            "8" => {
+                requests.insert(key, at);
+            }
+            "0" => {
+                if let Some(request) = requests.remove(&key) {
+                    wire_s.push(at.saturating_sub(request) as f64 / 1e9);
+                }
+            }
+            _ => {}
+        }
+    }
+    let counted = sample(&metrics, count_series).expect("count");
+    assert!(
+        wire_s.len() as f64 >= counted,
+        "the capture holds {} exchanges, fewer than the {counted} the histogram counts",
+        wire_s.len()
+    );
+    let shortest_s = wire_s.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(
+        lowest_bound_s + TOLERANCE_S >= shortest_s,
+        "the exporter counted a round trip of at most {:.1} us, but no captured request and \
+         reply crossed lo less than {:.3} us apart",
+        lowest_bound_s * 1e6,
+        shortest_s * 1e6
+    );
+}

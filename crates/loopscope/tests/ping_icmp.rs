@@ -226,27 +226,23 @@ fn ctrl_c_prints_the_summary() {
     let Some(netns) = Netns::create_for_ping("intr") else {
         return;
     };
-    let child = netns
-        .ping_command("raw", &["--json", "icmp://127.0.0.1", "-i", "0.02"])
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(400));
-    // `ip netns exec` execs the program, so the child's pid is loopscope's.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let output = child.wait_with_output().expect("wait");
-    let records = records(&output);
-    let summary = summary(&records);
+    let run = support::running::Running::spawn(
+        netns.ping_command("raw", &["--json", "icmp://127.0.0.1", "-i", "0.02"]),
+    );
+    // Three replies before Ctrl-C, not a fixed 400 ms: a starved run may not have installed
+    // its handler, or sent three requests, by then. `ip netns exec` execs the program, so the
+    // child's pid is loopscope's.
+    for _ in 0..3 {
+        run.wait_for("a reply", |v| v["type"] == "reply");
+    }
+    let (summary, code) = run.interrupt();
     let transmitted = summary["transmitted"].as_u64().unwrap();
     let received = summary["received"].as_u64().unwrap();
     assert!(transmitted >= 3, "{summary}");
     // A request in flight at the instant of the signal may go unanswered (one in ~1000 runs).
     assert!(received + 1 >= transmitted, "{summary}");
     let expected = if received == transmitted { 0 } else { 1 };
-    assert_eq!(output.status.code(), Some(expected));
+    assert_eq!(code, expected);
 }
 
 #[test]
@@ -481,35 +477,29 @@ impl Capture {
     fn finish(self) -> Vec<BTreeMap<u64, Exchange>> {
         let output = support::wait_or_kill(self.child, Duration::from_secs(120));
         assert!(output.status.success(), "tcpdump failed");
-        let fields = Command::new("tshark")
-            .args(["-n", "-r"])
-            .arg(&self.file)
-            .args([
-                "-T",
-                "fields",
-                "-E",
-                "separator=,",
-                "-e",
+        let rows = support::tshark::fields(
+            &self.file,
+            &[],
+            &[
                 "frame.time_epoch",
-            ])
-            .args(["-e", "icmp.type", "-e", "icmp.seq"])
-            .args(["-e", "icmpv6.type", "-e", "icmpv6.echo.sequence_number"])
-            .output()
-            .expect("run tshark");
-        assert!(fields.status.success(), "tshark could not read the capture");
+                "icmp.type",
+                "icmp.seq",
+                "icmpv6.type",
+                "icmpv6.echo.sequence_number",
+            ],
+        );
         let mut runs: Vec<BTreeMap<u64, Exchange>> = Vec::new();
         let mut requests: Vec<BTreeMap<u64, u64>> = Vec::new();
-        for line in String::from_utf8_lossy(&fields.stdout).lines() {
-            let columns: Vec<&str> = line.split(',').collect();
+        for columns in &rows {
             let (kind, sequence) = if columns[1].is_empty() {
-                (columns[3], columns[4])
+                (&columns[3], &columns[4])
             } else {
-                (columns[1], columns[2])
+                (&columns[1], &columns[2])
             };
             let (Ok(kind), Ok(sequence)) = (kind.parse::<u8>(), sequence.parse::<u64>()) else {
                 continue;
             };
-            let at = epoch_ns(columns[0]);
+            let at = epoch_ns(&columns[0]);
             match kind {
                 8 | 128 => {
                     if sequence == 1 || requests.is_empty() {

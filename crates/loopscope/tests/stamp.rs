@@ -772,40 +772,31 @@ fn tshark_decodes_our_packets() {
     let _ = reflector.kill();
     let _ = reflector.wait();
 
-    let decoded = Command::new("tshark")
-        .env("TZ", "UTC")
-        .args([
-            "-r",
-            &capture_path,
-            "-d",
-            "udp.port==8620,twamp.test",
-            "-T",
-            "fields",
-        ])
-        .args(
-            [
-                "udp.dstport",
-                "twamp.test.seq_number",
-                "twamp.test.error_estimate.z",
-                "twamp.test.sender_seq_number",
-                "twamp.test.sender_ttl",
-                "_ws.malformed",
-                "frame.time",
-                "twamp.test.timestamp",
-                "ip.dsfield.dscp",
-                "ip.flags.df",
-                "ip.ttl",
-                "twamp.test.error_estimate.s",
-                "twamp.test.error_estimate.scale",
-                "twamp.test.error_estimate.multiplier",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        )
-        .output()
-        .expect("tshark -r");
-    let text = String::from_utf8_lossy(&decoded.stdout);
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let rows = support::tshark::fields(
+        std::path::Path::new(&capture_path),
+        &["-d", "udp.port==8620,twamp.test"],
+        &[
+            "udp.dstport",
+            "twamp.test.seq_number",
+            "twamp.test.error_estimate.z",
+            "twamp.test.sender_seq_number",
+            "twamp.test.sender_ttl",
+            "_ws.malformed",
+            "frame.time",
+            "twamp.test.timestamp",
+            "ip.dsfield.dscp",
+            "ip.flags.df",
+            "ip.ttl",
+            "twamp.test.error_estimate.s",
+            "twamp.test.error_estimate.scale",
+            "twamp.test.error_estimate.multiplier",
+        ],
+    );
+    let text = rows
+        .iter()
+        .map(|row| row.join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert_eq!(rows.len(), 6, "{text}");
     let mut requests = Vec::new();
     let mut replies = Vec::new();
@@ -816,14 +807,14 @@ fn tshark_decodes_our_packets() {
         // read here independently (Python, ctypes, adjtimex): S, and an error of at least
         // the kernel's estimated error. (The first value is the packet's own estimate.)
         let first = |field: &str| field.split(',').next().unwrap_or("").to_owned();
-        let s_bit = first(row[11]);
+        let s_bit = first(&row[11]);
         assert_eq!(
             s_bit,
             if clock.synchronised { "1" } else { "0" },
             "S: {text}"
         );
-        let scale: i32 = first(row[12]).parse().expect("scale");
-        let multiplier: f64 = first(row[13]).parse().expect("multiplier");
+        let scale: i32 = first(&row[12]).parse().expect("scale");
+        let multiplier: f64 = first(&row[13]).parse().expect("multiplier");
         let error_s = multiplier * 2f64.powi(scale - 32);
         assert!(multiplier >= 1.0, "{text}");
         assert!(
@@ -835,7 +826,7 @@ fn tshark_decodes_our_packets() {
         // tshark's dissector reads every packet with the reflector's layout; a request's
         // sender fields are MBZ octets there.
         if row[0] == "8620" {
-            requests.push(row[1].to_owned());
+            requests.push(row[1].clone());
             assert_eq!(row[8], "46", "--dscp 46 (EF): {text}");
             assert_eq!(row[9], "1", "--df: {text}");
             assert_eq!(row[10], "9", "--ttl 9: {text}");
@@ -843,7 +834,7 @@ fn tshark_decodes_our_packets() {
             assert_eq!(row[10], "255", "the reflector's TTL: {text}");
             assert_eq!(row[1], row[3], "stateless: seq == sender seq: {text}");
             assert_eq!(row[4], "9", "sender TTL as the reflector saw it: {text}");
-            replies.push(row[3].to_owned());
+            replies.push(row[3].clone());
         }
         // Z of the error estimate, then of the sender's error estimate (MBZ in a request).
         let z_bits = if row[0] == "8620" { "1,0" } else { "1,1" };
@@ -851,8 +842,8 @@ fn tshark_decodes_our_packets() {
         // Our PTPv2 timestamp names the day the capture was taken ("Nov 30, 2026 ...").
         let day = |field: &str| field.split(' ').take(3).collect::<Vec<_>>().join(" ");
         assert_eq!(
-            day(row[7]),
-            day(row[6]),
+            day(&row[7]),
+            day(&row[6]),
             "timestamp vs capture time: {text}"
         );
     }
@@ -1830,5 +1821,53 @@ fn stamp_suite_sender_against_our_reflector() {
         assert_eq!(summary["reflected"], 40, "{summary}");
         assert_eq!(summary["tlv_unrecognized"], 0, "{summary}");
         assert_eq!(summary["dscp_from_cos"], 40, "{summary}");
+    }
+}
+
+/// The scheduling policy of each thread of `pid` (field 41 of /proc/PID/task/TID/stat:
+/// 0 SCHED_OTHER, 1 SCHED_FIFO).
+fn thread_policies(pid: u32) -> Vec<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the reflector's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .map(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
+            rest.split(' ')
+                .nth(41 - 3)
+                .and_then(|policy| policy.parse().ok())
+                .expect("a policy field")
+        })
+        .collect()
+}
+
+/// `--realtime` is asked for, never given: a reflector without it runs every thread as an
+/// ordinary task; with it, the thread serving the socket runs under SCHED_FIFO (as the
+/// kernel's /proc reports), and a sender with it gets every reply.
+#[test]
+fn realtime_scheduling_only_when_asked() {
+    if !support::is_root() {
+        eprintln!("skipping: SCHED_FIFO needs root (CI runs as root)");
+        return;
+    }
+    for realtime in [false, true] {
+        let mut args = vec!["reflect", "--stamp", "udp://127.0.0.1:0"];
+        let mut sender = vec!["--count", "20", "--interval", "1ms"];
+        if realtime {
+            args.push("--realtime");
+            sender.push("--realtime");
+        }
+        let reflector = Reflector::spawn(Command::cargo_bin("loopscope").expect("binary"), &args);
+        let (code, events) = run_sender(&reflector.endpoint, &sender);
+        assert_eq!(code, Some(0), "{events:?}");
+        assert_eq!(summary(&events)["received"], 20, "{events:?}");
+        // It has answered, so its serving thread is running.
+        let policies = thread_policies(reflector.child.id());
+        if realtime {
+            assert!(policies.contains(&1), "no SCHED_FIFO thread: {policies:?}");
+        } else {
+            assert!(policies.iter().all(|&p| p == 0), "{policies:?}");
+        }
+        assert_eq!(reflector.finish()["reflected"], 20);
     }
 }

@@ -246,6 +246,22 @@ fn family_repairs(probe: &mut Probe, ipv6: bool) -> Vec<Repair> {
         }
         let has_address = present.iter().any(|address| address == "::1/128");
         let kernel_restores = (!lo.up || disabled) && !low_mtu;
+        match lo_loopback_v6(snapshot, lo.index) {
+            // The kernel adds the local route itself when detection ends: nothing to repair.
+            Some(address) if address.tentative => return repairs,
+            Some(address) if address.dad_failed => {
+                repairs.push(Repair::new(
+                    Stage::Address,
+                    format!("ip -6 addr del ::1/128 dev {name}"),
+                ));
+                repairs.push(Repair::new(
+                    Stage::Address,
+                    format!("ip -6 addr add ::1/128 dev {name}"),
+                ));
+                return repairs;
+            }
+            _ => {}
+        }
         if !has_address && !kernel_restores {
             repairs.push(Repair::new(
                 Stage::Address,
@@ -288,6 +304,21 @@ fn mtu_repair(name: &str) -> Repair {
         format!("ip link set {name} mtu {LO_DEFAULT_MTU}"),
     )
 }
+
+/// ::1/128 on lo as netlink lists it, with its duplicate address detection flags.
+fn lo_loopback_v6(snapshot: &Snapshot, index: u32) -> Option<&loopscope_sys::InterfaceAddress> {
+    snapshot.addresses.iter().find(|address| {
+        address.index == index && address.address == V6 && address.prefix_len == 128
+    })
+}
+
+/// An address added by hand (`ip -6 addr add ::1/128 dev lo`) starts tentative. On lo the
+/// kernel ends duplicate address detection without a probe, but only when its address work
+/// runs, after `ip` has returned; only then does it add the local route and let sockets bind
+/// to ::1. A doctor run in that moment (beside a busy build, 1 in 30 right after such a fix)
+/// saw no route and proposed adding one, which would fail with "File exists" a moment later.
+const V6_TENTATIVE: &str = "::1 tentative: duplicate address detection in progress";
+const V6_TENTATIVE_ADVICE: &str = "nothing to repair: the kernel ends detection on lo by itself and then adds the local route for ::1; run the doctor again in a moment";
 
 fn has_local_route(snapshot: &Snapshot, destination: IpAddr, prefix_len: u8) -> bool {
     snapshot.routes.iter().any(|route| {
@@ -442,7 +473,20 @@ fn lo_ipv6(probe: &mut Probe) -> Finding {
     let repairs = family_repairs(probe, true);
     with_lo(probe, |snapshot, lo| {
         let present = lo_addresses(snapshot, lo.index, true);
-        if present.iter().any(|address| address == "::1/128") {
+        let loopback = lo_loopback_v6(snapshot, lo.index);
+        if loopback.is_some_and(|address| address.tentative) {
+            Finding::warn(format!("{V6_TENTATIVE} on {}", lo.name), V6_TENTATIVE_ADVICE)
+                .with("tentative", true)
+        } else if loopback.is_some_and(|address| address.dad_failed) {
+            Finding::fail(
+                format!(
+                    "::1 on {} failed duplicate address detection: the kernel will not use it",
+                    lo.name
+                ),
+                repairs,
+            )
+            .with("dad_failed", true)
+        } else if present.iter().any(|address| address == "::1/128") {
             Finding::pass(format!("{} carries ::1/128", lo.name))
         } else if disabled {
             Finding::fail(
@@ -501,6 +545,14 @@ fn local_route(probe: &mut Probe, destination: IpAddr, prefix_len: u8) -> Findin
     with_lo(probe, |snapshot, lo| {
         if has_local_route(snapshot, destination, prefix_len) {
             Finding::pass(format!("local {text} dev {} in table local", lo.name))
+        } else if destination == V6
+            && lo_loopback_v6(snapshot, lo.index).is_some_and(|address| address.tentative)
+        {
+            Finding::warn(
+                format!("{V6_TENTATIVE}: the kernel adds the local route for {text} when it ends"),
+                V6_TENTATIVE_ADVICE,
+            )
+            .with("tentative", true)
         } else if !lo.up {
             Finding::fail(
                 format!("no local route for {text}: {} is down", lo.name),
@@ -1295,6 +1347,100 @@ fn latency(probe: &mut Probe) -> Finding {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    use super::super::Status;
+    use super::super::probe::Options;
+    use loopscope_sys::{Interface, InterfaceAddress, Route};
+
+    /// lo up with 127.0.0.1/8 and its route, and ::1/128 flagged as given, without its route:
+    /// the kernel's state between `ip -6 addr add ::1/128 dev lo` and the end of detection.
+    fn lo_with_v6(tentative: bool, dad_failed: bool) -> Probe {
+        let address = |address: IpAddr, prefix_len, tentative, dad_failed| InterfaceAddress {
+            index: 1,
+            address,
+            prefix_len,
+            tentative,
+            dad_failed,
+        };
+        Probe::with_snapshot(
+            Options::default(),
+            Snapshot {
+                interfaces: vec![Interface {
+                    index: 1,
+                    name: "lo".into(),
+                    up: true,
+                    lower_up: true,
+                    loopback: true,
+                    mtu: Some(LO_DEFAULT_MTU),
+                }],
+                addresses: vec![
+                    address(V4, 8, false, false),
+                    address(V6, 128, tentative, dad_failed),
+                ],
+                routes: vec![Route {
+                    table: TABLE_LOCAL,
+                    kind: RouteKind::Local,
+                    destination: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0))),
+                    prefix_len: 8,
+                    output_interfaces: vec![1],
+                    gateway: None,
+                    ipv6: false,
+                }],
+            },
+        )
+    }
+
+    /// A tentative ::1 is its own state, a warning without a repair: not a missing route to
+    /// add (which `ip` would refuse with "File exists" once detection ends). Before, the
+    /// route check failed and proposed `ip -6 route add local ::1/128 dev lo table local`.
+    #[test]
+    fn a_tentative_loopback_address_is_not_a_missing_route() {
+        if !sysctl::kernel_has_ipv6() {
+            eprintln!("skipping: {NO_IPV6}");
+            return;
+        }
+        let mut probe = lo_with_v6(true, false);
+        let route = route_local_v6(&mut probe);
+        assert_eq!(route.status, Status::Warn, "{}", route.finding);
+        assert!(route.finding.starts_with(V6_TENTATIVE), "{}", route.finding);
+        assert!(route.repairs.is_empty(), "{:?}", route.repairs);
+        if sysctl::read_int("net.ipv6.conf.lo.disable_ipv6").ok() != Some(1) {
+            let address = lo_ipv6(&mut probe);
+            assert_eq!(address.status, Status::Warn, "{}", address.finding);
+            assert!(
+                address.finding.starts_with(V6_TENTATIVE),
+                "{}",
+                address.finding
+            );
+        }
+        // Settled, the same state without the route is a missing route again.
+        let route = route_local_v6(&mut lo_with_v6(false, false));
+        assert_eq!(route.status, Status::Fail, "{}", route.finding);
+        assert_eq!(
+            route
+                .repairs
+                .iter()
+                .map(|r| r.command.as_str())
+                .collect::<Vec<_>>(),
+            ["ip -6 route add local ::1/128 dev lo table local"]
+        );
+        // Failed detection: the address is re-added, not a route.
+        let address = lo_ipv6(&mut lo_with_v6(false, true));
+        if sysctl::read_int("net.ipv6.conf.lo.disable_ipv6").ok() != Some(1) {
+            assert_eq!(address.status, Status::Fail, "{}", address.finding);
+            assert_eq!(
+                address
+                    .repairs
+                    .iter()
+                    .map(|r| r.command.as_str())
+                    .collect::<Vec<_>>(),
+                [
+                    "ip -6 addr del ::1/128 dev lo",
+                    "ip -6 addr add ::1/128 dev lo"
+                ]
+            );
+        }
+    }
 
     #[test]
     fn hosts_fixes_name_the_hosts_file_in_use() {

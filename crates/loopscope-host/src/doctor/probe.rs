@@ -158,6 +158,14 @@ impl Probe {
         }
     }
 
+    /// A probe whose netlink facts are `snapshot`, for checks judged on a state made by hand.
+    #[cfg(test)]
+    pub fn with_snapshot(options: Options, snapshot: Snapshot) -> Self {
+        let mut probe = Probe::new(options);
+        probe.netlink = Some(Ok(snapshot));
+        probe
+    }
+
     /// Where names are resolved: the system resolver, or the hosts file given instead.
     pub fn resolver_source(&self) -> NameSource {
         match &self.options.hosts_file {

@@ -72,6 +72,25 @@ pub enum StampError {
     )]
     /// The reflector was asked to bind a non-loopback address without `allow_remote`.
     NotLoopback(SocketAddr),
+    #[error("cannot run under SCHED_FIFO (--realtime needs root or CAP_SYS_NICE): {0}")]
+    /// `--realtime` was refused.
+    Realtime(io::Error),
+}
+
+/// The SCHED_FIFO priority of `--realtime` (BFD's too): above ordinary processes, below the
+/// kernel's threaded interrupt handlers (50).
+const REALTIME_PRIORITY: u8 = 10;
+
+/// Runs the calling thread, and the threads it starts from now on (they inherit the policy),
+/// under SCHED_FIFO: what `--realtime` asks for, never a default. A sender at 100,000 packets a
+/// second, or a reflector answering them, never sleeps; as an ordinary task it shares its CPU
+/// with every other runnable task (or autogroup) in slices of a scheduler tick (4 ms at
+/// 250 Hz), and each slice given away is a stall of milliseconds in its schedule. Under
+/// SCHED_FIFO only interrupts and higher priorities delay it, except that the kernel keeps 5%
+/// of each CPU for ordinary tasks that have been waiting (sched_rt_runtime_us, the fair
+/// server: 50 ms a second), which a busy host takes.
+pub fn enter_realtime() -> Result<(), StampError> {
+    loopscope_sys::set_realtime_priority(REALTIME_PRIORITY).map_err(StampError::Realtime)
 }
 
 pub(crate) fn wall_clock() -> Duration {
@@ -322,6 +341,7 @@ pub enum SenderEvent<'a> {
     SendFailed(&'a StampSendFailed),
 }
 
+#[derive(Clone, Copy)]
 struct Sent {
     at: Instant,
     /// The time the packet carries (T1 as sent).
@@ -436,22 +456,58 @@ pub(crate) const ERROR_ESTIMATE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Reads every transmit timestamp queued on the socket's error queue and files it with the
 /// packet it belongs to (`sent_order[id]` is the sequence number of the id-th packet the kernel
-/// took). Returns the largest gap seen between a packet's carried time and its kernel stamp.
+/// took), a batch per system call, and keeps in `largest_gap` the largest gap seen between a
+/// packet's carried time and its kernel stamp.
 fn collect_tx_timestamps(
     socket: &UdpSocket,
     sent: &mut [Sent],
     sent_order: &[u32],
     largest_gap: &mut Duration,
+    stamps: &mut Vec<loopscope_sys::TxTimestamp>,
+    collected: &mut usize,
 ) {
-    while let Ok(Some(stamp)) = loopscope_sys::recv_tx_timestamp(socket) {
-        let Some(&sequence) = sent_order.get(stamp.id as usize) else {
-            continue;
-        };
-        if let Some(slot) = sent.get_mut(sequence as usize) {
-            slot.kernel_t1 = Some(stamp.at);
-            *largest_gap = (*largest_gap).max(stamp.at.saturating_sub(slot.user_t1));
+    loop {
+        // Packets the kernel took whose stamp is not read yet: none, no system call (the
+        // sender looks between every two sends); one, a plain recvmsg; more, a batch.
+        let expected = sent_order.len().saturating_sub(*collected);
+        if expected == 0 {
+            break;
+        }
+        stamps.clear();
+        let read = loopscope_sys::recv_tx_timestamps(socket, stamps, expected).unwrap_or(0);
+        *collected += stamps.len();
+        for stamp in stamps.iter() {
+            let Some(&sequence) = sent_order.get(stamp.id as usize) else {
+                continue;
+            };
+            if let Some(slot) = sent.get_mut(sequence as usize) {
+                slot.kernel_t1 = Some(stamp.at);
+                *largest_gap = (*largest_gap).max(stamp.at.saturating_sub(slot.user_t1));
+            }
+        }
+        if read < expected.min(loopscope_sys::TX_TIMESTAMP_BATCH) {
+            break;
         }
     }
+}
+
+/// Runs of at most this many packets get their per-packet records allocated, and the memory
+/// touched, before the first send (see [`prefaulted`]): some 150 octets a packet.
+const PREFAULT_MAX_PACKETS: u64 = 4_000_000;
+
+/// A vector with room for `capacity` items whose memory is written once now. The kernel maps
+/// each page of a fresh allocation at its first write (a page fault: microseconds, more in a
+/// virtual machine), and a vector grown as packets go takes one every few hundred packets,
+/// and is moved when it doubles, in the middle of the schedule the sender is keeping.
+/// `filler` is written everywhere, and is not all zeros: a fresh allocation filled with zeros
+/// may be turned into one the kernel zeroes on demand, which touches nothing.
+fn prefaulted<T: Copy>(capacity: usize, filler: T) -> Vec<T> {
+    let mut vector = Vec::with_capacity(capacity);
+    vector
+        .spare_capacity_mut()
+        .fill(std::mem::MaybeUninit::new(filler));
+    std::hint::black_box(&mut vector);
+    vector
 }
 
 /// The receive queue asked for on the sender's socket (SO_RCVBUF), as the reflector's.
@@ -507,11 +563,26 @@ pub fn send(
 
     let count = config.count.unwrap_or(u64::from(u32::MAX)).min(1 << 32);
     let interval_ns = config.interval.as_nanos();
-    let mut sent: Vec<Sent> = Vec::new();
+    let planned = config
+        .count
+        .filter(|&count| count <= PREFAULT_MAX_PACKETS)
+        .unwrap_or(0) as usize;
+    let mut sent: Vec<Sent> = prefaulted(
+        planned,
+        Sent {
+            at: Instant::now(),
+            user_t1: Duration::MAX,
+            kernel_t1: None,
+            replies: u32::MAX,
+        },
+    );
     // The sequence numbers of the packets the kernel took, in order: SOF_TIMESTAMPING_OPT_ID
     // numbers transmit timestamps by this order.
-    let mut sent_order: Vec<u32> = Vec::new();
+    let mut sent_order: Vec<u32> = prefaulted(planned, u32::MAX);
     let mut largest_gap = Duration::ZERO;
+    let mut tx_stamps = Vec::with_capacity(loopscope_sys::TX_TIMESTAMP_BATCH);
+    // Transmit timestamps read so far: the kernel queues one per packet it took.
+    let mut tx_collected = 0usize;
     let mut run = SenderRun {
         clocks: StampClocks {
             reflector_synchronised: true,
@@ -521,6 +592,13 @@ pub fn send(
         authenticated: config.auth.is_some(),
         twamp_light: config.twamp_light,
         stateful_reflector: config.stateful_reflector,
+        send_lag_us: prefaulted(planned, f64::NAN),
+        rtt_us: prefaulted(planned, f64::NAN),
+        rtt_net_us: prefaulted(planned, f64::NAN),
+        residence_us: prefaulted(planned, f64::NAN),
+        forward_us: prefaulted(planned, f64::NAN),
+        backward_us: prefaulted(planned, f64::NAN),
+        one_way_sequence: prefaulted(planned, (u32::MAX, f64::NAN, f64::NAN)),
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
@@ -624,7 +702,14 @@ pub fn send(
             }
             wait_readable(&socket, end - now)?;
         }
-        collect_tx_timestamps(&socket, &mut sent, &sent_order, &mut largest_gap);
+        collect_tx_timestamps(
+            &socket,
+            &mut sent,
+            &sent_order,
+            &mut largest_gap,
+            &mut tx_stamps,
+            &mut tx_collected,
+        );
         // Drain whatever arrived.
         loop {
             let received = match receive(&socket, &mut buffer) {
@@ -661,7 +746,14 @@ pub fn send(
                 .get(reply.sender_sequence as usize)
                 .is_some_and(|slot| slot.kernel_t1.is_none())
             {
-                collect_tx_timestamps(&socket, &mut sent, &sent_order, &mut largest_gap);
+                collect_tx_timestamps(
+                    &socket,
+                    &mut sent,
+                    &sent_order,
+                    &mut largest_gap,
+                    &mut tx_stamps,
+                    &mut tx_collected,
+                );
             }
             let Some(slot) = sent.get_mut(reply.sender_sequence as usize) else {
                 run.counts.foreign += 1;

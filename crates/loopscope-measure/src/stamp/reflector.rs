@@ -66,7 +66,7 @@ impl ReflectorConfig {
 /// answers (Direct Measurement counters, Follow-Up Telemetry).
 const STATELESS_SESSION_MEMORY: Duration = Duration::from_secs(60);
 /// Replies whose transmit timestamps may wait on the error queue before they are read.
-const TX_TIMESTAMP_BATCH: usize = 32;
+const TX_TIMESTAMPS_WAITING: usize = 32;
 /// Sessions remembered at most; silent ones are forgotten first.
 const MAX_SESSIONS: usize = 65_536;
 
@@ -266,6 +266,8 @@ pub struct StampResponder {
     /// Replies sealed and being sent: what to file in `in_flight` once the send went through.
     sealed: VecDeque<(Duration, (SocketAddr, u16), u32)>,
     sent_ok: u32,
+    /// The transmit timestamps of one error-queue read (kept: no allocation per read).
+    tx_stamps: Vec<loopscope_sys::TxTimestamp>,
 }
 
 impl StampResponder {
@@ -284,6 +286,7 @@ impl StampResponder {
             unsealed: VecDeque::new(),
             sealed: VecDeque::new(),
             sent_ok: 0,
+            tx_stamps: Vec::with_capacity(loopscope_sys::TX_TIMESTAMP_BATCH),
         }
     }
 
@@ -320,30 +323,44 @@ impl StampResponder {
     }
 
     /// Files the transmit timestamps the kernel queued: T3's gap, and each session's last
-    /// reply for Follow-Up Telemetry.
+    /// reply for Follow-Up Telemetry. A batch of them per system call (recvmmsg on the error
+    /// queue): under load the kernel queues one per reply.
     fn collect_tx_timestamps(&mut self, socket: &UdpSocket) {
-        while let Ok(Some(stamp)) = loopscope_sys::recv_tx_timestamp(socket) {
-            while let Some(&(id, carried, key, sequence)) = self.in_flight.front() {
-                if id.wrapping_sub(stamp.id) as i32 > 0 {
-                    break;
-                }
-                self.in_flight.pop_front();
-                if id == stamp.id {
-                    self.t3_gap = self.t3_gap.max(stamp.at.saturating_sub(carried));
-                    self.counters
-                        .t3_gap_max_ns
-                        .fetch_max(self.t3_gap.as_nanos() as u64, Ordering::Relaxed);
-                    if let Some(session) = self.sessions.sessions.get_mut(&key)
-                        && let Some((last, at)) = session.last_reply.as_mut()
-                        && *last == sequence
-                    {
-                        *at = Some(stamp.at);
-                    }
-                }
+        let mut stamps = std::mem::take(&mut self.tx_stamps);
+        loop {
+            stamps.clear();
+            let expected = self.in_flight.len().max(1);
+            let read =
+                loopscope_sys::recv_tx_timestamps(socket, &mut stamps, expected).unwrap_or(0);
+            for stamp in &stamps {
+                self.file_tx_timestamp(*stamp);
             }
-            // Every reply sent has its stamp: the queue holds no more (one system call saved).
-            if self.in_flight.is_empty() {
+            // A short batch emptied the queue; and once every reply sent has its stamp the
+            // queue holds no more (one system call saved).
+            if read < expected.min(loopscope_sys::TX_TIMESTAMP_BATCH) || self.in_flight.is_empty() {
                 break;
+            }
+        }
+        self.tx_stamps = stamps;
+    }
+
+    fn file_tx_timestamp(&mut self, stamp: loopscope_sys::TxTimestamp) {
+        while let Some(&(id, carried, key, sequence)) = self.in_flight.front() {
+            if id.wrapping_sub(stamp.id) as i32 > 0 {
+                break;
+            }
+            self.in_flight.pop_front();
+            if id == stamp.id {
+                self.t3_gap = self.t3_gap.max(stamp.at.saturating_sub(carried));
+                self.counters
+                    .t3_gap_max_ns
+                    .fetch_max(self.t3_gap.as_nanos() as u64, Ordering::Relaxed);
+                if let Some(session) = self.sessions.sessions.get_mut(&key)
+                    && let Some((last, at)) = session.last_reply.as_mut()
+                    && *last == sequence
+                {
+                    *at = Some(stamp.at);
+                }
             }
         }
     }
@@ -538,7 +555,7 @@ impl DatagramResponder for StampResponder {
         // Reading the error queue is a system call or two: per packet only while it is short
         // (a follow-up then has its timestamp at once), in batches under load, and whenever
         // the socket goes idle.
-        if self.in_flight.len() >= TX_TIMESTAMP_BATCH || self.in_flight.len() <= 1 {
+        if self.in_flight.len() >= TX_TIMESTAMPS_WAITING || self.in_flight.len() <= 1 {
             self.collect_tx_timestamps(socket);
         }
     }

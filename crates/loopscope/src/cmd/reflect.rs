@@ -44,6 +44,10 @@ pub struct Args {
     /// --stamp: answer sources other than loopback.
     #[arg(long, requires = "stamp")]
     pub allow_remote: bool,
+    /// --stamp: reflect under SCHED_FIFO (needs root or CAP_SYS_NICE), so other processes on a
+    /// busy host do not hold replies back for a scheduler tick at a time.
+    #[arg(long, requires = "stamp")]
+    pub realtime: bool,
     /// --stamp: run every reflector a TOML file lists ([[stamp]] tables with listen, stateful,
     /// session_timeout, auth, twamp_light, allow_remote) instead of the endpoint.
     #[arg(
@@ -209,7 +213,7 @@ fn run_stamp(args: &Args, context: &Context) -> anyhow::Result<Outcome> {
             },
         }],
     };
-    super::stamp::run_reflectors(specs, args.rate_limit, args.quiet, context)
+    super::stamp::run_reflectors(specs, args.rate_limit, args.quiet, args.realtime, context)
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {

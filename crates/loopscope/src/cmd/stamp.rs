@@ -124,6 +124,10 @@ pub struct Args {
     /// Reflector: drop every Nth packet instead of answering it (loss injection for tests).
     #[arg(long, value_name = "N")]
     pub drop_every: Option<u64>,
+    /// Send (or reflect) under SCHED_FIFO (needs root or CAP_SYS_NICE), so other processes on
+    /// a busy host do not stall the schedule or the replies for a scheduler tick at a time.
+    #[arg(long)]
+    pub realtime: bool,
 }
 
 pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
@@ -133,6 +137,9 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
     let endpoint = args.endpoint.as_deref().unwrap_or_default();
     let target = parse_udp(endpoint, STAMP_PORT)?;
     let auth = read_key(&args)?;
+    if args.realtime {
+        stamp::enter_realtime()?;
+    }
     let mut tlvs = stamp::RequestTlvs::new();
     if args.cos || args.reply_dscp.is_some() {
         tlvs.class_of_service(args.reply_dscp.or(args.dscp).unwrap_or(0));
@@ -283,10 +290,15 @@ pub fn run_reflectors(
     specs: Vec<ReflectorSpec>,
     rate_limit_pps: u32,
     quiet: bool,
+    realtime: bool,
     context: &Context,
 ) -> anyhow::Result<Outcome> {
     use loopscope_link::reflector::{DEFAULT_RATE_BURST, ReflectConfig, ReflectEvent, Reflector};
     use std::sync::{Arc, Mutex};
+    if realtime {
+        // Before the reflector's threads start: they inherit the policy.
+        stamp::enter_realtime()?;
+    }
     let mut reflector = Reflector::new(ReflectConfig {
         rate_limit_pps,
         rate_burst: (rate_limit_pps / 5).max(DEFAULT_RATE_BURST),
@@ -354,6 +366,7 @@ fn run_reflector(listen: &str, args: &Args, context: &Context) -> anyhow::Result
         }],
         args.rate_limit,
         false,
+        args.realtime,
         context,
     )
 }

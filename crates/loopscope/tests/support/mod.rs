@@ -5,6 +5,7 @@
 
 pub mod jack;
 pub mod running;
+pub mod tshark;
 
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -106,6 +107,24 @@ pub fn installed(program: &str) -> bool {
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Whether a system tool (nft, iptables...) is installed, looking in the sbin directories too,
+/// which a non-root PATH leaves out; says why the test skips when it is not.
+pub fn system_tool(name: &str) -> bool {
+    let found = installed(name)
+        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .any(|dir| std::path::Path::new(dir).join(name).exists());
+    if !found {
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}
+
+/// Whether nft (nftables) is installed; says why the test skips when it is not.
+pub fn nft_available() -> bool {
+    system_tool("nft")
 }
 
 /// Whether this process runs as root (namespaces, raw sockets and nft need it).
