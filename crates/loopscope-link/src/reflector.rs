@@ -1271,6 +1271,12 @@ pub trait DatagramResponder: Send {
     fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
         let _ = (socket, sent);
     }
+    /// Told once a batch's replies have all been sent (or failed), after their `after_send`:
+    /// the time for work done once per system call rather than per reply (reading their
+    /// transmit timestamps from the error queue together).
+    fn after_batch(&mut self, socket: &UdpSocket) {
+        let _ = socket;
+    }
     /// Told when the socket has nothing more queued (before the loop waits): the time for
     /// work that need not be done per packet.
     fn idle(&mut self, socket: &UdpSocket) {
@@ -1465,6 +1471,9 @@ fn serve_responder(
                 }
             }
             sender.send(responder, &mut gate, &mut replies, &outgoing);
+            if !outgoing.is_empty() {
+                responder.after_batch(socket);
+            }
         }
     }
     Ok(())
