@@ -14,7 +14,7 @@ one far above it is the exporter's.
 Phase 2 (RTT): the exporter (one target on 127.0.0.1, bursts of 5 requests, one burst every
 5 spacings, RTT histogram in 1 us buckets up to 1 ms), iputils `ping -i 0.01 127.0.0.1` and
 `loopscope ping icmp://127.0.0.1` take turns, each alone on the machine for its turn, in a
-rotating order, 4 rounds (`--rtt-seconds` in all per pinger and condition). All send equally
+rotating order, 6 rounds (`--rtt-seconds` in all per pinger and condition). All send equally
 often: a short iputils run first measures how far apart its requests really go (on a 250 Hz
 kernel 16 ms, not 10: it waits in recvmsg() with SO_RCVTIMEO, counted in ticks), and the
 exporter and `loopscope ping` use that spacing. Turns, not one window shared by all: a loopback
@@ -139,6 +139,18 @@ def loadavg():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
+def cpu_times():
+    """(idle, total) jiffies of all CPUs together, from /proc/stat."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def idle_percent(before, after):
+    """How much of the time between two cpu_times() the CPUs idled: near 0 means the other
+    programs kept every CPU busy, and idle-state effects cannot show."""
+    return 100.0 * (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def start_cyclictest(seconds):
     """cyclictest at this process's nice level and policy (SCHED_OTHER), one thread waking every
     1 ms for `seconds`, with a histogram in 1 us bins up to 10 s."""
@@ -257,6 +269,11 @@ def blackbox(workdir, seconds):
     return proc, f"127.0.0.1:{port}"
 
 
+def lower_quartile(values):
+    ordered = sorted(values)
+    return ordered[len(ordered) // 4]
+
+
 def median(values):
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -362,16 +379,29 @@ class CpuCondition:
             self.file.close()
 
 
-def iputils_spacing_us():
-    """How far apart iputils `ping -i 0.01` really sends, in whole microseconds: the median
-    time between the replies of 41 requests, from the times it prints with -D (on a loaded
-    machine 21 once gave 17.6 ms where the capture then showed iputils at 16.0)."""
+def iputils_spacing_us(workdir):
+    """How far apart iputils `ping -i 0.01` sends when nothing delays it, in whole
+    microseconds: the lower quartile of the time between 41 requests, from a capture of them on
+    lo (the kernel's stamps) when tcpdump is there, else from the reply times ping prints with
+    -D. Not the median: iputils waits in ticks (16.0 ms on this 250 Hz kernel), and on a loaded
+    machine a late wake-up makes a gap a tick longer; it never makes one shorter. Medians read
+    17.6, 17.7 and 20.0 ms in three loaded runs where iputils' turns then went every 16.0 ms."""
+    capture = start_capture(workdir)
     out = subprocess.run(["ping", "-D", "-n", "-c", "41", "-i", "0.01", "127.0.0.1"],
                          capture_output=True, text=True).stdout
+    if capture:
+        ours = [(at, identifier) for at, kind, identifier, _, head in stop_capture(capture)
+                if kind == 8 and sent_by("iputils", head)]
+        # This ping's identifier: the most frequent (another program may ping lo meanwhile).
+        identifiers = [identifier for _, identifier in ours]
+        mine = max(set(identifiers), key=identifiers.count) if identifiers else None
+        requests = [at for at, identifier in ours if identifier == mine]
+        if len(requests) >= 2:
+            return round(lower_quartile([b - a for a, b in zip(requests, requests[1:])]) / 1000)
     times = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\]", out, re.MULTILINE)]
     if len(times) < 2:
         raise SystemExit(f"iputils ping printed no replies: {out}")
-    return round(median([b - a for a, b in zip(times, times[1:])]) * 1e6)
+    return round(lower_quartile([b - a for a, b in zip(times, times[1:])]) * 1e6)
 
 
 def histogram_window(before, after, name):
@@ -541,6 +571,13 @@ def summarise(turns, packets, bounds_s):
             for run in runs:
                 first, last = run["window_ns"]
                 mine = [x for x in captured if first <= x[0] <= last and sent_by(tool, x[4])]
+                if tool in ("cli", "cli_piped", "iputils"):
+                    # One socket per turn: its identifier is the most frequent one (other
+                    # programs on a shared machine may ping lo in the same window).
+                    identifiers = [x[2] for x in mine]
+                    if identifiers:
+                        own = max(set(identifiers), key=identifiers.count)
+                        mine = [x for x in mine if x[2] == own]
                 wire += [(reply - request) / 1000 for request, reply, *_ in mine]
                 gaps += [(b[0] - a[0]) / 1e6 for a, b in zip(mine, mine[1:])]
                 figures = run.get("rtts_us")
@@ -585,7 +622,7 @@ def rtt_phase(binary, seconds, workdir, rounds=4, conditions=CONDITIONS):
     used to run it: a reader woken per reply), and blackbox_exporter takes one."""
     bounds_us = list(range(1, 1001))
     buckets = ", ".join(f"{us}e-6" for us in bounds_us)
-    spacing_us = iputils_spacing_us()
+    spacing_us = iputils_spacing_us(workdir)
     config = (
         "[modules.burst]\nprober = \"icmp\"\npackets = 5\n"
         f"spacing = \"{spacing_us}us\"\n"
@@ -593,7 +630,7 @@ def rtt_phase(binary, seconds, workdir, rounds=4, conditions=CONDITIONS):
         "[[targets]]\nname = \"lo\"\nmodule = \"burst\"\n"
         f"target = \"127.0.0.1\"\ninterval = \"{5 * spacing_us}us\"\n"
     )
-    turn = max(2, round(seconds / rounds))
+    turn = max(2, round(seconds / rounds))  # under 2 s the exporter's start weighs too much
     if "no_deep_idle" in conditions and not os.path.exists("/dev/cpu_dma_latency"):
         print("(no /dev/cpu_dma_latency: the no_deep_idle condition is left out)")
         conditions = tuple(c for c in conditions if c != "no_deep_idle")
@@ -612,6 +649,7 @@ def rtt_phase(binary, seconds, workdir, rounds=4, conditions=CONDITIONS):
             plan += [(condition, tool) for tool in tools[shift:] + tools[:shift]]
     turns = {condition: [] for condition in conditions}
     load_before = loadavg()
+    times_before = cpu_times()
     capture = start_capture(workdir)
     packets = None
     try:
@@ -631,6 +669,7 @@ def rtt_phase(binary, seconds, workdir, rounds=4, conditions=CONDITIONS):
         "turn_s": turn,
         "load_average_before": load_before,
         "load_average_after": loadavg(),
+        "cpu_idle_percent": idle_percent(times_before, cpu_times()),
         "captured": packets is not None,
         "conditions": {condition: summarise(turns[condition], packets,
                                             [us / 1e6 for us in bounds_us])
@@ -644,7 +683,8 @@ def print_rtt(rtt):
         f"ICMP RTT on 127.0.0.1: every pinger sends every {rtt['spacing_us'] / 1000:.1f} ms "
         f"(iputils' real spacing at -i 0.01), turns of {rtt['turn_s']} s alone on the machine, "
         f"{rtt['rounds']} rounds (load average {rtt['load_average_before']} -> "
-        f"{rtt['load_average_after']})"
+        f"{rtt['load_average_after']}; the CPUs idled {rtt['cpu_idle_percent']:.0f} % of the "
+        f"time, this script's pingers and capture included)"
     )
     names = {"exporter": "exporter", "cli": "loopscope ping", "iputils": "iputils ping",
              "iputils_bursts": "iputils ping in the exporter's bursts (ping -c 5 every 5 spacings)",
@@ -691,7 +731,10 @@ def main():
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--rtt-seconds", type=int, default=12,
-                        help="per pinger and CPU condition, in all (4 rounds)")
+                        help="per pinger and CPU condition, in all rounds together")
+    parser.add_argument("--rtt-rounds", type=int, default=6,
+                        help="rounds of turns (more, shorter turns spread a swinging load "
+                             "more evenly over the pingers)")
     parser.add_argument("--binary", help="a loopscope binary to run (default: build release)")
     parser.add_argument("--skip-load", action="store_true", help="phase 2 only")
     args = parser.parse_args()
@@ -702,7 +745,7 @@ def main():
         load = None if args.skip_load else load_phase(binary, args.targets, args.seconds, workdir)
         if load:
             print("load:", load)
-        rtt = rtt_phase(binary, args.rtt_seconds, workdir)
+        rtt = rtt_phase(binary, args.rtt_seconds, workdir, rounds=args.rtt_rounds)
         print("rtt:", rtt)
     if load:
         cyclic = load["cyclictest_same_window"]

@@ -385,11 +385,11 @@ impl Reflector {
                 endpoint: endpoint.clone(),
             });
         }
-        // A thread per stream client would give each its own malloc arena (up to eight per
-        // core), and an arena's free top is never returned; with the one main arena the trim
-        // when the clients have left gives it all back. Set before any thread of ours
-        // allocates: an arena made earlier is shared out to later threads all the same.
-        loopscope_sys::use_one_malloc_arena();
+        // Each thread would get its own malloc arena (up to eight per core), and an arena's
+        // free top is never returned; with the one main arena the trim when the clients have
+        // left gives it all back. Too late if a thread allocated already: the binary calls
+        // `prepare_allocator` before it starts any.
+        prepare_allocator();
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
         for (name, service) in self.services {
             let stop = Arc::clone(&stop);
@@ -623,6 +623,9 @@ fn serve_listener<L: AsFd>(
     // instead of leaving it in the backlog unanswered.
     let mut reserve = open_reserve();
     let mut served_since_trim = false;
+    // Whether the loops were asked to close their gone clients since the last accept: the
+    // first answer to running out of descriptors (see `EchoLoops::reap`).
+    let mut reaped = false;
     // Made before the first client, once: no thread per client (see `stream_echo`). An
     // impaired connection runs the impairment adapter's blocking link, on a thread of its own.
     let mut loops = if config.impair.is_none() {
@@ -662,6 +665,13 @@ fn serve_listener<L: AsFd>(
                 if e.raw_os_error() == Some(libc::EMFILE)
                     || e.raw_os_error() == Some(libc::ENFILE) =>
             {
+                // Clients that have gone may still hold descriptors their loop has not yet
+                // closed: those go first, then the accept is tried again.
+                if let Some(loops) = loops.as_ref().filter(|_| !reaped) {
+                    loops.reap();
+                    reaped = true;
+                    continue;
+                }
                 drop(reserve.take());
                 if let Ok((_refused, peer)) = accept(listener) {
                     counters.connections_refused.fetch_add(1, Ordering::Relaxed);
@@ -680,7 +690,17 @@ fn serve_listener<L: AsFd>(
             }
             Err(e) => return Err(e),
         };
-        let active = counters.active.load(Ordering::Relaxed);
+        reaped = false;
+        let mut active = counters.active.load(Ordering::Relaxed);
+        if active >= config.max_connections
+            && let Some(loops) = &loops
+        {
+            // Clients that have gone still count until their loop has seen them go, and under
+            // a flood of connect-and-abort cycles this thread runs ahead of the loops: they
+            // close those first, so that no client is refused for clients already gone.
+            loops.reap();
+            active = counters.active.load(Ordering::Relaxed);
+        }
         if active >= config.max_connections {
             counters.connections_refused.fetch_add(1, Ordering::Relaxed);
             events(ReflectEvent::Refused {
@@ -728,6 +748,17 @@ fn serve_listener<L: AsFd>(
 /// A spare descriptor (see `serve_listener`).
 fn open_reserve() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
+}
+
+/// Readies the allocator for a long-running reflector: one malloc arena for the whole process
+/// (`loopscope_sys::use_one_malloc_arena`), so that the trims at idle give back what clients
+/// took. Call it before the process starts any thread: a thread that allocates earlier gets an
+/// arena of its own, which glibc then shares out round robin to later threads, and no trim
+/// returns such an arena's free top (issue 12: a signal thread started first left a second
+/// arena holding 460 KiB after 2,000 TCP clients had left). [`Reflector::run`] calls it
+/// again, for callers that did not.
+pub fn prepare_allocator() {
+    loopscope_sys::use_one_malloc_arena();
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in effect.
@@ -856,6 +887,23 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Forgets the sources whose bucket has filled up again: a new bucket starts full, so
+    /// their next datagram is treated exactly as if they were remembered. An empty table gives
+    /// its room back.
+    fn forget_full(&mut self, now: Instant) {
+        let (rate, burst) = (self.rate, self.burst);
+        self.buckets.retain(|_, (tokens, last)| {
+            *tokens + now.duration_since(*last).as_secs_f64() * rate < burst
+        });
+        if self.buckets.is_empty() {
+            self.buckets = HashMap::new();
+        } else {
+            self.buckets.shrink_to_fit();
+        }
+    }
+}
+
 /// Logs refusals without letting a flood of them flood the log: the first few, then at most
 /// one a second (the counters always count every one).
 struct RefusalLog {
@@ -930,6 +978,17 @@ impl<K: Hash + Eq + Clone> EchoGuard<K> {
             && self.recent.get(&oldest) == Some(&at)
         {
             self.recent.remove(&oldest);
+        }
+    }
+
+    /// Gives back the room of replies forgotten: all of it once none is remembered.
+    fn shrink(&mut self) {
+        if self.order.is_empty() {
+            self.recent = HashMap::new();
+            self.order = VecDeque::new();
+        } else {
+            self.recent.shrink_to_fit();
+            self.order.shrink_to_fit();
         }
     }
 
@@ -1044,6 +1103,16 @@ impl DatagramGate {
         sent
     }
 
+    /// Forgets the sources whose state no longer changes what happens to their next datagram
+    /// (a full rate-limit bucket, replies older than the echo window), and gives the tables'
+    /// room back once they are empty. True when nothing is remembered any more.
+    fn forget_idle_sources(&mut self, now: Instant) -> bool {
+        self.limiter.forget_full(now);
+        self.guard.forget_old(now);
+        self.guard.shrink();
+        self.limiter.buckets.is_empty() && self.guard.recent.is_empty()
+    }
+
     /// Remembers a reply that went to `to` (to know it if it comes back) and counts it.
     fn replied(&mut self, reply: &[u8], to: SocketAddr, counters: &Counters) {
         self.guard.replied(&to, reply, Instant::now());
@@ -1084,6 +1153,7 @@ fn serve_impaired_udp(
     // run is not lost.
     let quiet = Duration::from_millis(5);
     let mut last_source: Option<SocketAddr> = None;
+    let mut idle = IdleRelease::default();
     while !stop.load(Ordering::Relaxed) {
         // Usually one blocking recvfrom (SO_RCVTIMEO wakes it to look at the stop flag); only
         // while a datagram is held back for reordering does it wait briefly in ppoll first.
@@ -1108,18 +1178,20 @@ fn serve_impaired_udp(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                // A whole POLL without a datagram: forget the sources that no longer matter.
+                idle.forget_sources(&mut gate, Instant::now());
                 continue;
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ICMP errors reported for earlier answers: not this datagram's problem.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
             Err(e) => return Err(e),
         };
         count_received(counters, n);
+        idle.served();
         let datagram = &buffer[..n];
         if gate.refuse(source, datagram, counters, events).is_some() {
             continue;
@@ -1198,6 +1270,12 @@ pub trait DatagramResponder: Send {
     /// error queue).
     fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
         let _ = (socket, sent);
+    }
+    /// Told once a batch's replies have all been sent (or failed), after their `after_send`:
+    /// the time for work done once per system call rather than per reply (reading their
+    /// transmit timestamps from the error queue together).
+    fn after_batch(&mut self, socket: &UdpSocket) {
+        let _ = socket;
     }
     /// Told when the socket has nothing more queued (before the loop waits): the time for
     /// work that need not be done per packet.
@@ -1294,18 +1372,33 @@ fn serve_responder(
         counters,
         own,
     };
-    // One allocation each, touched only as far as datagrams reach (the kernel gives fresh
-    // zeroed pages on first write): 2 MiB of address space, not of memory.
-    let mut request_memory = vec![0u8; DATAGRAM_BATCH * DATAGRAM_BUFFER];
-    let mut reply_memory = vec![0u8; DATAGRAM_BATCH * DATAGRAM_BUFFER];
+    // One mapping each, touched only as far as datagrams reach (the kernel gives fresh zeroed
+    // pages on first write): 2 MiB of address space, not of memory, and what a burst touched
+    // goes back when the loop is idle.
+    let mut request_memory = loopscope_sys::PageBuffer::new(DATAGRAM_BATCH * DATAGRAM_BUFFER)?;
+    let mut reply_memory = loopscope_sys::PageBuffer::new(DATAGRAM_BATCH * DATAGRAM_BUFFER)?;
     let mut requests: Vec<&mut [u8]> = request_memory.chunks_mut(DATAGRAM_BUFFER).collect();
     let mut replies: Vec<&mut [u8]> = reply_memory.chunks_mut(DATAGRAM_BUFFER).collect();
     let mut received = Vec::with_capacity(DATAGRAM_BATCH);
     let mut outgoing: Vec<Outgoing> = Vec::with_capacity(DATAGRAM_BATCH);
+    let mut idle = IdleRelease::default();
     while !stop.load(Ordering::Relaxed) {
         if wait_readable(socket, Some(POLL))? != Readiness::Ready {
+            // A whole POLL without a datagram: what the last burst made the loop hold goes
+            // back, so RSS returns to where it was before the clients came (issue 12).
+            if idle.buffers_touched {
+                requests.clear();
+                replies.clear();
+                let _ = request_memory.release();
+                let _ = reply_memory.release();
+                requests = request_memory.chunks_mut(DATAGRAM_BUFFER).collect();
+                replies = reply_memory.chunks_mut(DATAGRAM_BUFFER).collect();
+                idle.buffers_touched = false;
+            }
+            idle.forget_sources(&mut gate, Instant::now());
             continue;
         }
+        idle.served();
         // Drain what is queued, a batch at a time, and keep looking for BUSY_POLL after the
         // last batch before waiting again.
         let mut busy_until = Instant::now() + BUSY_POLL;
@@ -1378,9 +1471,39 @@ fn serve_responder(
                 }
             }
             sender.send(responder, &mut gate, &mut replies, &outgoing);
+            if !outgoing.is_empty() {
+                responder.after_batch(socket);
+            }
         }
     }
     Ok(())
+}
+
+/// What an idle datagram loop still has to give back.
+#[derive(Debug, Default)]
+struct IdleRelease {
+    /// The batch buffers were written since they were last released.
+    buffers_touched: bool,
+    /// The gate remembers sources (rate-limit buckets, recent replies) that may be forgotten.
+    sources_remembered: bool,
+}
+
+impl IdleRelease {
+    fn served(&mut self) {
+        self.buffers_touched = true;
+        self.sources_remembered = true;
+    }
+
+    /// Forgets what the gate no longer needs; once it remembers nothing, the allocator's free
+    /// memory goes back to the kernel (the tables' room was freed to it). A table entry may
+    /// outlive one idle wake (a reply is remembered for [`ECHO_WINDOW`]), so this goes on at
+    /// each idle wake until all is forgotten, then stops until the next datagram.
+    fn forget_sources(&mut self, gate: &mut DatagramGate, now: Instant) {
+        if self.sources_remembered && gate.forget_idle_sources(now) {
+            loopscope_sys::release_free_memory();
+            self.sources_remembered = false;
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -1731,6 +1854,97 @@ mod tests {
         assert_eq!(summary.datagrams_reflected, 66);
         assert_eq!(summary.datagram_bytes_reflected, 64 * 4 + 2 * 2);
         assert_eq!(summary.refused_echo_loop, 2);
+    }
+
+    /// 1,000 sources (each its own address, so each its own rate-limit bucket) answered once:
+    /// an idle gate keeps them as long as they matter (a reply for the echo window, an emptied
+    /// bucket until it is full again), and forgets all of them afterwards, its tables' room
+    /// included. A source still short of tokens is not forgotten: it stays limited. Instants
+    /// are given, not read, so the test does not depend on how fast it runs.
+    #[test]
+    fn an_idle_gate_forgets_every_source_and_gives_its_room_back() {
+        let config = ReflectConfig::default();
+        let mut gate = DatagramGate::new(7, &config);
+        let t0 = Instant::now();
+        let sources: Vec<SocketAddr> = (0..1000u16)
+            .map(|i| SocketAddr::from(([127, 1, (i >> 8) as u8, i as u8], 40000 + i)))
+            .collect();
+        for source in &sources {
+            assert!(gate.limiter.allow(source.ip(), t0));
+            gate.guard.replied(source, b"ping", t0);
+        }
+        // One source spends its whole burst and is refused.
+        let greedy = IpAddr::from([127, 2, 0, 1]);
+        let burst = config.rate_burst as usize;
+        let allowed = (0..burst + 1)
+            .filter(|_| gate.limiter.allow(greedy, t0))
+            .count();
+        assert_eq!(allowed, burst);
+        assert!(
+            !gate.forget_idle_sources(t0),
+            "replies within the window are kept"
+        );
+        assert_eq!(gate.guard.recent.len(), 1000);
+        assert!(gate.guard.is_our_echo(&sources[0], b"ping", t0));
+        assert!(
+            !gate.limiter.allow(greedy, t0),
+            "a limited source stays limited"
+        );
+        // Past the window and the time a bucket takes to fill (burst / rate = 0.2 s).
+        let later = t0 + ECHO_WINDOW + Duration::from_secs(1);
+        assert!(gate.forget_idle_sources(later));
+        assert_eq!(gate.limiter.buckets.capacity(), 0);
+        assert_eq!(gate.guard.recent.capacity(), 0);
+        assert_eq!(gate.guard.order.capacity(), 0);
+        // Forgotten is as new: a full burst again.
+        let allowed = (0..burst + 1)
+            .filter(|_| gate.limiter.allow(greedy, later))
+            .count();
+        assert_eq!(allowed, burst);
+    }
+
+    /// The fault (issue 12): under connect-and-abort cycles the accept thread ran ahead of the
+    /// loops, gone clients still counted against the connection limit, and live ones were
+    /// refused for them (406 of 10,000). With a limit of 4, 200 clients that connect and reset
+    /// one after the other, then one that wants its echo: nobody is refused, every one is
+    /// counted as a connection, and the last gets its bytes back.
+    #[test]
+    fn clients_that_have_gone_never_cost_a_later_client_its_answer() {
+        use std::io::{Read, Write};
+        let endpoint = Endpoint::parse("tcp://127.0.0.1:0").unwrap();
+        let config = ReflectConfig {
+            max_connections: 4,
+            ..ReflectConfig::default()
+        };
+        let reflector = Reflector::bind(&endpoint, false, config).unwrap();
+        let address: SocketAddr = reflector.endpoints()[0]
+            .trim_start_matches("tcp://")
+            .parse()
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
+        for _ in 0..200 {
+            let client = std::net::TcpStream::connect(address).unwrap();
+            socket2::SockRef::from(&client)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(client); // a reset
+        }
+        let mut client = std::net::TcpStream::connect(address).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        client.write_all(b"still answered").unwrap();
+        let mut back = [0u8; 14];
+        let answered = client.read_exact(&mut back);
+        drop(client);
+        stop.store(true, Ordering::SeqCst);
+        let summary = handle.join().unwrap();
+        assert_eq!(summary.connections_refused, 0, "{summary:?}");
+        assert_eq!(summary.connections, 201, "{summary:?}");
+        answered.unwrap();
+        assert_eq!(&back, b"still answered");
     }
 
     #[test]

@@ -273,10 +273,16 @@ impl EthLbPinger {
         })
     }
 
-    /// The longest PDU sent: the Ethernet MTU, less what a second VLAN tag takes (Linux lets a
-    /// packet socket send one tag beyond the MTU, not two).
+    /// The longest PDU sent: the Ethernet MTU, less what the VLAN tags take beyond the one
+    /// 802.1Q tag Linux lets a packet socket send past the MTU (packet_extra_vlan_len_allowed
+    /// looks for TPID 0x8100 as the outer EtherType; a Q-in-Q frame, whose outer TPID is
+    /// 0x88A8, gets no allowance: sending more fails with EMSGSIZE).
     fn max_pdu(&self) -> usize {
-        MAX_PDU - cfm::VLAN_TAG_LEN * self.config.tags.len().saturating_sub(1)
+        let allowance = match self.config.tags.tags().first() {
+            Some((TPID_8021Q, _)) => cfm::VLAN_TAG_LEN,
+            _ => 0,
+        };
+        MAX_PDU + allowance - self.config.tags.wire_len()
     }
 
     /// Octets the identifier TLVs take (Type, Length and value each).

@@ -71,7 +71,7 @@ pub use fdio::{
     timed_out, wait_readable, wait_writable, write_all,
 };
 pub use hops::{enable_destination_reception, enable_hops_reception, set_send_hops};
-pub use memory::{release_free_memory, use_one_malloc_arena};
+pub use memory::{PageBuffer, release_free_memory, use_one_malloc_arena};
 pub use namespace::enter_new_network_namespace;
 pub use netlink::{
     DiagProtocol, DiagSocket, Interface, InterfaceAddress, Neighbour, NetlinkError, Route,

@@ -25,8 +25,12 @@
 //! (epan/dissectors/packet-cfm.c: the common header, First TLV Offset, the Test TLV's pattern
 //! types 0-3 with the CRC-32 as the last 4 octets of pattern types 1 and 3, the Sender ID TLV,
 //! TLV types 33 Target MEP/MIP ID, 34 Replying MEP/MIP ID, 35 Requesting MEP ID), scapy's OAM
-//! layer (contrib/oam.py: the Test TLV's CRC-32 span) and tcpdump's CFM printer; the clause
-//! numbers cited are the ones those implementations and vendor manuals give. Every format here
+//! layer (contrib/oam.py: the Test TLV's CRC-32 span) and tcpdump's CFM printer. Clause
+//! numbers: Y.1731 §7.2.2 (multicast ETH-LB), §7.2.2.2 (the MEL decides a multicast LBM's
+//! validity) and 802.1Q §20.2.2 (an LBM's destination: the MP's MAC or the CCM group address)
+//! are as a public dot1ag/Y.1731 implementation cites them; the 802.1ag clause 21 subclauses
+//! (§21.4 common header, §21.5 TLVs, §21.7 LBM/LBR) and Y.1731 §9.3 follow the documents'
+//! published structure and could not be checked against their text here. Every format here
 //! is decoded by the installed tshark in the tests, with no malformed field.
 
 /// The CFM EtherType (IEEE 802.1ag).

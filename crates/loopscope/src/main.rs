@@ -145,6 +145,10 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
 
+    if matches!(cli.command, Command::Reflect(_)) {
+        // Before the first thread (the signal thread below); see the function.
+        loopscope_link::reflector::prepare_allocator();
+    }
     let stop = Arc::new(AtomicBool::new(false));
     if runs_until_stopped(&cli.command) {
         // Nobody reads what the run prints any more (`| head -1`), and it would never end by

@@ -977,6 +977,31 @@ fn q_in_q_loopback_keeps_both_tags() {
         reply,
         "reply outer=0x88a8/100/3 inner=0x8100/200/5 ethertype=0x8902 opcode=2 tid=78"
     );
+    // The largest PDU with two tags: 1492 octets (8 + the Test TLV's 4 + 1479 + the End
+    // TLV), a 1514-octet frame; Linux lets a packet socket exceed the MTU by one 802.1Q tag
+    // only, not by an 802.1ad S-tag. A regression test: the size range allowed 1483 octets of
+    // pattern, and the send failed (EMSGSIZE) mid-run.
+    let (code, lines) = eth_lb(
+        &a,
+        &[
+            "vA", "--to", &mac, "--level", "2", "--vlan", "100.200", "-s", "1479", "-c", "1", "-W",
+            "30s",
+        ],
+    );
+    let s = summary(&lines);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["received"], 1, "{s}");
+    let reply = lines.iter().find(|l| l["type"] == "reply").expect("reply");
+    assert_eq!(reply["bytes"], 1514);
+    let output = a
+        .command(assert_cmd::cargo::cargo_bin("loopscope"))
+        .args([
+            "eth-lb", "vA", "--to", &mac, "--level", "2", "--vlan", "100.200",
+        ])
+        .args(["-s", "1480", "-c", "1"])
+        .output()
+        .expect("run eth-lb");
+    assert_eq!(output.status.code(), Some(2), "one octet too many");
     // The S-VLAN alone, the C-VLAN alone, untagged: not this responder's.
     for vlan in [Some("100"), Some("200"), None] {
         let mut args = vec![
@@ -992,7 +1017,7 @@ fn q_in_q_loopback_keeps_both_tags() {
     let (s, code) = reflector.interrupt();
     assert_eq!(code, 0);
     assert_eq!(s["vlan_ids"], serde_json::json!([100, 200]));
-    assert_eq!(s["lbr_sent"], 3 + 1, "{s}");
+    assert_eq!(s["lbr_sent"], 3 + 1 + 1, "{s}");
     // S-VLAN 4000 markers (at least one), then 2 each on VLAN 100, VLAN 200 and untagged.
     let other_vlan = s["dropped_other_vlan"].as_u64().unwrap();
     let (markers, wrong_stacks) = (1, 3 * 2);

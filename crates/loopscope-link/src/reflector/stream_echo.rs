@@ -20,9 +20,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rustix::event::epoll;
 use rustix::event::{EventfdFlags, eventfd};
@@ -37,8 +38,11 @@ const LOOP_STACK: usize = 256 * 1024;
 /// At most this many reads and writes for one connection per wake-up, so that one fast client
 /// cannot starve the others on its loop (level-triggered: it is woken again at once).
 const ROUNDS_PER_WAKE: usize = 16;
-/// The key of each loop's eventfd, which says "new connections are queued" or "quit".
+/// The key of each loop's eventfd, which says "new connections are queued", "reap" or "quit".
 const WAKE_KEY: u64 = u64::MAX;
+/// How long [`EchoLoops::reap`] waits for a loop at most: a loop off the CPU that long (or one
+/// that ended) is not waited for further.
+const REAP_WAIT: Duration = Duration::from_secs(2);
 
 /// The loops, and which one takes the next connection.
 pub(super) struct EchoLoops {
@@ -50,7 +54,27 @@ pub(super) struct EchoLoops {
 struct LoopHandle {
     queue: Arc<Mutex<Vec<(OwnedFd, String)>>>,
     wake: Arc<OwnedFd>,
+    reaps: Arc<Reaps>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Requests to a loop to close its gone clients now, and its answers.
+#[derive(Default)]
+struct Reaps {
+    /// The last request's number; a loop that sees it above `done` reaps.
+    requested: AtomicU64,
+    /// The last request the loop has finished (`u64::MAX` once the loop has ended).
+    done: Mutex<u64>,
+    finished: Condvar,
+}
+
+impl Reaps {
+    fn answer(&self, request: u64) {
+        if let Ok(mut done) = self.done.lock() {
+            *done = (*done).max(request);
+        }
+        self.finished.notify_all();
+    }
 }
 
 impl EchoLoops {
@@ -75,10 +99,12 @@ impl EchoLoops {
                 epoll::EventFlags::IN,
             )?;
             let queue = Arc::new(Mutex::new(Vec::new()));
+            let reaps = Arc::new(Reaps::default());
             let mut state = EchoLoop {
                 epoll,
                 wake: Arc::clone(&wake),
                 queue: Arc::clone(&queue),
+                reaps: Arc::clone(&reaps),
                 connections: HashMap::new(),
                 next_key: 0,
                 buffer: vec![0u8; COPY_BUFFER],
@@ -91,10 +117,15 @@ impl EchoLoops {
             let thread = std::thread::Builder::new()
                 .name(format!("reflect echo {index}"))
                 .stack_size(LOOP_STACK)
-                .spawn(move || state.run())?;
+                .spawn(move || {
+                    state.run();
+                    // Nobody waits for an ended loop.
+                    state.reaps.answer(u64::MAX);
+                })?;
             loops.push(LoopHandle {
                 queue,
                 wake,
+                reaps,
                 thread: Some(thread),
             });
         }
@@ -116,6 +147,42 @@ impl EchoLoops {
     }
 }
 
+impl EchoLoops {
+    /// Has every loop close the connections whose clients have gone (a reset, a hang-up) and
+    /// take the ones queued to it, and waits until they have. A client that aborted still
+    /// counts as a connection until its loop sees it go; under a flood of connect-and-abort
+    /// cycles the accept thread runs ahead of the loops, so at the connection or descriptor
+    /// limit this comes before any live client is refused for clients already gone (issue
+    /// 12: 406 of 10,000 aborting clients were refused that way).
+    pub(super) fn reap(&self) {
+        let requests: Vec<u64> = self
+            .loops
+            .iter()
+            .map(|handle| {
+                let request = handle.reaps.requested.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = rustix::io::write(&*handle.wake, &1u64.to_ne_bytes());
+                request
+            })
+            .collect();
+        let deadline = Instant::now() + REAP_WAIT;
+        for (handle, request) in self.loops.iter().zip(requests) {
+            let Ok(mut done) = handle.reaps.done.lock() else {
+                continue;
+            };
+            while *done < request {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match handle.reaps.finished.wait_timeout(done, left) {
+                    Ok((guard, _)) => done = guard,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
 impl Drop for EchoLoops {
     fn drop(&mut self) {
         self.quit.store(true, Ordering::Relaxed);
@@ -134,6 +201,7 @@ struct EchoLoop {
     epoll: OwnedFd,
     wake: Arc<OwnedFd>,
     queue: Arc<Mutex<Vec<(OwnedFd, String)>>>,
+    reaps: Arc<Reaps>,
     connections: HashMap<u64, Connection>,
     next_key: u64,
     /// The copy path's one buffer, shared by the loop's connections.
@@ -172,11 +240,52 @@ impl EchoLoop {
                 let key = event.data.u64();
                 if key == WAKE_KEY {
                     self.take_new_connections();
+                    self.reap_if_asked();
                 } else {
                     self.serve(key);
                 }
             }
         }
+    }
+
+    /// When a reap was asked for: serves every connection that is ready now, which closes
+    /// each one whose client has gone (its reset or hang-up makes it ready), then answers.
+    /// Connections just taken are among them: epoll reports a socket that is ready when it
+    /// is added.
+    fn reap_if_asked(&mut self) {
+        let request = self.reaps.requested.load(Ordering::SeqCst);
+        if self.reaps.done.lock().map_or(true, |done| *done >= request) {
+            return;
+        }
+        let mut ready = Vec::with_capacity(256);
+        loop {
+            ready.clear();
+            match epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(&mut ready),
+                Some(&rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }),
+            ) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(_) => break,
+            }
+            for event in &ready {
+                let key = event.data.u64();
+                if key == WAKE_KEY {
+                    self.take_new_connections();
+                } else {
+                    self.serve(key);
+                }
+            }
+            // A full batch: more may be ready behind it.
+            if ready.len() < ready.capacity() {
+                break;
+            }
+        }
+        self.reaps.answer(request);
     }
 
     fn take_new_connections(&mut self) {
@@ -252,18 +361,31 @@ impl EchoLoop {
     }
 
     fn close(&self, connection: Connection) {
+        let Connection {
+            socket,
+            held,
+            peer,
+            moved,
+            error,
+            ..
+        } = connection;
+        // Its descriptors first: once it is said closed, nothing of it is held.
+        drop((socket, held));
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
         (self.events)(ReflectEvent::Closed {
-            peer: connection.peer,
-            bytes: connection.moved,
-            error: connection.error,
+            peer,
+            bytes: moved,
+            error,
         });
-        // Dropping the connection closes its socket and its pipe.
     }
 }
 
 /// Where a connection's bytes wait between arriving and going back.
 enum Held {
+    /// Splice wanted, but no pipe yet: it is made when the first bytes arrive, so that a client
+    /// that goes without sending (a scanner, a connect-and-abort) costs one descriptor, not
+    /// three, and no pipe is made and torn down for it.
+    PipeWhenNeeded,
     /// In a pipe (splice): `bytes` of it filled.
     Pipe {
         read_end: OwnedFd,
@@ -290,21 +412,7 @@ struct Connection {
 impl Connection {
     fn new(socket: OwnedFd, peer: String, zero_copy: bool) -> Connection {
         let held = if zero_copy {
-            // No descriptors left for a pipe: copy instead.
-            match rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK) {
-                Ok((read_end, write_end)) => {
-                    // Best effort (unprivileged users have a quota); the default is 64 KiB.
-                    let capacity =
-                        rustix::pipe::fcntl_setpipe_size(&write_end, PIPE_SIZE).unwrap_or(65_536);
-                    Held::Pipe {
-                        read_end,
-                        write_end,
-                        capacity,
-                        bytes: 0,
-                    }
-                }
-                Err(_) => Held::copy(),
-            }
+            Held::PipeWhenNeeded
         } else {
             Held::copy()
         };
@@ -366,6 +474,17 @@ impl Connection {
     fn fill(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         loop {
             let result = match &mut self.held {
+                // Whether anything came, without taking it: only then is a pipe worth making.
+                Held::PipeWhenNeeded => {
+                    match rustix::net::recv(&self.socket, &mut buffer[..1], RecvFlags::PEEK) {
+                        Ok((0, _)) => Ok(0),
+                        Ok(_) => {
+                            self.held = Held::pipe();
+                            continue;
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
                 Held::Pipe {
                     write_end,
                     capacity,
@@ -414,6 +533,7 @@ impl Connection {
     fn flush(&mut self) -> io::Result<()> {
         loop {
             let result = match &mut self.held {
+                Held::PipeWhenNeeded => return Ok(()),
                 Held::Pipe {
                     read_end, bytes, ..
                 } => {
@@ -459,6 +579,24 @@ impl Connection {
 }
 
 impl Held {
+    /// A pipe for splice; when no descriptors are left for one, the copy path instead.
+    fn pipe() -> Held {
+        match rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK) {
+            Ok((read_end, write_end)) => {
+                // Best effort (unprivileged users have a quota); the default is 64 KiB.
+                let capacity =
+                    rustix::pipe::fcntl_setpipe_size(&write_end, PIPE_SIZE).unwrap_or(65_536);
+                Held::Pipe {
+                    read_end,
+                    write_end,
+                    capacity,
+                    bytes: 0,
+                }
+            }
+            Err(_) => Held::copy(),
+        }
+    }
+
     fn copy() -> Held {
         Held::Copy {
             pending: Vec::new(),
@@ -469,6 +607,7 @@ impl Held {
     /// Bytes waiting to go back.
     fn bytes(&self) -> usize {
         match self {
+            Held::PipeWhenNeeded => 0,
             Held::Pipe { bytes, .. } => *bytes,
             Held::Copy { pending, offset } => pending.len().saturating_sub(*offset),
         }
@@ -574,6 +713,39 @@ mod tests {
                     .all(|(bytes, error)| *bytes == BYTES as u64 && error.is_none())
             );
         }
+    }
+
+    /// Clients that reset before their loop has looked at them: once `reap` returns, the loop
+    /// has closed every one (the count of open connections is back to the live ones), and the
+    /// live client is still echoed.
+    #[test]
+    fn a_reap_closes_every_gone_client_before_it_returns() {
+        const GONE: usize = 300;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let events: EventSink = Arc::new(|_| {});
+        let mut loops = EchoLoops::start(2, true, &stop, &counters, &events).unwrap();
+        let (mut live, side) = tcp_pair();
+        counters.active.fetch_add(1, Ordering::Relaxed);
+        loops.add(side.into(), "live".into());
+        let mut gone = Vec::new();
+        for client in 0..GONE {
+            let (reset, side) = tcp_pair();
+            socket2::SockRef::from(&reset)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            gone.push(reset);
+            counters.active.fetch_add(1, Ordering::Relaxed);
+            loops.add(side.into(), format!("gone {client}"));
+        }
+        drop(gone); // every one sends its reset
+        loops.reap();
+        assert_eq!(counters.active.load(Ordering::Relaxed), 1);
+        live.write_all(b"echo").unwrap();
+        let mut back = [0u8; 4];
+        live.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"echo");
+        drop(loops);
     }
 
     /// A client that resets its connection ends it with the error said, and no other client

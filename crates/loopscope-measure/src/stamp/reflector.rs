@@ -65,8 +65,6 @@ impl ReflectorConfig {
 /// How long a session of a stateless reflector is remembered for RFC 8972's per-session
 /// answers (Direct Measurement counters, Follow-Up Telemetry).
 const STATELESS_SESSION_MEMORY: Duration = Duration::from_secs(60);
-/// Replies whose transmit timestamps may wait on the error queue before they are read.
-const TX_TIMESTAMPS_WAITING: usize = 32;
 /// Sessions remembered at most; silent ones are forgotten first.
 const MAX_SESSIONS: usize = 65_536;
 
@@ -536,7 +534,7 @@ impl DatagramResponder for StampResponder {
             .push_back((t3, unsealed.session, unsealed.sequence));
     }
 
-    fn after_send(&mut self, socket: &UdpSocket, sent: bool) {
+    fn after_send(&mut self, _socket: &UdpSocket, sent: bool) {
         let Some((t3, key, sequence)) = self.sealed.pop_front() else {
             return;
         };
@@ -552,10 +550,13 @@ impl DatagramResponder for StampResponder {
             self.in_flight.push_back((self.sent_ok, t3, key, sequence));
             self.sent_ok = self.sent_ok.wrapping_add(1);
         }
-        // Reading the error queue is a system call or two: per packet only while it is short
-        // (a follow-up then has its timestamp at once), in batches under load, and whenever
-        // the socket goes idle.
-        if self.in_flight.len() >= TX_TIMESTAMPS_WAITING || self.in_flight.len() <= 1 {
+    }
+
+    /// Reading the error queue is a system call: once per batch sent, for all its replies
+    /// (one recvmsg after a lone reply, so a follow-up has its timestamp at once; one recvmmsg
+    /// after a full batch), and whenever the socket goes idle.
+    fn after_batch(&mut self, socket: &UdpSocket) {
+        if !self.in_flight.is_empty() {
             self.collect_tx_timestamps(socket);
         }
     }
