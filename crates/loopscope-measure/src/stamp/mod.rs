@@ -1051,13 +1051,22 @@ pub struct StampSummary {
     pub reply_dscp_min: Option<u8>,
     /// The highest DSCP a reply arrived with.
     pub reply_dscp_max: Option<u8>,
-    /// Loss per direction, from a stateful reflector's own sequence numbers (RFC 8762 §4.3):
-    /// it reflected (highest number + 1) packets, so forward = transmitted − reflected and
-    /// backward = reflected − received. Null unless `--stateful-reflector` says the reflector
-    /// numbers its replies itself (a stateless one copies ours, which says nothing).
+    /// Loss per direction, from a stateful reflector's own sequence numbers (RFC 8762 §4.3),
+    /// over the packets up to the last one answered: of those, it reflected its highest
+    /// number plus one, so forward = answered-through − reflected and backward = reflected −
+    /// received.
+    /// Null unless `--stateful-reflector` says the reflector numbers its replies itself (a
+    /// stateless one copies ours, which says nothing).
     pub forward_lost: Option<u64>,
     /// Backward loss from the stateful reflector's numbers (see `forward_lost`).
     pub backward_lost: Option<u64>,
+    /// Packets after the last one answered, none of them answered: lost, but whether on the
+    /// way out or on the way back no number can tell (the reflector's count of them would
+    /// arrive only in a later reply, and there is none). Counted in `lost`, in neither
+    /// direction: `forward_lost + backward_lost + lost_direction_unknown == lost`, and the
+    /// Direct Measurement figures, taken from the last reply, leave out the same packets.
+    /// Null when no per-direction figure is given.
+    pub lost_direction_unknown: Option<u64>,
     /// "unauthenticated" or "authenticated" (RFC 8762 §4.2), or "twamp-light".
     pub mode: &'static str,
     /// How long the run took, in seconds.
@@ -1195,6 +1204,15 @@ impl StampSummary {
         } else {
             "mixed"
         };
+        // Sequence numbers count from 0: every packet up to the highest one answered had its
+        // chance to be answered, those after it none that we could see.
+        let answered_through = run
+            .one_way_sequence
+            .iter()
+            .map(|(sequence, _, _)| u64::from(*sequence) + 1)
+            .max()
+            .unwrap_or(0);
+        let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
         StampSummary {
             target: target.to_owned(),
             counts: run.counts,
@@ -1220,14 +1238,14 @@ impl StampSummary {
             follow_up_correction_max_us: run.follow_up_correction_max_us.map(round3),
             reply_dscp_min: run.reply_dscp_range.map(|(low, _)| low),
             reply_dscp_max: run.reply_dscp_range.map(|(_, high)| high),
-            forward_lost: run.stateful_reflector.then(|| {
-                let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
-                run.counts.transmitted.saturating_sub(reflected)
-            }),
-            backward_lost: run.stateful_reflector.then(|| {
-                let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
-                reflected.saturating_sub(run.counts.received)
-            }),
+            forward_lost: run
+                .stateful_reflector
+                .then(|| answered_through.saturating_sub(reflected)),
+            backward_lost: run
+                .stateful_reflector
+                .then(|| reflected.saturating_sub(run.counts.received)),
+            lost_direction_unknown: (run.stateful_reflector || run.direct_measurement.is_some())
+                .then(|| run.counts.transmitted.saturating_sub(answered_through)),
             mode: if run.authenticated {
                 "authenticated"
             } else if run.twamp_light {
@@ -1287,10 +1305,16 @@ impl Record for StampSummary {
             self.elapsed_s
         )?;
         if let (Some(forward), Some(backward)) = (self.forward_lost, self.backward_lost) {
-            writeln!(
+            write!(
                 out,
                 "lost forward {forward}, backward {backward} (the stateful reflector's numbers)"
             )?;
+            match self.lost_direction_unknown {
+                Some(unknown) if unknown > 0 => {
+                    writeln!(out, "; {unknown} after the last answer, direction unknown")?
+                }
+                _ => writeln!(out)?,
+            }
         }
         if let Some(interval) = self.achieved_interval_us {
             writeln!(
@@ -1357,6 +1381,45 @@ mod tests {
     /// The summary's JSON names are a contract: this list was written from the summary as it
     /// was before its counts, clocks and figures became shared types, and the summary must give
     /// exactly these names, its values taken from the run.
+    /// A run of ten against a stateful reflector: packet 2 lost on the way out (the reflector
+    /// numbered six packets of 0..=6), packet 4's reply lost on the way back, 7, 8 and 9 never
+    /// answered. The last three cannot be placed: a reflector that got them would have said
+    /// so only in a later reply. Before, they were all called forward loss.
+    #[test]
+    fn losses_after_the_last_answer_have_no_direction() {
+        let mut run = super::SenderRun {
+            stateful_reflector: true,
+            ..Default::default()
+        };
+        run.counts.transmitted = 10;
+        // (sender sequence, reflector sequence) of each reply received.
+        let replies = [(0, 0), (1, 1), (3, 2), (5, 4), (6, 5)];
+        run.counts.received = replies.len() as u64;
+        run.one_way_sequence = replies.iter().map(|&(seq, _)| (seq, 1.0, 1.0)).collect();
+        run.reflector_sequence_max = replies.iter().map(|&(_, reflector)| reflector).max();
+        let summary = super::StampSummary::new("udp://127.0.0.1:862", &run);
+        assert_eq!(summary.lost, 5);
+        assert_eq!(summary.forward_lost, Some(1));
+        assert_eq!(summary.backward_lost, Some(1));
+        assert_eq!(summary.lost_direction_unknown, Some(3));
+
+        // Nothing answered: all of it unplaced.
+        let mut silent = super::SenderRun {
+            stateful_reflector: true,
+            ..Default::default()
+        };
+        silent.counts.transmitted = 4;
+        let summary = super::StampSummary::new("udp://127.0.0.1:862", &silent);
+        assert_eq!(
+            (
+                summary.forward_lost,
+                summary.backward_lost,
+                summary.lost_direction_unknown
+            ),
+            (Some(0), Some(0), Some(4))
+        );
+    }
+
     #[test]
     fn the_summary_json_keeps_its_names() {
         let mut run = super::SenderRun::default();
@@ -1374,7 +1437,7 @@ mod tests {
             duplicates reordered foreign bad_hmac tlv_unrecognized tlv_malformed \
             tlv_integrity_failed dm_forward_lost dm_backward_lost reflector_timestamp_information \
             follow_ups follow_up_correction_max_us reply_dscp_min reply_dscp_max forward_lost \
-            backward_lost mode send_errors elapsed_s achieved_interval_us max_send_lag_us \
+            backward_lost lost_direction_unknown mode send_errors elapsed_s achieved_interval_us max_send_lag_us \
             timestamp_source t1_kernel t4_kernel one_way_requires_synchronised_clocks \
             one_way_valid one_way_withheld reflector_synchronised sender_synchronised \
             sender_error_us reflector_error_us forward_jitter_us backward_jitter_us forward_ttl \
