@@ -25,6 +25,63 @@ fn run(args: &[&str]) -> Output {
     output
 }
 
+/// Waits until the process has its AF_PACKET socket bound to a protocol: from then on the
+/// kernel queues every frame for it, so none injected afterwards is missed (a fixed pause was
+/// not enough on a busy host). The socket is found by its inode, among the process's own
+/// descriptors, in its namespace's `/proc/PID/net/packet` (columns: sk RefCnt Type Proto Iface
+/// R Rmem User Inode): until `ip netns exec` has entered the namespace, that table is the
+/// host's, which may hold other programs' bound sockets.
+fn wait_for_bound_packet_socket(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let own: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                    .filter_map(|target| {
+                        let target = target.to_string_lossy().into_owned();
+                        Some(
+                            target
+                                .strip_prefix("socket:[")?
+                                .strip_suffix(']')?
+                                .to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/packet")).unwrap_or_default();
+        let bound = table.lines().skip(1).any(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns.len() >= 9 && columns[3] != "0000" && own.contains(columns[8])
+        });
+        if bound {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no packet socket bound in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_for_operstate_up(namespace: &str, interface: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = run(&["ip", "-n", namespace, "-j", "link", "show", interface]);
+        let links: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        if links[0]["operstate"] == "UP" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{interface} not up in 60 s: {links}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Deletes the namespaces (and with them the veth pair) even when the test fails.
 struct Namespaces {
     names: Vec<String>,
@@ -110,18 +167,25 @@ fn live_capture_and_nftables_in_namespaces() {
         run(&["ip", "-n", ns, "link", "set", veth, "up"]);
         run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
     }
+    // A veth sends nothing until the kernel's link watcher has seen its carrier and given it
+    // a queue (operstate UP); a frame injected before is dropped.
+    for (ns, veth) in [(&ns_a, &veth_a), (&ns_b, &veth_b)] {
+        wait_for_operstate_up(ns, veth);
+    }
     let mac_a = mac_of(&ns_a, &veth_a);
     let mac_b = mac_of(&ns_b, &veth_b);
 
     // Live mode in B, while A sends the spoofed frames a few times.
-    let listener = Command::new("ip")
+    let mut listener = Command::new("ip")
         .args(["netns", "exec", &ns_b])
         .arg(assert_cmd::cargo::cargo_bin("loopscope"))
         .args([
             "--json",
             "martians",
+            // Ended by Ctrl-C once every frame is sent (it then prints its summary); the
+            // duration only bounds a test that went wrong.
             "--duration",
-            "3s",
+            "120s",
             "--interface",
             &veth_b,
         ])
@@ -132,7 +196,7 @@ fn live_capture_and_nftables_in_namespaces() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for_bound_packet_socket(listener.id());
     for _ in 0..3 {
         inject(
             &ns_a,
@@ -144,6 +208,22 @@ fn live_capture_and_nftables_in_namespaces() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The frames reach B's socket when B's kernel gets to them: Ctrl-C only once all six are
+    // reported (each finding is a line as it is found), or after a minute, whatever came.
+    let mut reader = std::io::BufReader::new(listener.stdout.take().expect("stdout"));
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while text.matches(r#""type":"finding""#).count() < 6 && std::time::Instant::now() < deadline {
+        if std::io::BufRead::read_line(&mut reader, &mut text).unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&listener),
+        rustix::process::Signal::INT,
+    )
+    .expect("SIGINT");
+    std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
     let output = listener.wait_with_output().unwrap();
     assert_eq!(
         output.status.code(),
@@ -151,7 +231,7 @@ fn live_capture_and_nftables_in_namespaces() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let lines = json_lines(&output.stdout);
+    let lines = json_lines(text.as_bytes());
     let findings = of_type(&lines, "finding");
     let sources: std::collections::BTreeSet<&str> = findings
         .iter()
@@ -175,7 +255,8 @@ fn live_capture_and_nftables_in_namespaces() {
     }
     assert_eq!(
         of_type(&lines, "summary")[0]["reasons"]["loopback_source"],
-        6
+        6,
+        "{lines:?}"
     );
 
     // The nftables ruleset: checked, loaded in B, drops the spoofed packets, passes pings.
