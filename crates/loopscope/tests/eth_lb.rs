@@ -163,6 +163,30 @@ fn replies_are_matched_and_round_trips_reported() {
     assert_eq!(reflected["dropped_wrong_level"], 2);
 }
 
+/// tshark on `vA` in `a`, printing `fields` (`|`-separated) of the frames `selection` keeps
+/// (`-f` capture filter or `-Y` display filter), returned once it is seen to capture:
+/// `marker`, eth-lb arguments for a message nobody answers, is sent until tshark shows one,
+/// since the first may leave before the capture has started.
+fn live_fields(a: &Netns, selection: &[&str], fields: &[&str], marker: &[&str]) -> Running {
+    let mut command = a.command("tshark");
+    command
+        .args(["-i", "vA", "-l"])
+        .args(selection)
+        .args(["-T", "fields", "-E", "separator=|"])
+        .args(fields.iter().flat_map(|field| ["-e", field]));
+    let capture = Running::spawn_with_stderr(command, Stdio::null());
+    loop {
+        let (code, _) = eth_lb(a, marker);
+        assert_eq!(code, 1, "nobody answers the marker {marker:?}");
+        if capture
+            .next_line_within(Duration::from_millis(500))
+            .is_some()
+        {
+            return capture;
+        }
+    }
+}
+
 /// `reflect --eth-lb IFACE --level LEVEL EXTRA...` in `netns`, once it says it is ready; and
 /// its MAC.
 fn responder_on(netns: &Netns, interface: &str, level: &str, extra: &[&str]) -> (Running, String) {
@@ -315,51 +339,26 @@ fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
         return;
     };
     let (reflector, mac) = responder_on(&b, "vB", "2", &["--vlan", "100"]);
-    let mut command = a.command("tshark");
-    command
-        .args([
-            "-i",
-            "vA",
-            "-l",
-            "-f",
-            "vlan and ether proto 0x8902",
-            "-T",
-            "fields",
-        ])
-        .args(["-E", "separator=|"])
-        .args(
-            [
-                "eth.src",
-                "eth.dst",
-                "vlan.id",
-                "vlan.priority",
-                "vlan.etype",
-                "cfm.md.level",
-                "cfm.opcode",
-                "cfm.lb.transaction.id",
-                "_ws.malformed",
-                "_ws.expert.severity",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        );
-    let capture = Running::spawn_with_stderr(command, Stdio::null());
     // Tagged messages of VLAN 4000 (which nobody serves) mark the capture as running.
-    loop {
-        let (code, _) = eth_lb(
-            &a,
-            &[
-                "vA", "--to", &mac, "--level", "2", "--vlan", "4000", "-c", "1", "-W", "100ms",
-            ],
-        );
-        assert_eq!(code, 1, "nobody answers on VLAN 4000");
-        if capture
-            .next_line_within(Duration::from_millis(500))
-            .is_some()
-        {
-            break;
-        }
-    }
+    let capture = live_fields(
+        &a,
+        &["-f", "vlan and ether proto 0x8902"],
+        &[
+            "eth.src",
+            "eth.dst",
+            "vlan.id",
+            "vlan.priority",
+            "vlan.etype",
+            "cfm.md.level",
+            "cfm.opcode",
+            "cfm.lb.transaction.id",
+            "_ws.malformed",
+            "_ws.expert.severity",
+        ],
+        &[
+            "vA", "--to", &mac, "--level", "2", "--vlan", "4000", "-c", "1", "-W", "100ms",
+        ],
+    );
     let (code, lines) = eth_lb(
         &a,
         &[
@@ -547,42 +546,25 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
         return;
     };
     let (_reflector, mac) = responder(&b, "5");
-    let mut command = a.command("tshark");
-    command
-        .args(["-i", "vA", "-l", "-f", "ether proto 0x8902", "-T", "fields"])
-        .args(["-E", "separator=|"])
-        .args(
-            [
-                "eth.src",
-                "eth.dst",
-                "cfm.md.level",
-                "cfm.opcode",
-                "cfm.lb.transaction.id",
-                "cfm.tlv.type",
-                "cfm.tlv.tst.test.pattern.type",
-                "_ws.malformed",
-                "_ws.expert.severity",
-                "frame.time_epoch",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        );
-    let capture = Running::spawn_with_stderr(command, Stdio::null());
     // A message of MD level 6 (which nobody answers) marks the capture as running: sent until
     // tshark shows one, since the first may leave before the capture has started.
-    loop {
-        let (code, _) = eth_lb(
-            &a,
-            &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
-        );
-        assert_eq!(code, 1, "no MEP of level 6 answers");
-        if capture
-            .next_line_within(Duration::from_millis(500))
-            .is_some()
-        {
-            break;
-        }
-    }
+    let capture = live_fields(
+        &a,
+        &["-f", "ether proto 0x8902"],
+        &[
+            "eth.src",
+            "eth.dst",
+            "cfm.md.level",
+            "cfm.opcode",
+            "cfm.lb.transaction.id",
+            "cfm.tlv.type",
+            "cfm.tlv.tst.test.pattern.type",
+            "_ws.malformed",
+            "_ws.expert.severity",
+            "frame.time_epoch",
+        ],
+        &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
+    );
     let (code, lines) = eth_lb(
         &a,
         &[
@@ -866,44 +848,27 @@ fn q_in_q_loopback_keeps_both_tags() {
         return;
     };
     let (reflector, mac) = responder_on(&b, "vB", "2", &["--vlan", "100.200"]);
-    let mut command = a.command("tshark");
-    command
-        .args(["-i", "vA", "-l", "-Y", "cfm", "-T", "fields"])
-        .args(["-E", "separator=|"])
-        .args(
-            [
-                "eth.src",
-                "eth.dst",
-                "ieee8021ad.id",
-                "ieee8021ad.priority",
-                "vlan.id",
-                "vlan.priority",
-                "vlan.etype",
-                "cfm.md.level",
-                "cfm.opcode",
-                "_ws.malformed",
-                "_ws.expert.severity",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        );
-    let capture = Running::spawn_with_stderr(command, Stdio::null());
     // Messages of S-VLAN 4000 (which nobody serves) mark the capture as running.
-    loop {
-        let (code, _) = eth_lb(
-            &a,
-            &[
-                "vA", "--to", &mac, "--level", "2", "--vlan", "4000.1", "-c", "1", "-W", "100ms",
-            ],
-        );
-        assert_eq!(code, 1, "nobody answers on S-VLAN 4000");
-        if capture
-            .next_line_within(Duration::from_millis(500))
-            .is_some()
-        {
-            break;
-        }
-    }
+    let capture = live_fields(
+        &a,
+        &["-Y", "cfm"],
+        &[
+            "eth.src",
+            "eth.dst",
+            "ieee8021ad.id",
+            "ieee8021ad.priority",
+            "vlan.id",
+            "vlan.priority",
+            "vlan.etype",
+            "cfm.md.level",
+            "cfm.opcode",
+            "_ws.malformed",
+            "_ws.expert.severity",
+        ],
+        &[
+            "vA", "--to", &mac, "--level", "2", "--vlan", "4000.1", "-c", "1", "-W", "100ms",
+        ],
+    );
     let (code, lines) = eth_lb(
         &a,
         &[
@@ -1063,42 +1028,25 @@ fn identifier_and_unknown_tlvs_go_out_and_come_back() {
         return;
     };
     let (reflector, mac) = responder_on(&b, "vB", "5", &[]);
-    let mut command = a.command("tshark");
-    command
-        .args(["-i", "vA", "-l", "-Y", "cfm", "-T", "fields"])
-        .args(["-E", "separator=|"])
-        .args(
-            [
-                "eth.src",
-                "cfm.md.level",
-                "cfm.opcode",
-                "cfm.tlv.type",
-                "cfm.tlv.length",
-                "cfm.tlv.chassis.id.length",
-                "cfm.tlv.chassis.id.subtype",
-                "cfm.tlv.chassis.id",
-                "cfm.tlv.tst.test.pattern.type",
-                "_ws.malformed",
-                "_ws.expert.severity",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        );
-    let capture = Running::spawn_with_stderr(command, Stdio::null());
     // Messages of level 6 (which nobody answers) mark the capture as running.
-    loop {
-        let (code, _) = eth_lb(
-            &a,
-            &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
-        );
-        assert_eq!(code, 1);
-        if capture
-            .next_line_within(Duration::from_millis(500))
-            .is_some()
-        {
-            break;
-        }
-    }
+    let capture = live_fields(
+        &a,
+        &["-Y", "cfm"],
+        &[
+            "eth.src",
+            "cfm.md.level",
+            "cfm.opcode",
+            "cfm.tlv.type",
+            "cfm.tlv.length",
+            "cfm.tlv.chassis.id.length",
+            "cfm.tlv.chassis.id.subtype",
+            "cfm.tlv.chassis.id",
+            "cfm.tlv.tst.test.pattern.type",
+            "_ws.malformed",
+            "_ws.expert.severity",
+        ],
+        &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
+    );
     let (code, lines) = eth_lb(
         &a,
         &[
