@@ -912,7 +912,8 @@ fn no_exporter_round_trip_reads_shorter_than_the_captured_exchanges() {
     const TOLERANCE_S: f64 = 1e-6;
     let directory = tempfile::tempdir().expect("tempdir");
     let file = directory.path().join("echo.pcap");
-    let mut tcpdump = Command::new("tcpdump")
+    let mut tcpdump = Command::new("tcpdump");
+    tcpdump
         // --immediate-mode: each packet is handed over at once, not when a block of the ring
         // fills or times out; -U writes each one as it comes.
         .args(["-Z", "root", "-U", "--immediate-mode", "-nn", "-i", "lo"])
@@ -921,24 +922,8 @@ fn no_exporter_round_trip_reads_shorter_than_the_captured_exchanges() {
         .arg(format!(
             "icmp and host {ADDRESS} and (icmp[icmptype] == icmp-echo or \
              icmp[icmptype] == icmp-echoreply)"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tcpdump");
-    let mut lines = BufReader::new(tcpdump.stderr.take().expect("piped")).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("listening on") => break,
-            Some(Ok(_)) => continue,
-            _ => {
-                let _ = tcpdump.kill();
-                let _ = tcpdump.wait();
-                panic!("tcpdump did not start listening on lo");
-            }
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+        ));
+    let mut tcpdump = support::tshark::start_tcpdump(tcpdump);
 
     let buckets: Vec<String> = (1..=1000).map(|us| format!("{us}e-6")).collect();
     let exporter = Exporter::start(&format!(

@@ -429,8 +429,8 @@ impl Capture {
         }
         let directory = tempfile::tempdir().expect("temporary directory");
         let file = directory.path().join("echo.pcap");
-        let mut child = netns
-            .command("tcpdump")
+        let mut command = netns.command("tcpdump");
+        command
             // -Z root: tcpdump would otherwise open the file as its own user, who may not
             // enter the temporary directory; -U writes each packet as it comes.
             .args([
@@ -444,26 +444,8 @@ impl Capture {
             ])
             .args(["-c", &packets.to_string(), "-w"])
             .arg(&file)
-            .arg(ECHO_FILTER)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run tcpdump");
-        let stderr = child.stderr.take().expect("piped");
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("listening on") => break,
-                Some(Ok(_)) => continue,
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("tcpdump did not start listening on lo");
-                }
-            }
-        }
-        // Drain the rest of its stderr so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+            .arg(ECHO_FILTER);
+        let child = support::tshark::start_tcpdump(command);
         Some(Capture {
             child,
             file,

@@ -1,8 +1,34 @@
-//! Reading a capture file back with tshark, the reference decoder: one row per packet, one
-//! column per field asked for.
+//! Capturing with tcpdump, and reading a capture file back with tshark, the reference decoder:
+//! one row per packet, one column per field asked for.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+
+/// Starts `tcpdump` (the command as the caller built it, writing a file) and returns once it
+/// says it is listening, so that nothing sent afterwards is missed. Its stderr is drained from
+/// then on so that it never blocks on a full pipe. Fails the test if it stops first.
+pub fn start_tcpdump(mut command: Command) -> Child {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tcpdump");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("listening on") => break,
+            Some(Ok(_)) => continue,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tcpdump stopped before it was listening");
+            }
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
 
 /// `tshark -n -r FILE OPTIONS -T fields -e FIELD...`: one row per packet, one string per field
 /// (empty where the packet has no such field; several occurrences are joined by commas, as
