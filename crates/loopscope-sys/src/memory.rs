@@ -188,24 +188,43 @@ mod tests {
     }
 
     /// Many small blocks freed below one still in use: free(3) cannot shrink the heap past the
-    /// live block, so the freed pages stay resident until the trim discards them. The figures
-    /// come from the kernel (/proc/self/smaps_rollup), not from the allocator.
+    /// live block, so the freed pages normally stay resident until the trim discards them. The
+    /// figures come from the kernel (/proc/self/smaps_rollup), not from the allocator, and are
+    /// the whole process's: other tests of this binary run beside this one, so the bound is
+    /// "back near where it was before the blocks", not an exact count. In one CI run beside
+    /// stress-ng the freed pages had already left before the trim; the property (freed memory
+    /// is not kept) held, and the trim is then asked only to run.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn freed_memory_goes_back_to_the_kernel() {
+        const BLOCKS_KIB: u64 = 64 * 1024;
+        let before = anonymous_kib();
         // Below the mmap threshold, so they come from the heap.
         let blocks: Vec<Vec<u8>> = (0..4096)
             .map(|i| vec![1 + (i % 255) as u8; 16 * 1024])
             .collect();
         let pin = vec![7u8; 1024];
+        let live = anonymous_kib();
+        assert!(
+            live.saturating_sub(before) >= BLOCKS_KIB * 3 / 4,
+            "64 MiB written but only {} KiB resident ({before} -> {live})",
+            live.saturating_sub(before)
+        );
         drop(blocks);
         let freed = anonymous_kib();
-        assert!(release_free_memory(), "nothing was released");
+        let released = release_free_memory();
+        if freed.saturating_sub(before) >= BLOCKS_KIB * 3 / 4 {
+            assert!(
+                released,
+                "64 MiB free and resident, and the trim released nothing"
+            );
+        }
         let trimmed = anonymous_kib();
         assert!(
-            freed.saturating_sub(trimmed) >= 48 * 1024,
-            "64 MiB freed, the trim gave back only {} KiB ({freed} -> {trimmed})",
-            freed.saturating_sub(trimmed)
+            trimmed <= before + BLOCKS_KIB / 4,
+            "64 MiB freed and trimmed, yet {} KiB more resident than before them \
+             ({before} -> {live} live -> {freed} freed -> {trimmed} trimmed)",
+            trimmed.saturating_sub(before)
         );
         assert_eq!(pin[1023], 7);
     }
