@@ -1834,11 +1834,18 @@ fn stamp_suite_sender_against_our_reflector() {
             // it (stamp-suite counts that as repeated). None may name a wrong reply.
             let follow_up = &m["follow_up"];
             let count = |field: &str| follow_up[field].as_u64().expect(field);
-            assert_eq!(count("unavailable"), 1, "{m}");
+            // A reply made before the reflector has read its predecessor's transmit stamp off
+            // the error queue carries a zeroed follow-up (unavailable), as RFC 8972 §4.7 lets
+            // it; that happened once in CI beside stress-ng. Most must still be matched.
+            assert!(count("unavailable") >= 1, "{m}");
             assert_eq!(count("unmatched"), 0, "{m}");
             assert_eq!(count("ambiguous"), 0, "{m}");
-            assert_eq!(count("matched") + count("repeated"), 19, "{m}");
-            assert!(count("matched") >= 1, "{m}");
+            assert_eq!(
+                count("matched") + count("repeated") + count("unavailable"),
+                20,
+                "{m}"
+            );
+            assert!(count("matched") >= 10, "{m}");
         }
         let summary = reflector.finish();
         assert_eq!(summary["reflected"], 40, "{summary}");
