@@ -874,17 +874,6 @@ fn bert_targets_count_bits_and_the_injected_errors() {
     assert_eq!(value("loopscope_bert_runs_total", "clean"), 1.0, "{text}");
 }
 
-/// tshark's `frame.time_epoch` (`1796085473.967481576`) in nanoseconds.
-fn epoch_ns(text: &str) -> Option<u64> {
-    let (seconds, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let nanos: String = fraction
-        .chars()
-        .chain(std::iter::repeat('0'))
-        .take(9)
-        .collect();
-    Some(seconds.parse::<u64>().ok()? * 1_000_000_000 + nanos.parse::<u64>().ok()?)
-}
-
 /// The exporter's ICMP round trips against a packet capture on lo, the reference the CLI's
 /// figures are held against too (tests/ping_icmp.rs): a round trip is taken from the clock read
 /// just before the send call to the kernel's receive stamp of the reply, and the reply's stamp
@@ -1003,7 +992,9 @@ fn no_exporter_round_trip_reads_shorter_than_the_captured_exchanges() {
         let [at, kind, identifier, sequence, length] = columns[..] else {
             continue;
         };
-        let Some(at) = epoch_ns(at) else { continue };
+        let Some(at) = support::tshark::epoch_ns(at) else {
+            continue;
+        };
         if length == "242" {
             continue; // the sentinel
         }

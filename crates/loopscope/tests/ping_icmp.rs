@@ -481,7 +481,7 @@ impl Capture {
             let (Ok(kind), Ok(sequence)) = (kind.parse::<u8>(), sequence.parse::<u64>()) else {
                 continue;
             };
-            let at = epoch_ns(&columns[0]);
+            let at = support::tshark::epoch_ns(&columns[0]).expect("frame.time_epoch");
             match kind {
                 8 | 128 => {
                     if sequence == 1 || requests.is_empty() {
@@ -506,17 +506,6 @@ impl Capture {
         }
         runs
     }
-}
-
-/// tshark's `frame.time_epoch` (`1796085473.967481576`) in nanoseconds.
-fn epoch_ns(text: &str) -> u64 {
-    let (seconds, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let nanos: String = fraction
-        .chars()
-        .chain(std::iter::repeat('0'))
-        .take(9)
-        .collect();
-    seconds.parse::<u64>().expect("seconds") * 1_000_000_000 + nanos.parse::<u64>().expect("ns")
 }
 
 /// The median time between a run's requests on the wire, in seconds.

@@ -56,3 +56,15 @@ pub fn fields(file: &Path, options: &[&str], fields: &[&str]) -> Vec<Vec<String>
         .map(|line| line.split('\t').map(str::to_owned).collect())
         .collect()
 }
+
+/// tshark's `frame.time_epoch` (`1796085473.967481576`) in nanoseconds; `None` when it is not
+/// a number.
+pub fn epoch_ns(text: &str) -> Option<u64> {
+    let (seconds, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let nanos: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(9)
+        .collect();
+    Some(seconds.parse::<u64>().ok()? * 1_000_000_000 + nanos.parse::<u64>().ok()?)
+}
