@@ -15,18 +15,9 @@ mod support;
 use support::running::Running;
 use support::{Netns, summary};
 
-/// Two namespaces joined by a veth: `vA` in the first, `vB` in the second.
+/// Two namespaces joined by a veth: `vA` in the first, `vB` in the second, both up.
 fn two_sides(tag: &str) -> Option<(Netns, Netns)> {
-    let a = Netns::create("lselb", &format!("{tag}a"))?;
-    let b = Netns::create("lselb", &format!("{tag}b"))?;
-    let veth = Command::new("ip")
-        .args([
-            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB", "netns",
-            &b.name,
-        ])
-        .status()
-        .expect("ip link add");
-    assert!(veth.success(), "veth");
+    let (a, b) = support::veth_pair("lselb", &format!("{tag}a"), &format!("{tag}b"))?;
     a.exec("ip", &["link", "set", "vA", "up"]);
     b.exec("ip", &["link", "set", "vB", "up"]);
     Some((a, b))
@@ -648,11 +639,9 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
             .or_else(|_| row[4].parse())
             .unwrap_or_else(|_| panic!("transaction id {row:?}"));
         // Seconds and nanoseconds apart: an f64 of the epoch keeps only microseconds.
-        let (seconds, fraction) = row[9].split_once('.').unwrap_or((row[9], "0"));
-        let nanos = format!("{fraction:0<9}");
-        let at = seconds.parse::<i128>().expect("seconds") * 1_000_000_000
-            + nanos[..9].parse::<i128>().expect("nanoseconds");
-        seen_at.insert((id, row[3]), at);
+        let at =
+            support::tshark::epoch_ns(row[9]).unwrap_or_else(|| panic!("frame.time_epoch {row:?}"));
+        seen_at.insert((id, row[3]), i128::from(at));
         if is_message(row[3], &row[0..2], &own, &mac) {
             messages.push(id);
         } else {
