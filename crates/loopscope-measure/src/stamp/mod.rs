@@ -629,6 +629,7 @@ pub fn send(
     let start = Instant::now();
     let mut last_send = start;
     let mut any_reply = false;
+    let deadline_of = |k: u64| start + Duration::from_nanos((interval_ns * u128::from(k)) as u64);
 
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -637,7 +638,7 @@ pub fn send(
         let now = Instant::now();
         let next = sent.len() as u64;
         if next < count {
-            let deadline = start + Duration::from_nanos((interval_ns * u128::from(next)) as u64);
+            let deadline = deadline_of(next);
             if now >= deadline {
                 if now - estimate_read >= ERROR_ESTIMATE_REFRESH {
                     let gap = if sent_order.is_empty() || largest_gap.is_zero() {
@@ -710,8 +711,18 @@ pub fn send(
             &mut tx_stamps,
             &mut tx_collected,
         );
-        // Drain whatever arrived.
+        // Drain whatever arrived, but a packet that falls due goes out first: replies keep
+        // their kernel T4 in the queue, while each one read before a due send (a system call
+        // and its bookkeeping, a microsecond or two) would be the next send's lateness, tens
+        // of microseconds after a reflector's burst. One reply is read per turn at least, so a
+        // sender behind its schedule still keeps pace with its replies.
+        let next_due = ((sent.len() as u64) < count).then(|| deadline_of(sent.len() as u64));
+        let mut read_this_turn = 0usize;
         loop {
+            if read_this_turn > 0 && next_due.is_some_and(|due| Instant::now() >= due) {
+                break;
+            }
+            read_this_turn += 1;
             let received = match receive(&socket, &mut buffer) {
                 Ok(received) => received,
                 Err(error) if is_would_block(&error) => break,
