@@ -7,12 +7,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use support::running::Running;
 
 /// RFC 8762 §4.2.1: the unauthenticated base packet, sender's and reflector's alike.
 const BASE_LEN: usize = 44;
@@ -78,34 +77,27 @@ fn parse_reply(captured: &str, payload_hex: &str) -> Reply {
     }
 }
 
-/// The reflector in `netns`, listening on `address`: (its process, its stdout, its port).
-/// `ip netns exec` enters the namespace and then executes the program, so the child's pid is
-/// the reflector's.
-fn spawn_reflector(netns: &support::Netns, address: &str) -> (Child, BufReader<ChildStdout>, u16) {
-    let mut child = netns
-        .command(assert_cmd::cargo::cargo_bin("loopscope"))
-        .args([
-            "--json",
+/// The reflector in `netns`, listening on `address`, and its port. `ip netns exec` enters the
+/// namespace and then executes the program, so the child's pid is the reflector's.
+fn spawn_reflector(netns: &support::Netns, address: &str) -> (Running, u16) {
+    let listen = format!("udp://{address}:0");
+    let reflector = Running::start_in(
+        netns,
+        &[
             "reflect",
             "--stamp",
-            &format!("udp://{address}:0"),
+            &listen,
             "--stateful",
             "--allow-remote",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the reflector");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("listening line");
-    let event: Value = serde_json::from_str(&line).expect("listening event is JSON");
-    assert_eq!(event["type"], "listening", "{line}");
-    let port = event["endpoint"]
+        ],
+    );
+    let listening = reflector.wait_for("the listening event", |v| v["type"] == "listening");
+    let port = listening["endpoint"]
         .as_str()
         .and_then(|endpoint| endpoint.rsplit(':').next())
         .and_then(|port| port.parse().ok())
         .expect("a port");
-    (child, stdout, port)
+    (reflector, port)
 }
 
 /// `ip ARGS` in the test's own namespace; fails the test if it fails.
@@ -213,7 +205,7 @@ fn follow_up_carries_the_previous_replys_transmit_stamp_within_a_batch() {
     );
     netns.exec("ip", &["link", "set", &theirs, "up"]);
 
-    let (reflector, reflector_stdout, port) = spawn_reflector(&netns, &reflector_address);
+    let (reflector, port) = spawn_reflector(&netns, &reflector_address);
     let client = UdpSocket::bind((client_address.as_str(), 0)).expect("client socket");
     client
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -243,8 +235,8 @@ fn follow_up_carries_the_previous_replys_transmit_stamp_within_a_batch() {
 
     let mut sequence = 0u32;
     for _round in 0..ROUNDS {
-        signal(&reflector, rustix::process::Signal::STOP);
-        wait_stopped(&reflector);
+        signal(&reflector.child, rustix::process::Signal::STOP);
+        wait_stopped(&reflector.child);
         for i in 0..BURST {
             let ssid = 1 + (i % 2) as u16;
             client
@@ -252,7 +244,7 @@ fn follow_up_carries_the_previous_replys_transmit_stamp_within_a_batch() {
                 .expect("send a request");
             sequence += 1;
         }
-        signal(&reflector, rustix::process::Signal::CONT);
+        signal(&reflector.child, rustix::process::Signal::CONT);
         let mut buffer = [0u8; 256];
         for _ in 0..BURST {
             client.recv(&mut buffer).expect("a reply within a minute");
@@ -260,10 +252,10 @@ fn follow_up_carries_the_previous_replys_transmit_stamp_within_a_batch() {
     }
     let output = support::wait_or_kill(tcpdump, Duration::from_secs(120));
     assert!(output.status.success(), "tcpdump failed");
-    signal(&reflector, rustix::process::Signal::INT);
-    drop(reflector_stdout);
-    let mut reflector = reflector;
-    let _ = reflector.wait();
+    let (summary, code) = reflector.interrupt();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["reflected"], BURST * ROUNDS, "{summary}");
+    assert_eq!(summary["send_errors"], 0, "{summary}");
 
     let rows = support::tshark::fields(&file, &[], &["frame.time_epoch", "udp.payload"]);
     assert_eq!(rows.len(), BURST * ROUNDS, "{rows:?}");
