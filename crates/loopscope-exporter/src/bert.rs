@@ -37,23 +37,21 @@ pub(crate) struct BertCounters {
     pub runs: u64,
 }
 
-/// Runs BERTs over `target` until `stop` (or `global_stop`) is set.
-pub(crate) fn run_forever(
+/// One BERT run over `target`, until `stop` or a link failure; `Some(reason)` when it failed.
+/// The checker is out of sync once the run has ended.
+pub(crate) fn run_once_then_unsync(
     module: &Module,
     target: &Target,
     metrics: &Arc<Mutex<TargetMetrics>>,
     stop: &Arc<AtomicBool>,
-    global_stop: &AtomicBool,
-) {
-    crate::run_continuously(target, metrics, stop, global_stop, || {
-        let error = run_once(module, target, metrics, stop);
-        let mut metrics = crate::lock(metrics);
-        metrics
-            .bert
-            .get_or_insert_with(BertCounters::default)
-            .in_sync = false;
-        error
-    });
+) -> Option<String> {
+    let error = run_once(module, target, metrics, stop);
+    let mut metrics = crate::lock(metrics);
+    metrics
+        .bert
+        .get_or_insert_with(BertCounters::default)
+        .in_sync = false;
+    error
 }
 
 fn run_once(

@@ -306,7 +306,7 @@ impl Exporter {
 /// The loop of a module that runs continuously (bert, martians): `run` until it ends (failed:
 /// `Some(reason)`), counted as one probe of the target, then again after the target's interval,
 /// until `stop` or `global_stop` is set.
-pub(crate) fn run_continuously(
+fn run_continuously(
     target: &Target,
     metrics: &Mutex<TargetMetrics>,
     stop: &AtomicBool,
@@ -415,11 +415,13 @@ fn insert_slot(
         std::thread::Builder::new()
             .name(format!("{}-{}", module.prober.name(), target.name))
             .spawn(move || {
-                if module.prober == Prober::Bert {
-                    bert::run_forever(&module, &target, &metrics, &flag, &shared.stop);
-                } else {
-                    martians::run_forever(&module, &target, &metrics, &flag, &shared.stop);
-                }
+                run_continuously(&target, &metrics, &flag, &shared.stop, || {
+                    if module.prober == Prober::Bert {
+                        bert::run_once_then_unsync(&module, &target, &metrics, &flag)
+                    } else {
+                        martians::capture_once(&module, &target, &metrics, &flag, &shared.stop)
+                    }
+                });
             })
             .ok()
             .map(|handle| (stop, handle))

@@ -25,21 +25,8 @@ pub(crate) struct MartianCounters {
     pub runs: u64,
 }
 
-/// Captures on `target` until `stop` (or `global_stop`) is set.
-pub(crate) fn run_forever(
-    module: &Module,
-    target: &Target,
-    metrics: &Arc<Mutex<TargetMetrics>>,
-    stop: &Arc<AtomicBool>,
-    global_stop: &AtomicBool,
-) {
-    crate::run_continuously(target, metrics, stop, global_stop, || {
-        capture_once(module, target, metrics, stop, global_stop)
-    });
-}
-
 /// One capture run, until stopped or failed; `Some(reason)` when it failed.
-fn capture_once(
+pub(crate) fn capture_once(
     module: &Module,
     target: &Target,
     metrics: &Arc<Mutex<TargetMetrics>>,

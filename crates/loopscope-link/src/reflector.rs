@@ -653,14 +653,7 @@ fn serve_listener<L: AsFd>(
         }
         let (conn, peer) = match accept(listener) {
             Ok(accepted) => accepted,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if interrupted_or_not_ready(&e) => continue,
             Err(e)
                 if e.raw_os_error() == Some(libc::EMFILE)
                     || e.raw_os_error() == Some(libc::ENFILE) =>
@@ -1123,6 +1116,15 @@ impl DatagramGate {
             .datagram_bytes_reflected
             .fetch_add(bytes, Ordering::Relaxed);
     }
+}
+
+/// A signal broke the call off, or nothing was there after all (a readiness that went stale):
+/// the caller waits and tries again.
+fn interrupted_or_not_ready(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    )
 }
 
 fn count_received(counters: &Counters, len: usize) {
@@ -1692,20 +1694,10 @@ fn serve_unix_datagram(
         }
         let (n, source) = match socket.recv_from(&mut buffer) {
             Ok(received) => received,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if interrupted_or_not_ready(&e) => continue,
             Err(e) => return Err(e),
         };
-        counters.datagrams_received.fetch_add(1, Ordering::Relaxed);
-        counters
-            .datagram_bytes_received
-            .fetch_add(length.max(n) as u64, Ordering::Relaxed);
+        count_received(counters, length.max(n));
         let now = Instant::now();
         if length > n {
             counters.datagrams_truncated.fetch_add(1, Ordering::Relaxed);

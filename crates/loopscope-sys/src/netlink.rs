@@ -353,18 +353,30 @@ impl RouteSocket {
         })
     }
 
+    /// Dumps `request` and keeps what `pick` makes of each reply (the replies of the kind asked
+    /// for; it drops the rest).
+    fn dump_picking<T>(
+        &mut self,
+        request: RouteNetlinkMessage,
+        pick: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        Ok(self
+            .channel
+            .dump(request)?
+            .into_iter()
+            .filter_map(pick)
+            .collect())
+    }
+
     /// Every interface.
     pub fn interfaces(&mut self) -> Result<Vec<Interface>, NetlinkError> {
-        let replies = self
-            .channel
-            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|message| match message {
+        self.dump_picking(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            |message| match message {
                 RouteNetlinkMessage::NewLink(link) => Some(interface_from(&link)),
                 _ => None,
-            })
-            .collect())
+            },
+        )
     }
 
     /// Sets the interface `index` administratively up (IFF_UP), as `ip link set DEV up`.
@@ -378,30 +390,24 @@ impl RouteSocket {
 
     /// Every address of both families.
     pub fn addresses(&mut self) -> Result<Vec<InterfaceAddress>, NetlinkError> {
-        let replies = self
-            .channel
-            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|message| match message {
+        self.dump_picking(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            |message| match message {
                 RouteNetlinkMessage::NewAddress(address) => address_from(&address),
                 _ => None,
-            })
-            .collect())
+            },
+        )
     }
 
     /// Every neighbour-table entry of both families.
     pub fn neighbours(&mut self) -> Result<Vec<Neighbour>, NetlinkError> {
-        let replies = self.channel.dump(RouteNetlinkMessage::GetNeighbour(
-            NeighbourMessage::default(),
-        ))?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|message| match message {
+        self.dump_picking(
+            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+            |message| match message {
                 RouteNetlinkMessage::NewNeighbour(neighbour) => neighbour_from(&neighbour),
                 _ => None,
-            })
-            .collect())
+            },
+        )
     }
 
     /// Every route of both families in every table.
