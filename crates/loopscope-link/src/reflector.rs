@@ -1267,6 +1267,14 @@ pub trait DatagramResponder: Send {
     fn seal(&mut self, reply: &mut [u8]) {
         let _ = reply;
     }
+    /// Asked before each reply of a batch but the first is sealed: whether it must wait until
+    /// the replies sealed before it have left (and `after_send` was told). The loop then sends
+    /// those first, with a system call of their own. STAMP's Follow-Up Telemetry carries the
+    /// transmit timestamp of the previous reply of its session, which that reply has only
+    /// once it was sent.
+    fn seal_waits_for_sent(&self) -> bool {
+        false
+    }
     /// Told after each reply went out (`sent`) or failed, in the order `respond` gave them;
     /// the socket is there to read what the send left behind (transmit timestamps on the
     /// error queue).
@@ -1558,11 +1566,29 @@ impl BatchSender<'_> {
         replies: &mut [&mut [u8]],
         run: &[Outgoing],
     ) {
-        // The last moment a reply can change: STAMP reads T3 here, just before the one system
-        // call that sends the run.
-        for reply in run {
-            responder.seal(&mut replies[reply.slot][..reply.len]);
+        let mut start = 0;
+        while start < run.len() {
+            // The last moment a reply can change: STAMP reads T3 here, just before the one
+            // system call that sends the run, or the part of it up to a reply that must wait
+            // for the ones before it to have left.
+            let mut end = start;
+            while end < run.len() && (end == start || !responder.seal_waits_for_sent()) {
+                let reply = run[end];
+                responder.seal(&mut replies[reply.slot][..reply.len]);
+                end += 1;
+            }
+            self.send_sealed(responder, gate, replies, &run[start..end]);
+            start = end;
         }
+    }
+
+    fn send_sealed(
+        &mut self,
+        responder: &mut dyn DatagramResponder,
+        gate: &mut DatagramGate,
+        replies: &[&mut [u8]],
+        run: &[Outgoing],
+    ) {
         let batch: Vec<(&[u8], SocketAddr)> = run
             .iter()
             .map(|reply| (&replies[reply.slot][..reply.len], reply.to))

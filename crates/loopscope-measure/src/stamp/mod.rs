@@ -454,39 +454,47 @@ pub struct SenderRun {
 /// How often the sender re-reads the clock's sync status and re-encodes its Error Estimate.
 pub(crate) const ERROR_ESTIMATE_REFRESH: Duration = Duration::from_secs(1);
 
-/// Reads every transmit timestamp queued on the socket's error queue and files it with the
-/// packet it belongs to (`sent_order[id]` is the sequence number of the id-th packet the kernel
-/// took), a batch per system call, and keeps in `largest_gap` the largest gap seen between a
-/// packet's carried time and its kernel stamp.
-fn collect_tx_timestamps(
-    socket: &UdpSocket,
-    sent: &mut [Sent],
-    sent_order: &[u32],
-    largest_gap: &mut Duration,
-    stamps: &mut Vec<loopscope_sys::TxTimestamp>,
-    collected: &mut usize,
-) {
-    loop {
-        // Packets the kernel took whose stamp is not read yet: none, no system call (the
-        // sender looks between every two sends); one, a plain recvmsg; more, a batch.
-        let expected = sent_order.len().saturating_sub(*collected);
-        if expected == 0 {
-            break;
-        }
-        stamps.clear();
-        let read = loopscope_sys::recv_tx_timestamps(socket, stamps, expected).unwrap_or(0);
-        *collected += stamps.len();
-        for stamp in stamps.iter() {
-            let Some(&sequence) = sent_order.get(stamp.id as usize) else {
-                continue;
-            };
-            if let Some(slot) = sent.get_mut(sequence as usize) {
-                slot.kernel_t1 = Some(stamp.at);
-                *largest_gap = (*largest_gap).max(stamp.at.saturating_sub(slot.user_t1));
+/// The sender's transmit timestamps: which packet each belongs to, how many were read, and
+/// the largest gap seen between a packet's carried time and its kernel stamp.
+struct TxStamps {
+    /// The sequence numbers of the packets the kernel took, in order: SOF_TIMESTAMPING_OPT_ID
+    /// numbers transmit timestamps by this order (`sent_order[id]` is the sequence number of
+    /// the id-th packet the kernel took).
+    sent_order: Vec<u32>,
+    /// Transmit timestamps read so far: the kernel queues one per packet it took.
+    collected: usize,
+    largest_gap: Duration,
+    /// The stamps of one error-queue read (kept: no allocation per read).
+    buffer: Vec<loopscope_sys::TxTimestamp>,
+}
+
+impl TxStamps {
+    /// Reads every transmit timestamp queued on the socket's error queue and files it with the
+    /// packet it belongs to, a batch per system call.
+    fn collect(&mut self, socket: &UdpSocket, sent: &mut [Sent]) {
+        loop {
+            // Packets the kernel took whose stamp is not read yet: none, no system call (the
+            // sender looks between every two sends); one, a plain recvmsg; more, a batch.
+            let expected = self.sent_order.len().saturating_sub(self.collected);
+            if expected == 0 {
+                break;
             }
-        }
-        if read < expected.min(loopscope_sys::TX_TIMESTAMP_BATCH) {
-            break;
+            self.buffer.clear();
+            let read =
+                loopscope_sys::recv_tx_timestamps(socket, &mut self.buffer, expected).unwrap_or(0);
+            self.collected += self.buffer.len();
+            for stamp in &self.buffer {
+                let Some(&sequence) = self.sent_order.get(stamp.id as usize) else {
+                    continue;
+                };
+                if let Some(slot) = sent.get_mut(sequence as usize) {
+                    slot.kernel_t1 = Some(stamp.at);
+                    self.largest_gap = self.largest_gap.max(stamp.at.saturating_sub(slot.user_t1));
+                }
+            }
+            if read < expected.min(loopscope_sys::TX_TIMESTAMP_BATCH) {
+                break;
+            }
         }
     }
 }
@@ -576,13 +584,12 @@ pub fn send(
             replies: u32::MAX,
         },
     );
-    // The sequence numbers of the packets the kernel took, in order: SOF_TIMESTAMPING_OPT_ID
-    // numbers transmit timestamps by this order.
-    let mut sent_order: Vec<u32> = prefaulted(planned, u32::MAX);
-    let mut largest_gap = Duration::ZERO;
-    let mut tx_stamps = Vec::with_capacity(loopscope_sys::TX_TIMESTAMP_BATCH);
-    // Transmit timestamps read so far: the kernel queues one per packet it took.
-    let mut tx_collected = 0usize;
+    let mut tx = TxStamps {
+        sent_order: prefaulted(planned, u32::MAX),
+        collected: 0,
+        largest_gap: Duration::ZERO,
+        buffer: Vec::with_capacity(loopscope_sys::TX_TIMESTAMP_BATCH),
+    };
     let mut run = SenderRun {
         clocks: StampClocks {
             reflector_synchronised: true,
@@ -641,10 +648,10 @@ pub fn send(
             let deadline = deadline_of(next);
             if now >= deadline {
                 if now - estimate_read >= ERROR_ESTIMATE_REFRESH {
-                    let gap = if sent_order.is_empty() || largest_gap.is_zero() {
+                    let gap = if tx.sent_order.is_empty() || tx.largest_gap.is_zero() {
                         UNMEASURED_SEND_GAP
                     } else {
-                        largest_gap
+                        tx.largest_gap
                     };
                     error_estimate = clock_error_estimate(config.format, gap);
                     estimate_read = now;
@@ -678,7 +685,7 @@ pub fn send(
                 match socket.send(&packet) {
                     Ok(_) => {
                         run.counts.transmitted += 1;
-                        sent_order.push(sequence);
+                        tx.sent_order.push(sequence);
                     }
                     Err(error) => {
                         run.counts.send_errors += 1;
@@ -703,14 +710,7 @@ pub fn send(
             }
             wait_readable(&socket, end - now)?;
         }
-        collect_tx_timestamps(
-            &socket,
-            &mut sent,
-            &sent_order,
-            &mut largest_gap,
-            &mut tx_stamps,
-            &mut tx_collected,
-        );
+        tx.collect(&socket, &mut sent);
         // Drain whatever arrived, but a packet that falls due goes out first: replies keep
         // their kernel T4 in the queue, while each one read before a due send (a system call
         // and its bookkeeping, a microsecond or two) would be the next send's lateness, tens
@@ -757,14 +757,7 @@ pub fn send(
                 .get(reply.sender_sequence as usize)
                 .is_some_and(|slot| slot.kernel_t1.is_none())
             {
-                collect_tx_timestamps(
-                    &socket,
-                    &mut sent,
-                    &sent_order,
-                    &mut largest_gap,
-                    &mut tx_stamps,
-                    &mut tx_collected,
-                );
+                tx.collect(&socket, &mut sent);
             }
             let Some(slot) = sent.get_mut(reply.sender_sequence as usize) else {
                 run.counts.foreign += 1;

@@ -242,6 +242,11 @@ struct Unsealed {
     format: loopscope_wire::stamp::TimestampFormat,
     session: (SocketAddr, u16),
     sequence: u32,
+    /// Where its Follow-Up Telemetry value and its HMAC TLV are in the reply's tail (after the
+    /// base packet), when it has them (the follow-up is written at `seal`, the HMAC TLV again
+    /// over it).
+    follow_up_at: Option<usize>,
+    hmac_at: Option<usize>,
 }
 
 /// The STAMP Session-Reflector, plugged into `loopscope-link`'s reflector.
@@ -266,6 +271,9 @@ pub struct StampResponder {
     sent_ok: u32,
     /// The transmit timestamps of one error-queue read (kept: no allocation per read).
     tx_stamps: Vec<loopscope_sys::TxTimestamp>,
+    /// The serving socket (a second descriptor of it), to read transmit timestamps off its
+    /// error queue when sealing a reply whose Follow-Up Telemetry needs one not yet read.
+    error_queue: Option<UdpSocket>,
 }
 
 impl StampResponder {
@@ -285,6 +293,7 @@ impl StampResponder {
             sealed: VecDeque::new(),
             sent_ok: 0,
             tx_stamps: Vec::with_capacity(loopscope_sys::TX_TIMESTAMP_BATCH),
+            error_queue: None,
         }
     }
 
@@ -342,6 +351,50 @@ impl StampResponder {
         self.tx_stamps = stamps;
     }
 
+    /// Writes a reply's Follow-Up Telemetry (RFC 8972 §4.7) as it is about to leave: the
+    /// session's last reply sent, and its kernel transmit timestamp.
+    ///
+    /// Why here and so: `respond` runs for a whole batch before any of it is sent, so a request
+    /// whose predecessor in the session came in the same batch would name an older reply, and
+    /// one whose predecessor's stamp has not been read yet would carry zeros. The loop seals
+    /// each reply just before its send, and holds one back until the replies of its session
+    /// sealed before it have left (`seal_waits_for_sent`: one more sendmmsg, only for
+    /// follow-up requests of one session in one batch; other traffic keeps one system call per
+    /// batch). The stamp of a reply the kernel has taken is then normally on the error queue
+    /// already (the software transmit timestamp is taken by the driver inside the send on
+    /// loopback and veth), so one non-blocking read gets it. We do not wait for a stamp still
+    /// missing (a queueing discipline or a driver that stamps later, an error queue full under
+    /// load): that would stall every session behind one, and zeros stay the honest answer the
+    /// RFC allows for "unavailable"; never a stamp of another reply.
+    fn answer_follow_up(&mut self, unsealed: &Unsealed, at: usize, reply: &mut [u8]) {
+        let pending = |sessions: &Sessions| {
+            sessions
+                .sessions
+                .get(&unsealed.session)
+                .is_some_and(|session| matches!(session.last_reply, Some((_, None))))
+        };
+        if pending(&self.sessions)
+            && !self.in_flight.is_empty()
+            && let Some(socket) = self.error_queue.take()
+        {
+            self.collect_tx_timestamps(&socket);
+            self.error_queue = Some(socket);
+        }
+        let last_reply = self
+            .sessions
+            .sessions
+            .get(&unsealed.session)
+            .and_then(|session| session.last_reply);
+        let base = self.mode.base_len();
+        let hmac = match (&self.config.auth, unsealed.hmac_at) {
+            (Some(key), Some(hmac_at)) => Some((key, hmac_at, unsealed.sequence)),
+            _ => None,
+        };
+        if let Some(tail) = reply.get_mut(base..) {
+            tlv::answer_follow_up(tail, at, last_reply, unsealed.format, hmac);
+        }
+    }
+
     fn file_tx_timestamp(&mut self, stamp: loopscope_sys::TxTimestamp) {
         while let Some(&(id, carried, key, sequence)) = self.in_flight.front() {
             if id.wrapping_sub(stamp.id) as i32 > 0 {
@@ -368,6 +421,7 @@ impl DatagramResponder for StampResponder {
     fn prepare(&mut self, socket: &UdpSocket) -> io::Result<()> {
         let ipv6 = socket.local_addr()?.is_ipv6();
         loopscope_sys::enable_datagram_metadata(socket, ipv6, true)?;
+        self.error_queue = Some(socket.try_clone()?);
         // Ready only once T2 can come from the kernel (or after a bounded wait; each packet
         // still counts whether its T2 did).
         let _ = super::wait_for_receive_timestamps();
@@ -502,6 +556,8 @@ impl DatagramResponder for StampResponder {
             format,
             session: key,
             sequence,
+            follow_up_at: outcome.follow_up_at,
+            hmac_at: outcome.hmac_at,
         });
         if outcome.requested_dscp.is_some() {
             add(&counters.dscp_from_cos, 1);
@@ -523,6 +579,9 @@ impl DatagramResponder for StampResponder {
         let Some(unsealed) = self.unsealed.pop_front() else {
             return;
         };
+        if let Some(at) = unsealed.follow_up_at {
+            self.answer_follow_up(&unsealed, at, reply);
+        }
         let t3 = wall_clock();
         if let Ok(mut out) = ReflectorPacket::new_checked(&mut *reply, self.mode) {
             out.set_timestamp(Timestamp::from_unix(t3, unsealed.format));
@@ -532,6 +591,19 @@ impl DatagramResponder for StampResponder {
         }
         self.sealed
             .push_back((t3, unsealed.session, unsealed.sequence));
+    }
+
+    /// A reply with Follow-Up Telemetry whose session has a reply sealed before it in this
+    /// batch waits for that one to leave, so that it can carry its transmit timestamp (see
+    /// [`StampResponder::answer_follow_up`]).
+    fn seal_waits_for_sent(&self) -> bool {
+        match self.unsealed.front() {
+            Some(next) if next.follow_up_at.is_some() => self
+                .sealed
+                .iter()
+                .any(|&(_, session, _)| session == next.session),
+            _ => false,
+        }
     }
 
     fn after_send(&mut self, _socket: &UdpSocket, sent: bool) {

@@ -73,6 +73,11 @@ pub struct TlvOutcome {
     pub integrity_failed: u32,
     /// DSCP1 of a Class of Service TLV: the DSCP the reply must carry.
     pub requested_dscp: Option<u8>,
+    /// Where a well-formed Follow-Up Telemetry TLV's value starts in the tail: the reflector
+    /// writes it again when it sends the reply (see [`answer_follow_up`]).
+    pub follow_up_at: Option<usize>,
+    /// Where the HMAC TLV starts in the tail, when one was answered with a key.
+    pub hmac_at: Option<usize>,
 }
 
 const FLAG_BITS: u8 = tlv_flags::U | tlv_flags::M | tlv_flags::I;
@@ -250,13 +255,8 @@ pub fn reflect_tlvs(
             tlv_type::FOLLOW_UP_TELEMETRY => {
                 let ok = fixed(tlv_len::FOLLOW_UP_TELEMETRY);
                 if ok {
-                    value.fill(0);
-                    if let Some((sequence, Some(sent))) = facts.last_reply {
-                        value[0..4].copy_from_slice(&sequence.to_be_bytes());
-                        let stamp = Timestamp::from_unix(sent, facts.format);
-                        value[4..12].copy_from_slice(&stamp.0.to_be_bytes());
-                        value[12] = timestamp_method::SOFTWARE;
-                    }
+                    write_follow_up(value, facts.last_reply, facts.format);
+                    outcome.follow_up_at = Some(value_at);
                 }
                 Some(ok)
             }
@@ -295,8 +295,48 @@ pub fn reflect_tlvs(
         }
         let tag = tlv_hmac(key, reply_sequence, reply, offset);
         reply[value_at..value_at + tlv_len::HMAC].copy_from_slice(&tag);
+        outcome.hmac_at = Some(offset);
     }
     outcome
+}
+
+/// A Follow-Up Telemetry value (RFC 8972 §4.7): the sequence number of the session's previous
+/// reply and the kernel's transmit timestamp of it, method software; all zeros when there is no
+/// previous reply or its timestamp is not known (the RFC's "unavailable").
+fn write_follow_up(
+    value: &mut [u8],
+    last_reply: Option<(u32, Option<Duration>)>,
+    format: TimestampFormat,
+) {
+    value.fill(0);
+    if let Some((sequence, Some(sent))) = last_reply {
+        value[0..4].copy_from_slice(&sequence.to_be_bytes());
+        let stamp = Timestamp::from_unix(sent, format);
+        value[4..12].copy_from_slice(&stamp.0.to_be_bytes());
+        value[12] = timestamp_method::SOFTWARE;
+    }
+}
+
+/// Writes a reply's Follow-Up Telemetry value again, at `follow_up_at` in its `tail` (from
+/// [`TlvOutcome::follow_up_at`]), with what is known when the reply is about to leave, and
+/// the HMAC TLV after it (`hmac_at`, [`TlvOutcome::hmac_at`]) again over the new value.
+pub fn answer_follow_up(
+    tail: &mut [u8],
+    follow_up_at: usize,
+    last_reply: Option<(u32, Option<Duration>)>,
+    format: TimestampFormat,
+    hmac: Option<(&StampKey, usize, u32)>,
+) {
+    if let Some(value) = tail.get_mut(follow_up_at..follow_up_at + tlv_len::FOLLOW_UP_TELEMETRY) {
+        write_follow_up(value, last_reply, format);
+    }
+    if let Some((key, hmac_at, reply_sequence)) = hmac {
+        let value_at = hmac_at + TLV_HEADER_LEN;
+        if value_at + tlv_len::HMAC <= tail.len() {
+            let tag = tlv_hmac(key, reply_sequence, tail, hmac_at);
+            tail[value_at..value_at + tlv_len::HMAC].copy_from_slice(&tag);
+        }
+    }
 }
 
 /// The HMAC TLV's value (RFC 8972 §4.8): HMAC-SHA-256, first 128 bits, over the base
