@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod jack;
+pub mod routed;
 pub mod running;
 pub mod tshark;
 
