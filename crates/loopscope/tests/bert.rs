@@ -200,6 +200,14 @@ fn bits_lsb_first(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// `loopscope --json pattern check PATH ARGS`: exit code and JSON lines.
+fn pattern_check(path: &std::path::Path, args: &[&str]) -> (i32, Vec<Value>) {
+    let mut all = vec!["pattern", "check", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let (code, lines, _) = run_json(&all);
+    (code, lines)
+}
+
 #[test]
 fn generated_files_follow_the_o150_recurrence_and_check_clean() {
     let (_dir, path) = generated_prbs9();
@@ -210,15 +218,7 @@ fn generated_files_follow_the_o150_recurrence_and_check_clean() {
     assert!((9..bits.len()).all(|t| bits[t] == bits[t - 5] ^ bits[t - 9]));
     assert!(bits.contains(&1));
 
-    let (code, lines, _) = run_json(&[
-        "pattern",
-        "check",
-        path.to_str().unwrap(),
-        "--pattern",
-        "auto",
-        "--bit-rate",
-        "8k",
-    ]);
+    let (code, lines) = pattern_check(&path, &["--pattern", "auto", "--bit-rate", "8k"]);
     assert_eq!(code, 0);
     let s = summary(&lines);
     assert_eq!(s["pattern"], "prbs9");
@@ -235,13 +235,7 @@ fn generated_files_follow_the_o150_recurrence_and_check_clean() {
     let mut damaged = bytes.clone();
     damaged[2000] ^= 0x10;
     std::fs::write(&path, &damaged).unwrap();
-    let (code, lines, _) = run_json(&[
-        "pattern",
-        "check",
-        path.to_str().unwrap(),
-        "--pattern",
-        "prbs9",
-    ]);
+    let (code, lines) = pattern_check(&path, &["--pattern", "prbs9"]);
     assert_eq!(code, 1);
     let s = summary(&lines);
     assert_eq!(s["bit_errors"], 1);
@@ -323,15 +317,7 @@ fn g821_counts_whole_seconds_and_reports_the_partial_one_apart() {
     bytes[1500] ^= 0x10; // bit 1500 * 8 + 4 = 12004
     bytes[4090] ^= 0x10; // bit 32724
     std::fs::write(&path, &bytes).unwrap();
-    let (code, lines, _) = run_json(&[
-        "pattern",
-        "check",
-        path.to_str().unwrap(),
-        "--pattern",
-        "prbs9",
-        "--bit-rate",
-        "8000",
-    ]);
+    let (code, lines) = pattern_check(&path, &["--pattern", "prbs9", "--bit-rate", "8000"]);
     assert_eq!(code, 1);
     let s = summary(&lines);
     assert_eq!(s["bit_errors"], 2, "{s}");

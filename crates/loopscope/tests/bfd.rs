@@ -725,49 +725,41 @@ fn frr_available() -> bool {
     true
 }
 
-/// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2,
-/// 10.77.0.3 and 10.77.0.4 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
-/// `prefix` tells apart the namespaces of tests that run at once.
-fn two_sides(prefix: &str) -> Option<(Netns, Netns)> {
-    let a = Netns::create(prefix, "frr")?;
-    let b = Netns::create(prefix, "ls")?;
-    let veth = Command::new("ip")
-        .args([
-            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
-        ])
-        .args(["netns", &b.name])
-        .status()
-        .expect("ip link add");
-    assert!(veth.success(), "veth");
-    for (ns, lines) in [
-        (
-            &a,
-            &[
-                "link set lo up",
-                "addr add 10.77.0.1/24 dev vA",
-                "link set vA up",
-                "addr add 10.255.0.1/32 dev lo",
-                "route add 10.255.0.2/32 via 10.77.0.2",
-            ][..],
-        ),
-        (
-            &b,
-            &[
-                "link set lo up",
-                "addr add 10.77.0.2/24 dev vB",
-                "addr add 10.77.0.3/24 dev vB",
-                "addr add 10.77.0.4/24 dev vB",
-                "link set vB up",
-                "addr add 10.255.0.2/32 dev lo",
-                "route add 10.255.0.1/32 via 10.77.0.1",
-            ][..],
-        ),
-    ] {
+/// Side A (`PREFIX-frr-pid`) and side B (`PREFIX-ls-pid`) joined by a veth (`vA`, `vB`), each
+/// set up by its `ip` command lines.
+fn sides(prefix: &str, a_lines: &[&str], b_lines: &[&str]) -> Option<(Netns, Netns)> {
+    let (a, b) = support::veth_pair(prefix, "frr", "ls")?;
+    for (ns, lines) in [(&a, a_lines), (&b, b_lines)] {
         for line in lines {
             ns.exec("ip", &line.split_whitespace().collect::<Vec<_>>());
         }
     }
     Some((a, b))
+}
+
+/// Side A (FRR): 10.77.0.1 on the veth, 10.255.0.1 on lo. Side B (loopscope): 10.77.0.2,
+/// 10.77.0.3 and 10.77.0.4 on the veth, 10.255.0.2 on lo; each side routes to the other's loopback.
+/// `prefix` tells apart the namespaces of tests that run at once.
+fn two_sides(prefix: &str) -> Option<(Netns, Netns)> {
+    sides(
+        prefix,
+        &[
+            "link set lo up",
+            "addr add 10.77.0.1/24 dev vA",
+            "link set vA up",
+            "addr add 10.255.0.1/32 dev lo",
+            "route add 10.255.0.2/32 via 10.77.0.2",
+        ],
+        &[
+            "link set lo up",
+            "addr add 10.77.0.2/24 dev vB",
+            "addr add 10.77.0.3/24 dev vB",
+            "addr add 10.77.0.4/24 dev vB",
+            "link set vB up",
+            "addr add 10.255.0.2/32 dev lo",
+            "route add 10.255.0.1/32 via 10.77.0.1",
+        ],
+    )
 }
 
 const FRR_CONFIG: &str = "bfd
@@ -790,6 +782,23 @@ const FRR_CONFIG: &str = "bfd
 !
 ";
 
+/// `loopscope bfd` on side B (10.77.0.2) to bfdd on side A (10.77.0.1) at 200 ms both ways,
+/// the timers bfdd has for this peer, with `extra` options.
+fn speaker_to_bfdd(b: &Netns, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "bfd",
+        "udp://10.77.0.1",
+        "--local",
+        "10.77.0.2",
+        "--min-tx",
+        "200ms",
+        "--min-rx",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    Running::start_in(b, &args)
+}
+
 #[test]
 fn interoperates_with_frr_bfdd() {
     if !frr_available() {
@@ -801,21 +810,7 @@ fn interoperates_with_frr_bfdd() {
     let frr = Frr::start(&a, FRR_CONFIG);
 
     // 1. loopscope speaks to bfdd, single hop on the veth.
-    let speaker = Running::start_in(
-        &b,
-        &[
-            "bfd",
-            "udp://10.77.0.1",
-            "--local",
-            "10.77.0.2",
-            "--min-tx",
-            "200ms",
-            "--min-rx",
-            "200ms",
-            "--retime",
-            "2s:300ms:300ms:4",
-        ],
-    );
+    let speaker = speaker_to_bfdd(&b, &["--retime", "2s:300ms:300ms:4"]);
     speaker.wait_for("Up", is_state("Up"));
     frr.peer_json_when("the session up", "10.77.0.2", |p| p["status"] == "up");
     // Our Poll Sequence: bfdd sees the new timers.
@@ -1096,23 +1091,7 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
     }
     let frr = Frr::start(&a, FRR_ECHO_CONFIG);
     let forwarded_before = forwarded_datagrams(&a);
-    let speaker = Running::start_in(
-        &b,
-        &[
-            "bfd",
-            "udp://10.77.0.1",
-            "--local",
-            "10.77.0.2",
-            "--min-tx",
-            "200ms",
-            "--min-rx",
-            "200ms",
-            "--echo",
-            "100ms",
-            "--echo-rx",
-            "100ms",
-        ],
-    );
+    let speaker = speaker_to_bfdd(&b, &["--echo", "100ms", "--echo-rx", "100ms"]);
     let path = speaker.wait_for("the echo path", |v| v["type"] == "echo_path");
     assert_eq!(path["via"], "forwarding", "{path}");
     assert_eq!(path["interface"], "vB", "{path}");
@@ -1172,43 +1151,23 @@ fn echo_packets_loop_through_the_peers_forwarding_plane_both_ways_with_bfdd() {
 /// Side A (FRR): fe80::1 on vA. Side B (loopscope): fe80::2, fe80::3 and fe80::4 on vB. No addresses
 /// of the kernel's own making, so each side speaks from the one it is given.
 fn two_link_local_sides(prefix: &str) -> Option<(Netns, Netns)> {
-    let a = Netns::create(prefix, "frr")?;
-    let b = Netns::create(prefix, "ls")?;
-    let veth = Command::new("ip")
-        .args([
-            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
-        ])
-        .args(["netns", &b.name])
-        .status()
-        .expect("ip link add");
-    assert!(veth.success(), "veth");
-    for (ns, lines) in [
-        (
-            &a,
-            &[
-                "link set lo up",
-                "link set vA addrgenmode none",
-                "addr add fe80::1/64 dev vA nodad",
-                "link set vA up",
-            ][..],
-        ),
-        (
-            &b,
-            &[
-                "link set lo up",
-                "link set vB addrgenmode none",
-                "addr add fe80::2/64 dev vB nodad",
-                "addr add fe80::3/64 dev vB nodad",
-                "addr add fe80::4/64 dev vB nodad",
-                "link set vB up",
-            ][..],
-        ),
-    ] {
-        for line in lines {
-            ns.exec("ip", &line.split_whitespace().collect::<Vec<_>>());
-        }
-    }
-    Some((a, b))
+    sides(
+        prefix,
+        &[
+            "link set lo up",
+            "link set vA addrgenmode none",
+            "addr add fe80::1/64 dev vA nodad",
+            "link set vA up",
+        ],
+        &[
+            "link set lo up",
+            "link set vB addrgenmode none",
+            "addr add fe80::2/64 dev vB nodad",
+            "addr add fe80::3/64 dev vB nodad",
+            "addr add fe80::4/64 dev vB nodad",
+            "link set vB up",
+        ],
+    )
 }
 
 const FRR_LINK_LOCAL_CONFIG: &str = "bfd
@@ -1345,17 +1304,9 @@ fn ipv6_echo_through_the_forwarding_plane_is_decoded_by_tshark() {
         eprintln!("skipping: tshark is not installed");
         return;
     }
-    let (Some(a), Some(b)) = (Netns::create("bfd6e", "a"), Netns::create("bfd6e", "b")) else {
+    let Some((a, b)) = support::veth_pair("bfd6e", "a", "b") else {
         return;
     };
-    let veth = Command::new("ip")
-        .args([
-            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB",
-        ])
-        .args(["netns", &b.name])
-        .status()
-        .expect("ip link add");
-    assert!(veth.success(), "veth");
     for (ns, address, link) in [
         (&a, "2001:db8:77::1/64", "vA"),
         (&b, "2001:db8:77::2/64", "vB"),

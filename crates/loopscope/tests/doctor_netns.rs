@@ -18,8 +18,20 @@ impl Netns {
         Netns::create("lsdoc", tag)
     }
 
-    fn lo_up(&self) {
-        self.exec("ip", &["link", "set", "lo", "up"]);
+    /// A doctor namespace with `lo` up.
+    fn with_lo_up(tag: &str) -> Option<Netns> {
+        let netns = Netns::create_for_doctor(tag)?;
+        netns.exec("ip", &["link", "set", "lo", "up"]);
+        Some(netns)
+    }
+
+    /// [`Netns::with_lo_up`], when the kernel has IPv6; else it says why the test skips.
+    fn with_ipv6_and_lo_up(tag: &str) -> Option<Netns> {
+        if !has_ipv6() {
+            eprintln!("skipping: this kernel has no IPv6");
+            return None;
+        }
+        Netns::with_lo_up(tag)
     }
 
     /// `loopscope --json doctor ARGS` inside the namespace: exit code and the JSON records.
@@ -102,10 +114,9 @@ fn has_ipv6() -> bool {
 
 #[test]
 fn healthy_namespace_passes_every_check() {
-    let Some(netns) = Netns::create_for_doctor("ok") else {
+    let Some(netns) = Netns::with_lo_up("ok") else {
         return;
     };
-    netns.lo_up();
     let (_file, path) = hosts_file(GOOD_HOSTS);
     let (code, records) = netns.doctor(&["--hosts-file", path.to_str().unwrap()]);
     for record in records.iter().filter(|record| record["type"] == "check") {
@@ -158,10 +169,9 @@ fn lo_down_fails_with_the_fix() {
 
 #[test]
 fn deleted_127_0_0_1_fails_address_route_and_traffic() {
-    let Some(netns) = Netns::create_for_doctor("nov4") else {
+    let Some(netns) = Netns::with_lo_up("nov4") else {
         return;
     };
-    netns.lo_up();
     netns.exec("ip", &["addr", "del", "127.0.0.1/8", "dev", "lo"]);
     let (code, records) = netns.doctor_checks(&["lo_ipv4", "route_local_v4", "tcp_v4", "lo_ipv6"]);
     assert_eq!(code, 1);
@@ -182,14 +192,9 @@ fn deleted_127_0_0_1_fails_address_route_and_traffic() {
 
 #[test]
 fn deleted_ipv6_loopback_fails_lo_ipv6() {
-    if !has_ipv6() {
-        eprintln!("skipping: this kernel has no IPv6");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("nov6") else {
+    let Some(netns) = Netns::with_ipv6_and_lo_up("nov6") else {
         return;
     };
-    netns.lo_up();
     netns.exec("ip", &["-6", "addr", "del", "::1/128", "dev", "lo"]);
     let (code, records) = netns.doctor_checks(&["lo_ipv6", "tcp_v6", "lo_ipv4", "disable_ipv6"]);
     assert_eq!(code, 1);
@@ -206,14 +211,9 @@ fn deleted_ipv6_loopback_fails_lo_ipv6() {
 
 #[test]
 fn ipv6_disabled_on_lo_is_named() {
-    if !has_ipv6() {
-        eprintln!("skipping: this kernel has no IPv6");
-        return;
-    }
-    let Some(netns) = Netns::create_for_doctor("dis6") else {
+    let Some(netns) = Netns::with_ipv6_and_lo_up("dis6") else {
         return;
     };
-    netns.lo_up();
     netns.exec("sysctl", &["-q", "-w", "net.ipv6.conf.lo.disable_ipv6=1"]);
     let (code, records) = netns.doctor_checks(&["disable_ipv6", "lo_ipv6", "icmp_v6"]);
     assert_eq!(code, 1);
@@ -233,8 +233,7 @@ fn netns_with_nft_rule(tag: &str, rule: &str) -> Option<Netns> {
     if !support::nft_available() {
         return None;
     }
-    let netns = Netns::create_for_doctor(tag)?;
-    netns.lo_up();
+    let netns = Netns::with_lo_up(tag)?;
     netns.exec("nft", &["add", "table", "inet", "lstest"]);
     netns.exec(
         "nft",
@@ -291,10 +290,9 @@ fn nft_rule_dropping_tcp_on_lo_is_named() {
 
 #[test]
 fn ping_group_range_decides_the_socket_kind() {
-    let Some(netns) = Netns::create_for_doctor("pgr") else {
+    let Some(netns) = Netns::with_lo_up("pgr") else {
         return;
     };
-    netns.lo_up();
     // A new namespace starts with "1 0": only raw sockets (we are root).
     let (_, records) = netns.doctor_checks(&["ping_group_range", "icmp_v4"]);
     assert_eq!(status(&records, "ping_group_range"), "PASS");
@@ -329,10 +327,9 @@ fn ping_group_range_decides_the_socket_kind() {
 
 #[test]
 fn route_localnet_is_a_warning_with_the_interface() {
-    let Some(netns) = Netns::create_for_doctor("rln") else {
+    let Some(netns) = Netns::with_lo_up("rln") else {
         return;
     };
-    netns.lo_up();
     netns.exec(
         "sysctl",
         &["-q", "-w", "net.ipv4.conf.all.route_localnet=1"],
@@ -352,12 +349,7 @@ fn route_localnet_is_a_warning_with_the_interface() {
 /// Runs `localhost_order` in a namespace where a server listens on `bind` port 45678 and
 /// localhost resolves to ::1 first; `None` (reason printed) when that cannot be built here.
 fn localhost_order_with_ipv4_server(tag: &str, bind: &str) -> Option<(i32, Vec<Value>)> {
-    if !has_ipv6() {
-        eprintln!("skipping: this kernel has no IPv6");
-        return None;
-    }
-    let netns = Netns::create_for_doctor(tag)?;
-    netns.lo_up();
+    let netns = Netns::with_ipv6_and_lo_up(tag)?;
     let mut server = Command::new("ip")
         .args(["netns", "exec", &netns.name, "python3", "-c"])
         .arg(format!("import socket,time\ns=socket.socket()\ns.bind(('{bind}',45678))\ns.listen()\nprint('up',flush=True)\ntime.sleep(20)"))
@@ -458,10 +450,9 @@ fn localhost_order_says_timed_out_when_packets_are_dropped() {
 
 #[test]
 fn unprivileged_user_gets_skips_with_reasons_not_failures() {
-    let Some(netns) = Netns::create_for_doctor("nobody") else {
+    let Some(netns) = Netns::with_lo_up("nobody") else {
         return;
     };
-    netns.lo_up();
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
         .into_iter()
         .find(|path| std::path::Path::new(path).exists());
@@ -518,10 +509,9 @@ fn unprivileged_user_gets_skips_with_reasons_not_failures() {
 
 #[test]
 fn only_127_0_0_1_local_is_macos_style() {
-    let Some(netns) = Netns::create_for_doctor("mac") else {
+    let Some(netns) = Netns::with_lo_up("mac") else {
         return;
     };
-    netns.lo_up();
     netns.exec("ip", &["addr", "del", "127.0.0.1/8", "dev", "lo"]);
     netns.exec("ip", &["addr", "add", "127.0.0.1/32", "dev", "lo"]);
     let (code, records) =
@@ -552,10 +542,9 @@ fn iptables_rule_dropping_tcp_on_lo_is_named() {
         eprintln!("skipping: iptables is not installed");
         return;
     }
-    let Some(netns) = Netns::create_for_doctor("ipt") else {
+    let Some(netns) = Netns::with_lo_up("ipt") else {
         return;
     };
-    netns.lo_up();
     netns.exec(
         "iptables",
         &["-A", "INPUT", "-i", "lo", "-p", "tcp", "-j", "DROP"],
@@ -586,10 +575,9 @@ fn iptables_reject_is_named(program: &str) {
         eprintln!("skipping: {program} is not installed");
         return;
     }
-    let Some(netns) = Netns::create_for_doctor(&format!("rej{}", program.len())) else {
+    let Some(netns) = Netns::with_lo_up(&format!("rej{}", program.len())) else {
         return;
     };
-    netns.lo_up();
     let added = netns
         .command(program)
         .args(["-A", "INPUT", "-i", "lo", "-p", "tcp", "-j", "REJECT"])

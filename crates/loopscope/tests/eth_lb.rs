@@ -12,30 +12,30 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod support;
-use support::Netns;
 use support::running::Running;
+use support::{Netns, summary};
 
-/// Two namespaces joined by a veth: `vA` in the first, `vB` in the second.
+/// Two namespaces joined by a veth: `vA` in the first, `vB` in the second, both up.
 fn two_sides(tag: &str) -> Option<(Netns, Netns)> {
-    let a = Netns::create("lselb", &format!("{tag}a"))?;
-    let b = Netns::create("lselb", &format!("{tag}b"))?;
-    let veth = Command::new("ip")
-        .args([
-            "link", "add", "vA", "netns", &a.name, "type", "veth", "peer", "name", "vB", "netns",
-            &b.name,
-        ])
-        .status()
-        .expect("ip link add");
-    assert!(veth.success(), "veth");
+    let (a, b) = support::veth_pair("lselb", &format!("{tag}a"), &format!("{tag}b"))?;
     a.exec("ip", &["link", "set", "vA", "up"]);
     b.exec("ip", &["link", "set", "vB", "up"]);
     Some((a, b))
 }
 
+/// [`two_sides`], when each of `programs` (the independent peers the test compares with) is
+/// installed; else it says why the test skips.
+fn two_sides_with(tag: &str, programs: &[&str]) -> Option<(Netns, Netns)> {
+    if let Some(missing) = programs.iter().find(|program| !support::installed(program)) {
+        eprintln!("skipping: {missing} is not installed");
+        return None;
+    }
+    two_sides(tag)
+}
+
 /// `reflect --eth-lb vB --level LEVEL` in `b`, once it says it is ready; and its MAC.
 fn responder(b: &Netns, level: &str) -> (Running, String) {
-    let running = Running::start_in(b, &["reflect", "--eth-lb", "vB", "--level", level]);
-    let ready = running.wait_for("listening", |v| v["type"] == "listening");
+    let (running, ready) = start_responder(b, "vB", level, &[]);
     assert_eq!(ready["interface"], "vB");
     let mac = ready["mac"].as_str().expect("mac").to_string();
     assert_eq!(
@@ -60,12 +60,6 @@ fn eth_lb(a: &Netns, args: &[&str]) -> (i32, Vec<Value>) {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
     (output.status.code().unwrap_or(-1), lines)
-}
-
-fn summary(lines: &[Value]) -> &Value {
-    let last = lines.last().expect("output");
-    assert_eq!(last["type"], "summary");
-    last
 }
 
 #[test]
@@ -190,12 +184,61 @@ fn live_fields(a: &Netns, selection: &[&str], fields: &[&str], marker: &[&str]) 
 /// `reflect --eth-lb IFACE --level LEVEL EXTRA...` in `netns`, once it says it is ready; and
 /// its MAC.
 fn responder_on(netns: &Netns, interface: &str, level: &str, extra: &[&str]) -> (Running, String) {
+    let (running, ready) = start_responder(netns, interface, level, extra);
+    let mac = ready["mac"].as_str().expect("mac").to_string();
+    (running, mac)
+}
+
+/// `reflect --eth-lb IFACE --level LEVEL EXTRA...` in `netns`, and its `listening` event.
+fn start_responder(
+    netns: &Netns,
+    interface: &str,
+    level: &str,
+    extra: &[&str],
+) -> (Running, Value) {
     let mut args = vec!["reflect", "--eth-lb", interface, "--level", level];
     args.extend_from_slice(extra);
     let running = Running::start_in(netns, &args);
     let ready = running.wait_for("listening", |v| v["type"] == "listening");
-    let mac = ready["mac"].as_str().expect("mac").to_string();
-    (running, mac)
+    (running, ready)
+}
+
+/// The size on the wire of each reply of a run, in order.
+fn reply_sizes(lines: &[Value]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "reply")
+        .map(|l| l["bytes"].as_u64().unwrap())
+        .collect()
+}
+
+/// Two messages to `mac` at level 2 with each tag stack of `vlans` (`None`: untagged): none is
+/// answered, since none is the responder's.
+fn assert_unanswered_with(a: &Netns, mac: &str, vlans: &[Option<&str>]) {
+    for vlan in vlans {
+        let mut args = vec![
+            "vA", "--to", mac, "--level", "2", "-c", "2", "-i", "10ms", "-W", "500ms",
+        ];
+        if let Some(vlan) = vlan {
+            args.extend_from_slice(&["--vlan", vlan]);
+        }
+        let (code, lines) = eth_lb(a, &args);
+        assert_eq!(code, 1, "{vlan:?}");
+        assert_eq!(summary(&lines)["received"], 0);
+    }
+}
+
+/// Whether a CFM frame tshark decoded is one of our messages (OpCode 3) rather than a reply
+/// (OpCode 2), once its addresses (`[source]` or `[source, destination]`) are seen to be ours
+/// (`own`) and the responder's (`mac`) the right way round.
+fn is_message(opcode: &str, addresses: &[&str], own: &str, mac: &str) -> bool {
+    let (message, expected) = match opcode {
+        "3" => (true, [own, mac]),
+        "2" => (false, [mac, own]),
+        other => panic!("OpCode {other}"),
+    };
+    assert_eq!(addresses, &expected[..addresses.len()], "OpCode {opcode}");
+    message
 }
 
 /// An initiator and three responders on one bridge (in a namespace of its own): two MEPs of
@@ -298,31 +341,56 @@ fn multicast_lbms_are_answered_by_every_mep_of_the_level() {
     );
 }
 
-/// The Python sender of a tagged LBM built with struct: VLAN 100, priority 3, to the
-/// responder's MAC; it reads the reply's tag as the kernel hands it over (PACKET_AUXDATA) and
-/// prints it with the reply's OpCode and transaction identifier.
-const TAGGED_SENDER: &str = r#"
+/// What every Python sender here starts with: its arguments (the interface, the responder's
+/// MAC, the EtherType its packet socket takes), the socket (tagged frames come with the tag the
+/// kernel took out: PACKET_AUXDATA), its own MAC, and how it reads a reply.
+const PYTHON_SENDER_START: &str = r#"
 import socket, struct, sys
 iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+protocol = int(sys.argv[3], 16)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
 s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
-s.bind((iface, 0x0003))
+s.bind((iface, protocol))
 mac = s.getsockname()[4]
-pdu = bytes([2 << 5, 3, 0, 4]) + struct.pack("!I", 77) + b"\x03\x00\x04WXYZ\x00"
-s.send(target + mac + struct.pack("!HH", 0x8100, (3 << 13) | 100) + b"\x89\x02" + pdu)
-while True:
-    frame, ancillary, flags, address = s.recvmsg(65536, socket.CMSG_SPACE(20))
-    if address[2] == socket.PACKET_OUTGOING or frame[0:6] != mac:
-        continue
-    tci = None
+def reply():
+    """The next frame sent to us and its outer tag as the kernel hands it over: (frame, TPID
+    (None unless TP_STATUS_VLAN_TPID_VALID), TCI), TCI None when it came untagged."""
+    while True:
+        frame, ancillary, flags, address = s.recvmsg(65536, socket.CMSG_SPACE(20))
+        if address[2] != socket.PACKET_OUTGOING and frame[0:6] == mac:
+            break
     for level, kind, data in ancillary:
         if level == 263 and kind == 8:
-            status, _, _, _, _, vlan_tci, _ = struct.unpack("IIIHHHH", data[:20])
+            status, _, _, _, _, tci, tpid = struct.unpack("IIIHHHH", data[:20])
             if status & 0x10:
-                tci = vlan_tci
-    print("reply opcode=%d tid=%d vlan=%s pcp=%s" % (frame[15], struct.unpack("!I", frame[18:22])[0],
-          tci & 0xFFF if tci is not None else None, tci >> 13 if tci is not None else None), flush=True)
-    break
+                return frame, tpid if status & 0x40 else None, tci
+    return frame, None, None
+"#;
+
+/// The EtherType of a Python sender's socket that takes every frame (ETH_P_ALL), the tagged
+/// ones too.
+const EVERY_ETHERTYPE: &str = "0003";
+/// The EtherType of a Python sender's socket that takes untagged CFM frames only.
+const CFM_ETHERTYPE: &str = "8902";
+
+/// Runs the Python sender `body` (after [`PYTHON_SENDER_START`]) on `vA` in `a`, aimed at
+/// `mac`, its socket taking `ethertype` (hex).
+fn python_sender(a: &Netns, body: &str, mac: &str, ethertype: &str) -> Running {
+    let mut command = a.command("python3");
+    let script = format!("{PYTHON_SENDER_START}{body}");
+    command.args(["-c", &script, "vA", mac, ethertype]);
+    Running::spawn(command)
+}
+
+/// The Python sender of a tagged LBM built with struct: VLAN 100, priority 3, to the
+/// responder's MAC; it prints the reply's tag as the kernel hands it over with the reply's
+/// OpCode and transaction identifier.
+const TAGGED_SENDER: &str = r#"
+pdu = bytes([2 << 5, 3, 0, 4]) + struct.pack("!I", 77) + b"\x03\x00\x04WXYZ\x00"
+s.send(target + mac + struct.pack("!HH", 0x8100, (3 << 13) | 100) + b"\x89\x02" + pdu)
+frame, _, tci = reply()
+print("reply opcode=%d tid=%d vlan=%s pcp=%s" % (frame[15], struct.unpack("!I", frame[18:22])[0],
+      tci & 0xFFF if tci is not None else None, tci >> 13 if tci is not None else None), flush=True)
 "#;
 
 /// `--vlan` on both ends: the LBMs carry the 802.1Q tag asked for, the responder answers on
@@ -331,11 +399,7 @@ while True:
 /// untagged messages and other VLANs are not answered and are counted.
 #[test]
 fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
-    if !support::installed("tshark") || !support::installed("python3") {
-        eprintln!("skipping: tshark or python3 is not installed");
-        return;
-    }
-    let Some((a, b)) = two_sides("vlan") else {
+    let Some((a, b)) = two_sides_with("vlan", &["tshark", "python3"]) else {
         return;
     };
     let (reflector, mac) = responder_on(&b, "vB", "2", &["--vlan", "100"]);
@@ -373,12 +437,7 @@ fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
     assert_eq!(s["vlan_pcp"], 5);
     // 14 + 4 (the tag) + 8 (CFM header) + 4 (Test TLV Type, Length, Pattern Type) + 64 + 1
     // (End TLV): the reply as it crossed the wire, the tag the kernel took out counted.
-    let sizes: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["type"] == "reply")
-        .map(|l| l["bytes"].as_u64().unwrap())
-        .collect();
-    assert_eq!(sizes, [95, 95, 95]);
+    assert_eq!(reply_sizes(&lines), [95, 95, 95]);
     assert_eq!(s["tx_timestamps"], "kernel");
     let own = s["source_mac"].as_str().unwrap().to_string();
     let mut rows = Vec::new();
@@ -395,43 +454,20 @@ fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
         assert_eq!(row[4], "0x8902", "CFM inside the tag: {row:?}");
         assert_eq!(row[5], "2", "MD level: {row:?}");
         assert_eq!((row[8].as_str(), row[9].as_str()), ("", ""), "{row:?}");
-        match row[6].as_str() {
-            "3" => {
-                assert_eq!(
-                    (row[0].as_str(), row[1].as_str()),
-                    (own.as_str(), mac.as_str())
-                );
-                messages += 1;
-            }
-            "2" => {
-                assert_eq!(
-                    (row[0].as_str(), row[1].as_str()),
-                    (mac.as_str(), own.as_str())
-                );
-                replies += 1;
-            }
-            other => panic!("OpCode {other}"),
+        let addresses = [row[0].as_str(), row[1].as_str()];
+        if is_message(&row[6], &addresses, &own, &mac) {
+            messages += 1;
+        } else {
+            replies += 1;
         }
     }
     assert_eq!((messages, replies), (3, 3));
     // An independent tagged LBM: VLAN 100, priority 3.
-    let mut command = a.command("python3");
-    command.args(["-c", TAGGED_SENDER, "vA", &mac]);
-    let sender = Running::spawn(command);
+    let sender = python_sender(&a, TAGGED_SENDER, &mac, EVERY_ETHERTYPE);
     let reply = sender.line_where("the reply", |line| line.starts_with("reply "));
     assert_eq!(reply, "reply opcode=2 tid=77 vlan=100 pcp=3");
     // Untagged, and VLAN 200: not this responder's.
-    for vlan in [None, Some("200")] {
-        let mut args = vec![
-            "vA", "--to", &mac, "--level", "2", "-c", "2", "-i", "10ms", "-W", "500ms",
-        ];
-        if let Some(vlan) = vlan {
-            args.extend_from_slice(&["--vlan", vlan]);
-        }
-        let (code, lines) = eth_lb(&a, &args);
-        assert_eq!(code, 1, "{vlan:?}");
-        assert_eq!(summary(&lines)["received"], 0);
-    }
+    assert_unanswered_with(&a, &mac, &[None, Some("200")]);
     let (s, code) = reflector.interrupt();
     assert_eq!(code, 0);
     assert_eq!(s["vlan_id"], 100);
@@ -474,11 +510,7 @@ print("done", flush=True)
 
 #[test]
 fn a_peer_that_flips_pattern_bits_is_counted_as_exactly_those_bit_errors() {
-    if !support::installed("python3") {
-        eprintln!("skipping: python3 is not installed");
-        return;
-    }
-    let Some((a, b)) = two_sides("ber") else {
+    let Some((a, b)) = two_sides_with("ber", &["python3"]) else {
         return;
     };
     for (pattern, pattern_type, crc) in [("prbs31", 2, "none"), ("prbs31-crc", 3, "ok")] {
@@ -538,11 +570,7 @@ fn a_peer_that_flips_pattern_bits_is_counted_as_exactly_those_bit_errors() {
 /// Test TLV pattern type and matching transaction identifiers, nothing malformed.
 #[test]
 fn tshark_decodes_lbm_and_lbr_on_the_wire() {
-    if !support::installed("tshark") {
-        eprintln!("skipping: tshark is not installed");
-        return;
-    }
-    let Some((a, b)) = two_sides("tsh") else {
+    let Some((a, b)) = two_sides_with("tsh", &["tshark"]) else {
         return;
     };
     let (_reflector, mac) = responder(&b, "5");
@@ -611,21 +639,13 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
             .or_else(|_| row[4].parse())
             .unwrap_or_else(|_| panic!("transaction id {row:?}"));
         // Seconds and nanoseconds apart: an f64 of the epoch keeps only microseconds.
-        let (seconds, fraction) = row[9].split_once('.').unwrap_or((row[9], "0"));
-        let nanos = format!("{fraction:0<9}");
-        let at = seconds.parse::<i128>().expect("seconds") * 1_000_000_000
-            + nanos[..9].parse::<i128>().expect("nanoseconds");
-        seen_at.insert((id, row[3]), at);
-        match row[3] {
-            "3" => {
-                assert_eq!((row[0], row[1]), (own.as_str(), mac.as_str()));
-                messages.push(id);
-            }
-            "2" => {
-                assert_eq!((row[0], row[1]), (mac.as_str(), own.as_str()));
-                replies.push(id);
-            }
-            other => panic!("OpCode {other}"),
+        let at =
+            support::tshark::epoch_ns(row[9]).unwrap_or_else(|| panic!("frame.time_epoch {row:?}"));
+        seen_at.insert((id, row[3]), i128::from(at));
+        if is_message(row[3], &row[0..2], &own, &mac) {
+            messages.push(id);
+        } else {
+            replies.push(id);
         }
     }
     assert_eq!(messages.len(), 3);
@@ -662,11 +682,6 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
 /// The Python sender of bad frames: each is sent once, then a valid LBM whose reply proves the
 /// responder has read everything before it (the veth keeps order).
 const BAD_SENDER: &str = r#"
-import socket, struct, sys
-iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8902))
-s.bind((iface, 0x8902))
-mac = s.getsockname()[4]
 def frame(destination, level, opcode, tid, tlvs, offset=4):
     return destination + mac + b"\x89\x02" + bytes([level << 5, opcode, 0, offset]) + struct.pack("!I", tid) + tlvs
 data = b"\x03\x00\x04ABCD"
@@ -682,27 +697,19 @@ s.send(frame(bytes.fromhex("020000000099"), 4, 3, 6, data + b"\x00"))  # another
 s.send(frame(target, 4, 1, 7, b"\x00" * 70))            # a CCM: another OpCode
 s.send(frame(target, 4, 3, 8, data + b"\x00"))          # valid
 while True:
-    reply, address = s.recvfrom(65536)
-    if address[2] == socket.PACKET_OUTGOING or reply[0:6] != mac:
-        continue
-    print("reply opcode=%d tid=%d len=%d pdu=%s" % (reply[15], struct.unpack("!I", reply[18:22])[0], len(reply), reply[14:].hex()), flush=True)
-    if struct.unpack("!I", reply[18:22])[0] == 8:
+    answer = reply()[0]
+    print("reply opcode=%d tid=%d len=%d pdu=%s" % (answer[15], struct.unpack("!I", answer[18:22])[0], len(answer), answer[14:].hex()), flush=True)
+    if struct.unpack("!I", answer[18:22])[0] == 8:
         break
 "#;
 
 #[test]
 fn bad_frames_are_counted_and_dropped() {
-    if !support::installed("python3") {
-        eprintln!("skipping: python3 is not installed");
-        return;
-    }
-    let Some((a, b)) = two_sides("bad") else {
+    let Some((a, b)) = two_sides_with("bad", &["python3"]) else {
         return;
     };
     let (reflector, mac) = responder(&b, "4");
-    let mut command = a.command("python3");
-    command.args(["-c", BAD_SENDER, "vA", &mac]);
-    let sender = Running::spawn(command);
+    let sender = python_sender(&a, BAD_SENDER, &mac, CFM_ETHERTYPE);
     // A First TLV Offset of 8 is a later version's longer header (IEEE 802.1ag §21.4): the
     // message is answered, its 4 extra header octets and its TLVs copied as they came.
     let longer = sender.line_where("the longer header's reply", |line| {
@@ -807,30 +814,15 @@ fn bad_arguments_are_one_line_and_exit_2() {
 /// reads the reply's outer tag as the kernel hands it over (PACKET_AUXDATA: TCI and, with
 /// TP_STATUS_VLAN_TPID_VALID, the TPID) and its inner tag from the frame.
 const Q_IN_Q_SENDER: &str = r#"
-import socket, struct, sys
-iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
-s.bind((iface, 0x0003))
-mac = s.getsockname()[4]
 pdu = bytes([2 << 5, 3, 0, 4]) + struct.pack("!I", 78) + b"\x03\x00\x04WXYZ\x00"
 tags = struct.pack("!HHHH", 0x88A8, (3 << 13) | 100, 0x8100, (5 << 13) | 200)
 s.send(target + mac + tags + b"\x89\x02" + pdu)
-while True:
-    frame, ancillary, flags, address = s.recvmsg(65536, socket.CMSG_SPACE(20))
-    if address[2] == socket.PACKET_OUTGOING or frame[0:6] != mac:
-        continue
-    outer = None
-    for level, kind, data in ancillary:
-        if level == 263 and kind == 8:
-            status, _, _, _, _, tci, tpid = struct.unpack("IIIHHHH", data[:20])
-            if status & 0x10:
-                outer = (tpid if status & 0x40 else None, tci & 0xFFF, tci >> 13)
-    inner_tpid, inner_tci = struct.unpack("!HH", frame[12:16])
-    print("reply outer=%s inner=0x%04x/%d/%d ethertype=0x%04x opcode=%d tid=%d" % (
-        "0x%04x/%d/%d" % outer if outer else None, inner_tpid, inner_tci & 0xFFF, inner_tci >> 13,
-        struct.unpack("!H", frame[16:18])[0], frame[19], struct.unpack("!I", frame[22:26])[0]), flush=True)
-    break
+frame, tpid, tci = reply()
+outer = (tpid, tci & 0xFFF, tci >> 13) if tci is not None else None
+inner_tpid, inner_tci = struct.unpack("!HH", frame[12:16])
+print("reply outer=%s inner=0x%04x/%d/%d ethertype=0x%04x opcode=%d tid=%d" % (
+    "0x%04x/%d/%d" % outer if outer else None, inner_tpid, inner_tci & 0xFFF, inner_tci >> 13,
+    struct.unpack("!H", frame[16:18])[0], frame[19], struct.unpack("!I", frame[22:26])[0]), flush=True)
 "#;
 
 /// Q-in-Q (IEEE 802.1ad) on both ends: `eth-lb --vlan 100:3.200:5` sends an S-tag (TPID
@@ -840,11 +832,7 @@ while True:
 /// S-VLAN alone, the C-VLAN alone, or no tag are not this responder's and are counted.
 #[test]
 fn q_in_q_loopback_keeps_both_tags() {
-    if !support::installed("tshark") || !support::installed("python3") {
-        eprintln!("skipping: tshark or python3 is not installed");
-        return;
-    }
-    let Some((a, b)) = two_sides("qinq") else {
+    let Some((a, b)) = two_sides_with("qinq", &["tshark", "python3"]) else {
         return;
     };
     let (reflector, mac) = responder_on(&b, "vB", "2", &["--vlan", "100.200"]);
@@ -900,12 +888,7 @@ fn q_in_q_loopback_keeps_both_tags() {
     );
     // 14 + 8 (two tags) + 8 (CFM header) + 4 (Test TLV Type, Length, Pattern Type) + 64 + 1
     // (End TLV): the reply as it crossed the wire, the tag the kernel took out counted.
-    let sizes: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["type"] == "reply")
-        .map(|l| l["bytes"].as_u64().unwrap())
-        .collect();
-    assert_eq!(sizes, [99, 99, 99]);
+    assert_eq!(reply_sizes(&lines), [99, 99, 99]);
     let own = s["source_mac"].as_str().unwrap().to_string();
     let (mut messages, mut replies) = (0, 0);
     while messages + replies < 6 {
@@ -920,23 +903,15 @@ fn q_in_q_loopback_keeps_both_tags() {
             "S-VLAN 100 priority 3 over C-VLAN 200 priority 5, CFM of level 2: {row:?}"
         );
         assert_eq!((row[9], row[10]), ("", ""), "{row:?}");
-        match row[8] {
-            "3" => {
-                assert_eq!((row[0], row[1]), (own.as_str(), mac.as_str()));
-                messages += 1;
-            }
-            "2" => {
-                assert_eq!((row[0], row[1]), (mac.as_str(), own.as_str()));
-                replies += 1;
-            }
-            other => panic!("OpCode {other}"),
+        if is_message(row[8], &row[0..2], &own, &mac) {
+            messages += 1;
+        } else {
+            replies += 1;
         }
     }
     assert_eq!((messages, replies), (3, 3));
     // An independent Q-in-Q LBM.
-    let mut command = a.command("python3");
-    command.args(["-c", Q_IN_Q_SENDER, "vA", &mac]);
-    let sender = Running::spawn(command);
+    let sender = python_sender(&a, Q_IN_Q_SENDER, &mac, EVERY_ETHERTYPE);
     let reply = sender.line_where("the reply", |line| line.starts_with("reply "));
     assert_eq!(
         reply,
@@ -968,17 +943,7 @@ fn q_in_q_loopback_keeps_both_tags() {
         .expect("run eth-lb");
     assert_eq!(output.status.code(), Some(2), "one octet too many");
     // The S-VLAN alone, the C-VLAN alone, untagged: not this responder's.
-    for vlan in [Some("100"), Some("200"), None] {
-        let mut args = vec![
-            "vA", "--to", &mac, "--level", "2", "-c", "2", "-i", "10ms", "-W", "500ms",
-        ];
-        if let Some(vlan) = vlan {
-            args.extend_from_slice(&["--vlan", vlan]);
-        }
-        let (code, lines) = eth_lb(&a, &args);
-        assert_eq!(code, 1, "{vlan:?}");
-        assert_eq!(summary(&lines)["received"], 0);
-    }
+    assert_unanswered_with(&a, &mac, &[Some("100"), Some("200"), None]);
     let (s, code) = reflector.interrupt();
     assert_eq!(code, 0);
     assert_eq!(s["vlan_ids"], serde_json::json!([100, 200]));
@@ -994,20 +959,12 @@ fn q_in_q_loopback_keeps_both_tags() {
 /// MEG ID of the ICC format, 2 reserved octets), a TLV of type 99, then a Data TLV. It prints
 /// whether the reply's PDU is the message's with only the OpCode changed.
 const ID_TLV_SENDER: &str = r#"
-import socket, struct, sys
-iface, target = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8902))
-s.bind((iface, 0x8902))
-mac = s.getsockname()[4]
 tlv = lambda kind, value: bytes([kind]) + struct.pack("!H", len(value)) + value
 meg_id = bytes([1, 32, 13]) + b"ABCDEF1234567" + bytes(48 - 16)
 tlvs = tlv(35, b"\x00" + struct.pack("!H", 12) + meg_id + b"\x00\x00") + tlv(99, b"xyz") + tlv(3, b"data")
 pdu = bytes([5 << 5, 3, 0, 4]) + struct.pack("!I", 79) + tlvs + b"\x00"
 s.send(target + mac + b"\x89\x02" + pdu)
-while True:
-    frame, address = s.recvfrom(65536)
-    if address[2] != socket.PACKET_OUTGOING and frame[0:6] == mac:
-        break
+frame = reply()[0]
 echoed = frame[14:14 + len(pdu)]
 print("reply opcode=%d same_tlvs=%s len=%d" % (echoed[1], echoed[:1] + echoed[2:] == pdu[:1] + pdu[2:], len(frame)), flush=True)
 "#;
@@ -1020,11 +977,7 @@ print("reply opcode=%d same_tlvs=%s len=%d" % (echoed[1], echoed[:1] + echoed[2:
 /// TLV (type 35) and a TLV of type 99 is answered with every TLV as it came.
 #[test]
 fn identifier_and_unknown_tlvs_go_out_and_come_back() {
-    if !support::installed("tshark") || !support::installed("python3") {
-        eprintln!("skipping: tshark or python3 is not installed");
-        return;
-    }
-    let Some((a, b)) = two_sides("ids") else {
+    let Some((a, b)) = two_sides_with("ids", &["tshark", "python3"]) else {
         return;
     };
     let (reflector, mac) = responder_on(&b, "vB", "5", &[]);
@@ -1077,12 +1030,7 @@ fn identifier_and_unknown_tlvs_go_out_and_come_back() {
     assert_eq!(s["crc_errors"], 0);
     // 14 + 8 + 11 (Sender ID TLV) + 28 (Target MEP/MIP ID TLV) + 8 (Test TLV with CRC-32,
     // around the pattern) + 64 + 1 (End TLV).
-    let sizes: Vec<u64> = lines
-        .iter()
-        .filter(|l| l["type"] == "reply")
-        .map(|l| l["bytes"].as_u64().unwrap())
-        .collect();
-    assert_eq!(sizes, [134, 134, 134]);
+    assert_eq!(reply_sizes(&lines), [134, 134, 134]);
     let own = s["source_mac"].as_str().unwrap().to_string();
     let own_hex = own.replace(':', "");
     let (mut messages, mut replies) = (0, 0);
@@ -1109,22 +1057,14 @@ fn identifier_and_unknown_tlvs_go_out_and_come_back() {
         );
         assert_eq!(row[8], "3", "{row:?}");
         assert_eq!((row[9], row[10]), ("", ""), "{row:?}");
-        match row[2] {
-            "3" => {
-                assert_eq!(row[0], own);
-                messages += 1;
-            }
-            "2" => {
-                assert_eq!(row[0], mac);
-                replies += 1;
-            }
-            other => panic!("OpCode {other}"),
+        if is_message(row[2], &row[0..1], &own, &mac) {
+            messages += 1;
+        } else {
+            replies += 1;
         }
     }
     assert_eq!((messages, replies), (3, 3));
-    let mut command = a.command("python3");
-    command.args(["-c", ID_TLV_SENDER, "vA", &mac]);
-    let sender = Running::spawn(command);
+    let sender = python_sender(&a, ID_TLV_SENDER, &mac, CFM_ETHERTYPE);
     let reply = sender.line_where("the reply", |line| line.starts_with("reply "));
     // 14 + 8 + 56 (Requesting MEP ID TLV) + 6 (type 99) + 7 (Data TLV) + 1.
     assert_eq!(reply, "reply opcode=2 same_tlvs=True len=92");

@@ -29,6 +29,16 @@ fn scan(args: &[&std::ffi::OsStr]) -> (i32, Vec<Value>) {
     (output.status.code().unwrap(), json_lines(&output.stdout))
 }
 
+/// What `loopscope martians --findings PATH` prints (human output, every finding on its line).
+fn findings_text(path: &Path) -> String {
+    let output = loopscope()
+        .args(["martians", "--findings"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// A UDP datagram from `source` to `destination` in an IPv4 packet in an Ethernet frame
 /// between two ordinary MACs.
 fn udp4_over_ethernet(source: [u8; 4], destination: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
@@ -379,12 +389,7 @@ fn human_output_is_a_flow_table_and_findings_read_like_the_kernel_log() {
     );
     assert!(text.contains("verdict: martians found"), "{text}");
 
-    let output = loopscope()
-        .args(["martians", "--findings"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
+    let text = findings_text(&path);
     assert!(
         text.contains("martian 127.0.0.1 -> 10.0.0.2 udp 4000->53 on ")
             && text.contains("from 02:00:5e:10:00:01: loopback address as source"),
@@ -814,12 +819,7 @@ fn sll2_interface_indexes_are_named_by_this_host() {
     let findings = of_type(&lines, "finding");
     assert_eq!(findings[0]["if_index"], 1);
     assert_eq!(findings[0]["interface"], "lo");
-    let output = loopscope()
-        .args(["martians", "--findings"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
+    let text = findings_text(&path);
     assert!(text.contains(" on lo (ifindex 1)"), "{text}");
     assert!(!text.contains("on ifindex"), "{text}");
 }
@@ -838,12 +838,7 @@ fn interface_names_cannot_inject_terminal_escapes() {
         &udp4_over_ethernet([127, 0, 0, 1], [10, 0, 0, 2], 1, 2),
     ));
     let path = write(dir.path(), "forged.pcapng", &bytes);
-    let output = loopscope()
-        .args(["martians", "--findings"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
+    let text = findings_text(&path);
     assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
     assert!(
         text.contains("eth0\\x1b[2J\\rverdict: no martians\\n"),

@@ -147,13 +147,18 @@ fn our_client(args: &[&str]) -> (Output, Value) {
     (output, summary)
 }
 
-/// Runs the stock client against `port`; returns its `-J` report.
-fn stock_client(port: u16, args: &[&str]) -> Value {
-    let output = Command::new("iperf3")
-        .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-J"])
+/// Runs the stock client against `port` with `args`, to its end.
+fn run_stock_client(port: u16, args: &[&str]) -> Output {
+    Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .output()
-        .expect("iperf3 -c runs");
+        .expect("iperf3 -c runs")
+}
+
+/// Runs the stock client against `port`; returns its `-J` report.
+fn stock_client(port: u16, args: &[&str]) -> Value {
+    let output = run_stock_client(port, &[&["-J"], args].concat());
     let text = String::from_utf8_lossy(&output.stdout);
     let report: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("iperf3 -J output ({e}): {text}"));
@@ -810,19 +815,7 @@ fn an_hour_at_100_gbit_is_cut_to_the_servers_limits() {
 
     // A stock client is ended by SERVER_TERMINATE, and UDP beyond the rate is refused.
     if have_iperf3() {
-        let output = Command::new("iperf3")
-            .args([
-                "-c",
-                "127.0.0.1",
-                "-p",
-                &server.port.to_string(),
-                "-t",
-                "3600",
-                "-b",
-                "100G",
-            ])
-            .output()
-            .expect("iperf3 runs");
+        let output = run_stock_client(server.port, &["-t", "3600", "-b", "100G"]);
         assert!(!output.status.success());
         let text = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
@@ -834,20 +827,7 @@ fn an_hour_at_100_gbit_is_cut_to_the_servers_limits() {
                 .unwrap()
                 .contains("duration limit")
         );
-        let output = Command::new("iperf3")
-            .args([
-                "-c",
-                "127.0.0.1",
-                "-p",
-                &server.port.to_string(),
-                "-u",
-                "-b",
-                "100G",
-                "-t",
-                "1",
-            ])
-            .output()
-            .expect("iperf3 runs");
+        let output = run_stock_client(server.port, &["-u", "-b", "100G", "-t", "1"]);
         let text = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());
@@ -1115,18 +1095,7 @@ fn the_stock_client_gets_the_servers_output_when_it_asks() {
         return;
     }
     let server = OurServer::start(&["--once"]);
-    let output = Command::new("iperf3")
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-            "-t",
-            "1",
-            "--get-server-output",
-        ])
-        .output()
-        .expect("iperf3 runs");
+    let output = run_stock_client(server.port, &["-t", "1", "--get-server-output"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("loopscope perf server"), "{text}");

@@ -1287,37 +1287,10 @@ impl NetemPath {
     /// `None`, with the reason printed, without root, iproute2 or (when `netem`) the netem
     /// qdisc.
     fn create(tag: &str, netem: bool) -> Option<NetemPath> {
-        let a = support::Netns::create("stampa", tag)?;
-        let r = support::Netns::create("stampr", tag)?;
-        let b = support::Netns::create("stampb", tag)?;
+        let support::routed::RoutedPath { a, r, b } = support::routed::RoutedPath::create(tag)?;
         if netem && !Self::has_netem(&r) {
             return None;
         }
-        let ip = |args: &[&str]| {
-            let status = Command::new("ip").args(args).status().expect("ip");
-            assert!(status.success(), "ip {args:?}");
-        };
-        ip(&[
-            "link", "add", "sa", "netns", &a.name, "type", "veth", "peer", "name", "ra", "netns",
-            &r.name,
-        ]);
-        ip(&[
-            "link", "add", "sb", "netns", &b.name, "type", "veth", "peer", "name", "rb", "netns",
-            &r.name,
-        ]);
-        for (ns, dev, address) in [
-            (&a, "sa", "10.77.1.1/24"),
-            (&r, "ra", "10.77.1.2/24"),
-            (&r, "rb", "10.77.2.2/24"),
-            (&b, "sb", "10.77.2.1/24"),
-        ] {
-            ns.exec("ip", &["addr", "add", address, "dev", dev]);
-            ns.exec("ip", &["link", "set", dev, "up"]);
-            ns.exec("ip", &["link", "set", "lo", "up"]);
-        }
-        a.exec("ip", &["route", "add", "default", "via", "10.77.1.2"]);
-        b.exec("ip", &["route", "add", "default", "via", "10.77.2.2"]);
-        r.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
         Some(NetemPath { a, r, b })
     }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod jack;
+pub mod routed;
 pub mod running;
 pub mod tshark;
 
@@ -190,6 +191,21 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// Two new namespaces (`PREFIX-A_TAG-pid`, `PREFIX-B_TAG-pid`) joined by a veth: `vA` in the
+/// first, `vB` in the second, both down. `None` (with the reason printed) when namespaces cannot
+/// be made here.
+pub fn veth_pair(prefix: &str, a_tag: &str, b_tag: &str) -> Option<(Netns, Netns)> {
+    let a = Netns::create(prefix, a_tag)?;
+    let b = Netns::create(prefix, b_tag)?;
+    let veth = Command::new("ip")
+        .args(["link", "add", "vA", "netns", &a.name, "type", "veth"])
+        .args(["peer", "name", "vB", "netns", &b.name])
+        .status()
+        .expect("ip link add");
+    assert!(veth.success(), "veth");
+    Some((a, b))
 }
 
 /// A copy of an executable that any user may run, for tests that drop privileges: the build
