@@ -22,6 +22,19 @@ fn slots(framing: Framing) -> impl Strategy<Value = Timeslots> {
         })
 }
 
+/// Feeds `line` to `deframer` in pieces of the lengths `cuts` gives, over and over.
+fn feed_in_cuts(deframer: &mut Deframer, line: &[u8], cuts: &[usize], payload: &mut Vec<u8>) {
+    let mut rest = line;
+    for cut in cuts.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let take = (*cut).min(rest.len());
+        deframer.feed(&rest[..take], payload);
+        rest = &rest[take..];
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -33,15 +46,7 @@ proptest! {
     ) {
         let mut deframer = Deframer::new(framing, &Timeslots::all(framing));
         let mut payload = Vec::new();
-        let mut rest = &data[..];
-        for cut in cuts.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let take = (*cut).min(rest.len());
-            deframer.feed(&rest[..take], &mut payload);
-            rest = &rest[take..];
-        }
+        feed_in_cuts(&mut deframer, &data, &cuts, &mut payload);
         let c = deframer.counters();
         let fed = data.len() as u64 * 8;
         prop_assert!(c.line_bits <= fed);
@@ -66,15 +71,7 @@ proptest! {
         RepeatingBits::new(&period).fill_into(&mut expected);
         let mut deframer = Deframer::new(framing, &timeslots);
         let mut payload = Vec::new();
-        let mut rest = &line[..];
-        for cut in cuts.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let take = (*cut).min(rest.len());
-            deframer.feed(&rest[..take], &mut payload);
-            rest = &rest[take..];
-        }
+        feed_in_cuts(&mut deframer, &line, &cuts, &mut payload);
         let c = deframer.counters();
         prop_assert!(c.in_frame);
         prop_assert_eq!(c.out_of_frame_bits, 0);

@@ -27,6 +27,23 @@ fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// tshark's reading of `frames` (written to a pcap named after `name` in a directory of its
+/// own): one line a frame, `fields` separated by `|`.
+fn tshark_fields(name: &str, frames: &[Vec<u8>], fields: &[&str]) -> String {
+    let dir = std::env::temp_dir().join(format!("loopscope-cfm-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("lb.pcap");
+    std::fs::write(&path, pcap(frames)).expect("write pcap");
+    let output = Command::new("tshark")
+        .args(["-r", path.to_str().expect("path"), "-T", "fields"])
+        .args(["-E", "separator=|"])
+        .args(fields.iter().flat_map(|field| ["-e", field]))
+        .output()
+        .expect("tshark -r");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn ethernet(destination: [u8; 6], pdu: &[u8]) -> Vec<u8> {
     let mut frame = destination.to_vec();
     frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
@@ -56,32 +73,22 @@ fn tshark_decodes_lbm_and_lbr() {
         ethernet([0x01, 0x80, 0xC2, 0x00, 0x00, 0x35], &message.emit()),
         ethernet([0x02, 0, 0, 0, 0, 0x01], &reply.emit()),
     ];
-    let dir = std::env::temp_dir().join(format!("loopscope-cfm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("lb.pcap");
-    std::fs::write(&path, pcap(&frames)).expect("write pcap");
-    let output = Command::new("tshark")
-        .args(["-r", path.to_str().expect("path"), "-T", "fields"])
-        .args(
-            [
-                "cfm.md.level",
-                "cfm.version",
-                "cfm.opcode",
-                "cfm.first.tlv.offset",
-                "cfm.lb.transaction.id",
-                "cfm.tlv.type",
-                "cfm.tlv.data.value",
-                "_ws.malformed",
-                "_ws.expert",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        )
-        .output()
-        .expect("tshark -r");
-    std::fs::remove_dir_all(&dir).expect("clean up");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let text = tshark_fields(
+        "lb",
+        &frames,
+        &[
+            "cfm.md.level",
+            "cfm.version",
+            "cfm.opcode",
+            "cfm.first.tlv.offset",
+            "cfm.lb.transaction.id",
+            "cfm.tlv.type",
+            "cfm.tlv.data.value",
+            "_ws.malformed",
+            "_ws.expert",
+        ],
+    );
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
     assert_eq!(rows.len(), 2, "{text}");
     for (row, opcode) in rows.iter().zip(["3", "2"]) {
         assert_eq!(row[0], "5", "level: {text}");
@@ -164,37 +171,26 @@ fn tshark_decodes_q_in_q_id_tlvs_and_the_test_tlv_crc() {
         .expect("python3");
     let zlib_crc = String::from_utf8_lossy(&python.stdout).trim().to_string();
     assert_eq!(zlib_crc.len(), 8, "{python:?}");
-    let dir = std::env::temp_dir().join(format!("loopscope-cfm-qinq-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("lb.pcap");
-    std::fs::write(&path, pcap(&[frame])).expect("write pcap");
-    let output = Command::new("tshark")
-        .args(["-r", path.to_str().expect("path"), "-T", "fields"])
-        .args(["-E", "separator=|"])
-        .args(
-            [
-                "ieee8021ad.id",
-                "ieee8021ad.priority",
-                "vlan.id",
-                "vlan.priority",
-                "cfm.md.level",
-                "cfm.opcode",
-                "cfm.tlv.type",
-                "cfm.tlv.length",
-                "cfm.tlv.chassis.id.subtype",
-                "cfm.tlv.chassis.id",
-                "cfm.tlv.tst.test.pattern.type",
-                "cfm.tlv.tst.crc32",
-                "_ws.malformed",
-                "_ws.expert",
-            ]
-            .iter()
-            .flat_map(|field| ["-e", field]),
-        )
-        .output()
-        .expect("tshark -r");
-    std::fs::remove_dir_all(&dir).expect("clean up");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = tshark_fields(
+        "qinq",
+        &[frame],
+        &[
+            "ieee8021ad.id",
+            "ieee8021ad.priority",
+            "vlan.id",
+            "vlan.priority",
+            "cfm.md.level",
+            "cfm.opcode",
+            "cfm.tlv.type",
+            "cfm.tlv.length",
+            "cfm.tlv.chassis.id.subtype",
+            "cfm.tlv.chassis.id",
+            "cfm.tlv.tst.test.pattern.type",
+            "cfm.tlv.tst.crc32",
+            "_ws.malformed",
+            "_ws.expert",
+        ],
+    );
     let row: Vec<&str> = text.trim_end().split('|').collect();
     assert_eq!(
         row,

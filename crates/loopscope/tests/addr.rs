@@ -15,6 +15,11 @@ fn json_lines(output: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `command`, which must succeed, and returns its JSON lines.
+fn succeeded_json(command: &mut Command) -> Vec<Value> {
+    json_lines(&command.assert().success().get_output().stdout)
+}
+
 /// The message of an `error` record.
 fn error_text(record: &Value) -> &str {
     record["error"]
@@ -24,14 +29,7 @@ fn error_text(record: &Value) -> &str {
 
 #[test]
 fn json_fields_for_octal_loopback() {
-    let output = loopscope()
-        .args(["--json", "addr", "0177.0.0.1"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let records = json_lines(&output);
+    let records = succeeded_json(loopscope().args(["--json", "addr", "0177.0.0.1"]));
     assert_eq!(records.len(), 2);
     let a = &records[0];
     assert_eq!(a["type"], "address");
@@ -63,21 +61,14 @@ fn json_fields_for_octal_loopback() {
 
 #[test]
 fn json_for_public_mapped_and_embedded() {
-    let output = loopscope()
-        .args([
-            "--json",
-            "addr",
-            "8.8.8.8",
-            "::ffff:127.0.0.1",
-            "2002:7f00:1::1",
-            "3fff::1",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_lines(&output);
+    let r = succeeded_json(loopscope().args([
+        "--json",
+        "addr",
+        "8.8.8.8",
+        "::ffff:127.0.0.1",
+        "2002:7f00:1::1",
+        "3fff::1",
+    ]));
     assert_eq!(r[0]["ssrf"], "allow");
     assert_eq!(r[0]["registry"], Value::Null);
     assert_eq!(r[0]["globally_reachable"], true);
@@ -132,15 +123,11 @@ fn exit_codes() {
 fn bulk_stdin_streams_ndjson() {
     let input =
         "127.1\n\n# comment\n0x7f000001\nnot an address\nhttp://[::ffff:10.0.0.1]/\n8.8.8.8\n";
-    let output = loopscope()
-        .args(["--json", "addr", "-", "--no-resolve"])
-        .write_stdin(input)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_lines(&output);
+    let r = succeeded_json(
+        loopscope()
+            .args(["--json", "addr", "-", "--no-resolve"])
+            .write_stdin(input),
+    );
     let kinds: Vec<_> = r.iter().map(|v| v["type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
@@ -176,19 +163,15 @@ fn bulk_file_and_hosts_file() {
         "10.1.2.3 intranet.test\n93.184.215.14 public.test\n",
     )
     .unwrap();
-    let output = loopscope()
-        .arg("--json")
-        .arg("addr")
-        .arg("--file")
-        .arg(&list)
-        .arg("--hosts-file")
-        .arg(&hosts)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_lines(&output);
+    let r = succeeded_json(
+        loopscope()
+            .arg("--json")
+            .arg("addr")
+            .arg("--file")
+            .arg(&list)
+            .arg("--hosts-file")
+            .arg(&hosts),
+    );
     assert_eq!(r[0]["address"], "10.1.2.3");
     assert_eq!(r[0]["registry"]["name"], "Private-Use");
     assert_eq!(r[0]["ssrf"], "deny");
@@ -199,19 +182,16 @@ fn bulk_file_and_hosts_file() {
     assert_eq!(r[2]["loopback_by_name"], true);
     assert_eq!(r[2]["ssrf"], "deny");
     // --allow-private opens the RFC 1918 answer.
-    let output = loopscope()
-        .arg("--json")
-        .arg("addr")
-        .arg("--allow-private")
-        .arg("--hosts-file")
-        .arg(&hosts)
-        .arg("intranet.test")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(json_lines(&output)[0]["ssrf"], "allow");
+    let records = succeeded_json(
+        loopscope()
+            .arg("--json")
+            .arg("addr")
+            .arg("--allow-private")
+            .arg("--hosts-file")
+            .arg(&hosts)
+            .arg("intranet.test"),
+    );
+    assert_eq!(records[0]["ssrf"], "allow");
 }
 
 #[test]

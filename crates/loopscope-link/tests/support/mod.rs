@@ -204,23 +204,34 @@ pub fn unix_peer(vanish_after: Option<usize>) -> Peer {
     }
 }
 
-/// Echoes datagrams until stopped, or closes its socket after `vanish_after` bytes.
-fn echo_datagrams<A>(
-    mut recv_from: impl FnMut(&mut [u8]) -> std::io::Result<(usize, A)>,
-    mut send_to: impl FnMut(&[u8], &A) -> std::io::Result<usize>,
+/// Echoes the datagrams `socket` receives, on a thread of its own, until the returned flag is
+/// set, or closes the socket after `vanish_after` bytes; the channel then says it closed (no
+/// channel without `vanish_after`).
+fn spawn_datagram_echo<S: Send + 'static, A>(
+    socket: S,
+    recv_from: impl Fn(&S, &mut [u8]) -> std::io::Result<(usize, A)> + Send + 'static,
+    send_to: impl Fn(&S, &[u8], &A) -> std::io::Result<usize> + Send + 'static,
     vanish_after: Option<usize>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 65_536];
-    let mut echoed = 0usize;
-    while !stop.load(Ordering::SeqCst) && vanish_after.is_none_or(|limit| echoed < limit) {
-        // The socket's read timeout lets the loop look at `stop`.
-        let Ok((n, from)) = recv_from(&mut buf) else {
-            continue;
-        };
-        let _ = send_to(&buf[..n], &from);
-        echoed += n;
-    }
+) -> (Arc<AtomicBool>, Option<mpsc::Receiver<()>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (closed_tx, closed) = mpsc::channel();
+    let thread_stop = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        let mut echoed = 0usize;
+        while !thread_stop.load(Ordering::SeqCst) && vanish_after.is_none_or(|limit| echoed < limit)
+        {
+            // The socket's read timeout lets the loop look at `stop`.
+            let Ok((n, from)) = recv_from(&socket, &mut buf) else {
+                continue;
+            };
+            let _ = send_to(&socket, &buf[..n], &from);
+            echoed += n;
+        }
+        drop(socket);
+        let _ = closed_tx.send(());
+    });
+    (stop, vanish_after.map(|_| closed))
 }
 
 /// `udp://` to a std socket that echoes every datagram to where it came from. The link keeps at
@@ -233,22 +244,15 @@ pub fn udp_peer(vanish_after: Option<usize>) -> Peer {
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
-    let stop = Arc::new(AtomicBool::new(false));
-    let (closed_tx, closed) = mpsc::channel();
-    let thread_stop = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        echo_datagrams(
-            |buf| socket.recv_from(buf),
-            |data, to| socket.send_to(data, to),
-            vanish_after,
-            thread_stop,
-        );
-        drop(socket);
-        let _ = closed_tx.send(());
-    });
+    let (stop, closed) = spawn_datagram_echo(
+        socket,
+        UdpSocket::recv_from,
+        |socket, data, to| socket.send_to(data, to),
+        vanish_after,
+    );
     Peer {
         endpoint: format!("udp://127.0.0.1:{port}?window=32"),
-        closed: vanish_after.map(|_| closed),
+        closed,
         stop: Some(stop),
         _keep: Vec::new(),
     }
@@ -263,22 +267,15 @@ pub fn unixgram_peer(vanish_after: Option<usize>) -> Peer {
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
-    let stop = Arc::new(AtomicBool::new(false));
-    let (closed_tx, closed) = mpsc::channel();
-    let thread_stop = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        echo_datagrams(
-            |buf| socket.recv_from(buf),
-            |data, to| socket.send_to_addr(data, to),
-            vanish_after,
-            thread_stop,
-        );
-        drop(socket);
-        let _ = closed_tx.send(());
-    });
+    let (stop, closed) = spawn_datagram_echo(
+        socket,
+        UnixDatagram::recv_from,
+        UnixDatagram::send_to_addr,
+        vanish_after,
+    );
     Peer {
         endpoint: format!("unixgram:{}", path.display()),
-        closed: vanish_after.map(|_| closed),
+        closed,
         stop: Some(stop),
         _keep: vec![Box::new(dir)],
     }
@@ -314,27 +311,9 @@ pub fn serial_peer(vanish_after: Option<usize>) -> Peer {
     let (master, path) = new_pty();
     let held_slave = open_slave(&path);
     let (closed_tx, closed) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut echoed = 0usize;
-        loop {
-            let room = vanish_after.map_or(buf.len(), |limit| (limit - echoed).min(buf.len()));
-            if room == 0 {
-                break;
-            }
-            let n = match rustix::io::read(&master, &mut buf[..room]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if rustix::io::write(&master, &buf[..n]).is_err() {
-                break;
-            }
-            echoed += n;
-        }
-        // Closing the master hangs up the line: the serial link's end of stream.
-        drop(master);
-        let _ = closed_tx.send(());
-    });
+    // Closing the master (when the echo ends) hangs up the line: the serial link's end of
+    // stream.
+    std::thread::spawn(move || echo_stream(std::fs::File::from(master), vanish_after, closed_tx));
     Peer {
         endpoint: format!("serial:{path}"),
         closed: vanish_after.map(|_| closed),
