@@ -1730,8 +1730,11 @@ mod tests {
         let at = |micros: u64| {
             std::time::Duration::from_secs(EPOCH_S) + std::time::Duration::from_micros(micros)
         };
-        // (our seq, reflector seq, T1, T2, T3 carried, T4, follow-up (reflector seq, its T3)).
-        let table: [(u32, u32, u64, u64, u64, u64, Option<(u32, Option<u64>)>); 4] = [
+        // The follow-up a reply carries: the reflector's sequence number it names, and the
+        // kernel's T3 of that reply in µs (None: zeros, "unavailable").
+        type FollowUp = Option<(u32, Option<u64>)>;
+        // (our seq, reflector seq, T1, T2, T3 carried, T4 in µs, follow-up).
+        let table: [(u32, u32, u64, u64, u64, u64, FollowUp); 4] = [
             (0, 10, 100, 150, 160, 300, None),
             (1, 11, 1100, 1160, 1170, 1290, Some((10, Some(185)))),
             (2, 12, 2100, 2140, 2150, 2260, Some((0, None))),
