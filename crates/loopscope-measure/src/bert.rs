@@ -39,7 +39,8 @@ use loopscope_report::{Record, format_bit_rate, format_ratio};
 use serde::Serialize;
 
 use crate::ending::{
-    ber_failure, ber_with_bound, close_receiver, join_within, second_tally, write_result,
+    ber_failure, ber_with_bound, close_receiver, join_within, second_tally, send_failed,
+    write_result,
 };
 
 /// How much to send.
@@ -1090,12 +1091,7 @@ pub fn run(
                     match sender.send(&buf, &cancel) {
                         Ok(()) => sent += n as u64,
                         Err(e) => {
-                            sent += e.accepted as u64;
-                            shared.sent.store(sent, Ordering::Release);
-                            if !e.is_cancelled() {
-                                error = Some(e.into_io());
-                                shared.failed.store(true, Ordering::Release);
-                            }
+                            error = send_failed(e, &mut sent, &shared.sent, &shared.failed);
                             break;
                         }
                     }

@@ -4,17 +4,35 @@
 //! went away.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use loopscope_link::link::is_timeout;
-use loopscope_link::{LinkReceiver, LinkStats};
+use loopscope_link::{LinkReceiver, LinkStats, SendError};
 use loopscope_pattern::CheckCounters;
 use loopscope_pattern::g821::SecondTally;
 use loopscope_report::{format_ratio, plural};
 
 use crate::bert::EndReason;
+
+/// The transmitter's send failed: what the link took of it counts as sent and is published.
+/// A cancelled send is how a stop or a deadline ends the transmitter, not a failure: `None`.
+/// Otherwise the run failed (`failed` is set) with the returned error.
+pub(crate) fn send_failed(
+    failure: SendError,
+    sent: &mut u64,
+    published: &AtomicU64,
+    failed: &AtomicBool,
+) -> Option<io::Error> {
+    *sent += failure.accepted as u64;
+    published.store(*sent, Ordering::Release);
+    if failure.is_cancelled() {
+        return None;
+    }
+    failed.store(true, Ordering::Release);
+    Some(failure.into_io())
+}
 
 /// After the run ended, keeps reading for up to `limit` until the transmitter says it is
 /// `done`, so a sender stuck behind a full link can move and see the end. Returns the bytes

@@ -41,7 +41,7 @@ use loopscope_report::{Record, format_ratio};
 use serde::Serialize;
 
 use crate::bert::{CheckFigures, EndReason, G821Figures};
-use crate::ending::{close_receiver, join_within, second_tally, write_result};
+use crate::ending::{close_receiver, join_within, second_tally, send_failed, write_result};
 
 /// How the far end is commanded to loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -638,12 +638,7 @@ fn transmit(
             _ => framer.fill(&mut chunk, &mut pattern),
         }
         if let Err(e) = sender.send(&chunk, &cancel) {
-            sent += e.accepted as u64;
-            shared.sent.store(sent, Ordering::Release);
-            if !e.is_cancelled() {
-                error = Some(e.into_io());
-                shared.failed.store(true, Ordering::Release);
-            }
+            error = send_failed(e, &mut sent, &shared.sent, &shared.failed);
             break;
         }
         sent += chunk.len() as u64;

@@ -311,27 +311,9 @@ pub fn serial_peer(vanish_after: Option<usize>) -> Peer {
     let (master, path) = new_pty();
     let held_slave = open_slave(&path);
     let (closed_tx, closed) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut echoed = 0usize;
-        loop {
-            let room = vanish_after.map_or(buf.len(), |limit| (limit - echoed).min(buf.len()));
-            if room == 0 {
-                break;
-            }
-            let n = match rustix::io::read(&master, &mut buf[..room]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if rustix::io::write(&master, &buf[..n]).is_err() {
-                break;
-            }
-            echoed += n;
-        }
-        // Closing the master hangs up the line: the serial link's end of stream.
-        drop(master);
-        let _ = closed_tx.send(());
-    });
+    // Closing the master (when the echo ends) hangs up the line: the serial link's end of
+    // stream.
+    std::thread::spawn(move || echo_stream(std::fs::File::from(master), vanish_after, closed_tx));
     Peer {
         endpoint: format!("serial:{path}"),
         closed: vanish_after.map(|_| closed),
