@@ -786,9 +786,54 @@ impl ReflectorSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loopscope_link::reflector::DatagramCounters;
     use loopscope_link::reflector::{ReflectConfig, Reflector};
     use loopscope_wire::stamp::TimestampFormat;
     use std::sync::atomic::AtomicBool;
+
+    /// A responder served by the reflector's loop on a loopback port in a thread of its own,
+    /// and a client socket with the kernel's receive timestamps on.
+    struct Served {
+        endpoint: String,
+        address: SocketAddr,
+        loop_counts: Arc<DatagramCounters>,
+        stop: Arc<AtomicBool>,
+        handle: std::thread::JoinHandle<loopscope_link::reflector::ReflectSummary>,
+        client: UdpSocket,
+    }
+
+    impl Served {
+        fn start(responder: StampResponder) -> Served {
+            let mut reflector = Reflector::new(ReflectConfig {
+                rate_limit_pps: 0,
+                ..ReflectConfig::default()
+            });
+            let (endpoint, loop_counts) = reflector
+                .add_responder(SocketAddr::from(([127, 0, 0, 1], 0)), Box::new(responder))
+                .unwrap();
+            let address = endpoint.trim_start_matches("udp://").parse().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            loopscope_sys::enable_datagram_metadata(&client, false, false).unwrap();
+            Served {
+                endpoint,
+                address,
+                loop_counts,
+                stop,
+                handle,
+                client,
+            }
+        }
+
+        /// Stops the loop and waits for it: its endpoint and counters.
+        fn stop(self) -> (String, Arc<DatagramCounters>) {
+            self.stop.store(true, Ordering::SeqCst);
+            self.handle.join().unwrap();
+            (self.endpoint, self.loop_counts)
+        }
+    }
 
     /// Bursts of one session's requests with Follow-Up Telemetry, sent with one sendmmsg each
     /// (so they reach the batched loop together, as on a loaded host): every reply after the
@@ -803,19 +848,8 @@ mod tests {
             stateful_timeout: Some(DEFAULT_SESSION_TIMEOUT),
             ..ReflectorConfig::default()
         });
-        let mut reflector = Reflector::new(ReflectConfig {
-            rate_limit_pps: 0,
-            ..ReflectConfig::default()
-        });
-        let (endpoint, _) = reflector
-            .add_responder(SocketAddr::from(([127, 0, 0, 1], 0)), Box::new(responder))
-            .unwrap();
-        let address: SocketAddr = endpoint.trim_start_matches("udp://").parse().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        loopscope_sys::enable_datagram_metadata(&client, false, false).unwrap();
+        let served = Served::start(responder);
+        let (address, client) = (served.address, &served.client);
         let format = TimestampFormat::Ptp;
         /// One reply as our socket got it (times in ns since the Unix epoch).
         #[derive(Clone, Copy)]
@@ -844,13 +878,13 @@ mod tests {
                 .collect();
             let batch: Vec<(&[u8], SocketAddr)> =
                 requests.iter().map(|r| (r.as_slice(), address)).collect();
-            assert_eq!(loopscope_sys::send_datagrams(&client, &batch).unwrap(), 16);
+            assert_eq!(loopscope_sys::send_datagrams(client, &batch).unwrap(), 16);
             let mut buffer = [0u8; 128];
             let before = replies.len();
             while replies.len() < before + 16 {
-                let ready = loopscope_sys::wait_readable(&client, Some(Duration::from_secs(10)));
+                let ready = loopscope_sys::wait_readable(client, Some(Duration::from_secs(10)));
                 assert_eq!(ready.unwrap(), loopscope_sys::Readiness::Ready);
-                while let Ok(got) = loopscope_sys::recv_datagram(&client, &mut buffer) {
+                while let Ok(got) = loopscope_sys::recv_datagram(client, &mut buffer) {
                     let view =
                         ReflectorPacket::new_checked(&buffer[..got.len], Mode::Unauthenticated)
                             .unwrap();
@@ -867,8 +901,7 @@ mod tests {
                 }
             }
         }
-        stop.store(true, Ordering::SeqCst);
-        handle.join().unwrap();
+        served.stop();
         let mut t4_checked = 0;
         for pair in replies.windows(2) {
             let (previous, reply) = (pair[0], pair[1]);
@@ -909,19 +942,8 @@ mod tests {
     fn a_burst_keeps_each_replys_own_t2_and_an_honest_t3() {
         let responder = StampResponder::new(ReflectorConfig::default());
         let stamp = responder.counters();
-        let mut reflector = Reflector::new(ReflectConfig {
-            rate_limit_pps: 0,
-            ..ReflectConfig::default()
-        });
-        let (endpoint, loop_counts) = reflector
-            .add_responder(SocketAddr::from(([127, 0, 0, 1], 0)), Box::new(responder))
-            .unwrap();
-        let address: SocketAddr = endpoint.trim_start_matches("udp://").parse().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        loopscope_sys::enable_datagram_metadata(&client, false, false).unwrap();
+        let served = Served::start(responder);
+        let (address, client) = (served.address, &served.client);
         let format = TimestampFormat::Ptp;
         let requests: Vec<Vec<u8>> = (0..32u32)
             .map(|sequence| {
@@ -944,13 +966,13 @@ mod tests {
         for _round in 0..20 {
             let batch: Vec<(&[u8], SocketAddr)> =
                 requests.iter().map(|r| (r.as_slice(), address)).collect();
-            assert_eq!(loopscope_sys::send_datagrams(&client, &batch).unwrap(), 32);
+            assert_eq!(loopscope_sys::send_datagrams(client, &batch).unwrap(), 32);
             let mut replies = 0;
             let mut buffer = [0u8; 128];
             while replies < 32 {
-                let ready = loopscope_sys::wait_readable(&client, Some(Duration::from_secs(10)));
+                let ready = loopscope_sys::wait_readable(client, Some(Duration::from_secs(10)));
                 assert_eq!(ready.unwrap(), loopscope_sys::Readiness::Ready);
-                while let Ok(got) = loopscope_sys::recv_datagram(&client, &mut buffer) {
+                while let Ok(got) = loopscope_sys::recv_datagram(client, &mut buffer) {
                     replies += 1;
                     let view =
                         ReflectorPacket::new_checked(&buffer[..got.len], Mode::Unauthenticated)
@@ -976,8 +998,7 @@ mod tests {
         );
         let expected: Vec<u32> = (0..32).cycle().take(sequences.len()).collect();
         assert_eq!(sequences, expected, "replies out of order");
-        stop.store(true, Ordering::SeqCst);
-        handle.join().unwrap();
+        let (endpoint, loop_counts) = served.stop();
         let summary = ReflectorSummary::new(&endpoint, loop_counts.read(), &stamp);
         assert_eq!(summary.reflected, sequences.len() as u64);
         assert!(summary.t2_kernel > 0);
