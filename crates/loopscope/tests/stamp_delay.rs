@@ -23,7 +23,9 @@
 //! delay line under SCHED_FIFO too (netem holds packets on a kernel timer that no process
 //! delays). With both, the largest such move seen beside stress-ng (and other builds, load
 //! average 10, the test at nice 19) was 50 µs. T1, T2 and T4 are kernel timestamps and do
-//! not move with the load.
+//! not move with the load. The sender also asks for Follow-Up Telemetry (RFC 8972 §4.7): each
+//! reply but the last then takes the reflector's kernel transmit timestamp for T3, which
+//! leaves that stall out of its backward delay; both backward means are printed.
 
 mod support;
 

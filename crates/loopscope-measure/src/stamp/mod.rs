@@ -6,14 +6,17 @@
 //! used. A packet carries the time read just before it was sent (T1 in the request, T3 in the
 //! reply): the kernel's transmit timestamp exists only once the packet has left. The sender
 //! computes with its kernel transmit timestamp (T1) and its kernel receive timestamp (T4); the
-//! reflector puts its kernel receive timestamp in T2. The Error Estimate carries the clock's
-//! real state: S from the kernel's NTP status (adjtimex), and an error of the kernel's
-//! estimated error plus the clock's resolution plus the largest gap seen between the time a
-//! packet carries and the kernel's transmit timestamp of that packet.
+//! reflector puts its kernel receive timestamp in T2. With Follow-Up Telemetry (RFC 8972
+//! §4.7) the reflector's next reply carries the kernel's transmit timestamp of the previous
+//! one, and that packet's figures take it for T3 (a `t3_follow_up` event says so). The Error
+//! Estimate carries the clock's real state: S from the kernel's NTP status (adjtimex), and an
+//! error of the kernel's estimated error plus the clock's resolution plus the largest gap seen
+//! between the time a packet carries and the kernel's transmit timestamp of that packet.
 //!
 //! One-way figures subtract two hosts' wall clocks: they are reported only when both ends say
-//! their clocks are synchronised, or the reflector is on this host (one clock), and withheld
-//! (with the reason) when any one-way delay comes out negative beyond the error estimates.
+//! their clocks are synchronised, or the reflector is on this host (one clock), or the
+//! operator says both read one clock (`same_clock`), and withheld (with the reason) when any
+//! one-way delay comes out negative beyond the error estimates.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
