@@ -277,6 +277,7 @@ fn stamp(
         tlvs: stamp::RequestTlvs::new(),
         twamp_light: false,
         stateful_reflector: false,
+        same_clock: false,
     };
     // The STAMP sender has a stop flag of its own and no deadline: a watchdog sets the flag
     // when the exporter stops or the budget is spent, and ends as soon as the run does.

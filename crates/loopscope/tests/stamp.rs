@@ -1273,6 +1273,95 @@ fn our_sender_asks_for_every_tlv() {
     );
 }
 
+/// Follow-Up Telemetry (RFC 8972 §4.7) from our reflector on loopback: each reply brings the
+/// kernel's transmit timestamp of the one before, so every reply but the last has its T3
+/// replaced (`t3_from_follow_up`), one `t3_follow_up` event each. Checked against the reply
+/// events as they arrived: the kernel sent a reply after the T3 it carries, so a correction is
+/// never negative, and the corrected backward delay and residence are the reply's own less
+/// and plus that correction. The summary's backward median is that of the corrected delays.
+#[test]
+fn follow_ups_give_every_reply_but_the_last_the_kernels_t3() {
+    let reflector = Reflector::start(&[]);
+    let (code, events) = run_sender(
+        &reflector.endpoint,
+        &[
+            "--count",
+            "200",
+            "--interval",
+            "1ms",
+            "--timeout",
+            "5s",
+            "--tlv",
+            "follow-up",
+        ],
+    );
+    assert_eq!(code, Some(0), "{events:?}");
+    let summary = summary(&events);
+    let received = summary["received"].as_u64().expect("received");
+    assert_eq!(received, 200, "{summary}");
+    let replies: std::collections::BTreeMap<u64, &Value> = events
+        .iter()
+        .filter(|e| e["type"] == "reply")
+        .map(|reply| (reply["seq"].as_u64().expect("seq"), reply))
+        .collect();
+    let corrections: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "t3_follow_up")
+        .collect();
+    let from_follow_up = summary["t3_from_follow_up"].as_u64().expect("counted");
+    assert_eq!(from_follow_up, corrections.len() as u64, "{summary}");
+    assert_eq!(summary["follow_ups"], from_follow_up, "{summary}");
+    // Every reply but the last is named by the next one's follow-up; the reflector may say
+    // "unavailable" only when the kernel's stamp was not there yet, which on loopback (the
+    // stamp is taken inside the send) it is.
+    assert_eq!(from_follow_up, received - 1, "{summary}");
+    let mut backward = Vec::new();
+    let mut corrected_seqs = std::collections::BTreeSet::new();
+    for correction in &corrections {
+        let seq = correction["seq"].as_u64().expect("seq");
+        assert!(corrected_seqs.insert(seq), "seq {seq} corrected twice");
+        let reply = replies[&seq];
+        let micros = |value: &Value, field: &str| value[field].as_f64().expect(field);
+        let moved = micros(correction, "t3_correction_us");
+        assert!(moved >= 0.0, "{correction}");
+        let close = |a: f64, b: f64| (a - b).abs() < 0.01;
+        assert!(
+            close(
+                micros(correction, "backward_us"),
+                micros(reply, "backward_us") - moved
+            ),
+            "{correction} {reply}"
+        );
+        assert!(
+            close(
+                micros(correction, "residence_us"),
+                micros(reply, "residence_us") + moved
+            ),
+            "{correction} {reply}"
+        );
+    }
+    let last = *replies.keys().last().expect("replies");
+    assert!(
+        !corrected_seqs.contains(&last),
+        "the last reply has no follow-up"
+    );
+    for (seq, reply) in &replies {
+        let own = reply["backward_us"].as_f64().expect("backward");
+        let corrected = corrections
+            .iter()
+            .find(|c| c["seq"] == *seq)
+            .map_or(own, |c| c["backward_us"].as_f64().expect("backward"));
+        backward.push(corrected);
+    }
+    backward.sort_by(f64::total_cmp);
+    // Nearest rank: the 100th of 200.
+    let median = backward[backward.len().div_ceil(2) - 1];
+    let reported = summary["backward_p50_us"]
+        .as_f64()
+        .expect("one clock on loopback");
+    assert!((reported - median).abs() < 0.002, "{reported} vs {median}");
+}
+
 /// Three namespaces on one kernel: the sender in `a`, a router in `r`, the reflector in `b`,
 /// joined by two veth pairs. netem on the router's interface towards `b` delays (or drops)
 /// the forward direction only, on its interface towards `a` the backward one: the qdisc sits

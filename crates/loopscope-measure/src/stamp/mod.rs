@@ -220,6 +220,10 @@ pub struct SenderConfig {
     pub twamp_light: bool,
     /// The reflector is stateful: report loss per direction from its sequence numbers.
     pub stateful_reflector: bool,
+    /// The operator says sender and reflector read one clock (two network namespaces of one
+    /// host): unsynchronised Error Estimates then do not withhold the one-way figures (a
+    /// negative one-way delay still does).
+    pub same_clock: bool,
 }
 
 /// Where a timestamp came from.
@@ -333,12 +337,224 @@ impl Record for StampSendFailed {
     }
 }
 
+/// An earlier reply's figures again, with the reflector's kernel transmit timestamp for T3
+/// that the next reply of the session brought (Follow-Up Telemetry, RFC 8972 §4.7).
+///
+/// Why an event of its own: a reply's event is printed when it arrives, before its follow-up
+/// can, with the T3 the reply carried (the reflector's clock read before its send). The
+/// summary uses the kernel's T3 where a follow-up gave one; were the events left as they are,
+/// an operator recomputing the summary from them would find other figures and trust neither.
+/// So the events keep what each reply said when it came, and this event says, for the packet
+/// it names, by how much T3 moved and what its figures are now; the summary is what the reply
+/// events give once these are applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct StampT3FollowUp {
+    /// The sender's sequence number of the reply corrected.
+    pub seq: u32,
+    /// The reflector's sequence number of it (what the Follow-Up Telemetry names).
+    pub reflector_seq: u32,
+    /// The kernel's transmit timestamp minus the T3 the reply carried, in µs.
+    pub t3_correction_us: f64,
+    /// T3 − T2 with the kernel's T3, in µs.
+    pub residence_us: f64,
+    /// (T4 − T1) − (T3 − T2) with the kernel's T3, in µs.
+    pub rtt_net_us: f64,
+    /// T4 − T3 with the kernel's T3, in µs.
+    pub backward_us: f64,
+}
+
+impl Record for StampT3FollowUp {
+    fn kind(&self) -> &'static str {
+        "t3_follow_up"
+    }
+    fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "seq={}: the reflector's kernel sent it {:.1} µs after its T3: residence={:.1} µs bwd={:.1} µs",
+            self.seq, self.t3_correction_us, self.residence_us, self.backward_us
+        )
+    }
+}
+
 /// What the sender tells while it runs.
 pub enum SenderEvent<'a> {
     /// A reply, measured.
     Reply(&'a StampReply),
     /// A packet the kernel refused to send.
     SendFailed(&'a StampSendFailed),
+    /// An earlier reply's figures with the kernel's T3 a follow-up brought.
+    T3FollowUp(&'a StampT3FollowUp),
+}
+
+/// A reply's four timestamps in nanoseconds since the Unix epoch, all read through the
+/// reflector's timestamp format (its seconds field wraps; ours must wrap alike), and its
+/// round trip.
+#[derive(Debug, Clone, Copy)]
+struct ReplyTimes {
+    t1_ns: i128,
+    t2_ns: i128,
+    t3_ns: i128,
+    t4_ns: i128,
+    rtt_us: f64,
+}
+
+impl ReplyTimes {
+    /// The times of `reply`, sent at `t1` and received at `t4` by our clock. The round trip is
+    /// T4 − T1, or `monotonic_rtt_us` when one of them is not the kernel's (the monotonic clock
+    /// around the system calls is then the better measure).
+    fn new(
+        reply: &ReflectorRepr,
+        t1: Duration,
+        t4: Duration,
+        monotonic_rtt_us: Option<f64>,
+    ) -> Self {
+        let format = reply.error_estimate.format();
+        let ours = |at: Duration| Timestamp::from_unix(at, format).to_unix_nanos(format);
+        let (t1_ns, t4_ns) = (ours(t1), ours(t4));
+        ReplyTimes {
+            t1_ns,
+            t2_ns: reply.receive_timestamp.to_unix_nanos(format),
+            t3_ns: reply.timestamp.to_unix_nanos(format),
+            t4_ns,
+            rtt_us: monotonic_rtt_us.unwrap_or((t4_ns - t1_ns) as f64 / 1e3),
+        }
+    }
+
+    fn residence_us(&self) -> f64 {
+        (self.t3_ns - self.t2_ns) as f64 / 1e3
+    }
+
+    fn rtt_net_us(&self) -> f64 {
+        self.rtt_us - self.residence_us()
+    }
+
+    fn forward_us(&self) -> f64 {
+        (self.t2_ns - self.t1_ns) as f64 / 1e3
+    }
+
+    fn backward_us(&self) -> f64 {
+        (self.t4_ns - self.t3_ns) as f64 / 1e3
+    }
+}
+
+/// A reply remembered until the next reply's Follow-Up Telemetry names it.
+#[derive(Debug, Clone, Copy)]
+struct AwaitingFollowUp {
+    /// The sender's sequence number.
+    seq: u32,
+    /// Where its figures are in the run's vectors.
+    index: usize,
+    /// Its timestamps, T3 the one it carried.
+    times: ReplyTimes,
+}
+
+/// Replies awaiting their Follow-Up Telemetry, by the reflector's sequence number (what the
+/// follow-up names: a stateful reflector's own numbers, ours from a stateless one).
+#[derive(Debug, Default)]
+struct FollowUpBook {
+    awaiting: std::collections::HashMap<u32, AwaitingFollowUp>,
+}
+
+/// Replies kept at most for a follow-up: the one that names a reply is normally the next,
+/// and a reply whose successor was lost (or said "unavailable") is never named.
+const FOLLOW_UP_WINDOW: u32 = 4096;
+
+impl FollowUpBook {
+    /// Files the figures of a first reply in `run`, applies the Follow-Up Telemetry it
+    /// carried to the earlier reply it names (returning that one's corrected figures), and
+    /// keeps this reply for the follow-up of the next when the session asked for them.
+    fn file(
+        &mut self,
+        run: &mut SenderRun,
+        reply: &ReflectorRepr,
+        times: &ReplyTimes,
+        follow_up: Option<(u32, Timestamp)>,
+        wants_follow_up: bool,
+    ) -> Option<StampT3FollowUp> {
+        let index = run.record(reply.sender_sequence, times);
+        let corrected = follow_up
+            .and_then(|follow_up| self.apply(follow_up, reply.error_estimate.format(), run));
+        if wants_follow_up {
+            self.remember(
+                reply.sequence,
+                AwaitingFollowUp {
+                    seq: reply.sender_sequence,
+                    index,
+                    times: *times,
+                },
+            );
+        }
+        corrected
+    }
+
+    fn remember(&mut self, reflector_seq: u32, reply: AwaitingFollowUp) {
+        self.awaiting.insert(reflector_seq, reply);
+        if self.awaiting.len() > FOLLOW_UP_WINDOW as usize {
+            self.awaiting
+                .retain(|&seq, _| reflector_seq.wrapping_sub(seq) < FOLLOW_UP_WINDOW / 2);
+        }
+    }
+
+    /// Applies a follow-up (the reflector's sequence number of an earlier reply and the
+    /// kernel's transmit timestamp of it, in `format`) to that reply's figures in `run`.
+    /// Returns the corrected figures, or `None` when it names no reply awaiting one, or a time
+    /// before the T3 the reply carried: the reflector reads T3 before its send and the kernel
+    /// stamps the packet during it, so an earlier stamp is not this reply's (a reflector
+    /// whose session restarted and reused the number) and the reply keeps its own T3.
+    fn apply(
+        &mut self,
+        (reflector_seq, kernel_t3): (u32, Timestamp),
+        format: TimestampFormat,
+        run: &mut SenderRun,
+    ) -> Option<StampT3FollowUp> {
+        let awaiting = self.awaiting.remove(&reflector_seq)?;
+        let kernel_t3_ns = kernel_t3.to_unix_nanos(format);
+        let correction_us = (kernel_t3_ns - awaiting.times.t3_ns) as f64 / 1e3;
+        run.counts.follow_ups += 1;
+        run.follow_up_correction_max_us = Some(
+            run.follow_up_correction_max_us
+                .map_or(correction_us, |m: f64| m.max(correction_us)),
+        );
+        if correction_us < 0.0 {
+            return None;
+        }
+        let corrected = ReplyTimes {
+            t3_ns: kernel_t3_ns,
+            ..awaiting.times
+        };
+        let index = awaiting.index;
+        let residence_us = corrected.residence_us();
+        let rtt_net_us = corrected.rtt_net_us();
+        let backward_us = corrected.backward_us();
+        run.residence_us[index] = residence_us;
+        run.rtt_net_us[index] = rtt_net_us;
+        run.backward_us[index] = backward_us;
+        run.one_way_sequence[index].2 = backward_us;
+        run.counts.t3_from_follow_up += 1;
+        Some(StampT3FollowUp {
+            seq: awaiting.seq,
+            reflector_seq,
+            t3_correction_us: round3(correction_us),
+            residence_us,
+            rtt_net_us,
+            backward_us,
+        })
+    }
+}
+
+impl SenderRun {
+    /// Files the figures of a first reply to `seq`; returns where they are in the vectors.
+    fn record(&mut self, seq: u32, times: &ReplyTimes) -> usize {
+        let index = self.rtt_us.len();
+        self.rtt_us.push(times.rtt_us);
+        self.rtt_net_us.push(times.rtt_net_us());
+        self.residence_us.push(times.residence_us());
+        self.forward_us.push(times.forward_us());
+        self.backward_us.push(times.backward_us());
+        self.one_way_sequence
+            .push((seq, times.forward_us(), times.backward_us()));
+        index
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -376,6 +592,11 @@ pub struct StampCounts {
     /// Follow-Up Telemetry (RFC 8972 §4.7): replies whose T3 a later reply corrected with the
     /// kernel's transmit timestamp.
     pub follow_ups: u64,
+    /// Replies whose figures (backward delay, residence, round trip less residence) use the
+    /// kernel's transmit timestamp a later reply's Follow-Up Telemetry carried instead of the
+    /// T3 the reply itself carried. Below `follow_ups` by the follow-ups that named a time
+    /// before the carried T3 (which cannot be its transmit time: the reply keeps its own).
+    pub t3_from_follow_up: u64,
     /// Packets the kernel refused to send.
     pub send_errors: u64,
     /// Replies whose T1 was the kernel's transmit timestamp.
@@ -432,6 +653,10 @@ pub struct SenderRun {
     pub backward_ttl_min: Option<u8>,
     /// The reflector is on this host, so both ends read one clock.
     pub same_host: bool,
+    /// The operator said both ends read one clock (`--same-clock`).
+    pub same_clock: bool,
+    /// The session asked for Follow-Up Telemetry (RFC 8972 §4.7).
+    pub follow_up_requested: bool,
     /// The session ran in authenticated mode.
     pub authenticated: bool,
     /// The session ran as TWAMP-Light.
@@ -596,6 +821,8 @@ pub fn send(
             ..StampClocks::default()
         },
         same_host: config.target.ip().is_loopback(),
+        same_clock: config.same_clock,
+        follow_up_requested: config.tlvs.wants_follow_up(),
         authenticated: config.auth.is_some(),
         twamp_light: config.twamp_light,
         stateful_reflector: config.stateful_reflector,
@@ -609,9 +836,7 @@ pub fn send(
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
-    // The T3 each reply carried, by the reflector's sequence number, for Follow-Up Telemetry.
-    let mut carried_t3: std::collections::HashMap<u32, Timestamp> =
-        std::collections::HashMap::new();
+    let mut follow_ups = FollowUpBook::default();
     let mut buffer = vec![0u8; MAX_PACKET_LEN.max(config.size) + 1];
     let mut packet = vec![0u8; config.size];
     let mut error_estimate = clock_error_estimate(config.format, UNMEASURED_SEND_GAP);
@@ -780,7 +1005,6 @@ pub fn send(
                 );
             }
             any_reply = true;
-            let reflector_format = reply.error_estimate.format();
             let (t1, t1_source) = match slot.kernel_t1 {
                 Some(kernel) => (kernel, TimestampSource::Kernel),
                 None => (slot.user_t1, TimestampSource::UserSpace),
@@ -789,23 +1013,10 @@ pub fn send(
                 Some(kernel) => (kernel, TimestampSource::Kernel),
                 None => (user_t4, TimestampSource::UserSpace),
             };
-            let t1_ns = t1.as_nanos() as i128;
-            let t4_ns = t4.as_nanos() as i128;
-            let t2 = reply.receive_timestamp.to_unix_nanos(reflector_format);
-            let t3 = reply.timestamp.to_unix_nanos(reflector_format);
-            // The timestamps in the packet wrap with their format's seconds field (NTP era,
-            // PTPv2's 32 bits); ours do not: read ours through the same format.
-            let t1_ns = Timestamp::from_unix(Duration::from_nanos(t1_ns as u64), reflector_format)
-                .to_unix_nanos(reflector_format);
-            let t4_ns = Timestamp::from_unix(Duration::from_nanos(t4_ns as u64), reflector_format)
-                .to_unix_nanos(reflector_format);
-            let rtt_us =
-                if t1_source == TimestampSource::Kernel && t4_source == TimestampSource::Kernel {
-                    (t4_ns - t1_ns) as f64 / 1e3
-                } else {
-                    (arrived - slot.at).as_secs_f64() * 1e6
-                };
-            let residence_us = (t3 - t2) as f64 / 1e3;
+            let monotonic_rtt_us = (t1_source != TimestampSource::Kernel
+                || t4_source != TimestampSource::Kernel)
+                .then(|| (arrived - slot.at).as_secs_f64() * 1e6);
+            let times = ReplyTimes::new(&reply, t1, t4, monotonic_rtt_us);
             let measured = StampReply {
                 from: received
                     .from
@@ -813,11 +1024,11 @@ pub fn send(
                 seq: reply.sender_sequence,
                 reflector_seq: reply.sequence,
                 bytes: received.len,
-                rtt_us,
-                residence_us,
-                rtt_net_us: rtt_us - residence_us,
-                forward_us: (t2 - t1_ns) as f64 / 1e3,
-                backward_us: (t4_ns - t3) as f64 / 1e3,
+                rtt_us: times.rtt_us,
+                residence_us: times.residence_us(),
+                rtt_net_us: times.rtt_net_us(),
+                forward_us: times.forward_us(),
+                backward_us: times.backward_us(),
                 forward_ttl: reply.sender_ttl,
                 backward_ttl: received.ttl,
                 reflector_synchronised: reply.error_estimate.synchronised(),
@@ -834,16 +1045,19 @@ pub fn send(
                 reordered,
             };
             if !duplicate {
-                run.rtt_us.push(measured.rtt_us);
-                run.rtt_net_us.push(measured.rtt_net_us);
-                run.residence_us.push(measured.residence_us);
-                run.forward_us.push(measured.forward_us);
-                run.backward_us.push(measured.backward_us);
-                run.one_way_sequence.push((
-                    measured.seq,
-                    measured.forward_us,
-                    measured.backward_us,
-                ));
+                // The follow-up names the reflector's previous reply: its figures take the
+                // kernel's T3, and an event says so (see `StampT3FollowUp`). The last reply
+                // of a session is named by none and keeps the T3 it carried, as does one
+                // whose follow-up says "unavailable" (zeros, which `read_reply_tlvs` drops).
+                if let Some(corrected) = follow_ups.file(
+                    &mut run,
+                    &reply,
+                    &times,
+                    reply_tlvs.follow_up,
+                    config.tlvs.wants_follow_up(),
+                ) {
+                    on_event(SenderEvent::T3FollowUp(&corrected));
+                }
                 run.clocks.reflector_synchronised &= measured.reflector_synchronised;
                 run.clocks.reflector_error_us = run
                     .clocks
@@ -871,25 +1085,6 @@ pub fn send(
                         run.reply_dscp_range
                             .map_or((dscp, dscp), |(low, high)| (low.min(dscp), high.max(dscp))),
                     );
-                }
-                if let Some((previous, follow_up)) = reply_tlvs.follow_up
-                    && let Some(&carried) = carried_t3.get(&previous)
-                {
-                    let correction_us = (follow_up.to_unix_nanos(reflector_format)
-                        - carried.to_unix_nanos(reflector_format))
-                        as f64
-                        / 1e3;
-                    run.counts.follow_ups += 1;
-                    run.follow_up_correction_max_us = Some(
-                        run.follow_up_correction_max_us
-                            .map_or(correction_us, |m: f64| m.max(correction_us)),
-                    );
-                }
-                if config.tlvs.wants_follow_up() {
-                    carried_t3.insert(reply.sequence, reply.timestamp);
-                    if carried_t3.len() > 4096 {
-                        carried_t3.clear();
-                    }
                 }
                 run.counts.t1_kernel += u64::from(t1_source == TimestampSource::Kernel);
                 run.counts.t4_kernel += u64::from(t4_source == TimestampSource::Kernel);
@@ -1089,6 +1284,15 @@ pub struct StampSummary {
     pub one_way_valid: bool,
     /// Why the one-way figures are withheld, when they are.
     pub one_way_withheld: Option<String>,
+    /// The operator said sender and reflector read one clock (`--same-clock`): the Error
+    /// Estimates' S bits did not withhold the one-way figures (a negative delay still would).
+    pub same_clock: bool,
+    /// The reflector is on this host (not in the JSON: `one_way_withheld` says the outcome).
+    #[serde(skip)]
+    pub same_host: bool,
+    /// The session asked for Follow-Up Telemetry (not in the JSON: `follow_ups` counts them).
+    #[serde(skip)]
+    pub follow_up_requested: bool,
     /// RFC 3550 interarrival jitter of each direction (J += (|D| − J)/16 over consecutive
     /// replies), in µs.
     pub forward_jitter_us: Option<f64>,
@@ -1160,6 +1364,7 @@ impl StampSummary {
                 "a one-way delay of {most_negative:.1} µs is negative beyond the error estimates (±{tolerance_us:.1} µs): the clocks are not synchronised"
             ))
         } else if !(run.same_host
+            || run.same_clock
             || (run.clocks.sender_synchronised && run.clocks.reflector_synchronised))
         {
             Some(format!(
@@ -1266,6 +1471,9 @@ impl StampSummary {
             one_way_requires_synchronised_clocks: true,
             one_way_valid,
             one_way_withheld: withheld,
+            same_clock: run.same_clock,
+            same_host: run.same_host,
+            follow_up_requested: run.follow_up_requested,
             forward_jitter_us: forward_jitter,
             backward_jitter_us: backward_jitter,
             forward_ttl: run.forward_ttl_min,
@@ -1368,7 +1576,33 @@ impl Record for StampSummary {
             self.clocks.reflector_error_us,
             u8::from(self.clocks.reflector_synchronised),
         )?;
+        if self.counts.t3_from_follow_up > 0 {
+            writeln!(
+                out,
+                "T3: the reflector's kernel transmit timestamp from Follow-Up Telemetry for {} of {} replies (largest move {} µs), the time the reply carried for the rest",
+                self.counts.t3_from_follow_up,
+                self.counts.received,
+                fmt_us(self.follow_up_correction_max_us),
+            )?;
+        } else if self.counts.received > 0 {
+            writeln!(
+                out,
+                "T3: the time each reply carried (the reflector's clock read before its send){}",
+                if self.follow_up_requested {
+                    ""
+                } else {
+                    "; --tlv follow-up asks for the kernel's transmit timestamps"
+                }
+            )?;
+        }
+        let clocks_agree = self.clocks.sender_synchronised && self.clocks.reflector_synchronised;
         match &self.one_way_withheld {
+            None if self.same_clock && !self.same_host && !clocks_agree => writeln!(
+                out,
+                "* one-way figures given because --same-clock says both ends read one clock (the error estimates say sender S={}, reflector S={})",
+                u8::from(self.clocks.sender_synchronised),
+                u8::from(self.clocks.reflector_synchronised)
+            ),
             None => writeln!(
                 out,
                 "* one-way figures subtract two clocks: the error estimates (or one host's clock) say they are comparable"
@@ -1445,7 +1679,8 @@ mod tests {
             timestamp_source t1_kernel t4_kernel one_way_requires_synchronised_clocks \
             one_way_valid one_way_withheld reflector_synchronised sender_synchronised \
             sender_error_us reflector_error_us forward_jitter_us backward_jitter_us forward_ttl \
-            backward_ttl passed"
+            backward_ttl passed \
+            t3_from_follow_up same_clock"
             .split_whitespace()
             .map(str::to_owned)
             .collect();
@@ -1473,6 +1708,146 @@ mod tests {
         assert_eq!(json["rtt_p50_us"], 20.0);
         assert_eq!(json["rtt_max_us"], 40.0);
         assert!(json["residence_p99_us"].is_null());
+    }
+
+    /// Follow-Up Telemetry (RFC 8972 §4.7), a known answer. Four replies of a stateful
+    /// reflector (its numbers 10..=13 for our 0..=3), written octet by octet from RFC 8762
+    /// §4.3.1 in PTPv2 format (seconds, nanoseconds: exact), go through the sender's parsing
+    /// and filing. Reply 1's follow-up says reply 10 left at 185 µs, not the 160 µs it carried;
+    /// reply 2's says "unavailable" (zeros); reply 3's names a time before reply 12's carried
+    /// T3, which cannot be its transmit time. The figures below are worked out by hand from
+    /// the times in the table.
+    #[test]
+    fn a_follow_up_gives_the_earlier_reply_the_kernels_t3() {
+        use loopscope_wire::stamp::{Mode, ReflectorPacket, ReflectorRepr};
+        const EPOCH_S: u64 = 1_700_000_000;
+        let ptp = |micros: u64| -> [u8; 8] {
+            let mut octets = [0u8; 8];
+            octets[..4].copy_from_slice(&(EPOCH_S as u32).to_be_bytes());
+            octets[4..].copy_from_slice(&((micros * 1000) as u32).to_be_bytes());
+            octets
+        };
+        let at = |micros: u64| {
+            std::time::Duration::from_secs(EPOCH_S) + std::time::Duration::from_micros(micros)
+        };
+        // The follow-up a reply carries: the reflector's sequence number it names, and the
+        // kernel's T3 of that reply in µs (None: zeros, "unavailable").
+        type FollowUp = Option<(u32, Option<u64>)>;
+        // (our seq, reflector seq, T1, T2, T3 carried, T4 in µs, follow-up).
+        let table: [(u32, u32, u64, u64, u64, u64, FollowUp); 4] = [
+            (0, 10, 100, 150, 160, 300, None),
+            (1, 11, 1100, 1160, 1170, 1290, Some((10, Some(185)))),
+            (2, 12, 2100, 2140, 2150, 2260, Some((0, None))),
+            (3, 13, 3100, 3130, 3140, 3250, Some((12, Some(2140)))),
+        ];
+        let mut run = super::SenderRun::default();
+        let mut book = super::FollowUpBook::default();
+        let mut corrections = Vec::new();
+        for (seq, reflector_seq, t1, t2, t3, t4, follow_up) in table {
+            let mut packet = Vec::new();
+            packet.extend_from_slice(&reflector_seq.to_be_bytes());
+            packet.extend_from_slice(&ptp(t3));
+            packet.extend_from_slice(&[0x40, 0x01, 0, 0]); // S=0, Z=1 (PTPv2); SSID 0
+            packet.extend_from_slice(&ptp(t2));
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&ptp(t1));
+            packet.extend_from_slice(&[0x40, 0x01, 0, 0, 64, 0, 0, 0]); // TTL 64
+            assert_eq!(packet.len(), 44);
+            if let Some((named, kernel_t3)) = follow_up {
+                packet.extend_from_slice(&[0, 7, 0, 16]);
+                packet.extend_from_slice(&named.to_be_bytes());
+                packet.extend_from_slice(&kernel_t3.map_or([0; 8], ptp));
+                packet.extend_from_slice(&[u8::from(kernel_t3.is_some()) * 2, 0, 0, 0]);
+            }
+            let view = ReflectorPacket::new_checked(&packet[..], Mode::Unauthenticated).unwrap();
+            let reply = ReflectorRepr::parse(&view);
+            let tlvs = super::tlv::read_reply_tlvs(view.tail(), None, reply.sequence);
+            let times = super::ReplyTimes::new(&reply, at(t1), at(t4), None);
+            run.counts.received += 1;
+            run.counts.transmitted += 1;
+            corrections.extend(book.file(&mut run, &reply, &times, tlvs.follow_up, true));
+        }
+        assert_eq!(corrections.len(), 1, "{corrections:?}");
+        let corrected = &corrections[0];
+        assert_eq!((corrected.seq, corrected.reflector_seq), (0, 10));
+        // 185 − 160; 185 − 150; 300 − 185; (300 − 100) − 35.
+        assert_eq!(corrected.t3_correction_us, 25.0);
+        assert_eq!(corrected.residence_us, 35.0);
+        assert_eq!(corrected.backward_us, 115.0);
+        assert_eq!(corrected.rtt_net_us, 165.0);
+        // Packet 0 with the kernel's T3; 1 (its follow-up unavailable), 2 (its follow-up
+        // before its T3) and 3 (the last: no follow-up) with the T3 each carried.
+        assert_eq!(run.residence_us, [35.0, 10.0, 10.0, 10.0]);
+        assert_eq!(run.backward_us, [115.0, 120.0, 110.0, 110.0]);
+        assert_eq!(run.rtt_us, [200.0, 190.0, 160.0, 150.0]);
+        assert_eq!(run.rtt_net_us, [165.0, 180.0, 150.0, 140.0]);
+        assert_eq!(run.forward_us, [50.0, 60.0, 40.0, 30.0]);
+        let backward_in_order: Vec<f64> = run.one_way_sequence.iter().map(|x| x.2).collect();
+        assert_eq!(backward_in_order, [115.0, 120.0, 110.0, 110.0]);
+        assert_eq!(run.counts.follow_ups, 2, "the one before its T3 is counted");
+        assert_eq!(run.counts.t3_from_follow_up, 1);
+        // 2140 − 2150 is the largest move a follow-up named: below 25.
+        assert_eq!(run.follow_up_correction_max_us, Some(25.0));
+
+        run.same_host = true;
+        run.follow_up_requested = true;
+        let summary = super::StampSummary::new("udp://127.0.0.1:862", &run);
+        assert_eq!(summary.figures.residence.max, Some(35.0));
+        assert_eq!(summary.figures.backward.max, Some(120.0));
+        assert_eq!(summary.figures.backward.min, Some(110.0));
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["t3_from_follow_up"], 1);
+        assert_eq!(json["follow_ups"], 2);
+        let mut human = Vec::new();
+        loopscope_report::Record::write_human(&summary, &mut human).unwrap();
+        let human = String::from_utf8(human).unwrap();
+        assert!(
+            human.contains("kernel transmit timestamp from Follow-Up Telemetry for 1 of 4"),
+            "{human}"
+        );
+    }
+
+    /// `--same-clock`: unsynchronised Error Estimates off loopback withhold the one-way
+    /// figures unless the operator says both ends read one clock; a negative delay beyond the
+    /// error estimates withholds them whatever the operator says.
+    #[test]
+    fn same_clock_overrides_the_s_bits_but_not_a_negative_delay() {
+        let run_with = |backward: f64, same_clock: bool| {
+            let mut run = super::SenderRun {
+                same_clock,
+                ..Default::default()
+            };
+            run.counts.transmitted = 1;
+            run.counts.received = 1;
+            run.clocks.sender_error_us = 1.0;
+            run.clocks.reflector_error_us = 1.0;
+            run.rtt_us = vec![100.0];
+            run.forward_us = vec![50.0];
+            run.backward_us = vec![backward];
+            run.one_way_sequence = vec![(0, 50.0, backward)];
+            super::StampSummary::new("udp://10.0.0.1:862", &run)
+        };
+        let withheld = run_with(50.0, false);
+        assert!(!withheld.one_way_valid);
+        assert_eq!(withheld.figures.backward.p50, None);
+        let stated = run_with(50.0, true);
+        assert!(stated.one_way_valid, "{:?}", stated.one_way_withheld);
+        assert_eq!(stated.figures.backward.p50, Some(50.0));
+        assert_eq!(stated.figures.forward.p50, Some(50.0));
+        let mut human = Vec::new();
+        loopscope_report::Record::write_human(&stated, &mut human).unwrap();
+        let human = String::from_utf8(human).unwrap();
+        assert!(human.contains("given because --same-clock"), "{human}");
+        let negative = run_with(-5.0, true);
+        assert!(!negative.one_way_valid);
+        assert!(
+            negative
+                .one_way_withheld
+                .as_deref()
+                .is_some_and(|reason| reason.contains("negative")),
+            "{:?}",
+            negative.one_way_withheld
+        );
     }
 
     #[test]

@@ -786,9 +786,152 @@ impl ReflectorSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loopscope_link::reflector::DatagramCounters;
     use loopscope_link::reflector::{ReflectConfig, Reflector};
     use loopscope_wire::stamp::TimestampFormat;
     use std::sync::atomic::AtomicBool;
+
+    /// A responder served by the reflector's loop on a loopback port in a thread of its own,
+    /// and a client socket with the kernel's receive timestamps on.
+    struct Served {
+        endpoint: String,
+        address: SocketAddr,
+        loop_counts: Arc<DatagramCounters>,
+        stop: Arc<AtomicBool>,
+        handle: std::thread::JoinHandle<loopscope_link::reflector::ReflectSummary>,
+        client: UdpSocket,
+    }
+
+    impl Served {
+        fn start(responder: StampResponder) -> Served {
+            let mut reflector = Reflector::new(ReflectConfig {
+                rate_limit_pps: 0,
+                ..ReflectConfig::default()
+            });
+            let (endpoint, loop_counts) = reflector
+                .add_responder(SocketAddr::from(([127, 0, 0, 1], 0)), Box::new(responder))
+                .unwrap();
+            let address = endpoint.trim_start_matches("udp://").parse().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            loopscope_sys::enable_datagram_metadata(&client, false, false).unwrap();
+            Served {
+                endpoint,
+                address,
+                loop_counts,
+                stop,
+                handle,
+                client,
+            }
+        }
+
+        /// Stops the loop and waits for it: its endpoint and counters.
+        fn stop(self) -> (String, Arc<DatagramCounters>) {
+            self.stop.store(true, Ordering::SeqCst);
+            self.handle.join().unwrap();
+            (self.endpoint, self.loop_counts)
+        }
+    }
+
+    /// Bursts of one session's requests with Follow-Up Telemetry, sent with one sendmmsg each
+    /// (so they reach the batched loop together, as on a loaded host): every reply after the
+    /// first names the previous reply (its sequence number) and a transmit time no earlier than
+    /// the T3 that reply carried (read before its send) and no later than the kernel's receive
+    /// timestamp of it at our socket (on loopback the transmit stamp is taken before the reply
+    /// reaches us). Zeros, or an older reply's stamp (taken before the previous reply's T3
+    /// was read), fail. Without root, beside tests/stamp_followup.rs's capture.
+    #[test]
+    fn follow_up_names_the_previous_reply_within_a_burst() {
+        let responder = StampResponder::new(ReflectorConfig {
+            stateful_timeout: Some(DEFAULT_SESSION_TIMEOUT),
+            ..ReflectorConfig::default()
+        });
+        let served = Served::start(responder);
+        let (address, client) = (served.address, &served.client);
+        let format = TimestampFormat::Ptp;
+        /// One reply as our socket got it (times in ns since the Unix epoch).
+        #[derive(Clone, Copy)]
+        struct Seen {
+            sequence: u32,
+            t3: i128,
+            follow_up: Option<(u32, i128)>,
+            kernel_t4: Option<i128>,
+        }
+        let mut replies: Vec<Seen> = Vec::new();
+        for round in 0..8u32 {
+            let requests: Vec<Vec<u8>> = (0..16u32)
+                .map(|i| {
+                    let mut packet = vec![0u8; 64];
+                    SenderRepr {
+                        sequence: round * 16 + i,
+                        timestamp: Timestamp::from_unix(wall_clock(), format),
+                        error_estimate: ErrorEstimate::new(false, format, Duration::from_millis(1)),
+                        ssid: 7,
+                    }
+                    .emit(&mut packet, Mode::Unauthenticated)
+                    .unwrap();
+                    packet[44..48].copy_from_slice(&[0x80, 7, 0, 16]);
+                    packet
+                })
+                .collect();
+            let batch: Vec<(&[u8], SocketAddr)> =
+                requests.iter().map(|r| (r.as_slice(), address)).collect();
+            assert_eq!(loopscope_sys::send_datagrams(client, &batch).unwrap(), 16);
+            let mut buffer = [0u8; 128];
+            let before = replies.len();
+            while replies.len() < before + 16 {
+                let ready = loopscope_sys::wait_readable(client, Some(Duration::from_secs(10)));
+                assert_eq!(ready.unwrap(), loopscope_sys::Readiness::Ready);
+                while let Ok(got) = loopscope_sys::recv_datagram(client, &mut buffer) {
+                    let view =
+                        ReflectorPacket::new_checked(&buffer[..got.len], Mode::Unauthenticated)
+                            .unwrap();
+                    let reply = ReflectorRepr::parse(&view);
+                    let follow_up = tlv::read_reply_tlvs(view.tail(), None, reply.sequence)
+                        .follow_up
+                        .map(|(sequence, sent)| (sequence, sent.to_unix_nanos(format)));
+                    replies.push(Seen {
+                        sequence: reply.sequence,
+                        t3: reply.timestamp.to_unix_nanos(format),
+                        follow_up,
+                        kernel_t4: got.kernel_rx.map(|t4| t4.as_nanos() as i128),
+                    });
+                }
+            }
+        }
+        served.stop();
+        let mut t4_checked = 0;
+        for pair in replies.windows(2) {
+            let (previous, reply) = (pair[0], pair[1]);
+            let sequence = reply.sequence;
+            assert_eq!(sequence, previous.sequence + 1, "stateful numbering");
+            let Some((named, sent)) = reply.follow_up else {
+                panic!("reply {sequence}: no follow-up (zeros)");
+            };
+            assert_eq!(
+                named, previous.sequence,
+                "reply {sequence} names the wrong reply"
+            );
+            assert!(
+                sent >= previous.t3,
+                "reply {sequence}: stamp {sent} before the previous T3 {}",
+                previous.t3
+            );
+            if let Some(t4) = previous.kernel_t4 {
+                assert!(
+                    sent <= t4,
+                    "reply {sequence}: stamp {sent} after its T4 {t4}"
+                );
+                t4_checked += 1;
+            }
+        }
+        assert!(
+            t4_checked >= 16,
+            "only {t4_checked} replies had a kernel T4"
+        );
+    }
 
     /// A burst of requests sent with one sendmmsg reaches the reflector's batched loop together;
     /// each reply still carries its own T2 (the kernel's receive timestamp of that request) and
@@ -799,19 +942,8 @@ mod tests {
     fn a_burst_keeps_each_replys_own_t2_and_an_honest_t3() {
         let responder = StampResponder::new(ReflectorConfig::default());
         let stamp = responder.counters();
-        let mut reflector = Reflector::new(ReflectConfig {
-            rate_limit_pps: 0,
-            ..ReflectConfig::default()
-        });
-        let (endpoint, loop_counts) = reflector
-            .add_responder(SocketAddr::from(([127, 0, 0, 1], 0)), Box::new(responder))
-            .unwrap();
-        let address: SocketAddr = endpoint.trim_start_matches("udp://").parse().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || reflector.run(flag, Arc::new(|_| {})));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        loopscope_sys::enable_datagram_metadata(&client, false, false).unwrap();
+        let served = Served::start(responder);
+        let (address, client) = (served.address, &served.client);
         let format = TimestampFormat::Ptp;
         let requests: Vec<Vec<u8>> = (0..32u32)
             .map(|sequence| {
@@ -834,13 +966,13 @@ mod tests {
         for _round in 0..20 {
             let batch: Vec<(&[u8], SocketAddr)> =
                 requests.iter().map(|r| (r.as_slice(), address)).collect();
-            assert_eq!(loopscope_sys::send_datagrams(&client, &batch).unwrap(), 32);
+            assert_eq!(loopscope_sys::send_datagrams(client, &batch).unwrap(), 32);
             let mut replies = 0;
             let mut buffer = [0u8; 128];
             while replies < 32 {
-                let ready = loopscope_sys::wait_readable(&client, Some(Duration::from_secs(10)));
+                let ready = loopscope_sys::wait_readable(client, Some(Duration::from_secs(10)));
                 assert_eq!(ready.unwrap(), loopscope_sys::Readiness::Ready);
-                while let Ok(got) = loopscope_sys::recv_datagram(&client, &mut buffer) {
+                while let Ok(got) = loopscope_sys::recv_datagram(client, &mut buffer) {
                     replies += 1;
                     let view =
                         ReflectorPacket::new_checked(&buffer[..got.len], Mode::Unauthenticated)
@@ -866,8 +998,7 @@ mod tests {
         );
         let expected: Vec<u32> = (0..32).cycle().take(sequences.len()).collect();
         assert_eq!(sequences, expected, "replies out of order");
-        stop.store(true, Ordering::SeqCst);
-        handle.join().unwrap();
+        let (endpoint, loop_counts) = served.stop();
         let summary = ReflectorSummary::new(&endpoint, loop_counts.read(), &stamp);
         assert_eq!(summary.reflected, sequences.len() as u64);
         assert!(summary.t2_kernel > 0);

@@ -695,6 +695,54 @@ mod tests {
         assert_eq!(read.malformed, 1);
     }
 
+    /// The follow-up written again as the reply leaves (RFC 8972 §4.7), octet by octet, and
+    /// the HMAC TLV after it signed again over the new value: HMAC-SHA-256 computed here with
+    /// the `hmac` crate over the reply's Sequence Number and the TLVs before the HMAC TLV
+    /// (§4.8), first 16 octets.
+    #[test]
+    fn follow_up_written_at_send_and_hmac_signed_again() {
+        use hmac::{Hmac, Mac};
+        let key = StampKey::new(b"follow-up key");
+        let (request_sequence, reply_sequence) = (40u32, 9u32);
+        let mut request = vec![0x80, 7, 0, 16];
+        request.extend_from_slice(&[0; 16]);
+        request.extend_from_slice(&[0x80, 8, 0, 16]);
+        let tag = tlv_hmac(&key, request_sequence, &request, 20);
+        request.extend_from_slice(&tag);
+        let mut reply = vec![0u8; request.len()];
+        let facts = SessionFacts {
+            last_reply: Some((8, None)),
+            ..facts()
+        };
+        let outcome = reflect_tlvs(
+            &request,
+            &mut reply,
+            &facts,
+            Some(&key),
+            (request_sequence, reply_sequence),
+        );
+        assert_eq!((outcome.processed, outcome.integrity_failed), (2, 0));
+        assert_eq!((outcome.follow_up_at, outcome.hmac_at), (Some(4), Some(20)));
+        // The previous reply's stamp not read yet: zeros ("unavailable").
+        assert_eq!(&reply[4..20], &[0; 16]);
+        let sent = Duration::from_secs(1_700_000_000) + Duration::from_nanos(123);
+        answer_follow_up(
+            &mut reply,
+            4,
+            Some((8, Some(sent))),
+            TimestampFormat::Ptp,
+            Some((&key, 20, reply_sequence)),
+        );
+        assert_eq!(&reply[..4], &[0, 7, 0, 16]);
+        assert_eq!(&reply[4..8], &[0, 0, 0, 8]);
+        assert_eq!(&reply[8..16], &[0x65, 0x53, 0xF1, 0x00, 0, 0, 0, 0x7B]);
+        assert_eq!(&reply[16..20], &[2, 0, 0, 0]);
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"follow-up key").unwrap();
+        mac.update(&reply_sequence.to_be_bytes());
+        mac.update(&reply[..20]);
+        assert_eq!(&reply[24..40], &mac.finalize().into_bytes()[..16]);
+    }
+
     /// Without a key the HMAC TLV cannot be checked: returned with U, never I.
     #[test]
     fn hmac_tlv_without_a_key_is_unrecognised() {

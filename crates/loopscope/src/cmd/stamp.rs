@@ -92,6 +92,12 @@ pub struct Args {
     /// Sender: the reflector is stateful, so report loss per direction from its numbers.
     #[arg(long)]
     pub stateful_reflector: bool,
+    /// Sender: you state that sender and reflector read one clock (e.g. two network
+    /// namespaces of one host), so the summary gives the one-way delays even when the Error
+    /// Estimates say the clocks are not synchronised. A one-way delay below zero still
+    /// withholds them: that is evidence against the statement.
+    #[arg(long, conflicts_with = "reflect")]
+    pub same_clock: bool,
     /// How long to wait for replies after the last packet.
     #[arg(short = 'W', long, default_value = "2s", value_parser = super::ping::parse_duration)]
     pub timeout: Duration,
@@ -187,6 +193,7 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         tlvs,
         twamp_light: args.twamp_light,
         stateful_reflector: args.stateful_reflector,
+        same_clock: args.same_clock,
     };
     let mut printer = Printer::stdout(context.format);
     if !printer.is_json() && !args.quiet {
@@ -206,6 +213,8 @@ pub fn run(args: Args, context: &Context) -> anyhow::Result<Outcome> {
         let _ = match event {
             SenderEvent::Reply(reply) if !quiet => printer.emit(reply),
             SenderEvent::Reply(_) => Ok(()),
+            SenderEvent::T3FollowUp(corrected) if !quiet => printer.emit(corrected),
+            SenderEvent::T3FollowUp(_) => Ok(()),
             SenderEvent::SendFailed(failed) => printer.emit(failed),
         };
     })?;
