@@ -512,10 +512,12 @@ impl FollowUpBook {
     /// Applies a follow-up (the reflector's sequence number of an earlier reply and the
     /// kernel's transmit timestamp of it, in `format`) to that reply's figures in `run`.
     /// Returns the corrected figures, or `None` when it names no reply awaiting one (it is kept
-    /// for the reply it names, should that come later), or a time
-    /// before the T3 the reply carried: the reflector reads T3 before its send and the kernel
-    /// stamps the packet during it, so an earlier stamp is not this reply's (a reflector
-    /// whose session restarted and reused the number) and the reply keeps its own T3.
+    /// for the reply it names, should that come later), or a time that cannot be that reply's
+    /// send, and the reply keeps its own T3: before the T3 it carried (the reflector reads T3
+    /// before its send, the kernel stamps the packet during it: a reflector whose session
+    /// restarted and reused the number), or so late that the reflector would have held the
+    /// packet longer than its whole round trip (a peer whose follow-up is not its kernel's
+    /// transmit time; durations on two clocks compare, their offset does not matter).
     fn apply(
         &mut self,
         (reflector_seq, kernel_t3): (u32, Timestamp),
@@ -534,13 +536,13 @@ impl FollowUpBook {
             run.follow_up_correction_max_us
                 .map_or(correction_us, |m: f64| m.max(correction_us)),
         );
-        if correction_us < 0.0 {
-            return None;
-        }
         let corrected = ReplyTimes {
             t3_ns: kernel_t3_ns,
             ..awaiting.times
         };
+        if correction_us < 0.0 || corrected.residence_us() > corrected.rtt_us {
+            return None;
+        }
         let index = awaiting.index;
         let residence_us = corrected.residence_us();
         let rtt_net_us = corrected.rtt_net_us();
@@ -613,8 +615,9 @@ pub struct StampCounts {
     pub follow_ups: u64,
     /// Replies whose figures (backward delay, residence, round trip less residence) use the
     /// kernel's transmit timestamp a later reply's Follow-Up Telemetry carried instead of the
-    /// T3 the reply itself carried. Below `follow_ups` by the follow-ups that named a time
-    /// before the carried T3 (which cannot be its transmit time: the reply keeps its own).
+    /// T3 the reply itself carried. Below `follow_ups` by the follow-ups that named a time that
+    /// cannot be that reply's send (before the T3 it carried, or later than its round trip
+    /// allows): the reply keeps its own.
     pub t3_from_follow_up: u64,
     /// Packets the kernel refused to send.
     pub send_errors: u64,
@@ -1738,7 +1741,8 @@ mod tests {
     /// §4.3.1 in PTPv2 format (seconds, nanoseconds: exact), go through the sender's parsing
     /// and filing. Reply 1's follow-up says reply 10 left at 185 µs, not the 160 µs it carried;
     /// reply 2's says "unavailable" (zeros); reply 3's names a time before reply 12's carried
-    /// T3, which cannot be its transmit time. The figures below are worked out by hand from
+    /// T3, and reply 4's one that would make reply 13's residence (5870 µs) longer than its
+    /// round trip (150 µs): neither can be its transmit time. The figures below are worked out by hand from
     /// the times in the table.
     #[test]
     fn a_follow_up_gives_the_earlier_reply_the_kernels_t3() {
@@ -1757,11 +1761,12 @@ mod tests {
         // kernel's T3 of that reply in µs (None: zeros, "unavailable").
         type FollowUp = Option<(u32, Option<u64>)>;
         // (our seq, reflector seq, T1, T2, T3 carried, T4 in µs, follow-up).
-        let table: [(u32, u32, u64, u64, u64, u64, FollowUp); 4] = [
+        let table: [(u32, u32, u64, u64, u64, u64, FollowUp); 5] = [
             (0, 10, 100, 150, 160, 300, None),
             (1, 11, 1100, 1160, 1170, 1290, Some((10, Some(185)))),
             (2, 12, 2100, 2140, 2150, 2260, Some((0, None))),
             (3, 13, 3100, 3130, 3140, 3250, Some((12, Some(2140)))),
+            (4, 14, 4100, 4130, 4140, 4250, Some((13, Some(9000)))),
         ];
         let mut run = super::SenderRun::default();
         let mut book = super::FollowUpBook::default();
@@ -1803,18 +1808,19 @@ mod tests {
         assert_eq!(corrected.backward_us, 115.0);
         assert_eq!(corrected.rtt_net_us, 165.0);
         // Packet 0 with the kernel's T3; 1 (its follow-up unavailable), 2 (its follow-up
-        // before its T3) and 3 (the last: no follow-up) with the T3 each carried.
-        assert_eq!(run.residence_us, [35.0, 10.0, 10.0, 10.0]);
-        assert_eq!(run.backward_us, [115.0, 120.0, 110.0, 110.0]);
-        assert_eq!(run.rtt_us, [200.0, 190.0, 160.0, 150.0]);
-        assert_eq!(run.rtt_net_us, [165.0, 180.0, 150.0, 140.0]);
-        assert_eq!(run.forward_us, [50.0, 60.0, 40.0, 30.0]);
+        // before its T3), 3 (its follow-up after its T4) and 4 (the last: no follow-up)
+        // with the T3 each carried.
+        assert_eq!(run.residence_us, [35.0, 10.0, 10.0, 10.0, 10.0]);
+        assert_eq!(run.backward_us, [115.0, 120.0, 110.0, 110.0, 110.0]);
+        assert_eq!(run.rtt_us, [200.0, 190.0, 160.0, 150.0, 150.0]);
+        assert_eq!(run.rtt_net_us, [165.0, 180.0, 150.0, 140.0, 140.0]);
+        assert_eq!(run.forward_us, [50.0, 60.0, 40.0, 30.0, 30.0]);
         let backward_in_order: Vec<f64> = run.one_way_sequence.iter().map(|x| x.2).collect();
-        assert_eq!(backward_in_order, [115.0, 120.0, 110.0, 110.0]);
-        assert_eq!(run.counts.follow_ups, 2, "the one before its T3 is counted");
+        assert_eq!(backward_in_order, [115.0, 120.0, 110.0, 110.0, 110.0]);
+        assert_eq!(run.counts.follow_ups, 3, "the two refused are counted");
         assert_eq!(run.counts.t3_from_follow_up, 1);
-        // 2140 − 2150 is the largest move a follow-up named: below 25.
-        assert_eq!(run.follow_up_correction_max_us, Some(25.0));
+        // The largest move a follow-up named, refused or not: 9000 − 3140.
+        assert_eq!(run.follow_up_correction_max_us, Some(5860.0));
 
         run.same_host = true;
         run.follow_up_requested = true;
@@ -1824,12 +1830,12 @@ mod tests {
         assert_eq!(summary.figures.backward.min, Some(110.0));
         let json = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["t3_from_follow_up"], 1);
-        assert_eq!(json["follow_ups"], 2);
+        assert_eq!(json["follow_ups"], 3);
         let mut human = Vec::new();
         loopscope_report::Record::write_human(&summary, &mut human).unwrap();
         let human = String::from_utf8(human).unwrap();
         assert!(
-            human.contains("kernel transmit timestamp from Follow-Up Telemetry for 1 of 4"),
+            human.contains("kernel transmit timestamp from Follow-Up Telemetry for 1 of 5"),
             "{human}"
         );
     }
