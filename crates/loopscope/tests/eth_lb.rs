@@ -62,6 +62,14 @@ fn eth_lb(a: &Netns, args: &[&str]) -> (i32, Vec<Value>) {
     (output.status.code().unwrap_or(-1), lines)
 }
 
+/// `eth-lb vA --to MAC -c COUNT -i 10ms -W 30s EXTRA...` in `a`: COUNT messages 10 ms apart,
+/// each given 30 s to be answered (a busy machine makes the run slower, never wrong).
+fn exchange(a: &Netns, mac: &str, count: &str, extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["vA", "--to", mac, "-c", count, "-i", "10ms", "-W", "30s"];
+    args.extend_from_slice(extra);
+    eth_lb(a, &args)
+}
+
 #[test]
 fn replies_are_matched_and_round_trips_reported() {
     let Some((a, b)) = two_sides("rtt") else {
@@ -69,25 +77,11 @@ fn replies_are_matched_and_round_trips_reported() {
     };
     let (reflector, mac) = responder(&b, "3");
     for (tlv, pattern) in [("test", "prbs31"), ("test", "null-crc"), ("data", "prbs31")] {
-        let (code, lines) = eth_lb(
+        let (code, lines) = exchange(
             &a,
-            &[
-                "vA",
-                "--to",
-                &mac,
-                "--level",
-                "3",
-                "-c",
-                "5",
-                "-i",
-                "10ms",
-                "-W",
-                "30s",
-                "--tlv",
-                tlv,
-                "--pattern",
-                pattern,
-            ],
+            &mac,
+            "5",
+            &["--level", "3", "--tlv", tlv, "--pattern", pattern],
         );
         let s = summary(&lines);
         assert_eq!(code, 0, "{tlv} {pattern}: {s}");
@@ -423,13 +417,7 @@ fn vlan_tagged_loopback_keeps_its_vlan_and_priority() {
             "vA", "--to", &mac, "--level", "2", "--vlan", "4000", "-c", "1", "-W", "100ms",
         ],
     );
-    let (code, lines) = eth_lb(
-        &a,
-        &[
-            "vA", "--to", &mac, "--level", "2", "--vlan", "100:5", "-c", "3", "-i", "10ms", "-W",
-            "30s",
-        ],
-    );
+    let (code, lines) = exchange(&a, &mac, "3", &["--level", "2", "--vlan", "100:5"]);
     let s = summary(&lines);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["received"], 3);
@@ -519,22 +507,7 @@ fn a_peer_that_flips_pattern_bits_is_counted_as_exactly_those_bit_errors() {
         let peer = Running::spawn(command);
         let ready = peer.line_where("ready", |line| line.starts_with("ready "));
         let mac = ready.trim_start_matches("ready ").to_string();
-        let (code, lines) = eth_lb(
-            &a,
-            &[
-                "vA",
-                "--to",
-                &mac,
-                "-c",
-                "4",
-                "-i",
-                "10ms",
-                "-W",
-                "30s",
-                "--pattern",
-                pattern,
-            ],
-        );
+        let (code, lines) = exchange(&a, &mac, "4", &["--pattern", pattern]);
         let s = summary(&lines);
         assert_eq!(code, 1, "bit errors fail the run: {s}");
         assert_eq!(s["bit_errors"], 3 + 5 + 1, "{pattern}: {s}");
@@ -593,24 +566,7 @@ fn tshark_decodes_lbm_and_lbr_on_the_wire() {
         ],
         &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
     );
-    let (code, lines) = eth_lb(
-        &a,
-        &[
-            "vA",
-            "--to",
-            &mac,
-            "--level",
-            "5",
-            "-c",
-            "3",
-            "-i",
-            "10ms",
-            "-W",
-            "30s",
-            "--pattern",
-            "prbs31-crc",
-        ],
-    );
+    let (code, lines) = exchange(&a, &mac, "3", &["--level", "5", "--pattern", "prbs31-crc"]);
     assert_eq!(code, 0, "{}", summary(&lines));
     let mut decoded = Vec::new();
     while decoded.len() < 6 {
@@ -857,24 +813,7 @@ fn q_in_q_loopback_keeps_both_tags() {
             "vA", "--to", &mac, "--level", "2", "--vlan", "4000.1", "-c", "1", "-W", "100ms",
         ],
     );
-    let (code, lines) = eth_lb(
-        &a,
-        &[
-            "vA",
-            "--to",
-            &mac,
-            "--level",
-            "2",
-            "--vlan",
-            "100:3.200:5",
-            "-c",
-            "3",
-            "-i",
-            "10ms",
-            "-W",
-            "30s",
-        ],
-    );
+    let (code, lines) = exchange(&a, &mac, "3", &["--level", "2", "--vlan", "100:3.200:5"]);
     let s = summary(&lines);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["received"], 3);
@@ -1000,12 +939,11 @@ fn identifier_and_unknown_tlvs_go_out_and_come_back() {
         ],
         &["vA", "--to", &mac, "--level", "6", "-c", "1", "-W", "100ms"],
     );
-    let (code, lines) = eth_lb(
+    let (code, lines) = exchange(
         &a,
+        &mac,
+        "3",
         &[
-            "vA",
-            "--to",
-            &mac,
             "--level",
             "5",
             "--sender-id",
@@ -1013,12 +951,6 @@ fn identifier_and_unknown_tlvs_go_out_and_come_back() {
             "12",
             "--pattern",
             "prbs31-crc",
-            "-c",
-            "3",
-            "-i",
-            "10ms",
-            "-W",
-            "30s",
         ],
     );
     let s = summary(&lines);

@@ -6,14 +6,17 @@
 //! used. A packet carries the time read just before it was sent (T1 in the request, T3 in the
 //! reply): the kernel's transmit timestamp exists only once the packet has left. The sender
 //! computes with its kernel transmit timestamp (T1) and its kernel receive timestamp (T4); the
-//! reflector puts its kernel receive timestamp in T2. The Error Estimate carries the clock's
-//! real state: S from the kernel's NTP status (adjtimex), and an error of the kernel's
-//! estimated error plus the clock's resolution plus the largest gap seen between the time a
-//! packet carries and the kernel's transmit timestamp of that packet.
+//! reflector puts its kernel receive timestamp in T2. With Follow-Up Telemetry (RFC 8972
+//! §4.7) the reflector's next reply carries the kernel's transmit timestamp of the previous
+//! one, and that packet's figures take it for T3 (a `t3_follow_up` event says so). The Error
+//! Estimate carries the clock's real state: S from the kernel's NTP status (adjtimex), and an
+//! error of the kernel's estimated error plus the clock's resolution plus the largest gap seen
+//! between the time a packet carries and the kernel's transmit timestamp of that packet.
 //!
 //! One-way figures subtract two hosts' wall clocks: they are reported only when both ends say
-//! their clocks are synchronised, or the reflector is on this host (one clock), and withheld
-//! (with the reason) when any one-way delay comes out negative beyond the error estimates.
+//! their clocks are synchronised, or the reflector is on this host (one clock), or the
+//! operator says both read one clock (`same_clock`), and withheld (with the reason) when any
+//! one-way delay comes out negative beyond the error estimates.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -344,9 +347,9 @@ impl Record for StampSendFailed {
 /// can, with the T3 the reply carried (the reflector's clock read before its send). The
 /// summary uses the kernel's T3 where a follow-up gave one; were the events left as they are,
 /// an operator recomputing the summary from them would find other figures and trust neither.
-/// So the events keep what each reply said when it came, and this event says, for the packet
-/// it names, by how much T3 moved and what its figures are now; the summary is what the reply
-/// events give once these are applied.
+/// So the events keep what each reply said when it came, and this event, printed after the
+/// reply it corrects, says for that packet by how much T3 moved and what its figures are now;
+/// the summary is what the reply events give once these are applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct StampT3FollowUp {
     /// The sender's sequence number of the reply corrected.
@@ -449,20 +452,33 @@ struct AwaitingFollowUp {
 }
 
 /// Replies awaiting their Follow-Up Telemetry, by the reflector's sequence number (what the
-/// follow-up names: a stateful reflector's own numbers, ours from a stateless one).
+/// follow-up names: a stateful reflector's own numbers, ours from a stateless one), and
+/// follow-ups that came before the reply they name: a reply overtaken on the way back by the
+/// next one (seen on a path with 1 ms of jitter) arrives after its follow-up.
 #[derive(Debug, Default)]
 struct FollowUpBook {
     awaiting: std::collections::HashMap<u32, AwaitingFollowUp>,
+    early: std::collections::HashMap<u32, Timestamp>,
 }
 
-/// Replies kept at most for a follow-up: the one that names a reply is normally the next,
-/// and a reply whose successor was lost (or said "unavailable") is never named.
+/// Replies (and early follow-ups) kept at most: a reply is normally named by the next, and
+/// one whose successor was lost (or said "unavailable") is never named; a follow-up whose
+/// reply was lost is never used.
 const FOLLOW_UP_WINDOW: u32 = 4096;
+
+/// Keeps `map` under [`FOLLOW_UP_WINDOW`] entries: when it grows past, only the sequence
+/// numbers within half of it below `newest` stay.
+fn keep_window<V>(map: &mut std::collections::HashMap<u32, V>, newest: u32) {
+    if map.len() > FOLLOW_UP_WINDOW as usize {
+        map.retain(|&seq, _| newest.wrapping_sub(seq) < FOLLOW_UP_WINDOW / 2);
+    }
+}
 
 impl FollowUpBook {
     /// Files the figures of a first reply in `run`, applies the Follow-Up Telemetry it
-    /// carried to the earlier reply it names (returning that one's corrected figures), and
-    /// keeps this reply for the follow-up of the next when the session asked for them.
+    /// carried to the earlier reply it names, and a follow-up that came before it to itself;
+    /// keeps it for the follow-up of the next when the session asked for them. Returns the
+    /// corrected figures of the replies corrected (to be told after this reply's own event).
     fn file(
         &mut self,
         run: &mut SenderRun,
@@ -470,34 +486,33 @@ impl FollowUpBook {
         times: &ReplyTimes,
         follow_up: Option<(u32, Timestamp)>,
         wants_follow_up: bool,
-    ) -> Option<StampT3FollowUp> {
+    ) -> [Option<StampT3FollowUp>; 2] {
+        let format = reply.error_estimate.format();
         let index = run.record(reply.sender_sequence, times);
-        let corrected = follow_up
-            .and_then(|follow_up| self.apply(follow_up, reply.error_estimate.format(), run));
-        if wants_follow_up {
-            self.remember(
-                reply.sequence,
-                AwaitingFollowUp {
-                    seq: reply.sender_sequence,
-                    index,
-                    times: *times,
-                },
-            );
+        let named = follow_up.and_then(|follow_up| self.apply(follow_up, format, run));
+        if !wants_follow_up {
+            return [named, None];
         }
-        corrected
-    }
-
-    fn remember(&mut self, reflector_seq: u32, reply: AwaitingFollowUp) {
-        self.awaiting.insert(reflector_seq, reply);
-        if self.awaiting.len() > FOLLOW_UP_WINDOW as usize {
-            self.awaiting
-                .retain(|&seq, _| reflector_seq.wrapping_sub(seq) < FOLLOW_UP_WINDOW / 2);
-        }
+        self.awaiting.insert(
+            reply.sequence,
+            AwaitingFollowUp {
+                seq: reply.sender_sequence,
+                index,
+                times: *times,
+            },
+        );
+        keep_window(&mut self.awaiting, reply.sequence);
+        let own = self
+            .early
+            .remove(&reply.sequence)
+            .and_then(|kernel_t3| self.apply((reply.sequence, kernel_t3), format, run));
+        [named, own]
     }
 
     /// Applies a follow-up (the reflector's sequence number of an earlier reply and the
     /// kernel's transmit timestamp of it, in `format`) to that reply's figures in `run`.
-    /// Returns the corrected figures, or `None` when it names no reply awaiting one, or a time
+    /// Returns the corrected figures, or `None` when it names no reply awaiting one (it is kept
+    /// for the reply it names, should that come later), or a time
     /// before the T3 the reply carried: the reflector reads T3 before its send and the kernel
     /// stamps the packet during it, so an earlier stamp is not this reply's (a reflector
     /// whose session restarted and reused the number) and the reply keeps its own T3.
@@ -507,7 +522,11 @@ impl FollowUpBook {
         format: TimestampFormat,
         run: &mut SenderRun,
     ) -> Option<StampT3FollowUp> {
-        let awaiting = self.awaiting.remove(&reflector_seq)?;
+        let Some(awaiting) = self.awaiting.remove(&reflector_seq) else {
+            self.early.insert(reflector_seq, kernel_t3);
+            keep_window(&mut self.early, reflector_seq);
+            return None;
+        };
         let kernel_t3_ns = kernel_t3.to_unix_nanos(format);
         let correction_us = (kernel_t3_ns - awaiting.times.t3_ns) as f64 / 1e3;
         run.counts.follow_ups += 1;
@@ -1044,20 +1063,21 @@ pub fn send(
                 duplicate,
                 reordered,
             };
+            let mut corrections = [None, None];
             if !duplicate {
                 // The follow-up names the reflector's previous reply: its figures take the
-                // kernel's T3, and an event says so (see `StampT3FollowUp`). The last reply
-                // of a session is named by none and keeps the T3 it carried, as does one
-                // whose follow-up says "unavailable" (zeros, which `read_reply_tlvs` drops).
-                if let Some(corrected) = follow_ups.file(
+                // kernel's T3, and an event after this reply's says so (see
+                // `StampT3FollowUp`); a follow-up that overtook the reply it names is applied
+                // when that reply comes. The last reply of a session is named by none and
+                // keeps the T3 it carried, as does one whose follow-up says "unavailable"
+                // (zeros, which `read_reply_tlvs` drops).
+                corrections = follow_ups.file(
                     &mut run,
                     &reply,
                     &times,
                     reply_tlvs.follow_up,
                     config.tlvs.wants_follow_up(),
-                ) {
-                    on_event(SenderEvent::T3FollowUp(&corrected));
-                }
+                );
                 run.clocks.reflector_synchronised &= measured.reflector_synchronised;
                 run.clocks.reflector_error_us = run
                     .clocks
@@ -1097,6 +1117,9 @@ pub fn send(
                 }
             }
             on_event(SenderEvent::Reply(&measured));
+            for corrected in corrections.iter().flatten() {
+                on_event(SenderEvent::T3FollowUp(corrected));
+            }
         }
     }
     if !any_reply {
@@ -1765,7 +1788,11 @@ mod tests {
             let times = super::ReplyTimes::new(&reply, at(t1), at(t4), None);
             run.counts.received += 1;
             run.counts.transmitted += 1;
-            corrections.extend(book.file(&mut run, &reply, &times, tlvs.follow_up, true));
+            corrections.extend(
+                book.file(&mut run, &reply, &times, tlvs.follow_up, true)
+                    .into_iter()
+                    .flatten(),
+            );
         }
         assert_eq!(corrections.len(), 1, "{corrections:?}");
         let corrected = &corrections[0];
@@ -1805,6 +1832,87 @@ mod tests {
             human.contains("kernel transmit timestamp from Follow-Up Telemetry for 1 of 4"),
             "{human}"
         );
+    }
+
+    /// A reply overtaken on the way back by the next: its follow-up (in the next reply)
+    /// comes first and is applied when it arrives. Replies 0, 2, 1 of a stateless reflector
+    /// (its numbers ours), NTP format (the times carried rounded to 2^-32 s and back, within a
+    /// nanosecond); 2 names 1 (kernel T3 at 1190 µs, carried 1170), 1 names 0 (185, carried
+    /// 160).
+    #[test]
+    fn a_follow_up_before_its_reply_waits_for_it() {
+        use loopscope_wire::stamp::{
+            ErrorEstimate, Mode, ReflectorPacket, ReflectorRepr, Timestamp, TimestampFormat,
+        };
+        let at = |micros: u64| {
+            std::time::Duration::from_secs(1_700_000_000) + std::time::Duration::from_micros(micros)
+        };
+        let ntp = |micros: u64| Timestamp::from_unix(at(micros), TimestampFormat::Ntp);
+        let mut run = super::SenderRun::default();
+        let mut book = super::FollowUpBook::default();
+        let mut told = Vec::new();
+        // (seq, T1, T2, T3 carried, T4, follow-up (names, kernel T3)), in arrival order.
+        for (seq, t1, t2, t3, t4, follow_up) in [
+            (0u32, 100, 150, 160, 300, None),
+            (2, 2100, 2140, 2150, 2260, Some((1u32, 1190))),
+            (1, 1100, 1160, 1170, 1290, Some((0, 185))),
+        ] {
+            let mut packet = vec![0u8; 44 + 20];
+            ReflectorRepr {
+                sequence: seq,
+                timestamp: ntp(t3),
+                error_estimate: ErrorEstimate::new(
+                    false,
+                    TimestampFormat::Ntp,
+                    std::time::Duration::from_micros(1),
+                ),
+                ssid: 0,
+                receive_timestamp: ntp(t2),
+                sender_sequence: seq,
+                sender_timestamp: ntp(t1),
+                sender_error_estimate: ErrorEstimate::default(),
+                sender_ttl: 64,
+            }
+            .emit(&mut packet, Mode::Unauthenticated)
+            .unwrap();
+            if let Some((named, kernel_t3)) = follow_up {
+                packet[44..48].copy_from_slice(&[0, 7, 0, 16]);
+                packet[48..52].copy_from_slice(&named.to_be_bytes());
+                packet[52..60].copy_from_slice(&ntp(kernel_t3).0.to_be_bytes());
+                packet[60] = 2;
+            }
+            let view = ReflectorPacket::new_checked(&packet[..], Mode::Unauthenticated).unwrap();
+            let reply = ReflectorRepr::parse(&view);
+            let tlvs = super::tlv::read_reply_tlvs(view.tail(), None, reply.sequence);
+            let times = super::ReplyTimes::new(&reply, at(t1), at(t4), None);
+            let filed = book.file(&mut run, &reply, &times, tlvs.follow_up, true);
+            told.extend(filed.into_iter().flatten().map(|c| (seq, c)));
+        }
+        // Arrived as reply 1: its follow-up corrects 0, and the early one corrects 1 itself.
+        let corrected: Vec<(u32, u32, f64)> = told
+            .iter()
+            .map(|(arrived, c)| (*arrived, c.seq, c.t3_correction_us))
+            .collect();
+        assert_eq!(corrected, [(1, 0, 25.0), (1, 1, 20.0)]);
+        let near = |values: &[f64], expected: [f64; 3]| {
+            values
+                .iter()
+                .zip(expected)
+                .all(|(value, expected)| (value - expected).abs() < 0.002)
+        };
+        // In arrival order 0, 2, 1: 300 − 185, 2260 − 2150 (the last), 1290 − 1190.
+        assert!(
+            near(&run.backward_us, [115.0, 110.0, 100.0]),
+            "{:?}",
+            run.backward_us
+        );
+        // 185 − 150, 2150 − 2140, 1190 − 1160.
+        assert!(
+            near(&run.residence_us, [35.0, 10.0, 30.0]),
+            "{:?}",
+            run.residence_us
+        );
+        assert_eq!(run.counts.t3_from_follow_up, 2);
     }
 
     /// `--same-clock`: unsynchronised Error Estimates off loopback withhold the one-way
