@@ -1909,6 +1909,7 @@ fn stamp_suite_sender_against_our_reflector() {
         assert_eq!(summary["reflected"], 40, "{summary}");
         assert_eq!(summary["tlv_unrecognized"], 0, "{summary}");
         assert_eq!(summary["dscp_from_cos"], 40, "{summary}");
+        assert_eq!(summary["follow_up_unavailable"], 0, "{summary}");
     }
 }
 

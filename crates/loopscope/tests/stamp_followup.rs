@@ -256,6 +256,8 @@ fn follow_up_carries_the_previous_replys_transmit_stamp_within_a_batch() {
     assert_eq!(code, 0, "{summary}");
     assert_eq!(summary["reflected"], BURST * ROUNDS, "{summary}");
     assert_eq!(summary["send_errors"], 0, "{summary}");
+    // Its own account agrees: no follow-up went out zeroed for want of a stamp.
+    assert_eq!(summary["follow_up_unavailable"], 0, "{summary}");
 
     let rows = support::tshark::fields(&file, &[], &["frame.time_epoch", "udp.payload"]);
     assert_eq!(rows.len(), BURST * ROUNDS, "{rows:?}");

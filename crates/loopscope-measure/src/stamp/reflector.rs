@@ -129,6 +129,7 @@ pub struct StampCounters {
     t2_kernel: AtomicU64,
     t3_gap_max_ns: AtomicU64,
     dscp_from_cos: AtomicU64,
+    follow_up_unavailable: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, value: u64) {
@@ -178,6 +179,11 @@ pub struct ReflectorSummary {
     pub t2_kernel: u64,
     /// The largest gap seen between a reply's T3 and the kernel's transmit timestamp of it.
     pub t3_gap_max_us: f64,
+    /// Replies whose Follow-Up Telemetry TLV (RFC 8972 §4.7) went out zeroed ("unavailable")
+    /// although their session had sent a reply before: its kernel transmit timestamp was not
+    /// on the error queue when they left. A session's first reply, with none before it, is
+    /// not counted.
+    pub follow_up_unavailable: u64,
 }
 
 impl ReflectorSummary {
@@ -203,6 +209,7 @@ impl ReflectorSummary {
             dscp_from_cos: load(&stamp.dscp_from_cos),
             t2_kernel: load(&stamp.t2_kernel),
             t3_gap_max_us: super::round3(load(&stamp.t3_gap_max_ns) as f64 / 1e3),
+            follow_up_unavailable: load(&stamp.follow_up_unavailable),
         }
     }
 }
@@ -214,7 +221,7 @@ impl Record for ReflectorSummary {
     fn write_human(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "STAMP reflector {}: {} received, {} reflected, {} too short, {} too long, {} wrong HMAC, {} refused by source, {} by rate limit, {} echo loops, {} dropped on purpose, {} send errors; TLVs {} answered, {} U, {} M, {} I; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp",
+            "STAMP reflector {}: {} received, {} reflected, {} too short, {} too long, {} wrong HMAC, {} refused by source, {} by rate limit, {} echo loops, {} dropped on purpose, {} send errors; TLVs {} answered, {} U, {} M, {} I; T2 from the kernel for {}, T3 at most {:.1} µs before the kernel's transmit timestamp; {} follow-ups without their previous reply's transmit timestamp",
             self.endpoint,
             self.received,
             self.reflected,
@@ -231,7 +238,8 @@ impl Record for ReflectorSummary {
             self.tlv_malformed,
             self.tlv_integrity_failed,
             self.t2_kernel,
-            self.t3_gap_max_us
+            self.t3_gap_max_us,
+            self.follow_up_unavailable
         )
     }
 }
@@ -385,6 +393,9 @@ impl StampResponder {
             .sessions
             .get(&unsealed.session)
             .and_then(|session| session.last_reply);
+        if matches!(last_reply, Some((_, None))) {
+            add(&self.counters.follow_up_unavailable, 1);
+        }
         let base = self.mode.base_len();
         let hmac = match (&self.config.auth, unsealed.hmac_at) {
             (Some(key), Some(hmac_at)) => Some((key, hmac_at, unsealed.sequence)),
@@ -778,6 +789,7 @@ impl ReflectorSummary {
             total.dscp_from_cos += part.dscp_from_cos;
             total.t2_kernel += part.t2_kernel;
             total.t3_gap_max_us = total.t3_gap_max_us.max(part.t3_gap_max_us);
+            total.follow_up_unavailable += part.follow_up_unavailable;
         }
         total
     }
@@ -848,6 +860,7 @@ mod tests {
             stateful_timeout: Some(DEFAULT_SESSION_TIMEOUT),
             ..ReflectorConfig::default()
         });
+        let stamp = responder.counters();
         let served = Served::start(responder);
         let (address, client) = (served.address, &served.client);
         let format = TimestampFormat::Ptp;
@@ -901,7 +914,9 @@ mod tests {
                 }
             }
         }
-        served.stop();
+        let (endpoint, loop_counts) = served.stop();
+        let summary = ReflectorSummary::new(&endpoint, loop_counts.read(), &stamp);
+        assert_eq!(summary.follow_up_unavailable, 0, "{summary:?}");
         let mut t4_checked = 0;
         for pair in replies.windows(2) {
             let (previous, reply) = (pair[0], pair[1]);
