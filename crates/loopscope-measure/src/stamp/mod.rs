@@ -551,6 +551,7 @@ impl FollowUpBook {
         run.rtt_net_us[index] = rtt_net_us;
         run.backward_us[index] = backward_us;
         run.one_way_sequence[index].2 = backward_us;
+        run.one_way_sequence[index].3 = true;
         run.counts.t3_from_follow_up += 1;
         Some(StampT3FollowUp {
             seq: awaiting.seq,
@@ -573,7 +574,7 @@ impl SenderRun {
         self.forward_us.push(times.forward_us());
         self.backward_us.push(times.backward_us());
         self.one_way_sequence
-            .push((seq, times.forward_us(), times.backward_us()));
+            .push((seq, times.forward_us(), times.backward_us(), false));
         index
     }
 }
@@ -666,8 +667,9 @@ pub struct SenderRun {
     pub forward_us: Vec<f64>,
     /// Backward delay (T4 − T3), in µs.
     pub backward_us: Vec<f64>,
-    /// Forward and backward delay in the order the replies arrived (for IPDV and jitter).
-    pub one_way_sequence: Vec<(u32, f64, f64)>,
+    /// Sequence number, forward and backward delay, and whether the backward one uses the
+    /// kernel's T3 a follow-up brought, in the order the replies arrived (for IPDV and jitter).
+    pub one_way_sequence: Vec<(u32, f64, f64, bool)>,
     /// The TTL the reflector saw on our packets, and the one its replies arrived with, at
     /// their lowest.
     pub forward_ttl_min: Option<u8>,
@@ -854,7 +856,7 @@ pub fn send(
         residence_us: prefaulted(planned, f64::NAN),
         forward_us: prefaulted(planned, f64::NAN),
         backward_us: prefaulted(planned, f64::NAN),
-        one_way_sequence: prefaulted(planned, (u32::MAX, f64::NAN, f64::NAN)),
+        one_way_sequence: prefaulted(planned, (u32::MAX, f64::NAN, f64::NAN, false)),
         ..SenderRun::default()
     };
     let mut highest_answered: Option<u32> = None;
@@ -1336,22 +1338,31 @@ pub struct StampSummary {
 }
 
 /// IPDV (RFC 3393: the difference of one-way delays of consecutive packets, here consecutive
-/// sequence numbers both answered) and RFC 3550 jitter, from (seq, forward, backward) in arrival
-/// order.
-fn variation(sequence: &[(u32, f64, f64)]) -> (Vec<f64>, Vec<f64>, Option<f64>, Option<f64>) {
+/// sequence numbers both answered) and RFC 3550 jitter, from (seq, forward, backward, backward
+/// with the kernel's T3) in arrival order. Two backward delays are differenced only when both
+/// took T3 alike: the carried T3 runs ahead of the kernel's by the reflector's send path (some
+/// 10 µs on loopback), so a pair of one of each (the last reply of a follow-up session and its
+/// predecessor) would show that as a variation of the path.
+fn variation(sequence: &[(u32, f64, f64, bool)]) -> (Vec<f64>, Vec<f64>, Option<f64>, Option<f64>) {
     let mut by_seq = sequence.to_vec();
-    by_seq.sort_by_key(|&(seq, _, _)| seq);
+    by_seq.sort_by_key(|&(seq, ..)| seq);
     let mut forward_ipdv = Vec::new();
     let mut backward_ipdv = Vec::new();
     for pair in by_seq.windows(2) {
         if pair[1].0 == pair[0].0.wrapping_add(1) {
             forward_ipdv.push(pair[1].1 - pair[0].1);
-            backward_ipdv.push(pair[1].2 - pair[0].2);
+            if pair[1].3 == pair[0].3 {
+                backward_ipdv.push(pair[1].2 - pair[0].2);
+            }
         }
     }
-    let jitter = |pick: fn(&(u32, f64, f64)) -> f64| {
+    type OneWay = (u32, f64, f64, bool);
+    let jitter = |pick: fn(&OneWay) -> f64, comparable: fn(&OneWay, &OneWay) -> bool| {
         let mut jitter: Option<f64> = None;
         for pair in sequence.windows(2) {
+            if !comparable(&pair[0], &pair[1]) {
+                continue;
+            }
             let d = (pick(&pair[1]) - pick(&pair[0])).abs();
             let j = jitter.unwrap_or(0.0);
             jitter = Some(j + (d - j) / 16.0);
@@ -1361,8 +1372,8 @@ fn variation(sequence: &[(u32, f64, f64)]) -> (Vec<f64>, Vec<f64>, Option<f64>, 
     (
         forward_ipdv,
         backward_ipdv,
-        jitter(|x| x.1),
-        jitter(|x| x.2),
+        jitter(|x| x.1, |_, _| true),
+        jitter(|x| x.2, |a, b| a.3 == b.3),
     )
 }
 
@@ -1444,7 +1455,7 @@ impl StampSummary {
         let answered_through = run
             .one_way_sequence
             .iter()
-            .map(|(sequence, _, _)| u64::from(*sequence) + 1)
+            .map(|(sequence, ..)| u64::from(*sequence) + 1)
             .max()
             .unwrap_or(0);
         let reflected = run.reflector_sequence_max.map_or(0, |m| u64::from(m) + 1);
@@ -1465,7 +1476,7 @@ impl StampSummary {
                 let answered_up_to = run
                     .one_way_sequence
                     .iter()
-                    .filter(|(answered, _, _)| *answered <= seq)
+                    .filter(|(answered, ..)| *answered <= seq)
                     .count() as u64;
                 u64::from(reflected).saturating_sub(answered_up_to)
             }),
@@ -1659,7 +1670,10 @@ mod tests {
         // (sender sequence, reflector sequence) of each reply received.
         let replies = [(0, 0), (1, 1), (3, 2), (5, 4), (6, 5)];
         run.counts.received = replies.len() as u64;
-        run.one_way_sequence = replies.iter().map(|&(seq, _)| (seq, 1.0, 1.0)).collect();
+        run.one_way_sequence = replies
+            .iter()
+            .map(|&(seq, _)| (seq, 1.0, 1.0, false))
+            .collect();
         run.reflector_sequence_max = replies.iter().map(|&(_, reflector)| reflector).max();
         let summary = super::StampSummary::new("udp://127.0.0.1:862", &run);
         assert_eq!(summary.lost, 5);
@@ -1826,6 +1840,15 @@ mod tests {
         run.follow_up_requested = true;
         let summary = super::StampSummary::new("udp://127.0.0.1:862", &run);
         assert_eq!(summary.figures.residence.max, Some(35.0));
+        // Backward IPDV of consecutive packets whose T3 came alike: 0 (kernel T3) and 1 (its
+        // own) are not differenced; 110 − 120, 110 − 110, 110 − 110. Backward jitter over
+        // the same pairs: J = 10/16, then twice J −= J/16.
+        assert_eq!(summary.figures.backward_ipdv.min, Some(-10.0));
+        assert_eq!(summary.figures.backward_ipdv.max, Some(0.0));
+        assert_eq!(summary.backward_jitter_us, Some(0.549));
+        // Forward: 60 − 50, 40 − 60, 30 − 40, 30 − 30.
+        assert_eq!(summary.figures.forward_ipdv.min, Some(-20.0));
+        assert_eq!(summary.figures.forward_ipdv.max, Some(10.0));
         assert_eq!(summary.figures.backward.max, Some(120.0));
         assert_eq!(summary.figures.backward.min, Some(110.0));
         let json = serde_json::to_value(&summary).unwrap();
@@ -1938,7 +1961,7 @@ mod tests {
             run.rtt_us = vec![100.0];
             run.forward_us = vec![50.0];
             run.backward_us = vec![backward];
-            run.one_way_sequence = vec![(0, 50.0, backward)];
+            run.one_way_sequence = vec![(0, 50.0, backward, false)];
             super::StampSummary::new("udp://10.0.0.1:862", &run)
         };
         let withheld = run_with(50.0, false);
