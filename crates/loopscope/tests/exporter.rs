@@ -901,18 +901,18 @@ fn no_exporter_round_trip_reads_shorter_than_the_captured_exchanges() {
     const TOLERANCE_S: f64 = 1e-6;
     let directory = tempfile::tempdir().expect("tempdir");
     let file = directory.path().join("echo.pcap");
-    let mut tcpdump = Command::new("tcpdump");
-    tcpdump
-        // --immediate-mode: each packet is handed over at once, not when a block of the ring
-        // fills or times out; -U writes each one as it comes.
-        .args(["-Z", "root", "-U", "--immediate-mode", "-nn", "-i", "lo"])
-        .args(["--time-stamp-precision=nano", "-w"])
-        .arg(&file)
-        .arg(format!(
+    // --immediate-mode: each packet is handed over at once, not when a block of the ring
+    // fills or times out.
+    let mut tcpdump = support::tshark::capture(
+        Command::new("tcpdump"),
+        "lo",
+        &["--immediate-mode"],
+        &file,
+        &format!(
             "icmp and host {ADDRESS} and (icmp[icmptype] == icmp-echo or \
              icmp[icmptype] == icmp-echoreply)"
-        ));
-    let mut tcpdump = support::tshark::start_tcpdump(tcpdump);
+        ),
+    );
 
     let buckets: Vec<String> = (1..=1000).map(|us| format!("{us}e-6")).collect();
     let exporter = Exporter::start(&format!(

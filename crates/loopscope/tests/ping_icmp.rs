@@ -429,23 +429,13 @@ impl Capture {
         }
         let directory = tempfile::tempdir().expect("temporary directory");
         let file = directory.path().join("echo.pcap");
-        let mut command = netns.command("tcpdump");
-        command
-            // -Z root: tcpdump would otherwise open the file as its own user, who may not
-            // enter the temporary directory; -U writes each packet as it comes.
-            .args([
-                "-Z",
-                "root",
-                "-U",
-                "-nn",
-                "-i",
-                "lo",
-                "--time-stamp-precision=nano",
-            ])
-            .args(["-c", &packets.to_string(), "-w"])
-            .arg(&file)
-            .arg(ECHO_FILTER);
-        let child = support::tshark::start_tcpdump(command);
+        let child = support::tshark::capture(
+            netns.command("tcpdump"),
+            "lo",
+            &["-c", &packets.to_string()],
+            &file,
+            ECHO_FILTER,
+        );
         Some(Capture {
             child,
             file,

@@ -212,26 +212,14 @@ fn follow_up_carries_the_previous_replys_transmit_stamp_within_a_batch() {
         .expect("read timeout");
     let directory = tempfile::tempdir().expect("temporary directory");
     let file = directory.path().join("stamp.pcap");
-    let mut command = netns.command("tcpdump");
-    command
-        // -Z root: tcpdump would otherwise open the file as its own user, who may not enter
-        // the temporary directory; -U writes each packet as it comes; -Q out: the replies as
-        // they leave (see above).
-        .args([
-            "-Z",
-            "root",
-            "-U",
-            "-nn",
-            "-Q",
-            "out",
-            "-i",
-            &theirs,
-            "--time-stamp-precision=nano",
-        ])
-        .args(["-c", &(BURST * ROUNDS).to_string(), "-w"])
-        .arg(&file)
-        .arg(format!("udp and src port {port}"));
-    let tcpdump = support::tshark::start_tcpdump(command);
+    // -Q out: the replies as they leave (see above).
+    let tcpdump = support::tshark::capture(
+        netns.command("tcpdump"),
+        &theirs,
+        &["-Q", "out", "-c", &(BURST * ROUNDS).to_string()],
+        &file,
+        &format!("udp and src port {port}"),
+    );
 
     let mut sequence = 0u32;
     for _round in 0..ROUNDS {

@@ -30,6 +30,28 @@ pub fn start_tcpdump(mut command: Command) -> Child {
     child
 }
 
+/// Captures on `interface` into `file` with nanosecond kernel timestamps (`command` is
+/// `tcpdump`, built by the caller where it must run, e.g. in a namespace) and returns once it
+/// listens. `-Z root`: tcpdump would otherwise open the file as its own user, who may not enter
+/// a temporary directory; `-U` writes each packet as it comes. `options` go before the file
+/// (`-c N`, `-Q out`, `--immediate-mode`).
+pub fn capture(
+    mut command: Command,
+    interface: &str,
+    options: &[&str],
+    file: &Path,
+    filter: &str,
+) -> Child {
+    command
+        .args(["-Z", "root", "-U", "-nn", "-i", interface])
+        .arg("--time-stamp-precision=nano")
+        .args(options)
+        .arg("-w")
+        .arg(file)
+        .arg(filter);
+    start_tcpdump(command)
+}
+
 /// `tshark -n -r FILE OPTIONS -T fields -e FIELD...`: one row per packet, one string per field
 /// (empty where the packet has no such field; several occurrences are joined by commas, as
 /// tshark prints them). `options` go before the fields (`-d udp.port==N,PROTO`, `-Y FILTER`).
