@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # STAMP benchmarks (issue 14), one run, printed with the load average beside each figure:
+#  0. the host's own wake-up latency on each CPU (cyclictest), the floor under the tails of 3;
 #  1. round trip on loopback: `loopscope stamp` beside `loopscope ping udp://` and iputils ping,
 #     COUNT probes each at INTERVAL, one after the other (goal: STAMP p50 <= 1.1 x ping udp://);
 #  2. the reflector's rate on one core: `reflect --stamp` pinned to CPU 0, examples/stamp_load
@@ -38,6 +39,33 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 wait_listening() { until grep -qsE 'reflecting on|listening on|"listening"' "$1"; do sleep 0.05; done; }
 # Ends a reflector with SIGINT and waits for it (in this shell: `wait` in a subshell would not).
 finish() { kill -INT "$1"; wait "$1" 2>/dev/null || true; }
+
+echo "== 0. this host's own scheduling latency (cyclictest, rt-tests; load $(load))"
+# The floor under every tail below: how late a thread of the highest priority wakes on each CPU
+# of this host with nothing else of ours running. A residence or lateness p99 cannot be shorter
+# than the stalls the host itself imposes.
+if command -v cyclictest > /dev/null && [ "$(id -u)" = 0 ]; then
+    cyclictest -m -t2 -a 0,1 -p 90 -i 100 -D "$seconds" -q -h 30000 > "$work/cyclictest.txt" 2>/dev/null || true
+    python3 - "$work/cyclictest.txt" <<'PY'
+import sys
+rows = [line.split() for line in open(sys.argv[1]) if line[:1].isdigit()]
+for cpu in (1, 2):
+    total = sum(int(r[cpu]) for r in rows)
+    if not total:
+        continue
+    marks, seen = {}, 0
+    for r in rows:
+        seen += int(r[cpu])
+        for p in (0.5, 0.99, 0.999):
+            if p not in marks and seen >= p * total:
+                marks[p] = int(r[0])
+    late = sum(int(r[cpu]) for r in rows if int(r[0]) >= 1000)
+    worst = max((int(r[0]) for r in rows if int(r[cpu])), default=0)
+    print(f"CPU {cpu - 1}: {total} wake-ups every 100 us at SCHED_FIFO 90: p50 {marks[0.5]} us, p99 {marks[0.99]} us, p99.9 {marks[0.999]} us, max >= {worst} us; {late} of them 1 ms or more late")
+PY
+else
+    echo "(not run: needs cyclictest from rt-tests, and root)"
+fi
 
 echo "== 1. round trip on loopback ($count probes at ${interval}s; load $(load))"
 "$bin" stamp --reflect udp://127.0.0.1:18620 > "$work/stamp.log" 2>&1 & pids+=($!)
