@@ -246,9 +246,23 @@ impl SharedExecutable {
         }
         let name = program.file_name().ok_or("no file name")?;
         let path = directory.path().join(name);
-        std::fs::copy(program, &path).map_err(|e| format!("copy {}: {e}", program.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        // Copied by another process (coreutils' install), never by this one: a file this
+        // multi-threaded test process held open for writing would be inherited by any child
+        // another test thread forks meanwhile, and exec of the copy fails with ETXTBSY ("Text
+        // file busy") until that child has exec'd in turn (seen once in CI).
+        let copied = std::process::Command::new("install")
+            .args(["-m", "0755"])
+            .arg(program)
+            .arg(&path)
+            .status()
+            .map_err(|e| format!("install (coreutils): {e}"))?;
+        if !copied.success() {
+            return Err(format!(
+                "install {} {}: {copied}",
+                program.display(),
+                path.display()
+            ));
+        }
         Ok(SharedExecutable {
             _directory: directory,
             path,
