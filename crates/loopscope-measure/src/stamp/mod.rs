@@ -543,23 +543,14 @@ impl FollowUpBook {
         if correction_us < 0.0 || corrected.residence_us() > corrected.rtt_us {
             return None;
         }
-        let index = awaiting.index;
-        let residence_us = corrected.residence_us();
-        let rtt_net_us = corrected.rtt_net_us();
-        let backward_us = corrected.backward_us();
-        run.residence_us[index] = residence_us;
-        run.rtt_net_us[index] = rtt_net_us;
-        run.backward_us[index] = backward_us;
-        run.one_way_sequence[index].2 = backward_us;
-        run.one_way_sequence[index].3 = true;
-        run.counts.t3_from_follow_up += 1;
+        run.take_kernel_t3(awaiting.index, &corrected);
         Some(StampT3FollowUp {
             seq: awaiting.seq,
             reflector_seq,
             t3_correction_us: round3(correction_us),
-            residence_us,
-            rtt_net_us,
-            backward_us,
+            residence_us: corrected.residence_us(),
+            rtt_net_us: corrected.rtt_net_us(),
+            backward_us: corrected.backward_us(),
         })
     }
 }
@@ -576,6 +567,17 @@ impl SenderRun {
         self.one_way_sequence
             .push((seq, times.forward_us(), times.backward_us(), false));
         index
+    }
+
+    /// Files again, at `index` (where [`SenderRun::record`] put them), the figures that T3
+    /// moves, with the kernel's T3 a follow-up brought.
+    fn take_kernel_t3(&mut self, index: usize, corrected: &ReplyTimes) {
+        self.residence_us[index] = corrected.residence_us();
+        self.rtt_net_us[index] = corrected.rtt_net_us();
+        self.backward_us[index] = corrected.backward_us();
+        self.one_way_sequence[index].2 = corrected.backward_us();
+        self.one_way_sequence[index].3 = true;
+        self.counts.t3_from_follow_up += 1;
     }
 }
 
