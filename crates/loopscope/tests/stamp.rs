@@ -1315,13 +1315,14 @@ fn follow_ups_give_every_reply_but_the_last_the_kernels_t3() {
     // "unavailable" only when the kernel's stamp was not there yet, which on loopback (the
     // stamp is taken inside the send) it is.
     assert_eq!(from_follow_up, received - 1, "{summary}");
-    let mut backward = Vec::new();
-    let mut corrected_seqs = std::collections::BTreeSet::new();
+    // The backward delay each correction gives, by sequence number.
+    let mut corrected_backward = std::collections::BTreeMap::new();
     for correction in &corrections {
         let seq = correction["seq"].as_u64().expect("seq");
-        assert!(corrected_seqs.insert(seq), "seq {seq} corrected twice");
         let reply = replies[&seq];
         let micros = |value: &Value, field: &str| value[field].as_f64().expect(field);
+        let previous = corrected_backward.insert(seq, micros(correction, "backward_us"));
+        assert!(previous.is_none(), "seq {seq} corrected twice");
         let moved = micros(correction, "t3_correction_us");
         assert!(moved >= 0.0, "{correction}");
         let close = |a: f64, b: f64| (a - b).abs() < 0.01;
@@ -1342,20 +1343,19 @@ fn follow_ups_give_every_reply_but_the_last_the_kernels_t3() {
     }
     let last = *replies.keys().last().expect("replies");
     assert!(
-        !corrected_seqs.contains(&last),
+        !corrected_backward.contains_key(&last),
         "the last reply has no follow-up"
     );
-    for (seq, reply) in &replies {
-        let own = reply["backward_us"].as_f64().expect("backward");
-        let corrected = corrections
-            .iter()
-            .find(|c| c["seq"] == *seq)
-            .map_or(own, |c| c["backward_us"].as_f64().expect("backward"));
-        backward.push(corrected);
-    }
-    backward.sort_by(f64::total_cmp);
-    // Nearest rank: the 100th of 200.
-    let median = backward[backward.len().div_ceil(2) - 1];
+    let backward = replies
+        .iter()
+        .map(|(seq, reply)| {
+            corrected_backward
+                .get(seq)
+                .copied()
+                .unwrap_or_else(|| reply["backward_us"].as_f64().expect("backward"))
+        })
+        .collect();
+    let median = support::nearest_rank_median(backward);
     let reported = summary["backward_p50_us"]
         .as_f64()
         .expect("one clock on loopback");

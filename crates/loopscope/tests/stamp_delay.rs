@@ -292,9 +292,7 @@ impl Phase {
             (Direction::Forward, "forward_p50_us"),
             (Direction::Backward, "backward_p50_us"),
         ] {
-            let mut ours: Vec<f64> = self.pick(direction).collect();
-            ours.sort_by(f64::total_cmp);
-            let median = ours[ours.len().div_ceil(2) - 1];
+            let median = support::nearest_rank_median(self.pick(direction).collect());
             let reported = summary[field].as_f64().expect(field);
             assert!(
                 (reported - median).abs() < 0.001,

@@ -123,6 +123,14 @@ pub fn system_tool(name: &str) -> bool {
     found
 }
 
+/// The median as the summaries report it (`*_p50_us`): nearest rank, the ⌈n/2⌉-th smallest
+/// (the 100th of 200), not the mean of the two middle values.
+pub fn nearest_rank_median(mut values: Vec<f64>) -> f64 {
+    assert!(!values.is_empty(), "the median of nothing");
+    values.sort_by(f64::total_cmp);
+    values[values.len().div_ceil(2) - 1]
+}
+
 /// Whether nft (nftables) is installed; says why the test skips when it is not.
 pub fn nft_available() -> bool {
     system_tool("nft")
