@@ -589,7 +589,7 @@ fn a_binary_in_a_private_checkout_reaches_nobody_through_a_shared_copy() {
     )
     .unwrap();
     let inside = private.path().join("loopscope");
-    std::fs::copy(assert_cmd::cargo::cargo_bin("loopscope"), &inside).unwrap();
+    support::copy_executable(&assert_cmd::cargo::cargo_bin("loopscope"), &inside).unwrap();
     assert_eq!(
         support::closed_to_others(&inside).as_deref(),
         Some(private.path()),

@@ -236,6 +236,29 @@ pub fn closed_to_others(path: &std::path::Path) -> Option<std::path::PathBuf> {
         .map(std::path::Path::to_path_buf)
 }
 
+/// Copies `program` to `to` (mode 0755) for a test to run. The copy is made by another
+/// process (coreutils' install), never by this one: a file this multi-threaded test process
+/// held open for writing would be inherited by any child another test thread forks meanwhile,
+/// and exec of the copy fails with ETXTBSY ("Text file busy") until that child has exec'd in
+/// turn (seen once in CI).
+pub fn copy_executable(program: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    let copied = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(program)
+        .arg(to)
+        .status()
+        .map_err(|e| format!("install (coreutils): {e}"))?;
+    if copied.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "install {} {}: {copied}",
+            program.display(),
+            to.display()
+        ))
+    }
+}
+
 impl SharedExecutable {
     /// `Err` (with the reason, for the skip message) when no such place exists here.
     pub fn copy(program: &std::path::Path) -> Result<SharedExecutable, String> {
@@ -254,23 +277,7 @@ impl SharedExecutable {
         }
         let name = program.file_name().ok_or("no file name")?;
         let path = directory.path().join(name);
-        // Copied by another process (coreutils' install), never by this one: a file this
-        // multi-threaded test process held open for writing would be inherited by any child
-        // another test thread forks meanwhile, and exec of the copy fails with ETXTBSY ("Text
-        // file busy") until that child has exec'd in turn (seen once in CI).
-        let copied = std::process::Command::new("install")
-            .args(["-m", "0755"])
-            .arg(program)
-            .arg(&path)
-            .status()
-            .map_err(|e| format!("install (coreutils): {e}"))?;
-        if !copied.success() {
-            return Err(format!(
-                "install {} {}: {copied}",
-                program.display(),
-                path.display()
-            ));
-        }
+        copy_executable(program, &path)?;
         Ok(SharedExecutable {
             _directory: directory,
             path,
